@@ -1,0 +1,58 @@
+/**
+ * The `shoal` command: `up`, `status`, `version`, `help`. Config flags (`--gateway.port 8081`,
+ * `--config FILE`, …) apply to every subcommand.
+ */
+import { Errors, SHOAL_VERSION, fail, loadConfig, parseFlags } from '../cluster/index.ts';
+import { up } from './up.ts';
+import { collectStatus, connectClient, formatStatus } from './status.ts';
+
+const HELP = `shoal ${SHOAL_VERSION} — a cluster for the AI features of SaaS products
+
+usage: shoal <command> [--config FILE] [--<field> VALUE ...]
+
+commands:
+  up        start the embedded cluster (nats-server, scheduler, node agents, gateway)
+  status    list the processes and nodes seen over NATS   [--json] [--wait MS]
+  version   print the version
+  help      this text
+
+config: shoal.config.json in the working directory, SHOAL_* environment variables
+(e.g. SHOAL_GATEWAY_PORT), then flags (e.g. --gateway.port 8081). See README.md.`;
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const { positionals } = parseFlags(argv);
+  const cmd = positionals[0] ?? 'help';
+  const rest = argv.filter((a) => a !== cmd);
+  switch (cmd) {
+    case 'up':
+      return up(loadConfig({ argv: rest }));
+    case 'status': {
+      const { flags } = parseFlags(rest);
+      const config = loadConfig({ argv: rest }, ['json', 'wait']);
+      const nc = await connectClient(config);
+      try {
+        const report = await collectStatus(nc, config, Number(flags.get('wait') ?? 500));
+        process.stdout.write(flags.has('json') ? `${JSON.stringify(report, null, 2)}\n` : `${formatStatus(report)}\n`);
+        return report.processes.length > 0 ? 0 : 1;
+      } finally {
+        await nc.close();
+      }
+    }
+    case 'version':
+    case '--version':
+      process.stdout.write(`${SHOAL_VERSION}\n`);
+      return 0;
+    case 'help':
+    case '--help':
+      process.stdout.write(`${HELP}\n`);
+      return 0;
+    default:
+      throw Errors.USAGE(`unknown command "${cmd}"\n\n${HELP}`);
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => fail(err),
+);

@@ -1,0 +1,83 @@
+/**
+ * `shoal status`: what is connected, seen over NATS — every process's presence reply and the
+ * scheduler's view of the nodes. Uses the `client` role's credentials from the data dir of a
+ * local `shoal up`, or SHOAL_NATS_URL / SHOAL_NATS_PASS for a remote cluster.
+ */
+import { resolve } from 'node:path';
+import {
+  Errors,
+  Role,
+  connectAs,
+  discover,
+  readClusterInfo,
+  readCredentials,
+  request,
+  subjects,
+  type Config,
+  type NatsConnection,
+  type ProcessInfo,
+  type SchedulerStatus,
+} from '../cluster/index.ts';
+
+export async function connectClient(config: Config): Promise<NatsConnection> {
+  if (process.env.SHOAL_NATS_URL && process.env.SHOAL_NATS_PASS) {
+    return connectAs({ servers: process.env.SHOAL_NATS_URL, role: Role.CLIENT, credential: { user: process.env.SHOAL_NATS_USER ?? Role.CLIENT, pass: process.env.SHOAL_NATS_PASS }, reconnect: false });
+  }
+  const dataDir = resolve(config.dataDir);
+  const info = readClusterInfo(dataDir);
+  if (!info) throw Errors.CONNECT_FAILED(dataDir, `no cluster is running from ${dataDir} (start one with \`shoal up\`, or set SHOAL_NATS_URL and SHOAL_NATS_PASS)`);
+  const creds = readCredentials(dataDir);
+  return connectAs({ servers: info.natsUrl, role: Role.CLIENT, credential: creds.client, reconnect: false });
+}
+
+export interface StatusReport {
+  processes: ProcessInfo[];
+  scheduler: SchedulerStatus | { error: string };
+}
+
+export async function collectStatus(nc: NatsConnection, config: Config, waitMs = 500): Promise<StatusReport> {
+  const s = subjects(config.subjectPrefix);
+  const [processes, scheduler] = await Promise.all([
+    discover(nc, s, waitMs),
+    request<SchedulerStatus>(nc, s.scheduler('status'), { type: 'status' }, { timeoutMs: 2000 }).catch((err: unknown) => ({ error: (err as Error).message })),
+  ]);
+  return { processes, scheduler };
+}
+
+const ago = (ms: number) => (ms < 1000 ? `${ms}ms` : ms < 120_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 60_000)}m`);
+const uptime = (since: number) => ago(Date.now() - since);
+const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)}GiB`;
+
+export function formatStatus(r: StatusReport): string {
+  const lines: string[] = [];
+  lines.push(`PROCESSES (${r.processes.length} answered)`);
+  const rows = r.processes.map((p) => [p.role, p.id, String(p.pid), p.state, uptime(p.startedAt), p.role === 'gateway' ? String(p.details.url ?? '') : p.role === 'node' ? String(p.details.profile ?? '') : p.role === 'scheduler' ? `${p.details.nodes ?? 0} nodes` : '']);
+  lines.push(...table(['ROLE', 'ID', 'PID', 'STATE', 'UP', 'DETAILS'], rows));
+  lines.push('');
+  if ('error' in r.scheduler) {
+    lines.push(`NODES: scheduler unavailable (${r.scheduler.error})`);
+  } else {
+    lines.push(`NODES (scheduler ${r.scheduler.schedulerId})`);
+    const nrows = r.scheduler.nodes.map((n) => [
+      n.nodeId,
+      n.alive ? n.state : 'dead',
+      n.labels.pool,
+      n.labels.zone,
+      n.labels.spot ? 'spot' : 'on-demand',
+      `$${n.labels.pricePerHour}/h`,
+      `${n.capabilities.cpus} cpu ${gib(n.capabilities.memoryBytes)}`,
+      n.capabilities.gpu ? `${n.capabilities.gpu.description || n.capabilities.gpu.vendor}${n.capabilities.gpu.software ? ' (software)' : ''}` : '-',
+      n.capabilities.onnxruntime ? `ort ${n.capabilities.onnxruntime.version}` : '-',
+      `${n.load.cpuPercent}% el ${n.load.eventLoopDelayMs}ms`,
+      ago(n.lastSeenMsAgo),
+    ]);
+    lines.push(...table(['NODE', 'STATE', 'POOL', 'ZONE', 'MARKET', 'PRICE', 'RESOURCES', 'GPU', 'ONNX', 'LOAD', 'SEEN'], nrows));
+  }
+  return lines.join('\n');
+}
+
+function table(head: string[], rows: string[][]): string[] {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (r: string[]) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd();
+  return [fmt(head), ...rows.map(fmt)];
+}

@@ -1,0 +1,228 @@
+/**
+ * One TypeBox schema for the whole configuration, with defaults. Sources, lowest to highest
+ * precedence: defaults → config file (`shoal.config.json` in the working directory, or
+ * `--config FILE` / `SHOAL_CONFIG`) → environment (`SHOAL_<PATH>`, e.g. `SHOAL_GATEWAY_PORT`)
+ * → flags (`--gateway.port 8081`). A bad value fails at start with an error naming the exact
+ * field and where the value came from.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Type, type Static, type TSchema, type TObject } from '@sinclair/typebox';
+import { Value, ValueErrorType } from '@sinclair/typebox/value';
+import { Errors } from './errors.ts';
+import { NodeLabels } from './wire.ts';
+
+const Port = (def: number, description: string) => Type.Integer({ minimum: 0, maximum: 65535, default: def, description });
+
+export const NodeProfile = Type.Object(
+  {
+    name: Type.String({ pattern: '^[A-Za-z0-9_-]+$', description: 'profile name; node ids are <name>-<n>' }),
+    labels: NodeLabels,
+    /** Probe for a WebGPU adapter and advertise it. @default true */
+    gpu: Type.Boolean({ default: true }),
+    /** How many agents `shoal up` starts with this profile. @default 1 */
+    replicas: Type.Integer({ minimum: 0, maximum: 64, default: 1 }),
+    /** Threads of the node's worker pool (0 = cores - 1, at least 1). @default 0 */
+    workerThreads: Type.Integer({ minimum: 0, maximum: 256, default: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type NodeProfile = Static<typeof NodeProfile>;
+
+export const DEFAULT_PROFILES: NodeProfile[] = [
+  { name: 'cpu-spot', labels: { pool: 'cpu-spot', zone: 'local-a', spot: true, pricePerHour: 0.012 }, gpu: false, replicas: 1, workerThreads: 0 },
+  { name: 'cpu-ondemand', labels: { pool: 'cpu-ondemand', zone: 'local-b', spot: false, pricePerHour: 0.04 }, gpu: true, replicas: 1, workerThreads: 0 },
+];
+
+export const ConfigSchema = Type.Object(
+  {
+    /** Where the embedded nats-server keeps its store, credentials and pid files. @default ./.shoal */
+    dataDir: Type.String({ minLength: 1, default: './.shoal' }),
+    /** Subject prefix; several clusters can share one NATS account. @default shoal */
+    subjectPrefix: Type.String({ pattern: '^[A-Za-z0-9_-]+$', default: 'shoal' }),
+    log: Type.Object(
+      {
+        level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+        /** Pretty-print logs; default: only when stdout is a TTY. */
+        pretty: Type.Optional(Type.Boolean()),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    nats: Type.Object(
+      {
+        /** Host the embedded server listens on. @default 127.0.0.1 */
+        host: Type.String({ minLength: 1, default: '127.0.0.1' }),
+        /** Client port of the embedded server (0 = pick a free one). @default 4222 */
+        port: Port(4222, 'client port of the embedded nats-server'),
+        /** Connect to these servers instead of starting one (comma-separated URLs). */
+        servers: Type.Optional(Type.String({ minLength: 1 })),
+        /** Path of the nats-server binary; default: PATH, then /usr/sbin/nats-server. */
+        serverBin: Type.Optional(Type.String({ minLength: 1 })),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    gateway: Type.Object(
+      {
+        host: Type.String({ minLength: 1, default: '127.0.0.1' }),
+        /** HTTP port of the gateway (0 = pick a free one). @default 8080 */
+        port: Port(8080, 'HTTP port of the gateway'),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    membership: Type.Object(
+      {
+        /** How often a node writes its record. @default 1000 */
+        heartbeatMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 1000 }),
+        /** A node silent this long is dead. @default 5000 */
+        deadAfterMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    /** Node profiles `shoal up` starts. */
+    nodes: Type.Array(NodeProfile, { default: DEFAULT_PROFILES, minItems: 1 }),
+    /** How long shutdown waits for a process before SIGKILL. @default 10000 */
+    shutdownTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+  },
+  { additionalProperties: false },
+);
+export type Config = Static<typeof ConfigSchema>;
+
+export interface LoadConfigOptions {
+  /** Command-line arguments after the subcommand (flags only; positional args are ignored). */
+  argv?: string[];
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+interface Leaf {
+  path: string[];
+  schema: TSchema;
+}
+
+function leaves(schema: TObject, path: string[] = []): Leaf[] {
+  const out: Leaf[] = [];
+  for (const [key, sub] of Object.entries(schema.properties)) {
+    const p = [...path, key];
+    if ((sub as TSchema).type === 'object' && (sub as TObject).properties) out.push(...leaves(sub as TObject, p));
+    else out.push({ path: p, schema: sub as TSchema });
+  }
+  return out;
+}
+
+const snake = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+export const envName = (path: string[]) => `SHOAL_${path.map(snake).join('_')}`;
+const flagName = (path: string[]) => path.join('.');
+
+const LEAVES = leaves(ConfigSchema);
+
+/** Parse a string from env/flags by the leaf's type; arrays/objects take JSON. */
+function parseScalar(raw: string, schema: TSchema): unknown {
+  const t = schema.type;
+  if (t === 'array' || t === 'object') {
+    try {
+      return JSON.parse(raw);
+    } catch {
+      return raw; // let validation name the field
+    }
+  }
+  if (t === 'integer' || t === 'number') return raw.trim() === '' ? raw : Number(raw);
+  if (t === 'boolean') return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
+  return raw;
+}
+
+function setPath(obj: Record<string, unknown>, path: string[], value: unknown): void {
+  let cur = obj;
+  for (const k of path.slice(0, -1)) {
+    if (typeof cur[k] !== 'object' || cur[k] === null) cur[k] = {};
+    cur = cur[k] as Record<string, unknown>;
+  }
+  cur[path[path.length - 1]!] = value;
+}
+
+/** Parses `--a.b value`, `--a.b=value` and `--config FILE`; returns flags and positionals. */
+export function parseFlags(argv: string[]): { flags: Map<string, string>; positionals: string[] } {
+  const flags = new Map<string, string>();
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) {
+      positionals.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    if (eq > 0) {
+      flags.set(a.slice(2, eq), a.slice(eq + 1));
+    } else {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith('--')) flags.set(a.slice(2), 'true');
+      else {
+        flags.set(a.slice(2), next);
+        i++;
+      }
+    }
+  }
+  return { flags, positionals };
+}
+
+/** Flags that are not config fields (subcommand options) pass through untouched. */
+export function loadConfig(opts: LoadConfigOptions = {}, extraFlags: readonly string[] = []): Config {
+  const env = opts.env ?? process.env;
+  const cwd = opts.cwd ?? process.cwd();
+  const { flags } = parseFlags(opts.argv ?? []);
+  const sources = new Map<string, string>(); // field path → where its value came from
+  const rawText = new Map<string, string>(); // field path → the string given in env/flags
+  const raw: Record<string, unknown> = {};
+
+  const configFile = flags.get('config') ?? env.SHOAL_CONFIG ?? (existsSync(resolve(cwd, 'shoal.config.json')) ? 'shoal.config.json' : undefined);
+  if (configFile !== undefined) {
+    const file = resolve(cwd, configFile);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw Errors.BAD_CONFIG('config', `cannot read ${file}: ${(err as Error).message}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw Errors.BAD_CONFIG('config', `${file} is not valid JSON: ${(err as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw Errors.BAD_CONFIG('config', `${file} must hold a JSON object`);
+    Object.assign(raw, parsed);
+    for (const l of LEAVES) sources.set(l.path.join('.'), `file ${file}`);
+  }
+  for (const l of LEAVES) {
+    const name = envName(l.path);
+    const v = env[name];
+    if (v !== undefined) {
+      setPath(raw, l.path, parseScalar(v, l.schema));
+      sources.set(l.path.join('.'), `env ${name}`);
+      rawText.set(l.path.join('.'), v);
+    }
+  }
+  const known = new Set(LEAVES.map((l) => flagName(l.path)));
+  for (const [k, v] of flags) {
+    if (k === 'config' || extraFlags.includes(k)) continue;
+    if (!known.has(k)) throw Errors.BAD_CONFIG(k, `unknown flag --${k} (config fields: ${[...known].map((f) => `--${f}`).join(', ')})`);
+    const leaf = LEAVES.find((l) => flagName(l.path) === k)!;
+    setPath(raw, leaf.path, parseScalar(v, leaf.schema));
+    sources.set(k, `flag --${k}`);
+    rawText.set(k, v);
+  }
+
+  const withDefaults = Value.Default(ConfigSchema, Value.Clone(raw));
+  const first = Value.Errors(ConfigSchema, withDefaults).First();
+  if (first) {
+    const field = first.path.replace(/^\//, '').split('/').filter(Boolean).join('.') || '(root)';
+    const top = LEAVES.map((l) => l.path.join('.')).find((p) => field === p || field.startsWith(`${p}.`));
+    const from = top ? sources.get(top) : undefined;
+    const given = top !== undefined && top === field ? rawText.get(top) : undefined;
+    const got = given !== undefined ? JSON.stringify(given) : JSON.stringify(first.value);
+    const literals = (first.schema.anyOf as TSchema[] | undefined)?.map((s) => s.const).filter((c) => c !== undefined);
+    const expected = literals && literals.length > 0 ? `expected one of ${literals.map((c) => JSON.stringify(c)).join(', ')}` : first.message;
+    const why = first.type === ValueErrorType.ObjectAdditionalProperties ? `unknown field` : `${expected}, got ${got === undefined ? 'nothing' : got}`;
+    throw Errors.BAD_CONFIG(field, `${why}${from ? ` (from ${from})` : ''}`);
+  }
+  return withDefaults as Config;
+}

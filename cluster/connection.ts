@@ -1,0 +1,90 @@
+/**
+ * Connecting to NATS as a role. Every process connects with its role's credentials and its
+ * role's inbox prefix; connection failures become typed errors (auth vs. unreachable).
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Errors, ShoalError } from './errors.ts';
+import { inboxPrefix, type Credential, type Credentials } from './auth.ts';
+import type { Role } from './wire.ts';
+
+export type { NatsConnection };
+
+export interface ConnectOptions {
+  servers: string | string[];
+  role: Role;
+  credential: Credential;
+  /** Connection name shown in the server's monitoring. */
+  name?: string;
+  /** Keep reconnecting forever after a first successful connect. @default true */
+  reconnect?: boolean;
+  timeoutMs?: number;
+}
+
+export async function connectAs(opts: ConnectOptions): Promise<NatsConnection> {
+  const servers = Array.isArray(opts.servers) ? opts.servers : opts.servers.split(',').map((s) => s.trim());
+  try {
+    return await connect({
+      servers,
+      user: opts.credential.user,
+      pass: opts.credential.pass,
+      name: opts.name ?? `shoal-${opts.role}`,
+      inboxPrefix: inboxPrefix(opts.role),
+      reconnect: opts.reconnect ?? true,
+      maxReconnectAttempts: -1,
+      timeout: opts.timeoutMs ?? 5000,
+    });
+  } catch (err) {
+    throw connectError(servers.join(','), err);
+  }
+}
+
+export function connectError(servers: string, err: unknown): ShoalError {
+  const msg = err instanceof Error ? err.message : String(err);
+  const name = err instanceof Error ? err.name : '';
+  if (/authoriz|authenticat|AUTHORIZATION_VIOLATION/i.test(`${name} ${msg}`)) return Errors.AUTH_FAILED(msg);
+  return Errors.CONNECT_FAILED(servers, msg);
+}
+
+/** Where `shoal up` keeps generated credentials (mode 0600) for local tools like `shoal status`. */
+export const credentialsPath = (dataDir: string) => join(dataDir, 'credentials.json');
+/** What `shoal up` writes next to the credentials: where NATS and the gateway listen. */
+export const clusterInfoPath = (dataDir: string) => join(dataDir, 'cluster.json');
+
+export interface ClusterInfo {
+  natsUrl: string;
+  gatewayUrl?: string;
+  supervisorPid: number;
+  natsPid: number;
+  startedAt: number;
+}
+
+export function readCredentials(dataDir: string): Credentials {
+  try {
+    return JSON.parse(readFileSync(credentialsPath(dataDir), 'utf8')) as Credentials;
+  } catch (err) {
+    throw Errors.CONNECT_FAILED(dataDir, `no credentials at ${credentialsPath(dataDir)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is \`shoal up\` running with this dataDir?`);
+  }
+}
+
+export function readClusterInfo(dataDir: string): ClusterInfo | undefined {
+  try {
+    return JSON.parse(readFileSync(clusterInfoPath(dataDir), 'utf8')) as ClusterInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * How a child process of the cluster finds NATS: `SHOAL_NATS_URL`, `SHOAL_NATS_USER`,
+ * `SHOAL_NATS_PASS` (set by `shoal up`, or by whoever runs the process in production).
+ */
+export function credentialFromEnv(role: Role, env: NodeJS.ProcessEnv = process.env): { servers: string; credential: Credential } {
+  const servers = env.SHOAL_NATS_URL;
+  const user = env.SHOAL_NATS_USER ?? role;
+  const pass = env.SHOAL_NATS_PASS;
+  if (!servers) throw Errors.BAD_CONFIG('SHOAL_NATS_URL', 'not set: the process needs the NATS server URL');
+  if (!pass) throw Errors.BAD_CONFIG('SHOAL_NATS_PASS', `not set: the ${role} role needs its password`);
+  return { servers, credential: { user, pass } };
+}

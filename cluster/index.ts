@@ -1,0 +1,26 @@
+// Public entry of the runtime layer. Other folders import from here only.
+export * from './errors.ts';
+export { ContentType, decode, encode, parseContentType } from './codec.ts';
+export { subjects, resources, Headers, type Subjects, type Resources } from './subjects.ts';
+export * from './wire.ts';
+export { loadConfig, parseFlags, envName, ConfigSchema, NodeProfile, DEFAULT_PROFILES, type Config, type LoadConfigOptions } from './config.ts';
+export { createLogger, componentLogger, type Logger, type LoggerOptions } from './logger.ts';
+export { generateCredentials, rolePermissions, serverConfig, inboxPrefix, type Credential, type Credentials } from './auth.ts';
+export { startNatsServer, findNatsServer, ensureWritableDir, type NatsServerHandle, type NatsServerOptions } from './nats-server.ts';
+export {
+  connectAs,
+  connectError,
+  credentialFromEnv,
+  credentialsPath,
+  clusterInfoPath,
+  readCredentials,
+  readClusterInfo,
+  type ClusterInfo,
+  type ConnectOptions,
+  type NatsConnection,
+} from './connection.ts';
+export { serve, request, requestAll, validate, errorHeaders, throwIfError, type Handler, type ServeOptions, type RequestOptions } from './rpc.ts';
+export { announce, discover, type PresenceSource } from './presence.ts';
+export { ensureResources, openBucket } from './resources.ts';
+export { runProcess, fail, type ProcessContext, type ProcessSpec, type Started } from './process.ts';
+export { SHOAL_VERSION } from './version.ts';

@@ -1,0 +1,141 @@
+/**
+ * Starts a real `nats-server` (JetStream on, authorization on) as a child process: used by
+ * `shoal up` and by the test harness. Waits until the server says it is ready and reports the
+ * port it actually bound; turns its failures into typed errors with its own words.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { Errors } from './errors.ts';
+import { serverConfig, type Credentials } from './auth.ts';
+
+export interface NatsServerOptions {
+  /** Directory for the config file, the JetStream store and the log. Must be writable. */
+  dir: string;
+  host?: string;
+  /** 0 = a free port chosen by the server. */
+  port?: number;
+  credentials: Credentials;
+  prefix?: string;
+  /** Binary path; default: `$SHOAL_NATS_SERVER`, PATH, /usr/sbin, /usr/local/bin. */
+  bin?: string;
+  /** How long to wait for "Server is ready". @default 15000 */
+  readyTimeoutMs?: number;
+}
+
+export interface NatsServerHandle {
+  url: string;
+  port: number;
+  pid: number;
+  process: ChildProcess;
+  /** SIGTERM, then SIGKILL after `timeoutMs`; resolves when the process has exited. */
+  stop(timeoutMs?: number): Promise<void>;
+}
+
+function isExecutable(p: string): boolean {
+  try {
+    accessSync(p, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function findNatsServer(explicit?: string): string {
+  const tried: string[] = [];
+  const candidates = explicit ? [explicit] : [
+    ...(process.env.SHOAL_NATS_SERVER ? [process.env.SHOAL_NATS_SERVER] : []),
+    ...(process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'nats-server')),
+    '/usr/sbin/nats-server',
+    '/usr/local/bin/nats-server',
+  ];
+  for (const c of candidates) {
+    tried.push(c);
+    if (isExecutable(c)) return c;
+  }
+  throw Errors.NATS_SERVER_NOT_FOUND(explicit ? explicit : 'PATH, /usr/sbin, /usr/local/bin');
+}
+
+/** Creates `dir` and proves it is writable, or throws STORE_NOT_WRITABLE. */
+export function ensureWritableDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    const probe = join(dir, `.write-test-${process.pid}`);
+    writeFileSync(probe, 'ok');
+    accessSync(probe, constants.W_OK);
+  } catch (err) {
+    throw Errors.STORE_NOT_WRITABLE(dir, (err as NodeJS.ErrnoException).code ?? (err as Error).message);
+  }
+}
+
+export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServerHandle> {
+  const bin = findNatsServer(opts.bin);
+  ensureWritableDir(opts.dir);
+  const storeDir = join(opts.dir, 'jetstream');
+  ensureWritableDir(storeDir);
+  const confPath = join(opts.dir, 'nats-server.conf');
+  const host = opts.host ?? '127.0.0.1';
+  const port = opts.port ?? 0;
+  writeFileSync(
+    confPath,
+    serverConfig({ host, port: port === 0 ? -1 : port, storeDir, credentials: opts.credentials, ...(opts.prefix ? { prefix: opts.prefix } : {}) }),
+    { mode: 0o600 },
+  );
+
+  const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<void>((res) => child.once('exit', () => res()));
+  let log = '';
+  const boundPort = await new Promise<number>((resolve, reject) => {
+    let bound: number | undefined;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(Errors.NATS_SERVER_FAILED(`not ready after ${opts.readyTimeoutMs ?? 15000} ms; last output: ${log.slice(-500)}`));
+    }, opts.readyTimeoutMs ?? 15000);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(Errors.NATS_SERVER_FAILED(`${bin}: ${err.message}`));
+    });
+    const onEarlyExit = (code: number | null, sig: NodeJS.Signals | null) => {
+      clearTimeout(timer);
+      if (/address already in use/.test(log)) reject(Errors.PORT_IN_USE('NATS', port));
+      else if (/permission denied|read-only file system/i.test(log)) reject(Errors.STORE_NOT_WRITABLE(storeDir, lastError(log)));
+      else reject(Errors.NATS_SERVER_FAILED(`exited with ${sig ?? code}: ${lastError(log)}`));
+    };
+    child.once('exit', onEarlyExit);
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => {
+      log += chunk;
+      if (log.length > 64_000) log = log.slice(-32_000);
+      const m = /Listening for client connections on [^\s]*:(\d+)/.exec(log);
+      if (m) bound = Number(m[1]);
+      if (bound !== undefined && /Server is ready/.test(log)) {
+        clearTimeout(timer);
+        child.removeListener('exit', onEarlyExit);
+        resolve(bound);
+      }
+    });
+  });
+  // Keep draining stderr so the server never blocks on a full pipe.
+  child.stderr!.removeAllListeners('data');
+  child.stderr!.resume();
+
+  return {
+    url: `nats://${host}:${boundPort}`,
+    port: boundPort,
+    pid: child.pid!,
+    process: child,
+    async stop(timeoutMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+function lastError(log: string): string {
+  const lines = log.trim().split('\n');
+  const err = lines.filter((l) => /\[(ERR|FTL)\]|error/i.test(l)).pop() ?? lines.pop() ?? '';
+  return err.replace(/^\[\d+\]\s+\S+\s+\S+\s+/, '').trim();
+}

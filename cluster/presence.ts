@@ -1,0 +1,45 @@
+/**
+ * Presence: every Shoal process answers `shoal.sys.ping` with its ProcessInfo, so a tool can
+ * list what is connected (`shoal status`) with one scatter-gather request.
+ */
+import { hostname } from 'node:os';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { requestAll, serve } from './rpc.ts';
+import type { Subjects } from './subjects.ts';
+import { Ping, ProcessInfo, type Lifecycle, type Role } from './wire.ts';
+import type { Logger } from './logger.ts';
+import { SHOAL_VERSION } from './version.ts';
+
+export interface PresenceSource {
+  role: Role;
+  id: string;
+  state: () => Lifecycle;
+  details?: () => Record<string, unknown>;
+}
+
+export function announce(nc: NatsConnection, s: Subjects, src: PresenceSource, log?: Logger): Subscription {
+  const startedAt = Date.now();
+  const host = hostname();
+  return serve(
+    nc,
+    s.sysPing,
+    Ping,
+    (): ProcessInfo => ({
+      role: src.role,
+      id: src.id,
+      pid: process.pid,
+      host,
+      state: src.state(),
+      startedAt,
+      version: SHOAL_VERSION,
+      details: src.details?.() ?? {},
+    }),
+    log ? { log } : {},
+  );
+}
+
+export async function discover(nc: NatsConnection, s: Subjects, maxWaitMs = 500): Promise<ProcessInfo[]> {
+  const all = await requestAll<ProcessInfo>(nc, s.sysPing, { type: 'ping' } satisfies Ping, maxWaitMs);
+  const order = { scheduler: 0, node: 1, gateway: 2, client: 3 } as const;
+  return all.sort((a, b) => order[a.role] - order[b.role] || a.id.localeCompare(b.id));
+}

@@ -1,0 +1,98 @@
+/**
+ * Bootstrap shared by the cluster's processes (scheduler, node agent, gateway): load config,
+ * build the logger, connect as the role, and shut down cleanly on SIGINT/SIGTERM — or when the
+ * `shoal up` supervisor that started us goes away (IPC disconnect), so nothing is orphaned.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { loadConfig, type Config } from './config.ts';
+import { connectAs, credentialFromEnv } from './connection.ts';
+import { ShoalError, errorCode } from './errors.ts';
+import { createLogger, type Logger } from './logger.ts';
+import type { LevelWithSilent } from 'pino';
+import { subjects, type Subjects } from './subjects.ts';
+import type { Role } from './wire.ts';
+
+export interface ProcessContext {
+  config: Config;
+  log: Logger;
+  nc: NatsConnection;
+  subjects: Subjects;
+}
+
+export interface Started {
+  stop: (reason: string) => Promise<void>;
+  /** Facts for the supervisor's ready message (the gateway's URL…). */
+  info?: Record<string, unknown>;
+}
+
+export interface ProcessSpec {
+  role: Role;
+  /** Process id within its role (node id, scheduler id…). */
+  id: string;
+  extraFlags?: readonly string[];
+  /** Starts the process's work; returns its stop function (called once on shutdown). */
+  start(ctx: ProcessContext): Promise<Started>;
+}
+
+/** Prints a typed error as one line and exits non-zero (no stack trace as the only output). */
+export function fail(err: unknown, log?: Logger): never {
+  const code = errorCode(err);
+  const msg = err instanceof Error ? err.message : String(err);
+  if (log) log.fatal({ code, err: err instanceof ShoalError ? undefined : err }, msg);
+  else process.stderr.write(`shoal: ${msg}${code ? ` [${code}]` : ''}\n`);
+  process.exit(err instanceof ShoalError && err.code === 'SHOAL_ERR_USAGE' ? 2 : 1);
+}
+
+export async function runProcess(spec: ProcessSpec): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig({ argv: process.argv.slice(2) }, spec.extraFlags ?? []);
+  } catch (err) {
+    fail(err);
+  }
+  const log = createLogger({ level: config.log.level as LevelWithSilent, ...(config.log.pretty !== undefined ? { pretty: config.log.pretty } : {}), bindings: { role: spec.role, id: spec.id } });
+  let nc: NatsConnection;
+  try {
+    const { servers, credential } = credentialFromEnv(spec.role);
+    nc = await connectAs({ servers, role: spec.role, credential, name: `shoal-${spec.role}-${spec.id}` });
+  } catch (err) {
+    fail(err, log);
+  }
+  log.info({ server: nc.getServer() }, 'connected to NATS');
+
+  let stop: ((reason: string) => Promise<void>) | undefined;
+  let stopping = false;
+  const shutdown = async (reason: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ reason }, 'shutting down');
+    try {
+      await stop?.(reason);
+      await nc.drain();
+    } catch (err) {
+      log.warn({ err }, 'error during shutdown');
+    }
+    log.info('stopped');
+    // Give pino a tick to flush.
+    setImmediate(() => process.exit(0));
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  if (process.send) process.on('disconnect', () => void shutdown('supervisor gone'));
+  void nc.closed().then((err) => {
+    if (!stopping) {
+      log.error({ err }, 'NATS connection closed');
+      process.exit(1);
+    }
+  });
+
+  let started: Started;
+  try {
+    started = await spec.start({ config, log, nc, subjects: subjects(config.subjectPrefix) });
+  } catch (err) {
+    fail(err, log);
+  }
+  stop = started.stop;
+  // Tell the supervisor we are up (it waits for this before starting dependents).
+  process.send?.({ type: 'ready', role: spec.role, id: spec.id, info: started.info ?? {} });
+}

@@ -1,0 +1,64 @@
+/**
+ * The JetStream resources the cluster relies on: KV buckets (nodes, actors, models, jobs,
+ * features, leases), the artifacts object store, the job work-queue stream and the events
+ * stream. The scheduler (the one role allowed to create streams) ensures them at start-up;
+ * creating them is idempotent.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
+import { resources, subjects } from './subjects.ts';
+
+export interface EnsureOptions {
+  prefix?: string;
+  /** History kept per node key. Server 2.9 has no per-key TTL, so liveness is judged by heartbeat time. */
+  nodeHistory?: number;
+}
+
+export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = {}): Promise<void> {
+  const prefix = opts.prefix ?? 'shoal';
+  const r = resources(prefix);
+  const s = subjects(prefix);
+  const jsm = await jetstreamManager(nc);
+  await ensureStream(jsm, {
+    name: r.jobsStream,
+    subjects: [s.jobsSubmit],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    // Idempotent submission: duplicates by Nats-Msg-Id within this window are dropped.
+    duplicate_window: 10 * 60 * 1_000_000_000,
+    discard: DiscardPolicy.New,
+    max_msgs: 1_000_000,
+  });
+  await ensureStream(jsm, {
+    name: r.eventsStream,
+    subjects: [s.eventsAll],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_age: 7 * 24 * 3600 * 1_000_000_000,
+    max_msgs: 1_000_000,
+  });
+  const kvm = new Kvm(nc);
+  for (const [key, bucket] of Object.entries(r.buckets)) {
+    await kvm.create(bucket, { history: key === 'nodes' ? (opts.nodeHistory ?? 1) : key === 'models' ? 10 : 5, storage: StorageType.File });
+  }
+  await new Objm(nc).create(r.artifacts, { storage: StorageType.File });
+}
+
+type Jsm = Awaited<ReturnType<typeof jetstreamManager>>;
+
+async function ensureStream(jsm: Jsm, cfg: Parameters<Jsm['streams']['add']>[0] & { name: string }): Promise<void> {
+  try {
+    await jsm.streams.info(cfg.name);
+    await jsm.streams.update(cfg.name, cfg);
+  } catch (err) {
+    if (/stream not found/i.test((err as Error).message)) await jsm.streams.add(cfg);
+    else throw err;
+  }
+}
+
+/** Opens a bucket that the scheduler created (binding fails if it does not exist yet). */
+export async function openBucket(nc: NatsConnection, name: string): Promise<KV> {
+  return new Kvm(nc).open(name);
+}

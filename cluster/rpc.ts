@@ -1,0 +1,152 @@
+/**
+ * Request/reply over NATS with schemas at the edge.
+ *
+ * `serve()` decodes by content-type, validates against a TypeBox schema (a discriminated union
+ * on `type` for protocols), runs the handler and replies in the caller's content-type. A bad
+ * message or a failing handler gets an error reply — `Shoal-Error-Code` / `Shoal-Error-Message`
+ * headers — never a crash; the subscription keeps serving everyone else.
+ *
+ * `request()` is the other side: it encodes, sends, and turns error headers, timeouts and
+ * no-responders into typed errors.
+ */
+import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import type { Static, TSchema } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { ContentType, decode, encode, parseContentType } from './codec.ts';
+import { Errors, ShoalError, errorCode, fromWireError, toWireError } from './errors.ts';
+import { Headers } from './subjects.ts';
+import type { Logger } from './logger.ts';
+
+const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>();
+function checker<T extends TSchema>(schema: T): TypeCheck<T> {
+  let c = compiled.get(schema);
+  if (!c) {
+    c = TypeCompiler.Compile(schema);
+    compiled.set(schema, c);
+  }
+  return c as TypeCheck<T>;
+}
+
+/** Validates `value` against `schema`; the error names the first offending field. */
+export function validate<T extends TSchema>(schema: T, value: unknown, where: string): Static<T> {
+  const c = checker(schema);
+  if (c.Check(value)) return value as Static<T>;
+  const first = c.Errors(value).First();
+  const type = value && typeof value === 'object' && 'type' in value ? (value as { type: unknown }).type : undefined;
+  // A union on `type` whose discriminator matches no member: say so plainly.
+  if (schema.anyOf && typeof type === 'string') {
+    const known = (schema.anyOf as TSchema[]).map((s) => s.properties?.type?.const).filter((x) => x !== undefined);
+    if (known.length > 0 && !known.includes(type)) throw Errors.UNKNOWN_MESSAGE_TYPE(where, type);
+  }
+  const path = first?.path ? first.path.replace(/^\//, '').replace(/\//g, '.') : '';
+  throw Errors.BAD_MESSAGE(where, first ? `${path || '(root)'}: ${first.message}` : 'does not match its schema');
+}
+
+export function errorHeaders(err: unknown, ct: ContentType = ContentType.MSGPACK): MsgHdrs {
+  const w = toWireError(err);
+  const h = natsHeaders();
+  h.set(Headers.CONTENT_TYPE, ct);
+  h.set(Headers.ERROR_CODE, w.code);
+  // Headers are single-line.
+  h.set(Headers.ERROR_MESSAGE, w.message.replace(/[\r\n]+/g, ' ').slice(0, 1024));
+  return h;
+}
+
+export interface ServeOptions {
+  queue?: string;
+  log?: Logger;
+}
+
+export type Handler<T extends TSchema> = (msg: Static<T>, raw: Msg) => unknown | Promise<unknown>;
+
+/**
+ * Serves request/reply on `subject`. Handlers run concurrently; per-actor ordering is the actor
+ * runtime's job, not this function's.
+ */
+export function serve<T extends TSchema>(nc: NatsConnection, subject: string, schema: T, handler: Handler<T>, opts: ServeOptions = {}): Subscription {
+  const sub = nc.subscribe(subject, opts.queue ? { queue: opts.queue } : {});
+  void (async () => {
+    for await (const m of sub) void handleOne(m);
+  })();
+
+  async function handleOne(m: Msg): Promise<void> {
+    let ct: ContentType = ContentType.MSGPACK;
+    try {
+      ct = parseContentType(m.headers?.get(Headers.CONTENT_TYPE));
+      const body = validate(schema, decode(m.data, ct), m.subject);
+      const result = await handler(body, m);
+      if (m.reply) {
+        const h = natsHeaders();
+        h.set(Headers.CONTENT_TYPE, ct);
+        m.respond(encode(result ?? null, ct), { headers: h });
+      }
+    } catch (err) {
+      const code = errorCode(err);
+      const expected = err instanceof ShoalError && code !== Errors.INTERNAL.code;
+      if (opts.log) {
+        if (expected) opts.log.debug({ subject: m.subject, code, err: (err as Error).message }, 'request refused');
+        else opts.log.error({ subject: m.subject, err }, 'handler failed');
+      }
+      if (m.reply) m.respond(new Uint8Array(0), { headers: errorHeaders(expected ? err : Errors.INTERNAL(err instanceof Error ? err.message : String(err)), ct) });
+    }
+  }
+  return sub;
+}
+
+export interface RequestOptions {
+  timeoutMs?: number;
+  contentType?: ContentType;
+}
+
+/** Throws the typed error carried in a reply's headers, if any. */
+export function throwIfError(m: Msg): void {
+  const code = m.headers?.get(Headers.ERROR_CODE);
+  if (code) throw fromWireError({ code, message: m.headers?.get(Headers.ERROR_MESSAGE) ?? code });
+}
+
+export function mapRequestError(subject: string, timeoutMs: number, err: unknown): ShoalError {
+  if (err instanceof ShoalError) return err;
+  const name = err instanceof Error ? `${err.name} ${err.message}` : String(err);
+  if (/no ?responders/i.test(name) || (err as { code?: string })?.code === '503') return Errors.NO_RESPONDERS(subject);
+  if (/timeout/i.test(name)) return Errors.TIMEOUT(`request on ${subject}`, timeoutMs);
+  if (/permission/i.test(name)) return Errors.PERMISSION_DENIED('publish', subject);
+  return Errors.INTERNAL(`request on ${subject}: ${name}`);
+}
+
+export async function request<R = unknown>(nc: NatsConnection, subject: string, body: unknown, opts: RequestOptions = {}): Promise<R> {
+  const ct = opts.contentType ?? ContentType.MSGPACK;
+  const timeout = opts.timeoutMs ?? 5000;
+  const h = natsHeaders();
+  h.set(Headers.CONTENT_TYPE, ct);
+  let m: Msg;
+  try {
+    m = await nc.request(subject, encode(body, ct), { timeout, headers: h });
+  } catch (err) {
+    throw mapRequestError(subject, timeout, err);
+  }
+  throwIfError(m);
+  return decode(m.data, parseContentType(m.headers?.get(Headers.CONTENT_TYPE))) as R;
+}
+
+/** Scatter-gather: every reply that arrives within `maxWaitMs`. Error replies are skipped. */
+export async function requestAll<R = unknown>(nc: NatsConnection, subject: string, body: unknown, maxWaitMs = 500): Promise<R[]> {
+  const h = natsHeaders();
+  h.set(Headers.CONTENT_TYPE, ContentType.MSGPACK);
+  const out: R[] = [];
+  let iter: AsyncIterable<Msg>;
+  try {
+    iter = await nc.requestMany(subject, encode(body), { maxWait: maxWaitMs, strategy: 'timer', headers: h });
+  } catch (err) {
+    throw mapRequestError(subject, maxWaitMs, err);
+  }
+  try {
+    for await (const m of iter) {
+      if (m.headers?.get(Headers.ERROR_CODE)) continue;
+      out.push(decode(m.data, parseContentType(m.headers?.get(Headers.CONTENT_TYPE))) as R);
+    }
+  } catch (err) {
+    // no responders at all → empty list
+    if (mapRequestError(subject, maxWaitMs, err).code !== Errors.NO_RESPONDERS.code) throw mapRequestError(subject, maxWaitMs, err);
+  }
+  return out;
+}

@@ -1,0 +1,134 @@
+/**
+ * TypeBox schemas for the runtime's wire messages. Each schema is the single source of truth:
+ * it types the TypeScript value and validates the payload on receipt.
+ * Protocols are discriminated unions on `type`.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+export const Role = {
+  NODE: 'node',
+  SCHEDULER: 'scheduler',
+  GATEWAY: 'gateway',
+  CLIENT: 'client',
+} as const;
+export type Role = (typeof Role)[keyof typeof Role];
+export const ROLES = Object.values(Role) as Role[];
+
+const RoleSchema = Type.Union(ROLES.map((r) => Type.Literal(r)));
+
+export const Lifecycle = {
+  STARTING: 'starting',
+  RUNNING: 'running',
+  DRAINING: 'draining',
+  STOPPED: 'stopped',
+  FAILED: 'failed',
+} as const;
+export type Lifecycle = (typeof Lifecycle)[keyof typeof Lifecycle];
+const LifecycleSchema = Type.Union(Object.values(Lifecycle).map((s) => Type.Literal(s)));
+
+/** Labels a node advertises (from its profile): pool, zone, spot, price… */
+export const NodeLabels = Type.Object(
+  {
+    pool: Type.String({ minLength: 1 }),
+    zone: Type.String({ minLength: 1 }),
+    spot: Type.Boolean(),
+    pricePerHour: Type.Number({ minimum: 0 }),
+  },
+  { additionalProperties: Type.Union([Type.String(), Type.Number(), Type.Boolean()]) },
+);
+export type NodeLabels = Static<typeof NodeLabels>;
+
+export const GpuInfo = Type.Object({
+  vendor: Type.String(),
+  architecture: Type.String(),
+  device: Type.String(),
+  description: Type.String(),
+  /** True for software adapters (lavapipe): correct but slow. */
+  software: Type.Boolean(),
+  features: Type.Array(Type.String()),
+  limits: Type.Record(Type.String(), Type.Number()),
+});
+export type GpuInfo = Static<typeof GpuInfo>;
+
+export const Capabilities = Type.Object({
+  cpus: Type.Integer({ minimum: 1 }),
+  memoryBytes: Type.Number({ minimum: 0 }),
+  gpu: Type.Union([GpuInfo, Type.Null()]),
+  /** Why there is no GPU, when there is none. */
+  gpuUnavailableReason: Type.Optional(Type.String()),
+  onnxruntime: Type.Union([Type.Object({ version: Type.String(), backends: Type.Array(Type.String()) }), Type.Null()]),
+});
+export type Capabilities = Static<typeof Capabilities>;
+
+export const NodeLoad = Type.Object({
+  actors: Type.Integer({ minimum: 0 }),
+  cpuPercent: Type.Number({ minimum: 0 }),
+  eventLoopDelayMs: Type.Number({ minimum: 0 }),
+  rssBytes: Type.Number({ minimum: 0 }),
+  heapUsedBytes: Type.Number({ minimum: 0 }),
+});
+export type NodeLoad = Static<typeof NodeLoad>;
+
+/** What a node agent writes to the nodes KV bucket on every heartbeat. */
+export const NodeRecord = Type.Object({
+  nodeId: Type.String({ minLength: 1 }),
+  profile: Type.String(),
+  host: Type.String(),
+  pid: Type.Integer(),
+  state: LifecycleSchema,
+  labels: NodeLabels,
+  capabilities: Capabilities,
+  load: NodeLoad,
+  startedAt: Type.Number(),
+  heartbeatAt: Type.Number(),
+  heartbeatMs: Type.Integer({ minimum: 1 }),
+});
+export type NodeRecord = Static<typeof NodeRecord>;
+
+/** Each process's answer to a presence ping. */
+export const ProcessInfo = Type.Object({
+  role: RoleSchema,
+  id: Type.String(),
+  pid: Type.Integer(),
+  host: Type.String(),
+  state: LifecycleSchema,
+  startedAt: Type.Number(),
+  version: Type.String(),
+  /** Role-specific facts (the gateway's URL, a node's profile…). */
+  details: Type.Record(Type.String(), Type.Unknown()),
+});
+export type ProcessInfo = Static<typeof ProcessInfo>;
+
+export const Ping = Type.Object({ type: Type.Literal('ping') });
+export type Ping = Static<typeof Ping>;
+
+/** Node control protocol (request/reply on `shoal.node.<id>.ctl`). Issue-3 adds spawn/stop. */
+export const NodeCtl = Type.Union([
+  Type.Object({ type: Type.Literal('describe') }),
+  Type.Object({ type: Type.Literal('drain'), deadlineMs: Type.Optional(Type.Integer({ minimum: 0 })) }),
+]);
+export type NodeCtl = Static<typeof NodeCtl>;
+
+/** Scheduler API (`shoal.sched.<op>`). */
+export const SchedulerStatusRequest = Type.Object({ type: Type.Literal('status') });
+export type SchedulerStatusRequest = Static<typeof SchedulerStatusRequest>;
+
+export const NodeView = Type.Object({
+  nodeId: Type.String(),
+  profile: Type.String(),
+  state: Type.String(),
+  alive: Type.Boolean(),
+  lastSeenMsAgo: Type.Number(),
+  labels: NodeLabels,
+  capabilities: Capabilities,
+  load: NodeLoad,
+});
+export type NodeView = Static<typeof NodeView>;
+
+export const SchedulerStatus = Type.Object({
+  schedulerId: Type.String(),
+  nodes: Type.Array(NodeView),
+});
+export type SchedulerStatus = Static<typeof SchedulerStatus>;
+
+export type { Static, TSchema };

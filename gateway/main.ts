@@ -1,0 +1,35 @@
+/** Gateway entry point: Fastify on `gateway.host:gateway.port`, connected as the `gateway` role. */
+import { hostname } from 'node:os';
+import { Errors, Lifecycle, Role, announce, componentLogger, parseFlags, runProcess } from '../cluster/index.ts';
+import { buildGateway } from './app.ts';
+
+const { flags } = parseFlags(process.argv.slice(2));
+const gatewayId = flags.get('gateway-id') ?? `gateway-${hostname().replace(/[^A-Za-z0-9_-]/g, '-')}-${process.pid}`;
+
+await runProcess({
+  role: Role.GATEWAY,
+  id: gatewayId,
+  extraFlags: ['gateway-id'],
+  async start(ctx) {
+    let state: Lifecycle = Lifecycle.STARTING;
+    const app = await buildGateway({ nc: ctx.nc, subjects: ctx.subjects, logger: componentLogger(ctx.log, 'gateway') });
+    const { host, port } = ctx.config.gateway;
+    try {
+      await app.listen({ host, port });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw Errors.PORT_IN_USE('gateway HTTP', port);
+      throw err;
+    }
+    const addr = app.server.address();
+    const url = typeof addr === 'object' && addr ? `http://${host}:${addr.port}` : `http://${host}:${port}`;
+    announce(ctx.nc, ctx.subjects, { role: Role.GATEWAY, id: gatewayId, state: () => state, details: () => ({ url }) }, ctx.log);
+    state = Lifecycle.RUNNING;
+    return {
+      info: { url },
+      stop: async () => {
+        state = Lifecycle.STOPPED;
+        await app.close();
+      },
+    };
+  },
+});

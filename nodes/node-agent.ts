@@ -1,0 +1,151 @@
+/**
+ * The node agent: probes and advertises what this machine can do, writes its record (labels,
+ * capabilities, load) to the nodes KV bucket on every heartbeat, answers presence pings and its
+ * control subject, and drains on request or SIGTERM.
+ *
+ * Hosting actors, the worker pool and actor hand-off on drain are the actor runtime's work
+ * (issue 3); the control protocol already has the `describe` and `drain` commands.
+ */
+import { hostname } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { KV } from '@nats-io/kv';
+import {
+  Lifecycle,
+  NodeCtl,
+  Role,
+  announce,
+  componentLogger,
+  encode,
+  openBucket,
+  resources,
+  serve,
+  type Capabilities,
+  type NodeLoad,
+  type NodeRecord,
+  type ProcessContext,
+} from '../cluster/index.ts';
+import type { NodeProfile } from '../cluster/index.ts';
+import { probeCapabilities } from './capabilities.ts';
+
+const EL_RESOLUTION_MS = 20;
+
+export interface NodeAgentOptions {
+  nodeId: string;
+  profile: NodeProfile;
+}
+
+export class NodeAgent {
+  readonly nodeId: string;
+  readonly profile: NodeProfile;
+  #state: Lifecycle = Lifecycle.STARTING;
+  #caps: Capabilities | undefined;
+  #bucket: KV | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #startedAt = Date.now();
+  #elDelay = monitorEventLoopDelay({ resolution: EL_RESOLUTION_MS });
+  #lastCpu = process.cpuUsage();
+  #lastCpuAt = process.hrtime.bigint();
+  #onDrained: ((reason: string) => void) | undefined;
+
+  constructor(
+    private readonly ctx: ProcessContext,
+    opts: NodeAgentOptions,
+  ) {
+    this.nodeId = opts.nodeId;
+    this.profile = opts.profile;
+  }
+
+  get state(): Lifecycle {
+    return this.#state;
+  }
+
+  /** Called when a `drain` command finishes, so the process can exit. */
+  onDrained(fn: (reason: string) => void): void {
+    this.#onDrained = fn;
+  }
+
+  async start(): Promise<void> {
+    const log = componentLogger(this.ctx.log, 'node-agent', { nodeId: this.nodeId });
+    this.#elDelay.enable();
+    this.#caps = await probeCapabilities({ gpu: this.profile.gpu });
+    log.info(
+      { cpus: this.#caps.cpus, gpu: this.#caps.gpu ? `${this.#caps.gpu.vendor} ${this.#caps.gpu.description}`.trim() : null, gpuReason: this.#caps.gpuUnavailableReason, onnxruntime: this.#caps.onnxruntime?.version ?? null, labels: this.profile.labels },
+      'capabilities probed',
+    );
+    this.#bucket = await openBucket(this.ctx.nc, resources(this.ctx.config.subjectPrefix).buckets.nodes);
+    const s = this.ctx.subjects;
+    serve(this.ctx.nc, s.nodeCtl(this.nodeId), NodeCtl, (cmd) => this.#control(cmd), { log });
+    announce(this.ctx.nc, s, { role: Role.NODE, id: this.nodeId, state: () => this.#state, details: () => ({ profile: this.profile.name, labels: this.profile.labels }) }, log);
+    this.#state = Lifecycle.RUNNING;
+    await this.#heartbeat();
+    const every = this.ctx.config.membership.heartbeatMs;
+    this.#timer = setInterval(() => {
+      this.#heartbeat().catch((err) => log.warn({ err: (err as Error).message }, 'heartbeat failed'));
+    }, every);
+    log.info({ heartbeatMs: every }, 'node registered');
+  }
+
+  async #control(cmd: NodeCtl): Promise<unknown> {
+    switch (cmd.type) {
+      case 'describe':
+        return this.record();
+      case 'drain':
+        // Drain with actors arrives with the actor runtime; with none hosted, draining is immediate.
+        this.#state = Lifecycle.DRAINING;
+        setImmediate(() => this.#onDrained?.('drain command'));
+        return { nodeId: this.nodeId, state: this.#state };
+    }
+  }
+
+  load(): NodeLoad {
+    const now = process.hrtime.bigint();
+    const cpu = process.cpuUsage(this.#lastCpu);
+    const wallUs = Number(now - this.#lastCpuAt) / 1000;
+    this.#lastCpu = process.cpuUsage();
+    this.#lastCpuAt = now;
+    const mem = process.memoryUsage();
+    // The histogram's samples include the sampling interval itself; report only the excess.
+    const delay = Math.max(0, this.#elDelay.mean / 1e6 - EL_RESOLUTION_MS);
+    this.#elDelay.reset();
+    return {
+      actors: 0,
+      cpuPercent: wallUs > 0 ? Math.round(((cpu.user + cpu.system) / wallUs) * 1000) / 10 : 0,
+      eventLoopDelayMs: Number.isFinite(delay) ? Math.round(delay * 100) / 100 : 0,
+      rssBytes: mem.rss,
+      heapUsedBytes: mem.heapUsed,
+    };
+  }
+
+  record(): NodeRecord {
+    return {
+      nodeId: this.nodeId,
+      profile: this.profile.name,
+      host: hostname(),
+      pid: process.pid,
+      state: this.#state,
+      labels: this.profile.labels,
+      capabilities: this.#caps!,
+      load: this.load(),
+      startedAt: this.#startedAt,
+      heartbeatAt: Date.now(),
+      heartbeatMs: this.ctx.config.membership.heartbeatMs,
+    };
+  }
+
+  async #heartbeat(): Promise<void> {
+    await this.#bucket!.put(this.nodeId, encode(this.record()));
+  }
+
+  async stop(reason: string): Promise<void> {
+    this.#state = Lifecycle.STOPPED;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#elDelay.disable();
+    // A clean exit removes the record at once; a crash leaves it to go stale (declared dead).
+    try {
+      await this.#bucket?.delete(this.nodeId);
+    } catch {
+      /* connection already gone */
+    }
+    componentLogger(this.ctx.log, 'node-agent', { nodeId: this.nodeId }).info({ reason }, 'node deregistered');
+  }
+}
