@@ -20,7 +20,7 @@ import {
   type Config,
   type NatsServerHandle,
 } from '../cluster/index.ts';
-import { spawnChild, type Child } from './children.ts';
+import { spawnChild, type Child } from '../nodes/index.ts';
 import { createLineSink, type Out } from './output.ts';
 
 function pidAlive(pid: number): boolean {
@@ -85,8 +85,7 @@ export async function up(config: Config): Promise<number> {
   const children: Child[] = [];
   let stopping = false;
 
-  const stopAll = async (reason: string, code: number): Promise<never> => {
-    if (stopping) return new Promise<never>(() => undefined);
+  const teardown = async (reason: string): Promise<void> => {
     stopping = true;
     out.note(`stopping (${reason})…`);
     const t = config.shutdownTimeoutMs;
@@ -97,6 +96,10 @@ export async function up(config: Config): Promise<number> {
     await nats?.stop(t);
     rmSync(clusterInfoPath(dataDir), { force: true });
     out.note('all processes stopped');
+  };
+  const stopAll = async (reason: string, code: number): Promise<void> => {
+    if (stopping) return;
+    await teardown(reason);
     process.exit(code);
   };
   process.on('SIGINT', () => void stopAll('SIGINT', 0));
@@ -174,8 +177,9 @@ export async function up(config: Config): Promise<number> {
       `  Ctrl-C stops everything.`,
     ]);
   } catch (err) {
-    out.error(err instanceof Error ? err.message : String(err));
-    await stopAll('start-up failed', 1);
+    // Stop whatever started, then let the caller print the one-line reason and exit non-zero.
+    if (!stopping) await teardown('start-up failed');
+    throw err;
   }
   return new Promise<number>(() => undefined); // runs until a signal
 }

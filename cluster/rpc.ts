@@ -35,8 +35,12 @@ export function validate<T extends TSchema>(schema: T, value: unknown, where: st
   const type = value && typeof value === 'object' && 'type' in value ? (value as { type: unknown }).type : undefined;
   // A union on `type` whose discriminator matches no member: say so plainly.
   if (schema.anyOf && typeof type === 'string') {
-    const known = (schema.anyOf as TSchema[]).map((s) => s.properties?.type?.const).filter((x) => x !== undefined);
+    const members = schema.anyOf as TSchema[];
+    const known = members.map((s) => s.properties?.type?.const).filter((x) => x !== undefined);
     if (known.length > 0 && !known.includes(type)) throw Errors.UNKNOWN_MESSAGE_TYPE(where, type);
+    // The discriminator picks the member: report that member's first error, not "expected union".
+    const member = members.find((m) => m.properties?.type?.const === type);
+    if (member) validate(member, value, where);
   }
   const path = first?.path ? first.path.replace(/^\//, '').replace(/\//g, '.') : '';
   throw Errors.BAD_MESSAGE(where, first ? `${path || '(root)'}: ${first.message}` : 'does not match its schema');

@@ -28,7 +28,7 @@ export interface GatewayDeps {
 
 export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
   // Fastify's logger type and pino's differ only in fields Fastify never reads.
-  const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, bodyLimit: deps.bodyLimit ?? 1024 * 1024).withTypeProvider<TypeBoxTypeProvider>();
+  const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, bodyLimit: deps.bodyLimit ?? 1024 * 1024 }).withTypeProvider<TypeBoxTypeProvider>();
 
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'shoal_gateway_' });

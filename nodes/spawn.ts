@@ -1,5 +1,6 @@
 /**
- * Child processes of the embedded cluster: spawned with an IPC channel (so they exit when the
+ * Processes of the cluster (scheduler, node agents, gateway) started by a supervisor (`shoal up`, the
+ * local provider, the test harness): spawned with an IPC channel (so they exit when the
  * supervisor goes away), in their own process group (so the supervisor, not the terminal,
  * decides the shutdown order), and stopped by pid.
  */

@@ -1,0 +1,4 @@
+// Public entry of the nodes layer.
+export { NodeAgent, type NodeAgentOptions } from './node-agent.ts';
+export { probeCapabilities, probeGpu, probeOnnxRuntime } from './capabilities.ts';
+export { spawnChild, type Child, type ChildSpec } from './spawn.ts';

@@ -1,0 +1,181 @@
+/**
+ * The README's first command, for real: `shoal up` starts nats-server, a scheduler, two node
+ * agents and the gateway as separate processes; `shoal status` sees them over NATS; SIGINT
+ * stops every one of them. Then the bad-input cases: each one clear line and a non-zero exit.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClusterInfo } from '../../cluster/index.ts';
+import type { StatusReport } from '../../cli/status.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const SHOAL = join(ROOT, 'bin', 'shoal.mjs');
+const env = { ...process.env, SHOAL_LOG_LEVEL: 'info' };
+delete env.SHOAL_NATS_URL;
+delete env.SHOAL_NATS_PASS;
+
+function shoal(args: string[], cwd: string) {
+  return spawnSync(process.execPath, [SHOAL, ...args], { cwd, env, encoding: 'utf8', timeout: 60_000 });
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function waitFor<T>(fn: () => T | undefined, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('shoal up / shoal status (real processes)', () => {
+  const cwd = mkdtempSync(join(tmpdir(), 'shoal-up-'));
+  const dataDir = join(cwd, '.shoal');
+  let up: ChildProcess;
+  let output = '';
+  let exit: Promise<number | null>;
+
+  beforeAll(async () => {
+    up = spawn(process.execPath, [SHOAL, 'up', '--nats.port', '0', '--gateway.port', '0'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    exit = new Promise((res) => up.once('exit', (code) => res(code)));
+    await waitFor(() => (/Shoal is up/.test(output) ? true : undefined), 90_000, `"Shoal is up" in:\n${output}`);
+  }, 100_000);
+
+  afterAll(() => {
+    if (up && up.exitCode === null) up.kill('SIGKILL');
+  });
+
+  it('writes its store, credentials (0600) and where it listens under ./.shoal', () => {
+    const info = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as ClusterInfo;
+    expect(info.natsUrl).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
+    expect(info.gatewayUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(existsSync(join(dataDir, 'jetstream'))).toBe(true);
+    const mode = spawnSync('stat', ['-c', '%a', join(dataDir, 'credentials.json')], { encoding: 'utf8' }).stdout.trim();
+    expect(mode).toBe('600');
+  });
+
+  it('shoal status lists the scheduler, both nodes and the gateway, seen over NATS', async () => {
+    // Nodes heartbeat every second; allow the scheduler's view to fill.
+    const report = await waitFor(() => {
+      const r = shoal(['status', '--json'], cwd);
+      if (r.status !== 0) return undefined;
+      const rep = JSON.parse(r.stdout) as StatusReport;
+      return 'nodes' in rep.scheduler && rep.scheduler.nodes.length >= 2 ? rep : undefined;
+    }, 30_000, 'status with two nodes');
+    const roles = report.processes.map((p) => p.role).sort();
+    expect(roles).toEqual(['gateway', 'node', 'node', 'scheduler']);
+    if (!('nodes' in report.scheduler)) throw new Error('scheduler unavailable');
+    const nodes = report.scheduler.nodes;
+    expect(nodes.map((n) => n.nodeId).sort()).toEqual(['cpu-ondemand-1', 'cpu-spot-1']);
+    expect(nodes.every((n) => n.alive && n.state === 'running')).toBe(true);
+    expect(new Set(nodes.map((n) => n.labels.spot))).toEqual(new Set([true, false]));
+    expect(nodes.every((n) => n.capabilities.cpus >= 1 && n.capabilities.onnxruntime !== null)).toBe(true);
+    // Each is its own OS process.
+    const pids = new Set(report.processes.map((p) => p.pid));
+    expect(pids.size).toBe(4);
+    expect(pids.has(up.pid!)).toBe(false);
+
+    const text = shoal(['status'], cwd);
+    expect(text.status).toBe(0);
+    expect(text.stdout).toMatch(/scheduler\s+scheduler-/);
+    expect(text.stdout).toMatch(/cpu-spot-1/);
+    expect(text.stdout).toMatch(/gateway\s+gateway-.*http:\/\/127\.0\.0\.1:\d+/);
+  });
+
+  it('the gateway answers on the port it printed', async () => {
+    const info = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as ClusterInfo;
+    const ready = await fetch(`${info.gatewayUrl}/v2/health/ready`);
+    expect(ready.status).toBe(200);
+    const status = (await (await fetch(`${info.gatewayUrl}/v1/status`)).json()) as StatusReport;
+    expect(status.processes.some((p) => p.role === 'scheduler')).toBe(true);
+    const missing = await fetch(`${info.gatewayUrl}/v2/nope`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { code: string }).code).toBe('SHOAL_ERR_NOT_FOUND');
+    const metrics = await (await fetch(`${info.gatewayUrl}/metrics`)).text();
+    expect(metrics).toMatch(/shoal_gateway_http_request_duration_seconds_count\{[^}]*route="\/v2\/health\/ready"/);
+  });
+
+  it('a second shoal up on the same data dir is refused while the first runs', () => {
+    const r = shoal(['up', '--nats.port', '0', '--gateway.port', '0'], cwd);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/a cluster is already running from .*\.shoal/);
+  });
+
+  it('SIGINT stops every process it started, nats-server last, and leaves no orphan', async () => {
+    const report = JSON.parse(shoal(['status', '--json'], cwd).stdout) as StatusReport;
+    const info = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as ClusterInfo;
+    const pids = [...report.processes.map((p) => p.pid), info.natsPid];
+    expect(pids.every(alive)).toBe(true);
+    up.kill('SIGINT');
+    expect(await exit).toBe(0);
+    expect(pids.filter(alive)).toEqual([]);
+    expect(existsSync(join(dataDir, 'cluster.json'))).toBe(false);
+    expect(output).toMatch(/all processes stopped/);
+    const after = shoal(['status'], cwd);
+    expect(after.status).not.toBe(0);
+    expect(after.stderr).toMatch(/no cluster is running/);
+  });
+});
+
+describe('shoal up refuses bad input with one clear line and a non-zero exit', () => {
+  const cwd = mkdtempSync(join(tmpdir(), 'shoal-bad-'));
+  let busy: Server;
+  let busyPort = 0;
+  beforeAll(async () => {
+    busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+    busyPort = (busy.address() as { port: number }).port;
+  });
+  afterAll(() => busy?.close());
+
+  const expectOneLine = (r: ReturnType<typeof shoal>, pattern: RegExp) => {
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toMatch(pattern);
+    expect(r.stderr).not.toMatch(/^\s+at /m); // no stack trace
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  };
+
+  it('a bad config value names the field', () => {
+    expectOneLine(shoal(['up', '--gateway.port', '70000'], cwd), /^shoal: invalid config gateway\.port: .*70000.*\[SHOAL_ERR_BAD_CONFIG\]$/);
+    writeFileSync(join(cwd, 'shoal.config.json'), JSON.stringify({ membership: { heartbeatMs: -5 } }));
+    expectOneLine(shoal(['up'], cwd), /invalid config membership\.heartbeatMs: .*-5.*shoal\.config\.json/);
+  });
+
+  it('a missing nats-server binary', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-bad-'));
+    expectOneLine(shoal(['up', '--nats.port', '0', '--gateway.port', '0', '--nats.serverBin', '/nonexistent/nats-server'], dir), /nats-server binary not found.*\[SHOAL_ERR_NATS_SERVER_NOT_FOUND\]/);
+  });
+
+  it('a port in use', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-bad-'));
+    expectOneLine(shoal(['up', '--nats.port', String(busyPort), '--gateway.port', '0'], dir), new RegExp(`NATS port ${busyPort} is already in use`));
+    expectOneLine(shoal(['up', '--nats.port', '0', '--gateway.port', String(busyPort)], dir), new RegExp(`gateway HTTP port ${busyPort} is already in use`));
+  });
+
+  it('a store directory that cannot be written', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-bad-'));
+    writeFileSync(join(dir, 'a-file'), 'x');
+    expectOneLine(shoal(['up', '--nats.port', '0', '--gateway.port', '0', '--dataDir', join(dir, 'a-file', 'store')], dir), /store directory .*a-file\/store is not writable: ENOTDIR/);
+  });
+
+  it('an unknown command', () => {
+    const r = shoal(['frobnicate'], cwd);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/unknown command "frobnicate"/);
+  });
+});

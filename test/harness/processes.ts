@@ -1,0 +1,49 @@
+/**
+ * Real cluster processes for integration tests: node agents, a scheduler, a gateway, started
+ * with a role's credentials against a test nats-server, and killed by pid (SIGKILL to test
+ * failure, SIGTERM to test drain). `stopAll()` in afterAll leaves nothing running.
+ */
+import { spawnChild, type Child } from '../../nodes/index.ts';
+import type { Role } from '../../cluster/index.ts';
+import type { TestNats } from './nats.ts';
+
+export interface TestProcess extends Child {
+  /** Every line the process printed (JSON log lines), for assertions. */
+  lines: string[];
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export class ProcessSet {
+  readonly #all: TestProcess[] = [];
+  constructor(private readonly nats: TestNats) {}
+
+  start(name: string, entry: string, role: Role, args: string[] = [], env: NodeJS.ProcessEnv = {}): TestProcess {
+    const lines: string[] = [];
+    const child = spawnChild({ name, entry, args, env: { ...this.nats.env(role), ...env }, onLine: (l) => lines.push(l) });
+    const p: TestProcess = Object.assign(child, {
+      lines,
+      kill: (signal: NodeJS.Signals = 'SIGKILL') => {
+        if (child.alive()) child.process.kill(signal);
+      },
+    });
+    this.#all.push(p);
+    return p;
+  }
+
+  /** A node agent with a profile from the default config (`cpu-spot`, `cpu-ondemand`). */
+  startNode(nodeId: string, profile = 'cpu-spot', args: string[] = []): TestProcess {
+    return this.start(`node:${nodeId}`, 'nodes/main.ts', 'node', ['--profile', profile, '--node-id', nodeId, ...args]);
+  }
+
+  startScheduler(args: string[] = []): TestProcess {
+    return this.start('scheduler', 'scheduler/main.ts', 'scheduler', args);
+  }
+
+  startGateway(args: string[] = ['--gateway.port', '0']): TestProcess {
+    return this.start('gateway', 'gateway/main.ts', 'gateway', args);
+  }
+
+  async stopAll(timeoutMs = 5000): Promise<void> {
+    await Promise.all(this.#all.map((p) => p.stop(timeoutMs)));
+  }
+}
