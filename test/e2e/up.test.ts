@@ -14,7 +14,7 @@ import type { StatusReport } from '../../cli/status.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const SHOAL = join(ROOT, 'bin', 'shoal.mjs');
-const env = { ...process.env, SHOAL_LOG_LEVEL: 'info' };
+const env: NodeJS.ProcessEnv = { ...process.env, SHOAL_LOG_LEVEL: 'info' };
 delete env.SHOAL_NATS_URL;
 delete env.SHOAL_NATS_PASS;
 
