@@ -85,6 +85,51 @@ export const NodeRecord = Type.Object({
 });
 export type NodeRecord = Static<typeof NodeRecord>;
 
+/** What kind of work an actor does: drives cost-aware placement and interruption handling. */
+export const ActorKind = {
+  /** Latency-sensitive serving: prefers on-demand, or spreads across spot pools. */
+  INFERENCE: 'inference',
+  /** Interruptible (checkpoints): prefers spot. */
+  TRAINING: 'training',
+  BATCH: 'batch',
+  /** Anything else (control actors, user actors). */
+  SERVICE: 'service',
+} as const;
+export type ActorKind = (typeof ActorKind)[keyof typeof ActorKind];
+export const ActorKindSchema = Type.Union(Object.values(ActorKind).map((k) => Type.Literal(k)));
+
+/** Resources an actor asks for. Omitted fields ask for nothing of that resource. */
+export const ResourceRequest = Type.Object(
+  {
+    /** CPU cores (fractional allowed). @default 0.1 */
+    cpu: Type.Optional(Type.Number({ minimum: 0, maximum: 4096 })),
+    memoryBytes: Type.Optional(Type.Number({ minimum: 0 })),
+    /** Whole GPUs (WebGPU adapters). */
+    gpu: Type.Optional(Type.Integer({ minimum: 0, maximum: 64 })),
+    gpuMemoryBytes: Type.Optional(Type.Number({ minimum: 0 })),
+    /** WebGPU features the adapter must have (e.g. `shader-f16`). */
+    gpuFeatures: Type.Optional(Type.Array(Type.String())),
+    /** Custom resources by name (e.g. `{ "license": 1 }`). */
+    custom: Type.Optional(Type.Record(Type.String(), Type.Number({ minimum: 0 }))),
+  },
+  { additionalProperties: false },
+);
+export type ResourceRequest = Static<typeof ResourceRequest>;
+
+/** Where an actor may run. */
+export const PlacementConstraints = Type.Object(
+  {
+    /** Node labels that must match exactly (e.g. `{ pool: "gpu", zone: "a" }`). */
+    labels: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()]))),
+    /** May run on spot capacity. @default true for training/batch, false for inference */
+    spotOk: Type.Optional(Type.Boolean()),
+    /** Pin to one node (used by tests and by re-placement hints). */
+    nodeId: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+export type PlacementConstraints = Static<typeof PlacementConstraints>;
+
 /** Each process's answer to a presence ping. */
 export const ProcessInfo = Type.Object({
   role: RoleSchema,
