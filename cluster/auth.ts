@@ -52,9 +52,10 @@ export function rolePermissions(role: Role, prefix = 'shoal'): Permissions {
         subscribe: [s.eventsAll, s.sysAll, inbox],
       };
     case Role.CLIENT:
-      // Outside callers (CLI, product code): submit jobs, call services, read status and events.
+      // Outside callers (CLI, product code): submit jobs, call actors and services, spawn/stop
+      // actors through the scheduler, read status and events.
       return {
-        publish: [s.serviceAll, s.actorAll, s.jobsSubmit, s.sysPing, s.scheduler('status'), ...JS_CLIENT],
+        publish: [s.serviceAll, s.actorAll, s.jobsSubmit, s.sysPing, s.scheduler('status'), s.scheduler('actors'), ...JS_CLIENT],
         subscribe: [s.eventsAll, inbox],
       };
   }

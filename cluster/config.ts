@@ -78,6 +78,17 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    actors: Type.Object(
+      {
+        /** Modules (paths or file URLs) exporting `actorTypes`, loaded by every node agent. @default [] */
+        modules: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+        /** Most actors one node hosts. @default 10000 */
+        maxPerNode: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
+        /** How long a draining node waits for actors to finish and checkpoint. @default 30000 */
+        drainTimeoutMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 30_000 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     /** Node profiles `shoal up` starts. */
     nodes: Type.Array(NodeProfile, { default: DEFAULT_PROFILES, minItems: 1 }),
     /** How long shutdown waits for a process before SIGKILL. @default 10000 */

@@ -126,6 +126,17 @@ export const Errors = {
   NO_RESPONDERS: defineError('SHOAL_ERR_NO_RESPONDERS', 503, (subject: string) => `no responders on ${subject}`),
   CHILD_EXITED: defineError('SHOAL_ERR_CHILD_EXITED', 500, (name: string, how: string) => `process ${name} exited unexpectedly (${how})`),
   USAGE: defineError('SHOAL_ERR_USAGE', 400, (why: string) => why),
+  // actors
+  ACTOR_NOT_FOUND: defineError('SHOAL_ERR_ACTOR_NOT_FOUND', 404, (actorId: string) => `actor ${actorId} is not running (no responders)`),
+  UNKNOWN_ACTOR_TYPE: defineError('SHOAL_ERR_UNKNOWN_ACTOR_TYPE', 400, (type: string, known: string) => `unknown actor type "${type}" (this node knows: ${known || 'none'})`),
+  MAILBOX_FULL: defineError('SHOAL_ERR_MAILBOX_FULL', 429, (actorId: string, capacity: number) => `mailbox of ${actorId} is full (${capacity} messages); retry later`),
+  ACTOR_FAILED: defineError('SHOAL_ERR_ACTOR_FAILED', 500, (actorId: string, why: string) => `actor ${actorId} failed: ${why}`),
+  ACTOR_STOPPED: defineError('SHOAL_ERR_ACTOR_STOPPED', 503, (actorId: string, state: string) => `actor ${actorId} is ${state} and takes no more messages`),
+  ACTOR_ALREADY_RUNNING: defineError('SHOAL_ERR_ACTOR_ALREADY_RUNNING', 409, (actorId: string, nodeId: string) => `actor ${actorId} already runs on ${nodeId}`),
+  PLACEMENT_CONFLICT: defineError('SHOAL_ERR_PLACEMENT_CONFLICT', 409, (actorId: string) => `directory entry of ${actorId} changed while placing it (compare-and-swap lost)`),
+  NODE_DRAINING: defineError('SHOAL_ERR_NODE_DRAINING', 503, (nodeId: string) => `node ${nodeId} is draining and accepts no new actors`),
+  NODE_FULL: defineError('SHOAL_ERR_NODE_FULL', 503, (nodeId: string, max: number) => `node ${nodeId} is full (${max} actors)`),
+  NO_NODE_AVAILABLE: defineError('SHOAL_ERR_NO_NODE_AVAILABLE', 503, (actorId: string, reason: string) => `no node for ${actorId}: ${reason}`),
 } as const;
 
 export type ErrorName = keyof typeof Errors;

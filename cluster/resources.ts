@@ -1,6 +1,6 @@
 /**
  * The JetStream resources the cluster relies on: KV buckets (nodes, actors, models, jobs,
- * features, leases), the artifacts object store, the job work-queue stream and the events
+ * features, leases, checkpoints), the artifacts object store, the job work-queue stream and the events
  * stream. The scheduler (the one role allowed to create streams) ensures them at start-up;
  * creating them is idempotent.
  */

@@ -56,6 +56,8 @@ export function resources(prefix = 'shoal') {
       jobs: `${p}-jobs`,
       features: `${p}-features`,
       leases: `${p}-leases`,
+      /** Small actor-state checkpoints (key = actor id); large ones go to the artifacts store. */
+      checkpoints: `${p}-checkpoints`,
     },
     artifacts: `${p}-artifacts`,
   };

@@ -62,6 +62,12 @@ export type Capabilities = Static<typeof Capabilities>;
 
 export const NodeLoad = Type.Object({
   actors: Type.Integer({ minimum: 0 }),
+  /** Messages waiting in all mailboxes on the node. */
+  mailboxDepth: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Tells refused since start (mailbox full, bad message, unknown actor): never silent. */
+  rejectedTells: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Messages processed since start. */
+  processed: Type.Optional(Type.Integer({ minimum: 0 })),
   cpuPercent: Type.Number({ minimum: 0 }),
   eventLoopDelayMs: Type.Number({ minimum: 0 }),
   rssBytes: Type.Number({ minimum: 0 }),
@@ -147,16 +153,102 @@ export type ProcessInfo = Static<typeof ProcessInfo>;
 export const Ping = Type.Object({ type: Type.Literal('ping') });
 export type Ping = Static<typeof Ping>;
 
-/** Node control protocol (request/reply on `shoal.node.<id>.ctl`). Issue-3 adds spawn/stop. */
+/** Restart policy of an actor (Akka/Erlang style): restart on failure up to a budget. */
+export const SupervisionPolicy = Type.Object(
+  {
+    /** Restarts allowed within `withinMs`; one more and the actor is failed. @default 3 */
+    maxRestarts: Type.Integer({ minimum: 0, maximum: 1000, default: 3 }),
+    /** @default 60000 */
+    withinMs: Type.Integer({ minimum: 1, default: 60_000 }),
+    /** First restart delay, doubled on each restart in the window, capped at 5 s. @default 50 */
+    backoffMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 50 }),
+  },
+  { additionalProperties: false },
+);
+export type SupervisionPolicy = Static<typeof SupervisionPolicy>;
+
+/** What to create: kept in the directory so the actor can be re-created elsewhere. */
+export const SpawnSpec = Type.Object(
+  {
+    /** Registered actor type name. */
+    type: Type.String({ minLength: 1, maxLength: 128 }),
+    /** Actor id; a named actor's id is its name. Default: generated. */
+    id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,128}$' })),
+    /** Constructor arguments (plain data). */
+    args: Type.Optional(Type.Unknown()),
+    /** Serve as one replica of this service (queue group on `shoal.svc.<service>`). */
+    service: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,128}$' })),
+    kind: Type.Optional(ActorKindSchema),
+    resources: Type.Optional(ResourceRequest),
+    constraints: Type.Optional(PlacementConstraints),
+    /** Bounded mailbox size. @default 1000 */
+    mailboxCapacity: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    supervision: Type.Optional(Type.Partial(SupervisionPolicy)),
+    /** Actor id told `{ type: 'child-failed' }` (system message) when this actor gives up. */
+    supervisor: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+export type SpawnSpec = Static<typeof SpawnSpec>;
+
+export const ActorState = {
+  /** Wants a node (new, or its node died/drained). */
+  PENDING: 'pending',
+  STARTING: 'starting',
+  RUNNING: 'running',
+  DRAINING: 'draining',
+  STOPPED: 'stopped',
+  FAILED: 'failed',
+} as const;
+export type ActorState = (typeof ActorState)[keyof typeof ActorState];
+export const ActorStateSchema = Type.Union(Object.values(ActorState).map((s) => Type.Literal(s)));
+
+/** The directory entry of an actor (KV bucket `actors`, key = actor id), updated with CAS. */
+export const DirectoryEntry = Type.Object({
+  actorId: Type.String(),
+  spec: SpawnSpec,
+  state: ActorStateSchema,
+  /** Node hosting it; empty while pending. */
+  nodeId: Type.String(),
+  /** Incremented on every (re)placement: a node holding an older epoch must stop its copy. */
+  epoch: Type.Integer({ minimum: 0 }),
+  updatedAt: Type.Number(),
+  /** Why it is pending or failed. */
+  reason: Type.Optional(Type.String()),
+});
+export type DirectoryEntry = Static<typeof DirectoryEntry>;
+
+/** Node control protocol (request/reply on `shoal.node.<id>.ctl`). */
 export const NodeCtl = Type.Union([
   Type.Object({ type: Type.Literal('describe') }),
   Type.Object({ type: Type.Literal('drain'), deadlineMs: Type.Optional(Type.Integer({ minimum: 0 })) }),
+  Type.Object({
+    type: Type.Literal('spawn'),
+    actorId: Type.String({ pattern: '^[A-Za-z0-9_-]{1,128}$' }),
+    spec: SpawnSpec,
+    /** Directory revision the placement was decided on (CAS); 0 = the entry must not exist. */
+    revision: Type.Integer({ minimum: 0 }),
+    epoch: Type.Integer({ minimum: 0 }),
+  }),
+  Type.Object({ type: Type.Literal('stop'), actorId: Type.String() }),
+  Type.Object({ type: Type.Literal('list') }),
 ]);
 export type NodeCtl = Static<typeof NodeCtl>;
 
 /** Scheduler API (`shoal.sched.<op>`). */
 export const SchedulerStatusRequest = Type.Object({ type: Type.Literal('status') });
 export type SchedulerStatusRequest = Static<typeof SchedulerStatusRequest>;
+
+export const SchedulerActorRequest = Type.Union([
+  Type.Object({ type: Type.Literal('spawn'), spec: SpawnSpec, replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }),
+  Type.Object({ type: Type.Literal('stop'), actorId: Type.String({ minLength: 1 }) }),
+]);
+export type SchedulerActorRequest = Static<typeof SchedulerActorRequest>;
+
+export const SpawnResult = Type.Object({
+  actors: Type.Array(Type.Object({ actorId: Type.String(), nodeId: Type.String(), state: ActorStateSchema })),
+});
+export type SpawnResult = Static<typeof SpawnResult>;
 
 export const NodeView = Type.Object({
   nodeId: Type.String(),
@@ -173,6 +265,9 @@ export type NodeView = Static<typeof NodeView>;
 export const SchedulerStatus = Type.Object({
   schedulerId: Type.String(),
   nodes: Type.Array(NodeView),
+  /** Actors waiting for a node, with the reason. */
+  pending: Type.Optional(Type.Array(Type.Object({ actorId: Type.String(), reason: Type.String() }))),
+  actors: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export type SchedulerStatus = Static<typeof SchedulerStatus>;
 

@@ -3,13 +3,18 @@
  * capabilities, load) to the nodes KV bucket on every heartbeat, answers presence pings and its
  * control subject, and drains on request or SIGTERM.
  *
- * Hosting actors, the worker pool and actor hand-off on drain are the actor runtime's work
- * (issue 3); the control protocol already has the `describe` and `drain` commands.
+ * It hosts actors (`ActorHost`) on `spawn` / `stop` commands and owns the node's worker pool.
+ * Drain — a `drain` command, SIGTERM, or a spot preemption notice — stops accepting actors,
+ * lets them finish and checkpoint, hands them back to the scheduler, then exits.
  */
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { hostname } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { KV } from '@nats-io/kv';
 import {
+  ActorTypeRegistry,
+  Directory,
   Lifecycle,
   NodeCtl,
   Role,
@@ -26,8 +31,13 @@ import {
 } from '../cluster/index.ts';
 import type { NodeProfile } from '../cluster/index.ts';
 import { probeCapabilities } from './capabilities.ts';
+import { ActorHost } from './actor-host.ts';
+import { WorkerPool } from './worker-pool.ts';
 
 const EL_RESOLUTION_MS = 20;
+
+/** Actor modules from config: paths relative to the working directory, or URLs. */
+const moduleUrl = (m: string) => (/^[a-z]+:/.test(m) ? m : pathToFileURL(isAbsolute(m) ? m : resolve(process.cwd(), m)).href);
 
 export interface NodeAgentOptions {
   nodeId: string;
@@ -46,6 +56,9 @@ export class NodeAgent {
   #lastCpu = process.cpuUsage();
   #lastCpuAt = process.hrtime.bigint();
   #onDrained: ((reason: string) => void) | undefined;
+  #host: ActorHost | undefined;
+  #pool: WorkerPool | undefined;
+  #draining: Promise<void> | undefined;
 
   constructor(
     private readonly ctx: ProcessContext,
@@ -72,7 +85,23 @@ export class NodeAgent {
       { cpus: this.#caps.cpus, gpu: this.#caps.gpu ? `${this.#caps.gpu.vendor} ${this.#caps.gpu.description}`.trim() : null, gpuReason: this.#caps.gpuUnavailableReason, onnxruntime: this.#caps.onnxruntime?.version ?? null, labels: this.profile.labels },
       'capabilities probed',
     );
-    this.#bucket = await openBucket(this.ctx.nc, resources(this.ctx.config.subjectPrefix).buckets.nodes);
+    const res = resources(this.ctx.config.subjectPrefix);
+    this.#bucket = await openBucket(this.ctx.nc, res.buckets.nodes);
+    const registry = await new ActorTypeRegistry().load(this.ctx.config.actors.modules.map(moduleUrl));
+    this.#pool = new WorkerPool({ threads: this.profile.workerThreads });
+    this.#host = new ActorHost({
+      nodeId: this.nodeId,
+      nc: this.ctx.nc,
+      subjects: this.ctx.subjects,
+      registry,
+      directory: new Directory(await openBucket(this.ctx.nc, res.buckets.actors)),
+      pool: this.#pool,
+      checkpoints: await openBucket(this.ctx.nc, res.buckets.checkpoints),
+      log: componentLogger(this.ctx.log, 'actor-host', { nodeId: this.nodeId }),
+      maxActors: this.ctx.config.actors.maxPerNode,
+    });
+    await this.#host.start();
+    log.info({ actorTypes: registry.names() }, 'actor types registered');
     const s = this.ctx.subjects;
     serve(this.ctx.nc, s.nodeCtl(this.nodeId), NodeCtl, (cmd) => this.#control(cmd), { log });
     announce(this.ctx.nc, s, { role: Role.NODE, id: this.nodeId, state: () => this.#state, details: () => ({ profile: this.profile.name, labels: this.profile.labels }) }, log);
@@ -90,10 +119,15 @@ export class NodeAgent {
       case 'describe':
         return this.record();
       case 'drain':
-        // Drain with actors arrives with the actor runtime; with none hosted, draining is immediate.
-        this.#state = Lifecycle.DRAINING;
-        setImmediate(() => this.#onDrained?.('drain command'));
+        void this.drain(cmd.deadlineMs ?? this.ctx.config.actors.drainTimeoutMs).then(() => this.#onDrained?.('drain command'));
         return { nodeId: this.nodeId, state: this.#state };
+      case 'spawn':
+        return this.#host!.spawn(cmd.actorId, cmd.spec, cmd.revision, cmd.epoch);
+      case 'stop':
+        await this.#host!.stop(cmd.actorId);
+        return { actorId: cmd.actorId, state: 'stopped' };
+      case 'list':
+        return { nodeId: this.nodeId, actors: this.#host!.list() };
     }
   }
 
@@ -107,8 +141,12 @@ export class NodeAgent {
     // The histogram's samples include the sampling interval itself; report only the excess.
     const delay = Math.max(0, this.#elDelay.mean / 1e6 - EL_RESOLUTION_MS);
     this.#elDelay.reset();
+    const host = this.#host?.stats();
     return {
-      actors: 0,
+      actors: host?.actors ?? 0,
+      mailboxDepth: host?.mailboxDepth ?? 0,
+      rejectedTells: host?.rejectedTells ?? 0,
+      processed: host?.processed ?? 0,
       cpuPercent: wallUs > 0 ? Math.round(((cpu.user + cpu.system) / wallUs) * 1000) / 10 : 0,
       eventLoopDelayMs: Number.isFinite(delay) ? Math.round(delay * 100) / 100 : 0,
       rssBytes: mem.rss,
@@ -136,8 +174,27 @@ export class NodeAgent {
     await this.#bucket!.put(this.nodeId, encode(this.record()));
   }
 
+  /** Idempotent: every caller waits for the same drain. */
+  drain(deadlineMs: number): Promise<void> {
+    if (!this.#draining) {
+      this.#state = Lifecycle.DRAINING;
+      const log = componentLogger(this.ctx.log, 'node-agent', { nodeId: this.nodeId });
+      log.info({ deadlineMs, actors: this.#host?.stats().actors ?? 0 }, 'draining');
+      this.#draining = (async () => {
+        await this.#heartbeat().catch(() => undefined); // tell the scheduler at once
+        await this.#host?.drain(deadlineMs);
+        log.info('drained');
+      })();
+    }
+    return this.#draining;
+  }
+
   async stop(reason: string): Promise<void> {
+    // SIGTERM / SIGINT mean drain (a preemption notice arrives the same way): hand actors off first.
+    await this.drain(this.ctx.config.actors.drainTimeoutMs);
     this.#state = Lifecycle.STOPPED;
+    await this.#host?.close();
+    await this.#pool?.close();
     if (this.#timer) clearInterval(this.#timer);
     this.#elDelay.disable();
     // A clean exit removes the record at once; a crash leaves it to go stale (declared dead).

@@ -1,18 +1,22 @@
 /**
  * The scheduler's view of the fleet: watches the nodes KV bucket and judges liveness by the
- * time of each node's last heartbeat (server 2.9 has no per-key TTL). Issue 3 turns the dead
- * verdict into events and re-placement; here it feeds `shoal status`.
+ * time of each node's last heartbeat as seen here (server 2.9 has no per-key TTL, and local
+ * receive time is immune to clock skew between machines). A sweep declares silent nodes dead
+ * once, publishes `shoal.events.node-dead`, and tells the listeners (re-placement).
  */
 import type { KV, KvEntry } from '@nats-io/kv';
 import { decode, type Logger, type NodeRecord, type NodeView } from '../cluster/index.ts';
 
 export class MembershipView {
-  readonly #nodes = new Map<string, { record: NodeRecord; seenAt: number }>();
+  readonly #nodes = new Map<string, { record: NodeRecord; seenAt: number; dead: boolean }>();
   #stop: (() => void) | undefined;
+  #sweep: NodeJS.Timeout | undefined;
+  readonly #deadListeners: ((nodeId: string) => void)[] = [];
+  readonly #changeListeners: (() => void)[] = [];
 
   constructor(
     private readonly bucket: KV,
-    private readonly deadAfterMs: number,
+    readonly deadAfterMs: number,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {}
@@ -21,6 +25,7 @@ export class MembershipView {
     // Default watch: the last value of every key, then every update.
     const watch = await this.bucket.watch();
     this.#stop = () => watch.stop();
+    this.#sweep = setInterval(() => this.sweep(), Math.max(50, Math.floor(this.deadAfterMs / 4)));
     void (async () => {
       for await (const e of watch) this.#apply(e);
     })();
@@ -28,16 +33,52 @@ export class MembershipView {
 
   #apply(e: KvEntry): void {
     if (e.operation === 'DEL' || e.operation === 'PURGE') {
-      if (this.#nodes.delete(e.key)) this.log.info({ nodeId: e.key }, 'node left');
+      if (this.#nodes.delete(e.key)) {
+        this.log.info({ nodeId: e.key }, 'node left');
+        for (const l of this.#changeListeners) l();
+      }
       return;
     }
     try {
       const record = decode(e.value) as NodeRecord;
-      if (!this.#nodes.has(e.key)) this.log.info({ nodeId: e.key, profile: record.profile, labels: record.labels }, 'node joined');
-      this.#nodes.set(e.key, { record, seenAt: this.now() });
+      const prev = this.#nodes.get(e.key);
+      if (!prev || prev.dead) this.log.info({ nodeId: e.key, profile: record.profile, labels: record.labels }, prev ? 'node back' : 'node joined');
+      this.#nodes.set(e.key, { record, seenAt: this.now(), dead: false });
+      if (!prev || prev.dead || prev.record.state !== record.state) for (const l of this.#changeListeners) l();
     } catch (err) {
       this.log.warn({ key: e.key, err: (err as Error).message }, 'unreadable node record');
     }
+  }
+
+  /** Called once per node when it is declared dead. */
+  onDead(fn: (nodeId: string) => void): void {
+    this.#deadListeners.push(fn);
+  }
+
+  /** Called when a node joins, comes back or changes state (capacity may have appeared). */
+  onChange(fn: () => void): void {
+    this.#changeListeners.push(fn);
+  }
+
+  /** Declares nodes silent for longer than deadAfterMs dead (each once). */
+  sweep(): void {
+    const now = this.now();
+    for (const [nodeId, n] of this.#nodes) {
+      if (!n.dead && now - n.seenAt > this.deadAfterMs) {
+        n.dead = true;
+        this.log.warn({ nodeId, silentMs: now - n.seenAt }, 'node declared dead');
+        for (const l of this.#deadListeners) l(nodeId);
+      }
+    }
+  }
+
+  isKnown(nodeId: string): boolean {
+    return this.#nodes.has(nodeId);
+  }
+
+  isAlive(nodeId: string): boolean {
+    const n = this.#nodes.get(nodeId);
+    return n !== undefined && !n.dead && this.now() - n.seenAt <= this.deadAfterMs;
   }
 
   view(): NodeView[] {
@@ -60,6 +101,7 @@ export class MembershipView {
   }
 
   stop(): void {
+    if (this.#sweep) clearInterval(this.#sweep);
     this.#stop?.();
   }
 }

@@ -1,0 +1,112 @@
+/**
+ * Actors: a class with typed message handlers, private state, and `onStart` / `onStop` /
+ * `onDrain` hooks. Messages are processed one at a time per actor, in arrival order. An actor
+ * type is registered under a name with the TypeBox schema of its messages (a union on `type`),
+ * so every message is validated before the actor sees it.
+ *
+ * ```ts
+ * const CounterMsg = Type.Union([
+ *   Type.Object({ type: Type.Literal('inc'), by: Type.Integer() }),
+ *   Type.Object({ type: Type.Literal('get') }),
+ * ]);
+ * class Counter extends Actor<Static<typeof CounterMsg>> {
+ *   #n = 0;
+ *   receive(m) { if (m.type === 'inc') this.#n += m.by; return this.#n; }
+ * }
+ * export const actorTypes = [defineActorType({ name: 'counter', messages: CounterMsg, create: () => new Counter() })];
+ * ```
+ */
+import type { Static, TSchema } from '@sinclair/typebox';
+import type { Logger } from './logger.ts';
+import type { ActorKind, SupervisionPolicy } from './wire.ts';
+
+/** What the runtime gives an actor. */
+export interface ActorContext {
+  readonly actorId: string;
+  readonly nodeId: string;
+  readonly log: Logger;
+  /** How many times this actor has been restarted by its supervisor. */
+  readonly restarts: number;
+  /** Reach other actors and services from inside an actor. */
+  readonly system: ActorSystemLike;
+  /** Run CPU-heavy work on the node's worker pool, off the event loop. */
+  runTask<R = unknown>(moduleUrl: string, fn: string, args: unknown): Promise<R>;
+  /** This actor's last checkpoint (small state, in KV), kept across restarts and re-placement. */
+  readonly checkpoint: Checkpoints;
+}
+
+export interface Checkpoints {
+  save(state: unknown): Promise<void>;
+  load<T = unknown>(): Promise<T | undefined>;
+}
+
+/** The part of ActorClient an actor sees (kept structural to avoid an import cycle). */
+export interface ActorSystemLike {
+  ref(actorId: string): { ask<R = unknown>(msg: unknown, opts?: { timeoutMs?: number }): Promise<R>; tell(msg: unknown): void };
+}
+
+export interface ChildFailure {
+  actorId: string;
+  code: string;
+  message: string;
+}
+
+export abstract class Actor<M = { type: string }> {
+  /** Set by the runtime before `onStart`. */
+  ctx!: ActorContext;
+  onStart?(): void | Promise<void>;
+  /** Called on a clean stop; not after a crash. */
+  onStop?(): void | Promise<void>;
+  /** The node is draining (SIGTERM, drain command, spot notice): checkpoint now. */
+  onDrain?(): void | Promise<void>;
+  /** A child this actor supervises has given up (exceeded its restarts). */
+  onChildFailed?(failure: ChildFailure): void | Promise<void>;
+  /** Handles one message; the return value is the reply to an ask. */
+  abstract receive(msg: M): unknown | Promise<unknown>;
+}
+
+export interface ActorType<S extends TSchema = TSchema> {
+  name: string;
+  messages: S;
+  create(args: unknown): Actor<Static<S>>;
+  /** Defaults for spawns of this type. */
+  kind?: ActorKind;
+  mailboxCapacity?: number;
+  supervision?: Partial<SupervisionPolicy>;
+}
+
+export function defineActorType<S extends TSchema>(t: ActorType<S>): ActorType<S> {
+  if (!/^[A-Za-z0-9_.-]{1,128}$/.test(t.name)) throw new Error(`invalid actor type name "${t.name}"`);
+  return t;
+}
+
+/** Actor types known to a process, by name. */
+export class ActorTypeRegistry {
+  readonly #types = new Map<string, ActorType>();
+
+  register(...types: ActorType[]): this {
+    for (const t of types) {
+      if (this.#types.has(t.name) && this.#types.get(t.name) !== t) throw new Error(`actor type "${t.name}" registered twice`);
+      this.#types.set(t.name, t);
+    }
+    return this;
+  }
+
+  get(name: string): ActorType | undefined {
+    return this.#types.get(name);
+  }
+
+  names(): string[] {
+    return [...this.#types.keys()].sort();
+  }
+
+  /** Imports modules that export `actorTypes: ActorType[]` and registers them. */
+  async load(moduleUrls: string[]): Promise<this> {
+    for (const url of moduleUrls) {
+      const mod = (await import(url)) as { actorTypes?: ActorType[] };
+      if (!Array.isArray(mod.actorTypes)) throw new Error(`${url} does not export actorTypes: ActorType[]`);
+      this.register(...mod.actorTypes);
+    }
+    return this;
+  }
+}

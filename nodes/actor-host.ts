@@ -1,0 +1,408 @@
+/**
+ * Hosts actors on a node: one cell per actor with a bounded mailbox, processing one message at
+ * a time in arrival order; supervision (restart with backoff up to a budget, then failed and
+ * the supervisor told); directory claims by compare-and-swap; fencing (a copy whose directory
+ * entry moved elsewhere stops); and drain (stop taking messages, finish what is queued,
+ * `onDrain`, hand the actor back to the scheduler as pending).
+ */
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { KV } from '@nats-io/kv';
+import type { TypeCheck } from '@sinclair/typebox/compiler';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import {
+  ActorClient,
+  ActorState,
+  Errors,
+  Mailbox,
+  ShoalError,
+  decode,
+  encode,
+  errorCode,
+  errorHeaders,
+  toWireError,
+  validate,
+  type Actor,
+  type ActorContext,
+  type ActorType,
+  type ActorTypeRegistry,
+  type Directory,
+  type DirectoryEntry,
+  type Logger,
+  type SpawnSpec,
+  type Subjects,
+  type SupervisionPolicy,
+} from '../cluster/index.ts';
+import type { WorkerPool } from './worker-pool.ts';
+
+const DEFAULT_SUPERVISION: SupervisionPolicy = { maxRestarts: 3, withinMs: 60_000, backoffMs: 50 };
+const DEFAULT_MAILBOX = 1000;
+
+interface Envelope {
+  msg: unknown;
+  /** The NATS message to reply to (asks only). */
+  reply: Msg | undefined;
+}
+
+export interface ActorHostOptions {
+  nodeId: string;
+  nc: NatsConnection;
+  subjects: Subjects;
+  registry: ActorTypeRegistry;
+  directory: Directory;
+  pool: WorkerPool;
+  /** KV bucket for actors' checkpoints. */
+  checkpoints: KV;
+  log: Logger;
+  /** Most actors this node hosts. @default 10000 */
+  maxActors?: number;
+}
+
+export interface HostStats {
+  actors: number;
+  mailboxDepth: number;
+  rejectedTells: number;
+  processed: number;
+}
+
+const checks = new WeakMap<object, TypeCheck<never>>();
+function checkerFor(t: ActorType): TypeCheck<never> {
+  let c = checks.get(t);
+  if (!c) {
+    c = TypeCompiler.Compile(t.messages) as unknown as TypeCheck<never>;
+    checks.set(t, c);
+  }
+  return c;
+}
+
+class Cell {
+  state: ActorState = ActorState.STARTING;
+  instance!: Actor<unknown>;
+  readonly mailbox: Mailbox<Envelope>;
+  busy = false;
+  restarts: number[] = [];
+  restartCount = 0;
+  subs: Subscription[] = [];
+  revision = 0;
+  /** Resolves when the queue is empty and nothing is processing (used by drain). */
+  idleWaiters: (() => void)[] = [];
+  readonly supervision: SupervisionPolicy;
+  readonly check: TypeCheck<never>;
+
+  constructor(
+    readonly actorId: string,
+    readonly spec: SpawnSpec,
+    readonly type: ActorType,
+    readonly epoch: number,
+  ) {
+    this.mailbox = new Mailbox(spec.mailboxCapacity ?? type.mailboxCapacity ?? DEFAULT_MAILBOX);
+    this.supervision = { ...DEFAULT_SUPERVISION, ...type.supervision, ...spec.supervision };
+    this.check = checkerFor(type);
+  }
+
+  get depth(): number {
+    return this.mailbox.size;
+  }
+}
+
+export class ActorHost {
+  readonly #cells = new Map<string, Cell>();
+  readonly #o: ActorHostOptions;
+  readonly #client: ActorClient;
+  #accepting = true;
+  #rejectedTells = 0;
+  #processed = 0;
+  /** Log a refused tell once per actor and reason, then count silently. */
+  readonly #loggedRejects = new Set<string>();
+  #stopWatch: (() => void) | undefined;
+
+  constructor(opts: ActorHostOptions) {
+    this.#o = opts;
+    this.#client = new ActorClient(opts.nc, opts.subjects, opts.directory);
+  }
+
+  async start(): Promise<void> {
+    // Fencing: if the directory says one of our actors now lives elsewhere (re-placed after we
+    // were presumed dead), stop our copy so it never runs twice.
+    this.#stopWatch = await this.#o.directory.watch((actorId, v) => {
+      const cell = this.#cells.get(actorId);
+      if (!cell || cell.state === ActorState.STOPPED) return;
+      if (!v || v.entry.epoch > cell.epoch || (v.entry.nodeId !== '' && v.entry.nodeId !== this.#o.nodeId)) {
+        this.#o.log.warn({ actorId, owner: v?.entry.nodeId, epoch: v?.entry.epoch, ours: cell.epoch }, 'actor claimed elsewhere: stopping our copy');
+        void this.#shutdownCell(cell, 'fenced', false);
+      }
+    });
+  }
+
+  stats(): HostStats {
+    let depth = 0;
+    for (const c of this.#cells.values()) depth += c.depth;
+    return { actors: this.#cells.size, mailboxDepth: depth, rejectedTells: this.#rejectedTells, processed: this.#processed };
+  }
+
+  list(): { actorId: string; type: string; state: ActorState; mailbox: number; restarts: number; service?: string }[] {
+    return [...this.#cells.values()].map((c) => ({ actorId: c.actorId, type: c.type.name, state: c.state, mailbox: c.depth, restarts: c.restartCount, ...(c.spec.service ? { service: c.spec.service } : {}) }));
+  }
+
+  /** Starts an actor here, claiming its directory entry with CAS at `revision` (0 = new). */
+  async spawn(actorId: string, spec: SpawnSpec, revision: number, epoch: number): Promise<{ actorId: string; nodeId: string; state: ActorState }> {
+    const { nodeId, registry, directory } = this.#o;
+    if (!this.#accepting) throw Errors.NODE_DRAINING(nodeId);
+    const type = registry.get(spec.type);
+    if (!type) throw Errors.UNKNOWN_ACTOR_TYPE(spec.type, registry.names().join(', '));
+    if (this.#cells.has(actorId)) throw Errors.ACTOR_ALREADY_RUNNING(actorId, nodeId);
+    if (this.#cells.size >= (this.#o.maxActors ?? 10_000)) throw Errors.NODE_FULL(nodeId, this.#o.maxActors ?? 10_000);
+
+    const cell = new Cell(actorId, spec, type, epoch);
+    this.#cells.set(actorId, cell);
+    try {
+      cell.revision = await directory.put(this.#entry(cell, ActorState.STARTING), revision);
+      await this.#instantiate(cell);
+      this.#subscribe(cell);
+      cell.state = ActorState.RUNNING;
+      cell.revision = await directory.update(this.#entry(cell, ActorState.RUNNING), cell.revision);
+    } catch (err) {
+      this.#cells.delete(actorId);
+      for (const s of cell.subs) s.unsubscribe();
+      // Hand a half-claimed entry back so the scheduler can place it elsewhere.
+      if (cell.revision > 0) await directory.update({ ...this.#entry(cell, ActorState.PENDING), nodeId: '', reason: `start failed on ${nodeId}: ${(err as Error).message}` }, cell.revision).catch(() => undefined);
+      throw err instanceof ShoalError ? err : Errors.ACTOR_FAILED(actorId, `onStart: ${(err as Error).message}`);
+    }
+    this.#o.log.info({ actorId, type: spec.type, service: spec.service, epoch }, 'actor started');
+    return { actorId, nodeId, state: cell.state };
+  }
+
+  /** Stops an actor for good (its directory entry is removed). */
+  async stop(actorId: string): Promise<void> {
+    const cell = this.#cells.get(actorId);
+    if (!cell) throw Errors.ACTOR_NOT_FOUND(actorId);
+    await this.#shutdownCell(cell, 'stopped', true);
+    await this.#o.directory.remove(actorId).catch(() => undefined);
+    await this.#o.checkpoints.delete(actorId).catch(() => undefined);
+  }
+
+  /**
+   * Drain: refuse new actors, stop taking messages (callers get no-responders and retry once the
+   * actor is re-placed), finish what is queued, run `onDrain`, and hand every actor back to the
+   * scheduler as pending. Returns within `deadlineMs`.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.#accepting = false;
+    const cells = [...this.#cells.values()];
+    const deadline = Date.now() + deadlineMs;
+    await Promise.all(
+      cells.map(async (cell) => {
+        if (cell.state !== ActorState.RUNNING) return;
+        cell.state = ActorState.DRAINING;
+        await Promise.all(cell.subs.map((s) => s.drain().catch(() => undefined)));
+        await withDeadline(this.#idle(cell), deadline);
+        try {
+          await withDeadline(Promise.resolve(cell.instance.onDrain?.()), deadline);
+        } catch (err) {
+          this.#o.log.warn({ actorId: cell.actorId, err: (err as Error).message }, 'onDrain failed');
+        }
+        cell.state = ActorState.STOPPED;
+        this.#refuseQueued(cell, 'draining');
+        this.#cells.delete(cell.actorId);
+        await this.#o.directory
+          .update({ ...this.#entry(cell, ActorState.PENDING), nodeId: '', reason: `node ${this.#o.nodeId} drained` }, cell.revision)
+          .catch((err: unknown) => this.#o.log.warn({ actorId: cell.actorId, err: (err as Error).message }, 'hand-off failed'));
+        this.#o.log.info({ actorId: cell.actorId }, 'actor drained and handed off');
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.#stopWatch?.();
+    await Promise.all([...this.#cells.values()].map((c) => this.#shutdownCell(c, 'node stopping', true)));
+  }
+
+  // ---- internals -------------------------------------------------------------------------------
+
+  #entry(cell: Cell, state: ActorState): DirectoryEntry {
+    return { actorId: cell.actorId, spec: cell.spec, state, nodeId: this.#o.nodeId, epoch: cell.epoch, updatedAt: Date.now() };
+  }
+
+  async #instantiate(cell: Cell): Promise<void> {
+    const instance = cell.type.create(cell.spec.args);
+    const pool = this.#o.pool;
+    const ctx: ActorContext = {
+      actorId: cell.actorId,
+      nodeId: this.#o.nodeId,
+      log: this.#o.log.child({ actorId: cell.actorId }),
+      restarts: cell.restartCount,
+      system: this.#client,
+      runTask: (moduleUrl, fn, args) => pool.run(moduleUrl, fn, args),
+      checkpoint: {
+        save: async (state) => void (await this.#o.checkpoints.put(cell.actorId, encode(state))),
+        load: async <T>() => {
+          const e = await this.#o.checkpoints.get(cell.actorId);
+          return e && e.operation === 'PUT' && e.value.length > 0 ? (decode(e.value) as T) : undefined;
+        },
+      },
+    };
+    instance.ctx = ctx;
+    cell.instance = instance;
+    await instance.onStart?.();
+  }
+
+  #subscribe(cell: Cell): void {
+    const { nc, subjects } = this.#o;
+    const onMsg = (err: Error | null, m: Msg) => {
+      if (!err) this.#receive(cell, m);
+    };
+    cell.subs.push(nc.subscribe(subjects.actor(cell.actorId), { callback: onMsg }));
+    cell.subs.push(nc.subscribe(`${subjects.actor(cell.actorId)}.sys`, { callback: (err, m) => void (err || this.#system(cell, m)) }));
+    if (cell.spec.service) cell.subs.push(nc.subscribe(subjects.service(cell.spec.service), { queue: cell.spec.service, callback: onMsg }));
+  }
+
+  #receive(cell: Cell, m: Msg): void {
+    let msg: unknown;
+    try {
+      if (cell.state !== ActorState.RUNNING) throw Errors.ACTOR_STOPPED(cell.actorId, cell.state);
+      msg = m.headers ? this.#decodeWithHeaders(m) : decode(m.data);
+      if (!cell.check.Check(msg as never)) validate(cell.type.messages, msg, `${m.subject} (actor ${cell.actorId})`);
+      if (!cell.mailbox.offer({ msg, reply: m.reply ? m : undefined })) throw Errors.MAILBOX_FULL(cell.actorId, cell.mailbox.capacity);
+    } catch (err) {
+      this.#refuse(cell, m, err);
+      return;
+    }
+    if (!cell.busy) void this.#process(cell);
+  }
+
+  #decodeWithHeaders(m: Msg): unknown {
+    const ct = m.headers?.get('content-type');
+    return ct ? decode(m.data, ct === 'application/json' ? 'application/json' : 'application/msgpack') : decode(m.data);
+  }
+
+  #refuse(cell: Cell, m: Msg, err: unknown): void {
+    if (m.reply) {
+      m.respond(new Uint8Array(0), { headers: errorHeaders(err) });
+      return;
+    }
+    // A refused tell is never silent: counted, and logged once per actor and reason.
+    this.#rejectedTells++;
+    const code = errorCode(err) ?? 'unknown';
+    const key = `${cell.actorId}:${code}`;
+    if (!this.#loggedRejects.has(key)) {
+      this.#loggedRejects.add(key);
+      this.#o.log.warn({ actorId: cell.actorId, code, err: (err as Error).message }, 'tell refused (further refusals of this kind are only counted)');
+    }
+  }
+
+  async #process(cell: Cell): Promise<void> {
+    cell.busy = true;
+    try {
+      while (cell.state === ActorState.RUNNING || cell.state === ActorState.DRAINING) {
+        const env = cell.mailbox.poll();
+        if (env === undefined) break;
+        let result: unknown;
+        try {
+          result = cell.instance.receive(env.msg);
+          if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') result = await result;
+        } catch (err) {
+          this.#processed++;
+          env.reply?.respond(new Uint8Array(0), { headers: errorHeaders(Errors.ACTOR_FAILED(cell.actorId, err instanceof Error ? err.message : String(err))) });
+          await this.#onCrash(cell, err);
+          continue;
+        }
+        this.#processed++;
+        env.reply?.respond(encode(result ?? null));
+      }
+    } finally {
+      cell.busy = false;
+      if (cell.mailbox.size === 0) for (const w of cell.idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** Supervision: restart with backoff, or give up, mark failed and tell the supervisor. */
+  async #onCrash(cell: Cell, err: unknown): Promise<void> {
+    const { maxRestarts, withinMs, backoffMs } = cell.supervision;
+    const now = Date.now();
+    cell.restarts = cell.restarts.filter((t) => now - t < withinMs);
+    const log = this.#o.log.child({ actorId: cell.actorId });
+    if (cell.restarts.length >= maxRestarts) {
+      log.error({ err: (err as Error).message, restarts: cell.restarts.length, withinMs }, 'actor failed: restart budget spent');
+      await this.#fail(cell, err);
+      return;
+    }
+    cell.restarts.push(now);
+    cell.restartCount++;
+    const delay = Math.min(5000, backoffMs * 2 ** (cell.restarts.length - 1));
+    log.warn({ err: (err as Error).message, restart: cell.restartCount, delayMs: delay }, 'actor crashed: restarting');
+    await new Promise((r) => setTimeout(r, delay));
+    try {
+      await this.#instantiate(cell);
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'restart failed');
+      await this.#fail(cell, e);
+    }
+  }
+
+  async #fail(cell: Cell, err: unknown): Promise<void> {
+    cell.state = ActorState.FAILED;
+    for (const s of cell.subs) s.unsubscribe();
+    this.#refuseQueued(cell, 'failed');
+    this.#cells.delete(cell.actorId);
+    const w = toWireError(err instanceof ShoalError ? err : Errors.ACTOR_FAILED(cell.actorId, err instanceof Error ? err.message : String(err)));
+    const reason = `${w.code}: ${w.message}`;
+    await this.#o.directory.update({ ...this.#entry(cell, ActorState.FAILED), reason }, cell.revision).catch(() => undefined);
+    this.#o.nc.publish(this.#o.subjects.event('actor-failed'), encode({ actorId: cell.actorId, nodeId: this.#o.nodeId, reason, at: Date.now() }));
+    if (cell.spec.supervisor) {
+      this.#o.nc.publish(`${this.#o.subjects.actor(cell.spec.supervisor)}.sys`, encode({ type: 'child-failed', actorId: cell.actorId, code: w.code, message: w.message }));
+    }
+  }
+
+  #system(cell: Cell, m: Msg): void {
+    try {
+      const sys = decode(m.data) as { type?: string; actorId?: string; code?: string; message?: string };
+      if (sys?.type === 'child-failed' && cell.instance.onChildFailed) {
+        void Promise.resolve(cell.instance.onChildFailed({ actorId: String(sys.actorId), code: String(sys.code), message: String(sys.message) })).catch((err: unknown) =>
+          this.#o.log.warn({ actorId: cell.actorId, err: (err as Error).message }, 'onChildFailed threw'),
+        );
+      }
+    } catch (err) {
+      this.#o.log.warn({ actorId: cell.actorId, err: (err as Error).message }, 'bad system message');
+    }
+  }
+
+  #refuseQueued(cell: Cell, state: string): void {
+    for (const env of cell.mailbox.drainAll()) {
+      if (env.reply) env.reply.respond(new Uint8Array(0), { headers: errorHeaders(Errors.ACTOR_STOPPED(cell.actorId, state)) });
+      else this.#rejectedTells++;
+    }
+    for (const w of cell.idleWaiters.splice(0)) w();
+  }
+
+  #idle(cell: Cell): Promise<void> {
+    if (!cell.busy && cell.depth === 0) return Promise.resolve();
+    return new Promise((r) => cell.idleWaiters.push(r));
+  }
+
+  async #shutdownCell(cell: Cell, why: string, callOnStop: boolean): Promise<void> {
+    if (cell.state === ActorState.STOPPED) return;
+    cell.state = ActorState.STOPPED;
+    for (const s of cell.subs) s.unsubscribe();
+    this.#refuseQueued(cell, why);
+    this.#cells.delete(cell.actorId);
+    if (callOnStop) {
+      try {
+        await cell.instance?.onStop?.();
+      } catch (err) {
+        this.#o.log.warn({ actorId: cell.actorId, err: (err as Error).message }, 'onStop threw');
+      }
+    }
+  }
+}
+
+async function withDeadline<T>(p: Promise<T>, deadline: number): Promise<T | undefined> {
+  const ms = deadline - Date.now();
+  if (ms <= 0) return undefined;
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<undefined>((r) => (t = setTimeout(() => r(undefined), ms)))]);
+  } finally {
+    if (t) clearTimeout(t);
+  }
+}
+
+export type { ShoalError };

@@ -1,0 +1,196 @@
+/**
+ * The scheduler's side of actors: spawn / stop requests (`shoal.sched.actors`), and the
+ * reconcile loop that keeps every actor in the directory placed — new ones, ones whose node was
+ * declared dead, ones a draining node handed back. Every placement is a CAS on the directory
+ * entry's revision with a new epoch, so an actor is never claimed twice.
+ */
+import { nuid } from '@nats-io/transport-node';
+import {
+  ActorState,
+  Errors,
+  ShoalError,
+  encode,
+  request,
+  type Directory,
+  type DirectoryEntry,
+  type Logger,
+  type NatsConnection,
+  type SpawnResult,
+  type SpawnSpec,
+  type Subjects,
+  type Versioned,
+} from '../cluster/index.ts';
+import type { MembershipView } from './membership-view.ts';
+import type { Placer } from './simple-placement.ts';
+
+type Placed = SpawnResult['actors'][number];
+
+export interface ActorManagerOptions {
+  nc: NatsConnection;
+  subjects: Subjects;
+  directory: Directory;
+  membership: MembershipView;
+  placer: Placer;
+  log: Logger;
+  /** How often pending actors are retried. @default 500 */
+  reconcileMs?: number;
+  /** Spawn request timeout to a node. @default 10000 */
+  spawnTimeoutMs?: number;
+}
+
+const LIVE: readonly string[] = [ActorState.STARTING, ActorState.RUNNING, ActorState.DRAINING];
+
+export class ActorManager {
+  readonly #o: ActorManagerOptions;
+  /** Latest directory entries by actor id, kept by a watch. */
+  readonly #entries = new Map<string, Versioned>();
+  readonly #pendingReasons = new Map<string, string>();
+  #timer: NodeJS.Timeout | undefined;
+  #stopWatch: (() => void) | undefined;
+  #reconciling = false;
+  #again = false;
+  readonly #startedAt = Date.now();
+
+  constructor(opts: ActorManagerOptions) {
+    this.#o = opts;
+  }
+
+  async start(): Promise<void> {
+    this.#stopWatch = await this.#o.directory.watch((id, v) => {
+      if (v) this.#entries.set(id, v);
+      else this.#entries.delete(id);
+      if (v?.entry.state === ActorState.PENDING) this.kick();
+    });
+    this.#o.membership.onDead(() => this.kick());
+    this.#o.membership.onChange(() => this.kick());
+    this.#timer = setInterval(() => this.kick(), this.#o.reconcileMs ?? 500);
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#stopWatch?.();
+  }
+
+  pending(): { actorId: string; reason: string }[] {
+    return [...this.#entries.values()]
+      .filter((v) => v.entry.state === ActorState.PENDING)
+      .map((v) => ({ actorId: v.entry.actorId, reason: this.#pendingReasons.get(v.entry.actorId) ?? v.entry.reason ?? 'waiting for placement' }));
+  }
+
+  count(): number {
+    return this.#entries.size;
+  }
+
+  /** Spawns one actor, or `replicas` replicas of a service (ids `<service>-<i>`). */
+  async spawn(spec: SpawnSpec, replicas = 1): Promise<SpawnResult> {
+    const ids: string[] = [];
+    if (replicas > 1 || (spec.service && !spec.id)) {
+      const base = spec.id ?? spec.service ?? `a-${nuid.next()}`;
+      for (let i = 1; i <= replicas; i++) ids.push(`${base}-${i}`);
+    } else ids.push(spec.id ?? `a-${nuid.next()}`);
+    const actors: Placed[] = [];
+    for (const actorId of ids) actors.push(await this.#spawnOne(actorId, { ...spec, id: actorId }));
+    return { actors };
+  }
+
+  async stopActor(actorId: string): Promise<void> {
+    const v = await this.#o.directory.get(actorId);
+    if (!v) throw Errors.ACTOR_NOT_FOUND(actorId);
+    if (LIVE.includes(v.entry.state) && v.entry.nodeId && this.#o.membership.isAlive(v.entry.nodeId)) {
+      await request(this.#o.nc, this.#o.subjects.nodeCtl(v.entry.nodeId), { type: 'stop', actorId }, { timeoutMs: 10_000 });
+    } else {
+      await this.#o.directory.remove(actorId);
+    }
+    this.#pendingReasons.delete(actorId);
+  }
+
+  async #spawnOne(actorId: string, spec: SpawnSpec): Promise<Placed> {
+    const existing = await this.#o.directory.get(actorId);
+    if (existing && existing.entry.state !== ActorState.FAILED && existing.entry.state !== ActorState.STOPPED) {
+      throw Errors.ACTOR_ALREADY_RUNNING(actorId, existing.entry.nodeId || '(pending)');
+    }
+    const revision = existing?.revision ?? 0;
+    const epoch = (existing?.entry.epoch ?? 0) + 1;
+    const placed = await this.#place(actorId, spec, revision, epoch);
+    if (placed) return placed;
+    // No node now: record it as pending (CAS) and let the reconcile loop place it later.
+    const reason = this.#pendingReasons.get(actorId) ?? 'waiting for capacity';
+    const entry: DirectoryEntry = { actorId, spec, state: ActorState.PENDING, nodeId: '', epoch: epoch - 1, updatedAt: Date.now(), reason };
+    await this.#o.directory.put(entry, revision);
+    this.#o.log.info({ actorId, reason }, 'actor pending');
+    return { actorId, nodeId: '', state: ActorState.PENDING };
+  }
+
+  /** Tries nodes until one starts the actor; undefined when none can (reason recorded). */
+  async #place(actorId: string, spec: SpawnSpec, revision: number, epoch: number): Promise<Placed | undefined> {
+    const tried = new Set<string>();
+    for (;;) {
+      const d = this.#o.placer.choose(actorId, spec, this.#o.membership.view(), tried);
+      if ('reason' in d) {
+        this.#pendingReasons.set(actorId, d.reason);
+        return undefined;
+      }
+      tried.add(d.nodeId);
+      try {
+        const r = await request<Placed>(this.#o.nc, this.#o.subjects.nodeCtl(d.nodeId), { type: 'spawn', actorId, spec, revision, epoch }, { timeoutMs: this.#o.spawnTimeoutMs ?? 10_000 });
+        this.#pendingReasons.delete(actorId);
+        this.#o.nc.publish(this.#o.subjects.event('actor-placed'), encode({ actorId, nodeId: d.nodeId, epoch, at: Date.now() }));
+        return r;
+      } catch (err) {
+        // Lost the CAS: someone else placed it, or it exists. That is the caller's answer.
+        if (Errors.PLACEMENT_CONFLICT.is(err) || Errors.ACTOR_ALREADY_RUNNING.is(err) || Errors.UNKNOWN_ACTOR_TYPE.is(err)) throw err;
+        this.#o.log.warn({ actorId, nodeId: d.nodeId, err: (err as Error).message }, 'node refused spawn; trying another');
+        this.#pendingReasons.set(actorId, `last refusal: ${(err as ShoalError).message}`);
+      }
+    }
+  }
+
+  /** Runs a reconcile pass now (coalesced if one is running). */
+  kick(): void {
+    if (this.#reconciling) {
+      this.#again = true;
+      return;
+    }
+    this.#reconciling = true;
+    void this.#reconcile()
+      .catch((err: unknown) => this.#o.log.error({ err }, 'reconcile failed'))
+      .finally(() => {
+        this.#reconciling = false;
+        if (this.#again) {
+          this.#again = false;
+          this.kick();
+        }
+      });
+  }
+
+  async #reconcile(): Promise<void> {
+    const { membership, directory, log } = this.#o;
+    // Until a full dead-after period has passed since we started, an unknown node may simply not
+    // have heartbeated to us yet: do not re-place its actors.
+    const settled = Date.now() - this.#startedAt > membership.deadAfterMs;
+    for (const v of [...this.#entries.values()]) {
+      const e = v.entry;
+      if (LIVE.includes(e.state) && e.nodeId && !membership.isAlive(e.nodeId) && (settled || membership.isKnown(e.nodeId))) {
+        const pending: DirectoryEntry = { ...e, state: ActorState.PENDING, nodeId: '', updatedAt: Date.now(), reason: `node ${e.nodeId} died` };
+        try {
+          const rev = await directory.update(pending, v.revision);
+          this.#entries.set(e.actorId, { entry: pending, revision: rev });
+          log.warn({ actorId: e.actorId, nodeId: e.nodeId }, 'node dead: re-placing actor');
+        } catch (err) {
+          if (!Errors.PLACEMENT_CONFLICT.is(err)) throw err;
+        }
+      }
+    }
+    for (const v of [...this.#entries.values()]) {
+      if (v.entry.state !== ActorState.PENDING) continue;
+      const fresh = await directory.get(v.entry.actorId);
+      if (!fresh || fresh.entry.state !== ActorState.PENDING) continue;
+      try {
+        const placed = await this.#place(fresh.entry.actorId, fresh.entry.spec, fresh.revision, fresh.entry.epoch + 1);
+        if (placed) log.info({ actorId: placed.actorId, nodeId: placed.nodeId }, 'actor placed');
+      } catch (err) {
+        if (!Errors.PLACEMENT_CONFLICT.is(err)) log.warn({ actorId: v.entry.actorId, err: (err as Error).message }, 'placement failed');
+      }
+    }
+  }
+}

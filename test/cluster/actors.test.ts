@@ -1,0 +1,211 @@
+/**
+ * The actor runtime across real processes: a real nats-server, a real scheduler process and
+ * real node-agent processes hosting the fixture actors; nodes are SIGKILLed and SIGTERMed.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ActorClient, Directory, Errors, Role, openBucket, request, resources, subjects, type NatsConnection, type SchedulerStatus, type SpawnResult } from '../../cluster/index.ts';
+import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { ProcessSet, type TestProcess } from '../harness/processes.ts';
+
+const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '1500', '--actors.modules', '["test/fixtures/actors.ts"]', '--actors.drainTimeoutMs', '10000'];
+const s = subjects();
+
+async function until<T>(fn: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('actors across real node processes', () => {
+  let nats: TestNats;
+  let procs: ProcessSet;
+  let client: ActorClient;
+  let clientNc: NatsConnection;
+  let directory: Directory;
+  const nodes: Record<string, TestProcess> = {};
+  const status = () => request<SchedulerStatus>(clientNc, s.scheduler('status'), { type: 'status' }, { timeoutMs: 3000 });
+  const where = async (actorId: string) => (await directory.get(actorId))?.entry;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    procs = new ProcessSet(nats);
+    await procs.startScheduler(ARGS).ready;
+    nodes.a = procs.startNode('node-a', 'cpu-spot', ARGS);
+    nodes.b = procs.startNode('node-b', 'cpu-ondemand', ARGS);
+    await Promise.all([nodes.a.ready, nodes.b.ready]);
+    clientNc = await nats.connect(Role.CLIENT);
+    directory = new Directory(await openBucket(clientNc, resources().buckets.actors));
+    client = new ActorClient(clientNc, s, directory);
+    await until(async () => ((await status()).nodes.filter((n) => n.alive).length === 2 ? true : undefined), 20_000, 'two live nodes');
+  }, 90_000);
+
+  afterAll(async () => {
+    await procs?.stopAll();
+    await nats?.stop();
+  });
+
+  it('ask and tell reach an actor on another process; refs travel as data', async () => {
+    const r = await client.spawn({ type: 'echo', id: 'greeter' });
+    expect(r.actors[0]).toMatchObject({ actorId: 'greeter', state: 'running' });
+    const ref = await client.lookup('greeter');
+    const reply = await ref.ask<{ text: string; nodeId: string }>({ type: 'echo', text: 'hello' });
+    expect(reply.text).toBe('hello');
+    expect(['node-a', 'node-b']).toContain(reply.nodeId);
+    // A ref serialises to plain data and works when rebuilt elsewhere.
+    const again = client.fromJSON(JSON.parse(JSON.stringify(ref)) as { actorId: string });
+    expect((await again.ask<{ nodeId: string }>({ type: 'where' })).nodeId).toBe(reply.nodeId);
+  });
+
+  it('processes one message at a time, in arrival order per sender, under concurrent senders', async () => {
+    await client.spawn({ type: 'recorder', id: 'rec' });
+    const senders = await Promise.all([nats.connect(Role.CLIENT), nats.connect(Role.CLIENT), nats.connect(Role.CLIENT)]);
+    const N = 300;
+    senders.forEach((nc, i) => {
+      const ref = new ActorClient(nc, s).ref('rec');
+      for (let seq = 0; seq < N; seq++) ref.tell({ type: 'append', sender: `s${i}`, seq });
+    });
+    await Promise.all(senders.map((nc) => nc.flush()));
+    const out = await until(async () => {
+      const r = await client.ref('rec').ask<{ log: [string, number][]; overlaps: number }>({ type: 'log' });
+      return r.log.length === 3 * N ? r : undefined;
+    }, 20_000, 'all tells processed');
+    expect(out.overlaps).toBe(0);
+    for (let i = 0; i < 3; i++) {
+      const seqs = out.log.filter(([sn]) => sn === `s${i}`).map(([, q]) => q);
+      expect(seqs).toEqual([...Array(N).keys()]);
+    }
+  });
+
+  it('an ask to an actor that does not exist fails fast, not after the timeout', async () => {
+    const t0 = Date.now();
+    const err = await client.ref('nobody-home').ask({ type: 'echo', text: 'x' }, { timeoutMs: 20_000 }).catch((e: unknown) => e);
+    expect(Errors.ACTOR_NOT_FOUND.is(err)).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(Errors.ACTOR_NOT_FOUND.is(await client.lookup('nobody-home').catch((e: unknown) => e))).toBe(true);
+  });
+
+  it('bad input gets typed errors and the actor keeps serving', async () => {
+    const ref = client.ref('greeter');
+    expect(Errors.BAD_MESSAGE.is(await ref.ask({ type: 'echo', text: 42 }).catch((e: unknown) => e))).toBe(true);
+    expect(Errors.UNKNOWN_MESSAGE_TYPE.is(await ref.ask({ type: 'shout' }).catch((e: unknown) => e))).toBe(true);
+    expect(Errors.UNKNOWN_ACTOR_TYPE.is(await client.spawn({ type: 'no-such-type', id: 'x1' }).catch((e: unknown) => e))).toBe(true);
+    expect(Errors.ACTOR_ALREADY_RUNNING.is(await client.spawn({ type: 'echo', id: 'greeter' }).catch((e: unknown) => e))).toBe(true);
+    expect(Errors.BAD_MESSAGE.is(await client.spawn({ type: 'echo', id: 'bad id!' }).catch((e: unknown) => e))).toBe(true);
+    expect((await ref.ask<{ text: string }>({ type: 'echo', text: 'still up' })).text).toBe('still up');
+  });
+
+  it('a bounded mailbox refuses when full with the typed error; refused tells are counted', async () => {
+    await client.spawn({ type: 'slow', id: 'sloth' }); // mailbox capacity 2
+    const ref = client.ref('sloth');
+    const asks = Array.from({ length: 6 }, () => ref.ask({ type: 'work', ms: 300 }, { timeoutMs: 10_000 }).then(() => 'ok', (e: unknown) => e));
+    const results = await Promise.all(asks);
+    const full = results.filter((r) => Errors.MAILBOX_FULL.is(r));
+    expect(full.length).toBeGreaterThanOrEqual(3);
+    expect(results.filter((r) => r === 'ok').length).toBeGreaterThanOrEqual(2);
+    for (let i = 0; i < 10; i++) ref.tell({ type: 'work', ms: 300 });
+    await clientNc.flush();
+    const owner = (await where('sloth'))!.nodeId;
+    await until(async () => {
+      const n = (await status()).nodes.find((x) => x.nodeId === owner);
+      return (n?.load.rejectedTells ?? 0) >= 7 ? true : undefined;
+    }, 10_000, 'rejected tells counted in the node load');
+  });
+
+  it('a throwing actor is restarted up to its limit, then failed and its supervisor told', async () => {
+    await client.spawn({ type: 'parent', id: 'guardian' });
+    await client.spawn({ type: 'crashy', id: 'fragile', supervisor: 'guardian' });
+    const ref = client.ref('fragile');
+    for (let i = 0; i < 2; i++) {
+      expect(Errors.ACTOR_FAILED.is(await ref.ask({ type: 'boom' }).catch((e: unknown) => e))).toBe(true);
+      // Restarted: a fresh instance answers, and knows how many restarts it has had.
+      expect(await ref.ask({ type: 'ping' })).toEqual({ restarts: i + 1 });
+    }
+    expect(Errors.ACTOR_FAILED.is(await ref.ask({ type: 'boom' }).catch((e: unknown) => e))).toBe(true);
+    const failures = await until(async () => {
+      const f = await client.ref('guardian').ask<{ actorId: string; code: string }[]>({ type: 'failures' });
+      return f.length > 0 ? f : undefined;
+    }, 10_000, 'supervisor told');
+    expect(failures[0]).toMatchObject({ actorId: 'fragile', code: 'SHOAL_ERR_ACTOR_FAILED' });
+    expect((await where('fragile'))?.state).toBe('failed');
+    const after = await ref.ask({ type: 'ping' }, { timeoutMs: 2000 }).catch((e: unknown) => e);
+    expect(Errors.ACTOR_NOT_FOUND.is(after)).toBe(true);
+  });
+
+  it('runs CPU work on the node worker pool, off the event loop thread', async () => {
+    await client.spawn({ type: 'cpu', id: 'cruncher' });
+    const r = await client.ref('cruncher').ask<{ sum: number; threadId: number }>({ type: 'sum', n: 100_000 }, { timeoutMs: 30_000 });
+    expect(r.sum).toBe((100_000 * 100_001) / 2);
+    expect(r.threadId).toBeGreaterThan(0);
+  });
+
+  it('replicated service actors share one subject and the load', async () => {
+    const r: SpawnResult = await client.spawn({ type: 'echo', service: 'echo-svc' }, { replicas: 4 });
+    expect(r.actors.map((a) => a.actorId)).toEqual(['echo-svc-1', 'echo-svc-2', 'echo-svc-3', 'echo-svc-4']);
+    expect(new Set(r.actors.map((a) => a.nodeId)).size).toBe(2); // spread over both nodes
+    const svc = client.service('echo-svc');
+    const seen = new Set<string>();
+    for (let i = 0; i < 60; i++) seen.add((await svc.ask<{ actorId: string }>({ type: 'where' })).actorId);
+    expect(seen.size).toBeGreaterThanOrEqual(3);
+  });
+
+  it('SIGKILL a node: it is declared dead and its actors start again on a survivor; callers that retry succeed', async () => {
+    nodes.c = procs.startNode('node-c', 'cpu-spot', ARGS);
+    await nodes.c.ready;
+    await client.spawn({ type: 'echo', id: 'survivor', constraints: { nodeId: 'node-c' } });
+    expect((await where('survivor'))?.nodeId).toBe('node-c');
+    // Unpin so it may move: rewrite the spec's constraint the way an operator would re-spawn it.
+    const v = (await directory.get('survivor'))!;
+    await directory.update({ ...v.entry, spec: { ...v.entry.spec, constraints: {} } }, v.revision);
+
+    nodes.c.kill('SIGKILL');
+    const dead = await until(async () => ((await status()).nodes.find((n) => n.nodeId === 'node-c')?.alive === false ? true : undefined), 15_000, 'node-c dead');
+    expect(dead).toBe(true);
+    const reply = await client.ref('survivor').ask<{ nodeId: string }>({ type: 'where' }, { timeoutMs: 2000, retry: { attempts: 30, delayMs: 200 } });
+    expect(['node-a', 'node-b']).toContain(reply.nodeId);
+    const e = await where('survivor');
+    expect(e?.state).toBe('running');
+    expect(e?.epoch).toBeGreaterThan(v.entry.epoch);
+  });
+
+  it('drain: SIGTERM a node while its actors hold work — onDrain runs, the work finishes, no actor is lost', async () => {
+    nodes.d = procs.startNode('node-d', 'cpu-spot', ARGS);
+    await nodes.d.ready;
+    await client.spawn({ type: 'tally', id: 'ledger', constraints: { nodeId: 'node-d' } });
+    const ledger = client.ref('ledger');
+    await ledger.ask({ type: 'add', n: 5 });
+    const v = (await directory.get('ledger'))!;
+    await directory.update({ ...v.entry, spec: { ...v.entry.spec, constraints: {} } }, v.revision);
+    // Work in flight and queued when the node is told to stop.
+    const inflight = [ledger.ask<{ sum: number }>({ type: 'add', n: 10, workMs: 500 }, { timeoutMs: 10_000 }), ledger.ask<{ sum: number }>({ type: 'add', n: 100, workMs: 100 }, { timeoutMs: 10_000 })];
+    await clientNc.flush();
+    await new Promise((r) => setTimeout(r, 100));
+    nodes.d.kill('SIGTERM');
+    const done = await Promise.all(inflight);
+    expect(done.map((d) => d.sum)).toEqual([15, 115]);
+    expect((await nodes.d.exited).code).toBe(0);
+    // Re-placed elsewhere with its checkpointed state: nothing lost, and onDrain ran once.
+    const after = await ledger.ask<{ sum: number; drains: number; nodeId: string }>({ type: 'get' }, { timeoutMs: 2000, retry: { attempts: 30, delayMs: 200 } });
+    expect(after.sum).toBe(115);
+    expect(after.drains).toBe(1);
+    expect(after.nodeId).not.toBe('node-d');
+  });
+
+  it('a spawn on a draining node is refused with NODE_DRAINING', async () => {
+    nodes.e = procs.startNode('node-e', 'cpu-spot', ARGS);
+    await nodes.e.ready;
+    const ctl = await nats.connect(Role.SCHEDULER);
+    await client.spawn({ type: 'slow', id: 'busy-e', constraints: { nodeId: 'node-e' } });
+    const slowWork = client.ref('busy-e').ask({ type: 'work', ms: 1500 }, { timeoutMs: 10_000 });
+    await clientNc.flush();
+    await new Promise((r) => setTimeout(r, 100));
+    await request(ctl, s.nodeCtl('node-e'), { type: 'drain' });
+    const err = await request(ctl, s.nodeCtl('node-e'), { type: 'spawn', actorId: 'late', spec: { type: 'echo' }, revision: 0, epoch: 1 }).catch((e: unknown) => e);
+    expect(Errors.NODE_DRAINING.is(err)).toBe(true);
+    await slowWork;
+    expect((await nodes.e.exited).code).toBe(0);
+  });
+});
