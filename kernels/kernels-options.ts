@@ -1,0 +1,62 @@
+import { availableParallelism } from 'node:os';
+import { Errors } from '../cluster/index.ts';
+import { defaultCacheDir } from './autotune.ts';
+import { kernelsLogger, type Logger } from './log.ts';
+
+export type BackendChoice = 'auto' | 'gpu' | 'cpu';
+
+export interface KernelsOptions {
+  /**
+   * Where steps run: 'gpu' (WebGPU, fails if there is no adapter), 'cpu' (worker threads +
+   * ONNX Runtime), or 'auto' (per step, by the measured crossover; CPU when there is no adapter).
+   * Also read from `SHOAL_KERNELS_BACKEND`. @default 'auto'
+   */
+  backend?: BackendChoice;
+  /** Pin the WebGPU adapter by (part of) its name. Also `SHOAL_GPU_ADAPTER`. */
+  adapter?: string;
+  /** CPU backend worker threads; 0 runs CPU steps on the calling thread. @default 1 */
+  cpuWorkers?: number;
+  /** ONNX Runtime intra-op threads for matmul-class ops. @default os.availableParallelism() */
+  cpuThreads?: number;
+  /** Route matmul/gemm on the CPU backend to ONNX Runtime (MLAS). @default true */
+  ort?: boolean;
+  /** In 'auto' mode, measure (or load) the GPU/CPU crossover table. @default true */
+  autotune?: boolean;
+  /** Directory for the autotune table. @default $SHOAL_KERNELS_CACHE or ~/.cache/shoal/kernels */
+  cacheDir?: string;
+  /** Check inputs known on the host for NaN/Infinity and out-of-range values. @default true */
+  checkInputs?: boolean;
+  logger?: Logger;
+}
+
+export interface ResolvedKernelsOptions {
+  backend: BackendChoice;
+  adapter: string | undefined;
+  cpuWorkers: number;
+  cpuThreads: number;
+  ort: boolean;
+  autotune: boolean;
+  cacheDir: string;
+  checkInputs: boolean;
+  logger: Logger;
+}
+
+export function resolveKernelsOptions(o: KernelsOptions = {}): ResolvedKernelsOptions {
+  const backend = o.backend ?? (process.env.SHOAL_KERNELS_BACKEND as BackendChoice | undefined) ?? 'auto';
+  if (!['auto', 'gpu', 'cpu'].includes(backend)) throw Errors.BAD_CONFIG('kernels.backend', `must be auto, gpu or cpu, got ${JSON.stringify(backend)}`);
+  const cpuWorkers = o.cpuWorkers ?? 1;
+  if (!Number.isInteger(cpuWorkers) || cpuWorkers < 0) throw Errors.BAD_CONFIG('kernels.cpuWorkers', `must be an integer ≥ 0, got ${cpuWorkers}`);
+  const cpuThreads = o.cpuThreads ?? availableParallelism();
+  if (!Number.isInteger(cpuThreads) || cpuThreads < 1) throw Errors.BAD_CONFIG('kernels.cpuThreads', `must be an integer ≥ 1, got ${cpuThreads}`);
+  return {
+    backend,
+    adapter: o.adapter ?? process.env.SHOAL_GPU_ADAPTER ?? undefined,
+    cpuWorkers,
+    cpuThreads,
+    ort: o.ort ?? true,
+    autotune: o.autotune ?? true,
+    cacheDir: o.cacheDir ?? defaultCacheDir(),
+    checkInputs: o.checkInputs ?? true,
+    logger: o.logger ?? kernelsLogger(),
+  };
+}
