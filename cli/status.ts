@@ -68,10 +68,13 @@ export function formatStatus(r: StatusReport): string {
       `${n.capabilities.cpus} cpu ${gib(n.capabilities.memoryBytes)}`,
       n.capabilities.gpu ? `${n.capabilities.gpu.description || n.capabilities.gpu.vendor}${n.capabilities.gpu.software ? ' (software)' : ''}` : '-',
       n.capabilities.onnxruntime ? `ort ${n.capabilities.onnxruntime.version}` : '-',
-      `${n.load.cpuPercent}% el ${n.load.eventLoopDelayMs}ms`,
+      `${n.load.actors} actors, mbox ${n.load.mailboxDepth ?? 0}, cpu ${n.load.cpuPercent}%, el ${n.load.eventLoopDelayMs}ms${n.load.rejectedTells ? `, ${n.load.rejectedTells} refused tells` : ''}`,
       ago(n.lastSeenMsAgo),
     ]);
     lines.push(...table(['NODE', 'STATE', 'POOL', 'ZONE', 'MARKET', 'PRICE', 'RESOURCES', 'GPU', 'ONNX', 'LOAD', 'SEEN'], nrows));
+    const pending = r.scheduler.pending ?? [];
+    lines.push('', `ACTORS: ${r.scheduler.actors ?? 0} in the directory, ${pending.length} pending`);
+    if (pending.length > 0) lines.push(...table(['PENDING', 'REASON'], pending.map((p) => [p.actorId, p.reason])));
   }
   return lines.join('\n');
 }

@@ -180,11 +180,10 @@ export class NodeAgent {
       this.#state = Lifecycle.DRAINING;
       const log = componentLogger(this.ctx.log, 'node-agent', { nodeId: this.nodeId });
       log.info({ deadlineMs, actors: this.#host?.stats().actors ?? 0 }, 'draining');
-      this.#draining = (async () => {
-        await this.#heartbeat().catch(() => undefined); // tell the scheduler at once
-        await this.#host?.drain(deadlineMs);
-        log.info('drained');
-      })();
+      // host.drain() refuses new actors synchronously, before any await; the heartbeat tells the
+      // scheduler at once.
+      const drained = this.#host?.drain(deadlineMs);
+      this.#draining = Promise.all([drained, this.#heartbeat().catch(() => undefined)]).then(() => log.info('drained'));
     }
     return this.#draining;
   }
