@@ -50,20 +50,20 @@ const LIMIT_NAMES = [
 
 const WANTED_FEATURES = ['subgroups', 'shader-f16', 'timestamp-query'] as const;
 
-// Held for the life of the process on purpose (see the file comment).
-let gpuRoot: GPU | undefined;
-let gpuRootFlags = '';
+// Held for the life of the process on purpose (see the file comment): never deleted.
+const gpuRoots = new Map<string, GPU>();
 
 function gpuEntry(adapter: string | undefined): GPU {
   const flags = adapter ? `adapter=${adapter}` : '';
-  if (gpuRoot && gpuRootFlags === flags) return gpuRoot;
+  let root = gpuRoots.get(flags);
+  if (root) return root;
   process.env.XDG_RUNTIME_DIR ??= ensureXdg();
   // Imported lazily so CPU-only users never load dawn.node.
   const { create, globals } = webgpuModule();
   Object.assign(globalThis, globals);
-  gpuRoot = create(flags ? [flags] : []);
-  gpuRootFlags = flags;
-  return gpuRoot;
+  root = create(flags ? [flags] : []);
+  gpuRoots.set(flags, root);
+  return root;
 }
 
 function ensureXdg(): string {
