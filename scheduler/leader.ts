@@ -1,0 +1,176 @@
+/**
+ * One active scheduler: a lease in the KV bucket `<prefix>-leases`, taken and renewed with
+ * revision compare-and-swap.
+ *
+ * Server 2.9 has no per-key TTL, and clocks of two machines cannot be compared, so expiry is
+ * judged by each contender on its own clock: a standby that sees the *same revision* of the
+ * lease for `ttlMs` (measured from when it first saw that revision) takes it over with a CAS on
+ * that revision. The holder renews every `renewEveryMs` (ttl/3) and stops calling itself leader
+ * `ttlMs` after the start of its last successful renewal — before any standby can take over,
+ * since a standby's count starts only after that write. The revision of the holder's write is
+ * its epoch (a fencing token to stamp on placements).
+ */
+import type { KV } from '@nats-io/kv';
+import { decode, encode, type Logger } from '../cluster/index.ts';
+import { SchedulerErrors } from './errors.ts';
+
+export interface LeaderLeaseOptions {
+  kv: KV;
+  /** This contender's id (the scheduler id). */
+  holderId: string;
+  /** @default 'scheduler' */
+  key?: string;
+  /** @default 10_000 */
+  ttlMs?: number;
+  /** @default ttlMs / 3 */
+  renewEveryMs?: number;
+  now?: () => number;
+  log?: Logger;
+}
+
+/** What the lease key holds. Timestamps are for people reading it, not for expiry. */
+export interface LeaseRecord {
+  holder: string;
+  ttlMs: number;
+  acquiredAt: number;
+  renewedAt: number;
+}
+
+export class LeaderLease {
+  readonly holderId: string;
+  readonly key: string;
+  readonly ttlMs: number;
+  readonly renewEveryMs: number;
+  readonly #kv: KV;
+  readonly #now: () => number;
+  readonly #log: Logger | undefined;
+  #leading = false;
+  #validUntil = 0;
+  #epoch = 0;
+  #acquiredAt = 0;
+  #observed: { revision: number; since: number; holder: string } | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> | undefined;
+  readonly #listeners = new Set<(leading: boolean) => void>();
+
+  constructor(opts: LeaderLeaseOptions) {
+    this.#kv = opts.kv;
+    this.holderId = opts.holderId;
+    this.key = opts.key ?? 'scheduler';
+    this.ttlMs = opts.ttlMs ?? 10_000;
+    this.renewEveryMs = opts.renewEveryMs ?? Math.floor(this.ttlMs / 3);
+    this.#now = opts.now ?? Date.now;
+    this.#log = opts.log;
+    if (!(this.ttlMs > 0)) throw SchedulerErrors.BAD_OPTION('ttlMs', `must be > 0, got ${this.ttlMs}`);
+    if (!(this.renewEveryMs > 0 && this.renewEveryMs < this.ttlMs)) throw SchedulerErrors.BAD_OPTION('renewEveryMs', `must be > 0 and < ttlMs (${this.ttlMs}), got ${this.renewEveryMs}`);
+  }
+
+  /** Tries at once, then every `renewEveryMs`. */
+  async start(): Promise<void> {
+    await this.tick();
+    this.#timer ??= setInterval(() => void this.tick(), this.renewEveryMs);
+  }
+
+  /** True while this contender holds a lease no standby can have taken yet. */
+  isLeader(): boolean {
+    if (this.#leading && this.#now() >= this.#validUntil) this.#set(false, 'renewal overdue');
+    return this.#leading;
+  }
+
+  /** Throws `SHOAL_ERR_NOT_LEADER` unless leading (guard for state-changing scheduler work). */
+  assertLeader(): void {
+    if (!this.isLeader()) throw SchedulerErrors.NOT_LEADER(this.holderId, this.leader());
+  }
+
+  /** Fencing token: the lease revision this contender wrote last (0 when it never led). */
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  /** The holder last seen (this contender when leading). */
+  leader(): string | undefined {
+    return this.#leading ? this.holderId : this.#observed?.holder;
+  }
+
+  onChange(fn: (leading: boolean) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  /** One acquire / renew / observe step (the timer calls it; tests may too). */
+  async tick(): Promise<void> {
+    if (this.#ticking) return this.#ticking;
+    this.#ticking = this.#tick().finally(() => {
+      this.#ticking = undefined;
+    });
+    return this.#ticking;
+  }
+
+  async #tick(): Promise<void> {
+    const start = this.#now();
+    try {
+      const e = await this.#kv.get(this.key);
+      if (!e || e.operation !== 'PUT') {
+        const rev = e ? await this.#kv.update(this.key, this.#record(start, true), e.revision) : await this.#kv.create(this.key, this.#record(start, true));
+        this.#won(rev, start, true);
+        return;
+      }
+      const rec = decode(e.value) as LeaseRecord;
+      if (rec.holder === this.holderId) {
+        // Ours (renewal, or a previous incarnation of this id): CAS on the revision we read.
+        const rev = await this.#kv.update(this.key, this.#record(start, !this.#leading), e.revision);
+        this.#won(rev, start, !this.#leading);
+        return;
+      }
+      if (this.#leading) this.#set(false, `lease taken by ${rec.holder}`);
+      if (!this.#observed || this.#observed.revision !== e.revision) {
+        this.#observed = { revision: e.revision, since: start, holder: rec.holder };
+        return;
+      }
+      if (start - this.#observed.since >= rec.ttlMs) {
+        const rev = await this.#kv.update(this.key, this.#record(start, true), e.revision);
+        this.#log?.info({ previous: rec.holder, silentMs: start - this.#observed.since }, 'lease expired; taking over');
+        this.#won(rev, start, true);
+      }
+    } catch (err) {
+      // A lost CAS (someone else wrote first) or NATS trouble: not leader unless still valid.
+      this.#log?.debug({ err: err instanceof Error ? err.message : String(err) }, 'lease step failed');
+      this.isLeader();
+    }
+  }
+
+  #record(now: number, fresh: boolean): Uint8Array {
+    const rec: LeaseRecord = { holder: this.holderId, ttlMs: this.ttlMs, acquiredAt: fresh ? now : this.#acquiredAt || now, renewedAt: now };
+    return encode(rec);
+  }
+
+  #won(revision: number, start: number, fresh: boolean): void {
+    if (fresh) this.#acquiredAt = start;
+    this.#epoch = revision;
+    this.#validUntil = start + this.ttlMs;
+    this.#observed = undefined;
+    if (!this.#leading) this.#set(true, 'lease acquired');
+  }
+
+  #set(leading: boolean, why: string): void {
+    if (this.#leading === leading) return;
+    this.#leading = leading;
+    this.#log?.info({ holderId: this.holderId, leading, epoch: this.#epoch, why }, leading ? 'became leader' : 'lost leadership');
+    for (const l of this.#listeners) l(leading);
+  }
+
+  /**
+   * Stops renewing. With `release` (a clean shutdown) the lease is deleted by CAS so a standby
+   * takes over at its next step instead of waiting for the TTL.
+   */
+  async stop(opts: { release?: boolean } = {}): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#ticking;
+    const wasLeading = this.#leading;
+    this.#set(false, 'stopped');
+    if (opts.release !== false && wasLeading && this.#epoch > 0) {
+      await this.#kv.delete(this.key, { previousSeq: this.#epoch }).catch(() => undefined);
+    }
+  }
+}

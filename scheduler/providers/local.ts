@@ -1,0 +1,155 @@
+/**
+ * The local provider: each launched node is a real node-agent process on this machine
+ * (`nodes/main.ts --profile <pool> --node-id <id>`), its profile built from the catalogue pool
+ * (labels pool, zone, spot, price, type) and passed in `SHOAL_NODES`. It registers in the nodes
+ * bucket like any node, so membership sees it.
+ *
+ * `preempt()` simulates a spot interruption the way a cloud does it: a `preemption-notice`
+ * event, a `{ type: 'drain', deadlineMs }` on the node's control subject, then SIGKILL when the
+ * notice runs out if the node has not left by itself.
+ */
+import { request, subjects, type NatsConnection } from '../../cluster/index.ts';
+import { spawnChild, type Child } from '../../nodes/index.ts';
+import { resolveCatalogue } from '../catalogue.ts';
+import { SchedulerErrors } from '../errors.ts';
+import type { Catalogue, ResolvedCatalogue, ResolvedPool } from '../types.ts';
+import { NodePhase, ProviderEvents, type LaunchRequest, type Provider, type ProviderEvent, type ProviderNode } from './provider.ts';
+
+export interface LocalProviderOptions {
+  catalogue: Catalogue | ResolvedCatalogue;
+  /** A connection allowed to send node control (the scheduler role's). */
+  nc: NatsConnection;
+  /** Environment for node processes: `SHOAL_NATS_URL`, `SHOAL_NATS_USER`/`PASS` of the node role, log settings. */
+  env: NodeJS.ProcessEnv;
+  /** Extra flags for every node (e.g. `--membership.heartbeatMs 200`). @default [] */
+  args?: string[];
+  /** @default 'shoal' */
+  subjectPrefix?: string;
+  /** Preemption notice. @default 30_000 */
+  noticeMs?: number;
+  /** SIGTERM → SIGKILL grace on terminate. @default 5000 */
+  stopTimeoutMs?: number;
+  /** Probe WebGPU on nodes whose type has GPUs. @default false (probing is slow on lavapipe) */
+  probeGpu?: boolean;
+  /** Each line a node prints. */
+  onLine?: (nodeId: string, line: string) => void;
+}
+
+interface LocalNode {
+  view: ProviderNode;
+  child: Child;
+  /** Set when we asked it to stop, so its exit is not reported as a failure. */
+  ending: 'requested' | 'preempted' | undefined;
+  killTimer: NodeJS.Timeout | undefined;
+}
+
+export class LocalProvider implements Provider {
+  readonly name = 'local';
+  readonly catalogue: ResolvedCatalogue;
+  readonly #o: LocalProviderOptions;
+  readonly #nodes = new Map<string, LocalNode>();
+  readonly #events = new ProviderEvents();
+  readonly #noticeMs: number;
+  #seq = 0;
+
+  constructor(opts: LocalProviderOptions) {
+    this.catalogue = opts.catalogue.types instanceof Map ? (opts.catalogue as ResolvedCatalogue) : resolveCatalogue(opts.catalogue as Catalogue);
+    this.#o = opts;
+    this.#noticeMs = opts.noticeMs ?? 30_000;
+    if (!(this.#noticeMs >= 0)) throw SchedulerErrors.BAD_OPTION('noticeMs', `must be ≥ 0, got ${this.#noticeMs}`);
+  }
+
+  async launch(req: LaunchRequest): Promise<ProviderNode> {
+    const pool = this.#pool(req.pool);
+    const live = [...this.#nodes.values()].filter((n) => n.view.pool === pool.name).length;
+    if (live >= pool.max) throw SchedulerErrors.PROVIDER_FAILED(this.name, 'launch', `pool ${pool.name} is at its max (${pool.max})`);
+    const nodeId = req.nodeId ?? `${pool.name}-${process.pid}-${++this.#seq}`;
+    if (this.#nodes.has(nodeId)) throw SchedulerErrors.PROVIDER_FAILED(this.name, 'launch', `node id ${nodeId} is taken`);
+    const labels = { ...pool.labels, type: pool.type };
+    const profile = { name: pool.name, labels, gpu: (this.#o.probeGpu ?? false) && (pool.nodeType.resources.gpu ?? 0) > 0, replicas: 1, workerThreads: 1 };
+    let child: Child;
+    try {
+      child = spawnChild({
+        name: `node:${nodeId}`,
+        entry: 'nodes/main.ts',
+        args: ['--profile', pool.name, '--node-id', nodeId, ...(this.#o.args ?? [])],
+        env: { ...this.#o.env, SHOAL_NODES: JSON.stringify([profile]) },
+        onLine: (line) => this.#o.onLine?.(nodeId, line),
+      });
+    } catch (err) {
+      throw SchedulerErrors.PROVIDER_FAILED(this.name, 'launch', err instanceof Error ? err.message : String(err));
+    }
+    const view: ProviderNode = { nodeId, pool: pool.name, type: pool.type, zone: pool.zone, spot: pool.spot, phase: NodePhase.LAUNCHING, launchedAt: Date.now(), pricePerHour: pool.listPricePerHour, labels };
+    const node: LocalNode = { view, child, ending: undefined, killTimer: undefined };
+    this.#nodes.set(nodeId, node);
+    this.#emit({ type: 'node-launching', node: { ...view }, at: Date.now() });
+    child.ready.then(
+      () => {
+        if (view.phase !== NodePhase.LAUNCHING) return;
+        view.phase = NodePhase.RUNNING;
+        this.#emit({ type: 'node-ready', node: { ...view }, at: Date.now() });
+      },
+      (err: Error) => {
+        if (node.ending) return;
+        this.#emit({ type: 'launch-failed', pool: pool.name, nodeId, error: { code: SchedulerErrors.PROVIDER_FAILED.code, message: err.message }, at: Date.now() });
+      },
+    );
+    void child.exited.then(() => {
+      if (node.killTimer) clearTimeout(node.killTimer);
+      view.phase = NodePhase.TERMINATED;
+      this.#nodes.delete(nodeId);
+      this.#emit({ type: 'node-terminated', node: { ...view }, at: Date.now(), reason: node.ending ?? 'failed' });
+    });
+    return { ...view };
+  }
+
+  async terminate(nodeId: string): Promise<void> {
+    const n = this.#nodes.get(nodeId);
+    if (!n) return;
+    n.ending ??= 'requested';
+    n.view.phase = NodePhase.TERMINATING;
+    await n.child.stop(this.#o.stopTimeoutMs ?? 5000);
+  }
+
+  async list(): Promise<ProviderNode[]> {
+    return [...this.#nodes.values()].map((n) => ({ ...n.view }));
+  }
+
+  onEvent(listener: (e: ProviderEvent) => void): () => void {
+    return this.#events.on(listener);
+  }
+
+  /**
+   * Simulates a spot interruption: notice event, drain request, SIGKILL after `noticeMs` if
+   * the node is still there. Resolves when the node process is gone.
+   */
+  async preempt(nodeId: string, noticeMs = this.#noticeMs): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    const n = this.#nodes.get(nodeId);
+    if (!n) throw SchedulerErrors.UNKNOWN_NODE(nodeId);
+    const at = Date.now();
+    n.ending = 'preempted';
+    n.view.phase = NodePhase.TERMINATING;
+    this.#emit({ type: 'preemption-notice', node: { ...n.view }, at, terminateAt: at + noticeMs });
+    n.killTimer = setTimeout(() => {
+      if (n.child.alive()) n.child.process.kill('SIGKILL');
+    }, noticeMs);
+    const s = subjects(this.#o.subjectPrefix ?? 'shoal');
+    // A node that does not answer (hung, or already gone) is simply killed when the notice ends.
+    await request(this.#o.nc, s.nodeCtl(nodeId), { type: 'drain', deadlineMs: noticeMs }, { timeoutMs: Math.max(100, Math.min(noticeMs, 5000)) }).catch(() => undefined);
+    return n.child.exited;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#nodes.keys()].map((id) => this.terminate(id)));
+  }
+
+  #emit(e: ProviderEvent): void {
+    this.#events.emit(e);
+  }
+
+  #pool(name: string): ResolvedPool {
+    const p = this.catalogue.pools.get(name);
+    if (!p) throw SchedulerErrors.UNKNOWN_POOL(name);
+    return p;
+  }
+}
