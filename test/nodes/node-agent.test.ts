@@ -63,7 +63,7 @@ describe('node agents and membership (real processes)', () => {
     expect(rec.nodeId).toBe('od-a');
     expect(rec.state).toBe('running');
     expect(rec.load.rssBytes).toBeGreaterThan(0);
-    const err = await request(ctl, s.nodeCtl('od-a'), { type: 'spawn', actor: 'x' }).catch((e: unknown) => e);
+    const err = await request(ctl, s.nodeCtl('od-a'), { type: 'reboot' }).catch((e: unknown) => e);
     expect(Errors.UNKNOWN_MESSAGE_TYPE.is(err)).toBe(true);
     const err2 = await request(ctl, s.nodeCtl('od-a'), { type: 'drain', deadlineMs: -1 }).catch((e: unknown) => e);
     expect(Errors.BAD_MESSAGE.is(err2)).toBe(true);
