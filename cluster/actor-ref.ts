@@ -109,8 +109,8 @@ export class ActorClient {
   }
 
   /** Asks the scheduler to place and start the actor (or `replicas` of a service). */
-  async spawn(spec: SpawnSpec, opts: { replicas?: number; timeoutMs?: number } = {}): Promise<SpawnResult> {
-    const req: SchedulerActorRequest = { type: 'spawn', spec, ...(opts.replicas ? { replicas: opts.replicas } : {}) };
+  async spawn(spec: SpawnSpec, opts: { replicas?: number; gang?: boolean; timeoutMs?: number } = {}): Promise<SpawnResult> {
+    const req: SchedulerActorRequest = { type: 'spawn', spec, ...(opts.replicas ? { replicas: opts.replicas } : {}), ...(opts.gang ? { gang: true } : {}) };
     return request<SpawnResult>(this.nc, this.subjects.scheduler('actors'), req, { timeoutMs: opts.timeoutMs ?? 30_000 });
   }
 

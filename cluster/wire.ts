@@ -240,7 +240,13 @@ export const SchedulerStatusRequest = Type.Object({ type: Type.Literal('status')
 export type SchedulerStatusRequest = Static<typeof SchedulerStatusRequest>;
 
 export const SchedulerActorRequest = Type.Union([
-  Type.Object({ type: Type.Literal('spawn'), spec: SpawnSpec, replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }),
+  Type.Object({
+    type: Type.Literal('spawn'),
+    spec: SpawnSpec,
+    replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    /** All-or-nothing: if any replica cannot be placed now, none is started (and none left pending). */
+    gang: Type.Optional(Type.Boolean()),
+  }),
   Type.Object({ type: Type.Literal('stop'), actorId: Type.String({ minLength: 1 }) }),
 ]);
 export type SchedulerActorRequest = Static<typeof SchedulerActorRequest>;

@@ -81,16 +81,43 @@ export class ActorManager {
     return this.#entries.size;
   }
 
-  /** Spawns one actor, or `replicas` replicas of a service (ids `<service>-<i>`). */
-  async spawn(spec: SpawnSpec, replicas = 1): Promise<SpawnResult> {
+  /**
+   * Spawns one actor, or `replicas` replicas of a service (ids `<service>-<i>`). With `gang`,
+   * all or nothing: if one replica cannot be placed now, the ones already started are stopped
+   * and the call fails with the reason (no entry is left pending).
+   */
+  async spawn(spec: SpawnSpec, replicas = 1, gang = false): Promise<SpawnResult> {
     const ids: string[] = [];
     if (replicas > 1 || (spec.service && !spec.id)) {
       const base = spec.id ?? spec.service ?? `a-${nuid.next()}`;
       for (let i = 1; i <= replicas; i++) ids.push(`${base}-${i}`);
     } else ids.push(spec.id ?? `a-${nuid.next()}`);
     const actors: Placed[] = [];
-    for (const actorId of ids) actors.push(await this.#spawnOne(actorId, { ...spec, id: actorId }));
+    if (!gang) {
+      for (const actorId of ids) actors.push(await this.#spawnOne(actorId, { ...spec, id: actorId }));
+      return { actors };
+    }
+    for (const actorId of ids) {
+      const existing = await this.#o.directory.get(actorId);
+      if (existing && existing.entry.state !== ActorState.FAILED && existing.entry.state !== ActorState.STOPPED) {
+        await this.#rollback(actors);
+        throw Errors.ACTOR_ALREADY_RUNNING(actorId, existing.entry.nodeId || '(pending)');
+      }
+      const placed = await this.#place(actorId, { ...spec, id: actorId }, existing?.revision ?? 0, (existing?.entry.epoch ?? 0) + 1).catch(async (err: unknown) => {
+        await this.#rollback(actors);
+        throw err;
+      });
+      if (!placed) {
+        await this.#rollback(actors);
+        throw Errors.NO_NODE_AVAILABLE(`gang of ${ids.length} (${actorId})`, this.#pendingReasons.get(actorId) ?? 'waiting for capacity');
+      }
+      actors.push(placed);
+    }
     return { actors };
+  }
+
+  async #rollback(placed: Placed[]): Promise<void> {
+    await Promise.all(placed.map((p) => this.stopActor(p.actorId).catch(() => undefined)));
   }
 
   async stopActor(actorId: string): Promise<void> {

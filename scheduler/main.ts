@@ -57,7 +57,7 @@ await runProcess({
       ctx.subjects.scheduler('actors'),
       SchedulerActorRequest,
       async (req) => {
-        if (req.type === 'spawn') return actors.spawn(req.spec, req.replicas ?? 1);
+        if (req.type === 'spawn') return actors.spawn(req.spec, req.replicas ?? 1, req.gang ?? false);
         await actors.stopActor(req.actorId);
         return { actorId: req.actorId, state: 'stopped' };
       },

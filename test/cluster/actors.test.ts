@@ -160,6 +160,24 @@ describe('actors across real node processes', () => {
     expect(seen.size).toBeGreaterThanOrEqual(3);
   });
 
+  it('gang spawn is all or nothing', async () => {
+    const ok = await client.spawn({ type: 'echo', service: 'gang-ok' }, { replicas: 3, gang: true });
+    expect(ok.actors.map((a) => a.state)).toEqual(['running', 'running', 'running']);
+    // Nothing fits: refused at once, nothing left pending.
+    const err = await client.spawn({ type: 'echo', service: 'gang-no', constraints: { labels: { pool: 'gpu-h100' } } }, { replicas: 2, gang: true }).catch((e: unknown) => e);
+    expect(Errors.NO_NODE_AVAILABLE.is(err)).toBe(true);
+    expect((err as Error).message).toMatch(/label pool/);
+    expect(await directory.get('gang-no-1')).toBeUndefined();
+    expect(await directory.get('gang-no-2')).toBeUndefined();
+    // The second member cannot start (its id is taken): the first, already running, is stopped again.
+    await client.spawn({ type: 'echo', id: 'gang-x-2' });
+    const err2 = await client.spawn({ type: 'echo', id: 'gang-x' }, { replicas: 3, gang: true }).catch((e: unknown) => e);
+    expect(Errors.ACTOR_ALREADY_RUNNING.is(err2)).toBe(true);
+    expect(await directory.get('gang-x-1')).toBeUndefined();
+    expect(Errors.ACTOR_NOT_FOUND.is(await client.ref('gang-x-1').ask({ type: 'where' }).catch((e: unknown) => e))).toBe(true);
+    expect(await directory.get('gang-x-3')).toBeUndefined();
+  });
+
   it('SIGKILL a node: it is declared dead and its actors start again on a survivor; callers that retry succeed', async () => {
     nodes.c = procs.startNode('node-c', 'cpu-spot', ARGS);
     await nodes.c.ready;
