@@ -22,7 +22,7 @@ export interface ScalingControllerOptions {
   actorsOn?: (nodeId: string) => number;
   /** Runs on every preemption notice. */
   interruption?: InterruptionHandler;
-  /** Re-plans after failed launches within one `reconcile()`. @default 3 */
+  /** Plans per `reconcile()`: after failed launches it re-plans (those pools now back off). @default 8 */
   maxRounds?: number;
   log?: Logger;
 }
@@ -76,7 +76,7 @@ export class ScalingController {
   /** One round: plan, launch (re-planning after failures), terminate. */
   async reconcile(pending: readonly PlacementRequest[]): Promise<ReconcileResult> {
     const res: ReconcileResult = { plans: [], launched: [], failed: [], terminated: [] };
-    const rounds = this.#o.maxRounds ?? 3;
+    const rounds = this.#o.maxRounds ?? 8;
     for (let round = 0; round < rounds; round++) {
       const plan = this.#o.autoscaler.plan({ pending, fleet: await this.fleet() });
       res.plans.push(plan);

@@ -59,12 +59,16 @@ export class ReplicaScaler {
     if (want > load.replicas) {
       this.#downSince = undefined;
       this.#upSince ??= now;
-      return now - this.#upSince >= this.#up ? want : load.replicas;
+      if (now - this.#upSince < this.#up) return load.replicas;
+      this.#upSince = undefined;
+      return want;
     }
     if (want < load.replicas) {
       this.#upSince = undefined;
       this.#downSince ??= now;
-      return now - this.#downSince >= this.#down ? want : load.replicas;
+      if (now - this.#downSince < this.#down) return load.replicas;
+      this.#downSince = undefined;
+      return want;
     }
     this.#upSince = this.#downSince = undefined;
     return load.replicas;

@@ -53,7 +53,8 @@ export class InterruptionHandler {
     await this.#step(out, 'drain', () => this.hooks.drain?.(notice.nodeId, notice.terminateAt));
     const actors = known ? this.placer.evacuate(notice.nodeId) : [];
     await this.#step(out, 'checkpoint', () => (actors.length ? this.hooks.checkpoint?.(actors, notice.nodeId, notice.terminateAt) : undefined));
-    for (const request of actors) {
+    for (const evacuated of actors) {
+      const request = unpin(evacuated, notice.nodeId);
       const r = this.placer.place(request);
       if (r.ok) out.moves.push({ request, from: notice.nodeId, to: r.placement });
       else out.waiting.push({ request, reason: r.reason });
@@ -69,4 +70,11 @@ export class InterruptionHandler {
       out.errors.push({ step, message: err instanceof Error ? err.message : String(err) });
     }
   }
+}
+
+/** A request pinned to the dying node may go anywhere now (the pin was a placement hint). */
+function unpin(r: PlacementRequest, nodeId: string): PlacementRequest {
+  if (r.constraints?.nodeId !== nodeId) return r;
+  const { nodeId: _gone, ...rest } = r.constraints;
+  return { ...r, constraints: rest };
 }
