@@ -269,7 +269,7 @@ export class Kernels implements StepRunner, ResidentOwner {
     table.cpus = (await import('node:os')).availableParallelism();
     await saveTable(path, table).catch((err: Error) => this.o.logger.warn({ err: err.message, path }, 'could not cache the autotune table'));
     this.table = table;
-    this.o.logger.info({ adapter: table.adapter, crossover: crossovers(table), ms: Math.round(performance.now() - t0), path }, 'kernels autotune done');
+    this.o.logger.debug({ adapter: table.adapter, crossover: crossovers(table), ms: Math.round(performance.now() - t0), path }, 'kernels autotune done');
     return table;
   }
 

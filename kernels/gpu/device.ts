@@ -136,7 +136,8 @@ export class GpuDevice {
     try {
       adapter = await gpuEntry(pin).requestAdapter({ powerPreference: 'high-performance' });
     } catch (err) {
-      throw KernelErrors.NO_GPU_ADAPTER(`requestAdapter failed (${(err as Error).message})`);
+      const why = (err as Error).message.replace(/\s*\n\s*/g, '; ');
+      throw KernelErrors.NO_GPU_ADAPTER(pin ? `no adapter matches "${pin}" (${why})` : `requestAdapter failed (${why})`);
     }
     if (!adapter) {
       throw KernelErrors.NO_GPU_ADAPTER(pin ? `no adapter matches "${pin}"` : 'requestAdapter() returned null (no Vulkan/Metal/D3D12 driver; on Linux install Mesa lavapipe)');
