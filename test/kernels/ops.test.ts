@@ -90,12 +90,13 @@ describe.each(BACKENDS)('elementwise ops on %s', (backend) => {
     tanhGrad: (a, b) => a * (1 - b * b),
   };
   for (const [fn, f] of Object.entries(BIN)) {
-    it.each([
+    const cases: ['same' | 'row' | 'scalar', number[]][] = [
       ['same', [33, 70]],
       ['row', [33, 70]],
       ['scalar', [1001]],
       ['same', [1]],
-    ] as const)(`binary ${fn} broadcast=%s %j`, async (mode, shape) => {
+    ];
+    it.each(cases)(`binary ${fn} broadcast=%s %j`, async (mode, shape) => {
       const n = shape.reduce((x, y) => x * y, 1);
       const a = randn(n);
       const bShape = mode === 'same' ? [...shape] : mode === 'row' ? [shape[shape.length - 1]!] : [1];

@@ -90,7 +90,7 @@ describe.each(BACKENDS)('training pieces on %s', (backend) => {
       const act = activation === 'relu' ? (x: number) => Math.max(0, x) : activation === 'tanh' ? Math.tanh : sigmoid;
       const sizes = [D * H, H, H * C, C];
       const lossOf = (theta: F64): number => {
-        const [w1, c1, w2, c2] = split(theta, sizes);
+        const [w1, c1, w2, c2] = split(theta, sizes) as [F64, F64, F64, F64];
         const z = new Float64Array(N * C);
         const hid = new Float64Array(H);
         for (let i = 0; i < N; i++) {
