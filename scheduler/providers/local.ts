@@ -139,6 +139,13 @@ export class LocalProvider implements Provider {
     return n.child.exited;
   }
 
+  /** OS pid of a node's process (operators, tests). */
+  pidOf(nodeId: string): number {
+    const n = this.#nodes.get(nodeId);
+    if (!n) throw SchedulerErrors.UNKNOWN_NODE(nodeId);
+    return n.child.pid;
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.#nodes.keys()].map((id) => this.terminate(id)));
   }

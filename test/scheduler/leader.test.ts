@@ -1,0 +1,95 @@
+/**
+ * Leader lease on a real nats-server (2.9, no per-key TTL): one leader among contenders, a
+ * standby takes over when the leader stops renewing and its connection dies, never while the
+ * leader is alive, and a clean release hands over without waiting for the TTL.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Role, ensureResources, resources, type NatsConnection } from '../../cluster/index.ts';
+import { LeaderLease } from '../../scheduler/index.ts';
+import { startTestNats, type TestNats } from '../harness/nats.ts';
+
+const TTL = 1200;
+
+async function until(fn: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('leader lease (real nats-server)', () => {
+  let nats: TestNats;
+  const leases: LeaderLease[] = [];
+
+  async function contender(id: string, key: string): Promise<{ lease: LeaderLease; nc: NatsConnection; kv: KV }> {
+    const nc = await nats.connect(Role.SCHEDULER);
+    const kv = await new Kvm(nc).open(resources().buckets.leases);
+    const lease = new LeaderLease({ kv, holderId: id, key, ttlMs: TTL });
+    leases.push(lease);
+    return { lease, nc, kv };
+  }
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    await ensureResources(await nats.connect(Role.SCHEDULER));
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled(leases.map((l) => l.stop({ release: false })));
+    await nats?.stop();
+  });
+
+  it('exactly one of several simultaneous contenders wins', async () => {
+    const cs = await Promise.all(['s1', 's2', 's3', 's4'].map((id) => contender(id, 'race')));
+    await Promise.all(cs.map((c) => c.lease.tick()));
+    expect(cs.filter((c) => c.lease.isLeader())).toHaveLength(1);
+    const winner = cs.find((c) => c.lease.isLeader())!.lease;
+    const loser = cs.find((c) => !c.lease.isLeader())!.lease;
+    expect(() => loser.assertLeader()).toThrow(/is not the leader/);
+    await loser.tick();
+    expect(loser.leader()).toBe(winner.holderId);
+  });
+
+  it('the standby takes over when the leader dies, and not before', async () => {
+    const a = await contender('active', 'sched');
+    const b = await contender('standby', 'sched');
+    await a.lease.start();
+    expect(a.lease.isLeader()).toBe(true);
+    await b.lease.start();
+    const changes: boolean[] = [];
+    b.lease.onChange((l) => changes.push(l));
+    // Three TTLs with the leader renewing: the standby never leads.
+    await new Promise((r) => setTimeout(r, 3 * TTL));
+    expect(b.lease.isLeader()).toBe(false);
+    expect(a.lease.isLeader()).toBe(true);
+    expect(b.lease.leader()).toBe('active');
+    const epochA = a.lease.epoch;
+    // Kill the active one: it stops renewing and its connection goes away.
+    await a.lease.stop({ release: false });
+    await a.nc.close();
+    await until(() => b.lease.isLeader(), 10 * TTL, 'standby to lead');
+    expect(changes).toEqual([true]);
+    expect(b.lease.epoch).toBeGreaterThan(epochA);
+    const rec = await b.kv.get('sched');
+    expect(rec?.revision).toBe(b.lease.epoch);
+  });
+
+  it('a clean release hands over at the standby’s next step', async () => {
+    const a = await contender('first', 'handover');
+    const b = await contender('second', 'handover');
+    await a.lease.tick();
+    await b.lease.tick();
+    expect(a.lease.isLeader()).toBe(true);
+    expect(b.lease.isLeader()).toBe(false);
+    await a.lease.stop();
+    await b.lease.tick();
+    expect(b.lease.isLeader()).toBe(true);
+    // The old leader coming back finds the lease taken and stays standby.
+    const again = new LeaderLease({ kv: a.kv, holderId: 'first', key: 'handover', ttlMs: TTL });
+    leases.push(again);
+    await again.tick();
+    expect(again.isLeader()).toBe(false);
+  });
+});
