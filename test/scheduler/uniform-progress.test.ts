@@ -65,7 +65,7 @@ function run(seed: number, policy: 'up' | 'greedy-spot' | 'on-demand'): { cost: 
   for (let t = 0; t < deadline && progress < work; t += dt) {
     avail = avail ? rnd() >= dt / 5 : rnd() < dt / 1.5;
     if (current === Market.SPOT && !avail) current = Market.IDLE;
-    const want = policy === 'on-demand' ? Market.ON_DEMAND : policy === 'greedy-spot' ? (avail ? Market.SPOT : Market.IDLE) : up.decide({ now: t * H, progressHours: progress, current, spotAvailable: avail }).market;
+    const want: Market = policy === 'on-demand' ? Market.ON_DEMAND : policy === 'greedy-spot' ? (avail ? Market.SPOT : Market.IDLE) : up.decide({ now: t * H, progressHours: progress, current, spotAvailable: avail }).market;
     if (want !== current) {
       current = want;
       warm = want === Market.IDLE ? 0 : d;
