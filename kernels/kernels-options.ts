@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { Errors } from '../cluster/index.ts';
 import { defaultCacheDir } from './autotune.ts';
 import { kernelsLogger, type Logger } from './log.ts';
@@ -16,7 +15,7 @@ export interface KernelsOptions {
   adapter?: string;
   /** CPU backend worker threads; 0 runs CPU steps on the calling thread. @default 1 */
   cpuWorkers?: number;
-  /** ONNX Runtime intra-op threads for matmul-class ops. @default os.availableParallelism() */
+  /** ONNX Runtime intra-op threads for matmul-class ops; 0 keeps ORT's default (physical cores). @default 0 */
   cpuThreads?: number;
   /** Route matmul/gemm on the CPU backend to ONNX Runtime (MLAS). @default true */
   ort?: boolean;
@@ -46,8 +45,8 @@ export function resolveKernelsOptions(o: KernelsOptions = {}): ResolvedKernelsOp
   if (!['auto', 'gpu', 'cpu'].includes(backend)) throw Errors.BAD_CONFIG('kernels.backend', `must be auto, gpu or cpu, got ${JSON.stringify(backend)}`);
   const cpuWorkers = o.cpuWorkers ?? 1;
   if (!Number.isInteger(cpuWorkers) || cpuWorkers < 0) throw Errors.BAD_CONFIG('kernels.cpuWorkers', `must be an integer ≥ 0, got ${cpuWorkers}`);
-  const cpuThreads = o.cpuThreads ?? availableParallelism();
-  if (!Number.isInteger(cpuThreads) || cpuThreads < 1) throw Errors.BAD_CONFIG('kernels.cpuThreads', `must be an integer ≥ 1, got ${cpuThreads}`);
+  const cpuThreads = o.cpuThreads ?? 0;
+  if (!Number.isInteger(cpuThreads) || cpuThreads < 0) throw Errors.BAD_CONFIG('kernels.cpuThreads', `must be an integer ≥ 0, got ${cpuThreads}`);
   return {
     backend,
     adapter: o.adapter ?? process.env.SHOAL_GPU_ADAPTER ?? undefined,

@@ -186,10 +186,11 @@ export class Kernels implements StepRunner, ResidentOwner {
     const inline = this.o.cpuWorkers === 0;
     const feeds: CpuStepTask['feeds'] = [];
     for (const f of step.feeds) {
-      if (f.kind === 'host') feeds.push({ id: f.id, data: inline ? f.data : f.data.slice() });
+      // The pool copies feeds into shared staging memory; inline runs read them in place.
+      if (f.kind === 'host') feeds.push({ id: f.id, data: f.data });
       else {
         if (!f.tensor.hostValid) await this.download(f.tensor);
-        feeds.push({ id: f.id, data: inline ? f.tensor.host! : f.tensor.host!.slice() });
+        feeds.push({ id: f.id, data: f.tensor.host! });
       }
     }
     const outputs = [...new Set([...step.reads, ...step.assigns.map((a) => a.id)])];
