@@ -31,6 +31,11 @@ export interface SyntheticTraceOptions {
   meanOutageHours?: number;
   /** Relative volatility of the price walk per step. @default 0.03 */
   priceVolatility?: number;
+  /**
+   * Capacity crunches shared by every spot pool of one node type (a region short of GPUs):
+   * rate per hour and mean length. @default none
+   */
+  correlatedOutages?: { ratePerHour: number; meanHours: number };
 }
 
 export function syntheticTraces(cat: ResolvedCatalogue, opts: SyntheticTraceOptions): Map<string, SpotTrace> {
@@ -40,6 +45,22 @@ export function syntheticTraces(cat: ResolvedCatalogue, opts: SyntheticTraceOpti
   const outH = opts.meanOutageHours ?? 1;
   const vol = opts.priceVolatility ?? 0.03;
   const out = new Map<string, SpotTrace>();
+  // One shared up/down chain per node type for correlated crunches.
+  const shared = new Map<string, Uint8Array>();
+  if (opts.correlatedOutages) {
+    const { ratePerHour, meanHours } = opts.correlatedOutages;
+    let typeIndex = 0;
+    for (const t of cat.types.keys()) {
+      const rnd = seededRandom(opts.seed * 7727 + ++typeIndex * 104729);
+      const chain = new Uint8Array(steps);
+      let up = true;
+      for (let i = 0; i < steps; i++) {
+        up = up ? rnd() >= 1 - Math.exp(-ratePerHour * stepH) : rnd() < 1 - Math.exp(-stepH / meanHours);
+        chain[i] = up ? 1 : 0;
+      }
+      shared.set(t, chain);
+    }
+  }
   let poolIndex = 0;
   for (const pool of cat.pools.values()) {
     // One stream per pool (seed + index) so adding a pool does not change the others' traces.
@@ -59,7 +80,7 @@ export function syntheticTraces(cat: ResolvedCatalogue, opts: SyntheticTraceOpti
         x = 0.97 * x + vol * gauss();
         price[i] = Math.min(t.onDemandPricePerHour, base * Math.exp(x));
       } else price[i] = base;
-      available[i] = up ? 1 : 0;
+      available[i] = up && (!pool.spot || (shared.get(pool.type)?.[i] ?? 1) === 1) ? 1 : 0;
     }
     out.set(pool.name, { pool: pool.name, startAt: opts.startAt ?? 0, stepMs, price, available });
   }
