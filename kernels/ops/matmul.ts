@@ -4,7 +4,8 @@
  *
  * Paths (chosen per shape; the pipeline key holds the path and attributes, never the shape):
  * - `tiled-aligned`: 64×128 workgroup tile, 8×8 outputs per thread in registers, vec4 loads and
- *   stores, no bounds checks; used when M%64, N%128, K%16 are 0 and nothing is transposed.
+ *   stores, no bounds checks; used when M%64, N%128, K%BK are 0 and nothing is transposed
+ *   (BK = 32 when the device grants 24 KiB of workgroup memory, else 16).
  * - `tiled`: the same tiling with bounds checks and transposed loads, for every other large shape.
  * - `small`: 16×16 tile, one output per thread, for shapes smaller than two big tiles.
  * - `gemv-row` (N = 1): one workgroup per output row, tree reduction over K.
@@ -64,12 +65,23 @@ export function parseMatmulAttrs(op: string, raw: Attrs | undefined): MatmulAttr
   };
 }
 
-export function matmulPath(d: MatmulDims, cfg: MatmulAttrs): MatmulPath {
+export function matmulPath(d: MatmulDims, cfg: MatmulAttrs, bk = 16): MatmulPath {
   if (d.N === 1) return 'gemv-row';
   if (d.M === 1) return 'gemv-col';
   if (d.M < 32 || d.N < 32 || d.M * d.N < 2 * 64 * 128) return 'small';
-  if (!cfg.transA && !cfg.transB && d.M % 64 === 0 && d.N % 128 === 0 && d.K % 16 === 0) return 'tiled-aligned';
+  if (!cfg.transA && !cfg.transB && d.M % 64 === 0 && d.N % 128 === 0 && d.K % bk === 0) return 'tiled-aligned';
   return 'tiled';
+}
+
+/**
+ * K-depth of the big tile. 16 (12 KiB of workgroup memory, within the 16 KiB default) unless
+ * `SHOAL_KERNELS_MATMUL_BK=32` asks for 32, which needs 24 KiB and so the adapter's real limit
+ * (lavapipe grants 32 KiB when asked). On lavapipe 32 measured no faster and compiles slower;
+ * the knob is there for tuning on real GPUs (bench/gpu/).
+ */
+const BK_OVERRIDE = Number(process.env.SHOAL_KERNELS_MATMUL_BK ?? 0);
+export function tileDepth(workgroupStorage: number): number {
+  return BK_OVERRIDE === 32 && workgroupStorage >= (32 * 64 + 32 * 128) * 4 ? 32 : 16;
 }
 
 function header(cfg: GemmConfig, vec4io: boolean): string {
@@ -108,19 +120,19 @@ function fmaBlock(): string {
   return lines.join('\n      ');
 }
 
-function tiledProgram(cfg: GemmConfig, aligned: boolean): string {
+function tiledProgram(cfg: GemmConfig, aligned: boolean, BK: number): string {
   let loads: string;
   let store: string;
   if (aligned) {
     loads = `
-    for (var r = 0u; r < 2u; r++) {
+    for (var r = 0u; r < ${BK / 8}u; r++) {
       let idx = tid + r * 128u;
-      let m = idx / 4u; let kq = idx % 4u;
+      let m = idx / ${BK / 4}u; let kq = idx % ${BK / 4}u;
       let v = A[(row0 + m) * (p.K / 4u) + k0 / 4u + kq];
       let base = (kq * 4u) * 16u + m / 4u; let c = m % 4u;
       As[base][c] = v.x; As[base + 16u][c] = v.y; As[base + 32u][c] = v.z; As[base + 48u][c] = v.w;
     }
-    for (var r = 0u; r < 4u; r++) {
+    for (var r = 0u; r < ${BK / 4}u; r++) {
       let idx = tid + r * 128u;
       let k = idx / 32u; let nq = idx % 32u;
       Bs[k * 32u + nq] = B[(k0 + k) * (p.N / 4u) + col0 / 4u + nq];
@@ -134,17 +146,17 @@ function tiledProgram(cfg: GemmConfig, aligned: boolean): string {
   }`;
   } else {
     loads = `
-    for (var r = 0u; r < 8u; r++) {
+    for (var r = 0u; r < ${BK / 2}u; r++) {
       let idx = tid + r * 128u;
-      ${cfg.transA ? 'let m = idx % 64u; let k = idx / 64u;' : 'let m = idx / 16u; let k = idx % 16u;'}
+      ${cfg.transA ? 'let m = idx % 64u; let k = idx / 64u;' : `let m = idx / ${BK}u; let k = idx % ${BK}u;`}
       let gm = row0 + m; let gk = k0 + k;
       var v = 0.0;
       if (gm < p.M && gk < p.K) { v = A[${aIndex(cfg, 'gm', 'gk')}]; }
       As[k * 16u + m / 4u][m % 4u] = v;
     }
-    for (var r = 0u; r < 16u; r++) {
+    for (var r = 0u; r < ${BK}u; r++) {
       let idx = tid + r * 128u;
-      ${cfg.transB ? 'let k = idx % 16u; let n = idx / 16u;' : 'let n = idx % 128u; let k = idx / 128u;'}
+      ${cfg.transB ? `let k = idx % ${BK}u; let n = idx / ${BK}u;` : 'let n = idx % 128u; let k = idx / 128u;'}
       let gn = col0 + n; let gk = k0 + k;
       var v = 0.0;
       if (gn < p.N && gk < p.K) { v = B[${bIndex(cfg, 'gk', 'gn')}]; }
@@ -162,16 +174,16 @@ function tiledProgram(cfg: GemmConfig, aligned: boolean): string {
   }`;
   }
   return `${header(cfg, aligned)}
-var<workgroup> As: array<vec4<f32>, 256>;
-var<workgroup> Bs: array<vec4<f32>, 512>;
+var<workgroup> As: array<vec4<f32>, ${BK * 16}>;
+var<workgroup> Bs: array<vec4<f32>, ${BK * 32}>;
 @compute @workgroup_size(16, 8, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let tx = lid.x; let ty = lid.y; let tid = ty * 16u + tx;
   let row0 = wid.y * 64u; let col0 = wid.x * 128u;
   var acc: array<vec4<f32>, 16>;
-  for (var k0 = 0u; k0 < p.K; k0 += 16u) {${loads}
+  for (var k0 = 0u; k0 < p.K; k0 += ${BK}u) {${loads}
     workgroupBarrier();
-    for (var k = 0u; k < 16u; k++) {
+    for (var k = 0u; k < ${BK}u; k++) {
       let a0 = As[k * 16u + ty * 2u]; let a1 = As[k * 16u + ty * 2u + 1u];
       let b0 = Bs[k * 32u + tx * 2u]; let b1 = Bs[k * 32u + tx * 2u + 1u];
       ${fmaBlock()}
@@ -246,14 +258,15 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 
 /** Records a (fused) matmul into the step. Shared by `matmul` and `gemm`. */
 export function encodeGemm(ctx: GpuContext, a: GpuValue, b: GpuValue, bias: GpuValue | undefined, c: GpuValue, d: MatmulDims, cfg: GemmConfig): void {
-  const path = matmulPath(d, cfg);
-  const key = `gemm:${path}:tA${+cfg.transA}:tB${+cfg.transB}:bias=${cfg.bias}:act=${cfg.activation}`;
+  const bk = tileDepth(ctx.limits.maxComputeWorkgroupStorageSize);
+  const path = matmulPath(d, cfg, bk);
+  const key = `gemm:${path}:bk${bk}:tA${+cfg.transA}:tB${+cfg.transB}:bias=${cfg.bias}:act=${cfg.activation}`;
   const pipeline = ctx.pipeline(key, () => {
     switch (path) {
       case 'tiled-aligned':
-        return tiledProgram(cfg, true);
+        return tiledProgram(cfg, true, bk);
       case 'tiled':
-        return tiledProgram(cfg, false);
+        return tiledProgram(cfg, false, bk);
       case 'small':
         return smallProgram(cfg);
       case 'gemv-row':
