@@ -66,6 +66,20 @@ export const ConfigSchema = Type.Object(
         host: Type.String({ minLength: 1, default: '127.0.0.1' }),
         /** HTTP port of the gateway (0 = pick a free one). @default 8080 */
         port: Port(8080, 'HTTP port of the gateway'),
+        /** API keys, one or more per tenant (header `x-api-key` or `Authorization: Bearer`); empty = no auth. @default [] */
+        apiKeys: Type.Array(
+          Type.Object(
+            { key: Type.String({ minLength: 8 }), tenant: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), rateLimitPerMinute: Type.Optional(Type.Integer({ minimum: 1 })) },
+            { additionalProperties: false },
+          ),
+          { default: [] },
+        ),
+        /** Requests per tenant per minute (per gateway), unless the key says otherwise. @default 600000 */
+        rateLimitPerMinute: Type.Integer({ minimum: 1, default: 600_000 }),
+        /** Largest request body in bytes (413 above). @default 4194304 */
+        bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 4 * 1024 * 1024 }),
+        /** Longest an inference request may take, retries included (504 after). @default 10000 */
+        requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -75,6 +89,15 @@ export const ConfigSchema = Type.Object(
         heartbeatMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 1000 }),
         /** A node silent this long is dead. @default 5000 */
         deadAfterMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 5000 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    scheduler: Type.Object(
+      {
+        /** Leader lease TTL: a standby takes over this long after the leader stops renewing. @default 10000 */
+        leaseTtlMs: Type.Integer({ minimum: 500, maximum: 600_000, default: 10_000 }),
+        /** Placement strategy. @default cost-aware */
+        strategy: Type.Union([Type.Literal('cost-aware'), Type.Literal('pack'), Type.Literal('spread')], { default: 'cost-aware' }),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -21,7 +21,7 @@ import {
   type Versioned,
 } from '../cluster/index.ts';
 import type { MembershipView } from './membership-view.ts';
-import type { Placer } from './simple-placement.ts';
+import type { ActorPlacer } from './simple-placement.ts';
 
 type Placed = SpawnResult['actors'][number];
 
@@ -30,7 +30,7 @@ export interface ActorManagerOptions {
   subjects: Subjects;
   directory: Directory;
   membership: MembershipView;
-  placer: Placer;
+  placer: ActorPlacer;
   log: Logger;
   /** How often pending actors are retried. @default 500 */
   reconcileMs?: number;
@@ -56,9 +56,15 @@ export class ActorManager {
   }
 
   async start(): Promise<void> {
+    // Resources held by actors already running (a new leader starts with empty soft state).
+    const views = this.#o.membership.view();
+    for (const v of await this.#o.directory.list()) {
+      if (LIVE.includes(v.entry.state) && v.entry.nodeId) this.#o.placer.adopt?.(v.entry.actorId, v.entry.spec, v.entry.nodeId, views);
+    }
     this.#stopWatch = await this.#o.directory.watch((id, v) => {
       if (v) this.#entries.set(id, v);
       else this.#entries.delete(id);
+      if (!v || v.entry.state === ActorState.FAILED || v.entry.state === ActorState.STOPPED) this.#o.placer.release?.(id);
       if (v?.entry.state === ActorState.PENDING) this.kick();
     });
     this.#o.membership.onDead(() => this.kick());

@@ -1,15 +1,20 @@
 /**
- * The placement used until the cost-aware scheduler lands: filter the live, running nodes that
- * satisfy the actor's constraints and resources, then pick the least loaded. It implements the
- * same one-method interface (`Placer`) the full scheduler will.
+ * How the actor runtime asks where an actor should go (`ActorPlacer`), and the simplest answer:
+ * filter the live, running nodes that satisfy the actor's constraints and resources, then pick
+ * the least loaded. The scheduler process uses the cost-aware `ClusterPlacer`
+ * (runtime-placer.ts); this one stays as the dependency-free fallback and for tests.
  */
 import type { NodeView, SpawnSpec } from '../cluster/index.ts';
 
 export type PlacementDecision = { nodeId: string } | { reason: string };
 
-export interface Placer {
+export interface ActorPlacer {
   /** Chooses a node for one actor; `exclude` holds nodes that already refused it. */
   choose(actorId: string, spec: SpawnSpec, nodes: readonly NodeView[], exclude: ReadonlySet<string>): PlacementDecision;
+  /** The actor no longer holds resources where it was placed (stopped, failed, moving). */
+  release?(actorId: string): void;
+  /** An actor already running on `nodeId` (found in the directory at start-up) holds resources there. */
+  adopt?(actorId: string, spec: SpawnSpec, nodeId: string, nodes: readonly NodeView[]): void;
 }
 
 /** Why a node cannot take the actor, or undefined if it can. */
@@ -27,7 +32,7 @@ export function unfit(spec: SpawnSpec, n: NodeView): string | undefined {
   return undefined;
 }
 
-export class LeastLoadedPlacer implements Placer {
+export class LeastLoadedPlacer implements ActorPlacer {
   /**
    * Placements made recently on each node (times), counted on top of the node's reported load
    * until its next heartbeats include them, so a burst of spawns spreads out.

@@ -1,0 +1,77 @@
+/**
+ * One active scheduler, a standby that takes over: two real scheduler processes contend for
+ * the lease; SIGKILL the leader and the standby places actors (and re-places a dead node's).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ActorClient, Role, discover, request, subjects, type NatsConnection, type ProcessInfo, type SchedulerStatus } from '../../cluster/index.ts';
+import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { ProcessSet, type TestProcess } from '../harness/processes.ts';
+
+const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--scheduler.leaseTtlMs', '1500', '--actors.modules', '["test/fixtures/actors.ts"]'];
+const s = subjects();
+
+async function until<T>(fn: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('scheduler leader lease and failover (real processes)', () => {
+  let nats: TestNats;
+  let procs: ProcessSet;
+  let nc: NatsConnection;
+  let client: ActorClient;
+  const schedulers: Record<string, TestProcess> = {};
+  const leaders = async () => (await discover(nc, s, 300)).filter((p: ProcessInfo) => p.role === 'scheduler' && p.details.leader === true);
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    procs = new ProcessSet(nats);
+    schedulers.one = procs.startScheduler([...ARGS, '--scheduler-id', 'sched-one']);
+    await schedulers.one.ready;
+    schedulers.two = procs.startScheduler([...ARGS, '--scheduler-id', 'sched-two']);
+    await schedulers.two.ready;
+    await procs.startNode('n1', 'cpu-spot', ARGS).ready;
+    nc = await nats.connect(Role.CLIENT);
+    client = new ActorClient(nc, s);
+  }, 90_000);
+
+  afterAll(async () => {
+    await procs?.stopAll();
+    await nats?.stop();
+  });
+
+  it('exactly one scheduler leads, and it serves placement', async () => {
+    const l = await until(async () => {
+      const x = await leaders();
+      return x.length === 1 ? x : undefined;
+    }, 10_000, 'one leader');
+    expect(l[0]!.id).toBe('sched-one');
+    const all = (await discover(nc, s, 300)).filter((p) => p.role === 'scheduler');
+    expect(all.map((p) => p.id).sort()).toEqual(['sched-one', 'sched-two']);
+    const r = await client.spawn({ type: 'echo', id: 'before' });
+    expect(r.actors[0]!.state).toBe('running');
+  });
+
+  it('SIGKILL the leader: the standby takes over and places actors', async () => {
+    schedulers.one!.kill('SIGKILL');
+    const l = await until(async () => {
+      const x = await leaders();
+      return x.length === 1 && x[0]!.id === 'sched-two' ? x : undefined;
+    }, 15_000, 'sched-two leading');
+    expect(l).toHaveLength(1);
+    // The new leader knows the fleet and the actors placed by the old one.
+    const st = await until(async () => {
+      const r = await request<SchedulerStatus>(nc, s.scheduler('status'), { type: 'status' });
+      return r.schedulerId === 'sched-two' && r.nodes.length === 1 ? r : undefined;
+    }, 10_000, 'status from the new leader');
+    expect(st.actors).toBeGreaterThanOrEqual(1);
+    const r = await client.spawn({ type: 'echo', id: 'after' }, { timeoutMs: 10_000 });
+    expect(r.actors[0]!.state).toBe('running');
+    expect((await client.ref('before').ask<{ actorId: string }>({ type: 'where' })).actorId).toBe('before');
+  });
+});
