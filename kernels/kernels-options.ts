@@ -15,6 +15,12 @@ export interface KernelsOptions {
   adapter?: string;
   /** CPU backend worker threads; 0 runs CPU steps on the calling thread. @default 1 */
   cpuWorkers?: number;
+  /**
+   * CPU steps of at most this many flops (and 4 MiB of inputs) run on the calling thread: they
+   * block it for less than a worker round trip (~0.2 ms) would cost. 0 sends every step to the
+   * worker. @default 4194304 (a 128³ matmul)
+   */
+  cpuInlineMaxFlops?: number;
   /** ONNX Runtime intra-op threads for matmul-class ops; 0 keeps ORT's default (physical cores). @default 0 */
   cpuThreads?: number;
   /** Route matmul/gemm on the CPU backend to ONNX Runtime (MLAS). @default true */
@@ -32,6 +38,7 @@ export interface ResolvedKernelsOptions {
   backend: BackendChoice;
   adapter: string | undefined;
   cpuWorkers: number;
+  cpuInlineMaxFlops: number;
   cpuThreads: number;
   ort: boolean;
   autotune: boolean;
@@ -47,10 +54,13 @@ export function resolveKernelsOptions(o: KernelsOptions = {}): ResolvedKernelsOp
   if (!Number.isInteger(cpuWorkers) || cpuWorkers < 0) throw Errors.BAD_CONFIG('kernels.cpuWorkers', `must be an integer ≥ 0, got ${cpuWorkers}`);
   const cpuThreads = o.cpuThreads ?? 0;
   if (!Number.isInteger(cpuThreads) || cpuThreads < 0) throw Errors.BAD_CONFIG('kernels.cpuThreads', `must be an integer ≥ 0, got ${cpuThreads}`);
+  const cpuInlineMaxFlops = o.cpuInlineMaxFlops ?? 4_194_304;
+  if (!(cpuInlineMaxFlops >= 0)) throw Errors.BAD_CONFIG('kernels.cpuInlineMaxFlops', `must be ≥ 0, got ${cpuInlineMaxFlops}`);
   return {
     backend,
     adapter: o.adapter ?? process.env.SHOAL_GPU_ADAPTER ?? undefined,
     cpuWorkers,
+    cpuInlineMaxFlops,
     cpuThreads,
     ort: o.ort ?? true,
     autotune: o.autotune ?? true,

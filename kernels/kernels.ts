@@ -183,7 +183,7 @@ export class Kernels implements StepRunner, ResidentOwner {
   }
 
   private async runOnCpu(step: StepBuilder, poison: boolean): Promise<Map<number, HostArray>> {
-    const inline = this.o.cpuWorkers === 0;
+    const inline = this.o.cpuWorkers === 0 || this.smallForWorker(step);
     const feeds: CpuStepTask['feeds'] = [];
     for (const f of step.feeds) {
       // The pool copies feeds into shared staging memory; inline runs read them in place.
@@ -210,6 +210,17 @@ export class Kernels implements StepRunner, ResidentOwner {
       a.target.gpuValid = false;
     }
     return byId;
+  }
+
+  private smallForWorker(step: StepBuilder): boolean {
+    if (this.o.cpuInlineMaxFlops <= 0) return false;
+    let flops = 0;
+    for (const node of step.nodes) {
+      flops += this.primitive(node.op).cost(node.inputs.map((id) => step.values[id]!), node.attrs).flops;
+      if (flops > this.o.cpuInlineMaxFlops) return false;
+    }
+    const feedBytes = step.feeds.reduce((n, f) => n + (f.kind === 'host' ? f.data.byteLength : f.tensor.size * 4), 0);
+    return feedBytes <= 4 * 1024 * 1024;
   }
 
   // ---- autotune -----------------------------------------------------------------------------
@@ -272,6 +283,11 @@ export class Kernels implements StepRunner, ResidentOwner {
     this.table = table;
     this.o.logger.debug({ adapter: table.adapter, crossover: crossovers(table), ms: Math.round(performance.now() - t0), path }, 'kernels autotune done');
     return table;
+  }
+
+  /** Resolves when all GPU work submitted so far has finished (no readback). */
+  async sync(): Promise<void> {
+    await this.gpu?.device.queue.onSubmittedWorkDone();
   }
 
   /** The current autotune table, if measured or loaded. */

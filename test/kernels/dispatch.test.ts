@@ -69,3 +69,18 @@ describe('dispatch by measured crossover', () => {
     w.dispose();
   });
 });
+
+describe('CPU backend placement', () => {
+  it('small steps run inline and large ones in the worker, with the same results', async () => {
+    const k = await createKernels({ backend: 'cpu', cpuWorkers: 1 });
+    opened.push(k);
+    for (const n of [16, 200]) {
+      const a = randn(n * n);
+      const b = randn(n * n);
+      const [c] = await k.run('matmul', [tensor(a, [n, n]), tensor(b, [n, n])], {}, { poison: true });
+      const ref = new Float64Array(n * n);
+      for (let i = 0; i < n; i++) for (let p = 0; p < n; p++) for (let j = 0; j < n; j++) ref[i * n + j]! += a[i * n + p]! * b[p * n + j]!;
+      expect(relErr(c!.data, ref)).toBeLessThan(1e-4);
+    }
+  });
+});

@@ -193,7 +193,8 @@ export function useKernels(): Record<TestBackend, () => Kernels> {
   const made: Partial<Record<TestBackend, Kernels>> = {};
   beforeAll(async () => {
     made.gpu = await createKernels({ backend: 'gpu', autotune: false });
-    made.cpu = await createKernels({ backend: 'cpu', cpuWorkers: 1 });
+    // Every CPU step goes through the worker thread here (small steps would otherwise run inline).
+    made.cpu = await createKernels({ backend: 'cpu', cpuWorkers: 1, cpuInlineMaxFlops: 0 });
   });
   afterAll(async () => {
     await made.gpu?.close();
