@@ -205,6 +205,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     const f = BINARY_JS[attrs.fn];
     const bc = broadcastOf(infos[0]!, infos[1]!);
     const cols = infos[0]!.shape[infos[0]!.shape.length - 1]!;
-    for (let i = 0; i < a.length; i++) y[i] = f(a[i]!, bc === 'same' ? b[i]! : bc === 'row' ? b[i % cols]! : b[0]!);
+    // One loop per broadcast mode: no per-element branch or modulo.
+    if (bc === 'same') for (let i = 0; i < a.length; i++) y[i] = f(a[i]!, b[i]!);
+    else if (bc === 'scalar') {
+      const s = b[0]!;
+      for (let i = 0; i < a.length; i++) y[i] = f(a[i]!, s);
+    } else {
+      for (let o = 0; o < a.length; o += cols) for (let c = 0; c < cols; c++) y[o + c] = f(a[o + c]!, b[c]!);
+    }
   },
 });
