@@ -135,6 +135,8 @@ export async function up(config: Config): Promise<number> {
     const configArgs = process.argv.slice(3); // the children load the same config from the same flags
     const baseEnv = (role: string): NodeJS.ProcessEnv => ({
       ...process.env,
+      // The autoscaler (in the scheduler) starts node agents, which connect as the node role.
+      ...(role === 'scheduler' && config.autoscaler.enabled ? { SHOAL_NODE_NATS_USER: credentials.node.user, SHOAL_NODE_NATS_PASS: credentials.node.pass } : {}),
       SHOAL_NATS_URL: natsUrl,
       SHOAL_NATS_USER: credentials[role as keyof typeof credentials].user,
       SHOAL_NATS_PASS: credentials[role as keyof typeof credentials].pass,

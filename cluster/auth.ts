@@ -55,7 +55,7 @@ export function rolePermissions(role: Role, prefix = 'shoal'): Permissions {
       // Outside callers (CLI, product code): submit jobs, call actors and services, spawn/stop
       // actors through the scheduler, read status and events.
       return {
-        publish: [s.serviceAll, s.actorAll, s.jobsSubmit, s.sysPing, s.scheduler('status'), s.scheduler('actors'), ...JS_CLIENT],
+        publish: [s.serviceAll, s.actorAll, s.jobsSubmit, s.sysPing, s.scheduler('status'), s.scheduler('actors'), s.scheduler('nodes'), ...JS_CLIENT],
         subscribe: [s.eventsAll, inbox],
       };
   }

@@ -101,6 +101,26 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    autoscaler: Type.Object(
+      {
+        /**
+         * Let the leader scheduler start and stop node agents on this machine (the `local`
+         * provider) for pending actors, within the budget. @default false
+         */
+        enabled: Type.Boolean({ default: false }),
+        /** Most the fleet the autoscaler launched may cost per hour ($). @default 1 */
+        budgetPerHour: Type.Number({ minimum: 0, default: 1 }),
+        /** A launched node idle this long is stopped. @default 60000 */
+        idleTimeoutMs: Type.Integer({ minimum: 0, default: 60_000 }),
+        /** How often pending demand is re-planned. @default 2000 */
+        intervalMs: Type.Integer({ minimum: 100, default: 2000 }),
+        /** Spot preemption notice (AWS 120000, GCP 30000). @default 30000 */
+        noticeMs: Type.Integer({ minimum: 0, default: 30_000 }),
+        /** Most nodes the autoscaler adds per profile pool. @default 4 */
+        maxPerPool: Type.Integer({ minimum: 0, maximum: 1000, default: 4 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     actors: Type.Object(
       {
         /** Modules (paths or file URLs) exporting `actorTypes`, loaded by every node agent. @default [] */

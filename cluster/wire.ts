@@ -251,6 +251,15 @@ export const SchedulerActorRequest = Type.Union([
 ]);
 export type SchedulerActorRequest = Static<typeof SchedulerActorRequest>;
 
+/** Node operations through the scheduler (`shoal.sched.nodes`): an operator's or a cloud's notice. */
+export const SchedulerNodeRequest = Type.Union([
+  /** Drain the node: no new actors, finish and hand off the rest, then exit. */
+  Type.Object({ type: Type.Literal('drain'), nodeId: Type.String({ minLength: 1 }), deadlineMs: Type.Optional(Type.Integer({ minimum: 0 })) }),
+  /** A spot preemption notice: drain within the notice, mark the node's pool risky. */
+  Type.Object({ type: Type.Literal('preempt'), nodeId: Type.String({ minLength: 1 }), noticeMs: Type.Optional(Type.Integer({ minimum: 0 })) }),
+]);
+export type SchedulerNodeRequest = Static<typeof SchedulerNodeRequest>;
+
 export const SpawnResult = Type.Object({
   actors: Type.Array(Type.Object({ actorId: Type.String(), nodeId: Type.String(), state: ActorStateSchema })),
 });

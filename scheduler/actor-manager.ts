@@ -22,6 +22,8 @@ import {
 } from '../cluster/index.ts';
 import type { MembershipView } from './membership-view.ts';
 import type { ActorPlacer } from './simple-placement.ts';
+import { placementRequest } from './runtime-placer.ts';
+import type { PlacementRequest } from './types.ts';
 
 type Placed = SpawnResult['actors'][number];
 
@@ -83,6 +85,11 @@ export class ActorManager {
       .map((v) => ({ actorId: v.entry.actorId, reason: this.#pendingReasons.get(v.entry.actorId) ?? v.entry.reason ?? 'waiting for placement' }));
   }
 
+  /** Pending actors as placement requests (the autoscaler's demand). */
+  pendingRequests(): PlacementRequest[] {
+    return [...this.#entries.values()].filter((v) => v.entry.state === ActorState.PENDING).map((v) => placementRequest(v.entry.actorId, v.entry.spec));
+  }
+
   count(): number {
     return this.#entries.size;
   }
@@ -98,6 +105,7 @@ export class ActorManager {
       const base = spec.id ?? spec.service ?? `a-${nuid.next()}`;
       for (let i = 1; i <= replicas; i++) ids.push(`${base}-${i}`);
     } else ids.push(spec.id ?? `a-${nuid.next()}`);
+    for (const actorId of ids) this.#o.placer.check?.(actorId, { ...spec, id: actorId });
     const actors: Placed[] = [];
     if (!gang) {
       for (const actorId of ids) actors.push(await this.#spawnOne(actorId, { ...spec, id: actorId }));

@@ -12,6 +12,7 @@ import {
   Lifecycle,
   Role,
   SchedulerActorRequest,
+  SchedulerNodeRequest,
   SchedulerStatusRequest,
   announce,
   componentLogger,
@@ -19,6 +20,7 @@ import {
   ensureResources,
   openBucket,
   parseFlags,
+  request,
   resources,
   runProcess,
   serve,
@@ -29,26 +31,43 @@ import { MembershipView } from './membership-view.ts';
 import { ActorManager } from './actor-manager.ts';
 import { ClusterPlacer } from './runtime-placer.ts';
 import { LeaderLease } from './leader.ts';
+import { PoolRisk } from './spot/pool-risk.ts';
+import { SchedulerErrors } from './errors.ts';
+import { catalogueFromProfiles, startAutoscaling } from './embedded-fleet.ts';
 
 const { flags } = parseFlags(process.argv.slice(2));
 const schedulerId = flags.get('scheduler-id') ?? `scheduler-${hostname().replace(/[^A-Za-z0-9_-]/g, '-')}-${process.pid}`;
 
 /** What only the leader runs; returns its stop function. */
-async function lead(ctx: ProcessContext): Promise<() => void> {
+async function lead(ctx: ProcessContext): Promise<() => Promise<void>> {
   const log = componentLogger(ctx.log, 'scheduler');
   const res = resources(ctx.config.subjectPrefix);
   const membership = new MembershipView(await openBucket(ctx.nc, res.buckets.nodes), ctx.config.membership.deadAfterMs, componentLogger(ctx.log, 'membership'));
   membership.onDead((nodeId) => ctx.nc.publish(ctx.subjects.event('node-dead'), encode({ nodeId, at: Date.now() })));
   await membership.start();
+  const catalogue = catalogueFromProfiles(ctx.config);
+  const risk = new PoolRisk();
+  const placer = new ClusterPlacer({ strategy: ctx.config.scheduler.strategy, catalogue, risk: (pool) => risk.multiplier(pool) });
   const actors = new ActorManager({
     nc: ctx.nc,
     subjects: ctx.subjects,
     directory: new Directory(await openBucket(ctx.nc, res.buckets.actors)),
     membership,
-    placer: new ClusterPlacer({ strategy: ctx.config.scheduler.strategy }),
+    placer,
     log: componentLogger(ctx.log, 'actors'),
   });
   await actors.start();
+  const fleet = startAutoscaling({
+    config: ctx.config,
+    nc: ctx.nc,
+    subjects: ctx.subjects,
+    placer,
+    risk,
+    catalogue,
+    pending: () => actors.pendingRequests(),
+    log: componentLogger(ctx.log, 'autoscaler'),
+    nodeArgs: process.argv.slice(2).filter((a, i, all) => a !== '--scheduler-id' && all[i - 1] !== '--scheduler-id'),
+  });
   const subs: Subscription[] = [
     serve(ctx.nc, ctx.subjects.scheduler('status'), SchedulerStatusRequest, (): SchedulerStatus => ({ schedulerId, nodes: membership.view(), pending: actors.pending(), actors: actors.count() }), { log }),
     serve(
@@ -62,12 +81,32 @@ async function lead(ctx: ProcessContext): Promise<() => void> {
       },
       { log },
     ),
+    serve(
+      ctx.nc,
+      ctx.subjects.scheduler('nodes'),
+      SchedulerNodeRequest,
+      async (req) => {
+        const node = membership.view().find((n) => n.nodeId === req.nodeId);
+        if (!node) throw SchedulerErrors.UNKNOWN_NODE(req.nodeId);
+        if (req.type === 'preempt') {
+          const noticeMs = req.noticeMs ?? ctx.config.autoscaler.noticeMs;
+          log.warn({ nodeId: req.nodeId, pool: node.labels.pool, noticeMs }, 'spot preemption notice');
+          ctx.nc.publish(ctx.subjects.event('preemption-notice'), encode({ nodeId: req.nodeId, pool: node.labels.pool, noticeMs, at: Date.now() }));
+          await fleet.preempt(req.nodeId, node.labels.pool, noticeMs);
+        } else {
+          await request(ctx.nc, ctx.subjects.nodeCtl(req.nodeId), { type: 'drain', ...(req.deadlineMs !== undefined ? { deadlineMs: req.deadlineMs } : {}) }, { timeoutMs: 5000 });
+        }
+        return { nodeId: req.nodeId, state: 'draining' };
+      },
+      { log },
+    ),
   ];
   log.info({ strategy: ctx.config.scheduler.strategy }, 'leading: placing actors');
-  return () => {
+  return async () => {
     for (const s of subs) s.unsubscribe();
     actors.stop();
     membership.stop();
+    await fleet.stop();
   };
 }
 
@@ -86,7 +125,7 @@ await runProcess({
       ttlMs: ctx.config.scheduler.leaseTtlMs,
       log: componentLogger(ctx.log, 'lease'),
     });
-    let stopLeading: (() => void) | undefined;
+    let stopLeading: (() => Promise<void>) | undefined;
     // Leadership changes are applied one at a time, in order.
     let chain = Promise.resolve();
     lease.onChange((leading) => {
@@ -94,8 +133,9 @@ await runProcess({
         if (leading && !stopLeading) stopLeading = await lead(ctx);
         else if (!leading && stopLeading) {
           log.warn('lost the leader lease: standing by');
-          stopLeading();
+          const stop = stopLeading;
           stopLeading = undefined;
+          await stop();
         }
       });
     });
@@ -108,7 +148,7 @@ await runProcess({
       info: { leader: lease.isLeader() },
       stop: async () => {
         state = Lifecycle.STOPPED;
-        stopLeading?.();
+        await stopLeading?.();
         await lease.stop({ release: true });
       },
     };

@@ -50,6 +50,10 @@ export class ClusterPlacer implements ActorPlacer {
     }
   }
 
+  check(actorId: string, spec: SpawnSpec): void {
+    this.placer.assertPlaceable(placementRequest(actorId, spec));
+  }
+
   release(actorId: string): void {
     this.placer.release(actorId);
   }

@@ -11,6 +11,8 @@ export type PlacementDecision = { nodeId: string } | { reason: string };
 export interface ActorPlacer {
   /** Chooses a node for one actor; `exclude` holds nodes that already refused it. */
   choose(actorId: string, spec: SpawnSpec, nodes: readonly NodeView[], exclude: ReadonlySet<string>): PlacementDecision;
+  /** Throws a typed error if nothing could ever host this actor (checked once, at spawn). */
+  check?(actorId: string, spec: SpawnSpec): void;
   /** The actor no longer holds resources where it was placed (stopped, failed, moving). */
   release?(actorId: string): void;
   /** An actor already running on `nodeId` (found in the directory at start-up) holds resources there. */

@@ -164,10 +164,9 @@ describe('actors across real node processes', () => {
   it('gang spawn is all or nothing', async () => {
     const ok = await client.spawn({ type: 'echo', service: 'gang-ok' }, { replicas: 3, gang: true });
     expect(ok.actors.map((a) => a.state)).toEqual(['running', 'running', 'running']);
-    // Nothing fits: refused at once, nothing left pending.
-    const err = await client.spawn({ type: 'echo', service: 'gang-no', constraints: { labels: { pool: 'gpu-h100' } } }, { replicas: 2, gang: true }).catch((e: unknown) => e);
+    // Nothing fits now (pinned to a node that is not there): refused at once, nothing left pending.
+    const err = await client.spawn({ type: 'echo', service: 'gang-no', constraints: { nodeId: 'ghost-node' } }, { replicas: 2, gang: true }).catch((e: unknown) => e);
     expect(Errors.NO_NODE_AVAILABLE.is(err)).toBe(true);
-    expect((err as Error).message).toMatch(/pool/);
     expect(await directory.get('gang-no-1')).toBeUndefined();
     expect(await directory.get('gang-no-2')).toBeUndefined();
     // The second member cannot start (its id is taken): the first, already running, is stopped again.
@@ -177,6 +176,17 @@ describe('actors across real node processes', () => {
     expect(await directory.get('gang-x-1')).toBeUndefined();
     expect(Errors.ACTOR_NOT_FOUND.is(await client.ref('gang-x-1').ask({ type: 'where' }).catch((e: unknown) => e))).toBe(true);
     expect(await directory.get('gang-x-3')).toBeUndefined();
+  });
+
+  it('an impossible request is refused at spawn with the reason, not left pending', async () => {
+    const gpus = await client.spawn({ type: 'echo', id: 'greedy', resources: { gpu: 8 } }).catch((e: unknown) => e);
+    expect(gpus).toMatchObject({ code: 'SHOAL_ERR_UNSCHEDULABLE' });
+    expect((gpus as Error).message).toMatch(/GPU/i);
+    const label = await client.spawn({ type: 'echo', id: 'picky', constraints: { labels: { pool: 'gpu-h100' } } }).catch((e: unknown) => e);
+    expect(label).toMatchObject({ code: 'SHOAL_ERR_UNSCHEDULABLE' });
+    expect((label as Error).message).toMatch(/gpu-h100/);
+    expect(await directory.get('greedy')).toBeUndefined();
+    expect(await directory.get('picky')).toBeUndefined();
   });
 
   it('SIGKILL a node: it is declared dead and its actors start again on a survivor; callers that retry succeed', async () => {

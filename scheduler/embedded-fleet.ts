@@ -1,0 +1,117 @@
+/**
+ * What the scheduler process knows of the machines it can have: a catalogue built from the
+ * configured node profiles (one node type and one pool per profile, sized like this machine),
+ * used to refuse impossible requests at once, and — when `autoscaler.enabled` — the local
+ * provider + autoscaler that start node agents for pending actors and stop idle ones.
+ */
+import { availableParallelism, totalmem } from 'node:os';
+import { request, type Config, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
+import { Autoscaler } from './autoscaler/autoscaler.ts';
+import { ScalingController } from './autoscaler/controller.ts';
+import { LocalProvider } from './providers/local.ts';
+import { PoolRisk } from './spot/pool-risk.ts';
+import type { Catalogue, PlacementRequest } from './types.ts';
+import type { ClusterPlacer } from './runtime-placer.ts';
+
+/** One node type + one pool per profile; a GPU profile is assumed to have one adapter. */
+export function catalogueFromProfiles(config: Config): Catalogue {
+  const cpus = availableParallelism();
+  const mem = totalmem();
+  return {
+    types: config.nodes.map((p) => ({
+      name: p.name,
+      resources: { cpu: cpus, memoryBytes: mem, gpu: p.gpu ? 1 : 0, gpuMemoryBytes: p.gpu ? mem : 0 },
+      onDemandPricePerHour: p.labels.spot ? p.labels.pricePerHour * 3 : p.labels.pricePerHour,
+      spotPricePerHour: p.labels.pricePerHour,
+      interruptionRatePerHour: p.labels.spot ? 0.05 : 0,
+      startupLatencyMs: 2000,
+    })),
+    pools: config.nodes.map((p) => ({
+      name: p.labels.pool,
+      type: p.name,
+      zone: p.labels.zone,
+      spot: p.labels.spot,
+      max: p.replicas + (config.autoscaler.enabled ? config.autoscaler.maxPerPool : 0),
+      labels: Object.fromEntries(Object.entries(p.labels).filter(([k]) => !['pool', 'zone', 'spot', 'pricePerHour'].includes(k))),
+    })),
+  };
+}
+
+export interface AutoscalingOptions {
+  config: Config;
+  nc: NatsConnection;
+  subjects: Subjects;
+  placer: ClusterPlacer;
+  risk: PoolRisk;
+  catalogue: Catalogue;
+  pending: () => PlacementRequest[];
+  log: Logger;
+  /** Flags every launched node agent gets (the cluster's own config flags). */
+  nodeArgs: string[];
+}
+
+export interface Autoscaling {
+  provider: LocalProvider | undefined;
+  /** A spot preemption notice for `nodeId`: drain it within the notice, mark its pool risky. */
+  preempt(nodeId: string, pool: string | undefined, noticeMs: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function startAutoscaling(o: AutoscalingOptions): Autoscaling {
+  const { config, log } = o;
+  let provider: LocalProvider | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let controller: ScalingController | undefined;
+  if (config.autoscaler.enabled) {
+    const pass = process.env.SHOAL_NODE_NATS_PASS;
+    if (!pass) log.error('autoscaler.enabled but SHOAL_NODE_NATS_PASS is not set: cannot start node agents');
+    else {
+      provider = new LocalProvider({
+        catalogue: o.catalogue,
+        nc: o.nc,
+        env: { ...process.env, SHOAL_NATS_USER: process.env.SHOAL_NODE_NATS_USER ?? 'node', SHOAL_NATS_PASS: pass, SHOAL_LOG_PRETTY: 'false' },
+        args: o.nodeArgs,
+        subjectPrefix: config.subjectPrefix,
+        noticeMs: config.autoscaler.noticeMs,
+        onLine: (nodeId, line) => process.stdout.write(line.startsWith('{') ? `${line}\n` : `[${nodeId}] ${line}\n`),
+      });
+      controller = new ScalingController({
+        autoscaler: new Autoscaler({ catalogue: o.catalogue, budgetPerHour: config.autoscaler.budgetPerHour, idleTimeoutMs: config.autoscaler.idleTimeoutMs, risk: o.risk }),
+        provider,
+        placer: o.placer.placer,
+        log,
+      });
+      controller.start();
+      let busy = false;
+      timer = setInterval(() => {
+        if (busy) return;
+        busy = true;
+        controller!
+          .reconcile(o.pending())
+          .then((r) => {
+            if (r.launched.length || r.terminated.length || r.failed.length) log.info({ launched: r.launched.map((n) => n.nodeId), terminated: r.terminated, failed: r.failed, unmet: r.plans.at(-1)?.unmet }, 'autoscaler round');
+          })
+          .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'autoscaler round failed'))
+          .finally(() => (busy = false));
+      }, config.autoscaler.intervalMs);
+      log.info({ budgetPerHour: config.autoscaler.budgetPerHour, pools: o.catalogue.pools.map((p) => `${p.name}≤${p.max}`) }, 'autoscaler on (local provider)');
+    }
+  }
+  return {
+    provider,
+    async preempt(nodeId, pool, noticeMs) {
+      if (pool) o.risk.mark(pool);
+      if (provider && (await provider.list()).some((n) => n.nodeId === nodeId)) {
+        void provider.preempt(nodeId, noticeMs).catch((err: unknown) => log.warn({ nodeId, err: (err as Error).message }, 'preemption failed'));
+        return;
+      }
+      // A node we did not launch (started by `shoal up`): the notice is a drain with a deadline.
+      await request(o.nc, o.subjects.nodeCtl(nodeId), { type: 'drain', deadlineMs: noticeMs }, { timeoutMs: 5000 });
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      controller?.stop();
+      if (provider) await provider.close();
+    },
+  };
+}
