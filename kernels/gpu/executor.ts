@@ -80,32 +80,52 @@ export async function runStepOnGpu(dev: GpuDevice, step: StepBuilder, resolve: (
     }
   }
   const ctx = new GpuContext(dev);
-  for (const node of step.nodes) {
-    const op = resolve(node.op);
-    const outs = node.outputs.map((id) => {
-      const info = step.values[id]!;
-      const buffer = dev.acquire(byteSize(info), 'storage');
-      owned.add(buffer);
-      if (poison) queue.writeBuffer(buffer, 0, poisonBytes(byteSize(info)));
-      const v: GpuValue = { buffer, info, bytes: byteSize(info) };
-      gv[id] = v;
-      return v;
-    });
-    ctx.currentOp = node.op;
-    op.gpu(ctx, node.inputs.map((id) => gv[id]!), outs, node.attrs);
-  }
-  const staging = step.reads.map((id) => {
-    const v = gv[id]!;
-    const st = dev.acquire(v.bytes, 'read');
-    ctx.copy(v, st);
-    return st;
-  });
+  // Error scopes cover pipeline creation, encoding and the submit: a device-side validation or
+  // out-of-memory error becomes one typed error instead of an uncaptured-error log line.
   dev.device.pushErrorScope('out-of-memory');
   dev.device.pushErrorScope('validation');
-  const { commandBuffer, release } = ctx.finish();
-  queue.submit([commandBuffer]);
+  let staging: GPUBuffer[] = [];
+  let release: GPUBuffer[] = [];
+  let thrown: unknown;
+  try {
+    for (const node of step.nodes) {
+      const op = resolve(node.op);
+      const outs = node.outputs.map((id) => {
+        const info = step.values[id]!;
+        const buffer = dev.acquire(byteSize(info), 'storage');
+        owned.add(buffer);
+        if (poison) queue.writeBuffer(buffer, 0, poisonBytes(byteSize(info)));
+        const v: GpuValue = { buffer, info, bytes: byteSize(info) };
+        gv[id] = v;
+        return v;
+      });
+      ctx.currentOp = node.op;
+      op.gpu(ctx, node.inputs.map((id) => gv[id]!), outs, node.attrs);
+    }
+    staging = step.reads.map((id) => {
+      const v = gv[id]!;
+      const st = dev.acquire(v.bytes, 'read');
+      ctx.copy(v, st);
+      return st;
+    });
+    const finished = ctx.finish();
+    release = finished.release;
+    queue.submit([finished.commandBuffer]);
+  } catch (err) {
+    thrown = err;
+  }
   const validation = await dev.device.popErrorScope();
   const oom = await dev.device.popErrorScope();
+  if (thrown) {
+    for (const b of [...owned, ...staging]) dev.release(b);
+    throw thrown;
+  }
+  const err = validation ?? oom;
+  if (err) {
+    // Nothing is assigned: resident tensors keep their previous values.
+    for (const b of [...owned, ...release, ...staging]) dev.release(b);
+    throw KernelErrors.GPU_FAILED(step.nodes.map((n) => n.op).join('+') || 'step', err.message);
+  }
   // The queue orders later writes after this submission, so buffers can go back to the pool now.
   for (const a of step.assigns) {
     const v = gv[a.id]!;
@@ -117,11 +137,6 @@ export async function runStepOnGpu(dev: GpuDevice, step: StepBuilder, resolve: (
   }
   for (const b of owned) dev.release(b);
   for (const b of release) dev.release(b);
-  const err = validation ?? oom;
-  if (err) {
-    for (const b of staging) dev.release(b);
-    throw KernelErrors.GPU_FAILED(step.nodes.map((n) => n.op).join('+') || 'step', err.message);
-  }
   const results = await mapAll(dev, staging, step.reads.map((id) => step.values[id]!));
   return new Map(step.reads.map((id, i) => [id, results[i]!]));
 }

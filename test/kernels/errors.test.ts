@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { registeredErrorCodes } from '../../cluster/index.ts';
-import { KernelErrors, tensor, type Tensor } from '../../kernels/index.ts';
+import { KernelErrors, ops, tensor, type Tensor } from '../../kernels/index.ts';
 import { BACKENDS, randn, useKernels } from './reference.ts';
 import { readFileSync } from 'node:fs';
 
@@ -111,6 +111,42 @@ describe('GPU limits', () => {
     const s = gpu.step();
     s.read(s.op1('reduce', [tensor(new Float32Array(n).fill(1), [1, n])], { fn: 'sum' }));
     expect((await gpu.choose(s)).backend).toBe('cpu');
+  });
+});
+
+describe('device errors', () => {
+  it('a device validation error inside a step surfaces as SHOAL_ERR_KERNEL_GPU_FAILED, and residents keep their values', async () => {
+    const gpu = k.gpu();
+    // A deliberately broken op (invalid WGSL), registered for this test only.
+    const broken = {
+      kind: 'primitive',
+      name: 'brokenForTest',
+      inputs: ['X'],
+      opClass: 'elementwise',
+      parseAttributes: () => ({}),
+      validate: (inputs: readonly { dtype: string; shape: readonly number[] }[]) => [{ dtype: 'f32', shape: [...inputs[0]!.shape] }],
+      cost: () => ({ flops: 1, bytes: 1 }),
+      gpu(ctx: { pipeline: (k: string, w: () => string) => unknown; dispatch: (...a: unknown[]) => void }, inputs: unknown[], outputs: unknown[]) {
+        const p = ctx.pipeline('brokenForTest', () => 'this is not WGSL');
+        ctx.dispatch(p, {}, [inputs[0], outputs[0]], [1]);
+      },
+      cpu: () => undefined,
+    };
+    (ops as Map<string, unknown>).set('brokenForTest', broken);
+    try {
+      const w = gpu.resident(tensor(new Float32Array([1, 2, 3])));
+      const s = gpu.step();
+      s.assign(w, s.op1('brokenForTest', [w]));
+      const e = await codeOf(s.run({ backend: 'gpu' }));
+      expect(e.code).toBe('SHOAL_ERR_KERNEL_GPU_FAILED');
+      expect(e.message).toMatch(/^brokenForTest: the GPU reported an error/);
+      expect(Array.from((await w.read()).data)).toEqual([1, 2, 3]);
+      const [y] = await gpu.run('unary', [tensor(new Float32Array([-1, 2]))], { fn: 'relu' }, { backend: 'gpu' });
+      expect(Array.from(y!.data)).toEqual([0, 2]);
+      w.dispose();
+    } finally {
+      (ops as Map<string, unknown>).delete('brokenForTest');
+    }
   });
 });
 
