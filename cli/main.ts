@@ -4,7 +4,9 @@
  */
 import { Errors, SHOAL_VERSION, fail, loadConfig, parseFlags } from '../cluster/index.ts';
 import { up } from './up.ts';
+import { NODES_FLAGS, nodeOpCommand } from './nodes.ts';
 import { collectStatus, connectClient, formatStatus } from './status.ts';
+import { MODELS_FLAGS, modelsCommand } from './models.ts';
 
 const HELP = `shoal ${SHOAL_VERSION} — a cluster for the AI features of SaaS products
 
@@ -13,6 +15,9 @@ usage: shoal <command> [--config FILE] [--<field> VALUE ...]
 commands:
   up        start the embedded cluster (nats-server, scheduler, node agents, gateway)
   status    list the processes and nodes seen over NATS   [--json] [--wait MS]
+  models    model registry and serving: register, list, show, alias, rollback, deploy, canary, promote, abort
+  drain     drain a node: no new actors, finish and hand off the rest   <nodeId> [--deadline MS]
+  preempt   send a spot preemption notice: drain within the notice, mark its pool risky   <nodeId> [--notice MS]
   version   print the version
   help      this text
 
@@ -23,7 +28,8 @@ async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   const { positionals } = parseFlags(argv);
   const cmd = positionals[0] ?? 'help';
-  const rest = argv.filter((a) => a !== cmd);
+  const at = argv.indexOf(cmd);
+  const rest = at >= 0 ? [...argv.slice(0, at), ...argv.slice(at + 1)] : argv;
   switch (cmd) {
     case 'up':
       return up(loadConfig({ argv: rest }));
@@ -39,6 +45,11 @@ async function main(): Promise<number> {
         await nc.close();
       }
     }
+    case 'models':
+      return modelsCommand(rest, loadConfig({ argv: rest }, MODELS_FLAGS));
+    case 'drain':
+    case 'preempt':
+      return nodeOpCommand(cmd, rest, loadConfig({ argv: rest }, NODES_FLAGS));
     case 'version':
     case '--version':
       process.stdout.write(`${SHOAL_VERSION}\n`);

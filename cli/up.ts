@@ -147,7 +147,9 @@ export async function up(config: Config): Promise<number> {
       const c = spawnChild({ name, entry, args: [...configArgs, ...args], env: baseEnv(role), onLine: out.childLine });
       children.push(c);
       void c.exited.then(({ code, signal }) => {
-        if (!stopping) out.error(`${name} (pid ${c.pid}) exited unexpectedly (${signal ?? `code ${code}`})`);
+        if (stopping) return;
+        if (code === 0) out.note(`${name} (pid ${c.pid}) exited cleanly (drained)`);
+        else out.error(`${name} (pid ${c.pid}) exited unexpectedly (${signal ?? `code ${code}`})`);
       });
       return c;
     };

@@ -116,10 +116,23 @@ describe('shoal up / shoal status (real processes)', () => {
     expect(r.stderr).toMatch(/a cluster is already running from .*\.shoal/);
   });
 
+  it('shoal drain / preempt reach a node through the scheduler; a drained node leaves cleanly', async () => {
+    const bad = shoal(['preempt', 'no-such-node'], cwd);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/no-such-node/);
+    const usage = shoal(['drain'], cwd);
+    expect(usage.status).toBe(2);
+    const r = shoal(['drain', 'cpu-spot-1', '--deadline', '2000'], cwd);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/cpu-spot-1: draining/);
+    await waitFor(() => (/node:cpu-spot-1 \(pid \d+\) exited cleanly \(drained\)/.test(output) ? true : undefined), 20_000, 'drained node exit');
+  });
+
   it('SIGINT stops every process it started, nats-server last, and leaves no orphan', async () => {
     const report = JSON.parse(shoal(['status', '--json'], cwd).stdout) as StatusReport;
     const info = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as ClusterInfo;
     const pids = [...report.processes.map((p) => p.pid), info.natsPid];
+    expect(report.processes.map((p) => p.role).sort()).toEqual(['gateway', 'node', 'scheduler']);
     expect(pids.every(alive)).toBe(true);
     up.kill('SIGINT');
     expect(await exit).toBe(0);
