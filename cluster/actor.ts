@@ -16,8 +16,10 @@
  * export const actorTypes = [defineActorType({ name: 'counter', messages: CounterMsg, create: () => new Counter() })];
  * ```
  */
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Static, TSchema } from '@sinclair/typebox';
 import type { Logger } from './logger.ts';
+import type { Subjects } from './subjects.ts';
 import type { ActorKind, SupervisionPolicy } from './wire.ts';
 
 /** What the runtime gives an actor. */
@@ -33,6 +35,9 @@ export interface ActorContext {
   runTask<R = unknown>(moduleUrl: string, fn: string, args: unknown): Promise<R>;
   /** This actor's last checkpoint (small state, in KV), kept across restarts and re-placement. */
   readonly checkpoint: Checkpoints;
+  /** The node's NATS connection (node role), for actors that read KV / object store (e.g. a model registry). */
+  readonly nc: NatsConnection;
+  readonly subjects: Subjects;
 }
 
 export interface Checkpoints {
@@ -73,10 +78,17 @@ export interface ActorType<S extends TSchema = TSchema> {
   kind?: ActorKind;
   mailboxCapacity?: number;
   supervision?: Partial<SupervisionPolicy>;
+  /**
+   * Messages handed to `receive` at once. Above 1 the actor gives up one-at-a-time processing
+   * and must be safe under interleaving (e.g. it enqueues into a batcher and resolves each reply
+   * when its batch completes); the mailbox still bounds what waits. @default 1
+   */
+  concurrency?: number;
 }
 
 export function defineActorType<S extends TSchema>(t: ActorType<S>): ActorType<S> {
   if (!/^[A-Za-z0-9_.-]{1,128}$/.test(t.name)) throw new Error(`invalid actor type name "${t.name}"`);
+  if (t.concurrency !== undefined && (!Number.isInteger(t.concurrency) || t.concurrency < 1)) throw new Error(`actor type "${t.name}": concurrency must be a positive integer`);
   return t;
 }
 

@@ -1,15 +1,21 @@
 /**
- * The gateway's Fastify app. Today: health (Open Inference Protocol paths), server metadata,
- * cluster status and Prometheus metrics. Inference routes arrive with issue 6.
+ * The gateway's Fastify app: the Open Inference Protocol (KServe v2) REST API, a simpler
+ * `/v1/models/{name}/predict` with JSON rows, cluster status, Prometheus metrics and OpenAPI
+ * docs. API keys per tenant, a per-tenant rate limit, a body-size limit and a request deadline
+ * guard the inference routes; every error is `{"error": "...", "code": "SHOAL_ERR_..."}`.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import client from 'prom-client';
 import {
+  Errors,
   SHOAL_VERSION,
   ShoalError,
   discover,
+  errorCode,
   request,
   type Logger,
   type NatsConnection,
@@ -17,57 +23,142 @@ import {
   type Subjects,
 } from '../cluster/index.ts';
 import { GatewayErrors } from './errors.ts';
+import { createMetrics } from './metrics.ts';
+import { InferenceService } from './inference.ts';
+import { registerOipRoutes } from './routes/oip.ts';
+import { registerV1Routes } from './routes/v1.ts';
+
+export interface ApiKey {
+  key: string;
+  tenant: string;
+  rateLimitPerMinute?: number;
+}
 
 export interface GatewayDeps {
   nc: NatsConnection;
   subjects: Subjects;
   logger: Logger;
-  /** @default 1 MiB */
+  /** @default 4 MiB */
   bodyLimit?: number;
+  /** API keys; none = no authentication (development). @default [] */
+  apiKeys?: ApiKey[];
+  /** Requests per tenant (or client IP without keys) per minute. @default 600000 */
+  rateLimitPerMinute?: number;
+  /** Deadline of an inference request, retries included. @default 10000 */
+  requestTimeoutMs?: number;
+  /** Serve inference routes (needs the registry's KV bucket). @default true */
+  inference?: boolean;
 }
 
-export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
-  // Fastify's logger type and pino's differ only in fields Fastify never reads.
-  const app = Fastify({ loggerInstance: deps.logger as FastifyBaseLogger, bodyLimit: deps.bodyLimit ?? 1024 * 1024 }).withTypeProvider<TypeBoxTypeProvider>();
+/** The tenant an API key named, per request. */
+const tenants = new WeakMap<object, string>();
+export const tenantOf = (req: object): string => tenants.get(req) ?? 'anonymous';
 
-  const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: 'shoal_gateway_' });
-  const httpDuration = new client.Histogram({
-    name: 'shoal_gateway_http_request_duration_seconds',
-    help: 'HTTP request latency by route and status',
-    labelNames: ['method', 'route', 'status'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [registry],
-  });
+/** Routes open without an API key: health, server metadata, metrics, docs. */
+const PUBLIC = [/^\/v2\/?$/, /^\/v2\/health\//, /^\/metrics$/, /^\/docs(\/|$)/];
+const isPublic = (url: string) => {
+  const path = url.split('?')[0]!;
+  return PUBLIC.some((r) => r.test(path));
+};
+
+export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
+  const bodyLimit = deps.bodyLimit ?? 4 * 1024 * 1024;
+  // Fastify's logger type and pino's differ only in fields Fastify never reads.
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit,
+    requestTimeout: (deps.requestTimeoutMs ?? 10_000) + 5_000,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  const metrics = createMetrics();
+
   app.addHook('onResponse', async (req, reply) => {
-    httpDuration.labels(req.method, req.routeOptions.url ?? 'unknown', String(reply.statusCode)).observe(reply.elapsedTime / 1000);
+    metrics.httpDuration.labels(req.method, req.routeOptions.url ?? 'unknown', String(reply.statusCode)).observe(reply.elapsedTime / 1000);
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, req, reply) => {
+    let status: number;
+    let code: string;
+    let message = err.message;
     if (err instanceof ShoalError) {
-      void reply.status(err.status).send({ error: err.message, code: err.code });
-      return;
+      status = err.status;
+      code = err.code;
+    } else {
+      status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+      if (err.validation) code = GatewayErrors.BAD_REQUEST.code;
+      else if (status === 413) {
+        code = GatewayErrors.PAYLOAD_TOO_LARGE.code;
+        message = GatewayErrors.PAYLOAD_TOO_LARGE(bodyLimit).message;
+      } else if (status === 429) code = GatewayErrors.RATE_LIMITED.code;
+      else if (status >= 400 && status < 500) code = GatewayErrors.BAD_REQUEST.code;
+      else code = errorCode(err)?.startsWith('SHOAL_ERR_') ? errorCode(err)! : Errors.INTERNAL.code;
     }
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    if (status >= 500) req.log.error({ err }, 'request failed');
-    void reply.status(status).send({ error: err.message, code: err.validation ? GatewayErrors.BAD_REQUEST.code : (err.code ?? 'SHOAL_ERR_INTERNAL') });
+    if (status >= 500 && code === Errors.INTERNAL.code) req.log.error({ err }, 'request failed');
+    metrics.errors.labels(code, String(status)).inc();
+    void reply.status(status).send({ error: message, code });
   });
   app.setNotFoundHandler((req, reply) => {
+    metrics.errors.labels(GatewayErrors.NOT_FOUND.code, '404').inc();
     void reply.status(404).send({ error: `no route ${req.method} ${req.url}`, code: GatewayErrors.NOT_FOUND.code });
   });
 
+  // API keys: `x-api-key: <key>` or `Authorization: Bearer <key>`; the key names the tenant.
+  const keys = new Map((deps.apiKeys ?? []).map((k) => [k.key, k]));
+  app.addHook('onRequest', async (req) => {
+    if (keys.size === 0) {
+      tenants.set(req, 'anonymous');
+      return;
+    }
+    if (isPublic(req.url)) return;
+    const auth = req.headers.authorization;
+    const given = (req.headers['x-api-key'] as string | undefined) ?? (auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined);
+    if (!given) throw GatewayErrors.UNAUTHORIZED('missing API key (send the x-api-key header or Authorization: Bearer <key>)');
+    const k = keys.get(given);
+    if (!k) throw GatewayErrors.UNAUTHORIZED('unknown API key');
+    tenants.set(req, k.tenant);
+  });
+
+  const defaultLimit = deps.rateLimitPerMinute ?? 600_000;
+  await app.register(rateLimit, {
+    global: true,
+    hook: 'preHandler',
+    timeWindow: 60_000,
+    max: (req) => (keys.size > 0 ? ([...keys.values()].find((k) => k.tenant === tenantOf(req))?.rateLimitPerMinute ?? defaultLimit) : defaultLimit),
+    keyGenerator: (req) => (keys.size > 0 ? `tenant:${tenantOf(req)}` : `ip:${req.ip}`),
+    allowList: (req) => isPublic(req.url),
+    errorResponseBuilder: (req, ctx) => GatewayErrors.RATE_LIMITED(tenantOf(req), ctx.max, ctx.after),
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Shoal gateway', version: SHOAL_VERSION, description: 'Open Inference Protocol (KServe v2) REST API and /v1 helpers' },
+      components: { securitySchemes: { apiKey: { type: 'apiKey', name: 'x-api-key', in: 'header' } } },
+      security: keys.size > 0 ? [{ apiKey: [] }] : [],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
   // Open Inference Protocol (KServe v2) server endpoints.
-  app.get('/v2', async () => ({ name: 'shoal', version: SHOAL_VERSION, extensions: [] as string[] }));
-  app.get('/v2/health/live', async () => ({ live: true }));
-  app.get('/v2/health/ready', async (_req, reply) => {
+  app.get('/v2', { schema: { tags: ['oip'], summary: 'Server metadata' } }, async () => ({ name: 'shoal', version: SHOAL_VERSION, extensions: [] as string[] }));
+  app.get('/v2/health/live', { schema: { tags: ['oip'], summary: 'Liveness' } }, async () => ({ live: true }));
+  app.get('/v2/health/ready', { schema: { tags: ['oip'], summary: 'Readiness (connected to NATS)' } }, async (_req, reply) => {
     const ready = !deps.nc.isClosed() && !deps.nc.isDraining();
     return reply.status(ready ? 200 : 503).send({ ready });
   });
+
+  let inference: InferenceService | undefined;
+  if (deps.inference !== false) {
+    inference = await InferenceService.create({ nc: deps.nc, subjects: deps.subjects, log: deps.logger, metrics, requestTimeoutMs: deps.requestTimeoutMs ?? 10_000 });
+    registerOipRoutes(app, inference);
+    registerV1Routes(app, inference);
+    app.addHook('onClose', async () => inference?.stop());
+  }
 
   app.get(
     '/v1/status',
     {
       schema: {
+        tags: ['cluster'],
+        summary: 'Processes seen over NATS and the scheduler status',
         querystring: Type.Object({ waitMs: Type.Integer({ minimum: 50, maximum: 5000, default: 300 }) }),
       },
     },
@@ -80,9 +171,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     },
   );
 
-  app.get('/metrics', async (_req, reply) => {
-    void reply.header('content-type', registry.contentType);
-    return registry.metrics();
+  app.get('/metrics', { schema: { tags: ['ops'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
+    if (inference) for (const [service, rows] of inference.dispatcher.pending()) metrics.pendingRows.labels(service).set(rows);
+    void reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
   });
 
   return app;

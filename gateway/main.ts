@@ -12,7 +12,17 @@ await runProcess({
   extraFlags: ['gateway-id'],
   async start(ctx) {
     let state: Lifecycle = Lifecycle.STARTING;
-    const app = await buildGateway({ nc: ctx.nc, subjects: ctx.subjects, logger: componentLogger(ctx.log, 'gateway') });
+    const g = ctx.config.gateway;
+    const app = await buildGateway({
+      nc: ctx.nc,
+      subjects: ctx.subjects,
+      logger: componentLogger(ctx.log, 'gateway'),
+      apiKeys: g.apiKeys,
+      rateLimitPerMinute: g.rateLimitPerMinute,
+      bodyLimit: g.bodyLimitBytes,
+      requestTimeoutMs: g.requestTimeoutMs,
+    });
+    if (g.apiKeys.length === 0) ctx.log.warn('gateway.apiKeys is empty: inference routes are open to anyone who can reach the port');
     const { host, port } = ctx.config.gateway;
     try {
       await app.listen({ host, port });

@@ -79,6 +79,10 @@ class Cell {
   instance!: Actor<unknown>;
   readonly mailbox: Mailbox<Envelope>;
   busy = false;
+  /** Messages being handled now (concurrent types) and whether a restart is under way. */
+  inFlight = 0;
+  restarting = false;
+  readonly concurrency: number;
   restarts: number[] = [];
   restartCount = 0;
   subs: Subscription[] = [];
@@ -97,6 +101,7 @@ class Cell {
     this.mailbox = new Mailbox(spec.mailboxCapacity ?? type.mailboxCapacity ?? DEFAULT_MAILBOX);
     this.supervision = { ...DEFAULT_SUPERVISION, ...type.supervision, ...spec.supervision };
     this.check = checkerFor(type);
+    this.concurrency = type.concurrency ?? 1;
   }
 
   get depth(): number {
@@ -232,6 +237,8 @@ export class ActorHost {
       restarts: cell.restartCount,
       system: this.#client,
       runTask: (moduleUrl, fn, args) => pool.run(moduleUrl, fn, args),
+      nc: this.#o.nc,
+      subjects: this.#o.subjects,
       checkpoint: {
         save: async (state) => void (await this.#o.checkpoints.put(cell.actorId, encode(state))),
         load: async <T>() => {
@@ -266,7 +273,47 @@ export class ActorHost {
       this.#refuse(cell, m, err);
       return;
     }
-    if (!cell.busy) void this.#process(cell);
+    if (cell.concurrency > 1) this.#pump(cell);
+    else if (!cell.busy) void this.#process(cell);
+  }
+
+  /** Concurrent types: start queued messages while fewer than `concurrency` are in flight. */
+  #pump(cell: Cell): void {
+    while (cell.inFlight < cell.concurrency && !cell.restarting && (cell.state === ActorState.RUNNING || cell.state === ActorState.DRAINING)) {
+      const env = cell.mailbox.poll();
+      if (env === undefined) break;
+      cell.inFlight++;
+      cell.busy = true;
+      void this.#runOne(cell, env);
+    }
+  }
+
+  async #runOne(cell: Cell, env: Envelope): Promise<void> {
+    try {
+      let result = cell.instance.receive(env.msg);
+      if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') result = await result;
+      this.#processed++;
+      env.reply?.respond(encode(result ?? null));
+    } catch (err) {
+      this.#processed++;
+      env.reply?.respond(new Uint8Array(0), { headers: errorHeaders(Errors.ACTOR_FAILED(cell.actorId, err instanceof Error ? err.message : String(err))) });
+      // One restart at a time; messages already in flight finish on the old instance.
+      if (!cell.restarting) {
+        cell.restarting = true;
+        try {
+          await this.#onCrash(cell, err);
+        } finally {
+          cell.restarting = false;
+        }
+      }
+    } finally {
+      cell.inFlight--;
+      this.#pump(cell);
+      if (cell.inFlight === 0 && !cell.restarting) {
+        cell.busy = false;
+        if (cell.mailbox.size === 0) for (const w of cell.idleWaiters.splice(0)) w();
+      }
+    }
   }
 
   #decodeWithHeaders(m: Msg): unknown {

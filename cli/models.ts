@@ -1,0 +1,183 @@
+/**
+ * `shoal models …`: the model registry and deployments from the command line.
+ *
+ *   shoal models register NAME FILE.onnx [--alias production] [--metrics JSON] [--lineage JSON] [--description TEXT]
+ *   shoal models list
+ *   shoal models show NAME [--version N|ALIAS]
+ *   shoal models alias NAME ALIAS VERSION          point an alias at a version
+ *   shoal models rollback NAME [--alias production] move an alias back to its previous version
+ *   shoal models deploy NAME [--version N|ALIAS] [--replicas 2] [--max-batch 32] [--max-delay-ms 0]
+ *   shoal models canary NAME --version N [--weight 0.1] [--replicas 1] [--sticky]
+ *   shoal models weight NAME WEIGHT                 change the canary's traffic share
+ *   shoal models promote NAME                       canary → stable (and the production alias)
+ *   shoal models abort NAME                         roll the canary back
+ *   shoal models undeploy NAME
+ *   shoal models status NAME
+ *
+ * Every command takes `--json`.
+ */
+import { readFileSync } from 'node:fs';
+import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
+import { ModelDeployments, ModelRegistry } from '../ml/index.ts';
+import { connectClient } from './status.ts';
+
+export const MODELS_FLAGS = ['alias', 'metrics', 'lineage', 'description', 'version', 'replicas', 'max-batch', 'max-delay-ms', 'weight', 'sticky', 'json', 'threads'] as const;
+
+const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status> …  (see README "Inference serving")`;
+
+function json(flag: string | undefined, name: string): Record<string, unknown> | undefined {
+  if (flag === undefined) return undefined;
+  try {
+    const v = JSON.parse(flag) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+    return v as Record<string, unknown>;
+  } catch (err) {
+    throw Errors.USAGE(`--${name} must be a JSON object: ${(err as Error).message}`);
+  }
+}
+
+function num(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw Errors.USAGE(`--${name} must be a number, got "${v}"`);
+  return n;
+}
+
+/** Runs `shoal models …` (argv: everything after `models`). Returns the exit code. */
+export async function modelsCommand(argv: string[], config: Config): Promise<number> {
+  const { flags, positionals } = parseFlags(argv);
+  const [cmd, ...args] = positionals;
+  if (!cmd) throw Errors.USAGE(USAGE);
+  const need = (i: number, what: string): string => {
+    const v = args[i];
+    if (v === undefined) throw Errors.USAGE(`shoal models ${cmd}: missing ${what}\n${USAGE}`);
+    return v;
+  };
+  const asJson = flags.has('json');
+  const print = (value: unknown, text: string) => process.stdout.write(asJson ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
+  const versionFlag = flags.get('version');
+  const versionRef = versionFlag === undefined ? undefined : /^\d+$/.test(versionFlag) ? Number(versionFlag) : versionFlag;
+
+  const nc = await connectClient(config);
+  try {
+    const s = subjects(config.subjectPrefix);
+    const registry = await ModelRegistry.open(nc, config.subjectPrefix);
+    const deployments = () => ModelDeployments.open(nc, s);
+    const track = () => ({
+      ...(versionRef !== undefined ? { version: versionRef } : {}),
+      replicas: num(flags.get('replicas'), 'replicas') ?? 1,
+      ...(flags.has('max-batch') ? { maxBatchSize: num(flags.get('max-batch'), 'max-batch')! } : {}),
+      ...(flags.has('max-delay-ms') ? { maxQueueDelayMs: num(flags.get('max-delay-ms'), 'max-delay-ms')! } : {}),
+      ...(flags.has('threads') ? { threads: num(flags.get('threads'), 'threads')! } : {}),
+    });
+    switch (cmd) {
+      case 'register': {
+        const name = need(0, 'NAME');
+        const file = need(1, 'FILE');
+        let bytes: Uint8Array;
+        try {
+          bytes = readFileSync(file);
+        } catch (err) {
+          throw Errors.USAGE(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+        const alias = flags.get('alias');
+        const mv = await registry.register(name, bytes, {
+          ...(alias ? { aliases: alias.split(',') } : {}),
+          ...(flags.has('metrics') ? { metrics: json(flags.get('metrics'), 'metrics') as Record<string, number> } : {}),
+          ...(flags.has('lineage') ? { lineage: json(flags.get('lineage'), 'lineage') } : {}),
+          ...(flags.has('description') ? { description: flags.get('description')! } : {}),
+        });
+        print(mv, `registered ${name} v${mv.version} (sha256 ${mv.sha256.slice(0, 12)}…, ${mv.sizeBytes} bytes)${alias ? `, ${alias} → v${mv.version}` : ''}`);
+        return 0;
+      }
+      case 'list': {
+        const all = await registry.list();
+        const rows = all.map((m) => `${m.name.padEnd(24)} ${String(m.latest).padStart(6)}  ${Object.entries(m.aliases).map(([a, v]) => `${a}=v${v}`).join(' ') || '-'}`);
+        print(all, [`${'MODEL'.padEnd(24)} ${'LATEST'.padStart(6)}  ALIASES`, ...rows].join('\n'));
+        return 0;
+      }
+      case 'show': {
+        const name = need(0, 'NAME');
+        if (versionRef !== undefined) {
+          const mv = await registry.resolve(name, versionRef);
+          print(mv, JSON.stringify(mv, null, 2));
+          return 0;
+        }
+        const rec = await registry.get(name);
+        const versions = await registry.versions(name);
+        const lines = [
+          `${name}: latest v${rec.latest}; aliases ${Object.entries(rec.aliases).map(([a, v]) => `${a}=v${v}`).join(' ') || '-'}`,
+          ...versions.map((v) => `  v${v.version}  ${new Date(v.createdAt).toISOString()}  sha256 ${v.sha256.slice(0, 12)}…  in ${v.signature.inputs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ')}  out ${v.signature.outputs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ')}  ${JSON.stringify(v.metrics)}`),
+        ];
+        print({ ...rec, versionRecords: versions }, lines.join('\n'));
+        return 0;
+      }
+      case 'alias': {
+        const name = need(0, 'NAME');
+        const alias = need(1, 'ALIAS');
+        const v = num(need(2, 'VERSION'), 'VERSION')!;
+        const rec = await registry.setAlias(name, alias, v);
+        print(rec, `${name}: ${alias} → v${v}`);
+        return 0;
+      }
+      case 'rollback': {
+        const name = need(0, 'NAME');
+        const alias = flags.get('alias') ?? 'production';
+        const r = await registry.rollbackAlias(name, alias);
+        print(r, `${name}: ${alias} v${r.from} → v${r.to}`);
+        return 0;
+      }
+      case 'deploy': {
+        const name = need(0, 'NAME');
+        const d = await (await deployments()).deploy(name, track());
+        print(d, `${name}: v${d.stable.version} serving on ${d.stable.service} (${d.stable.replicas} replica${d.stable.replicas > 1 ? 's' : ''})`);
+        return 0;
+      }
+      case 'canary': {
+        const name = need(0, 'NAME');
+        const d = await (await deployments()).canary(name, { ...track(), weight: num(flags.get('weight'), 'weight') ?? 0.1, sticky: flags.has('sticky') });
+        print(d, `${name}: canary v${d.canary?.version} ready, weight ${d.canary?.weight}; stable v${d.stable.version}`);
+        return 0;
+      }
+      case 'weight': {
+        const name = need(0, 'NAME');
+        const d = await (await deployments()).setWeight(name, num(need(1, 'WEIGHT'), 'WEIGHT')!);
+        print(d, `${name}: canary v${d.canary?.version} weight ${d.canary?.weight}`);
+        return 0;
+      }
+      case 'promote': {
+        const name = need(0, 'NAME');
+        const d = await (await deployments()).promote(name);
+        print(d, `${name}: v${d.stable.version} promoted to stable (production → v${d.stable.version})`);
+        return 0;
+      }
+      case 'abort': {
+        const name = need(0, 'NAME');
+        const done = await (await deployments()).rollback(name, 'rolled back by operator');
+        print({ rolledBack: done }, done ? `${name}: canary rolled back` : `${name}: no canary`);
+        return done ? 0 : 1;
+      }
+      case 'undeploy': {
+        const name = need(0, 'NAME');
+        await (await deployments()).undeploy(name);
+        print({ undeployed: name }, `${name}: undeployed`);
+        return 0;
+      }
+      case 'status': {
+        const name = need(0, 'NAME');
+        const d = await (await deployments()).require(name);
+        const lines = [
+          `${name}: stable v${d.stable.version} (${d.stable.state}, ${d.stable.replicas} replicas on ${d.stable.service})`,
+          d.canary ? `  canary v${d.canary.version} (${d.canary.state}, weight ${d.canary.weight}${d.canary.sticky ? ', sticky' : ''})` : '  no canary',
+          ...d.history.slice(-10).map((h) => `  ${new Date(h.at).toISOString()}  ${h.event} v${h.version}${h.detail ? `  ${h.detail}` : ''}`),
+        ];
+        print(d, lines.join('\n'));
+        return 0;
+      }
+      default:
+        throw Errors.USAGE(`unknown models command "${cmd}"\n${USAGE}`);
+    }
+  } finally {
+    await nc.close();
+  }
+}

@@ -1,0 +1,88 @@
+/** Open Inference Protocol (KServe v2) model endpoints: metadata, readiness, infer. */
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { MlErrors, resolveRef } from '../../ml/index.ts';
+import type { InferenceService } from '../inference.ts';
+
+type App = FastifyInstance<any, any, any, any, TypeBoxTypeProvider>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const Params = Type.Object({ name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
+const VersionParams = Type.Object({ name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }), version: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
+
+const Parameters = Type.Record(Type.String(), Type.Unknown());
+export const InferRequestSchema = Type.Object({
+  id: Type.Optional(Type.String({ maxLength: 256 })),
+  parameters: Type.Optional(Parameters),
+  inputs: Type.Array(
+    Type.Object({
+      name: Type.String({ minLength: 1, maxLength: 256 }),
+      shape: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 16 }),
+      datatype: Type.String({ minLength: 1 }),
+      parameters: Type.Optional(Parameters),
+      data: Type.Array(Type.Unknown()),
+    }),
+    { minItems: 1, maxItems: 64 },
+  ),
+  outputs: Type.Optional(Type.Array(Type.Object({ name: Type.String({ minLength: 1 }), parameters: Type.Optional(Parameters) }), { maxItems: 64 })),
+});
+
+const ErrorBody = Type.Object({ error: Type.String(), code: Type.String() });
+const TensorMeta = Type.Object({ name: Type.String(), datatype: Type.String(), shape: Type.Array(Type.Integer()) });
+const ModelMetadata = Type.Object({ name: Type.String(), versions: Type.Array(Type.String()), platform: Type.String(), inputs: Type.Array(TensorMeta), outputs: Type.Array(TensorMeta) });
+
+export function registerOipRoutes(app: App, inference: InferenceService): void {
+  const { catalog } = inference;
+
+  const metadata = (name: string, versionRef: string | undefined) => {
+    const rec = catalog.record(name);
+    let v: number;
+    if (versionRef !== undefined) v = catalog.versionOf(name, versionRef);
+    else v = catalog.serving(name)[0]?.version ?? rec.aliases.production ?? resolveRef(rec, 'latest');
+    const mv = catalog.version(name, v);
+    if (!mv) throw MlErrors.MODEL_VERSION_NOT_FOUND(name, String(v));
+    return {
+      name,
+      versions: versionRef !== undefined ? [String(v)] : rec.versions.map(String),
+      platform: 'onnxruntime_onnx',
+      inputs: mv.signature.inputs,
+      outputs: mv.signature.outputs,
+    };
+  };
+  const ready = (name: string, versionRef: string | undefined) => {
+    catalog.record(name);
+    const serving = catalog.serving(name);
+    if (versionRef === undefined) return serving.some((s) => s.route === 'stable');
+    const v = catalog.versionOf(name, versionRef);
+    return serving.some((s) => s.version === v);
+  };
+
+  const metaSchema = { tags: ['oip'], response: { 200: ModelMetadata, 404: ErrorBody } };
+  app.get('/v2/models/:name', { schema: { ...metaSchema, summary: 'Model metadata (the serving version)', params: Params } }, async (req) => metadata(req.params.name, undefined));
+  app.get('/v2/models/:name/versions/:version', { schema: { ...metaSchema, summary: 'Model version metadata (number or alias)', params: VersionParams } }, async (req) =>
+    metadata(req.params.name, req.params.version),
+  );
+
+  const readySchema = { tags: ['oip'], response: { 200: Type.Object({ name: Type.String(), ready: Type.Boolean() }), 503: Type.Object({ name: Type.String(), ready: Type.Boolean() }) } };
+  app.get('/v2/models/:name/ready', { schema: { ...readySchema, summary: 'Model readiness', params: Params } }, async (req, reply) => {
+    const ok = ready(req.params.name, undefined);
+    return reply.status(ok ? 200 : 503).send({ name: req.params.name, ready: ok });
+  });
+  app.get('/v2/models/:name/versions/:version/ready', { schema: { ...readySchema, summary: 'Model version readiness', params: VersionParams } }, async (req, reply) => {
+    const ok = ready(req.params.name, req.params.version);
+    return reply.status(ok ? 200 : 503).send({ name: req.params.name, ready: ok });
+  });
+
+  const inferSchema = { tags: ['oip'], body: InferRequestSchema };
+  const routeKey = (h: Record<string, unknown>) => (typeof h['x-shoal-route-key'] === 'string' ? (h['x-shoal-route-key'] as string) : undefined);
+  app.post('/v2/models/:name/infer', { schema: { ...inferSchema, summary: 'Inference (stable/canary split)', params: Params } }, async (req, reply) => {
+    const { route, ...res } = await inference.infer(req.params.name, undefined, routeKey(req.headers), req.body);
+    void reply.header('x-shoal-model-version', res.model_version).header('x-shoal-route', route);
+    return res;
+  });
+  app.post('/v2/models/:name/versions/:version/infer', { schema: { ...inferSchema, summary: 'Inference on one version', params: VersionParams } }, async (req, reply) => {
+    const { route, ...res } = await inference.infer(req.params.name, req.params.version, routeKey(req.headers), req.body);
+    void reply.header('x-shoal-model-version', res.model_version).header('x-shoal-route', route);
+    return res;
+  });
+}

@@ -1,0 +1,22 @@
+/** Codes of the model registry and inference serving (`ml/`), documented in docs/errors.md. */
+import { defineError } from '../cluster/index.ts';
+
+export const MlErrors = {
+  MODEL_NOT_FOUND: defineError('SHOAL_ERR_MODEL_NOT_FOUND', 404, (name: string) => `model "${name}" is not registered`, 'ml'),
+  MODEL_VERSION_NOT_FOUND: defineError('SHOAL_ERR_MODEL_VERSION_NOT_FOUND', 404, (name: string, ref: string) => `model "${name}" has no version or alias "${ref}"`, 'ml'),
+  BAD_MODEL: defineError('SHOAL_ERR_BAD_MODEL', 400, (name: string, why: string) => `model "${name}" cannot be registered: ${why}`, 'ml'),
+  ARTIFACT_CORRUPT: defineError(
+    'SHOAL_ERR_ARTIFACT_CORRUPT',
+    500,
+    (name: string, expected: string, got: string) => `artifact of ${name} is corrupt: sha256 ${got.slice(0, 16)}… does not match the registered ${expected.slice(0, 16)}…; refusing to load it`,
+    'ml',
+  ),
+  ARTIFACT_MISSING: defineError('SHOAL_ERR_ARTIFACT_MISSING', 500, (name: string, sha: string) => `artifact sha256:${sha.slice(0, 16)}… of ${name} is missing from the object store`, 'ml'),
+  REGISTRY_CONFLICT: defineError('SHOAL_ERR_REGISTRY_CONFLICT', 409, (key: string) => `registry entry ${key} kept changing under us (compare-and-swap lost); retry`, 'ml'),
+  NO_PREVIOUS_VERSION: defineError('SHOAL_ERR_NO_PREVIOUS_VERSION', 409, (name: string, alias: string) => `alias "${alias}" of model "${name}" has no previous version to roll back to`, 'ml'),
+  BAD_INPUT: defineError('SHOAL_ERR_BAD_INPUT', 400, (why: string) => why, 'ml'),
+  INFERENCE_FAILED: defineError('SHOAL_ERR_INFERENCE_FAILED', 500, (model: string, why: string) => `inference on ${model} failed: ${why}`, 'ml'),
+  MODEL_NOT_READY: defineError('SHOAL_ERR_MODEL_NOT_READY', 503, (model: string, why: string) => `model ${model} is not ready: ${why}`, 'ml'),
+  DEPLOYMENT_NOT_FOUND: defineError('SHOAL_ERR_DEPLOYMENT_NOT_FOUND', 404, (name: string) => `model "${name}" is not deployed`, 'ml'),
+  CANARY_NOT_READY: defineError('SHOAL_ERR_CANARY_NOT_READY', 409, (name: string, why: string) => `canary of "${name}": ${why}`, 'ml'),
+} as const;

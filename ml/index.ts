@@ -1,0 +1,50 @@
+// Public entry of the ml layer (registry, serving). Other folders import from here only.
+export { MlErrors } from './errors.ts';
+export {
+  Datatype,
+  DATATYPES,
+  DatatypeSchema,
+  ORT_TYPE,
+  WireTensor,
+  TensorSpec,
+  checkAgainst,
+  fromBytes,
+  fromJson,
+  numel,
+  toBytes,
+  toJson,
+  type OrtType,
+  type TypedArray,
+} from './tensor.ts';
+export { ModelRegistry, readSignature, resolveRef, sha256, type ModelSummary, type RegisterOptions } from './registry/registry.ts';
+export { ModelRecord, ModelVersion, Signature, Lineage, keys as registryKeys } from './registry/schemas.ts';
+export { DynamicBatcher, type BatcherOptions, type BatcherStats, type BatchOutput, type RunBatch } from './serving/batcher.ts';
+export {
+  CanaryMonitor,
+  DEFAULT_POLICY,
+  Deployment,
+  RollbackPolicy,
+  TrackState,
+  hashUnit,
+  pickTrack,
+  serviceName,
+  type CanaryTrack,
+  type Route,
+  type Track,
+  type TrackHealth,
+  type Verdict,
+} from './serving/canary.ts';
+export { ModelDeployments, type CanaryOptions, type DeployOptions, type TrackOptions } from './serving/deployments.ts';
+export {
+  INFERENCE_ACTOR_TYPE,
+  InferenceArgs,
+  InferenceMsg,
+  InferItem,
+  type InferReply,
+  type ItemError,
+  type ItemOk,
+  type ItemResult,
+  type ReadyReply,
+  type ReplicaStats,
+} from './serving/messages.ts';
+export { InferenceActor, inferenceActorType } from './serving/inference-actor.ts';

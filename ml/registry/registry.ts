@@ -1,0 +1,305 @@
+/**
+ * The model registry: ONNX artifacts in the JetStream object store, content-addressed by sha256
+ * and verified on every load; metadata in the `models` KV bucket — one immutable record per
+ * version, and a head record per model (latest version, aliases and their history) changed
+ * only by compare-and-swap, so versions are monotonic and alias moves never get lost.
+ *
+ * Aliases work like MLflow's: `production`, `canary`, … point at a version and can be moved;
+ * `rollbackAlias` moves one back to the version it pointed at before.
+ */
+import { createHash } from 'node:crypto';
+import type { KV, KvEntry } from '@nats-io/kv';
+import { Kvm } from '@nats-io/kv';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import * as ort from 'onnxruntime-node';
+import { resources, type NatsConnection } from '../../cluster/index.ts';
+import { MlErrors } from '../errors.ts';
+import { datatypeFromOrt, type TensorSpec } from '../tensor.ts';
+import { ALIAS_NAME, MODEL_NAME, ModelRecord, ModelVersion, keys, type Lineage, type Signature } from './schemas.ts';
+
+export interface RegisterOptions {
+  metrics?: Record<string, number>;
+  lineage?: Lineage;
+  description?: string;
+  /** Point these aliases at the new version. */
+  aliases?: string[];
+  /** Override the signature read from the ONNX file. */
+  signature?: Signature;
+}
+
+const MODEL_RE = new RegExp(MODEL_NAME);
+const ALIAS_RE = new RegExp(ALIAS_NAME);
+const checkVersion = TypeCompiler.Compile(ModelVersion);
+const checkRecord = TypeCompiler.Compile(ModelRecord);
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+function isCasError(err: unknown): boolean {
+  return /wrong last sequence|key exists|10071|10164/i.test(err instanceof Error ? err.message : String(err));
+}
+
+export const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+/** Reads the input/output signature of an ONNX model (symbolic dims become -1). */
+export async function readSignature(name: string, bytes: Uint8Array): Promise<Signature> {
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  } catch (err) {
+    throw MlErrors.BAD_MODEL(name, `onnxruntime cannot load it: ${(err as Error).message.split('\n')[0]}`);
+  }
+  try {
+    const spec = (m: ort.InferenceSession.ValueMetadata): TensorSpec => {
+      if (!m.isTensor) throw MlErrors.BAD_MODEL(name, `${m.name} is not a tensor`);
+      const datatype = datatypeFromOrt(m.type);
+      if (!datatype) throw MlErrors.BAD_MODEL(name, `${m.name} has element type ${m.type}; serving supports float32, float64, int32, int64, bool`);
+      return { name: m.name, datatype, shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)) };
+    };
+    return { inputs: session.inputMetadata.map(spec), outputs: session.outputMetadata.map(spec) };
+  } finally {
+    await session.release();
+  }
+}
+
+export interface ModelSummary {
+  name: string;
+  latest: number;
+  versions: number[];
+  aliases: Record<string, number>;
+  updatedAt: number;
+}
+
+export class ModelRegistry {
+  private constructor(
+    readonly kv: KV,
+    readonly store: ObjectStore,
+  ) {}
+
+  /** Opens the bucket and object store the scheduler created (`prefix` = subject prefix). */
+  static async open(nc: NatsConnection, prefix = 'shoal'): Promise<ModelRegistry> {
+    const r = resources(prefix);
+    const [kv, store] = await Promise.all([new Kvm(nc).open(r.buckets.models), new Objm(nc).open(r.artifacts)]);
+    return new ModelRegistry(kv, store);
+  }
+
+  // ---- writes -----------------------------------------------------------------------------------
+
+  /** Stores the artifact (once per content), allocates the next version (CAS) and records it. */
+  async register(name: string, bytes: Uint8Array, opts: RegisterOptions = {}): Promise<ModelVersion> {
+    if (!MODEL_RE.test(name)) throw MlErrors.BAD_MODEL(name, `name must match ${MODEL_NAME}`);
+    for (const a of opts.aliases ?? []) if (!ALIAS_RE.test(a)) throw MlErrors.BAD_MODEL(name, `alias "${a}" must match ${ALIAS_NAME}`);
+    if (bytes.length === 0) throw MlErrors.BAD_MODEL(name, 'the file is empty');
+    const signature = opts.signature ?? (await readSignature(name, bytes));
+    const digest = sha256(bytes);
+    const objName = keys.artifact(digest);
+    const existing = await this.store.info(objName);
+    if (!existing || existing.deleted || existing.size !== bytes.length) {
+      await this.store.putBlob({ name: objName, description: `onnx model ${name}` }, bytes);
+    }
+    const now = Date.now();
+    // Claim the next version number by creating its (immutable) record: `create` refuses an
+    // existing key, so two concurrent registrations never share a number. Then move the head.
+    let version = (await this.#getRecord(name))?.record.latest ?? 0;
+    let mv: ModelVersion;
+    for (;;) {
+      version++;
+      mv = {
+        name,
+        version,
+        sha256: digest,
+        sizeBytes: bytes.length,
+        format: 'onnx',
+        signature,
+        metrics: opts.metrics ?? {},
+        lineage: opts.lineage ?? {},
+        ...(opts.description ? { description: opts.description } : {}),
+        createdAt: now,
+      };
+      try {
+        await this.kv.create(keys.version(name, version), utf8.encode(JSON.stringify(mv)));
+        break;
+      } catch (err) {
+        if (!isCasError(err)) throw err;
+      }
+    }
+    await this.#mutate(name, (rec) => {
+      const next: ModelRecord = rec
+        ? { ...structuredClone(rec), latest: Math.max(rec.latest, version), versions: [...new Set([...rec.versions, version])].sort((a, b) => a - b), updatedAt: now }
+        : { name, latest: version, versions: [version], aliases: {}, aliasHistory: {}, createdAt: now, updatedAt: now };
+      for (const a of opts.aliases ?? []) moveAlias(next, a, version);
+      return next;
+    });
+    return mv!;
+  }
+
+  /** Points `alias` at `version` (remembering where it pointed, for rollback). */
+  async setAlias(name: string, alias: string, version: number): Promise<ModelRecord> {
+    if (!ALIAS_RE.test(alias)) throw MlErrors.BAD_MODEL(name, `alias "${alias}" must match ${ALIAS_NAME}`);
+    return this.#mutate(name, (rec) => {
+      if (!rec) throw MlErrors.MODEL_NOT_FOUND(name);
+      if (!rec.versions.includes(version)) throw MlErrors.MODEL_VERSION_NOT_FOUND(name, String(version));
+      const next = structuredClone(rec);
+      moveAlias(next, alias, version);
+      next.updatedAt = Date.now();
+      return next;
+    });
+  }
+
+  async deleteAlias(name: string, alias: string): Promise<ModelRecord> {
+    return this.#mutate(name, (rec) => {
+      if (!rec) throw MlErrors.MODEL_NOT_FOUND(name);
+      if (rec.aliases[alias] === undefined) throw MlErrors.MODEL_VERSION_NOT_FOUND(name, alias);
+      const next = structuredClone(rec);
+      delete next.aliases[alias];
+      delete next.aliasHistory[alias];
+      next.updatedAt = Date.now();
+      return next;
+    });
+  }
+
+  /** Moves `alias` back to the version it pointed at before; returns that version. */
+  async rollbackAlias(name: string, alias = 'production'): Promise<{ from: number; to: number }> {
+    let moved: { from: number; to: number } | undefined;
+    await this.#mutate(name, (rec) => {
+      if (!rec) throw MlErrors.MODEL_NOT_FOUND(name);
+      const from = rec.aliases[alias];
+      if (from === undefined) throw MlErrors.MODEL_VERSION_NOT_FOUND(name, alias);
+      const history = [...(rec.aliasHistory[alias] ?? [])];
+      const to = history.pop();
+      if (to === undefined) throw MlErrors.NO_PREVIOUS_VERSION(name, alias);
+      moved = { from, to };
+      return { ...rec, aliases: { ...rec.aliases, [alias]: to }, aliasHistory: { ...rec.aliasHistory, [alias]: history }, updatedAt: Date.now() };
+    });
+    return moved!;
+  }
+
+  // ---- reads ------------------------------------------------------------------------------------
+
+  async get(name: string): Promise<ModelRecord> {
+    const v = await this.#getRecord(name);
+    if (!v) throw MlErrors.MODEL_NOT_FOUND(name);
+    return v.record;
+  }
+
+  async version(name: string, version: number): Promise<ModelVersion> {
+    const e = await this.kv.get(keys.version(name, version));
+    if (!e || e.operation !== 'PUT' || e.value.length === 0) {
+      await this.get(name); // MODEL_NOT_FOUND first, if that is the problem
+      throw MlErrors.MODEL_VERSION_NOT_FOUND(name, String(version));
+    }
+    return parseVersion(e.value);
+  }
+
+  /** A version by number, alias, or `latest`. */
+  async resolve(name: string, ref: number | string = 'latest'): Promise<ModelVersion> {
+    const rec = await this.get(name);
+    return this.version(name, resolveRef(rec, ref));
+  }
+
+  async list(): Promise<ModelSummary[]> {
+    const names: string[] = [];
+    for await (const k of await this.kv.keys('model.*')) names.push(k.slice('model.'.length));
+    const out: ModelSummary[] = [];
+    for (const n of names.sort()) {
+      const v = await this.#getRecord(n);
+      if (v) out.push({ name: n, latest: v.record.latest, versions: v.record.versions, aliases: v.record.aliases, updatedAt: v.record.updatedAt });
+    }
+    return out;
+  }
+
+  async versions(name: string): Promise<ModelVersion[]> {
+    const rec = await this.get(name);
+    return Promise.all(rec.versions.map((v) => this.version(name, v)));
+  }
+
+  /** The ONNX bytes of a version, verified against its sha256 (ARTIFACT_CORRUPT if not). */
+  async loadArtifact(name: string, version: number): Promise<{ version: ModelVersion; bytes: Uint8Array }> {
+    const mv = await this.version(name, version);
+    let bytes: Uint8Array | null;
+    try {
+      bytes = await this.store.getBlob(keys.artifact(mv.sha256));
+    } catch (err) {
+      // The object store's own chunk digest failed: the stored bytes are damaged.
+      throw MlErrors.ARTIFACT_CORRUPT(`${name} v${version}`, mv.sha256, `unreadable (${(err as Error).message})`);
+    }
+    if (!bytes) throw MlErrors.ARTIFACT_MISSING(`${name} v${version}`, mv.sha256);
+    const got = sha256(bytes);
+    if (got !== mv.sha256) throw MlErrors.ARTIFACT_CORRUPT(`${name} v${version}`, mv.sha256, got);
+    return { version: mv, bytes };
+  }
+
+  /** Every record now, then every change: for caches (the gateway's catalog). */
+  async watch(onChange: (key: string, value: unknown) => void): Promise<() => void> {
+    const w = await this.kv.watch({ key: '>' });
+    void (async () => {
+      for await (const e of w as AsyncIterable<KvEntry>) {
+        if (e.operation !== 'PUT' || e.value.length === 0) onChange(e.key, undefined);
+        else {
+          try {
+            onChange(e.key, JSON.parse(fromUtf8.decode(e.value)));
+          } catch {
+            /* a foreign value: ignore */
+          }
+        }
+      }
+    })();
+    return () => w.stop();
+  }
+
+  // ---- internals --------------------------------------------------------------------------------
+
+  async #getRecord(name: string): Promise<{ record: ModelRecord; revision: number } | undefined> {
+    const e = await this.kv.get(keys.model(name));
+    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+    const record = JSON.parse(fromUtf8.decode(e.value)) as unknown;
+    if (!checkRecord.Check(record)) throw MlErrors.REGISTRY_CONFLICT(`${keys.model(name)} (malformed)`);
+    return { record, revision: e.revision };
+  }
+
+  /** Read-modify-write of the head record by CAS, retried when someone else wrote first. */
+  async #mutate(name: string, fn: (rec: ModelRecord | undefined) => ModelRecord): Promise<ModelRecord> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const cur = await this.#getRecord(name);
+      const next = fn(cur?.record);
+      try {
+        const data = utf8.encode(JSON.stringify(next));
+        if (cur) await this.kv.update(keys.model(name), data, cur.revision);
+        else await this.kv.create(keys.model(name), data);
+        return next;
+      } catch (err) {
+        if (!isCasError(err)) throw err;
+        await new Promise((r) => setTimeout(r, 5 + Math.random() * 20 * (attempt + 1)));
+      }
+    }
+    throw MlErrors.REGISTRY_CONFLICT(keys.model(name));
+  }
+}
+
+function moveAlias(rec: ModelRecord, alias: string, version: number): void {
+  const prev = rec.aliases[alias];
+  if (prev === version) return;
+  if (prev !== undefined) rec.aliasHistory[alias] = [...(rec.aliasHistory[alias] ?? []), prev].slice(-50);
+  rec.aliases[alias] = version;
+}
+
+export function resolveRef(rec: ModelRecord, ref: number | string): number {
+  if (typeof ref === 'number' || /^\d+$/.test(ref)) {
+    const v = Number(ref);
+    if (!rec.versions.includes(v)) throw MlErrors.MODEL_VERSION_NOT_FOUND(rec.name, String(ref));
+    return v;
+  }
+  if (ref === 'latest') {
+    if (rec.latest === 0) throw MlErrors.MODEL_VERSION_NOT_FOUND(rec.name, ref);
+    return rec.latest;
+  }
+  const v = rec.aliases[ref];
+  if (v === undefined) throw MlErrors.MODEL_VERSION_NOT_FOUND(rec.name, ref);
+  return v;
+}
+
+export function parseVersion(bytes: Uint8Array): ModelVersion {
+  const v = JSON.parse(fromUtf8.decode(bytes)) as unknown;
+  if (!checkVersion.Check(v)) throw MlErrors.REGISTRY_CONFLICT('version record (malformed)');
+  return v;
+}

@@ -1,0 +1,62 @@
+/** Registry records as stored in the `models` KV bucket (JSON, readable with any NATS tool). */
+import { Type, type Static } from '@sinclair/typebox';
+import { TensorSpec } from '../tensor.ts';
+
+export const MODEL_NAME = '^[A-Za-z0-9_-]{1,64}$';
+export const ALIAS_NAME = '^[A-Za-z][A-Za-z0-9_-]{0,63}$';
+
+export const Signature = Type.Object({
+  inputs: Type.Array(TensorSpec),
+  outputs: Type.Array(TensorSpec),
+});
+export type Signature = Static<typeof Signature>;
+
+/** Where a version came from (MLflow-style lineage). */
+export const Lineage = Type.Object(
+  {
+    datasetDigest: Type.Optional(Type.String()),
+    trainingJobId: Type.Optional(Type.String()),
+    hyperParameters: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    codeVersion: Type.Optional(Type.String()),
+    parentVersion: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: Type.Unknown() },
+);
+export type Lineage = Static<typeof Lineage>;
+
+/** One immutable version (key `version.<name>.<n>`). */
+export const ModelVersion = Type.Object({
+  name: Type.String({ pattern: MODEL_NAME }),
+  version: Type.Integer({ minimum: 1 }),
+  /** Content address of the ONNX file in the artifacts object store (`sha256/<hex>`). */
+  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  sizeBytes: Type.Integer({ minimum: 0 }),
+  format: Type.Literal('onnx'),
+  signature: Signature,
+  metrics: Type.Record(Type.String(), Type.Number()),
+  lineage: Lineage,
+  description: Type.Optional(Type.String()),
+  createdAt: Type.Number(),
+});
+export type ModelVersion = Static<typeof ModelVersion>;
+
+/** A model's mutable head (key `model.<name>`), changed only by compare-and-swap. */
+export const ModelRecord = Type.Object({
+  name: Type.String({ pattern: MODEL_NAME }),
+  /** Highest version number handed out (versions are monotonic, never reused). */
+  latest: Type.Integer({ minimum: 0 }),
+  versions: Type.Array(Type.Integer({ minimum: 1 })),
+  aliases: Type.Record(Type.String(), Type.Integer({ minimum: 1 })),
+  /** Versions each alias pointed to before, most recent last (for rollback). */
+  aliasHistory: Type.Record(Type.String(), Type.Array(Type.Integer({ minimum: 1 }))),
+  createdAt: Type.Number(),
+  updatedAt: Type.Number(),
+});
+export type ModelRecord = Static<typeof ModelRecord>;
+
+export const keys = {
+  model: (name: string) => `model.${name}`,
+  version: (name: string, v: number) => `version.${name}.${v}`,
+  deployment: (name: string) => `deploy.${name}`,
+  artifact: (sha256: string) => `sha256/${sha256}`,
+};

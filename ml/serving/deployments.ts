@@ -1,0 +1,315 @@
+/**
+ * Deploying model versions as replicated inference services, canaries, promotion and rollback.
+ * The deployment record (KV `deploy.<name>`, changed only by compare-and-swap) is what gateways
+ * route by; replicas are ordinary actors placed by the scheduler (`kind: inference`), serving
+ * on the queue-group subject of their version's service.
+ *
+ * Order of operations keeps traffic safe: a new track is written as `starting` (gateways do not
+ * route to it), its replicas are spawned and answer a readiness probe (they subscribe only after
+ * warm-up), then it is marked `ready`; an old track's replicas are stopped only after the record
+ * that stops routing to them has been written — the stable version is never scaled down before
+ * its successor is ready.
+ */
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import {
+  ActorClient,
+  Directory,
+  Errors,
+  openBucket,
+  resources,
+  type Logger,
+  type NatsConnection,
+  type PlacementConstraints,
+  type ResourceRequest,
+  type Subjects,
+} from '../../cluster/index.ts';
+import { MlErrors } from '../errors.ts';
+import { ModelRegistry, resolveRef } from '../registry/registry.ts';
+import { keys } from '../registry/schemas.ts';
+import { DEFAULT_POLICY, Deployment, TrackState, serviceName, type CanaryTrack, type RollbackPolicy, type Track } from './canary.ts';
+import { INFERENCE_ACTOR_TYPE, type InferenceArgs, type ReadyReply } from './messages.ts';
+
+export interface TrackOptions {
+  /** Version number or alias. @default the `production` alias, else the latest version */
+  version?: number | string;
+  /** @default 1 */
+  replicas?: number;
+  /** @default 32 */
+  maxBatchSize?: number;
+  /** @default 0 */
+  maxQueueDelayMs?: number;
+  /** onnxruntime threads per replica. @default 1 */
+  threads?: number;
+  resources?: ResourceRequest;
+  constraints?: PlacementConstraints;
+  /** How long to wait for replicas to become ready. @default 60000 */
+  readyTimeoutMs?: number;
+}
+
+export interface DeployOptions extends TrackOptions {
+  policy?: Partial<RollbackPolicy>;
+}
+
+export interface CanaryOptions extends TrackOptions {
+  /** Share of traffic, 0..1. @default 0.1 */
+  weight?: number;
+  sticky?: boolean;
+}
+
+const checkDeployment = TypeCompiler.Compile(Deployment);
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+const HISTORY = 50;
+
+function isCasError(err: unknown): boolean {
+  return /wrong last sequence|key exists|10071|10164/i.test(err instanceof Error ? err.message : String(err));
+}
+
+export class ModelDeployments {
+  readonly #client: ActorClient;
+  readonly #directory: Directory;
+
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly subjects: Subjects,
+    readonly registry: ModelRegistry,
+    directory: Directory,
+    private readonly log?: Logger,
+  ) {
+    this.#directory = directory;
+    this.#client = new ActorClient(nc, subjects, directory);
+  }
+
+  static async open(nc: NatsConnection, subjects: Subjects, log?: Logger): Promise<ModelDeployments> {
+    const registry = await ModelRegistry.open(nc, subjects.prefix);
+    const directory = new Directory(await openBucket(nc, resources(subjects.prefix).buckets.actors));
+    return new ModelDeployments(nc, subjects, registry, directory, log);
+  }
+
+  async get(name: string): Promise<Deployment | undefined> {
+    return (await this.#read(name))?.dep;
+  }
+
+  async require(name: string): Promise<Deployment> {
+    const d = await this.get(name);
+    if (!d) throw MlErrors.DEPLOYMENT_NOT_FOUND(name);
+    return d;
+  }
+
+  /**
+   * Serves a version with `replicas` replicas. If the model already serves another version,
+   * the new one is brought up first and the old one stopped after traffic moved.
+   */
+  async deploy(name: string, opts: DeployOptions = {}): Promise<Deployment> {
+    const version = await this.#resolve(name, opts.version);
+    const current = await this.get(name);
+    if (current?.stable.version === version && current.stable.state === TrackState.READY) return current;
+    const track = await this.#startTrack(name, version, opts);
+    let old: Track | undefined;
+    const dep = await this.#mutate(name, (d) => {
+      old = d && d.stable.version !== version ? d.stable : undefined;
+      const policy = { ...DEFAULT_POLICY, ...d?.policy, ...opts.policy };
+      const next: Deployment = { model: name, stable: track, policy, history: d?.history ?? [], updatedAt: Date.now() };
+      if (d?.canary && d.canary.version !== version) next.canary = d.canary;
+      return withEvent(next, old ? 'replaced' : 'deployed', version, old ? `was v${old.version}` : undefined);
+    });
+    if (old) await this.#stopTrack(old);
+    return dep;
+  }
+
+  /** Starts a canary version beside the stable one; it gets traffic once ready. */
+  async canary(name: string, opts: CanaryOptions): Promise<Deployment> {
+    const version = await this.#resolve(name, opts.version ?? 'latest');
+    const weight = opts.weight ?? 0.1;
+    if (!(weight >= 0 && weight <= 1)) throw Errors.USAGE(`canary weight must be within 0..1, got ${weight}`);
+    const d0 = await this.require(name);
+    if (d0.stable.version === version) throw MlErrors.CANARY_NOT_READY(name, `v${version} is already the stable version`);
+    if (d0.canary && d0.canary.version !== version) throw MlErrors.CANARY_NOT_READY(name, `v${d0.canary.version} is already the canary; promote or roll it back first`);
+    const starting: CanaryTrack = { ...this.#track(name, version, opts, TrackState.STARTING), weight, sticky: opts.sticky ?? false };
+    await this.#mutate(name, (d) => withEvent({ ...need(d, name), canary: starting, updatedAt: Date.now() }, 'canary-starting', version, `weight ${weight}`));
+    let ready: Track;
+    try {
+      ready = await this.#startTrack(name, version, opts);
+    } catch (err) {
+      await this.#mutate(name, (d) => {
+        const next = { ...need(d, name), updatedAt: Date.now() };
+        delete next.canary;
+        return withEvent(next, 'canary-failed', version, (err as Error).message);
+      }).catch(() => undefined);
+      throw err;
+    }
+    return this.#mutate(name, (d) => {
+      const cur = need(d, name);
+      if (cur.canary?.version !== version) throw MlErrors.CANARY_NOT_READY(name, 'the canary changed while it was starting');
+      return withEvent({ ...cur, canary: { ...cur.canary, ...ready, weight: cur.canary.weight, sticky: cur.canary.sticky }, updatedAt: Date.now() }, 'canary-ready', version);
+    });
+  }
+
+  async setWeight(name: string, weight: number): Promise<Deployment> {
+    if (!(weight >= 0 && weight <= 1)) throw Errors.USAGE(`canary weight must be within 0..1, got ${weight}`);
+    return this.#mutate(name, (d) => {
+      const cur = need(d, name);
+      if (!cur.canary) throw MlErrors.CANARY_NOT_READY(name, 'there is no canary');
+      return withEvent({ ...cur, canary: { ...cur.canary, weight }, updatedAt: Date.now() }, 'canary-weight', cur.canary.version, String(weight));
+    });
+  }
+
+  /** The canary becomes stable (and the `production` alias moves to it); the old stable stops. */
+  async promote(name: string): Promise<Deployment> {
+    let old: Track | undefined;
+    let promoted = 0;
+    const dep = await this.#mutate(name, (d) => {
+      const cur = need(d, name);
+      const c = cur.canary;
+      if (!c) throw MlErrors.CANARY_NOT_READY(name, 'there is no canary to promote');
+      if (c.state !== TrackState.READY) throw MlErrors.CANARY_NOT_READY(name, `v${c.version} is still ${c.state}`);
+      old = cur.stable;
+      promoted = c.version;
+      const { weight: _w, sticky: _s, ...track } = c;
+      const next: Deployment = { ...cur, stable: { ...track, since: Date.now() }, updatedAt: Date.now() };
+      delete next.canary;
+      return withEvent(next, 'promoted', c.version, `was v${cur.stable.version}`);
+    });
+    await this.registry.setAlias(name, 'production', promoted);
+    if (old) await this.#stopTrack(old);
+    return dep;
+  }
+
+  /**
+   * Removes the canary from routing, then stops its replicas. With `expectVersion`, only if the
+   * canary is still that version (so racing gateways roll back once). Returns false when there
+   * was nothing to roll back.
+   */
+  async rollback(name: string, reason: string, expectVersion?: number): Promise<boolean> {
+    let removed: Track | undefined;
+    await this.#mutate(name, (d) => {
+      const cur = need(d, name);
+      removed = undefined;
+      if (!cur.canary || (expectVersion !== undefined && cur.canary.version !== expectVersion)) return undefined;
+      removed = cur.canary;
+      const next = { ...cur, updatedAt: Date.now() };
+      delete next.canary;
+      return withEvent(next, 'rolled-back', cur.canary.version, reason);
+    });
+    if (!removed) return false;
+    this.log?.warn({ model: name, version: removed.version, reason }, 'canary rolled back');
+    this.nc.publish(this.subjects.event('model-rollback'), utf8.encode(JSON.stringify({ model: name, version: removed.version, reason, at: Date.now() })));
+    await this.#stopTrack(removed);
+    return true;
+  }
+
+  async undeploy(name: string): Promise<void> {
+    const cur = await this.require(name);
+    await this.registry.kv.delete(keys.deployment(name));
+    await this.#stopTrack(cur.stable);
+    if (cur.canary) await this.#stopTrack(cur.canary);
+  }
+
+  /** Replica ids of a track (the scheduler names service replicas `<service>-<i>`). */
+  replicaIds(t: Track): string[] {
+    return Array.from({ length: t.replicas }, (_, i) => `${t.service}-${i + 1}`);
+  }
+
+  // ---- internals --------------------------------------------------------------------------------
+
+  async #resolve(name: string, ref: number | string | undefined): Promise<number> {
+    const rec = await this.registry.get(name);
+    if (ref === undefined) return rec.aliases.production ?? resolveRef(rec, 'latest');
+    return resolveRef(rec, ref);
+  }
+
+  #track(name: string, version: number, o: TrackOptions, state: Track['state']): Track {
+    return { version, service: serviceName(name, version), replicas: o.replicas ?? 1, state, maxBatchSize: o.maxBatchSize ?? 32, maxQueueDelayMs: o.maxQueueDelayMs ?? 0, since: Date.now() };
+  }
+
+  /** Spawns the replicas and waits until they answer a readiness probe. */
+  async #startTrack(name: string, version: number, o: TrackOptions): Promise<Track> {
+    const t = this.#track(name, version, o, TrackState.READY);
+    const args: InferenceArgs = { model: name, version, maxBatchSize: t.maxBatchSize, maxQueueDelayMs: t.maxQueueDelayMs, ...(o.threads ? { threads: o.threads } : {}) };
+    const ids = this.replicaIds(t);
+    try {
+      return await this.#spawnAndWait(name, version, t, args, ids, o);
+    } catch (err) {
+      // Never leave half-started replicas behind (a model that fails its warm-up would be
+      // re-placed forever).
+      await this.#stopTrack(t);
+      throw err;
+    }
+  }
+
+  async #spawnAndWait(name: string, version: number, t: Track, args: InferenceArgs, ids: string[], o: TrackOptions): Promise<Track> {
+    const running = await Promise.all(ids.map(async (id) => (await this.#directory.get(id))?.entry.state === 'running'));
+    if (!running.every(Boolean)) {
+      try {
+        await this.#client.spawn(
+          { type: INFERENCE_ACTOR_TYPE, service: t.service, args, kind: 'inference', ...(o.resources ? { resources: o.resources } : {}), ...(o.constraints ? { constraints: o.constraints } : {}) },
+          { replicas: t.replicas, timeoutMs: o.readyTimeoutMs ?? 60_000 },
+        );
+      } catch (err) {
+        // Already running is fine; a lost placement race or a refused start shows in the directory below.
+        if (!Errors.ACTOR_ALREADY_RUNNING.is(err) && !Errors.PLACEMENT_CONFLICT.is(err) && !Errors.ACTOR_FAILED.is(err)) throw err;
+      }
+    }
+    const deadline = Date.now() + (o.readyTimeoutMs ?? 60_000);
+    for (;;) {
+      const states = await Promise.all(ids.map(async (id) => (await this.#directory.get(id))?.entry));
+      const failed = states.find((e) => e?.state === 'failed' || (e?.state === 'pending' && /start failed/.test(e.reason ?? '')));
+      if (failed) throw MlErrors.MODEL_NOT_READY(`${name} v${version}`, `replica ${failed.actorId} failed: ${failed.reason ?? 'unknown'}`);
+      if (states.every((e) => e?.state === 'running')) {
+        await this.#client.service(t.service).ask<ReadyReply>({ type: 'ready' }, { timeoutMs: 5000, retry: { attempts: 10, delayMs: 100 } });
+        return t;
+      }
+      if (Date.now() > deadline) {
+        const pending = states.filter((e) => e?.state !== 'running').map((e) => `${e?.actorId ?? '?'}: ${e?.state ?? 'missing'}${e?.reason ? ` (${e.reason})` : ''}`);
+        throw MlErrors.MODEL_NOT_READY(`${name} v${version}`, `replicas not ready in time: ${pending.join('; ')}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async #stopTrack(t: Track): Promise<void> {
+    await Promise.all(
+      this.replicaIds(t).map((id) =>
+        this.#client.stop(id).catch((err: unknown) => {
+          if (!Errors.ACTOR_NOT_FOUND.is(err)) this.log?.warn({ actorId: id, err: (err as Error).message }, 'could not stop replica');
+        }),
+      ),
+    );
+  }
+
+  async #read(name: string): Promise<{ dep: Deployment; revision: number } | undefined> {
+    const e = await this.registry.kv.get(keys.deployment(name));
+    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+    const dep = JSON.parse(fromUtf8.decode(e.value)) as unknown;
+    if (!checkDeployment.Check(dep)) throw MlErrors.REGISTRY_CONFLICT(`${keys.deployment(name)} (malformed)`);
+    return { dep, revision: e.revision };
+  }
+
+  /** CAS read-modify-write; `fn` returning undefined means "no change". */
+  async #mutate(name: string, fn: (d: Deployment | undefined) => Deployment | undefined): Promise<Deployment> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const cur = await this.#read(name);
+      const next = fn(cur?.dep);
+      if (next === undefined) return cur!.dep;
+      try {
+        const data = utf8.encode(JSON.stringify(next));
+        if (cur) await this.registry.kv.update(keys.deployment(name), data, cur.revision);
+        else await this.registry.kv.create(keys.deployment(name), data);
+        return next;
+      } catch (err) {
+        if (!isCasError(err)) throw err;
+        await new Promise((r) => setTimeout(r, 5 + Math.random() * 20 * (attempt + 1)));
+      }
+    }
+    throw MlErrors.REGISTRY_CONFLICT(keys.deployment(name));
+  }
+}
+
+function need(d: Deployment | undefined, name: string): Deployment {
+  if (!d) throw MlErrors.DEPLOYMENT_NOT_FOUND(name);
+  return d;
+}
+
+function withEvent(d: Deployment, event: string, version: number, detail?: string): Deployment {
+  return { ...d, history: [...d.history, { at: Date.now(), event, version, ...(detail ? { detail } : {}) }].slice(-HISTORY) };
+}

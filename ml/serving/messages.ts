@@ -1,0 +1,80 @@
+/** The inference actor's wire protocol (a discriminated union on `type`, MessagePack on NATS). */
+import { Type, type Static } from '@sinclair/typebox';
+import { WireTensor } from '../tensor.ts';
+
+/** One inference request; its first dimension is its row count (a request may hold many rows). */
+export const InferItem = Type.Object({
+  inputs: Type.Array(WireTensor, { minItems: 1, maxItems: 64 }),
+  /** Output names to return (default: all). */
+  outputs: Type.Optional(Type.Array(Type.String(), { maxItems: 64 })),
+});
+export type InferItem = Static<typeof InferItem>;
+
+export const InferenceMsg = Type.Union([
+  /** One or more requests in one NATS message (a gateway coalesces concurrent requests). */
+  Type.Object({ type: Type.Literal('infer'), items: Type.Array(InferItem, { minItems: 1, maxItems: 4096 }) }),
+  Type.Object({ type: Type.Literal('stats') }),
+  Type.Object({ type: Type.Literal('ready') }),
+]);
+export type InferenceMsg = Static<typeof InferenceMsg>;
+
+export interface ItemOk {
+  outputs: WireTensor[];
+  /** Rows in the `session.run` this request was part of. */
+  batch: number;
+}
+export interface ItemError {
+  error: { code: string; message: string };
+}
+export type ItemResult = ItemOk | ItemError;
+
+export interface InferReply {
+  results: ItemResult[];
+  /** Rows waiting in the replica's batcher when this reply was sent. */
+  queueRows: number;
+  actorId: string;
+}
+
+export interface ReplicaStats {
+  actorId: string;
+  nodeId: string;
+  model: string;
+  version: number;
+  /** `session.run` calls, requests and rows served. */
+  batches: number;
+  requests: number;
+  rows: number;
+  avgBatchSize: number;
+  maxBatchSeen: number;
+  queueRows: number;
+  errors: number;
+  maxBatchSize: number;
+  maxQueueDelayMs: number;
+}
+
+export interface ReadyReply {
+  ready: true;
+  actorId: string;
+  model: string;
+  version: number;
+}
+
+/** Spawn arguments of an `inference` actor. */
+export const InferenceArgs = Type.Object(
+  {
+    model: Type.String({ minLength: 1 }),
+    version: Type.Integer({ minimum: 1 }),
+    /** Most rows in one `session.run` (Triton `max_batch_size`). @default 32 */
+    maxBatchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 65_536 })),
+    /** How long the oldest request may wait for a fuller batch (Triton `max_queue_delay`). @default 0 */
+    maxQueueDelayMs: Type.Optional(Type.Number({ minimum: 0, maximum: 10_000 })),
+    /** Rows the batcher holds before refusing (SHOAL_ERR_MAILBOX_FULL → 429). @default 4096 */
+    maxQueueRows: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** onnxruntime intra-op threads per replica. @default 1 */
+    threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+  },
+  { additionalProperties: false },
+);
+export type InferenceArgs = Static<typeof InferenceArgs>;
+
+export const INFERENCE_ACTOR_TYPE = 'shoal-inference';

@@ -1,0 +1,183 @@
+/**
+ * Tensors at the edges of serving: Open Inference Protocol datatypes, JSON data (nested or flat
+ * row-major) ↔ typed arrays, and the wire form (raw little-endian bytes in a MessagePack `bin`,
+ * readable from any language). Every check names the input and what is wrong.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { MlErrors } from './errors.ts';
+
+export const Datatype = {
+  FP32: 'FP32',
+  FP64: 'FP64',
+  INT32: 'INT32',
+  INT64: 'INT64',
+  BOOL: 'BOOL',
+} as const;
+export type Datatype = (typeof Datatype)[keyof typeof Datatype];
+export const DATATYPES = Object.values(Datatype) as Datatype[];
+export const DatatypeSchema = Type.Union(DATATYPES.map((d) => Type.Literal(d)));
+
+/** onnxruntime's element type names. */
+export type OrtType = 'float32' | 'float64' | 'int32' | 'int64' | 'bool';
+export const ORT_TYPE: Record<Datatype, OrtType> = { FP32: 'float32', FP64: 'float64', INT32: 'int32', INT64: 'int64', BOOL: 'bool' };
+const FROM_ORT: Record<string, Datatype> = { float32: 'FP32', float64: 'FP64', int32: 'INT32', int64: 'INT64', bool: 'BOOL' };
+export const datatypeFromOrt = (t: string): Datatype | undefined => FROM_ORT[t];
+
+export type TypedArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array;
+const BYTES: Record<Datatype, number> = { FP32: 4, FP64: 8, INT32: 4, INT64: 8, BOOL: 1 };
+
+/** A tensor on the wire between gateway and inference actors. */
+export const WireTensor = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 256 }),
+  datatype: DatatypeSchema,
+  shape: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 16 }),
+  /** Row-major elements as little-endian bytes (BOOL: one byte each). */
+  data: Type.Uint8Array(),
+});
+export type WireTensor = Static<typeof WireTensor>;
+
+/** Input/output signature entry; -1 marks a variable dimension. */
+export const TensorSpec = Type.Object({
+  name: Type.String({ minLength: 1 }),
+  datatype: DatatypeSchema,
+  shape: Type.Array(Type.Integer({ minimum: -1 })),
+});
+export type TensorSpec = Static<typeof TensorSpec>;
+
+export const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+
+function allocate(dt: Datatype, n: number): TypedArray {
+  switch (dt) {
+    case 'FP32':
+      return new Float32Array(n);
+    case 'FP64':
+      return new Float64Array(n);
+    case 'INT32':
+      return new Int32Array(n);
+    case 'INT64':
+      return new BigInt64Array(n);
+    case 'BOOL':
+      return new Uint8Array(n);
+  }
+}
+
+/** Checks that `data` is flat (length = numel) or nested exactly as `shape`; returns the flat list. */
+function flatten(name: string, shape: readonly number[], data: unknown): unknown[] {
+  if (!Array.isArray(data)) throw MlErrors.BAD_INPUT(`input "${name}": data must be an array`);
+  const n = numel(shape);
+  if (data.length === 0 || !Array.isArray(data[0])) {
+    if (data.length !== n) throw MlErrors.BAD_INPUT(`input "${name}": shape [${shape.join(', ')}] needs ${n} values, got ${data.length}`);
+    return data;
+  }
+  if (shape.length <= 1) throw MlErrors.BAD_INPUT(`input "${name}": shape [${shape.join(', ')}] needs ${n} values, got ${data.length}`);
+  const out: unknown[] = [];
+  const walk = (v: unknown, depth: number, path: string): void => {
+    if (depth === shape.length) {
+      out.push(v);
+      return;
+    }
+    if (!Array.isArray(v) || v.length !== shape[depth]) {
+      throw MlErrors.BAD_INPUT(`input "${name}": data${path} must be an array of ${shape[depth]} (shape [${shape.join(', ')}]), got ${Array.isArray(v) ? `${v.length} items` : typeof v}`);
+    }
+    for (let i = 0; i < v.length; i++) walk(v[i], depth + 1, `${path}[${i}]`);
+  };
+  walk(data, 0, '');
+  return out;
+}
+
+const F32_MAX = 3.4028234663852886e38;
+
+/** JSON data (nested or flat) → a typed array of `datatype`, refusing wrong types and NaN/±Infinity. */
+export function fromJson(name: string, datatype: Datatype, shape: readonly number[], data: unknown): TypedArray {
+  const flat = flatten(name, shape, data);
+  const out = allocate(datatype, flat.length);
+  const bad = (i: number, why: string) => MlErrors.BAD_INPUT(`input "${name}" (${datatype}): element ${i} ${why}`);
+  for (let i = 0; i < flat.length; i++) {
+    const v = flat[i];
+    if (datatype === 'BOOL') {
+      if (typeof v !== 'boolean' && v !== 0 && v !== 1) throw bad(i, `must be a boolean, got ${JSON.stringify(v)}`);
+      (out as Uint8Array)[i] = v === true || v === 1 ? 1 : 0;
+      continue;
+    }
+    if (typeof v !== 'number') throw bad(i, `must be a number, got ${v === null ? 'null' : typeof v}`);
+    if (!Number.isFinite(v)) throw bad(i, `is ${v} (NaN and ±Infinity are refused)`);
+    switch (datatype) {
+      case 'FP32':
+        if (Math.abs(v) > F32_MAX) throw bad(i, `${v} overflows FP32`);
+        (out as Float32Array)[i] = v;
+        break;
+      case 'FP64':
+        (out as Float64Array)[i] = v;
+        break;
+      case 'INT32':
+        if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) throw bad(i, `${v} is not an INT32`);
+        (out as Int32Array)[i] = v;
+        break;
+      case 'INT64':
+        if (!Number.isSafeInteger(v)) throw bad(i, `${v} is not an integer JSON can carry exactly`);
+        (out as BigInt64Array)[i] = BigInt(v);
+        break;
+    }
+  }
+  return out;
+}
+
+/** Typed array → JSON-friendly flat list. */
+export function toJson(datatype: Datatype, arr: TypedArray): number[] | boolean[] {
+  if (datatype === 'BOOL') return Array.from(arr as Uint8Array, (x) => x !== 0);
+  if (datatype === 'INT64') return Array.from(arr as BigInt64Array, (x) => Number(x));
+  return Array.from(arr as Float32Array);
+}
+
+export function toBytes(arr: TypedArray): Uint8Array {
+  return new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
+}
+
+/** Wire bytes → typed array (copied when the bytes are not aligned for the element type). */
+export function fromBytes(name: string, datatype: Datatype, bytes: Uint8Array, expected?: number): TypedArray {
+  const size = BYTES[datatype];
+  if (bytes.byteLength % size !== 0 || (expected !== undefined && bytes.byteLength !== expected * size)) {
+    throw MlErrors.BAD_INPUT(`input "${name}": ${bytes.byteLength} bytes of ${datatype} data do not hold ${expected ?? '?'} elements`);
+  }
+  const n = bytes.byteLength / size;
+  let buf = bytes.buffer;
+  let off = bytes.byteOffset;
+  if (off % size !== 0) {
+    const copy = new Uint8Array(bytes.byteLength);
+    copy.set(bytes);
+    buf = copy.buffer;
+    off = 0;
+  }
+  switch (datatype) {
+    case 'FP32':
+      return new Float32Array(buf, off, n);
+    case 'FP64':
+      return new Float64Array(buf, off, n);
+    case 'INT32':
+      return new Int32Array(buf, off, n);
+    case 'INT64':
+      return new BigInt64Array(buf, off, n);
+    case 'BOOL':
+      return new Uint8Array(buf, off, n);
+  }
+}
+
+/** Checks a request tensor against its signature entry (dtype, rank, fixed dims). */
+export function checkAgainst(spec: TensorSpec, datatype: string, shape: readonly number[]): void {
+  if (datatype !== spec.datatype) throw MlErrors.BAD_INPUT(`input "${spec.name}": datatype ${datatype} where the model takes ${spec.datatype}`);
+  if (shape.length !== spec.shape.length) throw MlErrors.BAD_INPUT(`input "${spec.name}": shape [${shape.join(', ')}] has rank ${shape.length}, the model takes [${spec.shape.join(', ')}]`);
+  for (let d = 0; d < shape.length; d++) {
+    const want = spec.shape[d]!;
+    if (want >= 0 && shape[d] !== want) throw MlErrors.BAD_INPUT(`input "${spec.name}": dimension ${d} is ${shape[d]}, the model takes [${spec.shape.join(', ')}]`);
+  }
+}
+
+/** Is finite everywhere (floats only). Returns the first bad index or -1. */
+export function firstNonFinite(datatype: Datatype, arr: TypedArray): number {
+  if (datatype !== 'FP32' && datatype !== 'FP64') return -1;
+  const a = arr as Float32Array;
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i;
+  return -1;
+}
+
+export { allocate };

@@ -1,0 +1,119 @@
+/** Dynamic batcher semantics and canary routing/judging, with no cluster. */
+import { describe, expect, it } from 'vitest';
+import { CanaryMonitor, DEFAULT_POLICY, DynamicBatcher, pickTrack, type Deployment } from '../../ml/index.ts';
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('DynamicBatcher (Triton semantics)', () => {
+  it('forms the largest batch available, one run per batch, results back in order', async () => {
+    const runs: number[][] = [];
+    const b = new DynamicBatcher<number, number>(async (xs) => {
+      runs.push(xs);
+      await tick();
+      return xs.map((x) => x * 10);
+    }, { maxBatchSize: 4 });
+    const out = await Promise.all([1, 2, 3, 4, 5, 6].map((x) => b.submit(x, 1)));
+    expect(out.map((o) => o.value)).toEqual([10, 20, 30, 40, 50, 60]);
+    expect(runs).toEqual([[1, 2, 3, 4], [5, 6]]);
+    expect(out[0]!.batch).toBe(4);
+    expect(b.stats()).toMatchObject({ batches: 2, requests: 6, rows: 6, avgBatchSize: 3, maxBatchSeen: 4 });
+  });
+
+  it('counts rows: a pre-batched request fills the batch; one larger than max runs alone', async () => {
+    const runs: number[] = [];
+    const b = new DynamicBatcher<string, string>(async (xs, rows) => {
+      runs.push(rows);
+      return xs;
+    }, { maxBatchSize: 8 });
+    await Promise.all([b.submit('a', 6), b.submit('b', 3), b.submit('c', 20), b.submit('d', 2)]);
+    // 6 goes alone (6+3 > 8); then 3 and 2 share a run; 20 (over max) runs by itself.
+    expect(runs).toEqual([6, 5, 20]);
+  });
+
+  it('waits up to maxQueueDelayMs only when a full batch cannot be formed', async () => {
+    const runs: number[][] = [];
+    const b = new DynamicBatcher<number, number>(async (xs) => (runs.push(xs), xs), { maxBatchSize: 3, maxQueueDelayMs: 40 });
+    const first = b.submit(1, 1);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(runs).toEqual([]); // not full: waiting
+    const second = b.submit(2, 1);
+    await Promise.all([first, second]);
+    expect(runs).toEqual([[1, 2]]); // dispatched when the oldest's delay ran out
+    await Promise.all([b.submit(3, 1), b.submit(4, 1), b.submit(5, 1)]);
+    expect(runs[1]).toEqual([3, 4, 5]); // a full batch goes at once
+  });
+
+  it('batches only requests with the same shape key; refuses past its queue bound', async () => {
+    const runs: string[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const b = new DynamicBatcher<string, string>(async (xs) => {
+      runs.push(xs);
+      await gate;
+      return xs;
+    }, { maxBatchSize: 4, maxQueueRows: 5, onFull: () => new Error('full') });
+    const p = [b.submit('a1', 1, 'a'), b.submit('b1', 1, 'b'), b.submit('a2', 1, 'a')];
+    await tick();
+    const q = [b.submit('x', 1, 'a'), b.submit('y', 1, 'b'), b.submit('z', 1, 'a'), b.submit('w', 1, 'a')];
+    await expect(b.submit('over', 1, 'a')).rejects.toThrow('full');
+    release();
+    await Promise.all([...p, ...q]);
+    expect(runs[0]).toEqual(['a1', 'a2']);
+    expect(runs.flat().sort()).toEqual(['a1', 'a2', 'b1', 'w', 'x', 'y', 'z']);
+    for (const r of runs) expect(new Set(r.map((x) => (['a1', 'a2', 'x', 'z', 'w'].includes(x) ? 'a' : 'b'))).size).toBe(1);
+  });
+
+  it('a failed run fails only its own batch', async () => {
+    let n = 0;
+    const b = new DynamicBatcher<number, number>(async (xs) => {
+      if (n++ === 0) throw new Error('boom');
+      return xs;
+    }, { maxBatchSize: 2 });
+    const r = await Promise.allSettled([b.submit(1, 1), b.submit(2, 1), b.submit(3, 1)]);
+    expect(r.map((x) => x.status)).toEqual(['rejected', 'rejected', 'fulfilled']);
+  });
+});
+
+describe('canary routing and judging', () => {
+  const dep = (weight: number, sticky = false, state: 'ready' | 'starting' = 'ready'): Deployment => ({
+    model: 'm',
+    stable: { version: 1, service: 's1', replicas: 1, state: 'ready', maxBatchSize: 8, maxQueueDelayMs: 0, since: 0 },
+    canary: { version: 2, service: 's2', replicas: 1, state, maxBatchSize: 8, maxQueueDelayMs: 0, since: 0, weight, sticky },
+    policy: { ...DEFAULT_POLICY, minRequests: 10 },
+    history: [],
+    updatedAt: 0,
+  });
+
+  it('splits by weight, never routes to a canary that is not ready, sticks by key', () => {
+    let seed = 1;
+    const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const n = 20_000;
+    const share = Array.from({ length: n }, () => pickTrack(dep(0.2), undefined, rand)).filter((r) => r === 'canary').length / n;
+    expect(share).toBeGreaterThan(0.18);
+    expect(share).toBeLessThan(0.22);
+    expect(Array.from({ length: 100 }, () => pickTrack(dep(1, false, 'starting'))).every((r) => r === 'stable')).toBe(true);
+    for (const key of ['a', 'b', 'c', 'd']) expect(new Set(Array.from({ length: 20 }, () => pickTrack(dep(0.5, true), key))).size).toBe(1);
+    const keyed = Array.from({ length: 4000 }, (_, i) => pickTrack(dep(0.3, true), `user-${i}`)).filter((r) => r === 'canary').length / 4000;
+    expect(keyed).toBeGreaterThan(0.25);
+    expect(keyed).toBeLessThan(0.35);
+  });
+
+  it('calls for a rollback on error rate or p99 against stable, not before enough requests', () => {
+    let now = 1000;
+    const m = new CanaryMonitor(() => now);
+    const d = dep(0.5);
+    for (let i = 0; i < 50; i++) m.record('m', 1, true, 2);
+    for (let i = 0; i < 5; i++) m.record('m', 2, false, 2);
+    expect(m.judge(d)?.rollback).toBe(false); // 5 < minRequests
+    for (let i = 0; i < 10; i++) m.record('m', 2, true, 2);
+    const v = m.judge(d)!;
+    expect(v.rollback).toBe(true);
+    expect(v.reason).toMatch(/error rate 33\.3%/);
+    const slow = new CanaryMonitor(() => now);
+    for (let i = 0; i < 50; i++) slow.record('m', 1, true, 3);
+    for (let i = 0; i < 50; i++) slow.record('m', 2, true, i < 45 ? 3 : 80);
+    expect(slow.judge(d)).toMatchObject({ rollback: true, reason: expect.stringMatching(/p99 80/) });
+    now += 120_000; // outside the window: nothing to judge
+    expect(slow.judge(d)?.rollback).toBe(false);
+  });
+});

@@ -1,0 +1,306 @@
+/**
+ * Inference serving end to end: a real nats-server, a real scheduler and node processes hosting
+ * inference replicas (real onnxruntime), and the gateway (in-process, connected as the gateway
+ * role) answering the Open Inference Protocol over HTTP.
+ */
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ActorClient, Role, createLogger, subjects, type NatsConnection } from '../../cluster/index.ts';
+import { ModelDeployments, ModelRegistry, toBytes, type InferReply, type ReplicaStats } from '../../ml/index.ts';
+import { buildGateway } from '../../gateway/app.ts';
+import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { ProcessSet, type TestProcess } from '../harness/processes.ts';
+import { brokenModel, dtypesModel, flakyModel, mlpModel, randomRows } from '../fixtures/onnx.ts';
+
+const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '1500', '--actors.modules', '["ml/serving/actors.ts"]'];
+const s = subjects();
+const KEY = 'test-key-acme-0001';
+const TINY = 'test-key-tiny-0001';
+
+async function until<T>(fn: () => Promise<T | undefined> | T | undefined, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await Promise.resolve(fn()).catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', () => {
+  let nats: TestNats;
+  let procs: ProcessSet;
+  let nc: NatsConnection;
+  let gw: FastifyInstance;
+  let base = '';
+  let registry: ModelRegistry;
+  let deployments: ModelDeployments;
+  const nodes: Record<string, TestProcess> = {};
+  const mlpV1 = mlpModel({ seed: 1 });
+  const mlpV2 = mlpModel({ seed: 2 });
+
+  const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': KEY, ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const get = (path: string) => fetch(`${base}${path}`, { headers: { 'x-api-key': KEY } });
+  const infer = (rows: number[][], path = '/v2/models/mlp/infer', extra: Record<string, unknown> = {}) =>
+    post(path, { inputs: [{ name: 'X', shape: [rows.length, 32], datatype: 'FP32', data: rows }], ...extra });
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    procs = new ProcessSet(nats);
+    await procs.startScheduler(ARGS).ready;
+    nodes.a = procs.startNode('node-a', 'cpu-ondemand', ARGS);
+    nodes.b = procs.startNode('node-b', 'cpu-ondemand', ARGS);
+    await Promise.all([nodes.a.ready, nodes.b.ready]);
+    nc = await nats.connect(Role.CLIENT);
+    registry = await ModelRegistry.open(nc);
+    deployments = await ModelDeployments.open(nc, s);
+    await registry.register('mlp', mlpV1, { aliases: ['production'], metrics: { auc: 0.91 } });
+    await registry.register('mlp', mlpV2, { metrics: { auc: 0.93 } });
+    await registry.register('mlp', brokenModel(), { description: 'fails its warm-up' });
+    await registry.register('mlp', flakyModel(), { description: 'warms up, then fails on real traffic' });
+    await registry.register('dtypes', dtypesModel());
+    const gnc = await nats.connect(Role.GATEWAY);
+    gw = await buildGateway({
+      nc: gnc,
+      subjects: s,
+      logger: createLogger({ level: 'warn', pretty: false }),
+      apiKeys: [
+        { key: KEY, tenant: 'acme' },
+        { key: TINY, tenant: 'tiny', rateLimitPerMinute: 2 },
+      ],
+      bodyLimit: 256 * 1024,
+    });
+    await gw.listen({ host: '127.0.0.1', port: 0 });
+    base = `http://127.0.0.1:${(gw.server.address() as AddressInfo).port}`;
+    // Replicas spawn as soon as both nodes are in the scheduler's view.
+    await until(async () => (await deployments.deploy('mlp', { replicas: 2, maxBatchSize: 32, maxQueueDelayMs: 2, readyTimeoutMs: 20_000 })).stable.state === 'ready' || undefined, 30_000, 'mlp deployed');
+    await deployments.deploy('dtypes', { replicas: 1 });
+    await until(() => ((gw as unknown as { inference?: unknown }) && true ? get('/v2/models/mlp/ready').then((r) => (r.status === 200 ? true : undefined)) : undefined), 10_000, 'gateway sees mlp ready');
+  }, 90_000);
+
+  afterAll(async () => {
+    await gw?.close();
+    await procs?.stopAll();
+    await nats?.stop();
+  });
+
+  it('serves OIP server and model metadata, health and readiness', async () => {
+    expect(await (await get('/v2')).json()).toMatchObject({ name: 'shoal' });
+    expect((await fetch(`${base}/v2/health/live`)).status).toBe(200);
+    expect((await fetch(`${base}/v2/health/ready`)).status).toBe(200);
+    const meta = (await (await get('/v2/models/mlp')).json()) as { versions: string[]; inputs: unknown[]; outputs: unknown[] };
+    expect(meta).toMatchObject({ name: 'mlp', versions: ['1', '2', '3', '4'], platform: 'onnxruntime_onnx', inputs: [{ name: 'X', datatype: 'FP32', shape: [-1, 32] }], outputs: [{ name: 'Y', datatype: 'FP32', shape: [-1, 4] }] });
+    expect(await (await get('/v2/models/mlp/versions/production')).json()).toMatchObject({ versions: ['1'] });
+    expect((await get('/v2/models/mlp/versions/1/ready')).status).toBe(200);
+    expect((await get('/v2/models/mlp/versions/2/ready')).status).toBe(503);
+    const missing = await get('/v2/models/nope');
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ code: 'SHOAL_ERR_MODEL_NOT_FOUND' });
+    expect((await get('/v2/models/mlp/versions/9')).status).toBe(404);
+    const docs = await fetch(`${base}/docs/json`);
+    expect(((await docs.json()) as { paths: Record<string, unknown> }).paths).toHaveProperty('/v2/models/{name}/infer');
+  });
+
+  it('infers: nested and flat data agree, outputs match a direct onnxruntime call, id is echoed', async () => {
+    const rows = randomRows(5);
+    const nested = (await (await infer(rows, '/v2/models/mlp/infer', { id: 'req-1' })).json()) as { id: string; model_version: string; outputs: { name: string; shape: number[]; data: number[] }[] };
+    const flatRes = await post('/v2/models/mlp/versions/1/infer', { inputs: [{ name: 'X', shape: [5, 32], datatype: 'FP32', data: rows.flat() }] });
+    expect(flatRes.status).toBe(200);
+    const flat = (await flatRes.json()) as typeof nested;
+    expect(nested.id).toBe('req-1');
+    expect(nested.model_version).toBe('1');
+    expect(nested.outputs[0]).toMatchObject({ name: 'Y', datatype: 'FP32', shape: [5, 4] });
+    expect(flat.outputs[0]!.data).toEqual(nested.outputs[0]!.data);
+    const session = await ort.InferenceSession.create(mlpV1);
+    const direct = await session.run({ X: new ort.Tensor('float32', Float32Array.from(rows.flat()), [5, 32]) });
+    const want = Array.from((direct.Y as ort.Tensor).data as Float32Array);
+    nested.outputs[0]!.data.forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 5));
+    await session.release();
+  });
+
+  it('serves FP64, INT32, INT64 and BOOL, and filters outputs', async () => {
+    const res = await post('/v2/models/dtypes/infer', {
+      inputs: [
+        { name: 'a', shape: [2, 2], datatype: 'FP64', data: [1.5, 2, 3, 4] },
+        { name: 'b', shape: [2, 2], datatype: 'INT32', data: [[1, 2], [3, 4]] },
+        { name: 'c', shape: [2, 2], datatype: 'INT64', data: [10, 20, 30, 9007199254740] },
+        { name: 'd', shape: [2, 2], datatype: 'BOOL', data: [true, false, false, true] },
+      ],
+    });
+    expect(res.status).toBe(200);
+    const out = Object.fromEntries(((await res.json()) as { outputs: { name: string; datatype: string; data: unknown[] }[] }).outputs.map((o) => [o.name, o]));
+    expect(out.a2).toMatchObject({ datatype: 'FP64', data: [3, 4, 6, 8] });
+    expect(out.b2).toMatchObject({ datatype: 'INT32', data: [2, 4, 6, 8] });
+    expect(out.c2).toMatchObject({ datatype: 'INT64', data: [20, 40, 60, 18014398509480] });
+    expect(out.d2).toMatchObject({ datatype: 'BOOL', data: [false, true, true, false] });
+    const some = await post('/v2/models/dtypes/infer', {
+      inputs: [
+        { name: 'a', shape: [1, 2], datatype: 'FP64', data: [1, 2] },
+        { name: 'b', shape: [1, 2], datatype: 'INT32', data: [1, 2] },
+        { name: 'c', shape: [1, 2], datatype: 'INT64', data: [1, 2] },
+        { name: 'd', shape: [1, 2], datatype: 'BOOL', data: [true, true] },
+      ],
+      outputs: [{ name: 'b2' }],
+    });
+    expect(((await some.json()) as { outputs: { name: string }[] }).outputs.map((o) => o.name)).toEqual(['b2']);
+  });
+
+  it('POST /v1/models/{name}/predict takes JSON rows', async () => {
+    const rows = randomRows(3);
+    const res = await post('/v1/models/mlp/predict', { instances: rows });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { predictions: number[][]; model_version: string };
+    expect(body.predictions).toHaveLength(3);
+    expect(body.predictions[0]).toHaveLength(4);
+    const oip = (await (await infer(rows)).json()) as { outputs: { data: number[] }[] };
+    expect(body.predictions.flat()).toEqual(oip.outputs[0]!.data);
+  });
+
+  it('bad input gets a clear 4xx with the OIP error body, and serving goes on', async () => {
+    const rows = randomRows(2);
+    const cases: [Promise<Response>, number, RegExp][] = [
+      [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [2, 31], datatype: 'FP32', data: rows }] }), 400, /dimension 1 is 31/],
+      [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [2, 32], datatype: 'FP32', data: rows.flat().slice(1) }] }), 400, /needs 64 values, got 63/],
+      [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [2, 32], datatype: 'FP64', data: rows }] }), 400, /datatype FP64 where the model takes FP32/],
+      [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [2, 32], datatype: 'FP16', data: rows }] }), 400, /unsupported datatype FP16/],
+      [post('/v2/models/mlp/infer', { inputs: [{ name: 'Z', shape: [2, 32], datatype: 'FP32', data: rows }] }), 400, /no input "Z"/],
+      [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: [[...rows[0]!.slice(1), 'x']] }] }), 400, /must be a number/],
+      [post('/v2/models/mlp/infer', `{"inputs":[{"name":"X","shape":[1,32],"datatype":"FP32","data":[${[1e999, ...rows[0]!.slice(1)].join(',')}]}]}`.replace('Infinity', '1e999')), 400, /Infinity/],
+      [post('/v2/models/mlp/infer', '{"inputs": [ {"name": NaN'), 400, /JSON/i],
+      [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: rows[0] }], outputs: [{ name: 'nope' }] }), 400, /no output "nope"/],
+      [post('/v2/models/ghost/infer', { inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: rows[0] }] }), 404, /not registered/],
+      [post('/v2/models/mlp/versions/7/infer', { inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: rows[0] }] }), 404, /no version or alias "7"/],
+      [post('/v2/models/mlp/versions/2/infer', { inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: rows[0] }] }), 503, /not deployed/],
+      [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: rows[0] }] }, { 'x-api-key': 'wrong-key-0000' }), 401, /unknown API key/],
+      [fetch(`${base}/v2/models/mlp/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }), 401, /missing API key/],
+      [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [3000, 32], datatype: 'FP32', data: randomRows(3000).flat() }] }), 413, /larger than the limit/],
+      [post('/v2/models/mlp/infer', { inputs: [] }), 400, /inputs/],
+    ];
+    for (const [p, status, msg] of cases) {
+      const r = await p;
+      const body = (await r.json()) as { error: string; code: string };
+      expect({ status: r.status, error: body.error }).toMatchObject({ status, error: expect.stringMatching(msg) });
+      expect(body.code).toMatch(/^SHOAL_ERR_/);
+    }
+    // The per-tenant rate limit (2/min for "tiny") answers 429 with the same body.
+    const tiny = await Promise.all([1, 2, 3].map(() => infer(rows, '/v2/models/mlp/infer').then(() => post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [2, 32], datatype: 'FP32', data: rows }] }, { 'x-api-key': TINY }))));
+    const limited = tiny.find((r) => r.status === 429)!;
+    expect(limited).toBeDefined();
+    expect(await limited.json()).toMatchObject({ code: 'SHOAL_ERR_RATE_LIMITED' });
+    expect((await infer(rows)).status).toBe(200);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/shoal_gateway_errors_total\{code="SHOAL_ERR_BAD_INPUT",status="400"\} \d+/);
+    expect(metrics).toMatch(/shoal_gateway_inference_requests_total\{model="mlp",version="1",route="stable",code="ok"\}/);
+  });
+
+  it('dynamic batching: concurrent single-row messages share onnxruntime runs (average batch > 1)', async () => {
+    // Straight to the service subject, one request per NATS message, so only the replica batches.
+    const client = new ActorClient(nc, s);
+    const svc = client.service('model-mlp-v1');
+    const row = Float32Array.from(randomRows(1)[0]!);
+    const msg = { type: 'infer', items: [{ inputs: [{ name: 'X', datatype: 'FP32', shape: [1, 32], data: toBytes(row) }] }] };
+    const before = await Promise.all(['model-mlp-v1-1', 'model-mlp-v1-2'].map((id) => client.ref(id).ask<ReplicaStats>({ type: 'stats' })));
+    const replies = await Promise.all(Array.from({ length: 400 }, () => svc.ask<InferReply>(msg, { timeoutMs: 10_000 })));
+    expect(replies.every((r) => 'outputs' in r.results[0]!)).toBe(true);
+    expect(Math.max(...replies.map((r) => ('batch' in r.results[0]! ? r.results[0].batch : 0)))).toBeGreaterThan(1);
+    const after = await Promise.all(['model-mlp-v1-1', 'model-mlp-v1-2'].map((id) => client.ref(id).ask<ReplicaStats>({ type: 'stats' })));
+    const batches = after.reduce((a, x, i) => a + x.batches - before[i]!.batches, 0);
+    const rows = after.reduce((a, x, i) => a + x.rows - before[i]!.rows, 0);
+    expect(rows).toBe(400);
+    expect(rows / batches).toBeGreaterThan(1);
+    // Through the gateway too: its batch-size histogram saw batches above 1.
+    await Promise.all(Array.from({ length: 64 }, () => infer(randomRows(1))));
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const le1 = Number(/shoal_gateway_batch_size_bucket\{le="1",model="mlp",version="1"\} (\d+)/.exec(metrics)?.[1]);
+    const count = Number(/shoal_gateway_batch_size_count\{model="mlp",version="1"\} (\d+)/.exec(metrics)?.[1]);
+    expect(count).toBeGreaterThan(le1);
+  });
+
+  it('canary: the split follows its weight, sticky keys stick, promote moves stable and the alias', async () => {
+    const d = await deployments.canary('mlp', { version: 2, weight: 0.3, replicas: 1 });
+    expect(d.canary).toMatchObject({ version: 2, state: 'ready', weight: 0.3 });
+    await until(() => get('/v2/models/mlp/versions/2/ready').then((r) => (r.status === 200 ? true : undefined)), 10_000, 'gateway sees the canary');
+    const N = 400;
+    const versions: string[] = [];
+    for (let i = 0; i < N; i += 40) {
+      const rs = await Promise.all(Array.from({ length: 40 }, () => infer(randomRows(1))));
+      versions.push(...rs.map((r) => r.headers.get('x-shoal-model-version')!));
+    }
+    const share = versions.filter((v) => v === '2').length / N;
+    expect(share).toBeGreaterThan(0.2);
+    expect(share).toBeLessThan(0.4);
+    await deployments.setWeight('mlp', 0.5);
+    const dep = await deployments.get('mlp');
+    await deployments.rollback('mlp', 'test: re-run as sticky', dep!.canary!.version);
+    await deployments.canary('mlp', { version: 2, weight: 0.5, sticky: true });
+    await until(() => get('/v2/models/mlp/versions/2/ready').then((r) => (r.status === 200 ? true : undefined)), 10_000, 'gateway sees the sticky canary');
+    for (const key of ['user-1', 'user-2', 'user-3', 'user-4']) {
+      const seen = new Set<string>();
+      for (let i = 0; i < 6; i++) seen.add((await infer(randomRows(1), '/v2/models/mlp/infer', {}).then(async (r) => r)).headers.get('x-shoal-model-version')!);
+      const stuck = new Set<string>();
+      for (let i = 0; i < 6; i++) stuck.add((await post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1) }] }, { 'x-shoal-route-key': key })).headers.get('x-shoal-model-version')!);
+      expect(stuck.size).toBe(1);
+    }
+    const promoted = await deployments.promote('mlp');
+    expect(promoted.stable.version).toBe(2);
+    expect(promoted.canary).toBeUndefined();
+    expect((await registry.get('mlp')).aliases.production).toBe(2);
+    await until(() => infer(randomRows(1)).then((r) => (r.headers.get('x-shoal-model-version') === '2' ? true : undefined)), 10_000, 'traffic on v2');
+    // The old stable's replicas are gone.
+    await until(() => get('/v2/models/mlp/versions/1/ready').then((r) => (r.status === 503 ? true : undefined)), 10_000, 'v1 no longer served');
+  });
+
+  it('a canary that fails its warm-up never gets traffic and leaves nothing behind', async () => {
+    const err = await deployments.canary('mlp', { version: 3, weight: 0.5, readyTimeoutMs: 15_000 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'SHOAL_ERR_MODEL_NOT_READY', message: expect.stringMatching(/start failed|failed/) });
+    const d = await deployments.get('mlp');
+    expect(d?.canary).toBeUndefined();
+    expect(d?.history.at(-1)).toMatchObject({ event: 'canary-failed', version: 3 });
+    expect((await get('/v2/models/mlp/versions/3/ready')).status).toBe(503);
+  });
+
+  it('a canary that starts failing is rolled back automatically; callers still get answers', async () => {
+    await deployments.canary('mlp', { version: 4, weight: 0.5 });
+    await until(() => get('/v2/models/mlp/versions/4/ready').then((r) => (r.status === 200 ? true : undefined)), 10_000, 'gateway sees the broken canary');
+    const statuses: number[] = [];
+    const dep = await until(async () => {
+      const rs = await Promise.all(Array.from({ length: 20 }, () => infer(randomRows(1))));
+      statuses.push(...rs.map((r) => r.status));
+      const d = await deployments.get('mlp');
+      return d && !d.canary ? d : undefined;
+    }, 20_000, 'automatic rollback');
+    expect(dep.stable.version).toBe(2);
+    expect(dep.history.at(-1)).toMatchObject({ event: 'rolled-back', version: 4, detail: expect.stringMatching(/automatic: canary error rate/) });
+    // Failed canary requests were retried on stable: nobody saw a 500.
+    expect(statuses.every((x) => x === 200)).toBe(true);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/shoal_gateway_canary_rollbacks_total\{model="mlp"\} 1/);
+  });
+
+  it('killing a replica node mid-load loses no request (idempotent inference is retried)', async () => {
+    await deployments.deploy('dtypes', { replicas: 1 }); // unchanged; mlp v2 is on one node (1 replica)
+    await deployments.undeploy('mlp');
+    await until(() => get('/v2/models/mlp/ready').then((r) => (r.status === 503 ? true : undefined)), 10_000, 'mlp undeployed');
+    await deployments.deploy('mlp', { version: 1, replicas: 2, maxBatchSize: 16 });
+    await until(() => get('/v2/models/mlp/ready').then((r) => (r.status === 200 ? true : undefined)), 10_000, 'mlp ready again');
+    const stats = await Promise.all(['model-mlp-v1-1', 'model-mlp-v1-2'].map((id) => new ActorClient(nc, s).ref(id).ask<ReplicaStats>({ type: 'stats' })));
+    const victim = stats[0]!.nodeId;
+    let stop = false;
+    const results: number[] = [];
+    const load = Promise.all(
+      Array.from({ length: 12 }, async () => {
+        while (!stop) results.push((await infer(randomRows(2))).status);
+      }),
+    );
+    await until(() => (results.length > 100 ? true : undefined), 20_000, 'load running');
+    nodes[victim === 'node-a' ? 'a' : 'b']!.kill('SIGKILL');
+    const at = results.length;
+    await until(() => (results.length > at + 300 ? true : undefined), 30_000, 'load after the kill');
+    stop = true;
+    await load;
+    expect(results.filter((x) => x !== 200)).toEqual([]);
+  });
+});
