@@ -91,7 +91,7 @@ describe('canary routing and judging', () => {
     const share = Array.from({ length: n }, () => pickTrack(dep(0.2), undefined, rand)).filter((r) => r === 'canary').length / n;
     expect(share).toBeGreaterThan(0.18);
     expect(share).toBeLessThan(0.22);
-    expect(Array.from({ length: 100 }, () => pickTrack(dep(1, false, 'starting'))).every((r) => r === 'stable')).toBe(true);
+    expect(Array.from({ length: 100 }, () => pickTrack(dep(1, false, 'starting'), undefined)).every((r) => r === 'stable')).toBe(true);
     for (const key of ['a', 'b', 'c', 'd']) expect(new Set(Array.from({ length: 20 }, () => pickTrack(dep(0.5, true), key))).size).toBe(1);
     const keyed = Array.from({ length: 4000 }, (_, i) => pickTrack(dep(0.3, true), `user-${i}`)).filter((r) => r === 'canary').length / 4000;
     expect(keyed).toBeGreaterThan(0.25);
