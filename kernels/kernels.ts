@@ -13,7 +13,7 @@ import { GpuDevice, type GpuFeatures, type GpuLimits } from './gpu/device.ts';
 import { readBuffers, runStepOnGpu } from './gpu/executor.ts';
 import { resolveKernelsOptions, type KernelsOptions, type ResolvedKernelsOptions } from './kernels-options.ts';
 import type { Attrs, OpClass, OpDef, PrimitiveOp } from './op.ts';
-import { ops } from './ops/index.ts';
+import { ops, type OpName } from './ops/index.ts';
 import { ResidentTensor, type ResidentOwner } from './resident.ts';
 import { type Backend, type RunOptions, StepBuilder, type StepResult, type StepRunner, type Value } from './step.ts';
 import { type HostArray, type Tensor, tensor } from './tensor.ts';
@@ -46,6 +46,9 @@ async function releaseDevice(): Promise<void> {
   (await s.device.catch(() => undefined))?.destroy();
 }
 
+/** Open Kernels instances in this process: ONNX Runtime's inline sessions are shared by all. */
+let openInstances = 0;
+
 // ---- facade -------------------------------------------------------------------------------------
 
 export interface KernelsInfo {
@@ -72,7 +75,9 @@ export class Kernels implements StepRunner, ResidentOwner {
     /** The WebGPU device, when there is one. */
     readonly gpu: GpuDevice | undefined,
     private readonly gpuUnavailable: string | undefined,
-  ) {}
+  ) {
+    openInstances++;
+  }
 
   get checkInputs(): boolean {
     return this.o.checkInputs;
@@ -101,7 +106,7 @@ export class Kernels implements StepRunner, ResidentOwner {
   }
 
   /** Runs one op and reads back all its outputs. */
-  async run(op: string, inputs: readonly (Tensor | ResidentTensor)[], attrs?: Attrs, opts: RunOptions = {}): Promise<Tensor[]> {
+  async run(op: OpName | (string & {}), inputs: readonly (Tensor | ResidentTensor)[], attrs?: Attrs, opts: RunOptions = {}): Promise<Tensor[]> {
     const s = this.step();
     const outs = s.op(op, inputs, attrs);
     for (const v of outs) s.read(v);
@@ -301,7 +306,7 @@ export class Kernels implements StepRunner, ResidentOwner {
     this.closed = true;
     for (const r of [...this.residents]) r.dispose();
     await this.pool?.close();
-    await releaseOrtSessions();
+    if (--openInstances === 0) await releaseOrtSessions();
     if (this.gpu) await releaseDevice();
   }
 

@@ -6,6 +6,7 @@
  */
 import { KernelErrors } from './errors.ts';
 import type { Attrs, OpDef } from './op.ts';
+import type { OpName } from './ops/index.ts';
 import { ResidentTensor } from './resident.ts';
 import { type HostArray, numel, type Tensor, type TensorInfo, tensor as makeTensor } from './tensor.ts';
 
@@ -89,7 +90,7 @@ export class StepBuilder {
    * Adds an op. Validates inputs and attributes now (typed errors name the op and the
    * dimension); composite ops expand into primitives here.
    */
-  op(name: string, inputs: readonly (Value | Tensor | ResidentTensor)[], attrs?: Attrs): Value[] {
+  op(name: OpName | (string & {}), inputs: readonly (Value | Tensor | ResidentTensor)[], attrs?: Attrs): Value[] {
     this.assertOpen();
     const def = this.runner.resolveOp(name);
     const values = inputs.map((x) => (x instanceof Value ? this.own(x, name) : this.input(x)));
@@ -115,7 +116,7 @@ export class StepBuilder {
   }
 
   /** `op()` for ops with a single output. */
-  op1(name: string, inputs: readonly (Value | Tensor | ResidentTensor)[], attrs?: Attrs): Value {
+  op1(name: OpName | (string & {}), inputs: readonly (Value | Tensor | ResidentTensor)[], attrs?: Attrs): Value {
     const outs = this.op(name, inputs, attrs);
     if (outs.length !== 1) throw KernelErrors.BAD_STEP(`${name} has ${outs.length} outputs; use op()`);
     return outs[0]!;
