@@ -6,19 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Errors, Role, request, subjects, type NatsConnection, type NodeRecord, type SchedulerStatus } from '../../cluster/index.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet } from '../harness/processes.ts';
+import { until } from '../harness/wait.ts';
 
 const FAST = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '1500'];
 const s = subjects();
 
-async function until<T>(fn: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('node agents and membership (real processes)', () => {
   let nats: TestNats;

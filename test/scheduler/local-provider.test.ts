@@ -21,6 +21,7 @@ import {
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet } from '../harness/processes.ts';
 import { GiB, req } from './fixtures.ts';
+import { until } from '../harness/wait.ts';
 
 const FAST = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '1500'];
 const s = subjects();
@@ -33,15 +34,6 @@ const CAT: Catalogue = {
   ],
 };
 
-async function until<T>(fn: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('local provider: real node agents', () => {
   let nats: TestNats;
