@@ -1,0 +1,31 @@
+/**
+ * Baselines for `npm run bench:serving`, one process each:
+ *   --mode echo   a bare Fastify route that returns the body (the ceiling)
+ *   --mode naive  what a user would write: Fastify + onnxruntime, one `session.run` per request
+ * Prints `listening <port>` when ready.
+ */
+import Fastify from 'fastify';
+import * as ort from 'onnxruntime-node';
+import { mlpModel } from '../../test/fixtures/onnx.ts';
+
+const mode = process.argv[process.argv.indexOf('--mode') + 1];
+const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024 });
+
+if (mode === 'echo') {
+  app.post('/v2/models/mlp/infer', async (req) => req.body);
+} else {
+  const session = await ort.InferenceSession.create(mlpModel({ seed: 1 }), { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' });
+  app.post('/v2/models/mlp/infer', async (req, reply) => {
+    const body = req.body as { id?: string; inputs: { name: string; shape: number[]; data: unknown[] }[] };
+    const inp = body.inputs?.[0];
+    if (!inp || inp.shape.length !== 2 || inp.shape[1] !== 32) return reply.status(400).send({ error: 'bad input' });
+    const x = Float32Array.from((inp.data as unknown[]).flat(2) as number[]);
+    if (x.length !== inp.shape[0]! * 32) return reply.status(400).send({ error: 'bad input' });
+    const out = await session.run({ X: new ort.Tensor('float32', x, inp.shape) });
+    const y = out.Y as ort.Tensor;
+    return { model_name: 'mlp', model_version: '1', id: body.id, outputs: [{ name: 'Y', datatype: 'FP32', shape: y.dims, data: Array.from(y.data as Float32Array) }] };
+  });
+}
+await app.listen({ host: '127.0.0.1', port: 0 });
+process.stdout.write(`listening ${(app.server.address() as { port: number }).port}\n`);
+process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
