@@ -36,8 +36,10 @@ import { WorkerPool } from './worker-pool.ts';
 
 const EL_RESOLUTION_MS = 20;
 
-/** Actor modules from config: paths relative to the working directory, or URLs. */
-const moduleUrl = (m: string) => (/^[a-z]+:/.test(m) ? m : pathToFileURL(isAbsolute(m) ? m : resolve(process.cwd(), m)).href);
+/** Actor modules from config: `shoal:<path>` (shipped with Shoal), URLs, or paths relative to the working directory. */
+const SHOAL_ROOT = new URL('../', import.meta.url);
+const moduleUrl = (m: string) =>
+  m.startsWith('shoal:') ? new URL(m.slice('shoal:'.length), SHOAL_ROOT).href : /^[a-z]+:/.test(m) ? m : pathToFileURL(isAbsolute(m) ? m : resolve(process.cwd(), m)).href;
 
 export interface NodeAgentOptions {
   nodeId: string;
