@@ -14,7 +14,12 @@ export const Role = {
 export type Role = (typeof Role)[keyof typeof Role];
 export const ROLES = Object.values(Role) as Role[];
 
-const RoleSchema = Type.Union(ROLES.map((r) => Type.Literal(r)));
+/** The TypeBox schema of a `const X = {...} as const` object's values. */
+export function literalUnion<const T extends Record<string, string>>(values: T) {
+  return Type.Union(Object.values(values).map((v) => Type.Literal(v as T[keyof T])));
+}
+
+const RoleSchema = literalUnion(Role);
 
 export const Lifecycle = {
   STARTING: 'starting',
@@ -24,7 +29,7 @@ export const Lifecycle = {
   FAILED: 'failed',
 } as const;
 export type Lifecycle = (typeof Lifecycle)[keyof typeof Lifecycle];
-const LifecycleSchema = Type.Union(Object.values(Lifecycle).map((s) => Type.Literal(s)));
+const LifecycleSchema = literalUnion(Lifecycle);
 
 /** Labels a node advertises (from its profile): pool, zone, spot, price… */
 export const NodeLabels = Type.Object(
@@ -102,7 +107,7 @@ export const ActorKind = {
   SERVICE: 'service',
 } as const;
 export type ActorKind = (typeof ActorKind)[keyof typeof ActorKind];
-export const ActorKindSchema = Type.Union(Object.values(ActorKind).map((k) => Type.Literal(k)));
+export const ActorKindSchema = literalUnion(ActorKind);
 
 /** Resources an actor asks for. Omitted fields ask for nothing of that resource. */
 export const ResourceRequest = Type.Object(
@@ -201,7 +206,7 @@ export const ActorState = {
   FAILED: 'failed',
 } as const;
 export type ActorState = (typeof ActorState)[keyof typeof ActorState];
-export const ActorStateSchema = Type.Union(Object.values(ActorState).map((s) => Type.Literal(s)));
+export const ActorStateSchema = literalUnion(ActorState);
 
 /** The directory entry of an actor (KV bucket `actors`, key = actor id), updated with CAS. */
 export const DirectoryEntry = Type.Object({
