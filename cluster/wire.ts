@@ -65,6 +65,14 @@ export const Capabilities = Type.Object({
 });
 export type Capabilities = Static<typeof Capabilities>;
 
+/** Load of one service's replicas on one node: running replicas, messages being handled, queued. */
+export const ServiceLoad = Type.Object({
+  replicas: Type.Integer({ minimum: 0 }),
+  ongoing: Type.Integer({ minimum: 0 }),
+  queued: Type.Integer({ minimum: 0 }),
+});
+export type ServiceLoad = Static<typeof ServiceLoad>;
+
 export const NodeLoad = Type.Object({
   actors: Type.Integer({ minimum: 0 }),
   /** Messages waiting in all mailboxes on the node. */
@@ -73,6 +81,8 @@ export const NodeLoad = Type.Object({
   rejectedTells: Type.Optional(Type.Integer({ minimum: 0 })),
   /** Messages processed since start. */
   processed: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Per service hosted here. */
+  services: Type.Optional(Type.Record(Type.String(), ServiceLoad)),
   cpuPercent: Type.Number({ minimum: 0 }),
   eventLoopDelayMs: Type.Number({ minimum: 0 }),
   rssBytes: Type.Number({ minimum: 0 }),
@@ -172,6 +182,25 @@ export const SupervisionPolicy = Type.Object(
 );
 export type SupervisionPolicy = Static<typeof SupervisionPolicy>;
 
+/**
+ * Replica autoscaling of a service on its load signals: ongoing + queued requests per replica
+ * (Ray Serve's `target_ongoing_requests`), with delays so a blip does not scale.
+ */
+export const ServiceAutoscale = Type.Object(
+  {
+    minReplicas: Type.Integer({ minimum: 0, maximum: 1000 }),
+    maxReplicas: Type.Integer({ minimum: 1, maximum: 1000 }),
+    /** @default 2 */
+    targetOngoingPerReplica: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+    /** Demand must stay higher this long before adding replicas. @default 30000 */
+    upscaleDelayMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Demand must stay lower this long before removing replicas. @default 600000 */
+    downscaleDelayMs: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+export type ServiceAutoscale = Static<typeof ServiceAutoscale>;
+
 /** What to create: kept in the directory so the actor can be re-created elsewhere. */
 export const SpawnSpec = Type.Object(
   {
@@ -191,6 +220,8 @@ export const SpawnSpec = Type.Object(
     supervision: Type.Optional(Type.Partial(SupervisionPolicy)),
     /** Actor id told `{ type: 'child-failed' }` (system message) when this actor gives up. */
     supervisor: Type.Optional(Type.String()),
+    /** For service replicas: the scheduler keeps the replica count between min and max by load. */
+    autoscale: Type.Optional(ServiceAutoscale),
   },
   { additionalProperties: false },
 );

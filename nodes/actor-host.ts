@@ -29,6 +29,7 @@ import {
   type DirectoryEntry,
   type Logger,
   type SpawnSpec,
+  type ServiceLoad,
   type Subjects,
   type SupervisionPolicy,
 } from '../cluster/index.ts';
@@ -62,6 +63,8 @@ export interface HostStats {
   mailboxDepth: number;
   rejectedTells: number;
   processed: number;
+  /** Load of the service replicas hosted here (the scheduler scales services on it). */
+  services: Record<string, ServiceLoad>;
 }
 
 const checks = new WeakMap<object, TypeCheck<never>>();
@@ -140,8 +143,17 @@ export class ActorHost {
 
   stats(): HostStats {
     let depth = 0;
-    for (const c of this.#cells.values()) depth += c.depth;
-    return { actors: this.#cells.size, mailboxDepth: depth, rejectedTells: this.#rejectedTells, processed: this.#processed };
+    const services: Record<string, ServiceLoad> = {};
+    for (const c of this.#cells.values()) {
+      depth += c.depth;
+      const svc = c.spec.service;
+      if (!svc || c.state !== ActorState.RUNNING) continue;
+      const l = (services[svc] ??= { replicas: 0, ongoing: 0, queued: 0 });
+      l.replicas++;
+      l.ongoing += c.concurrency > 1 ? c.inFlight : c.busy ? 1 : 0;
+      l.queued += c.depth;
+    }
+    return { actors: this.#cells.size, mailboxDepth: depth, rejectedTells: this.#rejectedTells, processed: this.#processed, services };
   }
 
   list(): { actorId: string; type: string; state: ActorState; mailbox: number; restarts: number; service?: string }[] {

@@ -149,6 +149,7 @@ export class NodeAgent {
       mailboxDepth: host?.mailboxDepth ?? 0,
       rejectedTells: host?.rejectedTells ?? 0,
       processed: host?.processed ?? 0,
+      services: host?.services ?? {},
       cpuPercent: wallUs > 0 ? Math.round(((cpu.user + cpu.system) / wallUs) * 1000) / 10 : 0,
       eventLoopDelayMs: Number.isFinite(delay) ? Math.round(delay * 100) / 100 : 0,
       rssBytes: mem.rss,

@@ -85,6 +85,16 @@ export class ActorManager {
       .map((v) => ({ actorId: v.entry.actorId, reason: this.#pendingReasons.get(v.entry.actorId) ?? v.entry.reason ?? 'waiting for placement' }));
   }
 
+  /** The directory as last seen (for the service scaler). */
+  entries(): Iterable<Versioned> {
+    return this.#entries.values();
+  }
+
+  /** Starts (or records as pending) one more replica with an explicit id. */
+  async spawnReplica(actorId: string, spec: SpawnSpec): Promise<Placed> {
+    return this.#spawnOne(actorId, { ...spec, id: actorId });
+  }
+
   /** Pending actors as placement requests (the autoscaler's demand). */
   pendingRequests(): PlacementRequest[] {
     return [...this.#entries.values()].filter((v) => v.entry.state === ActorState.PENDING).map((v) => placementRequest(v.entry.actorId, v.entry.spec));

@@ -34,6 +34,7 @@ import { LeaderLease } from './leader.ts';
 import { PoolRisk } from './spot/pool-risk.ts';
 import { SchedulerErrors } from './errors.ts';
 import { catalogueFromProfiles, startAutoscaling } from './embedded-fleet.ts';
+import { ServiceScaler } from './service-scaler.ts';
 
 const { flags } = parseFlags(process.argv.slice(2));
 const schedulerId = flags.get('scheduler-id') ?? `scheduler-${hostname().replace(/[^A-Za-z0-9_-]/g, '-')}-${process.pid}`;
@@ -68,6 +69,8 @@ async function lead(ctx: ProcessContext): Promise<() => Promise<void>> {
     log: componentLogger(ctx.log, 'autoscaler'),
     nodeArgs: process.argv.slice(2).filter((a, i, all) => a !== '--scheduler-id' && all[i - 1] !== '--scheduler-id'),
   });
+  const services = new ServiceScaler({ host: actors, membership, nc: ctx.nc, subjects: ctx.subjects, log: componentLogger(ctx.log, 'services') });
+  services.start();
   const subs: Subscription[] = [
     serve(ctx.nc, ctx.subjects.scheduler('status'), SchedulerStatusRequest, (): SchedulerStatus => ({ schedulerId, nodes: membership.view(), pending: actors.pending(), actors: actors.count() }), { log }),
     serve(
@@ -104,6 +107,7 @@ async function lead(ctx: ProcessContext): Promise<() => Promise<void>> {
   log.info({ strategy: ctx.config.scheduler.strategy }, 'leading: placing actors');
   return async () => {
     for (const s of subs) s.unsubscribe();
+    services.stop();
     actors.stop();
     membership.stop();
     await fleet.stop();

@@ -153,6 +153,26 @@ describe('actors across real node processes', () => {
     expect(seen.size).toBeGreaterThanOrEqual(3);
   });
 
+  it('an autoscaled service grows on its load signals and shrinks back when idle', async () => {
+    await client.spawn({ type: 'slow', service: 'elastic', autoscale: { minReplicas: 1, maxReplicas: 3, targetOngoingPerReplica: 1, upscaleDelayMs: 0, downscaleDelayMs: 500 } }, { replicas: 1 });
+    const replicas = async () => (await directory.list()).filter((v) => v.entry.spec.service === 'elastic' && v.entry.state === 'running').length;
+    expect(await replicas()).toBe(1);
+    // Keep the service busy: three callers, each with one 300 ms request outstanding at a time.
+    let stop = false;
+    const svc = client.service('elastic');
+    const load = Promise.all(
+      [0, 1, 2].map(async () => {
+        while (!stop) await svc.ask({ type: 'work', ms: 300 }, { timeoutMs: 10_000 }).catch(() => undefined);
+      }),
+    );
+    const grown = await until(async () => ((await replicas()) >= 2 ? replicas() : undefined), 20_000, 'more replicas under load');
+    stop = true;
+    await load;
+    expect(grown).toBeGreaterThanOrEqual(2);
+    expect(grown).toBeLessThanOrEqual(3);
+    await until(async () => ((await replicas()) === 1 ? true : undefined), 20_000, 'back to one replica when idle');
+  });
+
   it('gang spawn is all or nothing', async () => {
     const ok = await client.spawn({ type: 'echo', service: 'gang-ok' }, { replicas: 3, gang: true });
     expect(ok.actors.map((a) => a.state)).toEqual(['running', 'running', 'running']);
