@@ -1,0 +1,129 @@
+/**
+ * Profiles target (d) of `npm run bench:serving` alone: nats-server (auth on), scheduler, one
+ * node hosting the inference replica, the gateway — with the gateway and the node started under
+ * V8's CPU profiler (the same profiles `node --cpu-prof` writes) — driven by autocannon at `PROFILE_C` connections (default 64) for
+ * `PROFILE_SECONDS` (default 8) after a warm-up. Then stops them (SIGTERM: profiles are written
+ * on exit) and prints the top self-time functions of each profile.
+ *
+ *   npx tsx bench/lib/profile-serving.ts                # profiles into /tmp/prof
+ *   PROFILE_OFF=1 npx tsx bench/lib/profile-serving.ts  # same load, no profiler (req/s only)
+ */
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { Role, connectAs, generateCredentials, startNatsServer, subjects } from '../../cluster/index.ts';
+import { spawnChild, type Child } from '../../nodes/index.ts';
+import { ModelDeployments, ModelRegistry } from '../../ml/index.ts';
+import { mlpModel, randomRows } from '../../test/fixtures/onnx.ts';
+import { summarize } from './profile-summary.ts';
+
+const SECONDS = Number(process.env.PROFILE_SECONDS ?? 8);
+const C = Number(process.env.PROFILE_C ?? 64);
+const DIR = process.env.PROFILE_DIR ?? '/tmp/prof';
+const OFF = process.env.PROFILE_OFF === '1';
+const BODY = JSON.stringify({ id: 'bench', inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1)[0] }] });
+
+/** utime + stime of a process, in seconds (Linux /proc). */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / 100;
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'shoal-prof-serving-'));
+rmSync(DIR, { recursive: true, force: true });
+// `--cpu-prof` is not allowed in NODE_OPTIONS (and spawnChild fixes the node flags), so a preload
+// module starts V8's profiler through the inspector and writes the profile on exit.
+const HOOK = join(tmp, 'cpu-prof-hook.mjs');
+writeFileSync(
+  HOOK,
+  `import { Session } from 'node:inspector';
+import { mkdirSync, writeFileSync } from 'node:fs';
+const dir = process.env.SHOAL_CPU_PROF_DIR;
+const s = new Session();
+s.connect();
+s.post('Profiler.enable');
+s.post('Profiler.setSamplingInterval', { interval: 500 });
+let on = false;
+// Start on SIGUSR2 (after start-up and warm-up), so module loading stays out of the profile.
+process.on('SIGUSR2', () => { if (!on) { on = true; s.post('Profiler.start'); } });
+process.on('exit', () => {
+  if (!on) return;
+  // Same-thread inspector sessions answer synchronously, so this works inside 'exit'.
+  s.post('Profiler.stop', (err, r) => {
+    if (err) return;
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(dir + '/' + process.pid + '.cpuprofile', JSON.stringify(r.profile));
+  });
+});
+`,
+);
+const children: Child[] = [];
+const credentials = generateCredentials();
+const server = await startNatsServer({ dir: tmp, port: 0, credentials });
+try {
+  const env = (role: Role, prof?: string) => ({
+    ...process.env,
+    SHOAL_NATS_URL: server.url,
+    SHOAL_NATS_USER: credentials[role].user,
+    SHOAL_NATS_PASS: credentials[role].pass,
+    SHOAL_LOG_LEVEL: 'warn',
+    SHOAL_LOG_PRETTY: 'false',
+    ...(prof && !OFF ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${HOOK}`.trim(), SHOAL_CPU_PROF_DIR: join(DIR, prof) } : {}),
+  });
+  const quiet = (l: string) => (/"level":(50|60)/.test(l) ? process.stderr.write(`${l}\n`) : undefined);
+  const sched = spawnChild({ name: 'scheduler', entry: 'scheduler/main.ts', args: [], env: env(Role.SCHEDULER), onLine: quiet });
+  children.push(sched);
+  await sched.ready;
+  const node = spawnChild({ name: 'node', entry: 'nodes/main.ts', args: ['--profile', 'cpu-ondemand', '--node-id', 'prof-node', '--actors.modules', '["ml/serving/actors.ts"]'], env: env(Role.NODE, 'node'), onLine: quiet });
+  children.push(node);
+  await node.ready;
+  const gw = spawnChild({ name: 'gateway', entry: 'gateway/main.ts', args: ['--gateway.port', '0'], env: env(Role.GATEWAY, 'gateway'), onLine: quiet });
+  children.push(gw);
+  const url = ((await gw.ready) as { url?: string }).url ?? '';
+  const nc = await connectAs({ servers: server.url, role: Role.CLIENT, credential: credentials.client });
+  const registry = await ModelRegistry.open(nc);
+  await registry.register('mlp', mlpModel({ seed: 1 }), { aliases: ['production'] });
+  const deployments = await ModelDeployments.open(nc, subjects());
+  for (let i = 0; ; i++) {
+    try {
+      await deployments.deploy('mlp', { replicas: 1, maxBatchSize: 64, maxQueueDelayMs: 0, readyTimeoutMs: 30_000 });
+      break;
+    } catch (err) {
+      if (i > 50) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  for (let i = 0; i < 100 && (await fetch(`${url}/v2/models/mlp/ready`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+  const run = (seconds: number) =>
+    autocannon({ url: `${url}/v2/models/mlp/infer`, method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY, connections: C, duration: seconds, pipelining: 1 });
+  await run(2);
+  if (!OFF) for (const c of [gw, node]) c.process.kill('SIGUSR2');
+  const pids = { gateway: gw.pid, node: node.pid, 'nats-server': server.pid, scheduler: sched.pid, 'autocannon (this process)': process.pid };
+  const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const t0 = performance.now();
+  const r = await run(SECONDS);
+  const wall = (performance.now() - t0) / 1000;
+  process.stdout.write(`c=${C}: ${r.requests.average.toFixed(0)} req/s p50 ${r.latency.p50} ms p99 ${r.latency.p99} ms errors ${r.errors + r.timeouts + r.non2xx}\n`);
+  process.stdout.write('CPU during the run (cores = CPU seconds / wall seconds; µs per request):\n');
+  for (const [k, pid] of Object.entries(pids)) {
+    const used = cpuSeconds(pid) - before[k]!;
+    process.stdout.write(`  ${k.padEnd(26)} ${(used / wall).toFixed(2)} cores  ${((used * 1e6) / (r.requests.average * wall)).toFixed(1)} µs/req\n`);
+  }
+  await nc.close();
+} finally {
+  await Promise.all(children.map((c) => c.stop(10_000)));
+  await server.stop(5000);
+}
+rmSync(tmp, { recursive: true, force: true });
+if (!OFF) {
+  mkdirSync(DIR, { recursive: true });
+  for (const who of ['gateway', 'node']) {
+    const dir = join(DIR, who);
+    for (const f of readdirSync(dir).filter((x) => x.endsWith('.cpuprofile'))) {
+      process.stdout.write(`\n== ${who} (${f})\n${summarize(join(dir, f), Number(process.env.PROFILE_TOP ?? 30))}\n`);
+    }
+  }
+}
+process.exit(0);
