@@ -4,8 +4,7 @@
  * docs. API keys per tenant, a per-tenant rate limit, a body-size limit and a request deadline
  * guard the inference routes; every error is `{"error": "...", "code": "SHOAL_ERR_..."}`.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import rateLimit from '@fastify/rate-limit';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -27,6 +26,7 @@ import { createMetrics } from './metrics.ts';
 import { InferenceService } from './inference.ts';
 import { registerOipRoutes } from './routes/oip.ts';
 import { registerV1Routes } from './routes/v1.ts';
+import { FixedWindowLimiter, humanSeconds } from './rate-limit.ts';
 
 export interface ApiKey {
   key: string;
@@ -50,15 +50,30 @@ export interface GatewayDeps {
   inference?: boolean;
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The tenant the request's API key names ('anonymous' without keys). */
+    shoalTenant: string;
+  }
+  interface FastifyContextConfig {
+    /** Set at route registration for routes open without an API key (and not rate-limited). */
+    shoalPublic?: boolean;
+  }
+}
+
 /** The tenant an API key named, per request. */
-const tenants = new WeakMap<object, string>();
-export const tenantOf = (req: object): string => tenants.get(req) ?? 'anonymous';
+export const tenantOf = (req: object): string => (req as FastifyRequest).shoalTenant ?? 'anonymous';
 
 /** Routes open without an API key: health, server metadata, metrics, docs. */
 const PUBLIC = [/^\/v2\/?$/, /^\/v2\/health\//, /^\/metrics$/, /^\/docs(\/|$)/];
 const isPublic = (url: string) => {
   const path = url.split('?')[0]!;
   return PUBLIC.some((r) => r.test(path));
+};
+/** Whether a request is public: decided once per route at registration, by URL only for 404s. */
+const isPublicRequest = (req: FastifyRequest): boolean => {
+  const pub = req.routeOptions.config?.shoalPublic;
+  return pub !== undefined ? pub : req.is404 ? isPublic(req.url) : false;
 };
 
 export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
@@ -68,11 +83,21 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit,
     requestTimeout: (deps.requestTimeoutMs ?? 10_000) + 5_000,
+    // No "incoming request" / "request completed" line per request (they cost a log call each
+    // even below the level); failures are still logged by the error handler below.
+    logController: new LogController({ disableRequestLogging: true }),
   }).withTypeProvider<TypeBoxTypeProvider>();
   const metrics = createMetrics();
+  app.decorateRequest('shoalTenant', 'anonymous');
+  // Mark public routes once, at registration (swagger-ui's /docs routes included).
+  app.addHook('onRoute', (opts) => {
+    if (isPublic(opts.url)) opts.config = { ...opts.config, shoalPublic: true };
+  });
 
-  app.addHook('onResponse', async (req, reply) => {
-    metrics.httpDuration.labels(req.method, req.routeOptions.url ?? 'unknown', String(reply.statusCode)).observe(reply.elapsedTime / 1000);
+  // Synchronous hooks (no promise per request); children of the histogram cached per label set.
+  app.addHook('onResponse', (req, reply, done) => {
+    metrics.http(req.method, req.routeOptions.url ?? 'unknown', reply.statusCode).observe(reply.elapsedTime / 1000);
+    done();
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, req, reply) => {
@@ -92,7 +117,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       else if (status >= 400 && status < 500) code = GatewayErrors.BAD_REQUEST.code;
       else code = errorCode(err)?.startsWith('SHOAL_ERR_') ? errorCode(err)! : Errors.INTERNAL.code;
     }
-    if (status >= 500 && code === Errors.INTERNAL.code) req.log.error({ err }, 'request failed');
+    if (status >= 500 && code === Errors.INTERNAL.code) req.log.error({ err, method: req.method, url: req.url }, 'request failed');
     metrics.errors.labels(code, String(status)).inc();
     void reply.status(status).send({ error: message, code });
   });
@@ -102,30 +127,33 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   });
 
   // API keys: `x-api-key: <key>` or `Authorization: Bearer <key>`; the key names the tenant.
+  // Then the per-tenant rate limit (per client IP without keys), a fixed window per minute.
   const keys = new Map((deps.apiKeys ?? []).map((k) => [k.key, k]));
-  app.addHook('onRequest', async (req) => {
-    if (keys.size === 0) {
-      tenants.set(req, 'anonymous');
-      return;
-    }
-    if (isPublic(req.url)) return;
-    const auth = req.headers.authorization;
-    const given = (req.headers['x-api-key'] as string | undefined) ?? (auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined);
-    if (!given) throw GatewayErrors.UNAUTHORIZED('missing API key (send the x-api-key header or Authorization: Bearer <key>)');
-    const k = keys.get(given);
-    if (!k) throw GatewayErrors.UNAUTHORIZED('unknown API key');
-    tenants.set(req, k.tenant);
-  });
-
   const defaultLimit = deps.rateLimitPerMinute ?? 600_000;
-  await app.register(rateLimit, {
-    global: true,
-    hook: 'preHandler',
-    timeWindow: 60_000,
-    max: (req) => (keys.size > 0 ? ([...keys.values()].find((k) => k.tenant === tenantOf(req))?.rateLimitPerMinute ?? defaultLimit) : defaultLimit),
-    keyGenerator: (req) => (keys.size > 0 ? `tenant:${tenantOf(req)}` : `ip:${req.ip}`),
-    allowList: (req) => isPublic(req.url),
-    errorResponseBuilder: (req, ctx) => GatewayErrors.RATE_LIMITED(tenantOf(req), ctx.max, ctx.after),
+  /** Per tenant: its limit and its limiter key, computed once (not per request). */
+  const tenantLimits = new Map<string, { limit: number; key: string }>();
+  for (const k of keys.values()) if (!tenantLimits.has(k.tenant)) tenantLimits.set(k.tenant, { limit: k.rateLimitPerMinute ?? defaultLimit, key: `tenant:${k.tenant}` });
+  const limiter = new FixedWindowLimiter({ windowMs: 60_000 });
+  app.addHook('onRequest', (req, reply, done) => {
+    if (isPublicRequest(req)) return done();
+    let limit = defaultLimit;
+    let limitKey: string;
+    if (keys.size > 0) {
+      const auth = req.headers.authorization;
+      const given = (req.headers['x-api-key'] as string | undefined) ?? (auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined);
+      if (!given) return done(GatewayErrors.UNAUTHORIZED('missing API key (send the x-api-key header or Authorization: Bearer <key>)'));
+      const k = keys.get(given);
+      if (!k) return done(GatewayErrors.UNAUTHORIZED('unknown API key'));
+      req.shoalTenant = k.tenant;
+      const t = tenantLimits.get(k.tenant)!;
+      limit = t.limit;
+      limitKey = t.key;
+    } else limitKey = `ip:${req.ip}`;
+    const d = limiter.hit(limitKey, limit);
+    void reply.header('x-ratelimit-limit', d.limit).header('x-ratelimit-remaining', d.remaining).header('x-ratelimit-reset', d.resetSeconds);
+    if (d.allowed) return done();
+    void reply.header('retry-after', d.resetSeconds);
+    done(GatewayErrors.RATE_LIMITED(req.shoalTenant, d.limit, humanSeconds(d.resetSeconds)));
   });
 
   await app.register(swagger, {

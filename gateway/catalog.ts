@@ -35,6 +35,12 @@ export class ModelCatalog {
   readonly deployments = new Map<string, Deployment>();
   #stop: (() => void) | undefined;
   readonly #listeners: ((name: string) => void)[] = [];
+  /**
+   * Resolved stable/canary targets per model, built once and reused until the registry or a
+   * deployment changes (the request path then allocates no Target and looks up no signature;
+   * callers may key per-target state, such as metric children, on the object).
+   */
+  readonly #targets = new Map<string, { stable?: Target; canary?: Target }>();
 
   constructor(private readonly registry: ModelRegistry) {}
 
@@ -51,6 +57,7 @@ export class ModelCatalog {
   }
 
   #apply(key: string, value: unknown): void {
+    this.#targets.clear();
     const [kind, ...rest] = key.split('.');
     if (kind === 'model') {
       const name = rest.join('.');
@@ -114,14 +121,18 @@ export class ModelCatalog {
     const route = pickTrack(d, routeKey);
     const t = route === 'canary' && d.canary ? d.canary : d.stable;
     if (t.state !== TrackState.READY) throw MlErrors.MODEL_NOT_READY(`${name} v${t.version}`, 'its replicas are still starting');
-    return { model: name, version: t.version, service: t.service, signature: this.#signature(name, t.version), route, maxBatchSize: t.maxBatchSize };
+    let cached = this.#targets.get(name);
+    if (!cached) this.#targets.set(name, (cached = {}));
+    return (cached[route] ??= { model: name, version: t.version, service: t.service, signature: this.#signature(name, t.version), route, maxBatchSize: t.maxBatchSize });
   }
 
   /** The stable target of a deployment (fallback when a canary fails). */
   stable(name: string): Target | undefined {
     const d = this.deployments.get(name);
     if (!d || d.stable.state !== TrackState.READY) return undefined;
-    return { model: name, version: d.stable.version, service: d.stable.service, signature: this.#signature(name, d.stable.version), route: 'stable', maxBatchSize: d.stable.maxBatchSize };
+    let cached = this.#targets.get(name);
+    if (!cached) this.#targets.set(name, (cached = {}));
+    return (cached.stable ??= { model: name, version: d.stable.version, service: d.stable.service, signature: this.#signature(name, d.stable.version), route: 'stable', maxBatchSize: d.stable.maxBatchSize });
   }
 
   #signature(name: string, v: number): Signature {

@@ -12,7 +12,7 @@
  * a message whose replica is gone (no responders, stopped, node killed → timeout) is retried —
  * another replica, or the re-placed one, answers — within the request's deadline.
  */
-import { ActorClient, Errors, fromWireError, type NatsConnection, type ShoalError, type Subjects } from '../cluster/index.ts';
+import { ActorClient, Errors, fromWireError, type ActorRef, type NatsConnection, type ShoalError, type Subjects } from '../cluster/index.ts';
 import { MlErrors, type InferItem, type InferReply, type ItemOk } from '../ml/index.ts';
 import { GatewayErrors } from './errors.ts';
 
@@ -31,8 +31,13 @@ interface Waiting {
   item: InferItem;
   rows: number;
   deadline: number;
-  resolve: (r: ItemOk & { queueRows: number; attempts: number }) => void;
+  resolve: (r: DispatchResult) => void;
   reject: (e: unknown) => void;
+}
+
+export interface DispatchResult extends ItemOk {
+  queueRows: number;
+  attempts: number;
 }
 
 interface Lane {
@@ -48,6 +53,8 @@ const RETRYABLE = new Set([Errors.ACTOR_NOT_FOUND.code, Errors.NO_RESPONDERS.cod
 export class InferenceDispatcher {
   readonly #client: ActorClient;
   readonly #lanes = new Map<string, Lane>();
+  /** One ref per service (not one per message). */
+  readonly #refs = new Map<string, ActorRef>();
   readonly #o: Required<Omit<DispatcherOptions, 'onMessage'>> & Pick<DispatcherOptions, 'onMessage'>;
 
   constructor(nc: NatsConnection, subjects: Subjects, opts: DispatcherOptions = {}) {
@@ -60,7 +67,7 @@ export class InferenceDispatcher {
     return new Map([...this.#lanes.values()].map((l) => [l.service, l.rows]));
   }
 
-  infer(service: string, maxBatchSize: number, item: InferItem, rows: number, deadline: number): Promise<ItemOk & { queueRows: number; attempts: number }> {
+  infer(service: string, maxBatchSize: number, item: InferItem, rows: number, deadline: number): Promise<DispatchResult> {
     let lane = this.#lanes.get(service);
     if (!lane) this.#lanes.set(service, (lane = { service, maxRows: maxBatchSize, queue: [], rows: 0, scheduled: false }));
     lane.maxRows = maxBatchSize;
@@ -91,9 +98,15 @@ export class InferenceDispatcher {
   }
 
   async #send(service: string, batch: Waiting[]): Promise<void> {
-    const ref = this.#client.service(service);
-    const msg = { type: 'infer', items: batch.map((w) => w.item) };
-    const deadline = Math.min(...batch.map((w) => w.deadline));
+    let ref = this.#refs.get(service);
+    if (!ref) this.#refs.set(service, (ref = this.#client.service(service)));
+    const items: InferItem[] = new Array(batch.length);
+    let deadline = Infinity;
+    for (let i = 0; i < batch.length; i++) {
+      items[i] = batch[i]!.item;
+      if (batch[i]!.deadline < deadline) deadline = batch[i]!.deadline;
+    }
+    const msg = { type: 'infer', items };
     const started = Date.now();
     let last: ShoalError | undefined;
     for (let attempt = 1; attempt <= this.#o.maxAttempts; attempt++) {
@@ -102,12 +115,13 @@ export class InferenceDispatcher {
       this.#o.onMessage?.(service, batch.length);
       try {
         const reply = await ref.ask<InferReply>(msg, { timeoutMs: Math.min(this.#o.attemptTimeoutMs, left) });
-        batch.forEach((w, i) => {
+        for (let i = 0; i < batch.length; i++) {
+          const w = batch[i]!;
           const r = reply.results[i];
           if (!r) w.reject(Errors.INTERNAL(`replica ${reply.actorId} returned ${reply.results.length} results for ${batch.length} requests`));
           else if ('error' in r) w.reject(fromWireError(r.error));
-          else w.resolve({ ...r, queueRows: reply.queueRows, attempts: attempt });
-        });
+          else w.resolve({ outputs: r.outputs, batch: r.batch, queueRows: reply.queueRows, attempts: attempt });
+        }
         return;
       } catch (err) {
         last = err as ShoalError;

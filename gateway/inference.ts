@@ -12,18 +12,20 @@ import {
   TrackState,
   checkAgainst,
   fromBytes,
-  fromJson,
   numel,
   toBytes,
   toJson,
   type Datatype,
   type InferItem,
+  type ItemOk,
   type Signature,
+  type WireTensor,
 } from '../ml/index.ts';
 import { errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import { ModelCatalog, type Target } from './catalog.ts';
 import { InferenceDispatcher } from './dispatcher.ts';
-import type { GatewayMetrics } from './metrics.ts';
+import { childOf, type GatewayMetrics } from './metrics.ts';
+import { jsonToTensor, oipResponseJson } from './tensors.ts';
 
 export interface OipInput {
   name: string;
@@ -74,24 +76,42 @@ function countsAsFailure(err: unknown): boolean {
 
 /** Converts OIP inputs to wire tensors checked against the signature; returns the row count. */
 export function toItem(model: string, version: number, sig: Signature, req: OipRequest): { item: InferItem; rows: number } {
-  const seen = new Set<string>();
-  const inputs = req.inputs.map((inp) => {
-    if (seen.has(inp.name)) throw MlErrors.BAD_INPUT(`input "${inp.name}" given twice`);
-    seen.add(inp.name);
+  const inputs: WireTensor[] = [];
+  for (let i = 0; i < req.inputs.length; i++) {
+    const inp = req.inputs[i]!;
+    for (let j = 0; j < i; j++) if (req.inputs[j]!.name === inp.name) throw MlErrors.BAD_INPUT(`input "${inp.name}" given twice`);
     const spec = sig.inputs.find((s) => s.name === inp.name);
     if (!spec) throw MlErrors.BAD_INPUT(`model ${model} v${version} has no input "${inp.name}" (inputs: ${sig.inputs.map((s) => s.name).join(', ')})`);
     if (!(DATATYPES as string[]).includes(inp.datatype)) throw MlErrors.BAD_INPUT(`input "${inp.name}": unsupported datatype ${inp.datatype} (supported: ${DATATYPES.join(', ')})`);
     checkAgainst(spec, inp.datatype, inp.shape);
-    const arr = fromJson(inp.name, spec.datatype, inp.shape, inp.data);
-    return { name: inp.name, datatype: spec.datatype, shape: inp.shape, data: toBytes(arr) };
-  });
-  for (const s of sig.inputs) if (!seen.has(s.name)) throw MlErrors.BAD_INPUT(`missing input "${s.name}" (${s.datatype} [${s.shape.join(', ')}])`);
+    const arr = jsonToTensor(inp.name, spec.datatype, inp.shape, inp.data);
+    inputs.push({ name: inp.name, datatype: spec.datatype, shape: inp.shape, data: toBytes(arr) });
+  }
+  if (inputs.length !== sig.inputs.length) {
+    for (const s of sig.inputs) if (!inputs.some((x) => x.name === s.name)) throw MlErrors.BAD_INPUT(`missing input "${s.name}" (${s.datatype} [${s.shape.join(', ')}])`);
+  }
   const outputs = req.outputs?.map((o) => {
     if (!sig.outputs.some((s) => s.name === o.name)) throw MlErrors.BAD_INPUT(`model ${model} v${version} has no output "${o.name}" (outputs: ${sig.outputs.map((s) => s.name).join(', ')})`);
     return o.name;
   });
   const rows = inputs[0]!.shape[0] ?? 1;
   return { item: { inputs, ...(outputs ? { outputs } : {}) }, rows: Math.max(1, rows) };
+}
+
+/** A request's answer before it is written out: the target it ran on and the wire outputs. */
+export interface InferResult {
+  target: Target;
+  outputs: WireTensor[];
+}
+
+/** Per-target metric children and canary recorder, made once per target. */
+interface TargetStats {
+  version: string;
+  duration: { observe: (v: number) => void };
+  ok: { inc: () => void };
+  batch: { observe: (v: number) => void };
+  queue: { set: (v: number) => void };
+  record: (ok: boolean, ms: number) => void;
 }
 
 export class InferenceService {
@@ -102,12 +122,17 @@ export class InferenceService {
   readonly #deployments: ModelDeployments;
   readonly #rollingBack = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
+  /** Targets are cached by the catalog until something changes, so this hits per request. */
+  readonly #stats = new WeakMap<Target, TargetStats>();
+  readonly #failures: (...labels: string[]) => { inc: () => void };
 
   private constructor(o: InferenceServiceOptions, deployments: ModelDeployments) {
     this.#o = o;
     this.#deployments = deployments;
     this.catalog = new ModelCatalog(deployments.registry);
-    this.dispatcher = new InferenceDispatcher(o.nc, o.subjects, { onMessage: (service, n) => o.metrics.messageRequests.labels(service).observe(n) });
+    const perMessage = childOf(o.metrics.messageRequests);
+    this.dispatcher = new InferenceDispatcher(o.nc, o.subjects, { onMessage: (service, n) => perMessage(service).observe(n) });
+    this.#failures = childOf(o.metrics.inferRequests);
   }
 
   static async create(o: InferenceServiceOptions): Promise<InferenceService> {
@@ -133,7 +158,27 @@ export class InferenceService {
     this.catalog.stop();
   }
 
+  /** Runs a request and answers OIP response objects (outputs as JSON arrays). */
   async infer(name: string, versionRef: string | undefined, routeKey: string | undefined, req: OipRequest): Promise<OipResponse & { route: string }> {
+    const { target: t, outputs } = await this.run(name, versionRef, routeKey, req);
+    return {
+      model_name: t.model,
+      model_version: String(t.version),
+      ...(req.id !== undefined ? { id: req.id } : {}),
+      outputs: outputs.map((o) => ({ name: o.name, datatype: o.datatype, shape: o.shape, data: toJson(o.datatype, fromBytes(o.name, o.datatype, o.data, numel(o.shape))) })),
+      route: t.route,
+    };
+  }
+
+  /** Runs a request and answers the OIP response body as JSON text (the hot route's path). */
+  async inferJson(name: string, versionRef: string | undefined, routeKey: string | undefined, req: OipRequest): Promise<{ json: string; version: string; route: string }> {
+    const { target: t, outputs } = await this.run(name, versionRef, routeKey, req);
+    const version = this.#statsOf(t).version;
+    return { json: oipResponseJson(t.model, version, req.id, outputs), version, route: t.route };
+  }
+
+  /** Resolves the target (stable/canary/pinned), runs the request there, falls back to stable. */
+  async run(name: string, versionRef: string | undefined, routeKey: string | undefined, req: OipRequest): Promise<InferResult> {
     const deadline = Date.now() + (this.#o.requestTimeoutMs ?? 10_000);
     const target = this.catalog.resolve(name, versionRef, routeKey);
     try {
@@ -148,33 +193,44 @@ export class InferenceService {
     }
   }
 
-  async #inferOn(t: Target, req: OipRequest, deadline: number): Promise<OipResponse & { route: string }> {
-    const { metrics } = this.#o;
-    const v = String(t.version);
+  #statsOf(t: Target): TargetStats {
+    let s = this.#stats.get(t);
+    if (!s) {
+      const { metrics } = this.#o;
+      const v = String(t.version);
+      s = {
+        version: v,
+        duration: metrics.inferDuration.labels(t.model, v, t.route),
+        ok: metrics.inferRequests.labels(t.model, v, t.route, 'ok'),
+        batch: metrics.batchSize.labels(t.model, v),
+        queue: metrics.queueDepth.labels(t.model, v),
+        record: this.monitor.recorder(t.model, t.version),
+      };
+      this.#stats.set(t, s);
+    }
+    return s;
+  }
+
+  async #inferOn(t: Target, req: OipRequest, deadline: number): Promise<InferResult> {
+    const stats = this.#statsOf(t);
     const { item, rows } = toItem(t.model, t.version, t.signature, req);
     const t0 = performance.now();
-    let r;
+    let r: ItemOk & { queueRows: number };
     try {
       r = await this.dispatcher.infer(t.service, t.maxBatchSize, item, rows, deadline);
     } catch (err) {
       const ms = performance.now() - t0;
-      metrics.inferRequests.labels(t.model, v, t.route, errorCode(err) ?? 'SHOAL_ERR_INTERNAL').inc();
-      if (countsAsFailure(err)) this.monitor.record(t.model, t.version, false, ms);
+      this.#failures(t.model, stats.version, t.route, errorCode(err) ?? 'SHOAL_ERR_INTERNAL').inc();
+      if (countsAsFailure(err)) stats.record(false, ms);
       throw err;
     }
     const ms = performance.now() - t0;
-    this.monitor.record(t.model, t.version, true, ms);
-    metrics.inferDuration.labels(t.model, v, t.route).observe(ms / 1000);
-    metrics.inferRequests.labels(t.model, v, t.route, 'ok').inc();
-    metrics.batchSize.labels(t.model, v).observe(r.batch);
-    metrics.queueDepth.labels(t.model, v).set(r.queueRows);
-    const outputs: OipOutput[] = r.outputs.map((o) => ({
-      name: o.name,
-      datatype: o.datatype,
-      shape: o.shape,
-      data: toJson(o.datatype, fromBytes(o.name, o.datatype, o.data, numel(o.shape))),
-    }));
-    return { model_name: t.model, model_version: v, ...(req.id !== undefined ? { id: req.id } : {}), outputs, route: t.route };
+    stats.record(true, ms);
+    stats.duration.observe(ms / 1000);
+    stats.ok.inc();
+    stats.batch.observe(r.batch);
+    stats.queue.set(r.queueRows);
+    return { target: t, outputs: r.outputs };
   }
 
   /** Canary watch: roll back a ready canary whose errors or p99 pass its policy. */

@@ -31,6 +31,11 @@ function cpuSeconds(pid: number): number {
   return (Number(rest[11]) + Number(rest[12])) / 100;
 }
 
+/** The machine's CPU time counters (first line of /proc/stat). */
+function systemTimes(): number[] {
+  return readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+}
+
 const tmp = mkdtempSync(join(tmpdir(), 'shoal-prof-serving-'));
 rmSync(DIR, { recursive: true, force: true });
 // `--cpu-prof` is not allowed in NODE_OPTIONS (and spawnChild fixes the node flags), so a preload
@@ -102,8 +107,10 @@ try {
   if (!OFF) for (const c of [gw, node]) c.process.kill('SIGUSR2');
   const pids = { gateway: gw.pid, node: node.pid, 'nats-server': server.pid, scheduler: sched.pid, 'autocannon (this process)': process.pid };
   const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const sys0 = systemTimes();
   const t0 = performance.now();
   const r = await run(SECONDS);
+  const sys1 = systemTimes();
   const wall = (performance.now() - t0) / 1000;
   process.stdout.write(`c=${C}: ${r.requests.average.toFixed(0)} req/s p50 ${r.latency.p50} ms p99 ${r.latency.p99} ms errors ${r.errors + r.timeouts + r.non2xx}\n`);
   process.stdout.write('CPU during the run (cores = CPU seconds / wall seconds; µs per request):\n');
@@ -111,6 +118,10 @@ try {
     const used = cpuSeconds(pid) - before[k]!;
     process.stdout.write(`  ${k.padEnd(26)} ${(used / wall).toFixed(2)} cores  ${((used * 1e6) / (r.requests.average * wall)).toFixed(1)} µs/req\n`);
   }
+  const d = sys1.map((v, i) => v - sys0[i]!);
+  const all = d.reduce((a, b) => a + b, 0);
+  // /proc/stat cpu: user nice system idle iowait irq softirq steal
+  process.stdout.write(`  machine: ${(((all - d[3]! - d[4]!) / all) * 100).toFixed(0)}% busy (softirq ${((d[6]! / all) * 100).toFixed(0)}%, steal ${((d[7]! / all) * 100).toFixed(0)}%)\n`);
   await nc.close();
 } finally {
   await Promise.all(children.map((c) => c.stop(10_000)));

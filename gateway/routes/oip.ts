@@ -27,6 +27,7 @@ export const InferRequestSchema = Type.Object({
   outputs: Type.Optional(Type.Array(Type.Object({ name: Type.String({ minLength: 1 }), parameters: Type.Optional(Parameters) }), { maxItems: 64 })),
 });
 
+const JSON_TYPE = 'application/json; charset=utf-8';
 const ErrorBody = Type.Object({ error: Type.String(), code: Type.String() });
 const TensorMeta = Type.Object({ name: Type.String(), datatype: Type.String(), shape: Type.Array(Type.Integer()) });
 const ModelMetadata = Type.Object({ name: Type.String(), versions: Type.Array(Type.String()), platform: Type.String(), inputs: Type.Array(TensorMeta), outputs: Type.Array(TensorMeta) });
@@ -75,14 +76,14 @@ export function registerOipRoutes(app: App, inference: InferenceService): void {
 
   const inferSchema = { tags: ['oip'], body: InferRequestSchema };
   const routeKey = (h: Record<string, unknown>) => (typeof h['x-shoal-route-key'] === 'string' ? (h['x-shoal-route-key'] as string) : undefined);
+  // The body is written by hand (gateway/tensors.ts `oipResponseJson`) and sent as text with its
+  // content type, so Fastify does not serialize it again.
   app.post('/v2/models/:name/infer', { schema: { ...inferSchema, summary: 'Inference (stable/canary split)', params: Params } }, async (req, reply) => {
-    const { route, ...res } = await inference.infer(req.params.name, undefined, routeKey(req.headers), req.body);
-    void reply.header('x-shoal-model-version', res.model_version).header('x-shoal-route', route);
-    return res;
+    const r = await inference.inferJson(req.params.name, undefined, routeKey(req.headers), req.body);
+    return reply.header('content-type', JSON_TYPE).header('x-shoal-model-version', r.version).header('x-shoal-route', r.route).send(r.json);
   });
   app.post('/v2/models/:name/versions/:version/infer', { schema: { ...inferSchema, summary: 'Inference on one version', params: VersionParams } }, async (req, reply) => {
-    const { route, ...res } = await inference.infer(req.params.name, req.params.version, routeKey(req.headers), req.body);
-    void reply.header('x-shoal-model-version', res.model_version).header('x-shoal-route', route);
-    return res;
+    const r = await inference.inferJson(req.params.name, req.params.version, routeKey(req.headers), req.body);
+    return reply.header('content-type', JSON_TYPE).header('x-shoal-model-version', r.version).header('x-shoal-route', r.route).send(r.json);
   });
 }

@@ -88,11 +88,31 @@ export function hashUnit(s: string): number {
   return createHash('sha1').update(s).digest().readUInt32BE(0) / 2 ** 32;
 }
 
-interface Sample {
-  at: number;
-  ok: boolean;
-  ms: number;
+/**
+ * One version's outcome samples: a ring of the last {@link WINDOW_SAMPLES} (time, ok, ms) in
+ * typed arrays — recording a request allocates nothing.
+ */
+class Samples {
+  readonly at = new Float64Array(WINDOW_SAMPLES);
+  readonly ms = new Float64Array(WINDOW_SAMPLES);
+  readonly ok = new Uint8Array(WINDOW_SAMPLES);
+  /** Samples ever recorded; the newest is at (n - 1) % WINDOW_SAMPLES. */
+  n = 0;
+
+  push(at: number, ok: boolean, ms: number): void {
+    const i = this.n % WINDOW_SAMPLES;
+    this.at[i] = at;
+    this.ok[i] = ok ? 1 : 0;
+    this.ms[i] = ms;
+    this.n++;
+  }
 }
+
+/** Samples kept per version (the judge's window is this many requests at most). */
+const WINDOW_SAMPLES = 16_384;
+
+/** Records one version's outcomes (from {@link CanaryMonitor.recorder}). */
+export type OutcomeRecorder = (ok: boolean, ms: number) => void;
 
 export interface TrackHealth {
   requests: number;
@@ -113,24 +133,42 @@ export interface Verdict {
  * 429s and the like are the caller's, not the version's). `judge` compares canary with stable.
  */
 export class CanaryMonitor {
-  readonly #samples = new Map<string, Sample[]>();
+  readonly #samples = new Map<string, Samples>();
   constructor(private readonly now: () => number = Date.now) {}
 
-  record(model: string, version: number, ok: boolean, ms: number): void {
+  #of(model: string, version: number): Samples {
     const k = `${model}@${version}`;
     let s = this.#samples.get(k);
-    if (!s) this.#samples.set(k, (s = []));
-    s.push({ at: this.now(), ok, ms });
-    if (s.length > 20_000) s.splice(0, s.length - 10_000);
+    if (!s) this.#samples.set(k, (s = new Samples()));
+    return s;
+  }
+
+  record(model: string, version: number, ok: boolean, ms: number): void {
+    this.#of(model, version).push(this.now(), ok, ms);
+  }
+
+  /** A recorder bound to one version (no key lookup per request). */
+  recorder(model: string, version: number): OutcomeRecorder {
+    const s = this.#of(model, version);
+    return (ok, ms) => s.push(this.now(), ok, ms);
   }
 
   health(model: string, version: number, windowMs: number, since = 0): TrackHealth {
     const cutoff = Math.max(this.now() - windowMs, since);
-    const s = (this.#samples.get(`${model}@${version}`) ?? []).filter((x) => x.at >= cutoff);
-    const errors = s.filter((x) => !x.ok).length;
-    const ms = s.map((x) => x.ms).sort((a, b) => a - b);
+    const s = this.#samples.get(`${model}@${version}`);
+    const ms: number[] = [];
+    let errors = 0;
+    if (s) {
+      for (let j = Math.max(0, s.n - WINDOW_SAMPLES); j < s.n; j++) {
+        const i = j % WINDOW_SAMPLES;
+        if (s.at[i]! < cutoff) continue;
+        ms.push(s.ms[i]!);
+        if (!s.ok[i]) errors++;
+      }
+    }
+    ms.sort((a, b) => a - b);
     const p99 = ms.length ? ms[Math.min(ms.length - 1, Math.floor(ms.length * 0.99))]! : 0;
-    return { requests: s.length, errors, errorRate: s.length ? errors / s.length : 0, p99Ms: p99 };
+    return { requests: ms.length, errors, errorRate: ms.length ? errors / ms.length : 0, p99Ms: p99 };
   }
 
   judge(d: Deployment): Verdict | undefined {
