@@ -24,7 +24,7 @@ import {
 import { errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import { ModelCatalog, type Target } from './catalog.ts';
 import { InferenceDispatcher } from './dispatcher.ts';
-import { childOf, type GatewayMetrics } from './metrics.ts';
+import type { GatewayMetrics } from './metrics.ts';
 import { jsonToTensor, oipResponseJson } from './tensors.ts';
 
 export interface OipInput {
@@ -124,15 +124,12 @@ export class InferenceService {
   #timer: NodeJS.Timeout | undefined;
   /** Targets are cached by the catalog until something changes, so this hits per request. */
   readonly #stats = new WeakMap<Target, TargetStats>();
-  readonly #failures: (...labels: string[]) => { inc: () => void };
 
   private constructor(o: InferenceServiceOptions, deployments: ModelDeployments) {
     this.#o = o;
     this.#deployments = deployments;
     this.catalog = new ModelCatalog(deployments.registry);
-    const perMessage = childOf(o.metrics.messageRequests);
-    this.dispatcher = new InferenceDispatcher(o.nc, o.subjects, { onMessage: (service, n) => perMessage(service).observe(n) });
-    this.#failures = childOf(o.metrics.inferRequests);
+    this.dispatcher = new InferenceDispatcher(o.nc, o.subjects, { onMessage: (service, n) => o.metrics.messageRequests.labels(service).observe(n) });
   }
 
   static async create(o: InferenceServiceOptions): Promise<InferenceService> {
@@ -220,7 +217,7 @@ export class InferenceService {
       r = await this.dispatcher.infer(t.service, t.maxBatchSize, item, rows, deadline);
     } catch (err) {
       const ms = performance.now() - t0;
-      this.#failures(t.model, stats.version, t.route, errorCode(err) ?? 'SHOAL_ERR_INTERNAL').inc();
+      this.#o.metrics.inferRequests.labels(t.model, stats.version, t.route, errorCode(err) ?? 'SHOAL_ERR_INTERNAL').inc();
       if (countsAsFailure(err)) stats.record(false, ms);
       throw err;
     }

@@ -1,31 +1,153 @@
 /**
  * Prometheus metrics of the gateway (prom-client, one registry per app).
  *
- * On the request path, use the cached children (`http()`, `childOf()`): prom-client's
- * `labels(...)` hashes the label values and builds a new child object on every call, which
- * showed up in the gateway's profile under load; a child looked up once per label set is reused.
+ * The metrics touched on every request (HTTP and inference durations, outcomes, batch sizes,
+ * queue depth, coalescing) are {@link HotHistogram} / {@link HotCounter} / {@link HotGauge}:
+ * profiled under load, prom-client's `labels(...).observe()` re-validates and re-hashes the label
+ * values on *every* call (even on a child), ~0.7 µs per operation and five per request. These keep
+ * one child per label set (looked up once, then held by the caller) whose update is a few field
+ * writes, and give prom-client's registry the same exposition (label order included) at scrape time.
  */
 import client from 'prom-client';
 
-/** Children of a labelled metric, cached by their label values (joined with \u0001). */
-export function childOf<C>(metric: { labels: (...values: string[]) => C }): (...values: string[]) => C {
-  const cache = new Map<string, C>();
-  return (...values: string[]): C => {
+type Labels = Record<string, string>;
+interface Exported {
+  labels: Record<string, string | number>;
+  value: number;
+  metricName?: string;
+}
+
+/** What the registry reads from a metric (prom-client's `get()` contract). */
+abstract class HotMetric<C> {
+  readonly aggregator = 'sum';
+  abstract readonly type: 'histogram' | 'counter' | 'gauge';
+  readonly #children = new Map<string, { labels: Labels; child: C }>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly labelNames: readonly string[],
+    registers: client.Registry[],
+  ) {
+    for (const r of registers) r.registerMetric(this as unknown as client.Metric);
+  }
+
+  protected abstract make(): C;
+  protected abstract export(labels: Labels, child: C, out: Exported[]): void;
+
+  /** The child of these label values (in `labelNames` order); hold on to it on hot paths. */
+  labels(...values: string[]): C {
     const key = values.length === 1 ? values[0]! : values.join('\u0001');
-    let c = cache.get(key);
-    if (c === undefined) {
-      c = metric.labels(...values);
-      cache.set(key, c);
+    let e = this.#children.get(key);
+    if (!e) {
+      if (values.length !== this.labelNames.length) throw new TypeError(`${this.name}: ${this.labelNames.length} label values expected, got ${values.length}`);
+      const labels: Labels = {};
+      this.labelNames.forEach((n, i) => (labels[n] = String(values[i])));
+      e = { labels, child: this.make() };
+      this.#children.set(key, e);
     }
-    return c;
-  };
+    return e.child;
+  }
+
+  async get(): Promise<{ name: string; help: string; type: string; values: Exported[]; aggregator: string }> {
+    const values: Exported[] = [];
+    for (const { labels, child } of this.#children.values()) this.export(labels, child, values);
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+
+  reset(): void {
+    this.#children.clear();
+  }
+}
+
+export class HistogramChild {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(readonly bounds: readonly number[]) {
+    this.counts = new Float64Array(bounds.length);
+  }
+  observe(v: number): void {
+    if (!Number.isFinite(v)) return;
+    const b = this.bounds;
+    for (let i = 0; i < b.length; i++) {
+      if (v <= b[i]!) {
+        this.counts[i]!++;
+        break;
+      }
+    }
+    this.sum += v;
+    this.count++;
+  }
+}
+
+export class HotHistogram extends HotMetric<HistogramChild> {
+  readonly type = 'histogram';
+  readonly #bounds: number[];
+  constructor(o: { name: string; help: string; labelNames: readonly string[]; buckets: number[]; registers: client.Registry[] }) {
+    super(o.name, o.help, o.labelNames, o.registers);
+    this.#bounds = [...o.buckets].sort((a, b) => a - b);
+  }
+  protected make(): HistogramChild {
+    return new HistogramChild(this.#bounds);
+  }
+  protected export(labels: Labels, c: HistogramChild, out: Exported[]): void {
+    let acc = 0;
+    for (let i = 0; i < this.#bounds.length; i++) {
+      acc += c.counts[i]!;
+      out.push({ labels: { le: this.#bounds[i]!, ...labels }, value: acc, metricName: `${this.name}_bucket` });
+    }
+    out.push({ labels: { le: '+Inf', ...labels }, value: c.count, metricName: `${this.name}_bucket` });
+    out.push({ labels, value: c.sum, metricName: `${this.name}_sum` });
+    out.push({ labels, value: c.count, metricName: `${this.name}_count` });
+  }
+}
+
+export class CounterChild {
+  value = 0;
+  inc(n = 1): void {
+    this.value += n;
+  }
+}
+
+export class HotCounter extends HotMetric<CounterChild> {
+  readonly type = 'counter';
+  constructor(o: { name: string; help: string; labelNames: readonly string[]; registers: client.Registry[] }) {
+    super(o.name, o.help, o.labelNames, o.registers);
+  }
+  protected make(): CounterChild {
+    return new CounterChild();
+  }
+  protected export(labels: Labels, c: CounterChild, out: Exported[]): void {
+    out.push({ labels, value: c.value });
+  }
+}
+
+export class GaugeChild {
+  value = 0;
+  set(v: number): void {
+    this.value = v;
+  }
+}
+
+export class HotGauge extends HotMetric<GaugeChild> {
+  readonly type = 'gauge';
+  constructor(o: { name: string; help: string; labelNames: readonly string[]; registers: client.Registry[] }) {
+    super(o.name, o.help, o.labelNames, o.registers);
+  }
+  protected make(): GaugeChild {
+    return new GaugeChild();
+  }
+  protected export(labels: Labels, c: GaugeChild, out: Exported[]): void {
+    out.push({ labels, value: c.value });
+  }
 }
 
 export function createMetrics() {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'shoal_gateway_' });
   const registers = [registry];
-  const httpDuration = new client.Histogram({
+  const httpDuration = new HotHistogram({
     name: 'shoal_gateway_http_request_duration_seconds',
     help: 'HTTP request latency by route and status (its _count is the request rate)',
     labelNames: ['method', 'route', 'status'] as const,
@@ -33,7 +155,7 @@ export function createMetrics() {
     registers,
   });
   /** method → route → status → child, without building a key string per request. */
-  const httpChildren = new Map<string, Map<string, Map<number, client.Histogram.Internal<'method' | 'route' | 'status'>>>>();
+  const httpChildren = new Map<string, Map<string, Map<number, HistogramChild>>>();
   return {
     registry,
     /** The cached duration histogram child of a method, route and status. */
@@ -47,46 +169,46 @@ export function createMetrics() {
       return c;
     },
     httpDuration,
-    inferDuration: new client.Histogram({
+    inferDuration: new HotHistogram({
       name: 'shoal_gateway_inference_duration_seconds',
       help: 'Inference latency seen by the gateway, by model, version and route (stable/canary/pinned)',
       labelNames: ['model', 'version', 'route'] as const,
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     }),
-    inferRequests: new client.Counter({
+    inferRequests: new HotCounter({
       name: 'shoal_gateway_inference_requests_total',
       help: 'Inference requests by model, version, route and outcome code (ok or SHOAL_ERR_*)',
       labelNames: ['model', 'version', 'route', 'code'] as const,
       registers,
     }),
-    errors: new client.Counter({
+    errors: new HotCounter({
       name: 'shoal_gateway_errors_total',
       help: 'Error responses by code and HTTP status',
       labelNames: ['code', 'status'] as const,
       registers,
     }),
-    batchSize: new client.Histogram({
+    batchSize: new HotHistogram({
       name: 'shoal_gateway_batch_size',
       help: 'Rows in the onnxruntime batch each request ran in (reported by the replica)',
       labelNames: ['model', 'version'] as const,
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers,
     }),
-    messageRequests: new client.Histogram({
+    messageRequests: new HotHistogram({
       name: 'shoal_gateway_nats_message_requests',
       help: 'Requests coalesced into one NATS message to a replica',
       labelNames: ['service'] as const,
       buckets: [1, 2, 4, 8, 16, 32, 64],
       registers,
     }),
-    queueDepth: new client.Gauge({
+    queueDepth: new HotGauge({
       name: 'shoal_gateway_replica_queue_rows',
       help: 'Rows queued in the replica batcher, as last reported in a reply',
       labelNames: ['model', 'version'] as const,
       registers,
     }),
-    pendingRows: new client.Gauge({
+    pendingRows: new HotGauge({
       name: 'shoal_gateway_pending_rows',
       help: 'Rows waiting in this gateway to be sent, by service',
       labelNames: ['service'] as const,

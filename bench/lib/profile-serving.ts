@@ -49,7 +49,7 @@ const dir = process.env.SHOAL_CPU_PROF_DIR;
 const s = new Session();
 s.connect();
 s.post('Profiler.enable');
-s.post('Profiler.setSamplingInterval', { interval: 500 });
+s.post('Profiler.setSamplingInterval', { interval: 1000 });
 let on = false;
 // Start on SIGUSR2 (after start-up and warm-up), so module loading stays out of the profile.
 process.on('SIGUSR2', () => { if (!on) { on = true; s.post('Profiler.start'); } });
@@ -107,6 +107,12 @@ try {
   if (!OFF) for (const c of [gw, node]) c.process.kill('SIGUSR2');
   const pids = { gateway: gw.pid, node: node.pid, 'nats-server': server.pid, scheduler: sched.pid, 'autocannon (this process)': process.pid };
   const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const metric = async (name: string) => {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const v = (suffix: string) => Number(new RegExp(`${name}_${suffix}\\{[^}]*\\} ([\\d.e+]+)`).exec(text)?.[1] ?? 0);
+    return { sum: v('sum'), count: v('count') };
+  };
+  const [batch0, msg0] = [await metric('shoal_gateway_batch_size'), await metric('shoal_gateway_nats_message_requests')];
   const sys0 = systemTimes();
   const t0 = performance.now();
   const r = await run(SECONDS);
@@ -118,6 +124,9 @@ try {
     const used = cpuSeconds(pid) - before[k]!;
     process.stdout.write(`  ${k.padEnd(26)} ${(used / wall).toFixed(2)} cores  ${((used * 1e6) / (r.requests.average * wall)).toFixed(1)} µs/req\n`);
   }
+  const [batch1, msg1] = [await metric('shoal_gateway_batch_size'), await metric('shoal_gateway_nats_message_requests')];
+  const avg = (a: { sum: number; count: number }, b: { sum: number; count: number }) => ((b.sum - a.sum) / Math.max(1, b.count - a.count)).toFixed(1);
+  process.stdout.write(`  onnxruntime batch ${avg(batch0, batch1)} rows per request's run; ${avg(msg0, msg1)} requests per NATS message; ${((msg1.count - msg0.count) / wall).toFixed(0)} messages/s\n`);
   const d = sys1.map((v, i) => v - sys0[i]!);
   const all = d.reduce((a, b) => a + b, 0);
   // /proc/stat cpu: user nice system idle iowait irq softirq steal
