@@ -12,9 +12,10 @@
  * a message whose replica is gone (no responders, stopped, node killed → timeout) is retried —
  * another replica, or the re-placed one, answers — within the request's deadline.
  */
-import { ActorClient, Errors, fromWireError, type ActorRef, type NatsConnection, type ShoalError, type Subjects } from '../cluster/index.ts';
+import { Errors, Role, encode, fromWireError, inboxPrefix, type NatsConnection, type ShoalError, type Subjects } from '../cluster/index.ts';
 import { MlErrors, type InferItem, type InferReply, type ItemOk } from '../ml/index.ts';
 import { GatewayErrors } from './errors.ts';
+import { ReplyMux } from './reply-mux.ts';
 
 export interface DispatcherOptions {
   /** Rows waiting in this gateway per service before refusing. @default 4096 */
@@ -25,6 +26,8 @@ export interface DispatcherOptions {
   maxAttempts?: number;
   /** Called once per NATS message sent, with its request count (metrics). */
   onMessage?: (service: string, requests: number) => void;
+  /** The connection's inbox prefix (replies come under it). @default the gateway role's */
+  inboxPrefix?: string;
 }
 
 interface Waiting {
@@ -51,15 +54,22 @@ interface Lane {
 const RETRYABLE = new Set([Errors.ACTOR_NOT_FOUND.code, Errors.NO_RESPONDERS.code, Errors.ACTOR_STOPPED.code, Errors.TIMEOUT.code]);
 
 export class InferenceDispatcher {
-  readonly #client: ActorClient;
+  readonly #mux: ReplyMux;
+  readonly #subjects: Subjects;
   readonly #lanes = new Map<string, Lane>();
-  /** One ref per service (not one per message). */
-  readonly #refs = new Map<string, ActorRef>();
-  readonly #o: Required<Omit<DispatcherOptions, 'onMessage'>> & Pick<DispatcherOptions, 'onMessage'>;
+  /** The service subject per service (not built per message). */
+  readonly #serviceSubjects = new Map<string, string>();
+  readonly #o: Required<Omit<DispatcherOptions, 'onMessage' | 'inboxPrefix'>> & Pick<DispatcherOptions, 'onMessage'>;
 
   constructor(nc: NatsConnection, subjects: Subjects, opts: DispatcherOptions = {}) {
-    this.#client = new ActorClient(nc, subjects);
+    this.#mux = new ReplyMux(nc, opts.inboxPrefix ?? inboxPrefix(Role.GATEWAY));
+    this.#subjects = subjects;
     this.#o = { maxPendingRows: opts.maxPendingRows ?? 4096, attemptTimeoutMs: opts.attemptTimeoutMs ?? 3000, maxAttempts: opts.maxAttempts ?? 8, onMessage: opts.onMessage };
+  }
+
+  /** Stops listening for replies; requests in flight fail. */
+  stop(): void {
+    this.#mux.close();
   }
 
   /** Rows waiting in this gateway, per service. */
@@ -98,15 +108,15 @@ export class InferenceDispatcher {
   }
 
   async #send(service: string, batch: Waiting[]): Promise<void> {
-    let ref = this.#refs.get(service);
-    if (!ref) this.#refs.set(service, (ref = this.#client.service(service)));
+    let subject = this.#serviceSubjects.get(service);
+    if (!subject) this.#serviceSubjects.set(service, (subject = this.#subjects.service(service)));
     const items: InferItem[] = new Array(batch.length);
     let deadline = Infinity;
     for (let i = 0; i < batch.length; i++) {
       items[i] = batch[i]!.item;
       if (batch[i]!.deadline < deadline) deadline = batch[i]!.deadline;
     }
-    const msg = { type: 'infer', items };
+    const data = encode({ type: 'infer', items });
     const started = Date.now();
     let last: ShoalError | undefined;
     for (let attempt = 1; attempt <= this.#o.maxAttempts; attempt++) {
@@ -114,7 +124,7 @@ export class InferenceDispatcher {
       if (left <= 0) break;
       this.#o.onMessage?.(service, batch.length);
       try {
-        const reply = await ref.ask<InferReply>(msg, { timeoutMs: Math.min(this.#o.attemptTimeoutMs, left) });
+        const reply = await this.#mux.ask<InferReply>(subject, service, data, Math.min(this.#o.attemptTimeoutMs, left));
         for (let i = 0; i < batch.length; i++) {
           const w = batch[i]!;
           const r = reply.results[i];

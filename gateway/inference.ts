@@ -153,6 +153,7 @@ export class InferenceService {
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.catalog.stop();
+    this.dispatcher.stop();
   }
 
   /** Runs a request and answers OIP response objects (outputs as JSON arrays). */
