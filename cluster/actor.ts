@@ -20,7 +20,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Static, TSchema } from '@sinclair/typebox';
 import type { Logger } from './logger.ts';
 import type { Subjects } from './subjects.ts';
-import type { ActorKind, SupervisionPolicy } from './wire.ts';
+import type { ActorKind, SpawnResult, SpawnSpec, SupervisionPolicy } from './wire.ts';
 
 /** What the runtime gives an actor. */
 export interface ActorContext {
@@ -47,7 +47,10 @@ export interface Checkpoints {
 
 /** The part of ActorClient an actor sees (kept structural to avoid an import cycle). */
 export interface ActorSystemLike {
-  ref(actorId: string): { ask<R = unknown>(msg: unknown, opts?: { timeoutMs?: number }): Promise<R>; tell(msg: unknown): void };
+  ref(actorId: string): { ask<R = unknown>(msg: unknown, opts?: { timeoutMs?: number; retry?: { attempts: number; delayMs?: number } }): Promise<R>; tell(msg: unknown): void };
+  /** Actors may spawn and stop actors (through the scheduler), e.g. a job's workers. */
+  spawn(spec: SpawnSpec, opts?: { replicas?: number; gang?: boolean; timeoutMs?: number }): Promise<SpawnResult>;
+  stop(actorId: string, opts?: { timeoutMs?: number }): Promise<void>;
 }
 
 export interface ChildFailure {

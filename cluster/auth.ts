@@ -40,10 +40,11 @@ export function rolePermissions(role: Role, prefix = 'shoal'): Permissions {
       // The controller: everything under the prefix and all of JetStream.
       return { publish: [s.all, '$JS.>', '$KV.>', '$O.>'], subscribe: [s.all, inbox, '$JS.>'] };
     case Role.NODE:
-      // Nodes host actors and services, report, and publish events; they may not talk as the
-      // scheduler, submit jobs or reach the gateway's API.
+      // Nodes host actors and services, report, and publish events; their actors may spawn and
+      // stop actors through the scheduler's API. They may not give nodes orders as the scheduler,
+      // submit jobs or reach the gateway's API.
       return {
-        publish: [s.nodeAll, s.actorAll, s.serviceAll, s.eventsAll, s.sysPing, ...JS_CLIENT],
+        publish: [s.nodeAll, s.actorAll, s.serviceAll, s.eventsAll, s.sysPing, s.scheduler('actors'), s.scheduler('status'), ...JS_CLIENT],
         subscribe: [s.nodeAll, s.actorAll, s.serviceAll, s.sysAll, inbox],
       };
     case Role.GATEWAY:
@@ -55,7 +56,7 @@ export function rolePermissions(role: Role, prefix = 'shoal'): Permissions {
       // Outside callers (CLI, product code): submit jobs, call actors and services, spawn/stop
       // actors through the scheduler, read status and events.
       return {
-        publish: [s.serviceAll, s.actorAll, s.jobsSubmit, s.sysPing, s.scheduler('status'), s.scheduler('actors'), s.scheduler('nodes'), ...JS_CLIENT],
+        publish: [s.serviceAll, s.actorAll, s.jobsSubmit, s.sysPing, s.scheduler('status'), s.scheduler('actors'), s.scheduler('nodes'), s.scheduler('jobs'), ...JS_CLIENT],
         subscribe: [s.eventsAll, inbox],
       };
   }

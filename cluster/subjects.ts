@@ -58,6 +58,8 @@ export function resources(prefix = 'shoal') {
       leases: `${p}-leases`,
       /** Small actor-state checkpoints (key = actor id); large ones go to the artifacts store. */
       checkpoints: `${p}-checkpoints`,
+      /** Dataset metadata (the data itself is in the artifacts store under its sha256). */
+      datasets: `${p}-datasets`,
     },
     artifacts: `${p}-artifacts`,
   };

@@ -296,6 +296,48 @@ export const SchedulerNodeRequest = Type.Union([
 ]);
 export type SchedulerNodeRequest = Static<typeof SchedulerNodeRequest>;
 
+export const JobState = {
+  QUEUED: 'queued',
+  PLACING: 'placing',
+  RUNNING: 'running',
+  CHECKPOINTED: 'checkpointed',
+  SUCCEEDED: 'succeeded',
+  FAILED: 'failed',
+  CANCELLED: 'cancelled',
+} as const;
+export type JobState = (typeof JobState)[keyof typeof JobState];
+export const TERMINAL_JOB_STATES: readonly JobState[] = [JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED];
+
+/** What a submitter puts on `shoal.jobs.submit` (JSON or MessagePack; `Nats-Msg-Id` = job id). */
+export const JobEnvelope = Type.Object(
+  {
+    /** Job id; default: the `Nats-Msg-Id` header, else generated. */
+    id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })),
+    /** The actor type that runs the job. @default training-job */
+    actorType: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    /** The job's own spec, validated by its actor (e.g. a training spec). */
+    spec: Type.Unknown(),
+  },
+  { additionalProperties: false },
+);
+export type JobEnvelope = Static<typeof JobEnvelope>;
+
+/** A job's record in the `jobs` KV bucket (key = job id). */
+export interface JobRecord {
+  id: string;
+  state: JobState;
+  actorType: string;
+  spec: unknown;
+  submittedAt: number;
+  updatedAt: number;
+  reason?: string;
+  progress?: Record<string, unknown>;
+  result?: Record<string, unknown>;
+}
+
+export const SchedulerJobRequest = Type.Union([Type.Object({ type: Type.Literal('cancel'), jobId: Type.String({ minLength: 1 }) })]);
+export type SchedulerJobRequest = Static<typeof SchedulerJobRequest>;
+
 export const SpawnResult = Type.Object({
   actors: Type.Array(Type.Object({ actorId: Type.String(), nodeId: Type.String(), state: ActorStateSchema })),
 });

@@ -48,3 +48,5 @@ export {
   type ReplicaStats,
 } from './serving/messages.ts';
 export { InferenceActor, inferenceActorType } from './serving/inference-actor.ts';
+export * from './datasets/index.ts';
+export * from './training/index.ts';

@@ -12,6 +12,7 @@ import {
   Lifecycle,
   Role,
   SchedulerActorRequest,
+  SchedulerJobRequest,
   SchedulerNodeRequest,
   SchedulerStatusRequest,
   announce,
@@ -35,6 +36,7 @@ import { PoolRisk } from './spot/pool-risk.ts';
 import { SchedulerErrors } from './errors.ts';
 import { catalogueFromProfiles, startAutoscaling } from './embedded-fleet.ts';
 import { ServiceScaler } from './service-scaler.ts';
+import { JobQueue } from './job-queue.ts';
 
 const { flags } = parseFlags(process.argv.slice(2));
 const schedulerId = flags.get('scheduler-id') ?? `scheduler-${hostname().replace(/[^A-Za-z0-9_-]/g, '-')}-${process.pid}`;
@@ -69,6 +71,8 @@ async function lead(ctx: ProcessContext): Promise<() => Promise<void>> {
     log: componentLogger(ctx.log, 'autoscaler'),
     nodeArgs: process.argv.slice(2).filter((a, i, all) => a !== '--scheduler-id' && all[i - 1] !== '--scheduler-id'),
   });
+  const jobs = new JobQueue({ nc: ctx.nc, subjects: ctx.subjects, prefix: ctx.config.subjectPrefix, actors, log: componentLogger(ctx.log, 'jobs') });
+  await jobs.start();
   const services = new ServiceScaler({ host: actors, membership, nc: ctx.nc, subjects: ctx.subjects, log: componentLogger(ctx.log, 'services') });
   services.start();
   const subs: Subscription[] = [
@@ -103,10 +107,12 @@ async function lead(ctx: ProcessContext): Promise<() => Promise<void>> {
       },
       { log },
     ),
+    serve(ctx.nc, ctx.subjects.scheduler('jobs'), SchedulerJobRequest, (req) => jobs.cancel(req.jobId), { log }),
   ];
   log.info({ strategy: ctx.config.scheduler.strategy }, 'leading: placing actors');
   return async () => {
     for (const s of subs) s.unsubscribe();
+    jobs.stop();
     services.stop();
     actors.stop();
     membership.stop();

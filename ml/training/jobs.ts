@@ -1,0 +1,64 @@
+/**
+ * Submitting and following jobs from any process (CLI, gateway, product code): a job is a
+ * message on the `shoal.jobs.submit` work-queue stream with `Nats-Msg-Id` = its id (so a retried
+ * submission runs once), in MessagePack or JSON; its state is the record in the `jobs` KV bucket.
+ */
+import { headers, nuid, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { ContentType, TERMINAL_JOB_STATES, decode, encode, request, resources, subjects, type JobEnvelope, type JobRecord } from '../../cluster/index.ts';
+import { MlErrors } from '../errors.ts';
+
+export class JobClient {
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly kv: KV,
+    private readonly prefix: string,
+  ) {}
+
+  static async open(nc: NatsConnection, prefix = 'shoal'): Promise<JobClient> {
+    return new JobClient(nc, await new Kvm(nc).open(resources(prefix).buckets.jobs), prefix);
+  }
+
+  /** Queues a job; returns its id. Submitting the same id again (within 10 minutes) is a no-op. */
+  async submit(spec: unknown, opts: { id?: string; actorType?: string; contentType?: ContentType } = {}): Promise<{ id: string; duplicate: boolean }> {
+    const id = opts.id ?? nuid.next();
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw MlErrors.BAD_JOB(id, 'id must be letters, digits, _ or - (≤ 64)');
+    const env: JobEnvelope = { id, spec, ...(opts.actorType ? { actorType: opts.actorType } : {}) };
+    const ct = opts.contentType ?? ContentType.MSGPACK;
+    const h = headers();
+    h.set('content-type', ct);
+    const ack = await jetstream(this.nc).publish(subjects(this.prefix).jobsSubmit, encode(env, ct), { msgID: id, headers: h });
+    return { id, duplicate: ack.duplicate };
+  }
+
+  async get(id: string): Promise<JobRecord> {
+    const e = await this.kv.get(id);
+    if (!e || e.operation !== 'PUT') throw MlErrors.JOB_NOT_FOUND(id);
+    return decode(e.value) as JobRecord;
+  }
+
+  async cancel(id: string): Promise<JobRecord> {
+    return request<JobRecord>(this.nc, subjects(this.prefix).scheduler('jobs'), { type: 'cancel', jobId: id }, { timeoutMs: 10_000 });
+  }
+
+  /** Calls `onUpdate` with every change of the job's record until it ends; resolves with the last. */
+  async follow(id: string, onUpdate: (r: JobRecord) => void, timeoutMs = 3_600_000): Promise<JobRecord> {
+    const w = await this.kv.watch({ key: id });
+    const timer = setTimeout(() => w.stop(), timeoutMs);
+    let last: JobRecord | undefined;
+    try {
+      for await (const e of w) {
+        if (e.operation !== 'PUT') continue;
+        last = decode(e.value) as JobRecord;
+        onUpdate(last);
+        if (TERMINAL_JOB_STATES.includes(last.state)) break;
+      }
+    } finally {
+      clearTimeout(timer);
+      w.stop();
+    }
+    if (!last || !TERMINAL_JOB_STATES.includes(last.state)) throw MlErrors.JOB_FAILED(id, `no final state within ${timeoutMs} ms (last: ${last?.state ?? 'none'})`);
+    return last;
+  }
+}

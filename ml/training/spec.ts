@@ -1,0 +1,47 @@
+/** The training job spec (validated by the job's actor when it starts). */
+import { Type, type Static } from '@sinclair/typebox';
+import { ResourceRequest } from '../../cluster/index.ts';
+
+export const TrainingSpec = Type.Object(
+  {
+    model: Type.Object(
+      {
+        /** Registry name the trained version is registered under. */
+        name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
+        type: Type.Union([Type.Literal('logreg'), Type.Literal('mlp')]),
+        /** Hidden units of the MLP's one hidden layer. @default 32 */
+        hidden: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096 })),
+      },
+      { additionalProperties: false },
+    ),
+    /** `name`, `name@<digest prefix>` or `sha256:<digest>`. */
+    dataset: Type.String({ minLength: 1 }),
+    hyper: Type.Object(
+      {
+        optimizer: Type.Union([Type.Literal('sgd'), Type.Literal('adam')], { default: 'adam' }),
+        lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 0.05 }),
+        steps: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 200 }),
+        /** Rows per worker per step. @default 512 */
+        batchSize: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 512 }),
+        seed: Type.Integer({ default: 1 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    workers: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+    resources: Type.Optional(ResourceRequest),
+    /** Workers may run on spot capacity. @default true */
+    spotOk: Type.Boolean({ default: true }),
+    /** Save a checkpoint every this many steps. @default 20 */
+    checkpointEvery: Type.Integer({ minimum: 1, default: 20 }),
+    /** Steps a worker may fail (after its own retries) before the job fails. @default 3 */
+    maxWorkerFailures: Type.Integer({ minimum: 0, default: 3 }),
+    /** Epoch ms the job should finish by (reported against; spot/on-demand choice uses it). */
+    deadline: Type.Optional(Type.Number()),
+    /** Most $ the job may cost. */
+    budget: Type.Optional(Type.Number({ minimum: 0 })),
+    /** Deploy the trained version as the canary of its model (when the model is deployed). */
+    deploy: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('canary')])),
+  },
+  { additionalProperties: false },
+);
+export type TrainingSpec = Static<typeof TrainingSpec>;

@@ -1,0 +1,147 @@
+/**
+ * The job queue's consumer (leader only). Jobs arrive on the `shoal.jobs.submit` work-queue
+ * stream (JSON or MessagePack by content-type; the stream drops duplicates of a `Nats-Msg-Id`
+ * within its window). Each accepted job is recorded in the `jobs` KV bucket — created with CAS,
+ * so a duplicate that slips past the window still runs once — and only then acked, so an
+ * accepted job is never lost. Then the job's actor (`training-job` by default) is spawned with
+ * the job id; the actor validates its own spec and drives the job. The scheduler knows nothing
+ * of what the job does.
+ */
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { nuid } from '@nats-io/transport-node';
+import {
+  ActorKind,
+  Errors,
+  JobEnvelope,
+  JobState,
+  TERMINAL_JOB_STATES,
+  decode,
+  encode,
+  parseContentType,
+  resources,
+  validate,
+  type JobRecord,
+  type Logger,
+  type NatsConnection,
+  type Subjects,
+} from '../cluster/index.ts';
+import type { ActorManager } from './actor-manager.ts';
+
+export const DEFAULT_JOB_ACTOR = 'training-job';
+export const jobActorId = (jobId: string) => `job-${jobId}`;
+
+export interface JobQueueOptions {
+  nc: NatsConnection;
+  subjects: Subjects;
+  prefix: string;
+  actors: ActorManager;
+  log: Logger;
+}
+
+export class JobQueue {
+  readonly #o: JobQueueOptions;
+  #kv!: KV;
+  #stop: (() => void) | undefined;
+
+  constructor(opts: JobQueueOptions) {
+    this.#o = opts;
+  }
+
+  async start(): Promise<void> {
+    const r = resources(this.#o.prefix);
+    this.#kv = await new Kvm(this.#o.nc).open(r.buckets.jobs);
+    const jsm = await jetstreamManager(this.#o.nc);
+    const durable = 'scheduler';
+    try {
+      await jsm.consumers.info(r.jobsStream, durable);
+    } catch {
+      await jsm.consumers.add(r.jobsStream, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: 30_000_000_000, max_deliver: -1 });
+    }
+    const consumer = await jetstream(this.#o.nc).consumers.get(r.jobsStream, durable);
+    const messages = await consumer.consume({ max_messages: 16 });
+    this.#stop = () => void messages.close();
+    void (async () => {
+      for await (const m of messages) {
+        try {
+          await this.#accept(m);
+          m.ack();
+        } catch (err) {
+          // Not recorded (NATS trouble): leave it unacked so it is redelivered.
+          this.#o.log.warn({ err: (err as Error).message }, 'job not recorded; will be redelivered');
+          m.nak(1000);
+        }
+      }
+    })();
+  }
+
+  stop(): void {
+    this.#stop?.();
+  }
+
+  async #accept(m: JsMsg): Promise<void> {
+    const msgId = m.headers?.get('Nats-Msg-Id') || undefined;
+    let env: JobEnvelope;
+    try {
+      env = validate(JobEnvelope, decode(m.data, parseContentType(m.headers?.get('content-type'))), this.#o.subjects.jobsSubmit);
+    } catch (err) {
+      const id = msgId && /^[A-Za-z0-9_-]{1,64}$/.test(msgId) ? msgId : undefined;
+      this.#o.log.warn({ msgId, err: (err as Error).message }, 'job refused: bad envelope');
+      // With an id we can tell the submitter why; without one there is nobody to tell.
+      if (id) await this.#record({ id, state: JobState.FAILED, actorType: DEFAULT_JOB_ACTOR, spec: null, submittedAt: Date.now(), updatedAt: Date.now(), reason: (err as Error).message }).catch(() => undefined);
+      return;
+    }
+    const id = env.id ?? (msgId && /^[A-Za-z0-9_-]{1,64}$/.test(msgId) ? msgId : nuid.next());
+    const now = Date.now();
+    const rec: JobRecord = { id, state: JobState.QUEUED, actorType: env.actorType ?? DEFAULT_JOB_ACTOR, spec: env.spec, submittedAt: now, updatedAt: now };
+    if (!(await this.#record(rec))) {
+      this.#o.log.info({ jobId: id }, 'duplicate submission ignored');
+      return;
+    }
+    this.#o.log.info({ jobId: id, actorType: rec.actorType }, 'job accepted');
+    this.#o.nc.publish(this.#o.subjects.event('job-accepted'), encode({ jobId: id, at: now }));
+    try {
+      await this.#o.actors.spawn({ type: rec.actorType, id: jobActorId(id), args: { jobId: id }, kind: ActorKind.BATCH, constraints: { spotOk: true } });
+    } catch (err) {
+      await this.update(id, { state: JobState.FAILED, reason: `cannot start the job: ${(err as Error).message}` });
+    }
+  }
+
+  /** Creates the record; false when it exists (a duplicate). */
+  async #record(rec: JobRecord): Promise<boolean> {
+    try {
+      await this.#kv.create(rec.id, encode(rec));
+      return true;
+    } catch (err) {
+      if (/wrong last sequence|key exists|10071|10164/i.test((err as Error).message)) return false;
+      throw err;
+    }
+  }
+
+  async update(id: string, patch: Partial<JobRecord>): Promise<JobRecord> {
+    for (let i = 0; i < 10; i++) {
+      const e = await this.#kv.get(id);
+      if (!e || e.operation !== 'PUT') throw Errors.BAD_MESSAGE(id, 'no such job');
+      const cur = decode(e.value) as JobRecord;
+      const next: JobRecord = { ...cur, ...patch, updatedAt: Date.now() };
+      try {
+        await this.#kv.update(id, encode(next), e.revision);
+        return next;
+      } catch {
+        /* raced with the job's actor: re-read */
+      }
+    }
+    throw Errors.PLACEMENT_CONFLICT(`job ${id}`);
+  }
+
+  /** Cancels a job that has not finished: its actor sees the state and stops its workers. */
+  async cancel(jobId: string): Promise<JobRecord> {
+    const e = await this.#kv.get(jobId);
+    if (!e || e.operation !== 'PUT') throw Errors.ACTOR_NOT_FOUND(`job ${jobId}`);
+    const cur = decode(e.value) as JobRecord;
+    if (TERMINAL_JOB_STATES.includes(cur.state)) return cur;
+    const rec = await this.update(jobId, { state: JobState.CANCELLED, reason: 'cancelled by request' });
+    await this.#o.actors.stopActor(jobActorId(jobId)).catch(() => undefined);
+    return rec;
+  }
+}

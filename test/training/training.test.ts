@@ -1,0 +1,144 @@
+/**
+ * Training jobs end to end on real processes: a real nats-server, scheduler and two node
+ * agents (loading the training and inference actors), the generated fraud dataset in the
+ * object store, jobs submitted over JetStream, models landing in the registry.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as ort from 'onnxruntime-node';
+import { Role, decode, openBucket, resources, type DirectoryEntry, type JobRecord, type NatsConnection } from '../../cluster/index.ts';
+import { DatasetStore, JobClient, ModelRegistry, generateFraud, take, type BinaryMetrics, type DatasetVersion } from '../../ml/index.ts';
+import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { ProcessSet, type TestProcess } from '../harness/processes.ts';
+import { until } from '../harness/wait.ts';
+
+const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--actors.modules', '["shoal:ml/training/actors.ts"]'];
+
+interface Result {
+  model: string;
+  version: number;
+  metrics: BinaryMetrics;
+  datasetDigest: string;
+  check: { rows: number[]; predictions: number[] };
+}
+
+describe('training jobs (real processes)', () => {
+  let nats: TestNats;
+  let procs: ProcessSet;
+  let nc: NatsConnection;
+  let jobs: JobClient;
+  let ds: DatasetVersion;
+  let store: DatasetStore;
+  const nodes: Record<string, TestProcess> = {};
+  const spec = (over: Record<string, unknown> = {}) => ({
+    model: { name: 'fraud', type: 'logreg' },
+    dataset: 'fraud-ref',
+    hyper: { optimizer: 'adam', lr: 0.05, steps: 60, batchSize: 512, seed: 7 },
+    workers: 2,
+    checkpointEvery: 10,
+    ...over,
+  });
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    procs = new ProcessSet(nats);
+    await procs.startScheduler(ARGS).ready;
+    nodes.a = procs.startNode('train-a', 'cpu-spot', ARGS);
+    nodes.b = procs.startNode('train-b', 'cpu-ondemand', ARGS);
+    await Promise.all([nodes.a.ready, nodes.b.ready]);
+    nc = await nats.connect(Role.CLIENT);
+    store = await DatasetStore.open(nc);
+    ds = await store.put('fraud-ref', generateFraud({ rows: 20_000, seed: 11 }), { splitSeed: 5, source: 'generator seed 11' });
+    jobs = await JobClient.open(nc);
+  }, 90_000);
+
+  afterAll(async () => {
+    await procs?.stopAll(10_000);
+    await nats?.stop();
+  });
+
+  it('stores datasets content-addressed: the same data is the same version', async () => {
+    const again = await store.put('fraud-ref', generateFraud({ rows: 20_000, seed: 11 }), { splitSeed: 5 });
+    expect(again.digest).toBe(ds.digest);
+    expect((await store.resolve(`fraud-ref@${ds.digest.slice(0, 8)}`)).digest).toBe(ds.digest);
+    expect((await store.resolve(`sha256:${ds.digest}`)).rows).toBe(20_000);
+    const drifted = await store.put('fraud-drift', generateFraud({ rows: 2000, seed: 11, drift: 1 }));
+    expect(drifted.digest).not.toBe(ds.digest);
+    expect(ds.positives / ds.rows).toBeGreaterThan(0.01);
+    expect(ds.positives / ds.rows).toBeLessThan(0.08);
+  });
+
+  it('trains data-parallel to a good holdout AUC, exports ONNX that matches, registers with lineage', async () => {
+    const { id } = await jobs.submit(spec(), { id: 'job-auc' });
+    const states = new Set<string>();
+    const done = await jobs.follow(id, (r) => states.add(r.state), 120_000);
+    expect(done.reason).toBeUndefined();
+    expect(done.state).toBe('succeeded');
+    expect(states.has('running')).toBe(true);
+    const result = done.result as unknown as Result;
+    expect(result.metrics.auc).toBeGreaterThan(0.8);
+    expect(result.metrics.rows).toBe(ds.splits.holdout);
+
+    const registry = await ModelRegistry.open(nc);
+    const mv = await registry.version('fraud', result.version);
+    expect(mv.lineage).toMatchObject({ datasetDigest: ds.digest, trainingJobId: 'job-auc' });
+    expect(mv.metrics?.auc).toBeCloseTo(result.metrics.auc, 10);
+
+    // The exported model, run by onnxruntime, gives the trainer's own predictions.
+    const { bytes } = await registry.loadArtifact('fraud', result.version);
+    const session = await ort.InferenceSession.create(bytes);
+    const data = await store.load(ds);
+    const rows = take(data, result.check.rows);
+    const out = await session.run({ X: new ort.Tensor('float32', rows.x, [rows.y.length, rows.d]) });
+    const y = out.Y!.data as Float32Array;
+    result.check.predictions.forEach((p, i) => expect(Math.abs(y[i]! - p)).toBeLessThan(1e-5));
+  });
+
+  it('a duplicate submission with the same id runs once', async () => {
+    const a = await jobs.submit(spec({ hyper: { steps: 5, seed: 3 } }), { id: 'job-dup' });
+    const b = await jobs.submit(spec({ hyper: { steps: 5, seed: 3 } }), { id: 'job-dup' });
+    expect(a.duplicate).toBe(false);
+    expect(b.duplicate).toBe(true);
+    const done = await jobs.follow('job-dup', () => undefined, 60_000);
+    expect(done.state).toBe('succeeded');
+    const registry = await ModelRegistry.open(nc);
+    const versions = (await registry.versions('fraud')).filter((v) => v.lineage?.trainingJobId === 'job-dup');
+    expect(versions).toHaveLength(1);
+  });
+
+  it('a bad spec or an unknown dataset fails at once with the reason', async () => {
+    await jobs.submit(spec({ workers: 0 }), { id: 'job-bad' });
+    const bad = await jobs.follow('job-bad', () => undefined, 30_000);
+    expect(bad.state).toBe('failed');
+    expect(bad.reason).toMatch(/workers/);
+    await jobs.submit(spec({ dataset: 'no-such-data' }), { id: 'job-nodata' });
+    const nodata = await jobs.follow('job-nodata', () => undefined, 30_000);
+    expect(nodata.state).toBe('failed');
+    expect(nodata.reason).toMatch(/dataset "no-such-data" not found/);
+  });
+
+  it('SIGKILL a worker\'s node mid-training: the job carries on elsewhere and succeeds', async () => {
+    nodes.c = procs.startNode('train-c', 'cpu-spot', ARGS);
+    await nodes.c.ready;
+    await jobs.submit(spec({ hyper: { optimizer: 'adam', lr: 0.05, steps: 80, batchSize: 512, seed: 9 }, workers: 3 }), { id: 'job-kill' });
+    // Wait until the job is past its first checkpoint, then kill a node that hosts a worker.
+    const st = await until(async () => {
+      const r = await jobs.get('job-kill');
+      return ((r.progress?.step as number | undefined) ?? 0) >= 20 ? r : undefined;
+    }, 60_000, 'job-kill past step 20');
+    expect(st.state === 'running' || st.state === 'checkpointed').toBe(true);
+    const dir = await openBucket(nc, resources().buckets.actors);
+    const hosts = new Set<string>();
+    for (const w of ['job-job-kill-w-1', 'job-job-kill-w-2', 'job-job-kill-w-3']) {
+      const e = await dir.get(w);
+      if (e) hosts.add((decode(e.value) as DirectoryEntry).nodeId);
+    }
+    const victim = ['train-c', 'train-a', 'train-b'].find((n) => hosts.has(n))!;
+    expect(victim).toBeDefined();
+    nodes[victim === 'train-a' ? 'a' : victim === 'train-b' ? 'b' : 'c']!.kill('SIGKILL');
+    const done: JobRecord = await jobs.follow('job-kill', () => undefined, 120_000);
+    expect(done.reason ?? '').not.toMatch(/failed/);
+    expect(done.state).toBe('succeeded');
+    expect((done.result as unknown as Result).metrics.auc).toBeGreaterThan(0.8);
+  });
+});
+
