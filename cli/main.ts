@@ -5,6 +5,7 @@
 import { Errors, SHOAL_VERSION, fail, loadConfig, parseFlags } from '../cluster/index.ts';
 import { up } from './up.ts';
 import { NODES_FLAGS, nodeOpCommand } from './nodes.ts';
+import { JOBS_FLAGS, jobsCommand } from './jobs.ts';
 import { collectStatus, connectClient, formatStatus } from './status.ts';
 import { MODELS_FLAGS, modelsCommand } from './models.ts';
 
@@ -16,6 +17,10 @@ commands:
   up        start the embedded cluster (nats-server, scheduler, node agents, gateway)
   status    list the processes and nodes seen over NATS   [--json] [--wait MS]
   models    model registry and serving: register, list, show, alias, rollback, deploy, canary, promote, abort
+  datasets  generate fraud [--rows N --seed S --drift D] | import <file.csv> --name N --label COL … | show <ref>
+  submit    submit a training job (job.json) and follow it with a progress bar   [--id ID] [--no-wait]
+  jobs      show a job's state and metrics   <jobId>
+  cancel    cancel a job   <jobId>
   drain     drain a node: no new actors, finish and hand off the rest   <nodeId> [--deadline MS]
   preempt   send a spot preemption notice: drain within the notice, mark its pool risky   <nodeId> [--notice MS]
   version   print the version
@@ -47,6 +52,11 @@ async function main(): Promise<number> {
     }
     case 'models':
       return modelsCommand(rest, loadConfig({ argv: rest }, MODELS_FLAGS));
+    case 'submit':
+    case 'jobs':
+    case 'cancel':
+    case 'datasets':
+      return jobsCommand(cmd, rest, loadConfig({ argv: rest }, JOBS_FLAGS));
     case 'drain':
     case 'preempt':
       return nodeOpCommand(cmd, rest, loadConfig({ argv: rest }, NODES_FLAGS));

@@ -26,6 +26,8 @@ import { createMetrics } from './metrics.ts';
 import { InferenceService } from './inference.ts';
 import { registerOipRoutes } from './routes/oip.ts';
 import { registerV1Routes } from './routes/v1.ts';
+import { registerJobRoutes } from './routes/jobs.ts';
+import { JobClient } from '../ml/index.ts';
 import { FixedWindowLimiter, humanSeconds } from './rate-limit.ts';
 
 export interface ApiKey {
@@ -178,6 +180,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     inference = await InferenceService.create({ nc: deps.nc, subjects: deps.subjects, log: deps.logger, metrics, requestTimeoutMs: deps.requestTimeoutMs ?? 10_000 });
     registerOipRoutes(app, inference);
     registerV1Routes(app, inference);
+    registerJobRoutes(app, () => JobClient.open(deps.nc, deps.subjects.prefix));
     app.addHook('onClose', async () => inference?.stop());
   }
 

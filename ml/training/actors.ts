@@ -39,7 +39,7 @@ import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
 import { applyUpdate, gradient, processKernels } from './compute.ts';
-import { evaluate } from './metrics.ts';
+import { bestF1Threshold, evaluate } from './metrics.ts';
 import { exportOnnx, initParams, layout, predict, type ModelShape } from './model.ts';
 import { TrainingSpec } from './spec.ts';
 
@@ -261,6 +261,7 @@ class TrainingJob extends Actor<JobMsg> {
       let failures = 0;
       const t0 = performance.now();
       let samples = 0;
+      let lastProgress: Record<string, unknown> = {};
       for (let step = (ck?.step ?? 0) + 1; step <= this.#steps; step++) {
         if (this.#stopped) return;
         const stepStart = performance.now();
@@ -300,8 +301,9 @@ class TrainingJob extends Actor<JobMsg> {
           prices = await this.#prices();
         }
         if (step % Math.max(1, Math.floor(spec.checkpointEvery / 2)) === 0 || step === this.#steps) {
-          const progress = { step, steps: this.#steps, loss, samplesPerSec: samples / ((performance.now() - t0) / 1000), workers: replies.length, workerSeconds, costSoFar: cost, backend: replies[0]!.backend, checkpointStep: step - (step % spec.checkpointEvery) };
+          const progress: Record<string, unknown> = { step, steps: this.#steps, loss, samplesPerSec: samples / ((performance.now() - t0) / 1000), workers: replies.length, workerSeconds, costSoFar: cost, backend: replies[0]!.backend, checkpointStep: step - (step % spec.checkpointEvery) };
           this.#progress(progress);
+          lastProgress = progress;
           const state = step % spec.checkpointEvery === 0 ? JobState.CHECKPOINTED : JobState.RUNNING;
           if (!(await this.#update({ state, progress }))) {
             log.info('job cancelled');
@@ -312,10 +314,15 @@ class TrainingJob extends Actor<JobMsg> {
       }
 
       // Evaluate, export, register.
-      const holdoutIdx = split(data.rows, dv.splits.seed).holdout;
+      // The decision threshold is chosen on the validation split (best F1), then the holdout is
+      // scored once with it: on imbalanced data a fixed 0.5 would flag almost nothing.
+      const splits = split(data.rows, dv.splits.seed);
+      const val = take(data, splits.validation);
+      const threshold = bestF1Threshold(predict(shape, params, val.x, splits.validation.length), val.y);
+      const holdoutIdx = splits.holdout;
       const hold = take(data, holdoutIdx);
       const probs = predict(shape, params, hold.x, holdoutIdx.length);
-      const metrics = evaluate(probs, hold.y);
+      const metrics = evaluate(probs, hold.y, threshold);
       const onnxBytes = exportOnnx(shape, params, spec.model.name);
       const registry = await ModelRegistry.open(this.ctx.nc, this.ctx.subjects.prefix);
       const mv = await registry.register(spec.model.name, onnxBytes, {
@@ -344,7 +351,7 @@ class TrainingJob extends Actor<JobMsg> {
         // The trainer's own forward pass on a few holdout rows (float64), to compare with the exported ONNX.
         check: { rows: check, predictions: Array.from(predict(shape, params, take(data, check).x, check.length)) },
       };
-      await this.#update({ state: JobState.SUCCEEDED, result, progress: { step: this.#steps, steps: this.#steps } });
+      await this.#update({ state: JobState.SUCCEEDED, result, progress: { ...lastProgress, step: this.#steps, steps: this.#steps } });
       this.#progress({ step: this.#steps, steps: this.#steps, done: true, auc: metrics.auc });
       log.info({ version: mv.version, auc: metrics.auc }, 'job succeeded');
     } catch (err) {
@@ -379,7 +386,7 @@ class TrainingJob extends Actor<JobMsg> {
         const ok = (err: unknown) => {
           if (!Errors.ACTOR_ALREADY_RUNNING.is(err)) throw err;
         };
-        if (missing.length === ids.length) await this.ctx.system.spawn({ ...base, id: `job-${this.#jobId}-w` }, { replicas: ids.length, gang: true }).catch(ok);
+        if (missing.length === ids.length && ids.length > 1) await this.ctx.system.spawn({ ...base, id: `job-${this.#jobId}-w` }, { replicas: ids.length, gang: true }).catch(ok);
         else for (const i of missing) await this.ctx.system.spawn({ ...base, id: ids[i]! }).catch(ok);
         // Wait for them to answer (a pending one is being placed).
         for (const id of ids) await this.ctx.system.ref(id).ask({ type: 'info' }, { timeoutMs: 10_000, retry: { attempts: 20, delayMs: 250 } });

@@ -78,3 +78,19 @@ export function evaluate(p: ArrayLike<number>, y: ArrayLike<number>, threshold =
     logLoss: n ? logLoss / n : 0,
   };
 }
+
+/** The threshold with the best F1 (over the distinct predicted values' quantiles). */
+export function bestF1Threshold(p: ArrayLike<number>, y: ArrayLike<number>): number {
+  const sorted = Array.from(p).sort((a, b) => a - b);
+  let best = 0.5;
+  let bestF1 = -1;
+  for (let q = 0.5; q < 1; q += 0.005) {
+    const t = sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+    const f1 = evaluate(p, y, t).f1;
+    if (f1 > bestF1) {
+      bestF1 = f1;
+      best = t;
+    }
+  }
+  return best;
+}

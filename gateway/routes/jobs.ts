@@ -1,0 +1,39 @@
+/**
+ * Training jobs over HTTP: `POST /v1/jobs` queues a job (idempotent by `id` in the body or the
+ * `idempotency-key` header: the same id twice runs once) and answers 202 with its id;
+ * `GET /v1/jobs/{id}` is its state, progress and result; `DELETE /v1/jobs/{id}` cancels it.
+ * The spec itself is validated by the job's actor; a bad one shows up as `failed` with the reason.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import type { JobClient } from '../../ml/index.ts';
+
+type App = FastifyInstance<any, any, any, any, TypeBoxTypeProvider>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const JobId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+
+export function registerJobRoutes(app: App, open: () => Promise<JobClient>): void {
+  // Opened on first use: the jobs bucket is created by the scheduler, which may start later.
+  let client: Promise<JobClient> | undefined;
+  const jobs = () => (client ??= open().catch((err: unknown) => {
+    client = undefined;
+    throw err;
+  }));
+  app.post(
+    '/v1/jobs',
+    {
+      schema: {
+        body: Type.Object({ id: Type.Optional(JobId), actorType: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })), spec: Type.Record(Type.String(), Type.Unknown()) }, { additionalProperties: false }),
+        headers: Type.Object({ 'idempotency-key': Type.Optional(JobId) }),
+      },
+    },
+    async (req, reply) => {
+      const id = req.body.id ?? req.headers['idempotency-key'];
+      const r = await (await jobs()).submit(req.body.spec, { ...(id ? { id } : {}), ...(req.body.actorType ? { actorType: req.body.actorType } : {}) });
+      return reply.status(202).header('location', `/v1/jobs/${r.id}`).send({ id: r.id, duplicate: r.duplicate });
+    },
+  );
+  app.get('/v1/jobs/:id', { schema: { params: Type.Object({ id: JobId }) } }, async (req) => (await jobs()).get(req.params.id));
+  app.delete('/v1/jobs/:id', { schema: { params: Type.Object({ id: JobId }) } }, async (req) => (await jobs()).cancel(req.params.id));
+}

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { MlErrors, evaluate, exportOnnx, generateFraud, importCsv, initParams, predict, rocAuc, split } from '../../ml/index.ts';
+import * as ort from 'onnxruntime-node';
+
+describe('training units', () => {
+  it('ROC AUC matches a hand-computed case, ties averaged', () => {
+    // Positives at 0.9 and 0.4, negatives at 0.8, 0.4, 0.1: pairs won 2 + 0.5 + 1 + 1 = 4.5 of 6.
+    expect(rocAuc([0.9, 0.8, 0.4, 0.4, 0.1], [1, 0, 1, 0, 0])).toBeCloseTo(4.5 / 6, 12);
+    expect(rocAuc([0.1, 0.2], [1, 0])).toBe(0);
+    const m = evaluate([0.9, 0.8, 0.2, 0.1], [1, 0, 1, 0]);
+    expect([m.precision, m.recall, m.accuracy]).toEqual([0.5, 0.5, 0.5]);
+  });
+
+  it('the fraud generator is deterministic by seed, imbalanced, and drifts', () => {
+    const a = generateFraud({ rows: 5000, seed: 9 });
+    const b = generateFraud({ rows: 5000, seed: 9 });
+    expect(Buffer.from(a.features.buffer).equals(Buffer.from(b.features.buffer))).toBe(true);
+    const rate = a.labels.reduce((s, l) => s + l, 0) / a.rows;
+    expect(rate).toBeGreaterThan(0.005);
+    expect(rate).toBeLessThan(0.1);
+    const d = generateFraud({ rows: 5000, seed: 9, drift: 1 });
+    const mean = (x: Float32Array) => x.filter((_, i) => i % a.columns.length === 0).reduce((s, v) => s + v, 0) / a.rows;
+    expect(mean(d.features) - mean(a.features)).toBeGreaterThan(0.2); // log_amount shifted up
+    expect(new Set(a.sensitive)).toEqual(new Set([0, 1]));
+  });
+
+  it('splits are a deterministic partition', () => {
+    const s = split(1000, 3);
+    expect(s.train.length + s.validation.length + s.holdout.length).toBe(1000);
+    expect(new Set([...s.train, ...s.validation, ...s.holdout]).size).toBe(1000);
+    expect(split(1000, 3)).toEqual(s);
+    expect(split(1000, 4).train).not.toEqual(s.train);
+  });
+
+  it('CSV import one-hots categoricals, standardises numerics, names a bad cell', () => {
+    const csv = 'amount,merchant,age,label\n10,shop,30,0\n20,"web, inc",40,1\n30,shop,50,0\n';
+    const d = importCsv(csv, { label: 'label', numeric: ['amount'], categorical: ['merchant'], sensitive: 'age' });
+    expect(d.columns).toEqual(['amount', 'merchant_shop', 'merchant_web, inc']);
+    expect(Array.from(d.labels)).toEqual([0, 1, 0]);
+    expect(d.features[0]).toBeCloseTo(-1.2247, 3);
+    expect(d.features[3 * 1 + 2]).toBe(1);
+    expect(() => importCsv('amount,label\nabc,1\n', { label: 'label', numeric: ['amount'] })).toThrow(/row 2, column "amount"/);
+    expect(() => importCsv('amount,label\n1,yes\n', { label: 'label', numeric: ['amount'] })).toThrow(expect.objectContaining({ code: MlErrors.BAD_DATASET.code }));
+  });
+
+  it('the exported ONNX (logreg and MLP) computes the trainer forward pass', async () => {
+    const d = generateFraud({ rows: 64, seed: 2 });
+    for (const type of ['logreg', 'mlp'] as const) {
+      const shape = { type, features: d.columns.length, hidden: 8 };
+      const p = initParams(shape, 5);
+      for (let i = 0; i < p.length; i++) p[i] = p[i]! + Math.sin(i) * 0.3; // not all zeros
+      const session = await ort.InferenceSession.create(exportOnnx(shape, p));
+      const out = await session.run({ X: new ort.Tensor('float32', d.features, [d.rows, d.columns.length]) });
+      const y = out.Y!.data as Float32Array;
+      const ref = predict(shape, p, d.features, d.rows);
+      for (let i = 0; i < d.rows; i++) expect(Math.abs(y[i]! - ref[i]!)).toBeLessThan(1e-5);
+    }
+  });
+});
