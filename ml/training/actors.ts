@@ -39,7 +39,7 @@ import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
 import { applyUpdate, gradient, processKernels } from './compute.ts';
-import { bestF1Threshold, evaluate } from './metrics.ts';
+import { bestF1Threshold, evaluate, rocAuc } from './metrics.ts';
 import { exportOnnx, initParams, layout, predict, type ModelShape } from './model.ts';
 import { TrainingSpec } from './spec.ts';
 
@@ -258,6 +258,10 @@ class TrainingJob extends Actor<JobMsg> {
       await this.#update({ state: JobState.RUNNING, ...(ck ? { reason: `resumed from the checkpoint at step ${ck.step}` } : {}) });
 
       let prices = await this.#prices();
+      // Validation AUC at each checkpoint: progress people can read, and time-to-target for benchmarks.
+      const splits = split(data.rows, dv.splits.seed);
+      const val = take(data, splits.validation);
+      const valAuc = () => rocAuc(predict(shape, params, val.x, splits.validation.length), val.y);
       let failures = 0;
       const t0 = performance.now();
       let samples = 0;
@@ -301,7 +305,7 @@ class TrainingJob extends Actor<JobMsg> {
           prices = await this.#prices();
         }
         if (step % Math.max(1, Math.floor(spec.checkpointEvery / 2)) === 0 || step === this.#steps) {
-          const progress: Record<string, unknown> = { step, steps: this.#steps, loss, samplesPerSec: samples / ((performance.now() - t0) / 1000), workers: replies.length, workerSeconds, costSoFar: cost, backend: replies[0]!.backend, checkpointStep: step - (step % spec.checkpointEvery) };
+          const progress: Record<string, unknown> = { ...(step % spec.checkpointEvery === 0 || step === this.#steps ? { valAuc: valAuc() } : {}), elapsedMs: performance.now() - t0, step, steps: this.#steps, loss, samplesPerSec: samples / ((performance.now() - t0) / 1000), workers: replies.length, workerSeconds, costSoFar: cost, backend: replies[0]!.backend, checkpointStep: step - (step % spec.checkpointEvery) };
           this.#progress(progress);
           lastProgress = progress;
           const state = step % spec.checkpointEvery === 0 ? JobState.CHECKPOINTED : JobState.RUNNING;
@@ -316,8 +320,6 @@ class TrainingJob extends Actor<JobMsg> {
       // Evaluate, export, register.
       // The decision threshold is chosen on the validation split (best F1), then the holdout is
       // scored once with it: on imbalanced data a fixed 0.5 would flag almost nothing.
-      const splits = split(data.rows, dv.splits.seed);
-      const val = take(data, splits.validation);
       const threshold = bestF1Threshold(predict(shape, params, val.x, splits.validation.length), val.y);
       const holdoutIdx = splits.holdout;
       const hold = take(data, holdoutIdx);
