@@ -6,7 +6,7 @@
  *   shoal models show NAME [--version N|ALIAS]
  *   shoal models alias NAME ALIAS VERSION          point an alias at a version
  *   shoal models rollback NAME [--alias production] move an alias back to its previous version
- *   shoal models deploy NAME [--version N|ALIAS] [--replicas 2] [--max-batch 32] [--max-delay-ms 0]
+ *   shoal models deploy NAME [--version N|ALIAS] [--replicas 2] [--max-batch 32] [--max-delay-ms 0] [--autoscale MIN:MAX[:TARGET]]
  *   shoal models canary NAME --version N [--weight 0.1] [--replicas 1] [--sticky]
  *   shoal models weight NAME WEIGHT                 change the canary's traffic share
  *   shoal models promote NAME                       canary → stable (and the production alias)
@@ -21,7 +21,7 @@ import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
 import { ModelDeployments, ModelRegistry } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
-export const MODELS_FLAGS = ['alias', 'metrics', 'lineage', 'description', 'version', 'replicas', 'max-batch', 'max-delay-ms', 'weight', 'sticky', 'json', 'threads'] as const;
+export const MODELS_FLAGS = ['alias', 'metrics', 'lineage', 'description', 'version', 'replicas', 'max-batch', 'max-delay-ms', 'weight', 'sticky', 'json', 'threads', 'autoscale'] as const;
 
 const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status> …  (see README "Inference serving")`;
 
@@ -34,6 +34,13 @@ function json(flag: string | undefined, name: string): Record<string, unknown> |
   } catch (err) {
     throw Errors.USAGE(`--${name} must be a JSON object: ${(err as Error).message}`);
   }
+}
+
+/** `--autoscale MIN:MAX[:TARGET]`: replicas follow load (ongoing + queued per replica, default target 2). */
+function autoscaleFlag(v: string): { minReplicas: number; maxReplicas: number; targetOngoingPerReplica?: number; upscaleDelayMs: number; downscaleDelayMs: number } {
+  const m = /^(\d+):(\d+)(?::(\d+(?:\.\d+)?))?$/.exec(v);
+  if (!m || Number(m[1]) > Number(m[2]) || Number(m[2]) < 1) throw Errors.USAGE(`--autoscale takes MIN:MAX[:TARGET] with MIN ≤ MAX, MAX ≥ 1 (e.g. 1:4 or 1:4:2), got "${v}"`);
+  return { minReplicas: Number(m[1]), maxReplicas: Number(m[2]), ...(m[3] ? { targetOngoingPerReplica: Number(m[3]) } : {}), upscaleDelayMs: 10_000, downscaleDelayMs: 120_000 };
 }
 
 function num(v: string | undefined, name: string): number | undefined {
@@ -69,6 +76,7 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
       ...(flags.has('max-batch') ? { maxBatchSize: num(flags.get('max-batch'), 'max-batch')! } : {}),
       ...(flags.has('max-delay-ms') ? { maxQueueDelayMs: num(flags.get('max-delay-ms'), 'max-delay-ms')! } : {}),
       ...(flags.has('threads') ? { threads: num(flags.get('threads'), 'threads')! } : {}),
+      ...(flags.has('autoscale') ? { autoscale: autoscaleFlag(flags.get('autoscale')!) } : {}),
     });
     switch (cmd) {
       case 'register': {

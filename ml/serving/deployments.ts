@@ -21,6 +21,7 @@ import {
   type NatsConnection,
   type PlacementConstraints,
   type ResourceRequest,
+  type ServiceAutoscale,
   type Subjects,
 } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
@@ -44,6 +45,11 @@ export interface TrackOptions {
   constraints?: PlacementConstraints;
   /** How long to wait for replicas to become ready. @default 60000 */
   readyTimeoutMs?: number;
+  /**
+   * Let the scheduler keep the replica count between min and max on the replicas' load
+   * (ongoing + queued requests per replica); `replicas` is the starting count.
+   */
+  autoscale?: ServiceAutoscale;
 }
 
 export interface DeployOptions extends TrackOptions {
@@ -242,7 +248,7 @@ export class ModelDeployments {
     if (!running.every(Boolean)) {
       try {
         await this.#client.spawn(
-          { type: INFERENCE_ACTOR_TYPE, service: t.service, args, kind: 'inference', ...(o.resources ? { resources: o.resources } : {}), ...(o.constraints ? { constraints: o.constraints } : {}) },
+          { type: INFERENCE_ACTOR_TYPE, service: t.service, args, kind: 'inference', ...(o.resources ? { resources: o.resources } : {}), ...(o.constraints ? { constraints: o.constraints } : {}), ...(o.autoscale ? { autoscale: o.autoscale } : {}) },
           { replicas: t.replicas, timeoutMs: o.readyTimeoutMs ?? 60_000 },
         );
       } catch (err) {
@@ -268,8 +274,11 @@ export class ModelDeployments {
   }
 
   async #stopTrack(t: Track): Promise<void> {
+    // The track's own replicas, plus any the scheduler added to its service while autoscaling.
+    const ids = new Set(this.replicaIds(t));
+    for (const v of await this.#directory.list().catch(() => [])) if (v.entry.spec.service === t.service) ids.add(v.entry.actorId);
     await Promise.all(
-      this.replicaIds(t).map((id) =>
+      [...ids].map((id) =>
         this.#client.stop(id).catch((err: unknown) => {
           if (!Errors.ACTOR_NOT_FOUND.is(err)) this.log?.warn({ actorId: id, err: (err as Error).message }, 'could not stop replica');
         }),
