@@ -36,6 +36,7 @@ import {
 } from '../../cluster/index.ts';
 import { DatasetStore, rng, split, take, type Dataset, type DatasetVersion } from '../datasets/index.ts';
 import { MlErrors } from '../errors.ts';
+import { Market, UniformProgress } from '../../scheduler/index.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
 import { applyUpdate, gradient, processKernels } from './compute.ts';
@@ -264,6 +265,13 @@ class TrainingJob extends Actor<JobMsg> {
       const valAuc = () => rocAuc(predict(shape, params, val.x, splits.validation.length), val.y);
       let failures = 0;
       const t0 = performance.now();
+      const firstStep = (ck?.step ?? 0) + 1;
+      // Deadline-aware market choice (Uniform Progress, "Can't Be Late", NSDI '24): run on spot
+      // while progress keeps up with the uniform line to the deadline; switch the workers to
+      // on-demand when it falls behind. The work estimate comes from the measured step time.
+      let market: 'spot' | 'on-demand' = spec.spotOk ? 'spot' : 'on-demand';
+      let deadlinePolicy: UniformProgress | undefined;
+      const marketLog: { step: number; market: string; reason: string }[] = [];
       let samples = 0;
       let lastProgress: Record<string, unknown> = {};
       for (let step = (ck?.step ?? 0) + 1; step <= this.#steps; step++) {
@@ -303,6 +311,21 @@ class TrainingJob extends Actor<JobMsg> {
         if (step % spec.checkpointEvery === 0 || step === this.#steps) {
           await this.#saveCheckpoint(this.#latest);
           prices = await this.#prices();
+          if (spec.deadline !== undefined && market === 'spot' && step < this.#steps) {
+            const secPerStep = (performance.now() - t0) / 1000 / (step - firstStep + 1);
+            deadlinePolicy ??= new UniformProgress(
+              { workHours: (this.#steps * secPerStep) / 3600, startAt: cur.rec.submittedAt, deadlineAt: spec.deadline, restartOverheadHours: 5 / 3600 },
+              { safetyMarginHours: (this.#steps * secPerStep * 0.1) / 3600 },
+            );
+            const d = deadlinePolicy.decide({ now: Date.now(), progressHours: (step * secPerStep) / 3600, current: Market.SPOT, spotAvailable: true });
+            if (d.market === Market.ON_DEMAND) {
+              market = 'on-demand';
+              marketLog.push({ step, market, reason: d.reason });
+              log.info({ step, reason: d.reason }, 'behind the deadline: moving workers to on-demand');
+              await Promise.all(workers.map((w) => this.ctx.system.stop(w).catch(() => undefined)));
+              await this.#startWorkers(workers, args, { ...spec, spotOk: false });
+            }
+          }
         }
         if (step % Math.max(1, Math.floor(spec.checkpointEvery / 2)) === 0 || step === this.#steps) {
           const progress: Record<string, unknown> = { ...(step % spec.checkpointEvery === 0 || step === this.#steps ? { valAuc: valAuc() } : {}), elapsedMs: performance.now() - t0, step, steps: this.#steps, loss, samplesPerSec: samples / ((performance.now() - t0) / 1000), workers: replies.length, workerSeconds, costSoFar: cost, backend: replies[0]!.backend, checkpointStep: step - (step % spec.checkpointEvery) };
@@ -349,6 +372,9 @@ class TrainingJob extends Actor<JobMsg> {
         finalLoss: losses.at(-1),
         workerSeconds,
         cost,
+        market,
+        ...(marketLog.length ? { marketSwitches: marketLog } : {}),
+        ...(spec.deadline !== undefined ? { deadlineMet: Date.now() <= spec.deadline } : {}),
         ...(deployed ? { deployed } : {}),
         // The trainer's own forward pass on a few holdout rows (float64), to compare with the exported ONNX.
         check: { rows: check, predictions: Array.from(predict(shape, params, take(data, check).x, check.length)) },

@@ -110,6 +110,21 @@ describe('training jobs (real processes)', () => {
     expect((c.result as unknown as Result).check.predictions.some((p, i) => Math.abs(p - pa[i]!) > 1e-6)).toBe(true);
   });
 
+  it('a job behind its deadline moves its workers from spot to on-demand (Uniform Progress)', async () => {
+    // A deadline it cannot meet on the uniform line: the policy switches to on-demand at the first checkpoint.
+    await jobs.submit(spec({ hyper: { steps: 40, seed: 4 }, deadline: Date.now() + 500 }), { id: 'job-late' });
+    const late = await jobs.follow('job-late', () => undefined, 60_000);
+    expect(late.state).toBe('succeeded');
+    const r = late.result as unknown as { market: string; marketSwitches?: { step: number }[] };
+    expect(r.market).toBe('on-demand');
+    expect(r.marketSwitches?.[0]?.step).toBe(10);
+    // A generous deadline stays on spot.
+    await jobs.submit(spec({ hyper: { steps: 20, seed: 4 }, deadline: Date.now() + 24 * 3600_000 }), { id: 'job-relaxed' });
+    const relaxed = await jobs.follow('job-relaxed', () => undefined, 60_000);
+    expect((relaxed.result as unknown as { market: string; deadlineMet: boolean }).market).toBe('spot');
+    expect((relaxed.result as unknown as { deadlineMet: boolean }).deadlineMet).toBe(true);
+  });
+
   it('a duplicate submission with the same id runs once', async () => {
     const a = await jobs.submit(spec({ hyper: { steps: 5, seed: 3 }, workers: 1 }), { id: 'job-dup' });
     const b = await jobs.submit(spec({ hyper: { steps: 5, seed: 3 }, workers: 1 }), { id: 'job-dup' });
