@@ -28,3 +28,4 @@ export { announce, discover, type PresenceSource } from './presence.ts';
 export { ensureResources, openBucket } from './resources.ts';
 export { runProcess, fail, type ProcessContext, type ProcessSpec, type Started } from './process.ts';
 export { SHOAL_VERSION } from './version.ts';
+export { seededRandom } from './random.ts';

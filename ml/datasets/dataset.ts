@@ -4,7 +4,7 @@
  * the arrays as binary, so its sha256 digest is its version (as with DVC).
  */
 import { createHash } from 'node:crypto';
-import { decode, encode } from '../../cluster/index.ts';
+import { decode, encode, seededRandom } from '../../cluster/index.ts';
 
 export interface Dataset {
   columns: string[];
@@ -44,17 +44,8 @@ export function deserialize(bytes: Uint8Array): Dataset {
 
 export const sha256hex = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-/** Mulberry32: small, fast, deterministic. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG (mulberry32): deterministic by seed. */
+export const rng = seededRandom;
 
 /** Deterministic train / validation / holdout split of row indices. */
 export function split(rows: number, seed: number, fractions = { train: 0.7, validation: 0.15 }): Splits {
