@@ -387,11 +387,12 @@ class TrainingJob extends Actor<JobMsg> {
       log.warn({ code: errorCode(err), reason }, 'job failed');
       await this.#update({ state: JobState.FAILED, reason });
     } finally {
-      if (!this.#stopped) {
-        await Promise.all(workers.map((w) => this.ctx.system.stop(w).catch(() => undefined)));
-        // The job is over: remove the coordinator too (the record stays).
-        setImmediate(() => void this.ctx.system.stop(this.ctx.actorId).catch(() => undefined));
-      }
+      // Stopped by a drain or a node shutdown, the job goes on elsewhere and keeps its workers;
+      // stopped because the job is over (cancelled: its record is terminal), they go with it.
+      const over = !this.#stopped || (await this.#record().then((c) => !c || TERMINAL_JOB_STATES.includes(c.rec.state)).catch(() => false));
+      if (over) await Promise.all(workers.map((w) => this.ctx.system.stop(w).catch(() => undefined)));
+      // The job is over: remove the coordinator too (the record stays).
+      if (!this.#stopped) setImmediate(() => void this.ctx.system.stop(this.ctx.actorId).catch(() => undefined));
     }
   }
 

@@ -148,6 +148,22 @@ describe('training jobs (real processes)', () => {
     expect(nodata.reason).toMatch(/dataset "no-such-data" not found/);
   });
 
+  it('cancel stops a running job and its workers', async () => {
+    await jobs.submit(spec({ hyper: { steps: 100_000, batchSize: 128, seed: 5 } }), { id: 'job-cancel' });
+    await until(async () => (((await jobs.get('job-cancel')).progress?.step as number | undefined) ?? 0) >= 10 || undefined, 60_000, 'job-cancel past step 10');
+    expect((await jobs.cancel('job-cancel')).state).toBe('cancelled');
+    const dir = await openBucket(nc, resources().buckets.actors);
+    // The coordinator and both workers leave the directory (a leaked worker would hold its node's capacity).
+    await until(async () => {
+      for (const id of ['job-job-cancel', 'job-job-cancel-w-1', 'job-job-cancel-w-2']) {
+        const e = await dir.get(id);
+        if (e && e.operation === 'PUT') return undefined;
+      }
+      return true;
+    }, 20_000, 'job-cancel actors gone');
+    expect((await jobs.get('job-cancel')).state).toBe('cancelled');
+  });
+
   it('SIGKILL the node of the job (and its workers there) mid-training: it resumes from its checkpoint elsewhere and succeeds', async () => {
     nodes.c = procs.startNode('train-c', 'cpu-spot', ARGS);
     await nodes.c.ready;
