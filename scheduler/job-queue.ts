@@ -95,15 +95,29 @@ export class JobQueue {
     const now = Date.now();
     const rec: JobRecord = { id, state: JobState.QUEUED, actorType: env.actorType ?? DEFAULT_JOB_ACTOR, spec: env.spec, submittedAt: now, updatedAt: now };
     if (!(await this.#record(rec))) {
-      this.#o.log.info({ jobId: id }, 'duplicate submission ignored');
+      // Recorded already. Still `queued` means it may never have been started: the scheduler
+      // died between the record and the spawn, and this is the redelivery. Starting it again is
+      // safe: the actor's id is the job's, so a running (or pending) one is left alone.
+      const e = await this.#kv.get(id);
+      const cur = e && e.operation === 'PUT' ? (decode(e.value) as JobRecord) : undefined;
+      if (cur?.state !== JobState.QUEUED) {
+        this.#o.log.info({ jobId: id }, 'duplicate submission ignored');
+        return;
+      }
+      await this.#startJob(cur);
       return;
     }
     this.#o.log.info({ jobId: id, actorType: rec.actorType }, 'job accepted');
     this.#o.nc.publish(this.#o.subjects.event('job-accepted'), encode({ jobId: id, at: now }));
+    await this.#startJob(rec);
+  }
+
+  async #startJob(rec: JobRecord): Promise<void> {
     try {
-      await this.#o.actors.spawn({ type: rec.actorType, id: jobActorId(id), args: { jobId: id }, kind: ActorKind.BATCH, constraints: { spotOk: true } });
+      await this.#o.actors.spawn({ type: rec.actorType, id: jobActorId(rec.id), args: { jobId: rec.id }, kind: ActorKind.BATCH, constraints: { spotOk: true } });
     } catch (err) {
-      await this.update(id, { state: JobState.FAILED, reason: `cannot start the job: ${(err as Error).message}` });
+      if (Errors.ACTOR_ALREADY_RUNNING.is(err)) return;
+      await this.update(rec.id, { state: JobState.FAILED, reason: `cannot start the job: ${(err as Error).message}` });
     }
   }
 
