@@ -52,6 +52,13 @@ const bytesF32 = (b: Uint8Array) => {
   new Uint8Array(f.buffer).set(b);
   return f;
 };
+/** A copy (the vectors keep changing after a checkpoint is taken). */
+const f64bytes = (a: Float64Array) => new Uint8Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength));
+const bytesF64 = (b: Uint8Array) => {
+  const f = new Float64Array(b.byteLength / 8);
+  new Uint8Array(f.buffer).set(b);
+  return f;
+};
 
 // ---- worker ------------------------------------------------------------------------------------
 
@@ -250,8 +257,11 @@ class TrainingJob extends Actor<JobMsg> {
       const L = layout(shape);
       const ck = await this.#loadCheckpoint();
       const params = ck ? bytesF32(ck.params) : initParams(shape, spec.hyper.seed);
-      const m = ck ? new Float64Array(bytesF32(ck.m)) : new Float64Array(L.size);
-      const v = ck ? new Float64Array(bytesF32(ck.v)) : new Float64Array(L.size);
+      // Adam's moments are kept (and checkpointed) in float64, so a resumed job continues exactly
+      // where the uninterrupted one would be. (A float32 checkpoint of older code still loads.)
+      const moments = (b: Uint8Array) => (b.byteLength === L.size * 8 ? bytesF64(b) : new Float64Array(bytesF32(b)));
+      const m = ck ? moments(ck.m) : new Float64Array(L.size);
+      const v = ck ? moments(ck.v) : new Float64Array(L.size);
       const losses = ck?.losses ?? [];
       let workerSeconds = ck?.workerSeconds ?? 0;
       let cost = ck?.cost ?? 0;
@@ -307,7 +317,7 @@ class TrainingJob extends Actor<JobMsg> {
         samples += total;
         losses.push(loss);
         this.#step = step;
-        this.#latest = { step, params: f32bytes(params.slice()), m: f32bytes(Float32Array.from(m)), v: f32bytes(Float32Array.from(v)), losses: losses.slice(-500), workerSeconds, cost };
+        this.#latest = { step, params: f32bytes(params.slice()), m: f64bytes(m), v: f64bytes(v), losses: losses.slice(-500), workerSeconds, cost };
         if (step % spec.checkpointEvery === 0 || step === this.#steps) {
           await this.#saveCheckpoint(this.#latest);
           prices = await this.#prices();

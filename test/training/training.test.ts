@@ -191,6 +191,10 @@ describe('training jobs (real processes)', () => {
     const resumed = /resumed from the checkpoint at step (\d+)/.exec(done.reason ?? '');
     expect(resumed, `reason: ${done.reason}`).not.toBeNull();
     expect(Number(resumed![1])).toBeGreaterThanOrEqual(10);
+    // Resuming loses nothing: the same spec run without interruption ends with the same model.
+    await jobs.submit(spec({ hyper: { optimizer: 'adam', lr: 0.05, steps: 80, batchSize: 512, seed: 9 }, workers: 3 }), { id: 'job-kill-ref' });
+    const ref = await jobs.follow('job-kill-ref', () => undefined, 60_000);
+    expect((done.result as unknown as Result).check.predictions).toEqual((ref.result as unknown as Result).check.predictions);
   });
 });
 
