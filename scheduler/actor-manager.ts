@@ -41,12 +41,20 @@ export interface ActorManagerOptions {
 }
 
 const LIVE: readonly string[] = [ActorState.STARTING, ActorState.RUNNING, ActorState.DRAINING];
+/** How long a refused gang's members count as autoscaler demand. */
+const GANG_DEMAND_MS = 15_000;
 
 export class ActorManager {
   readonly #o: ActorManagerOptions;
   /** Latest directory entries by actor id, kept by a watch. */
   readonly #entries = new Map<string, Versioned>();
   readonly #pendingReasons = new Map<string, string>();
+  /**
+   * Gangs refused for lack of capacity leave nothing pending (all or nothing), so the node
+   * autoscaler would never see them: their members count as demand for a while, long enough for
+   * the caller's retry (a training job retries every few seconds) to find the new nodes.
+   */
+  readonly #gangDemand = new Map<string, { req: PlacementRequest; until: number }>();
   #timer: NodeJS.Timeout | undefined;
   #stopWatch: (() => void) | undefined;
   #reconciling = false;
@@ -97,7 +105,13 @@ export class ActorManager {
 
   /** Pending actors as placement requests (the autoscaler's demand). */
   pendingRequests(): PlacementRequest[] {
-    return [...this.#entries.values()].filter((v) => v.entry.state === ActorState.PENDING).map((v) => placementRequest(v.entry.actorId, v.entry.spec));
+    const now = Date.now();
+    const gangs: PlacementRequest[] = [];
+    for (const [id, d] of this.#gangDemand) {
+      if (d.until < now) this.#gangDemand.delete(id);
+      else gangs.push(d.req);
+    }
+    return [...[...this.#entries.values()].filter((v) => v.entry.state === ActorState.PENDING).map((v) => placementRequest(v.entry.actorId, v.entry.spec)), ...gangs];
   }
 
   count(): number {
@@ -133,10 +147,13 @@ export class ActorManager {
       });
       if (!placed) {
         await this.#rollback(actors);
+        const until = Date.now() + GANG_DEMAND_MS;
+        for (const id of ids) this.#gangDemand.set(id, { req: placementRequest(id, { ...spec, id }), until });
         throw Errors.NO_NODE_AVAILABLE(`gang of ${ids.length} (${actorId})`, this.#pendingReasons.get(actorId) ?? 'waiting for capacity');
       }
       actors.push(placed);
     }
+    for (const id of ids) this.#gangDemand.delete(id);
     return { actors };
   }
 

@@ -67,6 +67,16 @@ describe('autoscaling with the local provider (real processes)', () => {
     expect(unknown).toMatchObject({ code: 'SHOAL_ERR_UNKNOWN_NODE' });
   });
 
+  it('a gang that cannot be placed counts as demand: the autoscaler adds nodes and a retry succeeds', async () => {
+    const gang = () => client.spawn({ type: 'echo', id: 'crew', kind: 'training', resources: { cpu: 1.5 } }, { replicas: 2, gang: true });
+    // Each member wants most of a node: two nodes are needed.
+    const first = await gang().catch((e: unknown) => e);
+    expect(first).toMatchObject({ code: 'SHOAL_ERR_NO_NODE_AVAILABLE' });
+    const placed = await until(async () => gang(), 60_000, 'the gang placed on new nodes');
+    expect(new Set(placed.actors.map((a) => a.nodeId)).size).toBe(2);
+    for (const a of placed.actors) await client.stop(a.actorId);
+  });
+
   it('stops a launched node once it is idle', async () => {
     await client.stop('acc');
     await until(async () => ((await status()).nodes.filter((n) => n.alive).length === 0 ? true : undefined), 60_000, 'idle nodes stopped');
