@@ -155,7 +155,11 @@ export class JobQueue {
     const cur = decode(e.value) as JobRecord;
     if (TERMINAL_JOB_STATES.includes(cur.state)) return cur;
     const rec = await this.update(jobId, { state: JobState.CANCELLED, reason: 'cancelled by request' });
-    await this.#o.actors.stopActor(jobActorId(jobId)).catch(() => undefined);
+    // The job's actor and every actor it started (by convention `job-<id>-…`), so nothing keeps
+    // holding capacity even when the job's actor is not running to stop them itself.
+    const own = jobActorId(jobId);
+    const ids = [...this.#o.actors.entries()].map((v) => v.entry.actorId).filter((a) => a === own || a.startsWith(`${own}-`));
+    await Promise.all(ids.map((a) => this.#o.actors.stopActor(a).catch(() => undefined)));
     return rec;
   }
 }

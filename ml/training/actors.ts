@@ -360,7 +360,10 @@ class TrainingJob extends Actor<JobMsg> {
       const metrics = evaluate(probs, hold.y, threshold);
       const onnxBytes = exportOnnx(shape, params, spec.model.name);
       const registry = await ModelRegistry.open(this.ctx.nc, this.ctx.subjects.prefix);
-      const mv = await registry.register(spec.model.name, onnxBytes, {
+      // Idempotent: a coordinator that died after registering but before recording success
+      // finds its version instead of registering a second one.
+      const already = (await registry.versions(spec.model.name).catch(() => [])).find((v) => v.lineage?.trainingJobId === this.#jobId);
+      const mv = already ?? await registry.register(spec.model.name, onnxBytes, {
         metrics: { auc: metrics.auc, accuracy: metrics.accuracy, precision: metrics.precision, recall: metrics.recall, f1: metrics.f1, brier: metrics.brier, ece: metrics.ece, logLoss: metrics.logLoss },
         lineage: { datasetDigest: dv.digest, trainingJobId: this.#jobId, hyperParameters: { ...spec.hyper, model: spec.model, workers: spec.workers }, codeVersion: SHOAL_VERSION },
         description: `trained by job ${this.#jobId}`,
