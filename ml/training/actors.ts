@@ -67,7 +67,7 @@ const WorkerArgs = Type.Object({
   jobId: Type.String(),
   world: Type.Integer({ minimum: 1 }),
   datasetDigest: Type.String(),
-  model: Type.Object({ type: Type.Union([Type.Literal('logreg'), Type.Literal('mlp')]), features: Type.Integer(), hidden: Type.Integer() }),
+  model: Type.Object({ type: Type.Union([Type.Literal('logreg'), Type.Literal('mlp')]), features: Type.Integer(), layers: Type.Array(Type.Integer({ minimum: 1 })) }),
   batchSize: Type.Integer({ minimum: 1 }),
   seed: Type.Integer(),
   splitSeed: Type.Integer(),
@@ -244,7 +244,8 @@ class TrainingJob extends Actor<JobMsg> {
         throw MlErrors.BAD_JOB(this.#jobId, (err as Error).message);
       });
       const data = await datasets.load(dv);
-      const shape: ModelShape = { type: spec.model.type, features: dv.columns.length, hidden: spec.model.hidden ?? 32 };
+      const h = spec.model.hidden ?? 32;
+      const shape: ModelShape = { type: spec.model.type, features: dv.columns.length, layers: spec.model.type === 'mlp' ? (Array.isArray(h) ? h : [h]) : [] };
       this.#steps = spec.hyper.steps;
       await this.#update({ state: JobState.PLACING, progress: { step: 0, steps: this.#steps } });
 

@@ -25,23 +25,32 @@ export async function gradient(k: Kernels, s: ModelShape, p: Float32Array, x: Fl
   const X = tensor(x, [rows, D]);
   const grad = new Float32Array(L.size);
   if (s.type === 'logreg') {
+    const out = L.dense[0]!;
     const st = k.step();
-    const prob = st.op1('logregForward', [X, tensor(p.slice(0, D), [D, 1]), tensor(p.slice(L.b1, L.b1 + 1), [1])]);
+    const prob = st.op1('logregForward', [X, tensor(p.slice(out.w, out.w + D), [D, 1]), tensor(p.slice(out.b, out.b + 1), [1])]);
     const [loss, dw, db] = st.op('logregBackward', [X, prob, tensor(y, [rows, 1])]);
     st.read(loss!).read(dw!).read(db!);
     const r = await st.run();
-    grad.set(r.get(dw!).data as Float32Array, 0);
-    grad[L.b1] = (r.get(db!).data as Float32Array)[0]!;
+    grad.set(r.get(dw!).data as Float32Array, out.w);
+    grad[out.b] = (r.get(db!).data as Float32Array)[0]!;
     return { loss: (r.get(loss!).data as Float32Array)[0]!, grad, rows, backend: r.backend };
   }
-  const H = s.hidden;
-  const W1 = tensor(p.slice(L.w1, L.w1 + D * H), [D, H]);
-  const W2 = tensor(p.slice(L.w2, L.w2 + H), [H, 1]);
+  // MLP, any depth. Forward: one step of fused gemm + bias + ReLU per hidden layer, then the
+  // output gemm; keep every activation for the backward step.
+  const W = L.dense.map((d) => tensor(p.slice(d.w, d.w + d.in * d.out), [d.in, d.out]));
+  const B = L.dense.map((d) => tensor(p.slice(d.b, d.b + d.out), [d.out]));
   const fwd = k.step();
-  const [h, logits] = fwd.op('mlpForward', [X, W1, tensor(p.slice(L.b1, L.b1 + H), [H]), W2, tensor(p.slice(L.b2, L.b2 + 1), [1])], { activation: 'relu' });
-  fwd.read(h!).read(logits!);
+  const acts: ReturnType<typeof fwd.input>[] = [];
+  let a = fwd.input(X);
+  L.dense.forEach((_, i) => {
+    const last = i === L.dense.length - 1;
+    a = fwd.op1('gemm', [a, W[i]!, B[i]!], last ? {} : { activation: 'relu' });
+    acts.push(a);
+  });
+  for (const v of acts) fwd.read(v);
   const f = await fwd.run();
-  const z = f.get(logits!).data as Float32Array;
+  const hs = acts.map((v) => f.get(v));
+  const z = hs[hs.length - 1]!.data as Float32Array;
   const dl = new Float32Array(rows);
   let loss = 0;
   for (let i = 0; i < rows; i++) {
@@ -50,14 +59,21 @@ export async function gradient(k: Kernels, s: ModelShape, p: Float32Array, x: Fl
     loss -= y[i] ? Math.log(c) : Math.log(1 - c);
     dl[i] = (pi - y[i]!) / rows;
   }
+  // Backward, one step: dW = inputᵀ·d, db = Σ rows of d, d ← (d·Wᵀ) ⊙ relu'(h) for the layer below.
   const bwd = k.step();
-  const [dW1, db1, dW2, db2] = bwd.op('mlpBackward', [X, f.get(h!), W2, tensor(dl, [rows, 1])], { activation: 'relu' });
-  for (const v of [dW1!, db1!, dW2!, db2!]) bwd.read(v);
+  let d = bwd.input(tensor(dl, [rows, 1]));
+  const grads: { w: ReturnType<typeof bwd.op1>; b: ReturnType<typeof bwd.op1> }[] = [];
+  for (let i = L.dense.length - 1; i >= 0; i--) {
+    const input = i === 0 ? X : hs[i - 1]!;
+    grads[i] = { w: bwd.op1('matmul', [input, d], { transA: true }), b: bwd.op1('reduce', [d], { fn: 'sum', axis: 0 }) };
+    if (i > 0) d = bwd.op1('binary', [bwd.op1('matmul', [d, W[i]!], { transB: true }), hs[i - 1]!], { fn: 'reluGrad' });
+  }
+  for (const g of grads) bwd.read(g.w).read(g.b);
   const b = await bwd.run();
-  grad.set(b.get(dW1!).data as Float32Array, L.w1);
-  grad.set(b.get(db1!).data as Float32Array, L.b1);
-  grad.set(b.get(dW2!).data as Float32Array, L.w2);
-  grad[L.b2] = (b.get(db2!).data as Float32Array)[0]!;
+  L.dense.forEach((dl2, i) => {
+    grad.set(b.get(grads[i]!.w).data as Float32Array, dl2.w);
+    grad.set(b.get(grads[i]!.b).data as Float32Array, dl2.b);
+  });
   return { loss: loss / rows, grad, rows, backend: b.backend };
 }
 

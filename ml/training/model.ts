@@ -11,23 +11,34 @@ const { onnx } = onnxProto;
 export interface ModelShape {
   type: 'logreg' | 'mlp';
   features: number;
-  hidden: number;
+  /** Hidden layer widths of the MLP (ReLU), input to output; empty for logistic regression. */
+  layers: number[];
+}
+
+/** Offsets of one dense layer's weights W[in,out] and bias b[out] in the flat vector. */
+export interface DenseLayer {
+  in: number;
+  out: number;
+  w: number;
+  b: number;
 }
 
 export interface Layout {
   size: number;
-  /** Offsets into the flat vector. */
-  w1: number;
-  b1: number;
-  w2: number;
-  b2: number;
+  /** Hidden layers then the output layer (out = 1); logistic regression is the output layer alone. */
+  dense: DenseLayer[];
 }
 
 export function layout(s: ModelShape): Layout {
-  const D = s.features;
-  if (s.type === 'logreg') return { size: D + 1, w1: 0, b1: D, w2: -1, b2: -1 };
-  const H = s.hidden;
-  return { size: D * H + H + H + 1, w1: 0, b1: D * H, w2: D * H + H, b2: D * H + H + H };
+  const widths = [s.features, ...(s.type === 'mlp' ? s.layers : []), 1];
+  const dense: DenseLayer[] = [];
+  let off = 0;
+  for (let i = 0; i + 1 < widths.length; i++) {
+    const [inW, outW] = [widths[i]!, widths[i + 1]!];
+    dense.push({ in: inW, out: outW, w: off, b: off + inW * outW });
+    off += inW * outW + outW;
+  }
+  return { size: off, dense };
 }
 
 export function initParams(s: ModelShape, seed: number): Float32Array {
@@ -35,12 +46,11 @@ export function initParams(s: ModelShape, seed: number): Float32Array {
   const p = new Float32Array(L.size);
   if (s.type === 'logreg') return p;
   const r = rng(seed * 7919 + 17);
-  const D = s.features;
-  const H = s.hidden;
-  const a1 = Math.sqrt(6 / (D + H));
-  for (let i = 0; i < D * H; i++) p[L.w1 + i] = (r() * 2 - 1) * a1;
-  const a2 = Math.sqrt(6 / (H + 1));
-  for (let i = 0; i < H; i++) p[L.w2 + i] = (r() * 2 - 1) * a2;
+  // Glorot-uniform weights, zero biases.
+  for (const d of L.dense) {
+    const a = Math.sqrt(6 / (d.in + d.out));
+    for (let i = 0; i < d.in * d.out; i++) p[d.w + i] = (r() * 2 - 1) * a;
+  }
   return p;
 }
 
@@ -48,28 +58,21 @@ const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
 
 /** Probabilities for `rows` rows of `x` (row-major, D columns), in float64. */
 export function predict(s: ModelShape, p: Float32Array, x: Float32Array, rows: number): Float64Array {
-  const D = s.features;
   const L = layout(s);
   const out = new Float64Array(rows);
-  if (s.type === 'logreg') {
-    for (let i = 0; i < rows; i++) {
-      let z = p[L.b1]!;
-      for (let j = 0; j < D; j++) z += x[i * D + j]! * p[j]!;
-      out[i] = sigmoid(z);
-    }
-    return out;
-  }
-  const H = s.hidden;
-  const h = new Float64Array(H);
+  let cur = new Float64Array(s.features);
   for (let i = 0; i < rows; i++) {
-    for (let k = 0; k < H; k++) {
-      let z = p[L.b1 + k]!;
-      for (let j = 0; j < D; j++) z += x[i * D + j]! * p[L.w1 + j * H + k]!;
-      h[k] = z > 0 ? z : 0;
-    }
-    let z = p[L.b2]!;
-    for (let k = 0; k < H; k++) z += h[k]! * p[L.w2 + k]!;
-    out[i] = sigmoid(z);
+    cur = Float64Array.from(x.subarray(i * s.features, (i + 1) * s.features));
+    L.dense.forEach((d, li) => {
+      const next = new Float64Array(d.out);
+      for (let k = 0; k < d.out; k++) {
+        let z = p[d.b + k]!;
+        for (let j = 0; j < d.in; j++) z += cur[j]! * p[d.w + j * d.out + k]!;
+        next[k] = li === L.dense.length - 1 ? z : z > 0 ? z : 0;
+      }
+      cur = next;
+    });
+    out[i] = sigmoid(cur[0]!);
   }
   return out;
 }
@@ -92,29 +95,24 @@ function io(name: string, dims: (number | string)[]) {
   });
 }
 
-/** X [N, D] float32 → Y [N, 1] probabilities. */
+/** X [N, D] float32 → Y [N, 1] probabilities: (MatMul + Add + Relu)* → MatMul + Add → Sigmoid. */
 export function exportOnnx(s: ModelShape, p: Float32Array, name = 'shoal-model'): Uint8Array {
-  const D = s.features;
   const L = layout(s);
   const node = (opType: string, input: string[], output: string[]) => onnx.NodeProto.create({ opType, input, output });
-  let nodes;
-  let initializer;
-  if (s.type === 'logreg') {
-    nodes = [node('MatMul', ['X', 'W'], ['z0']), node('Add', ['z0', 'B'], ['z']), node('Sigmoid', ['z'], ['Y'])];
-    initializer = [init('W', [D, 1], p.slice(0, D)), init('B', [1], p.slice(L.b1, L.b1 + 1))];
-  } else {
-    const H = s.hidden;
-    nodes = [
-      node('MatMul', ['X', 'W1'], ['a0']),
-      node('Add', ['a0', 'B1'], ['a1']),
-      node('Relu', ['a1'], ['h']),
-      node('MatMul', ['h', 'W2'], ['z0']),
-      node('Add', ['z0', 'B2'], ['z']),
-      node('Sigmoid', ['z'], ['Y']),
-    ];
-    initializer = [init('W1', [D, H], p.slice(L.w1, L.w1 + D * H)), init('B1', [H], p.slice(L.b1, L.b1 + H)), init('W2', [H, 1], p.slice(L.w2, L.w2 + H)), init('B2', [1], p.slice(L.b2, L.b2 + 1))];
-  }
-  const graph = onnx.GraphProto.create({ name, node: nodes, initializer, input: [io('X', ['N', D])], output: [io('Y', ['N', 1])] });
+  const nodes: ReturnType<typeof node>[] = [];
+  const initializer: ReturnType<typeof init>[] = [];
+  let x = 'X';
+  L.dense.forEach((d, i) => {
+    const last = i === L.dense.length - 1;
+    initializer.push(init(`W${i}`, [d.in, d.out], p.slice(d.w, d.w + d.in * d.out)), init(`B${i}`, [d.out], p.slice(d.b, d.b + d.out)));
+    nodes.push(node('MatMul', [x, `W${i}`], [`m${i}`]), node('Add', [`m${i}`, `B${i}`], [last ? 'z' : `a${i}`]));
+    if (!last) {
+      nodes.push(node('Relu', [`a${i}`], [`h${i}`]));
+      x = `h${i}`;
+    }
+  });
+  nodes.push(node('Sigmoid', ['z'], ['Y']));
+  const graph = onnx.GraphProto.create({ name, node: nodes, initializer, input: [io('X', ['N', s.features])], output: [io('Y', ['N', 1])] });
   const m = onnx.ModelProto.create({ irVersion: 7, producerName: 'shoal-training', opsetImport: [{ domain: '', version: 13 }], graph });
   return onnx.ModelProto.encode(m).finish();
 }

@@ -9,8 +9,8 @@ export const TrainingSpec = Type.Object(
         /** Registry name the trained version is registered under. */
         name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
         type: Type.Union([Type.Literal('logreg'), Type.Literal('mlp')]),
-        /** Hidden units of the MLP's one hidden layer. @default 32 */
-        hidden: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096 })),
+        /** The MLP's hidden layer widths (ReLU), e.g. `[64, 32]`, or one width. @default 32 */
+        hidden: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 4096 }), Type.Array(Type.Integer({ minimum: 1, maximum: 4096 }), { minItems: 1, maxItems: 8 })])),
       },
       { additionalProperties: false },
     ),

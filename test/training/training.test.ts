@@ -96,6 +96,20 @@ describe('training jobs (real processes)', () => {
     result.check.predictions.forEach((p, i) => expect(Math.abs(y[i]! - p)).toBeLessThan(1e-5));
   });
 
+  it('trains an MLP with two hidden layers the same way', async () => {
+    await jobs.submit(spec({ model: { name: 'fraud-mlp', type: 'mlp', hidden: [16, 8] }, hyper: { optimizer: 'adam', lr: 0.01, steps: 80, batchSize: 512, seed: 2 } }), { id: 'job-mlp' });
+    const done = await jobs.follow('job-mlp', () => undefined, 120_000);
+    expect(done.reason).toBeUndefined();
+    expect(done.state).toBe('succeeded');
+    const result = done.result as unknown as Result;
+    expect(result.metrics.auc).toBeGreaterThan(0.8);
+    const { bytes } = await (await ModelRegistry.open(nc)).loadArtifact('fraud-mlp', result.version);
+    const session = await ort.InferenceSession.create(bytes);
+    const rows = take(await store.load(ds), result.check.rows);
+    const y = (await session.run({ X: new ort.Tensor('float32', rows.x, [rows.y.length, rows.d]) })).Y!.data as Float32Array;
+    result.check.predictions.forEach((p, i) => expect(Math.abs(y[i]! - p)).toBeLessThan(1e-5));
+  });
+
   it('is deterministic for a fixed seed and worker count', async () => {
     const s1 = spec({ hyper: { optimizer: 'adam', lr: 0.05, steps: 30, batchSize: 256, seed: 21 } });
     await jobs.submit(s1, { id: 'job-det-a' });

@@ -43,10 +43,10 @@ describe('training units', () => {
     expect(() => importCsv('amount,label\n1,yes\n', { label: 'label', numeric: ['amount'] })).toThrow(expect.objectContaining({ code: MlErrors.BAD_DATASET.code }));
   });
 
-  it('the exported ONNX (logreg and MLP) computes the trainer forward pass', async () => {
+  it('the exported ONNX (logreg, MLP of one and of two hidden layers) computes the trainer forward pass', async () => {
     const d = generateFraud({ rows: 64, seed: 2 });
-    for (const type of ['logreg', 'mlp'] as const) {
-      const shape = { type, features: d.columns.length, hidden: 8 };
+    for (const [type, layers] of [['logreg', []], ['mlp', [8]], ['mlp', [8, 4]]] as const) {
+      const shape = { type, features: d.columns.length, layers: [...layers] };
       const p = initParams(shape, 5);
       for (let i = 0; i < p.length; i++) p[i] = p[i]! + Math.sin(i) * 0.3; // not all zeros
       const session = await ort.InferenceSession.create(exportOnnx(shape, p));
@@ -54,6 +54,36 @@ describe('training units', () => {
       const y = out.Y!.data as Float32Array;
       const ref = predict(shape, p, d.features, d.rows);
       for (let i = 0; i < d.rows; i++) expect(Math.abs(y[i]! - ref[i]!)).toBeLessThan(1e-5);
+    }
+  });
+});
+
+describe('MLP gradients through kernels', () => {
+  it('match finite differences of the loss, for two hidden layers', async () => {
+    const { processKernels, gradient } = await import('../../ml/index.ts');
+    const d = generateFraud({ rows: 32, seed: 4 });
+    const shape = { type: 'mlp' as const, features: d.columns.length, layers: [6, 5] };
+    const p = initParams(shape, 3);
+    for (let i = 0; i < p.length; i++) p[i] = p[i]! + 0.05 * Math.cos(i); // biases non-zero too
+    const y = Float32Array.from(d.labels, (l, i) => (i % 3 === 0 ? 1 : l));
+    const k = await processKernels();
+    const g = await gradient(k, shape, p, d.features, y, d.rows);
+    const loss = (q: Float32Array) => {
+      const pr = predict(shape, q, d.features, d.rows);
+      let s = 0;
+      for (let i = 0; i < d.rows; i++) s -= y[i] ? Math.log(pr[i]!) : Math.log(1 - pr[i]!);
+      return s / d.rows;
+    };
+    expect(g.loss).toBeCloseTo(loss(p), 4);
+    // Central differences on a spread of coordinates (every layer's weights and biases).
+    for (const i of [0, 7, 40, 95, 97, 101, 120, 130, p.length - 3, p.length - 1]) {
+      const h = 1e-3;
+      const up = p.slice();
+      up[i] = up[i]! + h;
+      const dn = p.slice();
+      dn[i] = dn[i]! - h;
+      const fd = (loss(up) - loss(dn)) / (2 * h);
+      expect(Math.abs(g.grad[i]! - fd)).toBeLessThan(2e-3);
     }
   });
 });
