@@ -14,7 +14,6 @@
  *   move freely. Deterministic: its minibatch depends only on (seed, step, rank).
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import {
@@ -42,7 +41,7 @@ import { ModelDeployments } from '../serving/deployments.ts';
 import { applyUpdate, gradient, processKernels } from './compute.ts';
 import { bestF1Threshold, evaluate, rocAuc } from './metrics.ts';
 import { exportOnnx, initParams, layout, predict, type ModelShape } from './model.ts';
-import { TrainingSpec } from './spec.ts';
+import { parseTrainingSpec, type TrainingSpec } from './spec.ts';
 
 export const TRAINING_JOB_ACTOR = 'training-job';
 export const TRAINER_WORKER_ACTOR = 'trainer-worker';
@@ -233,12 +232,7 @@ class TrainingJob extends Actor<JobMsg> {
     try {
       const cur = await this.#record();
       if (!cur || TERMINAL_JOB_STATES.includes(cur.rec.state)) return;
-      let spec: TrainingSpec;
-      try {
-        spec = validate(TrainingSpec, Value.Default(TrainingSpec, Value.Clone(cur.rec.spec ?? {})), `job ${this.#jobId} spec`);
-      } catch (err) {
-        throw MlErrors.BAD_JOB(this.#jobId, (err as Error).message);
-      }
+      const spec = parseTrainingSpec(this.#jobId, cur.rec.spec);
       const datasets = await DatasetStore.open(this.ctx.nc, this.ctx.subjects.prefix);
       const dv = await datasets.resolve(spec.dataset).catch((err: unknown) => {
         throw MlErrors.BAD_JOB(this.#jobId, (err as Error).message);

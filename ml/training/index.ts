@@ -1,5 +1,5 @@
 // Public entry of ml/training (re-exported by ml/index.ts).
-export { TrainingSpec } from './spec.ts';
+export { TrainingSpec, parseTrainingSpec } from './spec.ts';
 export { JobClient } from './jobs.ts';
 export { bestF1Threshold, evaluate, rocAuc, type BinaryMetrics } from './metrics.ts';
 export { exportOnnx, initParams, layout, predict, type Layout, type ModelShape } from './model.ts';

@@ -1,6 +1,8 @@
 /** The training job spec (validated by the job's actor when it starts). */
 import { Type, type Static } from '@sinclair/typebox';
-import { ResourceRequest } from '../../cluster/index.ts';
+import { Value } from '@sinclair/typebox/value';
+import { ResourceRequest, validate } from '../../cluster/index.ts';
+import { MlErrors } from '../errors.ts';
 
 export const TrainingSpec = Type.Object(
   {
@@ -45,3 +47,12 @@ export const TrainingSpec = Type.Object(
   { additionalProperties: false },
 );
 export type TrainingSpec = Static<typeof TrainingSpec>;
+
+/** The spec with its defaults, or `SHOAL_ERR_BAD_JOB` naming the first bad field. */
+export function parseTrainingSpec(jobId: string, raw: unknown): TrainingSpec {
+  try {
+    return validate(TrainingSpec, Value.Default(TrainingSpec, Value.Clone(raw ?? {})), `job ${jobId} spec`);
+  } catch (err) {
+    throw MlErrors.BAD_JOB(jobId, (err as Error).message);
+  }
+}

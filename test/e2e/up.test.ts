@@ -106,6 +106,10 @@ describe('shoal up / shoal status (real processes)', () => {
     const missing = await fetch(`${info.gatewayUrl}/v2/nope`);
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { code: string }).code).toBe('SHOAL_ERR_NOT_FOUND');
+    // A training job with a bad spec is refused at the door, naming the field.
+    const bad = await fetch(`${info.gatewayUrl}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ spec: { model: { name: 'm', type: 'logreg' }, dataset: 'd', workers: 0 } }) });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ code: 'SHOAL_ERR_BAD_JOB', error: expect.stringMatching(/workers/) });
     const metrics = await (await fetch(`${info.gatewayUrl}/metrics`)).text();
     expect(metrics).toMatch(/shoal_gateway_http_request_duration_seconds_count\{[^}]*route="\/v2\/health\/ready"/);
   });

@@ -152,7 +152,11 @@ describe('training jobs (real processes)', () => {
   });
 
   it('a bad spec or an unknown dataset fails at once with the reason', async () => {
-    await jobs.submit(spec({ workers: 0 }), { id: 'job-bad' });
+    // Checked at submission (the gateway answers 400 with it)…
+    await expect(jobs.submit(spec({ workers: 0 }), { id: 'job-bad' })).rejects.toMatchObject({ code: 'SHOAL_ERR_BAD_JOB' });
+    await expect(jobs.submit(spec({ workers: 0 }), { id: 'job-bad' })).rejects.toThrow(/workers/);
+    // …and again by the job's actor, for submitters that publish on NATS directly.
+    await jobs.submit(spec({ workers: 0 }), { id: 'job-bad', unchecked: true });
     const bad = await jobs.follow('job-bad', () => undefined, 30_000);
     expect(bad.state).toBe('failed');
     expect(bad.reason).toMatch(/workers/);
