@@ -16,10 +16,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { Role, connectAs, findNatsServer, generateCredentials, startNatsServer, subjects } from '../cluster/index.ts';
-import { spawnChild, type Child } from '../nodes/index.ts';
-import { ModelDeployments, ModelRegistry } from '../ml/index.ts';
-import { mlpModel, randomRows } from '../test/fixtures/onnx.ts';
+import { findNatsServer } from '../cluster/index.ts';
+import type { Child } from '../nodes/index.ts';
+import { randomRows } from '../test/fixtures/onnx.ts';
+import { startServingCluster } from './lib/serving-cluster.ts';
 
 const DURATION_S = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = (process.env.BENCH_C ?? '1,16,64,128').split(',').map(Number);
@@ -101,44 +101,18 @@ try {
   }
 
   // (d) Shoal
-  const credentials = generateCredentials();
-  const server = await startNatsServer({ dir: tmp, port: 0, credentials });
-  natsPids.push(server.pid);
-  const env = (role: Role) => ({ ...process.env, SHOAL_NATS_URL: server.url, SHOAL_NATS_USER: credentials[role].user, SHOAL_NATS_PASS: credentials[role].pass, SHOAL_LOG_LEVEL: 'warn', SHOAL_LOG_PRETTY: 'false' });
-  const quiet = (l: string) => (/"level":(50|60)/.test(l) ? process.stderr.write(`${l}\n`) : undefined);
-  const sched = spawnChild({ name: 'scheduler', entry: 'scheduler/main.ts', args: [], env: env(Role.SCHEDULER), onLine: quiet });
-  clusterChildren.push(sched);
-  await sched.ready;
-  const node = spawnChild({ name: 'node', entry: 'nodes/main.ts', args: ['--profile', 'cpu-ondemand', '--node-id', 'bench-node', '--actors.modules', '["ml/serving/actors.ts"]'], env: env(Role.NODE), onLine: quiet });
-  clusterChildren.push(node);
-  await node.ready;
-  const gw = spawnChild({ name: 'gateway', entry: 'gateway/main.ts', args: ['--gateway.port', '0'], env: env(Role.GATEWAY), onLine: quiet });
-  clusterChildren.push(gw);
-  const gwInfo = (await gw.ready) as { url?: string };
-  const nc = await connectAs({ servers: server.url, role: Role.CLIENT, credential: credentials.client });
-  const registry = await ModelRegistry.open(nc);
-  await registry.register('mlp', mlpModel({ seed: 1 }), { aliases: ['production'] });
-  const deployments = await ModelDeployments.open(nc, subjects());
-  for (let i = 0; ; i++) {
-    try {
-      await deployments.deploy('mlp', { replicas: 1, maxBatchSize: 64, maxQueueDelayMs: 0, readyTimeoutMs: 30_000 });
-      break;
-    } catch (err) {
-      if (i > 50) throw err;
-      await new Promise((r) => setTimeout(r, 200)); // the node may not be in the scheduler's view yet
-    }
-  }
-  const url = gwInfo.url ?? '';
-  for (let i = 0; i < 100 && (await fetch(`${url}/v2/models/mlp/ready`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+  const cluster = await startServingCluster(tmp, 'bench-node');
+  natsPids.push(cluster.server.pid);
+  clusterChildren.push(...Object.values(cluster.children));
+  const url = cluster.url;
   results.push(...(await measure('(d) Shoal (gateway → NATS → batching replica)', url)));
   const metrics = await (await fetch(`${url}/metrics`)).text();
   const sum = Number(/shoal_gateway_batch_size_sum\{[^}]*\} ([\d.e+]+)/.exec(metrics)?.[1]);
   const count = Number(/shoal_gateway_batch_size_count\{[^}]*\} ([\d.e+]+)/.exec(metrics)?.[1]);
   const msgSum = Number(/shoal_gateway_nats_message_requests_sum\{[^}]*\} ([\d.e+]+)/.exec(metrics)?.[1]);
   const msgCount = Number(/shoal_gateway_nats_message_requests_count\{[^}]*\} ([\d.e+]+)/.exec(metrics)?.[1]);
-  await nc.close();
-  await Promise.all(clusterChildren.map((c) => c.stop(5000)));
-  await server.stop(5000);
+  await cluster.nc.close();
+  await cluster.stop();
 
   // ---- report ---------------------------------------------------------------------------------
   const by = (t: string, c: number) => results.find((r) => r.target.startsWith(t) && r.connections === c);

@@ -12,10 +12,9 @@ import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { Role, connectAs, generateCredentials, startNatsServer, subjects } from '../../cluster/index.ts';
-import { spawnChild, type Child } from '../../nodes/index.ts';
-import { ModelDeployments, ModelRegistry } from '../../ml/index.ts';
-import { mlpModel, randomRows } from '../../test/fixtures/onnx.ts';
+import { Role } from '../../cluster/index.ts';
+import { randomRows } from '../../test/fixtures/onnx.ts';
+import { startServingCluster } from './serving-cluster.ts';
 import { summarize } from './profile-summary.ts';
 
 const SECONDS = Number(process.env.PROFILE_SECONDS ?? 8);
@@ -64,43 +63,15 @@ process.on('exit', () => {
 });
 `,
 );
-const children: Child[] = [];
-const credentials = generateCredentials();
-const server = await startNatsServer({ dir: tmp, port: 0, credentials });
+// Profiling hooks go to the gateway and the node only.
+const PROFILED: Partial<Record<Role, string>> = { [Role.NODE]: 'node', [Role.GATEWAY]: 'gateway' };
+const cluster = await startServingCluster(tmp, 'prof-node', (role) => {
+  const prof = PROFILED[role];
+  return prof && !OFF ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${HOOK}`.trim(), SHOAL_CPU_PROF_DIR: join(DIR, prof) } : {};
+});
 try {
-  const env = (role: Role, prof?: string) => ({
-    ...process.env,
-    SHOAL_NATS_URL: server.url,
-    SHOAL_NATS_USER: credentials[role].user,
-    SHOAL_NATS_PASS: credentials[role].pass,
-    SHOAL_LOG_LEVEL: 'warn',
-    SHOAL_LOG_PRETTY: 'false',
-    ...(prof && !OFF ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${HOOK}`.trim(), SHOAL_CPU_PROF_DIR: join(DIR, prof) } : {}),
-  });
-  const quiet = (l: string) => (/"level":(50|60)/.test(l) ? process.stderr.write(`${l}\n`) : undefined);
-  const sched = spawnChild({ name: 'scheduler', entry: 'scheduler/main.ts', args: [], env: env(Role.SCHEDULER), onLine: quiet });
-  children.push(sched);
-  await sched.ready;
-  const node = spawnChild({ name: 'node', entry: 'nodes/main.ts', args: ['--profile', 'cpu-ondemand', '--node-id', 'prof-node', '--actors.modules', '["ml/serving/actors.ts"]'], env: env(Role.NODE, 'node'), onLine: quiet });
-  children.push(node);
-  await node.ready;
-  const gw = spawnChild({ name: 'gateway', entry: 'gateway/main.ts', args: ['--gateway.port', '0'], env: env(Role.GATEWAY, 'gateway'), onLine: quiet });
-  children.push(gw);
-  const url = ((await gw.ready) as { url?: string }).url ?? '';
-  const nc = await connectAs({ servers: server.url, role: Role.CLIENT, credential: credentials.client });
-  const registry = await ModelRegistry.open(nc);
-  await registry.register('mlp', mlpModel({ seed: 1 }), { aliases: ['production'] });
-  const deployments = await ModelDeployments.open(nc, subjects());
-  for (let i = 0; ; i++) {
-    try {
-      await deployments.deploy('mlp', { replicas: 1, maxBatchSize: 64, maxQueueDelayMs: 0, readyTimeoutMs: 30_000 });
-      break;
-    } catch (err) {
-      if (i > 50) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-  for (let i = 0; i < 100 && (await fetch(`${url}/v2/models/mlp/ready`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+  const { url, server, nc } = cluster;
+  const { scheduler: sched, node, gateway: gw } = cluster.children;
   const run = (seconds: number) =>
     autocannon({ url: `${url}/v2/models/mlp/infer`, method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY, connections: C, duration: seconds, pipelining: 1 });
   await run(2);
@@ -133,8 +104,7 @@ try {
   process.stdout.write(`  machine: ${(((all - d[3]! - d[4]!) / all) * 100).toFixed(0)}% busy (softirq ${((d[6]! / all) * 100).toFixed(0)}%, steal ${((d[7]! / all) * 100).toFixed(0)}%)\n`);
   await nc.close();
 } finally {
-  await Promise.all(children.map((c) => c.stop(10_000)));
-  await server.stop(5000);
+  await cluster.stop();
 }
 rmSync(tmp, { recursive: true, force: true });
 if (!OFF) {

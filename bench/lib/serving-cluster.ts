@@ -1,0 +1,57 @@
+/**
+ * The Shoal side of the serving benchmarks: nats-server (auth on), scheduler, one node hosting
+ * the inference actor, and the gateway as real processes; the MLP registered and deployed, ready
+ * to serve. `extraEnv(role)` adds per-process environment (e.g. CPU profiling hooks).
+ */
+import { connectAs, generateCredentials, startNatsServer, subjects, Role, type NatsServerHandle, type NatsConnection } from '../../cluster/index.ts';
+import { spawnChild, type Child } from '../../nodes/index.ts';
+import { ModelDeployments, ModelRegistry } from '../../ml/index.ts';
+import { mlpModel } from '../../test/fixtures/onnx.ts';
+
+export interface ServingCluster {
+  url: string;
+  server: NatsServerHandle;
+  nc: NatsConnection;
+  children: { scheduler: Child; node: Child; gateway: Child };
+  stop(): Promise<void>;
+}
+
+export async function startServingCluster(dir: string, nodeId: string, extraEnv: (role: Role) => NodeJS.ProcessEnv = () => ({})): Promise<ServingCluster> {
+  const credentials = generateCredentials();
+  const server = await startNatsServer({ dir, port: 0, credentials });
+  const all: Child[] = [];
+  const env = (role: Role) => ({ ...process.env, SHOAL_NATS_URL: server.url, SHOAL_NATS_USER: credentials[role].user, SHOAL_NATS_PASS: credentials[role].pass, SHOAL_LOG_LEVEL: 'warn', SHOAL_LOG_PRETTY: 'false', ...extraEnv(role) });
+  const quiet = (l: string) => (/"level":(50|60)/.test(l) ? process.stderr.write(`${l}\n`) : undefined);
+  const start = async (name: string, entry: string, role: Role, args: string[]) => {
+    const c = spawnChild({ name, entry, args, env: env(role), onLine: quiet });
+    all.push(c);
+    return { child: c, info: (await c.ready) as { url?: string } };
+  };
+  const stop = async () => {
+    await Promise.all(all.map((c) => c.stop(5000)));
+    await server.stop();
+  };
+  try {
+    const scheduler = (await start('scheduler', 'scheduler/main.ts', Role.SCHEDULER, [])).child;
+    const node = (await start('node', 'nodes/main.ts', Role.NODE, ['--profile', 'cpu-ondemand', '--node-id', nodeId, '--actors.modules', '["ml/serving/actors.ts"]'])).child;
+    const gw = await start('gateway', 'gateway/main.ts', Role.GATEWAY, ['--gateway.port', '0']);
+    const url = gw.info.url ?? '';
+    const nc = await connectAs({ servers: server.url, role: Role.CLIENT, credential: credentials.client });
+    await (await ModelRegistry.open(nc)).register('mlp', mlpModel({ seed: 1 }), { aliases: ['production'] });
+    const deployments = await ModelDeployments.open(nc, subjects());
+    for (let i = 0; ; i++) {
+      try {
+        await deployments.deploy('mlp', { replicas: 1, maxBatchSize: 64, maxQueueDelayMs: 0, readyTimeoutMs: 30_000 });
+        break;
+      } catch (err) {
+        if (i > 50) throw err;
+        await new Promise((r) => setTimeout(r, 200)); // the node may not be in the scheduler's view yet
+      }
+    }
+    for (let i = 0; i < 100 && (await fetch(`${url}/v2/models/mlp/ready`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+    return { url, server, nc, children: { scheduler, node, gateway: gw.child }, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
