@@ -8,7 +8,8 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
+import { Type, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import {
   Errors,
   SHOAL_VERSION,
@@ -24,7 +25,7 @@ import {
 import { GatewayErrors } from './errors.ts';
 import { createMetrics } from './metrics.ts';
 import { InferenceService } from './inference.ts';
-import { registerOipRoutes } from './routes/oip.ts';
+import { registerOipInferRoutes, registerOipRoutes } from './routes/oip.ts';
 import { registerV1Routes } from './routes/v1.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
 import { JobClient } from '../ml/index.ts';
@@ -77,6 +78,29 @@ const isPublicRequest = (req: FastifyRequest): boolean => {
   const pub = req.routeOptions.config?.shoalPublic;
   return pub !== undefined ? pub : req.is404 ? isPublic(req.url) : false;
 };
+
+const keepBody = (value: unknown) => ({ value });
+
+/**
+ * Makes a scope's JSON bodies stay raw bytes: inference routes forward the body to a replica as
+ * it came, and the replica — which knows the model's signature — parses and checks it (a bad
+ * body is still a 400 naming what is wrong, written by the replica). This event loop, the one
+ * in front of every replica, then spends no CPU on JSON or tensors. The body limit still applies
+ * (413). Route body schemas stay for the OpenAPI docs; params are checked here with TypeBox.
+ */
+function forwardedBodies(scope: FastifyInstance): void {
+  scope.removeContentTypeParser('application/json');
+  scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  scope.setValidatorCompiler(({ schema, httpPart }) => {
+    if (httpPart === 'body') return keepBody;
+    const check = TypeCompiler.Compile(schema as TSchema);
+    return (value: unknown) => {
+      if (check.Check(value)) return { value };
+      const e = check.Errors(value).First();
+      return { error: new Error(`${httpPart ?? 'request'}${e?.path ?? ''}: ${e?.message ?? 'is invalid'}`) };
+    };
+  });
+}
 
 export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
   const bodyLimit = deps.bodyLimit ?? 4 * 1024 * 1024;
@@ -179,7 +203,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   if (deps.inference !== false) {
     inference = await InferenceService.create({ nc: deps.nc, subjects: deps.subjects, log: deps.logger, metrics, requestTimeoutMs: deps.requestTimeoutMs ?? 10_000 });
     registerOipRoutes(app, inference);
-    registerV1Routes(app, inference);
+    const svc = inference;
+    await app.register(async (scope) => {
+      forwardedBodies(scope);
+      registerOipInferRoutes(scope, svc);
+      registerV1Routes(scope, svc);
+    });
     registerJobRoutes(app, () => JobClient.open(deps.nc, deps.subjects.prefix));
     app.addHook('onClose', async () => inference?.stop());
   }

@@ -1,25 +1,27 @@
 /**
- * Sends inference requests to a model version's replicas over NATS.
+ * Sends inference requests — HTTP bodies as they came — to a model version's replicas over NATS.
  *
  * Requests for the same service that arrive in the same event-loop turn travel as one NATS
- * message (up to the version's `maxBatchSize` rows), which the replica's dynamic batcher then
- * batches with whatever else it has queued — so a burst costs one message, not one per request.
- * Each request still gets its own result or error.
+ * message (up to the version's `maxBatchSize` requests and `maxMessageBytes`), which the
+ * replica's dynamic batcher then batches with whatever else it has queued — so a burst costs one
+ * message, not one per request. Each request still gets its own response body or error.
  *
- * Backpressure, never an unbounded buffer: past `maxPendingRows` waiting in this gateway for a
- * service, a request is refused at once (503); a replica whose mailbox or batch queue is full
+ * Backpressure, never an unbounded buffer: past `maxPending` requests waiting in this gateway
+ * for a service, a request is refused at once (503); a replica whose mailbox or batch queue is full
  * answers SHOAL_ERR_MAILBOX_FULL, passed on as 429 without retrying. Inference is idempotent, so
  * a message whose replica is gone (no responders, stopped, node killed → timeout) is retried —
  * another replica, or the re-placed one, answers — within the request's deadline.
  */
 import { Errors, Role, encode, fromWireError, inboxPrefix, type NatsConnection, type ShoalError, type Subjects } from '../cluster/index.ts';
-import { MlErrors, type InferItem, type InferReply, type ItemOk } from '../ml/index.ts';
+import { MlErrors, type InferJsonReply, type JsonItem } from '../ml/index.ts';
 import { GatewayErrors } from './errors.ts';
 import { ReplyMux } from './reply-mux.ts';
 
 export interface DispatcherOptions {
-  /** Rows waiting in this gateway per service before refusing. @default 4096 */
-  maxPendingRows?: number;
+  /** Requests waiting in this gateway per service before refusing. @default 4096 */
+  maxPending?: number;
+  /** Body bytes in one NATS message (the server's max_payload is 8 MiB). @default 1 MiB */
+  maxMessageBytes?: number;
   /** Timeout of one attempt (a killed replica's requests are retried after it). @default 3000 */
   attemptTimeoutMs?: number;
   /** @default 8 */
@@ -31,23 +33,26 @@ export interface DispatcherOptions {
 }
 
 interface Waiting {
-  item: InferItem;
-  rows: number;
+  item: JsonItem;
   deadline: number;
   resolve: (r: DispatchResult) => void;
   reject: (e: unknown) => void;
 }
 
-export interface DispatchResult extends ItemOk {
+export interface DispatchResult {
+  /** The HTTP response body the replica wrote. */
+  body: Uint8Array;
+  /** Rows in the `session.run` the request was part of. */
+  batch: number;
+  /** Rows waiting in the replica's batcher when it answered. */
   queueRows: number;
   attempts: number;
 }
 
 interface Lane {
   service: string;
-  maxRows: number;
+  maxItems: number;
   queue: Waiting[];
-  rows: number;
   scheduled: boolean;
 }
 
@@ -64,7 +69,7 @@ export class InferenceDispatcher {
   constructor(nc: NatsConnection, subjects: Subjects, opts: DispatcherOptions = {}) {
     this.#mux = new ReplyMux(nc, opts.inboxPrefix ?? inboxPrefix(Role.GATEWAY));
     this.#subjects = subjects;
-    this.#o = { maxPendingRows: opts.maxPendingRows ?? 4096, attemptTimeoutMs: opts.attemptTimeoutMs ?? 3000, maxAttempts: opts.maxAttempts ?? 8, onMessage: opts.onMessage };
+    this.#o = { maxPending: opts.maxPending ?? 4096, maxMessageBytes: opts.maxMessageBytes ?? 1024 * 1024, attemptTimeoutMs: opts.attemptTimeoutMs ?? 3000, maxAttempts: opts.maxAttempts ?? 8, onMessage: opts.onMessage };
   }
 
   /** Stops listening for replies; requests in flight fail. */
@@ -72,19 +77,19 @@ export class InferenceDispatcher {
     this.#mux.close();
   }
 
-  /** Rows waiting in this gateway, per service. */
+  /** Requests waiting in this gateway, per service. */
   pending(): Map<string, number> {
-    return new Map([...this.#lanes.values()].map((l) => [l.service, l.rows]));
+    return new Map([...this.#lanes.values()].map((l) => [l.service, l.queue.length]));
   }
 
-  infer(service: string, maxBatchSize: number, item: InferItem, rows: number, deadline: number): Promise<DispatchResult> {
+  /** Sends one request (coalesced with others for the same service); `maxItems`: requests per message. */
+  infer(service: string, maxItems: number, item: JsonItem, deadline: number): Promise<DispatchResult> {
     let lane = this.#lanes.get(service);
-    if (!lane) this.#lanes.set(service, (lane = { service, maxRows: maxBatchSize, queue: [], rows: 0, scheduled: false }));
-    lane.maxRows = maxBatchSize;
-    if (lane.rows + rows > this.#o.maxPendingRows && lane.queue.length > 0) return Promise.reject(GatewayErrors.OVERLOADED(service, lane.queue.length));
+    if (!lane) this.#lanes.set(service, (lane = { service, maxItems, queue: [], scheduled: false }));
+    lane.maxItems = maxItems;
+    if (lane.queue.length >= this.#o.maxPending) return Promise.reject(GatewayErrors.OVERLOADED(service, lane.queue.length));
     return new Promise((resolve, reject) => {
-      lane.queue.push({ item, rows, deadline, resolve, reject });
-      lane.rows += rows;
+      lane.queue.push({ item, deadline, resolve, reject });
       if (!lane.scheduled) {
         lane.scheduled = true;
         setImmediate(() => this.#flush(lane));
@@ -94,29 +99,28 @@ export class InferenceDispatcher {
 
   #flush(lane: Lane): void {
     lane.scheduled = false;
-    while (lane.queue.length > 0) {
-      const batch: Waiting[] = [];
-      let rows = 0;
-      while (lane.queue.length > 0 && (batch.length === 0 || rows + lane.queue[0]!.rows <= lane.maxRows)) {
-        const w = lane.queue.shift()!;
-        batch.push(w);
-        rows += w.rows;
-      }
-      lane.rows -= rows;
-      void this.#send(lane.service, batch);
+    const q = lane.queue;
+    let i = 0;
+    while (i < q.length) {
+      let bytes = q[i]!.item.body.length;
+      let end = i + 1;
+      while (end < q.length && end - i < lane.maxItems && bytes + q[end]!.item.body.length <= this.#o.maxMessageBytes) bytes += q[end++]!.item.body.length;
+      void this.#send(lane.service, i === 0 && end === q.length ? q : q.slice(i, end));
+      i = end;
     }
+    lane.queue = [];
   }
 
   async #send(service: string, batch: Waiting[]): Promise<void> {
     let subject = this.#serviceSubjects.get(service);
     if (!subject) this.#serviceSubjects.set(service, (subject = this.#subjects.service(service)));
-    const items: InferItem[] = new Array(batch.length);
+    const items: JsonItem[] = new Array(batch.length);
     let deadline = Infinity;
     for (let i = 0; i < batch.length; i++) {
       items[i] = batch[i]!.item;
       if (batch[i]!.deadline < deadline) deadline = batch[i]!.deadline;
     }
-    const data = encode({ type: 'infer', items });
+    const data = encode({ type: 'infer-json', items });
     const started = Date.now();
     let last: ShoalError | undefined;
     for (let attempt = 1; attempt <= this.#o.maxAttempts; attempt++) {
@@ -124,13 +128,13 @@ export class InferenceDispatcher {
       if (left <= 0) break;
       this.#o.onMessage?.(service, batch.length);
       try {
-        const reply = await this.#mux.ask<InferReply>(subject, service, data, Math.min(this.#o.attemptTimeoutMs, left));
+        const reply = await this.#mux.ask<InferJsonReply>(subject, service, data, Math.min(this.#o.attemptTimeoutMs, left));
         for (let i = 0; i < batch.length; i++) {
           const w = batch[i]!;
           const r = reply.results[i];
           if (!r) w.reject(Errors.INTERNAL(`replica ${reply.actorId} returned ${reply.results.length} results for ${batch.length} requests`));
           else if ('error' in r) w.reject(fromWireError(r.error));
-          else w.resolve({ outputs: r.outputs, batch: r.batch, queueRows: reply.queueRows, attempts: attempt });
+          else w.resolve({ body: r.body, batch: r.batch, queueRows: reply.queueRows, attempts: attempt });
         }
         return;
       } catch (err) {

@@ -1,60 +1,14 @@
 /**
- * Inference behind the HTTP routes: resolve the target version (catalog), check and convert the
- * request's tensors against that version's signature (every problem is a 400 naming the input),
- * send it (dispatcher), turn the reply back into OIP outputs, and feed the canary monitor —
- * which rolls a failing canary back on its own.
+ * Inference behind the HTTP routes: resolve the target version (catalog), forward the request
+ * body as it came to that version's replicas (dispatcher) — the replica parses it against its
+ * signature and writes the response body, so this event loop never touches tensors — and feed
+ * the canary monitor, which rolls a failing canary back on its own.
  */
-import {
-  CanaryMonitor,
-  DATATYPES,
-  MlErrors,
-  ModelDeployments,
-  TrackState,
-  checkAgainst,
-  fromBytes,
-  numel,
-  toBytes,
-  toJson,
-  type Datatype,
-  type InferItem,
-  type ItemOk,
-  type Signature,
-  type WireTensor,
-} from '../ml/index.ts';
+import { CanaryMonitor, MlErrors, ModelDeployments, TrackState, type JsonFormat } from '../ml/index.ts';
 import { errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import { ModelCatalog, type Target } from './catalog.ts';
-import { InferenceDispatcher } from './dispatcher.ts';
+import { InferenceDispatcher, type DispatchResult } from './dispatcher.ts';
 import type { GatewayMetrics } from './metrics.ts';
-import { jsonToTensor, oipResponseJson } from './tensors.ts';
-
-export interface OipInput {
-  name: string;
-  shape: number[];
-  datatype: string;
-  data: unknown[];
-  parameters?: Record<string, unknown>;
-}
-
-export interface OipRequest {
-  id?: string;
-  parameters?: Record<string, unknown>;
-  inputs: OipInput[];
-  outputs?: { name: string; parameters?: Record<string, unknown> }[];
-}
-
-export interface OipOutput {
-  name: string;
-  datatype: Datatype;
-  shape: number[];
-  data: number[] | boolean[];
-}
-
-export interface OipResponse {
-  model_name: string;
-  model_version: string;
-  id?: string;
-  outputs: OipOutput[];
-}
 
 export interface InferenceServiceOptions {
   nc: NatsConnection;
@@ -74,34 +28,12 @@ function countsAsFailure(err: unknown): boolean {
   return status >= 500 && code !== 'SHOAL_ERR_OVERLOADED';
 }
 
-/** Converts OIP inputs to wire tensors checked against the signature; returns the row count. */
-export function toItem(model: string, version: number, sig: Signature, req: OipRequest): { item: InferItem; rows: number } {
-  const inputs: WireTensor[] = [];
-  for (let i = 0; i < req.inputs.length; i++) {
-    const inp = req.inputs[i]!;
-    for (let j = 0; j < i; j++) if (req.inputs[j]!.name === inp.name) throw MlErrors.BAD_INPUT(`input "${inp.name}" given twice`);
-    const spec = sig.inputs.find((s) => s.name === inp.name);
-    if (!spec) throw MlErrors.BAD_INPUT(`model ${model} v${version} has no input "${inp.name}" (inputs: ${sig.inputs.map((s) => s.name).join(', ')})`);
-    if (!(DATATYPES as string[]).includes(inp.datatype)) throw MlErrors.BAD_INPUT(`input "${inp.name}": unsupported datatype ${inp.datatype} (supported: ${DATATYPES.join(', ')})`);
-    checkAgainst(spec, inp.datatype, inp.shape);
-    const arr = jsonToTensor(inp.name, spec.datatype, inp.shape, inp.data);
-    inputs.push({ name: inp.name, datatype: spec.datatype, shape: inp.shape, data: toBytes(arr) });
-  }
-  if (inputs.length !== sig.inputs.length) {
-    for (const s of sig.inputs) if (!inputs.some((x) => x.name === s.name)) throw MlErrors.BAD_INPUT(`missing input "${s.name}" (${s.datatype} [${s.shape.join(', ')}])`);
-  }
-  const outputs = req.outputs?.map((o) => {
-    if (!sig.outputs.some((s) => s.name === o.name)) throw MlErrors.BAD_INPUT(`model ${model} v${version} has no output "${o.name}" (outputs: ${sig.outputs.map((s) => s.name).join(', ')})`);
-    return o.name;
-  });
-  const rows = inputs[0]!.shape[0] ?? 1;
-  return { item: { inputs, ...(outputs ? { outputs } : {}) }, rows: Math.max(1, rows) };
-}
-
-/** A request's answer before it is written out: the target it ran on and the wire outputs. */
+/** A request's answer: the HTTP response body the replica wrote, and where it ran. */
 export interface InferResult {
-  target: Target;
-  outputs: WireTensor[];
+  body: Buffer;
+  /** The version that answered (for `x-shoal-model-version`). */
+  version: string;
+  route: Target['route'];
 }
 
 /** Per-target metric children and canary recorder, made once per target. */
@@ -156,36 +88,23 @@ export class InferenceService {
     this.dispatcher.stop();
   }
 
-  /** Runs a request and answers OIP response objects (outputs as JSON arrays). */
-  async infer(name: string, versionRef: string | undefined, routeKey: string | undefined, req: OipRequest): Promise<OipResponse & { route: string }> {
-    const { target: t, outputs } = await this.run(name, versionRef, routeKey, req);
-    return {
-      model_name: t.model,
-      model_version: String(t.version),
-      ...(req.id !== undefined ? { id: req.id } : {}),
-      outputs: outputs.map((o) => ({ name: o.name, datatype: o.datatype, shape: o.shape, data: toJson(o.datatype, fromBytes(o.name, o.datatype, o.data, numel(o.shape))) })),
-      route: t.route,
-    };
-  }
-
-  /** Runs a request and answers the OIP response body as JSON text (the hot route's path). */
-  async inferJson(name: string, versionRef: string | undefined, routeKey: string | undefined, req: OipRequest): Promise<{ json: string; version: string; route: string }> {
-    const { target: t, outputs } = await this.run(name, versionRef, routeKey, req);
-    const version = this.#statsOf(t).version;
-    return { json: oipResponseJson(t.model, version, req.id, outputs), version, route: t.route };
-  }
-
-  /** Resolves the target (stable/canary/pinned), runs the request there, falls back to stable. */
-  async run(name: string, versionRef: string | undefined, routeKey: string | undefined, req: OipRequest): Promise<InferResult> {
+  /**
+   * Runs an HTTP request body (an OIP `infer` or a `/v1 predict` body, unparsed) on the target
+   * version — stable/canary split, or pinned by `versionRef` — and answers the response body
+   * the replica wrote. A canary that fails it server-side is retried on stable.
+   */
+  async infer(name: string, versionRef: string | undefined, routeKey: string | undefined, format: JsonFormat, body: Buffer): Promise<InferResult> {
     const deadline = Date.now() + (this.#o.requestTimeoutMs ?? 10_000);
+    if (body.length === 0) throw MlErrors.BAD_INPUT('the request body is empty: send a JSON object');
     const target = this.catalog.resolve(name, versionRef, routeKey);
+    const item = { format, body };
     try {
-      return await this.#inferOn(target, req, deadline);
+      return await this.#inferOn(target, item, deadline);
     } catch (err) {
       // A failing canary should not fail the caller: the same (idempotent) request goes to stable.
       if (target.route === 'canary' && countsAsFailure(err)) {
         const stable = this.catalog.stable(name);
-        if (stable) return this.#inferOn(stable, req, deadline);
+        if (stable) return this.#inferOn(stable, item, deadline);
       }
       throw err;
     }
@@ -209,13 +128,12 @@ export class InferenceService {
     return s;
   }
 
-  async #inferOn(t: Target, req: OipRequest, deadline: number): Promise<InferResult> {
+  async #inferOn(t: Target, item: { format: JsonFormat; body: Buffer }, deadline: number): Promise<InferResult> {
     const stats = this.#statsOf(t);
-    const { item, rows } = toItem(t.model, t.version, t.signature, req);
     const t0 = performance.now();
-    let r: ItemOk & { queueRows: number };
+    let r: DispatchResult;
     try {
-      r = await this.dispatcher.infer(t.service, t.maxBatchSize, item, rows, deadline);
+      r = await this.dispatcher.infer(t.service, t.maxBatchSize, item, deadline);
     } catch (err) {
       const ms = performance.now() - t0;
       this.#o.metrics.inferRequests.labels(t.model, stats.version, t.route, errorCode(err) ?? 'SHOAL_ERR_INTERNAL').inc();
@@ -228,7 +146,8 @@ export class InferenceService {
     stats.ok.inc();
     stats.batch.observe(r.batch);
     stats.queue.set(r.queueRows);
-    return { target: t, outputs: r.outputs };
+    const b = r.body;
+    return { body: Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength), version: stats.version, route: t.route };
   }
 
   /** Canary watch: roll back a ready canary whose errors or p99 pass its policy. */

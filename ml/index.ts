@@ -40,7 +40,11 @@ export {
   InferenceArgs,
   InferenceMsg,
   InferItem,
+  JsonItem,
+  type InferJsonReply,
   type InferReply,
+  type JsonOk,
+  type JsonResult,
   type ItemError,
   type ItemOk,
   type ItemResult,
@@ -48,5 +52,6 @@ export {
   type ReplicaStats,
 } from './serving/messages.ts';
 export { InferenceActor, inferenceActorType } from './serving/inference-actor.ts';
+export { OipInferRequest, PredictRequest, type JsonFormat } from './serving/requests.ts';
 export * from './datasets/index.ts';
 export * from './training/index.ts';

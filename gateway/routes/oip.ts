@@ -2,30 +2,13 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { MlErrors, resolveRef } from '../../ml/index.ts';
+import { MlErrors, OipInferRequest, resolveRef } from '../../ml/index.ts';
 import type { InferenceService } from '../inference.ts';
 
 type App = FastifyInstance<any, any, any, any, TypeBoxTypeProvider>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const Params = Type.Object({ name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
 const VersionParams = Type.Object({ name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }), version: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) });
-
-const Parameters = Type.Record(Type.String(), Type.Unknown());
-export const InferRequestSchema = Type.Object({
-  id: Type.Optional(Type.String({ maxLength: 256 })),
-  parameters: Type.Optional(Parameters),
-  inputs: Type.Array(
-    Type.Object({
-      name: Type.String({ minLength: 1, maxLength: 256 }),
-      shape: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 16 }),
-      datatype: Type.String({ minLength: 1 }),
-      parameters: Type.Optional(Parameters),
-      data: Type.Array(Type.Unknown()),
-    }),
-    { minItems: 1, maxItems: 64 },
-  ),
-  outputs: Type.Optional(Type.Array(Type.Object({ name: Type.String({ minLength: 1 }), parameters: Type.Optional(Parameters) }), { maxItems: 64 })),
-});
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 const ErrorBody = Type.Object({ error: Type.String(), code: Type.String() });
@@ -73,17 +56,22 @@ export function registerOipRoutes(app: App, inference: InferenceService): void {
     const ok = ready(req.params.name, req.params.version);
     return reply.status(ok ? 200 : 503).send({ name: req.params.name, ready: ok });
   });
+}
 
-  const inferSchema = { tags: ['oip'], body: InferRequestSchema };
+/**
+ * `POST /v2/models/{name}[/versions/{v}]/infer`, registered in the scope whose JSON bodies stay
+ * raw (see `forwardedBodies` in app.ts): the body goes to a replica as it came, and the replica's
+ * response body is sent as it came. The body schema is for the OpenAPI docs; the replica checks it.
+ */
+export function registerOipInferRoutes(app: App, inference: InferenceService): void {
+  const inferSchema = { tags: ['oip'], body: OipInferRequest };
   const routeKey = (h: Record<string, unknown>) => (typeof h['x-shoal-route-key'] === 'string' ? (h['x-shoal-route-key'] as string) : undefined);
-  // The body is written by hand (gateway/tensors.ts `oipResponseJson`) and sent as text with its
-  // content type, so Fastify does not serialize it again.
   app.post('/v2/models/:name/infer', { schema: { ...inferSchema, summary: 'Inference (stable/canary split)', params: Params } }, async (req, reply) => {
-    const r = await inference.inferJson(req.params.name, undefined, routeKey(req.headers), req.body);
-    return reply.header('content-type', JSON_TYPE).header('x-shoal-model-version', r.version).header('x-shoal-route', r.route).send(r.json);
+    const r = await inference.infer(req.params.name, undefined, routeKey(req.headers), 'oip', req.body as unknown as Buffer);
+    return reply.header('content-type', JSON_TYPE).header('x-shoal-model-version', r.version).header('x-shoal-route', r.route).send(r.body);
   });
   app.post('/v2/models/:name/versions/:version/infer', { schema: { ...inferSchema, summary: 'Inference on one version', params: VersionParams } }, async (req, reply) => {
-    const r = await inference.inferJson(req.params.name, req.params.version, routeKey(req.headers), req.body);
-    return reply.header('content-type', JSON_TYPE).header('x-shoal-model-version', r.version).header('x-shoal-route', r.route).send(r.json);
+    const r = await inference.infer(req.params.name, req.params.version, routeKey(req.headers), 'oip', req.body as unknown as Buffer);
+    return reply.header('content-type', JSON_TYPE).header('x-shoal-model-version', r.version).header('x-shoal-route', r.route).send(r.body);
   });
 }

@@ -13,19 +13,28 @@ import { Actor, Errors, defineActorType, errorCode, validate } from '../../clust
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import type { ModelVersion } from '../registry/schemas.ts';
-import { ORT_TYPE, allocate, checkAgainst, firstNonFinite, fromBytes, numel, toBytes, type TensorSpec, type TypedArray, type WireTensor } from '../tensor.ts';
+import { ORT_TYPE, allocate, numel, type TypedArray } from '../tensor.ts';
 import { DynamicBatcher } from './batcher.ts';
-import { INFERENCE_ACTOR_TYPE, InferenceArgs, InferenceMsg, type InferItem, type InferReply, type ItemResult, type ReadyReply, type ReplicaStats } from './messages.ts';
+import {
+  INFERENCE_ACTOR_TYPE,
+  InferenceArgs,
+  InferenceMsg,
+  type InferItem,
+  type InferJsonReply,
+  type InferReply,
+  type ItemError,
+  type ItemResult,
+  type JsonItem,
+  type JsonResult,
+  type ReadyReply,
+  type ReplicaStats,
+} from './messages.ts';
+import { decodeJson, decodeWire, encodeJson, encodeWire, type Decoded, type Outputs } from './requests.ts';
 
-interface Prepared {
-  /** Input tensors in signature order, as typed arrays. */
-  inputs: TypedArray[];
-  shapes: number[][];
+/** A decoded request and its row count (what the batcher queues). */
+interface Prepared extends Decoded {
   rows: number;
-  outputs: string[] | undefined;
 }
-
-type Outputs = Map<string, { data: TypedArray; dims: readonly number[] }>;
 
 /** Messages handed to `receive` at once per replica (bounded in-flight batching window). */
 export const INFERENCE_CONCURRENCY = 256;
@@ -86,6 +95,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
     switch (m.type) {
       case 'infer':
         return this.#infer(m.items);
+      case 'infer-json':
+        return this.#inferJson(m.items);
       case 'ready':
         return { ready: true, actorId: this.ctx.actorId, model: this.#mv.name, version: this.#mv.version } satisfies ReadyReply;
       case 'stats':
@@ -112,53 +123,65 @@ export class InferenceActor extends Actor<InferenceMsg> {
     };
   }
 
+  get #label(): string {
+    return `${this.#mv.name} v${this.#mv.version}`;
+  }
+
+  /** Queues a decoded request in the batcher; resolves with its outputs once its batch ran. */
+  #submit(d: Decoded): Promise<{ value: Outputs; batch: number }> {
+    const p = d as Prepared;
+    p.rows = 1;
+    if (this.#batchable) {
+      p.rows = d.shapes[0]![0]!;
+      const sig = this.#mv.signature;
+      for (let i = 1; i < d.shapes.length; i++) {
+        if (d.shapes[i]![0] !== p.rows) throw MlErrors.BAD_INPUT(`input "${sig.inputs[i]!.name}" has ${d.shapes[i]![0]} rows where "${sig.inputs[0]!.name}" has ${p.rows}`);
+      }
+      if (p.rows === 0) throw MlErrors.BAD_INPUT('a request needs at least one row');
+    }
+    const key = this.#batchable ? (d.shapes.length === 1 && d.shapes[0]!.length === 2 ? String(d.shapes[0]![1]) : d.shapes.map((s) => s.slice(1).join('x')).join('|')) : '';
+    return this.#batcher.submit(p, p.rows, key);
+  }
+
+  #failure(err: unknown): ItemError {
+    const code = errorCode(err);
+    if (!code || code === MlErrors.INFERENCE_FAILED.code) this.#errors++;
+    return { error: { code: code ?? MlErrors.INFERENCE_FAILED.code, message: err instanceof Error ? err.message : String(err) } };
+  }
+
+  /** Binary requests (tensors as bytes, from NATS clients). */
   async #infer(items: InferItem[]): Promise<InferReply> {
+    const sig = this.#mv.signature;
     const results = await Promise.all(
       items.map(async (item): Promise<ItemResult> => {
         try {
-          const p = this.#prepare(item);
-          const key = this.#batchable ? p.shapes.map((s) => s.slice(1).join('x')).join('|') : '';
-          const { value, batch } = await this.#batcher.submit(p, p.rows, key);
-          return { outputs: this.#encodeOutputs(value, p.outputs), batch };
+          const d = decodeWire(sig, this.#label, item.inputs, item.outputs);
+          const { value, batch } = await this.#submit(d);
+          return { outputs: encodeWire(sig, value, d.outputs), batch };
         } catch (err) {
-          const code = errorCode(err);
-          if (!code || code === MlErrors.INFERENCE_FAILED.code) this.#errors++;
-          return { error: { code: code ?? MlErrors.INFERENCE_FAILED.code, message: err instanceof Error ? err.message : String(err) } };
+          return this.#failure(err);
         }
       }),
     );
     return { results, queueRows: this.#batcher.queueRows, actorId: this.ctx.actorId };
   }
 
-  /** Checks one request against the signature and decodes its tensors. */
-  #prepare(item: InferItem): Prepared {
-    const sig = this.#mv.signature;
-    const byName = new Map<string, WireTensor>();
-    for (const t of item.inputs) {
-      if (byName.has(t.name)) throw MlErrors.BAD_INPUT(`input "${t.name}" given twice`);
-      byName.set(t.name, t);
-    }
-    for (const name of byName.keys()) if (!sig.inputs.some((s) => s.name === name)) throw MlErrors.BAD_INPUT(`model ${this.#mv.name} v${this.#mv.version} has no input "${name}" (inputs: ${sig.inputs.map((s) => s.name).join(', ')})`);
-    const inputs: TypedArray[] = [];
-    const shapes: number[][] = [];
-    let rows = 1;
-    sig.inputs.forEach((spec: TensorSpec, i) => {
-      const t = byName.get(spec.name);
-      if (!t) throw MlErrors.BAD_INPUT(`missing input "${spec.name}"`);
-      checkAgainst(spec, t.datatype, t.shape);
-      const data = fromBytes(spec.name, spec.datatype, t.data, numel(t.shape));
-      const bad = firstNonFinite(spec.datatype, data);
-      if (bad >= 0) throw MlErrors.BAD_INPUT(`input "${spec.name}": element ${bad} is not finite`);
-      if (this.#batchable) {
-        if (i === 0) rows = t.shape[0]!;
-        else if (t.shape[0] !== rows) throw MlErrors.BAD_INPUT(`input "${spec.name}" has ${t.shape[0]} rows where "${sig.inputs[0]!.name}" has ${rows}`);
-      }
-      inputs.push(data);
-      shapes.push([...t.shape]);
-    });
-    if (this.#batchable && rows === 0) throw MlErrors.BAD_INPUT('a request needs at least one row');
-    if (item.outputs) for (const o of item.outputs) if (!sig.outputs.some((s) => s.name === o)) throw MlErrors.BAD_INPUT(`model ${this.#mv.name} v${this.#mv.version} has no output "${o}"`);
-    return { inputs, shapes, rows, outputs: item.outputs };
+  /** HTTP bodies forwarded by the gateway: parsed, checked and answered here. */
+  async #inferJson(items: JsonItem[]): Promise<InferJsonReply> {
+    const mv = this.#mv;
+    const version = String(mv.version);
+    const results = await Promise.all(
+      items.map(async (item): Promise<JsonResult> => {
+        try {
+          const d = decodeJson(item.format, mv.signature, this.#label, item.body);
+          const { value, batch } = await this.#submit(d);
+          return { body: encodeJson(item.format, mv.signature, mv.name, version, d, value), batch };
+        } catch (err) {
+          return this.#failure(err);
+        }
+      }),
+    );
+    return { results, queueRows: this.#batcher.queueRows, actorId: this.ctx.actorId, version: mv.version };
   }
 
   /** One `session.run` for the whole batch; splits the outputs back per request by rows. */
@@ -204,17 +227,6 @@ export class InferenceActor extends Actor<InferenceMsg> {
       });
     }
     return per;
-  }
-
-  #encodeOutputs(outs: Outputs, wanted: string[] | undefined): WireTensor[] {
-    const out: WireTensor[] = [];
-    for (const spec of this.#mv.signature.outputs) {
-      if (wanted && !wanted.includes(spec.name)) continue;
-      const o = outs.get(spec.name);
-      if (!o) continue;
-      out.push({ name: spec.name, datatype: spec.datatype, shape: [...o.dims], data: toBytes(o.data) });
-    }
-    return out;
   }
 }
 

@@ -10,9 +10,21 @@ export const InferItem = Type.Object({
 });
 export type InferItem = Static<typeof InferItem>;
 
+/**
+ * One HTTP request forwarded by the gateway as it came: an OIP v2 `infer` body or a `/v1
+ * predict` body (JSON bytes). The replica parses and checks it and answers the response body.
+ */
+export const JsonItem = Type.Object({
+  format: Type.Union([Type.Literal('oip'), Type.Literal('v1')]),
+  body: Type.Uint8Array(),
+});
+export type JsonItem = Static<typeof JsonItem>;
+
 export const InferenceMsg = Type.Union([
   /** One or more requests in one NATS message (a gateway coalesces concurrent requests). */
   Type.Object({ type: Type.Literal('infer'), items: Type.Array(InferItem, { minItems: 1, maxItems: 4096 }) }),
+  /** The same for HTTP bodies: each gets its own JSON response body or error. */
+  Type.Object({ type: Type.Literal('infer-json'), items: Type.Array(JsonItem, { minItems: 1, maxItems: 4096 }) }),
   Type.Object({ type: Type.Literal('stats') }),
   Type.Object({ type: Type.Literal('ready') }),
 ]);
@@ -27,6 +39,23 @@ export interface ItemError {
   error: { code: string; message: string };
 }
 export type ItemResult = ItemOk | ItemError;
+
+export interface JsonOk {
+  /** The HTTP response body (UTF-8 JSON). */
+  body: Uint8Array;
+  /** Rows in the `session.run` this request was part of. */
+  batch: number;
+}
+export type JsonResult = JsonOk | ItemError;
+
+/** The reply to `infer-json`: one result per item, in order. */
+export interface InferJsonReply {
+  results: JsonResult[];
+  queueRows: number;
+  actorId: string;
+  /** The replica's model version (the one that answered). */
+  version: number;
+}
 
 export interface InferReply {
   results: ItemResult[];

@@ -1,0 +1,347 @@
+/**
+ * What an inference replica reads and writes: requests decoded into typed arrays in signature
+ * order (checked against the replica's own signature), and responses encoded back.
+ *
+ * Two request forms:
+ * - the binary wire form (`infer`): tensors as raw little-endian bytes in MessagePack, for
+ *   clients on NATS;
+ * - the HTTP JSON bodies, forwarded by the gateway as they came (`infer-json`): an Open
+ *   Inference Protocol v2 `infer` body or a `/v1 predict` body. The replica parses and checks
+ *   them and answers the HTTP response body as JSON bytes, so the gateway — one event loop in
+ *   front of every replica — never parses or writes tensors (profiled, that was most of its CPU
+ *   per request; the replicas were mostly idle).
+ *
+ * Every check throws SHOAL_ERR_BAD_INPUT naming the input and what is wrong; the gateway passes
+ * it on as a 400 with the OIP error body.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import { MlErrors } from '../errors.ts';
+import type { Signature } from '../registry/schemas.ts';
+import { DATATYPES, checkAgainst, firstNonFinite, fromBytes, fromJson, numel, toBytes, toJson, type Datatype, type TypedArray, type WireTensor } from '../tensor.ts';
+
+const Parameters = Type.Record(Type.String(), Type.Unknown());
+
+/** The OIP v2 `infer` request body (what the gateway documents; the replica checks it). */
+export const OipInferRequest = Type.Object({
+  id: Type.Optional(Type.String({ maxLength: 256 })),
+  parameters: Type.Optional(Parameters),
+  inputs: Type.Array(
+    Type.Object({
+      name: Type.String({ minLength: 1, maxLength: 256 }),
+      shape: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 16 }),
+      datatype: Type.String({ minLength: 1 }),
+      parameters: Type.Optional(Parameters),
+      data: Type.Array(Type.Unknown()),
+    }),
+    { minItems: 1, maxItems: 64 },
+  ),
+  outputs: Type.Optional(Type.Array(Type.Object({ name: Type.String({ minLength: 1 }), parameters: Type.Optional(Parameters) }), { maxItems: 64 })),
+});
+export type OipInferRequest = Static<typeof OipInferRequest>;
+
+/** `/v1/models/{name}/predict`: rows as arrays (single-input models) or objects by input name. */
+export const PredictRequest = Type.Object({
+  instances: Type.Array(Type.Union([Type.Array(Type.Unknown()), Type.Record(Type.String(), Type.Unknown())]), { minItems: 1, maxItems: 65_536 }),
+  id: Type.Optional(Type.String({ maxLength: 256 })),
+});
+export type PredictRequest = Static<typeof PredictRequest>;
+
+/** Which HTTP body a forwarded request carries. */
+export type JsonFormat = 'oip' | 'v1';
+
+/** A request ready for the batcher: inputs in signature order. */
+export interface Decoded {
+  inputs: TypedArray[];
+  shapes: number[][];
+  /** Output names to return (default: all). */
+  outputs: string[] | undefined;
+  /** The request's `id`, echoed in the response. */
+  id: string | undefined;
+}
+
+/** An output of one request after its batch ran: its slice of the batch's tensor. */
+export interface OutputTensor {
+  data: TypedArray;
+  dims: readonly number[];
+}
+export type Outputs = Map<string, OutputTensor>;
+
+const checkOip = TypeCompiler.Compile(OipInferRequest);
+const checkPredict = TypeCompiler.Compile(PredictRequest);
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function parseJsonBody<T extends TSchema>(body: Uint8Array, check: TypeCheck<T>): Static<T> {
+  if (body.length === 0) throw MlErrors.BAD_INPUT('the request body is empty: send a JSON object');
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8.decode(body));
+  } catch (err) {
+    throw MlErrors.BAD_INPUT(`the request body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!check.Check(value)) {
+    const e = check.Errors(value).First();
+    throw MlErrors.BAD_INPUT(`body${e?.path ?? ''}: ${e?.message ?? 'does not match the schema'}`);
+  }
+  return value;
+}
+
+/** Refuses a name given twice or one the model does not have. */
+function checkNames(sig: Signature, label: string, names: readonly string[]): void {
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    for (let j = 0; j < i; j++) if (names[j] === name) throw MlErrors.BAD_INPUT(`input "${name}" given twice`);
+    if (!sig.inputs.some((s) => s.name === name)) throw MlErrors.BAD_INPUT(`model ${label} has no input "${name}" (inputs: ${sig.inputs.map((s) => s.name).join(', ')})`);
+  }
+}
+
+function checkOutputs(sig: Signature, label: string, outputs: readonly string[] | undefined): void {
+  if (outputs) for (const o of outputs) if (!sig.outputs.some((s) => s.name === o)) throw MlErrors.BAD_INPUT(`model ${label} has no output "${o}" (outputs: ${sig.outputs.map((s) => s.name).join(', ')})`);
+}
+
+function missing(sig: Signature, name: string): never {
+  const s = sig.inputs.find((x) => x.name === name)!;
+  throw MlErrors.BAD_INPUT(`missing input "${name}" (${s.datatype} [${s.shape.join(', ')}])`);
+}
+
+/** The binary wire form (tensors as raw bytes). */
+export function decodeWire(sig: Signature, label: string, inputs: readonly WireTensor[], outputs: string[] | undefined): Decoded {
+  checkNames(
+    sig,
+    label,
+    inputs.map((t) => t.name),
+  );
+  const out: Decoded = { inputs: [], shapes: [], outputs, id: undefined };
+  for (const spec of sig.inputs) {
+    const t = inputs.find((x) => x.name === spec.name) ?? missing(sig, spec.name);
+    checkAgainst(spec, t.datatype, t.shape);
+    const data = fromBytes(spec.name, spec.datatype, t.data, numel(t.shape));
+    const bad = firstNonFinite(spec.datatype, data);
+    if (bad >= 0) throw MlErrors.BAD_INPUT(`input "${spec.name}": element ${bad} is not finite`);
+    out.inputs.push(data);
+    out.shapes.push([...t.shape]);
+  }
+  checkOutputs(sig, label, outputs);
+  return out;
+}
+
+interface JsonInput {
+  name: string;
+  datatype: string;
+  shape: number[];
+  data: unknown;
+}
+
+function decodeJsonInputs(sig: Signature, label: string, inputs: readonly JsonInput[], outputs: string[] | undefined, id: string | undefined): Decoded {
+  checkNames(
+    sig,
+    label,
+    inputs.map((t) => t.name),
+  );
+  for (const inp of inputs) {
+    if (!(DATATYPES as string[]).includes(inp.datatype)) throw MlErrors.BAD_INPUT(`input "${inp.name}": unsupported datatype ${inp.datatype} (supported: ${DATATYPES.join(', ')})`);
+  }
+  const out: Decoded = { inputs: [], shapes: [], outputs, id };
+  for (const spec of sig.inputs) {
+    const inp = inputs.find((x) => x.name === spec.name) ?? missing(sig, spec.name);
+    checkAgainst(spec, inp.datatype, inp.shape);
+    out.inputs.push(jsonToTensor(spec.name, spec.datatype, inp.shape, inp.data));
+    out.shapes.push(inp.shape);
+  }
+  checkOutputs(sig, label, outputs);
+  return out;
+}
+
+/** An OIP v2 `infer` body: `{id?, inputs: [{name, shape, datatype, data}], outputs?}`. */
+export function decodeOipJson(sig: Signature, label: string, body: Uint8Array): Decoded {
+  const req = parseJsonBody(body, checkOip);
+  return decodeJsonInputs(
+    sig,
+    label,
+    req.inputs,
+    req.outputs?.map((o) => o.name),
+    req.id,
+  );
+}
+
+function dimsOf(v: unknown): number[] {
+  const dims: number[] = [];
+  let cur = v;
+  while (Array.isArray(cur)) {
+    dims.push(cur.length);
+    cur = cur[0];
+  }
+  return dims;
+}
+
+/** A `/v1 predict` body: rows → inputs of shape [rows, …dims of a row], datatype from the signature. */
+export function decodePredictJson(sig: Signature, label: string, body: Uint8Array): Decoded {
+  const req = parseJsonBody(body, checkPredict);
+  const instances = req.instances;
+  let inputs: JsonInput[];
+  if (instances.every(Array.isArray)) {
+    if (sig.inputs.length !== 1) throw MlErrors.BAD_INPUT(`the model takes ${sig.inputs.length} inputs (${sig.inputs.map((s) => s.name).join(', ')}): send each instance as an object by input name`);
+    const spec = sig.inputs[0]!;
+    inputs = [{ name: spec.name, datatype: spec.datatype, shape: [instances.length, ...dimsOf(instances[0])], data: instances }];
+  } else {
+    if (instances.some(Array.isArray)) throw MlErrors.BAD_INPUT('instances must be all arrays or all objects');
+    inputs = sig.inputs.map((spec) => {
+      const col = instances.map((row, i) => {
+        const v = (row as Record<string, unknown>)[spec.name];
+        if (v === undefined) throw MlErrors.BAD_INPUT(`instance ${i} has no "${spec.name}"`);
+        return v;
+      });
+      return { name: spec.name, datatype: spec.datatype, shape: [instances.length, ...dimsOf(col[0])], data: col };
+    });
+  }
+  return decodeJsonInputs(sig, label, inputs, undefined, req.id);
+}
+
+/** Decodes a forwarded HTTP body of either form. */
+export function decodeJson(format: JsonFormat, sig: Signature, label: string, body: Uint8Array): Decoded {
+  return format === 'v1' ? decodePredictJson(sig, label, body) : decodeOipJson(sig, label, body);
+}
+
+// ---- JSON data → typed arrays: the fast path for the common case, `fromJson` for the rest ----
+
+const F32_MAX = 3.4028234663852886e38;
+
+// No closures in these functions: under tsx (esbuild `keepNames`) every named inner function
+// costs a `__name()` call — an Object.defineProperty — each time it is created.
+
+/** Writes `v` at `k` if it is a finite number that `out`'s type holds exactly (FP32: in range). */
+function put(out: Float32Array | Float64Array | Int32Array, kind: number, k: number, v: unknown): boolean {
+  if (typeof v !== 'number' || v - v !== 0) return false; // not a number, NaN or ±Infinity
+  if (kind === 0 ? v > F32_MAX || v < -F32_MAX : kind === 2 ? (v | 0) !== v : false) return false;
+  out[k] = v;
+  return true;
+}
+
+/**
+ * FP32 / FP64 / INT32 data of rank 1 or 2, flat or nested exactly as `shape`, every element a
+ * finite number in range → a typed array. Returns undefined when any of that does not hold (the
+ * caller then uses `fromJson`, which accepts what is valid and names what is not).
+ */
+function fastNumeric(datatype: Datatype, shape: readonly number[], data: unknown): TypedArray | undefined {
+  if (!Array.isArray(data) || shape.length < 1 || shape.length > 2) return undefined;
+  const kind = datatype === 'FP32' ? 0 : datatype === 'FP64' ? 1 : datatype === 'INT32' ? 2 : -1;
+  if (kind < 0) return undefined;
+  const rows = shape[0]!;
+  const cols = shape.length === 2 ? shape[1]! : 1;
+  const n = rows * cols;
+  if (n === 0) return undefined;
+  const flat = !Array.isArray(data[0]);
+  // Lengths first: never allocate from a shape the data does not back.
+  if (flat ? data.length !== n : shape.length !== 2 || data.length !== rows) return undefined;
+  const out = kind === 0 ? new Float32Array(n) : kind === 1 ? new Float64Array(n) : new Int32Array(n);
+  if (flat) {
+    for (let k = 0; k < n; k++) if (!put(out, kind, k, data[k])) return undefined;
+    return out;
+  }
+  let k = 0;
+  for (let r = 0; r < rows; r++) {
+    const row: unknown = data[r];
+    if (!Array.isArray(row) || row.length !== cols) return undefined;
+    for (let c = 0; c < cols; c++) if (!put(out, kind, k++, row[c])) return undefined;
+  }
+  return out;
+}
+
+/** JSON data → typed array: the fast path when it applies, else `fromJson` (which throws the 400s). */
+export function jsonToTensor(name: string, datatype: Datatype, shape: readonly number[], data: unknown): TypedArray {
+  return fastNumeric(datatype, shape, data) ?? fromJson(name, datatype, shape, data);
+}
+
+// ---- responses ----
+
+/** The outputs a request asked for, in signature order. */
+function selected(sig: Signature, outs: Outputs, wanted: readonly string[] | undefined): { name: string; datatype: Datatype; t: OutputTensor }[] {
+  const list: { name: string; datatype: Datatype; t: OutputTensor }[] = [];
+  for (const spec of sig.outputs) {
+    if (wanted && !wanted.includes(spec.name)) continue;
+    const t = outs.get(spec.name);
+    if (t) list.push({ name: spec.name, datatype: spec.datatype, t });
+  }
+  return list;
+}
+
+/** The binary wire form of a request's outputs. */
+export function encodeWire(sig: Signature, outs: Outputs, wanted: readonly string[] | undefined): WireTensor[] {
+  return selected(sig, outs, wanted).map(({ name, datatype, t }) => ({ name, datatype, shape: [...t.dims], data: toBytes(t.data) }));
+}
+
+/** A tensor's elements as a JSON array (what `JSON.stringify(toJson(...))` gives). */
+function dataJson(datatype: Datatype, a: TypedArray): string {
+  let s = '[';
+  if (datatype === 'BOOL') {
+    for (let i = 0; i < a.length; i++) s += i === 0 ? (a[i] ? 'true' : 'false') : a[i] ? ',true' : ',false';
+    return `${s}]`;
+  }
+  for (let i = 0; i < a.length; i++) {
+    const v = Number(a[i]);
+    // As JSON.stringify: a non-finite number is written null.
+    const j = v - v === 0 ? String(v) : 'null';
+    s += i === 0 ? j : `,${j}`;
+  }
+  return `${s}]`;
+}
+
+/**
+ * The OIP response body, written directly: `{"model_name", "model_version", "id"?, "outputs":
+ * [{"name", "datatype", "shape", "data"}]}` — the same JSON `JSON.stringify` of the response
+ * object gives, without building per-element JS arrays first.
+ */
+export function oipResponseJson(model: string, version: string, id: string | undefined, outputs: readonly { name: string; datatype: Datatype; shape: readonly number[]; data: TypedArray }[]): string {
+  let s = `{"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)}`;
+  if (id !== undefined) s += `,"id":${JSON.stringify(id)}`;
+  s += ',"outputs":[';
+  for (let i = 0; i < outputs.length; i++) {
+    const o = outputs[i]!;
+    if (i > 0) s += ',';
+    s += `{"name":${JSON.stringify(o.name)},"datatype":${JSON.stringify(o.datatype)},"shape":[${o.shape.join(',')}],"data":${dataJson(o.datatype, o.data)}}`;
+  }
+  return `${s}]}`;
+}
+
+/** Splits an output into per-row JSON values (nested by the dims after the first). */
+function splitRows(datatype: Datatype, t: OutputTensor): unknown[] {
+  const flat = toJson(datatype, t.data) as unknown[];
+  const n = t.dims[0] ?? 1;
+  const per = n > 0 ? flat.length / n : 0;
+  const rest = t.dims.slice(1);
+  const nest = (part: unknown[], dims: readonly number[]): unknown => {
+    if (dims.length <= 1) return part;
+    const step = part.length / dims[0]!;
+    return Array.from({ length: dims[0]! }, (_, i) => nest(part.slice(i * step, (i + 1) * step), dims.slice(1)));
+  };
+  return Array.from({ length: n }, (_, i) => {
+    const row = flat.slice(i * per, (i + 1) * per);
+    return rest.length === 0 ? row[0] : nest(row, rest);
+  });
+}
+
+/** The `/v1 predict` response: `{"predictions": [row, …]}` from the one output, or by output name with several. */
+export function predictResponseJson(model: string, version: string, id: string | undefined, outputs: readonly { name: string; datatype: Datatype; t: OutputTensor }[]): string {
+  let predictions: unknown[];
+  if (outputs.length === 1) predictions = splitRows(outputs[0]!.datatype, outputs[0]!.t);
+  else {
+    const cols = outputs.map((o) => [o.name, splitRows(o.datatype, o.t)] as const);
+    predictions = Array.from({ length: cols[0]?.[1].length ?? 0 }, (_, i) => Object.fromEntries(cols.map(([n, rows]) => [n, rows[i]])));
+  }
+  return JSON.stringify({ model_name: model, model_version: version, ...(id !== undefined ? { id } : {}), predictions });
+}
+
+/** The HTTP response body of a forwarded request, as UTF-8 bytes. */
+export function encodeJson(format: JsonFormat, sig: Signature, model: string, version: string, d: Decoded, outs: Outputs): Buffer {
+  const list = selected(sig, outs, d.outputs);
+  const text =
+    format === 'v1'
+      ? predictResponseJson(model, version, d.id, list)
+      : oipResponseJson(
+          model,
+          version,
+          d.id,
+          list.map(({ name, datatype, t }) => ({ name, datatype, shape: t.dims, data: t.data })),
+        );
+  return Buffer.from(text, 'utf8');
+}
