@@ -49,8 +49,8 @@ export function rolePermissions(role: Role, prefix = 'shoal'): Permissions {
       };
     case Role.GATEWAY:
       return {
-        publish: [s.serviceAll, s.actorAll, s.jobsAll, s.sysPing, s.schedulerAll, ...JS_CLIENT],
-        subscribe: [s.eventsAll, s.sysAll, inbox],
+        publish: [s.serviceAll, s.actorAll, s.jobsAll, s.sysPing, s.schedulerAll, s.gatewayAll, ...JS_CLIENT],
+        subscribe: [s.eventsAll, s.sysAll, s.gatewayAll, inbox],
       };
     case Role.CLIENT:
       // Outside callers (CLI, product code): submit jobs, call actors and services, spawn/stop

@@ -38,6 +38,9 @@ export function subjects(prefix = 'shoal') {
     /** The active scheduler's own API (status, placement requests). */
     scheduler: (op: string) => `${p}.sched.${token('scheduler op', op)}`,
     schedulerAll: `${p}.sched.>`,
+    /** Gateways' outcome tallies per model version (every gateway judges canaries on all of them). */
+    gatewayOutcomes: `${p}.gw.outcomes`,
+    gatewayAll: `${p}.gw.>`,
   };
 }
 export type Subjects = ReturnType<typeof subjects>;

@@ -232,7 +232,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   );
 
   app.get('/metrics', { schema: { tags: ['ops'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
-    if (inference) for (const [service, rows] of inference.dispatcher.pending()) metrics.pendingRows.labels(service).set(rows);
+    if (inference) for (const [service, n] of inference.dispatcher.pending()) metrics.pendingRequests.labels(service).set(n);
     void reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();
   });

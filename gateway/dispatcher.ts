@@ -56,6 +56,8 @@ interface Lane {
   scheduled: boolean;
 }
 
+const READY_MSG = encode({ type: 'ready' });
+
 const RETRYABLE = new Set([Errors.ACTOR_NOT_FOUND.code, Errors.NO_RESPONDERS.code, Errors.ACTOR_STOPPED.code, Errors.TIMEOUT.code]);
 
 export class InferenceDispatcher {
@@ -75,6 +77,16 @@ export class InferenceDispatcher {
   /** Stops listening for replies; requests in flight fail. */
   stop(): void {
     this.#mux.close();
+  }
+
+  /** Whether a replica of `service` answers a `ready` message within `timeoutMs` (any one of them: queue group). */
+  async probe(service: string, timeoutMs: number): Promise<boolean> {
+    try {
+      await this.#mux.ask(this.#subjects.service(service), service, READY_MSG, timeoutMs);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Requests waiting in this gateway, per service. */

@@ -4,8 +4,11 @@
  * signature and writes the response body, so this event loop never touches tensors — and feed
  * the canary monitor, which rolls a failing canary back on its own.
  */
-import { CanaryMonitor, MlErrors, ModelDeployments, TrackState, type JsonFormat } from '../ml/index.ts';
-import { errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
+import { Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { Subscription } from '@nats-io/transport-node';
+import { CanaryMonitor, MlErrors, ModelDeployments, OutcomeTally, TrackState, type JsonFormat } from '../ml/index.ts';
+import { decode, encode, errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import { ModelCatalog, type Target } from './catalog.ts';
 import { InferenceDispatcher, type DispatchResult } from './dispatcher.ts';
 import type { GatewayMetrics } from './metrics.ts';
@@ -20,6 +23,22 @@ export interface InferenceServiceOptions {
   /** How often canaries are judged. @default 500 */
   judgeEveryMs?: number;
 }
+
+/** What a gateway publishes every `judgeEveryMs`: its outcome tallies since the last report. */
+const OutcomeReport = Type.Object({
+  type: Type.Literal('outcomes'),
+  counts: Type.Array(
+    Type.Object({
+      model: Type.String(),
+      version: Type.Integer({ minimum: 1 }),
+      requests: Type.Number({ minimum: 0 }),
+      errors: Type.Number({ minimum: 0 }),
+      buckets: Type.Array(Type.Number()),
+    }),
+    { maxItems: 4096 },
+  ),
+});
+const isOutcomeReport = TypeCompiler.Compile(OutcomeReport);
 
 /** Server-side failures count against a version; the caller's mistakes and overload do not. */
 function countsAsFailure(err: unknown): boolean {
@@ -49,7 +68,18 @@ interface TargetStats {
 export class InferenceService {
   readonly catalog: ModelCatalog;
   readonly dispatcher: InferenceDispatcher;
+  /**
+   * Outcomes of every gateway (their reports on `gatewayOutcomes`, this one's included), so that
+   * each judges a canary on the cluster's traffic, not on its own share of it. Every gateway
+   * reaches the same verdict; the rollback is a compare-and-swap on the canary's version, so it
+   * happens once.
+   */
   readonly monitor = new CanaryMonitor();
+  /** This gateway's outcomes since its last report. */
+  readonly #tally = new OutcomeTally();
+  #sub: Subscription | undefined;
+  /** Last live readiness probe per service. */
+  readonly #probes = new Map<string, { at: number; ok: boolean }>();
   readonly #o: InferenceServiceOptions;
   readonly #deployments: ModelDeployments;
   readonly #rollingBack = new Set<string>();
@@ -77,15 +107,40 @@ export class InferenceService {
     }
     const s = new InferenceService(o, deployments);
     await s.catalog.start();
-    s.#timer = setInterval(() => s.#judge(), o.judgeEveryMs ?? 500);
+    s.#sub = o.nc.subscribe(o.subjects.gatewayOutcomes, { callback: (err, m) => (err ? undefined : s.#onReport(m.data)) });
+    s.#timer = setInterval(() => {
+      s.#report();
+      s.#judge();
+    }, o.judgeEveryMs ?? 500);
     s.#timer.unref();
     return s;
   }
 
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);
+    this.#sub?.unsubscribe();
     this.catalog.stop();
     this.dispatcher.stop();
+  }
+
+  /**
+   * Readiness of a model (its stable version) or of one version: deployed and ready in the
+   * deployment record, and a replica answers a live `ready` probe now (one second at most;
+   * answers are reused for half a second so a probe storm costs the replicas nothing).
+   */
+  async ready(name: string, versionRef: string | undefined): Promise<{ ready: boolean; reason?: string }> {
+    this.catalog.record(name);
+    const serving = this.catalog.serving(name);
+    const v = versionRef === undefined ? undefined : this.catalog.versionOf(name, versionRef);
+    const s = v === undefined ? serving.find((x) => x.route === 'stable') : serving.find((x) => x.version === v);
+    if (!s) return { ready: false, reason: 'not deployed, or its replicas are still starting' };
+    const now = Date.now();
+    let probe = this.#probes.get(s.service);
+    if (!probe || now - probe.at >= 500) {
+      probe = { at: now, ok: await this.dispatcher.probe(s.service, 1000) };
+      this.#probes.set(s.service, probe);
+    }
+    return probe.ok ? { ready: true } : { ready: false, reason: 'no replica answered a readiness probe' };
   }
 
   /**
@@ -121,7 +176,7 @@ export class InferenceService {
         ok: metrics.inferRequests.labels(t.model, v, t.route, 'ok'),
         batch: metrics.batchSize.labels(t.model, v),
         queue: metrics.queueDepth.labels(t.model, v),
-        record: this.monitor.recorder(t.model, t.version),
+        record: this.#tally.recorder(t.model, t.version),
       };
       this.#stats.set(t, s);
     }
@@ -150,6 +205,31 @@ export class InferenceService {
     return { body: Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength), version: stats.version, route: t.route };
   }
 
+  /** Publishes this gateway's tallies since the last report (to every gateway, itself included). */
+  #report(): void {
+    const counts = this.#tally.take();
+    if (counts.length === 0 || this.#o.nc.isClosed()) return;
+    try {
+      this.#o.nc.publish(this.#o.subjects.gatewayOutcomes, encode({ type: 'outcomes', counts }));
+    } catch (err) {
+      this.#o.log.warn({ err: (err as Error).message }, 'could not publish outcome tallies');
+    }
+  }
+
+  #onReport(data: Uint8Array): void {
+    let m: unknown;
+    try {
+      m = decode(data);
+    } catch {
+      return;
+    }
+    if (!isOutcomeReport.Check(m)) {
+      this.#o.log.warn('ignored a malformed outcome report');
+      return;
+    }
+    for (const c of m.counts) this.monitor.addCounts(c);
+  }
+
   /** Canary watch: roll back a ready canary whose errors or p99 pass its policy. */
   #judge(): void {
     for (const [name, d] of this.catalog.deployments) {
@@ -158,10 +238,15 @@ export class InferenceService {
       if (!verdict?.rollback) continue;
       const version = d.canary.version;
       this.#rollingBack.add(name);
-      this.#o.log.warn({ model: name, version, reason: verdict.reason, canary: verdict.canary, stable: verdict.stable }, 'canary breached its policy: rolling back');
-      this.#o.metrics.rollbacks.labels(name).inc();
+      // Every gateway sees the same outcomes and may call it at once: the one whose
+      // compare-and-swap lands rolls back (and counts it); the others find the canary gone.
       void this.#deployments
         .rollback(name, `automatic: ${verdict.reason}`, version)
+        .then((done) => {
+          if (!done) return;
+          this.#o.log.warn({ model: name, version, reason: verdict.reason, canary: verdict.canary, stable: verdict.stable }, 'canary breached its policy: rolled back');
+          this.#o.metrics.rollbacks.labels(name).inc();
+        })
         .catch((err: unknown) => this.#o.log.error({ model: name, err: (err as Error).message }, 'automatic rollback failed'))
         .finally(() => this.#rollingBack.delete(name));
     }

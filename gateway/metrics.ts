@@ -208,15 +208,15 @@ export function createMetrics() {
       labelNames: ['model', 'version'] as const,
       registers,
     }),
-    pendingRows: new HotGauge({
-      name: 'shoal_gateway_pending_rows',
-      help: 'Rows waiting in this gateway to be sent, by service',
+    pendingRequests: new HotGauge({
+      name: 'shoal_gateway_pending_requests',
+      help: 'Requests waiting in this gateway to be sent, by service',
       labelNames: ['service'] as const,
       registers,
     }),
     rollbacks: new client.Counter({
       name: 'shoal_gateway_canary_rollbacks_total',
-      help: 'Automatic canary rollbacks triggered by this gateway',
+      help: 'Automatic canary rollbacks this gateway carried out (judged on every gateway\'s outcomes)',
       labelNames: ['model'] as const,
       registers,
     }),

@@ -21,6 +21,10 @@ export { ModelRecord, ModelVersion, Signature, Lineage, keys as registryKeys } f
 export { DynamicBatcher, type BatcherOptions, type BatcherStats, type BatchOutput, type RunBatch } from './serving/batcher.ts';
 export {
   CanaryMonitor,
+  MAX_WINDOW_MS,
+  OutcomeTally,
+  latencyBucket,
+  type OutcomeCounts,
   DEFAULT_POLICY,
   Deployment,
   RollbackPolicy,

@@ -33,28 +33,21 @@ export function registerOipRoutes(app: App, inference: InferenceService): void {
       outputs: mv.signature.outputs,
     };
   };
-  const ready = (name: string, versionRef: string | undefined) => {
-    catalog.record(name);
-    const serving = catalog.serving(name);
-    if (versionRef === undefined) return serving.some((s) => s.route === 'stable');
-    const v = catalog.versionOf(name, versionRef);
-    return serving.some((s) => s.version === v);
-  };
-
   const metaSchema = { tags: ['oip'], response: { 200: ModelMetadata, 404: ErrorBody } };
   app.get('/v2/models/:name', { schema: { ...metaSchema, summary: 'Model metadata (the serving version)', params: Params } }, async (req) => metadata(req.params.name, undefined));
   app.get('/v2/models/:name/versions/:version', { schema: { ...metaSchema, summary: 'Model version metadata (number or alias)', params: VersionParams } }, async (req) =>
     metadata(req.params.name, req.params.version),
   );
 
-  const readySchema = { tags: ['oip'], response: { 200: Type.Object({ name: Type.String(), ready: Type.Boolean() }), 503: Type.Object({ name: Type.String(), ready: Type.Boolean() }) } };
-  app.get('/v2/models/:name/ready', { schema: { ...readySchema, summary: 'Model readiness', params: Params } }, async (req, reply) => {
-    const ok = ready(req.params.name, undefined);
-    return reply.status(ok ? 200 : 503).send({ name: req.params.name, ready: ok });
+  const Ready = Type.Object({ name: Type.String(), ready: Type.Boolean(), reason: Type.Optional(Type.String()) });
+  const readySchema = { tags: ['oip'], response: { 200: Ready, 503: Ready } };
+  app.get('/v2/models/:name/ready', { schema: { ...readySchema, summary: 'Model readiness (deployed, and a replica answers a live probe)', params: Params } }, async (req, reply) => {
+    const r = await inference.ready(req.params.name, undefined);
+    return reply.status(r.ready ? 200 : 503).send({ name: req.params.name, ...r });
   });
   app.get('/v2/models/:name/versions/:version/ready', { schema: { ...readySchema, summary: 'Model version readiness', params: VersionParams } }, async (req, reply) => {
-    const ok = ready(req.params.name, req.params.version);
-    return reply.status(ok ? 200 : 503).send({ name: req.params.name, ready: ok });
+    const r = await inference.ready(req.params.name, req.params.version);
+    return reply.status(r.ready ? 200 : 503).send({ name: req.params.name, ...r });
   });
 }
 

@@ -89,27 +89,135 @@ export function hashUnit(s: string): number {
 }
 
 /**
- * One version's outcome samples: a ring of the last {@link WINDOW_SAMPLES} (time, ok, ms) in
- * typed arrays — recording a request allocates nothing.
+ * Latency histogram buckets: bucket 0 is ≤ 0.01 ms, bucket b ≥ 1 is (0.01·1.05^(b−1), 0.01·1.05^b]
+ * ms, the last one open-ended (≥ ~60 s). A p99 read from it is the bucket's upper bound: at most
+ * 5% above the true value. Fixed buckets are what lets gateways add their counts up.
  */
-class Samples {
-  readonly at = new Float64Array(WINDOW_SAMPLES);
-  readonly ms = new Float64Array(WINDOW_SAMPLES);
-  readonly ok = new Uint8Array(WINDOW_SAMPLES);
-  /** Samples ever recorded; the newest is at (n - 1) % WINDOW_SAMPLES. */
-  n = 0;
+export const LATENCY_BUCKETS = 320;
+const LAT_LO = 0.01;
+const LN_RATIO = Math.log(1.05);
+export const latencyBucket = (ms: number): number => (ms <= LAT_LO ? 0 : Math.min(LATENCY_BUCKETS - 1, Math.floor(Math.log(ms / LAT_LO) / LN_RATIO) + 1));
+const bucketUpperMs = (b: number): number => LAT_LO * Math.exp(b * LN_RATIO);
 
-  push(at: number, ok: boolean, ms: number): void {
-    const i = this.n % WINDOW_SAMPLES;
-    this.at[i] = at;
-    this.ok[i] = ok ? 1 : 0;
-    this.ms[i] = ms;
-    this.n++;
+/** Time slots of the window: one per second, the last 10 minutes (a policy window is capped there). */
+const SLOT_MS = 1000;
+const SLOTS = 600;
+export const MAX_WINDOW_MS = SLOT_MS * SLOTS;
+
+/**
+ * Outcome counts of some requests to one version: what a gateway tallies between two reports
+ * and what the monitors add up. `buckets` is sparse: [bucket, count, bucket, count, …].
+ */
+export interface OutcomeCounts {
+  model: string;
+  version: number;
+  requests: number;
+  errors: number;
+  buckets: number[];
+}
+
+/** One version's outcomes, per second, for the last {@link MAX_WINDOW_MS}: adding allocates nothing after a slot's first use. */
+class OutcomeWindow {
+  readonly #sec = new Float64Array(SLOTS).fill(-1);
+  readonly #reqs = new Float64Array(SLOTS);
+  readonly #errs = new Float64Array(SLOTS);
+  readonly #hist: (Float64Array | undefined)[] = new Array<Float64Array | undefined>(SLOTS);
+
+  #slot(atMs: number): number {
+    const sec = Math.floor(atMs / SLOT_MS);
+    const i = sec % SLOTS;
+    if (this.#sec[i] !== sec) {
+      this.#sec[i] = sec;
+      this.#reqs[i] = 0;
+      this.#errs[i] = 0;
+      this.#hist[i]?.fill(0);
+    }
+    return i;
+  }
+
+  #histOf(i: number): Float64Array {
+    return (this.#hist[i] ??= new Float64Array(LATENCY_BUCKETS));
+  }
+
+  add(atMs: number, ok: boolean, ms: number): void {
+    const i = this.#slot(atMs);
+    this.#reqs[i]!++;
+    if (!ok) this.#errs[i]!++;
+    this.#histOf(i)[latencyBucket(ms)]!++;
+  }
+
+  addCounts(atMs: number, c: OutcomeCounts): void {
+    const i = this.#slot(atMs);
+    this.#reqs[i]! += c.requests;
+    this.#errs[i]! += c.errors;
+    const h = this.#histOf(i);
+    for (let k = 0; k + 1 < c.buckets.length; k += 2) {
+      const b = c.buckets[k]!;
+      if (b >= 0 && b < LATENCY_BUCKETS) h[b]! += c.buckets[k + 1]!;
+    }
+  }
+
+  /** Requests, errors and p99 of the slots from `fromMs` to `nowMs`. */
+  health(fromMs: number, nowMs: number): TrackHealth {
+    const first = Math.floor(fromMs / SLOT_MS);
+    const last = Math.floor(nowMs / SLOT_MS);
+    const sum = new Float64Array(LATENCY_BUCKETS);
+    let requests = 0;
+    let errors = 0;
+    for (let i = 0; i < SLOTS; i++) {
+      const sec = this.#sec[i]!;
+      if (sec < first || sec > last) continue;
+      requests += this.#reqs[i]!;
+      errors += this.#errs[i]!;
+      const h = this.#hist[i];
+      if (h) for (let b = 0; b < LATENCY_BUCKETS; b++) sum[b]! += h[b]!;
+    }
+    let p99 = 0;
+    if (requests > 0) {
+      // The value below which 99% of the requests fall (nearest rank, as sorting samples would).
+      const rank = Math.min(requests, Math.floor(requests * 0.99) + 1);
+      let seen = 0;
+      for (let b = 0; b < LATENCY_BUCKETS; b++) {
+        seen += sum[b]!;
+        if (seen >= rank) {
+          p99 = bucketUpperMs(b);
+          break;
+        }
+      }
+    }
+    return { requests, errors, errorRate: requests ? errors / requests : 0, p99Ms: p99 };
   }
 }
 
-/** Samples kept per version (the judge's window is this many requests at most). */
-const WINDOW_SAMPLES = 16_384;
+/** Tallies outcomes per version between two reports (what a gateway publishes to the others). */
+export class OutcomeTally {
+  readonly #versions = new Map<string, { model: string; version: number; requests: number; errors: number; hist: Float64Array }>();
+
+  /** A recorder bound to one version (no key lookup per request). */
+  recorder(model: string, version: number): OutcomeRecorder {
+    const k = `${model}@${version}`;
+    return (ok, ms) => {
+      let v = this.#versions.get(k);
+      if (!v) this.#versions.set(k, (v = { model, version, requests: 0, errors: 0, hist: new Float64Array(LATENCY_BUCKETS) }));
+      v.requests++;
+      if (!ok) v.errors++;
+      v.hist[latencyBucket(ms)]!++;
+    };
+  }
+
+  /** The counts since the last call (versions with requests only), and a fresh start. */
+  take(): OutcomeCounts[] {
+    const out: OutcomeCounts[] = [];
+    for (const v of this.#versions.values()) {
+      if (v.requests === 0) continue;
+      const buckets: number[] = [];
+      for (let b = 0; b < LATENCY_BUCKETS; b++) if (v.hist[b]! > 0) buckets.push(b, v.hist[b]!);
+      out.push({ model: v.model, version: v.version, requests: v.requests, errors: v.errors, buckets });
+    }
+    this.#versions.clear();
+    return out;
+  }
+}
 
 /** Records one version's outcomes (from {@link CanaryMonitor.recorder}). */
 export type OutcomeRecorder = (ok: boolean, ms: number) => void;
@@ -129,46 +237,43 @@ export interface Verdict {
 }
 
 /**
- * Per-version outcome samples in a sliding window (server errors count as failures; bad input,
- * 429s and the like are the caller's, not the version's). `judge` compares canary with stable.
+ * Per-version outcomes in a sliding window (server errors count as failures; bad input, 429s and
+ * the like are the caller's, not the version's). `judge` compares canary with stable. Outcomes
+ * come from `record` (one process) or `addCounts` (tallies of every gateway, so that the verdict
+ * is the cluster's, not one gateway's share of the traffic).
  */
 export class CanaryMonitor {
-  readonly #samples = new Map<string, Samples>();
+  readonly #windows = new Map<string, OutcomeWindow>();
   constructor(private readonly now: () => number = Date.now) {}
 
-  #of(model: string, version: number): Samples {
+  #of(model: string, version: number): OutcomeWindow {
     const k = `${model}@${version}`;
-    let s = this.#samples.get(k);
-    if (!s) this.#samples.set(k, (s = new Samples()));
-    return s;
+    let w = this.#windows.get(k);
+    if (!w) this.#windows.set(k, (w = new OutcomeWindow()));
+    return w;
   }
 
   record(model: string, version: number, ok: boolean, ms: number): void {
-    this.#of(model, version).push(this.now(), ok, ms);
+    this.#of(model, version).add(this.now(), ok, ms);
   }
 
   /** A recorder bound to one version (no key lookup per request). */
   recorder(model: string, version: number): OutcomeRecorder {
-    const s = this.#of(model, version);
-    return (ok, ms) => s.push(this.now(), ok, ms);
+    const w = this.#of(model, version);
+    return (ok, ms) => w.add(this.now(), ok, ms);
   }
 
+  /** Adds a tally (from any gateway) as of `atMs`. */
+  addCounts(c: OutcomeCounts, atMs = this.now()): void {
+    this.#of(c.model, c.version).addCounts(atMs, c);
+  }
+
+  /** Outcomes of the last `windowMs` (at most {@link MAX_WINDOW_MS}), not before `since`. */
   health(model: string, version: number, windowMs: number, since = 0): TrackHealth {
-    const cutoff = Math.max(this.now() - windowMs, since);
-    const s = this.#samples.get(`${model}@${version}`);
-    const ms: number[] = [];
-    let errors = 0;
-    if (s) {
-      for (let j = Math.max(0, s.n - WINDOW_SAMPLES); j < s.n; j++) {
-        const i = j % WINDOW_SAMPLES;
-        if (s.at[i]! < cutoff) continue;
-        ms.push(s.ms[i]!);
-        if (!s.ok[i]) errors++;
-      }
-    }
-    ms.sort((a, b) => a - b);
-    const p99 = ms.length ? ms[Math.min(ms.length - 1, Math.floor(ms.length * 0.99))]! : 0;
-    return { requests: ms.length, errors, errorRate: ms.length ? errors / ms.length : 0, p99Ms: p99 };
+    const now = this.now();
+    const w = this.#windows.get(`${model}@${version}`);
+    if (!w) return { requests: 0, errors: 0, errorRate: 0, p99Ms: 0 };
+    return w.health(Math.max(now - Math.min(windowMs, MAX_WINDOW_MS), since), now);
   }
 
   judge(d: Deployment): Verdict | undefined {

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActorClient, Role, createLogger, subjects, type NatsConnection } from '../../cluster/index.ts';
-import { ModelDeployments, ModelRegistry, toBytes, type InferReply, type ReplicaStats } from '../../ml/index.ts';
+import { DEFAULT_POLICY, ModelDeployments, ModelRegistry, registryKeys, toBytes, type InferReply, type ReplicaStats } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet, type TestProcess } from '../harness/processes.ts';
@@ -102,6 +102,23 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     expect((await get('/v2/models/mlp/versions/9')).status).toBe(404);
     const docs = await fetch(`${base}/docs/json`);
     expect(((await docs.json()) as { paths: Record<string, unknown> }).paths).toHaveProperty('/v2/models/{name}/infer');
+  });
+
+  it('readiness is a live probe: a deployment record that says ready, with no replica answering, is not ready', async () => {
+    await registry.register('orphan', mlpV1);
+    const now = Date.now();
+    // As if every replica's node had died before the scheduler re-placed them: the record says ready.
+    const record = { model: 'orphan', stable: { version: 1, service: 'model-orphan-v1', replicas: 1, state: 'ready', maxBatchSize: 8, maxQueueDelayMs: 0, since: now }, policy: DEFAULT_POLICY, history: [], updatedAt: now };
+    await registry.kv.create(registryKeys.deployment('orphan'), new TextEncoder().encode(JSON.stringify(record)));
+    const body = await until(async () => {
+      const r = await get('/v2/models/orphan/ready');
+      const b = (await r.json()) as { ready: boolean; reason?: string };
+      return r.status === 503 && /probe/.test(b.reason ?? '') ? b : undefined;
+    }, 10_000, 'the gateway probes the orphan deployment');
+    expect(body).toMatchObject({ name: 'orphan', ready: false });
+    // A deployed model with replicas answers the probe.
+    expect(await (await get('/v2/models/mlp/ready')).json()).toEqual({ name: 'mlp', ready: true });
+    await registry.kv.delete(registryKeys.deployment('orphan'));
   });
 
   it('infers: nested and flat data agree, outputs match a direct onnxruntime call, id is echoed', async () => {
@@ -276,8 +293,39 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     expect(dep.history.at(-1)).toMatchObject({ event: 'rolled-back', version: 4, detail: expect.stringMatching(/automatic: canary error rate/) });
     // Failed canary requests were retried on stable: nobody saw a 500.
     expect(statuses.every((x) => x === 200)).toBe(true);
-    const metrics = await (await fetch(`${base}/metrics`)).text();
-    expect(metrics).toMatch(/shoal_gateway_canary_rollbacks_total\{model="mlp"\} 1/);
+    // Counted once the rollback (record, then the canary's replicas stopped) is done.
+    await until(() => fetch(`${base}/metrics`).then(async (r) => (/shoal_gateway_canary_rollbacks_total\{model="mlp"\} 1/.test(await r.text()) ? true : undefined)), 10_000, 'rollback counted');
+  });
+
+  it('gateways judge a canary on their combined traffic: neither alone has enough requests, together they roll it back', async () => {
+    const gnc2 = await nats.connect(Role.GATEWAY);
+    const gw2 = await buildGateway({ nc: gnc2, subjects: s, logger: createLogger({ level: 'error', pretty: false }), apiKeys: [{ key: KEY, tenant: 'acme' }] });
+    try {
+      await gw2.listen({ host: '127.0.0.1', port: 0 });
+      const base2 = `http://127.0.0.1:${(gw2.server.address() as AddressInfo).port}`;
+      // All traffic to the flaky v4: every canary request fails (and is answered by stable).
+      await deployments.canary('mlp', { version: 4, weight: 1 });
+      for (const b of [base, base2]) {
+        await until(() => fetch(`${b}/v2/models/mlp/versions/4/ready`, { headers: { 'x-api-key': KEY } }).then((r) => (r.status === 200 ? true : undefined)), 10_000, 'both gateways see the canary');
+      }
+      // 12 canary requests through each gateway: below minRequests (20) on either, 24 together.
+      const body = (rows: number[][]) => JSON.stringify({ inputs: [{ name: 'X', shape: [rows.length, 32], datatype: 'FP32', data: rows }] });
+      const statuses = await Promise.all(
+        [base, base2].flatMap((b) => Array.from({ length: 12 }, () => fetch(`${b}/v2/models/mlp/infer`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': KEY }, body: body(randomRows(1)) }).then((r) => r.status))),
+      );
+      expect(statuses.every((x) => x === 200)).toBe(true);
+      const dep = await until(async () => {
+        const d = await deployments.get('mlp');
+        return d && !d.canary ? d : undefined;
+      }, 10_000, 'rollback on the combined outcomes');
+      expect(dep.history.at(-1)).toMatchObject({ event: 'rolled-back', version: 4, detail: expect.stringMatching(/automatic: canary error rate 100\.0%/) });
+      // Both gateways reached the verdict; the compare-and-swap let exactly one roll back.
+      await new Promise((r) => setTimeout(r, 1200));
+      const rollbacks = (await deployments.get('mlp'))!.history.filter((e) => e.event === 'rolled-back' && e.version === 4).length;
+      expect(rollbacks).toBe(2); // the previous test's rollback of v4, and this one
+    } finally {
+      await gw2.close();
+    }
   });
 
   it('killing a replica node mid-load loses no request (idempotent inference is retried)', async () => {
