@@ -1,0 +1,102 @@
+/**
+ * The gateway's dispatcher against a real nats-server, with a stand-in replica on the service
+ * subject whose reply time the test controls: coalescing per event-loop turn, holding requests
+ * while messages are in flight (Nagle-style) and sending them as one message when a reply comes
+ * back, the hold's upper bound, per-request results and the bounded queue.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Role, decode, encode, subjects, type NatsConnection } from '../../cluster/index.ts';
+import type { InferJsonReply, JsonItem } from '../../ml/index.ts';
+import { InferenceDispatcher } from '../../gateway/dispatcher.ts';
+import { startTestNats, type TestNats } from '../harness/nats.ts';
+
+const s = subjects();
+
+describe('inference dispatcher (real nats-server, stand-in replica)', () => {
+  let nats: TestNats;
+  let gw: NatsConnection;
+  let replica: NatsConnection;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    gw = await nats.connect(Role.GATEWAY);
+    replica = await nats.connect(Role.NODE);
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await replica?.close();
+    await nats?.stop();
+  });
+
+  /** A replica on `service` that answers each message after `delayMs`, echoing bodies; records message sizes. */
+  function standIn(service: string, delayMs: number): { sizes: number[]; stop: () => void } {
+    const sizes: number[] = [];
+    const sub = replica.subscribe(s.service(service), {
+      callback: (_err, m) => {
+        const msg = decode(m.data) as { type: string; items: JsonItem[] };
+        sizes.push(msg.items.length);
+        const reply: InferJsonReply = { results: msg.items.map((it) => ({ body: it.body, batch: msg.items.length })), queueRows: 0, actorId: 'stand-in', version: 1 };
+        setTimeout(() => m.respond(encode(reply)), delayMs);
+      },
+    });
+    return { sizes, stop: () => sub.unsubscribe() };
+  }
+
+  const item = (i: number): JsonItem => ({ format: 'oip', body: new TextEncoder().encode(`{"n":${i}}`) });
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  const turn = () => new Promise((r) => setImmediate(r));
+
+  it('coalesces a turn into one message; while maxInflight are out, holds requests and sends them together when a reply returns', async () => {
+    const r = standIn('svc-hold', 400);
+    const d = new InferenceDispatcher(gw, s, { maxInflight: 2, maxHoldMs: 5000 });
+    const deadline = Date.now() + 10_000;
+    const first = [0, 1, 2].map((i) => d.infer('svc-hold', 64, item(i), deadline)); // one turn → one message
+    await turn();
+    await turn();
+    const second = d.infer('svc-hold', 64, item(3), deadline); // a second message: now 2 in flight
+    await turn();
+    await turn();
+    const held = Array.from({ length: 10 }, (_, i) => d.infer('svc-hold', 64, item(10 + i), deadline));
+    await new Promise((res) => setTimeout(res, 30));
+    expect(r.sizes).toEqual([3, 1]); // the 10 wait: two messages are out
+    expect(d.pending().get('svc-hold')).toBe(10);
+    const all = await Promise.all([...first, second, ...held]);
+    expect(r.sizes).toEqual([3, 1, 10]); // released by the first reply, as one message
+    expect(all.map((x) => text(x.body))).toEqual([0, 1, 2, 3, ...Array.from({ length: 10 }, (_, i) => 10 + i)].map((n) => `{"n":${n}}`));
+    expect(all.at(-1)!.batch).toBe(10);
+    d.stop();
+    r.stop();
+  });
+
+  it('holds no longer than maxHoldMs, and never more than maxItems in one message', async () => {
+    const r = standIn('svc-bound', 1500);
+    const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 500 });
+    const deadline = Date.now() + 10_000;
+    const a = d.infer('svc-bound', 4, item(0), deadline);
+    await turn();
+    await turn();
+    const b = Array.from({ length: 6 }, (_, i) => d.infer('svc-bound', 4, item(1 + i), deadline));
+    // A full message (maxItems = 4) goes at once; the other 2 wait for a reply or the hold's end.
+    await new Promise((res) => setTimeout(res, 50));
+    expect(r.sizes).toEqual([1, 4]);
+    await new Promise((res) => setTimeout(res, 850)); // past the hold (500 ms), before any reply (1500 ms)
+    expect(r.sizes).toEqual([1, 4, 2]);
+    expect((await Promise.all([a, ...b])).map((x) => x.batch)).toEqual([1, 4, 4, 4, 4, 2, 2]);
+    d.stop();
+    r.stop();
+  });
+
+  it('refuses at once past maxPending waiting requests (503), and the rest still get answers', async () => {
+    const r = standIn('svc-full', 100);
+    const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 5000, maxPending: 3 });
+    const deadline = Date.now() + 10_000;
+    const first = d.infer('svc-full', 64, item(0), deadline);
+    await turn();
+    await turn();
+    const waiting = [1, 2, 3].map((i) => d.infer('svc-full', 64, item(i), deadline));
+    await expect(d.infer('svc-full', 64, item(4), deadline)).rejects.toMatchObject({ code: 'SHOAL_ERR_OVERLOADED', status: 503 });
+    expect((await Promise.all([first, ...waiting])).map((x) => text(x.body))).toEqual([0, 1, 2, 3].map((n) => `{"n":${n}}`));
+    d.stop();
+    r.stop();
+  });
+});
