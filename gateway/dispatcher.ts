@@ -6,8 +6,9 @@
  * replica's dynamic batcher then batches with whatever else it has queued — so a burst costs one
  * message, not one per request. Each request still gets its own response body or error.
  *
- * Under load, fewer and fuller messages: while `maxInflight` messages of a service await their
- * replies, new requests wait for one of them to come back — at most `maxHoldMs`, and not at all
+ * Under load, fewer and fuller messages: while `maxInflight` messages per replica of a service
+ * (replicas counted from the replies of the last few seconds) await their replies, new requests
+ * wait for one of them to come back — at most `maxHoldMs`, and not at all
  * once a full message's worth is waiting — Nagle's algorithm for request batches. Profiled on
  * loopback, each NATS message costs the gateway, nats-server and the replica a few syscalls and
  * wake-ups, which dominated their CPU per request; an idle service still sends at once.
@@ -28,7 +29,7 @@ export interface DispatcherOptions {
   maxPending?: number;
   /** Body bytes in one NATS message (the server's max_payload is 8 MiB). @default 1 MiB */
   maxMessageBytes?: number;
-  /** Messages per service awaiting replies before new requests wait for one to return. @default 2 */
+  /** Messages per replica awaiting replies before new requests wait for one to return. @default 2 */
   maxInflight?: number;
   /** Longest a request waits for a fuller message. @default 1 */
   maxHoldMs?: number;
@@ -70,7 +71,14 @@ interface Lane {
   inflight: number;
   /** The hold timer, while requests wait for a fuller message. */
   timer: NodeJS.Timeout | undefined;
+  /** Replicas that answered lately: actor id → when (ms). */
+  replicas: Map<string, number>;
+  /** Replicas answering in the last {@link REPLICA_MEMORY_MS} (at least 1), recounted on each reply. */
+  replicaCount: number;
 }
+
+/** How long a replica that answered counts as one that can take messages. */
+const REPLICA_MEMORY_MS = 5000;
 
 const READY_MSG = encode({ type: 'ready' });
 
@@ -120,7 +128,7 @@ export class InferenceDispatcher {
   /** Sends one request (coalesced with others for the same service); `maxItems`: requests per message. */
   infer(service: string, maxItems: number, item: JsonItem, deadline: number): Promise<DispatchResult> {
     let lane = this.#lanes.get(service);
-    if (!lane) this.#lanes.set(service, (lane = { service, maxItems, queue: [], scheduled: false, inflight: 0, timer: undefined }));
+    if (!lane) this.#lanes.set(service, (lane = { service, maxItems, queue: [], scheduled: false, inflight: 0, timer: undefined, replicas: new Map(), replicaCount: 1 }));
     lane.maxItems = maxItems;
     if (lane.queue.length >= this.#o.maxPending) return Promise.reject(GatewayErrors.OVERLOADED(service, lane.queue.length));
     return new Promise((resolve, reject) => {
@@ -146,7 +154,7 @@ export class InferenceDispatcher {
     if (q.length === 0) return;
     // Holding: full messages go now, a partial one waits for a reply or the end of the hold.
     let hold = false;
-    if (!force && lane.inflight >= this.#o.maxInflight) {
+    if (!force && lane.inflight >= this.#o.maxInflight * lane.replicaCount) {
       const wait = q[0]!.at + this.#o.maxHoldMs - performance.now();
       if (wait > 0) {
         hold = true;
@@ -178,7 +186,7 @@ export class InferenceDispatcher {
 
   async #send(lane: Lane, batch: Waiting[]): Promise<void> {
     try {
-      await this.#attempts(lane.service, batch);
+      await this.#attempts(lane, batch);
     } finally {
       lane.inflight = Math.max(0, lane.inflight - 1);
       // A reply came back: what waited for it goes now, as one message.
@@ -186,7 +194,16 @@ export class InferenceDispatcher {
     }
   }
 
-  async #attempts(service: string, batch: Waiting[]): Promise<void> {
+  /** Notes which replica answered, and recounts the lane's replicas (a handful of map entries). */
+  #answeredBy(lane: Lane, actorId: string): void {
+    const now = Date.now();
+    lane.replicas.set(actorId, now);
+    for (const [id, at] of lane.replicas) if (now - at > REPLICA_MEMORY_MS) lane.replicas.delete(id);
+    lane.replicaCount = Math.max(1, lane.replicas.size);
+  }
+
+  async #attempts(lane: Lane, batch: Waiting[]): Promise<void> {
+    const service = lane.service;
     let subject = this.#serviceSubjects.get(service);
     if (!subject) this.#serviceSubjects.set(service, (subject = this.#subjects.service(service)));
     const items: JsonItem[] = new Array(batch.length);
@@ -204,6 +221,7 @@ export class InferenceDispatcher {
       this.#o.onMessage?.(service, batch.length);
       try {
         const reply = await this.#mux.ask<InferJsonReply>(subject, service, data, Math.min(this.#o.attemptTimeoutMs, left));
+        this.#answeredBy(lane, reply.actorId);
         for (let i = 0; i < batch.length; i++) {
           const w = batch[i]!;
           const r = reply.results[i];

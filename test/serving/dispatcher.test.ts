@@ -28,14 +28,15 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
     await nats?.stop();
   });
 
-  /** A replica on `service` that answers each message after `delayMs`, echoing bodies; records message sizes. */
-  function standIn(service: string, delayMs: number): { sizes: number[]; stop: () => void } {
+  /** A replica on `service` (queue group) that answers each message after `delayMs`, echoing bodies; records message sizes. */
+  function standIn(service: string, delayMs: number, actorId = 'stand-in'): { sizes: number[]; stop: () => void } {
     const sizes: number[] = [];
     const sub = replica.subscribe(s.service(service), {
+      queue: service,
       callback: (_err, m) => {
         const msg = decode(m.data) as { type: string; items: JsonItem[] };
         sizes.push(msg.items.length);
-        const reply: InferJsonReply = { results: msg.items.map((it) => ({ body: it.body, batch: msg.items.length })), queueRows: 0, actorId: 'stand-in', version: 1 };
+        const reply: InferJsonReply = { results: msg.items.map((it) => ({ body: it.body, batch: msg.items.length })), queueRows: 0, actorId, version: 1 };
         setTimeout(() => m.respond(encode(reply)), delayMs);
       },
     });
@@ -84,6 +85,32 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
     expect((await Promise.all([a, ...b])).map((x) => x.batch)).toEqual([1, 4, 4, 4, 4, 2, 2]);
     d.stop();
     r.stop();
+  });
+
+  it('allows maxInflight messages per replica that answered lately', async () => {
+    const a = standIn('svc-two', 300, 'replica-a');
+    const b = standIn('svc-two', 300, 'replica-b');
+    const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 5000 });
+    const deadline = Date.now() + 10_000;
+    // Until both replicas have answered (the queue group picks one per message).
+    for (let i = 0; i < 60 && (a.sizes.length === 0 || b.sizes.length === 0); i++) await d.infer('svc-two', 64, item(i), deadline);
+    expect(a.sizes.length * b.sizes.length).toBeGreaterThan(0);
+    const before = a.sizes.length + b.sizes.length;
+    const first = d.infer('svc-two', 64, item(100), deadline);
+    await turn();
+    await turn();
+    const second = d.infer('svc-two', 64, item(101), deadline); // 2 replicas × 1: goes at once
+    await turn();
+    await turn();
+    const third = d.infer('svc-two', 64, item(102), deadline); // held: 2 in flight
+    await new Promise((res) => setTimeout(res, 50));
+    expect(a.sizes.length + b.sizes.length - before).toBe(2);
+    expect(d.pending().get('svc-two')).toBe(1);
+    await Promise.all([first, second, third]);
+    expect(a.sizes.length + b.sizes.length - before).toBe(3);
+    d.stop();
+    a.stop();
+    b.stop();
   });
 
   it('refuses at once past maxPending waiting requests (503), and the rest still get answers', async () => {
