@@ -9,6 +9,7 @@ import { Role, decode, encode, subjects, type NatsConnection } from '../../clust
 import type { InferJsonReply, JsonItem } from '../../ml/index.ts';
 import { InferenceDispatcher } from '../../gateway/dispatcher.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { until } from '../harness/wait.ts';
 
 const s = subjects();
 
@@ -29,7 +30,7 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
   });
 
   /** A replica on `service` (queue group) that answers each message after `delayMs`, echoing bodies; records message sizes. */
-  function standIn(service: string, delayMs: number, actorId = 'stand-in'): { sizes: number[]; stop: () => void } {
+  async function standIn(service: string, delayMs: number, actorId = 'stand-in'): Promise<{ sizes: number[]; stop: () => void }> {
     const sizes: number[] = [];
     const sub = replica.subscribe(s.service(service), {
       queue: service,
@@ -40,6 +41,7 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
         setTimeout(() => m.respond(encode(reply)), delayMs);
       },
     });
+    await replica.flush(); // the server has the subscription before anyone publishes
     return { sizes, stop: () => sub.unsubscribe() };
   }
 
@@ -48,8 +50,8 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
   const turn = () => new Promise((r) => setImmediate(r));
 
   it('coalesces a turn into one message; while maxInflight are out, holds requests and sends them together when a reply returns', async () => {
-    const r = standIn('svc-hold', 400);
-    const d = new InferenceDispatcher(gw, s, { maxInflight: 2, maxHoldMs: 5000 });
+    const r = await standIn('svc-hold', 1500);
+    const d = new InferenceDispatcher(gw, s, { maxInflight: 2, maxHoldMs: 10_000, attemptTimeoutMs: 10_000 });
     const deadline = Date.now() + 10_000;
     const first = [0, 1, 2].map((i) => d.infer('svc-hold', 64, item(i), deadline)); // one turn → one message
     await turn();
@@ -58,8 +60,9 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
     await turn();
     await turn();
     const held = Array.from({ length: 10 }, (_, i) => d.infer('svc-hold', 64, item(10 + i), deadline));
-    await new Promise((res) => setTimeout(res, 30));
-    expect(r.sizes).toEqual([3, 1]); // the 10 wait: two messages are out
+    await until(() => (r.sizes.length >= 2 ? true : undefined), 5000, 'two messages', 10);
+    await new Promise((res) => setTimeout(res, 100));
+    expect(r.sizes).toEqual([3, 1]); // the 10 wait: two messages are out (replies come after 1.5 s)
     expect(d.pending().get('svc-hold')).toBe(10);
     const all = await Promise.all([...first, second, ...held]);
     expect(r.sizes).toEqual([3, 1, 10]); // released by the first reply, as one message
@@ -70,32 +73,41 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
   });
 
   it('holds no longer than maxHoldMs, and never more than maxItems in one message', async () => {
-    const r = standIn('svc-bound', 1500);
-    const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 500 });
+    const r = await standIn('svc-bound', 3500);
+    const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 1000, attemptTimeoutMs: 10_000 });
+    const t0 = Date.now();
     const deadline = Date.now() + 10_000;
     const a = d.infer('svc-bound', 4, item(0), deadline);
     await turn();
     await turn();
     const b = Array.from({ length: 6 }, (_, i) => d.infer('svc-bound', 4, item(1 + i), deadline));
     // A full message (maxItems = 4) goes at once; the other 2 wait for a reply or the hold's end.
-    await new Promise((res) => setTimeout(res, 50));
+    await until(() => (r.sizes.length >= 2 ? true : undefined), 5000, 'the full message', 10);
+    await new Promise((res) => setTimeout(res, 200));
     expect(r.sizes).toEqual([1, 4]);
-    await new Promise((res) => setTimeout(res, 850)); // past the hold (500 ms), before any reply (1500 ms)
+    // The hold (1 s) ends long before any reply (3.5 s): the tail goes then.
+    await until(() => (r.sizes.length >= 3 ? true : undefined), 5000, 'the tail after the hold', 10);
     expect(r.sizes).toEqual([1, 4, 2]);
+    expect(Date.now() - t0).toBeLessThan(3500);
     expect((await Promise.all([a, ...b])).map((x) => x.batch)).toEqual([1, 4, 4, 4, 4, 2, 2]);
     d.stop();
     r.stop();
   });
 
   it('allows maxInflight messages per replica that answered lately', async () => {
-    const a = standIn('svc-two', 300, 'replica-a');
-    const b = standIn('svc-two', 300, 'replica-b');
-    const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 5000 });
+    const a = await standIn('svc-two', 100, 'replica-a');
+    const b = await standIn('svc-two', 100, 'replica-b');
+    const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 10_000, attemptTimeoutMs: 10_000 });
     const deadline = Date.now() + 10_000;
     // Until both replicas have answered (the queue group picks one per message).
     for (let i = 0; i < 60 && (a.sizes.length === 0 || b.sizes.length === 0); i++) await d.infer('svc-two', 64, item(i), deadline);
     expect(a.sizes.length * b.sizes.length).toBeGreaterThan(0);
     const before = a.sizes.length + b.sizes.length;
+    const slow = await Promise.all([standIn('svc-two', 1500, 'replica-a'), standIn('svc-two', 1500, 'replica-b')]);
+    a.stop();
+    b.stop();
+    await replica.flush();
+    const sent = () => slow[0].sizes.length + slow[1].sizes.length;
     const first = d.infer('svc-two', 64, item(100), deadline);
     await turn();
     await turn();
@@ -103,18 +115,19 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
     await turn();
     await turn();
     const third = d.infer('svc-two', 64, item(102), deadline); // held: 2 in flight
-    await new Promise((res) => setTimeout(res, 50));
-    expect(a.sizes.length + b.sizes.length - before).toBe(2);
+    await until(() => (sent() >= 2 ? true : undefined), 5000, 'two messages', 10);
+    await new Promise((res) => setTimeout(res, 200));
+    expect(sent()).toBe(2);
     expect(d.pending().get('svc-two')).toBe(1);
     await Promise.all([first, second, third]);
-    expect(a.sizes.length + b.sizes.length - before).toBe(3);
+    expect(sent()).toBe(3);
+    expect(before).toBeGreaterThanOrEqual(2);
     d.stop();
-    a.stop();
-    b.stop();
+    for (const x of slow) x.stop();
   });
 
   it('refuses at once past maxPending waiting requests (503), and the rest still get answers', async () => {
-    const r = standIn('svc-full', 100);
+    const r = await standIn('svc-full', 100);
     const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 5000, maxPending: 3 });
     const deadline = Date.now() + 10_000;
     const first = d.infer('svc-full', 64, item(0), deadline);
