@@ -7,6 +7,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { MlErrors } from './errors.ts';
 
 export const Datatype = {
+  FP16: 'FP16',
   FP32: 'FP32',
   FP64: 'FP64',
   INT32: 'INT32',
@@ -18,13 +19,57 @@ export const DATATYPES = Object.values(Datatype) as Datatype[];
 export const DatatypeSchema = Type.Union(DATATYPES.map((d) => Type.Literal(d)));
 
 /** onnxruntime's element type names. */
-export type OrtType = 'float32' | 'float64' | 'int32' | 'int64' | 'bool';
-export const ORT_TYPE: Record<Datatype, OrtType> = { FP32: 'float32', FP64: 'float64', INT32: 'int32', INT64: 'int64', BOOL: 'bool' };
-const FROM_ORT: Record<string, Datatype> = { float32: 'FP32', float64: 'FP64', int32: 'INT32', int64: 'INT64', bool: 'BOOL' };
+export type OrtType = 'float16' | 'float32' | 'float64' | 'int32' | 'int64' | 'bool';
+export const ORT_TYPE: Record<Datatype, OrtType> = { FP16: 'float16', FP32: 'float32', FP64: 'float64', INT32: 'int32', INT64: 'int64', BOOL: 'bool' };
+const FROM_ORT: Record<string, Datatype> = { float16: 'FP16', float32: 'FP32', float64: 'FP64', int32: 'INT32', int64: 'INT64', bool: 'BOOL' };
 export const datatypeFromOrt = (t: string): Datatype | undefined => FROM_ORT[t];
 
-export type TypedArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array;
-const BYTES: Record<Datatype, number> = { FP32: 4, FP64: 8, INT32: 4, INT64: 8, BOOL: 1 };
+/** FP16 is held as its IEEE 754 half-precision bits in a Uint16Array (what onnxruntime-node takes on Node 20). */
+export type TypedArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array;
+const BYTES: Record<Datatype, number> = { FP16: 2, FP32: 4, FP64: 8, INT32: 4, INT64: 8, BOOL: 1 };
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/**
+ * A number → IEEE 754 half-precision bits, rounded to nearest even (through float32, so a value
+ * exactly halfway between two halves after float32 rounding may round once more). Out of range
+ * gives ±Infinity's bits (callers refuse it first).
+ */
+export function toHalf(v: number): number {
+  f32[0] = v;
+  const x = u32[0]!;
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign; // below half the smallest subnormal: ±0
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = sign | (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry into the exponent is right
+  return h;
+}
+
+/** IEEE 754 half-precision bits → the number. */
+export function fromHalf(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 0x1f) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
 
 /** A tensor on the wire between gateway and inference actors. */
 export const WireTensor = Type.Object({
@@ -48,6 +93,8 @@ export const numel = (shape: readonly number[]): number => shape.reduce((a, b) =
 
 function allocate(dt: Datatype, n: number): TypedArray {
   switch (dt) {
+    case 'FP16':
+      return new Uint16Array(n);
     case 'FP32':
       return new Float32Array(n);
     case 'FP64':
@@ -102,6 +149,12 @@ export function fromJson(name: string, datatype: Datatype, shape: readonly numbe
     if (typeof v !== 'number') throw bad(i, `must be a number, got ${v === null ? 'null' : typeof v}`);
     if (!Number.isFinite(v)) throw bad(i, `is ${v} (NaN and ±Infinity are refused)`);
     switch (datatype) {
+      case 'FP16': {
+        const h = toHalf(v);
+        if ((h & 0x7c00) === 0x7c00) throw bad(i, `${v} overflows FP16 (largest 65504)`);
+        (out as Uint16Array)[i] = h;
+        break;
+      }
       case 'FP32':
         if (Math.abs(v) > F32_MAX) throw bad(i, `${v} overflows FP32`);
         (out as Float32Array)[i] = v;
@@ -126,6 +179,7 @@ export function fromJson(name: string, datatype: Datatype, shape: readonly numbe
 export function toJson(datatype: Datatype, arr: TypedArray): number[] | boolean[] {
   if (datatype === 'BOOL') return Array.from(arr as Uint8Array, (x) => x !== 0);
   if (datatype === 'INT64') return Array.from(arr as BigInt64Array, (x) => Number(x));
+  if (datatype === 'FP16') return Array.from(arr as Uint16Array, fromHalf);
   return Array.from(arr as Float32Array);
 }
 
@@ -149,6 +203,8 @@ export function fromBytes(name: string, datatype: Datatype, bytes: Uint8Array, e
     off = 0;
   }
   switch (datatype) {
+    case 'FP16':
+      return new Uint16Array(buf, off, n);
     case 'FP32':
       return new Float32Array(buf, off, n);
     case 'FP64':
@@ -174,6 +230,11 @@ export function checkAgainst(spec: TensorSpec, datatype: string, shape: readonly
 
 /** Is finite everywhere (floats only). Returns the first bad index or -1. */
 export function firstNonFinite(datatype: Datatype, arr: TypedArray): number {
+  if (datatype === 'FP16') {
+    const h = arr as Uint16Array;
+    for (let i = 0; i < h.length; i++) if ((h[i]! & 0x7c00) === 0x7c00) return i; // exponent all ones: ±Infinity or NaN
+    return -1;
+  }
   if (datatype !== 'FP32' && datatype !== 'FP64') return -1;
   const a = arr as Float32Array;
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i;

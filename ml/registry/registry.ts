@@ -53,7 +53,7 @@ export async function readSignature(name: string, bytes: Uint8Array): Promise<Si
     const spec = (m: ort.InferenceSession.ValueMetadata): TensorSpec => {
       if (!m.isTensor) throw MlErrors.BAD_MODEL(name, `${m.name} is not a tensor`);
       const datatype = datatypeFromOrt(m.type);
-      if (!datatype) throw MlErrors.BAD_MODEL(name, `${m.name} has element type ${m.type}; serving supports float32, float64, int32, int64, bool`);
+      if (!datatype) throw MlErrors.BAD_MODEL(name, `${m.name} has element type ${m.type}; serving supports float16, float32, float64, int32, int64, bool`);
       return { name: m.name, datatype, shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)) };
     };
     return { inputs: session.inputMetadata.map(spec), outputs: session.outputMetadata.map(spec) };

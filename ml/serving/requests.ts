@@ -18,7 +18,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { MlErrors } from '../errors.ts';
 import type { Signature } from '../registry/schemas.ts';
-import { DATATYPES, checkAgainst, firstNonFinite, fromBytes, fromJson, numel, toBytes, toJson, type Datatype, type TypedArray, type WireTensor } from '../tensor.ts';
+import { DATATYPES, checkAgainst, firstNonFinite, fromBytes, fromHalf, fromJson, numel, toBytes, toJson, type Datatype, type TypedArray, type WireTensor } from '../tensor.ts';
 
 const Parameters = Type.Record(Type.String(), Type.Unknown());
 
@@ -277,8 +277,9 @@ function dataJson(datatype: Datatype, a: TypedArray): string {
     for (let i = 0; i < a.length; i++) s += i === 0 ? (a[i] ? 'true' : 'false') : a[i] ? ',true' : ',false';
     return `${s}]`;
   }
+  const half = datatype === 'FP16';
   for (let i = 0; i < a.length; i++) {
-    const v = Number(a[i]);
+    const v = half ? fromHalf(a[i] as number) : Number(a[i]);
     // As JSON.stringify: a non-finite number is written null.
     const j = v - v === 0 ? String(v) : 'null';
     s += i === 0 ? j : `,${j}`;

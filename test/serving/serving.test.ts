@@ -12,7 +12,7 @@ import { DEFAULT_POLICY, ModelDeployments, ModelRegistry, registryKeys, toBytes,
 import { buildGateway } from '../../gateway/app.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet, type TestProcess } from '../harness/processes.ts';
-import { brokenModel, dtypesModel, flakyModel, mlpModel, randomRows } from '../fixtures/onnx.ts';
+import { brokenModel, dtypesModel, flakyModel, fp16Model, mlpModel, randomRows } from '../fixtures/onnx.ts';
 
 const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '1500', '--actors.modules', '["ml/serving/actors.ts"]'];
 const s = subjects();
@@ -62,6 +62,7 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     await registry.register('mlp', brokenModel(), { description: 'fails its warm-up' });
     await registry.register('mlp', flakyModel(), { description: 'warms up, then fails on real traffic' });
     await registry.register('dtypes', dtypesModel());
+    await registry.register('half', fp16Model());
     const gnc = await nats.connect(Role.GATEWAY);
     gw = await buildGateway({
       nc: gnc,
@@ -78,6 +79,7 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     // Replicas spawn as soon as both nodes are in the scheduler's view.
     await until(async () => (await deployments.deploy('mlp', { replicas: 2, maxBatchSize: 32, maxQueueDelayMs: 2, readyTimeoutMs: 20_000 })).stable.state === 'ready' || undefined, 30_000, 'mlp deployed');
     await deployments.deploy('dtypes', { replicas: 1 });
+    await deployments.deploy('half', { replicas: 1 });
     await until(() => ((gw as unknown as { inference?: unknown }) && true ? get('/v2/models/mlp/ready').then((r) => (r.status === 200 ? true : undefined)) : undefined), 10_000, 'gateway sees mlp ready');
   }, 90_000);
 
@@ -165,6 +167,18 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     expect(((await some.json()) as { outputs: { name: string }[] }).outputs.map((o) => o.name)).toEqual(['b2']);
   });
 
+  it('serves FP16 (half-precision bits to onnxruntime, numbers in JSON), refusing values FP16 cannot hold', async () => {
+    const res = await post('/v2/models/half/infer', { inputs: [{ name: 'h', shape: [2, 2], datatype: 'FP16', data: [[1.5, -2], [0.1, 30000]] }] });
+    expect(res.status).toBe(200);
+    const out = ((await res.json()) as { outputs: { name: string; datatype: string; shape: number[]; data: number[] }[] }).outputs[0];
+    // 0.1 is 0.0999755859375 in FP16; doubled exactly.
+    expect(out).toEqual({ name: 'h2', datatype: 'FP16', shape: [2, 2], data: [3, -4, 0.199951171875, 60000] });
+    const over = await post('/v2/models/half/infer', { inputs: [{ name: 'h', shape: [1, 2], datatype: 'FP16', data: [70000, 1] }] });
+    expect(over.status).toBe(400);
+    expect(((await over.json()) as { error: string }).error).toMatch(/element 0 70000 overflows FP16/);
+    expect(await (await get('/v2/models/half')).json()).toMatchObject({ inputs: [{ name: 'h', datatype: 'FP16', shape: [-1, 2] }] });
+  });
+
   it('POST /v1/models/{name}/predict takes JSON rows', async () => {
     const rows = randomRows(3);
     const res = await post('/v1/models/mlp/predict', { instances: rows });
@@ -182,7 +196,7 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
       [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [2, 31], datatype: 'FP32', data: rows }] }), 400, /dimension 1 is 31/],
       [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [2, 32], datatype: 'FP32', data: rows.flat().slice(1) }] }), 400, /needs 64 values, got 63/],
       [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [2, 32], datatype: 'FP64', data: rows }] }), 400, /datatype FP64 where the model takes FP32/],
-      [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [2, 32], datatype: 'FP16', data: rows }] }), 400, /unsupported datatype FP16/],
+      [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [2, 32], datatype: 'BF16', data: rows }] }), 400, /unsupported datatype BF16/],
       [post('/v2/models/mlp/infer', { inputs: [{ name: 'Z', shape: [2, 32], datatype: 'FP32', data: rows }] }), 400, /no input "Z"/],
       [post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: [[...rows[0]!.slice(1), 'x']] }] }), 400, /must be a number/],
       [post('/v2/models/mlp/infer', `{"inputs":[{"name":"X","shape":[1,32],"datatype":"FP32","data":[${[1e999, ...rows[0]!.slice(1)].join(',')}]}]}`.replace('Infinity', '1e999')), 400, /Infinity/],
