@@ -105,18 +105,13 @@ export class InferenceActor extends Actor<InferenceMsg> {
   }
 
   stats(): ReplicaStats {
-    const s = this.#batcher.stats();
+    const { inflight: _inflight, ...batcher } = this.#batcher.stats();
     return {
       actorId: this.ctx.actorId,
       nodeId: this.ctx.nodeId,
       model: this.#mv.name,
       version: this.#mv.version,
-      batches: s.batches,
-      requests: s.requests,
-      rows: s.rows,
-      avgBatchSize: s.avgBatchSize,
-      maxBatchSeen: s.maxBatchSeen,
-      queueRows: s.queueRows,
+      ...batcher,
       errors: this.#errors,
       maxBatchSize: this.#batcher.maxBatchSize,
       maxQueueDelayMs: this.#batcher.maxQueueDelayMs,

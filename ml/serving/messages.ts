@@ -1,6 +1,7 @@
 /** The inference actor's wire protocol (a discriminated union on `type`, MessagePack on NATS). */
 import { Type, type Static } from '@sinclair/typebox';
 import { WireTensor } from '../tensor.ts';
+import type { BatcherStats } from './batcher.ts';
 
 /** One inference request; its first dimension is its row count (a request may hold many rows). */
 export const InferItem = Type.Object({
@@ -64,18 +65,12 @@ export interface InferReply {
   actorId: string;
 }
 
-export interface ReplicaStats {
+/** A replica's counters: its batcher's (`session.run` calls, requests and rows served, …) and more. */
+export interface ReplicaStats extends Omit<BatcherStats, 'inflight'> {
   actorId: string;
   nodeId: string;
   model: string;
   version: number;
-  /** `session.run` calls, requests and rows served. */
-  batches: number;
-  requests: number;
-  rows: number;
-  avgBatchSize: number;
-  maxBatchSeen: number;
-  queueRows: number;
   errors: number;
   maxBatchSize: number;
   maxQueueDelayMs: number;
