@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
-import { Errors, Role, connectAs, request, subjects, type NatsConnection } from '../../cluster/index.ts';
+import { AckPolicy, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
+import { Errors, Role, connectAs, ensureResources, request, resources, subjects, type NatsConnection } from '../../cluster/index.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 
 describe('NATS authorization (real nats-server, generated per-role credentials)', () => {
@@ -76,6 +79,39 @@ describe('NATS authorization (real nats-server, generated per-role credentials)'
     expect(await subErr).toMatch(/Permissions Violation for Subscription to "_INBOX_scheduler\.>"/i);
     const err = await request(client, s.scheduler('place'), { type: 'x' }, { timeoutMs: 1000 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
+  });
+
+  it('only the scheduler administers JetStream: others keep their buckets but cannot delete, wipe, take the job queue or forge the lease', async () => {
+    const scheduler = await nats.connect(Role.SCHEDULER);
+    await ensureResources(scheduler);
+    const r = resources();
+    for (const role of [Role.NODE, Role.GATEWAY, Role.CLIENT]) {
+      const nc = await nats.connect(role);
+      const jsm = await jetstreamManager(nc, { timeout: 1500 });
+      // Allowed: KV and object-store work on their buckets.
+      const actors = await new Kvm(nc).open(r.buckets.actors);
+      await actors.put(`probe-${role}`, new TextEncoder().encode('x'));
+      expect(new TextDecoder().decode((await actors.get(`probe-${role}`))!.value)).toBe('x');
+      const store = await new Objm(nc).open(r.artifacts);
+      await store.putBlob({ name: `probe-${role}` }, new Uint8Array([1, 2, 3]));
+      await store.putBlob({ name: `probe-${role}` }, new Uint8Array([4])); // replacing purges its old chunks
+      expect(Array.from((await store.getBlob(`probe-${role}`))!)).toEqual([4]);
+      // Refused: stream administration, wiping a bucket, the job queue's consumer, the lease.
+      await expect(jsm.streams.delete(r.jobsStream)).rejects.toThrow();
+      await expect(jsm.streams.purge(`KV_${r.buckets.actors}`)).rejects.toThrow();
+      await expect(jsm.streams.add({ name: `ROGUE_${role}`, subjects: [`rogue.${role}`] })).rejects.toThrow();
+      await expect(jsm.consumers.add(r.jobsStream, { durable_name: `thief-${role}`, ack_policy: AckPolicy.Explicit })).rejects.toThrow();
+      const leases = await new Kvm(nc).open(r.buckets.leases);
+      await expect(leases.put('scheduler', new TextEncoder().encode(role), { timeout: 1500 } as never)).rejects.toThrow();
+      await nc.close();
+    }
+    // Nothing was deleted, wiped or taken.
+    const sj = await jetstreamManager(scheduler);
+    expect((await sj.streams.info(r.jobsStream)).config.name).toBe(r.jobsStream);
+    expect((await sj.streams.info(`KV_${r.buckets.actors}`)).state.messages).toBeGreaterThanOrEqual(3);
+    expect((await sj.consumers.list(r.jobsStream).next()).length).toBe(0);
+    expect(await (await new Kvm(scheduler).open(r.buckets.leases)).get('scheduler')).toBeNull();
+    await scheduler.close();
   });
 });
 
