@@ -149,6 +149,16 @@ interface Checkpoint {
   cost: number;
 }
 
+/** `p`, or a TIMEOUT error after `ms` (what `p` does later is ignored). */
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Errors.TIMEOUT(what, ms)), ms);
+  });
+  p.catch(() => undefined); // a failure after the timeout is not unhandled
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 const workerIds = (jobId: string, n: number) => Array.from({ length: n }, (_, i) => `job-${jobId}-w-${i + 1}`);
 
 class TrainingJob extends Actor<JobMsg> {
@@ -284,8 +294,10 @@ class TrainingJob extends Actor<JobMsg> {
         const stepStart = performance.now();
         let replies: GradReply[];
         try {
-          replies = await Promise.all(
-            workers.map((id) => this.ctx.system.ref(id).ask<GradReply>({ type: 'grad', step, params: f32bytes(params) }, { timeoutMs: 30_000, retry: { attempts: 40, delayMs: 250 } })),
+          replies = await withTimeout(
+            Promise.all(workers.map((id) => this.ctx.system.ref(id).ask<GradReply>({ type: 'grad', step, params: f32bytes(params) }, { timeoutMs: 30_000, retry: { attempts: 40, delayMs: 250 } }))),
+            spec.stepTimeoutMs,
+            `step ${step}: no gradients from every worker within ${spec.stepTimeoutMs} ms`,
           );
         } catch (err) {
           failures++;

@@ -37,6 +37,11 @@ export const TrainingSpec = Type.Object(
     checkpointEvery: Type.Integer({ minimum: 1, default: 20 }),
     /** Steps a worker may fail (after its own retries) before the job fails. @default 3 */
     maxWorkerFailures: Type.Integer({ minimum: 0, default: 3 }),
+    /**
+     * How long a step may wait for its workers' gradients — retries included, long enough for a
+     * worker on a dead node to be re-placed — before it counts as a worker failure. @default 90000
+     */
+    stepTimeoutMs: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 90_000 }),
     /** Epoch ms the job should finish by (reported against; spot/on-demand choice uses it). */
     deadline: Type.Optional(Type.Number()),
     /** Most $ the job may cost. */

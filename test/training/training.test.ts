@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { Role, decode, openBucket, resources, type DirectoryEntry, type JobRecord, type NatsConnection } from '../../cluster/index.ts';
+import { ActorClient, Role, decode, openBucket, resources, subjects, type DirectoryEntry, type JobRecord, type NatsConnection } from '../../cluster/index.ts';
 import { DatasetStore, JobClient, ModelRegistry, generateFraud, take, type BinaryMetrics, type DatasetVersion } from '../../ml/index.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet, type TestProcess } from '../harness/processes.ts';
@@ -180,6 +180,26 @@ describe('training jobs (real processes)', () => {
       return true;
     }, 20_000, 'job-cancel actors gone');
     expect((await jobs.get('job-cancel')).state).toBe('cancelled');
+  });
+
+  it('a job whose workers fail more than maxWorkerFailures times fails, with the reason, and leaves no actor behind', async () => {
+    await jobs.submit(spec({ hyper: { steps: 100_000, batchSize: 128, seed: 6 }, maxWorkerFailures: 0, stepTimeoutMs: 3000 }), { id: 'job-fragile' });
+    await until(async () => (((await jobs.get('job-fragile')).progress?.step as number | undefined) ?? 0) >= 3 || undefined, 60_000, 'job-fragile past step 3');
+    // A worker goes away for good (stopped, not failed over): the coordinator's step fails.
+    await new ActorClient(nc, subjects()).stop('job-job-fragile-w-2');
+    const rec = await until(async () => {
+      const r = await jobs.get('job-fragile');
+      return r.state === 'failed' ? r : undefined;
+    }, 40_000, 'job-fragile failed');
+    expect(rec.reason).toMatch(/worker failures exceeded 0: .*step \d+: no gradients from every worker within 3000 ms/);
+    const dir = await openBucket(nc, resources().buckets.actors);
+    await until(async () => {
+      for (const id of ['job-job-fragile', 'job-job-fragile-w-1', 'job-job-fragile-w-2']) {
+        const e = await dir.get(id);
+        if (e && e.operation === 'PUT') return undefined;
+      }
+      return true;
+    }, 20_000, 'job-fragile actors gone');
   });
 
   it('SIGKILL the node of the job (and its workers there) mid-training: it resumes from its checkpoint elsewhere and succeeds', async () => {
