@@ -128,7 +128,7 @@ export const Errors = {
   USAGE: defineError('SHOAL_ERR_USAGE', 400, (why: string) => why),
   // actors
   ACTOR_NOT_FOUND: defineError('SHOAL_ERR_ACTOR_NOT_FOUND', 404, (actorId: string) => `actor ${actorId} is not running (no responders)`),
-  UNKNOWN_ACTOR_TYPE: defineError('SHOAL_ERR_UNKNOWN_ACTOR_TYPE', 400, (type: string, known: string) => `unknown actor type "${type}" (this node knows: ${known || 'none'})`),
+  UNKNOWN_ACTOR_TYPE: defineError('SHOAL_ERR_UNKNOWN_ACTOR_TYPE', 400, (type: string, known: string) => `unknown actor type "${type}" (known: ${known || 'none'})`),
   MAILBOX_FULL: defineError('SHOAL_ERR_MAILBOX_FULL', 429, (actorId: string, capacity: number) => `mailbox of ${actorId} is full (${capacity} messages); retry later`),
   ACTOR_FAILED: defineError('SHOAL_ERR_ACTOR_FAILED', 500, (actorId: string, why: string) => `actor ${actorId} failed: ${why}`),
   ACTOR_STOPPED: defineError('SHOAL_ERR_ACTOR_STOPPED', 503, (actorId: string, state: string) => `actor ${actorId} is ${state} and takes no more messages`),

@@ -62,6 +62,8 @@ export const Capabilities = Type.Object({
   /** Why there is no GPU, when there is none. */
   gpuUnavailableReason: Type.Optional(Type.String()),
   onnxruntime: Type.Union([Type.Object({ version: Type.String(), backends: Type.Array(Type.String()) }), Type.Null()]),
+  /** Actor types the node can host (from its `actors.modules`); absent from older nodes. */
+  actorTypes: Type.Optional(Type.Array(Type.String())),
 });
 export type Capabilities = Static<typeof Capabilities>;
 

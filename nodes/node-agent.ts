@@ -90,6 +90,8 @@ export class NodeAgent {
     const res = resources(this.ctx.config.subjectPrefix);
     this.#bucket = await openBucket(this.ctx.nc, res.buckets.nodes);
     const registry = await new ActorTypeRegistry().load(this.ctx.config.actors.modules.map(moduleUrl));
+    // Reported on every heartbeat: the scheduler places an actor only where its type is loaded.
+    this.#caps = { ...this.#caps, actorTypes: registry.names() };
     this.#pool = new WorkerPool({ threads: this.profile.workerThreads });
     this.#host = new ActorHost({
       nodeId: this.nodeId,

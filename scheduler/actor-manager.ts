@@ -130,6 +130,7 @@ export class ActorManager {
       for (let i = 1; i <= replicas; i++) ids.push(`${base}-${i}`);
     } else ids.push(spec.id ?? `a-${nuid.next()}`);
     for (const actorId of ids) this.#o.placer.check?.(actorId, { ...spec, id: actorId });
+    this.#checkType(spec.type);
     const actors: Placed[] = [];
     if (!gang) {
       for (const actorId of ids) actors.push(await this.#spawnOne(actorId, { ...spec, id: actorId }));
@@ -155,6 +156,18 @@ export class ActorManager {
     }
     for (const id of ids) this.#gangDemand.delete(id);
     return { actors };
+  }
+
+  /**
+   * Refuses at once an actor type that no live node hosts (nodes report the types their
+   * `actors.modules` define). With no live node yet, or one that does not report its types,
+   * placement waits as for capacity.
+   */
+  #checkType(type: string): void {
+    const alive = this.#o.membership.view().filter((n) => n.alive);
+    if (alive.length === 0 || alive.some((n) => !n.capabilities.actorTypes || n.capabilities.actorTypes.includes(type))) return;
+    const hosted = [...new Set(alive.flatMap((n) => n.capabilities.actorTypes ?? []))].sort().join(', ');
+    throw Errors.UNKNOWN_ACTOR_TYPE(type, `${hosted || 'none'} — no live node loads it; start nodes whose actors.modules define it`);
   }
 
   async #rollback(placed: Placed[]): Promise<void> {
@@ -191,7 +204,13 @@ export class ActorManager {
 
   /** Tries nodes until one starts the actor; undefined when none can (reason recorded). */
   async #place(actorId: string, spec: SpawnSpec, revision: number, epoch: number): Promise<Placed | undefined> {
-    const tried = new Set<string>();
+    // Nodes that report their actor types and lack this one are never chosen.
+    const tried = new Set<string>(
+      this.#o.membership
+        .view()
+        .filter((n) => n.capabilities.actorTypes && !n.capabilities.actorTypes.includes(spec.type))
+        .map((n) => n.nodeId),
+    );
     for (;;) {
       const d = this.#o.placer.choose(actorId, spec, this.#o.membership.view(), tried);
       if ('reason' in d) {
@@ -206,7 +225,7 @@ export class ActorManager {
         return r;
       } catch (err) {
         // Lost the CAS: someone else placed it, or it exists. That is the caller's answer.
-        if (Errors.PLACEMENT_CONFLICT.is(err) || Errors.ACTOR_ALREADY_RUNNING.is(err) || Errors.UNKNOWN_ACTOR_TYPE.is(err)) throw err;
+        if (Errors.PLACEMENT_CONFLICT.is(err) || Errors.ACTOR_ALREADY_RUNNING.is(err)) throw err;
         this.#o.log.warn({ actorId, nodeId: d.nodeId, err: (err as Error).message }, 'node refused spawn; trying another');
         this.#pendingReasons.set(actorId, `last refusal: ${(err as ShoalError).message}`);
       }

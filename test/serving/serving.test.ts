@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActorClient, Role, createLogger, subjects, type NatsConnection } from '../../cluster/index.ts';
-import { DEFAULT_POLICY, ModelDeployments, ModelRegistry, registryKeys, toBytes, type InferReply, type ReplicaStats } from '../../ml/index.ts';
+import { DEFAULT_POLICY, JobClient, ModelDeployments, ModelRegistry, registryKeys, toBytes, type InferReply, type ReplicaStats } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet, type TestProcess } from '../harness/processes.ts';
@@ -121,6 +121,16 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     // A deployed model with replicas answers the probe.
     expect(await (await get('/v2/models/mlp/ready')).json()).toEqual({ name: 'mlp', ready: true });
     await registry.kv.delete(registryKeys.deployment('orphan'));
+  });
+
+  it('a training job on a cluster whose nodes load only the serving actors fails at once, saying why', async () => {
+    const jobs = await JobClient.open(nc);
+    await jobs.submit({ model: { name: 'fraud', type: 'logreg' }, dataset: 'whatever', hyper: { steps: 5 }, workers: 1 }, { id: 'job-nowhere' });
+    const rec = await until(async () => {
+      const r = await jobs.get('job-nowhere');
+      return r.state === 'failed' ? r : undefined;
+    }, 15_000, 'job-nowhere failed');
+    expect(rec.reason).toMatch(/cannot start the job: unknown actor type "training-job" \(known: shoal-inference — no live node loads it/);
   });
 
   it('infers: nested and flat data agree, outputs match a direct onnxruntime call, id is echoed', async () => {

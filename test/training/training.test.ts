@@ -44,7 +44,9 @@ describe('training jobs (real processes)', () => {
     await procs.startScheduler(ARGS).ready;
     nodes.a = procs.startNode('train-a', 'cpu-spot', ARGS);
     nodes.b = procs.startNode('train-b', 'cpu-ondemand', ARGS);
-    await Promise.all([nodes.a.ready, nodes.b.ready]);
+    // A cheap node that loads only the serving actors: training actors must never be placed there.
+    nodes.serve = procs.startNode('serve-only', 'cpu-spot', [...ARGS.slice(0, -1), '["shoal:ml/serving/actors.ts"]']);
+    await Promise.all([nodes.a.ready, nodes.b.ready, nodes.serve.ready]);
     nc = await nats.connect(Role.CLIENT);
     store = await DatasetStore.open(nc);
     ds = await store.put('fraud-ref', generateFraud({ rows: 20_000, seed: 11 }), { splitSeed: 5, source: 'generator seed 11' });
@@ -185,6 +187,12 @@ describe('training jobs (real processes)', () => {
   it('a job whose workers fail more than maxWorkerFailures times fails, with the reason, and leaves no actor behind', async () => {
     await jobs.submit(spec({ hyper: { steps: 100_000, batchSize: 128, seed: 6 }, maxWorkerFailures: 0, stepTimeoutMs: 3000 }), { id: 'job-fragile' });
     await until(async () => (((await jobs.get('job-fragile')).progress?.step as number | undefined) ?? 0) >= 3 || undefined, 60_000, 'job-fragile past step 3');
+    // Placed only on nodes that load the training actors.
+    const where = await openBucket(nc, resources().buckets.actors);
+    for (const id of ['job-job-fragile', 'job-job-fragile-w-1', 'job-job-fragile-w-2']) {
+      const e = await where.get(id);
+      expect((decode(e!.value) as DirectoryEntry).nodeId).toMatch(/^train-/);
+    }
     // A worker goes away for good (stopped, not failed over): the coordinator's step fails.
     await new ActorClient(nc, subjects()).stop('job-job-fragile-w-2');
     const rec = await until(async () => {
