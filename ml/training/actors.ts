@@ -262,8 +262,9 @@ class TrainingJob extends Actor<JobMsg> {
       const L = layout(shape);
       const ck = await this.#loadCheckpoint();
       const params = ck ? bytesF32(ck.params) : initParams(shape, spec.hyper.seed);
-      // Adam's moments are kept (and checkpointed) in float64, so a resumed job continues exactly
-      // where the uninterrupted one would be. (A float32 checkpoint of older code still loads.)
+      // Adam's moments: float32 in the kernels' `adam` op, held and checkpointed here as float64
+      // (each value exactly a float32), so a resumed job continues exactly where the uninterrupted
+      // one would be. (A float32 checkpoint of older code still loads.)
       const moments = (b: Uint8Array) => (b.byteLength === L.size * 8 ? bytesF64(b) : new Float64Array(bytesF32(b)));
       const m = ck ? moments(ck.m) : new Float64Array(L.size);
       const v = ck ? moments(ck.v) : new Float64Array(L.size);
@@ -317,7 +318,7 @@ class TrainingJob extends Actor<JobMsg> {
           for (let i = 0; i < g.length; i++) g[i] = g[i]! + w * gi[i]!;
           loss += w * r.loss;
         }
-        applyUpdate(spec.hyper.optimizer, spec.hyper.lr, step, params, g, m, v);
+        await applyUpdate(await processKernels(), spec.hyper.optimizer, spec.hyper.lr, step, params, g, m, v);
         const secs = (performance.now() - stepStart) / 1000;
         workerSeconds += secs * replies.length;
         for (const r of replies) cost += ((prices.get(r.nodeId) ?? 0) * secs) / 3600;

@@ -77,19 +77,28 @@ export async function gradient(k: Kernels, s: ModelShape, p: Float32Array, x: Fl
   return { loss: loss / rows, grad, rows, backend: b.backend };
 }
 
-/** Adam (or SGD) on the flat vector, in place; the optimizer state lives in `m` and `v`. */
-export function applyUpdate(opt: 'sgd' | 'adam', lr: number, step: number, p: Float32Array, g: Float32Array, m: Float64Array, v: Float64Array): void {
+/**
+ * Adam (or SGD) on the flat parameter vector, in place, through the kernels' `adam` / `sgd` ops
+ * (one step: WebGPU when the process has a GPU and the size pays, else the CPU backend). The
+ * optimizer state is float32 in the kernels; `m` and `v` hold it in float64 arrays for the
+ * checkpoint, where every value is exactly a float32, so a resumed job continues bit for bit.
+ * Returns the backend that ran it.
+ */
+export async function applyUpdate(k: Kernels, opt: 'sgd' | 'adam', lr: number, step: number, p: Float32Array, g: Float32Array, m: Float64Array, v: Float64Array): Promise<string> {
+  const n = p.length;
+  const st = k.step();
   if (opt === 'sgd') {
-    for (let i = 0; i < p.length; i++) p[i] = p[i]! - lr * g[i]!;
-    return;
+    const w = st.op1('sgd', [tensor(p, [n]), tensor(g, [n])], { lr });
+    st.read(w);
+    const r = await st.run();
+    p.set(r.get(w).data as Float32Array);
+    return r.backend;
   }
-  const b1 = 0.9;
-  const b2 = 0.999;
-  const c1 = 1 - b1 ** step;
-  const c2 = 1 - b2 ** step;
-  for (let i = 0; i < p.length; i++) {
-    m[i] = b1 * m[i]! + (1 - b1) * g[i]!;
-    v[i] = b2 * v[i]! + (1 - b2) * g[i]! * g[i]!;
-    p[i] = p[i]! - (lr * (m[i]! / c1)) / (Math.sqrt(v[i]! / c2) + 1e-8);
-  }
+  const [w, mo, vo] = st.op('adam', [tensor(p, [n]), tensor(g, [n]), tensor(Float32Array.from(m), [n]), tensor(Float32Array.from(v), [n])], { lr, step });
+  st.read(w!).read(mo!).read(vo!);
+  const r = await st.run();
+  p.set(r.get(w!).data as Float32Array);
+  m.set(r.get(mo!).data as Float32Array);
+  v.set(r.get(vo!).data as Float32Array);
+  return r.backend;
 }

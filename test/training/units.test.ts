@@ -87,3 +87,34 @@ describe('MLP gradients through kernels', () => {
     }
   });
 });
+
+describe('optimizer updates through kernels', () => {
+  it('adam and sgd match the closed form in float64 over several steps, with the state in float32', async () => {
+    const { processKernels, applyUpdate } = await import('../../ml/index.ts');
+    const k = await processKernels();
+    const n = 300;
+    const p = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+    const m = new Float64Array(n);
+    const v = new Float64Array(n);
+    const ref = { p: Float64Array.from(p), m: new Float64Array(n), v: new Float64Array(n) };
+    for (let step = 1; step <= 5; step++) {
+      const g = Float32Array.from({ length: n }, (_, i) => Math.cos(i * step) * 0.1);
+      const backend = await applyUpdate(k, 'adam', 0.01, step, p, g, m, v);
+      expect(['cpu', 'gpu']).toContain(backend);
+      for (let i = 0; i < n; i++) {
+        ref.m[i] = 0.9 * ref.m[i]! + 0.1 * g[i]!;
+        ref.v[i] = 0.999 * ref.v[i]! + 0.001 * g[i]! * g[i]!;
+        ref.p[i] = ref.p[i]! - (0.01 * (ref.m[i]! / (1 - 0.9 ** step))) / (Math.sqrt(ref.v[i]! / (1 - 0.999 ** step)) + 1e-8);
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      expect(Math.abs(p[i]! - ref.p[i]!)).toBeLessThan(1e-5);
+      expect(Math.abs(m[i]! - ref.m[i]!)).toBeLessThan(1e-6);
+      expect(Math.fround(m[i]!)).toBe(m[i]); // the state is float32: a checkpoint round-trips exactly
+      expect(Math.fround(v[i]!)).toBe(v[i]);
+    }
+    const q = Float32Array.from([1, 2, 3]);
+    await applyUpdate(k, 'sgd', 0.5, 1, q, Float32Array.from([0.2, -0.4, 0]), new Float64Array(3), new Float64Array(3));
+    expect(Array.from(q)).toEqual([0.8999999761581421, 2.200000047683716, 3]);
+  });
+});
