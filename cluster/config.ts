@@ -84,6 +84,11 @@ export const ConfigSchema = Type.Object(
         bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 8 * 1024 * 1024 - 64 * 1024, default: 4 * 1024 * 1024 }),
         /** Longest an inference request may take, retries included (504 after). @default 10000 */
         requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+        /**
+         * One pino line per request: `all`, only refused and failed ones (`errors`: 4xx at info,
+         * 5xx at error), or `off`. @default errors
+         */
+        requestLog: Type.Union([Type.Literal('all'), Type.Literal('errors'), Type.Literal('off')], { default: 'errors' }),
       },
       { default: {}, additionalProperties: false },
     ),

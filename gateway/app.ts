@@ -51,12 +51,16 @@ export interface GatewayDeps {
   requestTimeoutMs?: number;
   /** Serve inference routes (needs the registry's KV bucket). @default true */
   inference?: boolean;
+  /** A pino line per request: every one, refused and failed ones only, or none. @default 'errors' */
+  requestLog?: 'all' | 'errors' | 'off';
 }
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The tenant the request's API key names ('anonymous' without keys). */
     shoalTenant: string;
+    /** The error code the request was answered with ('' when it succeeded). */
+    shoalErrorCode: string;
   }
   interface FastifyContextConfig {
     /** Set at route registration for routes open without an API key (and not rate-limited). */
@@ -115,6 +119,8 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   }).withTypeProvider<TypeBoxTypeProvider>();
   const metrics = createMetrics();
   app.decorateRequest('shoalTenant', 'anonymous');
+  app.decorateRequest('shoalErrorCode', '');
+  const requestLog = deps.requestLog ?? 'errors';
   // Mark public routes once, at registration (swagger-ui's /docs routes included).
   app.addHook('onRoute', (opts) => {
     if (isPublic(opts.url)) opts.config = { ...opts.config, shoalPublic: true };
@@ -122,7 +128,16 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   // Synchronous hooks (no promise per request); children of the histogram cached per label set.
   app.addHook('onResponse', (req, reply, done) => {
-    metrics.http(req.method, req.routeOptions.url ?? 'unknown', reply.statusCode).observe(reply.elapsedTime / 1000);
+    const status = reply.statusCode;
+    const ms = reply.elapsedTime;
+    metrics.http(req.method, req.routeOptions.url ?? 'unknown', status).observe(ms / 1000);
+    // The request log: one line when the request is done (Fastify's own two lines per request
+    // are off). 4xx are the caller's: info; 5xx are ours: error.
+    if (requestLog === 'all' || (requestLog === 'errors' && status >= 400)) {
+      const line = { reqId: req.id, method: req.method, url: req.url, status, ms: Math.round(ms * 100) / 100, tenant: req.shoalTenant, ...(req.shoalErrorCode ? { code: req.shoalErrorCode } : {}) };
+      if (status >= 500) req.log.error(line, 'request failed');
+      else req.log.info(line, status >= 400 ? 'request refused' : 'request');
+    }
     done();
   });
 
@@ -145,10 +160,12 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     }
     if (status >= 500 && code === Errors.INTERNAL.code) req.log.error({ err, method: req.method, url: req.url }, 'request failed');
     metrics.errors.labels(code, String(status)).inc();
+    req.shoalErrorCode = code;
     void reply.status(status).send({ error: message, code });
   });
   app.setNotFoundHandler((req, reply) => {
     metrics.errors.labels(GatewayErrors.NOT_FOUND.code, '404').inc();
+    req.shoalErrorCode = GatewayErrors.NOT_FOUND.code;
     void reply.status(404).send({ error: `no route ${req.method} ${req.url}`, code: GatewayErrors.NOT_FOUND.code });
   });
 

@@ -21,6 +21,7 @@ await runProcess({
       rateLimitPerMinute: g.rateLimitPerMinute,
       bodyLimit: g.bodyLimitBytes,
       requestTimeoutMs: g.requestTimeoutMs,
+      requestLog: g.requestLog,
     });
     if (g.apiKeys.length === 0) ctx.log.warn('gateway.apiKeys is empty: inference routes are open to anyone who can reach the port');
     const { host, port } = ctx.config.gateway;
