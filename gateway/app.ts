@@ -134,7 +134,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     // The request log: one line when the request is done (Fastify's own two lines per request
     // are off). 4xx are the caller's: info; 5xx are ours: error.
     if (requestLog === 'all' || (requestLog === 'errors' && status >= 400)) {
-      const line = { reqId: req.id, method: req.method, url: req.url, status, ms: Math.round(ms * 100) / 100, tenant: req.shoalTenant, ...(req.shoalErrorCode ? { code: req.shoalErrorCode } : {}) };
+      const line = { method: req.method, url: req.url, status, ms: Math.round(ms * 100) / 100, tenant: req.shoalTenant, ...(req.shoalErrorCode ? { code: req.shoalErrorCode } : {}) };
       if (status >= 500) req.log.error(line, 'request failed');
       else req.log.info(line, status >= 400 ? 'request refused' : 'request');
     }
