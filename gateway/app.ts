@@ -95,6 +95,8 @@ const keepBody = (value: unknown) => ({ value });
 function forwardedBodies(scope: FastifyInstance): void {
   scope.removeContentTypeParser('application/json');
   scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // Any other type (the binary tensor data extension's octet-stream, or none) goes raw too.
+  scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   scope.setValidatorCompiler(({ schema, httpPart }) => {
     if (httpPart === 'body') return keepBody;
     const check = TypeCompiler.Compile(schema as TSchema);
@@ -209,7 +211,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   // Open Inference Protocol (KServe v2) server endpoints.
-  app.get('/v2', { schema: { tags: ['oip'], summary: 'Server metadata' } }, async () => ({ name: 'shoal', version: SHOAL_VERSION, extensions: [] as string[] }));
+  app.get('/v2', { schema: { tags: ['oip'], summary: 'Server metadata' } }, async () => ({ name: 'shoal', version: SHOAL_VERSION, extensions: ['binary_tensor_data'] }));
   app.get('/v2/health/live', { schema: { tags: ['oip'], summary: 'Liveness' } }, async () => ({ live: true }));
   app.get('/v2/health/ready', { schema: { tags: ['oip'], summary: 'Readiness (connected to NATS)' } }, async (_req, reply) => {
     const ready = !deps.nc.isClosed() && !deps.nc.isDraining();

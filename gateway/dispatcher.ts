@@ -55,6 +55,8 @@ interface Waiting {
 export interface DispatchResult {
   /** The HTTP response body the replica wrote. */
   body: Uint8Array;
+  /** Length of its JSON header when outputs are binary. */
+  headerLength?: number;
   /** Rows in the `session.run` the request was part of. */
   batch: number;
   /** Rows waiting in the replica's batcher when it answered. */
@@ -227,7 +229,7 @@ export class InferenceDispatcher {
           const r = reply.results[i];
           if (!r) w.reject(Errors.INTERNAL(`replica ${reply.actorId} returned ${reply.results.length} results for ${batch.length} requests`));
           else if ('error' in r) w.reject(fromWireError(r.error));
-          else w.resolve({ body: r.body, batch: r.batch, queueRows: reply.queueRows, attempts: attempt });
+          else w.resolve({ body: r.body, ...(r.headerLength !== undefined ? { headerLength: r.headerLength } : {}), batch: r.batch, queueRows: reply.queueRows, attempts: attempt });
         }
         return;
       } catch (err) {

@@ -7,7 +7,7 @@
 import { Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Subscription } from '@nats-io/transport-node';
-import { CanaryMonitor, MlErrors, ModelDeployments, OutcomeTally, TrackState, type JsonFormat } from '../ml/index.ts';
+import { CanaryMonitor, MlErrors, ModelDeployments, OutcomeTally, TrackState, type JsonFormat, type JsonItem } from '../ml/index.ts';
 import { decode, encode, errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import { ModelCatalog, type Target } from './catalog.ts';
 import { InferenceDispatcher, type DispatchResult } from './dispatcher.ts';
@@ -50,6 +50,8 @@ function countsAsFailure(err: unknown): boolean {
 /** A request's answer: the HTTP response body the replica wrote, and where it ran. */
 export interface InferResult {
   body: Buffer;
+  /** Set when outputs are binary: the JSON header's length (`Inference-Header-Content-Length`). */
+  headerLength?: number;
   /** The version that answered (for `x-shoal-model-version`). */
   version: string;
   route: Target['route'];
@@ -148,11 +150,11 @@ export class InferenceService {
    * version — stable/canary split, or pinned by `versionRef` — and answers the response body
    * the replica wrote. A canary that fails it server-side is retried on stable.
    */
-  async infer(name: string, versionRef: string | undefined, routeKey: string | undefined, format: JsonFormat, body: Buffer): Promise<InferResult> {
+  async infer(name: string, versionRef: string | undefined, routeKey: string | undefined, format: JsonFormat, body: Buffer, headerLength?: number): Promise<InferResult> {
     const deadline = Date.now() + (this.#o.requestTimeoutMs ?? 10_000);
     if (body.length === 0) throw MlErrors.BAD_INPUT('the request body is empty: send a JSON object');
     const target = this.catalog.resolve(name, versionRef, routeKey);
-    const item = { format, body };
+    const item: JsonItem = headerLength === undefined ? { format, body } : { format, body, headerLength };
     try {
       return await this.#inferOn(target, item, deadline);
     } catch (err) {
@@ -183,7 +185,7 @@ export class InferenceService {
     return s;
   }
 
-  async #inferOn(t: Target, item: { format: JsonFormat; body: Buffer }, deadline: number): Promise<InferResult> {
+  async #inferOn(t: Target, item: JsonItem, deadline: number): Promise<InferResult> {
     const stats = this.#statsOf(t);
     const t0 = performance.now();
     let r: DispatchResult;
@@ -202,7 +204,9 @@ export class InferenceService {
     stats.batch.observe(r.batch);
     stats.queue.set(r.queueRows);
     const b = r.body;
-    return { body: Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength), version: stats.version, route: t.route };
+    const out: InferResult = { body: Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength), version: stats.version, route: t.route };
+    if (r.headerLength !== undefined) out.headerLength = r.headerLength;
+    return out;
   }
 
   /** Publishes this gateway's tallies since the last report (to every gateway, itself included). */

@@ -1,9 +1,12 @@
 /** Open Inference Protocol (KServe v2) model endpoints: metadata, readiness, infer. */
-import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { MlErrors, OipInferRequest, resolveRef } from '../../ml/index.ts';
-import type { InferenceService } from '../inference.ts';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { GatewayErrors } from '../errors.ts';
+import type { InferenceService, InferResult } from '../inference.ts';
+
+const HEADER_LENGTH = 'inference-header-content-length';
 
 type App = FastifyInstance<any, any, any, any, TypeBoxTypeProvider>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -59,12 +62,22 @@ export function registerOipRoutes(app: App, inference: InferenceService): void {
 export function registerOipInferRoutes(app: App, inference: InferenceService): void {
   const inferSchema = { tags: ['oip'], body: OipInferRequest };
   const routeKey = (h: Record<string, unknown>) => (typeof h['x-shoal-route-key'] === 'string' ? (h['x-shoal-route-key'] as string) : undefined);
-  app.post('/v2/models/:name/infer', { schema: { ...inferSchema, summary: 'Inference (stable/canary split)', params: Params } }, async (req, reply) => {
-    const r = await inference.infer(req.params.name, undefined, routeKey(req.headers), 'oip', req.body as unknown as Buffer);
-    return reply.header('content-type', JSON_TYPE).header('x-shoal-model-version', r.version).header('x-shoal-route', r.route).send(r.body);
-  });
-  app.post('/v2/models/:name/versions/:version/infer', { schema: { ...inferSchema, summary: 'Inference on one version', params: VersionParams } }, async (req, reply) => {
-    const r = await inference.infer(req.params.name, req.params.version, routeKey(req.headers), 'oip', req.body as unknown as Buffer);
-    return reply.header('content-type', JSON_TYPE).header('x-shoal-model-version', r.version).header('x-shoal-route', r.route).send(r.body);
-  });
+  /** The binary tensor data extension: the JSON header's length, when the body carries binary tensors. */
+  const headerLength = (h: Record<string, unknown>): number | undefined => {
+    const v = h[HEADER_LENGTH];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || !/^\d{1,10}$/.test(v)) throw GatewayErrors.BAD_REQUEST(`${HEADER_LENGTH} must be a byte count, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  const send = (reply: FastifyReply, r: InferResult) => {
+    void reply.header('x-shoal-model-version', r.version).header('x-shoal-route', r.route);
+    if (r.headerLength === undefined) return reply.header('content-type', JSON_TYPE).send(r.body);
+    return reply.header('content-type', 'application/octet-stream').header(HEADER_LENGTH, r.headerLength).send(r.body);
+  };
+  app.post('/v2/models/:name/infer', { schema: { ...inferSchema, summary: 'Inference (stable/canary split)', params: Params } }, async (req, reply) =>
+    send(reply, await inference.infer(req.params.name, undefined, routeKey(req.headers), 'oip', req.body as unknown as Buffer, headerLength(req.headers))),
+  );
+  app.post('/v2/models/:name/versions/:version/infer', { schema: { ...inferSchema, summary: 'Inference on one version', params: VersionParams } }, async (req, reply) =>
+    send(reply, await inference.infer(req.params.name, req.params.version, routeKey(req.headers), 'oip', req.body as unknown as Buffer, headerLength(req.headers))),
+  );
 }

@@ -168,9 +168,10 @@ export class InferenceActor extends Actor<InferenceMsg> {
     const results = await Promise.all(
       items.map(async (item): Promise<JsonResult> => {
         try {
-          const d = decodeJson(item.format, mv.signature, this.#label, item.body);
+          const d = decodeJson(item.format, mv.signature, this.#label, item.body, item.headerLength);
           const { value, batch } = await this.#submit(d);
-          return { body: encodeJson(item.format, mv.signature, mv.name, version, d, value), batch };
+          const out = encodeJson(item.format, mv.signature, mv.name, version, d, value);
+          return out.headerLength === undefined ? { body: out.body, batch } : { body: out.body, headerLength: out.headerLength, batch };
         } catch (err) {
           return this.#failure(err);
         }

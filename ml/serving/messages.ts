@@ -18,6 +18,8 @@ export type InferItem = Static<typeof InferItem>;
 export const JsonItem = Type.Object({
   format: Type.Union([Type.Literal('oip'), Type.Literal('v1')]),
   body: Type.Uint8Array(),
+  /** `Inference-Header-Content-Length`: the body is a JSON header and binary tensor data. */
+  headerLength: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export type JsonItem = Static<typeof JsonItem>;
 
@@ -42,8 +44,10 @@ export interface ItemError {
 export type ItemResult = ItemOk | ItemError;
 
 export interface JsonOk {
-  /** The HTTP response body (UTF-8 JSON). */
+  /** The HTTP response body (UTF-8 JSON, then binary output data when `headerLength` is set). */
   body: Uint8Array;
+  /** Length of the JSON header when outputs are binary (`Inference-Header-Content-Length`). */
+  headerLength?: number;
   /** Rows in the `session.run` this request was part of. */
   batch: number;
 }

@@ -11,6 +11,11 @@
  *   front of every replica — never parses or writes tensors (profiled, that was most of its CPU
  *   per request; the replicas were mostly idle).
  *
+ * OIP bodies may use the binary tensor data extension (Triton's and KServe's): the JSON header is
+ * the first `Inference-Header-Content-Length` bytes, inputs with `parameters.binary_data_size`
+ * take their little-endian bytes from what follows, in order; outputs asked for with
+ * `parameters.binary_data` (or the request's `binary_data_output`) come back the same way.
+ *
  * Every check throws SHOAL_ERR_BAD_INPUT naming the input and what is wrong; the gateway passes
  * it on as a 400 with the OIP error body.
  */
@@ -32,7 +37,8 @@ export const OipInferRequest = Type.Object({
       shape: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 16 }),
       datatype: Type.String({ minLength: 1 }),
       parameters: Type.Optional(Parameters),
-      data: Type.Array(Type.Unknown()),
+      /** Absent when the input is binary (`parameters.binary_data_size`). */
+      data: Type.Optional(Type.Array(Type.Unknown())),
     }),
     { minItems: 1, maxItems: 64 },
   ),
@@ -58,6 +64,8 @@ export interface Decoded {
   outputs: string[] | undefined;
   /** The request's `id`, echoed in the response. */
   id: string | undefined;
+  /** Outputs to return as binary data (the binary tensor data extension). */
+  binaryOutputs?: Set<string>;
 }
 
 /** An output of one request after its batch ran: its slice of the batch's tensor. */
@@ -129,7 +137,9 @@ interface JsonInput {
   name: string;
   datatype: string;
   shape: number[];
-  data: unknown;
+  data?: unknown;
+  /** Set for a binary input: its bytes, cut from the body after the JSON header. */
+  bytes?: Uint8Array;
 }
 
 function decodeJsonInputs(sig: Signature, label: string, inputs: readonly JsonInput[], outputs: string[] | undefined, id: string | undefined): Decoded {
@@ -145,23 +155,60 @@ function decodeJsonInputs(sig: Signature, label: string, inputs: readonly JsonIn
   for (const spec of sig.inputs) {
     const inp = inputs.find((x) => x.name === spec.name) ?? missing(sig, spec.name);
     checkAgainst(spec, inp.datatype, inp.shape);
-    out.inputs.push(jsonToTensor(spec.name, spec.datatype, inp.shape, inp.data));
+    if (inp.bytes) {
+      const data = fromBytes(spec.name, spec.datatype, inp.bytes, numel(inp.shape));
+      const bad = firstNonFinite(spec.datatype, data);
+      if (bad >= 0) throw MlErrors.BAD_INPUT(`input "${spec.name}": element ${bad} is not finite`);
+      out.inputs.push(data);
+    } else {
+      if (inp.data === undefined) throw MlErrors.BAD_INPUT(`input "${spec.name}" has no data (nor parameters.binary_data_size)`);
+      out.inputs.push(jsonToTensor(spec.name, spec.datatype, inp.shape, inp.data));
+    }
     out.shapes.push(inp.shape);
   }
   checkOutputs(sig, label, outputs);
   return out;
 }
 
-/** An OIP v2 `infer` body: `{id?, inputs: [{name, shape, datatype, data}], outputs?}`. */
-export function decodeOipJson(sig: Signature, label: string, body: Uint8Array): Decoded {
-  const req = parseJsonBody(body, checkOip);
-  return decodeJsonInputs(
+const isSize = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * An OIP v2 `infer` body: `{id?, inputs: [{name, shape, datatype, data}], outputs?}`; with
+ * `headerLength` (the `Inference-Header-Content-Length` header), the binary tensor data extension.
+ */
+export function decodeOipJson(sig: Signature, label: string, body: Uint8Array, headerLength?: number): Decoded {
+  if (headerLength !== undefined && headerLength > body.length) throw MlErrors.BAD_INPUT(`Inference-Header-Content-Length is ${headerLength} but the body has ${body.length} bytes`);
+  const req = parseJsonBody(headerLength === undefined ? body : body.subarray(0, headerLength), checkOip);
+  // Binary inputs take their bytes from after the JSON header, in the order of the inputs.
+  let offset = headerLength ?? 0;
+  const inputs: JsonInput[] = req.inputs.map((inp) => {
+    const size = inp.parameters?.binary_data_size;
+    if (size === undefined) return inp;
+    if (!isSize(size)) throw MlErrors.BAD_INPUT(`input "${inp.name}": parameters.binary_data_size must be a byte count, got ${JSON.stringify(size)}`);
+    if (headerLength === undefined) throw MlErrors.BAD_INPUT(`input "${inp.name}" is binary (binary_data_size) but the request has no Inference-Header-Content-Length header`);
+    if (offset + size > body.length) throw MlErrors.BAD_INPUT(`input "${inp.name}": binary_data_size ${size} runs past the end of the body (${body.length - offset} bytes left)`);
+    const bytes = body.subarray(offset, offset + size);
+    offset += size;
+    return { name: inp.name, datatype: inp.datatype, shape: inp.shape, bytes };
+  });
+  if (headerLength !== undefined && offset !== body.length) throw MlErrors.BAD_INPUT(`the body has ${body.length - offset} bytes of binary data that no input's binary_data_size accounts for`);
+  const d = decodeJsonInputs(
     sig,
     label,
-    req.inputs,
+    inputs,
     req.outputs?.map((o) => o.name),
     req.id,
   );
+  // Binary outputs: the request's binary_data_output, overridden per output by binary_data.
+  const all = req.parameters?.binary_data_output === true;
+  const binary = new Set<string>();
+  const named = new Map((req.outputs ?? []).map((o) => [o.name, o.parameters?.binary_data] as const));
+  for (const spec of sig.outputs) {
+    const own = named.get(spec.name);
+    if (own === true || (own === undefined && all)) binary.add(spec.name);
+  }
+  if (binary.size > 0) d.binaryOutputs = binary;
+  return d;
 }
 
 function dimsOf(v: unknown): number[] {
@@ -198,8 +245,8 @@ export function decodePredictJson(sig: Signature, label: string, body: Uint8Arra
 }
 
 /** Decodes a forwarded HTTP body of either form. */
-export function decodeJson(format: JsonFormat, sig: Signature, label: string, body: Uint8Array): Decoded {
-  return format === 'v1' ? decodePredictJson(sig, label, body) : decodeOipJson(sig, label, body);
+export function decodeJson(format: JsonFormat, sig: Signature, label: string, body: Uint8Array, headerLength?: number): Decoded {
+  return format === 'v1' ? decodePredictJson(sig, label, body) : decodeOipJson(sig, label, body, headerLength);
 }
 
 // ---- JSON data → typed arrays: the fast path for the common case, `fromJson` for the rest ----
@@ -292,14 +339,21 @@ function dataJson(datatype: Datatype, a: TypedArray): string {
  * [{"name", "datatype", "shape", "data"}]}` — the same JSON `JSON.stringify` of the response
  * object gives, without building per-element JS arrays first.
  */
-export function oipResponseJson(model: string, version: string, id: string | undefined, outputs: readonly { name: string; datatype: Datatype; shape: readonly number[]; data: TypedArray }[]): string {
+export function oipResponseJson(
+  model: string,
+  version: string,
+  id: string | undefined,
+  outputs: readonly { name: string; datatype: Datatype; shape: readonly number[]; data: TypedArray }[],
+  binary?: ReadonlySet<string>,
+): string {
   let s = `{"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)}`;
   if (id !== undefined) s += `,"id":${JSON.stringify(id)}`;
   s += ',"outputs":[';
   for (let i = 0; i < outputs.length; i++) {
     const o = outputs[i]!;
     if (i > 0) s += ',';
-    s += `{"name":${JSON.stringify(o.name)},"datatype":${JSON.stringify(o.datatype)},"shape":[${o.shape.join(',')}],"data":${dataJson(o.datatype, o.data)}}`;
+    const head = `{"name":${JSON.stringify(o.name)},"datatype":${JSON.stringify(o.datatype)},"shape":[${o.shape.join(',')}]`;
+    s += binary?.has(o.name) ? `${head},"parameters":{"binary_data_size":${o.data.byteLength}}}` : `${head},"data":${dataJson(o.datatype, o.data)}}`;
   }
   return `${s}]}`;
 }
@@ -332,17 +386,17 @@ export function predictResponseJson(model: string, version: string, id: string |
   return JSON.stringify({ model_name: model, model_version: version, ...(id !== undefined ? { id } : {}), predictions });
 }
 
-/** The HTTP response body of a forwarded request, as UTF-8 bytes. */
-export function encodeJson(format: JsonFormat, sig: Signature, model: string, version: string, d: Decoded, outs: Outputs): Buffer {
+/**
+ * The HTTP response body of a forwarded request: UTF-8 JSON, or — when outputs are binary — the
+ * JSON header followed by their bytes, with the header's length (`Inference-Header-Content-Length`).
+ */
+export function encodeJson(format: JsonFormat, sig: Signature, model: string, version: string, d: Decoded, outs: Outputs): { body: Buffer; headerLength?: number } {
   const list = selected(sig, outs, d.outputs);
-  const text =
-    format === 'v1'
-      ? predictResponseJson(model, version, d.id, list)
-      : oipResponseJson(
-          model,
-          version,
-          d.id,
-          list.map(({ name, datatype, t }) => ({ name, datatype, shape: t.dims, data: t.data })),
-        );
-  return Buffer.from(text, 'utf8');
+  if (format === 'v1') return { body: Buffer.from(predictResponseJson(model, version, d.id, list), 'utf8') };
+  const tensors = list.map(({ name, datatype, t }) => ({ name, datatype, shape: t.dims, data: t.data }));
+  const head = Buffer.from(oipResponseJson(model, version, d.id, tensors, d.binaryOutputs), 'utf8');
+  if (!d.binaryOutputs) return { body: head };
+  const parts: Buffer[] = [head];
+  for (const t of tensors) if (d.binaryOutputs.has(t.name)) parts.push(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  return { body: Buffer.concat(parts), headerLength: head.length };
 }

@@ -189,6 +189,50 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     expect(await (await get('/v2/models/half')).json()).toMatchObject({ inputs: [{ name: 'h', datatype: 'FP16', shape: [-1, 2] }] });
   });
 
+  it('speaks the binary tensor data extension (Triton/KServe clients): binary inputs, binary outputs, same answers as JSON', async () => {
+    expect(((await (await get('/v2')).json()) as { extensions: string[] }).extensions).toContain('binary_tensor_data');
+    const rows = randomRows(3);
+    const viaJson = (await (await infer(rows)).json()) as { outputs: { data: number[] }[] };
+    const x = Buffer.from(Float32Array.from(rows.flat()).buffer);
+    const binary = (header: unknown, tail: Buffer, contentType?: string) => {
+      const head = Buffer.from(JSON.stringify(header));
+      return fetch(`${base}/v2/models/mlp/infer`, {
+        method: 'POST',
+        headers: { 'x-api-key': KEY, 'inference-header-content-length': String(head.length), ...(contentType ? { 'content-type': contentType } : {}) },
+        body: Buffer.concat([head, tail]),
+      });
+    };
+    const input = { name: 'X', shape: [3, 32], datatype: 'FP32', parameters: { binary_data_size: x.length } };
+    // Binary in, JSON out (no content type at all, as tritonclient sends it).
+    const r1 = await binary({ inputs: [input] }, x);
+    expect(r1.status).toBe(200);
+    expect(((await r1.json()) as { outputs: { data: number[] }[] }).outputs[0]!.data).toEqual(viaJson.outputs[0]!.data);
+    // Binary in, binary out.
+    const r2 = await binary({ id: 'b2', inputs: [input], parameters: { binary_data_output: true } }, x, 'application/octet-stream');
+    expect(r2.status).toBe(200);
+    expect(r2.headers.get('content-type')).toMatch(/octet-stream/);
+    const hl = Number(r2.headers.get('inference-header-content-length'));
+    const raw = Buffer.from(await r2.arrayBuffer());
+    const head = JSON.parse(raw.subarray(0, hl).toString()) as { id: string; outputs: { name: string; shape: number[]; parameters: { binary_data_size: number }; data?: unknown }[] };
+    expect(head).toMatchObject({ id: 'b2', outputs: [{ name: 'Y', shape: [3, 4], parameters: { binary_data_size: 48 } }] });
+    expect(head.outputs[0]!.data).toBeUndefined();
+    const y = raw.subarray(hl);
+    expect(y.length).toBe(48);
+    expect(Array.from(new Float32Array(y.buffer.slice(y.byteOffset, y.byteOffset + 48)))).toEqual(viaJson.outputs[0]!.data);
+    // Mistakes are 400s naming what is wrong.
+    const short = await binary({ inputs: [{ ...input, parameters: { binary_data_size: x.length + 8 } }] }, x);
+    expect(short.status).toBe(400);
+    expect(((await short.json()) as { error: string }).error).toMatch(/runs past the end of the body/);
+    const extra = await binary({ inputs: [input] }, Buffer.concat([x, Buffer.alloc(4)]));
+    expect(((await extra.json()) as { error: string }).error).toMatch(/4 bytes of binary data that no input/);
+    const wrongShape = await binary({ inputs: [{ ...input, shape: [2, 32] }] }, x);
+    expect(((await wrongShape.json()) as { error: string }).error).toMatch(/384 bytes of FP32 data do not hold 64 elements/);
+    const noHeader = await post('/v2/models/mlp/infer', { inputs: [input] });
+    expect(((await noHeader.json()) as { error: string }).error).toMatch(/no Inference-Header-Content-Length header/);
+    const badHeader = await fetch(`${base}/v2/models/mlp/infer`, { method: 'POST', headers: { 'x-api-key': KEY, 'inference-header-content-length': 'ten' }, body: x });
+    expect(badHeader.status).toBe(400);
+  });
+
   it('POST /v1/models/{name}/predict takes JSON rows', async () => {
     const rows = randomRows(3);
     const res = await post('/v1/models/mlp/predict', { instances: rows });
