@@ -89,6 +89,13 @@ export const ConfigSchema = Type.Object(
          * 5xx at error), or `off`. @default errors
          */
         requestLog: Type.Union([Type.Literal('all'), Type.Literal('errors'), Type.Literal('off')], { default: 'errors' }),
+        /**
+         * Coalescing toward replicas: while this many NATS messages per replica of a model version
+         * await replies, new requests wait for a reply (fewer, fuller messages)… @default 2
+         */
+        inflightPerReplica: Type.Integer({ minimum: 1, maximum: 1024, default: 2 }),
+        /** …for at most this long (0: never wait). @default 1 */
+        maxHoldMs: Type.Number({ minimum: 0, maximum: 100, default: 1 }),
       },
       { default: {}, additionalProperties: false },
     ),

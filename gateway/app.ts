@@ -51,6 +51,8 @@ export interface GatewayDeps {
   requestTimeoutMs?: number;
   /** Serve inference routes (needs the registry's KV bucket). @default true */
   inference?: boolean;
+  /** Dispatcher coalescing (see `gateway/dispatcher.ts`). @default { inflightPerReplica: 2, maxHoldMs: 1 } */
+  coalesce?: { inflightPerReplica?: number; maxHoldMs?: number };
   /** A pino line per request: every one, refused and failed ones only, or none. @default 'errors' */
   requestLog?: 'all' | 'errors' | 'off';
 }
@@ -220,7 +222,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   let inference: InferenceService | undefined;
   if (deps.inference !== false) {
-    inference = await InferenceService.create({ nc: deps.nc, subjects: deps.subjects, log: deps.logger, metrics, requestTimeoutMs: deps.requestTimeoutMs ?? 10_000 });
+    inference = await InferenceService.create({ nc: deps.nc, subjects: deps.subjects, log: deps.logger, metrics, requestTimeoutMs: deps.requestTimeoutMs ?? 10_000, ...(deps.coalesce ? { coalesce: deps.coalesce } : {}) });
     registerOipRoutes(app, inference);
     const svc = inference;
     await app.register(async (scope) => {

@@ -20,6 +20,8 @@ export interface InferenceServiceOptions {
   metrics: GatewayMetrics;
   /** @default 10000 */
   requestTimeoutMs?: number;
+  /** Dispatcher coalescing: messages in flight per replica before requests wait, and how long at most. */
+  coalesce?: { inflightPerReplica?: number; maxHoldMs?: number };
   /** How often canaries are judged. @default 500 */
   judgeEveryMs?: number;
 }
@@ -93,7 +95,11 @@ export class InferenceService {
     this.#o = o;
     this.#deployments = deployments;
     this.catalog = new ModelCatalog(deployments.registry);
-    this.dispatcher = new InferenceDispatcher(o.nc, o.subjects, { onMessage: (service, n) => o.metrics.messageRequests.labels(service).observe(n) });
+    this.dispatcher = new InferenceDispatcher(o.nc, o.subjects, {
+      onMessage: (service, n) => o.metrics.messageRequests.labels(service).observe(n),
+      ...(o.coalesce?.inflightPerReplica !== undefined ? { maxInflight: o.coalesce.inflightPerReplica } : {}),
+      ...(o.coalesce?.maxHoldMs !== undefined ? { maxHoldMs: o.coalesce.maxHoldMs } : {}),
+    });
   }
 
   static async create(o: InferenceServiceOptions): Promise<InferenceService> {
