@@ -38,6 +38,18 @@ describe('training jobs (real processes)', () => {
     ...over,
   });
 
+  /** Waits until a 2-worker job's coordinator and workers have left the actor directory. */
+  const actorsGone = async (jobId: string) => {
+    const dir = await openBucket(nc, resources().buckets.actors);
+    await until(async () => {
+      for (const id of [`job-${jobId}`, `job-${jobId}-w-1`, `job-${jobId}-w-2`]) {
+        const e = await dir.get(id);
+        if (e && e.operation === 'PUT') return undefined;
+      }
+      return true;
+    }, 20_000, `${jobId} actors gone`);
+  };
+
   beforeAll(async () => {
     nats = await startTestNats();
     procs = new ProcessSet(nats);
@@ -172,15 +184,8 @@ describe('training jobs (real processes)', () => {
     await jobs.submit(spec({ hyper: { steps: 100_000, batchSize: 128, seed: 5 } }), { id: 'job-cancel' });
     await until(async () => (((await jobs.get('job-cancel')).progress?.step as number | undefined) ?? 0) >= 10 || undefined, 60_000, 'job-cancel past step 10');
     expect((await jobs.cancel('job-cancel')).state).toBe('cancelled');
-    const dir = await openBucket(nc, resources().buckets.actors);
     // The coordinator and both workers leave the directory (a leaked worker would hold its node's capacity).
-    await until(async () => {
-      for (const id of ['job-job-cancel', 'job-job-cancel-w-1', 'job-job-cancel-w-2']) {
-        const e = await dir.get(id);
-        if (e && e.operation === 'PUT') return undefined;
-      }
-      return true;
-    }, 20_000, 'job-cancel actors gone');
+    await actorsGone('job-cancel');
     expect((await jobs.get('job-cancel')).state).toBe('cancelled');
   });
 
@@ -200,14 +205,7 @@ describe('training jobs (real processes)', () => {
       return r.state === 'failed' ? r : undefined;
     }, 40_000, 'job-fragile failed');
     expect(rec.reason).toMatch(/worker failures exceeded 0: .*step \d+: no gradients from every worker within 3000 ms/);
-    const dir = await openBucket(nc, resources().buckets.actors);
-    await until(async () => {
-      for (const id of ['job-job-fragile', 'job-job-fragile-w-1', 'job-job-fragile-w-2']) {
-        const e = await dir.get(id);
-        if (e && e.operation === 'PUT') return undefined;
-      }
-      return true;
-    }, 20_000, 'job-fragile actors gone');
+    await actorsGone('job-fragile');
   });
 
   it('SIGKILL the node of the job (and its workers there) mid-training: it resumes from its checkpoint elsewhere and succeeds', async () => {
