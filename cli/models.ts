@@ -6,7 +6,7 @@
  *   shoal models show NAME [--version N|ALIAS]
  *   shoal models alias NAME ALIAS VERSION          point an alias at a version
  *   shoal models rollback NAME [--alias production] move an alias back to its previous version
- *   shoal models deploy NAME [--version N|ALIAS] [--replicas 2] [--max-batch 32] [--max-delay-ms 0] [--autoscale MIN:MAX[:TARGET]]
+ *   shoal models deploy NAME [--version N|ALIAS] [--replicas 2] [--max-batch 32] [--max-delay-ms 0] [--max-queue-rows 4096] [--autoscale MIN:MAX[:TARGET]]
  *   shoal models canary NAME --version N [--weight 0.1] [--replicas 1] [--sticky]
  *   shoal models weight NAME WEIGHT                 change the canary's traffic share
  *   shoal models promote NAME                       canary → stable (and the production alias)
@@ -21,7 +21,7 @@ import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
 import { ModelDeployments, ModelRegistry } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
-export const MODELS_FLAGS = ['alias', 'metrics', 'lineage', 'description', 'version', 'replicas', 'max-batch', 'max-delay-ms', 'weight', 'sticky', 'json', 'threads', 'autoscale'] as const;
+export const MODELS_FLAGS = ['alias', 'metrics', 'lineage', 'description', 'version', 'replicas', 'max-batch', 'max-delay-ms', 'weight', 'sticky', 'json', 'threads', 'autoscale', 'max-queue-rows'] as const;
 
 const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status> …  (see README "Inference serving")`;
 
@@ -76,6 +76,7 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
       ...(flags.has('max-batch') ? { maxBatchSize: num(flags.get('max-batch'), 'max-batch')! } : {}),
       ...(flags.has('max-delay-ms') ? { maxQueueDelayMs: num(flags.get('max-delay-ms'), 'max-delay-ms')! } : {}),
       ...(flags.has('threads') ? { threads: num(flags.get('threads'), 'threads')! } : {}),
+      ...(flags.has('max-queue-rows') ? { maxQueueRows: num(flags.get('max-queue-rows'), 'max-queue-rows')! } : {}),
       ...(flags.has('autoscale') ? { autoscale: autoscaleFlag(flags.get('autoscale')!) } : {}),
     });
     switch (cmd) {

@@ -41,6 +41,8 @@ export interface TrackOptions {
   maxQueueDelayMs?: number;
   /** onnxruntime threads per replica. @default 1 */
   threads?: number;
+  /** Rows a replica queues before refusing more at once (429, SHOAL_ERR_MAILBOX_FULL). @default 4096 */
+  maxQueueRows?: number;
   resources?: ResourceRequest;
   constraints?: PlacementConstraints;
   /** How long to wait for replicas to become ready. @default 60000 */
@@ -231,7 +233,7 @@ export class ModelDeployments {
   /** Spawns the replicas and waits until they answer a readiness probe. */
   async #startTrack(name: string, version: number, o: TrackOptions): Promise<Track> {
     const t = this.#track(name, version, o, TrackState.READY);
-    const args: InferenceArgs = { model: name, version, maxBatchSize: t.maxBatchSize, maxQueueDelayMs: t.maxQueueDelayMs, ...(o.threads ? { threads: o.threads } : {}) };
+    const args: InferenceArgs = { model: name, version, maxBatchSize: t.maxBatchSize, maxQueueDelayMs: t.maxQueueDelayMs, ...(o.threads ? { threads: o.threads } : {}), ...(o.maxQueueRows ? { maxQueueRows: o.maxQueueRows } : {}) };
     const ids = this.replicaIds(t);
     try {
       return await this.#spawnAndWait(name, version, t, args, ids, o);

@@ -233,6 +233,22 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     expect(badHeader.status).toBe(400);
   });
 
+  it('backpressure: past a replica\'s queue bound the gateway answers 429 at once, serves the rest, and keeps serving', async () => {
+    await registry.register('queue', mlpV1);
+    await deployments.deploy('queue', { replicas: 1, maxBatchSize: 4, maxQueueRows: 4 });
+    await until(() => get('/v2/models/queue/ready').then((r) => (r.status === 200 ? true : undefined)), 10_000, 'queue ready');
+    const burst = await Promise.all(
+      Array.from({ length: 150 }, () => infer(randomRows(1), '/v2/models/queue/infer').then(async (r) => ({ status: r.status, body: (await r.json()) as { code?: string } }))),
+    );
+    const refused = burst.filter((r) => r.status === 429);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused.every((r) => r.body.code === 'SHOAL_ERR_MAILBOX_FULL')).toBe(true);
+    expect(burst.filter((r) => r.status === 200).length).toBeGreaterThan(0);
+    expect(burst.every((r) => r.status === 200 || r.status === 429)).toBe(true);
+    expect((await infer(randomRows(1), '/v2/models/queue/infer')).status).toBe(200);
+    await deployments.undeploy('queue');
+  });
+
   it('POST /v1/models/{name}/predict takes JSON rows', async () => {
     const rows = randomRows(3);
     const res = await post('/v1/models/mlp/predict', { instances: rows });
