@@ -143,15 +143,44 @@ export async function up(config: Config): Promise<number> {
       SHOAL_DATA_DIR: dataDir,
       SHOAL_LOG_PRETTY: 'false',
     });
-    const start = (name: string, entry: string, role: string, args: string[]) => {
-      const c = spawnChild({ name, entry, args: [...configArgs, ...args], env: baseEnv(role), onLine: out.childLine });
-      children.push(c);
-      void c.exited.then(({ code, signal }) => {
-        if (stopping) return;
-        if (code === 0) out.note(`${name} (pid ${c.pid}) exited cleanly (drained)`);
-        else out.error(`${name} (pid ${c.pid}) exited unexpectedly (${signal ?? `code ${code}`})`);
-      });
-      return c;
+    /**
+     * Starts a child and keeps it up: one that crashes (non-zero exit or a signal) is started
+     * again after 1 s, then 2, 4 … up to 30 s while it keeps crashing (back to 1 s once it has
+     * run for a minute). One that exits cleanly — a drained node — is not.
+     */
+    const start = (name: string, entry: string, role: string, args: string[], onRestart?: (info: Record<string, unknown>) => void) => {
+      let backoffMs = 1000;
+      const launch = (): Child => {
+        const c = spawnChild({ name, entry, args: [...configArgs, ...args], env: baseEnv(role), onLine: out.childLine });
+        children.push(c);
+        const startedAt = Date.now();
+        void c.exited.then(({ code, signal }) => {
+          const at = children.indexOf(c);
+          if (at >= 0) children.splice(at, 1);
+          if (stopping) return;
+          if (code === 0) {
+            out.note(`${name} (pid ${c.pid}) exited cleanly (drained)`);
+            return;
+          }
+          if (Date.now() - startedAt > 60_000) backoffMs = 1000;
+          const wait = backoffMs;
+          backoffMs = Math.min(30_000, backoffMs * 2);
+          out.error(`${name} (pid ${c.pid}) exited unexpectedly (${signal ?? `code ${code}`}); restarting it in ${wait / 1000} s`);
+          setTimeout(() => {
+            if (stopping) return;
+            const next = launch();
+            next.ready.then(
+              (info) => {
+                out.note(`${name} restarted (pid ${next.pid})`);
+                onRestart?.(info);
+              },
+              () => undefined, // it exited before it was ready: its exit handler restarts it again
+            );
+          }, wait).unref();
+        });
+        return c;
+      };
+      return launch();
     };
 
     const scheduler = start('scheduler', 'scheduler/main.ts', 'scheduler', []);
@@ -168,7 +197,12 @@ export async function up(config: Config): Promise<number> {
     await Promise.all(nodes.map((n) => n.ready));
     out.note(`${nodes.length} node agents ready: ${nodes.map((n) => `${n.name.slice(5)} (pid ${n.pid})`).join(', ')}`);
 
-    const gateway = start('gateway', 'gateway/main.ts', 'gateway', []);
+    const gateway = start('gateway', 'gateway/main.ts', 'gateway', [], (ready) => {
+      // With gateway.port 0 a restarted gateway listens elsewhere: say where.
+      if (String(ready.url) !== info.gatewayUrl) out.note(`gateway now at ${String(ready.url)}`);
+      info.gatewayUrl = String(ready.url);
+      writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
+    });
     const gw = await gateway.ready;
     info.gatewayUrl = String(gw.url);
     writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));

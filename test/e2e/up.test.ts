@@ -120,6 +120,26 @@ describe('shoal up / shoal status (real processes)', () => {
     expect(r.stderr).toMatch(/a cluster is already running from .*\.shoal/);
   });
 
+  it('a child that crashes is started again: SIGKILL the gateway and a node, both come back', async () => {
+    const before = JSON.parse(shoal(['status', '--json'], cwd).stdout) as StatusReport;
+    const gw = before.processes.find((p) => p.role === 'gateway')!;
+    const node = before.processes.find((p) => p.role === 'node' && p.id === 'cpu-ondemand-1')!;
+    process.kill(gw.pid, 'SIGKILL');
+    process.kill(node.pid, 'SIGKILL');
+    await waitFor(() => (/gateway restarted \(pid \d+\)/.test(output) && /node:cpu-ondemand-1 restarted \(pid \d+\)/.test(output) ? true : undefined), 30_000, `restarts in:\n${output}`);
+    expect(output).toMatch(new RegExp(`gateway \\(pid ${gw.pid}\\) exited unexpectedly \\(SIGKILL\\); restarting it in 1 s`));
+    // The new gateway answers where cluster.json now says (gateway.port 0: a new port).
+    const info = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as ClusterInfo;
+    expect((await fetch(`${info.gatewayUrl}/v2/health/ready`)).status).toBe(200);
+    const after = await waitFor(() => {
+      const r = JSON.parse(shoal(['status', '--json'], cwd).stdout) as StatusReport;
+      const n = r.processes.find((p) => p.role === 'node' && p.id === 'cpu-ondemand-1');
+      const g = r.processes.find((p) => p.role === 'gateway');
+      return n && g && n.pid !== node.pid && g.pid !== gw.pid ? r : undefined;
+    }, 20_000, 'the restarted gateway and node in shoal status');
+    expect(after.processes.filter((p) => p.role === 'node')).toHaveLength(2);
+  });
+
   it('shoal drain / preempt reach a node through the scheduler; a drained node leaves cleanly', async () => {
     const bad = shoal(['preempt', 'no-such-node'], cwd);
     expect(bad.status).toBe(1);
