@@ -164,6 +164,12 @@ export class ModelDeployments {
 
   /** The canary becomes stable (and the `production` alias moves to it); the old stable stops. */
   async promote(name: string): Promise<Deployment> {
+    // The canary is about to take all of the traffic: first give it the stable's capacity.
+    const before = await this.require(name);
+    if (!before.canary) throw MlErrors.CANARY_NOT_READY(name, 'there is no canary to promote');
+    if (before.canary.state !== TrackState.READY) throw MlErrors.CANARY_NOT_READY(name, `v${before.canary.version} is still ${before.canary.state}`);
+    const replicas = Math.max(before.canary.replicas, before.stable.replicas);
+    if (replicas > before.canary.replicas) await this.#scaleUp(name, before.canary, replicas);
     let old: Track | undefined;
     let promoted = 0;
     const dep = await this.#mutate(name, (d) => {
@@ -174,7 +180,7 @@ export class ModelDeployments {
       old = cur.stable;
       promoted = c.version;
       const { weight: _w, sticky: _s, ...track } = c;
-      const next: Deployment = { ...cur, stable: { ...track, since: Date.now() }, updatedAt: Date.now() };
+      const next: Deployment = { ...cur, stable: { ...track, replicas: Math.max(c.replicas, replicas), since: Date.now() }, updatedAt: Date.now() };
       delete next.canary;
       return withEvent(next, 'promoted', c.version, `was v${cur.stable.version}`);
     });
@@ -231,6 +237,29 @@ export class ModelDeployments {
   }
 
   /** Spawns the replicas and waits until they answer a readiness probe. */
+  /**
+   * Adds replicas to a running track (same spawn spec as its first replica) and waits until they
+   * serve; on failure the added ones are stopped again and the track is as it was.
+   */
+  async #scaleUp(name: string, t: Track, replicas: number): Promise<void> {
+    const first = (await this.#directory.get(`${t.service}-1`))?.entry.spec;
+    if (!first) throw MlErrors.MODEL_NOT_READY(`${name} v${t.version}`, `cannot scale ${t.service}: its first replica is not in the directory`);
+    const { id: _id, ...spec } = first;
+    const added = Array.from({ length: replicas - t.replicas }, (_, i) => `${t.service}-${t.replicas + i + 1}`);
+    try {
+      for (const id of added) {
+        await this.#client.spawn({ ...spec, id }).catch((err: unknown) => {
+          if (!Errors.ACTOR_ALREADY_RUNNING.is(err)) throw err;
+        });
+      }
+      await this.#waitReady(name, t.version, t.service, added, 60_000);
+      this.log?.info({ model: name, version: t.version, replicas }, 'canary scaled to the stable capacity before promotion');
+    } catch (err) {
+      await Promise.all(added.map((id) => this.#client.stop(id).catch(() => undefined)));
+      throw err;
+    }
+  }
+
   async #startTrack(name: string, version: number, o: TrackOptions): Promise<Track> {
     const t = this.#track(name, version, o, TrackState.READY);
     const args: InferenceArgs = { model: name, version, maxBatchSize: t.maxBatchSize, maxQueueDelayMs: t.maxQueueDelayMs, ...(o.threads ? { threads: o.threads } : {}), ...(o.maxQueueRows ? { maxQueueRows: o.maxQueueRows } : {}) };
@@ -258,14 +287,20 @@ export class ModelDeployments {
         if (!Errors.ACTOR_ALREADY_RUNNING.is(err) && !Errors.PLACEMENT_CONFLICT.is(err) && !Errors.ACTOR_FAILED.is(err)) throw err;
       }
     }
-    const deadline = Date.now() + (o.readyTimeoutMs ?? 60_000);
+    await this.#waitReady(name, version, t.service, ids, o.readyTimeoutMs ?? 60_000);
+    return t;
+  }
+
+  /** Waits until every one of `ids` runs and the service answers a readiness probe. */
+  async #waitReady(name: string, version: number, service: string, ids: string[], timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
     for (;;) {
       const states = await Promise.all(ids.map(async (id) => (await this.#directory.get(id))?.entry));
       const failed = states.find((e) => e?.state === 'failed' || (e?.state === 'pending' && /start failed/.test(e.reason ?? '')));
       if (failed) throw MlErrors.MODEL_NOT_READY(`${name} v${version}`, `replica ${failed.actorId} failed: ${failed.reason ?? 'unknown'}`);
       if (states.every((e) => e?.state === 'running')) {
-        await this.#client.service(t.service).ask<ReadyReply>({ type: 'ready' }, { timeoutMs: 5000, retry: { attempts: 10, delayMs: 100 } });
-        return t;
+        await this.#client.service(service).ask<ReadyReply>({ type: 'ready' }, { timeoutMs: 5000, retry: { attempts: 10, delayMs: 100 } });
+        return;
       }
       if (Date.now() > deadline) {
         const pending = states.filter((e) => e?.state !== 'running').map((e) => `${e?.actorId ?? '?'}: ${e?.state ?? 'missing'}${e?.reason ? ` (${e.reason})` : ''}`);

@@ -345,8 +345,12 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
       for (let i = 0; i < 6; i++) stuck.add((await post('/v2/models/mlp/infer', { inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1) }] }, { 'x-shoal-route-key': key })).headers.get('x-shoal-model-version')!);
       expect(stuck.size).toBe(1);
     }
+    // The canary runs 1 replica, stable v1 runs 2: promotion first gives v2 the stable's capacity.
     const promoted = await deployments.promote('mlp');
     expect(promoted.stable.version).toBe(2);
+    expect(promoted.stable.replicas).toBe(2);
+    const v2 = await Promise.all(['model-mlp-v2-1', 'model-mlp-v2-2'].map((id) => new ActorClient(nc, s).ref(id).ask<ReplicaStats>({ type: 'stats' })));
+    expect(v2.map((r) => r.version)).toEqual([2, 2]);
     expect(promoted.canary).toBeUndefined();
     expect((await registry.get('mlp')).aliases.production).toBe(2);
     await until(() => infer(randomRows(1)).then((r) => (r.headers.get('x-shoal-model-version') === '2' ? true : undefined)), 10_000, 'traffic on v2');
