@@ -10,8 +10,14 @@ export const Datatype = {
   FP16: 'FP16',
   FP32: 'FP32',
   FP64: 'FP64',
+  INT8: 'INT8',
+  INT16: 'INT16',
   INT32: 'INT32',
   INT64: 'INT64',
+  UINT8: 'UINT8',
+  UINT16: 'UINT16',
+  UINT32: 'UINT32',
+  UINT64: 'UINT64',
   BOOL: 'BOOL',
 } as const;
 export type Datatype = (typeof Datatype)[keyof typeof Datatype];
@@ -19,14 +25,55 @@ export const DATATYPES = Object.values(Datatype) as Datatype[];
 export const DatatypeSchema = Type.Union(DATATYPES.map((d) => Type.Literal(d)));
 
 /** onnxruntime's element type names. */
-export type OrtType = 'float16' | 'float32' | 'float64' | 'int32' | 'int64' | 'bool';
-export const ORT_TYPE: Record<Datatype, OrtType> = { FP16: 'float16', FP32: 'float32', FP64: 'float64', INT32: 'int32', INT64: 'int64', BOOL: 'bool' };
-const FROM_ORT: Record<string, Datatype> = { float16: 'FP16', float32: 'FP32', float64: 'FP64', int32: 'INT32', int64: 'INT64', bool: 'BOOL' };
+export type OrtType = 'float16' | 'float32' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'uint64' | 'bool';
+export const ORT_TYPE: Record<Datatype, OrtType> = {
+  FP16: 'float16',
+  FP32: 'float32',
+  FP64: 'float64',
+  INT8: 'int8',
+  INT16: 'int16',
+  INT32: 'int32',
+  INT64: 'int64',
+  UINT8: 'uint8',
+  UINT16: 'uint16',
+  UINT32: 'uint32',
+  UINT64: 'uint64',
+  BOOL: 'bool',
+};
+const FROM_ORT: Record<string, Datatype> = Object.fromEntries(Object.entries(ORT_TYPE).map(([d, o]) => [o, d as Datatype]));
 export const datatypeFromOrt = (t: string): Datatype | undefined => FROM_ORT[t];
 
 /** FP16 is held as its IEEE 754 half-precision bits in a Uint16Array (what onnxruntime-node takes on Node 20). */
-export type TypedArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array;
-const BYTES: Record<Datatype, number> = { FP16: 2, FP32: 4, FP64: 8, INT32: 4, INT64: 8, BOOL: 1 };
+export type TypedArray = Float32Array | Float64Array | Int8Array | Int16Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array | Uint32Array | BigUint64Array;
+
+type ArrayCtor = { new (n: number): TypedArray; new (buf: ArrayBufferLike, off: number, n: number): TypedArray; BYTES_PER_ELEMENT: number };
+/** The typed array holding each datatype (BOOL: one byte per element, 0 or 1). */
+const ARRAY: Record<Datatype, ArrayCtor> = {
+  FP16: Uint16Array,
+  FP32: Float32Array,
+  FP64: Float64Array,
+  INT8: Int8Array,
+  INT16: Int16Array,
+  INT32: Int32Array,
+  INT64: BigInt64Array,
+  UINT8: Uint8Array,
+  UINT16: Uint16Array,
+  UINT32: Uint32Array,
+  UINT64: BigUint64Array,
+  BOOL: Uint8Array,
+} as unknown as Record<Datatype, ArrayCtor>;
+const BYTES = (dt: Datatype): number => ARRAY[dt].BYTES_PER_ELEMENT;
+/** Inclusive ranges of the integer types JSON numbers can fill exactly (64-bit: the safe integers). */
+const INT_RANGE: Partial<Record<Datatype, readonly [number, number]>> = {
+  INT8: [-128, 127],
+  INT16: [-32768, 32767],
+  INT32: [-2147483648, 2147483647],
+  INT64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  UINT8: [0, 255],
+  UINT16: [0, 65535],
+  UINT32: [0, 4294967295],
+  UINT64: [0, Number.MAX_SAFE_INTEGER],
+};
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -92,20 +139,7 @@ export type TensorSpec = Static<typeof TensorSpec>;
 export const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
 function allocate(dt: Datatype, n: number): TypedArray {
-  switch (dt) {
-    case 'FP16':
-      return new Uint16Array(n);
-    case 'FP32':
-      return new Float32Array(n);
-    case 'FP64':
-      return new Float64Array(n);
-    case 'INT32':
-      return new Int32Array(n);
-    case 'INT64':
-      return new BigInt64Array(n);
-    case 'BOOL':
-      return new Uint8Array(n);
-  }
+  return new ARRAY[dt](n);
 }
 
 /** Checks that `data` is flat (length = numel) or nested exactly as `shape`; returns the flat list. */
@@ -162,14 +196,13 @@ export function fromJson(name: string, datatype: Datatype, shape: readonly numbe
       case 'FP64':
         (out as Float64Array)[i] = v;
         break;
-      case 'INT32':
-        if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) throw bad(i, `${v} is not an INT32`);
-        (out as Int32Array)[i] = v;
-        break;
-      case 'INT64':
-        if (!Number.isSafeInteger(v)) throw bad(i, `${v} is not an integer JSON can carry exactly`);
-        (out as BigInt64Array)[i] = BigInt(v);
-        break;
+      default: {
+        const [lo, hi] = INT_RANGE[datatype]!;
+        if (!Number.isInteger(v)) throw bad(i, `${v} is not an integer`);
+        if (v < lo || v > hi) throw bad(i, !Number.isSafeInteger(v) ? `${v} is not an integer JSON can carry exactly` : `${v} is outside ${datatype}'s range ${lo}..${hi}`);
+        if (datatype === 'INT64' || datatype === 'UINT64') (out as BigInt64Array)[i] = BigInt(v);
+        else (out as Int32Array)[i] = v;
+      }
     }
   }
   return out;
@@ -178,7 +211,7 @@ export function fromJson(name: string, datatype: Datatype, shape: readonly numbe
 /** Typed array → JSON-friendly flat list. */
 export function toJson(datatype: Datatype, arr: TypedArray): number[] | boolean[] {
   if (datatype === 'BOOL') return Array.from(arr as Uint8Array, (x) => x !== 0);
-  if (datatype === 'INT64') return Array.from(arr as BigInt64Array, (x) => Number(x));
+  if (datatype === 'INT64' || datatype === 'UINT64') return Array.from(arr as BigInt64Array, (x) => Number(x));
   if (datatype === 'FP16') return Array.from(arr as Uint16Array, fromHalf);
   return Array.from(arr as Float32Array);
 }
@@ -189,7 +222,7 @@ export function toBytes(arr: TypedArray): Uint8Array {
 
 /** Wire bytes → typed array (copied when the bytes are not aligned for the element type). */
 export function fromBytes(name: string, datatype: Datatype, bytes: Uint8Array, expected?: number): TypedArray {
-  const size = BYTES[datatype];
+  const size = BYTES(datatype);
   if (bytes.byteLength % size !== 0 || (expected !== undefined && bytes.byteLength !== expected * size)) {
     throw MlErrors.BAD_INPUT(`input "${name}": ${bytes.byteLength} bytes of ${datatype} data do not hold ${expected ?? '?'} elements`);
   }
@@ -202,20 +235,7 @@ export function fromBytes(name: string, datatype: Datatype, bytes: Uint8Array, e
     buf = copy.buffer;
     off = 0;
   }
-  switch (datatype) {
-    case 'FP16':
-      return new Uint16Array(buf, off, n);
-    case 'FP32':
-      return new Float32Array(buf, off, n);
-    case 'FP64':
-      return new Float64Array(buf, off, n);
-    case 'INT32':
-      return new Int32Array(buf, off, n);
-    case 'INT64':
-      return new BigInt64Array(buf, off, n);
-    case 'BOOL':
-      return new Uint8Array(buf, off, n);
-  }
+  return new ARRAY[datatype](buf, off, n);
 }
 
 /** Checks a request tensor against its signature entry (dtype, rank, fixed dims). */

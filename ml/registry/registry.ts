@@ -15,7 +15,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import * as ort from 'onnxruntime-node';
 import { resources, type NatsConnection } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
-import { datatypeFromOrt, type TensorSpec } from '../tensor.ts';
+import { ORT_TYPE, datatypeFromOrt, type TensorSpec } from '../tensor.ts';
 import { ALIAS_NAME, MODEL_NAME, ModelRecord, ModelVersion, keys, type Lineage, type Signature } from './schemas.ts';
 
 export interface RegisterOptions {
@@ -53,7 +53,7 @@ export async function readSignature(name: string, bytes: Uint8Array): Promise<Si
     const spec = (m: ort.InferenceSession.ValueMetadata): TensorSpec => {
       if (!m.isTensor) throw MlErrors.BAD_MODEL(name, `${m.name} is not a tensor`);
       const datatype = datatypeFromOrt(m.type);
-      if (!datatype) throw MlErrors.BAD_MODEL(name, `${m.name} has element type ${m.type}; serving supports float16, float32, float64, int32, int64, bool`);
+      if (!datatype) throw MlErrors.BAD_MODEL(name, `${m.name} has element type ${m.type}; serving supports ${[...new Set(Object.values(ORT_TYPE))].join(', ')}`);
       return { name: m.name, datatype, shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)) };
     };
     return { inputs: session.inputMetadata.map(spec), outputs: session.outputMetadata.map(spec) };

@@ -12,7 +12,7 @@ import { DEFAULT_POLICY, JobClient, ModelDeployments, ModelRegistry, registryKey
 import { buildGateway } from '../../gateway/app.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet, type TestProcess } from '../harness/processes.ts';
-import { brokenModel, dtypesModel, flakyModel, fp16Model, mlpModel, randomRows } from '../fixtures/onnx.ts';
+import { INT_TYPES, brokenModel, dtypesModel, flakyModel, fp16Model, intTypesModel, mlpModel, randomRows } from '../fixtures/onnx.ts';
 
 const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '1500', '--actors.modules', '["ml/serving/actors.ts"]'];
 const s = subjects();
@@ -63,6 +63,7 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     await registry.register('mlp', flakyModel(), { description: 'warms up, then fails on real traffic' });
     await registry.register('dtypes', dtypesModel());
     await registry.register('half', fp16Model());
+    await registry.register('ints', intTypesModel());
     const gnc = await nats.connect(Role.GATEWAY);
     gw = await buildGateway({
       nc: gnc,
@@ -80,6 +81,7 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     await until(async () => (await deployments.deploy('mlp', { replicas: 2, maxBatchSize: 32, maxQueueDelayMs: 2, readyTimeoutMs: 20_000 })).stable.state === 'ready' || undefined, 30_000, 'mlp deployed');
     await deployments.deploy('dtypes', { replicas: 1 });
     await deployments.deploy('half', { replicas: 1 });
+    await deployments.deploy('ints', { replicas: 1 });
     await until(() => ((gw as unknown as { inference?: unknown }) && true ? get('/v2/models/mlp/ready').then((r) => (r.status === 200 ? true : undefined)) : undefined), 10_000, 'gateway sees mlp ready');
   }, 90_000);
 
@@ -247,6 +249,24 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     expect(burst.every((r) => r.status === 200 || r.status === 429)).toBe(true);
     expect((await infer(randomRows(1), '/v2/models/queue/infer')).status).toBe(200);
     await deployments.undeploy('queue');
+  });
+
+  it('serves INT8, INT16, UINT8, UINT16, UINT32, UINT64 at their limits, and refuses values out of range', async () => {
+    const edges: Record<string, number[]> = {
+      INT8: [-128, 127, 0, -1],
+      INT16: [-32768, 32767, 1, -1],
+      UINT8: [0, 255, 1, 254],
+      UINT16: [0, 65535, 1, 2],
+      UINT32: [0, 4294967295, 7, 8],
+      UINT64: [0, 9007199254740991, 5, 6],
+    };
+    const res = await post('/v2/models/ints/infer', { inputs: INT_TYPES.map(([name, dt]) => ({ name, datatype: dt, shape: [2, 2], data: edges[dt] })) });
+    expect(res.status).toBe(200);
+    const out = Object.fromEntries(((await res.json()) as { outputs: { name: string; datatype: string; data: number[] }[] }).outputs.map((o) => [o.name, o]));
+    for (const [name, dt] of INT_TYPES) expect(out[`${name}_o`]).toMatchObject({ datatype: dt, data: edges[dt] });
+    const over = await post('/v2/models/ints/infer', { inputs: INT_TYPES.map(([name, dt]) => ({ name, datatype: dt, shape: [1, 2], data: dt === 'UINT8' ? [256, 0] : [0, 0] })) });
+    expect(over.status).toBe(400);
+    expect(((await over.json()) as { error: string }).error).toMatch(/input "u8" \(UINT8\): element 0 256 is outside UINT8's range 0\.\.255/);
   });
 
   it('POST /v1/models/{name}/predict takes JSON rows', async () => {
