@@ -43,11 +43,16 @@ export const RollbackPolicy = Type.Object({
   minP99DeltaMs: Type.Number({ minimum: 0, default: 25 }),
   /** Canary requests in the window before judging. @default 20 */
   minRequests: Type.Integer({ minimum: 1, default: 20 }),
+  /**
+   * Canary requests before its p99 is judged too: the p99 of 20 requests is their slowest one,
+   * one cold-start hiccup away from a rollback. @default 100
+   */
+  minLatencyRequests: Type.Optional(Type.Integer({ minimum: 1, default: 100 })),
   /** Sliding window. @default 60000 */
   windowMs: Type.Integer({ minimum: 1000, default: 60_000 }),
 });
 export type RollbackPolicy = Static<typeof RollbackPolicy>;
-export const DEFAULT_POLICY: RollbackPolicy = { auto: true, maxErrorRateDelta: 0.05, maxP99Ratio: 2, minP99DeltaMs: 25, minRequests: 20, windowMs: 60_000 };
+export const DEFAULT_POLICY: RollbackPolicy = { auto: true, maxErrorRateDelta: 0.05, maxP99Ratio: 2, minP99DeltaMs: 25, minRequests: 20, minLatencyRequests: 100, windowMs: 60_000 };
 
 export const DeploymentEvent = Type.Object({
   at: Type.Number(),
@@ -286,7 +291,8 @@ export class CanaryMonitor {
     if (canary.errorRate > stable.errorRate + p.maxErrorRateDelta) {
       return { rollback: true, reason: `canary error rate ${(canary.errorRate * 100).toFixed(1)}% vs stable ${(stable.errorRate * 100).toFixed(1)}% (allowed +${(p.maxErrorRateDelta * 100).toFixed(1)}%)`, stable, canary };
     }
-    if (stable.requests >= p.minRequests && canary.p99Ms > stable.p99Ms * p.maxP99Ratio && canary.p99Ms - stable.p99Ms > p.minP99DeltaMs) {
+    const latencyN = Math.max(p.minRequests, p.minLatencyRequests ?? 100);
+    if (canary.requests >= latencyN && stable.requests >= latencyN && canary.p99Ms > stable.p99Ms * p.maxP99Ratio && canary.p99Ms - stable.p99Ms > p.minP99DeltaMs) {
       return { rollback: true, reason: `canary p99 ${canary.p99Ms.toFixed(1)} ms vs stable ${stable.p99Ms.toFixed(1)} ms (allowed ×${p.maxP99Ratio})`, stable, canary };
     }
     return { rollback: false, stable, canary };

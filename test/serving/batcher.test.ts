@@ -110,7 +110,10 @@ describe('canary routing and judging', () => {
     expect(v.rollback).toBe(true);
     expect(v.reason).toMatch(/error rate 33\.3%/);
     const slow = new CanaryMonitor(() => now);
-    for (let i = 0; i < 50; i++) slow.record('m', 1, true, 3);
+    for (let i = 0; i < 100; i++) slow.record('m', 1, true, 3);
+    for (let i = 0; i < 50; i++) slow.record('m', 2, true, i < 45 ? 3 : 80);
+    // 50 canary requests: enough for the error rate, not for a p99 (minLatencyRequests 100).
+    expect(slow.judge(d)?.rollback).toBe(false);
     for (let i = 0; i < 50; i++) slow.record('m', 2, true, i < 45 ? 3 : 80);
     // p99 comes from a latency histogram (5% buckets, read at the bucket's upper bound).
     const verdict = slow.judge(d)!;

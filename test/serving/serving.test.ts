@@ -78,7 +78,10 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     await gw.listen({ host: '127.0.0.1', port: 0 });
     base = `http://127.0.0.1:${(gw.server.address() as AddressInfo).port}`;
     // Replicas spawn as soon as both nodes are in the scheduler's view.
-    await until(async () => (await deployments.deploy('mlp', { replicas: 2, maxBatchSize: 32, maxQueueDelayMs: 2, readyTimeoutMs: 20_000 })).stable.state === 'ready' || undefined, 30_000, 'mlp deployed');
+    // Rollbacks here are for errors only: on a loaded CI box a healthy canary's p99 is noise (the
+    // latency rule is tested on its own in batcher.test.ts).
+    const policy = { minP99DeltaMs: 60_000 };
+    await until(async () => (await deployments.deploy('mlp', { replicas: 2, maxBatchSize: 32, maxQueueDelayMs: 2, readyTimeoutMs: 20_000, policy })).stable.state === 'ready' || undefined, 30_000, 'mlp deployed');
     await deployments.deploy('dtypes', { replicas: 1 });
     await deployments.deploy('half', { replicas: 1 });
     await deployments.deploy('ints', { replicas: 1 });
