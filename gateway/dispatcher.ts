@@ -35,7 +35,12 @@ export interface DispatcherOptions {
   maxHoldMs?: number;
   /** Timeout of one attempt (a killed replica's requests are retried after it). @default 3000 */
   attemptTimeoutMs?: number;
-  /** @default 8 */
+  /**
+   * Attempts per message, within the request's deadline. With no replica answering (all were on
+   * a node that died, and the scheduler is re-placing them) attempts back off up to 500 ms, so
+   * the default keeps retrying for the whole deadline rather than giving up after a few seconds.
+   * @default 64
+   */
   maxAttempts?: number;
   /** Called once per NATS message sent, with its request count (metrics). */
   onMessage?: (service: string, requests: number) => void;
@@ -104,7 +109,7 @@ export class InferenceDispatcher {
   constructor(nc: NatsConnection, subjects: Subjects, opts: DispatcherOptions = {}) {
     this.#mux = new ReplyMux(nc, opts.inboxPrefix ?? inboxPrefix(Role.GATEWAY));
     this.#subjects = subjects;
-    this.#o = { maxPending: opts.maxPending ?? 4096, maxMessageBytes: opts.maxMessageBytes ?? 1024 * 1024, maxInflight: opts.maxInflight ?? 2, maxHoldMs: opts.maxHoldMs ?? 1, attemptTimeoutMs: opts.attemptTimeoutMs ?? 3000, maxAttempts: opts.maxAttempts ?? 8, onMessage: opts.onMessage };
+    this.#o = { maxPending: opts.maxPending ?? 4096, maxMessageBytes: opts.maxMessageBytes ?? 1024 * 1024, maxInflight: opts.maxInflight ?? 2, maxHoldMs: opts.maxHoldMs ?? 1, attemptTimeoutMs: opts.attemptTimeoutMs ?? 3000, maxAttempts: opts.maxAttempts ?? 64, onMessage: opts.onMessage };
   }
 
   /** Stops listening for replies; requests in flight fail. */

@@ -126,6 +126,19 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
     for (const x of slow) x.stop();
   });
 
+  it('keeps retrying within the deadline while no replica answers (re-placement after a node died)', async () => {
+    const d = new InferenceDispatcher(gw, s, {});
+    const t0 = Date.now();
+    const pending = d.infer('svc-later', 64, item(7), Date.now() + 10_000);
+    // No replica for 3.5 s — longer than a handful of backed-off attempts — then one appears.
+    await new Promise((res) => setTimeout(res, 3500));
+    const r = await standIn('svc-later', 0, 'late-replica');
+    expect(text((await pending).body)).toBe('{"n":7}');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(3500);
+    d.stop();
+    r.stop();
+  });
+
   it('refuses at once past maxPending waiting requests (503), and the rest still get answers', async () => {
     const r = await standIn('svc-full', 100);
     const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 5000, maxPending: 3 });
