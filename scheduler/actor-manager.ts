@@ -44,6 +44,12 @@ const LIVE: readonly string[] = [ActorState.STARTING, ActorState.RUNNING, ActorS
 /** How long a refused gang's members count as autoscaler demand. */
 const GANG_DEMAND_MS = 15_000;
 
+/** Directory states a placement may write over (nobody runs or starts the actor). */
+const REUSABLE: readonly ActorState[] = [ActorState.PENDING, ActorState.FAILED, ActorState.STOPPED];
+
+/** Pending actors placed at once by a reconcile pass. */
+const PLACE_CONCURRENCY = 8;
+
 export class ActorManager {
   readonly #o: ActorManagerOptions;
   /** Latest directory entries by actor id, kept by a watch. */
@@ -59,6 +65,10 @@ export class ActorManager {
   #stopWatch: (() => void) | undefined;
   #reconciling = false;
   #again = false;
+  /** Pending actors being placed right now. */
+  readonly #placing = new Set<string>();
+  /** When a pending actor that could not be placed is tried next. */
+  readonly #retry = new Map<string, { at: number; delayMs: number }>();
   readonly #startedAt = Date.now();
 
   constructor(opts: ActorManagerOptions) {
@@ -78,7 +88,10 @@ export class ActorManager {
       if (v?.entry.state === ActorState.PENDING) this.kick();
     });
     this.#o.membership.onDead(() => this.kick());
-    this.#o.membership.onChange(() => this.kick());
+    this.#o.membership.onChange(() => {
+      this.#retry.clear(); // capacity may have appeared: try everything again now
+      this.kick();
+    });
     this.#timer = setInterval(() => this.kick(), this.#o.reconcileMs ?? 500);
   }
 
@@ -186,6 +199,17 @@ export class ActorManager {
   }
 
   async #spawnOne(actorId: string, spec: SpawnSpec): Promise<Placed> {
+    // While this spawn places it, the reconcile loop leaves it alone (a node that refuses it
+    // hands the entry back as pending, which would otherwise start a second placement).
+    this.#placing.add(actorId);
+    try {
+      return await this.#spawnOneNow(actorId, spec);
+    } finally {
+      this.#placing.delete(actorId);
+    }
+  }
+
+  async #spawnOneNow(actorId: string, spec: SpawnSpec): Promise<Placed> {
     const existing = await this.#o.directory.get(actorId);
     if (existing && existing.entry.state !== ActorState.FAILED && existing.entry.state !== ActorState.STOPPED) {
       throw Errors.ACTOR_ALREADY_RUNNING(actorId, existing.entry.nodeId || '(pending)');
@@ -194,16 +218,20 @@ export class ActorManager {
     const epoch = (existing?.entry.epoch ?? 0) + 1;
     const placed = await this.#place(actorId, spec, revision, epoch);
     if (placed) return placed;
-    // No node now: record it as pending (CAS) and let the reconcile loop place it later.
+    // No node now: record it as pending (CAS) and let the reconcile loop place it later. A node
+    // that refused it may have recorded the failed start meanwhile: write over that revision.
     const reason = this.#pendingReasons.get(actorId) ?? 'waiting for capacity';
-    const entry: DirectoryEntry = { actorId, spec, state: ActorState.PENDING, nodeId: '', epoch: epoch - 1, updatedAt: Date.now(), reason };
-    await this.#o.directory.put(entry, revision);
+    const now = await this.#o.directory.get(actorId);
+    if (now && now.revision !== revision && !REUSABLE.includes(now.entry.state)) throw Errors.PLACEMENT_CONFLICT(actorId);
+    const entry: DirectoryEntry = { actorId, spec, state: ActorState.PENDING, nodeId: '', epoch: Math.max(epoch - 1, now?.entry.epoch ?? 0), updatedAt: Date.now(), reason };
+    await this.#o.directory.put(entry, now?.revision ?? 0);
     this.#o.log.info({ actorId, reason }, 'actor pending');
     return { actorId, nodeId: '', state: ActorState.PENDING };
   }
 
   /** Tries nodes until one starts the actor; undefined when none can (reason recorded). */
   async #place(actorId: string, spec: SpawnSpec, revision: number, epoch: number): Promise<Placed | undefined> {
+    let refused = false;
     // Nodes that report their actor types and lack this one are never chosen.
     const tried = new Set<string>(
       this.#o.membership
@@ -214,7 +242,8 @@ export class ActorManager {
     for (;;) {
       const d = this.#o.placer.choose(actorId, spec, this.#o.membership.view(), tried);
       if ('reason' in d) {
-        this.#pendingReasons.set(actorId, d.reason);
+        // After refusals, the last refusal says more than "no node left to try".
+        if (!refused) this.#pendingReasons.set(actorId, d.reason);
         return undefined;
       }
       tried.add(d.nodeId);
@@ -226,8 +255,17 @@ export class ActorManager {
       } catch (err) {
         // Lost the CAS: someone else placed it, or it exists. That is the caller's answer.
         if (Errors.PLACEMENT_CONFLICT.is(err) || Errors.ACTOR_ALREADY_RUNNING.is(err)) throw err;
+        refused = true;
         this.#o.log.warn({ actorId, nodeId: d.nodeId, err: (err as Error).message }, 'node refused spawn; trying another');
         this.#pendingReasons.set(actorId, `last refusal: ${(err as ShoalError).message}`);
+        // The refusing node hands the entry back (pending, "start failed on …"): the next try goes
+        // over that revision. A starting or running record is someone else's placement.
+        const cur = await this.#o.directory.get(actorId).catch(() => undefined);
+        if (cur && cur.revision !== revision) {
+          if (!REUSABLE.includes(cur.entry.state)) throw Errors.PLACEMENT_CONFLICT(actorId);
+          revision = cur.revision;
+          epoch = Math.max(epoch, cur.entry.epoch + 1);
+        }
       }
     }
   }
@@ -268,16 +306,40 @@ export class ActorManager {
         }
       }
     }
-    for (const v of [...this.#entries.values()]) {
-      if (v.entry.state !== ActorState.PENDING) continue;
-      const fresh = await directory.get(v.entry.actorId);
-      if (!fresh || fresh.entry.state !== ActorState.PENDING) continue;
-      try {
-        const placed = await this.#place(fresh.entry.actorId, fresh.entry.spec, fresh.revision, fresh.entry.epoch + 1);
-        if (placed) log.info({ actorId: placed.actorId, nodeId: placed.nodeId }, 'actor placed');
-      } catch (err) {
-        if (!Errors.PLACEMENT_CONFLICT.is(err)) log.warn({ actorId: v.entry.actorId, err: (err as Error).message }, 'placement failed');
-      }
+    // Pending actors are placed a few at a time, in the background: a start can take a while (a
+    // model replica loads and warms up; a node that died mid-request answers only by timeout),
+    // and it must hold up neither the others nor the next pass — which is what notices the next
+    // dead node. An actor that could not be placed waits before it is tried again (250 ms,
+    // doubling to 5 s; any node joining resets that), so one that can never start — a model
+    // failing its warm-up — does not spin.
+    const now = Date.now();
+    for (const v of this.#entries.values()) {
+      if (this.#placing.size >= PLACE_CONCURRENCY) break;
+      const actorId = v.entry.actorId;
+      if (v.entry.state !== ActorState.PENDING || this.#placing.has(actorId) || (this.#retry.get(actorId)?.at ?? 0) > now) continue;
+      this.#placing.add(actorId);
+      void this.#placeOne(actorId).finally(() => {
+        this.#placing.delete(actorId);
+        this.kick();
+      });
+    }
+  }
+
+  async #placeOne(actorId: string): Promise<void> {
+    const { directory, log } = this.#o;
+    const fresh = await directory.get(actorId).catch(() => undefined);
+    if (!fresh || fresh.entry.state !== ActorState.PENDING) return;
+    let placed: Placed | undefined;
+    try {
+      placed = await this.#place(fresh.entry.actorId, fresh.entry.spec, fresh.revision, fresh.entry.epoch + 1);
+      if (placed) log.info({ actorId: placed.actorId, nodeId: placed.nodeId }, 'actor placed');
+    } catch (err) {
+      if (!Errors.PLACEMENT_CONFLICT.is(err)) log.warn({ actorId, err: (err as Error).message }, 'placement failed');
+    }
+    if (placed) this.#retry.delete(actorId);
+    else {
+      const delayMs = Math.min(5000, (this.#retry.get(actorId)?.delayMs ?? 125) * 2);
+      this.#retry.set(actorId, { at: Date.now() + delayMs, delayMs });
     }
   }
 }

@@ -66,4 +66,18 @@ describe('scheduler leader lease and failover (real processes)', () => {
     expect(r.actors[0]!.state).toBe('running');
     expect((await client.ref('before').ask<{ actorId: string }>({ type: 'where' })).actorId).toBe('before');
   });
+
+  it('an actor that can never start stays pending with the reason, and is retried with backoff, not in a loop', async () => {
+    const r = await client.spawn({ type: 'broken-start', id: 'never' }, { timeoutMs: 10_000 });
+    expect(r.actors[0]!.state).toBe('pending');
+    const before = schedulers.two!.lines.filter((l) => l.includes('"actorId":"never"') && l.includes('refused')).length;
+    await new Promise((res) => setTimeout(res, 3000));
+    const tries = schedulers.two!.lines.filter((l) => l.includes('"actorId":"never"') && l.includes('refused')).length - before;
+    // 250 ms, 500 ms, 1 s, 2 s …: a handful of tries in 3 s (a loop made hundreds).
+    expect(tries).toBeGreaterThan(0);
+    expect(tries).toBeLessThan(10);
+    const st = await request<SchedulerStatus>(nc, s.scheduler('status'), { type: 'status' });
+    expect(st.pending?.find((p) => p.actorId === 'never')?.reason).toMatch(/broken on purpose/);
+    await client.stop('never');
+  });
 });
