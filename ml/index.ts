@@ -23,9 +23,7 @@ export { ModelRecord, ModelVersion, Signature, Lineage, keys as registryKeys } f
 export { DynamicBatcher, type BatcherOptions, type BatcherStats, type BatchOutput, type RunBatch } from './serving/batcher.ts';
 export {
   CanaryMonitor,
-  MAX_WINDOW_MS,
   OutcomeTally,
-  latencyBucket,
   type OutcomeCounts,
   DEFAULT_POLICY,
   Deployment,
@@ -49,7 +47,6 @@ export {
   JsonItem,
   type InferJsonReply,
   type InferReply,
-  type JsonOk,
   type JsonResult,
   type ItemError,
   type ItemOk,

@@ -101,13 +101,13 @@ export function hashUnit(s: string): number {
 export const LATENCY_BUCKETS = 320;
 const LAT_LO = 0.01;
 const LN_RATIO = Math.log(1.05);
-export const latencyBucket = (ms: number): number => (ms <= LAT_LO ? 0 : Math.min(LATENCY_BUCKETS - 1, Math.floor(Math.log(ms / LAT_LO) / LN_RATIO) + 1));
+const latencyBucket = (ms: number): number => (ms <= LAT_LO ? 0 : Math.min(LATENCY_BUCKETS - 1, Math.floor(Math.log(ms / LAT_LO) / LN_RATIO) + 1));
 const bucketUpperMs = (b: number): number => LAT_LO * Math.exp(b * LN_RATIO);
 
 /** Time slots of the window: one per second, the last 10 minutes (a policy window is capped there). */
 const SLOT_MS = 1000;
 const SLOTS = 600;
-export const MAX_WINDOW_MS = SLOT_MS * SLOTS;
+const MAX_WINDOW_MS = SLOT_MS * SLOTS;
 
 /**
  * Outcome counts of some requests to one version: what a gateway tallies between two reports
