@@ -64,6 +64,13 @@ export function resolveCatalogue(c: Catalogue): ResolvedCatalogue {
   return { types, pools };
 }
 
+/** A pool of the catalogue by name, or SHOAL_ERR_UNKNOWN_POOL. */
+export function poolOf(cat: ResolvedCatalogue, name: string): ResolvedPool {
+  const p = cat.pools.get(name);
+  if (!p) throw SchedulerErrors.UNKNOWN_POOL(name);
+  return p;
+}
+
 export function poolCapacity(pool: ResolvedPool): ResourceVector {
   const r = pool.nodeType.resources;
   return { cpu: r.cpu, memoryBytes: r.memoryBytes, gpu: r.gpu ?? 0, gpuMemoryBytes: r.gpuMemoryBytes ?? 0, ...(r.custom ? { custom: { ...r.custom } } : {}) };

@@ -61,18 +61,11 @@ export function fitsNode(req: NormalizedRequest, node: NodeState): boolean {
 
 /** Adds `sign × req` to `v` in place. */
 export function addRequest(v: ResourceVector, req: NormalizedRequest, sign: 1 | -1): void {
-  v.cpu += sign * req.cpu;
-  v.memoryBytes += sign * req.memoryBytes;
-  v.gpu += sign * req.gpu;
-  v.gpuMemoryBytes += sign * req.gpuMemoryBytes;
-  if (req.custom) {
-    v.custom ??= {};
-    for (const k in req.custom) v.custom[k] = (v.custom[k] ?? 0) + sign * (req.custom[k] ?? 0);
-  }
+  addVector(v, req, sign);
 }
 
 /** Adds `sign × w` to `v` in place. */
-export function addVector(v: ResourceVector, w: ResourceVector, sign: 1 | -1): void {
+export function addVector(v: ResourceVector, w: Readonly<Omit<ResourceVector, 'custom'>> & { readonly custom?: Readonly<Record<string, number>> | undefined }, sign: 1 | -1): void {
   v.cpu += sign * w.cpu;
   v.memoryBytes += sign * w.memoryBytes;
   v.gpu += sign * w.gpu;

@@ -10,7 +10,7 @@
  */
 import { request, subjects, type NatsConnection } from '../../cluster/index.ts';
 import { spawnChild, type Child } from '../../nodes/index.ts';
-import { resolveCatalogue } from '../catalogue.ts';
+import { poolOf, resolveCatalogue } from '../catalogue.ts';
 import { SchedulerErrors } from '../errors.ts';
 import type { Catalogue, ResolvedCatalogue, ResolvedPool } from '../types.ts';
 import { NodePhase, ProviderEvents, type LaunchRequest, type Provider, type ProviderEvent, type ProviderNode } from './provider.ts';
@@ -155,8 +155,6 @@ export class LocalProvider implements Provider {
   }
 
   #pool(name: string): ResolvedPool {
-    const p = this.catalogue.pools.get(name);
-    if (!p) throw SchedulerErrors.UNKNOWN_POOL(name);
-    return p;
+    return poolOf(this.catalogue, name);
   }
 }

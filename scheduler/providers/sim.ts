@@ -6,7 +6,7 @@
  * (from launch, start-up included, as clouds bill). Deterministic by seed; thousands of nodes
  * over a week run in well under a second of real time per thousand events.
  */
-import { resolveCatalogue } from '../catalogue.ts';
+import { poolOf, resolveCatalogue } from '../catalogue.ts';
 import { SchedulerErrors } from '../errors.ts';
 import type { Catalogue, ResolvedCatalogue, ResolvedPool } from '../types.ts';
 import { seededRandom, type VirtualClock } from './clock.ts';
@@ -218,8 +218,6 @@ export class SimProvider implements Provider, SpotMarket {
   }
 
   #pool(name: string): ResolvedPool {
-    const p = this.catalogue.pools.get(name);
-    if (!p) throw SchedulerErrors.UNKNOWN_POOL(name);
-    return p;
+    return poolOf(this.catalogue, name);
   }
 }
