@@ -103,6 +103,13 @@ export const NodeRecord = Type.Object({
   capabilities: Capabilities,
   load: NodeLoad,
   startedAt: Type.Number(),
+  /**
+   * This process's boot id. A node id is a name that outlives processes (a supervisor restarts a
+   * crashed agent under the same id within seconds); the incarnation tells the scheduler that the
+   * process behind the name changed, so the old one's actors are gone even though the name never
+   * went silent.
+   */
+  incarnation: Type.String({ minLength: 1, maxLength: 64 }),
   heartbeatAt: Type.Number(),
   heartbeatMs: Type.Integer({ minimum: 1 }),
 });
@@ -214,6 +221,12 @@ export const SpawnSpec = Type.Object(
     args: Type.Optional(Type.Unknown()),
     /** Serve as one replica of this service (queue group on `shoal.svc.<service>`). */
     service: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,128}$' })),
+    /**
+     * Anti-affinity group: actors of one group are spread over different nodes (then zones and
+     * pools) whenever capacity allows. @default the service name, if any (a training job's
+     * coordinator and workers share `job-<id>`)
+     */
+    group: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,128}$' })),
     kind: Type.Optional(ActorKindSchema),
     resources: Type.Optional(ResourceRequest),
     constraints: Type.Optional(PlacementConstraints),
@@ -248,6 +261,8 @@ export const DirectoryEntry = Type.Object({
   state: ActorStateSchema,
   /** Node hosting it; empty while pending. */
   nodeId: Type.String(),
+  /** The incarnation of that node's process that claimed it (see NodeRecord.incarnation). */
+  incarnation: Type.Optional(Type.String()),
   /** Incremented on every (re)placement: a node holding an older epoch must stop its copy. */
   epoch: Type.Integer({ minimum: 0 }),
   updatedAt: Type.Number(),
@@ -347,6 +362,8 @@ export type SpawnResult = Static<typeof SpawnResult>;
 
 export const NodeView = Type.Object({
   nodeId: Type.String(),
+  /** The node process's boot id (changes when the agent restarts under the same id). */
+  incarnation: Type.String(),
   profile: Type.String(),
   state: Type.String(),
   alive: Type.Boolean(),

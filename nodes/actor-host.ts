@@ -46,6 +46,8 @@ interface Envelope {
 
 export interface ActorHostOptions {
   nodeId: string;
+  /** The node process's boot id, written into every entry it claims. */
+  incarnation?: string;
   nc: NatsConnection;
   subjects: Subjects;
   registry: ActorTypeRegistry;
@@ -236,7 +238,7 @@ export class ActorHost {
   // ---- internals -------------------------------------------------------------------------------
 
   #entry(cell: Cell, state: ActorState): DirectoryEntry {
-    return { actorId: cell.actorId, spec: cell.spec, state, nodeId: this.#o.nodeId, epoch: cell.epoch, updatedAt: Date.now() };
+    return { actorId: cell.actorId, spec: cell.spec, state, nodeId: this.#o.nodeId, ...(this.#o.incarnation ? { incarnation: this.#o.incarnation } : {}), epoch: cell.epoch, updatedAt: Date.now() };
   }
 
   async #instantiate(cell: Cell): Promise<void> {

@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { hostname } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { KV } from '@nats-io/kv';
+import { nuid } from '@nats-io/transport-node';
 import {
   ActorTypeRegistry,
   Directory,
@@ -54,6 +55,8 @@ export class NodeAgent {
   #bucket: KV | undefined;
   #timer: NodeJS.Timeout | undefined;
   #startedAt = Date.now();
+  /** This process's boot id: a restart under the same node id is a new incarnation. */
+  readonly incarnation = nuid.next();
   #elDelay = monitorEventLoopDelay({ resolution: EL_RESOLUTION_MS });
   #lastCpu = process.cpuUsage();
   #lastCpuAt = process.hrtime.bigint();
@@ -95,6 +98,7 @@ export class NodeAgent {
     this.#pool = new WorkerPool({ threads: this.profile.workerThreads });
     this.#host = new ActorHost({
       nodeId: this.nodeId,
+      incarnation: this.incarnation,
       nc: this.ctx.nc,
       subjects: this.ctx.subjects,
       registry,
@@ -170,6 +174,7 @@ export class NodeAgent {
       capabilities: this.#caps!,
       load: this.load(),
       startedAt: this.#startedAt,
+      incarnation: this.incarnation,
       heartbeatAt: Date.now(),
       heartbeatMs: this.ctx.config.membership.heartbeatMs,
     };

@@ -295,12 +295,18 @@ export class ActorManager {
     const settled = Date.now() - this.#startedAt > membership.deadAfterMs;
     for (const v of [...this.#entries.values()]) {
       const e = v.entry;
-      if (LIVE.includes(e.state) && e.nodeId && !membership.isAlive(e.nodeId) && (settled || membership.isKnown(e.nodeId))) {
-        const pending: DirectoryEntry = { ...e, state: ActorState.PENDING, nodeId: '', updatedAt: Date.now(), reason: `node ${e.nodeId} died` };
+      if (!LIVE.includes(e.state) || !e.nodeId) continue;
+      // Its node went silent, or restarted under the same id (the process that ran it is gone,
+      // though the node id never stopped heartbeating).
+      const silent = !membership.isAlive(e.nodeId) && (settled || membership.isKnown(e.nodeId));
+      const restarted = !silent && e.incarnation !== undefined && membership.isStaleClaim(e.nodeId, e.incarnation, e.updatedAt);
+      if (silent || restarted) {
+        const { incarnation: _gone, ...rest } = e;
+        const pending: DirectoryEntry = { ...rest, state: ActorState.PENDING, nodeId: '', updatedAt: Date.now(), reason: restarted ? `node ${e.nodeId} restarted` : `node ${e.nodeId} died` };
         try {
           const rev = await directory.update(pending, v.revision);
           this.#entries.set(e.actorId, { entry: pending, revision: rev });
-          log.warn({ actorId: e.actorId, nodeId: e.nodeId }, 'node dead: re-placing actor');
+          log.warn({ actorId: e.actorId, nodeId: e.nodeId, why: restarted ? 'restarted' : 'silent' }, 'node lost: re-placing actor');
         } catch (err) {
           if (!Errors.PLACEMENT_CONFLICT.is(err)) throw err;
         }

@@ -46,7 +46,7 @@ async function lead(ctx: ProcessContext): Promise<() => Promise<void>> {
   const log = componentLogger(ctx.log, 'scheduler');
   const res = resources(ctx.config.subjectPrefix);
   const membership = new MembershipView(await openBucket(ctx.nc, res.buckets.nodes), ctx.config.membership.deadAfterMs, componentLogger(ctx.log, 'membership'));
-  membership.onDead((nodeId) => ctx.nc.publish(ctx.subjects.event('node-dead'), encode({ nodeId, at: Date.now() })));
+  membership.onDead((nodeId, why) => ctx.nc.publish(ctx.subjects.event('node-dead'), encode({ nodeId, why, at: Date.now() })));
   await membership.start();
   const catalogue = catalogueFromProfiles(ctx.config);
   const risk = new PoolRisk();

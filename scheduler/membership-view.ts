@@ -3,15 +3,23 @@
  * time of each node's last heartbeat as seen here (server 2.9 has no per-key TTL, and local
  * receive time is immune to clock skew between machines). A sweep declares silent nodes dead
  * once, publishes `shoal.events.node-dead`, and tells the listeners (re-placement).
+ *
+ * A node id outlives its processes: a supervisor restarts a crashed agent under the same id in
+ * a second or two, long before the heartbeat timeout. Each record carries the process's
+ * incarnation (boot id); a record with a new incarnation is the death of the old process, told
+ * to the dead-listeners at once, and the old incarnation's late records (a process that was not
+ * dead after all, still heartbeating) are ignored from then on.
  */
 import type { KV, KvEntry } from '@nats-io/kv';
 import { decode, type Logger, type NodeRecord, type NodeView } from '../cluster/index.ts';
 
 export class MembershipView {
   readonly #nodes = new Map<string, { record: NodeRecord; seenAt: number; dead: boolean }>();
+  /** Incarnations replaced by a newer one, per node id (their records are stale). */
+  readonly #retired = new Map<string, Set<string>>();
   #stop: (() => void) | undefined;
   #sweep: NodeJS.Timeout | undefined;
-  readonly #deadListeners: ((nodeId: string) => void)[] = [];
+  readonly #deadListeners: ((nodeId: string, why: 'silent' | 'restarted') => void)[] = [];
   readonly #changeListeners: (() => void)[] = [];
 
   constructor(
@@ -41,17 +49,27 @@ export class MembershipView {
     }
     try {
       const record = decode(e.value) as NodeRecord;
+      if (this.#retired.get(e.key)?.has(record.incarnation)) return;
       const prev = this.#nodes.get(e.key);
-      if (!prev || prev.dead) this.log.info({ nodeId: e.key, profile: record.profile, labels: record.labels }, prev ? 'node back' : 'node joined');
+      const restarted = prev !== undefined && prev.record.incarnation !== record.incarnation;
+      if (restarted) {
+        let retired = this.#retired.get(e.key);
+        if (!retired) this.#retired.set(e.key, (retired = new Set()));
+        retired.add(prev.record.incarnation);
+        if (retired.size > 64) retired.delete(retired.values().next().value!);
+        this.log.warn({ nodeId: e.key, was: prev.record.incarnation, now: record.incarnation, pid: record.pid }, 'node restarted: its previous process is gone');
+        // The old process's actors died with it, whether or not it was declared dead yet.
+        if (!prev.dead) for (const l of this.#deadListeners) l(e.key, 'restarted');
+      } else if (!prev || prev.dead) this.log.info({ nodeId: e.key, profile: record.profile, labels: record.labels }, prev ? 'node back' : 'node joined');
       this.#nodes.set(e.key, { record, seenAt: this.now(), dead: false });
-      if (!prev || prev.dead || prev.record.state !== record.state) for (const l of this.#changeListeners) l();
+      if (!prev || prev.dead || restarted || prev.record.state !== record.state) for (const l of this.#changeListeners) l();
     } catch (err) {
       this.log.warn({ key: e.key, err: (err as Error).message }, 'unreadable node record');
     }
   }
 
   /** Called once per node when it is declared dead. */
-  onDead(fn: (nodeId: string) => void): void {
+  onDead(fn: (nodeId: string, why: 'silent' | 'restarted') => void): void {
     this.#deadListeners.push(fn);
   }
 
@@ -67,13 +85,31 @@ export class MembershipView {
       if (!n.dead && now - n.seenAt > this.deadAfterMs) {
         n.dead = true;
         this.log.warn({ nodeId, silentMs: now - n.seenAt }, 'node declared dead');
-        for (const l of this.#deadListeners) l(nodeId);
+        for (const l of this.#deadListeners) l(nodeId, 'silent');
       }
     }
   }
 
   isKnown(nodeId: string): boolean {
     return this.#nodes.has(nodeId);
+  }
+
+  /** The incarnation (boot id) of the node's current process, if it is known. */
+  incarnation(nodeId: string): string | undefined {
+    return this.#nodes.get(nodeId)?.record.incarnation;
+  }
+
+  /**
+   * Whether a claim made by `incarnation` of `nodeId` at `claimedAt` (its process's clock) belongs
+   * to a process that is gone: one replaced under our eyes, or — for a scheduler that came up
+   * after the restart and never saw the old process — one older than the current process's start.
+   * A claim by an incarnation we have not heard from yet (a new process answering before its
+   * first heartbeat reached us) is not stale.
+   */
+  isStaleClaim(nodeId: string, incarnation: string, claimedAt: number): boolean {
+    if (this.#retired.get(nodeId)?.has(incarnation)) return true;
+    const n = this.#nodes.get(nodeId);
+    return n !== undefined && n.record.incarnation !== incarnation && claimedAt < n.record.startedAt;
   }
 
   isAlive(nodeId: string): boolean {
@@ -88,6 +124,7 @@ export class MembershipView {
         const ago = now - seenAt;
         return {
           nodeId: record.nodeId,
+          incarnation: record.incarnation,
           profile: record.profile,
           state: record.state,
           alive: ago <= this.deadAfterMs,

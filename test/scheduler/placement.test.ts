@@ -165,6 +165,7 @@ describe('binding lifecycle', () => {
   it('builds nodes from membership views and re-syncs', () => {
     const view = (nodeId: string, alive = true): NodeView => ({
       nodeId,
+      incarnation: `boot-${nodeId}`,
       profile: 'cpu-spot',
       state: 'running',
       alive,
