@@ -339,6 +339,12 @@ export const JobEnvelope = Type.Object(
 );
 export type JobEnvelope = Static<typeof JobEnvelope>;
 
+/**
+ * A job's coordinator actor id, which is also the anti-affinity group of all the job's actors
+ * (the coordinator and its workers spread over nodes) and the prefix of their ids.
+ */
+export const jobActorId = (jobId: string) => `job-${jobId}`;
+
 /** A job's record in the `jobs` KV bucket (key = job id). */
 export interface JobRecord {
   id: string;

@@ -15,6 +15,7 @@ import {
   Errors,
   JobEnvelope,
   JobState,
+  jobActorId,
   TERMINAL_JOB_STATES,
   decode,
   encode,
@@ -29,7 +30,6 @@ import {
 import type { ActorManager } from './actor-manager.ts';
 
 export const DEFAULT_JOB_ACTOR = 'training-job';
-export const jobActorId = (jobId: string) => `job-${jobId}`;
 
 export interface JobQueueOptions {
   nc: NatsConnection;
@@ -114,7 +114,7 @@ export class JobQueue {
 
   async #startJob(rec: JobRecord): Promise<void> {
     try {
-      await this.#o.actors.spawn({ type: rec.actorType, id: jobActorId(rec.id), args: { jobId: rec.id }, kind: ActorKind.BATCH, constraints: { spotOk: true } });
+      await this.#o.actors.spawn({ type: rec.actorType, id: jobActorId(rec.id), group: jobActorId(rec.id), args: { jobId: rec.id }, kind: ActorKind.BATCH, constraints: { spotOk: true } });
     } catch (err) {
       if (Errors.ACTOR_ALREADY_RUNNING.is(err)) return;
       await this.update(rec.id, { state: JobState.FAILED, reason: `cannot start the job: ${(err as Error).message}` });

@@ -9,6 +9,11 @@
  *   placement costs O(pools + candidates), not O(nodes). That is what makes 10,000 nodes cheap.
  * - **Bind** allocates the request on the chosen node and remembers it, so `release()` and
  *   `evacuate()` can give it back.
+ * - **Anti-affinity** (default, off only for `pack`): members of one group (a service's
+ *   replicas, a job's actors) go to different nodes whenever a fitting node without one exists;
+ *   serving kinds then also prefer zones and pools with fewer of them. The strategy's score
+ *   (cost, fit) only chooses among the placements that spread best: losing one node must not
+ *   take every replica of a model, or every worker of a job, with it.
  *
  * The placer holds soft state: the runtime feeds it nodes (`syncViews()` from membership, or
  * `addNode()` from a provider) and commits a placement to the directory (KV CAS) itself. A
@@ -56,7 +61,15 @@ export interface PlacerOptions {
   maxScanPerPool?: number;
   /** Interruption-risk multiplier of a pool (see `PoolRisk`). @default () => 1 */
   risk?: (pool: string) => number;
+  /**
+   * Spread members of one group over nodes before anything else the strategy scores.
+   * @default true, except with the `pack` strategy (packing is asked for explicitly)
+   */
+  antiAffinity?: boolean;
 }
+
+/** Kinds whose groups also spread over zones and pools before cost (availability first). */
+const ZONE_SPREAD_KINDS: ReadonlySet<string> = new Set(['inference', 'service']);
 
 interface Entry {
   state: NodeState;
@@ -116,6 +129,7 @@ export class Placer {
   readonly #poolsToScore: number;
   readonly #maxScan: number;
   readonly #risk: (pool: string) => number;
+  readonly #antiAffinity: boolean;
   readonly #nodes = new Map<string, Entry>();
   readonly #pools = new Map<string, PoolIndex>();
   readonly #poolsByName = new Map<string, PoolIndex[]>();
@@ -133,6 +147,7 @@ export class Placer {
     this.#poolsToScore = intOption('poolsToScore', opts.poolsToScore, 3);
     this.#maxScan = intOption('maxScanPerPool', opts.maxScanPerPool, 64);
     this.#risk = opts.risk ?? (() => 1);
+    this.#antiAffinity = opts.antiAffinity ?? this.strategy.name !== StrategyName.PACK;
     const counts = this.#groupCounts;
     const get = (k: string) => counts.get(k) ?? 0;
     this.#ctx = {
@@ -430,11 +445,19 @@ export class Placer {
   #choose(n: NormalizedRequest): { entry: Entry; score: number } | undefined {
     const poolName = n.labels?.pool;
     const source = typeof poolName === 'string' ? (this.#poolsByName.get(poolName) ?? []) : this.#poolList;
-    const scored: { pool: PoolIndex; score: number }[] = [];
-    for (const p of source) if (this.#poolFits(n, p.state)) scored.push({ pool: p, score: this.strategy.scorePool(n, p.state, this.#ctx) });
+    const spread = this.#antiAffinity && n.group !== undefined ? n.group : undefined;
+    const zones = spread !== undefined && ZONE_SPREAD_KINDS.has(n.kind);
+    const scored: { pool: PoolIndex; score: number; rank: number }[] = [];
+    for (const p of source) {
+      if (!this.#poolFits(n, p.state)) continue;
+      // With anti-affinity, pools are ranked by spread first: one with a node free of the group
+      // (fewer members than live nodes) before one without, then (serving) fewer in its zone and pool.
+      const rank = spread === undefined ? 0 : this.#spreadRank(spread, zones, p.state, this.#ctx.groupInPool(spread, p.state.pool) >= p.live ? 1 : 0);
+      scored.push({ pool: p, score: this.strategy.scorePool(n, p.state, this.#ctx), rank });
+    }
     if (scored.length === 0) return undefined;
-    if (scored.length > 1) scored.sort((a, b) => b.score - a.score);
-    let best: { entry: Entry; score: number } | undefined;
+    if (scored.length > 1) scored.sort((a, b) => a.rank - b.rank || b.score - a.score);
+    let best: { entry: Entry; score: number; rank: number } | undefined;
     let poolsWithFit = 0;
     const cands: Entry[] = [];
     for (const { pool, score } of scored) {
@@ -443,11 +466,22 @@ export class Placer {
       if (cands.length === 0) continue;
       for (const e of cands) {
         const s = score + this.strategy.scoreNode(n, e.state, this.#ctx);
-        if (!best || s > best.score) best = { entry: e, score: s };
+        const rank = spread === undefined ? 0 : this.#spreadRank(spread, zones, pool.state, this.#ctx.groupOnNode(spread, e.state.nodeId));
+        if (!best || rank < best.rank || (rank === best.rank && s > best.score)) best = { entry: e, score: s, rank };
       }
       if (++poolsWithFit >= this.#poolsToScore) break;
     }
     return best;
+  }
+
+  /**
+   * Lexicographic spread key (lower is better): members on the node (or, for a pool, whether it
+   * has a node without one), then — for serving kinds — members in the zone, then in the pool.
+   * Counts are far below 1000, so one number orders all three.
+   */
+  #spreadRank(group: string, zones: boolean, pool: PoolState, onNode: number): number {
+    if (!zones) return onNode;
+    return onNode * 1e6 + Math.min(999, this.#ctx.groupInZone(group, pool.zone)) * 1e3 + Math.min(999, this.#ctx.groupInPool(group, pool.pool));
   }
 
   /** Up to k fitting nodes of `pool`: partly used ones from a rotating cursor, then an empty one. */

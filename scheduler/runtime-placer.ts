@@ -26,7 +26,7 @@ export function placementRequest(actorId: string, spec: SpawnSpec): PlacementReq
     kind,
     resources: { ...(kind === ActorKind.SERVICE && spec.resources?.cpu === undefined ? { cpu: SERVICE_ACTOR_CPU } : {}), ...spec.resources },
     constraints: { ...c, ...(spotOk !== undefined ? { spotOk } : {}) },
-    ...(spec.service ? { group: spec.service } : {}),
+    ...(spec.group || spec.service ? { group: spec.group ?? spec.service } : {}),
   };
 }
 

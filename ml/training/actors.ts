@@ -21,6 +21,7 @@ import {
   ActorKind,
   Errors,
   JobState,
+  jobActorId,
   SHOAL_VERSION,
   TERMINAL_JOB_STATES,
   decode,
@@ -418,7 +419,8 @@ class TrainingJob extends Actor<JobMsg> {
   }
 
   async #startWorkers(ids: string[], args: WorkerArgs, spec: TrainingSpec): Promise<void> {
-    const base = { type: TRAINER_WORKER_ACTOR, kind: ActorKind.TRAINING, args, ...(spec.resources ? { resources: spec.resources } : {}), constraints: { spotOk: spec.spotOk } };
+    // One anti-affinity group with the coordinator: a node loss takes as few of the job's actors as capacity allows.
+    const base = { type: TRAINER_WORKER_ACTOR, kind: ActorKind.TRAINING, group: jobActorId(this.#jobId), args, ...(spec.resources ? { resources: spec.resources } : {}), constraints: { spotOk: spec.spotOk } };
     for (let attempt = 0; ; attempt++) {
       const missing: number[] = [];
       for (let i = 0; i < ids.length; i++) {

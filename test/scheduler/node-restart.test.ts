@@ -83,3 +83,35 @@ describe('a node restarted under the same id (real processes)', () => {
     expect(events).toContainEqual(expect.objectContaining({ nodeId: 'n1', why: 'restarted' }));
   });
 });
+
+describe('replicas spread over nodes by default (real processes)', () => {
+  let nats: TestNats;
+  let procs: ProcessSet;
+  let client: ActorClient;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    procs = new ProcessSet(nats);
+    await procs.startScheduler(ARGS).ready;
+    // Three idle nodes of one profile: one pool, so only anti-affinity can tell them apart.
+    await Promise.all(['s1', 's2', 's3'].map((id) => procs.startNode(id, 'cpu-spot', ARGS).ready));
+    const nc = await nats.connect(Role.CLIENT);
+    client = new ActorClient(nc, s);
+    await until(async () => {
+      const st = await request<SchedulerStatus>(nc, s.scheduler('status'), { type: 'status' });
+      return st.nodes.filter((n) => n.alive).length === 3 ? true : undefined;
+    }, 20_000, 'three nodes registered');
+  }, 90_000);
+
+  afterAll(async () => {
+    await procs?.stopAll();
+    await nats?.stop();
+  });
+
+  it('a service\'s three replicas, and a gang of one group, land on three different nodes', async () => {
+    const svc = await client.spawn({ type: 'echo', service: 'spread-svc' }, { replicas: 3 });
+    expect(new Set(svc.actors.map((a) => a.nodeId)).size).toBe(3);
+    const gang = await client.spawn({ type: 'echo', id: 'job-x-w', group: 'job-x' }, { replicas: 3, gang: true });
+    expect(new Set(gang.actors.map((a) => a.nodeId)).size).toBe(3);
+  });
+});

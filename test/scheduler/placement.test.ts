@@ -44,6 +44,44 @@ describe('strategies', () => {
     expect(all.size).toBe(6);
   });
 
+  it('anti-affinity by default: the replicas of one service land on different nodes of the same pool', () => {
+    // Three idle nodes of one shape: cost-aware alone best-fits them all onto the first node.
+    const p = new Placer();
+    for (const id of ['n1', 'n2', 'n3']) p.addNode(node(id, { cpu: 16 }));
+    const nodes = [1, 2, 3].map((i) => placed(p, req(`r${i}`, { kind: 'inference', group: 'svc', cpu: 0.5 })));
+    expect(new Set(nodes).size).toBe(3);
+    // A fourth replica doubles up (capacity allows nothing else); ungrouped actors still best-fit.
+    expect(nodes).toContain(placed(p, req('r4', { kind: 'inference', group: 'svc', cpu: 0.5 })));
+    expect(placed(p, req('x1', { cpu: 0.5 }))).toBe(placed(p, req('x2', { cpu: 0.5 })));
+  });
+
+  it('anti-affinity: a job\'s actors spread over nodes, and cost chooses among the spread placements', () => {
+    const p = new Placer();
+    p.addNode(node('cheap-1', { pool: 'spot-cheap', spot: true, price: 0.1 }));
+    p.addNode(node('cheap-2', { pool: 'spot-cheap', spot: true, price: 0.1 }));
+    p.addNode(node('dear-1', { pool: 'spot-dear', spot: true, price: 0.5, zone: 'b' }));
+    const first = [1, 2].map((i) => placed(p, req(`w${i}`, { kind: 'training', group: 'job-1' })));
+    // Both cheap nodes before the dear one (a training job does not pay to spread over zones)…
+    expect(new Set(first)).toEqual(new Set(['cheap-1', 'cheap-2']));
+    // …and a third worker takes the dear node rather than double up on a cheap one.
+    expect(placed(p, req('w3', { kind: 'training', group: 'job-1' }))).toBe('dear-1');
+  });
+
+  it('anti-affinity: serving replicas also spread over zones before cost', () => {
+    const p = new Placer();
+    p.addNode(node('a1', { pool: 'od-a', zone: 'a', price: 0.2 }));
+    p.addNode(node('a2', { pool: 'od-a', zone: 'a', price: 0.2 }));
+    p.addNode(node('b1', { pool: 'od-b', zone: 'b', price: 0.3 }));
+    const zones = [1, 2].map((i) => p.node(placed(p, req(`m${i}`, { kind: 'inference', group: 'model-v1' })))!.zone);
+    expect(zones).toEqual(['a', 'b']);
+  });
+
+  it('pack turns anti-affinity off: asked-for packing keeps a group together', () => {
+    const p = new Placer({ strategy: 'pack' });
+    for (const id of ['n1', 'n2', 'n3']) p.addNode(node(id, { cpu: 16 }));
+    expect(new Set([1, 2, 3].map((i) => placed(p, req(`r${i}`, { kind: 'inference', group: 'svc' })))).size).toBe(1);
+  });
+
   it('cost-aware: training goes to spot, inference to on-demand unless allowed on spot', () => {
     const p = new Placer();
     p.addNode(node('od', { pool: 'od', price: 1 }));
