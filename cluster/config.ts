@@ -96,6 +96,12 @@ export const ConfigSchema = Type.Object(
         inflightPerReplica: Type.Integer({ minimum: 1, maximum: 1024, default: 2 }),
         /** …for at most this long (0: never wait). @default 1 */
         maxHoldMs: Type.Number({ minimum: 0, maximum: 100, default: 1 }),
+        /**
+         * A message to a replica unanswered this long (or 4× the model's recent p95 reply time, if
+         * longer) gets a copy sent to another replica; the first answer wins. A replica on a
+         * SIGKILLed node never answers, and this is how long its requests wait. @default 250
+         */
+        hedgeAfterMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 250 }),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -52,7 +52,7 @@ export interface GatewayDeps {
   /** Serve inference routes (needs the registry's KV bucket). @default true */
   inference?: boolean;
   /** Dispatcher coalescing (see `gateway/dispatcher.ts`). @default { inflightPerReplica: 2, maxHoldMs: 1 } */
-  coalesce?: { inflightPerReplica?: number; maxHoldMs?: number };
+  coalesce?: { inflightPerReplica?: number; maxHoldMs?: number; hedgeAfterMs?: number };
   /** A pino line per request: every one, refused and failed ones only, or none. @default 'errors' */
   requestLog?: 'all' | 'errors' | 'off';
 }

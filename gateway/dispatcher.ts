@@ -16,8 +16,15 @@
  * Backpressure, never an unbounded buffer: past `maxPending` requests waiting in this gateway
  * for a service, a request is refused at once (503); a replica whose mailbox or batch queue is full
  * answers SHOAL_ERR_MAILBOX_FULL, passed on as 429 without retrying. Inference is idempotent, so
- * a message whose replica is gone (no responders, stopped, node killed → timeout) is retried —
- * another replica, or the re-placed one, answers — within the request's deadline.
+ * a message whose replica is gone is sent again — another replica, or the re-placed one,
+ * answers — within the request's deadline:
+ * - no responders / actor stopped: at once, then backing off while no replica exists;
+ * - no answer yet (a SIGKILLed node answers nothing, and NATS cannot tell us): a **hedged**
+ *   copy goes to the queue group after `hedgeAfterMs`, or `hedgeLatencyFactor` × the service's
+ *   recent p95 reply time if that is longer, and the first answer wins ("The Tail at Scale").
+ *   The original keeps waiting, so a slow replica's answer is not thrown away. Hedges spend a
+ *   budget earned by replies (`hedgeBudget`: one hedge per ten replies, capped), so an overloaded
+ *   service is not sent its load twice.
  */
 import { Errors, Role, encode, fromWireError, inboxPrefix, type NatsConnection, type ShoalError, type Subjects } from '../cluster/index.ts';
 import { MlErrors, type InferJsonReply, type JsonItem } from '../ml/index.ts';
@@ -33,12 +40,23 @@ export interface DispatcherOptions {
   maxInflight?: number;
   /** Longest a request waits for a fuller message. @default 1 */
   maxHoldMs?: number;
-  /** Timeout of one attempt (a killed replica's requests are retried after it). @default 3000 */
-  attemptTimeoutMs?: number;
   /**
-   * Attempts per message, within the request's deadline. With no replica answering (all were on
-   * a node that died, and the scheduler is re-placing them) attempts back off up to 500 ms, so
-   * the default keeps retrying for the whole deadline rather than giving up after a few seconds.
+   * Least time a message waits for its reply before a copy goes to the queue group again (a
+   * replica on a killed node never answers). The wait is `hedgeLatencyFactor` × the service's
+   * recent p95 reply time when that is longer, so a slow model is not hedged on every message.
+   * @default 250
+   */
+  hedgeAfterMs?: number;
+  /** @default 4 */
+  hedgeLatencyFactor?: number;
+  /** Copies of one message in flight at most (the first included). @default 3 */
+  maxCopies?: number;
+  /** Hedges a service may spend in a burst; replies earn 0.1 each back, up to this. @default 10 */
+  hedgeBudget?: number;
+  /**
+   * Sends per message, within the request's deadline. With no replica answering (all were on
+   * a node that died, and the scheduler is re-placing them) sends back off up to 500 ms, so
+   * the default keeps trying for the whole deadline rather than giving up after a few seconds.
    * @default 64
    */
   maxAttempts?: number;
@@ -82,7 +100,16 @@ interface Lane {
   replicas: Map<string, number>;
   /** Replicas answering in the last {@link REPLICA_MEMORY_MS} (at least 1), recounted on each reply. */
   replicaCount: number;
+  /** Recent reply times (ms), a ring of {@link LATENCY_RING}, and the hedge delay they give. */
+  latencies: Float64Array;
+  latencyCount: number;
+  hedgeDelayMs: number;
+  /** Hedges this service may still send (earned back by replies). */
+  hedgeTokens: number;
 }
+
+/** Reply times remembered per service for its p95. */
+const LATENCY_RING = 64;
 
 /** How long a replica that answered counts as one that can take messages. */
 const REPLICA_MEMORY_MS = 5000;
@@ -109,7 +136,18 @@ export class InferenceDispatcher {
   constructor(nc: NatsConnection, subjects: Subjects, opts: DispatcherOptions = {}) {
     this.#mux = new ReplyMux(nc, opts.inboxPrefix ?? inboxPrefix(Role.GATEWAY));
     this.#subjects = subjects;
-    this.#o = { maxPending: opts.maxPending ?? 4096, maxMessageBytes: opts.maxMessageBytes ?? 1024 * 1024, maxInflight: opts.maxInflight ?? 2, maxHoldMs: opts.maxHoldMs ?? 1, attemptTimeoutMs: opts.attemptTimeoutMs ?? 3000, maxAttempts: opts.maxAttempts ?? 64, onMessage: opts.onMessage };
+    this.#o = {
+      maxPending: opts.maxPending ?? 4096,
+      maxMessageBytes: opts.maxMessageBytes ?? 1024 * 1024,
+      maxInflight: opts.maxInflight ?? 2,
+      maxHoldMs: opts.maxHoldMs ?? 1,
+      hedgeAfterMs: opts.hedgeAfterMs ?? 250,
+      hedgeLatencyFactor: opts.hedgeLatencyFactor ?? 4,
+      maxCopies: opts.maxCopies ?? 3,
+      hedgeBudget: opts.hedgeBudget ?? 10,
+      maxAttempts: opts.maxAttempts ?? 64,
+      onMessage: opts.onMessage,
+    };
   }
 
   /** Stops listening for replies; requests in flight fail. */
@@ -135,7 +173,10 @@ export class InferenceDispatcher {
   /** Sends one request (coalesced with others for the same service); `maxItems`: requests per message. */
   infer(service: string, maxItems: number, item: JsonItem, deadline: number): Promise<DispatchResult> {
     let lane = this.#lanes.get(service);
-    if (!lane) this.#lanes.set(service, (lane = { service, maxItems, queue: [], scheduled: false, inflight: 0, timer: undefined, replicas: new Map(), replicaCount: 1 }));
+    if (!lane) {
+      lane = { service, maxItems, queue: [], scheduled: false, inflight: 0, timer: undefined, replicas: new Map(), replicaCount: 1, latencies: new Float64Array(LATENCY_RING), latencyCount: 0, hedgeDelayMs: this.#o.hedgeAfterMs, hedgeTokens: this.#o.hedgeBudget };
+      this.#lanes.set(service, lane);
+    }
     lane.maxItems = maxItems;
     if (lane.queue.length >= this.#o.maxPending) return Promise.reject(GatewayErrors.OVERLOADED(service, lane.queue.length));
     return new Promise((resolve, reject) => {
@@ -209,7 +250,23 @@ export class InferenceDispatcher {
     lane.replicaCount = Math.max(1, lane.replicas.size);
   }
 
-  async #attempts(lane: Lane, batch: Waiting[]): Promise<void> {
+  /** Records a reply's round trip, earns back hedge budget, and recomputes the hedge delay every few replies. */
+  #replied(lane: Lane, ms: number): void {
+    lane.latencies[lane.latencyCount++ % LATENCY_RING] = ms;
+    lane.hedgeTokens = Math.min(this.#o.hedgeBudget, lane.hedgeTokens + 0.1);
+    if (lane.latencyCount % 8 !== 0) return;
+    const n = Math.min(lane.latencyCount, LATENCY_RING);
+    const sorted = lane.latencies.slice(0, n).sort();
+    const p95 = sorted[Math.min(n - 1, Math.floor(n * 0.95))]!;
+    lane.hedgeDelayMs = Math.max(this.#o.hedgeAfterMs, this.#o.hedgeLatencyFactor * p95);
+  }
+
+  /**
+   * Sends one message and settles its requests with the first answer: copies go again after a
+   * retryable error (backing off while no replica exists) or, hedged, when none has answered in
+   * the lane's hedge delay. Every copy waits until the deadline; the first reply wins.
+   */
+  #attempts(lane: Lane, batch: Waiting[]): Promise<void> {
     const service = lane.service;
     let subject = this.#serviceSubjects.get(service);
     if (!subject) this.#serviceSubjects.set(service, (subject = this.#subjects.service(service)));
@@ -221,35 +278,81 @@ export class InferenceDispatcher {
     }
     const data = encode({ type: 'infer-json', items });
     const started = Date.now();
-    let last: ShoalError | undefined;
-    for (let attempt = 1; attempt <= this.#o.maxAttempts; attempt++) {
-      const left = deadline - Date.now();
-      if (left <= 0) break;
-      this.#o.onMessage?.(service, batch.length);
-      try {
-        const reply = await this.#mux.ask<InferJsonReply>(subject, service, data, Math.min(this.#o.attemptTimeoutMs, left));
-        this.#answeredBy(lane, reply.actorId);
-        for (let i = 0; i < batch.length; i++) {
-          const w = batch[i]!;
-          const r = reply.results[i];
-          if (!r) w.reject(Errors.INTERNAL(`replica ${reply.actorId} returned ${reply.results.length} results for ${batch.length} requests`));
-          else if ('error' in r) w.reject(fromWireError(r.error));
-          else w.resolve({ body: r.body, ...(r.headerLength !== undefined ? { headerLength: r.headerLength } : {}), batch: r.batch, queueRows: reply.queueRows, attempts: attempt });
+    return new Promise<void>((done) => {
+      let settled = false;
+      let copies = 0;
+      let attempt = 0;
+      let last: ShoalError | undefined;
+      let timer: NodeJS.Timeout | undefined;
+      const settle = (reply: InferJsonReply | undefined, err: ShoalError | undefined) => {
+        settled = true;
+        if (timer) clearTimeout(timer);
+        if (reply) {
+          this.#answeredBy(lane, reply.actorId);
+          for (let i = 0; i < batch.length; i++) {
+            const w = batch[i]!;
+            const r = reply.results[i];
+            if (!r) w.reject(Errors.INTERNAL(`replica ${reply.actorId} returned ${reply.results.length} results for ${batch.length} requests`));
+            else if ('error' in r) w.reject(fromWireError(r.error));
+            else w.resolve({ body: r.body, ...(r.headerLength !== undefined ? { headerLength: r.headerLength } : {}), batch: r.batch, queueRows: reply.queueRows, attempts: attempt });
+          }
+        } else for (const w of batch) w.reject(err!);
+        done();
+      };
+      const giveUp = () => {
+        const err =
+          last && !RETRYABLE.has(last.code)
+            ? last
+            : last && last.code !== Errors.TIMEOUT.code
+              ? MlErrors.MODEL_NOT_READY(service, `no replica answers (${last.code})`)
+              : Errors.TIMEOUT(`inference on ${service}`, Date.now() - started);
+        settle(undefined, err);
+      };
+      const send = (): void => {
+        timer = undefined;
+        if (settled) return;
+        const left = deadline - Date.now();
+        if (left <= 0 || attempt >= this.#o.maxAttempts) {
+          if (copies === 0) giveUp();
+          return;
         }
-        return;
-      } catch (err) {
-        last = err as ShoalError;
-        if (!RETRYABLE.has(last.code)) break;
-        // No replica right now (re-placement, restart): back off a little and try again.
-        if (last.code !== Errors.TIMEOUT.code) await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** (attempt - 1), 500, Math.max(0, deadline - Date.now()))));
-      }
-    }
-    const err =
-      last && !RETRYABLE.has(last.code)
-        ? last
-        : last && last.code !== Errors.TIMEOUT.code
-          ? MlErrors.MODEL_NOT_READY(service, `no replica answers (${last.code})`)
-          : Errors.TIMEOUT(`inference on ${service}`, Date.now() - started);
-    for (const w of batch) w.reject(err);
+        attempt++;
+        copies++;
+        this.#o.onMessage?.(service, batch.length);
+        const sentAt = performance.now();
+        this.#mux.ask<InferJsonReply>(subject, service, data, left).then(
+          (reply) => {
+            copies--;
+            this.#replied(lane, performance.now() - sentAt);
+            if (!settled) settle(reply, undefined);
+          },
+          (err: ShoalError) => {
+            copies--;
+            if (settled) return;
+            last = err;
+            if (!RETRYABLE.has(err.code)) return settle(undefined, err);
+            if (err.code === Errors.TIMEOUT.code) {
+              // This copy ran out of deadline: the others have too, or will answer.
+              if (copies === 0) giveUp();
+              return;
+            }
+            // No replica right now (re-placement, restart): back off a little and send again.
+            if (timer) clearTimeout(timer);
+            timer = setTimeout(send, Math.min(50 * 2 ** Math.min(attempt - 1, 4), 500, Math.max(0, deadline - Date.now())));
+          },
+        );
+        // Hedge: unanswered after the lane's hedge delay, a copy goes to the queue group again
+        // (a replica on a killed node never answers), while budget and copies allow.
+        if (!timer) {
+          timer = setTimeout(() => {
+            timer = undefined;
+            if (settled || copies >= this.#o.maxCopies || lane.hedgeTokens < 1) return;
+            lane.hedgeTokens--;
+            send();
+          }, Math.min(lane.hedgeDelayMs, Math.max(0, deadline - Date.now())));
+        }
+      };
+      send();
+    });
   }
 }

@@ -21,7 +21,7 @@ export interface InferenceServiceOptions {
   /** @default 10000 */
   requestTimeoutMs?: number;
   /** Dispatcher coalescing: messages in flight per replica before requests wait, and how long at most. */
-  coalesce?: { inflightPerReplica?: number; maxHoldMs?: number };
+  coalesce?: { inflightPerReplica?: number; maxHoldMs?: number; hedgeAfterMs?: number };
   /** How often canaries are judged. @default 500 */
   judgeEveryMs?: number;
 }
@@ -99,6 +99,7 @@ export class InferenceService {
       onMessage: (service, n) => o.metrics.messageRequests.labels(service).observe(n),
       ...(o.coalesce?.inflightPerReplica !== undefined ? { maxInflight: o.coalesce.inflightPerReplica } : {}),
       ...(o.coalesce?.maxHoldMs !== undefined ? { maxHoldMs: o.coalesce.maxHoldMs } : {}),
+      ...(o.coalesce?.hedgeAfterMs !== undefined ? { hedgeAfterMs: o.coalesce.hedgeAfterMs } : {}),
     });
   }
 

@@ -22,7 +22,7 @@ await runProcess({
       bodyLimit: g.bodyLimitBytes,
       requestTimeoutMs: g.requestTimeoutMs,
       requestLog: g.requestLog,
-      coalesce: { inflightPerReplica: g.inflightPerReplica, maxHoldMs: g.maxHoldMs },
+      coalesce: { inflightPerReplica: g.inflightPerReplica, maxHoldMs: g.maxHoldMs, hedgeAfterMs: g.hedgeAfterMs },
     });
     if (g.apiKeys.length === 0) ctx.log.warn('gateway.apiKeys is empty: inference routes are open to anyone who can reach the port');
     const { host, port } = ctx.config.gateway;

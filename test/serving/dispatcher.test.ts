@@ -51,7 +51,7 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
 
   it('coalesces a turn into one message; while maxInflight are out, holds requests and sends them together when a reply returns', async () => {
     const r = await standIn('svc-hold', 1500);
-    const d = new InferenceDispatcher(gw, s, { maxInflight: 2, maxHoldMs: 10_000, attemptTimeoutMs: 10_000 });
+    const d = new InferenceDispatcher(gw, s, { maxInflight: 2, maxHoldMs: 10_000, hedgeAfterMs: 10_000 });
     const deadline = Date.now() + 10_000;
     const first = [0, 1, 2].map((i) => d.infer('svc-hold', 64, item(i), deadline)); // one turn → one message
     await turn();
@@ -74,7 +74,7 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
 
   it('holds no longer than maxHoldMs, and never more than maxItems in one message', async () => {
     const r = await standIn('svc-bound', 3500);
-    const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 1000, attemptTimeoutMs: 10_000 });
+    const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 1000, hedgeAfterMs: 10_000 });
     const t0 = Date.now();
     const deadline = Date.now() + 10_000;
     const a = d.infer('svc-bound', 4, item(0), deadline);
@@ -97,7 +97,7 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
   it('allows maxInflight messages per replica that answered lately', async () => {
     const a = await standIn('svc-two', 100, 'replica-a');
     const b = await standIn('svc-two', 100, 'replica-b');
-    const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 10_000, attemptTimeoutMs: 10_000 });
+    const d = new InferenceDispatcher(gw, s, { maxInflight: 1, maxHoldMs: 10_000, hedgeAfterMs: 10_000 });
     const deadline = Date.now() + 10_000;
     // Until both replicas have answered (the queue group picks one per message).
     for (let i = 0; i < 60 && (a.sizes.length === 0 || b.sizes.length === 0); i++) await d.infer('svc-two', 64, item(i), deadline);
@@ -135,6 +135,34 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
     const r = await standIn('svc-later', 0, 'late-replica');
     expect(text((await pending).body)).toBe('{"n":7}');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(3500);
+    d.stop();
+    r.stop();
+  });
+
+  it('a replica that never answers (its node was SIGKILLed) costs a hedge delay, not the deadline', async () => {
+    // One member of the queue group swallows messages, as a replica on a killed node does (NATS
+    // cannot tell the gateway it will never answer); the other answers. Deadlines of 2 s: a
+    // request stuck on the silent one until a 3 s per-try timeout would miss its deadline.
+    const silent = replica.subscribe(s.service('svc-hole'), { queue: 'svc-hole', callback: () => undefined });
+    const live = await standIn('svc-hole', 0, 'live');
+    const d = new InferenceDispatcher(gw, s, {});
+    const results = [];
+    for (let i = 0; i < 16; i++) results.push(await d.infer('svc-hole', 64, item(i), Date.now() + 2000));
+    expect(results.map((x) => text(x.body))).toEqual(Array.from({ length: 16 }, (_, i) => `{"n":${i}}`));
+    // Some of them met the silent member first and were answered by a second copy.
+    expect(results.some((x) => x.attempts > 1)).toBe(true);
+    d.stop();
+    live.stop();
+    silent.unsubscribe();
+  });
+
+  it('a slow but live replica is not flooded with hedged copies (the budget bounds them)', async () => {
+    const r = await standIn('svc-slowpoke', 400, 'slowpoke');
+    const d = new InferenceDispatcher(gw, s, { hedgeAfterMs: 50, hedgeBudget: 3 });
+    for (let i = 0; i < 12; i++) await d.infer('svc-slowpoke', 64, item(i), Date.now() + 10_000);
+    // 12 requests, at most 3 hedges from the initial budget plus what 12 replies earn back (1.2).
+    expect(r.sizes.length).toBeGreaterThan(12);
+    expect(r.sizes.length).toBeLessThanOrEqual(12 + 4);
     d.stop();
     r.stop();
   });
