@@ -18,7 +18,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
-import { ModelDeployments, ModelRegistry } from '../ml/index.ts';
+import { ModelDeployments, ModelRegistry, type LiveTrack } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
 export const MODELS_FLAGS = ['alias', 'metrics', 'lineage', 'description', 'version', 'replicas', 'max-batch', 'max-delay-ms', 'weight', 'sticky', 'json', 'threads', 'autoscale', 'max-queue-rows'] as const;
@@ -174,14 +174,18 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
       }
       case 'status': {
         const name = need(0, 'NAME');
-        const d = await (await deployments()).require(name);
+        // Replica counts and readiness are probed now, not read from the record.
+        const live = await (await deployments()).live(name);
+        const d = live.deployment;
+        const serving = (t: LiveTrack) =>
+          `${t.serving} of ${t.desired} replicas serving${t.serving < t.desired ? ` — ${t.replicas.filter((r) => !r.serving).map((r) => `${r.actorId}: ${r.state}${r.nodeId ? ` on ${r.nodeId}` : ''}${r.reason ? ` (${r.reason})` : ''}, no answer`).join('; ') || 'none in the directory'}` : ''}`;
         const lines = [
-          `${name}: stable v${d.stable.version} (${d.stable.state}, ${d.stable.replicas} replicas on ${d.stable.service})`,
-          d.canary ? `  canary v${d.canary.version} (${d.canary.state}, weight ${d.canary.weight}${d.canary.sticky ? ', sticky' : ''})` : '  no canary',
+          `${name}: ${live.ready ? 'ready' : 'NOT SERVING'} — stable v${live.stable.version} on ${live.stable.service}, ${serving(live.stable)}`,
+          d.canary && live.canary ? `  canary v${d.canary.version} (${d.canary.state}, weight ${d.canary.weight}${d.canary.sticky ? ', sticky' : ''}), ${serving(live.canary)}` : '  no canary',
           ...d.history.slice(-10).map((h) => `  ${new Date(h.at).toISOString()}  ${h.event} v${h.version}${h.detail ? `  ${h.detail}` : ''}`),
         ];
-        print(d, lines.join('\n'));
-        return 0;
+        print(live, lines.join('\n'));
+        return live.ready ? 0 : 1;
       }
       default:
         throw Errors.USAGE(`unknown models command "${cmd}"\n${USAGE}`);

@@ -120,6 +120,14 @@ export const ConfigSchema = Type.Object(
         leaseTtlMs: Type.Integer({ minimum: 500, maximum: 600_000, default: 10_000 }),
         /** Placement strategy. @default cost-aware */
         strategy: Type.Union([Type.Literal('cost-aware'), Type.Literal('pack'), Type.Literal('spread')], { default: 'cost-aware' }),
+        /**
+         * A running job whose record has not moved for 20× its expected update interval (from
+         * its step time), and at least this long, is stalled: its coordinator is restarted
+         * (it resumes from its checkpoint). @default 60000
+         */
+        jobStallMs: Type.Integer({ minimum: 100, maximum: 86_400_000, default: 60_000 }),
+        /** Coordinator restarts of a stalled job before it fails with the reason. @default 3 */
+        jobMaxRestarts: Type.Integer({ minimum: 0, maximum: 100, default: 3 }),
       },
       { default: {}, additionalProperties: false },
     ),

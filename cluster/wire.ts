@@ -354,6 +354,8 @@ export interface JobRecord {
   submittedAt: number;
   updatedAt: number;
   reason?: string;
+  /** Times the scheduler restarted the job's coordinator because the job made no progress. */
+  restarts?: number;
   progress?: Record<string, unknown>;
   result?: Record<string, unknown>;
 }

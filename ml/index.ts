@@ -38,7 +38,7 @@ export {
   type TrackHealth,
   type Verdict,
 } from './serving/canary.ts';
-export { ModelDeployments, type CanaryOptions, type DeployOptions, type TrackOptions } from './serving/deployments.ts';
+export { ModelDeployments, type CanaryOptions, type DeployOptions, type TrackOptions, type LiveStatus, type LiveTrack, type LiveReplica } from './serving/deployments.ts';
 export {
   INFERENCE_ACTOR_TYPE,
   InferenceArgs,

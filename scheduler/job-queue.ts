@@ -28,6 +28,7 @@ import {
   type Subjects,
 } from '../cluster/index.ts';
 import type { ActorManager } from './actor-manager.ts';
+import { JobWatchdog, coordinatorSpec, type StallPolicy } from './job-watchdog.ts';
 
 export const DEFAULT_JOB_ACTOR = 'training-job';
 
@@ -37,12 +38,15 @@ export interface JobQueueOptions {
   prefix: string;
   actors: ActorManager;
   log: Logger;
+  /** When a running job counts as stalled (see JobWatchdog). */
+  stall?: Partial<StallPolicy>;
 }
 
 export class JobQueue {
   readonly #o: JobQueueOptions;
   #kv!: KV;
   #stop: (() => void) | undefined;
+  #watchdog: JobWatchdog | undefined;
 
   constructor(opts: JobQueueOptions) {
     this.#o = opts;
@@ -61,6 +65,8 @@ export class JobQueue {
     const consumer = await jetstream(this.#o.nc).consumers.get(r.jobsStream, durable);
     const messages = await consumer.consume({ max_messages: 16 });
     this.#stop = () => void messages.close();
+    this.#watchdog = new JobWatchdog({ kv: this.#kv, actors: this.#o.actors, update: (id, patch) => this.update(id, patch), log: this.#o.log, ...(this.#o.stall ? { policy: this.#o.stall } : {}) });
+    await this.#watchdog.start();
     void (async () => {
       for await (const m of messages) {
         try {
@@ -77,6 +83,7 @@ export class JobQueue {
 
   stop(): void {
     this.#stop?.();
+    this.#watchdog?.stop();
   }
 
   async #accept(m: JsMsg): Promise<void> {
@@ -114,7 +121,7 @@ export class JobQueue {
 
   async #startJob(rec: JobRecord): Promise<void> {
     try {
-      await this.#o.actors.spawn({ type: rec.actorType, id: jobActorId(rec.id), group: jobActorId(rec.id), args: { jobId: rec.id }, kind: ActorKind.BATCH, constraints: { spotOk: true } });
+      await this.#o.actors.spawn(coordinatorSpec(rec));
     } catch (err) {
       if (Errors.ACTOR_ALREADY_RUNNING.is(err)) return;
       await this.update(rec.id, { state: JobState.FAILED, reason: `cannot start the job: ${(err as Error).message}` });

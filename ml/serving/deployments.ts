@@ -54,6 +54,33 @@ export interface TrackOptions {
   autoscale?: ServiceAutoscale;
 }
 
+/** One replica as it is now: its directory entry, and whether it answered a readiness probe. */
+export interface LiveReplica {
+  actorId: string;
+  nodeId: string;
+  state: string;
+  serving: boolean;
+  reason?: string;
+}
+
+/** A track as it is now, not as its record says: `serving` counts replicas that answered. */
+export interface LiveTrack {
+  version: number;
+  service: string;
+  recordState: Track['state'];
+  desired: number;
+  serving: number;
+  replicas: LiveReplica[];
+}
+
+export interface LiveStatus {
+  deployment: Deployment;
+  /** A replica of the stable version answered just now. */
+  ready: boolean;
+  stable: LiveTrack;
+  canary?: LiveTrack;
+}
+
 export interface DeployOptions extends TrackOptions {
   policy?: Partial<RollbackPolicy>;
 }
@@ -217,6 +244,33 @@ export class ModelDeployments {
     await this.registry.kv.delete(keys.deployment(name));
     await this.#stopTrack(cur.stable);
     if (cur.canary) await this.#stopTrack(cur.canary);
+  }
+
+  /**
+   * The deployment as it is now: each track's replicas from the directory, each asked a
+   * readiness probe (`probeMs` at most, all at once). Status never claims what does not exist —
+   * the record says what was asked for; this says what serves.
+   */
+  async live(name: string, probeMs = 1000): Promise<LiveStatus> {
+    const dep = await this.require(name);
+    const entries = await this.#directory.list();
+    const track = async (t: Track): Promise<LiveTrack> => {
+      const mine = entries.filter((v) => v.entry.spec.service === t.service).map((v) => v.entry);
+      const replicas = await Promise.all(
+        mine.map(async (e): Promise<LiveReplica> => {
+          const serving = await this.#client
+            .ref(e.actorId)
+            .ask<ReadyReply>({ type: 'ready' }, { timeoutMs: probeMs })
+            .then(() => true)
+            .catch(() => false);
+          return { actorId: e.actorId, nodeId: e.nodeId, state: e.state, serving, ...(e.reason ? { reason: e.reason } : {}) };
+        }),
+      );
+      replicas.sort((a, b) => a.actorId.localeCompare(b.actorId));
+      return { version: t.version, service: t.service, recordState: t.state, desired: t.replicas, serving: replicas.filter((r) => r.serving).length, replicas };
+    };
+    const [stable, canary] = await Promise.all([track(dep.stable), dep.canary ? track(dep.canary) : undefined]);
+    return { deployment: dep, ready: stable.serving > 0, stable, ...(canary ? { canary } : {}) };
   }
 
   /** Replica ids of a track (the scheduler names service replicas `<service>-<i>`). */

@@ -160,6 +160,33 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * A job's pace: the median of its recent step times, and the bounds it gives. A gradient ask
+ * waits 10× a typical step (at least 2 s) before it is sent again — the worker may have died with
+ * its node, and its re-placed twin answers the retry; a whole step gets 50× (at least 15 s),
+ * never more than the spec's `stepTimeoutMs`. Until a few steps have been timed (warm-up, data
+ * loading), only `stepTimeoutMs` applies.
+ */
+class StepPace {
+  readonly #ring = new Float64Array(32);
+  #n = 0;
+  constructor(private readonly maxMs: number) {}
+  add(ms: number): void {
+    this.#ring[this.#n++ % this.#ring.length] = ms;
+  }
+  median(): number | undefined {
+    const n = Math.min(this.#n, this.#ring.length);
+    if (n === 0) return undefined;
+    const s = this.#ring.slice(0, n).sort();
+    return s[Math.floor(n / 2)]!;
+  }
+  bounds(): { askMs: number; stepMs: number } {
+    const m = this.#n >= 3 ? this.median()! : undefined;
+    if (m === undefined) return { askMs: this.maxMs, stepMs: this.maxMs };
+    return { askMs: Math.min(this.maxMs, Math.max(2000, 10 * m)), stepMs: Math.min(this.maxMs, Math.max(15_000, 50 * m)) };
+  }
+}
+
 const workerIds = (jobId: string, n: number) => Array.from({ length: n }, (_, i) => `job-${jobId}-w-${i + 1}`);
 
 class TrainingJob extends Actor<JobMsg> {
@@ -291,15 +318,20 @@ class TrainingJob extends Actor<JobMsg> {
       const marketLog: { step: number; market: string; reason: string }[] = [];
       let samples = 0;
       let lastProgress: Record<string, unknown> = {};
+      const pace = new StepPace(spec.stepTimeoutMs);
+      const every = Math.max(1, Math.floor(spec.checkpointEvery / 2));
       for (let step = (ck?.step ?? 0) + 1; step <= this.#steps; step++) {
         if (this.#stopped) return;
         const stepStart = performance.now();
         let replies: GradReply[];
+        // Bounds from the job's own pace: a worker whose node died never answers, and its
+        // re-placed twin (same id, same deterministic gradient) is asked again after `askMs`.
+        const { askMs, stepMs } = pace.bounds();
         try {
           replies = await withTimeout(
-            Promise.all(workers.map((id) => this.ctx.system.ref(id).ask<GradReply>({ type: 'grad', step, params: f32bytes(params) }, { timeoutMs: 30_000, retry: { attempts: 40, delayMs: 250 } }))),
-            spec.stepTimeoutMs,
-            `step ${step}: no gradients from every worker within ${spec.stepTimeoutMs} ms`,
+            Promise.all(workers.map((id) => this.ctx.system.ref(id).ask<GradReply>({ type: 'grad', step, params: f32bytes(params) }, { timeoutMs: askMs, retry: { attempts: 40, delayMs: 250 } }))),
+            stepMs,
+            `step ${step}: no gradients from every worker within ${Math.round(stepMs)} ms`,
           );
         } catch (err) {
           failures++;
@@ -321,6 +353,7 @@ class TrainingJob extends Actor<JobMsg> {
         }
         await applyUpdate(await processKernels(), spec.hyper.optimizer, spec.hyper.lr, step, params, g, m, v);
         const secs = (performance.now() - stepStart) / 1000;
+        pace.add(secs * 1000);
         workerSeconds += secs * replies.length;
         for (const r of replies) cost += ((prices.get(r.nodeId) ?? 0) * secs) / 3600;
         samples += total;
@@ -346,8 +379,10 @@ class TrainingJob extends Actor<JobMsg> {
             }
           }
         }
-        if (step % Math.max(1, Math.floor(spec.checkpointEvery / 2)) === 0 || step === this.#steps) {
-          const progress: Record<string, unknown> = { ...(step % spec.checkpointEvery === 0 || step === this.#steps ? { valAuc: valAuc() } : {}), elapsedMs: performance.now() - t0, step, steps: this.#steps, loss, samplesPerSec: samples / ((performance.now() - t0) / 1000), workers: replies.length, workerSeconds, costSoFar: cost, backend: replies[0]!.backend, checkpointStep: step - (step % spec.checkpointEvery) };
+        if (step % every === 0 || step === this.#steps) {
+          // `stepMs` and `every` give the scheduler's watchdog this job's pace (its stall bound);
+          // `node` says where the coordinator runs.
+          const progress: Record<string, unknown> = { ...(step % spec.checkpointEvery === 0 || step === this.#steps ? { valAuc: valAuc() } : {}), elapsedMs: performance.now() - t0, step, steps: this.#steps, loss, samplesPerSec: samples / ((performance.now() - t0) / 1000), workers: replies.length, workerSeconds, costSoFar: cost, backend: replies[0]!.backend, checkpointStep: step - (step % spec.checkpointEvery), stepMs: pace.median(), every, node: this.ctx.nodeId };
           this.#progress(progress);
           lastProgress = progress;
           const state = step % spec.checkpointEvery === 0 ? JobState.CHECKPOINTED : JobState.RUNNING;
