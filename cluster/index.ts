@@ -29,3 +29,4 @@ export { ensureResources, openBucket } from './resources.ts';
 export { runProcess, fail, type ProcessContext, type ProcessSpec, type Started } from './process.ts';
 export { SHOAL_VERSION } from './version.ts';
 export { seededRandom } from './random.ts';
+export { VirtualClock, systemClock, monotonicClock, every, type Clock } from './clock.ts';

@@ -10,7 +10,10 @@ import {
   Errors,
   ShoalError,
   encode,
+  every,
   request,
+  systemClock,
+  type Clock,
   type Directory,
   type DirectoryEntry,
   type Logger,
@@ -23,6 +26,7 @@ import {
 import type { MembershipView } from './membership-view.ts';
 import type { ActorPlacer } from './simple-placement.ts';
 import { placementRequest } from './runtime-placer.ts';
+import { PendingBackoff } from './pending-backoff.ts';
 import type { PlacementRequest } from './types.ts';
 
 type Placed = SpawnResult['actors'][number];
@@ -38,6 +42,8 @@ export interface ActorManagerOptions {
   reconcileMs?: number;
   /** Spawn request timeout to a node. @default 10000 */
   spawnTimeoutMs?: number;
+  /** Time and timers. @default systemClock */
+  clock?: Clock;
 }
 
 const LIVE: readonly string[] = [ActorState.STARTING, ActorState.RUNNING, ActorState.DRAINING];
@@ -61,18 +67,22 @@ export class ActorManager {
    * the caller's retry (a training job retries every few seconds) to find the new nodes.
    */
   readonly #gangDemand = new Map<string, { req: PlacementRequest; until: number }>();
-  #timer: NodeJS.Timeout | undefined;
+  #timer: (() => void) | undefined;
   #stopWatch: (() => void) | undefined;
   #reconciling = false;
   #again = false;
   /** Pending actors being placed right now. */
   readonly #placing = new Set<string>();
+  readonly #clock: Clock;
   /** When a pending actor that could not be placed is tried next. */
-  readonly #retry = new Map<string, { at: number; delayMs: number }>();
-  readonly #startedAt = Date.now();
+  readonly #retry: PendingBackoff;
+  readonly #startedAt: number;
 
   constructor(opts: ActorManagerOptions) {
     this.#o = opts;
+    this.#clock = opts.clock ?? systemClock;
+    this.#retry = new PendingBackoff(this.#clock);
+    this.#startedAt = this.#clock.now();
   }
 
   async start(): Promise<void> {
@@ -89,14 +99,14 @@ export class ActorManager {
     });
     this.#o.membership.onDead(() => this.kick());
     this.#o.membership.onChange(() => {
-      this.#retry.clear(); // capacity may have appeared: try everything again now
+      this.#retry.reset(); // capacity may have appeared: try everything again now
       this.kick();
     });
-    this.#timer = setInterval(() => this.kick(), this.#o.reconcileMs ?? 500);
+    this.#timer = every(this.#clock, this.#o.reconcileMs ?? 500, () => this.kick());
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
+    this.#timer?.();
     this.#stopWatch?.();
   }
 
@@ -118,7 +128,7 @@ export class ActorManager {
 
   /** Pending actors as placement requests (the autoscaler's demand). */
   pendingRequests(): PlacementRequest[] {
-    const now = Date.now();
+    const now = this.#clock.now();
     const gangs: PlacementRequest[] = [];
     for (const [id, d] of this.#gangDemand) {
       if (d.until < now) this.#gangDemand.delete(id);
@@ -161,7 +171,7 @@ export class ActorManager {
       });
       if (!placed) {
         await this.#rollback(actors);
-        const until = Date.now() + GANG_DEMAND_MS;
+        const until = this.#clock.now() + GANG_DEMAND_MS;
         for (const id of ids) this.#gangDemand.set(id, { req: placementRequest(id, { ...spec, id }), until });
         throw Errors.NO_NODE_AVAILABLE(`gang of ${ids.length} (${actorId})`, this.#pendingReasons.get(actorId) ?? 'waiting for capacity');
       }
@@ -292,7 +302,7 @@ export class ActorManager {
     const { membership, directory, log } = this.#o;
     // Until a full dead-after period has passed since we started, an unknown node may simply not
     // have heartbeated to us yet: do not re-place its actors.
-    const settled = Date.now() - this.#startedAt > membership.deadAfterMs;
+    const settled = this.#clock.now() - this.#startedAt > membership.deadAfterMs;
     for (const v of [...this.#entries.values()]) {
       const e = v.entry;
       if (!LIVE.includes(e.state) || !e.nodeId) continue;
@@ -318,11 +328,10 @@ export class ActorManager {
     // dead node. An actor that could not be placed waits before it is tried again (250 ms,
     // doubling to 5 s; any node joining resets that), so one that can never start — a model
     // failing its warm-up — does not spin.
-    const now = Date.now();
     for (const v of this.#entries.values()) {
       if (this.#placing.size >= PLACE_CONCURRENCY) break;
       const actorId = v.entry.actorId;
-      if (v.entry.state !== ActorState.PENDING || this.#placing.has(actorId) || (this.#retry.get(actorId)?.at ?? 0) > now) continue;
+      if (v.entry.state !== ActorState.PENDING || this.#placing.has(actorId) || !this.#retry.due(actorId)) continue;
       this.#placing.add(actorId);
       void this.#placeOne(actorId).finally(() => {
         this.#placing.delete(actorId);
@@ -342,10 +351,7 @@ export class ActorManager {
     } catch (err) {
       if (!Errors.PLACEMENT_CONFLICT.is(err)) log.warn({ actorId, err: (err as Error).message }, 'placement failed');
     }
-    if (placed) this.#retry.delete(actorId);
-    else {
-      const delayMs = Math.min(5000, (this.#retry.get(actorId)?.delayMs ?? 125) * 2);
-      this.#retry.set(actorId, { at: Date.now() + delayMs, delayMs });
-    }
+    if (placed) this.#retry.forget(actorId);
+    else this.#retry.failed(actorId);
   }
 }

@@ -11,7 +11,7 @@
  * its epoch (a fencing token to stamp on placements).
  */
 import type { KV } from '@nats-io/kv';
-import { decode, encode, type Logger } from '../cluster/index.ts';
+import { decode, encode, every, systemClock, type Clock, type Logger } from '../cluster/index.ts';
 import { SchedulerErrors } from './errors.ts';
 
 export interface LeaderLeaseOptions {
@@ -24,7 +24,8 @@ export interface LeaderLeaseOptions {
   ttlMs?: number;
   /** @default ttlMs / 3 */
   renewEveryMs?: number;
-  now?: () => number;
+  /** Time and the renewal timer (tests pass a `VirtualClock`). @default systemClock */
+  clock?: Clock;
   log?: Logger;
 }
 
@@ -42,14 +43,14 @@ export class LeaderLease {
   readonly ttlMs: number;
   readonly renewEveryMs: number;
   readonly #kv: KV;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   readonly #log: Logger | undefined;
   #leading = false;
   #validUntil = 0;
   #epoch = 0;
   #acquiredAt = 0;
   #observed: { revision: number; since: number; holder: string } | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: (() => void) | undefined;
   #ticking: Promise<void> | undefined;
   readonly #listeners = new Set<(leading: boolean) => void>();
 
@@ -59,7 +60,7 @@ export class LeaderLease {
     this.key = opts.key ?? 'scheduler';
     this.ttlMs = opts.ttlMs ?? 10_000;
     this.renewEveryMs = opts.renewEveryMs ?? Math.floor(this.ttlMs / 3);
-    this.#now = opts.now ?? Date.now;
+    this.#clock = opts.clock ?? systemClock;
     this.#log = opts.log;
     if (!(this.ttlMs > 0)) throw SchedulerErrors.BAD_OPTION('ttlMs', `must be > 0, got ${this.ttlMs}`);
     if (!(this.renewEveryMs > 0 && this.renewEveryMs < this.ttlMs)) throw SchedulerErrors.BAD_OPTION('renewEveryMs', `must be > 0 and < ttlMs (${this.ttlMs}), got ${this.renewEveryMs}`);
@@ -68,12 +69,12 @@ export class LeaderLease {
   /** Tries at once, then every `renewEveryMs`. */
   async start(): Promise<void> {
     await this.tick();
-    this.#timer ??= setInterval(() => void this.tick(), this.renewEveryMs);
+    this.#timer ??= every(this.#clock, this.renewEveryMs, () => void this.tick());
   }
 
   /** True while this contender holds a lease no standby can have taken yet. */
   isLeader(): boolean {
-    if (this.#leading && this.#now() >= this.#validUntil) this.#set(false, 'renewal overdue');
+    if (this.#leading && this.#clock.now() >= this.#validUntil) this.#set(false, 'renewal overdue');
     return this.#leading;
   }
 
@@ -107,7 +108,7 @@ export class LeaderLease {
   }
 
   async #tick(): Promise<void> {
-    const start = this.#now();
+    const start = this.#clock.now();
     try {
       const e = await this.#kv.get(this.key);
       if (!e || e.operation !== 'PUT') {
@@ -164,7 +165,7 @@ export class LeaderLease {
    * takes over at its next step instead of waiting for the TTL.
    */
   async stop(opts: { release?: boolean } = {}): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
+    this.#timer?.();
     this.#timer = undefined;
     await this.#ticking;
     const wasLeading = this.#leading;

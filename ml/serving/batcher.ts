@@ -11,6 +11,7 @@
  *
  * The queue is bounded by `maxQueueRows`; past it `submit` refuses at once.
  */
+import { monotonicClock, type Clock } from '../../cluster/index.ts';
 
 export interface BatcherOptions {
   /** @default 32 */
@@ -23,7 +24,8 @@ export interface BatcherOptions {
   maxQueueRows?: number;
   /** The error `submit` throws when the queue is full. */
   onFull?: (queuedRows: number) => Error;
-  now?: () => number;
+  /** Time and timers (tests pass a `VirtualClock`). @default monotonicClock */
+  clock?: Clock;
 }
 
 interface Pending<I, O> {
@@ -60,12 +62,13 @@ export class DynamicBatcher<I, O> {
   readonly #maxInflight: number;
   readonly #maxQueueRows: number;
   readonly #onFull: (rows: number) => Error;
-  readonly #now: () => number;
+  readonly #clock: Clock;
   readonly #run: RunBatch<I, O>;
   #queue: Pending<I, O>[] = [];
   #queueRows = 0;
   #inflight = 0;
-  #timer: NodeJS.Timeout | undefined;
+  /** Cancels the pending delay timer. */
+  #timer: (() => void) | undefined;
   #immediate: NodeJS.Immediate | undefined;
   #closed = false;
   #batches = 0;
@@ -80,7 +83,7 @@ export class DynamicBatcher<I, O> {
     this.#maxInflight = opts.maxInflight ?? 1;
     this.#maxQueueRows = opts.maxQueueRows ?? 4096;
     this.#onFull = opts.onFull ?? ((rows) => new Error(`batch queue full (${rows} rows)`));
-    this.#now = opts.now ?? (() => performance.now());
+    this.#clock = opts.clock ?? monotonicClock;
     if (!(this.maxBatchSize >= 1)) throw new RangeError('maxBatchSize must be ≥ 1');
   }
 
@@ -89,7 +92,7 @@ export class DynamicBatcher<I, O> {
     if (this.#closed) return Promise.reject(new Error('batcher closed'));
     if (this.#queueRows + rows > this.#maxQueueRows && this.#queue.length > 0) return Promise.reject(this.#onFull(this.#queueRows));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ input, rows, key, at: this.#now(), resolve, reject });
+      this.#queue.push({ input, rows, key, at: this.#clock.now(), resolve, reject });
       this.#queueRows += rows;
       this.#schedule();
     });
@@ -120,7 +123,7 @@ export class DynamicBatcher<I, O> {
   }
 
   #clearTimers(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer?.();
     if (this.#immediate) clearImmediate(this.#immediate);
     this.#timer = undefined;
     this.#immediate = undefined;
@@ -134,13 +137,13 @@ export class DynamicBatcher<I, O> {
       return;
     }
     const oldest = this.#queue[0]!;
-    const waitMs = oldest.at + this.maxQueueDelayMs - this.#now();
+    const waitMs = oldest.at + this.maxQueueDelayMs - this.#clock.now();
     if (waitMs <= 0) {
       // Due now; still let the messages of this I/O turn join the batch.
       if (!this.#immediate) {
         this.#immediate = setImmediate(() => {
           this.#immediate = undefined;
-          if (this.#timer) clearTimeout(this.#timer);
+          this.#timer?.();
           this.#timer = undefined;
           this.#dispatchAll();
         });
@@ -148,10 +151,10 @@ export class DynamicBatcher<I, O> {
       return;
     }
     if (!this.#timer) {
-      this.#timer = setTimeout(() => {
+      this.#timer = this.#clock.after(Math.max(1, Math.ceil(waitMs)), () => {
         this.#timer = undefined;
         this.#schedule();
-      }, Math.max(1, Math.ceil(waitMs)));
+      });
     }
   }
 

@@ -5,28 +5,20 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kvm, type KV } from '@nats-io/kv';
-import { Role, ensureResources, resources, type NatsConnection } from '../../cluster/index.ts';
+import { Role, VirtualClock, ensureResources, resources, type NatsConnection } from '../../cluster/index.ts';
 import { LeaderLease } from '../../scheduler/index.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 
 const TTL = 1200;
 
-async function until(fn: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('leader lease (real nats-server)', () => {
   let nats: TestNats;
   const leases: LeaderLease[] = [];
 
-  async function contender(id: string, key: string): Promise<{ lease: LeaderLease; nc: NatsConnection; kv: KV }> {
+  async function contender(id: string, key: string, clock?: VirtualClock): Promise<{ lease: LeaderLease; nc: NatsConnection; kv: KV }> {
     const nc = await nats.connect(Role.SCHEDULER);
     const kv = await new Kvm(nc).open(resources().buckets.leases);
-    const lease = new LeaderLease({ kv, holderId: id, key, ttlMs: TTL });
+    const lease = new LeaderLease({ kv, holderId: id, key, ttlMs: TTL, ...(clock ? { clock } : {}) });
     leases.push(lease);
     return { lease, nc, kv };
   }
@@ -53,23 +45,39 @@ describe('leader lease (real nats-server)', () => {
   });
 
   it('the standby takes over when the leader dies, and not before', async () => {
-    const a = await contender('active', 'sched');
-    const b = await contender('standby', 'sched');
-    await a.lease.start();
+    // Both contenders on one virtual clock: each step of time is taken by hand and both renew
+    // or observe at it, so "never before" is checked at every step rather than by a sleep.
+    const clock = new VirtualClock(0);
+    const a = await contender('active', 'sched', clock);
+    const b = await contender('standby', 'sched', clock);
+    await a.lease.tick();
     expect(a.lease.isLeader()).toBe(true);
-    await b.lease.start();
+    await b.lease.tick();
     const changes: boolean[] = [];
     b.lease.onChange((l) => changes.push(l));
+    const step = a.lease.renewEveryMs;
     // Three TTLs with the leader renewing: the standby never leads.
-    await new Promise((r) => setTimeout(r, 3 * TTL));
-    expect(b.lease.isLeader()).toBe(false);
-    expect(a.lease.isLeader()).toBe(true);
+    for (let t = 0; t < 3 * TTL; t += step) {
+      clock.advance(step);
+      await a.lease.tick();
+      await b.lease.tick();
+      expect(b.lease.isLeader()).toBe(false);
+      expect(a.lease.isLeader()).toBe(true);
+    }
     expect(b.lease.leader()).toBe('active');
     const epochA = a.lease.epoch;
-    // Kill the active one: it stops renewing and its connection goes away.
+    // Kill the active one: it stops renewing and its connection goes away. The standby takes
+    // over once it has seen the same revision for a TTL on its own clock — and not a step sooner.
     await a.lease.stop({ release: false });
     await a.nc.close();
-    await until(() => b.lease.isLeader(), 10 * TTL, 'standby to lead');
+    let waited = 0;
+    while (!b.lease.isLeader()) {
+      clock.advance(step);
+      waited += step;
+      await b.lease.tick();
+      expect(waited).toBeLessThanOrEqual(TTL + 2 * step);
+    }
+    expect(waited).toBeGreaterThanOrEqual(TTL);
     expect(changes).toEqual([true]);
     expect(b.lease.epoch).toBeGreaterThan(epochA);
     const rec = await b.kv.get('sched');

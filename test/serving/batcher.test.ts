@@ -1,5 +1,6 @@
 /** Dynamic batcher semantics and canary routing/judging, with no cluster. */
 import { describe, expect, it } from 'vitest';
+import { VirtualClock } from '../../cluster/index.ts';
 import { CanaryMonitor, DEFAULT_POLICY, DynamicBatcher, OutcomeTally, pickTrack, type Deployment } from '../../ml/index.ts';
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -32,11 +33,18 @@ describe('DynamicBatcher (Triton semantics)', () => {
 
   it('waits up to maxQueueDelayMs only when a full batch cannot be formed', async () => {
     const runs: number[][] = [];
-    const b = new DynamicBatcher<number, number>(async (xs) => (runs.push(xs), xs), { maxBatchSize: 3, maxQueueDelayMs: 40 });
+    const clock = new VirtualClock(1000);
+    const b = new DynamicBatcher<number, number>(async (xs) => (runs.push(xs), xs), { maxBatchSize: 3, maxQueueDelayMs: 40, clock });
     const first = b.submit(1, 1);
-    await new Promise((r) => setTimeout(r, 5));
+    clock.advance(5);
+    await tick();
     expect(runs).toEqual([]); // not full: waiting
     const second = b.submit(2, 1);
+    clock.advance(34); // 39 ms after the oldest arrived: still waiting for a fuller batch
+    await tick();
+    expect(runs).toEqual([]);
+    clock.advance(1); // the oldest's delay runs out
+    await tick();
     await Promise.all([first, second]);
     expect(runs).toEqual([[1, 2]]); // dispatched when the oldest's delay ran out
     await Promise.all([b.submit(3, 1), b.submit(4, 1), b.submit(5, 1)]);
