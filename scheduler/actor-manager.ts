@@ -24,8 +24,7 @@ import {
   type Versioned,
 } from '../cluster/index.ts';
 import type { MembershipView } from './membership-view.ts';
-import type { ActorPlacer } from './simple-placement.ts';
-import { placementRequest } from './runtime-placer.ts';
+import { placementRequest, type ActorPlacer } from './actor-placer.ts';
 import { PendingBackoff } from './pending-backoff.ts';
 import type { PlacementRequest } from './types.ts';
 
@@ -86,15 +85,17 @@ export class ActorManager {
   }
 
   async start(): Promise<void> {
-    // Resources held by actors already running (a new leader starts with empty soft state).
-    const views = this.#o.membership.view();
+    // The fleet as known now, then one node change at a time; and the resources held by actors
+    // already running (a new leader starts with empty soft state).
+    for (const v of this.#o.membership.view()) this.#o.placer.nodeChanged(v.nodeId, v);
+    this.#o.membership.onChange((nodeId, view) => this.#o.placer.nodeChanged(nodeId, view));
     for (const v of await this.#o.directory.list()) {
-      if (LIVE.includes(v.entry.state) && v.entry.nodeId) this.#o.placer.adopt?.(v.entry.actorId, v.entry.spec, v.entry.nodeId, views);
+      if (LIVE.includes(v.entry.state) && v.entry.nodeId) this.#o.placer.adopt(v.entry.actorId, v.entry.spec, v.entry.nodeId);
     }
     this.#stopWatch = await this.#o.directory.watch((id, v) => {
       if (v) this.#entries.set(id, v);
       else this.#entries.delete(id);
-      if (!v || v.entry.state === ActorState.FAILED || v.entry.state === ActorState.STOPPED) this.#o.placer.release?.(id);
+      if (!v || v.entry.state === ActorState.FAILED || v.entry.state === ActorState.STOPPED) this.#o.placer.release(id);
       if (v?.entry.state === ActorState.PENDING) this.kick();
     });
     this.#o.membership.onDead(() => this.kick());
@@ -152,7 +153,7 @@ export class ActorManager {
       const base = spec.id ?? spec.service ?? `a-${nuid.next()}`;
       for (let i = 1; i <= replicas; i++) ids.push(`${base}-${i}`);
     } else ids.push(spec.id ?? `a-${nuid.next()}`);
-    for (const actorId of ids) this.#o.placer.check?.(actorId, { ...spec, id: actorId });
+    for (const actorId of ids) this.#o.placer.check(actorId, { ...spec, id: actorId });
     this.#checkType(spec.type);
     const actors: Placed[] = [];
     if (!gang) {
@@ -242,15 +243,10 @@ export class ActorManager {
   /** Tries nodes until one starts the actor; undefined when none can (reason recorded). */
   async #place(actorId: string, spec: SpawnSpec, revision: number, epoch: number): Promise<Placed | undefined> {
     let refused = false;
-    // Nodes that report their actor types and lack this one are never chosen.
-    const tried = new Set<string>(
-      this.#o.membership
-        .view()
-        .filter((n) => n.capabilities.actorTypes && !n.capabilities.actorTypes.includes(spec.type))
-        .map((n) => n.nodeId),
-    );
+    // Nodes that refused it during this placement; the placer itself skips nodes that do not load its type.
+    const tried = new Set<string>();
     for (;;) {
-      const d = this.#o.placer.choose(actorId, spec, this.#o.membership.view(), tried);
+      const d = this.#o.placer.choose(actorId, spec, tried);
       if ('reason' in d) {
         // After refusals, the last refusal says more than "no node left to try".
         if (!refused) this.#pendingReasons.set(actorId, d.reason);

@@ -11,7 +11,7 @@ import { ScalingController } from './autoscaler/controller.ts';
 import { LocalProvider } from './providers/local.ts';
 import { PoolRisk } from './spot/pool-risk.ts';
 import type { Catalogue, PlacementRequest } from './types.ts';
-import type { ClusterPlacer } from './runtime-placer.ts';
+import type { ClusterPlacer } from './actor-placer.ts';
 
 /** One node type + one pool per profile; a GPU profile is assumed to have one adapter. */
 export function catalogueFromProfiles(config: Config): Catalogue {

@@ -30,7 +30,7 @@ import {
 } from '../cluster/index.ts';
 import { MembershipView } from './membership-view.ts';
 import { ActorManager } from './actor-manager.ts';
-import { ClusterPlacer } from './runtime-placer.ts';
+import { ClusterPlacer } from './actor-placer.ts';
 import { LeaderLease } from './leader.ts';
 import { PoolRisk } from './spot/pool-risk.ts';
 import { SchedulerErrors } from './errors.ts';

@@ -20,7 +20,7 @@ export class MembershipView {
   #stop: (() => void) | undefined;
   #sweep: NodeJS.Timeout | undefined;
   readonly #deadListeners: ((nodeId: string, why: 'silent' | 'restarted') => void)[] = [];
-  readonly #changeListeners: (() => void)[] = [];
+  readonly #changeListeners: ((nodeId: string, view: NodeView | undefined) => void)[] = [];
 
   constructor(
     private readonly bucket: KV,
@@ -43,7 +43,7 @@ export class MembershipView {
     if (e.operation === 'DEL' || e.operation === 'PURGE') {
       if (this.#nodes.delete(e.key)) {
         this.log.info({ nodeId: e.key }, 'node left');
-        for (const l of this.#changeListeners) l();
+        this.#changed(e.key);
       }
       return;
     }
@@ -62,7 +62,7 @@ export class MembershipView {
         if (!prev.dead) for (const l of this.#deadListeners) l(e.key, 'restarted');
       } else if (!prev || prev.dead) this.log.info({ nodeId: e.key, profile: record.profile, labels: record.labels }, prev ? 'node back' : 'node joined');
       this.#nodes.set(e.key, { record, seenAt: this.now(), dead: false });
-      if (!prev || prev.dead || restarted || prev.record.state !== record.state) for (const l of this.#changeListeners) l();
+      if (!prev || prev.dead || restarted || prev.record.state !== record.state) this.#changed(e.key);
     } catch (err) {
       this.log.warn({ key: e.key, err: (err as Error).message }, 'unreadable node record');
     }
@@ -73,9 +73,19 @@ export class MembershipView {
     this.#deadListeners.push(fn);
   }
 
-  /** Called when a node joins, comes back or changes state (capacity may have appeared). */
-  onChange(fn: () => void): void {
+  /**
+   * Called with the node's view when a node joins, comes back, restarts, changes state or is
+   * declared dead, and with `undefined` when it leaves — not on every heartbeat. Listeners keep
+   * their own state in step one node at a time (the placer), or react to capacity that may have
+   * appeared (pending actors).
+   */
+  onChange(fn: (nodeId: string, view: NodeView | undefined) => void): void {
     this.#changeListeners.push(fn);
+  }
+
+  #changed(nodeId: string): void {
+    const v = this.#viewOf(nodeId);
+    for (const l of this.#changeListeners) l(nodeId, v);
   }
 
   /** Declares nodes silent for longer than deadAfterMs dead (each once). */
@@ -86,6 +96,7 @@ export class MembershipView {
         n.dead = true;
         this.log.warn({ nodeId, silentMs: now - n.seenAt }, 'node declared dead');
         for (const l of this.#deadListeners) l(nodeId, 'silent');
+        this.#changed(nodeId);
       }
     }
   }
@@ -118,23 +129,25 @@ export class MembershipView {
   }
 
   view(): NodeView[] {
-    const now = this.now();
-    return [...this.#nodes.values()]
-      .map(({ record, seenAt }) => {
-        const ago = now - seenAt;
-        return {
-          nodeId: record.nodeId,
-          incarnation: record.incarnation,
-          profile: record.profile,
-          state: record.state,
-          alive: ago <= this.deadAfterMs,
-          lastSeenMsAgo: ago,
-          labels: record.labels,
-          capabilities: record.capabilities,
-          load: record.load,
-        };
-      })
-      .sort((a, b) => a.nodeId.localeCompare(b.nodeId));
+    return [...this.#nodes.keys()].map((id) => this.#viewOf(id)!).sort((a, b) => a.nodeId.localeCompare(b.nodeId));
+  }
+
+  #viewOf(nodeId: string): NodeView | undefined {
+    const n = this.#nodes.get(nodeId);
+    if (!n) return undefined;
+    const { record, seenAt } = n;
+    const ago = this.now() - seenAt;
+    return {
+      nodeId: record.nodeId,
+      incarnation: record.incarnation,
+      profile: record.profile,
+      state: record.state,
+      alive: !n.dead && ago <= this.deadAfterMs,
+      lastSeenMsAgo: ago,
+      labels: record.labels,
+      capabilities: record.capabilities,
+      load: record.load,
+    };
   }
 
   stop(): void {

@@ -212,6 +212,7 @@ export class Placer {
       gpuFeatures: spec.gpuFeatures ?? [],
       interruptionRatePerHour: spec.interruptionRatePerHour ?? 0,
       type: spec.type,
+      actorTypes: spec.actorTypes ? new Set(spec.actorTypes) : undefined,
       allocated: zeroVector(),
       actors: 0,
       alive: true,
@@ -376,11 +377,11 @@ export class Placer {
    * already bound returns its placement. Does not check impossibility (call `check()` once at
    * submission, not on every retry).
    */
-  place(req: PlacementRequest): PlaceResult {
+  place(req: PlacementRequest, opts: { exclude?: ReadonlySet<string> } = {}): PlaceResult {
     const bound = this.placementOf(req.id);
     if (bound) return { ok: true, placement: bound };
     const n = normalizeRequest(req);
-    const choice = n.nodeId ? this.#pinned(n) : this.#choose(n);
+    const choice = n.nodeId ? this.#pinned(n, opts.exclude) : this.#choose(n, opts.exclude);
     if (!choice) return { ok: false, reason: this.#whyPending(n) };
     this.#bind(req, n, choice.entry);
     const s = choice.entry.state;
@@ -424,9 +425,9 @@ export class Placer {
     }
   }
 
-  #pinned(n: NormalizedRequest): { entry: Entry; score: number } | undefined {
+  #pinned(n: NormalizedRequest, exclude: ReadonlySet<string> | undefined): { entry: Entry; score: number } | undefined {
     const e = this.#nodes.get(n.nodeId!);
-    if (!e || !this.#schedulable(e.state) || !fitsNode(n, e.state)) return undefined;
+    if (!e || !this.#schedulable(e.state) || !this.#takes(n, e, exclude)) return undefined;
     if (!labelsMatch(n.labels, e.state.labels) || (e.state.spot && !n.spotOk) || !hasFeatures(n.gpuFeatures, e.state.gpuFeatures)) return undefined;
     return { entry: e, score: 0 };
   }
@@ -442,7 +443,7 @@ export class Placer {
     return true;
   }
 
-  #choose(n: NormalizedRequest): { entry: Entry; score: number } | undefined {
+  #choose(n: NormalizedRequest, exclude: ReadonlySet<string> | undefined): { entry: Entry; score: number } | undefined {
     const poolName = n.labels?.pool;
     const source = typeof poolName === 'string' ? (this.#poolsByName.get(poolName) ?? []) : this.#poolList;
     const spread = this.#antiAffinity && n.group !== undefined ? n.group : undefined;
@@ -462,7 +463,7 @@ export class Placer {
     const cands: Entry[] = [];
     for (const { pool, score } of scored) {
       cands.length = 0;
-      this.#candidates(n, pool, cands);
+      this.#candidates(n, pool, cands, exclude);
       if (cands.length === 0) continue;
       for (const e of cands) {
         const s = score + this.strategy.scoreNode(n, e.state, this.#ctx);
@@ -485,14 +486,14 @@ export class Placer {
   }
 
   /** Up to k fitting nodes of `pool`: partly used ones from a rotating cursor, then an empty one. */
-  #candidates(n: NormalizedRequest, pool: PoolIndex, out: Entry[]): void {
+  #candidates(n: NormalizedRequest, pool: PoolIndex, out: Entry[], exclude: ReadonlySet<string> | undefined): void {
     const partial = pool.partial;
     const len = partial.length;
     const scan = Math.min(len, this.#maxScan);
     let i = 0;
     for (; i < scan && out.length < this.#k; i++) {
       const e = partial[(pool.cursor + i) % len]!;
-      if (fitsNode(n, e.state)) out.push(e);
+      if (this.#takes(n, e, exclude)) out.push(e);
     }
     if (len > 0) pool.cursor = (pool.cursor + i) % len;
     // Empty nodes of one pool are interchangeable: offering one is enough (two checked, as
@@ -500,16 +501,22 @@ export class Placer {
     const empty = pool.empty;
     for (let j = 0; j < Math.min(empty.length, 2); j++) {
       const e = empty[j]!;
-      if (fitsNode(n, e.state)) {
+      if (this.#takes(n, e, exclude)) {
         out.push(e);
         break;
       }
     }
     if (out.length === 0) {
       // The bounded scan missed; look at the rest so "waiting for capacity" is never a lie.
-      for (const e of partial) if (fitsNode(n, e.state)) return void out.push(e);
-      for (const e of empty) if (fitsNode(n, e.state)) return void out.push(e);
+      for (const e of partial) if (this.#takes(n, e, exclude)) return void out.push(e);
+      for (const e of empty) if (this.#takes(n, e, exclude)) return void out.push(e);
     }
+  }
+
+  /** The node fits the request, loads its actor type, and is not excluded from this decision. */
+  #takes(n: NormalizedRequest, e: Entry, exclude: ReadonlySet<string> | undefined): boolean {
+    const s = e.state;
+    return fitsNode(n, s) && (n.actorType === undefined || s.actorTypes === undefined || s.actorTypes.has(n.actorType)) && !exclude?.has(s.nodeId);
   }
 
   #whyPending(n: NormalizedRequest): PendingReason {
@@ -594,5 +601,6 @@ export function nodeSpecFromView(v: NodeView): NodeSpec {
     gpuFeatures: v.capabilities.gpu?.features ?? [],
     interruptionRatePerHour: rate,
     ...(typeof labels.type === 'string' ? { type: labels.type } : {}),
+    ...(v.capabilities.actorTypes ? { actorTypes: v.capabilities.actorTypes } : {}),
   };
 }

@@ -20,6 +20,7 @@ export function normalizeRequest(req: PlacementRequest): NormalizedRequest {
     id: req.id,
     kind: req.kind,
     group: req.group,
+    actorType: req.actorType,
     cpu: r.cpu ?? DEFAULT_CPU,
     memoryBytes: r.memoryBytes ?? 0,
     gpu: r.gpu ?? 0,

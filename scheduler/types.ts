@@ -21,6 +21,8 @@ export interface PlacementRequest {
    * workers of one job (gang placement binds them all or none).
    */
   group?: string;
+  /** The actor type: only nodes that load it (or do not say what they load) may take it. */
+  actorType?: string;
 }
 
 /** Request with defaults applied, numbers only: what strategies score against. */
@@ -28,6 +30,7 @@ export interface NormalizedRequest {
   id: string;
   kind: ActorKind;
   group: string | undefined;
+  actorType: string | undefined;
   cpu: number;
   memoryBytes: number;
   gpu: number;
@@ -66,11 +69,14 @@ export interface NodeSpec {
   type?: string;
   /** Interruptions per hour expected for this node (spot); 0 for on-demand. @default 0 */
   interruptionRatePerHour?: number;
+  /** Actor types the node loads; undefined: it does not say (any type may be sent). */
+  actorTypes?: readonly string[];
 }
 
 /** The placer's live view of one node. `allocated` changes as actors are bound and released. */
-export interface NodeState extends Required<Omit<NodeSpec, 'type'>> {
+export interface NodeState extends Required<Omit<NodeSpec, 'type' | 'actorTypes'>> {
   type: string | undefined;
+  actorTypes: ReadonlySet<string> | undefined;
   allocated: ResourceVector;
   /** Actors bound here. */
   actors: number;

@@ -17,6 +17,7 @@ import {
   type PlacementRequest,
 } from '../../scheduler/index.ts';
 import type { NodeView } from '../../cluster/index.ts';
+import { ClusterPlacer } from '../../scheduler/actor-placer.ts';
 import { CATALOGUE, GiB, node, req } from './fixtures.ts';
 
 function placed(p: Placer, r: PlacementRequest): string {
@@ -198,6 +199,48 @@ describe('binding lifecycle', () => {
     expect(p.release('b')).toBe(false);
     expect(p.removeNode(other).map((r) => r.id).sort()).toEqual(['a', 'c']);
     expect(p.size).toBe(0);
+  });
+
+  it('excludes nodes for one decision only, and skips nodes that do not load the actor type', () => {
+    const p = new Placer({ strategy: 'pack' });
+    p.addNode(node('n1'));
+    p.addNode({ ...node('n2'), actorTypes: ['echo'] });
+    expect(placed(p, req('a', { cpu: 1 }))).toBe('n1');
+    const r = p.place(req('b', { cpu: 1 }), { exclude: new Set(['n1']) });
+    expect(r.ok && r.placement.nodeId).toBe('n2');
+    expect(placed(p, req('c', { cpu: 1 }))).toBe('n1'); // the exclusion did not stick
+    // n2 loads only `echo`: an actor of another type waits rather than go there.
+    const typed = (id: string, actorType: string) => ({ ...req(id, { cpu: 1 }), actorType });
+    expect(p.place(typed('d', 'shoal-inference'), { exclude: new Set(['n1']) }).ok).toBe(false);
+    const e = p.place(typed('e', 'echo'), { exclude: new Set(['n1']) });
+    expect(e.ok && e.placement.nodeId).toBe('n2');
+  });
+
+  it('ClusterPlacer follows membership one node at a time: join, death, restart, leave', () => {
+    const cp = new ClusterPlacer();
+    const view = (nodeId: string, o: Partial<NodeView> = {}): NodeView => ({
+      nodeId,
+      incarnation: 'boot-1',
+      profile: 'p',
+      state: 'running',
+      alive: true,
+      lastSeenMsAgo: 0,
+      labels: { pool: 'od', zone: 'a', spot: false, pricePerHour: 1 },
+      capabilities: { cpus: 4, memoryBytes: 8 * GiB, gpu: null, onnxruntime: null },
+      load: { actors: 0, cpuPercent: 0, eventLoopDelayMs: 0, rssBytes: 0, heapUsedBytes: 0 },
+      ...o,
+    });
+    const spec = { type: 'echo', kind: 'service' as const };
+    expect(cp.choose('x', spec, new Set())).toMatchObject({ reason: expect.any(String) });
+    cp.nodeChanged('n1', view('n1'));
+    expect(cp.choose('x', spec, new Set())).toEqual({ nodeId: 'n1' });
+    cp.nodeChanged('n1', view('n1', { alive: false }));
+    expect(cp.choose('y', spec, new Set())).toMatchObject({ reason: expect.any(String) });
+    cp.nodeChanged('n1', view('n1', { incarnation: 'boot-2' })); // restarted: added afresh, old bindings gone
+    expect(cp.placer.boundTo('n1')).toEqual([]);
+    expect(cp.choose('y', spec, new Set())).toEqual({ nodeId: 'n1' });
+    cp.nodeChanged('n1', undefined);
+    expect(cp.placer.node('n1')).toBeUndefined();
   });
 
   it('builds nodes from membership views and re-syncs', () => {
