@@ -7,16 +7,12 @@
 import type { KV, KvEntry } from '@nats-io/kv';
 import { decode, encode } from './codec.ts';
 import { Errors } from './errors.ts';
+import { isCasConflict } from './nats-errors.ts';
 import type { DirectoryEntry } from './wire.ts';
 
 export interface Versioned {
   entry: DirectoryEntry;
   revision: number;
-}
-
-function isCasError(err: unknown): boolean {
-  const msg = err instanceof Error ? err.message : String(err);
-  return /wrong last sequence|key exists|10071|10164/i.test(msg);
 }
 
 export class Directory {
@@ -33,7 +29,7 @@ export class Directory {
     try {
       return await this.kv.create(entry.actorId, encode(entry));
     } catch (err) {
-      if (isCasError(err)) throw Errors.PLACEMENT_CONFLICT(entry.actorId);
+      if (isCasConflict(err)) throw Errors.PLACEMENT_CONFLICT(entry.actorId);
       throw err;
     }
   }
@@ -43,7 +39,7 @@ export class Directory {
     try {
       return await this.kv.update(entry.actorId, encode(entry), revision);
     } catch (err) {
-      if (isCasError(err)) throw Errors.PLACEMENT_CONFLICT(entry.actorId);
+      if (isCasConflict(err)) throw Errors.PLACEMENT_CONFLICT(entry.actorId);
       throw err;
     }
   }

@@ -24,6 +24,7 @@ export { Mailbox } from './mailbox.ts';
 export { Actor, ActorTypeRegistry, defineActorType, type ActorContext, type ActorSystemLike, type ActorType, type ChildFailure, type Checkpoints } from './actor.ts';
 export { ActorClient, ActorRef, decodeReply, type AskOptions } from './actor-ref.ts';
 export { Directory, type Versioned } from './directory.ts';
+export { isCasConflict, isStreamNotFound } from './nats-errors.ts';
 export { announce, discover, type PresenceSource } from './presence.ts';
 export { ensureResources, openBucket } from './resources.ts';
 export { runProcess, fail, type ProcessContext, type ProcessSpec, type Started } from './process.ts';

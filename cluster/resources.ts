@@ -9,6 +9,7 @@ import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy } from '@
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { resources, subjects } from './subjects.ts';
+import { isStreamNotFound } from './nats-errors.ts';
 
 export interface EnsureOptions {
   prefix?: string;
@@ -53,7 +54,7 @@ async function ensureStream(jsm: Jsm, cfg: Parameters<Jsm['streams']['add']>[0] 
     await jsm.streams.info(cfg.name);
     await jsm.streams.update(cfg.name, cfg);
   } catch (err) {
-    if (/stream not found/i.test((err as Error).message)) await jsm.streams.add(cfg);
+    if (isStreamNotFound(err)) await jsm.streams.add(cfg);
     else throw err;
   }
 }

@@ -22,6 +22,8 @@ export function subjects(prefix = 'shoal') {
     nodeAll: `${p}.node.>`,
     /** An actor's mailbox. */
     actor: (actorId: string) => `${p}.actor.${token('actor id', actorId)}`,
+    /** An actor's system messages from the runtime (supervision), beside its mailbox. */
+    actorSys: (actorId: string) => `${p}.actor.${token('actor id', actorId)}.sys`,
     actorAll: `${p}.actor.>`,
     /** A replicated service (queue group). */
     service: (name: string) => `${p}.svc.${token('service name', name)}`,

@@ -271,6 +271,15 @@ export const DirectoryEntry = Type.Object({
 });
 export type DirectoryEntry = Static<typeof DirectoryEntry>;
 
+/**
+ * System messages to an actor (`shoal.actor.<id>.sys`, beside its mailbox): from the runtime,
+ * not the actor's own protocol. `child-failed`: an actor this one supervises gave up.
+ */
+export const ActorSysMessage = Type.Union([
+  Type.Object({ type: Type.Literal('child-failed'), actorId: Type.String({ minLength: 1 }), code: Type.String(), message: Type.String() }, { additionalProperties: false }),
+]);
+export type ActorSysMessage = Static<typeof ActorSysMessage>;
+
 /** Node control protocol (request/reply on `shoal.node.<id>.ctl`). */
 export const NodeCtl = Type.Union([
   Type.Object({ type: Type.Literal('describe') }),

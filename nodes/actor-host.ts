@@ -12,6 +12,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import {
   ActorClient,
   ActorState,
+  ActorSysMessage,
   Errors,
   Mailbox,
   ShoalError,
@@ -272,7 +273,7 @@ export class ActorHost {
       if (!err) this.#receive(cell, m);
     };
     cell.subs.push(nc.subscribe(subjects.actor(cell.actorId), { callback: onMsg }));
-    cell.subs.push(nc.subscribe(`${subjects.actor(cell.actorId)}.sys`, { callback: (err, m) => void (err || this.#system(cell, m)) }));
+    cell.subs.push(nc.subscribe(subjects.actorSys(cell.actorId), { callback: (err, m) => void (err || this.#system(cell, m)) }));
     if (cell.spec.service) cell.subs.push(nc.subscribe(subjects.service(cell.spec.service), { queue: cell.spec.service, callback: onMsg }));
   }
 
@@ -409,19 +410,21 @@ export class ActorHost {
     await this.#o.directory.update({ ...this.#entry(cell, ActorState.FAILED), reason }, cell.revision).catch(() => undefined);
     this.#o.nc.publish(this.#o.subjects.event('actor-failed'), encode({ actorId: cell.actorId, nodeId: this.#o.nodeId, reason, at: Date.now() }));
     if (cell.spec.supervisor) {
-      this.#o.nc.publish(`${this.#o.subjects.actor(cell.spec.supervisor)}.sys`, encode({ type: 'child-failed', actorId: cell.actorId, code: w.code, message: w.message }));
+      this.#o.nc.publish(this.#o.subjects.actorSys(cell.spec.supervisor), encode({ type: 'child-failed', actorId: cell.actorId, code: w.code, message: w.message } satisfies ActorSysMessage));
     }
   }
 
   #system(cell: Cell, m: Msg): void {
     try {
-      const sys = decode(m.data) as { type?: string; actorId?: string; code?: string; message?: string };
-      if (sys?.type === 'child-failed' && cell.instance.onChildFailed) {
-        void Promise.resolve(cell.instance.onChildFailed({ actorId: String(sys.actorId), code: String(sys.code), message: String(sys.message) })).catch((err: unknown) =>
+      const sys = validate(ActorSysMessage, decode(m.data), m.subject);
+      if (sys.type === 'child-failed' && cell.instance.onChildFailed) {
+        void Promise.resolve(cell.instance.onChildFailed({ actorId: sys.actorId, code: sys.code, message: sys.message })).catch((err: unknown) =>
           this.#o.log.warn({ actorId: cell.actorId, err: (err as Error).message }, 'onChildFailed threw'),
         );
       }
     } catch (err) {
+      // A typed error to whoever asked; a bad tell is logged. The actor carries on either way.
+      if (m.reply) m.respond(new Uint8Array(0), { headers: errorHeaders(err) });
       this.#o.log.warn({ actorId: cell.actorId, err: (err as Error).message }, 'bad system message');
     }
   }

@@ -89,6 +89,10 @@ describe('actors across real node processes', () => {
     expect(Errors.ACTOR_ALREADY_RUNNING.is(await client.spawn({ type: 'echo', id: 'greeter' }).catch((e: unknown) => e))).toBe(true);
     expect(Errors.BAD_MESSAGE.is(await client.spawn({ type: 'echo', id: 'bad id!' }).catch((e: unknown) => e))).toBe(true);
     expect((await ref.ask<{ text: string }>({ type: 'echo', text: 'still up' })).text).toBe('still up');
+    // The runtime's own system subject checks its messages too (a TypeBox schema like every wire message).
+    const sys = await request(client.nc, s.actorSys('greeter'), { type: 'child-failed', actorId: 42 }, { timeoutMs: 2000 }).catch((e: unknown) => e);
+    expect(Errors.BAD_MESSAGE.is(sys)).toBe(true);
+    expect((await ref.ask<{ text: string }>({ type: 'echo', text: 'still up' })).text).toBe('still up');
   });
 
   it('a bounded mailbox refuses when full with the typed error; refused tells are counted', async () => {
