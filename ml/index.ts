@@ -24,6 +24,7 @@ export { DynamicBatcher, type BatcherOptions, type BatcherStats, type BatchOutpu
 export {
   CanaryMonitor,
   OutcomeTally,
+  OutcomeReport,
   type OutcomeCounts,
   DEFAULT_POLICY,
   Deployment,
@@ -38,6 +39,7 @@ export {
   type TrackHealth,
   type Verdict,
 } from './serving/canary.ts';
+export { RolloutController, type RolloutControllerOptions } from './serving/rollout.ts';
 export { ModelDeployments, type CanaryOptions, type DeployOptions, type TrackOptions, type LiveStatus, type LiveTrack, type LiveReplica } from './serving/deployments.ts';
 export {
   INFERENCE_ACTOR_TYPE,

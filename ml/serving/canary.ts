@@ -121,6 +121,22 @@ export interface OutcomeCounts {
   buckets: number[];
 }
 
+/** What a gateway publishes on `shoal.gw.outcomes` every half second: its tallies since the last report. */
+export const OutcomeReport = Type.Object({
+  type: Type.Literal('outcomes'),
+  counts: Type.Array(
+    Type.Object({
+      model: Type.String(),
+      version: Type.Integer({ minimum: 1 }),
+      requests: Type.Number({ minimum: 0 }),
+      errors: Type.Number({ minimum: 0 }),
+      buckets: Type.Array(Type.Number()),
+    }),
+    { maxItems: 4096 },
+  ),
+});
+export type OutcomeReport = Static<typeof OutcomeReport>;
+
 /** One version's outcomes, per second, for the last {@link MAX_WINDOW_MS}: adding allocates nothing after a slot's first use. */
 class OutcomeWindow {
   readonly #sec = new Float64Array(SLOTS).fill(-1);
