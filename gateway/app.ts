@@ -85,7 +85,9 @@ const isPublicRequest = (req: FastifyRequest): boolean => {
   return pub !== undefined ? pub : req.is404 ? isPublic(req.url) : false;
 };
 
-const keepBody = (value: unknown) => ({ value });
+const EMPTY = Buffer.alloc(0);
+/** A request with no body at all (no content-type, nothing sent) leaves Fastify's body null: it is an empty one. */
+const keepBody = (value: unknown) => ({ value: Buffer.isBuffer(value) ? value : EMPTY });
 
 /**
  * Makes a scope's JSON bodies stay raw bytes: inference routes forward the body to a replica as
@@ -95,9 +97,9 @@ const keepBody = (value: unknown) => ({ value });
  * (413). Route body schemas stay for the OpenAPI docs; params are checked here with TypeBox.
  */
 function forwardedBodies(scope: FastifyInstance): void {
-  scope.removeContentTypeParser('application/json');
-  scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  // Any other type (the binary tensor data extension's octet-stream, or none) goes raw too.
+  // JSON, and any other type (the binary tensor data extension's octet-stream, text/plain, or
+  // none), goes raw: Fastify's own text/plain parser would hand the route a string.
+  scope.removeAllContentTypeParsers();
   scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   scope.setValidatorCompiler(({ schema, httpPart }) => {
     if (httpPart === 'body') return keepBody;
@@ -155,7 +157,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     } else {
       status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
       if (err.validation) code = GatewayErrors.BAD_REQUEST.code;
-      else if (status === 413) {
+      else if (status === 415) {
+        code = Errors.BAD_CONTENT_TYPE.code;
+        message = `unsupported content-type ${JSON.stringify(req.headers['content-type'] ?? '')}: ${err.message}`;
+      } else if (status === 413) {
         code = GatewayErrors.PAYLOAD_TOO_LARGE.code;
         message = GatewayErrors.PAYLOAD_TOO_LARGE(bodyLimit).message;
       } else if (status === 429) code = GatewayErrors.RATE_LIMITED.code;

@@ -1,0 +1,127 @@
+/**
+ * Bad input at the edge: whatever a client sends gets a 4xx with the documented
+ * `{"error", "code"}` body naming what was wrong, never a 500. Here: a missing, empty or
+ * malformed inference body.
+ * A real nats-server, scheduler and node process (serving and training actors, a real replica),
+ * and an in-process gateway over real HTTP (raw sockets where fetch would add a content-type).
+ */
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Role, createLogger, subjects, type NatsConnection } from '../../cluster/index.ts';
+import { ModelDeployments, ModelRegistry } from '../../ml/index.ts';
+import { buildGateway } from '../../gateway/app.ts';
+import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { ProcessSet } from '../harness/processes.ts';
+import { until } from '../harness/wait.ts';
+import { mlpModel, randomRows } from '../fixtures/onnx.ts';
+
+const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '1500', '--actors.modules', '["shoal:ml/serving/actors.ts", "shoal:ml/training/actors.ts"]'];
+const s = subjects();
+
+interface Answer {
+  status: number;
+  headers: string;
+  body: string;
+}
+
+/** Sends bytes on a raw TCP connection and reads the one response (until the server closes). */
+function raw(port: number, data: string | Buffer): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('error', (err) => (chunks.length ? undefined : reject(err)));
+    sock.on('close', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const [head = '', ...rest] = text.split('\r\n\r\n');
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), headers: head, body: rest.join('\r\n\r\n') });
+    });
+    sock.write(data);
+  });
+}
+
+describe('bad input at the edge (real cluster, gateway over HTTP)', () => {
+  let nats: TestNats;
+  let procs: ProcessSet;
+  let nc: NatsConnection;
+  let gw: FastifyInstance;
+  let base = '';
+  let port = 0;
+  const rows = randomRows(2);
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    procs = new ProcessSet(nats);
+    await procs.startScheduler(ARGS).ready;
+    await procs.startNode('edge-a', 'cpu-ondemand', ARGS).ready;
+    nc = await nats.connect(Role.CLIENT);
+    const registry = await ModelRegistry.open(nc);
+    await registry.register('mlp', mlpModel({ seed: 1 }));
+    const deployments = await ModelDeployments.open(nc, s);
+    await until(async () => (await deployments.deploy('mlp', { replicas: 1, readyTimeoutMs: 20_000 })).stable.state === 'ready' || undefined, 30_000, 'mlp deployed');
+    const logger = createLogger({ level: 'silent', pretty: false });
+    gw = await buildGateway({ nc: await nats.connect(Role.GATEWAY), subjects: s, logger });
+    await gw.listen({ host: '127.0.0.1', port: 0 });
+    port = (gw.server.address() as AddressInfo).port;
+    base = `http://127.0.0.1:${port}`;
+    await until(async () => ((await fetch(`${base}/v2/models/mlp/ready`)).status === 200 ? true : undefined), 15_000, 'gateway sees mlp ready');
+  }, 90_000);
+
+  afterAll(async () => {
+    await gw?.close();
+    await procs?.stopAll();
+    await nats?.stop();
+  });
+
+  const expectError = async (r: Response, status: number, code: string | RegExp, error: RegExp) => {
+    const text = await r.text();
+    expect({ status: r.status, type: r.headers.get('content-type') }, text).toMatchObject({ status, type: expect.stringMatching(/^application\/json/) });
+    const body = JSON.parse(text) as { error: string; code: string };
+    expect(body.code).toMatch(code);
+    expect(body.error).toMatch(error);
+  };
+
+  it('an inference POST with a missing, empty or malformed body is a 4xx naming what is wrong, never a 500', async () => {
+    // fetch labels a string body text/plain when no content-type is given; raw() sends none.
+    const post = (path: string, body: string | Uint8Array | undefined, contentType?: string) =>
+      fetch(`${base}${path}`, { method: 'POST', ...(contentType ? { headers: { 'content-type': contentType } } : {}), ...(body !== undefined ? { body } : {}) });
+    for (const path of ['/v2/models/mlp/infer', '/v2/models/mlp/versions/1/infer', '/v1/models/mlp/predict']) {
+      const top = path.startsWith('/v1') ? /instances/ : /inputs/;
+      const cases: [string | Uint8Array | undefined, string | undefined, number, string, RegExp][] = [
+        [undefined, undefined, 400, 'SHOAL_ERR_BAD_INPUT', /body is empty/],
+        ['', 'text/plain', 400, 'SHOAL_ERR_BAD_INPUT', /body is empty/],
+        ['', 'application/json', 400, 'SHOAL_ERR_BAD_INPUT', /body is empty/],
+        ['null', 'application/json', 400, 'SHOAL_ERR_BAD_INPUT', /^body: Expected object/],
+        ['[]', 'application/json', 400, 'SHOAL_ERR_BAD_INPUT', /^body: Expected object/],
+        ['[{"name":"X"}]', 'application/json', 400, 'SHOAL_ERR_BAD_INPUT', /^body: Expected object/],
+        ['"x"', 'application/json', 400, 'SHOAL_ERR_BAD_INPUT', /^body: Expected object/],
+        ['42', undefined, 400, 'SHOAL_ERR_BAD_INPUT', /^body: Expected object/],
+        ['{}', 'application/json', 400, 'SHOAL_ERR_BAD_INPUT', top],
+        ['{"inputs": null, "instances": null}', 'application/json', 400, 'SHOAL_ERR_BAD_INPUT', top],
+        ['{"inputs": [', 'application/json', 400, 'SHOAL_ERR_BAD_INPUT', /not valid JSON/],
+        [new Uint8Array([0xff, 0xfe]), 'application/json', 400, 'SHOAL_ERR_BAD_INPUT', /not valid JSON/],
+        ['{}', 'no slash here', 415, 'SHOAL_ERR_BAD_CONTENT_TYPE', /content-type/i],
+      ];
+      for (const [body, ct, status, code, error] of cases) {
+        const r = await post(path, body, ct);
+        await expectError(r, status, code, error).catch((err: Error) => {
+          throw new Error(`${path} with body ${JSON.stringify(body)} and content-type ${JSON.stringify(ct)}: ${err.message}`);
+        });
+      }
+      // No content-type at all: no body, an empty chunked body, a body.
+      for (const [head, body, error] of [
+        ['Content-Length: 0', '', /body is empty/],
+        ['Transfer-Encoding: chunked', '0\r\n\r\n', /body is empty/],
+        ['Content-Length: 4', 'null', /^body: Expected object/],
+      ] as const) {
+        const a = await raw(port, `POST ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${head}\r\n\r\n${body}`);
+        expect({ status: a.status, body: JSON.parse(a.body) as unknown }, `${path} ${head}`).toMatchObject({ status: 400, body: { code: 'SHOAL_ERR_BAD_INPUT', error: expect.stringMatching(error) } });
+      }
+    }
+    // And serving goes on.
+    const ok = await post('/v2/models/mlp/infer', JSON.stringify({ inputs: [{ name: 'X', shape: [2, 32], datatype: 'FP32', data: rows }] }), 'application/json');
+    expect(ok.status).toBe(200);
+  });
+});
