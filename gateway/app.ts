@@ -4,7 +4,7 @@
  * docs. API keys per tenant, a per-tenant rate limit, a body-size limit and a request deadline
  * guard the inference routes; every error is `{"error": "...", "code": "SHOAL_ERR_..."}`.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type FastifySchemaValidationError } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -112,6 +112,21 @@ function forwardedBodies(scope: FastifyInstance): void {
   });
 }
 
+/**
+ * Schema errors as Ajv words them, with the field named where Ajv leaves it in `params`: an
+ * unknown field is `body must NOT have additional property "actortype"`.
+ */
+function schemaErrors(errors: FastifySchemaValidationError[], dataVar: string): Error {
+  return new Error(
+    errors
+      .map((e) => {
+        const extra = e.keyword === 'additionalProperties' ? (e.params as { additionalProperty?: unknown }).additionalProperty : undefined;
+        return `${dataVar}${e.instancePath} ${extra !== undefined ? `must NOT have additional property ${JSON.stringify(extra)}` : e.message}`;
+      })
+      .join(', '),
+  );
+}
+
 export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
   const bodyLimit = deps.bodyLimit ?? 4 * 1024 * 1024;
   // Fastify's logger type and pino's differ only in fields Fastify never reads.
@@ -119,6 +134,15 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit,
     requestTimeout: (deps.requestTimeoutMs ?? 10_000) + 5_000,
+    // Fastify's Ajv drops fields a schema's `additionalProperties: false` does not allow
+    // (`removeAdditional: true`), so a caller's typo (`actortype`) or a field this version does
+    // not know was ignored and the request run as if it had not been sent. For the whole gateway,
+    // not per route: a schema says `additionalProperties: false` only where it means it (job
+    // submissions), every other schema (querystrings, headers) allows extra fields and is
+    // unaffected, and one rule for every route is one the API docs can state. Coercion of
+    // querystring and path strings (`coerceTypes`, `useDefaults`) stays as Fastify has it.
+    ajv: { customOptions: { removeAdditional: false } },
+    schemaErrorFormatter: schemaErrors,
     // No "incoming request" / "request completed" line per request (they cost a log call each
     // even below the level); failures are still logged by the error handler below.
     logController: new LogController({ disableRequestLogging: true }),

@@ -71,7 +71,7 @@ async function lead(ctx: ProcessContext): Promise<() => Promise<void>> {
     log: componentLogger(ctx.log, 'autoscaler'),
     nodeArgs: process.argv.slice(2).filter((a, i, all) => a !== '--scheduler-id' && all[i - 1] !== '--scheduler-id'),
   });
-  const jobs = new JobQueue({ nc: ctx.nc, subjects: ctx.subjects, prefix: ctx.config.subjectPrefix, actors, log: componentLogger(ctx.log, 'jobs') });
+  const jobs = new JobQueue({ nc: ctx.nc, subjects: ctx.subjects, prefix: ctx.config.subjectPrefix, actors, log: componentLogger(ctx.log, 'jobs'), nodes: () => membership.view() });
   await jobs.start();
   const services = new ServiceScaler({ host: actors, membership, nc: ctx.nc, subjects: ctx.subjects, log: componentLogger(ctx.log, 'services') });
   services.start();

@@ -1,16 +1,18 @@
 /**
  * Bad input at the edge: whatever a client sends gets a 4xx with the documented
  * `{"error", "code"}` body naming what was wrong, never a 500. Here: a missing, empty or
- * malformed inference body.
+ * malformed inference body; unknown fields and internal actor types in a job submission.
  * A real nats-server, scheduler and node process (serving and training actors, a real replica),
  * and an in-process gateway over real HTTP (raw sockets where fetch would add a content-type).
  */
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Role, createLogger, subjects, type NatsConnection } from '../../cluster/index.ts';
-import { ModelDeployments, ModelRegistry } from '../../ml/index.ts';
+import { Role, createLogger, request, subjects, type NatsConnection, type SchedulerStatus } from '../../cluster/index.ts';
+import { JobClient, ModelDeployments, ModelRegistry } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet } from '../harness/processes.ts';
@@ -123,5 +125,44 @@ describe('bad input at the edge (real cluster, gateway over HTTP)', () => {
     // And serving goes on.
     const ok = await post('/v2/models/mlp/infer', JSON.stringify({ inputs: [{ name: 'X', shape: [2, 32], datatype: 'FP32', data: rows }] }), 'application/json');
     expect(ok.status).toBe(200);
+  });
+
+  it('POST /v1/jobs refuses unknown fields and actor types that are not job entry points', async () => {
+    const spec = { model: { name: 'edge', type: 'logreg' }, dataset: 'no-such-dataset', hyper: { steps: 5 }, workers: 1 };
+    const submit = (body: unknown) => fetch(`${base}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    await expectError(await submit({ id: 'edge-typo', spec, actortype: 'training-job' }), 400, 'SHOAL_ERR_BAD_REQUEST', /additional propert.*"actortype"/);
+    await expectError(await submit({ id: 'edge-extra', spec, priority: 3 }), 400, 'SHOAL_ERR_BAD_REQUEST', /"priority"/);
+    // Nodes report the job types they load next to their actor types.
+    const st = await request<SchedulerStatus>(nc, s.scheduler('status'), { type: 'status' });
+    expect(st.nodes[0]?.capabilities).toMatchObject({ jobTypes: ['training-job'], actorTypes: expect.arrayContaining(['training-job', 'trainer-worker', 'shoal-inference']) });
+    for (const actorType of ['trainer-worker', 'shoal-inference', 'no-such-type']) {
+      await expectError(await submit({ id: `edge-${actorType}`, spec, actorType }), 400, 'SHOAL_ERR_UNKNOWN_JOB_TYPE', new RegExp(`"${actorType}".*job types: training-job`));
+    }
+    const jobs = await JobClient.open(nc);
+    // Refused before anything was queued.
+    await expect(jobs.get('edge-trainer-worker')).rejects.toThrow(/not found/);
+    // A job type, by default or by name, is accepted (this one then fails on its dataset).
+    for (const [id, body] of [
+      ['edge-default', { id: 'edge-default', spec }],
+      ['edge-named', { id: 'edge-named', spec, actorType: 'training-job' }],
+    ] as const) {
+      const r = await submit(body);
+      expect(r.status, await r.clone().text()).toBe(202);
+      expect(await r.json()).toEqual({ id, duplicate: false });
+    }
+    // The same refusal from JobClient itself (the CLI, product code).
+    await expect(jobs.submit({}, { id: 'edge-client', actorType: 'trainer-worker' })).rejects.toMatchObject({ code: 'SHOAL_ERR_UNKNOWN_JOB_TYPE', status: 400 });
+  });
+
+  it('a job submitted over raw NATS with an actor type no live node offers as a job type fails at once, saying why', async () => {
+    const h = natsHeaders();
+    h.set('content-type', 'application/json');
+    await jetstream(nc).publish(s.jobsSubmit, new TextEncoder().encode(JSON.stringify({ id: 'edge-raw', actorType: 'trainer-worker', spec: {} })), { headers: h, msgID: 'edge-raw' });
+    const jobs = await JobClient.open(nc);
+    const rec = await until(async () => {
+      const r = await jobs.get('edge-raw');
+      return r.state === 'failed' ? r : undefined;
+    }, 15_000, 'edge-raw failed');
+    expect(rec.reason).toMatch(/"trainer-worker" is not a job type.*job types: training-job/);
   });
 });
