@@ -4,7 +4,7 @@
  * docs. API keys per tenant, a per-tenant rate limit, a body-size limit and a request deadline
  * guard the inference routes; every error is `{"error": "...", "code": "SHOAL_ERR_..."}`.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, type FastifySchemaValidationError } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchemaValidationError, type RouteOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -127,6 +127,36 @@ function schemaErrors(errors: FastifySchemaValidationError[], dataVar: string): 
   );
 }
 
+type Part = 'querystring' | 'params' | 'headers';
+/**
+ * Ajv coerces a querystring `waitMs=1e400` (or 309 digits, or `Infinity`) to Infinity: its
+ * string-to-integer coercion tests `x == +x && !(x % 1)`, true for Infinity, and does not re-run
+ * the type check (which refuses non-finite numbers) on the coerced value; its range keywords
+ * then skip non-finite numbers, trusting that type check. So `?waitMs=1e400` passed `maximum:
+ * 5000` and reached the handler as Infinity. Any route whose querystring, params or headers
+ * declare a number gets this check after validation (and only those routes: no cost elsewhere);
+ * a non-finite value is refused in the words Ajv uses for the bound it slipped past.
+ */
+function finiteNumbersHook(schema: RouteOptions['schema']): ((req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void) | undefined {
+  const fields: { part: Part; key: string; min?: number; max?: number }[] = [];
+  for (const part of ['querystring', 'params', 'headers'] as const) {
+    const props = (schema?.[part] as { properties?: Record<string, { type?: unknown; minimum?: number; maximum?: number }> } | undefined)?.properties;
+    for (const [key, p] of Object.entries(props ?? {})) {
+      if (p.type === 'integer' || p.type === 'number') fields.push({ part, key, ...(p.minimum !== undefined ? { min: p.minimum } : {}), ...(p.maximum !== undefined ? { max: p.maximum } : {}) });
+    }
+  }
+  if (fields.length === 0) return undefined;
+  return (req, _reply, done) => {
+    for (const f of fields) {
+      const v = (req[f.part === 'querystring' ? 'query' : f.part] as Record<string, unknown> | undefined)?.[f.key];
+      if (typeof v !== 'number' || Number.isFinite(v)) continue;
+      const bound = v > 0 && f.max !== undefined ? `<= ${f.max}` : v < 0 && f.min !== undefined ? `>= ${f.min}` : 'a finite number';
+      return done(GatewayErrors.BAD_REQUEST(`${f.part}/${f.key} must be ${bound}`));
+    }
+    done();
+  };
+}
+
 export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
   const bodyLimit = deps.bodyLimit ?? 4 * 1024 * 1024;
   // Fastify's logger type and pino's differ only in fields Fastify never reads.
@@ -151,9 +181,11 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   app.decorateRequest('shoalTenant', 'anonymous');
   app.decorateRequest('shoalErrorCode', '');
   const requestLog = deps.requestLog ?? 'errors';
-  // Mark public routes once, at registration (swagger-ui's /docs routes included).
   app.addHook('onRoute', (opts) => {
+    // Mark public routes once, at registration (swagger-ui's /docs routes included).
     if (isPublic(opts.url)) opts.config = { ...opts.config, shoalPublic: true };
+    const finite = finiteNumbersHook(opts.schema);
+    if (finite) opts.preHandler = [...(opts.preHandler ? [opts.preHandler].flat() : []), finite];
   });
 
   // Synchronous hooks (no promise per request); children of the histogram cached per label set.

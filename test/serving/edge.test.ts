@@ -1,7 +1,8 @@
 /**
  * Bad input at the edge: whatever a client sends gets a 4xx with the documented
  * `{"error", "code"}` body naming what was wrong, never a 500. Here: a missing, empty or
- * malformed inference body; unknown fields and internal actor types in a job submission.
+ * malformed inference body; unknown fields and internal actor types in a job submission; a
+ * number too big to be one in a querystring.
  * A real nats-server, scheduler and node process (serving and training actors, a real replica),
  * and an in-process gateway over real HTTP (raw sockets where fetch would add a content-type).
  */
@@ -164,5 +165,14 @@ describe('bad input at the edge (real cluster, gateway over HTTP)', () => {
       return r.state === 'failed' ? r : undefined;
     }, 15_000, 'edge-raw failed');
     expect(rec.reason).toMatch(/"trainer-worker" is not a job type.*job types: training-job/);
+  });
+
+  it('GET /v1/status refuses a waitMs out of range, non-finite ones included; querystring numbers still coerce', async () => {
+    const status = (q: string) => fetch(`${base}/v1/status?waitMs=${q}`);
+    for (const q of ['9'.repeat(400), '1e400', '-1e400', '5001', '49', '1e4']) await expectError(await status(q), 400, 'SHOAL_ERR_BAD_REQUEST', /querystring\/waitMs must be/);
+    for (const q of ['abc', 'NaN', 'Infinity', '100.5']) await expectError(await status(q), 400, 'SHOAL_ERR_BAD_REQUEST', /querystring\/waitMs must be/);
+    const ok = await status('1e2');
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as { processes: unknown[] }).processes.length).toBeGreaterThan(0);
   });
 });
