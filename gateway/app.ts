@@ -4,7 +4,9 @@
  * docs. API keys per tenant, a per-tenant rate limit, a body-size limit and a request deadline
  * guard the inference routes; every error is `{"error": "...", "code": "SHOAL_ERR_..."}`.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchemaValidationError, type RouteOptions } from 'fastify';
+import { STATUS_CODES, maxHeaderSize } from 'node:http';
+import type { Socket } from 'node:net';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchemaValidationError, type RouteOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -49,6 +51,8 @@ export interface GatewayDeps {
   rateLimitPerMinute?: number;
   /** Deadline of an inference request, retries included. @default 10000 */
   requestTimeoutMs?: number;
+  /** Longest a client may take to send a whole request, headers and body (408 after). @default requestTimeoutMs + 5000 */
+  receiveTimeoutMs?: number;
   /** Serve inference routes (needs the registry's KV bucket). @default true */
   inference?: boolean;
   /** Dispatcher coalescing (see `gateway/dispatcher.ts`). @default { inflightPerReplica: 2, maxHoldMs: 1 } */
@@ -157,13 +161,52 @@ function finiteNumbersHook(schema: RouteOptions['schema']): ((req: FastifyReques
   };
 }
 
+/** Node's HTTP parser errors, as the gateway's codes; undefined for socket errors nobody can be answered for. */
+function clientErrorOf(err: Error & { code?: string; reason?: string; bytesParsed?: number; rawPacket?: unknown }, receiveTimeoutMs: number, headerLimit: number): ShoalError | undefined {
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return GatewayErrors.REQUEST_TIMEOUT(receiveTimeoutMs);
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    // The request line counts toward the header limit: when the packet that overflowed starts a
+    // request and has no line end before where the parser stopped, the URL alone is too long.
+    const raw = Buffer.isBuffer(err.rawPacket) ? err.rawPacket : undefined;
+    const lineEnd = raw ? raw.indexOf(10) : -1;
+    if (raw && /^[A-Z]+ \S/.test(raw.subarray(0, 32).toString('latin1')) && (lineEnd < 0 || lineEnd > (err.bytesParsed ?? 0))) {
+      return GatewayErrors.URI_TOO_LONG(`URL too long: over the limit of ${headerLimit} bytes for the request line and headers`);
+    }
+    return GatewayErrors.HEADERS_TOO_LARGE(headerLimit);
+  }
+  if (err.code?.startsWith('HPE_')) return GatewayErrors.BAD_REQUEST(`malformed HTTP request: ${err.reason ?? err.message}`);
+  return undefined;
+}
+
 export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
   const bodyLimit = deps.bodyLimit ?? 4 * 1024 * 1024;
+  const requestTimeoutMs = deps.requestTimeoutMs ?? 10_000;
+  const receiveTimeoutMs = deps.receiveTimeoutMs ?? requestTimeoutMs + 5_000;
+  const metrics = createMetrics();
+  const requestLog = deps.requestLog ?? 'errors';
+  /**
+   * Refusals before any route runs (Node's HTTP parser, the router) have no Fastify request
+   * to hook: counted and logged here, like the request log's refused requests.
+   */
+  const refusedEarly = (e: ShoalError, where: Record<string, unknown>) => {
+    metrics.errors.labels(e.code, String(e.status)).inc();
+    if (requestLog === 'off') return;
+    const line = { ...where, status: e.status, code: e.code };
+    if (e.status >= 500) deps.logger.error(line, 'request failed');
+    else deps.logger.info(line, 'request refused');
+  };
   // Fastify's logger type and pino's differ only in fields Fastify never reads.
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit,
-    requestTimeout: (deps.requestTimeoutMs ?? 10_000) + 5_000,
+    // Headers and body must arrive within receiveTimeoutMs (408 after). Node checks this only on
+    // a timer, every `connectionsCheckingInterval` (30 s by default), against `headersTimeout`
+    // too, which it derives at creation (60 s) — Fastify sets `requestTimeout` only afterwards —
+    // and which Node 20 applied to a request whose body was still coming: a client that sent
+    // headers and half a body was answered after ~62 s. Both are set at creation, and checked
+    // four times per timeout (at most every second), so a slow body is cut at the timeout.
+    requestTimeout: receiveTimeoutMs,
+    http: { requestTimeout: receiveTimeoutMs, headersTimeout: receiveTimeoutMs, connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(receiveTimeoutMs / 4))) },
     // Fastify's Ajv drops fields a schema's `additionalProperties: false` does not allow
     // (`removeAdditional: true`), so a caller's typo (`actortype`) or a field this version does
     // not know was ignored and the request run as if it had not been sent. For the whole gateway,
@@ -173,14 +216,39 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     // querystring and path strings (`coerceTypes`, `useDefaults`) stays as Fastify has it.
     ajv: { customOptions: { removeAdditional: false } },
     schemaErrorFormatter: schemaErrors,
+    // Node's parser refusals (malformed framing, headers or URL too large, request timeout):
+    // the documented body instead of Fastify's own `{error, message, statusCode}`.
+    clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
+      // A connection reset mid-request has nobody to answer.
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const e = clientErrorOf(err, receiveTimeoutMs, maxHeaderSize);
+      // As Node does: answer only when no response has started on this connection (a second
+      // status line would corrupt it), then close it.
+      const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
+      if (e && socket.writable && !started) {
+        refusedEarly(e, { remoteAddress: socket.remoteAddress, err: err.message });
+        const body = JSON.stringify({ error: e.message, code: e.code });
+        socket.write(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      }
+      socket.destroy(err);
+    },
+    // The router's refusals (a path parameter over its length limit, a broken %-escape), likewise.
+    frameworkErrors: (err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+      const e =
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? GatewayErrors.URI_TOO_LONG(`URL too long: a path parameter is over ${app.initialConfig.maxParamLength ?? 100} characters`)
+          : err.code === 'FST_ERR_BAD_URL'
+            ? GatewayErrors.BAD_REQUEST(`invalid URL: ${err.message}`)
+            : Errors.INTERNAL(err.message);
+      refusedEarly(e, { method: req.method, url: req.url.length > 256 ? `${req.url.slice(0, 256)}…` : req.url });
+      void reply.status(e.status).send({ error: e.message, code: e.code });
+    },
     // No "incoming request" / "request completed" line per request (they cost a log call each
     // even below the level); failures are still logged by the error handler below.
     logController: new LogController({ disableRequestLogging: true }),
   }).withTypeProvider<TypeBoxTypeProvider>();
-  const metrics = createMetrics();
   app.decorateRequest('shoalTenant', 'anonymous');
   app.decorateRequest('shoalErrorCode', '');
-  const requestLog = deps.requestLog ?? 'errors';
   app.addHook('onRoute', (opts) => {
     // Mark public routes once, at registration (swagger-ui's /docs routes included).
     if (isPublic(opts.url)) opts.config = { ...opts.config, shoalPublic: true };
@@ -224,7 +292,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       else code = errorCode(err)?.startsWith('SHOAL_ERR_') ? errorCode(err)! : Errors.INTERNAL.code;
     }
     if (status >= 500 && code === Errors.INTERNAL.code) req.log.error({ err, method: req.method, url: req.url }, 'request failed');
-    metrics.errors.labels(code, String(status)).inc();
+    // A body cut off because its connection went away (the client left, or was answered 408 by
+    // the client error handler, which counted it) is answered to nobody: not counted again.
+    if (!(req.raw.socket?.destroyed && !(err instanceof ShoalError))) metrics.errors.labels(code, String(status)).inc();
     req.shoalErrorCode = code;
     void reply.status(status).send({ error: message, code });
   });
@@ -283,7 +353,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   let inference: InferenceService | undefined;
   if (deps.inference !== false) {
-    inference = await InferenceService.create({ nc: deps.nc, subjects: deps.subjects, log: deps.logger, metrics, requestTimeoutMs: deps.requestTimeoutMs ?? 10_000, ...(deps.coalesce ? { coalesce: deps.coalesce } : {}) });
+    inference = await InferenceService.create({ nc: deps.nc, subjects: deps.subjects, log: deps.logger, metrics, requestTimeoutMs, ...(deps.coalesce ? { coalesce: deps.coalesce } : {}) });
     registerOipRoutes(app, inference);
     const svc = inference;
     await app.register(async (scope) => {

@@ -1,10 +1,10 @@
 /**
- * Bad input at the edge: whatever a client sends gets a 4xx with the documented
- * `{"error", "code"}` body naming what was wrong, never a 500. Here: a missing, empty or
- * malformed inference body; unknown fields and internal actor types in a job submission; a
- * number too big to be one in a querystring.
+ * Bad input at the edge: whatever a client sends — a missing or malformed body, unknown fields,
+ * an internal actor type as a job, a number too big to be one, broken HTTP framing, headers
+ * or a URL too long, a body that never finishes — gets a 4xx with the documented
+ * `{"error", "code"}` body naming what was wrong, never a 500 and never a bare socket error.
  * A real nats-server, scheduler and node process (serving and training actors, a real replica),
- * and an in-process gateway over real HTTP (raw sockets where fetch would add a content-type).
+ * and in-process gateways over real HTTP (raw sockets where fetch would refuse to send it).
  */
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -50,8 +50,10 @@ describe('bad input at the edge (real cluster, gateway over HTTP)', () => {
   let procs: ProcessSet;
   let nc: NatsConnection;
   let gw: FastifyInstance;
+  let slow: FastifyInstance;
   let base = '';
   let port = 0;
+  let slowPort = 0;
   const rows = randomRows(2);
 
   beforeAll(async () => {
@@ -69,11 +71,16 @@ describe('bad input at the edge (real cluster, gateway over HTTP)', () => {
     await gw.listen({ host: '127.0.0.1', port: 0 });
     port = (gw.server.address() as AddressInfo).port;
     base = `http://127.0.0.1:${port}`;
+    // A gateway that gives clients one second to send a whole request.
+    slow = await buildGateway({ nc: await nats.connect(Role.GATEWAY), subjects: s, logger, inference: false, receiveTimeoutMs: 1000 });
+    await slow.listen({ host: '127.0.0.1', port: 0 });
+    slowPort = (slow.server.address() as AddressInfo).port;
     await until(async () => ((await fetch(`${base}/v2/models/mlp/ready`)).status === 200 ? true : undefined), 15_000, 'gateway sees mlp ready');
   }, 90_000);
 
   afterAll(async () => {
     await gw?.close();
+    await slow?.close();
     await procs?.stopAll();
     await nats?.stop();
   });
@@ -174,5 +181,37 @@ describe('bad input at the edge (real cluster, gateway over HTTP)', () => {
     const ok = await status('1e2');
     expect(ok.status).toBe(200);
     expect(((await ok.json()) as { processes: unknown[] }).processes.length).toBeGreaterThan(0);
+  });
+
+  it("errors of Node's HTTP layer and of the router carry the documented body", async () => {
+    const parse = (a: Answer) => {
+      expect(a.headers).toMatch(/content-type: application\/json/i);
+      return JSON.parse(a.body) as { error: string; code: string };
+    };
+    const framing = await raw(port, 'POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n');
+    expect(framing.status).toBe(400);
+    expect(parse(framing)).toMatchObject({ code: 'SHOAL_ERR_BAD_REQUEST', error: expect.stringMatching(/malformed HTTP request.*Content-Length/i) });
+    const bigHeaders = await raw(port, `GET /v2 HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+    expect(bigHeaders.status).toBe(431);
+    expect(parse(bigHeaders)).toMatchObject({ code: 'SHOAL_ERR_HEADERS_TOO_LARGE', error: expect.stringMatching(/headers/) });
+    const longUrl = await raw(port, `GET /v2/${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    expect(longUrl.status).toBe(414);
+    expect(parse(longUrl)).toMatchObject({ code: 'SHOAL_ERR_URI_TOO_LONG' });
+    // The router's own refusals: a path parameter over its length limit, a broken %-escape.
+    await expectError(await fetch(`${base}/v2/models/${'m'.repeat(200)}/ready`), 414, 'SHOAL_ERR_URI_TOO_LONG', /too long/);
+    await expectError(await fetch(`${base}/v2/models/%E0%A4%A/ready`), 400, 'SHOAL_ERR_BAD_REQUEST', /url/i);
+    // The gateway is fine afterwards.
+    expect((await fetch(`${base}/v2/health/live`)).status).toBe(200);
+  });
+
+  it('a request whose body never finishes is answered 408 at the receive timeout, not at Node\'s 30 s check', { timeout: 20_000 }, async () => {
+    // Headers and half a body, then nothing: the gateway (1 s receive timeout) must answer by itself.
+    const body = await raw(slowPort, 'POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"spec":');
+    expect(body.status).toBe(408);
+    expect(JSON.parse(body.body)).toMatchObject({ code: 'SHOAL_ERR_REQUEST_TIMEOUT', error: expect.stringMatching(/1000 ms/) });
+    // Headers that never finish (slowloris) likewise.
+    const head = await raw(slowPort, 'GET /v2 HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+    expect(head.status).toBe(408);
+    expect(JSON.parse(head.body)).toMatchObject({ code: 'SHOAL_ERR_REQUEST_TIMEOUT' });
   });
 });
