@@ -87,6 +87,12 @@ export interface ActorType<S extends TSchema = TSchema> {
    * when its batch completes); the mailbox still bounds what waits. @default 1
    */
   concurrency?: number;
+  /**
+   * A job entry point: jobs on `shoal.jobs.submit` may name this type (the job's actor, spawned
+   * with `{ jobId }`, which drives the job and records its state). Types without it — a job's
+   * workers, inference replicas — are refused as job types. @default false
+   */
+  job?: boolean;
 }
 
 export function defineActorType<S extends TSchema>(t: ActorType<S>): ActorType<S> {
@@ -113,6 +119,14 @@ export class ActorTypeRegistry {
 
   names(): string[] {
     return [...this.#types.keys()].sort();
+  }
+
+  /** The names of the types that are job entry points (`job: true`). */
+  jobTypes(): string[] {
+    return [...this.#types.values()]
+      .filter((t) => t.job)
+      .map((t) => t.name)
+      .sort();
   }
 
   /** Imports modules that export `actorTypes: ActorType[]` and registers them. */

@@ -85,6 +85,11 @@ export const ConfigSchema = Type.Object(
         /** Longest an inference request may take, retries included (504 after). @default 10000 */
         requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
         /**
+         * Longest a client may take to send a whole request, headers and body (408 after, checked
+         * at least every second). @default requestTimeoutMs + 5000
+         */
+        receiveTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
+        /**
          * One pino line per request: `all`, only refused and failed ones (`errors`: 4xx at info,
          * 5xx at error), or `off`. @default errors
          */

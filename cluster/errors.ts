@@ -137,6 +137,8 @@ export const Errors = {
   NODE_DRAINING: defineError('SHOAL_ERR_NODE_DRAINING', 503, (nodeId: string) => `node ${nodeId} is draining and accepts no new actors`),
   NODE_FULL: defineError('SHOAL_ERR_NODE_FULL', 503, (nodeId: string, max: number) => `node ${nodeId} is full (${max} actors)`),
   NO_NODE_AVAILABLE: defineError('SHOAL_ERR_NO_NODE_AVAILABLE', 503, (actorId: string, reason: string) => `no node for ${actorId}: ${reason}`),
+  // jobs
+  UNKNOWN_JOB_TYPE: defineError('SHOAL_ERR_UNKNOWN_JOB_TYPE', 400, (type: string, why: string, offered: string) => `"${type}" is not a job type: ${why} (job types: ${offered || 'none'})`),
 } as const;
 
 export type ErrorName = keyof typeof Errors;

@@ -4,6 +4,7 @@
  * Protocols are discriminated unions on `type`.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Errors, type ShoalError } from './errors.ts';
 
 export const Role = {
   NODE: 'node',
@@ -64,6 +65,8 @@ export const Capabilities = Type.Object({
   onnxruntime: Type.Union([Type.Object({ version: Type.String(), backends: Type.Array(Type.String()) }), Type.Null()]),
   /** Actor types the node can host (from its `actors.modules`); absent from older nodes. */
   actorTypes: Type.Optional(Type.Array(Type.String())),
+  /** Those of them that are job entry points (`job: true`): what `shoal.jobs.submit` may name. Absent from older nodes. */
+  jobTypes: Type.Optional(Type.Array(Type.String())),
 });
 export type Capabilities = Static<typeof Capabilities>;
 
@@ -333,6 +336,27 @@ export const JobState = {
 } as const;
 export type JobState = (typeof JobState)[keyof typeof JobState];
 export const TERMINAL_JOB_STATES: readonly JobState[] = [JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED];
+
+/** The job type of a submission that names none. */
+export const DEFAULT_JOB_TYPE = 'training-job';
+/** Job types accepted while no live node reports the ones it offers (none is up yet). */
+export const BUILTIN_JOB_TYPES: readonly string[] = [DEFAULT_JOB_TYPE];
+
+/**
+ * Why a job may not name `type` in a fleet (nodes as the scheduler's status lists them), or
+ * undefined when it may. A job type is an actor type a live node loads and declares a job entry
+ * point (`job: true`); internal actor types (a job's workers, inference replicas) are not, and a
+ * job of theirs would only sit `queued` forever. While no live node reports its job types, only
+ * the built-in ones are accepted.
+ */
+export function jobTypeRefusal(type: string, nodes: readonly Pick<NodeView, 'alive' | 'capabilities'>[]): ShoalError | undefined {
+  const reporting = nodes.filter((n) => n.alive && n.capabilities.jobTypes);
+  const offered = reporting.length > 0 ? [...new Set(reporting.flatMap((n) => n.capabilities.jobTypes!))].sort() : BUILTIN_JOB_TYPES;
+  if (offered.includes(type)) return undefined;
+  const hosted = reporting.some((n) => n.capabilities.actorTypes?.includes(type));
+  const why = reporting.length === 0 ? 'no node is live yet, and until one is only the built-in job types are accepted' : hosted ? 'it is an internal actor type, not a job entry point' : 'no live node offers it';
+  return Errors.UNKNOWN_JOB_TYPE(type, why, offered.join(', '));
+}
 
 /** What a submitter puts on `shoal.jobs.submit` (JSON or MessagePack; `Nats-Msg-Id` = job id). */
 export const JobEnvelope = Type.Object(

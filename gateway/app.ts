@@ -4,7 +4,9 @@
  * docs. API keys per tenant, a per-tenant rate limit, a body-size limit and a request deadline
  * guard the inference routes; every error is `{"error": "...", "code": "SHOAL_ERR_..."}`.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import { STATUS_CODES, maxHeaderSize } from 'node:http';
+import type { Socket } from 'node:net';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchemaValidationError, type RouteOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -49,6 +51,8 @@ export interface GatewayDeps {
   rateLimitPerMinute?: number;
   /** Deadline of an inference request, retries included. @default 10000 */
   requestTimeoutMs?: number;
+  /** Longest a client may take to send a whole request, headers and body (408 after). @default requestTimeoutMs + 5000 */
+  receiveTimeoutMs?: number;
   /** Serve inference routes (needs the registry's KV bucket). @default true */
   inference?: boolean;
   /** Dispatcher coalescing (see `gateway/dispatcher.ts`). @default { inflightPerReplica: 2, maxHoldMs: 1 } */
@@ -85,7 +89,9 @@ const isPublicRequest = (req: FastifyRequest): boolean => {
   return pub !== undefined ? pub : req.is404 ? isPublic(req.url) : false;
 };
 
-const keepBody = (value: unknown) => ({ value });
+const EMPTY = Buffer.alloc(0);
+/** A request with no body at all (no content-type, nothing sent) leaves Fastify's body null: it is an empty one. */
+const keepBody = (value: unknown) => ({ value: Buffer.isBuffer(value) ? value : EMPTY });
 
 /**
  * Makes a scope's JSON bodies stay raw bytes: inference routes forward the body to a replica as
@@ -95,9 +101,9 @@ const keepBody = (value: unknown) => ({ value });
  * (413). Route body schemas stay for the OpenAPI docs; params are checked here with TypeBox.
  */
 function forwardedBodies(scope: FastifyInstance): void {
-  scope.removeContentTypeParser('application/json');
-  scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  // Any other type (the binary tensor data extension's octet-stream, or none) goes raw too.
+  // JSON, and any other type (the binary tensor data extension's octet-stream, text/plain, or
+  // none), goes raw: Fastify's own text/plain parser would hand the route a string.
+  scope.removeAllContentTypeParsers();
   scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   scope.setValidatorCompiler(({ schema, httpPart }) => {
     if (httpPart === 'body') return keepBody;
@@ -110,24 +116,144 @@ function forwardedBodies(scope: FastifyInstance): void {
   });
 }
 
+/**
+ * Schema errors as Ajv words them, with the field named where Ajv leaves it in `params`: an
+ * unknown field is `body must NOT have additional property "actortype"`.
+ */
+function schemaErrors(errors: FastifySchemaValidationError[], dataVar: string): Error {
+  return new Error(
+    errors
+      .map((e) => {
+        const extra = e.keyword === 'additionalProperties' ? (e.params as { additionalProperty?: unknown }).additionalProperty : undefined;
+        return `${dataVar}${e.instancePath} ${extra !== undefined ? `must NOT have additional property ${JSON.stringify(extra)}` : e.message}`;
+      })
+      .join(', '),
+  );
+}
+
+type Part = 'querystring' | 'params' | 'headers';
+/**
+ * Ajv coerces a querystring `waitMs=1e400` (or 309 digits, or `Infinity`) to Infinity: its
+ * string-to-integer coercion tests `x == +x && !(x % 1)`, true for Infinity, and does not re-run
+ * the type check (which refuses non-finite numbers) on the coerced value; its range keywords
+ * then skip non-finite numbers, trusting that type check. So `?waitMs=1e400` passed `maximum:
+ * 5000` and reached the handler as Infinity. Any route whose querystring, params or headers
+ * declare a number gets this check after validation (and only those routes: no cost elsewhere);
+ * a non-finite value is refused in the words Ajv uses for the bound it slipped past.
+ */
+function finiteNumbersHook(schema: RouteOptions['schema']): ((req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void) | undefined {
+  const fields: { part: Part; key: string; min?: number; max?: number }[] = [];
+  for (const part of ['querystring', 'params', 'headers'] as const) {
+    const props = (schema?.[part] as { properties?: Record<string, { type?: unknown; minimum?: number; maximum?: number }> } | undefined)?.properties;
+    for (const [key, p] of Object.entries(props ?? {})) {
+      if (p.type === 'integer' || p.type === 'number') fields.push({ part, key, ...(p.minimum !== undefined ? { min: p.minimum } : {}), ...(p.maximum !== undefined ? { max: p.maximum } : {}) });
+    }
+  }
+  if (fields.length === 0) return undefined;
+  return (req, _reply, done) => {
+    for (const f of fields) {
+      const v = (req[f.part === 'querystring' ? 'query' : f.part] as Record<string, unknown> | undefined)?.[f.key];
+      if (typeof v !== 'number' || Number.isFinite(v)) continue;
+      const bound = v > 0 && f.max !== undefined ? `<= ${f.max}` : v < 0 && f.min !== undefined ? `>= ${f.min}` : 'a finite number';
+      return done(GatewayErrors.BAD_REQUEST(`${f.part}/${f.key} must be ${bound}`));
+    }
+    done();
+  };
+}
+
+/** Node's HTTP parser errors, as the gateway's codes; undefined for socket errors nobody can be answered for. */
+function clientErrorOf(err: Error & { code?: string; reason?: string; bytesParsed?: number; rawPacket?: unknown }, receiveTimeoutMs: number, headerLimit: number): ShoalError | undefined {
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return GatewayErrors.REQUEST_TIMEOUT(receiveTimeoutMs);
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    // The request line counts toward the header limit: when the packet that overflowed starts a
+    // request and has no line end before where the parser stopped, the URL alone is too long.
+    const raw = Buffer.isBuffer(err.rawPacket) ? err.rawPacket : undefined;
+    const lineEnd = raw ? raw.indexOf(10) : -1;
+    if (raw && /^[A-Z]+ \S/.test(raw.subarray(0, 32).toString('latin1')) && (lineEnd < 0 || lineEnd > (err.bytesParsed ?? 0))) {
+      return GatewayErrors.URI_TOO_LONG(`URL too long: over the limit of ${headerLimit} bytes for the request line and headers`);
+    }
+    return GatewayErrors.HEADERS_TOO_LARGE(headerLimit);
+  }
+  if (err.code?.startsWith('HPE_')) return GatewayErrors.BAD_REQUEST(`malformed HTTP request: ${err.reason ?? err.message}`);
+  return undefined;
+}
+
 export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
   const bodyLimit = deps.bodyLimit ?? 4 * 1024 * 1024;
+  const requestTimeoutMs = deps.requestTimeoutMs ?? 10_000;
+  const receiveTimeoutMs = deps.receiveTimeoutMs ?? requestTimeoutMs + 5_000;
+  const metrics = createMetrics();
+  const requestLog = deps.requestLog ?? 'errors';
+  /**
+   * Refusals before any route runs (Node's HTTP parser, the router) have no Fastify request
+   * to hook: counted and logged here, like the request log's refused requests.
+   */
+  const refusedEarly = (e: ShoalError, where: Record<string, unknown>) => {
+    metrics.errors.labels(e.code, String(e.status)).inc();
+    if (requestLog === 'off') return;
+    const line = { ...where, status: e.status, code: e.code };
+    if (e.status >= 500) deps.logger.error(line, 'request failed');
+    else deps.logger.info(line, 'request refused');
+  };
   // Fastify's logger type and pino's differ only in fields Fastify never reads.
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit,
-    requestTimeout: (deps.requestTimeoutMs ?? 10_000) + 5_000,
+    // Headers and body must arrive within receiveTimeoutMs (408 after). Node checks this only on
+    // a timer, every `connectionsCheckingInterval` (30 s by default), against `headersTimeout`
+    // too, which it derives at creation (60 s) — Fastify sets `requestTimeout` only afterwards —
+    // and which Node 20 applied to a request whose body was still coming: a client that sent
+    // headers and half a body was answered after ~62 s. Both are set at creation, and checked
+    // four times per timeout (at most every second), so a slow body is cut at the timeout.
+    requestTimeout: receiveTimeoutMs,
+    http: { requestTimeout: receiveTimeoutMs, headersTimeout: receiveTimeoutMs, connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(receiveTimeoutMs / 4))) },
+    // Fastify's Ajv drops fields a schema's `additionalProperties: false` does not allow
+    // (`removeAdditional: true`), so a caller's typo (`actortype`) or a field this version does
+    // not know was ignored and the request run as if it had not been sent. For the whole gateway,
+    // not per route: a schema says `additionalProperties: false` only where it means it (job
+    // submissions), every other schema (querystrings, headers) allows extra fields and is
+    // unaffected, and one rule for every route is one the API docs can state. Coercion of
+    // querystring and path strings (`coerceTypes`, `useDefaults`) stays as Fastify has it.
+    ajv: { customOptions: { removeAdditional: false } },
+    schemaErrorFormatter: schemaErrors,
+    // Node's parser refusals (malformed framing, headers or URL too large, request timeout):
+    // the documented body instead of Fastify's own `{error, message, statusCode}`.
+    clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
+      // A connection reset mid-request has nobody to answer.
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const e = clientErrorOf(err, receiveTimeoutMs, maxHeaderSize);
+      // As Node does: answer only when no response has started on this connection (a second
+      // status line would corrupt it), then close it.
+      const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent;
+      if (e && socket.writable && !started) {
+        refusedEarly(e, { remoteAddress: socket.remoteAddress, err: err.message });
+        const body = JSON.stringify({ error: e.message, code: e.code });
+        socket.write(`HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      }
+      socket.destroy(err);
+    },
+    // The router's refusals (a path parameter over its length limit, a broken %-escape), likewise.
+    frameworkErrors: (err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+      const e =
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? GatewayErrors.URI_TOO_LONG(`URL too long: a path parameter is over ${app.initialConfig.maxParamLength ?? 100} characters`)
+          : err.code === 'FST_ERR_BAD_URL'
+            ? GatewayErrors.BAD_REQUEST(`invalid URL: ${err.message}`)
+            : Errors.INTERNAL(err.message);
+      refusedEarly(e, { method: req.method, url: req.url.length > 256 ? `${req.url.slice(0, 256)}…` : req.url });
+      void reply.status(e.status).send({ error: e.message, code: e.code });
+    },
     // No "incoming request" / "request completed" line per request (they cost a log call each
     // even below the level); failures are still logged by the error handler below.
     logController: new LogController({ disableRequestLogging: true }),
   }).withTypeProvider<TypeBoxTypeProvider>();
-  const metrics = createMetrics();
   app.decorateRequest('shoalTenant', 'anonymous');
   app.decorateRequest('shoalErrorCode', '');
-  const requestLog = deps.requestLog ?? 'errors';
-  // Mark public routes once, at registration (swagger-ui's /docs routes included).
   app.addHook('onRoute', (opts) => {
+    // Mark public routes once, at registration (swagger-ui's /docs routes included).
     if (isPublic(opts.url)) opts.config = { ...opts.config, shoalPublic: true };
+    const finite = finiteNumbersHook(opts.schema);
+    if (finite) opts.preHandler = [...(opts.preHandler ? [opts.preHandler].flat() : []), finite];
   });
 
   // Synchronous hooks (no promise per request); children of the histogram cached per label set.
@@ -155,7 +281,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     } else {
       status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
       if (err.validation) code = GatewayErrors.BAD_REQUEST.code;
-      else if (status === 413) {
+      else if (status === 415) {
+        code = Errors.BAD_CONTENT_TYPE.code;
+        message = `unsupported content-type ${JSON.stringify(req.headers['content-type'] ?? '')}: ${err.message}`;
+      } else if (status === 413) {
         code = GatewayErrors.PAYLOAD_TOO_LARGE.code;
         message = GatewayErrors.PAYLOAD_TOO_LARGE(bodyLimit).message;
       } else if (status === 429) code = GatewayErrors.RATE_LIMITED.code;
@@ -163,7 +292,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       else code = errorCode(err)?.startsWith('SHOAL_ERR_') ? errorCode(err)! : Errors.INTERNAL.code;
     }
     if (status >= 500 && code === Errors.INTERNAL.code) req.log.error({ err, method: req.method, url: req.url }, 'request failed');
-    metrics.errors.labels(code, String(status)).inc();
+    // A body cut off because its connection went away (the client left, or was answered 408 by
+    // the client error handler, which counted it) is answered to nobody: not counted again.
+    if (!(req.raw.socket?.destroyed && !(err instanceof ShoalError))) metrics.errors.labels(code, String(status)).inc();
     req.shoalErrorCode = code;
     void reply.status(status).send({ error: message, code });
   });
@@ -222,7 +353,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   let inference: InferenceService | undefined;
   if (deps.inference !== false) {
-    inference = await InferenceService.create({ nc: deps.nc, subjects: deps.subjects, log: deps.logger, metrics, requestTimeoutMs: deps.requestTimeoutMs ?? 10_000, ...(deps.coalesce ? { coalesce: deps.coalesce } : {}) });
+    inference = await InferenceService.create({ nc: deps.nc, subjects: deps.subjects, log: deps.logger, metrics, requestTimeoutMs, ...(deps.coalesce ? { coalesce: deps.coalesce } : {}) });
     registerOipRoutes(app, inference);
     const svc = inference;
     await app.register(async (scope) => {

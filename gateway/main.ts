@@ -21,6 +21,7 @@ await runProcess({
       rateLimitPerMinute: g.rateLimitPerMinute,
       bodyLimit: g.bodyLimitBytes,
       requestTimeoutMs: g.requestTimeoutMs,
+      ...(g.receiveTimeoutMs !== undefined ? { receiveTimeoutMs: g.receiveTimeoutMs } : {}),
       requestLog: g.requestLog,
       coalesce: { inflightPerReplica: g.inflightPerReplica, maxHoldMs: g.maxHoldMs, hedgeAfterMs: g.hedgeAfterMs },
     });

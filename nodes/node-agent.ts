@@ -93,8 +93,9 @@ export class NodeAgent {
     const res = resources(this.ctx.config.subjectPrefix);
     this.#bucket = await openBucket(this.ctx.nc, res.buckets.nodes);
     const registry = await new ActorTypeRegistry().load(this.ctx.config.actors.modules.map(moduleUrl));
-    // Reported on every heartbeat: the scheduler places an actor only where its type is loaded.
-    this.#caps = { ...this.#caps, actorTypes: registry.names() };
+    // Reported on every heartbeat: the scheduler places an actor only where its type is loaded,
+    // and job submissions may name only the job entry points among them.
+    this.#caps = { ...this.#caps, actorTypes: registry.names(), jobTypes: registry.jobTypes() };
     this.#pool = new WorkerPool({ threads: this.profile.workerThreads });
     this.#host = new ActorHost({
       nodeId: this.nodeId,
@@ -109,7 +110,7 @@ export class NodeAgent {
       maxActors: this.ctx.config.actors.maxPerNode,
     });
     await this.#host.start();
-    log.info({ actorTypes: registry.names() }, 'actor types registered');
+    log.info({ actorTypes: registry.names(), jobTypes: registry.jobTypes() }, 'actor types registered');
     const s = this.ctx.subjects;
     serve(this.ctx.nc, s.nodeCtl(this.nodeId), NodeCtl, (cmd) => this.#control(cmd), { log });
     announce(this.ctx.nc, s, { role: Role.NODE, id: this.nodeId, state: () => this.#state, details: () => ({ profile: this.profile.name, labels: this.profile.labels }) }, log);

@@ -4,7 +4,8 @@
  * within its window). Each accepted job is recorded in the `jobs` KV bucket — created with CAS,
  * so a duplicate that slips past the window still runs once — and only then acked, so an
  * accepted job is never lost. Then the job's actor (`training-job` by default) is spawned with
- * the job id; the actor validates its own spec and drives the job. The scheduler knows nothing
+ * the job id — if a live node offers its type as a job type; else the job fails at once with the
+ * reason — and the actor validates its own spec and drives the job. The scheduler knows nothing
  * of what the job does.
  */
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
@@ -12,6 +13,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { nuid } from '@nats-io/transport-node';
 import {
   ActorKind,
+  DEFAULT_JOB_TYPE,
   Errors,
   JobEnvelope,
   JobState,
@@ -19,18 +21,19 @@ import {
   TERMINAL_JOB_STATES,
   decode,
   encode,
+  jobTypeRefusal,
   parseContentType,
   resources,
   validate,
   type JobRecord,
   type Logger,
   type NatsConnection,
+  type NodeView,
   type Subjects,
 } from '../cluster/index.ts';
 import type { ActorManager } from './actor-manager.ts';
 import { JobWatchdog, coordinatorSpec, type StallPolicy } from './job-watchdog.ts';
 
-export const DEFAULT_JOB_ACTOR = 'training-job';
 
 export interface JobQueueOptions {
   nc: NatsConnection;
@@ -40,6 +43,11 @@ export interface JobQueueOptions {
   log: Logger;
   /** When a running job counts as stalled (see JobWatchdog). */
   stall?: Partial<StallPolicy>;
+  /**
+   * The fleet (the membership view): a job whose type no live node offers as a job type fails
+   * at once instead of staying queued. Without it, every type is started as asked.
+   */
+  nodes?: () => readonly NodeView[];
 }
 
 export class JobQueue {
@@ -95,12 +103,12 @@ export class JobQueue {
       const id = msgId && /^[A-Za-z0-9_-]{1,64}$/.test(msgId) ? msgId : undefined;
       this.#o.log.warn({ msgId, err: (err as Error).message }, 'job refused: bad envelope');
       // With an id we can tell the submitter why; without one there is nobody to tell.
-      if (id) await this.#record({ id, state: JobState.FAILED, actorType: DEFAULT_JOB_ACTOR, spec: null, submittedAt: Date.now(), updatedAt: Date.now(), reason: (err as Error).message }).catch(() => undefined);
+      if (id) await this.#record({ id, state: JobState.FAILED, actorType: DEFAULT_JOB_TYPE, spec: null, submittedAt: Date.now(), updatedAt: Date.now(), reason: (err as Error).message }).catch(() => undefined);
       return;
     }
     const id = env.id ?? (msgId && /^[A-Za-z0-9_-]{1,64}$/.test(msgId) ? msgId : nuid.next());
     const now = Date.now();
-    const rec: JobRecord = { id, state: JobState.QUEUED, actorType: env.actorType ?? DEFAULT_JOB_ACTOR, spec: env.spec, submittedAt: now, updatedAt: now };
+    const rec: JobRecord = { id, state: JobState.QUEUED, actorType: env.actorType ?? DEFAULT_JOB_TYPE, spec: env.spec, submittedAt: now, updatedAt: now };
     if (!(await this.#record(rec))) {
       // Recorded already. Still `queued` means it may never have been started: the scheduler
       // died between the record and the spawn, and this is the redelivery. Starting it again is
@@ -120,6 +128,15 @@ export class JobQueue {
   }
 
   async #startJob(rec: JobRecord): Promise<void> {
+    // Submitters on NATS bypass the gateway's check: an internal actor type (a job's workers, an
+    // inference replica) would be spawned with a job's args and never start, or start and never
+    // drive the job, which would then sit `queued` forever.
+    const refused = this.#o.nodes && jobTypeRefusal(rec.actorType, this.#o.nodes());
+    if (refused) {
+      this.#o.log.warn({ jobId: rec.id, actorType: rec.actorType, reason: refused.message }, 'job refused: not a job type');
+      await this.update(rec.id, { state: JobState.FAILED, reason: `cannot start the job: ${refused.message}` });
+      return;
+    }
     try {
       await this.#o.actors.spawn(coordinatorSpec(rec));
     } catch (err) {

@@ -77,6 +77,7 @@ async function lead(ctx: ProcessContext): Promise<() => Promise<void>> {
     prefix: ctx.config.subjectPrefix,
     actors,
     log: componentLogger(ctx.log, 'jobs'),
+    nodes: () => membership.view(),
     stall: { floorMs: ctx.config.scheduler.jobStallMs, maxRestarts: ctx.config.scheduler.jobMaxRestarts },
   });
   await jobs.start();

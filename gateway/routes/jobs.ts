@@ -2,7 +2,10 @@
  * Training jobs over HTTP: `POST /v1/jobs` queues a job (idempotent by `id` in the body or the
  * `idempotency-key` header: the same id twice runs once) and answers 202 with its id;
  * `GET /v1/jobs/{id}` is its state, progress and result; `DELETE /v1/jobs/{id}` cancels it.
- * The spec itself is validated by the job's actor; a bad one shows up as `failed` with the reason.
+ * A training spec is checked before queueing (400); other specs by their job's actor (a bad one
+ * shows up as `failed` with the reason). Refused with 400: an unknown top-level field (the schema
+ * is closed, and the gateway's Ajv refuses what it does not allow instead of dropping it), and an
+ * `actorType` no live node offers as a job type (`SHOAL_ERR_UNKNOWN_JOB_TYPE`).
  */
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';

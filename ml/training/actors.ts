@@ -499,7 +499,8 @@ class TrainingJob extends Actor<JobMsg> {
 }
 
 export const actorTypes = [
-  defineActorType({ name: TRAINING_JOB_ACTOR, messages: JobMsg, create: (args) => new TrainingJob(args), kind: ActorKind.BATCH, supervision: { maxRestarts: 3, withinMs: 60_000, backoffMs: 200 } }),
+  // The job entry point; its workers are internal (a job of them would never start).
+  defineActorType({ name: TRAINING_JOB_ACTOR, messages: JobMsg, create: (args) => new TrainingJob(args), kind: ActorKind.BATCH, supervision: { maxRestarts: 3, withinMs: 60_000, backoffMs: 200 }, job: true }),
   defineActorType({ name: TRAINER_WORKER_ACTOR, messages: WorkerMsg, create: (args) => new TrainerWorker(args), kind: ActorKind.TRAINING }),
 ];
 

@@ -6,11 +6,9 @@
 import { headers, nuid, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { ContentType, TERMINAL_JOB_STATES, decode, encode, request, resources, subjects, type JobEnvelope, type JobRecord } from '../../cluster/index.ts';
+import { ContentType, DEFAULT_JOB_TYPE, TERMINAL_JOB_STATES, decode, encode, jobTypeRefusal, request, resources, subjects, type JobEnvelope, type JobRecord, type NodeView, type SchedulerStatus } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { parseTrainingSpec } from './spec.ts';
-
-const TRAINING_JOB = 'training-job';
 
 export class JobClient {
   private constructor(
@@ -29,13 +27,30 @@ export class JobClient {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw MlErrors.BAD_JOB(id, 'id must be letters, digits, _ or - (≤ 64)');
     // A training spec is checked here too, so a caller hears about a bad field at once (a 400 at
     // the gateway) instead of finding a failed job; other job types are checked by their actor.
-    if (!opts.unchecked && (!opts.actorType || opts.actorType === TRAINING_JOB)) parseTrainingSpec(id, spec);
+    if (!opts.unchecked && (!opts.actorType || opts.actorType === DEFAULT_JOB_TYPE)) parseTrainingSpec(id, spec);
+    // Likewise the job type: one no live node offers as a job entry point (an internal type such
+    // as a job's workers, or none at all) is refused now rather than queued to fail or hang.
+    const refused = jobTypeRefusal(opts.actorType ?? DEFAULT_JOB_TYPE, await this.#fleet());
+    if (refused) throw refused;
     const env: JobEnvelope = { id, spec, ...(opts.actorType ? { actorType: opts.actorType } : {}) };
     const ct = opts.contentType ?? ContentType.MSGPACK;
     const h = headers();
     h.set('content-type', ct);
     const ack = await jetstream(this.nc).publish(subjects(this.prefix).jobsSubmit, encode(env, ct), { msgID: id, headers: h });
     return { id, duplicate: ack.duplicate };
+  }
+
+  /**
+   * The nodes as the scheduler sees them (with the job types each offers). None when the
+   * scheduler does not answer: the job is queued on the stream all the same, and only the
+   * built-in job types are accepted until nodes report theirs.
+   */
+  async #fleet(): Promise<NodeView[]> {
+    try {
+      return (await request<SchedulerStatus>(this.nc, subjects(this.prefix).scheduler('status'), { type: 'status' }, { timeoutMs: 2000 })).nodes;
+    } catch {
+      return [];
+    }
   }
 
   async get(id: string): Promise<JobRecord> {

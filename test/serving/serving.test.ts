@@ -5,6 +5,8 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActorClient, Role, createLogger, subjects, type NatsConnection } from '../../cluster/index.ts';
@@ -128,14 +130,20 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     await registry.kv.delete(registryKeys.deployment('orphan'));
   });
 
-  it('a training job on a cluster whose nodes load only the serving actors fails at once, saying why', async () => {
+  it('a training job on a cluster whose nodes load only the serving actors is refused, or fails at once, saying why', async () => {
+    const spec = { model: { name: 'fraud', type: 'logreg' }, dataset: 'whatever', hyper: { steps: 5 }, workers: 1 };
     const jobs = await JobClient.open(nc);
-    await jobs.submit({ model: { name: 'fraud', type: 'logreg' }, dataset: 'whatever', hyper: { steps: 5 }, workers: 1 }, { id: 'job-nowhere' });
+    // JobClient (the CLI, the gateway) asks the fleet first.
+    await expect(jobs.submit(spec, { id: 'job-nowhere' })).rejects.toMatchObject({ code: 'SHOAL_ERR_UNKNOWN_JOB_TYPE', message: expect.stringMatching(/"training-job" is not a job type: no live node offers it \(job types: none\)/) });
+    // A submitter on NATS skips that check; the scheduler's job queue fails the job instead.
+    const h = natsHeaders();
+    h.set('content-type', 'application/json');
+    await jetstream(nc).publish(s.jobsSubmit, new TextEncoder().encode(JSON.stringify({ id: 'job-nowhere', spec })), { headers: h, msgID: 'job-nowhere' });
     const rec = await until(async () => {
       const r = await jobs.get('job-nowhere');
       return r.state === 'failed' ? r : undefined;
     }, 15_000, 'job-nowhere failed');
-    expect(rec.reason).toMatch(/cannot start the job: unknown actor type "training-job" \(known: shoal-inference — no live node loads it/);
+    expect(rec.reason).toMatch(/cannot start the job: "training-job" is not a job type: no live node offers it/);
   });
 
   it('infers: nested and flat data agree, outputs match a direct onnxruntime call, id is echoed', async () => {
