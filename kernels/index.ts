@@ -13,7 +13,20 @@ export { ops, type OpName } from './ops/index.ts';
 export type { Attrs, OpDef, PrimitiveOp, CompositeOp, OpClass, OpCost } from './op.ts';
 export { GpuDevice, type GpuAdapterInfo, type GpuFeatures, type GpuLimits, type GpuDeviceOptions } from './gpu/device.ts';
 export { crossovers, defaultCacheDir, type AutotuneTable, type CurvePoint } from './autotune.ts';
-export { gemmModel } from './cpu/onnx-model.ts';
+export { gemmModel, type GemmModelSpec } from './cpu/onnx-model.ts';
+export {
+  OnnxType,
+  onnxModel,
+  floatTensor,
+  int64Tensor,
+  type OnnxAttribute,
+  type OnnxDim,
+  type OnnxGraph,
+  type OnnxInitializer,
+  type OnnxModelOptions,
+  type OnnxNode,
+  type OnnxValueInfo,
+} from './onnx.ts';
 export { ACTIVATIONS, type Activation } from './ops/common.ts';
 export { UNARY_FNS, BINARY_FNS, type UnaryFn, type BinaryFn } from './ops/elementwise.ts';
 export { REDUCE_FNS, type ReduceFn } from './ops/reduce.ts';
