@@ -10,7 +10,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createKernels, crossovers, gemmModel, tensor, type Kernels, type Tensor, type Value } from '../kernels/index.ts';
+import { loadConfig } from '../cluster/index.ts';
+import { createKernels, crossovers, gemmModel, kernelsOptionsFrom, tensor, type Kernels, type KernelsOptions, type Tensor, type Value } from '../kernels/index.ts';
 
 type Backend = 'gpu' | 'cpu';
 
@@ -26,8 +27,15 @@ export interface SuiteOptions {
   memScale: number;
   /** Target milliseconds of measurement per case and contender. */
   budgetMs: number;
-  adapter?: string;
+  /** Base options of every kernels instance the suite creates (adapter, matmulBk, cacheDir…). */
+  kernels?: KernelsOptions;
   autotune: boolean;
+}
+
+/** The kernels settings of the config (file, `SHOAL_GPU_ADAPTER`, `SHOAL_KERNELS_MATMUL_BK`, …). */
+export function configKernelsOptions(): KernelsOptions {
+  const { backend: _backend, ...rest } = kernelsOptionsFrom(loadConfig({ argv: [] }));
+  return rest;
 }
 
 const rnd = (n: number): Float32Array => {
@@ -78,8 +86,8 @@ export async function runKernelsSuite(o: SuiteOptions): Promise<SuiteResult> {
     console.log(s);
   };
   const k: Partial<Record<Backend, Kernels>> = {};
-  if (o.backends.includes('gpu')) k.gpu = await createKernels({ backend: 'gpu', adapter: o.adapter, autotune: false });
-  if (o.backends.includes('cpu')) k.cpu = await createKernels({ backend: 'cpu', cpuWorkers: 1 });
+  if (o.backends.includes('gpu')) k.gpu = await createKernels({ ...o.kernels, backend: 'gpu', autotune: false });
+  if (o.backends.includes('cpu')) k.cpu = await createKernels({ ...o.kernels, backend: 'cpu', cpuWorkers: 1 });
   const ort = o.ortReference ? await import('onnxruntime-node') : undefined;
   const ortSession = ort ? await ort.InferenceSession.create(gemmModel({ transA: false, transB: false, alpha: 1, beta: 0, bias: 'none' })) : undefined;
 
@@ -209,7 +217,7 @@ export async function runKernelsSuite(o: SuiteOptions): Promise<SuiteResult> {
 
   // ---- crossover ------------------------------------------------------------------------------------
   if (o.autotune && o.backends.length === 2) {
-    const auto = await createKernels({ backend: 'auto', adapter: o.adapter, cpuWorkers: 1 });
+    const auto = await createKernels({ ...o.kernels, backend: 'auto', cpuWorkers: 1 });
     const table = await auto.autotune(true);
     if (table) {
       log('## measured GPU/CPU crossover (the autotune table `backend: "auto"` dispatches by)');
@@ -243,7 +251,7 @@ function gemvInputs(n: number): Tensor[] {
 // ---- entry point (npm run bench:kernels) ------------------------------------------------------------
 // (Matched by path, not import.meta.url: bench/gpu bundles this module into another entry.)
 if (/bench[\\/]kernels\.ts$/.test(process.argv[1] ?? '')) {
-  const res = await runKernelsSuite({ sizes: [128, 256, 512, 1024], backends: ['gpu', 'cpu'], ortReference: true, memScale: 1, budgetMs: 2500, autotune: true });
+  const res = await runKernelsSuite({ sizes: [128, 256, 512, 1024], backends: ['gpu', 'cpu'], ortReference: true, memScale: 1, budgetMs: 2500, autotune: true, kernels: configKernelsOptions() });
   const file = join(dirname(fileURLToPath(import.meta.url)), 'results', 'kernels.md');
   mkdirSync(dirname(file), { recursive: true });
   const targets = res.matmul.find((r) => r.n === 1024);

@@ -38,6 +38,13 @@ export interface ActorContext {
   /** The node's NATS connection (node role), for actors that read KV / object store (e.g. a model registry). */
   readonly nc: NatsConnection;
   readonly subjects: Subjects;
+  /**
+   * The node's compute: one kernels instance per node process (one WebGPU device, one CPU
+   * pool), owned by the node agent and shared by its actors. Opaque here, because cluster/
+   * knows nothing of kernels/ (not even its types): an actor gets it typed, and checked, with
+   * the kernels layer's `nodeKernels(ctx)`. Undefined on a host started without kernels.
+   */
+  readonly kernels: unknown;
 }
 
 export interface Checkpoints {

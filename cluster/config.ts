@@ -171,6 +171,35 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    gpu: Type.Object(
+      {
+        /**
+         * Pin the WebGPU adapter whose name (vendor, architecture, device, description) contains
+         * this text, on machines with several. Default: Dawn's choice.
+         */
+        adapter: Type.Optional(Type.String({ minLength: 1 })),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    kernels: Type.Object(
+      {
+        /**
+         * Where a node's kernels run steps: `gpu` (WebGPU; the node fails to start without an
+         * adapter), `cpu` (worker thread + ONNX Runtime), or `auto` (per step, by the measured
+         * crossover; CPU when there is no adapter). A node profile with `gpu: false` always uses
+         * `cpu`. Also read from `SHOAL_TRAINING_BACKEND`, its older name. @default auto
+         */
+        backend: Type.Union([Type.Literal('auto'), Type.Literal('gpu'), Type.Literal('cpu')], { default: 'auto' }),
+        /** Directory of the autotune tables. Default: `$XDG_CACHE_HOME/shoal/kernels` (`~/.cache/shoal/kernels`). */
+        cache: Type.Optional(Type.String({ minLength: 1 })),
+        /**
+         * K-depth of matmul's big WebGPU tile: 32 needs 24 KiB of workgroup memory and is used
+         * only where the adapter grants it; a knob for tuning on real GPUs. @default 16
+         */
+        matmulBk: Type.Integer({ minimum: 16, maximum: 32, multipleOf: 16, default: 16 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     /** Node profiles `shoal up` starts. */
     nodes: Type.Array(NodeProfile, { default: DEFAULT_PROFILES, minItems: 1 }),
     /** How long shutdown waits for a process before SIGKILL. @default 10000 */
@@ -204,6 +233,15 @@ function leaves(schema: TObject, path: string[] = []): Leaf[] {
 
 const snake = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
 export const envName = (path: string[]) => `SHOAL_${path.map(snake).join('_')}`;
+
+/**
+ * Older env names still accepted for a field, read only when its derived name is unset.
+ * `SHOAL_TRAINING_BACKEND` chose the backend of the kernels that training created for itself;
+ * the node now owns one kernels instance, and training is what runs on it.
+ */
+export const ENV_ALIASES: Readonly<Record<string, readonly string[]>> = {
+  'kernels.backend': ['SHOAL_TRAINING_BACKEND'],
+};
 const flagName = (path: string[]) => path.join('.');
 
 const LEAVES = leaves(ConfigSchema);
@@ -286,7 +324,7 @@ export function loadConfig(opts: LoadConfigOptions = {}, extraFlags: readonly st
     for (const l of LEAVES) sources.set(l.path.join('.'), `file ${file}`);
   }
   for (const l of LEAVES) {
-    const name = envName(l.path);
+    const name = [envName(l.path), ...(ENV_ALIASES[l.path.join('.')] ?? [])].find((n) => env[n] !== undefined) ?? envName(l.path);
     const v = env[name];
     if (v !== undefined) {
       setPath(raw, l.path, parseScalar(v, l.schema));

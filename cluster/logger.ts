@@ -8,6 +8,7 @@ import { pino, type Logger, type LevelWithSilent } from 'pino';
 export type { Logger };
 
 export interface LoggerOptions {
+  /** From the config (`log.level`, env `SHOAL_LOG_LEVEL`), resolved by the caller. @default info */
   level?: LevelWithSilent;
   pretty?: boolean;
   /** Process-wide bindings (role, nodeId, pid). */
@@ -15,7 +16,7 @@ export interface LoggerOptions {
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
-  const level = (process.env.SHOAL_LOG_LEVEL as LevelWithSilent | undefined) ?? opts.level ?? 'info';
+  const level = opts.level ?? 'info';
   const pretty = opts.pretty ?? process.stdout.isTTY === true;
   const base = { pid: process.pid, ...opts.bindings };
   if (pretty) {

@@ -25,8 +25,13 @@ export interface AutotuneTable {
   classes: Partial<Record<OpClass, CurvePoint[]>>;
 }
 
+/**
+ * Where autotune tables go unless the caller says (`kernels.cache` in the config). Follows the
+ * XDG base-directory convention, a property of the user's desktop session rather than a Shoal
+ * setting, so it is read here and not through the config.
+ */
 export function defaultCacheDir(): string {
-  return process.env.SHOAL_KERNELS_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'shoal', 'kernels');
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'shoal', 'kernels');
 }
 
 export function tablePath(cacheDir: string, adapter: string): string {

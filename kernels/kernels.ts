@@ -1,9 +1,11 @@
 /**
- * The kernels facade: one object per process that owns the WebGPU device (shared, ref-counted),
- * the CPU worker pool, the autotune table and the resident tensors, and runs steps where the
- * measured crossover says they are fastest.
+ * The kernels facade: one object per node process — created by the node agent and handed to its
+ * actors — that owns the WebGPU device (shared, ref-counted), the CPU worker pool, the autotune
+ * table and the resident tensors, and runs steps where the measured crossover says they are
+ * fastest. Scripts and tests outside a node create their own with `createKernels`.
  */
 import { performance } from 'node:perf_hooks';
+import { Errors } from '../cluster/index.ts';
 import { crossovers, loadTable, predictMs, saveTable, tablePath, type AutotuneTable, type CurvePoint } from './autotune.ts';
 import { executeCpuStep, type CpuStepTask } from './cpu/executor.ts';
 import { releaseOrtSessions } from './cpu/ort.ts';
@@ -173,7 +175,7 @@ export class Kernels implements StepRunner, ResidentOwner {
     if (want === 'auto') backend = (await this.choose(step)).backend;
     else backend = want;
     if (backend === 'gpu' && !this.gpu) throw KernelErrors.NO_GPU_ADAPTER(this.gpuUnavailable ?? 'the kernels were created with backend "cpu"');
-    const results = backend === 'gpu' ? await runStepOnGpu(this.gpu!, step, (n) => this.primitive(n), opts.poison ?? false) : await this.runOnCpu(step, opts.poison ?? false);
+    const results = backend === 'gpu' ? await runStepOnGpu(this.gpu!, step, (n) => this.primitive(n), opts.poison ?? false, this.o.matmulBk) : await this.runOnCpu(step, opts.poison ?? false);
     const values = step.reads.map((id) => tensor(results.get(id)!, step.values[id]!.shape));
     const byId = new Map(step.reads.map((id, i) => [id, values[i]!]));
     return {
@@ -313,6 +315,15 @@ export class Kernels implements StepRunner, ResidentOwner {
   private assertOpen(): void {
     if (this.closed) throw KernelErrors.CLOSED('the kernels instance');
   }
+}
+
+/**
+ * The kernels of the node an actor runs on (`ctx.kernels`, which cluster/ types as opaque).
+ * Throws when the actor's host was given none (a host started outside a node agent).
+ */
+export function nodeKernels(ctx: { readonly kernels?: unknown; readonly actorId?: string }): Kernels {
+  if (ctx.kernels instanceof Kernels) return ctx.kernels;
+  throw Errors.INTERNAL(`actor ${ctx.actorId ?? '?'} needs the node's kernels, but its host was started without them`);
 }
 
 /**

@@ -1,15 +1,16 @@
-import { pino, type Logger, type LevelWithSilent } from 'pino';
+/**
+ * The kernels log through the logger they are given (a node passes its process logger, with
+ * its bindings). Without one — a script or a test that creates its own kernels — they write
+ * JSON lines at `info` with `component: kernels`.
+ */
+import { componentLogger, createLogger, type Logger } from '../cluster/index.ts';
 
 export type { Logger };
 
-let root: Logger | undefined;
+let fallback: Logger | undefined;
 
-/** The kernels layer's default logger (level from `SHOAL_LOG_LEVEL`, default `info`). */
-export function kernelsLogger(): Logger {
-  root ??= pino({
-    name: 'kernels',
-    level: (process.env.SHOAL_LOG_LEVEL as LevelWithSilent | undefined) ?? 'info',
-    base: { pid: process.pid, component: 'kernels' },
-  });
-  return root;
+/** The logger kernels use when none is passed in. */
+export function defaultKernelsLogger(): Logger {
+  fallback ??= componentLogger(createLogger({ level: 'info', pretty: false }), 'kernels');
+  return fallback;
 }

@@ -59,6 +59,8 @@ export interface ActorHostOptions {
   log: Logger;
   /** Most actors this node hosts. @default 10000 */
   maxActors?: number;
+  /** The node's kernels (`Kernels`), handed to every actor as `ctx.kernels`. */
+  kernels?: unknown;
 }
 
 export interface HostStats {
@@ -254,6 +256,7 @@ export class ActorHost {
       runTask: (moduleUrl, fn, args) => pool.run(moduleUrl, fn, args),
       nc: this.#o.nc,
       subjects: this.#o.subjects,
+      kernels: this.#o.kernels,
       checkpoint: {
         save: async (state) => void (await this.#o.checkpoints.put(cell.actorId, encode(state))),
         load: async <T>() => {

@@ -1,18 +1,14 @@
 /**
- * What a node can do: CPU cores, memory, the WebGPU adapter (when `webgpu` finds one) and
- * onnxruntime. Probed once at start.
+ * What a node can do: CPU cores, memory, the WebGPU adapter and onnxruntime. Probed once at
+ * start. The adapter's facts come from the node's own kernels (the one WebGPU device the node
+ * opens), so the probe never starts a second Dawn instance.
  */
 import { availableParallelism, totalmem } from 'node:os';
-import { mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import type { Capabilities, GpuInfo } from '../cluster/index.ts';
+import type { GpuDevice, Kernels } from '../kernels/index.ts';
 
-// dawn.node crashes if the object returned by create() is garbage-collected while a device or
-// adapter lives: keep it for the whole process.
-let gpuInstance: unknown;
-
+/** Limits advertised to the scheduler (the device is opened with the adapter's own values). */
 const LIMITS = [
   'maxStorageBufferBindingSize',
   'maxBufferSize',
@@ -22,42 +18,26 @@ const LIMITS = [
   'maxComputeWorkgroupsPerDimension',
 ] as const;
 
-export async function probeGpu(): Promise<{ gpu: GpuInfo | null; reason?: string }> {
-  if (!process.env.XDG_RUNTIME_DIR) {
-    const dir = join(tmpdir(), `shoal-xdg-${process.getuid?.() ?? 0}`);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    process.env.XDG_RUNTIME_DIR = dir;
-  }
-  try {
-    const webgpu = await import('webgpu');
-    Object.assign(globalThis, webgpu.globals);
-    const adapterName = process.env.SHOAL_GPU_ADAPTER;
-    const gpu = webgpu.create(adapterName ? [`adapter=${adapterName}`] : []);
-    gpuInstance = gpu;
-    const adapter = await gpu.requestAdapter();
-    if (!adapter) return { gpu: null, reason: 'no WebGPU adapter (no Vulkan driver? install mesa-vulkan-drivers >= 24 for lavapipe)' };
-    const info = adapter.info;
-    const limits: Record<string, number> = {};
-    for (const k of LIMITS) limits[k] = Number((adapter.limits as unknown as Record<string, number>)[k]);
-    const description = info.description ?? '';
-    return {
-      gpu: {
-        vendor: info.vendor ?? '',
-        architecture: info.architecture ?? '',
-        device: info.device ?? '',
-        description,
-        software: /llvmpipe|lavapipe|swiftshader/i.test(`${description} ${info.device} ${info.architecture}`),
-        features: [...adapter.features].map(String).sort(),
-        limits,
-      },
-    };
-  } catch (err) {
-    return { gpu: null, reason: `WebGPU unavailable: ${(err as Error).message}` };
-  }
+/** The advertised description of a WebGPU device. */
+export function gpuInfo(dev: GpuDevice): GpuInfo {
+  const info = dev.adapterInfo;
+  const limits: Record<string, number> = {};
+  for (const k of LIMITS) limits[k] = Number((dev.device.limits as unknown as Record<string, number>)[k]);
+  return {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+    software: /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.device} ${info.architecture}`),
+    features: [...dev.adapterFeatures],
+    limits,
+  };
 }
 
-export function keepGpuAlive(): unknown {
-  return gpuInstance;
+/** The GPU as the node's kernels see it, or why there is none. */
+export function probeGpu(kernels: Kernels): { gpu: GpuInfo | null; reason?: string } {
+  if (kernels.gpu) return { gpu: gpuInfo(kernels.gpu) };
+  return { gpu: null, reason: `WebGPU unavailable: ${kernels.info.gpuUnavailable ?? 'unknown reason'}` };
 }
 
 export async function probeOnnxRuntime(): Promise<Capabilities['onnxruntime']> {
@@ -72,11 +52,16 @@ export async function probeOnnxRuntime(): Promise<Capabilities['onnxruntime']> {
   }
 }
 
-export async function probeCapabilities(opts: { gpu: boolean }): Promise<Capabilities> {
-  const [gpu, onnxruntime] = await Promise.all([
-    opts.gpu ? probeGpu() : Promise.resolve({ gpu: null, reason: 'disabled by the node profile (gpu: false)' }),
-    probeOnnxRuntime(),
-  ]);
+export interface ProbeOptions {
+  /** The node's kernels, already created (with backend `cpu` when the profile has `gpu: false`). */
+  kernels: Kernels;
+  /** The node profile's `gpu`: false reports the GPU as disabled rather than missing. */
+  gpu: boolean;
+}
+
+export async function probeCapabilities(opts: ProbeOptions): Promise<Capabilities> {
+  const gpu = opts.gpu ? probeGpu(opts.kernels) : { gpu: null, reason: 'disabled by the node profile (gpu: false)' };
+  const onnxruntime = await probeOnnxRuntime();
   return {
     cpus: availableParallelism(),
     memoryBytes: totalmem(),

@@ -3,7 +3,9 @@
  * capabilities, load) to the nodes KV bucket on every heartbeat, answers presence pings and its
  * control subject, and drains on request or SIGTERM.
  *
- * It hosts actors (`ActorHost`) on `spawn` / `stop` commands and owns the node's worker pool.
+ * It hosts actors (`ActorHost`) on `spawn` / `stop` commands and owns the node's compute: the
+ * worker pool and one `Kernels` (one WebGPU device, one CPU pool) that its actors share through
+ * `ctx.kernels`, configured by the config's `kernels.*` and `gpu.adapter`.
  * Drain — a `drain` command, SIGTERM, or a spot preemption notice — stops accepting actors,
  * lets them finish and checkpoint, hands them back to the scheduler, then exits.
  */
@@ -31,6 +33,7 @@ import {
   type ProcessContext,
 } from '../cluster/index.ts';
 import type { NodeProfile } from '../cluster/index.ts';
+import { createKernels, kernelsOptionsFrom, type Kernels } from '../kernels/index.ts';
 import { probeCapabilities } from './capabilities.ts';
 import { ActorHost } from './actor-host.ts';
 import { WorkerPool } from './worker-pool.ts';
@@ -63,6 +66,7 @@ export class NodeAgent {
   #onDrained: ((reason: string) => void) | undefined;
   #host: ActorHost | undefined;
   #pool: WorkerPool | undefined;
+  #kernels: Kernels | undefined;
   #draining: Promise<void> | undefined;
 
   constructor(
@@ -85,7 +89,14 @@ export class NodeAgent {
   async start(): Promise<void> {
     const log = componentLogger(this.ctx.log, 'node-agent', { nodeId: this.nodeId });
     this.#elDelay.enable();
-    this.#caps = await probeCapabilities({ gpu: this.profile.gpu });
+    // The node's one kernels instance: a profile without a GPU never loads Dawn.
+    const kernelsOpts = kernelsOptionsFrom(this.ctx.config);
+    this.#kernels = await createKernels({
+      ...kernelsOpts,
+      backend: this.profile.gpu ? kernelsOpts.backend : 'cpu',
+      logger: componentLogger(this.ctx.log, 'kernels', { nodeId: this.nodeId }),
+    });
+    this.#caps = await probeCapabilities({ kernels: this.#kernels, gpu: this.profile.gpu });
     log.info(
       { cpus: this.#caps.cpus, gpu: this.#caps.gpu ? `${this.#caps.gpu.vendor} ${this.#caps.gpu.description}`.trim() : null, gpuReason: this.#caps.gpuUnavailableReason, onnxruntime: this.#caps.onnxruntime?.version ?? null, labels: this.profile.labels },
       'capabilities probed',
@@ -108,6 +119,7 @@ export class NodeAgent {
       checkpoints: await openBucket(this.ctx.nc, res.buckets.checkpoints),
       log: componentLogger(this.ctx.log, 'actor-host', { nodeId: this.nodeId }),
       maxActors: this.ctx.config.actors.maxPerNode,
+      kernels: this.#kernels,
     });
     await this.#host.start();
     log.info({ actorTypes: registry.names(), jobTypes: registry.jobTypes() }, 'actor types registered');
@@ -205,6 +217,7 @@ export class NodeAgent {
     this.#state = Lifecycle.STOPPED;
     await this.#host?.close();
     await this.#pool?.close();
+    await this.#kernels?.close();
     if (this.#timer) clearInterval(this.#timer);
     this.#elDelay.disable();
     // A clean exit removes the record at once; a crash leaves it to go stale (declared dead).

@@ -44,6 +44,23 @@ describe('loadConfig', () => {
     expect(c.log.pretty).toBe(false);
   });
 
+  it('holds the compute settings under the env names they always had, with the same precedence', () => {
+    const d = loadConfig({ argv: [], env: {}, cwd: dir() });
+    expect(d.kernels).toEqual({ backend: 'auto', matmulBk: 16 });
+    expect(d.gpu.adapter).toBeUndefined();
+    const env = { SHOAL_GPU_ADAPTER: 'llvmpipe', SHOAL_KERNELS_BACKEND: 'cpu', SHOAL_KERNELS_CACHE: '/tmp/k', SHOAL_KERNELS_MATMUL_BK: '32', SHOAL_LOG_LEVEL: 'debug' };
+    const c = loadConfig({ argv: [], env, cwd: dir() });
+    expect([c.gpu.adapter, c.kernels.backend, c.kernels.cache, c.kernels.matmulBk, c.log.level]).toEqual(['llvmpipe', 'cpu', '/tmp/k', 32, 'debug']);
+    // Flags beat env, the log level included (the logger no longer reads SHOAL_LOG_LEVEL itself).
+    const f = loadConfig({ argv: ['--kernels.backend', 'gpu', '--log.level', 'warn'], env, cwd: dir() });
+    expect([f.kernels.backend, f.log.level]).toEqual(['gpu', 'warn']);
+    // SHOAL_TRAINING_BACKEND is the older name of kernels.backend; the derived name wins.
+    expect(loadConfig({ argv: [], env: { SHOAL_TRAINING_BACKEND: 'cpu' }, cwd: dir() }).kernels.backend).toBe('cpu');
+    expect(loadConfig({ argv: [], env: { SHOAL_TRAINING_BACKEND: 'cpu', SHOAL_KERNELS_BACKEND: 'gpu' }, cwd: dir() }).kernels.backend).toBe('gpu');
+    expect(configError(() => loadConfig({ argv: [], env: { SHOAL_TRAINING_BACKEND: 'tpu' }, cwd: dir() })).message).toMatch(/kernels\.backend.*"tpu".*env SHOAL_TRAINING_BACKEND/);
+    expect(configError(() => loadConfig({ argv: [], env: { SHOAL_KERNELS_MATMUL_BK: '24' }, cwd: dir() })).message).toMatch(/kernels\.matmulBk.*env SHOAL_KERNELS_MATMUL_BK/);
+  });
+
   it('names the exact field and the source of a bad value', () => {
     expect(configError(() => loadConfig({ argv: ['--gateway.port', '70000'], env: {}, cwd: dir() })).message).toMatch(/gateway\.port.*65535.*"70000".*flag --gateway\.port/);
     expect(configError(() => loadConfig({ argv: [], env: { SHOAL_NATS_PORT: 'abc' }, cwd: dir() })).message).toMatch(/nats\.port.*"abc".*env SHOAL_NATS_PORT/);

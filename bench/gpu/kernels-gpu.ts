@@ -5,12 +5,13 @@
  *
  * Run it where a GPU is: see bench/gpu/README.md (it is bundled with esbuild and carried with
  * its own Node binary, since the GPU machines have no Node and no registry access).
- * Env: SHOAL_GPU_PEAK_TFLOPS overrides the peak table; SHOAL_GPU_ADAPTER pins the adapter;
- * SHOAL_BENCH_SIZES="1024,2048,4096"; SHOAL_BENCH_OUT=path for the markdown.
+ * Env: SHOAL_GPU_PEAK_TFLOPS overrides the peak table; SHOAL_BENCH_SIZES="1024,2048,4096";
+ * SHOAL_BENCH_OUT=path for the markdown. The kernels settings come from the config like a
+ * node's: SHOAL_GPU_ADAPTER pins the adapter, SHOAL_KERNELS_MATMUL_BK=32 tries the deeper tile.
  */
 import { writeFileSync } from 'node:fs';
 import { createKernels } from '../../kernels/index.ts';
-import { runKernelsSuite } from '../kernels.ts';
+import { configKernelsOptions, runKernelsSuite } from '../kernels.ts';
 
 /** fp32 (non-tensor-core) peak TFLOP/s by adapter name, from the vendors' data sheets. */
 const PEAKS: [RegExp, number][] = [
@@ -25,14 +26,15 @@ const PEAKS: [RegExp, number][] = [
   [/T4\b/i, 8.1],
 ];
 
-const probe = await createKernels({ backend: 'gpu', autotune: false });
+const kernels = configKernelsOptions();
+const probe = await createKernels({ ...kernels, backend: 'gpu', autotune: false });
 const adapter = probe.info.adapter ?? 'unknown';
 await probe.close();
 const peak = Number(process.env.SHOAL_GPU_PEAK_TFLOPS ?? 0) || PEAKS.find(([re]) => re.test(adapter))?.[1];
 console.log(`adapter: ${adapter}; fp32 peak: ${peak ? `${peak} TFLOP/s` : 'unknown (set SHOAL_GPU_PEAK_TFLOPS)'}`);
 
 const sizes = (process.env.SHOAL_BENCH_SIZES ?? '1024,2048,4096').split(',').map(Number);
-const res = await runKernelsSuite({ sizes, backends: ['gpu'], ortReference: false, peakTflops: peak, memScale: Number(process.env.SHOAL_BENCH_MEM_SCALE ?? 4), budgetMs: 1500, autotune: false });
+const res = await runKernelsSuite({ sizes, backends: ['gpu'], ortReference: false, peakTflops: peak, memScale: Number(process.env.SHOAL_BENCH_MEM_SCALE ?? 4), budgetMs: 1500, autotune: false, kernels });
 const top = res.matmul.at(-1);
 let tail = '';
 if (top?.gflops.gpuResident) {

@@ -33,7 +33,11 @@ export class GpuContext {
   /** The op currently recording, for error messages and labels. */
   currentOp = '';
 
-  constructor(readonly dev: GpuDevice) {}
+  constructor(
+    readonly dev: GpuDevice,
+    /** K-depth of matmul's big tile the kernels were configured with (16 or 32). */
+    readonly matmulBk: 16 | 32 = 16,
+  ) {}
 
   get device(): GPUDevice {
     return this.dev.device;

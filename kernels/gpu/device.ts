@@ -2,6 +2,8 @@
  * The process's one WebGPU device (Dawn through the `webgpu` package), its buffer pool and its
  * pipeline cache. The object returned by `create()` is kept in a module variable for the whole
  * process: dawn.node segfaults or hangs when it is garbage-collected while a device lives.
+ * A node's capability probe reads the adapter's facts from here (`adapterInfo`,
+ * `adapterFeatures`): there is no second Dawn instance.
  */
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,10 +14,18 @@ import type { Logger } from '../log.ts';
 export interface GpuDeviceOptions {
   /**
    * Pin the adapter whose name (description/device string) contains this text, for machines
-   * with several. Also read from `SHOAL_GPU_ADAPTER`.
+   * with several (a node passes its config's `gpu.adapter`).
    */
   adapter?: string;
   logger?: Logger;
+}
+
+/** The adapter's own description, as Dawn reports it. */
+export interface GpuAdapterInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
 }
 
 export interface GpuFeatures {
@@ -57,6 +67,8 @@ function gpuEntry(adapter: string | undefined): GPU {
   const flags = adapter ? `adapter=${adapter}` : '';
   let root = gpuRoots.get(flags);
   if (root) return root;
+  // Mesa prints "XDG_RUNTIME_DIR is invalid" on every device open without it. It is the
+  // environment of the Vulkan driver in this process, not a Shoal setting, so it stays here.
   process.env.XDG_RUNTIME_DIR ??= ensureXdg();
   // Imported lazily so CPU-only users never load dawn.node.
   const { create, globals } = webgpuModule();
@@ -95,6 +107,9 @@ function bucket(bytes: number): number {
 export class GpuDevice {
   readonly device: GPUDevice;
   readonly adapterName: string;
+  readonly adapterInfo: GpuAdapterInfo;
+  /** Every feature the adapter offers (the device enables only those the kernels use). */
+  readonly adapterFeatures: readonly string[];
   readonly features: GpuFeatures;
   readonly limits: GpuLimits;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
@@ -105,9 +120,11 @@ export class GpuDevice {
   private lostReason: string | undefined;
   private destroyed = false;
 
-  private constructor(device: GPUDevice, adapterName: string, features: GpuFeatures) {
+  private constructor(device: GPUDevice, adapterName: string, adapterInfo: GpuAdapterInfo, adapterFeatures: readonly string[], features: GpuFeatures) {
     this.device = device;
     this.adapterName = adapterName;
+    this.adapterInfo = adapterInfo;
+    this.adapterFeatures = adapterFeatures;
     this.features = features;
     const l = device.limits;
     this.limits = {
@@ -126,7 +143,7 @@ export class GpuDevice {
 
   /** Opens the adapter and device; throws SHOAL_ERR_NO_GPU_ADAPTER when there is none. */
   static async open(opts: GpuDeviceOptions = {}): Promise<GpuDevice> {
-    const pin = opts.adapter ?? process.env.SHOAL_GPU_ADAPTER ?? undefined;
+    const pin = opts.adapter;
     try {
       webgpuMod ??= await import('webgpu');
     } catch (err) {
@@ -165,7 +182,8 @@ export class GpuDevice {
       timestampQuery: device.features.has('timestamp-query'),
     };
     opts.logger?.debug({ adapter: adapterName, features, limits: requiredLimits }, 'WebGPU device opened');
-    return new GpuDevice(device, adapterName, features);
+    const adapterInfo: GpuAdapterInfo = { vendor: info.vendor ?? '', architecture: info.architecture ?? '', device: info.device ?? '', description: info.description ?? '' };
+    return new GpuDevice(device, adapterName, adapterInfo, [...adapter.features].map(String).sort(), features);
   }
 
   get lost(): string | undefined {

@@ -62,7 +62,7 @@ async function mapAll(dev: GpuDevice, staging: GPUBuffer[], infos: TensorInfo[])
   });
 }
 
-export async function runStepOnGpu(dev: GpuDevice, step: StepBuilder, resolve: (op: string) => PrimitiveOp<unknown>, poison: boolean): Promise<Map<number, HostArray>> {
+export async function runStepOnGpu(dev: GpuDevice, step: StepBuilder, resolve: (op: string) => PrimitiveOp<unknown>, poison: boolean, matmulBk: 16 | 32 = 16): Promise<Map<number, HostArray>> {
   if (dev.lost) throw KernelErrors.GPU_FAILED('step', `device lost (${dev.lost})`);
   checkGpuLimits(dev, step);
   const queue = dev.device.queue;
@@ -79,7 +79,7 @@ export async function runStepOnGpu(dev: GpuDevice, step: StepBuilder, resolve: (
       owned.add(buffer);
     }
   }
-  const ctx = new GpuContext(dev);
+  const ctx = new GpuContext(dev, matmulBk);
   // Error scopes cover pipeline creation, encoding and the submit: a device-side validation or
   // out-of-memory error becomes one typed error instead of an uncaptured-error log line.
   dev.device.pushErrorScope('out-of-memory');

@@ -75,13 +75,13 @@ export function matmulPath(d: MatmulDims, cfg: MatmulAttrs, bk = 16): MatmulPath
 
 /**
  * K-depth of the big tile. 16 (12 KiB of workgroup memory, within the 16 KiB default) unless
- * `SHOAL_KERNELS_MATMUL_BK=32` asks for 32, which needs 24 KiB and so the adapter's real limit
- * (lavapipe grants 32 KiB when asked). On lavapipe 32 measured no faster and compiles slower;
- * the knob is there for tuning on real GPUs (bench/gpu/).
+ * the kernels were configured with `matmulBk: 32` (config `kernels.matmulBk`, env
+ * `SHOAL_KERNELS_MATMUL_BK`), which needs 24 KiB and so the adapter's real limit (lavapipe
+ * grants 32 KiB when asked). On lavapipe 32 measured no faster and compiles slower; the knob is
+ * there for tuning on real GPUs (bench/gpu/).
  */
-const BK_OVERRIDE = Number(process.env.SHOAL_KERNELS_MATMUL_BK ?? 0);
-export function tileDepth(workgroupStorage: number): number {
-  return BK_OVERRIDE === 32 && workgroupStorage >= (32 * 64 + 32 * 128) * 4 ? 32 : 16;
+export function tileDepth(workgroupStorage: number, wanted: 16 | 32 = 16): number {
+  return wanted === 32 && workgroupStorage >= (32 * 64 + 32 * 128) * 4 ? 32 : 16;
 }
 
 function header(cfg: GemmConfig, vec4io: boolean): string {
@@ -258,7 +258,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 
 /** Records a (fused) matmul into the step. Shared by `matmul` and `gemm`. */
 export function encodeGemm(ctx: GpuContext, a: GpuValue, b: GpuValue, bias: GpuValue | undefined, c: GpuValue, d: MatmulDims, cfg: GemmConfig): void {
-  const bk = tileDepth(ctx.limits.maxComputeWorkgroupStorageSize);
+  const bk = tileDepth(ctx.limits.maxComputeWorkgroupStorageSize, ctx.matmulBk);
   const path = matmulPath(d, cfg, bk);
   const key = `gemm:${path}:bk${bk}:tA${+cfg.transA}:tB${+cfg.transB}:bias=${cfg.bias}:act=${cfg.activation}`;
   const pipeline = ctx.pipeline(key, () => {

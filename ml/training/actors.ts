@@ -39,7 +39,7 @@ import { MlErrors } from '../errors.ts';
 import { Market, UniformProgress } from '../../scheduler/index.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
-import { applyUpdate, gradient, processKernels } from './compute.ts';
+import { applyUpdate, gradient, nodeKernels } from './compute.ts';
 import { bestF1Threshold, evaluate, rocAuc } from './metrics.ts';
 import { exportOnnx, initParams, layout, predict, type ModelShape } from './model.ts';
 import { parseTrainingSpec, type TrainingSpec } from './spec.ts';
@@ -129,7 +129,7 @@ class TrainerWorker extends Actor<WorkerMsg> {
       xb.set(this.#x.subarray(row * D, row * D + D), i * D);
       yb[i] = this.#y[row]!;
     }
-    const g = await gradient(await processKernels(), a.model, bytesF32(m.params), xb, yb, B);
+    const g = await gradient(nodeKernels(this.ctx), a.model, bytesF32(m.params), xb, yb, B);
     return { loss: g.loss, rows: B, grad: f32bytes(g.grad), nodeId: this.ctx.nodeId, backend: g.backend, ms: performance.now() - t0 };
   }
 }
@@ -351,7 +351,7 @@ class TrainingJob extends Actor<JobMsg> {
           for (let i = 0; i < g.length; i++) g[i] = g[i]! + w * gi[i]!;
           loss += w * r.loss;
         }
-        await applyUpdate(await processKernels(), spec.hyper.optimizer, spec.hyper.lr, step, params, g, m, v);
+        await applyUpdate(nodeKernels(this.ctx), spec.hyper.optimizer, spec.hyper.lr, step, params, g, m, v);
         const secs = (performance.now() - stepStart) / 1000;
         pace.add(secs * 1000);
         workerSeconds += secs * replies.length;

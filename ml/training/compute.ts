@@ -2,15 +2,14 @@
  * A worker's forward/backward through `kernels/`: one step graph per minibatch (one GPU
  * submission, or one CPU-backend task; the kernels pick by measured crossover). Mean binary
  * cross-entropy; the gradient comes back flat, in the model's parameter layout.
+ *
+ * The kernels are the node's (`nodeKernels(ctx)`: one WebGPU device and one CPU worker per node
+ * process, shared by every actor there, with the backend of the node's config `kernels.backend`).
  */
-import { createKernels, tensor, type Kernels } from '../../kernels/index.ts';
+import { tensor, type Kernels } from '../../kernels/index.ts';
 import { layout, type ModelShape } from './model.ts';
 
-let shared: Promise<Kernels> | undefined;
-/** One kernels instance per process (one WebGPU device, one CPU worker), shared by its workers. */
-export function processKernels(): Promise<Kernels> {
-  return (shared ??= createKernels({ backend: (process.env.SHOAL_TRAINING_BACKEND as 'auto' | 'cpu' | 'gpu' | undefined) ?? 'auto' }));
-}
+export { nodeKernels } from '../../kernels/index.ts';
 
 export interface GradResult {
   loss: number;

@@ -3,10 +3,8 @@
  * MLP (W1[D,H], b1[H], W2[H,1], b2). Forward in float64 for evaluation, deterministic
  * initialisation by seed, and export to ONNX (MatMul + Add [+ Relu + MatMul + Add] + Sigmoid).
  */
-import onnxProto from 'onnx-proto';
+import { floatTensor, onnxModel, type OnnxInitializer, type OnnxNode } from '../../kernels/index.ts';
 import { rng } from '../datasets/index.ts';
-
-const { onnx } = onnxProto;
 
 export interface ModelShape {
   type: 'logreg' | 'mlp';
@@ -79,32 +77,16 @@ export function predict(s: ModelShape, p: Float32Array, x: Float32Array, rows: n
 
 // ---- ONNX export ---------------------------------------------------------------------------------
 
-function init(name: string, dims: number[], values: Float32Array) {
-  return onnx.TensorProto.create({ name, dims, dataType: onnx.TensorProto.DataType.FLOAT, rawData: new Uint8Array(values.slice().buffer) });
-}
-
-function io(name: string, dims: (number | string)[]) {
-  return onnx.ValueInfoProto.create({
-    name,
-    type: onnx.TypeProto.create({
-      tensorType: onnx.TypeProto.Tensor.create({
-        elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: onnx.TensorShapeProto.create({ dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) }),
-      }),
-    }),
-  });
-}
-
 /** X [N, D] float32 → Y [N, 1] probabilities: (MatMul + Add + Relu)* → MatMul + Add → Sigmoid. */
 export function exportOnnx(s: ModelShape, p: Float32Array, name = 'shoal-model'): Uint8Array {
   const L = layout(s);
-  const node = (opType: string, input: string[], output: string[]) => onnx.NodeProto.create({ opType, input, output });
-  const nodes: ReturnType<typeof node>[] = [];
-  const initializer: ReturnType<typeof init>[] = [];
+  const node = (op: string, inputs: string[], outputs: string[]): OnnxNode => ({ op, inputs, outputs });
+  const nodes: OnnxNode[] = [];
+  const initializers: OnnxInitializer[] = [];
   let x = 'X';
   L.dense.forEach((d, i) => {
     const last = i === L.dense.length - 1;
-    initializer.push(init(`W${i}`, [d.in, d.out], p.slice(d.w, d.w + d.in * d.out)), init(`B${i}`, [d.out], p.slice(d.b, d.b + d.out)));
+    initializers.push(floatTensor(`W${i}`, [d.in, d.out], p.subarray(d.w, d.w + d.in * d.out)), floatTensor(`B${i}`, [d.out], p.subarray(d.b, d.b + d.out)));
     nodes.push(node('MatMul', [x, `W${i}`], [`m${i}`]), node('Add', [`m${i}`, `B${i}`], [last ? 'z' : `a${i}`]));
     if (!last) {
       nodes.push(node('Relu', [`a${i}`], [`h${i}`]));
@@ -112,7 +94,8 @@ export function exportOnnx(s: ModelShape, p: Float32Array, name = 'shoal-model')
     }
   });
   nodes.push(node('Sigmoid', ['z'], ['Y']));
-  const graph = onnx.GraphProto.create({ name, node: nodes, initializer, input: [io('X', ['N', s.features])], output: [io('Y', ['N', 1])] });
-  const m = onnx.ModelProto.create({ irVersion: 7, producerName: 'shoal-training', opsetImport: [{ domain: '', version: 13 }], graph });
-  return onnx.ModelProto.encode(m).finish();
+  return onnxModel(
+    { name, nodes, initializers, inputs: [{ name: 'X', dims: ['N', s.features] }], outputs: [{ name: 'Y', dims: ['N', 1] }] },
+    { irVersion: 7, opset: 13, producer: 'shoal-training' },
+  );
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
-import { createKernels, tensor } from '../../kernels/index.ts';
+import { createKernels, nodeKernels, tensor } from '../../kernels/index.ts';
 
 describe('no adapter', () => {
   it('auto falls back to the CPU with one log line; gpu is a typed error', async () => {
@@ -26,5 +26,18 @@ describe('no adapter', () => {
     }
     await expect(createKernels({ backend: 'gpu', adapter: 'no-such-adapter-for-shoal' })).rejects.toMatchObject({ code: 'SHOAL_ERR_NO_GPU_ADAPTER' });
     await expect(createKernels({ backend: 'bogus' as 'gpu' })).rejects.toMatchObject({ code: 'SHOAL_ERR_BAD_CONFIG' });
+  });
+});
+
+describe('kernels handed to actors', () => {
+  it('nodeKernels(ctx) returns the node\'s instance, and names the actor when its host gave none', async () => {
+    const k = await createKernels({ backend: 'cpu', cpuWorkers: 0 });
+    try {
+      expect(nodeKernels({ kernels: k, actorId: 'a1' })).toBe(k);
+      expect(() => nodeKernels({ kernels: undefined, actorId: 'a1' })).toThrow(/actor a1 needs the node's kernels/);
+      expect(() => nodeKernels({ kernels: { step() {} }, actorId: 'a2' })).toThrow(expect.objectContaining({ code: 'SHOAL_ERR_INTERNAL' }));
+    } finally {
+      await k.close();
+    }
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { tensor } from '../../kernels/index.ts';
-import { BACKENDS, hasNaN, rand, randn, refAct, refLayerNorm, refReduce, refSoftmax, relErr, useKernels } from './reference.ts';
+import { BINARY_FNS, tensor } from '../../kernels/index.ts';
+import { BACKENDS, hasNaN, rand, randn, refAct, refBinary, refHistogram, refLayerNorm, refReduce, refSoftmax, relErr, useKernels } from './reference.ts';
 
 const k = useKernels();
 
@@ -78,18 +78,12 @@ describe.each(BACKENDS)('elementwise ops on %s', (backend) => {
     expect(relErr(y!.data, Float64Array.from(x, (v) => -2.5 * v + 0.25))).toBeLessThan(1e-4);
   });
 
-  const BIN: Record<string, (a: number, b: number) => number> = {
-    add: (a, b) => a + b,
-    sub: (a, b) => a - b,
-    mul: (a, b) => a * b,
-    div: (a, b) => a / b,
-    max: Math.max,
-    min: Math.min,
-    reluGrad: (a, b) => (b > 0 ? a : 0),
-    sigmoidGrad: (a, b) => a * b * (1 - b),
-    tanhGrad: (a, b) => a * (1 - b * b),
+  // The activation gradients take the activation's output as B: σ(z) in (0, 1), tanh(z) in (−1, 1).
+  const BIN_B: Record<string, (z: number) => number> = {
+    sigmoidGrad: (z) => refAct('sigmoid', z),
+    tanhGrad: (z) => refAct('tanh', z),
   };
-  for (const [fn, f] of Object.entries(BIN)) {
+  for (const fn of BINARY_FNS) {
     const cases: ['same' | 'row' | 'scalar', number[]][] = [
       ['same', [33, 70]],
       ['row', [33, 70]],
@@ -100,10 +94,10 @@ describe.each(BACKENDS)('elementwise ops on %s', (backend) => {
       const n = shape.reduce((x, y) => x * y, 1);
       const a = randn(n);
       const bShape = mode === 'same' ? [...shape] : mode === 'row' ? [shape[shape.length - 1]!] : [1];
-      const b = randn(bShape.reduce((x, y) => x * y, 1));
+      const b = randn(bShape.reduce((x, y) => x * y, 1)).map(BIN_B[fn] ?? ((z) => z));
       const [y] = await k[backend]().run('binary', [tensor(a, shape), tensor(b, bShape)], { fn }, { backend, poison: true });
       const cols = shape[shape.length - 1]!;
-      const ref = Float64Array.from(a, (v, i) => f(v, mode === 'same' ? b[i]! : mode === 'row' ? b[i % cols]! : b[0]!));
+      const ref = Float64Array.from(a, (v, i) => refBinary(fn, v, mode === 'same' ? b[i]! : mode === 'row' ? b[i % cols]! : b[0]!));
       expect(hasNaN(y!.data)).toBe(false);
       expect(relErr(y!.data, ref)).toBeLessThan(1e-4);
     });
@@ -126,18 +120,9 @@ describe.each(BACKENDS)('histogram on %s', (backend) => {
     const [lo, hi] = [-1.5, 1.5];
     const [h] = await k[backend]().run('histogram', [tensor(x)], { bins, min: lo, max: hi }, { backend, poison: true });
     expect(h!.dtype).toBe('u32');
-    // Float64 reference. A value within 1e-3 of a bin's width from an edge may land on either
+    // Float64 oracle. A value within 1e-3 of a bin's width from an inner edge may land on either
     // side in f32 arithmetic: those count as ambiguous and bound the allowed L1 difference.
-    const ref = new Float64Array(bins);
-    let inRange = 0;
-    let ambiguous = 0;
-    for (const v of x) {
-      if (v < lo || v > hi) continue;
-      inRange++;
-      const t = ((v - lo) / (hi - lo)) * bins;
-      if (Math.abs(t - Math.round(t)) < 1e-3 && v !== hi) ambiguous++;
-      ref[v === hi ? bins - 1 : Math.min(bins - 1, Math.floor(t))]!++;
-    }
+    const { counts: ref, inRange, ambiguous } = refHistogram(x, bins, lo, hi);
     const total = Array.from(h!.data).reduce((s, v) => s + v, 0);
     expect(total).toBe(inRange);
     const l1 = Array.from(h!.data).reduce((s, v, i) => s + Math.abs(v - ref[i]!), 0);

@@ -1,6 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createKernels, type Kernels } from '../../kernels/index.ts';
 import { MlErrors, evaluate, exportOnnx, generateFraud, importCsv, initParams, predict, rocAuc, split } from '../../ml/index.ts';
 import * as ort from 'onnxruntime-node';
+
+// Outside a node the test creates its own kernels (a node agent hands its actors the node's).
+let kernels: Promise<Kernels> | undefined;
+const testKernels = () => (kernels ??= createKernels({ backend: 'auto' }));
+afterAll(async () => {
+  await (await kernels)?.close();
+});
 
 describe('training units', () => {
   it('ROC AUC matches a hand-computed case, ties averaged', () => {
@@ -60,13 +68,13 @@ describe('training units', () => {
 
 describe('MLP gradients through kernels', () => {
   it('match finite differences of the loss, for two hidden layers', async () => {
-    const { processKernels, gradient } = await import('../../ml/index.ts');
+    const { gradient } = await import('../../ml/index.ts');
     const d = generateFraud({ rows: 32, seed: 4 });
     const shape = { type: 'mlp' as const, features: d.columns.length, layers: [6, 5] };
     const p = initParams(shape, 3);
     for (let i = 0; i < p.length; i++) p[i] = p[i]! + 0.05 * Math.cos(i); // biases non-zero too
     const y = Float32Array.from(d.labels, (l, i) => (i % 3 === 0 ? 1 : l));
-    const k = await processKernels();
+    const k = await testKernels();
     const g = await gradient(k, shape, p, d.features, y, d.rows);
     const loss = (q: Float32Array) => {
       const pr = predict(shape, q, d.features, d.rows);
@@ -90,8 +98,8 @@ describe('MLP gradients through kernels', () => {
 
 describe('optimizer updates through kernels', () => {
   it('adam and sgd match the closed form in float64 over several steps, with the state in float32', async () => {
-    const { processKernels, applyUpdate } = await import('../../ml/index.ts');
-    const k = await processKernels();
+    const { applyUpdate } = await import('../../ml/index.ts');
+    const k = await testKernels();
     const n = 300;
     const p = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
     const m = new Float64Array(n);

@@ -1,0 +1,126 @@
+/**
+ * Writes small ONNX models: a graph of nodes with float/int attributes, initializers and typed
+ * inputs/outputs with fixed or symbolic dimensions, encoded as a ModelProto by `onnx-proto`.
+ * The one place that knows the ONNX protobuf: the CPU backend's Gemm/MatMul sessions, training's
+ * export and the tests' fixture models are all written here.
+ */
+import onnxProto from 'onnx-proto';
+
+const { onnx } = onnxProto;
+
+/** ONNX tensor element types (TensorProto.DataType) the writers use. */
+export const OnnxType = {
+  FLOAT: 1,
+  UINT8: 2,
+  INT8: 3,
+  UINT16: 4,
+  INT16: 5,
+  INT32: 6,
+  INT64: 7,
+  BOOL: 9,
+  FLOAT16: 10,
+  DOUBLE: 11,
+  UINT32: 12,
+  UINT64: 13,
+} as const;
+export type OnnxType = (typeof OnnxType)[keyof typeof OnnxType];
+
+/** A fixed dimension, or a symbolic one (its name, e.g. `'N'`). */
+export type OnnxDim = number | string;
+
+/** A graph input or output. */
+export interface OnnxValueInfo {
+  name: string;
+  /** @default OnnxType.FLOAT */
+  type?: OnnxType;
+  dims: readonly OnnxDim[];
+}
+
+/** A float (`f`) or an integer (`i`) attribute. */
+export type OnnxAttribute = { f: number } | { i: number };
+
+export interface OnnxNode {
+  op: string;
+  inputs: readonly string[];
+  outputs: readonly string[];
+  name?: string;
+  /** Written in insertion order. */
+  attributes?: Readonly<Record<string, OnnxAttribute>>;
+}
+
+/** A constant tensor; its element type follows the array (Float32Array → FLOAT, BigInt64Array → INT64). */
+export interface OnnxInitializer {
+  name: string;
+  dims: readonly number[];
+  data: Float32Array | BigInt64Array;
+}
+
+export interface OnnxGraph {
+  name: string;
+  nodes: readonly OnnxNode[];
+  inputs: readonly OnnxValueInfo[];
+  outputs: readonly OnnxValueInfo[];
+  initializers?: readonly OnnxInitializer[];
+}
+
+export interface OnnxModelOptions {
+  irVersion: number;
+  /** Version of the default ('' = ai.onnx) operator set. */
+  opset: number;
+  producer: string;
+}
+
+function valueInfo(v: OnnxValueInfo) {
+  return onnx.ValueInfoProto.create({
+    name: v.name,
+    type: onnx.TypeProto.create({
+      tensorType: onnx.TypeProto.Tensor.create({
+        elemType: v.type ?? OnnxType.FLOAT,
+        shape: onnx.TensorShapeProto.create({ dim: v.dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) }),
+      }),
+    }),
+  });
+}
+
+function attribute(name: string, a: OnnxAttribute) {
+  const { AttributeType } = onnx.AttributeProto;
+  return 'f' in a ? onnx.AttributeProto.create({ name, f: a.f, type: AttributeType.FLOAT }) : onnx.AttributeProto.create({ name, i: a.i, type: AttributeType.INT });
+}
+
+function initializer(t: OnnxInitializer) {
+  const dataType = t.data instanceof Float32Array ? OnnxType.FLOAT : OnnxType.INT64;
+  // A copy of exactly the view's bytes (the array may be a view into a larger buffer).
+  const rawData = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).slice();
+  return onnx.TensorProto.create({ name: t.name, dims: [...t.dims], dataType, rawData });
+}
+
+/** The serialized ModelProto of one graph. */
+export function onnxModel(graph: OnnxGraph, o: OnnxModelOptions): Uint8Array {
+  const g = onnx.GraphProto.create({
+    name: graph.name,
+    node: graph.nodes.map((n) =>
+      onnx.NodeProto.create({
+        opType: n.op,
+        input: [...n.inputs],
+        output: [...n.outputs],
+        ...(n.name !== undefined ? { name: n.name } : {}),
+        ...(n.attributes ? { attribute: Object.entries(n.attributes).map(([k, a]) => attribute(k, a)) } : {}),
+      }),
+    ),
+    initializer: (graph.initializers ?? []).map(initializer),
+    input: graph.inputs.map(valueInfo),
+    output: graph.outputs.map(valueInfo),
+  });
+  const m = onnx.ModelProto.create({ irVersion: o.irVersion, producerName: o.producer, opsetImport: [{ domain: '', version: o.opset }], graph: g });
+  return onnx.ModelProto.encode(m).finish();
+}
+
+/** A float32 initializer. */
+export function floatTensor(name: string, dims: readonly number[], values: ArrayLike<number>): OnnxInitializer {
+  return { name, dims, data: Float32Array.from(values) };
+}
+
+/** An int64 initializer. */
+export function int64Tensor(name: string, dims: readonly number[], values: readonly (bigint | number)[]): OnnxInitializer {
+  return { name, dims, data: BigInt64Array.from(values, (v) => BigInt(v)) };
+}
