@@ -19,12 +19,14 @@
  * a message whose replica is gone is sent again — another replica, or the re-placed one,
  * answers — within the request's deadline:
  * - no responders / actor stopped: at once, then backing off while no replica exists;
- * - no answer yet (a SIGKILLed node answers nothing, and NATS cannot tell us): a **hedged**
- *   copy goes to the queue group after `hedgeAfterMs`, or `hedgeLatencyFactor` × the service's
- *   recent p95 reply time if that is longer, and the first answer wins ("The Tail at Scale").
- *   The original keeps waiting, so a slow replica's answer is not thrown away. Hedges spend a
- *   budget earned by replies (`hedgeBudget`: one hedge per ten replies, capped), so an overloaded
- *   service is not sent its load twice.
+ * - no answer yet (a SIGKILLed node answers nothing, and NATS cannot tell us; a hung one keeps
+ *   its subscription for minutes): a **hedged** copy goes after `hedgeAfterMs`, or
+ *   `hedgeLatencyFactor` × the service's recent p95 reply time if that is longer, and the first
+ *   answer wins ("The Tail at Scale"). A hedge goes straight to the replica that answered most
+ *   recently (its actor subject) rather than back into the queue group's lottery, a later one to
+ *   the next, each after twice the previous wait. The original keeps waiting, so a slow
+ *   replica's answer is not thrown away. Hedges spend a budget earned by replies (`hedgeBudget`:
+ *   one hedge per ten replies, capped), so an overloaded service is not sent its load twice.
  */
 import { Errors, Role, encode, fromWireError, inboxPrefix, type NatsConnection, type ShoalError, type Subjects } from '../cluster/index.ts';
 import { MlErrors, type InferJsonReply, type JsonItem } from '../ml/index.ts';
@@ -49,8 +51,6 @@ export interface DispatcherOptions {
   hedgeAfterMs?: number;
   /** @default 4 */
   hedgeLatencyFactor?: number;
-  /** Copies of one message in flight at most (the first included). @default 3 */
-  maxCopies?: number;
   /** Hedges a service may spend in a burst; replies earn 0.1 each back, up to this. @default 10 */
   hedgeBudget?: number;
   /**
@@ -143,7 +143,6 @@ export class InferenceDispatcher {
       maxHoldMs: opts.maxHoldMs ?? 1,
       hedgeAfterMs: opts.hedgeAfterMs ?? 250,
       hedgeLatencyFactor: opts.hedgeLatencyFactor ?? 4,
-      maxCopies: opts.maxCopies ?? 3,
       hedgeBudget: opts.hedgeBudget ?? 10,
       maxAttempts: opts.maxAttempts ?? 64,
       onMessage: opts.onMessage,
@@ -232,6 +231,15 @@ export class InferenceDispatcher {
     this.flush(lane, true);
   }
 
+  /** Replicas that answered lately, most recent first, except those in `skip`. */
+  #liveReplicas(lane: Lane, skip: ReadonlySet<string>): string[] {
+    const now = Date.now();
+    return [...lane.replicas]
+      .filter(([id, at]) => now - at <= REPLICA_MEMORY_MS && !skip.has(id))
+      .sort((a, b) => b[1] - a[1])
+      .map(([id]) => id);
+  }
+
   async #send(lane: Lane, batch: Waiting[]): Promise<void> {
     try {
       await this.#attempts(lane, batch);
@@ -308,7 +316,10 @@ export class InferenceDispatcher {
               : Errors.TIMEOUT(`inference on ${service}`, Date.now() - started);
         settle(undefined, err);
       };
-      const send = (): void => {
+      /** Replicas this message was sent to directly (hedges), and the wait before the next hedge. */
+      const hedgedTo = new Set<string>();
+      let hedgeWait = lane.hedgeDelayMs;
+      const send = (direct?: string): void => {
         timer = undefined;
         if (settled) return;
         const left = deadline - Date.now();
@@ -320,7 +331,7 @@ export class InferenceDispatcher {
         copies++;
         this.#o.onMessage?.(service, batch.length);
         const sentAt = performance.now();
-        this.#mux.ask<InferJsonReply>(subject, service, data, left).then(
+        this.#mux.ask<InferJsonReply>(direct ? this.#subjects.actor(direct) : subject, service, data, left).then(
           (reply) => {
             copies--;
             this.#replied(lane, performance.now() - sentAt);
@@ -341,15 +352,19 @@ export class InferenceDispatcher {
             timer = setTimeout(send, Math.min(50 * 2 ** Math.min(attempt - 1, 4), 500, Math.max(0, deadline - Date.now())));
           },
         );
-        // Hedge: unanswered after the lane's hedge delay, a copy goes to the queue group again
-        // (a replica on a killed node never answers), while budget and copies allow.
+        // Hedge: unanswered after the wait, a copy goes to the replica that answered most
+        // recently and has not had this message yet (or the queue group when none is known),
+        // while the service's budget allows; each further hedge waits twice as long.
         if (!timer) {
           timer = setTimeout(() => {
             timer = undefined;
-            if (settled || copies >= this.#o.maxCopies || lane.hedgeTokens < 1) return;
+            if (settled || lane.hedgeTokens < 1) return;
             lane.hedgeTokens--;
-            send();
-          }, Math.min(lane.hedgeDelayMs, Math.max(0, deadline - Date.now())));
+            const to = this.#liveReplicas(lane, hedgedTo)[0];
+            if (to) hedgedTo.add(to);
+            hedgeWait *= 2;
+            send(to);
+          }, Math.min(hedgeWait, Math.max(0, deadline - Date.now())));
         }
       };
       send();

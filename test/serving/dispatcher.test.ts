@@ -5,6 +5,7 @@
  * back, the hold's upper bound, per-request results and the bounded queue.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Msg } from '@nats-io/transport-node';
 import { Role, decode, encode, subjects, type NatsConnection } from '../../cluster/index.ts';
 import type { InferJsonReply, JsonItem } from '../../ml/index.ts';
 import { InferenceDispatcher } from '../../gateway/dispatcher.ts';
@@ -37,21 +38,20 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
     const sizes: number[] = [];
     const repliedBefore: number[] = [];
     let replied = 0;
-    const sub = replica.subscribe(s.service(service), {
-      queue: service,
-      callback: (_err, m) => {
-        const msg = decode(m.data) as { type: string; items: JsonItem[] };
-        sizes.push(msg.items.length);
-        repliedBefore.push(replied);
-        const reply: InferJsonReply = { results: msg.items.map((it) => ({ body: it.body, batch: msg.items.length })), queueRows: 0, actorId, version: 1 };
-        setTimeout(() => {
-          replied++;
-          m.respond(encode(reply));
-        }, delayMs);
-      },
-    });
-    await replica.flush(); // the server has the subscription before anyone publishes
-    return { sizes, repliedBefore, stop: () => sub.unsubscribe() };
+    const onMsg = (_err: unknown, m: Msg) => {
+      const msg = decode(m.data) as { type: string; items: JsonItem[] };
+      sizes.push(msg.items.length);
+      repliedBefore.push(replied);
+      const reply: InferJsonReply = { results: msg.items.map((it) => ({ body: it.body, batch: msg.items.length })), queueRows: 0, actorId, version: 1 };
+      setTimeout(() => {
+        replied++;
+        m.respond(encode(reply));
+      }, delayMs);
+    };
+    // As a replica does: its queue group on the service, and its own actor subject (hedges).
+    const subs = [replica.subscribe(s.service(service), { queue: service, callback: onMsg }), replica.subscribe(s.actor(actorId), { callback: onMsg })];
+    await replica.flush(); // the server has the subscriptions before anyone publishes
+    return { sizes, repliedBefore, stop: () => subs.forEach((x) => x.unsubscribe()) };
   }
 
   const item = (i: number): JsonItem => ({ format: 'oip', body: new TextEncoder().encode(`{"n":${i}}`) });
@@ -155,12 +155,15 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
   });
 
   it('a replica that never answers (its node was SIGKILLed) costs a hedge delay, not the deadline', async () => {
-    // One member of the queue group swallows messages, as a replica on a killed node does (NATS
-    // cannot tell the gateway it will never answer); the other answers. Deadlines of 2 s: a
-    // request stuck on the silent one until a 3 s per-try timeout would miss its deadline.
-    const silent = replica.subscribe(s.service('svc-hole'), { queue: 'svc-hole', callback: () => undefined });
+    // One member of the queue group swallows messages, as a replica on a hung or killed node does
+    // (NATS cannot tell the gateway it will never answer); the other answers. Deadlines of 2 s: a
+    // request stuck on the silent one until a 3 s per-try timeout would miss its deadline. The
+    // live one has answered before the silent one appears, so hedges know where to go.
     const live = await standIn('svc-hole', 0, 'live');
-    const d = new InferenceDispatcher(gw, s, {});
+    const d = new InferenceDispatcher(gw, s, { hedgeBudget: 32 });
+    await d.infer('svc-hole', 64, item(-1), Date.now() + 2000);
+    const silent = replica.subscribe(s.service('svc-hole'), { queue: 'svc-hole', callback: () => undefined });
+    await replica.flush();
     const results = [];
     for (let i = 0; i < 16; i++) results.push(await d.infer('svc-hole', 64, item(i), Date.now() + 2000));
     expect(results.map((x) => text(x.body))).toEqual(Array.from({ length: 16 }, (_, i) => `{"n":${i}}`));
