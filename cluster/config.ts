@@ -58,6 +58,12 @@ export const ConfigSchema = Type.Object(
         servers: Type.Optional(Type.String({ minLength: 1 })),
         /** Path of the nats-server binary; default: PATH, then /usr/sbin/nats-server. */
         serverBin: Type.Optional(Type.String({ minLength: 1 })),
+        /**
+         * Key node passwords are derived from (user `node-<nodeId>`, password
+         * HMAC-SHA256(nodeSecret, nodeId)). `shoal up` generates one unless given; the scheduler
+         * needs it to start nodes (autoscaler). Never give it to a node.
+         */
+        nodeSecret: Type.Optional(Type.String({ minLength: 16 })),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -114,6 +120,12 @@ export const ConfigSchema = Type.Object(
         leaseTtlMs: Type.Integer({ minimum: 500, maximum: 600_000, default: 10_000 }),
         /** Placement strategy. @default cost-aware */
         strategy: Type.Union([Type.Literal('cost-aware'), Type.Literal('pack'), Type.Literal('spread')], { default: 'cost-aware' }),
+        /**
+         * Control modules the scheduler process runs (modules exporting `controlModules`, see
+         * cluster/control.ts): paths, file URLs, or `shoal:<path>` for modules shipped with Shoal.
+         * @default ["shoal:ml/control.ts"] (the model/dataset registry and deployment service)
+         */
+        modules: Type.Array(Type.String({ minLength: 1 }), { default: ['shoal:ml/control.ts'] }),
       },
       { default: {}, additionalProperties: false },
     ),
