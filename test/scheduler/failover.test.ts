@@ -27,7 +27,7 @@ describe('scheduler leader lease and failover (real processes)', () => {
     await schedulers.one.ready;
     schedulers.two = procs.startScheduler([...ARGS, '--scheduler-id', 'sched-two']);
     await schedulers.two.ready;
-    await procs.startNode('n1', 'cpu-spot', ARGS).ready;
+    await (await procs.startNode('n1', 'cpu-spot', ARGS)).ready;
     nc = await nats.connect(Role.CLIENT);
     client = new ActorClient(nc, s);
   }, 90_000);
