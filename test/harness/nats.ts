@@ -28,7 +28,8 @@ export interface TestNats {
    * Connects with a role's credentials (closed by `stop()`). The node role is per node: pass
    * `{ nodeId }`; the node's user is added to the server first if it has none yet.
    */
-  connect(role: Role, opts?: { nodeId?: string }): Promise<NatsConnection>;
+  connect(role: Exclude<Role, 'node'>): Promise<NatsConnection>;
+  connect(role: Role, opts: { nodeId?: string }): Promise<NatsConnection>;
   /** Gives these nodes a user (rewrites the server config and reloads it). */
   addNodes(nodeIds: readonly string[]): Promise<void>;
   /** A node's own credential (derived from the node secret). */
@@ -49,7 +50,7 @@ export async function startTestNats(opts: { prefix?: string; nodeIds?: string[] 
     dir,
     credentials,
     server,
-    async connect(role, o = {}) {
+    async connect(role: Role, o: { nodeId?: string } = {}) {
       if (role === Role.NODE) await server.addNodes([requireNode(o.nodeId)]);
       const nc = await connectAs({ servers: server.url, role, credential: credentialOf(credentials, role, o.nodeId), reconnect: false, ...(o.nodeId ? { nodeId: o.nodeId } : {}) });
       conns.push(nc);
