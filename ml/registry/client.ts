@@ -24,8 +24,13 @@ import { keys, type ModelRecord, type ModelVersion } from './schemas.ts';
 const checkDeployment = TypeCompiler.Compile(Deployment);
 const fromUtf8 = new TextDecoder();
 
-/** Longest a deployment change may take on the service's side beyond its own ready timeout. */
+/** Longest a deployment change may take on the service's side beyond its own waits. */
 const SLACK_MS = 30_000;
+/**
+ * How long to wait for a track to start: the service waits up to `readyTimeoutMs` for the spawn
+ * and again for the replicas to answer, so twice that, and some slack.
+ */
+const startTimeout = (readyTimeoutMs = 60_000) => 2 * readyTimeoutMs + SLACK_MS;
 
 export class RegistryClient {
   #uploads: Promise<ObjectStore> | undefined;
@@ -60,11 +65,11 @@ export class RegistryClient {
   // ---- deployments -----------------------------------------------------------------------------
 
   async deploy(name: string, opts: DeployOptions = {}): Promise<Deployment> {
-    return this.#call('deploy', { name, ...opts }, (opts.readyTimeoutMs ?? 60_000) + SLACK_MS);
+    return this.#call('deploy', { name, ...opts }, startTimeout(opts.readyTimeoutMs));
   }
 
   async canary(name: string, opts: CanaryOptions): Promise<Deployment> {
-    return this.#call('canary', { name, ...opts }, (opts.readyTimeoutMs ?? 60_000) + SLACK_MS);
+    return this.#call('canary', { name, ...opts }, startTimeout(opts.readyTimeoutMs));
   }
 
   async setWeight(name: string, weight: number): Promise<Deployment> {
@@ -73,7 +78,7 @@ export class RegistryClient {
 
   /** The canary becomes stable (first scaled to the stable's capacity); `production` moves to it. */
   async promote(name: string): Promise<Deployment> {
-    return this.#call('promote', { name }, 60_000 + SLACK_MS);
+    return this.#call('promote', { name }, startTimeout());
   }
 
   /** Rolls the canary back (only if it is still `expectVersion`, when given); false if there was none. */
