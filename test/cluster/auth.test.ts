@@ -281,6 +281,14 @@ describe('issue #11, point 5: a node cannot command or watch another node', () =
     expect(new TextDecoder().decode(m.data)).toBe('"mine"');
   });
 
+  it("a node started with another node's credentials refuses to start, saying why", async () => {
+    await nats.addNodes(['lender']);
+    const p = await procs.startNode('borrower', 'cpu-spot', FAST, { SHOAL_NATS_USER: 'node-lender', SHOAL_NATS_PASS: nats.nodeCredential('lender').pass });
+    const err = await p.ready.catch((e: unknown) => e);
+    expect(Errors.CHILD_EXITED.is(err)).toBe(true);
+    expect((err as Error).message).toMatch(/node borrower must connect as its own user node-borrower, not "node-lender"/);
+  });
+
   it("a node writes its own record in the nodes bucket, not another node's", async () => {
     const rogue = await nats.connect(Role.NODE, { nodeId: 'rogue3' });
     const kv = await new Kvm(rogue).open(r.buckets.nodes);
