@@ -21,6 +21,7 @@ export {
 } from './auth.ts';
 export {
   ROLE_TABLE,
+  SCHEDULER_ONLY,
   KvOp,
   StoreOp,
   StreamOp,

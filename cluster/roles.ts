@@ -100,6 +100,16 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   },
 };
 
+/**
+ * Resources no role but the scheduler may touch, each with the reason. Every bucket, store and
+ * stream of `resources()` is either granted to some other role in `ROLE_TABLE` or listed here
+ * (the permission-matrix test fails otherwise), so a new one needs a decision.
+ */
+export const SCHEDULER_ONLY: Readonly<Record<string, string>> = {
+  'kv:leases': 'the leader lease: a forged one would split the brain',
+  'kv:features': 'feature views: nothing outside the scheduler uses them yet',
+};
+
 export type ResourceKind = 'kv' | 'store' | 'stream';
 
 export interface ResourceRef {

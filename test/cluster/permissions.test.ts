@@ -23,6 +23,7 @@ import {
   ROLES,
   ROLE_TABLE,
   Role,
+  SCHEDULER_ONLY,
   SCHEDULER_OPS,
   StoreOp,
   StreamOp,
@@ -181,6 +182,16 @@ describe('permission matrix: completeness and policy invariants of the role tabl
     walk(resources());
     const known = resourceList().map((r) => r.name);
     for (const name of leaves) expect(known, `resources() has "${name}", which the role table does not classify`).toContain(name);
+  });
+
+  it('every resource is decided: granted to some role besides the scheduler, or declared scheduler-only (not both)', () => {
+    for (const r of resourceList()) {
+      const granted = ROLES.filter((role) => !isAdmin(role) && opsOf(role, r).length > 0);
+      const only = `${r.kind}:${r.key}` in SCHEDULER_ONLY;
+      expect(granted.length > 0 !== only, `${r.kind} ${r.name}: ${only ? `declared scheduler-only but granted to ${granted.join(', ')}` : 'no role besides the scheduler has it, and it is not declared in SCHEDULER_ONLY'}`).toBe(true);
+    }
+    const keys = new Set(resourceList().map((r) => `${r.kind}:${r.key}`));
+    for (const k of Object.keys(SCHEDULER_ONLY)) expect(keys, `SCHEDULER_ONLY names ${k}, which is no resource`).toContain(k);
   });
 
   it('every role has a row', () => {
