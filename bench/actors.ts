@@ -9,7 +9,7 @@
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ActorClient, Role, connectAs, encode, ensureResources, generateCredentials, startNatsServer, subjects } from '../cluster/index.ts';
+import { ActorClient, Role, connectAs, credentialOf, encode, ensureResources, generateCredentials, startNatsServer, subjects } from '../cluster/index.ts';
 import { spawnChild } from '../nodes/index.ts';
 
 const DURATION_MS = Number(process.env.BENCH_MS ?? 3000);
@@ -18,8 +18,11 @@ const TELLS = Number(process.env.BENCH_TELLS ?? 300_000);
 
 const dir = mkdtempSync(join(tmpdir(), 'shoal-bench-'));
 const credentials = generateCredentials();
-const server = await startNatsServer({ dir, port: 0, credentials });
-const env = (role: Role) => ({ ...process.env, SHOAL_NATS_URL: server.url, SHOAL_NATS_USER: credentials[role].user, SHOAL_NATS_PASS: credentials[role].pass });
+const server = await startNatsServer({ dir, port: 0, credentials, nodeIds: ['bench-node'] });
+const env = (role: Role) => {
+  const c = credentialOf(credentials, role, role === Role.NODE ? 'bench-node' : undefined);
+  return { ...process.env, SHOAL_NATS_URL: server.url, SHOAL_NATS_USER: c.user, SHOAL_NATS_PASS: c.pass };
+};
 const admin = await connectAs({ servers: server.url, role: Role.SCHEDULER, credential: credentials.scheduler });
 await ensureResources(admin);
 const far = spawnChild({ name: 'bench-node', entry: 'bench/lib/actor-bench-node.ts', args: [], env: env(Role.NODE), onLine: (l) => process.stderr.write(`[far] ${l}\n`) });

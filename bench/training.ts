@@ -9,8 +9,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { Role, type JobRecord } from '../cluster/index.ts';
-import { DatasetStore, JobClient, generateFraud } from '../ml/index.ts';
+import { Role, subjects, type JobRecord } from '../cluster/index.ts';
+import { JobClient, RegistryClient, generateFraud } from '../ml/index.ts';
 import { startTestNats } from '../test/harness/nats.ts';
 import { ProcessSet } from '../test/harness/processes.ts';
 
@@ -22,10 +22,9 @@ const ARGS = ['--membership.heartbeatMs', '500', '--actors.modules', '["shoal:ml
 const nats = await startTestNats();
 const procs = new ProcessSet(nats);
 await procs.startScheduler(ARGS).ready;
-await Promise.all([procs.startNode('bench-spot', 'cpu-spot', ARGS).ready, procs.startNode('bench-od', 'cpu-ondemand', ARGS).ready]);
+await Promise.all([(await procs.startNode('bench-spot', 'cpu-spot', ARGS)).ready, (await procs.startNode('bench-od', 'cpu-ondemand', ARGS)).ready]);
 const nc = await nats.connect(Role.CLIENT);
-const store = await DatasetStore.open(nc);
-const ds = await store.put('bench-fraud', generateFraud({ rows: ROWS, seed: 5 }));
+const ds = await new RegistryClient(nc, subjects()).registerDataset('bench-fraud', generateFraud({ rows: ROWS, seed: 5 }));
 const jobs = await JobClient.open(nc);
 
 interface Run {

@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import cliProgress from 'cli-progress';
-import { Errors, parseFlags, type Config, type JobRecord } from '../cluster/index.ts';
-import { DatasetStore, JobClient, generateFraud, importCsv, type CsvSchema } from '../ml/index.ts';
+import { Errors, parseFlags, subjects, type Config, type JobRecord } from '../cluster/index.ts';
+import { DatasetStore, JobClient, RegistryClient, generateFraud, importCsv, type CsvSchema } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
 export const JOBS_FLAGS = ['id', 'no-wait', 'json', 'rows', 'seed', 'drift', 'name', 'label', 'numeric', 'categorical', 'sensitive', 'split-seed'] as const;
@@ -83,7 +83,8 @@ export async function jobsCommand(cmd: 'submit' | 'jobs' | 'cancel' | 'datasets'
 }
 
 async function datasets(pos: string[], flags: Map<string, string>, nc: Awaited<ReturnType<typeof connectClient>>, config: Config): Promise<number> {
-  const store = await DatasetStore.open(nc, config.subjectPrefix);
+  // Registering goes through the registry service (data through the uploads store); `show` reads.
+  const control = new RegistryClient(nc, subjects(config.subjectPrefix));
   const [sub, arg] = pos;
   const name = flags.get('name');
   const splitSeed = flags.has('split-seed') ? Number(flags.get('split-seed')) : undefined;
@@ -94,15 +95,15 @@ async function datasets(pos: string[], flags: Map<string, string>, nc: Awaited<R
     const seed = Number(flags.get('seed') ?? 1);
     const drift = Number(flags.get('drift') ?? 0);
     if (!Number.isInteger(rows) || rows < 10) throw Errors.USAGE(`--rows must be an integer ≥ 10, got ${flags.get('rows')}`);
-    v = await store.put(name ?? 'fraud', generateFraud({ rows, seed, drift }), opts(`generator fraud rows=${rows} seed=${seed} drift=${drift}`));
+    v = await control.registerDataset(name ?? 'fraud', generateFraud({ rows, seed, drift }), opts(`generator fraud rows=${rows} seed=${seed} drift=${drift}`));
   } else if (sub === 'import' && arg) {
     const label = flags.get('label');
     if (!label || !name) throw Errors.USAGE('usage: shoal datasets import <file.csv> --name NAME --label COL [--numeric a,b] [--categorical c,d] [--sensitive s]');
     const list = (f: string) => (flags.get(f) ? flags.get(f)!.split(',').map((x) => x.trim()) : []);
     const schema: CsvSchema = { label, numeric: list('numeric'), categorical: list('categorical'), ...(flags.get('sensitive') ? { sensitive: flags.get('sensitive')! } : {}) };
-    v = await store.put(name, importCsv(readFileSync(arg, 'utf8'), schema), opts(`csv ${basename(arg)}`));
+    v = await control.registerDataset(name, importCsv(readFileSync(arg, 'utf8'), schema), opts(`csv ${basename(arg)}`));
   } else if (sub === 'show' && arg) {
-    v = await store.resolve(arg);
+    v = await (await DatasetStore.open(nc, config.subjectPrefix)).resolve(arg);
   } else {
     throw Errors.USAGE('usage: shoal datasets generate fraud [--name N] [--rows R] [--seed S] [--drift D] | import <file.csv> --name N --label COL … | show <name[@digest]>');
   }

@@ -8,6 +8,7 @@ import { NODES_FLAGS, nodeOpCommand } from './nodes.ts';
 import { JOBS_FLAGS, jobsCommand } from './jobs.ts';
 import { collectStatus, connectClient, formatStatus } from './status.ts';
 import { MODELS_FLAGS, modelsCommand } from './models.ts';
+import { AUTH_FLAGS, nodeUserCommand } from './auth.ts';
 
 const HELP = `shoal ${SHOAL_VERSION} — a cluster for the AI features of SaaS products
 
@@ -23,6 +24,7 @@ commands:
   cancel    cancel a job   <jobId>
   drain     drain a node: no new actors, finish and hand off the rest   <nodeId> [--deadline MS]
   preempt   send a spot preemption notice: drain within the notice, mark its pool risky   <nodeId> [--notice MS]
+  node-user a node's NATS user for an external nats-server (entry with permissions, or --env)   <nodeId>… [--env|--json]
   version   print the version
   help      this text
 
@@ -60,6 +62,8 @@ async function main(): Promise<number> {
     case 'drain':
     case 'preempt':
       return nodeOpCommand(cmd, rest, loadConfig({ argv: rest }, NODES_FLAGS));
+    case 'node-user':
+      return nodeUserCommand(rest, loadConfig({ argv: rest }, AUTH_FLAGS));
     case 'version':
     case '--version':
       process.stdout.write(`${SHOAL_VERSION}\n`);

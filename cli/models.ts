@@ -14,11 +14,13 @@
  *   shoal models undeploy NAME
  *   shoal models status NAME
  *
- * Every command takes `--json`.
+ * Every command takes `--json`. Reads (list, show, status) read the registry's KV bucket; every
+ * change is a request to the registry service in the scheduler (a model file goes through the
+ * `uploads` object store first), so the client role needs no KV write right.
  */
 import { readFileSync } from 'node:fs';
 import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
-import { ModelDeployments, ModelRegistry, type LiveTrack } from '../ml/index.ts';
+import { ModelDeployments, ModelRegistry, RegistryClient, type LiveTrack } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
 export const MODELS_FLAGS = ['alias', 'metrics', 'lineage', 'description', 'version', 'replicas', 'max-batch', 'max-delay-ms', 'weight', 'sticky', 'json', 'threads', 'autoscale', 'max-queue-rows'] as const;
@@ -69,7 +71,7 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
   try {
     const s = subjects(config.subjectPrefix);
     const registry = await ModelRegistry.open(nc, config.subjectPrefix);
-    const deployments = () => ModelDeployments.open(nc, s);
+    const control = new RegistryClient(nc, s);
     const track = () => ({
       ...(versionRef !== undefined ? { version: versionRef } : {}),
       replicas: num(flags.get('replicas'), 'replicas') ?? 1,
@@ -90,7 +92,7 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
           throw Errors.USAGE(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
         }
         const alias = flags.get('alias');
-        const mv = await registry.register(name, bytes, {
+        const mv = await control.register(name, bytes, {
           ...(alias ? { aliases: alias.split(',') } : {}),
           ...(flags.has('metrics') ? { metrics: json(flags.get('metrics'), 'metrics') as Record<string, number> } : {}),
           ...(flags.has('lineage') ? { lineage: json(flags.get('lineage'), 'lineage') } : {}),
@@ -125,57 +127,57 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
         const name = need(0, 'NAME');
         const alias = need(1, 'ALIAS');
         const v = num(need(2, 'VERSION'), 'VERSION')!;
-        const rec = await registry.setAlias(name, alias, v);
+        const rec = await control.setAlias(name, alias, v);
         print(rec, `${name}: ${alias} → v${v}`);
         return 0;
       }
       case 'rollback': {
         const name = need(0, 'NAME');
         const alias = flags.get('alias') ?? 'production';
-        const r = await registry.rollbackAlias(name, alias);
+        const r = await control.rollbackAlias(name, alias);
         print(r, `${name}: ${alias} v${r.from} → v${r.to}`);
         return 0;
       }
       case 'deploy': {
         const name = need(0, 'NAME');
-        const d = await (await deployments()).deploy(name, track());
+        const d = await control.deploy(name, track());
         print(d, `${name}: v${d.stable.version} serving on ${d.stable.service} (${d.stable.replicas} replica${d.stable.replicas > 1 ? 's' : ''})`);
         return 0;
       }
       case 'canary': {
         const name = need(0, 'NAME');
-        const d = await (await deployments()).canary(name, { ...track(), weight: num(flags.get('weight'), 'weight') ?? 0.1, sticky: flags.has('sticky') });
+        const d = await control.canary(name, { ...track(), weight: num(flags.get('weight'), 'weight') ?? 0.1, sticky: flags.has('sticky') });
         print(d, `${name}: canary v${d.canary?.version} ready, weight ${d.canary?.weight}; stable v${d.stable.version}`);
         return 0;
       }
       case 'weight': {
         const name = need(0, 'NAME');
-        const d = await (await deployments()).setWeight(name, num(need(1, 'WEIGHT'), 'WEIGHT')!);
+        const d = await control.setWeight(name, num(need(1, 'WEIGHT'), 'WEIGHT')!);
         print(d, `${name}: canary v${d.canary?.version} weight ${d.canary?.weight}`);
         return 0;
       }
       case 'promote': {
         const name = need(0, 'NAME');
-        const d = await (await deployments()).promote(name);
+        const d = await control.promote(name);
         print(d, `${name}: v${d.stable.version} promoted to stable (production → v${d.stable.version})`);
         return 0;
       }
       case 'abort': {
         const name = need(0, 'NAME');
-        const done = await (await deployments()).rollback(name, 'rolled back by operator');
+        const done = await control.rollback(name, 'rolled back by operator');
         print({ rolledBack: done }, done ? `${name}: canary rolled back` : `${name}: no canary`);
         return done ? 0 : 1;
       }
       case 'undeploy': {
         const name = need(0, 'NAME');
-        await (await deployments()).undeploy(name);
+        await control.undeploy(name);
         print({ undeployed: name }, `${name}: undeployed`);
         return 0;
       }
       case 'status': {
         const name = need(0, 'NAME');
         // Replica counts and readiness are probed now, not read from the record.
-        const live = await (await deployments()).live(name);
+        const live = await (await ModelDeployments.open(nc, s)).live(name);
         const d = live.deployment;
         const serving = (t: LiveTrack) =>
           `${t.serving} of ${t.desired} replicas serving${t.serving < t.desired ? ` — ${t.replicas.filter((r) => !r.serving).map((r) => `${r.actorId}: ${r.state}${r.nodeId ? ` on ${r.nodeId}` : ''}${r.reason ? ` (${r.reason})` : ''}, no answer`).join('; ') || 'none in the directory'}` : ''}`;

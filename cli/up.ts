@@ -14,6 +14,7 @@ import {
   credentialsPath,
   ensureWritableDir,
   generateCredentials,
+  nodeCredential,
   readClusterInfo,
   startNatsServer,
   type ClusterInfo,
@@ -21,6 +22,7 @@ import {
   type NatsServerHandle,
 } from '../cluster/index.ts';
 import { spawnChild, type Child } from '../nodes/index.ts';
+import { autoscalerNodeIds, withoutFlag } from '../scheduler/index.ts';
 import { createLineSink, type Out } from './output.ts';
 
 function pidAlive(pid: number): boolean {
@@ -78,8 +80,11 @@ export async function up(config: Config): Promise<number> {
   if (!config.nats.servers && !(await portFree(config.nats.host, config.nats.port))) throw Errors.PORT_IN_USE('NATS', config.nats.port);
   if (!(await portFree(config.gateway.host, config.gateway.port))) throw Errors.PORT_IN_USE('gateway HTTP', config.gateway.port);
 
-  const credentials = generateCredentials();
+  // The node secret is kept when given (an external NATS whose node users were provisioned with it).
+  const credentials = generateCredentials(config.nats.nodeSecret);
   writeFileSync(credentialsPath(dataDir), JSON.stringify(credentials, null, 2), { mode: 0o600 });
+  // Every node this cluster may run has its own user: the profiles' nodes, and the autoscaler's slots.
+  const profileNodeIds = config.nodes.flatMap((p) => Array.from({ length: p.replicas }, (_, i) => `${p.name}-${i + 1}`));
 
   let nats: NatsServerHandle | undefined;
   const children: Child[] = [];
@@ -116,6 +121,7 @@ export async function up(config: Config): Promise<number> {
         host: config.nats.host,
         port: config.nats.port,
         credentials,
+        nodeIds: [...profileNodeIds, ...autoscalerNodeIds(config)],
         prefix: config.subjectPrefix,
         ...(config.nats.serverBin ? { bin: config.nats.serverBin } : {}),
       });
@@ -132,26 +138,32 @@ export async function up(config: Config): Promise<number> {
     const info: ClusterInfo = { natsUrl, supervisorPid: process.pid, natsPid: nats?.pid ?? 0, startedAt: Date.now() };
     writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
 
-    const configArgs = process.argv.slice(3); // the children load the same config from the same flags
-    const baseEnv = (role: string): NodeJS.ProcessEnv => ({
-      ...process.env,
-      // The autoscaler (in the scheduler) starts node agents, which connect as the node role.
-      ...(role === 'scheduler' && config.autoscaler.enabled ? { SHOAL_NODE_NATS_USER: credentials.node.user, SHOAL_NODE_NATS_PASS: credentials.node.pass } : {}),
-      SHOAL_NATS_URL: natsUrl,
-      SHOAL_NATS_USER: credentials[role as keyof typeof credentials].user,
-      SHOAL_NATS_PASS: credentials[role as keyof typeof credentials].pass,
-      SHOAL_DATA_DIR: dataDir,
-      SHOAL_LOG_PRETTY: 'false',
-    });
+    // The children load the same config from the same flags — all but the node secret, which
+    // only the scheduler gets (in its environment: it derives launched nodes' credentials).
+    const configArgs = withoutFlag(process.argv.slice(3), 'nats.nodeSecret');
+    const baseEnv = (role: 'scheduler' | 'gateway' | 'node', nodeId?: string): NodeJS.ProcessEnv => {
+      const cred = role === 'node' ? nodeCredential(credentials.nodeSecret, nodeId!) : credentials[role];
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        SHOAL_NATS_URL: natsUrl,
+        SHOAL_NATS_USER: cred.user,
+        SHOAL_NATS_PASS: cred.pass,
+        SHOAL_DATA_DIR: dataDir,
+        SHOAL_LOG_PRETTY: 'false',
+      };
+      if (role === 'scheduler') env.SHOAL_NATS_NODE_SECRET = credentials.nodeSecret;
+      else delete env.SHOAL_NATS_NODE_SECRET;
+      return env;
+    };
     /**
      * Starts a child and keeps it up: one that crashes (non-zero exit or a signal) is started
      * again after 1 s, then 2, 4 … up to 30 s while it keeps crashing (back to 1 s once it has
      * run for a minute). One that exits cleanly — a drained node — is not.
      */
-    const start = (name: string, entry: string, role: string, args: string[], onRestart?: (info: Record<string, unknown>) => void) => {
+    const start = (name: string, entry: string, role: 'scheduler' | 'gateway' | 'node', args: string[], onRestart?: (info: Record<string, unknown>) => void, nodeId?: string) => {
       let backoffMs = 1000;
       const launch = (): Child => {
-        const c = spawnChild({ name, entry, args: [...configArgs, ...args], env: baseEnv(role), onLine: out.childLine });
+        const c = spawnChild({ name, entry, args: [...configArgs, ...args], env: baseEnv(role, nodeId), onLine: out.childLine });
         children.push(c);
         const startedAt = Date.now();
         void c.exited.then(({ code, signal }) => {
@@ -191,7 +203,7 @@ export async function up(config: Config): Promise<number> {
     for (const profile of config.nodes) {
       for (let i = 1; i <= profile.replicas; i++) {
         const id = `${profile.name}-${i}`;
-        nodes.push(start(`node:${id}`, 'nodes/main.ts', 'node', ['--profile', profile.name, '--node-id', id]));
+        nodes.push(start(`node:${id}`, 'nodes/main.ts', 'node', ['--profile', profile.name, '--node-id', id], undefined, id));
       }
     }
     await Promise.all(nodes.map((n) => n.ready));

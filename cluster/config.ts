@@ -58,6 +58,12 @@ export const ConfigSchema = Type.Object(
         servers: Type.Optional(Type.String({ minLength: 1 })),
         /** Path of the nats-server binary; default: PATH, then /usr/sbin/nats-server. */
         serverBin: Type.Optional(Type.String({ minLength: 1 })),
+        /**
+         * Key node passwords are derived from (user `node-<nodeId>`, password
+         * HMAC-SHA256(nodeSecret, nodeId)). `shoal up` generates one unless given; the scheduler
+         * needs it to start nodes (autoscaler). Never give it to a node.
+         */
+        nodeSecret: Type.Optional(Type.String({ minLength: 16 })),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -133,6 +139,12 @@ export const ConfigSchema = Type.Object(
         jobStallMs: Type.Integer({ minimum: 100, maximum: 86_400_000, default: 60_000 }),
         /** Coordinator restarts of a stalled job before it fails with the reason. @default 3 */
         jobMaxRestarts: Type.Integer({ minimum: 0, maximum: 100, default: 3 }),
+        /**
+         * Control modules the scheduler process runs (modules exporting `controlModules`, see
+         * cluster/control.ts): paths, file URLs, or `shoal:<path>` for modules shipped with Shoal.
+         * @default ["shoal:ml/control.ts"] (the model/dataset registry and deployment service)
+         */
+        modules: Type.Array(Type.String({ minLength: 1 }), { default: ['shoal:ml/control.ts'] }),
       },
       { default: {}, additionalProperties: false },
     ),

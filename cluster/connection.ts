@@ -6,8 +6,9 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Errors, ShoalError } from './errors.ts';
-import { inboxPrefix, type Credential, type Credentials } from './auth.ts';
-import type { Role } from './wire.ts';
+import { type Credential, type Credentials } from './auth.ts';
+import { inboxOf } from './roles.ts';
+import { Role } from './wire.ts';
 
 export type { NatsConnection };
 
@@ -15,6 +16,8 @@ export interface ConnectOptions {
   servers: string | string[];
   role: Role;
   credential: Credential;
+  /** The node a node-role connection belongs to (its inbox is its own). @default from the user name `node-<id>` */
+  nodeId?: string;
   /** Connection name shown in the server's monitoring. */
   name?: string;
   /** Keep reconnecting forever after a first successful connect. @default true */
@@ -30,7 +33,7 @@ export async function connectAs(opts: ConnectOptions): Promise<NatsConnection> {
       user: opts.credential.user,
       pass: opts.credential.pass,
       name: opts.name ?? `shoal-${opts.role}`,
-      inboxPrefix: inboxPrefix(opts.role),
+      inboxPrefix: inboxOf(opts.role, opts.role === Role.NODE ? (opts.nodeId ?? nodeIdOfUser(opts.credential.user)) : undefined),
       reconnect: opts.reconnect ?? true,
       maxReconnectAttempts: -1,
       timeout: opts.timeoutMs ?? 5000,
@@ -41,6 +44,12 @@ export async function connectAs(opts: ConnectOptions): Promise<NatsConnection> {
   } catch (err) {
     throw connectError(servers.join(','), err);
   }
+}
+
+/** `node-<id>` → `<id>` (the per-node user name). */
+function nodeIdOfUser(user: string): string {
+  if (!user.startsWith('node-')) throw Errors.BAD_CONFIG('SHOAL_NATS_USER', `a node connects as its own user node-<nodeId>, got "${user}"`);
+  return user.slice('node-'.length);
 }
 
 export function connectError(servers: string, err: unknown): ShoalError {
@@ -81,11 +90,12 @@ export function readClusterInfo(dataDir: string): ClusterInfo | undefined {
 
 /**
  * How a child process of the cluster finds NATS: `SHOAL_NATS_URL`, `SHOAL_NATS_USER`,
- * `SHOAL_NATS_PASS` (set by `shoal up`, or by whoever runs the process in production).
+ * `SHOAL_NATS_PASS` (set by `shoal up`, or by whoever runs the process in production). A node's
+ * user is its own, `node-<nodeId>` (the default when `nodeId` is given).
  */
-export function credentialFromEnv(role: Role, env: NodeJS.ProcessEnv = process.env): { servers: string; credential: Credential } {
+export function credentialFromEnv(role: Role, env: NodeJS.ProcessEnv = process.env, nodeId?: string): { servers: string; credential: Credential } {
   const servers = env.SHOAL_NATS_URL;
-  const user = env.SHOAL_NATS_USER ?? role;
+  const user = env.SHOAL_NATS_USER ?? (role === Role.NODE && nodeId ? `node-${nodeId}` : role);
   const pass = env.SHOAL_NATS_PASS;
   if (!servers) throw Errors.BAD_CONFIG('SHOAL_NATS_URL', 'not set: the process needs the NATS server URL');
   if (!pass) throw Errors.BAD_CONFIG('SHOAL_NATS_PASS', `not set: the ${role} role needs its password`);

@@ -1,11 +1,45 @@
 // Public entry of the runtime layer. Other folders import from here only.
 export * from './errors.ts';
 export { ContentType, decode, encode, parseContentType } from './codec.ts';
-export { subjects, resources, Headers, type Subjects, type Resources } from './subjects.ts';
+export { subjects, resources, Headers, SCHEDULER_OPS, REGISTRY_OPS, type Subjects, type Resources, type SchedulerOp, type RegistryOp } from './subjects.ts';
 export * from './wire.ts';
 export { loadConfig, parseFlags, envName, ConfigSchema, NodeProfile, DEFAULT_PROFILES, type Config, type LoadConfigOptions } from './config.ts';
 export { createLogger, componentLogger, type Logger, type LoggerOptions } from './logger.ts';
-export { generateCredentials, rolePermissions, serverConfig, inboxPrefix, type Credential, type Credentials } from './auth.ts';
+export {
+  generateCredentials,
+  nodeCredential,
+  credentialOf,
+  rolePermissions,
+  serverConfig,
+  userEntry,
+  nodeUserEntry,
+  inboxPrefix,
+  SERVICE_ROLES,
+  type Credential,
+  type Credentials,
+  type ServiceRole,
+} from './auth.ts';
+export {
+  ROLE_TABLE,
+  SCHEDULER_ONLY,
+  KvOp,
+  StoreOp,
+  StreamOp,
+  opsOf,
+  permissionsFor,
+  resourceList,
+  streamSubjects,
+  userOf,
+  inboxOf,
+  type RoleGrant,
+  type ResourceRef,
+  type ResourceKind,
+  type Permissions,
+  type BucketKey,
+  type StoreKey,
+  type StreamKey,
+} from './roles.ts';
+export { defineControlModule, loadControlModules, moduleUrl, type ControlContext, type ControlHandle, type ControlModule } from './control.ts';
 export { startNatsServer, findNatsServer, ensureWritableDir, type NatsServerHandle, type NatsServerOptions } from './nats-server.ts';
 export {
   connectAs,

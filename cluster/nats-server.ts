@@ -16,6 +16,8 @@ export interface NatsServerOptions {
   /** 0 = a free port chosen by the server. */
   port?: number;
   credentials: Credentials;
+  /** Nodes that get a user from the start (`addNodes` adds more). */
+  nodeIds?: readonly string[];
   prefix?: string;
   /** Binary path; default: `$SHOAL_NATS_SERVER`, PATH, /usr/sbin, /usr/local/bin. */
   bin?: string;
@@ -28,6 +30,11 @@ export interface NatsServerHandle {
   port: number;
   pid: number;
   process: ChildProcess;
+  /**
+   * Gives these nodes a user (per-node credentials): rewrites the config and reloads the server
+   * (SIGHUP); resolves once the server says it reloaded. Nodes that already have one are skipped.
+   */
+  addNodes(nodeIds: readonly string[]): Promise<void>;
   /** SIGTERM, then SIGKILL after `timeoutMs`; resolves when the process has exited. */
   stop(timeoutMs?: number): Promise<void>;
 }
@@ -76,11 +83,14 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   const confPath = join(opts.dir, 'nats-server.conf');
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? 0;
-  writeFileSync(
-    confPath,
-    serverConfig({ host, port: port === 0 ? -1 : port, storeDir, credentials: opts.credentials, ...(opts.prefix ? { prefix: opts.prefix } : {}) }),
-    { mode: 0o600 },
-  );
+  const nodeIds = new Set(opts.nodeIds ?? []);
+  const writeConfig = () =>
+    writeFileSync(
+      confPath,
+      serverConfig({ host, port: port === 0 ? -1 : port, storeDir, credentials: opts.credentials, nodeIds: [...nodeIds], ...(opts.prefix ? { prefix: opts.prefix } : {}) }),
+      { mode: 0o600 },
+    );
+  writeConfig();
 
   const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
@@ -115,15 +125,54 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
       }
     });
   });
-  // Keep draining stderr so the server never blocks on a full pipe.
+  // Keep draining stderr so the server never blocks on a full pipe; watch it for reloads.
   child.stderr!.removeAllListeners('data');
+  let reloadWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  let pending = '';
+  child.stderr!.on('data', (chunk: string) => {
+    pending += chunk;
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) {
+      const failed = /Failed to reload server configuration|config reload failed/i.test(line);
+      if (!failed && !/Reloaded server configuration/.test(line)) continue;
+      const ws = reloadWaiters;
+      reloadWaiters = [];
+      for (const w of ws) failed ? w.reject(Errors.NATS_SERVER_FAILED(`config reload: ${line.replace(/^\[\d+\]\s+\S+\s+\S+\s+/, '')}`)) : w.resolve();
+    }
+  });
   child.stderr!.resume();
+  // Reloads one at a time: each waits for the server's own "reloaded" line.
+  let reloads = Promise.resolve();
 
   return {
     url: `nats://${host}:${boundPort}`,
     port: boundPort,
     pid: child.pid!,
     process: child,
+    addNodes(ids) {
+      const run = async () => {
+        const fresh = ids.filter((id) => !nodeIds.has(id));
+        if (fresh.length === 0) return;
+        if (child.exitCode !== null || child.signalCode !== null) throw Errors.NATS_SERVER_FAILED('config reload: the server has exited');
+        for (const id of fresh) nodeIds.add(id);
+        writeConfig();
+        const reloaded = new Promise<void>((resolve, reject) => reloadWaiters.push({ resolve, reject }));
+        const timer = setTimeout(() => {
+          for (const w of reloadWaiters) w.reject(Errors.NATS_SERVER_FAILED('config reload: no answer from the server within 10 s'));
+          reloadWaiters = [];
+        }, 10_000);
+        child.kill('SIGHUP');
+        try {
+          await reloaded;
+        } finally {
+          clearTimeout(timer);
+        }
+      };
+      const next = reloads.then(run);
+      reloads = next.catch(() => undefined);
+      return next;
+    },
     async stop(timeoutMs = 10_000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

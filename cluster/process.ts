@@ -6,11 +6,12 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { loadConfig, type Config } from './config.ts';
 import { connectAs, credentialFromEnv } from './connection.ts';
-import { ShoalError, errorCode } from './errors.ts';
+import { Errors, ShoalError, errorCode } from './errors.ts';
+import { userOf } from './roles.ts';
 import { createLogger, type Logger } from './logger.ts';
 import type { LevelWithSilent } from 'pino';
 import { subjects, type Subjects } from './subjects.ts';
-import type { Role } from './wire.ts';
+import { Role } from './wire.ts';
 
 export interface ProcessContext {
   config: Config;
@@ -53,8 +54,13 @@ export async function runProcess(spec: ProcessSpec): Promise<void> {
   const log = createLogger({ level: config.log.level as LevelWithSilent, ...(config.log.pretty !== undefined ? { pretty: config.log.pretty } : {}), bindings: { role: spec.role, id: spec.id } });
   let nc: NatsConnection;
   try {
-    const { servers, credential } = credentialFromEnv(spec.role);
-    nc = await connectAs({ servers, role: spec.role, credential, name: `shoal-${spec.role}-${spec.id}` });
+    // A node's id is its identity on NATS too: its own user, inbox and control subject.
+    const nodeId = spec.role === Role.NODE ? spec.id : undefined;
+    const { servers, credential } = credentialFromEnv(spec.role, process.env, nodeId);
+    // Its rights are its user's: a node started under another node's user could not even
+    // receive its own commands. Say so at once.
+    if (nodeId && credential.user !== userOf(Role.NODE, nodeId)) throw Errors.BAD_CONFIG('SHOAL_NATS_USER', `node ${nodeId} must connect as its own user ${userOf(Role.NODE, nodeId)}, not "${credential.user}"`);
+    nc = await connectAs({ servers, role: spec.role, credential, name: `shoal-${spec.role}-${spec.id}`, ...(nodeId ? { nodeId } : {}) });
   } catch (err) {
     fail(err, log);
   }

@@ -1,7 +1,8 @@
 /**
  * The JetStream resources the cluster relies on: KV buckets (nodes, actors, models, jobs,
- * features, leases, checkpoints), the artifacts object store, the job work-queue stream and the events
- * stream. The scheduler (the one role allowed to create streams) ensures them at start-up;
+ * features, leases, checkpoints, datasets), the object stores (artifacts, checkpoint objects,
+ * uploads), the job work-queue stream and the events stream. Who may use which is in
+ * `roles.ts`. The scheduler (the one role allowed to create streams) ensures them at start-up;
  * creating them is idempotent.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -23,7 +24,7 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
   const s = subjects(prefix);
   const jsm = await jetstreamManager(nc);
   await ensureStream(jsm, {
-    name: r.jobsStream,
+    name: r.streams.jobs,
     subjects: [s.jobsSubmit],
     retention: RetentionPolicy.Workqueue,
     storage: StorageType.File,
@@ -33,7 +34,7 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
     max_msgs: 1_000_000,
   });
   await ensureStream(jsm, {
-    name: r.eventsStream,
+    name: r.streams.events,
     subjects: [s.eventsAll],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
@@ -44,8 +45,16 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
   for (const [key, bucket] of Object.entries(r.buckets)) {
     await kvm.create(bucket, { history: key === 'nodes' ? (opts.nodeHistory ?? 1) : key === 'models' ? 10 : 5, storage: StorageType.File });
   }
-  await new Objm(nc).create(r.artifacts, { storage: StorageType.File });
+  const objm = new Objm(nc);
+  await objm.create(r.stores.artifacts, { storage: StorageType.File });
+  await objm.create(r.stores.checkpoints, { storage: StorageType.File });
+  // Uploads are taken (and deleted) by the registry service at once; one left behind by a caller
+  // that died before asking goes after a day.
+  await objm.create(r.stores.uploads, { storage: StorageType.File, ttl: UPLOAD_TTL_MS * 1_000_000 }); // ttl in nanoseconds
 }
+
+/** How long an upload nobody registered stays in the uploads store. */
+export const UPLOAD_TTL_MS = 24 * 3600 * 1000;
 
 type Jsm = Awaited<ReturnType<typeof jetstreamManager>>;
 

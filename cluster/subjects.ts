@@ -6,6 +6,19 @@
 
 const TOKEN = /^[A-Za-z0-9_-]+$/;
 
+/** The scheduler's request subjects (`<prefix>.sched.<op>`), served by the leader. */
+export const SCHEDULER_OPS = ['status', 'actors', 'nodes', 'jobs'] as const;
+export type SchedulerOp = (typeof SCHEDULER_OPS)[number];
+
+/**
+ * The registry/control service's request subjects (`<prefix>.registry.<op>`), served by every
+ * scheduler process in a queue group: the only way anyone but the scheduler changes models,
+ * aliases, deployments and datasets. One subject per operation, so each role is allowed exactly
+ * the operations it needs.
+ */
+export const REGISTRY_OPS = ['register', 'alias', 'delete-alias', 'rollback-alias', 'deploy', 'canary', 'weight', 'promote', 'abort', 'undeploy', 'register-dataset'] as const;
+export type RegistryOp = (typeof REGISTRY_OPS)[number];
+
 function token(kind: string, value: string): string {
   if (!TOKEN.test(value)) throw new Error(`invalid ${kind} "${value}": use letters, digits, '_' and '-' only`);
   return value;
@@ -19,6 +32,8 @@ export function subjects(prefix = 'shoal') {
     all: `${p}.>`,
     /** Node control, request/reply: spawn, stop, drain, describe. */
     nodeCtl: (nodeId: string) => `${p}.node.${token('node id', nodeId)}.ctl`,
+    /** Everything under one node's own subject (its control subject and any later per-node subject). */
+    nodeOwn: (nodeId: string) => `${p}.node.${token('node id', nodeId)}.>`,
     nodeAll: `${p}.node.>`,
     /** An actor's mailbox. */
     actor: (actorId: string) => `${p}.actor.${token('actor id', actorId)}`,
@@ -40,6 +55,9 @@ export function subjects(prefix = 'shoal') {
     /** The active scheduler's own API (status, placement requests). */
     scheduler: (op: string) => `${p}.sched.${token('scheduler op', op)}`,
     schedulerAll: `${p}.sched.>`,
+    /** The registry/control service (models, aliases, deployments, datasets). */
+    registry: (op: RegistryOp) => `${p}.registry.${token('registry op', op)}`,
+    registryAll: `${p}.registry.>`,
     /** Gateways' outcome tallies per model version (every gateway judges canaries on all of them). */
     gatewayOutcomes: `${p}.gw.outcomes`,
     gatewayAll: `${p}.gw.>`,
@@ -52,8 +70,14 @@ export function resources(prefix = 'shoal') {
   const p = token('subject prefix', prefix);
   const up = p.toUpperCase().replace(/-/g, '_');
   return {
-    jobsStream: `${up}_JOBS`,
-    eventsStream: `${up}_EVENTS`,
+    /** Plain streams. */
+    streams: {
+      /** Job submissions (work queue; only the scheduler consumes it). */
+      jobs: `${up}_JOBS`,
+      /** Events (`<prefix>.events.>`). */
+      events: `${up}_EVENTS`,
+    },
+    /** KV buckets (stream `KV_<bucket>`). */
     buckets: {
       nodes: `${p}-nodes`,
       actors: `${p}-actors`,
@@ -61,12 +85,20 @@ export function resources(prefix = 'shoal') {
       jobs: `${p}-jobs`,
       features: `${p}-features`,
       leases: `${p}-leases`,
-      /** Small actor-state checkpoints (key = actor id); large ones go to the artifacts store. */
+      /** Small actor-state checkpoints (key = actor id); large ones go to the checkpoint store. */
       checkpoints: `${p}-checkpoints`,
       /** Dataset metadata (the data itself is in the artifacts store under its sha256). */
       datasets: `${p}-datasets`,
     },
-    artifacts: `${p}-artifacts`,
+    /** Object stores (stream `OBJ_<store>`). */
+    stores: {
+      /** Registered models and datasets, content-addressed by sha256; written only by the registry service. */
+      artifacts: `${p}-artifacts`,
+      /** Large actor checkpoints (training jobs' parameters and optimiser state). */
+      checkpoints: `${p}-checkpoint-objects`,
+      /** Bytes on their way into the registry: a caller puts them here, the registry service takes them (and deletes them). */
+      uploads: `${p}-uploads`,
+    },
   };
 }
 export type Resources = ReturnType<typeof resources>;

@@ -7,7 +7,7 @@
 import { Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Subscription } from '@nats-io/transport-node';
-import { CanaryMonitor, MlErrors, ModelDeployments, OutcomeTally, TrackState, type JsonFormat, type JsonItem } from '../ml/index.ts';
+import { CanaryMonitor, MlErrors, ModelRegistry, OutcomeTally, RegistryClient, TrackState, type JsonFormat, type JsonItem } from '../ml/index.ts';
 import { decode, encode, errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import { ModelCatalog, type Target } from './catalog.ts';
 import { InferenceDispatcher, type DispatchResult } from './dispatcher.ts';
@@ -85,16 +85,17 @@ export class InferenceService {
   /** Last live readiness probe per service. */
   readonly #probes = new Map<string, { at: number; ok: boolean }>();
   readonly #o: InferenceServiceOptions;
-  readonly #deployments: ModelDeployments;
+  /** The registry service: a failing canary is rolled back by a request to it (the gateway writes no KV). */
+  readonly #control: RegistryClient;
   readonly #rollingBack = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   /** Targets are cached by the catalog until something changes, so this hits per request. */
   readonly #stats = new WeakMap<Target, TargetStats>();
 
-  private constructor(o: InferenceServiceOptions, deployments: ModelDeployments) {
+  private constructor(o: InferenceServiceOptions, registry: ModelRegistry) {
     this.#o = o;
-    this.#deployments = deployments;
-    this.catalog = new ModelCatalog(deployments.registry);
+    this.#control = new RegistryClient(o.nc, o.subjects);
+    this.catalog = new ModelCatalog(registry);
     this.dispatcher = new InferenceDispatcher(o.nc, o.subjects, {
       onMessage: (service, n) => o.metrics.messageRequests.labels(service).observe(n),
       ...(o.coalesce?.inflightPerReplica !== undefined ? { maxInflight: o.coalesce.inflightPerReplica } : {}),
@@ -105,16 +106,16 @@ export class InferenceService {
 
   static async create(o: InferenceServiceOptions): Promise<InferenceService> {
     // The scheduler creates the buckets; a gateway started at the same time waits for them.
-    let deployments: ModelDeployments | undefined;
-    for (let i = 0; !deployments; i++) {
+    let registry: ModelRegistry | undefined;
+    for (let i = 0; !registry; i++) {
       try {
-        deployments = await ModelDeployments.open(o.nc, o.subjects, o.log);
+        registry = await ModelRegistry.open(o.nc, o.subjects.prefix);
       } catch (err) {
         if (i >= 100) throw err;
         await new Promise((r) => setTimeout(r, 200));
       }
     }
-    const s = new InferenceService(o, deployments);
+    const s = new InferenceService(o, registry);
     await s.catalog.start();
     s.#sub = o.nc.subscribe(o.subjects.gatewayOutcomes, { callback: (err, m) => (err ? undefined : s.#onReport(m.data)) });
     s.#timer = setInterval(() => {
@@ -249,9 +250,10 @@ export class InferenceService {
       if (!verdict?.rollback) continue;
       const version = d.canary.version;
       this.#rollingBack.add(name);
-      // Every gateway sees the same outcomes and may call it at once: the one whose
-      // compare-and-swap lands rolls back (and counts it); the others find the canary gone.
-      void this.#deployments
+      // Every gateway sees the same outcomes and may call it at once: the registry service rolls
+      // back by compare-and-swap on the canary's version, so one request rolls back (and its
+      // gateway counts it); the others find the canary gone.
+      void this.#control
         .rollback(name, `automatic: ${verdict.reason}`, version)
         .then((done) => {
           if (!done) return;

@@ -20,6 +20,10 @@ export {
 } from './tensor.ts';
 export { ModelRegistry, readSignature, resolveRef, sha256, type ModelSummary, type RegisterOptions } from './registry/registry.ts';
 export { ModelRecord, ModelVersion, Signature, Lineage, keys as registryKeys } from './registry/schemas.ts';
+export { RegistryClient } from './registry/client.ts';
+export { startRegistryService, type RegistryService, type RegistryServiceOptions } from './registry/service.ts';
+export { REGISTRY_REQUESTS, UPLOAD_NAME, type RegistryRequest } from './registry/protocol.ts';
+export { controlModules } from './control.ts';
 export { DynamicBatcher, type BatcherOptions, type BatcherStats, type BatchOutput, type RunBatch } from './serving/batcher.ts';
 export {
   CanaryMonitor,

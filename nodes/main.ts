@@ -1,6 +1,6 @@
 /**
  * Node agent entry point: `node --import tsx nodes/main.ts --profile cpu-spot --node-id cpu-spot-1`.
- * Connects as the `node` role with SHOAL_NATS_URL / SHOAL_NATS_USER / SHOAL_NATS_PASS.
+ * Connects as its own NATS user (`node-<nodeId>`, the node role) with SHOAL_NATS_URL / SHOAL_NATS_USER / SHOAL_NATS_PASS.
  */
 import { hostname } from 'node:os';
 import { Errors, Role, parseFlags, runProcess } from '../cluster/index.ts';

@@ -5,7 +5,7 @@
  * provider + autoscaler that start node agents for pending actors and stop idle ones.
  */
 import { availableParallelism, totalmem } from 'node:os';
-import { request, type Config, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
+import { nodeCredential, request, type Config, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import { Autoscaler } from './autoscaler/autoscaler.ts';
 import { ScalingController } from './autoscaler/controller.ts';
 import { LocalProvider } from './providers/local.ts';
@@ -37,6 +37,27 @@ export function catalogueFromProfiles(config: Config): Catalogue {
   };
 }
 
+/** Node ids the autoscaler may give nodes of each profile's pool: `<pool>-auto-<k>`, k ≤ `autoscaler.maxPerPool` (empty when it is off). */
+export function autoscalerNodeIds(config: Config): string[] {
+  if (!config.autoscaler.enabled) return [];
+  return [...new Set(config.nodes.map((p) => p.labels.pool))].flatMap((pool) => Array.from({ length: config.autoscaler.maxPerPool }, (_, i) => `${pool}-auto-${i + 1}`));
+}
+
+/** `args` without `--<flag> value` / `--<flag>=value`. */
+export function withoutFlag(args: readonly string[], flag: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === `--${flag}`) {
+      i++;
+      continue;
+    }
+    if (a.startsWith(`--${flag}=`)) continue;
+    out.push(a);
+  }
+  return out;
+}
+
 export interface AutoscalingOptions {
   config: Config;
   nc: NatsConnection;
@@ -63,14 +84,19 @@ export function startAutoscaling(o: AutoscalingOptions): Autoscaling {
   let timer: NodeJS.Timeout | undefined;
   let controller: ScalingController | undefined;
   if (config.autoscaler.enabled) {
-    const pass = process.env.SHOAL_NODE_NATS_PASS;
-    if (!pass) log.error('autoscaler.enabled but SHOAL_NODE_NATS_PASS is not set: cannot start node agents');
+    const secret = config.nats.nodeSecret;
+    if (!secret) log.error('autoscaler.enabled but nats.nodeSecret (SHOAL_NATS_NODE_SECRET) is not set: cannot give launched nodes their credentials');
     else {
+      // Launched nodes get their own credential (derived here) and never the secret itself.
+      const env: NodeJS.ProcessEnv = { ...process.env, SHOAL_LOG_PRETTY: 'false' };
+      delete env.SHOAL_NATS_NODE_SECRET;
       provider = new LocalProvider({
         catalogue: o.catalogue,
         nc: o.nc,
-        env: { ...process.env, SHOAL_NATS_USER: process.env.SHOAL_NODE_NATS_USER ?? 'node', SHOAL_NATS_PASS: pass, SHOAL_LOG_PRETTY: 'false' },
-        args: o.nodeArgs,
+        env,
+        credential: (nodeId) => nodeCredential(secret, nodeId),
+        slotsPerPool: config.autoscaler.maxPerPool,
+        args: withoutFlag(o.nodeArgs, 'nats.nodeSecret'),
         subjectPrefix: config.subjectPrefix,
         noticeMs: config.autoscaler.noticeMs,
         onLine: (nodeId, line) => process.stdout.write(line.startsWith('{') ? `${line}\n` : `[${nodeId}] ${line}\n`),

@@ -66,11 +66,11 @@ export class JobQueue {
     const jsm = await jetstreamManager(this.#o.nc);
     const durable = 'scheduler';
     try {
-      await jsm.consumers.info(r.jobsStream, durable);
+      await jsm.consumers.info(r.streams.jobs, durable);
     } catch {
-      await jsm.consumers.add(r.jobsStream, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: 30_000_000_000, max_deliver: -1 });
+      await jsm.consumers.add(r.streams.jobs, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: 30_000_000_000, max_deliver: -1 });
     }
-    const consumer = await jetstream(this.#o.nc).consumers.get(r.jobsStream, durable);
+    const consumer = await jetstream(this.#o.nc).consumers.get(r.streams.jobs, durable);
     const messages = await consumer.consume({ max_messages: 16 });
     this.#stop = () => void messages.close();
     this.#watchdog = new JobWatchdog({ kv: this.#kv, actors: this.#o.actors, update: (id, patch) => this.update(id, patch), log: this.#o.log, ...(this.#o.stall ? { policy: this.#o.stall } : {}) });

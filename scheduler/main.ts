@@ -4,6 +4,10 @@
  * (`shoal.sched.actors`: spawn / stop, cost-aware placement), keeps them placed (re-placement
  * after a node dies or drains), declares silent nodes dead and serves `shoal.sched.status`; a
  * standby only answers presence pings until the lease comes to it.
+ *
+ * Every scheduler process also runs the control modules of `scheduler.modules` (by default the
+ * registry service, `shoal:ml/control.ts`): those marked `leaderOnly` while it leads, the others
+ * all the time (see cluster/control.ts).
  */
 import { hostname } from 'node:os';
 import type { Subscription } from '@nats-io/transport-node';
@@ -19,12 +23,16 @@ import {
   componentLogger,
   encode,
   ensureResources,
+  loadControlModules,
   openBucket,
   parseFlags,
   request,
   resources,
   runProcess,
   serve,
+  type ControlContext,
+  type ControlHandle,
+  type ControlModule,
   type ProcessContext,
   type SchedulerStatus,
 } from '../cluster/index.ts';
@@ -41,8 +49,17 @@ import { JobQueue } from './job-queue.ts';
 const { flags } = parseFlags(process.argv.slice(2));
 const schedulerId = flags.get('scheduler-id') ?? `scheduler-${hostname().replace(/[^A-Za-z0-9_-]/g, '-')}-${process.pid}`;
 
+/** Starts control modules; returns their stop function (in reverse order). */
+async function startControls(modules: ControlModule[], context: (m: ControlModule) => ControlContext): Promise<() => Promise<void>> {
+  const handles: ControlHandle[] = [];
+  for (const m of modules) handles.push(await m.start(context(m)));
+  return async () => {
+    for (const h of handles.reverse()) await h.stop();
+  };
+}
+
 /** What only the leader runs; returns its stop function. */
-async function lead(ctx: ProcessContext): Promise<() => Promise<void>> {
+async function lead(ctx: ProcessContext, startLeaderControls: () => Promise<() => Promise<void>>): Promise<() => Promise<void>> {
   const log = componentLogger(ctx.log, 'scheduler');
   const res = resources(ctx.config.subjectPrefix);
   const membership = new MembershipView(await openBucket(ctx.nc, res.buckets.nodes), ctx.config.membership.deadAfterMs, componentLogger(ctx.log, 'membership'));
@@ -117,8 +134,10 @@ async function lead(ctx: ProcessContext): Promise<() => Promise<void>> {
     ),
     serve(ctx.nc, ctx.subjects.scheduler('jobs'), SchedulerJobRequest, (req) => jobs.cancel(req.jobId), { log }),
   ];
+  const stopControls = await startLeaderControls();
   log.info({ strategy: ctx.config.scheduler.strategy }, 'leading: placing actors');
   return async () => {
+    await stopControls();
     for (const s of subs) s.unsubscribe();
     jobs.stop();
     services.stop();
@@ -137,6 +156,15 @@ await runProcess({
     const log = componentLogger(ctx.log, 'scheduler');
     await ensureResources(ctx.nc, { prefix: ctx.config.subjectPrefix });
     log.info('JetStream resources ready');
+    const controls = await loadControlModules(ctx.config.scheduler.modules);
+    const controlContext = (m: ControlModule): ControlContext => ({
+      nc: ctx.nc,
+      subjects: ctx.subjects,
+      config: ctx.config,
+      log: componentLogger(ctx.log, `control:${m.name}`),
+      schedulerId,
+      isLeader: () => lease.isLeader(),
+    });
     const lease = new LeaderLease({
       kv: await openBucket(ctx.nc, resources(ctx.config.subjectPrefix).buckets.leases),
       holderId: schedulerId,
@@ -148,7 +176,7 @@ await runProcess({
     let chain = Promise.resolve();
     lease.onChange((leading) => {
       chain = chain.then(async () => {
-        if (leading && !stopLeading) stopLeading = await lead(ctx);
+        if (leading && !stopLeading) stopLeading = await lead(ctx, () => startControls(controls.filter((m) => m.leaderOnly), controlContext));
         else if (!leading && stopLeading) {
           log.warn('lost the leader lease: standing by');
           const stop = stopLeading;
@@ -157,6 +185,8 @@ await runProcess({
         }
       });
     });
+    const stopControls = await startControls(controls.filter((m) => !m.leaderOnly), controlContext);
+    if (controls.length) log.info({ modules: controls.map((m) => `${m.name}${m.leaderOnly ? ' (leader only)' : ''}`) }, 'control modules loaded');
     announce(ctx.nc, ctx.subjects, { role: Role.SCHEDULER, id: schedulerId, state: () => state, details: () => ({ leader: lease.isLeader() }) }, log);
     await lease.start();
     await chain;
@@ -167,6 +197,7 @@ await runProcess({
       stop: async () => {
         state = Lifecycle.STOPPED;
         await stopLeading?.();
+        await stopControls();
         await lease.stop({ release: true });
       },
     };

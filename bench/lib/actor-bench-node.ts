@@ -36,8 +36,8 @@ class BenchActor extends Actor<Static<typeof Msg>> {
   }
 }
 
-const { servers, credential } = credentialFromEnv(Role.NODE);
-const nc = await connectAs({ servers, role: Role.NODE, credential });
+const { servers, credential } = credentialFromEnv(Role.NODE, process.env, 'bench-node');
+const nc = await connectAs({ servers, role: Role.NODE, credential, nodeId: 'bench-node' });
 const s = subjects();
 const kvm = new Kvm(nc);
 const registry = new ActorTypeRegistry().register(defineActorType({ name: 'bench', messages: Msg, create: () => new BenchActor(), mailboxCapacity: 1_000_000 }));

@@ -3,9 +3,9 @@
  * the inference actor, and the gateway as real processes; the MLP registered and deployed, ready
  * to serve. `extraEnv(role)` adds per-process environment (e.g. CPU profiling hooks).
  */
-import { connectAs, generateCredentials, startNatsServer, subjects, Role, type NatsServerHandle, type NatsConnection } from '../../cluster/index.ts';
+import { connectAs, credentialOf, generateCredentials, startNatsServer, subjects, Role, type NatsServerHandle, type NatsConnection } from '../../cluster/index.ts';
 import { spawnChild, type Child } from '../../nodes/index.ts';
-import { ModelDeployments, ModelRegistry } from '../../ml/index.ts';
+import { RegistryClient } from '../../ml/index.ts';
 import { mlpModel } from '../../test/fixtures/onnx.ts';
 
 export interface ServingCluster {
@@ -18,9 +18,12 @@ export interface ServingCluster {
 
 export async function startServingCluster(dir: string, nodeId: string, extraEnv: (role: Role) => NodeJS.ProcessEnv = () => ({})): Promise<ServingCluster> {
   const credentials = generateCredentials();
-  const server = await startNatsServer({ dir, port: 0, credentials });
+  const server = await startNatsServer({ dir, port: 0, credentials, nodeIds: [nodeId] });
   const all: Child[] = [];
-  const env = (role: Role) => ({ ...process.env, SHOAL_NATS_URL: server.url, SHOAL_NATS_USER: credentials[role].user, SHOAL_NATS_PASS: credentials[role].pass, SHOAL_LOG_LEVEL: 'warn', SHOAL_LOG_PRETTY: 'false', ...extraEnv(role) });
+  const env = (role: Role) => {
+    const c = credentialOf(credentials, role, role === Role.NODE ? nodeId : undefined);
+    return { ...process.env, SHOAL_NATS_URL: server.url, SHOAL_NATS_USER: c.user, SHOAL_NATS_PASS: c.pass, SHOAL_LOG_LEVEL: 'warn', SHOAL_LOG_PRETTY: 'false', ...extraEnv(role) };
+  };
   const quiet = (l: string) => (/"level":(50|60)/.test(l) ? process.stderr.write(`${l}\n`) : undefined);
   const start = async (name: string, entry: string, role: Role, args: string[]) => {
     const c = spawnChild({ name, entry, args, env: env(role), onLine: quiet });
@@ -37,8 +40,8 @@ export async function startServingCluster(dir: string, nodeId: string, extraEnv:
     const gw = await start('gateway', 'gateway/main.ts', Role.GATEWAY, ['--gateway.port', '0']);
     const url = gw.info.url ?? '';
     const nc = await connectAs({ servers: server.url, role: Role.CLIENT, credential: credentials.client });
-    await (await ModelRegistry.open(nc)).register('mlp', mlpModel({ seed: 1 }), { aliases: ['production'] });
-    const deployments = await ModelDeployments.open(nc, subjects());
+    const deployments = new RegistryClient(nc, subjects());
+    await deployments.register('mlp', mlpModel({ seed: 1 }), { aliases: ['production'] });
     for (let i = 0; ; i++) {
       try {
         await deployments.deploy('mlp', { replicas: 1, maxBatchSize: 64, maxQueueDelayMs: 0, readyTimeoutMs: 30_000 });

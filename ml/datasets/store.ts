@@ -3,6 +3,9 @@
  * digest is the version, as with DVC; re-checked on every load), metadata in the `datasets` KV
  * bucket: `<name>` → the latest version and its history, `<name>.<digest>` → that version's
  * facts (rows, columns, class balance, splits with their seed).
+ *
+ * `resolve` and `load` work for any role that may read the bucket and the artifacts store;
+ * `put` is the registry service's (other processes call `RegistryClient.registerDataset`).
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -33,7 +36,7 @@ export class DatasetStore {
 
   static async open(nc: NatsConnection, prefix = 'shoal'): Promise<DatasetStore> {
     const r = resources(prefix);
-    return new DatasetStore(await new Kvm(nc).open(r.buckets.datasets), await new Objm(nc).open(r.artifacts));
+    return new DatasetStore(await new Kvm(nc).open(r.buckets.datasets), await new Objm(nc).open(r.stores.artifacts));
   }
 
   /** Stores `d` under `name`; the same content twice is the same version. */

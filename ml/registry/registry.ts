@@ -4,6 +4,10 @@
  * version, and a head record per model (latest version, aliases and their history) changed
  * only by compare-and-swap, so versions are monotonic and alias moves never get lost.
  *
+ * Reads work for every role that may read the bucket (and the artifacts store, for
+ * `loadArtifact`). Writes are the registry service's (ml/registry/service.ts, in the scheduler
+ * process): other processes change the registry through `RegistryClient`.
+ *
  * Aliases work like MLflow's: `production`, `canary`, … point at a version and can be moved;
  * `rollbackAlias` moves one back to the version it pointed at before.
  */
@@ -71,16 +75,29 @@ export interface ModelSummary {
 }
 
 export class ModelRegistry {
+  #store: Promise<ObjectStore> | undefined;
+
   private constructor(
     readonly kv: KV,
-    readonly store: ObjectStore,
+    private readonly nc: NatsConnection,
+    private readonly prefix: string,
   ) {}
 
-  /** Opens the bucket and object store the scheduler created (`prefix` = subject prefix). */
+  /**
+   * Opens the bucket the scheduler created (`prefix` = subject prefix); the artifacts store is
+   * opened on first use, so a reader of metadata only (the gateway) needs no right on it.
+   */
   static async open(nc: NatsConnection, prefix = 'shoal'): Promise<ModelRegistry> {
-    const r = resources(prefix);
-    const [kv, store] = await Promise.all([new Kvm(nc).open(r.buckets.models), new Objm(nc).open(r.artifacts)]);
-    return new ModelRegistry(kv, store);
+    return new ModelRegistry(await new Kvm(nc).open(resources(prefix).buckets.models), nc, prefix);
+  }
+
+  /** The artifacts object store. */
+  store(): Promise<ObjectStore> {
+    this.#store ??= new Objm(this.nc).open(resources(this.prefix).stores.artifacts).catch((err: unknown) => {
+      this.#store = undefined;
+      throw err;
+    });
+    return this.#store;
   }
 
   // ---- writes -----------------------------------------------------------------------------------
@@ -93,9 +110,10 @@ export class ModelRegistry {
     const signature = opts.signature ?? (await readSignature(name, bytes));
     const digest = sha256(bytes);
     const objName = keys.artifact(digest);
-    const existing = await this.store.info(objName);
+    const store = await this.store();
+    const existing = await store.info(objName);
     if (!existing || existing.deleted || existing.size !== bytes.length) {
-      await this.store.putBlob({ name: objName, description: `onnx model ${name}` }, bytes);
+      await store.putBlob({ name: objName, description: `onnx model ${name}` }, bytes);
     }
     const now = Date.now();
     // Claim the next version number by creating its (immutable) record: `create` refuses an
@@ -218,7 +236,7 @@ export class ModelRegistry {
     const mv = await this.version(name, version);
     let bytes: Uint8Array | null;
     try {
-      bytes = await this.store.getBlob(keys.artifact(mv.sha256));
+      bytes = await (await this.store()).getBlob(keys.artifact(mv.sha256));
     } catch (err) {
       // The object store's own chunk digest failed: the stored bytes are damaged.
       throw MlErrors.ARTIFACT_CORRUPT(`${name} v${version}`, mv.sha256, `unreadable (${(err as Error).message})`);

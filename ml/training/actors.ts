@@ -37,8 +37,8 @@ import {
 import { DatasetStore, rng, split, take, type Dataset, type DatasetVersion } from '../datasets/index.ts';
 import { MlErrors } from '../errors.ts';
 import { Market, UniformProgress } from '../../scheduler/index.ts';
+import { RegistryClient } from '../registry/client.ts';
 import { ModelRegistry } from '../registry/registry.ts';
-import { ModelDeployments } from '../serving/deployments.ts';
 import { applyUpdate, gradient, nodeKernels } from './compute.ts';
 import { bestF1Threshold, evaluate, rocAuc } from './metrics.ts';
 import { exportOnnx, initParams, layout, predict, type ModelShape } from './model.ts';
@@ -210,7 +210,8 @@ class TrainingJob extends Actor<JobMsg> {
   override async onStart(): Promise<void> {
     const r = resources(this.ctx.subjects.prefix);
     this.#jobs = await new Kvm(this.ctx.nc).open(r.buckets.jobs);
-    this.#store = await new Objm(this.ctx.nc).open(r.artifacts);
+    // Checkpoints have their own store: a node may replace them (which purges old chunks) without any right on the artifacts.
+    this.#store = await new Objm(this.ctx.nc).open(r.stores.checkpoints);
     // The job runs beside the mailbox: onStart must return for the actor to be running.
     setImmediate(() => void this.#run());
   }
@@ -407,15 +408,17 @@ class TrainingJob extends Actor<JobMsg> {
       // Idempotent: a coordinator that died after registering but before recording success
       // finds its version instead of registering a second one.
       const already = (await registry.versions(spec.model.name).catch(() => [])).find((v) => v.lineage?.trainingJobId === this.#jobId);
-      const mv = already ?? await registry.register(spec.model.name, onnxBytes, {
+      // Registering (and deploying) is the registry service's: upload the model, ask it.
+      const control = new RegistryClient(this.ctx.nc, this.ctx.subjects);
+      const mv = already ?? await control.register(spec.model.name, onnxBytes, {
         metrics: { auc: metrics.auc, accuracy: metrics.accuracy, precision: metrics.precision, recall: metrics.recall, f1: metrics.f1, brier: metrics.brier, ece: metrics.ece, logLoss: metrics.logLoss },
         lineage: { datasetDigest: dv.digest, trainingJobId: this.#jobId, hyperParameters: { ...spec.hyper, model: spec.model, workers: spec.workers }, codeVersion: SHOAL_VERSION },
         description: `trained by job ${this.#jobId}`,
       });
       let deployed: string | undefined;
       if (spec.deploy === 'canary') {
-        deployed = await ModelDeployments.open(this.ctx.nc, this.ctx.subjects)
-          .then((d) => d.canary(spec.model.name, { version: String(mv.version), weight: 0.1 }))
+        deployed = await control
+          .canary(spec.model.name, { version: String(mv.version), weight: 0.1 })
           .then(() => 'canary')
           .catch((err: unknown) => `not deployed: ${(err as Error).message}`);
       }

@@ -4,11 +4,16 @@
  * (labels pool, zone, spot, price, type) and passed in `SHOAL_NODES`. It registers in the nodes
  * bucket like any node, so membership sees it.
  *
+ * Node ids are slots, `<pool>-auto-<k>` with k ≤ `slotsPerPool`: a fixed set, so the NATS server
+ * can know every launched node's user in advance (per-node credentials), and a slot is reused
+ * once its node is gone — the one free longest first, so a fresh id is preferred while there is
+ * one.
+ *
  * `preempt()` simulates a spot interruption the way a cloud does it: a `preemption-notice`
  * event, a `{ type: 'drain', deadlineMs }` on the node's control subject, then SIGKILL when the
  * notice runs out if the node has not left by itself.
  */
-import { request, subjects, type NatsConnection } from '../../cluster/index.ts';
+import { request, subjects, type Credential, type NatsConnection } from '../../cluster/index.ts';
 import { spawnChild, type Child } from '../../nodes/index.ts';
 import { poolOf, resolveCatalogue } from '../catalogue.ts';
 import { SchedulerErrors } from '../errors.ts';
@@ -19,8 +24,12 @@ export interface LocalProviderOptions {
   catalogue: Catalogue | ResolvedCatalogue;
   /** A connection allowed to send node control (the scheduler role's). */
   nc: NatsConnection;
-  /** Environment for node processes: `SHOAL_NATS_URL`, `SHOAL_NATS_USER`/`PASS` of the node role, log settings. */
+  /** Environment for node processes: `SHOAL_NATS_URL`, log settings (their user and password come from `credential`). */
   env: NodeJS.ProcessEnv;
+  /** Each node's own NATS credential (`nodeCredential(secret, nodeId)`). */
+  credential: (nodeId: string) => Credential;
+  /** Node-id slots per pool (`<pool>-auto-1` … `-<n>`). @default the pool's max */
+  slotsPerPool?: number;
   /** Extra flags for every node (e.g. `--membership.heartbeatMs 200`). @default [] */
   args?: string[];
   /** @default 'shoal' */
@@ -50,7 +59,8 @@ export class LocalProvider implements Provider {
   readonly #nodes = new Map<string, LocalNode>();
   readonly #events = new ProviderEvents();
   readonly #noticeMs: number;
-  #seq = 0;
+  /** When each slot's last node went away (slots never used are not here). */
+  readonly #freedAt = new Map<string, number>();
 
   constructor(opts: LocalProviderOptions) {
     this.catalogue = opts.catalogue.types instanceof Map ? (opts.catalogue as ResolvedCatalogue) : resolveCatalogue(opts.catalogue as Catalogue);
@@ -63,8 +73,17 @@ export class LocalProvider implements Provider {
     const pool = this.#pool(req.pool);
     const live = [...this.#nodes.values()].filter((n) => n.view.pool === pool.name).length;
     if (live >= pool.max) throw SchedulerErrors.PROVIDER_FAILED(this.name, 'launch', `pool ${pool.name} is at its max (${pool.max})`);
-    const nodeId = req.nodeId ?? `${pool.name}-${process.pid}-${++this.#seq}`;
+    const nodeId = req.nodeId ?? this.#freeSlot(pool);
     if (this.#nodes.has(nodeId)) throw SchedulerErrors.PROVIDER_FAILED(this.name, 'launch', `node id ${nodeId} is taken`);
+    let credential: Credential;
+    try {
+      credential = this.#o.credential(nodeId);
+    } catch (err) {
+      throw SchedulerErrors.PROVIDER_FAILED(this.name, 'launch', `no credential for ${nodeId}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    // A node gets its own credential and nothing it could derive others' from.
+    const env: NodeJS.ProcessEnv = { ...this.#o.env, SHOAL_NATS_USER: credential.user, SHOAL_NATS_PASS: credential.pass };
+    delete env.SHOAL_NATS_NODE_SECRET;
     const labels = { ...pool.labels, type: pool.type };
     const profile = { name: pool.name, labels, gpu: (this.#o.probeGpu ?? false) && (pool.nodeType.resources.gpu ?? 0) > 0, replicas: 1, workerThreads: 1 };
     let child: Child;
@@ -73,7 +92,7 @@ export class LocalProvider implements Provider {
         name: `node:${nodeId}`,
         entry: 'nodes/main.ts',
         args: ['--profile', pool.name, '--node-id', nodeId, ...(this.#o.args ?? [])],
-        env: { ...this.#o.env, SHOAL_NODES: JSON.stringify([profile]) },
+        env: { ...env, SHOAL_NODES: JSON.stringify([profile]) },
         onLine: (line) => this.#o.onLine?.(nodeId, line),
       });
     } catch (err) {
@@ -98,6 +117,7 @@ export class LocalProvider implements Provider {
       if (node.killTimer) clearTimeout(node.killTimer);
       view.phase = NodePhase.TERMINATED;
       this.#nodes.delete(nodeId);
+      this.#freedAt.set(nodeId, Date.now());
       this.#emit({ type: 'node-terminated', node: { ...view }, at: Date.now(), reason: node.ending ?? 'failed' });
     });
     return { ...view };
@@ -152,6 +172,24 @@ export class LocalProvider implements Provider {
 
   #emit(e: ProviderEvent): void {
     this.#events.emit(e);
+  }
+
+  /** A slot of the pool no live node uses: one never used, else the one free the longest. */
+  #freeSlot(pool: ResolvedPool): string {
+    const n = this.#o.slotsPerPool ?? pool.max;
+    let best: string | undefined;
+    let bestAt = Infinity;
+    for (let k = 1; k <= n; k++) {
+      const id = `${pool.name}-auto-${k}`;
+      if (this.#nodes.has(id)) continue;
+      const at = this.#freedAt.get(id) ?? -1;
+      if (at < bestAt) {
+        best = id;
+        bestAt = at;
+      }
+    }
+    if (!best) throw SchedulerErrors.PROVIDER_FAILED(this.name, 'launch', `pool ${pool.name} has no free node slot (${n} slots: ${pool.name}-auto-1…${n})`);
+    return best;
   }
 
   #pool(name: string): ResolvedPool {

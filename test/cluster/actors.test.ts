@@ -18,6 +18,8 @@ describe('actors across real node processes', () => {
   let client: ActorClient;
   let clientNc: NatsConnection;
   let directory: Directory;
+  /** The directory with the scheduler's rights (only the scheduler and nodes write it). */
+  let adminDirectory: Directory;
   const nodes: Record<string, TestProcess> = {};
   const status = () => request<SchedulerStatus>(clientNc, s.scheduler('status'), { type: 'status' }, { timeoutMs: 3000 });
   const where = async (actorId: string) => (await directory.get(actorId))?.entry;
@@ -27,11 +29,12 @@ describe('actors across real node processes', () => {
     procs = new ProcessSet(nats);
     // `spread` makes replica placement predictable here; the cost-aware default is covered by test/scheduler.
     await procs.startScheduler([...ARGS, '--scheduler.strategy', 'spread']).ready;
-    nodes.a = procs.startNode('node-a', 'cpu-spot', ARGS);
-    nodes.b = procs.startNode('node-b', 'cpu-ondemand', ARGS);
+    nodes.a = await procs.startNode('node-a', 'cpu-spot', ARGS);
+    nodes.b = await procs.startNode('node-b', 'cpu-ondemand', ARGS);
     await Promise.all([nodes.a.ready, nodes.b.ready]);
     clientNc = await nats.connect(Role.CLIENT);
     directory = new Directory(await openBucket(clientNc, resources().buckets.actors));
+    adminDirectory = new Directory(await openBucket(await nats.connect(Role.SCHEDULER), resources().buckets.actors));
     client = new ActorClient(clientNc, s, directory);
     await until(async () => ((await status()).nodes.filter((n) => n.alive).length === 2 ? true : undefined), 20_000, 'two live nodes');
   }, 90_000);
@@ -206,13 +209,14 @@ describe('actors across real node processes', () => {
   });
 
   it('SIGKILL a node: it is declared dead and its actors start again on a survivor; callers that retry succeed', async () => {
-    nodes.c = procs.startNode('node-c', 'cpu-spot', ARGS);
+    nodes.c = await procs.startNode('node-c', 'cpu-spot', ARGS);
     await nodes.c.ready;
     await client.spawn({ type: 'echo', id: 'survivor', constraints: { nodeId: 'node-c' } });
     expect((await where('survivor'))?.nodeId).toBe('node-c');
-    // Unpin so it may move: rewrite the spec's constraint the way an operator would re-spawn it.
+    // Unpin so it may move: rewrite the spec's constraint the way an operator would re-spawn it
+    // (with the scheduler's rights: a client may read the directory, not write it).
     const v = (await directory.get('survivor'))!;
-    await directory.update({ ...v.entry, spec: { ...v.entry.spec, constraints: {} } }, v.revision);
+    await adminDirectory.update({ ...v.entry, spec: { ...v.entry.spec, constraints: {} } }, v.revision);
 
     const deadEvents: string[] = [];
     clientNc.subscribe(s.event('node-dead'), { callback: (_e, m) => void deadEvents.push((decode(m.data) as { nodeId: string }).nodeId) });
@@ -230,13 +234,13 @@ describe('actors across real node processes', () => {
   });
 
   it('drain: SIGTERM a node while its actors hold work — onDrain runs, the work finishes, no actor is lost', async () => {
-    nodes.d = procs.startNode('node-d', 'cpu-spot', ARGS);
+    nodes.d = await procs.startNode('node-d', 'cpu-spot', ARGS);
     await nodes.d.ready;
     await client.spawn({ type: 'tally', id: 'ledger', constraints: { nodeId: 'node-d' } });
     const ledger = client.ref('ledger');
     await ledger.ask({ type: 'add', n: 5 });
     const v = (await directory.get('ledger'))!;
-    await directory.update({ ...v.entry, spec: { ...v.entry.spec, constraints: {} } }, v.revision);
+    await adminDirectory.update({ ...v.entry, spec: { ...v.entry.spec, constraints: {} } }, v.revision);
     // Work in flight and queued when the node is told to stop.
     const inflight = [ledger.ask<{ sum: number }>({ type: 'add', n: 10, workMs: 500 }, { timeoutMs: 10_000 }), ledger.ask<{ sum: number }>({ type: 'add', n: 100, workMs: 100 }, { timeoutMs: 10_000 })];
     await clientNc.flush();
@@ -253,7 +257,7 @@ describe('actors across real node processes', () => {
   });
 
   it('a spawn on a draining node is refused with NODE_DRAINING', async () => {
-    nodes.e = procs.startNode('node-e', 'cpu-spot', ARGS);
+    nodes.e = await procs.startNode('node-e', 'cpu-spot', ARGS);
     await nodes.e.ready;
     const ctl = await nats.connect(Role.SCHEDULER);
     await client.spawn({ type: 'slow', id: 'busy-e', constraints: { nodeId: 'node-e' } });

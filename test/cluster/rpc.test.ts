@@ -19,7 +19,7 @@ describe('request/reply with schemas at the edge (real nats-server)', () => {
 
   beforeAll(async () => {
     nats = await startTestNats();
-    server = await nats.connect(Role.NODE);
+    server = await nats.connect(Role.NODE, { nodeId: 'rpc-server' });
     client = await nats.connect(Role.CLIENT);
     serve(server, subject, Echo, (m) => {
       if (m.type === 'echo') return { text: m.text };

@@ -90,6 +90,17 @@ describe('shoal up / shoal status (real processes)', () => {
     expect(pids.size).toBe(4);
     expect(pids.has(up.pid!)).toBe(false);
 
+    // Each node connects as its own NATS user and never sees the node secret; the scheduler has
+    // it (to derive autoscaled nodes' credentials).
+    const environ = (pid: number) => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    for (const p of report.processes.filter((x) => x.role === 'node')) {
+      const e = environ(p.pid);
+      expect(e).toContain(`SHOAL_NATS_USER=node-${p.id}`);
+      expect(e.some((l) => l.startsWith('SHOAL_NATS_NODE_SECRET='))).toBe(false);
+    }
+    const sched = report.processes.find((x) => x.role === 'scheduler')!;
+    expect(environ(sched.pid).some((l) => l.startsWith('SHOAL_NATS_NODE_SECRET='))).toBe(true);
+
     const text = shoal(['status'], cwd);
     expect(text.status).toBe(0);
     expect(text.stdout).toMatch(/scheduler\s+scheduler-/);

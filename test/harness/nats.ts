@@ -1,18 +1,21 @@
 /**
  * A real nats-server per suite: random port, temp store, authorization on (the same generated
- * per-role credentials and permissions `shoal up` uses). Call `stop()` in afterAll.
+ * per-role credentials, per-node users and permissions `shoal up` uses). Call `stop()` in
+ * afterAll.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  Role,
   connectAs,
+  credentialOf,
   generateCredentials,
   startNatsServer,
+  type Credential,
   type Credentials,
   type NatsConnection,
   type NatsServerHandle,
-  type Role,
 } from '../../cluster/index.ts';
 
 export interface TestNats {
@@ -21,17 +24,25 @@ export interface TestNats {
   dir: string;
   credentials: Credentials;
   server: NatsServerHandle;
-  /** Connects with a role's credentials (closed by `stop()`). */
-  connect(role: Role): Promise<NatsConnection>;
-  /** Environment a cluster process needs to connect as `role`. */
-  env(role: Role): NodeJS.ProcessEnv;
+  /**
+   * Connects with a role's credentials (closed by `stop()`). The node role is per node: pass
+   * `{ nodeId }`; the node's user is added to the server first if it has none yet.
+   */
+  connect(role: Exclude<Role, 'node'>): Promise<NatsConnection>;
+  connect(role: Role, opts: { nodeId?: string }): Promise<NatsConnection>;
+  /** Gives these nodes a user (rewrites the server config and reloads it). */
+  addNodes(nodeIds: readonly string[]): Promise<void>;
+  /** A node's own credential (derived from the node secret). */
+  nodeCredential(nodeId: string): Credential;
+  /** Environment a cluster process needs to connect as `role` (as node `nodeId` for the node role). */
+  env(role: Role, nodeId?: string): NodeJS.ProcessEnv;
   stop(): Promise<void>;
 }
 
-export async function startTestNats(opts: { prefix?: string } = {}): Promise<TestNats> {
+export async function startTestNats(opts: { prefix?: string; nodeIds?: string[] } = {}): Promise<TestNats> {
   const dir = mkdtempSync(join(tmpdir(), 'shoal-test-'));
   const credentials = generateCredentials();
-  const server = await startNatsServer({ dir, port: 0, credentials, ...(opts.prefix ? { prefix: opts.prefix } : {}) });
+  const server = await startNatsServer({ dir, port: 0, credentials, ...(opts.nodeIds ? { nodeIds: opts.nodeIds } : {}), ...(opts.prefix ? { prefix: opts.prefix } : {}) });
   const conns: NatsConnection[] = [];
   return {
     url: server.url,
@@ -39,17 +50,21 @@ export async function startTestNats(opts: { prefix?: string } = {}): Promise<Tes
     dir,
     credentials,
     server,
-    async connect(role) {
-      const nc = await connectAs({ servers: server.url, role, credential: credentials[role], reconnect: false });
+    async connect(role: Role, o: { nodeId?: string } = {}) {
+      if (role === Role.NODE) await server.addNodes([requireNode(o.nodeId)]);
+      const nc = await connectAs({ servers: server.url, role, credential: credentialOf(credentials, role, o.nodeId), reconnect: false, ...(o.nodeId ? { nodeId: o.nodeId } : {}) });
       conns.push(nc);
       return nc;
     },
-    env(role) {
+    addNodes: (ids) => server.addNodes(ids),
+    nodeCredential: (nodeId) => credentialOf(credentials, Role.NODE, nodeId),
+    env(role, nodeId) {
+      const c = credentialOf(credentials, role, role === Role.NODE ? requireNode(nodeId) : undefined);
       return {
         ...process.env,
         SHOAL_NATS_URL: server.url,
-        SHOAL_NATS_USER: credentials[role].user,
-        SHOAL_NATS_PASS: credentials[role].pass,
+        SHOAL_NATS_USER: c.user,
+        SHOAL_NATS_PASS: c.pass,
         SHOAL_LOG_LEVEL: process.env.SHOAL_TEST_LOG_LEVEL ?? 'warn',
         SHOAL_LOG_PRETTY: 'false',
       };
@@ -60,4 +75,9 @@ export async function startTestNats(opts: { prefix?: string } = {}): Promise<Tes
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+function requireNode(nodeId: string | undefined): string {
+  if (!nodeId) throw new Error('the node role is per node: pass the node id');
+  return nodeId;
 }

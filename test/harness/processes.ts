@@ -1,10 +1,11 @@
 /**
  * Real cluster processes for integration tests: node agents, a scheduler, a gateway, started
- * with a role's credentials against a test nats-server, and killed by pid (SIGKILL to test
- * failure, SIGTERM to test drain). `stopAll()` in afterAll leaves nothing running.
+ * with a role's credentials against a test nats-server (a node with its own: its user is added
+ * to the server before it starts), and killed by pid (SIGKILL to test failure, SIGTERM to test
+ * drain). `stopAll()` in afterAll leaves nothing running.
  */
 import { spawnChild, type Child } from '../../nodes/index.ts';
-import type { Role } from '../../cluster/index.ts';
+import { Role } from '../../cluster/index.ts';
 import type { TestNats } from './nats.ts';
 
 export interface TestProcess extends Child {
@@ -17,9 +18,13 @@ export class ProcessSet {
   readonly #all: TestProcess[] = [];
   constructor(private readonly nats: TestNats) {}
 
-  start(name: string, entry: string, role: Role, args: string[] = [], env: NodeJS.ProcessEnv = {}): TestProcess {
+  start(name: string, entry: string, role: Exclude<Role, 'node'>, args: string[] = [], env: NodeJS.ProcessEnv = {}): TestProcess {
+    return this.#spawn(name, entry, { ...this.nats.env(role), ...env }, args);
+  }
+
+  #spawn(name: string, entry: string, env: NodeJS.ProcessEnv, args: string[]): TestProcess {
     const lines: string[] = [];
-    const child = spawnChild({ name, entry, args, env: { ...this.nats.env(role), ...env }, onLine: (l) => lines.push(l) });
+    const child = spawnChild({ name, entry, args, env, onLine: (l) => lines.push(l) });
     const p: TestProcess = Object.assign(child, {
       lines,
       kill: (signal: NodeJS.Signals = 'SIGKILL') => {
@@ -30,9 +35,13 @@ export class ProcessSet {
     return p;
   }
 
-  /** A node agent with a profile from the default config (`cpu-spot`, `cpu-ondemand`). */
-  startNode(nodeId: string, profile = 'cpu-spot', args: string[] = []): TestProcess {
-    return this.start(`node:${nodeId}`, 'nodes/main.ts', 'node', ['--profile', profile, '--node-id', nodeId, ...args]);
+  /**
+   * A node agent with a profile from the default config (`cpu-spot`, `cpu-ondemand`),
+   * connected with its own credentials (its user is added to the server first).
+   */
+  async startNode(nodeId: string, profile = 'cpu-spot', args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<TestProcess> {
+    await this.nats.addNodes([nodeId]);
+    return this.#spawn(`node:${nodeId}`, 'nodes/main.ts', { ...this.nats.env(Role.NODE, nodeId), ...env }, ['--profile', profile, '--node-id', nodeId, ...args]);
   }
 
   startScheduler(args: string[] = []): TestProcess {

@@ -24,7 +24,7 @@ describe('node agents and membership (real processes)', () => {
     nats = await startTestNats();
     procs = new ProcessSet(nats);
     await procs.startScheduler(FAST).ready;
-    await Promise.all([procs.startNode('spot-a', 'cpu-spot', FAST).ready, procs.startNode('od-a', 'cpu-ondemand', FAST).ready, procs.startNode('spot-b', 'cpu-spot', FAST).ready]);
+    await Promise.all([(await procs.startNode('spot-a', 'cpu-spot', FAST)).ready, (await procs.startNode('od-a', 'cpu-ondemand', FAST)).ready, (await procs.startNode('spot-b', 'cpu-spot', FAST)).ready]);
     client = await nats.connect(Role.CLIENT);
     ctl = await nats.connect(Role.SCHEDULER);
   }, 90_000);
@@ -64,7 +64,7 @@ describe('node agents and membership (real processes)', () => {
   });
 
   it('a SIGKILLed node stops heartbeating and is declared dead within deadAfterMs', async () => {
-    const victim = procs.startNode('victim', 'cpu-spot', FAST);
+    const victim = await procs.startNode('victim', 'cpu-spot', FAST);
     await victim.ready;
     await until(async () => ((await status()).nodes.find((n) => n.nodeId === 'victim')?.alive ? true : undefined), 10_000, 'victim alive');
     victim.kill('SIGKILL');
@@ -77,8 +77,8 @@ describe('node agents and membership (real processes)', () => {
   });
 
   it('a SIGTERMed node deregisters cleanly and exits 0; a drain command does the same', async () => {
-    const leaver = procs.startNode('leaver', 'cpu-spot', FAST);
-    const drainer = procs.startNode('drainer', 'cpu-spot', FAST);
+    const leaver = await procs.startNode('leaver', 'cpu-spot', FAST);
+    const drainer = await procs.startNode('drainer', 'cpu-spot', FAST);
     await Promise.all([leaver.ready, drainer.ready]);
     await until(async () => ((await status()).nodes.some((n) => n.nodeId === 'drainer') ? true : undefined), 10_000, 'drainer listed');
     leaver.kill('SIGTERM');

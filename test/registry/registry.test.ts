@@ -1,15 +1,19 @@
 /**
  * The model registry on a real nats-server (KV + object store): versions are monotonic under
  * concurrent registration, aliases move and roll back, artifacts are content-addressed and a
- * corrupted one is refused at load; and the `shoal models` CLI drives the same API.
+ * corrupted one is refused at load — the registry library, as the registry service in the
+ * scheduler runs it (scheduler role). Clients change it only through that service (here run in
+ * this process): models larger than one NATS message travel through the uploads store, and the
+ * `shoal models` CLI drives the same service.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Role, type NatsConnection } from '../../cluster/index.ts';
-import { MlErrors, ModelRegistry, registryKeys, sha256 } from '../../ml/index.ts';
+import { Objm } from '@nats-io/obj';
+import { Errors, Role, createLogger, request, resources, subjects, type NatsConnection } from '../../cluster/index.ts';
+import { MlErrors, ModelRegistry, RegistryClient, registryKeys, sha256, startRegistryService, type RegistryService } from '../../ml/index.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { dtypesModel, mlpModel } from '../fixtures/onnx.ts';
 import { ensureResources } from '../../cluster/index.ts';
@@ -17,16 +21,22 @@ import { ensureResources } from '../../cluster/index.ts';
 describe('model registry (real nats-server: KV + object store)', () => {
   let nats: TestNats;
   let nc: NatsConnection;
+  let sched: NatsConnection;
   let reg: ModelRegistry;
+  let service: RegistryService;
 
   beforeAll(async () => {
     nats = await startTestNats();
-    const sched = await nats.connect(Role.SCHEDULER);
+    sched = await nats.connect(Role.SCHEDULER);
     await ensureResources(sched);
     nc = await nats.connect(Role.CLIENT);
-    reg = await ModelRegistry.open(nc);
+    reg = await ModelRegistry.open(sched);
+    service = await startRegistryService({ nc: sched, subjects: subjects(), log: createLogger({ level: 'silent', pretty: false }) });
   }, 30_000);
-  afterAll(async () => nats?.stop());
+  afterAll(async () => {
+    await service?.stop();
+    await nats?.stop();
+  });
 
   it('registers versions with signature, metrics, lineage; artifacts are content-addressed', async () => {
     const bytes = mlpModel({ seed: 11 });
@@ -75,31 +85,75 @@ describe('model registry (real nats-server: KV + object store)', () => {
   it('a corrupted artifact (sha256 mismatch) is refused at load', async () => {
     const mv = await reg.register('fragile', mlpModel({ seed: 99 }));
     // Overwrite the stored object with other bytes under the same content address.
-    await reg.store.putBlob({ name: registryKeys.artifact(mv.sha256) }, mlpModel({ seed: 100 }));
+    await (await reg.store()).putBlob({ name: registryKeys.artifact(mv.sha256) }, mlpModel({ seed: 100 }));
     const err = await reg.loadArtifact('fragile', mv.version).catch((e: unknown) => e);
     expect(MlErrors.ARTIFACT_CORRUPT.is(err)).toBe(true);
     expect((err as Error).message).toMatch(/does not match the registered/);
   });
 
-  it('shoal models: register, list, show, alias, rollback from the command line', () => {
+  it('a client registers through the service only: no KV write of its own, a model past 8 MB through the uploads store', async () => {
+    const client = new RegistryClient(nc, subjects());
+    // The direct way is closed to the client role…
+    const denied = await (await ModelRegistry.open(nc)).register('direct', mlpModel({ seed: 3 })).catch((e: unknown) => e);
+    expect(String((denied as Error).message)).toMatch(/Permissions Violation/);
+    // …the service's is open: a model bigger than one NATS message (max_payload 8 MB).
+    const big = mlpModel({ seed: 4, hidden: 80_000 });
+    expect(big.length).toBeGreaterThan(8 * 1024 * 1024);
+    const mv = await client.register('big', big, { aliases: ['production'], metrics: { auc: 0.5 } });
+    expect(mv).toMatchObject({ name: 'big', version: 1, sha256: sha256(big), sizeBytes: big.length });
+    const loaded = await (await ModelRegistry.open(nc)).loadArtifact('big', 1);
+    expect(loaded.bytes.length).toBe(big.length);
+    expect((await client.setAlias('big', 'staging', 1)).aliases).toEqual({ production: 1, staging: 1 });
+    // The upload was taken: nothing is left in the uploads store.
+    const uploads = await new Objm(sched).open(resources().stores.uploads);
+    expect((await uploads.list()).filter((o) => !o.deleted)).toEqual([]);
+    // The service's own errors come back typed.
+    expect(MlErrors.BAD_MODEL.is(await client.register('junk', new TextEncoder().encode('not onnx')).catch((e: unknown) => e))).toBe(true);
+    expect((await uploads.list()).filter((o) => !o.deleted)).toEqual([]);
+  });
+
+  it('the service refuses an upload that is missing or does not match its sha256', async () => {
+    const bytes = mlpModel({ seed: 21 });
+    const missing = await request(nc, subjects().registry('register'), { name: 'ghost', upload: 'upload-none', sha256: sha256(bytes) }).catch((e: unknown) => e);
+    expect(MlErrors.UPLOAD_NOT_FOUND.is(missing)).toBe(true);
+    const uploads = await new Objm(nc).open(resources().stores.uploads);
+    await uploads.putBlob({ name: 'upload-tampered' }, bytes);
+    const tampered = await request(nc, subjects().registry('register'), { name: 'ghost', upload: 'upload-tampered', sha256: sha256(mlpModel({ seed: 22 })) }).catch((e: unknown) => e);
+    expect(MlErrors.ARTIFACT_CORRUPT.is(tampered)).toBe(true);
+    expect((await uploads.info('upload-tampered'))?.deleted ?? true).toBe(true); // deleted all the same
+    const bad = await request(nc, subjects().registry('register'), { name: 'ghost', upload: '../etc', sha256: 'x' }).catch((e: unknown) => e);
+    expect(Errors.BAD_MESSAGE.is(bad)).toBe(true);
+    expect(MlErrors.MODEL_NOT_FOUND.is(await reg.get('ghost').catch((e: unknown) => e))).toBe(true);
+  });
+
+  it('shoal models: register, list, show, alias, rollback from the command line', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'shoal-models-'));
     const file = join(dir, 'm.onnx');
     writeFileSync(file, mlpModel({ seed: 5 }));
     const env = nats.env(Role.CLIENT);
-    const shoal = (...args: string[]) => spawnSync(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'shoal.mjs'), 'models', ...args], { env, encoding: 'utf8', cwd: dir, timeout: 30_000 });
-    let r = shoal('register', 'cli-model', file, '--alias', 'production', '--metrics', '{"acc":0.8}');
+    // Not spawnSync: the registry service answering the CLI runs in this process.
+    const shoal = (...args: string[]) =>
+      new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const p = spawn(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'shoal.mjs'), 'models', ...args], { env, cwd: dir, timeout: 30_000 });
+        let stdout = '';
+        let stderr = '';
+        p.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+        p.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+        p.on('close', (status) => resolve({ status, stdout, stderr }));
+      });
+    let r = await shoal('register', 'cli-model', file, '--alias', 'production', '--metrics', '{"acc":0.8}');
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/registered cli-model v1 .*production → v1/);
-    expect(shoal('register', 'cli-model', file).stdout).toMatch(/v2/);
-    r = shoal('list', '--json');
+    expect((await shoal('register', 'cli-model', file)).stdout).toMatch(/v2/);
+    r = await shoal('list', '--json');
     expect(JSON.parse(r.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'cli-model', latest: 2, aliases: { production: 1 } })]));
-    expect(shoal('show', 'cli-model').stdout).toMatch(/v2 .*X:FP32\[-1,32\]/);
-    expect(shoal('alias', 'cli-model', 'production', '2').stdout).toMatch(/production → v2/);
-    expect(shoal('rollback', 'cli-model').stdout).toMatch(/production v2 → v1/);
-    r = shoal('rollback', 'cli-model');
+    expect((await shoal('show', 'cli-model')).stdout).toMatch(/v2 .*X:FP32\[-1,32\]/);
+    expect((await shoal('alias', 'cli-model', 'production', '2')).stdout).toMatch(/production → v2/);
+    expect((await shoal('rollback', 'cli-model')).stdout).toMatch(/production v2 → v1/);
+    r = await shoal('rollback', 'cli-model');
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/no previous version.*SHOAL_ERR_NO_PREVIOUS_VERSION/);
-    r = shoal('show', 'ghost');
+    r = await shoal('show', 'ghost');
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/not registered/);
   });

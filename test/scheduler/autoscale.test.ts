@@ -29,7 +29,10 @@ describe('autoscaling with the local provider (real processes)', () => {
   beforeAll(async () => {
     nats = await startTestNats();
     procs = new ProcessSet(nats);
-    await procs.start('scheduler', 'scheduler/main.ts', 'scheduler', ARGS, { SHOAL_NODE_NATS_USER: 'node', SHOAL_NODE_NATS_PASS: nats.credentials.node.pass }).ready;
+    // The launched nodes' users (slots auto-spot-auto-1…3) exist on the server; the scheduler
+    // gets the node secret to derive each one's credentials.
+    await nats.addNodes(['auto-spot-auto-1', 'auto-spot-auto-2', 'auto-spot-auto-3']);
+    await procs.start('scheduler', 'scheduler/main.ts', 'scheduler', ARGS, { SHOAL_NATS_NODE_SECRET: nats.credentials.nodeSecret }).ready;
     nc = await nats.connect(Role.CLIENT);
     client = new ActorClient(nc, s);
   }, 60_000);

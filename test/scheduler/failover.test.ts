@@ -1,14 +1,15 @@
 /**
  * One active scheduler, a standby that takes over: two real scheduler processes contend for
  * the lease; SIGKILL the leader and the standby places actors (and re-places a dead node's).
+ * Control modules run in both, leader-only ones on the leader only, and move with the lease.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActorClient, Role, discover, request, subjects, type NatsConnection, type ProcessInfo, type SchedulerStatus } from '../../cluster/index.ts';
+import { ActorClient, Role, discover, request, requestAll, subjects, type NatsConnection, type ProcessInfo, type SchedulerStatus } from '../../cluster/index.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet, type TestProcess } from '../harness/processes.ts';
 import { until } from '../harness/wait.ts';
 
-const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--scheduler.leaseTtlMs', '1500', '--actors.modules', '["test/fixtures/actors.ts"]'];
+const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--scheduler.leaseTtlMs', '1500', '--actors.modules', '["test/fixtures/actors.ts"]', '--scheduler.modules', '["shoal:ml/control.ts", "test/fixtures/control.ts"]'];
 const s = subjects();
 
 
@@ -17,6 +18,8 @@ describe('scheduler leader lease and failover (real processes)', () => {
   let procs: ProcessSet;
   let nc: NatsConnection;
   let client: ActorClient;
+  /** The fixture control modules answer on subjects only the scheduler role may use. */
+  let admin: NatsConnection;
   const schedulers: Record<string, TestProcess> = {};
   const leaders = async () => (await discover(nc, s, 300)).filter((p: ProcessInfo) => p.role === 'scheduler' && p.details.leader === true);
 
@@ -27,9 +30,10 @@ describe('scheduler leader lease and failover (real processes)', () => {
     await schedulers.one.ready;
     schedulers.two = procs.startScheduler([...ARGS, '--scheduler-id', 'sched-two']);
     await schedulers.two.ready;
-    await procs.startNode('n1', 'cpu-spot', ARGS).ready;
+    await (await procs.startNode('n1', 'cpu-spot', ARGS)).ready;
     nc = await nats.connect(Role.CLIENT);
     client = new ActorClient(nc, s);
+    admin = await nats.connect(Role.SCHEDULER);
   }, 90_000);
 
   afterAll(async () => {
@@ -49,6 +53,13 @@ describe('scheduler leader lease and failover (real processes)', () => {
     expect(r.actors[0]!.state).toBe('running');
   });
 
+  it('control modules run in every scheduler process; a leaderOnly one on the leader only', async () => {
+    const every = await requestAll<{ schedulerId: string }>(admin, `${s.prefix}.fixture.every`, {}, 500);
+    expect(every.map((x) => x.schedulerId).sort()).toEqual(['sched-one', 'sched-two']);
+    const leader = await requestAll<{ schedulerId: string; leader: boolean }>(admin, `${s.prefix}.fixture.leader`, {}, 500);
+    expect(leader).toEqual([{ schedulerId: 'sched-one', leader: true }]);
+  });
+
   it('SIGKILL the leader: the standby takes over and places actors', async () => {
     schedulers.one!.kill('SIGKILL');
     const l = await until(async () => {
@@ -65,6 +76,12 @@ describe('scheduler leader lease and failover (real processes)', () => {
     const r = await client.spawn({ type: 'echo', id: 'after' }, { timeoutMs: 10_000 });
     expect(r.actors[0]!.state).toBe('running');
     expect((await client.ref('before').ask<{ actorId: string }>({ type: 'where' })).actorId).toBe('before');
+    // The leader-only control module moved with the lease.
+    const leader = await until(async () => {
+      const x = await requestAll<{ schedulerId: string }>(admin, `${s.prefix}.fixture.leader`, {}, 300);
+      return x.length === 1 && x[0]!.schedulerId === 'sched-two' ? x : undefined;
+    }, 10_000, 'the leader-only module on sched-two');
+    expect(leader).toHaveLength(1);
   });
 
   it('an actor that can never start stays pending with the reason, and is retried with backoff, not in a loop', async () => {

@@ -53,7 +53,7 @@ describe('job watchdog (real processes)', () => {
     nats = await startTestNats();
     procs = new ProcessSet(nats);
     await procs.startScheduler(ARGS).ready;
-    await procs.startNode('w1', 'cpu-spot', ARGS).ready;
+    await (await procs.startNode('w1', 'cpu-spot', ARGS)).ready;
     jobs = await JobClient.open(await nats.connect(Role.CLIENT));
   }, 60_000);
 

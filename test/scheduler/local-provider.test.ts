@@ -57,7 +57,9 @@ describe('local provider: real node agents', () => {
     await procs.startScheduler(FAST).ready;
     client = await nats.connect(Role.CLIENT);
     const ctl = await nats.connect(Role.SCHEDULER);
-    provider = new LocalProvider({ catalogue: CAT, nc: ctl, env: nats.env(Role.NODE), args: FAST, noticeMs: 5000, stopTimeoutMs: 3000 });
+    // Launched nodes take slot ids (<pool>-auto-<k>, k ≤ the pool's max), each with its own user.
+    await nats.addNodes(['loc-spot-auto-1', 'loc-spot-auto-2', 'loc-od-auto-1']);
+    provider = new LocalProvider({ catalogue: CAT, nc: ctl, env: nats.env(Role.CLIENT), credential: (id) => nats.nodeCredential(id), args: FAST, noticeMs: 5000, stopTimeoutMs: 3000 });
     provider.onEvent((e) => events.push(e));
     const risk = new PoolRisk();
     placer = new Placer({ catalogue: CAT, risk: risk.multiplier });
@@ -85,6 +87,7 @@ describe('local provider: real node agents', () => {
     expect(res.launched).toHaveLength(1);
     const nodeId = res.launched[0]!.nodeId;
     expect(res.launched[0]!.pool).toBe('loc-spot');
+    expect(nodeId).toBe('loc-spot-auto-1');
     await until(member(nodeId), 30_000, `${nodeId} in membership`);
     const view = (await status()).nodes.find((n) => n.nodeId === nodeId)!;
     expect(view.labels).toMatchObject({ pool: 'loc-spot', spot: true, zone: 'local-a', type: 'local1' });
@@ -111,6 +114,8 @@ describe('local provider: real node agents', () => {
   it('a preemption drains the node, re-places its actor elsewhere, and the node exits before the deadline', async () => {
     const spot = await controller.launch('loc-spot');
     const od = await controller.launch('loc-od');
+    // A slot never used before is taken first.
+    expect([spot.nodeId, od.nodeId]).toEqual(['loc-spot-auto-2', 'loc-od-auto-1']);
     await until(member(spot.nodeId), 30_000, 'spot node');
     await until(member(od.nodeId), 30_000, 'on-demand node');
     await sync();
@@ -130,6 +135,8 @@ describe('local provider: real node agents', () => {
 
   it('a node that does not drain is SIGKILLed when the notice runs out', async () => {
     const spot = await controller.launch('loc-spot');
+    // Both slots have been used: the one free the longest comes back.
+    expect(spot.nodeId).toBe('loc-spot-auto-1');
     await until(member(spot.nodeId), 30_000, 'spot node');
     const child = (await provider.list()).find((n) => n.nodeId === spot.nodeId)!;
     expect(child.phase).toBe('running');

@@ -26,7 +26,7 @@ describe('a node restarted under the same id (real processes)', () => {
     nats = await startTestNats();
     procs = new ProcessSet(nats);
     await procs.startScheduler(ARGS).ready;
-    n1 = procs.startNode('n1', 'cpu-spot', ARGS);
+    n1 = await procs.startNode('n1', 'cpu-spot', ARGS);
     await n1.ready;
     nc = await nats.connect(Role.CLIENT);
     client = new ActorClient(nc, s);
@@ -49,12 +49,12 @@ describe('a node restarted under the same id (real processes)', () => {
     expect(before.nodeId).toBe('n1');
     expect((await client.ref('roamer').ask<{ nodeId: string; pid: number }>({ type: 'where' })).pid).toBe(n1.pid);
     // A second node only now, so the roamer started on n1 and may move.
-    await procs.startNode('n2', 'cpu-spot', ARGS).ready;
+    await (await procs.startNode('n2', 'cpu-spot', ARGS)).ready;
 
     const oldPid = n1.pid;
     n1.kill('SIGKILL');
     await n1.exited;
-    n1 = procs.startNode('n1', 'cpu-spot', ARGS);
+    n1 = await procs.startNode('n1', 'cpu-spot', ARGS);
     await n1.ready;
 
     const pinned = await until(
@@ -94,7 +94,7 @@ describe('replicas spread over nodes by default (real processes)', () => {
     procs = new ProcessSet(nats);
     await procs.startScheduler(ARGS).ready;
     // Three idle nodes of one profile: one pool, so only anti-affinity can tell them apart.
-    await Promise.all(['s1', 's2', 's3'].map((id) => procs.startNode(id, 'cpu-spot', ARGS).ready));
+    await Promise.all(['s1', 's2', 's3'].map((id) => procs.startNode(id, 'cpu-spot', ARGS).then((p) => p.ready)));
     const nc = await nats.connect(Role.CLIENT);
     client = new ActorClient(nc, s);
     await until(async () => {

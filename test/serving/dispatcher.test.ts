@@ -22,7 +22,7 @@ describe('inference dispatcher (real nats-server, stand-in replica)', () => {
   beforeAll(async () => {
     nats = await startTestNats();
     gw = await nats.connect(Role.GATEWAY);
-    replica = await nats.connect(Role.NODE);
+    replica = await nats.connect(Role.NODE, { nodeId: 'stand-in-node' });
   });
   afterAll(async () => {
     await gw?.close();

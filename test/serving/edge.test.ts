@@ -60,7 +60,7 @@ describe('bad input at the edge (real cluster, gateway over HTTP)', () => {
     nats = await startTestNats();
     procs = new ProcessSet(nats);
     await procs.startScheduler(ARGS).ready;
-    await procs.startNode('edge-a', 'cpu-ondemand', ARGS).ready;
+    await (await procs.startNode('edge-a', 'cpu-ondemand', ARGS)).ready;
     nc = await nats.connect(Role.CLIENT);
     const registry = await ModelRegistry.open(nc);
     await registry.register('mlp', mlpModel({ seed: 1 }));

@@ -10,7 +10,7 @@ import { jetstream } from '@nats-io/jetstream';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActorClient, Role, createLogger, subjects, type NatsConnection } from '../../cluster/index.ts';
-import { DEFAULT_POLICY, JobClient, ModelDeployments, ModelRegistry, registryKeys, toBytes, type InferReply, type ReplicaStats } from '../../ml/index.ts';
+import { DEFAULT_POLICY, JobClient, ModelRegistry, RegistryClient, registryKeys, toBytes, type InferReply, type ReplicaStats } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet, type TestProcess } from '../harness/processes.ts';
@@ -37,8 +37,10 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
   let nc: NatsConnection;
   let gw: FastifyInstance;
   let base = '';
+  /** Reads of the registry (the client may read its bucket). */
   let registry: ModelRegistry;
-  let deployments: ModelDeployments;
+  /** Every change goes through the registry service in the scheduler process. */
+  let control: RegistryClient;
   const nodes: Record<string, TestProcess> = {};
   const mlpV1 = mlpModel({ seed: 1 });
   const mlpV2 = mlpModel({ seed: 2 });
@@ -53,19 +55,19 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     nats = await startTestNats();
     procs = new ProcessSet(nats);
     await procs.startScheduler(ARGS).ready;
-    nodes.a = procs.startNode('node-a', 'cpu-ondemand', ARGS);
-    nodes.b = procs.startNode('node-b', 'cpu-ondemand', ARGS);
+    nodes.a = await procs.startNode('node-a', 'cpu-ondemand', ARGS);
+    nodes.b = await procs.startNode('node-b', 'cpu-ondemand', ARGS);
     await Promise.all([nodes.a.ready, nodes.b.ready]);
     nc = await nats.connect(Role.CLIENT);
     registry = await ModelRegistry.open(nc);
-    deployments = await ModelDeployments.open(nc, s);
-    await registry.register('mlp', mlpV1, { aliases: ['production'], metrics: { auc: 0.91 } });
-    await registry.register('mlp', mlpV2, { metrics: { auc: 0.93 } });
-    await registry.register('mlp', brokenModel(), { description: 'fails its warm-up' });
-    await registry.register('mlp', flakyModel(), { description: 'warms up, then fails on real traffic' });
-    await registry.register('dtypes', dtypesModel());
-    await registry.register('half', fp16Model());
-    await registry.register('ints', intTypesModel());
+    control = new RegistryClient(nc, s);
+    await control.register('mlp', mlpV1, { aliases: ['production'], metrics: { auc: 0.91 } });
+    await control.register('mlp', mlpV2, { metrics: { auc: 0.93 } });
+    await control.register('mlp', brokenModel(), { description: 'fails its warm-up' });
+    await control.register('mlp', flakyModel(), { description: 'warms up, then fails on real traffic' });
+    await control.register('dtypes', dtypesModel());
+    await control.register('half', fp16Model());
+    await control.register('ints', intTypesModel());
     const gnc = await nats.connect(Role.GATEWAY);
     gw = await buildGateway({
       nc: gnc,
@@ -83,10 +85,10 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     // Rollbacks here are for errors only: on a loaded CI box a healthy canary's p99 is noise (the
     // latency rule is tested on its own in batcher.test.ts).
     const policy = { minP99DeltaMs: 60_000 };
-    await until(async () => (await deployments.deploy('mlp', { replicas: 2, maxBatchSize: 32, maxQueueDelayMs: 2, readyTimeoutMs: 20_000, policy })).stable.state === 'ready' || undefined, 30_000, 'mlp deployed');
-    await deployments.deploy('dtypes', { replicas: 1 });
-    await deployments.deploy('half', { replicas: 1 });
-    await deployments.deploy('ints', { replicas: 1 });
+    await until(async () => (await control.deploy('mlp', { replicas: 2, maxBatchSize: 32, maxQueueDelayMs: 2, readyTimeoutMs: 20_000, policy })).stable.state === 'ready' || undefined, 30_000, 'mlp deployed');
+    await control.deploy('dtypes', { replicas: 1 });
+    await control.deploy('half', { replicas: 1 });
+    await control.deploy('ints', { replicas: 1 });
     await until(() => ((gw as unknown as { inference?: unknown }) && true ? get('/v2/models/mlp/ready').then((r) => (r.status === 200 ? true : undefined)) : undefined), 10_000, 'gateway sees mlp ready');
   }, 90_000);
 
@@ -114,11 +116,13 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
   });
 
   it('readiness is a live probe: a deployment record that says ready, with no replica answering, is not ready', async () => {
-    await registry.register('orphan', mlpV1);
+    await control.register('orphan', mlpV1);
     const now = Date.now();
     // As if every replica's node had died before the scheduler re-placed them: the record says ready.
     const record = { model: 'orphan', stable: { version: 1, service: 'model-orphan-v1', replicas: 1, state: 'ready', maxBatchSize: 8, maxQueueDelayMs: 0, since: now }, policy: DEFAULT_POLICY, history: [], updatedAt: now };
-    await registry.kv.create(registryKeys.deployment('orphan'), new TextEncoder().encode(JSON.stringify(record)));
+    // Forged with the scheduler's rights: no other role may write the bucket.
+    const models = (await ModelRegistry.open(await nats.connect(Role.SCHEDULER))).kv;
+    await models.create(registryKeys.deployment('orphan'), new TextEncoder().encode(JSON.stringify(record)));
     const body = await until(async () => {
       const r = await get('/v2/models/orphan/ready');
       const b = (await r.json()) as { ready: boolean; reason?: string };
@@ -127,7 +131,7 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     expect(body).toMatchObject({ name: 'orphan', ready: false });
     // A deployed model with replicas answers the probe.
     expect(await (await get('/v2/models/mlp/ready')).json()).toEqual({ name: 'mlp', ready: true });
-    await registry.kv.delete(registryKeys.deployment('orphan'));
+    await models.delete(registryKeys.deployment('orphan'));
   });
 
   it('a training job on a cluster whose nodes load only the serving actors is refused, or fails at once, saying why', async () => {
@@ -247,10 +251,10 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
   });
 
   it('backpressure: past a replica\'s queue bound the gateway answers 429 at once, serves the rest, and keeps serving', async () => {
-    await registry.register('queue', mlpV1);
+    await control.register('queue', mlpV1);
     // A queue of 64 rows and requests of 40: two that arrive together do not fit (the gateway
     // coalesces a burst into few messages, so they do arrive together).
-    await deployments.deploy('queue', { replicas: 1, maxBatchSize: 64, maxQueueRows: 64 });
+    await control.deploy('queue', { replicas: 1, maxBatchSize: 64, maxQueueRows: 64 });
     await until(() => get('/v2/models/queue/ready').then((r) => (r.status === 200 ? true : undefined)), 10_000, 'queue ready');
     const rows = randomRows(40);
     const burst = await Promise.all(
@@ -262,7 +266,7 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     expect(burst.filter((r) => r.status === 200).length).toBeGreaterThan(0);
     expect(burst.every((r) => r.status === 200 || r.status === 429)).toBe(true);
     expect((await infer(randomRows(1), '/v2/models/queue/infer')).status).toBe(200);
-    await deployments.undeploy('queue');
+    await control.undeploy('queue');
   });
 
   it('serves INT8, INT16, UINT8, UINT16, UINT32, UINT64 at their limits, and refuses values out of range', async () => {
@@ -355,7 +359,7 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
   });
 
   it('canary: the split follows its weight, sticky keys stick, promote moves stable and the alias', async () => {
-    const d = await deployments.canary('mlp', { version: 2, weight: 0.3, replicas: 1 });
+    const d = await control.canary('mlp', { version: 2, weight: 0.3, replicas: 1 });
     expect(d.canary).toMatchObject({ version: 2, state: 'ready', weight: 0.3 });
     await until(() => get('/v2/models/mlp/versions/2/ready').then((r) => (r.status === 200 ? true : undefined)), 10_000, 'gateway sees the canary');
     const N = 400;
@@ -367,10 +371,10 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     const share = versions.filter((v) => v === '2').length / N;
     expect(share).toBeGreaterThan(0.2);
     expect(share).toBeLessThan(0.4);
-    await deployments.setWeight('mlp', 0.5);
-    const dep = await deployments.get('mlp');
-    await deployments.rollback('mlp', 'test: re-run as sticky', dep!.canary!.version);
-    await deployments.canary('mlp', { version: 2, weight: 0.5, sticky: true });
+    await control.setWeight('mlp', 0.5);
+    const dep = await control.deployment('mlp');
+    await control.rollback('mlp', 'test: re-run as sticky', dep!.canary!.version);
+    await control.canary('mlp', { version: 2, weight: 0.5, sticky: true });
     await until(() => get('/v2/models/mlp/versions/2/ready').then((r) => (r.status === 200 ? true : undefined)), 10_000, 'gateway sees the sticky canary');
     for (const key of ['user-1', 'user-2', 'user-3', 'user-4']) {
       const seen = new Set<string>();
@@ -380,7 +384,7 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
       expect(stuck.size).toBe(1);
     }
     // The canary runs 1 replica, stable v1 runs 2: promotion first gives v2 the stable's capacity.
-    const promoted = await deployments.promote('mlp');
+    const promoted = await control.promote('mlp');
     expect(promoted.stable.version).toBe(2);
     expect(promoted.stable.replicas).toBe(2);
     const v2 = await Promise.all(['model-mlp-v2-1', 'model-mlp-v2-2'].map((id) => new ActorClient(nc, s).ref(id).ask<ReplicaStats>({ type: 'stats' })));
@@ -393,22 +397,22 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
   });
 
   it('a canary that fails its warm-up never gets traffic and leaves nothing behind', async () => {
-    const err = await deployments.canary('mlp', { version: 3, weight: 0.5, readyTimeoutMs: 15_000 }).catch((e: unknown) => e);
+    const err = await control.canary('mlp', { version: 3, weight: 0.5, readyTimeoutMs: 15_000 }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'SHOAL_ERR_MODEL_NOT_READY', message: expect.stringMatching(/start failed|failed/) });
-    const d = await deployments.get('mlp');
+    const d = await control.deployment('mlp');
     expect(d?.canary).toBeUndefined();
     expect(d?.history.at(-1)).toMatchObject({ event: 'canary-failed', version: 3 });
     expect((await get('/v2/models/mlp/versions/3/ready')).status).toBe(503);
   });
 
   it('a canary that starts failing is rolled back automatically; callers still get answers', async () => {
-    await deployments.canary('mlp', { version: 4, weight: 0.5 });
+    await control.canary('mlp', { version: 4, weight: 0.5 });
     await until(() => get('/v2/models/mlp/versions/4/ready').then((r) => (r.status === 200 ? true : undefined)), 10_000, 'gateway sees the broken canary');
     const statuses: number[] = [];
     const dep = await until(async () => {
       const rs = await Promise.all(Array.from({ length: 20 }, () => infer(randomRows(1))));
       statuses.push(...rs.map((r) => r.status));
-      const d = await deployments.get('mlp');
+      const d = await control.deployment('mlp');
       return d && !d.canary ? d : undefined;
     }, 20_000, 'automatic rollback');
     expect(dep.stable.version).toBe(2);
@@ -426,7 +430,7 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
       await gw2.listen({ host: '127.0.0.1', port: 0 });
       const base2 = `http://127.0.0.1:${(gw2.server.address() as AddressInfo).port}`;
       // All traffic to the flaky v4: every canary request fails (and is answered by stable).
-      await deployments.canary('mlp', { version: 4, weight: 1 });
+      await control.canary('mlp', { version: 4, weight: 1 });
       for (const b of [base, base2]) {
         await until(() => fetch(`${b}/v2/models/mlp/versions/4/ready`, { headers: { 'x-api-key': KEY } }).then((r) => (r.status === 200 ? true : undefined)), 10_000, 'both gateways see the canary');
       }
@@ -437,13 +441,13 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
       );
       expect(statuses.every((x) => x === 200)).toBe(true);
       const dep = await until(async () => {
-        const d = await deployments.get('mlp');
+        const d = await control.deployment('mlp');
         return d && !d.canary ? d : undefined;
       }, 10_000, 'rollback on the combined outcomes');
       expect(dep.history.at(-1)).toMatchObject({ event: 'rolled-back', version: 4, detail: expect.stringMatching(/automatic: canary error rate 100\.0%/) });
       // Both gateways reached the verdict; the compare-and-swap let exactly one roll back.
       await new Promise((r) => setTimeout(r, 1200));
-      const rollbacks = (await deployments.get('mlp'))!.history.filter((e) => e.event === 'rolled-back' && e.version === 4).length;
+      const rollbacks = (await control.deployment('mlp'))!.history.filter((e) => e.event === 'rolled-back' && e.version === 4).length;
       expect(rollbacks).toBe(2); // the previous test's rollback of v4, and this one
     } finally {
       await gw2.close();
@@ -451,10 +455,10 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
   });
 
   it('killing a replica node mid-load loses no request (idempotent inference is retried)', async () => {
-    await deployments.deploy('dtypes', { replicas: 1 }); // unchanged; mlp v2 is on one node (1 replica)
-    await deployments.undeploy('mlp');
+    await control.deploy('dtypes', { replicas: 1 }); // unchanged; mlp v2 is on one node (1 replica)
+    await control.undeploy('mlp');
     await until(() => get('/v2/models/mlp/ready').then((r) => (r.status === 503 ? true : undefined)), 10_000, 'mlp undeployed');
-    await deployments.deploy('mlp', { version: 1, replicas: 2, maxBatchSize: 16 });
+    await control.deploy('mlp', { version: 1, replicas: 2, maxBatchSize: 16 });
     await until(() => get('/v2/models/mlp/ready').then((r) => (r.status === 200 ? true : undefined)), 10_000, 'mlp ready again');
     const stats = await Promise.all(['model-mlp-v1-1', 'model-mlp-v1-2'].map((id) => new ActorClient(nc, s).ref(id).ask<ReplicaStats>({ type: 'stats' })));
     const victim = stats[0]!.nodeId;

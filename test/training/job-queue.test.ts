@@ -49,7 +49,9 @@ describe('job queue', () => {
     const sched = await nats.connect(Role.SCHEDULER);
     await ensureResources(sched);
     client = await nats.connect(Role.CLIENT);
-    kv = await new Kvm(client).open(resources().buckets.jobs);
+    // The records are changed here as the job's coordinator (a node) or a dying scheduler would:
+    // with the scheduler's rights, which the client role does not have.
+    kv = await new Kvm(sched).open(resources().buckets.jobs);
     queue = new JobQueue({ nc: sched, subjects: subjects(), prefix: 'shoal', actors, log: createLogger({ level: 'silent', pretty: false }) });
     await queue.start();
   }, 30_000);

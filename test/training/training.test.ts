@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import { ActorClient, Role, decode, openBucket, resources, subjects, type DirectoryEntry, type JobRecord, type NatsConnection } from '../../cluster/index.ts';
-import { DatasetStore, JobClient, ModelRegistry, generateFraud, take, type BinaryMetrics, type DatasetVersion } from '../../ml/index.ts';
+import { DatasetStore, JobClient, ModelRegistry, RegistryClient, generateFraud, take, type BinaryMetrics, type DatasetVersion } from '../../ml/index.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet, type TestProcess } from '../harness/processes.ts';
 import { until } from '../harness/wait.ts';
@@ -27,7 +27,9 @@ describe('training jobs (real processes)', () => {
   let nc: NatsConnection;
   let jobs: JobClient;
   let ds: DatasetVersion;
+  /** Reads of datasets (resolve, load); registering goes through the registry service. */
   let store: DatasetStore;
+  let control: RegistryClient;
   const nodes: Record<string, TestProcess> = {};
   const spec = (over: Record<string, unknown> = {}) => ({
     model: { name: 'fraud', type: 'logreg' },
@@ -54,14 +56,15 @@ describe('training jobs (real processes)', () => {
     nats = await startTestNats();
     procs = new ProcessSet(nats);
     await procs.startScheduler(ARGS).ready;
-    nodes.a = procs.startNode('train-a', 'cpu-spot', ARGS);
-    nodes.b = procs.startNode('train-b', 'cpu-ondemand', ARGS);
+    nodes.a = await procs.startNode('train-a', 'cpu-spot', ARGS);
+    nodes.b = await procs.startNode('train-b', 'cpu-ondemand', ARGS);
     // A cheap node that loads only the serving actors: training actors must never be placed there.
-    nodes.serve = procs.startNode('serve-only', 'cpu-spot', [...ARGS.slice(0, -1), '["shoal:ml/serving/actors.ts"]']);
+    nodes.serve = await procs.startNode('serve-only', 'cpu-spot', [...ARGS.slice(0, -1), '["shoal:ml/serving/actors.ts"]']);
     await Promise.all([nodes.a.ready, nodes.b.ready, nodes.serve.ready]);
     nc = await nats.connect(Role.CLIENT);
     store = await DatasetStore.open(nc);
-    ds = await store.put('fraud-ref', generateFraud({ rows: 20_000, seed: 11 }), { splitSeed: 5, source: 'generator seed 11' });
+    control = new RegistryClient(nc, subjects());
+    ds = await control.registerDataset('fraud-ref', generateFraud({ rows: 20_000, seed: 11 }), { splitSeed: 5, source: 'generator seed 11' });
     jobs = await JobClient.open(nc);
   }, 90_000);
 
@@ -71,11 +74,11 @@ describe('training jobs (real processes)', () => {
   });
 
   it('stores datasets content-addressed: the same data is the same version', async () => {
-    const again = await store.put('fraud-ref', generateFraud({ rows: 20_000, seed: 11 }), { splitSeed: 5 });
+    const again = await control.registerDataset('fraud-ref', generateFraud({ rows: 20_000, seed: 11 }), { splitSeed: 5 });
     expect(again.digest).toBe(ds.digest);
     expect((await store.resolve(`fraud-ref@${ds.digest.slice(0, 8)}`)).digest).toBe(ds.digest);
     expect((await store.resolve(`sha256:${ds.digest}`)).rows).toBe(20_000);
-    const drifted = await store.put('fraud-drift', generateFraud({ rows: 2000, seed: 11, drift: 1 }));
+    const drifted = await control.registerDataset('fraud-drift', generateFraud({ rows: 2000, seed: 11, drift: 1 }));
     expect(drifted.digest).not.toBe(ds.digest);
     expect(ds.positives / ds.rows).toBeGreaterThan(0.01);
     expect(ds.positives / ds.rows).toBeLessThan(0.08);
@@ -122,6 +125,14 @@ describe('training jobs (real processes)', () => {
     const rows = take(await store.load(ds), result.check.rows);
     const y = (await session.run({ X: new ort.Tensor('float32', rows.x, [rows.y.length, rows.d]) })).Y!.data as Float32Array;
     result.check.predictions.forEach((p, i) => expect(Math.abs(y[i]! - p)).toBeLessThan(1e-5));
+  });
+
+  it('asks the registry service for a canary with the node\'s own rights (here refused: the model is not deployed)', async () => {
+    await jobs.submit(spec({ model: { name: 'fraud-undeployed', type: 'logreg' }, hyper: { optimizer: 'adam', lr: 0.05, steps: 10, batchSize: 256, seed: 3 }, deploy: 'canary' }), { id: 'job-canary' });
+    const done = await jobs.follow('job-canary', () => undefined, 120_000);
+    expect(done.state).toBe('succeeded');
+    // The request reached the service (a node may ask for a canary) and got its typed answer.
+    expect((done.result as { deployed?: string }).deployed).toMatch(/^not deployed: model "fraud-undeployed" is not deployed/);
   });
 
   it('is deterministic for a fixed seed and worker count', async () => {
@@ -209,7 +220,7 @@ describe('training jobs (real processes)', () => {
   });
 
   it('SIGKILL the node of the job (and its workers there) mid-training: it resumes from its checkpoint elsewhere and succeeds', async () => {
-    nodes.c = procs.startNode('train-c', 'cpu-spot', ARGS);
+    nodes.c = await procs.startNode('train-c', 'cpu-spot', ARGS);
     await nodes.c.ready;
     await jobs.submit(spec({ hyper: { optimizer: 'adam', lr: 0.05, steps: 80, batchSize: 512, seed: 9 }, workers: 3 }), { id: 'job-kill' });
     // Wait until the job is past its first checkpoint, then kill a node that hosts a worker.

@@ -1,0 +1,217 @@
+/**
+ * Who may do what, as data: one table (`ROLE_TABLE`) saying, per role, which core subjects it
+ * may publish and subscribe to, and which operations it may do on each KV bucket, object store
+ * and stream. The nats-server permissions are generated from it (`permissionsFor`), and so is
+ * the permission-matrix test (test/cluster/permissions.test.ts), which also fails when a
+ * resource or a subject exists that the table has not classified.
+ *
+ * Operations and the exact JetStream API subjects they need with nats.js 3.4 on nats-server
+ * 2.9.10 (found by tracing the server while the clients did each operation):
+ *
+ * | op | what it allows | subjects |
+ * |---|---|---|
+ * | KV `read` | get, keys, watch, history, status | `STREAM.INFO.<s>`, `STREAM.MSG.GET.<s>`, `DIRECT.GET.<s>[.>]`, ordered consumers: `CONSUMER.CREATE.<s>.>` (name + filter tokens), `CONSUMER.INFO.<s>.>`, `CONSUMER.DELETE.<s>.>` (a reset deletes the old one), flow control `$JS.FC.<s>.>` |
+ * | KV `write` | put, create, update, delete (and purge) of any key | `$KV.<bucket>.>`, `STREAM.INFO.<s>` |
+ * | KV `write-own` | the same, for the key named after the node only | `$KV.<bucket>.<nodeId>`, `STREAM.INFO.<s>` |
+ * | store `read` | info, get, list, watch | as KV `read` |
+ * | store `put` | put and delete objects | `$O.<store>.>`, `STREAM.INFO.<s>`, `STREAM.MSG.GET.<s>` (the old meta), **`STREAM.PURGE.<s>`**: nats.js purges a replaced or deleted object's chunks with a filtered purge, and the server cannot tell a filtered purge from a full one — so `put` is granted only on stores whose whole content the role may lose (uploads; a node's checkpoint store) |
+ * | stream `publish` | publish into the stream (core subjects; JetStream acks come back to the inbox) | the stream's subjects |
+ * | stream `read` | info, get, ordered consumers | as KV `read` |
+ * | stream `consume` | a durable pull consumer: create, next, ack, delete | `CONSUMER.CREATE/DURABLE.CREATE/MSG.NEXT/INFO/DELETE.<s>.>`, `$JS.ACK.<s>.>` |
+ *
+ * Every role may call `$JS.API.INFO` (account info; nats.js asks it when opening an object store).
+ * Only an `admin` role (the scheduler) gets the rest: stream create/update/delete, a purge of
+ * anything but the stores it may `put` to, `STREAM.MSG.DELETE`, the job queue's consumer, the
+ * leases bucket — all of `$JS.>`, `$KV.>` and `$O.>`.
+ */
+import { REGISTRY_OPS, SCHEDULER_OPS, resources, subjects, type Resources, type Subjects } from './subjects.ts';
+import { Role } from './wire.ts';
+
+export const KvOp = { READ: 'read', WRITE: 'write', WRITE_OWN: 'write-own' } as const;
+export type KvOp = (typeof KvOp)[keyof typeof KvOp];
+export const StoreOp = { READ: 'read', PUT: 'put' } as const;
+export type StoreOp = (typeof StoreOp)[keyof typeof StoreOp];
+export const StreamOp = { PUBLISH: 'publish', READ: 'read', CONSUME: 'consume' } as const;
+export type StreamOp = (typeof StreamOp)[keyof typeof StreamOp];
+
+export type BucketKey = keyof Resources['buckets'];
+export type StoreKey = keyof Resources['stores'];
+export type StreamKey = keyof Resources['streams'];
+
+/** What one role may do. `nodeId` is the connecting node's own id (node role only; '' otherwise). */
+export interface RoleGrant {
+  /** All of JetStream (`$JS.>`, `$KV.>`, `$O.>`) and every subject under the prefix. */
+  admin?: boolean;
+  /** Core subjects it may publish to (requests included; replies need no grant: `allow_responses`). */
+  publish: (s: Subjects, nodeId: string) => string[];
+  /** Core subjects it may subscribe to (its own inbox is added). */
+  subscribe: (s: Subjects, nodeId: string) => string[];
+  kv: { [K in BucketKey]?: readonly KvOp[] };
+  stores: { [K in StoreKey]?: readonly StoreOp[] };
+  streams: { [K in StreamKey]?: readonly StreamOp[] };
+}
+
+const { READ, WRITE, WRITE_OWN } = KvOp;
+
+/**
+ * The role table. Changing what a role may do means changing this, and nothing else: the server
+ * config and the permission-matrix test follow.
+ */
+export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
+  // The controller: places actors, owns every stream, runs the registry/control service.
+  [Role.SCHEDULER]: {
+    admin: true,
+    publish: (s) => [s.all],
+    subscribe: (s) => [s.all],
+    kv: {},
+    stores: {},
+    streams: {},
+  },
+  // A node hosts actors (any actor, any service: placement decides), obeys its own control
+  // subject only, heartbeats its own record, claims actors in the directory by CAS, keeps
+  // checkpoints, and — as the training coordinator — records job progress, uploads a trained
+  // model and asks the registry to register it (and to start it as a canary).
+  [Role.NODE]: {
+    publish: (s) => [s.actorAll, s.serviceAll, s.sysPing, s.scheduler('actors'), s.scheduler('status'), s.registry('register'), s.registry('canary')],
+    subscribe: (s, nodeId) => [s.nodeOwn(nodeId), s.actorAll, s.serviceAll, s.sysAll],
+    kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ] },
+    stores: { artifacts: [StoreOp.READ], checkpoints: [StoreOp.READ, StoreOp.PUT], uploads: [StoreOp.PUT] },
+    streams: { events: [StreamOp.PUBLISH] },
+  },
+  // The HTTP edge: routes inference to replicas, follows the registry and deployments (a KV
+  // watch), queues and reads jobs, and asks the registry to roll back a failing canary.
+  [Role.GATEWAY]: {
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.registry('abort')],
+    subscribe: (s) => [s.eventsAll, s.sysAll, s.gatewayAll],
+    kv: { models: [READ], jobs: [READ] },
+    stores: {},
+    streams: { jobs: [StreamOp.PUBLISH] },
+  },
+  // Outside callers (CLI, product code): call actors and services, spawn/stop actors and drain
+  // nodes through the scheduler, submit and follow jobs, and change models, deployments and
+  // datasets through the registry service (bytes go through the uploads store) — never by
+  // writing KV.
+  [Role.CLIENT]: {
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op))],
+    subscribe: (s) => [s.eventsAll],
+    kv: { models: [READ], jobs: [READ], datasets: [READ], actors: [READ] },
+    stores: { artifacts: [StoreOp.READ], uploads: [StoreOp.PUT] },
+    streams: { jobs: [StreamOp.PUBLISH] },
+  },
+};
+
+/**
+ * Resources no role but the scheduler may touch, each with the reason. Every bucket, store and
+ * stream of `resources()` is either granted to some other role in `ROLE_TABLE` or listed here
+ * (the permission-matrix test fails otherwise), so a new one needs a decision.
+ */
+export const SCHEDULER_ONLY: Readonly<Record<string, string>> = {
+  'kv:leases': 'the leader lease: a forged one would split the brain',
+  'kv:features': 'feature views: nothing outside the scheduler uses them yet',
+};
+
+export type ResourceKind = 'kv' | 'store' | 'stream';
+
+export interface ResourceRef {
+  kind: ResourceKind;
+  /** Key in `resources()` (`buckets.<key>`, `stores.<key>`, `streams.<key>`). */
+  key: string;
+  /** Bucket, store or stream name. */
+  name: string;
+  /** The JetStream stream behind it. */
+  stream: string;
+}
+
+/** Every KV bucket, object store and stream in `resources(prefix)`. */
+export function resourceList(prefix = 'shoal'): ResourceRef[] {
+  const r = resources(prefix);
+  return [
+    ...Object.entries(r.buckets).map(([key, name]) => ({ kind: 'kv' as const, key, name, stream: `KV_${name}` })),
+    ...Object.entries(r.stores).map(([key, name]) => ({ kind: 'store' as const, key, name, stream: `OBJ_${name}` })),
+    ...Object.entries(r.streams).map(([key, name]) => ({ kind: 'stream' as const, key, name, stream: name })),
+  ];
+}
+
+/** The core subjects a stream captures. */
+export function streamSubjects(key: StreamKey, s: Subjects): string[] {
+  switch (key) {
+    case 'jobs':
+      return [s.jobsSubmit];
+    case 'events':
+      return [s.eventsAll];
+  }
+}
+
+/** The operations `role` has on a resource (every operation for an admin). */
+export function opsOf(role: Role, ref: Pick<ResourceRef, 'kind' | 'key'>): readonly string[] {
+  const g = ROLE_TABLE[role];
+  if (g.admin) return ref.kind === 'kv' ? Object.values(KvOp) : ref.kind === 'store' ? Object.values(StoreOp) : Object.values(StreamOp);
+  const table: Record<string, readonly string[] | undefined> = ref.kind === 'kv' ? g.kv : ref.kind === 'store' ? g.stores : g.streams;
+  return table[ref.key] ?? [];
+}
+
+/** The NATS user a role (or one node) connects as. */
+export const userOf = (role: Role, nodeId?: string): string => (role === Role.NODE ? `node-${requireNodeId(nodeId)}` : role);
+
+/** A connection's inbox prefix: its own, so it can subscribe to its own replies only. */
+export const inboxOf = (role: Role, nodeId?: string): string => `_INBOX_${userOf(role, nodeId)}`;
+
+function requireNodeId(nodeId: string | undefined): string {
+  if (!nodeId) throw new Error('the node role is per node: a node id is required');
+  subjects().nodeCtl(nodeId); // validates the token
+  return nodeId;
+}
+
+const API = '$JS.API';
+
+function readApi(stream: string): string[] {
+  return [
+    `${API}.STREAM.INFO.${stream}`,
+    `${API}.STREAM.MSG.GET.${stream}`,
+    `${API}.DIRECT.GET.${stream}`,
+    `${API}.DIRECT.GET.${stream}.>`,
+    `${API}.CONSUMER.CREATE.${stream}.>`,
+    `${API}.CONSUMER.INFO.${stream}.>`,
+    `${API}.CONSUMER.DELETE.${stream}.>`,
+    `$JS.FC.${stream}.>`,
+  ];
+}
+
+export interface Permissions {
+  publish: string[];
+  subscribe: string[];
+}
+
+/** nats-server permissions of `role` (of node `nodeId` for the node role), generated from the table. */
+export function permissionsFor(role: Role, opts: { prefix?: string; nodeId?: string } = {}): Permissions {
+  const prefix = opts.prefix ?? 'shoal';
+  const s = subjects(prefix);
+  const g = ROLE_TABLE[role];
+  const nodeId = role === Role.NODE ? requireNodeId(opts.nodeId) : '';
+  const inbox = `${inboxOf(role, nodeId || undefined)}.>`;
+  if (g.admin) {
+    return { publish: uniq([...g.publish(s, nodeId), '$JS.>', '$KV.>', '$O.>']), subscribe: uniq([...g.subscribe(s, nodeId), inbox, '$JS.>']) };
+  }
+  const publish = [...g.publish(s, nodeId), `${API}.INFO`];
+  for (const ref of resourceList(prefix)) {
+    const ops = opsOf(role, ref);
+    if (ops.length === 0) continue;
+    publish.push(`${API}.STREAM.INFO.${ref.stream}`);
+    if (ops.includes('read')) publish.push(...readApi(ref.stream));
+    if (ref.kind === 'kv') {
+      if (ops.includes(KvOp.WRITE)) publish.push(`$KV.${ref.name}.>`);
+      else if (ops.includes(KvOp.WRITE_OWN)) publish.push(`$KV.${ref.name}.${nodeId || requireNodeId(undefined)}`);
+    } else if (ref.kind === 'store') {
+      if (ops.includes(StoreOp.PUT)) publish.push(`$O.${ref.name}.>`, `${API}.STREAM.MSG.GET.${ref.stream}`, `${API}.STREAM.PURGE.${ref.stream}`);
+    } else {
+      if (ops.includes(StreamOp.PUBLISH)) publish.push(...streamSubjects(ref.key as StreamKey, s));
+      if (ops.includes(StreamOp.CONSUME)) {
+        for (const v of ['CREATE', 'DURABLE.CREATE', 'MSG.NEXT', 'INFO', 'DELETE']) publish.push(`${API}.CONSUMER.${v}.${ref.stream}.>`);
+        publish.push(`$JS.ACK.${ref.stream}.>`);
+      }
+    }
+  }
+  return { publish: uniq(publish), subscribe: uniq([...g.subscribe(s, nodeId), inbox]) };
+}
+
+const uniq = (xs: string[]) => [...new Set(xs)];

@@ -1,0 +1,151 @@
+/**
+ * The thin client of the registry service: what the CLI, the gateway and node actors use to
+ * change models, aliases, deployments and datasets. Each call is one request on
+ * `<prefix>.registry.<op>`; artifact bytes go first to the `uploads` object store under a fresh
+ * name, so a model or dataset may be far larger than one NATS message.
+ *
+ * Errors are the service's own (SHOAL_ERR_BAD_MODEL, …, carried in the reply headers), plus
+ * SHOAL_ERR_NO_RESPONDERS when no scheduler runs the service and SHOAL_ERR_PERMISSION_DENIED
+ * when the caller's role may not do the operation.
+ */
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { nuid } from '@nats-io/transport-node';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Errors, request, resources, type NatsConnection, type RegistryOp, type Subjects } from '../../cluster/index.ts';
+import { serialize, type Dataset } from '../datasets/dataset.ts';
+import type { DatasetVersion } from '../datasets/store.ts';
+import { MlErrors } from '../errors.ts';
+import { Deployment } from '../serving/canary.ts';
+import type { CanaryOptions, DeployOptions } from '../serving/deployments.ts';
+import type { RegistryRequest } from './protocol.ts';
+import { ModelRegistry, sha256, type RegisterOptions } from './registry.ts';
+import { keys, type ModelRecord, type ModelVersion } from './schemas.ts';
+
+const checkDeployment = TypeCompiler.Compile(Deployment);
+const fromUtf8 = new TextDecoder();
+
+/** Longest a deployment change may take on the service's side beyond its own waits. */
+const SLACK_MS = 30_000;
+/**
+ * How long to wait for a track to start: the service waits up to `readyTimeoutMs` for the spawn
+ * and again for the replicas to answer, so twice that, and some slack.
+ */
+const startTimeout = (readyTimeoutMs = 60_000) => 2 * readyTimeoutMs + SLACK_MS;
+
+export class RegistryClient {
+  #uploads: Promise<ObjectStore> | undefined;
+  #reader: Promise<ModelRegistry> | undefined;
+
+  constructor(
+    readonly nc: NatsConnection,
+    readonly subjects: Subjects,
+  ) {}
+
+  // ---- models ----------------------------------------------------------------------------------
+
+  /** Uploads the ONNX file and registers it as the next version of `name`. */
+  async register(name: string, bytes: Uint8Array, opts: RegisterOptions = {}): Promise<ModelVersion> {
+    if (bytes.length === 0) throw MlErrors.BAD_MODEL(name, 'the file is empty');
+    return this.#withUpload(bytes, `onnx model ${name}`, (upload) => this.#call('register', { name, ...upload, ...opts }, 120_000));
+  }
+
+  async setAlias(name: string, alias: string, version: number): Promise<ModelRecord> {
+    return this.#call('alias', { name, alias, version });
+  }
+
+  async deleteAlias(name: string, alias: string): Promise<ModelRecord> {
+    return this.#call('delete-alias', { name, alias });
+  }
+
+  /** Moves `alias` back to the version it pointed at before. */
+  async rollbackAlias(name: string, alias = 'production'): Promise<{ from: number; to: number }> {
+    return this.#call('rollback-alias', { name, alias });
+  }
+
+  // ---- deployments -----------------------------------------------------------------------------
+
+  async deploy(name: string, opts: DeployOptions = {}): Promise<Deployment> {
+    return this.#call('deploy', { name, ...opts }, startTimeout(opts.readyTimeoutMs));
+  }
+
+  async canary(name: string, opts: CanaryOptions): Promise<Deployment> {
+    return this.#call('canary', { name, ...opts }, startTimeout(opts.readyTimeoutMs));
+  }
+
+  async setWeight(name: string, weight: number): Promise<Deployment> {
+    return this.#call('weight', { name, weight });
+  }
+
+  /** The canary becomes stable (first scaled to the stable's capacity); `production` moves to it. */
+  async promote(name: string): Promise<Deployment> {
+    return this.#call('promote', { name }, startTimeout());
+  }
+
+  /** Rolls the canary back (only if it is still `expectVersion`, when given); false if there was none. */
+  async rollback(name: string, reason: string, expectVersion?: number): Promise<boolean> {
+    const r = await this.#call<{ rolledBack: boolean }>('abort', { name, reason, expectVersion }, SLACK_MS);
+    return r.rolledBack;
+  }
+
+  async undeploy(name: string): Promise<void> {
+    await this.#call('undeploy', { name }, SLACK_MS);
+  }
+
+  /** The deployment record of `name` (a read of the models bucket), or undefined. */
+  async deployment(name: string): Promise<Deployment | undefined> {
+    const reg = await this.reader();
+    const e = await reg.kv.get(keys.deployment(name));
+    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+    const dep = JSON.parse(fromUtf8.decode(e.value)) as unknown;
+    if (!checkDeployment.Check(dep)) throw MlErrors.REGISTRY_CONFLICT(`${keys.deployment(name)} (malformed)`);
+    return dep;
+  }
+
+  /** The registry for reads (records, versions, artifacts). */
+  reader(): Promise<ModelRegistry> {
+    this.#reader ??= ModelRegistry.open(this.nc, this.subjects.prefix).catch((err: unknown) => {
+      this.#reader = undefined;
+      throw err;
+    });
+    return this.#reader;
+  }
+
+  // ---- datasets --------------------------------------------------------------------------------
+
+  /** Uploads `d` and registers it under `name` (the same content twice is the same version). */
+  async registerDataset(name: string, d: Dataset, opts: { splitSeed?: number; source?: string } = {}): Promise<DatasetVersion> {
+    return this.#withUpload(serialize(d), `dataset ${name}`, (upload) => this.#call('register-dataset', { name, ...upload, ...opts }, 120_000));
+  }
+
+  // ---- internals -------------------------------------------------------------------------------
+
+  async #call<R>(op: RegistryOp, body: RegistryRequest<RegistryOp>, timeoutMs = 15_000): Promise<R> {
+    return request<R>(this.nc, this.subjects.registry(op), compact(body), { timeoutMs });
+  }
+
+  /**
+   * Puts `bytes` in the uploads store under a fresh name and runs `fn` with `{ upload, sha256 }`.
+   * The service deletes the upload once it has taken it; here it is deleted only when the request
+   * never reached a service (an upload nobody takes expires from the store after a day).
+   */
+  async #withUpload<T>(bytes: Uint8Array, description: string, fn: (u: { upload: string; sha256: string }) => Promise<T>): Promise<T> {
+    this.#uploads ??= new Objm(this.nc).open(resources(this.subjects.prefix).stores.uploads).catch((err: unknown) => {
+      this.#uploads = undefined;
+      throw err;
+    });
+    const uploads = await this.#uploads;
+    const upload = `upload-${nuid.next()}`;
+    await uploads.putBlob({ name: upload, description }, bytes);
+    try {
+      return await fn({ upload, sha256: sha256(bytes) });
+    } catch (err) {
+      if (Errors.NO_RESPONDERS.is(err) || Errors.PERMISSION_DENIED.is(err)) await uploads.delete(upload).catch(() => undefined);
+      throw err;
+    }
+  }
+}
+
+/** Drops undefined fields (MessagePack would send them as nil, which the schemas refuse). */
+function compact<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}

@@ -1,0 +1,86 @@
+/**
+ * The registry service's requests (`<prefix>.registry.<op>`), one TypeBox schema per operation.
+ * Artifacts travel through the `uploads` object store: the caller puts the bytes there under a
+ * fresh name and sends `{ upload, sha256 }`; the service checks the digest, stores the bytes
+ * content-addressed in the artifacts store and deletes the upload.
+ *
+ * Names and aliases are checked by the registry itself (so a bad one is SHOAL_ERR_BAD_MODEL, the
+ * same as before), not by the schema.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { PlacementConstraints, ResourceRequest, ServiceAutoscale, type RegistryOp } from '../../cluster/index.ts';
+import { RollbackPolicy } from '../serving/canary.ts';
+import { Lineage, Signature } from './schemas.ts';
+
+const Name = Type.String({ minLength: 1, maxLength: 256 });
+/** An upload's object name: letters, digits, `_`, `-`, `.` (the client makes `upload-<nuid>`). */
+export const UPLOAD_NAME = '^[A-Za-z0-9_.-]{1,128}$';
+const Upload = {
+  upload: Type.String({ pattern: UPLOAD_NAME }),
+  /** Of the uploaded bytes, hex. */
+  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+};
+
+export const RegisterModelRequest = Type.Object(
+  {
+    name: Name,
+    ...Upload,
+    aliases: Type.Optional(Type.Array(Name, { maxItems: 64 })),
+    metrics: Type.Optional(Type.Record(Type.String(), Type.Number())),
+    lineage: Type.Optional(Lineage),
+    description: Type.Optional(Type.String({ maxLength: 4096 })),
+    signature: Type.Optional(Signature),
+  },
+  { additionalProperties: false },
+);
+export type RegisterModelRequest = Static<typeof RegisterModelRequest>;
+
+export const SetAliasRequest = Type.Object({ name: Name, alias: Name, version: Type.Integer({ minimum: 1 }) }, { additionalProperties: false });
+export const DeleteAliasRequest = Type.Object({ name: Name, alias: Name }, { additionalProperties: false });
+export const RollbackAliasRequest = Type.Object({ name: Name, alias: Type.Optional(Name) }, { additionalProperties: false });
+
+/** `TrackOptions` of ml/serving/deployments.ts. */
+const TrackFields = {
+  version: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.String({ minLength: 1, maxLength: 64 })])),
+  replicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
+  maxBatchSize: Type.Optional(Type.Integer({ minimum: 1 })),
+  maxQueueDelayMs: Type.Optional(Type.Number({ minimum: 0 })),
+  threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+  maxQueueRows: Type.Optional(Type.Integer({ minimum: 1 })),
+  resources: Type.Optional(ResourceRequest),
+  constraints: Type.Optional(PlacementConstraints),
+  readyTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
+  autoscale: Type.Optional(ServiceAutoscale),
+};
+
+export const DeployRequest = Type.Object({ name: Name, ...TrackFields, policy: Type.Optional(Type.Partial(RollbackPolicy)) }, { additionalProperties: false });
+export type DeployRequest = Static<typeof DeployRequest>;
+export const CanaryRequest = Type.Object({ name: Name, ...TrackFields, weight: Type.Optional(Type.Number()), sticky: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+export type CanaryRequest = Static<typeof CanaryRequest>;
+export const WeightRequest = Type.Object({ name: Name, weight: Type.Number() }, { additionalProperties: false });
+export const PromoteRequest = Type.Object({ name: Name }, { additionalProperties: false });
+/** Roll the canary back; with `expectVersion`, only if the canary is still that version (gateways racing). */
+export const AbortRequest = Type.Object({ name: Name, reason: Type.Optional(Type.String({ maxLength: 1024 })), expectVersion: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false });
+export const UndeployRequest = Type.Object({ name: Name }, { additionalProperties: false });
+
+export const RegisterDatasetRequest = Type.Object(
+  { name: Name, ...Upload, splitSeed: Type.Optional(Type.Integer()), source: Type.Optional(Type.String({ maxLength: 1024 })) },
+  { additionalProperties: false },
+);
+export type RegisterDatasetRequest = Static<typeof RegisterDatasetRequest>;
+
+/** The schema of every operation: the service serves exactly these. */
+export const REGISTRY_REQUESTS = {
+  register: RegisterModelRequest,
+  alias: SetAliasRequest,
+  'delete-alias': DeleteAliasRequest,
+  'rollback-alias': RollbackAliasRequest,
+  deploy: DeployRequest,
+  canary: CanaryRequest,
+  weight: WeightRequest,
+  promote: PromoteRequest,
+  abort: AbortRequest,
+  undeploy: UndeployRequest,
+  'register-dataset': RegisterDatasetRequest,
+} as const satisfies Record<RegistryOp, TSchema>;
+export type RegistryRequest<Op extends RegistryOp> = Static<(typeof REGISTRY_REQUESTS)[Op]>;

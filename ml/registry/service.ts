@@ -1,0 +1,142 @@
+/**
+ * The registry/control service: the server side of every change to models, aliases,
+ * deployments and datasets, run inside the scheduler process (a control module, see
+ * ml/control.ts) with the scheduler's rights. Other roles may only read the registry's buckets;
+ * to change anything they send a request here (`RegistryClient`).
+ *
+ * Every scheduler process serves, in one queue group: the writes are compare-and-swap (version
+ * numbers, alias moves, deployment records), so a standby may answer as well as the leader, and
+ * a request reaches exactly one of them.
+ *
+ * Artifacts arrive through the `uploads` object store. The service reads the upload, checks its
+ * sha256 against the request's, stores it content-addressed in the artifacts store (a model is
+ * verified by onnxruntime as before; a dataset is decoded and checked), and deletes the upload —
+ * whether the registration succeeded or not.
+ */
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import type { Subscription } from '@nats-io/transport-node';
+import type { Static, TSchema } from '@sinclair/typebox';
+import { REGISTRY_OPS, resources, serve, type Logger, type NatsConnection, type RegistryOp, type Subjects } from '../../cluster/index.ts';
+import { deserialize, type Dataset } from '../datasets/dataset.ts';
+import { DatasetStore, type DatasetVersion } from '../datasets/store.ts';
+import { MlErrors } from '../errors.ts';
+import { ModelDeployments } from '../serving/deployments.ts';
+import { REGISTRY_REQUESTS } from './protocol.ts';
+import { ModelRegistry, sha256 } from './registry.ts';
+
+export interface RegistryServiceOptions {
+  /** A connection with the scheduler's rights. */
+  nc: NatsConnection;
+  subjects: Subjects;
+  log: Logger;
+  /** Queue group. @default `<prefix>-registry` */
+  queue?: string;
+}
+
+export interface RegistryService {
+  stop(): Promise<void>;
+}
+
+type Handlers = { [Op in RegistryOp]: (req: Static<(typeof REGISTRY_REQUESTS)[Op]>) => Promise<unknown> };
+
+export async function startRegistryService(o: RegistryServiceOptions): Promise<RegistryService> {
+  const prefix = o.subjects.prefix;
+  const { log } = o;
+  const registry = await ModelRegistry.open(o.nc, prefix);
+  const deployments = await ModelDeployments.open(o.nc, o.subjects, log);
+  const datasets = await DatasetStore.open(o.nc, prefix);
+  const uploads = await new Objm(o.nc).open(resources(prefix).stores.uploads);
+
+  const handlers: Handlers = {
+    register: (req) =>
+      withUpload(uploads, req.upload, req.sha256, `model ${req.name}`, async (bytes) => {
+        const mv = await registry.register(req.name, bytes, {
+          ...(req.aliases ? { aliases: req.aliases } : {}),
+          ...(req.metrics ? { metrics: req.metrics } : {}),
+          ...(req.lineage ? { lineage: req.lineage } : {}),
+          ...(req.description !== undefined ? { description: req.description } : {}),
+          ...(req.signature ? { signature: req.signature } : {}),
+        });
+        log.info({ model: req.name, version: mv.version, sha256: mv.sha256, bytes: mv.sizeBytes }, 'model registered');
+        return mv;
+      }),
+    alias: async (req) => {
+      const rec = await registry.setAlias(req.name, req.alias, req.version);
+      log.info({ model: req.name, alias: req.alias, version: req.version }, 'alias moved');
+      return rec;
+    },
+    'delete-alias': (req) => registry.deleteAlias(req.name, req.alias),
+    'rollback-alias': async (req) => {
+      const moved = await registry.rollbackAlias(req.name, req.alias ?? 'production');
+      log.info({ model: req.name, alias: req.alias ?? 'production', ...moved }, 'alias rolled back');
+      return moved;
+    },
+    deploy: ({ name, ...opts }) => deployments.deploy(name, opts),
+    canary: ({ name, ...opts }) => deployments.canary(name, opts),
+    weight: (req) => deployments.setWeight(req.name, req.weight),
+    promote: (req) => deployments.promote(req.name),
+    abort: async (req) => ({ rolledBack: await deployments.rollback(req.name, req.reason ?? 'rolled back on request', req.expectVersion) }),
+    undeploy: async (req) => {
+      await deployments.undeploy(req.name);
+      return { undeployed: req.name };
+    },
+    'register-dataset': (req) =>
+      withUpload(uploads, req.upload, req.sha256, `dataset ${req.name}`, async (bytes): Promise<DatasetVersion> => {
+        const v = await datasets.put(req.name, decodeDataset(req.name, bytes), { ...(req.splitSeed !== undefined ? { splitSeed: req.splitSeed } : {}), ...(req.source !== undefined ? { source: req.source } : {}) });
+        log.info({ dataset: req.name, digest: v.digest, rows: v.rows }, 'dataset registered');
+        return v;
+      }),
+  };
+
+  const queue = o.queue ?? `${prefix}-registry`;
+  const subs: Subscription[] = REGISTRY_OPS.map((op) =>
+    serve(o.nc, o.subjects.registry(op), REGISTRY_REQUESTS[op] as TSchema, (req) => (handlers[op] as (r: unknown) => Promise<unknown>)(req), { queue, log }),
+  );
+  log.info({ ops: REGISTRY_OPS.length, queue }, 'registry service serving');
+  return {
+    async stop() {
+      for (const s of subs) s.unsubscribe();
+    },
+  };
+}
+
+/** Takes an upload (checks its digest), runs `fn` on its bytes, and deletes it either way. */
+async function withUpload<T>(uploads: ObjectStore, upload: string, expected: string, what: string, fn: (bytes: Uint8Array) => Promise<T>): Promise<T> {
+  let bytes: Uint8Array | null;
+  try {
+    bytes = await uploads.getBlob(upload);
+  } catch (err) {
+    await uploads.delete(upload).catch(() => undefined);
+    throw MlErrors.ARTIFACT_CORRUPT(`upload ${upload} (${what})`, expected, `unreadable (${(err as Error).message})`);
+  }
+  if (!bytes) throw MlErrors.UPLOAD_NOT_FOUND(upload);
+  try {
+    const got = sha256(bytes);
+    if (got !== expected) throw MlErrors.ARTIFACT_CORRUPT(`upload ${upload} (${what})`, expected, got);
+    return await fn(bytes);
+  } finally {
+    await uploads.delete(upload).catch(() => undefined);
+  }
+}
+
+/** A serialized dataset, decoded and checked (a caller's bytes are not trusted to be well formed). */
+function decodeDataset(name: string, bytes: Uint8Array): Dataset {
+  let d: Dataset;
+  try {
+    d = deserialize(bytes);
+  } catch (err) {
+    throw MlErrors.BAD_DATASET(name, `the upload is not a serialized dataset: ${(err as Error).message}`);
+  }
+  const ok =
+    Array.isArray(d.columns) &&
+    d.columns.every((c) => typeof c === 'string') &&
+    Number.isInteger(d.rows) &&
+    d.rows >= 0 &&
+    d.features instanceof Float32Array &&
+    d.features.length === d.rows * d.columns.length &&
+    d.labels instanceof Uint8Array &&
+    d.labels.length === d.rows &&
+    (d.sensitive === undefined || (d.sensitive instanceof Uint8Array && d.sensitive.length === d.rows));
+  if (!ok) throw MlErrors.BAD_DATASET(name, 'the upload is not a well-formed dataset (columns, rows, features, labels disagree)');
+  return d;
+}
