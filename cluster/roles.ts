@@ -78,11 +78,12 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     stores: { artifacts: [StoreOp.READ], checkpoints: [StoreOp.READ, StoreOp.PUT], uploads: [StoreOp.PUT] },
     streams: { events: [StreamOp.PUBLISH] },
   },
-  // The HTTP edge: routes inference to replicas, follows the registry and deployments (a KV
-  // watch), queues and reads jobs, and asks the registry to roll back a failing canary.
+  // The HTTP edge: routes inference to replicas (and hedges to one replica's own subject),
+  // follows the registry and deployments (a KV watch), queues and reads jobs, and reports its
+  // outcome tallies to the rollout controller — which, not the gateway, rolls canaries back.
   [Role.GATEWAY]: {
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.registry('abort')],
-    subscribe: (s) => [s.eventsAll, s.sysAll, s.gatewayAll],
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll],
+    subscribe: (s) => [s.eventsAll, s.sysAll],
     kv: { models: [READ], jobs: [READ] },
     stores: {},
     streams: { jobs: [StreamOp.PUBLISH] },

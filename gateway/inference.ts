@@ -1,14 +1,15 @@
 /**
  * Inference behind the HTTP routes: resolve the target version (catalog), forward the request
  * body as it came to that version's replicas (dispatcher) — the replica parses it against its
- * signature and writes the response body, so this event loop never touches tensors — and feed
- * the canary monitor, which rolls a failing canary back on its own.
+ * signature and writes the response body, so this event loop never touches tensors — and report
+ * each version's outcomes (requests, server errors, latency histogram) every half second on
+ * `shoal.gw.outcomes`. The rollout controller on the scheduler leader adds every gateway's
+ * reports up and takes the canary verdicts; a gateway routes, limits and reports, it does not
+ * decide.
  */
-import { Type } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Subscription } from '@nats-io/transport-node';
-import { CanaryMonitor, MlErrors, ModelRegistry, OutcomeTally, RegistryClient, TrackState, type JsonFormat, type JsonItem } from '../ml/index.ts';
-import { decode, encode, errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
+import { MlErrors, ModelRegistry, OutcomeTally, type JsonFormat, type JsonItem } from '../ml/index.ts';
+import { encode, errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import { ModelCatalog, type Target } from './catalog.ts';
 import { InferenceDispatcher, type DispatchResult } from './dispatcher.ts';
 import type { GatewayMetrics } from './metrics.ts';
@@ -22,25 +23,9 @@ export interface InferenceServiceOptions {
   requestTimeoutMs?: number;
   /** Dispatcher coalescing: messages in flight per replica before requests wait, and how long at most. */
   coalesce?: { inflightPerReplica?: number; maxHoldMs?: number; hedgeAfterMs?: number };
-  /** How often canaries are judged. @default 500 */
-  judgeEveryMs?: number;
+  /** How often this gateway reports its outcome tallies. @default 500 */
+  reportEveryMs?: number;
 }
-
-/** What a gateway publishes every `judgeEveryMs`: its outcome tallies since the last report. */
-const OutcomeReport = Type.Object({
-  type: Type.Literal('outcomes'),
-  counts: Type.Array(
-    Type.Object({
-      model: Type.String(),
-      version: Type.Integer({ minimum: 1 }),
-      requests: Type.Number({ minimum: 0 }),
-      errors: Type.Number({ minimum: 0 }),
-      buckets: Type.Array(Type.Number()),
-    }),
-    { maxItems: 4096 },
-  ),
-});
-const isOutcomeReport = TypeCompiler.Compile(OutcomeReport);
 
 /** Server-side failures count against a version; the caller's mistakes and overload do not. */
 function countsAsFailure(err: unknown): boolean {
@@ -72,29 +57,18 @@ interface TargetStats {
 export class InferenceService {
   readonly catalog: ModelCatalog;
   readonly dispatcher: InferenceDispatcher;
-  /**
-   * Outcomes of every gateway (their reports on `gatewayOutcomes`, this one's included), so that
-   * each judges a canary on the cluster's traffic, not on its own share of it. Every gateway
-   * reaches the same verdict; the rollback is a compare-and-swap on the canary's version, so it
-   * happens once.
-   */
-  readonly monitor = new CanaryMonitor();
   /** This gateway's outcomes since its last report. */
   readonly #tally = new OutcomeTally();
   #sub: Subscription | undefined;
   /** Last live readiness probe per service. */
   readonly #probes = new Map<string, { at: number; ok: boolean }>();
   readonly #o: InferenceServiceOptions;
-  /** The registry service: a failing canary is rolled back by a request to it (the gateway writes no KV). */
-  readonly #control: RegistryClient;
-  readonly #rollingBack = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   /** Targets are cached by the catalog until something changes, so this hits per request. */
   readonly #stats = new WeakMap<Target, TargetStats>();
 
   private constructor(o: InferenceServiceOptions, registry: ModelRegistry) {
     this.#o = o;
-    this.#control = new RegistryClient(o.nc, o.subjects);
     this.catalog = new ModelCatalog(registry);
     this.dispatcher = new InferenceDispatcher(o.nc, o.subjects, {
       onMessage: (service, n) => o.metrics.messageRequests.labels(service).observe(n),
@@ -117,11 +91,9 @@ export class InferenceService {
     }
     const s = new InferenceService(o, registry);
     await s.catalog.start();
-    s.#sub = o.nc.subscribe(o.subjects.gatewayOutcomes, { callback: (err, m) => (err ? undefined : s.#onReport(m.data)) });
-    s.#timer = setInterval(() => {
-      s.#report();
-      s.#judge();
-    }, o.judgeEveryMs ?? 500);
+    // Rollbacks are the controller's; this gateway counts the automatic ones of the models it serves.
+    s.#sub = o.nc.subscribe(o.subjects.event('model-rollback'), { callback: (err, m) => (err ? undefined : s.#onRollback(m.data)) });
+    s.#timer = setInterval(() => s.#report(), o.reportEveryMs ?? 500);
     s.#timer.unref();
     return s;
   }
@@ -217,7 +189,7 @@ export class InferenceService {
     return out;
   }
 
-  /** Publishes this gateway's tallies since the last report (to every gateway, itself included). */
+  /** Publishes this gateway's tallies since the last report (the rollout controller adds them up). */
   #report(): void {
     const counts = this.#tally.take();
     if (counts.length === 0 || this.#o.nc.isClosed()) return;
@@ -228,40 +200,12 @@ export class InferenceService {
     }
   }
 
-  #onReport(data: Uint8Array): void {
-    let m: unknown;
+  #onRollback(data: Uint8Array): void {
     try {
-      m = decode(data);
+      const e = JSON.parse(new TextDecoder().decode(data)) as { model?: unknown; reason?: unknown };
+      if (typeof e.model === 'string' && typeof e.reason === 'string' && e.reason.startsWith('automatic:')) this.#o.metrics.rollbacks.labels(e.model).inc();
     } catch {
-      return;
-    }
-    if (!isOutcomeReport.Check(m)) {
-      this.#o.log.warn('ignored a malformed outcome report');
-      return;
-    }
-    for (const c of m.counts) this.monitor.addCounts(c);
-  }
-
-  /** Canary watch: roll back a ready canary whose errors or p99 pass its policy. */
-  #judge(): void {
-    for (const [name, d] of this.catalog.deployments) {
-      if (!d.canary || d.canary.state !== TrackState.READY || !d.policy.auto || this.#rollingBack.has(name)) continue;
-      const verdict = this.monitor.judge(d);
-      if (!verdict?.rollback) continue;
-      const version = d.canary.version;
-      this.#rollingBack.add(name);
-      // Every gateway sees the same outcomes and may call it at once: the registry service rolls
-      // back by compare-and-swap on the canary's version, so one request rolls back (and its
-      // gateway counts it); the others find the canary gone.
-      void this.#control
-        .rollback(name, `automatic: ${verdict.reason}`, version)
-        .then((done) => {
-          if (!done) return;
-          this.#o.log.warn({ model: name, version, reason: verdict.reason, canary: verdict.canary, stable: verdict.stable }, 'canary breached its policy: rolled back');
-          this.#o.metrics.rollbacks.labels(name).inc();
-        })
-        .catch((err: unknown) => this.#o.log.error({ model: name, err: (err as Error).message }, 'automatic rollback failed'))
-        .finally(() => this.#rollingBack.delete(name));
+      /* not ours to judge */
     }
   }
 }

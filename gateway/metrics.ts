@@ -216,7 +216,7 @@ export function createMetrics() {
     }),
     rollbacks: new client.Counter({
       name: 'shoal_gateway_canary_rollbacks_total',
-      help: 'Automatic canary rollbacks this gateway carried out (judged on every gateway\'s outcomes)',
+      help: 'Automatic canary rollbacks (decided by the rollout controller on every gateway\'s outcomes), as announced on shoal.events.model-rollback',
       labelNames: ['model'] as const,
       registers,
     }),
