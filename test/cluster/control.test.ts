@@ -7,7 +7,7 @@ describe('control modules', () => {
     const config = loadConfig({ argv: [], env: {} });
     expect(config.scheduler.modules).toEqual(['shoal:ml/control.ts']);
     const mods = await loadControlModules(config.scheduler.modules);
-    expect(mods.map((m) => [m.name, m.leaderOnly ?? false])).toEqual([['registry', false]]);
+    expect(mods.map((m) => [m.name, m.leaderOnly ?? false])).toEqual([['registry', false], ['rollout', true]]);
   });
 
   it('loads modules by path, in order, and refuses bad ones naming the module', async () => {

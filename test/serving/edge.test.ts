@@ -13,7 +13,7 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, createLogger, request, subjects, type NatsConnection, type SchedulerStatus } from '../../cluster/index.ts';
-import { JobClient, ModelDeployments, ModelRegistry } from '../../ml/index.ts';
+import { JobClient, RegistryClient } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet } from '../harness/processes.ts';
@@ -62,10 +62,10 @@ describe('bad input at the edge (real cluster, gateway over HTTP)', () => {
     await procs.startScheduler(ARGS).ready;
     await (await procs.startNode('edge-a', 'cpu-ondemand', ARGS)).ready;
     nc = await nats.connect(Role.CLIENT);
-    const registry = await ModelRegistry.open(nc);
-    await registry.register('mlp', mlpModel({ seed: 1 }));
-    const deployments = await ModelDeployments.open(nc, s);
-    await until(async () => (await deployments.deploy('mlp', { replicas: 1, readyTimeoutMs: 20_000 })).stable.state === 'ready' || undefined, 30_000, 'mlp deployed');
+    // A client changes models through the registry service (it may write no KV or store of its own).
+    const control = new RegistryClient(nc, s);
+    await control.register('mlp', mlpModel({ seed: 1 }));
+    await until(async () => (await control.deploy('mlp', { replicas: 1, readyTimeoutMs: 20_000 })).stable.state === 'ready' || undefined, 30_000, 'mlp deployed');
     const logger = createLogger({ level: 'silent', pretty: false });
     gw = await buildGateway({ nc: await nats.connect(Role.GATEWAY), subjects: s, logger });
     await gw.listen({ host: '127.0.0.1', port: 0 });
