@@ -17,7 +17,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import * as ort from 'onnxruntime-node';
-import { resources, type NatsConnection } from '../../cluster/index.ts';
+import { isCasConflict, resources, type NatsConnection } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { ORT_TYPE, datatypeFromOrt, type TensorSpec } from '../tensor.ts';
 import { ALIAS_NAME, MODEL_NAME, ModelRecord, ModelVersion, keys, type Lineage, type Signature } from './schemas.ts';
@@ -39,9 +39,6 @@ const checkRecord = TypeCompiler.Compile(ModelRecord);
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 
-function isCasError(err: unknown): boolean {
-  return /wrong last sequence|key exists|10071|10164/i.test(err instanceof Error ? err.message : String(err));
-}
 
 export const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
@@ -138,7 +135,7 @@ export class ModelRegistry {
         await this.kv.create(keys.version(name, version), utf8.encode(JSON.stringify(mv)));
         break;
       } catch (err) {
-        if (!isCasError(err)) throw err;
+        if (!isCasConflict(err)) throw err;
       }
     }
     await this.#mutate(name, (rec) => {
@@ -286,7 +283,7 @@ export class ModelRegistry {
         else await this.kv.create(keys.model(name), data);
         return next;
       } catch (err) {
-        if (!isCasError(err)) throw err;
+        if (!isCasConflict(err)) throw err;
         await new Promise((r) => setTimeout(r, 5 + Math.random() * 20 * (attempt + 1)));
       }
     }

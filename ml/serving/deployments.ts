@@ -15,6 +15,7 @@ import {
   ActorClient,
   Directory,
   Errors,
+  isCasConflict,
   openBucket,
   resources,
   type Logger,
@@ -96,9 +97,6 @@ const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 const HISTORY = 50;
 
-function isCasError(err: unknown): boolean {
-  return /wrong last sequence|key exists|10071|10164/i.test(err instanceof Error ? err.message : String(err));
-}
 
 export class ModelDeployments {
   readonly #client: ActorClient;
@@ -397,7 +395,7 @@ export class ModelDeployments {
         else await this.registry.kv.create(keys.deployment(name), data);
         return next;
       } catch (err) {
-        if (!isCasError(err)) throw err;
+        if (!isCasConflict(err)) throw err;
         await new Promise((r) => setTimeout(r, 5 + Math.random() * 20 * (attempt + 1)));
       }
     }
