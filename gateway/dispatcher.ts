@@ -28,9 +28,10 @@
  *   replica's answer is not thrown away. Hedges spend a budget earned by replies (`hedgeBudget`:
  *   one hedge per ten replies, capped), so an overloaded service is not sent its load twice.
  */
-import { Errors, Role, encode, fromWireError, inboxPrefix, type NatsConnection, type ShoalError, type Subjects } from '../cluster/index.ts';
-import { MlErrors, type InferJsonReply, type JsonItem } from '../ml/index.ts';
+import { Role, encode, inboxPrefix, type NatsConnection, type Subjects } from '../cluster/index.ts';
+import type { InferJsonReply, JsonItem } from '../ml/index.ts';
 import { GatewayErrors } from './errors.ts';
+import { ServiceHealth, resultOf, sendHedged, type HedgePolicy } from './hedged-send.ts';
 import { ReplyMux } from './reply-mux.ts';
 
 export interface DispatcherOptions {
@@ -96,23 +97,9 @@ interface Lane {
   inflight: number;
   /** The hold timer, while requests wait for a fuller message. */
   timer: NodeJS.Timeout | undefined;
-  /** Replicas that answered lately: actor id → when (ms). */
-  replicas: Map<string, number>;
-  /** Replicas answering in the last {@link REPLICA_MEMORY_MS} (at least 1), recounted on each reply. */
-  replicaCount: number;
-  /** Recent reply times (ms), a ring of {@link LATENCY_RING}, and the hedge delay they give. */
-  latencies: Float64Array;
-  latencyCount: number;
-  hedgeDelayMs: number;
-  /** Hedges this service may still send (earned back by replies). */
-  hedgeTokens: number;
+  /** What this gateway knows of the service's replicas from their answers (counts, hedging). */
+  health: ServiceHealth;
 }
-
-/** Reply times remembered per service for its p95. */
-const LATENCY_RING = 64;
-
-/** How long a replica that answered counts as one that can take messages. */
-const REPLICA_MEMORY_MS = 5000;
 
 const READY_MSG = encode({ type: 'ready' });
 
@@ -122,8 +109,6 @@ function flushLane(d: InferenceDispatcher, lane: Lane): void {
 function holdOver(d: InferenceDispatcher, lane: Lane): void {
   d.release(lane);
 }
-
-const RETRYABLE = new Set([Errors.ACTOR_NOT_FOUND.code, Errors.NO_RESPONDERS.code, Errors.ACTOR_STOPPED.code, Errors.TIMEOUT.code]);
 
 export class InferenceDispatcher {
   readonly #mux: ReplyMux;
@@ -173,7 +158,7 @@ export class InferenceDispatcher {
   infer(service: string, maxItems: number, item: JsonItem, deadline: number): Promise<DispatchResult> {
     let lane = this.#lanes.get(service);
     if (!lane) {
-      lane = { service, maxItems, queue: [], scheduled: false, inflight: 0, timer: undefined, replicas: new Map(), replicaCount: 1, latencies: new Float64Array(LATENCY_RING), latencyCount: 0, hedgeDelayMs: this.#o.hedgeAfterMs, hedgeTokens: this.#o.hedgeBudget };
+      lane = { service, maxItems, queue: [], scheduled: false, inflight: 0, timer: undefined, health: new ServiceHealth(this.#o) };
       this.#lanes.set(service, lane);
     }
     lane.maxItems = maxItems;
@@ -201,7 +186,7 @@ export class InferenceDispatcher {
     if (q.length === 0) return;
     // Holding: full messages go now, a partial one waits for a reply or the end of the hold.
     let hold = false;
-    if (!force && lane.inflight >= this.#o.maxInflight * lane.replicaCount) {
+    if (!force && lane.inflight >= this.#o.maxInflight * lane.health.replicaCount) {
       const wait = q[0]!.at + this.#o.maxHoldMs - performance.now();
       if (wait > 0) {
         hold = true;
@@ -231,15 +216,6 @@ export class InferenceDispatcher {
     this.flush(lane, true);
   }
 
-  /** Replicas that answered lately, most recent first, except those in `skip`. */
-  #liveReplicas(lane: Lane, skip: ReadonlySet<string>): string[] {
-    const now = Date.now();
-    return [...lane.replicas]
-      .filter(([id, at]) => now - at <= REPLICA_MEMORY_MS && !skip.has(id))
-      .sort((a, b) => b[1] - a[1])
-      .map(([id]) => id);
-  }
-
   async #send(lane: Lane, batch: Waiting[]): Promise<void> {
     try {
       await this.#attempts(lane, batch);
@@ -250,31 +226,8 @@ export class InferenceDispatcher {
     }
   }
 
-  /** Notes which replica answered, and recounts the lane's replicas (a handful of map entries). */
-  #answeredBy(lane: Lane, actorId: string): void {
-    const now = Date.now();
-    lane.replicas.set(actorId, now);
-    for (const [id, at] of lane.replicas) if (now - at > REPLICA_MEMORY_MS) lane.replicas.delete(id);
-    lane.replicaCount = Math.max(1, lane.replicas.size);
-  }
-
-  /** Records a reply's round trip, earns back hedge budget, and recomputes the hedge delay every few replies. */
-  #replied(lane: Lane, ms: number): void {
-    lane.latencies[lane.latencyCount++ % LATENCY_RING] = ms;
-    lane.hedgeTokens = Math.min(this.#o.hedgeBudget, lane.hedgeTokens + 0.1);
-    if (lane.latencyCount % 8 !== 0) return;
-    const n = Math.min(lane.latencyCount, LATENCY_RING);
-    const sorted = lane.latencies.slice(0, n).sort();
-    const p95 = sorted[Math.min(n - 1, Math.floor(n * 0.95))]!;
-    lane.hedgeDelayMs = Math.max(this.#o.hedgeAfterMs, this.#o.hedgeLatencyFactor * p95);
-  }
-
-  /**
-   * Sends one message and settles its requests with the first answer: copies go again after a
-   * retryable error (backing off while no replica exists) or, hedged, when none has answered in
-   * the lane's hedge delay. Every copy waits until the deadline; the first reply wins.
-   */
-  #attempts(lane: Lane, batch: Waiting[]): Promise<void> {
+  /** Sends one message (hedged, see hedged-send.ts) and settles each of its requests with its own result. */
+  async #attempts(lane: Lane, batch: Waiting[]): Promise<void> {
     const service = lane.service;
     let subject = this.#serviceSubjects.get(service);
     if (!subject) this.#serviceSubjects.set(service, (subject = this.#subjects.service(service)));
@@ -285,89 +238,26 @@ export class InferenceDispatcher {
       if (batch[i]!.deadline < deadline) deadline = batch[i]!.deadline;
     }
     const data = encode({ type: 'infer-json', items });
-    const started = Date.now();
-    return new Promise<void>((done) => {
-      let settled = false;
-      let copies = 0;
-      let attempt = 0;
-      let last: ShoalError | undefined;
-      let timer: NodeJS.Timeout | undefined;
-      const settle = (reply: InferJsonReply | undefined, err: ShoalError | undefined) => {
-        settled = true;
-        if (timer) clearTimeout(timer);
-        if (reply) {
-          this.#answeredBy(lane, reply.actorId);
-          for (let i = 0; i < batch.length; i++) {
-            const w = batch[i]!;
-            const r = reply.results[i];
-            if (!r) w.reject(Errors.INTERNAL(`replica ${reply.actorId} returned ${reply.results.length} results for ${batch.length} requests`));
-            else if ('error' in r) w.reject(fromWireError(r.error));
-            else w.resolve({ body: r.body, ...(r.headerLength !== undefined ? { headerLength: r.headerLength } : {}), batch: r.batch, queueRows: reply.queueRows, attempts: attempt });
-          }
-        } else for (const w of batch) w.reject(err!);
-        done();
-      };
-      const giveUp = () => {
-        const err =
-          last && !RETRYABLE.has(last.code)
-            ? last
-            : last && last.code !== Errors.TIMEOUT.code
-              ? MlErrors.MODEL_NOT_READY(service, `no replica answers (${last.code})`)
-              : Errors.TIMEOUT(`inference on ${service}`, Date.now() - started);
-        settle(undefined, err);
-      };
-      /** Replicas this message was sent to directly (hedges), and the wait before the next hedge. */
-      const hedgedTo = new Set<string>();
-      let hedgeWait = lane.hedgeDelayMs;
-      const send = (direct?: string): void => {
-        timer = undefined;
-        if (settled) return;
-        const left = deadline - Date.now();
-        if (left <= 0 || attempt >= this.#o.maxAttempts) {
-          if (copies === 0) giveUp();
-          return;
-        }
-        attempt++;
-        copies++;
-        this.#o.onMessage?.(service, batch.length);
-        const sentAt = performance.now();
-        this.#mux.ask<InferJsonReply>(direct ? this.#subjects.actor(direct) : subject, service, data, left).then(
-          (reply) => {
-            copies--;
-            this.#replied(lane, performance.now() - sentAt);
-            if (!settled) settle(reply, undefined);
-          },
-          (err: ShoalError) => {
-            copies--;
-            if (settled) return;
-            last = err;
-            if (!RETRYABLE.has(err.code)) return settle(undefined, err);
-            if (err.code === Errors.TIMEOUT.code) {
-              // This copy ran out of deadline: the others have too, or will answer.
-              if (copies === 0) giveUp();
-              return;
-            }
-            // No replica right now (re-placement, restart): back off a little and send again.
-            if (timer) clearTimeout(timer);
-            timer = setTimeout(send, Math.min(50 * 2 ** Math.min(attempt - 1, 4), 500, Math.max(0, deadline - Date.now())));
-          },
-        );
-        // Hedge: unanswered after the wait, a copy goes to the replica that answered most
-        // recently and has not had this message yet (or the queue group when none is known),
-        // while the service's budget allows; each further hedge waits twice as long.
-        if (!timer) {
-          timer = setTimeout(() => {
-            timer = undefined;
-            if (settled || lane.hedgeTokens < 1) return;
-            lane.hedgeTokens--;
-            const to = this.#liveReplicas(lane, hedgedTo)[0];
-            if (to) hedgedTo.add(to);
-            hedgeWait *= 2;
-            send(to);
-          }, Math.min(hedgeWait, Math.max(0, deadline - Date.now())));
-        }
-      };
-      send();
+    const out = await sendHedged({
+      service,
+      health: lane.health,
+      requests: batch.length,
+      deadline,
+      maxAttempts: this.#o.maxAttempts,
+      ask: (direct, timeoutMs) => this.#mux.ask<InferJsonReply>(direct ? this.#subjects.actor(direct) : subject, service, data, timeoutMs),
+      onCopy: () => this.#o.onMessage?.(service, batch.length),
     });
+    if ('error' in out) {
+      for (const w of batch) w.reject(out.error);
+      return;
+    }
+    const { reply, attempts } = out;
+    for (let i = 0; i < batch.length; i++) {
+      const w = batch[i]!;
+      const r = resultOf(reply, i, batch.length);
+      if ('error' in r) w.reject(r.error);
+      else w.resolve({ body: r.ok.body, ...(r.ok.headerLength !== undefined ? { headerLength: r.ok.headerLength } : {}), batch: r.ok.batch, queueRows: reply.queueRows, attempts });
+    }
   }
+
 }
