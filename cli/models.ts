@@ -20,7 +20,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
-import { ModelDeployments, ModelRegistry, RegistryClient, type LiveTrack } from '../ml/index.ts';
+import { ModelDeployments, ModelRegistry, RegistryClient, type LiveTrack, type TrackOptions } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
 export const MODELS_FLAGS = ['alias', 'metrics', 'lineage', 'description', 'version', 'replicas', 'max-batch', 'max-delay-ms', 'weight', 'sticky', 'json', 'threads', 'autoscale', 'max-queue-rows'] as const;
@@ -52,146 +52,173 @@ function num(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
+/** What every `shoal models` subcommand gets: its arguments, flags, and the cluster's clients. */
+interface Ctx {
+  cmd: string;
+  need(i: number, what: string): string;
+  flags: Map<string, string>;
+  versionRef: number | string | undefined;
+  print(value: unknown, text: string): void;
+  nc: Awaited<ReturnType<typeof connectClient>>;
+  registry: ModelRegistry;
+  control: RegistryClient;
+  /** The deployment options the flags give (`deploy`, `canary`). */
+  track(): TrackOptions;
+}
+
+async function registerCmd(c: Ctx): Promise<number> {
+  const name = c.need(0, 'NAME');
+  const file = c.need(1, 'FILE');
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    throw Errors.USAGE(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const alias = c.flags.get('alias');
+  const mv = await c.control.register(name, bytes, {
+    ...(alias ? { aliases: alias.split(',') } : {}),
+    ...(c.flags.has('metrics') ? { metrics: json(c.flags.get('metrics'), 'metrics') as Record<string, number> } : {}),
+    ...(c.flags.has('lineage') ? { lineage: json(c.flags.get('lineage'), 'lineage') } : {}),
+    ...(c.flags.has('description') ? { description: c.flags.get('description')! } : {}),
+  });
+  c.print(mv, `registered ${name} v${mv.version} (sha256 ${mv.sha256.slice(0, 12)}…, ${mv.sizeBytes} bytes)${alias ? `, ${alias} → v${mv.version}` : ''}`);
+  return 0;
+}
+
+async function listCmd(c: Ctx): Promise<number> {
+  const all = await c.registry.list();
+  const rows = all.map((m) => `${m.name.padEnd(24)} ${String(m.latest).padStart(6)}  ${Object.entries(m.aliases).map(([a, v]) => `${a}=v${v}`).join(' ') || '-'}`);
+  c.print(all, [`${'MODEL'.padEnd(24)} ${'LATEST'.padStart(6)}  ALIASES`, ...rows].join('\n'));
+  return 0;
+}
+
+async function showCmd(c: Ctx): Promise<number> {
+  const name = c.need(0, 'NAME');
+  if (c.versionRef !== undefined) {
+    const mv = await c.registry.resolve(name, c.versionRef);
+    c.print(mv, JSON.stringify(mv, null, 2));
+    return 0;
+  }
+  const rec = await c.registry.get(name);
+  const versions = await c.registry.versions(name);
+  const io = (xs: { name: string; datatype: string; shape: number[] }[]) => xs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ');
+  const lines = [
+    `${name}: latest v${rec.latest}; aliases ${Object.entries(rec.aliases).map(([a, v]) => `${a}=v${v}`).join(' ') || '-'}`,
+    ...versions.map((v) => `  v${v.version}  ${new Date(v.createdAt).toISOString()}  sha256 ${v.sha256.slice(0, 12)}…  in ${io(v.signature.inputs)}  out ${io(v.signature.outputs)}  ${JSON.stringify(v.metrics)}`),
+  ];
+  c.print({ ...rec, versionRecords: versions }, lines.join('\n'));
+  return 0;
+}
+
+/** Replica counts and readiness are probed now, not read from the record. */
+async function statusCmd(c: Ctx): Promise<number> {
+  const name = c.need(0, 'NAME');
+  const live = await (await ModelDeployments.open(c.nc, c.control.subjects)).live(name);
+  const d = live.deployment;
+  const serving = (t: LiveTrack) =>
+    `${t.serving} of ${t.desired} replicas serving${t.serving < t.desired ? ` — ${t.replicas.filter((r) => !r.serving).map((r) => `${r.actorId}: ${r.state}${r.nodeId ? ` on ${r.nodeId}` : ''}${r.reason ? ` (${r.reason})` : ''}, no answer`).join('; ') || 'none in the directory'}` : ''}`;
+  const lines = [
+    `${name}: ${live.ready ? 'ready' : 'NOT SERVING'} — stable v${live.stable.version} on ${live.stable.service}, ${serving(live.stable)}`,
+    d.canary && live.canary ? `  canary v${d.canary.version} (${d.canary.state}, weight ${d.canary.weight}${d.canary.sticky ? ', sticky' : ''}), ${serving(live.canary)}` : '  no canary',
+    ...d.history.slice(-10).map((h) => `  ${new Date(h.at).toISOString()}  ${h.event} v${h.version}${h.detail ? `  ${h.detail}` : ''}`),
+  ];
+  c.print(live, lines.join('\n'));
+  return live.ready ? 0 : 1;
+}
+
+const COMMANDS: Record<string, (c: Ctx) => Promise<number>> = {
+  register: registerCmd,
+  list: listCmd,
+  show: showCmd,
+  status: statusCmd,
+  async alias(c) {
+    const name = c.need(0, 'NAME');
+    const alias = c.need(1, 'ALIAS');
+    const v = num(c.need(2, 'VERSION'), 'VERSION')!;
+    c.print(await c.control.setAlias(name, alias, v), `${name}: ${alias} → v${v}`);
+    return 0;
+  },
+  async rollback(c) {
+    const name = c.need(0, 'NAME');
+    const alias = c.flags.get('alias') ?? 'production';
+    const r = await c.control.rollbackAlias(name, alias);
+    c.print(r, `${name}: ${alias} v${r.from} → v${r.to}`);
+    return 0;
+  },
+  async deploy(c) {
+    const name = c.need(0, 'NAME');
+    const d = await c.control.deploy(name, c.track());
+    c.print(d, `${name}: v${d.stable.version} serving on ${d.stable.service} (${d.stable.replicas} replica${d.stable.replicas > 1 ? 's' : ''})`);
+    return 0;
+  },
+  async canary(c) {
+    const name = c.need(0, 'NAME');
+    const d = await c.control.canary(name, { ...c.track(), weight: num(c.flags.get('weight'), 'weight') ?? 0.1, sticky: c.flags.has('sticky') });
+    c.print(d, `${name}: canary v${d.canary?.version} ready, weight ${d.canary?.weight}; stable v${d.stable.version}`);
+    return 0;
+  },
+  async weight(c) {
+    const name = c.need(0, 'NAME');
+    const d = await c.control.setWeight(name, num(c.need(1, 'WEIGHT'), 'WEIGHT')!);
+    c.print(d, `${name}: canary v${d.canary?.version} weight ${d.canary?.weight}`);
+    return 0;
+  },
+  async promote(c) {
+    const name = c.need(0, 'NAME');
+    const d = await c.control.promote(name);
+    c.print(d, `${name}: v${d.stable.version} promoted to stable (production → v${d.stable.version})`);
+    return 0;
+  },
+  async abort(c) {
+    const name = c.need(0, 'NAME');
+    const done = await c.control.rollback(name, 'rolled back by operator');
+    c.print({ rolledBack: done }, done ? `${name}: canary rolled back` : `${name}: no canary`);
+    return done ? 0 : 1;
+  },
+  async undeploy(c) {
+    const name = c.need(0, 'NAME');
+    await c.control.undeploy(name);
+    c.print({ undeployed: name }, `${name}: undeployed`);
+    return 0;
+  },
+};
+
 /** Runs `shoal models …` (argv: everything after `models`). Returns the exit code. */
 export async function modelsCommand(argv: string[], config: Config): Promise<number> {
   const { flags, positionals } = parseFlags(argv);
   const [cmd, ...args] = positionals;
   if (!cmd) throw Errors.USAGE(USAGE);
-  const need = (i: number, what: string): string => {
-    const v = args[i];
-    if (v === undefined) throw Errors.USAGE(`shoal models ${cmd}: missing ${what}\n${USAGE}`);
-    return v;
-  };
-  const asJson = flags.has('json');
-  const print = (value: unknown, text: string) => process.stdout.write(asJson ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
+  const run = COMMANDS[cmd];
+  if (!run) throw Errors.USAGE(`unknown models command "${cmd}"\n${USAGE}`);
   const versionFlag = flags.get('version');
   const versionRef = versionFlag === undefined ? undefined : /^\d+$/.test(versionFlag) ? Number(versionFlag) : versionFlag;
-
   const nc = await connectClient(config);
   try {
     const s = subjects(config.subjectPrefix);
-    const registry = await ModelRegistry.open(nc, config.subjectPrefix);
-    const control = new RegistryClient(nc, s);
-    const track = () => ({
-      ...(versionRef !== undefined ? { version: versionRef } : {}),
-      replicas: num(flags.get('replicas'), 'replicas') ?? 1,
-      ...(flags.has('max-batch') ? { maxBatchSize: num(flags.get('max-batch'), 'max-batch')! } : {}),
-      ...(flags.has('max-delay-ms') ? { maxQueueDelayMs: num(flags.get('max-delay-ms'), 'max-delay-ms')! } : {}),
-      ...(flags.has('threads') ? { threads: num(flags.get('threads'), 'threads')! } : {}),
-      ...(flags.has('max-queue-rows') ? { maxQueueRows: num(flags.get('max-queue-rows'), 'max-queue-rows')! } : {}),
-      ...(flags.has('autoscale') ? { autoscale: autoscaleFlag(flags.get('autoscale')!) } : {}),
+    return await run({
+      cmd,
+      flags,
+      versionRef,
+      nc,
+      registry: await ModelRegistry.open(nc, config.subjectPrefix),
+      control: new RegistryClient(nc, s),
+      need(i, what) {
+        const v = args[i];
+        if (v === undefined) throw Errors.USAGE(`shoal models ${cmd}: missing ${what}\n${USAGE}`);
+        return v;
+      },
+      print: (value, text) => process.stdout.write(flags.has('json') ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`),
+      track: () => ({
+        ...(versionRef !== undefined ? { version: versionRef } : {}),
+        replicas: num(flags.get('replicas'), 'replicas') ?? 1,
+        ...(flags.has('max-batch') ? { maxBatchSize: num(flags.get('max-batch'), 'max-batch')! } : {}),
+        ...(flags.has('max-delay-ms') ? { maxQueueDelayMs: num(flags.get('max-delay-ms'), 'max-delay-ms')! } : {}),
+        ...(flags.has('threads') ? { threads: num(flags.get('threads'), 'threads')! } : {}),
+        ...(flags.has('max-queue-rows') ? { maxQueueRows: num(flags.get('max-queue-rows'), 'max-queue-rows')! } : {}),
+        ...(flags.has('autoscale') ? { autoscale: autoscaleFlag(flags.get('autoscale')!) } : {}),
+      }),
     });
-    switch (cmd) {
-      case 'register': {
-        const name = need(0, 'NAME');
-        const file = need(1, 'FILE');
-        let bytes: Uint8Array;
-        try {
-          bytes = readFileSync(file);
-        } catch (err) {
-          throw Errors.USAGE(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-        }
-        const alias = flags.get('alias');
-        const mv = await control.register(name, bytes, {
-          ...(alias ? { aliases: alias.split(',') } : {}),
-          ...(flags.has('metrics') ? { metrics: json(flags.get('metrics'), 'metrics') as Record<string, number> } : {}),
-          ...(flags.has('lineage') ? { lineage: json(flags.get('lineage'), 'lineage') } : {}),
-          ...(flags.has('description') ? { description: flags.get('description')! } : {}),
-        });
-        print(mv, `registered ${name} v${mv.version} (sha256 ${mv.sha256.slice(0, 12)}…, ${mv.sizeBytes} bytes)${alias ? `, ${alias} → v${mv.version}` : ''}`);
-        return 0;
-      }
-      case 'list': {
-        const all = await registry.list();
-        const rows = all.map((m) => `${m.name.padEnd(24)} ${String(m.latest).padStart(6)}  ${Object.entries(m.aliases).map(([a, v]) => `${a}=v${v}`).join(' ') || '-'}`);
-        print(all, [`${'MODEL'.padEnd(24)} ${'LATEST'.padStart(6)}  ALIASES`, ...rows].join('\n'));
-        return 0;
-      }
-      case 'show': {
-        const name = need(0, 'NAME');
-        if (versionRef !== undefined) {
-          const mv = await registry.resolve(name, versionRef);
-          print(mv, JSON.stringify(mv, null, 2));
-          return 0;
-        }
-        const rec = await registry.get(name);
-        const versions = await registry.versions(name);
-        const lines = [
-          `${name}: latest v${rec.latest}; aliases ${Object.entries(rec.aliases).map(([a, v]) => `${a}=v${v}`).join(' ') || '-'}`,
-          ...versions.map((v) => `  v${v.version}  ${new Date(v.createdAt).toISOString()}  sha256 ${v.sha256.slice(0, 12)}…  in ${v.signature.inputs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ')}  out ${v.signature.outputs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ')}  ${JSON.stringify(v.metrics)}`),
-        ];
-        print({ ...rec, versionRecords: versions }, lines.join('\n'));
-        return 0;
-      }
-      case 'alias': {
-        const name = need(0, 'NAME');
-        const alias = need(1, 'ALIAS');
-        const v = num(need(2, 'VERSION'), 'VERSION')!;
-        const rec = await control.setAlias(name, alias, v);
-        print(rec, `${name}: ${alias} → v${v}`);
-        return 0;
-      }
-      case 'rollback': {
-        const name = need(0, 'NAME');
-        const alias = flags.get('alias') ?? 'production';
-        const r = await control.rollbackAlias(name, alias);
-        print(r, `${name}: ${alias} v${r.from} → v${r.to}`);
-        return 0;
-      }
-      case 'deploy': {
-        const name = need(0, 'NAME');
-        const d = await control.deploy(name, track());
-        print(d, `${name}: v${d.stable.version} serving on ${d.stable.service} (${d.stable.replicas} replica${d.stable.replicas > 1 ? 's' : ''})`);
-        return 0;
-      }
-      case 'canary': {
-        const name = need(0, 'NAME');
-        const d = await control.canary(name, { ...track(), weight: num(flags.get('weight'), 'weight') ?? 0.1, sticky: flags.has('sticky') });
-        print(d, `${name}: canary v${d.canary?.version} ready, weight ${d.canary?.weight}; stable v${d.stable.version}`);
-        return 0;
-      }
-      case 'weight': {
-        const name = need(0, 'NAME');
-        const d = await control.setWeight(name, num(need(1, 'WEIGHT'), 'WEIGHT')!);
-        print(d, `${name}: canary v${d.canary?.version} weight ${d.canary?.weight}`);
-        return 0;
-      }
-      case 'promote': {
-        const name = need(0, 'NAME');
-        const d = await control.promote(name);
-        print(d, `${name}: v${d.stable.version} promoted to stable (production → v${d.stable.version})`);
-        return 0;
-      }
-      case 'abort': {
-        const name = need(0, 'NAME');
-        const done = await control.rollback(name, 'rolled back by operator');
-        print({ rolledBack: done }, done ? `${name}: canary rolled back` : `${name}: no canary`);
-        return done ? 0 : 1;
-      }
-      case 'undeploy': {
-        const name = need(0, 'NAME');
-        await control.undeploy(name);
-        print({ undeployed: name }, `${name}: undeployed`);
-        return 0;
-      }
-      case 'status': {
-        const name = need(0, 'NAME');
-        // Replica counts and readiness are probed now, not read from the record.
-        const live = await (await ModelDeployments.open(nc, s)).live(name);
-        const d = live.deployment;
-        const serving = (t: LiveTrack) =>
-          `${t.serving} of ${t.desired} replicas serving${t.serving < t.desired ? ` — ${t.replicas.filter((r) => !r.serving).map((r) => `${r.actorId}: ${r.state}${r.nodeId ? ` on ${r.nodeId}` : ''}${r.reason ? ` (${r.reason})` : ''}, no answer`).join('; ') || 'none in the directory'}` : ''}`;
-        const lines = [
-          `${name}: ${live.ready ? 'ready' : 'NOT SERVING'} — stable v${live.stable.version} on ${live.stable.service}, ${serving(live.stable)}`,
-          d.canary && live.canary ? `  canary v${d.canary.version} (${d.canary.state}, weight ${d.canary.weight}${d.canary.sticky ? ', sticky' : ''}), ${serving(live.canary)}` : '  no canary',
-          ...d.history.slice(-10).map((h) => `  ${new Date(h.at).toISOString()}  ${h.event} v${h.version}${h.detail ? `  ${h.detail}` : ''}`),
-        ];
-        print(live, lines.join('\n'));
-        return live.ready ? 0 : 1;
-      }
-      default:
-        throw Errors.USAGE(`unknown models command "${cmd}"\n${USAGE}`);
-    }
   } finally {
     await nc.close();
   }
