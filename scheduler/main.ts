@@ -10,15 +10,10 @@
  * all the time (see cluster/control.ts).
  */
 import { hostname } from 'node:os';
-import type { Subscription } from '@nats-io/transport-node';
 import {
   Directory,
   Lifecycle,
   Role,
-  SchedulerActorRequest,
-  SchedulerJobRequest,
-  SchedulerNodeRequest,
-  SchedulerStatusRequest,
   announce,
   componentLogger,
   encode,
@@ -26,25 +21,22 @@ import {
   loadControlModules,
   openBucket,
   parseFlags,
-  request,
   resources,
   runProcess,
-  serve,
   type ControlContext,
   type ControlHandle,
   type ControlModule,
   type ProcessContext,
-  type SchedulerStatus,
 } from '../cluster/index.ts';
 import { MembershipView } from './membership-view.ts';
 import { ActorManager } from './actor-manager.ts';
 import { ClusterPlacer } from './actor-placer.ts';
 import { LeaderLease } from './leader.ts';
 import { PoolRisk } from './spot/pool-risk.ts';
-import { SchedulerErrors } from './errors.ts';
 import { catalogueFromProfiles, startAutoscaling } from './embedded-fleet.ts';
 import { ServiceScaler } from './service-scaler.ts';
 import { JobQueue } from './job-queue.ts';
+import { serveSchedulerApi } from './api.ts';
 
 const { flags } = parseFlags(process.argv.slice(2));
 const schedulerId = flags.get('scheduler-id') ?? `scheduler-${hostname().replace(/[^A-Za-z0-9_-]/g, '-')}-${process.pid}`;
@@ -100,40 +92,7 @@ async function lead(ctx: ProcessContext, startLeaderControls: () => Promise<() =
   await jobs.start();
   const services = new ServiceScaler({ host: actors, membership, nc: ctx.nc, subjects: ctx.subjects, log: componentLogger(ctx.log, 'services') });
   services.start();
-  const subs: Subscription[] = [
-    serve(ctx.nc, ctx.subjects.scheduler('status'), SchedulerStatusRequest, (): SchedulerStatus => ({ schedulerId, nodes: membership.view(), pending: actors.pending(), actors: actors.count() }), { log }),
-    serve(
-      ctx.nc,
-      ctx.subjects.scheduler('actors'),
-      SchedulerActorRequest,
-      async (req) => {
-        if (req.type === 'spawn') return actors.spawn(req.spec, req.replicas ?? 1, req.gang ?? false);
-        await actors.stopActor(req.actorId);
-        return { actorId: req.actorId, state: 'stopped' };
-      },
-      { log },
-    ),
-    serve(
-      ctx.nc,
-      ctx.subjects.scheduler('nodes'),
-      SchedulerNodeRequest,
-      async (req) => {
-        const node = membership.view().find((n) => n.nodeId === req.nodeId);
-        if (!node) throw SchedulerErrors.UNKNOWN_NODE(req.nodeId);
-        if (req.type === 'preempt') {
-          const noticeMs = req.noticeMs ?? ctx.config.autoscaler.noticeMs;
-          log.warn({ nodeId: req.nodeId, pool: node.labels.pool, noticeMs }, 'spot preemption notice');
-          ctx.nc.publish(ctx.subjects.event('preemption-notice'), encode({ nodeId: req.nodeId, pool: node.labels.pool, noticeMs, at: Date.now() }));
-          await fleet.preempt(req.nodeId, node.labels.pool, noticeMs);
-        } else {
-          await request(ctx.nc, ctx.subjects.nodeCtl(req.nodeId), { type: 'drain', ...(req.deadlineMs !== undefined ? { deadlineMs: req.deadlineMs } : {}) }, { timeoutMs: 5000 });
-        }
-        return { nodeId: req.nodeId, state: 'draining' };
-      },
-      { log },
-    ),
-    serve(ctx.nc, ctx.subjects.scheduler('jobs'), SchedulerJobRequest, (req) => jobs.cancel(req.jobId), { log }),
-  ];
+  const subs = serveSchedulerApi({ ctx, schedulerId, membership, actors, jobs, fleet, log });
   const stopControls = await startLeaderControls();
   log.info({ strategy: ctx.config.scheduler.strategy }, 'leading: placing actors');
   return async () => {
