@@ -94,84 +94,21 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
 
   const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
-  let log = '';
-  const boundPort = await new Promise<number>((resolve, reject) => {
-    let bound: number | undefined;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(Errors.NATS_SERVER_FAILED(`not ready after ${opts.readyTimeoutMs ?? 15000} ms; last output: ${log.slice(-500)}`));
-    }, opts.readyTimeoutMs ?? 15000);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(Errors.NATS_SERVER_FAILED(`${bin}: ${err.message}`));
-    });
-    const onEarlyExit = (code: number | null, sig: NodeJS.Signals | null) => {
-      clearTimeout(timer);
-      if (/address already in use/.test(log)) reject(Errors.PORT_IN_USE('NATS', port));
-      else if (/permission denied|read-only file system/i.test(log)) reject(Errors.STORE_NOT_WRITABLE(storeDir, lastError(log)));
-      else reject(Errors.NATS_SERVER_FAILED(`exited with ${sig ?? code}: ${lastError(log)}`));
-    };
-    child.once('exit', onEarlyExit);
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (chunk: string) => {
-      log += chunk;
-      if (log.length > 64_000) log = log.slice(-32_000);
-      const m = /Listening for client connections on [^\s]*:(\d+)/.exec(log);
-      if (m) bound = Number(m[1]);
-      if (bound !== undefined && /Server is ready/.test(log)) {
-        clearTimeout(timer);
-        child.removeListener('exit', onEarlyExit);
-        resolve(bound);
-      }
-    });
-  });
-  // Keep draining stderr so the server never blocks on a full pipe; watch it for reloads.
-  child.stderr!.removeAllListeners('data');
-  let reloadWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
-  let pending = '';
-  child.stderr!.on('data', (chunk: string) => {
-    pending += chunk;
-    const lines = pending.split('\n');
-    pending = lines.pop() ?? '';
-    for (const line of lines) {
-      const failed = /Failed to reload server configuration|config reload failed/i.test(line);
-      if (!failed && !/Reloaded server configuration/.test(line)) continue;
-      const ws = reloadWaiters;
-      reloadWaiters = [];
-      for (const w of ws) failed ? w.reject(Errors.NATS_SERVER_FAILED(`config reload: ${line.replace(/^\[\d+\]\s+\S+\s+\S+\s+/, '')}`)) : w.resolve();
-    }
-  });
-  child.stderr!.resume();
-  // Reloads one at a time: each waits for the server's own "reloaded" line.
-  let reloads = Promise.resolve();
-
+  const boundPort = await untilReady(child, { bin, port, storeDir, timeoutMs: opts.readyTimeoutMs ?? 15000 });
+  const reloader = new Reloader(child);
   return {
     url: `nats://${host}:${boundPort}`,
     port: boundPort,
     pid: child.pid!,
     process: child,
     addNodes(ids) {
-      const run = async () => {
+      if (ids.every((id) => nodeIds.has(id))) return Promise.resolve();
+      return reloader.reload(() => {
         const fresh = ids.filter((id) => !nodeIds.has(id));
-        if (fresh.length === 0) return;
-        if (child.exitCode !== null || child.signalCode !== null) throw Errors.NATS_SERVER_FAILED('config reload: the server has exited');
         for (const id of fresh) nodeIds.add(id);
-        writeConfig();
-        const reloaded = new Promise<void>((resolve, reject) => reloadWaiters.push({ resolve, reject }));
-        const timer = setTimeout(() => {
-          for (const w of reloadWaiters) w.reject(Errors.NATS_SERVER_FAILED('config reload: no answer from the server within 10 s'));
-          reloadWaiters = [];
-        }, 10_000);
-        child.kill('SIGHUP');
-        try {
-          await reloaded;
-        } finally {
-          clearTimeout(timer);
-        }
-      };
-      const next = reloads.then(run);
-      reloads = next.catch(() => undefined);
-      return next;
+        if (fresh.length > 0) writeConfig();
+        return fresh.length > 0;
+      });
     },
     async stop(timeoutMs = 10_000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -181,6 +118,93 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
       clearTimeout(t);
     },
   };
+}
+
+/** Resolves with the port the server bound once it says it is ready; its failures become typed errors with its own words. */
+function untilReady(child: ChildProcess, o: { bin: string; port: number; storeDir: string; timeoutMs: number }): Promise<number> {
+  let log = '';
+  return new Promise<number>((resolve, reject) => {
+    let bound: number | undefined;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(Errors.NATS_SERVER_FAILED(`not ready after ${o.timeoutMs} ms; last output: ${log.slice(-500)}`));
+    }, o.timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(Errors.NATS_SERVER_FAILED(`${o.bin}: ${err.message}`));
+    });
+    const onEarlyExit = (code: number | null, sig: NodeJS.Signals | null) => {
+      clearTimeout(timer);
+      if (/address already in use/.test(log)) reject(Errors.PORT_IN_USE('NATS', o.port));
+      else if (/permission denied|read-only file system/i.test(log)) reject(Errors.STORE_NOT_WRITABLE(o.storeDir, lastError(log)));
+      else reject(Errors.NATS_SERVER_FAILED(`exited with ${sig ?? code}: ${lastError(log)}`));
+    };
+    child.once('exit', onEarlyExit);
+    child.stderr!.setEncoding('utf8');
+    const onData = (chunk: string) => {
+      log += chunk;
+      if (log.length > 64_000) log = log.slice(-32_000);
+      const m = /Listening for client connections on [^\s]*:(\d+)/.exec(log);
+      if (m) bound = Number(m[1]);
+      if (bound !== undefined && /Server is ready/.test(log)) {
+        clearTimeout(timer);
+        child.removeListener('exit', onEarlyExit);
+        child.stderr!.removeListener('data', onData);
+        resolve(bound);
+      }
+    };
+    child.stderr!.on('data', onData);
+  });
+}
+
+/**
+ * Config reloads (SIGHUP), one at a time, each waiting for the server's own "reloaded" line.
+ * Also keeps draining stderr, so the server never blocks on a full pipe.
+ */
+class Reloader {
+  #waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  #pending = '';
+  #chain = Promise.resolve();
+
+  constructor(private readonly child: ChildProcess) {
+    child.stderr!.on('data', (chunk: string) => this.#onData(chunk));
+    child.stderr!.resume();
+  }
+
+  #onData(chunk: string): void {
+    this.#pending += chunk;
+    const lines = this.#pending.split('\n');
+    this.#pending = lines.pop() ?? '';
+    for (const line of lines) {
+      const failed = /Failed to reload server configuration|config reload failed/i.test(line);
+      if (!failed && !/Reloaded server configuration/.test(line)) continue;
+      const ws = this.#waiters;
+      this.#waiters = [];
+      for (const w of ws) failed ? w.reject(Errors.NATS_SERVER_FAILED(`config reload: ${line.replace(/^\[\d+\]\s+\S+\s+\S+\s+/, '')}`)) : w.resolve();
+    }
+  }
+
+  /** Runs `change` (true: the config file changed) and, if it changed, reloads the server. */
+  reload(change: () => boolean): Promise<void> {
+    const run = async () => {
+      if (this.child.exitCode !== null || this.child.signalCode !== null) throw Errors.NATS_SERVER_FAILED('config reload: the server has exited');
+      if (!change()) return;
+      const reloaded = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
+      const timer = setTimeout(() => {
+        for (const w of this.#waiters) w.reject(Errors.NATS_SERVER_FAILED('config reload: no answer from the server within 10 s'));
+        this.#waiters = [];
+      }, 10_000);
+      this.child.kill('SIGHUP');
+      try {
+        await reloaded;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    const next = this.#chain.then(run);
+    this.#chain = next.catch(() => undefined);
+    return next;
+  }
 }
 
 function lastError(log: string): string {
