@@ -80,6 +80,13 @@ interface Bin {
 
 const LOSS: Record<ActorKind, number> = { inference: 1, training: 0.25, batch: 0.5, service: 1 };
 
+/** A plan being made: what it says so far, the fleet's cost after it, and nodes per pool after it. */
+interface Planning {
+  plan: ScalePlan;
+  cost: number;
+  counts: Map<string, number>;
+}
+
 export class Autoscaler {
   readonly catalogue: ResolvedCatalogue;
   readonly risk: PoolRisk;
@@ -136,21 +143,27 @@ export class Autoscaler {
   }
 
   plan(input: { pending: readonly PlacementRequest[]; fleet: readonly FleetNode[] }): ScalePlan {
-    const now = this.#now();
     const counts = new Map<string, number>();
     let cost = 0;
     for (const n of input.fleet) {
       cost += n.pricePerHour;
       if (n.phase !== 'terminating') counts.set(n.pool, (counts.get(n.pool) ?? 0) + 1);
     }
-    const costBefore = cost;
-    const plan: ScalePlan = { launch: [], terminate: [], unmet: [], costPerHour: costBefore, plannedCostPerHour: 0, budgetPerHour: this.budgetPerHour };
+    const st: Planning = { plan: { launch: [], terminate: [], unmet: [], costPerHour: cost, plannedCostPerHour: 0, budgetPerHour: this.budgetPerHour }, cost, counts };
+    // Scale down first, so its savings count toward the budget.
+    this.#scaleDown(st, input.fleet);
+    this.#scaleUp(st, input);
+    st.plan.plannedCostPerHour = st.cost;
+    return st.plan;
+  }
 
-    // ---- scale down (first, so its savings count toward the budget) ----
+  /** Idle nodes go: over budget at once (most expensive first), else after the idle timeout; never below a pool's min. */
+  #scaleDown(st: Planning, fleet: readonly FleetNode[]): void {
+    const now = this.#now();
     const seen = new Set<string>();
     const removing = new Map<string, number>();
     const idle: FleetNode[] = [];
-    for (const n of input.fleet) {
+    for (const n of fleet) {
       seen.add(n.nodeId);
       if (n.phase !== 'running' || n.actors > 0) {
         this.#idleSince.delete(n.nodeId);
@@ -161,26 +174,29 @@ export class Autoscaler {
     }
     for (const id of [...this.#idleSince.keys()]) if (!seen.has(id)) this.#idleSince.delete(id);
     const terminate = (n: FleetNode, reason: string) => {
-      plan.terminate.push({ nodeId: n.nodeId, pool: n.pool, reason });
+      st.plan.terminate.push({ nodeId: n.nodeId, pool: n.pool, reason });
       removing.set(n.pool, (removing.get(n.pool) ?? 0) + 1);
-      cost -= n.pricePerHour;
+      st.cost -= n.pricePerHour;
       this.#idleSince.delete(n.nodeId);
     };
-    const aboveMin = (n: FleetNode) => (counts.get(n.pool) ?? 0) - (removing.get(n.pool) ?? 0) > (this.catalogue.pools.get(n.pool)?.min ?? 0);
+    const aboveMin = (n: FleetNode) => (st.counts.get(n.pool) ?? 0) - (removing.get(n.pool) ?? 0) > (this.catalogue.pools.get(n.pool)?.min ?? 0);
     // Over budget (spot prices rose): idle nodes go now, most expensive first.
     for (const n of [...idle].sort((a, b) => b.pricePerHour - a.pricePerHour)) {
-      if (cost <= this.budgetPerHour) break;
-      if (aboveMin(n)) terminate(n, `fleet cost $${cost.toFixed(3)}/h over budget $${this.budgetPerHour}/h`);
+      if (st.cost <= this.budgetPerHour) break;
+      if (aboveMin(n)) terminate(n, `fleet cost $${st.cost.toFixed(3)}/h over budget $${this.budgetPerHour}/h`);
     }
-    const chosen = new Set(plan.terminate.map((t) => t.nodeId));
+    const chosen = new Set(st.plan.terminate.map((t) => t.nodeId));
     for (const n of idle) {
       if (chosen.has(n.nodeId)) continue;
       const since = this.#idleSince.get(n.nodeId)!;
       if (now - since >= this.idleTimeoutMs && aboveMin(n)) terminate(n, `idle for ${Math.round((now - since) / 1000)} s`);
     }
-    for (const [pool, r] of removing) counts.set(pool, (counts.get(pool) ?? 0) - r);
+    for (const [pool, r] of removing) st.counts.set(pool, (st.counts.get(pool) ?? 0) - r);
+  }
 
-    // ---- scale up ----
+  /** Pools below their min first, then pending demand (largest first) into launching nodes' room or new nodes, within budget. */
+  #scaleUp(st: Planning, input: { pending: readonly PlacementRequest[]; fleet: readonly FleetNode[] }): void {
+    const { plan, counts } = st;
     const bins: Bin[] = [];
     for (const n of input.fleet) {
       const p = this.catalogue.pools.get(n.pool);
@@ -188,16 +204,15 @@ export class Autoscaler {
     }
     const launch = (p: ResolvedPool, reason: string): Bin | undefined => {
       const price = this.price(p);
-      if (cost + price > this.budgetPerHour + 1e-9) return undefined;
+      if (st.cost + price > this.budgetPerHour + 1e-9) return undefined;
       if (plan.launch.length >= this.#maxLaunches) return undefined;
-      cost += price;
+      st.cost += price;
       counts.set(p.name, (counts.get(p.name) ?? 0) + 1);
       plan.launch.push({ pool: p.name, reason });
       const bin = { pool: p, free: poolCapacity(p) };
       bins.push(bin);
       return bin;
     };
-    // Pools below their min.
     for (const p of this.catalogue.pools.values()) {
       while ((counts.get(p.name) ?? 0) < p.min && this.available(p) && !this.backoff.blocked(p.name)) {
         if (!launch(p, `pool below min ${p.min}`)) break;
@@ -222,8 +237,6 @@ export class Autoscaler {
       }
       addRequest(nb.free, req, -1);
     }
-    plan.plannedCostPerHour = cost;
-    return plan;
   }
 
   /** The pool to buy for `req`, or why there is none. */
