@@ -19,11 +19,13 @@ import {
   startNatsServer,
   type ClusterInfo,
   type Config,
+  type Credentials,
   type NatsServerHandle,
 } from '../cluster/index.ts';
-import { spawnChild, type Child } from '../nodes/index.ts';
+import type { Child } from '../nodes/index.ts';
 import { autoscalerNodeIds, withoutFlag } from '../scheduler/index.ts';
 import { createLineSink, type Out } from './output.ts';
+import { Supervisor } from './supervisor.ts';
 
 function pidAlive(pid: number): boolean {
   try {
@@ -71,6 +73,49 @@ async function handleStale(dataDir: string, out: Out): Promise<void> {
   rmSync(clusterInfoPath(dataDir), { force: true });
 }
 
+/** A child's environment: where NATS is and its role's (or its node's) credentials; the node secret only for the scheduler. */
+function childEnv(role: 'scheduler' | 'gateway' | 'node', natsUrl: string, dataDir: string, credentials: Credentials, nodeId?: string): NodeJS.ProcessEnv {
+  const cred = role === 'node' ? nodeCredential(credentials.nodeSecret, nodeId!) : credentials[role];
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    SHOAL_NATS_URL: natsUrl,
+    SHOAL_NATS_USER: cred.user,
+    SHOAL_NATS_PASS: cred.pass,
+    SHOAL_DATA_DIR: dataDir,
+    SHOAL_LOG_PRETTY: 'false',
+  };
+  if (role === 'scheduler') env.SHOAL_NATS_NODE_SECRET = credentials.nodeSecret;
+  else delete env.SHOAL_NATS_NODE_SECRET;
+  return env;
+}
+
+/** The scheduler, then one node agent per profile replica, then the gateway: each kept up by the supervisor. */
+async function startChildren(sup: Supervisor, config: Config, env: (role: 'scheduler' | 'gateway' | 'node', nodeId?: string) => NodeJS.ProcessEnv, info: ClusterInfo, dataDir: string, out: Out): Promise<void> {
+  const scheduler = sup.start('scheduler', 'scheduler/main.ts', env('scheduler'), []);
+  await scheduler.ready;
+  out.note(`scheduler pid ${scheduler.pid} ready`);
+
+  const nodes: Child[] = [];
+  for (const profile of config.nodes) {
+    for (let i = 1; i <= profile.replicas; i++) {
+      const id = `${profile.name}-${i}`;
+      nodes.push(sup.start(`node:${id}`, 'nodes/main.ts', env('node', id), ['--profile', profile.name, '--node-id', id]));
+    }
+  }
+  await Promise.all(nodes.map((n) => n.ready));
+  out.note(`${nodes.length} node agents ready: ${nodes.map((n) => `${n.name.slice(5)} (pid ${n.pid})`).join(', ')}`);
+
+  const gateway = sup.start('gateway', 'gateway/main.ts', env('gateway'), [], (ready) => {
+    // With gateway.port 0 a restarted gateway listens elsewhere: say where.
+    if (String(ready.url) !== info.gatewayUrl) out.note(`gateway now at ${String(ready.url)}`);
+    info.gatewayUrl = String(ready.url);
+    writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
+  });
+  const gw = await gateway.ready;
+  info.gatewayUrl = String(gw.url);
+  writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
+}
+
 export async function up(config: Config): Promise<number> {
   const out = createLineSink(config);
   const dataDir = resolve(config.dataDir);
@@ -87,23 +132,21 @@ export async function up(config: Config): Promise<number> {
   const profileNodeIds = config.nodes.flatMap((p) => Array.from({ length: p.replicas }, (_, i) => `${p.name}-${i + 1}`));
 
   let nats: NatsServerHandle | undefined;
-  const children: Child[] = [];
-  let stopping = false;
+  // The children load the same config from the same flags — all but the node secret, which
+  // only the scheduler gets (in its environment: it derives launched nodes' credentials).
+  const sup = new Supervisor({ out, args: withoutFlag(process.argv.slice(3), 'nats.nodeSecret') });
 
   const teardown = async (reason: string): Promise<void> => {
-    stopping = true;
     out.note(`stopping (${reason})…`);
-    const t = config.shutdownTimeoutMs;
-    const byRole = (r: string) => children.filter((c) => c.name === r || c.name.startsWith(`${r}:`));
-    await Promise.all(byRole('gateway').map((c) => c.stop(t)));
-    await Promise.all(children.filter((c) => c.name.startsWith('node:')).map((c) => c.stop(t)));
-    await Promise.all(byRole('scheduler').map((c) => c.stop(t)));
-    await nats?.stop(t);
+    await sup.stopAll(config.shutdownTimeoutMs);
+    await nats?.stop(config.shutdownTimeoutMs);
     rmSync(clusterInfoPath(dataDir), { force: true });
     out.note('all processes stopped');
   };
+  let exiting = false;
   const stopAll = async (reason: string, code: number): Promise<void> => {
-    if (stopping) return;
+    if (exiting) return;
+    exiting = true;
     await teardown(reason);
     process.exit(code);
   };
@@ -128,7 +171,7 @@ export async function up(config: Config): Promise<number> {
       natsUrl = nats.url;
       out.note(`nats-server pid ${nats.pid} listening on ${natsUrl} (JetStream store ${resolve(dataDir, 'jetstream')}, authorization on)`);
       nats.process.once('exit', (code, sig) => {
-        if (!stopping) {
+        if (!exiting) {
           out.error(`nats-server exited unexpectedly (${sig ?? code}); stopping the cluster`);
           void stopAll('nats-server died', 1);
         }
@@ -137,87 +180,7 @@ export async function up(config: Config): Promise<number> {
 
     const info: ClusterInfo = { natsUrl, supervisorPid: process.pid, natsPid: nats?.pid ?? 0, startedAt: Date.now() };
     writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
-
-    // The children load the same config from the same flags — all but the node secret, which
-    // only the scheduler gets (in its environment: it derives launched nodes' credentials).
-    const configArgs = withoutFlag(process.argv.slice(3), 'nats.nodeSecret');
-    const baseEnv = (role: 'scheduler' | 'gateway' | 'node', nodeId?: string): NodeJS.ProcessEnv => {
-      const cred = role === 'node' ? nodeCredential(credentials.nodeSecret, nodeId!) : credentials[role];
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        SHOAL_NATS_URL: natsUrl,
-        SHOAL_NATS_USER: cred.user,
-        SHOAL_NATS_PASS: cred.pass,
-        SHOAL_DATA_DIR: dataDir,
-        SHOAL_LOG_PRETTY: 'false',
-      };
-      if (role === 'scheduler') env.SHOAL_NATS_NODE_SECRET = credentials.nodeSecret;
-      else delete env.SHOAL_NATS_NODE_SECRET;
-      return env;
-    };
-    /**
-     * Starts a child and keeps it up: one that crashes (non-zero exit or a signal) is started
-     * again after 1 s, then 2, 4 … up to 30 s while it keeps crashing (back to 1 s once it has
-     * run for a minute). One that exits cleanly — a drained node — is not.
-     */
-    const start = (name: string, entry: string, role: 'scheduler' | 'gateway' | 'node', args: string[], onRestart?: (info: Record<string, unknown>) => void, nodeId?: string) => {
-      let backoffMs = 1000;
-      const launch = (): Child => {
-        const c = spawnChild({ name, entry, args: [...configArgs, ...args], env: baseEnv(role, nodeId), onLine: out.childLine });
-        children.push(c);
-        const startedAt = Date.now();
-        void c.exited.then(({ code, signal }) => {
-          const at = children.indexOf(c);
-          if (at >= 0) children.splice(at, 1);
-          if (stopping) return;
-          if (code === 0) {
-            out.note(`${name} (pid ${c.pid}) exited cleanly (drained)`);
-            return;
-          }
-          if (Date.now() - startedAt > 60_000) backoffMs = 1000;
-          const wait = backoffMs;
-          backoffMs = Math.min(30_000, backoffMs * 2);
-          out.error(`${name} (pid ${c.pid}) exited unexpectedly (${signal ?? `code ${code}`}); restarting it in ${wait / 1000} s`);
-          setTimeout(() => {
-            if (stopping) return;
-            const next = launch();
-            next.ready.then(
-              (info) => {
-                out.note(`${name} restarted (pid ${next.pid})`);
-                onRestart?.(info);
-              },
-              () => undefined, // it exited before it was ready: its exit handler restarts it again
-            );
-          }, wait).unref();
-        });
-        return c;
-      };
-      return launch();
-    };
-
-    const scheduler = start('scheduler', 'scheduler/main.ts', 'scheduler', []);
-    await scheduler.ready;
-    out.note(`scheduler pid ${scheduler.pid} ready`);
-
-    const nodes: Child[] = [];
-    for (const profile of config.nodes) {
-      for (let i = 1; i <= profile.replicas; i++) {
-        const id = `${profile.name}-${i}`;
-        nodes.push(start(`node:${id}`, 'nodes/main.ts', 'node', ['--profile', profile.name, '--node-id', id], undefined, id));
-      }
-    }
-    await Promise.all(nodes.map((n) => n.ready));
-    out.note(`${nodes.length} node agents ready: ${nodes.map((n) => `${n.name.slice(5)} (pid ${n.pid})`).join(', ')}`);
-
-    const gateway = start('gateway', 'gateway/main.ts', 'gateway', [], (ready) => {
-      // With gateway.port 0 a restarted gateway listens elsewhere: say where.
-      if (String(ready.url) !== info.gatewayUrl) out.note(`gateway now at ${String(ready.url)}`);
-      info.gatewayUrl = String(ready.url);
-      writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
-    });
-    const gw = await gateway.ready;
-    info.gatewayUrl = String(gw.url);
-    writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
+    await startChildren(sup, config, (role, nodeId) => childEnv(role, natsUrl, dataDir, credentials, nodeId), info, dataDir, out);
 
     out.banner([
       `Shoal is up.`,
@@ -228,7 +191,10 @@ export async function up(config: Config): Promise<number> {
     ]);
   } catch (err) {
     // Stop whatever started, then let the caller print the one-line reason and exit non-zero.
-    if (!stopping) await teardown('start-up failed');
+    if (!exiting) {
+      exiting = true;
+      await teardown('start-up failed');
+    }
     throw err;
   }
   return new Promise<number>(() => undefined); // runs until a signal

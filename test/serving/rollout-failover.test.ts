@@ -74,6 +74,8 @@ describe('rollout controller failover (real processes)', () => {
     }, 30_000, 'the standby\'s controller rolling the canary back');
     expect(dep.history.at(-1)).toMatchObject({ event: 'rolled-back', version: 2, detail: expect.stringMatching(/automatic: canary error rate/) });
     expect(dep.history.filter((h) => h.event === 'rolled-back')).toHaveLength(1);
-    expect(schedulers.two!.lines.some((l) => l.includes('canary breached its policy: rolled back'))).toBe(true);
+    // The deciding controller was the standby's (it logs once its rollback is written: wait for the line).
+    await until(() => (schedulers.two!.lines.some((l) => l.includes('canary breached its policy: rolled back')) ? true : undefined), 5_000, 'sched-two logging the rollback');
+    expect(schedulers.one!.lines.some((l) => l.includes('canary breached its policy: rolled back'))).toBe(false);
   });
 });
