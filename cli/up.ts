@@ -16,12 +16,13 @@ import {
   generateCredentials,
   nodeCredential,
   readClusterInfo,
+  spawnChild,
   startNatsServer,
+  type Child,
   type ClusterInfo,
   type Config,
   type NatsServerHandle,
 } from '../cluster/index.ts';
-import { spawnChild, type Child } from '../nodes/index.ts';
 import { autoscalerNodeIds, withoutFlag } from '../scheduler/index.ts';
 import { createLineSink, type Out } from './output.ts';
 
