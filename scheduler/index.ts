@@ -53,4 +53,4 @@ export { syntheticTraces, replayTrace, traceStep, type SpotTrace, type Synthetic
 export { SimProvider, type SimProviderOptions } from './providers/sim.ts';
 export { LocalProvider, type LocalProviderOptions } from './providers/local.ts';
 export { LeaderLease, type LeaderLeaseOptions, type LeaseRecord } from './leader.ts';
-export { autoscalerNodeIds, withoutFlag } from './embedded-fleet.ts';
+export { autoscalerNodeIds, withoutFlag } from './local-autoscaling.ts';

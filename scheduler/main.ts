@@ -42,7 +42,8 @@ import { ClusterPlacer } from './actor-placer.ts';
 import { LeaderLease } from './leader.ts';
 import { PoolRisk } from './spot/pool-risk.ts';
 import { SchedulerErrors } from './errors.ts';
-import { catalogueFromProfiles, startAutoscaling } from './embedded-fleet.ts';
+import { catalogueFromProfiles } from './catalogue.ts';
+import { startAutoscaling } from './local-autoscaling.ts';
 import { ServiceScaler } from './service-scaler.ts';
 import { JobQueue } from './job-queue.ts';
 
@@ -77,7 +78,7 @@ async function lead(ctx: ProcessContext, startLeaderControls: () => Promise<() =
     log: componentLogger(ctx.log, 'actors'),
   });
   await actors.start();
-  const fleet = startAutoscaling({
+  const autoscaling = startAutoscaling({
     config: ctx.config,
     nc: ctx.nc,
     subjects: ctx.subjects,
@@ -124,7 +125,7 @@ async function lead(ctx: ProcessContext, startLeaderControls: () => Promise<() =
           const noticeMs = req.noticeMs ?? ctx.config.autoscaler.noticeMs;
           log.warn({ nodeId: req.nodeId, pool: node.labels.pool, noticeMs }, 'spot preemption notice');
           ctx.nc.publish(ctx.subjects.event('preemption-notice'), encode({ nodeId: req.nodeId, pool: node.labels.pool, noticeMs, at: Date.now() }));
-          await fleet.preempt(req.nodeId, node.labels.pool, noticeMs);
+          await autoscaling.preempt(req.nodeId, node.labels.pool, noticeMs);
         } else {
           await request(ctx.nc, ctx.subjects.nodeCtl(req.nodeId), { type: 'drain', ...(req.deadlineMs !== undefined ? { deadlineMs: req.deadlineMs } : {}) }, { timeoutMs: 5000 });
         }
@@ -143,7 +144,7 @@ async function lead(ctx: ProcessContext, startLeaderControls: () => Promise<() =
     services.stop();
     actors.stop();
     membership.stop();
-    await fleet.stop();
+    await autoscaling.stop();
   };
 }
 
