@@ -18,7 +18,7 @@ import { nuid } from '@nats-io/transport-node';
 import {
   ActorTypeRegistry,
   Directory,
-  Lifecycle,
+  LifecycleState,
   NodeCtl,
   Role,
   announce,
@@ -31,6 +31,7 @@ import {
   type NodeLoad,
   type NodeRecord,
   type ProcessContext,
+  type ProcessState,
 } from '../cluster/index.ts';
 import type { NodeProfile } from '../cluster/index.ts';
 import { createKernels, kernelsOptionsFrom, type Kernels } from '../kernels/index.ts';
@@ -53,7 +54,7 @@ export interface NodeAgentOptions {
 export class NodeAgent {
   readonly nodeId: string;
   readonly profile: NodeProfile;
-  #state: Lifecycle = Lifecycle.STARTING;
+  #state: ProcessState = LifecycleState.STARTING;
   #caps: Capabilities | undefined;
   #bucket: KV | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -77,7 +78,7 @@ export class NodeAgent {
     this.profile = opts.profile;
   }
 
-  get state(): Lifecycle {
+  get state(): ProcessState {
     return this.#state;
   }
 
@@ -126,7 +127,7 @@ export class NodeAgent {
     const s = this.ctx.subjects;
     serve(this.ctx.nc, s.nodeCtl(this.nodeId), NodeCtl, (cmd) => this.#control(cmd), { log });
     announce(this.ctx.nc, s, { role: Role.NODE, id: this.nodeId, state: () => this.#state, details: () => ({ profile: this.profile.name, labels: this.profile.labels }) }, log);
-    this.#state = Lifecycle.RUNNING;
+    this.#state = LifecycleState.RUNNING;
     await this.#heartbeat();
     const every = this.ctx.config.membership.heartbeatMs;
     this.#timer = setInterval(() => {
@@ -200,7 +201,7 @@ export class NodeAgent {
   /** Idempotent: every caller waits for the same drain. */
   drain(deadlineMs: number): Promise<void> {
     if (!this.#draining) {
-      this.#state = Lifecycle.DRAINING;
+      this.#state = LifecycleState.DRAINING;
       const log = componentLogger(this.ctx.log, 'node-agent', { nodeId: this.nodeId });
       log.info({ deadlineMs, actors: this.#host?.stats().actors ?? 0 }, 'draining');
       // host.drain() refuses new actors synchronously, before any await; the heartbeat tells the
@@ -214,7 +215,7 @@ export class NodeAgent {
   async stop(reason: string): Promise<void> {
     // SIGTERM / SIGINT mean drain (a preemption notice arrives the same way): hand actors off first.
     await this.drain(this.ctx.config.actors.drainTimeoutMs);
-    this.#state = Lifecycle.STOPPED;
+    this.#state = LifecycleState.STOPPED;
     await this.#host?.close();
     await this.#pool?.close();
     await this.#kernels?.close();

@@ -13,7 +13,7 @@ import { hostname } from 'node:os';
 import type { Subscription } from '@nats-io/transport-node';
 import {
   Directory,
-  Lifecycle,
+  LifecycleState,
   Role,
   SchedulerActorRequest,
   SchedulerJobRequest,
@@ -34,6 +34,7 @@ import {
   type ControlHandle,
   type ControlModule,
   type ProcessContext,
+  type ProcessState,
   type SchedulerStatus,
 } from '../cluster/index.ts';
 import { MembershipView } from './membership-view.ts';
@@ -153,7 +154,7 @@ await runProcess({
   id: schedulerId,
   extraFlags: ['scheduler-id'],
   async start(ctx) {
-    let state: Lifecycle = Lifecycle.STARTING;
+    let state: ProcessState = LifecycleState.STARTING;
     const log = componentLogger(ctx.log, 'scheduler');
     await ensureResources(ctx.nc, { prefix: ctx.config.subjectPrefix });
     log.info('JetStream resources ready');
@@ -192,11 +193,11 @@ await runProcess({
     await lease.start();
     await chain;
     if (!lease.isLeader()) log.info({ leader: lease.leader() }, 'standing by');
-    state = Lifecycle.RUNNING;
+    state = LifecycleState.RUNNING;
     return {
       info: { leader: lease.isLeader() },
       stop: async () => {
-        state = Lifecycle.STOPPED;
+        state = LifecycleState.STOPPED;
         await stopLeading?.();
         await stopControls();
         await lease.stop({ release: true });
