@@ -9,8 +9,6 @@
  * Drain — a `drain` command, SIGTERM, or a spot preemption notice — stops accepting actors,
  * lets them finish and checkpoint, hands them back to the scheduler, then exits.
  */
-import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { hostname } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { KV } from '@nats-io/kv';
@@ -24,6 +22,7 @@ import {
   announce,
   componentLogger,
   encode,
+  moduleUrl,
   openBucket,
   resources,
   serve,
@@ -40,11 +39,6 @@ import { ActorHost } from './actor-host.ts';
 import { WorkerPool } from './worker-pool.ts';
 
 const EL_RESOLUTION_MS = 20;
-
-/** Actor modules from config: `shoal:<path>` (shipped with Shoal), URLs, or paths relative to the working directory. */
-const SHOAL_ROOT = new URL('../', import.meta.url);
-const moduleUrl = (m: string) =>
-  m.startsWith('shoal:') ? new URL(m.slice('shoal:'.length), SHOAL_ROOT).href : /^[a-z]+:/.test(m) ? m : pathToFileURL(isAbsolute(m) ? m : resolve(process.cwd(), m)).href;
 
 export interface NodeAgentOptions {
   nodeId: string;
