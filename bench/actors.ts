@@ -9,8 +9,7 @@
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ActorClient, Role, connectAs, credentialOf, encode, ensureResources, generateCredentials, startNatsServer, subjects } from '../cluster/index.ts';
-import { spawnChild } from '../nodes/index.ts';
+import { ActorClient, Role, connectAs, credentialOf, encode, ensureResources, generateCredentials, spawnChild, startNatsServer, subjects } from '../cluster/index.ts';
 
 const DURATION_MS = Number(process.env.BENCH_MS ?? 3000);
 const CONCURRENCY = (process.env.BENCH_C ?? '1,16,64,256').split(',').map(Number);

@@ -21,8 +21,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { findNatsServer } from '../cluster/index.ts';
-import type { Child } from '../nodes/index.ts';
+import { findNatsServer, type Child } from '../cluster/index.ts';
 import { randomRows } from '../test/fixtures/onnx.ts';
 import { startServingCluster } from './lib/serving-cluster.ts';
 

@@ -4,7 +4,7 @@
  * crashing (back to 1 s once it has run for a minute); one that exits cleanly (a drained node) is
  * not — and stopped in order (gateway, nodes, scheduler) on the way out.
  */
-import { spawnChild, type Child } from '../nodes/index.ts';
+import { spawnChild, type Child } from '../cluster/index.ts';
 import type { Out } from './output.ts';
 
 export interface SupervisorOptions {

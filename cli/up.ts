@@ -17,12 +17,12 @@ import {
   nodeCredential,
   readClusterInfo,
   startNatsServer,
+  type Child,
   type ClusterInfo,
   type Config,
   type Credentials,
   type NatsServerHandle,
 } from '../cluster/index.ts';
-import type { Child } from '../nodes/index.ts';
 import { autoscalerNodeIds, withoutFlag } from '../scheduler/index.ts';
 import { createLineSink, type Out } from './output.ts';
 import { Supervisor } from './supervisor.ts';

@@ -60,7 +60,10 @@ export const defineControlModule = (m: ControlModule): ControlModule => m;
 
 const SHOAL_ROOT = new URL('../', import.meta.url);
 
-/** `shoal:<path>` (shipped with Shoal), a URL, or a path relative to the working directory. */
+/**
+ * The URL of a module named in config (`scheduler.modules`, `actors.modules`): `shoal:<path>`
+ * (shipped with Shoal), a URL, or a path relative to the working directory.
+ */
 export function moduleUrl(m: string): string {
   if (m.startsWith('shoal:')) return new URL(m.slice('shoal:'.length), SHOAL_ROOT).href;
   if (/^[a-z]+:/.test(m)) return m;

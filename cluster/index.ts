@@ -62,6 +62,7 @@ export { isCasConflict, isStreamNotFound } from './nats-errors.ts';
 export { announce, discover, type PresenceSource } from './presence.ts';
 export { ensureResources, openBucket } from './resources.ts';
 export { runProcess, fail, type ProcessContext, type ProcessSpec, type Started } from './process.ts';
+export { spawnChild, type Child, type ChildSpec } from './spawn.ts';
 export { SHOAL_VERSION } from './version.ts';
 export { seededRandom } from './random.ts';
 export { VirtualClock, systemClock, monotonicClock, every, type Clock } from './clock.ts';

@@ -6,14 +6,14 @@ import { hostname } from 'node:os';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { requestAll, serve } from './rpc.ts';
 import type { Subjects } from './subjects.ts';
-import { Ping, ProcessInfo, type Lifecycle, type Role } from './wire.ts';
+import { Ping, ProcessInfo, type ProcessState, type Role } from './wire.ts';
 import type { Logger } from './logger.ts';
 import { SHOAL_VERSION } from './version.ts';
 
 export interface PresenceSource {
   role: Role;
   id: string;
-  state: () => Lifecycle;
+  state: () => ProcessState;
   details?: () => Record<string, unknown>;
 }
 

@@ -22,15 +22,30 @@ export function literalUnion<const T extends Record<string, string>>(values: T) 
 
 const RoleSchema = literalUnion(Role);
 
-export const Lifecycle = {
+/**
+ * The lifecycle of everything long-lived in the cluster, processes (node agent, scheduler,
+ * gateway) and actors alike: starting → running → draining → stopped / failed. An actor has
+ * one state before those, `pending`; a process never has it (one that can report a state has
+ * started), so a process's state is a `ProcessState`.
+ */
+export const LifecycleState = {
+  /** Actors only: wants a node (new, or its node died/drained). */
+  PENDING: 'pending',
   STARTING: 'starting',
   RUNNING: 'running',
   DRAINING: 'draining',
   STOPPED: 'stopped',
   FAILED: 'failed',
 } as const;
-export type Lifecycle = (typeof Lifecycle)[keyof typeof Lifecycle];
-const LifecycleSchema = literalUnion(Lifecycle);
+export type LifecycleState = (typeof LifecycleState)[keyof typeof LifecycleState];
+export const LifecycleStateSchema = literalUnion(LifecycleState);
+/** A process's state (node agent, scheduler, gateway): every `LifecycleState` but `pending`. */
+export type ProcessState = Exclude<LifecycleState, typeof LifecycleState.PENDING>;
+const ProcessStateSchema = Type.Exclude(LifecycleStateSchema, Type.Literal(LifecycleState.PENDING));
+/** @deprecated `LifecycleState` (an actor's state is one); kept while scheduler/job-watchdog.ts still says `ActorState`. */
+export const ActorState = LifecycleState;
+/** @deprecated `LifecycleState`. */
+export type ActorState = LifecycleState;
 
 /** Labels a node advertises (from its profile): pool, zone, spot, price… */
 export const NodeLabels = Type.Object(
@@ -101,7 +116,7 @@ export const NodeRecord = Type.Object({
   profile: Type.String(),
   host: Type.String(),
   pid: Type.Integer(),
-  state: LifecycleSchema,
+  state: ProcessStateSchema,
   labels: NodeLabels,
   capabilities: Capabilities,
   load: NodeLoad,
@@ -169,7 +184,7 @@ export const ProcessInfo = Type.Object({
   id: Type.String(),
   pid: Type.Integer(),
   host: Type.String(),
-  state: LifecycleSchema,
+  state: ProcessStateSchema,
   startedAt: Type.Number(),
   version: Type.String(),
   /** Role-specific facts (the gateway's URL, a node's profile…). */
@@ -245,23 +260,11 @@ export const SpawnSpec = Type.Object(
 );
 export type SpawnSpec = Static<typeof SpawnSpec>;
 
-export const ActorState = {
-  /** Wants a node (new, or its node died/drained). */
-  PENDING: 'pending',
-  STARTING: 'starting',
-  RUNNING: 'running',
-  DRAINING: 'draining',
-  STOPPED: 'stopped',
-  FAILED: 'failed',
-} as const;
-export type ActorState = (typeof ActorState)[keyof typeof ActorState];
-export const ActorStateSchema = literalUnion(ActorState);
-
 /** The directory entry of an actor (KV bucket `actors`, key = actor id), updated with CAS. */
 export const DirectoryEntry = Type.Object({
   actorId: Type.String(),
   spec: SpawnSpec,
-  state: ActorStateSchema,
+  state: LifecycleStateSchema,
   /** Node hosting it; empty while pending. */
   nodeId: Type.String(),
   /** The incarnation of that node's process that claimed it (see NodeRecord.incarnation). */
@@ -397,7 +400,7 @@ export const SchedulerJobRequest = Type.Union([Type.Object({ type: Type.Literal(
 export type SchedulerJobRequest = Static<typeof SchedulerJobRequest>;
 
 export const SpawnResult = Type.Object({
-  actors: Type.Array(Type.Object({ actorId: Type.String(), nodeId: Type.String(), state: ActorStateSchema })),
+  actors: Type.Array(Type.Object({ actorId: Type.String(), nodeId: Type.String(), state: LifecycleStateSchema })),
 });
 export type SpawnResult = Static<typeof SpawnResult>;
 

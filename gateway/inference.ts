@@ -1,5 +1,5 @@
 /**
- * Inference behind the HTTP routes: resolve the target version (catalog), forward the request
+ * Inference behind the HTTP routes: resolve the target version (routing table), forward the request
  * body as it came to that version's replicas (dispatcher) — the replica parses it against its
  * signature and writes the response body, so this event loop never touches tensors — and report
  * each version's outcomes (requests, server errors, latency histogram) every half second on
@@ -10,7 +10,7 @@
 import type { Subscription } from '@nats-io/transport-node';
 import { MlErrors, ModelRegistry, OutcomeTally, type JsonFormat, type JsonItem } from '../ml/index.ts';
 import { encode, errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
-import { ModelCatalog, type Target } from './catalog.ts';
+import { RoutingTable, type Target } from './routing-table.ts';
 import { InferenceDispatcher, type DispatchResult } from './dispatcher.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
@@ -55,7 +55,7 @@ interface TargetStats {
 }
 
 export class InferenceService {
-  readonly catalog: ModelCatalog;
+  readonly routing: RoutingTable;
   readonly dispatcher: InferenceDispatcher;
   /** This gateway's outcomes since its last report. */
   readonly #tally = new OutcomeTally();
@@ -64,12 +64,12 @@ export class InferenceService {
   readonly #probes = new Map<string, { at: number; ok: boolean }>();
   readonly #o: InferenceServiceOptions;
   #timer: NodeJS.Timeout | undefined;
-  /** Targets are cached by the catalog until something changes, so this hits per request. */
+  /** Targets are cached by the routing table until something changes, so this hits per request. */
   readonly #stats = new WeakMap<Target, TargetStats>();
 
   private constructor(o: InferenceServiceOptions, registry: ModelRegistry) {
     this.#o = o;
-    this.catalog = new ModelCatalog(registry);
+    this.routing = new RoutingTable(registry);
     this.dispatcher = new InferenceDispatcher(o.nc, o.subjects, {
       onMessage: (service, n) => o.metrics.messageRequests.labels(service).observe(n),
       ...(o.coalesce?.inflightPerReplica !== undefined ? { maxInflight: o.coalesce.inflightPerReplica } : {}),
@@ -90,7 +90,7 @@ export class InferenceService {
       }
     }
     const s = new InferenceService(o, registry);
-    await s.catalog.start();
+    await s.routing.start();
     // Rollbacks are the controller's; this gateway counts the automatic ones of the models it serves.
     s.#sub = o.nc.subscribe(o.subjects.event('model-rollback'), { callback: (err, m) => (err ? undefined : s.#onRollback(m.data)) });
     s.#timer = setInterval(() => s.#report(), o.reportEveryMs ?? 500);
@@ -101,7 +101,7 @@ export class InferenceService {
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#sub?.unsubscribe();
-    this.catalog.stop();
+    this.routing.stop();
     this.dispatcher.stop();
   }
 
@@ -111,9 +111,9 @@ export class InferenceService {
    * answers are reused for half a second so a probe storm costs the replicas nothing).
    */
   async ready(name: string, versionRef: string | undefined): Promise<{ ready: boolean; reason?: string }> {
-    this.catalog.record(name);
-    const serving = this.catalog.serving(name);
-    const v = versionRef === undefined ? undefined : this.catalog.versionOf(name, versionRef);
+    this.routing.record(name);
+    const serving = this.routing.serving(name);
+    const v = versionRef === undefined ? undefined : this.routing.versionOf(name, versionRef);
     const s = v === undefined ? serving.find((x) => x.route === 'stable') : serving.find((x) => x.version === v);
     if (!s) return { ready: false, reason: 'not deployed, or its replicas are still starting' };
     const now = Date.now();
@@ -133,14 +133,14 @@ export class InferenceService {
   async infer(name: string, versionRef: string | undefined, routeKey: string | undefined, format: JsonFormat, body: Buffer, headerLength?: number): Promise<InferResult> {
     const deadline = Date.now() + (this.#o.requestTimeoutMs ?? 10_000);
     if (body.length === 0) throw MlErrors.BAD_INPUT('the request body is empty: send a JSON object');
-    const target = this.catalog.resolve(name, versionRef, routeKey);
+    const target = this.routing.resolve(name, versionRef, routeKey);
     const item: JsonItem = headerLength === undefined ? { format, body } : { format, body, headerLength };
     try {
       return await this.#inferOn(target, item, deadline);
     } catch (err) {
       // A failing canary should not fail the caller: the same (idempotent) request goes to stable.
       if (target.route === 'canary' && countsAsFailure(err)) {
-        const stable = this.catalog.stable(name);
+        const stable = this.routing.stable(name);
         if (stable) return this.#inferOn(stable, item, deadline);
       }
       throw err;

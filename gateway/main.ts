@@ -1,6 +1,6 @@
 /** Gateway entry point: Fastify on `gateway.host:gateway.port`, connected as the `gateway` role. */
 import { hostname } from 'node:os';
-import { Errors, Lifecycle, Role, announce, componentLogger, parseFlags, runProcess } from '../cluster/index.ts';
+import { Errors, LifecycleState, Role, announce, componentLogger, parseFlags, runProcess, type ProcessState } from '../cluster/index.ts';
 import { buildGateway } from './app.ts';
 
 const { flags } = parseFlags(process.argv.slice(2));
@@ -11,7 +11,7 @@ await runProcess({
   id: gatewayId,
   extraFlags: ['gateway-id'],
   async start(ctx) {
-    let state: Lifecycle = Lifecycle.STARTING;
+    let state: ProcessState = LifecycleState.STARTING;
     const g = ctx.config.gateway;
     const app = await buildGateway({
       nc: ctx.nc,
@@ -36,11 +36,11 @@ await runProcess({
     const addr = app.server.address();
     const url = typeof addr === 'object' && addr ? `http://${host}:${addr.port}` : `http://${host}:${port}`;
     announce(ctx.nc, ctx.subjects, { role: Role.GATEWAY, id: gatewayId, state: () => state, details: () => ({ url }) }, ctx.log);
-    state = Lifecycle.RUNNING;
+    state = LifecycleState.RUNNING;
     return {
       info: { url },
       stop: async () => {
-        state = Lifecycle.STOPPED;
+        state = LifecycleState.STOPPED;
         await app.close();
       },
     };

@@ -11,9 +11,9 @@ import type { TypeCheck } from '@sinclair/typebox/compiler';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import {
   ActorClient,
-  ActorState,
   ActorSysMessage,
   Errors,
+  LifecycleState,
   Mailbox,
   ShoalError,
   decode,
@@ -83,7 +83,7 @@ function checkerFor(t: ActorType): TypeCheck<never> {
 }
 
 class Cell {
-  state: ActorState = ActorState.STARTING;
+  state: LifecycleState = LifecycleState.STARTING;
   instance!: Actor<unknown>;
   readonly mailbox: Mailbox<Envelope>;
   busy = false;
@@ -138,7 +138,7 @@ export class ActorHost {
     // were presumed dead), stop our copy so it never runs twice.
     this.#stopWatch = await this.#o.directory.watch((actorId, v) => {
       const cell = this.#cells.get(actorId);
-      if (!cell || cell.state === ActorState.STOPPED) return;
+      if (!cell || cell.state === LifecycleState.STOPPED) return;
       if (!v || v.entry.epoch > cell.epoch || (v.entry.nodeId !== '' && v.entry.nodeId !== this.#o.nodeId)) {
         this.#o.log.warn({ actorId, owner: v?.entry.nodeId, epoch: v?.entry.epoch, ours: cell.epoch }, 'actor claimed elsewhere: stopping our copy');
         void this.#shutdownCell(cell, 'fenced', false);
@@ -152,7 +152,7 @@ export class ActorHost {
     for (const c of this.#cells.values()) {
       depth += c.depth;
       const svc = c.spec.service;
-      if (!svc || c.state !== ActorState.RUNNING) continue;
+      if (!svc || c.state !== LifecycleState.RUNNING) continue;
       const l = (services[svc] ??= { replicas: 0, ongoing: 0, queued: 0 });
       l.replicas++;
       l.ongoing += c.concurrency > 1 ? c.inFlight : c.busy ? 1 : 0;
@@ -161,12 +161,12 @@ export class ActorHost {
     return { actors: this.#cells.size, mailboxDepth: depth, rejectedTells: this.#rejectedTells, processed: this.#processed, services };
   }
 
-  list(): { actorId: string; type: string; state: ActorState; mailbox: number; restarts: number; service?: string }[] {
+  list(): { actorId: string; type: string; state: LifecycleState; mailbox: number; restarts: number; service?: string }[] {
     return [...this.#cells.values()].map((c) => ({ actorId: c.actorId, type: c.type.name, state: c.state, mailbox: c.depth, restarts: c.restartCount, ...(c.spec.service ? { service: c.spec.service } : {}) }));
   }
 
   /** Starts an actor here, claiming its directory entry with CAS at `revision` (0 = new). */
-  async spawn(actorId: string, spec: SpawnSpec, revision: number, epoch: number): Promise<{ actorId: string; nodeId: string; state: ActorState }> {
+  async spawn(actorId: string, spec: SpawnSpec, revision: number, epoch: number): Promise<{ actorId: string; nodeId: string; state: LifecycleState }> {
     const { nodeId, registry, directory } = this.#o;
     if (!this.#accepting) throw Errors.NODE_DRAINING(nodeId);
     const type = registry.get(spec.type);
@@ -177,16 +177,16 @@ export class ActorHost {
     const cell = new Cell(actorId, spec, type, epoch);
     this.#cells.set(actorId, cell);
     try {
-      cell.revision = await directory.put(this.#entry(cell, ActorState.STARTING), revision);
+      cell.revision = await directory.put(this.#entry(cell, LifecycleState.STARTING), revision);
       await this.#instantiate(cell);
       this.#subscribe(cell);
-      cell.state = ActorState.RUNNING;
-      cell.revision = await directory.update(this.#entry(cell, ActorState.RUNNING), cell.revision);
+      cell.state = LifecycleState.RUNNING;
+      cell.revision = await directory.update(this.#entry(cell, LifecycleState.RUNNING), cell.revision);
     } catch (err) {
       this.#cells.delete(actorId);
       for (const s of cell.subs) s.unsubscribe();
       // Hand a half-claimed entry back so the scheduler can place it elsewhere.
-      if (cell.revision > 0) await directory.update({ ...this.#entry(cell, ActorState.PENDING), nodeId: '', reason: `start failed on ${nodeId}: ${(err as Error).message}` }, cell.revision).catch(() => undefined);
+      if (cell.revision > 0) await directory.update({ ...this.#entry(cell, LifecycleState.PENDING), nodeId: '', reason: `start failed on ${nodeId}: ${(err as Error).message}` }, cell.revision).catch(() => undefined);
       throw err instanceof ShoalError ? err : Errors.ACTOR_FAILED(actorId, `onStart: ${(err as Error).message}`);
     }
     this.#o.log.info({ actorId, type: spec.type, service: spec.service, epoch }, 'actor started');
@@ -213,8 +213,8 @@ export class ActorHost {
     const deadline = Date.now() + deadlineMs;
     await Promise.all(
       cells.map(async (cell) => {
-        if (cell.state !== ActorState.RUNNING) return;
-        cell.state = ActorState.DRAINING;
+        if (cell.state !== LifecycleState.RUNNING) return;
+        cell.state = LifecycleState.DRAINING;
         await Promise.all(cell.subs.map((s) => s.drain().catch(() => undefined)));
         await withDeadline(this.#idle(cell), deadline);
         try {
@@ -222,11 +222,11 @@ export class ActorHost {
         } catch (err) {
           this.#o.log.warn({ actorId: cell.actorId, err: (err as Error).message }, 'onDrain failed');
         }
-        cell.state = ActorState.STOPPED;
+        cell.state = LifecycleState.STOPPED;
         this.#refuseQueued(cell, 'draining');
         this.#cells.delete(cell.actorId);
         await this.#o.directory
-          .update({ ...this.#entry(cell, ActorState.PENDING), nodeId: '', reason: `node ${this.#o.nodeId} drained` }, cell.revision)
+          .update({ ...this.#entry(cell, LifecycleState.PENDING), nodeId: '', reason: `node ${this.#o.nodeId} drained` }, cell.revision)
           .catch((err: unknown) => this.#o.log.warn({ actorId: cell.actorId, err: (err as Error).message }, 'hand-off failed'));
         this.#o.log.info({ actorId: cell.actorId }, 'actor drained and handed off');
       }),
@@ -240,7 +240,7 @@ export class ActorHost {
 
   // ---- internals -------------------------------------------------------------------------------
 
-  #entry(cell: Cell, state: ActorState): DirectoryEntry {
+  #entry(cell: Cell, state: LifecycleState): DirectoryEntry {
     return { actorId: cell.actorId, spec: cell.spec, state, nodeId: this.#o.nodeId, ...(this.#o.incarnation ? { incarnation: this.#o.incarnation } : {}), epoch: cell.epoch, updatedAt: Date.now() };
   }
 
@@ -283,7 +283,7 @@ export class ActorHost {
   #receive(cell: Cell, m: Msg): void {
     let msg: unknown;
     try {
-      if (cell.state !== ActorState.RUNNING) throw Errors.ACTOR_STOPPED(cell.actorId, cell.state);
+      if (cell.state !== LifecycleState.RUNNING) throw Errors.ACTOR_STOPPED(cell.actorId, cell.state);
       msg = m.headers ? this.#decodeWithHeaders(m) : decode(m.data);
       if (!cell.check.Check(msg as never)) validate(cell.type.messages, msg, `${m.subject} (actor ${cell.actorId})`);
       if (!cell.mailbox.offer({ msg, reply: m.reply ? m : undefined })) throw Errors.MAILBOX_FULL(cell.actorId, cell.mailbox.capacity);
@@ -297,7 +297,7 @@ export class ActorHost {
 
   /** Concurrent types: start queued messages while fewer than `concurrency` are in flight. */
   #pump(cell: Cell): void {
-    while (cell.inFlight < cell.concurrency && !cell.restarting && (cell.state === ActorState.RUNNING || cell.state === ActorState.DRAINING)) {
+    while (cell.inFlight < cell.concurrency && !cell.restarting && (cell.state === LifecycleState.RUNNING || cell.state === LifecycleState.DRAINING)) {
       const env = cell.mailbox.poll();
       if (env === undefined) break;
       cell.inFlight++;
@@ -357,7 +357,7 @@ export class ActorHost {
   async #process(cell: Cell): Promise<void> {
     cell.busy = true;
     try {
-      while (cell.state === ActorState.RUNNING || cell.state === ActorState.DRAINING) {
+      while (cell.state === LifecycleState.RUNNING || cell.state === LifecycleState.DRAINING) {
         const env = cell.mailbox.poll();
         if (env === undefined) break;
         let result: unknown;
@@ -404,13 +404,13 @@ export class ActorHost {
   }
 
   async #fail(cell: Cell, err: unknown): Promise<void> {
-    cell.state = ActorState.FAILED;
+    cell.state = LifecycleState.FAILED;
     for (const s of cell.subs) s.unsubscribe();
     this.#refuseQueued(cell, 'failed');
     this.#cells.delete(cell.actorId);
     const w = toWireError(err instanceof ShoalError ? err : Errors.ACTOR_FAILED(cell.actorId, err instanceof Error ? err.message : String(err)));
     const reason = `${w.code}: ${w.message}`;
-    await this.#o.directory.update({ ...this.#entry(cell, ActorState.FAILED), reason }, cell.revision).catch(() => undefined);
+    await this.#o.directory.update({ ...this.#entry(cell, LifecycleState.FAILED), reason }, cell.revision).catch(() => undefined);
     this.#o.nc.publish(this.#o.subjects.event('actor-failed'), encode({ actorId: cell.actorId, nodeId: this.#o.nodeId, reason, at: Date.now() }));
     if (cell.spec.supervisor) {
       this.#o.nc.publish(this.#o.subjects.actorSys(cell.spec.supervisor), encode({ type: 'child-failed', actorId: cell.actorId, code: w.code, message: w.message } satisfies ActorSysMessage));
@@ -446,8 +446,8 @@ export class ActorHost {
   }
 
   async #shutdownCell(cell: Cell, why: string, callOnStop: boolean): Promise<void> {
-    if (cell.state === ActorState.STOPPED) return;
-    cell.state = ActorState.STOPPED;
+    if (cell.state === LifecycleState.STOPPED) return;
+    cell.state = LifecycleState.STOPPED;
     for (const s of cell.subs) s.unsubscribe();
     this.#refuseQueued(cell, why);
     this.#cells.delete(cell.actorId);

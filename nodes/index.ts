@@ -1,6 +1,5 @@
 // Public entry of the nodes layer.
 export { NodeAgent, type NodeAgentOptions } from './node-agent.ts';
 export { gpuInfo, probeCapabilities, probeGpu, probeOnnxRuntime, type ProbeOptions } from './capabilities.ts';
-export { spawnChild, type Child, type ChildSpec } from './spawn.ts';
 export { ActorHost, type ActorHostOptions, type HostStats } from './actor-host.ts';
 export { WorkerPool, type WorkerPoolOptions } from './worker-pool.ts';

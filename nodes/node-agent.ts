@@ -9,8 +9,6 @@
  * Drain — a `drain` command, SIGTERM, or a spot preemption notice — stops accepting actors,
  * lets them finish and checkpoint, hands them back to the scheduler, then exits.
  */
-import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { hostname } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { KV } from '@nats-io/kv';
@@ -18,12 +16,13 @@ import { nuid } from '@nats-io/transport-node';
 import {
   ActorTypeRegistry,
   Directory,
-  Lifecycle,
+  LifecycleState,
   NodeCtl,
   Role,
   announce,
   componentLogger,
   encode,
+  moduleUrl,
   openBucket,
   resources,
   serve,
@@ -31,6 +30,7 @@ import {
   type NodeLoad,
   type NodeRecord,
   type ProcessContext,
+  type ProcessState,
 } from '../cluster/index.ts';
 import type { NodeProfile } from '../cluster/index.ts';
 import { createKernels, kernelsOptionsFrom, type Kernels } from '../kernels/index.ts';
@@ -40,11 +40,6 @@ import { WorkerPool } from './worker-pool.ts';
 
 const EL_RESOLUTION_MS = 20;
 
-/** Actor modules from config: `shoal:<path>` (shipped with Shoal), URLs, or paths relative to the working directory. */
-const SHOAL_ROOT = new URL('../', import.meta.url);
-const moduleUrl = (m: string) =>
-  m.startsWith('shoal:') ? new URL(m.slice('shoal:'.length), SHOAL_ROOT).href : /^[a-z]+:/.test(m) ? m : pathToFileURL(isAbsolute(m) ? m : resolve(process.cwd(), m)).href;
-
 export interface NodeAgentOptions {
   nodeId: string;
   profile: NodeProfile;
@@ -53,7 +48,7 @@ export interface NodeAgentOptions {
 export class NodeAgent {
   readonly nodeId: string;
   readonly profile: NodeProfile;
-  #state: Lifecycle = Lifecycle.STARTING;
+  #state: ProcessState = LifecycleState.STARTING;
   #caps: Capabilities | undefined;
   #bucket: KV | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -77,7 +72,7 @@ export class NodeAgent {
     this.profile = opts.profile;
   }
 
-  get state(): Lifecycle {
+  get state(): ProcessState {
     return this.#state;
   }
 
@@ -126,7 +121,7 @@ export class NodeAgent {
     const s = this.ctx.subjects;
     serve(this.ctx.nc, s.nodeCtl(this.nodeId), NodeCtl, (cmd) => this.#control(cmd), { log });
     announce(this.ctx.nc, s, { role: Role.NODE, id: this.nodeId, state: () => this.#state, details: () => ({ profile: this.profile.name, labels: this.profile.labels }) }, log);
-    this.#state = Lifecycle.RUNNING;
+    this.#state = LifecycleState.RUNNING;
     await this.#heartbeat();
     const every = this.ctx.config.membership.heartbeatMs;
     this.#timer = setInterval(() => {
@@ -200,7 +195,7 @@ export class NodeAgent {
   /** Idempotent: every caller waits for the same drain. */
   drain(deadlineMs: number): Promise<void> {
     if (!this.#draining) {
-      this.#state = Lifecycle.DRAINING;
+      this.#state = LifecycleState.DRAINING;
       const log = componentLogger(this.ctx.log, 'node-agent', { nodeId: this.nodeId });
       log.info({ deadlineMs, actors: this.#host?.stats().actors ?? 0 }, 'draining');
       // host.drain() refuses new actors synchronously, before any await; the heartbeat tells the
@@ -214,7 +209,7 @@ export class NodeAgent {
   async stop(reason: string): Promise<void> {
     // SIGTERM / SIGINT mean drain (a preemption notice arrives the same way): hand actors off first.
     await this.drain(this.ctx.config.actors.drainTimeoutMs);
-    this.#state = Lifecycle.STOPPED;
+    this.#state = LifecycleState.STOPPED;
     await this.#host?.close();
     await this.#pool?.close();
     await this.#kernels?.close();

@@ -6,8 +6,8 @@
  */
 import { nuid } from '@nats-io/transport-node';
 import {
-  ActorState,
   Errors,
+  LifecycleState,
   ShoalError,
   encode,
   every,
@@ -45,12 +45,12 @@ export interface ActorManagerOptions {
   clock?: Clock;
 }
 
-const LIVE: readonly string[] = [ActorState.STARTING, ActorState.RUNNING, ActorState.DRAINING];
+const LIVE: readonly string[] = [LifecycleState.STARTING, LifecycleState.RUNNING, LifecycleState.DRAINING];
 /** How long a refused gang's members count as autoscaler demand. */
 const GANG_DEMAND_MS = 15_000;
 
 /** Directory states a placement may write over (nobody runs or starts the actor). */
-const REUSABLE: readonly ActorState[] = [ActorState.PENDING, ActorState.FAILED, ActorState.STOPPED];
+const REUSABLE: readonly LifecycleState[] = [LifecycleState.PENDING, LifecycleState.FAILED, LifecycleState.STOPPED];
 
 /** Pending actors placed at once by a reconcile pass. */
 const PLACE_CONCURRENCY = 8;
@@ -95,8 +95,8 @@ export class ActorManager {
     this.#stopWatch = await this.#o.directory.watch((id, v) => {
       if (v) this.#entries.set(id, v);
       else this.#entries.delete(id);
-      if (!v || v.entry.state === ActorState.FAILED || v.entry.state === ActorState.STOPPED) this.#o.placer.release(id);
-      if (v?.entry.state === ActorState.PENDING) this.kick();
+      if (!v || v.entry.state === LifecycleState.FAILED || v.entry.state === LifecycleState.STOPPED) this.#o.placer.release(id);
+      if (v?.entry.state === LifecycleState.PENDING) this.kick();
     });
     this.#o.membership.onDead(() => this.kick());
     this.#o.membership.onChange(() => {
@@ -113,7 +113,7 @@ export class ActorManager {
 
   pending(): { actorId: string; reason: string }[] {
     return [...this.#entries.values()]
-      .filter((v) => v.entry.state === ActorState.PENDING)
+      .filter((v) => v.entry.state === LifecycleState.PENDING)
       .map((v) => ({ actorId: v.entry.actorId, reason: this.#pendingReasons.get(v.entry.actorId) ?? v.entry.reason ?? 'waiting for placement' }));
   }
 
@@ -135,7 +135,7 @@ export class ActorManager {
       if (d.until < now) this.#gangDemand.delete(id);
       else gangs.push(d.req);
     }
-    return [...[...this.#entries.values()].filter((v) => v.entry.state === ActorState.PENDING).map((v) => placementRequest(v.entry.actorId, v.entry.spec)), ...gangs];
+    return [...[...this.#entries.values()].filter((v) => v.entry.state === LifecycleState.PENDING).map((v) => placementRequest(v.entry.actorId, v.entry.spec)), ...gangs];
   }
 
   count(): number {
@@ -162,7 +162,7 @@ export class ActorManager {
     }
     for (const actorId of ids) {
       const existing = await this.#o.directory.get(actorId);
-      if (existing && existing.entry.state !== ActorState.FAILED && existing.entry.state !== ActorState.STOPPED) {
+      if (existing && existing.entry.state !== LifecycleState.FAILED && existing.entry.state !== LifecycleState.STOPPED) {
         await this.#rollback(actors);
         throw Errors.ACTOR_ALREADY_RUNNING(actorId, existing.entry.nodeId || '(pending)');
       }
@@ -222,7 +222,7 @@ export class ActorManager {
 
   async #spawnOneNow(actorId: string, spec: SpawnSpec): Promise<Placed> {
     const existing = await this.#o.directory.get(actorId);
-    if (existing && existing.entry.state !== ActorState.FAILED && existing.entry.state !== ActorState.STOPPED) {
+    if (existing && existing.entry.state !== LifecycleState.FAILED && existing.entry.state !== LifecycleState.STOPPED) {
       throw Errors.ACTOR_ALREADY_RUNNING(actorId, existing.entry.nodeId || '(pending)');
     }
     const revision = existing?.revision ?? 0;
@@ -234,10 +234,10 @@ export class ActorManager {
     const reason = this.#pendingReasons.get(actorId) ?? 'waiting for capacity';
     const now = await this.#o.directory.get(actorId);
     if (now && now.revision !== revision && !REUSABLE.includes(now.entry.state)) throw Errors.PLACEMENT_CONFLICT(actorId);
-    const entry: DirectoryEntry = { actorId, spec, state: ActorState.PENDING, nodeId: '', epoch: Math.max(epoch - 1, now?.entry.epoch ?? 0), updatedAt: Date.now(), reason };
+    const entry: DirectoryEntry = { actorId, spec, state: LifecycleState.PENDING, nodeId: '', epoch: Math.max(epoch - 1, now?.entry.epoch ?? 0), updatedAt: Date.now(), reason };
     await this.#o.directory.put(entry, now?.revision ?? 0);
     this.#o.log.info({ actorId, reason }, 'actor pending');
-    return { actorId, nodeId: '', state: ActorState.PENDING };
+    return { actorId, nodeId: '', state: LifecycleState.PENDING };
   }
 
   /** Tries nodes until one starts the actor; undefined when none can (reason recorded). */
@@ -308,7 +308,7 @@ export class ActorManager {
       const restarted = !silent && e.incarnation !== undefined && membership.isStaleClaim(e.nodeId, e.incarnation, e.updatedAt);
       if (silent || restarted) {
         const { incarnation: _gone, ...rest } = e;
-        const pending: DirectoryEntry = { ...rest, state: ActorState.PENDING, nodeId: '', updatedAt: Date.now(), reason: restarted ? `node ${e.nodeId} restarted` : `node ${e.nodeId} died` };
+        const pending: DirectoryEntry = { ...rest, state: LifecycleState.PENDING, nodeId: '', updatedAt: Date.now(), reason: restarted ? `node ${e.nodeId} restarted` : `node ${e.nodeId} died` };
         try {
           const rev = await directory.update(pending, v.revision);
           this.#entries.set(e.actorId, { entry: pending, revision: rev });
@@ -327,7 +327,7 @@ export class ActorManager {
     for (const v of this.#entries.values()) {
       if (this.#placing.size >= PLACE_CONCURRENCY) break;
       const actorId = v.entry.actorId;
-      if (v.entry.state !== ActorState.PENDING || this.#placing.has(actorId) || !this.#retry.due(actorId)) continue;
+      if (v.entry.state !== LifecycleState.PENDING || this.#placing.has(actorId) || !this.#retry.due(actorId)) continue;
       this.#placing.add(actorId);
       void this.#placeOne(actorId).finally(() => {
         this.#placing.delete(actorId);
@@ -339,7 +339,7 @@ export class ActorManager {
   async #placeOne(actorId: string): Promise<void> {
     const { directory, log } = this.#o;
     const fresh = await directory.get(actorId).catch(() => undefined);
-    if (!fresh || fresh.entry.state !== ActorState.PENDING) return;
+    if (!fresh || fresh.entry.state !== LifecycleState.PENDING) return;
     let placed: Placed | undefined;
     try {
       placed = await this.#place(fresh.entry.actorId, fresh.entry.spec, fresh.revision, fresh.entry.epoch + 1);

@@ -17,7 +17,7 @@ import {
   type SchedulerStatus,
 } from '../cluster/index.ts';
 import type { ActorManager } from './actor-manager.ts';
-import type { Autoscaling } from './embedded-fleet.ts';
+import type { Autoscaling } from './local-autoscaling.ts';
 import { SchedulerErrors } from './errors.ts';
 import type { JobQueue } from './job-queue.ts';
 import type { MembershipView } from './membership-view.ts';
@@ -28,11 +28,11 @@ export interface SchedulerApiOptions {
   membership: MembershipView;
   actors: ActorManager;
   jobs: JobQueue;
-  fleet: Autoscaling;
+  autoscaling: Autoscaling;
   log: Logger;
 }
 
-export function serveSchedulerApi({ ctx, schedulerId, membership, actors, jobs, fleet, log }: SchedulerApiOptions): Subscription[] {
+export function serveSchedulerApi({ ctx, schedulerId, membership, actors, jobs, autoscaling, log }: SchedulerApiOptions): Subscription[] {
   return [
     serve(ctx.nc, ctx.subjects.scheduler('status'), SchedulerStatusRequest, (): SchedulerStatus => ({ schedulerId, nodes: membership.view(), pending: actors.pending(), actors: actors.count() }), { log }),
     serve(
@@ -57,7 +57,7 @@ export function serveSchedulerApi({ ctx, schedulerId, membership, actors, jobs, 
           const noticeMs = req.noticeMs ?? ctx.config.autoscaler.noticeMs;
           log.warn({ nodeId: req.nodeId, pool: node.labels.pool, noticeMs }, 'spot preemption notice');
           ctx.nc.publish(ctx.subjects.event('preemption-notice'), encode({ nodeId: req.nodeId, pool: node.labels.pool, noticeMs, at: Date.now() }));
-          await fleet.preempt(req.nodeId, node.labels.pool, noticeMs);
+          await autoscaling.preempt(req.nodeId, node.labels.pool, noticeMs);
         } else {
           await request(ctx.nc, ctx.subjects.nodeCtl(req.nodeId), { type: 'drain', ...(req.deadlineMs !== undefined ? { deadlineMs: req.deadlineMs } : {}) }, { timeoutMs: 5000 });
         }

@@ -1,8 +1,11 @@
 /**
  * The node-type catalogue: validated once, then used for two things — rejecting impossible
  * requests at submission (more GPUs than any type has, a label no pool offers), and choosing
- * what to buy when demand is pending (the autoscaler).
+ * what to buy when demand is pending (the autoscaler). The scheduler process builds its own from
+ * the configured node profiles (`catalogueFromProfiles`).
  */
+import { availableParallelism, totalmem } from 'node:os';
+import type { Config } from '../cluster/index.ts';
 import { SchedulerErrors } from './errors.ts';
 import { dominantShare, hasFeatures, labelsMatch, formatLabels } from './request.ts';
 import {
@@ -169,4 +172,28 @@ export function shareOfPool(req: NormalizedRequest, pool: ResolvedPool): number 
 
 function gib(b: number): string {
   return (b / 2 ** 30).toFixed(1);
+}
+
+/** One node type + one pool per profile; a GPU profile is assumed to have one adapter. */
+export function catalogueFromProfiles(config: Config): Catalogue {
+  const cpus = availableParallelism();
+  const mem = totalmem();
+  return {
+    types: config.nodes.map((p) => ({
+      name: p.name,
+      resources: { cpu: cpus, memoryBytes: mem, gpu: p.gpu ? 1 : 0, gpuMemoryBytes: p.gpu ? mem : 0 },
+      onDemandPricePerHour: p.labels.spot ? p.labels.pricePerHour * 3 : p.labels.pricePerHour,
+      spotPricePerHour: p.labels.pricePerHour,
+      interruptionRatePerHour: p.labels.spot ? 0.05 : 0,
+      startupLatencyMs: 2000,
+    })),
+    pools: config.nodes.map((p) => ({
+      name: p.labels.pool,
+      type: p.name,
+      zone: p.labels.zone,
+      spot: p.labels.spot,
+      max: p.replicas + (config.autoscaler.enabled ? config.autoscaler.maxPerPool : 0),
+      labels: Object.fromEntries(Object.entries(p.labels).filter(([k]) => !['pool', 'zone', 'spot', 'pricePerHour'].includes(k))),
+    })),
+  };
 }

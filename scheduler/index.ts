@@ -48,9 +48,8 @@ export {
   type LaunchRequest,
   type SpotMarket,
 } from './providers/provider.ts';
-export { VirtualClock, seededRandom } from './providers/clock.ts';
 export { syntheticTraces, replayTrace, traceStep, type SpotTrace, type SyntheticTraceOptions } from './providers/traces.ts';
 export { SimProvider, type SimProviderOptions } from './providers/sim.ts';
 export { LocalProvider, type LocalProviderOptions } from './providers/local.ts';
 export { LeaderLease, type LeaderLeaseOptions, type LeaseRecord } from './leader.ts';
-export { autoscalerNodeIds, withoutFlag } from './embedded-fleet.ts';
+export { autoscalerNodeIds, withoutFlag } from './local-autoscaling.ts';

@@ -12,7 +12,7 @@
 import { hostname } from 'node:os';
 import {
   Directory,
-  Lifecycle,
+  LifecycleState,
   Role,
   announce,
   componentLogger,
@@ -27,13 +27,15 @@ import {
   type ControlHandle,
   type ControlModule,
   type ProcessContext,
+  type ProcessState,
 } from '../cluster/index.ts';
 import { MembershipView } from './membership-view.ts';
 import { ActorManager } from './actor-manager.ts';
 import { ClusterPlacer } from './actor-placer.ts';
 import { LeaderLease } from './leader.ts';
 import { PoolRisk } from './spot/pool-risk.ts';
-import { catalogueFromProfiles, startAutoscaling } from './embedded-fleet.ts';
+import { catalogueFromProfiles } from './catalogue.ts';
+import { startAutoscaling } from './local-autoscaling.ts';
 import { ServiceScaler } from './service-scaler.ts';
 import { JobQueue } from './job-queue.ts';
 import { serveSchedulerApi } from './api.ts';
@@ -69,7 +71,7 @@ async function lead(ctx: ProcessContext, startLeaderControls: () => Promise<() =
     log: componentLogger(ctx.log, 'actors'),
   });
   await actors.start();
-  const fleet = startAutoscaling({
+  const autoscaling = startAutoscaling({
     config: ctx.config,
     nc: ctx.nc,
     subjects: ctx.subjects,
@@ -92,7 +94,7 @@ async function lead(ctx: ProcessContext, startLeaderControls: () => Promise<() =
   await jobs.start();
   const services = new ServiceScaler({ host: actors, membership, nc: ctx.nc, subjects: ctx.subjects, log: componentLogger(ctx.log, 'services') });
   services.start();
-  const subs = serveSchedulerApi({ ctx, schedulerId, membership, actors, jobs, fleet, log });
+  const subs = serveSchedulerApi({ ctx, schedulerId, membership, actors, jobs, autoscaling, log });
   const stopControls = await startLeaderControls();
   log.info({ strategy: ctx.config.scheduler.strategy }, 'leading: placing actors');
   return async () => {
@@ -102,7 +104,7 @@ async function lead(ctx: ProcessContext, startLeaderControls: () => Promise<() =
     services.stop();
     actors.stop();
     membership.stop();
-    await fleet.stop();
+    await autoscaling.stop();
   };
 }
 
@@ -111,7 +113,7 @@ await runProcess({
   id: schedulerId,
   extraFlags: ['scheduler-id'],
   async start(ctx) {
-    let state: Lifecycle = Lifecycle.STARTING;
+    let state: ProcessState = LifecycleState.STARTING;
     const log = componentLogger(ctx.log, 'scheduler');
     await ensureResources(ctx.nc, { prefix: ctx.config.subjectPrefix });
     log.info('JetStream resources ready');
@@ -150,11 +152,11 @@ await runProcess({
     await lease.start();
     await chain;
     if (!lease.isLeader()) log.info({ leader: lease.leader() }, 'standing by');
-    state = Lifecycle.RUNNING;
+    state = LifecycleState.RUNNING;
     return {
       info: { leader: lease.isLeader() },
       stop: async () => {
-        state = Lifecycle.STOPPED;
+        state = LifecycleState.STOPPED;
         await stopLeading?.();
         await stopControls();
         await lease.stop({ release: true });

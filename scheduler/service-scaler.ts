@@ -6,7 +6,7 @@
  * delays) for the count to run, and spawns or stops replicas. New replicas that fit no node stay
  * pending, which is what makes the node autoscaler buy capacity.
  */
-import { ActorState, encode, type Logger, type NatsConnection, type ServiceAutoscale, type SpawnSpec, type Subjects, type Versioned } from '../cluster/index.ts';
+import { LifecycleState, encode, type Logger, type NatsConnection, type ServiceAutoscale, type SpawnSpec, type Subjects, type Versioned } from '../cluster/index.ts';
 import { ReplicaScaler } from './autoscaler/load-signals.ts';
 import type { MembershipView } from './membership-view.ts';
 
@@ -28,7 +28,7 @@ export interface ServiceScalerOptions {
   now?: () => number;
 }
 
-const ALIVE: readonly string[] = [ActorState.PENDING, ActorState.STARTING, ActorState.RUNNING];
+const ALIVE: readonly string[] = [LifecycleState.PENDING, LifecycleState.STARTING, LifecycleState.RUNNING];
 
 /** `<service>-<n>` → n (replica ids the runtime gives), or undefined. */
 function replicaIndex(service: string, actorId: string): number | undefined {
@@ -108,7 +108,7 @@ export class ServiceScaler {
         }
       } else {
         // Stop the newest replicas first (highest index), pending ones before running ones.
-        const order = [...replicas].sort((a, b) => Number(b.entry.state === ActorState.PENDING) - Number(a.entry.state === ActorState.PENDING) || (replicaIndex(service, b.entry.actorId) ?? 0) - (replicaIndex(service, a.entry.actorId) ?? 0));
+        const order = [...replicas].sort((a, b) => Number(b.entry.state === LifecycleState.PENDING) - Number(a.entry.state === LifecycleState.PENDING) || (replicaIndex(service, b.entry.actorId) ?? 0) - (replicaIndex(service, a.entry.actorId) ?? 0));
         for (const r of order.slice(0, current - want)) await this.#o.host.stopActor(r.entry.actorId).catch(() => undefined);
       }
     }

@@ -3,8 +3,7 @@
  * the inference actor, and the gateway as real processes; the MLP registered and deployed, ready
  * to serve. `extraEnv(role)` adds per-process environment (e.g. CPU profiling hooks).
  */
-import { connectAs, credentialOf, generateCredentials, startNatsServer, subjects, Role, type NatsServerHandle, type NatsConnection } from '../../cluster/index.ts';
-import { spawnChild, type Child } from '../../nodes/index.ts';
+import { connectAs, credentialOf, generateCredentials, spawnChild, startNatsServer, subjects, Role, type Child, type NatsServerHandle, type NatsConnection } from '../../cluster/index.ts';
 import { RegistryClient } from '../../ml/index.ts';
 import { mlpModel } from '../../test/fixtures/onnx.ts';
 

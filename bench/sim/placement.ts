@@ -2,7 +2,8 @@
  * Placement throughput: a fleet of simulated nodes (CPU and GPU types, spot and on-demand, in
  * several zones) and a stream of mixed actors, placed one by one through `Placer.place()`.
  */
-import { Placer, seededRandom, type NodeSpec, type PlacementRequest, type StrategyName } from '../../scheduler/index.ts';
+import { seededRandom } from '../../cluster/index.ts';
+import { Placer, type NodeSpec, type PlacementRequest, type StrategyName } from '../../scheduler/index.ts';
 
 const GiB = 2 ** 30;
 

@@ -14,9 +14,7 @@
  * One GPU node hosts one replica or one job (the job's node type), so the simulation is about
  * which market and which pool, not about bin packing (the placement benchmark covers that).
  */
-import {
-  ActorKind,
-} from '../../cluster/index.ts';
+import { ActorKind, VirtualClock, seededRandom } from '../../cluster/index.ts';
 import {
   Autoscaler,
   Market,
@@ -24,9 +22,7 @@ import {
   PoolRisk,
   SimProvider,
   UniformProgress,
-  VirtualClock,
   resolveCatalogue,
-  seededRandom,
   syntheticTraces,
   type Catalogue,
   type FleetNode,

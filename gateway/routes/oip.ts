@@ -19,14 +19,14 @@ const TensorMeta = Type.Object({ name: Type.String(), datatype: Type.String(), s
 const ModelMetadata = Type.Object({ name: Type.String(), versions: Type.Array(Type.String()), platform: Type.String(), inputs: Type.Array(TensorMeta), outputs: Type.Array(TensorMeta) });
 
 export function registerOipRoutes(app: App, inference: InferenceService): void {
-  const { catalog } = inference;
+  const { routing } = inference;
 
   const metadata = (name: string, versionRef: string | undefined) => {
-    const rec = catalog.record(name);
+    const rec = routing.record(name);
     let v: number;
-    if (versionRef !== undefined) v = catalog.versionOf(name, versionRef);
-    else v = catalog.serving(name)[0]?.version ?? rec.aliases.production ?? resolveRef(rec, 'latest');
-    const mv = catalog.version(name, v);
+    if (versionRef !== undefined) v = routing.versionOf(name, versionRef);
+    else v = routing.serving(name)[0]?.version ?? rec.aliases.production ?? resolveRef(rec, 'latest');
+    const mv = routing.version(name, v);
     if (!mv) throw MlErrors.MODEL_VERSION_NOT_FOUND(name, String(v));
     return {
       name,

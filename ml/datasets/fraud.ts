@@ -5,7 +5,8 @@
  * band, kept out of the features, for later fairness checks) and a `drift` knob that shifts the
  * distributions the way a changing population would.
  */
-import { rng, type Dataset } from './dataset.ts';
+import { seededRandom } from '../../cluster/index.ts';
+import type { Dataset } from './dataset.ts';
 
 export interface FraudOptions {
   rows: number;
@@ -33,7 +34,7 @@ export const FRAUD_COLUMNS = [
 ];
 
 export function generateFraud(o: FraudOptions): Dataset {
-  const r = rng(o.seed ?? 1);
+  const r = seededRandom(o.seed ?? 1);
   const drift = o.drift ?? 0;
   const rows = o.rows;
   const D = FRAUD_COLUMNS.length;

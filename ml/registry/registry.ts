@@ -244,7 +244,7 @@ export class ModelRegistry {
     return { version: mv, bytes };
   }
 
-  /** Every record now, then every change: for caches (the gateway's catalog). */
+  /** Every record now, then every change: for caches (the gateway's routing table). */
   async watch(onChange: (key: string, value: unknown) => void): Promise<() => void> {
     const w = await this.kv.watch({ key: '>' });
     void (async () => {

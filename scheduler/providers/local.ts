@@ -13,8 +13,7 @@
  * event, a `{ type: 'drain', deadlineMs }` on the node's control subject, then SIGKILL when the
  * notice runs out if the node has not left by itself.
  */
-import { request, subjects, type Credential, type NatsConnection } from '../../cluster/index.ts';
-import { spawnChild, type Child } from '../../nodes/index.ts';
+import { request, spawnChild, subjects, type Child, type Credential, type NatsConnection } from '../../cluster/index.ts';
 import { poolOf, resolveCatalogue } from '../catalogue.ts';
 import { SchedulerErrors } from '../errors.ts';
 import type { Catalogue, ResolvedCatalogue, ResolvedPool } from '../types.ts';

@@ -6,10 +6,10 @@
  * (from launch, start-up included, as clouds bill). Deterministic by seed; thousands of nodes
  * over a week run in well under a second of real time per thousand events.
  */
+import { seededRandom, type VirtualClock } from '../../cluster/index.ts';
 import { poolOf, resolveCatalogue } from '../catalogue.ts';
 import { SchedulerErrors } from '../errors.ts';
 import type { Catalogue, ResolvedCatalogue, ResolvedPool } from '../types.ts';
-import { seededRandom, type VirtualClock } from './clock.ts';
 import { NodePhase, NoticePresets, ProviderEvents, type LaunchRequest, type Provider, type ProviderEvent, type ProviderNode, type SpotMarket } from './provider.ts';
 import { traceStep, type SpotTrace } from './traces.ts';
 

@@ -7,9 +7,9 @@
  * 1 / interruptionRatePerHour hours and whose mean outage is `meanOutageHours`; the price is a
  * mean-reverting walk around the type's spot price, capped at the on-demand price.
  */
+import { seededRandom } from '../../cluster/index.ts';
 import { SchedulerErrors } from '../errors.ts';
 import type { ResolvedCatalogue } from '../types.ts';
-import { seededRandom } from './clock.ts';
 
 export interface SpotTrace {
   pool: string;

@@ -4,8 +4,7 @@
  * to the server before it starts), and killed by pid (SIGKILL to test failure, SIGTERM to test
  * drain). `stopAll()` in afterAll leaves nothing running.
  */
-import { spawnChild, type Child } from '../../nodes/index.ts';
-import { Role } from '../../cluster/index.ts';
+import { Role, spawnChild, type Child } from '../../cluster/index.ts';
 import type { TestNats } from './nats.ts';
 
 export interface TestProcess extends Child {

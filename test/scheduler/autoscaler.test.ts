@@ -5,6 +5,7 @@
  * deadline, pool marked risky), and determinism by seed.
  */
 import { describe, expect, it } from 'vitest';
+import { VirtualClock } from '../../cluster/index.ts';
 import {
   Autoscaler,
   InterruptionHandler,
@@ -14,7 +15,6 @@ import {
   ScalingController,
   SchedulerErrors,
   SimProvider,
-  VirtualClock,
   nodeSpecForPool,
   resolveCatalogue,
   syntheticTraces,

@@ -4,7 +4,7 @@
  * to the budget, then the job fails with the reason; a failed coordinator fails the job.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActorClient, ActorState, Errors, JobState, Role, subjects, type DirectoryEntry, type JobRecord } from '../../cluster/index.ts';
+import { ActorClient, Errors, JobState, LifecycleState, Role, subjects, type DirectoryEntry, type JobRecord } from '../../cluster/index.ts';
 import { JobClient } from '../../ml/index.ts';
 import { DEFAULT_STALL_POLICY, judge, stallBoundMs } from '../../scheduler/job-watchdog.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
@@ -24,18 +24,18 @@ describe('job watchdog verdicts', () => {
 
   it('leaves a job alone while it moves, restarts it once silent past the bound, then gives up', () => {
     const job = { record: rec({ progress: { stepMs: 5, every: 10 } }), seenAt: 1_000 };
-    expect(judge(job, coord(ActorState.RUNNING), 1_000 + 9_999, policy)).toBeUndefined();
-    expect(judge(job, coord(ActorState.RUNNING), 1_000 + 10_001, policy)).toMatchObject({ action: 'restart', reason: expect.stringMatching(/no progress for 10 s .*restarted \(1 of 2\)/) });
+    expect(judge(job, coord(LifecycleState.RUNNING), 1_000 + 9_999, policy)).toBeUndefined();
+    expect(judge(job, coord(LifecycleState.RUNNING), 1_000 + 10_001, policy)).toMatchObject({ action: 'restart', reason: expect.stringMatching(/no progress for 10 s .*restarted \(1 of 2\)/) });
     const again = { record: rec({ restarts: 2 }), seenAt: 0 };
-    expect(judge(again, coord(ActorState.RUNNING), 20_000, policy)).toMatchObject({ action: 'fail', reason: expect.stringMatching(/gave up after 2 restarts/) });
+    expect(judge(again, coord(LifecycleState.RUNNING), 20_000, policy)).toMatchObject({ action: 'fail', reason: expect.stringMatching(/gave up after 2 restarts/) });
   });
 
   it('fails the job when its coordinator failed, restarts it when the coordinator is gone, waits while it is pending', () => {
     const job = { record: rec(), seenAt: 0 };
-    expect(judge(job, coord(ActorState.FAILED, 'SHOAL_ERR_ACTOR_FAILED: boom'), 1, policy)).toEqual({ action: 'fail', reason: 'its coordinator failed: SHOAL_ERR_ACTOR_FAILED: boom' });
+    expect(judge(job, coord(LifecycleState.FAILED, 'SHOAL_ERR_ACTOR_FAILED: boom'), 1, policy)).toEqual({ action: 'fail', reason: 'its coordinator failed: SHOAL_ERR_ACTOR_FAILED: boom' });
     expect(judge(job, undefined, 4_000, policy)).toBeUndefined(); // just being restarted, perhaps
     expect(judge(job, undefined, 6_000, policy)).toMatchObject({ action: 'restart', reason: expect.stringMatching(/coordinator is gone/) });
-    expect(judge(job, coord(ActorState.PENDING), 1_000_000, policy)).toBeUndefined();
+    expect(judge(job, coord(LifecycleState.PENDING), 1_000_000, policy)).toBeUndefined();
   });
 
   it('ignores queued and finished jobs', () => {

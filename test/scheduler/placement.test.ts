@@ -12,11 +12,10 @@ import {
   assertGangPlaceable,
   nodeSpecFromView,
   placeGang,
-  seededRandom,
   type NodeState,
   type PlacementRequest,
 } from '../../scheduler/index.ts';
-import type { NodeView } from '../../cluster/index.ts';
+import { seededRandom, type NodeView } from '../../cluster/index.ts';
 import { ClusterPlacer } from '../../scheduler/actor-placer.ts';
 import { CATALOGUE, GiB, node, req } from './fixtures.ts';
 

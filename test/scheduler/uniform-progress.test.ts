@@ -4,7 +4,8 @@
  * on-demand only, and a spot-only greedy policy misses some.
  */
 import { describe, expect, it } from 'vitest';
-import { DecisionReason, Market, SchedulerErrors, UniformProgress, seededRandom } from '../../scheduler/index.ts';
+import { seededRandom } from '../../cluster/index.ts';
+import { DecisionReason, Market, SchedulerErrors, UniformProgress } from '../../scheduler/index.ts';
 
 const H = 3_600_000;
 

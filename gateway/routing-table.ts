@@ -1,7 +1,8 @@
 /**
- * The gateway's view of the registry and the deployments, kept current by a KV watch so that
- * resolving a request's target costs no round trip: which versions exist, their signatures,
- * and which serve (stable / canary, and whether ready).
+ * The gateway's routing table: its view of the registry (models, versions, their signatures)
+ * and the deployments (which versions serve — stable / canary, and whether ready), kept current
+ * by a KV watch so that resolving a request's target costs no round trip. (Not the scheduler's
+ * node-type catalogue: this one says where a request goes, not what machines one can buy.)
  */
 import {
   Deployment,
@@ -29,7 +30,7 @@ export interface Target {
   maxBatchSize: number;
 }
 
-export class ModelCatalog {
+export class RoutingTable {
   readonly records = new Map<string, ModelRecord>();
   readonly versions = new Map<string, ModelVersion>();
   readonly deployments = new Map<string, Deployment>();

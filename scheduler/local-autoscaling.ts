@@ -1,10 +1,10 @@
 /**
- * What the scheduler process knows of the machines it can have: a catalogue built from the
- * configured node profiles (one node type and one pool per profile, sized like this machine),
- * used to refuse impossible requests at once, and — when `autoscaler.enabled` — the local
- * provider + autoscaler that start node agents for pending actors and stop idle ones.
+ * Autoscaling on this machine, as the scheduler process runs it when `autoscaler.enabled`: the
+ * local provider (node agents as child processes, in per-pool node-id slots) driven by the
+ * autoscaler, which starts nodes for pending actors and stops idle ones, and spot preemption
+ * notices. Its catalogue is the one built from the configured node profiles
+ * (`catalogueFromProfiles`, catalogue.ts).
  */
-import { availableParallelism, totalmem } from 'node:os';
 import { nodeCredential, request, type Config, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import { Autoscaler } from './autoscaler/autoscaler.ts';
 import { ScalingController } from './autoscaler/controller.ts';
@@ -12,30 +12,6 @@ import { LocalProvider } from './providers/local.ts';
 import { PoolRisk } from './spot/pool-risk.ts';
 import type { Catalogue, PlacementRequest } from './types.ts';
 import type { ClusterPlacer } from './actor-placer.ts';
-
-/** One node type + one pool per profile; a GPU profile is assumed to have one adapter. */
-export function catalogueFromProfiles(config: Config): Catalogue {
-  const cpus = availableParallelism();
-  const mem = totalmem();
-  return {
-    types: config.nodes.map((p) => ({
-      name: p.name,
-      resources: { cpu: cpus, memoryBytes: mem, gpu: p.gpu ? 1 : 0, gpuMemoryBytes: p.gpu ? mem : 0 },
-      onDemandPricePerHour: p.labels.spot ? p.labels.pricePerHour * 3 : p.labels.pricePerHour,
-      spotPricePerHour: p.labels.pricePerHour,
-      interruptionRatePerHour: p.labels.spot ? 0.05 : 0,
-      startupLatencyMs: 2000,
-    })),
-    pools: config.nodes.map((p) => ({
-      name: p.labels.pool,
-      type: p.name,
-      zone: p.labels.zone,
-      spot: p.labels.spot,
-      max: p.replicas + (config.autoscaler.enabled ? config.autoscaler.maxPerPool : 0),
-      labels: Object.fromEntries(Object.entries(p.labels).filter(([k]) => !['pool', 'zone', 'spot', 'pricePerHour'].includes(k))),
-    })),
-  };
-}
 
 /** Node ids the autoscaler may give nodes of each profile's pool: `<pool>-auto-<k>`, k ≤ `autoscaler.maxPerPool` (empty when it is off). */
 export function autoscalerNodeIds(config: Config): string[] {

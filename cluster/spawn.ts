@@ -2,13 +2,14 @@
  * Processes of the cluster (scheduler, node agents, gateway) started by a supervisor (`shoal up`, the
  * local provider, the test harness): spawned with an IPC channel (so they exit when the
  * supervisor goes away), in their own process group (so the supervisor, not the terminal,
- * decides the shutdown order), and stopped by pid.
+ * decides the shutdown order), and stopped by pid. The child's side is `runProcess`
+ * (process.ts), which sends the ready message this waits for.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { Errors, type ShoalError } from '../cluster/index.ts';
+import { Errors, type ShoalError } from './errors.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // Absolute, so children can run in the user's working directory (where their config file is).
