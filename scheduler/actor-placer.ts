@@ -11,7 +11,8 @@
  * `spotOk`), training and batch prefer spot.
  */
 import { ActorKind, type NodeView, type SpawnSpec } from '../cluster/index.ts';
-import { Placer, nodeSpecFromView, type PlacerOptions } from './placement.ts';
+import { Placer, type PlacerOptions } from './placement.ts';
+import { nodeSpecFromView } from './fleet-index.ts';
 import type { PlacementRequest } from './types.ts';
 
 export type PlacementDecision = { nodeId: string } | { reason: string };

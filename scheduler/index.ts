@@ -24,7 +24,8 @@ export {
 } from './types.ts';
 export { normalizeRequest, defaultSpotOk, dominantShare, DEFAULT_CPU } from './request.ts';
 export { resolveCatalogue, impossibleReason, gangImpossibleReason, nodeSpecForPool, poolCanEverHost, poolCapacity } from './catalogue.ts';
-export { Placer, nodeSpecFromView, type PlacerOptions } from './placement.ts';
+export { Placer, type PlacerOptions } from './placement.ts';
+export { nodeSpecFromView } from './fleet-index.ts';
 export { placeGang, checkGang, assertGangPlaceable, type GangResult } from './gang.ts';
 export { StrategyName, type Strategy, type PlacementContext } from './strategies/strategy.ts';
 export { packStrategy } from './strategies/pack.ts';

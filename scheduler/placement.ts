@@ -23,16 +23,16 @@
 import { withDetails, type NodeView } from '../cluster/index.ts';
 import { impossibleReason, resolveCatalogue } from './catalogue.ts';
 import { SchedulerErrors } from './errors.ts';
-import { addRequest, addVector, describeRequest, fitsIn, fitsNode, formatLabels, hasFeatures, labelsMatch, normalizeRequest, zeroVector } from './request.ts';
+import { fitsIn, fitsNode, hasFeatures, labelsMatch, normalizeRequest } from './request.ts';
+import { FleetIndex, nodeSpecFromView, type Entry, type PoolIndex } from './fleet-index.ts';
+import { whyPending } from './pending-reason.ts';
 import { costAwareStrategy } from './strategies/cost-aware.ts';
 import { packStrategy } from './strategies/pack.ts';
 import { spreadStrategy } from './strategies/spread.ts';
 import { StrategyName, type PlacementContext, type Strategy } from './strategies/strategy.ts';
 import {
-  PendingCode,
   type Catalogue,
   type ImpossibleReason,
-  type LabelValue,
   type NodeSpec,
   type NodeState,
   type NormalizedRequest,
@@ -42,7 +42,6 @@ import {
   type PlaceResult,
   type PoolState,
   type ResolvedCatalogue,
-  type ResourceVector,
 } from './types.ts';
 
 export interface PlacerOptions {
@@ -71,37 +70,10 @@ export interface PlacerOptions {
 /** Kinds whose groups also spread over zones and pools before cost (availability first). */
 const ZONE_SPREAD_KINDS: ReadonlySet<string> = new Set(['inference', 'service']);
 
-interface Entry {
-  state: NodeState;
-  /** Which list of its pool the node is on, and where. */
-  list: 'empty' | 'partial' | 'none';
-  slot: number;
-}
-
 interface Binding {
   request: PlacementRequest;
   normalized: NormalizedRequest;
   nodeId: string;
-}
-
-interface PoolIndex {
-  state: PoolState;
-  empty: Entry[];
-  partial: Entry[];
-  cursor: number;
-  /** Alive, non-draining nodes. */
-  live: number;
-}
-
-const FULL_CPU = 1e-6;
-
-/** Pool key: every label but price (spot prices move; the pool stays the same). */
-function poolKey(labels: Readonly<Record<string, LabelValue>>): string {
-  return Object.keys(labels)
-    .filter((k) => k !== 'pricePerHour')
-    .sort()
-    .map((k) => `${k}=${String(labels[k])}`)
-    .join('\u0001');
 }
 
 function resolveStrategy(s: StrategyName | Strategy | undefined): Strategy {
@@ -122,6 +94,7 @@ function isResolved(c: Catalogue | ResolvedCatalogue): c is ResolvedCatalogue {
   return c.types instanceof Map;
 }
 
+
 export class Placer {
   readonly strategy: Strategy;
   readonly catalogue: ResolvedCatalogue | undefined;
@@ -130,10 +103,7 @@ export class Placer {
   readonly #maxScan: number;
   readonly #risk: (pool: string) => number;
   readonly #antiAffinity: boolean;
-  readonly #nodes = new Map<string, Entry>();
-  readonly #pools = new Map<string, PoolIndex>();
-  readonly #poolsByName = new Map<string, PoolIndex[]>();
-  #poolList: PoolIndex[] = [];
+  readonly #fleet = new FleetIndex();
   readonly #bindings = new Map<string, Binding>();
   readonly #onNode = new Map<string, Set<string>>();
   /** `group \u0000 scope` → actors bound; scope is a node id, `z:<zone>` or `p:<pool>`. */
@@ -162,69 +132,9 @@ export class Placer {
 
   /** Adds a node (or returns the existing one: adding is idempotent). */
   addNode(spec: NodeSpec): NodeState {
-    const existing = this.#nodes.get(spec.nodeId);
-    if (existing) return existing.state;
-    const key = poolKey(spec.labels);
-    let pool = this.#pools.get(key);
-    if (!pool) {
-      pool = {
-        state: {
-          key,
-          pool: spec.pool,
-          zone: spec.zone,
-          spot: spec.spot,
-          labels: spec.labels,
-          pricePerHour: spec.pricePerHour,
-          interruptionRatePerHour: spec.interruptionRatePerHour ?? 0,
-          maxCapacity: { ...zeroVector(), custom: {} },
-          gpuFeatures: new Set(spec.gpuFeatures ?? []),
-          free: { ...zeroVector(), custom: {} },
-          nodes: 0,
-        },
-        empty: [],
-        partial: [],
-        cursor: 0,
-        live: 0,
-      };
-      this.#pools.set(key, pool);
-      this.#poolList.push(pool);
-      const byName = this.#poolsByName.get(spec.pool) ?? [];
-      byName.push(pool);
-      this.#poolsByName.set(spec.pool, byName);
-    }
-    const ps = pool.state;
-    const max = ps.maxCapacity;
-    max.cpu = Math.max(max.cpu, spec.capacity.cpu);
-    max.memoryBytes = Math.max(max.memoryBytes, spec.capacity.memoryBytes);
-    max.gpu = Math.max(max.gpu, spec.capacity.gpu);
-    max.gpuMemoryBytes = Math.max(max.gpuMemoryBytes, spec.capacity.gpuMemoryBytes);
-    for (const [k, v] of Object.entries(spec.capacity.custom ?? {})) max.custom![k] = Math.max(max.custom![k] ?? 0, v);
-    for (const f of spec.gpuFeatures ?? []) (ps.gpuFeatures as Set<string>).add(f);
-    ps.nodes++;
-    const state: NodeState = {
-      nodeId: spec.nodeId,
-      pool: spec.pool,
-      zone: spec.zone,
-      spot: spec.spot,
-      pricePerHour: spec.pricePerHour,
-      labels: spec.labels,
-      capacity: { ...spec.capacity, ...(spec.capacity.custom ? { custom: { ...spec.capacity.custom } } : {}) },
-      gpuFeatures: spec.gpuFeatures ?? [],
-      interruptionRatePerHour: spec.interruptionRatePerHour ?? 0,
-      type: spec.type,
-      actorTypes: spec.actorTypes ? new Set(spec.actorTypes) : undefined,
-      allocated: zeroVector(),
-      actors: 0,
-      alive: true,
-      draining: false,
-      poolKey: key,
-    };
-    const entry: Entry = { state, list: 'none', slot: -1 };
-    this.#nodes.set(spec.nodeId, entry);
-    this.#onNode.set(spec.nodeId, new Set());
-    addVector(ps.free, state.capacity, 1);
-    pool.live++;
-    this.#relist(entry, pool);
+    const known = this.#fleet.nodes.has(spec.nodeId);
+    const state = this.#fleet.add(spec);
+    if (!known) this.#onNode.set(spec.nodeId, new Set());
     return state;
   }
 
@@ -233,17 +143,10 @@ export class Placer {
    * can re-place them (after it knows the node is gone).
    */
   removeNode(nodeId: string): PlacementRequest[] {
-    const entry = this.#nodes.get(nodeId);
+    const entry = this.#fleet.nodes.get(nodeId);
     if (!entry) return [];
     const orphans = this.evacuate(nodeId);
-    const pool = this.#pools.get(entry.state.poolKey)!;
-    this.#unlist(entry, pool);
-    if (this.#schedulable(entry.state)) {
-      addVector(pool.state.free, this.#freeOf(entry.state), -1);
-      pool.live--;
-    }
-    pool.state.nodes--;
-    this.#nodes.delete(nodeId);
+    this.#fleet.remove(entry);
     this.#onNode.delete(nodeId);
     return orphans;
   }
@@ -272,28 +175,12 @@ export class Placer {
   }
 
   #setFlags(nodeId: string, flags: { alive?: boolean; draining?: boolean }): void {
-    const entry = this.#nodes.get(nodeId);
-    if (!entry) throw SchedulerErrors.UNKNOWN_NODE(nodeId);
-    const pool = this.#pools.get(entry.state.poolKey)!;
-    const before = this.#schedulable(entry.state);
-    if (flags.alive !== undefined) entry.state.alive = flags.alive;
-    if (flags.draining !== undefined) entry.state.draining = flags.draining;
-    const after = this.#schedulable(entry.state);
-    if (before !== after) {
-      addVector(pool.state.free, this.#freeOf(entry.state), after ? 1 : -1);
-      pool.live += after ? 1 : -1;
-    }
-    this.#relist(entry, pool);
+    this.#fleet.setFlags(nodeId, flags);
   }
 
   /** Updates the price or interruption rate of every pool named `pool` (spot prices move). */
   updatePool(pool: string, update: { pricePerHour?: number; interruptionRatePerHour?: number }): void {
-    for (const p of this.#poolsByName.get(pool) ?? []) {
-      if (update.pricePerHour !== undefined) p.state.pricePerHour = update.pricePerHour;
-      if (update.interruptionRatePerHour !== undefined) p.state.interruptionRatePerHour = update.interruptionRatePerHour;
-    }
-    // O(nodes), but prices change every few minutes at most, not per placement.
-    if (update.pricePerHour !== undefined) for (const e of this.#nodes.values()) if (e.state.pool === pool) e.state.pricePerHour = update.pricePerHour;
+    this.#fleet.updatePool(pool, update);
   }
 
   /**
@@ -306,18 +193,18 @@ export class Placer {
     const added: string[] = [];
     for (const v of views) {
       seen.add(v.nodeId);
-      if (!this.#nodes.has(v.nodeId)) {
+      if (!this.#fleet.nodes.has(v.nodeId)) {
         if (!v.alive) continue;
         this.addNode(toSpec(v));
         added.push(v.nodeId);
       }
-      const e = this.#nodes.get(v.nodeId)!;
+      const e = this.#fleet.nodes.get(v.nodeId)!;
       const draining = v.state === 'draining' || v.state === 'stopped';
       if (e.state.alive !== v.alive || e.state.draining !== draining) this.#setFlags(v.nodeId, { alive: v.alive, draining });
     }
     const removed: string[] = [];
     const orphaned: PlacementRequest[] = [];
-    for (const id of [...this.#nodes.keys()]) {
+    for (const id of [...this.#fleet.nodes.keys()]) {
       if (seen.has(id)) continue;
       orphaned.push(...this.removeNode(id));
       removed.push(id);
@@ -326,15 +213,15 @@ export class Placer {
   }
 
   node(nodeId: string): NodeState | undefined {
-    return this.#nodes.get(nodeId)?.state;
+    return this.#fleet.nodes.get(nodeId)?.state;
   }
 
   nodes(): NodeState[] {
-    return [...this.#nodes.values()].map((e) => e.state);
+    return [...this.#fleet.nodes.values()].map((e) => e.state);
   }
 
   pools(): PoolState[] {
-    return this.#poolList.map((p) => p.state);
+    return this.#fleet.poolList.map((p) => p.state);
   }
 
   /** Request ids bound to `nodeId`. */
@@ -345,7 +232,7 @@ export class Placer {
   placementOf(requestId: string): Placement | undefined {
     const b = this.#bindings.get(requestId);
     if (!b) return undefined;
-    const n = this.#nodes.get(b.nodeId)!.state;
+    const n = this.#fleet.nodes.get(b.nodeId)!.state;
     return { requestId, nodeId: n.nodeId, pool: n.pool, zone: n.zone, spot: n.spot, score: 0 };
   }
 
@@ -382,7 +269,7 @@ export class Placer {
     if (bound) return { ok: true, placement: bound };
     const n = normalizeRequest(req);
     const choice = n.nodeId ? this.#pinned(n, opts.exclude) : this.#choose(n, opts.exclude);
-    if (!choice) return { ok: false, reason: this.#whyPending(n) };
+    if (!choice) return { ok: false, reason: whyPending(n, this.#fleet) };
     this.#bind(req, n, choice.entry);
     const s = choice.entry.state;
     return { ok: true, placement: { requestId: req.id, nodeId: s.nodeId, pool: s.pool, zone: s.zone, spot: s.spot, score: choice.score } };
@@ -393,26 +280,18 @@ export class Placer {
     const b = this.#bindings.get(requestId);
     if (!b) return false;
     this.#bindings.delete(requestId);
-    const entry = this.#nodes.get(b.nodeId)!;
-    const pool = this.#pools.get(entry.state.poolKey)!;
-    addRequest(entry.state.allocated, b.normalized, -1);
-    entry.state.actors--;
-    if (this.#schedulable(entry.state)) addRequest(pool.state.free, b.normalized, 1);
+    const entry = this.#fleet.nodes.get(b.nodeId)!;
+    this.#fleet.allocate(entry, b.normalized, -1);
     this.#onNode.get(b.nodeId)!.delete(requestId);
     this.#countGroup(b.normalized, entry.state, -1);
-    this.#relist(entry, pool);
     return true;
   }
 
   #bind(req: PlacementRequest, n: NormalizedRequest, entry: Entry): void {
-    const pool = this.#pools.get(entry.state.poolKey)!;
-    addRequest(entry.state.allocated, n, 1);
-    entry.state.actors++;
-    addRequest(pool.state.free, n, -1);
+    this.#fleet.allocate(entry, n, 1);
     this.#bindings.set(req.id, { request: req, normalized: n, nodeId: entry.state.nodeId });
     this.#onNode.get(entry.state.nodeId)!.add(req.id);
     this.#countGroup(n, entry.state, 1);
-    this.#relist(entry, pool);
   }
 
   #countGroup(n: NormalizedRequest, s: NodeState, d: 1 | -1): void {
@@ -426,8 +305,8 @@ export class Placer {
   }
 
   #pinned(n: NormalizedRequest, exclude: ReadonlySet<string> | undefined): { entry: Entry; score: number } | undefined {
-    const e = this.#nodes.get(n.nodeId!);
-    if (!e || !this.#schedulable(e.state) || !this.#takes(n, e, exclude)) return undefined;
+    const e = this.#fleet.nodes.get(n.nodeId!);
+    if (!e || !this.#fleet.schedulable(e.state) || !this.#takes(n, e, exclude)) return undefined;
     if (!labelsMatch(n.labels, e.state.labels) || (e.state.spot && !n.spotOk) || !hasFeatures(n.gpuFeatures, e.state.gpuFeatures)) return undefined;
     return { entry: e, score: 0 };
   }
@@ -445,7 +324,7 @@ export class Placer {
 
   #choose(n: NormalizedRequest, exclude: ReadonlySet<string> | undefined): { entry: Entry; score: number } | undefined {
     const poolName = n.labels?.pool;
-    const source = typeof poolName === 'string' ? (this.#poolsByName.get(poolName) ?? []) : this.#poolList;
+    const source = typeof poolName === 'string' ? (this.#fleet.poolsByName.get(poolName) ?? []) : this.#fleet.poolList;
     const spread = this.#antiAffinity && n.group !== undefined ? n.group : undefined;
     const zones = spread !== undefined && ZONE_SPREAD_KINDS.has(n.kind);
     const scored: { pool: PoolIndex; score: number; rank: number }[] = [];
@@ -518,89 +397,4 @@ export class Placer {
     const s = e.state;
     return fitsNode(n, s) && (n.actorType === undefined || s.actorTypes === undefined || s.actorTypes.has(n.actorType)) && !exclude?.has(s.nodeId);
   }
-
-  #whyPending(n: NormalizedRequest): PendingReason {
-    if (n.nodeId) {
-      const e = this.#nodes.get(n.nodeId);
-      if (!e || !this.#schedulable(e.state)) return { code: PendingCode.NODE_UNAVAILABLE, message: `node ${n.nodeId} is ${e ? (e.state.alive ? 'draining' : 'dead') : 'unknown'}` };
-      if (!labelsMatch(n.labels, e.state.labels) || (e.state.spot && !n.spotOk)) return { code: PendingCode.NO_MATCHING_LABELS, message: `node ${n.nodeId} does not match the request's labels or market` };
-      return { code: PendingCode.WAITING_FOR_CAPACITY, message: `waiting for capacity on node ${n.nodeId} (${describeRequest(n)})` };
-    }
-    const live = this.#poolList.filter((p) => p.live > 0);
-    if (live.length === 0) return { code: PendingCode.WAITING_FOR_CAPACITY, message: `waiting for capacity: no live node yet (${describeRequest(n)})` };
-    if (n.gpu > 0 && !live.some((p) => p.state.maxCapacity.gpu > 0)) return { code: PendingCode.NO_GPU_NODE, message: `no live node with a GPU (needs ${n.gpu})` };
-    const labelled = live.filter((p) => labelsMatch(n.labels, p.state.labels));
-    if (labelled.length === 0) return { code: PendingCode.NO_MATCHING_LABELS, message: `no live node with labels ${formatLabels(n.labels ?? {})}` };
-    const market = labelled.filter((p) => n.spotOk || !p.state.spot);
-    if (market.length === 0) return { code: PendingCode.NO_ON_DEMAND_NODE, message: 'only spot nodes match and it may not run on spot' };
-    if (n.gpuFeatures.length > 0 && !market.some((p) => hasFeatures(n.gpuFeatures, p.state.gpuFeatures))) return { code: PendingCode.NO_GPU_FEATURES, message: `no live node has GPU features ${n.gpuFeatures.join(', ')}` };
-    const big = market.filter((p) => fitsIn(n, p.state.maxCapacity));
-    if (big.length === 0) return { code: PendingCode.NO_NODE_LARGE_ENOUGH, message: `no live node is large enough for ${describeRequest(n)}` };
-    return { code: PendingCode.WAITING_FOR_CAPACITY, message: `waiting for capacity (${describeRequest(n)}) in ${big.length} matching pool${big.length === 1 ? '' : 's'}` };
-  }
-
-  #schedulable(s: NodeState): boolean {
-    return s.alive && !s.draining;
-  }
-
-  #freeOf(s: NodeState): ResourceVector {
-    const f: ResourceVector = { cpu: s.capacity.cpu - s.allocated.cpu, memoryBytes: s.capacity.memoryBytes - s.allocated.memoryBytes, gpu: s.capacity.gpu - s.allocated.gpu, gpuMemoryBytes: s.capacity.gpuMemoryBytes - s.allocated.gpuMemoryBytes };
-    if (s.capacity.custom) {
-      f.custom = {};
-      for (const k in s.capacity.custom) f.custom[k] = (s.capacity.custom[k] ?? 0) - (s.allocated.custom?.[k] ?? 0);
-    }
-    return f;
-  }
-
-  /** Puts a node on the list that matches its state (empty / partly used / neither). */
-  #relist(e: Entry, pool: PoolIndex): void {
-    const s = e.state;
-    const want: Entry['list'] = !this.#schedulable(s) ? 'none' : s.actors === 0 ? 'empty' : s.capacity.cpu - s.allocated.cpu < FULL_CPU ? 'none' : 'partial';
-    if (want === e.list) return;
-    this.#unlist(e, pool);
-    if (want === 'none') return;
-    const list = want === 'empty' ? pool.empty : pool.partial;
-    e.list = want;
-    e.slot = list.length;
-    list.push(e);
-  }
-
-  #unlist(e: Entry, pool: PoolIndex): void {
-    if (e.list === 'none') return;
-    const list = e.list === 'empty' ? pool.empty : pool.partial;
-    const last = list.pop()!;
-    if (last !== e) {
-      list[e.slot] = last;
-      last.slot = e.slot;
-    }
-    e.list = 'none';
-    e.slot = -1;
-  }
-}
-
-/**
- * A node's spec from its membership record. GPU memory is not probed by WebGPU: a numeric
- * `gpuMemoryBytes` label wins, else the node's memory (software and unified adapters share it).
- * Numeric labels named `resource.<name>` become custom resources.
- */
-export function nodeSpecFromView(v: NodeView): NodeSpec {
-  const custom: Record<string, number> = {};
-  const labels = v.labels as Readonly<Record<string, LabelValue>>;
-  for (const [k, val] of Object.entries(labels)) if (k.startsWith('resource.') && typeof val === 'number') custom[k.slice('resource.'.length)] = val;
-  const gpu = v.capabilities.gpu ? 1 : 0;
-  const gpuMem = typeof labels.gpuMemoryBytes === 'number' ? labels.gpuMemoryBytes : gpu ? v.capabilities.memoryBytes : 0;
-  const rate = typeof labels.interruptionRatePerHour === 'number' ? labels.interruptionRatePerHour : v.labels.spot ? 0.05 : 0;
-  return {
-    nodeId: v.nodeId,
-    pool: v.labels.pool,
-    zone: v.labels.zone,
-    spot: v.labels.spot,
-    pricePerHour: v.labels.pricePerHour,
-    labels: v.labels,
-    capacity: { cpu: v.capabilities.cpus, memoryBytes: v.capabilities.memoryBytes, gpu, gpuMemoryBytes: gpuMem, ...(Object.keys(custom).length ? { custom } : {}) },
-    gpuFeatures: v.capabilities.gpu?.features ?? [],
-    interruptionRatePerHour: rate,
-    ...(typeof labels.type === 'string' ? { type: labels.type } : {}),
-    ...(v.capabilities.actorTypes ? { actorTypes: v.capabilities.actorTypes } : {}),
-  };
 }
