@@ -5,16 +5,13 @@
  * entry moved elsewhere stops); and drain (stop taking messages, finish what is queued,
  * `onDrain`, hand the actor back to the scheduler as pending).
  */
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
-import type { TypeCheck } from '@sinclair/typebox/compiler';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
 import {
   ActorClient,
   ActorSysMessage,
   Errors,
   LifecycleState,
-  Mailbox,
   ShoalError,
   decode,
   encode,
@@ -22,9 +19,7 @@ import {
   errorHeaders,
   toWireError,
   validate,
-  type Actor,
   type ActorContext,
-  type ActorType,
   type ActorTypeRegistry,
   type Directory,
   type DirectoryEntry,
@@ -32,18 +27,9 @@ import {
   type SpawnSpec,
   type ServiceLoad,
   type Subjects,
-  type SupervisionPolicy,
 } from '../cluster/index.ts';
 import type { WorkerPool } from './worker-pool.ts';
-
-const DEFAULT_SUPERVISION: SupervisionPolicy = { maxRestarts: 3, withinMs: 60_000, backoffMs: 50 };
-const DEFAULT_MAILBOX = 1000;
-
-interface Envelope {
-  msg: unknown;
-  /** The NATS message to reply to (asks only). */
-  reply: Msg | undefined;
-}
+import { Cell, decodeMessage, withDeadline, type Envelope } from './cell.ts';
 
 export interface ActorHostOptions {
   nodeId: string;
@@ -70,51 +56,6 @@ export interface HostStats {
   processed: number;
   /** Load of the service replicas hosted here (the scheduler scales services on it). */
   services: Record<string, ServiceLoad>;
-}
-
-const checks = new WeakMap<object, TypeCheck<never>>();
-function checkerFor(t: ActorType): TypeCheck<never> {
-  let c = checks.get(t);
-  if (!c) {
-    c = TypeCompiler.Compile(t.messages) as unknown as TypeCheck<never>;
-    checks.set(t, c);
-  }
-  return c;
-}
-
-class Cell {
-  state: LifecycleState = LifecycleState.STARTING;
-  instance!: Actor<unknown>;
-  readonly mailbox: Mailbox<Envelope>;
-  busy = false;
-  /** Messages being handled now (concurrent types) and whether a restart is under way. */
-  inFlight = 0;
-  restarting = false;
-  readonly concurrency: number;
-  restarts: number[] = [];
-  restartCount = 0;
-  subs: Subscription[] = [];
-  revision = 0;
-  /** Resolves when the queue is empty and nothing is processing (used by drain). */
-  idleWaiters: (() => void)[] = [];
-  readonly supervision: SupervisionPolicy;
-  readonly check: TypeCheck<never>;
-
-  constructor(
-    readonly actorId: string,
-    readonly spec: SpawnSpec,
-    readonly type: ActorType,
-    readonly epoch: number,
-  ) {
-    this.mailbox = new Mailbox(spec.mailboxCapacity ?? type.mailboxCapacity ?? DEFAULT_MAILBOX);
-    this.supervision = { ...DEFAULT_SUPERVISION, ...type.supervision, ...spec.supervision };
-    this.check = checkerFor(type);
-    this.concurrency = type.concurrency ?? 1;
-  }
-
-  get depth(): number {
-    return this.mailbox.size;
-  }
 }
 
 export class ActorHost {
@@ -284,7 +225,7 @@ export class ActorHost {
     let msg: unknown;
     try {
       if (cell.state !== LifecycleState.RUNNING) throw Errors.ACTOR_STOPPED(cell.actorId, cell.state);
-      msg = m.headers ? this.#decodeWithHeaders(m) : decode(m.data);
+      msg = decodeMessage(m);
       if (!cell.check.Check(msg as never)) validate(cell.type.messages, msg, `${m.subject} (actor ${cell.actorId})`);
       if (!cell.mailbox.offer({ msg, reply: m.reply ? m : undefined })) throw Errors.MAILBOX_FULL(cell.actorId, cell.mailbox.capacity);
     } catch (err) {
@@ -332,11 +273,6 @@ export class ActorHost {
         if (cell.mailbox.size === 0) for (const w of cell.idleWaiters.splice(0)) w();
       }
     }
-  }
-
-  #decodeWithHeaders(m: Msg): unknown {
-    const ct = m.headers?.get('content-type');
-    return ct ? decode(m.data, ct === 'application/json' ? 'application/json' : 'application/msgpack') : decode(m.data);
   }
 
   #refuse(cell: Cell, m: Msg, err: unknown): void {
@@ -461,15 +397,4 @@ export class ActorHost {
   }
 }
 
-async function withDeadline<T>(p: Promise<T>, deadline: number): Promise<T | undefined> {
-  const ms = deadline - Date.now();
-  if (ms <= 0) return undefined;
-  let t: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([p, new Promise<undefined>((r) => (t = setTimeout(() => r(undefined), ms)))]);
-  } finally {
-    if (t) clearTimeout(t);
-  }
-}
 
-export type { ShoalError };
