@@ -1,12 +1,12 @@
 /**
  * The job queue's consumer (leader only). Jobs arrive on the `shoal.jobs.submit` work-queue
  * stream (JSON or MessagePack by content-type; the stream drops duplicates of a `Nats-Msg-Id`
- * within its window). Each accepted job is recorded in the `jobs` KV bucket — created with CAS,
- * so a duplicate that slips past the window still runs once — and only then acked, so an
- * accepted job is never lost. Then the job's actor (`training-job` by default) is spawned with
- * the job id — if a live node offers its type as a job type; else the job fails at once with the
- * reason — and the actor validates its own spec and drives the job. The scheduler knows nothing
- * of what the job does.
+ * within its window). Each accepted job is recorded in the `jobs` KV bucket (through the
+ * runtime's `JobStore`) — created with CAS, so a duplicate that slips past the window still runs
+ * once — and only then acked, so an accepted job is never lost. Then the job's actor
+ * (`training-job` by default) is spawned with the job id — if a live node offers its type as a
+ * job type; else the job fails at once with the reason — and the actor validates its own spec
+ * and drives the job. The scheduler knows nothing of what the job does.
  */
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { nuid } from '@nats-io/transport-node';
