@@ -139,6 +139,8 @@ export const Errors = {
   NO_NODE_AVAILABLE: defineError('SHOAL_ERR_NO_NODE_AVAILABLE', 503, (actorId: string, reason: string) => `no node for ${actorId}: ${reason}`),
   // jobs
   UNKNOWN_JOB_TYPE: defineError('SHOAL_ERR_UNKNOWN_JOB_TYPE', 400, (type: string, why: string, offered: string) => `"${type}" is not a job type: ${why} (job types: ${offered || 'none'})`),
+  JOB_NOT_FOUND: defineError('SHOAL_ERR_JOB_NOT_FOUND', 404, (job: string) => `job ${job} not found`),
+  JOB_CONFLICT: defineError('SHOAL_ERR_JOB_CONFLICT', 409, (job: string, attempts: number) => `the record of job ${job} kept changing under us (compare-and-swap lost ${attempts} times); retry`),
 } as const;
 
 export type ErrorName = keyof typeof Errors;

@@ -59,6 +59,7 @@ export { Actor, ActorTypeRegistry, defineActorType, type ActorContext, type Acto
 export { ActorClient, ActorRef, decodeReply, type AskOptions } from './actor-ref.ts';
 export { Directory, type Versioned } from './directory.ts';
 export { isCasConflict, isStreamNotFound } from './nats-errors.ts';
+export { JobStore, whileActive, type JobPatch, type JobUpdate, type JobUpdateOptions } from './job-store.ts';
 export { announce, discover, type PresenceSource } from './presence.ts';
 export { ensureResources, openBucket } from './resources.ts';
 export { runProcess, fail, type ProcessContext, type ProcessSpec, type Started } from './process.ts';

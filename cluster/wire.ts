@@ -368,7 +368,7 @@ export const JobEnvelope = Type.Object(
     id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })),
     /** The actor type that runs the job. @default training-job */
     actorType: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
-    /** The job's own spec, validated by its actor (e.g. a training spec). */
+    /** The job's own spec, validated by its actor when it starts (a training spec also by `JobClient.submit`, before queueing). */
     spec: Type.Unknown(),
   },
   { additionalProperties: false },

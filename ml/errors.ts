@@ -21,7 +21,6 @@ export const MlErrors = {
   BAD_DATASET: defineError('SHOAL_ERR_BAD_DATASET', 400, (name: string, why: string) => `dataset ${name}: ${why}`, 'ml'),
   DATASET_NOT_FOUND: defineError('SHOAL_ERR_DATASET_NOT_FOUND', 404, (ref: string) => `dataset "${ref}" not found (use name, name@<digest prefix> or sha256:<digest>)`, 'ml'),
   BAD_JOB: defineError('SHOAL_ERR_BAD_JOB', 400, (job: string, why: string) => `job ${job} refused: ${why}`, 'ml'),
-  JOB_NOT_FOUND: defineError('SHOAL_ERR_JOB_NOT_FOUND', 404, (job: string) => `job ${job} not found`, 'ml'),
   JOB_FAILED: defineError('SHOAL_ERR_JOB_FAILED', 500, (job: string, why: string) => `job ${job} failed: ${why}`, 'ml'),
   UPLOAD_NOT_FOUND: defineError('SHOAL_ERR_UPLOAD_NOT_FOUND', 404, (upload: string) => `upload "${upload}" is not in the uploads store (already taken, expired, or never put there)`, 'ml'),
   CANARY_NOT_READY: defineError('SHOAL_ERR_CANARY_NOT_READY', 409, (name: string, why: string) => `canary of "${name}": ${why}`, 'ml'),

@@ -1,30 +1,29 @@
 /**
  * The job queue's consumer (leader only). Jobs arrive on the `shoal.jobs.submit` work-queue
  * stream (JSON or MessagePack by content-type; the stream drops duplicates of a `Nats-Msg-Id`
- * within its window). Each accepted job is recorded in the `jobs` KV bucket — created with CAS,
- * so a duplicate that slips past the window still runs once — and only then acked, so an
- * accepted job is never lost. Then the job's actor (`training-job` by default) is spawned with
- * the job id — if a live node offers its type as a job type; else the job fails at once with the
- * reason — and the actor validates its own spec and drives the job. The scheduler knows nothing
- * of what the job does.
+ * within its window). Each accepted job is recorded in the `jobs` KV bucket (through the
+ * runtime's `JobStore`) — created with CAS, so a duplicate that slips past the window still runs
+ * once — and only then acked, so an accepted job is never lost. Then the job's actor
+ * (`training-job` by default) is spawned with the job id — if a live node offers its type as a
+ * job type; else the job fails at once with the reason — and the actor validates its own spec
+ * and drives the job. The scheduler knows nothing of what the job does.
  */
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
 import { nuid } from '@nats-io/transport-node';
 import {
-  ActorKind,
   DEFAULT_JOB_TYPE,
   Errors,
   JobEnvelope,
   JobState,
+  JobStore,
   jobActorId,
-  TERMINAL_JOB_STATES,
   decode,
   encode,
   jobTypeRefusal,
   parseContentType,
   resources,
   validate,
+  whileActive,
   type JobRecord,
   type Logger,
   type NatsConnection,
@@ -33,7 +32,6 @@ import {
 } from '../cluster/index.ts';
 import type { ActorManager } from './actor-manager.ts';
 import { JobWatchdog, coordinatorSpec, type StallPolicy } from './job-watchdog.ts';
-
 
 export interface JobQueueOptions {
   nc: NatsConnection;
@@ -52,7 +50,7 @@ export interface JobQueueOptions {
 
 export class JobQueue {
   readonly #o: JobQueueOptions;
-  #kv!: KV;
+  #jobs!: JobStore;
   #stop: (() => void) | undefined;
   #watchdog: JobWatchdog | undefined;
 
@@ -62,7 +60,7 @@ export class JobQueue {
 
   async start(): Promise<void> {
     const r = resources(this.#o.prefix);
-    this.#kv = await new Kvm(this.#o.nc).open(r.buckets.jobs);
+    this.#jobs = await JobStore.open(this.#o.nc, this.#o.prefix);
     const jsm = await jetstreamManager(this.#o.nc);
     const durable = 'scheduler';
     try {
@@ -73,7 +71,7 @@ export class JobQueue {
     const consumer = await jetstream(this.#o.nc).consumers.get(r.streams.jobs, durable);
     const messages = await consumer.consume({ max_messages: 16 });
     this.#stop = () => void messages.close();
-    this.#watchdog = new JobWatchdog({ kv: this.#kv, actors: this.#o.actors, update: (id, patch) => this.update(id, patch), log: this.#o.log, ...(this.#o.stall ? { policy: this.#o.stall } : {}) });
+    this.#watchdog = new JobWatchdog({ jobs: this.#jobs, actors: this.#o.actors, log: this.#o.log, ...(this.#o.stall ? { policy: this.#o.stall } : {}) });
     await this.#watchdog.start();
     void (async () => {
       for await (const m of messages) {
@@ -103,19 +101,18 @@ export class JobQueue {
       const id = msgId && /^[A-Za-z0-9_-]{1,64}$/.test(msgId) ? msgId : undefined;
       this.#o.log.warn({ msgId, err: (err as Error).message }, 'job refused: bad envelope');
       // With an id we can tell the submitter why; without one there is nobody to tell.
-      if (id) await this.#record({ id, state: JobState.FAILED, actorType: DEFAULT_JOB_TYPE, spec: null, submittedAt: Date.now(), updatedAt: Date.now(), reason: (err as Error).message }).catch(() => undefined);
+      if (id) await this.#jobs.create({ id, state: JobState.FAILED, actorType: DEFAULT_JOB_TYPE, spec: null, submittedAt: Date.now(), updatedAt: Date.now(), reason: (err as Error).message }).catch(() => undefined);
       return;
     }
     const id = env.id ?? (msgId && /^[A-Za-z0-9_-]{1,64}$/.test(msgId) ? msgId : nuid.next());
     const now = Date.now();
     const rec: JobRecord = { id, state: JobState.QUEUED, actorType: env.actorType ?? DEFAULT_JOB_TYPE, spec: env.spec, submittedAt: now, updatedAt: now };
-    if (!(await this.#record(rec))) {
+    if (!(await this.#jobs.create(rec))) {
       // Recorded already. Still `queued` means it may never have been started: the scheduler
       // died between the record and the spawn, and this is the redelivery. Starting it again is
       // safe: the actor's id is the job's, so a running (or pending) one is left alone.
-      const e = await this.#kv.get(id);
-      const cur = e && e.operation === 'PUT' ? (decode(e.value) as JobRecord) : undefined;
-      if (cur?.state !== JobState.QUEUED) {
+      const cur = await this.#jobs.get(id);
+      if (!cur || cur.state !== JobState.QUEUED) {
         this.#o.log.info({ jobId: id }, 'duplicate submission ignored');
         return;
       }
@@ -134,56 +131,29 @@ export class JobQueue {
     const refused = this.#o.nodes && jobTypeRefusal(rec.actorType, this.#o.nodes());
     if (refused) {
       this.#o.log.warn({ jobId: rec.id, actorType: rec.actorType, reason: refused.message }, 'job refused: not a job type');
-      await this.update(rec.id, { state: JobState.FAILED, reason: `cannot start the job: ${refused.message}` });
+      await this.#jobs.update(rec.id, { state: JobState.FAILED, reason: `cannot start the job: ${refused.message}` });
       return;
     }
     try {
       await this.#o.actors.spawn(coordinatorSpec(rec));
     } catch (err) {
       if (Errors.ACTOR_ALREADY_RUNNING.is(err)) return;
-      await this.update(rec.id, { state: JobState.FAILED, reason: `cannot start the job: ${(err as Error).message}` });
+      await this.#jobs.update(rec.id, { state: JobState.FAILED, reason: `cannot start the job: ${(err as Error).message}` });
     }
   }
 
-  /** Creates the record; false when it exists (a duplicate). */
-  async #record(rec: JobRecord): Promise<boolean> {
-    try {
-      await this.#kv.create(rec.id, encode(rec));
-      return true;
-    } catch (err) {
-      if (/wrong last sequence|key exists|10071|10164/i.test((err as Error).message)) return false;
-      throw err;
-    }
-  }
-
-  async update(id: string, patch: Partial<JobRecord>): Promise<JobRecord> {
-    for (let i = 0; i < 10; i++) {
-      const e = await this.#kv.get(id);
-      if (!e || e.operation !== 'PUT') throw Errors.BAD_MESSAGE(id, 'no such job');
-      const cur = decode(e.value) as JobRecord;
-      const next: JobRecord = { ...cur, ...patch, updatedAt: Date.now() };
-      try {
-        await this.#kv.update(id, encode(next), e.revision);
-        return next;
-      } catch {
-        /* raced with the job's actor: re-read */
-      }
-    }
-    throw Errors.PLACEMENT_CONFLICT(`job ${id}`);
-  }
-
-  /** Cancels a job that has not finished: its actor sees the state and stops its workers. */
+  /**
+   * Cancels a job that has not finished: its actor sees the state and stops its workers. A job
+   * that has ended is left as it is (its record is returned); no record is `SHOAL_ERR_JOB_NOT_FOUND`.
+   */
   async cancel(jobId: string): Promise<JobRecord> {
-    const e = await this.#kv.get(jobId);
-    if (!e || e.operation !== 'PUT') throw Errors.ACTOR_NOT_FOUND(`job ${jobId}`);
-    const cur = decode(e.value) as JobRecord;
-    if (TERMINAL_JOB_STATES.includes(cur.state)) return cur;
-    const rec = await this.update(jobId, { state: JobState.CANCELLED, reason: 'cancelled by request' });
+    const { record, changed } = await this.#jobs.update(jobId, whileActive({ state: JobState.CANCELLED, reason: 'cancelled by request' }));
+    if (!changed) return record;
     // The job's actor and every actor it started (by convention `job-<id>-…`), so nothing keeps
     // holding capacity even when the job's actor is not running to stop them itself.
     const own = jobActorId(jobId);
     const ids = [...this.#o.actors.entries()].map((v) => v.entry.actorId).filter((a) => a === own || a.startsWith(`${own}-`));
     await Promise.all(ids.map((a) => this.#o.actors.stopActor(a).catch(() => undefined)));
-    return rec;
+    return record;
   }
 }

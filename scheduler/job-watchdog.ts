@@ -16,8 +16,7 @@
  * Silence is measured on this process's clock, from when a record change was seen here, so
  * clocks on other machines do not matter.
  */
-import type { KV, KvEntry } from '@nats-io/kv';
-import { ActorKind, ActorState, JobState, TERMINAL_JOB_STATES, decode, jobActorId, type DirectoryEntry, type JobRecord, type Logger, type SpawnSpec } from '../cluster/index.ts';
+import { ActorKind, ActorState, JobState, TERMINAL_JOB_STATES, jobActorId, whileActive, type DirectoryEntry, type JobRecord, type JobStore, type Logger, type SpawnSpec } from '../cluster/index.ts';
 
 /** What the watchdog knows of one job. */
 export interface WatchedJob {
@@ -80,10 +79,9 @@ export interface JobActors {
 }
 
 export interface JobWatchdogOptions {
-  kv: KV;
+  /** The job records: watched, and changed by compare-and-swap. */
+  jobs: JobStore;
   actors: JobActors;
-  /** Writes a patch to a job's record (CAS, re-read on conflict). */
-  update: (id: string, patch: Partial<JobRecord>) => Promise<JobRecord>;
   log: Logger;
   policy?: Partial<StallPolicy>;
   now?: () => number;
@@ -110,11 +108,10 @@ export class JobWatchdog {
   }
 
   async start(): Promise<void> {
-    const w = await this.#o.kv.watch();
-    this.#stopWatch = () => w.stop();
-    void (async () => {
-      for await (const e of w as AsyncIterable<KvEntry>) this.#apply(e);
-    })();
+    this.#stopWatch = await this.#o.jobs.watchAll(
+      (id, record) => this.#apply(id, record),
+      (id, err) => this.#o.log.warn({ jobId: id, err: err.message }, 'unreadable job record'),
+    );
     this.#timer = setInterval(() => {
       this.sweep().catch((err: unknown) => this.#o.log.warn({ err: (err as Error).message }, 'job watchdog sweep failed'));
     }, Math.max(200, Math.min(5000, Math.floor(this.#p.floorMs / 4))));
@@ -125,18 +122,9 @@ export class JobWatchdog {
     this.#stopWatch?.();
   }
 
-  #apply(e: KvEntry): void {
-    if (e.operation !== 'PUT' || e.value.length === 0) {
-      this.#jobs.delete(e.key);
-      return;
-    }
-    try {
-      const record = decode(e.value) as JobRecord;
-      if (TERMINAL_JOB_STATES.includes(record.state)) this.#jobs.delete(e.key);
-      else this.#jobs.set(e.key, { record, seenAt: this.#now() });
-    } catch (err) {
-      this.#o.log.warn({ jobId: e.key, err: (err as Error).message }, 'unreadable job record');
-    }
+  #apply(id: string, record: JobRecord | undefined): void {
+    if (!record || TERMINAL_JOB_STATES.includes(record.state)) this.#jobs.delete(id);
+    else this.#jobs.set(id, { record, seenAt: this.#now() });
   }
 
   /** Judges every active job once (called on a timer; tests call it directly). */
@@ -162,20 +150,23 @@ export class JobWatchdog {
   }
 
   async #act(rec: JobRecord, v: NonNullable<Verdict>): Promise<void> {
-    const { actors, update, log } = this.#o;
+    const { actors, jobs, log } = this.#o;
     const coordinator = jobActorId(rec.id);
     if (v.action === 'fail') {
+      // Only a job that is still active: one that ended meanwhile keeps its outcome.
+      const { changed } = await jobs.update(rec.id, whileActive({ state: JobState.FAILED, reason: v.reason }));
+      if (!changed) return;
       log.warn({ jobId: rec.id, reason: v.reason }, 'job failed by the watchdog');
-      await update(rec.id, { state: JobState.FAILED, reason: v.reason });
       // Its actors go with it (the coordinator's and every `job-<id>-…` one).
       const ids = [...actors.entries()].map((x) => x.entry.actorId).filter((a) => a === coordinator || a.startsWith(`${coordinator}-`));
       await Promise.all(ids.map((a) => actors.stopActor(a).catch(() => undefined)));
       return;
     }
-    log.warn({ jobId: rec.id, reason: v.reason }, 'job stalled: restarting its coordinator');
     // Recorded first: the restart count survives whatever happens next, and the record moving
-    // resets the silence.
-    await update(rec.id, { restarts: (rec.restarts ?? 0) + 1, reason: v.reason });
+    // resets the silence. Counted on the current record; a job that ended meanwhile is left alone.
+    const { changed } = await jobs.update(rec.id, (cur) => (TERMINAL_JOB_STATES.includes(cur.state) ? undefined : { restarts: (cur.restarts ?? 0) + 1, reason: v.reason }));
+    if (!changed) return;
+    log.warn({ jobId: rec.id, reason: v.reason }, 'job stalled: restarting its coordinator');
     await actors.stopActor(coordinator).catch(() => undefined);
     await actors.spawn(coordinatorSpec(rec));
   }

@@ -1,11 +1,17 @@
 /**
  * Training jobs over HTTP: `POST /v1/jobs` queues a job (idempotent by `id` in the body or the
  * `idempotency-key` header: the same id twice runs once) and answers 202 with its id;
- * `GET /v1/jobs/{id}` is its state, progress and result; `DELETE /v1/jobs/{id}` cancels it.
- * A training spec is checked before queueing (400); other specs by their job's actor (a bad one
- * shows up as `failed` with the reason). Refused with 400: an unknown top-level field (the schema
- * is closed, and the gateway's Ajv refuses what it does not allow instead of dropping it), and an
- * `actorType` no live node offers as a job type (`SHOAL_ERR_UNKNOWN_JOB_TYPE`).
+ * `GET /v1/jobs/{id}` is its state, progress and result; `DELETE /v1/jobs/{id}` cancels it (both
+ * 404 `SHOAL_ERR_JOB_NOT_FOUND` for an id with no job).
+ *
+ * What is checked where: the body's shape by the route's schema (closed: an unknown top-level
+ * field is a 400, the gateway's Ajv refuses what it does not allow instead of dropping it); the
+ * job type by `JobClient.submit` (one no live node offers as a job type is a 400,
+ * `SHOAL_ERR_UNKNOWN_JOB_TYPE`); a training spec (the default job type) also by
+ * `JobClient.submit`, before queueing, so a bad field is a 400 naming it. The `training-job`
+ * actor validates the spec again when the job starts, for submitters that publish on
+ * `shoal.jobs.submit` without the gateway; a bad one there shows up as `failed` with the reason.
+ * Other job types' specs are checked only by their job's actor (`failed` with the reason).
  */
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';

@@ -44,9 +44,6 @@ export function deserialize(bytes: Uint8Array): Dataset {
 
 export const sha256hex = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-/** @deprecated `seededRandom` from cluster/: kept while ml/training/ still imports this name. */
-export const rng = seededRandom;
-
 /** Deterministic train / validation / holdout split of row indices. */
 export function split(rows: number, seed: number, fractions = { train: 0.7, validation: 0.15 }): Splits {
   const idx = Array.from({ length: rows }, (_, i) => i);

@@ -1,32 +1,36 @@
 /**
  * Submitting and following jobs from any process (CLI, gateway, product code): a job is a
  * message on the `shoal.jobs.submit` work-queue stream with `Nats-Msg-Id` = its id (so a retried
- * submission runs once), in MessagePack or JSON; its state is the record in the `jobs` KV bucket.
+ * submission runs once), in MessagePack or JSON; its state is the record in the `jobs` KV bucket,
+ * read through the runtime's `JobStore`.
  */
 import { headers, nuid, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
-import { ContentType, DEFAULT_JOB_TYPE, TERMINAL_JOB_STATES, decode, encode, jobTypeRefusal, request, resources, subjects, type JobEnvelope, type JobRecord, type NodeView, type SchedulerStatus } from '../../cluster/index.ts';
+import { ContentType, DEFAULT_JOB_TYPE, JobStore, TERMINAL_JOB_STATES, encode, jobTypeRefusal, request, subjects, type JobEnvelope, type JobRecord, type NodeView, type SchedulerStatus } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { parseTrainingSpec } from './spec.ts';
 
 export class JobClient {
   private constructor(
     private readonly nc: NatsConnection,
-    private readonly kv: KV,
+    private readonly jobs: JobStore,
     private readonly prefix: string,
   ) {}
 
   static async open(nc: NatsConnection, prefix = 'shoal'): Promise<JobClient> {
-    return new JobClient(nc, await new Kvm(nc).open(resources(prefix).buckets.jobs), prefix);
+    return new JobClient(nc, await JobStore.open(nc, prefix), prefix);
   }
 
   /** Queues a job; returns its id. Submitting the same id again (within 10 minutes) is a no-op. */
   async submit(spec: unknown, opts: { id?: string; actorType?: string; contentType?: ContentType; /** Skip the local spec check (tests of the actor's own check). */ unchecked?: boolean } = {}): Promise<{ id: string; duplicate: boolean }> {
     const id = opts.id ?? nuid.next();
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw MlErrors.BAD_JOB(id, 'id must be letters, digits, _ or - (≤ 64)');
-    // A training spec is checked here too, so a caller hears about a bad field at once (a 400 at
-    // the gateway) instead of finding a failed job; other job types are checked by their actor.
+    // A training spec is validated twice, on purpose. Here, at the edge, so a caller hears about
+    // a bad field at once (a 400 at the gateway, an error from `shoal submit`) instead of finding
+    // a failed job. And again by the `training-job` actor when it starts (ml/training/coordinator.ts),
+    // which is what counts: a submitter may publish on `shoal.jobs.submit` without this client,
+    // and the actor trains with the defaults its own parse fills in. Other job types are checked
+    // by their actor only (this client does not know their specs).
     if (!opts.unchecked && (!opts.actorType || opts.actorType === DEFAULT_JOB_TYPE)) parseTrainingSpec(id, spec);
     // Likewise the job type: one no live node offers as a job entry point (an internal type such
     // as a job's workers, or none at all) is refused now rather than queued to fail or hang.
@@ -53,10 +57,9 @@ export class JobClient {
     }
   }
 
+  /** The job's record; `SHOAL_ERR_JOB_NOT_FOUND` when there is none. */
   async get(id: string): Promise<JobRecord> {
-    const e = await this.kv.get(id);
-    if (!e || e.operation !== 'PUT') throw MlErrors.JOB_NOT_FOUND(id);
-    return decode(e.value) as JobRecord;
+    return this.jobs.require(id);
   }
 
   async cancel(id: string): Promise<JobRecord> {
@@ -65,20 +68,7 @@ export class JobClient {
 
   /** Calls `onUpdate` with every change of the job's record until it ends; resolves with the last. */
   async follow(id: string, onUpdate: (r: JobRecord) => void, timeoutMs = 3_600_000): Promise<JobRecord> {
-    const w = await this.kv.watch({ key: id });
-    const timer = setTimeout(() => w.stop(), timeoutMs);
-    let last: JobRecord | undefined;
-    try {
-      for await (const e of w) {
-        if (e.operation !== 'PUT') continue;
-        last = decode(e.value) as JobRecord;
-        onUpdate(last);
-        if (TERMINAL_JOB_STATES.includes(last.state)) break;
-      }
-    } finally {
-      clearTimeout(timer);
-      w.stop();
-    }
+    const last = await this.jobs.follow(id, onUpdate, timeoutMs);
     if (!last || !TERMINAL_JOB_STATES.includes(last.state)) throw MlErrors.JOB_FAILED(id, `no final state within ${timeoutMs} ms (last: ${last?.state ?? 'none'})`);
     return last;
   }

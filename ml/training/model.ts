@@ -4,7 +4,7 @@
  * initialisation by seed, and export to ONNX (MatMul + Add [+ Relu + MatMul + Add] + Sigmoid).
  */
 import { floatTensor, onnxModel, type OnnxInitializer, type OnnxNode } from '../../kernels/index.ts';
-import { rng } from '../datasets/index.ts';
+import { seededRandom } from '../../cluster/index.ts';
 
 export interface ModelShape {
   type: 'logreg' | 'mlp';
@@ -43,7 +43,7 @@ export function initParams(s: ModelShape, seed: number): Float32Array {
   const L = layout(s);
   const p = new Float32Array(L.size);
   if (s.type === 'logreg') return p;
-  const r = rng(seed * 7919 + 17);
+  const r = seededRandom(seed * 7919 + 17);
   // Glorot-uniform weights, zero biases.
   for (const d of L.dense) {
     const a = Math.sqrt(6 / (d.in + d.out));

@@ -1,4 +1,8 @@
-/** The training job spec (validated by the job's actor when it starts). */
+/**
+ * The training job spec. Validated twice: at the edge by `JobClient.submit` (a 400 at the
+ * gateway, an error from the CLI) and by the `training-job` actor when it starts (for
+ * submitters that publish on NATS directly).
+ */
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { ResourceRequest, validate } from '../../cluster/index.ts';

@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import { ActorClient, Role, decode, openBucket, resources, subjects, type DirectoryEntry, type JobRecord, type NatsConnection } from '../../cluster/index.ts';
 import { DatasetStore, JobClient, ModelRegistry, RegistryClient, generateFraud, take, type BinaryMetrics, type DatasetVersion } from '../../ml/index.ts';
+import { openCheckpointStore } from '../../ml/training/checkpoints.ts';
+import { shardName } from '../../ml/training/shards.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { ProcessSet, type TestProcess } from '../harness/processes.ts';
 import { until } from '../harness/wait.ts';
@@ -31,6 +33,8 @@ describe('training jobs (real processes)', () => {
   let store: DatasetStore;
   let control: RegistryClient;
   const nodes: Record<string, TestProcess> = {};
+  /** How many of a job's training shards are in the checkpoint store (read with the scheduler's rights). */
+  let shardsOf: (jobId: string, world: number) => Promise<number>;
   const spec = (over: Record<string, unknown> = {}) => ({
     model: { name: 'fraud', type: 'logreg' },
     dataset: 'fraud-ref',
@@ -66,6 +70,15 @@ describe('training jobs (real processes)', () => {
     control = new RegistryClient(nc, subjects());
     ds = await control.registerDataset('fraud-ref', generateFraud({ rows: 20_000, seed: 11 }), { splitSeed: 5, source: 'generator seed 11' });
     jobs = await JobClient.open(nc);
+    const ckpts = await openCheckpointStore(await nats.connect(Role.SCHEDULER), 'shoal');
+    shardsOf = async (jobId, world) => {
+      let n = 0;
+      for (let rank = 0; rank < world; rank++) {
+        const info = await ckpts.info(shardName({ jobId, world, rank }));
+        if (info && !info.deleted) n++;
+      }
+      return n;
+    };
   }, 90_000);
 
   afterAll(async () => {
@@ -111,6 +124,8 @@ describe('training jobs (real processes)', () => {
     const out = await session.run({ X: new ort.Tensor('float32', rows.x, [rows.y.length, rows.d]) });
     const y = out.Y!.data as Float32Array;
     result.check.predictions.forEach((p, i) => expect(Math.abs(y[i]! - p)).toBeLessThan(1e-5));
+    // Each worker trained on its own shard; the shards went with the job.
+    await until(async () => ((await shardsOf('job-auc', 2)) === 0) || undefined, 10_000, 'job-auc shards removed');
   });
 
   it('trains an MLP with two hidden layers the same way', async () => {
@@ -194,10 +209,12 @@ describe('training jobs (real processes)', () => {
   it('cancel stops a running job and its workers', async () => {
     await jobs.submit(spec({ hyper: { steps: 100_000, batchSize: 128, seed: 5 } }), { id: 'job-cancel' });
     await until(async () => (((await jobs.get('job-cancel')).progress?.step as number | undefined) ?? 0) >= 10 || undefined, 60_000, 'job-cancel past step 10');
+    expect(await shardsOf('job-cancel', 2)).toBe(2);
     expect((await jobs.cancel('job-cancel')).state).toBe('cancelled');
     // The coordinator and both workers leave the directory (a leaked worker would hold its node's capacity).
     await actorsGone('job-cancel');
     expect((await jobs.get('job-cancel')).state).toBe('cancelled');
+    await until(async () => ((await shardsOf('job-cancel', 2)) === 0) || undefined, 10_000, 'job-cancel shards removed');
   });
 
   it('a job whose workers fail more than maxWorkerFailures times fails, with the reason, and leaves no actor behind', async () => {

@@ -1,0 +1,395 @@
+/**
+ * `training-job`: a training job's coordinator, one per job, spawned by the scheduler's job
+ * queue with `{ jobId }`. It validates the spec (a bad one fails the job at once, with the
+ * reason), loads the dataset once and writes each worker's shard (shards.ts), gang-spawns the
+ * workers, and runs data-parallel synchronous SGD/Adam — every step it asks each worker for the
+ * gradient of its shard's minibatch and averages them (a parameter server over NATS) —
+ * checkpointing every `checkpointEvery` steps and on drain (checkpoints.ts), on spot or
+ * on-demand workers as the deadline allows (deadline.ts), within bounds from its own pace
+ * (pace.ts). At the end it evaluates, exports, registers and deploys (finish.ts). If its node
+ * dies it is re-placed and resumes from the last checkpoint; if a worker's node dies, the runtime
+ * re-places the worker and the step is retried.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import type { ObjectStore } from '@nats-io/obj';
+import {
+  Actor,
+  ActorKind,
+  Errors,
+  JobState,
+  JobStore,
+  TERMINAL_JOB_STATES,
+  encode,
+  errorCode,
+  jobActorId,
+  request,
+  validate,
+  whileActive,
+  type JobRecord,
+  type SchedulerStatus,
+  type SpawnSpec,
+} from '../../cluster/index.ts';
+import { DatasetStore, split, take, type DatasetVersion } from '../datasets/index.ts';
+import { MlErrors } from '../errors.ts';
+import { bytesF32, f32bytes, loadCheckpoint, openCheckpointStore, restore, saveCheckpoint, snapshot, type Checkpoint, type TrainState } from './checkpoints.ts';
+import { applyUpdate, nodeKernels } from './compute.ts';
+import { DeadlineMarket } from './deadline.ts';
+import { finish, type Rows } from './finish.ts';
+import { rocAuc } from './metrics.ts';
+import { predict, type ModelShape } from './model.ts';
+import { StepPace, withTimeout } from './pace.ts';
+import { removeShards, writeShards } from './shards.ts';
+import { parseTrainingSpec, type TrainingSpec } from './spec.ts';
+import { TRAINER_WORKER_ACTOR, workerIds, type GradReply, type WorkerArgs } from './worker.ts';
+
+export const TRAINING_JOB_ACTOR = 'training-job';
+
+const JobArgs = Type.Object({ jobId: Type.String({ minLength: 1 }) });
+export const JobMsg = Type.Union([Type.Object({ type: Type.Literal('status') })]);
+export type JobMsg = Static<typeof JobMsg>;
+
+/** What a run needs that does not change while it trains. */
+interface Plan {
+  spec: TrainingSpec;
+  submittedAt: number;
+  dv: DatasetVersion;
+  shape: ModelShape;
+  workers: string[];
+  args: WorkerArgs;
+  validation: Rows;
+  holdout: Rows;
+  holdoutRows: number[];
+  /** The record is updated every this many steps (and at the last): the watchdog's unit of pace. */
+  every: number;
+}
+
+/** A run in progress: the model state and the bookkeeping around it. */
+interface Run {
+  s: TrainState;
+  t0: number;
+  firstStep: number;
+  samples: number;
+  failures: number;
+  /** $/hour of each node, refreshed at every checkpoint. */
+  prices: Map<string, number>;
+  pace: StepPace;
+  market: DeadlineMarket;
+  /** The last progress reported. */
+  last: Record<string, unknown>;
+}
+
+export class TrainingJob extends Actor<JobMsg> {
+  readonly #jobId: string;
+  #jobs!: JobStore;
+  #store!: ObjectStore;
+  #step = 0;
+  #steps = 0;
+  #stopped = false;
+  #latest: Checkpoint | undefined;
+  /** The worker count the shards were written for (0: none written). */
+  #shardWorld = 0;
+
+  constructor(args: unknown) {
+    super();
+    this.#jobId = validate(JobArgs, args, 'training-job args').jobId;
+  }
+
+  override async onStart(): Promise<void> {
+    this.#jobs = await JobStore.open(this.ctx.nc, this.ctx.subjects.prefix);
+    // Checkpoints and shards have their own store: a node may replace them (which purges old chunks) without any right on the artifacts.
+    this.#store = await openCheckpointStore(this.ctx.nc, this.ctx.subjects.prefix);
+    // The job runs beside the mailbox: onStart must return for the actor to be running.
+    setImmediate(() => void this.#run());
+  }
+
+  override async onDrain(): Promise<void> {
+    // The node is going away (spot notice, drain): save where we are; the next placement resumes.
+    this.#stopped = true;
+    if (this.#latest) await saveCheckpoint(this.#store, this.#jobId, this.#latest);
+  }
+
+  override onStop(): void {
+    this.#stopped = true;
+  }
+
+  receive(): unknown {
+    return { jobId: this.#jobId, step: this.#step, steps: this.#steps };
+  }
+
+  /** Changes the record unless the job has ended; undefined when it has (cancelled) or its record is gone. */
+  async #update(patch: Partial<JobRecord>): Promise<JobRecord | undefined> {
+    try {
+      const { record, changed } = await this.#jobs.update(this.#jobId, whileActive(patch));
+      return changed ? record : undefined;
+    } catch (err) {
+      if (Errors.JOB_NOT_FOUND.is(err)) return undefined;
+      throw err;
+    }
+  }
+
+  #progress(p: Record<string, unknown>): void {
+    this.ctx.nc.publish(this.ctx.subjects.event('job-progress'), encode({ jobId: this.#jobId, ...p, at: Date.now() }));
+  }
+
+  async #run(): Promise<void> {
+    let plan: Plan | undefined;
+    try {
+      plan = await this.#plan();
+      if (!plan) return;
+      await this.#startWorkers(plan, plan.spec.spotOk);
+      const run = await this.#resume(plan);
+      if (await this.#train(plan, run)) await this.#succeed(plan, run);
+    } catch (err) {
+      await this.#fail(err);
+    } finally {
+      await this.#cleanUp(plan);
+    }
+  }
+
+  /** Reads the job, validates its spec, loads its data and writes the workers' shards; undefined when the job has ended. */
+  async #plan(): Promise<Plan | undefined> {
+    const rec = await this.#jobs.get(this.#jobId);
+    if (!rec || TERMINAL_JOB_STATES.includes(rec.state)) return undefined;
+    // Validated here although JobClient.submit validated it at the edge: a submitter may publish
+    // on `shoal.jobs.submit` without that client, and this parse (with its defaults) is the spec
+    // the job trains with. A bad one fails the job at once, with the field in the reason.
+    const spec = parseTrainingSpec(this.#jobId, rec.spec);
+    const datasets = await DatasetStore.open(this.ctx.nc, this.ctx.subjects.prefix);
+    const dv = await datasets.resolve(spec.dataset).catch((err: unknown) => {
+      throw MlErrors.BAD_JOB(this.#jobId, (err as Error).message);
+    });
+    const data = await datasets.load(dv);
+    const h = spec.model.hidden ?? 32;
+    const shape: ModelShape = { type: spec.model.type, features: dv.columns.length, layers: spec.model.type === 'mlp' ? (Array.isArray(h) ? h : [h]) : [] };
+    this.#steps = spec.hyper.steps;
+    await this.#update({ state: JobState.PLACING, progress: { step: 0, steps: this.#steps } });
+    // The only read of the dataset in the job: each worker loads just its own rows.
+    const splits = split(data.rows, dv.splits.seed);
+    this.#shardWorld = spec.workers;
+    const bytes = await writeShards(this.#store, this.#jobId, spec.workers, data, splits.train, { datasetDigest: dv.digest, splitSeed: dv.splits.seed });
+    if (bytes > 0) this.ctx.log.info({ workers: spec.workers, bytes }, 'training shards written');
+    return {
+      spec,
+      submittedAt: rec.submittedAt,
+      dv,
+      shape,
+      // Fixed by the job, so a re-placed coordinator finds the workers still running instead of starting twins.
+      workers: workerIds(this.#jobId, spec.workers),
+      args: { jobId: this.#jobId, world: spec.workers, datasetDigest: dv.digest, model: shape, batchSize: spec.hyper.batchSize, seed: spec.hyper.seed, splitSeed: dv.splits.seed },
+      validation: take(data, splits.validation),
+      holdout: take(data, splits.holdout),
+      holdoutRows: splits.holdout,
+      every: Math.max(1, Math.floor(spec.checkpointEvery / 2)),
+    };
+  }
+
+  /** The state of the last checkpoint (or a fresh one); the job is recorded running. */
+  async #resume(p: Plan): Promise<Run> {
+    const ck = await loadCheckpoint(this.#store, this.#jobId);
+    const s = restore(p.shape, p.spec.hyper.seed, ck);
+    if (ck) this.ctx.log.info({ step: ck.step }, 'resuming from checkpoint');
+    await this.#update({ state: JobState.RUNNING, ...(ck ? { reason: `resumed from the checkpoint at step ${ck.step}` } : {}) });
+    const prices = await this.#prices();
+    const market = new DeadlineMarket({ spotOk: p.spec.spotOk, deadline: p.spec.deadline, steps: this.#steps, submittedAt: p.submittedAt });
+    return { s, t0: performance.now(), firstStep: s.step + 1, samples: 0, failures: 0, prices, pace: new StepPace(p.spec.stepTimeoutMs), market, last: {} };
+  }
+
+  /** Steps to the last; false when the job was cancelled or this actor stopped (the job goes on elsewhere). */
+  async #train(p: Plan, r: Run): Promise<boolean> {
+    for (let step = r.s.step + 1; step <= this.#steps; ) {
+      if (this.#stopped) return false;
+      const stepStart = performance.now();
+      const replies = await this.#gradients(p, r, step);
+      if (!replies) continue; // a worker failed: the workers were restarted, the step runs again
+      await this.#apply(p, r, step, replies, stepStart);
+      if (step % p.spec.checkpointEvery === 0 || step === this.#steps) await this.#checkpoint(p, r, step);
+      if ((step % p.every === 0 || step === this.#steps) && !(await this.#report(p, r, step, replies))) return false;
+      step++;
+    }
+    return true;
+  }
+
+  /** Every worker's gradient at `step`, in rank order; undefined when a worker failed (the workers are restarted). */
+  async #gradients(p: Plan, r: Run, step: number): Promise<GradReply[] | undefined> {
+    // Bounds from the job's own pace: a worker whose node died never answers, and its re-placed
+    // twin (same id, same deterministic gradient) is asked again after `askMs`.
+    const { askMs, stepMs } = r.pace.bounds();
+    const msg = { type: 'grad', step, params: f32bytes(r.s.params) };
+    try {
+      return await withTimeout(
+        Promise.all(p.workers.map((id) => this.ctx.system.ref(id).ask<GradReply>(msg, { timeoutMs: askMs, retry: { attempts: 40, delayMs: 250 } }))),
+        stepMs,
+        `step ${step}: no gradients from every worker within ${Math.round(stepMs)} ms`,
+      );
+    } catch (err) {
+      r.failures++;
+      this.ctx.log.warn({ step, failures: r.failures, err: (err as Error).message }, 'a worker failed this step');
+      if (r.failures > p.spec.maxWorkerFailures) throw MlErrors.JOB_FAILED(this.#jobId, `worker failures exceeded ${p.spec.maxWorkerFailures}: ${(err as Error).message}`);
+      await this.#startWorkers(p, r.market.market === 'spot').catch(() => undefined);
+      return undefined;
+    }
+  }
+
+  /** Averages the gradients in rank order (deterministic), weighted by rows, and takes the optimiser step. */
+  async #apply(p: Plan, r: Run, step: number, replies: GradReply[], stepStart: number): Promise<void> {
+    const s = r.s;
+    const total = replies.reduce((n, x) => n + x.rows, 0);
+    const g = new Float32Array(s.params.length);
+    let loss = 0;
+    for (const x of replies) {
+      const gi = bytesF32(x.grad);
+      const w = x.rows / total;
+      for (let i = 0; i < g.length; i++) g[i] = g[i]! + w * gi[i]!;
+      loss += w * x.loss;
+    }
+    await applyUpdate(nodeKernels(this.ctx), p.spec.hyper.optimizer, p.spec.hyper.lr, step, s.params, g, s.m, s.v);
+    const secs = (performance.now() - stepStart) / 1000;
+    r.pace.add(secs * 1000);
+    s.workerSeconds += secs * replies.length;
+    for (const x of replies) s.cost += ((r.prices.get(x.nodeId) ?? 0) * secs) / 3600;
+    r.samples += total;
+    s.losses.push(loss);
+    s.step = step;
+    this.#step = step;
+    this.#latest = snapshot(s);
+  }
+
+  /** Saves the checkpoint, refreshes the prices, and moves the workers to on-demand when behind the deadline. */
+  async #checkpoint(p: Plan, r: Run, step: number): Promise<void> {
+    await saveCheckpoint(this.#store, this.#jobId, this.#latest!);
+    r.prices = await this.#prices();
+    const behind = r.market.check(step, (performance.now() - r.t0) / 1000 / (step - r.firstStep + 1));
+    if (!behind) return;
+    this.ctx.log.info({ step, reason: behind }, 'behind the deadline: moving workers to on-demand');
+    await Promise.all(p.workers.map((w) => this.ctx.system.stop(w).catch(() => undefined)));
+    await this.#startWorkers(p, false);
+  }
+
+  /** Publishes and records progress; false when the job ended meanwhile (cancelled). Past its budget the job fails. */
+  async #report(p: Plan, r: Run, step: number, replies: GradReply[]): Promise<boolean> {
+    const { spec, validation: val } = p;
+    const s = r.s;
+    const atCheckpoint = step % spec.checkpointEvery === 0 || step === this.#steps;
+    // Validation AUC at each checkpoint: progress people can read, and time-to-target for benchmarks.
+    const valAuc = atCheckpoint ? { valAuc: rocAuc(predict(p.shape, s.params, val.x, val.y.length), val.y) } : {};
+    const elapsedMs = performance.now() - r.t0;
+    // `stepMs` and `every` give the scheduler's watchdog this job's pace (its stall bound); `node` says where the coordinator runs.
+    const progress: Record<string, unknown> = {
+      ...valAuc,
+      elapsedMs,
+      step,
+      steps: this.#steps,
+      loss: s.losses.at(-1),
+      samplesPerSec: r.samples / (elapsedMs / 1000),
+      workers: replies.length,
+      workerSeconds: s.workerSeconds,
+      costSoFar: s.cost,
+      backend: replies[0]!.backend,
+      checkpointStep: step - (step % spec.checkpointEvery),
+      stepMs: r.pace.median(),
+      every: p.every,
+      node: this.ctx.nodeId,
+    };
+    this.#progress(progress);
+    r.last = progress;
+    if (!(await this.#update({ state: step % spec.checkpointEvery === 0 ? JobState.CHECKPOINTED : JobState.RUNNING, progress }))) {
+      this.ctx.log.info('job cancelled');
+      return false;
+    }
+    if (spec.budget !== undefined && s.cost > spec.budget) throw MlErrors.JOB_FAILED(this.#jobId, `budget $${spec.budget} spent ($${s.cost.toFixed(4)})`);
+    return true;
+  }
+
+  /** Evaluates, exports, registers (and deploys), then records the job succeeded with its result. */
+  async #succeed(p: Plan, r: Run): Promise<void> {
+    const { spec } = p;
+    const s = r.s;
+    const f = await finish({ nc: this.ctx.nc, subjects: this.ctx.subjects, jobId: this.#jobId, spec, shape: p.shape, params: s.params, datasetDigest: p.dv.digest, validation: p.validation, holdout: p.holdout, holdoutRows: p.holdoutRows });
+    const result = {
+      model: f.model,
+      version: f.version,
+      metrics: f.metrics,
+      datasetDigest: f.datasetDigest,
+      steps: this.#steps,
+      finalLoss: s.losses.at(-1),
+      workerSeconds: s.workerSeconds,
+      cost: s.cost,
+      market: r.market.market,
+      ...(r.market.switches.length ? { marketSwitches: [...r.market.switches] } : {}),
+      ...(spec.deadline !== undefined ? { deadlineMet: Date.now() <= spec.deadline } : {}),
+      ...(f.deployed ? { deployed: f.deployed } : {}),
+      check: f.check,
+    };
+    await this.#update({ state: JobState.SUCCEEDED, result, progress: { ...r.last, step: this.#steps, steps: this.#steps } });
+    this.#progress({ step: this.#steps, steps: this.#steps, done: true, auc: f.metrics.auc });
+    this.ctx.log.info({ version: f.version, auc: f.metrics.auc }, 'job succeeded');
+  }
+
+  async #fail(err: unknown): Promise<void> {
+    const reason = err instanceof Error ? err.message : String(err);
+    this.ctx.log.warn({ code: errorCode(err), reason }, 'job failed');
+    // When even this cannot be written (NATS trouble), the job goes silent and the scheduler's watchdog restarts its coordinator.
+    await this.#update({ state: JobState.FAILED, reason }).catch((e: unknown) => this.ctx.log.warn({ err: (e as Error).message }, 'could not record the failure'));
+  }
+
+  /**
+   * Stopped by a drain or a node shutdown, the job goes on elsewhere and keeps its workers and
+   * shards; stopped because the job is over (ended here, or cancelled: its record is terminal),
+   * they go with it. A coordinator that was not stopped then removes itself (the record stays).
+   */
+  async #cleanUp(p: Plan | undefined): Promise<void> {
+    const over = !this.#stopped || (await this.#jobs.get(this.#jobId).then((c) => !c || TERMINAL_JOB_STATES.includes(c.state)).catch(() => false));
+    if (over) {
+      await Promise.all((p?.workers ?? []).map((w) => this.ctx.system.stop(w).catch(() => undefined)));
+      if (this.#shardWorld > 0) await removeShards(this.#store, this.#jobId, this.#shardWorld).catch((err: unknown) => this.ctx.log.warn({ err: (err as Error).message }, 'could not remove the training shards'));
+    }
+    if (!this.#stopped) setImmediate(() => void this.ctx.system.stop(this.ctx.actorId).catch(() => undefined));
+  }
+
+  /** Starts the workers that do not answer, all at once (a gang) when none does; waits for capacity. */
+  async #startWorkers(p: Plan, spotOk: boolean): Promise<void> {
+    // One anti-affinity group with the coordinator: a node loss takes as few of the job's actors as capacity allows.
+    const base: SpawnSpec = { type: TRAINER_WORKER_ACTOR, kind: ActorKind.TRAINING, group: jobActorId(this.#jobId), args: p.args, ...(p.spec.resources ? { resources: p.spec.resources } : {}), constraints: { spotOk } };
+    const ids = p.workers;
+    for (let attempt = 0; ; attempt++) {
+      const missing: number[] = [];
+      for (let i = 0; i < ids.length; i++) if (!(await this.#answers(ids[i]!))) missing.push(i);
+      if (missing.length === 0) return;
+      try {
+        // A fresh start is all or nothing (gang); a partial set is completed one by one. An id
+        // already running (or pending) is fine: the runtime keeps it placed.
+        const ok = (err: unknown) => {
+          if (!Errors.ACTOR_ALREADY_RUNNING.is(err)) throw err;
+        };
+        if (missing.length === ids.length && ids.length > 1) await this.ctx.system.spawn({ ...base, id: `job-${this.#jobId}-w` }, { replicas: ids.length, gang: true }).catch(ok);
+        else for (const i of missing) await this.ctx.system.spawn({ ...base, id: ids[i]! }).catch(ok);
+        // Wait for them to answer (a pending one is being placed).
+        for (const id of ids) await this.ctx.system.ref(id).ask({ type: 'info' }, { timeoutMs: 10_000, retry: { attempts: 20, delayMs: 250 } });
+        return;
+      } catch (err) {
+        if (errorCode(err) === 'SHOAL_ERR_UNSCHEDULABLE' || Errors.UNKNOWN_ACTOR_TYPE.is(err)) throw MlErrors.BAD_JOB(this.#jobId, (err as Error).message);
+        if (attempt > 60 || this.#stopped) throw err;
+        await this.#update({ state: JobState.PLACING, reason: `waiting for capacity: ${(err as Error).message}` });
+        await new Promise((res) => setTimeout(res, 2000));
+      }
+    }
+  }
+
+  #answers(id: string): Promise<boolean> {
+    return this.ctx.system
+      .ref(id)
+      .ask({ type: 'info' }, { timeoutMs: 5000 })
+      .then(() => true)
+      .catch(() => false);
+  }
+
+  /** $/hour of each node, from the scheduler's view. */
+  async #prices(): Promise<Map<string, number>> {
+    try {
+      const st = await request<SchedulerStatus>(this.ctx.nc, this.ctx.subjects.scheduler('status'), { type: 'status' }, { timeoutMs: 2000 });
+      return new Map(st.nodes.map((n) => [n.nodeId, n.labels.pricePerHour]));
+    } catch {
+      return new Map();
+    }
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * The end of a training job: evaluate → export → register → deploy.
+ *
+ * The decision threshold is chosen on the validation split (best F1), then the holdout is scored
+ * once with it (on imbalanced data a fixed 0.5 would flag almost nothing); the model is exported
+ * to ONNX and registered with its metrics and lineage through the registry service (a node may
+ * upload and ask, not write the registry), and with `deploy: 'canary'` started as the canary of
+ * its already deployed model.
+ */
+import { SHOAL_VERSION, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { RegistryClient } from '../registry/client.ts';
+import { ModelRegistry } from '../registry/registry.ts';
+import { bestF1Threshold, evaluate, type BinaryMetrics } from './metrics.ts';
+import { exportOnnx, predict, type ModelShape } from './model.ts';
+import type { TrainingSpec } from './spec.ts';
+
+/** Rows as a dense block (what `take` returns). */
+export interface Rows {
+  x: Float32Array;
+  y: Float32Array;
+}
+
+export interface FinishInput {
+  nc: NatsConnection;
+  subjects: Subjects;
+  jobId: string;
+  spec: TrainingSpec;
+  shape: ModelShape;
+  params: Float32Array;
+  datasetDigest: string;
+  validation: Rows;
+  holdout: Rows;
+  /** The holdout's row indices in the dataset (their order is `holdout`'s). */
+  holdoutRows: readonly number[];
+}
+
+export interface Finished {
+  model: string;
+  version: number;
+  metrics: BinaryMetrics;
+  datasetDigest: string;
+  /** `canary`, or why it was not deployed; absent unless the spec asked. */
+  deployed?: string;
+  /** The trainer's own forward pass on a few holdout rows (float64), to compare with the exported ONNX. */
+  check: { rows: number[]; predictions: number[] };
+}
+
+/** Holdout metrics at the threshold chosen on validation, and the check rows' predictions. */
+export function evaluateHoldout(shape: ModelShape, params: Float32Array, validation: Rows, holdout: Rows, holdoutRows: readonly number[]): Pick<Finished, 'metrics' | 'check'> {
+  const threshold = bestF1Threshold(predict(shape, params, validation.x, validation.y.length), validation.y);
+  const metrics = evaluate(predict(shape, params, holdout.x, holdout.y.length), holdout.y, threshold);
+  const n = Math.min(16, holdoutRows.length);
+  const check = { rows: holdoutRows.slice(0, n), predictions: Array.from(predict(shape, params, holdout.x.subarray(0, n * shape.features), n)) };
+  return { metrics, check };
+}
+
+/**
+ * Registers the exported model with its metrics and lineage. Idempotent: a coordinator that died
+ * after registering but before recording success finds its version instead of registering a
+ * second one.
+ */
+export async function registerVersion(i: FinishInput, metrics: BinaryMetrics, control: RegistryClient): Promise<{ version: number }> {
+  const registry = await ModelRegistry.open(i.nc, i.subjects.prefix);
+  const already = (await registry.versions(i.spec.model.name).catch(() => [])).find((v) => v.lineage?.trainingJobId === i.jobId);
+  if (already) return already;
+  return control.register(i.spec.model.name, exportOnnx(i.shape, i.params, i.spec.model.name), {
+    metrics: { auc: metrics.auc, accuracy: metrics.accuracy, precision: metrics.precision, recall: metrics.recall, f1: metrics.f1, brier: metrics.brier, ece: metrics.ece, logLoss: metrics.logLoss },
+    lineage: { datasetDigest: i.datasetDigest, trainingJobId: i.jobId, hyperParameters: { ...i.spec.hyper, model: i.spec.model, workers: i.spec.workers }, codeVersion: SHOAL_VERSION },
+    description: `trained by job ${i.jobId}`,
+  });
+}
+
+/** Starts `version` as the canary of its model: `canary`, or why not (a job does not fail for it). */
+export async function deployCanary(control: RegistryClient, model: string, version: number): Promise<string> {
+  return control
+    .canary(model, { version: String(version), weight: 0.1 })
+    .then(() => 'canary')
+    .catch((err: unknown) => `not deployed: ${(err as Error).message}`);
+}
+
+export async function finish(i: FinishInput): Promise<Finished> {
+  const { metrics, check } = evaluateHoldout(i.shape, i.params, i.validation, i.holdout, i.holdoutRows);
+  // Registering (and deploying) is the registry service's: upload the model, ask it.
+  const control = new RegistryClient(i.nc, i.subjects);
+  const { version } = await registerVersion(i, metrics, control);
+  const deployed = i.spec.deploy === 'canary' ? await deployCanary(control, i.spec.model.name, version) : undefined;
+  return { model: i.spec.model.name, version, metrics, datasetDigest: i.datasetDigest, ...(deployed ? { deployed } : {}), check };
+}
