@@ -42,10 +42,6 @@ export const LifecycleStateSchema = literalUnion(LifecycleState);
 /** A process's state (node agent, scheduler, gateway): every `LifecycleState` but `pending`. */
 export type ProcessState = Exclude<LifecycleState, typeof LifecycleState.PENDING>;
 const ProcessStateSchema = Type.Exclude(LifecycleStateSchema, Type.Literal(LifecycleState.PENDING));
-/** @deprecated `LifecycleState` (an actor's state is one); kept while scheduler/job-watchdog.ts still says `ActorState`. */
-export const ActorState = LifecycleState;
-/** @deprecated `LifecycleState`. */
-export type ActorState = LifecycleState;
 
 /** Labels a node advertises (from its profile): pool, zone, spot, price… */
 export const NodeLabels = Type.Object(

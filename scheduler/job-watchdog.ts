@@ -16,7 +16,7 @@
  * Silence is measured on this process's clock, from when a record change was seen here, so
  * clocks on other machines do not matter.
  */
-import { ActorKind, ActorState, JobState, TERMINAL_JOB_STATES, jobActorId, whileActive, type DirectoryEntry, type JobRecord, type JobStore, type Logger, type SpawnSpec } from '../cluster/index.ts';
+import { ActorKind, LifecycleState, JobState, TERMINAL_JOB_STATES, jobActorId, whileActive, type DirectoryEntry, type JobRecord, type JobStore, type Logger, type SpawnSpec } from '../cluster/index.ts';
 
 /** What the watchdog knows of one job. */
 export interface WatchedJob {
@@ -59,14 +59,14 @@ export function judge(job: WatchedJob, coordinator: DirectoryEntry | undefined, 
   const restarts = rec.restarts ?? 0;
   const again = (why: string): Verdict =>
     restarts >= p.maxRestarts ? { action: 'fail', reason: `${why}; gave up after ${restarts} restart${restarts === 1 ? '' : 's'} of its coordinator` } : { action: 'restart', reason: `${why}: coordinator restarted (${restarts + 1} of ${p.maxRestarts})` };
-  if (coordinator?.state === ActorState.FAILED) return { action: 'fail', reason: `its coordinator failed: ${coordinator.reason ?? 'no reason given'}` };
+  if (coordinator?.state === LifecycleState.FAILED) return { action: 'fail', reason: `its coordinator failed: ${coordinator.reason ?? 'no reason given'}` };
   const silentMs = now - job.seenAt;
   const bound = stallBoundMs(rec, p);
-  if (!coordinator || coordinator.state === ActorState.STOPPED) {
+  if (!coordinator || coordinator.state === LifecycleState.STOPPED) {
     // Give a coordinator that is just being (re)started a moment before calling it lost.
     return silentMs > Math.min(bound, 5000) ? again('its coordinator is gone') : undefined;
   }
-  if (coordinator.state === ActorState.PENDING) return undefined; // waiting for a node: its reason shows in `shoal status`
+  if (coordinator.state === LifecycleState.PENDING) return undefined; // waiting for a node: its reason shows in `shoal status`
   if (silentMs > bound) return again(`no progress for ${Math.round(silentMs / 1000)} s (bound ${Math.round(bound / 1000)} s from its step time)`);
   return undefined;
 }
