@@ -327,41 +327,39 @@ export class Placer {
     const source = typeof poolName === 'string' ? (this.#fleet.poolsByName.get(poolName) ?? []) : this.#fleet.poolList;
     const spread = this.#antiAffinity && n.group !== undefined ? n.group : undefined;
     const zones = spread !== undefined && ZONE_SPREAD_KINDS.has(n.kind);
-    const scored: { pool: PoolIndex; score: number; rank: number }[] = [];
+    const scored: { pool: PoolIndex; score: number; rank: number; area: number }[] = [];
     for (const p of source) {
       if (!this.#poolFits(n, p.state)) continue;
       // With anti-affinity, pools are ranked by spread first: one with a node free of the group
-      // (fewer members than live nodes) before one without, then (serving) fewer in its zone and pool.
-      const rank = spread === undefined ? 0 : this.#spreadRank(spread, zones, p.state, this.#ctx.groupInPool(spread, p.state.pool) >= p.live ? 1 : 0);
-      scored.push({ pool: p, score: this.strategy.scorePool(n, p.state, this.#ctx), rank });
+      // (fewer members than live nodes) before one without, then (serving) fewer in its zone and
+      // pool. Counts are far below 1000, so one number orders them lexicographically.
+      let rank = 0;
+      let area = 0;
+      if (spread !== undefined) {
+        const inPool = this.#ctx.groupInPool(spread, p.state.pool);
+        if (zones) area = Math.min(999, this.#ctx.groupInZone(spread, p.state.zone)) * 1e3 + Math.min(999, inPool);
+        rank = (inPool >= p.live ? 1e6 : 0) + area;
+      }
+      scored.push({ pool: p, score: this.strategy.scorePool(n, p.state, this.#ctx), rank, area });
     }
     if (scored.length === 0) return undefined;
     if (scored.length > 1) scored.sort((a, b) => a.rank - b.rank || b.score - a.score);
     let best: { entry: Entry; score: number; rank: number } | undefined;
     let poolsWithFit = 0;
     const cands: Entry[] = [];
-    for (const { pool, score } of scored) {
+    for (const { pool, score, area } of scored) {
       cands.length = 0;
       this.#candidates(n, pool, cands, exclude);
       if (cands.length === 0) continue;
       for (const e of cands) {
         const s = score + this.strategy.scoreNode(n, e.state, this.#ctx);
-        const rank = spread === undefined ? 0 : this.#spreadRank(spread, zones, pool.state, this.#ctx.groupOnNode(spread, e.state.nodeId));
+        // Members on the node first, then the pool's zone/pool spread.
+        const rank = spread === undefined ? 0 : this.#ctx.groupOnNode(spread, e.state.nodeId) * 1e6 + area;
         if (!best || rank < best.rank || (rank === best.rank && s > best.score)) best = { entry: e, score: s, rank };
       }
       if (++poolsWithFit >= this.#poolsToScore) break;
     }
     return best;
-  }
-
-  /**
-   * Lexicographic spread key (lower is better): members on the node (or, for a pool, whether it
-   * has a node without one), then — for serving kinds — members in the zone, then in the pool.
-   * Counts are far below 1000, so one number orders all three.
-   */
-  #spreadRank(group: string, zones: boolean, pool: PoolState, onNode: number): number {
-    if (!zones) return onNode;
-    return onNode * 1e6 + Math.min(999, this.#ctx.groupInZone(group, pool.zone)) * 1e3 + Math.min(999, this.#ctx.groupInPool(group, pool.pool));
   }
 
   /** Up to k fitting nodes of `pool`: partly used ones from a rotating cursor, then an empty one. */
