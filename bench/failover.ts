@@ -14,13 +14,13 @@
  * and the node gone for good. The bound the issue sets is `deadAfterMs` + 2 s = 7 s.
  * Three rounds per scenario; medians and ranges go to bench/results/failover.md.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { Role, subjects, type JobRecord } from '../cluster/index.ts';
+import { Role, subjects } from '../cluster/index.ts';
 import { JobClient, ModelDeployments, RegistryClient, generateFraud } from '../ml/index.ts';
 import { mlpModel, randomRows } from '../test/fixtures/onnx.ts';
 import { startTestNats, type TestNats } from '../test/harness/nats.ts';
 import { ProcessSet, type TestProcess } from '../test/harness/processes.ts';
+import { writeResults } from './lib/results.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNS = 8;
@@ -167,7 +167,6 @@ ${rows.join('\n')}
   without waiting for the heartbeat timeout. "Gone for good": re-placement starts when the node is declared dead (5 s).
 - The job resumes from its last checkpoint (up to 20 steps lost), so "past its step at the kill" includes redoing them.
 `;
-mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-writeFileSync(new URL('./results/failover.md', import.meta.url), md);
+writeResults(new URL('./results/failover.md', import.meta.url).pathname, md);
 console.log(md);
 process.exit(0);

@@ -3,9 +3,9 @@
  * actors, per strategy; (b) a simulated week of mixed workload on synthetic spot traces, side by
  * side: on-demand only, greedy cheapest-spot, Shoal's policy. Writes bench/results/scheduler.md.
  */
-import { writeFileSync, mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { writeResults } from './lib/results.ts';
 import { benchPlacement } from './sim/placement.ts';
 import { PolicyName, simulateWeek, type WeekResult } from './sim/week.ts';
 
@@ -74,7 +74,5 @@ out();
 out('Targets: ≥ 60 % lower cost than on-demand only with 100 % of deadlines met, fewer missed deadlines than greedy spot.');
 out();
 
-const dir = join(import.meta.dirname, 'results');
-mkdirSync(dir, { recursive: true });
-writeFileSync(join(dir, 'scheduler.md'), `${lines.join('\n')}\n`);
-console.log(`\nwrote ${join(dir, 'scheduler.md')}`);
+writeResults(join(import.meta.dirname, 'results', 'scheduler.md'), lines.join('\n'));
+console.log(`\nwrote bench/results/scheduler.md`);

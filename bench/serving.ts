@@ -17,18 +17,18 @@
  * numbers, across machines.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { findNatsServer, type Child } from '../cluster/index.ts';
 import { randomRows } from '../test/fixtures/onnx.ts';
 import { startServingCluster } from './lib/serving-cluster.ts';
+import { writeResults } from './lib/results.ts';
 
 const DURATION_S = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = (process.env.BENCH_C ?? '1,16,64,128').split(',').map(Number);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const NOTES_MARKER = '<!-- notes: everything below is kept when npm run bench:serving rewrites this file -->';
 const BODY = JSON.stringify({ id: 'bench', inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1)[0] }] });
 const children: ChildProcess[] = [];
 const clusterChildren: Child[] = [];
@@ -172,10 +172,7 @@ try {
     })()}.`,
     '',
   ];
-  mkdirSync('bench/results', { recursive: true });
-  const file = 'bench/results/serving.md';
-  const notes = existsSync(file) ? readFileSync(file, 'utf8').split(NOTES_MARKER)[1] : undefined;
-  writeFileSync(file, [...lines, NOTES_MARKER, notes?.replace(/^\n*/, '\n') ?? '\n'].join('\n'));
+  writeResults('bench/results/serving.md', lines.join('\n'));
   process.stdout.write(lines.join('\n'));
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');

@@ -7,12 +7,12 @@
  * Writes bench/results/training.md. Every process shares this machine's cores: on 2 cores more
  * workers add coordination, not compute — read the ratios with that in mind.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { Role, subjects, type JobRecord } from '../cluster/index.ts';
 import { JobClient, RegistryClient, generateFraud } from '../ml/index.ts';
 import { startTestNats } from '../test/harness/nats.ts';
 import { ProcessSet } from '../test/harness/processes.ts';
+import { writeResults } from './lib/results.ts';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 50_000);
 const STEPS = Number(process.env.BENCH_STEPS ?? 150);
@@ -97,8 +97,7 @@ Overhead of checkpointing every 5 steps vs (almost) never: **${(((ckRare.samples
 
 Spot / on-demand cost: **${(spot.cost / onDemand.cost).toFixed(2)}×** for the same job (the cost-aware placement puts interruptible training workers on spot when allowed).
 `;
-mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-writeFileSync(new URL('./results/training.md', import.meta.url), md);
+writeResults(new URL('./results/training.md', import.meta.url).pathname, md);
 console.log('wrote bench/results/training.md');
 await procs.stopAll(10_000);
 await nats.stop();
