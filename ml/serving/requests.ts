@@ -23,7 +23,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import { MlErrors } from '../errors.ts';
 import type { Signature } from '../registry/schemas.ts';
-import { DATATYPES, checkAgainst, firstNonFinite, fromBytes, fromHalf, fromJson, numel, toBytes, toJson, type Datatype, type TypedArray, type WireTensor } from '../tensor.ts';
+import { DATATYPES, checkAgainst, firstNonFinite, fromBytes, fromJson, numel, toBytes, toJson, toJsonText, type Datatype, type TypedArray, type WireTensor } from '../tensor.ts';
 
 const Parameters = Type.Record(Type.String(), Type.Unknown());
 
@@ -162,7 +162,7 @@ function decodeJsonInputs(sig: Signature, label: string, inputs: readonly JsonIn
       out.inputs.push(data);
     } else {
       if (inp.data === undefined) throw MlErrors.BAD_INPUT(`input "${spec.name}" has no data (nor parameters.binary_data_size)`);
-      out.inputs.push(jsonToTensor(spec.name, spec.datatype, inp.shape, inp.data));
+      out.inputs.push(fromJson(spec.name, spec.datatype, inp.shape, inp.data));
     }
     out.shapes.push(inp.shape);
   }
@@ -249,56 +249,6 @@ export function decodeJson(format: JsonFormat, sig: Signature, label: string, bo
   return format === 'v1' ? decodePredictJson(sig, label, body) : decodeOipJson(sig, label, body, headerLength);
 }
 
-// ---- JSON data → typed arrays: the fast path for the common case, `fromJson` for the rest ----
-
-const F32_MAX = 3.4028234663852886e38;
-
-// No closures in these functions: under tsx (esbuild `keepNames`) every named inner function
-// costs a `__name()` call — an Object.defineProperty — each time it is created.
-
-/** Writes `v` at `k` if it is a finite number that `out`'s type holds exactly (FP32: in range). */
-function put(out: Float32Array | Float64Array | Int32Array, kind: number, k: number, v: unknown): boolean {
-  if (typeof v !== 'number' || v - v !== 0) return false; // not a number, NaN or ±Infinity
-  if (kind === 0 ? v > F32_MAX || v < -F32_MAX : kind === 2 ? (v | 0) !== v : false) return false;
-  out[k] = v;
-  return true;
-}
-
-/**
- * FP32 / FP64 / INT32 data of rank 1 or 2, flat or nested exactly as `shape`, every element a
- * finite number in range → a typed array. Returns undefined when any of that does not hold (the
- * caller then uses `fromJson`, which accepts what is valid and names what is not).
- */
-function fastNumeric(datatype: Datatype, shape: readonly number[], data: unknown): TypedArray | undefined {
-  if (!Array.isArray(data) || shape.length < 1 || shape.length > 2) return undefined;
-  const kind = datatype === 'FP32' ? 0 : datatype === 'FP64' ? 1 : datatype === 'INT32' ? 2 : -1;
-  if (kind < 0) return undefined;
-  const rows = shape[0]!;
-  const cols = shape.length === 2 ? shape[1]! : 1;
-  const n = rows * cols;
-  if (n === 0) return undefined;
-  const flat = !Array.isArray(data[0]);
-  // Lengths first: never allocate from a shape the data does not back.
-  if (flat ? data.length !== n : shape.length !== 2 || data.length !== rows) return undefined;
-  const out = kind === 0 ? new Float32Array(n) : kind === 1 ? new Float64Array(n) : new Int32Array(n);
-  if (flat) {
-    for (let k = 0; k < n; k++) if (!put(out, kind, k, data[k])) return undefined;
-    return out;
-  }
-  let k = 0;
-  for (let r = 0; r < rows; r++) {
-    const row: unknown = data[r];
-    if (!Array.isArray(row) || row.length !== cols) return undefined;
-    for (let c = 0; c < cols; c++) if (!put(out, kind, k++, row[c])) return undefined;
-  }
-  return out;
-}
-
-/** JSON data → typed array: the fast path when it applies, else `fromJson` (which throws the 400s). */
-export function jsonToTensor(name: string, datatype: Datatype, shape: readonly number[], data: unknown): TypedArray {
-  return fastNumeric(datatype, shape, data) ?? fromJson(name, datatype, shape, data);
-}
-
 // ---- responses ----
 
 /** The outputs a request asked for, in signature order. */
@@ -315,23 +265,6 @@ function selected(sig: Signature, outs: Outputs, wanted: readonly string[] | und
 /** The binary wire form of a request's outputs. */
 export function encodeWire(sig: Signature, outs: Outputs, wanted: readonly string[] | undefined): WireTensor[] {
   return selected(sig, outs, wanted).map(({ name, datatype, t }) => ({ name, datatype, shape: [...t.dims], data: toBytes(t.data) }));
-}
-
-/** A tensor's elements as a JSON array (what `JSON.stringify(toJson(...))` gives). */
-function dataJson(datatype: Datatype, a: TypedArray): string {
-  let s = '[';
-  if (datatype === 'BOOL') {
-    for (let i = 0; i < a.length; i++) s += i === 0 ? (a[i] ? 'true' : 'false') : a[i] ? ',true' : ',false';
-    return `${s}]`;
-  }
-  const half = datatype === 'FP16';
-  for (let i = 0; i < a.length; i++) {
-    const v = half ? fromHalf(a[i] as number) : Number(a[i]);
-    // As JSON.stringify: a non-finite number is written null.
-    const j = v - v === 0 ? String(v) : 'null';
-    s += i === 0 ? j : `,${j}`;
-  }
-  return `${s}]`;
 }
 
 /**
@@ -353,7 +286,7 @@ export function oipResponseJson(
     const o = outputs[i]!;
     if (i > 0) s += ',';
     const head = `{"name":${JSON.stringify(o.name)},"datatype":${JSON.stringify(o.datatype)},"shape":[${o.shape.join(',')}]`;
-    s += binary?.has(o.name) ? `${head},"parameters":{"binary_data_size":${o.data.byteLength}}}` : `${head},"data":${dataJson(o.datatype, o.data)}}`;
+    s += binary?.has(o.name) ? `${head},"parameters":{"binary_data_size":${o.data.byteLength}}}` : `${head},"data":${toJsonText(o.datatype, o.data)}}`;
   }
   return `${s}]}`;
 }
