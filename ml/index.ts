@@ -51,6 +51,7 @@ export {
   InferenceMsg,
   InferItem,
   JsonItem,
+  type JsonFormat,
   type InferJsonReply,
   type InferReply,
   type JsonResult,
@@ -61,6 +62,6 @@ export {
   type ReplicaStats,
 } from './serving/messages.ts';
 export { InferenceActor, inferenceActorType } from './serving/inference-actor.ts';
-export { OipInferRequest, PredictRequest, type JsonFormat } from './serving/requests.ts';
+export { OipInferRequest, PredictRequest } from './serving/codecs/index.ts';
 export * from './datasets/index.ts';
 export * from './training/index.ts';

@@ -168,29 +168,43 @@ function flatten(name: string, shape: readonly number[], data: unknown): unknown
 
 const F32_MAX = 3.4028234663852886e38;
 
-/** JSON data (nested or flat) → a typed array of `datatype`, refusing wrong types and NaN/±Infinity. */
+/**
+ * JSON data (flat row-major, or nested exactly as `shape`) → a typed array of `datatype`. Refuses
+ * what the type cannot hold — not a number (or boolean), NaN/±Infinity, out of range, not an
+ * integer, a 64-bit integer JSON cannot carry exactly — naming the input and the element.
+ *
+ * Every JSON tensor of every request comes through here, so the common case has a fast branch:
+ * FP32, FP64 or INT32 of rank 1 or 2 is written in one pass with no flattened copy. It bails out
+ * (never throws) at the first thing it does not expect, and the general way below then accepts
+ * what is valid and names what is not.
+ */
 export function fromJson(name: string, datatype: Datatype, shape: readonly number[], data: unknown): TypedArray {
+  // The fast branch's kinds: 0 FP32, 1 FP64, 2 INT32.
+  const kind = datatype === 'FP32' ? 0 : datatype === 'FP64' ? 1 : datatype === 'INT32' ? 2 : -1;
+  if (kind >= 0 && shape.length >= 1 && shape.length <= 2) {
+    const fast = fastNumeric(kind, shape, data);
+    if (fast !== undefined) return fast;
+  }
   const flat = flatten(name, shape, data);
   const out = allocate(datatype, flat.length);
-  const bad = (i: number, why: string) => MlErrors.BAD_INPUT(`input "${name}" (${datatype}): element ${i} ${why}`);
   for (let i = 0; i < flat.length; i++) {
     const v = flat[i];
     if (datatype === 'BOOL') {
-      if (typeof v !== 'boolean' && v !== 0 && v !== 1) throw bad(i, `must be a boolean, got ${JSON.stringify(v)}`);
+      if (typeof v !== 'boolean' && v !== 0 && v !== 1) throw badElement(name, datatype, i, `must be a boolean, got ${JSON.stringify(v)}`);
       (out as Uint8Array)[i] = v === true || v === 1 ? 1 : 0;
       continue;
     }
-    if (typeof v !== 'number') throw bad(i, `must be a number, got ${v === null ? 'null' : typeof v}`);
-    if (!Number.isFinite(v)) throw bad(i, `is ${v} (NaN and ±Infinity are refused)`);
+    if (typeof v !== 'number') throw badElement(name, datatype, i, `must be a number, got ${v === null ? 'null' : typeof v}`);
+    if (!Number.isFinite(v)) throw badElement(name, datatype, i, `is ${v} (NaN and ±Infinity are refused)`);
     switch (datatype) {
       case 'FP16': {
         const h = toHalf(v);
-        if ((h & 0x7c00) === 0x7c00) throw bad(i, `${v} overflows FP16 (largest 65504)`);
+        if ((h & 0x7c00) === 0x7c00) throw badElement(name, datatype, i, `${v} overflows FP16 (largest 65504)`);
         (out as Uint16Array)[i] = h;
         break;
       }
       case 'FP32':
-        if (Math.abs(v) > F32_MAX) throw bad(i, `${v} overflows FP32`);
+        if (Math.abs(v) > F32_MAX) throw badElement(name, datatype, i, `${v} overflows FP32`);
         (out as Float32Array)[i] = v;
         break;
       case 'FP64':
@@ -198,12 +212,54 @@ export function fromJson(name: string, datatype: Datatype, shape: readonly numbe
         break;
       default: {
         const [lo, hi] = INT_RANGE[datatype]!;
-        if (!Number.isInteger(v)) throw bad(i, `${v} is not an integer`);
-        if (v < lo || v > hi) throw bad(i, !Number.isSafeInteger(v) ? `${v} is not an integer JSON can carry exactly` : `${v} is outside ${datatype}'s range ${lo}..${hi}`);
+        if (!Number.isInteger(v)) throw badElement(name, datatype, i, `${v} is not an integer`);
+        if (v < lo || v > hi) throw badElement(name, datatype, i, !Number.isSafeInteger(v) ? `${v} is not an integer JSON can carry exactly` : `${v} is outside ${datatype}'s range ${lo}..${hi}`);
         if (datatype === 'INT64' || datatype === 'UINT64') (out as BigInt64Array)[i] = BigInt(v);
         else (out as Int32Array)[i] = v;
       }
     }
+  }
+  return out;
+}
+
+function badElement(name: string, datatype: Datatype, i: number, why: string): Error {
+  return MlErrors.BAD_INPUT(`input "${name}" (${datatype}): element ${i} ${why}`);
+}
+
+// The fast branch of `fromJson`. No closures here: under tsx (esbuild `keepNames`) every named
+// inner function costs a `__name()` call — an Object.defineProperty — each time it is created.
+
+/** Writes `v` at `k` if it is a finite number that `out`'s type holds exactly (FP32: in range). */
+function put(out: Float32Array | Float64Array | Int32Array, kind: number, k: number, v: unknown): boolean {
+  if (typeof v !== 'number' || v - v !== 0) return false; // not a number, NaN or ±Infinity
+  if (kind === 0 ? v > F32_MAX || v < -F32_MAX : kind === 2 ? (v | 0) !== v : false) return false;
+  out[k] = v;
+  return true;
+}
+
+/**
+ * Data of rank 1 or 2, flat or nested exactly as `shape`, every element a finite number the
+ * type holds → the typed array; undefined as soon as any of that does not hold.
+ */
+function fastNumeric(kind: number, shape: readonly number[], data: unknown): TypedArray | undefined {
+  if (!Array.isArray(data)) return undefined;
+  const rows = shape[0]!;
+  const cols = shape.length === 2 ? shape[1]! : 1;
+  const n = rows * cols;
+  if (n === 0) return undefined;
+  const flat = !Array.isArray(data[0]);
+  // Lengths first: never allocate from a shape the data does not back.
+  if (flat ? data.length !== n : shape.length !== 2 || data.length !== rows) return undefined;
+  const out = kind === 0 ? new Float32Array(n) : kind === 1 ? new Float64Array(n) : new Int32Array(n);
+  if (flat) {
+    for (let k = 0; k < n; k++) if (!put(out, kind, k, data[k])) return undefined;
+    return out;
+  }
+  let k = 0;
+  for (let r = 0; r < rows; r++) {
+    const row: unknown = data[r];
+    if (!Array.isArray(row) || row.length !== cols) return undefined;
+    for (let c = 0; c < cols; c++) if (!put(out, kind, k++, row[c])) return undefined;
   }
   return out;
 }
@@ -214,6 +270,23 @@ export function toJson(datatype: Datatype, arr: TypedArray): number[] | boolean[
   if (datatype === 'INT64' || datatype === 'UINT64') return Array.from(arr as BigInt64Array, (x) => Number(x));
   if (datatype === 'FP16') return Array.from(arr as Uint16Array, fromHalf);
   return Array.from(arr as Float32Array);
+}
+
+/** A tensor's elements as JSON text: what `JSON.stringify(toJson(datatype, arr))` gives, without the array. */
+export function toJsonText(datatype: Datatype, arr: TypedArray): string {
+  let s = '[';
+  if (datatype === 'BOOL') {
+    for (let i = 0; i < arr.length; i++) s += i === 0 ? (arr[i] ? 'true' : 'false') : arr[i] ? ',true' : ',false';
+    return `${s}]`;
+  }
+  const half = datatype === 'FP16';
+  for (let i = 0; i < arr.length; i++) {
+    const v = half ? fromHalf(arr[i] as number) : Number(arr[i]);
+    // As JSON.stringify: a non-finite number is written null.
+    const j = v - v === 0 ? String(v) : 'null';
+    s += i === 0 ? j : `,${j}`;
+  }
+  return `${s}]`;
 }
 
 export function toBytes(arr: TypedArray): Uint8Array {

@@ -3,7 +3,7 @@
  * where a row is an array (single-input models) or an object by input name; the answer is
  * `{"predictions": [row, …]}` from the first output (or all outputs by name with several).
  * Registered in the scope whose JSON bodies stay raw: the replica converts rows to tensors and
- * writes the answer (`ml/serving/requests.ts`).
+ * writes the answer (`ml/serving/codecs/v1.ts`).
  */
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';

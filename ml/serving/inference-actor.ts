@@ -29,7 +29,7 @@ import {
   type ReadyReply,
   type ReplicaStats,
 } from './messages.ts';
-import { decodeJson, decodeWire, encodeJson, encodeWire, type Decoded, type Outputs } from './requests.ts';
+import { decodeOip, decodePredict, decodeWire, encodeOip, encodePredict, encodeWire, type Decoded, type Outputs } from './codecs/index.ts';
 
 /** A decoded request and its row count (what the batcher queues). */
 interface Prepared extends Decoded {
@@ -168,9 +168,10 @@ export class InferenceActor extends Actor<InferenceMsg> {
     const results = await Promise.all(
       items.map(async (item): Promise<JsonResult> => {
         try {
-          const d = decodeJson(item.format, mv.signature, this.#label, item.body, item.headerLength);
+          const v1 = item.format === 'v1';
+          const d = v1 ? decodePredict(mv.signature, this.#label, item.body) : decodeOip(mv.signature, this.#label, item.body, item.headerLength);
           const { value, batch } = await this.#submit(d);
-          const out = encodeJson(item.format, mv.signature, mv.name, version, d, value);
+          const out = v1 ? encodePredict(mv.signature, mv.name, version, d, value) : encodeOip(mv.signature, mv.name, version, d, value);
           return out.headerLength === undefined ? { body: out.body, batch } : { body: out.body, headerLength: out.headerLength, batch };
         } catch (err) {
           return this.#failure(err);

@@ -22,6 +22,8 @@ export const JsonItem = Type.Object({
   headerLength: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export type JsonItem = Static<typeof JsonItem>;
+/** Which HTTP body a forwarded request carries. */
+export type JsonFormat = JsonItem['format'];
 
 export const InferenceMsg = Type.Union([
   /** One or more requests in one NATS message (a gateway coalesces concurrent requests). */
