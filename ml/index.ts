@@ -62,6 +62,6 @@ export {
   type ReplicaStats,
 } from './serving/messages.ts';
 export { InferenceActor, inferenceActorType } from './serving/inference-actor.ts';
-export { OipInferRequest, PredictRequest } from './serving/codecs/index.ts';
+export { OipInferRequest, PredictRequest, decodeOip } from './serving/codecs/index.ts';
 export * from './datasets/index.ts';
 export * from './training/index.ts';

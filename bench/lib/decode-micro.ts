@@ -17,8 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Signature, TypedArray } from '../../ml/index.ts';
-import { decodeOip } from '../../ml/serving/codecs/index.ts';
+import { decodeOip, type Signature, type TypedArray } from '../../ml/index.ts';
 import { randomRows } from '../../test/fixtures/onnx.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
