@@ -31,7 +31,7 @@
 import { Role, encode, inboxPrefix, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import type { InferJsonReply, JsonItem } from '../ml/index.ts';
 import { GatewayErrors } from './errors.ts';
-import { ServiceHealth, resultOf, sendHedged, type HedgePolicy } from './hedged-send.ts';
+import { ServiceHealth, resultOf, sendHedged } from './hedged-send.ts';
 import { ReplyMux } from './reply-mux.ts';
 
 export interface DispatcherOptions {
