@@ -12,7 +12,7 @@ import { decode, encode } from './codec.ts';
 import { Errors } from './errors.ts';
 import { isCasConflict } from './nats-errors.ts';
 import { resources } from './subjects.ts';
-import { TERMINAL_JOB_STATES, type JobRecord } from './wire.ts';
+import { TERMINAL_JOB_STATES, type JobRecord } from './job-wire.ts';
 
 /**
  * What to change in a record, given the current one; undefined leaves it as it is (e.g. a job
