@@ -44,7 +44,8 @@ export {
   type Verdict,
 } from './serving/canary.ts';
 export { RolloutController, type RolloutControllerOptions } from './serving/rollout.ts';
-export { ModelDeployments, type CanaryOptions, type DeployOptions, type TrackOptions, type LiveStatus, type LiveTrack, type LiveReplica } from './serving/deployments.ts';
+export { ModelDeployments, type CanaryOptions, type DeployOptions, type TrackOptions } from './serving/deployments.ts';
+export type { LiveStatus, LiveTrack, LiveReplica } from './serving/live-status.ts';
 export {
   INFERENCE_ACTOR_TYPE,
   InferenceArgs,

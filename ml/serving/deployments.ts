@@ -30,6 +30,7 @@ import { ModelRegistry, resolveRef } from '../registry/registry.ts';
 import { keys } from '../registry/schemas.ts';
 import { DEFAULT_POLICY, Deployment, TrackState, serviceName, type CanaryTrack, type RollbackPolicy, type Track } from './canary.ts';
 import { INFERENCE_ACTOR_TYPE, type InferenceArgs, type ReadyReply } from './messages.ts';
+import { liveStatus, type LiveStatus } from './live-status.ts';
 
 export interface TrackOptions {
   /** Version number or alias. @default the `production` alias, else the latest version */
@@ -53,33 +54,6 @@ export interface TrackOptions {
    * (ongoing + queued requests per replica); `replicas` is the starting count.
    */
   autoscale?: ServiceAutoscale;
-}
-
-/** One replica as it is now: its directory entry, and whether it answered a readiness probe. */
-export interface LiveReplica {
-  actorId: string;
-  nodeId: string;
-  state: string;
-  serving: boolean;
-  reason?: string;
-}
-
-/** A track as it is now, not as its record says: `serving` counts replicas that answered. */
-export interface LiveTrack {
-  version: number;
-  service: string;
-  recordState: Track['state'];
-  desired: number;
-  serving: number;
-  replicas: LiveReplica[];
-}
-
-export interface LiveStatus {
-  deployment: Deployment;
-  /** A replica of the stable version answered just now. */
-  ready: boolean;
-  stable: LiveTrack;
-  canary?: LiveTrack;
 }
 
 export interface DeployOptions extends TrackOptions {
@@ -250,25 +224,13 @@ export class ModelDeployments {
    * the record says what was asked for; this says what serves.
    */
   async live(name: string, probeMs = 1000): Promise<LiveStatus> {
-    const dep = await this.require(name);
-    const entries = await this.#directory.list();
-    const track = async (t: Track): Promise<LiveTrack> => {
-      const mine = entries.filter((v) => v.entry.spec.service === t.service).map((v) => v.entry);
-      const replicas = await Promise.all(
-        mine.map(async (e): Promise<LiveReplica> => {
-          const serving = await this.#client
-            .ref(e.actorId)
-            .ask<ReadyReply>({ type: 'ready' }, { timeoutMs: probeMs })
-            .then(() => true)
-            .catch(() => false);
-          return { actorId: e.actorId, nodeId: e.nodeId, state: e.state, serving, ...(e.reason ? { reason: e.reason } : {}) };
-        }),
-      );
-      replicas.sort((a, b) => a.actorId.localeCompare(b.actorId));
-      return { version: t.version, service: t.service, recordState: t.state, desired: t.replicas, serving: replicas.filter((r) => r.serving).length, replicas };
-    };
-    const [stable, canary] = await Promise.all([track(dep.stable), dep.canary ? track(dep.canary) : undefined]);
-    return { deployment: dep, ready: stable.serving > 0, stable, ...(canary ? { canary } : {}) };
+    return liveStatus(await this.require(name), await this.#directory.list(), (actorId) =>
+      this.#client
+        .ref(actorId)
+        .ask<ReadyReply>({ type: 'ready' }, { timeoutMs: probeMs })
+        .then(() => true)
+        .catch(() => false),
+    );
   }
 
   /** Replica ids of a track (the scheduler names service replicas `<service>-<i>`). */
