@@ -49,6 +49,19 @@ async function until<T>(fn: () => Promise<T | undefined>, ms: number, what: stri
   }
 }
 
+/** What clients saw from the kill on: the longest time without a successful answer, failures, the slowest answer. */
+function servingAfter(done: { at: number; ok: boolean; ms: number }[], killedAt: number): Pick<Round, 'gapMs' | 'failed' | 'served' | 'maxLatencyMs'> {
+  const after = done.filter((d) => d.at >= killedAt).sort((a, b) => a.at - b.at);
+  let gap = 0;
+  let lastOk = killedAt;
+  for (const d of after) {
+    if (!d.ok) continue;
+    gap = Math.max(gap, d.at - lastOk);
+    lastOk = d.at;
+  }
+  return { gapMs: gap, failed: after.filter((d) => !d.ok).length, served: after.filter((d) => d.ok).length, maxLatencyMs: Math.max(...after.map((d) => d.ms)) };
+}
+
 async function round(restart: boolean): Promise<Round> {
   const nats: TestNats = await startTestNats();
   const procs = new ProcessSet(nats);
@@ -115,16 +128,7 @@ async function round(restart: boolean): Promise<Round> {
     await Promise.all(loops);
     await jobs.cancel(id).catch(() => undefined);
 
-    const window = done.filter((d) => d.at >= killedAt - 1000).sort((a, b) => a.at - b.at);
-    let gap = 0;
-    let lastOk = killedAt;
-    for (const d of window) {
-      if (!d.ok || d.at < killedAt) continue;
-      gap = Math.max(gap, d.at - lastOk);
-      lastOk = d.at;
-    }
-    const after = window.filter((d) => d.at >= killedAt);
-    return { gapMs: gap, failed: after.filter((d) => !d.ok).length, served: after.filter((d) => d.ok).length, maxLatencyMs: Math.max(...after.map((d) => d.ms)), replicasBackMs, jobMovesMs: job.moves, jobPastMs: job.past };
+    return { ...servingAfter(done, killedAt), replicasBackMs, jobMovesMs: job.moves, jobPastMs: job.past };
   } finally {
     await procs.stopAll();
     await nats.stop();

@@ -104,6 +104,31 @@ export async function runKernelsSuite(o: SuiteOptions): Promise<SuiteResult> {
   if (k.gpu) log('- "WebGPU resident": inputs already on the device (resident tensors), no readback, timed to `queue.onSubmittedWorkDone()` — the kernel itself');
   log();
 
+  const suite: Suite = { o, k, ort, ortSession, log, backends: o.backends.filter((b) => k[b]) };
+  const matmul = await matmulSection(suite);
+  await opsSection(suite);
+  await stepSection(suite);
+  await crossoverSection(suite);
+  await ortSession?.release();
+  await k.gpu?.close();
+  await k.cpu?.close();
+  return { markdown: out.join('\n') + '\n', matmul };
+}
+
+
+/** What every section of the suite shares: options, the kernels per backend, the ORT reference, the report. */
+interface Suite {
+  o: SuiteOptions;
+  k: Partial<Record<Backend, Kernels>>;
+  ort: typeof import('onnxruntime-node') | undefined;
+  ortSession: import('onnxruntime-node').InferenceSession | undefined;
+  log: (s?: string) => void;
+  /** The backends that are there. */
+  backends: Backend[];
+}
+
+async function matmulSection(suite: Suite): Promise<SuiteResult['matmul']> {
+  const { o, k, ort, ortSession, log } = suite;
   // ---- matmul -----------------------------------------------------------------------------------
   log('## matmul (f32, square N×N·N×N), GFLOP/s');
   log();
@@ -144,7 +169,11 @@ export async function runKernelsSuite(o: SuiteOptions): Promise<SuiteResult> {
     matmul.push({ n, gflops });
   }
   log();
+  return matmul;
+}
 
+async function opsSection(suite: Suite): Promise<void> {
+  const { o, k, log, backends: bk } = suite;
   // ---- other ops ----------------------------------------------------------------------------------
   const s = o.memScale;
   const R = Math.round(2048 * s);
@@ -163,7 +192,6 @@ export async function runKernelsSuite(o: SuiteOptions): Promise<SuiteResult> {
     { name: `crossEntropy [${R * 2}, 100]`, op: 'crossEntropy', inputs: [tensor(rnd(R * 200), [R * 2, 100]), tensor(Int32Array.from({ length: R * 2 }, (_, i) => i % 100))], unit: 'GB/s' },
     { name: `adam [${big / 4}]`, op: 'adam', inputs: [0, 1, 2, 3].map(() => tensor(rnd(big / 4).map(Math.abs))), attrs: { step: 1 }, unit: 'GB/s' },
   ];
-  const bk = o.backends.filter((b) => k[b]);
   log(`## other ops (${bk.map((b) => (b === 'gpu' ? 'WebGPU' : 'CPU backend')).join(' vs ')}); GB/s counts each op's compulsory bytes`);
   log();
   log(`| op | unit | ${bk.map((b) => (b === 'gpu' ? 'WebGPU' : 'CPU backend')).join(' | ')}${bk.length === 2 ? ' | WebGPU / CPU' : ''} |`);
@@ -179,9 +207,12 @@ export async function runKernelsSuite(o: SuiteOptions): Promise<SuiteResult> {
     log(`| ${c.name} | ${c.unit} | ${bk.map((b) => f1(rate(b))).join(' | ')}${bk.length === 2 ? ` | ${(rate('gpu') / rate('cpu')).toFixed(2)}×` : ''} |`);
   }
   log();
+}
 
+async function stepSection(suite: Suite): Promise<void> {
+  const { o, k, log, backends: bk } = suite;
   // ---- a whole training step ------------------------------------------------------------------------
-  const [N, D, H, C] = [Math.round(512 * s), 256, 256, 10];
+  const [N, D, H, C] = [Math.round(512 * o.memScale), 256, 256, 10];
   log(`## MLP training step (forward + cross-entropy + backward + Adam on 4 tensors, one step = one GPU submit or one worker task), N=${N} D=${D} H=${H} C=${C}`);
   log();
   const stepFlops = 2 * N * (D * H + H * C) * 3;
@@ -214,7 +245,10 @@ export async function runKernelsSuite(o: SuiteOptions): Promise<SuiteResult> {
   log(`|---|---:|---:|---:|`);
   for (const b of bk) log(`| ${b === 'gpu' ? 'WebGPU' : 'CPU backend'} | ${f1(ms[b]!)} | ${f1(1000 / ms[b]!)} | ${f1(stepFlops / ms[b]! / 1e6)} |`);
   log();
+}
 
+async function crossoverSection(suite: Suite): Promise<void> {
+  const { o, log } = suite;
   // ---- crossover ------------------------------------------------------------------------------------
   if (o.autotune && o.backends.length === 2) {
     const auto = await createKernels({ ...o.kernels, backend: 'auto', cpuWorkers: 1 });
@@ -234,11 +268,6 @@ export async function runKernelsSuite(o: SuiteOptions): Promise<SuiteResult> {
     }
     await auto.close();
   }
-
-  await ortSession?.release();
-  await k.gpu?.close();
-  await k.cpu?.close();
-  return { markdown: out.join('\n') + '\n', matmul };
 }
 
 function gemmInputs(n: number): Tensor[] {
