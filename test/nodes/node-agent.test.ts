@@ -3,9 +3,8 @@
  * register, heartbeat, answer their control subject, and a SIGKILLed node is declared dead.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Errors, Role, request, subjects, type NatsConnection, type NodeRecord, type SchedulerStatus } from '../../cluster/index.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
-import { ProcessSet } from '../harness/processes.ts';
+import { Errors, Role, decode, request, subjects, type NatsConnection, type NodeRecord } from '../../cluster/index.ts';
+import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
 
 const FAST = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '1500'];
@@ -13,26 +12,19 @@ const s = subjects();
 
 
 describe('node agents and membership (real processes)', () => {
-  let nats: TestNats;
-  let procs: ProcessSet;
+  let c: TestCluster;
   let client: NatsConnection;
   /** Node control is the scheduler's (and operators') business: clients may not send it. */
   let ctl: NatsConnection;
-  const status = () => request<SchedulerStatus>(client, s.scheduler('status'), { type: 'status' }, { timeoutMs: 2000 });
+  const status = () => c.status();
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    procs = new ProcessSet(nats);
-    await procs.startScheduler(FAST).ready;
-    await Promise.all([(await procs.startNode('spot-a', 'cpu-spot', FAST)).ready, (await procs.startNode('od-a', 'cpu-ondemand', FAST)).ready, (await procs.startNode('spot-b', 'cpu-spot', FAST)).ready]);
-    client = await nats.connect(Role.CLIENT);
-    ctl = await nats.connect(Role.SCHEDULER);
+    c = await startCluster({ args: FAST, nodes: ['spot-a', { id: 'od-a', profile: 'cpu-ondemand' }, 'spot-b'] });
+    client = c.client;
+    ctl = await c.nats.connect(Role.SCHEDULER);
   }, 90_000);
 
-  afterAll(async () => {
-    await procs?.stopAll();
-    await nats?.stop();
-  });
+  afterAll(async () => c?.stop());
 
   it('every node registers with its profile labels and probed capabilities', async () => {
     const st = await until(async () => {
@@ -64,21 +56,24 @@ describe('node agents and membership (real processes)', () => {
   });
 
   it('a SIGKILLed node stops heartbeating and is declared dead within deadAfterMs', async () => {
-    const victim = await procs.startNode('victim', 'cpu-spot', FAST);
+    const victim = await c.procs.startNode('victim', 'cpu-spot', FAST);
     await victim.ready;
     await until(async () => ((await status()).nodes.find((n) => n.nodeId === 'victim')?.alive ? true : undefined), 10_000, 'victim alive');
+    const deaths: { nodeId: string; why: string }[] = [];
+    client.subscribe(s.event('node-dead'), { callback: (_e, m) => void deaths.push(decode(m.data) as { nodeId: string; why: string }) });
+    await client.flush();
     victim.kill('SIGKILL');
-    const t0 = Date.now();
     await until(async () => ((await status()).nodes.find((n) => n.nodeId === 'victim')?.alive === false ? true : undefined), 10_000, 'victim dead');
-    // Declared dead after roughly deadAfterMs (1.5 s), not instantly and not never.
-    expect(Date.now() - t0).toBeGreaterThan(500);
+    // Declared dead by the heartbeat timeout (nothing else could tell: it never came back).
+    await until(() => (deaths.some((d) => d.nodeId === 'victim') ? true : undefined), 5_000, 'the node-dead event');
+    expect(deaths.filter((d) => d.nodeId === 'victim')).toEqual([expect.objectContaining({ why: 'silent' })]);
     const others = (await status()).nodes.filter((n) => n.nodeId !== 'victim');
     expect(others.every((n) => n.alive)).toBe(true);
   });
 
   it('a SIGTERMed node deregisters cleanly and exits 0; a drain command does the same', async () => {
-    const leaver = await procs.startNode('leaver', 'cpu-spot', FAST);
-    const drainer = await procs.startNode('drainer', 'cpu-spot', FAST);
+    const leaver = await c.procs.startNode('leaver', 'cpu-spot', FAST);
+    const drainer = await c.procs.startNode('drainer', 'cpu-spot', FAST);
     await Promise.all([leaver.ready, drainer.ready]);
     await until(async () => ((await status()).nodes.some((n) => n.nodeId === 'drainer') ? true : undefined), 10_000, 'drainer listed');
     leaver.kill('SIGTERM');

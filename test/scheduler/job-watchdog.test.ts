@@ -4,11 +4,9 @@
  * to the budget, then the job fails with the reason; a failed coordinator fails the job.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActorClient, Errors, JobState, LifecycleState, Role, subjects, type DirectoryEntry, type JobRecord } from '../../cluster/index.ts';
-import { JobClient } from '../../ml/index.ts';
+import { Errors, JobState, LifecycleState, type DirectoryEntry, type JobRecord } from '../../cluster/index.ts';
 import { DEFAULT_STALL_POLICY, judge, stallBoundMs } from '../../scheduler/job-watchdog.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
-import { ProcessSet } from '../harness/processes.ts';
+import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
 
 const policy = { ...DEFAULT_STALL_POLICY, floorMs: 10_000, factor: 20, maxRestarts: 2 };
@@ -44,25 +42,14 @@ describe('job watchdog verdicts', () => {
 });
 
 describe('job watchdog (real processes)', () => {
-  let nats: TestNats;
-  let procs: ProcessSet;
-  let jobs: JobClient;
+  let c: TestCluster;
   const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--scheduler.jobStallMs', '1500', '--scheduler.jobMaxRestarts', '2', '--actors.modules', '["test/fixtures/actors.ts"]'];
 
-  beforeAll(async () => {
-    nats = await startTestNats();
-    procs = new ProcessSet(nats);
-    await procs.startScheduler(ARGS).ready;
-    await (await procs.startNode('w1', 'cpu-spot', ARGS)).ready;
-    jobs = await JobClient.open(await nats.connect(Role.CLIENT));
-  }, 60_000);
-
-  afterAll(async () => {
-    await procs?.stopAll();
-    await nats?.stop();
-  });
+  beforeAll(async () => void (c = await startCluster({ args: ARGS, nodes: ['w1'] })), 60_000);
+  afterAll(async () => c?.stop());
 
   it('a job that stops making progress is restarted, then failed with the reason — never running forever', async () => {
+    const jobs = await c.jobs();
     const { id } = await jobs.submit({}, { id: 'stuck-1', actorType: 'stuck-job', unchecked: true });
     const seen = new Set<number>();
     const last = await jobs.follow(id, (r) => void seen.add(r.restarts ?? 0), 60_000);
@@ -71,7 +58,6 @@ describe('job watchdog (real processes)', () => {
     expect(last.restarts).toBe(2);
     expect([...seen].sort()).toEqual([0, 1, 2]);
     // Its coordinator went with it.
-    const client = new ActorClient(await nats.connect(Role.CLIENT), subjects());
-    await until(() => client.ref(`job-${id}`).ask({ type: 'status' }, { timeoutMs: 500 }).then(() => undefined, (e: unknown) => (Errors.ACTOR_NOT_FOUND.is(e) ? true : undefined)), 10_000, 'the stuck coordinator stopped');
+    await until(() => c.actors.ref(`job-${id}`).ask({ type: 'status' }, { timeoutMs: 500 }).then(() => undefined, (e: unknown) => (Errors.ACTOR_NOT_FOUND.is(e) ? true : undefined)), 10_000, 'the stuck coordinator stopped');
   });
 });

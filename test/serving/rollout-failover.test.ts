@@ -7,10 +7,8 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, createLogger, discover, subjects, type ProcessInfo } from '../../cluster/index.ts';
-import { RegistryClient } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
-import { ProcessSet, type TestProcess } from '../harness/processes.ts';
+import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
 import { flakyModel, mlpModel, randomRows } from '../fixtures/onnx.ts';
 
@@ -18,40 +16,29 @@ const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '30
 const s = subjects();
 
 describe('rollout controller failover (real processes)', () => {
-  let nats: TestNats;
-  let procs: ProcessSet;
+  let c: TestCluster;
   let gw: FastifyInstance;
   let base = '';
-  let control: RegistryClient;
-  const schedulers: Record<string, TestProcess> = {};
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    procs = new ProcessSet(nats);
-    schedulers.one = procs.startScheduler([...ARGS, '--scheduler-id', 'sched-one']);
-    await schedulers.one.ready;
-    schedulers.two = procs.startScheduler([...ARGS, '--scheduler-id', 'sched-two']);
-    await schedulers.two.ready;
-    await (await procs.startNode('serve-a', 'cpu-ondemand', ARGS)).ready;
-    const nc = await nats.connect(Role.CLIENT);
-    control = new RegistryClient(nc, s);
-    await control.register('m', mlpModel({ seed: 3 }), { aliases: ['production'] });
-    await control.register('m', flakyModel(), { description: 'warms up, then fails on real traffic' });
-    gw = await buildGateway({ nc: await nats.connect(Role.GATEWAY), subjects: s, logger: createLogger({ level: 'error', pretty: false }) });
+    c = await startCluster({ args: ARGS, schedulers: ['sched-one', 'sched-two'], nodes: [{ id: 'serve-a', profile: 'cpu-ondemand' }] });
+    await c.control.register('m', mlpModel({ seed: 3 }), { aliases: ['production'] });
+    await c.control.register('m', flakyModel(), { description: 'warms up, then fails on real traffic' });
+    gw = await buildGateway({ nc: await c.nats.connect(Role.GATEWAY), subjects: s, logger: createLogger({ level: 'error', pretty: false }) });
     await gw.listen({ host: '127.0.0.1', port: 0 });
     base = `http://127.0.0.1:${(gw.server.address() as AddressInfo).port}`;
   }, 120_000);
 
   afterAll(async () => {
     await gw?.close();
-    await procs?.stopAll();
-    await nats?.stop();
+    await c?.stop();
   });
 
   const infer = () =>
     fetch(`${base}/v2/models/m/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1) }] }) }).then((r) => r.status);
 
   it('SIGKILL the leader mid-canary: the standby\'s controller carries on and rolls it back once', async () => {
+    const { control, schedulers } = c;
     await control.deploy('m', { replicas: 1 });
     await control.canary('m', { version: 2, weight: 1 });
     await until(() => fetch(`${base}/v2/models/m/versions/2/ready`).then((r) => (r.status === 200 ? true : undefined)), 20_000, 'the gateway routes to the canary');
@@ -60,10 +47,9 @@ describe('rollout controller failover (real processes)', () => {
     expect(before.every((x) => x === 200)).toBe(true); // failed canary requests are answered by stable
     expect((await control.deployment('m'))?.canary?.version).toBe(2);
 
-    schedulers.one!.kill('SIGKILL');
-    const nc = await nats.connect(Role.CLIENT);
+    schedulers['sched-one']!.kill('SIGKILL');
     await until(async () => {
-      const l = (await discover(nc, s, 300)).filter((p: ProcessInfo) => p.role === 'scheduler' && p.details.leader === true);
+      const l = (await discover(c.client, s, 300)).filter((p: ProcessInfo) => p.role === 'scheduler' && p.details.leader === true);
       return l.length === 1 && l[0]!.id === 'sched-two' ? true : undefined;
     }, 20_000, 'sched-two leading');
 
@@ -75,7 +61,7 @@ describe('rollout controller failover (real processes)', () => {
     expect(dep.history.at(-1)).toMatchObject({ event: 'rolled-back', version: 2, detail: expect.stringMatching(/automatic: canary error rate/) });
     expect(dep.history.filter((h) => h.event === 'rolled-back')).toHaveLength(1);
     // The deciding controller was the standby's (it logs once its rollback is written: wait for the line).
-    await until(() => (schedulers.two!.lines.some((l) => l.includes('canary breached its policy: rolled back')) ? true : undefined), 5_000, 'sched-two logging the rollback');
-    expect(schedulers.one!.lines.some((l) => l.includes('canary breached its policy: rolled back'))).toBe(false);
+    await until(() => (schedulers['sched-two']!.lines.some((l) => l.includes('canary breached its policy: rolled back')) ? true : undefined), 5_000, 'sched-two logging the rollback');
+    expect(schedulers['sched-one']!.lines.some((l) => l.includes('canary breached its policy: rolled back'))).toBe(false);
   });
 });
