@@ -3,9 +3,10 @@
  * real node-agent processes hosting the fixture actors; nodes are SIGKILLed and SIGTERMed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActorClient, Directory, Errors, Role, decode, openBucket, request, resources, subjects, type NatsConnection, type SchedulerStatus, type SpawnResult } from '../../cluster/index.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
-import { ProcessSet, type TestProcess } from '../harness/processes.ts';
+import { ActorClient, Directory, Errors, Role, decode, openBucket, request, resources, subjects, type NatsConnection, type SpawnResult } from '../../cluster/index.ts';
+import { startCluster, type TestCluster } from '../harness/cluster.ts';
+import type { TestNats } from '../harness/nats.ts';
+import type { TestProcess } from '../harness/processes.ts';
 import { until } from '../harness/wait.ts';
 
 const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--actors.modules', '["test/fixtures/actors.ts"]', '--actors.drainTimeoutMs', '10000'];
@@ -13,36 +14,32 @@ const s = subjects();
 
 
 describe('actors across real node processes', () => {
+  let c: TestCluster;
   let nats: TestNats;
-  let procs: ProcessSet;
   let client: ActorClient;
   let clientNc: NatsConnection;
   let directory: Directory;
   /** The directory with the scheduler's rights (only the scheduler and nodes write it). */
   let adminDirectory: Directory;
+  /** Node processes by short name (a, b, c …). */
   const nodes: Record<string, TestProcess> = {};
-  const status = () => request<SchedulerStatus>(clientNc, s.scheduler('status'), { type: 'status' }, { timeoutMs: 3000 });
+  const status = () => c.status();
   const where = async (actorId: string) => (await directory.get(actorId))?.entry;
+  const startNode = async (short: string, profile = 'cpu-spot') => (nodes[short] = await c.startNode({ id: `node-${short}`, profile }));
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    procs = new ProcessSet(nats);
     // `spread` makes replica placement predictable here; the cost-aware default is covered by test/scheduler.
-    await procs.startScheduler([...ARGS, '--scheduler.strategy', 'spread']).ready;
-    nodes.a = await procs.startNode('node-a', 'cpu-spot', ARGS);
-    nodes.b = await procs.startNode('node-b', 'cpu-ondemand', ARGS);
-    await Promise.all([nodes.a.ready, nodes.b.ready]);
-    clientNc = await nats.connect(Role.CLIENT);
+    c = await startCluster({ args: ARGS, schedulerArgs: ['--scheduler.strategy', 'spread'], nodes: ['node-a', { id: 'node-b', profile: 'cpu-ondemand' }] });
+    nats = c.nats;
+    nodes.a = c.nodes['node-a']!;
+    nodes.b = c.nodes['node-b']!;
+    clientNc = c.client;
     directory = new Directory(await openBucket(clientNc, resources().buckets.actors));
     adminDirectory = new Directory(await openBucket(await nats.connect(Role.SCHEDULER), resources().buckets.actors));
     client = new ActorClient(clientNc, s, directory);
-    await until(async () => ((await status()).nodes.filter((n) => n.alive).length === 2 ? true : undefined), 20_000, 'two live nodes');
   }, 90_000);
 
-  afterAll(async () => {
-    await procs?.stopAll();
-    await nats?.stop();
-  });
+  afterAll(async () => c?.stop());
 
   it('ask and tell reach an actor on another process; refs travel as data', async () => {
     const r = await client.spawn({ type: 'echo', id: 'greeter' });
@@ -77,10 +74,9 @@ describe('actors across real node processes', () => {
   });
 
   it('an ask to an actor that does not exist fails fast, not after the timeout', async () => {
-    const t0 = Date.now();
+    // ACTOR_NOT_FOUND (NATS no-responders), not TIMEOUT: the error type is the proof.
     const err = await client.ref('nobody-home').ask({ type: 'echo', text: 'x' }, { timeoutMs: 20_000 }).catch((e: unknown) => e);
     expect(Errors.ACTOR_NOT_FOUND.is(err)).toBe(true);
-    expect(Date.now() - t0).toBeLessThan(20_000);
     expect(Errors.ACTOR_NOT_FOUND.is(await client.lookup('nobody-home').catch((e: unknown) => e))).toBe(true);
   });
 
@@ -209,8 +205,7 @@ describe('actors across real node processes', () => {
   });
 
   it('SIGKILL a node: it is declared dead and its actors start again on a survivor; callers that retry succeed', async () => {
-    nodes.c = await procs.startNode('node-c', 'cpu-spot', ARGS);
-    await nodes.c.ready;
+    await startNode('c');
     await client.spawn({ type: 'echo', id: 'survivor', constraints: { nodeId: 'node-c' } });
     expect((await where('survivor'))?.nodeId).toBe('node-c');
     // Unpin so it may move: rewrite the spec's constraint the way an operator would re-spawn it
@@ -221,7 +216,7 @@ describe('actors across real node processes', () => {
     const deadEvents: string[] = [];
     clientNc.subscribe(s.event('node-dead'), { callback: (_e, m) => void deadEvents.push((decode(m.data) as { nodeId: string }).nodeId) });
     await clientNc.flush();
-    nodes.c.kill('SIGKILL');
+    nodes.c!.kill('SIGKILL');
     const dead = await until(async () => ((await status()).nodes.find((n) => n.nodeId === 'node-c')?.alive === false ? true : undefined), 15_000, 'node-c dead');
     expect(dead).toBe(true);
     const reply = await client.ref('survivor').ask<{ nodeId: string }>({ type: 'where' }, { timeoutMs: 2000, retry: { attempts: 30, delayMs: 200 } });
@@ -234,8 +229,7 @@ describe('actors across real node processes', () => {
   });
 
   it('drain: SIGTERM a node while its actors hold work — onDrain runs, the work finishes, no actor is lost', async () => {
-    nodes.d = await procs.startNode('node-d', 'cpu-spot', ARGS);
-    await nodes.d.ready;
+    await startNode('d');
     await client.spawn({ type: 'tally', id: 'ledger', constraints: { nodeId: 'node-d' } });
     const ledger = client.ref('ledger');
     await ledger.ask({ type: 'add', n: 5 });
@@ -245,10 +239,10 @@ describe('actors across real node processes', () => {
     const inflight = [ledger.ask<{ sum: number }>({ type: 'add', n: 10, workMs: 500 }, { timeoutMs: 10_000 }), ledger.ask<{ sum: number }>({ type: 'add', n: 100, workMs: 100 }, { timeoutMs: 10_000 })];
     await clientNc.flush();
     await new Promise((r) => setTimeout(r, 100));
-    nodes.d.kill('SIGTERM');
+    nodes.d!.kill('SIGTERM');
     const done = await Promise.all(inflight);
     expect(done.map((d) => d.sum)).toEqual([15, 115]);
-    expect((await nodes.d.exited).code).toBe(0);
+    expect((await nodes.d!.exited).code).toBe(0);
     // Re-placed elsewhere with its checkpointed state: nothing lost, and onDrain ran once.
     const after = await ledger.ask<{ sum: number; drains: number; nodeId: string }>({ type: 'get' }, { timeoutMs: 2000, retry: { attempts: 30, delayMs: 200 } });
     expect(after.sum).toBe(115);
@@ -257,8 +251,7 @@ describe('actors across real node processes', () => {
   });
 
   it('a spawn on a draining node is refused with NODE_DRAINING', async () => {
-    nodes.e = await procs.startNode('node-e', 'cpu-spot', ARGS);
-    await nodes.e.ready;
+    await startNode('e');
     const ctl = await nats.connect(Role.SCHEDULER);
     await client.spawn({ type: 'slow', id: 'busy-e', constraints: { nodeId: 'node-e' } });
     const slowWork = client.ref('busy-e').ask({ type: 'work', ms: 1500 }, { timeoutMs: 10_000 });
@@ -268,6 +261,6 @@ describe('actors across real node processes', () => {
     const err = await request(ctl, s.nodeCtl('node-e'), { type: 'spawn', actorId: 'late', spec: { type: 'echo' }, revision: 0, epoch: 1 }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: Errors.NODE_DRAINING.code });
     await slowWork;
-    expect((await nodes.e.exited).code).toBe(0);
+    expect((await nodes.e!.exited).code).toBe(0);
   });
 });

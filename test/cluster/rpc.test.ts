@@ -68,9 +68,8 @@ describe('request/reply with schemas at the edge (real nats-server)', () => {
   });
 
   it('fails fast with NO_RESPONDERS when nobody listens, not after the timeout', async () => {
-    const t0 = Date.now();
+    // NO_RESPONDERS, not TIMEOUT: the server said nobody listens (the error type is the proof).
     const err = await request(client, s.service('nobody'), { type: 'echo', text: 'x' }, { timeoutMs: 10_000 }).catch((e: unknown) => e);
     expect(Errors.NO_RESPONDERS.is(err)).toBe(true);
-    expect(Date.now() - t0).toBeLessThan(10_000);
   });
 });

@@ -5,8 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActorClient, Role, discover, request, requestAll, subjects, type NatsConnection, type ProcessInfo, type SchedulerStatus } from '../../cluster/index.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
-import { ProcessSet, type TestProcess } from '../harness/processes.ts';
+import { startCluster, type TestCluster } from '../harness/cluster.ts';
+import type { TestProcess } from '../harness/processes.ts';
 import { until } from '../harness/wait.ts';
 
 const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--scheduler.leaseTtlMs', '1500', '--actors.modules', '["test/fixtures/actors.ts"]', '--scheduler.modules', '["shoal:ml/control.ts", "test/fixtures/control.ts"]'];
@@ -14,8 +14,7 @@ const s = subjects();
 
 
 describe('scheduler leader lease and failover (real processes)', () => {
-  let nats: TestNats;
-  let procs: ProcessSet;
+  let c: TestCluster;
   let nc: NatsConnection;
   let client: ActorClient;
   /** The fixture control modules answer on subjects only the scheduler role may use. */
@@ -24,22 +23,15 @@ describe('scheduler leader lease and failover (real processes)', () => {
   const leaders = async () => (await discover(nc, s, 300)).filter((p: ProcessInfo) => p.role === 'scheduler' && p.details.leader === true);
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    procs = new ProcessSet(nats);
-    schedulers.one = procs.startScheduler([...ARGS, '--scheduler-id', 'sched-one']);
-    await schedulers.one.ready;
-    schedulers.two = procs.startScheduler([...ARGS, '--scheduler-id', 'sched-two']);
-    await schedulers.two.ready;
-    await (await procs.startNode('n1', 'cpu-spot', ARGS)).ready;
-    nc = await nats.connect(Role.CLIENT);
-    client = new ActorClient(nc, s);
-    admin = await nats.connect(Role.SCHEDULER);
+    c = await startCluster({ args: ARGS, schedulers: ['sched-one', 'sched-two'], nodes: ['n1'] });
+    schedulers.one = c.schedulers['sched-one']!;
+    schedulers.two = c.schedulers['sched-two']!;
+    nc = c.client;
+    client = c.actors;
+    admin = await c.nats.connect(Role.SCHEDULER);
   }, 90_000);
 
-  afterAll(async () => {
-    await procs?.stopAll();
-    await nats?.stop();
-  });
+  afterAll(async () => c?.stop());
 
   it('exactly one scheduler leads, and it serves placement', async () => {
     const l = await until(async () => {

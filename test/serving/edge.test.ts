@@ -13,10 +13,10 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, createLogger, request, subjects, type NatsConnection, type SchedulerStatus } from '../../cluster/index.ts';
-import { JobClient, RegistryClient } from '../../ml/index.ts';
+import { JobClient } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
-import { ProcessSet } from '../harness/processes.ts';
+import { startCluster, type TestCluster } from '../harness/cluster.ts';
+import type { TestNats } from '../harness/nats.ts';
 import { until } from '../harness/wait.ts';
 import { mlpModel, randomRows } from '../fixtures/onnx.ts';
 
@@ -46,8 +46,8 @@ function raw(port: number, data: string | Buffer): Promise<Answer> {
 }
 
 describe('bad input at the edge (real cluster, gateway over HTTP)', () => {
+  let c: TestCluster;
   let nats: TestNats;
-  let procs: ProcessSet;
   let nc: NatsConnection;
   let gw: FastifyInstance;
   let slow: FastifyInstance;
@@ -57,13 +57,11 @@ describe('bad input at the edge (real cluster, gateway over HTTP)', () => {
   const rows = randomRows(2);
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    procs = new ProcessSet(nats);
-    await procs.startScheduler(ARGS).ready;
-    await (await procs.startNode('edge-a', 'cpu-ondemand', ARGS)).ready;
-    nc = await nats.connect(Role.CLIENT);
+    c = await startCluster({ args: ARGS, nodes: [{ id: 'edge-a', profile: 'cpu-ondemand' }] });
+    nats = c.nats;
+    nc = c.client;
     // A client changes models through the registry service (it may write no KV or store of its own).
-    const control = new RegistryClient(nc, s);
+    const control = c.control;
     await control.register('mlp', mlpModel({ seed: 1 }));
     await until(async () => (await control.deploy('mlp', { replicas: 1, readyTimeoutMs: 20_000 })).stable.state === 'ready' || undefined, 30_000, 'mlp deployed');
     const logger = createLogger({ level: 'silent', pretty: false });
@@ -81,8 +79,7 @@ describe('bad input at the edge (real cluster, gateway over HTTP)', () => {
   afterAll(async () => {
     await gw?.close();
     await slow?.close();
-    await procs?.stopAll();
-    await nats?.stop();
+    await c?.stop();
   });
 
   const expectError = async (r: Response, status: number, code: string | RegExp, error: RegExp) => {

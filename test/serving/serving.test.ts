@@ -12,8 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActorClient, Role, createLogger, subjects, type NatsConnection } from '../../cluster/index.ts';
 import { DEFAULT_POLICY, JobClient, ModelRegistry, RegistryClient, registryKeys, toBytes, type InferReply, type ReplicaStats } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
-import { ProcessSet, type TestProcess } from '../harness/processes.ts';
+import { startCluster, type TestCluster } from '../harness/cluster.ts';
+import type { TestNats } from '../harness/nats.ts';
+import type { TestProcess } from '../harness/processes.ts';
 import { INT_TYPES, brokenModel, dtypesModel, flakyModel, fp16Model, intTypesModel, mlpModel, randomRows } from '../fixtures/onnx.ts';
 
 const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '1500', '--actors.modules', '["ml/serving/actors.ts"]'];
@@ -32,8 +33,8 @@ async function until<T>(fn: () => Promise<T | undefined> | T | undefined, ms: nu
 }
 
 describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', () => {
+  let c: TestCluster;
   let nats: TestNats;
-  let procs: ProcessSet;
   let nc: NatsConnection;
   let gw: FastifyInstance;
   let base = '';
@@ -65,15 +66,13 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
   };
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    procs = new ProcessSet(nats);
-    await procs.startScheduler(ARGS).ready;
-    nodes.a = await procs.startNode('node-a', 'cpu-ondemand', ARGS);
-    nodes.b = await procs.startNode('node-b', 'cpu-ondemand', ARGS);
-    await Promise.all([nodes.a.ready, nodes.b.ready]);
-    nc = await nats.connect(Role.CLIENT);
+    c = await startCluster({ args: ARGS, nodes: [{ id: 'node-a', profile: 'cpu-ondemand' }, { id: 'node-b', profile: 'cpu-ondemand' }] });
+    nats = c.nats;
+    nodes.a = c.nodes['node-a']!;
+    nodes.b = c.nodes['node-b']!;
+    nc = c.client;
     registry = await ModelRegistry.open(nc);
-    control = new RegistryClient(nc, s);
+    control = c.control;
     await control.register('mlp', mlpV1, { aliases: ['production'], metrics: { auc: 0.91 } });
     await control.register('mlp', mlpV2, { metrics: { auc: 0.93 } });
     await control.register('dtypes', dtypesModel());
@@ -105,8 +104,7 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
 
   afterAll(async () => {
     await gw?.close();
-    await procs?.stopAll();
-    await nats?.stop();
+    await c?.stop();
   });
 
   it('serves OIP server and model metadata, health and readiness', async () => {
@@ -496,8 +494,7 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
     expect(failures).toEqual([]);
     // Leave the cluster as the other tests found it: the node comes back under its id, and the
     // actors it ran are re-placed (it is a new incarnation).
-    nodes[key] = await procs.startNode(victim, 'cpu-ondemand', ARGS);
-    await nodes[key]!.ready;
+    nodes[key] = await c.startNode({ id: victim, profile: 'cpu-ondemand' });
     for (const m of ['mlp', 'dtypes', 'half', 'ints', 'survivor']) await ready(`/v2/models/${m}/ready`, `${m} serving again`);
   });
 });

@@ -9,8 +9,9 @@ import { ActorClient, Role, decode, openBucket, resources, subjects, type Direct
 import { DatasetStore, JobClient, ModelRegistry, RegistryClient, generateFraud, take, type BinaryMetrics, type DatasetVersion } from '../../ml/index.ts';
 import { openCheckpointStore } from '../../ml/training/checkpoints.ts';
 import { shardName } from '../../ml/training/shards.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
-import { ProcessSet, type TestProcess } from '../harness/processes.ts';
+import { startCluster, type TestCluster } from '../harness/cluster.ts';
+import type { TestNats } from '../harness/nats.ts';
+import type { TestProcess } from '../harness/processes.ts';
 import { until } from '../harness/wait.ts';
 
 const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--actors.modules', '["shoal:ml/training/actors.ts"]'];
@@ -24,8 +25,8 @@ interface Result {
 }
 
 describe('training jobs (real processes)', () => {
+  let c: TestCluster;
   let nats: TestNats;
-  let procs: ProcessSet;
   let nc: NatsConnection;
   let jobs: JobClient;
   let ds: DatasetVersion;
@@ -57,17 +58,22 @@ describe('training jobs (real processes)', () => {
   };
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    procs = new ProcessSet(nats);
-    await procs.startScheduler(ARGS).ready;
-    nodes.a = await procs.startNode('train-a', 'cpu-spot', ARGS);
-    nodes.b = await procs.startNode('train-b', 'cpu-ondemand', ARGS);
-    // A cheap node that loads only the serving actors: training actors must never be placed there.
-    nodes.serve = await procs.startNode('serve-only', 'cpu-spot', [...ARGS.slice(0, -1), '["shoal:ml/serving/actors.ts"]']);
-    await Promise.all([nodes.a.ready, nodes.b.ready, nodes.serve.ready]);
-    nc = await nats.connect(Role.CLIENT);
+    c = await startCluster({
+      args: ARGS,
+      nodes: [
+        'train-a',
+        { id: 'train-b', profile: 'cpu-ondemand' },
+        // A cheap node that loads only the serving actors: training actors must never be placed there.
+        { id: 'serve-only', args: ['--actors.modules', '["shoal:ml/serving/actors.ts"]'] },
+      ],
+    });
+    nats = c.nats;
+    nodes.a = c.nodes['train-a']!;
+    nodes.b = c.nodes['train-b']!;
+    nodes.serve = c.nodes['serve-only']!;
+    nc = c.client;
     store = await DatasetStore.open(nc);
-    control = new RegistryClient(nc, subjects());
+    control = c.control;
     ds = await control.registerDataset('fraud-ref', generateFraud({ rows: 20_000, seed: 11 }), { splitSeed: 5, source: 'generator seed 11' });
     jobs = await JobClient.open(nc);
     const ckpts = await openCheckpointStore(await nats.connect(Role.SCHEDULER), 'shoal');
@@ -81,10 +87,7 @@ describe('training jobs (real processes)', () => {
     };
   }, 90_000);
 
-  afterAll(async () => {
-    await procs?.stopAll(10_000);
-    await nats?.stop();
-  });
+  afterAll(async () => c?.stop());
 
   it('stores datasets content-addressed: the same data is the same version', async () => {
     const again = await control.registerDataset('fraud-ref', generateFraud({ rows: 20_000, seed: 11 }), { splitSeed: 5 });
@@ -237,8 +240,7 @@ describe('training jobs (real processes)', () => {
   });
 
   it('SIGKILL the node of the job (and its workers there) mid-training: it resumes from its checkpoint elsewhere and succeeds', async () => {
-    nodes.c = await procs.startNode('train-c', 'cpu-spot', ARGS);
-    await nodes.c.ready;
+    nodes.c = await c.startNode('train-c');
     await jobs.submit(spec({ hyper: { optimizer: 'adam', lr: 0.05, steps: 80, batchSize: 512, seed: 9 }, workers: 3 }), { id: 'job-kill' });
     // Wait until the job is past its first checkpoint, then kill a node that hosts a worker.
     const st = await until(async () => {
