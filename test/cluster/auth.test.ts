@@ -11,6 +11,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { Errors, Role, connectAs, ensureResources, request, resources, subjects, type NatsConnection, type NodeRecord } from '../../cluster/index.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { ProcessSet } from '../harness/processes.ts';
 import { until } from '../harness/wait.ts';
 
@@ -231,6 +232,7 @@ describe('issue #11, point 4: a client cannot wipe or edit cluster state', () =>
 });
 
 describe('issue #11, point 5: a node cannot command or watch another node', () => {
+  let c: TestCluster;
   let nats: TestNats;
   let procs: ProcessSet;
   let scheduler: NatsConnection;
@@ -239,16 +241,11 @@ describe('issue #11, point 5: a node cannot command or watch another node', () =
   const FAST = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--actors.modules', '["test/fixtures/actors.ts"]'];
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    procs = new ProcessSet(nats);
-    await procs.startScheduler(FAST).ready;
-    await (await procs.startNode('victim', 'cpu-spot', FAST)).ready;
+    c = await startCluster({ args: FAST, nodes: ['victim'] });
+    ({ nats, procs } = c);
     scheduler = await nats.connect(Role.SCHEDULER);
   }, 90_000);
-  afterAll(async () => {
-    await procs?.stopAll();
-    await nats?.stop();
-  });
+  afterAll(async () => c?.stop());
 
   it("another node's credentials cannot send it drain (it keeps running)", async () => {
     const rogue = await nats.connect(Role.NODE, { nodeId: 'rogue' });
