@@ -12,6 +12,7 @@ import {
   readClusterInfo,
   readCredentials,
   request,
+  natsCredential,
   subjects,
   type Config,
   type NatsConnection,
@@ -20,8 +21,10 @@ import {
 } from '../cluster/index.ts';
 
 export async function connectClient(config: Config): Promise<NatsConnection> {
-  if (process.env.SHOAL_NATS_URL && process.env.SHOAL_NATS_PASS) {
-    return connectAs({ servers: process.env.SHOAL_NATS_URL, role: Role.CLIENT, credential: { user: process.env.SHOAL_NATS_USER ?? Role.CLIENT, pass: process.env.SHOAL_NATS_PASS }, reconnect: false });
+  // A remote cluster (config nats.url / nats.user / nats.pass, env SHOAL_NATS_URL …), else the local `shoal up`'s.
+  if (config.nats.url && config.nats.pass) {
+    const { servers, credential } = natsCredential(Role.CLIENT, config.nats);
+    return connectAs({ servers, role: Role.CLIENT, credential, reconnect: false });
   }
   const dataDir = resolve(config.dataDir);
   const info = readClusterInfo(dataDir);

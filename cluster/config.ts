@@ -64,6 +64,15 @@ export const ConfigSchema = Type.Object(
          * needs it to start nodes (autoscaler). Never give it to a node.
          */
         nodeSecret: Type.Optional(Type.String({ minLength: 16 })),
+        /**
+         * How this process reaches NATS (a comma-separated URL list): set by `shoal up` for the
+         * processes it starts, or by whoever runs a scheduler, node agent or gateway.
+         */
+        url: Type.Optional(Type.String({ minLength: 1 })),
+        /** This process's NATS user. @default its role's (`scheduler`, `gateway`, `client`), or `node-<nodeId>` */
+        user: Type.Optional(Type.String({ minLength: 1 })),
+        /** This process's NATS password. */
+        pass: Type.Optional(Type.String({ minLength: 1 })),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -113,6 +122,15 @@ export const ConfigSchema = Type.Object(
          * SIGKILLed node never answers, and this is how long its requests wait. @default 250
          */
         hedgeAfterMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 250 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    node: Type.Object(
+      {
+        /** This node agent's id (also its NATS user, `node-<id>`). @default <profile>-<host>-<pid> */
+        id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,128}$' })),
+        /** The profile (of `nodes`) this node agent runs as. @default the first */
+        profile: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]+$' })),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -253,6 +271,8 @@ export const envName = (path: string[]) => `SHOAL_${path.map(snake).join('_')}`;
  */
 export const ENV_ALIASES: Readonly<Record<string, readonly string[]>> = {
   'kernels.backend': ['SHOAL_TRAINING_BACKEND'],
+  // The name setup.sh and the errors have always told people to set.
+  'nats.serverBin': ['SHOAL_NATS_SERVER'],
 };
 const flagName = (path: string[]) => path.join('.');
 

@@ -89,15 +89,16 @@ export function readClusterInfo(dataDir: string): ClusterInfo | undefined {
 }
 
 /**
- * How a child process of the cluster finds NATS: `SHOAL_NATS_URL`, `SHOAL_NATS_USER`,
- * `SHOAL_NATS_PASS` (set by `shoal up`, or by whoever runs the process in production). A node's
- * user is its own, `node-<nodeId>` (the default when `nodeId` is given).
+ * How a process of the cluster finds NATS: config `nats.url`, `nats.user`, `nats.pass` (env
+ * `SHOAL_NATS_URL`, `SHOAL_NATS_USER`, `SHOAL_NATS_PASS`, set by `shoal up`, or by whoever runs the
+ * process in production). A node's user is its own, `node-<nodeId>` (the default when `nodeId`
+ * is given).
  */
-export function credentialFromEnv(role: Role, env: NodeJS.ProcessEnv = process.env, nodeId?: string): { servers: string; credential: Credential } {
-  const servers = env.SHOAL_NATS_URL;
-  const user = env.SHOAL_NATS_USER ?? (role === Role.NODE && nodeId ? `node-${nodeId}` : role);
-  const pass = env.SHOAL_NATS_PASS;
-  if (!servers) throw Errors.BAD_CONFIG('SHOAL_NATS_URL', 'not set: the process needs the NATS server URL');
-  if (!pass) throw Errors.BAD_CONFIG('SHOAL_NATS_PASS', `not set: the ${role} role needs its password`);
+export function natsCredential(role: Role, nats: { url?: string | undefined; user?: string | undefined; pass?: string | undefined }, nodeId?: string): { servers: string; credential: Credential } {
+  const servers = nats.url;
+  const user = nats.user ?? (role === Role.NODE && nodeId ? `node-${nodeId}` : role);
+  const pass = nats.pass;
+  if (!servers) throw Errors.BAD_CONFIG('nats.url', 'not set (SHOAL_NATS_URL): the process needs the NATS server URL');
+  if (!pass) throw Errors.BAD_CONFIG('nats.pass', `not set (SHOAL_NATS_PASS): the ${role} role needs its password`);
   return { servers, credential: { user, pass } };
 }

@@ -45,7 +45,7 @@ export { startNatsServer, findNatsServer, ensureWritableDir, type NatsServerHand
 export {
   connectAs,
   connectError,
-  credentialFromEnv,
+  natsCredential,
   credentialsPath,
   clusterInfoPath,
   readCredentials,

@@ -19,7 +19,7 @@ export interface NatsServerOptions {
   /** Nodes that get a user from the start (`addNodes` adds more). */
   nodeIds?: readonly string[];
   prefix?: string;
-  /** Binary path; default: `$SHOAL_NATS_SERVER`, PATH, /usr/sbin, /usr/local/bin. */
+  /** Binary path (config `nats.serverBin`, env `SHOAL_NATS_SERVER`); default: PATH, /usr/sbin, /usr/local/bin. */
   bin?: string;
   /** How long to wait for "Server is ready". @default 15000 */
   readyTimeoutMs?: number;
@@ -51,7 +51,7 @@ function isExecutable(p: string): boolean {
 export function findNatsServer(explicit?: string): string {
   const tried: string[] = [];
   const candidates = explicit ? [explicit] : [
-    ...(process.env.SHOAL_NATS_SERVER ? [process.env.SHOAL_NATS_SERVER] : []),
+    // The operating system's search path, as a shell would use it (not a Shoal setting).
     ...(process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'nats-server')),
     '/usr/sbin/nats-server',
     '/usr/local/bin/nats-server',

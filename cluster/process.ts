@@ -5,7 +5,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { loadConfig, type Config } from './config.ts';
-import { connectAs, credentialFromEnv } from './connection.ts';
+import { connectAs, natsCredential } from './connection.ts';
 import { Errors, ShoalError, errorCode } from './errors.ts';
 import { userOf } from './roles.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -28,8 +28,8 @@ export interface Started {
 
 export interface ProcessSpec {
   role: Role;
-  /** Process id within its role (node id, scheduler id…). */
-  id: string;
+  /** Process id within its role (node id, scheduler id…), or how to get it from the config. */
+  id: string | ((config: Config) => string);
   extraFlags?: readonly string[];
   /** Starts the process's work; returns its stop function (called once on shutdown). */
   start(ctx: ProcessContext): Promise<Started>;
@@ -51,16 +51,17 @@ export async function runProcess(spec: ProcessSpec): Promise<void> {
   } catch (err) {
     fail(err);
   }
-  const log = createLogger({ level: config.log.level as LevelWithSilent, ...(config.log.pretty !== undefined ? { pretty: config.log.pretty } : {}), bindings: { role: spec.role, id: spec.id } });
+  const id = typeof spec.id === 'function' ? spec.id(config) : spec.id;
+  const log = createLogger({ level: config.log.level as LevelWithSilent, ...(config.log.pretty !== undefined ? { pretty: config.log.pretty } : {}), bindings: { role: spec.role, id } });
   let nc: NatsConnection;
   try {
     // A node's id is its identity on NATS too: its own user, inbox and control subject.
-    const nodeId = spec.role === Role.NODE ? spec.id : undefined;
-    const { servers, credential } = credentialFromEnv(spec.role, process.env, nodeId);
+    const nodeId = spec.role === Role.NODE ? id : undefined;
+    const { servers, credential } = natsCredential(spec.role, config.nats, nodeId);
     // Its rights are its user's: a node started under another node's user could not even
     // receive its own commands. Say so at once.
     if (nodeId && credential.user !== userOf(Role.NODE, nodeId)) throw Errors.BAD_CONFIG('SHOAL_NATS_USER', `node ${nodeId} must connect as its own user ${userOf(Role.NODE, nodeId)}, not "${credential.user}"`);
-    nc = await connectAs({ servers, role: spec.role, credential, name: `shoal-${spec.role}-${spec.id}`, ...(nodeId ? { nodeId } : {}) });
+    nc = await connectAs({ servers, role: spec.role, credential, name: `shoal-${spec.role}-${id}`, ...(nodeId ? { nodeId } : {}) });
   } catch (err) {
     fail(err, log);
   }
@@ -100,5 +101,5 @@ export async function runProcess(spec: ProcessSpec): Promise<void> {
   }
   stop = started.stop;
   // Tell the supervisor we are up (it waits for this before starting dependents).
-  process.send?.({ type: 'ready', role: spec.role, id: spec.id, info: started.info ?? {} });
+  process.send?.({ type: 'ready', role: spec.role, id, info: started.info ?? {} });
 }

@@ -12,8 +12,9 @@ import {
   Role,
   connectAs,
   createLogger,
-  credentialFromEnv,
   defineActorType,
+  loadConfig,
+  natsCredential,
   resources,
   subjects,
 } from '../../cluster/index.ts';
@@ -36,7 +37,7 @@ class BenchActor extends Actor<Static<typeof Msg>> {
   }
 }
 
-const { servers, credential } = credentialFromEnv(Role.NODE, process.env, 'bench-node');
+const { servers, credential } = natsCredential(Role.NODE, loadConfig({ argv: [] }).nats, 'bench-node');
 const nc = await connectAs({ servers, role: Role.NODE, credential, nodeId: 'bench-node' });
 const s = subjects();
 const kvm = new Kvm(nc);

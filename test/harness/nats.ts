@@ -11,6 +11,7 @@ import {
   connectAs,
   credentialOf,
   generateCredentials,
+  loadConfig,
   startNatsServer,
   type Credential,
   type Credentials,
@@ -42,7 +43,9 @@ export interface TestNats {
 export async function startTestNats(opts: { prefix?: string; nodeIds?: string[] } = {}): Promise<TestNats> {
   const dir = mkdtempSync(join(tmpdir(), 'shoal-test-'));
   const credentials = generateCredentials();
-  const server = await startNatsServer({ dir, port: 0, credentials, ...(opts.nodeIds ? { nodeIds: opts.nodeIds } : {}), ...(opts.prefix ? { prefix: opts.prefix } : {}) });
+  // The binary as the config names it (nats.serverBin, SHOAL_NATS_SERVER), else PATH.
+  const bin = loadConfig({ argv: [] }).nats.serverBin;
+  const server = await startNatsServer({ dir, port: 0, credentials, ...(bin ? { bin } : {}), ...(opts.nodeIds ? { nodeIds: opts.nodeIds } : {}), ...(opts.prefix ? { prefix: opts.prefix } : {}) });
   const conns: NatsConnection[] = [];
   return {
     url: server.url,
