@@ -5,7 +5,8 @@
  * node-type catalogue: this one says where a request goes, not what machines one can buy.)
  */
 import {
-  Deployment,
+  isDeployment,
+  type Deployment,
   MlErrors,
   ModelRecord,
   ModelVersion,
@@ -19,7 +20,6 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 
 const isRecord = TypeCompiler.Compile(ModelRecord);
 const isVersion = TypeCompiler.Compile(ModelVersion);
-const isDeployment = TypeCompiler.Compile(Deployment);
 
 export interface Target {
   model: string;

@@ -32,6 +32,7 @@ export {
   type OutcomeCounts,
   DEFAULT_POLICY,
   Deployment,
+  isDeployment,
   RollbackPolicy,
   TrackState,
   hashUnit,

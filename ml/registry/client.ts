@@ -10,18 +10,16 @@
  */
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { nuid } from '@nats-io/transport-node';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Errors, request, resources, type NatsConnection, type RegistryOp, type Subjects } from '../../cluster/index.ts';
 import { serialize, type Dataset } from '../datasets/dataset.ts';
 import type { DatasetVersion } from '../datasets/store.ts';
 import { MlErrors } from '../errors.ts';
-import { Deployment } from '../serving/canary.ts';
+import { isDeployment, type Deployment } from '../serving/canary.ts';
 import type { CanaryOptions, DeployOptions } from '../serving/deployments.ts';
 import type { RegistryRequest } from './protocol.ts';
 import { ModelRegistry, sha256, type RegisterOptions } from './registry.ts';
 import { keys, type ModelRecord, type ModelVersion } from './schemas.ts';
 
-const checkDeployment = TypeCompiler.Compile(Deployment);
 const fromUtf8 = new TextDecoder();
 
 /** Longest a deployment change may take on the service's side beyond its own waits. */
@@ -97,7 +95,7 @@ export class RegistryClient {
     const e = await reg.kv.get(keys.deployment(name));
     if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
     const dep = JSON.parse(fromUtf8.decode(e.value)) as unknown;
-    if (!checkDeployment.Check(dep)) throw MlErrors.REGISTRY_CONFLICT(`${keys.deployment(name)} (malformed)`);
+    if (!isDeployment.Check(dep)) throw MlErrors.REGISTRY_CONFLICT(`${keys.deployment(name)} (malformed)`);
     return dep;
   }
 

@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 
 export const TrackState = { STARTING: 'starting', READY: 'ready' } as const;
 
@@ -71,6 +72,8 @@ export const Deployment = Type.Object({
   updatedAt: Type.Number(),
 });
 export type Deployment = Static<typeof Deployment>;
+/** The compiled check of a deployment record (read from KV, so checked before use). */
+export const isDeployment = TypeCompiler.Compile(Deployment);
 
 export const serviceName = (model: string, version: number) => `model-${model}-v${version}`;
 

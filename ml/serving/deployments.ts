@@ -10,7 +10,6 @@
  * that stops routing to them has been written — the stable version is never scaled down before
  * its successor is ready.
  */
-import { TypeCompiler } from '@sinclair/typebox/compiler';
 import {
   ActorClient,
   Directory,
@@ -28,7 +27,7 @@ import {
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry, resolveRef } from '../registry/registry.ts';
 import { keys } from '../registry/schemas.ts';
-import { DEFAULT_POLICY, Deployment, TrackState, serviceName, type CanaryTrack, type RollbackPolicy, type Track } from './canary.ts';
+import { DEFAULT_POLICY, TrackState, isDeployment, type Deployment, serviceName, type CanaryTrack, type RollbackPolicy, type Track } from './canary.ts';
 import { INFERENCE_ACTOR_TYPE, type InferenceArgs, type ReadyReply } from './messages.ts';
 import { liveStatus, type LiveStatus } from './live-status.ts';
 
@@ -66,7 +65,6 @@ export interface CanaryOptions extends TrackOptions {
   sticky?: boolean;
 }
 
-const checkDeployment = TypeCompiler.Compile(Deployment);
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 const HISTORY = 50;
@@ -341,7 +339,7 @@ export class ModelDeployments {
     const e = await this.registry.kv.get(keys.deployment(name));
     if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
     const dep = JSON.parse(fromUtf8.decode(e.value)) as unknown;
-    if (!checkDeployment.Check(dep)) throw MlErrors.REGISTRY_CONFLICT(`${keys.deployment(name)} (malformed)`);
+    if (!isDeployment.Check(dep)) throw MlErrors.REGISTRY_CONFLICT(`${keys.deployment(name)} (malformed)`);
     return { dep, revision: e.revision };
   }
 

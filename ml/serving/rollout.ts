@@ -13,11 +13,10 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Subscription } from '@nats-io/transport-node';
 import { decode, every, systemClock, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
-import { CanaryMonitor, Deployment, OutcomeReport, TrackState, type Verdict } from './canary.ts';
+import { CanaryMonitor, OutcomeReport, TrackState, isDeployment, type Deployment, type Verdict } from './canary.ts';
 import type { ModelDeployments } from './deployments.ts';
 
 const isOutcomeReport = TypeCompiler.Compile(OutcomeReport);
-const isDeployment = TypeCompiler.Compile(Deployment);
 
 export interface RolloutControllerOptions {
   nc: NatsConnection;
