@@ -229,6 +229,32 @@ describe('OIP over gRPC (KServe v2 GRPCInferenceService; real cluster, real grpc
     }
   });
 
+  it('the gateway process serves gRPC on gateway.grpcPort with its API keys, and none with gateway.grpc false', async () => {
+    const keys = ['--gateway.apiKeys', JSON.stringify([{ key: KEY, tenant: 'acme' }])];
+    const on = c.procs.startGateway(['--gateway.port', '0', '--gateway.grpcPort', '0', ...keys]);
+    const off = c.procs.startGateway(['--gateway.port', '0', '--gateway.grpc', 'false']);
+    const [infoOn, infoOff] = await Promise.all([on.ready, off.ready]);
+    expect(infoOff.grpc).toBeUndefined();
+    expect(String(infoOn.grpc)).toMatch(/^127\.0\.0\.1:\d+$/);
+    const other = new (loadInferencePackage().inference.GRPCInferenceService)(String(infoOn.grpc), credentials.createInsecure());
+    const ask = (md: Md) =>
+      new Promise<ModelInferResponse>((resolve, reject) => {
+        const meta = new Metadata();
+        for (const [k, v] of Object.entries(md)) meta.set(k, v);
+        (other as unknown as { ModelInfer: (r: unknown, m: Metadata, cb: (e: ServiceError | null, r: ModelInferResponse) => void) => void }).ModelInfer({ model_name: 'mlp', model_version: '1', inputs: [fp32Input(randomRows(1))] }, meta, (e, r) => (e ? reject(e) : resolve(r)));
+      });
+    try {
+      expect((await refused(ask({}))).code).toBe(Status.UNAUTHENTICATED);
+      // Its routing table fills from the registry's KV watch: the model is there once it has caught up.
+      const r = await until(() => ask({ 'x-api-key': KEY }), 15_000, 'the gateway process serving mlp over gRPC');
+      expect(r.model_version).toBe('1');
+    } finally {
+      other.close();
+      on.kill('SIGTERM');
+      off.kill('SIGTERM');
+    }
+  });
+
   it('counts calls in the gateway metrics by method and status', async () => {
     await call('ModelInfer', { model_name: 'mlp', inputs: [fp32Input(randomRows(1))] });
     await refused(call('ModelInfer', { model_name: 'mlp', inputs: [fp32Input(randomRows(1))] }, {}));
