@@ -11,7 +11,8 @@
  * Artifacts arrive through the `uploads` object store. The service reads the upload, checks its
  * sha256 against the request's, stores it content-addressed in the artifacts store (a model is
  * verified by onnxruntime as before; a dataset is decoded and checked), and deletes the upload —
- * whether the registration succeeded or not.
+ * whether the registration succeeded or not. A model package (a graph with external data, see
+ * package.ts) is streamed to a scratch file instead of read whole: it may not fit in memory.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
