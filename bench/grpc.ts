@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Metadata, credentials, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadInferencePackage } from '../gateway/grpc/proto.ts';
+import { loadInferencePackage } from '../gateway/index.ts';
 import { randomRows } from '../test/fixtures/onnx.ts';
 import { startServingCluster } from './lib/serving-cluster.ts';
 import { writeResults } from './lib/results.ts';
