@@ -70,7 +70,7 @@ async function round(restart: boolean): Promise<Round> {
     const nodes: Record<string, TestProcess> = {};
     for (const id of ['fo-1', 'fo-2']) nodes[id] = await procs.startNode(id, 'cpu-ondemand', ARGS);
     await Promise.all(Object.values(nodes).map((n) => n.ready));
-    const gw = procs.startGateway(['--gateway.port', '0', ...ARGS]);
+    const gw = procs.startGateway(['--gateway.port', '0', '--gateway.grpcPort', '0', ...ARGS]);
     const url = ((await gw.ready) as { url: string }).url;
     const nc = await nats.connect(Role.CLIENT);
     const control = new RegistryClient(nc, s);

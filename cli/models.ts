@@ -1,7 +1,8 @@
 /**
  * `shoal models …`: the model registry and deployments from the command line.
  *
- *   shoal models register NAME FILE.onnx [--alias production] [--metrics JSON] [--lineage JSON] [--description TEXT]
+ *   shoal models register NAME FILE.onnx|DIR|FILE.tar [--alias production] [--metrics JSON] [--lineage JSON] [--description TEXT]
+ *     (a directory or a tarball: a graph whose weights are external data files beside it — one artifact)
  *   shoal models list
  *   shoal models show NAME [--version N|ALIAS]
  *   shoal models alias NAME ALIAS VERSION          point an alias at a version
@@ -18,9 +19,10 @@
  * change is a request to the registry service in the scheduler (a model file goes through the
  * `uploads` object store first), so the client role needs no KV write right.
  */
-import { readFileSync } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
-import { ModelDeployments, ModelRegistry, RegistryClient, type LiveTrack, type TrackOptions } from '../ml/index.ts';
+import { ModelDeployments, ModelRegistry, PACKAGE_FORMAT, RegistryClient, isTarball, packDirectory, type LiveTrack, type ModelVersion, type TrackOptions } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
 export const MODELS_FLAGS = ['alias', 'metrics', 'lineage', 'description', 'version', 'replicas', 'max-batch', 'max-delay-ms', 'weight', 'sticky', 'json', 'threads', 'autoscale', 'max-queue-rows'] as const;
@@ -66,23 +68,28 @@ interface Ctx {
   track(): TrackOptions;
 }
 
+/**
+ * A model file, or a package: a directory (packed on the fly, deterministically) or a tarball of
+ * a graph with its external data files — streamed up, never read whole.
+ */
 async function registerCmd(c: Ctx): Promise<number> {
   const name = c.need(0, 'NAME');
   const file = c.need(1, 'FILE');
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(file);
-  } catch (err) {
-    throw Errors.USAGE(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
+  const cannot = (err: unknown) => Errors.USAGE(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   const alias = c.flags.get('alias');
-  const mv = await c.control.register(name, bytes, {
+  const opts = {
     ...(alias ? { aliases: alias.split(',') } : {}),
     ...(c.flags.has('metrics') ? { metrics: json(c.flags.get('metrics'), 'metrics') as Record<string, number> } : {}),
     ...(c.flags.has('lineage') ? { lineage: json(c.flags.get('lineage'), 'lineage') } : {}),
     ...(c.flags.has('description') ? { description: c.flags.get('description')! } : {}),
-  });
-  c.print(mv, `registered ${name} v${mv.version} (sha256 ${mv.sha256.slice(0, 12)}…, ${mv.sizeBytes} bytes)${alias ? `, ${alias} → v${mv.version}` : ''}`);
+  };
+  const isDir = await stat(file).then((st) => st.isDirectory(), (err: unknown) => Promise.reject(cannot(err)));
+  let mv: ModelVersion;
+  if (isDir) mv = await c.control.registerPackage(name, await packDirectory(file), opts);
+  else if (await isTarball(file).catch((err: unknown) => Promise.reject(cannot(err)))) mv = await c.control.registerPackage(name, createReadStream(file), opts);
+  else mv = await c.control.register(name, readFileSync(file), opts);
+  const kind = mv.format === PACKAGE_FORMAT ? 'package, ' : '';
+  c.print(mv, `registered ${name} v${mv.version} (${kind}sha256 ${mv.sha256.slice(0, 12)}…, ${mv.sizeBytes} bytes)${alias ? `, ${alias} → v${mv.version}` : ''}`);
   return 0;
 }
 

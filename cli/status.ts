@@ -54,7 +54,7 @@ const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)}GiB`;
 export function formatStatus(r: StatusReport): string {
   const lines: string[] = [];
   lines.push(`PROCESSES (${r.processes.length} answered)`);
-  const rows = r.processes.map((p) => [p.role, p.id, String(p.pid), p.state, uptime(p.startedAt), p.role === 'gateway' ? String(p.details.url ?? '') : p.role === 'node' ? String(p.details.profile ?? '') : p.role === 'scheduler' ? (p.details.leader ? 'leader' : 'standby') : '']);
+  const rows = r.processes.map((p) => [p.role, p.id, String(p.pid), p.state, uptime(p.startedAt), p.role === 'gateway' ? `${String(p.details.url ?? '')}${p.details.grpc ? `  grpc ${String(p.details.grpc)}` : ''}` : p.role === 'node' ? String(p.details.profile ?? '') : p.role === 'scheduler' ? (p.details.leader ? 'leader' : 'standby') : '']);
   lines.push(...table(['ROLE', 'ID', 'PID', 'STATE', 'UP', 'DETAILS'], rows));
   lines.push('');
   if ('error' in r.scheduler) {

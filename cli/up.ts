@@ -109,10 +109,12 @@ async function startChildren(sup: Supervisor, config: Config, env: (role: 'sched
     // With gateway.port 0 a restarted gateway listens elsewhere: say where.
     if (String(ready.url) !== info.gatewayUrl) out.note(`gateway now at ${String(ready.url)}`);
     info.gatewayUrl = String(ready.url);
+    if (ready.grpc !== undefined) info.gatewayGrpc = String(ready.grpc);
     writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
   });
   const gw = await gateway.ready;
   info.gatewayUrl = String(gw.url);
+  if (gw.grpc !== undefined) info.gatewayGrpc = String(gw.grpc);
   writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
 }
 
@@ -124,6 +126,7 @@ export async function up(config: Config): Promise<number> {
 
   if (!config.nats.servers && !(await portFree(config.nats.host, config.nats.port))) throw Errors.PORT_IN_USE('NATS', config.nats.port);
   if (!(await portFree(config.gateway.host, config.gateway.port))) throw Errors.PORT_IN_USE('gateway HTTP', config.gateway.port);
+  if (config.gateway.grpc && !(await portFree(config.gateway.host, config.gateway.grpcPort))) throw Errors.PORT_IN_USE('gateway gRPC', config.gateway.grpcPort);
 
   // The node secret is kept when given (an external NATS whose node users were provisioned with it).
   const credentials = generateCredentials(config.nats.nodeSecret);
@@ -185,6 +188,7 @@ export async function up(config: Config): Promise<number> {
     out.banner([
       `Shoal is up.`,
       `  gateway   ${info.gatewayUrl}   (try: curl ${info.gatewayUrl}/v2/health/ready)`,
+      ...(info.gatewayGrpc ? [`  gRPC      ${info.gatewayGrpc}   (KServe v2 inference.GRPCInferenceService, proto: gateway/grpc/grpc_predict_v2.proto)`] : []),
       `  NATS      ${natsUrl}   (credentials: ${credentialsPath(dataDir)})`,
       `  status    ./bin/shoal.mjs status   (in another terminal)`,
       `  Ctrl-C stops everything.`,

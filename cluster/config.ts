@@ -81,6 +81,13 @@ export const ConfigSchema = Type.Object(
         host: Type.String({ minLength: 1, default: '127.0.0.1' }),
         /** HTTP port of the gateway (0 = pick a free one). @default 8080 */
         port: Port(8080, 'HTTP port of the gateway'),
+        /**
+         * Serve the Open Inference Protocol over gRPC too (KServe v2 `inference.GRPCInferenceService`,
+         * on `grpcPort`, same host); `false` turns it off. @default true
+         */
+        grpc: Type.Boolean({ default: true }),
+        /** gRPC port of the gateway (0 = pick a free one); KServe's convention is HTTP + 1. @default 8081 */
+        grpcPort: Port(8081, 'gRPC port of the gateway'),
         /** API keys, one or more per tenant (header `x-api-key` or `Authorization: Bearer`); empty = no auth. @default [] */
         apiKeys: Type.Array(
           Type.Object(

@@ -67,6 +67,8 @@ export const clusterInfoPath = (dataDir: string) => join(dataDir, 'cluster.json'
 export interface ClusterInfo {
   natsUrl: string;
   gatewayUrl?: string;
+  /** `host:port` of the gateway's gRPC service, when on. */
+  gatewayGrpc?: string;
   supervisorPid: number;
   natsPid: number;
   startedAt: number;

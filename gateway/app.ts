@@ -27,7 +27,7 @@ import { registerOipInferRoutes, registerOipRoutes } from './routes/oip.ts';
 import { registerV1Routes } from './routes/v1.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
 import { JobClient } from '../ml/index.ts';
-import { installTenantGuard, isPublic, type ApiKey } from './tenants.ts';
+import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './tenants.ts';
 import { clientErrorOf, finiteNumbersHook, installErrorHandlers, schemaErrors } from './http-errors.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
 
@@ -55,7 +55,28 @@ export interface GatewayDeps {
   requestLog?: 'all' | 'errors' | 'off';
 }
 
+/**
+ * What a second front door on the same gateway (the gRPC service, gateway/grpc/) shares with the
+ * HTTP routes: the inference service (routing, coalescing, outcome reports), the tenants' keys
+ * and rate-limit windows, the metrics, and the limits.
+ */
+export interface GatewayParts {
+  /** Undefined when inference routes are off (`inference: false`). */
+  inference: InferenceService | undefined;
+  tenants: TenantGuard;
+  metrics: GatewayMetrics;
+  logger: Logger;
+  bodyLimit: number;
+  requestLog: 'all' | 'errors' | 'off';
+  /** Server readiness: connected to NATS. */
+  ready: () => boolean;
+}
+
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Shared with the gRPC service (see {@link GatewayParts}). */
+    shoal: GatewayParts;
+  }
   interface FastifyRequest {
     /** The tenant the request's API key names ('anonymous' without keys). */
     shoalTenant: string;
@@ -202,7 +223,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   installRequestHooks(app, metrics, requestLog);
   installErrorHandlers(app, metrics, bodyLimit);
 
-  installTenantGuard(app, deps.apiKeys ?? [], deps.rateLimitPerMinute);
+  const tenants = installTenantGuard(app, deps.apiKeys ?? [], deps.rateLimitPerMinute);
 
   await app.register(swagger, {
     openapi: {
@@ -228,5 +249,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   }
 
   registerOpsRoutes(app, { nc: deps.nc, subjects: deps.subjects, metrics, inference });
+  const ready = () => !deps.nc.isClosed() && !deps.nc.isDraining();
+  app.decorate('shoal', { inference, tenants, metrics, logger: deps.logger, bodyLimit, requestLog, ready } satisfies GatewayParts);
   return app;
 }

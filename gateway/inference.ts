@@ -8,7 +8,7 @@
  * decide.
  */
 import type { Subscription } from '@nats-io/transport-node';
-import { MlErrors, ModelRegistry, OutcomeTally, type JsonFormat, type JsonItem } from '../ml/index.ts';
+import { MlErrors, ModelRegistry, OutcomeTally, resolveRef, type JsonFormat, type JsonItem, type TensorSpec } from '../ml/index.ts';
 import { encode, errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import { RoutingTable, type Target } from './routing-table.ts';
 import { InferenceDispatcher, type DispatchResult } from './dispatcher.ts';
@@ -42,6 +42,15 @@ export interface InferResult {
   /** The version that answered (for `x-shoal-model-version`). */
   version: string;
   route: Target['route'];
+}
+
+/** A model's OIP metadata (`GET /v2/models/{name}`, gRPC `ModelMetadata`). */
+export interface ModelMetadata {
+  name: string;
+  versions: string[];
+  platform: string;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
 }
 
 /** Per-target metric children and canary recorder, made once per target. */
@@ -103,6 +112,26 @@ export class InferenceService {
     this.#sub?.unsubscribe();
     this.routing.stop();
     this.dispatcher.stop();
+  }
+
+  /**
+   * A model's metadata: of `versionRef` (a number or an alias) when given, else of the version
+   * serving now (the stable one), else the production alias's, else the latest.
+   */
+  metadata(name: string, versionRef: string | undefined): ModelMetadata {
+    const rec = this.routing.record(name);
+    let v: number;
+    if (versionRef !== undefined) v = this.routing.versionOf(name, versionRef);
+    else v = this.routing.serving(name)[0]?.version ?? rec.aliases.production ?? resolveRef(rec, 'latest');
+    const mv = this.routing.version(name, v);
+    if (!mv) throw MlErrors.MODEL_VERSION_NOT_FOUND(name, String(v));
+    return {
+      name,
+      versions: versionRef !== undefined ? [String(v)] : rec.versions.map(String),
+      platform: 'onnxruntime_onnx',
+      inputs: mv.signature.inputs,
+      outputs: mv.signature.outputs,
+    };
   }
 
   /**

@@ -1,7 +1,11 @@
-/** Gateway entry point: Fastify on `gateway.host:gateway.port`, connected as the `gateway` role. */
+/**
+ * Gateway entry point: Fastify on `gateway.host:gateway.port` and, unless `gateway.grpc` is
+ * false, the gRPC service on `gateway.grpcPort` — connected as the `gateway` role.
+ */
 import { hostname } from 'node:os';
 import { Errors, LifecycleState, Role, announce, componentLogger, parseFlags, runProcess, type ProcessState } from '../cluster/index.ts';
 import { buildGateway } from './app.ts';
+import { startGrpcGateway, type GrpcGateway } from './grpc/server.ts';
 
 const { flags } = parseFlags(process.argv.slice(2));
 const gatewayId = flags.get('gateway-id') ?? `gateway-${hostname().replace(/[^A-Za-z0-9_-]/g, '-')}-${process.pid}`;
@@ -35,12 +39,25 @@ await runProcess({
     }
     const addr = app.server.address();
     const url = typeof addr === 'object' && addr ? `http://${host}:${addr.port}` : `http://${host}:${port}`;
-    announce(ctx.nc, ctx.subjects, { role: Role.GATEWAY, id: gatewayId, state: () => state, details: () => ({ url }) }, ctx.log);
+    let grpc: GrpcGateway | undefined;
+    if (g.grpc) {
+      try {
+        grpc = await startGrpcGateway(app.shoal, { host, port: g.grpcPort });
+      } catch (err) {
+        await app.close();
+        // grpc-js words a taken port as "No address added out of total 1 resolved … EADDRINUSE".
+        if (/EADDRINUSE/.test((err as Error).message)) throw Errors.PORT_IN_USE('gateway gRPC', g.grpcPort);
+        throw err;
+      }
+    }
+    const info = { url, ...(grpc ? { grpc: grpc.address } : {}) };
+    announce(ctx.nc, ctx.subjects, { role: Role.GATEWAY, id: gatewayId, state: () => state, details: () => info }, ctx.log);
     state = LifecycleState.RUNNING;
     return {
-      info: { url },
+      info,
       stop: async () => {
         state = LifecycleState.STOPPED;
+        await grpc?.stop();
         await app.close();
       },
     };

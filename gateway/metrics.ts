@@ -169,6 +169,13 @@ export function createMetrics() {
       return c;
     },
     httpDuration,
+    grpcDuration: new HotHistogram({
+      name: 'shoal_gateway_grpc_request_duration_seconds',
+      help: 'gRPC call latency by method and status code (its _count is the call rate)',
+      labelNames: ['method', 'code'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
     inferDuration: new HotHistogram({
       name: 'shoal_gateway_inference_duration_seconds',
       help: 'Inference latency seen by the gateway, by model, version and route (stable/canary/pinned)',

@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayErrors } from './errors.ts';
-import { FixedWindowLimiter, humanSeconds } from './rate-limit.ts';
+import { FixedWindowLimiter, humanSeconds, type RateDecision } from './rate-limit.ts';
 
 export interface ApiKey {
   key: string;
@@ -28,33 +28,67 @@ const isPublicRequest = (req: FastifyRequest): boolean => {
   return pub !== undefined ? pub : req.is404 ? isPublic(req.url) : false;
 };
 
-/** Authenticates each non-public request by its API key, then applies its tenant's rate limit. */
-export function installTenantGuard(app: FastifyInstance, apiKeys: readonly ApiKey[], rateLimitPerMinute: number | undefined): void {
-  const keys = new Map(apiKeys.map((k) => [k.key, k]));
-  const defaultLimit = rateLimitPerMinute ?? 600_000;
+/** A caller admitted: its tenant and its rate-limit window (for the response's headers). */
+export interface Admission {
+  tenant: string;
+  decision: RateDecision;
+}
+
+/**
+ * API keys and the per-tenant rate limit, shared by the HTTP routes and the gRPC service (a
+ * tenant's limit counts its requests over both; without keys, a client address's do).
+ */
+export class TenantGuard {
+  readonly #keys: Map<string, ApiKey>;
+  readonly #defaultLimit: number;
   /** Per tenant: its limit and its limiter key, computed once (not per request). */
-  const tenantLimits = new Map<string, { limit: number; key: string }>();
-  for (const k of keys.values()) if (!tenantLimits.has(k.tenant)) tenantLimits.set(k.tenant, { limit: k.rateLimitPerMinute ?? defaultLimit, key: `tenant:${k.tenant}` });
-  const limiter = new FixedWindowLimiter({ windowMs: 60_000 });
+  readonly #tenantLimits = new Map<string, { limit: number; key: string }>();
+  readonly #limiter = new FixedWindowLimiter({ windowMs: 60_000 });
+
+  constructor(apiKeys: readonly ApiKey[], rateLimitPerMinute: number | undefined) {
+    this.#keys = new Map(apiKeys.map((k) => [k.key, k]));
+    this.#defaultLimit = rateLimitPerMinute ?? 600_000;
+    for (const k of this.#keys.values()) if (!this.#tenantLimits.has(k.tenant)) this.#tenantLimits.set(k.tenant, { limit: k.rateLimitPerMinute ?? this.#defaultLimit, key: `tenant:${k.tenant}` });
+  }
+
+  /**
+   * Authenticates a request by its key (`x-api-key`, else `authorization: Bearer <key>`) — 401
+   * without a known one, when keys are on — and counts it against its tenant's limit (without
+   * keys: its client address's). The caller refuses it when `decision.allowed` is false.
+   */
+  admit(apiKey: string | undefined, authorization: string | undefined, clientAddress: string): Admission {
+    if (this.#keys.size === 0) return { tenant: 'anonymous', decision: this.#limiter.hit(`ip:${clientAddress}`, this.#defaultLimit) };
+    const given = apiKey ?? (authorization?.startsWith('Bearer ') ? authorization.slice(7).trim() : undefined);
+    if (!given) throw GatewayErrors.UNAUTHORIZED('missing API key (send the x-api-key header or Authorization: Bearer <key>)');
+    const k = this.#keys.get(given);
+    if (!k) throw GatewayErrors.UNAUTHORIZED('unknown API key');
+    const t = this.#tenantLimits.get(k.tenant)!;
+    return { tenant: k.tenant, decision: this.#limiter.hit(t.key, t.limit) };
+  }
+
+  /** The refusal of a request over its tenant's limit. */
+  static refusal(a: Admission): Error {
+    return GatewayErrors.RATE_LIMITED(a.tenant, a.decision.limit, humanSeconds(a.decision.resetSeconds));
+  }
+}
+
+/** Authenticates each non-public request by its API key, then applies its tenant's rate limit. */
+export function installTenantGuard(app: FastifyInstance, apiKeys: readonly ApiKey[], rateLimitPerMinute: number | undefined): TenantGuard {
+  const guard = new TenantGuard(apiKeys, rateLimitPerMinute);
   app.addHook('onRequest', (req, reply, done) => {
     if (isPublicRequest(req)) return done();
-    let limit = defaultLimit;
-    let limitKey: string;
-    if (keys.size > 0) {
-      const auth = req.headers.authorization;
-      const given = (req.headers['x-api-key'] as string | undefined) ?? (auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined);
-      if (!given) return done(GatewayErrors.UNAUTHORIZED('missing API key (send the x-api-key header or Authorization: Bearer <key>)'));
-      const k = keys.get(given);
-      if (!k) return done(GatewayErrors.UNAUTHORIZED('unknown API key'));
-      req.shoalTenant = k.tenant;
-      const t = tenantLimits.get(k.tenant)!;
-      limit = t.limit;
-      limitKey = t.key;
-    } else limitKey = `ip:${req.ip}`;
-    const d = limiter.hit(limitKey, limit);
+    let a: Admission;
+    try {
+      a = guard.admit(req.headers['x-api-key'] as string | undefined, req.headers.authorization, req.ip);
+    } catch (err) {
+      return done(err as Error);
+    }
+    req.shoalTenant = a.tenant;
+    const d = a.decision;
     void reply.header('x-ratelimit-limit', d.limit).header('x-ratelimit-remaining', d.remaining).header('x-ratelimit-reset', d.resetSeconds);
     if (d.allowed) return done();
     void reply.header('retry-after', d.resetSeconds);
-    done(GatewayErrors.RATE_LIMITED(req.shoalTenant, d.limit, humanSeconds(d.resetSeconds)));
+    done(TenantGuard.refusal(a));
   });
+  return guard;
 }

@@ -17,6 +17,7 @@ export { gemmModel, type GemmModelSpec } from './cpu/onnx-model.ts';
 export {
   OnnxType,
   onnxModel,
+  withExternalData,
   floatTensor,
   int64Tensor,
   type OnnxAttribute,

@@ -124,3 +124,39 @@ export function floatTensor(name: string, dims: readonly number[], values: Array
 export function int64Tensor(name: string, dims: readonly number[], values: readonly (bigint | number)[]): OnnxInitializer {
   return { name, dims, data: BigInt64Array.from(values, (v) => BigInt(v)) };
 }
+
+/**
+ * Moves a model's initializers into a side file, as ONNX's external data format keeps the weights
+ * of models over protobuf's 2 GB limit: each initializer's bytes go to `data` at an offset
+ * aligned to `align` bytes (memory-mappable), and its TensorProto says `external_data {location,
+ * offset, length}` with `data_location: EXTERNAL` instead of holding `raw_data`. Write `data` as
+ * `location` beside the returned graph. Initializers under `minBytes` stay inline.
+ */
+export function withExternalData(model: Uint8Array, location: string, o: { minBytes?: number; align?: number } = {}): { model: Uint8Array; data: Uint8Array } {
+  const m = onnx.ModelProto.decode(model);
+  const align = o.align ?? 4096;
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (const t of m.graph?.initializer ?? []) {
+    const raw = t.rawData;
+    if (!raw || raw.length === 0 || raw.length < (o.minBytes ?? 0)) continue;
+    const offset = Math.ceil(size / align) * align;
+    if (offset > size) parts.push(new Uint8Array(offset - size));
+    parts.push(raw);
+    size = offset + raw.length;
+    t.externalData = [
+      { key: 'location', value: location },
+      { key: 'offset', value: String(offset) },
+      { key: 'length', value: String(raw.length) },
+    ];
+    t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+    t.rawData = new Uint8Array(0);
+  }
+  const data = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    data.set(p, at);
+    at += p.length;
+  }
+  return { model: onnx.ModelProto.encode(m).finish(), data };
+}

@@ -21,6 +21,7 @@ export {
 export { ModelRegistry, readSignature, resolveRef, sha256, type ModelSummary, type RegisterOptions } from './registry/registry.ts';
 export { ModelRecord, ModelVersion, Signature, Lineage, keys as registryKeys } from './registry/schemas.ts';
 export { RegistryClient } from './registry/client.ts';
+export { PACKAGE_FORMAT, isTarball, materializePackage, packDirectory, packageCacheDir } from './registry/package.ts';
 export { startRegistryService, type RegistryService, type RegistryServiceOptions } from './registry/service.ts';
 export { REGISTRY_REQUESTS, UPLOAD_NAME, type RegistryRequest } from './registry/protocol.ts';
 export { controlModules } from './control.ts';

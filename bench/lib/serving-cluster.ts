@@ -9,6 +9,8 @@ import { mlpModel } from '../../test/fixtures/onnx.ts';
 
 export interface ServingCluster {
   url: string;
+  /** `host:port` of the gateway's gRPC service. */
+  grpc: string;
   server: NatsServerHandle;
   nc: NatsConnection;
   children: { scheduler: Child; node: Child; gateway: Child };
@@ -27,7 +29,7 @@ export async function startServingCluster(dir: string, nodeId: string, extraEnv:
   const start = async (name: string, entry: string, role: Role, args: string[]) => {
     const c = spawnChild({ name, entry, args, env: env(role), onLine: quiet });
     all.push(c);
-    return { child: c, info: (await c.ready) as { url?: string } };
+    return { child: c, info: (await c.ready) as { url?: string; grpc?: string } };
   };
   const stop = async () => {
     await Promise.all(all.map((c) => c.stop(5000)));
@@ -36,7 +38,7 @@ export async function startServingCluster(dir: string, nodeId: string, extraEnv:
   try {
     const scheduler = (await start('scheduler', 'scheduler/main.ts', Role.SCHEDULER, [])).child;
     const node = (await start('node', 'nodes/main.ts', Role.NODE, ['--profile', 'cpu-ondemand', '--node-id', nodeId, '--actors.modules', '["ml/serving/actors.ts"]'])).child;
-    const gw = await start('gateway', 'gateway/main.ts', Role.GATEWAY, ['--gateway.port', '0']);
+    const gw = await start('gateway', 'gateway/main.ts', Role.GATEWAY, ['--gateway.port', '0', '--gateway.grpcPort', '0']);
     const url = gw.info.url ?? '';
     const nc = await connectAs({ servers: server.url, role: Role.CLIENT, credential: credentials.client });
     const deployments = new RegistryClient(nc, subjects());
@@ -51,7 +53,7 @@ export async function startServingCluster(dir: string, nodeId: string, extraEnv:
       }
     }
     for (let i = 0; i < 100 && (await fetch(`${url}/v2/models/mlp/ready`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
-    return { url, server, nc, children: { scheduler, node, gateway: gw.child }, stop };
+    return { url, grpc: gw.info.grpc ?? '', server, nc, children: { scheduler, node, gateway: gw.child }, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -1,7 +1,7 @@
 /** Open Inference Protocol (KServe v2) model endpoints: metadata, readiness, infer. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { MlErrors, OipInferRequest, resolveRef } from '../../ml/index.ts';
+import { OipInferRequest } from '../../ml/index.ts';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { GatewayErrors } from '../errors.ts';
 import type { InferenceService, InferResult } from '../inference.ts';
@@ -19,27 +19,10 @@ const TensorMeta = Type.Object({ name: Type.String(), datatype: Type.String(), s
 const ModelMetadata = Type.Object({ name: Type.String(), versions: Type.Array(Type.String()), platform: Type.String(), inputs: Type.Array(TensorMeta), outputs: Type.Array(TensorMeta) });
 
 export function registerOipRoutes(app: App, inference: InferenceService): void {
-  const { routing } = inference;
-
-  const metadata = (name: string, versionRef: string | undefined) => {
-    const rec = routing.record(name);
-    let v: number;
-    if (versionRef !== undefined) v = routing.versionOf(name, versionRef);
-    else v = routing.serving(name)[0]?.version ?? rec.aliases.production ?? resolveRef(rec, 'latest');
-    const mv = routing.version(name, v);
-    if (!mv) throw MlErrors.MODEL_VERSION_NOT_FOUND(name, String(v));
-    return {
-      name,
-      versions: versionRef !== undefined ? [String(v)] : rec.versions.map(String),
-      platform: 'onnxruntime_onnx',
-      inputs: mv.signature.inputs,
-      outputs: mv.signature.outputs,
-    };
-  };
   const metaSchema = { tags: ['oip'], response: { 200: ModelMetadata, 404: ErrorBody } };
-  app.get('/v2/models/:name', { schema: { ...metaSchema, summary: 'Model metadata (the serving version)', params: Params } }, async (req) => metadata(req.params.name, undefined));
+  app.get('/v2/models/:name', { schema: { ...metaSchema, summary: 'Model metadata (the serving version)', params: Params } }, async (req) => inference.metadata(req.params.name, undefined));
   app.get('/v2/models/:name/versions/:version', { schema: { ...metaSchema, summary: 'Model version metadata (number or alias)', params: VersionParams } }, async (req) =>
-    metadata(req.params.name, req.params.version),
+    inference.metadata(req.params.name, req.params.version),
   );
 
   const Ready = Type.Object({ name: Type.String(), ready: Type.Boolean(), reason: Type.Optional(Type.String()) });

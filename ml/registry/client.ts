@@ -8,6 +8,7 @@
  * SHOAL_ERR_NO_RESPONDERS when no scheduler runs the service and SHOAL_ERR_PERMISSION_DENIED
  * when the caller's role may not do the operation.
  */
+import { Readable } from 'node:stream';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { nuid } from '@nats-io/transport-node';
 import { Errors, request, resources, type NatsConnection, type RegistryOp, type Subjects } from '../../cluster/index.ts';
@@ -17,6 +18,7 @@ import { MlErrors } from '../errors.ts';
 import { isDeployment, type Deployment } from '../serving/canary.ts';
 import type { CanaryOptions, DeployOptions } from '../serving/deployments.ts';
 import type { RegistryRequest } from './protocol.ts';
+import { PACKAGE_FORMAT, hashing } from './package.ts';
 import { ModelRegistry, sha256, type RegisterOptions } from './registry.ts';
 import { keys, type ModelRecord, type ModelVersion } from './schemas.ts';
 
@@ -45,6 +47,15 @@ export class RegistryClient {
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions = {}): Promise<ModelVersion> {
     if (bytes.length === 0) throw MlErrors.BAD_MODEL(name, 'the file is empty');
     return this.#withUpload(bytes, `onnx model ${name}`, (upload) => this.#call('register', { name, ...upload, ...opts }, 120_000));
+  }
+
+  /**
+   * Uploads a package — a tarball of an ONNX graph and its external data files, as a stream
+   * (`packDirectory(dir)`, or a `.tar` file's read stream) — and registers it as the next version
+   * of `name`. The stream is hashed as it goes up; nothing of it is held in memory.
+   */
+  async registerPackage(name: string, tarball: AsyncIterable<Uint8Array>, opts: RegisterOptions = {}): Promise<ModelVersion> {
+    return this.#withUpload(tarball, `onnx package ${name}`, (upload) => this.#call('register', { name, ...upload, format: PACKAGE_FORMAT, ...opts }, 600_000));
   }
 
   async setAlias(name: string, alias: string, version: number): Promise<ModelRecord> {
@@ -126,16 +137,24 @@ export class RegistryClient {
    * The service deletes the upload once it has taken it; here it is deleted only when the request
    * never reached a service (an upload nobody takes expires from the store after a day).
    */
-  async #withUpload<T>(bytes: Uint8Array, description: string, fn: (u: { upload: string; sha256: string }) => Promise<T>): Promise<T> {
+  async #withUpload<T>(content: Uint8Array | AsyncIterable<Uint8Array>, description: string, fn: (u: { upload: string; sha256: string }) => Promise<T>): Promise<T> {
     this.#uploads ??= new Objm(this.nc).open(resources(this.subjects.prefix).stores.uploads).catch((err: unknown) => {
       this.#uploads = undefined;
       throw err;
     });
     const uploads = await this.#uploads;
     const upload = `upload-${nuid.next()}`;
-    await uploads.putBlob({ name: upload, description }, bytes);
+    let digest: string;
+    if (content instanceof Uint8Array) {
+      await uploads.putBlob({ name: upload, description }, content);
+      digest = sha256(content);
+    } else {
+      const { stream, result } = hashing(content);
+      await uploads.put({ name: upload, description }, Readable.toWeb(Readable.from(stream)) as ReadableStream<Uint8Array>);
+      digest = result().sha256;
+    }
     try {
-      return await fn({ upload, sha256: sha256(bytes) });
+      return await fn({ upload, sha256: digest });
     } catch (err) {
       if (Errors.NO_RESPONDERS.is(err) || Errors.PERMISSION_DENIED.is(err)) await uploads.delete(upload).catch(() => undefined);
       throw err;

@@ -30,6 +30,8 @@ export const RegisterModelRequest = Type.Object(
     lineage: Type.Optional(Lineage),
     description: Type.Optional(Type.String({ maxLength: 4096 })),
     signature: Type.Optional(Signature),
+    /** What the upload is: one ONNX file, or a package (a tarball of a graph and its external data, package.ts). @default onnx */
+    format: Type.Optional(Type.Union([Type.Literal('onnx'), Type.Literal('onnx-tar')])),
   },
   { additionalProperties: false },
 );

@@ -12,6 +12,11 @@
  * `rollbackAlias` moves one back to the version it pointed at before.
  */
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { Kvm } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
@@ -20,6 +25,7 @@ import * as ort from 'onnxruntime-node';
 import { isCasConflict, resources, type NatsConnection } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { ORT_TYPE, datatypeFromOrt, type TensorSpec } from '../tensor.ts';
+import { PACKAGE_FORMAT, materializePackage, unpackPackage } from './package.ts';
 import { ALIAS_NAME, MODEL_NAME, ModelRecord, ModelVersion, keys, type Lineage, type Signature } from './schemas.ts';
 
 export interface RegisterOptions {
@@ -42,11 +48,15 @@ const fromUtf8 = new TextDecoder();
 
 export const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
-/** Reads the input/output signature of an ONNX model (symbolic dims become -1). */
-export async function readSignature(name: string, bytes: Uint8Array): Promise<Signature> {
+/**
+ * Reads the input/output signature of an ONNX model (symbolic dims become -1): its bytes, or the
+ * path of its graph (a package's, whose external data files lie beside it).
+ */
+export async function readSignature(name: string, model: Uint8Array | string): Promise<Signature> {
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+    const options = { intraOpNumThreads: 1, interOpNumThreads: 1 };
+    session = await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options));
   } catch (err) {
     throw MlErrors.BAD_MODEL(name, `onnxruntime cannot load it: ${(err as Error).message.split('\n')[0]}`);
   }
@@ -101,8 +111,7 @@ export class ModelRegistry {
 
   /** Stores the artifact (once per content), allocates the next version (CAS) and records it. */
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions = {}): Promise<ModelVersion> {
-    if (!MODEL_RE.test(name)) throw MlErrors.BAD_MODEL(name, `name must match ${MODEL_NAME}`);
-    for (const a of opts.aliases ?? []) if (!ALIAS_RE.test(a)) throw MlErrors.BAD_MODEL(name, `alias "${a}" must match ${ALIAS_NAME}`);
+    checkNames(name, opts);
     if (bytes.length === 0) throw MlErrors.BAD_MODEL(name, 'the file is empty');
     const signature = opts.signature ?? (await readSignature(name, bytes));
     const digest = sha256(bytes);
@@ -112,6 +121,36 @@ export class ModelRegistry {
     if (!existing || existing.deleted || existing.size !== bytes.length) {
       await store.putBlob({ name: objName, description: `onnx model ${name}` }, bytes);
     }
+    return this.#addVersion(name, { sha256: digest, sizeBytes: bytes.length, format: 'onnx', signature }, opts);
+  }
+
+  /**
+   * Registers a package (package.ts: a tarball of an ONNX graph and its external data files) from
+   * a local file: unpacked into a scratch directory so onnxruntime can load the graph with its
+   * data beside it (a graph it cannot load is refused with its words, and nothing is stored),
+   * then stored, streamed, under its sha256 like any artifact.
+   */
+  async registerPackage(name: string, tarFile: string, opts: RegisterOptions = {}): Promise<ModelVersion> {
+    checkNames(name, opts);
+    const work = await mkdtemp(join(tmpdir(), 'shoal-register-'));
+    try {
+      const { graph, sha256: digest, size } = await unpackPackage(createReadStream(tarFile), work, name);
+      const signature = opts.signature ?? (await readSignature(name, graph));
+      const objName = keys.artifact(digest);
+      const store = await this.store();
+      const existing = await store.info(objName);
+      if (!existing || existing.deleted || existing.size !== size) {
+        await store.put({ name: objName, description: `onnx package ${name}` }, Readable.toWeb(createReadStream(tarFile)) as ReadableStream<Uint8Array>);
+      }
+      return await this.#addVersion(name, { sha256: digest, sizeBytes: size, format: PACKAGE_FORMAT, signature }, opts);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /** Claims the next version number of `name` for an artifact already stored, and moves the head. */
+  async #addVersion(name: string, artifact: Pick<ModelVersion, 'sha256' | 'sizeBytes' | 'format' | 'signature'>, opts: RegisterOptions): Promise<ModelVersion> {
+    const { sha256: digest, signature } = artifact;
     const now = Date.now();
     // Claim the next version number by creating its (immutable) record: `create` refuses an
     // existing key, so two concurrent registrations never share a number. Then move the head.
@@ -123,8 +162,8 @@ export class ModelRegistry {
         name,
         version,
         sha256: digest,
-        sizeBytes: bytes.length,
-        format: 'onnx',
+        sizeBytes: artifact.sizeBytes,
+        format: artifact.format,
         signature,
         metrics: opts.metrics ?? {},
         lineage: opts.lineage ?? {},
@@ -244,6 +283,24 @@ export class ModelRegistry {
     return { version: mv, bytes };
   }
 
+  /**
+   * What onnxruntime loads for a version: a single-file model's bytes (verified, as
+   * `loadArtifact`), or the graph path of a package unpacked on this machine (cached by sha256;
+   * verified when fetched).
+   */
+  async loadModel(name: string, version: number): Promise<{ version: ModelVersion; model: Uint8Array | string }> {
+    const mv = await this.version(name, version);
+    if (mv.format !== PACKAGE_FORMAT) return { version: mv, model: (await this.loadArtifact(name, version)).bytes };
+    const label = `${name} v${version}`;
+    const graph = await materializePackage(mv.sha256, label, async () => {
+      const r = await (await this.store()).get(keys.artifact(mv.sha256));
+      if (!r) throw MlErrors.ARTIFACT_MISSING(label, mv.sha256);
+      // The object store checks its own digest as the stream ends (the stream then fails).
+      return r.data as unknown as AsyncIterable<Uint8Array>;
+    });
+    return { version: mv, model: graph };
+  }
+
   /** Every record now, then every change: for caches (the gateway's routing table). */
   async watch(onChange: (key: string, value: unknown) => void): Promise<() => void> {
     const w = await this.kv.watch({ key: '>' });
@@ -289,6 +346,11 @@ export class ModelRegistry {
     }
     throw MlErrors.REGISTRY_CONFLICT(keys.model(name));
   }
+}
+
+function checkNames(name: string, opts: RegisterOptions): void {
+  if (!MODEL_RE.test(name)) throw MlErrors.BAD_MODEL(name, `name must match ${MODEL_NAME}`);
+  for (const a of opts.aliases ?? []) if (!ALIAS_RE.test(a)) throw MlErrors.BAD_MODEL(name, `alias "${a}" must match ${ALIAS_NAME}`);
 }
 
 function moveAlias(rec: ModelRecord, alias: string, version: number): void {

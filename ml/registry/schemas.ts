@@ -28,10 +28,11 @@ export type Lineage = Static<typeof Lineage>;
 export const ModelVersion = Type.Object({
   name: Type.String({ pattern: MODEL_NAME }),
   version: Type.Integer({ minimum: 1 }),
-  /** Content address of the ONNX file in the artifacts object store (`sha256/<hex>`). */
+  /** Content address of the artifact in the artifacts object store (`sha256/<hex>`). */
   sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
   sizeBytes: Type.Integer({ minimum: 0 }),
-  format: Type.Literal('onnx'),
+  /** `onnx`: one ONNX file; `onnx-tar`: a tarball of a graph and its external data files (ml/registry/package.ts). */
+  format: Type.Union([Type.Literal('onnx'), Type.Literal('onnx-tar')]),
   signature: Signature,
   metrics: Type.Record(Type.String(), Type.Number()),
   lineage: Lineage,

@@ -11,8 +11,12 @@
  * Artifacts arrive through the `uploads` object store. The service reads the upload, checks its
  * sha256 against the request's, stores it content-addressed in the artifacts store (a model is
  * verified by onnxruntime as before; a dataset is decoded and checked), and deletes the upload —
- * whether the registration succeeded or not.
+ * whether the registration succeeded or not. A model package (a graph with external data, see
+ * package.ts) is streamed to a scratch file instead of read whole: it may not fit in memory.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { Subscription } from '@nats-io/transport-node';
 import type { Static, TSchema } from '@sinclair/typebox';
@@ -22,6 +26,7 @@ import { DatasetStore, type DatasetVersion } from '../datasets/store.ts';
 import { MlErrors } from '../errors.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
 import { REGISTRY_REQUESTS } from './protocol.ts';
+import { PACKAGE_FORMAT, writeHashed } from './package.ts';
 import { ModelRegistry, sha256 } from './registry.ts';
 
 export interface RegistryServiceOptions {
@@ -48,18 +53,23 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
   const uploads = await new Objm(o.nc).open(resources(prefix).stores.uploads);
 
   const handlers: Handlers = {
-    register: (req) =>
-      withUpload(uploads, req.upload, req.sha256, `model ${req.name}`, async (bytes) => {
-        const mv = await registry.register(req.name, bytes, {
-          ...(req.aliases ? { aliases: req.aliases } : {}),
-          ...(req.metrics ? { metrics: req.metrics } : {}),
-          ...(req.lineage ? { lineage: req.lineage } : {}),
-          ...(req.description !== undefined ? { description: req.description } : {}),
-          ...(req.signature ? { signature: req.signature } : {}),
-        });
-        log.info({ model: req.name, version: mv.version, sha256: mv.sha256, bytes: mv.sizeBytes }, 'model registered');
-        return mv;
-      }),
+    register: async (req) => {
+      const opts = {
+        ...(req.aliases ? { aliases: req.aliases } : {}),
+        ...(req.metrics ? { metrics: req.metrics } : {}),
+        ...(req.lineage ? { lineage: req.lineage } : {}),
+        ...(req.description !== undefined ? { description: req.description } : {}),
+        ...(req.signature ? { signature: req.signature } : {}),
+      };
+      const what = `model ${req.name}`;
+      // A package streams through a scratch file (it may not fit in memory); a single file is read whole, as ever.
+      const mv =
+        req.format === PACKAGE_FORMAT
+          ? await withUploadFile(uploads, req.upload, req.sha256, what, (file) => registry.registerPackage(req.name, file, opts))
+          : await withUpload(uploads, req.upload, req.sha256, what, (bytes) => registry.register(req.name, bytes, opts));
+      log.info({ model: req.name, version: mv.version, sha256: mv.sha256, bytes: mv.sizeBytes, format: mv.format }, 'model registered');
+      return mv;
+    },
     alias: async (req) => {
       const rec = await registry.setAlias(req.name, req.alias, req.version);
       log.info({ model: req.name, alias: req.alias, version: req.version }, 'alias moved');
@@ -115,6 +125,31 @@ async function withUpload<T>(uploads: ObjectStore, upload: string, expected: str
     if (got !== expected) throw MlErrors.ARTIFACT_CORRUPT(`upload ${upload} (${what})`, expected, got);
     return await fn(bytes);
   } finally {
+    await uploads.delete(upload).catch(() => undefined);
+  }
+}
+
+/** {@link withUpload} for uploads too large to hold: streamed to a scratch file (its digest checked on the way), which `fn` gets. */
+async function withUploadFile<T>(uploads: ObjectStore, upload: string, expected: string, what: string, fn: (file: string) => Promise<T>): Promise<T> {
+  const unreadable = (err: unknown) => MlErrors.ARTIFACT_CORRUPT(`upload ${upload} (${what})`, expected, `unreadable (${(err as Error).message})`);
+  const dir = await mkdtemp(join(tmpdir(), 'shoal-upload-'));
+  try {
+    let r: Awaited<ReturnType<ObjectStore['get']>>;
+    try {
+      r = await uploads.get(upload);
+    } catch (err) {
+      throw unreadable(err);
+    }
+    if (!r) throw MlErrors.UPLOAD_NOT_FOUND(upload);
+    const file = join(dir, 'upload');
+    // The object store fails the stream at its end when its own chunk digest does not match.
+    const got = await writeHashed(r.data as unknown as AsyncIterable<Uint8Array>, file).catch((err: unknown) => {
+      throw unreadable(err);
+    });
+    if (got.sha256 !== expected) throw MlErrors.ARTIFACT_CORRUPT(`upload ${upload} (${what})`, expected, got.sha256);
+    return await fn(file);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
     await uploads.delete(upload).catch(() => undefined);
   }
 }

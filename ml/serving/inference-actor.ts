@@ -57,14 +57,11 @@ export class InferenceActor extends Actor<InferenceMsg> {
   override async onStart(): Promise<void> {
     const { model, version } = this.#args;
     const registry = await ModelRegistry.open(this.ctx.nc, this.ctx.subjects.prefix);
-    const { version: mv, bytes } = await registry.loadArtifact(model, version);
+    // A single file's bytes, or the graph path of a package unpacked on this node (its external data beside it).
+    const { version: mv, model: source } = await registry.loadModel(model, version);
     this.#mv = mv;
-    this.#session = await ort.InferenceSession.create(bytes, {
-      intraOpNumThreads: this.#args.threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    });
+    const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: this.#args.threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' };
+    this.#session = await (typeof source === 'string' ? ort.InferenceSession.create(source, options) : ort.InferenceSession.create(source, options));
     const sig = mv.signature;
     this.#batchable = [...sig.inputs, ...sig.outputs].every((t) => t.shape.length > 0 && t.shape[0] === -1);
     const maxBatchSize = this.#batchable ? this.#args.maxBatchSize : 1;

@@ -41,7 +41,7 @@ describe('SIGKILL a node agent under shoal up: what it hosted comes back (real p
   }, 30_000, `${nodeId} restarted by the supervisor`, 250);
 
   beforeAll(async () => {
-    up = spawn(process.execPath, [SHOAL, 'up', '--nats.port', '0', '--gateway.port', '0', '--membership.deadAfterMs', '60000'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    up = spawn(process.execPath, [SHOAL, 'up', '--nats.port', '0', '--gateway.port', '0', '--gateway.grpcPort', '0', '--membership.deadAfterMs', '60000'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     await until(() => (/Shoal is up/.test(output) ? true : undefined), 90_000, 'Shoal is up', 200);

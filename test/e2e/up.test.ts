@@ -8,8 +8,10 @@ import { mkdtempSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { credentials } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterInfo } from '../../cluster/index.ts';
+import { loadInferencePackage } from '../../gateway/grpc/proto.ts';
 import type { StatusReport } from '../../cli/status.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -49,7 +51,7 @@ describe('shoal up / shoal status (real processes)', () => {
   let exit: Promise<number | null>;
 
   beforeAll(async () => {
-    up = spawn(process.execPath, [SHOAL, 'up', '--nats.port', '0', '--gateway.port', '0'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    up = spawn(process.execPath, [SHOAL, 'up', '--nats.port', '0', '--gateway.port', '0', '--gateway.grpcPort', '0'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     exit = new Promise((res) => up.once('exit', (code) => res(code)));
@@ -121,12 +123,21 @@ describe('shoal up / shoal status (real processes)', () => {
     const bad = await fetch(`${info.gatewayUrl}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ spec: { model: { name: 'm', type: 'logreg' }, dataset: 'd', workers: 0 } }) });
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({ code: 'SHOAL_ERR_BAD_JOB', error: expect.stringMatching(/workers/) });
+    // …and its gRPC service where cluster.json says (gateway.grpcPort 0: a free port).
+    expect(info.gatewayGrpc).toMatch(/^127\.0\.0\.1:\d+$/);
+    // (The banner's spacing differs between a terminal and the log line: compare words.)
+    expect(output.replace(/\s+/g, ' ')).toContain(`gRPC ${info.gatewayGrpc} `);
+    const Service = loadInferencePackage().inference.GRPCInferenceService;
+    const client = new Service(info.gatewayGrpc!, credentials.createInsecure());
+    const live = await new Promise((res, rej) => (client as unknown as { ServerLive: (r: object, cb: (e: Error | null, r: unknown) => void) => void }).ServerLive({}, (e, r) => (e ? rej(e) : res(r))));
+    client.close();
+    expect(live).toEqual({ live: true });
     const metrics = await (await fetch(`${info.gatewayUrl}/metrics`)).text();
     expect(metrics).toMatch(/shoal_gateway_http_request_duration_seconds_count\{[^}]*route="\/v2\/health\/ready"/);
   });
 
   it('a second shoal up on the same data dir is refused while the first runs', () => {
-    const r = shoal(['up', '--nats.port', '0', '--gateway.port', '0'], cwd);
+    const r = shoal(['up', '--nats.port', '0', '--gateway.port', '0', '--gateway.grpcPort', '0'], cwd);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/a cluster is already running from .*\.shoal/);
   });
@@ -206,19 +217,20 @@ describe('shoal up refuses bad input with one clear line and a non-zero exit', (
 
   it('a missing nats-server binary', () => {
     const dir = mkdtempSync(join(tmpdir(), 'shoal-bad-'));
-    expectOneLine(shoal(['up', '--nats.port', '0', '--gateway.port', '0', '--nats.serverBin', '/nonexistent/nats-server'], dir), /nats-server binary not found.*\[SHOAL_ERR_NATS_SERVER_NOT_FOUND\]/);
+    expectOneLine(shoal(['up', '--nats.port', '0', '--gateway.port', '0', '--gateway.grpcPort', '0', '--nats.serverBin', '/nonexistent/nats-server'], dir), /nats-server binary not found.*\[SHOAL_ERR_NATS_SERVER_NOT_FOUND\]/);
   });
 
   it('a port in use', () => {
     const dir = mkdtempSync(join(tmpdir(), 'shoal-bad-'));
-    expectOneLine(shoal(['up', '--nats.port', String(busyPort), '--gateway.port', '0'], dir), new RegExp(`NATS port ${busyPort} is already in use`));
+    expectOneLine(shoal(['up', '--nats.port', String(busyPort), '--gateway.port', '0', '--gateway.grpcPort', '0'], dir), new RegExp(`NATS port ${busyPort} is already in use`));
     expectOneLine(shoal(['up', '--nats.port', '0', '--gateway.port', String(busyPort)], dir), new RegExp(`gateway HTTP port ${busyPort} is already in use`));
+    expectOneLine(shoal(['up', '--nats.port', '0', '--gateway.port', '0', '--gateway.grpcPort', String(busyPort)], dir), new RegExp(`gateway gRPC port ${busyPort} is already in use`));
   });
 
   it('a store directory that cannot be written', () => {
     const dir = mkdtempSync(join(tmpdir(), 'shoal-bad-'));
     writeFileSync(join(dir, 'a-file'), 'x');
-    expectOneLine(shoal(['up', '--nats.port', '0', '--gateway.port', '0', '--dataDir', join(dir, 'a-file', 'store')], dir), /store directory .*a-file\/store is not writable: ENOTDIR/);
+    expectOneLine(shoal(['up', '--nats.port', '0', '--gateway.port', '0', '--gateway.grpcPort', '0', '--dataDir', join(dir, 'a-file', 'store')], dir), /store directory .*a-file\/store is not writable: ENOTDIR/);
   });
 
   it('an unknown command', () => {

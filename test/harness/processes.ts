@@ -47,7 +47,7 @@ export class ProcessSet {
     return this.start('scheduler', 'scheduler/main.ts', 'scheduler', args);
   }
 
-  startGateway(args: string[] = ['--gateway.port', '0']): TestProcess {
+  startGateway(args: string[] = ['--gateway.port', '0', '--gateway.grpcPort', '0']): TestProcess {
     return this.start('gateway', 'gateway/main.ts', 'gateway', args);
   }
 
