@@ -117,6 +117,12 @@ const READY_MSG = encode({ type: 'ready' });
 const EMPTY = new Uint8Array(0);
 /** Held request bodies outlive their deadline by this much (a late pull gets SHOAL_ERR_PAYLOAD_GONE, not a hang). */
 const HOLD_GRACE_MS = 1000;
+/**
+ * A large body's pull delays the answer by about its size over this rate (bytes per ms: 32 MB/s,
+ * a third of what a loaded 2-core box manages end to end), so its first hedge waits that much
+ * longer: otherwise a 16 MiB request on a busy replica is hedged, and pulled and run twice.
+ */
+const PULL_BYTES_PER_MS = 32_000;
 
 function flushLane(d: InferenceDispatcher, lane: Lane): void {
   d.flush(lane);
@@ -261,6 +267,8 @@ export class InferenceDispatcher {
       if (batch[i]!.deadline < deadline) deadline = batch[i]!.deadline;
     }
     const held = this.#holdLarge(items, deadline);
+    let heldBytes = 0;
+    for (const h of held) heldBytes += h.ref.size;
     const data = encode({ type: 'infer-json', items });
     let out: SendOutcome;
     try {
@@ -270,6 +278,7 @@ export class InferenceDispatcher {
         requests: batch.length,
         deadline,
         maxAttempts: this.#o.maxAttempts,
+        hedgeExtraMs: heldBytes / PULL_BYTES_PER_MS,
         ask: (direct, timeoutMs) => this.#mux.ask<InferJsonReply>(direct ? this.#subjects.actor(direct) : subject, service, data, timeoutMs),
         onCopy: () => this.#o.onMessage?.(service, batch.length),
       });

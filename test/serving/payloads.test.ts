@@ -71,8 +71,8 @@ describe('large bodies over NATS (real nats-server, role permissions)', () => {
     expect(errorCode(await fetchPayload(node, held.ref, { timeoutMs: 5000 }).catch((e: unknown) => e))).toBe('SHOAL_ERR_PAYLOAD_GONE');
   });
 
-  /** A replica stand-in on `service`: the replica's hook around an echo; records each message's items. */
-  async function echoReplica(service: string): Promise<{ messages: JsonItem[][]; stop: () => void }> {
+  /** A replica stand-in on `service`: the replica's hook around an echo (answering after `delayMs`); records each message's items. */
+  async function echoReplica(service: string, delayMs = 0): Promise<{ messages: JsonItem[][]; stop: () => void }> {
     const messages: JsonItem[][] = [];
     const ctx = { nc: node, subjects: s, nodeId: NODE };
     const sub = node.subscribe(s.service(service), {
@@ -80,7 +80,10 @@ describe('large bodies over NATS (real nats-server, role permissions)', () => {
       callback: (_e, m: Msg) => {
         const msg = decode(m.data) as { items: JsonItem[] };
         messages.push(msg.items);
-        const echo = async (items: JsonItem[]): Promise<InferJsonReply> => ({ results: items.map((it) => ({ body: it.body, batch: items.length })), queueRows: 0, actorId: 'echo', version: 1 });
+        const echo = async (items: JsonItem[]): Promise<InferJsonReply> => {
+          if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+          return { results: items.map((it) => ({ body: it.body, batch: items.length })), queueRows: 0, actorId: 'echo', version: 1 };
+        };
         void withLargePayloads(ctx, msg.items, echo).then((reply) => m.respond(encode(reply)));
       },
     });
@@ -104,6 +107,21 @@ describe('large bodies over NATS (real nats-server, role permissions)', () => {
     expect(r.messages[1]![0]!.body.length).toBe(0);
     // Let go once answered (the replica's copy was pulled whole).
     expect(errorCode(await fetchPayload(node, r.messages[1]![0]!.ref!, { timeoutMs: 5000 }).catch((e: unknown) => e))).toBe('SHOAL_ERR_PAYLOAD_GONE');
+    d.stop();
+    r.stop();
+  });
+
+  it('a large message waits longer for its first hedge (its body is pulled first); a small one is hedged after hedgeAfterMs', async () => {
+    const r = await echoReplica('svc-hedge', 300);
+    const d = new InferenceDispatcher(gw, s, { hedgeAfterMs: 50 });
+    const deadline = Date.now() + 20_000;
+    // Small: nothing back after 50 ms → hedged copies (50, then 100 ms later…) until the answer at 300 ms.
+    await d.infer('svc-hedge', 64, { format: 'oip', body: new Uint8Array(64) }, deadline);
+    const afterSmall = r.messages.length;
+    expect(afterSmall).toBeGreaterThan(1);
+    // 20 MiB: the first hedge waits 50 ms + 20 MiB at 32 MB/s (≈ 700 ms): the answer comes first, one message.
+    await d.infer('svc-hedge', 64, { format: 'oip', body: pattern(20 * MiB, 5) }, deadline);
+    expect(r.messages.length - afterSmall).toBe(1);
     d.stop();
     r.stop();
   });
