@@ -71,8 +71,8 @@ describe('large bodies over NATS (real nats-server, role permissions)', () => {
     expect(errorCode(await fetchPayload(node, held.ref, { timeoutMs: 5000 }).catch((e: unknown) => e))).toBe('SHOAL_ERR_PAYLOAD_GONE');
   });
 
-  /** A replica stand-in on `service`: the replica's hook around an echo (answering after `delayMs`); records each message's items. */
-  async function echoReplica(service: string, delayMs = 0): Promise<{ messages: JsonItem[][]; stop: () => void }> {
+  /** A replica stand-in on `service`: the replica's hook around an echo (answering `delayMs` after the bodies are in); records each message's items. */
+  async function echoReplica(service: string, delayMs: (items: JsonItem[]) => number = () => 0): Promise<{ messages: JsonItem[][]; stop: () => void }> {
     const messages: JsonItem[][] = [];
     const ctx = { nc: node, subjects: s, nodeId: NODE };
     const sub = node.subscribe(s.service(service), {
@@ -80,8 +80,9 @@ describe('large bodies over NATS (real nats-server, role permissions)', () => {
       callback: (_e, m: Msg) => {
         const msg = decode(m.data) as { items: JsonItem[] };
         messages.push(msg.items);
+        const delay = delayMs(msg.items);
         const echo = async (items: JsonItem[]): Promise<InferJsonReply> => {
-          if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+          if (delay > 0) await new Promise((r) => setTimeout(r, delay));
           return { results: items.map((it) => ({ body: it.body, batch: items.length })), queueRows: 0, actorId: 'echo', version: 1 };
         };
         void withLargePayloads(ctx, msg.items, echo).then((reply) => m.respond(encode(reply)));
@@ -112,14 +113,15 @@ describe('large bodies over NATS (real nats-server, role permissions)', () => {
   });
 
   it('a large message waits longer for its first hedge (its body is pulled first); a small one is hedged after hedgeAfterMs', async () => {
-    const r = await echoReplica('svc-hedge', 300);
+    // Small messages are answered after 300 ms, large ones 100 ms after their pull.
+    const r = await echoReplica('svc-hedge', (items) => (items[0]?.ref ? 100 : 300));
     const d = new InferenceDispatcher(gw, s, { hedgeAfterMs: 50 });
     const deadline = Date.now() + 20_000;
     // Small: nothing back after 50 ms → hedged copies (50, then 100 ms later…) until the answer at 300 ms.
     await d.infer('svc-hedge', 64, { format: 'oip', body: new Uint8Array(64) }, deadline);
     const afterSmall = r.messages.length;
     expect(afterSmall).toBeGreaterThan(1);
-    // 20 MiB: the first hedge waits 50 ms + 20 MiB at 32 MB/s (≈ 700 ms): the answer comes first, one message.
+    // 20 MiB: the first hedge waits 50 ms + 20 MiB at 32 MB/s (≈ 700 ms): the answer (pull + 100 ms) comes first, one message.
     await d.infer('svc-hedge', 64, { format: 'oip', body: pattern(20 * MiB, 5) }, deadline);
     expect(r.messages.length - afterSmall).toBe(1);
     d.stop();
