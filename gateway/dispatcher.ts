@@ -14,7 +14,8 @@
  * wake-ups, which dominated their CPU per request; an idle service still sends at once.
  *
  * Backpressure, never an unbounded buffer: past `maxPending` requests waiting in this gateway
- * for a service, a request is refused at once (503); a replica whose mailbox or batch queue is full
+ * for a service, or `maxPendingBytes` of request bodies not yet answered in all, a request is
+ * refused at once (503); a replica whose mailbox or batch queue is full
  * answers SHOAL_ERR_MAILBOX_FULL, passed on as 429 without retrying. Inference is idempotent, so
  * a message whose replica is gone is sent again — another replica, or the re-placed one,
  * answers — within the request's deadline:
@@ -44,6 +45,11 @@ import { ReplyMux } from './reply-mux.ts';
 export interface DispatcherOptions {
   /** Requests waiting in this gateway per service before refusing. @default 4096 */
   maxPending?: number;
+  /**
+   * Request body bytes sent or waiting and not yet answered, all services together, before
+   * refusing: with bodies up to 64 MiB a request count alone bounds nothing. @default 1 GiB
+   */
+  maxPendingBytes?: number;
   /** Body bytes in one NATS message when requests are coalesced (at most `inlineMaxBytes`). @default 1 MiB */
   maxMessageBytes?: number;
   /**
@@ -141,6 +147,8 @@ export class InferenceDispatcher {
   readonly #nc: NatsConnection;
   /** Where large request bodies wait for their replica (under this gateway's own random id). */
   readonly #payloads: PayloadHost;
+  /** Body bytes of requests queued or sent and not yet answered (all lanes). */
+  #pendingBytes = 0;
 
   constructor(nc: NatsConnection, subjects: Subjects, opts: DispatcherOptions = {}) {
     this.#mux = new ReplyMux(nc, opts.inboxPrefix ?? inboxPrefix(Role.GATEWAY));
@@ -150,6 +158,7 @@ export class InferenceDispatcher {
     const inlineMaxBytes = Math.min(opts.inlineMaxBytes ?? Infinity, inlineLimitOf(nc));
     this.#o = {
       maxPending: opts.maxPending ?? 4096,
+      maxPendingBytes: opts.maxPendingBytes ?? 1024 * 1024 * 1024,
       inlineMaxBytes,
       maxMessageBytes: Math.min(opts.maxMessageBytes ?? 1024 * 1024, inlineMaxBytes),
       maxInflight: opts.maxInflight ?? 2,
@@ -192,6 +201,10 @@ export class InferenceDispatcher {
     }
     lane.maxItems = maxItems;
     if (lane.queue.length >= this.#o.maxPending) return Promise.reject(GatewayErrors.OVERLOADED(service, lane.queue.length));
+    if (this.#pendingBytes > 0 && this.#pendingBytes + item.body.length > this.#o.maxPendingBytes) {
+      return Promise.reject(GatewayErrors.OVERLOADED(`${service} (${Math.round(this.#pendingBytes / 1048576)} MiB of request bodies unanswered in this gateway)`, lane.queue.length));
+    }
+    this.#pendingBytes += item.body.length;
     return new Promise((resolve, reject) => {
       lane.queue.push({ item, deadline, at: performance.now(), resolve, reject });
       this.#schedule(lane);
@@ -250,6 +263,7 @@ export class InferenceDispatcher {
       await this.#attempts(lane, batch);
     } finally {
       lane.inflight = Math.max(0, lane.inflight - 1);
+      for (const w of batch) this.#pendingBytes -= w.item.body.length;
       // A reply came back: what waited for it goes now, as one message.
       if (lane.queue.length > 0) this.#schedule(lane);
     }

@@ -127,4 +127,20 @@ describe('large bodies over NATS (real nats-server, role permissions)', () => {
     d.stop();
     r.stop();
   });
+
+  it('request bodies unanswered in the gateway are bounded in bytes: past maxPendingBytes, 503 at once', async () => {
+    const r = await echoReplica('svc-bytes', () => 300);
+    const d = new InferenceDispatcher(gw, s, { hedgeAfterMs: 10_000, maxPendingBytes: 30 * MiB });
+    const deadline = Date.now() + 20_000;
+    const body = pattern(20 * MiB, 6);
+    const first = d.infer('svc-bytes', 64, { format: 'oip', body }, deadline);
+    const second = await d.infer('svc-bytes', 64, { format: 'oip', body }, deadline).catch((e: unknown) => e);
+    expect(errorCode(second)).toBe('SHOAL_ERR_OVERLOADED');
+    expect((second as Error).message).toMatch(/MiB of request bodies/);
+    expect((await first).body.length).toBe(body.length);
+    // Answered: its bytes no longer count.
+    expect((await d.infer('svc-bytes', 64, { format: 'oip', body }, deadline)).body.length).toBe(body.length);
+    d.stop();
+    r.stop();
+  });
 });
