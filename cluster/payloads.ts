@@ -155,8 +155,9 @@ export interface FetchOptions {
 /** Pulls a held body whole. Errors: SHOAL_ERR_PAYLOAD_GONE (the holder has it no more, or is gone), SHOAL_ERR_TIMEOUT. */
 export async function fetchPayload(nc: NatsConnection, ref: PayloadRef, opts: FetchOptions): Promise<Uint8Array> {
   const n = Math.ceil(ref.size / ref.chunkBytes);
-  // Every byte is written below before anyone reads it: no need to zero it first.
-  const out = Buffer.allocUnsafe(ref.size);
+  // Allocated when the first chunk has come, so a reference to nothing (a forged one, a holder
+  // gone) costs no memory; every byte is written before anyone reads it: no need to zero it.
+  let out: Buffer | undefined;
   const deadline = Date.now() + opts.timeoutMs;
   let next = 0;
   let failed = false;
@@ -173,7 +174,7 @@ export async function fetchPayload(nc: NatsConnection, ref: PayloadRef, opts: Fe
     throwIfError(m);
     const want = Math.min(ref.chunkBytes, ref.size - k * ref.chunkBytes);
     if (m.data.length !== want) throw Errors.INTERNAL(`chunk ${k} of ${ref.subject} has ${m.data.length} bytes, expected ${want}`);
-    out.set(m.data, k * ref.chunkBytes);
+    (out ??= Buffer.allocUnsafe(ref.size)).set(m.data, k * ref.chunkBytes);
   };
   // `window` pullers take the next chunk as each finishes; the first failure stops them all.
   const pull = async (): Promise<void> => {
@@ -187,5 +188,5 @@ export async function fetchPayload(nc: NatsConnection, ref: PayloadRef, opts: Fe
     }
   };
   await Promise.all(Array.from({ length: Math.min(opts.window ?? 4, n) }, pull));
-  return out;
+  return out!;
 }
