@@ -168,9 +168,11 @@ describe('large tensors through the gateway (real processes)', () => {
   });
 
   it('a body declared far past the limit is refused and cut, not read (the drain is bounded)', async () => {
-    // 1 GiB declared, a few MiB sent: the server answers and closes instead of reading on.
-    const got = await rawExchange(port, `POST /v2/models/pool/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${1024 * MiB}\r\n\r\n`, (w) => chunks(4 * MiB, (b) => b, w));
-    expect(got.response).toMatch(/^HTTP\/1\.1 413 [^]*connection: close/i);
+    // 1 GiB declared: the server answers and closes instead of reading on, so sending 64 MiB of
+    // it fails (a drained body would be taken whole, as the 70 MiB ones above are). Whether the
+    // 413 itself is read first is up to the race the drain exists to avoid.
+    const got = await rawExchange(port, `POST /v2/models/pool/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${1024 * MiB}\r\n\r\n`, (w) => chunks(64 * MiB, (b) => b, w));
+    expect(got.error).toMatch(/EPIPE|ECONNRESET/);
   });
 
   it('a client that asks first (Expect: 100-continue) is answered 413 before it sends the body', async () => {
