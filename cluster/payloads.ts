@@ -6,11 +6,13 @@
  * on the wire, so a 64 MB body never sits whole in the server's or a client's buffers).
  *
  * Why chunks over core NATS rather than the JetStream object store: for a 16 MiB body between
- * two processes on the same nats-server, pulling 1 MiB chunks four at a time took about half
- * the time of an object-store put + get at any chunk size (bench/lib/payload-transports.ts:
- * ≈ 250 vs ≈ 140 MB/s, p99 88 vs 137 ms) — the store writes every byte into a stream, acks
- * each chunk and reads it back through a consumer, where a pull moves it once through the
- * server. Why pull rather than push: the process that needs the body is chosen late (a queue
+ * two processes on the same nats-server, pulling 1 MiB chunks four at a time moved 1.5–1.9× the
+ * MB/s of an object-store put + get at its best chunk size, in three runs on a loaded 2-core box
+ * (bench/lib/payload-transports.ts: e.g. 265 vs 151 MB/s, p99 76 vs 140 ms) — the store writes
+ * every byte into a stream (memory storage, even), acks each chunk and reads it back through a
+ * consumer, where a pull moves it once through the server. 1 MiB chunks rather than 4 MiB (no
+ * faster): a chunk holds up the other messages on its connection — small inference requests —
+ * for about a millisecond, not four. Why pull rather than push: the process that needs the body is chosen late (a queue
  * group picks the replica, a hedge may send the same message to a second one), and any number of
  * them may pull the same held bytes; nothing needs to know the receiver in advance.
  *
@@ -27,7 +29,7 @@ import { errorHeaders, mapRequestError, throwIfError } from './rpc.ts';
 
 /** The largest body a reference may name (a receiver allocates it whole). */
 export const MAX_PAYLOAD_REF_BYTES = 1024 * 1024 * 1024;
-/** Chunk size: small enough that a chunk delays other messages on the same connection by about a millisecond. */
+/** Chunk size (see above: no slower than 4 MiB, and a quarter of the wait for messages behind it). */
 const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 /** Room left in a message for everything but the bodies (envelope, other fields, headers). */
 const ENVELOPE_BYTES = 64 * 1024;

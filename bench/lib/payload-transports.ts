@@ -5,8 +5,9 @@
  * child), the same 16 MiB body:
  *   (1) object store (memory storage): put, a core request naming it, the receiver gets it;
  *       the sender deletes it after the answer — at several chunk sizes;
- *   (2) chunked core NATS, pulled: the sender holds the body and answers chunk requests
- *       (`<subject>.<k>`), the receiver pulls them with a window of requests in flight.
+ *   (2) chunked core NATS, pulled — what Shoal ships (`PayloadHost` / `fetchPayload` of
+ *       cluster/payloads.ts): the sender holds the body and answers chunk requests, the
+ *       receiver pulls them with a window of requests in flight — at several chunk sizes.
  * Prints MB/s and p50/p99 per variant (of the whole round trip: put/hold, ask, fetch, answer).
  */
 import { spawn } from 'node:child_process';
@@ -15,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StorageType } from '@nats-io/jetstream';
 import { Objm, setSha256Backend } from '@nats-io/obj';
-import { connectAs, credentialOf, generateCredentials, startNatsServer, Role, type NatsConnection } from '../../cluster/index.ts';
+import { PayloadHost, connectAs, credentialOf, fetchPayload, generateCredentials, startNatsServer, subjects, Role, type PayloadRef } from '../../cluster/index.ts';
 
 const SIZE = Number(process.env.BENCH_MB ?? 16) * 1024 * 1024;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 30);
@@ -24,9 +25,10 @@ setSha256Backend('native');
 
 interface Ask {
   kind: 'store' | 'chunks';
+  /** The object's name (store). */
   name: string;
-  size: number;
-  chunk: number;
+  /** Where the held body is (chunks). */
+  ref?: PayloadRef;
   window: number;
 }
 
@@ -37,28 +39,12 @@ async function receiver(url: string, user: string, pass: string): Promise<void> 
   nc.subscribe('shoal.bench.ask', {
     callback: (_e, m) => {
       const a = JSON.parse(new TextDecoder().decode(m.data)) as Ask;
-      const got = a.kind === 'store' ? os.getBlob(a.name).then((b) => b?.length ?? -1) : pull(nc, a);
+      const got = a.kind === 'store' ? os.getBlob(a.name).then((b) => b?.length ?? -1) : fetchPayload(nc, a.ref!, { timeoutMs: 30_000, window: a.window }).then((b) => b.length);
       void got.then((n) => m.respond(new TextEncoder().encode(String(n))));
     },
   });
-  await new Promise((r) => setTimeout(r, 300));
+  await nc.flush();
   process.stdout.write('ready\n');
-}
-
-/** Pulls `size` bytes in chunks of `chunk`, `window` requests in flight. */
-async function pull(nc: NatsConnection, a: Ask): Promise<number> {
-  const n = Math.ceil(a.size / a.chunk);
-  const out = new Uint8Array(a.size);
-  let next = 0;
-  const worker = async () => {
-    while (next < n) {
-      const k = next++;
-      const r = await nc.request(`${a.name}.${k}`, undefined, { timeout: 10_000 });
-      out.set(r.data, k * a.chunk);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(a.window, n) }, worker));
-  return out.length;
 }
 
 const q = (xs: number[], p: number) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
@@ -75,36 +61,38 @@ async function main(): Promise<void> {
   await new Promise<void>((res) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && res()));
   const body = new Uint8Array(SIZE).map((_, i) => i & 0xff);
   const maxPayload = nc.info!.max_payload;
-  const variants: (Omit<Ask, 'name' | 'size'> & { label: string })[] = [
+  const variants: { label: string; kind: Ask['kind']; chunk: number; window: number }[] = [
     { label: 'object store, 128 KiB chunks (nats.js default)', kind: 'store', chunk: 128 * 1024, window: 0 },
     { label: 'object store, 1 MiB chunks', kind: 'store', chunk: 1024 * 1024, window: 0 },
     { label: `object store, max_payload chunks (${maxPayload >> 20} MiB)`, kind: 'store', chunk: maxPayload, window: 0 },
-    { label: 'chunked pull, 1 MiB × 4 in flight', kind: 'chunks', chunk: 1024 * 1024, window: 4 },
+    { label: 'chunked pull, 1 MiB × 4 in flight (shipped)', kind: 'chunks', chunk: 1024 * 1024, window: 4 },
     { label: 'chunked pull, 1 MiB × 8 in flight', kind: 'chunks', chunk: 1024 * 1024, window: 8 },
     { label: 'chunked pull, 4 MiB × 2 in flight', kind: 'chunks', chunk: 4 * 1024 * 1024, window: 2 },
   ];
   const lines: string[] = [];
   for (const v of variants) {
     const ms: number[] = [];
+    const host = v.kind === 'chunks' ? new PayloadHost(nc, subjects().payloadGateway('bench'), { chunkBytes: v.chunk }) : undefined;
     for (let r = 0; r < ROUNDS + 2; r++) {
-      const name = v.kind === 'store' ? `p${r}-${Math.random().toString(36).slice(2)}` : `shoal.bench.hold.${r}`;
+      const name = `p${r}-${Math.random().toString(36).slice(2)}`;
       const t0 = performance.now();
-      let sub;
+      let ask: Ask;
+      let release = () => {};
       if (v.kind === 'store') {
         await os.putBlob({ name, options: { max_chunk_size: v.chunk } }, body);
+        ask = { kind: 'store', name, window: 0 };
       } else {
-        sub = nc.subscribe(`${name}.*`, { callback: (_e, m) => {
-          const k = Number(m.subject.slice(name.length + 1));
-          m.respond(body.subarray(k * v.chunk, Math.min(SIZE, (k + 1) * v.chunk)));
-        } });
+        const held = host!.hold(body, { ttlMs: 60_000 });
+        release = held.release;
+        ask = { kind: 'chunks', name, ref: held.ref, window: v.window };
       }
-      const ask: Ask = { kind: v.kind, name, size: SIZE, chunk: v.chunk, window: v.window };
       const reply = await nc.request('shoal.bench.ask', JSON.stringify(ask), { timeout: 30_000 });
       if (Number(new TextDecoder().decode(reply.data)) !== SIZE) throw new Error(`${v.label}: receiver got ${new TextDecoder().decode(reply.data)} bytes`);
       if (v.kind === 'store') await os.delete(name);
-      else sub!.unsubscribe();
+      release();
       if (r >= 2) ms.push(performance.now() - t0); // two warm-up rounds
     }
+    host?.close();
     const mbps = (SIZE / 1e6) / (q(ms, 0.5) / 1000);
     lines.push(`| ${v.label} | ${mbps.toFixed(0)} | ${q(ms, 0.5).toFixed(1)} | ${q(ms, 0.99).toFixed(1)} |`);
     process.stderr.write(`${lines.at(-1)}\n`);
