@@ -71,7 +71,7 @@ describe('large tensors through the gateway (real processes)', () => {
 
   beforeAll(async () => {
     c = await startCluster({ args: ARGS, nodes: [{ id: 'node-a', profile: 'cpu-ondemand' }] });
-    const gw = c.procs.startGateway(['--gateway.port', '0', ...ARGS]);
+    const gw = c.procs.startGateway(['--gateway.port', '0', '--gateway.grpcPort', '0', ...ARGS]);
     base = ((await gw.ready) as { url: string }).url;
     port = Number(new URL(base).port);
     await c.control.register('pool', channelSumModel());
