@@ -5,11 +5,14 @@
  * JSON body over 8 MB), a 20 MiB answer out, each equal to onnxruntime run directly; small
  * requests still coalesce beside a large one; and a 70 MiB body gets a 413 whose JSON body the
  * client reads — from fetch, and from a raw socket that keeps sending (Content-Length or chunked).
+ * The gateway's gRPC service takes the same path: a 20 MiB ModelInfer in, 20 MiB out.
  */
 import { connect } from 'node:net';
+import { Metadata, credentials, type Client, type ServiceError } from '@grpc/grpc-js';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom } from '../../cluster/index.ts';
+import { loadInferencePackage, type ModelInferResponse } from '../../gateway/grpc/proto.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
 import { affineModel, channelSumModel } from '../fixtures/onnx.ts';
@@ -68,11 +71,15 @@ describe('large tensors through the gateway (real processes)', () => {
   let c: TestCluster;
   let base = '';
   let port = 0;
+  let grpc: Client;
 
   beforeAll(async () => {
     c = await startCluster({ args: ARGS, nodes: [{ id: 'node-a', profile: 'cpu-ondemand' }] });
     const gw = c.procs.startGateway(['--gateway.port', '0', '--gateway.grpcPort', '0', ...ARGS]);
-    base = ((await gw.ready) as { url: string }).url;
+    const info = (await gw.ready) as { url: string; grpc: string };
+    base = info.url;
+    // grpc-js clients take at most 4 MiB per message unless told otherwise.
+    grpc = new (loadInferencePackage().inference.GRPCInferenceService)(info.grpc, credentials.createInsecure(), { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 });
     port = Number(new URL(base).port);
     await c.control.register('pool', channelSumModel());
     await c.control.register('affine', affineModel());
@@ -82,7 +89,10 @@ describe('large tensors through the gateway (real processes)', () => {
     }
   }, 120_000);
 
-  afterAll(async () => c?.stop());
+  afterAll(async () => {
+    grpc?.close();
+    await c?.stop();
+  });
 
   const binary = (model: string, x: Float32Array, shape: number[], binaryOut: boolean) => {
     const head = Buffer.from(JSON.stringify({ inputs: [{ name: 'X', shape, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], ...(binaryOut ? { parameters: { binary_data_output: true } } : {}) }));
@@ -126,6 +136,21 @@ describe('large tensors through the gateway (real processes)', () => {
     expect(y.length).toBe(20 * MiB);
     const want = await direct(affineModel(), x, IMAGE);
     expect(Buffer.compare(y, Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(0);
+  });
+
+  it('over gRPC too: a 20 MiB ModelInfer (raw contents) in, a 20 MiB answer out, as onnxruntime answers it', async () => {
+    const x = image(IMAGE, 6);
+    const res = await new Promise<ModelInferResponse>((resolve, reject) =>
+      (grpc as unknown as { ModelInfer: (r: unknown, m: Metadata, cb: (e: ServiceError | null, r: ModelInferResponse) => void) => void }).ModelInfer(
+        { model_name: 'affine', inputs: [{ name: 'X', datatype: 'FP32', shape: IMAGE }], raw_input_contents: [Buffer.from(x.buffer, x.byteOffset, x.byteLength)] },
+        new Metadata(),
+        (e, r) => (e ? reject(e) : resolve(r)),
+      ),
+    );
+    const y = res.raw_output_contents[0]!;
+    expect(y.length).toBe(20 * MiB);
+    const want = await direct(affineModel(), x, IMAGE);
+    expect(Buffer.compare(Buffer.from(y), Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(0);
   });
 
   it('small requests still coalesce into shared NATS messages while a large one is in flight', async () => {
