@@ -12,6 +12,8 @@
  * connection count, BENCH_ROUNDS rounds, each measuring every target once in a rotated order — so
  * that a slow minute on this shared machine hits every target alike. A cell's figure is the
  * median of its rounds; the Shoal/naive ratio is the median of the per-round ratios.
+ * Then the large-tensor row (bench/lib/serving-large.ts): one 16 MiB request, MB/s and p99, Shoal
+ * against the naive server (b) in turns (BENCH_LARGE=0 skips it).
  * Writes bench/results/serving.md (keeping the hand-written notes below its marker).
  * Everything shares this machine's cores with autocannon, so compare ratios, not absolute
  * numbers, across machines.
@@ -25,6 +27,7 @@ import { findNatsServer, type Child } from '../cluster/index.ts';
 import { randomRows } from '../test/fixtures/onnx.ts';
 import { startServingCluster } from './lib/serving-cluster.ts';
 import { writeResults } from './lib/results.ts';
+import { deployLargeModel, measureLarge } from './lib/serving-large.ts';
 
 const DURATION_S = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = (process.env.BENCH_C ?? '1,16,64,128').split(',').map(Number);
@@ -134,6 +137,13 @@ try {
   const count = Number(/shoal_gateway_batch_size_count\{[^}]*\} ([\d.e+]+)/.exec(metrics)?.[1]);
   const msgSum = Number(/shoal_gateway_nats_message_requests_sum\{[^}]*\} ([\d.e+]+)/.exec(metrics)?.[1]);
   const msgCount = Number(/shoal_gateway_nats_message_requests_count\{[^}]*\} ([\d.e+]+)/.exec(metrics)?.[1]);
+  // The large-tensor row, after the small-request figures are read (its messages would count in them).
+  const naiveTarget = targets.find((t) => t.letter === 'b');
+  let large: string[] = [];
+  if (process.env.BENCH_LARGE !== '0' && naiveTarget) {
+    await deployLargeModel(cluster.nc, url);
+    large = await measureLarge([naiveTarget, targets.find((t) => t.letter === 'd')!], DURATION_S, ROUNDS);
+  }
   await cluster.nc.close();
   await cluster.stop();
 
@@ -171,6 +181,7 @@ try {
       return `${ratio(64, 'b')} (b), ${ratio(64, 'c')} (c), p99 ${d.p99} ms`;
     })()}.`,
     '',
+    ...large,
   ];
   writeResults('bench/results/serving.md', lines.join('\n'));
   process.stdout.write(lines.join('\n'));

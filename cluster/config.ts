@@ -99,11 +99,12 @@ export const ConfigSchema = Type.Object(
         /** Requests per tenant per minute (per gateway), unless the key says otherwise. @default 600000 */
         rateLimitPerMinute: Type.Integer({ minimum: 1, default: 600_000 }),
         /**
-         * Largest request body in bytes (413 above). An inference body travels to its replica
-         * in one NATS message, so it stays under the embedded server's 8 MiB max_payload.
-         * @default 4194304
+         * Largest request body in bytes (413 above). A body larger than one NATS message stays in
+         * the gateway and its replica pulls it in chunks (cluster/payloads.ts); the bound is what
+         * one process may hold and a replica allocate whole.
+         * @default 67108864 (64 MiB)
          */
-        bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 8 * 1024 * 1024 - 64 * 1024, default: 4 * 1024 * 1024 }),
+        bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024, default: 64 * 1024 * 1024 }),
         /** Longest an inference request may take, retries included (504 after). @default 10000 */
         requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
         /**

@@ -137,6 +137,8 @@ export const Errors = {
   NODE_DRAINING: defineError('SHOAL_ERR_NODE_DRAINING', 503, (nodeId: string) => `node ${nodeId} is draining and accepts no new actors`),
   NODE_FULL: defineError('SHOAL_ERR_NODE_FULL', 503, (nodeId: string, max: number) => `node ${nodeId} is full (${max} actors)`),
   NO_NODE_AVAILABLE: defineError('SHOAL_ERR_NO_NODE_AVAILABLE', 503, (actorId: string, reason: string) => `no node for ${actorId}: ${reason}`),
+  // large bodies (cluster/payloads.ts)
+  PAYLOAD_GONE: defineError('SHOAL_ERR_PAYLOAD_GONE', 503, (subject: string) => `the body at ${subject} is no longer held by its sender (answered, expired, or its process restarted)`),
   // jobs
   UNKNOWN_JOB_TYPE: defineError('SHOAL_ERR_UNKNOWN_JOB_TYPE', 400, (type: string, why: string, offered: string) => `"${type}" is not a job type: ${why} (job types: ${offered || 'none'})`),
   JOB_NOT_FOUND: defineError('SHOAL_ERR_JOB_NOT_FOUND', 404, (job: string) => `job ${job} not found`),

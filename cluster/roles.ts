@@ -72,8 +72,10 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   // checkpoints, and — as the training coordinator — records job progress, uploads a trained
   // model and asks the registry to register it (and to start it as a canary).
   [Role.NODE]: {
-    publish: (s) => [s.actorAll, s.serviceAll, s.sysPing, s.scheduler('actors'), s.scheduler('status'), s.registry('register'), s.registry('canary')],
-    subscribe: (s, nodeId) => [s.nodeOwn(nodeId), s.actorAll, s.serviceAll, s.sysAll],
+    // Large bodies (cluster/payloads.ts): it pulls request bodies from gateways, and serves its
+    // replicas' large replies under its own payload subject only.
+    publish: (s) => [s.actorAll, s.serviceAll, s.sysPing, s.scheduler('actors'), s.scheduler('status'), s.registry('register'), s.registry('canary'), s.payloadGateways],
+    subscribe: (s, nodeId) => [s.nodeOwn(nodeId), s.actorAll, s.serviceAll, s.sysAll, `${s.payloadNode(nodeId)}.>`],
     kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ] },
     stores: { artifacts: [StoreOp.READ], checkpoints: [StoreOp.READ, StoreOp.PUT], uploads: [StoreOp.PUT] },
     streams: { events: [StreamOp.PUBLISH] },
@@ -82,8 +84,10 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   // follows the registry and deployments (a KV watch), queues and reads jobs, and reports its
   // outcome tallies to the rollout controller — which, not the gateway, rolls canaries back.
   [Role.GATEWAY]: {
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll],
-    subscribe: (s) => [s.eventsAll, s.sysAll],
+    // Large bodies: it serves request bodies under `payload.gw.<its random id>` (gateways have
+    // no identity of their own to narrow this to) and pulls large replies from nodes.
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.payloadNodes],
+    subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
     kv: { models: [READ], jobs: [READ] },
     stores: {},
     streams: { jobs: [StreamOp.PUBLISH] },

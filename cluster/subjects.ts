@@ -61,6 +61,15 @@ export function subjects(prefix = 'shoal') {
     /** Gateways' outcome tallies per model version (every gateway judges canaries on all of them). */
     gatewayOutcomes: `${p}.gw.outcomes`,
     gatewayAll: `${p}.gw.>`,
+    /**
+     * Bodies larger than one NATS message, held by their sender and pulled in chunks by the one
+     * that needs them (`cluster/payloads.ts`): a gateway's request bodies (under its own random
+     * id), and a node's replies (its replicas' response bodies).
+     */
+    payloadGateway: (gatewayId: string) => `${p}.payload.gw.${token('gateway id', gatewayId)}`,
+    payloadGateways: `${p}.payload.gw.>`,
+    payloadNode: (nodeId: string) => `${p}.payload.node.${token('node id', nodeId)}`,
+    payloadNodes: `${p}.payload.node.>`,
   };
 }
 export type Subjects = ReturnType<typeof subjects>;

@@ -30,6 +30,7 @@ import { JobClient } from '../ml/index.ts';
 import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './tenants.ts';
 import { clientErrorOf, finiteNumbersHook, installErrorHandlers, schemaErrors } from './http-errors.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
+import { installBodyLimit } from './body-limit.ts';
 
 export { tenantOf, type ApiKey } from './tenants.ts';
 
@@ -37,7 +38,7 @@ export interface GatewayDeps {
   nc: NatsConnection;
   subjects: Subjects;
   logger: Logger;
-  /** @default 4 MiB */
+  /** Largest request body (413 above, readable by a client still sending: see body-limit.ts). @default 64 MiB */
   bodyLimit?: number;
   /** API keys; none = no authentication (development). @default [] */
   apiKeys?: ApiKey[];
@@ -203,7 +204,7 @@ function installRequestHooks(app: FastifyInstance, metrics: GatewayMetrics, requ
 const MAX_PARAM_LENGTH = 100;
 
 export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> {
-  const bodyLimit = deps.bodyLimit ?? 4 * 1024 * 1024;
+  const bodyLimit = deps.bodyLimit ?? 64 * 1024 * 1024;
   const requestTimeoutMs = deps.requestTimeoutMs ?? 10_000;
   const receiveTimeoutMs = deps.receiveTimeoutMs ?? requestTimeoutMs + 5_000;
   const metrics = createMetrics();
@@ -222,6 +223,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   const app = Fastify(serverOptions(deps.logger, bodyLimit, receiveTimeoutMs, refusedEarly)).withTypeProvider<TypeBoxTypeProvider>();
   installRequestHooks(app, metrics, requestLog);
   installErrorHandlers(app, metrics, bodyLimit);
+  installBodyLimit(app, bodyLimit, refusedEarly);
 
   const tenants = installTenantGuard(app, deps.apiKeys ?? [], deps.rateLimitPerMinute);
 

@@ -14,7 +14,8 @@
  * wake-ups, which dominated their CPU per request; an idle service still sends at once.
  *
  * Backpressure, never an unbounded buffer: past `maxPending` requests waiting in this gateway
- * for a service, a request is refused at once (503); a replica whose mailbox or batch queue is full
+ * for a service, or `maxPendingBytes` of request bodies not yet answered in all, a request is
+ * refused at once (503); a replica whose mailbox or batch queue is full
  * answers SHOAL_ERR_MAILBOX_FULL, passed on as 429 without retrying. Inference is idempotent, so
  * a message whose replica is gone is sent again — another replica, or the re-placed one,
  * answers — within the request's deadline:
@@ -27,18 +28,35 @@
  *   the next, each after twice the previous wait. The original keeps waiting, so a slow
  *   replica's answer is not thrown away. Hedges spend a budget earned by replies (`hedgeBudget`:
  *   one hedge per ten replies, capped), so an overloaded service is not sent its load twice.
+ *
+ * A body larger than one NATS message (over `inlineMaxBytes`) travels on its own, by reference:
+ * the gateway holds it and the replica that takes the message pulls it in chunks
+ * (cluster/payloads.ts) — as many replicas as the message reaches (hedges), until the message is
+ * answered. A response body too large for the reply comes back the same way, pulled from the
+ * replica before the request resolves.
  */
-import { Role, encode, inboxPrefix, type NatsConnection, type Subjects } from '../cluster/index.ts';
+import { randomBytes } from 'node:crypto';
+import { PayloadHost, Role, encode, fetchPayload, inboxPrefix, inlineLimitOf, type HeldPayload, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import type { InferJsonReply, JsonItem } from '../ml/index.ts';
 import { GatewayErrors } from './errors.ts';
-import { ServiceHealth, resultOf, sendHedged } from './hedged-send.ts';
+import { ServiceHealth, resultOf, sendHedged, type SendOutcome } from './hedged-send.ts';
 import { ReplyMux } from './reply-mux.ts';
 
 export interface DispatcherOptions {
   /** Requests waiting in this gateway per service before refusing. @default 4096 */
   maxPending?: number;
-  /** Body bytes in one NATS message (the server's max_payload is 8 MiB). @default 1 MiB */
+  /**
+   * Request body bytes sent or waiting and not yet answered, all services together, before
+   * refusing: with bodies up to 64 MiB a request count alone bounds nothing. @default 1 GiB
+   */
+  maxPendingBytes?: number;
+  /** Body bytes in one NATS message when requests are coalesced (at most `inlineMaxBytes`). @default 1 MiB */
   maxMessageBytes?: number;
+  /**
+   * Largest body sent inside the message; a larger one stays here and the replica pulls it.
+   * @default the server's max_payload less 64 KiB
+   */
+  inlineMaxBytes?: number;
   /** Messages per replica awaiting replies before new requests wait for one to return. @default 2 */
   maxInflight?: number;
   /** Longest a request waits for a fuller message. @default 1 */
@@ -102,6 +120,15 @@ interface Lane {
 }
 
 const READY_MSG = encode({ type: 'ready' });
+const EMPTY = new Uint8Array(0);
+/** Held request bodies outlive their deadline by this much (a late pull gets SHOAL_ERR_PAYLOAD_GONE, not a hang). */
+const HOLD_GRACE_MS = 1000;
+/**
+ * A large body's pull delays the answer by about its size over this rate (bytes per ms: 32 MB/s,
+ * a third of what a loaded 2-core box manages end to end), so its first hedge waits that much
+ * longer: otherwise a 16 MiB request on a busy replica is hedged, and pulled and run twice.
+ */
+const PULL_BYTES_PER_MS = 32_000;
 
 function flushLane(d: InferenceDispatcher, lane: Lane): void {
   d.flush(lane);
@@ -117,13 +144,23 @@ export class InferenceDispatcher {
   /** The service subject per service (not built per message). */
   readonly #serviceSubjects = new Map<string, string>();
   readonly #o: Required<Omit<DispatcherOptions, 'onMessage' | 'inboxPrefix'>> & Pick<DispatcherOptions, 'onMessage'>;
+  readonly #nc: NatsConnection;
+  /** Where large request bodies wait for their replica (under this gateway's own random id). */
+  readonly #payloads: PayloadHost;
+  /** Body bytes of requests queued or sent and not yet answered (all lanes). */
+  #pendingBytes = 0;
 
   constructor(nc: NatsConnection, subjects: Subjects, opts: DispatcherOptions = {}) {
     this.#mux = new ReplyMux(nc, opts.inboxPrefix ?? inboxPrefix(Role.GATEWAY));
     this.#subjects = subjects;
+    this.#nc = nc;
+    this.#payloads = new PayloadHost(nc, subjects.payloadGateway(randomBytes(9).toString('base64url')));
+    const inlineMaxBytes = Math.min(opts.inlineMaxBytes ?? Infinity, inlineLimitOf(nc));
     this.#o = {
       maxPending: opts.maxPending ?? 4096,
-      maxMessageBytes: opts.maxMessageBytes ?? 1024 * 1024,
+      maxPendingBytes: opts.maxPendingBytes ?? 1024 * 1024 * 1024,
+      inlineMaxBytes,
+      maxMessageBytes: Math.min(opts.maxMessageBytes ?? 1024 * 1024, inlineMaxBytes),
       maxInflight: opts.maxInflight ?? 2,
       maxHoldMs: opts.maxHoldMs ?? 1,
       hedgeAfterMs: opts.hedgeAfterMs ?? 250,
@@ -137,6 +174,7 @@ export class InferenceDispatcher {
   /** Stops listening for replies; requests in flight fail. */
   stop(): void {
     this.#mux.close();
+    this.#payloads.close();
   }
 
   /** Whether a replica of `service` answers a `ready` message within `timeoutMs` (any one of them: queue group). */
@@ -163,6 +201,10 @@ export class InferenceDispatcher {
     }
     lane.maxItems = maxItems;
     if (lane.queue.length >= this.#o.maxPending) return Promise.reject(GatewayErrors.OVERLOADED(service, lane.queue.length));
+    if (this.#pendingBytes > 0 && this.#pendingBytes + item.body.length > this.#o.maxPendingBytes) {
+      return Promise.reject(GatewayErrors.OVERLOADED(`${service} (${Math.round(this.#pendingBytes / 1048576)} MiB of request bodies unanswered in this gateway)`, lane.queue.length));
+    }
+    this.#pendingBytes += item.body.length;
     return new Promise((resolve, reject) => {
       lane.queue.push({ item, deadline, at: performance.now(), resolve, reject });
       this.#schedule(lane);
@@ -221,6 +263,7 @@ export class InferenceDispatcher {
       await this.#attempts(lane, batch);
     } finally {
       lane.inflight = Math.max(0, lane.inflight - 1);
+      for (const w of batch) this.#pendingBytes -= w.item.body.length;
       // A reply came back: what waited for it goes now, as one message.
       if (lane.queue.length > 0) this.#schedule(lane);
     }
@@ -237,16 +280,26 @@ export class InferenceDispatcher {
       items[i] = batch[i]!.item;
       if (batch[i]!.deadline < deadline) deadline = batch[i]!.deadline;
     }
+    const held = this.#holdLarge(items, deadline);
+    let heldBytes = 0;
+    for (const h of held) heldBytes += h.ref.size;
     const data = encode({ type: 'infer-json', items });
-    const out = await sendHedged({
-      service,
-      health: lane.health,
-      requests: batch.length,
-      deadline,
-      maxAttempts: this.#o.maxAttempts,
-      ask: (direct, timeoutMs) => this.#mux.ask<InferJsonReply>(direct ? this.#subjects.actor(direct) : subject, service, data, timeoutMs),
-      onCopy: () => this.#o.onMessage?.(service, batch.length),
-    });
+    let out: SendOutcome;
+    try {
+      out = await sendHedged({
+        service,
+        health: lane.health,
+        requests: batch.length,
+        deadline,
+        maxAttempts: this.#o.maxAttempts,
+        hedgeExtraMs: heldBytes / PULL_BYTES_PER_MS,
+        ask: (direct, timeoutMs) => this.#mux.ask<InferJsonReply>(direct ? this.#subjects.actor(direct) : subject, service, data, timeoutMs),
+        onCopy: () => this.#o.onMessage?.(service, batch.length),
+      });
+    } finally {
+      // Answered (or given up): a hedged copy still pulling gets SHOAL_ERR_PAYLOAD_GONE, and its answer is not wanted.
+      for (const h of held) h.release();
+    }
     if ('error' in out) {
       for (const w of batch) w.reject(out.error);
       return;
@@ -255,9 +308,29 @@ export class InferenceDispatcher {
     for (let i = 0; i < batch.length; i++) {
       const w = batch[i]!;
       const r = resultOf(reply, i, batch.length);
-      if ('error' in r) w.reject(r.error);
-      else w.resolve({ body: r.ok.body, ...(r.ok.headerLength !== undefined ? { headerLength: r.ok.headerLength } : {}), batch: r.ok.batch, queueRows: reply.queueRows, attempts });
+      if ('error' in r) {
+        w.reject(r.error);
+        continue;
+      }
+      const result: DispatchResult = { body: r.ok.body, ...(r.ok.headerLength !== undefined ? { headerLength: r.ok.headerLength } : {}), batch: r.ok.batch, queueRows: reply.queueRows, attempts };
+      if (!r.ok.ref) w.resolve(result);
+      else {
+        // The response body stayed with the replica: pull it before answering.
+        fetchPayload(this.#nc, r.ok.ref, { timeoutMs: Math.max(1, w.deadline - Date.now()) }).then((body) => w.resolve({ ...result, body }), w.reject);
+      }
     }
   }
 
+  /** Replaces bodies too large for one message by references to them, held here until the message is answered. */
+  #holdLarge(items: JsonItem[], deadline: number): HeldPayload[] {
+    const held: HeldPayload[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      if (it.body.length <= this.#o.inlineMaxBytes) continue;
+      const h = this.#payloads.hold(it.body, { ttlMs: Math.max(0, deadline - Date.now()) + HOLD_GRACE_MS });
+      held.push(h);
+      items[i] = it.headerLength === undefined ? { format: it.format, body: EMPTY, ref: h.ref } : { format: it.format, body: EMPTY, headerLength: it.headerLength, ref: h.ref };
+    }
+    return held;
+  }
 }

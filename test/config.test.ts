@@ -37,6 +37,12 @@ describe('loadConfig', () => {
     expect([withFlag.gateway.port, withFlag.nats.port]).toEqual([9003, 5001]);
   });
 
+  it('takes request bodies up to 1 GiB (larger than one NATS message: they are pulled in chunks), 64 MiB by default', () => {
+    expect(loadConfig({ argv: [], env: {}, cwd: dir() }).gateway.bodyLimitBytes).toBe(64 * 1024 * 1024);
+    expect(loadConfig({ argv: ['--gateway.bodyLimitBytes', String(512 * 1024 * 1024)], env: {}, cwd: dir() }).gateway.bodyLimitBytes).toBe(512 * 1024 * 1024);
+    expect(configError(() => loadConfig({ argv: ['--gateway.bodyLimitBytes', String(2 * 1024 * 1024 * 1024)], env: {}, cwd: dir() })).message).toMatch(/gateway\.bodyLimitBytes/);
+  });
+
   it('derives env names from the schema', () => {
     expect(envName(['membership', 'heartbeatMs'])).toBe('SHOAL_MEMBERSHIP_HEARTBEAT_MS');
     const c = loadConfig({ argv: [], env: { SHOAL_MEMBERSHIP_HEARTBEAT_MS: '250', SHOAL_LOG_PRETTY: 'false' }, cwd: dir() });

@@ -6,10 +6,11 @@
  */
 import Fastify from 'fastify';
 import * as ort from 'onnxruntime-node';
-import { mlpModel } from '../../test/fixtures/onnx.ts';
+import { channelSumModel, mlpModel } from '../../test/fixtures/onnx.ts';
 
 const mode = process.argv[process.argv.indexOf('--mode') + 1];
-const app = Fastify({ logger: false, bodyLimit: 4 * 1024 * 1024 });
+// 64 MiB, as Shoal's gateway: the large-tensor row sends 16 MiB bodies.
+const app = Fastify({ logger: false, bodyLimit: 64 * 1024 * 1024 });
 
 if (mode === 'echo') {
   app.post('/v2/models/mlp/infer', async (req) => req.body);
@@ -24,6 +25,20 @@ if (mode === 'echo') {
     const out = await session.run({ X: new ort.Tensor('float32', x, inp.shape) });
     const y = out.Y as ort.Tensor;
     return { model_name: 'mlp', model_version: '1', id: body.id, outputs: [{ name: 'Y', datatype: 'FP32', shape: y.dims, data: Array.from(y.data as Float32Array) }] };
+  });
+  // The large-tensor row: an image model's reduction, the OIP binary tensor data extension in, JSON out.
+  const pool = await ort.InferenceSession.create(channelSumModel(), { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' });
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.post('/v2/models/pool/infer', async (req, reply) => {
+    const raw = req.body as Buffer;
+    const hl = Number(req.headers['inference-header-content-length']);
+    const head = JSON.parse(raw.subarray(0, hl).toString()) as { inputs: { name: string; shape: number[] }[] };
+    const shape = head.inputs[0]?.shape ?? [];
+    // A copy: the bytes after the header need not be 4-byte aligned.
+    const x = new Float32Array(raw.buffer.slice(raw.byteOffset + hl, raw.byteOffset + raw.length));
+    if (shape.length !== 4 || x.length !== shape.reduce((a, b) => a * b, 1)) return reply.status(400).send({ error: 'bad input' });
+    const y = (await pool.run({ X: new ort.Tensor('float32', x, shape) })).Y as ort.Tensor;
+    return { model_name: 'pool', model_version: '1', outputs: [{ name: 'Y', datatype: 'FP32', shape: y.dims, data: Array.from(y.data as Float32Array) }] };
   });
 }
 await app.listen({ host: '127.0.0.1', port: 0 });

@@ -15,6 +15,7 @@ import { ModelRegistry } from '../registry/registry.ts';
 import type { ModelVersion } from '../registry/schemas.ts';
 import { ORT_TYPE, allocate, numel, type TypedArray } from '../tensor.ts';
 import { DynamicBatcher } from './batcher.ts';
+import { withLargePayloads } from './large-payloads.ts';
 import {
   INFERENCE_ACTOR_TYPE,
   InferenceArgs,
@@ -93,7 +94,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
       case 'infer':
         return this.#infer(m.items);
       case 'infer-json':
-        return this.#inferJson(m.items);
+        // Bodies larger than one NATS message are pulled before, and held after (large-payloads.ts).
+        return withLargePayloads(this.ctx, m.items, (items) => this.#inferJson(items));
       case 'ready':
         return { ready: true, actorId: this.ctx.actorId, model: this.#mv.name, version: this.#mv.version } satisfies ReadyReply;
       case 'stats':

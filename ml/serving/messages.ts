@@ -1,5 +1,6 @@
 /** The inference actor's wire protocol (a discriminated union on `type`, MessagePack on NATS). */
 import { Type, type Static } from '@sinclair/typebox';
+import { PayloadRef } from '../../cluster/index.ts';
 import { WireTensor } from '../tensor.ts';
 import type { BatcherStats } from './batcher.ts';
 
@@ -20,6 +21,8 @@ export const JsonItem = Type.Object({
   body: Type.Uint8Array(),
   /** `Inference-Header-Content-Length`: the body is a JSON header and binary tensor data. */
   headerLength: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** A body larger than one NATS message stays with the gateway and is pulled from here (`body` is then empty). */
+  ref: Type.Optional(PayloadRef),
 });
 export type JsonItem = Static<typeof JsonItem>;
 /** Which HTTP body a forwarded request carries. */
@@ -52,6 +55,8 @@ export interface JsonOk {
   headerLength?: number;
   /** Rows in the `session.run` this request was part of. */
   batch: number;
+  /** A body larger than one NATS message stays with the replica and is pulled from here (`body` is then empty). */
+  ref?: PayloadRef;
 }
 export type JsonResult = JsonOk | ItemError;
 

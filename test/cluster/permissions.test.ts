@@ -86,6 +86,10 @@ const SUBJECT_PROBES = {
   registryAll: (x: Subjects) => [`${x.prefix}.registry.other`],
   gatewayOutcomes: (x: Subjects) => [x.gatewayOutcomes],
   gatewayAll: (x: Subjects) => [`${x.prefix}.gw.other`],
+  payloadGateway: (x: Subjects) => [`${x.payloadGateway('gw1')}.t1.0`],
+  payloadGateways: (x: Subjects) => [`${x.prefix}.payload.gw.gw2.t1.3`],
+  payloadNode: (x: Subjects) => [`${x.payloadNode(SELF)}.t1.0`, `${x.payloadNode(OTHER)}.t1.0`],
+  payloadNodes: (x: Subjects) => [`${x.prefix}.payload.node.node-c.t1.2`, `${x.prefix}.payload.other.t1.0`],
 } satisfies Record<keyof Subjects, (x: Subjects) => string[]>;
 
 /** Subjects outside the prefix that must be probed too: inboxes and JetStream's global API. */

@@ -1,0 +1,109 @@
+/**
+ * The large-tensor row of `npm run bench:serving`: one 16 MiB request — a [1, 4, 1024, 1024]
+ * FP32 image in the OIP binary tensor data extension — to an image model that reduces it
+ * (`channelSumModel`: per-channel sums, a JSON answer of 4 numbers), so the figure is the cost
+ * of carrying the body. Shoal (gateway → NATS, the body pulled by the replica in 1 MiB chunks)
+ * against the naive in-process server (Fastify + onnxruntime in one process), measured in
+ * turns with autocannon like the rest of the bench; MB/s counts request bytes.
+ */
+import { loadavg } from 'node:os';
+import autocannon from 'autocannon';
+import { subjects, type NatsConnection } from '../../cluster/index.ts';
+import { RegistryClient } from '../../ml/index.ts';
+import { channelSumModel } from '../../test/fixtures/onnx.ts';
+
+export const LARGE_SHAPE = [1, 4, 1024, 1024];
+const CONNECTIONS = (process.env.BENCH_LARGE_C ?? '1,4').split(',').map(Number);
+
+/** The request: JSON header, then the image's bytes. */
+function largeRequest(): { body: Buffer; headers: Record<string, string> } {
+  const n = LARGE_SHAPE.reduce((a, b) => a * b, 1);
+  const x = Float32Array.from({ length: n }, (_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
+  const head = Buffer.from(JSON.stringify({ inputs: [{ name: 'X', shape: LARGE_SHAPE, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }] }));
+  return {
+    body: Buffer.concat([head, Buffer.from(x.buffer)]),
+    headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(head.length) },
+  };
+}
+
+/** Registers and deploys the pooling model on the Shoal cluster; resolves once the gateway serves it. */
+export async function deployLargeModel(nc: NatsConnection, gatewayUrl: string): Promise<void> {
+  const registry = new RegistryClient(nc, subjects());
+  await registry.register('pool', channelSumModel(), { aliases: ['production'] });
+  for (let i = 0; ; i++) {
+    try {
+      await registry.deploy('pool', { replicas: 1, maxBatchSize: 4, maxQueueDelayMs: 0, readyTimeoutMs: 30_000 });
+      break;
+    } catch (err) {
+      if (i > 50) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  for (let i = 0; i < 100 && (await fetch(`${gatewayUrl}/v2/models/pool/ready`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+}
+
+interface Cell {
+  mbps: number;
+  reqPerSec: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+const median = (xs: number[]): number => {
+  const a = [...xs].sort((x, y) => x - y);
+  const m = a.length >> 1;
+  return a.length % 2 ? a[m]! : (a[m - 1]! + a[m]!) / 2;
+};
+
+/**
+ * Measures each target (naive first in the list, then Shoal) at each connection count,
+ * `rounds` rounds in a rotated order; returns the markdown section for the results file.
+ */
+export async function measureLarge(targets: { name: string; url: string }[], seconds: number, rounds: number): Promise<string[]> {
+  const { body, headers } = largeRequest();
+  const run = async (url: string, connections: number, s: number): Promise<Cell> => {
+    const r = await autocannon({ url: `${url}/v2/models/pool/infer`, method: 'POST', headers, body, connections, duration: s, pipelining: 1, timeout: 30 });
+    return { reqPerSec: r.requests.average, mbps: (r.requests.average * body.length) / 1e6, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx };
+  };
+  for (const t of targets) await run(t.url, 1, 2); // warm-up
+  const load = [loadavg()[0]!];
+  const rows: string[] = [];
+  const ratios: string[] = [];
+  for (const c of CONNECTIONS) {
+    const cells = targets.map(() => [] as Cell[]);
+    const perRound: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      for (let k = 0; k < targets.length; k++) {
+        const i = (k + round) % targets.length;
+        const cell = await run(targets[i]!.url, c, seconds);
+        process.stderr.write(`large ${targets[i]!.name} c=${c} round ${round + 1}: ${cell.mbps.toFixed(0)} MB/s p99 ${cell.p99} ms errors ${cell.errors}\n`);
+        cells[i]!.push(cell);
+      }
+      const [naive, shoal] = cells.map((cs) => cs[round]!);
+      if (naive && shoal && naive.mbps > 0) perRound.push(shoal.mbps / naive.mbps);
+    }
+    targets.forEach((t, i) => {
+      const cs = cells[i]!;
+      rows.push(`| ${t.name} | ${c} | ${median(cs.map((x) => x.mbps)).toFixed(0)} | ${median(cs.map((x) => x.reqPerSec)).toFixed(1)} | ${median(cs.map((x) => x.p50))} | ${median(cs.map((x) => x.p99))} | ${cs.reduce((a, x) => a + x.errors, 0)} |`);
+    });
+    if (perRound.length) ratios.push(`| ${c} | ${median(perRound).toFixed(2)}× [${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}] |`);
+  }
+  load.push(loadavg()[0]!);
+  const loadNote = `load average (1 min) ${load.map((l) => l.toFixed(1)).join(' → ')}${Math.max(...load) > 3 ? ' — **over 3: the machine was shared, read the ratio, not the MB/s**' : ''}`;
+  return [
+    '## Large tensor: one 16 MiB request',
+    '',
+    `[${LARGE_SHAPE.join(', ')}] FP32 (${(body.length / 1e6).toFixed(1)} MB with its JSON header, OIP binary tensor data) to a model that sums each channel (JSON answer, 4 numbers); ${seconds} s per measurement, ${rounds} round(s) in a rotated order, medians; ${loadNote}.`,
+    'Shoal: the gateway holds the body, the replica pulls it over NATS in 1 MiB chunks (4 in flight) — see `cluster/payloads.ts`.',
+    '',
+    '| target | connections | MB/s | req/s | p50 ms | p99 ms | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...rows,
+    '',
+    '| connections | Shoal / naive (MB/s): median of per-round ratios [range] |',
+    '|---:|---:|',
+    ...ratios,
+    '',
+  ];
+}
