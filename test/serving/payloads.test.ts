@@ -112,21 +112,9 @@ describe('large bodies over NATS (real nats-server, role permissions)', () => {
     r.stop();
   });
 
-  it('a large message waits longer for its first hedge (its body is pulled first); a small one is hedged after hedgeAfterMs', async () => {
-    // Small messages are answered after 300 ms, large ones 100 ms after their pull.
-    const r = await echoReplica('svc-hedge', (items) => (items[0]?.ref ? 100 : 300));
-    const d = new InferenceDispatcher(gw, s, { hedgeAfterMs: 50 });
-    const deadline = Date.now() + 20_000;
-    // Small: nothing back after 50 ms → hedged copies (50, then 100 ms later…) until the answer at 300 ms.
-    await d.infer('svc-hedge', 64, { format: 'oip', body: new Uint8Array(64) }, deadline);
-    const afterSmall = r.messages.length;
-    expect(afterSmall).toBeGreaterThan(1);
-    // 20 MiB: the first hedge waits 50 ms + 20 MiB at 32 MB/s (≈ 700 ms): the answer (pull + 100 ms) comes first, one message.
-    await d.infer('svc-hedge', 64, { format: 'oip', body: pattern(20 * MiB, 5) }, deadline);
-    expect(r.messages.length - afterSmall).toBe(1);
-    d.stop();
-    r.stop();
-  });
+  // When a large message's first hedge goes out (after its pull's allowance) is the hedging policy's
+  // business, tested on fake timers in test/gateway/hedged-send.test.ts: here it would hinge on how
+  // fast this machine pulls 20 MiB.
 
   it('request bodies unanswered in the gateway are bounded in bytes: past maxPendingBytes, 503 at once', async () => {
     const r = await echoReplica('svc-bytes', () => 300);
