@@ -62,7 +62,7 @@ export function decodeStrings(name: string, bytes: Uint8Array, expected?: number
     }
     at += 4 + len;
   }
-  if (expected !== undefined && out.length !== expected) throw bad(name, `the data holds ${out.length} elements, the shape needs ${expected}`);
+  if (expected !== undefined && out.length !== expected) throw bad(name, `the data holds ${out.length} element${out.length === 1 ? '' : 's'}, the shape needs ${expected}`);
   return out;
 }
 
