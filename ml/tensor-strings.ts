@@ -6,7 +6,8 @@
  *
  * Elements must be UTF-8 text: ONNX string tensors are text and onnxruntime-node hands them to
  * JavaScript as strings, so arbitrary bytes could not come back as they went in. Bytes that are
- * not UTF-8 are refused (400) rather than silently replaced.
+ * not UTF-8 are refused (400) rather than silently replaced; so is a NUL character, at which
+ * onnxruntime-node 1.30 cuts an input string short (seen: "dog\0" arrives as "dog").
  */
 import { MlErrors } from './errors.ts';
 
@@ -55,11 +56,13 @@ export function decodeStrings(name: string, bytes: Uint8Array, expected?: number
     if (at + 4 > bytes.length) throw bad(name, `element ${i}: ${bytes.length - at} bytes where its 4-byte length should be`);
     const len = view.getUint32(at, true);
     if (len > bytes.length - at - 4) throw bad(name, `element ${i}: its length says ${len} bytes but only ${bytes.length - at - 4} are left`);
+    const element = bytes.subarray(at + 4, at + 4 + len);
     try {
-      out.push(utf8In.decode(bytes.subarray(at + 4, at + 4 + len)));
+      out.push(utf8In.decode(element));
     } catch {
       throw bad(name, `element ${i} is not valid UTF-8 (BYTES elements are text here: ONNX string tensors)`);
     }
+    if (element.includes(0)) throw nul(name, i);
     at += 4 + len;
   }
   if (expected !== undefined && out.length !== expected) throw bad(name, `the data holds ${out.length} element${out.length === 1 ? '' : 's'}, the shape needs ${expected}`);
@@ -74,17 +77,21 @@ export function stringFromJson(name: string, i: number, v: unknown): string {
   if (typeof v === 'string') {
     // JSON may escape half a surrogate pair ("\ud800"), which no UTF-8 holds.
     if (LONE_SURROGATE.test(v)) throw bad(name, `element ${i} holds a lone UTF-16 surrogate, which is not text UTF-8 can carry`);
+    if (v.includes('\0')) throw nul(name, i);
     return v;
   }
   if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
     const b64 = (v as Record<string, unknown>).b64;
     if (typeof b64 === 'string' && Object.keys(v).length === 1) {
       if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 === 1) throw bad(name, `element ${i}: "b64" is not base64`);
+      let text: string;
       try {
-        return utf8In.decode(Buffer.from(b64, 'base64'));
+        text = utf8In.decode(Buffer.from(b64, 'base64'));
       } catch {
         throw bad(name, `element ${i}: "b64" does not hold valid UTF-8 (BYTES elements are text here: ONNX string tensors)`);
       }
+      if (text.includes('\0')) throw nul(name, i);
+      return text;
     }
     throw bad(name, `element ${i} must be a string (or {"b64": "…"}), got an object`);
   }
@@ -92,6 +99,10 @@ export function stringFromJson(name: string, i: number, v: unknown): string {
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function nul(name: string, i: number): Error {
+  return bad(name, `element ${i} holds a NUL character, at which onnxruntime cuts a string short`);
+}
 
 function badJson(name: string, i: number, v: unknown): never {
   throw bad(name, `element ${i} must be a string, got ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}`);

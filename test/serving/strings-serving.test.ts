@@ -262,6 +262,8 @@ describe('BYTES (string) tensors served (real cluster, real onnxruntime; REST, b
     shorter.writeUInt32LE(1, 7);
     expect(await error(await lie(shorter))).toEqual({ status: 400, code: 'SHOAL_ERR_BAD_INPUT', error: 'input "S" (BYTES): 2 bytes left after the 2 elements the shape holds (each element is a 4-byte little-endian length, then its bytes)' });
     expect(await error(await lie(prefixed('ok', Buffer.from([0xc0, 0xaf]))))).toEqual({ status: 400, code: 'SHOAL_ERR_BAD_INPUT', error: 'input "S" (BYTES): element 1 is not valid UTF-8 (BYTES elements are text here: ONNX string tensors)' });
+    // onnxruntime-node would cut "dog\0" to "dog" (and label it 1): refused instead.
+    expect(await error(await oip(['cat', 'dog\0']))).toEqual({ status: 400, code: 'SHOAL_ERR_BAD_INPUT', error: 'input "S" (BYTES): element 1 holds a NUL character, at which onnxruntime cuts a string short' });
     // A string where a number goes; a rank-0 input sent with a shape.
     const scalar = (inputs: unknown[]) => post('/v2/models/scalar-str/infer', { inputs });
     expect(await error(await scalar([scalarS(['a']), scalarN(['2.5'])]))).toEqual({ status: 400, code: 'SHOAL_ERR_BAD_INPUT', error: 'input "n" (FP32): element 0 must be a number, got string' });

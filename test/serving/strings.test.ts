@@ -134,6 +134,8 @@ describe('BYTES tensors: codecs', () => {
       [prefixed('a', 'b', 'c', 'd'), [1, 2], 'input "S" (BYTES): 10 bytes left after the 2 elements the shape holds (each element is a 4-byte little-endian length, then its bytes)'],
       [prefixed('ok', Uint8Array.of(0xc3, 0x28)), [1, 2], 'input "S" (BYTES): element 1 is not valid UTF-8 (BYTES elements are text here: ONNX string tensors)'],
       [prefixed(Uint8Array.of(0xff), 'x'), [1, 2], 'input "S" (BYTES): element 0 is not valid UTF-8 (BYTES elements are text here: ONNX string tensors)'],
+      // onnxruntime-node would cut "dog\0" to "dog": refused rather than changed.
+      [prefixed('ok', 'dog\0'), [1, 2], 'input "S" (BYTES): element 1 holds a NUL character, at which onnxruntime cuts a string short'],
     ];
     for (const [data, shape, message] of cases) {
       expect(error(wire(data, shape))).toEqual({ code: 'SHOAL_ERR_BAD_INPUT', message });
@@ -151,6 +153,8 @@ describe('BYTES tensors: codecs', () => {
       [oip(SIG, { name: 'S', shape: [1, 2], datatype: 'BYTES', data: ['a', { b64: '*not*' }] }), 'input "S" (BYTES): element 1: "b64" is not base64'],
       [oip(SIG, { name: 'S', shape: [1, 2], datatype: 'BYTES', data: ['a', { b64: Buffer.from([0xff]).toString('base64') }] }), 'input "S" (BYTES): element 1: "b64" does not hold valid UTF-8 (BYTES elements are text here: ONNX string tensors)'],
       [oip(SIG, { name: 'S', shape: [1, 2], datatype: 'BYTES', data: ['a', '\ud800'] }), 'input "S" (BYTES): element 1 holds a lone UTF-16 surrogate, which is not text UTF-8 can carry'],
+      [oip(SIG, { name: 'S', shape: [1, 2], datatype: 'BYTES', data: ['a\u0000b', 'c'] }), 'input "S" (BYTES): element 0 holds a NUL character, at which onnxruntime cuts a string short'],
+      [oip(SIG, { name: 'S', shape: [1, 2], datatype: 'BYTES', data: ['a', { b64: Buffer.from('x\0').toString('base64') }] }), 'input "S" (BYTES): element 1 holds a NUL character, at which onnxruntime cuts a string short'],
       [oip(SIG, { name: 'S', shape: [1, 2], datatype: 'BYTES', data: ['a'] }), 'input "S": shape [1, 2] needs 2 values, got 1'],
       [oip(SIG, { name: 'S', shape: [1, 2], datatype: 'FP32', data: [1, 2] }), 'input "S": datatype FP32 where the model takes BYTES'],
       [oip(NUM, { name: 'X', shape: [1, 2], datatype: 'FP32', data: [1, '2'] }), 'input "X" (FP32): element 1 must be a number, got string'],
