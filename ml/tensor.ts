@@ -160,7 +160,12 @@ function allocate(dt: Datatype, n: number): TensorData {
  */
 export function concatRows(dt: Datatype, parts: readonly TensorData[], n: number): TensorData {
   if (parts.length === 1) return parts[0]!;
-  if (dt === 'BYTES') return ([] as string[]).concat(...(parts as string[][]));
+  if (dt === 'BYTES') {
+    const out = new Array<string>(n);
+    let k = 0;
+    for (const p of parts as string[][]) for (let j = 0; j < p.length; j++) out[k++] = p[j]!;
+    return out;
+  }
   const out = allocate(dt, n);
   let off = 0;
   for (const p of parts) {
