@@ -20,6 +20,7 @@ export {
   withExternalData,
   floatTensor,
   int64Tensor,
+  stringTensor,
   type OnnxAttribute,
   type OnnxDim,
   type OnnxGraph,

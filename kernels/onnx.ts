@@ -17,6 +17,8 @@ export const OnnxType = {
   INT16: 5,
   INT32: 6,
   INT64: 7,
+  /** Text: each element a byte string (UTF-8 in practice; onnxruntime-node reads and writes JS strings). */
+  STRING: 8,
   BOOL: 9,
   FLOAT16: 10,
   DOUBLE: 11,
@@ -36,23 +38,25 @@ export interface OnnxValueInfo {
   dims: readonly OnnxDim[];
 }
 
-/** A float (`f`) or an integer (`i`) attribute. */
-export type OnnxAttribute = { f: number } | { i: number };
+/** A float (`f`), integer (`i`) or string (`s`) attribute, or a list of one of them (`floats`, `ints`, `strings`). */
+export type OnnxAttribute = { f: number } | { i: number } | { s: string } | { floats: readonly number[] } | { ints: readonly number[] } | { strings: readonly string[] };
 
 export interface OnnxNode {
   op: string;
   inputs: readonly string[];
   outputs: readonly string[];
   name?: string;
+  /** The operator set the op is from (e.g. `'ai.onnx.ml'`). @default '' (ai.onnx) */
+  domain?: string;
   /** Written in insertion order. */
   attributes?: Readonly<Record<string, OnnxAttribute>>;
 }
 
-/** A constant tensor; its element type follows the array (Float32Array → FLOAT, BigInt64Array → INT64). */
+/** A constant tensor; its element type follows the array (Float32Array → FLOAT, BigInt64Array → INT64, string[] → STRING, UTF-8). */
 export interface OnnxInitializer {
   name: string;
   dims: readonly number[];
-  data: Float32Array | BigInt64Array;
+  data: Float32Array | BigInt64Array | readonly string[];
 }
 
 export interface OnnxGraph {
@@ -68,6 +72,8 @@ export interface OnnxModelOptions {
   /** Version of the default ('' = ai.onnx) operator set. */
   opset: number;
   producer: string;
+  /** Other operator sets the graph uses, by domain (e.g. `{ 'ai.onnx.ml': 3 }` for LabelEncoder). */
+  domains?: Readonly<Record<string, number>>;
 }
 
 function valueInfo(v: OnnxValueInfo) {
@@ -82,15 +88,25 @@ function valueInfo(v: OnnxValueInfo) {
   });
 }
 
+const utf8 = new TextEncoder();
+
 function attribute(name: string, a: OnnxAttribute) {
   const { AttributeType } = onnx.AttributeProto;
-  return 'f' in a ? onnx.AttributeProto.create({ name, f: a.f, type: AttributeType.FLOAT }) : onnx.AttributeProto.create({ name, i: a.i, type: AttributeType.INT });
+  if ('f' in a) return onnx.AttributeProto.create({ name, f: a.f, type: AttributeType.FLOAT });
+  if ('i' in a) return onnx.AttributeProto.create({ name, i: a.i, type: AttributeType.INT });
+  if ('s' in a) return onnx.AttributeProto.create({ name, s: utf8.encode(a.s), type: AttributeType.STRING });
+  if ('floats' in a) return onnx.AttributeProto.create({ name, floats: [...a.floats], type: AttributeType.FLOATS });
+  if ('ints' in a) return onnx.AttributeProto.create({ name, ints: [...a.ints], type: AttributeType.INTS });
+  return onnx.AttributeProto.create({ name, strings: a.strings.map((x) => utf8.encode(x)), type: AttributeType.STRINGS });
 }
 
 function initializer(t: OnnxInitializer) {
+  // Strings have no raw form: each element is its own bytes in `string_data`.
+  if (Array.isArray(t.data)) return onnx.TensorProto.create({ name: t.name, dims: [...t.dims], dataType: OnnxType.STRING, stringData: t.data.map((x) => utf8.encode(x)) });
   const dataType = t.data instanceof Float32Array ? OnnxType.FLOAT : OnnxType.INT64;
   // A copy of exactly the view's bytes (the array may be a view into a larger buffer).
-  const rawData = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).slice();
+  const data = t.data as Float32Array | BigInt64Array;
+  const rawData = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
   return onnx.TensorProto.create({ name: t.name, dims: [...t.dims], dataType, rawData });
 }
 
@@ -104,6 +120,7 @@ export function onnxModel(graph: OnnxGraph, o: OnnxModelOptions): Uint8Array {
         input: [...n.inputs],
         output: [...n.outputs],
         ...(n.name !== undefined ? { name: n.name } : {}),
+        ...(n.domain !== undefined ? { domain: n.domain } : {}),
         ...(n.attributes ? { attribute: Object.entries(n.attributes).map(([k, a]) => attribute(k, a)) } : {}),
       }),
     ),
@@ -111,13 +128,18 @@ export function onnxModel(graph: OnnxGraph, o: OnnxModelOptions): Uint8Array {
     input: graph.inputs.map(valueInfo),
     output: graph.outputs.map(valueInfo),
   });
-  const m = onnx.ModelProto.create({ irVersion: o.irVersion, producerName: o.producer, opsetImport: [{ domain: '', version: o.opset }], graph: g });
+  const m = onnx.ModelProto.create({ irVersion: o.irVersion, producerName: o.producer, opsetImport: [{ domain: '', version: o.opset }, ...Object.entries(o.domains ?? {}).map(([domain, version]) => ({ domain, version }))], graph: g });
   return onnx.ModelProto.encode(m).finish();
 }
 
 /** A float32 initializer. */
 export function floatTensor(name: string, dims: readonly number[], values: ArrayLike<number>): OnnxInitializer {
   return { name, dims, data: Float32Array.from(values) };
+}
+
+/** A string initializer (STRING, each element UTF-8). */
+export function stringTensor(name: string, dims: readonly number[], values: readonly string[]): OnnxInitializer {
+  return { name, dims, data: [...values] };
 }
 
 /** An int64 initializer. */

@@ -15,9 +15,14 @@ export {
   toBytes,
   toHalf,
   toJson,
+  concatRows,
+  splitRows,
+  type NumericDatatype,
   type OrtType,
+  type TensorData,
   type TypedArray,
 } from './tensor.ts';
+export { decodeStrings, encodeStrings, encodedStringsSize } from './tensor-strings.ts';
 export { ModelRegistry, readSignature, resolveRef, sha256, type ModelSummary, type RegisterOptions } from './registry/registry.ts';
 export { ModelRecord, ModelVersion, Signature, Lineage, keys as registryKeys } from './registry/schemas.ts';
 export { RegistryClient } from './registry/client.ts';

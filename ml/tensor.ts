@@ -1,10 +1,12 @@
 /**
  * Tensors at the edges of serving: Open Inference Protocol datatypes, JSON data (nested or flat
- * row-major) ↔ typed arrays, and the wire form (raw little-endian bytes in a MessagePack `bin`,
- * readable from any language). Every check names the input and what is wrong.
+ * row-major) ↔ typed arrays (BYTES: `string[]`, see tensor-strings.ts), and the wire form (raw
+ * little-endian bytes in a MessagePack `bin`, readable from any language; BYTES: each element
+ * length-prefixed). Every check names the input and what is wrong.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { MlErrors } from './errors.ts';
+import { decodeStrings, encodeStrings, stringsFromJson, stringsJsonText } from './tensor-strings.ts';
 
 export const Datatype = {
   FP16: 'FP16',
@@ -19,13 +21,17 @@ export const Datatype = {
   UINT32: 'UINT32',
   UINT64: 'UINT64',
   BOOL: 'BOOL',
+  /** Strings (ONNX string tensors): `string[]` in memory, length-prefixed UTF-8 on the wire. */
+  BYTES: 'BYTES',
 } as const;
 export type Datatype = (typeof Datatype)[keyof typeof Datatype];
+/** The datatypes held in typed arrays (all but BYTES). */
+export type NumericDatatype = Exclude<Datatype, 'BYTES'>;
 export const DATATYPES = Object.values(Datatype) as Datatype[];
 export const DatatypeSchema = Type.Union(DATATYPES.map((d) => Type.Literal(d)));
 
 /** onnxruntime's element type names. */
-export type OrtType = 'float16' | 'float32' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'uint64' | 'bool';
+export type OrtType = 'float16' | 'float32' | 'float64' | 'int8' | 'int16' | 'int32' | 'int64' | 'uint8' | 'uint16' | 'uint32' | 'uint64' | 'bool' | 'string';
 export const ORT_TYPE: Record<Datatype, OrtType> = {
   FP16: 'float16',
   FP32: 'float32',
@@ -39,16 +45,19 @@ export const ORT_TYPE: Record<Datatype, OrtType> = {
   UINT32: 'uint32',
   UINT64: 'uint64',
   BOOL: 'bool',
+  BYTES: 'string',
 };
 const FROM_ORT: Record<string, Datatype> = Object.fromEntries(Object.entries(ORT_TYPE).map(([d, o]) => [o, d as Datatype]));
 export const datatypeFromOrt = (t: string): Datatype | undefined => FROM_ORT[t];
 
 /** FP16 is held as its IEEE 754 half-precision bits in a Uint16Array (what onnxruntime-node takes on Node 20). */
 export type TypedArray = Float32Array | Float64Array | Int8Array | Int16Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array | Uint32Array | BigUint64Array;
+/** A tensor's elements, row-major: a typed array, or for BYTES the strings. */
+export type TensorData = TypedArray | string[];
 
 type ArrayCtor = { new (n: number): TypedArray; new (buf: ArrayBufferLike, off: number, n: number): TypedArray; BYTES_PER_ELEMENT: number };
 /** The typed array holding each datatype (BOOL: one byte per element, 0 or 1). */
-const ARRAY: Record<Datatype, ArrayCtor> = {
+const ARRAY: Record<NumericDatatype, ArrayCtor> = {
   FP16: Uint16Array,
   FP32: Float32Array,
   FP64: Float64Array,
@@ -61,8 +70,8 @@ const ARRAY: Record<Datatype, ArrayCtor> = {
   UINT32: Uint32Array,
   UINT64: BigUint64Array,
   BOOL: Uint8Array,
-} as unknown as Record<Datatype, ArrayCtor>;
-const BYTES = (dt: Datatype): number => ARRAY[dt].BYTES_PER_ELEMENT;
+} as unknown as Record<NumericDatatype, ArrayCtor>;
+const BYTES = (dt: NumericDatatype): number => ARRAY[dt].BYTES_PER_ELEMENT;
 /** Inclusive ranges of the integer types JSON numbers can fill exactly (64-bit: the safe integers). */
 const INT_RANGE: Partial<Record<Datatype, readonly [number, number]>> = {
   INT8: [-128, 127],
@@ -123,7 +132,7 @@ export const WireTensor = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 256 }),
   datatype: DatatypeSchema,
   shape: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 16 }),
-  /** Row-major elements as little-endian bytes (BOOL: one byte each). */
+  /** Row-major elements as little-endian bytes (BOOL: one byte each; BYTES: each a 4-byte little-endian length, then its UTF-8). */
   data: Type.Uint8Array(),
 });
 export type WireTensor = Static<typeof WireTensor>;
@@ -138,8 +147,50 @@ export type TensorSpec = Static<typeof TensorSpec>;
 
 export const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 
-function allocate(dt: Datatype, n: number): TypedArray {
-  return new ARRAY[dt](n);
+/** `n` zero elements (BYTES: empty strings). */
+function allocate(dt: NumericDatatype, n: number): TypedArray;
+function allocate(dt: Datatype, n: number): TensorData;
+function allocate(dt: Datatype, n: number): TensorData {
+  return dt === 'BYTES' ? new Array<string>(n).fill('') : new ARRAY[dt](n);
+}
+
+/**
+ * Tensors of one datatype → one, concatenated along the first axis (the batch axis): what a
+ * batch of requests feeds a model. `n` is the total element count.
+ */
+export function concatRows(dt: Datatype, parts: readonly TensorData[], n: number): TensorData {
+  if (parts.length === 1) return parts[0]!;
+  if (dt === 'BYTES') {
+    const out = new Array<string>(n);
+    let k = 0;
+    for (const p of parts as string[][]) for (let j = 0; j < p.length; j++) out[k++] = p[j]!;
+    return out;
+  }
+  const out = allocate(dt, n);
+  let off = 0;
+  for (const p of parts) {
+    (out as Float32Array).set(p as Float32Array, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/**
+ * A batch's output → one part per request, cut along the first axis by `rows` (each request's
+ * row count; their sum is the batch's). Typed arrays are views, strings copies.
+ */
+export function splitRows(data: TensorData, rows: readonly number[]): TensorData[] {
+  const total = rows.reduce((a, b) => a + b, 0);
+  const rowSize = total > 0 ? data.length / total : 0;
+  const out: TensorData[] = [];
+  let r = 0;
+  for (const n of rows) {
+    const from = r * rowSize;
+    const to = (r + n) * rowSize;
+    out.push(Array.isArray(data) ? data.slice(from, to) : (data.subarray(from, to) as TypedArray));
+    r += n;
+  }
+  return out;
 }
 
 /** Checks that `data` is flat (length = numel) or nested exactly as `shape`; returns the flat list. */
@@ -178,7 +229,10 @@ const F32_MAX = 3.4028234663852886e38;
  * (never throws) at the first thing it does not expect, and the general way below then accepts
  * what is valid and names what is not.
  */
-export function fromJson(name: string, datatype: Datatype, shape: readonly number[], data: unknown): TypedArray {
+export function fromJson(name: string, datatype: NumericDatatype, shape: readonly number[], data: unknown): TypedArray;
+export function fromJson(name: string, datatype: Datatype, shape: readonly number[], data: unknown): TensorData;
+export function fromJson(name: string, datatype: Datatype, shape: readonly number[], data: unknown): TensorData {
+  if (datatype === 'BYTES') return stringsFromJson(name, flatten(name, shape, data));
   // The fast branch's kinds: 0 FP32, 1 FP64, 2 INT32.
   const kind = datatype === 'FP32' ? 0 : datatype === 'FP64' ? 1 : datatype === 'INT32' ? 2 : -1;
   if (kind >= 0 && shape.length >= 1 && shape.length <= 2) {
@@ -264,8 +318,9 @@ function fastNumeric(kind: number, shape: readonly number[], data: unknown): Typ
   return out;
 }
 
-/** Typed array → JSON-friendly flat list. */
-export function toJson(datatype: Datatype, arr: TypedArray): number[] | boolean[] {
+/** Typed array (or strings) → JSON-friendly flat list. */
+export function toJson(datatype: Datatype, arr: TensorData): number[] | boolean[] | string[] {
+  if (Array.isArray(arr)) return arr;
   if (datatype === 'BOOL') return Array.from(arr as Uint8Array, (x) => x !== 0);
   if (datatype === 'INT64' || datatype === 'UINT64') return Array.from(arr as BigInt64Array, (x) => Number(x));
   if (datatype === 'FP16') return Array.from(arr as Uint16Array, fromHalf);
@@ -273,7 +328,8 @@ export function toJson(datatype: Datatype, arr: TypedArray): number[] | boolean[
 }
 
 /** A tensor's elements as JSON text: what `JSON.stringify(toJson(datatype, arr))` gives, without the array. */
-export function toJsonText(datatype: Datatype, arr: TypedArray): string {
+export function toJsonText(datatype: Datatype, arr: TensorData): string {
+  if (Array.isArray(arr)) return stringsJsonText(arr);
   let s = '[';
   if (datatype === 'BOOL') {
     for (let i = 0; i < arr.length; i++) s += i === 0 ? (arr[i] ? 'true' : 'false') : arr[i] ? ',true' : ',false';
@@ -289,12 +345,20 @@ export function toJsonText(datatype: Datatype, arr: TypedArray): string {
   return `${s}]`;
 }
 
-export function toBytes(arr: TypedArray): Uint8Array {
+/** A tensor's wire bytes: a typed array's own bytes (a view), or strings length-prefixed (BYTES). */
+export function toBytes(arr: TensorData): Uint8Array {
+  if (Array.isArray(arr)) return encodeStrings(arr);
   return new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
 }
 
-/** Wire bytes → typed array (copied when the bytes are not aligned for the element type). */
-export function fromBytes(name: string, datatype: Datatype, bytes: Uint8Array, expected?: number): TypedArray {
+/**
+ * Wire bytes → typed array (copied when the bytes are not aligned for the element type); BYTES:
+ * the length-prefixed strings, each length checked against what is left.
+ */
+export function fromBytes(name: string, datatype: NumericDatatype, bytes: Uint8Array, expected?: number): TypedArray;
+export function fromBytes(name: string, datatype: Datatype, bytes: Uint8Array, expected?: number): TensorData;
+export function fromBytes(name: string, datatype: Datatype, bytes: Uint8Array, expected?: number): TensorData {
+  if (datatype === 'BYTES') return decodeStrings(name, bytes, expected);
   const size = BYTES(datatype);
   if (bytes.byteLength % size !== 0 || (expected !== undefined && bytes.byteLength !== expected * size)) {
     throw MlErrors.BAD_INPUT(`input "${name}": ${bytes.byteLength} bytes of ${datatype} data do not hold ${expected ?? '?'} elements`);
@@ -322,7 +386,7 @@ export function checkAgainst(spec: TensorSpec, datatype: string, shape: readonly
 }
 
 /** Is finite everywhere (floats only). Returns the first bad index or -1. */
-export function firstNonFinite(datatype: Datatype, arr: TypedArray): number {
+export function firstNonFinite(datatype: Datatype, arr: TensorData): number {
   if (datatype === 'FP16') {
     const h = arr as Uint16Array;
     for (let i = 0; i < h.length; i++) if ((h[i]! & 0x7c00) === 0x7c00) return i; // exponent all ones: ±Infinity or NaN

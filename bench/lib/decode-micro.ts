@@ -17,14 +17,14 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { decodeOip, type Signature, type TypedArray } from '../../ml/index.ts';
+import { decodeOip, type Signature, type TensorData } from '../../ml/index.ts';
 import { randomRows } from '../../test/fixtures/onnx.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const ROUNDS = Number(process.env.DECODE_ROUNDS ?? 3);
 const MIN_MS = Number(process.env.DECODE_MS ?? 600);
 
-type Decode = (sig: Signature, label: string, body: Uint8Array) => { inputs: TypedArray[] };
+type Decode = (sig: Signature, label: string, body: Uint8Array) => { inputs: TensorData[] };
 
 const git = (...args: string[]): string => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
 

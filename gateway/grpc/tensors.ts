@@ -6,6 +6,10 @@
  * right repeated field for the datatype; values the datatype holds). Every output is asked for
  * as binary data, which is `raw_output_contents` as it comes back.
  *
+ * BYTES: `raw_input_contents` and `raw_output_contents` hold each element as a 4-byte
+ * little-endian length and then its bytes (Triton's form, the same as the binary extension);
+ * `contents.bytes_contents` holds one entry per element and is written into that form here.
+ *
  * What the replica checks — names, datatypes and shapes against the model's signature, element
  * counts against shapes, non-finite floats — it still checks, with the same messages as REST.
  */
@@ -27,6 +31,7 @@ const CONTENTS_FIELD: Readonly<Record<Datatype, keyof InferTensorContents | unde
   UINT32: 'uint_contents',
   UINT64: 'uint64_contents',
   BOOL: 'bool_contents',
+  BYTES: 'bytes_contents',
 };
 const FIELDS = Object.keys({ bool_contents: 0, int_contents: 0, int64_contents: 0, uint_contents: 0, uint64_contents: 0, fp32_contents: 0, fp64_contents: 0, bytes_contents: 0 } satisfies Record<keyof InferTensorContents, 0>) as (keyof InferTensorContents)[];
 
@@ -53,6 +58,19 @@ function contentsBytes(t: InferInputTensor, shape: readonly number[]): Uint8Arra
   const values = t.contents?.[field] ?? [];
   const filled = filledField(t.contents);
   if (values.length === 0 && filled !== undefined) throw MlErrors.BAD_INPUT(`input "${t.name}" (${dt}) takes its values in contents.${field}, not contents.${filled}`);
+  if (dt === 'BYTES') {
+    // Each element's bytes as they came, length-prefixed; the replica checks the count and the UTF-8.
+    const elements = values as Buffer[];
+    const size = elements.reduce((a, e) => a + 4 + e.length, 0);
+    const out = Buffer.allocUnsafe(size);
+    let at = 0;
+    for (const e of elements) {
+      out.writeUInt32LE(e.length, at);
+      out.set(e, at + 4);
+      at += 4 + e.length;
+    }
+    return out;
+  }
   if (dt === 'INT64' || dt === 'UINT64') {
     // Decimal strings the protobuf decoder checked to be in range: exact as BigInt.
     const n = shape.reduce((a, b) => a * b, 1);

@@ -13,7 +13,7 @@ import { Actor, Errors, defineActorType, errorCode, validate } from '../../clust
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import type { ModelVersion } from '../registry/schemas.ts';
-import { ORT_TYPE, allocate, numel, type TypedArray } from '../tensor.ts';
+import { ORT_TYPE, allocate, concatRows, numel, splitRows, type TensorData } from '../tensor.ts';
 import { DynamicBatcher } from './batcher.ts';
 import { withLargePayloads } from './large-payloads.ts';
 import {
@@ -191,13 +191,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
         return;
       }
       const dims = [rows, ...first.shapes[i]!.slice(1)];
-      const out = allocate(spec.datatype, numel(dims));
-      let off = 0;
-      for (const it of items) {
-        const a = it.inputs[i]!;
-        (out as Float32Array).set(a as Float32Array, off);
-        off += a.length;
-      }
+      const out = concatRows(spec.datatype, items.map((it) => it.inputs[i]!), numel(dims));
       feeds[spec.name] = new ort.Tensor(ORT_TYPE[spec.datatype], out as never, dims);
     });
     let res: ort.InferenceSession.OnnxValueMapType;
@@ -210,17 +204,13 @@ export class InferenceActor extends Actor<InferenceMsg> {
     for (const spec of sig.outputs) {
       const t = res[spec.name] as ort.Tensor | undefined;
       if (!t) continue;
-      const data = t.data as TypedArray;
+      const data = t.data as TensorData;
       if (items.length === 1 || !this.#batchable) {
         per[0]!.set(spec.name, { data, dims: t.dims });
         continue;
       }
-      const rowSize = rows > 0 ? data.length / rows : 0;
-      let r = 0;
-      items.forEach((it, k) => {
-        per[k]!.set(spec.name, { data: data.subarray(r * rowSize, (r + it.rows) * rowSize) as TypedArray, dims: [it.rows, ...t.dims.slice(1)] });
-        r += it.rows;
-      });
+      const parts = splitRows(data, items.map((it) => it.rows));
+      items.forEach((it, k) => per[k]!.set(spec.name, { data: parts[k]!, dims: [it.rows, ...t.dims.slice(1)] }));
     }
     return per;
   }

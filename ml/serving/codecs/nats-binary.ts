@@ -1,7 +1,8 @@
 /**
  * The NATS binary form, for clients that skip HTTP: `{"type": "infer", "items": [{"inputs":
  * [{name, datatype, shape, data}], "outputs"?}]}` in MessagePack, each tensor's `data` its raw
- * little-endian bytes (`WireTensor`, readable from any language). Outputs go back the same way.
+ * little-endian bytes (`WireTensor`, readable from any language; BYTES: each element a 4-byte
+ * little-endian length, then its UTF-8). Outputs go back the same way.
  */
 import type { Signature } from '../../registry/schemas.ts';
 import { toBytes, type WireTensor } from '../../tensor.ts';

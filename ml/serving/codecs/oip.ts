@@ -5,14 +5,15 @@
  *
  * With the binary tensor data extension (Triton's and KServe's clients) the JSON header is the
  * first `Inference-Header-Content-Length` bytes; inputs with `parameters.binary_data_size` take
- * their little-endian bytes from what follows, in order; outputs asked for with
+ * their little-endian bytes from what follows, in order (BYTES: each element a 4-byte
+ * little-endian length, then its bytes, as Triton does); outputs asked for with
  * `parameters.binary_data` (or the request's `binary_data_output`) come back the same way.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { MlErrors } from '../../errors.ts';
 import type { Signature } from '../../registry/schemas.ts';
-import { toJsonText, type Datatype, type TypedArray } from '../../tensor.ts';
+import { toBytes, toJsonText, type Datatype, type TensorData } from '../../tensor.ts';
 import { parseJsonBody } from './json-body.ts';
 import { checkOutputs, decodeInputs, selectOutputs, type Decoded, type Outputs, type RequestTensor, type ResponseBody } from './signature.ts';
 
@@ -92,7 +93,9 @@ export interface OipOutput {
   name: string;
   datatype: Datatype;
   shape: readonly number[];
-  data: TypedArray;
+  data: TensorData;
+  /** Its bytes when sent as binary data (set by `encodeOip`: BYTES outputs are encoded once, for their size and body). */
+  bytes?: Uint8Array;
 }
 
 /**
@@ -100,11 +103,12 @@ export interface OipOutput {
  * their bytes, with the header's length (`Inference-Header-Content-Length`).
  */
 export function encodeOip(sig: Signature, model: string, version: string, d: Decoded, outs: Outputs): ResponseBody {
-  const tensors = selectOutputs(sig, outs, d.outputs).map(({ name, datatype, t }): OipOutput => ({ name, datatype, shape: t.dims, data: t.data }));
-  const head = Buffer.from(oipResponseJson(model, version, d.id, tensors, d.binaryOutputs), 'utf8');
-  if (!d.binaryOutputs) return { body: head };
-  const parts: Buffer[] = [head];
-  for (const t of tensors) if (d.binaryOutputs.has(t.name)) parts.push(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  const binary = d.binaryOutputs;
+  const tensors = selectOutputs(sig, outs, d.outputs).map(({ name, datatype, t }): OipOutput => (binary?.has(name) ? { name, datatype, shape: t.dims, data: t.data, bytes: toBytes(t.data) } : { name, datatype, shape: t.dims, data: t.data }));
+  const head = Buffer.from(oipResponseJson(model, version, d.id, tensors, binary), 'utf8');
+  if (!binary) return { body: head };
+  const parts: Uint8Array[] = [head];
+  for (const t of tensors) if (t.bytes) parts.push(t.bytes);
   return { body: Buffer.concat(parts), headerLength: head.length };
 }
 
@@ -121,7 +125,7 @@ export function oipResponseJson(model: string, version: string, id: string | und
     const o = outputs[i]!;
     if (i > 0) s += ',';
     const head = `{"name":${JSON.stringify(o.name)},"datatype":${JSON.stringify(o.datatype)},"shape":[${o.shape.join(',')}]`;
-    s += binary?.has(o.name) ? `${head},"parameters":{"binary_data_size":${o.data.byteLength}}}` : `${head},"data":${toJsonText(o.datatype, o.data)}}`;
+    s += binary?.has(o.name) ? `${head},"parameters":{"binary_data_size":${(o.bytes ?? toBytes(o.data)).byteLength}}}` : `${head},"data":${toJsonText(o.datatype, o.data)}}`;
   }
   return `${s}]}`;
 }

@@ -9,9 +9,9 @@
  */
 import { MlErrors } from '../../errors.ts';
 import type { Signature } from '../../registry/schemas.ts';
-import { DATATYPES, checkAgainst, firstNonFinite, fromBytes, fromJson, numel, type Datatype, type TypedArray } from '../../tensor.ts';
+import { DATATYPES, checkAgainst, firstNonFinite, fromBytes, fromJson, numel, type Datatype, type TensorData } from '../../tensor.ts';
 
-/** One input as a protocol gives it: JSON `data`, or little-endian `bytes`. */
+/** One input as a protocol gives it: JSON `data`, or little-endian `bytes` (BYTES: length-prefixed elements). */
 export interface RequestTensor {
   name: string;
   /** As sent: checked here against the supported datatypes and the signature. */
@@ -19,13 +19,14 @@ export interface RequestTensor {
   shape: number[];
   /** JSON data, flat row-major or nested as `shape`. */
   data?: unknown;
-  /** Raw little-endian bytes (the NATS binary form, OIP's binary tensor data extension). */
+  /** Raw little-endian bytes (the NATS binary form, OIP's binary tensor data extension); BYTES: each element a 4-byte little-endian length, then its UTF-8. */
   bytes?: Uint8Array;
 }
 
 /** A request's inputs in signature order, ready for the batcher. */
 export interface DecodedInputs {
-  inputs: TypedArray[];
+  /** Typed arrays; a BYTES input's strings. */
+  inputs: TensorData[];
   shapes: number[][];
 }
 
@@ -41,7 +42,7 @@ export interface Decoded extends DecodedInputs {
 
 /** An output of one request after its batch ran: its slice of the batch's tensor. */
 export interface OutputTensor {
-  data: TypedArray;
+  data: TensorData;
   dims: readonly number[];
 }
 export type Outputs = Map<string, OutputTensor>;
@@ -62,7 +63,8 @@ export interface SelectedOutput {
 /**
  * Checks a request's tensors against the signature — no name twice, none the model lacks, a
  * supported datatype, none missing, each one's datatype and shape — and builds each as a typed
- * array (bytes: the right length and, for floats, finite; JSON: see `fromJson`).
+ * array or, for BYTES, strings (bytes: the right length and, for floats, finite; BYTES: every
+ * length prefix true, UTF-8; JSON: see `fromJson`).
  */
 export function decodeInputs(sig: Signature, label: string, tensors: readonly RequestTensor[]): DecodedInputs {
   checkNames(sig, label, tensors);
