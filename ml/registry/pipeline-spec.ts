@@ -185,8 +185,18 @@ export function validatePipeline(name: string, spec: PipelineSpec, models: reado
     });
   }
   if (order.length !== spec.steps.length) {
-    const stuck = spec.steps.flatMap((_, i) => (order.includes(i) ? [] : [label(i)]));
-    throw bad(`the steps form a cycle: ${stuck.join(', ')} wait on each other`);
+    // Name only the steps on the cycle: drop, again and again, stuck steps no other stuck step waits on.
+    const stuck = new Set(spec.steps.flatMap((_, i) => (order.includes(i) ? [] : [i])));
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const i of stuck) {
+        if (![...stuck].some((j) => deps[j]!.has(i))) {
+          stuck.delete(i);
+          changed = true;
+        }
+      }
+    }
+    throw bad(`the steps form a cycle: ${[...stuck].map(label).join(', ')} wait on each other`);
   }
   // The public signature: inputs from what their consumers take, outputs from their producers.
   const inputs = spec.inputs.map((t) => {
