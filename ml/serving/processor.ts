@@ -59,6 +59,8 @@ export interface ProcessorContext {
 export const PROCESSOR_FILENAME = /^[A-Za-z0-9_.-]{1,128}\.(ts|mts|js|mjs)$/;
 
 const checkSignature = TypeCompiler.Compile(Signature);
+/** Beside the module wherever it is written: `.ts`/`.js` are then ES modules, whatever directory holds them. */
+const ESM_PACKAGE = '{"type":"module"}\n';
 const LOAD_TIMEOUT_MS = 30_000;
 
 type FromWorker =
@@ -87,8 +89,18 @@ export class ProcessorHost {
   readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; code: string }>();
   #closed = false;
 
-  constructor(file: string) {
+  /** `label` names the version in errors (`preprocess of <label> failed: …`). */
+  constructor(
+    file: string,
+    readonly label = file,
+  ) {
     this.#file = file;
+  }
+
+  /** A module's error as the request's: SHOAL_ERR_PREPROCESS / POSTPROCESS naming the version, or a 400. */
+  #error(code: string, message: string): ShoalError {
+    if (code === MlErrors.BAD_INPUT.code) return MlErrors.BAD_INPUT(message);
+    return code === MlErrors.POSTPROCESS.code ? MlErrors.POSTPROCESS(this.label, message) : MlErrors.PREPROCESS(this.label, message);
   }
 
   /** Starts the worker and imports the module (once; again after the worker died). */
@@ -119,7 +131,7 @@ export class ProcessorHost {
         if (!p) return;
         this.#pending.delete(m.id);
         if (m.type === 'result') p.resolve(m.tensors);
-        else p.reject(m.code === 'SHOAL_ERR_BAD_INPUT' ? MlErrors.BAD_INPUT(m.message) : new ShoalError(p.code, m.message, 500));
+        else p.reject(this.#error(m.code === MlErrors.BAD_INPUT.code ? m.code : p.code, m.message));
       });
       const died = (why: string) => {
         clearTimeout(timer);
@@ -130,7 +142,7 @@ export class ProcessorHost {
         if (!loaded) reject(MlErrors.BAD_MODEL(this.#file, `the processor worker stopped while loading: ${why}`));
         for (const [id, p] of this.#pending) {
           this.#pending.delete(id);
-          p.reject(new ShoalError(p.code, `the processor's worker stopped: ${why}`, 500));
+          p.reject(this.#error(p.code, `the processor's worker stopped: ${why}`));
         }
       };
       w.on('error', (err) => died(err.message));
@@ -161,7 +173,7 @@ export class ProcessorHost {
   async #call(msg: unknown, id: number, code: string): Promise<unknown> {
     await this.load();
     const w = this.#worker;
-    if (!w) throw new ShoalError(code, 'the processor worker is not running', 500);
+    if (!w) throw this.#error(code, 'the processor worker is not running');
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, code });
       w.postMessage(msg);
@@ -302,6 +314,7 @@ export async function validateProcessor(name: string, bytes: Uint8Array, filenam
   if (bytes.length === 0) throw bad('the file is empty');
   const dir = await mkdtemp(join(tmpdir(), 'shoal-processor-'));
   const file = join(dir, filename);
+  await writeFile(join(dir, 'package.json'), ESM_PACKAGE);
   await writeFile(file, bytes);
   const host = new ProcessorHost(file);
   try {
@@ -363,6 +376,7 @@ export async function materializeProcessor(store: ObjectStore, label: string, re
   await mkdir(cacheDir, { recursive: true });
   const work = await mkdtemp(join(cacheDir, `${ref.sha256}.partial-`));
   try {
+    await writeFile(join(work, 'package.json'), ESM_PACKAGE);
     await writeFile(join(work, ref.filename), bytes);
     try {
       await rename(work, dir);
@@ -385,7 +399,7 @@ export async function startProcessor(store: () => Promise<ObjectStore>, mv: Mode
   if (!mv.processor) return undefined;
   const label = `${mv.name} v${mv.version}`;
   const file = await materializeProcessor(await store(), label, mv.processor);
-  const host = new ProcessorHost(file);
+  const host = new ProcessorHost(file, label);
   try {
     await host.load();
   } catch (err) {
