@@ -5,7 +5,11 @@
  * the two steps by hand; bad input is a 400 naming the input; a failing step, a step model that
  * is not deployed (at deploy time and after), and a bad spec each say which step.
  */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, createLogger, request, subjects } from '../../cluster/index.ts';
@@ -152,6 +156,31 @@ describe('pipeline models (real cluster: steps on their own replicas)', () => {
       await expect(control.registerPipeline(name, spec)).rejects.toMatchObject({ code: 'SHOAL_ERR_BAD_MODEL', message: expect.stringMatching(msg) });
       await expect(reader.get(name)).rejects.toMatchObject({ code: 'SHOAL_ERR_MODEL_NOT_FOUND' });
     }
+  });
+
+  it('shoal models register takes --pipeline, and --file with --processor', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-pipes-cli-'));
+    writeFileSync(join(dir, 'scaler.onnx'), scalerModel());
+    const proc = "export const signature = { inputs: [{ name: 'X', datatype: 'FP32', shape: [-1, 4] }], outputs: [{ name: 'Z', datatype: 'FP32', shape: [-1, 4] }] };\nexport const preprocess = (inputs: unknown) => inputs;\n";
+    writeFileSync(join(dir, 'identity.ts'), proc);
+    const shoal = (...args: string[]) =>
+      new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const p = spawn(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'shoal.mjs'), 'models', ...args], { env: c.nats.env(Role.CLIENT), cwd: dir, timeout: 60_000 });
+        let stdout = '';
+        let stderr = '';
+        p.stdout.on('data', (x: Buffer) => (stdout += x.toString('utf8')));
+        p.stderr.on('data', (x: Buffer) => (stderr += x.toString('utf8')));
+        p.on('close', (status) => resolve({ status, stdout, stderr }));
+      });
+    const pipe = await shoal('register', 'iris-cli', '--pipeline', join(import.meta.dirname, '..', '..', 'examples', 'pipeline', 'pipeline.json'));
+    expect(pipe.stderr).toBe('');
+    expect(pipe.stdout).toMatch(/registered pipeline iris-cli v1 \(2 steps: iris-scaler, iris-classifier; in measurements:FP32\[-1,4\] out probs:FP32\[-1,3\]\)/);
+    const withProc = await shoal('register', 'scaler-cli', '--file', 'scaler.onnx', '--processor', 'identity.ts', '--json');
+    expect(withProc.stderr).toBe('');
+    expect(JSON.parse(withProc.stdout)).toMatchObject({ name: 'scaler-cli', version: 1, processor: { filename: 'identity.ts' } });
+    const missing = await shoal('register', 'scaler-cli', 'scaler.onnx', '--processor', 'nope.ts');
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toMatch(/cannot read --processor nope\.ts: ENOENT/);
   });
 
   it('a step model that is not deployed: the deploy is refused, and requests get a 503 naming the step', async () => {
