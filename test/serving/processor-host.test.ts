@@ -1,0 +1,56 @@
+/**
+ * The processor host on its own (ml/serving/processor.ts), no cluster: a module on a worker
+ * thread, what its functions give checked against the signatures, and a worker that dies (the
+ * module ends its thread) failing only the request in flight — the next one gets a new worker.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ProcessorHost, RequestProcessor, validateProcessor } from '../../ml/serving/processor.ts';
+import type { Signature } from '../../ml/index.ts';
+import { NUMERIC_PROCESSOR, source } from '../fixtures/onnx-pipes.ts';
+
+const MODEL_SIG: Signature = { inputs: [{ name: 'X', datatype: 'FP32', shape: [-1, 4] }], outputs: [{ name: 'Y', datatype: 'FP32', shape: [-1, 2] }] };
+
+/** The numeric processor, plus a sentinel (a[0] = 999) on which the module ends its worker thread. */
+const DYING = `${NUMERIC_PROCESSOR.replace("const first = a.data[0];", "const first = a.data[0];\n  if (first === 999) process.exit(3);")}`;
+
+describe('processor host (worker thread, no cluster)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-proc-host-'));
+  writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
+  writeFileSync(join(dir, 'dying.ts'), DYING);
+  const host = new ProcessorHost(join(dir, 'dying.ts'), 'dying v1');
+  let proc: RequestProcessor;
+
+  afterAll(async () => {
+    await host.close();
+  });
+
+  it('validates a module and returns its public signature', async () => {
+    const sig = await validateProcessor('m', source(NUMERIC_PROCESSOR), 'numeric.ts', MODEL_SIG);
+    expect(sig.inputs).toEqual([{ name: 'a', datatype: 'FP64', shape: [-1, 4] }]);
+    const loaded = await host.load();
+    proc = new RequestProcessor(host, 'dying v1', { model: 'dying', version: 1 }, loaded.signature as Signature, MODEL_SIG);
+  });
+
+  const decoded = (first: number, rows = 1) => ({ inputs: [Float64Array.from({ length: rows * 4 }, (_, i) => (i === 0 ? first : i))], shapes: [[rows, 4]], outputs: undefined, id: 'r' });
+
+  it('pre → model inputs checked against the model signature; post → public outputs', async () => {
+    const { model, id } = await proc.pre(decoded(2, 2));
+    expect(model.shapes).toEqual([[2, 4]]);
+    expect(Array.from(model.inputs[0] as Float32Array)).toEqual([1, 0.5, 1, 1.5, 2, 2.5, 3, 3.5]);
+    const out = await proc.post(id, new Map([['Y', { data: Float32Array.from([0.1, 0.9, 0.7, 0.3]), dims: [2, 2] }]]));
+    expect(Array.from(out.get('best')!.data as Int32Array)).toEqual([1, 0]);
+    // A plain number array from the module became the datatype's typed array.
+    expect(out.get('prob')!.data).toBeInstanceOf(Float32Array);
+    expect(Array.from(out.get('prob')!.data as Float32Array)).toEqual([Math.fround(0.9), Math.fround(0.7)]);
+    expect(out.get('main')).toEqual({ data: new Uint8Array([0, 0]), dims: [2] });
+  });
+
+  it('a worker that dies fails the request in flight; the next request gets a new worker', async () => {
+    await expect(proc.pre(decoded(999))).rejects.toMatchObject({ code: 'SHOAL_ERR_PREPROCESS', message: expect.stringMatching(/preprocess of dying v1 failed: the processor's worker stopped: exit code 3/) });
+    const { model } = await proc.pre(decoded(4));
+    expect((model.inputs[0] as Float32Array)[0]).toBe(2);
+  });
+});
