@@ -16,7 +16,7 @@ import { keys } from '../registry/schemas.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import type { WireTensor } from '../tensor.ts';
 import { TrackState, isDeployment, type Deployment } from './canary.ts';
-import type { InferReply } from './messages.ts';
+import type { InferItem, InferReply, ItemResult } from './messages.ts';
 
 /** What one step gives back: its outputs (by step output name) and the rows of the batch it ran in. */
 export interface StepResult {
@@ -83,6 +83,9 @@ export function stepError(pipeline: string, step: string, model: string, err: { 
 }
 
 const DEPLOYMENT_TTL_MS = 1000;
+/** Step requests in one message, at most (and at most this many bytes of tensor data). */
+const MAX_ITEMS = 64;
+const MAX_MESSAGE_BYTES = 1024 * 1024;
 const STEP_TIMEOUT_MS = 30_000;
 const ATTEMPTS = 4;
 
@@ -92,6 +95,8 @@ const ATTEMPTS = 4;
  */
 export class StepSender {
   readonly #cache = new Map<string, { dep: Deployment | undefined; at: number }>();
+  /** Step requests waiting for this turn's message to their service (coalesced, as the gateway does). */
+  readonly #lanes = new Map<string, { items: InferItem[]; bytes: number; waiters: { resolve: (r: ItemResult) => void; reject: (e: unknown) => void }[] }>();
   readonly #decoder = new TextDecoder();
 
   constructor(
@@ -127,15 +132,62 @@ export class StepSender {
     return this.subjects.service(t.service);
   }
 
+  /**
+   * Queues one step request for `subject`; the requests queued in this event-loop turn travel as
+   * one `infer` message (each still gets its own result), so a burst of pipeline requests costs
+   * each step one message, not one per request.
+   */
+  #enqueue(subject: string, item: InferItem): Promise<ItemResult> {
+    let bytes = 0;
+    for (const t of item.inputs) bytes += t.data.length;
+    let lane = this.#lanes.get(subject);
+    if (lane && (lane.items.length >= MAX_ITEMS || lane.bytes + bytes > MAX_MESSAGE_BYTES)) {
+      this.#lanes.delete(subject);
+      void this.#flush(subject, lane);
+      lane = undefined;
+    }
+    if (!lane) {
+      const fresh = { items: [] as InferItem[], bytes: 0, waiters: [] as { resolve: (r: ItemResult) => void; reject: (e: unknown) => void }[] };
+      this.#lanes.set(subject, fresh);
+      setImmediate(() => {
+        if (this.#lanes.get(subject) === fresh) this.#lanes.delete(subject);
+        if (fresh.items.length > 0) void this.#flush(subject, fresh);
+      });
+      lane = fresh;
+    }
+    const l = lane;
+    return new Promise<ItemResult>((resolve, reject) => {
+      l.items.push(item);
+      l.bytes += bytes;
+      l.waiters.push({ resolve, reject });
+    });
+  }
+
+  async #flush(subject: string, lane: { items: InferItem[]; waiters: { resolve: (r: ItemResult) => void; reject: (e: unknown) => void }[] }): Promise<void> {
+    const items = lane.items.splice(0);
+    const waiters = lane.waiters.splice(0);
+    if (items.length === 0) return;
+    try {
+      const reply = await request<InferReply>(this.nc, subject, { type: 'infer', items }, { timeoutMs: STEP_TIMEOUT_MS });
+      waiters.forEach((w, i) => {
+        const r = reply.results[i];
+        if (r) w.resolve(r);
+        else w.resolve({ error: { code: MlErrors.INFERENCE_FAILED.code, message: 'the step answered no result for this request' } });
+      });
+    } catch (err) {
+      for (const w of waiters) w.reject(err);
+    }
+  }
+
   /** A {@link SendStep} over NATS: retried while nobody answers (replicas restarting), then 503. */
   readonly send: SendStep = async (i, step, inputs, outputs) => {
     const name = this.names[i]!;
     let lastNoResponders: unknown;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const subject = await this.service(i, step, attempt > 0);
-      let reply: InferReply;
+      let r: ItemResult;
       try {
-        reply = await request<InferReply>(this.nc, subject, { type: 'infer', items: [{ inputs, outputs }] }, { timeoutMs: STEP_TIMEOUT_MS });
+        r = await this.#enqueue(subject, { inputs, outputs });
       } catch (err) {
         const code = errorCode(err);
         if (code === Errors.NO_RESPONDERS.code || code === Errors.ACTOR_NOT_FOUND.code || code === Errors.ACTOR_STOPPED.code) {
@@ -145,8 +197,6 @@ export class StepSender {
         }
         throw stepError(this.pipeline, name, step.model, { code: code ?? MlErrors.INFERENCE_FAILED.code, message: (err as Error).message });
       }
-      const r = reply.results[0];
-      if (!r) throw stepError(this.pipeline, name, step.model, { code: MlErrors.INFERENCE_FAILED.code, message: 'the step answered no result' });
       if ('error' in r) throw stepError(this.pipeline, name, step.model, r.error);
       return { outputs: r.outputs, batch: r.batch };
     }
