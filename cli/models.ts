@@ -146,10 +146,17 @@ async function showCmd(c: Ctx): Promise<number> {
   const io = (xs: { name: string; datatype: string; shape: number[] }[]) => xs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ');
   const lines = [
     `${name}: latest v${rec.latest}; aliases ${Object.entries(rec.aliases).map(([a, v]) => `${a}=v${v}`).join(' ') || '-'}`,
-    ...versions.map((v) => `  v${v.version}  ${new Date(v.createdAt).toISOString()}  sha256 ${v.sha256.slice(0, 12)}…  in ${io(v.signature.inputs)}  out ${io(v.signature.outputs)}  ${JSON.stringify(v.metrics)}`),
+    ...versions.map((v) => `  v${v.version}  ${new Date(v.createdAt).toISOString()}  sha256 ${v.sha256.slice(0, 12)}…  in ${io(v.signature.inputs)}  out ${io(v.signature.outputs)}${kindOf(v)}  ${JSON.stringify(v.metrics)}`),
   ];
   c.print({ ...rec, versionRecords: versions }, lines.join('\n'));
   return 0;
+}
+
+/** What `show` adds for versions that are more than an ONNX file: a processor module, a pipeline's steps. */
+function kindOf(v: ModelVersion): string {
+  if (v.pipeline) return `  pipeline of ${v.pipeline.steps.map((s) => `${s.model}${s.version ? ` v${s.version}` : ''}`).join(', ')}`;
+  if (v.processor) return `  processor ${v.processor.filename} (sha256 ${v.processor.sha256.slice(0, 12)}…)`;
+  return '';
 }
 
 /** Replica counts and readiness are probed now, not read from the record. */

@@ -77,7 +77,8 @@ describe('pipeline models (real cluster: steps on their own replicas)', () => {
     const mv = await (await control.reader()).resolve('iris');
     expect(mv.format).toBe('pipeline');
     expect(mv.pipeline?.steps.map((x) => x.model)).toEqual(['iris-scaler', 'iris-classifier']);
-    const meta = (await (await get('/v2/models/iris')).json()) as { inputs: unknown[]; outputs: unknown[] };
+    const meta = (await (await get('/v2/models/iris')).json()) as { platform: string; inputs: unknown[]; outputs: unknown[] };
+    expect(meta.platform).toBe('ensemble');
     expect(meta.inputs).toEqual([{ name: 'measurements', datatype: 'FP32', shape: [-1, 4] }]);
     expect(meta.outputs).toEqual([{ name: 'probs', datatype: 'FP32', shape: [-1, 3] }]);
   });
