@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ProcessorHost, RequestProcessor, validateProcessor } from '../../ml/serving/processor.ts';
 import type { Signature } from '../../ml/index.ts';
-import { NUMERIC_PROCESSOR, source } from '../fixtures/onnx-pipes.ts';
+import * as ort from 'onnxruntime-node';
+import { NUMERIC_PROCESSOR, source, textClassifierModel, textClassifierProcessor } from '../fixtures/onnx-pipes.ts';
 
 const MODEL_SIG: Signature = { inputs: [{ name: 'X', datatype: 'FP32', shape: [-1, 4] }], outputs: [{ name: 'Y', datatype: 'FP32', shape: [-1, 2] }] };
 
@@ -52,5 +53,30 @@ describe('processor host (worker thread, no cluster)', () => {
     await expect(proc.pre(decoded(999))).rejects.toMatchObject({ code: 'SHOAL_ERR_PREPROCESS', message: expect.stringMatching(/preprocess of dying v1 failed: the processor's worker stopped: exit code 3/) });
     const { model } = await proc.pre(decoded(4));
     expect((model.inputs[0] as Float32Array)[0]).toBe(2);
+  });
+
+  it("the text classifier example's module on a worker: strings → counts → the example model → label and score", async () => {
+    const exDir = mkdtempSync(join(tmpdir(), 'shoal-proc-example-'));
+    writeFileSync(join(exDir, 'package.json'), '{"type":"module"}');
+    const { bytes, filename } = textClassifierProcessor();
+    writeFileSync(join(exDir, filename), bytes);
+    const exHost = new ProcessorHost(join(exDir, filename), 'sentiment v1');
+    try {
+      const loaded = await exHost.load();
+      const modelSig: Signature = { inputs: [{ name: 'counts', datatype: 'FP32', shape: [-1, 1024] }], outputs: [{ name: 'probs', datatype: 'FP32', shape: [-1, 2] }] };
+      const p = new RequestProcessor(exHost, 'sentiment v1', { model: 'sentiment', version: 1 }, loaded.signature as Signature, modelSig);
+      // Strings as a BYTES tensor's data (what the codecs give once BYTES is served).
+      const texts = ['I love it, great support!', 'Awful and slow. I want a refund.'];
+      const { model, id } = await p.pre({ inputs: [texts as never], shapes: [[2]], outputs: undefined, id: undefined });
+      expect(model.shapes).toEqual([[2, 1024]]);
+      const session = await ort.InferenceSession.create(textClassifierModel());
+      const probs = (await session.run({ counts: new ort.Tensor('float32', model.inputs[0] as Float32Array, [2, 1024]) })).probs as ort.Tensor;
+      await session.release();
+      const out = await p.post(id, new Map([['probs', { data: probs.data as Float32Array, dims: probs.dims }]]));
+      expect(out.get('label')).toEqual({ data: ['positive', 'negative'], dims: [2] });
+      for (const v of out.get('score')!.data as Float32Array) expect(v).toBeGreaterThan(0.9);
+    } finally {
+      await exHost.close();
+    }
   });
 });
