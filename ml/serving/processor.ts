@@ -86,15 +86,24 @@ export class ProcessorHost {
   #worker: Worker | undefined;
   #loaded: Promise<LoadedModule> | undefined;
   #seq = 0;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; code: string }>();
+  /** Calls awaiting their answer, each with the worker it went to. */
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; code: string; worker: Worker }>();
   #closed = false;
 
-  /** `label` names the version in errors (`preprocess of <label> failed: …`). */
+  readonly #callTimeoutMs: number;
+
+  /**
+   * `label` names the version in errors (`preprocess of <label> failed: …`). A call the module
+   * has not answered within `callTimeoutMs` fails, and the worker is restarted (a module stuck in
+   * a loop would otherwise hold every later request of the replica).
+   */
   constructor(
     file: string,
     readonly label = file,
+    opts: { callTimeoutMs?: number } = {},
   ) {
     this.#file = file;
+    this.#callTimeoutMs = opts.callTimeoutMs ?? 30_000;
   }
 
   /** A module's error as the request's: SHOAL_ERR_PREPROCESS / POSTPROCESS naming the version, or a 400. */
@@ -115,7 +124,10 @@ export class ProcessorHost {
     this.#worker = w;
     w.unref();
     return new Promise<LoadedModule>((resolve, reject) => {
-      const timer = setTimeout(() => reject(MlErrors.BAD_MODEL(this.#file, `the processor module did not load within ${LOAD_TIMEOUT_MS} ms`)), LOAD_TIMEOUT_MS);
+      const timer = setTimeout(() => {
+        reject(MlErrors.BAD_MODEL(this.#file, `the processor module did not load within ${LOAD_TIMEOUT_MS} ms`));
+        void w.terminate();
+      }, LOAD_TIMEOUT_MS);
       let loaded = false;
       w.on('message', (m: FromWorker) => {
         if (!loaded) {
@@ -135,12 +147,10 @@ export class ProcessorHost {
       });
       const died = (why: string) => {
         clearTimeout(timer);
-        if (this.#worker === w) {
-          this.#worker = undefined;
-          this.#loaded = undefined;
-        }
+        this.#detach(w);
         if (!loaded) reject(MlErrors.BAD_MODEL(this.#file, `the processor worker stopped while loading: ${why}`));
         for (const [id, p] of this.#pending) {
+          if (p.worker !== w) continue;
           this.#pending.delete(id);
           p.reject(this.#error(p.code, `the processor's worker stopped: ${why}`));
         }
@@ -149,6 +159,13 @@ export class ProcessorHost {
       w.on('exit', (code) => died(`exit code ${code}`));
       w.postMessage({ type: 'load', url: pathToFileURL(this.#file).href });
     });
+  }
+
+  /** Stops sending to `w`: the next call starts a new worker. */
+  #detach(w: Worker): void {
+    if (this.#worker !== w) return;
+    this.#worker = undefined;
+    this.#loaded = undefined;
   }
 
   /** Runs the module's preprocess (identity if it has none); the worker keeps the request for `post`. */
@@ -175,7 +192,21 @@ export class ProcessorHost {
     const w = this.#worker;
     if (!w) throw this.#error(code, 'the processor worker is not running');
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, code });
+      const timer = setTimeout(() => {
+        if (!this.#pending.delete(id)) return;
+        reject(this.#error(code, `the module did not answer within ${this.#callTimeoutMs} ms (its worker is restarted)`));
+        // Later calls go to a new worker at once; what else waits on this one fails as it exits.
+        this.#detach(w);
+        void w.terminate();
+      }, this.#callTimeoutMs);
+      timer.unref();
+      const settle =
+        <T>(f: (v: T) => void) =>
+        (v: T) => {
+          clearTimeout(timer);
+          f(v);
+        };
+      this.#pending.set(id, { resolve: settle(resolve), reject: settle(reject), code, worker: w });
       w.postMessage(msg);
     });
   }

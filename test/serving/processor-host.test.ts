@@ -15,13 +15,13 @@ import { NUMERIC_PROCESSOR, source, textClassifierModel, textClassifierProcessor
 const MODEL_SIG: Signature = { inputs: [{ name: 'X', datatype: 'FP32', shape: [-1, 4] }], outputs: [{ name: 'Y', datatype: 'FP32', shape: [-1, 2] }] };
 
 /** The numeric processor, plus a sentinel (a[0] = 999) on which the module ends its worker thread. */
-const DYING = `${NUMERIC_PROCESSOR.replace("const first = a.data[0];", "const first = a.data[0];\n  if (first === 999) process.exit(3);")}`;
+const DYING = `${NUMERIC_PROCESSOR.replace("const first = a.data[0];", "const first = a.data[0];\n  if (first === 999) process.exit(3);\n  if (first === 1234) for (;;);")}`;
 
 describe('processor host (worker thread, no cluster)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'shoal-proc-host-'));
   writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
   writeFileSync(join(dir, 'dying.ts'), DYING);
-  const host = new ProcessorHost(join(dir, 'dying.ts'), 'dying v1');
+  const host = new ProcessorHost(join(dir, 'dying.ts'), 'dying v1', { callTimeoutMs: 2000 });
   let proc: RequestProcessor;
 
   afterAll(async () => {
@@ -53,6 +53,12 @@ describe('processor host (worker thread, no cluster)', () => {
     await expect(proc.pre(decoded(999))).rejects.toMatchObject({ code: 'SHOAL_ERR_PREPROCESS', message: expect.stringMatching(/preprocess of dying v1 failed: the processor's worker stopped: exit code 3/) });
     const { model } = await proc.pre(decoded(4));
     expect((model.inputs[0] as Float32Array)[0]).toBe(2);
+  });
+
+  it('a module stuck in a loop: the call fails after the timeout, the worker is restarted, the next request is served', async () => {
+    await expect(proc.pre(decoded(1234))).rejects.toMatchObject({ code: 'SHOAL_ERR_PREPROCESS', message: expect.stringMatching(/the module did not answer within 2000 ms \(its worker is restarted\)/) });
+    const { model } = await proc.pre(decoded(6));
+    expect((model.inputs[0] as Float32Array)[0]).toBe(3);
   });
 
   it("the text classifier example's module on a worker: strings → counts → the example model → label and score", async () => {
