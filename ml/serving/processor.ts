@@ -19,7 +19,8 @@
  * with its message, or SHOAL_ERR_BAD_INPUT (400) when the thrown error says `code:
  * 'SHOAL_ERR_BAD_INPUT'` or `status: 400`. What preprocess gives is checked against the model's
  * signature (names, datatypes, ranks, fixed dims, lengths), what postprocess gives against the
- * public one, each error naming the tensor.
+ * public one, each error naming the tensor. A call not answered within 30 s fails the same way
+ * and the worker is restarted; so is one whose worker died (the next call starts a new one).
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
