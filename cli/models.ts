@@ -3,6 +3,9 @@
  *
  *   shoal models register NAME FILE.onnx|DIR|FILE.tar [--alias production] [--metrics JSON] [--lineage JSON] [--description TEXT]
  *     (a directory or a tarball: a graph whose weights are external data files beside it — one artifact)
+ *     [--processor proc.ts]   a pre/post-processing module stored with the version (its signature is what clients see)
+ *     (`--file FILE` may stand for the positional FILE)
+ *   shoal models register NAME --pipeline spec.json  a pipeline model: a DAG of registered models (README "Pipelines")
  *   shoal models list
  *   shoal models show NAME [--version N|ALIAS]
  *   shoal models alias NAME ALIAS VERSION          point an alias at a version
@@ -21,11 +24,12 @@
  */
 import { createReadStream, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
 import { ModelDeployments, ModelRegistry, PACKAGE_FORMAT, RegistryClient, isTarball, packDirectory, type LiveTrack, type ModelVersion, type TrackOptions } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
-export const MODELS_FLAGS = ['alias', 'metrics', 'lineage', 'description', 'version', 'replicas', 'max-batch', 'max-delay-ms', 'weight', 'sticky', 'json', 'threads', 'autoscale', 'max-queue-rows'] as const;
+export const MODELS_FLAGS = ['alias', 'metrics', 'lineage', 'description', 'version', 'replicas', 'max-batch', 'max-delay-ms', 'weight', 'sticky', 'json', 'threads', 'autoscale', 'max-queue-rows', 'file', 'processor', 'pipeline'] as const;
 
 const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status> …  (see README "Inference serving")`;
 
@@ -74,7 +78,8 @@ interface Ctx {
  */
 async function registerCmd(c: Ctx): Promise<number> {
   const name = c.need(0, 'NAME');
-  const file = c.need(1, 'FILE');
+  if (c.flags.has('pipeline')) return registerPipelineCmd(c, name);
+  const file = c.flags.get('file') ?? c.need(1, 'FILE');
   const cannot = (err: unknown) => Errors.USAGE(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   const alias = c.flags.get('alias');
   const opts = {
@@ -82,14 +87,43 @@ async function registerCmd(c: Ctx): Promise<number> {
     ...(c.flags.has('metrics') ? { metrics: json(c.flags.get('metrics'), 'metrics') as Record<string, number> } : {}),
     ...(c.flags.has('lineage') ? { lineage: json(c.flags.get('lineage'), 'lineage') } : {}),
     ...(c.flags.has('description') ? { description: c.flags.get('description')! } : {}),
+    ...(c.flags.has('processor') ? { processor: readProcessor(c.flags.get('processor')!) } : {}),
   };
   const isDir = await stat(file).then((st) => st.isDirectory(), (err: unknown) => Promise.reject(cannot(err)));
   let mv: ModelVersion;
   if (isDir) mv = await c.control.registerPackage(name, await packDirectory(file), opts);
   else if (await isTarball(file).catch((err: unknown) => Promise.reject(cannot(err)))) mv = await c.control.registerPackage(name, createReadStream(file), opts);
   else mv = await c.control.register(name, readFileSync(file), opts);
-  const kind = mv.format === PACKAGE_FORMAT ? 'package, ' : '';
+  const kind = `${mv.format === PACKAGE_FORMAT ? 'package, ' : ''}${mv.processor ? `processor ${mv.processor.filename}, ` : ''}`;
   c.print(mv, `registered ${name} v${mv.version} (${kind}sha256 ${mv.sha256.slice(0, 12)}…, ${mv.sizeBytes} bytes)${alias ? `, ${alias} → v${mv.version}` : ''}`);
+  return 0;
+}
+
+/** `--processor FILE`: the module's bytes and its file name (the extension tells the replica how to load it). */
+function readProcessor(file: string): { bytes: Uint8Array; filename: string } {
+  try {
+    return { bytes: readFileSync(file), filename: basename(file) };
+  } catch (err) {
+    throw Errors.USAGE(`cannot read --processor ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** `register NAME --pipeline spec.json`: the spec is checked by the registry against the step models. */
+async function registerPipelineCmd(c: Ctx, name: string): Promise<number> {
+  const file = c.flags.get('pipeline')!;
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    throw Errors.USAGE(`cannot read --pipeline ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const alias = c.flags.get('alias');
+  const mv = await c.control.registerPipeline(name, bytes, {
+    ...(alias ? { aliases: alias.split(',') } : {}),
+    ...(c.flags.has('description') ? { description: c.flags.get('description')! } : {}),
+  });
+  const io = (xs: { name: string; datatype: string; shape: number[] }[]) => xs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ');
+  c.print(mv, `registered pipeline ${name} v${mv.version} (${mv.pipeline?.steps.length ?? 0} steps: ${mv.pipeline?.steps.map((s) => s.model).join(', ')}; in ${io(mv.signature.inputs)} out ${io(mv.signature.outputs)})${alias ? `, ${alias} → v${mv.version}` : ''}`);
   return 0;
 }
 
@@ -112,10 +146,17 @@ async function showCmd(c: Ctx): Promise<number> {
   const io = (xs: { name: string; datatype: string; shape: number[] }[]) => xs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ');
   const lines = [
     `${name}: latest v${rec.latest}; aliases ${Object.entries(rec.aliases).map(([a, v]) => `${a}=v${v}`).join(' ') || '-'}`,
-    ...versions.map((v) => `  v${v.version}  ${new Date(v.createdAt).toISOString()}  sha256 ${v.sha256.slice(0, 12)}…  in ${io(v.signature.inputs)}  out ${io(v.signature.outputs)}  ${JSON.stringify(v.metrics)}`),
+    ...versions.map((v) => `  v${v.version}  ${new Date(v.createdAt).toISOString()}  sha256 ${v.sha256.slice(0, 12)}…  in ${io(v.signature.inputs)}  out ${io(v.signature.outputs)}${kindOf(v)}  ${JSON.stringify(v.metrics)}`),
   ];
   c.print({ ...rec, versionRecords: versions }, lines.join('\n'));
   return 0;
+}
+
+/** What `show` adds for versions that are more than an ONNX file: a processor module, a pipeline's steps. */
+function kindOf(v: ModelVersion): string {
+  if (v.pipeline) return `  pipeline of ${v.pipeline.steps.map((s) => `${s.model}${s.version ? ` v${s.version}` : ''}`).join(', ')}`;
+  if (v.processor) return `  processor ${v.processor.filename} (sha256 ${v.processor.sha256.slice(0, 12)}…)`;
+  return '';
 }
 
 /** Replica counts and readiness are probed now, not read from the record. */

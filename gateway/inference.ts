@@ -128,7 +128,8 @@ export class InferenceService {
     return {
       name,
       versions: versionRef !== undefined ? [String(v)] : rec.versions.map(String),
-      platform: 'onnxruntime_onnx',
+      // A pipeline model reports Triton's ensemble platform.
+      platform: mv.format === 'pipeline' ? 'ensemble' : 'onnxruntime_onnx',
       inputs: mv.signature.inputs,
       outputs: mv.signature.outputs,
     };

@@ -23,5 +23,8 @@ export const MlErrors = {
   BAD_JOB: defineError('SHOAL_ERR_BAD_JOB', 400, (job: string, why: string) => `job ${job} refused: ${why}`, 'ml'),
   JOB_FAILED: defineError('SHOAL_ERR_JOB_FAILED', 500, (job: string, why: string) => `job ${job} failed: ${why}`, 'ml'),
   UPLOAD_NOT_FOUND: defineError('SHOAL_ERR_UPLOAD_NOT_FOUND', 404, (upload: string) => `upload "${upload}" is not in the uploads store (already taken, expired, or never put there)`, 'ml'),
+  // Pre/post-processing modules and pipelines (ml/serving/processor.ts, pipeline.ts).
+  PREPROCESS: defineError('SHOAL_ERR_PREPROCESS', 500, (model: string, why: string) => `preprocess of ${model} failed: ${why}`, 'ml'),
+  POSTPROCESS: defineError('SHOAL_ERR_POSTPROCESS', 500, (model: string, why: string) => `postprocess of ${model} failed: ${why}`, 'ml'),
   CANARY_NOT_READY: defineError('SHOAL_ERR_CANARY_NOT_READY', 409, (name: string, why: string) => `canary of "${name}": ${why}`, 'ml'),
 } as const;

@@ -73,3 +73,8 @@ export { InferenceActor, inferenceActorType } from './serving/inference-actor.ts
 export { OipInferRequest, PredictRequest, decodeOip } from './serving/codecs/index.ts';
 export * from './datasets/index.ts';
 export * from './training/index.ts';
+// Pre/post-processing modules and pipeline models (issue #13 item 6).
+export { PipelineSpec, PipelineStep, PipelineTensor, ProcessorRef, parsePipelineSpec, stepNames, validatePipeline, type StepModel } from './registry/pipeline-spec.ts';
+export { ProcessorHost, RequestProcessor, validateProcessor, type ProcessorContext, type ProcessorTensor, type ProcessorTensors } from './serving/processor.ts';
+export { PIPELINE_ACTOR_TYPE, PipelineActor, PipelineArgs, pipelineActorType } from './serving/pipeline-actor.ts';
+export { PipelineRunner } from './serving/pipeline.ts';

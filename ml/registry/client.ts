@@ -46,7 +46,24 @@ export class RegistryClient {
   /** Uploads the ONNX file and registers it as the next version of `name`. */
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions = {}): Promise<ModelVersion> {
     if (bytes.length === 0) throw MlErrors.BAD_MODEL(name, 'the file is empty');
-    return this.#withUpload(bytes, `onnx model ${name}`, (upload) => this.#call('register', { name, ...upload, ...opts }, 120_000));
+    const { processor, ...rest } = opts;
+    return this.#withProcessor(processor, (proc) => this.#withUpload(bytes, `onnx model ${name}`, (upload) => this.#call('register', { name, ...upload, ...rest, ...proc }, 120_000)));
+  }
+
+  /**
+   * Registers a pipeline model (ml/registry/pipeline-spec.ts): its spec (a value, or JSON bytes)
+   * goes up as the upload; the service checks it against the step models and derives its signature.
+   */
+  async registerPipeline(name: string, spec: Uint8Array | object, opts: Omit<RegisterOptions, 'processor' | 'signature'> = {}): Promise<ModelVersion> {
+    const json = spec instanceof Uint8Array ? spec : new TextEncoder().encode(JSON.stringify(spec));
+    return this.#withUpload(json, `pipeline ${name}`, (upload) => this.#call('register', { name, ...upload, format: 'pipeline', ...opts }, 60_000));
+  }
+
+  /** Uploads a processor module first (when there is one) and hands `fn` the request's `processor` field. */
+  async #withProcessor<T>(p: RegisterOptions['processor'], fn: (field: { processor?: { upload: string; sha256: string; filename: string } }) => Promise<T>): Promise<T> {
+    if (!p) return fn({});
+    if (p.bytes.length === 0) throw MlErrors.BAD_MODEL(p.filename, 'the processor file is empty');
+    return this.#withUpload(p.bytes, `processor ${p.filename}`, (u) => fn({ processor: { ...u, filename: p.filename } }));
   }
 
   /**
@@ -55,7 +72,8 @@ export class RegistryClient {
    * of `name`. The stream is hashed as it goes up; nothing of it is held in memory.
    */
   async registerPackage(name: string, tarball: AsyncIterable<Uint8Array>, opts: RegisterOptions = {}): Promise<ModelVersion> {
-    return this.#withUpload(tarball, `onnx package ${name}`, (upload) => this.#call('register', { name, ...upload, format: PACKAGE_FORMAT, ...opts }, 600_000));
+    const { processor, ...rest } = opts;
+    return this.#withProcessor(processor, (proc) => this.#withUpload(tarball, `onnx package ${name}`, (upload) => this.#call('register', { name, ...upload, format: PACKAGE_FORMAT, ...rest, ...proc }, 600_000)));
   }
 
   async setAlias(name: string, alias: string, version: number): Promise<ModelRecord> {

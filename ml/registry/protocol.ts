@@ -30,8 +30,13 @@ export const RegisterModelRequest = Type.Object(
     lineage: Type.Optional(Lineage),
     description: Type.Optional(Type.String({ maxLength: 4096 })),
     signature: Type.Optional(Signature),
-    /** What the upload is: one ONNX file, or a package (a tarball of a graph and its external data, package.ts). @default onnx */
-    format: Type.Optional(Type.Union([Type.Literal('onnx'), Type.Literal('onnx-tar')])),
+    /**
+     * What the upload is: one ONNX file, a package (a tarball of a graph and its external data,
+     * package.ts), or a pipeline spec's JSON (pipeline-spec.ts). @default onnx
+     */
+    format: Type.Optional(Type.Union([Type.Literal('onnx'), Type.Literal('onnx-tar'), Type.Literal('pipeline')])),
+    /** A pre/post-processing module uploaded beside the model (ml/serving/processor.ts). */
+    processor: Type.Optional(Type.Object({ ...Upload, filename: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );

@@ -26,6 +26,8 @@ import { isCasConflict, resources, type NatsConnection } from '../../cluster/ind
 import { MlErrors } from '../errors.ts';
 import { ORT_TYPE, datatypeFromOrt, type TensorSpec } from '../tensor.ts';
 import { PACKAGE_FORMAT, materializePackage, unpackPackage } from './package.ts';
+import { parsePipelineSpec, validatePipeline, type ProcessorRef, type StepModel } from './pipeline-spec.ts';
+import { validateProcessor } from '../serving/processor.ts';
 import { ALIAS_NAME, MODEL_NAME, ModelRecord, ModelVersion, keys, type Lineage, type Signature } from './schemas.ts';
 
 export interface RegisterOptions {
@@ -36,6 +38,8 @@ export interface RegisterOptions {
   aliases?: string[];
   /** Override the signature read from the ONNX file. */
   signature?: Signature;
+  /** A pre/post-processing module stored with the version (ml/serving/processor.ts). */
+  processor?: { bytes: Uint8Array; filename: string };
 }
 
 const MODEL_RE = new RegExp(MODEL_NAME);
@@ -113,7 +117,10 @@ export class ModelRegistry {
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions = {}): Promise<ModelVersion> {
     checkNames(name, opts);
     if (bytes.length === 0) throw MlErrors.BAD_MODEL(name, 'the file is empty');
-    const signature = opts.signature ?? (await readSignature(name, bytes));
+    const modelSignature = opts.signature ?? (await readSignature(name, bytes));
+    // A processor is checked (loaded on a worker) before anything is stored; clients then see its signature.
+    const proc = opts.processor ? await registerProcessor(this, name, opts.processor, modelSignature) : undefined;
+    const signature = proc?.publicSignature ?? modelSignature;
     const digest = sha256(bytes);
     const objName = keys.artifact(digest);
     const store = await this.store();
@@ -121,7 +128,32 @@ export class ModelRegistry {
     if (!existing || existing.deleted || existing.size !== bytes.length) {
       await store.putBlob({ name: objName, description: `onnx model ${name}` }, bytes);
     }
-    return this.#addVersion(name, { sha256: digest, sizeBytes: bytes.length, format: 'onnx', signature }, opts);
+    return this.#addVersion(name, { sha256: digest, sizeBytes: bytes.length, format: 'onnx', signature, ...(proc ? { processor: proc.ref } : {}) }, opts);
+  }
+
+  /**
+   * Registers a pipeline (pipeline-spec.ts) from its JSON: every step model resolved (its pinned
+   * version, else the one a deploy would serve: `production`, else the latest), the DAG checked
+   * and its public signature derived. The spec lives in the version record; its sha256 is the
+   * JSON's.
+   */
+  async registerPipeline(name: string, json: Uint8Array, opts: RegisterOptions = {}): Promise<ModelVersion> {
+    checkNames(name, opts);
+    const spec = parsePipelineSpec(name, json);
+    const models: StepModel[] = await Promise.all(
+      spec.steps.map(async (s): Promise<StepModel> => {
+        try {
+          const rec = await this.get(s.model);
+          const v = s.version ?? rec.aliases.production ?? resolveRef(rec, 'latest');
+          const mv = await this.version(s.model, v);
+          return { model: s.model, version: mv.version, format: mv.format, signature: mv.signature };
+        } catch (err) {
+          return { error: MlErrors.MODEL_NOT_FOUND.is(err) ? `model ${s.model} is not registered` : (err as Error).message };
+        }
+      }),
+    );
+    const { signature } = validatePipeline(name, spec, models);
+    return this.#addVersion(name, { sha256: sha256(json), sizeBytes: json.length, format: 'pipeline', signature, pipeline: spec }, opts);
   }
 
   /**
@@ -135,21 +167,23 @@ export class ModelRegistry {
     const work = await mkdtemp(join(tmpdir(), 'shoal-register-'));
     try {
       const { graph, sha256: digest, size } = await unpackPackage(createReadStream(tarFile), work, name);
-      const signature = opts.signature ?? (await readSignature(name, graph));
+      const modelSignature = opts.signature ?? (await readSignature(name, graph));
+      const proc = opts.processor ? await registerProcessor(this, name, opts.processor, modelSignature) : undefined;
+      const signature = proc?.publicSignature ?? modelSignature;
       const objName = keys.artifact(digest);
       const store = await this.store();
       const existing = await store.info(objName);
       if (!existing || existing.deleted || existing.size !== size) {
         await store.put({ name: objName, description: `onnx package ${name}` }, Readable.toWeb(createReadStream(tarFile)) as ReadableStream<Uint8Array>);
       }
-      return await this.#addVersion(name, { sha256: digest, sizeBytes: size, format: PACKAGE_FORMAT, signature }, opts);
+      return await this.#addVersion(name, { sha256: digest, sizeBytes: size, format: PACKAGE_FORMAT, signature, ...(proc ? { processor: proc.ref } : {}) }, opts);
     } finally {
       await rm(work, { recursive: true, force: true });
     }
   }
 
   /** Claims the next version number of `name` for an artifact already stored, and moves the head. */
-  async #addVersion(name: string, artifact: Pick<ModelVersion, 'sha256' | 'sizeBytes' | 'format' | 'signature'>, opts: RegisterOptions): Promise<ModelVersion> {
+  async #addVersion(name: string, artifact: Pick<ModelVersion, 'sha256' | 'sizeBytes' | 'format' | 'signature' | 'processor' | 'pipeline'>, opts: RegisterOptions): Promise<ModelVersion> {
     const { sha256: digest, signature } = artifact;
     const now = Date.now();
     // Claim the next version number by creating its (immutable) record: `create` refuses an
@@ -165,6 +199,8 @@ export class ModelRegistry {
         sizeBytes: artifact.sizeBytes,
         format: artifact.format,
         signature,
+        ...(artifact.processor ? { processor: artifact.processor } : {}),
+        ...(artifact.pipeline ? { pipeline: artifact.pipeline } : {}),
         metrics: opts.metrics ?? {},
         lineage: opts.lineage ?? {},
         ...(opts.description ? { description: opts.description } : {}),
@@ -346,6 +382,16 @@ export class ModelRegistry {
     }
     throw MlErrors.REGISTRY_CONFLICT(keys.model(name));
   }
+}
+
+/** Checks a processor module (processor.ts) and stores it content-addressed: its reference, and the public signature it declares. */
+async function registerProcessor(reg: ModelRegistry, name: string, p: { bytes: Uint8Array; filename: string }, modelSignature: Signature): Promise<{ ref: ProcessorRef; publicSignature: Signature }> {
+  const publicSignature = await validateProcessor(name, p.bytes, p.filename, modelSignature);
+  const digest = sha256(p.bytes);
+  const store = await reg.store();
+  const existing = await store.info(keys.artifact(digest));
+  if (!existing || existing.deleted || existing.size !== p.bytes.length) await store.putBlob({ name: keys.artifact(digest), description: `processor of ${name}` }, p.bytes);
+  return { ref: { sha256: digest, sizeBytes: p.bytes.length, filename: p.filename, modelSignature }, publicSignature };
 }
 
 function checkNames(name: string, opts: RegisterOptions): void {

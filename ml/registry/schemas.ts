@@ -1,6 +1,7 @@
 /** Registry records as stored in the `models` KV bucket (JSON, readable with any NATS tool). */
 import { Type, type Static } from '@sinclair/typebox';
 import { TensorSpec } from '../tensor.ts';
+import { PipelineSpec, ProcessorRef } from './pipeline-spec.ts';
 
 export const MODEL_NAME = '^[A-Za-z0-9_-]{1,64}$';
 export const ALIAS_NAME = '^[A-Za-z][A-Za-z0-9_-]{0,63}$';
@@ -31,9 +32,17 @@ export const ModelVersion = Type.Object({
   /** Content address of the artifact in the artifacts object store (`sha256/<hex>`). */
   sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
   sizeBytes: Type.Integer({ minimum: 0 }),
-  /** `onnx`: one ONNX file; `onnx-tar`: a tarball of a graph and its external data files (ml/registry/package.ts). */
-  format: Type.Union([Type.Literal('onnx'), Type.Literal('onnx-tar')]),
+  /**
+   * `onnx`: one ONNX file; `onnx-tar`: a tarball of a graph and its external data files
+   * (ml/registry/package.ts); `pipeline`: a DAG of other models (`pipeline` below, sha256 of its JSON).
+   */
+  format: Type.Union([Type.Literal('onnx'), Type.Literal('onnx-tar'), Type.Literal('pipeline')]),
+  /** What clients see and send (with a processor: the processor's public signature, not the ONNX file's). */
   signature: Signature,
+  /** A pre/post-processing module stored with the version (ml/serving/processor.ts). */
+  processor: Type.Optional(ProcessorRef),
+  /** The steps of a `pipeline` version (ml/registry/pipeline-spec.ts). */
+  pipeline: Type.Optional(PipelineSpec),
   metrics: Type.Record(Type.String(), Type.Number()),
   lineage: Lineage,
   description: Type.Optional(Type.String()),

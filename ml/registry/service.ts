@@ -63,10 +63,16 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
       };
       const what = `model ${req.name}`;
       // A package streams through a scratch file (it may not fit in memory); a single file is read whole, as ever.
+      // A processor module comes as its own upload (taken, and deleted, whatever happens).
+      const proc = req.processor;
+      const withProcessor = <T>(fn: (o: typeof opts & { processor?: { bytes: Uint8Array; filename: string } }) => Promise<T>): Promise<T> =>
+        proc ? withUpload(uploads, proc.upload, proc.sha256, `processor of ${what}`, (bytes) => fn({ ...opts, processor: { bytes, filename: proc.filename } })) : fn(opts);
       const mv =
-        req.format === PACKAGE_FORMAT
-          ? await withUploadFile(uploads, req.upload, req.sha256, what, (file) => registry.registerPackage(req.name, file, opts))
-          : await withUpload(uploads, req.upload, req.sha256, what, (bytes) => registry.register(req.name, bytes, opts));
+        req.format === 'pipeline'
+          ? await withUpload(uploads, req.upload, req.sha256, what, (bytes) => registry.registerPipeline(req.name, bytes, opts))
+          : req.format === PACKAGE_FORMAT
+            ? await withProcessor((o) => withUploadFile(uploads, req.upload, req.sha256, what, (file) => registry.registerPackage(req.name, file, o)))
+            : await withProcessor((o) => withUpload(uploads, req.upload, req.sha256, what, (bytes) => registry.register(req.name, bytes, o)));
       log.info({ model: req.name, version: mv.version, sha256: mv.sha256, bytes: mv.sizeBytes, format: mv.format }, 'model registered');
       return mv;
     },

@@ -3,5 +3,6 @@
  * (`--actors.modules '["ml/serving/actors.ts"]'`).
  */
 import { inferenceActorType } from './inference-actor.ts';
+import { pipelineActorType } from './pipeline-actor.ts';
 
-export const actorTypes = [inferenceActorType];
+export const actorTypes = [inferenceActorType, pipelineActorType];

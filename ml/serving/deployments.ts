@@ -30,6 +30,8 @@ import { keys } from '../registry/schemas.ts';
 import { DEFAULT_POLICY, TrackState, isDeployment, type Deployment, serviceName, type CanaryTrack, type RollbackPolicy, type Track } from './canary.ts';
 import { INFERENCE_ACTOR_TYPE, type InferenceArgs, type ReadyReply } from './messages.ts';
 import { liveStatus, type LiveStatus } from './live-status.ts';
+import { checkStepsServing } from './pipeline.ts';
+import { PIPELINE_ACTOR_TYPE, type PipelineArgs } from './pipeline-actor.ts';
 
 export interface TrackOptions {
   /** Version number or alias. @default the `production` alias, else the latest version */
@@ -274,10 +276,17 @@ export class ModelDeployments {
 
   async #startTrack(name: string, version: number, o: TrackOptions): Promise<Track> {
     const t = this.#track(name, version, o, TrackState.READY);
-    const args: InferenceArgs = { model: name, version, maxBatchSize: t.maxBatchSize, maxQueueDelayMs: t.maxQueueDelayMs, ...(o.threads ? { threads: o.threads } : {}), ...(o.maxQueueRows ? { maxQueueRows: o.maxQueueRows } : {}) };
+    let args: InferenceArgs | PipelineArgs = { model: name, version, maxBatchSize: t.maxBatchSize, maxQueueDelayMs: t.maxQueueDelayMs, ...(o.threads ? { threads: o.threads } : {}), ...(o.maxQueueRows ? { maxQueueRows: o.maxQueueRows } : {}) };
+    let type = INFERENCE_ACTOR_TYPE;
+    // A pipeline version (pipeline-spec.ts) is served by a pipeline actor, once its step models serve.
+    const mv = await this.registry.version(name, version);
+    if (mv.format === 'pipeline' && mv.pipeline) {
+      await checkStepsServing(`${name} v${version}`, mv.pipeline, this.nc, this.subjects, this.registry);
+      [type, args] = [PIPELINE_ACTOR_TYPE, { model: name, version }];
+    }
     const ids = this.replicaIds(t);
     try {
-      return await this.#spawnAndWait(name, version, t, args, ids, o);
+      return await this.#spawnAndWait(name, version, t, args, ids, o, type);
     } catch (err) {
       // Never leave half-started replicas behind (a model that fails its warm-up would be
       // re-placed forever).
@@ -286,12 +295,12 @@ export class ModelDeployments {
     }
   }
 
-  async #spawnAndWait(name: string, version: number, t: Track, args: InferenceArgs, ids: string[], o: TrackOptions): Promise<Track> {
+  async #spawnAndWait(name: string, version: number, t: Track, args: InferenceArgs | PipelineArgs, ids: string[], o: TrackOptions, type = INFERENCE_ACTOR_TYPE): Promise<Track> {
     const running = await Promise.all(ids.map(async (id) => (await this.#directory.get(id))?.entry.state === 'running'));
     if (!running.every(Boolean)) {
       try {
         await this.#client.spawn(
-          { type: INFERENCE_ACTOR_TYPE, service: t.service, args, kind: 'inference', ...(o.resources ? { resources: o.resources } : {}), ...(o.constraints ? { constraints: o.constraints } : {}), ...(o.autoscale ? { autoscale: o.autoscale } : {}) },
+          { type, service: t.service, args, kind: 'inference', ...(o.resources ? { resources: o.resources } : {}), ...(o.constraints ? { constraints: o.constraints } : {}), ...(o.autoscale ? { autoscale: o.autoscale } : {}) },
           { replicas: t.replicas, timeoutMs: o.readyTimeoutMs ?? 60_000 },
         );
       } catch (err) {

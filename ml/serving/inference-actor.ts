@@ -31,6 +31,7 @@ import {
   type ReplicaStats,
 } from './messages.ts';
 import { decodeOip, decodePredict, decodeWire, encodeOip, encodePredict, encodeWire, type Decoded, type Outputs } from './codecs/index.ts';
+import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
 
 /** A decoded request and its row count (what the batcher queues). */
 interface Prepared extends Decoded {
@@ -48,6 +49,10 @@ export class InferenceActor extends Actor<InferenceMsg> {
   /** Whether the first dimension of every input and output is the batch dimension. */
   #batchable = false;
   #errors = 0;
+  /** The version's pre/post-processing module, on a worker thread (processor.ts); none for most. */
+  #processor: RequestProcessor | undefined;
+  /** What clients send and get: the processor's public signature, else the model's. */
+  #public!: ModelVersion['signature'];
 
   constructor(args: unknown) {
     super();
@@ -59,7 +64,10 @@ export class InferenceActor extends Actor<InferenceMsg> {
     const { model, version } = this.#args;
     const registry = await ModelRegistry.open(this.ctx.nc, this.ctx.subjects.prefix);
     // A single file's bytes, or the graph path of a package unpacked on this node (its external data beside it).
-    const { version: mv, model: source } = await registry.loadModel(model, version);
+    const { version: loaded, model: source } = await registry.loadModel(model, version);
+    this.#processor = await startProcessor(() => registry.store(), loaded);
+    this.#public = loaded.signature;
+    const mv = modelView(loaded);
     this.#mv = mv;
     const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: this.#args.threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' };
     this.#session = await (typeof source === 'string' ? ort.InferenceSession.create(source, options) : ort.InferenceSession.create(source, options));
@@ -87,6 +95,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
   override async onStop(): Promise<void> {
     this.#batcher?.close(Errors.ACTOR_STOPPED(this.ctx.actorId, 'stopping'));
     await this.#session?.release().catch(() => undefined);
+    await this.#processor?.close().catch(() => undefined);
   }
 
   receive(m: InferenceMsg): unknown {
@@ -121,6 +130,21 @@ export class InferenceActor extends Actor<InferenceMsg> {
     return `${this.#mv.name} v${this.#mv.version}`;
   }
 
+  /** A decoded request through the version's processor, when it has one: preprocess, batch and run, postprocess. */
+  async #run(d: Decoded): Promise<{ value: Outputs; batch: number }> {
+    const p = this.#processor;
+    if (!p) return this.#submit(d);
+    const { model, id } = await p.pre(d);
+    let r: { value: Outputs; batch: number };
+    try {
+      r = await this.#submit(model);
+    } catch (err) {
+      p.forget(id);
+      throw err;
+    }
+    return { value: await p.post(id, r.value), batch: r.batch };
+  }
+
   /** Queues a decoded request in the batcher; resolves with its outputs once its batch ran. */
   #submit(d: Decoded): Promise<{ value: Outputs; batch: number }> {
     const p = d as Prepared;
@@ -145,12 +169,12 @@ export class InferenceActor extends Actor<InferenceMsg> {
 
   /** Binary requests (tensors as bytes, from NATS clients). */
   async #infer(items: InferItem[]): Promise<InferReply> {
-    const sig = this.#mv.signature;
+    const sig = this.#public;
     const results = await Promise.all(
       items.map(async (item): Promise<ItemResult> => {
         try {
           const d = decodeWire(sig, this.#label, item.inputs, item.outputs);
-          const { value, batch } = await this.#submit(d);
+          const { value, batch } = await this.#run(d);
           return { outputs: encodeWire(sig, value, d.outputs), batch };
         } catch (err) {
           return this.#failure(err);
@@ -168,9 +192,10 @@ export class InferenceActor extends Actor<InferenceMsg> {
       items.map(async (item): Promise<JsonResult> => {
         try {
           const v1 = item.format === 'v1';
-          const d = v1 ? decodePredict(mv.signature, this.#label, item.body) : decodeOip(mv.signature, this.#label, item.body, item.headerLength);
-          const { value, batch } = await this.#submit(d);
-          const out = v1 ? encodePredict(mv.signature, mv.name, version, d, value) : encodeOip(mv.signature, mv.name, version, d, value);
+          const sig = this.#public;
+          const d = v1 ? decodePredict(sig, this.#label, item.body) : decodeOip(sig, this.#label, item.body, item.headerLength);
+          const { value, batch } = await this.#run(d);
+          const out = v1 ? encodePredict(sig, mv.name, version, d, value) : encodeOip(sig, mv.name, version, d, value);
           return out.headerLength === undefined ? { body: out.body, batch } : { body: out.body, headerLength: out.headerLength, batch };
         } catch (err) {
           return this.#failure(err);

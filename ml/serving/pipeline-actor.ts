@@ -1,0 +1,194 @@
+/**
+ * The pipeline actor: serves a `pipeline` model version (ml/registry/pipeline-spec.ts) on its
+ * own service subject, exactly like an inference replica from the outside — the same `infer`,
+ * `infer-json`, `ready` and `stats` messages, the same codecs against the version's (derived)
+ * signature — but instead of a session it runs the DAG: each step a binary `infer` message to
+ * the step model's replicas (pipeline.ts). It holds no model and batches nothing itself; every
+ * step is batched on its own model's replicas. Deployed by `ModelDeployments` when a version's
+ * format is `pipeline`.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { Actor, defineActorType, errorCode, validate } from '../../cluster/index.ts';
+import { MlErrors } from '../errors.ts';
+import { ModelRegistry } from '../registry/registry.ts';
+import { stepNames } from '../registry/pipeline-spec.ts';
+import type { ModelVersion } from '../registry/schemas.ts';
+import { fromBytes, toBytes, type Datatype, type TypedArray, type WireTensor } from '../tensor.ts';
+import { decodeOip, decodePredict, decodeWire, encodeOip, encodePredict, encodeWire, type Decoded, type Outputs } from './codecs/index.ts';
+import { withLargePayloads } from './large-payloads.ts';
+import { InferenceMsg, type InferItem, type InferJsonReply, type InferReply, type ItemError, type JsonItem, type ReadyReply, type ReplicaStats } from './messages.ts';
+import { PipelineRunner, StepSender } from './pipeline.ts';
+
+export const PIPELINE_ACTOR_TYPE = 'shoal-pipeline';
+
+/** A tensor's elements: a typed array, or strings (BYTES). */
+type TensorData = TypedArray | string[];
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A tensor's elements as wire bytes: little-endian values, or for BYTES each element's UTF-8
+ * after its 4-byte little-endian length (Triton's binary form of BYTES).
+ */
+export function wireBytes(data: TensorData): Uint8Array {
+  if (!Array.isArray(data)) return toBytes(data);
+  const parts = data.map((s) => utf8.encode(s));
+  const out = new Uint8Array(parts.reduce((n, p) => n + 4 + p.length, 0));
+  const view = new DataView(out.buffer);
+  let off = 0;
+  for (const p of parts) {
+    view.setUint32(off, p.length, true);
+    out.set(p, off + 4);
+    off += 4 + p.length;
+  }
+  return out;
+}
+
+/** The inverse of {@link wireBytes} (a step's output); SHOAL_ERR_BAD_INPUT naming the tensor when BYTES lengths lie. */
+export function fromWireBytes(name: string, datatype: string, bytes: Uint8Array): TensorData {
+  if (datatype !== 'BYTES') return fromBytes(name, datatype as Datatype, bytes);
+  const out: string[] = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let off = 0; off < bytes.length; ) {
+    if (off + 4 > bytes.length) throw MlErrors.BAD_INPUT(`"${name}" (BYTES): ${bytes.length - off} trailing bytes do not hold a length`);
+    const n = view.getUint32(off, true);
+    if (off + 4 + n > bytes.length) throw MlErrors.BAD_INPUT(`"${name}" (BYTES): element ${out.length} claims ${n} bytes, ${bytes.length - off - 4} are left`);
+    out.push(fromUtf8.decode(bytes.subarray(off + 4, off + 4 + n)));
+    off += 4 + n;
+  }
+  return out;
+}
+
+/** Spawn arguments of a `shoal-pipeline` actor. */
+export const PipelineArgs = Type.Object({ model: Type.String({ minLength: 1 }), version: Type.Integer({ minimum: 1 }) }, { additionalProperties: false });
+export type PipelineArgs = Static<typeof PipelineArgs>;
+
+export class PipelineActor extends Actor<InferenceMsg> {
+  readonly #args: PipelineArgs;
+  #mv!: ModelVersion;
+  #runner!: PipelineRunner;
+  #requests = 0;
+  #errors = 0;
+  #inflight = 0;
+
+  constructor(args: unknown) {
+    super();
+    this.#args = validate(PipelineArgs, args, 'pipeline actor args');
+  }
+
+  override async onStart(): Promise<void> {
+    const { model, version } = this.#args;
+    const registry = await ModelRegistry.open(this.ctx.nc, this.ctx.subjects.prefix);
+    const mv = await registry.version(model, version);
+    if (mv.format !== 'pipeline' || !mv.pipeline) throw MlErrors.BAD_MODEL(model, `v${version} is not a pipeline (format ${mv.format})`);
+    this.#mv = mv;
+    const label = `${model} v${version}`;
+    const names = stepNames(mv.pipeline);
+    const sender = new StepSender(label, this.ctx.nc, this.ctx.subjects, registry, names);
+    this.#runner = new PipelineRunner(label, mv.pipeline, sender.send);
+    this.ctx.log.info({ model, version, steps: names }, 'pipeline serving');
+  }
+
+  receive(m: InferenceMsg): unknown {
+    switch (m.type) {
+      case 'infer':
+        return this.#infer(m.items);
+      case 'infer-json':
+        return withLargePayloads(this.ctx, m.items, (items) => this.#inferJson(items));
+      case 'ready':
+        return { ready: true, actorId: this.ctx.actorId, model: this.#mv.name, version: this.#mv.version } satisfies ReadyReply;
+      case 'stats':
+        return {
+          actorId: this.ctx.actorId,
+          nodeId: this.ctx.nodeId,
+          model: this.#mv.name,
+          version: this.#mv.version,
+          batches: this.#requests,
+          requests: this.#requests,
+          rows: this.#requests,
+          avgBatchSize: 1,
+          maxBatchSeen: 1,
+          queueRows: this.#inflight,
+          errors: this.#errors,
+          maxBatchSize: 1,
+          maxQueueDelayMs: 0,
+        } satisfies ReplicaStats;
+    }
+  }
+
+  get #label(): string {
+    return `${this.#mv.name} v${this.#mv.version}`;
+  }
+
+  /** One decoded request through the DAG; its outputs as the codecs take them. */
+  async #run(d: Decoded): Promise<{ value: Outputs; batch: number }> {
+    const sig = this.#mv.signature;
+    this.#requests++;
+    this.#inflight++;
+    try {
+      const inputs: WireTensor[] = sig.inputs.map((spec, i) => ({ name: spec.name, datatype: spec.datatype, shape: d.shapes[i]!, data: wireBytes(d.inputs[i] as TensorData) }));
+      const { outputs, batch } = await this.#runner.run(inputs);
+      const value: Outputs = new Map();
+      for (const spec of sig.outputs) {
+        const t = outputs.get(spec.name)!;
+        value.set(spec.name, { data: fromWireBytes(spec.name, spec.datatype, t.data) as TypedArray, dims: t.shape });
+      }
+      return { value, batch };
+    } finally {
+      this.#inflight--;
+    }
+  }
+
+  #failure(err: unknown): ItemError {
+    const code = errorCode(err);
+    if (code !== MlErrors.BAD_INPUT.code) this.#errors++;
+    return { error: { code: code ?? MlErrors.INFERENCE_FAILED.code, message: err instanceof Error ? err.message : String(err) } };
+  }
+
+  async #infer(items: InferItem[]): Promise<InferReply> {
+    const sig = this.#mv.signature;
+    const results = await Promise.all(
+      items.map(async (item) => {
+        try {
+          const d = decodeWire(sig, this.#label, item.inputs, item.outputs);
+          const { value, batch } = await this.#run(d);
+          return { outputs: encodeWire(sig, value, d.outputs), batch };
+        } catch (err) {
+          return this.#failure(err);
+        }
+      }),
+    );
+    return { results, queueRows: this.#inflight, actorId: this.ctx.actorId };
+  }
+
+  async #inferJson(items: JsonItem[]): Promise<InferJsonReply> {
+    const mv = this.#mv;
+    const sig = mv.signature;
+    const version = String(mv.version);
+    const results = await Promise.all(
+      items.map(async (item) => {
+        try {
+          const v1 = item.format === 'v1';
+          const d = v1 ? decodePredict(sig, this.#label, item.body) : decodeOip(sig, this.#label, item.body, item.headerLength);
+          const { value, batch } = await this.#run(d);
+          const out = v1 ? encodePredict(sig, mv.name, version, d, value) : encodeOip(sig, mv.name, version, d, value);
+          return out.headerLength === undefined ? { body: out.body, batch } : { body: out.body, headerLength: out.headerLength, batch };
+        } catch (err) {
+          return this.#failure(err);
+        }
+      }),
+    );
+    return { results, queueRows: this.#inflight, actorId: this.ctx.actorId, version: mv.version };
+  }
+}
+
+export const pipelineActorType = defineActorType({
+  name: PIPELINE_ACTOR_TYPE,
+  messages: InferenceMsg,
+  create: (args) => new PipelineActor(args),
+  kind: 'inference',
+  mailboxCapacity: 1024,
+  // Each message waits on its steps' replicas: many at once, as the inference actor.
+  concurrency: 256,
+  supervision: { maxRestarts: 3, withinMs: 60_000, backoffMs: 100 },
+});
