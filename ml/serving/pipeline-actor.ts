@@ -13,51 +13,13 @@ import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { stepNames } from '../registry/pipeline-spec.ts';
 import type { ModelVersion } from '../registry/schemas.ts';
-import { fromBytes, toBytes, type Datatype, type TypedArray, type WireTensor } from '../tensor.ts';
+import { fromBytes, toBytes, type Datatype, type TensorData, type TypedArray, type WireTensor } from '../tensor.ts';
 import { decodeOip, decodePredict, decodeWire, encodeOip, encodePredict, encodeWire, type Decoded, type Outputs } from './codecs/index.ts';
 import { withLargePayloads } from './large-payloads.ts';
 import { InferenceMsg, type InferItem, type InferJsonReply, type InferReply, type ItemError, type JsonItem, type ReadyReply, type ReplicaStats } from './messages.ts';
 import { PipelineRunner, StepSender } from './pipeline.ts';
 
 export const PIPELINE_ACTOR_TYPE = 'shoal-pipeline';
-
-/** A tensor's elements: a typed array, or strings (BYTES). */
-type TensorData = TypedArray | string[];
-const utf8 = new TextEncoder();
-const fromUtf8 = new TextDecoder('utf-8', { fatal: true });
-
-/**
- * A tensor's elements as wire bytes: little-endian values, or for BYTES each element's UTF-8
- * after its 4-byte little-endian length (Triton's binary form of BYTES).
- */
-export function wireBytes(data: TensorData): Uint8Array {
-  if (!Array.isArray(data)) return toBytes(data);
-  const parts = data.map((s) => utf8.encode(s));
-  const out = new Uint8Array(parts.reduce((n, p) => n + 4 + p.length, 0));
-  const view = new DataView(out.buffer);
-  let off = 0;
-  for (const p of parts) {
-    view.setUint32(off, p.length, true);
-    out.set(p, off + 4);
-    off += 4 + p.length;
-  }
-  return out;
-}
-
-/** The inverse of {@link wireBytes} (a step's output); SHOAL_ERR_BAD_INPUT naming the tensor when BYTES lengths lie. */
-export function fromWireBytes(name: string, datatype: string, bytes: Uint8Array): TensorData {
-  if (datatype !== 'BYTES') return fromBytes(name, datatype as Datatype, bytes);
-  const out: string[] = [];
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  for (let off = 0; off < bytes.length; ) {
-    if (off + 4 > bytes.length) throw MlErrors.BAD_INPUT(`"${name}" (BYTES): ${bytes.length - off} trailing bytes do not hold a length`);
-    const n = view.getUint32(off, true);
-    if (off + 4 + n > bytes.length) throw MlErrors.BAD_INPUT(`"${name}" (BYTES): element ${out.length} claims ${n} bytes, ${bytes.length - off - 4} are left`);
-    out.push(fromUtf8.decode(bytes.subarray(off + 4, off + 4 + n)));
-    off += 4 + n;
-  }
-  return out;
-}
 
 /** Spawn arguments of a `shoal-pipeline` actor. */
 export const PipelineArgs = Type.Object({ model: Type.String({ minLength: 1 }), version: Type.Integer({ minimum: 1 }) }, { additionalProperties: false });
@@ -126,12 +88,12 @@ export class PipelineActor extends Actor<InferenceMsg> {
     this.#requests++;
     this.#inflight++;
     try {
-      const inputs: WireTensor[] = sig.inputs.map((spec, i) => ({ name: spec.name, datatype: spec.datatype, shape: d.shapes[i]!, data: wireBytes(d.inputs[i] as TensorData) }));
+      const inputs: WireTensor[] = sig.inputs.map((spec, i) => ({ name: spec.name, datatype: spec.datatype, shape: d.shapes[i]!, data: toBytes(d.inputs[i] as TensorData) }));
       const { outputs, batch } = await this.#runner.run(inputs);
       const value: Outputs = new Map();
       for (const spec of sig.outputs) {
         const t = outputs.get(spec.name)!;
-        value.set(spec.name, { data: fromWireBytes(spec.name, spec.datatype, t.data) as TypedArray, dims: t.shape });
+        value.set(spec.name, { data: fromBytes(spec.name, spec.datatype as Datatype, t.data) as TypedArray, dims: t.shape });
       }
       return { value, batch };
     } finally {

@@ -35,11 +35,9 @@ import { MlErrors } from '../errors.ts';
 import { packageCacheDir } from '../registry/package.ts';
 import type { ProcessorRef } from '../registry/pipeline-spec.ts';
 import { Signature, keys, type ModelVersion } from '../registry/schemas.ts';
-import { allocate, fromJson, numel, type TensorSpec, type TypedArray } from '../tensor.ts';
+import { allocate, fromJson, numel, type TensorData, type TensorSpec, type TypedArray } from '../tensor.ts';
 import type { Decoded, Outputs } from './codecs/index.ts';
 
-/** A tensor's elements: a typed array, or strings (BYTES). */
-type TensorData = TypedArray | string[];
 
 /** A tensor as a processor module sees and gives it. */
 export interface ProcessorTensor {

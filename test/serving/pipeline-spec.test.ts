@@ -165,15 +165,3 @@ describe('pipeline runner (fake steps)', () => {
     await expect(runner.run([t('x', 1)])).rejects.toMatchObject({ code: 'SHOAL_ERR_BAD_INPUT', status: 400, message: expect.stringMatching(/pipeline d v1, step "right" \(model m\): input "X": nope/) });
   });
 });
-
-describe('pipeline wire data', () => {
-  it('BYTES elements travel length-prefixed (4 bytes, little-endian) and come back as strings; a lying length is refused', async () => {
-    const { wireBytes, fromWireBytes } = await import('../../ml/serving/pipeline-actor.ts');
-    const b = wireBytes(['héllo', '', 'x']);
-    expect(Array.from(b.subarray(0, 4))).toEqual([6, 0, 0, 0]);
-    expect(fromWireBytes('t', 'BYTES', b)).toEqual(['héllo', '', 'x']);
-    const lying = Uint8Array.from([9, 0, 0, 0, 65]);
-    expect(() => fromWireBytes('t', 'BYTES', lying)).toThrow(/"t" \(BYTES\): element 0 claims 9 bytes, 1 are left/);
-    expect(Array.from(fromWireBytes('f', 'FP32', wireBytes(Float32Array.from([1.5, -2]))) as Float32Array)).toEqual([1.5, -2]);
-  });
-});
