@@ -133,6 +133,8 @@ export const TensorSpec = Type.Object({
   name: Type.String({ minLength: 1 }),
   datatype: DatatypeSchema,
   shape: Type.Array(Type.Integer({ minimum: -1 })),
+  /** Each dimension's symbolic name ('' where it is fixed or unnamed): what batching matches on. Absent in records registered before it was kept. */
+  dimParams: Type.Optional(Type.Array(Type.String())),
 });
 export type TensorSpec = Static<typeof TensorSpec>;
 

@@ -46,7 +46,8 @@ export class RegistryClient {
   /** Uploads the ONNX file and registers it as the next version of `name`. */
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions = {}): Promise<ModelVersion> {
     if (bytes.length === 0) throw MlErrors.BAD_MODEL(name, 'the file is empty');
-    return this.#withUpload(bytes, `onnx model ${name}`, (upload) => this.#call('register', { name, ...upload, ...opts }, 120_000));
+    const { sample, ...rest } = opts;
+    return this.#withSample(name, sample, (s) => this.#withUpload(bytes, `onnx model ${name}`, (upload) => this.#call('register', { name, ...upload, ...rest, ...s }, 120_000)));
   }
 
   /**
@@ -55,7 +56,15 @@ export class RegistryClient {
    * of `name`. The stream is hashed as it goes up; nothing of it is held in memory.
    */
   async registerPackage(name: string, tarball: AsyncIterable<Uint8Array>, opts: RegisterOptions = {}): Promise<ModelVersion> {
-    return this.#withUpload(tarball, `onnx package ${name}`, (upload) => this.#call('register', { name, ...upload, format: PACKAGE_FORMAT, ...opts }, 600_000));
+    const { sample, ...rest } = opts;
+    return this.#withSample(name, sample, (s) => this.#withUpload(tarball, `onnx package ${name}`, (upload) => this.#call('register', { name, ...upload, format: PACKAGE_FORMAT, ...rest, ...s }, 600_000)));
+  }
+
+  /** Uploads a sample request first (when there is one) and hands `fn` the request field naming it. */
+  async #withSample<T>(name: string, sample: Uint8Array | undefined, fn: (s: { sample?: { upload: string; sha256: string } }) => Promise<T>): Promise<T> {
+    if (!sample) return fn({});
+    if (sample.length === 0) throw MlErrors.BAD_MODEL(name, 'the sample request is empty');
+    return this.#withUpload(sample, `sample request of ${name}`, (upload) => fn({ sample: upload }));
   }
 
   async setAlias(name: string, alias: string, version: number): Promise<ModelRecord> {

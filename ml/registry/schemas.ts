@@ -34,6 +34,11 @@ export const ModelVersion = Type.Object({
   /** `onnx`: one ONNX file; `onnx-tar`: a tarball of a graph and its external data files (ml/registry/package.ts). */
   format: Type.Union([Type.Literal('onnx'), Type.Literal('onnx-tar')]),
   signature: Signature,
+  /**
+   * A sample OIP v2 `infer` request body (JSON) stored with the version, content-addressed in the
+   * artifacts store like the model: what a replica warms up with (deploy option `warmup`).
+   */
+  sample: Type.Optional(Type.Object({ sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }), sizeBytes: Type.Integer({ minimum: 0 }) })),
   metrics: Type.Record(Type.String(), Type.Number()),
   lineage: Lineage,
   description: Type.Optional(Type.String()),

@@ -27,7 +27,7 @@ import { MlErrors } from '../errors.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
 import { REGISTRY_REQUESTS } from './protocol.ts';
 import { PACKAGE_FORMAT, writeHashed } from './package.ts';
-import { ModelRegistry, sha256 } from './registry.ts';
+import { ModelRegistry, sha256, type RegisterOptions } from './registry.ts';
 
 export interface RegistryServiceOptions {
   /** A connection with the scheduler's rights. */
@@ -63,11 +63,15 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
       };
       const what = `model ${req.name}`;
       // A package streams through a scratch file (it may not fit in memory); a single file is read whole, as ever.
-      const mv =
+      const registerWith = (o: RegisterOptions) =>
         req.format === PACKAGE_FORMAT
-          ? await withUploadFile(uploads, req.upload, req.sha256, what, (file) => registry.registerPackage(req.name, file, opts))
-          : await withUpload(uploads, req.upload, req.sha256, what, (bytes) => registry.register(req.name, bytes, opts));
-      log.info({ model: req.name, version: mv.version, sha256: mv.sha256, bytes: mv.sizeBytes, format: mv.format }, 'model registered');
+          ? withUploadFile(uploads, req.upload, req.sha256, what, (file) => registry.registerPackage(req.name, file, o))
+          : withUpload(uploads, req.upload, req.sha256, what, (bytes) => registry.register(req.name, bytes, o));
+      const sample = req.sample;
+      const mv = sample
+        ? await withUpload(uploads, sample.upload, sample.sha256, `sample request of ${what}`, (bytes) => registerWith({ ...opts, sample: bytes })).finally(() => uploads.delete(req.upload).catch(() => undefined))
+        : await registerWith(opts);
+      log.info({ model: req.name, version: mv.version, sha256: mv.sha256, bytes: mv.sizeBytes, format: mv.format, sample: mv.sample?.sha256 }, 'model registered');
       return mv;
     },
     alias: async (req) => {
