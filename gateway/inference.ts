@@ -76,7 +76,8 @@ export interface ModelMetadata {
 export interface ModelParameters {
   /** Whether the version serves now (a ready stable or canary track). */
   deployed: boolean;
-  batching: BatchingInfo;
+  /** Absent for a version registered before dimension names were kept and not serving yet (a replica decides when it loads). */
+  batching?: BatchingInfo;
   warmup?: WarmupReport;
   instances?: number;
   intraOpThreads?: number;
@@ -176,6 +177,7 @@ export class InferenceService {
       const { batching, warmup, instances, intraOpThreads } = track.serving;
       return { deployed, batching, warmup, instances, intraOpThreads };
     }
+    if (![...mv.signature.inputs, ...mv.signature.outputs].every((t) => t.dimParams)) return { deployed };
     let batching: BatchingInfo;
     try {
       batching = batchingInfo(mv.signature, planBatching(mv.signature), track?.maxBatchSize ?? 32);

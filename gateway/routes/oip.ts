@@ -20,13 +20,13 @@ const TensorMeta = Type.Object({ name: Type.String(), datatype: Type.String(), s
 const ModelParameters = Type.Object(
   {
     deployed: Type.Boolean(),
-    batching: Type.Object({
+    batching: Type.Optional(Type.Object({
       batched: Type.Boolean(),
       maxBatchSize: Type.Integer(),
       dim: Type.Optional(Type.String()),
       axes: Type.Optional(Type.Record(Type.String(), Type.Integer())),
       reason: Type.Optional(Type.String()),
-    }),
+    })),
     warmup: Type.Optional(Type.Object({ mode: Type.String(), ok: Type.Boolean(), warning: Type.Optional(Type.String()) })),
     instances: Type.Optional(Type.Integer()),
     intraOpThreads: Type.Optional(Type.Integer()),

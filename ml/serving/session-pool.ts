@@ -181,7 +181,7 @@ class Instance {
  */
 export class SessionPool {
   readonly #instances: Instance[];
-  readonly #waiting: ((i: Instance) => void)[] = [];
+  readonly #waiting: { resolve: (i: Instance) => void; reject: (e: Error) => void }[] = [];
   #closed = false;
 
   private constructor(
@@ -200,7 +200,14 @@ export class SessionPool {
   static async create(model: Uint8Array | string, o: SessionOptions & { instances?: number; onExit?: (err: Error) => void } = {}): Promise<SessionPool> {
     const n = Math.max(1, o.instances ?? 1);
     let pool: SessionPool | undefined;
-    const instances = Array.from({ length: n }, (_, i) => new Instance(i, (_inst, err) => pool && !pool.#closed && o.onExit?.(err)));
+    const instances = Array.from({ length: n }, (_, i) =>
+      new Instance(i, (_inst, err) => {
+        if (!pool || pool.#closed) return;
+        // No session left to wait for: the callers waiting for one fail now.
+        if (pool.#instances.every((x) => x.dead)) for (const w of pool.#waiting.splice(0)) w.reject(err);
+        o.onExit?.(err);
+      }),
+    );
     try {
       const loaded = await Promise.all(instances.map((inst) => inst.load(model, { intraOpThreads: o.intraOpThreads ?? 1 })));
       pool = new SessionPool(instances, loaded[0]!.inputs, loaded[0]!.outputs);
@@ -234,6 +241,7 @@ export class SessionPool {
 
   async close(): Promise<void> {
     this.#closed = true;
+    for (const w of this.#waiting.splice(0)) w.reject(new Error('the session pool is closed'));
     await Promise.all(this.#instances.map((i) => i.release().catch(() => undefined)));
   }
 
@@ -244,7 +252,7 @@ export class SessionPool {
       return await inst.run(feeds);
     } finally {
       const next = inst.dead ? undefined : this.#waiting.shift();
-      if (next) next(inst);
+      if (next) next.resolve(inst);
       else inst.busy = false;
     }
   }
@@ -252,6 +260,6 @@ export class SessionPool {
   #idle(): Promise<Instance> {
     const live = this.#instances.find((i) => !i.dead);
     if (!live) return Promise.reject(this.#instances[0]!.dead!);
-    return new Promise((resolve) => this.#waiting.push(resolve));
+    return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
   }
 }

@@ -10,7 +10,8 @@ import { transferables, type PoolTensor, type SessionValueInfo, type WorkerReply
 const port = parentPort!;
 let session: ort.InferenceSession | undefined;
 
-const firstLine = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? 'onnxruntime error';
+/** onnxruntime's message on one line (its detail, e.g. which index and what it expected, is on the next ones). */
+const firstLine = (err: unknown): string => (err instanceof Error ? err.message : String(err)).split('\n').map((l) => l.trim()).filter(Boolean).join(' ').slice(0, 1000) || 'onnxruntime error';
 
 function post(m: WorkerReply, transfer: ArrayBuffer[] = []): void {
   try {

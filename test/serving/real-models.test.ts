@@ -254,6 +254,25 @@ describe('serving real-world models (real cluster, real onnxruntime)', () => {
       expect(rep.results.map((x) => (x as ItemOk).outputs[0]!.shape)).toEqual([[1, 4], [3, 4]]);
     });
 
+    it('a version registered before dimension names were kept is still read; its replica takes them from the model', async () => {
+      const mv = await c.control.register('legacy', convModel());
+      // The record as the registry wrote it before: shapes with -1, no dimParams.
+      const strip = (t: { name: string; datatype: string; shape: number[] }) => ({ name: t.name, datatype: t.datatype, shape: t.shape });
+      const old = { ...mv, signature: { inputs: mv.signature.inputs.map(strip), outputs: mv.signature.outputs.map(strip) } };
+      const kv = (await ModelRegistry.open(await c.nats.connect(Role.SCHEDULER))).kv;
+      await kv.put(registryKeys.version('legacy', 1), new TextEncoder().encode(JSON.stringify(old)));
+      expect((await registry.version('legacy', 1)).signature.inputs).toEqual([{ name: 'X', datatype: 'FP32', shape: [-1, 4, -1] }]);
+      // Not serving yet: metadata cannot say how it will batch, and does not guess.
+      const before = await until(async () => {
+        const m = await get<{ inputs: unknown[]; parameters: Record<string, unknown> }>('/v2/models/legacy');
+        return m.parameters && !('batching' in m.parameters) ? m : undefined;
+      }, 10_000, 'the gateway reading the legacy record');
+      expect(before.parameters).toEqual({ deployed: false });
+      const d = await c.control.deploy('legacy', { replicas: 1, warmup: 'off', readyTimeoutMs: 30_000 });
+      expect(d.stable.serving?.batching).toEqual({ batched: true, maxBatchSize: 32, dim: 'N', axes: { X: 0, Y: 0 } });
+      await c.control.undeploy('legacy');
+    });
+
     it('a recurrent state [layers, batch, hidden]: unbatched by default; batched along axis 1 with batchAxes, each request gets its own rows', async () => {
       const { layers: L, hidden: H } = STATE;
       await c.control.register('rnn', stateModel());
