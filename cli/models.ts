@@ -221,7 +221,9 @@ const COMMANDS: Record<string, (c: Ctx) => Promise<number>> = {
   async deploy(c) {
     const name = c.need(0, 'NAME');
     const d = await c.control.deploy(name, c.track());
-    c.print(d, `${name}: v${d.stable.version} serving on ${d.stable.service} (${d.stable.replicas} replica${d.stable.replicas > 1 ? 's' : ''})`);
+    const info = d.stable.serving;
+    const extra = info ? [`  ${describeBatching(info.batching)}`, ...(info.warmup.warning ? [`  WARNING: ${info.warmup.warning}`] : [])] : [];
+    c.print(d, [`${name}: v${d.stable.version} serving on ${d.stable.service} (${d.stable.replicas} replica${d.stable.replicas > 1 ? 's' : ''})`, ...extra].join('\n'));
     return 0;
   },
   async canary(c) {
