@@ -109,6 +109,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
         onExit: (err) => {
           this.#broken = err;
           this.ctx.log.error({ model, version, err: err.message }, 'a session worker died; the replica restarts');
+          // A crashed actor is not stopped (no onStop): end the other sessions' workers now.
+          void this.#pool?.close().catch(() => undefined);
         },
       });
     } catch (err) {
