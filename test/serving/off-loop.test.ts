@@ -97,4 +97,29 @@ describe('inference off the event loop (real processes, real onnxruntime)', () =
     const st = await c.status();
     expect(st.nodes.find((n) => n.nodeId === NODE)).toMatchObject({ alive: true });
   }, 240_000);
+
+  it('instances: N sessions per replica run N batches at once, each on its own worker', async () => {
+    await c.control.register('slow2', slowModel({ dim: 1024, depth: 40 }));
+    // One request per batch, so two requests are two batches; two sessions run them together.
+    const d = await c.control.deploy('slow2', { replicas: 1, warmup: 'off', instances: 2, intraOpThreads: 1, maxBatchSize: 1, readyTimeoutMs: 60_000 });
+    expect(d.stable.serving).toMatchObject({ instances: 2, intraOpThreads: 1 });
+    const replica = c.actors.ref('model-slow2-v1-1');
+    const ask = (v: number) =>
+      replica.ask<InferReply>({ type: 'infer', items: [{ inputs: [{ name: 'X', datatype: 'FP32', shape: [1, 8], data: new Uint8Array(Float32Array.from({ length: 8 }, () => v).buffer) }] }] }, { timeoutMs: 180_000 });
+    let done = 0;
+    const runs = [ask(1), ask(2)].map((p) => p.finally(() => done++));
+    let most = 0;
+    while (done === 0) {
+      most = Math.max(most, (await replica.ask<ReplicaStats>({ type: 'stats' }, { timeoutMs: 5000 })).inflight);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const replies = await Promise.all(runs);
+    expect(most).toBe(2);
+    const y = (r: InferReply) => {
+      const o = (r.results[0] as ItemOk).outputs[0]!;
+      return new Float32Array(o.data.buffer.slice(o.data.byteOffset, o.data.byteOffset + 4))[0];
+    };
+    expect(replies.map(y)).toEqual([8, 16]);
+    expect(await replica.ask<ReplicaStats>({ type: 'stats' })).toMatchObject({ batches: 2, requests: 2, instances: 2, inflight: 0 });
+  }, 240_000);
 });
