@@ -13,7 +13,9 @@
  * that a slow minute on this shared machine hits every target alike. A cell's figure is the
  * median of its rounds; the Shoal/naive ratio is the median of the per-round ratios.
  * Then the large-tensor row (bench/lib/serving-large.ts): one 16 MiB request, MB/s and p99, Shoal
- * against the naive server (b) in turns (BENCH_LARGE=0 skips it).
+ * against the naive server (b) in turns (BENCH_LARGE=0 skips it). Then the compute-heavy row
+ * (bench/lib/serving-heavy.ts): a model of more than 10 ms per run, Shoal with 2 instances
+ * against the naive server, in turns (BENCH_HEAVY=0 skips it; BENCH_HEAVY_C sets its connections).
  * Writes bench/results/serving.md (keeping the hand-written notes below its marker).
  * Everything shares this machine's cores with autocannon, so compare ratios, not absolute
  * numbers, across machines.
@@ -28,6 +30,7 @@ import { randomRows } from '../test/fixtures/onnx.ts';
 import { startServingCluster } from './lib/serving-cluster.ts';
 import { writeResults } from './lib/results.ts';
 import { deployLargeModel, measureLarge } from './lib/serving-large.ts';
+import { deployHeavyModel, measureHeavy } from './lib/serving-heavy.ts';
 
 const DURATION_S = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = (process.env.BENCH_C ?? '1,16,64,128').split(',').map(Number);
@@ -144,6 +147,11 @@ try {
     await deployLargeModel(cluster.nc, url);
     large = await measureLarge([naiveTarget, targets.find((t) => t.letter === 'd')!], DURATION_S, ROUNDS);
   }
+  let heavy: string[] = [];
+  if (process.env.BENCH_HEAVY !== '0' && naiveTarget) {
+    await deployHeavyModel(cluster.nc, url);
+    heavy = await measureHeavy([naiveTarget, targets.find((t) => t.letter === 'd')!], DURATION_S, ROUNDS);
+  }
   await cluster.nc.close();
   await cluster.stop();
 
@@ -182,6 +190,7 @@ try {
     })()}.`,
     '',
     ...large,
+    ...heavy,
   ];
   writeResults('bench/results/serving.md', lines.join('\n'));
   process.stdout.write(lines.join('\n'));

@@ -1,8 +1,9 @@
 /**
  * `shoal models …`: the model registry and deployments from the command line.
  *
- *   shoal models register NAME FILE.onnx|DIR|FILE.tar [--alias production] [--metrics JSON] [--lineage JSON] [--description TEXT]
- *     (a directory or a tarball: a graph whose weights are external data files beside it — one artifact)
+ *   shoal models register NAME FILE.onnx|DIR|FILE.tar [--alias production] [--metrics JSON] [--lineage JSON] [--description TEXT] [--sample request.json]
+ *     (a directory or a tarball: a graph whose weights are external data files beside it — one artifact;
+ *      --sample: an OIP v2 infer request body stored with the version, what replicas warm up with)
  *     [--processor proc.ts]   a pre/post-processing module stored with the version (its signature is what clients see)
  *     (`--file FILE` may stand for the positional FILE)
  *   shoal models register NAME --pipeline spec.json  a pipeline model: a DAG of registered models (README "Pipelines")
@@ -11,6 +12,7 @@
  *   shoal models alias NAME ALIAS VERSION          point an alias at a version
  *   shoal models rollback NAME [--alias production] move an alias back to its previous version
  *   shoal models deploy NAME [--version N|ALIAS] [--replicas 2] [--max-batch 32] [--max-delay-ms 0] [--max-queue-rows 4096] [--autoscale MIN:MAX[:TARGET]]
+ *                       [--instances 1] [--intra-op-threads 1] [--warmup sample|synthetic|off] [--batching false] [--batch-axes '{"h":1}']
  *   shoal models canary NAME --version N [--weight 0.1] [--replicas 1] [--sticky]
  *   shoal models weight NAME WEIGHT                 change the canary's traffic share
  *   shoal models promote NAME                       canary → stable (and the production alias)
@@ -26,10 +28,34 @@ import { createReadStream, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
-import { ModelDeployments, ModelRegistry, PACKAGE_FORMAT, RegistryClient, isTarball, packDirectory, type LiveTrack, type ModelVersion, type TrackOptions } from '../ml/index.ts';
+import { ModelDeployments, ModelRegistry, PACKAGE_FORMAT, RegistryClient, describeBatching, isTarball, packDirectory, type LiveTrack, type ModelVersion, type TrackOptions, type WarmupMode } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
-export const MODELS_FLAGS = ['alias', 'metrics', 'lineage', 'description', 'version', 'replicas', 'max-batch', 'max-delay-ms', 'weight', 'sticky', 'json', 'threads', 'autoscale', 'max-queue-rows', 'file', 'processor', 'pipeline'] as const;
+export const MODELS_FLAGS = [
+  'alias',
+  'metrics',
+  'lineage',
+  'description',
+  'sample',
+  'file',
+  'processor',
+  'pipeline',
+  'version',
+  'replicas',
+  'max-batch',
+  'max-delay-ms',
+  'weight',
+  'sticky',
+  'json',
+  'threads',
+  'intra-op-threads',
+  'instances',
+  'warmup',
+  'batching',
+  'batch-axes',
+  'autoscale',
+  'max-queue-rows',
+] as const;
 
 const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status> …  (see README "Inference serving")`;
 
@@ -56,6 +82,45 @@ function num(v: string | undefined, name: string): number | undefined {
   const n = Number(v);
   if (!Number.isFinite(n)) throw Errors.USAGE(`--${name} must be a number, got "${v}"`);
   return n;
+}
+
+/** `--sample FILE`: the bytes of an OIP v2 infer request body (the registry checks it against the signature). */
+function readSample(file: string): Uint8Array {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw Errors.USAGE(`cannot read the sample request ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** `--batching true|false` (also on/off). */
+function boolFlag(v: string, name: string): boolean {
+  if (['true', 'on', 'yes'].includes(v)) return true;
+  if (['false', 'off', 'no'].includes(v)) return false;
+  throw Errors.USAGE(`--${name} takes true or false, got "${v}"`);
+}
+
+function warmupFlag(v: string): WarmupMode {
+  if (v === 'sample' || v === 'synthetic' || v === 'off') return v;
+  throw Errors.USAGE(`--warmup takes sample, synthetic or off, got "${v}"`);
+}
+
+/** `--batch-axes '{"h":1}'`: the batch axis of tensors where it is not 0. */
+function batchAxesFlag(v: string): Record<string, number> {
+  const o = json(v, 'batch-axes')!;
+  for (const [k, a] of Object.entries(o)) if (!Number.isInteger(a) || (a as number) < 0) throw Errors.USAGE(`--batch-axes: the axis of "${k}" must be a non-negative integer, got ${JSON.stringify(a)}`);
+  return o as Record<string, number>;
+}
+
+/** A track's serving info as `shoal models status` prints it. */
+function servingLines(t: LiveTrack): string[] {
+  const lines: string[] = [];
+  if (t.info) {
+    lines.push(`    ${describeBatching(t.info.batching)}`);
+    lines.push(`    ${t.info.instances} instance${t.info.instances > 1 ? 's' : ''} per replica × ${t.info.intraOpThreads} intra-op thread${t.info.intraOpThreads > 1 ? 's' : ''}; warm-up ${t.info.warmup.mode}${t.info.warmup.ok ? '' : ' (failed)'}`);
+  }
+  for (const w of t.warnings.length ? t.warnings : t.info?.warmup.warning ? [t.info.warmup.warning] : []) lines.push(`    WARNING: ${w}`);
+  return lines;
 }
 
 /** What every `shoal models` subcommand gets: its arguments, flags, and the cluster's clients. */
@@ -88,6 +153,7 @@ async function registerCmd(c: Ctx): Promise<number> {
     ...(c.flags.has('lineage') ? { lineage: json(c.flags.get('lineage'), 'lineage') } : {}),
     ...(c.flags.has('description') ? { description: c.flags.get('description')! } : {}),
     ...(c.flags.has('processor') ? { processor: readProcessor(c.flags.get('processor')!) } : {}),
+    ...(c.flags.has('sample') ? { sample: readSample(c.flags.get('sample')!) } : {}),
   };
   const isDir = await stat(file).then((st) => st.isDirectory(), (err: unknown) => Promise.reject(cannot(err)));
   let mv: ModelVersion;
@@ -95,7 +161,7 @@ async function registerCmd(c: Ctx): Promise<number> {
   else if (await isTarball(file).catch((err: unknown) => Promise.reject(cannot(err)))) mv = await c.control.registerPackage(name, createReadStream(file), opts);
   else mv = await c.control.register(name, readFileSync(file), opts);
   const kind = `${mv.format === PACKAGE_FORMAT ? 'package, ' : ''}${mv.processor ? `processor ${mv.processor.filename}, ` : ''}`;
-  c.print(mv, `registered ${name} v${mv.version} (${kind}sha256 ${mv.sha256.slice(0, 12)}…, ${mv.sizeBytes} bytes)${alias ? `, ${alias} → v${mv.version}` : ''}`);
+  c.print(mv, `registered ${name} v${mv.version} (${kind}sha256 ${mv.sha256.slice(0, 12)}…, ${mv.sizeBytes} bytes${mv.sample ? `, sample request sha256 ${mv.sample.sha256.slice(0, 12)}…` : ''})${alias ? `, ${alias} → v${mv.version}` : ''}`);
   return 0;
 }
 
@@ -168,7 +234,9 @@ async function statusCmd(c: Ctx): Promise<number> {
     `${t.serving} of ${t.desired} replicas serving${t.serving < t.desired ? ` — ${t.replicas.filter((r) => !r.serving).map((r) => `${r.actorId}: ${r.state}${r.nodeId ? ` on ${r.nodeId}` : ''}${r.reason ? ` (${r.reason})` : ''}, no answer`).join('; ') || 'none in the directory'}` : ''}`;
   const lines = [
     `${name}: ${live.ready ? 'ready' : 'NOT SERVING'} — stable v${live.stable.version} on ${live.stable.service}, ${serving(live.stable)}`,
+    ...servingLines(live.stable),
     d.canary && live.canary ? `  canary v${d.canary.version} (${d.canary.state}, weight ${d.canary.weight}${d.canary.sticky ? ', sticky' : ''}), ${serving(live.canary)}` : '  no canary',
+    ...(d.canary && live.canary ? servingLines(live.canary) : []),
     ...d.history.slice(-10).map((h) => `  ${new Date(h.at).toISOString()}  ${h.event} v${h.version}${h.detail ? `  ${h.detail}` : ''}`),
   ];
   c.print(live, lines.join('\n'));
@@ -197,7 +265,9 @@ const COMMANDS: Record<string, (c: Ctx) => Promise<number>> = {
   async deploy(c) {
     const name = c.need(0, 'NAME');
     const d = await c.control.deploy(name, c.track());
-    c.print(d, `${name}: v${d.stable.version} serving on ${d.stable.service} (${d.stable.replicas} replica${d.stable.replicas > 1 ? 's' : ''})`);
+    const info = d.stable.serving;
+    const extra = info ? [`  ${describeBatching(info.batching)}`, ...(info.warmup.warning ? [`  WARNING: ${info.warmup.warning}`] : [])] : [];
+    c.print(d, [`${name}: v${d.stable.version} serving on ${d.stable.service} (${d.stable.replicas} replica${d.stable.replicas > 1 ? 's' : ''})`, ...extra].join('\n'));
     return 0;
   },
   async canary(c) {
@@ -262,7 +332,12 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
         replicas: num(flags.get('replicas'), 'replicas') ?? 1,
         ...(flags.has('max-batch') ? { maxBatchSize: num(flags.get('max-batch'), 'max-batch')! } : {}),
         ...(flags.has('max-delay-ms') ? { maxQueueDelayMs: num(flags.get('max-delay-ms'), 'max-delay-ms')! } : {}),
-        ...(flags.has('threads') ? { threads: num(flags.get('threads'), 'threads')! } : {}),
+        ...(flags.has('threads') ? { intraOpThreads: num(flags.get('threads'), 'threads')! } : {}),
+        ...(flags.has('intra-op-threads') ? { intraOpThreads: num(flags.get('intra-op-threads'), 'intra-op-threads')! } : {}),
+        ...(flags.has('instances') ? { instances: num(flags.get('instances'), 'instances')! } : {}),
+        ...(flags.has('warmup') ? { warmup: warmupFlag(flags.get('warmup')!) } : {}),
+        ...(flags.has('batching') ? { batching: boolFlag(flags.get('batching')!, 'batching') } : {}),
+        ...(flags.has('batch-axes') ? { batchAxes: batchAxesFlag(flags.get('batch-axes')!) } : {}),
         ...(flags.has('max-queue-rows') ? { maxQueueRows: num(flags.get('max-queue-rows'), 'max-queue-rows')! } : {}),
         ...(flags.has('autoscale') ? { autoscale: autoscaleFlag(flags.get('autoscale')!) } : {}),
       }),

@@ -25,6 +25,7 @@ import { createMetrics, type GatewayMetrics } from './metrics.ts';
 import { InferenceService } from './inference.ts';
 import { registerOipInferRoutes, registerOipRoutes } from './routes/oip.ts';
 import { registerV1Routes } from './routes/v1.ts';
+import { registerModelStatusRoutes } from './routes/model-status.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
 import { JobClient } from '../ml/index.ts';
 import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './tenants.ts';
@@ -240,6 +241,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   if (deps.inference !== false) {
     inference = await InferenceService.create({ nc: deps.nc, subjects: deps.subjects, log: deps.logger, metrics, requestTimeoutMs, ...(deps.coalesce ? { coalesce: deps.coalesce } : {}) });
     registerOipRoutes(app, inference);
+    registerModelStatusRoutes(app, inference);
     const svc = inference;
     await app.register(async (scope) => {
       forwardedBodies(scope);

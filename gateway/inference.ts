@@ -8,7 +8,20 @@
  * decide.
  */
 import type { Subscription } from '@nats-io/transport-node';
-import { MlErrors, ModelRegistry, OutcomeTally, resolveRef, type JsonFormat, type JsonItem, type TensorSpec } from '../ml/index.ts';
+import {
+  MlErrors,
+  ModelRegistry,
+  OutcomeTally,
+  batchingInfo,
+  planBatching,
+  resolveRef,
+  type BatchingInfo,
+  type JsonFormat,
+  type JsonItem,
+  type ModelVersion,
+  type TensorSpec,
+  type WarmupReport,
+} from '../ml/index.ts';
 import { encode, errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import { RoutingTable, type Target } from './routing-table.ts';
 import { InferenceDispatcher, type DispatchResult } from './dispatcher.ts';
@@ -51,6 +64,23 @@ export interface ModelMetadata {
   platform: string;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
+  /**
+   * Shoal's extension: how the version is served — `batching` (batched along which dimension and
+   * axes, or unbatched and why), and once deployed its `warmup` (with a warning when a synthetic
+   * warm-up failed), `instances` and `intraOpThreads`.
+   */
+  parameters: ModelParameters;
+}
+
+/** The `parameters` of model metadata. */
+export interface ModelParameters {
+  /** Whether the version serves now (a ready stable or canary track). */
+  deployed: boolean;
+  /** Absent for a version registered before dimension names were kept and not serving yet (a replica decides when it loads). */
+  batching?: BatchingInfo;
+  warmup?: WarmupReport;
+  instances?: number;
+  intraOpThreads?: number;
 }
 
 /** Per-target metric children and canary recorder, made once per target. */
@@ -132,7 +162,30 @@ export class InferenceService {
       platform: mv.format === 'pipeline' ? 'ensemble' : 'onnxruntime_onnx',
       inputs: mv.signature.inputs,
       outputs: mv.signature.outputs,
+      parameters: this.parameters(name, mv),
     };
+  }
+
+  /**
+   * How a version serves: what its replicas reported when its track became ready, else what a
+   * deployment with default options would decide from its signature.
+   */
+  parameters(name: string, mv: ModelVersion): ModelParameters {
+    const d = this.routing.deployments.get(name);
+    const track = d?.stable.version === mv.version ? d.stable : d?.canary?.version === mv.version ? d.canary : undefined;
+    const deployed = track?.state === 'ready';
+    if (track?.serving) {
+      const { batching, warmup, instances, intraOpThreads } = track.serving;
+      return { deployed, batching, warmup, instances, intraOpThreads };
+    }
+    if (![...mv.signature.inputs, ...mv.signature.outputs].every((t) => t.dimParams)) return { deployed };
+    let batching: BatchingInfo;
+    try {
+      batching = batchingInfo(mv.signature, planBatching(mv.signature), track?.maxBatchSize ?? 32);
+    } catch (err) {
+      batching = { batched: false, maxBatchSize: 0, reason: (err as Error).message };
+    }
+    return { deployed, batching };
   }
 
   /**

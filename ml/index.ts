@@ -15,8 +15,6 @@ export {
   toBytes,
   toHalf,
   toJson,
-  concatRows,
-  splitRows,
   type NumericDatatype,
   type OrtType,
   type TensorData,
@@ -68,7 +66,12 @@ export {
   type ItemResult,
   type ReadyReply,
   type ReplicaStats,
+  type ServingInfo,
+  type WarmupMode,
+  type WarmupReport,
 } from './serving/messages.ts';
+export { batchingInfo, concatAlong, describeBatching, planBatching, splitAlong, type BatchPlan, type BatchingInfo, type BatchingOptions } from './serving/batch-axis.ts';
+export { SessionPool, type PoolTensor, type SessionOptions, type SessionValueInfo } from './serving/session-pool.ts';
 export { InferenceActor, inferenceActorType } from './serving/inference-actor.ts';
 export { OipInferRequest, PredictRequest, decodeOip } from './serving/codecs/index.ts';
 export * from './datasets/index.ts';

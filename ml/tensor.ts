@@ -142,6 +142,8 @@ export const TensorSpec = Type.Object({
   name: Type.String({ minLength: 1 }),
   datatype: DatatypeSchema,
   shape: Type.Array(Type.Integer({ minimum: -1 })),
+  /** Each dimension's symbolic name ('' where it is fixed or unnamed): what batching matches on. Absent in records registered before it was kept. */
+  dimParams: Type.Optional(Type.Array(Type.String())),
 });
 export type TensorSpec = Static<typeof TensorSpec>;
 
@@ -152,45 +154,6 @@ function allocate(dt: NumericDatatype, n: number): TypedArray;
 function allocate(dt: Datatype, n: number): TensorData;
 function allocate(dt: Datatype, n: number): TensorData {
   return dt === 'BYTES' ? new Array<string>(n).fill('') : new ARRAY[dt](n);
-}
-
-/**
- * Tensors of one datatype → one, concatenated along the first axis (the batch axis): what a
- * batch of requests feeds a model. `n` is the total element count.
- */
-export function concatRows(dt: Datatype, parts: readonly TensorData[], n: number): TensorData {
-  if (parts.length === 1) return parts[0]!;
-  if (dt === 'BYTES') {
-    const out = new Array<string>(n);
-    let k = 0;
-    for (const p of parts as string[][]) for (let j = 0; j < p.length; j++) out[k++] = p[j]!;
-    return out;
-  }
-  const out = allocate(dt, n);
-  let off = 0;
-  for (const p of parts) {
-    (out as Float32Array).set(p as Float32Array, off);
-    off += p.length;
-  }
-  return out;
-}
-
-/**
- * A batch's output → one part per request, cut along the first axis by `rows` (each request's
- * row count; their sum is the batch's). Typed arrays are views, strings copies.
- */
-export function splitRows(data: TensorData, rows: readonly number[]): TensorData[] {
-  const total = rows.reduce((a, b) => a + b, 0);
-  const rowSize = total > 0 ? data.length / total : 0;
-  const out: TensorData[] = [];
-  let r = 0;
-  for (const n of rows) {
-    const from = r * rowSize;
-    const to = (r + n) * rowSize;
-    out.push(Array.isArray(data) ? data.slice(from, to) : (data.subarray(from, to) as TypedArray));
-    r += n;
-  }
-  return out;
 }
 
 /** Checks that `data` is flat (length = numel) or nested exactly as `shape`; returns the flat list. */

@@ -7,6 +7,7 @@
 import Fastify from 'fastify';
 import * as ort from 'onnxruntime-node';
 import { channelSumModel, mlpModel } from '../../test/fixtures/onnx.ts';
+import { TOKEN_STACK, tokenStackModel } from '../../test/fixtures/onnx-real.ts';
 
 const mode = process.argv[process.argv.indexOf('--mode') + 1];
 // 64 MiB, as Shoal's gateway: the large-tensor row sends 16 MiB bodies.
@@ -39,6 +40,17 @@ if (mode === 'echo') {
     if (shape.length !== 4 || x.length !== shape.reduce((a, b) => a * b, 1)) return reply.status(400).send({ error: 'bad input' });
     const y = (await pool.run({ X: new ort.Tensor('float32', x, shape) })).Y as ort.Tensor;
     return { model_name: 'pool', model_version: '1', outputs: [{ name: 'Y', datatype: 'FP32', shape: y.dims, data: Array.from(y.data as Float32Array) }] };
+  });
+  // The compute-heavy row: more than 10 ms a row, one session on this event loop.
+  const heavy = await ort.InferenceSession.create(tokenStackModel(), { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' });
+  app.post('/v2/models/heavy/infer', async (req, reply) => {
+    const body = req.body as { id?: string; inputs: { name: string; shape: number[]; data: unknown[] }[] };
+    const inp = body.inputs?.[0];
+    if (!inp || inp.shape.length !== 2 || inp.shape[1] !== TOKEN_STACK.dim) return reply.status(400).send({ error: 'bad input' });
+    const x = Float32Array.from((inp.data as unknown[]).flat(2) as number[]);
+    if (x.length !== inp.shape[0]! * TOKEN_STACK.dim) return reply.status(400).send({ error: 'bad input' });
+    const y = (await heavy.run({ X: new ort.Tensor('float32', x, inp.shape) })).Y as ort.Tensor;
+    return { model_name: 'heavy', model_version: '1', id: body.id, outputs: [{ name: 'Y', datatype: 'FP32', shape: y.dims, data: Array.from(y.data as Float32Array) }] };
   });
 }
 await app.listen({ host: '127.0.0.1', port: 0 });

@@ -16,7 +16,24 @@ const VersionParams = Type.Object({ name: Type.String({ pattern: '^[A-Za-z0-9_-]
 const JSON_TYPE = 'application/json; charset=utf-8';
 const ErrorBody = Type.Object({ error: Type.String(), code: Type.String() });
 const TensorMeta = Type.Object({ name: Type.String(), datatype: Type.String(), shape: Type.Array(Type.Integer()) });
-const ModelMetadata = Type.Object({ name: Type.String(), versions: Type.Array(Type.String()), platform: Type.String(), inputs: Type.Array(TensorMeta), outputs: Type.Array(TensorMeta) });
+/** Shoal's extension of model metadata: how the version is batched, warmed up and run (gateway/inference.ts `ModelParameters`). */
+const ModelParameters = Type.Object(
+  {
+    deployed: Type.Boolean(),
+    batching: Type.Optional(Type.Object({
+      batched: Type.Boolean(),
+      maxBatchSize: Type.Integer(),
+      dim: Type.Optional(Type.String()),
+      axes: Type.Optional(Type.Record(Type.String(), Type.Integer())),
+      reason: Type.Optional(Type.String()),
+    })),
+    warmup: Type.Optional(Type.Object({ mode: Type.String(), ok: Type.Boolean(), warning: Type.Optional(Type.String()) })),
+    instances: Type.Optional(Type.Integer()),
+    intraOpThreads: Type.Optional(Type.Integer()),
+  },
+  { description: 'Shoal extension: how this version is served' },
+);
+const ModelMetadata = Type.Object({ name: Type.String(), versions: Type.Array(Type.String()), platform: Type.String(), inputs: Type.Array(TensorMeta), outputs: Type.Array(TensorMeta), parameters: Type.Optional(ModelParameters) });
 
 export function registerOipRoutes(app: App, inference: InferenceService): void {
   const metaSchema = { tags: ['oip'], response: { 200: ModelMetadata, 404: ErrorBody } };

@@ -46,15 +46,17 @@ export class RegistryClient {
   /** Uploads the ONNX file and registers it as the next version of `name`. */
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions = {}): Promise<ModelVersion> {
     if (bytes.length === 0) throw MlErrors.BAD_MODEL(name, 'the file is empty');
-    const { processor, ...rest } = opts;
-    return this.#withProcessor(processor, (proc) => this.#withUpload(bytes, `onnx model ${name}`, (upload) => this.#call('register', { name, ...upload, ...rest, ...proc }, 120_000)));
+    const { processor, sample, ...rest } = opts;
+    return this.#withSample(name, sample, (s) =>
+      this.#withProcessor(processor, (proc) => this.#withUpload(bytes, `onnx model ${name}`, (upload) => this.#call('register', { name, ...upload, ...rest, ...proc, ...s }, 120_000))),
+    );
   }
 
   /**
    * Registers a pipeline model (ml/registry/pipeline-spec.ts): its spec (a value, or JSON bytes)
    * goes up as the upload; the service checks it against the step models and derives its signature.
    */
-  async registerPipeline(name: string, spec: Uint8Array | object, opts: Omit<RegisterOptions, 'processor' | 'signature'> = {}): Promise<ModelVersion> {
+  async registerPipeline(name: string, spec: Uint8Array | object, opts: Omit<RegisterOptions, 'processor' | 'signature' | 'sample'> = {}): Promise<ModelVersion> {
     const json = spec instanceof Uint8Array ? spec : new TextEncoder().encode(JSON.stringify(spec));
     return this.#withUpload(json, `pipeline ${name}`, (upload) => this.#call('register', { name, ...upload, format: 'pipeline', ...opts }, 60_000));
   }
@@ -72,8 +74,17 @@ export class RegistryClient {
    * of `name`. The stream is hashed as it goes up; nothing of it is held in memory.
    */
   async registerPackage(name: string, tarball: AsyncIterable<Uint8Array>, opts: RegisterOptions = {}): Promise<ModelVersion> {
-    const { processor, ...rest } = opts;
-    return this.#withProcessor(processor, (proc) => this.#withUpload(tarball, `onnx package ${name}`, (upload) => this.#call('register', { name, ...upload, format: PACKAGE_FORMAT, ...rest, ...proc }, 600_000)));
+    const { processor, sample, ...rest } = opts;
+    return this.#withSample(name, sample, (s) =>
+      this.#withProcessor(processor, (proc) => this.#withUpload(tarball, `onnx package ${name}`, (upload) => this.#call('register', { name, ...upload, format: PACKAGE_FORMAT, ...rest, ...proc, ...s }, 600_000))),
+    );
+  }
+
+  /** Uploads a sample request first (when there is one) and hands `fn` the request field naming it. */
+  async #withSample<T>(name: string, sample: Uint8Array | undefined, fn: (s: { sample?: { upload: string; sha256: string } }) => Promise<T>): Promise<T> {
+    if (!sample) return fn({});
+    if (sample.length === 0) throw MlErrors.BAD_MODEL(name, 'the sample request is empty');
+    return this.#withUpload(sample, `sample request of ${name}`, (upload) => fn({ sample: upload }));
   }
 
   async setAlias(name: string, alias: string, version: number): Promise<ModelRecord> {

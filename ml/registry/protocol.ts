@@ -10,6 +10,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { PlacementConstraints, ResourceRequest, ServiceAutoscale, type RegistryOp } from '../../cluster/index.ts';
 import { RollbackPolicy } from '../serving/canary.ts';
+import { WarmupModeSchema } from '../serving/messages.ts';
 import { Lineage, Signature } from './schemas.ts';
 
 const Name = Type.String({ minLength: 1, maxLength: 256 });
@@ -37,6 +38,8 @@ export const RegisterModelRequest = Type.Object(
     format: Type.Optional(Type.Union([Type.Literal('onnx'), Type.Literal('onnx-tar'), Type.Literal('pipeline')])),
     /** A pre/post-processing module uploaded beside the model (ml/serving/processor.ts). */
     processor: Type.Optional(Type.Object({ ...Upload, filename: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false })),
+    /** A sample OIP `infer` request body, uploaded the same way: checked against the signature, stored with the version. */
+    sample: Type.Optional(Type.Object(Upload, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -53,6 +56,11 @@ const TrackFields = {
   maxBatchSize: Type.Optional(Type.Integer({ minimum: 1 })),
   maxQueueDelayMs: Type.Optional(Type.Number({ minimum: 0 })),
   threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+  intraOpThreads: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+  instances: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+  warmup: Type.Optional(WarmupModeSchema),
+  batching: Type.Optional(Type.Boolean()),
+  batchAxes: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.Integer({ minimum: 0, maximum: 15 }))),
   maxQueueRows: Type.Optional(Type.Integer({ minimum: 1 })),
   resources: Type.Optional(ResourceRequest),
   constraints: Type.Optional(PlacementConstraints),

@@ -24,6 +24,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import * as ort from 'onnxruntime-node';
 import { isCasConflict, resources, type NatsConnection } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
+import { decodeOip } from '../serving/codecs/oip.ts';
 import { ORT_TYPE, datatypeFromOrt, type TensorSpec } from '../tensor.ts';
 import { PACKAGE_FORMAT, materializePackage, unpackPackage } from './package.ts';
 import { parsePipelineSpec, validatePipeline, type ProcessorRef, type StepModel } from './pipeline-spec.ts';
@@ -36,10 +37,16 @@ export interface RegisterOptions {
   description?: string;
   /** Point these aliases at the new version. */
   aliases?: string[];
-  /** Override the signature read from the ONNX file. */
+  /** Override the signature read from the ONNX file (dimension names it lacks are taken from the file). */
   signature?: Signature;
   /** A pre/post-processing module stored with the version (ml/serving/processor.ts). */
   processor?: { bytes: Uint8Array; filename: string };
+  /**
+   * A sample OIP v2 `infer` request body (JSON bytes), stored with the version: checked against
+   * the (public) signature now (a request that does not fit refuses the registration, nothing
+   * stored) and sent to every replica as its warm-up.
+   */
+  sample?: Uint8Array;
 }
 
 const MODEL_RE = new RegExp(MODEL_NAME);
@@ -69,11 +76,48 @@ export async function readSignature(name: string, model: Uint8Array | string): P
       if (!m.isTensor) throw MlErrors.BAD_MODEL(name, `${m.name} is not a tensor`);
       const datatype = datatypeFromOrt(m.type);
       if (!datatype) throw MlErrors.BAD_MODEL(name, `${m.name} has element type ${m.type}; serving supports ${[...new Set(Object.values(ORT_TYPE))].join(', ')}`);
-      return { name: m.name, datatype, shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)) };
+      return { name: m.name, datatype, ...specShape(m.shape as (number | string)[]) };
     };
     return { inputs: session.inputMetadata.map(spec), outputs: session.outputMetadata.map(spec) };
   } finally {
     await session.release();
+  }
+}
+
+/** onnxruntime's dims → the signature's shape (-1 where dynamic) and each dimension's symbolic name ('' where none). */
+export function specShape(dims: readonly (number | string)[]): { shape: number[]; dimParams: string[] } {
+  return { shape: dims.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)), dimParams: dims.map((d) => (typeof d === 'string' ? d : '')) };
+}
+
+/** The signature a registration records: read from the model, or the one given completed from it. */
+async function signatureOf(name: string, model: Uint8Array | string, opts: RegisterOptions): Promise<Signature> {
+  const read = await readSignature(name, model);
+  return opts.signature ? withDimParams(opts.signature, read) : read;
+}
+
+/**
+ * A signature given with a registration, completed from the model: every tensor the model has
+ * gets the model's dimension names where the given one has none (batching matches on them).
+ */
+function withDimParams(given: Signature, read: Signature): Signature {
+  const fill = (mine: TensorSpec[], theirs: TensorSpec[]) =>
+    mine.map((t) => {
+      if (t.dimParams) return t;
+      const m = theirs.find((x) => x.name === t.name);
+      return m?.dimParams && m.dimParams.length === t.shape.length ? { ...t, dimParams: m.dimParams } : t;
+    });
+  return { inputs: fill(given.inputs, read.inputs), outputs: fill(given.outputs, read.outputs) };
+}
+
+/**
+ * A sample request body checked against the signature as a replica will decode it: valid JSON,
+ * an OIP v2 `infer` body, every input present with the right datatype, shape and data.
+ */
+export function checkSample(name: string, signature: Signature, sample: Uint8Array): void {
+  try {
+    decodeOip(signature, name, sample);
+  } catch (err) {
+    throw MlErrors.BAD_MODEL(name, `the sample request does not fit the model's signature: ${(err as Error).message}`);
   }
 }
 
@@ -117,10 +161,11 @@ export class ModelRegistry {
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions = {}): Promise<ModelVersion> {
     checkNames(name, opts);
     if (bytes.length === 0) throw MlErrors.BAD_MODEL(name, 'the file is empty');
-    const modelSignature = opts.signature ?? (await readSignature(name, bytes));
+    const modelSignature = await signatureOf(name, bytes, opts);
     // A processor is checked (loaded on a worker) before anything is stored; clients then see its signature.
     const proc = opts.processor ? await registerProcessor(this, name, opts.processor, modelSignature) : undefined;
     const signature = proc?.publicSignature ?? modelSignature;
+    const sample = opts.sample ? await this.#putSample(name, signature, opts.sample) : undefined;
     const digest = sha256(bytes);
     const objName = keys.artifact(digest);
     const store = await this.store();
@@ -128,7 +173,7 @@ export class ModelRegistry {
     if (!existing || existing.deleted || existing.size !== bytes.length) {
       await store.putBlob({ name: objName, description: `onnx model ${name}` }, bytes);
     }
-    return this.#addVersion(name, { sha256: digest, sizeBytes: bytes.length, format: 'onnx', signature, ...(proc ? { processor: proc.ref } : {}) }, opts);
+    return this.#addVersion(name, { sha256: digest, sizeBytes: bytes.length, format: 'onnx', signature, ...(proc ? { processor: proc.ref } : {}), ...(sample ? { sample } : {}) }, opts);
   }
 
   /**
@@ -167,23 +212,34 @@ export class ModelRegistry {
     const work = await mkdtemp(join(tmpdir(), 'shoal-register-'));
     try {
       const { graph, sha256: digest, size } = await unpackPackage(createReadStream(tarFile), work, name);
-      const modelSignature = opts.signature ?? (await readSignature(name, graph));
+      const modelSignature = await signatureOf(name, graph, opts);
       const proc = opts.processor ? await registerProcessor(this, name, opts.processor, modelSignature) : undefined;
       const signature = proc?.publicSignature ?? modelSignature;
+      const sample = opts.sample ? await this.#putSample(name, signature, opts.sample) : undefined;
       const objName = keys.artifact(digest);
       const store = await this.store();
       const existing = await store.info(objName);
       if (!existing || existing.deleted || existing.size !== size) {
         await store.put({ name: objName, description: `onnx package ${name}` }, Readable.toWeb(createReadStream(tarFile)) as ReadableStream<Uint8Array>);
       }
-      return await this.#addVersion(name, { sha256: digest, sizeBytes: size, format: PACKAGE_FORMAT, signature, ...(proc ? { processor: proc.ref } : {}) }, opts);
+      return await this.#addVersion(name, { sha256: digest, sizeBytes: size, format: PACKAGE_FORMAT, signature, ...(proc ? { processor: proc.ref } : {}), ...(sample ? { sample } : {}) }, opts);
     } finally {
       await rm(work, { recursive: true, force: true });
     }
   }
 
+  /** Checks a sample request against the signature, then stores it content-addressed (once per content). */
+  async #putSample(name: string, signature: Signature, sample: Uint8Array): Promise<NonNullable<ModelVersion['sample']>> {
+    checkSample(name, signature, sample);
+    const digest = sha256(sample);
+    const store = await this.store();
+    const existing = await store.info(keys.artifact(digest));
+    if (!existing || existing.deleted || existing.size !== sample.length) await store.putBlob({ name: keys.artifact(digest), description: `sample request of ${name}` }, sample);
+    return { sha256: digest, sizeBytes: sample.length };
+  }
+
   /** Claims the next version number of `name` for an artifact already stored, and moves the head. */
-  async #addVersion(name: string, artifact: Pick<ModelVersion, 'sha256' | 'sizeBytes' | 'format' | 'signature' | 'processor' | 'pipeline'>, opts: RegisterOptions): Promise<ModelVersion> {
+  async #addVersion(name: string, artifact: Pick<ModelVersion, 'sha256' | 'sizeBytes' | 'format' | 'signature' | 'processor' | 'pipeline' | 'sample'>, opts: RegisterOptions): Promise<ModelVersion> {
     const { sha256: digest, signature } = artifact;
     const now = Date.now();
     // Claim the next version number by creating its (immutable) record: `create` refuses an
@@ -201,6 +257,7 @@ export class ModelRegistry {
         signature,
         ...(artifact.processor ? { processor: artifact.processor } : {}),
         ...(artifact.pipeline ? { pipeline: artifact.pipeline } : {}),
+        ...(artifact.sample ? { sample: artifact.sample } : {}),
         metrics: opts.metrics ?? {},
         lineage: opts.lineage ?? {},
         ...(opts.description ? { description: opts.description } : {}),
@@ -317,6 +374,22 @@ export class ModelRegistry {
     const got = sha256(bytes);
     if (got !== mv.sha256) throw MlErrors.ARTIFACT_CORRUPT(`${name} v${version}`, mv.sha256, got);
     return { version: mv, bytes };
+  }
+
+  /** The sample request body stored with a version (verified against its sha256), or undefined when it has none. */
+  async loadSample(mv: ModelVersion): Promise<Uint8Array | undefined> {
+    if (!mv.sample) return undefined;
+    const label = `sample request of ${mv.name} v${mv.version}`;
+    let bytes: Uint8Array | null;
+    try {
+      bytes = await (await this.store()).getBlob(keys.artifact(mv.sample.sha256));
+    } catch (err) {
+      throw MlErrors.ARTIFACT_CORRUPT(label, mv.sample.sha256, `unreadable (${(err as Error).message})`);
+    }
+    if (!bytes) throw MlErrors.ARTIFACT_MISSING(label, mv.sample.sha256);
+    const got = sha256(bytes);
+    if (got !== mv.sample.sha256) throw MlErrors.ARTIFACT_CORRUPT(label, mv.sample.sha256, got);
+    return bytes;
   }
 
   /**

@@ -43,6 +43,12 @@ export const ModelVersion = Type.Object({
   processor: Type.Optional(ProcessorRef),
   /** The steps of a `pipeline` version (ml/registry/pipeline-spec.ts). */
   pipeline: Type.Optional(PipelineSpec),
+  /**
+   * A sample OIP v2 `infer` request body (JSON) stored with the version, content-addressed in the
+   * artifacts store like the model: what a replica warms up with (deploy option `warmup`). With a
+   * processor it is a request in the public signature.
+   */
+  sample: Type.Optional(Type.Object({ sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }), sizeBytes: Type.Integer({ minimum: 0 }) })),
   metrics: Type.Record(Type.String(), Type.Number()),
   lineage: Lineage,
   description: Type.Optional(Type.String()),

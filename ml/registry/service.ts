@@ -27,7 +27,7 @@ import { MlErrors } from '../errors.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
 import { REGISTRY_REQUESTS } from './protocol.ts';
 import { PACKAGE_FORMAT, writeHashed } from './package.ts';
-import { ModelRegistry, sha256 } from './registry.ts';
+import { ModelRegistry, sha256, type RegisterOptions } from './registry.ts';
 
 export interface RegistryServiceOptions {
   /** A connection with the scheduler's rights. */
@@ -63,17 +63,23 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
       };
       const what = `model ${req.name}`;
       // A package streams through a scratch file (it may not fit in memory); a single file is read whole, as ever.
-      // A processor module comes as its own upload (taken, and deleted, whatever happens).
+      // A processor module and a sample request come as their own uploads (taken, and deleted, whatever happens).
       const proc = req.processor;
-      const withProcessor = <T>(fn: (o: typeof opts & { processor?: { bytes: Uint8Array; filename: string } }) => Promise<T>): Promise<T> =>
-        proc ? withUpload(uploads, proc.upload, proc.sha256, `processor of ${what}`, (bytes) => fn({ ...opts, processor: { bytes, filename: proc.filename } })) : fn(opts);
-      const mv =
+      const withProcessor = <T>(o: RegisterOptions, fn: (o: RegisterOptions) => Promise<T>): Promise<T> =>
+        proc ? withUpload(uploads, proc.upload, proc.sha256, `processor of ${what}`, (bytes) => fn({ ...o, processor: { bytes, filename: proc.filename } })) : fn(o);
+      const registerWith = (o: RegisterOptions) =>
         req.format === 'pipeline'
-          ? await withUpload(uploads, req.upload, req.sha256, what, (bytes) => registry.registerPipeline(req.name, bytes, opts))
+          ? withUpload(uploads, req.upload, req.sha256, what, (bytes) => registry.registerPipeline(req.name, bytes, o))
           : req.format === PACKAGE_FORMAT
-            ? await withProcessor((o) => withUploadFile(uploads, req.upload, req.sha256, what, (file) => registry.registerPackage(req.name, file, o)))
-            : await withProcessor((o) => withUpload(uploads, req.upload, req.sha256, what, (bytes) => registry.register(req.name, bytes, o)));
-      log.info({ model: req.name, version: mv.version, sha256: mv.sha256, bytes: mv.sizeBytes, format: mv.format }, 'model registered');
+            ? withProcessor(o, (o2) => withUploadFile(uploads, req.upload, req.sha256, what, (file) => registry.registerPackage(req.name, file, o2)))
+            : withProcessor(o, (o2) => withUpload(uploads, req.upload, req.sha256, what, (bytes) => registry.register(req.name, bytes, o2)));
+      const sample = req.sample;
+      const mv = sample
+        ? await withUpload(uploads, sample.upload, sample.sha256, `sample request of ${what}`, (bytes) => registerWith({ ...opts, sample: bytes })).finally(() =>
+            Promise.all([uploads.delete(req.upload), proc ? uploads.delete(proc.upload) : undefined]).catch(() => undefined),
+          )
+        : await registerWith(opts);
+      log.info({ model: req.name, version: mv.version, sha256: mv.sha256, bytes: mv.sizeBytes, format: mv.format, sample: mv.sample?.sha256 }, 'model registered');
       return mv;
     },
     alias: async (req) => {

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { ServingInfo } from './messages.ts';
 
 export const TrackState = { STARTING: 'starting', READY: 'ready' } as const;
 
@@ -19,6 +20,8 @@ export const Track = Type.Object({
   maxBatchSize: Type.Integer({ minimum: 1 }),
   maxQueueDelayMs: Type.Number({ minimum: 0 }),
   since: Type.Number(),
+  /** How its replicas serve (batching, warm-up, instances), as the first one to answer reported once ready. */
+  serving: Type.Optional(ServingInfo),
 });
 export type Track = Static<typeof Track>;
 

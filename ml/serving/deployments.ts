@@ -26,12 +26,14 @@ import {
 } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry, resolveRef } from '../registry/registry.ts';
-import { keys } from '../registry/schemas.ts';
+import { keys, type ModelVersion } from '../registry/schemas.ts';
 import { DEFAULT_POLICY, TrackState, isDeployment, type Deployment, serviceName, type CanaryTrack, type RollbackPolicy, type Track } from './canary.ts';
-import { INFERENCE_ACTOR_TYPE, type InferenceArgs, type ReadyReply } from './messages.ts';
+import { INFERENCE_ACTOR_TYPE, type InferenceArgs, type ReadyReply, type WarmupMode } from './messages.ts';
+import { planBatching } from './batch-axis.ts';
 import { liveStatus, type LiveStatus } from './live-status.ts';
 import { checkStepsServing } from './pipeline.ts';
 import { PIPELINE_ACTOR_TYPE, type PipelineArgs } from './pipeline-actor.ts';
+import { modelView } from './processor.ts';
 
 export interface TrackOptions {
   /** Version number or alias. @default the `production` alias, else the latest version */
@@ -42,8 +44,25 @@ export interface TrackOptions {
   maxBatchSize?: number;
   /** @default 0 */
   maxQueueDelayMs?: number;
-  /** onnxruntime threads per replica. @default 1 */
+  /** onnxruntime intra-op threads per session. @default 1 */
+  intraOpThreads?: number;
+  /** Older name of `intraOpThreads`. */
   threads?: number;
+  /**
+   * Sessions per replica, each on its own worker thread (Triton's instance group count): the
+   * replica runs this many batches at once. @default 1
+   */
+  instances?: number;
+  /**
+   * Warm-up before a replica takes traffic (Triton's `model_warmup`): `sample` — the request
+   * registered with the version (`--sample`; a failure fails the deploy); `synthetic` — made-up
+   * inputs (a failure is a warning in the status); `off`. @default 'sample' when the version has a sample, else 'synthetic'
+   */
+  warmup?: WarmupMode;
+  /** `false`: every request runs alone, shapes as sent (Triton `max_batch_size: 0`). @default true when the model is batchable */
+  batching?: boolean;
+  /** Batch axis by tensor name where it is not 0 (e.g. a recurrent state [layers, batch, hidden]: `{ h: 1 }`). */
+  batchAxes?: Record<string, number>;
   /** Rows a replica queues before refusing more at once (429, SHOAL_ERR_MAILBOX_FULL). @default 4096 */
   maxQueueRows?: number;
   resources?: ResourceRequest;
@@ -228,8 +247,7 @@ export class ModelDeployments {
       this.#client
         .ref(actorId)
         .ask<ReadyReply>({ type: 'ready' }, { timeoutMs: probeMs })
-        .then(() => true)
-        .catch(() => false),
+        .catch(() => undefined),
     );
   }
 
@@ -274,12 +292,40 @@ export class ModelDeployments {
     }
   }
 
+  /**
+   * Refuses options that cannot work with this version before anything is spawned: batch axes
+   * the signature does not have, a `sample` warm-up without a sample.
+   */
+  #checkOptions(mv: ModelVersion, o: TrackOptions): void {
+    const { name, version } = mv;
+    if (o.warmup === 'sample' && !mv.sample) throw Errors.USAGE(`warmup "sample": ${name} v${version} has no sample request (register the version with --sample request.json, or use warmup "synthetic" or "off")`);
+    if (mv.format === 'pipeline') return;
+    // The ONNX file's own signature (with a processor, clients see another one).
+    const sig = modelView(mv).signature;
+    // Records from before dimension names were kept are checked by the replica, which reads them from the model.
+    const named = [...sig.inputs, ...sig.outputs].every((t) => t.dimParams);
+    if (named) planBatching(sig, { ...(o.batching !== undefined ? { batching: o.batching } : {}), ...(o.batchAxes ? { batchAxes: o.batchAxes } : {}) });
+  }
+
   async #startTrack(name: string, version: number, o: TrackOptions): Promise<Track> {
     const t = this.#track(name, version, o, TrackState.READY);
-    let args: InferenceArgs | PipelineArgs = { model: name, version, maxBatchSize: t.maxBatchSize, maxQueueDelayMs: t.maxQueueDelayMs, ...(o.threads ? { threads: o.threads } : {}), ...(o.maxQueueRows ? { maxQueueRows: o.maxQueueRows } : {}) };
+    const mv = await this.registry.version(name, version);
+    this.#checkOptions(mv, o);
+    const intraOpThreads = o.intraOpThreads ?? o.threads;
+    let args: InferenceArgs | PipelineArgs = {
+      model: name,
+      version,
+      maxBatchSize: t.maxBatchSize,
+      maxQueueDelayMs: t.maxQueueDelayMs,
+      ...(intraOpThreads ? { intraOpThreads } : {}),
+      ...(o.instances ? { instances: o.instances } : {}),
+      ...(o.warmup ? { warmup: o.warmup } : {}),
+      ...(o.batching !== undefined ? { batching: o.batching } : {}),
+      ...(o.batchAxes ? { batchAxes: o.batchAxes } : {}),
+      ...(o.maxQueueRows ? { maxQueueRows: o.maxQueueRows } : {}),
+    };
     let type = INFERENCE_ACTOR_TYPE;
     // A pipeline version (pipeline-spec.ts) is served by a pipeline actor, once its step models serve.
-    const mv = await this.registry.version(name, version);
     if (mv.format === 'pipeline' && mv.pipeline) {
       await checkStepsServing(`${name} v${version}`, mv.pipeline, this.nc, this.subjects, this.registry);
       [type, args] = [PIPELINE_ACTOR_TYPE, { model: name, version }];
@@ -308,20 +354,22 @@ export class ModelDeployments {
         if (!Errors.ACTOR_ALREADY_RUNNING.is(err) && !Errors.PLACEMENT_CONFLICT.is(err) && !Errors.ACTOR_FAILED.is(err)) throw err;
       }
     }
-    await this.#waitReady(name, version, t.service, ids, o.readyTimeoutMs ?? 60_000);
-    return t;
+    const ready = await this.#waitReady(name, version, t.service, ids, o.readyTimeoutMs ?? 60_000);
+    const { batching, warmup, instances, intraOpThreads } = ready;
+    if (!batching || !warmup) return t;
+    if (warmup.warning) this.log?.warn({ model: name, version, warning: warmup.warning }, 'replica serves with a warm-up warning');
+    return { ...t, serving: { batching, warmup, instances, intraOpThreads } };
   }
 
   /** Waits until every one of `ids` runs and the service answers a readiness probe. */
-  async #waitReady(name: string, version: number, service: string, ids: string[], timeoutMs: number): Promise<void> {
+  async #waitReady(name: string, version: number, service: string, ids: string[], timeoutMs: number): Promise<ReadyReply> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const states = await Promise.all(ids.map(async (id) => (await this.#directory.get(id))?.entry));
       const failed = states.find((e) => e?.state === 'failed' || (e?.state === 'pending' && /start failed/.test(e.reason ?? '')));
       if (failed) throw MlErrors.MODEL_NOT_READY(`${name} v${version}`, `replica ${failed.actorId} failed: ${failed.reason ?? 'unknown'}`);
       if (states.every((e) => e?.state === 'running')) {
-        await this.#client.service(service).ask<ReadyReply>({ type: 'ready' }, { timeoutMs: 5000, retry: { attempts: 10, delayMs: 100 } });
-        return;
+        return await this.#client.service(service).ask<ReadyReply>({ type: 'ready' }, { timeoutMs: 5000, retry: { attempts: 10, delayMs: 100 } });
       }
       if (Date.now() > deadline) {
         const pending = states.filter((e) => e?.state !== 'running').map((e) => `${e?.actorId ?? '?'}: ${e?.state ?? 'missing'}${e?.reason ? ` (${e.reason})` : ''}`);

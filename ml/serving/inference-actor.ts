@@ -1,20 +1,28 @@
 /**
- * The inference actor: loads one model version from the registry (sha256-verified), creates an
- * onnxruntime session, warms it up in `onStart` — the host subscribes the replica to its service
- * subject only after that, so only ready replicas get traffic — and serves `infer` messages
- * through a {@link DynamicBatcher}: one `session.run` per batch.
+ * The inference actor: loads one model version from the registry (sha256-verified), starts its
+ * sessions — `instances` onnxruntime sessions, each on its own worker thread (session-pool.ts),
+ * so a run never stops this node's event loop — decides how to batch (batch-axis.ts: along the
+ * one symbolic dimension every input and output shares, or unbatched), warms up in `onStart`
+ * (the host subscribes the replica to its service subject only after that, so only ready
+ * replicas get traffic) and serves `infer` messages through a {@link DynamicBatcher}: one run
+ * per batch, up to `instances` batches at once.
+ *
+ * Warm-up (Triton's `model_warmup`): `sample` runs the request stored with the version on every
+ * session and fails the start when onnxruntime refuses it (naming the inputs and onnxruntime's
+ * words); `synthetic` runs made-up inputs (dynamic dimensions 1, zeros) and, when the model
+ * refuses those, serves anyway with a warning in its status; `off` runs nothing.
  *
  * The type is registered with `concurrency` > 1, so the host hands several messages to
  * `receive` at once: each enqueues its requests and resolves when its batch completes, which is
  * what lets requests from different messages share a batch. The mailbox still bounds what waits.
  */
-import * as ort from 'onnxruntime-node';
 import { Actor, Errors, defineActorType, errorCode, validate } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
-import { ModelRegistry } from '../registry/registry.ts';
-import type { ModelVersion } from '../registry/schemas.ts';
-import { ORT_TYPE, allocate, concatRows, numel, splitRows, type TensorData } from '../tensor.ts';
+import { ModelRegistry, specShape } from '../registry/registry.ts';
+import type { ModelVersion, Signature } from '../registry/schemas.ts';
+import { ORT_TYPE, allocate, numel, type Datatype, type TensorData, type TensorSpec } from '../tensor.ts';
 import { DynamicBatcher } from './batcher.ts';
+import { batchingInfo, concatAlong, planBatching, splitAlong, type BatchPlan, type BatchingInfo } from './batch-axis.ts';
 import { withLargePayloads } from './large-payloads.ts';
 import {
   INFERENCE_ACTOR_TYPE,
@@ -29,7 +37,10 @@ import {
   type JsonResult,
   type ReadyReply,
   type ReplicaStats,
+  type WarmupMode,
+  type WarmupReport,
 } from './messages.ts';
+import { SessionPool, type PoolTensor, type SessionValueInfo } from './session-pool.ts';
 import { decodeOip, decodePredict, decodeWire, encodeOip, encodePredict, encodeWire, type Decoded, type Outputs } from './codecs/index.ts';
 import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
 
@@ -41,13 +52,32 @@ interface Prepared extends Decoded {
 /** Messages handed to `receive` at once per replica (bounded in-flight batching window). */
 export const INFERENCE_CONCURRENCY = 256;
 
+/** The spawn arguments with their defaults. */
+interface Resolved {
+  model: string;
+  version: number;
+  maxBatchSize: number;
+  maxQueueDelayMs: number;
+  maxQueueRows: number;
+  instances: number;
+  intraOpThreads: number;
+  warmup: WarmupMode | undefined;
+  batching: boolean | undefined;
+  batchAxes: Record<string, number> | undefined;
+}
+
 export class InferenceActor extends Actor<InferenceMsg> {
-  readonly #args: Required<InferenceArgs>;
-  #session!: ort.InferenceSession;
+  readonly #args: Resolved;
+  #pool!: SessionPool;
   #mv!: ModelVersion;
+  /** The version's signature, with the session's symbolic dimension names where the record has none. */
+  #sig!: Signature;
+  #plan: BatchPlan = { batched: false, reason: 'not loaded' };
+  #batching!: BatchingInfo;
+  #warmup: WarmupReport = { mode: 'off', ok: true };
   #batcher!: DynamicBatcher<Prepared, Outputs>;
-  /** Whether the first dimension of every input and output is the batch dimension. */
-  #batchable = false;
+  /** Set when a session worker died: the next message crashes the actor, so its supervisor restarts it. */
+  #broken: Error | undefined;
   #errors = 0;
   /** The version's pre/post-processing module, on a worker thread (processor.ts); none for most. */
   #processor: RequestProcessor | undefined;
@@ -57,11 +87,22 @@ export class InferenceActor extends Actor<InferenceMsg> {
   constructor(args: unknown) {
     super();
     const a = validate(InferenceArgs, args, 'inference actor args');
-    this.#args = { maxBatchSize: 32, maxQueueDelayMs: 0, maxQueueRows: 4096, threads: 1, ...a };
+    this.#args = {
+      model: a.model,
+      version: a.version,
+      maxBatchSize: a.maxBatchSize ?? 32,
+      maxQueueDelayMs: a.maxQueueDelayMs ?? 0,
+      maxQueueRows: a.maxQueueRows ?? 4096,
+      instances: a.instances ?? 1,
+      intraOpThreads: a.intraOpThreads ?? a.threads ?? 1,
+      warmup: a.warmup,
+      batching: a.batching,
+      batchAxes: a.batchAxes,
+    };
   }
 
   override async onStart(): Promise<void> {
-    const { model, version } = this.#args;
+    const { model, version, instances, intraOpThreads } = this.#args;
     const registry = await ModelRegistry.open(this.ctx.nc, this.ctx.subjects.prefix);
     // A single file's bytes, or the graph path of a package unpacked on this node (its external data beside it).
     const { version: loaded, model: source } = await registry.loadModel(model, version);
@@ -69,65 +110,85 @@ export class InferenceActor extends Actor<InferenceMsg> {
     this.#public = loaded.signature;
     const mv = modelView(loaded);
     this.#mv = mv;
-    const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: this.#args.threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' };
-    this.#session = await (typeof source === 'string' ? ort.InferenceSession.create(source, options) : ort.InferenceSession.create(source, options));
-    const sig = mv.signature;
-    this.#batchable = [...sig.inputs, ...sig.outputs].every((t) => t.shape.length > 0 && t.shape[0] === -1);
-    const maxBatchSize = this.#batchable ? this.#args.maxBatchSize : 1;
+    try {
+      this.#pool = await SessionPool.create(source, {
+        instances,
+        intraOpThreads,
+        onExit: (err) => {
+          this.#broken = err;
+          this.ctx.log.error({ model, version, err: err.message }, 'a session worker died; the replica restarts');
+          // A crashed actor is not stopped (no onStop): end the other sessions' workers now.
+          void this.#pool?.close().catch(() => undefined);
+        },
+      });
+    } catch (err) {
+      throw MlErrors.MODEL_NOT_READY(this.#label, `onnxruntime cannot load it: ${(err as Error).message}`);
+    }
+    this.#sig = withSessionDims(mv.signature, this.#pool.inputs, this.#pool.outputs);
+    if (!this.#processor) this.#public = this.#sig;
+    this.#plan = planBatching(this.#sig, { ...(this.#args.batching !== undefined ? { batching: this.#args.batching } : {}), ...(this.#args.batchAxes ? { batchAxes: this.#args.batchAxes } : {}) });
+    const maxBatchSize = this.#plan.batched ? this.#args.maxBatchSize : 1;
+    this.#batching = batchingInfo(this.#sig, this.#plan, maxBatchSize);
     this.#batcher = new DynamicBatcher<Prepared, Outputs>((items, rows) => this.#runBatch(items, rows), {
       maxBatchSize,
       maxQueueDelayMs: this.#args.maxQueueDelayMs,
+      maxInflight: instances,
       maxQueueRows: Math.max(this.#args.maxQueueRows, maxBatchSize),
       onFull: () => Errors.MAILBOX_FULL(this.ctx.actorId, this.#args.maxQueueRows),
     });
-    // Warm up (first runs allocate and plan): a single row, then a full batch.
-    for (const rows of this.#batchable ? [1, maxBatchSize] : [1]) {
-      const feeds: Record<string, ort.Tensor> = {};
-      for (const t of sig.inputs) {
-        const dims = t.shape.map((d, i) => (i === 0 && this.#batchable ? rows : d < 0 ? 1 : d));
-        feeds[t.name] = new ort.Tensor(ORT_TYPE[t.datatype], allocate(t.datatype, numel(dims)), dims);
-      }
-      await this.#session.run(feeds);
-    }
-    this.ctx.log.info({ model, version, sha256: mv.sha256.slice(0, 12), batchable: this.#batchable, maxBatchSize, maxQueueDelayMs: this.#args.maxQueueDelayMs }, 'model loaded and warmed up');
+    this.#warmup = await this.#warmUp(registry, this.#args.warmup ?? (mv.sample ? 'sample' : 'synthetic'));
+    const log = { model, version, sha256: mv.sha256.slice(0, 12), batching: this.#batching, instances, intraOpThreads, warmup: this.#warmup.mode, maxQueueDelayMs: this.#args.maxQueueDelayMs };
+    if (this.#warmup.warning) this.ctx.log.warn({ ...log, warning: this.#warmup.warning }, 'model loaded; warm-up failed, serving anyway');
+    else this.ctx.log.info(log, 'model loaded and warmed up');
   }
 
   override async onStop(): Promise<void> {
     this.#batcher?.close(Errors.ACTOR_STOPPED(this.ctx.actorId, 'stopping'));
-    await this.#session?.release().catch(() => undefined);
+    await this.#pool?.close().catch(() => undefined);
     await this.#processor?.close().catch(() => undefined);
   }
 
   receive(m: InferenceMsg): unknown {
     switch (m.type) {
       case 'infer':
+        if (this.#broken) throw this.#broken;
         return this.#infer(m.items);
       case 'infer-json':
+        if (this.#broken) throw this.#broken;
         // Bodies larger than one NATS message are pulled before, and held after (large-payloads.ts).
         return withLargePayloads(this.ctx, m.items, (items) => this.#inferJson(items));
       case 'ready':
-        return { ready: true, actorId: this.ctx.actorId, model: this.#mv.name, version: this.#mv.version } satisfies ReadyReply;
+        return {
+          ready: true,
+          actorId: this.ctx.actorId,
+          model: this.#mv.name,
+          version: this.#mv.version,
+          batching: this.#batching,
+          warmup: this.#warmup,
+          instances: this.#args.instances,
+          intraOpThreads: this.#args.intraOpThreads,
+        } satisfies ReadyReply;
       case 'stats':
         return this.stats();
     }
   }
 
   stats(): ReplicaStats {
-    const { inflight: _inflight, ...batcher } = this.#batcher.stats();
     return {
       actorId: this.ctx.actorId,
       nodeId: this.ctx.nodeId,
       model: this.#mv.name,
       version: this.#mv.version,
-      ...batcher,
+      ...this.#batcher.stats(),
       errors: this.#errors,
       maxBatchSize: this.#batcher.maxBatchSize,
       maxQueueDelayMs: this.#batcher.maxQueueDelayMs,
+      instances: this.#args.instances,
     };
   }
 
   get #label(): string {
-    return `${this.#mv.name} v${this.#mv.version}`;
+    return `${this.#args.model} v${this.#args.version}`;
   }
 
   /** A decoded request through the version's processor, when it has one: preprocess, batch and run, postprocess. */
@@ -149,15 +210,18 @@ export class InferenceActor extends Actor<InferenceMsg> {
   #submit(d: Decoded): Promise<{ value: Outputs; batch: number }> {
     const p = d as Prepared;
     p.rows = 1;
-    if (this.#batchable) {
-      p.rows = d.shapes[0]![0]!;
-      const sig = this.#mv.signature;
-      for (let i = 1; i < d.shapes.length; i++) {
-        if (d.shapes[i]![0] !== p.rows) throw MlErrors.BAD_INPUT(`input "${sig.inputs[i]!.name}" has ${d.shapes[i]![0]} rows where "${sig.inputs[0]!.name}" has ${p.rows}`);
-      }
-      if (p.rows === 0) throw MlErrors.BAD_INPUT('a request needs at least one row');
+    const plan = this.#plan;
+    if (!plan.batched) return this.#batcher.submit(p, 1, '');
+    const axes = plan.inputAxes;
+    const sig = this.#sig;
+    p.rows = d.shapes[0]![axes[0]!]!;
+    for (let i = 1; i < d.shapes.length; i++) {
+      const r = d.shapes[i]![axes[i]!];
+      if (r !== p.rows) throw MlErrors.BAD_INPUT(`input "${sig.inputs[i]!.name}" has ${r} rows (dimension ${axes[i]}) where "${sig.inputs[0]!.name}" has ${p.rows} (dimension ${axes[0]})`);
     }
-    const key = this.#batchable ? (d.shapes.length === 1 && d.shapes[0]!.length === 2 ? String(d.shapes[0]![1]) : d.shapes.map((s) => s.slice(1).join('x')).join('|')) : '';
+    if (p.rows === 0) throw MlErrors.BAD_INPUT('a request needs at least one row');
+    // Requests whose other dimensions agree can share a batch.
+    const key = d.shapes.length === 1 && d.shapes[0]!.length === 2 && axes[0] === 0 ? String(d.shapes[0]![1]) : d.shapes.map((s, i) => s.map((x, k) => (k === axes[i] ? '*' : x)).join('x')).join('|');
     return this.#batcher.submit(p, p.rows, key);
   }
 
@@ -205,40 +269,160 @@ export class InferenceActor extends Actor<InferenceMsg> {
     return { results, queueRows: this.#batcher.queueRows, actorId: this.ctx.actorId, version: mv.version };
   }
 
-  /** One `session.run` for the whole batch; splits the outputs back per request by rows. */
-  async #runBatch(items: Prepared[], rows: number): Promise<Outputs[]> {
-    const sig = this.#mv.signature;
-    const feeds: Record<string, ort.Tensor> = {};
-    sig.inputs.forEach((spec, i) => {
-      const first = items[0]!;
+  /** The feeds of a batch: each input of the one request as it came, or the requests' inputs concatenated along its batch axis. */
+  #feeds(items: readonly Decoded[]): Record<string, PoolTensor> {
+    const feeds: Record<string, PoolTensor> = {};
+    const plan = this.#plan;
+    this.#sig.inputs.forEach((spec, i) => {
+      const type = ORT_TYPE[spec.datatype];
       if (items.length === 1) {
-        feeds[spec.name] = new ort.Tensor(ORT_TYPE[spec.datatype], first.inputs[i]! as never, first.shapes[i]!);
+        feeds[spec.name] = { type, data: items[0]!.inputs[i]! as TensorData, dims: items[0]!.shapes[i]! };
         return;
       }
-      const dims = [rows, ...first.shapes[i]!.slice(1)];
-      const out = concatRows(spec.datatype, items.map((it) => it.inputs[i]!), numel(dims));
-      feeds[spec.name] = new ort.Tensor(ORT_TYPE[spec.datatype], out as never, dims);
+      const { data, dims } = concatAlong(
+        items.map((it) => it.inputs[i]!),
+        items.map((it) => it.shapes[i]!),
+        plan.batched ? plan.inputAxes[i]! : 0,
+      );
+      feeds[spec.name] = { type, data, dims };
     });
-    let res: ort.InferenceSession.OnnxValueMapType;
+    return feeds;
+  }
+
+  /** One run for the whole batch (on an idle session); splits the outputs back per request along their batch axes. */
+  async #runBatch(items: Prepared[], _rows: number): Promise<Outputs[]> {
+    let res: Record<string, PoolTensor>;
     try {
-      res = await this.#session.run(feeds);
+      res = await this.#pool.run(this.#feeds(items));
     } catch (err) {
-      throw MlErrors.INFERENCE_FAILED(`${this.#mv.name} v${this.#mv.version}`, (err as Error).message.split('\n')[0] ?? 'onnxruntime error');
+      throw MlErrors.INFERENCE_FAILED(this.#label, (err as Error).message);
     }
     const per: Outputs[] = items.map(() => new Map());
-    for (const spec of sig.outputs) {
-      const t = res[spec.name] as ort.Tensor | undefined;
-      if (!t) continue;
-      const data = t.data as TensorData;
-      if (items.length === 1 || !this.#batchable) {
-        per[0]!.set(spec.name, { data, dims: t.dims });
-        continue;
+    const plan = this.#plan;
+    this.#sig.outputs.forEach((spec, j) => {
+      const t = res[spec.name];
+      if (!t) return;
+      if (items.length === 1 || !plan.batched) {
+        per[0]!.set(spec.name, { data: t.data, dims: t.dims });
+        return;
       }
-      const parts = splitRows(data, items.map((it) => it.rows));
-      items.forEach((it, k) => per[k]!.set(spec.name, { data: parts[k]!, dims: [it.rows, ...t.dims.slice(1)] }));
-    }
+      let parts: { data: TensorData; dims: number[] }[];
+      try {
+        parts = splitAlong(t.data, t.dims, plan.outputAxes[j]!, items.map((it) => it.rows));
+      } catch (err) {
+        throw MlErrors.INFERENCE_FAILED(this.#label, `output "${spec.name}" [${t.dims.join(', ')}] does not split back into the batch's requests: ${(err as Error).message}`);
+      }
+      parts.forEach((part, k) => per[k]!.set(spec.name, { data: part.data, dims: part.dims }));
+    });
     return per;
   }
+
+  // ---- warm-up ----------------------------------------------------------------------------------
+
+  async #warmUp(registry: ModelRegistry, mode: WarmupMode): Promise<WarmupReport> {
+    if (mode === 'off') return { mode, ok: true };
+    if (mode === 'sample') return this.#warmUpSample(registry);
+    // Synthetic: zeros, every dynamic dimension 1 (the batch axis 1, then a full batch). A model
+    // that refuses such inputs may serve real ones fine: a warning, not a failed start.
+    const sizes = this.#plan.batched && this.#batcher.maxBatchSize > 1 ? [1, this.#batcher.maxBatchSize] : [1];
+    for (const rows of sizes) {
+      const shapes = this.#sig.inputs.map((t, i) => t.shape.map((d, k) => (this.#plan.batched && k === this.#plan.inputAxes[i] ? rows : d < 0 ? 1 : d)));
+      try {
+        await this.#pool.runEach(() => {
+          const d: Decoded = { inputs: this.#sig.inputs.map((t, i) => synthetic(t.datatype, numel(shapes[i]!))), shapes, outputs: undefined, id: undefined };
+          return this.#feeds([d]);
+        });
+      } catch (err) {
+        return {
+          mode,
+          ok: false,
+          warning: `synthetic warm-up failed (${describeInputs(this.#sig.inputs, shapes)}): onnxruntime: ${(err as Error).message}; serving anyway — register a sample request (shoal models register … --sample request.json) to warm up with a real one`,
+        };
+      }
+    }
+    return { mode, ok: true };
+  }
+
+  /**
+   * The stored sample request, on every session: a refusal fails the start, naming the inputs and
+   * onnxruntime's words. With a processor the sample is a request in the public signature and goes
+   * through its preprocess first, as a client's would.
+   */
+  async #warmUpSample(registry: ModelRegistry): Promise<WarmupReport> {
+    const bytes = await registry.loadSample(this.#mv);
+    if (!bytes) throw MlErrors.MODEL_NOT_READY(this.#label, 'warmup is "sample" but the version has no sample request (register one with --sample request.json, or deploy with warmup "synthetic" or "off")');
+    const { instances } = this.#args;
+    // One decoded copy per run: a run takes its inputs' buffers.
+    const firsts = await this.#sampleInputs(bytes, instances);
+    const shapes = firsts[0]!.shapes;
+    try {
+      await this.#pool.runEach(() => this.#feeds([firsts.pop()!]));
+    } catch (err) {
+      throw MlErrors.MODEL_NOT_READY(this.#label, `warm-up with the sample request failed (${describeInputs(this.#sig.inputs, shapes)}): onnxruntime: ${(err as Error).message}`);
+    }
+    // A full batch of copies of the sample, when it batches: a failure there is only a warning.
+    const plan = this.#plan;
+    const rows = plan.batched ? shapes[0]![plan.inputAxes[0]!]! : 0;
+    const copies = rows > 0 ? Math.floor(this.#batcher.maxBatchSize / rows) : 0;
+    if (copies > 1) {
+      const batch = await this.#sampleInputs(bytes, copies * instances);
+      try {
+        await this.#pool.runEach(() => this.#feeds(batch.splice(0, copies)));
+      } catch (err) {
+        return { mode: 'sample', ok: false, warning: `warm-up with ${copies} copies of the sample request in one batch failed: onnxruntime: ${(err as Error).message}` };
+      }
+    }
+    return { mode: 'sample', ok: true };
+  }
+
+  /** `n` copies of the sample request as the model takes it: decoded and, with a processor, preprocessed. */
+  async #sampleInputs(bytes: Uint8Array, n: number): Promise<Decoded[]> {
+    const out: Decoded[] = [];
+    for (let i = 0; i < n; i++) {
+      let d: Decoded;
+      try {
+        d = decodeOip(this.#public, this.#label, bytes);
+      } catch (err) {
+        throw MlErrors.MODEL_NOT_READY(this.#label, `the sample request does not fit the model: ${(err as Error).message}`);
+      }
+      const p = this.#processor;
+      if (p) {
+        try {
+          const { model, id } = await p.pre(d);
+          p.forget(id);
+          d = model;
+        } catch (err) {
+          throw MlErrors.MODEL_NOT_READY(this.#label, `the processor's preprocess refused the sample request: ${(err as Error).message}`);
+        }
+      }
+      out.push(d);
+    }
+    return out;
+  }
+}
+
+/** Zeros of a datatype (empty strings for BYTES). */
+function synthetic(datatype: Datatype, n: number): TensorData {
+  return datatype === 'BYTES' ? new Array<string>(n).fill('') : allocate(datatype, n);
+}
+
+/** `X FP32 [1, 4, 1], t FP32 []`: the inputs a warm-up sent. */
+function describeInputs(specs: readonly TensorSpec[], shapes: readonly (readonly number[])[]): string {
+  return `input${specs.length === 1 ? '' : 's'} ${specs.map((t, i) => `"${t.name}" ${t.datatype} [${shapes[i]!.join(', ')}]`).join(', ')}`;
+}
+
+/**
+ * The version's signature, each tensor given the loaded session's symbolic dimension names
+ * where the record has none (versions registered before they were kept).
+ */
+function withSessionDims(sig: Signature, inputs: readonly SessionValueInfo[], outputs: readonly SessionValueInfo[]): Signature {
+  const fill = (specs: TensorSpec[], infos: readonly SessionValueInfo[]) =>
+    specs.map((t) => {
+      if (t.dimParams) return t;
+      const shape = infos.find((x) => x.name === t.name)?.shape;
+      return shape && shape.length === t.shape.length ? { ...t, dimParams: specShape(shape).dimParams } : t;
+    });
+  return { inputs: fill(sig.inputs, inputs), outputs: fill(sig.outputs, outputs) };
 }
 
 export const inferenceActorType = defineActorType({

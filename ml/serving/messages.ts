@@ -3,6 +3,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { PayloadRef } from '../../cluster/index.ts';
 import { WireTensor } from '../tensor.ts';
 import type { BatcherStats } from './batcher.ts';
+import type { BatchingInfo } from './batch-axis.ts';
 
 /** One inference request; its first dimension is its row count (a request may hold many rows). */
 export const InferItem = Type.Object({
@@ -76,8 +77,8 @@ export interface InferReply {
   actorId: string;
 }
 
-/** A replica's counters: its batcher's (`session.run` calls, requests and rows served, …) and more. */
-export interface ReplicaStats extends Omit<BatcherStats, 'inflight'> {
+/** A replica's counters: its batcher's (`session.run` calls, requests and rows served, batches running now, …) and more. */
+export interface ReplicaStats extends BatcherStats {
   actorId: string;
   nodeId: string;
   model: string;
@@ -85,9 +86,45 @@ export interface ReplicaStats extends Omit<BatcherStats, 'inflight'> {
   errors: number;
   maxBatchSize: number;
   maxQueueDelayMs: number;
+  /** Sessions (worker threads) of this replica. */
+  instances: number;
 }
 
-export interface ReadyReply {
+/** Which warm-up a replica runs (deploy option `warmup`, Triton's `model_warmup`). */
+export const WarmupMode = { SAMPLE: 'sample', SYNTHETIC: 'synthetic', OFF: 'off' } as const;
+export type WarmupMode = (typeof WarmupMode)[keyof typeof WarmupMode];
+export const WarmupModeSchema = Type.Union([Type.Literal('sample'), Type.Literal('synthetic'), Type.Literal('off')]);
+
+/** The warm-up a replica ran, and how it went. */
+export const WarmupReport = Type.Object({
+  mode: WarmupModeSchema,
+  /** False when a synthetic warm-up failed (the replica serves anyway; `warning` says why). */
+  ok: Type.Boolean(),
+  warning: Type.Optional(Type.String()),
+});
+export type WarmupReport = Static<typeof WarmupReport>;
+
+/** `BatchingInfo` (batch-axis.ts) as a schema: deployment records carry it. */
+export const BatchingInfoSchema = Type.Object({
+  batched: Type.Boolean(),
+  maxBatchSize: Type.Integer({ minimum: 0 }),
+  dim: Type.Optional(Type.String()),
+  axes: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: 0 }))),
+  reason: Type.Optional(Type.String()),
+});
+
+/** How a replica serves, as it decided at load time: what metadata and `shoal models status` show. */
+export const ServingInfo = Type.Object({
+  batching: BatchingInfoSchema,
+  warmup: WarmupReport,
+  /** Sessions per replica (worker threads, Triton's instance group count). */
+  instances: Type.Integer({ minimum: 1 }),
+  /** onnxruntime intra-op threads per session. */
+  intraOpThreads: Type.Integer({ minimum: 1 }),
+});
+export type ServingInfo = Static<typeof ServingInfo> & { batching: BatchingInfo };
+
+export interface ReadyReply extends ServingInfo {
   ready: true;
   actorId: string;
   model: string;
@@ -105,8 +142,18 @@ export const InferenceArgs = Type.Object(
     maxQueueDelayMs: Type.Optional(Type.Number({ minimum: 0, maximum: 10_000 })),
     /** Rows the batcher holds before refusing (SHOAL_ERR_MAILBOX_FULL → 429). @default 4096 */
     maxQueueRows: Type.Optional(Type.Integer({ minimum: 1 })),
-    /** onnxruntime intra-op threads per replica. @default 1 */
+    /** onnxruntime intra-op threads per session (`threads` is the older name). @default 1 */
+    intraOpThreads: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    /** Alias of `intraOpThreads` (kept for older deployments). */
     threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    /** Sessions per replica, each on its own worker thread; the batcher runs this many batches at once (Triton instance group count). @default 1 */
+    instances: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    /** Warm-up (Triton `model_warmup`): the version's sample request, a synthetic one, or none. @default 'sample' when the version has one, else 'synthetic' */
+    warmup: Type.Optional(WarmupModeSchema),
+    /** `false`: every request runs alone, shapes as sent (Triton `max_batch_size: 0`). @default true when the model is batchable */
+    batching: Type.Optional(Type.Boolean()),
+    /** Batch axis by tensor name where it is not 0 (e.g. a recurrent state [layers, batch, hidden]: 1). */
+    batchAxes: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.Integer({ minimum: 0, maximum: 15 }))),
   },
   { additionalProperties: false },
 );

@@ -58,7 +58,17 @@ export class PipelineActor extends Actor<InferenceMsg> {
       case 'infer-json':
         return withLargePayloads(this.ctx, m.items, (items) => this.#inferJson(items));
       case 'ready':
-        return { ready: true, actorId: this.ctx.actorId, model: this.#mv.name, version: this.#mv.version } satisfies ReadyReply;
+        return {
+          ready: true,
+          actorId: this.ctx.actorId,
+          model: this.#mv.name,
+          version: this.#mv.version,
+          // Nothing runs here: each step batches, warms up and runs on its own model's replicas.
+          batching: { batched: false, maxBatchSize: 0, reason: 'a pipeline: each step is batched on its own model\'s replicas' },
+          warmup: { mode: 'off', ok: true },
+          instances: 1,
+          intraOpThreads: 1,
+        } satisfies ReadyReply;
       case 'stats':
         return {
           actorId: this.ctx.actorId,
@@ -74,6 +84,8 @@ export class PipelineActor extends Actor<InferenceMsg> {
           errors: this.#errors,
           maxBatchSize: 1,
           maxQueueDelayMs: 0,
+          instances: 1,
+          inflight: this.#inflight,
         } satisfies ReplicaStats;
     }
   }

@@ -42,7 +42,8 @@ describe('model registry (real nats-server: KV + object store)', () => {
     const bytes = mlpModel({ seed: 11 });
     const v1 = await reg.register('churn', bytes, { metrics: { auc: 0.9 }, lineage: { datasetDigest: 'sha256:abc', trainingJobId: 'job-1', hyperParameters: { lr: 0.01 }, codeVersion: 'git:1234' }, aliases: ['production'] });
     expect(v1).toMatchObject({ name: 'churn', version: 1, sha256: sha256(bytes), format: 'onnx', metrics: { auc: 0.9 }, lineage: { trainingJobId: 'job-1' } });
-    expect(v1.signature).toEqual({ inputs: [{ name: 'X', datatype: 'FP32', shape: [-1, 32] }], outputs: [{ name: 'Y', datatype: 'FP32', shape: [-1, 4] }] });
+    // With each dimension's symbolic name (what batching matches on; '' where fixed).
+    expect(v1.signature).toEqual({ inputs: [{ name: 'X', datatype: 'FP32', shape: [-1, 32], dimParams: ['N', ''] }], outputs: [{ name: 'Y', datatype: 'FP32', shape: [-1, 4], dimParams: ['N', ''] }] });
     // Same bytes again: a new version, one stored object.
     const v2 = await reg.register('churn', bytes);
     expect(v2.version).toBe(2);

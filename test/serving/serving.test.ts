@@ -407,7 +407,11 @@ describe('inference serving (real cluster, real onnxruntime, OIP over HTTP)', ()
   });
 
   it('a canary that fails its warm-up never gets traffic and leaves nothing behind', async () => {
-    await ownModel('warmup', [brokenModel()]);
+    await ownModel('warmup', []);
+    // With a sample request the warm-up is a real request, and onnxruntime refusing it fails the
+    // start (a synthetic warm-up that fails is only a warning: see real-models.test.ts).
+    const sample = { inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1) }] };
+    await control.register('warmup', brokenModel(), { sample: new TextEncoder().encode(JSON.stringify(sample)) });
     const err = await control.canary('warmup', { version: 2, weight: 0.5, readyTimeoutMs: 15_000 }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'SHOAL_ERR_MODEL_NOT_READY', message: expect.stringMatching(/start failed|failed/) });
     const d = await control.deployment('warmup');

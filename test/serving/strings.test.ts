@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { decodeOip, decodePredict, decodeWire, encodeOip, encodePredict, encodeWire, type Decoded, type Outputs } from '../../ml/serving/codecs/index.ts';
-import { concatRows, decodeStrings, encodeStrings, fromBytes, fromJson, splitRows, toBytes, toJson, type Signature } from '../../ml/index.ts';
+import { concatAlong, decodeStrings, encodeStrings, fromBytes, fromJson, splitAlong, toBytes, toJson, type Signature } from '../../ml/index.ts';
 
 const SIG: Signature = {
   inputs: [{ name: 'S', datatype: 'BYTES', shape: [-1, 2] }],
@@ -167,17 +167,19 @@ describe('BYTES tensors: codecs', () => {
     expect(decodeOip(SIG, 'm v1', json({ inputs: [{ name: 'S', shape: [1, 2], datatype: 'BYTES', data: ['\ud83d\udc1f', 'x'] }] })).inputs).toEqual([['🐟', 'x']]);
   });
 
-  it('concatRows and splitRows: strings and typed arrays along the batch axis', () => {
-    const joined = concatRows('BYTES', [['a', 'b'], ['c', 'd', 'e', 'f'], ['', 'g']], 8);
-    expect(joined).toEqual(['a', 'b', 'c', 'd', 'e', 'f', '', 'g']);
-    expect(splitRows(joined, [1, 2, 1])).toEqual([['a', 'b'], ['c', 'd', 'e', 'f'], ['', 'g']]);
-    const nums = concatRows('INT64', [BigInt64Array.of(1n, 2n), BigInt64Array.of(3n, 4n, 5n, 6n)], 6);
-    expect(nums).toEqual(BigInt64Array.of(1n, 2n, 3n, 4n, 5n, 6n));
-    const parts = splitRows(nums, [2, 1]);
+  it('concatAlong and splitAlong: strings and typed arrays along the batch axis', () => {
+    const joined = concatAlong([['a', 'b'], ['c', 'd', 'e', 'f'], ['', 'g']], [[1, 2], [2, 2], [1, 2]], 0);
+    expect(joined).toEqual({ data: ['a', 'b', 'c', 'd', 'e', 'f', '', 'g'], dims: [4, 2] });
+    expect(splitAlong(joined.data, joined.dims, 0, [1, 2, 1]).map((p) => p.data)).toEqual([['a', 'b'], ['c', 'd', 'e', 'f'], ['', 'g']]);
+    // Along axis 1 (a state [layers, batch, hidden]): strings interleave per layer.
+    const state = concatAlong([['a0', 'a1'], ['b0', 'b1']], [[2, 1], [2, 1]], 1);
+    expect(state).toEqual({ data: ['a0', 'b0', 'a1', 'b1'], dims: [2, 2] });
+    expect(splitAlong(state.data, state.dims, 1, [1, 1]).map((p) => p.data)).toEqual([['a0', 'a1'], ['b0', 'b1']]);
+    const nums = concatAlong([BigInt64Array.of(1n, 2n), BigInt64Array.of(3n, 4n, 5n, 6n)], [[1, 2], [2, 2]], 0);
+    expect(nums.data).toEqual(BigInt64Array.of(1n, 2n, 3n, 4n, 5n, 6n));
+    const parts = splitAlong(nums.data, nums.dims, 0, [2, 1]).map((p) => p.data);
     expect(parts).toEqual([BigInt64Array.of(1n, 2n, 3n, 4n), BigInt64Array.of(5n, 6n)]);
-    // Typed parts are views of the batch's output (no copy), string parts their own arrays.
-    expect((parts[1] as BigInt64Array).buffer).toBe((nums as BigInt64Array).buffer);
-    const one = ['x'];
-    expect(concatRows('BYTES', [one], 1)).toBe(one);
+    // Typed parts along axis 0 are views of the batch's output (no copy), string parts their own arrays.
+    expect((parts[1] as BigInt64Array).buffer).toBe((nums.data as BigInt64Array).buffer);
   });
 });
