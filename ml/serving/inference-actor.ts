@@ -40,7 +40,7 @@ import {
   type WarmupMode,
   type WarmupReport,
 } from './messages.ts';
-import { SessionPool, type PoolTensor, type SessionValueInfo } from './session-pool.ts';
+import { PIPELINE_DEPTH, SessionPool, type PoolTensor, type SessionValueInfo } from './session-pool.ts';
 import { decodeOip, decodePredict, decodeWire, encodeOip, encodePredict, encodeWire, type Decoded, type Outputs } from './codecs/index.ts';
 import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
 
@@ -132,7 +132,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
     this.#batcher = new DynamicBatcher<Prepared, Outputs>((items, rows) => this.#runBatch(items, rows), {
       maxBatchSize,
       maxQueueDelayMs: this.#args.maxQueueDelayMs,
-      maxInflight: instances,
+      // Each session takes the next batch while it runs one (session-pool.ts).
+      maxInflight: instances * PIPELINE_DEPTH,
       maxQueueRows: Math.max(this.#args.maxQueueRows, maxBatchSize),
       onFull: () => Errors.MAILBOX_FULL(this.ctx.actorId, this.#args.maxQueueRows),
     });
