@@ -126,6 +126,24 @@ describe('pre/post-processing modules (real cluster, real onnxruntime)', () => {
     expect((await infer(good)).status).toBe(200);
   });
 
+  it('a sample request is in the public signature: checked against it, and warms up through preprocess', async () => {
+    const sample = (first: number) => new TextEncoder().encode(JSON.stringify({ inputs: [{ name: 'a', shape: [1, 4], datatype: 'FP64', data: [first, 0.5, 0.25, 1] }] }));
+    // A sample in the ONNX file's own signature (X, FP32) does not fit what clients send.
+    const modelShaped = new TextEncoder().encode(JSON.stringify({ inputs: [{ name: 'X', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }));
+    await expect(control.register('proc-s0', model, { processor: { bytes: source(NUMERIC_PROCESSOR), filename: 'numeric.ts' }, sample: modelShaped })).rejects.toMatchObject({ code: 'SHOAL_ERR_BAD_MODEL', message: expect.stringMatching(/sample request does not fit/) });
+    // A public sample: deployed with warmup "sample", the replica runs it through the module and the model.
+    await control.register('proc-s1', model, { processor: { bytes: source(NUMERIC_PROCESSOR), filename: 'numeric.ts' }, sample: sample(1) });
+    const t = await control.deploy('proc-s1', { replicas: 1, warmup: 'sample', readyTimeoutMs: 20_000 });
+    expect(t.stable.state).toBe('ready');
+    await until(() => get('/v2/models/proc-s1/ready').then((r) => (r.status === 200 ? true : undefined)), 15_000, 'the gateway sees proc-s1 ready');
+    const meta = (await (await get('/v2/models/proc-s1')).json()) as { parameters?: { warmup?: { mode: string; ok: boolean } } };
+    expect(meta.parameters?.warmup).toMatchObject({ mode: 'sample', ok: true });
+    // A sample the module refuses (666 throws in preprocess) fails the deploy, saying so.
+    await control.register('proc-s2', model, { processor: { bytes: source(NUMERIC_PROCESSOR), filename: 'numeric.ts' }, sample: sample(666) });
+    await expect(control.deploy('proc-s2', { replicas: 1, warmup: 'sample', readyTimeoutMs: 10_000 })).rejects.toThrow(/preprocess refused the sample request: .*the module refuses 666/);
+    await control.undeploy('proc-s1');
+  });
+
   it('refuses a bad module at registration, saying why, and stores nothing', async () => {
     for (const b of BAD_PROCESSORS) {
       const name = `bad-${b.filename.replace(/\W/g, '-')}`;
