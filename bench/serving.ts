@@ -28,7 +28,7 @@ import autocannon from 'autocannon';
 import { findNatsServer, type Child } from '../cluster/index.ts';
 import { randomRows } from '../test/fixtures/onnx.ts';
 import { startServingCluster } from './lib/serving-cluster.ts';
-import { writeResults } from './lib/results.ts';
+import { median, writeResults } from './lib/results.ts';
 import { deployLargeModel, measureLarge } from './lib/serving-large.ts';
 import { deployHeavyModel, measureHeavy } from './lib/serving-heavy.ts';
 
@@ -70,11 +70,6 @@ async function cannon(target: string, url: string, connections: number, seconds 
   return { target, connections, reqPerSec: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx };
 }
 
-const median = (xs: number[]): number => {
-  const a = [...xs].sort((x, y) => x - y);
-  const m = a.length >> 1;
-  return a.length % 2 ? a[m]! : (a[m - 1]! + a[m]!) / 2;
-};
 
 const results: Result[] = [];
 /** Per connection count and round: req/s by target letter. */

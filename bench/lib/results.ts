@@ -16,3 +16,10 @@ export function writeResults(file: string, generated: string): void {
   const at = old.includes(NOTES_MARKER) ? old.split(NOTES_MARKER)[1] : old.includes(OLD_MARKER) ? old.split(OLD_MARKER)[1] : undefined;
   writeFileSync(file, [generated.replace(/\n*$/, '\n'), NOTES_MARKER, at?.replace(/^\n*/, '\n') ?? '\n'].join('\n'));
 }
+
+/** The median (the mean of the middle two for an even count). */
+export function median(xs: readonly number[]): number {
+  const a = [...xs].sort((x, y) => x - y);
+  const m = a.length >> 1;
+  return a.length % 2 ? a[m]! : (a[m - 1]! + a[m]!) / 2;
+}

@@ -4,7 +4,7 @@
  * to serve. `extraEnv(role)` adds per-process environment (e.g. CPU profiling hooks).
  */
 import { connectAs, credentialOf, generateCredentials, spawnChild, startNatsServer, subjects, Role, type Child, type NatsServerHandle, type NatsConnection } from '../../cluster/index.ts';
-import { RegistryClient } from '../../ml/index.ts';
+import { RegistryClient, type TrackOptions } from '../../ml/index.ts';
 import { mlpModel } from '../../test/fixtures/onnx.ts';
 
 export interface ServingCluster {
@@ -58,4 +58,21 @@ export async function startServingCluster(dir: string, nodeId: string, extraEnv:
     await stop();
     throw err;
   }
+}
+
+/**
+ * Deploys a registered model (retrying while the fleet is still coming up) and resolves once the
+ * gateway at `gatewayUrl` says it is ready.
+ */
+export async function deployWhenServed(registry: RegistryClient, name: string, options: TrackOptions, gatewayUrl: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await registry.deploy(name, options);
+      break;
+    } catch (err) {
+      if (i > 50) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  for (let i = 0; i < 100 && (await fetch(`${gatewayUrl}/v2/models/${name}/ready`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
 }

@@ -10,6 +10,8 @@ import { loadavg } from 'node:os';
 import autocannon from 'autocannon';
 import { subjects, type NatsConnection } from '../../cluster/index.ts';
 import { RegistryClient } from '../../ml/index.ts';
+import { median } from './results.ts';
+import { deployWhenServed } from './serving-cluster.ts';
 import { TOKEN_STACK, tokenStackModel } from '../../test/fixtures/onnx-real.ts';
 
 const CONNECTIONS = (process.env.BENCH_HEAVY_C ?? '1,16,64').split(',').map(Number);
@@ -23,16 +25,7 @@ export const HEAVY_BODY = JSON.stringify({ id: 'heavy', inputs: [{ name: 'X', sh
 export async function deployHeavyModel(nc: NatsConnection, gatewayUrl: string): Promise<void> {
   const registry = new RegistryClient(nc, subjects());
   await registry.register('heavy', tokenStackModel(), { aliases: ['production'], sample: new TextEncoder().encode(HEAVY_BODY) });
-  for (let i = 0; ; i++) {
-    try {
-      await registry.deploy('heavy', { replicas: 1, instances: HEAVY_INSTANCES, intraOpThreads: 1, maxBatchSize: 8, maxQueueDelayMs: 0, readyTimeoutMs: 60_000 });
-      break;
-    } catch (err) {
-      if (i > 50) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-  for (let i = 0; i < 100 && (await fetch(`${gatewayUrl}/v2/models/heavy/ready`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+  await deployWhenServed(registry, 'heavy', { replicas: 1, instances: HEAVY_INSTANCES, intraOpThreads: 1, maxBatchSize: 8, maxQueueDelayMs: 0, readyTimeoutMs: 60_000 }, gatewayUrl);
 }
 
 interface Cell {
@@ -42,11 +35,6 @@ interface Cell {
   errors: number;
 }
 
-const median = (xs: number[]): number => {
-  const a = [...xs].sort((x, y) => x - y);
-  const m = a.length >> 1;
-  return a.length % 2 ? a[m]! : (a[m - 1]! + a[m]!) / 2;
-};
 
 /**
  * Measures each target (naive first in the list, then Shoal) at each connection count, `rounds`

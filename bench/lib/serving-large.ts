@@ -10,6 +10,8 @@ import { loadavg } from 'node:os';
 import autocannon from 'autocannon';
 import { subjects, type NatsConnection } from '../../cluster/index.ts';
 import { RegistryClient } from '../../ml/index.ts';
+import { median } from './results.ts';
+import { deployWhenServed } from './serving-cluster.ts';
 import { channelSumModel } from '../../test/fixtures/onnx.ts';
 
 export const LARGE_SHAPE = [1, 4, 1024, 1024];
@@ -30,16 +32,7 @@ function largeRequest(): { body: Buffer; headers: Record<string, string> } {
 export async function deployLargeModel(nc: NatsConnection, gatewayUrl: string): Promise<void> {
   const registry = new RegistryClient(nc, subjects());
   await registry.register('pool', channelSumModel(), { aliases: ['production'] });
-  for (let i = 0; ; i++) {
-    try {
-      await registry.deploy('pool', { replicas: 1, maxBatchSize: 4, maxQueueDelayMs: 0, readyTimeoutMs: 30_000 });
-      break;
-    } catch (err) {
-      if (i > 50) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-  for (let i = 0; i < 100 && (await fetch(`${gatewayUrl}/v2/models/pool/ready`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+  await deployWhenServed(registry, 'pool', { replicas: 1, maxBatchSize: 4, maxQueueDelayMs: 0, readyTimeoutMs: 30_000 }, gatewayUrl);
 }
 
 interface Cell {
@@ -50,11 +43,6 @@ interface Cell {
   errors: number;
 }
 
-const median = (xs: number[]): number => {
-  const a = [...xs].sort((x, y) => x - y);
-  const m = a.length >> 1;
-  return a.length % 2 ? a[m]! : (a[m - 1]! + a[m]!) / 2;
-};
 
 /**
  * Measures each target (naive first in the list, then Shoal) at each connection count,

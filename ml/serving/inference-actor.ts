@@ -32,16 +32,15 @@ import {
   type InferJsonReply,
   type InferReply,
   type ItemError,
-  type ItemResult,
   type JsonItem,
-  type JsonResult,
   type ReadyReply,
   type ReplicaStats,
   type WarmupMode,
   type WarmupReport,
 } from './messages.ts';
+import { serveJson, serveWire, type RequestRunner } from './serve-requests.ts';
 import { PIPELINE_DEPTH, SessionPool, type PoolTensor, type SessionValueInfo } from './session-pool.ts';
-import { decodeOip, decodePredict, decodeWire, encodeOip, encodePredict, encodeWire, type Decoded, type Outputs } from './codecs/index.ts';
+import { decodeOip, type Decoded, type Outputs } from './codecs/index.ts';
 import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
 
 /** A decoded request and its row count (what the batcher queues). */
@@ -232,42 +231,21 @@ export class InferenceActor extends Actor<InferenceMsg> {
     return { error: { code: code ?? MlErrors.INFERENCE_FAILED.code, message: err instanceof Error ? err.message : String(err) } };
   }
 
+  /** What the codecs need to serve this replica's requests (serve-requests.ts). */
+  get #runner(): RequestRunner {
+    return { signature: this.#public, label: this.#label, name: this.#mv.name, version: this.#mv.version, run: (d) => this.#run(d), failure: (err) => this.#failure(err) };
+  }
+
   /** Binary requests (tensors as bytes, from NATS clients). */
   async #infer(items: InferItem[]): Promise<InferReply> {
-    const sig = this.#public;
-    const results = await Promise.all(
-      items.map(async (item): Promise<ItemResult> => {
-        try {
-          const d = decodeWire(sig, this.#label, item.inputs, item.outputs);
-          const { value, batch } = await this.#run(d);
-          return { outputs: encodeWire(sig, value, d.outputs), batch };
-        } catch (err) {
-          return this.#failure(err);
-        }
-      }),
-    );
+    const results = await serveWire(this.#runner, items);
     return { results, queueRows: this.#batcher.queueRows, actorId: this.ctx.actorId };
   }
 
   /** HTTP bodies forwarded by the gateway: parsed, checked and answered here. */
   async #inferJson(items: JsonItem[]): Promise<InferJsonReply> {
-    const mv = this.#mv;
-    const version = String(mv.version);
-    const results = await Promise.all(
-      items.map(async (item): Promise<JsonResult> => {
-        try {
-          const v1 = item.format === 'v1';
-          const sig = this.#public;
-          const d = v1 ? decodePredict(sig, this.#label, item.body) : decodeOip(sig, this.#label, item.body, item.headerLength);
-          const { value, batch } = await this.#run(d);
-          const out = v1 ? encodePredict(sig, mv.name, version, d, value) : encodeOip(sig, mv.name, version, d, value);
-          return out.headerLength === undefined ? { body: out.body, batch } : { body: out.body, headerLength: out.headerLength, batch };
-        } catch (err) {
-          return this.#failure(err);
-        }
-      }),
-    );
-    return { results, queueRows: this.#batcher.queueRows, actorId: this.ctx.actorId, version: mv.version };
+    const results = await serveJson(this.#runner, items);
+    return { results, queueRows: this.#batcher.queueRows, actorId: this.ctx.actorId, version: this.#mv.version };
   }
 
   /** The feeds of a batch: each input of the one request as it came, or the requests' inputs concatenated along its batch axis. */

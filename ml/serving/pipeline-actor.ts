@@ -14,10 +14,11 @@ import { ModelRegistry } from '../registry/registry.ts';
 import { stepNames } from '../registry/pipeline-spec.ts';
 import type { ModelVersion } from '../registry/schemas.ts';
 import { fromBytes, toBytes, type Datatype, type TensorData, type TypedArray, type WireTensor } from '../tensor.ts';
-import { decodeOip, decodePredict, decodeWire, encodeOip, encodePredict, encodeWire, type Decoded, type Outputs } from './codecs/index.ts';
+import type { Decoded, Outputs } from './codecs/index.ts';
 import { withLargePayloads } from './large-payloads.ts';
 import { InferenceMsg, type InferItem, type InferJsonReply, type InferReply, type ItemError, type JsonItem, type ReadyReply, type ReplicaStats } from './messages.ts';
 import { PipelineRunner, StepSender } from './pipeline.ts';
+import { serveJson, serveWire, type RequestRunner } from './serve-requests.ts';
 
 export const PIPELINE_ACTOR_TYPE = 'shoal-pipeline';
 
@@ -119,40 +120,19 @@ export class PipelineActor extends Actor<InferenceMsg> {
     return { error: { code: code ?? MlErrors.INFERENCE_FAILED.code, message: err instanceof Error ? err.message : String(err) } };
   }
 
+  /** What the codecs need to serve this actor's requests (serve-requests.ts). */
+  get #serving(): RequestRunner {
+    return { signature: this.#mv.signature, label: this.#label, name: this.#mv.name, version: this.#mv.version, run: (d) => this.#run(d), failure: (err) => this.#failure(err) };
+  }
+
   async #infer(items: InferItem[]): Promise<InferReply> {
-    const sig = this.#mv.signature;
-    const results = await Promise.all(
-      items.map(async (item) => {
-        try {
-          const d = decodeWire(sig, this.#label, item.inputs, item.outputs);
-          const { value, batch } = await this.#run(d);
-          return { outputs: encodeWire(sig, value, d.outputs), batch };
-        } catch (err) {
-          return this.#failure(err);
-        }
-      }),
-    );
+    const results = await serveWire(this.#serving, items);
     return { results, queueRows: this.#inflight, actorId: this.ctx.actorId };
   }
 
   async #inferJson(items: JsonItem[]): Promise<InferJsonReply> {
-    const mv = this.#mv;
-    const sig = mv.signature;
-    const version = String(mv.version);
-    const results = await Promise.all(
-      items.map(async (item) => {
-        try {
-          const v1 = item.format === 'v1';
-          const d = v1 ? decodePredict(sig, this.#label, item.body) : decodeOip(sig, this.#label, item.body, item.headerLength);
-          const { value, batch } = await this.#run(d);
-          const out = v1 ? encodePredict(sig, mv.name, version, d, value) : encodeOip(sig, mv.name, version, d, value);
-          return out.headerLength === undefined ? { body: out.body, batch } : { body: out.body, headerLength: out.headerLength, batch };
-        } catch (err) {
-          return this.#failure(err);
-        }
-      }),
-    );
-    return { results, queueRows: this.#inflight, actorId: this.ctx.actorId, version: mv.version };
+    const results = await serveJson(this.#serving, items);
+    return { results, queueRows: this.#inflight, actorId: this.ctx.actorId, version: this.#mv.version };
   }
 }
 

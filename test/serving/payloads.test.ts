@@ -67,6 +67,9 @@ describe('large bodies over NATS (real nats-server, role permissions)', () => {
     await until(() => (host.heldBytes === 0 ? true : undefined), 5000, 'the holding time to pass', 20);
     expect(errorCode(await fetchPayload(node, held.ref, { timeoutMs: 5000 }).catch((e: unknown) => e))).toBe('SHOAL_ERR_PAYLOAD_GONE');
     host.close();
+    // The server must have the unsubscribe before the request, or the request goes to the
+    // subscription being closed and times out (this raced under load: a 5 s timeout, not GONE).
+    await gw.flush();
     // No subscriber at all now: the server's no-responders, not a timeout.
     expect(errorCode(await fetchPayload(node, held.ref, { timeoutMs: 5000 }).catch((e: unknown) => e))).toBe('SHOAL_ERR_PAYLOAD_GONE');
   });

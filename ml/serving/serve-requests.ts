@@ -1,0 +1,57 @@
+/**
+ * What every serving actor does with the requests of one message, whatever runs them (the
+ * inference actor's batcher, the pipeline actor's steps): decode each against the public
+ * signature with its protocol's codec, run it, encode its answer — a request that fails gets its
+ * own error, the others their answers.
+ */
+import type { Signature } from '../registry/schemas.ts';
+import { decodeOip, decodePredict, decodeWire, encodeOip, encodePredict, encodeWire, type Decoded, type Outputs } from './codecs/index.ts';
+import type { InferItem, ItemError, ItemResult, JsonItem, JsonResult } from './messages.ts';
+
+export interface RequestRunner {
+  /** The signature clients send and get. */
+  signature: Signature;
+  /** `name vN`, for error messages. */
+  label: string;
+  name: string;
+  version: number;
+  /** Runs one decoded request; its outputs and the rows of the run it was part of. */
+  run(d: Decoded): Promise<{ value: Outputs; batch: number }>;
+  /** A failed request's error reply (and the actor's error count). */
+  failure(err: unknown): ItemError;
+}
+
+/** Binary requests (tensors as bytes, from NATS clients). */
+export function serveWire(r: RequestRunner, items: readonly InferItem[]): Promise<ItemResult[]> {
+  const sig = r.signature;
+  return Promise.all(
+    items.map(async (item): Promise<ItemResult> => {
+      try {
+        const d = decodeWire(sig, r.label, item.inputs, item.outputs);
+        const { value, batch } = await r.run(d);
+        return { outputs: encodeWire(sig, value, d.outputs), batch };
+      } catch (err) {
+        return r.failure(err);
+      }
+    }),
+  );
+}
+
+/** HTTP bodies forwarded by the gateway: parsed, checked and answered here. */
+export function serveJson(r: RequestRunner, items: readonly JsonItem[]): Promise<JsonResult[]> {
+  const sig = r.signature;
+  const version = String(r.version);
+  return Promise.all(
+    items.map(async (item): Promise<JsonResult> => {
+      try {
+        const v1 = item.format === 'v1';
+        const d = v1 ? decodePredict(sig, r.label, item.body) : decodeOip(sig, r.label, item.body, item.headerLength);
+        const { value, batch } = await r.run(d);
+        const out = v1 ? encodePredict(sig, r.name, version, d, value) : encodeOip(sig, r.name, version, d, value);
+        return out.headerLength === undefined ? { body: out.body, batch } : { body: out.body, headerLength: out.headerLength, batch };
+      } catch (err) {
+        return r.failure(err);
+      }
+    }),
+  );
+}
