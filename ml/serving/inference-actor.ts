@@ -184,6 +184,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
       maxBatchSize: this.#batcher.maxBatchSize,
       maxQueueDelayMs: this.#batcher.maxQueueDelayMs,
       instances: this.#args.instances,
+      busySessions: this.#pool.busy,
     };
   }
 

@@ -88,6 +88,8 @@ export interface ReplicaStats extends BatcherStats {
   maxQueueDelayMs: number;
   /** Sessions (worker threads) of this replica. */
   instances: number;
+  /** Sessions with a batch running or queued in their worker now. */
+  busySessions: number;
 }
 
 /** Which warm-up a replica runs (deploy option `warmup`, Triton's `model_warmup`). */

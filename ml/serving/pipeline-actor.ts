@@ -87,6 +87,7 @@ export class PipelineActor extends Actor<InferenceMsg> {
           maxQueueDelayMs: 0,
           instances: 1,
           inflight: this.#inflight,
+          busySessions: 0,
         } satisfies ReplicaStats;
     }
   }

@@ -232,6 +232,13 @@ export class SessionPool {
     return this.#instances.length;
   }
 
+  /** Sessions with a run posted to their worker and not answered yet. */
+  get busy(): number {
+    let n = 0;
+    for (const i of this.#instances) if (i.inflight > 0) n++;
+    return n;
+  }
+
   /** Runs on the least busy session with room in its pipeline (waiting for one when all are full). */
   async run(feeds: Record<string, PoolTensor>): Promise<Record<string, PoolTensor>> {
     let inst: Instance | undefined;

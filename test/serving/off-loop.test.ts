@@ -110,7 +110,8 @@ describe('inference off the event loop (real processes, real onnxruntime)', () =
     const runs = [ask(1), ask(2)].map((p) => p.finally(() => done++));
     let most = 0;
     while (done === 0) {
-      most = Math.max(most, (await replica.ask<ReplicaStats>({ type: 'stats' }, { timeoutMs: 5000 })).inflight);
+      // Two batches in flight could also be one running and one queued on the same session: count the sessions.
+      most = Math.max(most, (await replica.ask<ReplicaStats>({ type: 'stats' }, { timeoutMs: 5000 })).busySessions);
       await new Promise((r) => setTimeout(r, 20));
     }
     const replies = await Promise.all(runs);
