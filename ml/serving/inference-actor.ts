@@ -101,6 +101,18 @@ export class InferenceActor extends Actor<InferenceMsg> {
   }
 
   override async onStart(): Promise<void> {
+    try {
+      await this.#load();
+    } catch (err) {
+      // The host calls onStop only for a started actor: end the workers a failed start began
+      // (a refused sample warm-up, a model onnxruntime cannot load) before saying so.
+      await this.onStop();
+      throw err;
+    }
+  }
+
+  /** Loads the version: its processor, its sessions, the batching plan; then warms up. */
+  async #load(): Promise<void> {
     const { model, version, instances, intraOpThreads } = this.#args;
     const registry = await ModelRegistry.open(this.ctx.nc, this.ctx.subjects.prefix);
     // A single file's bytes, or the graph path of a package unpacked on this node (its external data beside it).

@@ -15,7 +15,7 @@
  * its own rows back.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -163,8 +163,12 @@ describe('serving real-world models (real cluster, real onnxruntime)', () => {
 
     it('a sample onnxruntime refuses fails the deploy, naming the input and onnxruntime\'s message; warmup "sample" without one is refused', async () => {
       await c.control.register('convbad', convModel(), { sample: new TextEncoder().encode(JSON.stringify(convRequest(1, 2))) });
-      const err = await c.control.deploy('convbad', { replicas: 1, readyTimeoutMs: 30_000 }).catch((e: unknown) => e);
+      // The node's threads: a start that fails must end the session workers it began (three here).
+      const threads = () => Number(/^Threads:\s+(\d+)/m.exec(readFileSync(`/proc/${c.nodes['node-r']!.pid}/status`, 'utf8'))![1]);
+      const before = threads();
+      const err = await c.control.deploy('convbad', { replicas: 1, instances: 3, readyTimeoutMs: 30_000 }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'SHOAL_ERR_MODEL_NOT_READY', message: expect.stringMatching(/warm-up with the sample request failed \(input "X" FP32 \[1, 4, 2\]\): onnxruntime: .*Invalid input shape/) });
+      expect(threads()).toBeLessThanOrEqual(before + 1);
       expect(await c.control.deployment('convbad')).toBeUndefined();
       // The same file deploys with the synthetic warm-up (whose failure is only a warning).
       const d = await c.control.deploy('convbad', { replicas: 1, warmup: 'synthetic', readyTimeoutMs: 30_000 });
