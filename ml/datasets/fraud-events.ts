@@ -432,7 +432,7 @@ export interface FraudTableOptions {
  * every feature from what was known at the transaction's event time: the amount in USD, the
  * account age, the customer's transactions in the previous 24 h, the distance from home to the
  * merchant's country, the hour, whether the device is new for the customer, category and channel.
- * Same columns and scaling as `generateFraud`, so a training job takes either; the rows are not
+ * Same columns (and comparable scaling) as `generateFraud`, so a training job takes either; the rows are not
  * the old generator's rows (those are drawn independently, without any history).
  */
 export function fraudTableFromEvents(events: Iterable<FraudEvent>, o: FraudTableOptions = {}): Dataset {
@@ -466,7 +466,7 @@ export function fraudTableFromEvents(events: Iterable<FraudEvent>, o: FraudTable
       const usd = e.amount * FRAUD_EVENT_COUNTRIES[m.country].usd;
       const hour = new Date(e.eventTime).getUTCHours();
       const row = new Array<number>(D).fill(0);
-      row[0] = (Math.log(usd) - 3.5) / 1.1;
+      row[0] = (Math.log(usd) - 4.4) / 1.1; // centred on this population's typical amount (≈ 80 USD)
       row[1] = ((e.eventTime - c.account_created_at) / (365 * DAY) - 2) / 1.1;
       row[2] = (times.length - 3) / 1.5;
       row[3] = haversineKm(home.lat, home.lon, there.lat, there.lon) / 2000 - 0.8;
