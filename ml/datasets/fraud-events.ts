@@ -547,7 +547,7 @@ function poisson(r: () => number, gauss: () => number, mean: number): number {
 /** A binary min-heap. */
 class Heap<T> {
   private readonly items: T[] = [];
-  constructor(private readonly less: (a: T, b: T) => number) {}
+  constructor(private readonly compare: (a: T, b: T) => number) {}
   get size(): number {
     return this.items.length;
   }
@@ -560,7 +560,7 @@ class Heap<T> {
     let i = a.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (this.less(a[i]!, a[p]!) >= 0) break;
+      if (this.compare(a[i]!, a[p]!) >= 0) break;
       [a[i], a[p]] = [a[p]!, a[i]!];
       i = p;
     }
@@ -576,8 +576,8 @@ class Heap<T> {
         const l = 2 * i + 1;
         const rr = l + 1;
         let m = i;
-        if (l < a.length && this.less(a[l]!, a[m]!) < 0) m = l;
-        if (rr < a.length && this.less(a[rr]!, a[m]!) < 0) m = rr;
+        if (l < a.length && this.compare(a[l]!, a[m]!) < 0) m = l;
+        if (rr < a.length && this.compare(a[rr]!, a[m]!) < 0) m = rr;
         if (m === i) break;
         [a[i], a[m]] = [a[m]!, a[i]!];
         i = m;
