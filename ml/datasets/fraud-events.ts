@@ -424,28 +424,39 @@ export interface FraudTableOptions {
   asOf?: number;
   /** `truth` uses the ground truth instead of label events (for measuring label noise). @default 'labels' */
   labels?: 'labels' | 'truth';
+  /**
+   * What a transaction's history features (`tx_last_24h`, `new_device`) may see: `delivery` —
+   * earlier transactions already delivered at its event time, as an online store would have
+   * had them when scoring it; `event` — every earlier transaction by event time, late or not
+   * (which a serving path could not have known). @default 'delivery'
+   */
+  knownBy?: 'delivery' | 'event';
 }
 
 /**
  * Derives today's fraud training table (`FRAUD_COLUMNS`, one row per transaction, in event-time
  * order, `age_under_30` as the sensitive attribute) from an event-time-ordered stream, computing
- * every feature from what was known at the transaction's event time: the amount in USD, the
- * account age, the customer's transactions in the previous 24 h, the distance from home to the
- * merchant's country, the hour, whether the device is new for the customer, category and channel.
- * Same columns (and comparable scaling) as `generateFraud`, so a training job takes either; the rows are not
- * the old generator's rows (those are drawn independently, without any history).
+ * every feature from what was known at the transaction's event time (see `knownBy`): the amount
+ * in USD, the account age, the customer's transactions in the previous 24 h, the distance from
+ * home to the merchant's country, the hour, whether the device is new for the customer, category
+ * and channel. Same columns (and comparable scaling) as `generateFraud`, so a training job takes
+ * either; the rows are not the old generator's rows (those are drawn independently, without any
+ * history). One pass; memory is the table plus each customer's last 24 h and devices.
  */
 export function fraudTableFromEvents(events: Iterable<FraudEvent>, o: FraudTableOptions = {}): Dataset {
+  const byDelivery = (o.knownBy ?? 'delivery') === 'delivery';
   const customers = new Map<string, CustomerEvent>();
   const merchants = new Map<string, MerchantEvent>();
-  const recent = new Map<string, number[]>(); // customer → event times of the last 24 h
-  const seen = new Map<string, Set<string>>(); // customer → devices used before
-  const rows: number[][] = [];
-  const labels: number[] = [];
-  const sensitive: number[] = [];
-  const rowOf = new Map<string, number>();
+  const recent = new Map<string, { eventTime: number; deliveredAt: number }[]>(); // customer → its last 24 h
+  const seen = new Map<string, Map<string, number>>(); // customer → device → first delivery
   const D = FRAUD_COLUMNS.length;
   const nCat = FRAUD_EVENT_CATEGORIES.length;
+  let capacity = 1024;
+  let features = new Float32Array(capacity * D);
+  let labels = new Uint8Array(capacity);
+  let sensitive = new Uint8Array(capacity);
+  let rows = 0;
+  const rowOf = new Map<string, number>();
   for (const e of events) {
     if (e.type === 'customer') customers.set(e.customer_id, e);
     else if (e.type === 'merchant') merchants.set(e.merchant_id, e);
@@ -458,41 +469,55 @@ export function fraudTableFromEvents(events: Iterable<FraudEvent>, o: FraudTable
       const c = customers.get(e.customer_id);
       const m = merchants.get(e.merchant_id);
       if (!c || !m) throw MlErrors.BAD_INPUT(`transaction ${e.eventId} names ${!c ? `customer "${e.customer_id}"` : `merchant "${e.merchant_id}"`} not seen earlier in the stream`);
-      const times = recent.get(e.customer_id) ?? [];
-      while (times.length > 0 && times[0]! <= e.eventTime - DAY) times.shift();
-      const devs = seen.get(e.customer_id) ?? new Set<string>();
+      if (rows === capacity) {
+        capacity *= 2;
+        const f = new Float32Array(capacity * D);
+        f.set(features);
+        features = f;
+        const l = new Uint8Array(capacity);
+        l.set(labels);
+        labels = l;
+        const s = new Uint8Array(capacity);
+        s.set(sensitive);
+        sensitive = s;
+      }
+      const t = e.eventTime;
+      const window = recent.get(e.customer_id) ?? [];
+      while (window.length > 0 && window[0]!.eventTime <= t - DAY) window.shift();
+      let count = 0;
+      for (const w of window) if (!byDelivery || w.deliveredAt <= t) count++;
+      const devs = seen.get(e.customer_id) ?? new Map<string, number>();
+      const firstDelivery = devs.get(e.device_id);
+      const knownDevice = firstDelivery !== undefined && (!byDelivery || firstDelivery <= t);
       const home = FRAUD_EVENT_COUNTRIES[c.home_country];
       const there = FRAUD_EVENT_COUNTRIES[m.country];
-      const usd = e.amount * FRAUD_EVENT_COUNTRIES[m.country].usd;
-      const hour = new Date(e.eventTime).getUTCHours();
-      const row = new Array<number>(D).fill(0);
+      const usd = e.amount * there.usd;
+      const hour = new Date(t).getUTCHours();
+      const row = features.subarray(rows * D, rows * D + D);
       row[0] = (Math.log(usd) - 4.4) / 1.1; // centred on this population's typical amount (≈ 80 USD)
-      row[1] = ((e.eventTime - c.account_created_at) / (365 * DAY) - 2) / 1.1;
-      row[2] = (times.length - 3) / 1.5;
+      row[1] = ((t - c.account_created_at) / (365 * DAY) - 2) / 1.1;
+      row[2] = (count - 3) / 1.5;
       row[3] = haversineKm(home.lat, home.lon, there.lat, there.lon) / 2000 - 0.8;
       row[4] = Math.sin((2 * Math.PI * hour) / 24);
       row[5] = Math.cos((2 * Math.PI * hour) / 24);
-      row[6] = devs.has(e.device_id) ? 0 : 1;
+      row[6] = knownDevice ? 0 : 1;
       row[7 + FRAUD_EVENT_CATEGORIES.indexOf(m.category)] = 1;
       row[7 + nCat + FRAUD_EVENT_CHANNELS.indexOf(e.channel)] = 1;
-      rowOf.set(e.eventId, rows.length);
-      rows.push(row);
-      labels.push(o.labels === 'truth' ? (e.is_fraud ? 1 : 0) : 0);
-      sensitive.push(c.age < 30 ? 1 : 0);
-      times.push(e.eventTime);
-      recent.set(e.customer_id, times);
-      devs.add(e.device_id);
+      labels[rows] = o.labels === 'truth' && e.is_fraud ? 1 : 0;
+      sensitive[rows] = c.age < 30 ? 1 : 0;
+      rowOf.set(e.eventId, rows++);
+      window.push({ eventTime: t, deliveredAt: e.deliveredAt });
+      recent.set(e.customer_id, window);
+      devs.set(e.device_id, Math.min(firstDelivery ?? Infinity, e.deliveredAt));
       seen.set(e.customer_id, devs);
     }
   }
-  const features = new Float32Array(rows.length * D);
-  rows.forEach((row, i) => features.set(row, i * D));
   return {
     columns: [...FRAUD_COLUMNS],
-    rows: rows.length,
-    features,
-    labels: Uint8Array.from(labels),
-    sensitive: Uint8Array.from(sensitive),
+    rows,
+    features: features.slice(0, rows * D),
+    labels: labels.slice(0, rows),
+    sensitive: sensitive.slice(0, rows),
     sensitiveName: 'age_under_30',
   };
 }

@@ -157,14 +157,27 @@ describe('fraud event stream', () => {
     expect(sum(early.labels)).toBe(labels.filter((l) => l.deliveredAt <= mid).length);
     expect(sum(early.labels)).toBeLessThan(sum(d.labels));
     for (let i = 0; i < d.rows; i++) if (early.labels[i]) expect(d.labels[i]).toBe(1);
-    // tx_last_24h against a brute-force count over the raw events, for a sample of rows.
+    // tx_last_24h and new_device against a brute-force recount over the raw events, for a sample
+    // of rows: by default only what was delivered by the transaction's event time counts.
     const D = d.columns.length;
     const col = d.columns.indexOf('tx_last_24h');
-    for (let i = 0; i < d.rows; i += 97) {
+    const dev = d.columns.indexOf('new_device');
+    const byEvent = fraudTableFromEvents(events, { knownBy: 'event' });
+    for (let i = 0; i < d.rows; i += 37) {
       const t = txs[i]!;
-      const n = txs.filter((u, j) => j < i && u.customer_id === t.customer_id && u.eventTime > t.eventTime - 24 * HOUR).length;
-      expect(d.features[i * D + col]).toBeCloseTo((n - 3) / 1.5, 5);
+      const before = txs.filter((u, j) => j < i && u.customer_id === t.customer_id);
+      const delivered = before.filter((u) => u.deliveredAt <= t.eventTime);
+      const inDay = (xs: TransactionEvent[]) => xs.filter((u) => u.eventTime > t.eventTime - 24 * HOUR).length;
+      const newDevice = (xs: TransactionEvent[]) => (xs.some((u) => u.device_id === t.device_id) ? 0 : 1);
+      expect(d.features[i * D + col]).toBeCloseTo((inDay(delivered) - 3) / 1.5, 5);
+      expect(d.features[i * D + dev]).toBe(newDevice(delivered));
+      expect(byEvent.features[i * D + col]).toBeCloseTo((inDay(before) - 3) / 1.5, 5);
+      expect(byEvent.features[i * D + dev]).toBe(newDevice(before));
     }
+    // Late deliveries make the two views differ somewhere in the whole table.
+    let anyDiff = 0;
+    for (let i = 0; i < d.rows; i++) if (d.features[i * D + col] !== byEvent.features[i * D + col]) anyDiff++;
+    expect(anyDiff).toBeGreaterThan(0);
     // The bursts show up in the feature: fraud rows have more recent transactions on average.
     const meanCol = (lab: 0 | 1) => {
       let s = 0;
