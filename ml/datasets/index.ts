@@ -3,3 +3,23 @@ export { deserialize, serialize, split, take, sha256hex, type Dataset, type Spli
 export { generateFraud, FRAUD_COLUMNS, type FraudOptions } from './fraud.ts';
 export { importCsv, type CsvSchema } from './csv.ts';
 export { DatasetStore, type DatasetVersion } from './store.ts';
+export {
+  fraudEventStream,
+  generateFraudEvents,
+  inDeliveryOrder,
+  fraudTableFromEvents,
+  resolveFraudEventOptions,
+  FRAUD_EVENT_CATEGORIES,
+  FRAUD_EVENT_CHANNELS,
+  FRAUD_EVENT_COUNTRIES,
+  FRAUD_EVENT_RISK_TIERS,
+  FRAUD_EVENT_SEGMENTS,
+  type FraudEventOptions,
+  type ResolvedFraudEventOptions,
+  type FraudEvent,
+  type CustomerEvent,
+  type MerchantEvent,
+  type TransactionEvent,
+  type LabelEvent,
+  type FraudTableOptions,
+} from './fraud-events.ts';
