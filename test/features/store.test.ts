@@ -11,7 +11,11 @@ import type { FastifyInstance } from 'fastify';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { ContentType, Errors, Role, VirtualClock, createLogger, decode, ensureResources, request, resources, subjects, type NatsConnection } from '../../cluster/index.ts';
 import { FeatureClient, MlErrors, encodeRows, startFeatureService, type FeatureService, type FeatureViewDef, type LoggedEvent } from '../../ml/index.ts';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { buildGateway } from '../../gateway/app.ts';
+import { runFeatures } from '../../cli/features.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 
 const T0 = Date.parse('2026-03-01T12:00:00Z');
@@ -165,5 +169,30 @@ describe('feature store: views, push ingestion, online store (real nats-server, 
     expect((await jsm.streams.info(resources().streams.featureEvents)).state.messages).toBe(before);
     // The service keeps serving.
     expect(await features.push('customer', ok)).toMatchObject({ duplicate: false, applied: ['spend'] });
+  });
+
+  it('the CLI: apply with a snapshot, list, show, push, get (client role)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-features-cli-'));
+    const file = (name: string, v: unknown) => {
+      writeFileSync(join(dir, name), typeof v === 'string' ? v : JSON.stringify(v));
+      return join(dir, name);
+    };
+    const def = { name: 'merchant', entity: ['merchant_id', 'region'], source: { type: 'push' }, ttlSeconds: 0, features: [{ name: 'risk', type: 'numeric', transforms: [{ op: 'minmax' }] }] };
+    let out = '';
+    const run = async (...argv: string[]) => {
+      out = '';
+      return runFeatures(argv, cli, 'shoal', (t) => void (out += t));
+    };
+    expect(await run('apply', file('view.json', def), '--snapshot', file('rows.jsonl', '{"risk": 2}\n{"risk": 6}\n'))).toBe(0);
+    expect(out).toMatch(/merchant version 1 applied \(new\); fitted on 2 rows, 1 columns/);
+    await run('list');
+    expect(out).toMatch(/merchant {2}latest v1/);
+    await run('show', 'merchant', '--json');
+    expect(JSON.parse(out)).toMatchObject({ version: 1, fitted: { features: { risk: { steps: [{ min: 2, max: 6 }] } } } });
+    await run('push', 'merchant', file('ev.json', [{ eventId: 'm-1', entity: { merchant_id: 'm 1/é', region: 'eu' }, values: { risk: 5 }, eventTime: T0 }]));
+    expect(out).toMatch(/m-1: seq \d+, applied risk/);
+    await run('get', 'merchant', 'merchant_id=m 1/é', 'region=eu', '--json');
+    expect(JSON.parse(out)).toMatchObject({ found: true, values: { risk: 5 }, vector: [0.75] });
+    await expect(run('get', 'merchant', 'merchant_id=m-2')).rejects.toThrow(/entities\[0\]\.region: missing/);
   });
 });
