@@ -152,7 +152,8 @@ export type RawValue = Static<typeof RawValue>;
 export const FeatureEvent = Type.Object(
   {
     /** Idempotency key: the same id twice (within the offline stream's de-dup window) is applied once. */
-    eventId: Type.String({ minLength: 1, maxLength: 128 }),
+    // Printable (it travels in the Nats-Msg-Id header): no control characters.
+    eventId: Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }),
     entity: Type.Record(Type.String(), Type.String()),
     values: Type.Record(Type.String(), RawValue),
     /** When it happened: ISO 8601 or epoch milliseconds. */

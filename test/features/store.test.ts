@@ -157,6 +157,7 @@ describe('feature store: views, push ingestion, online store (real nats-server, 
       ['/v1/features/customer', { ...ok, eventTime: clock.now() + 3_600_000 }, /eventTime: .* 3600 s in the future/],
       ['/v1/features/customer', { ...ok, eventTime: 'yesterday' }, /eventTime: "yesterday" is not an ISO 8601 time/],
       ['/v1/features/customer', { ...ok, extra: 1 }, /extra/],
+      ['/v1/features/customer', { ...ok, eventId: 'a\r\nb' }, /eventId/],
     ];
     for (const [url, body, msg] of cases) {
       const r = await app.inject({ method: 'POST', url, headers, payload: JSON.stringify(body) });
