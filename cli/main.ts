@@ -8,6 +8,7 @@ import { NODES_FLAGS, nodeOpCommand } from './nodes.ts';
 import { JOBS_FLAGS, jobsCommand } from './jobs.ts';
 import { collectStatus, connectClient, formatStatus } from './status.ts';
 import { MODELS_FLAGS, modelsCommand } from './models.ts';
+import { FEATURES_FLAGS, featuresCommand } from './features.ts';
 import { AUTH_FLAGS, nodeUserCommand } from './auth.ts';
 
 const HELP = `shoal ${SHOAL_VERSION} — a cluster for the AI features of SaaS products
@@ -19,6 +20,7 @@ commands:
   status    list the processes and nodes seen over NATS   [--json] [--wait MS]
   models    model registry and serving: register, list, show, alias, rollback, deploy, canary, promote, abort
   datasets  generate fraud [--rows N --seed S --drift D] | import <file.csv> --name N --label COL … | show <ref>
+  features  feature store: apply VIEW.json [--snapshot rows.json] | list | show NAME | get VIEW key=value… | push VIEW EVENT.json
   submit    submit a training job (job.json) and follow it with a progress bar   [--id ID] [--no-wait]
   jobs      show a job's state and metrics   <jobId>
   cancel    cancel a job   <jobId>
@@ -54,6 +56,8 @@ async function main(): Promise<number> {
     }
     case 'models':
       return modelsCommand(rest, loadConfig({ argv: rest }, MODELS_FLAGS));
+    case 'features':
+      return featuresCommand(rest, loadConfig({ argv: rest }, FEATURES_FLAGS));
     case 'submit':
     case 'jobs':
     case 'cancel':

@@ -41,9 +41,17 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
     max_age: 7 * 24 * 3600 * 1_000_000_000,
     max_msgs: 1_000_000,
   });
+  await ensureStream(jsm, {
+    name: r.streams.featureEvents,
+    subjects: [s.featureLogAll],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    // Idempotent pushes: a repeated event id (Nats-Msg-Id `<view>:<eventId>`) within this window is dropped.
+    duplicate_window: FEATURE_DEDUP_WINDOW_MS * 1_000_000,
+  });
   const kvm = new Kvm(nc);
   for (const [key, bucket] of Object.entries(r.buckets)) {
-    await kvm.create(bucket, { history: key === 'nodes' ? (opts.nodeHistory ?? 1) : key === 'models' ? 10 : 5, storage: StorageType.File });
+    await kvm.create(bucket, { history: key === 'nodes' ? (opts.nodeHistory ?? 1) : key === 'models' ? 10 : key === 'online' ? 1 : 5, storage: StorageType.File });
   }
   const objm = new Objm(nc);
   await objm.create(r.stores.artifacts, { storage: StorageType.File });
@@ -52,6 +60,9 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
   // that died before asking goes after a day.
   await objm.create(r.stores.uploads, { storage: StorageType.File, ttl: UPLOAD_TTL_MS * 1_000_000 }); // ttl in nanoseconds
 }
+
+/** The feature events stream's de-dup window: an event id pushed again within it is applied once. */
+export const FEATURE_DEDUP_WINDOW_MS = 3600 * 1000;
 
 /** How long an upload nobody registered stays in the uploads store. */
 export const UPLOAD_TTL_MS = 24 * 3600 * 1000;

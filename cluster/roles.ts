@@ -86,7 +86,8 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   [Role.GATEWAY]: {
     // Large bodies: it serves request bodies under `payload.gw.<its random id>` (gateways have
     // no identity of their own to narrow this to) and pulls large replies from nodes.
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.payloadNodes],
+    // Feature pushes (POST /v1/features/{view}) go to the features service, which checks and logs them.
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.payloadNodes, s.featurePushAll],
     subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
     kv: { models: [READ], jobs: [READ] },
     stores: {},
@@ -97,9 +98,10 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   // datasets through the registry service (bytes go through the uploads store) — never by
   // writing KV.
   [Role.CLIENT]: {
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op))],
+    // Feature views are applied and events pushed through the features service; views and online rows are read from KV.
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op)), s.featuresApply, s.featurePushAll],
     subscribe: (s) => [s.eventsAll],
-    kv: { models: [READ], jobs: [READ], datasets: [READ], actors: [READ] },
+    kv: { models: [READ], jobs: [READ], datasets: [READ], actors: [READ], features: [READ], online: [READ] },
     stores: { artifacts: [StoreOp.READ], uploads: [StoreOp.PUT] },
     streams: { jobs: [StreamOp.PUBLISH] },
   },
@@ -112,7 +114,7 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
  */
 export const SCHEDULER_ONLY: Readonly<Record<string, string>> = {
   'kv:leases': 'the leader lease: a forged one would split the brain',
-  'kv:features': 'feature views: nothing outside the scheduler uses them yet',
+  'stream:featureEvents': 'the feature offline log: only the features service appends (after checking the event) and nothing reads it yet',
 };
 
 export type ResourceKind = 'kv' | 'store' | 'stream';
@@ -144,6 +146,8 @@ export function streamSubjects(key: StreamKey, s: Subjects): string[] {
       return [s.jobsSubmit];
     case 'events':
       return [s.eventsAll];
+    case 'featureEvents':
+      return [s.featureLogAll];
   }
 }
 

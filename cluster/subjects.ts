@@ -70,6 +70,15 @@ export function subjects(prefix = 'shoal') {
     payloadGateways: `${p}.payload.gw.>`,
     payloadNode: (nodeId: string) => `${p}.payload.node.${token('node id', nodeId)}`,
     payloadNodes: `${p}.payload.node.>`,
+    /** Feature store (ml/features): apply a view definition (request to the features service). */
+    featuresApply: `${p}.features.apply`,
+    /** Push one feature event for a view (request to the features service; the gateway's POST /v1/features/{view} too). */
+    featurePush: (view: string) => `${p}.features.push.${token('feature view', view)}`,
+    featurePushAll: `${p}.features.push.>`,
+    featuresAll: `${p}.features.>`,
+    /** The offline log of one view's accepted events (captured by the feature events stream; written only by the features service). */
+    featureLog: (view: string) => `${p}.featlog.${token('feature view', view)}`,
+    featureLogAll: `${p}.featlog.>`,
   };
 }
 export type Subjects = ReturnType<typeof subjects>;
@@ -85,6 +94,8 @@ export function resources(prefix = 'shoal') {
       jobs: `${up}_JOBS`,
       /** Events (`<prefix>.events.>`). */
       events: `${up}_EVENTS`,
+      /** Feature events, the offline log (`<prefix>.featlog.<view>`): every accepted push, with event and ingestion time. */
+      featureEvents: `${up}_FEATURE_EVENTS`,
     },
     /** KV buckets (stream `KV_<bucket>`). */
     buckets: {
@@ -92,7 +103,10 @@ export function resources(prefix = 'shoal') {
       actors: `${p}-actors`,
       models: `${p}-models`,
       jobs: `${p}-jobs`,
+      /** Feature view versions (definition + fitted parameters). */
       features: `${p}-features`,
+      /** Online features: one key per view and entity (`<view>.<key…>`), the latest raw values. */
+      online: `${p}-online-features`,
       leases: `${p}-leases`,
       /** Small actor-state checkpoints (key = actor id); large ones go to the checkpoint store. */
       checkpoints: `${p}-checkpoints`,

@@ -5,6 +5,7 @@
  * only, the rollout controller, the one owner of canary verdicts.
  */
 import { defineControlModule } from '../cluster/index.ts';
+import { startFeatureService } from './features/service.ts';
 import { startRegistryService } from './registry/service.ts';
 import { ModelDeployments } from './serving/deployments.ts';
 import { RolloutController } from './serving/rollout.ts';
@@ -14,6 +15,11 @@ export const controlModules = [
     name: 'registry',
     // CAS writes: every scheduler process serves, in one queue group.
     start: (ctx) => startRegistryService({ nc: ctx.nc, subjects: ctx.subjects, log: ctx.log }),
+  }),
+  defineControlModule({
+    name: 'features',
+    // Feature views (CAS) and pushes (offline log first, then the online store by CAS): every scheduler serves, in one queue group.
+    start: (ctx) => startFeatureService({ nc: ctx.nc, subjects: ctx.subjects, log: ctx.log }),
   }),
   defineControlModule({
     name: 'rollout',

@@ -27,4 +27,6 @@ export const MlErrors = {
   PREPROCESS: defineError('SHOAL_ERR_PREPROCESS', 500, (model: string, why: string) => `preprocess of ${model} failed: ${why}`, 'ml'),
   POSTPROCESS: defineError('SHOAL_ERR_POSTPROCESS', 500, (model: string, why: string) => `postprocess of ${model} failed: ${why}`, 'ml'),
   CANARY_NOT_READY: defineError('SHOAL_ERR_CANARY_NOT_READY', 409, (name: string, why: string) => `canary of "${name}": ${why}`, 'ml'),
+  // Feature store (ml/features/).
+  FEATURE_VIEW_NOT_FOUND: defineError('SHOAL_ERR_FEATURE_VIEW_NOT_FOUND', 404, (ref: string) => `feature view "${ref}" not found`, 'ml'),
 } as const;

@@ -81,3 +81,4 @@ export { PipelineSpec, PipelineStep, PipelineTensor, ProcessorRef, parsePipeline
 export { ProcessorHost, RequestProcessor, validateProcessor, type ProcessorContext, type ProcessorTensor, type ProcessorTensors } from './serving/processor.ts';
 export { PIPELINE_ACTOR_TYPE, PipelineActor, PipelineArgs, pipelineActorType } from './serving/pipeline-actor.ts';
 export { PipelineRunner } from './serving/pipeline.ts';
+export * from './features/index.ts';

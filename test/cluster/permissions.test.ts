@@ -90,6 +90,12 @@ const SUBJECT_PROBES = {
   payloadGateways: (x: Subjects) => [`${x.prefix}.payload.gw.gw2.t1.3`],
   payloadNode: (x: Subjects) => [`${x.payloadNode(SELF)}.t1.0`, `${x.payloadNode(OTHER)}.t1.0`],
   payloadNodes: (x: Subjects) => [`${x.prefix}.payload.node.node-c.t1.2`, `${x.prefix}.payload.other.t1.0`],
+  featuresApply: (x: Subjects) => [x.featuresApply],
+  featurePush: (x: Subjects) => [x.featurePush('txn_stats')],
+  featurePushAll: (x: Subjects) => [x.featurePush('other_view')],
+  featuresAll: (x: Subjects) => [`${x.prefix}.features.other`],
+  featureLog: (x: Subjects) => [x.featureLog('txn_stats')],
+  featureLogAll: (x: Subjects) => [`${x.prefix}.featlog.other`],
 } satisfies Record<keyof Subjects, (x: Subjects) => string[]>;
 
 /** Subjects outside the prefix that must be probed too: inboxes and JetStream's global API. */

@@ -1,0 +1,133 @@
+/**
+ * `shoal features …`: the feature store from the command line (issue #14 items 1–2).
+ *
+ *   shoal features apply VIEW.json [--snapshot rows.json]   apply a view definition; with a snapshot (a JSON array of
+ *                                                           rows, or one JSON object a line) its transformations are fitted
+ *   shoal features list
+ *   shoal features show NAME [--version N]
+ *   shoal features get VIEW key=value… [--version N]        one entity's online values (TTL applied) and its vector
+ *   shoal features push VIEW EVENT.json                     one event, or a JSON array of events, pushed in order
+ *
+ * Every command takes `--json`. Reads go to KV (the client role may read the feature buckets);
+ * apply and push are requests to the features service in the scheduler.
+ */
+import { readFileSync } from 'node:fs';
+import { Errors, parseFlags, subjects, type Config, type NatsConnection } from '../cluster/index.ts';
+import { FeatureClient, type FeatureEvent, type RawValue } from '../ml/index.ts';
+import { connectClient } from './status.ts';
+
+export const FEATURES_FLAGS = ['snapshot', 'version', 'json'] as const;
+
+const USAGE = 'usage: shoal features <apply VIEW.json [--snapshot rows.json] | list | show NAME | get VIEW key=value… | push VIEW EVENT.json> [--json]  (see README "Feature store")';
+
+function readJson(file: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw Errors.USAGE(`cannot read ${what} ${file}: ${(err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (first) {
+    // JSON lines: one object a line.
+    try {
+      return text
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as unknown);
+    } catch {
+      throw Errors.USAGE(`${what} ${file} is not JSON: ${(first as Error).message}`);
+    }
+  }
+}
+
+export async function featuresCommand(argv: string[], config: Config): Promise<number> {
+  const nc = await connectClient(config);
+  try {
+    return await runFeatures(argv, nc, config.subjectPrefix, (t) => process.stdout.write(t));
+  } finally {
+    await nc.close();
+  }
+}
+
+/** The command on an open connection (tests call it directly). */
+export async function runFeatures(argv: string[], nc: NatsConnection, prefix: string, write: (text: string) => void): Promise<number> {
+  const { flags, positionals } = parseFlags(argv);
+  const [cmd, ...args] = positionals;
+  const need = (i: number, what: string) => {
+    const v = args[i];
+    if (v === undefined) throw Errors.USAGE(`shoal features ${cmd}: missing ${what}\n${USAGE}`);
+    return v;
+  };
+  const print = (value: unknown, text: string) => write(flags.has('json') ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
+  const vflag = flags.get('version');
+  if (vflag !== undefined && !/^\d+$/.test(vflag)) throw Errors.USAGE(`--version takes a version number, got "${vflag}"`);
+  const version = vflag === undefined ? undefined : Number(vflag);
+  const fc = await FeatureClient.open(nc, subjects(prefix));
+  switch (cmd) {
+    case 'apply': {
+      const def = readJson(need(0, 'VIEW.json'), 'view definition');
+      const snap = flags.get('snapshot');
+      const rows = snap === undefined ? undefined : readJson(snap, 'snapshot');
+      if (rows !== undefined && !Array.isArray(rows)) throw Errors.USAGE('--snapshot must hold a JSON array of rows (or one JSON object a line)');
+      const r = await fc.apply(def, rows as Record<string, RawValue>[] | undefined);
+      const v = r.version;
+      print(r, `${v.name} version ${v.version} ${r.created ? 'applied (new)' : 'unchanged'}; ${v.fitted ? `fitted on ${v.fitted.rows} rows, ${v.fitted.width} columns` : 'not fitted (apply with --snapshot to fit its transformations)'}`);
+      return 0;
+    }
+    case 'list': {
+      const views = await fc.list();
+      print(views, views.length === 0 ? 'no feature views' : views.map((v) => `${v.name}  latest v${v.latest}  versions ${v.versions.join(',')}`).join('\n'));
+      return 0;
+    }
+    case 'show': {
+      const v = await fc.show(need(0, 'NAME'), version);
+      const d = v.definition;
+      const lines = [
+        `${v.name} v${v.version}  digest ${v.digest.slice(0, 12)}  created ${v.createdAt}`,
+        `entity: ${d.entity.join(', ')}  source: ${d.source.type}  ttl: ${d.ttlSeconds} s`,
+        ...d.features.map((f) => `  ${f.name} (${f.type})${f.transforms?.length ? `  ${f.transforms.map((t) => t.op).join(' → ')}` : ''}`),
+        v.fitted ? `vector: ${v.fitted.width} columns: ${v.fitted.columns.join(', ')}` : 'not fitted',
+      ];
+      print(v, lines.join('\n'));
+      return 0;
+    }
+    case 'get': {
+      const view = need(0, 'VIEW');
+      need(1, 'key=value');
+      const entity: Record<string, string> = {};
+      for (const kv of args.slice(1)) {
+        const at = kv.indexOf('=');
+        if (at <= 0) throw Errors.USAGE(`entity keys are key=value, got "${kv}"`);
+        entity[kv.slice(0, at)] = kv.slice(at + 1);
+      }
+      const [row] = await fc.rows(view, [entity], version);
+      const v = await fc.show(view, version);
+      const vector = v.fitted ? Array.from((await fc.vectors(view, [entity], version))[0]!.vector) : null;
+      const out = { ...row!, vector };
+      print(
+        out,
+        !row!.found
+          ? `no values for ${JSON.stringify(entity)} (every feature reads as missing)${vector ? `\nvector: [${vector.join(', ')}]` : ''}`
+          : [
+              ...Object.entries(row!.values).map(([k, val]) => `  ${k} = ${JSON.stringify(val)}  (at ${new Date(row!.eventTimes[k]!).toISOString()})`),
+              ...row!.expired.map((k) => `  ${k}: expired (older than ${v.definition.ttlSeconds} s)`),
+              vector ? `vector: [${vector.join(', ')}]` : 'vector: view not fitted',
+            ].join('\n'),
+      );
+      return 0;
+    }
+    case 'push': {
+      const view = need(0, 'VIEW');
+      const body = readJson(need(1, 'EVENT.json'), 'event');
+      const events = (Array.isArray(body) ? body : [body]) as FeatureEvent[];
+      const results = [];
+      for (const ev of events) results.push(await fc.push(view, ev));
+      print(results.length === 1 ? results[0] : results, results.map((r) => `${r.eventId}: seq ${r.seq}${r.duplicate ? ' (duplicate: already applied)' : `, applied ${r.applied.join(', ') || 'nothing (older than stored values)'}`}`).join('\n'));
+      return 0;
+    }
+    default:
+      throw Errors.USAGE(cmd ? `unknown features command "${cmd}"\n${USAGE}` : USAGE);
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The features service (issue #14 items 1–2), run in the scheduler process as a control module
+ * (ml/control.ts) with the scheduler's rights, in one queue group on every scheduler process
+ * (its writes are compare-and-swap, so any of them may answer):
+ *
+ * - `<prefix>.features.apply` — `{definition, snapshot?}` → a view version (`views.ts`).
+ * - `<prefix>.features.push.<view>` — one event `{eventId, entity, values, eventTime}` (JSON or
+ *   MessagePack, by content-type) → `PushResult`. The gateway's `POST /v1/features/{view}` sends
+ *   the same request.
+ *
+ * A push is checked against the view's latest version (unknown view, unknown or missing entity
+ * column, unknown feature, wrong type, an event time more than `maxFutureMs` ahead: a
+ * SHOAL_ERR_BAD_INPUT naming the field), then FIRST appended to the offline log (stream
+ * `<P>_FEATURE_EVENTS`, subject `<prefix>.featlog.<view>`, with `Nats-Msg-Id` `<view>:<eventId>`
+ * so JetStream drops a duplicate inside its de-dup window), and only then applied to the online
+ * store. The reply comes after both: an acknowledged event is in the offline log. A duplicate
+ * re-applies the *logged* original (not the retry's body): if the first attempt died between the
+ * two writes, the retry completes it; otherwise it changes nothing.
+ */
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { Subscription } from '@nats-io/transport-node';
+import { Type } from '@sinclair/typebox';
+import { ContentType, decode, encode, resources, serve, systemClock, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { MlErrors } from '../errors.ts';
+import { OnlineStore, entityValues } from './online.ts';
+import { FeatureEvent, RawValue, type FeatureViewDef, type LoggedEvent, type PushResult } from './schemas.ts';
+import { numberOf } from './transforms.ts';
+import { FeatureViews } from './views.ts';
+
+export const ApplyRequest = Type.Object(
+  { definition: Type.Unknown(), snapshot: Type.Optional(Type.Array(Type.Record(Type.String(), RawValue), { maxItems: 1_000_000 })) },
+  { additionalProperties: false },
+);
+
+export interface FeatureServiceOptions {
+  /** A connection with the scheduler's rights. */
+  nc: NatsConnection;
+  subjects: Subjects;
+  log: Logger;
+  /** Ingestion time and the future check; `now()` must be epoch ms. @default systemClock */
+  clock?: Clock;
+  /** An event time further ahead of the ingestion time than this is refused. @default 300000 (5 min) */
+  maxFutureMs?: number;
+  /** Queue group. @default `<prefix>-features` */
+  queue?: string;
+}
+
+export interface FeatureService {
+  stop(): Promise<void>;
+}
+
+/** Parses an event time (ISO 8601 or epoch ms) to epoch ms; a BAD_INPUT naming `eventTime` otherwise. */
+export function eventTimeOf(t: string | number): number {
+  const ms = typeof t === 'number' ? t : /^\d{4}-\d{2}-\d{2}/.test(t) ? Date.parse(t) : NaN;
+  if (!Number.isFinite(ms) || ms < 0) throw MlErrors.BAD_INPUT(`eventTime: ${JSON.stringify(t)} is not an ISO 8601 time or epoch milliseconds`);
+  return ms;
+}
+
+/** Checks one event against a view definition and builds its offline-log record. */
+export function checkEvent(def: FeatureViewDef, ev: FeatureEvent, ingestTime: number, maxFutureMs: number): LoggedEvent {
+  const entity = entityValues(def, ev.entity, 'entity');
+  const types = new Map(def.features.map((f) => [f.name, f.type]));
+  const names = Object.keys(ev.values);
+  if (names.length === 0) throw MlErrors.BAD_INPUT(`values: no features (feature view ${def.name} has ${[...types.keys()].join(', ')})`);
+  for (const name of names) {
+    const type = types.get(name);
+    const v = ev.values[name];
+    if (!type) throw MlErrors.BAD_INPUT(`values.${name}: not a feature of feature view ${def.name}`);
+    if (v === null) continue;
+    const ok = type === 'categorical' ? typeof v === 'string' : type === 'boolean' ? typeof v === 'boolean' : type === 'timestamp' ? typeof v !== 'boolean' && numberOf(type, v) !== undefined : typeof v === 'number' && Number.isFinite(v);
+    if (!ok) throw MlErrors.BAD_INPUT(`values.${name}: ${JSON.stringify(v)} is not a ${type} value${type === 'timestamp' ? ' (ISO 8601 or epoch ms)' : ''}`);
+  }
+  const eventTime = eventTimeOf(ev.eventTime);
+  if (eventTime - ingestTime > maxFutureMs) throw MlErrors.BAD_INPUT(`eventTime: ${new Date(eventTime).toISOString()} is ${Math.round((eventTime - ingestTime) / 1000)} s in the future (at most ${maxFutureMs / 1000} s allowed)`);
+  return { view: def.name, eventId: ev.eventId, entity, values: ev.values, eventTime, ingestTime };
+}
+
+export async function startFeatureService(o: FeatureServiceOptions): Promise<FeatureService> {
+  const s = o.subjects;
+  const clock = o.clock ?? systemClock;
+  const maxFutureMs = o.maxFutureMs ?? 300_000;
+  const views = await FeatureViews.open(o.nc, s.prefix);
+  const online = await OnlineStore.open(o.nc, s.prefix, clock);
+  const js = jetstream(o.nc);
+  const jsm = await jetstreamManager(o.nc);
+  const stream = resources(s.prefix).streams.featureEvents;
+  const queue = o.queue ?? `${s.prefix}-features`;
+  const pushPrefix = s.featurePush('x').slice(0, -1);
+
+  const subs: Subscription[] = [
+    serve(
+      o.nc,
+      s.featuresApply,
+      ApplyRequest,
+      async (req) => {
+        const r = await views.apply(req.definition, req.snapshot);
+        o.log.info({ view: r.version.name, version: r.version.version, created: r.created, fitted: r.version.fitted !== null }, 'feature view applied');
+        return r;
+      },
+      { queue, log: o.log },
+    ),
+    serve(
+      o.nc,
+      `${pushPrefix}*`,
+      FeatureEvent,
+      async (ev, m): Promise<PushResult> => {
+        const name = m.subject.slice(pushPrefix.length);
+        const version = await views.version(name);
+        if (!version) throw MlErrors.BAD_INPUT(`view: unknown feature view "${name}"`);
+        const logged = checkEvent(version.definition, ev, clock.now(), maxFutureMs);
+        const ack = await js.publish(s.featureLog(name), encode(logged, ContentType.MSGPACK), { msgID: `${name}:${ev.eventId}` });
+        let applyWhat = logged;
+        if (ack.duplicate) {
+          const orig = await jsm.streams.getMessage(stream, { seq: ack.seq });
+          // The original is gone only if the stream lost it (limits); then this retry's body stands in.
+          if (orig) applyWhat = decode(orig.data, ContentType.MSGPACK) as LoggedEvent;
+        }
+        const applied = await online.apply(version.definition, applyWhat);
+        return { view: name, eventId: ev.eventId, seq: ack.seq, duplicate: ack.duplicate, applied: ack.duplicate ? [] : applied };
+      },
+      { queue, log: o.log },
+    ),
+  ];
+  o.log.info({ queue }, 'features service serving');
+  return {
+    async stop() {
+      for (const sub of subs) sub.unsubscribe();
+    },
+  };
+}
