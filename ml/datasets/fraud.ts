@@ -85,7 +85,8 @@ export function generateFraud(o: FraudOptions): Dataset {
   return { columns: [...FRAUD_COLUMNS], rows, features, labels, sensitive, sensitiveName: 'age_under_30' };
 }
 
-function pick(r: () => number, weights: number[]): number {
+/** An index drawn with probability proportional to its weight. */
+export function pick(r: () => number, weights: readonly number[]): number {
   const total = weights.reduce((a, b) => a + b, 0);
   let u = r() * total;
   for (let i = 0; i < weights.length; i++) {

@@ -7,7 +7,6 @@ export {
   fraudEventStream,
   generateFraudEvents,
   inDeliveryOrder,
-  fraudTableFromEvents,
   resolveFraudEventOptions,
   FRAUD_EVENT_CATEGORIES,
   FRAUD_EVENT_CHANNELS,
@@ -21,5 +20,5 @@ export {
   type MerchantEvent,
   type TransactionEvent,
   type LabelEvent,
-  type FraudTableOptions,
 } from './fraud-events.ts';
+export { fraudTableFromEvents, type FraudTableOptions } from './fraud-table.ts';
