@@ -123,6 +123,12 @@ describe('feature store: offline store and point-in-time training sets (real nat
     expect(two.found).toEqual({ acct: 6, merch: 1 });
     const d2 = await datasets.load(two.dataset);
     const a = encodeRows(enc, [{ amount: 30, flag: true, kind: 'DE' }, { amount: 20, flag: true, kind: 'DE' }]);
+    // Two events with the same event time: the later arrival wins, as online.
+    await push('c6', 'a-4', { amount: 1 }, T0 + 29_000);
+    await push('c7', 'a-4', { amount: 2 }, T0 + 29_000);
+    const tie = await features.buildDataset({ name: 'acct-tie', views: ['acct'], labels: [{ entity: { account_id: 'a-4' }, time: T0 + 30_000, label: 0 }] });
+    expect(bits((await datasets.load(tie.dataset)).features)).toBe(bits(encodeRows(enc, [{ amount: 2 }])));
+    expect(Array.from((await features.vectors('acct', [{ account_id: 'a-4' }]))[0]!.vector)).toEqual(Array.from(encodeRows(enc, [{ amount: 2 }])));
     expect(bits(d2.features)).toBe(bits(Float32Array.from([...a.subarray(0, 5), 0.8, ...a.subarray(5, 10), 0.5])));
   });
 
