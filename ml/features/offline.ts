@@ -29,13 +29,13 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { ContentType, decode, encode, isCasConflict, resources, subjects as subjectsOf, type NatsConnection } from '../../cluster/index.ts';
+import { ContentType, decode, encode, every, isCasConflict, resources, subjects as subjectsOf, systemClock, type Clock, type Logger, type NatsConnection } from '../../cluster/index.ts';
 import { DatasetStore, type DatasetVersion } from '../datasets/store.ts';
 import { MlErrors } from '../errors.ts';
 import { entityValues } from './online.ts';
 import type { FeatureViewVersion, LoggedEvent, RawValue } from './schemas.ts';
 import { encodeRows } from './transforms.ts';
-import type { FeatureViews } from './views.ts';
+import { FeatureViews } from './views.ts';
 
 /** One compacted Parquet file: the view's events with stream sequence in (`afterSeq`, `throughSeq`]. */
 export interface OfflineFile {
@@ -330,4 +330,54 @@ function pick(entity: unknown, cols: readonly string[], i: number): Record<strin
   const out: Record<string, string> = {};
   for (const c of cols) if (c in entity) out[c] = (entity as Record<string, string>)[c]!;
   return out;
+}
+
+export interface CompactorOptions {
+  /** A connection with the scheduler's rights. */
+  nc: NatsConnection;
+  prefix: string;
+  log: Logger;
+  /** @default systemClock */
+  clock?: Clock;
+  /** How often every view is compacted; 0 = never (only on request). @default 600000 (10 min) */
+  everyMs?: number;
+  /** Called after each round (tests wait on it). */
+  onRound?: (results: MaterializeResult[]) => void;
+}
+
+export interface Compactor {
+  /** One round now: every view's new events to Parquet. A view that fails is logged and skipped. */
+  compactAll(): Promise<MaterializeResult[]>;
+  stop(): void;
+}
+
+/** Periodic compaction of every view (the scheduler leader's `features-compactor` control module). */
+export async function startFeatureCompactor(o: CompactorOptions): Promise<Compactor> {
+  const views = await FeatureViews.open(o.nc, o.prefix);
+  const offline = await OfflineStore.open(o.nc, o.prefix);
+  let running: Promise<MaterializeResult[]> | undefined;
+  const compactAll = async (): Promise<MaterializeResult[]> => {
+    const out: MaterializeResult[] = [];
+    for (const v of await views.list()) {
+      try {
+        const r = await offline.materialize(v.name);
+        if (r.file) o.log.info({ view: v.name, events: r.file.events, through: r.manifest.through }, 'feature events compacted');
+        out.push(r);
+      } catch (err) {
+        o.log.warn({ view: v.name, err: (err as Error).message }, 'feature compaction failed; retried next round');
+      }
+    }
+    return out;
+  };
+  const everyMs = o.everyMs ?? 600_000;
+  const stop =
+    everyMs > 0
+      ? every(o.clock ?? systemClock, everyMs, () => {
+          // One round at a time: a slow round is not overlapped by the next tick.
+          if (running) return;
+          running = compactAll().finally(() => (running = undefined));
+          void running.then((r) => o.onRound?.(r)).catch(() => undefined);
+        })
+      : () => undefined;
+  return { compactAll, stop };
 }

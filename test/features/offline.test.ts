@@ -9,7 +9,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, VirtualClock, createLogger, ensureResources, request, seededRandom, subjects, type NatsConnection } from '../../cluster/index.ts';
 import { DatasetStore } from '../../ml/datasets/store.ts';
-import { FeatureClient, MlErrors, encodeRows, startFeatureService, type FeatureService, type FeatureViewDef, type LabelRow, type RawValue } from '../../ml/index.ts';
+import { HOUR, generateFraudEvents, inDeliveryOrder, type TransactionEvent } from '../../ml/datasets/fraud-events.ts';
+import { FeatureClient, MlErrors, encodeRows, startFeatureService, type FeatureService, type FeatureViewDef, type LabelRow, type MaterializeResult, type RawValue, startFeatureCompactor } from '../../ml/index.ts';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -196,5 +197,67 @@ describe('feature store: offline store and point-in-time training sets (real nat
     expect(out).toMatch(/dataset cli-set@[0-9a-f]{12}: 2 rows × 5 columns, 1 positive/);
     expect(out).toMatch(/acct v1: events through seq \d+/);
     await expect(run('build-dataset', '--labels', labels)).rejects.toThrow(/--views/);
+  });
+
+  it('realistic: fraud transactions delivered late, scored at each transaction time — the set equals the online reads', async () => {
+    const def: FeatureViewDef = {
+      name: 'cust_last_txn',
+      entity: ['customer_id'],
+      source: { type: 'push' },
+      ttlSeconds: 6 * 3600,
+      features: [
+        { name: 'last_amount', type: 'numeric', transforms: [{ op: 'log1p' }, { op: 'standardize' }] },
+        { name: 'last_channel', type: 'categorical', transforms: [{ op: 'onehot', vocabulary: ['in-store', 'online', 'phone'] }] },
+        { name: 'last_country', type: 'categorical', transforms: [{ op: 'ordinal' }] },
+      ],
+    };
+    const start = Math.ceil((clock.now() + 1) / HOUR) * HOUR;
+    const events = generateFraudEvents({ seed: 3, customers: 12, merchants: 8, days: 2, start, lateRate: 0.25, fraudRate: 0.1 });
+    const txs = events.filter((e): e is TransactionEvent => e.type === 'transaction');
+    const labelled = new Set(events.flatMap((e) => (e.type === 'label' ? [e.transaction_id] : [])));
+    await features.apply(def, txs.slice(0, 40).map((t) => ({ last_amount: t.amount, last_channel: t.channel, last_country: t.country })));
+    // One timeline: pushes at delivery time, and a read of the customer just before each transaction (scoring it).
+    const actions = [
+      ...[...inDeliveryOrder(txs)].map((t) => ({ at: t.deliveredAt, order: 0, t: t as TransactionEvent })),
+      ...txs.map((t) => ({ at: t.eventTime - 1, order: 1, t })),
+    ].sort((a, b) => a.at - b.at || a.order - b.order);
+    const reads: { t: TransactionEvent; at: number; vector: Float32Array }[] = [];
+    for (const a of actions) {
+      if (a.at > clock.now()) clock.advanceTo(a.at);
+      if (a.order === 0) {
+        await features.push('cust_last_txn', { eventId: a.t.eventId, entity: { customer_id: a.t.customer_id }, values: { last_amount: a.t.amount, last_channel: a.t.channel, last_country: a.t.country }, eventTime: a.t.eventTime });
+      } else {
+        const [v] = await features.vectors('cust_last_txn', [{ customer_id: a.t.customer_id }]);
+        reads.push({ t: a.t, at: a.at, vector: v!.vector });
+      }
+    }
+    // The data exercises the hard cases: late deliveries and expired values.
+    expect(txs.filter((t) => t.deliveredAt - t.eventTime > 60_000).length).toBeGreaterThan(3);
+    const r = await features.buildDataset({ name: 'fraud-pit', views: ['cust_last_txn'], labels: reads.map((x) => ({ entity: { customer_id: x.t.customer_id }, time: x.at, label: labelled.has(x.t.eventId) })) });
+    const d = await datasets.load(r.dataset);
+    expect(d.rows).toBe(txs.length);
+    expect(r.dataset.positives).toBe(reads.filter((x) => labelled.has(x.t.eventId)).length);
+    const w = reads[0]!.vector.length;
+    reads.forEach((x, i) => expect(bits(d.features, i * w, w), `${x.t.eventId} at ${x.at}`).toBe(bits(x.vector)));
+  });
+
+  it('periodic compaction: a round on the compactor clock writes the new events of every view', async () => {
+    const own = new VirtualClock(0);
+    let round: (r: MaterializeResult[]) => void = () => undefined;
+    const done = new Promise<MaterializeResult[]>((res) => (round = res));
+    const compactor = await startFeatureCompactor({ nc: sched, prefix: 'shoal', log: createLogger({ level: 'silent', pretty: false }), clock: own, everyMs: 60_000, onRound: (r) => round(r) });
+    try {
+      const p = await features.push('merch', { eventId: 'm-late', entity: { merchant_id: 'm-2' }, values: { risk: 1 }, eventTime: clock.now() });
+      own.advance(60_000);
+      const results = await done;
+      const m = results.find((x) => x.view === 'merch')!;
+      expect(m.file).toMatchObject({ events: 1 });
+      expect(m.manifest.through).toBeGreaterThanOrEqual(p.seq);
+      expect(results.map((x) => x.view).sort()).toEqual(['acct', 'cust_last_txn', 'merch']);
+      // Nothing new: the next round writes no file.
+      expect((await compactor.compactAll()).every((x) => x.file === null)).toBe(true);
+    } finally {
+      compactor.stop();
+    }
   });
 });
