@@ -17,7 +17,9 @@
  * time ≤ label time — exactly what the online store held at that moment, as it keeps per feature
  * the newest event time, the later arrival winning a tie — and drops it when older than the TTL
  * (label time − event time > ttl), as the online store does on read. Missing values get the
- * feature's fill in the view's one encoder (`encodeRows`). A window query rather than an
+ * feature's fill in the view's one encoder (`encodeRows`). The one case where the two differ: an
+ * event dated ahead of its ingestion (the service allows 5 minutes) is served online from its
+ * ingestion on, but used here only from its event time, as "event time ≤ label time" says. A window query rather than an
  * `ASOF JOIN`: an ASOF join matches on one inequality, and "as known at" needs two (event time
  * and ingestion time) with a per-feature merge.
  */
