@@ -7,18 +7,22 @@
  *   shoal features show NAME [--version N]
  *   shoal features get VIEW key=value… [--version N]        one entity's online values (TTL applied) and its vector
  *   shoal features push VIEW EVENT.json                     one event, or a JSON array of events, pushed in order
+ *   shoal features materialize VIEW                         compact the view's offline log to a Parquet file
+ *   shoal features build-dataset --views a,b@2 --labels L.jsonl [--name NAME]
+ *                                                           a point-in-time-correct training set, stored as a dataset
+ *                                                           version (label rows: {"entity": {...}, "time": ..., "label": 0|1})
  *
  * Every command takes `--json`. Reads go to KV (the client role may read the feature buckets);
- * apply and push are requests to the features service in the scheduler.
+ * apply, push, materialize and build-dataset are requests to the features service in the scheduler.
  */
 import { readFileSync } from 'node:fs';
 import { Errors, parseFlags, subjects, type Config, type NatsConnection } from '../cluster/index.ts';
-import { FeatureClient, type FeatureEvent, type RawValue } from '../ml/index.ts';
+import { FeatureClient, type FeatureEvent, type LabelRow, type RawValue } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
-export const FEATURES_FLAGS = ['snapshot', 'version', 'json'] as const;
+export const FEATURES_FLAGS = ['snapshot', 'version', 'json', 'views', 'labels', 'name'] as const;
 
-const USAGE = 'usage: shoal features <apply VIEW.json [--snapshot rows.json] | list | show NAME | get VIEW key=value… | push VIEW EVENT.json> [--json]  (see README "Feature store")';
+const USAGE = 'usage: shoal features <apply VIEW.json [--snapshot rows.json] | list | show NAME | get VIEW key=value… | push VIEW EVENT.json | materialize VIEW | build-dataset --views a,b --labels L.jsonl [--name N]> [--json]  (see README "Feature store")';
 
 function readJson(file: string, what: string): unknown {
   let text: string;
@@ -125,6 +129,35 @@ export async function runFeatures(argv: string[], nc: NatsConnection, prefix: st
       const results = [];
       for (const ev of events) results.push(await fc.push(view, ev));
       print(results.length === 1 ? results[0] : results, results.map((r) => `${r.eventId}: seq ${r.seq}${r.duplicate ? ' (duplicate: already applied)' : `, applied ${r.applied.join(', ') || 'nothing (older than stored values)'}`}`).join('\n'));
+      return 0;
+    }
+    case 'materialize': {
+      const r = await fc.materialize(need(0, 'VIEW'));
+      const m = r.manifest;
+      print(
+        r,
+        `${r.view}: ${r.file ? `compacted ${r.file.events} events (seq ${r.file.afterSeq + 1}-${r.file.throughSeq}) to ${r.file.object}` : 'nothing new to compact'}; ${m.files.length} files through seq ${m.through}`,
+      );
+      return 0;
+    }
+    case 'build-dataset': {
+      const viewsFlag = flags.get('views');
+      const labelsFlag = flags.get('labels');
+      if (!viewsFlag) throw Errors.USAGE(`shoal features build-dataset: --views a,b[@N] is required\n${USAGE}`);
+      if (!labelsFlag) throw Errors.USAGE(`shoal features build-dataset: --labels FILE (JSON array or JSON lines) is required\n${USAGE}`);
+      const labels = readJson(labelsFlag, 'labels');
+      if (!Array.isArray(labels)) throw Errors.USAGE('--labels must hold a JSON array of label rows (or one JSON object a line)');
+      const views = viewsFlag.split(',').map((v) => v.trim()).filter((v) => v !== '');
+      const name = flags.get('name') ?? `trainset-${views.map((v) => v.replace(/@.*/, '')).join('-')}`.slice(0, 64);
+      const r = await fc.buildDataset({ name, views, labels: labels as LabelRow[] });
+      const d = r.dataset;
+      print(
+        r,
+        [
+          `dataset ${d.name}@${d.digest.slice(0, 12)}: ${d.rows} rows × ${d.columns.length} columns, ${d.positives} positive`,
+          ...r.lineage.views.map((v) => `  ${v.name} v${v.version}: events through seq ${v.through} (${v.files.length} files), ${r.found[v.name]} values as known at label time`),
+        ].join('\n'),
+      );
       return 0;
     }
     default:

@@ -98,8 +98,8 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   // datasets through the registry service (bytes go through the uploads store) — never by
   // writing KV.
   [Role.CLIENT]: {
-    // Feature views are applied and events pushed through the features service; views and online rows are read from KV.
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op)), s.featuresApply, s.featurePushAll],
+    // Feature views are applied, events pushed, logs compacted and training sets built through the features service; views and online rows are read from KV.
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op)), s.featuresApply, s.featuresMaterialize, s.featuresBuild, s.featurePushAll],
     subscribe: (s) => [s.eventsAll],
     kv: { models: [READ], jobs: [READ], datasets: [READ], actors: [READ], features: [READ], online: [READ] },
     stores: { artifacts: [StoreOp.READ], uploads: [StoreOp.PUT] },
@@ -114,7 +114,7 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
  */
 export const SCHEDULER_ONLY: Readonly<Record<string, string>> = {
   'kv:leases': 'the leader lease: a forged one would split the brain',
-  'stream:featureEvents': 'the feature offline log: only the features service appends (after checking the event) and nothing reads it yet',
+  'stream:featureEvents': 'the feature offline log: only the features service appends (after checking the event) and reads it (compaction to Parquet)',
 };
 
 export type ResourceKind = 'kv' | 'store' | 'stream';

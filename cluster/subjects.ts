@@ -72,6 +72,10 @@ export function subjects(prefix = 'shoal') {
     payloadNodes: `${p}.payload.node.>`,
     /** Feature store (ml/features): apply a view definition (request to the features service). */
     featuresApply: `${p}.features.apply`,
+    /** Compact one view's offline log to Parquet (request to the features service). */
+    featuresMaterialize: `${p}.features.materialize`,
+    /** Build a point-in-time-correct training set as a dataset version (request to the features service). */
+    featuresBuild: `${p}.features.build`,
     /** Push one feature event for a view (request to the features service; the gateway's POST /v1/features/{view} too). */
     featurePush: (view: string) => `${p}.features.push.${token('feature view', view)}`,
     featurePushAll: `${p}.features.push.>`,

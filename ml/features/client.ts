@@ -4,6 +4,7 @@
  * the client and gateway roles may read.
  */
 import { ContentType, request, type NatsConnection, type Subjects, systemClock, type Clock } from '../../cluster/index.ts';
+import type { BuildRequest, BuildResult, MaterializeResult } from './offline.ts';
 import { OnlineStore, type OnlineRow } from './online.ts';
 import type { FeatureEvent, FeatureViewRecord, FeatureViewVersion, PushResult, RawValue } from './schemas.ts';
 import { encodeOne, encodeRows } from './transforms.ts';
@@ -39,6 +40,16 @@ export class FeatureClient {
 
   push(view: string, event: FeatureEvent, contentType: ContentType = ContentType.MSGPACK): Promise<PushResult> {
     return request<PushResult>(this.#nc, this.#s.featurePush(view), event, { contentType });
+  }
+
+  /** Compacts the view's offline log to a Parquet file (features service). */
+  materialize(view: string): Promise<MaterializeResult> {
+    return request<MaterializeResult>(this.#nc, this.#s.featuresMaterialize, { view }, { timeoutMs: 120_000 });
+  }
+
+  /** Builds a point-in-time-correct training set, stored as a dataset version (features service). */
+  buildDataset(req: BuildRequest): Promise<BuildResult> {
+    return request<BuildResult>(this.#nc, this.#s.featuresBuild, req, { timeoutMs: 300_000, contentType: ContentType.MSGPACK });
   }
 
   list(): Promise<FeatureViewRecord[]> {

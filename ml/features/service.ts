@@ -22,6 +22,7 @@ import type { Subscription } from '@nats-io/transport-node';
 import { Type } from '@sinclair/typebox';
 import { ContentType, decode, encode, resources, serve, systemClock, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
+import { OfflineStore, buildTrainingSet, type BuildRequest } from './offline.ts';
 import { OnlineStore, entityValues } from './online.ts';
 import { FeatureEvent, RawValue, type FeatureViewDef, type LoggedEvent, type PushResult } from './schemas.ts';
 import { numberOf } from './transforms.ts';
@@ -29,6 +30,20 @@ import { FeatureViews } from './views.ts';
 
 export const ApplyRequest = Type.Object(
   { definition: Type.Unknown(), snapshot: Type.Optional(Type.Array(Type.Record(Type.String(), RawValue), { maxItems: 1_000_000 })) },
+  { additionalProperties: false },
+);
+
+export const MaterializeRequest = Type.Object({ view: Type.String() }, { additionalProperties: false });
+
+export const BuildRequestSchema = Type.Object(
+  {
+    name: Type.String(),
+    views: Type.Array(Type.String(), { minItems: 1, maxItems: 64 }),
+    labels: Type.Array(Type.Object({ entity: Type.Record(Type.String(), Type.String()), time: Type.Union([Type.String(), Type.Number()]), label: Type.Union([Type.Number(), Type.Boolean()]) }, { additionalProperties: false }), {
+      minItems: 1,
+      maxItems: 1_000_000,
+    }),
+  },
   { additionalProperties: false },
 );
 
@@ -81,6 +96,7 @@ export async function startFeatureService(o: FeatureServiceOptions): Promise<Fea
   const maxFutureMs = o.maxFutureMs ?? 300_000;
   const views = await FeatureViews.open(o.nc, s.prefix);
   const online = await OnlineStore.open(o.nc, s.prefix, clock);
+  const offline = await OfflineStore.open(o.nc, s.prefix);
   const js = jetstream(o.nc);
   const jsm = await jetstreamManager(o.nc);
   const stream = resources(s.prefix).streams.featureEvents;
@@ -117,6 +133,29 @@ export async function startFeatureService(o: FeatureServiceOptions): Promise<Fea
         }
         const applied = await online.apply(version.definition, applyWhat);
         return { view: name, eventId: ev.eventId, seq: ack.seq, duplicate: ack.duplicate, applied: ack.duplicate ? [] : applied };
+      },
+      { queue, log: o.log },
+    ),
+    serve(
+      o.nc,
+      s.featuresMaterialize,
+      MaterializeRequest,
+      async (req) => {
+        await views.get(req.view);
+        const r = await offline.materialize(req.view);
+        o.log.info({ view: req.view, through: r.manifest.through, events: r.file?.events ?? 0 }, 'feature events compacted');
+        return r;
+      },
+      { queue, log: o.log },
+    ),
+    serve(
+      o.nc,
+      s.featuresBuild,
+      BuildRequestSchema,
+      async (req) => {
+        const r = await buildTrainingSet(o.nc, s.prefix, views, offline, req as BuildRequest);
+        o.log.info({ name: r.dataset.name, digest: r.dataset.digest, rows: r.dataset.rows, views: r.lineage.views.map((v) => `${v.name}@${v.version}`) }, 'training set built');
+        return r;
       },
       { queue, log: o.log },
     ),

@@ -1,0 +1,385 @@
+/**
+ * The offline store (issue #14 item 3): the feature events stream compacted to Parquet files in
+ * the artifacts object store, and point-in-time-correct training sets built from them by DuckDB.
+ *
+ * Compaction (`materialize`, the features service in the scheduler: only it may read the stream)
+ * reads one view's events after the sequence its manifest has reached, through an ephemeral pull
+ * consumer filtered on `<prefix>.featlog.<view>`, writes them as one Parquet file (one row per
+ * event and feature: `seq, event_id, entity, feature, value, event_time, ingest_time`; `entity`
+ * is the JSON array of key values, `value` the raw value as JSON), stores it content-addressed
+ * as `features/<view>/<sha256>.parquet`, and then records it in the view's manifest (features
+ * bucket, key `<view>.offline`) by compare-and-swap. The manifest's `through` is the last stream
+ * sequence scanned: compacting again reads only what came after, so it never duplicates rows.
+ *
+ * A training set compacts every view first (so every acknowledged event is in a Parquet file)
+ * and then asks DuckDB, per view, for each label row and feature: the value with the greatest
+ * (event time, sequence) among that entity's events with event time ≤ label time AND ingestion
+ * time ≤ label time — exactly what the online store held at that moment, as it keeps per feature
+ * the newest event time, the later arrival winning a tie — and drops it when older than the TTL
+ * (label time − event time > ttl), as the online store does on read. Missing values get the
+ * feature's fill in the view's one encoder (`encodeRows`). The one case where the two differ: an
+ * event dated ahead of its ingestion (the service allows 5 minutes) is served online from its
+ * ingestion on, but used here only from its event time, as "event time ≤ label time" says. A window query rather than an
+ * `ASOF JOIN`: an ASOF join matches on one inequality, and "as known at" needs two (event time
+ * and ingestion time) with a per-feature merge.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { ContentType, decode, encode, every, isCasConflict, resources, subjects as subjectsOf, systemClock, type Clock, type Logger, type NatsConnection } from '../../cluster/index.ts';
+import { DatasetStore, type DatasetVersion } from '../datasets/store.ts';
+import { MlErrors } from '../errors.ts';
+import { entityValues } from './online.ts';
+import type { FeatureViewVersion, LoggedEvent, RawValue } from './schemas.ts';
+import { encodeRows } from './transforms.ts';
+import { FeatureViews } from './views.ts';
+
+/** One compacted Parquet file: the view's events with stream sequence in (`afterSeq`, `throughSeq`]. */
+export interface OfflineFile {
+  object: string;
+  sha256: string;
+  afterSeq: number;
+  throughSeq: number;
+  /** Events in the file (and rows: one per event and feature). */
+  events: number;
+  rows: number;
+}
+
+/** Per view, what has been compacted (features bucket, key `<view>.offline`). */
+export interface OfflineManifest {
+  view: string;
+  /** Last stream sequence scanned: every event of the view up to it is in `files`. */
+  through: number;
+  files: OfflineFile[];
+  updatedAt: string;
+}
+
+export interface MaterializeResult {
+  view: string;
+  /** The file written by this call; null when there was nothing new. */
+  file: OfflineFile | null;
+  manifest: OfflineManifest;
+}
+
+/** One label row of a training set. */
+export interface LabelRow {
+  /** Entity key columns of every view joined (extra columns are ignored per view). */
+  entity: Record<string, string>;
+  /** The label time: ISO 8601 or epoch ms. */
+  time: string | number;
+  /** 0/1 (or false/true). */
+  label: number | boolean;
+}
+
+export interface BuildRequest {
+  /** Dataset name to store the training set under. */
+  name: string;
+  /** View names, `view` (latest version) or `view@N` (pinned). */
+  views: string[];
+  labels: LabelRow[];
+}
+
+export interface TrainingSetLineage {
+  labels: number;
+  views: { name: string; version: number; digest: string; through: number; files: { object: string; afterSeq: number; throughSeq: number }[] }[];
+}
+
+export interface BuildResult {
+  dataset: DatasetVersion;
+  lineage: TrainingSetLineage;
+  /** Per view, how many (label row, feature) cells had a value as known at the label time. */
+  found: Record<string, number>;
+}
+
+export const manifestKey = (view: string) => `${view}.offline`;
+const objectName = (view: string, sha: string) => `features/${view}/${sha}.parquet`;
+const sqlString = (s: string) => `'${s.replaceAll("'", "''")}'`;
+
+export class OfflineStore {
+  readonly #nc: NatsConnection;
+  readonly #prefix: string;
+  readonly #kv: KV;
+  readonly #store: ObjectStore;
+
+  private constructor(nc: NatsConnection, prefix: string, kv: KV, store: ObjectStore) {
+    this.#nc = nc;
+    this.#prefix = prefix;
+    this.#kv = kv;
+    this.#store = store;
+  }
+
+  /** Needs the scheduler's rights (the stream is the scheduler's; the artifacts store and the features bucket are written). */
+  static async open(nc: NatsConnection, prefix = 'shoal'): Promise<OfflineStore> {
+    const r = resources(prefix);
+    return new OfflineStore(nc, prefix, await new Kvm(nc).open(r.buckets.features), await new Objm(nc).open(r.stores.artifacts));
+  }
+
+  async manifest(view: string): Promise<{ manifest: OfflineManifest; revision: number }> {
+    const e = await this.#kv.get(manifestKey(view));
+    if (!e || e.operation !== 'PUT') return { manifest: { view, through: 0, files: [], updatedAt: '' }, revision: 0 };
+    return { manifest: decode(e.value) as OfflineManifest, revision: e.revision };
+  }
+
+  /** Compacts the view's events logged since its manifest's `through` into one Parquet file. */
+  async materialize(view: string): Promise<MaterializeResult> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const { manifest, revision } = await this.manifest(view);
+      const events = await this.#readLog(view, manifest.through);
+      if (events.list.length === 0 && events.through <= manifest.through) return { view, file: null, manifest };
+      let file: OfflineFile | null = null;
+      if (events.list.length > 0) {
+        const bytes = await toParquet(events.list);
+        const sha256 = createHash('sha256').update(bytes).digest('hex');
+        const object = objectName(view, sha256);
+        const info = await this.#store.info(object);
+        if (!info || info.deleted) await this.#store.putBlob({ name: object, description: `feature events of ${view}, seq ${manifest.through + 1}-${events.through}` }, bytes);
+        const rows = events.list.reduce((n, e) => n + Object.keys(e.event.values).length, 0);
+        file = { object, sha256, afterSeq: manifest.through, throughSeq: events.through, events: events.list.length, rows };
+      }
+      const next: OfflineManifest = { view, through: events.through, files: file ? [...manifest.files, file] : manifest.files, updatedAt: new Date().toISOString() };
+      try {
+        if (revision === 0) await this.#kv.create(manifestKey(view), encode(next));
+        else await this.#kv.update(manifestKey(view), encode(next), revision);
+        return { view, file, manifest: next };
+      } catch (err) {
+        // Another compaction of this view won: start again from its manifest.
+        if (!isCasConflict(err)) throw err;
+      }
+    }
+    throw MlErrors.REGISTRY_CONFLICT(`offline manifest of feature view ${view}`);
+  }
+
+  /** The view's logged events with sequence > `after`, up to the stream's last sequence now. */
+  async #readLog(view: string, after: number): Promise<{ list: { seq: number; event: LoggedEvent }[]; through: number }> {
+    const stream = resources(this.#prefix).streams.featureEvents;
+    const jsm = await jetstreamManager(this.#nc);
+    const last = (await jsm.streams.info(stream)).state.last_seq;
+    if (last <= after) return { list: [], through: after };
+    const ci = await jsm.consumers.add(stream, {
+      filter_subject: subjectsOf(this.#prefix).featureLog(view),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: after + 1,
+      ack_policy: AckPolicy.None,
+      inactive_threshold: 60_000_000_000,
+    });
+    const list: { seq: number; event: LoggedEvent }[] = [];
+    try {
+      // Everything up to `last`; events appended since then wait for the next compaction.
+      const want = ci.num_pending;
+      if (want > 0) {
+        const c = await jetstream(this.#nc).consumers.get(stream, ci.name);
+        const msgs = await c.consume({ max_messages: 1000 });
+        for await (const m of msgs) {
+          if (m.seq <= last) list.push({ seq: m.seq, event: decode(m.data, ContentType.MSGPACK) as LoggedEvent });
+          if (m.seq >= last || m.info.pending === 0) break;
+        }
+        await msgs.close();
+      }
+    } finally {
+      await jsm.consumers.delete(stream, ci.name).catch(() => undefined);
+    }
+    return { list, through: last };
+  }
+
+  /** Downloads the view's Parquet files into `dir` (each checked against its sha256); returns their paths. */
+  async fetchFiles(files: readonly OfflineFile[], dir: string): Promise<string[]> {
+    return Promise.all(
+      files.map(async (f, i) => {
+        const bytes = await this.#store.getBlob(f.object);
+        if (!bytes) throw MlErrors.ARTIFACT_MISSING(`offline features ${f.object}`, f.sha256);
+        const got = createHash('sha256').update(bytes).digest('hex');
+        if (got !== f.sha256) throw MlErrors.ARTIFACT_CORRUPT(`offline features ${f.object}`, f.sha256, got);
+        const path = join(dir, `f${i}.parquet`);
+        writeFileSync(path, bytes);
+        return path;
+      }),
+    );
+  }
+}
+
+/** Events → one Parquet file's bytes (DuckDB in process, through a temporary JSON-lines file). */
+async function toParquet(events: readonly { seq: number; event: LoggedEvent }[]): Promise<Uint8Array> {
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-offline-'));
+  try {
+    const lines: string[] = [];
+    for (const { seq, event: e } of events) {
+      const entity = JSON.stringify(e.entity);
+      for (const [feature, value] of Object.entries(e.values)) {
+        lines.push(JSON.stringify({ seq, event_id: e.eventId, entity, feature, value: JSON.stringify(value), event_time: e.eventTime, ingest_time: e.ingestTime }));
+      }
+    }
+    const src = join(dir, 'events.jsonl');
+    const out = join(dir, 'events.parquet');
+    writeFileSync(src, lines.join('\n') + '\n');
+    const db = await DuckDBInstance.create(':memory:');
+    try {
+      const con = await db.connect();
+      await con.run(
+        `COPY (SELECT * FROM read_json(${sqlString(src)}, format = 'newline_delimited', columns = {seq: 'BIGINT', event_id: 'VARCHAR', entity: 'VARCHAR', feature: 'VARCHAR', value: 'VARCHAR', event_time: 'BIGINT', ingest_time: 'BIGINT'}) ORDER BY seq, feature) TO ${sqlString(out)} (FORMAT parquet)`,
+      );
+      con.closeSync();
+    } finally {
+      db.closeSync();
+    }
+    return new Uint8Array(readFileSync(out));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function labelTime(t: unknown, i: number): number {
+  const ms = typeof t === 'number' ? t : typeof t === 'string' && /^\d{4}-\d{2}-\d{2}/.test(t) ? Date.parse(t) : NaN;
+  if (!Number.isFinite(ms) || ms < 0) throw MlErrors.BAD_INPUT(`labels[${i}].time: ${JSON.stringify(t)} is not an ISO 8601 time or epoch milliseconds`);
+  return ms;
+}
+
+function labelValue(l: unknown, i: number): number {
+  if (l === 0 || l === 1) return l;
+  if (typeof l === 'boolean') return l ? 1 : 0;
+  throw MlErrors.BAD_INPUT(`labels[${i}].label: ${JSON.stringify(l)} is not 0/1 or a boolean`);
+}
+
+/** `view` or `view@N` → the view version (unfitted views are refused: they cannot encode). */
+async function resolveView(views: FeatureViews, ref: string): Promise<FeatureViewVersion> {
+  const m = /^([A-Za-z0-9_-]{1,64})(?:@v?(\d+))?$/.exec(ref);
+  if (!m) throw MlErrors.BAD_INPUT(`views: "${ref}" is not a view name or name@version`);
+  const v = await views.require(m[1]!, m[2] === undefined ? undefined : Number(m[2]));
+  if (!v.fitted) throw MlErrors.BAD_INPUT(`views: feature view ${v.name} v${v.version} has no fitted parameters (apply it with a snapshot)`);
+  return v;
+}
+
+/**
+ * Builds a point-in-time-correct training set and stores it as a dataset version. Compacts each
+ * view first, so the set sees every event acknowledged before the call.
+ */
+export async function buildTrainingSet(nc: NatsConnection, prefix: string, views: FeatureViews, offline: OfflineStore, req: BuildRequest): Promise<BuildResult> {
+  if (!Array.isArray(req.views) || req.views.length === 0) throw MlErrors.BAD_INPUT('views: at least one feature view is needed');
+  if (!Array.isArray(req.labels) || req.labels.length === 0) throw MlErrors.BAD_INPUT('labels: no label rows');
+  const versions = await Promise.all(req.views.map((r) => resolveView(views, r)));
+  const names = new Set<string>();
+  for (const v of versions) {
+    if (names.has(v.name)) throw MlErrors.BAD_INPUT(`views: ${v.name} appears twice`);
+    names.add(v.name);
+  }
+  const times = req.labels.map((l, i) => labelTime(l?.time, i));
+  const labels = Uint8Array.from(req.labels.map((l, i) => labelValue(l?.label, i)));
+  const n = req.labels.length;
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-trainset-'));
+  const db = await DuckDBInstance.create(':memory:');
+  const lineage: TrainingSetLineage = { labels: n, views: [] };
+  const found: Record<string, number> = {};
+  const blocks: { width: number; matrix: Float32Array; columns: string[] }[] = [];
+  try {
+    const con = await db.connect();
+    for (const v of versions) {
+      const def = v.definition;
+      const entities = req.labels.map((l, i) => JSON.stringify(entityValues({ name: def.name, entity: def.entity }, pick(l?.entity, def.entity, i), `labels[${i}].entity`)));
+      const { manifest } = await offline.materialize(def.name);
+      lineage.views.push({ name: v.name, version: v.version, digest: v.digest, through: manifest.through, files: manifest.files.map((f) => ({ object: f.object, afterSeq: f.afterSeq, throughSeq: f.throughSeq })) });
+      const rows: Record<string, RawValue>[] = Array.from({ length: n }, () => ({}));
+      let hits = 0;
+      if (manifest.files.length > 0) {
+        const paths = await offline.fetchFiles(manifest.files, dir);
+        const labelsFile = join(dir, `labels-${def.name}.jsonl`);
+        writeFileSync(labelsFile, entities.map((entity, i) => JSON.stringify({ row_id: i, entity, t: times[i] })).join('\n') + '\n');
+        const wanted = def.features.map((f) => sqlString(f.name)).join(', ');
+        const ttl = def.ttlSeconds * 1000;
+        const r = await con.runAndReadAll(`
+          WITH lab AS (SELECT * FROM read_json(${sqlString(labelsFile)}, format = 'newline_delimited', columns = {row_id: 'BIGINT', entity: 'VARCHAR', t: 'BIGINT'})),
+               ev AS (SELECT * FROM read_parquet([${paths.map(sqlString).join(', ')}]) WHERE feature IN (${wanted})),
+               known AS (
+                 SELECT lab.row_id, lab.t, ev.feature, ev.value, ev.event_time
+                 FROM lab JOIN ev ON ev.entity = lab.entity AND ev.event_time <= lab.t AND ev.ingest_time <= lab.t
+                 QUALIFY row_number() OVER (PARTITION BY lab.row_id, ev.feature ORDER BY ev.event_time DESC, ev.seq DESC) = 1)
+          SELECT CAST(row_id AS INTEGER) AS row_id, feature, value FROM known
+          WHERE ${ttl} = 0 OR t - event_time <= ${ttl}`);
+        for (const [rowId, feature, value] of r.getRowsJS() as [number, string, string][]) {
+          rows[rowId]![feature] = JSON.parse(value) as RawValue;
+          hits++;
+        }
+      }
+      found[v.name] = hits;
+      const fitted = v.fitted!;
+      blocks.push({ width: fitted.width, matrix: encodeRows(views.encoder(v), rows), columns: fitted.columns.map((c) => `${v.name}.${c}`) });
+    }
+    con.closeSync();
+  } finally {
+    db.closeSync();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const width = blocks.reduce((w, b) => w + b.width, 0);
+  const features = new Float32Array(n * width);
+  for (let i = 0; i < n; i++) {
+    let at = i * width;
+    for (const b of blocks) {
+      features.set(b.matrix.subarray(i * b.width, (i + 1) * b.width), at);
+      at += b.width;
+    }
+  }
+  const store = await DatasetStore.open(nc, prefix);
+  const source = `feature-views ${JSON.stringify(lineage.views.map((v) => ({ view: `${v.name}@${v.version}`, through: v.through, seq: v.files.map((f) => `${f.afterSeq + 1}-${f.throughSeq}`) })))}`;
+  const dataset = await store.put(req.name, { columns: blocks.flatMap((b) => b.columns), rows: n, features, labels }, { source });
+  return { dataset, lineage, found };
+}
+
+function pick(entity: unknown, cols: readonly string[], i: number): Record<string, string> {
+  if (!entity || typeof entity !== 'object' || Array.isArray(entity)) throw MlErrors.BAD_INPUT(`labels[${i}].entity: must be an object of entity key columns`);
+  const out: Record<string, string> = {};
+  for (const c of cols) if (c in entity) out[c] = (entity as Record<string, string>)[c]!;
+  return out;
+}
+
+export interface CompactorOptions {
+  /** A connection with the scheduler's rights. */
+  nc: NatsConnection;
+  prefix: string;
+  log: Logger;
+  /** @default systemClock */
+  clock?: Clock;
+  /** How often every view is compacted; 0 = never (only on request). @default 600000 (10 min) */
+  everyMs?: number;
+  /** Called after each round (tests wait on it). */
+  onRound?: (results: MaterializeResult[]) => void;
+}
+
+export interface Compactor {
+  /** One round now: every view's new events to Parquet. A view that fails is logged and skipped. */
+  compactAll(): Promise<MaterializeResult[]>;
+  stop(): void;
+}
+
+/** Periodic compaction of every view (the scheduler leader's `features-compactor` control module). */
+export async function startFeatureCompactor(o: CompactorOptions): Promise<Compactor> {
+  const views = await FeatureViews.open(o.nc, o.prefix);
+  const offline = await OfflineStore.open(o.nc, o.prefix);
+  let running: Promise<MaterializeResult[]> | undefined;
+  const compactAll = async (): Promise<MaterializeResult[]> => {
+    const out: MaterializeResult[] = [];
+    for (const v of await views.list()) {
+      try {
+        const r = await offline.materialize(v.name);
+        if (r.file) o.log.info({ view: v.name, events: r.file.events, through: r.manifest.through }, 'feature events compacted');
+        out.push(r);
+      } catch (err) {
+        o.log.warn({ view: v.name, err: (err as Error).message }, 'feature compaction failed; retried next round');
+      }
+    }
+    return out;
+  };
+  const everyMs = o.everyMs ?? 600_000;
+  const stop =
+    everyMs > 0
+      ? every(o.clock ?? systemClock, everyMs, () => {
+          // One round at a time: a slow round is not overlapped by the next tick.
+          if (running) return;
+          running = compactAll().finally(() => (running = undefined));
+          void running.then((r) => o.onRound?.(r)).catch(() => undefined);
+        })
+      : () => undefined;
+  return { compactAll, stop };
+}
