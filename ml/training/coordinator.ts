@@ -202,6 +202,10 @@ export class TrainingJob extends Actor<JobMsg> {
       return await request<BuildResult>(this.ctx.nc, this.ctx.subjects.featuresBuild, { name, views: set.features, labels: set.labels }, { timeoutMs: 300_000, contentType: ContentType.MSGPACK });
     } catch (err) {
       const msg = (err as Error).message;
+      // The spec's fault (a 4xx: an unknown or unfitted view, a bad label row) names its field;
+      // anything else (the service unreachable, a timeout) is the job's failure, not the spec's.
+      const status = (err as { status?: unknown }).status;
+      if (typeof status !== 'number' || status < 400 || status >= 500) throw MlErrors.JOB_FAILED(this.#jobId, `building the feature training set: ${msg}`);
       const field = /\blabels\b/.test(msg) ? 'dataset.labels' : 'dataset.features';
       throw MlErrors.BAD_JOB(this.#jobId, `${field}: ${msg}`);
     }

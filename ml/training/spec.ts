@@ -88,6 +88,16 @@ export type TrainingSpec = Static<typeof TrainingSpec>;
 /** The spec with its defaults, or `SHOAL_ERR_BAD_JOB` naming the first bad field. */
 export function parseTrainingSpec(jobId: string, raw: unknown): TrainingSpec {
   try {
+    // A feature training set is checked on its own first, so the error names its field
+    // (`dataset.labels.3.label: …`) rather than "dataset: expected union value".
+    const ds = (raw as { dataset?: unknown } | null)?.dataset;
+    if (ds && typeof ds === 'object') {
+      try {
+        validate(FeatureTrainingSet, ds, `job ${jobId} spec`);
+      } catch (err) {
+        throw new Error((err as Error).message.replace(/(spec: )/, '$1dataset.'));
+      }
+    }
     return validate(TrainingSpec, Value.Default(TrainingSpec, Value.Clone(raw ?? {})), `job ${jobId} spec`);
   } catch (err) {
     throw MlErrors.BAD_JOB(jobId, (err as Error).message);

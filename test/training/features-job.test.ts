@@ -7,17 +7,24 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom, subjects } from '../../cluster/index.ts';
-import { DatasetStore, FeatureClient, JobClient, ModelRegistry } from '../../ml/index.ts';
+import { DatasetStore, FeatureClient, JobClient, ModelRegistry, encodeRows } from '../../ml/index.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 
 const ARGS = ['--actors.modules', '["shoal:ml/training/actors.ts"]'];
 const T0 = Date.parse('2026-03-01T12:00:00Z');
+/**
+ * The label time: after the events' ingestion (the scheduler's real clock) as well as their event
+ * times, so each row sees its account's last amount (exclusion of later and late values is
+ * offline.test.ts's, with a virtual clock).
+ */
+const LABEL_AT = Date.parse('2040-01-01T00:00:00Z');
 
 describe('training on a feature-view training set (real processes)', () => {
   let c: TestCluster;
   let jobs: JobClient;
   let features: FeatureClient;
-  /** Label rows: an account's label is 1 when its spend (known before the label time) is high. */
+  /** Label rows: an account's label is 1 when its last spend is high. */
+  const last = new Map<string, number>();
   const labels: { entity: { account_id: string }; time: number; label: 0 | 1 }[] = [];
 
   beforeAll(async () => {
@@ -29,15 +36,14 @@ describe('training on a feature-view training set (real processes)', () => {
       [{ amount: 10 }, { amount: 90 }],
     );
     const rand = seededRandom(3);
-    // 300 events, 100 accounts, event times before T0; labels at T0 follow each account's last amount.
-    const last = new Map<string, number>();
+    // 300 events, 100 accounts, event times before T0; each account's label follows its last amount.
     for (let i = 0; i < 300; i++) {
       const acct = `a-${i % 100}`;
       const amount = Math.round(rand() * 100);
       last.set(acct, amount);
       await features.push('spend', { eventId: `e-${i}`, entity: { account_id: acct }, values: { amount }, eventTime: T0 - 300_000 + i * 1000 });
     }
-    for (const [acct, amount] of last) labels.push({ entity: { account_id: acct }, time: T0, label: amount > 50 ? 1 : 0 });
+    for (const [acct, amount] of last) labels.push({ entity: { account_id: acct }, time: LABEL_AT, label: amount > 50 ? 1 : 0 });
   }, 90_000);
   afterAll(async () => c?.stop());
 
@@ -53,6 +59,12 @@ describe('training on a feature-view training set (real processes)', () => {
     const built = await (await DatasetStore.open(c.client)).resolve('spend-risk-features');
     expect(built).toMatchObject({ digest: result.datasetDigest, rows: 100, columns: ['spend.amount'] });
     expect(built.source).toContain('spend@1');
+    // Point-in-time: each row is the account's last amount known at its label time, encoded by the view's encoder.
+    const d = await (await DatasetStore.open(c.client)).load(built);
+    const enc = features.views.encoder(await features.show('spend', 1));
+    const want = encodeRows(enc, [...last.values()].map((amount) => ({ amount })));
+    expect(Array.from(d.features)).toEqual(Array.from(want));
+    expect(Array.from(d.labels)).toEqual(labels.map((l) => l.label));
     const mv = await (await ModelRegistry.open(c.client)).version('spend-risk', result.version);
     const view = await features.show('spend', 1);
     expect(mv.lineage).toMatchObject({
@@ -65,8 +77,10 @@ describe('training on a feature-view training set (real processes)', () => {
   it('a bad features spec is refused naming the field', async () => {
     const base = { model: { name: 'spend-bad', type: 'logreg' }, hyper: { steps: 5 }, workers: 1 };
     // Its shape, at submission (a 400 at the gateway).
-    await expect(jobs.submit({ ...base, dataset: { features: ['spend@x'], labels } }, { id: 'job-f-bad' })).rejects.toMatchObject({ code: 'SHOAL_ERR_BAD_JOB' });
-    await expect(jobs.submit({ ...base, dataset: { features: ['spend'], labels: [{ entity: { account_id: 'a-1' }, time: T0, label: 7 }] } }, { id: 'job-f-bad' })).rejects.toThrow(/dataset/);
+    const bad = jobs.submit({ ...base, dataset: { features: ['spend@x'], labels } }, { id: 'job-f-bad' });
+    await expect(bad).rejects.toMatchObject({ code: 'SHOAL_ERR_BAD_JOB' });
+    await expect(bad).rejects.toThrow(/dataset\.features\.0: /);
+    await expect(jobs.submit({ ...base, dataset: { features: ['spend'], labels: [{ entity: { account_id: 'a-1' }, time: T0, label: 7 }] } }, { id: 'job-f-bad' })).rejects.toThrow(/dataset\.labels\.0\.label: /);
     // An unknown view, by the job (a view may be applied between submission and start).
     await jobs.submit({ ...base, dataset: { features: ['no_such_view'], labels } }, { id: 'job-f-noview' });
     const noview = await jobs.follow('job-f-noview', () => undefined, 60_000);
