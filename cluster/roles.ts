@@ -70,11 +70,13 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   // A node hosts actors (any actor, any service: placement decides), obeys its own control
   // subject only, heartbeats its own record, claims actors in the directory by CAS, keeps
   // checkpoints, and — as the training coordinator — records job progress, uploads a trained
-  // model and asks the registry to register it (and to start it as a canary).
+  // model and asks the registry to register it (and to start it as a canary); a job whose dataset
+  // is a feature training set asks the features service to build it (the feature log is the
+  // scheduler's alone, so the node never reads it).
   [Role.NODE]: {
     // Large bodies (cluster/payloads.ts): it pulls request bodies from gateways, and serves its
     // replicas' large replies under its own payload subject only.
-    publish: (s) => [s.actorAll, s.serviceAll, s.sysPing, s.scheduler('actors'), s.scheduler('status'), s.registry('register'), s.registry('canary'), s.payloadGateways],
+    publish: (s) => [s.actorAll, s.serviceAll, s.sysPing, s.scheduler('actors'), s.scheduler('status'), s.registry('register'), s.registry('canary'), s.featuresBuild, s.payloadGateways],
     subscribe: (s, nodeId) => [s.nodeOwn(nodeId), s.actorAll, s.serviceAll, s.sysAll, `${s.payloadNode(nodeId)}.>`],
     kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ] },
     stores: { artifacts: [StoreOp.READ], checkpoints: [StoreOp.READ, StoreOp.PUT], uploads: [StoreOp.PUT] },

@@ -23,6 +23,7 @@ import {
   errorCode,
   jobActorId,
   request,
+  ContentType,
   validate,
   whileActive,
   type JobRecord,
@@ -34,12 +35,13 @@ import { MlErrors } from '../errors.ts';
 import { bytesF32, f32bytes, loadCheckpoint, openCheckpointStore, restore, saveCheckpoint, snapshot, type Checkpoint, type TrainState } from './checkpoints.ts';
 import { applyUpdate, nodeKernels } from './compute.ts';
 import { DeadlineMarket } from './deadline.ts';
-import { finish, type Rows } from './finish.ts';
+import { finish, type FeatureLineage, type Rows } from './finish.ts';
 import { rocAuc } from './metrics.ts';
 import { predict, type ModelShape } from './model.ts';
 import { StepPace, withTimeout } from './pace.ts';
 import { removeShards, writeShards } from './shards.ts';
-import { parseTrainingSpec, type TrainingSpec } from './spec.ts';
+import type { BuildResult } from '../features/offline.ts';
+import { parseTrainingSpec, type FeatureTrainingSet, type TrainingSpec } from './spec.ts';
 import { TRAINER_WORKER_ACTOR, workerIds, type GradReply, type WorkerArgs } from './worker.ts';
 
 export const TRAINING_JOB_ACTOR = 'training-job';
@@ -53,6 +55,8 @@ interface Plan {
   spec: TrainingSpec;
   submittedAt: number;
   dv: DatasetVersion;
+  /** For a feature training set: the views (name@version, digest, log position) it was built from. */
+  features?: FeatureLineage;
   shape: ModelShape;
   workers: string[];
   args: WorkerArgs;
@@ -155,9 +159,12 @@ export class TrainingJob extends Actor<JobMsg> {
     // the job trains with. A bad one fails the job at once, with the field in the reason.
     const spec = parseTrainingSpec(this.#jobId, rec.spec);
     const datasets = await DatasetStore.open(this.ctx.nc, this.ctx.subjects.prefix);
-    const dv = await datasets.resolve(spec.dataset).catch((err: unknown) => {
-      throw MlErrors.BAD_JOB(this.#jobId, (err as Error).message);
-    });
+    const built = typeof spec.dataset === 'string' ? undefined : await this.#buildFeatureSet(spec, spec.dataset);
+    const dv = built
+      ? built.dataset
+      : await datasets.resolve(spec.dataset as string).catch((err: unknown) => {
+          throw MlErrors.BAD_JOB(this.#jobId, (err as Error).message);
+        });
     const data = await datasets.load(dv);
     const h = spec.model.hidden ?? 32;
     const shape: ModelShape = { type: spec.model.type, features: dv.columns.length, layers: spec.model.type === 'mlp' ? (Array.isArray(h) ? h : [h]) : [] };
@@ -172,6 +179,7 @@ export class TrainingJob extends Actor<JobMsg> {
       spec,
       submittedAt: rec.submittedAt,
       dv,
+      ...(built ? { features: { views: built.lineage.views.map((v) => ({ view: `${v.name}@${v.version}`, digest: v.digest, through: v.through })), datasetDigest: built.dataset.digest } } : {}),
       shape,
       // Fixed by the job, so a re-placed coordinator finds the workers still running instead of starting twins.
       workers: workerIds(this.#jobId, spec.workers),
@@ -181,6 +189,26 @@ export class TrainingJob extends Actor<JobMsg> {
       holdoutRows: splits.holdout,
       every: Math.max(1, Math.floor(spec.checkpointEvery / 2)),
     };
+  }
+
+  /**
+   * Builds the spec's feature training set point-in-time through the features service (the
+   * feature log is the scheduler's alone); a bad view or label row fails the job naming
+   * `dataset.features` / `dataset.labels`.
+   */
+  async #buildFeatureSet(spec: TrainingSpec, set: FeatureTrainingSet): Promise<BuildResult> {
+    const name = `${spec.model.name.replace(/\./g, '_')}-features`.slice(0, 64);
+    try {
+      return await request<BuildResult>(this.ctx.nc, this.ctx.subjects.featuresBuild, { name, views: set.features, labels: set.labels }, { timeoutMs: 300_000, contentType: ContentType.MSGPACK });
+    } catch (err) {
+      const msg = (err as Error).message;
+      // The spec's fault (a 4xx: an unknown or unfitted view, a bad label row) names its field;
+      // anything else (the service unreachable, a timeout) is the job's failure, not the spec's.
+      const status = (err as { status?: unknown }).status;
+      if (typeof status !== 'number' || status < 400 || status >= 500) throw MlErrors.JOB_FAILED(this.#jobId, `building the feature training set: ${msg}`);
+      const field = /\blabels\b/.test(msg) ? 'dataset.labels' : 'dataset.features';
+      throw MlErrors.BAD_JOB(this.#jobId, `${field}: ${msg}`);
+    }
   }
 
   /** The state of the last checkpoint (or a fresh one); the job is recorded running. */
@@ -304,7 +332,7 @@ export class TrainingJob extends Actor<JobMsg> {
   async #succeed(p: Plan, r: Run): Promise<void> {
     const { spec } = p;
     const s = r.s;
-    const f = await finish({ nc: this.ctx.nc, subjects: this.ctx.subjects, jobId: this.#jobId, spec, shape: p.shape, params: s.params, datasetDigest: p.dv.digest, validation: p.validation, holdout: p.holdout, holdoutRows: p.holdoutRows });
+    const f = await finish({ nc: this.ctx.nc, subjects: this.ctx.subjects, jobId: this.#jobId, spec, shape: p.shape, params: s.params, datasetDigest: p.dv.digest, ...(p.features ? { features: p.features } : {}), validation: p.validation, holdout: p.holdout, holdoutRows: p.holdoutRows });
     const result = {
       model: f.model,
       version: f.version,

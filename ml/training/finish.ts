@@ -20,6 +20,12 @@ export interface Rows {
   y: Float32Array;
 }
 
+/** What a model trained on a feature training set was built from: checked at deploy by a later part. */
+export interface FeatureLineage {
+  views: { view: string; digest: string; through: number }[];
+  datasetDigest: string;
+}
+
 export interface FinishInput {
   nc: NatsConnection;
   subjects: Subjects;
@@ -28,6 +34,7 @@ export interface FinishInput {
   shape: ModelShape;
   params: Float32Array;
   datasetDigest: string;
+  features?: FeatureLineage;
   validation: Rows;
   holdout: Rows;
   /** The holdout's row indices in the dataset (their order is `holdout`'s). */
@@ -65,7 +72,7 @@ export async function registerVersion(i: FinishInput, metrics: BinaryMetrics, co
   if (already) return already;
   return control.register(i.spec.model.name, exportOnnx(i.shape, i.params, i.spec.model.name), {
     metrics: { auc: metrics.auc, accuracy: metrics.accuracy, precision: metrics.precision, recall: metrics.recall, f1: metrics.f1, brier: metrics.brier, ece: metrics.ece, logLoss: metrics.logLoss },
-    lineage: { datasetDigest: i.datasetDigest, trainingJobId: i.jobId, hyperParameters: { ...i.spec.hyper, model: i.spec.model, workers: i.spec.workers }, codeVersion: SHOAL_VERSION },
+    lineage: { datasetDigest: i.datasetDigest, ...(i.features ? { features: i.features } : {}), trainingJobId: i.jobId, hyperParameters: { ...i.spec.hyper, model: i.spec.model, workers: i.spec.workers }, codeVersion: SHOAL_VERSION },
     description: `trained by job ${i.jobId}`,
   });
 }

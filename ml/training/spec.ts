@@ -8,6 +8,31 @@ import { Value } from '@sinclair/typebox/value';
 import { ResourceRequest, validate } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 
+/** One label row of a feature training set: the entity key columns, the label time (ISO 8601 or epoch ms), 0/1. */
+export const FeatureLabelRow = Type.Object(
+  {
+    entity: Type.Record(Type.String(), Type.String()),
+    time: Type.Union([Type.String({ minLength: 1 }), Type.Number({ minimum: 0 })]),
+    label: Type.Union([Type.Literal(0), Type.Literal(1), Type.Boolean()]),
+  },
+  { additionalProperties: false },
+);
+
+/**
+ * A training set built from feature views as known at each label's time: `features` are views
+ * (`view` = its latest version, `view@N` pinned), `labels` the label rows, inline (a stored
+ * dataset holds float32 feature columns only, so it cannot carry string entity keys or
+ * millisecond label times).
+ */
+export const FeatureTrainingSet = Type.Object(
+  {
+    features: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}(@[1-9][0-9]{0,8})?$' }), { minItems: 1, maxItems: 32 }),
+    labels: Type.Array(FeatureLabelRow, { minItems: 1, maxItems: 100_000 }),
+  },
+  { additionalProperties: false },
+);
+export type FeatureTrainingSet = Static<typeof FeatureTrainingSet>;
+
 export const TrainingSpec = Type.Object(
   {
     model: Type.Object(
@@ -20,8 +45,11 @@ export const TrainingSpec = Type.Object(
       },
       { additionalProperties: false },
     ),
-    /** `name`, `name@<digest prefix>` or `sha256:<digest>`. */
-    dataset: Type.String({ minLength: 1 }),
+    /**
+     * `name`, `name@<digest prefix>` or `sha256:<digest>`; or a feature-view training set built
+     * point-in-time by the features service before training (`FeatureTrainingSet`).
+     */
+    dataset: Type.Union([Type.String({ minLength: 1 }), FeatureTrainingSet]),
     hyper: Type.Object(
       {
         optimizer: Type.Union([Type.Literal('sgd'), Type.Literal('adam')], { default: 'adam' }),
@@ -60,6 +88,16 @@ export type TrainingSpec = Static<typeof TrainingSpec>;
 /** The spec with its defaults, or `SHOAL_ERR_BAD_JOB` naming the first bad field. */
 export function parseTrainingSpec(jobId: string, raw: unknown): TrainingSpec {
   try {
+    // A feature training set is checked on its own first, so the error names its field
+    // (`dataset.labels.3.label: …`) rather than "dataset: expected union value".
+    const ds = (raw as { dataset?: unknown } | null)?.dataset;
+    if (ds && typeof ds === 'object') {
+      try {
+        validate(FeatureTrainingSet, ds, `job ${jobId} spec`);
+      } catch (err) {
+        throw new Error((err as Error).message.replace(/(spec: )/, '$1dataset.'));
+      }
+    }
     return validate(TrainingSpec, Value.Default(TrainingSpec, Value.Clone(raw ?? {})), `job ${jobId} spec`);
   } catch (err) {
     throw MlErrors.BAD_JOB(jobId, (err as Error).message);

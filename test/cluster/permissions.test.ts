@@ -226,6 +226,12 @@ describe('permission matrix: completeness and policy invariants of the role tabl
     }
     expect(isAdmin(Role.SCHEDULER)).toBe(true);
   });
+
+  it('a node may ask the features service to build a training set, and no other features operation', () => {
+    const perms = permissionsFor(Role.NODE, { nodeId: SELF });
+    expect(anyMatch(perms.publish, s.featuresBuild), 'node builds training sets').toBe(true);
+    for (const subject of [s.featuresApply, s.featuresMaterialize, s.featurePush('txn_stats'), s.featureLog('txn_stats')]) expect(anyMatch(perms.publish, subject), `node publishes ${subject}`).toBe(false);
+  });
 });
 
 describe('permission matrix: subjects and JetStream API verbs (real nats-server, generated permissions)', () => {
