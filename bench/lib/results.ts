@@ -23,3 +23,47 @@ export function median(xs: readonly number[]): number {
   const m = a.length >> 1;
   return a.length % 2 ? a[m]! : (a[m - 1]! + a[m]!) / 2;
 }
+
+/** One connection count measured in turns: each target's cells (one per round) and Shoal/naive per round. */
+export interface InTurns<C> {
+  connections: number;
+  cells: C[][];
+  ratios: number[];
+}
+
+/**
+ * Measures each target (naive first, then Shoal) at each connection count, `rounds` rounds with
+ * the order rotated every round, so a slow minute on a shared machine does not land on one
+ * target only. `score` is the figure the per-round ratio compares (req/s, MB/s).
+ */
+export async function measureInTurns<C>(
+  targets: readonly { name: string; url: string }[],
+  connections: readonly number[],
+  rounds: number,
+  run: (url: string, connections: number) => Promise<C>,
+  score: (c: C) => number,
+  log: (target: string, connections: number, round: number, cell: C) => void,
+): Promise<InTurns<C>[]> {
+  const out: InTurns<C>[] = [];
+  for (const c of connections) {
+    const cells = targets.map(() => [] as C[]);
+    const ratios: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      for (let k = 0; k < targets.length; k++) {
+        const i = (k + round) % targets.length;
+        const cell = await run(targets[i]!.url, c);
+        log(targets[i]!.name, c, round + 1, cell);
+        cells[i]!.push(cell);
+      }
+      const [naive, shoal] = cells.map((cs) => cs[round]!);
+      if (naive && shoal && score(naive) > 0) ratios.push(score(shoal) / score(naive));
+    }
+    out.push({ connections: c, cells, ratios });
+  }
+  return out;
+}
+
+/** `| c | 1.02× [0.95–1.10] |`: the median per-round ratio and its range. */
+export function ratioRow(connections: number, ratios: readonly number[]): string {
+  return `| ${connections} | ${median(ratios).toFixed(2)}× [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}] |`;
+}

@@ -10,7 +10,7 @@ import { loadavg } from 'node:os';
 import autocannon from 'autocannon';
 import { subjects, type NatsConnection } from '../../cluster/index.ts';
 import { RegistryClient } from '../../ml/index.ts';
-import { median } from './results.ts';
+import { measureInTurns, median, ratioRow } from './results.ts';
 import { deployWhenServed } from './serving-cluster.ts';
 import { channelSumModel } from '../../test/fixtures/onnx.ts';
 
@@ -58,24 +58,15 @@ export async function measureLarge(targets: { name: string; url: string }[], sec
   const load = [loadavg()[0]!];
   const rows: string[] = [];
   const ratios: string[] = [];
-  for (const c of CONNECTIONS) {
-    const cells = targets.map(() => [] as Cell[]);
-    const perRound: number[] = [];
-    for (let round = 0; round < rounds; round++) {
-      for (let k = 0; k < targets.length; k++) {
-        const i = (k + round) % targets.length;
-        const cell = await run(targets[i]!.url, c, seconds);
-        process.stderr.write(`large ${targets[i]!.name} c=${c} round ${round + 1}: ${cell.mbps.toFixed(0)} MB/s p99 ${cell.p99} ms errors ${cell.errors}\n`);
-        cells[i]!.push(cell);
-      }
-      const [naive, shoal] = cells.map((cs) => cs[round]!);
-      if (naive && shoal && naive.mbps > 0) perRound.push(shoal.mbps / naive.mbps);
-    }
+  const measured = await measureInTurns(targets, CONNECTIONS, rounds, (url, c) => run(url, c, seconds), (x) => x.mbps, (name, c, round, cell) =>
+    process.stderr.write(`large ${name} c=${c} round ${round}: ${cell.mbps.toFixed(0)} MB/s p99 ${cell.p99} ms errors ${cell.errors}\n`),
+  );
+  for (const m of measured) {
     targets.forEach((t, i) => {
-      const cs = cells[i]!;
-      rows.push(`| ${t.name} | ${c} | ${median(cs.map((x) => x.mbps)).toFixed(0)} | ${median(cs.map((x) => x.reqPerSec)).toFixed(1)} | ${median(cs.map((x) => x.p50))} | ${median(cs.map((x) => x.p99))} | ${cs.reduce((a, x) => a + x.errors, 0)} |`);
+      const cs = m.cells[i]!;
+      rows.push(`| ${t.name} | ${m.connections} | ${median(cs.map((x) => x.mbps)).toFixed(0)} | ${median(cs.map((x) => x.reqPerSec)).toFixed(1)} | ${median(cs.map((x) => x.p50))} | ${median(cs.map((x) => x.p99))} | ${cs.reduce((a, x) => a + x.errors, 0)} |`);
     });
-    if (perRound.length) ratios.push(`| ${c} | ${median(perRound).toFixed(2)}× [${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}] |`);
+    if (m.ratios.length) ratios.push(ratioRow(m.connections, m.ratios));
   }
   load.push(loadavg()[0]!);
   const loadNote = `load average (1 min) ${load.map((l) => l.toFixed(1)).join(' → ')}${Math.max(...load) > 3 ? ' — **over 3: the machine was shared, read the ratio, not the MB/s**' : ''}`;
