@@ -89,6 +89,9 @@ export class TrainingJob extends Actor<JobMsg> {
   #step = 0;
   #steps = 0;
   #stopped = false;
+  #onStopped!: () => void;
+  /** Resolves when the actor is stopped or drained. */
+  readonly #whenStopped = new Promise<void>((resolve) => (this.#onStopped = resolve));
   #latest: Checkpoint | undefined;
   /** The worker count the shards were written for (0: none written). */
   #shardWorld = 0;
@@ -108,12 +111,18 @@ export class TrainingJob extends Actor<JobMsg> {
 
   override async onDrain(): Promise<void> {
     // The node is going away (spot notice, drain): save where we are; the next placement resumes.
-    this.#stopped = true;
+    this.#stop();
     if (this.#latest) await saveCheckpoint(this.#store, this.#jobId, this.#latest);
   }
 
   override onStop(): void {
+    this.#stop();
+  }
+
+  /** Marks the actor stopped and ends a step's wait for gradients at once (its workers are being stopped too). */
+  #stop(): void {
     this.#stopped = true;
+    this.#onStopped();
   }
 
   receive(): unknown {
@@ -244,12 +253,15 @@ export class TrainingJob extends Actor<JobMsg> {
     const { askMs, stepMs } = r.pace.bounds();
     const msg = { type: 'grad', step, params: f32bytes(r.s.params) };
     try {
-      return await withTimeout(
+      const all = withTimeout(
         Promise.all(p.workers.map((id) => this.ctx.system.ref(id).ask<GradReply>(msg, { timeoutMs: askMs, retry: { attempts: 40, delayMs: 250 } }))),
         stepMs,
         `step ${step}: no gradients from every worker within ${Math.round(stepMs)} ms`,
       );
+      // Stopped (a cancel stops the workers too): no waiting out their retries, no restarting them.
+      return await Promise.race([all, this.#whenStopped.then(() => undefined)]);
     } catch (err) {
+      if (this.#stopped) return undefined;
       r.failures++;
       this.ctx.log.warn({ step, failures: r.failures, err: (err as Error).message }, 'a worker failed this step');
       if (r.failures > p.spec.maxWorkerFailures) throw MlErrors.JOB_FAILED(this.#jobId, `worker failures exceeded ${p.spec.maxWorkerFailures}: ${(err as Error).message}`);
