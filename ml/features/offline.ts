@@ -19,9 +19,10 @@
  * (label time − event time > ttl), as the online store does on read. Missing values get the
  * feature's fill in the view's one encoder (`encodeRows`). The one case where the two differ: an
  * event dated ahead of its ingestion (the service allows 5 minutes) is served online from its
- * ingestion on, but used here only from its event time, as "event time ≤ label time" says. A window query rather than an
- * `ASOF JOIN`: an ASOF join matches on one inequality, and "as known at" needs two (event time
- * and ingestion time) with a per-feature merge.
+ * ingestion on, but used here only from its event time, as "event time ≤ label time" says.
+ * The query (`pointInTimeRows`) is an `ASOF JOIN` on (event time, sequence), with an exact range
+ * join only for the rows whose ASOF candidate had not yet arrived at the label time (late data):
+ * an ASOF join matches on one inequality, and "as known at" needs two.
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
