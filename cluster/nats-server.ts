@@ -92,7 +92,9 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
     );
   writeConfig();
 
-  const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group) must not reach
+  // it, so the supervisor can stop the cluster's processes first and the server last.
+  const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
   const boundPort = await untilReady(child, { bin, port, storeDir, timeoutMs: opts.readyTimeoutMs ?? 15000 });
   const reloader = new Reloader(child);

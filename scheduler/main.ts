@@ -157,7 +157,11 @@ await runProcess({
       info: { leader: lease.isLeader() },
       stop: async () => {
         state = LifecycleState.STOPPED;
-        await stopLeading?.();
+        // Cleared first: releasing the lease below reports "not leading", which must not stop the
+        // leader's modules a second time nor warn about a lost lease on an orderly shutdown.
+        const leading = stopLeading;
+        stopLeading = undefined;
+        await leading?.();
         await stopControls();
         await lease.stop({ release: true });
       },

@@ -51,7 +51,8 @@ describe('shoal up / shoal status (real processes)', () => {
   let exit: Promise<number | null>;
 
   beforeAll(async () => {
-    up = spawn(process.execPath, [SHOAL, 'up', '--nats.port', '0', '--gateway.port', '0', '--gateway.grpcPort', '0'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group, as a terminal's foreground job: Ctrl-C below goes to the whole group.
+    up = spawn(process.execPath, [SHOAL, 'up', '--nats.port', '0', '--gateway.port', '0', '--gateway.grpcPort', '0'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     exit = new Promise((res) => up.once('exit', (code) => res(code)));
@@ -174,15 +175,29 @@ describe('shoal up / shoal status (real processes)', () => {
     await waitFor(() => (/node:cpu-spot-1 \(pid \d+\) exited cleanly \(drained\)/.test(output) ? true : undefined), 20_000, 'drained node exit');
   });
 
-  it('SIGINT stops every process it started, nats-server last, and leaves no orphan', async () => {
+  it('Ctrl-C (SIGINT to the whole process group) stops every process in order — gateway, nodes, scheduler, nats-server last — with no warning or error line, and leaves no orphan', async () => {
     const report = JSON.parse(shoal(['status', '--json'], cwd).stdout) as StatusReport;
     const info = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as ClusterInfo;
     const pids = [...report.processes.map((p) => p.pid), info.natsPid];
     expect(report.processes.map((p) => p.role).sort()).toEqual(['gateway', 'node', 'scheduler']);
     expect(pids.every(alive)).toBe(true);
-    up.kill('SIGINT');
+    const from = output.length;
+    process.kill(-up.pid!, 'SIGINT'); // what a terminal does: every process of the foreground group gets it
     expect(await exit).toBe(0);
     expect(pids.filter(alive)).toEqual([]);
+    const lines = output
+      .slice(from)
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { level: number; role: string; msg: string });
+    // Had nats-server gone first, the nodes' heartbeats, the hand-off and the scheduler's lease would fail loudly.
+    expect(lines.filter((l) => l.level >= 40)).toEqual([]);
+    const stopped = lines.filter((l) => l.msg === 'stopped').map((l) => l.role);
+    // The gateway first, then the live nodes (one was drained above when the whole file runs), the scheduler last.
+    expect(stopped[0]).toBe('gateway');
+    expect(stopped.at(-1)).toBe('scheduler');
+    expect(stopped.slice(1, -1).length).toBeGreaterThan(0);
+    expect(stopped.slice(1, -1).every((r) => r === 'node')).toBe(true);
     expect(existsSync(join(dataDir, 'cluster.json'))).toBe(false);
     expect(output).toMatch(/all processes stopped/);
     const after = shoal(['status'], cwd);
