@@ -22,7 +22,7 @@ const s = subjects();
 const KEY = 'test-key-entity-0001';
 
 interface PredictBody {
-  predictions: number[];
+  predictions: number[][];
   entities?: { found: Record<string, boolean>; filled: string[] }[];
   code?: string;
   error?: string;
@@ -101,7 +101,8 @@ describe('predictions by entity (real cluster, online store, real onnxruntime)',
     expect(byEntity.body.id).toBe('r-1');
     expect(byEntity.body.predictions).toHaveLength(5);
     // JSON numbers written from float32 outputs: equal text ⇔ equal bits.
-    expect(Float32Array.from(byEntity.body.predictions)).toEqual(Float32Array.from(byTensor.body.predictions));
+    // Y is [N, 1]: each prediction a one-element row.
+    expect(Float32Array.from(byEntity.body.predictions.flat())).toEqual(Float32Array.from(byTensor.body.predictions.flat()));
     expect(byEntity.body.predictions).toEqual(byTensor.body.predictions);
     // c-1 never got avg_amount, and nobody got amount (a request-time value): both filled.
     expect(byEntity.body.entities![1]).toEqual({ found: { cust: true, merch: true }, filled: ['cust.avg_amount', 'cust.amount'] });
@@ -111,7 +112,7 @@ describe('predictions by entity (real cluster, online store, real onnxruntime)',
     expect(oip.status, JSON.stringify(oip.body)).toBe(200);
     const out = (oip.body as unknown as { outputs: { name: string; shape: number[]; data: number[] }[]; parameters: { entities: unknown[] } });
     expect(out.outputs[0]!.shape).toEqual([5, 1]);
-    expect(out.outputs[0]!.data).toEqual(byTensor.body.predictions);
+    expect(out.outputs[0]!.data).toEqual(byTensor.body.predictions.flat());
     expect(out.parameters.entities).toHaveLength(5);
   });
 
