@@ -39,7 +39,7 @@ async function measure(url: string, bodies: string[], connections: number, durat
     connections,
     duration: durationS,
     pipelining: 1,
-    requests: [{ setupRequest: (req: Record<string, unknown>) => ({ ...req, body: bodies[i++ % bodies.length] }) }],
+    requests: [{ setupRequest: (req) => ({ ...req, body: bodies[i++ % bodies.length]! }) }],
   });
   return { rps: r.requests.average, p99: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx };
 }
