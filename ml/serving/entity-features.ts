@@ -71,7 +71,7 @@ export const EntityPredictRequest = Type.Object(
 const checkV1 = TypeCompiler.Compile(EntityPredictRequest);
 
 /** `/v2/models/{m}/infer` by entity: the same fields in `parameters`, no `inputs`. */
-const EntityOipRequest = Type.Object({
+export const EntityOipRequest = Type.Object({
   id: Type.Optional(Type.String({ maxLength: 256 })),
   parameters: Type.Intersect([
     Type.Object({ entities: Type.Array(Row, { minItems: 1, maxItems: MAX_ENTITIES }), features: Type.Optional(Type.Union([Row, Type.Array(Row)])), on_missing: Type.Optional(OnMissing) }),
@@ -239,6 +239,11 @@ export class EntityFeatures {
 
   get input(): FeatureInput {
     return this.#in;
+  }
+
+  /** `decode` bound to a replica's signature and label: what serve-requests.ts calls per body. */
+  decoder(sig: Signature, label: string): (format: JsonFormat, body: Uint8Array, headerLength: number | undefined) => Promise<Decoded | undefined> {
+    return (format, body, headerLength) => this.decode(sig, label, format, body, headerLength);
   }
 
   /**

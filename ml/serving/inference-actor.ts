@@ -32,7 +32,6 @@ import {
   type InferJsonReply,
   type InferReply,
   type ItemError,
-  type JsonFormat,
   type JsonItem,
   type ReadyReply,
   type ReplicaStats,
@@ -85,7 +84,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
   /** What clients send and get: the processor's public signature, else the model's. */
   #public!: ModelVersion['signature'];
   /** Predictions by entity, for a version that records its feature views (entity-features.ts). */
-  #entities: EntityFeatures | undefined;
+  #entities: RequestRunner['entities'];
 
   constructor(args: unknown) {
     super();
@@ -121,7 +120,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
     const registry = await ModelRegistry.open(this.ctx.nc, this.ctx.subjects.prefix);
     // A single file's bytes, or the graph path of a package unpacked on this node (its external data beside it).
     const { version: loaded, model: source } = await registry.loadModel(model, version);
-    this.#entities = await EntityFeatures.open(this.ctx.nc, this.ctx.subjects.prefix, loaded);
+    this.#entities = (await EntityFeatures.open(this.ctx.nc, this.ctx.subjects.prefix, loaded))?.decoder(loaded.signature, this.#label);
     this.#processor = await startProcessor(() => registry.store(), loaded);
     this.#public = loaded.signature;
     const mv = modelView(loaded);
@@ -251,16 +250,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
 
   /** What the codecs need to serve this replica's requests (serve-requests.ts). */
   get #runner(): RequestRunner {
-    const e = this.#entities;
-    return {
-      signature: this.#public,
-      label: this.#label,
-      name: this.#mv.name,
-      version: this.#mv.version,
-      run: (d) => this.#run(d),
-      failure: (err) => this.#failure(err),
-      ...(e ? { entities: (format: JsonFormat, body: Uint8Array, headerLength: number | undefined) => e.decode(this.#public, this.#label, format, body, headerLength) } : {}),
-    };
+    const entities = this.#entities;
+    return { signature: this.#public, label: this.#label, name: this.#mv.name, version: this.#mv.version, run: (d) => this.#run(d), failure: (err) => this.#failure(err), ...(entities ? { entities } : {}) };
   }
 
   /** Binary requests (tensors as bytes, from NATS clients). */
