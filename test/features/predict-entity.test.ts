@@ -91,6 +91,13 @@ describe('predictions by entity (real cluster, online store, real onnxruntime)',
     expect(built.dataset.columns.at(-1)).toBe('merch.category');
   });
 
+  it('the OpenAPI document shows both request forms of /v1 predict and OIP infer', async () => {
+    const doc = JSON.stringify(await (await fetch(`${base}/docs/json`)).json());
+    const paths = JSON.parse(doc) as { paths: Record<string, { post?: unknown }> };
+    expect(JSON.stringify(paths.paths['/v1/models/{name}/predict']!.post)).toMatch(/"entities".*"on_missing"|"on_missing".*"entities"/);
+    expect(JSON.stringify(paths.paths['/v2/models/{name}/infer']!.post)).toContain('"entities"');
+  });
+
   it('predict-by-entity equals predict-by-tensor on the training set rows, bit for bit (v1 and OIP)', async () => {
     const data = await (await DatasetStore.open(nc)).load(built.dataset);
     const rows = entities.map((_, i) => Array.from(data.features.subarray(i * width, (i + 1) * width)));
