@@ -78,7 +78,8 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     // replicas' large replies under its own payload subject only.
     publish: (s) => [s.actorAll, s.serviceAll, s.sysPing, s.scheduler('actors'), s.scheduler('status'), s.registry('register'), s.registry('canary'), s.featuresBuild, s.payloadGateways],
     subscribe: (s, nodeId) => [s.nodeOwn(nodeId), s.actorAll, s.serviceAll, s.sysAll, `${s.payloadNode(nodeId)}.>`],
-    kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ] },
+    // Replicas of a model trained on feature views read the views and the online store (predictions by entity).
+    kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ], features: [READ], online: [READ] },
     stores: { artifacts: [StoreOp.READ], checkpoints: [StoreOp.READ, StoreOp.PUT], uploads: [StoreOp.PUT] },
     streams: { events: [StreamOp.PUBLISH] },
   },

@@ -29,4 +29,7 @@ export const MlErrors = {
   CANARY_NOT_READY: defineError('SHOAL_ERR_CANARY_NOT_READY', 409, (name: string, why: string) => `canary of "${name}": ${why}`, 'ml'),
   // Feature store (ml/features/).
   FEATURE_VIEW_NOT_FOUND: defineError('SHOAL_ERR_FEATURE_VIEW_NOT_FOUND', 404, (ref: string) => `feature view "${ref}" not found`, 'ml'),
+  // Predictions by entity (ml/serving/entity-features.ts).
+  FEATURES_INCOMPATIBLE: defineError('SHOAL_ERR_FEATURES_INCOMPATIBLE', 409, (model: string, why: string) => `${model} cannot be served by entity: ${why}`, 'ml'),
+  ENTITY_NOT_FOUND: defineError('SHOAL_ERR_ENTITY_NOT_FOUND', 404, (where: string, view: string) => `${where}: no online features in view ${view} for this entity (the request asked on_missing "error")`, 'ml'),
 } as const;

@@ -82,3 +82,4 @@ export { ProcessorHost, RequestProcessor, validateProcessor, type ProcessorConte
 export { PIPELINE_ACTOR_TYPE, PipelineActor, PipelineArgs, pipelineActorType } from './serving/pipeline-actor.ts';
 export { PipelineRunner } from './serving/pipeline.ts';
 export * from './features/index.ts';
+export { EntityFeatures, EntityOipRequest, EntityPredictRequest, FeatureLineageSchema, checkFeatureInput, featureLineage, resolveFeatureInput, type EntityStatus, type FeatureInput, type FeatureLineageRecord } from './serving/entity-features.ts';

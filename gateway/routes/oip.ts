@@ -1,7 +1,7 @@
 /** Open Inference Protocol (KServe v2) model endpoints: metadata, readiness, infer. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { OipInferRequest } from '../../ml/index.ts';
+import { EntityOipRequest, OipInferRequest } from '../../ml/index.ts';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { GatewayErrors } from '../errors.ts';
 import type { InferenceService, InferResult } from '../inference.ts';
@@ -60,7 +60,8 @@ export function registerOipRoutes(app: App, inference: InferenceService): void {
  * response body is sent as it came. The body schema is for the OpenAPI docs; the replica checks it.
  */
 export function registerOipInferRoutes(app: App, inference: InferenceService): void {
-  const inferSchema = { tags: ['oip'], body: OipInferRequest };
+  // Tensors, or — for a model trained on feature views — entities in `parameters` (README "Predictions by entity").
+  const inferSchema = { tags: ['oip'], body: Type.Union([OipInferRequest, EntityOipRequest]) };
   const routeKey = (h: Record<string, unknown>) => (typeof h['x-shoal-route-key'] === 'string' ? (h['x-shoal-route-key'] as string) : undefined);
   /** The binary tensor data extension: the JSON header's length, when the body carries binary tensors. */
   const headerLength = (h: Record<string, unknown>): number | undefined => {

@@ -20,6 +20,12 @@ export const Lineage = Type.Object(
     hyperParameters: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     codeVersion: Type.Optional(Type.String()),
     parentVersion: Type.Optional(Type.Integer({ minimum: 1 })),
+    /**
+     * A model trained on feature views: `{views: [{view: "name@N", digest}], columns: [...]}`, the
+     * views and its input layout; checked at deploy and used by predictions by entity
+     * (ml/serving/entity-features.ts, `FeatureLineageSchema`).
+     */
+    features: Type.Optional(Type.Unknown()),
   },
   { additionalProperties: Type.Unknown() },
 );

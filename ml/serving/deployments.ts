@@ -34,6 +34,7 @@ import { liveStatus, type LiveStatus } from './live-status.ts';
 import { checkStepsServing } from './pipeline.ts';
 import { PIPELINE_ACTOR_TYPE, type PipelineArgs } from './pipeline-actor.ts';
 import { modelView } from './processor.ts';
+import { checkFeatureInput } from './entity-features.ts';
 
 export interface TrackOptions {
   /** Version number or alias. @default the `production` alias, else the latest version */
@@ -311,6 +312,8 @@ export class ModelDeployments {
     const t = this.#track(name, version, o, TrackState.READY);
     const mv = await this.registry.version(name, version);
     this.#checkOptions(mv, o);
+    // A model trained on feature views: refused here, with the reason, when they no longer fit (entity-features.ts).
+    await checkFeatureInput(this.nc, this.subjects.prefix, mv);
     const intraOpThreads = o.intraOpThreads ?? o.threads;
     let args: InferenceArgs | PipelineArgs = {
       model: name,

@@ -42,6 +42,7 @@ import { serveJson, serveWire, type RequestRunner } from './serve-requests.ts';
 import { PIPELINE_DEPTH, SessionPool, type PoolTensor, type SessionValueInfo } from './session-pool.ts';
 import { decodeOip, type Decoded, type Outputs } from './codecs/index.ts';
 import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
+import { EntityFeatures } from './entity-features.ts';
 
 /** A decoded request and its row count (what the batcher queues). */
 interface Prepared extends Decoded {
@@ -82,6 +83,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
   #processor: RequestProcessor | undefined;
   /** What clients send and get: the processor's public signature, else the model's. */
   #public!: ModelVersion['signature'];
+  /** Predictions by entity, for a version that records its feature views (entity-features.ts). */
+  #entities: RequestRunner['entities'];
 
   constructor(args: unknown) {
     super();
@@ -117,6 +120,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
     const registry = await ModelRegistry.open(this.ctx.nc, this.ctx.subjects.prefix);
     // A single file's bytes, or the graph path of a package unpacked on this node (its external data beside it).
     const { version: loaded, model: source } = await registry.loadModel(model, version);
+    this.#entities = (await EntityFeatures.open(this.ctx.nc, this.ctx.subjects.prefix, loaded))?.decoder(loaded.signature, this.#label);
     this.#processor = await startProcessor(() => registry.store(), loaded);
     this.#public = loaded.signature;
     const mv = modelView(loaded);
@@ -246,7 +250,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
 
   /** What the codecs need to serve this replica's requests (serve-requests.ts). */
   get #runner(): RequestRunner {
-    return { signature: this.#public, label: this.#label, name: this.#mv.name, version: this.#mv.version, run: (d) => this.#run(d), failure: (err) => this.#failure(err) };
+    const entities = this.#entities;
+    return { signature: this.#public, label: this.#label, name: this.#mv.name, version: this.#mv.version, run: (d) => this.#run(d), failure: (err) => this.#failure(err), ...(entities ? { entities } : {}) };
   }
 
   /** Binary requests (tensors as bytes, from NATS clients). */

@@ -4,6 +4,7 @@
  * signature with its protocol's codec, run it, encode its answer — a request that fails gets its
  * own error, the others their answers.
  */
+import { MlErrors } from '../errors.ts';
 import type { Signature } from '../registry/schemas.ts';
 import { decodeOip, decodePredict, decodeWire, encodeOip, encodePredict, encodeWire, type Decoded, type Outputs } from './codecs/index.ts';
 import type { InferItem, ItemError, ItemResult, JsonItem, JsonResult } from './messages.ts';
@@ -19,6 +20,19 @@ export interface RequestRunner {
   run(d: Decoded): Promise<{ value: Outputs; batch: number }>;
   /** A failed request's error reply (and the actor's error count). */
   failure(err: unknown): ItemError;
+  /**
+   * A body as a prediction by entity (entity-features.ts), or undefined when it is a tensor
+   * request; absent for models that record no feature views.
+   */
+  entities?(format: JsonItem['format'], body: Uint8Array, headerLength: number | undefined): Promise<Decoded | undefined>;
+}
+
+const ENTITIES = Buffer.from('"entities"');
+
+/** A tensor decoder's refusal of a body that asks for entities, from a model without feature views: say that instead. */
+function noEntities(r: RequestRunner, item: JsonItem, err: unknown): unknown {
+  if (!MlErrors.BAD_INPUT.is(err) || Buffer.from(item.body.buffer, item.body.byteOffset, item.body.byteLength).indexOf(ENTITIES) < 0) return err;
+  return MlErrors.BAD_INPUT(`${r.label} records no feature views (lineage.features), so it cannot predict by entity: send ${item.format === 'v1' ? '"instances"' : '"inputs"'} (the original error: ${(err as Error).message})`);
 }
 
 /** Binary requests (tensors as bytes, from NATS clients). */
@@ -45,7 +59,12 @@ export function serveJson(r: RequestRunner, items: readonly JsonItem[]): Promise
     items.map(async (item): Promise<JsonResult> => {
       try {
         const v1 = item.format === 'v1';
-        const d = v1 ? decodePredict(sig, r.label, item.body) : decodeOip(sig, r.label, item.body, item.headerLength);
+        let d = r.entities ? await r.entities(item.format, item.body, item.headerLength) : undefined;
+        try {
+          d ??= v1 ? decodePredict(sig, r.label, item.body) : decodeOip(sig, r.label, item.body, item.headerLength);
+        } catch (err) {
+          throw r.entities ? err : noEntities(r, item, err);
+        }
         const { value, batch } = await r.run(d);
         const out = v1 ? encodePredict(sig, r.name, version, d, value) : encodeOip(sig, r.name, version, d, value);
         return out.headerLength === undefined ? { body: out.body, batch } : { body: out.body, headerLength: out.headerLength, batch };

@@ -188,7 +188,7 @@ export class TrainingJob extends Actor<JobMsg> {
       spec,
       submittedAt: rec.submittedAt,
       dv,
-      ...(built ? { features: { views: built.lineage.views.map((v) => ({ view: `${v.name}@${v.version}`, digest: v.digest, through: v.through })), datasetDigest: built.dataset.digest } } : {}),
+      ...(built ? { features: { views: built.lineage.views.map((v) => ({ view: `${v.name}@${v.version}`, digest: v.digest, through: v.through })), datasetDigest: built.dataset.digest, columns: built.dataset.columns } } : {}),
       shape,
       // Fixed by the job, so a re-placed coordinator finds the workers still running instead of starting twins.
       workers: workerIds(this.#jobId, spec.workers),

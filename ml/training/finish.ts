@@ -20,10 +20,15 @@ export interface Rows {
   y: Float32Array;
 }
 
-/** What a model trained on a feature training set was built from: checked at deploy by a later part. */
+/**
+ * What a model trained on a feature training set was built from, and its input layout (the
+ * training set's columns, `<view>.<column>`): what a replica assembles a prediction by entity by,
+ * checked at deploy (ml/serving/entity-features.ts).
+ */
 export interface FeatureLineage {
   views: { view: string; digest: string; through: number }[];
   datasetDigest: string;
+  columns: string[];
 }
 
 export interface FinishInput {

@@ -232,6 +232,10 @@ describe('permission matrix: completeness and policy invariants of the role tabl
     expect(anyMatch(perms.publish, s.featuresBuild), 'node builds training sets').toBe(true);
     for (const subject of [s.featuresApply, s.featuresMaterialize, s.featurePush('txn_stats'), s.featureLog('txn_stats')]) expect(anyMatch(perms.publish, subject), `node publishes ${subject}`).toBe(false);
   });
+
+  it('a node reads feature views and the online store (replicas predict by entity) and writes neither', () => {
+    for (const r of resourceList().filter((x) => x.kind === 'kv' && (x.key === 'features' || x.key === 'online'))) expect(opsOf(Role.NODE, r), `node on ${r.name}`).toEqual([KvOp.READ]);
+  });
 });
 
 describe('permission matrix: subjects and JetStream API verbs (real nats-server, generated permissions)', () => {

@@ -70,7 +70,7 @@ describe('training on a feature-view training set (real processes)', () => {
     expect(mv.lineage).toMatchObject({
       datasetDigest: built.digest,
       trainingJobId: 'job-feat',
-      features: { datasetDigest: built.digest, views: [{ view: 'spend@1', digest: view.digest, through: expect.any(Number) }] },
+      features: { datasetDigest: built.digest, views: [{ view: 'spend@1', digest: view.digest, through: expect.any(Number) }], columns: ['spend.amount'] },
     });
   });
 

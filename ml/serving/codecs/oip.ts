@@ -76,7 +76,7 @@ function withBinaryData(req: OipInferRequest, body: Uint8Array, headerLength: nu
 }
 
 /** Outputs to send as binary data: the request's `binary_data_output`, overridden per output by `binary_data`. */
-function binaryOutputs(sig: Signature, req: OipInferRequest): Set<string> | undefined {
+export function binaryOutputs(sig: Signature, req: Pick<OipInferRequest, 'parameters' | 'outputs'>): Set<string> | undefined {
   const all = req.parameters?.binary_data_output === true;
   if (!all && req.outputs === undefined) return undefined; // the common case: nothing to look up
   const binary = new Set<string>();
@@ -105,7 +105,7 @@ export interface OipOutput {
 export function encodeOip(sig: Signature, model: string, version: string, d: Decoded, outs: Outputs): ResponseBody {
   const binary = d.binaryOutputs;
   const tensors = selectOutputs(sig, outs, d.outputs).map(({ name, datatype, t }): OipOutput => (binary?.has(name) ? { name, datatype, shape: t.dims, data: t.data, bytes: toBytes(t.data) } : { name, datatype, shape: t.dims, data: t.data }));
-  const head = Buffer.from(oipResponseJson(model, version, d.id, tensors, binary), 'utf8');
+  const head = Buffer.from(oipResponseJson(model, version, d.id, tensors, binary, d.extra), 'utf8');
   if (!binary) return { body: head };
   const parts: Uint8Array[] = [head];
   for (const t of tensors) if (t.bytes) parts.push(t.bytes);
@@ -117,9 +117,10 @@ export function encodeOip(sig: Signature, model: string, version: string, d: Dec
  * [{"name", "datatype", "shape", "data"}]}` — the same JSON `JSON.stringify` of the response
  * object gives, without building per-element JS arrays first.
  */
-export function oipResponseJson(model: string, version: string, id: string | undefined, outputs: readonly OipOutput[], binary?: ReadonlySet<string>): string {
+export function oipResponseJson(model: string, version: string, id: string | undefined, outputs: readonly OipOutput[], binary?: ReadonlySet<string>, parameters?: Record<string, unknown>): string {
   let s = `{"model_name":${JSON.stringify(model)},"model_version":${JSON.stringify(version)}`;
   if (id !== undefined) s += `,"id":${JSON.stringify(id)}`;
+  if (parameters !== undefined) s += `,"parameters":${JSON.stringify(parameters)}`;
   s += ',"outputs":[';
   for (let i = 0; i < outputs.length; i++) {
     const o = outputs[i]!;

@@ -38,6 +38,8 @@ export interface Decoded extends DecodedInputs {
   id: string | undefined;
   /** Outputs to return as binary data (the binary tensor data extension). */
   binaryOutputs?: Set<string>;
+  /** Fields added to the response (a prediction by entity reports which features were filled: `entities`). */
+  extra?: Record<string, unknown>;
 }
 
 /** An output of one request after its batch ran: its slice of the batch's tensor. */

@@ -74,17 +74,17 @@ function splitRows(datatype: Datatype, t: OutputTensor): unknown[] {
 }
 
 /** The `/v1 predict` response JSON from the outputs a request gets back. */
-export function predictResponseJson(model: string, version: string, id: string | undefined, outputs: readonly SelectedOutput[]): string {
+export function predictResponseJson(model: string, version: string, id: string | undefined, outputs: readonly SelectedOutput[], extra?: Record<string, unknown>): string {
   let predictions: unknown[];
   if (outputs.length === 1) predictions = splitRows(outputs[0]!.datatype, outputs[0]!.t);
   else {
     const cols = outputs.map((o) => [o.name, splitRows(o.datatype, o.t)] as const);
     predictions = Array.from({ length: cols[0]?.[1].length ?? 0 }, (_, i) => Object.fromEntries(cols.map(([n, rows]) => [n, rows[i]])));
   }
-  return JSON.stringify({ model_name: model, model_version: version, ...(id !== undefined ? { id } : {}), predictions });
+  return JSON.stringify({ model_name: model, model_version: version, ...(id !== undefined ? { id } : {}), predictions, ...extra });
 }
 
 /** The `/v1 predict` response body: `{"model_name", "model_version", "id"?, "predictions": [row, …]}`. */
 export function encodePredict(sig: Signature, model: string, version: string, d: Decoded, outs: Outputs): ResponseBody {
-  return { body: Buffer.from(predictResponseJson(model, version, d.id, selectOutputs(sig, outs, d.outputs)), 'utf8') };
+  return { body: Buffer.from(predictResponseJson(model, version, d.id, selectOutputs(sig, outs, d.outputs), d.extra), 'utf8') };
 }
