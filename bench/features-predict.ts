@@ -26,6 +26,8 @@ export interface EntityVsTensor {
   tensorRps: number;
   entityP99Ms: number;
   tensorP99Ms: number;
+  /** entity/tensor req/s, per round. */
+  ratios: number[];
 }
 
 const PAIRS = 256;
@@ -44,7 +46,7 @@ async function measure(url: string, bodies: string[], connections: number, durat
   return { rps: r.requests.average, p99: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx };
 }
 
-export async function predictByEntityVsTensor(opts: { connections: number; durationS: number }): Promise<EntityVsTensor> {
+export async function predictByEntityVsTensor(opts: { connections: number; durationS: number; rounds?: number }): Promise<EntityVsTensor> {
   const dir = mkdtempSync(join(tmpdir(), 'shoal-bench-features-predict-'));
   const cluster = await startServingCluster(dir, 'bench-node');
   try {
@@ -77,14 +79,22 @@ export async function predictByEntityVsTensor(opts: { connections: number; durat
     await measure(cluster.url, entityBodies, opts.connections, 1);
     const t: { rps: number; p99: number; errors: number }[] = [];
     const e: { rps: number; p99: number; errors: number }[] = [];
-    for (let round = 0; round < 2; round++) {
-      t.push(await measure(cluster.url, tensorBodies, opts.connections, opts.durationS));
-      e.push(await measure(cluster.url, entityBodies, opts.connections, opts.durationS));
+    const ratios: number[] = [];
+    for (let round = 0; round < (opts.rounds ?? 2); round++) {
+      // The pair's order flips every round, so a slow moment does not always land on one path.
+      if (round % 2 === 0) {
+        t.push(await measure(cluster.url, tensorBodies, opts.connections, opts.durationS));
+        e.push(await measure(cluster.url, entityBodies, opts.connections, opts.durationS));
+      } else {
+        e.push(await measure(cluster.url, entityBodies, opts.connections, opts.durationS));
+        t.push(await measure(cluster.url, tensorBodies, opts.connections, opts.durationS));
+      }
+      ratios.push(e[round]!.rps / t[round]!.rps);
     }
     const errors = [...t, ...e].reduce((n, x) => n + x.errors, 0);
     if (errors > 0) process.stderr.write(`features-predict: ${errors} requests failed (non-2xx, errors or timeouts)\n`);
     const mean = (xs: { rps: number; p99: number }[], k: 'rps' | 'p99') => xs.reduce((n, x) => n + x[k], 0) / xs.length;
-    return { entityRps: mean(e, 'rps'), tensorRps: mean(t, 'rps'), entityP99Ms: mean(e, 'p99'), tensorP99Ms: mean(t, 'p99') };
+    return { entityRps: mean(e, 'rps'), tensorRps: mean(t, 'rps'), entityP99Ms: mean(e, 'p99'), tensorP99Ms: mean(t, 'p99'), ratios };
   } finally {
     await cluster.nc.close().catch(() => undefined);
     await cluster.stop();
