@@ -8,7 +8,7 @@
  *   shoal features get VIEW key=value… [--version N]        one entity's online values (TTL applied) and its vector
  *   shoal features push VIEW EVENT.json                     one event, or a JSON array of events, pushed in order
  *   shoal features materialize VIEW                         compact the view's offline log to a Parquet file
- *   shoal features build-dataset --views a,b@2 --labels L.jsonl [--name NAME]
+ *   shoal features build-dataset --views a,b@2 (--labels L.jsonl | --label-view V --label F [--since T] [--until T]) [--name NAME]
  *                                                           a point-in-time-correct training set, stored as a dataset
  *                                                           version (label rows: {"entity": {...}, "time": ..., "label": 0|1})
  *
@@ -17,12 +17,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { Errors, parseFlags, subjects, type Config, type NatsConnection } from '../cluster/index.ts';
-import { FeatureClient, type FeatureEvent, type LabelRow, type RawValue } from '../ml/index.ts';
+import { FeatureClient, type FeatureEvent, type LabelRow, type LabelsFromView, type RawValue } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
-export const FEATURES_FLAGS = ['snapshot', 'version', 'json', 'views', 'labels', 'name'] as const;
+export const FEATURES_FLAGS = ['snapshot', 'version', 'json', 'views', 'labels', 'label-view', 'label', 'since', 'until', 'name'] as const;
 
-const USAGE = 'usage: shoal features <apply VIEW.json [--snapshot rows.json] | list | show NAME | get VIEW key=value… | push VIEW EVENT.json | materialize VIEW | build-dataset --views a,b --labels L.jsonl [--name N]> [--json]  (see README "Feature store")';
+const USAGE = 'usage: shoal features <apply VIEW.json [--snapshot rows.json] | list | show NAME | get VIEW key=value… | push VIEW EVENT.json | materialize VIEW | build-dataset --views a,b (--labels L.jsonl | --label-view V --label F [--since T] [--until T]) [--name N]> [--json]  (see README "Feature store")';
 
 function readJson(file: string, what: string): unknown {
   let text: string;
@@ -144,12 +144,25 @@ export async function runFeatures(argv: string[], nc: NatsConnection, prefix: st
       const viewsFlag = flags.get('views');
       const labelsFlag = flags.get('labels');
       if (!viewsFlag) throw Errors.USAGE(`shoal features build-dataset: --views a,b[@N] is required\n${USAGE}`);
-      if (!labelsFlag) throw Errors.USAGE(`shoal features build-dataset: --labels FILE (JSON array or JSON lines) is required\n${USAGE}`);
-      const labels = readJson(labelsFlag, 'labels');
-      if (!Array.isArray(labels)) throw Errors.USAGE('--labels must hold a JSON array of label rows (or one JSON object a line)');
+      const labelView = flags.get('label-view');
+      if (!labelsFlag && !labelView) throw Errors.USAGE(`shoal features build-dataset: --labels FILE (JSON array or JSON lines), or --label-view VIEW --label FEATURE, is required\n${USAGE}`);
+      if (labelsFlag && labelView) throw Errors.USAGE('shoal features build-dataset: give --labels or --label-view, not both');
+      let labels: LabelRow[] | LabelsFromView;
+      if (labelView) {
+        const label = flags.get('label');
+        if (!label) throw Errors.USAGE('shoal features build-dataset: --label-view needs --label FEATURE (the label feature of that view)');
+        const time = (t: string | undefined) => (t === undefined ? undefined : /^\d+$/.test(t) ? Number(t) : t);
+        const since = time(flags.get('since'));
+        const until = time(flags.get('until'));
+        labels = { view: labelView, label, ...(since !== undefined ? { since } : {}), ...(until !== undefined ? { until } : {}) };
+      } else {
+        const rows = readJson(labelsFlag!, 'labels');
+        if (!Array.isArray(rows)) throw Errors.USAGE('--labels must hold a JSON array of label rows (or one JSON object a line)');
+        labels = rows as LabelRow[];
+      }
       const views = viewsFlag.split(',').map((v) => v.trim()).filter((v) => v !== '');
       const name = flags.get('name') ?? `trainset-${views.map((v) => v.replace(/@.*/, '')).join('-')}`.slice(0, 64);
-      const r = await fc.buildDataset({ name, views, labels: labels as LabelRow[] });
+      const r = await fc.buildDataset({ name, views, labels });
       const d = r.dataset;
       print(
         r,

@@ -77,16 +77,34 @@ export interface LabelRow {
   label: number | boolean;
 }
 
+/**
+ * Label rows read from a push view's offline log (delayed labels pushed as events as they come
+ * back): each event carrying the `label` feature is one row — its entity (the label view's key
+ * columns must include every feature view's), its event time as the label time (the moment that
+ * was predicted: features as known then), its value (0/1 or a boolean). A label pushed again for
+ * the same entity and event time (a correction) replaces the earlier one. `since`/`until` bound
+ * the label times (ISO 8601 or epoch ms, inclusive).
+ */
+export interface LabelsFromView {
+  view: string;
+  label: string;
+  since?: string | number;
+  until?: string | number;
+}
+
 export interface BuildRequest {
   /** Dataset name to store the training set under. */
   name: string;
   /** View names, `view` (latest version) or `view@N` (pinned). */
   views: string[];
-  labels: LabelRow[];
+  /** Inline label rows, or a label view's events. */
+  labels: LabelRow[] | LabelsFromView;
 }
 
 export interface TrainingSetLineage {
   labels: number;
+  /** Where the label rows came from when they were a label view's events. */
+  labelsFrom?: { view: string; version: number; label: string; through: number };
   views: { name: string; version: number; digest: string; through: number; files: { object: string; afterSeq: number; throughSeq: number }[] }[];
 }
 
@@ -260,26 +278,33 @@ async function resolveView(views: FeatureViews, ref: string): Promise<FeatureVie
  */
 export async function buildTrainingSet(nc: NatsConnection, prefix: string, views: FeatureViews, offline: OfflineStore, req: BuildRequest): Promise<BuildResult> {
   if (!Array.isArray(req.views) || req.views.length === 0) throw MlErrors.BAD_INPUT('views: at least one feature view is needed');
-  if (!Array.isArray(req.labels) || req.labels.length === 0) throw MlErrors.BAD_INPUT('labels: no label rows');
+  const fromView = req.labels && !Array.isArray(req.labels) ? await labelsFromView(views, offline, req.labels) : undefined;
+  const labelRows = fromView ? fromView.rows : (req.labels as LabelRow[]);
+  if (!Array.isArray(labelRows) || labelRows.length === 0) throw MlErrors.BAD_INPUT(fromView ? `labels: feature view ${fromView.from.view} has no "${fromView.from.label}" events in the range asked` : 'labels: no label rows');
   const versions = await Promise.all(req.views.map((r) => resolveView(views, r)));
   const names = new Set<string>();
   for (const v of versions) {
     if (names.has(v.name)) throw MlErrors.BAD_INPUT(`views: ${v.name} appears twice`);
     names.add(v.name);
   }
-  const times = req.labels.map((l, i) => labelTime(l?.time, i));
-  const labels = Uint8Array.from(req.labels.map((l, i) => labelValue(l?.label, i)));
-  const n = req.labels.length;
+  if (fromView) {
+    for (const v of versions)
+      for (const col of v.definition.entity)
+        if (!fromView.entity.includes(col)) throw MlErrors.BAD_INPUT(`labels.view: label view ${fromView.from.view} is keyed by ${fromView.entity.join(', ')}; feature view ${v.name} needs ${col}`);
+  }
+  const times = labelRows.map((l, i) => labelTime(l?.time, i));
+  const labels = Uint8Array.from(labelRows.map((l, i) => labelValue(l?.label, i)));
+  const n = labelRows.length;
   const dir = mkdtempSync(join(tmpdir(), 'shoal-trainset-'));
   const db = await DuckDBInstance.create(':memory:');
-  const lineage: TrainingSetLineage = { labels: n, views: [] };
+  const lineage: TrainingSetLineage = { labels: n, ...(fromView ? { labelsFrom: fromView.from } : {}), views: [] };
   const found: Record<string, number> = {};
   const blocks: { width: number; matrix: Float32Array; columns: string[] }[] = [];
   try {
     const con = await db.connect();
     for (const v of versions) {
       const def = v.definition;
-      const entities = req.labels.map((l, i) => JSON.stringify(entityValues({ name: def.name, entity: def.entity }, pick(l?.entity, def.entity, i), `labels[${i}].entity`)));
+      const entities = labelRows.map((l, i) => JSON.stringify(entityValues({ name: def.name, entity: def.entity }, pick(l?.entity, def.entity, i), `labels[${i}].entity`)));
       const { manifest } = await offline.materialize(def.name);
       lineage.views.push({ name: v.name, version: v.version, digest: v.digest, through: manifest.through, files: manifest.files.map((f) => ({ object: f.object, afterSeq: f.afterSeq, throughSeq: f.throughSeq })) });
       const rows: Record<string, RawValue>[] = Array.from({ length: n }, () => ({}));
@@ -371,6 +396,43 @@ export async function pointInTimeRows(con: DuckDBConnection, q: PointInTimeQuery
          known AS (SELECT row_id, t, feature, value, event_time FROM cand WHERE ingest_time <= t UNION ALL SELECT * FROM late)
     SELECT CAST(row_id AS INTEGER) AS row_id, feature, value FROM known ${ttl}`);
   return r.getRowsJS() as [number, string, string][];
+}
+
+/** A label view's events as label rows (see `LabelsFromView`), read by DuckDB from its Parquet files after compacting it. */
+async function labelsFromView(views: FeatureViews, offline: OfflineStore, src: LabelsFromView): Promise<{ rows: LabelRow[]; entity: string[]; from: NonNullable<TrainingSetLineage['labelsFrom']> }> {
+  if (!src || typeof src.view !== 'string' || typeof src.label !== 'string') throw MlErrors.BAD_INPUT('labels: an array of label rows, or {view, label[, since, until]}');
+  const v = await views.require(src.view);
+  const spec = v.definition.features.find((f) => f.name === src.label);
+  if (!spec) throw MlErrors.BAD_INPUT(`labels.label: feature view ${v.name} has no feature "${src.label}" (its features: ${v.definition.features.map((f) => f.name).join(', ')})`);
+  if (spec.type !== 'boolean' && spec.type !== 'numeric') throw MlErrors.BAD_INPUT(`labels.label: ${v.name}.${src.label} is ${spec.type}; a label is boolean or numeric 0/1`);
+  const since = src.since === undefined ? undefined : labelTime(src.since, 0);
+  const until = src.until === undefined ? undefined : labelTime(src.until, 0);
+  const { manifest } = await offline.materialize(v.name);
+  const from = { view: v.name, version: v.version, label: src.label, through: manifest.through };
+  if (manifest.files.length === 0) return { rows: [], entity: v.definition.entity, from };
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-labels-'));
+  const db = await DuckDBInstance.create(':memory:');
+  try {
+    const paths = await offline.fetchFiles(manifest.files, dir);
+    const con = await db.connect();
+    const r = await con.runAndReadAll(`
+      SELECT entity, event_time, value FROM read_parquet([${paths.map(sqlString).join(', ')}])
+      WHERE feature = ${sqlString(src.label)}${since === undefined ? '' : ` AND event_time >= ${since}`}${until === undefined ? '' : ` AND event_time <= ${until}`}
+      QUALIFY row_number() OVER (PARTITION BY entity, event_time ORDER BY seq DESC) = 1
+      ORDER BY event_time, entity`);
+    const cols = v.definition.entity;
+    const rows = (r.getRowsJS() as [string, bigint | number, string][]).map(([entity, t, value], i): LabelRow => {
+      const keys = JSON.parse(entity) as string[];
+      const label = JSON.parse(value) as unknown;
+      if (label !== 0 && label !== 1 && typeof label !== 'boolean') throw MlErrors.BAD_INPUT(`labels: ${v.name}.${src.label} of entity ${cols.map((c, k) => `${c}=${keys[k]}`).join(',')} at ${Number(t)} is ${JSON.stringify(label)}, not 0/1 or a boolean (row ${i})`);
+      return { entity: Object.fromEntries(cols.map((c, k) => [c, keys[k]!])), time: Number(t), label };
+    });
+    con.closeSync();
+    return { rows, entity: cols, from };
+  } finally {
+    db.closeSync();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function pick(entity: unknown, cols: readonly string[], i: number): Record<string, string> {

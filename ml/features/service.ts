@@ -35,14 +35,23 @@ export const ApplyRequest = Type.Object(
 
 export const MaterializeRequest = Type.Object({ view: Type.String() }, { additionalProperties: false });
 
+/** Label rows from a label view's events (offline.ts `LabelsFromView`). */
+export const LabelsFromViewSchema = Type.Object(
+  { view: Type.String({ minLength: 1 }), label: Type.String({ minLength: 1 }), since: Type.Optional(Type.Union([Type.String(), Type.Number()])), until: Type.Optional(Type.Union([Type.String(), Type.Number()])) },
+  { additionalProperties: false },
+);
+
 export const BuildRequestSchema = Type.Object(
   {
     name: Type.String(),
     views: Type.Array(Type.String(), { minItems: 1, maxItems: 64 }),
-    labels: Type.Array(Type.Object({ entity: Type.Record(Type.String(), Type.String()), time: Type.Union([Type.String(), Type.Number()]), label: Type.Union([Type.Number(), Type.Boolean()]) }, { additionalProperties: false }), {
-      minItems: 1,
-      maxItems: 1_000_000,
-    }),
+    labels: Type.Union([
+      Type.Array(Type.Object({ entity: Type.Record(Type.String(), Type.String()), time: Type.Union([Type.String(), Type.Number()]), label: Type.Union([Type.Number(), Type.Boolean()]) }, { additionalProperties: false }), {
+        minItems: 1,
+        maxItems: 1_000_000,
+      }),
+      LabelsFromViewSchema,
+    ]),
   },
   { additionalProperties: false },
 );

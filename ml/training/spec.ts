@@ -27,7 +27,19 @@ export const FeatureLabelRow = Type.Object(
 export const FeatureTrainingSet = Type.Object(
   {
     features: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}(@[1-9][0-9]{0,8})?$' }), { minItems: 1, maxItems: 32 }),
-    labels: Type.Array(FeatureLabelRow, { minItems: 1, maxItems: 100_000 }),
+    labels: Type.Union([
+      Type.Array(FeatureLabelRow, { minItems: 1, maxItems: 100_000 }),
+      // Or a label view's events (delayed labels pushed as they come back): no size limit in the spec.
+      Type.Object(
+        {
+          view: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+          label: Type.String({ minLength: 1, maxLength: 128 }),
+          since: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Number({ minimum: 0 })])),
+          until: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Number({ minimum: 0 })])),
+        },
+        { additionalProperties: false },
+      ),
+    ]),
   },
   { additionalProperties: false },
 );
