@@ -300,22 +300,19 @@ export function columnDrift(feature: string, reference: ColumnSketch, current: C
   }
 }
 
-/**
- * Drift of every column of `reference` that `current` has too: a test per column (Evidently's
- * defaults for the current window's size unless `tests` names one), p-values corrected across
- * the tested columns, and the dataset verdict.
- */
-export function detectDrift(
-  reference: { rows: number; columns: Record<string, ColumnSketch> },
-  current: { rows: number; columns: Record<string, ColumnSketch> },
-  options: DriftOptions = {},
-): DriftReport {
-  const o = resolveDriftOptions(options);
+type Side = { rows: number; columns: Record<string, ColumnSketch> };
+
+/** Each column's statistic, p-values not yet corrected. */
+export function columnDrifts(reference: Side, current: Side, o: ResolvedDriftOptions): FeatureDrift[] {
   const names = Object.keys(reference.columns).filter((n) => current.columns[n]);
-  const features = names.map((n) => {
+  return names.map((n) => {
     const r = reference.columns[n]!;
     return columnDrift(n, r, current.columns[n]!, o.tests[n] ?? chooseTest(r.kind, current.rows, o), o);
   });
+}
+
+/** Corrects the p-values of every tested column in `families` as one family, and sets `drifted`. */
+export function correctAcross(features: FeatureDrift[], o: ResolvedDriftOptions): void {
   const tested = features.filter((f) => f.pValue !== undefined);
   const adjusted = adjustPValues(
     tested.map((f) => f.pValue!),
@@ -325,6 +322,10 @@ export function detectDrift(
     f.adjustedPValue = adjusted[i]!;
     f.drifted = adjusted[i]! < o.alpha;
   });
+}
+
+/** The report of columns already tested and corrected. */
+export function summarize(features: FeatureDrift[], referenceRows: number, currentRows: number, o: ResolvedDriftOptions): DriftReport {
   const drifted = features.filter((f) => f.drifted).length;
   const share = features.length ? drifted / features.length : 0;
   return {
@@ -336,7 +337,19 @@ export function detectDrift(
     correction: o.correction,
     alpha: o.alpha,
     threshold: o.threshold,
-    referenceRows: reference.rows,
-    currentRows: current.rows,
+    referenceRows,
+    currentRows,
   };
+}
+
+/**
+ * Drift of every column of `reference` that `current` has too: a test per column (Evidently's
+ * defaults for the current window's size unless `tests` names one), p-values corrected across
+ * the tested columns, and the dataset verdict.
+ */
+export function detectDrift(reference: Side, current: Side, options: DriftOptions = {}): DriftReport {
+  const o = resolveDriftOptions(options);
+  const features = columnDrifts(reference, current, o);
+  correctAcross(features, o);
+  return summarize(features, reference.rows, current.rows, o);
 }

@@ -1,9 +1,12 @@
 /** Drift and quality statistics of model monitoring: pure functions and mergeable sketches. */
 export { gammaP, gammaQ, chiSquaredSf, betaI, studentTSf, normalCdf, normalQuantile, kolmogorovSf, lnGamma, erfc } from './special.ts';
 export { KllSketch, DEFAULT_KLL_K, exactSample, type KllJSON, type WeightedSample } from './kll.ts';
-export { Moments, FrequentItems, ColumnSketch, OTHER, DEFAULT_FREQ_CAPACITY, categoryOf, type ColumnKind, type ColumnSketchJSON, type FrequentItemsJSON, type MomentsJSON, type Scalar, type SketchOptions } from './sketch.ts';
+export { Moments, FrequentItems, ColumnSketch, OTHER, COLUMN_KLL_K, DEFAULT_FREQ_CAPACITY, categoryOf, type ColumnKind, type ColumnSketchJSON, type FrequentItemsJSON, type MomentsJSON, type Scalar, type SketchOptions } from './sketch.ts';
 export {
   detectDrift,
+  columnDrifts,
+  correctAcross,
+  summarize,
   columnDrift,
   chooseTest,
   resolveDriftOptions,

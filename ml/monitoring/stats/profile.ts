@@ -6,7 +6,7 @@
  * dataset), the prediction distribution, the holdout metrics with intervals, and the calibration
  * map CBPE needs.
  */
-import { detectDrift, type DriftOptions, type DriftReport } from './drift.ts';
+import { columnDrifts, correctAcross, resolveDriftOptions, summarize, type DriftOptions, type DriftReport } from './drift.ts';
 import { IsotonicCalibrator, estimatePerformance, type EstimatedPerformance, type IsotonicJSON } from './estimate.ts';
 import { binaryLabel, binaryQuality, type QualityOptions, type QualityReport } from './quality.ts';
 import { confidenceOf } from './confidence.ts';
@@ -229,11 +229,17 @@ export function estimateWindow(reference: ReferenceProfile, scores: ArrayLike<nu
   );
 }
 
-/** Feature drift and prediction (output) drift of a window against a reference profile. */
-export function driftAgainstReference(reference: ReferenceProfile, current: RecordProfile, o: DriftOptions = {}): { features: DriftReport; predictions: DriftReport } {
+/**
+ * Feature drift and prediction (output) drift of a window against a reference profile. The
+ * p-values of both are corrected as ONE family: a window raises an alarm when any of its tests
+ * does, so the correction must cover every test the window ran, or the window's false-alarm rate
+ * would grow with the number of outputs tested besides the features.
+ */
+export function driftAgainstReference(reference: ReferenceProfile, current: RecordProfile, options: DriftOptions = {}): { features: DriftReport; predictions: DriftReport } {
+  const o = resolveDriftOptions(options);
   const ref = RecordProfile.fromJSON(reference.profile, reference.schema);
-  return {
-    features: detectDrift({ rows: ref.rows, columns: ref.features }, { rows: current.rows, columns: current.features }, o),
-    predictions: detectDrift({ rows: ref.rows, columns: ref.outputs }, { rows: current.rows, columns: current.outputs }, o),
-  };
+  const features = columnDrifts({ rows: ref.rows, columns: ref.features }, { rows: current.rows, columns: current.features }, o);
+  const predictions = columnDrifts({ rows: ref.rows, columns: ref.outputs }, { rows: current.rows, columns: current.outputs }, o);
+  correctAcross([...features, ...predictions], o);
+  return { features: summarize(features, ref.rows, current.rows, o), predictions: summarize(predictions, ref.rows, current.rows, o) };
 }
