@@ -4,8 +4,12 @@
  * registered by hand may be given one (built with `buildReferenceProfile`) and a reference dataset.
  * Bad references are refused with errors that name them.
  */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NatsConnection } from '../../cluster/index.ts';
+import { Role, type NatsConnection } from '../../cluster/index.ts';
 import { JobClient, MlErrors, ModelRegistry, RegistryClient, generateFraud, type DatasetVersion } from '../../ml/index.ts';
 import { REFERENCE_PROFILE_FORMAT, buildReferenceProfile } from '../../ml/monitoring/stats/index.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
@@ -86,4 +90,21 @@ describe('reference profiles in the registry (real cluster)', () => {
     expect(MlErrors.DATASET_NOT_FOUND.is(missing)).toBe(true);
     expect((missing as Error).message).toMatch(/no-such-data/);
   }, 60_000);
+
+  it('shoal models register --reference FILE --reference-dataset NAME', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shoal-reference-'));
+    writeFileSync(join(dir, 'm.onnx'), mlpModel({ features: 15, outputs: 1, seed: 5 }));
+    writeFileSync(join(dir, 'ref.json'), JSON.stringify(buildReferenceProfile(fraudRows({ rows: 300, seed: 8 }), undefined, { createdAt: 2 })));
+    const out = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      const p = spawn(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'shoal.mjs'), 'models', 'register', 'cli-ref', 'm.onnx', '--reference', 'ref.json', '--reference-dataset', 'fraud-mon'], { env: c.nats.env(Role.CLIENT), cwd: dir, timeout: 60_000 });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (x: Buffer) => (stdout += x.toString('utf8')));
+      p.stderr.on('data', (x: Buffer) => (stderr += x.toString('utf8')));
+      p.on('close', (status) => resolve({ status, stdout, stderr }));
+    });
+    expect(out.stderr).toBe('');
+    expect(out.status).toBe(0);
+    expect(out.stdout).toContain(`reference profile of 300 rows, reference dataset fraud-mon@${ds.digest}`);
+  }, 90_000);
 });
