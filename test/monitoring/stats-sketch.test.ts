@@ -8,7 +8,7 @@
 import { pack, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../cluster/index.ts';
-import { ColumnSketch, FrequentItems, KllSketch, Moments, OTHER, profileRows, RecordProfile } from '../../ml/monitoring/stats/index.ts';
+import { COLUMN_KLL_K, ColumnSketch, FrequentItems, KllSketch, Moments, OTHER, exactSample, profileRows, RecordProfile } from '../../ml/monitoring/stats/index.ts';
 import { fraudRows } from '../fixtures/monitoring-stats.ts';
 
 const EPS = 0.0165;
@@ -163,6 +163,23 @@ describe('bounded frequency table', () => {
 });
 
 describe('column sketches and row profiles', () => {
+  it('numeric columns are exact up to 1024 values (also merged) and within 0.33 % rank error beyond', () => {
+    const xs = values(1000, 31);
+    const halves = [new ColumnSketch('numeric'), new ColumnSketch('numeric')];
+    xs.forEach((x, i) => halves[i % 2]!.update(x));
+    const merged = halves[0]!.merge(halves[1]!);
+    expect(merged.kll!.k).toBe(COLUMN_KLL_K);
+    const exact = exactSample(xs);
+    const s = merged.kll!.sample();
+    expect(Array.from(s.values)).toEqual(Array.from(exact.values));
+    expect(Array.from(s.cum)).toEqual(Array.from(exact.cum));
+    const big = new ColumnSketch('numeric');
+    const many = values(200_000, 32);
+    many.forEach((x) => big.update(x));
+    expect(maxRankError(big.kll!, [...many].sort((a, b) => a - b))).toBeLessThanOrEqual(0.0033);
+    expect(big.kll!.retained()).toBeLessThan(3 * COLUMN_KLL_K);
+  });
+
   it('count nulls and wrong-typed values apart from the values sketched', () => {
     const c = new ColumnSketch('numeric');
     [1, 2, null, undefined, NaN, 'oops', true, 3].forEach((v) => c.update(v));

@@ -133,8 +133,7 @@ export class RecordProfile {
   }
 
   static fromJSON(j: RecordProfileJSON, schema: ProfileSchema, options: SketchOptions = {}): RecordProfile {
-    const p = new RecordProfile({ features: {}, outputs: {}, ...(schema.score ? { score: schema.score } : {}) }, options);
-    Object.assign(p, { schema });
+    const p = new RecordProfile(schema, options);
     p.rows = j.rows;
     p.features = Object.fromEntries(Object.entries(j.features).map(([k, c]) => [k, ColumnSketch.fromJSON(c)]));
     p.outputs = Object.fromEntries(Object.entries(j.outputs).map(([k, c]) => [k, ColumnSketch.fromJSON(c)]));
