@@ -5,6 +5,7 @@
  *     (a directory or a tarball: a graph whose weights are external data files beside it — one artifact;
  *      --sample: an OIP v2 infer request body stored with the version, what replicas warm up with)
  *     [--processor proc.ts]   a pre/post-processing module stored with the version (its signature is what clients see)
+ *     [--reference profile.json] [--reference-dataset NAME]   what monitoring compares live traffic with (README "Model monitoring")
  *     (`--file FILE` may stand for the positional FILE)
  *   shoal models register NAME --pipeline spec.json  a pipeline model: a DAG of registered models (README "Pipelines")
  *   shoal models list
@@ -37,6 +38,8 @@ export const MODELS_FLAGS = [
   'lineage',
   'description',
   'sample',
+  'reference',
+  'reference-dataset',
   'file',
   'processor',
   'pipeline',
@@ -90,6 +93,15 @@ function readSample(file: string): Uint8Array {
     return readFileSync(file);
   } catch (err) {
     throw Errors.USAGE(`cannot read the sample request ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** `--reference FILE`: a reference profile's JSON (`buildReferenceProfile`; the registry checks its shape). */
+function readReference(file: string): Uint8Array {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw Errors.USAGE(`cannot read the reference profile ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }
 
@@ -154,6 +166,8 @@ async function registerCmd(c: Ctx): Promise<number> {
     ...(c.flags.has('description') ? { description: c.flags.get('description')! } : {}),
     ...(c.flags.has('processor') ? { processor: readProcessor(c.flags.get('processor')!) } : {}),
     ...(c.flags.has('sample') ? { sample: readSample(c.flags.get('sample')!) } : {}),
+    ...(c.flags.has('reference') ? { reference: readReference(c.flags.get('reference')!) } : {}),
+    ...(c.flags.has('reference-dataset') ? { referenceDataset: c.flags.get('reference-dataset')! } : {}),
   };
   const isDir = await stat(file).then((st) => st.isDirectory(), (err: unknown) => Promise.reject(cannot(err)));
   let mv: ModelVersion;
@@ -161,7 +175,7 @@ async function registerCmd(c: Ctx): Promise<number> {
   else if (await isTarball(file).catch((err: unknown) => Promise.reject(cannot(err)))) mv = await c.control.registerPackage(name, createReadStream(file), opts);
   else mv = await c.control.register(name, readFileSync(file), opts);
   const kind = `${mv.format === PACKAGE_FORMAT ? 'package, ' : ''}${mv.processor ? `processor ${mv.processor.filename}, ` : ''}`;
-  c.print(mv, `registered ${name} v${mv.version} (${kind}sha256 ${mv.sha256.slice(0, 12)}…, ${mv.sizeBytes} bytes${mv.sample ? `, sample request sha256 ${mv.sample.sha256.slice(0, 12)}…` : ''})${alias ? `, ${alias} → v${mv.version}` : ''}`);
+  c.print(mv, `registered ${name} v${mv.version} (${kind}sha256 ${mv.sha256.slice(0, 12)}…, ${mv.sizeBytes} bytes${mv.sample ? `, sample request sha256 ${mv.sample.sha256.slice(0, 12)}…` : ''}${mv.reference ? `, reference profile of ${mv.reference.rows} rows` : ''}${mv.referenceDataset ? `, reference dataset ${mv.referenceDataset}` : ''})${alias ? `, ${alias} → v${mv.version}` : ''}`);
   return 0;
 }
 

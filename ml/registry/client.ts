@@ -46,9 +46,11 @@ export class RegistryClient {
   /** Uploads the ONNX file and registers it as the next version of `name`. */
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions = {}): Promise<ModelVersion> {
     if (bytes.length === 0) throw MlErrors.BAD_MODEL(name, 'the file is empty');
-    const { processor, sample, ...rest } = opts;
-    return this.#withSample(name, sample, (s) =>
-      this.#withProcessor(processor, (proc) => this.#withUpload(bytes, `onnx model ${name}`, (upload) => this.#call('register', { name, ...upload, ...rest, ...proc, ...s }, 120_000))),
+    const { processor, sample, reference, ...rest } = opts;
+    return this.#withReference(name, reference, (r) =>
+      this.#withSample(name, sample, (s) =>
+        this.#withProcessor(processor, (proc) => this.#withUpload(bytes, `onnx model ${name}`, (upload) => this.#call('register', { name, ...upload, ...rest, ...proc, ...s, ...r }, 120_000))),
+      ),
     );
   }
 
@@ -74,9 +76,11 @@ export class RegistryClient {
    * of `name`. The stream is hashed as it goes up; nothing of it is held in memory.
    */
   async registerPackage(name: string, tarball: AsyncIterable<Uint8Array>, opts: RegisterOptions = {}): Promise<ModelVersion> {
-    const { processor, sample, ...rest } = opts;
-    return this.#withSample(name, sample, (s) =>
-      this.#withProcessor(processor, (proc) => this.#withUpload(tarball, `onnx package ${name}`, (upload) => this.#call('register', { name, ...upload, format: PACKAGE_FORMAT, ...rest, ...proc, ...s }, 600_000))),
+    const { processor, sample, reference, ...rest } = opts;
+    return this.#withReference(name, reference, (r) =>
+      this.#withSample(name, sample, (s) =>
+        this.#withProcessor(processor, (proc) => this.#withUpload(tarball, `onnx package ${name}`, (upload) => this.#call('register', { name, ...upload, format: PACKAGE_FORMAT, ...rest, ...proc, ...s, ...r }, 600_000))),
+      ),
     );
   }
 
@@ -85,6 +89,13 @@ export class RegistryClient {
     if (!sample) return fn({});
     if (sample.length === 0) throw MlErrors.BAD_MODEL(name, 'the sample request is empty');
     return this.#withUpload(sample, `sample request of ${name}`, (upload) => fn({ sample: upload }));
+  }
+
+  /** Uploads a reference profile first (when there is one): a `ReferenceProfile` value or its JSON bytes. */
+  async #withReference<T>(name: string, reference: Uint8Array | undefined, fn: (r: { reference?: { upload: string; sha256: string } }) => Promise<T>): Promise<T> {
+    if (!reference) return fn({});
+    if (reference.length === 0) throw MlErrors.BAD_MODEL(name, 'the reference profile is empty');
+    return this.#withUpload(reference, `reference profile of ${name}`, (upload) => fn({ reference: upload }));
   }
 
   async setAlias(name: string, alias: string, version: number): Promise<ModelRecord> {

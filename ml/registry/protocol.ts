@@ -40,6 +40,10 @@ export const RegisterModelRequest = Type.Object(
     processor: Type.Optional(Type.Object({ ...Upload, filename: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false })),
     /** A sample OIP `infer` request body, uploaded the same way: checked against the signature, stored with the version. */
     sample: Type.Optional(Type.Object(Upload, { additionalProperties: false })),
+    /** A reference profile's JSON (ml/monitoring/stats `buildReferenceProfile`), uploaded the same way: checked, stored with the version. */
+    reference: Type.Optional(Type.Object(Upload, { additionalProperties: false })),
+    /** A registered dataset (name, name@<digest prefix> or sha256:<digest>) to monitor against; must exist. */
+    referenceDataset: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
   },
   { additionalProperties: false },
 );

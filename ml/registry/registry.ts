@@ -29,6 +29,7 @@ import { ORT_TYPE, datatypeFromOrt, type TensorSpec } from '../tensor.ts';
 import { PACKAGE_FORMAT, materializePackage, unpackPackage } from './package.ts';
 import { parsePipelineSpec, validatePipeline, type ProcessorRef, type StepModel } from './pipeline-spec.ts';
 import { validateProcessor } from '../serving/processor.ts';
+import { REFERENCE_PROFILE_FORMAT, type ReferenceProfile } from '../monitoring/stats/index.ts';
 import { ALIAS_NAME, MODEL_NAME, ModelRecord, ModelVersion, keys, type Lineage, type Signature } from './schemas.ts';
 
 export interface RegisterOptions {
@@ -47,6 +48,13 @@ export interface RegisterOptions {
    * stored) and sent to every replica as its warm-up.
    */
   sample?: Uint8Array;
+  /**
+   * The version's reference profile, JSON bytes of a `ReferenceProfile` (ml/monitoring/stats):
+   * checked (a malformed one refuses the registration) and stored content-addressed.
+   */
+  reference?: Uint8Array;
+  /** A registered dataset to monitor against (`name@<digest>`), recorded with the version. */
+  referenceDataset?: string;
 }
 
 const MODEL_RE = new RegExp(MODEL_NAME);
@@ -166,6 +174,7 @@ export class ModelRegistry {
     const proc = opts.processor ? await registerProcessor(this, name, opts.processor, modelSignature) : undefined;
     const signature = proc?.publicSignature ?? modelSignature;
     const sample = opts.sample ? await this.#putSample(name, signature, opts.sample) : undefined;
+    const reference = opts.reference ? await this.#putReference(name, opts.reference) : undefined;
     const digest = sha256(bytes);
     const objName = keys.artifact(digest);
     const store = await this.store();
@@ -173,7 +182,7 @@ export class ModelRegistry {
     if (!existing || existing.deleted || existing.size !== bytes.length) {
       await store.putBlob({ name: objName, description: `onnx model ${name}` }, bytes);
     }
-    return this.#addVersion(name, { sha256: digest, sizeBytes: bytes.length, format: 'onnx', signature, ...(proc ? { processor: proc.ref } : {}), ...(sample ? { sample } : {}) }, opts);
+    return this.#addVersion(name, { sha256: digest, sizeBytes: bytes.length, format: 'onnx', signature, ...(proc ? { processor: proc.ref } : {}), ...(sample ? { sample } : {}), ...(reference ? { reference } : {}) }, opts);
   }
 
   /**
@@ -198,7 +207,8 @@ export class ModelRegistry {
       }),
     );
     const { signature } = validatePipeline(name, spec, models);
-    return this.#addVersion(name, { sha256: sha256(json), sizeBytes: json.length, format: 'pipeline', signature, pipeline: spec }, opts);
+    const reference = opts.reference ? await this.#putReference(name, opts.reference) : undefined;
+    return this.#addVersion(name, { sha256: sha256(json), sizeBytes: json.length, format: 'pipeline', signature, pipeline: spec, ...(reference ? { reference } : {}) }, opts);
   }
 
   /**
@@ -216,13 +226,14 @@ export class ModelRegistry {
       const proc = opts.processor ? await registerProcessor(this, name, opts.processor, modelSignature) : undefined;
       const signature = proc?.publicSignature ?? modelSignature;
       const sample = opts.sample ? await this.#putSample(name, signature, opts.sample) : undefined;
+      const reference = opts.reference ? await this.#putReference(name, opts.reference) : undefined;
       const objName = keys.artifact(digest);
       const store = await this.store();
       const existing = await store.info(objName);
       if (!existing || existing.deleted || existing.size !== size) {
         await store.put({ name: objName, description: `onnx package ${name}` }, Readable.toWeb(createReadStream(tarFile)) as ReadableStream<Uint8Array>);
       }
-      return await this.#addVersion(name, { sha256: digest, sizeBytes: size, format: PACKAGE_FORMAT, signature, ...(proc ? { processor: proc.ref } : {}), ...(sample ? { sample } : {}) }, opts);
+      return await this.#addVersion(name, { sha256: digest, sizeBytes: size, format: PACKAGE_FORMAT, signature, ...(proc ? { processor: proc.ref } : {}), ...(sample ? { sample } : {}), ...(reference ? { reference } : {}) }, opts);
     } finally {
       await rm(work, { recursive: true, force: true });
     }
@@ -238,8 +249,18 @@ export class ModelRegistry {
     return { sha256: digest, sizeBytes: sample.length };
   }
 
+  /** Checks a reference profile's JSON, then stores it content-addressed (once per content). */
+  async #putReference(name: string, bytes: Uint8Array): Promise<NonNullable<ModelVersion['reference']>> {
+    const rows = checkReference(name, bytes);
+    const digest = sha256(bytes);
+    const store = await this.store();
+    const existing = await store.info(keys.artifact(digest));
+    if (!existing || existing.deleted || existing.size !== bytes.length) await store.putBlob({ name: keys.artifact(digest), description: `reference profile of ${name}` }, bytes);
+    return { sha256: digest, sizeBytes: bytes.length, rows };
+  }
+
   /** Claims the next version number of `name` for an artifact already stored, and moves the head. */
-  async #addVersion(name: string, artifact: Pick<ModelVersion, 'sha256' | 'sizeBytes' | 'format' | 'signature' | 'processor' | 'pipeline' | 'sample'>, opts: RegisterOptions): Promise<ModelVersion> {
+  async #addVersion(name: string, artifact: Pick<ModelVersion, 'sha256' | 'sizeBytes' | 'format' | 'signature' | 'processor' | 'pipeline' | 'sample' | 'reference'>, opts: RegisterOptions): Promise<ModelVersion> {
     const { sha256: digest, signature } = artifact;
     const now = Date.now();
     // Claim the next version number by creating its (immutable) record: `create` refuses an
@@ -258,6 +279,8 @@ export class ModelRegistry {
         ...(artifact.processor ? { processor: artifact.processor } : {}),
         ...(artifact.pipeline ? { pipeline: artifact.pipeline } : {}),
         ...(artifact.sample ? { sample: artifact.sample } : {}),
+        ...(artifact.reference ? { reference: artifact.reference } : {}),
+        ...(opts.referenceDataset ? { referenceDataset: opts.referenceDataset } : {}),
         metrics: opts.metrics ?? {},
         lineage: opts.lineage ?? {},
         ...(opts.description ? { description: opts.description } : {}),
@@ -392,6 +415,22 @@ export class ModelRegistry {
     return bytes;
   }
 
+  /** The reference profile stored with a version (verified against its sha256), or undefined when it has none. */
+  async loadReference(mv: ModelVersion): Promise<ReferenceProfile | undefined> {
+    if (!mv.reference) return undefined;
+    const label = `reference profile of ${mv.name} v${mv.version}`;
+    let bytes: Uint8Array | null;
+    try {
+      bytes = await (await this.store()).getBlob(keys.artifact(mv.reference.sha256));
+    } catch (err) {
+      throw MlErrors.ARTIFACT_CORRUPT(label, mv.reference.sha256, `unreadable (${(err as Error).message})`);
+    }
+    if (!bytes) throw MlErrors.ARTIFACT_MISSING(label, mv.reference.sha256);
+    const got = sha256(bytes);
+    if (got !== mv.reference.sha256) throw MlErrors.ARTIFACT_CORRUPT(label, mv.reference.sha256, got);
+    return JSON.parse(fromUtf8.decode(bytes)) as ReferenceProfile;
+  }
+
   /**
    * What onnxruntime loads for a version: a single-file model's bytes (verified, as
    * `loadArtifact`), or the graph path of a package unpacked on this machine (cached by sha256;
@@ -465,6 +504,23 @@ async function registerProcessor(reg: ModelRegistry, name: string, p: { bytes: U
   const existing = await store.info(keys.artifact(digest));
   if (!existing || existing.deleted || existing.size !== p.bytes.length) await store.putBlob({ name: keys.artifact(digest), description: `processor of ${name}` }, p.bytes);
   return { ref: { sha256: digest, sizeBytes: p.bytes.length, filename: p.filename, modelSignature }, publicSignature };
+}
+
+/** A reference profile's JSON, checked for its shape (BAD_MODEL naming what is wrong); its row count. */
+export function checkReference(name: string, bytes: Uint8Array): number {
+  let p: Partial<ReferenceProfile> | null;
+  try {
+    p = JSON.parse(fromUtf8.decode(bytes)) as Partial<ReferenceProfile> | null;
+  } catch (err) {
+    throw MlErrors.BAD_MODEL(name, `the reference profile is not JSON: ${(err as Error).message}`);
+  }
+  const bad = (why: string) => MlErrors.BAD_MODEL(name, `the reference profile ${why}`);
+  if (!p || typeof p !== 'object') throw bad('must be an object');
+  if (p.format !== REFERENCE_PROFILE_FORMAT) throw bad(`has format ${JSON.stringify(p.format)}; expected "${REFERENCE_PROFILE_FORMAT}" (build it with buildReferenceProfile)`);
+  if (!Number.isInteger(p.rows) || p.rows! < 0) throw bad('needs rows (a non-negative integer)');
+  if (!p.schema || typeof p.schema.features !== 'object' || typeof p.schema.outputs !== 'object') throw bad('needs schema.features and schema.outputs');
+  if (!p.profile || typeof p.profile.features !== 'object' || typeof p.profile.outputs !== 'object') throw bad('needs profile.features and profile.outputs');
+  return p.rows!;
 }
 
 function checkNames(name: string, opts: RegisterOptions): void {

@@ -55,6 +55,14 @@ export const ModelVersion = Type.Object({
    * processor it is a request in the public signature.
    */
   sample: Type.Optional(Type.Object({ sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }), sizeBytes: Type.Integer({ minimum: 0 }) })),
+  /**
+   * The version's reference profile (ml/monitoring/stats: per-feature sketches, the prediction
+   * distribution, the holdout metrics), JSON, content-addressed in the artifacts store like the
+   * model. A training job stores its holdout's; a version registered by hand may be given one.
+   */
+  reference: Type.Optional(Type.Object({ sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }), sizeBytes: Type.Integer({ minimum: 0 }), rows: Type.Integer({ minimum: 0 }) })),
+  /** A registered dataset (`name@<digest>`) to take the reference from, for a version registered by hand. */
+  referenceDataset: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
   metrics: Type.Record(Type.String(), Type.Number()),
   lineage: Lineage,
   description: Type.Optional(Type.String()),

@@ -54,13 +54,21 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
 
   const handlers: Handlers = {
     register: async (req) => {
-      const opts = {
+      const opts: RegisterOptions = {
         ...(req.aliases ? { aliases: req.aliases } : {}),
         ...(req.metrics ? { metrics: req.metrics } : {}),
         ...(req.lineage ? { lineage: req.lineage } : {}),
         ...(req.description !== undefined ? { description: req.description } : {}),
         ...(req.signature ? { signature: req.signature } : {}),
       };
+      // A reference dataset must exist (else the uploads go, and DATASET_NOT_FOUND names it); the version records exactly which (name@digest).
+      if (req.referenceDataset) {
+        const v = await datasets.resolve(req.referenceDataset).catch(async (err: unknown) => {
+          await Promise.all([req.upload, req.processor?.upload, req.sample?.upload, req.reference?.upload].map((u) => (u ? uploads.delete(u) : undefined))).catch(() => undefined);
+          throw err;
+        });
+        opts.referenceDataset = `${v.name}@${v.digest}`;
+      }
       const what = `model ${req.name}`;
       // A package streams through a scratch file (it may not fit in memory); a single file is read whole, as ever.
       // A processor module and a sample request come as their own uploads (taken, and deleted, whatever happens).
@@ -74,12 +82,19 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
             ? withProcessor(o, (o2) => withUploadFile(uploads, req.upload, req.sha256, what, (file) => registry.registerPackage(req.name, file, o2)))
             : withProcessor(o, (o2) => withUpload(uploads, req.upload, req.sha256, what, (bytes) => registry.register(req.name, bytes, o2)));
       const sample = req.sample;
-      const mv = sample
-        ? await withUpload(uploads, sample.upload, sample.sha256, `sample request of ${what}`, (bytes) => registerWith({ ...opts, sample: bytes })).finally(() =>
-            Promise.all([uploads.delete(req.upload), proc ? uploads.delete(proc.upload) : undefined]).catch(() => undefined),
+      const withSample = (o: RegisterOptions) =>
+        sample
+          ? withUpload(uploads, sample.upload, sample.sha256, `sample request of ${what}`, (bytes) => registerWith({ ...o, sample: bytes })).finally(() =>
+              Promise.all([uploads.delete(req.upload), proc ? uploads.delete(proc.upload) : undefined]).catch(() => undefined),
+            )
+          : registerWith(o);
+      const reference = req.reference;
+      const mv = reference
+        ? await withUpload(uploads, reference.upload, reference.sha256, `reference profile of ${what}`, (bytes) => withSample({ ...opts, reference: bytes })).finally(() =>
+            Promise.all([uploads.delete(req.upload), proc ? uploads.delete(proc.upload) : undefined, sample ? uploads.delete(sample.upload) : undefined]).catch(() => undefined),
           )
-        : await registerWith(opts);
-      log.info({ model: req.name, version: mv.version, sha256: mv.sha256, bytes: mv.sizeBytes, format: mv.format, sample: mv.sample?.sha256 }, 'model registered');
+        : await withSample(opts);
+      log.info({ model: req.name, version: mv.version, sha256: mv.sha256, bytes: mv.sizeBytes, format: mv.format, sample: mv.sample?.sha256, reference: mv.reference?.sha256 }, 'model registered');
       return mv;
     },
     alias: async (req) => {

@@ -5,9 +5,12 @@
  * once with it (on imbalanced data a fixed 0.5 would flag almost nothing); the model is exported
  * to ONNX and registered with its metrics and lineage through the registry service (a node may
  * upload and ask, not write the registry), and with `deploy: 'canary'` started as the canary of
- * its already deployed model.
+ * its already deployed model. The holdout's reference profile (ml/monitoring/stats: per-feature
+ * sketches, the prediction distribution, the holdout metrics with intervals, the calibration map)
+ * is stored with the version, for the monitor to compare live traffic with.
  */
 import { SHOAL_VERSION, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { buildReferenceProfile, type MonitoredRow, type ReferenceProfile } from '../monitoring/stats/index.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { bestF1Threshold, evaluate, type BinaryMetrics } from './metrics.ts';
@@ -44,6 +47,8 @@ export interface FinishInput {
   holdout: Rows;
   /** The holdout's row indices in the dataset (their order is `holdout`'s). */
   holdoutRows: readonly number[];
+  /** The dataset's column names (the reference profile's feature names); `x0`, `x1`, … when absent. */
+  columns?: readonly string[];
 }
 
 export interface Finished {
@@ -66,8 +71,30 @@ export function evaluateHoldout(shape: ModelShape, params: Float32Array, validat
   return { metrics, check };
 }
 
+/** The name of the exported model's output (model.ts `exportOnnx`). */
+const OUTPUT = 'Y';
+
 /**
- * Registers the exported model with its metrics and lineage. Idempotent: a coordinator that died
+ * The reference profile of the holdout: its features under the dataset's column names, the
+ * model's output `Y` (the probability of the positive class) and the labels, with the decision
+ * threshold chosen on validation.
+ */
+export function holdoutReference(i: Pick<FinishInput, 'shape' | 'params' | 'holdout' | 'columns' | 'datasetDigest' | 'jobId'>, threshold: number): ReferenceProfile {
+  const D = i.shape.features;
+  const n = i.holdout.y.length;
+  const p = predict(i.shape, i.params, i.holdout.x, n);
+  const names = Array.from({ length: D }, (_, j) => i.columns?.[j] ?? `x${j}`);
+  const rows: MonitoredRow[] = [];
+  for (let r = 0; r < n; r++) {
+    const features: Record<string, number> = {};
+    for (let j = 0; j < D; j++) features[names[j]!] = i.holdout.x[r * D + j]!;
+    rows.push({ features, outputs: { [OUTPUT]: p[r]! }, label: i.holdout.y[r]! > 0 ? 1 : 0 });
+  }
+  return buildReferenceProfile(rows, undefined, { threshold, source: { datasetDigest: i.datasetDigest, trainingJobId: i.jobId, split: 'holdout' } });
+}
+
+/**
+ * Registers the exported model with its metrics, lineage and the holdout's reference profile. Idempotent: a coordinator that died
  * after registering but before recording success finds its version instead of registering a
  * second one.
  */
@@ -79,6 +106,7 @@ export async function registerVersion(i: FinishInput, metrics: BinaryMetrics, co
     metrics: { auc: metrics.auc, accuracy: metrics.accuracy, precision: metrics.precision, recall: metrics.recall, f1: metrics.f1, brier: metrics.brier, ece: metrics.ece, logLoss: metrics.logLoss },
     lineage: { datasetDigest: i.datasetDigest, ...(i.features ? { features: i.features } : {}), trainingJobId: i.jobId, hyperParameters: { ...i.spec.hyper, model: i.spec.model, workers: i.spec.workers }, codeVersion: SHOAL_VERSION },
     description: `trained by job ${i.jobId}`,
+    reference: new TextEncoder().encode(JSON.stringify(holdoutReference(i, metrics.threshold))),
   });
 }
 
