@@ -24,22 +24,22 @@ export const FeatureLabelRow = Type.Object(
  * dataset holds float32 feature columns only, so it cannot carry string entity keys or
  * millisecond label times).
  */
+const FeatureLabelRows = Type.Array(FeatureLabelRow, { minItems: 1, maxItems: 100_000 });
+const FeatureLabelView = Type.Object(
+  {
+    view: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+    label: Type.String({ minLength: 1, maxLength: 128 }),
+    since: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Number({ minimum: 0 })])),
+    until: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Number({ minimum: 0 })])),
+  },
+  { additionalProperties: false },
+);
+
 export const FeatureTrainingSet = Type.Object(
   {
     features: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}(@[1-9][0-9]{0,8})?$' }), { minItems: 1, maxItems: 32 }),
-    labels: Type.Union([
-      Type.Array(FeatureLabelRow, { minItems: 1, maxItems: 100_000 }),
-      // Or a label view's events (delayed labels pushed as they come back): no size limit in the spec.
-      Type.Object(
-        {
-          view: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
-          label: Type.String({ minLength: 1, maxLength: 128 }),
-          since: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Number({ minimum: 0 })])),
-          until: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Number({ minimum: 0 })])),
-        },
-        { additionalProperties: false },
-      ),
-    ]),
+    // Inline rows, or a label view's events (delayed labels pushed as they come back): no size limit in the spec.
+    labels: Type.Union([FeatureLabelRows, FeatureLabelView]),
   },
   { additionalProperties: false },
 );
@@ -105,6 +105,15 @@ export function parseTrainingSpec(jobId: string, raw: unknown): TrainingSpec {
     const ds = (raw as { dataset?: unknown } | null)?.dataset;
     if (ds && typeof ds === 'object') {
       try {
+        // Likewise the labels' form, so a bad row is named rather than "expected union value".
+        const labels = (ds as { labels?: unknown }).labels;
+        if (labels !== undefined) {
+          try {
+            validate(Array.isArray(labels) ? FeatureLabelRows : FeatureLabelView, labels, `job ${jobId} spec`);
+          } catch (err) {
+            throw new Error((err as Error).message.replace(/(spec: )/, '$1labels.'));
+          }
+        }
         validate(FeatureTrainingSet, ds, `job ${jobId} spec`);
       } catch (err) {
         throw new Error((err as Error).message.replace(/(spec: )/, '$1dataset.'));
