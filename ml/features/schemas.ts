@@ -158,6 +158,12 @@ export const FeatureEvent = Type.Object(
     values: Type.Record(Type.String(), RawValue),
     /** When it happened: ISO 8601 or epoch milliseconds. */
     eventTime: Type.Union([Type.String(), Type.Number()]),
+    /**
+     * Backfills only: when the value became known to the product (ISO 8601 or epoch ms), at or
+     * before now. Point-in-time training sets treat it as the ingestion time, so history loaded
+     * today can still be joined as it was known then. @default the ingestion time (now)
+     */
+    knownAt: Type.Optional(Type.Union([Type.String(), Type.Number()])),
   },
   { additionalProperties: false },
 );
@@ -170,7 +176,7 @@ export interface LoggedEvent {
   /** Entity key values in the view's key order. */
   entity: string[];
   values: Record<string, RawValue>;
-  /** Event time and ingestion time, epoch ms. */
+  /** Event time and ingestion time (the event's `knownAt` when it gave one), epoch ms. */
   eventTime: number;
   ingestTime: number;
 }

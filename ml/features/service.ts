@@ -74,9 +74,9 @@ export interface FeatureService {
 }
 
 /** Parses an event time (ISO 8601 or epoch ms) to epoch ms; a BAD_INPUT naming `eventTime` otherwise. */
-export function eventTimeOf(t: string | number): number {
+export function eventTimeOf(t: string | number, field = 'eventTime'): number {
   const ms = typeof t === 'number' ? t : /^\d{4}-\d{2}-\d{2}/.test(t) ? Date.parse(t) : NaN;
-  if (!Number.isFinite(ms) || ms < 0) throw MlErrors.BAD_INPUT(`eventTime: ${JSON.stringify(t)} is not an ISO 8601 time or epoch milliseconds`);
+  if (!Number.isFinite(ms) || ms < 0) throw MlErrors.BAD_INPUT(`${field}: ${JSON.stringify(t)} is not an ISO 8601 time or epoch milliseconds`);
   return ms;
 }
 
@@ -96,6 +96,14 @@ export function checkEvent(def: FeatureViewDef, ev: FeatureEvent, ingestTime: nu
   }
   const eventTime = eventTimeOf(ev.eventTime);
   if (eventTime - ingestTime > maxFutureMs) throw MlErrors.BAD_INPUT(`eventTime: ${new Date(eventTime).toISOString()} is ${Math.round((eventTime - ingestTime) / 1000)} s in the future (at most ${maxFutureMs / 1000} s allowed)`);
+  if (ev.knownAt !== undefined) {
+    // A backfill says when the value became known; it cannot claim to be known later than now,
+    // nor earlier than it happened (beyond the same allowance for clock skew).
+    const knownAt = eventTimeOf(ev.knownAt, 'knownAt');
+    if (knownAt > ingestTime) throw MlErrors.BAD_INPUT(`knownAt: ${new Date(knownAt).toISOString()} is after the ingestion time ${new Date(ingestTime).toISOString()} (a value cannot be known before it arrives)`);
+    if (eventTime - knownAt > maxFutureMs) throw MlErrors.BAD_INPUT(`knownAt: ${new Date(knownAt).toISOString()} is before eventTime ${new Date(eventTime).toISOString()}`);
+    ingestTime = knownAt;
+  }
   return { view: def.name, eventId: ev.eventId, entity, values: ev.values, eventTime, ingestTime };
 }
 
