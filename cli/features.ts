@@ -17,12 +17,40 @@
  */
 import { readFileSync } from 'node:fs';
 import { Errors, parseFlags, subjects, type Config, type NatsConnection } from '../cluster/index.ts';
-import { FeatureClient, type FeatureEvent, type LabelRow, type LabelsFromView, type RawValue } from '../ml/index.ts';
+import { FeatureClient, type FeatureEvent, type LabelRow, type LabelsFromView, type PushResult, type RawValue } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
 export const FEATURES_FLAGS = ['snapshot', 'version', 'json', 'views', 'labels', 'label-view', 'label', 'since', 'until', 'name'] as const;
 
 const USAGE = 'usage: shoal features <apply VIEW.json [--snapshot rows.json] | list | show NAME | get VIEW key=value… | push VIEW EVENT.json | materialize VIEW | build-dataset --views a,b (--labels L.jsonl | --label-view V --label F [--since T] [--until T]) [--name N]> [--json]  (see README "Feature store")';
+
+/**
+ * Pushes many events with up to `window` requests in flight, keeping each entity's events in
+ * file order (a later event for the same entity — a correction — is sent after the earlier one
+ * is acknowledged). Results come back in input order; the first failure stops the rest.
+ */
+async function pushAll(events: readonly FeatureEvent[], push: (ev: FeatureEvent) => Promise<PushResult>, window = 64): Promise<PushResult[]> {
+  const results: PushResult[] = new Array(events.length);
+  const lastOfEntity = new Map<string, Promise<unknown>>();
+  const inFlight = new Set<Promise<unknown>>();
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i]!;
+    const key = JSON.stringify(ev?.entity ?? null);
+    const before = lastOfEntity.get(key) ?? Promise.resolve();
+    const p = before.then(async () => {
+      results[i] = await push(ev);
+    });
+    lastOfEntity.set(key, p);
+    inFlight.add(p);
+    void p.then(
+      () => inFlight.delete(p),
+      () => undefined,
+    );
+    if (inFlight.size >= window) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  return results;
+}
 
 function readJson(file: string, what: string): unknown {
   let text: string;
@@ -126,9 +154,13 @@ export async function runFeatures(argv: string[], nc: NatsConnection, prefix: st
       const view = need(0, 'VIEW');
       const body = readJson(need(1, 'EVENT.json'), 'event');
       const events = (Array.isArray(body) ? body : [body]) as FeatureEvent[];
-      const results = [];
-      for (const ev of events) results.push(await fc.push(view, ev));
-      print(results.length === 1 ? results[0] : results, results.map((r) => `${r.eventId}: seq ${r.seq}${r.duplicate ? ' (duplicate: already applied)' : `, applied ${r.applied.join(', ') || 'nothing (older than stored values)'}`}`).join('\n'));
+      const results = await pushAll(events, (ev) => fc.push(view, ev));
+      const line = (r: PushResult) => `${r.eventId}: seq ${r.seq}${r.duplicate ? ' (duplicate: already applied)' : `, applied ${r.applied.join(', ') || 'nothing (older than stored values)'}`}`;
+      const dups = results.filter((r) => r.duplicate).length;
+      print(
+        results.length === 1 ? results[0] : results,
+        results.length <= 20 ? results.map(line).join('\n') : `${view}: pushed ${results.length} events (seq ${Math.min(...results.map((r) => r.seq))}-${Math.max(...results.map((r) => r.seq))}), ${dups} duplicates`,
+      );
       return 0;
     }
     case 'materialize': {
