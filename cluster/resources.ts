@@ -51,6 +51,8 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
   });
   const kvm = new Kvm(nc);
   for (const [key, bucket] of Object.entries(r.buckets)) {
+    // Created by the feedback service (ml/monitoring/feedback.ts) with the join horizon as its TTL.
+    if (key === 'predictionIndex') continue;
     await kvm.create(bucket, { history: key === 'nodes' ? (opts.nodeHistory ?? 1) : key === 'models' ? 10 : key === 'online' ? 1 : 5, storage: StorageType.File });
   }
   const objm = new Objm(nc);

@@ -82,3 +82,5 @@ export { ProcessorHost, RequestProcessor, validateProcessor, type ProcessorConte
 export { PIPELINE_ACTOR_TYPE, PipelineActor, PipelineArgs, pipelineActorType } from './serving/pipeline-actor.ts';
 export { PipelineRunner } from './serving/pipeline.ts';
 export * from './features/index.ts';
+// Model monitoring (issue #15): prediction log, feedback and the label join.
+export * from './monitoring/index.ts';

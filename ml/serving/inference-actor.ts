@@ -42,6 +42,8 @@ import { serveJson, serveWire, type RequestRunner } from './serve-requests.ts';
 import { PIPELINE_DEPTH, SessionPool, type PoolTensor, type SessionValueInfo } from './session-pool.ts';
 import { decodeOip, type Decoded, type Outputs } from './codecs/index.ts';
 import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
+import { replicaPredictionLog } from '../monitoring/replica-log.ts';
+import type { PredictionLog } from '../monitoring/prediction-log.ts';
 
 /** A decoded request and its row count (what the batcher queues). */
 interface Prepared extends Decoded {
@@ -63,6 +65,7 @@ interface Resolved {
   warmup: WarmupMode | undefined;
   batching: boolean | undefined;
   batchAxes: Record<string, number> | undefined;
+  monitoring: InferenceArgs['monitoring'];
 }
 
 export class InferenceActor extends Actor<InferenceMsg> {
@@ -82,6 +85,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
   #processor: RequestProcessor | undefined;
   /** What clients send and get: the processor's public signature, else the model's. */
   #public!: ModelVersion['signature'];
+  /** The prediction log (deployment option `monitoring`), off the hot path (ml/monitoring). */
+  #log: PredictionLog | undefined;
 
   constructor(args: unknown) {
     super();
@@ -97,6 +102,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
       warmup: a.warmup,
       batching: a.batching,
       batchAxes: a.batchAxes,
+      monitoring: a.monitoring,
     };
   }
 
@@ -150,6 +156,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
     });
     this.#warmup = await this.#warmUp(registry, this.#args.warmup ?? (mv.sample ? 'sample' : 'synthetic'));
     const log = { model, version, sha256: mv.sha256.slice(0, 12), batching: this.#batching, instances, intraOpThreads, warmup: this.#warmup.mode, maxQueueDelayMs: this.#args.maxQueueDelayMs };
+    const spec = this.#args.monitoring;
+    if (spec) this.#log = replicaPredictionLog({ nc: this.ctx.nc, subjects: this.ctx.subjects, model, version, spec, log: this.ctx.log });
     if (this.#warmup.warning) this.ctx.log.warn({ ...log, warning: this.#warmup.warning }, 'model loaded; warm-up failed, serving anyway');
     else this.ctx.log.info(log, 'model loaded and warmed up');
   }
@@ -158,6 +166,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
     this.#batcher?.close(Errors.ACTOR_STOPPED(this.ctx.actorId, 'stopping'));
     await this.#pool?.close().catch(() => undefined);
     await this.#processor?.close().catch(() => undefined);
+    await this.#log?.close().catch(() => undefined);
   }
 
   receive(m: InferenceMsg): unknown {
@@ -197,6 +206,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
       maxQueueDelayMs: this.#batcher.maxQueueDelayMs,
       instances: this.#args.instances,
       busySessions: this.#pool.busy,
+      ...(this.#log ? { predictionLog: this.#log.stats() } : {}),
     };
   }
 
@@ -246,7 +256,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
 
   /** What the codecs need to serve this replica's requests (serve-requests.ts). */
   get #runner(): RequestRunner {
-    return { signature: this.#public, label: this.#label, name: this.#mv.name, version: this.#mv.version, run: (d) => this.#run(d), failure: (err) => this.#failure(err) };
+    return { signature: this.#public, label: this.#label, name: this.#mv.name, version: this.#mv.version, run: (d) => this.#run(d), failure: (err) => this.#failure(err), log: this.#log };
   }
 
   /** Binary requests (tensors as bytes, from NATS clients). */
