@@ -74,6 +74,7 @@ export class PredictionLog {
   readonly #batch: number;
   #buffer: PredictionRecord[] = [];
   #flushing = false;
+  #drainAll = false;
   #failing = false;
   #closed = false;
   readonly #stopTimer: () => void;
@@ -120,18 +121,23 @@ export class PredictionLog {
       this.#buffer.push(r);
       this.#stats.buffered++;
     }
-    if (this.#buffer.length >= this.#batch) queueMicrotask(() => void this.flush());
+    if (this.#buffer.length >= this.#batch) queueMicrotask(() => void this.flush(false));
   }
 
-  /** Publishes what the buffer holds, a batch at a time (one flush at once). */
-  async flush(): Promise<void> {
+  /**
+   * Publishes full batches; with `all` (the flush timer, close) the partial one too. One flush
+   * runs at a time: a call meanwhile only widens what the running one publishes.
+   */
+  async flush(all = true): Promise<void> {
+    if (all) this.#drainAll = true;
     if (this.#flushing) return;
     this.#flushing = true;
     try {
-      while (this.#buffer.length > 0) {
+      while (this.#buffer.length >= this.#batch || (this.#drainAll && this.#buffer.length > 0)) {
         const batch = this.#buffer.splice(0, this.#batch);
         await this.#send(batch);
       }
+      this.#drainAll = false;
     } finally {
       this.#flushing = false;
     }
