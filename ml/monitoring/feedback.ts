@@ -70,15 +70,16 @@ export async function startMonitoringStreams(nc: NatsConnection, prefix: string,
   await ensure({ ...base, name: r.streams.feedback, subjects: [s.feedbackLogAll], max_age: labelsAge * NS, duplicate_window: 10 * 60 * 1000 * NS });
   await ensure({ ...base, name: r.streams.labeled, subjects: [s.labeledAll], max_age: labelsAge * NS, max_bytes: l.labeledMaxBytes ?? 1024 ** 3, duplicate_window: 10 * 60 * 1000 * NS });
   // The index lives as long as a label may still join (plus a day, so the join itself decides "late").
-  const ttl = (horizon + DAY) * NS;
+  const ttlMs = horizon + DAY;
   const kvm = new Kvm(nc);
   const bucket = r.buckets.predictionIndex;
   try {
     await jsm.streams.info(`KV_${bucket}`);
-    await jsm.streams.update(`KV_${bucket}`, { max_age: ttl });
+    await jsm.streams.update(`KV_${bucket}`, { max_age: ttlMs * NS });
   } catch (err) {
     if (!isStreamNotFound(err)) throw err;
-    await kvm.create(bucket, { history: 1, storage: StorageType.File, ttl });
+    // nats.js takes the KV TTL in milliseconds (JetStream's max_age is nanoseconds).
+    await kvm.create(bucket, { history: 1, storage: StorageType.File, ttl: ttlMs });
   }
 }
 

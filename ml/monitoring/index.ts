@@ -3,4 +3,4 @@
 export * from './records.ts';
 export { PredictionLog, encodeBatches, featureRows, observeBegin, observeEnd, outputRows, rowCount, type LoggedTensor, type Pending, type PredictionLogOptions, type PredictionLogStats } from './prediction-log.ts';
 export { replicaPredictionLog } from './replica-log.ts';
-export { FeedbackJoin, checkFeedback, indexKey, startFeedbackService, startMonitoringStreams, type FeedbackJoinOptions, type FeedbackJoinStats, type FeedbackServiceOptions, type MonitoringLimits } from './feedback.ts';
+export { FeedbackJoin, checkFeedback, indexKey, type LabelRule, startFeedbackService, startMonitoringStreams, type FeedbackJoinOptions, type FeedbackJoinStats, type FeedbackServiceOptions, type MonitoringLimits } from './feedback.ts';

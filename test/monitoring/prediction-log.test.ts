@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ContentType, VirtualClock, encode, seededRandom } from '../../cluster/index.ts';
-import { PredictionLog, checkFeedback, encodeBatches, featureRows, indexKey, observeBegin, observeEnd, type LoggedTensor, type MonitoringSpec, type PredictionRecord } from '../../ml/index.ts';
+import { PredictionLog, checkFeedback, type LabelRule, encodeBatches, featureRows, indexKey, observeBegin, observeEnd, type LoggedTensor, type MonitoringSpec, type PredictionRecord } from '../../ml/index.ts';
 import { containsBytes, fp32, numberEncodings, recordingPublisher } from '../fixtures/monitoring.ts';
 
 const START = Date.UTC(2026, 10, 1);
@@ -176,14 +176,14 @@ describe('prediction log: buffer, batches, exclusion, sampling', () => {
 });
 
 describe('feedback: label checks and the join index key', () => {
-  const numeric = { type: 'number' as const, declared: false };
+  const numeric: LabelRule = { type: 'number', declared: false };
   it('accepts one label or a list; a numeric model takes numbers and booleans', () => {
     expect(checkFeedback({ id: 'a', label: 1 }, numeric)).toEqual([{ id: 'a', label: 1 }]);
     expect(checkFeedback([{ id: 'a', label: true }, { id: 'b', label: 0.5 }], numeric)).toHaveLength(2);
   });
 
   it('a label of the wrong type, a missing id, an unknown field: SHOAL_ERR_BAD_INPUT naming it', () => {
-    const bad = (body: unknown, rule = numeric) => {
+    const bad = (body: unknown, rule: LabelRule = numeric) => {
       try {
         checkFeedback(body, rule);
       } catch (err) {
