@@ -20,11 +20,11 @@
  *   more than the horizon after its prediction is counted as late. Unknown ids are counters,
  *   never errors: a flood of them costs a map entry each, up to the bound.
  */
-import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
 import { Type } from '@sinclair/typebox';
-import { ContentType, decode, encode, every, isStreamNotFound, resources, serve, subjects, systemClock, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { ContentType, decode, encode, ensureMonitoringResources, every, resources, serve, systemClock, type Clock, type Logger, type MonitoringLimits, type NatsConnection, type Subjects } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
@@ -32,57 +32,15 @@ import { MAX_FEEDBACK_ITEMS, type FeedbackItem, type FeedbackReply, type Label, 
 
 const DAY = 24 * 3600 * 1000;
 
-/** Retention of the monitoring streams and the join (config section `monitoring`). */
-export interface MonitoringLimits {
-  /** A logged prediction waits this long for its label. @default 7 days */
-  horizonMs?: number;
-  /** Prediction log retention. @default 7 days */
-  predictionsMaxAgeMs?: number;
-  /** Prediction log size bound (oldest dropped first; -1: none). @default 1 GiB */
-  predictionsMaxBytes?: number;
-  /** Stored labels and joined rows retention. @default 30 days */
-  labelsMaxAgeMs?: number;
-  /** Joined rows size bound (-1: none). @default 1 GiB */
-  labeledMaxBytes?: number;
-}
+/** Retention of the monitoring streams and the join (config section `monitoring`; cluster/resources.ts). */
+export type { MonitoringLimits } from '../../cluster/index.ts';
 
 const NS = 1_000_000;
 
-/** Ensures the predictions, feedback and labeled streams and the join's index bucket (scheduler rights; idempotent). */
+/** Ensures the predictions, feedback and labeled streams and the join's index bucket with these limits (scheduler rights; idempotent). */
 export async function startMonitoringStreams(nc: NatsConnection, prefix: string, l: MonitoringLimits = {}): Promise<void> {
-  const r = resources(prefix);
-  const s = subjects(prefix);
-  const jsm = await jetstreamManager(nc);
-  const horizon = l.horizonMs ?? 7 * DAY;
-  const labelsAge = l.labelsMaxAgeMs ?? 30 * DAY;
-  const ensure = async (cfg: Parameters<typeof jsm.streams.add>[0] & { name: string }) => {
-    try {
-      await jsm.streams.info(cfg.name);
-      await jsm.streams.update(cfg.name, cfg);
-    } catch (err) {
-      if (isStreamNotFound(err)) await jsm.streams.add(cfg);
-      else throw err;
-    }
-  };
-  const base = { retention: RetentionPolicy.Limits, storage: StorageType.File, discard: DiscardPolicy.Old };
-  await ensure({ ...base, name: r.streams.predictions, subjects: [s.predictionsAll], max_age: (l.predictionsMaxAgeMs ?? 7 * DAY) * NS, max_bytes: l.predictionsMaxBytes ?? 1024 ** 3 });
-  // A label sent again (a client's retry) within the window is stored once.
-  await ensure({ ...base, name: r.streams.feedback, subjects: [s.feedbackLogAll], max_age: labelsAge * NS, duplicate_window: 10 * 60 * 1000 * NS });
-  await ensure({ ...base, name: r.streams.labeled, subjects: [s.labeledAll], max_age: labelsAge * NS, max_bytes: l.labeledMaxBytes ?? 1024 ** 3, duplicate_window: 10 * 60 * 1000 * NS });
-  // The index lives as long as a label may still join (plus a day, so the join itself decides "late").
-  const ttlMs = horizon + DAY;
-  const kvm = new Kvm(nc);
-  const bucket = r.buckets.predictionIndex;
-  try {
-    await jsm.streams.info(`KV_${bucket}`);
-    await jsm.streams.update(`KV_${bucket}`, { max_age: ttlMs * NS });
-  } catch (err) {
-    if (!isStreamNotFound(err)) throw err;
-    // nats.js takes the KV TTL in milliseconds (JetStream's max_age is nanoseconds).
-    await kvm.create(bucket, { history: 1, storage: StorageType.File, ttl: ttlMs });
-  }
+  await ensureMonitoringResources(nc, prefix, l);
 }
-
 
 // ---- checking labels -------------------------------------------------------------------------------
 
