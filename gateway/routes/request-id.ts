@@ -13,11 +13,13 @@ import type { RequestMeta } from '../inference.ts';
 /** What a caller's request id may look like (it becomes part of a KV key and a log record). */
 export const REQUEST_ID = /^[A-Za-z0-9._:\/+=@-]{1,128}$/;
 
+/** The caller's request id (header or gRPC metadata `x-request-id`), else a fresh UUID; a malformed one is a 400 naming the header. */
+export function requestIdOf(given: unknown): string {
+  if (given === undefined) return randomUUID();
+  if (typeof given === 'string' && REQUEST_ID.test(given)) return given;
+  throw GatewayErrors.BAD_REQUEST(`x-request-id: use 1 to 128 letters, digits or . _ : / + = @ - (got ${JSON.stringify(String(given).slice(0, 40))})`);
+}
+
 export function requestMeta(req: FastifyRequest): RequestMeta {
-  const given = req.headers['x-request-id'];
-  let requestId: string;
-  if (given === undefined) requestId = randomUUID();
-  else if (typeof given === 'string' && REQUEST_ID.test(given)) requestId = given;
-  else throw GatewayErrors.BAD_REQUEST(`x-request-id: use 1 to 128 letters, digits or . _ : / + = @ - (got ${JSON.stringify(String(given).slice(0, 40))})`);
-  return { requestId, tenant: tenantOf(req) };
+  return { requestId: requestIdOf(req.headers['x-request-id']), tenant: tenantOf(req) };
 }
