@@ -292,15 +292,15 @@ export class FeedbackJoin {
       this.#o.log.warn({ seq: m.seq, err: (err as Error).message }, 'label join: a prediction-log message is not a batch of records; skipped');
       return;
     }
-    for (const rec of batch.records) {
-      const key = indexKey(rec.model, rec.id);
-      await this.#kv.put(key, encode(rec, ContentType.MSGPACK));
-      this.#stats.indexed++;
-      const w = this.#pending.get(key);
-      if (w) {
-        this.#pending.delete(key);
-        await this.#join(rec, w.label);
-      }
+    // The batch's records indexed at once (one round trip's wait, not one per record), then joined with any label waiting for them.
+    const keys = batch.records.map((rec) => indexKey(rec.model, rec.id));
+    await Promise.all(batch.records.map((rec, i) => this.#kv.put(keys[i]!, encode(rec, ContentType.MSGPACK))));
+    this.#stats.indexed += batch.records.length;
+    for (let i = 0; i < keys.length; i++) {
+      const w = this.#pending.get(keys[i]!);
+      if (!w) continue;
+      this.#pending.delete(keys[i]!);
+      await this.#join(batch.records[i]!, w.label);
     }
   }
 

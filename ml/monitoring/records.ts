@@ -69,7 +69,6 @@ export const StoredLabel = Type.Object({
   id: Type.String(),
   label: Label,
   labelTs: Type.Number(),
-  tenant: Type.Optional(Type.String()),
 });
 export type StoredLabel = Static<typeof StoredLabel>;
 

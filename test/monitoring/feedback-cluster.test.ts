@@ -154,6 +154,24 @@ describe('prediction log and feedback (real cluster, virtual clock for the label
     }
   }, 120_000);
 
+  it('a label that overtakes its prediction (still in the replica\'s buffer) waits and joins once the prediction is logged', async () => {
+    // Runs before the orphan test moves the virtual clock past the horizon (its labels would be late).
+    // Records are published two at a time (the flush timer is an hour away).
+    await deploy('slowlog', { batchRecords: 2, flushMs: 3_600_000 });
+    const first = await predict('slowlog', [[1, 0, 0, 0]]);
+    const id = first.headers.get('x-request-id')!;
+    const before = join.stats();
+    expect(await (await post('/v1/models/slowlog/feedback', { id, label: 1 })).json()).toMatchObject({ accepted: 1 });
+    await until(() => (join.stats().pending === before.pending + 1 ? true : undefined), 20_000, 'the label waiting for its prediction');
+    expect(join.stats().joined).toBe(before.joined);
+    // A second request fills the batch: both records are published, and the waiting label joins.
+    await predict('slowlog', [[2, 0, 0, 0]]);
+    await until(() => (join.stats().joined === before.joined + 1 ? true : undefined), 30_000, 'the waiting label joined');
+    expect(join.stats().pending).toBe(before.pending);
+    const row = (await labeled()).find((x) => x.model === 'slowlog')!;
+    expect(row).toMatchObject({ id, label: 1, features: { X_0: 1, X_1: 0, X_2: 0, X_3: 0 } });
+  }, 120_000);
+
   it('a label for an unknown id waits, then is counted as orphaned after the horizon; a label after the horizon is counted as late', async () => {
     const before = join.stats();
     const fb = await post('/v1/models/fraud/feedback', { id: 'never-seen-1', label: 1 });
@@ -172,6 +190,8 @@ describe('prediction log and feedback (real cluster, virtual clock for the label
     await post('/v1/models/fraud/feedback', { id, label: 0 });
     await until(() => (join.stats().late === before.late + 1 ? true : undefined), 20_000, 'the late label counted');
     expect(join.stats().joined).toBe(before.joined);
+    // The counters answer on NATS too.
+    expect(await request(c.client, s.feedbackJoinStats, {})).toEqual(join.stats());
   }, 120_000);
 
   it('bad feedback is a 400 naming the label, over HTTP and NATS; an unknown model 404; feedback is rate-limited like inference', async () => {
@@ -191,6 +211,11 @@ describe('prediction log and feedback (real cluster, virtual clock for the label
     expect(await unknown.json()).toMatchObject({ code: 'SHOAL_ERR_MODEL_NOT_FOUND' });
     // The NATS subject answers the same typed error.
     await expect(request(c.client, s.feedback('fraud'), { id: 'x', label: [1] })).rejects.toMatchObject({ code: 'SHOAL_ERR_BAD_INPUT', message: expect.stringMatching(/^label: an array/) });
+    // A malformed request id is refused, naming the header; bad monitoring options, naming the field.
+    const badId = await predict('fraud', [[1, 2, 3, 4]], { 'x-request-id': 'has spaces in it' });
+    expect(badId.status).toBe(400);
+    expect(((await badId.json()) as { error: string }).error).toMatch(/^x-request-id: /);
+    await expect(c.control.deploy('fraud', { monitoring: { sampleRate: 2 } })).rejects.toThrow(/monitoring\/sampleRate|sampleRate/);
     // The tiny tenant's 3 requests a minute: the 4th is refused.
     const codes: number[] = [];
     for (let i = 0; i < 4; i++) codes.push((await post('/v1/models/fraud/feedback', { id: `t${i}`, label: 1 }, { 'x-api-key': TINY })).status);
