@@ -114,9 +114,8 @@ async function defaultLabelRule(nc: NatsConnection, s: Subjects): Promise<(model
     const dep = await deployments.get(model);
     const declared = dep?.stable.monitoring?.labelType ?? dep?.canary?.monitoring?.labelType;
     if (declared) return { type: declared, declared: true };
-    const version = dep?.stable.version ?? Math.max(...rec.versions);
-    const mv = await registry.version(model, version);
-    const first = mv.signature.outputs[0];
+    const version = dep?.stable.version ?? (rec.versions.length > 0 ? Math.max(...rec.versions) : undefined);
+    const first = version === undefined ? undefined : (await registry.version(model, version)).signature.outputs[0];
     return { type: first?.datatype === 'BYTES' ? 'string' : first?.datatype === 'BOOL' ? 'boolean' : 'number', declared: false };
   };
 }
