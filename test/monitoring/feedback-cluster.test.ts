@@ -6,7 +6,8 @@
  * false`, as when they run elsewhere), on injected clocks, so labels arrive "days later" without
  * anyone waiting days: the service stamps labels `labelDelay` after the replicas' time (each test
  * sets its own), and the join's pending set expires on a VirtualClock the test advances. So the
- * tests pass in any order. Checked: joined records equal the logged predictions and what the
+ * tests pass in any order. A second suite checks the default wiring: the scheduler's control
+ * modules serve feedback and join labels for a NATS client. Checked: joined records equal the logged predictions and what the
  * caller was answered; an excluded field's value is nowhere in the streams; unknown ids are
  * counted as orphaned after the horizon, labels after it as late; 400s name the label; feedback is
  * rate-limited like inference; a full log buffer never fails a request.
@@ -244,5 +245,27 @@ describe('prediction log and feedback (real cluster, virtual clock for the label
     expect(pl.dropped).toBeGreaterThanOrEqual(1);
     expect(pl.buffered + pl.dropped).toBe(24);
     expect(stats.errors).toBe(0);
+  }, 120_000);
+});
+
+describe('the scheduler runs the feedback service and the label join by default (control modules)', () => {
+  let c: TestCluster;
+  afterAll(async () => c?.stop());
+
+  it('a NATS client logs a prediction with its own id, labels it on shoal.feedback.<model>, and the leader joins it', async () => {
+    c = await startCluster({ args: ARGS, nodes: [{ id: 'node-a', profile: 'cpu-ondemand' }] });
+    await c.control.register('fraud', scoreModel());
+    await until(async () => (await c.control.deploy('fraud', { replicas: 1, readyTimeoutMs: 30_000, monitoring: { flushMs: 20 } })).stable.state === 'ready' || undefined, 60_000, 'fraud deployed');
+    const x = new Float32Array([0.5, 0.25, 0.125, 1]);
+    const msg = { type: 'infer', items: [{ id: 'nats-1', inputs: [{ name: 'X', datatype: 'FP32', shape: [1, 4], data: new Uint8Array(x.buffer) }] }] };
+    const reply = await c.actors.service('model-fraud-v1').ask<{ results: { outputs?: unknown }[] }>(msg, { timeoutMs: 10_000 });
+    expect(reply.results[0]).toHaveProperty('outputs');
+    await until(async () => ((await request<{ indexed: number }>(c.client, s.feedbackJoinStats, {})).indexed >= 1 ? true : undefined), 30_000, 'the leader indexing the prediction');
+    expect(await request(c.client, s.feedback('fraud'), [{ id: 'nats-1', label: true }])).toEqual({ model: 'fraud', accepted: 1, duplicates: 0 });
+    const stats = await until(async () => {
+      const st = await request<{ joined: number }>(c.client, s.feedbackJoinStats, {});
+      return st.joined >= 1 ? st : undefined;
+    }, 30_000, 'the leader joining the label');
+    expect(stats).toMatchObject({ joined: 1, orphaned: 0, late: 0 });
   }, 120_000);
 });
