@@ -6,11 +6,11 @@
  * false`, as when they run elsewhere), on injected clocks, so labels arrive "days later" without
  * anyone waiting days: the service stamps labels `labelDelay` after the replicas' time (each test
  * sets its own), and the join's pending set expires on a VirtualClock the test advances. So the
- * tests pass in any order. A second suite checks the default wiring: the scheduler's control
- * modules serve feedback and join labels for a NATS client. Checked: joined records equal the logged predictions and what the
+ * tests pass in any order. Checked: joined records equal the logged predictions and what the
  * caller was answered; an excluded field's value is nowhere in the streams; unknown ids are
  * counted as orphaned after the horizon, labels after it as late; 400s name the label; feedback is
- * rate-limited like inference; a full log buffer never fails a request.
+ * rate-limited like inference; a full log buffer never fails a request. A second suite checks the
+ * default wiring: the scheduler's control modules serve feedback and join labels for a NATS client.
  */
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
