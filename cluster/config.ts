@@ -238,6 +238,29 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    /** Model monitoring (ml/monitoring): the prediction log's and labels' retention, and the label join. */
+    monitoring: Type.Object(
+      {
+        /**
+         * Run the feedback service (every scheduler) and the label join (the leader) in the
+         * scheduler processes; `false` when they run elsewhere. @default true
+         */
+        feedback: Type.Boolean({ default: true }),
+        /** A label joins its logged prediction at most this long after it (later: counted as late; unknown ids: orphaned after it). @default 604800000 (7 days) */
+        joinHorizonMs: Type.Integer({ minimum: 1000, maximum: 365 * 86_400_000, default: 7 * 86_400_000 }),
+        /** Labels waiting for their prediction, at most (more: the oldest counted as orphaned). @default 100000 */
+        maxPendingLabels: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 100_000 }),
+        /** Prediction log (stream `<P>_PREDICTIONS`) retention. @default 604800000 (7 days) */
+        predictionsMaxAgeMs: Type.Integer({ minimum: 1000, default: 7 * 86_400_000 }),
+        /** Prediction log size bound in bytes, oldest dropped first (-1: none). @default 1073741824 (1 GiB) */
+        predictionsMaxBytes: Type.Integer({ minimum: -1, default: 1024 ** 3 }),
+        /** Retention of stored labels and joined rows (`<P>_FEEDBACK`, `<P>_LABELED`). @default 2592000000 (30 days) */
+        labelsMaxAgeMs: Type.Integer({ minimum: 1000, default: 30 * 86_400_000 }),
+        /** Joined rows size bound in bytes (-1: none). @default 1073741824 (1 GiB) */
+        labeledMaxBytes: Type.Integer({ minimum: -1, default: 1024 ** 3 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     /** Node profiles `shoal up` starts. */
     nodes: Type.Array(NodeProfile, { default: DEFAULT_PROFILES, minItems: 1 }),
     /** How long shutdown waits for a process before SIGKILL. @default 10000 */

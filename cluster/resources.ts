@@ -1,7 +1,8 @@
 /**
  * The JetStream resources the cluster relies on: KV buckets (nodes, actors, models, jobs,
  * features, leases, checkpoints, datasets), the object stores (artifacts, checkpoint objects,
- * uploads), the job work-queue stream and the events stream. Who may use which is in
+ * uploads), the job work-queue stream, the events stream and model monitoring's streams
+ * (predictions, feedback, labeled) with the label join's index bucket. Who may use which is in
  * `roles.ts`. The scheduler (the one role allowed to create streams) ensures them at start-up;
  * creating them is idempotent.
  */
@@ -51,14 +52,63 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
   });
   const kvm = new Kvm(nc);
   for (const [key, bucket] of Object.entries(r.buckets)) {
+    // Created below with the join horizon as its TTL.
+    if (key === 'predictionIndex') continue;
     await kvm.create(bucket, { history: key === 'nodes' ? (opts.nodeHistory ?? 1) : key === 'models' ? 10 : key === 'online' ? 1 : 5, storage: StorageType.File });
   }
+  await ensureMonitoringResources(nc, prefix);
   const objm = new Objm(nc);
   await objm.create(r.stores.artifacts, { storage: StorageType.File });
   await objm.create(r.stores.checkpoints, { storage: StorageType.File });
   // Uploads are taken (and deleted) by the registry service at once; one left behind by a caller
   // that died before asking goes after a day.
   await objm.create(r.stores.uploads, { storage: StorageType.File, ttl: UPLOAD_TTL_MS * 1_000_000 }); // ttl in nanoseconds
+}
+
+/** Retention of model monitoring's streams and the label join's horizon (config section `monitoring`). */
+export interface MonitoringLimits {
+  /** A logged prediction may be joined with its label this long after it. @default 7 days */
+  horizonMs?: number;
+  /** Prediction log retention. @default 7 days */
+  predictionsMaxAgeMs?: number;
+  /** Prediction log size bound (oldest dropped first; -1: none). @default 1 GiB */
+  predictionsMaxBytes?: number;
+  /** Stored labels' and joined rows' retention. @default 30 days */
+  labelsMaxAgeMs?: number;
+  /** Joined rows' size bound (-1: none). @default 1 GiB */
+  labeledMaxBytes?: number;
+}
+
+const DAY_MS = 24 * 3600 * 1000;
+const NS = 1_000_000;
+
+/**
+ * Model monitoring's resources (ml/monitoring): the prediction log, the stored labels, the joined
+ * rows (limits retention: oldest dropped first, never a refused publish) and the label join's
+ * index bucket (TTL: the horizon plus a day, so the join itself tells "late" from "unknown").
+ * Created with the defaults by {@link ensureResources}; the scheduler's monitoring module applies
+ * the configured limits (an update when they exist).
+ */
+export async function ensureMonitoringResources(nc: NatsConnection, prefix = 'shoal', l: MonitoringLimits = {}): Promise<void> {
+  const r = resources(prefix);
+  const s = subjects(prefix);
+  const jsm = await jetstreamManager(nc);
+  const labelsAge = (l.labelsMaxAgeMs ?? 30 * DAY_MS) * NS;
+  const base = { retention: RetentionPolicy.Limits, storage: StorageType.File, discard: DiscardPolicy.Old };
+  await ensureStream(jsm, { ...base, name: r.streams.predictions, subjects: [s.predictionsAll], max_age: (l.predictionsMaxAgeMs ?? 7 * DAY_MS) * NS, max_bytes: l.predictionsMaxBytes ?? 1024 ** 3 });
+  // A label sent again (a client's retry) within the window is stored once.
+  await ensureStream(jsm, { ...base, name: r.streams.feedback, subjects: [s.feedbackLogAll], max_age: labelsAge, duplicate_window: 10 * 60 * 1000 * NS });
+  await ensureStream(jsm, { ...base, name: r.streams.labeled, subjects: [s.labeledAll], max_age: labelsAge, max_bytes: l.labeledMaxBytes ?? 1024 ** 3, duplicate_window: 10 * 60 * 1000 * NS });
+  const ttlMs = (l.horizonMs ?? 7 * DAY_MS) + DAY_MS;
+  const bucket = r.buckets.predictionIndex;
+  try {
+    await jsm.streams.info(`KV_${bucket}`);
+    await jsm.streams.update(`KV_${bucket}`, { max_age: ttlMs * NS });
+  } catch (err) {
+    if (!isStreamNotFound(err)) throw err;
+    // nats.js takes the KV TTL in milliseconds (JetStream's max_age is nanoseconds).
+    await new Kvm(nc).create(bucket, { history: 1, storage: StorageType.File, ttl: ttlMs });
+  }
 }
 
 /** The feature events stream's de-dup window: an event id pushed again within it is applied once. */

@@ -81,7 +81,8 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     // Replicas of a model trained on feature views read the views and the online store (predictions by entity).
     kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ], features: [READ], online: [READ] },
     stores: { artifacts: [StoreOp.READ], checkpoints: [StoreOp.READ, StoreOp.PUT], uploads: [StoreOp.PUT] },
-    streams: { events: [StreamOp.PUBLISH] },
+    // Replicas append their sampled prediction records to the prediction log (ml/monitoring).
+    streams: { events: [StreamOp.PUBLISH], predictions: [StreamOp.PUBLISH] },
   },
   // The HTTP edge: routes inference to replicas (and hedges to one replica's own subject),
   // follows the registry and deployments (a KV watch), queues and reads jobs, and reports its
@@ -90,7 +91,8 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     // Large bodies: it serves request bodies under `payload.gw.<its random id>` (gateways have
     // no identity of their own to narrow this to) and pulls large replies from nodes.
     // Feature pushes (POST /v1/features/{view}) go to the features service, which checks and logs them.
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.payloadNodes, s.featurePushAll],
+    // Labels (POST /v1/models/{m}/feedback) go to the feedback service, which checks and stores them.
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll],
     subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
     kv: { models: [READ], jobs: [READ] },
     stores: {},
@@ -102,7 +104,8 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   // writing KV.
   [Role.CLIENT]: {
     // Feature views are applied, events pushed, logs compacted and training sets built through the features service; views and online rows are read from KV.
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op)), s.featuresApply, s.featuresMaterialize, s.featuresBuild, s.featurePushAll],
+    // Labels go to the feedback service (and the join's counters may be asked for).
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op)), s.featuresApply, s.featuresMaterialize, s.featuresBuild, s.featurePushAll, s.feedbackAll, s.feedbackJoinStats],
     subscribe: (s) => [s.eventsAll],
     kv: { models: [READ], jobs: [READ], datasets: [READ], actors: [READ], features: [READ], online: [READ] },
     stores: { artifacts: [StoreOp.READ], uploads: [StoreOp.PUT] },
@@ -118,6 +121,9 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
 export const SCHEDULER_ONLY: Readonly<Record<string, string>> = {
   'kv:leases': 'the leader lease: a forged one would split the brain',
   'stream:featureEvents': 'the feature offline log: only the features service appends (after checking the event) and reads it (compaction to Parquet)',
+  'stream:feedback': 'accepted labels: only the feedback service appends (after checking each label) and only the join reads them',
+  'kv:predictionIndex': "the label join's own index of logged predictions",
+  'stream:labeled': 'joined rows: only the join appends; the monitors (scheduler-placed, issue #15) read them with the scheduler\'s grant until they get their own',
 };
 
 export type ResourceKind = 'kv' | 'store' | 'stream';
@@ -151,6 +157,12 @@ export function streamSubjects(key: StreamKey, s: Subjects): string[] {
       return [s.eventsAll];
     case 'featureEvents':
       return [s.featureLogAll];
+    case 'predictions':
+      return [s.predictionsAll];
+    case 'feedback':
+      return [s.feedbackLogAll];
+    case 'labeled':
+      return [s.labeledAll];
   }
 }
 

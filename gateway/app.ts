@@ -28,6 +28,7 @@ import { registerV1Routes } from './routes/v1.ts';
 import { registerModelStatusRoutes } from './routes/model-status.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
 import { registerFeatureRoutes } from './routes/features.ts';
+import { registerFeedbackRoutes } from './routes/feedback.ts';
 import { JobClient } from '../ml/index.ts';
 import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './tenants.ts';
 import { clientErrorOf, finiteNumbersHook, installErrorHandlers, schemaErrors } from './http-errors.ts';
@@ -254,6 +255,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   }
 
   registerFeatureRoutes(app, { nc: deps.nc, subjects: deps.subjects });
+  registerFeedbackRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerOpsRoutes(app, { nc: deps.nc, subjects: deps.subjects, metrics, inference });
   const ready = () => !deps.nc.isClosed() && !deps.nc.isDraining();
   app.decorate('shoal', { inference, tenants, metrics, logger: deps.logger, bodyLimit, requestLog, ready } satisfies GatewayParts);

@@ -98,6 +98,15 @@ const SUBJECT_PROBES = {
   featuresAll: (x: Subjects) => [`${x.prefix}.features.other`],
   featureLog: (x: Subjects) => [x.featureLog('txn_stats')],
   featureLogAll: (x: Subjects) => [`${x.prefix}.featlog.other`],
+  predictions: (x: Subjects) => [x.predictions('fraud')],
+  predictionsAll: (x: Subjects) => [`${x.prefix}.predictions.other`],
+  feedback: (x: Subjects) => [x.feedback('fraud')],
+  feedbackAll: (x: Subjects) => [`${x.prefix}.feedback.other`],
+  feedbackLog: (x: Subjects) => [x.feedbackLog('fraud')],
+  feedbackLogAll: (x: Subjects) => [`${x.prefix}.feedlog.other`],
+  labeled: (x: Subjects) => [x.labeled('fraud')],
+  labeledAll: (x: Subjects) => [`${x.prefix}.labeled.other`],
+  feedbackJoinStats: (x: Subjects) => [x.feedbackJoinStats],
 } satisfies Record<keyof Subjects, (x: Subjects) => string[]>;
 
 /** Subjects outside the prefix that must be probed too: inboxes and JetStream's global API. */
@@ -225,6 +234,17 @@ describe('permission matrix: completeness and policy invariants of the role tabl
       for (const r of resourceList().filter((x) => x.kind === 'kv')) expect(opsOf(role, r), `${role} writes ${r.name}`).not.toContain(KvOp.WRITE);
     }
     expect(isAdmin(Role.SCHEDULER)).toBe(true);
+  });
+
+  it('monitoring: a node appends predictions, never labels or joined rows; gateway and client send feedback, never store labels directly', () => {
+    const node = permissionsFor(Role.NODE, { nodeId: SELF });
+    expect(anyMatch(node.publish, s.predictions('fraud')), 'node logs predictions').toBe(true);
+    for (const subject of [s.feedback('fraud'), s.feedbackLog('fraud'), s.labeled('fraud')]) expect(anyMatch(node.publish, subject), `node publishes ${subject}`).toBe(false);
+    for (const role of [Role.GATEWAY, Role.CLIENT]) {
+      const perms = permissionsFor(role);
+      expect(anyMatch(perms.publish, s.feedback('fraud')), `${role} sends feedback`).toBe(true);
+      for (const subject of [s.predictions('fraud'), s.feedbackLog('fraud'), s.labeled('fraud')]) expect(anyMatch(perms.publish, subject), `${role} publishes ${subject}`).toBe(false);
+    }
   });
 
   it('a node may ask the features service to build a training set, and no other features operation', () => {
