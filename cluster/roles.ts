@@ -71,16 +71,17 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   // subject only, heartbeats its own record, claims actors in the directory by CAS, keeps
   // checkpoints, and — as the training coordinator — records job progress, uploads a trained
   // model and asks the registry to register it (and to start it as a canary); a job whose dataset
-  // is a feature training set asks the features service to build it (the feature log is the
-  // scheduler's alone, so the node never reads it).
+  // is a feature training set asks the features service to build it. As a streaming feature
+  // aggregate actor it reads the feature log (an ordered consumer from its checkpointed sequence:
+  // read only, it never appends) and writes the aggregates into the online store.
   [Role.NODE]: {
     // Large bodies (cluster/payloads.ts): it pulls request bodies from gateways, and serves its
     // replicas' large replies under its own payload subject only.
     publish: (s) => [s.actorAll, s.serviceAll, s.sysPing, s.scheduler('actors'), s.scheduler('status'), s.registry('register'), s.registry('canary'), s.featuresBuild, s.payloadGateways],
     subscribe: (s, nodeId) => [s.nodeOwn(nodeId), s.actorAll, s.serviceAll, s.sysAll, `${s.payloadNode(nodeId)}.>`],
-    kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ] },
+    kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ], online: [READ, WRITE] },
     stores: { artifacts: [StoreOp.READ], checkpoints: [StoreOp.READ, StoreOp.PUT], uploads: [StoreOp.PUT] },
-    streams: { events: [StreamOp.PUBLISH] },
+    streams: { events: [StreamOp.PUBLISH], featureEvents: [StreamOp.READ] },
   },
   // The HTTP edge: routes inference to replicas (and hedges to one replica's own subject),
   // follows the registry and deployments (a KV watch), queues and reads jobs, and reports its
@@ -116,7 +117,6 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
  */
 export const SCHEDULER_ONLY: Readonly<Record<string, string>> = {
   'kv:leases': 'the leader lease: a forged one would split the brain',
-  'stream:featureEvents': 'the feature offline log: only the features service appends (after checking the event) and reads it (compaction to Parquet)',
 };
 
 export type ResourceKind = 'kv' | 'store' | 'stream';
