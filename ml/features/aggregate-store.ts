@@ -12,9 +12,10 @@
 import type { KV } from '@nats-io/kv';
 import { ContentType, decode, encode, isCasConflict } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
-import { aggregateKeyToken, aggregateValues, applyEvent, emptyRecord, groupKey, resolveAggregate, type AggregateRecord, type KeyFrom, type ResolvedAggregate } from './aggregates.ts';
+import { aggregateKeyToken, aggregateValues, applyEvent, checkAggregateSource, emptyRecord, groupKey, resolveAggregate, type AggregateRecord, type KeyFrom, type ResolvedAggregate } from './aggregates.ts';
 import type { OnlineRow } from './online.ts';
 import type { FeatureViewDef, LoggedEvent } from './schemas.ts';
+import type { FeatureViews } from './views.ts';
 
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64url');
 
@@ -27,6 +28,17 @@ export function aggregateOf(def: FeatureViewDef): ResolvedAggregate {
   let agg = resolved.get(def);
   if (!agg) resolved.set(def, (agg = resolveAggregate(def)));
   return agg;
+}
+
+/**
+ * The source view of an aggregate view (its latest version), checked; where each group-by column
+ * comes from in its events. The features service resolves it at apply (for the actor), the
+ * offline builder at build time.
+ */
+export async function aggregateSourceOf(views: FeatureViews, def: FeatureViewDef): Promise<KeyFrom[]> {
+  const agg = aggregateOf(def);
+  const src = await views.version(agg.source);
+  return checkAggregateSource(agg, src && { name: src.name, sourceType: src.definition.source.type, entity: src.definition.entity, features: src.definition.features });
 }
 
 export async function getAggregateRecord(kv: KV, agg: ResolvedAggregate, entity: readonly string[]): Promise<AggregateRecord | undefined> {

@@ -29,7 +29,8 @@ import { OnlineStore, entityValues } from './online.ts';
 import { FeatureEvent, RawValue, type FeatureViewDef, type LoggedEvent, type PushResult } from './schemas.ts';
 import { numberOf } from './transforms.ts';
 import { aggregatorSpec } from './aggregate-actor.ts';
-import { checkAggregateSource, resolveAggregate, type KeyFrom } from './aggregates.ts';
+import { aggregateSourceOf } from './aggregate-store.ts';
+import type { KeyFrom } from './aggregates.ts';
 import { FeatureViews, parseViewDef } from './views.ts';
 
 export const ApplyRequest = Type.Object(
@@ -178,13 +179,6 @@ export async function startFeatureService(o: FeatureServiceOptions): Promise<Fea
       for (const sub of subs) sub.unsubscribe();
     },
   };
-}
-
-/** The source view of an aggregate view, checked; where each group-by column comes from. */
-export async function aggregateSourceOf(views: FeatureViews, def: FeatureViewDef): Promise<KeyFrom[]> {
-  const agg = resolveAggregate(def);
-  const src = await views.version(agg.source);
-  return checkAggregateSource(agg, src && { name: src.name, sourceType: src.definition.source.type, entity: src.definition.entity, features: src.definition.features });
 }
 
 /** What an apply of an aggregate view says about its actor. */
