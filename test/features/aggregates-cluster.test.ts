@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Directory, Role, openBucket, resources, seededRandom, subjects, systemClock, type Clock, type NatsConnection } from '../../cluster/index.ts';
+import { runFeatures } from '../../cli/features.ts';
 import { DatasetStore } from '../../ml/datasets/store.ts';
 import { FeatureClient, FeatureViews, OfflineStore, aggregateTrainingRows, aggregatorId, resolveAggregate, type AggregatorStatus, type FeatureViewDef, type PushResult, type RawValue } from '../../ml/index.ts';
 import { bruteForce, declared, fraudTransactions, merchantStatsView, refSpecOf, transactionsView, txnStatsView, type RefEvent } from '../fixtures/feature-aggregates.ts';
@@ -198,5 +199,16 @@ describe('streaming aggregates in a real cluster', () => {
     expect(w).toBe(txnStatsView.features.length);
     mine.forEach((x, i) => expect(bits(d.features, i * w, w), `${x.key} at ${new Date(x.at).toISOString()}`).toBe(bits(x.vector)));
     expect(new Set(mine.map((x) => bits(x.vector))).size).toBeGreaterThan(20);
+
+    // 4. The CLI: `show` names the source, windows and the actor's progress; `get` reads the windows as of now.
+    let out = '';
+    await runFeatures(['show', 'txn_stats', '--json'], cluster.client, s.prefix, (t) => (out += t));
+    expect(JSON.parse(out).aggregate).toMatchObject({ source: 'transactions', windows: ['10m', '1h', '24h'], tileSeconds: 60, actorId: id, status: { nodeId: moved.nodeId, through: maxSeq } });
+    out = '';
+    await runFeatures(['get', 'txn_stats', `customer_id=${customers[0]}`, '--json'], cluster.client, s.prefix, (t) => (out += t));
+    const got = JSON.parse(out) as { found: boolean; values: Record<string, number>; vector: number[] };
+    expect(got.found).toBe(true);
+    expect(Object.keys(got.values).filter((k) => k.startsWith('txn_count_')).sort()).toEqual(['txn_count_10m', 'txn_count_1h', 'txn_count_24h']);
+    expect(got.vector).toHaveLength(txnStatsView.features.length);
   }, 420_000);
 });
