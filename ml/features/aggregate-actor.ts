@@ -4,8 +4,8 @@
  * scheduler (re-placed when its node dies, restarted by its supervisor when it crashes).
  *
  * It reads the source view's events from the offline log (stream `<P>_FEATURE_EVENTS`, subject
- * `<prefix>.featlog.<source>`) through its own ordered consumer, starting after the stream
- * sequence of its checkpoint, and applies them in batches to the entities' records in the online
+ * `<prefix>.featlog.<source>`) through its own pull consumer (named after the actor, recreated at
+ * every start from the stream sequence after its checkpoint), and applies them in batches to the entities' records in the online
  * store (aggregate-store.ts). After each batch it checkpoints `{through, digest}`: every event up
  * to `through` is in the records. Exactly once, without a transaction between the two: each
  * record carries the last sequence applied to it, so when the actor dies between writing records
@@ -15,7 +15,8 @@
  * Messages: `{type: 'status'}` → `AggregatorStatus`. A failure in the consuming loop stops the
  * loop and is handed to supervision (the actor crashes and is restarted from its checkpoint).
  */
-import { DeliverPolicy, jetstream, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type ConsumerMessages } from '@nats-io/jetstream';
+import { nanos } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
 import { Type, type Static } from '@sinclair/typebox';
 import { Actor, ActorKind, ContentType, Directory, LifecycleState, decode, defineActorType, openBucket, resources } from '../../cluster/index.ts';
@@ -79,9 +80,8 @@ export class FeatureAggregator extends Actor<AggregatorMsg> {
   readonly #batch: number;
   #kv!: KV;
   #directory!: Directory;
-  #msgs: ConsumerMessages | undefined;
-  readonly #buffer: { seq: number; event: LoggedEvent }[] = [];
-  #wake: (() => void) | undefined;
+  #consumer: Consumer | undefined;
+  #fetching: ConsumerMessages | undefined;
   #stopped = false;
   #through = 0;
   #applied = 0;
@@ -107,18 +107,22 @@ export class FeatureAggregator extends Actor<AggregatorMsg> {
     const cp = await this.ctx.checkpoint.load<Checkpoint>();
     // A checkpoint of another aggregation (an id reused after a change) does not apply.
     this.#through = cp && cp.digest === this.#agg.digest ? cp.through : 0;
-    const consumer = await jetstream(nc).consumers.getPushConsumer(r.streams.featureEvents, {
-      filter_subjects: subjects.featureLog(this.#agg.source),
+    // Its own pull consumer, named after the actor, (re)created at the checkpoint on every start:
+    // the checkpoint, not the server's delivery state, says where to resume.
+    const stream = r.streams.featureEvents;
+    const name = this.ctx.actorId;
+    const jsm = await jetstreamManager(nc, { checkAPI: false });
+    await jsm.consumers.delete(stream, name).catch(() => undefined);
+    await jsm.consumers.add(stream, {
+      name,
+      filter_subject: subjects.featureLog(this.#agg.source),
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: this.#through + 1,
+      ack_policy: AckPolicy.None,
+      // Removed by the server when no instance has pulled for this long (the actor was stopped for good).
+      inactive_threshold: nanos(10 * 60_000),
     });
-    this.#msgs = await consumer.consume({
-      callback: (m: JsMsg) => {
-        if (this.#stopped || m.seq <= this.#through) return;
-        this.#buffer.push({ seq: m.seq, event: decode(m.data, ContentType.MSGPACK) as LoggedEvent });
-        this.#wake?.();
-      },
-    });
+    this.#consumer = await jetstream(nc).consumers.get(stream, name);
     this.ctx.log.info({ view: this.#agg.view, source: this.#agg.source, from: this.#through + 1, restarts: this.ctx.restarts }, 'aggregate actor consuming');
     void this.#run();
   }
@@ -128,7 +132,7 @@ export class FeatureAggregator extends Actor<AggregatorMsg> {
   }
 
   override async onDrain(): Promise<void> {
-    // Everything applied is checkpointed after each batch; what is buffered is read again by the next placement.
+    // Everything applied is checkpointed after each batch; the next placement resumes there.
     await this.#halt();
   }
 
@@ -149,27 +153,19 @@ export class FeatureAggregator extends Actor<AggregatorMsg> {
 
   async #halt(): Promise<void> {
     this.#stopped = true;
-    this.#wake?.();
-    await this.#msgs?.close().catch(() => undefined);
+    await this.#fetching?.close().catch(() => undefined);
   }
 
   async #run(): Promise<void> {
     try {
       while (!this.#stopped) {
-        if (this.#buffer.length === 0) {
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(resolve, FENCE_CHECK_MS);
-            this.#wake = () => {
-              clearTimeout(t);
-              resolve();
-            };
-          });
-          this.#wake = undefined;
-        }
-        if (this.#stopped) break;
         if (await this.#fenced()) break;
-        if (this.#buffer.length === 0) continue;
-        const batch = this.#buffer.splice(0, this.#batch);
+        // Up to a batch, waiting at most a couple of seconds for the first event.
+        this.#fetching = await this.#consumer!.fetch({ max_messages: this.#batch, expires: FENCE_CHECK_MS });
+        const batch: { seq: number; event: LoggedEvent }[] = [];
+        for await (const m of this.#fetching) if (m.seq > this.#through) batch.push({ seq: m.seq, event: decode(m.data, ContentType.MSGPACK) as LoggedEvent });
+        this.#fetching = undefined;
+        if (this.#stopped || batch.length === 0) continue;
         const r = await applyAggregateBatch(this.#kv, this.#agg, this.#keyFrom, batch);
         this.#applied += r.applied;
         this.#skipped += r.skipped;
