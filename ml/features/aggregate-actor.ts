@@ -4,8 +4,8 @@
  * scheduler (re-placed when its node dies, restarted by its supervisor when it crashes).
  *
  * It reads the source view's events from the offline log (stream `<P>_FEATURE_EVENTS`, subject
- * `<prefix>.featlog.<source>`) through its own pull consumer (named after the actor, recreated at
- * every start from the stream sequence after its checkpoint), and applies them in batches to the entities' records in the online
+ * `<prefix>.featlog.<source>`) through its own pull consumer (one per instance, created at every
+ * start from the stream sequence after its checkpoint), and applies them in batches to the entities' records in the online
  * store (aggregate-store.ts). After each batch it checkpoints `{through, digest}`: every event up
  * to `through` is in the records. Exactly once, without a transaction between the two: each
  * record carries the last sequence applied to it, so when the actor dies between writing records
@@ -15,8 +15,8 @@
  * Messages: `{type: 'status'}` → `AggregatorStatus`. A failure in the consuming loop stops the
  * loop and is handed to supervision (the actor crashes and is restarted from its checkpoint).
  */
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type ConsumerMessages } from '@nats-io/jetstream';
-import { nanos } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type ConsumerMessages, type JetStreamManager } from '@nats-io/jetstream';
+import { nanos, nuid } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
 import { Type, type Static } from '@sinclair/typebox';
 import { Actor, ActorKind, ContentType, Directory, LifecycleState, decode, defineActorType, openBucket, resources } from '../../cluster/index.ts';
@@ -81,6 +81,8 @@ export class FeatureAggregator extends Actor<AggregatorMsg> {
   #kv!: KV;
   #directory!: Directory;
   #consumer: Consumer | undefined;
+  #consumerName: string | undefined;
+  #jsm: JetStreamManager | undefined;
   #fetching: ConsumerMessages | undefined;
   #stopped = false;
   #through = 0;
@@ -107,12 +109,14 @@ export class FeatureAggregator extends Actor<AggregatorMsg> {
     const cp = await this.ctx.checkpoint.load<Checkpoint>();
     // A checkpoint of another aggregation (an id reused after a change) does not apply.
     this.#through = cp && cp.digest === this.#agg.digest ? cp.through : 0;
-    // Its own pull consumer, named after the actor, (re)created at the checkpoint on every start:
-    // the checkpoint, not the server's delivery state, says where to resume.
+    // Its own pull consumer, created at the checkpoint on every start: the checkpoint, not the
+    // server's delivery state, says where to resume. One per instance (named after the actor plus
+    // a nonce), so a fenced copy still pulling can never take events from this one.
     const stream = r.streams.featureEvents;
-    const name = this.ctx.actorId;
+    const name = `${this.ctx.actorId.slice(0, 100)}_${nuid.next().slice(-10)}`;
     const jsm = await jetstreamManager(nc, { checkAPI: false });
-    await jsm.consumers.delete(stream, name).catch(() => undefined);
+    this.#consumerName = name;
+    this.#jsm = jsm;
     await jsm.consumers.add(stream, {
       name,
       filter_subject: subjects.featureLog(this.#agg.source),
@@ -129,6 +133,8 @@ export class FeatureAggregator extends Actor<AggregatorMsg> {
 
   override async onStop(): Promise<void> {
     await this.#halt();
+    // Stopped for good, or re-placed (the next instance makes its own): this one's consumer goes.
+    if (this.#consumerName) await this.#jsm?.consumers.delete(resources(this.ctx.subjects.prefix).streams.featureEvents, this.#consumerName).catch(() => undefined);
   }
 
   override async onDrain(): Promise<void> {
