@@ -134,7 +134,8 @@ export async function runFeatures(argv: string[], nc: NatsConnection, prefix: st
       const out = { ...row!, vector };
       print(
         out,
-        !row!.found
+        // An aggregate view always has values (no events: counts of 0).
+        !row!.found && Object.keys(row!.values).length === 0
           ? `no values for ${JSON.stringify(entity)} (every feature reads as missing)${vector ? `\nvector: [${vector.join(', ')}]` : ''}`
           : [
               ...Object.entries(row!.values).map(([k, val]) => `  ${k} = ${JSON.stringify(val)}  (at ${new Date(row!.eventTimes[k]!).toISOString()})`),
