@@ -132,14 +132,12 @@ export class FeatureAggregator extends Actor<AggregatorMsg> {
   }
 
   override async onStop(): Promise<void> {
-    await this.#halt();
-    // Stopped for good, or re-placed (the next instance makes its own): this one's consumer goes.
-    if (this.#consumerName) await this.#jsm?.consumers.delete(resources(this.ctx.subjects.prefix).streams.featureEvents, this.#consumerName).catch(() => undefined);
+    await this.#release();
   }
 
   override async onDrain(): Promise<void> {
     // Everything applied is checkpointed after each batch; the next placement resumes there.
-    await this.#halt();
+    await this.#release();
   }
 
   receive(msg: AggregatorMsg): AggregatorStatus {
@@ -157,9 +155,11 @@ export class FeatureAggregator extends Actor<AggregatorMsg> {
     };
   }
 
-  async #halt(): Promise<void> {
+  /** Stops the loop and deletes this instance's consumer (the next instance makes its own). */
+  async #release(): Promise<void> {
     this.#stopped = true;
     await this.#fetching?.close().catch(() => undefined);
+    if (this.#consumerName) await this.#jsm?.consumers.delete(resources(this.ctx.subjects.prefix).streams.featureEvents, this.#consumerName).catch(() => undefined);
   }
 
   async #run(): Promise<void> {
@@ -182,7 +182,7 @@ export class FeatureAggregator extends Actor<AggregatorMsg> {
       if (this.#stopped) return;
       this.#failed = (err as Error).message;
       this.ctx.log.error({ err: this.#failed, through: this.#through }, 'aggregate actor failed; restarting from its checkpoint');
-      await this.#halt();
+      await this.#release();
       // Supervision restarts the actor (a new instance, from the checkpoint).
       this.ctx.system.ref(this.ctx.actorId).tell({ type: 'crash', message: this.#failed } satisfies AggregatorMsg);
     }
@@ -197,7 +197,7 @@ export class FeatureAggregator extends Actor<AggregatorMsg> {
     const live: readonly string[] = [LifecycleState.STARTING, LifecycleState.RUNNING, LifecycleState.DRAINING];
     if (v && v.entry.nodeId === this.ctx.nodeId && live.includes(v.entry.state)) return false;
     this.ctx.log.warn({ owner: v?.entry.nodeId, state: v?.entry.state }, 'aggregate actor placed elsewhere: this copy stops');
-    await this.#halt();
+    await this.#release();
     return true;
   }
 }

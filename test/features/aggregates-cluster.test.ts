@@ -7,7 +7,8 @@
  * brute-force recomputation, and the offline path (DuckDB over the Parquet log) gives the same
  * values — and the same vectors, to the bit — for label rows at those times. Midway, the node
  * running the customer aggregate's actor is SIGKILLed while events keep coming: after the
- * scheduler re-places it, the values are still exact (nothing counted twice, nothing missed).
+ * scheduler re-places it, the values are still exact (nothing counted twice, nothing missed);
+ * the other actor crashes (a supervised restart from its checkpoint) and stays exact too.
  *
  * Query times come from the wall clock (ingestion is stamped by the scheduler's clock), but only
  * as data: each read is at a time the online store is told explicitly, nothing waits on time.
@@ -151,6 +152,9 @@ describe('streaming aggregates in a real cluster', () => {
     expect(after.nodeId).toBe(moved.nodeId);
     // The new incarnation resumed from its checkpoint: it read only part of the log again.
     expect(after.applied + after.skipped).toBeLessThan(pushed.length);
+    // A crash of the other actor (its consuming loop failing) is a supervised restart from its checkpoint.
+    cluster.actors.ref(aggregatorId(resolveAggregate(merchantStatsView))).tell({ type: 'crash', message: 'injected by the test' });
+    await until(async () => ((await statusOf(merchantStatsView)).restarts >= 1 ? true : undefined), 30_000, 'merchant_stats actor restarted by its supervisor');
 
     // Last: events dated ahead, and events with null or missing fields (no merchant: not in merchant_stats).
     const now = Date.now();
