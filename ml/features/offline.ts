@@ -11,6 +11,9 @@
  * bucket, key `<view>.offline`) by compare-and-swap. The manifest's `through` is the last stream
  * sequence scanned: compacting again reads only what came after, so it never duplicates rows.
  *
+ * A streaming aggregate view has no events of its own: its values come from its source view's
+ * files (aggregate-offline.ts, the same windows as the aggregate actor's online records).
+ *
  * A training set compacts every view first (so every acknowledged event is in a Parquet file)
  * and then asks DuckDB, per view, for each label row and feature: the value with the greatest
  * (event time, sequence) among that entity's events with event time ≤ label time AND ingestion
