@@ -17,7 +17,7 @@
  * | store `put` | put and delete objects | `$O.<store>.>`, `STREAM.INFO.<s>`, `STREAM.MSG.GET.<s>` (the old meta), **`STREAM.PURGE.<s>`**: nats.js purges a replaced or deleted object's chunks with a filtered purge, and the server cannot tell a filtered purge from a full one — so `put` is granted only on stores whose whole content the role may lose (uploads; a node's checkpoint store) |
  * | stream `publish` | publish into the stream (core subjects; JetStream acks come back to the inbox) | the stream's subjects |
  * | stream `read` | info, get, ordered consumers | as KV `read` |
- * | stream `consume` | a durable pull consumer: create, next, ack, delete | `CONSUMER.CREATE/DURABLE.CREATE/MSG.NEXT/INFO/DELETE.<s>.>`, `$JS.ACK.<s>.>` |
+ * | stream `consume` | a durable pull consumer: create, next, ack, delete; get one message | `CONSUMER.CREATE/DURABLE.CREATE/MSG.NEXT/INFO/DELETE.<s>.>`, `$JS.ACK.<s>.>`, `STREAM.MSG.GET.<s>` |
  *
  * Every role may call `$JS.API.INFO` (account info; nats.js asks it when opening an object store).
  * Only an `admin` role (the scheduler) gets the rest: stream create/update/delete, a purge of
@@ -71,18 +71,20 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   // subject only, heartbeats its own record, claims actors in the directory by CAS, keeps
   // checkpoints, and — as the training coordinator — records job progress, uploads a trained
   // model and asks the registry to register it (and to start it as a canary); a job whose dataset
-  // is a feature training set asks the features service to build it (the feature log is the
-  // scheduler's alone, so the node never reads it).
+  // is a feature training set asks the features service to build it. As a streaming feature
+  // aggregate actor it reads the feature log (its own pull consumer, from its checkpointed
+  // sequence; it never appends) and writes the aggregates into the online store.
   [Role.NODE]: {
     // Large bodies (cluster/payloads.ts): it pulls request bodies from gateways, and serves its
     // replicas' large replies under its own payload subject only.
     publish: (s) => [s.actorAll, s.serviceAll, s.sysPing, s.scheduler('actors'), s.scheduler('status'), s.registry('register'), s.registry('canary'), s.featuresBuild, s.payloadGateways],
     subscribe: (s, nodeId) => [s.nodeOwn(nodeId), s.actorAll, s.serviceAll, s.sysAll, `${s.payloadNode(nodeId)}.>`],
-    // Replicas of a model trained on feature views read the views and the online store (predictions by entity).
-    kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ], features: [READ], online: [READ] },
+    // Replicas of a model trained on feature views read the views and the online store (predictions by entity);
+    // streaming-aggregate actors (ml/features/aggregate-actor.ts) consume the feature log and write the online store.
+    kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ], features: [READ], online: [READ, WRITE] },
     stores: { artifacts: [StoreOp.READ], checkpoints: [StoreOp.READ, StoreOp.PUT], uploads: [StoreOp.PUT] },
     // Replicas append their sampled prediction records to the prediction log (ml/monitoring).
-    streams: { events: [StreamOp.PUBLISH], predictions: [StreamOp.PUBLISH] },
+    streams: { events: [StreamOp.PUBLISH], predictions: [StreamOp.PUBLISH], featureEvents: [StreamOp.CONSUME] },
   },
   // The HTTP edge: routes inference to replicas (and hedges to one replica's own subject),
   // follows the registry and deployments (a KV watch), queues and reads jobs, and reports its
@@ -120,7 +122,6 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
  */
 export const SCHEDULER_ONLY: Readonly<Record<string, string>> = {
   'kv:leases': 'the leader lease: a forged one would split the brain',
-  'stream:featureEvents': 'the feature offline log: only the features service appends (after checking the event) and reads it (compaction to Parquet)',
   'stream:feedback': 'accepted labels: only the feedback service appends (after checking each label) and only the join reads them',
   'kv:predictionIndex': "the label join's own index of logged predictions",
   'stream:labeled': 'joined rows: only the join appends; the monitors (scheduler-placed, issue #15) read them with the scheduler\'s grant until they get their own',
@@ -231,6 +232,7 @@ export function permissionsFor(role: Role, opts: { prefix?: string; nodeId?: str
       if (ops.includes(StreamOp.PUBLISH)) publish.push(...streamSubjects(ref.key as StreamKey, s));
       if (ops.includes(StreamOp.CONSUME)) {
         for (const v of ['CREATE', 'DURABLE.CREATE', 'MSG.NEXT', 'INFO', 'DELETE']) publish.push(`${API}.CONSUMER.${v}.${ref.stream}.>`);
+        publish.push(`${API}.STREAM.MSG.GET.${ref.stream}`);
         publish.push(`$JS.ACK.${ref.stream}.>`);
       }
     }

@@ -9,6 +9,7 @@ import { OnlineStore, type OnlineRow } from './online.ts';
 import type { FeatureEvent, FeatureViewRecord, FeatureViewVersion, PushResult, RawValue } from './schemas.ts';
 import { encodeOne, encodeRows } from './transforms.ts';
 import { FeatureViews, type ApplyResult } from './views.ts';
+import type { AggregatorPlacement } from './service.ts';
 
 export interface EntityVector {
   entity: Record<string, string>;
@@ -34,8 +35,9 @@ export class FeatureClient {
     return new FeatureClient(nc, s, await FeatureViews.open(nc, s.prefix), await OnlineStore.open(nc, s.prefix, clock));
   }
 
-  apply(definition: unknown, snapshot?: readonly Record<string, RawValue>[]): Promise<ApplyResult> {
-    return request<ApplyResult>(this.#nc, this.#s.featuresApply, { definition, ...(snapshot ? { snapshot } : {}) }, { timeoutMs: 30_000 });
+  /** Applies a view; for an aggregate view the reply also says where its aggregate actor is. */
+  apply(definition: unknown, snapshot?: readonly Record<string, RawValue>[]): Promise<ApplyResult & { aggregator?: AggregatorPlacement }> {
+    return request<ApplyResult & { aggregator?: AggregatorPlacement }>(this.#nc, this.#s.featuresApply, { definition, ...(snapshot ? { snapshot } : {}) }, { timeoutMs: 30_000 });
   }
 
   push(view: string, event: FeatureEvent, contentType: ContentType = ContentType.MSGPACK): Promise<PushResult> {

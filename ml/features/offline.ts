@@ -11,6 +11,9 @@
  * bucket, key `<view>.offline`) by compare-and-swap. The manifest's `through` is the last stream
  * sequence scanned: compacting again reads only what came after, so it never duplicates rows.
  *
+ * A streaming aggregate view has no events of its own: its values come from its source view's
+ * files (aggregate-offline.ts, the same windows as the aggregate actor's online records).
+ *
  * A training set compacts every view first (so every acknowledged event is in a Parquet file)
  * and then asks DuckDB, per view, for each label row and feature: the value with the greatest
  * (event time, sequence) among that entity's events with event time ≤ label time AND ingestion
@@ -35,6 +38,7 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { ContentType, decode, encode, every, isCasConflict, resources, subjects as subjectsOf, systemClock, type Clock, type Logger, type NatsConnection } from '../../cluster/index.ts';
 import { DatasetStore, type DatasetVersion } from '../datasets/store.ts';
 import { MlErrors } from '../errors.ts';
+import { aggregateTrainingRows } from './aggregate-offline.ts';
 import { entityValues } from './online.ts';
 import type { FeatureViewVersion, LoggedEvent, RawValue } from './schemas.ts';
 import { encodeRows } from './transforms.ts';
@@ -105,7 +109,8 @@ export interface TrainingSetLineage {
   labels: number;
   /** Where the label rows came from when they were a label view's events. */
   labelsFrom?: { view: string; version: number; label: string; through: number };
-  views: { name: string; version: number; digest: string; through: number; files: { object: string; afterSeq: number; throughSeq: number }[] }[];
+  /** Per view, the log it read: its own, or for a streaming aggregate its source view's (`source`). */
+  views: { name: string; version: number; digest: string; source?: string; through: number; files: { object: string; afterSeq: number; throughSeq: number }[] }[];
 }
 
 export interface BuildResult {
@@ -304,7 +309,16 @@ export async function buildTrainingSet(nc: NatsConnection, prefix: string, views
     const con = await db.connect();
     for (const v of versions) {
       const def = v.definition;
-      const entities = labelRows.map((l, i) => JSON.stringify(entityValues({ name: def.name, entity: def.entity }, pick(l?.entity, def.entity, i), `labels[${i}].entity`)));
+      const keys = labelRows.map((l, i) => entityValues({ name: def.name, entity: def.entity }, pick(l?.entity, def.entity, i), `labels[${i}].entity`));
+      if (def.source.type === 'aggregate') {
+        // A streaming aggregate: its windows as known at each label time, from its source view's log (aggregate-offline.ts).
+        const a = await aggregateTrainingRows(con, views, offline, v, keys, times, dir);
+        lineage.views.push({ name: v.name, version: v.version, digest: v.digest, source: a.source, through: a.through, files: a.files.map((f) => ({ object: f.object, afterSeq: f.afterSeq, throughSeq: f.throughSeq })) });
+        found[v.name] = a.hits;
+        blocks.push({ width: v.fitted!.width, matrix: encodeRows(views.encoder(v), a.rows), columns: v.fitted!.columns.map((c) => `${v.name}.${c}`) });
+        continue;
+      }
+      const entities = keys.map((k) => JSON.stringify(k));
       const { manifest } = await offline.materialize(def.name);
       lineage.views.push({ name: v.name, version: v.version, digest: v.digest, through: manifest.through, files: manifest.files.map((f) => ({ object: f.object, afterSeq: f.afterSeq, throughSeq: f.throughSeq })) });
       const rows: Record<string, RawValue>[] = Array.from({ length: n }, () => ({}));

@@ -227,7 +227,9 @@ describe('permission matrix: completeness and policy invariants of the role tabl
       expect(perms.publish.some((p) => matches(p, s.nodeCtl(OTHER)) || matches(p, s.nodeCtl(SELF))), `${role} may publish node commands`).toBe(false);
       expect(perms.subscribe.some((p) => matches(p, s.nodeCtl(OTHER))), `${role} may read another node's commands`).toBe(false);
       for (const r of resourceList()) {
-        if (r.key === 'leases' || r.kind === 'stream') expect(opsOf(role, r).filter((o) => o !== StreamOp.PUBLISH), `${role} on ${r.name}`).toEqual([]);
+        // One exception: a node's streaming feature aggregate actor consumes the feature log (its own pull consumer; it never appends).
+        if (role === Role.NODE && r.key === 'featureEvents') expect(opsOf(role, r), `${role} on ${r.name}`).toEqual([StreamOp.CONSUME]);
+        else if (r.key === 'leases' || r.kind === 'stream') expect(opsOf(role, r).filter((o) => o !== StreamOp.PUBLISH), `${role} on ${r.name}`).toEqual([]);
       }
     }
     for (const role of [Role.GATEWAY, Role.CLIENT]) {
