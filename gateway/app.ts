@@ -1,7 +1,7 @@
 /**
  * The gateway's Fastify app: the Open Inference Protocol (KServe v2) REST API, a simpler
  * `/v1/models/{name}/predict` with JSON rows, cluster status, Prometheus metrics and OpenAPI
- * docs. API keys per tenant, a per-tenant rate limit, a body-size limit and a request deadline
+ * docs, and the dashboard at `/ui`. API keys per tenant, a per-tenant rate limit, a body-size limit and a request deadline
  * guard the inference routes; every error is `{"error": "...", "code": "SHOAL_ERR_..."}`.
  */
 import { STATUS_CODES, maxHeaderSize, type Server } from 'node:http';
@@ -33,6 +33,8 @@ import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './t
 import { clientErrorOf, finiteNumbersHook, installErrorHandlers, schemaErrors } from './http-errors.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
 import { installBodyLimit } from './body-limit.ts';
+import { registerUiRoutes } from './routes/ui.ts';
+import { DashboardFeed, type DashboardOptions } from './ui-feed.ts';
 
 export { tenantOf, type ApiKey } from './tenants.ts';
 
@@ -56,6 +58,8 @@ export interface GatewayDeps {
   coalesce?: { inflightPerReplica?: number; maxHoldMs?: number; hedgeAfterMs?: number };
   /** A pino line per request: every one, refused and failed ones only, or none. @default 'errors' */
   requestLog?: 'all' | 'errors' | 'off';
+  /** The dashboard at `/ui` (see gateway/routes/ui.ts); `false` turns it off. @default {} (on) */
+  dashboard?: false | DashboardOptions;
 }
 
 /**
@@ -83,6 +87,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The tenant the request's API key names ('anonymous' without keys). */
     shoalTenant: string;
+    /** The request's API key is an admin key (true without keys; false on public routes with keys on). */
+    shoalAdmin: boolean;
     /** The error code the request was answered with ('' when it succeeded). */
     shoalErrorCode: string;
   }
@@ -178,6 +184,7 @@ function serverOptions(logger: Logger, bodyLimit: number, receiveTimeoutMs: numb
 /** Per-request hooks: route flags set at registration, then metrics and the request log when each request is done. */
 function installRequestHooks(app: FastifyInstance, metrics: GatewayMetrics, requestLog: 'all' | 'errors' | 'off'): void {
   app.decorateRequest('shoalTenant', 'anonymous');
+  app.decorateRequest('shoalAdmin', false);
   app.decorateRequest('shoalErrorCode', '');
   app.addHook('onRoute', (opts) => {
     // Mark public routes once, at registration (swagger-ui's /docs routes included).
@@ -255,6 +262,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   registerFeatureRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerOpsRoutes(app, { nc: deps.nc, subjects: deps.subjects, metrics, inference });
+  if (deps.dashboard !== false) {
+    const feed = new DashboardFeed({ nc: deps.nc, subjects: deps.subjects, metrics, logger: deps.logger }, deps.dashboard ?? {});
+    await registerUiRoutes(app, { feed, auth: (deps.apiKeys ?? []).length > 0, logger: deps.logger });
+  }
   const ready = () => !deps.nc.isClosed() && !deps.nc.isDraining();
   app.decorate('shoal', { inference, tenants, metrics, logger: deps.logger, bodyLimit, requestLog, ready } satisfies GatewayParts);
   return app;
