@@ -265,6 +265,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   if (deps.dashboard !== false) {
     const feed = new DashboardFeed({ nc: deps.nc, subjects: deps.subjects, metrics, logger: deps.logger }, deps.dashboard ?? {});
     await registerUiRoutes(app, { feed, auth: (deps.apiKeys ?? []).length > 0, logger: deps.logger });
+    void feed.start();
   }
   const ready = () => !deps.nc.isClosed() && !deps.nc.isDraining();
   app.decorate('shoal', { inference, tenants, metrics, logger: deps.logger, bodyLimit, requestLog, ready } satisfies GatewayParts);

@@ -76,6 +76,7 @@ export class DashboardFeed {
   #started: Promise<void> | undefined;
   #stops: (() => void)[] = [];
   #pushTimer: (() => void) | undefined;
+  #readAt = -Infinity;
 
   constructor(
     private readonly deps: Deps,
@@ -85,9 +86,8 @@ export class DashboardFeed {
     this.#refreshMs = opts.refreshMs ?? 2000;
     this.#heartbeatMs = opts.heartbeatMs ?? 5000;
     const history = opts.historyPoints ?? 180;
-    const refresh = () => this.refresh();
     const soon = () => this.#soon();
-    this.addSource(new ClusterSource(deps, this.#refreshMs, refresh));
+    this.addSource(new ClusterSource(deps, this.#refreshMs, soon, () => this.watched()));
     this.addSource(new ModelsSource(deps, this.#clock, this.#refreshMs, history, soon));
     this.addSource(new JobsSource(deps, soon));
     this.addSource(new EventsSource(deps, soon));
@@ -95,6 +95,11 @@ export class DashboardFeed {
 
   get heartbeatMs(): number {
     return this.#heartbeatMs;
+  }
+
+  /** A page is open (a stream), or the state was read in the last minute: worth polling the cluster for. */
+  watched(): boolean {
+    return this.#sinks.size > 0 || this.#clock.now() - this.#readAt < 60_000;
   }
 
   get topics(): string[] {
@@ -107,7 +112,11 @@ export class DashboardFeed {
     if (this.#started) void this.#started.then(() => src.start?.());
   }
 
-  /** Opens the sources and starts the refresh loop, once; the dashboard's first request calls it. */
+  /**
+   * Opens the sources and starts the refresh loop, once. The gateway calls it when it starts, so
+   * the series and job curves cover the time before anyone opened the page; the cluster is
+   * polled only while a page is open.
+   */
   start(): Promise<void> {
     this.#started ??= (async () => {
       await Promise.all([...this.#sources.values()].map((s) => s.start?.().catch((err: unknown) => this.deps.logger.warn({ topic: s.topic, err: (err as Error).message }, 'dashboard source did not start'))));
@@ -128,6 +137,7 @@ export class DashboardFeed {
 
   /** Every topic's current value (for `GET /ui/api/state` and a new stream). */
   state(): Record<string, unknown> {
+    this.#readAt = this.#clock.now();
     const out: Record<string, unknown> = {};
     for (const t of this.#sources.keys()) out[t] = JSON.parse(this.#json(t));
     return out;
@@ -142,6 +152,7 @@ export class DashboardFeed {
 
   /** Recomputes every topic and pushes those that changed. */
   refresh(): void {
+    if (this.#sinks.size === 0) return;
     for (const t of this.#sources.keys()) {
       const before = this.#last.get(t);
       const now = this.#json(t);
@@ -206,11 +217,12 @@ class ClusterSource implements DashboardSource {
     private readonly deps: Deps,
     private readonly refreshMs: number,
     private readonly changed: () => void,
+    private readonly watched: () => boolean,
   ) {}
 
   async start(): Promise<void> {
     const poll = async () => {
-      if (this.#busy) return;
+      if (this.#busy || !this.watched()) return;
       this.#busy = true;
       try {
         this.#status = await clusterStatus(this.deps.nc, this.deps.subjects, 300);
@@ -222,7 +234,6 @@ class ClusterSource implements DashboardSource {
       this.changed();
     };
     this.#stopLoop = every(systemClock, this.refreshMs, () => void poll());
-    await poll();
     try {
       const dir = new Directory(await openBucket(this.deps.nc, resources(this.deps.subjects.prefix).buckets.actors));
       this.#stopWatch = await dir.watch((id, v) => {
@@ -487,7 +498,11 @@ class JobsSource implements DashboardSource {
     let c = this.#curves.get(jobId);
     if (!c) this.#curves.set(jobId, (c = []));
     const last = c.at(-1);
-    const pt: CurvePoint = { step, ...(num(p.loss) !== undefined ? { loss: num(p.loss)! } : {}), ...(num(p.valAuc) !== undefined ? { valAuc: num(p.valAuc)! } : {}) };
+    const loss = num(p.loss);
+    const valAuc = num(p.valAuc);
+    // A point has a value: the job's `placing` record (step 0) and its closing event have none.
+    if (loss === undefined && valAuc === undefined) return;
+    const pt: CurvePoint = { step, ...(loss !== undefined ? { loss } : {}), ...(valAuc !== undefined ? { valAuc } : {}) };
     if (last && last.step === step) Object.assign(last, pt);
     else if (!last || last.step < step) c.push(pt);
     if (c.length > 2000) c.splice(0, c.length - 2000);

@@ -68,7 +68,7 @@ export async function registerUiRoutes(app: FastifyInstance, o: UiRouteOptions):
     // Admin keys only (every request here has passed the tenant guard: a known key, or no keys configured).
     api.addHook('preHandler', (req, _reply, done) => {
       if (!req.shoalAdmin) return done(GatewayErrors.FORBIDDEN(`the dashboard needs an admin API key; the key of tenant ${req.shoalTenant} is not one (set admin: true on a key in gateway.apiKeys)`));
-      void o.feed.start().then(() => done(), done);
+      done();
     });
     api.get('/ui/api/session', { schema: { hide: true } }, async (req) => ({ tenant: req.shoalTenant, admin: true, auth: o.auth, topics: o.feed.topics }));
     api.get('/ui/api/state', { schema: { hide: true } }, async () => o.feed.state());

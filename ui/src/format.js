@@ -6,5 +6,5 @@ export const gib = (b) => `${(b / 2 ** 30).toFixed(1)} GiB`;
 export const bytes = (b) => (b < 1024 ? `${b} B` : b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KiB` : b < 2 ** 30 ? `${(b / 2 ** 20).toFixed(1)} MiB` : gib(b));
 export const pct = (x) => `${Math.round(x * 1000) / 10}%`;
 export const num = (x, d = 3) => (x == null || Number.isNaN(x) ? '—' : Number(x).toFixed(d).replace(/\.?0+$/, '') || '0');
-export const money = (x) => (x == null ? '—' : x < 0.01 ? `$${x.toFixed(5)}` : `$${x.toFixed(2)}`);
+export const money = (x) => (x == null ? '—' : x === 0 ? '$0' : x < 0.01 ? `$${x.toPrecision(2)}` : `$${x.toFixed(2)}`);
 export const last = (arr) => (arr && arr.length ? arr[arr.length - 1] : null);

@@ -47,4 +47,4 @@ function Jobs({ value }) {
     </section>` : null}`;
 }
 
-registerPanel({ page: 'jobs', id: 'jobs', title: 'Jobs', order: 10, topic: 'jobs', render: ({ value }) => html`<${Jobs} value=${value} />` });
+registerPanel({ page: 'jobs', id: 'jobs', title: 'Training and other jobs', order: 10, topic: 'jobs', render: ({ value }) => html`<${Jobs} value=${value} />` });

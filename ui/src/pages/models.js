@@ -1,6 +1,11 @@
 import { html } from '../html.js';
 import { registerPage, registerPanel } from '../panels.js';
-import { bytes, last, num, pct, since, time } from '../format.js';
+import { bytes, num, pct, since, time } from '../format.js';
+
+const lastSet = (v) => {
+  for (let i = v.length - 1; i >= 0; i--) if (v[i] != null) return v[i];
+  return null;
+};
 import { Chart } from '../chart.js';
 import { Badge, Table, TopicError, stateKind } from './common.js';
 
@@ -69,12 +74,15 @@ function History({ m }) {
 function Traffic({ m, sampleMs }) {
   const s = m.series;
   if (!s) return html`<p class="muted">No requests through this gateway yet (sampled every ${sampleMs / 1000} s).</p>`;
-  return html`<div class="stats">
-      <span><strong>${num(last(s.rps), 2)}</strong> req/s</span>
-      <span><strong>${num(last(s.p50Ms), 2)}</strong> ms p50</span>
-      <span><strong>${num(last(s.p99Ms), 2)}</strong> ms p99</span>
-      <span><strong>${num(last(s.batch), 1)}</strong> rows per batch</span>
-      <span><strong>${num(last(s.errorsPerSec), 2)}</strong> errors/s</span>
+  // Rates: the mean over the last minute; latency and batch size: the latest sample that had requests.
+  const n = Math.max(1, Math.min(s.t.length, Math.round(60_000 / sampleMs)));
+  const mean = (v) => v.slice(-n).reduce((a, x) => a + x, 0) / n;
+  return html`<div class="stats" data-testid=${`stats-${m.name}`}>
+      <span><strong>${num(mean(s.rps), 2)}</strong> req/s (1 min)</span>
+      <span><strong>${num(mean(s.errorsPerSec), 2)}</strong> errors/s (1 min)</span>
+      <span><strong>${num(lastSet(s.p50Ms), 2)}</strong> ms p50</span>
+      <span><strong>${num(lastSet(s.p99Ms), 2)}</strong> ms p99</span>
+      <span><strong>${num(lastSet(s.batch), 1)}</strong> rows per batch</span>
     </div>
     <div class="charts">
       <${Chart} title="Requests per second" x=${s.t} series=${[{ label: 'all', values: s.rps }, { label: 'canary', values: s.canaryRps }, { label: 'errors', values: s.errorsPerSec }]} />
@@ -86,7 +94,7 @@ function Traffic({ m, sampleMs }) {
 registerPanel({
   page: 'models',
   id: 'models',
-  title: 'Models',
+  title: 'Registered models',
   order: 10,
   topic: 'models',
   render: ({ value }) => {
