@@ -188,6 +188,7 @@ export async function up(config: Config): Promise<number> {
     out.banner([
       `Shoal is up.`,
       `  gateway   ${info.gatewayUrl}   (try: curl ${info.gatewayUrl}/v2/health/ready)`,
+      `  dashboard ${info.gatewayUrl}/ui   (in a browser${config.gateway.apiKeys.length > 0 ? '; sign in with a key that has admin: true' : ''})`,
       ...(info.gatewayGrpc ? [`  gRPC      ${info.gatewayGrpc}   (KServe v2 inference.GRPCInferenceService, proto: gateway/grpc/grpc_predict_v2.proto)`] : []),
       `  NATS      ${natsUrl}   (credentials: ${credentialsPath(dataDir)})`,
       `  status    ./bin/shoal.mjs status   (in another terminal)`,

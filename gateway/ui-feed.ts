@@ -395,7 +395,7 @@ class ModelsSource implements DashboardSource {
       const n = s.requests - (p?.requests ?? 0);
       const bc = s.batchCount - (p?.batchCount ?? 0);
       const round = (x: number) => Math.round(x * 100) / 100;
-      ser.t.push(Math.round(at / 1000));
+      ser.t.push(Math.round(at) / 1000);
       ser.rps.push(round(n / dt));
       ser.canaryRps.push(round((s.canary - (p?.canary ?? 0)) / dt));
       ser.errorsPerSec.push(round((s.errors - (p?.errors ?? 0)) / dt));

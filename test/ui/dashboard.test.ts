@@ -167,7 +167,10 @@ describe.skipIf(!haveChromium)('dashboard at /ui (real browser, real cluster)', 
       }
       const text = (await stats.count()) > 0 ? await stats.innerText() : '';
       const rps = Number(/([\d.]+) req\/s/.exec(text)?.[1] ?? 0);
-      return rps > 0 && /[\d.]+ ms p99/.test(text) && /[\d.]+ rows per batch/.test(text) ? true : undefined;
+      // A few samples with traffic, so the charts (and the screenshot) have lines, not a dot.
+      const state = (await (await fetch(`${base}/ui/api/state`, { headers: { 'x-api-key': ADMIN } })).json()) as { models: { models: { name: string; series: { rps: number[] } | null }[] } };
+      const busy = state.models.models.find((m) => m.name === 'mlp')?.series?.rps.filter((x) => x > 0).length ?? 0;
+      return rps > 0 && busy >= 5 && /[\d.]+ ms p99/.test(text) && /[\d.]+ rows per batch/.test(text) ? true : undefined;
     }, 60_000, 'the Models page showing mlp\'s traffic');
     const weight = page.locator('[data-testid="canary-weight-mlp"]');
     await weight.filter({ hasText: '30%' }).waitFor({ timeout: WAIT });

@@ -24,7 +24,8 @@ export function Chart({ title, x, series, xTime = true, xLabel, height = 170, te
     const opts = {
       width: Math.max(240, el.clientWidth),
       height,
-      scales: { x: { time: xTime } },
+      // One point alone would make uPlot pick a range of years (time) or ±1 (steps): give it room.
+      scales: { x: { time: xTime, range: (_u, min, max) => (min === max || min == null ? [(min ?? 0) - (xTime ? 60 : 1), (max ?? 0) + (xTime ? 0 : 1)] : [min, max]) } },
       axes: [{ label: xLabel, stroke: '#333', grid: { stroke: '#e3e3e3' } }, { stroke: '#333', grid: { stroke: '#e3e3e3' } }],
       series: [{ label: xLabel || 'time' }, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false }))],
       legend: { show: true },

@@ -78,8 +78,8 @@ function Traffic({ m, sampleMs }) {
   const n = Math.max(1, Math.min(s.t.length, Math.round(60_000 / sampleMs)));
   const mean = (v) => v.slice(-n).reduce((a, x) => a + x, 0) / n;
   return html`<div class="stats" data-testid=${`stats-${m.name}`}>
-      <span><strong>${num(mean(s.rps), 2)}</strong> req/s (1 min)</span>
-      <span><strong>${num(mean(s.errorsPerSec), 2)}</strong> errors/s (1 min)</span>
+      <span><strong>${num(mean(s.rps), 2)}</strong> req/s (last min)</span>
+      <span><strong>${num(mean(s.errorsPerSec), 2)}</strong> errors/s (last min)</span>
       <span><strong>${num(lastSet(s.p50Ms), 2)}</strong> ms p50</span>
       <span><strong>${num(lastSet(s.p99Ms), 2)}</strong> ms p99</span>
       <span><strong>${num(lastSet(s.batch), 1)}</strong> rows per batch</span>
