@@ -450,6 +450,7 @@ class JobsSource implements DashboardSource {
   #error: string | undefined = 'the jobs bucket is not open yet';
   #stops: (() => void)[] = [];
   #sub: Subscription | undefined;
+  #stopped = false;
 
   constructor(
     private readonly deps: Deps,
@@ -475,6 +476,7 @@ class JobsSource implements DashboardSource {
   async #open(): Promise<void> {
     try {
       const store = await JobStore.open(this.deps.nc, this.deps.subjects.prefix);
+      if (this.#stopped) return;
       this.#stops.push(
         await store.watchAll((id, rec) => {
           if (!rec) this.#jobs.delete(id);
@@ -488,7 +490,7 @@ class JobsSource implements DashboardSource {
       this.#error = undefined;
     } catch (err) {
       this.#error = `jobs: ${(err as Error).message}`;
-      this.#stops.push(systemClock.after(5000, () => void this.#open()));
+      if (!this.#stopped) this.#stops.push(systemClock.after(5000, () => void this.#open()));
     }
   }
 
@@ -540,6 +542,7 @@ class JobsSource implements DashboardSource {
   }
 
   stop(): void {
+    this.#stopped = true;
     for (const s of this.#stops) s();
     this.#sub?.unsubscribe();
   }
