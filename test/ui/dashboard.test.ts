@@ -221,4 +221,18 @@ describe.skipIf(!haveChromium)('dashboard at /ui (real browser, real cluster)', 
     await page.locator('[data-testid="nodes"] tbody tr', { hasText: 'ui-ondemand' }).waitFor({ timeout: WAIT });
     await page.context().close();
   });
+
+  it('an API failure shows as a readable message in its panel, not a blank page: the scheduler gone, the Cluster page says so', async () => {
+    const page = await signedIn('#/cluster');
+    await page.locator('[data-testid="nodes"] tbody tr', { hasText: 'ui-spot' }).waitFor({ timeout: WAIT });
+    // Last test: the cluster is not needed after it.
+    c.schedulers.scheduler!.kill('SIGKILL');
+    const alert = page.getByRole('alert').filter({ hasText: 'Scheduler unavailable' });
+    await alert.waitFor({ timeout: WAIT });
+    expect(await alert.innerText()).toMatch(/Scheduler unavailable: .+/);
+    // The rest of the page is still there: the header, the tabs, the other panels.
+    expect(await page.getByRole('navigation', { name: 'Pages' }).innerText()).toMatch(/Cluster[\s\S]*Models[\s\S]*Jobs/);
+    expect(await page.locator('[data-testid="processes"]').count()).toBe(1);
+    await page.context().close();
+  });
 });
