@@ -11,7 +11,7 @@
  * installs it). Kept in its own file: vitest runs files in parallel, and one browser is enough.
  */
 import { existsSync, mkdirSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
@@ -62,10 +62,10 @@ describe.skipIf(!haveChromium)('dashboard at /ui (real browser, real cluster)', 
   };
 
   /** A page signed in with the admin key (the key kept in the tab's session storage). */
-  const signedIn = async (hash: string): Promise<Page> => {
+  const signedIn = async (hash: string, origin = base): Promise<Page> => {
     const ctx = await browser.newContext({ viewport: { width: 1366, height: 768 } });
     const page = await ctx.newPage();
-    await page.goto(`${base}/ui/`);
+    await page.goto(`${origin}/ui/`);
     await page.getByLabel('Admin API key').fill(ADMIN);
     await page.getByRole('button', { name: 'Open the dashboard' }).click();
     await page.locator('[data-testid="connection"]', { hasText: 'live' }).waitFor({ timeout: WAIT });
@@ -220,6 +220,50 @@ describe.skipIf(!haveChromium)('dashboard at /ui (real browser, real cluster)', 
     await page.locator('[data-testid="connection"]', { hasText: /^live$/ }).waitFor({ timeout: WAIT });
     await page.locator('[data-testid="nodes"] tbody tr', { hasText: 'ui-ondemand' }).waitFor({ timeout: WAIT });
     await page.context().close();
+  });
+
+  it('a stale live stream (open, but silent) is dropped and opened again', async () => {
+    // A TCP proxy in front of the gateway that can freeze the connections open now: they stay
+    // open but nothing passes, as behind a dead load balancer; new connections pass.
+    const pairs = new Set<[Socket, Socket]>();
+    const proxy: Server = createServer((down) => {
+      const up = connect(port, '127.0.0.1');
+      const pair: [Socket, Socket] = [down, up];
+      pairs.add(pair);
+      down.pipe(up);
+      up.pipe(down);
+      const end = () => {
+        pairs.delete(pair);
+        down.destroy();
+        up.destroy();
+      };
+      down.on('close', end).on('error', end);
+      up.on('close', end).on('error', end);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const origin = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    try {
+      const page = await signedIn('#/cluster', origin);
+      await page.locator('[data-testid="nodes"] tbody tr', { hasText: 'ui-spot' }).waitFor({ timeout: WAIT });
+      for (const [down, up] of pairs) {
+        down.unpipe(up);
+        up.unpipe(down);
+      }
+      const conn = page.locator('[data-testid="connection"]');
+      await conn.filter({ hasText: /reconnecting.*no data for/ }).waitFor({ timeout: WAIT });
+      await conn.filter({ hasText: /^live$/ }).waitFor({ timeout: WAIT });
+      // Live again: a change made now reaches the page.
+      await page.evaluate((h) => ((globalThis as unknown as { location: { hash: string } }).location.hash = h), '#/models');
+      await control.setWeight('mlp', 0.2);
+      await page.locator('[data-testid="canary-weight-mlp"]').filter({ hasText: '20%' }).waitFor({ timeout: WAIT });
+      await page.context().close();
+    } finally {
+      for (const [down, up] of pairs) {
+        down.destroy();
+        up.destroy();
+      }
+      proxy.close();
+    }
   });
 
   it('an API failure shows as a readable message in its panel, not a blank page: the scheduler gone, the Cluster page says so', async () => {
