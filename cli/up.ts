@@ -169,6 +169,9 @@ export async function up(config: Config): Promise<number> {
         credentials,
         nodeIds: [...profileNodeIds, ...autoscalerNodeIds(config)],
         prefix: config.subjectPrefix,
+        // Out of the terminal's process group: Ctrl-C reaches this supervisor, which stops the
+        // gateway, the nodes and the scheduler first and the server last.
+        ownGroup: true,
         ...(config.nats.serverBin ? { bin: config.nats.serverBin } : {}),
       });
       natsUrl = nats.url;

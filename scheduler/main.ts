@@ -157,7 +157,11 @@ await runProcess({
       info: { leader: lease.isLeader() },
       stop: async () => {
         state = LifecycleState.STOPPED;
-        await stopLeading?.();
+        // Cleared before the lease is released, so its change (no longer leading) is not taken
+        // for a lost lease (a warning, and the leader's work stopped twice).
+        const stop = stopLeading;
+        stopLeading = undefined;
+        await stop?.();
         await stopControls();
         await lease.stop({ release: true });
       },
