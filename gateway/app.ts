@@ -77,6 +77,8 @@ export interface GatewayParts {
   requestLog: 'all' | 'errors' | 'off';
   /** Server readiness: connected to NATS. */
   ready: () => boolean;
+  /** The dashboard's live data (`/ui`): later panels add their topic with `addSource`. Undefined when `dashboard: false`. */
+  dashboard: DashboardFeed | undefined;
 }
 
 declare module 'fastify' {
@@ -262,12 +264,13 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   registerFeatureRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerOpsRoutes(app, { nc: deps.nc, subjects: deps.subjects, metrics, inference });
+  let dashboard: DashboardFeed | undefined;
   if (deps.dashboard !== false) {
-    const feed = new DashboardFeed({ nc: deps.nc, subjects: deps.subjects, metrics, logger: deps.logger }, deps.dashboard ?? {});
+    const feed = (dashboard = new DashboardFeed({ nc: deps.nc, subjects: deps.subjects, metrics, logger: deps.logger }, deps.dashboard ?? {}));
     await registerUiRoutes(app, { feed, auth: (deps.apiKeys ?? []).length > 0, logger: deps.logger });
     void feed.start();
   }
   const ready = () => !deps.nc.isClosed() && !deps.nc.isDraining();
-  app.decorate('shoal', { inference, tenants, metrics, logger: deps.logger, bodyLimit, requestLog, ready } satisfies GatewayParts);
+  app.decorate('shoal', { inference, tenants, metrics, logger: deps.logger, bodyLimit, requestLog, ready, dashboard } satisfies GatewayParts);
   return app;
 }

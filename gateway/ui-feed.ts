@@ -14,7 +14,8 @@
  * - events: the cluster's events (placements, preemptions, rollbacks, …), most recent first.
  *
  * Later work adds its topic (monitoring: drift and quality; cost per tenant/model; features;
- * pipeline runs) with {@link DashboardFeed.addSource} here and a panel in `ui/src/panels.js`.
+ * pipeline runs) with {@link DashboardFeed.addSource} (the gateway's feed is `app.shoal.dashboard`)
+ * and a panel in `ui/src/panels.js`.
  */
 import type { Subscription } from '@nats-io/transport-node';
 import {

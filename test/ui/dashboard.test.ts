@@ -112,6 +112,9 @@ describe.skipIf(!haveChromium)('dashboard at /ui (real browser, real cluster)', 
     const shell = await fetch(`${base}/ui/`);
     expect(shell.status).toBe(200);
     expect(await shell.text()).toMatch(/<script type="module" src="app.js">/);
+    // The dashboard's routes stay out of the API documentation.
+    const doc = (await (await fetch(`${base}/docs/json`)).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(doc.paths).filter((p) => p.startsWith('/ui'))).toEqual([]);
     const ok = await fetch(`${base}/ui/api/state`, { headers: { 'x-api-key': ADMIN } });
     expect(ok.status).toBe(200);
     expect(Object.keys((await ok.json()) as object).sort()).toEqual(['cluster', 'events', 'jobs', 'models']);
@@ -208,6 +211,23 @@ describe.skipIf(!haveChromium)('dashboard at /ui (real browser, real cluster)', 
     expect(await curves.locator('canvas').count()).toBeGreaterThan(0);
     expect(await curves.locator('[role="img"]').first().getAttribute('aria-label')).toMatch(/Training loss\. Latest loss: \d/);
     await page.screenshot({ path: join(SHOTS, 'jobs.png'), fullPage: true });
+    await page.context().close();
+  });
+
+  it('keyboard: the skip link and the page tabs work with Tab and Enter; a job is picked with the keyboard', async () => {
+    const page = await signedIn('#/cluster');
+    await page.locator('[data-testid="page-cluster"]').waitFor({ timeout: WAIT });
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => (globalThis as unknown as { document: { activeElement: { textContent: string } } }).document.activeElement.textContent)).toBe('Skip to content');
+    // Tab on to the Jobs tab (skip link, Cluster, Models, Jobs), then Enter.
+    for (let i = 0; i < 3; i++) await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => (globalThis as unknown as { document: { activeElement: { textContent: string } } }).document.activeElement.textContent)).toBe('Jobs');
+    await page.keyboard.press('Enter');
+    await page.locator('[data-testid="page-jobs"]').waitFor({ timeout: WAIT });
+    const pick = page.getByRole('button', { name: 'job-ui-train' });
+    await pick.focus();
+    await page.keyboard.press('Enter');
+    expect(await pick.getAttribute('aria-pressed')).toBe('true');
     await page.context().close();
   });
 
