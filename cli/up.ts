@@ -169,6 +169,9 @@ export async function up(config: Config): Promise<number> {
         credentials,
         nodeIds: [...profileNodeIds, ...autoscalerNodeIds(config)],
         prefix: config.subjectPrefix,
+        // Out of the terminal's process group: Ctrl-C reaches this supervisor, which stops the
+        // gateway, the nodes and the scheduler first and the server last.
+        ownGroup: true,
         ...(config.nats.serverBin ? { bin: config.nats.serverBin } : {}),
       });
       natsUrl = nats.url;
@@ -188,6 +191,7 @@ export async function up(config: Config): Promise<number> {
     out.banner([
       `Shoal is up.`,
       `  gateway   ${info.gatewayUrl}   (try: curl ${info.gatewayUrl}/v2/health/ready)`,
+      `  dashboard ${info.gatewayUrl}/ui   (in a browser${config.gateway.apiKeys.length > 0 ? '; sign in with a key that has admin: true' : ''})`,
       ...(info.gatewayGrpc ? [`  gRPC      ${info.gatewayGrpc}   (KServe v2 inference.GRPCInferenceService, proto: gateway/grpc/grpc_predict_v2.proto)`] : []),
       `  NATS      ${natsUrl}   (credentials: ${credentialsPath(dataDir)})`,
       `  status    ./bin/shoal.mjs status   (in another terminal)`,

@@ -91,7 +91,13 @@ export const ConfigSchema = Type.Object(
         /** API keys, one or more per tenant (header `x-api-key` or `Authorization: Bearer`); empty = no auth. @default [] */
         apiKeys: Type.Array(
           Type.Object(
-            { key: Type.String({ minLength: 8 }), tenant: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), rateLimitPerMinute: Type.Optional(Type.Integer({ minimum: 1 })) },
+            {
+              key: Type.String({ minLength: 8 }),
+              tenant: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
+              rateLimitPerMinute: Type.Optional(Type.Integer({ minimum: 1 })),
+              /** May read the dashboard's data (`/ui/api`: every tenant's models and jobs, the cluster); other keys get 403. @default false */
+              admin: Type.Optional(Type.Boolean()),
+            },
             { additionalProperties: false },
           ),
           { default: [] },

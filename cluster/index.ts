@@ -61,7 +61,7 @@ export { ActorClient, ActorRef, decodeReply, type AskOptions } from './actor-ref
 export { Directory, type Versioned } from './directory.ts';
 export { isCasConflict, isStreamNotFound } from './nats-errors.ts';
 export { JobStore, whileActive, type JobPatch, type JobUpdate, type JobUpdateOptions } from './job-store.ts';
-export { announce, discover, type PresenceSource } from './presence.ts';
+export { announce, clusterStatus, discover, type PresenceSource, type StatusReport } from './presence.ts';
 export { ensureMonitoringResources, ensureResources, openBucket, type MonitoringLimits } from './resources.ts';
 export { PayloadHost, PayloadRef, fetchPayload, inlineLimitOf, maxPayloadOf, MAX_PAYLOAD_REF_BYTES, type HeldPayload, type HoldOptions, type FetchOptions } from './payloads.ts';
 export { runProcess, fail, type ProcessContext, type ProcessSpec, type Started } from './process.ts';

@@ -23,6 +23,12 @@ export interface NatsServerOptions {
   bin?: string;
   /** How long to wait for "Server is ready". @default 15000 */
   readyTimeoutMs?: number;
+  /**
+   * Start the server in its own process group. A terminal's Ctrl-C signals the whole foreground
+   * group: a server in it would exit at once, before the processes that still need it to drain
+   * and hand off. `shoal up` sets this and stops the server itself, last. @default false
+   */
+  ownGroup?: boolean;
 }
 
 export interface NatsServerHandle {
@@ -92,9 +98,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
     );
   writeConfig();
 
-  // Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group) must not reach
-  // it, so the supervisor can stop the cluster's processes first and the server last.
-  const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'], detached: opts.ownGroup === true });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
   const boundPort = await untilReady(child, { bin, port, storeDir, timeoutMs: opts.readyTimeoutMs ?? 15000 });
   const reloader = new Reloader(child);

@@ -88,7 +88,8 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   },
   // The HTTP edge: routes inference to replicas (and hedges to one replica's own subject),
   // follows the registry and deployments (a KV watch), queues and reads jobs, and reports its
-  // outcome tallies to the rollout controller — which, not the gateway, rolls canaries back.
+  // outcome tallies to the rollout controller — which, not the gateway, rolls canaries back;
+  // its dashboard reads the actor directory too.
   [Role.GATEWAY]: {
     // Large bodies: it serves request bodies under `payload.gw.<its random id>` (gateways have
     // no identity of their own to narrow this to) and pulls large replies from nodes.
@@ -96,7 +97,8 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     // Labels (POST /v1/models/{m}/feedback) go to the feedback service, which checks and stores them.
     publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll],
     subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
-    kv: { models: [READ], jobs: [READ] },
+    // The dashboard (/ui) lists actors: a read of the directory.
+    kv: { models: [READ], jobs: [READ], actors: [READ] },
     stores: {},
     streams: { jobs: [StreamOp.PUBLISH] },
   },
