@@ -25,10 +25,7 @@ import { join } from 'node:path';
 import { Kvm } from '@nats-io/kv';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { Role, createLogger, ensureResources, resources, subjects } from '../cluster/index.ts';
-import { FeatureClient, startFeatureService, type FeatureViewDef, type RawValue } from '../ml/index.ts';
-import { pointInTimeRows } from '../ml/features/offline.ts';
-import { onlineKey } from '../ml/features/online.ts';
-import { encodeOne, encodeRows } from '../ml/features/transforms.ts';
+import { FeatureClient, compileEncoder, encodeOne, encodeRows, fitView, onlineKey, pointInTimeRows, startFeatureService, type FeatureViewDef, type RawValue } from '../ml/index.ts';
 import { startTestNats } from '../test/harness/nats.ts';
 import { median, writeResults } from './lib/results.ts';
 
@@ -223,7 +220,6 @@ async function trainingSetBuild(): Promise<string[]> {
     // The label rows as the builder holds them (JS), read once outside the timings.
     const labelRows = (await con.runAndReadAll(`SELECT entity, t FROM '${files.labels}' ORDER BY row_id`)).getRowsJS() as [string, bigint][];
     const def: FeatureViewDef = { name: 'txn', entity: ['customer_id'], source: { type: 'push' }, ttlSeconds: 86_400, features: [{ name: 'amount', type: 'numeric', transforms: [{ op: 'standardize' }] }, { name: 'card_present', type: 'boolean' }] };
-    const { compileEncoder, fitView } = await import('../ml/features/transforms.ts');
     const enc = compileEncoder(def, fitView(def, [{ amount: 10, card_present: true }, { amount: 900, card_present: false }]));
     const paths = files.events.map((p) => `'${p}'`).join(', ');
 

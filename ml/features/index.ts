@@ -3,7 +3,7 @@ export * from './schemas.ts';
 export { checkDefinition, compileEncoder, encodeOne, encodeRows, fitView, numberOf, type Encoder } from './transforms.ts';
 export { FeatureViews, canonicalJson, featureKeys, parseViewDef, type ApplyResult } from './views.ts';
 export { OnlineStore, entityValues, onlineKey, type OnlineRecord, type OnlineRow } from './online.ts';
-export { OfflineStore, buildTrainingSet, startFeatureCompactor, type Compactor, type CompactorOptions, manifestKey, type BuildRequest, type BuildResult, type LabelRow, type LabelsFromView, type MaterializeResult, type OfflineFile, type OfflineManifest, type TrainingSetLineage } from './offline.ts';
+export { OfflineStore, buildTrainingSet, pointInTimeRows, startFeatureCompactor, type PointInTimeQuery, type Compactor, type CompactorOptions, manifestKey, type BuildRequest, type BuildResult, type LabelRow, type LabelsFromView, type MaterializeResult, type OfflineFile, type OfflineManifest, type TrainingSetLineage } from './offline.ts';
 export { ApplyRequest, BuildRequestSchema, MaterializeRequest, checkEvent, eventTimeOf, startFeatureService, type AggregatorPlacement, type FeatureService, type FeatureServiceOptions } from './service.ts';
 export { FeatureClient, type EntityVector } from './client.ts';
 export { DEFAULT_TILE_SECONDS, addExact, aggregateKeyToken, aggregateValues, aggregatorId, applyEvent, checkAggregateSource, emptyRecord, exactSum, groupKey, resolveAggregate, roundExact, tileOf, valuesFromMeasures, windowMs, windowStart, type AggregateRecord, type KeyFrom, type ResolvedAggregate, type SourceEvent } from './aggregates.ts';

@@ -255,8 +255,9 @@ describe('permission matrix: completeness and policy invariants of the role tabl
     for (const subject of [s.featuresApply, s.featuresMaterialize, s.featurePush('txn_stats'), s.featureLog('txn_stats')]) expect(anyMatch(perms.publish, subject), `node publishes ${subject}`).toBe(false);
   });
 
-  it('a node reads feature views and the online store (replicas predict by entity) and writes neither', () => {
-    for (const r of resourceList().filter((x) => x.kind === 'kv' && (x.key === 'features' || x.key === 'online'))) expect(opsOf(Role.NODE, r), `node on ${r.name}`).toEqual([KvOp.READ]);
+  it('a node reads feature views (replicas predict by entity) but never writes them; it reads and writes the online store (streaming-aggregate actors)', () => {
+    for (const r of resourceList().filter((x) => x.kind === 'kv' && x.key === 'features')) expect(opsOf(Role.NODE, r), `node on ${r.name}`).toEqual([KvOp.READ]);
+    for (const r of resourceList().filter((x) => x.kind === 'kv' && x.key === 'online')) expect(opsOf(Role.NODE, r), `node on ${r.name}`).toEqual([KvOp.READ, KvOp.WRITE]);
   });
 });
 
