@@ -13,7 +13,7 @@ import type { ClusterInfo } from '../../cluster/index.ts';
 const ROOT = join(import.meta.dirname, '..', '..');
 const SHOAL = join(ROOT, 'bin', 'shoal.mjs');
 const EX = join(ROOT, 'examples', 'feature-store');
-const env: NodeJS.ProcessEnv = { ...process.env, SHOAL_LOG_LEVEL: 'warn' };
+const env: NodeJS.ProcessEnv = { ...process.env, SHOAL_LOG_LEVEL: 'info' };
 delete env.SHOAL_NATS_URL;
 delete env.SHOAL_NATS_PASS;
 
