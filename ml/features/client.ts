@@ -4,7 +4,8 @@
  * the client and gateway roles may read.
  */
 import { ContentType, request, type NatsConnection, type Subjects, systemClock, type Clock } from '../../cluster/index.ts';
-import type { BuildRequest, BuildResult, MaterializeResult } from './offline.ts';
+import type { MaterializeResult } from './offline.ts';
+import type { BuildRequest, BuildResult } from './training-set.ts';
 import { OnlineStore, type OnlineRow } from './online.ts';
 import type { FeatureEvent, FeatureViewRecord, FeatureViewVersion, PushResult, RawValue } from './schemas.ts';
 import { encodeOne, encodeRows } from './transforms.ts';
