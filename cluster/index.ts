@@ -54,13 +54,16 @@ export {
   type ClusterInfo,
   type ConnectOptions,
   type NatsConnection,
+  probeNatsServers,
+  reachableServers,
+  type ServerProbe,
 } from './connection.ts';
 export { serve, request, requestAll, validate, errorHeaders, throwIfError, mapRequestError, type Handler, type ServeOptions, type RequestOptions } from './rpc.ts';
 export { Mailbox } from './mailbox.ts';
 export { Actor, ActorTypeRegistry, defineActorType, type ActorContext, type ActorSystemLike, type ActorType, type ChildFailure, type Checkpoints } from './actor.ts';
 export { ActorClient, ActorRef, decodeReply, type AskOptions } from './actor-ref.ts';
 export { Directory, type Versioned } from './directory.ts';
-export { isCasConflict, isStreamNotFound } from './nats-errors.ts';
+export { isCasConflict, isStreamNotFound, isJetStreamUnavailable } from './nats-errors.ts';
 export { JobStore, whileActive, type JobPatch, type JobUpdate, type JobUpdateOptions } from './job-store.ts';
 export { announce, discover, type PresenceSource } from './presence.ts';
 export { ensureResources, openBucket, replicasFor } from './resources.ts';
