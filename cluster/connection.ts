@@ -72,6 +72,8 @@ export interface ClusterInfo {
   gatewayGrpc?: string;
   supervisorPid: number;
   natsPid: number;
+  /** With `nats.cluster` > 1: each server of the embedded cluster (`natsPid` is then 0). */
+  natsServers?: { name: string; url: string; pid: number }[];
   startedAt: number;
 }
 
