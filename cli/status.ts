@@ -42,7 +42,7 @@ export async function collectStatus(nc: NatsConnection, config: Config, waitMs =
   const s = subjects(config.subjectPrefix);
   const [processes, scheduler] = await Promise.all([
     discover(nc, s, waitMs),
-    request<SchedulerStatus>(nc, s.scheduler('status'), { type: 'status' }, { timeoutMs: 2000 }).catch((err: unknown) => ({ error: (err as Error).message })),
+    request<SchedulerStatus>(nc, s.scheduler('status'), { type: 'status' }, { timeoutMs: 2000, idempotent: true }).catch((err: unknown) => ({ error: (err as Error).message })),
   ]);
   return { processes, scheduler };
 }

@@ -35,11 +35,11 @@ export class FeatureClient {
   }
 
   apply(definition: unknown, snapshot?: readonly Record<string, RawValue>[]): Promise<ApplyResult> {
-    return request<ApplyResult>(this.#nc, this.#s.featuresApply, { definition, ...(snapshot ? { snapshot } : {}) }, { timeoutMs: 30_000 });
+    return request<ApplyResult>(this.#nc, this.#s.featuresApply, { definition, ...(snapshot ? { snapshot } : {}) }, { timeoutMs: 30_000, idempotent: true }); // versioned by content
   }
 
   push(view: string, event: FeatureEvent, contentType: ContentType = ContentType.MSGPACK): Promise<PushResult> {
-    return request<PushResult>(this.#nc, this.#s.featurePush(view), event, { contentType });
+    return request<PushResult>(this.#nc, this.#s.featurePush(view), event, { contentType, idempotent: true }); // de-duplicated by event id
   }
 
   /** Compacts the view's offline log to a Parquet file (features service). */

@@ -8,8 +8,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import { Type } from '@sinclair/typebox';
 import {
   Errors,
+  IDEMPOTENT_PUBLISH,
   JobState,
   JobStore,
   Role,
@@ -19,7 +21,9 @@ import {
   loadConfig,
   reachableServers,
   replicasFor,
+  request,
   resources,
+  serve,
   subjects,
   type NatsConnection,
 } from '../../cluster/index.ts';
@@ -55,21 +59,24 @@ describe('Shoal on a three-server NATS cluster', () => {
       const info = await jsm.streams.info(name);
       expect(info.config.num_replicas, name).toBe(3);
     }
-    // Three peers really hold the job queue: a leader and two replicas, all different servers.
-    const info = await until(async () => {
-      const i = await jsm.streams.info(r.streams.jobs);
-      return i.cluster?.leader && i.cluster.replicas?.length === 2 ? i : undefined;
-    }, 30_000, 'the job stream to have a leader and two replicas');
-    expect(new Set([info.cluster!.leader, ...info.cluster!.replicas!.map((p) => p.name)])).toEqual(new Set(nats.cluster.names));
+    // Three peers really hold each of them: a leader and two current replicas, all different servers.
+    for (const name of STREAMS) {
+      const info = await until(async () => {
+        const i = await jsm.streams.info(name);
+        return i.cluster?.leader && i.cluster.replicas?.length === 2 && i.cluster.replicas.every((p) => p.current) ? i : undefined;
+      }, 60_000, `${name} to have a leader and two current replicas`);
+      expect(new Set([info.cluster!.leader, ...info.cluster!.replicas!.map((p) => p.name)]), name).toEqual(new Set(nats.cluster.names));
+    }
   }, 90_000);
 
   it('survives SIGKILL of the server leading the job queue: jobs, KV records and feature events stay readable and writable; the server catches up after a restart', async () => {
     const js = jetstream(sched);
     // Jobs: idempotent submissions (Nats-Msg-Id), their records in KV, feature events with event ids.
-    for (const id of jobIds) await js.publish(s.jobsSubmit, new TextEncoder().encode(JSON.stringify({ id })), { msgID: id });
+    // (As Shoal publishes them: with a Nats-Msg-Id and IDEMPOTENT_PUBLISH's retries.)
+    for (const id of jobIds) await js.publish(s.jobsSubmit, new TextEncoder().encode(JSON.stringify({ id })), { msgID: id, ...IDEMPOTENT_PUBLISH });
     const store = await JobStore.open(sched);
     for (const id of jobIds) await store.create({ id, state: JobState.QUEUED, actorType: 'training-job', spec: { n: id }, submittedAt: 1, updatedAt: 1 });
-    for (let i = 0; i < 50; i++) await js.publish(s.featureLog('clicks'), new TextEncoder().encode(JSON.stringify({ entity: `u${i}`, value: i })), { msgID: `clicks:e${i}` });
+    for (let i = 0; i < 50; i++) await js.publish(s.featureLog('clicks'), new TextEncoder().encode(JSON.stringify({ entity: `u${i}`, value: i })), { msgID: `clicks:e${i}`, ...IDEMPOTENT_PUBLISH });
 
     const leader = (await jsm.streams.info(r.streams.jobs)).cluster!.leader!;
     const victim = nats.cluster.names.indexOf(leader);
@@ -111,6 +118,43 @@ describe('Shoal on a three-server NATS cluster', () => {
     expect((await viaRestarted.streams.info(r.streams.jobs)).state.messages).toBe(jobIds.length + 1);
     expect((await (await JobStore.open(direct)).get(jobIds[1]!))?.state).toBe(JobState.RUNNING);
   }, 240_000);
+
+  it('an idempotent request is sent again when its connection reconnects to another server; "no responders" is waited out; other requests are not', async () => {
+    const subject = `${s.prefix}.sched.test-idempotent`;
+    // The requester sits on one server; the responder on another, which stays up.
+    const requester = await nats.connect(Role.SCHEDULER);
+    const victim = nats.cluster.names.indexOf(requester.info!.server_name);
+    const other = (victim + 1) % nats.urls.length;
+    const responder = await nats.connect(Role.SCHEDULER, { servers: nats.urls[other]! });
+    let copies = 0;
+    let firstSeen!: () => void;
+    const first = new Promise<void>((res) => (firstSeen = res));
+    serve(responder, subject, Type.Object({ q: Type.String() }), (m) => {
+      copies++;
+      if (copies === 1) {
+        firstSeen();
+        return new Promise(() => undefined); // the first copy is never answered: as if lost with the server
+      }
+      return { a: m.q };
+    });
+    await responder.flush();
+    await until(() => request(requester, subject, { q: 'warm' }, { timeoutMs: 500 }).then(() => true).catch((e: { code?: string }) => (e.code === Errors.TIMEOUT.code ? true : undefined)), 20_000, 'the responder to be reachable');
+    copies = 0;
+    const answer = request<{ a: string }>(requester, subject, { q: 'x' }, { timeoutMs: 60_000, idempotent: true });
+    await first;
+    await nats.kill(victim);
+    expect(await answer).toEqual({ a: 'x' });
+    expect(copies).toBe(2);
+    await nats.restart(victim);
+
+    // No responders yet: an idempotent request waits for one (within its timeout); a plain one fails at once.
+    const late = `${s.prefix}.sched.test-late`;
+    await expect(request(requester, late, {}, { timeoutMs: 2000 })).rejects.toMatchObject({ code: Errors.NO_RESPONDERS.code });
+    const waiting = request<{ a: string }>(requester, late, { q: 'y' }, { timeoutMs: 60_000, idempotent: true });
+    await new Promise((r) => setTimeout(r, 300)); // a head start for the request, not an assertion
+    serve(responder, late, Type.Object({ q: Type.String() }), (m) => ({ a: m.q }));
+    expect(await waiting).toEqual({ a: 'y' });
+  }, 120_000);
 
   it('nats.servers: a server that does not answer is named and the others are used; none answering is one clear error', async () => {
     const dead = `nats://127.0.0.1:${await freePort('127.0.0.1')}`;
