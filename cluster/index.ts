@@ -58,7 +58,7 @@ export {
   reachableServers,
   type ServerProbe,
 } from './connection.ts';
-export { serve, request, requestAll, IDEMPOTENT_PUBLISH, validate, errorHeaders, throwIfError, mapRequestError, type Handler, type ServeOptions, type RequestOptions } from './rpc.ts';
+export { serve, request, requestAll, publishIdempotent, validate, errorHeaders, throwIfError, mapRequestError, type Handler, type ServeOptions, type RequestOptions } from './rpc.ts';
 export { Mailbox } from './mailbox.ts';
 export { Actor, ActorTypeRegistry, defineActorType, type ActorContext, type ActorSystemLike, type ActorType, type ChildFailure, type Checkpoints } from './actor.ts';
 export { ActorClient, ActorRef, decodeReply, type AskOptions } from './actor-ref.ts';

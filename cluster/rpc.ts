@@ -16,6 +16,8 @@ import { ContentType, decode, encode, parseContentType } from './codec.ts';
 import { Errors, ShoalError, errorCode, fromWireError, toWireError } from './errors.ts';
 import { Headers } from './subjects.ts';
 import type { Logger } from './logger.ts';
+import { isJetStreamUnavailable } from './nats-errors.ts';
+import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 
 const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>();
 function checker<T extends TSchema>(schema: T): TypeCheck<T> {
@@ -146,11 +148,24 @@ export async function request<R = unknown>(nc: NatsConnection, subject: string, 
 }
 
 /**
- * JetStream publish options for a message with a `Nats-Msg-Id` (de-duplicated by the stream):
- * sent again when no server answers for the stream yet (a leader election after a server died)
- * or no ack came back in time — several tries, within about half a minute.
+ * Publishes a message with a `Nats-Msg-Id` to a stream (which drops a copy with the same id
+ * within its duplicate window), sending it again while JetStream cannot answer — the stream
+ * electing a new leader after a server died, no ack in time, this connection reconnecting — until
+ * `timeoutMs` has passed. A real refusal (a full stream, a permission) fails at once.
  */
-export const IDEMPOTENT_PUBLISH = { retries: 6, timeout: 4000 } as const;
+export async function publishIdempotent(js: JetStreamClient, subject: string, data: Uint8Array, opts: { msgID: string; headers?: MsgHdrs }, timeoutMs = 30_000): Promise<PubAck> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 0; ; attempt++) {
+    const left = deadline - Date.now();
+    try {
+      return await js.publish(subject, data, { ...opts, timeout: Math.max(1, Math.min(5000, left)) });
+    } catch (err) {
+      const pause = Math.min(1000, 50 * 2 ** attempt);
+      if (!isJetStreamUnavailable(err) || deadline - Date.now() <= pause) throw err;
+      await new Promise((r) => setTimeout(r, pause));
+    }
+  }
+}
 
 const RECONNECTED = Symbol('reconnected');
 

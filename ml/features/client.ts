@@ -39,7 +39,7 @@ export class FeatureClient {
   }
 
   push(view: string, event: FeatureEvent, contentType: ContentType = ContentType.MSGPACK): Promise<PushResult> {
-    return request<PushResult>(this.#nc, this.#s.featurePush(view), event, { contentType, idempotent: true }); // de-duplicated by event id
+    return request<PushResult>(this.#nc, this.#s.featurePush(view), event, { contentType, idempotent: true, timeoutMs: 15_000 }); // de-duplicated by event id; waits out a server's death
   }
 
   /** Compacts the view's offline log to a Parquet file (features service). */

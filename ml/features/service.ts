@@ -20,7 +20,7 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { Type } from '@sinclair/typebox';
-import { ContentType, IDEMPOTENT_PUBLISH, decode, encode, resources, serve, systemClock, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { ContentType, publishIdempotent, decode, encode, resources, serve, systemClock, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { OfflineStore, buildTrainingSet, type BuildRequest } from './offline.ts';
 import { OnlineStore, entityValues } from './online.ts';
@@ -133,7 +133,8 @@ export async function startFeatureService(o: FeatureServiceOptions): Promise<Fea
         const version = await views.version(name);
         if (!version) throw MlErrors.BAD_INPUT(`view: unknown feature view "${name}"`);
         const logged = checkEvent(version.definition, ev, clock.now(), maxFutureMs);
-        const ack = await js.publish(s.featureLog(name), encode(logged, ContentType.MSGPACK), { msgID: `${name}:${ev.eventId}`, ...IDEMPOTENT_PUBLISH });
+        // Through a stream leader election (a server died): retried, within the pusher's patience.
+        const ack = await publishIdempotent(js, s.featureLog(name), encode(logged, ContentType.MSGPACK), { msgID: `${name}:${ev.eventId}` }, 10_000);
         let applyWhat = logged;
         if (ack.duplicate) {
           const orig = await jsm.streams.getMessage(stream, { seq: ack.seq });

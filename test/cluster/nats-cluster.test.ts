@@ -11,7 +11,7 @@ import { Kvm } from '@nats-io/kv';
 import { Type } from '@sinclair/typebox';
 import {
   Errors,
-  IDEMPOTENT_PUBLISH,
+  publishIdempotent,
   JobState,
   JobStore,
   Role,
@@ -72,11 +72,11 @@ describe('Shoal on a three-server NATS cluster', () => {
   it('survives SIGKILL of the server leading the job queue: jobs, KV records and feature events stay readable and writable; the server catches up after a restart', async () => {
     const js = jetstream(sched);
     // Jobs: idempotent submissions (Nats-Msg-Id), their records in KV, feature events with event ids.
-    // (As Shoal publishes them: with a Nats-Msg-Id and IDEMPOTENT_PUBLISH's retries.)
-    for (const id of jobIds) await js.publish(s.jobsSubmit, new TextEncoder().encode(JSON.stringify({ id })), { msgID: id, ...IDEMPOTENT_PUBLISH });
+    // (As Shoal publishes them: with a Nats-Msg-Id, retried while the cluster settles.)
+    for (const id of jobIds) await publishIdempotent(js, s.jobsSubmit, new TextEncoder().encode(JSON.stringify({ id })), { msgID: id });
     const store = await JobStore.open(sched);
     for (const id of jobIds) await store.create({ id, state: JobState.QUEUED, actorType: 'training-job', spec: { n: id }, submittedAt: 1, updatedAt: 1 });
-    for (let i = 0; i < 50; i++) await js.publish(s.featureLog('clicks'), new TextEncoder().encode(JSON.stringify({ entity: `u${i}`, value: i })), { msgID: `clicks:e${i}`, ...IDEMPOTENT_PUBLISH });
+    for (let i = 0; i < 50; i++) await publishIdempotent(js, s.featureLog('clicks'), new TextEncoder().encode(JSON.stringify({ entity: `u${i}`, value: i })), { msgID: `clicks:e${i}` });
 
     const leader = (await jsm.streams.info(r.streams.jobs)).cluster!.leader!;
     const victim = nats.cluster.names.indexOf(leader);
