@@ -167,6 +167,9 @@ export async function up(config: Config): Promise<number> {
     let natsUrl: string;
     const info: ClusterInfo = { natsUrl: '', supervisorPid: process.pid, natsPid: 0, startedAt: Date.now() };
     const saveInfo = () => writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
+    if (!config.nats.servers && config.nats.replicas !== undefined && config.nats.replicas > config.nats.cluster) {
+      throw Errors.BAD_CONFIG('nats.replicas', `${config.nats.replicas} replicas need at least ${config.nats.replicas} servers; nats.cluster is ${config.nats.cluster}`);
+    }
     if (config.nats.servers) {
       // Every URL goes to the processes (clients reconnect to a server that comes back); the ones not answering now are named.
       const { reachable, unreachable } = await reachableServers(config.nats.servers);
@@ -174,9 +177,6 @@ export async function up(config: Config): Promise<number> {
       for (const u of unreachable) out.error(`NATS server ${u.url} is not reachable (${u.why}); starting with ${reachable.join(', ')}`);
       out.note(`using NATS at ${reachable.join(', ')} (not starting one)`);
     } else if (config.nats.cluster > 1) {
-      if (config.nats.replicas !== undefined && config.nats.replicas > config.nats.cluster) {
-        throw Errors.BAD_CONFIG('nats.replicas', `${config.nats.replicas} replicas need at least ${config.nats.replicas} servers; nats.cluster is ${config.nats.cluster}`);
-      }
       natsCluster = await startNatsCluster({
         dir: dataDir,
         size: config.nats.cluster,

@@ -105,6 +105,10 @@ describe('shoal up refuses a cluster it cannot run', () => {
     oneLine(shoal(['up', '--nats.cluster', '4', '--nats.port', '0', '--gateway.port', '0'], cwd), /nats\.cluster: 4 servers refused.*quorum 3 of 4/);
   });
 
+  it('more replicas than servers: refused naming nats.replicas', () => {
+    oneLine(shoal(['up', '--nats.replicas', '3', '--nats.port', '0', '--gateway.port', '0', '--gateway.grpcPort', '0'], cwd), /invalid config nats\.replicas: 3 replicas need at least 3 servers; nats\.cluster is 1/);
+  });
+
   it('nats.servers where no server answers: one error naming each', async () => {
     const a = `nats://127.0.0.1:${await freePort('127.0.0.1')}`;
     const b = `nats://127.0.0.1:${await freePort('127.0.0.1')}`;
