@@ -54,8 +54,18 @@ export const ConfigSchema = Type.Object(
         host: Type.String({ minLength: 1, default: '127.0.0.1' }),
         /** Client port of the embedded server (0 = pick a free one). @default 4222 */
         port: Port(4222, 'client port of the embedded nats-server'),
-        /** Connect to these servers instead of starting one (comma-separated URLs). */
+        /** Connect to these servers instead of starting one (comma-separated URLs; several = an existing cluster). */
         servers: Type.Optional(Type.String({ minLength: 1 })),
+        /**
+         * How many clustered nats-servers `shoal up` starts (routes on `host`, JetStream on each,
+         * client ports `port` then free ones). Odd only: JetStream's RAFT needs a majority. @default 1
+         */
+        cluster: Type.Integer({ minimum: 1, maximum: 9, default: 1 }),
+        /**
+         * Copies of every stream, KV bucket and object store; existing ones are scaled to it.
+         * @default min(3, servers): `nats.cluster`, or the URLs in `nats.servers` / `nats.url`
+         */
+        replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 5 })),
         /** Path of the nats-server binary; default: PATH, then /usr/sbin/nats-server. */
         serverBin: Type.Optional(Type.String({ minLength: 1 })),
         /**
@@ -424,5 +434,23 @@ export function loadConfig(opts: LoadConfigOptions = {}, extraFlags: readonly st
     const why = first.type === ValueErrorType.ObjectAdditionalProperties ? `unknown field` : `${expected}, got ${got === undefined ? 'nothing' : got}`;
     throw Errors.BAD_CONFIG(field, `${why}${from ? ` (from ${from})` : ''}`);
   }
-  return withDefaults as Config;
+  const cfg = withDefaults as Config;
+  try {
+    checkClusterSize(cfg.nats.cluster);
+  } catch (err) {
+    const from = sources.get('nats.cluster');
+    throw from ? Errors.BAD_CONFIG('nats.cluster', `${(err as Error).message.replace(/^invalid config nats\.cluster: /, '')} (from ${from})`) : err;
+  }
+  return cfg;
+}
+
+/** Refuses a cluster size JetStream cannot run safely: an even count has no better fault tolerance than one fewer, and 2 has none. */
+export function checkClusterSize(size: number, field = 'nats.cluster'): void {
+  if (!Number.isInteger(size) || size < 1) throw Errors.BAD_CONFIG(field, `must be a positive odd number of servers, got ${size}`);
+  if (size % 2 === 0) {
+    throw Errors.BAD_CONFIG(
+      field,
+      `${size} servers refused: JetStream's RAFT needs a majority (quorum ${size / 2 + 1} of ${size}), so ${size} servers survive no more failures than ${size - 1} and a split can stop writes; use ${size - 1} or ${size + 1}`,
+    );
+  }
 }

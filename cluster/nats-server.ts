@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { Errors } from './errors.ts';
-import { serverConfig, type Credentials } from './auth.ts';
+import { serverConfig, type ClusterRoutes, type Credentials } from './auth.ts';
 
 export interface NatsServerOptions {
   /** Directory for the config file, the JetStream store and the log. Must be writable. */
@@ -21,6 +21,10 @@ export interface NatsServerOptions {
   prefix?: string;
   /** Binary path (config `nats.serverBin`, env `SHOAL_NATS_SERVER`); default: PATH, /usr/sbin, /usr/local/bin. */
   bin?: string;
+  /** Unique within a cluster (JetStream's RAFT groups know servers by name). @default shoal-embedded */
+  serverName?: string;
+  /** Routes to the other servers of a cluster (see `startNatsCluster`). */
+  cluster?: ClusterRoutes;
   /** How long to wait for "Server is ready". @default 15000 */
   readyTimeoutMs?: number;
   /**
@@ -93,7 +97,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   const writeConfig = () =>
     writeFileSync(
       confPath,
-      serverConfig({ host, port: port === 0 ? -1 : port, storeDir, credentials: opts.credentials, nodeIds: [...nodeIds], ...(opts.prefix ? { prefix: opts.prefix } : {}) }),
+      serverConfig({ host, port: port === 0 ? -1 : port, storeDir, credentials: opts.credentials, nodeIds: [...nodeIds], ...(opts.prefix ? { prefix: opts.prefix } : {}), ...(opts.serverName ? { serverName: opts.serverName } : {}), ...(opts.cluster ? { cluster: opts.cluster } : {}) }),
       { mode: 0o600 },
     );
   writeConfig();

@@ -55,7 +55,7 @@ export interface StatusReport {
 export async function clusterStatus(nc: NatsConnection, s: Subjects, waitMs = 500): Promise<StatusReport> {
   const [processes, scheduler] = await Promise.all([
     discover(nc, s, waitMs),
-    request<SchedulerStatus>(nc, s.scheduler('status'), { type: 'status' }, { timeoutMs: 2000 }).catch((err: unknown) => ({ error: (err as Error).message })),
+    request<SchedulerStatus>(nc, s.scheduler('status'), { type: 'status' }, { timeoutMs: 2000, idempotent: true }).catch((err: unknown) => ({ error: (err as Error).message })),
   ]);
   return { processes, scheduler };
 }

@@ -5,7 +5,7 @@
  * only, the rollout controller, the one owner of canary verdicts, and the periodic compaction of
  * the feature log to Parquet.
  */
-import { defineControlModule } from '../cluster/index.ts';
+import { defineControlModule, replicasFor } from '../cluster/index.ts';
 import { startFeatureCompactor } from './features/offline.ts';
 import { startFeatureService } from './features/service.ts';
 import { startRegistryService } from './registry/service.ts';
@@ -16,7 +16,7 @@ import type { ControlContext } from '../cluster/index.ts';
 
 const limitsOf = (ctx: ControlContext): MonitoringLimits => {
   const m = ctx.config.monitoring;
-  return { horizonMs: m.joinHorizonMs, predictionsMaxAgeMs: m.predictionsMaxAgeMs, predictionsMaxBytes: m.predictionsMaxBytes, labelsMaxAgeMs: m.labelsMaxAgeMs, labeledMaxBytes: m.labeledMaxBytes };
+  return { horizonMs: m.joinHorizonMs, predictionsMaxAgeMs: m.predictionsMaxAgeMs, predictionsMaxBytes: m.predictionsMaxBytes, labelsMaxAgeMs: m.labelsMaxAgeMs, labeledMaxBytes: m.labeledMaxBytes, replicas: replicasFor(ctx.config.nats.url, ctx.config.nats.replicas) };
 };
 
 export const controlModules = [

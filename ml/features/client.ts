@@ -38,11 +38,11 @@ export class FeatureClient {
 
   /** Applies a view; for an aggregate view the reply also says where its aggregate actor is. */
   apply(definition: unknown, snapshot?: readonly Record<string, RawValue>[]): Promise<ApplyResult & { aggregator?: AggregatorPlacement }> {
-    return request<ApplyResult & { aggregator?: AggregatorPlacement }>(this.#nc, this.#s.featuresApply, { definition, ...(snapshot ? { snapshot } : {}) }, { timeoutMs: 30_000 });
+    return request<ApplyResult & { aggregator?: AggregatorPlacement }>(this.#nc, this.#s.featuresApply, { definition, ...(snapshot ? { snapshot } : {}) }, { timeoutMs: 30_000, idempotent: true }); // versioned by content
   }
 
   push(view: string, event: FeatureEvent, contentType: ContentType = ContentType.MSGPACK): Promise<PushResult> {
-    return request<PushResult>(this.#nc, this.#s.featurePush(view), event, { contentType });
+    return request<PushResult>(this.#nc, this.#s.featurePush(view), event, { contentType, idempotent: true, timeoutMs: 15_000 }); // de-duplicated by event id; waits out a server's death
   }
 
   /** Compacts the view's offline log to a Parquet file (features service). */

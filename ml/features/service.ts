@@ -22,7 +22,7 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { Type } from '@sinclair/typebox';
-import { ActorClient, ContentType, Errors, decode, encode, resources, serve, systemClock, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { ActorClient, ContentType, Errors, publishIdempotent, decode, encode, resources, serve, systemClock, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { OfflineStore } from './offline.ts';
 import { buildTrainingSet, type BuildRequest } from './training-set.ts';
@@ -155,7 +155,8 @@ export async function startFeatureService(o: FeatureServiceOptions): Promise<Fea
         const src = version.definition.source;
         if (src.type === 'aggregate') throw MlErrors.BAD_INPUT(`view: feature view "${name}" is a streaming aggregate of "${src.spec.view}"; push events to ${src.spec.view}`);
         const logged = checkEvent(version.definition, ev, clock.now(), maxFutureMs);
-        const ack = await js.publish(s.featureLog(name), encode(logged, ContentType.MSGPACK), { msgID: `${name}:${ev.eventId}` });
+        // Through a stream leader election (a server died): retried, within the pusher's patience.
+        const ack = await publishIdempotent(js, s.featureLog(name), encode(logged, ContentType.MSGPACK), { msgID: `${name}:${ev.eventId}` }, 10_000);
         let applyWhat = logged;
         if (ack.duplicate) {
           const orig = await jsm.streams.getMessage(stream, { seq: ack.seq });
