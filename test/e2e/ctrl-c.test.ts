@@ -17,31 +17,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterInfo } from '../../cluster/index.ts';
 import type { StatusReport } from '../../cli/status.ts';
 import { mlpModel } from '../fixtures/onnx.ts';
+import { SHOAL, shoalEnv, alive } from '../harness/shoal-cli.ts';
+import { until } from '../harness/wait.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const SHOAL = join(ROOT, 'bin', 'shoal.mjs');
-const env: NodeJS.ProcessEnv = { ...process.env, SHOAL_LOG_LEVEL: 'info' };
-delete env.SHOAL_NATS_URL;
-delete env.SHOAL_NATS_PASS;
+const env = shoalEnv();
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
-async function waitFor<T>(fn: () => T | undefined, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 interface Line {
   level?: number;
@@ -61,7 +42,7 @@ describe('Ctrl-C: SIGINT to the process group of shoal up', () => {
     up = spawn(process.execPath, [SHOAL, 'up', '--nats.port', '0', '--gateway.port', '0', '--gateway.grpcPort', '0'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    await waitFor(() => (/Shoal is up/.test(output) ? true : undefined), 90_000, `"Shoal is up" in:\n${output}`);
+    await until(() => (/Shoal is up/.test(output) ? true : undefined), 90_000, `"Shoal is up" in:\n${output}`);
     writeFileSync(join(cwd, 'mlp.onnx'), mlpModel({ seed: 1 }));
     const reg = shoal(['models', 'register', 'mlp', join(cwd, 'mlp.onnx')]);
     expect(reg.status, reg.stderr).toBe(0);
@@ -75,7 +56,7 @@ describe('Ctrl-C: SIGINT to the process group of shoal up', () => {
 
   it('stops gateway, nodes (draining their replicas), scheduler, then nats-server, with no warning or error, and leaves nothing running', async () => {
     const info = JSON.parse(readFileSync(join(cwd, '.shoal', 'cluster.json'), 'utf8')) as ClusterInfo;
-    const report = await waitFor(() => {
+    const report = await until(() => {
       const r = shoal(['status', '--json']);
       if (r.status !== 0) return undefined;
       const rep = JSON.parse(r.stdout) as StatusReport;
@@ -91,7 +72,7 @@ describe('Ctrl-C: SIGINT to the process group of shoal up', () => {
     const code = await exited;
     console.log(`[ctrl-c] shoal up stopped ${Math.round(performance.now() - t0)} ms after SIGINT`);
     expect(code).toBe(0);
-    await waitFor(() => (pids.filter(alive).length === 0 ? true : undefined), 20_000, `no process left of ${pids.join(', ')}`);
+    await until(() => (pids.filter(alive).length === 0 ? true : undefined), 20_000, `no process left of ${pids.join(', ')}`);
 
     const lines: Line[] = output
       .slice(from)

@@ -9,13 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterInfo } from '../../cluster/index.ts';
+import { ROOT, SHOAL, shoalEnv } from '../harness/shoal-cli.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const SHOAL = join(ROOT, 'bin', 'shoal.mjs');
 const EX = join(ROOT, 'examples', 'feature-store');
-const env: NodeJS.ProcessEnv = { ...process.env, SHOAL_LOG_LEVEL: 'info' };
-delete env.SHOAL_NATS_URL;
-delete env.SHOAL_NATS_PASS;
+const env = shoalEnv();
 
 describe('README feature-store worked example (shoal up, real processes)', () => {
   const cwd = mkdtempSync(join(tmpdir(), 'shoal-fs-example-'));

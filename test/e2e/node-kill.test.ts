@@ -15,12 +15,9 @@ import type { ClusterInfo, JobRecord } from '../../cluster/index.ts';
 import type { StatusReport } from '../../cli/status.ts';
 import type { LiveStatus } from '../../ml/index.ts';
 import { until } from '../harness/wait.ts';
+import { SHOAL, shoalEnv } from '../harness/shoal-cli.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const SHOAL = join(ROOT, 'bin', 'shoal.mjs');
-const env: NodeJS.ProcessEnv = { ...process.env, SHOAL_LOG_LEVEL: 'info' };
-delete env.SHOAL_NATS_URL;
-delete env.SHOAL_NATS_PASS;
+const env = shoalEnv();
 
 describe('SIGKILL a node agent under shoal up: what it hosted comes back (real processes)', () => {
   const cwd = mkdtempSync(join(tmpdir(), 'shoal-kill-'));

@@ -13,22 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, type ClusterInfo } from '../../cluster/index.ts';
 import type { StatusReport } from '../../cli/status.ts';
 import { until } from '../harness/wait.ts';
+import { SHOAL, shoalEnv, alive } from '../harness/shoal-cli.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const SHOAL = join(ROOT, 'bin', 'shoal.mjs');
-const env: NodeJS.ProcessEnv = { ...process.env, SHOAL_LOG_LEVEL: 'info' };
-delete env.SHOAL_NATS_URL;
-delete env.SHOAL_NATS_PASS;
+const env = shoalEnv();
 
 const shoal = (args: string[], cwd: string) => spawnSync(process.execPath, [SHOAL, ...args], { cwd, env, encoding: 'utf8', timeout: 60_000 });
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('shoal up --nats.cluster 3 (real processes)', () => {
   const cwd = mkdtempSync(join(tmpdir(), 'shoal-upc-'));

@@ -13,35 +13,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterInfo } from '../../cluster/index.ts';
 import { loadInferencePackage } from '../../gateway/grpc/proto.ts';
 import type { StatusReport } from '../../cli/status.ts';
+import { SHOAL, shoalEnv, alive } from '../harness/shoal-cli.ts';
+import { until } from '../harness/wait.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const SHOAL = join(ROOT, 'bin', 'shoal.mjs');
-const env: NodeJS.ProcessEnv = { ...process.env, SHOAL_LOG_LEVEL: 'info' };
-delete env.SHOAL_NATS_URL;
-delete env.SHOAL_NATS_PASS;
+const env = shoalEnv();
 
 function shoal(args: string[], cwd: string) {
   return spawnSync(process.execPath, [SHOAL, ...args], { cwd, env, encoding: 'utf8', timeout: 60_000 });
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
-async function waitFor<T>(fn: () => T | undefined, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('shoal up / shoal status (real processes)', () => {
   const cwd = mkdtempSync(join(tmpdir(), 'shoal-up-'));
@@ -56,7 +37,7 @@ describe('shoal up / shoal status (real processes)', () => {
     up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     exit = new Promise((res) => up.once('exit', (code) => res(code)));
-    await waitFor(() => (/Shoal is up/.test(output) ? true : undefined), 90_000, `"Shoal is up" in:\n${output}`);
+    await until(() => (/Shoal is up/.test(output) ? true : undefined), 90_000, `"Shoal is up" in:\n${output}`);
   }, 100_000);
 
   afterAll(() => {
@@ -74,7 +55,7 @@ describe('shoal up / shoal status (real processes)', () => {
 
   it('shoal status lists the scheduler, both nodes and the gateway, seen over NATS', async () => {
     // Nodes heartbeat every second; allow the scheduler's view to fill.
-    const report = await waitFor(() => {
+    const report = await until(() => {
       const r = shoal(['status', '--json'], cwd);
       if (r.status !== 0) return undefined;
       const rep = JSON.parse(r.stdout) as StatusReport;
@@ -149,12 +130,12 @@ describe('shoal up / shoal status (real processes)', () => {
     const node = before.processes.find((p) => p.role === 'node' && p.id === 'cpu-ondemand-1')!;
     process.kill(gw.pid, 'SIGKILL');
     process.kill(node.pid, 'SIGKILL');
-    await waitFor(() => (/gateway restarted \(pid \d+\)/.test(output) && /node:cpu-ondemand-1 restarted \(pid \d+\)/.test(output) ? true : undefined), 30_000, `restarts in:\n${output}`);
+    await until(() => (/gateway restarted \(pid \d+\)/.test(output) && /node:cpu-ondemand-1 restarted \(pid \d+\)/.test(output) ? true : undefined), 30_000, `restarts in:\n${output}`);
     expect(output).toMatch(new RegExp(`gateway \\(pid ${gw.pid}\\) exited unexpectedly \\(SIGKILL\\); restarting it in 1 s`));
     // The new gateway answers where cluster.json now says (gateway.port 0: a new port).
     const info = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as ClusterInfo;
     expect((await fetch(`${info.gatewayUrl}/v2/health/ready`)).status).toBe(200);
-    const after = await waitFor(() => {
+    const after = await until(() => {
       const r = JSON.parse(shoal(['status', '--json'], cwd).stdout) as StatusReport;
       const n = r.processes.find((p) => p.role === 'node' && p.id === 'cpu-ondemand-1');
       const g = r.processes.find((p) => p.role === 'gateway');
@@ -172,7 +153,7 @@ describe('shoal up / shoal status (real processes)', () => {
     const r = shoal(['drain', 'cpu-spot-1', '--deadline', '2000'], cwd);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/cpu-spot-1: draining/);
-    await waitFor(() => (/node:cpu-spot-1 \(pid \d+\) exited cleanly \(drained\)/.test(output) ? true : undefined), 20_000, 'drained node exit');
+    await until(() => (/node:cpu-spot-1 \(pid \d+\) exited cleanly \(drained\)/.test(output) ? true : undefined), 20_000, 'drained node exit');
   });
 
   it('Ctrl-C (SIGINT to the whole process group) stops every process in order — gateway, nodes, scheduler, nats-server last — with no warning or error line, and leaves no orphan', async () => {
