@@ -94,7 +94,7 @@ describe('SIGKILL a node agent under shoal up: what it hosted comes back (real p
       const r = json<JobRecord>('jobs', 'long');
       return r.state === 'succeeded' || r.state === 'failed' ? r : undefined;
     }, 120_000, 'the long job to finish', 500);
-    expect(done.state).toBe('succeeded');
-    expect(done.reason ?? '').toMatch(/resumed from the checkpoint at step \d+/);
+    expect(done.state, JSON.stringify(done)).toBe('succeeded');
+    expect(done.reason ?? '', `${JSON.stringify(done)}\nkilled ${running.node} (pid ${oldPid}) at step ${running.step}`).toMatch(/resumed from the checkpoint at step \d+/);
   });
 });
