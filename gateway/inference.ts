@@ -22,7 +22,7 @@ import {
   type TensorSpec,
   type WarmupReport,
 } from '../ml/index.ts';
-import { encode, errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
+import { encode, errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects, type TraceContext } from '../cluster/index.ts';
 import { RoutingTable, type Target } from './routing-table.ts';
 import { InferenceDispatcher, type DispatchResult } from './dispatcher.ts';
 import type { GatewayMetrics } from './metrics.ts';
@@ -213,18 +213,18 @@ export class InferenceService {
    * version — stable/canary split, or pinned by `versionRef` — and answers the response body
    * the replica wrote. A canary that fails it server-side is retried on stable.
    */
-  async infer(name: string, versionRef: string | undefined, routeKey: string | undefined, format: JsonFormat, body: Buffer, headerLength?: number): Promise<InferResult> {
+  async infer(name: string, versionRef: string | undefined, routeKey: string | undefined, format: JsonFormat, body: Buffer, headerLength?: number, trace?: TraceContext): Promise<InferResult> {
     const deadline = Date.now() + (this.#o.requestTimeoutMs ?? 10_000);
     if (body.length === 0) throw MlErrors.BAD_INPUT('the request body is empty: send a JSON object');
     const target = this.routing.resolve(name, versionRef, routeKey);
     const item: JsonItem = headerLength === undefined ? { format, body } : { format, body, headerLength };
     try {
-      return await this.#inferOn(target, item, deadline);
+      return await this.#inferOn(target, item, deadline, trace);
     } catch (err) {
       // A failing canary should not fail the caller: the same (idempotent) request goes to stable.
       if (target.route === 'canary' && countsAsFailure(err)) {
         const stable = this.routing.stable(name);
-        if (stable) return this.#inferOn(stable, item, deadline);
+        if (stable) return this.#inferOn(stable, item, deadline, trace);
       }
       throw err;
     }
@@ -248,12 +248,12 @@ export class InferenceService {
     return s;
   }
 
-  async #inferOn(t: Target, item: JsonItem, deadline: number): Promise<InferResult> {
+  async #inferOn(t: Target, item: JsonItem, deadline: number, trace?: TraceContext): Promise<InferResult> {
     const stats = this.#statsOf(t);
     const t0 = performance.now();
     let r: DispatchResult;
     try {
-      r = await this.dispatcher.infer(t.service, t.maxBatchSize, item, deadline);
+      r = await this.dispatcher.infer(t.service, t.maxBatchSize, item, deadline, trace);
     } catch (err) {
       const ms = performance.now() - t0;
       this.#o.metrics.inferRequests.labels(t.model, stats.version, t.route, errorCode(err) ?? 'SHOAL_ERR_INTERNAL').inc();

@@ -76,9 +76,9 @@ export function registerOipInferRoutes(app: App, inference: InferenceService): v
     return reply.header('content-type', 'application/octet-stream').header(HEADER_LENGTH, r.headerLength).send(r.body);
   };
   app.post('/v2/models/:name/infer', { schema: { ...inferSchema, summary: 'Inference (stable/canary split)', params: Params } }, async (req, reply) =>
-    send(reply, await inference.infer(req.params.name, undefined, routeKey(req.headers), 'oip', req.body as unknown as Buffer, headerLength(req.headers))),
+    send(reply, await inference.infer(req.params.name, undefined, routeKey(req.headers), 'oip', req.body as unknown as Buffer, headerLength(req.headers), req.shoalTrace)),
   );
   app.post('/v2/models/:name/versions/:version/infer', { schema: { ...inferSchema, summary: 'Inference on one version', params: VersionParams } }, async (req, reply) =>
-    send(reply, await inference.infer(req.params.name, req.params.version, routeKey(req.headers), 'oip', req.body as unknown as Buffer, headerLength(req.headers))),
+    send(reply, await inference.infer(req.params.name, req.params.version, routeKey(req.headers), 'oip', req.body as unknown as Buffer, headerLength(req.headers), req.shoalTrace)),
   );
 }

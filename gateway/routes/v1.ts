@@ -28,7 +28,7 @@ export function registerV1Routes(app: App, inference: InferenceService): void {
     },
     async (req, reply) => {
       const key = typeof req.headers['x-shoal-route-key'] === 'string' ? req.headers['x-shoal-route-key'] : undefined;
-      const r = await inference.infer(req.params.name, undefined, key, 'v1', req.body as unknown as Buffer);
+      const r = await inference.infer(req.params.name, undefined, key, 'v1', req.body as unknown as Buffer, undefined, req.shoalTrace);
       return reply.header('content-type', 'application/json; charset=utf-8').header('x-shoal-model-version', r.version).header('x-shoal-route', r.route).send(r.body);
     },
   );
