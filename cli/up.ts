@@ -89,20 +89,37 @@ function childEnv(role: 'scheduler' | 'gateway' | 'node', natsUrl: string, dataD
   return env;
 }
 
+/**
+ * Metrics ports: the scheduler `metrics.basePort`, node agents the next ones in profile order
+ * (fixed, so a Prometheus scrape config stays right across restarts); none when it is 0, or when
+ * `metrics.port` was given (one port cannot serve several processes).
+ */
+function withMetricsPort(env: NodeJS.ProcessEnv, config: Config, offset: number): NodeJS.ProcessEnv {
+  const base = config.metrics.basePort;
+  if (base === 0 || config.metrics.port !== 0 || base + offset > 65535) return env;
+  return { ...env, SHOAL_METRICS_PORT: String(base + offset) };
+}
+
+/** Records a child's `/metrics` URL (from its ready message) in cluster.json's `metrics`. */
+function recordMetrics(info: ClusterInfo, name: string, ready: Record<string, unknown>): void {
+  if (typeof ready.metrics === 'string') (info.metrics ??= {})[name] = ready.metrics;
+}
+
 /** The scheduler, then one node agent per profile replica, then the gateway: each kept up by the supervisor. */
 async function startChildren(sup: Supervisor, config: Config, env: (role: 'scheduler' | 'gateway' | 'node', nodeId?: string) => NodeJS.ProcessEnv, info: ClusterInfo, dataDir: string, out: Out): Promise<void> {
-  const scheduler = sup.start('scheduler', 'scheduler/main.ts', env('scheduler'), []);
-  await scheduler.ready;
+  const scheduler = sup.start('scheduler', 'scheduler/main.ts', withMetricsPort(env('scheduler'), config, 0), []);
+  recordMetrics(info, 'scheduler', await scheduler.ready);
   out.note(`scheduler pid ${scheduler.pid} ready`);
 
   const nodes: Child[] = [];
+  let offset = 1;
   for (const profile of config.nodes) {
     for (let i = 1; i <= profile.replicas; i++) {
       const id = `${profile.name}-${i}`;
-      nodes.push(sup.start(`node:${id}`, 'nodes/main.ts', env('node', id), ['--profile', profile.name, '--node-id', id]));
+      nodes.push(sup.start(`node:${id}`, 'nodes/main.ts', withMetricsPort(env('node', id), config, offset++), ['--profile', profile.name, '--node-id', id]));
     }
   }
-  await Promise.all(nodes.map((n) => n.ready));
+  for (const [i, ready] of (await Promise.all(nodes.map((n) => n.ready))).entries()) recordMetrics(info, nodes[i]!.name, ready);
   out.note(`${nodes.length} node agents ready: ${nodes.map((n) => `${n.name.slice(5)} (pid ${n.pid})`).join(', ')}`);
 
   const gateway = sup.start('gateway', 'gateway/main.ts', env('gateway'), [], (ready) => {
@@ -114,6 +131,8 @@ async function startChildren(sup: Supervisor, config: Config, env: (role: 'sched
   });
   const gw = await gateway.ready;
   info.gatewayUrl = String(gw.url);
+  // The gateway serves its metrics on its HTTP port.
+  (info.metrics ??= {}).gateway = `${info.gatewayUrl}/metrics`;
   if (gw.grpc !== undefined) info.gatewayGrpc = String(gw.grpc);
   writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
 }
@@ -190,6 +209,7 @@ export async function up(config: Config): Promise<number> {
       `  gateway   ${info.gatewayUrl}   (try: curl ${info.gatewayUrl}/v2/health/ready)`,
       ...(info.gatewayGrpc ? [`  gRPC      ${info.gatewayGrpc}   (KServe v2 inference.GRPCInferenceService, proto: gateway/grpc/grpc_predict_v2.proto)`] : []),
       `  NATS      ${natsUrl}   (credentials: ${credentialsPath(dataDir)})`,
+      ...(info.metrics ? [`  metrics   ${Object.values(info.metrics).join('  ')}   (Prometheus; scrape config: docs/prometheus.yml)`] : []),
       `  status    ./bin/shoal.mjs status   (in another terminal)`,
       `  Ctrl-C stops everything.`,
     ]);

@@ -69,6 +69,11 @@ export interface ClusterInfo {
   gatewayUrl?: string;
   /** `host:port` of the gateway's gRPC service, when on. */
   gatewayGrpc?: string;
+  /**
+   * Each process's Prometheus endpoint by name (`scheduler`, `node:<id>`, `gateway`), for a
+   * scrape config (docs/prometheus.yml) or a quick `curl`.
+   */
+  metrics?: Record<string, string>;
   supervisorPid: number;
   natsPid: number;
   startedAt: number;

@@ -69,6 +69,8 @@ export function startAutoscaling(o: AutoscalingOptions): Autoscaling {
       // Launched nodes get their own credential (derived here) and never the secret itself.
       const env: NodeJS.ProcessEnv = { ...process.env, SHOAL_LOG_PRETTY: 'false' };
       delete env.SHOAL_NATS_NODE_SECRET;
+      // `shoal up` gives the scheduler its metrics port this way: not the launched nodes' to take.
+      delete env.SHOAL_METRICS_PORT;
       provider = new LocalProvider({
         catalogue: o.catalogue,
         nc: o.nc,
