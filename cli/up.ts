@@ -100,6 +100,18 @@ function withMetricsPort(env: NodeJS.ProcessEnv, config: Config, offset: number)
   return { ...env, SHOAL_METRICS_PORT: String(base + offset) };
 }
 
+/**
+ * The endpoints as a Prometheus file-based service discovery file (`file_sd_configs`, see
+ * docs/prometheus.yml): one target group per process, labelled with its role and name.
+ */
+function writePrometheusTargets(dataDir: string, info: ClusterInfo): void {
+  const groups = Object.entries(info.metrics ?? {}).map(([name, url]) => {
+    const u = new URL(url);
+    return { targets: [u.host], labels: { role: name.split(':')[0]!, process: name, __metrics_path__: u.pathname } };
+  });
+  writeFileSync(resolve(dataDir, 'prometheus-targets.json'), JSON.stringify(groups, null, 2));
+}
+
 /** Records a child's `/metrics` URL (from its ready message) in cluster.json's `metrics`. */
 function recordMetrics(info: ClusterInfo, name: string, ready: Record<string, unknown>): void {
   if (typeof ready.metrics === 'string') (info.metrics ??= {})[name] = ready.metrics;
@@ -127,12 +139,15 @@ async function startChildren(sup: Supervisor, config: Config, env: (role: 'sched
     if (String(ready.url) !== info.gatewayUrl) out.note(`gateway now at ${String(ready.url)}`);
     info.gatewayUrl = String(ready.url);
     if (ready.grpc !== undefined) info.gatewayGrpc = String(ready.grpc);
+    (info.metrics ??= {}).gateway = `${info.gatewayUrl}/metrics`;
     writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
+    writePrometheusTargets(dataDir, info);
   });
   const gw = await gateway.ready;
   info.gatewayUrl = String(gw.url);
   // The gateway serves its metrics on its HTTP port.
   (info.metrics ??= {}).gateway = `${info.gatewayUrl}/metrics`;
+  writePrometheusTargets(dataDir, info);
   if (gw.grpc !== undefined) info.gatewayGrpc = String(gw.grpc);
   writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
 }
@@ -163,6 +178,7 @@ export async function up(config: Config): Promise<number> {
     await sup.stopAll(config.shutdownTimeoutMs);
     await nats?.stop(config.shutdownTimeoutMs);
     rmSync(clusterInfoPath(dataDir), { force: true });
+    rmSync(resolve(dataDir, 'prometheus-targets.json'), { force: true });
     out.note('all processes stopped');
   };
   let exiting = false;

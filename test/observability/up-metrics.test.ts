@@ -76,6 +76,10 @@ describe('shoal up: a metrics endpoint per process', () => {
       gateway: `${info.gatewayUrl}/metrics`,
     });
     expect(output).toMatch(new RegExp(`metrics .*http://127\\.0\\.0\\.1:${base}/metrics`));
+    // The same endpoints as a Prometheus file_sd target file (docs/prometheus.yml reads it).
+    const groups = JSON.parse(readFileSync(join(cwd, '.shoal', 'prometheus-targets.json'), 'utf8')) as { targets: string[]; labels: Record<string, string> }[];
+    expect(groups).toContainEqual({ targets: [`127.0.0.1:${base + 1}`], labels: { role: 'node', process: 'node:cpu-spot-1', __metrics_path__: '/metrics' } });
+    expect(groups.map((g) => g.labels.role).sort()).toEqual(['gateway', 'node', 'node', 'scheduler']);
   });
 
   it('each endpoint serves its own process\'s series', async () => {
