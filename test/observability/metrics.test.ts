@@ -4,9 +4,12 @@
  * real activity (a model deployed and inferred on, an actor left pending), each exposition
  * holds the named series with values that activity produced.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { Errors, Role, createLogger, loadConfig, processRegistry, serveMetrics, subjects } from '../../cluster/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
@@ -145,6 +148,23 @@ describe('metrics on every process (real scheduler and node processes, in-proces
     log.warn = ((o: unknown, msg?: string) => void warnings.push(`${JSON.stringify(o)} ${msg}`)) as typeof log.warn;
     expect(await serveMetrics({ registry: processRegistry('test'), host: '127.0.0.1', port, log })).toBeUndefined();
     expect(warnings.join('\n')).toMatch(/metrics are off/);
+  });
+
+  it('docs/grafana-dashboard.json charts only series these processes serve, and docs/prometheus.yml scrapes what shoal up writes', async () => {
+    const ROOT = join(import.meta.dirname, '..', '..');
+    const typed = new Set<string>();
+    for (const url of [nodeUrl, schedulerUrl, `${base}/metrics`]) for (const m of (await scrape(url)).matchAll(/^# TYPE (\S+) /gm)) typed.add(m[1]!);
+    const dash = JSON.parse(readFileSync(join(ROOT, 'docs', 'grafana-dashboard.json'), 'utf8')) as { title: string; uid: string; panels: { type: string; gridPos: object; targets?: { expr: string }[] }[] };
+    expect(dash).toMatchObject({ title: expect.any(String), uid: 'shoal-cluster' });
+    const exprs = dash.panels.flatMap((p) => (p.type === 'row' ? [] : (p.targets ?? []).map((t) => t.expr)));
+    expect(exprs.length).toBeGreaterThan(20);
+    const used = new Set(exprs.flatMap((e) => [...e.matchAll(/\bshoal_[a-z0-9_]+/g)].map((m) => m[0].replace(/_(bucket|sum|count)$/, ''))));
+    const missing = [...used].filter((n) => !typed.has(n));
+    expect(missing).toEqual([]);
+    // Every series this issue names is on the dashboard.
+    for (const n of ['shoal_node_actors', 'shoal_node_mailbox_depth', 'shoal_node_actor_restarts_total', 'shoal_node_batch_size', 'shoal_node_worker_pool_busy', 'shoal_node_kernel_step_seconds', 'shoal_node_heartbeat_lag_seconds', 'shoal_scheduler_placements_total', 'shoal_scheduler_placement_duration_seconds', 'shoal_scheduler_pending_actors', 'shoal_scheduler_autoscaler_decisions_total', 'shoal_scheduler_spot_notices_total', 'shoal_scheduler_leader_changes_total']) expect(used).toContain(n);
+    const prom = parseYaml(readFileSync(join(ROOT, 'docs', 'prometheus.yml'), 'utf8')) as { scrape_configs: { job_name: string; file_sd_configs?: { files: string[] }[] }[] };
+    expect(prom.scrape_configs[0]).toMatchObject({ job_name: 'shoal', file_sd_configs: [{ files: ['.shoal/prometheus-targets.json'] }] });
   });
 
   it('refuses a bad metrics or tracing setting at start, naming the field', () => {
