@@ -358,13 +358,15 @@ export class InferenceDispatcher {
   #publishSpan(subject: string, service: string, batch: Waiting[]): { span: Span; headers: MsgHdrs } | undefined {
     let parent: TraceContext | undefined;
     const links: SpanLink[] = [];
+    // Requests of one message share its receive span: link each other span once, never the parent.
+    const seen = new Set<string>();
     for (const w of batch) {
       if (!w.trace) continue;
+      const l = linkTo(w.trace);
+      if (!l || seen.has(l.context.spanId)) continue;
+      seen.add(l.context.spanId);
       if (!parent) parent = w.trace;
-      else {
-        const l = linkTo(w.trace);
-        if (l) links.push(l);
-      }
+      else links.push(l);
     }
     if (!parent) return undefined;
     const span = startSpan(`${subject} publish`, {

@@ -372,13 +372,15 @@ export class InferenceActor extends Actor<InferenceMsg> {
   #batchSpans(items: Prepared[], rows: number): { batch: Span; run: Span } | undefined {
     let parent: TraceContext | undefined;
     const links: SpanLink[] = [];
+    // Requests of one message share its receive span: link each other span once, never the parent.
+    const seen = new Set<string>();
     for (const it of items) {
       if (!it.trace) continue;
+      const l = linkTo(it.trace);
+      if (!l || seen.has(l.context.spanId)) continue;
+      seen.add(l.context.spanId);
       if (!parent) parent = it.trace;
-      else {
-        const l = linkTo(it.trace);
-        if (l) links.push(l);
-      }
+      else links.push(l);
     }
     if (!parent) return undefined;
     const attributes = { 'shoal.model': this.#args.model, 'shoal.model.version': this.#args.version, 'shoal.actor.id': this.ctx.actorId, 'shoal.batch.rows': rows, 'shoal.batch.requests': items.length };

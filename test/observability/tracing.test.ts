@@ -92,7 +92,7 @@ describe('distributed tracing (gateway in-process, real node processes)', () => 
     expect(http).toMatchObject({ kind: 'SERVER', service: 'shoal-gateway', parentSpanId: callerSpan });
     expect(http.attributes).toMatchObject({ 'http.response.status_code': 200, 'http.route': '/v2/models/:name/infer' });
 
-    const publish = one(/^shoal\.svc\..+ publish$/);
+    const publish = one('shoal.svc.model-tm-v1 publish');
     expect(publish).toMatchObject({ kind: 'PRODUCER', service: 'shoal-gateway', parentSpanId: http.spanId });
     expect(publish.attributes).toMatchObject({ 'messaging.system': 'nats', 'messaging.batch.message_count': 1 });
 
@@ -114,6 +114,47 @@ describe('distributed tracing (gateway in-process, real node processes)', () => 
       expect(child.status.code).not.toBe(2);
     }
     expect(run.endUs).toBeLessThanOrEqual(batch.endUs + 1);
+  });
+
+  it('concurrent requests each keep their trace: a shared message or batch is the child of one and links the others', async () => {
+    const ids = Array.from({ length: 8 }, (_, i) => hex(32, 40 + i));
+    const rs = await Promise.all(
+      ids.map((traceId, i) =>
+        fetch(`${base}/v2/models/tm/infer`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${hex(16, 60 + i)}-01` },
+          body: JSON.stringify({ inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1, 32, 20 + i) }] }),
+        }),
+      ),
+    );
+    for (const r of rs) expect(r.status).toBe(200);
+    const want = new Set(ids);
+    const https = await until(() => {
+      const h = gatewaySpans().filter((x) => x.kind === 'SERVER' && want.has(x.traceId));
+      return h.length === ids.length ? h : undefined;
+    }, 20_000, 'the eight server spans');
+    // Every request reaches a publish span: its own child, or a link from another request's.
+    const publishes = await until(() => {
+      const p = gatewaySpans().filter((x) => x.kind === 'PRODUCER' && want.has(x.traceId));
+      const reached = (h: SpanRecord) => p.some((x) => x.parentSpanId === h.spanId || x.links.some((l) => l.spanId === h.spanId && l.traceId === h.traceId));
+      return https.every(reached) ? p : undefined;
+    }, 20_000, 'every request reaching a publish span');
+    const links = publishes.reduce((n, x) => n + x.links.length, 0);
+    expect(publishes.length + links).toBe(ids.length);
+    for (const x of publishes) expect(x.attributes['messaging.batch.message_count']).toBe(1 + x.links.length);
+    // Every message was received and run; batch spans account for every message they served.
+    const runs = await until(() => {
+      const spans = nodeSpans().filter((x) => want.has(x.traceId));
+      const receives = spans.filter((x) => /receive infer-json$/.test(x.name));
+      return publishes.every((p) => receives.some((r) => r.parentSpanId === p.spanId)) ? spans : undefined;
+    }, 20_000, 'every message received');
+    const receives = runs.filter((x) => /receive infer-json$/.test(x.name));
+    const batches = await until(() => {
+      const b = nodeSpans().filter((x) => x.name === 'inference.batch' && want.has(x.traceId));
+      const covered = (r: SpanRecord) => b.some((x) => x.parentSpanId === r.spanId || x.links.some((l) => l.spanId === r.spanId));
+      return receives.every(covered) ? b : undefined;
+    }, 20_000, 'every message in a batch');
+    expect(batches.reduce((n, b) => n + Number(b.attributes['shoal.batch.requests']), 0)).toBe(ids.length);
   });
 
   it('a refused request ends its spans with the error (the gateway\'s span carries the code)', async () => {
