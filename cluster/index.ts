@@ -99,7 +99,6 @@ export {
   extractHttpTrace,
   linkTo,
   spanRecord,
-  JsonLinesSpanExporter,
   SpanKind,
   SpanStatusCode,
   otelContext,

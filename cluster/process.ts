@@ -73,7 +73,7 @@ export async function runProcess(spec: ProcessSpec): Promise<void> {
     fail(err, log);
   }
   log.info({ server: nc.getServer() }, 'connected to NATS');
-  const tracer = startTracing({
+  const tracer = await startTracing({
     service: `shoal-${spec.role}`,
     attributes: { 'shoal.role': spec.role, 'shoal.id': id },
     ...(config.tracing.endpoint ? { endpoint: config.tracing.endpoint } : {}),

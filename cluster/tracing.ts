@@ -11,14 +11,8 @@
  * `tracing.on` before it touches a header or makes a span object, and callers check it
  * before they capture a context.
  */
-import { appendFileSync } from 'node:fs';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace, type Attributes, type Context, type Link, type Span, type TextMapGetter, type TextMapSetter, type Tracer } from '@opentelemetry/api';
-import { ExportResultCode, hrTimeToMicroseconds, type ExportResult } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, ParentBasedSampler, SimpleSpanProcessor, TraceIdRatioBasedSampler, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
-import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import { SHOAL_VERSION } from './version.ts';
 
@@ -27,7 +21,7 @@ export { SpanKind, SpanStatusCode, context as otelContext, trace as otelTrace, R
 /** `tracing.on`: whether this process records spans. Read it before any tracing work on a hot path. */
 export const tracing = { on: false };
 let tracer: Tracer | undefined;
-let provider: NodeTracerProvider | undefined;
+let provider: { shutdown(): Promise<void> } | undefined;
 
 export interface TracingOptions {
   /** `service.name` of this process's spans: `shoal-gateway`, `shoal-node`, `shoal-scheduler`. */
@@ -45,26 +39,18 @@ export interface TracingOptions {
 }
 
 /**
- * Starts recording spans in this process when there is somewhere to send them; returns the
- * shutdown (flushes what is buffered). Without an endpoint, file or exporter it does nothing.
+ * Starts recording spans in this process when there is somewhere to send them; resolves with
+ * the shutdown (flushes what is buffered). Without an endpoint, file or exporter it does
+ * nothing — and never loads the OpenTelemetry SDK (a few hundred ms of imports), only the API.
  */
-export function startTracing(o: TracingOptions): { shutdown(): Promise<void> } {
-  const processors: SpanProcessor[] = [];
-  if (o.endpoint) processors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: o.endpoint }), { scheduledDelayMillis: 1000 }));
-  if (o.file) processors.push(new SimpleSpanProcessor(new JsonLinesSpanExporter(o.file)));
-  for (const e of o.exporters ?? []) processors.push(new SimpleSpanProcessor(e));
-  if (processors.length === 0) return { shutdown: async () => undefined };
+export async function startTracing(o: TracingOptions): Promise<{ shutdown(): Promise<void> }> {
+  if (!o.endpoint && !o.file && !o.exporters?.length) return { shutdown: async () => undefined };
   if (provider) throw new Error('tracing already started in this process');
-  provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: o.service, [ATTR_SERVICE_VERSION]: SHOAL_VERSION, ...o.attributes }),
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(o.sampleRatio ?? 1) }),
-    spanProcessors: processors,
-  });
-  // The AsyncLocalStorage context manager and the W3C trace-context propagator.
-  provider.register();
-  tracer = provider.getTracer('shoal', SHOAL_VERSION);
+  const { createProvider } = await import('./tracing-sdk.ts');
+  const p = await createProvider(o);
+  provider = p;
+  tracer = trace.getTracer('shoal', SHOAL_VERSION);
   tracing.on = true;
-  const p = provider;
   return {
     shutdown: async () => {
       tracing.on = false;
@@ -158,26 +144,6 @@ export function linkTo(ctx: Context): Link | undefined {
   return sc ? { context: sc } : undefined;
 }
 
-/**
- * Appends each finished span as one JSON object per line: ids, parent, name, kind, times (µs),
- * status, attributes, links and the process's service name — what a test or a quick `jq` needs.
- */
-export class JsonLinesSpanExporter implements SpanExporter {
-  constructor(private readonly file: string) {}
-
-  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
-    try {
-      const lines = spans.map((s) => JSON.stringify(spanRecord(s))).join('\n');
-      appendFileSync(this.file, `${lines}\n`);
-      done({ code: ExportResultCode.SUCCESS });
-    } catch (err) {
-      done({ code: ExportResultCode.FAILED, error: err as Error });
-    }
-  }
-
-  async shutdown(): Promise<void> {}
-}
-
 /** A finished span as a plain object (the JSON-lines exporter's line). */
 export interface SpanRecord {
   traceId: string;
@@ -193,6 +159,9 @@ export interface SpanRecord {
   links: { traceId: string; spanId: string }[];
 }
 
+const micros = (t: [number, number]) => Math.round(t[0] * 1e6 + t[1] / 1e3);
+
+/** A finished span as the JSON-lines exporter writes it. */
 export function spanRecord(s: ReadableSpan): SpanRecord {
   const sc = s.spanContext();
   return {
@@ -201,9 +170,9 @@ export function spanRecord(s: ReadableSpan): SpanRecord {
     parentSpanId: s.parentSpanContext?.spanId,
     name: s.name,
     kind: SpanKind[s.kind] ?? String(s.kind),
-    service: String(s.resource.attributes[ATTR_SERVICE_NAME] ?? ''),
-    startUs: hrTimeToMicroseconds(s.startTime),
-    endUs: hrTimeToMicroseconds(s.endTime),
+    service: String(s.resource.attributes['service.name'] ?? ''),
+    startUs: micros(s.startTime),
+    endUs: micros(s.endTime),
     status: s.status.message ? { code: s.status.code, message: s.status.message } : { code: s.status.code },
     attributes: s.attributes,
     links: s.links.map((l) => ({ traceId: l.context.traceId, spanId: l.context.spanId })),

@@ -37,7 +37,7 @@ describe('OTLP/HTTP export', () => {
   });
 
   it('posts the process\'s spans to the endpoint, with its service name and the parent links', async () => {
-    const t = startTracing({ service: 'shoal-test-process', attributes: { 'shoal.id': 'otlp-1' }, endpoint: url, sampleRatio: 1 });
+    const t = await startTracing({ service: 'shoal-test-process', attributes: { 'shoal.id': 'otlp-1' }, endpoint: url, sampleRatio: 1 });
     expect(tracing.on).toBe(true);
     await inSpan('outer-work', { kind: SpanKind.SERVER }, async () => {
       await inSpan('inner-work', {}, async () => undefined);
@@ -59,7 +59,7 @@ describe('OTLP/HTTP export', () => {
 
   it('samples new traces by tracing.sampleRatio: 0 records none and sends nothing', async () => {
     const before = posted.length;
-    const t = startTracing({ service: 'shoal-test-process', endpoint: url, sampleRatio: 0 });
+    const t = await startTracing({ service: 'shoal-test-process', endpoint: url, sampleRatio: 0 });
     for (let i = 0; i < 20; i++) await inSpan('dropped', {}, async () => undefined);
     await t.shutdown();
     expect(posted.length).toBe(before);

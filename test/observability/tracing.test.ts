@@ -43,7 +43,7 @@ describe('distributed tracing (gateway in-process, real node processes)', () => 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'shoal-traces-'));
     // Before the gateway is built: its request hooks are installed only when tracing is on.
-    stopTracing = startTracing({ service: 'shoal-gateway', exporters: [memory] }).shutdown;
+    stopTracing = (await startTracing({ service: 'shoal-gateway', exporters: [memory] })).shutdown;
     c = await startCluster({
       args: ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--actors.modules', '["shoal:ml/serving/actors.ts", "shoal:ml/training/actors.ts"]'],
       nodes: [
