@@ -153,6 +153,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
         intraOpThreads,
         onExit: (err) => {
           this.#broken = err;
+          // This instance is done (its supervisor starts a new one): stop reporting its queue.
+          this.#metrics?.remove();
           this.ctx.log.error({ model, version, err: err.message }, 'a session worker died; the replica restarts');
           // A crashed actor is not stopped (no onStop): end the other sessions' workers now.
           void this.#pool?.close().catch(() => undefined);
