@@ -153,13 +153,13 @@ export class TrainingJob extends Actor<JobMsg> {
     try {
       plan = await this.#plan();
       if (!plan) return;
-      await this.#startWorkers(plan, plan.spec.spotOk);
-      const run = await this.#resume(plan);
       const p = plan;
-      // One trace per training run when tracing: the job's span, a span per step, and — through
+      // One trace per training run when tracing: the job's span; the workers' placement (the
+      // spawn request to the scheduler, its spawns on the nodes); a span per step and — through
       // the `traceparent` on every ask — each worker's gradient under its step.
-      const attributes = { 'shoal.job.id': this.#jobId, 'shoal.job.steps': this.#steps, 'shoal.job.workers': plan.workers.length, 'shoal.job.first_step': run.s.step + 1 };
-      await inSpan('training.job', { kind: SpanKind.INTERNAL, parent: ROOT_CONTEXT, attributes }, async () => {
+      await inSpan('training.job', { kind: SpanKind.INTERNAL, parent: ROOT_CONTEXT, attributes: { 'shoal.job.id': this.#jobId, 'shoal.job.steps': this.#steps, 'shoal.job.workers': p.workers.length } }, async () => {
+        await this.#startWorkers(p, p.spec.spotOk);
+        const run = await this.#resume(p);
         if (await this.#train(p, run)) await this.#succeed(p, run);
       });
     } catch (err) {

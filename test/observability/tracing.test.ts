@@ -31,9 +31,9 @@ describe('distributed tracing (gateway in-process, real node processes)', () => 
   let dir = '';
   const memory = new InMemorySpanExporter();
   let stopTracing: (() => Promise<void>) | undefined;
-  const files = () => ['trace-a', 'trace-b'].map((n) => join(dir, `${n}.jsonl`));
+  const files = () => ['trace-a', 'trace-b', 'scheduler'].map((n) => join(dir, `${n}.jsonl`));
 
-  /** Every span the node processes wrote so far. */
+  /** Every span the node and scheduler processes wrote so far. */
   const nodeSpans = (): SpanRecord[] =>
     files()
       .filter((f) => existsSync(f))
@@ -46,6 +46,7 @@ describe('distributed tracing (gateway in-process, real node processes)', () => 
     stopTracing = (await startTracing({ service: 'shoal-gateway', exporters: [memory] })).shutdown;
     c = await startCluster({
       args: ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--actors.modules', '["shoal:ml/serving/actors.ts", "shoal:ml/training/actors.ts"]'],
+      schedulerArgs: ['--tracing.file', files()[2]!],
       nodes: [
         { id: 'trace-a', profile: 'cpu-ondemand', args: ['--tracing.file', files()[0]!] },
         { id: 'trace-b', profile: 'cpu-ondemand', args: ['--tracing.file', files()[1]!] },
@@ -185,7 +186,7 @@ describe('distributed tracing (gateway in-process, real node processes)', () => 
     await until(() => nodeSpans().find((x) => x.traceId === http.traceId && x.name === 'onnxruntime.run'), 20_000, 'the run in the new trace');
   });
 
-  it('a training job is one trace: the job span, a span per step, and every worker\'s gradient under its step', async () => {
+  it('a training job is one trace: the job span, its workers\' placement through the scheduler, a span per step, and every worker\'s gradient under its step', async () => {
     await c.control.registerDataset('trace-fraud', generateFraud({ rows: 3000, seed: 4 }), { splitSeed: 1 });
     const jobs = await JobClient.open(c.client);
     const steps = 4;
@@ -200,6 +201,13 @@ describe('distributed tracing (gateway in-process, real node processes)', () => 
     const job = await until(() => nodeSpans().find((x) => x.name === 'training.job' && x.attributes['shoal.job.id'] === 'job-traced'), 20_000, 'the job span');
     expect(job.parentSpanId).toBeUndefined();
     const inTrace = nodeSpans().filter((x) => x.traceId === job.traceId);
+    // The workers' placement joins the trace: the coordinator's spawn request, handled by the
+    // scheduler, which has each worker's node start it.
+    const placement = inTrace.find((x) => x.name === 'shoal.sched.actors spawn')!;
+    expect(placement).toMatchObject({ kind: 'SERVER', service: 'shoal-scheduler', parentSpanId: job.spanId });
+    const spawns = inTrace.filter((x) => /^shoal\.node\.trace-[ab]\.ctl spawn$/.test(x.name));
+    expect(spawns.length).toBeGreaterThanOrEqual(2);
+    for (const sp of spawns) expect(sp).toMatchObject({ service: 'shoal-node', parentSpanId: placement.spanId });
     const stepSpans = inTrace.filter((x) => x.name === 'training.step').sort((a, b) => a.startUs - b.startUs);
     expect(stepSpans.map((x) => x.attributes['shoal.job.step'])).toEqual([1, 2, 3, 4]);
     for (const step of stepSpans) {
