@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { Errors, Role, createLogger, loadConfig, processRegistry, serveMetrics, subjects } from '../../cluster/index.ts';
+import { Errors, Role, createLogger, loadConfig, processRegistry, request, serveMetrics, subjects } from '../../cluster/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
@@ -184,5 +184,16 @@ describe('metrics on every process (real scheduler and node processes, in-proces
     expect(bad(['--tracing.sampleRatio', '2']).message).toContain('tracing.sampleRatio');
     // OpenTelemetry's own variable sets the endpoint too.
     expect(loadConfig({ argv: [], env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces' }, cwd: '/' }).tracing.endpoint).toBe('http://127.0.0.1:4318/v1/traces');
+  });
+
+  // Last: the node drains and leaves.
+  it('counts a spot preemption notice by pool; a notice for an unknown node is refused and not counted', async () => {
+    const nodes = subjects().scheduler('nodes');
+    const unknown = await request(c.client, nodes, { type: 'preempt', nodeId: 'no-such-node' }).catch((e: unknown) => e);
+    expect(unknown).toMatchObject({ code: 'SHOAL_ERR_UNKNOWN_NODE' });
+    await request(c.client, nodes, { type: 'preempt', nodeId: 'metrics-a', noticeMs: 5000 });
+    const text = await scrape(schedulerUrl);
+    expect(value(text, 'shoal_scheduler_spot_notices_total{pool="cpu-ondemand"}')).toBe(1);
+    expect(text).not.toContain('shoal_scheduler_spot_notices_total{pool="unknown"}');
   });
 });
