@@ -4,8 +4,9 @@
  *   shoal features apply VIEW.json [--snapshot rows.json]   apply a view definition; with a snapshot (a JSON array of
  *                                                           rows, or one JSON object a line) its transformations are fitted
  *   shoal features list
- *   shoal features show NAME [--version N]
- *   shoal features get VIEW key=value… [--version N]        one entity's online values (TTL applied) and its vector
+ *   shoal features show NAME [--version N]               an aggregate view also shows its windows and its actor's progress
+ *   shoal features get VIEW key=value… [--version N]        one entity's online values (TTL applied; an aggregate view's
+ *                                                           windows as of now) and its vector
  *   shoal features push VIEW EVENT.json                     one event, or a JSON array of events, pushed in order
  *   shoal features materialize VIEW                         compact the view's offline log to a Parquet file
  *   shoal features build-dataset --views a,b@2 (--labels L.jsonl | --label-view V --label F [--since T] [--until T]) [--name NAME]
@@ -16,13 +17,41 @@
  * apply, push, materialize and build-dataset are requests to the features service in the scheduler.
  */
 import { readFileSync } from 'node:fs';
-import { Errors, parseFlags, subjects, type Config, type NatsConnection } from '../cluster/index.ts';
-import { FeatureClient, type FeatureEvent, type LabelRow, type LabelsFromView, type RawValue } from '../ml/index.ts';
+import { ActorClient, Errors, parseFlags, subjects, type Config, type NatsConnection } from '../cluster/index.ts';
+import { FeatureClient, aggregatorId, resolveAggregate, type AggregatorStatus, type FeatureEvent, type LabelRow, type LabelsFromView, type PushResult, type RawValue } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
 export const FEATURES_FLAGS = ['snapshot', 'version', 'json', 'views', 'labels', 'label-view', 'label', 'since', 'until', 'name'] as const;
 
 const USAGE = 'usage: shoal features <apply VIEW.json [--snapshot rows.json] | list | show NAME | get VIEW key=value… | push VIEW EVENT.json | materialize VIEW | build-dataset --views a,b (--labels L.jsonl | --label-view V --label F [--since T] [--until T]) [--name N]> [--json]  (see README "Feature store")';
+
+/**
+ * Pushes many events with up to `window` requests in flight, keeping each entity's events in
+ * file order (a later event for the same entity — a correction — is sent after the earlier one
+ * is acknowledged). Results come back in input order; the first failure stops the rest.
+ */
+async function pushAll(events: readonly FeatureEvent[], push: (ev: FeatureEvent) => Promise<PushResult>, window = 64): Promise<PushResult[]> {
+  const results: PushResult[] = new Array(events.length);
+  const lastOfEntity = new Map<string, Promise<unknown>>();
+  const inFlight = new Set<Promise<unknown>>();
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i]!;
+    const key = JSON.stringify(ev?.entity ?? null);
+    const before = lastOfEntity.get(key) ?? Promise.resolve();
+    const p = before.then(async () => {
+      results[i] = await push(ev);
+    });
+    lastOfEntity.set(key, p);
+    inFlight.add(p);
+    void p.then(
+      () => inFlight.delete(p),
+      () => undefined,
+    );
+    if (inFlight.size >= window) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  return results;
+}
 
 function readJson(file: string, what: string): unknown {
   let text: string;
@@ -88,13 +117,34 @@ export async function runFeatures(argv: string[], nc: NatsConnection, prefix: st
     case 'show': {
       const v = await fc.show(need(0, 'NAME'), version);
       const d = v.definition;
+      // An aggregate view: its windows, and where its actor is and how far it has applied the source's events.
+      let aggregate: { source: string; windows: string[]; tileSeconds: number; actorId: string; status: AggregatorStatus | null; error?: string } | undefined;
+      if (d.source.type === 'aggregate') {
+        const agg = resolveAggregate(d);
+        const actorId = aggregatorId(agg);
+        let status: AggregatorStatus | null = null;
+        let error: string | undefined;
+        try {
+          status = await new ActorClient(nc, subjects(prefix)).ref(actorId).ask<AggregatorStatus>({ type: 'status' }, { timeoutMs: 3000 });
+        } catch (err) {
+          error = (err as Error).message;
+        }
+        aggregate = { source: agg.source, windows: agg.windows.map((w) => w.label), tileSeconds: agg.tileMs / 1000, actorId, status, ...(error ? { error } : {}) };
+      }
       const lines = [
         `${v.name} v${v.version}  digest ${v.digest.slice(0, 12)}  created ${v.createdAt}`,
         `entity: ${d.entity.join(', ')}  source: ${d.source.type}  ttl: ${d.ttlSeconds} s`,
+        ...(aggregate
+          ? [
+              `aggregate of ${aggregate.source}: windows ${aggregate.windows.join(', ')} (tile ${aggregate.tileSeconds} s); actor ${aggregate.actorId} ${
+                aggregate.status ? `on ${aggregate.status.nodeId}, applied through seq ${aggregate.status.through}${aggregate.status.failed ? ` (failed: ${aggregate.status.failed})` : ''}` : `not reachable (${aggregate.error})`
+              }`,
+            ]
+          : []),
         ...d.features.map((f) => `  ${f.name} (${f.type})${f.transforms?.length ? `  ${f.transforms.map((t) => t.op).join(' → ')}` : ''}`),
         v.fitted ? `vector: ${v.fitted.width} columns: ${v.fitted.columns.join(', ')}` : 'not fitted',
       ];
-      print(v, lines.join('\n'));
+      print(aggregate ? { ...v, aggregate } : v, lines.join('\n'));
       return 0;
     }
     case 'get': {
@@ -112,7 +162,8 @@ export async function runFeatures(argv: string[], nc: NatsConnection, prefix: st
       const out = { ...row!, vector };
       print(
         out,
-        !row!.found
+        // An aggregate view always has values (no events: counts of 0).
+        !row!.found && Object.keys(row!.values).length === 0
           ? `no values for ${JSON.stringify(entity)} (every feature reads as missing)${vector ? `\nvector: [${vector.join(', ')}]` : ''}`
           : [
               ...Object.entries(row!.values).map(([k, val]) => `  ${k} = ${JSON.stringify(val)}  (at ${new Date(row!.eventTimes[k]!).toISOString()})`),
@@ -126,9 +177,13 @@ export async function runFeatures(argv: string[], nc: NatsConnection, prefix: st
       const view = need(0, 'VIEW');
       const body = readJson(need(1, 'EVENT.json'), 'event');
       const events = (Array.isArray(body) ? body : [body]) as FeatureEvent[];
-      const results = [];
-      for (const ev of events) results.push(await fc.push(view, ev));
-      print(results.length === 1 ? results[0] : results, results.map((r) => `${r.eventId}: seq ${r.seq}${r.duplicate ? ' (duplicate: already applied)' : `, applied ${r.applied.join(', ') || 'nothing (older than stored values)'}`}`).join('\n'));
+      const results = await pushAll(events, (ev) => fc.push(view, ev));
+      const line = (r: PushResult) => `${r.eventId}: seq ${r.seq}${r.duplicate ? ' (duplicate: already applied)' : `, applied ${r.applied.join(', ') || 'nothing (older than stored values)'}`}`;
+      const dups = results.filter((r) => r.duplicate).length;
+      print(
+        results.length === 1 ? results[0] : results,
+        results.length <= 20 ? results.map(line).join('\n') : `${view}: pushed ${results.length} events (seq ${Math.min(...results.map((r) => r.seq))}-${Math.max(...results.map((r) => r.seq))}), ${dups} duplicates`,
+      );
       return 0;
     }
     case 'materialize': {

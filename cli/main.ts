@@ -21,7 +21,7 @@ commands:
   models    model registry and serving: register, list, show, alias, rollback, deploy, canary, promote, abort
   datasets  generate fraud [--rows N --seed S --drift D] | import <file.csv> --name N --label COL … | show <ref>
   features  feature store: apply VIEW.json [--snapshot rows.json] | list | show NAME | get VIEW key=value… | push VIEW EVENT.json
-            | materialize VIEW | build-dataset --views a,b@N --labels L.jsonl [--name N]
+            | materialize VIEW | build-dataset --views a,b@N (--labels L.jsonl | --label-view V --label F) [--name N]
   submit    submit a training job (job.json) and follow it with a progress bar   [--id ID] [--no-wait]
   jobs      show a job's state and metrics   <jobId>
   cancel    cancel a job   <jobId>

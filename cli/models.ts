@@ -14,6 +14,7 @@
  *   shoal models rollback NAME [--alias production] move an alias back to its previous version
  *   shoal models deploy NAME [--version N|ALIAS] [--replicas 2] [--max-batch 32] [--max-delay-ms 0] [--max-queue-rows 4096] [--autoscale MIN:MAX[:TARGET]]
  *                       [--instances 1] [--intra-op-threads 1] [--warmup sample|synthetic|off] [--batching false] [--batch-axes '{"h":1}']
+ *                       [--monitoring '{"sampleRate":0.1,"logExclude":["ssn"],"labelType":"number"}']
  *   shoal models canary NAME --version N [--weight 0.1] [--replicas 1] [--sticky]
  *   shoal models weight NAME WEIGHT                 change the canary's traffic share
  *   shoal models promote NAME                       canary → stable (and the production alias)
@@ -58,6 +59,7 @@ export const MODELS_FLAGS = [
   'batch-axes',
   'autoscale',
   'max-queue-rows',
+  'monitoring',
 ] as const;
 
 const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status> …  (see README "Inference serving")`;
@@ -354,6 +356,8 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
         ...(flags.has('batch-axes') ? { batchAxes: batchAxesFlag(flags.get('batch-axes')!) } : {}),
         ...(flags.has('max-queue-rows') ? { maxQueueRows: num(flags.get('max-queue-rows'), 'max-queue-rows')! } : {}),
         ...(flags.has('autoscale') ? { autoscale: autoscaleFlag(flags.get('autoscale')!) } : {}),
+        // The prediction log and feedback (ml/monitoring): the registry service checks the fields.
+        ...(flags.has('monitoring') ? { monitoring: json(flags.get('monitoring'), 'monitoring') as TrackOptions['monitoring'] } : {}),
       }),
     });
   } finally {

@@ -7,17 +7,15 @@ import { resolve } from 'node:path';
 import {
   Errors,
   Role,
+  clusterStatus,
   connectAs,
-  discover,
   readClusterInfo,
   readCredentials,
-  request,
   natsCredential,
   subjects,
   type Config,
   type NatsConnection,
-  type ProcessInfo,
-  type SchedulerStatus,
+  type StatusReport,
 } from '../cluster/index.ts';
 
 export async function connectClient(config: Config): Promise<NatsConnection> {
@@ -33,18 +31,10 @@ export async function connectClient(config: Config): Promise<NatsConnection> {
   return connectAs({ servers: info.natsUrl, role: Role.CLIENT, credential: creds.client, reconnect: false });
 }
 
-export interface StatusReport {
-  processes: ProcessInfo[];
-  scheduler: SchedulerStatus | { error: string };
-}
+export type { StatusReport };
 
 export async function collectStatus(nc: NatsConnection, config: Config, waitMs = 500): Promise<StatusReport> {
-  const s = subjects(config.subjectPrefix);
-  const [processes, scheduler] = await Promise.all([
-    discover(nc, s, waitMs),
-    request<SchedulerStatus>(nc, s.scheduler('status'), { type: 'status' }, { timeoutMs: 2000 }).catch((err: unknown) => ({ error: (err as Error).message })),
-  ]);
-  return { processes, scheduler };
+  return clusterStatus(nc, subjects(config.subjectPrefix), waitMs);
 }
 
 const ago = (ms: number) => (ms < 1000 ? `${ms}ms` : ms < 120_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 60_000)}m`);

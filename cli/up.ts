@@ -16,11 +16,14 @@ import {
   generateCredentials,
   nodeCredential,
   readClusterInfo,
+  reachableServers,
+  startNatsCluster,
   startNatsServer,
   type Child,
   type ClusterInfo,
   type Config,
   type Credentials,
+  type NatsClusterHandle,
   type NatsServerHandle,
 } from '../cluster/index.ts';
 import { autoscalerNodeIds, withoutFlag } from '../scheduler/index.ts';
@@ -64,11 +67,13 @@ async function handleStale(dataDir: string, out: Out): Promise<void> {
   if (info.supervisorPid !== process.pid && pidAlive(info.supervisorPid) && /shoal/.test(cmdline(info.supervisorPid))) {
     throw Errors.USAGE(`a cluster is already running from ${dataDir} (pid ${info.supervisorPid}); stop it first, or use another --dataDir`);
   }
-  const conf = resolve(dataDir, 'nats-server.conf');
-  if (pidAlive(info.natsPid) && cmdline(info.natsPid).includes(conf)) {
-    out.note(`stopping nats-server pid ${info.natsPid} left behind by an earlier run`);
-    process.kill(info.natsPid, 'SIGTERM');
-    for (let i = 0; i < 50 && pidAlive(info.natsPid); i++) await new Promise((r) => setTimeout(r, 100));
+  // A lone server's config is <dataDir>/nats-server.conf; a cluster's are <dataDir>/nats-<i>/nats-server.conf.
+  const left = [{ pid: info.natsPid, conf: resolve(dataDir, 'nats-server.conf') }, ...(info.natsServers ?? []).map((s, i) => ({ pid: s.pid, conf: resolve(dataDir, `nats-${i + 1}`, 'nats-server.conf') }))];
+  for (const { pid, conf } of left) {
+    if (!pid || !pidAlive(pid) || !cmdline(pid).includes(conf)) continue;
+    out.note(`stopping nats-server pid ${pid} left behind by an earlier run`);
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 50 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
   }
   rmSync(clusterInfoPath(dataDir), { force: true });
 }
@@ -169,6 +174,7 @@ export async function up(config: Config): Promise<number> {
   const profileNodeIds = config.nodes.flatMap((p) => Array.from({ length: p.replicas }, (_, i) => `${p.name}-${i + 1}`));
 
   let nats: NatsServerHandle | undefined;
+  let natsCluster: NatsClusterHandle | undefined;
   // The children load the same config from the same flags — all but the node secret, which
   // only the scheduler gets (in its environment: it derives launched nodes' credentials).
   const sup = new Supervisor({ out, args: withoutFlag(process.argv.slice(3), 'nats.nodeSecret') });
@@ -177,6 +183,7 @@ export async function up(config: Config): Promise<number> {
     out.note(`stopping (${reason})…`);
     await sup.stopAll(config.shutdownTimeoutMs);
     await nats?.stop(config.shutdownTimeoutMs);
+    await natsCluster?.stop(config.shutdownTimeoutMs);
     rmSync(clusterInfoPath(dataDir), { force: true });
     rmSync(resolve(dataDir, 'prometheus-targets.json'), { force: true });
     out.note('all processes stopped');
@@ -193,9 +200,66 @@ export async function up(config: Config): Promise<number> {
 
   try {
     let natsUrl: string;
+    const info: ClusterInfo = { natsUrl: '', supervisorPid: process.pid, natsPid: 0, startedAt: Date.now() };
+    const saveInfo = () => writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
+    if (!config.nats.servers && config.nats.replicas !== undefined && config.nats.replicas > config.nats.cluster) {
+      throw Errors.BAD_CONFIG('nats.replicas', `${config.nats.replicas} replicas need at least ${config.nats.replicas} servers; nats.cluster is ${config.nats.cluster}`);
+    }
     if (config.nats.servers) {
+      // Every URL goes to the processes (clients reconnect to a server that comes back); the ones not answering now are named.
+      const { reachable, unreachable } = await reachableServers(config.nats.servers);
       natsUrl = config.nats.servers;
-      out.note(`using NATS at ${natsUrl} (not starting one)`);
+      for (const u of unreachable) out.error(`NATS server ${u.url} is not reachable (${u.why}); starting with ${reachable.join(', ')}`);
+      out.note(`using NATS at ${reachable.join(', ')} (not starting one)`);
+    } else if (config.nats.cluster > 1) {
+      natsCluster = await startNatsCluster({
+        dir: dataDir,
+        size: config.nats.cluster,
+        host: config.nats.host,
+        port: config.nats.port,
+        credentials,
+        nodeIds: [...profileNodeIds, ...autoscalerNodeIds(config)],
+        prefix: config.subjectPrefix,
+        ...(config.nats.serverBin ? { bin: config.nats.serverBin } : {}),
+      });
+      const cluster = natsCluster;
+      natsUrl = cluster.url;
+      info.natsServers = cluster.names.map((name, i) => ({ name, url: cluster.urls[i]!, pid: cluster.server(i)!.pid }));
+      for (const s of info.natsServers) out.note(`nats-server ${s.name} pid ${s.pid} listening on ${s.url} (JetStream store ${resolve(dataDir, `nats-${cluster.names.indexOf(s.name) + 1}`, 'jetstream')})`);
+      out.note(`NATS cluster of ${cluster.names.length} (routes on ${config.nats.host}, authorization on, streams with ${config.nats.replicas ?? Math.min(3, cluster.names.length)} replicas)`);
+      // One server down: the others keep the cluster (and JetStream's quorum); bring it back on its own store, with a back-off.
+      const watch = (i: number, h: NatsServerHandle) => {
+        const startedAt = Date.now();
+        h.process.once('exit', (code, sig) => {
+          if (exiting) return;
+          if (Date.now() - startedAt > 60_000) backoff[i] = 1000;
+          const wait = backoff[i]!;
+          backoff[i] = Math.min(30_000, wait * 2);
+          const running = cluster.names.filter((_, j) => cluster.server(j)).length;
+          out.error(`nats-server ${cluster.names[i]} (pid ${h.pid}) exited unexpectedly (${sig ?? `code ${code}`}); the cluster keeps running on the other ${running}; restarting it in ${wait / 1000} s`);
+          const again = () => {
+            if (exiting) return;
+            cluster.restart(i).then(
+              (next) => {
+                if (exiting) return void next.stop(config.shutdownTimeoutMs);
+                info.natsServers![i]!.pid = next.pid;
+                saveInfo();
+                out.note(`nats-server ${cluster.names[i]} restarted (pid ${next.pid}) on ${cluster.urls[i]}, same store`);
+                watch(i, next);
+              },
+              (err: Error) => {
+                const retry = backoff[i]!;
+                backoff[i] = Math.min(30_000, retry * 2);
+                out.error(`nats-server ${cluster.names[i]} did not start again (${err.message}); retrying in ${retry / 1000} s`);
+                setTimeout(again, retry).unref();
+              },
+            );
+          };
+          setTimeout(again, wait).unref();
+        });
+      };
+      const backoff = cluster.names.map(() => 1000);
+      cluster.names.forEach((_, i) => watch(i, cluster.server(i)!));
     } else {
       nats = await startNatsServer({
         dir: dataDir,
@@ -204,6 +268,9 @@ export async function up(config: Config): Promise<number> {
         credentials,
         nodeIds: [...profileNodeIds, ...autoscalerNodeIds(config)],
         prefix: config.subjectPrefix,
+        // Out of the terminal's process group: Ctrl-C reaches this supervisor, which stops the
+        // gateway, the nodes and the scheduler first and the server last.
+        ownGroup: true,
         ...(config.nats.serverBin ? { bin: config.nats.serverBin } : {}),
       });
       natsUrl = nats.url;
@@ -216,13 +283,15 @@ export async function up(config: Config): Promise<number> {
       });
     }
 
-    const info: ClusterInfo = { natsUrl, supervisorPid: process.pid, natsPid: nats?.pid ?? 0, startedAt: Date.now() };
-    writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
+    info.natsUrl = natsUrl;
+    info.natsPid = nats?.pid ?? 0;
+    saveInfo();
     await startChildren(sup, config, (role, nodeId) => childEnv(role, natsUrl, dataDir, credentials, nodeId), info, dataDir, out);
 
     out.banner([
       `Shoal is up.`,
       `  gateway   ${info.gatewayUrl}   (try: curl ${info.gatewayUrl}/v2/health/ready)`,
+      `  dashboard ${info.gatewayUrl}/ui   (in a browser${config.gateway.apiKeys.length > 0 ? '; sign in with a key that has admin: true' : ''})`,
       ...(info.gatewayGrpc ? [`  gRPC      ${info.gatewayGrpc}   (KServe v2 inference.GRPCInferenceService, proto: gateway/grpc/grpc_predict_v2.proto)`] : []),
       `  NATS      ${natsUrl}   (credentials: ${credentialsPath(dataDir)})`,
       ...(info.metrics ? [`  metrics   ${Object.values(info.metrics).join('  ')}   (Prometheus; scrape config: docs/prometheus.yml)`] : []),

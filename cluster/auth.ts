@@ -81,6 +81,17 @@ export interface ServerConfigOptions {
   /** Monitoring port (0 = off). */
   httpPort?: number;
   serverName?: string;
+  /** Routes to the other servers of a cluster (`nats-cluster.ts`); absent: a lone server. */
+  cluster?: ClusterRoutes;
+}
+
+/** A server's part in a cluster: its route listener, the route credential and every route URL (its own included; the server skips itself). */
+export interface ClusterRoutes {
+  name: string;
+  host: string;
+  port: number;
+  credential: Credential;
+  routes: readonly string[];
 }
 
 /** nats-server config text (the server's own format: JSON-like with `=`). */
@@ -97,6 +108,7 @@ export function serverConfig(opts: ServerConfigOptions): string {
     `port: ${opts.port}`,
     opts.httpPort ? `http_port: ${opts.httpPort}` : '',
     `jetstream { store_dir: ${q(opts.storeDir)} }`,
+    opts.cluster ? clusterBlock(opts.cluster) : '',
     `max_payload: 8MB`,
     `authorization {`,
     `  users = [`,
@@ -107,4 +119,18 @@ export function serverConfig(opts: ServerConfigOptions): string {
   ]
     .filter((l) => l !== '')
     .join('\n');
+}
+
+/** The `cluster { ... }` block: routes authenticate with their own user, never a client's. */
+function clusterBlock(c: ClusterRoutes): string {
+  const routeUrl = (r: string) => r.replace(/^nats-route:\/\//, `nats-route://${encodeURIComponent(c.credential.user)}:${encodeURIComponent(c.credential.pass)}@`);
+  return [
+    `cluster {`,
+    `  name: ${q(c.name)}`,
+    `  host: ${q(c.host)}`,
+    `  port: ${c.port}`,
+    `  authorization { user: ${q(c.credential.user)}, password: ${q(c.credential.pass)}, timeout: 2 }`,
+    `  routes = ${list(c.routes.map(routeUrl))}`,
+    `}`,
+  ].join('\n');
 }

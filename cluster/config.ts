@@ -54,8 +54,18 @@ export const ConfigSchema = Type.Object(
         host: Type.String({ minLength: 1, default: '127.0.0.1' }),
         /** Client port of the embedded server (0 = pick a free one). @default 4222 */
         port: Port(4222, 'client port of the embedded nats-server'),
-        /** Connect to these servers instead of starting one (comma-separated URLs). */
+        /** Connect to these servers instead of starting one (comma-separated URLs; several = an existing cluster). */
         servers: Type.Optional(Type.String({ minLength: 1 })),
+        /**
+         * How many clustered nats-servers `shoal up` starts (routes on `host`, JetStream on each,
+         * client ports `port` then free ones). Odd only: JetStream's RAFT needs a majority. @default 1
+         */
+        cluster: Type.Integer({ minimum: 1, maximum: 9, default: 1 }),
+        /**
+         * Copies of every stream, KV bucket and object store; existing ones are scaled to it.
+         * @default min(3, servers): `nats.cluster`, or the URLs in `nats.servers` / `nats.url`
+         */
+        replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 5 })),
         /** Path of the nats-server binary; default: PATH, then /usr/sbin/nats-server. */
         serverBin: Type.Optional(Type.String({ minLength: 1 })),
         /**
@@ -91,7 +101,13 @@ export const ConfigSchema = Type.Object(
         /** API keys, one or more per tenant (header `x-api-key` or `Authorization: Bearer`); empty = no auth. @default [] */
         apiKeys: Type.Array(
           Type.Object(
-            { key: Type.String({ minLength: 8 }), tenant: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), rateLimitPerMinute: Type.Optional(Type.Integer({ minimum: 1 })) },
+            {
+              key: Type.String({ minLength: 8 }),
+              tenant: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
+              rateLimitPerMinute: Type.Optional(Type.Integer({ minimum: 1 })),
+              /** May read the dashboard's data (`/ui/api`: every tenant's models and jobs, the cluster); other keys get 403. @default false */
+              admin: Type.Optional(Type.Boolean()),
+            },
             { additionalProperties: false },
           ),
           { default: [] },
@@ -199,9 +215,9 @@ export const ConfigSchema = Type.Object(
         /**
          * Modules exporting `actorTypes`, loaded by every node agent: paths (relative to the
          * working directory), file URLs, or `shoal:<path>` for modules that ship with Shoal.
-         * @default ["shoal:ml/serving/actors.ts", "shoal:ml/training/actors.ts"] (inference, training)
+         * @default ["shoal:ml/serving/actors.ts", "shoal:ml/training/actors.ts", "shoal:ml/features/aggregate-actor.ts"] (inference, training, streaming feature aggregates)
          */
-        modules: Type.Array(Type.String({ minLength: 1 }), { default: ['shoal:ml/serving/actors.ts', 'shoal:ml/training/actors.ts'] }),
+        modules: Type.Array(Type.String({ minLength: 1 }), { default: ['shoal:ml/serving/actors.ts', 'shoal:ml/training/actors.ts', 'shoal:ml/features/aggregate-actor.ts'] }),
         /** Most actors one node hosts. @default 10000 */
         maxPerNode: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
         /** How long a draining node waits for actors to finish and checkpoint. @default 30000 */
@@ -268,6 +284,29 @@ export const ConfigSchema = Type.Object(
         file: Type.Optional(Type.String({ minLength: 1 })),
         /** Fraction of new traces recorded (a request with a sampled `traceparent` is always recorded). @default 1 */
         sampleRatio: Type.Number({ minimum: 0, maximum: 1, default: 1 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    /** Model monitoring (ml/monitoring): the prediction log's and labels' retention, and the label join. */
+    monitoring: Type.Object(
+      {
+        /**
+         * Run the feedback service (every scheduler) and the label join (the leader) in the
+         * scheduler processes; `false` when they run elsewhere. @default true
+         */
+        feedback: Type.Boolean({ default: true }),
+        /** A label joins its logged prediction at most this long after it (later: counted as late; unknown ids: orphaned after it). @default 604800000 (7 days) */
+        joinHorizonMs: Type.Integer({ minimum: 1000, maximum: 365 * 86_400_000, default: 7 * 86_400_000 }),
+        /** Labels waiting for their prediction, at most (more: the oldest counted as orphaned). @default 100000 */
+        maxPendingLabels: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 100_000 }),
+        /** Prediction log (stream `<P>_PREDICTIONS`) retention. @default 604800000 (7 days) */
+        predictionsMaxAgeMs: Type.Integer({ minimum: 1000, default: 7 * 86_400_000 }),
+        /** Prediction log size bound in bytes, oldest dropped first (-1: none). @default 1073741824 (1 GiB) */
+        predictionsMaxBytes: Type.Integer({ minimum: -1, default: 1024 ** 3 }),
+        /** Retention of stored labels and joined rows (`<P>_FEEDBACK`, `<P>_LABELED`). @default 2592000000 (30 days) */
+        labelsMaxAgeMs: Type.Integer({ minimum: 1000, default: 30 * 86_400_000 }),
+        /** Joined rows size bound in bytes (-1: none). @default 1073741824 (1 GiB) */
+        labeledMaxBytes: Type.Integer({ minimum: -1, default: 1024 ** 3 }),
       },
       { default: {}, additionalProperties: false },
     ),
@@ -430,5 +469,23 @@ export function loadConfig(opts: LoadConfigOptions = {}, extraFlags: readonly st
     const why = first.type === ValueErrorType.ObjectAdditionalProperties ? `unknown field` : `${expected}, got ${got === undefined ? 'nothing' : got}`;
     throw Errors.BAD_CONFIG(field, `${why}${from ? ` (from ${from})` : ''}`);
   }
-  return withDefaults as Config;
+  const cfg = withDefaults as Config;
+  try {
+    checkClusterSize(cfg.nats.cluster);
+  } catch (err) {
+    const from = sources.get('nats.cluster');
+    throw from ? Errors.BAD_CONFIG('nats.cluster', `${(err as Error).message.replace(/^invalid config nats\.cluster: /, '')} (from ${from})`) : err;
+  }
+  return cfg;
+}
+
+/** Refuses a cluster size JetStream cannot run safely: an even count has no better fault tolerance than one fewer, and 2 has none. */
+export function checkClusterSize(size: number, field = 'nats.cluster'): void {
+  if (!Number.isInteger(size) || size < 1) throw Errors.BAD_CONFIG(field, `must be a positive odd number of servers, got ${size}`);
+  if (size % 2 === 0) {
+    throw Errors.BAD_CONFIG(
+      field,
+      `${size} servers refused: JetStream's RAFT needs a majority (quorum ${size / 2 + 1} of ${size}), so ${size} servers survive no more failures than ${size - 1} and a split can stop writes; use ${size - 1} or ${size + 1}`,
+    );
+  }
 }

@@ -4,6 +4,7 @@
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { readFileSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { Errors, ShoalError } from './errors.ts';
 import { type Credential, type Credentials } from './auth.ts';
@@ -76,6 +77,8 @@ export interface ClusterInfo {
   metrics?: Record<string, string>;
   supervisorPid: number;
   natsPid: number;
+  /** With `nats.cluster` > 1: each server of the embedded cluster (`natsPid` is then 0). */
+  natsServers?: { name: string; url: string; pid: number }[];
   startedAt: number;
 }
 
@@ -108,4 +111,78 @@ export function natsCredential(role: Role, nats: { url?: string | undefined; use
   if (!servers) throw Errors.BAD_CONFIG('nats.url', 'not set (SHOAL_NATS_URL): the process needs the NATS server URL');
   if (!pass) throw Errors.BAD_CONFIG('nats.pass', `not set (SHOAL_NATS_PASS): the ${role} role needs its password`);
   return { servers, credential: { user, pass } };
+}
+
+/** What a probe of one server URL found. */
+export interface ServerProbe {
+  url: string;
+  ok: boolean;
+  /** Why it is not usable (refused, timed out, not a NATS server). */
+  why?: string;
+  /** The server's `server_name`, from its INFO. */
+  serverName?: string;
+}
+
+/** `nats://h:p`, `h:p` or `h` → host and port (NATS's default 4222). */
+function hostPort(url: string): { host: string; port: number } {
+  const u = new URL(/^[a-z]+:\/\//i.test(url) ? url : `nats://${url}`);
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 4222 };
+}
+
+/**
+ * Opens a TCP connection to each server and reads the INFO line a NATS server sends first (no
+ * credentials needed): tells a server that is up from one that is down or is not NATS.
+ */
+export function probeNatsServers(urls: readonly string[], timeoutMs = 2000): Promise<ServerProbe[]> {
+  return Promise.all(
+    urls.map(
+      (url) =>
+        new Promise<ServerProbe>((resolve) => {
+          let target: { host: string; port: number };
+          try {
+            target = hostPort(url);
+          } catch {
+            resolve({ url, ok: false, why: 'not a URL' });
+            return;
+          }
+          let buf = '';
+          const sock = tcpConnect(target);
+          const done = (p: Omit<ServerProbe, 'url'>) => {
+            clearTimeout(timer);
+            sock.destroy();
+            resolve({ url, ...p });
+          };
+          const timer = setTimeout(() => done({ ok: false, why: `no answer within ${timeoutMs} ms` }), timeoutMs);
+          sock.setEncoding('utf8');
+          sock.on('data', (d: string) => {
+            buf += d;
+            const nl = buf.indexOf('\n');
+            if (nl < 0 && buf.length < 64_000) return;
+            const line = buf.slice(0, nl < 0 ? undefined : nl).trim();
+            if (!line.startsWith('INFO ')) return done({ ok: false, why: 'not a NATS server (no INFO line)' });
+            try {
+              const info = JSON.parse(line.slice(5)) as { server_name?: string };
+              done({ ok: true, ...(info.server_name ? { serverName: info.server_name } : {}) });
+            } catch {
+              done({ ok: false, why: 'not a NATS server (bad INFO line)' });
+            }
+          });
+          sock.on('error', (err: NodeJS.ErrnoException) => done({ ok: false, why: err.code ?? err.message }));
+          sock.on('close', () => done({ ok: false, why: 'connection closed before INFO' }));
+        }),
+    ),
+  );
+}
+
+/**
+ * The servers of `nats.servers` that answer; throws CONNECT_FAILED naming every server and why
+ * when none does. Those that do not answer are returned for the caller to report.
+ */
+export async function reachableServers(servers: string, timeoutMs = 2000): Promise<{ reachable: string[]; unreachable: ServerProbe[] }> {
+  const urls = servers.split(',').map((s) => s.trim()).filter(Boolean);
+  const probes = await probeNatsServers(urls, timeoutMs);
+  const reachable = probes.filter((p) => p.ok).map((p) => p.url);
+  const unreachable = probes.filter((p) => !p.ok);
+  if (reachable.length === 0) throw Errors.CONNECT_FAILED(urls.join(','), `none of the ${urls.length} server(s) answered: ${unreachable.map((p) => `${p.url} (${p.why})`).join(', ')}`);
+  return { reachable, unreachable };
 }

@@ -4,7 +4,7 @@ export { ContentType, decode, encode, parseContentType } from './codec.ts';
 export { subjects, resources, Headers, SCHEDULER_OPS, REGISTRY_OPS, type Subjects, type Resources, type SchedulerOp, type RegistryOp } from './subjects.ts';
 export * from './wire.ts';
 export * from './job-wire.ts';
-export { loadConfig, parseFlags, envName, ConfigSchema, NodeProfile, DEFAULT_PROFILES, type Config, type LoadConfigOptions } from './config.ts';
+export { loadConfig, checkClusterSize, parseFlags, envName, ConfigSchema, NodeProfile, DEFAULT_PROFILES, type Config, type LoadConfigOptions } from './config.ts';
 export { createLogger, componentLogger, type Logger, type LoggerOptions } from './logger.ts';
 export {
   generateCredentials,
@@ -42,6 +42,7 @@ export {
 } from './roles.ts';
 export { defineControlModule, loadControlModules, moduleUrl, type ControlContext, type ControlHandle, type ControlModule } from './control.ts';
 export { startNatsServer, findNatsServer, ensureWritableDir, type NatsServerHandle, type NatsServerOptions } from './nats-server.ts';
+export { startNatsCluster, freePort, type NatsClusterHandle, type NatsClusterOptions } from './nats-cluster.ts';
 export {
   connectAs,
   connectError,
@@ -53,16 +54,19 @@ export {
   type ClusterInfo,
   type ConnectOptions,
   type NatsConnection,
+  probeNatsServers,
+  reachableServers,
+  type ServerProbe,
 } from './connection.ts';
-export { serve, request, requestAll, validate, errorHeaders, throwIfError, mapRequestError, type Handler, type ServeOptions, type RequestOptions } from './rpc.ts';
+export { serve, request, requestAll, publishIdempotent, validate, errorHeaders, throwIfError, mapRequestError, type Handler, type ServeOptions, type RequestOptions } from './rpc.ts';
 export { Mailbox } from './mailbox.ts';
 export { Actor, ActorTypeRegistry, defineActorType, type ActorContext, type ActorSystemLike, type ActorType, type ChildFailure, type Checkpoints } from './actor.ts';
 export { ActorClient, ActorRef, decodeReply, type AskOptions } from './actor-ref.ts';
 export { Directory, type Versioned } from './directory.ts';
-export { isCasConflict, isStreamNotFound } from './nats-errors.ts';
+export { isCasConflict, isStreamNotFound, isJetStreamUnavailable } from './nats-errors.ts';
 export { JobStore, whileActive, type JobPatch, type JobUpdate, type JobUpdateOptions } from './job-store.ts';
-export { announce, discover, type PresenceSource } from './presence.ts';
-export { ensureResources, openBucket } from './resources.ts';
+export { announce, clusterStatus, discover, type PresenceSource, type StatusReport } from './presence.ts';
+export { ensureMonitoringResources, ensureResources, openBucket, replicasFor, type MonitoringLimits } from './resources.ts';
 export { PayloadHost, PayloadRef, fetchPayload, inlineLimitOf, maxPayloadOf, MAX_PAYLOAD_REF_BYTES, type HeldPayload, type HoldOptions, type FetchOptions } from './payloads.ts';
 export { runProcess, fail, type ProcessContext, type ProcessSpec, type Started } from './process.ts';
 export { spawnChild, type Child, type ChildSpec } from './spawn.ts';

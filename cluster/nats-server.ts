@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { Errors } from './errors.ts';
-import { serverConfig, type Credentials } from './auth.ts';
+import { serverConfig, type ClusterRoutes, type Credentials } from './auth.ts';
 
 export interface NatsServerOptions {
   /** Directory for the config file, the JetStream store and the log. Must be writable. */
@@ -21,8 +21,18 @@ export interface NatsServerOptions {
   prefix?: string;
   /** Binary path (config `nats.serverBin`, env `SHOAL_NATS_SERVER`); default: PATH, /usr/sbin, /usr/local/bin. */
   bin?: string;
+  /** Unique within a cluster (JetStream's RAFT groups know servers by name). @default shoal-embedded */
+  serverName?: string;
+  /** Routes to the other servers of a cluster (see `startNatsCluster`). */
+  cluster?: ClusterRoutes;
   /** How long to wait for "Server is ready". @default 15000 */
   readyTimeoutMs?: number;
+  /**
+   * Start the server in its own process group. A terminal's Ctrl-C signals the whole foreground
+   * group: a server in it would exit at once, before the processes that still need it to drain
+   * and hand off. `shoal up` sets this and stops the server itself, last. @default false
+   */
+  ownGroup?: boolean;
 }
 
 export interface NatsServerHandle {
@@ -87,14 +97,12 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   const writeConfig = () =>
     writeFileSync(
       confPath,
-      serverConfig({ host, port: port === 0 ? -1 : port, storeDir, credentials: opts.credentials, nodeIds: [...nodeIds], ...(opts.prefix ? { prefix: opts.prefix } : {}) }),
+      serverConfig({ host, port: port === 0 ? -1 : port, storeDir, credentials: opts.credentials, nodeIds: [...nodeIds], ...(opts.prefix ? { prefix: opts.prefix } : {}), ...(opts.serverName ? { serverName: opts.serverName } : {}), ...(opts.cluster ? { cluster: opts.cluster } : {}) }),
       { mode: 0o600 },
     );
   writeConfig();
 
-  // Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group) must not reach
-  // it, so the supervisor can stop the cluster's processes first and the server last.
-  const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const child = spawn(bin, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'], detached: opts.ownGroup === true });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
   const boundPort = await untilReady(child, { bin, port, storeDir, timeoutMs: opts.readyTimeoutMs ?? 15000 });
   const reloader = new Reloader(child);

@@ -1,7 +1,8 @@
 /**
  * The JetStream resources the cluster relies on: KV buckets (nodes, actors, models, jobs,
  * features, leases, checkpoints, datasets), the object stores (artifacts, checkpoint objects,
- * uploads), the job work-queue stream and the events stream. Who may use which is in
+ * uploads), the job work-queue stream, the events stream and model monitoring's streams
+ * (predictions, feedback, labeled) with the label join's index bucket. Who may use which is in
  * `roles.ts`. The scheduler (the one role allowed to create streams) ensures them at start-up;
  * creating them is idempotent.
  */
@@ -10,20 +11,39 @@ import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy } from '@
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { resources, subjects } from './subjects.ts';
-import { isStreamNotFound } from './nats-errors.ts';
+import { isJetStreamUnavailable, isStreamNotFound } from './nats-errors.ts';
+import { Errors } from './errors.ts';
 
 export interface EnsureOptions {
   prefix?: string;
   /** History kept per node key. Server 2.9 has no per-key TTL, so liveness is judged by heartbeat time. */
   nodeHistory?: number;
+  /**
+   * Copies of every stream, bucket and store (JetStream R1/R3/R5; config `nats.replicas`, see
+   * `replicasFor`). Existing ones are scaled to it. @default 1
+   */
+  replicas?: number;
+  /** How long to wait for JetStream to answer (a cluster electing its meta leader) before giving up. @default 30000 */
+  jetstreamTimeoutMs?: number;
+}
+
+/** `nats.replicas` when set, else min(3, number of servers in the URL list): R3 on a cluster of 3 or more, R1 on one server. */
+export function replicasFor(servers: string | undefined, configured?: number): number {
+  if (configured !== undefined) return configured;
+  const n = (servers ?? '').split(',').filter((s) => s.trim() !== '').length;
+  return Math.max(1, Math.min(3, n));
 }
 
 export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = {}): Promise<void> {
   const prefix = opts.prefix ?? 'shoal';
   const r = resources(prefix);
   const s = subjects(prefix);
-  const jsm = await jetstreamManager(nc);
-  await ensureStream(jsm, {
+  const num_replicas = opts.replicas ?? 1;
+  // Every step may meet a cluster that is still settling: retry those answers, within one bound.
+  const settle = settling(opts.jetstreamTimeoutMs ?? 30_000);
+  const jsm = await settle(() => jetstreamManager(nc));
+  const ensureStream = (cfg: StreamConfig) => settle(() => ensureStreamOnce(jsm, { ...cfg, num_replicas }));
+  await ensureStream({
     name: r.streams.jobs,
     subjects: [s.jobsSubmit],
     retention: RetentionPolicy.Workqueue,
@@ -33,7 +53,7 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
     discard: DiscardPolicy.New,
     max_msgs: 1_000_000,
   });
-  await ensureStream(jsm, {
+  await ensureStream({
     name: r.streams.events,
     subjects: [s.eventsAll],
     retention: RetentionPolicy.Limits,
@@ -41,7 +61,7 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
     max_age: 7 * 24 * 3600 * 1_000_000_000,
     max_msgs: 1_000_000,
   });
-  await ensureStream(jsm, {
+  await ensureStream({
     name: r.streams.featureEvents,
     subjects: [s.featureLogAll],
     retention: RetentionPolicy.Limits,
@@ -51,14 +71,98 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
   });
   const kvm = new Kvm(nc);
   for (const [key, bucket] of Object.entries(r.buckets)) {
-    await kvm.create(bucket, { history: key === 'nodes' ? (opts.nodeHistory ?? 1) : key === 'models' ? 10 : key === 'online' ? 1 : 5, storage: StorageType.File });
+    // Created below with the join horizon as its TTL.
+    if (key === 'predictionIndex') continue;
+    await settle(() => kvm.create(bucket, { history: key === 'nodes' ? (opts.nodeHistory ?? 1) : key === 'models' ? 10 : key === 'online' ? 1 : 5, storage: StorageType.File, replicas: num_replicas }));
+    // Creating binds to an existing bucket as it is: scale it here.
+    await settle(() => ensureReplicas(jsm, `KV_${bucket}`, num_replicas));
   }
+  await ensureMonitoringResources(nc, prefix, { replicas: num_replicas });
   const objm = new Objm(nc);
-  await objm.create(r.stores.artifacts, { storage: StorageType.File });
-  await objm.create(r.stores.checkpoints, { storage: StorageType.File });
-  // Uploads are taken (and deleted) by the registry service at once; one left behind by a caller
-  // that died before asking goes after a day.
-  await objm.create(r.stores.uploads, { storage: StorageType.File, ttl: UPLOAD_TTL_MS * 1_000_000 }); // ttl in nanoseconds
+  const stores: [string, { ttl?: number }][] = [
+    [r.stores.artifacts, {}],
+    [r.stores.checkpoints, {}],
+    // Uploads are taken (and deleted) by the registry service at once; one left behind by a caller
+    // that died before asking goes after a day.
+    [r.stores.uploads, { ttl: UPLOAD_TTL_MS * 1_000_000 }], // ttl in nanoseconds
+  ];
+  for (const [store, extra] of stores) {
+    await settle(() => objm.create(store, { storage: StorageType.File, replicas: num_replicas, ...extra }));
+    await settle(() => ensureReplicas(jsm, `OBJ_${store}`, num_replicas));
+  }
+}
+
+/** Runs steps, retrying the answers of a JetStream that is not ready yet until `timeoutMs` (from the first step) has passed. */
+function settling(timeoutMs: number): <T>(step: () => Promise<T>) => Promise<T> {
+  let deadline: number | undefined;
+  return async (step) => {
+    deadline ??= Date.now() + timeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await step();
+      } catch (err) {
+        if (!isJetStreamUnavailable(err)) throw err;
+        if (Date.now() >= deadline) throw Errors.JETSTREAM_UNAVAILABLE(timeoutMs, err instanceof Error ? err.message : String(err));
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+      }
+    }
+  };
+}
+
+async function ensureReplicas(jsm: Jsm, stream: string, replicas: number): Promise<void> {
+  const info = await jsm.streams.info(stream);
+  if (info.config.num_replicas !== replicas) await jsm.streams.update(stream, { ...info.config, num_replicas: replicas });
+}
+
+/** Retention of model monitoring's streams and the label join's horizon (config section `monitoring`). */
+export interface MonitoringLimits {
+  /** A logged prediction may be joined with its label this long after it. @default 7 days */
+  horizonMs?: number;
+  /** Prediction log retention. @default 7 days */
+  predictionsMaxAgeMs?: number;
+  /** Prediction log size bound (oldest dropped first; -1: none). @default 1 GiB */
+  predictionsMaxBytes?: number;
+  /** Stored labels' and joined rows' retention. @default 30 days */
+  labelsMaxAgeMs?: number;
+  /** Joined rows' size bound (-1: none). @default 1 GiB */
+  labeledMaxBytes?: number;
+  /** Copies of each (see `EnsureOptions.replicas`). @default 1 */
+  replicas?: number;
+}
+
+const DAY_MS = 24 * 3600 * 1000;
+const NS = 1_000_000;
+
+/**
+ * Model monitoring's resources (ml/monitoring): the prediction log, the stored labels, the joined
+ * rows (limits retention: oldest dropped first, never a refused publish) and the label join's
+ * index bucket (TTL: the horizon plus a day, so the join itself tells "late" from "unknown").
+ * Created with the defaults by {@link ensureResources}; the scheduler's monitoring module applies
+ * the configured limits (an update when they exist).
+ */
+export async function ensureMonitoringResources(nc: NatsConnection, prefix = 'shoal', l: MonitoringLimits = {}): Promise<void> {
+  const r = resources(prefix);
+  const s = subjects(prefix);
+  const num_replicas = l.replicas ?? 1;
+  const settle = settling(30_000);
+  const jsm = await settle(() => jetstreamManager(nc));
+  const ensureStream = (_: Jsm, cfg: StreamConfig) => settle(() => ensureStreamOnce(jsm, { ...cfg, num_replicas }));
+  const labelsAge = (l.labelsMaxAgeMs ?? 30 * DAY_MS) * NS;
+  const base = { retention: RetentionPolicy.Limits, storage: StorageType.File, discard: DiscardPolicy.Old };
+  await ensureStream(jsm, { ...base, name: r.streams.predictions, subjects: [s.predictionsAll], max_age: (l.predictionsMaxAgeMs ?? 7 * DAY_MS) * NS, max_bytes: l.predictionsMaxBytes ?? 1024 ** 3 });
+  // A label sent again (a client's retry) within the window is stored once.
+  await ensureStream(jsm, { ...base, name: r.streams.feedback, subjects: [s.feedbackLogAll], max_age: labelsAge, duplicate_window: 10 * 60 * 1000 * NS });
+  await ensureStream(jsm, { ...base, name: r.streams.labeled, subjects: [s.labeledAll], max_age: labelsAge, max_bytes: l.labeledMaxBytes ?? 1024 ** 3, duplicate_window: 10 * 60 * 1000 * NS });
+  const ttlMs = (l.horizonMs ?? 7 * DAY_MS) + DAY_MS;
+  const bucket = r.buckets.predictionIndex;
+  try {
+    await jsm.streams.info(`KV_${bucket}`);
+    await jsm.streams.update(`KV_${bucket}`, { max_age: ttlMs * NS, num_replicas });
+  } catch (err) {
+    if (!isStreamNotFound(err)) throw err;
+    // nats.js takes the KV TTL in milliseconds (JetStream's max_age is nanoseconds).
+    await settle(() => new Kvm(nc).create(bucket, { history: 1, storage: StorageType.File, ttl: ttlMs, replicas: num_replicas }));
+  }
 }
 
 /** The feature events stream's de-dup window: an event id pushed again within it is applied once. */
@@ -68,8 +172,9 @@ export const FEATURE_DEDUP_WINDOW_MS = 3600 * 1000;
 export const UPLOAD_TTL_MS = 24 * 3600 * 1000;
 
 type Jsm = Awaited<ReturnType<typeof jetstreamManager>>;
+type StreamConfig = Parameters<Jsm['streams']['add']>[0] & { name: string };
 
-async function ensureStream(jsm: Jsm, cfg: Parameters<Jsm['streams']['add']>[0] & { name: string }): Promise<void> {
+async function ensureStreamOnce(jsm: Jsm, cfg: StreamConfig): Promise<void> {
   try {
     await jsm.streams.info(cfg.name);
     await jsm.streams.update(cfg.name, cfg);

@@ -17,7 +17,7 @@
  * | store `put` | put and delete objects | `$O.<store>.>`, `STREAM.INFO.<s>`, `STREAM.MSG.GET.<s>` (the old meta), **`STREAM.PURGE.<s>`**: nats.js purges a replaced or deleted object's chunks with a filtered purge, and the server cannot tell a filtered purge from a full one — so `put` is granted only on stores whose whole content the role may lose (uploads; a node's checkpoint store) |
  * | stream `publish` | publish into the stream (core subjects; JetStream acks come back to the inbox) | the stream's subjects |
  * | stream `read` | info, get, ordered consumers | as KV `read` |
- * | stream `consume` | a durable pull consumer: create, next, ack, delete | `CONSUMER.CREATE/DURABLE.CREATE/MSG.NEXT/INFO/DELETE.<s>.>`, `$JS.ACK.<s>.>` |
+ * | stream `consume` | a durable pull consumer: create, next, ack, delete; get one message | `CONSUMER.CREATE/DURABLE.CREATE/MSG.NEXT/INFO/DELETE.<s>.>`, `$JS.ACK.<s>.>`, `STREAM.MSG.GET.<s>` |
  *
  * Every role may call `$JS.API.INFO` (account info; nats.js asks it when opening an object store).
  * Only an `admin` role (the scheduler) gets the rest: stream create/update/delete, a purge of
@@ -71,28 +71,34 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   // subject only, heartbeats its own record, claims actors in the directory by CAS, keeps
   // checkpoints, and — as the training coordinator — records job progress, uploads a trained
   // model and asks the registry to register it (and to start it as a canary); a job whose dataset
-  // is a feature training set asks the features service to build it (the feature log is the
-  // scheduler's alone, so the node never reads it).
+  // is a feature training set asks the features service to build it. As a streaming feature
+  // aggregate actor it reads the feature log (its own pull consumer, from its checkpointed
+  // sequence; it never appends) and writes the aggregates into the online store.
   [Role.NODE]: {
     // Large bodies (cluster/payloads.ts): it pulls request bodies from gateways, and serves its
     // replicas' large replies under its own payload subject only.
     publish: (s) => [s.actorAll, s.serviceAll, s.sysPing, s.scheduler('actors'), s.scheduler('status'), s.registry('register'), s.registry('canary'), s.featuresBuild, s.payloadGateways],
     subscribe: (s, nodeId) => [s.nodeOwn(nodeId), s.actorAll, s.serviceAll, s.sysAll, `${s.payloadNode(nodeId)}.>`],
-    // Replicas of a model trained on feature views read the views and the online store (predictions by entity).
-    kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ], features: [READ], online: [READ] },
+    // Replicas of a model trained on feature views read the views and the online store (predictions by entity);
+    // streaming-aggregate actors (ml/features/aggregate-actor.ts) consume the feature log and write the online store.
+    kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ], features: [READ], online: [READ, WRITE] },
     stores: { artifacts: [StoreOp.READ], checkpoints: [StoreOp.READ, StoreOp.PUT], uploads: [StoreOp.PUT] },
-    streams: { events: [StreamOp.PUBLISH] },
+    // Replicas append their sampled prediction records to the prediction log (ml/monitoring).
+    streams: { events: [StreamOp.PUBLISH], predictions: [StreamOp.PUBLISH], featureEvents: [StreamOp.CONSUME] },
   },
   // The HTTP edge: routes inference to replicas (and hedges to one replica's own subject),
   // follows the registry and deployments (a KV watch), queues and reads jobs, and reports its
-  // outcome tallies to the rollout controller — which, not the gateway, rolls canaries back.
+  // outcome tallies to the rollout controller — which, not the gateway, rolls canaries back;
+  // its dashboard reads the actor directory too.
   [Role.GATEWAY]: {
     // Large bodies: it serves request bodies under `payload.gw.<its random id>` (gateways have
     // no identity of their own to narrow this to) and pulls large replies from nodes.
     // Feature pushes (POST /v1/features/{view}) go to the features service, which checks and logs them.
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.payloadNodes, s.featurePushAll],
+    // Labels (POST /v1/models/{m}/feedback) go to the feedback service, which checks and stores them.
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll],
     subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
-    kv: { models: [READ], jobs: [READ] },
+    // The dashboard (/ui) lists actors: a read of the directory.
+    kv: { models: [READ], jobs: [READ], actors: [READ] },
     stores: {},
     streams: { jobs: [StreamOp.PUBLISH] },
   },
@@ -102,7 +108,8 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   // writing KV.
   [Role.CLIENT]: {
     // Feature views are applied, events pushed, logs compacted and training sets built through the features service; views and online rows are read from KV.
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op)), s.featuresApply, s.featuresMaterialize, s.featuresBuild, s.featurePushAll],
+    // Labels go to the feedback service (and the join's counters may be asked for).
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op)), s.featuresApply, s.featuresMaterialize, s.featuresBuild, s.featurePushAll, s.feedbackAll, s.feedbackJoinStats],
     subscribe: (s) => [s.eventsAll],
     kv: { models: [READ], jobs: [READ], datasets: [READ], actors: [READ], features: [READ], online: [READ] },
     stores: { artifacts: [StoreOp.READ], uploads: [StoreOp.PUT] },
@@ -117,7 +124,9 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
  */
 export const SCHEDULER_ONLY: Readonly<Record<string, string>> = {
   'kv:leases': 'the leader lease: a forged one would split the brain',
-  'stream:featureEvents': 'the feature offline log: only the features service appends (after checking the event) and reads it (compaction to Parquet)',
+  'stream:feedback': 'accepted labels: only the feedback service appends (after checking each label) and only the join reads them',
+  'kv:predictionIndex': "the label join's own index of logged predictions",
+  'stream:labeled': 'joined rows: only the join appends; the monitors (scheduler-placed, issue #15) read them with the scheduler\'s grant until they get their own',
 };
 
 export type ResourceKind = 'kv' | 'store' | 'stream';
@@ -151,6 +160,12 @@ export function streamSubjects(key: StreamKey, s: Subjects): string[] {
       return [s.eventsAll];
     case 'featureEvents':
       return [s.featureLogAll];
+    case 'predictions':
+      return [s.predictionsAll];
+    case 'feedback':
+      return [s.feedbackLogAll];
+    case 'labeled':
+      return [s.labeledAll];
   }
 }
 
@@ -219,6 +234,7 @@ export function permissionsFor(role: Role, opts: { prefix?: string; nodeId?: str
       if (ops.includes(StreamOp.PUBLISH)) publish.push(...streamSubjects(ref.key as StreamKey, s));
       if (ops.includes(StreamOp.CONSUME)) {
         for (const v of ['CREATE', 'DURABLE.CREATE', 'MSG.NEXT', 'INFO', 'DELETE']) publish.push(`${API}.CONSUMER.${v}.${ref.stream}.>`);
+        publish.push(`${API}.STREAM.MSG.GET.${ref.stream}`);
         publish.push(`$JS.ACK.${ref.stream}.>`);
       }
     }

@@ -17,6 +17,8 @@ import { Errors, ShoalError, errorCode, fromWireError, toWireError } from './err
 import { Headers } from './subjects.ts';
 import type { Logger } from './logger.ts';
 import { SpanKind, activeTrace, endSpan, extractTrace, injectTrace, otelContext, startSpan, tracing, withSpan } from './tracing.ts';
+import { isJetStreamUnavailable } from './nats-errors.ts';
+import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 
 const compiled = new WeakMap<TSchema, TypeCheck<TSchema>>();
 function checker<T extends TSchema>(schema: T): TypeCheck<T> {
@@ -115,6 +117,15 @@ export function serve<T extends TSchema>(nc: NatsConnection, subject: string, sc
 export interface RequestOptions {
   timeoutMs?: number;
   contentType?: ContentType;
+  /**
+   * Safe to send twice: a read, or a write the responder de-duplicates (by event id, by
+   * content). On a NATS cluster such a request is sent again, within `timeoutMs`, when nobody
+   * answers yet (a responder whose server died is reconnecting: "no responders" for a moment) and
+   * when this connection reconnects while waiting (the request or its reply went down with the
+   * server). Other requests fail as before: sending them twice could apply them twice.
+   * @default false
+   */
+  idempotent?: boolean;
 }
 
 /** Throws the typed error carried in a reply's headers, if any. */
@@ -141,14 +152,88 @@ export async function request<R = unknown>(nc: NatsConnection, subject: string, 
     const t = activeTrace();
     if (t) injectTrace(t, h);
   }
+  const data = encode(body, ct);
   let m: Msg;
-  try {
-    m = await nc.request(subject, encode(body, ct), { timeout, headers: h });
-  } catch (err) {
-    throw mapRequestError(subject, timeout, err);
+  if (opts.idempotent) m = await requestRetrying(nc, subject, data, h, timeout);
+  else {
+    try {
+      m = await nc.request(subject, data, { timeout, headers: h });
+    } catch (err) {
+      throw mapRequestError(subject, timeout, err);
+    }
   }
   throwIfError(m);
   return decode(m.data, parseContentType(m.headers?.get(Headers.CONTENT_TYPE))) as R;
+}
+
+/**
+ * Publishes a message with a `Nats-Msg-Id` to a stream (which drops a copy with the same id
+ * within its duplicate window), sending it again while JetStream cannot answer — the stream
+ * electing a new leader after a server died, no ack in time, this connection reconnecting — until
+ * `timeoutMs` has passed. A real refusal (a full stream, a permission) fails at once.
+ */
+export async function publishIdempotent(js: JetStreamClient, subject: string, data: Uint8Array, opts: { msgID: string; headers?: MsgHdrs }, timeoutMs = 30_000): Promise<PubAck> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 0; ; attempt++) {
+    const left = deadline - Date.now();
+    try {
+      return await js.publish(subject, data, { ...opts, timeout: Math.max(1, Math.min(5000, left)) });
+    } catch (err) {
+      const pause = Math.min(1000, 50 * 2 ** attempt);
+      if (!isJetStreamUnavailable(err) || deadline - Date.now() <= pause) throw err;
+      await new Promise((r) => setTimeout(r, pause));
+    }
+  }
+}
+
+const RECONNECTED = Symbol('reconnected');
+
+/** An idempotent request: sent again on "no responders" (backing off) and at once after a reconnect, until `timeout` has passed. */
+async function requestRetrying(nc: NatsConnection, subject: string, data: Uint8Array, h: MsgHdrs, timeout: number): Promise<Msg> {
+  const deadline = Date.now() + timeout;
+  for (let attempt = 0; ; attempt++) {
+    const left = deadline - Date.now();
+    if (left <= 0) throw Errors.TIMEOUT(`request on ${subject}`, timeout);
+    const reconnect = onNextReconnect(nc);
+    const sent = nc.request(subject, data, { timeout: left, headers: h });
+    sent.catch(() => undefined); // abandoned after a reconnect: its late failure is not ours
+    try {
+      const m = await Promise.race([sent, reconnect.promise]);
+      if (m !== RECONNECTED) return m;
+    } catch (err) {
+      const e = mapRequestError(subject, timeout, err);
+      const pause = Math.min(1000, 50 * 2 ** attempt);
+      if (!Errors.NO_RESPONDERS.is(e) || deadline - Date.now() <= pause) throw e;
+      await new Promise((r) => setTimeout(r, pause));
+    } finally {
+      reconnect.cancel();
+    }
+  }
+}
+
+/** Per connection: one watcher of its status events, telling whoever waits that it reconnected. */
+const reconnectWaiters = new WeakMap<NatsConnection, Set<() => void>>();
+
+function onNextReconnect(nc: NatsConnection): { promise: Promise<typeof RECONNECTED>; cancel(): void } {
+  let waiters = reconnectWaiters.get(nc);
+  if (!waiters) {
+    const set = new Set<() => void>();
+    waiters = set;
+    reconnectWaiters.set(nc, set);
+    void (async () => {
+      for await (const st of nc.status()) {
+        if (st.type !== 'reconnect') continue;
+        for (const w of [...set]) w();
+      }
+    })().catch(() => undefined);
+  }
+  const set = waiters;
+  let wake!: () => void;
+  const promise = new Promise<typeof RECONNECTED>((resolve) => {
+    wake = () => resolve(RECONNECTED);
+  });
+  set.add(wake);
+  return { promise, cancel: () => set.delete(wake) };
 }
 
 /** Scatter-gather: every reply that arrives within `maxWaitMs`. Error replies are skipped. */

@@ -83,6 +83,20 @@ export function subjects(prefix = 'shoal') {
     /** The offline log of one view's accepted events (captured by the feature events stream; written only by the features service). */
     featureLog: (view: string) => `${p}.featlog.${token('feature view', view)}`,
     featureLogAll: `${p}.featlog.>`,
+    /** Model monitoring (ml/monitoring): a replica's prediction-log batches (captured by the predictions stream). */
+    predictions: (model: string) => `${p}.predictions.${token('model name', model)}`,
+    predictionsAll: `${p}.predictions.>`,
+    /** Labels for a model's logged predictions (request to the feedback service; the gateway's POST /v1/models/{m}/feedback too). */
+    feedback: (model: string) => `${p}.feedback.${token('model name', model)}`,
+    feedbackAll: `${p}.feedback.>`,
+    /** Accepted labels (captured by the feedback stream; written only by the feedback service). */
+    feedbackLog: (model: string) => `${p}.feedlog.${token('model name', model)}`,
+    feedbackLogAll: `${p}.feedlog.>`,
+    /** Predictions joined with their labels (captured by the labeled stream; written only by the join). */
+    labeled: (model: string) => `${p}.labeled.${token('model name', model)}`,
+    labeledAll: `${p}.labeled.>`,
+    /** The label join's counters (request to the scheduler leader's join). */
+    feedbackJoinStats: `${p}.feedjoin.stats`,
   };
 }
 export type Subjects = ReturnType<typeof subjects>;
@@ -100,6 +114,12 @@ export function resources(prefix = 'shoal') {
       events: `${up}_EVENTS`,
       /** Feature events, the offline log (`<prefix>.featlog.<view>`): every accepted push, with event and ingestion time. */
       featureEvents: `${up}_FEATURE_EVENTS`,
+      /** The prediction log (`<prefix>.predictions.<model>`): replicas' sampled records, in batches. */
+      predictions: `${up}_PREDICTIONS`,
+      /** Accepted labels (`<prefix>.feedlog.<model>`). */
+      feedback: `${up}_FEEDBACK`,
+      /** Predictions joined with their labels (`<prefix>.labeled.<model>`): what a monitor reads. */
+      labeled: `${up}_LABELED`,
     },
     /** KV buckets (stream `KV_<bucket>`). */
     buckets: {
@@ -116,6 +136,8 @@ export function resources(prefix = 'shoal') {
       checkpoints: `${p}-checkpoints`,
       /** Dataset metadata (the data itself is in the artifacts store under its sha256). */
       datasets: `${p}-datasets`,
+      /** The label join's index: logged predictions by `<model>.<request id>`, aged out after the join horizon (created by the feedback service, TTL = horizon). */
+      predictionIndex: `${p}-prediction-index`,
     },
     /** Object stores (stream `OBJ_<store>`). */
     stores: {

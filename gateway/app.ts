@@ -1,7 +1,7 @@
 /**
  * The gateway's Fastify app: the Open Inference Protocol (KServe v2) REST API, a simpler
  * `/v1/models/{name}/predict` with JSON rows, cluster status, Prometheus metrics and OpenAPI
- * docs. API keys per tenant, a per-tenant rate limit, a body-size limit and a request deadline
+ * docs, and the dashboard at `/ui`. API keys per tenant, a per-tenant rate limit, a body-size limit and a request deadline
  * guard the inference routes; every error is `{"error": "...", "code": "SHOAL_ERR_..."}`.
  */
 import { STATUS_CODES, maxHeaderSize, type Server } from 'node:http';
@@ -36,11 +36,14 @@ import { registerV1Routes } from './routes/v1.ts';
 import { registerModelStatusRoutes } from './routes/model-status.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
 import { registerFeatureRoutes } from './routes/features.ts';
+import { registerFeedbackRoutes } from './routes/feedback.ts';
 import { JobClient } from '../ml/index.ts';
 import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './tenants.ts';
 import { clientErrorOf, finiteNumbersHook, installErrorHandlers, schemaErrors } from './http-errors.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
 import { installBodyLimit } from './body-limit.ts';
+import { registerUiRoutes } from './routes/ui.ts';
+import { DashboardFeed, type DashboardOptions } from './ui-feed.ts';
 
 export { tenantOf, type ApiKey } from './tenants.ts';
 
@@ -64,6 +67,8 @@ export interface GatewayDeps {
   coalesce?: { inflightPerReplica?: number; maxHoldMs?: number; hedgeAfterMs?: number };
   /** A pino line per request: every one, refused and failed ones only, or none. @default 'errors' */
   requestLog?: 'all' | 'errors' | 'off';
+  /** The dashboard at `/ui` (see gateway/routes/ui.ts); `false` turns it off. @default {} (on) */
+  dashboard?: false | DashboardOptions;
 }
 
 /**
@@ -81,6 +86,8 @@ export interface GatewayParts {
   requestLog: 'all' | 'errors' | 'off';
   /** Server readiness: connected to NATS. */
   ready: () => boolean;
+  /** The dashboard's live data (`/ui`): later panels add their topic with `addSource`. Undefined when `dashboard: false`. */
+  dashboard: DashboardFeed | undefined;
 }
 
 declare module 'fastify' {
@@ -91,6 +98,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The tenant the request's API key names ('anonymous' without keys). */
     shoalTenant: string;
+    /** The request's API key is an admin key (true without keys; false on public routes with keys on). */
+    shoalAdmin: boolean;
     /** The error code the request was answered with ('' when it succeeded). */
     shoalErrorCode: string;
     /** The request's server span and its context, when the gateway traces (cluster/tracing.ts). */
@@ -189,6 +198,7 @@ function serverOptions(logger: Logger, bodyLimit: number, receiveTimeoutMs: numb
 /** Per-request hooks: route flags set at registration, then metrics and the request log when each request is done. */
 function installRequestHooks(app: FastifyInstance, metrics: GatewayMetrics, requestLog: 'all' | 'errors' | 'off'): void {
   app.decorateRequest('shoalTenant', 'anonymous');
+  app.decorateRequest('shoalAdmin', false);
   app.decorateRequest('shoalErrorCode', '');
   app.decorateRequest('shoalSpan', undefined);
   app.decorateRequest('shoalTrace', undefined);
@@ -291,8 +301,15 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   }
 
   registerFeatureRoutes(app, { nc: deps.nc, subjects: deps.subjects });
+  registerFeedbackRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerOpsRoutes(app, { nc: deps.nc, subjects: deps.subjects, metrics, inference });
+  let dashboard: DashboardFeed | undefined;
+  if (deps.dashboard !== false) {
+    const feed = (dashboard = new DashboardFeed({ nc: deps.nc, subjects: deps.subjects, metrics, logger: deps.logger }, deps.dashboard ?? {}));
+    await registerUiRoutes(app, { feed, auth: (deps.apiKeys ?? []).length > 0, logger: deps.logger });
+    void feed.start();
+  }
   const ready = () => !deps.nc.isClosed() && !deps.nc.isDraining();
-  app.decorate('shoal', { inference, tenants, metrics, logger: deps.logger, bodyLimit, requestLog, ready } satisfies GatewayParts);
+  app.decorate('shoal', { inference, tenants, metrics, logger: deps.logger, bodyLimit, requestLog, ready, dashboard } satisfies GatewayParts);
   return app;
 }

@@ -127,6 +127,8 @@ export interface DispatchResult {
   /** Rows waiting in the replica's batcher when it answered. */
   queueRows: number;
   attempts: number;
+  /** The request id the replica logged, when it is not the gateway's (an OIP body's own `id`). */
+  requestId?: string;
 }
 
 interface Lane {
@@ -342,7 +344,7 @@ export class InferenceDispatcher {
         w.reject(r.error);
         continue;
       }
-      const result: DispatchResult = { body: r.ok.body, ...(r.ok.headerLength !== undefined ? { headerLength: r.ok.headerLength } : {}), batch: r.ok.batch, queueRows: reply.queueRows, attempts };
+      const result: DispatchResult = { body: r.ok.body, ...(r.ok.headerLength !== undefined ? { headerLength: r.ok.headerLength } : {}), batch: r.ok.batch, queueRows: reply.queueRows, attempts, ...(r.ok.requestId !== undefined ? { requestId: r.ok.requestId } : {}) };
       if (!r.ok.ref) w.resolve(result);
       else {
         // The response body stayed with the replica: pull it before answering.
@@ -386,7 +388,7 @@ export class InferenceDispatcher {
       if (it.body.length <= this.#o.inlineMaxBytes) continue;
       const h = this.#payloads.hold(it.body, { ttlMs: Math.max(0, deadline - Date.now()) + HOLD_GRACE_MS });
       held.push(h);
-      items[i] = it.headerLength === undefined ? { format: it.format, body: EMPTY, ref: h.ref } : { format: it.format, body: EMPTY, headerLength: it.headerLength, ref: h.ref };
+      items[i] = { ...it, body: EMPTY, ref: h.ref };
     }
     return held;
   }

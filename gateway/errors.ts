@@ -5,6 +5,7 @@ export const GatewayErrors = {
   NOT_FOUND: defineError('SHOAL_ERR_NOT_FOUND', 404, (what: string) => `${what} not found`, 'gateway'),
   BAD_REQUEST: defineError('SHOAL_ERR_BAD_REQUEST', 400, (why: string) => why, 'gateway'),
   UNAUTHORIZED: defineError('SHOAL_ERR_UNAUTHORIZED', 401, (why: string) => why, 'gateway'),
+  FORBIDDEN: defineError('SHOAL_ERR_FORBIDDEN', 403, (why: string) => why, 'gateway'),
   RATE_LIMITED: defineError('SHOAL_ERR_RATE_LIMITED', 429, (tenant: string, max: number, window: string) => `tenant ${tenant} is over its rate limit (${max} requests per ${window}); retry later`, 'gateway'),
   PAYLOAD_TOO_LARGE: defineError('SHOAL_ERR_PAYLOAD_TOO_LARGE', 413, (limit: number) => `request body is larger than the limit of ${limit} bytes`, 'gateway'),
   OVERLOADED: defineError('SHOAL_ERR_OVERLOADED', 503, (target: string, pending: number) => `${target} has ${pending} requests waiting in this gateway; retry later`, 'gateway'),

@@ -3,3 +3,4 @@
 export { buildGateway, type GatewayDeps, type GatewayParts } from './app.ts';
 export { startGrpcGateway, type GrpcGateway, type GrpcGatewayOptions } from './grpc/server.ts';
 export { LOADER_OPTIONS, PROTO_PATH, loadInferencePackage, type ModelInferRequest, type ModelInferResponse } from './grpc/proto.ts';
+export { DashboardFeed, type DashboardOptions, type DashboardSource } from './ui-feed.ts';

@@ -55,6 +55,16 @@ export interface InferResult {
   /** The version that answered (for `x-shoal-model-version`). */
   version: string;
   route: Target['route'];
+  /** The request id its prediction-log records carry (`x-request-id`): what feedback names. */
+  requestId?: string;
+}
+
+/** Who sent a request: the gateway's request id and the admitted tenant (logged with the prediction). */
+export interface RequestMeta {
+  requestId?: string;
+  tenant?: string;
+  /** The request's server span context, when the gateway traces (cluster/tracing.ts). */
+  trace?: TraceContext;
 }
 
 /** A model's OIP metadata (`GET /v2/models/{name}`, gRPC `ModelMetadata`). */
@@ -213,18 +223,20 @@ export class InferenceService {
    * version — stable/canary split, or pinned by `versionRef` — and answers the response body
    * the replica wrote. A canary that fails it server-side is retried on stable.
    */
-  async infer(name: string, versionRef: string | undefined, routeKey: string | undefined, format: JsonFormat, body: Buffer, headerLength?: number, trace?: TraceContext): Promise<InferResult> {
+  async infer(name: string, versionRef: string | undefined, routeKey: string | undefined, format: JsonFormat, body: Buffer, headerLength?: number, meta: RequestMeta = {}): Promise<InferResult> {
     const deadline = Date.now() + (this.#o.requestTimeoutMs ?? 10_000);
     if (body.length === 0) throw MlErrors.BAD_INPUT('the request body is empty: send a JSON object');
     const target = this.routing.resolve(name, versionRef, routeKey);
     const item: JsonItem = headerLength === undefined ? { format, body } : { format, body, headerLength };
+    if (meta.requestId !== undefined) item.requestId = meta.requestId;
+    if (meta.tenant !== undefined) item.tenant = meta.tenant;
     try {
-      return await this.#inferOn(target, item, deadline, trace);
+      return await this.#inferOn(target, item, deadline, meta.trace);
     } catch (err) {
       // A failing canary should not fail the caller: the same (idempotent) request goes to stable.
       if (target.route === 'canary' && countsAsFailure(err)) {
         const stable = this.routing.stable(name);
-        if (stable) return this.#inferOn(stable, item, deadline, trace);
+        if (stable) return this.#inferOn(stable, item, deadline, meta.trace);
       }
       throw err;
     }
@@ -268,6 +280,8 @@ export class InferenceService {
     stats.queue.set(r.queueRows);
     const b = r.body;
     const out: InferResult = { body: Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength), version: stats.version, route: t.route };
+    const requestId = r.requestId ?? item.requestId;
+    if (requestId !== undefined) out.requestId = requestId;
     if (r.headerLength !== undefined) out.headerLength = r.headerLength;
     return out;
   }

@@ -29,7 +29,8 @@ await runProcess({
       requestLog: g.requestLog,
       coalesce: { inflightPerReplica: g.inflightPerReplica, maxHoldMs: g.maxHoldMs, hedgeAfterMs: g.hedgeAfterMs },
     });
-    if (g.apiKeys.length === 0) ctx.log.warn('gateway.apiKeys is empty: inference routes are open to anyone who can reach the port');
+    if (g.apiKeys.length === 0) ctx.log.warn('gateway.apiKeys is empty: inference routes (and the dashboard at /ui) are open to anyone who can reach the port');
+    else if (!g.apiKeys.some((k) => k.admin)) ctx.log.info('no key in gateway.apiKeys has admin: true: the dashboard at /ui will refuse every key');
     const { host, port } = ctx.config.gateway;
     try {
       await app.listen({ host, port });

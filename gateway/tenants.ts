@@ -1,7 +1,9 @@
 /**
  * Who is calling, and how often: API keys name a tenant (`x-api-key: <key>` or
  * `Authorization: Bearer <key>`), and each tenant — or client IP without keys — has a fixed
- * window of requests per minute. Health, server metadata, metrics and docs are open.
+ * window of requests per minute. Health, server metadata, metrics, docs and the dashboard's
+ * static shell (`/ui`, not its `/ui/api` data) are open. A key with `admin: true` may also read
+ * the dashboard's data (every tenant's models, jobs and the cluster); other keys may not.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { GatewayErrors } from './errors.ts';
@@ -11,13 +13,18 @@ export interface ApiKey {
   key: string;
   tenant: string;
   rateLimitPerMinute?: number;
+  /** May read the dashboard's data (`/ui/api`: the whole cluster, every tenant). @default false */
+  admin?: boolean;
 }
 
 /** The tenant an API key named, per request. */
 export const tenantOf = (req: object): string => (req as FastifyRequest).shoalTenant ?? 'anonymous';
 
-/** Routes open without an API key: health, server metadata, metrics, docs. */
-const PUBLIC = [/^\/v2\/?$/, /^\/v2\/health\//, /^\/metrics$/, /^\/docs(\/|$)/];
+/**
+ * Routes open without an API key: health, server metadata, metrics, docs, and the dashboard's
+ * page and scripts (they hold no data: the page asks for a key, then reads `/ui/api/*` with it).
+ */
+const PUBLIC = [/^\/v2\/?$/, /^\/v2\/health\//, /^\/metrics$/, /^\/docs(\/|$)/, /^\/ui(?!\/api(\/|$))(\/|$)/];
 export const isPublic = (url: string) => {
   const path = url.split('?')[0]!;
   return PUBLIC.some((r) => r.test(path));
@@ -31,6 +38,8 @@ const isPublicRequest = (req: FastifyRequest): boolean => {
 /** A caller admitted: its tenant and its rate-limit window (for the response's headers). */
 export interface Admission {
   tenant: string;
+  /** The key is an admin key (always true without keys: development, no authentication). */
+  admin: boolean;
   decision: RateDecision;
 }
 
@@ -57,13 +66,13 @@ export class TenantGuard {
    * keys: its client address's). The caller refuses it when `decision.allowed` is false.
    */
   admit(apiKey: string | undefined, authorization: string | undefined, clientAddress: string): Admission {
-    if (this.#keys.size === 0) return { tenant: 'anonymous', decision: this.#limiter.hit(`ip:${clientAddress}`, this.#defaultLimit) };
+    if (this.#keys.size === 0) return { tenant: 'anonymous', admin: true, decision: this.#limiter.hit(`ip:${clientAddress}`, this.#defaultLimit) };
     const given = apiKey ?? (authorization?.startsWith('Bearer ') ? authorization.slice(7).trim() : undefined);
     if (!given) throw GatewayErrors.UNAUTHORIZED('missing API key (send the x-api-key header or Authorization: Bearer <key>)');
     const k = this.#keys.get(given);
     if (!k) throw GatewayErrors.UNAUTHORIZED('unknown API key');
     const t = this.#tenantLimits.get(k.tenant)!;
-    return { tenant: k.tenant, decision: this.#limiter.hit(t.key, t.limit) };
+    return { tenant: k.tenant, admin: k.admin === true, decision: this.#limiter.hit(t.key, t.limit) };
   }
 
   /** The refusal of a request over its tenant's limit. */
@@ -84,6 +93,7 @@ export function installTenantGuard(app: FastifyInstance, apiKeys: readonly ApiKe
       return done(err as Error);
     }
     req.shoalTenant = a.tenant;
+    req.shoalAdmin = a.admin;
     const d = a.decision;
     void reply.header('x-ratelimit-limit', d.limit).header('x-ratelimit-remaining', d.remaining).header('x-ratelimit-reset', d.resetSeconds);
     if (d.allowed) return done();

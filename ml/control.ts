@@ -5,12 +5,19 @@
  * only, the rollout controller, the one owner of canary verdicts, and the periodic compaction of
  * the feature log to Parquet.
  */
-import { defineControlModule } from '../cluster/index.ts';
+import { defineControlModule, replicasFor } from '../cluster/index.ts';
 import { startFeatureCompactor } from './features/offline.ts';
 import { startFeatureService } from './features/service.ts';
 import { startRegistryService } from './registry/service.ts';
 import { ModelDeployments } from './serving/deployments.ts';
 import { RolloutController } from './serving/rollout.ts';
+import { FeedbackJoin, startFeedbackService, startMonitoringStreams, type MonitoringLimits } from './monitoring/feedback.ts';
+import type { ControlContext } from '../cluster/index.ts';
+
+const limitsOf = (ctx: ControlContext): MonitoringLimits => {
+  const m = ctx.config.monitoring;
+  return { horizonMs: m.joinHorizonMs, predictionsMaxAgeMs: m.predictionsMaxAgeMs, predictionsMaxBytes: m.predictionsMaxBytes, labelsMaxAgeMs: m.labelsMaxAgeMs, labeledMaxBytes: m.labeledMaxBytes, replicas: replicasFor(ctx.config.nats.url, ctx.config.nats.replicas) };
+};
 
 export const controlModules = [
   defineControlModule({
@@ -29,6 +36,28 @@ export const controlModules = [
     // compaction requested meanwhile through the features service is safe too).
     leaderOnly: true,
     start: (ctx) => startFeatureCompactor({ nc: ctx.nc, prefix: ctx.subjects.prefix, log: ctx.log }),
+  }),
+  defineControlModule({
+    name: 'feedback',
+    // Model monitoring's streams (prediction log, labels, joined rows; idempotent) and the feedback
+    // service: every scheduler serves labels, in one queue group (each is checked, then appended).
+    async start(ctx) {
+      await startMonitoringStreams(ctx.nc, ctx.subjects.prefix, limitsOf(ctx));
+      if (!ctx.config.monitoring.feedback) return { stop: () => undefined };
+      return startFeedbackService({ nc: ctx.nc, subjects: ctx.subjects, log: ctx.log });
+    },
+  }),
+  defineControlModule({
+    name: 'feedback-join',
+    // The join of labels with logged predictions: one place holds the pending labels and the
+    // counters; its durable consumers resume where the last leader's stopped.
+    leaderOnly: true,
+    async start(ctx) {
+      if (!ctx.config.monitoring.feedback) return { stop: () => undefined };
+      await startMonitoringStreams(ctx.nc, ctx.subjects.prefix, limitsOf(ctx));
+      const m = ctx.config.monitoring;
+      return FeedbackJoin.start({ nc: ctx.nc, subjects: ctx.subjects, log: ctx.log, horizonMs: m.joinHorizonMs, maxPending: m.maxPendingLabels });
+    },
   }),
   defineControlModule({
     name: 'rollout',

@@ -83,3 +83,5 @@ export { PIPELINE_ACTOR_TYPE, PipelineActor, PipelineArgs, pipelineActorType } f
 export { PipelineRunner } from './serving/pipeline.ts';
 export * from './features/index.ts';
 export { EntityFeatures, EntityOipRequest, EntityPredictRequest, FeatureLineageSchema, checkFeatureInput, featureLineage, resolveFeatureInput, type EntityStatus, type FeatureInput, type FeatureLineageRecord } from './serving/entity-features.ts';
+// Model monitoring (issue #15): prediction log, feedback and the label join.
+export * from './monitoring/index.ts';

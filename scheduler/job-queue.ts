@@ -69,8 +69,14 @@ export class JobQueue {
       await jsm.consumers.add(r.streams.jobs, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: 30_000_000_000, max_deliver: -1 });
     }
     const consumer = await jetstream(this.#o.nc).consumers.get(r.streams.jobs, durable);
-    const messages = await consumer.consume({ max_messages: 16 });
-    this.#stop = () => void messages.close();
+    // Short pulls (idle heartbeats every 2.5 s): on a NATS cluster a pull waiting on a server that
+    // died is noticed and renewed within seconds, not after the 30 s default.
+    const messages = await consumer.consume({ max_messages: 16, expires: 5000 });
+    let stopped = false;
+    this.#stop = () => {
+      stopped = true;
+      void messages.close();
+    };
     this.#watchdog = new JobWatchdog({ jobs: this.#jobs, actors: this.#o.actors, log: this.#o.log, ...(this.#o.stall ? { policy: this.#o.stall } : {}) });
     await this.#watchdog.start();
     void (async () => {
@@ -84,6 +90,7 @@ export class JobQueue {
           m.nak(1000);
         }
       }
+      if (!stopped) this.#o.log.error('job queue consumer ended unexpectedly; jobs wait until this scheduler restarts or another leads');
     })();
   }
 

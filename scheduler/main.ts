@@ -20,6 +20,7 @@ import {
   ensureResources,
   loadControlModules,
   openBucket,
+  replicasFor,
   parseFlags,
   resources,
   runProcess,
@@ -130,8 +131,10 @@ await runProcess({
   async start(ctx) {
     let state: ProcessState = LifecycleState.STARTING;
     const log = componentLogger(ctx.log, 'scheduler');
-    await ensureResources(ctx.nc, { prefix: ctx.config.subjectPrefix });
-    log.info('JetStream resources ready');
+    // On a NATS cluster: R3 (or nats.replicas), and a wait for JetStream's meta leader first.
+    const replicas = replicasFor(ctx.config.nats.url, ctx.config.nats.replicas);
+    await ensureResources(ctx.nc, { prefix: ctx.config.subjectPrefix, replicas });
+    log.info({ replicas }, 'JetStream resources ready');
     const controls = await loadControlModules(ctx.config.scheduler.modules);
     const controlContext = (m: ControlModule): ControlContext => ({
       nc: ctx.nc,

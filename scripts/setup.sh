@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shoal setup: idempotent. Installs the system prerequisites (nats-server, Mesa lavapipe Vulkan
-# driver from bookworm-backports) when missing, then `npm ci`. Safe to run again.
+# driver from bookworm-backports, Chromium for the dashboard's browser tests) when missing, then
+# `npm ci` and the dashboard's bundle (`npm run build:ui`). Safe to run again.
 set -euo pipefail
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -75,6 +76,18 @@ else
   warn "not Debian: install a Vulkan driver (a GPU driver, or Mesa >= 24 lavapipe) for WebGPU; without one Shoal uses its CPU backend"
 fi
 
+# --- Chromium (the dashboard's browser tests drive it with playwright-core) ----------------------
+# `npx playwright install` downloads its own browser, which offline machines cannot: Debian's is used.
+if [ -x /usr/bin/chromium ]; then
+  say "chromium present: $(/usr/bin/chromium --version 2>/dev/null | head -1)"
+elif [ "$is_debian" -eq 1 ]; then
+  apt_update
+  say "installing chromium (Debian package, for the dashboard's browser tests)"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || warn "chromium could not be installed: the browser tests will be skipped"
+else
+  warn "not Debian: install Chromium at /usr/bin/chromium to run the dashboard's browser tests (they are skipped without it)"
+fi
+
 # --- npm dependencies --------------------------------------------------------------------------
 if [ -f package-lock.json ]; then
   lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
@@ -89,4 +102,7 @@ else
   say "npm install (no lock file yet)"
   npm install --no-audit --no-fund
 fi
+# --- the dashboard's bundle (ui/ → ui/dist, served by the gateway at /ui) ------------------------
+say "building the dashboard (npm run build:ui)"
+npm run --silent build:ui
 say "done"

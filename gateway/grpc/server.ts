@@ -17,6 +17,7 @@ import type { GatewayParts } from '../app.ts';
 import { GatewayErrors } from '../errors.ts';
 import type { InferenceService } from '../inference.ts';
 import { TenantGuard } from '../tenants.ts';
+import { requestIdOf } from '../routes/request-id.ts';
 import { loadInferencePackage, type ModelInferRequest, type ModelInferResponse, type ModelMetadataResponse } from './proto.ts';
 import { toGrpcError } from './status.ts';
 import { toForwardedBody, toInferResponse } from './tensors.ts';
@@ -135,10 +136,17 @@ function handlers(parts: GatewayParts): UntypedServiceImplementation {
         const pinned = version(req.model_version);
         const fwd = toForwardedBody(req);
         if (fwd.body.length > parts.bodyLimit) throw GatewayErrors.PAYLOAD_TOO_LARGE(parts.bodyLimit);
-        const r = await inference().infer(req.model_name, pinned, first(c.call.metadata, 'x-shoal-route-key'), 'oip', fwd.body, fwd.headerLength, activeTrace());
+        const trace = activeTrace();
+        const r = await inference().infer(req.model_name, pinned, first(c.call.metadata, 'x-shoal-route-key'), 'oip', fwd.body, fwd.headerLength, {
+          requestId: requestIdOf(first(c.call.metadata, 'x-request-id')),
+          tenant: c.tenant,
+          ...(trace ? { trace } : {}),
+        });
         const md = new Metadata();
         md.set('x-shoal-model-version', r.version);
         md.set('x-shoal-route', r.route);
+        // The id feedback names (the request's own `id` wins, as over HTTP).
+        if (r.requestId !== undefined) md.set('x-request-id', r.requestId);
         c.call.sendMetadata(md);
         return toInferResponse(r.body, r.headerLength);
       });

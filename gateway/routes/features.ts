@@ -37,6 +37,6 @@ export function registerFeatureRoutes(app: App, deps: { nc: NatsConnection; subj
     '/v1/features/:view',
     { schema: { params: Type.Object({ view: FeatureName }), body: FeatureEventBody } },
     async (req) =>
-      request<PushResult>(deps.nc, deps.subjects.featurePush(req.params.view), req.body, { contentType: ContentType.MSGPACK, timeoutMs: deps.timeoutMs ?? 5000 }),
+      request<PushResult>(deps.nc, deps.subjects.featurePush(req.params.view), req.body, { contentType: ContentType.MSGPACK, timeoutMs: deps.timeoutMs ?? 5000, idempotent: true }), // de-duplicated by event id: safe to resend across a NATS server loss
   );
 }

@@ -5,6 +5,7 @@ import { EntityOipRequest, OipInferRequest } from '../../ml/index.ts';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { GatewayErrors } from '../errors.ts';
 import type { InferenceService, InferResult } from '../inference.ts';
+import { requestMeta } from './request-id.ts';
 
 const HEADER_LENGTH = 'inference-header-content-length';
 
@@ -72,13 +73,14 @@ export function registerOipInferRoutes(app: App, inference: InferenceService): v
   };
   const send = (reply: FastifyReply, r: InferResult) => {
     void reply.header('x-shoal-model-version', r.version).header('x-shoal-route', r.route);
+    if (r.requestId !== undefined) void reply.header('x-request-id', r.requestId);
     if (r.headerLength === undefined) return reply.header('content-type', JSON_TYPE).send(r.body);
     return reply.header('content-type', 'application/octet-stream').header(HEADER_LENGTH, r.headerLength).send(r.body);
   };
   app.post('/v2/models/:name/infer', { schema: { ...inferSchema, summary: 'Inference (stable/canary split)', params: Params } }, async (req, reply) =>
-    send(reply, await inference.infer(req.params.name, undefined, routeKey(req.headers), 'oip', req.body as unknown as Buffer, headerLength(req.headers), req.shoalTrace)),
+    send(reply, await inference.infer(req.params.name, undefined, routeKey(req.headers), 'oip', req.body as unknown as Buffer, headerLength(req.headers), requestMeta(req))),
   );
   app.post('/v2/models/:name/versions/:version/infer', { schema: { ...inferSchema, summary: 'Inference on one version', params: VersionParams } }, async (req, reply) =>
-    send(reply, await inference.infer(req.params.name, req.params.version, routeKey(req.headers), 'oip', req.body as unknown as Buffer, headerLength(req.headers), req.shoalTrace)),
+    send(reply, await inference.infer(req.params.name, req.params.version, routeKey(req.headers), 'oip', req.body as unknown as Buffer, headerLength(req.headers), requestMeta(req))),
   );
 }

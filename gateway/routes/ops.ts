@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { SHOAL_VERSION, discover, request, type NatsConnection, type SchedulerStatus, type Subjects } from '../../cluster/index.ts';
+import { SHOAL_VERSION, clusterStatus, type NatsConnection, type Subjects } from '../../cluster/index.ts';
 import type { InferenceService } from '../inference.ts';
 import type { GatewayMetrics } from '../metrics.ts';
 
@@ -30,13 +30,7 @@ export function registerOpsRoutes(app: App, deps: { nc: NatsConnection; subjects
         querystring: Type.Object({ waitMs: Type.Integer({ minimum: 50, maximum: 5000, default: 300 }) }),
       },
     },
-    async (req) => {
-      const [processes, sched] = await Promise.all([
-        discover(deps.nc, deps.subjects, req.query.waitMs),
-        request<SchedulerStatus>(deps.nc, deps.subjects.scheduler('status'), { type: 'status' }, { timeoutMs: 2000 }).catch((err: unknown) => ({ error: (err as Error).message })),
-      ]);
-      return { processes, scheduler: sched };
-    },
+    async (req) => clusterStatus(deps.nc, deps.subjects, req.query.waitMs),
   );
 
   app.get('/metrics', { schema: { tags: ['ops'], summary: 'Prometheus metrics' } }, async (_req, reply) => {

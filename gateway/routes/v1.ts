@@ -12,6 +12,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { EntityPredictRequest, PredictRequest } from '../../ml/index.ts';
 import type { InferenceService } from '../inference.ts';
+import { requestMeta } from './request-id.ts';
 
 type App = FastifyInstance<any, any, any, any, TypeBoxTypeProvider>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -28,7 +29,8 @@ export function registerV1Routes(app: App, inference: InferenceService): void {
     },
     async (req, reply) => {
       const key = typeof req.headers['x-shoal-route-key'] === 'string' ? req.headers['x-shoal-route-key'] : undefined;
-      const r = await inference.infer(req.params.name, undefined, key, 'v1', req.body as unknown as Buffer, undefined, req.shoalTrace);
+      const r = await inference.infer(req.params.name, undefined, key, 'v1', req.body as unknown as Buffer, undefined, requestMeta(req));
+      if (r.requestId !== undefined) void reply.header('x-request-id', r.requestId);
       return reply.header('content-type', 'application/json; charset=utf-8').header('x-shoal-model-version', r.version).header('x-shoal-route', r.route).send(r.body);
     },
   );

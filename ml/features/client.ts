@@ -4,11 +4,13 @@
  * the client and gateway roles may read.
  */
 import { ContentType, request, type NatsConnection, type Subjects, systemClock, type Clock } from '../../cluster/index.ts';
-import type { BuildRequest, BuildResult, MaterializeResult } from './offline.ts';
+import type { MaterializeResult } from './offline.ts';
+import type { BuildRequest, BuildResult } from './training-set.ts';
 import { OnlineStore, type OnlineRow } from './online.ts';
 import type { FeatureEvent, FeatureViewRecord, FeatureViewVersion, PushResult, RawValue } from './schemas.ts';
 import { encodeOne, encodeRows } from './transforms.ts';
 import { FeatureViews, type ApplyResult } from './views.ts';
+import type { AggregatorPlacement } from './service.ts';
 
 export interface EntityVector {
   entity: Record<string, string>;
@@ -34,12 +36,13 @@ export class FeatureClient {
     return new FeatureClient(nc, s, await FeatureViews.open(nc, s.prefix), await OnlineStore.open(nc, s.prefix, clock));
   }
 
-  apply(definition: unknown, snapshot?: readonly Record<string, RawValue>[]): Promise<ApplyResult> {
-    return request<ApplyResult>(this.#nc, this.#s.featuresApply, { definition, ...(snapshot ? { snapshot } : {}) }, { timeoutMs: 30_000 });
+  /** Applies a view; for an aggregate view the reply also says where its aggregate actor is. */
+  apply(definition: unknown, snapshot?: readonly Record<string, RawValue>[]): Promise<ApplyResult & { aggregator?: AggregatorPlacement }> {
+    return request<ApplyResult & { aggregator?: AggregatorPlacement }>(this.#nc, this.#s.featuresApply, { definition, ...(snapshot ? { snapshot } : {}) }, { timeoutMs: 30_000, idempotent: true }); // versioned by content
   }
 
   push(view: string, event: FeatureEvent, contentType: ContentType = ContentType.MSGPACK): Promise<PushResult> {
-    return request<PushResult>(this.#nc, this.#s.featurePush(view), event, { contentType });
+    return request<PushResult>(this.#nc, this.#s.featurePush(view), event, { contentType, idempotent: true, timeoutMs: 15_000 }); // de-duplicated by event id; waits out a server's death
   }
 
   /** Compacts the view's offline log to a Parquet file (features service). */

@@ -16,10 +16,14 @@
  * arrival wins), by compare-and-swap on the key's revision. TTL is enforced on read: a value whose
  * event time is older than the view's TTL, against the reader's clock, reads as missing (and
  * then gets the feature's fill when transformed).
+ *
+ * An aggregate view's entities are records of its aggregate actor instead (aggregate-store.ts):
+ * `read` computes their windows at the reader's clock; `apply` is never used for them.
  */
 import type { KV } from '@nats-io/kv';
 import { ContentType, decode, encode, isCasConflict, openBucket, resources, systemClock, type Clock, type NatsConnection } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
+import { readAggregateRows } from './aggregate-store.ts';
 import type { FeatureViewDef, LoggedEvent, RawValue } from './schemas.ts';
 
 /** The stored record of one entity (MessagePack). */
@@ -108,6 +112,8 @@ export class OnlineStore {
   /** Reads many entities of one view at once (one KV get each, all in flight together), TTL applied. */
   async read(def: FeatureViewDef, entities: readonly Readonly<Record<string, string>>[]): Promise<OnlineRow[]> {
     const now = this.#clock.now();
+    // A streaming aggregate view: its windows computed at `now` (aggregate-store.ts).
+    if (def.source.type === 'aggregate') return readAggregateRows(this.#kv, def, entities.map((entity, i) => entityValues(def, entity, `entities[${i}]`)), entities, now);
     const ttlMs = def.ttlSeconds * 1000;
     return Promise.all(
       entities.map(async (entity, i) => {

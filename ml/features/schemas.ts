@@ -3,8 +3,8 @@
  * truth for the CLI's JSON, the features service's requests and what is stored in KV.
  *
  * A view names an entity (its key columns), the features kept per entity with their raw types,
- * where events come from (`push` now; `dataset` and `aggregate` sources are reserved for the
- * offline and streaming parts), a TTL, and per feature the missing-value fill and a chain of
+ * where events come from (`push`, or `aggregate`: windowed aggregates of another view's events;
+ * `dataset` is reserved), a TTL, and per feature the missing-value fill and a chain of
  * transformations. Fitted parameters (means, vocabularies, …) live with the stored *version*,
  * never in the definition: the definition is what a user writes, the version is what a model
  * was trained on.
@@ -67,11 +67,45 @@ export const FeatureSpec = Type.Object(
 );
 export type FeatureSpec = Static<typeof FeatureSpec>;
 
-/** Where a view's values come from. Only `push` is built; the others are refused at apply for now. */
+/** What a streaming aggregate computes per window: events, or a field's values (aggregates.ts). */
+export const AggregateFunction = Type.Union([Type.Literal('count'), Type.Literal('sum'), Type.Literal('mean'), Type.Literal('distinct_count')]);
+export type AggregateFunction = Static<typeof AggregateFunction>;
+
+export const AggregationSpec = Type.Object(
+  {
+    function: AggregateFunction,
+    /** The source view's feature aggregated (needed by sum, mean, distinct_count; count without it counts events). */
+    field: Type.Optional(FeatureName),
+    /** Output prefix: features are `<name>_<window>`. @default `count`, or `<field>_<function>` */
+    name: Type.Optional(FeatureName),
+  },
+  { additionalProperties: false },
+);
+export type AggregationSpec = Static<typeof AggregationSpec>;
+
+/**
+ * A streaming aggregate view's source (issue #14 item 4): windowed aggregates, per entity of the
+ * view, over the events pushed to another (push) view. Semantics in aggregates.ts and the README.
+ */
+export const AggregateSpec = Type.Object(
+  {
+    /** The push view whose events are aggregated. */
+    view: FeatureName,
+    /** Sliding windows over event time: a whole number and a unit, `s`, `m`, `h` or `d` (e.g. `10m`, `24h`). */
+    windows: Type.Array(Type.String({ pattern: '^[1-9][0-9]{0,5}[smhd]$' }), { minItems: 1, maxItems: 16 }),
+    aggregations: Type.Array(AggregationSpec, { minItems: 1, maxItems: 64 }),
+    /** Tile granularity: a window's oldest edge snaps down to a multiple of it; each window a multiple of it. @default 60 */
+    tileSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+  },
+  { additionalProperties: false },
+);
+export type AggregateSpec = Static<typeof AggregateSpec>;
+
+/** Where a view's values come from: pushed events, or a streaming aggregate of another view's events. `dataset` is reserved (refused at apply). */
 export const FeatureSource = Type.Union([
   Type.Object({ type: Type.Literal('push') }, { additionalProperties: false }),
   Type.Object({ type: Type.Literal('dataset'), dataset: Type.String(), timeColumn: Type.String() }, { additionalProperties: false }),
-  Type.Object({ type: Type.Literal('aggregate'), spec: Type.Record(Type.String(), Type.Unknown()) }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('aggregate'), spec: AggregateSpec }, { additionalProperties: false }),
 ]);
 export type FeatureSource = Static<typeof FeatureSource>;
 
@@ -158,6 +192,12 @@ export const FeatureEvent = Type.Object(
     values: Type.Record(Type.String(), RawValue),
     /** When it happened: ISO 8601 or epoch milliseconds. */
     eventTime: Type.Union([Type.String(), Type.Number()]),
+    /**
+     * Backfills only: when the value became known to the product (ISO 8601 or epoch ms), at or
+     * before now. Point-in-time training sets treat it as the ingestion time, so history loaded
+     * today can still be joined as it was known then. @default the ingestion time (now)
+     */
+    knownAt: Type.Optional(Type.Union([Type.String(), Type.Number()])),
   },
   { additionalProperties: false },
 );
@@ -170,7 +210,7 @@ export interface LoggedEvent {
   /** Entity key values in the view's key order. */
   entity: string[];
   values: Record<string, RawValue>;
-  /** Event time and ingestion time, epoch ms. */
+  /** Event time and ingestion time (the event's `knownAt` when it gave one), epoch ms. */
   eventTime: number;
   ingestTime: number;
 }

@@ -3,7 +3,9 @@
  * (ml/control.ts) with the scheduler's rights, in one queue group on every scheduler process
  * (its writes are compare-and-swap, so any of them may answer):
  *
- * - `<prefix>.features.apply` — `{definition, snapshot?}` → a view version (`views.ts`).
+ * - `<prefix>.features.apply` — `{definition, snapshot?}` → a view version (`views.ts`). An
+ *   aggregate view is first checked against its source view, and its aggregate actor is spawned
+ *   through the scheduler (`aggregator` in the reply: its id and state, or why it could not be).
  * - `<prefix>.features.push.<view>` — one event `{eventId, entity, values, eventTime}` (JSON or
  *   MessagePack, by content-type) → `PushResult`. The gateway's `POST /v1/features/{view}` sends
  *   the same request.
@@ -20,13 +22,17 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { Type } from '@sinclair/typebox';
-import { ContentType, decode, encode, resources, serve, systemClock, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { ActorClient, ContentType, Errors, publishIdempotent, decode, encode, resources, serve, systemClock, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
-import { OfflineStore, buildTrainingSet, type BuildRequest } from './offline.ts';
+import { OfflineStore } from './offline.ts';
+import { buildTrainingSet, type BuildRequest } from './training-set.ts';
 import { OnlineStore, entityValues } from './online.ts';
 import { FeatureEvent, RawValue, type FeatureViewDef, type LoggedEvent, type PushResult } from './schemas.ts';
 import { numberOf } from './transforms.ts';
-import { FeatureViews } from './views.ts';
+import { aggregatorSpec } from './aggregate-actor.ts';
+import { aggregateSourceOf } from './aggregate-store.ts';
+import type { KeyFrom } from './aggregates.ts';
+import { FeatureViews, parseViewDef } from './views.ts';
 
 export const ApplyRequest = Type.Object(
   { definition: Type.Unknown(), snapshot: Type.Optional(Type.Array(Type.Record(Type.String(), RawValue), { maxItems: 1_000_000 })) },
@@ -74,9 +80,9 @@ export interface FeatureService {
 }
 
 /** Parses an event time (ISO 8601 or epoch ms) to epoch ms; a BAD_INPUT naming `eventTime` otherwise. */
-export function eventTimeOf(t: string | number): number {
+export function eventTimeOf(t: string | number, field = 'eventTime'): number {
   const ms = typeof t === 'number' ? t : /^\d{4}-\d{2}-\d{2}/.test(t) ? Date.parse(t) : NaN;
-  if (!Number.isFinite(ms) || ms < 0) throw MlErrors.BAD_INPUT(`eventTime: ${JSON.stringify(t)} is not an ISO 8601 time or epoch milliseconds`);
+  if (!Number.isFinite(ms) || ms < 0) throw MlErrors.BAD_INPUT(`${field}: ${JSON.stringify(t)} is not an ISO 8601 time or epoch milliseconds`);
   return ms;
 }
 
@@ -96,6 +102,14 @@ export function checkEvent(def: FeatureViewDef, ev: FeatureEvent, ingestTime: nu
   }
   const eventTime = eventTimeOf(ev.eventTime);
   if (eventTime - ingestTime > maxFutureMs) throw MlErrors.BAD_INPUT(`eventTime: ${new Date(eventTime).toISOString()} is ${Math.round((eventTime - ingestTime) / 1000)} s in the future (at most ${maxFutureMs / 1000} s allowed)`);
+  if (ev.knownAt !== undefined) {
+    // A backfill says when the value became known; it cannot claim to be known later than now,
+    // nor earlier than it happened (beyond the same allowance for clock skew).
+    const knownAt = eventTimeOf(ev.knownAt, 'knownAt');
+    if (knownAt > ingestTime) throw MlErrors.BAD_INPUT(`knownAt: ${new Date(knownAt).toISOString()} is after the ingestion time ${new Date(ingestTime).toISOString()} (a value cannot be known before it arrives)`);
+    if (eventTime - knownAt > maxFutureMs) throw MlErrors.BAD_INPUT(`knownAt: ${new Date(knownAt).toISOString()} is before eventTime ${new Date(eventTime).toISOString()}`);
+    ingestTime = knownAt;
+  }
   return { view: def.name, eventId: ev.eventId, entity, values: ev.values, eventTime, ingestTime };
 }
 
@@ -111,6 +125,7 @@ export async function startFeatureService(o: FeatureServiceOptions): Promise<Fea
   const stream = resources(s.prefix).streams.featureEvents;
   const queue = o.queue ?? `${s.prefix}-features`;
   const pushPrefix = s.featurePush('x').slice(0, -1);
+  const actors = new ActorClient(o.nc, s);
 
   const subs: Subscription[] = [
     serve(
@@ -118,9 +133,14 @@ export async function startFeatureService(o: FeatureServiceOptions): Promise<Fea
       s.featuresApply,
       ApplyRequest,
       async (req) => {
-        const r = await views.apply(req.definition, req.snapshot);
+        // An aggregate view is checked against its source view before it is stored.
+        const def = parseViewDef(req.definition);
+        const keyFrom = def.source.type === 'aggregate' ? await aggregateSourceOf(views, def) : undefined;
+        const r = await views.apply(def, req.snapshot);
         o.log.info({ view: r.version.name, version: r.version.version, created: r.created, fitted: r.version.fitted !== null }, 'feature view applied');
-        return r;
+        if (!keyFrom) return r;
+        // Its actor is spawned now (or found running): an apply of an unchanged view repairs a missing one.
+        return { ...r, aggregator: await ensureAggregator(actors, def, keyFrom, o.log) };
       },
       { queue, log: o.log },
     ),
@@ -132,8 +152,11 @@ export async function startFeatureService(o: FeatureServiceOptions): Promise<Fea
         const name = m.subject.slice(pushPrefix.length);
         const version = await views.version(name);
         if (!version) throw MlErrors.BAD_INPUT(`view: unknown feature view "${name}"`);
+        const src = version.definition.source;
+        if (src.type === 'aggregate') throw MlErrors.BAD_INPUT(`view: feature view "${name}" is a streaming aggregate of "${src.spec.view}"; push events to ${src.spec.view}`);
         const logged = checkEvent(version.definition, ev, clock.now(), maxFutureMs);
-        const ack = await js.publish(s.featureLog(name), encode(logged, ContentType.MSGPACK), { msgID: `${name}:${ev.eventId}` });
+        // Through a stream leader election (a server died): retried, within the pusher's patience.
+        const ack = await publishIdempotent(js, s.featureLog(name), encode(logged, ContentType.MSGPACK), { msgID: `${name}:${ev.eventId}` }, 10_000);
         let applyWhat = logged;
         if (ack.duplicate) {
           const orig = await jsm.streams.getMessage(stream, { seq: ack.seq });
@@ -175,4 +198,28 @@ export async function startFeatureService(o: FeatureServiceOptions): Promise<Fea
       for (const sub of subs) sub.unsubscribe();
     },
   };
+}
+
+/** What an apply of an aggregate view says about its actor. */
+export interface AggregatorPlacement {
+  actorId: string;
+  /** `running`, `pending` (waiting for a node), `existing` (spawned by an earlier apply); `error` when the spawn was refused. */
+  state: string;
+  nodeId?: string;
+  error?: string;
+}
+
+async function ensureAggregator(actors: ActorClient, def: FeatureViewDef, keyFrom: KeyFrom[], log: Logger): Promise<AggregatorPlacement> {
+  const spec = aggregatorSpec(def, keyFrom);
+  try {
+    const r = await actors.spawn(spec, { timeoutMs: 30_000 });
+    const a = r.actors[0]!;
+    log.info({ actorId: a.actorId, nodeId: a.nodeId, state: a.state }, 'aggregate actor spawned');
+    return { actorId: a.actorId, state: a.state, ...(a.nodeId ? { nodeId: a.nodeId } : {}) };
+  } catch (err) {
+    if (Errors.ACTOR_ALREADY_RUNNING.is(err)) return { actorId: spec.id, state: 'existing' };
+    // The view is stored either way; applying it again retries the spawn.
+    log.warn({ actorId: spec.id, err: (err as Error).message }, 'aggregate actor not spawned');
+    return { actorId: spec.id, state: 'error', error: (err as Error).message };
+  }
 }

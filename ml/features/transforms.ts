@@ -22,6 +22,7 @@
  *   `maxVocabulary`.
  */
 import { MlErrors } from '../errors.ts';
+import { resolveAggregate } from './aggregates.ts';
 import type { FeatureSpec, FeatureViewDef, FittedFeature, FittedView, RawValue, Transform } from './schemas.ts';
 
 type Raw = RawValue | undefined;
@@ -57,7 +58,8 @@ export function checkDefinition(def: FeatureViewDef): void {
       if (f.fill?.strategy === 'constant' && typeof f.fill.value === 'string') throw bad(`${at}.fill.value`, 'must be a number or boolean');
     }
   });
-  if (def.source.type !== 'push') throw bad('source.type', `"${def.source.type}" is not supported yet (only "push")`);
+  if (def.source.type === 'aggregate') resolveAggregate(def);
+  else if (def.source.type !== 'push') throw bad('source.type', `"${def.source.type}" is not supported yet ("push" or "aggregate")`);
 }
 
 /** A raw value as a number for a non-categorical feature; undefined when missing or unreadable. */

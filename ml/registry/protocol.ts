@@ -7,6 +7,7 @@
  * Names and aliases are checked by the registry itself (so a bad one is SHOAL_ERR_BAD_MODEL, the
  * same as before), not by the schema.
  */
+import { MonitoringSpec } from '../monitoring/records.ts';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { PlacementConstraints, ResourceRequest, ServiceAutoscale, type RegistryOp } from '../../cluster/index.ts';
 import { RollbackPolicy } from '../serving/canary.ts';
@@ -70,6 +71,7 @@ const TrackFields = {
   constraints: Type.Optional(PlacementConstraints),
   readyTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
   autoscale: Type.Optional(ServiceAutoscale),
+  monitoring: Type.Optional(MonitoringSpec),
 };
 
 export const DeployRequest = Type.Object({ name: Name, ...TrackFields, policy: Type.Optional(Type.Partial(RollbackPolicy)) }, { additionalProperties: false });

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { ServingInfo } from './messages.ts';
+import { MonitoringSpec } from '../monitoring/records.ts';
 
 export const TrackState = { STARTING: 'starting', READY: 'ready' } as const;
 
@@ -22,6 +23,8 @@ export const Track = Type.Object({
   since: Type.Number(),
   /** How its replicas serve (batching, warm-up, instances), as the first one to answer reported once ready. */
   serving: Type.Optional(ServingInfo),
+  /** Model monitoring options the track was deployed with (ml/monitoring). */
+  monitoring: Type.Optional(MonitoringSpec),
 });
 export type Track = Static<typeof Track>;
 

@@ -35,6 +35,7 @@ import { checkStepsServing } from './pipeline.ts';
 import { PIPELINE_ACTOR_TYPE, type PipelineArgs } from './pipeline-actor.ts';
 import { modelView } from './processor.ts';
 import { checkFeatureInput } from './entity-features.ts';
+import type { MonitoringSpec } from '../monitoring/records.ts';
 
 export interface TrackOptions {
   /** Version number or alias. @default the `production` alias, else the latest version */
@@ -70,6 +71,11 @@ export interface TrackOptions {
   constraints?: PlacementConstraints;
   /** How long to wait for replicas to become ready. @default 60000 */
   readyTimeoutMs?: number;
+  /**
+   * Model monitoring (ml/monitoring): log sampled predictions (`sampleRate`, never the
+   * `logExclude` fields) and check feedback labels (`labelType`). Off without it.
+   */
+  monitoring?: MonitoringSpec;
   /**
    * Let the scheduler keep the replica count between min and max on the replicas' load
    * (ongoing + queued requests per replica); `replicas` is the starting count.
@@ -266,7 +272,7 @@ export class ModelDeployments {
   }
 
   #track(name: string, version: number, o: TrackOptions, state: Track['state']): Track {
-    return { version, service: serviceName(name, version), replicas: o.replicas ?? 1, state, maxBatchSize: o.maxBatchSize ?? 32, maxQueueDelayMs: o.maxQueueDelayMs ?? 0, since: Date.now() };
+    return { version, service: serviceName(name, version), replicas: o.replicas ?? 1, state, maxBatchSize: o.maxBatchSize ?? 32, maxQueueDelayMs: o.maxQueueDelayMs ?? 0, since: Date.now(), ...(o.monitoring ? { monitoring: o.monitoring } : {}) };
   }
 
   /** Spawns the replicas and waits until they answer a readiness probe. */
@@ -326,6 +332,7 @@ export class ModelDeployments {
       ...(o.batching !== undefined ? { batching: o.batching } : {}),
       ...(o.batchAxes ? { batchAxes: o.batchAxes } : {}),
       ...(o.maxQueueRows ? { maxQueueRows: o.maxQueueRows } : {}),
+      ...(o.monitoring ? { monitoring: o.monitoring } : {}),
     };
     let type = INFERENCE_ACTOR_TYPE;
     // A pipeline version (pipeline-spec.ts) is served by a pipeline actor, once its step models serve.

@@ -61,6 +61,8 @@ import { PIPELINE_DEPTH, SessionPool, type PoolTensor, type SessionValueInfo } f
 import { decodeOip, type Decoded, type Outputs } from './codecs/index.ts';
 import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
 import { EntityFeatures } from './entity-features.ts';
+import { replicaPredictionLog } from '../monitoring/replica-log.ts';
+import type { PredictionLog } from '../monitoring/prediction-log.ts';
 
 /** A decoded request and its row count (what the batcher queues). */
 interface Prepared extends Decoded {
@@ -84,6 +86,7 @@ interface Resolved {
   warmup: WarmupMode | undefined;
   batching: boolean | undefined;
   batchAxes: Record<string, number> | undefined;
+  monitoring: InferenceArgs['monitoring'];
 }
 
 export class InferenceActor extends Actor<InferenceMsg> {
@@ -107,6 +110,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
   #entities: RequestRunner['entities'];
   /** Batch sizes and run times in the node's registry (serving-metrics.ts). */
   #metrics: ReplicaMetrics | undefined;
+  /** The prediction log (deployment option `monitoring`), off the hot path (ml/monitoring). */
+  #log: PredictionLog | undefined;
 
   constructor(args: unknown) {
     super();
@@ -122,6 +127,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
       warmup: a.warmup,
       batching: a.batching,
       batchAxes: a.batchAxes,
+      monitoring: a.monitoring,
     };
   }
 
@@ -179,6 +185,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
     this.#metrics = replicaMetrics(this.ctx.metrics, { model, version, stats: () => this.#batcher.stats() });
     this.#warmup = await this.#warmUp(registry, this.#args.warmup ?? (mv.sample ? 'sample' : 'synthetic'));
     const log = { model, version, sha256: mv.sha256.slice(0, 12), batching: this.#batching, instances, intraOpThreads, warmup: this.#warmup.mode, maxQueueDelayMs: this.#args.maxQueueDelayMs };
+    const spec = this.#args.monitoring;
+    if (spec) this.#log = replicaPredictionLog({ nc: this.ctx.nc, subjects: this.ctx.subjects, model, version, spec, log: this.ctx.log });
     if (this.#warmup.warning) this.ctx.log.warn({ ...log, warning: this.#warmup.warning }, 'model loaded; warm-up failed, serving anyway');
     else this.ctx.log.info(log, 'model loaded and warmed up');
   }
@@ -189,6 +197,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
     this.#batcher?.close(Errors.ACTOR_STOPPED(this.ctx.actorId, 'stopping'));
     await this.#pool?.close().catch(() => undefined);
     await this.#processor?.close().catch(() => undefined);
+    await this.#log?.close().catch(() => undefined);
   }
 
   receive(m: InferenceMsg): unknown {
@@ -228,6 +237,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
       maxQueueDelayMs: this.#batcher.maxQueueDelayMs,
       instances: this.#args.instances,
       busySessions: this.#pool.busy,
+      ...(this.#log ? { predictionLog: this.#log.stats() } : {}),
     };
   }
 
@@ -282,7 +292,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
   /** What the codecs need to serve this replica's requests (serve-requests.ts). */
   get #runner(): RequestRunner {
     const entities = this.#entities;
-    return { signature: this.#public, label: this.#label, name: this.#mv.name, version: this.#mv.version, run: (d) => this.#run(d), failure: (err) => this.#failure(err), ...(entities ? { entities } : {}) };
+    return { signature: this.#public, label: this.#label, name: this.#mv.name, version: this.#mv.version, run: (d) => this.#run(d), failure: (err) => this.#failure(err), log: this.#log, ...(entities ? { entities } : {}) };
   }
 
   /** Binary requests (tensors as bytes, from NATS clients). */

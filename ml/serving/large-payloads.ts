@@ -37,7 +37,9 @@ export async function withLargePayloads(ctx: Ctx, items: JsonItem[], run: (items
       if (!item.ref) return item;
       try {
         const body = await fetchPayload(ctx.nc, item.ref, { timeoutMs: PULL_TIMEOUT_MS });
-        return item.headerLength === undefined ? { format: item.format, body } : { format: item.format, body, headerLength: item.headerLength };
+        // Everything else the item carries (its request id and tenant for the prediction log) stays.
+        const { ref: _ref, ...rest } = item;
+        return { ...rest, body };
       } catch (err) {
         return { error: toWireError(err) };
       }

@@ -4,12 +4,16 @@ import { PayloadRef } from '../../cluster/index.ts';
 import { WireTensor } from '../tensor.ts';
 import type { BatcherStats } from './batcher.ts';
 import type { BatchingInfo } from './batch-axis.ts';
+import { MonitoringSpec } from '../monitoring/records.ts';
+import type { PredictionLogStats } from '../monitoring/prediction-log.ts';
 
 /** One inference request; its first dimension is its row count (a request may hold many rows). */
 export const InferItem = Type.Object({
   inputs: Type.Array(WireTensor, { minItems: 1, maxItems: 64 }),
   /** Output names to return (default: all). */
   outputs: Type.Optional(Type.Array(Type.String(), { maxItems: 64 })),
+  /** The request id its prediction-log records carry (what feedback names); default: a random one. */
+  id: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
 });
 export type InferItem = Static<typeof InferItem>;
 
@@ -24,6 +28,10 @@ export const JsonItem = Type.Object({
   headerLength: Type.Optional(Type.Integer({ minimum: 0 })),
   /** A body larger than one NATS message stays with the gateway and is pulled from here (`body` is then empty). */
   ref: Type.Optional(PayloadRef),
+  /** The gateway's request id (`x-request-id`): the prediction log's record id unless an OIP body has its own `id`. */
+  requestId: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  /** The tenant the gateway admitted the request as (logged with its prediction). */
+  tenant: Type.Optional(Type.String({ maxLength: 128 })),
 });
 export type JsonItem = Static<typeof JsonItem>;
 /** Which HTTP body a forwarded request carries. */
@@ -58,6 +66,8 @@ export interface JsonOk {
   batch: number;
   /** A body larger than one NATS message stays with the replica and is pulled from here (`body` is then empty). */
   ref?: PayloadRef;
+  /** The request id used, when it is not the gateway's (an OIP body's own `id`). */
+  requestId?: string;
 }
 export type JsonResult = JsonOk | ItemError;
 
@@ -90,6 +100,8 @@ export interface ReplicaStats extends BatcherStats {
   instances: number;
   /** Sessions with a batch running or queued in their worker now. */
   busySessions: number;
+  /** The prediction log's counters (deployments with `monitoring`): sampled, published, dropped… */
+  predictionLog?: PredictionLogStats;
 }
 
 /** Which warm-up a replica runs (deploy option `warmup`, Triton's `model_warmup`). */
@@ -156,6 +168,8 @@ export const InferenceArgs = Type.Object(
     batching: Type.Optional(Type.Boolean()),
     /** Batch axis by tensor name where it is not 0 (e.g. a recurrent state [layers, batch, hidden]: 1). */
     batchAxes: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.Integer({ minimum: 0, maximum: 15 }))),
+    /** The prediction log (ml/monitoring): sample rate, excluded fields, buffer. Off without it. */
+    monitoring: Type.Optional(MonitoringSpec),
   },
   { additionalProperties: false },
 );

@@ -7,7 +7,8 @@
 import { MlErrors } from '../errors.ts';
 import type { Signature } from '../registry/schemas.ts';
 import { decodeOip, decodePredict, decodeWire, encodeOip, encodePredict, encodeWire, type Decoded, type Outputs } from './codecs/index.ts';
-import type { InferItem, ItemError, ItemResult, JsonItem, JsonResult } from './messages.ts';
+import type { InferItem, ItemError, ItemResult, JsonItem, JsonOk, JsonResult } from './messages.ts';
+import { observeBegin, observeEnd, type PredictionLog } from '../monitoring/prediction-log.ts';
 
 export interface RequestRunner {
   /** The signature clients send and get. */
@@ -25,6 +26,8 @@ export interface RequestRunner {
    * request; absent for models that record no feature views.
    */
   entities?(format: JsonItem['format'], body: Uint8Array, headerLength: number | undefined): Promise<Decoded | undefined>;
+  /** The deployment's prediction log (monitoring on), which never fails or slows a request. */
+  log?: PredictionLog | undefined;
 }
 
 const ENTITIES = Buffer.from('"entities"');
@@ -41,8 +44,11 @@ export function serveWire(r: RequestRunner, items: readonly InferItem[]): Promis
   return Promise.all(
     items.map(async (item): Promise<ItemResult> => {
       try {
+        const t0 = performance.now();
         const d = decodeWire(sig, r.label, item.inputs, item.outputs);
+        const logged = observeBegin(r.log, sig, d, item.id, undefined, t0);
         const { value, batch } = await r.run(d);
+        observeEnd(r.log, logged, sig, value);
         return { outputs: encodeWire(sig, value, d.outputs), batch };
       } catch (err) {
         return r.failure(err);
@@ -58,6 +64,7 @@ export function serveJson(r: RequestRunner, items: readonly JsonItem[]): Promise
   return Promise.all(
     items.map(async (item): Promise<JsonResult> => {
       try {
+        const t0 = performance.now();
         const v1 = item.format === 'v1';
         let d = r.entities ? await r.entities(item.format, item.body, item.headerLength) : undefined;
         try {
@@ -65,9 +72,15 @@ export function serveJson(r: RequestRunner, items: readonly JsonItem[]): Promise
         } catch (err) {
           throw r.entities ? err : noEntities(r, item, err);
         }
+        // The request id feedback names: the OIP body's `id`, else the gateway's.
+        const requestId = d.id ?? item.requestId;
+        const logged = observeBegin(r.log, sig, d, requestId, item.tenant, t0);
         const { value, batch } = await r.run(d);
+        observeEnd(r.log, logged, sig, value);
         const out = v1 ? encodePredict(sig, r.name, version, d, value) : encodeOip(sig, r.name, version, d, value);
-        return out.headerLength === undefined ? { body: out.body, batch } : { body: out.body, headerLength: out.headerLength, batch };
+        const res: JsonOk = out.headerLength === undefined ? { body: out.body, batch } : { body: out.body, headerLength: out.headerLength, batch };
+        if (requestId !== undefined && requestId !== item.requestId) res.requestId = requestId;
+        return res;
       } catch (err) {
         return r.failure(err);
       }

@@ -44,7 +44,7 @@ import { rocAuc } from './metrics.ts';
 import { predict, type ModelShape } from './model.ts';
 import { StepPace, withTimeout } from './pace.ts';
 import { removeShards, writeShards } from './shards.ts';
-import type { BuildResult } from '../features/offline.ts';
+import type { BuildResult } from '../features/training-set.ts';
 import { parseTrainingSpec, type FeatureTrainingSet, type TrainingSpec } from './spec.ts';
 import { TRAINER_WORKER_ACTOR, workerIds, type GradReply, type WorkerArgs } from './worker.ts';
 

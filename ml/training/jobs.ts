@@ -6,7 +6,7 @@
  */
 import { headers, nuid, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
-import { ContentType, DEFAULT_JOB_TYPE, JobStore, TERMINAL_JOB_STATES, encode, jobTypeRefusal, request, subjects, type JobEnvelope, type JobRecord, type NodeView, type SchedulerStatus } from '../../cluster/index.ts';
+import { ContentType, DEFAULT_JOB_TYPE, publishIdempotent, JobStore, TERMINAL_JOB_STATES, encode, jobTypeRefusal, request, subjects, type JobEnvelope, type JobRecord, type NodeView, type SchedulerStatus } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { parseTrainingSpec } from './spec.ts';
 
@@ -40,7 +40,7 @@ export class JobClient {
     const ct = opts.contentType ?? ContentType.MSGPACK;
     const h = headers();
     h.set('content-type', ct);
-    const ack = await jetstream(this.nc).publish(subjects(this.prefix).jobsSubmit, encode(env, ct), { msgID: id, headers: h });
+    const ack = await publishIdempotent(jetstream(this.nc), subjects(this.prefix).jobsSubmit, encode(env, ct), { msgID: id, headers: h });
     return { id, duplicate: ack.duplicate };
   }
 
@@ -51,7 +51,7 @@ export class JobClient {
    */
   async #fleet(): Promise<NodeView[]> {
     try {
-      return (await request<SchedulerStatus>(this.nc, subjects(this.prefix).scheduler('status'), { type: 'status' }, { timeoutMs: 2000 })).nodes;
+      return (await request<SchedulerStatus>(this.nc, subjects(this.prefix).scheduler('status'), { type: 'status' }, { timeoutMs: 2000, idempotent: true })).nodes;
     } catch {
       return [];
     }

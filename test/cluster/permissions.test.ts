@@ -98,6 +98,15 @@ const SUBJECT_PROBES = {
   featuresAll: (x: Subjects) => [`${x.prefix}.features.other`],
   featureLog: (x: Subjects) => [x.featureLog('txn_stats')],
   featureLogAll: (x: Subjects) => [`${x.prefix}.featlog.other`],
+  predictions: (x: Subjects) => [x.predictions('fraud')],
+  predictionsAll: (x: Subjects) => [`${x.prefix}.predictions.other`],
+  feedback: (x: Subjects) => [x.feedback('fraud')],
+  feedbackAll: (x: Subjects) => [`${x.prefix}.feedback.other`],
+  feedbackLog: (x: Subjects) => [x.feedbackLog('fraud')],
+  feedbackLogAll: (x: Subjects) => [`${x.prefix}.feedlog.other`],
+  labeled: (x: Subjects) => [x.labeled('fraud')],
+  labeledAll: (x: Subjects) => [`${x.prefix}.labeled.other`],
+  feedbackJoinStats: (x: Subjects) => [x.feedbackJoinStats],
 } satisfies Record<keyof Subjects, (x: Subjects) => string[]>;
 
 /** Subjects outside the prefix that must be probed too: inboxes and JetStream's global API. */
@@ -218,7 +227,9 @@ describe('permission matrix: completeness and policy invariants of the role tabl
       expect(perms.publish.some((p) => matches(p, s.nodeCtl(OTHER)) || matches(p, s.nodeCtl(SELF))), `${role} may publish node commands`).toBe(false);
       expect(perms.subscribe.some((p) => matches(p, s.nodeCtl(OTHER))), `${role} may read another node's commands`).toBe(false);
       for (const r of resourceList()) {
-        if (r.key === 'leases' || r.kind === 'stream') expect(opsOf(role, r).filter((o) => o !== StreamOp.PUBLISH), `${role} on ${r.name}`).toEqual([]);
+        // One exception: a node's streaming feature aggregate actor consumes the feature log (its own pull consumer; it never appends).
+        if (role === Role.NODE && r.key === 'featureEvents') expect(opsOf(role, r), `${role} on ${r.name}`).toEqual([StreamOp.CONSUME]);
+        else if (r.key === 'leases' || r.kind === 'stream') expect(opsOf(role, r).filter((o) => o !== StreamOp.PUBLISH), `${role} on ${r.name}`).toEqual([]);
       }
     }
     for (const role of [Role.GATEWAY, Role.CLIENT]) {
@@ -227,14 +238,26 @@ describe('permission matrix: completeness and policy invariants of the role tabl
     expect(isAdmin(Role.SCHEDULER)).toBe(true);
   });
 
+  it('monitoring: a node appends predictions, never labels or joined rows; gateway and client send feedback, never store labels directly', () => {
+    const node = permissionsFor(Role.NODE, { nodeId: SELF });
+    expect(anyMatch(node.publish, s.predictions('fraud')), 'node logs predictions').toBe(true);
+    for (const subject of [s.feedback('fraud'), s.feedbackLog('fraud'), s.labeled('fraud')]) expect(anyMatch(node.publish, subject), `node publishes ${subject}`).toBe(false);
+    for (const role of [Role.GATEWAY, Role.CLIENT]) {
+      const perms = permissionsFor(role);
+      expect(anyMatch(perms.publish, s.feedback('fraud')), `${role} sends feedback`).toBe(true);
+      for (const subject of [s.predictions('fraud'), s.feedbackLog('fraud'), s.labeled('fraud')]) expect(anyMatch(perms.publish, subject), `${role} publishes ${subject}`).toBe(false);
+    }
+  });
+
   it('a node may ask the features service to build a training set, and no other features operation', () => {
     const perms = permissionsFor(Role.NODE, { nodeId: SELF });
     expect(anyMatch(perms.publish, s.featuresBuild), 'node builds training sets').toBe(true);
     for (const subject of [s.featuresApply, s.featuresMaterialize, s.featurePush('txn_stats'), s.featureLog('txn_stats')]) expect(anyMatch(perms.publish, subject), `node publishes ${subject}`).toBe(false);
   });
 
-  it('a node reads feature views and the online store (replicas predict by entity) and writes neither', () => {
-    for (const r of resourceList().filter((x) => x.kind === 'kv' && (x.key === 'features' || x.key === 'online'))) expect(opsOf(Role.NODE, r), `node on ${r.name}`).toEqual([KvOp.READ]);
+  it('a node reads feature views (replicas predict by entity) but never writes them; it reads and writes the online store (streaming-aggregate actors)', () => {
+    for (const r of resourceList().filter((x) => x.kind === 'kv' && x.key === 'features')) expect(opsOf(Role.NODE, r), `node on ${r.name}`).toEqual([KvOp.READ]);
+    for (const r of resourceList().filter((x) => x.kind === 'kv' && x.key === 'online')) expect(opsOf(Role.NODE, r), `node on ${r.name}`).toEqual([KvOp.READ, KvOp.WRITE]);
   });
 });
 

@@ -4,7 +4,8 @@
  * one built from the same rows given inline (same dataset digest); a label pushed again for the
  * same entity and time replaces the first; `since`/`until` bound the label times; a label view
  * that lacks a feature view's key column, or a label feature that is not there, is a 400 naming it;
- * the training spec and the CLI accept the form.
+ * the training spec and the CLI accept the form. And backfills: history pushed today with its
+ * `knownAt` is joined as it was known then (without it, as known only from now).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, VirtualClock, createLogger, ensureResources, request, subjects, type NatsConnection } from '../../cluster/index.ts';
@@ -97,5 +98,21 @@ describe('training-set labels from a label view (real nats-server, DuckDB)', () 
     expect(await run('build-dataset', '--views', 'acct', '--label-view', 'outcome', '--label', 'is_fraud', '--name', 'cli-labels')).toBe(0);
     expect(out).toMatch(/dataset cli-labels@[0-9a-f]{12}: 6 rows × 1 columns, 4 positive/);
     await expect(run('build-dataset', '--views', 'acct', '--label-view', 'outcome')).rejects.toThrow(/--label FEATURE/);
+  });
+
+  it('a backfill with knownAt is joined as known then; without it, only from its ingestion', async () => {
+    const past = T0 - 30 * 86_400_000;
+    // Pushed now (clock at T0 + 2 days), about a month ago: one with knownAt, one without.
+    await features.push('acct', { eventId: 'bf1', entity: { account_id: 'old-1' }, values: { amount: 5 }, eventTime: past, knownAt: past + 1000 });
+    await features.push('acct', { eventId: 'bf2', entity: { account_id: 'old-2' }, values: { amount: 7 }, eventTime: past });
+    const r = await features.buildDataset({ name: 'bf', views: ['acct'], labels: [{ entity: { account_id: 'old-1' }, time: past + 5000, label: 1 }, { entity: { account_id: 'old-2' }, time: past + 5000, label: 0 }, { entity: { account_id: 'old-1' }, time: past + 500, label: 0 }] });
+    // old-1 at past+5 s: known (knownAt past+1 s); old-2: arrived only now, so not known then; old-1 at past+0.5 s: not yet known.
+    expect(r.found.acct).toBe(1);
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ eventId: 'bf3', entity: { account_id: 'x' }, values: { amount: 1 }, eventTime: past, knownAt: clock.now() + 60_000 }, /knownAt: .* is after the ingestion time/],
+      [{ eventId: 'bf4', entity: { account_id: 'x' }, values: { amount: 1 }, eventTime: past, knownAt: past - 86_400_000 }, /knownAt: .* is before eventTime/],
+      [{ eventId: 'bf5', entity: { account_id: 'x' }, values: { amount: 1 }, eventTime: past, knownAt: 'yesterday' }, /knownAt: "yesterday" is not an ISO 8601 time/],
+    ];
+    for (const [ev, want] of bad) await expect(request(cli, s.featurePush('acct'), ev), JSON.stringify(ev)).rejects.toThrow(want);
   });
 });

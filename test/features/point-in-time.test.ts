@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { seededRandom } from '../../cluster/index.ts';
-import { pointInTimeRows } from '../../ml/features/offline.ts';
+import { pointInTimeRows } from '../../ml/features/training-set.ts';
 
 interface Ev { seq: number; entity: string; feature: string; value: string; et: number; it: number }
 interface Lab { row: number; entity: string; t: number }

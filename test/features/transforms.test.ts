@@ -90,7 +90,8 @@ describe('feature transforms (fitted on a snapshot)', () => {
     expect(() => parseViewDef({ ...view, features: [{ name: 'c', type: 'categorical' }] })).toThrow(/features\[0\] \(c\) is categorical: it needs exactly one transform/);
     expect(() => parseViewDef({ ...view, features: [{ name: 'n', type: 'numeric', transforms: [{ op: 'onehot' }] }] })).toThrow(/features\[0\] \(n\)\.transforms\[0\] onehot is for categorical/);
     expect(() => parseViewDef({ ...view, ttlSeconds: -1 })).toThrow(/\/ttlSeconds/);
-    expect(() => parseViewDef({ ...view, source: { type: 'aggregate', spec: {} } })).toThrow(/source.type "aggregate" is not supported yet/);
+    expect(() => parseViewDef({ ...view, source: { type: 'dataset', dataset: 'd', timeColumn: 't' } })).toThrow(/source.type "dataset" is not supported yet/);
+    expect(() => parseViewDef({ ...view, source: { type: 'aggregate', spec: {} } })).toThrow(/\/source/);
     expect(() => parseViewDef({ ...view, features: [{ name: 'x', type: 'numeric', transforms: [{ op: 'bucketize', boundaries: [2, 1] }] }] })).toThrow(/strictly increasing/);
     // Nothing to fit a mean on.
     const err = (() => {
