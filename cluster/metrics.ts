@@ -208,10 +208,11 @@ export interface MetricsServer {
 
 /**
  * Serves `registry` at `GET /metrics` (Prometheus text format) on `host:port`; anything else is
- * 404. A port that is taken is logged and skipped (undefined): metrics are never a reason for a
- * node or scheduler not to start.
+ * 404. A taken port: with `fallback` (a process under `shoal up`, which records the address it
+ * really got) another free port, said at info level; without, a warning and undefined — metrics
+ * are never a reason for a node or scheduler not to start.
  */
-export async function serveMetrics(o: { registry: client.Registry; host: string; port: number; log?: Logger }): Promise<MetricsServer | undefined> {
+export async function serveMetrics(o: { registry: client.Registry; host: string; port: number; log?: Logger; fallback?: boolean }): Promise<MetricsServer | undefined> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' || path !== '/metrics') {
@@ -223,14 +224,28 @@ export async function serveMetrics(o: { registry: client.Registry; host: string;
       (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${err.message}`),
     );
   });
-  try {
-    await new Promise<void>((resolve, reject) => {
+  const listen = (port: number) =>
+    new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: o.host, port: o.port }, () => resolve());
+      server.listen({ host: o.host, port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
+  try {
+    await listen(o.port);
   } catch (err) {
-    o.log?.warn({ port: o.port, err: (err as Error).message }, 'cannot serve /metrics on this port; metrics are off for this process');
-    return undefined;
+    if (!o.fallback) {
+      o.log?.warn({ port: o.port, err: (err as Error).message }, 'cannot serve /metrics on this port; metrics are off for this process');
+      return undefined;
+    }
+    try {
+      await listen(0);
+    } catch (err2) {
+      o.log?.warn({ port: o.port, err: (err2 as Error).message }, 'cannot serve /metrics; metrics are off for this process');
+      return undefined;
+    }
+    o.log?.info({ wanted: o.port, port: (server.address() as { port: number }).port }, 'metrics port in use: serving /metrics on another port (recorded in cluster.json)');
   }
   server.unref();
   const addr = server.address();

@@ -120,7 +120,8 @@ export async function runProcess(spec: ProcessSpec): Promise<void> {
   }
   stop = started.stop;
   if (spec.role !== Role.GATEWAY && config.metrics.port > 0) {
-    metricsServer = await serveMetrics({ registry: metrics, host: config.metrics.host, port: config.metrics.port, log });
+    // Under a supervisor (`shoal up`), which records the address it reports, a taken port falls back to a free one.
+    metricsServer = await serveMetrics({ registry: metrics, host: config.metrics.host, port: config.metrics.port, log, fallback: process.send !== undefined });
     if (metricsServer) log.info({ url: metricsServer.url }, 'serving Prometheus metrics');
   }
   // Tell the supervisor we are up (it waits for this before starting dependents).

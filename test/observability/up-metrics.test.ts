@@ -45,14 +45,17 @@ async function waitFor<T>(fn: () => T | undefined | Promise<T | undefined>, ms: 
   }
 }
 
-describe('shoal up: a metrics endpoint per process', () => {
+describe('shoal up: a metrics endpoint per process (one of its ports taken)', () => {
   const cwd = mkdtempSync(join(tmpdir(), 'shoal-up-metrics-'));
   let up: ChildProcess;
   let output = '';
   let base = 0;
+  /** Holds the port `shoal up` would give the first node: it must serve on another one, and say where. */
+  const squatter = createServer();
 
   beforeAll(async () => {
     base = await freeRun(3);
+    await new Promise<void>((r) => squatter.listen({ host: '127.0.0.1', port: base + 1 }, () => r()));
     up = spawn(process.execPath, [SHOAL, 'up', '--nats.port', '0', '--gateway.port', '0', '--gateway.grpc', 'false', '--metrics.basePort', String(base)], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -60,6 +63,7 @@ describe('shoal up: a metrics endpoint per process', () => {
   }, 100_000);
 
   afterAll(async () => {
+    squatter.close();
     if (!up || up.exitCode !== null) return;
     const exited = new Promise((r) => up.once('exit', r));
     process.kill(-up.pid!, 'SIGINT');
@@ -69,16 +73,20 @@ describe('shoal up: a metrics endpoint per process', () => {
 
   it('records each process\'s endpoint in cluster.json and prints them', () => {
     const info = JSON.parse(readFileSync(join(cwd, '.shoal', 'cluster.json'), 'utf8')) as ClusterInfo;
+    const spot = info.metrics?.['node:cpu-spot-1'];
     expect(info.metrics).toEqual({
       scheduler: `http://127.0.0.1:${base}/metrics`,
-      'node:cpu-spot-1': `http://127.0.0.1:${base + 1}/metrics`,
+      // Its port was taken: it serves on a free one, and that is what is recorded.
+      'node:cpu-spot-1': expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/),
       'node:cpu-ondemand-1': `http://127.0.0.1:${base + 2}/metrics`,
       gateway: `${info.gatewayUrl}/metrics`,
     });
+    expect(spot).not.toBe(`http://127.0.0.1:${base + 1}/metrics`);
     expect(output).toMatch(new RegExp(`metrics .*http://127\\.0\\.0\\.1:${base}/metrics`));
     // The same endpoints as a Prometheus file_sd target file (docs/prometheus.yml reads it).
     const groups = JSON.parse(readFileSync(join(cwd, '.shoal', 'prometheus-targets.json'), 'utf8')) as { targets: string[]; labels: Record<string, string> }[];
-    expect(groups).toContainEqual({ targets: [`127.0.0.1:${base + 1}`], labels: { role: 'node', process: 'node:cpu-spot-1', __metrics_path__: '/metrics' } });
+    expect(groups).toContainEqual({ targets: [new URL(spot!).host], labels: { role: 'node', process: 'node:cpu-spot-1', __metrics_path__: '/metrics' } });
+    expect(groups).toContainEqual({ targets: [`127.0.0.1:${base + 2}`], labels: { role: 'node', process: 'node:cpu-ondemand-1', __metrics_path__: '/metrics' } });
     expect(groups.map((g) => g.labels.role).sort()).toEqual(['gateway', 'node', 'node', 'scheduler']);
   });
 
