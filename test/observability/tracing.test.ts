@@ -6,12 +6,16 @@
  * run — and a training job makes one trace of its steps, each step the parent of every worker's
  * gradient, across node processes.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
+import { Metadata, credentials, type ServiceError } from '@grpc/grpc-js';
+import { startGrpcGateway } from '../../gateway/grpc/server.ts';
+import { loadInferencePackage } from '../../gateway/grpc/proto.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, createLogger, inSpan, spanRecord, startTracing, subjects, tracing, type SpanRecord } from '../../cluster/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
@@ -22,7 +26,8 @@ import { until } from '../harness/wait.ts';
 import { mlpModel, randomRows } from '../fixtures/onnx.ts';
 
 const s = subjects();
-const hex = (n: number, seed: number) => Array.from({ length: n }, (_, i) => ((seed * 31 + i * 7) % 16).toString(16)).join('');
+/** A fresh random W3C id of `n` hex digits (trace ids 32, span ids 16): no two tests share a trace. */
+const hex = (n: number) => randomBytes(n / 2).toString('hex');
 
 describe('distributed tracing (gateway in-process, real node processes)', () => {
   let c: TestCluster;
@@ -69,8 +74,8 @@ describe('distributed tracing (gateway in-process, real node processes)', () => 
 
   it('one inference request is one trace: HTTP span → NATS publish → replica receive → batch → onnxruntime run', async () => {
     // The caller traces too: its traceparent is the root the gateway continues.
-    const traceId = hex(32, 3);
-    const callerSpan = hex(16, 9);
+    const traceId = hex(32);
+    const callerSpan = hex(16);
     const r = await fetch(`${base}/v2/models/tm/infer`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${callerSpan}-01` },
@@ -118,12 +123,12 @@ describe('distributed tracing (gateway in-process, real node processes)', () => 
   });
 
   it('concurrent requests each keep their trace: a shared message or batch is the child of one and links the others', async () => {
-    const ids = Array.from({ length: 8 }, (_, i) => hex(32, 40 + i));
+    const ids = Array.from({ length: 8 }, () => hex(32));
     const rs = await Promise.all(
       ids.map((traceId, i) =>
         fetch(`${base}/v2/models/tm/infer`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${hex(16, 60 + i)}-01` },
+          headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${hex(16)}-01` },
           body: JSON.stringify({ inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1, 32, 20 + i) }] }),
         }),
       ),
@@ -158,11 +163,46 @@ describe('distributed tracing (gateway in-process, real node processes)', () => 
     expect(batches.reduce((n, b) => n + Number(b.attributes['shoal.batch.requests']), 0)).toBe(ids.length);
   });
 
+  it('a gRPC ModelInfer is one trace the same way, under its server span (traceparent in the call metadata)', async () => {
+    const grpc = await startGrpcGateway(gw.shoal, { host: '127.0.0.1', port: 0 });
+    const client = new (loadInferencePackage().inference.GRPCInferenceService)(grpc.address, credentials.createInsecure());
+    try {
+      const traceId = hex(32);
+      const meta = new Metadata();
+      const callerSpan = hex(16);
+      meta.set('traceparent', `00-${traceId}-${callerSpan}-01`);
+      const rows = randomRows(2, 32, 5);
+      await new Promise((resolve, reject) =>
+        (client as unknown as { ModelInfer: (r: unknown, m: Metadata, cb: (e: ServiceError | null, r: unknown) => void) => void }).ModelInfer(
+          { model_name: 'tm', inputs: [{ name: 'X', datatype: 'FP32', shape: [2, 32], contents: { fp32_contents: rows.flat() } }] },
+          meta,
+          (e, r) => (e ? reject(e) : resolve(r)),
+        ),
+      );
+      const all = await until(() => {
+        const spans = [...gatewaySpans(), ...nodeSpans()].filter((x) => x.traceId === traceId);
+        return spans.some((x) => x.name === 'onnxruntime.run') && spans.some((x) => x.kind === 'SERVER') ? spans : undefined;
+      }, 20_000, 'the call\'s spans');
+      const server = all.find((x) => x.name === 'inference.GRPCInferenceService/ModelInfer')!;
+      expect(server).toMatchObject({ kind: 'SERVER', service: 'shoal-gateway', parentSpanId: callerSpan });
+      const publish = all.find((x) => x.kind === 'PRODUCER')!;
+      expect(publish.parentSpanId).toBe(server.spanId);
+      const receive = all.find((x) => x.kind === 'CONSUMER')!;
+      expect(receive.parentSpanId).toBe(publish.spanId);
+      const batch = all.find((x) => x.name === 'inference.batch')!;
+      expect(batch.parentSpanId).toBe(receive.spanId);
+      expect(all.find((x) => x.name === 'onnxruntime.run')!.parentSpanId).toBe(batch.spanId);
+    } finally {
+      client.close();
+      await grpc.stop();
+    }
+  });
+
   it('a refused request ends its spans with the error (the gateway\'s span carries the code)', async () => {
-    const traceId = hex(32, 5);
+    const traceId = hex(32);
     const r = await fetch(`${base}/v2/models/tm/infer`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${hex(16, 2)}-01` },
+      headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-${hex(16)}-01` },
       body: JSON.stringify({ inputs: [{ name: 'X', shape: [1, 7], datatype: 'FP32', data: [[1, 2, 3, 4, 5, 6, 7]] }] }),
     });
     expect(r.status).toBe(400);
