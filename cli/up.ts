@@ -94,20 +94,49 @@ function childEnv(role: 'scheduler' | 'gateway' | 'node', natsUrl: string, dataD
   return env;
 }
 
+/**
+ * Metrics ports: the scheduler `metrics.basePort`, node agents the next ones in profile order
+ * (fixed, so a Prometheus scrape config stays right across restarts); none when it is 0, or when
+ * `metrics.port` was given (one port cannot serve several processes).
+ */
+function withMetricsPort(env: NodeJS.ProcessEnv, config: Config, offset: number): NodeJS.ProcessEnv {
+  const base = config.metrics.basePort;
+  if (base === 0 || config.metrics.port !== 0 || base + offset > 65535) return env;
+  return { ...env, SHOAL_METRICS_PORT: String(base + offset) };
+}
+
+/**
+ * The endpoints as a Prometheus file-based service discovery file (`file_sd_configs`, see
+ * docs/prometheus.yml): one target group per process, labelled with its role and name.
+ */
+function writePrometheusTargets(dataDir: string, info: ClusterInfo): void {
+  const groups = Object.entries(info.metrics ?? {}).map(([name, url]) => {
+    const u = new URL(url);
+    return { targets: [u.host], labels: { role: name.split(':')[0]!, process: name, __metrics_path__: u.pathname } };
+  });
+  writeFileSync(resolve(dataDir, 'prometheus-targets.json'), JSON.stringify(groups, null, 2));
+}
+
+/** Records a child's `/metrics` URL (from its ready message) in cluster.json's `metrics`. */
+function recordMetrics(info: ClusterInfo, name: string, ready: Record<string, unknown>): void {
+  if (typeof ready.metrics === 'string') (info.metrics ??= {})[name] = ready.metrics;
+}
+
 /** The scheduler, then one node agent per profile replica, then the gateway: each kept up by the supervisor. */
 async function startChildren(sup: Supervisor, config: Config, env: (role: 'scheduler' | 'gateway' | 'node', nodeId?: string) => NodeJS.ProcessEnv, info: ClusterInfo, dataDir: string, out: Out): Promise<void> {
-  const scheduler = sup.start('scheduler', 'scheduler/main.ts', env('scheduler'), []);
-  await scheduler.ready;
+  const scheduler = sup.start('scheduler', 'scheduler/main.ts', withMetricsPort(env('scheduler'), config, 0), []);
+  recordMetrics(info, 'scheduler', await scheduler.ready);
   out.note(`scheduler pid ${scheduler.pid} ready`);
 
   const nodes: Child[] = [];
+  let offset = 1;
   for (const profile of config.nodes) {
     for (let i = 1; i <= profile.replicas; i++) {
       const id = `${profile.name}-${i}`;
-      nodes.push(sup.start(`node:${id}`, 'nodes/main.ts', env('node', id), ['--profile', profile.name, '--node-id', id]));
+      nodes.push(sup.start(`node:${id}`, 'nodes/main.ts', withMetricsPort(env('node', id), config, offset++), ['--profile', profile.name, '--node-id', id]));
     }
   }
-  await Promise.all(nodes.map((n) => n.ready));
+  for (const [i, ready] of (await Promise.all(nodes.map((n) => n.ready))).entries()) recordMetrics(info, nodes[i]!.name, ready);
   out.note(`${nodes.length} node agents ready: ${nodes.map((n) => `${n.name.slice(5)} (pid ${n.pid})`).join(', ')}`);
 
   const gateway = sup.start('gateway', 'gateway/main.ts', env('gateway'), [], (ready) => {
@@ -115,10 +144,15 @@ async function startChildren(sup: Supervisor, config: Config, env: (role: 'sched
     if (String(ready.url) !== info.gatewayUrl) out.note(`gateway now at ${String(ready.url)}`);
     info.gatewayUrl = String(ready.url);
     if (ready.grpc !== undefined) info.gatewayGrpc = String(ready.grpc);
+    (info.metrics ??= {}).gateway = `${info.gatewayUrl}/metrics`;
     writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
+    writePrometheusTargets(dataDir, info);
   });
   const gw = await gateway.ready;
   info.gatewayUrl = String(gw.url);
+  // The gateway serves its metrics on its HTTP port.
+  (info.metrics ??= {}).gateway = `${info.gatewayUrl}/metrics`;
+  writePrometheusTargets(dataDir, info);
   if (gw.grpc !== undefined) info.gatewayGrpc = String(gw.grpc);
   writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
 }
@@ -151,6 +185,7 @@ export async function up(config: Config): Promise<number> {
     await nats?.stop(config.shutdownTimeoutMs);
     await natsCluster?.stop(config.shutdownTimeoutMs);
     rmSync(clusterInfoPath(dataDir), { force: true });
+    rmSync(resolve(dataDir, 'prometheus-targets.json'), { force: true });
     out.note('all processes stopped');
   };
   let exiting = false;
@@ -259,6 +294,7 @@ export async function up(config: Config): Promise<number> {
       `  dashboard ${info.gatewayUrl}/ui   (in a browser${config.gateway.apiKeys.length > 0 ? '; sign in with a key that has admin: true' : ''})`,
       ...(info.gatewayGrpc ? [`  gRPC      ${info.gatewayGrpc}   (KServe v2 inference.GRPCInferenceService, proto: gateway/grpc/grpc_predict_v2.proto)`] : []),
       `  NATS      ${natsUrl}   (credentials: ${credentialsPath(dataDir)})`,
+      ...(info.metrics ? [`  metrics   ${Object.values(info.metrics).join('  ')}   (Prometheus; scrape config: docs/prometheus.yml)`] : []),
       `  status    ./bin/shoal.mjs status   (in another terminal)`,
       `  Ctrl-C stops everything.`,
     ]);

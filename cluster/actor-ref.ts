@@ -5,7 +5,8 @@
  * no-responders → SHOAL_ERR_ACTOR_NOT_FOUND), not after the timeout.
  *
  * The hot path sends MessagePack with no headers (absent content-type means MessagePack) and
- * reads error replies from headers only when present.
+ * reads error replies from headers only when present. When the process traces and the caller is
+ * inside a span, the message carries its `traceparent` (the receiving actor's span is its child).
  */
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import { decode, encode, parseContentType } from './codec.ts';
@@ -15,6 +16,7 @@ import type { Subjects } from './subjects.ts';
 import { Headers } from './subjects.ts';
 import type { SchedulerActorRequest, SpawnResult, SpawnSpec } from './wire.ts';
 import { Directory } from './directory.ts';
+import { activeTrace, injectTrace, tracing } from './tracing.ts';
 
 export interface AskOptions {
   /** @default 5000 */
@@ -47,11 +49,13 @@ export class ActorRef {
     const timeout = opts.timeoutMs ?? 5000;
     const attempts = Math.max(1, opts.retry?.attempts ?? 1);
     const data = encode(msg);
+    const trace = tracing.on ? activeTrace() : undefined;
+    const headers = trace ? injectTrace(trace) : undefined;
     let last: ShoalError | undefined;
     for (let i = 0; i < attempts; i++) {
       if (i > 0) await new Promise((r) => setTimeout(r, (opts.retry?.delayMs ?? 200) * Math.min(8, 2 ** (i - 1))));
       try {
-        const m = await this.nc.request(this.subject, data, { timeout });
+        const m = await this.nc.request(this.subject, data, headers ? { timeout, headers } : { timeout });
         return decodeReply<R>(m);
       } catch (err) {
         last = this.#mapError(timeout, err);
@@ -62,7 +66,9 @@ export class ActorRef {
   }
 
   tell(msg: unknown): void {
-    this.nc.publish(this.subject, encode(msg));
+    const trace = tracing.on ? activeTrace() : undefined;
+    if (trace) this.nc.publish(this.subject, encode(msg), { headers: injectTrace(trace) });
+    else this.nc.publish(this.subject, encode(msg));
   }
 
   toJSON(): { actorId: string; subject: string } {

@@ -19,6 +19,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Static, TSchema } from '@sinclair/typebox';
 import type { Logger } from './logger.ts';
+import type { Registry } from './metrics.ts';
 import type { Subjects } from './subjects.ts';
 import type { ActorKind, SpawnResult, SpawnSpec, SupervisionPolicy } from './wire.ts';
 
@@ -45,6 +46,11 @@ export interface ActorContext {
    * the kernels layer's `nodeKernels(ctx)`. Undefined on a host started without kernels.
    */
   readonly kernels: unknown;
+  /**
+   * The node process's Prometheus registry (served on `metrics.port`): an actor type adds its
+   * own series once per process (`metricOf`). Undefined on a host started without one.
+   */
+  readonly metrics?: Registry;
 }
 
 export interface Checkpoints {

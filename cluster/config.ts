@@ -254,6 +254,39 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    metrics: Type.Object(
+      {
+        /** Host a scheduler's or node agent's `/metrics` listens on. @default 127.0.0.1 */
+        host: Type.String({ minLength: 1, default: '127.0.0.1' }),
+        /**
+         * Port of this scheduler's or node agent's Prometheus `/metrics` (the gateway serves its
+         * own on its HTTP port). 0 = not served (a process started by hand). @default 0
+         */
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
+        /**
+         * `shoal up` gives its processes fixed metrics ports from here: the scheduler this one,
+         * node agents the next ones (in profile order), recorded in `cluster.json`; 0 = none.
+         * @default 9470
+         */
+        basePort: Type.Integer({ minimum: 0, maximum: 65535, default: 9470 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    tracing: Type.Object(
+      {
+        /**
+         * OTLP/HTTP traces endpoint (e.g. `http://127.0.0.1:4318/v1/traces`: Jaeger, Tempo, an
+         * OpenTelemetry Collector); unset = tracing off. Also read from
+         * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
+         */
+        endpoint: Type.Optional(Type.String({ pattern: '^https?://' })),
+        /** Write finished spans as JSON lines to this file instead (debugging, tests); also turns tracing on. */
+        file: Type.Optional(Type.String({ minLength: 1 })),
+        /** Fraction of new traces recorded (a request with a sampled `traceparent` is always recorded). @default 1 */
+        sampleRatio: Type.Number({ minimum: 0, maximum: 1, default: 1 }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     /** Model monitoring (ml/monitoring): the prediction log's and labels' retention, and the label join. */
     monitoring: Type.Object(
       {
@@ -320,6 +353,8 @@ export const ENV_ALIASES: Readonly<Record<string, readonly string[]>> = {
   'kernels.backend': ['SHOAL_TRAINING_BACKEND'],
   // The name setup.sh and the errors have always told people to set.
   'nats.serverBin': ['SHOAL_NATS_SERVER'],
+  // OpenTelemetry's own name for it, so an environment set up for other OTel services works.
+  'tracing.endpoint': ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'],
 };
 const flagName = (path: string[]) => path.join('.');
 

@@ -70,6 +70,11 @@ export interface ClusterInfo {
   gatewayUrl?: string;
   /** `host:port` of the gateway's gRPC service, when on. */
   gatewayGrpc?: string;
+  /**
+   * Each process's Prometheus endpoint by name (`scheduler`, `node:<id>`, `gateway`), for a
+   * scrape config (docs/prometheus.yml) or a quick `curl`.
+   */
+  metrics?: Record<string, string>;
   supervisorPid: number;
   natsPid: number;
   /** With `nats.cluster` > 1: each server of the embedded cluster (`natsPid` is then 0). */

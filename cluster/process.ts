@@ -12,12 +12,19 @@ import { createLogger, type Logger } from './logger.ts';
 import type { LevelWithSilent } from 'pino';
 import { subjects, type Subjects } from './subjects.ts';
 import { Role } from './wire.ts';
+import { processRegistry, serveMetrics, type MetricsServer, type Registry } from './metrics.ts';
+import { startTracing } from './tracing.ts';
 
 export interface ProcessContext {
   config: Config;
   log: Logger;
   nc: NatsConnection;
   subjects: Subjects;
+  /**
+   * This process's Prometheus registry (`shoal_<role>_*` process metrics already in it), served
+   * on `metrics.port` by schedulers and node agents; the gateway serves its own on `/metrics`.
+   */
+  metrics: Registry;
 }
 
 export interface Started {
@@ -66,6 +73,16 @@ export async function runProcess(spec: ProcessSpec): Promise<void> {
     fail(err, log);
   }
   log.info({ server: nc.getServer() }, 'connected to NATS');
+  const tracer = await startTracing({
+    service: `shoal-${spec.role}`,
+    attributes: { 'shoal.role': spec.role, 'shoal.id': id },
+    ...(config.tracing.endpoint ? { endpoint: config.tracing.endpoint } : {}),
+    ...(config.tracing.file ? { file: config.tracing.file } : {}),
+    sampleRatio: config.tracing.sampleRatio,
+  });
+  if (config.tracing.endpoint || config.tracing.file) log.info({ endpoint: config.tracing.endpoint, file: config.tracing.file, sampleRatio: config.tracing.sampleRatio }, 'tracing on');
+  const metrics = processRegistry(spec.role);
+  let metricsServer: MetricsServer | undefined;
 
   let stop: ((reason: string) => Promise<void>) | undefined;
   let stopping = false;
@@ -75,6 +92,8 @@ export async function runProcess(spec: ProcessSpec): Promise<void> {
     log.info({ reason }, 'shutting down');
     try {
       await stop?.(reason);
+      await metricsServer?.close();
+      await tracer.shutdown();
       await nc.drain();
     } catch (err) {
       log.warn({ err }, 'error during shutdown');
@@ -95,11 +114,16 @@ export async function runProcess(spec: ProcessSpec): Promise<void> {
 
   let started: Started;
   try {
-    started = await spec.start({ config, log, nc, subjects: subjects(config.subjectPrefix) });
+    started = await spec.start({ config, log, nc, subjects: subjects(config.subjectPrefix), metrics });
   } catch (err) {
     fail(err, log);
   }
   stop = started.stop;
+  if (spec.role !== Role.GATEWAY && config.metrics.port > 0) {
+    // Under a supervisor (`shoal up`), which records the address it reports, a taken port falls back to a free one.
+    metricsServer = await serveMetrics({ registry: metrics, host: config.metrics.host, port: config.metrics.port, log, fallback: process.send !== undefined });
+    if (metricsServer) log.info({ url: metricsServer.url }, 'serving Prometheus metrics');
+  }
   // Tell the supervisor we are up (it waits for this before starting dependents).
-  process.send?.({ type: 'ready', role: spec.role, id, info: started.info ?? {} });
+  process.send?.({ type: 'ready', role: spec.role, id, info: { ...(started.info ?? {}), ...(metricsServer ? { metrics: metricsServer.url } : {}) } });
 }

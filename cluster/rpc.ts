@@ -16,6 +16,7 @@ import { ContentType, decode, encode, parseContentType } from './codec.ts';
 import { Errors, ShoalError, errorCode, fromWireError, toWireError } from './errors.ts';
 import { Headers } from './subjects.ts';
 import type { Logger } from './logger.ts';
+import { SpanKind, activeTrace, endSpan, extractTrace, injectTrace, otelContext, startSpan, tracing, withSpan } from './tracing.ts';
 import { isJetStreamUnavailable } from './nats-errors.ts';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 
@@ -80,7 +81,8 @@ export function serve<T extends TSchema>(nc: NatsConnection, subject: string, sc
     try {
       ct = parseContentType(m.headers?.get(Headers.CONTENT_TYPE));
       const body = validate(schema, decode(m.data, ct), m.subject);
-      const result = await handler(body, m);
+      const parent = tracing.on ? extractTrace(m.headers) : undefined;
+      const result = parent ? await traced(subject, body, m, parent) : await handler(body, m);
       if (m.reply) {
         const h = natsHeaders();
         h.set(Headers.CONTENT_TYPE, ct);
@@ -94,6 +96,19 @@ export function serve<T extends TSchema>(nc: NatsConnection, subject: string, sc
         else opts.log.error({ subject: m.subject, err }, 'handler failed');
       }
       if (m.reply) m.respond(new Uint8Array(0), { headers: errorHeaders(expected ? err : Errors.INTERNAL(err instanceof Error ? err.message : String(err)), ct) });
+    }
+  }
+  /** A request that carried a trace: handled in a server span, the caller's child (its own requests join the trace). */
+  async function traced(pattern: string, body: Static<T>, m: Msg, parent: ReturnType<typeof otelContext.active>): Promise<unknown> {
+    const type = (body as { type?: unknown })?.type;
+    const span = startSpan(`${pattern}${typeof type === 'string' ? ` ${type}` : ''}`, { kind: SpanKind.SERVER, parent, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': m.subject } });
+    try {
+      const r = await otelContext.with(withSpan(span, parent), () => handler(body, m));
+      endSpan(span);
+      return r;
+    } catch (err) {
+      endSpan(span, err);
+      throw err;
     }
   }
   return sub;
@@ -133,6 +148,10 @@ export async function request<R = unknown>(nc: NatsConnection, subject: string, 
   const timeout = opts.timeoutMs ?? 5000;
   const h = natsHeaders();
   h.set(Headers.CONTENT_TYPE, ct);
+  if (tracing.on) {
+    const t = activeTrace();
+    if (t) injectTrace(t, h);
+  }
   const data = encode(body, ct);
   let m: Msg;
   if (opts.idempotent) m = await requestRetrying(nc, subject, data, h, timeout);

@@ -16,6 +16,14 @@ import {
   Errors,
   SHOAL_VERSION,
   ShoalError,
+  SpanKind,
+  SpanStatusCode,
+  extractHttpTrace,
+  startSpan,
+  tracing,
+  withSpan,
+  type Span,
+  type TraceContext,
   type Logger,
   type NatsConnection,
   type Subjects,
@@ -94,6 +102,9 @@ declare module 'fastify' {
     shoalAdmin: boolean;
     /** The error code the request was answered with ('' when it succeeded). */
     shoalErrorCode: string;
+    /** The request's server span and its context, when the gateway traces (cluster/tracing.ts). */
+    shoalSpan: Span | undefined;
+    shoalTrace: TraceContext | undefined;
   }
   interface FastifyContextConfig {
     /** Set at route registration for routes open without an API key (and not rate-limited). */
@@ -189,6 +200,24 @@ function installRequestHooks(app: FastifyInstance, metrics: GatewayMetrics, requ
   app.decorateRequest('shoalTenant', 'anonymous');
   app.decorateRequest('shoalAdmin', false);
   app.decorateRequest('shoalErrorCode', '');
+  app.decorateRequest('shoalSpan', undefined);
+  app.decorateRequest('shoalTrace', undefined);
+  if (tracing.on) {
+    // One server span per request, the child of the caller's `traceparent` when it sends one.
+    // Named by the route template (low cardinality); ended when the response is sent.
+    app.addHook('onRequest', (req, _reply, done) => {
+      const route = req.routeOptions.url ?? 'unknown';
+      const parent = extractHttpTrace(req.headers);
+      const span = startSpan(`${req.method} ${route}`, {
+        kind: SpanKind.SERVER,
+        parent,
+        attributes: { 'http.request.method': req.method, 'http.route': route, 'url.path': req.url.split('?')[0]! },
+      });
+      req.shoalSpan = span;
+      req.shoalTrace = withSpan(span, parent);
+      done();
+    });
+  }
   app.addHook('onRoute', (opts) => {
     // Mark public routes once, at registration (swagger-ui's /docs routes included).
     if (isPublic(opts.url)) opts.config = { ...opts.config, shoalPublic: true };
@@ -200,6 +229,14 @@ function installRequestHooks(app: FastifyInstance, metrics: GatewayMetrics, requ
   app.addHook('onResponse', (req, reply, done) => {
     const status = reply.statusCode;
     const ms = reply.elapsedTime;
+    const span = req.shoalSpan;
+    if (span) {
+      span.setAttribute('http.response.status_code', status);
+      if (req.shoalTenant) span.setAttribute('shoal.tenant', req.shoalTenant);
+      if (req.shoalErrorCode) span.setAttribute('shoal.error.code', req.shoalErrorCode);
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: req.shoalErrorCode || String(status) });
+      span.end();
+    }
     metrics.http(req.method, req.routeOptions.url ?? 'unknown', status).observe(ms / 1000);
     // The request log: one line when the request is done (Fastify's own two lines per request
     // are off). 4xx are the caller's: info; 5xx are ours: error.

@@ -36,7 +36,28 @@
  * replica before the request resolves.
  */
 import { randomBytes } from 'node:crypto';
-import { PayloadHost, Role, encode, fetchPayload, inboxPrefix, inlineLimitOf, type HeldPayload, type NatsConnection, type Subjects } from '../cluster/index.ts';
+import {
+  PayloadHost,
+  Role,
+  SpanKind,
+  encode,
+  endSpan,
+  fetchPayload,
+  inboxPrefix,
+  injectTrace,
+  inlineLimitOf,
+  linkTo,
+  startSpan,
+  tracing,
+  withSpan,
+  type HeldPayload,
+  type NatsConnection,
+  type Span,
+  type SpanLink,
+  type Subjects,
+  type TraceContext,
+} from '../cluster/index.ts';
+import type { MsgHdrs } from '@nats-io/transport-node';
 import type { InferJsonReply, JsonItem } from '../ml/index.ts';
 import { GatewayErrors } from './errors.ts';
 import { ServiceHealth, resultOf, sendHedged, type SendOutcome } from './hedged-send.ts';
@@ -92,6 +113,8 @@ interface Waiting {
   at: number;
   resolve: (r: DispatchResult) => void;
   reject: (e: unknown) => void;
+  /** The request's span context (its HTTP server span), when the gateway traces. */
+  trace?: TraceContext;
 }
 
 export interface DispatchResult {
@@ -195,7 +218,7 @@ export class InferenceDispatcher {
   }
 
   /** Sends one request (coalesced with others for the same service); `maxItems`: requests per message. */
-  infer(service: string, maxItems: number, item: JsonItem, deadline: number): Promise<DispatchResult> {
+  infer(service: string, maxItems: number, item: JsonItem, deadline: number, trace?: TraceContext): Promise<DispatchResult> {
     let lane = this.#lanes.get(service);
     if (!lane) {
       lane = { service, maxItems, queue: [], scheduled: false, inflight: 0, timer: undefined, health: new ServiceHealth(this.#o) };
@@ -208,7 +231,9 @@ export class InferenceDispatcher {
     }
     this.#pendingBytes += item.body.length;
     return new Promise((resolve, reject) => {
-      lane.queue.push({ item, deadline, at: performance.now(), resolve, reject });
+      const w: Waiting = { item, deadline, at: performance.now(), resolve, reject };
+      if (trace) w.trace = trace;
+      lane.queue.push(w);
       this.#schedule(lane);
     });
   }
@@ -286,6 +311,7 @@ export class InferenceDispatcher {
     let heldBytes = 0;
     for (const h of held) heldBytes += h.ref.size;
     const data = encode({ type: 'infer-json', items });
+    const traced = tracing.on ? this.#publishSpan(subject, service, batch) : undefined;
     let out: SendOutcome;
     try {
       out = await sendHedged({
@@ -295,12 +321,16 @@ export class InferenceDispatcher {
         deadline,
         maxAttempts: this.#o.maxAttempts,
         hedgeExtraMs: heldBytes / PULL_BYTES_PER_MS,
-        ask: (direct, timeoutMs) => this.#mux.ask<InferJsonReply>(direct ? this.#subjects.actor(direct) : subject, service, data, timeoutMs),
+        ask: (direct, timeoutMs) => this.#mux.ask<InferJsonReply>(direct ? this.#subjects.actor(direct) : subject, service, data, timeoutMs, traced?.headers),
         onCopy: () => this.#o.onMessage?.(service, batch.length),
       });
     } finally {
       // Answered (or given up): a hedged copy still pulling gets SHOAL_ERR_PAYLOAD_GONE, and its answer is not wanted.
       for (const h of held) h.release();
+    }
+    if (traced) {
+      if ('reply' in out) traced.span.setAttributes({ 'shoal.actor.id': out.reply.actorId, 'shoal.attempts': out.attempts });
+      endSpan(traced.span, 'error' in out ? out.error : undefined);
     }
     if ('error' in out) {
       for (const w of batch) w.reject(out.error);
@@ -321,6 +351,33 @@ export class InferenceDispatcher {
         fetchPayload(this.#nc, r.ok.ref, { timeoutMs: Math.max(1, w.deadline - Date.now()) }).then((body) => w.resolve({ ...result, body }), w.reject);
       }
     }
+  }
+
+  /**
+   * The message's producer span — the child of its first traced request, linked to the others
+   * that share the message — and the headers that carry it (`traceparent`) to the replica.
+   */
+  #publishSpan(subject: string, service: string, batch: Waiting[]): { span: Span; headers: MsgHdrs } | undefined {
+    let parent: TraceContext | undefined;
+    const links: SpanLink[] = [];
+    // Requests of one message share its receive span: link each other span once, never the parent.
+    const seen = new Set<string>();
+    for (const w of batch) {
+      if (!w.trace) continue;
+      const l = linkTo(w.trace);
+      if (!l || seen.has(l.context.spanId)) continue;
+      seen.add(l.context.spanId);
+      if (!parent) parent = w.trace;
+      else links.push(l);
+    }
+    if (!parent) return undefined;
+    const span = startSpan(`${subject} publish`, {
+      kind: SpanKind.PRODUCER,
+      parent,
+      attributes: { 'messaging.system': 'nats', 'messaging.destination.name': subject, 'messaging.batch.message_count': batch.length, 'shoal.service': service },
+      ...(links.length ? { links } : {}),
+    });
+    return { span, headers: injectTrace(withSpan(span, parent)) };
   }
 
   /** Replaces bodies too large for one message by references to them, held here until the message is answered. */

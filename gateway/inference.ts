@@ -22,7 +22,7 @@ import {
   type TensorSpec,
   type WarmupReport,
 } from '../ml/index.ts';
-import { encode, errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects } from '../cluster/index.ts';
+import { encode, errorCode, registeredErrorCodes, type Logger, type NatsConnection, type Subjects, type TraceContext } from '../cluster/index.ts';
 import { RoutingTable, type Target } from './routing-table.ts';
 import { InferenceDispatcher, type DispatchResult } from './dispatcher.ts';
 import type { GatewayMetrics } from './metrics.ts';
@@ -63,6 +63,8 @@ export interface InferResult {
 export interface RequestMeta {
   requestId?: string;
   tenant?: string;
+  /** The request's server span context, when the gateway traces (cluster/tracing.ts). */
+  trace?: TraceContext;
 }
 
 /** A model's OIP metadata (`GET /v2/models/{name}`, gRPC `ModelMetadata`). */
@@ -229,12 +231,12 @@ export class InferenceService {
     if (meta.requestId !== undefined) item.requestId = meta.requestId;
     if (meta.tenant !== undefined) item.tenant = meta.tenant;
     try {
-      return await this.#inferOn(target, item, deadline);
+      return await this.#inferOn(target, item, deadline, meta.trace);
     } catch (err) {
       // A failing canary should not fail the caller: the same (idempotent) request goes to stable.
       if (target.route === 'canary' && countsAsFailure(err)) {
         const stable = this.routing.stable(name);
-        if (stable) return this.#inferOn(stable, item, deadline);
+        if (stable) return this.#inferOn(stable, item, deadline, meta.trace);
       }
       throw err;
     }
@@ -258,12 +260,12 @@ export class InferenceService {
     return s;
   }
 
-  async #inferOn(t: Target, item: JsonItem, deadline: number): Promise<InferResult> {
+  async #inferOn(t: Target, item: JsonItem, deadline: number, trace?: TraceContext): Promise<InferResult> {
     const stats = this.#statsOf(t);
     const t0 = performance.now();
     let r: DispatchResult;
     try {
-      r = await this.dispatcher.infer(t.service, t.maxBatchSize, item, deadline);
+      r = await this.dispatcher.infer(t.service, t.maxBatchSize, item, deadline, trace);
     } catch (err) {
       const ms = performance.now() - t0;
       this.#o.metrics.inferRequests.labels(t.model, stats.version, t.route, errorCode(err) ?? 'SHOAL_ERR_INTERNAL').inc();

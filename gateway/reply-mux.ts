@@ -11,7 +11,7 @@
  * Errors are the ones `ActorRef.ask` gives: no responders → ACTOR_NOT_FOUND, no answer in time →
  * TIMEOUT, an error reply (headers) → its ShoalError.
  */
-import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { Errors, decodeReply, mapRequestError } from '../cluster/index.ts';
 
 interface Pending {
@@ -47,15 +47,15 @@ export class ReplyMux {
     });
   }
 
-  /** Publishes `data` on `subject` and resolves with the decoded reply. */
-  ask<R>(subject: string, target: string, data: Uint8Array, timeoutMs: number): Promise<R> {
+  /** Publishes `data` on `subject` (with `headers`: a traced message's `traceparent`) and resolves with the decoded reply. */
+  ask<R>(subject: string, target: string, data: Uint8Array, timeoutMs: number, headers?: MsgHdrs): Promise<R> {
     const token = (++this.#seq).toString(36);
     return new Promise<R>((resolve, reject) => {
       const p: Pending = { resolve: resolve as (v: unknown) => void, reject, subject, target, timeoutMs, timer: undefined };
       this.#pending.set(token, p);
       p.timer = setTimeout(onTimeout, timeoutMs, this, token);
       try {
-        this.#nc.publish(subject, data, { reply: this.#prefix + token });
+        this.#nc.publish(subject, data, headers ? { reply: this.#prefix + token, headers } : { reply: this.#prefix + token });
       } catch (err) {
         this.#settle(token);
         reject(mapRequestError(subject, timeoutMs, err));

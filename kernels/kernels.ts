@@ -70,6 +70,11 @@ export class Kernels implements StepRunner, ResidentOwner {
   private closed = false;
   private readonly residents = new Set<ResidentTensor>();
   private residentCount = 0;
+  /**
+   * Called after every step with the backend it ran on and how long it took (seconds, from
+   * `runStep` to results): the node agent turns it into `shoal_node_kernel_step_seconds`.
+   */
+  onStep: ((backend: Backend, seconds: number) => void) | undefined;
 
   /** @internal use {@link createKernels} */
   constructor(
@@ -175,7 +180,9 @@ export class Kernels implements StepRunner, ResidentOwner {
     if (want === 'auto') backend = (await this.choose(step)).backend;
     else backend = want;
     if (backend === 'gpu' && !this.gpu) throw KernelErrors.NO_GPU_ADAPTER(this.gpuUnavailable ?? 'the kernels were created with backend "cpu"');
+    const t0 = this.onStep ? performance.now() : 0;
     const results = backend === 'gpu' ? await runStepOnGpu(this.gpu!, step, (n) => this.primitive(n), opts.poison ?? false, this.o.matmulBk) : await this.runOnCpu(step, opts.poison ?? false);
+    this.onStep?.(backend, (performance.now() - t0) / 1000);
     const values = step.reads.map((id) => tensor(results.get(id)!, step.values[id]!.shape));
     const byId = new Map(step.reads.map((id, i) => [id, values[i]!]));
     return {

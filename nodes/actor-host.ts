@@ -16,14 +16,22 @@ import {
   decode,
   encode,
   errorCode,
+  endSpan,
   errorHeaders,
+  extractTrace,
+  otelContext,
+  startSpan,
+  SpanKind,
   toWireError,
+  tracing,
+  withSpan,
   validate,
   type ActorContext,
   type ActorTypeRegistry,
   type Directory,
   type DirectoryEntry,
   type Logger,
+  type Registry,
   type SpawnSpec,
   type ServiceLoad,
   type Subjects,
@@ -47,6 +55,8 @@ export interface ActorHostOptions {
   maxActors?: number;
   /** The node's kernels (`Kernels`), handed to every actor as `ctx.kernels`. */
   kernels?: unknown;
+  /** The node's Prometheus registry, handed to every actor as `ctx.metrics`. */
+  metrics?: Registry;
 }
 
 export interface HostStats {
@@ -65,6 +75,8 @@ export class ActorHost {
   #accepting = true;
   #rejectedTells = 0;
   #processed = 0;
+  /** Supervisor restarts since start, by actor type (cells come and go; the count stays). */
+  readonly #restarts = new Map<string, number>();
   /** Log a refused tell once per actor and reason, then count silently. */
   readonly #loggedRejects = new Set<string>();
   #stopWatch: (() => void) | undefined;
@@ -100,6 +112,11 @@ export class ActorHost {
       l.queued += c.depth;
     }
     return { actors: this.#cells.size, mailboxDepth: depth, rejectedTells: this.#rejectedTells, processed: this.#processed, services };
+  }
+
+  /** Supervisor restarts since this node started, by actor type. */
+  restartsByType(): ReadonlyMap<string, number> {
+    return this.#restarts;
   }
 
   list(): { actorId: string; type: string; state: LifecycleState; mailbox: number; restarts: number; service?: string }[] {
@@ -198,6 +215,7 @@ export class ActorHost {
       nc: this.#o.nc,
       subjects: this.#o.subjects,
       kernels: this.#o.kernels,
+      ...(this.#o.metrics ? { metrics: this.#o.metrics } : {}),
       checkpoint: {
         save: async (state) => void (await this.#o.checkpoints.put(cell.actorId, encode(state))),
         load: async <T>() => {
@@ -227,7 +245,12 @@ export class ActorHost {
       if (cell.state !== LifecycleState.RUNNING) throw Errors.ACTOR_STOPPED(cell.actorId, cell.state);
       msg = decodeMessage(m);
       if (!cell.check.Check(msg as never)) validate(cell.type.messages, msg, `${m.subject} (actor ${cell.actorId})`);
-      if (!cell.mailbox.offer({ msg, reply: m.reply ? m : undefined })) throw Errors.MAILBOX_FULL(cell.actorId, cell.mailbox.capacity);
+      const env: Envelope = { msg, reply: m.reply ? m : undefined };
+      if (tracing.on) {
+        const t = extractTrace(m.headers);
+        if (t) env.trace = t;
+      }
+      if (!cell.mailbox.offer(env)) throw Errors.MAILBOX_FULL(cell.actorId, cell.mailbox.capacity);
     } catch (err) {
       this.#refuse(cell, m, err);
       return;
@@ -249,7 +272,7 @@ export class ActorHost {
 
   async #runOne(cell: Cell, env: Envelope): Promise<void> {
     try {
-      let result = cell.instance.receive(env.msg);
+      let result = env.trace ? this.#traced(cell, env) : cell.instance.receive(env.msg);
       if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') result = await result;
       this.#processed++;
       env.reply?.respond(encode(result ?? null));
@@ -272,6 +295,27 @@ export class ActorHost {
         cell.busy = false;
         if (cell.mailbox.size === 0) for (const w of cell.idleWaiters.splice(0)) w();
       }
+    }
+  }
+
+  /**
+   * A message that carried a trace: handled inside a consumer span that is the sender's child,
+   * so whatever the actor does (a batch, a run, asks to other actors) joins the same trace.
+   */
+  async #traced(cell: Cell, env: Envelope): Promise<unknown> {
+    const type = (env.msg as { type?: unknown })?.type;
+    const span = startSpan(`${cell.type.name} receive${typeof type === 'string' ? ` ${type}` : ''}`, {
+      kind: SpanKind.CONSUMER,
+      parent: env.trace!,
+      attributes: { 'messaging.system': 'nats', 'shoal.actor.id': cell.actorId, 'shoal.actor.type': cell.type.name, 'shoal.node.id': this.#o.nodeId },
+    });
+    try {
+      const r = await otelContext.with(withSpan(span, env.trace), () => cell.instance.receive(env.msg));
+      endSpan(span);
+      return r;
+    } catch (err) {
+      endSpan(span, err);
+      throw err;
     }
   }
 
@@ -298,7 +342,7 @@ export class ActorHost {
         if (env === undefined) break;
         let result: unknown;
         try {
-          result = cell.instance.receive(env.msg);
+          result = env.trace ? this.#traced(cell, env) : cell.instance.receive(env.msg);
           if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') result = await result;
         } catch (err) {
           this.#processed++;
@@ -328,6 +372,7 @@ export class ActorHost {
     }
     cell.restarts.push(now);
     cell.restartCount++;
+    this.#restarts.set(cell.type.name, (this.#restarts.get(cell.type.name) ?? 0) + 1);
     const delay = Math.min(5000, backoffMs * 2 ** (cell.restarts.length - 1));
     log.warn({ err: (err as Error).message, restart: cell.restartCount, delayMs: delay }, 'actor crashed: restarting');
     await new Promise((r) => setTimeout(r, delay));

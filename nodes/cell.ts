@@ -6,7 +6,7 @@
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { TypeCheck } from '@sinclair/typebox/compiler';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { LifecycleState, Mailbox, decode, type Actor, type ActorType, type SpawnSpec, type SupervisionPolicy } from '../cluster/index.ts';
+import { LifecycleState, Mailbox, decode, type Actor, type ActorType, type SpawnSpec, type SupervisionPolicy, type TraceContext } from '../cluster/index.ts';
 
 const DEFAULT_SUPERVISION: SupervisionPolicy = { maxRestarts: 3, withinMs: 60_000, backoffMs: 50 };
 const DEFAULT_MAILBOX = 1000;
@@ -15,6 +15,8 @@ export interface Envelope {
   msg: unknown;
   /** The NATS message to reply to (asks only). */
   reply: Msg | undefined;
+  /** The sender's span (its `traceparent` header), only when this process traces. */
+  trace?: TraceContext;
 }
 
 const checks = new WeakMap<object, TypeCheck<never>>();

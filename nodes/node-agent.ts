@@ -37,6 +37,7 @@ import { createKernels, kernelsOptionsFrom, type Kernels } from '../kernels/inde
 import { probeCapabilities } from './capabilities.ts';
 import { ActorHost } from './actor-host.ts';
 import { WorkerPool } from './worker-pool.ts';
+import { createNodeMetrics, type NodeMetrics } from './node-metrics.ts';
 
 const EL_RESOLUTION_MS = 20;
 
@@ -63,6 +64,9 @@ export class NodeAgent {
   #pool: WorkerPool | undefined;
   #kernels: Kernels | undefined;
   #draining: Promise<void> | undefined;
+  #metrics: NodeMetrics | undefined;
+  /** When the next heartbeat is due (ms, for its lag). */
+  #heartbeatDue = 0;
 
   constructor(
     private readonly ctx: ProcessContext,
@@ -84,6 +88,7 @@ export class NodeAgent {
   async start(): Promise<void> {
     const log = componentLogger(this.ctx.log, 'node-agent', { nodeId: this.nodeId });
     this.#elDelay.enable();
+    this.#metrics = createNodeMetrics(this.ctx.metrics, { host: () => this.#host, pool: () => this.#pool });
     // The node's one kernels instance: a profile without a GPU never loads Dawn.
     const kernelsOpts = kernelsOptionsFrom(this.ctx.config);
     this.#kernels = await createKernels({
@@ -91,6 +96,8 @@ export class NodeAgent {
       backend: this.profile.gpu ? kernelsOpts.backend : 'cpu',
       logger: componentLogger(this.ctx.log, 'kernels', { nodeId: this.nodeId }),
     });
+    const m = this.#metrics;
+    this.#kernels.onStep = (backend, seconds) => m.kernelStep(backend, seconds);
     this.#caps = await probeCapabilities({ kernels: this.#kernels, gpu: this.profile.gpu });
     log.info(
       { cpus: this.#caps.cpus, gpu: this.#caps.gpu ? `${this.#caps.gpu.vendor} ${this.#caps.gpu.description}`.trim() : null, gpuReason: this.#caps.gpuUnavailableReason, onnxruntime: this.#caps.onnxruntime?.version ?? null, labels: this.profile.labels },
@@ -115,6 +122,7 @@ export class NodeAgent {
       log: componentLogger(this.ctx.log, 'actor-host', { nodeId: this.nodeId }),
       maxActors: this.ctx.config.actors.maxPerNode,
       kernels: this.#kernels,
+      metrics: this.ctx.metrics,
     });
     await this.#host.start();
     log.info({ actorTypes: registry.names(), jobTypes: registry.jobTypes() }, 'actor types registered');
@@ -124,8 +132,18 @@ export class NodeAgent {
     this.#state = LifecycleState.RUNNING;
     await this.#heartbeat();
     const every = this.ctx.config.membership.heartbeatMs;
+    this.#heartbeatDue = Date.now() + every;
     this.#timer = setInterval(() => {
-      this.#heartbeat().catch((err) => log.warn({ err: (err as Error).message }, 'heartbeat failed'));
+      const due = this.#heartbeatDue;
+      this.#heartbeatDue = due + every;
+      this.#heartbeat()
+        .then(() => {
+          // A timer that fell far behind (a stopped process) starts counting from now again.
+          const lag = Math.max(0, Date.now() - due);
+          this.#metrics?.heartbeatLag(lag / 1000);
+          if (lag > every) this.#heartbeatDue = Date.now() + every;
+        })
+        .catch((err) => log.warn({ err: (err as Error).message }, 'heartbeat failed'));
     }, every);
     log.info({ heartbeatMs: every }, 'node registered');
   }

@@ -16,6 +16,9 @@ export interface WorkerPoolOptions {
 
 export class WorkerPool {
   readonly #pool: Piscina;
+  /** Tasks running or queued in the pool now, and done since start. */
+  #active = 0;
+  #completed = 0;
 
   constructor(opts: WorkerPoolOptions = {}) {
     const threads = opts.threads && opts.threads > 0 ? opts.threads : Math.max(1, availableParallelism() - 1);
@@ -36,7 +39,22 @@ export class WorkerPool {
     return this.#pool.queueSize;
   }
 
+  /** Most threads the pool grows to. */
+  get maxThreads(): number {
+    return this.#pool.options.maxThreads as number;
+  }
+
+  /** Tasks running on a thread now (submitted, not finished, not queued). */
+  get busy(): number {
+    return Math.max(0, this.#active - this.#pool.queueSize);
+  }
+
+  get completed(): number {
+    return this.#completed;
+  }
+
   async run<R = unknown>(moduleUrl: string, fn: string, args: unknown): Promise<R> {
+    this.#active++;
     try {
       return (await this.#pool.run({ moduleUrl, fn, args })) as R;
     } catch (err) {
@@ -44,6 +62,9 @@ export class WorkerPool {
       const e = err as { code?: string; message?: string };
       if (/queue is at limit/i.test(e.message ?? '')) throw Errors.MAILBOX_FULL('worker-pool', this.#pool.options.maxQueue as number);
       throw Errors.INTERNAL(`worker task ${fn} failed: ${e.message ?? String(err)}`);
+    } finally {
+      this.#active--;
+      this.#completed++;
     }
   }
 

@@ -43,6 +43,8 @@ export interface ActorManagerOptions {
   spawnTimeoutMs?: number;
   /** Time and timers. @default systemClock */
   clock?: Clock;
+  /** Called once per placement attempt: `placed`, `pending` (no node fits now) or `refused` (every fitting node refused), and how long it took. */
+  onPlacement?: (outcome: 'placed' | 'pending' | 'refused', seconds: number) => void;
 }
 
 const LIVE: readonly string[] = [LifecycleState.STARTING, LifecycleState.RUNNING, LifecycleState.DRAINING];
@@ -60,6 +62,8 @@ export class ActorManager {
   /** Latest directory entries by actor id, kept by a watch. */
   readonly #entries = new Map<string, Versioned>();
   readonly #pendingReasons = new Map<string, string>();
+  /** The reason's code (scheduler/types.ts PendingCode, or `node-refused`) for metrics. */
+  readonly #pendingCodes = new Map<string, string>();
   /**
    * Gangs refused for lack of capacity leave nothing pending (all or nothing), so the node
    * autoscaler would never see them: their members count as demand for a while, long enough for
@@ -115,6 +119,17 @@ export class ActorManager {
     return [...this.#entries.values()]
       .filter((v) => v.entry.state === LifecycleState.PENDING)
       .map((v) => ({ actorId: v.entry.actorId, reason: this.#pendingReasons.get(v.entry.actorId) ?? v.entry.reason ?? 'waiting for placement' }));
+  }
+
+  /** Pending actors counted by reason code (`waiting-for-capacity`, `no-gpu-node`, `node-refused`, … `waiting-for-placement` before a first try). */
+  pendingByReason(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const v of this.#entries.values()) {
+      if (v.entry.state !== LifecycleState.PENDING) continue;
+      const code = this.#pendingCodes.get(v.entry.actorId) ?? 'waiting-for-placement';
+      out.set(code, (out.get(code) ?? 0) + 1);
+    }
+    return out;
   }
 
   /** The directory as last seen (for the service scaler). */
@@ -207,6 +222,7 @@ export class ActorManager {
       await this.#o.directory.remove(actorId);
     }
     this.#pendingReasons.delete(actorId);
+    this.#pendingCodes.delete(actorId);
   }
 
   async #spawnOne(actorId: string, spec: SpawnSpec): Promise<Placed> {
@@ -242,6 +258,18 @@ export class ActorManager {
 
   /** Tries nodes until one starts the actor; undefined when none can (reason recorded). */
   async #place(actorId: string, spec: SpawnSpec, revision: number, epoch: number): Promise<Placed | undefined> {
+    const t0 = this.#o.onPlacement ? performance.now() : 0;
+    let outcome: 'placed' | 'pending' | 'refused' = 'pending';
+    try {
+      const r = await this.#tryPlace(actorId, spec, revision, epoch);
+      outcome = r ? 'placed' : this.#pendingCodes.get(actorId) === 'node-refused' ? 'refused' : 'pending';
+      return r;
+    } finally {
+      this.#o.onPlacement?.(outcome, (performance.now() - t0) / 1000);
+    }
+  }
+
+  async #tryPlace(actorId: string, spec: SpawnSpec, revision: number, epoch: number): Promise<Placed | undefined> {
     let refused = false;
     // Nodes that refused it during this placement; the placer itself skips nodes that do not load its type.
     const tried = new Set<string>();
@@ -249,13 +277,17 @@ export class ActorManager {
       const d = this.#o.placer.choose(actorId, spec, tried);
       if ('reason' in d) {
         // After refusals, the last refusal says more than "no node left to try".
-        if (!refused) this.#pendingReasons.set(actorId, d.reason);
+        if (!refused) {
+          this.#pendingReasons.set(actorId, d.reason);
+          this.#pendingCodes.set(actorId, d.code ?? 'waiting-for-capacity');
+        }
         return undefined;
       }
       tried.add(d.nodeId);
       try {
         const r = await request<Placed>(this.#o.nc, this.#o.subjects.nodeCtl(d.nodeId), { type: 'spawn', actorId, spec, revision, epoch }, { timeoutMs: this.#o.spawnTimeoutMs ?? 10_000 });
         this.#pendingReasons.delete(actorId);
+        this.#pendingCodes.delete(actorId);
         this.#o.nc.publish(this.#o.subjects.event('actor-placed'), encode({ actorId, nodeId: d.nodeId, epoch, at: Date.now() }));
         return r;
       } catch (err) {
@@ -264,6 +296,7 @@ export class ActorManager {
         refused = true;
         this.#o.log.warn({ actorId, nodeId: d.nodeId, err: (err as Error).message }, 'node refused spawn; trying another');
         this.#pendingReasons.set(actorId, `last refusal: ${(err as ShoalError).message}`);
+        this.#pendingCodes.set(actorId, 'node-refused');
         // The refusing node hands the entry back (pending, "start failed on …"): the next try goes
         // over that revision. A starting or running record is someone else's placement.
         const cur = await this.#o.directory.get(actorId).catch(() => undefined);

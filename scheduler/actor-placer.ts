@@ -15,7 +15,7 @@ import { Placer, type PlacerOptions } from './placement.ts';
 import { nodeSpecFromView } from './fleet-index.ts';
 import type { PlacementRequest } from './types.ts';
 
-export type PlacementDecision = { nodeId: string } | { reason: string };
+export type PlacementDecision = { nodeId: string } | { reason: string; code?: string };
 
 export interface ActorPlacer {
   /**
@@ -81,7 +81,7 @@ export class ClusterPlacer implements ActorPlacer {
   choose(actorId: string, spec: SpawnSpec, exclude: ReadonlySet<string>): PlacementDecision {
     this.placer.release(actorId);
     const r = this.placer.place(placementRequest(actorId, spec), { exclude });
-    return r.ok ? { nodeId: r.placement.nodeId } : { reason: r.reason.message };
+    return r.ok ? { nodeId: r.placement.nodeId } : { reason: r.reason.message, code: r.reason.code };
   }
 
   check(actorId: string, spec: SpawnSpec): void {

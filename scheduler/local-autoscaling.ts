@@ -12,6 +12,7 @@ import { LocalProvider } from './providers/local.ts';
 import { PoolRisk } from './spot/pool-risk.ts';
 import type { Catalogue, PlacementRequest } from './types.ts';
 import type { ClusterPlacer } from './actor-placer.ts';
+import type { SchedulerMetrics } from './scheduler-metrics.ts';
 
 /** Node ids the autoscaler may give nodes of each profile's pool: `<pool>-auto-<k>`, k ≤ `autoscaler.maxPerPool` (empty when it is off). */
 export function autoscalerNodeIds(config: Config): string[] {
@@ -45,6 +46,8 @@ export interface AutoscalingOptions {
   log: Logger;
   /** Flags every launched node agent gets (the cluster's own config flags). */
   nodeArgs: string[];
+  /** Counts autoscaler decisions and spot notices. */
+  metrics?: SchedulerMetrics;
 }
 
 export interface Autoscaling {
@@ -66,6 +69,8 @@ export function startAutoscaling(o: AutoscalingOptions): Autoscaling {
       // Launched nodes get their own credential (derived here) and never the secret itself.
       const env: NodeJS.ProcessEnv = { ...process.env, SHOAL_LOG_PRETTY: 'false' };
       delete env.SHOAL_NATS_NODE_SECRET;
+      // `shoal up` gives the scheduler its metrics port this way: not the launched nodes' to take.
+      delete env.SHOAL_METRICS_PORT;
       provider = new LocalProvider({
         catalogue: o.catalogue,
         nc: o.nc,
@@ -91,6 +96,13 @@ export function startAutoscaling(o: AutoscalingOptions): Autoscaling {
         controller!
           .reconcile(o.pending())
           .then((r) => {
+            const m = o.metrics;
+            if (m) {
+              for (const n of r.launched) m.autoscaled('launch', n.pool);
+              for (const f of r.failed) m.autoscaled('launch-failed', f.pool);
+              // Launched nodes are named `<pool>-auto-<k>` (autoscalerNodeIds).
+              for (const id of r.terminated) m.autoscaled('terminate', id.replace(/-auto-\d+$/, ''));
+            }
             if (r.launched.length || r.terminated.length || r.failed.length) log.info({ launched: r.launched.map((n) => n.nodeId), terminated: r.terminated, failed: r.failed, unmet: r.plans.at(-1)?.unmet }, 'autoscaler round');
           })
           .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'autoscaler round failed'))
@@ -102,6 +114,7 @@ export function startAutoscaling(o: AutoscalingOptions): Autoscaling {
   return {
     provider,
     async preempt(nodeId, pool, noticeMs) {
+      o.metrics?.spotNotice(pool ?? 'unknown');
       if (pool) o.risk.mark(pool);
       if (provider && (await provider.list()).some((n) => n.nodeId === nodeId)) {
         void provider.preempt(nodeId, noticeMs).catch((err: unknown) => log.warn({ nodeId, err: (err as Error).message }, 'preemption failed'));

@@ -36,10 +36,11 @@ import { ClusterPlacer } from './actor-placer.ts';
 import { LeaderLease } from './leader.ts';
 import { PoolRisk } from './spot/pool-risk.ts';
 import { catalogueFromProfiles } from './catalogue.ts';
-import { startAutoscaling } from './local-autoscaling.ts';
+import { startAutoscaling, withoutFlag } from './local-autoscaling.ts';
 import { ServiceScaler } from './service-scaler.ts';
 import { JobQueue } from './job-queue.ts';
 import { serveSchedulerApi } from './api.ts';
+import { createSchedulerMetrics, type SchedulerMetrics } from './scheduler-metrics.ts';
 
 const { flags } = parseFlags(process.argv.slice(2));
 const schedulerId = flags.get('scheduler-id') ?? `scheduler-${hostname().replace(/[^A-Za-z0-9_-]/g, '-')}-${process.pid}`;
@@ -54,7 +55,13 @@ async function startControls(modules: ControlModule[], context: (m: ControlModul
 }
 
 /** What only the leader runs; returns its stop function. */
-async function lead(ctx: ProcessContext, startLeaderControls: () => Promise<() => Promise<void>>): Promise<() => Promise<void>> {
+/** Where the scrape-time series read the leader's state; empty while standing by. */
+interface LeaderParts {
+  actors: ActorManager;
+  membership: MembershipView;
+}
+
+async function lead(ctx: ProcessContext, metrics: SchedulerMetrics, leaderParts: { current?: LeaderParts }, startLeaderControls: () => Promise<() => Promise<void>>): Promise<() => Promise<void>> {
   const log = componentLogger(ctx.log, 'scheduler');
   const res = resources(ctx.config.subjectPrefix);
   const membership = new MembershipView(await openBucket(ctx.nc, res.buckets.nodes), ctx.config.membership.deadAfterMs, componentLogger(ctx.log, 'membership'));
@@ -70,6 +77,7 @@ async function lead(ctx: ProcessContext, startLeaderControls: () => Promise<() =
     membership,
     placer,
     log: componentLogger(ctx.log, 'actors'),
+    onPlacement: (outcome, seconds) => metrics.placement(outcome, seconds),
   });
   await actors.start();
   const autoscaling = startAutoscaling({
@@ -81,7 +89,12 @@ async function lead(ctx: ProcessContext, startLeaderControls: () => Promise<() =
     catalogue,
     pending: () => actors.pendingRequests(),
     log: componentLogger(ctx.log, 'autoscaler'),
-    nodeArgs: process.argv.slice(2).filter((a, i, all) => a !== '--scheduler-id' && all[i - 1] !== '--scheduler-id'),
+    // A launched node serves no metrics on the scheduler's port.
+    nodeArgs: withoutFlag(
+      process.argv.slice(2).filter((a, i, all) => a !== '--scheduler-id' && all[i - 1] !== '--scheduler-id'),
+      'metrics.port',
+    ),
+    metrics,
   });
   const jobs = new JobQueue({
     nc: ctx.nc,
@@ -97,8 +110,10 @@ async function lead(ctx: ProcessContext, startLeaderControls: () => Promise<() =
   services.start();
   const subs = serveSchedulerApi({ ctx, schedulerId, membership, actors, jobs, autoscaling, log });
   const stopControls = await startLeaderControls();
+  leaderParts.current = { actors, membership };
   log.info({ strategy: ctx.config.scheduler.strategy }, 'leading: placing actors');
   return async () => {
+    leaderParts.current = undefined;
     await stopControls();
     for (const s of subs) s.unsubscribe();
     jobs.stop();
@@ -135,12 +150,27 @@ await runProcess({
       ttlMs: ctx.config.scheduler.leaseTtlMs,
       log: componentLogger(ctx.log, 'lease'),
     });
+    const metrics = createSchedulerMetrics(ctx.metrics);
+    const leaderParts: { current?: LeaderParts } = {};
+    metrics.setSources({
+      isLeader: () => lease.isLeader(),
+      pendingByReason: () => leaderParts.current?.actors.pendingByReason() ?? new Map(),
+      nodesByState: () => {
+        const out = new Map<string, number>();
+        for (const n of leaderParts.current?.membership.view() ?? []) {
+          const state = !n.alive ? 'dead' : n.state === 'running' ? 'alive' : n.state;
+          out.set(state, (out.get(state) ?? 0) + 1);
+        }
+        return out;
+      },
+    });
     let stopLeading: (() => Promise<void>) | undefined;
     // Leadership changes are applied one at a time, in order.
     let chain = Promise.resolve();
     lease.onChange((leading) => {
+      if (state !== LifecycleState.STOPPED) metrics.leadership(leading);
       chain = chain.then(async () => {
-        if (leading && !stopLeading) stopLeading = await lead(ctx, () => startControls(controls.filter((m) => m.leaderOnly), controlContext));
+        if (leading && !stopLeading) stopLeading = await lead(ctx, metrics, leaderParts, () => startControls(controls.filter((m) => m.leaderOnly), controlContext));
         else if (!leading && stopLeading) {
           log.warn('lost the leader lease: standing by');
           const stop = stopLeading;

@@ -12,7 +12,7 @@
  * No TLS here (as the HTTP port): terminate it in front, as for HTTP.
  */
 import { Metadata, Server, ServerCredentials, status as Status, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { Errors, SHOAL_VERSION } from '../../cluster/index.ts';
+import { Errors, SHOAL_VERSION, SpanKind, activeTrace, extractHttpTrace, inSpan, tracing } from '../../cluster/index.ts';
 import type { GatewayParts } from '../app.ts';
 import { GatewayErrors } from '../errors.ts';
 import type { InferenceService } from '../inference.ts';
@@ -128,18 +128,28 @@ function handlers(parts: GatewayParts): UntypedServiceImplementation {
       return inference().metadata(req.name, version(req.version));
     }),
     ModelInfer: unary(parts, 'ModelInfer', false, async (req: ModelInferRequest, c): Promise<ModelInferResponse> => {
-      checkName('model_name', req.model_name);
-      const pinned = version(req.model_version);
-      const fwd = toForwardedBody(req);
-      if (fwd.body.length > parts.bodyLimit) throw GatewayErrors.PAYLOAD_TOO_LARGE(parts.bodyLimit);
-      const r = await inference().infer(req.model_name, pinned, first(c.call.metadata, 'x-shoal-route-key'), 'oip', fwd.body, fwd.headerLength, { requestId: requestIdOf(first(c.call.metadata, 'x-request-id')), tenant: c.tenant });
-      const md = new Metadata();
-      md.set('x-shoal-model-version', r.version);
-      md.set('x-shoal-route', r.route);
-      // The id feedback names (the request's own `id` wins, as over HTTP).
-      if (r.requestId !== undefined) md.set('x-request-id', r.requestId);
-      c.call.sendMetadata(md);
-      return toInferResponse(r.body, r.headerLength);
+      // A server span when tracing (the child of the caller's `traceparent` metadata), as for HTTP.
+      const parent = tracing.on ? extractHttpTrace(Object.fromEntries(Object.entries(c.call.metadata.getMap()).map(([k, v]) => [k, String(v)]))) : undefined;
+      const attributes = { 'rpc.system': 'grpc', 'rpc.service': 'inference.GRPCInferenceService', 'rpc.method': 'ModelInfer' };
+      return inSpan('inference.GRPCInferenceService/ModelInfer', { kind: SpanKind.SERVER, ...(parent ? { parent } : {}), attributes }, async () => {
+        checkName('model_name', req.model_name);
+        const pinned = version(req.model_version);
+        const fwd = toForwardedBody(req);
+        if (fwd.body.length > parts.bodyLimit) throw GatewayErrors.PAYLOAD_TOO_LARGE(parts.bodyLimit);
+        const trace = activeTrace();
+        const r = await inference().infer(req.model_name, pinned, first(c.call.metadata, 'x-shoal-route-key'), 'oip', fwd.body, fwd.headerLength, {
+          requestId: requestIdOf(first(c.call.metadata, 'x-request-id')),
+          tenant: c.tenant,
+          ...(trace ? { trace } : {}),
+        });
+        const md = new Metadata();
+        md.set('x-shoal-model-version', r.version);
+        md.set('x-shoal-route', r.route);
+        // The id feedback names (the request's own `id` wins, as over HTTP).
+        if (r.requestId !== undefined) md.set('x-request-id', r.requestId);
+        c.call.sendMetadata(md);
+        return toInferResponse(r.body, r.headerLength);
+      });
     }),
   };
 }

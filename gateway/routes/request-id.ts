@@ -21,5 +21,7 @@ export function requestIdOf(given: unknown): string {
 }
 
 export function requestMeta(req: FastifyRequest): RequestMeta {
-  return { requestId: requestIdOf(req.headers['x-request-id']), tenant: tenantOf(req) };
+  const meta: RequestMeta = { requestId: requestIdOf(req.headers['x-request-id']), tenant: tenantOf(req) };
+  if (req.shoalTrace) meta.trace = req.shoalTrace;
+  return meta;
 }

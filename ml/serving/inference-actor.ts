@@ -16,7 +16,25 @@
  * `receive` at once: each enqueues its requests and resolves when its batch completes, which is
  * what lets requests from different messages share a batch. The mailbox still bounds what waits.
  */
-import { Actor, Errors, defineActorType, errorCode, validate } from '../../cluster/index.ts';
+import {
+  Actor,
+  Errors,
+  ROOT_CONTEXT,
+  SpanKind,
+  activeTrace,
+  defineActorType,
+  endSpan,
+  errorCode,
+  linkTo,
+  startSpan,
+  tracing,
+  validate,
+  withSpan,
+  type Span,
+  type SpanLink,
+  type TraceContext,
+} from '../../cluster/index.ts';
+import { replicaMetrics, type ReplicaMetrics } from './serving-metrics.ts';
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry, specShape } from '../registry/registry.ts';
 import type { ModelVersion, Signature } from '../registry/schemas.ts';
@@ -49,6 +67,8 @@ import type { PredictionLog } from '../monitoring/prediction-log.ts';
 /** A decoded request and its row count (what the batcher queues). */
 interface Prepared extends Decoded {
   rows: number;
+  /** The request's span context (the replica's receive span), only when tracing. */
+  trace?: TraceContext;
 }
 
 /** Messages handed to `receive` at once per replica (bounded in-flight batching window). */
@@ -88,6 +108,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
   #public!: ModelVersion['signature'];
   /** Predictions by entity, for a version that records its feature views (entity-features.ts). */
   #entities: RequestRunner['entities'];
+  /** Batch sizes and run times in the node's registry (serving-metrics.ts). */
+  #metrics: ReplicaMetrics | undefined;
   /** The prediction log (deployment option `monitoring`), off the hot path (ml/monitoring). */
   #log: PredictionLog | undefined;
 
@@ -137,6 +159,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
         intraOpThreads,
         onExit: (err) => {
           this.#broken = err;
+          // This instance is done (its supervisor starts a new one): stop reporting its queue.
+          this.#metrics?.remove();
           this.ctx.log.error({ model, version, err: err.message }, 'a session worker died; the replica restarts');
           // A crashed actor is not stopped (no onStop): end the other sessions' workers now.
           void this.#pool?.close().catch(() => undefined);
@@ -158,6 +182,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
       maxQueueRows: Math.max(this.#args.maxQueueRows, maxBatchSize),
       onFull: () => Errors.MAILBOX_FULL(this.ctx.actorId, this.#args.maxQueueRows),
     });
+    this.#metrics = replicaMetrics(this.ctx.metrics, { model, version, stats: () => this.#batcher.stats() });
     this.#warmup = await this.#warmUp(registry, this.#args.warmup ?? (mv.sample ? 'sample' : 'synthetic'));
     const log = { model, version, sha256: mv.sha256.slice(0, 12), batching: this.#batching, instances, intraOpThreads, warmup: this.#warmup.mode, maxQueueDelayMs: this.#args.maxQueueDelayMs };
     const spec = this.#args.monitoring;
@@ -167,6 +192,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
   }
 
   override async onStop(): Promise<void> {
+    this.#metrics?.remove();
+    this.#metrics = undefined;
     this.#batcher?.close(Errors.ACTOR_STOPPED(this.ctx.actorId, 'stopping'));
     await this.#pool?.close().catch(() => undefined);
     await this.#processor?.close().catch(() => undefined);
@@ -237,6 +264,10 @@ export class InferenceActor extends Actor<InferenceMsg> {
   #submit(d: Decoded): Promise<{ value: Outputs; batch: number }> {
     const p = d as Prepared;
     p.rows = 1;
+    if (tracing.on) {
+      const t = activeTrace();
+      if (t) p.trace = t;
+    }
     const plan = this.#plan;
     if (!plan.batched) return this.#batcher.submit(p, 1, '');
     const axes = plan.inputAxes;
@@ -297,12 +328,33 @@ export class InferenceActor extends Actor<InferenceMsg> {
   }
 
   /** One run for the whole batch (on an idle session); splits the outputs back per request along their batch axes. */
-  async #runBatch(items: Prepared[], _rows: number): Promise<Outputs[]> {
+  async #runBatch(items: Prepared[], rows: number): Promise<Outputs[]> {
+    const spans = tracing.on ? this.#batchSpans(items, rows) : undefined;
+    try {
+      const per = await this.#runAndSplit(items, rows, spans?.run);
+      if (spans) endSpan(spans.batch);
+      return per;
+    } catch (err) {
+      if (spans) endSpan(spans.batch, err);
+      throw err;
+    }
+  }
+
+  async #runAndSplit(items: Prepared[], rows: number, runSpan: Span | undefined): Promise<Outputs[]> {
     let res: Record<string, PoolTensor>;
+    const m = this.#metrics;
+    const t0 = m ? performance.now() : 0;
     try {
       res = await this.#pool.run(this.#feeds(items));
     } catch (err) {
-      throw MlErrors.INFERENCE_FAILED(this.#label, (err as Error).message);
+      const e = MlErrors.INFERENCE_FAILED(this.#label, (err as Error).message);
+      if (runSpan) endSpan(runSpan, e);
+      throw e;
+    }
+    if (runSpan) endSpan(runSpan);
+    if (m) {
+      m.runSeconds.observe((performance.now() - t0) / 1000);
+      m.batchSize.observe(rows);
     }
     const per: Outputs[] = items.map(() => new Map());
     const plan = this.#plan;
@@ -322,6 +374,31 @@ export class InferenceActor extends Actor<InferenceMsg> {
       parts.forEach((part, k) => per[k]!.set(spec.name, { data: part.data, dims: part.dims }));
     });
     return per;
+  }
+
+  /**
+   * The batch's span — a child of its first traced request, linked to the others (a batch has
+   * one parent but serves many requests) — and the onnxruntime run's inside it. None when no
+   * request in the batch carries a trace.
+   */
+  #batchSpans(items: Prepared[], rows: number): { batch: Span; run: Span } | undefined {
+    let parent: TraceContext | undefined;
+    const links: SpanLink[] = [];
+    // Requests of one message share its receive span: link each other span once, never the parent.
+    const seen = new Set<string>();
+    for (const it of items) {
+      if (!it.trace) continue;
+      const l = linkTo(it.trace);
+      if (!l || seen.has(l.context.spanId)) continue;
+      seen.add(l.context.spanId);
+      if (!parent) parent = it.trace;
+      else links.push(l);
+    }
+    if (!parent) return undefined;
+    const attributes = { 'shoal.model': this.#args.model, 'shoal.model.version': this.#args.version, 'shoal.actor.id': this.ctx.actorId, 'shoal.batch.rows': rows, 'shoal.batch.requests': items.length };
+    const batch = startSpan('inference.batch', { kind: SpanKind.INTERNAL, parent, attributes, ...(links.length ? { links } : {}) });
+    const run = startSpan('onnxruntime.run', { kind: SpanKind.INTERNAL, parent: withSpan(batch, ROOT_CONTEXT), attributes: { 'shoal.model': this.#args.model, 'shoal.model.version': this.#args.version, 'shoal.batch.rows': rows } });
+    return { batch, run };
   }
 
   // ---- warm-up ----------------------------------------------------------------------------------

@@ -24,6 +24,10 @@ import {
   jobActorId,
   request,
   ContentType,
+  ROOT_CONTEXT,
+  SpanKind,
+  inSpan,
+  tracing,
   validate,
   whileActive,
   type JobRecord,
@@ -149,9 +153,15 @@ export class TrainingJob extends Actor<JobMsg> {
     try {
       plan = await this.#plan();
       if (!plan) return;
-      await this.#startWorkers(plan, plan.spec.spotOk);
-      const run = await this.#resume(plan);
-      if (await this.#train(plan, run)) await this.#succeed(plan, run);
+      const p = plan;
+      // One trace per training run when tracing: the job's span; the workers' placement (the
+      // spawn request to the scheduler, its spawns on the nodes); a span per step and — through
+      // the `traceparent` on every ask — each worker's gradient under its step.
+      await inSpan('training.job', { kind: SpanKind.INTERNAL, parent: ROOT_CONTEXT, attributes: { 'shoal.job.id': this.#jobId, 'shoal.job.steps': this.#steps, 'shoal.job.workers': p.workers.length } }, async () => {
+        await this.#startWorkers(p, p.spec.spotOk);
+        const run = await this.#resume(p);
+        if (await this.#train(p, run)) await this.#succeed(p, run);
+      });
     } catch (err) {
       await this.#fail(err);
     } finally {
@@ -236,14 +246,28 @@ export class TrainingJob extends Actor<JobMsg> {
     for (let step = r.s.step + 1; step <= this.#steps; ) {
       if (this.#stopped) return false;
       const stepStart = performance.now();
-      const replies = await this.#gradients(p, r, step);
+      const replies = tracing.on ? await this.#tracedStep(p, r, step, stepStart) : await this.#step1(p, r, step, stepStart);
       if (!replies) continue; // a worker failed: the workers were restarted, the step runs again
-      await this.#apply(p, r, step, replies, stepStart);
       if (step % p.spec.checkpointEvery === 0 || step === this.#steps) await this.#checkpoint(p, r, step);
       if ((step % p.every === 0 || step === this.#steps) && !(await this.#report(p, r, step, replies))) return false;
       step++;
     }
     return true;
+  }
+
+  /** One step: every worker's gradient, then the update; undefined when a worker failed. */
+  async #step1(p: Plan, r: Run, step: number, stepStart: number): Promise<GradReply[] | undefined> {
+    const replies = await this.#gradients(p, r, step);
+    if (replies) await this.#apply(p, r, step, replies, stepStart);
+    return replies;
+  }
+
+  #tracedStep(p: Plan, r: Run, step: number, stepStart: number): Promise<GradReply[] | undefined> {
+    return inSpan('training.step', { attributes: { 'shoal.job.id': this.#jobId, 'shoal.job.step': step } }, async (span) => {
+      const replies = await this.#step1(p, r, step, stepStart);
+      if (!replies) span?.setAttribute('shoal.job.step.retried', true);
+      return replies;
+    });
   }
 
   /** Every worker's gradient at `step`, in rank order; undefined when a worker failed (the workers are restarted). */
