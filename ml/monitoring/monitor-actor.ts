@@ -252,17 +252,17 @@ export class ModelMonitor extends Actor<MonitorMsg> {
           this.#seq.predictions = m.seq;
           this.#dirty = true;
         }
-        const changed = new Map<string, WindowReport>();
         for (const m of labeled!) {
           if (m.seq <= this.#seq.labeled) continue;
-          for (const rep of this.#core.addLabeled(decode(m.data, ContentType.MSGPACK) as LabeledRecord, now)) changed.set(`${rep.sizeMs}:${rep.start}`, rep);
+          this.#core.addLabeled(decode(m.data, ContentType.MSGPACK) as LabeledRecord);
           this.#seq.labeled = m.seq;
           this.#dirty = true;
         }
+        const changed = this.#core.rejudge(now);
         const closed = this.#core.close(now);
-        await this.#emit([...closed, ...changed.values()]);
+        await this.#emit([...closed, ...changed]);
         await this.#checkLag(now);
-        if (closed.length || changed.size || (this.#dirty && now - this.#savedAt >= CHECKPOINT_MS)) await this.#save();
+        if (closed.length || changed.length || (this.#dirty && now - this.#savedAt >= CHECKPOINT_MS)) await this.#save();
       }
     } catch (err) {
       if (this.#stopped) return;

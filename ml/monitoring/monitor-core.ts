@@ -167,9 +167,9 @@ export interface MonitorCoreJSON {
 }
 
 export interface MonitorCounters {
-  /** Prediction records of this version taken into a window. */
+  /** Prediction records of this version taken into at least one window. */
   records: number;
-  /** Records for windows already closed. */
+  /** Records too late for at least one of their windows (that window had closed). */
   late: number;
   /** Labeled rows taken (into an open or a kept closed window). */
   labeled: number;
@@ -189,6 +189,7 @@ export class MonitorCore {
   #watermark = 0;
   #rng = 0x9e3779b9;
   #outbox: Alert[] = [];
+  readonly #stale = new Set<ClosedWindow>();
   readonly counters: MonitorCounters = { records: 0, late: 0, labeled: 0, labeledTooLate: 0, unusable: 0, windowsClosed: 0, alerts: 0 };
   readonly #referenceFeatures: string[];
   readonly #confidenceRef: Moments;
@@ -224,12 +225,16 @@ export class MonitorCore {
     if (r.version !== this.version) return;
     const row = this.#row(r);
     let taken = false;
+    let late = false;
     for (const size of this.o.windows) {
       const start = Math.floor(r.ts / size) * size;
       const key = `${size}:${start}`;
       let w = this.#open.get(key);
       if (!w) {
-        if (this.#isClosed(size, start)) continue;
+        if (this.#isClosed(size, start)) {
+          late = true;
+          continue;
+        }
         w = { sizeMs: size, start, profile: this.#newProfile(), scores: { seen: 0, items: [] }, labeled: { seen: 0, scores: [], labels: [] } };
         this.#open.set(key, w);
       }
@@ -239,23 +244,22 @@ export class MonitorCore {
       taken = true;
     }
     if (taken) this.counters.records++;
-    else this.counters.late++;
+    if (late) this.counters.late++;
     if (r.ts > this.#watermark) this.#watermark = r.ts;
   }
 
   /**
-   * Adds a labeled row to its prediction's window of every size (open, or closed and kept: then
-   * that window's quality is computed again). Returns the closed reports that changed.
+   * Adds a labeled row to its prediction's window of every size (open, or closed and kept: that
+   * window's quality is then computed again by the next `rejudge`).
    */
-  addLabeled(r: LabeledRecord, now: number): WindowReport[] {
-    if (r.version !== this.version) return [];
+  addLabeled(r: LabeledRecord): void {
+    if (r.version !== this.version) return;
     const score = this.#score(this.#row(r));
     if (score === undefined) {
       this.counters.unusable++;
-      return [];
+      return;
     }
     const label = binaryLabel(r.label);
-    const changed: WindowReport[] = [];
     let taken = false;
     for (const size of this.o.windows) {
       const start = Math.floor(r.ts / size) * size;
@@ -268,8 +272,7 @@ export class MonitorCore {
       const closed = this.#closed.find((c) => c.report.sizeMs === size && c.report.start === start);
       if (closed) {
         this.#sampleLabeled(closed.labeled, score, label);
-        this.#judgeQuality(closed, now);
-        changed.push(closed.report);
+        this.#stale.add(closed);
         taken = true;
         continue;
       }
@@ -283,7 +286,18 @@ export class MonitorCore {
     }
     if (taken) this.counters.labeled++;
     else this.counters.labeledTooLate++;
-    return changed;
+  }
+
+  /** Computes again the quality of closed windows that got labels since the last call; returns their reports. */
+  rejudge(now: number): WindowReport[] {
+    const out: WindowReport[] = [];
+    for (const c of this.#stale) {
+      if (!this.#closed.includes(c)) continue;
+      this.#judgeQuality(c, now);
+      out.push(c.report);
+    }
+    this.#stale.clear();
+    return out;
   }
 
   /**
