@@ -12,8 +12,8 @@
  * `GET /v1/models/{m}/monitoring`; undrifted traffic raises no dataset-drift alert; labels sent
  * through the feedback API after the window closed give the quality an offline computation gives
  * on the same rows; rows near the decision boundary fire the confidence-drop alert; a monitor
- * that crashes is restarted by its supervisor and resumes from its checkpoint (nothing counted
- * twice, nothing lost).
+ * that crashes is restarted by its supervisor, and one whose node is SIGKILLed is re-placed on the
+ * other node, both resuming from the checkpoint (nothing counted twice, nothing lost).
  */
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -82,7 +82,7 @@ describe('model monitor (real cluster)', () => {
   };
 
   beforeAll(async () => {
-    c = await startCluster({ args: ARGS, nodes: [{ id: 'node-m', profile: 'cpu-ondemand' }] });
+    c = await startCluster({ args: ARGS, nodes: [{ id: 'node-m', profile: 'cpu-ondemand' }, { id: 'node-n', profile: 'cpu-ondemand' }] });
     actors = new ActorClient(c.client, s);
     c.client.subscribe(s.event('alert'), {
       callback: (err, m) => {
@@ -202,4 +202,19 @@ describe('model monitor (real cluster)', () => {
     await until(async () => ((await ask<MonitorStatus>('fraud-q', 'status')).counters.late >= 50 ? true : undefined), 60_000, 'the new records reached the monitor');
     expect((await ask<MonitorStatus>('fraud-q', 'status')).counters.records).toBe(400);
   }, 300_000);
+
+  it('SIGKILL of the node hosting a monitor: it is re-placed on the other node and resumes from its checkpoint', async () => {
+    const before = await ask<MonitorReport>('fraud-q', 'report');
+    const victim = before.nodeId;
+    c.nodes[victim]!.kill('SIGKILL');
+    const after = await until(async () => {
+      const st = await ask<MonitorReport>('fraud-q', 'report');
+      return st.nodeId !== victim ? st : undefined;
+    }, 120_000, 'the monitor re-placed away from the killed node');
+    expect(after.restarts).toBe(0);
+    expect(after.consumed).toEqual(before.consumed);
+    expect(after.counters).toEqual(before.counters);
+    expect(after.windows[0]!.quality).toEqual(before.windows[0]!.quality);
+    expect(after.windows[0]!.drift).toEqual(before.windows[0]!.drift);
+  }, 240_000);
 });
