@@ -15,6 +15,8 @@
  * that crashes is restarted by its supervisor, and one whose node is SIGKILLed is re-placed on the
  * other node, both resuming from the checkpoint (nothing counted twice, nothing lost).
  */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,6 +83,16 @@ describe('model monitor (real cluster)', () => {
     return closed[0]!;
   };
 
+  const cli = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const p = spawn(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'shoal.mjs'), ...args], { env: c.nats.env(Role.CLIENT), timeout: 60_000 });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (d) => (stdout += d));
+      p.stderr.on('data', (d) => (stderr += d));
+      p.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+
   beforeAll(async () => {
     c = await startCluster({ args: ARGS, nodes: [{ id: 'node-m', profile: 'cpu-ondemand' }, { id: 'node-n', profile: 'cpu-ondemand' }] });
     actors = new ActorClient(c.client, s);
@@ -138,6 +150,18 @@ describe('model monitor (real cluster)', () => {
     expect(f).toMatchObject({ test: 'ks', drifted: true });
     expect(f.adjustedPValue).toBeLessThan(0.05);
     expect((await get('/v1/models/not-deployed/monitoring')).status).toBe(404);
+    // `shoal monitor`: the table, and --json.
+    const table = await cli(['monitor', 'fraud-drift']);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/fraud-drift v1 \(stable\)/);
+    expect(table.stdout).toMatch(/log_amount\s+ks\s+\S+\s+\S+\s+0\.05\s+\S+\s+DRIFT/);
+    expect(table.stdout).toMatch(/hour_cos\s+ks\s+\S+\s+\S+\s+0\.05\s+\S+\s+ok/);
+    expect(table.stdout).toMatch(/dataset drift: YES/);
+    const json = await cli(['monitor', 'fraud-drift', '--json']);
+    expect(json.code).toBe(0);
+    const parsed = JSON.parse(json.stdout) as { versions: { report: MonitorReport }[] };
+    expect(parsed.versions[0]!.report.windows[0]!.rows).toBe(600);
+    expect((await cli(['monitor', 'not-deployed'])).code).toBe(1);
   }, 240_000);
 
   it('undrifted traffic: no dataset-drift alert', async () => {
