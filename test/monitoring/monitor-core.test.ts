@@ -2,7 +2,8 @@
  * The monitor's windows and rules (ml/monitoring/monitor-core.ts) on a VirtualClock: windows by
  * record time close by the clock or by newer records; drift is flagged on the features the fraud
  * generator's drift knob shifts and not on the others; undrifted traffic over 40 windows raises
- * few false alarms; the confidence-drop rule fires; labels that come after their window closed
+ * few false alarms; the confidence-drop rule fires; CBPE's estimate tracks the labeled accuracy on
+ * shifted data and its drop alerts before labels come; labels that come after their window closed
  * give the quality an offline computation gives; a checkpointed state resumes to the same
  * results; webhooks are retried with backoff.
  */
@@ -132,6 +133,28 @@ describe('monitor core: windows, drift, confidence, quality (virtual clock)', ()
     tiny.close(T0 + 30 * MIN);
     tiny.addLabeled({ ...recs[0]!, label: 1, labelTs: 0 } as LabeledRecord);
     expect(tiny.counters.labeledTooLate).toBe(1);
+  });
+
+  it('estimated performance (CBPE) tracks the labeled one on shifted data within 0.02 accuracy, and its drop alerts before labels come', () => {
+    const core = new MonitorCore('fraud', 1, reference, { windows: [60 * MIN], quality: { metric: 'accuracy', maxDrop: 0.05, minRows: 100 } });
+    const data = [0, 0.5, 1].map((drift, k) => ({ drift, ...fraudTraffic({ rows: 3000, seed: 51 + k, drift }) }));
+    const recs = data.map((d, k) => records('fraud', 1, d.rows, (i) => T0 + k * 60 * MIN + i, `d${k}-`));
+    for (const rs of recs) for (const r of rs) core.addPrediction(r);
+    const windows = core.close(T0 + 4 * 60 * MIN);
+    expect(windows).toHaveLength(3);
+    // Before labels: only the most shifted window's estimate is more than 0.05 below the reference's accuracy.
+    const early = core.takeAlerts().filter((a) => a.rule === AlertRule.ESTIMATED_QUALITY_DROP);
+    expect(early.map((a) => a.windowStart)).toEqual([T0 + 2 * 60 * MIN]);
+    expect(early[0]).toMatchObject({ statistic: 'accuracy', severity: 'warning' });
+    // The labels come: the labeled accuracy is where the estimate said.
+    data.forEach((d, k) => recs[k]!.forEach((r, i) => core.addLabeled({ ...r, label: d.labels[i]!, labelTs: 0 } as LabeledRecord)));
+    const judged = core.rejudge(T0 + 5 * 60 * MIN).sort((a, b) => a.start - b.start);
+    for (const w of judged) {
+      expect(w.quality!.rows).toBe(3000);
+      expect(Math.abs(w.estimated!.accuracy - w.quality!.accuracy.value), w.window).toBeLessThan(0.02);
+    }
+    expect(judged[0]!.estimated!.accuracy - judged[2]!.estimated!.accuracy).toBeGreaterThan(0.05);
+    expect(core.takeAlerts().filter((a) => a.rule === AlertRule.QUALITY_DROP).map((a) => a.windowStart)).toEqual([T0 + 2 * 60 * MIN]);
   });
 
   it('a state saved mid-window and restored gives the same reports as an uninterrupted run', () => {
