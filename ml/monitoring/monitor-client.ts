@@ -18,7 +18,7 @@ export async function startMonitor(client: ActorClient, model: string, version: 
     log?.info({ model, version, actorId: monitorId(model, version) }, 'model monitor spawned');
   } catch (err) {
     if (Errors.ACTOR_ALREADY_RUNNING.is(err)) return;
-    log?.warn({ model, version, err: (err as Error).message }, 'model monitor not spawned (serving goes on; deploy again to retry)');
+    log?.warn({ model, version, err: (err as Error).message }, 'model monitor not spawned (serving goes on; deploying the version again retries)');
   }
 }
 

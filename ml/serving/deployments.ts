@@ -137,7 +137,11 @@ export class ModelDeployments {
   async deploy(name: string, opts: DeployOptions = {}): Promise<Deployment> {
     const version = await this.#resolve(name, opts.version);
     const current = await this.get(name);
-    if (current?.stable.version === version && current.stable.state === TrackState.READY) return current;
+    if (current?.stable.version === version && current.stable.state === TrackState.READY) {
+      // Deploying what already serves repairs its monitor when that is missing (already running is fine).
+      if (wantsMonitor(current.stable.monitoring)) await startMonitor(this.#client, name, version, current.stable.monitoring, this.log);
+      return current;
+    }
     const track = await this.#startTrack(name, version, opts);
     let old: Track | undefined;
     const dep = await this.#mutate(name, (d) => {
