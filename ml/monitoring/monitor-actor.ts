@@ -300,7 +300,7 @@ export class ModelMonitor extends Actor<MonitorMsg> {
   async #checkLag(now: number): Promise<void> {
     if (now - this.#lagCheckedAt < LAG_CHECK_MS) return;
     this.#lagCheckedAt = now;
-    const [p, l] = await Promise.all(this.#consumers.map((c) => c.consumer.info(true).then((i) => i.num_pending).catch(() => 0)));
+    const [p, l] = await Promise.all(this.#consumers.map((c) => c.consumer.info().then((i) => i.num_pending).catch(() => 0)));
     const pending = (p ?? 0) + (l ?? 0);
     this.#lag = { predictions: p ?? 0, labeled: l ?? 0, behindMs: pending > 0 && this.#lastTs ? Math.max(0, now - this.#lastTs) : 0 };
   }
