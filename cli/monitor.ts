@@ -83,7 +83,9 @@ export async function monitorCommand(args: string[], config: Config): Promise<nu
         process.stderr.write(`model "${model}" is not deployed\n`);
         return 1;
       }
-      const text = flags.has('json') ? JSON.stringify(m, null, 2) : formatMonitoring(m, only);
+      // --json: the shape GET /v1/models/{m}/monitoring answers (each report's fields beside version and role).
+      const flat = { model: m.model, versions: m.versions.map((v) => ('report' in v ? { role: v.role, actorId: v.actorId, ...v.report } : v)) };
+      const text = flags.has('json') ? JSON.stringify(flat, null, 2) : formatMonitoring(m, only);
       process.stdout.write(watch ? `\x1b[2J\x1b[H${text}\n` : `${text}\n`);
       if (!watch) return 0;
       await new Promise((r) => setTimeout(r, watch));

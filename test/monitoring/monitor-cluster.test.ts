@@ -159,8 +159,9 @@ describe('model monitor (real cluster)', () => {
     expect(table.stdout).toMatch(/dataset drift: YES/);
     const json = await cli(['monitor', 'fraud-drift', '--json']);
     expect(json.code).toBe(0);
-    const parsed = JSON.parse(json.stdout) as { versions: { report: MonitorReport }[] };
-    expect(parsed.versions[0]!.report.windows[0]!.rows).toBe(600);
+    const parsed = JSON.parse(json.stdout) as { versions: MonitorReport[] };
+    expect(parsed.versions[0]).toMatchObject({ version: 1, counters: { records: 600 } });
+    expect(parsed.versions[0]!.windows[0]!.rows).toBe(600);
     expect((await cli(['monitor', 'not-deployed'])).code).toBe(1);
   }, 240_000);
 
