@@ -165,6 +165,13 @@ describe('model monitor (real cluster)', () => {
     expect((await cli(['monitor', 'not-deployed'])).code).toBe(1);
   }, 240_000);
 
+  it('monitor options are checked at deploy: a bad one is refused, named', async () => {
+    await c.control.register('fraud-bad', fraudModel(), { reference: utf8.encode(JSON.stringify(reference)) });
+    await expect(c.control.deploy('fraud-bad', { replicas: 1, monitoring: { windows: [5] } })).rejects.toThrow(/windows/);
+    await expect(c.control.deploy('fraud-bad', { replicas: 1, monitoring: { drift: { alpha: 2 } } as never })).rejects.toThrow(/alpha/);
+    await expect(c.control.deploy('fraud-bad', { replicas: 1, monitoring: { webhooks: ['ftp://x'] } })).rejects.toThrow(/webhooks/);
+  }, 60_000);
+
   it('undrifted traffic: no dataset-drift alert', async () => {
     await deploy('fraud-calm');
     await serve('fraud-calm', fraudTraffic({ rows: 600, seed: 33 }).rows);
