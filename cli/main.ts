@@ -10,6 +10,7 @@ import { collectStatus, connectClient, formatStatus } from './status.ts';
 import { MODELS_FLAGS, modelsCommand } from './models.ts';
 import { FEATURES_FLAGS, featuresCommand } from './features.ts';
 import { AUTH_FLAGS, nodeUserCommand } from './auth.ts';
+import { MONITOR_FLAGS, monitorCommand } from './monitor.ts';
 
 const HELP = `shoal ${SHOAL_VERSION} — a cluster for the AI features of SaaS products
 
@@ -22,6 +23,8 @@ commands:
   datasets  generate fraud [--rows N --seed S --drift D] | import <file.csv> --name N --label COL … | show <ref>
   features  feature store: apply VIEW.json [--snapshot rows.json] | list | show NAME | get VIEW key=value… | push VIEW EVENT.json
             | materialize VIEW | build-dataset --views a,b@N (--labels L.jsonl | --label-view V --label F) [--name N]
+  monitor   a deployed model's monitors: drift per feature, confidence, estimated and labeled quality, alerts, lag
+            <model> [--json] [--watch MS] [--window 5m]
   submit    submit a training job (job.json) and follow it with a progress bar   [--id ID] [--no-wait]
   jobs      show a job's state and metrics   <jobId>
   cancel    cancel a job   <jobId>
@@ -59,6 +62,8 @@ async function main(): Promise<number> {
       return modelsCommand(rest, loadConfig({ argv: rest }, MODELS_FLAGS));
     case 'features':
       return featuresCommand(rest, loadConfig({ argv: rest }, FEATURES_FLAGS));
+    case 'monitor':
+      return monitorCommand(rest, loadConfig({ argv: rest }, MONITOR_FLAGS));
     case 'submit':
     case 'jobs':
     case 'cancel':

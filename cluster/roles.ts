@@ -83,8 +83,12 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     // streaming-aggregate actors (ml/features/aggregate-actor.ts) consume the feature log and write the online store.
     kv: { nodes: [WRITE_OWN], actors: [READ, WRITE], checkpoints: [READ, WRITE], jobs: [READ, WRITE], models: [READ], datasets: [READ], features: [READ], online: [READ, WRITE] },
     stores: { artifacts: [StoreOp.READ], checkpoints: [StoreOp.READ, StoreOp.PUT], uploads: [StoreOp.PUT] },
-    // Replicas append their sampled prediction records to the prediction log (ml/monitoring).
-    streams: { events: [StreamOp.PUBLISH], predictions: [StreamOp.PUBLISH], featureEvents: [StreamOp.CONSUME] },
+    // Replicas append their sampled prediction records to the prediction log (ml/monitoring); a
+    // model monitor (ml/monitoring/monitor-actor.ts) consumes the log and the joined labeled rows
+    // with its own pull consumers (it never appends to either), reads the version and its
+    // reference profile (models KV, artifacts store), checkpoints to the checkpoint store and
+    // publishes its window reports and alerts on the events stream.
+    streams: { events: [StreamOp.PUBLISH], predictions: [StreamOp.PUBLISH, StreamOp.CONSUME], featureEvents: [StreamOp.CONSUME], labeled: [StreamOp.CONSUME] },
   },
   // The HTTP edge: routes inference to replicas (and hedges to one replica's own subject),
   // follows the registry and deployments (a KV watch), queues and reads jobs, and reports its
@@ -126,7 +130,6 @@ export const SCHEDULER_ONLY: Readonly<Record<string, string>> = {
   'kv:leases': 'the leader lease: a forged one would split the brain',
   'stream:feedback': 'accepted labels: only the feedback service appends (after checking each label) and only the join reads them',
   'kv:predictionIndex': "the label join's own index of logged predictions",
-  'stream:labeled': 'joined rows: only the join appends; the monitors (scheduler-placed, issue #15) read them with the scheduler\'s grant until they get their own',
 };
 
 export type ResourceKind = 'kv' | 'store' | 'stream';

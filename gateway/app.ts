@@ -37,6 +37,7 @@ import { registerModelStatusRoutes } from './routes/model-status.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
 import { registerFeatureRoutes } from './routes/features.ts';
 import { registerFeedbackRoutes } from './routes/feedback.ts';
+import { MonitoringGauges, registerMonitoringRoutes } from './monitoring.ts';
 import { JobClient } from '../ml/index.ts';
 import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './tenants.ts';
 import { clientErrorOf, finiteNumbersHook, installErrorHandlers, schemaErrors } from './http-errors.ts';
@@ -302,6 +303,10 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
 
   registerFeatureRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerFeedbackRoutes(app, { nc: deps.nc, subjects: deps.subjects });
+  // Model monitors' latest windows: gauges on /metrics and GET /v1/models/{name}/monitoring.
+  const monitoring = new MonitoringGauges(metrics.registry).start(deps.nc, deps.subjects);
+  app.addHook('onClose', async () => monitoring.stop());
+  registerMonitoringRoutes(app, { nc: deps.nc, subjects: deps.subjects, gauges: monitoring });
   registerOpsRoutes(app, { nc: deps.nc, subjects: deps.subjects, metrics, inference });
   let dashboard: DashboardFeed | undefined;
   if (deps.dashboard !== false) {

@@ -568,7 +568,8 @@ class EventsSource implements DashboardSource {
       callback: (err, msg) => {
         if (err || !msg.subject.startsWith(prefix)) return;
         const kind = msg.subject.slice(prefix.length);
-        if (kind === 'job-progress') return;
+        // Monitors' window reports are data (gauges, the monitoring API), not events; their alerts are.
+        if (kind === 'job-progress' || kind === 'monitor') return;
         let data: Record<string, unknown> = {};
         try {
           const d = decode(msg.data);

@@ -104,6 +104,47 @@ export const MonitoringSpec = Type.Object(
     batchRecords: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
     /** Longest a record waits for its batch to fill before it is published. @default 200 */
     flushMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
+    /** Run a monitor actor for the deployed version (drift, quality, alerts). @default true */
+    monitor: Type.Optional(Type.Boolean()),
+    /** Tumbling windows of the monitor, by record time, in ms. @default [300000, 3600000] (5 min, 1 h) */
+    windows: Type.Optional(Type.Array(Type.Integer({ minimum: 1000, maximum: 30 * 86_400_000 }), { minItems: 1, maxItems: 4 })),
+    /** How long after its end a window waits for late records before it closes. @default 10000 */
+    latenessMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400_000 })),
+    /** Fewer rows than this in a window: no drift or confidence test (reported as skipped). @default 30 */
+    minRows: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    /** Closed windows kept per size (their quality still updates when labels come). @default 24 */
+    keepWindows: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    /** Drift tests (Evidently's defaults): see ml/monitoring/stats `DriftOptions`. */
+    drift: Type.Optional(
+      Type.Object(
+        {
+          alpha: Type.Optional(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 })),
+          threshold: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+          driftShare: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
+          smallWindowRows: Type.Optional(Type.Integer({ minimum: 1 })),
+          correction: Type.Optional(Type.Union([Type.Literal('benjamini-hochberg'), Type.Literal('bonferroni'), Type.Literal('none')])),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /** The confidence-drop rule: one-sided Welch p < alpha (0.01) and a drop ≥ minDrop (0.02). */
+    confidence: Type.Optional(Type.Object({ alpha: Type.Optional(Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 })), minDrop: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })) }, { additionalProperties: false })),
+    /**
+     * Quality alerts: labeled (or estimated, before labels) `metric` below the reference's by more
+     * than `maxDrop`, on at least `minRows` rows. @default {metric: 'auc', maxDrop: 0.05, minRows: 100}
+     */
+    quality: Type.Optional(
+      Type.Object(
+        {
+          metric: Type.Optional(Type.Union(['accuracy', 'precision', 'recall', 'f1', 'auc'].map((m) => Type.Literal(m)))),
+          maxDrop: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+          minRows: Type.Optional(Type.Integer({ minimum: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /** URLs every alert is POSTed to (JSON), retried with backoff. @default [] */
+    webhooks: Type.Optional(Type.Array(Type.String({ pattern: '^https?://', maxLength: 2048 }), { maxItems: 16 })),
   },
   { additionalProperties: false },
 );

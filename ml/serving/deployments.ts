@@ -36,6 +36,7 @@ import { PIPELINE_ACTOR_TYPE, type PipelineArgs } from './pipeline-actor.ts';
 import { modelView } from './processor.ts';
 import { checkFeatureInput } from './entity-features.ts';
 import type { MonitoringSpec } from '../monitoring/records.ts';
+import { startMonitor, stopMonitor, wantsMonitor } from '../monitoring/monitor-client.ts';
 
 export interface TrackOptions {
   /** Version number or alias. @default the `production` alias, else the latest version */
@@ -136,7 +137,11 @@ export class ModelDeployments {
   async deploy(name: string, opts: DeployOptions = {}): Promise<Deployment> {
     const version = await this.#resolve(name, opts.version);
     const current = await this.get(name);
-    if (current?.stable.version === version && current.stable.state === TrackState.READY) return current;
+    if (current?.stable.version === version && current.stable.state === TrackState.READY) {
+      // Deploying what already serves repairs its monitor when that is missing (already running is fine).
+      if (wantsMonitor(current.stable.monitoring)) await startMonitor(this.#client, name, version, current.stable.monitoring, this.log);
+      return current;
+    }
     const track = await this.#startTrack(name, version, opts);
     let old: Track | undefined;
     const dep = await this.#mutate(name, (d) => {
@@ -146,7 +151,7 @@ export class ModelDeployments {
       if (d?.canary && d.canary.version !== version) next.canary = d.canary;
       return withEvent(next, old ? 'replaced' : 'deployed', version, old ? `was v${old.version}` : undefined);
     });
-    if (old) await this.#stopTrack(old);
+    if (old) await this.#stopTrack(old, name);
     return dep;
   }
 
@@ -210,7 +215,7 @@ export class ModelDeployments {
       return withEvent(next, 'promoted', c.version, `was v${cur.stable.version}`);
     });
     await this.registry.setAlias(name, 'production', promoted);
-    if (old) await this.#stopTrack(old);
+    if (old) await this.#stopTrack(old, name);
     return dep;
   }
 
@@ -233,15 +238,15 @@ export class ModelDeployments {
     if (!removed) return false;
     this.log?.warn({ model: name, version: removed.version, reason }, 'canary rolled back');
     this.nc.publish(this.subjects.event('model-rollback'), utf8.encode(JSON.stringify({ model: name, version: removed.version, reason, at: Date.now() })));
-    await this.#stopTrack(removed);
+    await this.#stopTrack(removed, name);
     return true;
   }
 
   async undeploy(name: string): Promise<void> {
     const cur = await this.require(name);
     await this.registry.kv.delete(keys.deployment(name));
-    await this.#stopTrack(cur.stable);
-    if (cur.canary) await this.#stopTrack(cur.canary);
+    await this.#stopTrack(cur.stable, name);
+    if (cur.canary) await this.#stopTrack(cur.canary, name);
   }
 
   /**
@@ -342,11 +347,14 @@ export class ModelDeployments {
     }
     const ids = this.replicaIds(t);
     try {
-      return await this.#spawnAndWait(name, version, t, args, ids, o, type);
+      const ready = await this.#spawnAndWait(name, version, t, args, ids, o, type);
+      // The version's monitor (monitor-actor.ts), once it serves; pipelines do not log yet.
+      if (wantsMonitor(o.monitoring) && mv.format !== 'pipeline') await startMonitor(this.#client, name, version, o.monitoring, this.log);
+      return ready;
     } catch (err) {
       // Never leave half-started replicas behind (a model that fails its warm-up would be
       // re-placed forever).
-      await this.#stopTrack(t);
+      await this.#stopTrack(t, name);
       throw err;
     }
   }
@@ -389,7 +397,8 @@ export class ModelDeployments {
     }
   }
 
-  async #stopTrack(t: Track): Promise<void> {
+  async #stopTrack(t: Track, name: string): Promise<void> {
+    if (wantsMonitor(t.monitoring)) await stopMonitor(this.#client, name, t.version, this.log);
     // The track's own replicas, plus any the scheduler added to its service while autoscaling.
     const ids = new Set(this.replicaIds(t));
     for (const v of await this.#directory.list().catch(() => [])) if (v.entry.spec.service === t.service) ids.add(v.entry.actorId);

@@ -229,6 +229,9 @@ describe('permission matrix: completeness and policy invariants of the role tabl
       for (const r of resourceList()) {
         // One exception: a node's streaming feature aggregate actor consumes the feature log (its own pull consumer; it never appends).
         if (role === Role.NODE && r.key === 'featureEvents') expect(opsOf(role, r), `${role} on ${r.name}`).toEqual([StreamOp.CONSUME]);
+        // And a node's model monitor consumes the prediction log and the joined labeled rows (never appending labeled rows).
+        else if (role === Role.NODE && r.key === 'predictions') expect(opsOf(role, r), `${role} on ${r.name}`).toEqual([StreamOp.PUBLISH, StreamOp.CONSUME]);
+        else if (role === Role.NODE && r.key === 'labeled') expect(opsOf(role, r), `${role} on ${r.name}`).toEqual([StreamOp.CONSUME]);
         else if (r.key === 'leases' || r.kind === 'stream') expect(opsOf(role, r).filter((o) => o !== StreamOp.PUBLISH), `${role} on ${r.name}`).toEqual([]);
       }
     }
@@ -247,6 +250,18 @@ describe('permission matrix: completeness and policy invariants of the role tabl
       expect(anyMatch(perms.publish, s.feedback('fraud')), `${role} sends feedback`).toBe(true);
       for (const subject of [s.predictions('fraud'), s.feedbackLog('fraud'), s.labeled('fraud')]) expect(anyMatch(perms.publish, subject), `${role} publishes ${subject}`).toBe(false);
     }
+  });
+
+  it('monitoring: a node (its model monitor) consumes the prediction log and labeled rows, nothing else of the labels', () => {
+    const node = permissionsFor(Role.NODE, { nodeId: SELF });
+    const r = resources();
+    for (const stream of [r.streams.predictions, r.streams.labeled]) {
+      expect(anyMatch(node.publish, `$JS.API.CONSUMER.CREATE.${stream}.m1`), `node creates a consumer on ${stream}`).toBe(true);
+      expect(anyMatch(node.publish, `$JS.API.CONSUMER.MSG.NEXT.${stream}.m1`), `node pulls from ${stream}`).toBe(true);
+    }
+    expect(anyMatch(node.publish, `$JS.API.CONSUMER.CREATE.${r.streams.feedback}.m1`), 'node reads stored labels').toBe(false);
+    expect(anyMatch(node.publish, `$JS.API.STREAM.PURGE.${r.streams.labeled}`), 'node purges labeled rows').toBe(false);
+    for (const gw of [Role.GATEWAY, Role.CLIENT]) expect(anyMatch(permissionsFor(gw).publish, `$JS.API.CONSUMER.CREATE.${r.streams.labeled}.x`), `${gw} reads labeled rows`).toBe(false);
   });
 
   it('a node may ask the features service to build a training set, and no other features operation', () => {
