@@ -44,6 +44,9 @@ import { decodeOip, type Decoded, type Outputs } from './codecs/index.ts';
 import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
 import { EntityFeatures } from './entity-features.ts';
 import { replicaPredictionLog } from '../monitoring/replica-log.ts';
+import { ReplicaExplainer } from './explain.ts';
+import { featureLineage } from './entity-features.ts';
+import { readFile } from 'node:fs/promises';
 import type { PredictionLog } from '../monitoring/prediction-log.ts';
 
 /** A decoded request and its row count (what the batcher queues). */
@@ -90,6 +93,10 @@ export class InferenceActor extends Actor<InferenceMsg> {
   #entities: RequestRunner['entities'];
   /** The prediction log (deployment option `monitoring`), off the hot path (ml/monitoring). */
   #log: PredictionLog | undefined;
+  /** Explain requests (explain.ts), made at the first one. */
+  #explainer: ReplicaExplainer | undefined;
+  #registry!: ModelRegistry;
+  #source!: Uint8Array | string;
 
   constructor(args: unknown) {
     super();
@@ -126,6 +133,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
     const registry = await ModelRegistry.open(this.ctx.nc, this.ctx.subjects.prefix);
     // A single file's bytes, or the graph path of a package unpacked on this node (its external data beside it).
     const { version: loaded, model: source } = await registry.loadModel(model, version);
+    this.#registry = registry;
+    this.#source = source;
     this.#entities = (await EntityFeatures.open(this.ctx.nc, this.ctx.subjects.prefix, loaded))?.decoder(loaded.signature, this.#label);
     this.#processor = await startProcessor(() => registry.store(), loaded);
     this.#public = loaded.signature;
@@ -272,8 +281,34 @@ export class InferenceActor extends Actor<InferenceMsg> {
 
   /** HTTP bodies forwarded by the gateway: parsed, checked and answered here. */
   async #inferJson(items: JsonItem[]): Promise<InferJsonReply> {
-    const results = await serveJson(this.#runner, items);
+    const results = items.some((it) => it.explain) ? await this.#withExplain(items) : await serveJson(this.#runner, items);
     return { results, queueRows: this.#batcher.queueRows, actorId: this.ctx.actorId, version: this.#mv.version };
+  }
+
+  /** A message with explain requests: those to the explainer, the others served as usual, answers in order. */
+  async #withExplain(items: JsonItem[]): Promise<InferJsonReply['results']> {
+    const plain = items.filter((it) => !it.explain);
+    const served = plain.length > 0 ? await serveJson(this.#runner, plain) : [];
+    let k = 0;
+    return Promise.all(items.map((it) => (it.explain ? this.#explain(it) : Promise.resolve(served[k++]!))));
+  }
+
+  #explain(item: JsonItem): ReturnType<ReplicaExplainer['explain']> {
+    this.#explainer ??= new ReplicaExplainer({
+      label: this.#label,
+      name: this.#mv.name,
+      version: this.#mv.version,
+      signature: this.#public,
+      model: this.#sig,
+      processor: !!this.#processor,
+      run: (feeds) => this.#pool.run(feeds),
+      entities: this.#entities,
+      modelBytes: async () => (typeof this.#source === 'string' ? new Uint8Array(await readFile(this.#source)) : this.#source),
+      reference: () => this.#registry.loadReference(this.#mv),
+      columns: featureLineage(this.#mv)?.columns,
+      failure: (err) => this.#failure(err),
+    });
+    return this.#explainer.explain(item);
   }
 
   /** The feeds of a batch: each input of the one request as it came, or the requests' inputs concatenated along its batch axis. */
