@@ -57,6 +57,7 @@ export {
   InferenceMsg,
   InferItem,
   JsonItem,
+  ExplainOptions,
   type JsonFormat,
   type InferJsonReply,
   type InferReply,
