@@ -2,3 +2,4 @@
 export * from './attributions.ts';
 export * from './reference.ts';
 export { graphKind, type GraphKind } from './graph.ts';
+export { trainingExplainReference, IMPORTANCE_ROWS } from './training.ts';
