@@ -34,9 +34,9 @@ export function registerExplainRoutes(app: App, inference: InferenceService): vo
     { schema: { ...oip, summary: 'Per-feature attributions and base value per row (one version)', params: Type.Object({ name: Name, version: Name }) } },
     async (req, reply) => send(reply, await inference.explain(req.params.name, req.params.version, 'oip', req.body as unknown as Buffer, req.query, undefined, requestMeta(req))),
   );
-  // `:` in a path is escaped as `::` for find-my-way.
+  // find-my-way: a regex-bounded parameter, then `::` for a literal `:`.
   app.post(
-    '/v1/models/:name::explain',
+    '/v1/models/:name(^[A-Za-z0-9_-]{1,64})::explain',
     { schema: { tags: ['v1'], summary: 'KServe v1 explain: attributions per instance', params: Type.Object({ name: Name }), body: Type.Union([PredictRequest, EntityPredictRequest]), querystring: ExplainOptions } },
     async (req, reply) => send(reply, await inference.explain(req.params.name, undefined, 'v1', req.body as unknown as Buffer, req.query, undefined, requestMeta(req))),
   );

@@ -10,7 +10,11 @@
  * The SHAP value function is interventional: v(S) = mean over background rows b of f(x_S, b_rest).
  */
 
-/** Evaluates `n` rows of `x` (row-major, D columns): the explained output per row, in [0,1] for probabilities. */
+/**
+ * Evaluates `n` rows of `x` (row-major, D columns): the explained output per row, in [0,1] for
+ * probabilities. It may take `x` (a replica transfers it to a session's worker thread): callers
+ * never read `x` after handing it over.
+ */
 export type Evaluator = (x: Float32Array, n: number) => Promise<ArrayLike<number>>;
 
 export type Link = 'identity' | 'logit';
@@ -80,11 +84,11 @@ export async function probeLinear(f: Evaluator, bg: Background, link: Link, tole
   const weights = new Float64Array(d);
   for (let j = 0; j < d; j++) weights[j] = y[1 + j]! - y[0]!;
   let bias = y[0]!;
-  for (let j = 0; j < d; j++) bias -= weights[j]! * x[j]!;
+  for (let j = 0; j < d; j++) bias -= weights[j]! * Math.fround(m[j]!);
   let worst = 0;
   for (let r = 0; r < check; r++) {
     let g = bias;
-    for (let j = 0; j < d; j++) g += weights[j]! * x[(1 + d + r) * d + j]!;
+    for (let j = 0; j < d; j++) g += weights[j]! * bg.x[r * d + j]!;
     const y0 = y[1 + d + r]!;
     worst = Math.max(worst, Math.abs(g - y0) / Math.max(1, Math.abs(y0)));
   }
