@@ -114,7 +114,9 @@ describe('explanations (real cluster, real onnxruntime, HTTP)', () => {
     const s = Object.values(e.attributions).reduce((p, q) => p + q, 0);
     expect(Math.abs(e.prediction - e.base_value - s)).toBeLessThan(1e-6);
     expect(Math.max(...Object.values(e.attributions).map(Math.abs))).toBeGreaterThan(1e-4);
-    const ig = (await (await post('/v1/models/net:explain?method=ig&steps=64', { instances: rows })).json()) as Explained;
+    const igr = await post('/v1/models/net:explain?method=ig&steps=64', { instances: rows });
+    const ig = (await igr.json()) as Explained;
+    expect(ig, JSON.stringify(ig)).toHaveProperty('method');
     expect(ig.method).toBe('ig');
     const g = ig.explanations[0]!;
     expect(Math.abs(g.efficiency_gap)).toBeLessThanOrEqual(0.01 * Math.abs(g.prediction - g.base_value) + 2e-3);
@@ -136,6 +138,10 @@ describe('explanations (real cluster, real onnxruntime, HTTP)', () => {
     const opt = await post('/v2/models/logit/explain?method=magic', oip([[1, 2, 3]], 3));
     expect(opt.status).toBe(400);
     expect(await opt.json()).toMatchObject({ code: 'SHOAL_ERR_BAD_REQUEST', error: expect.stringContaining('method') });
+    const range = await post('/v1/models/logit:explain?samples=1', { instances: [[1, 2, 3]] });
+    expect(range.status).toBe(400);
+    expect(await range.json()).toMatchObject({ code: 'SHOAL_ERR_BAD_REQUEST', error: expect.stringContaining('samples') });
+    expect((await post('/v1/models/logit:explain?bogus=1', { instances: [[1, 2, 3]] })).status).toBe(400);
     const ok = await post('/v2/models/bare/infer', oip([[1, 2, 3]], 3));
     expect(ok.status).toBe(200);
     expect((await post('/v2/models/logit/explain', oip([[1, 2, 3]], 3))).status).toBe(200);
