@@ -32,6 +32,9 @@ import {
 /** Rows one explain run may hold (perturbations of all the request's rows together). */
 export const MAX_EXPLAIN_ROWS = 2_000_000;
 
+/** KernelSHAP coalitions per row unless the request says (`?samples=`): 512 × 32 background rows = 16,384 rows in the run. */
+export const DEFAULT_SAMPLES = 512;
+
 export interface ExplainHost {
   label: string;
   name: string;
@@ -149,7 +152,7 @@ export class ReplicaExplainer {
       attributions = await integratedGradients(f, bg, x, rows, { link, ...(o.steps ? { steps: o.steps } : {}) });
     } else {
       method = 'kernel';
-      const samples = o.samples ?? 1024;
+      const samples = o.samples ?? DEFAULT_SAMPLES;
       attributions = await kernelShap(f, bg, x, rows, { link, samples });
     }
     // Probabilities (the prediction as served), for the caller's reference.
@@ -182,7 +185,7 @@ export class ReplicaExplainer {
       output: outSpec.name,
       features: grouped ? groupAttributions(attributions[0]!, names, group).names : names,
       background_rows: bg.rows,
-      ...(method === 'kernel' ? { samples: o.samples ?? 1024 } : {}),
+      ...(method === "kernel" ? { samples: o.samples ?? DEFAULT_SAMPLES } : {}),
       ...(method === 'ig' ? { steps: o.steps ?? 64 } : {}),
       run_rows: runRows,
       ...(d.extra ?? {}),

@@ -21,7 +21,7 @@ export type InferItem = Static<typeof InferItem>;
 export const ExplainOptions = Type.Object({
   /** `auto`: exact for a linear/logistic graph, else KernelSHAP. @default 'auto' */
   method: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('exact'), Type.Literal('kernel'), Type.Literal('ig')])),
-  /** KernelSHAP coalitions per row (all 2^M − 2 when they fit). @default 1024 */
+  /** KernelSHAP coalitions per row (all 2^M − 2 when they fit). @default 512 */
   samples: Type.Optional(Type.Integer({ minimum: 2, maximum: 65_536 })),
   /** Integrated gradients' path steps. @default 64 */
   steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
