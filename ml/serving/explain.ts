@@ -185,7 +185,7 @@ export class ReplicaExplainer {
       output: outSpec.name,
       features: grouped ? groupAttributions(attributions[0]!, names, group).names : names,
       background_rows: bg.rows,
-      ...(method === "kernel" ? { samples: o.samples ?? DEFAULT_SAMPLES } : {}),
+      ...(method === 'kernel' ? { samples: o.samples ?? DEFAULT_SAMPLES } : {}),
       ...(method === 'ig' ? { steps: o.steps ?? 64 } : {}),
       run_rows: runRows,
       ...(d.extra ?? {}),
