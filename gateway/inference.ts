@@ -253,7 +253,8 @@ export class InferenceService {
     const item: JsonItem = headerLength === undefined ? { format, body, explain: options } : { format, body, headerLength, explain: options };
     if (meta.requestId !== undefined) item.requestId = meta.requestId;
     if (meta.tenant !== undefined) item.tenant = meta.tenant;
-    const r = await this.dispatcher.infer(target.service, 1, item, deadline);
+    // The lane's own message size (what infer passes): an explain item may share a message with infer items.
+    const r = await this.dispatcher.infer(target.service, target.maxBatchSize, item, deadline);
     const b = r.body;
     const out: InferResult = { body: Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength), version: String(target.version), route: target.route };
     if (item.requestId !== undefined) out.requestId = item.requestId;

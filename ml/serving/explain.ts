@@ -155,8 +155,8 @@ export class ReplicaExplainer {
       const samples = o.samples ?? DEFAULT_SAMPLES;
       attributions = await kernelShap(f, bg, x, rows, { link, samples });
     }
-    // Probabilities (the prediction as served), for the caller's reference.
-    const raw = await f(x, rows);
+    // The prediction as served: KernelSHAP and IG ran the rows in their one run; exact SHAP runs them now (its only run).
+    const raw = method === 'exact' ? await f(x, rows) : attributions.map((a) => a.output ?? Number.NaN);
 
     // Feature-view models: one-hot columns summed into their raw feature (`view.feature=value` → `view.feature`).
     const grouped = !!h.columns && h.columns.length === D;

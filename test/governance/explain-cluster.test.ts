@@ -114,6 +114,10 @@ describe('explanations (real cluster, real onnxruntime, HTTP)', () => {
     const s = Object.values(e.attributions).reduce((p, q) => p + q, 0);
     expect(Math.abs(e.prediction - e.base_value - s)).toBeLessThan(1e-6);
     expect(Math.max(...Object.values(e.attributions).map(Math.abs))).toBeGreaterThan(1e-4);
+    // The served output came from the same run: the logit's inverse.
+    expect(e.output).toBeCloseTo(1 / (1 + Math.exp(-e.prediction)), 5);
+    // One batched run: the 16 background rows, then the row and all 2^4 − 2 = 14 coalitions × 16 background rows.
+    expect((k as unknown as { run_rows: number }).run_rows).toBe(16 + 1 + 14 * 16);
     const igr = await post('/v1/models/net:explain?method=ig&steps=64', { instances: rows });
     const ig = (await igr.json()) as Explained;
     expect(ig, JSON.stringify(ig)).toHaveProperty('method');

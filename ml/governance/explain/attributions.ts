@@ -30,6 +30,8 @@ export interface Attribution {
   prediction: number;
   /** prediction − base − Σ values: 0 by construction for SHAP, the path integral's error for IG. */
   gap: number;
+  /** The model's output for the row as evaluated in the same run (before the link), when the method ran it. */
+  output?: number;
 }
 
 /** A dense background: `rows` rows of `d` columns. */
@@ -250,7 +252,8 @@ export async function kernelShap(f: Evaluator, bg: Background, x: Float32Array, 
       }
     }
   }
-  const y = linked(link, await f(X, n));
+  const raw = await f(X, n);
+  const y = linked(link, raw);
   let base = 0;
   for (let b = 0; b < B; b++) base += y[b]!;
   base /= B;
@@ -260,7 +263,7 @@ export async function kernelShap(f: Evaluator, bg: Background, x: Float32Array, 
     const fx = y[off]!;
     const delta = fx - base;
     if (M === 1) {
-      out.push({ values: [delta], base, prediction: fx, gap: 0 });
+      out.push({ values: [delta], base, prediction: fx, gap: 0, output: Number(raw[off]) });
       continue;
     }
     // v(z) − base − z_M Δ = Σ_{i<M} φ_i (z_i − z_M)
@@ -287,7 +290,7 @@ export async function kernelShap(f: Evaluator, bg: Background, x: Float32Array, 
     const phi = solve(A, rhs, P);
     const values = Array.from(phi);
     values.push(delta - values.reduce((a, b) => a + b, 0));
-    out.push({ values, base, prediction: fx, gap: 0 });
+    out.push({ values, base, prediction: fx, gap: 0, output: Number(raw[off]) });
   }
   return out;
 }
@@ -378,7 +381,8 @@ export async function integratedGradients(f: Evaluator, bg: Background, x: Float
       }
     }
   }
-  const y = linked(link, await f(X, n));
+  const raw = await f(X, n);
+  const y = linked(link, raw);
   const base = y[0]!;
   const out: Attribution[] = [];
   for (let r = 0; r < rows; r++) {
@@ -389,7 +393,7 @@ export async function integratedGradients(f: Evaluator, bg: Background, x: Float
       const s = off + 1 + (k * M + i) * 2;
       values[i]! += y[s]! - y[s + 1]!;
     }
-    out.push({ values, base, prediction: fx, gap: fx - base - values.reduce((p, q) => p + q, 0) });
+    out.push({ values, base, prediction: fx, gap: fx - base - values.reduce((p, q) => p + q, 0), output: Number(raw[off]) });
   }
   return out;
 }
