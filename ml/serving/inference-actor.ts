@@ -15,6 +15,9 @@
  * The type is registered with `concurrency` > 1, so the host hands several messages to
  * `receive` at once: each enqueues its requests and resolves when its batch completes, which is
  * what lets requests from different messages share a batch. The mailbox still bounds what waits.
+ *
+ * Explain requests (a forwarded body with `explain` set) go to the replica's explainer
+ * (explain.ts), which runs its perturbed rows on the same sessions, outside the batcher.
  */
 import { Actor, Errors, defineActorType, errorCode, validate } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
@@ -42,10 +45,9 @@ import { serveJson, serveWire, type RequestRunner } from './serve-requests.ts';
 import { PIPELINE_DEPTH, SessionPool, type PoolTensor, type SessionValueInfo } from './session-pool.ts';
 import { decodeOip, type Decoded, type Outputs } from './codecs/index.ts';
 import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
-import { EntityFeatures } from './entity-features.ts';
+import { EntityFeatures, featureLineage } from './entity-features.ts';
 import { replicaPredictionLog } from '../monitoring/replica-log.ts';
 import { ReplicaExplainer } from './explain.ts';
-import { featureLineage } from './entity-features.ts';
 import { readFile } from 'node:fs/promises';
 import type { PredictionLog } from '../monitoring/prediction-log.ts';
 
@@ -96,7 +98,6 @@ export class InferenceActor extends Actor<InferenceMsg> {
   /** Explain requests (explain.ts), made at the first one. */
   #explainer: ReplicaExplainer | undefined;
   #registry!: ModelRegistry;
-  #source!: Uint8Array | string;
 
   constructor(args: unknown) {
     super();
@@ -134,7 +135,6 @@ export class InferenceActor extends Actor<InferenceMsg> {
     // A single file's bytes, or the graph path of a package unpacked on this node (its external data beside it).
     const { version: loaded, model: source } = await registry.loadModel(model, version);
     this.#registry = registry;
-    this.#source = source;
     this.#entities = (await EntityFeatures.open(this.ctx.nc, this.ctx.subjects.prefix, loaded))?.decoder(loaded.signature, this.#label);
     this.#processor = await startProcessor(() => registry.store(), loaded);
     this.#public = loaded.signature;
@@ -288,9 +288,11 @@ export class InferenceActor extends Actor<InferenceMsg> {
   /** A message with explain requests: those to the explainer, the others served as usual, answers in order. */
   async #withExplain(items: JsonItem[]): Promise<InferJsonReply['results']> {
     const plain = items.filter((it) => !it.explain);
-    const served = plain.length > 0 ? await serveJson(this.#runner, plain) : [];
+    const served = plain.length > 0 ? serveJson(this.#runner, plain) : Promise.resolve([]);
+    const explained = Promise.all(items.map((it) => (it.explain ? this.#explain(it) : undefined)));
+    const [p, e] = await Promise.all([served, explained]);
     let k = 0;
-    return Promise.all(items.map((it) => (it.explain ? this.#explain(it) : Promise.resolve(served[k++]!))));
+    return e.map((r) => r ?? p[k++]!);
   }
 
   #explain(item: JsonItem): ReturnType<ReplicaExplainer['explain']> {
@@ -303,7 +305,11 @@ export class InferenceActor extends Actor<InferenceMsg> {
       processor: !!this.#processor,
       run: (feeds) => this.#pool.run(feeds),
       entities: this.#entities,
-      modelBytes: async () => (typeof this.#source === 'string' ? new Uint8Array(await readFile(this.#source)) : this.#source),
+      // Read again at the first explain (the graph check), not kept in memory next to the sessions.
+      modelBytes: async () => {
+        const { model } = await this.#registry.loadModel(this.#args.model, this.#args.version);
+        return typeof model === 'string' ? new Uint8Array(await readFile(model)) : model;
+      },
       reference: () => this.#registry.loadReference(this.#mv),
       columns: featureLineage(this.#mv)?.columns,
       failure: (err) => this.#failure(err),

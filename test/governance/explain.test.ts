@@ -181,3 +181,25 @@ describe('feature-view grouping', () => {
     expect(g).toEqual({ names: ['v.amount', 'v.color', 'v.age'], values: [1, 5, 4] });
   });
 });
+
+describe('servers that cannot explain', () => {
+  it('a pipeline (serveJson) refuses an explain request with SHOAL_ERR_EXPLAIN_UNSUPPORTED instead of predicting', async () => {
+    const { serveJson } = await import('../../ml/serving/serve-requests.ts');
+    let ran = 0;
+    const runner = {
+      signature: { inputs: [{ name: 'X', datatype: 'FP32' as const, shape: [-1, 2] }], outputs: [{ name: 'Y', datatype: 'FP32' as const, shape: [-1, 1] }] },
+      label: 'pipe v1',
+      name: 'pipe',
+      version: 1,
+      run: async () => {
+        ran++;
+        return { value: new Map(), batch: 1 };
+      },
+      failure: (err: unknown) => ({ error: { code: (err as { code: string }).code, message: (err as Error).message } }),
+    };
+    const body = new TextEncoder().encode(JSON.stringify({ instances: [[1, 2]] }));
+    const [r] = await serveJson(runner, [{ format: 'v1', body, explain: {} }]);
+    expect(r).toMatchObject({ error: { code: 'SHOAL_ERR_EXPLAIN_UNSUPPORTED', message: expect.stringContaining('pipeline') } });
+    expect(ran).toBe(0);
+  });
+});
