@@ -30,7 +30,7 @@ import {
 } from '../governance/explain/index.ts';
 
 /** Rows one explain run may hold (perturbations of all the request's rows together). */
-export const MAX_EXPLAIN_ROWS = 2_000_000;
+export const MAX_EXPLAIN_ROWS = 500_000;
 
 /** KernelSHAP coalitions per row unless the request says (`?samples=`): 512 × 32 background rows = 16,384 rows in the run. */
 export const DEFAULT_SAMPLES = 512;
@@ -144,6 +144,9 @@ export class ReplicaExplainer {
         if (want === 'exact') throw MlErrors.EXPLAIN_UNSUPPORTED(h.label, `method=exact: ${lm.notLinear}`);
       } else linear = lm;
     }
+    // Refuse before building the rows: what the one run would hold.
+    const planned = linear ? rows : want === 'ig' ? 1 + rows * (1 + 2 * D * (o.steps ?? 64)) : bg.rows + rows * (1 + Math.min(2 ** Math.min(D, 30) - 2, (o.samples ?? DEFAULT_SAMPLES) + 1) * bg.rows);
+    if (planned > MAX_EXPLAIN_ROWS) throw MlErrors.EXPLAIN_UNSUPPORTED(h.label, `${planned} perturbed rows would exceed one run's ${MAX_EXPLAIN_ROWS}: send fewer rows, or lower samples/steps/background`);
     if (linear) {
       method = 'exact';
       attributions = linearShap(linear, bg, x, rows);

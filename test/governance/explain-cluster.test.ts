@@ -146,6 +146,10 @@ describe('explanations (real cluster, real onnxruntime, HTTP)', () => {
     expect(range.status).toBe(400);
     expect(await range.json()).toMatchObject({ code: 'SHOAL_ERR_BAD_REQUEST', error: expect.stringContaining('samples') });
     expect((await post('/v1/models/logit:explain?bogus=1', { instances: [[1, 2, 3]] })).status).toBe(400);
+    // 1 + 2·4·1024 rows per request row: 64 rows of the 4-feature MLP are over the 500,000-row limit of one run.
+    const big = await post('/v1/models/net:explain?method=ig&steps=1024', { instances: rowsOf(64, 4, 9) });
+    expect(big.status).toBe(400);
+    expect(await big.json()).toMatchObject({ code: 'SHOAL_ERR_EXPLAIN_UNSUPPORTED', error: expect.stringContaining('500000') });
     const ok = await post('/v2/models/bare/infer', oip([[1, 2, 3]], 3));
     expect(ok.status).toBe(200);
     expect((await post('/v2/models/logit/explain', oip([[1, 2, 3]], 3))).status).toBe(200);
