@@ -33,6 +33,7 @@ import { createMetrics, type GatewayMetrics } from './metrics.ts';
 import { InferenceService } from './inference.ts';
 import { registerOipInferRoutes, registerOipRoutes } from './routes/oip.ts';
 import { registerV1Routes } from './routes/v1.ts';
+import { registerExplainRoutes } from './routes/explain.ts';
 import { registerModelStatusRoutes } from './routes/model-status.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
 import { registerFeatureRoutes } from './routes/features.ts';
@@ -296,6 +297,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       forwardedBodies(scope);
       registerOipInferRoutes(scope, svc);
       registerV1Routes(scope, svc);
+      registerExplainRoutes(scope, svc);
     });
     registerJobRoutes(app, () => JobClient.open(deps.nc, deps.subjects.prefix));
     app.addHook('onClose', async () => inference?.stop());

@@ -16,6 +16,7 @@ import {
   planBatching,
   resolveRef,
   type BatchingInfo,
+  type ExplainOptions,
   type JsonFormat,
   type JsonItem,
   type ModelVersion,
@@ -240,6 +241,26 @@ export class InferenceService {
       }
       throw err;
     }
+  }
+
+  /**
+   * Explains an HTTP request body (the same body an infer/predict takes) on the stable version
+   * (canary traffic is not split: an explanation is of one named version), or the pinned one;
+   * the replica computes it next to its sessions (ml/serving/explain.ts).
+   */
+  async explain(name: string, versionRef: string | undefined, format: JsonFormat, body: Buffer, options: ExplainOptions, headerLength?: number, meta: RequestMeta = {}): Promise<InferResult> {
+    const deadline = Date.now() + (this.#o.requestTimeoutMs ?? 10_000);
+    if (body.length === 0) throw MlErrors.BAD_INPUT('the request body is empty: send a JSON object');
+    const target = versionRef === undefined ? (this.routing.stable(name) ?? this.routing.resolve(name, undefined, undefined)) : this.routing.resolve(name, versionRef, undefined);
+    const item: JsonItem = headerLength === undefined ? { format, body, explain: options } : { format, body, headerLength, explain: options };
+    if (meta.requestId !== undefined) item.requestId = meta.requestId;
+    if (meta.tenant !== undefined) item.tenant = meta.tenant;
+    // The lane's own message size (what infer passes): an explain item may share a message with infer items.
+    const r = await this.dispatcher.infer(target.service, target.maxBatchSize, item, deadline);
+    const b = r.body;
+    const out: InferResult = { body: Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength), version: String(target.version), route: target.route };
+    if (item.requestId !== undefined) out.requestId = item.requestId;
+    return out;
   }
 
   #statsOf(t: Target): TargetStats {

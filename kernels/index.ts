@@ -21,6 +21,8 @@ export {
   floatTensor,
   int64Tensor,
   stringTensor,
+  onnxGraphSummary,
+  type OnnxGraphSummary,
   type OnnxAttribute,
   type OnnxDim,
   type OnnxGraph,

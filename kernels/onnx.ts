@@ -182,3 +182,22 @@ export function withExternalData(model: Uint8Array, location: string, o: { minBy
   }
   return { model: onnx.ModelProto.encode(m).finish(), data };
 }
+
+/** What an explainer needs to know of a model's graph: its nodes' ops in order, and its inputs' and outputs' names. */
+export interface OnnxGraphSummary {
+  ops: { op: string; inputs: string[]; outputs: string[] }[];
+  inputs: string[];
+  outputs: string[];
+}
+
+/** Reads a ModelProto's graph structure (no weights), e.g. to tell a linear/logistic model from others. */
+export function onnxGraphSummary(model: Uint8Array): OnnxGraphSummary {
+  const m = onnx.ModelProto.decode(model);
+  const g = m.graph;
+  const inits = new Set((g?.initializer ?? []).map((t) => t.name ?? ''));
+  return {
+    ops: (g?.node ?? []).map((n) => ({ op: n.opType ?? '', inputs: [...(n.input ?? [])], outputs: [...(n.output ?? [])] })),
+    inputs: (g?.input ?? []).map((v) => v.name ?? '').filter((n) => !inits.has(n)),
+    outputs: (g?.output ?? []).map((v) => v.name ?? ''),
+  };
+}

@@ -15,6 +15,14 @@ export const MlErrors = {
   REGISTRY_CONFLICT: defineError('SHOAL_ERR_REGISTRY_CONFLICT', 409, (key: string) => `registry entry ${key} kept changing under us (compare-and-swap lost); retry`, 'ml'),
   NO_PREVIOUS_VERSION: defineError('SHOAL_ERR_NO_PREVIOUS_VERSION', 409, (name: string, alias: string) => `alias "${alias}" of model "${name}" has no previous version to roll back to`, 'ml'),
   BAD_INPUT: defineError('SHOAL_ERR_BAD_INPUT', 400, (why: string) => why, 'ml'),
+  NO_BACKGROUND: defineError(
+    'SHOAL_ERR_NO_BACKGROUND',
+    400,
+    (model: string) =>
+      `${model} has no background sample to explain against (KernelSHAP, integrated gradients and the linear baseline need one): train it with a Shoal training job (it stores 32 holdout rows at registration), or register it with --reference FILE whose JSON has "explain": {"background": {"columns": [...], "rows": [[...], ...]}}`,
+    'ml',
+  ),
+  EXPLAIN_UNSUPPORTED: defineError('SHOAL_ERR_EXPLAIN_UNSUPPORTED', 400, (model: string, why: string) => `${model} cannot be explained this way: ${why}`, 'ml'),
   INFERENCE_FAILED: defineError('SHOAL_ERR_INFERENCE_FAILED', 500, (model: string, why: string) => `inference on ${model} failed: ${why}`, 'ml'),
   MODEL_NOT_READY: defineError('SHOAL_ERR_MODEL_NOT_READY', 503, (model: string, why: string) => `model ${model} is not ready: ${why}`, 'ml'),
   DEPLOYMENT_NOT_FOUND: defineError('SHOAL_ERR_DEPLOYMENT_NOT_FOUND', 404, (name: string) => `model "${name}" is not deployed`, 'ml'),

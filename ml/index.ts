@@ -57,6 +57,7 @@ export {
   InferenceMsg,
   InferItem,
   JsonItem,
+  ExplainOptions,
   type JsonFormat,
   type InferJsonReply,
   type InferReply,
@@ -85,3 +86,30 @@ export * from './features/index.ts';
 export { EntityFeatures, EntityOipRequest, EntityPredictRequest, FeatureLineageSchema, checkFeatureInput, featureLineage, resolveFeatureInput, type EntityStatus, type FeatureInput, type FeatureLineageRecord } from './serving/entity-features.ts';
 // Model monitoring (issue #15): prediction log, feedback and the label join.
 export * from './monitoring/index.ts';
+// Governance (issue #20): explanations.
+export {
+  kernelShap,
+  linearShap,
+  integratedGradients,
+  enumeratedShapley,
+  probeLinear,
+  coalitions,
+  groupAttributions,
+  applyLink,
+  graphKind,
+  explainReference,
+  sampleBackground,
+  denseBackground,
+  meanAbsolute,
+  trainingExplainReference,
+  BACKGROUND_ROWS,
+  type Attribution,
+  type Background,
+  type Evaluator,
+  type Link,
+  type Method,
+  type ExplainReference,
+  type ExplainBackground,
+  type GlobalImportance,
+} from './governance/explain/index.ts';
+export { ReplicaExplainer, MAX_EXPLAIN_ROWS } from './serving/explain.ts';

@@ -14,7 +14,7 @@ type App = FastifyInstance<any, any, any, any, TypeBoxTypeProvider>; // eslint-d
 export function registerOpsRoutes(app: App, deps: { nc: NatsConnection; subjects: Subjects; metrics: GatewayMetrics; inference: InferenceService | undefined }): void {
   const { metrics, inference } = deps;
   // Open Inference Protocol (KServe v2) server endpoints.
-  app.get('/v2', { schema: { tags: ['oip'], summary: 'Server metadata' } }, async () => ({ name: 'shoal', version: SHOAL_VERSION, extensions: ['binary_tensor_data'] }));
+  app.get('/v2', { schema: { tags: ['oip'], summary: 'Server metadata' } }, async () => ({ name: 'shoal', version: SHOAL_VERSION, extensions: ['binary_tensor_data', 'explain'] }));
   app.get('/v2/health/live', { schema: { tags: ['oip'], summary: 'Liveness' } }, async () => ({ live: true }));
   app.get('/v2/health/ready', { schema: { tags: ['oip'], summary: 'Readiness (connected to NATS)' } }, async (_req, reply) => {
     const ready = !deps.nc.isClosed() && !deps.nc.isDraining();

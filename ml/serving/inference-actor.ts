@@ -15,6 +15,9 @@
  * The type is registered with `concurrency` > 1, so the host hands several messages to
  * `receive` at once: each enqueues its requests and resolves when its batch completes, which is
  * what lets requests from different messages share a batch. The mailbox still bounds what waits.
+ *
+ * Explain requests (a forwarded body with `explain` set) go to the replica's explainer
+ * (explain.ts), which runs its perturbed rows on the same sessions, outside the batcher.
  */
 import {
   Actor,
@@ -60,8 +63,10 @@ import { serveJson, serveWire, type RequestRunner } from './serve-requests.ts';
 import { PIPELINE_DEPTH, SessionPool, type PoolTensor, type SessionValueInfo } from './session-pool.ts';
 import { decodeOip, type Decoded, type Outputs } from './codecs/index.ts';
 import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
-import { EntityFeatures } from './entity-features.ts';
+import { EntityFeatures, featureLineage } from './entity-features.ts';
 import { replicaPredictionLog } from '../monitoring/replica-log.ts';
+import { ReplicaExplainer } from './explain.ts';
+import { readFile } from 'node:fs/promises';
 import type { PredictionLog } from '../monitoring/prediction-log.ts';
 
 /** A decoded request and its row count (what the batcher queues). */
@@ -112,6 +117,9 @@ export class InferenceActor extends Actor<InferenceMsg> {
   #metrics: ReplicaMetrics | undefined;
   /** The prediction log (deployment option `monitoring`), off the hot path (ml/monitoring). */
   #log: PredictionLog | undefined;
+  /** Explain requests (explain.ts), made at the first one. */
+  #explainer: ReplicaExplainer | undefined;
+  #registry!: ModelRegistry;
 
   constructor(args: unknown) {
     super();
@@ -148,6 +156,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
     const registry = await ModelRegistry.open(this.ctx.nc, this.ctx.subjects.prefix);
     // A single file's bytes, or the graph path of a package unpacked on this node (its external data beside it).
     const { version: loaded, model: source } = await registry.loadModel(model, version);
+    this.#registry = registry;
     this.#entities = (await EntityFeatures.open(this.ctx.nc, this.ctx.subjects.prefix, loaded))?.decoder(loaded.signature, this.#label);
     this.#processor = await startProcessor(() => registry.store(), loaded);
     this.#public = loaded.signature;
@@ -303,8 +312,40 @@ export class InferenceActor extends Actor<InferenceMsg> {
 
   /** HTTP bodies forwarded by the gateway: parsed, checked and answered here. */
   async #inferJson(items: JsonItem[]): Promise<InferJsonReply> {
-    const results = await serveJson(this.#runner, items);
+    const results = items.some((it) => it.explain) ? await this.#withExplain(items) : await serveJson(this.#runner, items);
     return { results, queueRows: this.#batcher.queueRows, actorId: this.ctx.actorId, version: this.#mv.version };
+  }
+
+  /** A message with explain requests: those to the explainer, the others served as usual, answers in order. */
+  async #withExplain(items: JsonItem[]): Promise<InferJsonReply['results']> {
+    const plain = items.filter((it) => !it.explain);
+    const served = plain.length > 0 ? serveJson(this.#runner, plain) : Promise.resolve([]);
+    const explained = Promise.all(items.map((it) => (it.explain ? this.#explain(it) : undefined)));
+    const [p, e] = await Promise.all([served, explained]);
+    let k = 0;
+    return e.map((r) => r ?? p[k++]!);
+  }
+
+  #explain(item: JsonItem): ReturnType<ReplicaExplainer['explain']> {
+    this.#explainer ??= new ReplicaExplainer({
+      label: this.#label,
+      name: this.#mv.name,
+      version: this.#mv.version,
+      signature: this.#public,
+      model: this.#sig,
+      processor: !!this.#processor,
+      run: (feeds) => this.#pool.run(feeds),
+      entities: this.#entities,
+      // Read again at the first explain (the graph check), not kept in memory next to the sessions.
+      modelBytes: async () => {
+        const { model } = await this.#registry.loadModel(this.#args.model, this.#args.version);
+        return typeof model === 'string' ? new Uint8Array(await readFile(model)) : model;
+      },
+      reference: () => this.#registry.loadReference(this.#mv),
+      columns: featureLineage(this.#mv)?.columns,
+      failure: (err) => this.#failure(err),
+    });
+    return this.#explainer.explain(item);
   }
 
   /** The feeds of a batch: each input of the one request as it came, or the requests' inputs concatenated along its batch axis. */

@@ -17,6 +17,24 @@ export const InferItem = Type.Object({
 });
 export type InferItem = Static<typeof InferItem>;
 
+/** How to explain (the explain routes' query string): README "Explanations". */
+export const ExplainOptions = Type.Object({
+  /** `auto`: exact for a linear/logistic graph, else KernelSHAP. @default 'auto' */
+  method: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('exact'), Type.Literal('kernel'), Type.Literal('ig')])),
+  /** KernelSHAP coalitions per row (all 2^M − 2 when they fit). @default 512 */
+  samples: Type.Optional(Type.Integer({ minimum: 2, maximum: 65_536 })),
+  /** Integrated gradients' path steps. @default 64 */
+  steps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+  /** Background rows used (of those stored). @default 32 */
+  background: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+  /** Output space: `logit` explains a probability's log-odds. @default logit for a Sigmoid output, else identity */
+  link: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('identity'), Type.Literal('logit')])),
+  /** The explained output (default: the first) and its column (default: the last, the positive class). */
+  output: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  column: Type.Optional(Type.Integer({ minimum: 0, maximum: 65_535 })),
+});
+export type ExplainOptions = Static<typeof ExplainOptions>;
+
 /**
  * One HTTP request forwarded by the gateway as it came: an OIP v2 `infer` body or a `/v1
  * predict` body (JSON bytes). The replica parses and checks it and answers the response body.
@@ -32,8 +50,11 @@ export const JsonItem = Type.Object({
   requestId: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
   /** The tenant the gateway admitted the request as (logged with its prediction). */
   tenant: Type.Optional(Type.String({ maxLength: 128 })),
+  /** Explain the rows instead of predicting them (the explain routes). */
+  explain: Type.Optional(ExplainOptions),
 });
 export type JsonItem = Static<typeof JsonItem>;
+
 /** Which HTTP body a forwarded request carries. */
 export type JsonFormat = JsonItem['format'];
 

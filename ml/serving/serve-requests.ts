@@ -64,6 +64,8 @@ export function serveJson(r: RequestRunner, items: readonly JsonItem[]): Promise
   return Promise.all(
     items.map(async (item): Promise<JsonResult> => {
       try {
+        // The inference actor takes explain requests aside (explain.ts); any other server (a pipeline) cannot explain.
+        if (item.explain) throw MlErrors.EXPLAIN_UNSUPPORTED(r.label, 'it is a pipeline; explain one of its models');
         const t0 = performance.now();
         const v1 = item.format === 'v1';
         let d = r.entities ? await r.entities(item.format, item.body, item.headerLength) : undefined;

@@ -10,6 +10,7 @@
  * is stored with the version, for the monitor to compare live traffic with.
  */
 import { SHOAL_VERSION, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { trainingExplainReference, type ExplainReference } from '../governance/explain/index.ts';
 import { buildReferenceProfile, type MonitoredRow, type ReferenceProfile } from '../monitoring/stats/index.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { ModelRegistry } from '../registry/registry.ts';
@@ -93,6 +94,14 @@ export function holdoutReference(i: Pick<FinishInput, 'shape' | 'params' | 'hold
   return buildReferenceProfile(rows, undefined, { threshold, source: { datasetDigest: i.datasetDigest, trainingJobId: i.jobId, split: 'holdout' } });
 }
 
+/** The holdout reference with what explanations need next to it (`explain`: a background sample, the global importance). */
+export async function holdoutReferenceWithExplain(i: Pick<FinishInput, 'shape' | 'params' | 'holdout' | 'columns' | 'datasetDigest' | 'jobId'>, threshold: number): Promise<ReferenceProfile & { explain: ExplainReference }> {
+  const D = i.shape.features;
+  const names = Array.from({ length: D }, (_, j) => i.columns?.[j] ?? `x${j}`);
+  const explain = await trainingExplainReference(i.shape, i.params, i.holdout.x, i.holdout.y.length, names);
+  return { ...holdoutReference(i, threshold), explain };
+}
+
 /**
  * Registers the exported model with its metrics, lineage and the holdout's reference profile. Idempotent: a coordinator that died
  * after registering but before recording success finds its version instead of registering a
@@ -106,7 +115,7 @@ export async function registerVersion(i: FinishInput, metrics: BinaryMetrics, co
     metrics: { auc: metrics.auc, accuracy: metrics.accuracy, precision: metrics.precision, recall: metrics.recall, f1: metrics.f1, brier: metrics.brier, ece: metrics.ece, logLoss: metrics.logLoss },
     lineage: { datasetDigest: i.datasetDigest, ...(i.features ? { features: i.features } : {}), trainingJobId: i.jobId, hyperParameters: { ...i.spec.hyper, model: i.spec.model, workers: i.spec.workers }, codeVersion: SHOAL_VERSION },
     description: `trained by job ${i.jobId}`,
-    reference: new TextEncoder().encode(JSON.stringify(holdoutReference(i, metrics.threshold))),
+    reference: new TextEncoder().encode(JSON.stringify(await holdoutReferenceWithExplain(i, metrics.threshold))),
   });
 }
 

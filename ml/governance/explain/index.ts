@@ -1,0 +1,5 @@
+/** Feature attributions (README "Governance" → "Explanations"). */
+export * from './attributions.ts';
+export * from './reference.ts';
+export { graphKind, type GraphKind } from './graph.ts';
+export { trainingExplainReference, IMPORTANCE_ROWS } from './training.ts';
