@@ -8,7 +8,7 @@ import type { KV, KvEntry } from '@nats-io/kv';
 import { decode, encode } from './codec.ts';
 import { Errors } from './errors.ts';
 import { isCasConflict } from './nats-errors.ts';
-import type { DirectoryEntry } from './wire.ts';
+import { LifecycleState, type DirectoryEntry } from './wire.ts';
 
 export interface Versioned {
   entry: DirectoryEntry;
@@ -22,6 +22,18 @@ export class Directory {
     const e = await this.kv.get(actorId);
     if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
     return { entry: decode(e.value) as DirectoryEntry, revision: e.revision };
+  }
+
+  /**
+   * Whether the directory still places `actorId` on `nodeId`, alive (starting, running or
+   * draining): a long-running actor that writes shared state checks it now and then and stops
+   * when it was fenced (re-placed elsewhere after its node was declared dead). `owner`/`state`
+   * say where it is instead.
+   */
+  async placedOn(actorId: string, nodeId: string): Promise<{ here: boolean; owner?: string; state?: string }> {
+    const v = await this.get(actorId);
+    const live: readonly string[] = [LifecycleState.STARTING, LifecycleState.RUNNING, LifecycleState.DRAINING];
+    return { here: !!v && v.entry.nodeId === nodeId && live.includes(v.entry.state), ...(v ? { owner: v.entry.nodeId, state: v.entry.state } : {}) };
   }
 
   /** Creates the entry; fails with PLACEMENT_CONFLICT if it exists. */

@@ -191,25 +191,35 @@ const RECONNECTED = Symbol('reconnected');
 /** An idempotent request: sent again on "no responders" (backing off) and at once after a reconnect, until `timeout` has passed. */
 async function requestRetrying(nc: NatsConnection, subject: string, data: Uint8Array, h: MsgHdrs, timeout: number): Promise<Msg> {
   const deadline = Date.now() + timeout;
+  // After a reconnect the copy sent at once can still be lost — its reply inbox not yet known
+  // across the cluster's routes — so from then on each copy waits a bounded time and a silent
+  // one is sent again (the request is idempotent).
+  let reconnected = false;
   for (let attempt = 0; ; attempt++) {
     const left = deadline - Date.now();
     if (left <= 0) throw Errors.TIMEOUT(`request on ${subject}`, timeout);
     const reconnect = onNextReconnect(nc);
-    const sent = nc.request(subject, data, { timeout: left, headers: h });
+    if (reconnected) await nc.flush().catch(() => undefined);
+    const sent = nc.request(subject, data, { timeout: reconnected ? Math.min(left, RESEND_WAIT_MS) : left, headers: h });
     sent.catch(() => undefined); // abandoned after a reconnect: its late failure is not ours
     try {
       const m = await Promise.race([sent, reconnect.promise]);
       if (m !== RECONNECTED) return m;
+      reconnected = true;
     } catch (err) {
       const e = mapRequestError(subject, timeout, err);
       const pause = Math.min(1000, 50 * 2 ** attempt);
-      if (!Errors.NO_RESPONDERS.is(e) || deadline - Date.now() <= pause) throw e;
+      const retry = Errors.NO_RESPONDERS.is(e) || (reconnected && Errors.TIMEOUT.is(e));
+      if (!retry || deadline - Date.now() <= pause) throw Errors.TIMEOUT.is(e) ? Errors.TIMEOUT(`request on ${subject}`, timeout) : e;
       await new Promise((r) => setTimeout(r, pause));
     } finally {
       reconnect.cancel();
     }
   }
 }
+
+/** How long one copy sent after a reconnect waits before the next is sent. */
+const RESEND_WAIT_MS = 2000;
 
 /** Per connection: one watcher of its status events, telling whoever waits that it reconnected. */
 const reconnectWaiters = new WeakMap<NatsConnection, Set<() => void>>();

@@ -19,7 +19,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, t
 import { nanos, nuid } from '@nats-io/transport-node';
 import type { KV } from '@nats-io/kv';
 import { Type, type Static } from '@sinclair/typebox';
-import { Actor, ActorKind, ContentType, Directory, LifecycleState, decode, defineActorType, openBucket, resources } from '../../cluster/index.ts';
+import { Actor, ActorKind, ContentType, Directory, decode, defineActorType, openBucket, resources } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { applyAggregateBatch } from './aggregate-store.ts';
 import { aggregatorId, resolveAggregate, type KeyFrom, type ResolvedAggregate } from './aggregates.ts';
@@ -193,10 +193,9 @@ export class FeatureAggregator extends Actor<AggregatorMsg> {
     const now = Date.now();
     if (now - this.#fenceCheckedAt < FENCE_CHECK_MS) return false;
     this.#fenceCheckedAt = now;
-    const v = await this.#directory.get(this.ctx.actorId);
-    const live: readonly string[] = [LifecycleState.STARTING, LifecycleState.RUNNING, LifecycleState.DRAINING];
-    if (v && v.entry.nodeId === this.ctx.nodeId && live.includes(v.entry.state)) return false;
-    this.ctx.log.warn({ owner: v?.entry.nodeId, state: v?.entry.state }, 'aggregate actor placed elsewhere: this copy stops');
+    const at = await this.#directory.placedOn(this.ctx.actorId, this.ctx.nodeId);
+    if (at.here) return false;
+    this.ctx.log.warn({ owner: at.owner, state: at.state }, 'aggregate actor placed elsewhere: this copy stops');
     await this.#release();
     return true;
   }

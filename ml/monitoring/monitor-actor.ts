@@ -26,7 +26,7 @@ import { headers, nanos, nuid } from '@nats-io/transport-node';
 import type { ObjectStore } from '@nats-io/obj';
 import { Objm } from '@nats-io/obj';
 import { Type, type Static } from '@sinclair/typebox';
-import { Actor, ActorKind, ContentType, Directory, LifecycleState, decode, defineActorType, encode, openBucket, resources, systemClock, type Clock } from '../../cluster/index.ts';
+import { Actor, ActorKind, ContentType, Directory, decode, defineActorType, encode, openBucket, resources, systemClock, type Clock } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { MonitorCore, type Alert, type MonitorCoreJSON, type MonitorCounters, type WindowReport } from './monitor-core.ts';
@@ -310,10 +310,9 @@ export class ModelMonitor extends Actor<MonitorMsg> {
     const now = Date.now();
     if (now - this.#fenceCheckedAt < FENCE_CHECK_MS) return false;
     this.#fenceCheckedAt = now;
-    const v = await this.#directory.get(this.ctx.actorId);
-    const live: readonly string[] = [LifecycleState.STARTING, LifecycleState.RUNNING, LifecycleState.DRAINING];
-    if (v && v.entry.nodeId === this.ctx.nodeId && live.includes(v.entry.state)) return false;
-    this.ctx.log.warn({ owner: v?.entry.nodeId, state: v?.entry.state }, 'model monitor placed elsewhere: this copy stops');
+    const at = await this.#directory.placedOn(this.ctx.actorId, this.ctx.nodeId);
+    if (at.here) return false;
+    this.ctx.log.warn({ owner: at.owner, state: at.state }, 'model monitor placed elsewhere: this copy stops');
     await this.#release();
     return true;
   }

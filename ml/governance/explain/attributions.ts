@@ -9,6 +9,7 @@
  * averaged, so a logistic model is exactly additive there), `identity` the output itself.
  * The SHAP value function is interventional: v(S) = mean over background rows b of f(x_S, b_rest).
  */
+import { seededRandom } from '../../../cluster/index.ts';
 
 /**
  * Evaluates `n` rows of `x` (row-major, D columns): the explained output per row, in [0,1] for
@@ -125,17 +126,8 @@ function binom(n: number, k: number): number {
   return r;
 }
 
-/** Deterministic PRNG (mulberry32) so an explanation of the same row is the same. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic (seeded) so an explanation of the same row is the same. */
+const rng = seededRandom;
 
 interface Coalitions {
   /** k masks of M bits (1 = the feature takes the explained row's value). */
