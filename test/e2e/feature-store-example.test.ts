@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterInfo } from '../../cluster/index.ts';
 import { ROOT, SHOAL, shoalEnv } from '../harness/shoal-cli.ts';
+import { until } from '../harness/wait.ts';
 
 const EX = join(ROOT, 'examples', 'feature-store');
 const env = shoalEnv();
@@ -65,7 +66,7 @@ describe('README feature-store worked example (shoal up, real processes)', () =>
     expect(trained).toMatch(/job fs-example: succeeded/);
     expect(trained).toMatch(/model fraud-fs v1/);
     expect(shoal('models', 'deploy', 'fraud-fs')).toMatch(/fraud-fs: v1 serving/);
-    for (let i = 0; i < 300 && (await fetch(`${gateway}/v2/models/fraud-fs/ready`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+    await until(async () => ((await fetch(`${gateway}/v2/models/fraud-fs/ready`)).status === 200 ? true : undefined), 30_000, 'fraud-fs ready');
 
     const r = await fetch(`${gateway}/v1/models/fraud-fs/predict`, {
       method: 'POST',
