@@ -65,6 +65,8 @@ class VirtualNode {
   readonly actors = new Map<string, VirtualActor>();
   state: 'running' | 'draining' | 'stopped' = 'running';
   silent = false;
+  /** A heartbeat put is in flight (the next one is skipped rather than piled up behind it). */
+  beating = false;
   subs: Subscription[] = [];
   timer: NodeJS.Timeout | undefined;
 
@@ -86,6 +88,10 @@ export class VirtualFleet {
   /** Heartbeat puts sent, and failed. */
   heartbeats = 0;
   heartbeatErrors = 0;
+  /** Heartbeats not sent because the node's previous put had not been acknowledged yet. */
+  heartbeatsSkipped = 0;
+  /** The last heartbeat failure's message (for a benchmark's report). */
+  lastHeartbeatError: string | undefined;
 
   constructor(opts: VirtualFleetOptions) {
     if (!Number.isInteger(opts.count) || opts.count < 1) throw Errors.BAD_CONFIG('count', `a virtual fleet needs at least one node, got ${opts.count}`);
@@ -173,11 +179,19 @@ export class VirtualFleet {
 
   async #heartbeat(node: VirtualNode): Promise<void> {
     if (node.silent) return;
+    if (node.beating) {
+      this.heartbeatsSkipped++;
+      return;
+    }
+    node.beating = true;
     try {
       await node.bucket.put(node.nodeId, encode(this.#record(node)));
       this.heartbeats++;
-    } catch {
+    } catch (err) {
       this.heartbeatErrors++;
+      this.lastHeartbeatError = (err as Error).message;
+    } finally {
+      node.beating = false;
     }
   }
 
