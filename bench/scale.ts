@@ -18,7 +18,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Role, decode, encode, request, subjects, type NatsConnection, type SchedulerStatus, type SpawnResult } from '../cluster/index.ts';
-import { virtualNodeIds } from '../nodes/virtual-fleet.ts';
+import { virtualNodeIds } from '../nodes/index.ts';
 import { startTestNats, type TestNats } from '../test/harness/nats.ts';
 import { ProcessSet } from '../test/harness/processes.ts';
 import { median, writeResults } from './lib/results.ts';

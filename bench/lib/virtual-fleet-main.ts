@@ -3,7 +3,7 @@
  * an event loop with thousands of connections). Driven over IPC by bench/scale.ts.
  */
 import { Role, connectAs, nodeCredential, subjects } from '../../cluster/index.ts';
-import { VirtualFleet } from '../../nodes/virtual-fleet.ts';
+import { VirtualFleet } from '../../nodes/index.ts';
 
 type Cmd =
   | { type: 'start'; url: string; nodeSecret: string; count: number; idPrefix: string; heartbeatMs: number }
