@@ -24,6 +24,11 @@ export interface ChildSpec {
   env: NodeJS.ProcessEnv;
   /** Each complete line of the child's stdout/stderr. */
   onLine: (line: string, stream: 'stdout' | 'stderr') => void;
+  /**
+   * A command the child is started through, which must exec it in place (same pid, fds kept),
+   * e.g. `['ip', 'netns', 'exec', 'ns1']` to run it in a network namespace.
+   */
+  wrap?: readonly string[];
 }
 
 export interface Child {
@@ -38,7 +43,9 @@ export interface Child {
 }
 
 export function spawnChild(spec: ChildSpec, readyTimeoutMs = 60_000): Child {
-  const proc = spawn(process.execPath, ['--import', TSX_LOADER, join(ROOT, spec.entry), ...spec.args], {
+  const argv = [process.execPath, '--import', TSX_LOADER, join(ROOT, spec.entry), ...spec.args];
+  const [cmd, ...rest] = [...(spec.wrap ?? []), ...argv];
+  const proc = spawn(cmd!, rest, {
     cwd: process.cwd(),
     env: spec.env,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

@@ -29,6 +29,8 @@ const ALLOWED: Record<string, string[]> = {
   gateway: ['cluster', 'nodes', 'scheduler', 'kernels', 'ml'],
   cli: ['cluster', 'nodes', 'scheduler', 'kernels', 'ml', 'gateway'],
   bench: ['cluster', 'nodes', 'scheduler', 'kernels', 'ml', 'gateway', 'cli'],
+  // Packaging: renders NATS users from the role table.
+  deploy: ['cluster'],
 };
 
 describe('layering', () => {
