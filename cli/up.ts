@@ -157,7 +157,7 @@ async function startChildren(sup: Supervisor, config: Config, env: (role: 'sched
   writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
 }
 
-export async function up(config: Config): Promise<number> {
+export async function up(config: Config, _opts: { demo?: boolean } = {}): Promise<number> {
   const out = createLineSink(config);
   const dataDir = resolve(config.dataDir);
   ensureWritableDir(dataDir);
