@@ -53,7 +53,7 @@ const J = ['json'] as const;
 const SERVE = ['version', 'replicas', 'max-batch', 'max-delay-ms', 'max-queue-rows', 'autoscale', 'instances', 'intra-op-threads', 'threads', 'warmup', 'batching', 'batch-axes', 'monitoring', 'json'];
 
 export const MODELS_SUBCOMMANDS: SubcommandSpec[] = [
-  { name: 'register', args: '<name> [file]', describe: 'register a model version: FILE.onnx, a directory or a tarball (or --pipeline spec.json)', flags: ['alias', 'metrics', 'lineage', 'description', 'sample', 'processor', 'reference', 'reference-dataset', 'file', 'pipeline', 'json'] },
+  { name: 'register', args: '<name> [path]', describe: 'register a model version: FILE.onnx, a directory or a tarball (or --pipeline spec.json)', flags: ['alias', 'metrics', 'lineage', 'description', 'sample', 'processor', 'reference', 'reference-dataset', 'file', 'pipeline', 'json'] },
   { name: 'list', describe: 'list the registered models', flags: J },
   { name: 'show', args: '<name>', describe: "a model's versions, aliases and metrics", flags: ['version', 'json'] },
   { name: 'status', args: '<name>', describe: "a model's deployment: tracks, replicas, batching, canary state", flags: J },

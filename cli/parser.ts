@@ -97,6 +97,8 @@ function usageError(msg: string, argv: readonly string[], table: readonly Comman
   const path = commandPath(argv, table);
   const where = path.length ? `shoal ${path.join(' ')}` : 'shoal';
   const unknown = /^Unknown arguments?: (.*)$/.exec(msg);
+  const spec = table.find((c) => c.name === path[0]);
+  if (/^Not enough non-option arguments/.test(msg)) msg = spec?.subcommands && path.length === 1 ? 'name a subcommand' : `missing an argument (${msg.replace(/^Not enough non-option arguments: /, '')})`;
   const what = unknown ? `unknown flag${unknown[1]!.includes(',') ? 's' : ''} ${unknown[1]!.split(', ').map((a) => (a.length > 1 ? `--${a}` : `-${a}`)).join(', ')}` : msg.split('\n')[0]!;
   return Errors.USAGE(`${where}: ${what} (see ${where} --help)`);
 }
@@ -128,7 +130,9 @@ export async function runCli(argv: string[], table: readonly CommandSpec[] = COM
   let output = '';
   let failure: Error | undefined;
   const parser = buildParser(table, run, argv).fail((msg: string | null, err: Error | undefined) => {
+    // Throwing stops yargs here: a bad command line runs nothing.
     failure = err ?? usageError(msg ?? 'bad command line', argv, table);
+    throw failure;
   });
   try {
     await parser.parseAsync(argv, {}, (_err: Error | undefined, _argv: unknown, out: string) => {
