@@ -92,15 +92,21 @@ export async function runDemo(config: Config, o: DemoOptions = {}): Promise<Demo
     const input = meta.inputs?.[0]?.name;
     if (!input) throw new Error(`the gateway's metadata for ${res.model} names no input: ${JSON.stringify(meta)}`);
     const D = data.columns.length;
-    const pickRow = (label: number) => data.labels.findIndex((l) => l === label);
-    const rowsOut = [pickRow(1), pickRow(0)].filter((i) => i >= 0);
-    const values = rowsOut.flatMap((i) => Array.from(data.features.subarray(i * D, (i + 1) * D), (v) => Number(v.toFixed(4))));
-    const body = { inputs: [{ name: input, shape: [rowsOut.length, D], datatype: 'FP32', data: values }] };
     const url = `${gw}/v2/models/${res.model}/infer`;
-    const answer = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify(body) });
-    const text = await answer.text();
-    if (!answer.ok) throw new Error(`the demo's prediction failed: HTTP ${answer.status} ${text}`);
-    const predictions = ((JSON.parse(text) as InferAnswer).outputs?.[0]?.data ?? []).map(Number);
+    const bodyOf = (rowIds: number[]) => ({ inputs: [{ name: input, shape: [rowIds.length, D], datatype: 'FP32', data: rowIds.flatMap((i) => Array.from(data.features.subarray(i * D, (i + 1) * D), (v) => Number(v.toFixed(4)))) }] });
+    const infer = async (body: unknown): Promise<number[]> => {
+      const answer = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify(body) });
+      const text = await answer.text();
+      if (!answer.ok) throw new Error(`the demo's prediction failed: HTTP ${answer.status} ${text}`);
+      return ((JSON.parse(text) as InferAnswer).outputs?.[0]?.data ?? []).map(Number);
+    };
+    // The fraudulent transaction the model finds riskiest among the first 64, beside the first ordinary one.
+    const frauds = [...data.labels.keys()].filter((i) => data.labels[i] === 1).slice(0, 64);
+    const scores = frauds.length > 0 ? await infer(bodyOf(frauds)) : [];
+    const riskiest = frauds[scores.indexOf(Math.max(...scores))];
+    const rowsOut = [...(riskiest !== undefined ? [riskiest] : []), data.labels.indexOf(0)].filter((i) => i >= 0);
+    const body = bodyOf(rowsOut);
+    const predictions = await infer(body);
     const keyHeader = key ? ` -H 'x-api-key: '"$SHOAL_API_KEY"` : '';
     const curl = `curl -s ${url} -H 'content-type: application/json'${keyHeader} -d ${shellQuote(JSON.stringify(body))}`;
     return {
