@@ -98,6 +98,9 @@ function usageError(msg: string, argv: readonly string[], table: readonly Comman
   const where = path.length ? `shoal ${path.join(' ')}` : 'shoal';
   const unknown = /^Unknown arguments?: (.*)$/.exec(msg);
   const spec = table.find((c) => c.name === path[0]);
+  const named = argv.filter((a) => !a.startsWith('-'))[1];
+  if (spec?.subcommands && path.length === 1 && named !== undefined) msg = `unknown subcommand "${named}" (one of: ${spec.subcommands.map((x) => x.name).join(', ')})`;
+  else if (/^Unknown command: /.test(msg)) msg = path.length > 0 ? `unexpected argument "${msg.replace(/^Unknown command: /, '')}"` : `unknown command "${msg.replace(/^Unknown command: /, '')}"`;
   if (/^Not enough non-option arguments/.test(msg)) msg = spec?.subcommands && path.length === 1 ? 'name a subcommand' : `missing an argument (${msg.replace(/^Not enough non-option arguments: /, '')})`;
   const what = unknown ? `unknown flag${unknown[1]!.includes(',') ? 's' : ''} ${unknown[1]!.split(', ').map((a) => (a.length > 1 ? `--${a}` : `-${a}`)).join(', ')}` : msg.split('\n')[0]!;
   return Errors.USAGE(`${where}: ${what} (see ${where} --help)`);

@@ -106,7 +106,13 @@ describe('shoal --help, from the command table', () => {
     expect((none.error as Error).message).toMatch(/^shoal models: name a subcommand/);
     const unknown = await runCli(['frobnicate'], COMMANDS, record);
     expect(unknown.code).toBe(2);
-    expect((unknown.error as Error).message).toMatch(/frobnicate/);
+    expect((unknown.error as Error).message).toBe('shoal: unknown command "frobnicate" (see shoal --help)');
+    const sub = await runCli(['models', 'frobnicate', 'x'], COMMANDS, record);
+    expect(sub.code).toBe(2);
+    expect(sub.ran).toEqual([]);
+    expect((sub.error as Error).message).toMatch(/^shoal models: unknown subcommand "frobnicate" \(one of: register, list, /);
+    const extra = await runCli(['models', 'list', 'extra'], COMMANDS, record);
+    expect((extra.error as Error).message).toBe('shoal models list: unexpected argument "extra" (see shoal models list --help)');
     const missing = await runCli(['jobs'], COMMANDS, record);
     expect(missing.code).toBe(2);
     expect((missing.error as Error).message).toMatch(/^shoal jobs: /);
