@@ -31,6 +31,8 @@ export interface SubcommandSpec {
   /** Positional arguments in yargs syntax: `<name>` required, `[file]` optional, `[keys..]` variadic. */
   args?: string;
   describe: string;
+  /** Help lines for positionals not in ARG_DOCS (cli/flag-docs.ts), or that mean something else here. */
+  argDocs?: Readonly<Record<string, string>>;
   /** Flags this subcommand takes; default: all of the parent's. */
   flags?: readonly string[];
 }
@@ -43,6 +45,7 @@ export interface CommandSpec {
   flags?: readonly string[];
   /** Help lines for flags not in cli/flag-docs.ts (or to say more for this command). */
   flagDocs?: Readonly<Record<string, string>>;
+  argDocs?: Readonly<Record<string, string>>;
   subcommands?: readonly SubcommandSpec[];
   /** Runs without loading the config (e.g. `version`). */
   noConfig?: boolean;
@@ -70,7 +73,7 @@ export const MODELS_SUBCOMMANDS: SubcommandSpec[] = [
 export const FEATURES_SUBCOMMANDS: SubcommandSpec[] = [
   { name: 'apply', args: '<view>', describe: 'create or update a feature view from VIEW.json', flags: ['snapshot', 'json'] },
   { name: 'list', describe: 'list the feature views', flags: J },
-  { name: 'show', args: '<name>', describe: "a view's definition, versions and freshness", flags: ['version', 'json'] },
+  { name: 'show', args: '<name>', argDocs: { name: 'feature view name' }, describe: "a view's definition, versions and freshness", flags: ['version', 'json'] },
   { name: 'get', args: '<view> [keys..]', describe: 'online features for entity keys (key=value …)', flags: J },
   { name: 'push', args: '<view> <event>', describe: 'push an event (EVENT.json) into a view', flags: J },
   { name: 'materialize', args: '<view>', describe: "compact a view's events to its offline store", flags: J },

@@ -63,3 +63,23 @@ export const FLAG_DOCS: Readonly<Record<string, string>> = {
 
 /** Flags that take no value: shown as [boolean] in help. Everything else takes one. */
 export const SWITCHES: ReadonlySet<string> = new Set(['json', 'demo', 'sticky', 'no-wait', 'env']);
+
+/** One line of help per positional argument, by the name the command table gives it. */
+export const ARG_DOCS: Readonly<Record<string, string>> = {
+  name: 'model name',
+  path: 'FILE.onnx, a package directory or a .tar of one',
+  alias: 'alias name (e.g. production)',
+  version: 'version number',
+  weight: "the canary's traffic share, 0..1",
+  view: 'feature view name (apply: VIEW.json)',
+  keys: 'entity keys as key=value',
+  event: 'EVENT.json (one event, or JSON lines)',
+  kind: 'generator: fraud',
+  file: 'CSV file',
+  ref: 'dataset: name, name@digest prefix or sha256:digest',
+  model: 'deployed model name',
+  job: 'job spec (JSON file)',
+  jobId: 'job id',
+  nodeId: 'node id',
+  nodeIds: 'node ids',
+};

@@ -9,7 +9,7 @@
 import yargs, { type Argv } from 'yargs';
 import { CONFIG_FLAGS, Errors, SHOAL_VERSION, loadConfig, type Config } from '../cluster/index.ts';
 import { COMMANDS, type CommandSpec, type SubcommandSpec } from './commands.ts';
-import { FLAG_DOCS, SWITCHES } from './flag-docs.ts';
+import { ARG_DOCS, FLAG_DOCS, SWITCHES } from './flag-docs.ts';
 
 const EPILOG = `Config flags on every command: --config FILE, and --<field> VALUE for any config field (e.g. --gateway.port 8081, --nats.port 0); then SHOAL_* environment variables and ./shoal.config.json. See docs/operations.md.`;
 
@@ -24,9 +24,12 @@ export interface CliResult {
   ran: string[];
 }
 
-function addFlags(y: Argv, args: string | undefined, flags: readonly string[], docs: Readonly<Record<string, string>> = {}): Argv {
+function addFlags(y: Argv, args: string | undefined, flags: readonly string[], docs: Readonly<Record<string, string>> = {}, argDocs: Readonly<Record<string, string>> = {}): Argv {
   // Declared, so strict option checking knows positionals are not flags.
-  for (const m of (args ?? '').matchAll(/[<[]([\w-]+)(\.\.)?[>\]]/g)) y.positional(m[1]!, { type: 'string', ...(m[2] ? { array: true } : {}) });
+  for (const m of (args ?? '').matchAll(/[<[]([\w-]+)(\.\.)?[>\]]/g)) {
+    const describe = argDocs[m[1]!] ?? ARG_DOCS[m[1]!];
+    y.positional(m[1]!, { type: 'string', ...(describe ? { describe } : {}), ...(m[2] ? { array: true } : {}) });
+  }
   for (const f of flags) {
     y.option(f, {
       describe: docs[f] ?? FLAG_DOCS[f] ?? '(see README)',
@@ -75,12 +78,12 @@ export function buildParser(table: readonly CommandSpec[], run: (spec: CommandSp
       command: spec.subcommands ? `${spec.name} <subcommand>` : `${spec.name}${spec.args ? ` ${spec.args}` : ''}`,
       describe: spec.describe,
       builder: (c: Argv) => {
-        if (!spec.subcommands) return addFlags(c, spec.args, spec.flags ?? [], spec.flagDocs);
+        if (!spec.subcommands) return addFlags(c, spec.args, spec.flags ?? [], spec.flagDocs, spec.argDocs);
         for (const sub of spec.subcommands) {
           c.command({
             command: `${sub.name}${sub.args ? ` ${sub.args}` : ''}`,
             describe: sub.describe,
-            builder: (s: Argv) => addFlags(s, sub.args, sub.flags ?? spec.flags ?? [], spec.flagDocs),
+            builder: (s: Argv) => addFlags(s, sub.args, sub.flags ?? spec.flags ?? [], spec.flagDocs, sub.argDocs),
             handler: () => run(spec, restOf(spec.name), sub),
           });
         }

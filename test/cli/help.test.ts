@@ -13,19 +13,21 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { COMMANDS, type CommandSpec, type SubcommandSpec } from '../../cli/commands.ts';
 import { runCli } from '../../cli/parser.ts';
+import { ARG_DOCS } from '../../cli/flag-docs.ts';
 import { SHOAL, shoalEnv } from '../harness/shoal-cli.ts';
 
 interface Level {
   path: string[];
   describe: string;
   args?: string;
+  argDocs?: Readonly<Record<string, string>>;
   flags: readonly string[];
 }
 
 // Every command, and every subcommand of one that has them.
 const LEVELS: Level[] = COMMANDS.flatMap((c: CommandSpec) => [
-  { path: [c.name], describe: c.describe, ...(c.args ? { args: c.args } : {}), flags: c.subcommands ? [] : (c.flags ?? []) },
-  ...(c.subcommands ?? []).map((s: SubcommandSpec) => ({ path: [c.name, s.name], describe: s.describe, ...(s.args ? { args: s.args } : {}), flags: s.flags ?? c.flags ?? [] })),
+  { path: [c.name], describe: c.describe, ...(c.args ? { args: c.args } : {}), ...(c.argDocs ? { argDocs: c.argDocs } : {}), flags: c.subcommands ? [] : (c.flags ?? []) },
+  ...(c.subcommands ?? []).map((s: SubcommandSpec) => ({ path: [c.name, s.name], describe: s.describe, ...(s.args ? { args: s.args } : {}), ...(s.argDocs ? { argDocs: s.argDocs } : {}), flags: s.flags ?? c.flags ?? [] })),
 ]);
 
 /** A value for each required positional (`<x>`), so only the flag can be wrong. */
@@ -62,6 +64,12 @@ describe('shoal --help, from the command table', () => {
       expect(r.output).toContain(`shoal ${l.path.join(' ')}`);
       expect(r.output).toContain(l.describe);
       for (const f of l.flags) expect(r.output, `--${f}`).toMatch(new RegExp(`--${f}\\s`));
+      // Each positional with its line of help.
+      for (const [, name] of (l.args ?? '').matchAll(/[<[]([\w-]+)(?:\.\.)?[>\]]/g)) {
+        const doc = l.argDocs?.[name!] ?? ARG_DOCS[name!];
+        expect(doc, `a help line for <${name}> of ${l.path.join(' ')}`).toBeDefined();
+        expect(r.output).toMatch(new RegExp(`^\\s+${name}\\s+${doc!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'm'));
+      }
       const spec = COMMANDS.find((c) => c.name === l.path[0])!;
       if (l.path.length === 1) for (const s of spec.subcommands ?? []) expect(r.output).toContain(`shoal ${spec.name} ${s.name}`);
     });
