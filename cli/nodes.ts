@@ -6,7 +6,7 @@
 import { Errors, parseFlags, request, subjects, type Config, type SchedulerNodeRequest } from '../cluster/index.ts';
 import { connectClient } from './status.ts';
 
-export const NODES_FLAGS = ['deadline', 'notice'] as const;
+export const NODES_FLAGS = ['deadline', 'notice', 'json'] as const;
 
 export async function nodeOpCommand(op: 'drain' | 'preempt', argv: string[], config: Config): Promise<number> {
   const { flags, positionals } = parseFlags(argv);
@@ -18,8 +18,9 @@ export async function nodeOpCommand(op: 'drain' | 'preempt', argv: string[], con
     op === 'drain' ? { type: 'drain', nodeId, ...(ms ? { deadlineMs: Number(ms) } : {}) } : { type: 'preempt', nodeId, ...(ms ? { noticeMs: Number(ms) } : {}) };
   const nc = await connectClient(config);
   try {
-    await request(nc, subjects(config.subjectPrefix).scheduler('nodes'), req, { timeoutMs: 10_000 });
-    process.stdout.write(`${nodeId}: ${op === 'drain' ? 'draining' : 'preemption notice sent; draining'} (its actors move to other nodes)\n`);
+    const answer = await request(nc, subjects(config.subjectPrefix).scheduler('nodes'), req, { timeoutMs: 10_000 });
+    if (flags.has('json')) process.stdout.write(`${JSON.stringify({ request: req, answer }, null, 2)}\n`);
+    else process.stdout.write(`${nodeId}: ${op === 'drain' ? 'draining' : 'preemption notice sent; draining'} (its actors move to other nodes)\n`);
     return 0;
   } finally {
     await nc.close();

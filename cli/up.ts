@@ -27,6 +27,7 @@ import {
   type NatsServerHandle,
 } from '../cluster/index.ts';
 import { autoscalerNodeIds, withoutFlag } from '../scheduler/index.ts';
+import { upDemo } from './demo.ts';
 import { createLineSink, type Out } from './output.ts';
 import { Supervisor } from './supervisor.ts';
 
@@ -157,7 +158,7 @@ async function startChildren(sup: Supervisor, config: Config, env: (role: 'sched
   writeFileSync(clusterInfoPath(dataDir), JSON.stringify(info, null, 2));
 }
 
-export async function up(config: Config): Promise<number> {
+export async function up(config: Config, opts: { demo?: boolean } = {}): Promise<number> {
   const out = createLineSink(config);
   const dataDir = resolve(config.dataDir);
   ensureWritableDir(dataDir);
@@ -177,7 +178,7 @@ export async function up(config: Config): Promise<number> {
   let natsCluster: NatsClusterHandle | undefined;
   // The children load the same config from the same flags — all but the node secret, which
   // only the scheduler gets (in its environment: it derives launched nodes' credentials).
-  const sup = new Supervisor({ out, args: withoutFlag(process.argv.slice(3), 'nats.nodeSecret') });
+  const sup = new Supervisor({ out, args: withoutFlag(process.argv.slice(3), 'nats.nodeSecret').filter((a) => a !== '--demo') });
 
   const teardown = async (reason: string): Promise<void> => {
     out.note(`stopping (${reason})…`);
@@ -298,6 +299,7 @@ export async function up(config: Config): Promise<number> {
       `  status    ./bin/shoal.mjs status   (in another terminal)`,
       `  Ctrl-C stops everything.`,
     ]);
+    if (opts.demo) await upDemo(config, out);
   } catch (err) {
     // Stop whatever started, then let the caller print the one-line reason and exit non-zero.
     if (!exiting) {

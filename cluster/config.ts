@@ -360,6 +360,9 @@ const flagName = (path: string[]) => path.join('.');
 
 const LEAVES = leaves(ConfigSchema);
 
+/** Every config field as a flag name (`gateway.port`, …): what `--<field> VALUE` accepts on any command. */
+export const CONFIG_FLAGS: readonly string[] = LEAVES.map((l) => flagName(l.path));
+
 /** Parse a string from env/flags by the leaf's type; arrays/objects take JSON. */
 function parseScalar(raw: string, schema: TSchema): unknown {
   const t = schema.type;

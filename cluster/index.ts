@@ -4,7 +4,7 @@ export { ContentType, decode, encode, parseContentType } from './codec.ts';
 export { subjects, resources, Headers, SCHEDULER_OPS, REGISTRY_OPS, type Subjects, type Resources, type SchedulerOp, type RegistryOp } from './subjects.ts';
 export * from './wire.ts';
 export * from './job-wire.ts';
-export { loadConfig, checkClusterSize, parseFlags, envName, ConfigSchema, NodeProfile, DEFAULT_PROFILES, type Config, type LoadConfigOptions } from './config.ts';
+export { loadConfig, checkClusterSize, parseFlags, CONFIG_FLAGS, envName, ConfigSchema, NodeProfile, DEFAULT_PROFILES, type Config, type LoadConfigOptions } from './config.ts';
 export { createLogger, componentLogger, type Logger, type LoggerOptions } from './logger.ts';
 export {
   generateCredentials,

@@ -1,0 +1,112 @@
+/**
+ * Every `shoal` command, as data: name, positional arguments, one line of description, flags, and
+ * the handler. cli/parser.ts turns this table into the yargs parser (help on every command and
+ * subcommand, unknown flags named with their command, bash completion); the help test walks the
+ * same table, so a command added here is tested without touching the test.
+ *
+ * Plugging a command in is one entry. Handlers keep the old signature
+ * `(rest: string[], config: Config) => Promise<number>`: `rest` is argv without the command's own
+ * name (a subcommand's name is kept, as `modelsCommand` expects), and `config` comes from
+ * loadConfig with the entry's flags (and its subcommands') let through. For example:
+ *
+ *   { name: 'cost', describe: 'cost per tenant and model', flags: COST_FLAGS, run: costCommand },
+ *
+ * and a `shoal models` subcommand is one line in MODELS_SUBCOMMANDS.
+ */
+import { SHOAL_VERSION, type Config } from '../cluster/index.ts';
+import { up } from './up.ts';
+import { demoCommand, DEMO_FLAGS } from './demo.ts';
+import { nodeOpCommand } from './nodes.ts';
+import { JOBS_FLAGS, jobsCommand } from './jobs.ts';
+import { STATUS_FLAGS, statusCommand } from './status-command.ts';
+import { MODELS_FLAGS, modelsCommand } from './models.ts';
+import { FEATURES_FLAGS, featuresCommand } from './features.ts';
+import { AUTH_FLAGS, nodeUserCommand } from './auth.ts';
+import { MONITOR_FLAGS, monitorCommand } from './monitor.ts';
+
+export type Handler = (rest: string[], config: Config) => Promise<number> | number;
+
+export interface SubcommandSpec {
+  name: string;
+  /** Positional arguments in yargs syntax: `<name>` required, `[file]` optional, `[keys..]` variadic. */
+  args?: string;
+  describe: string;
+  /** Help lines for positionals not in ARG_DOCS (cli/flag-docs.ts), or that mean something else here. */
+  argDocs?: Readonly<Record<string, string>>;
+  /** Flags this subcommand takes; default: all of the parent's. */
+  flags?: readonly string[];
+}
+
+export interface CommandSpec {
+  name: string;
+  args?: string;
+  describe: string;
+  /** Every flag the command (or any of its subcommands) takes: its `<NAME>_FLAGS`. */
+  flags?: readonly string[];
+  /** Help lines for flags not in cli/flag-docs.ts (or to say more for this command). */
+  flagDocs?: Readonly<Record<string, string>>;
+  argDocs?: Readonly<Record<string, string>>;
+  subcommands?: readonly SubcommandSpec[];
+  /** Runs without loading the config (e.g. `version`). */
+  noConfig?: boolean;
+  run: Handler;
+}
+
+const J = ['json'] as const;
+const SERVE = ['version', 'replicas', 'max-batch', 'max-delay-ms', 'max-queue-rows', 'autoscale', 'instances', 'intra-op-threads', 'threads', 'warmup', 'batching', 'batch-axes', 'monitoring', 'json'];
+
+export const MODELS_SUBCOMMANDS: SubcommandSpec[] = [
+  { name: 'register', args: '<name> [path]', describe: 'register a model version: FILE.onnx, a directory or a tarball (or --pipeline spec.json)', flags: ['alias', 'metrics', 'lineage', 'description', 'sample', 'processor', 'reference', 'reference-dataset', 'file', 'pipeline', 'json'] },
+  { name: 'list', describe: 'list the registered models', flags: J },
+  { name: 'show', args: '<name>', describe: "a model's versions, aliases and metrics", flags: ['version', 'json'] },
+  { name: 'status', args: '<name>', describe: "a model's deployment: tracks, replicas, batching, canary state", flags: J },
+  { name: 'alias', args: '<name> <alias> <version>', describe: 'point an alias at a version', flags: J },
+  { name: 'rollback', args: '<name>', describe: 'move an alias back to its previous version', flags: ['alias', 'json'] },
+  { name: 'deploy', args: '<name>', describe: 'serve a version with replicas (the stable track)', flags: SERVE },
+  { name: 'canary', args: '<name>', describe: "start a canary of another version beside the stable one", flags: [...SERVE, 'weight', 'sticky'] },
+  { name: 'weight', args: '<name> <weight>', describe: "change the canary's traffic share", flags: J },
+  { name: 'promote', args: '<name>', describe: 'canary → stable (and the production alias)', flags: J },
+  { name: 'abort', args: '<name>', describe: 'roll the canary back', flags: J },
+  { name: 'undeploy', args: '<name>', describe: 'stop serving the model', flags: J },
+];
+
+export const FEATURES_SUBCOMMANDS: SubcommandSpec[] = [
+  { name: 'apply', args: '<view>', describe: 'create or update a feature view from VIEW.json', flags: ['snapshot', 'json'] },
+  { name: 'list', describe: 'list the feature views', flags: J },
+  { name: 'show', args: '<name>', argDocs: { name: 'feature view name' }, describe: "a view's definition, versions and freshness", flags: ['version', 'json'] },
+  { name: 'get', args: '<view> [keys..]', describe: 'online features for entity keys (key=value …)', flags: J },
+  { name: 'push', args: '<view> <event>', describe: 'push an event (EVENT.json) into a view', flags: J },
+  { name: 'materialize', args: '<view>', describe: "compact a view's events to its offline store", flags: J },
+  { name: 'build-dataset', describe: 'a point-in-time training set from views and labels', flags: ['views', 'labels', 'label-view', 'label', 'since', 'until', 'name', 'json'] },
+];
+
+export const DATASETS_SUBCOMMANDS: SubcommandSpec[] = [
+  { name: 'generate', args: '<kind>', describe: 'generate a synthetic dataset (kind: fraud)', flags: ['rows', 'seed', 'drift', 'name', 'split-seed', 'json'] },
+  { name: 'import', args: '<file>', describe: 'import a CSV file as a dataset', flags: ['name', 'label', 'numeric', 'categorical', 'sensitive', 'split-seed', 'json'] },
+  { name: 'show', args: '<ref>', describe: "a dataset's rows, columns and splits", flags: J },
+];
+
+export const COMMANDS: CommandSpec[] = [
+  { name: 'up', describe: 'start the embedded cluster: nats-server, scheduler, node agents, gateway', flags: ['demo'], run: (rest, config) => up(config, { demo: rest.includes('--demo') }) },
+  { name: 'demo', describe: 'against a running cluster: generate the fraud data, train, deploy, print a curl', flags: DEMO_FLAGS, run: demoCommand },
+  { name: 'status', describe: 'list the processes and nodes seen over NATS', flags: STATUS_FLAGS, run: statusCommand },
+  { name: 'models', describe: 'model registry and serving', flags: MODELS_FLAGS, subcommands: MODELS_SUBCOMMANDS, run: modelsCommand },
+  { name: 'datasets', describe: 'get data in: generate, import, show', flags: JOBS_FLAGS, subcommands: DATASETS_SUBCOMMANDS, run: (rest, config) => jobsCommand('datasets', rest, config) },
+  { name: 'features', describe: 'feature store: views, online features, training sets', flags: FEATURES_FLAGS, subcommands: FEATURES_SUBCOMMANDS, run: featuresCommand },
+  { name: 'monitor', args: '<model>', describe: "a deployed model's monitors: drift per feature, confidence, quality, alerts, lag", flags: MONITOR_FLAGS, run: monitorCommand },
+  { name: 'submit', args: '<job>', describe: 'submit a training job (job.json) and follow it with a progress bar', flags: ['id', 'no-wait', 'json'], run: (rest, config) => jobsCommand('submit', rest, config) },
+  { name: 'jobs', args: '<jobId>', describe: "show a job's state and metrics", flags: J, run: (rest, config) => jobsCommand('jobs', rest, config) },
+  { name: 'cancel', args: '<jobId>', describe: 'cancel a job', flags: J, run: (rest, config) => jobsCommand('cancel', rest, config) },
+  { name: 'drain', args: '<nodeId>', describe: 'drain a node: no new actors, finish and hand off the rest', flags: ['deadline', ...J], run: (rest, config) => nodeOpCommand('drain', rest, config) },
+  { name: 'preempt', args: '<nodeId>', describe: 'send a spot preemption notice: drain within the notice, mark its pool risky', flags: ['notice', ...J], run: (rest, config) => nodeOpCommand('preempt', rest, config) },
+  { name: 'node-user', args: '<nodeIds..>', describe: "a node's NATS user for an external nats-server", flags: AUTH_FLAGS, run: nodeUserCommand },
+  {
+    name: 'version',
+    describe: 'print the version',
+    noConfig: true,
+    run: async () => {
+      process.stdout.write(`${SHOAL_VERSION}\n`);
+      return 0;
+    },
+  },
+];
