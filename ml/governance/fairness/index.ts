@@ -1,0 +1,3 @@
+export * from './metrics.ts';
+export * from './audit.ts';
+export * from './policy.ts';
