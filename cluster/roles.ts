@@ -130,6 +130,7 @@ export const SCHEDULER_ONLY: Readonly<Record<string, string>> = {
   'kv:leases': 'the leader lease: a forged one would split the brain',
   'stream:feedback': 'accepted labels: only the feedback service appends (after checking each label) and only the join reads them',
   'kv:predictionIndex': "the label join's own index of logged predictions",
+  'stream:audit': 'the audit log: appended by the registry service only (append-only, so nobody may rewrite it); read through the service (admin)',
 };
 
 export type ResourceKind = 'kv' | 'store' | 'stream';
@@ -169,6 +170,8 @@ export function streamSubjects(key: StreamKey, s: Subjects): string[] {
       return [s.feedbackLogAll];
     case 'labeled':
       return [s.labeledAll];
+    case 'audit':
+      return [s.auditAll];
   }
 }
 
