@@ -99,7 +99,8 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     // no identity of their own to narrow this to) and pulls large replies from nodes.
     // Feature pushes (POST /v1/features/{view}) go to the features service, which checks and logs them.
     // Labels (POST /v1/models/{m}/feedback) go to the feedback service, which checks and stores them.
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll],
+    // Model cards and the audit log (GET /v1/.../card, /v1/audit) are reads answered by the registry service.
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll, s.registry('card'), s.registry('audit')],
     subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
     // The dashboard (/ui) lists actors: a read of the directory.
     kv: { models: [READ], jobs: [READ], actors: [READ] },
