@@ -7,7 +7,9 @@
  * with a reason goes ahead and is audited; the card renders as JSON and Markdown; the audit log
  * lists the actions in order and is admin-only.
  */
+import { spawn } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, createLogger, seededRandom, subjects } from '../../cluster/index.ts';
@@ -98,7 +100,7 @@ describe('fairness gate, model card and audit log (real cluster)', () => {
     // A manual canary: blocked with metric, attribute, groups and interval.
     const blocked = await ops.canary(MODEL, { version: String(v2.version), weight: 0.1 }).catch((e: unknown) => e as { code: string; message: string });
     expect(blocked).toMatchObject({ code: 'SHOAL_ERR_FAIRNESS_BLOCKED' });
-    expect((blocked as Error).message).toMatch(/canary of fraud-fair v2 blocked .*disparateImpact \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] for age_under_30 \(groups 0 vs 1\) is not ≥ 0\.8/);
+    expect((blocked as { message: string }).message).toMatch(/canary of fraud-fair v2 blocked .*disparateImpact \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] for age_under_30 \(groups 0 vs 1\) is not ≥ 0\.8/);
     expect((await ops.deployment(MODEL))?.canary).toBeUndefined();
 
     // Override: needs a reason (schema), goes ahead, is audited.
@@ -143,5 +145,37 @@ describe('fairness gate, model card and audit log (real cluster)', () => {
     const since = log.entries[4]!.at;
     const later = (await (await fetch(`${base}/v1/audit?model=${MODEL}&since=${since}`, { headers: { 'x-api-key': ADMIN } })).json()) as { entries: { action: string }[] };
     expect(later.entries.map((e) => e.action)).toEqual(['register', 'override', 'canary']);
+
+    // The CLI: the card (Markdown, --json), the policy, a promote past it with a reason, the audit log.
+    const env = { ...c.nats.env(Role.CLIENT), SHOAL_ACTOR: 'cli:bob' };
+    const shoal = (...args: string[]) =>
+      new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const p = spawn(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'shoal.mjs'), ...args], { env, timeout: 120_000 });
+        let stdout = '';
+        let stderr = '';
+        p.stdout.on('data', (b: Buffer) => (stdout += b.toString('utf8')));
+        p.stderr.on('data', (b: Buffer) => (stderr += b.toString('utf8')));
+        p.on('close', (status) => resolve({ status, stdout, stderr }));
+      });
+    let r = await shoal('models', 'card', `${MODEL}@${v2.version}`);
+    expect(r.stdout).toBe(`${text}\n`);
+    r = await shoal('models', 'card', `${MODEL}@${v2.version}`, '--json');
+    expect(JSON.parse(r.stdout)).toMatchObject({ model: MODEL, version: v2.version, overrides: [{ who: 'cli:alice' }] });
+    expect((await shoal('models', 'fairness', MODEL)).stdout).toMatch(/"disparateImpact":\{"min":0\.8\}.*set by cli:alice.*four-fifths/);
+    r = await shoal('models', 'promote', MODEL);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/promote of fraud-fair v2 blocked by its fairness policy: disparateImpact .* for age_under_30/);
+    r = await shoal('models', 'promote', MODEL, '--override-fairness', 'x');
+    expect(r.stderr).toMatch(/--override-fairness needs a reason/);
+    r = await shoal('models', 'promote', MODEL, '--override-fairness', 'board decision 2026-12-01');
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/v2 promoted to stable/);
+    r = await shoal('audit', '--model', MODEL, '--since', new Date(since).toISOString());
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.map((l) => l.split(/\s+/)[1])).toEqual(['register', 'override', 'canary', 'override', 'promote']);
+    expect(lines[3]).toMatch(/override +fraud-fair v2 +by cli:bob — board decision 2026-12-01/);
+    r = await shoal('audit', '--since', 'soon');
+    expect(r.status).toBe(2); // a usage error
+    expect(r.stderr).toMatch(/--since: "soon" is not a time/);
   }, 420_000);
 });
