@@ -144,10 +144,18 @@ export interface BootstrapOptions {
 }
 
 /**
- * The summary metrics with percentile bootstrap intervals: rows are resampled with replacement
- * (seeded), the groups judged are those judged on the full data, and a resample in which a
- * metric is undefined (a judged group drawn empty, or without positives) is left out of that
- * metric's interval (`used` says how many were kept).
+ * The summary metrics with percentile bootstrap intervals. Rows are resampled with replacement
+ * (seeded); the groups judged are those judged on the full data.
+ *
+ * Each interval is of the gap between the groups at the ends of the point estimate (a fixed pair,
+ * signed): a resample where the disadvantaged group comes out ahead gives a negative difference or
+ * a ratio above 1. Re-taking max − min in every resample instead would push a fair model's
+ * interval away from parity (|noise| is never below zero), so a fair model could not pass a
+ * bound judged on its interval. With more than two groups the pair is fixed at the point
+ * estimate's extremes (other pairs overtaking them in a resample are not followed).
+ *
+ * A resample in which a metric is undefined (a group drawn empty, or without positives) is left
+ * out of that metric's interval (`used` says how many were kept).
  */
 export function bootstrapSummary(
   p: ArrayLike<number>,
@@ -161,14 +169,29 @@ export function bootstrapSummary(
   const full = countGroups(pred, y, groups);
   const judged = judgedGroups(full, minGroupSize);
   const point = summarize(full, judged);
+  const sel = (c: Counts | undefined) => (c ? rate(c.predPos, c.n) : Number.NaN);
+  const tpr = (c: Counts | undefined) => (c ? rate(c.tp, c.pos) : Number.NaN);
+  const fpr = (c: Counts | undefined) => (c ? rate(c.fp, c.n - c.pos) : Number.NaN);
+  const sPair = extremePair(full, judged, sel);
+  const tPair = extremePair(full, judged, tpr);
+  const fPair = extremePair(full, judged, fpr);
+  const gap = (m: Map<number, Counts>, pair: [number, number] | undefined, f: (c: Counts | undefined) => number) => (pair ? f(m.get(pair[1])) - f(m.get(pair[0])) : Number.NaN);
   const B = o.samples ?? 500;
   const n = pred.length;
   const draws: Record<SummaryMetric, number[]> = { demographicParityDifference: [], equalizedOddsDifference: [], disparateImpact: [] };
   const idx = new Uint32Array(n);
   for (let b = 0; b < B; b++) {
     for (let k = 0; k < n; k++) idx[k] = Math.floor(o.random() * n);
-    const s = summarize(countGroups(pred, y, groups, idx), judged);
-    for (const m of SUMMARY_METRICS) if (Number.isFinite(s[m])) draws[m].push(s[m]);
+    const m = countGroups(pred, y, groups, idx);
+    const dpd = gap(m, sPair, sel);
+    const hi = sPair ? sel(m.get(sPair[1])) : Number.NaN;
+    const di = sPair && hi > 0 ? sel(m.get(sPair[0])) / hi : Number.NaN;
+    const t = gap(m, tPair, tpr);
+    const f = gap(m, fPair, fpr);
+    const eod = Number.isNaN(t) ? f : Number.isNaN(f) ? t : Math.max(t, f);
+    if (Number.isFinite(dpd)) draws.demographicParityDifference.push(dpd);
+    if (Number.isFinite(di)) draws.disparateImpact.push(di);
+    if (Number.isFinite(eod)) draws.equalizedOddsDifference.push(eod);
   }
   const alpha = (1 - (o.confidence ?? 0.95)) / 2;
   const out = {} as Record<SummaryMetric, Interval & { used: number }>;
@@ -177,6 +200,12 @@ export function bootstrapSummary(
     out[m] = { value: point[m], low: quantile(d, alpha), high: quantile(d, 1 - alpha), used: d.length };
   }
   return out;
+}
+
+/** The judged groups with the lowest and the highest finite value of `f` (ids), or undefined with fewer than two. */
+function extremePair(counts: Map<number, Counts>, judged: ReadonlySet<number>, f: (c: Counts) => number): [number, number] | undefined {
+  const v = [...counts].filter(([g, c]) => judged.has(g) && Number.isFinite(f(c))).sort((a, b) => f(a[1]) - f(b[1]) || a[0] - b[0]);
+  return v.length < 2 ? undefined : [v[0]![0], v[v.length - 1]![0]];
 }
 
 /** Linear-interpolated quantile of sorted values (NaN when empty). */
