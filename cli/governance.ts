@@ -6,9 +6,7 @@
  */
 import { userInfo } from 'node:os';
 import { Errors } from '../cluster/index.ts';
-import { ModelRegistry, cardMarkdown, type ModelCard, type RegistryClient } from '../ml/index.ts';
-import { getPolicy } from '../ml/governance/fairness/gate.ts';
-import { FairnessPolicy } from '../ml/governance/fairness/policy.ts';
+import { FairnessPolicy, ModelRegistry, cardMarkdown, getPolicy, type ModelCard, type RegistryClient } from '../ml/index.ts';
 import { Value } from '@sinclair/typebox/value';
 
 export const GOVERNANCE_MODEL_FLAGS = ['override-fairness', 'markdown', 'policy', 'reason', 'clear', 'intended-use', 'limitations'] as const;
