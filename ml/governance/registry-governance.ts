@@ -73,6 +73,11 @@ export function governHandlers(h: BaseHandlers, ctx: GovernanceContext): Registr
       await record({ who: actorOf(m), action: 'alias', target: req.name, version: req.version, details: { alias: req.alias } });
       return r;
     },
+    'delete-alias': async (req, m) => {
+      const r = await h['delete-alias'](req, m);
+      await record({ who: actorOf(m), action: 'alias', target: req.name, details: { alias: req.alias, deleted: true } });
+      return r;
+    },
     'rollback-alias': async (req, m) => {
       const r = (await h['rollback-alias'](req, m)) as { from: number; to: number };
       await record({ who: actorOf(m), action: 'rollback-alias', target: req.name, version: r.to, details: { alias: req.alias ?? 'production', from: r.from } });
