@@ -23,6 +23,7 @@ import { MODELS_FLAGS, modelsCommand } from './models.ts';
 import { FEATURES_FLAGS, featuresCommand } from './features.ts';
 import { AUTH_FLAGS, nodeUserCommand } from './auth.ts';
 import { MONITOR_FLAGS, monitorCommand } from './monitor.ts';
+import { AUDIT_FLAGS, auditCommand } from './audit.ts';
 
 export type Handler = (rest: string[], config: Config) => Promise<number> | number;
 
@@ -56,18 +57,20 @@ const J = ['json'] as const;
 const SERVE = ['version', 'replicas', 'max-batch', 'max-delay-ms', 'max-queue-rows', 'autoscale', 'instances', 'intra-op-threads', 'threads', 'warmup', 'batching', 'batch-axes', 'monitoring', 'json'];
 
 export const MODELS_SUBCOMMANDS: SubcommandSpec[] = [
-  { name: 'register', args: '<name> [path]', describe: 'register a model version: FILE.onnx, a directory or a tarball (or --pipeline spec.json)', flags: ['alias', 'metrics', 'lineage', 'description', 'sample', 'processor', 'reference', 'reference-dataset', 'file', 'pipeline', 'json'] },
+  { name: 'register', args: '<name> [path]', describe: 'register a model version: FILE.onnx, a directory or a tarball (or --pipeline spec.json)', flags: ['alias', 'metrics', 'lineage', 'description', 'sample', 'processor', 'reference', 'reference-dataset', 'file', 'pipeline', 'intended-use', 'limitations', 'json'] },
   { name: 'list', describe: 'list the registered models', flags: J },
   { name: 'show', args: '<name>', describe: "a model's versions, aliases and metrics", flags: ['version', 'json'] },
   { name: 'status', args: '<name>', describe: "a model's deployment: tracks, replicas, batching, canary state", flags: J },
   { name: 'alias', args: '<name> <alias> <version>', describe: 'point an alias at a version', flags: J },
   { name: 'rollback', args: '<name>', describe: 'move an alias back to its previous version', flags: ['alias', 'json'] },
-  { name: 'deploy', args: '<name>', describe: 'serve a version with replicas (the stable track)', flags: SERVE },
-  { name: 'canary', args: '<name>', describe: "start a canary of another version beside the stable one", flags: [...SERVE, 'weight', 'sticky'] },
+  { name: 'deploy', args: '<name>', describe: 'serve a version with replicas (the stable track)', flags: [...SERVE, 'override-fairness'] },
+  { name: 'canary', args: '<name>', describe: "start a canary of another version beside the stable one", flags: [...SERVE, 'weight', 'sticky', 'override-fairness'] },
   { name: 'weight', args: '<name> <weight>', describe: "change the canary's traffic share", flags: J },
-  { name: 'promote', args: '<name>', describe: 'canary → stable (and the production alias)', flags: J },
+  { name: 'promote', args: '<name>', describe: 'canary → stable (and the production alias)', flags: ['override-fairness', 'json'] },
   { name: 'abort', args: '<name>', describe: 'roll the canary back', flags: J },
   { name: 'undeploy', args: '<name>', describe: 'stop serving the model', flags: J },
+  { name: 'card', args: '<ref>', argDocs: { ref: 'NAME@VERSION' }, describe: "a version's model card: lineage, metrics, fairness, importance, approvals (Markdown; --json)", flags: ['markdown', 'json'] },
+  { name: 'fairness', args: '<name>', describe: "a model's fairness policy: show it, set it (--policy JSON --reason) or --clear it", flags: ['policy', 'reason', 'clear', 'json'] },
 ];
 
 export const FEATURES_SUBCOMMANDS: SubcommandSpec[] = [
@@ -99,6 +102,7 @@ export const COMMANDS: CommandSpec[] = [
   { name: 'cancel', args: '<jobId>', describe: 'cancel a job', flags: J, run: (rest, config) => jobsCommand('cancel', rest, config) },
   { name: 'drain', args: '<nodeId>', describe: 'drain a node: no new actors, finish and hand off the rest', flags: ['deadline', ...J], run: (rest, config) => nodeOpCommand('drain', rest, config) },
   { name: 'preempt', args: '<nodeId>', describe: 'send a spot preemption notice: drain within the notice, mark its pool risky', flags: ['notice', ...J], run: (rest, config) => nodeOpCommand('preempt', rest, config) },
+  { name: 'audit', describe: 'the audit log: who registered, deployed, promoted, overrode what, when and why', flags: AUDIT_FLAGS, flagDocs: { since: 'from this long ago (2h, 30m) or this ISO time', model: 'only this model', limit: 'at most this many entries' }, run: auditCommand },
   { name: 'node-user', args: '<nodeIds..>', describe: "a node's NATS user for an external nats-server", flags: AUTH_FLAGS, run: nodeUserCommand },
   {
     name: 'version',

@@ -5,6 +5,14 @@
  */
 export const FLAG_DOCS: Readonly<Record<string, string>> = {
   json: 'print JSON instead of a table',
+  // governance
+  'override-fairness': 'go past a failing fairness policy, with this reason (audited)',
+  markdown: 'print the card as Markdown (the default; --json for JSON)',
+  policy: "the fairness policy, a JSON object (e.g. '{\"disparateImpact\":{\"min\":0.8}}')",
+  reason: 'why (recorded in the audit log)',
+  clear: 'remove the fairness policy',
+  'intended-use': 'intended use of the model (free text on its card)',
+  limitations: 'known limitations of the model (free text on its card)',
   wait: 'milliseconds to wait for processes to answer (status)',
   demo: 'then generate the fraud data, train, deploy and print a curl that works',
   // models
@@ -62,7 +70,7 @@ export const FLAG_DOCS: Readonly<Record<string, string>> = {
 };
 
 /** Flags that take no value: shown as [boolean] in help. Everything else takes one. */
-export const SWITCHES: ReadonlySet<string> = new Set(['json', 'demo', 'sticky', 'no-wait', 'env']);
+export const SWITCHES: ReadonlySet<string> = new Set(['json', 'demo', 'sticky', 'no-wait', 'env', 'markdown', 'clear']);
 
 /** One line of help per positional argument, by the name the command table gives it. */
 export const ARG_DOCS: Readonly<Record<string, string>> = {

@@ -21,6 +21,9 @@
  *   shoal models abort NAME                         roll the canary back
  *   shoal models undeploy NAME
  *   shoal models status NAME
+ *   shoal models card NAME@V [--json]              the version's model card (Markdown; --json)
+ *   shoal models fairness NAME [--policy JSON [--reason TEXT] | --clear]   the model's fairness policy
+ *   (deploy, canary, promote: [--override-fairness REASON] past a failing fairness policy, audited)
  *
  * Every command takes `--json`. Reads (list, show, status) read the registry's KV bucket; every
  * change is a request to the registry service in the scheduler (a model file goes through the
@@ -32,6 +35,7 @@ import { basename } from 'node:path';
 import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
 import { ModelDeployments, ModelRegistry, PACKAGE_FORMAT, RegistryClient, describeBatching, isTarball, packDirectory, type LiveTrack, type ModelVersion, type TrackOptions, type WarmupMode } from '../ml/index.ts';
 import { connectClient } from './status.ts';
+import { GOVERNANCE_MODEL_FLAGS, cardCommand, cardTextOf, cliActor, fairnessCommand, overrideOf } from './governance.ts';
 
 export const MODELS_FLAGS = [
   'alias',
@@ -60,9 +64,10 @@ export const MODELS_FLAGS = [
   'autoscale',
   'max-queue-rows',
   'monitoring',
+  ...GOVERNANCE_MODEL_FLAGS,
 ] as const;
 
-const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status> …  (see README "Inference serving")`;
+const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status|card|fairness> …  (see README "Inference serving")`;
 
 function json(flag: string | undefined, name: string): Record<string, unknown> | undefined {
   if (flag === undefined) return undefined;
@@ -170,6 +175,7 @@ async function registerCmd(c: Ctx): Promise<number> {
     ...(c.flags.has('sample') ? { sample: readSample(c.flags.get('sample')!) } : {}),
     ...(c.flags.has('reference') ? { reference: readReference(c.flags.get('reference')!) } : {}),
     ...(c.flags.has('reference-dataset') ? { referenceDataset: c.flags.get('reference-dataset')! } : {}),
+    ...cardTextOf(c.flags),
   };
   const isDir = await stat(file).then((st) => st.isDirectory(), (err: unknown) => Promise.reject(cannot(err)));
   let mv: ModelVersion;
@@ -280,7 +286,7 @@ const COMMANDS: Record<string, (c: Ctx) => Promise<number>> = {
   },
   async deploy(c) {
     const name = c.need(0, 'NAME');
-    const d = await c.control.deploy(name, c.track());
+    const d = await c.control.deploy(name, { ...c.track(), ...overrideOf(c.flags) });
     const info = d.stable.serving;
     const extra = info ? [`  ${describeBatching(info.batching)}`, ...(info.warmup.warning ? [`  WARNING: ${info.warmup.warning}`] : [])] : [];
     c.print(d, [`${name}: v${d.stable.version} serving on ${d.stable.service} (${d.stable.replicas} replica${d.stable.replicas > 1 ? 's' : ''})`, ...extra].join('\n'));
@@ -288,7 +294,7 @@ const COMMANDS: Record<string, (c: Ctx) => Promise<number>> = {
   },
   async canary(c) {
     const name = c.need(0, 'NAME');
-    const d = await c.control.canary(name, { ...c.track(), weight: num(c.flags.get('weight'), 'weight') ?? 0.1, sticky: c.flags.has('sticky') });
+    const d = await c.control.canary(name, { ...c.track(), weight: num(c.flags.get('weight'), 'weight') ?? 0.1, sticky: c.flags.has('sticky'), ...overrideOf(c.flags) });
     c.print(d, `${name}: canary v${d.canary?.version} ready, weight ${d.canary?.weight}; stable v${d.stable.version}`);
     return 0;
   },
@@ -300,7 +306,7 @@ const COMMANDS: Record<string, (c: Ctx) => Promise<number>> = {
   },
   async promote(c) {
     const name = c.need(0, 'NAME');
-    const d = await c.control.promote(name);
+    const d = await c.control.promote(name, overrideOf(c.flags));
     c.print(d, `${name}: v${d.stable.version} promoted to stable (production → v${d.stable.version})`);
     return 0;
   },
@@ -310,6 +316,9 @@ const COMMANDS: Record<string, (c: Ctx) => Promise<number>> = {
     c.print({ rolledBack: done }, done ? `${name}: canary rolled back` : `${name}: no canary`);
     return done ? 0 : 1;
   },
+  // Governance (cli/governance.ts): a version's model card; a model's fairness policy.
+  card: (c) => cardCommand(c),
+  fairness: (c) => fairnessCommand(c),
   async undeploy(c) {
     const name = c.need(0, 'NAME');
     await c.control.undeploy(name);
@@ -336,7 +345,7 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
       versionRef,
       nc,
       registry: await ModelRegistry.open(nc, config.subjectPrefix),
-      control: new RegistryClient(nc, s),
+      control: new RegistryClient(nc, s, cliActor()),
       need(i, what) {
         const v = args[i];
         if (v === undefined) throw Errors.USAGE(`shoal models ${cmd}: missing ${what}\n${USAGE}`);

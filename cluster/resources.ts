@@ -61,6 +61,14 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
     max_age: 7 * 24 * 3600 * 1_000_000_000,
     max_msgs: 1_000_000,
   });
+  // The audit log: kept (limits by size only, oldest first past 1 GiB), never by age.
+  await ensureStream({
+    name: r.streams.audit,
+    subjects: [s.auditAll],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_bytes: 1024 ** 3,
+  });
   await ensureStream({
     name: r.streams.featureEvents,
     subjects: [s.featureLogAll],

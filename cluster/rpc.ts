@@ -126,6 +126,8 @@ export interface RequestOptions {
    * @default false
    */
   idempotent?: boolean;
+  /** Extra headers (e.g. `Shoal-Actor`: who asks, for the audit log). */
+  headers?: Record<string, string>;
 }
 
 /** Throws the typed error carried in a reply's headers, if any. */
@@ -148,6 +150,7 @@ export async function request<R = unknown>(nc: NatsConnection, subject: string, 
   const timeout = opts.timeoutMs ?? 5000;
   const h = natsHeaders();
   h.set(Headers.CONTENT_TYPE, ct);
+  for (const [k, v] of Object.entries(opts.headers ?? {})) h.set(k, v);
   if (tracing.on) {
     const t = activeTrace();
     if (t) injectTrace(t, h);

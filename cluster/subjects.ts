@@ -16,7 +16,7 @@ export type SchedulerOp = (typeof SCHEDULER_OPS)[number];
  * aliases, deployments and datasets. One subject per operation, so each role is allowed exactly
  * the operations it needs.
  */
-export const REGISTRY_OPS = ['register', 'alias', 'delete-alias', 'rollback-alias', 'deploy', 'canary', 'weight', 'promote', 'abort', 'undeploy', 'register-dataset'] as const;
+export const REGISTRY_OPS = ['register', 'alias', 'delete-alias', 'rollback-alias', 'deploy', 'canary', 'weight', 'promote', 'abort', 'undeploy', 'register-dataset', 'fairness-policy', 'card', 'audit'] as const;
 export type RegistryOp = (typeof REGISTRY_OPS)[number];
 
 function token(kind: string, value: string): string {
@@ -97,6 +97,9 @@ export function subjects(prefix = 'shoal') {
     labeledAll: `${p}.labeled.>`,
     /** The label join's counters (request to the scheduler leader's join). */
     feedbackJoinStats: `${p}.feedjoin.stats`,
+    /** The audit log (ml/governance/audit): one entry per governed action, appended by the registry service (captured by the audit stream). */
+    audit: (action: string) => `${p}.audit.${token('audit action', action)}`,
+    auditAll: `${p}.audit.>`,
   };
 }
 export type Subjects = ReturnType<typeof subjects>;
@@ -112,6 +115,8 @@ export function resources(prefix = 'shoal') {
       jobs: `${up}_JOBS`,
       /** Events (`<prefix>.events.>`). */
       events: `${up}_EVENTS`,
+      /** The audit log (`<prefix>.audit.<action>`): who did what, when and why, append-only. */
+      audit: `${up}_AUDIT`,
       /** Feature events, the offline log (`<prefix>.featlog.<view>`): every accepted push, with event and ingestion time. */
       featureEvents: `${up}_FEATURE_EVENTS`,
       /** The prediction log (`<prefix>.predictions.<model>`): replicas' sampled records, in batches. */

@@ -5,6 +5,7 @@
  * only, the rollout controller, the one owner of canary verdicts, and the periodic compaction of
  * the feature log to Parquet.
  */
+import { appendAudit } from './governance/audit/log.ts';
 import { defineControlModule, replicasFor } from '../cluster/index.ts';
 import { startFeatureCompactor } from './features/offline.ts';
 import { startFeatureService } from './features/service.ts';
@@ -65,7 +66,15 @@ export const controlModules = [
     // the standby's controller rebuilds its window from the gateways' next reports.
     leaderOnly: true,
     async start(ctx) {
-      const controller = new RolloutController({ nc: ctx.nc, subjects: ctx.subjects, deployments: await ModelDeployments.open(ctx.nc, ctx.subjects, ctx.log), log: ctx.log });
+      const controller = new RolloutController({
+        nc: ctx.nc,
+        subjects: ctx.subjects,
+        deployments: await ModelDeployments.open(ctx.nc, ctx.subjects, ctx.log),
+        log: ctx.log,
+        // Automatic rollbacks go in the audit log too (ml/governance/audit).
+        onRollback: (model, version, verdict) =>
+          void appendAudit(ctx.nc, ctx.subjects, { who: 'system:rollout', action: 'rollback', target: model, version, why: verdict.reason ?? 'canary breached its rollback policy' }).catch((err: unknown) => ctx.log.error({ model, version, err }, 'audit append failed')),
+      });
       await controller.start();
       return controller;
     },

@@ -40,4 +40,7 @@ export const MlErrors = {
   // Predictions by entity (ml/serving/entity-features.ts).
   FEATURES_INCOMPATIBLE: defineError('SHOAL_ERR_FEATURES_INCOMPATIBLE', 409, (model: string, why: string) => `${model} cannot be served by entity: ${why}`, 'ml'),
   ENTITY_NOT_FOUND: defineError('SHOAL_ERR_ENTITY_NOT_FOUND', 404, (where: string, view: string) => `${where}: no online features in view ${view} for this entity (the request asked on_missing "error")`, 'ml'),
+  // Governance (ml/governance/fairness, audit).
+  FAIRNESS_BLOCKED: defineError('SHOAL_ERR_FAIRNESS_BLOCKED', 409, (model: string, version: number, op: string, why: string) => `${op} of ${model} v${version} blocked by its fairness policy: ${why} (to go ahead anyway, override with a reason: it is recorded in the audit log)`, 'ml'),
+  BAD_FAIRNESS_POLICY: defineError('SHOAL_ERR_BAD_FAIRNESS_POLICY', 400, (model: string, why: string) => `fairness policy of ${model}: ${why}`, 'ml'),
 } as const;

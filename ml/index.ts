@@ -113,3 +113,9 @@ export {
   type GlobalImportance,
 } from './governance/explain/index.ts';
 export { ReplicaExplainer, MAX_EXPLAIN_ROWS } from './serving/explain.ts';
+// Governance: fairness audit and gate, model cards, audit log (ml/governance).
+export { fairnessAudit, fairnessOf, judge, groupMetrics, summaryMetrics, bootstrapSummary, FairnessPolicy, type FairnessAudit, type Verdict as FairnessVerdict, type Violation as FairnessViolation, type SensitiveColumn } from './governance/fairness/index.ts';
+export { buildCard, MODEL_CARD_FORMAT, type ModelCard } from './governance/card/card.ts';
+export { getPolicy, setPolicy, fairnessGate, type StoredPolicy } from './governance/fairness/gate.ts';
+export { cardMarkdown } from './governance/card/markdown.ts';
+export { appendAudit, readAudit, AUDIT_ACTIONS, ACTOR_HEADER, type AuditEntry, type AuditAction, type AuditQuery } from './governance/audit/log.ts';

@@ -21,6 +21,8 @@ export interface DatasetVersion {
   columns: string[];
   positives: number;
   sensitiveName?: string;
+  /** More declared sensitive attributes (`Dataset.extraSensitive`). */
+  extraSensitiveNames?: string[];
   splits: { seed: number; train: number; validation: number; holdout: number };
   createdAt: number;
   source: string;
@@ -59,6 +61,7 @@ export class DatasetStore {
       columns: d.columns,
       positives,
       ...(d.sensitiveName ? { sensitiveName: d.sensitiveName } : {}),
+      ...(d.extraSensitive?.length ? { extraSensitiveNames: d.extraSensitive.map((e) => e.name) } : {}),
       splits: { seed, train: s.train.length, validation: s.validation.length, holdout: s.holdout.length },
       createdAt: Date.now(),
       source: opts.source ?? 'api',

@@ -12,6 +12,10 @@ import { Readable } from 'node:stream';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { nuid } from '@nats-io/transport-node';
 import { Errors, request, resources, type NatsConnection, type RegistryOp, type Subjects } from '../../cluster/index.ts';
+import { ACTOR_HEADER, type AuditEntry, type AuditQuery } from '../governance/audit/log.ts';
+import type { ModelCard } from '../governance/card/card.ts';
+import type { StoredPolicy } from '../governance/fairness/gate.ts';
+import type { FairnessPolicy } from '../governance/fairness/policy.ts';
 import { serialize, type Dataset } from '../datasets/dataset.ts';
 import type { DatasetVersion } from '../datasets/store.ts';
 import { MlErrors } from '../errors.ts';
@@ -39,6 +43,8 @@ export class RegistryClient {
   constructor(
     readonly nc: NatsConnection,
     readonly subjects: Subjects,
+    /** Who asks (`cli:<user>`, `tenant:<t>`, `job:<id>`): sent as the `Shoal-Actor` header, recorded in the audit log. */
+    readonly actor?: string,
   ) {}
 
   // ---- models ----------------------------------------------------------------------------------
@@ -113,11 +119,11 @@ export class RegistryClient {
 
   // ---- deployments -----------------------------------------------------------------------------
 
-  async deploy(name: string, opts: DeployOptions = {}): Promise<Deployment> {
+  async deploy(name: string, opts: DeployOptions & Governed = {}): Promise<Deployment> {
     return this.#call('deploy', { name, ...opts }, startTimeout(opts.readyTimeoutMs));
   }
 
-  async canary(name: string, opts: CanaryOptions): Promise<Deployment> {
+  async canary(name: string, opts: CanaryOptions & Governed): Promise<Deployment> {
     return this.#call('canary', { name, ...opts }, startTimeout(opts.readyTimeoutMs));
   }
 
@@ -126,8 +132,8 @@ export class RegistryClient {
   }
 
   /** The canary becomes stable (first scaled to the stable's capacity); `production` moves to it. */
-  async promote(name: string): Promise<Deployment> {
-    return this.#call('promote', { name }, startTimeout());
+  async promote(name: string, opts: Governed = {}): Promise<Deployment> {
+    return this.#call('promote', { name, ...opts }, startTimeout());
   }
 
   /** Rolls the canary back (only if it is still `expectVersion`, when given); false if there was none. */
@@ -159,6 +165,23 @@ export class RegistryClient {
     return this.#reader;
   }
 
+  // ---- governance (ml/governance) ------------------------------------------------------------------
+
+  /** Sets (`null`: clears) the model's fairness policy; refused when it names an undeclared attribute. */
+  async setFairnessPolicy(name: string, policy: FairnessPolicy | null, reason?: string): Promise<{ name: string; policy: StoredPolicy | null }> {
+    return this.#call('fairness-policy', { name, policy, reason });
+  }
+
+  /** The model card of `name` at `version` (a number or an alias). */
+  async card(name: string, version: number | string): Promise<ModelCard> {
+    return this.#call('card', { name, version });
+  }
+
+  /** Audit log entries, oldest first. */
+  async audit(q: AuditQuery = {}): Promise<AuditEntry[]> {
+    return (await this.#call<{ entries: AuditEntry[] }>('audit', { ...q }, 30_000)).entries;
+  }
+
   // ---- datasets --------------------------------------------------------------------------------
 
   /** Uploads `d` and registers it under `name` (the same content twice is the same version). */
@@ -169,7 +192,7 @@ export class RegistryClient {
   // ---- internals -------------------------------------------------------------------------------
 
   async #call<R>(op: RegistryOp, body: RegistryRequest<RegistryOp>, timeoutMs = 15_000): Promise<R> {
-    return request<R>(this.nc, this.subjects.registry(op), compact(body), { timeoutMs });
+    return request<R>(this.nc, this.subjects.registry(op), compact(body), { timeoutMs, ...(this.actor ? { headers: { [ACTOR_HEADER]: this.actor } } : {}) });
   }
 
   /**
@@ -200,6 +223,11 @@ export class RegistryClient {
       throw err;
     }
   }
+}
+
+/** Deploy, canary and promote may override the fairness gate, with a reason (audited). */
+export interface Governed {
+  fairnessOverride?: { reason: string };
 }
 
 /** Drops undefined fields (MessagePack would send them as nil, which the schemas refuse). */

@@ -13,6 +13,10 @@ import { PlacementConstraints, ResourceRequest, ServiceAutoscale, type RegistryO
 import { RollbackPolicy } from '../serving/canary.ts';
 import { WarmupModeSchema } from '../serving/messages.ts';
 import { Lineage, Signature } from './schemas.ts';
+import { FairnessPolicy } from '../governance/fairness/policy.ts';
+
+/** Go ahead although the fairness policy blocks the version: the reason is recorded in the audit log. */
+const FairnessOverride = Type.Object({ reason: Type.String({ minLength: 3, maxLength: 2048 }) }, { additionalProperties: false });
 
 const Name = Type.String({ minLength: 1, maxLength: 256 });
 /** An upload's object name: letters, digits, `_`, `-`, `.` (the client makes `upload-<nuid>`). */
@@ -45,6 +49,9 @@ export const RegisterModelRequest = Type.Object(
     reference: Type.Optional(Type.Object(Upload, { additionalProperties: false })),
     /** A registered dataset (name, name@<digest prefix> or sha256:<digest>) to monitor against; must exist. */
     referenceDataset: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    /** Free text for the model card: what the version is for, and what it must not be used for. */
+    intendedUse: Type.Optional(Type.String({ maxLength: 4096 })),
+    limitations: Type.Optional(Type.String({ maxLength: 4096 })),
   },
   { additionalProperties: false },
 );
@@ -74,12 +81,12 @@ const TrackFields = {
   monitoring: Type.Optional(MonitoringSpec),
 };
 
-export const DeployRequest = Type.Object({ name: Name, ...TrackFields, policy: Type.Optional(Type.Partial(RollbackPolicy)) }, { additionalProperties: false });
+export const DeployRequest = Type.Object({ name: Name, ...TrackFields, policy: Type.Optional(Type.Partial(RollbackPolicy)), fairnessOverride: Type.Optional(FairnessOverride) }, { additionalProperties: false });
 export type DeployRequest = Static<typeof DeployRequest>;
-export const CanaryRequest = Type.Object({ name: Name, ...TrackFields, weight: Type.Optional(Type.Number()), sticky: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+export const CanaryRequest = Type.Object({ name: Name, ...TrackFields, weight: Type.Optional(Type.Number()), sticky: Type.Optional(Type.Boolean()), fairnessOverride: Type.Optional(FairnessOverride) }, { additionalProperties: false });
 export type CanaryRequest = Static<typeof CanaryRequest>;
 export const WeightRequest = Type.Object({ name: Name, weight: Type.Number() }, { additionalProperties: false });
-export const PromoteRequest = Type.Object({ name: Name }, { additionalProperties: false });
+export const PromoteRequest = Type.Object({ name: Name, fairnessOverride: Type.Optional(FairnessOverride) }, { additionalProperties: false });
 /** Roll the canary back; with `expectVersion`, only if the canary is still that version (gateways racing). */
 export const AbortRequest = Type.Object({ name: Name, reason: Type.Optional(Type.String({ maxLength: 1024 })), expectVersion: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false });
 export const UndeployRequest = Type.Object({ name: Name }, { additionalProperties: false });
@@ -89,6 +96,16 @@ export const RegisterDatasetRequest = Type.Object(
   { additionalProperties: false },
 );
 export type RegisterDatasetRequest = Static<typeof RegisterDatasetRequest>;
+
+/** Sets (or with `null` clears) a model's fairness policy; attributes it names must be declared. */
+export const FairnessPolicyRequest = Type.Object({ name: Name, policy: Type.Union([FairnessPolicy, Type.Null()]), reason: Type.Optional(Type.String({ maxLength: 2048 })) }, { additionalProperties: false });
+/** A version's model card (ml/governance/card). */
+export const CardRequest = Type.Object({ name: Name, version: Type.Union([Type.Integer({ minimum: 1 }), Type.String({ minLength: 1, maxLength: 64 })]) }, { additionalProperties: false });
+/** Reads the audit log (ml/governance/audit). */
+export const AuditRequest = Type.Object(
+  { since: Type.Optional(Type.Number({ minimum: 0 })), target: Type.Optional(Name), version: Type.Optional(Type.Integer({ minimum: 1 })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })) },
+  { additionalProperties: false },
+);
 
 /** The schema of every operation: the service serves exactly these. */
 export const REGISTRY_REQUESTS = {
@@ -103,5 +120,8 @@ export const REGISTRY_REQUESTS = {
   abort: AbortRequest,
   undeploy: UndeployRequest,
   'register-dataset': RegisterDatasetRequest,
+  'fairness-policy': FairnessPolicyRequest,
+  card: CardRequest,
+  audit: AuditRequest,
 } as const satisfies Record<RegistryOp, TSchema>;
 export type RegistryRequest<Op extends RegistryOp> = Static<(typeof REGISTRY_REQUESTS)[Op]>;

@@ -55,6 +55,9 @@ export interface RegisterOptions {
   reference?: Uint8Array;
   /** A registered dataset to monitor against (`name@<digest>`), recorded with the version. */
   referenceDataset?: string;
+  /** Model card text (ml/governance/card): what the version is for, and its known limitations. */
+  intendedUse?: string;
+  limitations?: string;
 }
 
 const MODEL_RE = new RegExp(MODEL_NAME);
@@ -284,6 +287,7 @@ export class ModelRegistry {
         metrics: opts.metrics ?? {},
         lineage: opts.lineage ?? {},
         ...(opts.description ? { description: opts.description } : {}),
+        ...(opts.intendedUse || opts.limitations ? { card: { ...(opts.intendedUse ? { intendedUse: opts.intendedUse } : {}), ...(opts.limitations ? { limitations: opts.limitations } : {}) } } : {}),
         createdAt: now,
       };
       try {

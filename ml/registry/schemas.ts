@@ -66,6 +66,8 @@ export const ModelVersion = Type.Object({
   metrics: Type.Record(Type.String(), Type.Number()),
   lineage: Lineage,
   description: Type.Optional(Type.String()),
+  /** Model card text given at registration (ml/governance/card). */
+  card: Type.Optional(Type.Object({ intendedUse: Type.Optional(Type.String()), limitations: Type.Optional(Type.String()) })),
   createdAt: Type.Number(),
 });
 export type ModelVersion = Static<typeof ModelVersion>;

@@ -19,12 +19,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { Subscription } from '@nats-io/transport-node';
-import type { Static, TSchema } from '@sinclair/typebox';
-import { REGISTRY_OPS, resources, serve, type Logger, type NatsConnection, type RegistryOp, type Subjects } from '../../cluster/index.ts';
+import type { TSchema } from '@sinclair/typebox';
+import { REGISTRY_OPS, resources, serve, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
 import { deserialize, type Dataset } from '../datasets/dataset.ts';
 import { DatasetStore, type DatasetVersion } from '../datasets/store.ts';
 import { MlErrors } from '../errors.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
+import { governHandlers, type BaseHandlers } from '../governance/registry-governance.ts';
 import { REGISTRY_REQUESTS } from './protocol.ts';
 import { PACKAGE_FORMAT, writeHashed } from './package.ts';
 import { ModelRegistry, sha256, type RegisterOptions } from './registry.ts';
@@ -42,7 +43,6 @@ export interface RegistryService {
   stop(): Promise<void>;
 }
 
-type Handlers = { [Op in RegistryOp]: (req: Static<(typeof REGISTRY_REQUESTS)[Op]>) => Promise<unknown> };
 
 export async function startRegistryService(o: RegistryServiceOptions): Promise<RegistryService> {
   const prefix = o.subjects.prefix;
@@ -52,7 +52,7 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
   const datasets = await DatasetStore.open(o.nc, prefix);
   const uploads = await new Objm(o.nc).open(resources(prefix).stores.uploads);
 
-  const handlers: Handlers = {
+  const handlers: BaseHandlers = {
     register: async (req) => {
       const opts: RegisterOptions = {
         ...(req.aliases ? { aliases: req.aliases } : {}),
@@ -60,6 +60,8 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
         ...(req.lineage ? { lineage: req.lineage } : {}),
         ...(req.description !== undefined ? { description: req.description } : {}),
         ...(req.signature ? { signature: req.signature } : {}),
+        ...(req.intendedUse ? { intendedUse: req.intendedUse } : {}),
+        ...(req.limitations ? { limitations: req.limitations } : {}),
       };
       // A reference dataset must exist (else the uploads go, and DATASET_NOT_FOUND names it); the version records exactly which (name@digest).
       if (req.referenceDataset) {
@@ -125,9 +127,11 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
       }),
   };
 
+  // The fairness gate, the audit log and the governance reads wrap the handlers (ml/governance).
+  const governed = governHandlers(handlers, { nc: o.nc, subjects: o.subjects, log, registry, deployments, datasets });
   const queue = o.queue ?? `${prefix}-registry`;
   const subs: Subscription[] = REGISTRY_OPS.map((op) =>
-    serve(o.nc, o.subjects.registry(op), REGISTRY_REQUESTS[op] as TSchema, (req) => (handlers[op] as (r: unknown) => Promise<unknown>)(req), { queue, log }),
+    serve(o.nc, o.subjects.registry(op), REGISTRY_REQUESTS[op] as TSchema, (req, m) => (governed[op] as (r: unknown, m: unknown) => Promise<unknown>)(req, m), { queue, log }),
   );
   log.info({ ops: REGISTRY_OPS.length, queue }, 'registry service serving');
   return {
@@ -198,7 +202,8 @@ function decodeDataset(name: string, bytes: Uint8Array): Dataset {
     d.features.length === d.rows * d.columns.length &&
     d.labels instanceof Uint8Array &&
     d.labels.length === d.rows &&
-    (d.sensitive === undefined || (d.sensitive instanceof Uint8Array && d.sensitive.length === d.rows));
+    (d.sensitive === undefined || (d.sensitive instanceof Uint8Array && d.sensitive.length === d.rows)) &&
+    (d.extraSensitive ?? []).every((e) => e.name.length > 0 && e.values.length === d.rows);
   if (!ok) throw MlErrors.BAD_DATASET(name, 'the upload is not a well-formed dataset (columns, rows, features, labels disagree)');
   return d;
 }

@@ -45,6 +45,7 @@ import { predict, type ModelShape } from './model.ts';
 import { StepPace, withTimeout } from './pace.ts';
 import { removeShards, writeShards } from './shards.ts';
 import type { BuildResult } from '../features/training-set.ts';
+import { sensitiveColumns, type SensitiveColumn } from '../governance/fairness/index.ts';
 import { parseTrainingSpec, type FeatureTrainingSet, type TrainingSpec } from './spec.ts';
 import { TRAINER_WORKER_ACTOR, workerIds, type GradReply, type WorkerArgs } from './worker.ts';
 
@@ -67,6 +68,8 @@ interface Plan {
   validation: Rows;
   holdout: Rows;
   holdoutRows: number[];
+  /** The dataset's sensitive attributes over the holdout rows (the fairness audit's groups). */
+  sensitive: SensitiveColumn[];
   /** The record is updated every this many steps (and at the last): the watchdog's unit of pace. */
   every: number;
 }
@@ -206,6 +209,7 @@ export class TrainingJob extends Actor<JobMsg> {
       validation: take(data, splits.validation),
       holdout: take(data, splits.holdout),
       holdoutRows: splits.holdout,
+      sensitive: sensitiveColumns(data, splits.holdout),
       every: Math.max(1, Math.floor(spec.checkpointEvery / 2)),
     };
   }
@@ -368,7 +372,7 @@ export class TrainingJob extends Actor<JobMsg> {
   async #succeed(p: Plan, r: Run): Promise<void> {
     const { spec } = p;
     const s = r.s;
-    const f = await finish({ nc: this.ctx.nc, subjects: this.ctx.subjects, jobId: this.#jobId, spec, shape: p.shape, params: s.params, datasetDigest: p.dv.digest, ...(p.features ? { features: p.features } : {}), validation: p.validation, holdout: p.holdout, holdoutRows: p.holdoutRows, columns: p.dv.columns });
+    const f = await finish({ nc: this.ctx.nc, subjects: this.ctx.subjects, jobId: this.#jobId, spec, shape: p.shape, params: s.params, datasetDigest: p.dv.digest, ...(p.features ? { features: p.features } : {}), validation: p.validation, holdout: p.holdout, holdoutRows: p.holdoutRows, columns: p.dv.columns, sensitive: p.sensitive });
     const result = {
       model: f.model,
       version: f.version,

@@ -11,6 +11,7 @@
  */
 import { SHOAL_VERSION, type NatsConnection, type Subjects } from '../../cluster/index.ts';
 import { trainingExplainReference, type ExplainReference } from '../governance/explain/index.ts';
+import { trainingFairnessAudit, type SensitiveColumn } from '../governance/fairness/index.ts';
 import { buildReferenceProfile, type MonitoredRow, type ReferenceProfile } from '../monitoring/stats/index.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { ModelRegistry } from '../registry/registry.ts';
@@ -50,6 +51,8 @@ export interface FinishInput {
   holdoutRows: readonly number[];
   /** The dataset's column names (the reference profile's feature names); `x0`, `x1`, … when absent. */
   columns?: readonly string[];
+  /** The dataset's sensitive attributes over the holdout rows (in `holdout`'s order): audited for fairness at registration. */
+  sensitive?: readonly SensitiveColumn[];
 }
 
 export interface Finished {
@@ -102,6 +105,13 @@ export async function holdoutReferenceWithExplain(i: Pick<FinishInput, 'shape' |
   return { ...holdoutReference(i, threshold), explain };
 }
 
+/** The holdout reference with explanations' part and the fairness audit (`fairness`, when the dataset declares a sensitive attribute). */
+export async function holdoutReferenceWithGovernance(i: Pick<FinishInput, 'shape' | 'params' | 'holdout' | 'columns' | 'datasetDigest' | 'jobId' | 'sensitive' | 'spec'>, threshold: number): Promise<ReferenceProfile & { explain: ExplainReference }> {
+  const ref = await holdoutReferenceWithExplain(i, threshold);
+  const fairness = trainingFairnessAudit(predict(i.shape, i.params, i.holdout.x, i.holdout.y.length), i.holdout.y, i.sensitive, threshold, { seed: i.spec.hyper.seed });
+  return fairness ? { ...ref, fairness } as ReferenceProfile & { explain: ExplainReference } : ref;
+}
+
 /**
  * Registers the exported model with its metrics, lineage and the holdout's reference profile. Idempotent: a coordinator that died
  * after registering but before recording success finds its version instead of registering a
@@ -115,7 +125,9 @@ export async function registerVersion(i: FinishInput, metrics: BinaryMetrics, co
     metrics: { auc: metrics.auc, accuracy: metrics.accuracy, precision: metrics.precision, recall: metrics.recall, f1: metrics.f1, brier: metrics.brier, ece: metrics.ece, logLoss: metrics.logLoss },
     lineage: { datasetDigest: i.datasetDigest, ...(i.features ? { features: i.features } : {}), trainingJobId: i.jobId, hyperParameters: { ...i.spec.hyper, model: i.spec.model, workers: i.spec.workers }, codeVersion: SHOAL_VERSION },
     description: `trained by job ${i.jobId}`,
-    reference: new TextEncoder().encode(JSON.stringify(await holdoutReferenceWithExplain(i, metrics.threshold))),
+    ...(i.spec.model.intendedUse ? { intendedUse: i.spec.model.intendedUse } : {}),
+    ...(i.spec.model.limitations ? { limitations: i.spec.model.limitations } : {}),
+    reference: new TextEncoder().encode(JSON.stringify(await holdoutReferenceWithGovernance(i, metrics.threshold))),
   });
 }
 
@@ -130,7 +142,7 @@ export async function deployCanary(control: RegistryClient, model: string, versi
 export async function finish(i: FinishInput): Promise<Finished> {
   const { metrics, check } = evaluateHoldout(i.shape, i.params, i.validation, i.holdout, i.holdoutRows);
   // Registering (and deploying) is the registry service's: upload the model, ask it.
-  const control = new RegistryClient(i.nc, i.subjects);
+  const control = new RegistryClient(i.nc, i.subjects, `job:${i.jobId}`);
   const { version } = await registerVersion(i, metrics, control);
   const deployed = i.spec.deploy === 'canary' ? await deployCanary(control, i.spec.model.name, version) : undefined;
   return { model: i.spec.model.name, version, metrics, datasetDigest: i.datasetDigest, ...(deployed ? { deployed } : {}), check };

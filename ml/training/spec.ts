@@ -54,6 +54,9 @@ export const TrainingSpec = Type.Object(
         type: Type.Union([Type.Literal('logreg'), Type.Literal('mlp')]),
         /** The MLP's hidden layer widths (ReLU), e.g. `[64, 32]`, or one width. @default 32 */
         hidden: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 4096 }), Type.Array(Type.Integer({ minimum: 1, maximum: 4096 }), { minItems: 1, maxItems: 8 })])),
+        /** Model card text stored with the version (ml/governance/card). */
+        intendedUse: Type.Optional(Type.String({ maxLength: 4096 })),
+        limitations: Type.Optional(Type.String({ maxLength: 4096 })),
       },
       { additionalProperties: false },
     ),

@@ -107,6 +107,8 @@ const SUBJECT_PROBES = {
   labeled: (x: Subjects) => [x.labeled('fraud')],
   labeledAll: (x: Subjects) => [`${x.prefix}.labeled.other`],
   feedbackJoinStats: (x: Subjects) => [x.feedbackJoinStats],
+  audit: (x: Subjects) => [x.audit('promote')],
+  auditAll: (x: Subjects) => [`${x.prefix}.audit.other`],
 } satisfies Record<keyof Subjects, (x: Subjects) => string[]>;
 
 /** Subjects outside the prefix that must be probed too: inboxes and JetStream's global API. */
