@@ -99,7 +99,7 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     // no identity of their own to narrow this to) and pulls large replies from nodes.
     // Feature pushes (POST /v1/features/{view}) go to the features service, which checks and logs them.
     // Labels (POST /v1/models/{m}/feedback) go to the feedback service, which checks and stores them.
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll],
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.scheduler('cost'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll],
     subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
     // The dashboard (/ui) lists actors: a read of the directory.
     kv: { models: [READ], jobs: [READ], actors: [READ] },
@@ -130,6 +130,7 @@ export const SCHEDULER_ONLY: Readonly<Record<string, string>> = {
   'kv:leases': 'the leader lease: a forged one would split the brain',
   'stream:feedback': 'accepted labels: only the feedback service appends (after checking each label) and only the join reads them',
   'kv:predictionIndex': "the label join's own index of logged predictions",
+  'kv:cost': 'the cost ledger: written by the leader alone; read through `shoal.sched.cost`',
 };
 
 export type ResourceKind = 'kv' | 'store' | 'stream';
