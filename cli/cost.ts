@@ -5,8 +5,7 @@
  * advice (replicas, instances, node profiles, batching) with the expected $/h change.
  */
 import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
-import { COST_GROUPS, costAdvice, costReport, formatCostAdvice, formatCostReport, parseSince } from '../scheduler/cost/cost-client.ts';
-import type { CostGroup } from '../scheduler/cost/cost-wire.ts';
+import { COST_GROUPS, costAdvice, costReport, formatCostAdvice, formatCostReport, parseSince, type CostGroup } from '../scheduler/index.ts';
 import { connectClient } from './status.ts';
 
 export const COST_FLAGS = ['by', 'since', 'json'];

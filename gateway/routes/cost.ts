@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { NatsConnection, Subjects } from '../../cluster/index.ts';
-import { costAdvice, costReport, parseSince } from '../../scheduler/cost/cost-client.ts';
+import { costAdvice, costReport, parseSince } from '../../scheduler/index.ts';
 import { GatewayErrors } from '../errors.ts';
 
 type App = FastifyInstance<any, any, any, any, TypeBoxTypeProvider>; // eslint-disable-line @typescript-eslint/no-explicit-any
