@@ -105,6 +105,26 @@ describe('cost accounting (real processes)', () => {
     expect(r.evidence.samples).toBeGreaterThanOrEqual(3);
     const cli = await run(process.execPath, [SHOAL, 'cost', 'recommend'], { env: c.nats.env(Role.CLIENT), timeout: 30_000 });
     expect(cli.stdout).toMatch(/model-cost-idle-v1/);
+
+    // Traffic from tenant acme: the version's predictions are counted (from the gateways' outcome
+    // reports), it gets a cost per 1,000 predictions, and its replicas' cost goes to acme.
+    await until(async () => ((await fetch(`${base}/v2/models/cost-idle/ready`, { headers: { 'x-api-key': ACME } })).status === 200 ? true : undefined), 15_000, 'the gateway sees cost-idle');
+    for (let i = 0; i < 20; i++) {
+      const r = await fetch(`${base}/v2/models/cost-idle/infer`, { method: 'POST', headers: { 'x-api-key': ACME, 'content-type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'X', shape: [1, 4], datatype: 'FP32', data: [i, 1, 2, 3] }] }) });
+      expect(r.status).toBe(200);
+    }
+    const byModel = await until(async () => {
+      const rep = (await get('/v1/cost?by=model')).body as unknown as CostReport;
+      const m = rep.rows.find((x) => x.model === 'cost-idle@v1');
+      return m && (m.predictions ?? 0) >= 20 ? m : undefined;
+    }, 20_000, 'cost-idle predictions counted');
+    expect(byModel.predictions).toBe(20);
+    expect(byModel.dollarsPer1kPredictions).toBeGreaterThan(0);
+    const acme = await until(async () => {
+      const rep = (await get('/v1/cost?by=owner&since=5m')).body as unknown as CostReport;
+      return rep.rows.find((x) => x.model === 'cost-idle@v1' && x.tenant === 'acme' && x.dollars > 0);
+    }, 20_000, 'cost-idle charged to acme');
+    expect(acme.job).toBe('');
   }, 120_000);
 
   it('a new leader resumes the ledger from KV after the old one is killed', async () => {
