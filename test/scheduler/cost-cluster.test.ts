@@ -32,6 +32,8 @@ const ADMIN = 'cost-admin-key';
 const ACME = 'cost-acme-key';
 const KEYS = JSON.stringify([{ key: ADMIN, tenant: 'ops', admin: true }, { key: ACME, tenant: 'acme' }]);
 const s = subjects();
+// A budget any job exceeds: acme's alert must come.
+const BUDGETS = JSON.stringify([{ tenant: 'acme', dollars: 1e-9, periodHours: 24 }]);
 
 describe('cost accounting (real processes)', () => {
   let c: TestCluster;
@@ -41,10 +43,14 @@ describe('cost accounting (real processes)', () => {
     return { status: r.status, body: (await r.json()) as Record<string, unknown> };
   };
 
+  /** Alerts seen on `shoal.events.alert` (budget alerts among them). */
+  const alerts: { rule: string; tenant?: string; severity: string; value: number; threshold: number }[] = [];
+
   beforeAll(async () => {
-    c = await startCluster({ args: ARGS, schedulers: ['cost-a', 'cost-b'], nodes: [{ id: 'c-spot', profile: 'cpu-spot' }, { id: 'c-od', profile: 'cpu-ondemand' }] });
+    c = await startCluster({ args: ARGS, schedulerArgs: ['--cost.budgets', BUDGETS], schedulers: ['cost-a', 'cost-b'], nodes: [{ id: 'c-spot', profile: 'cpu-spot' }, { id: 'c-od', profile: 'cpu-ondemand' }] });
     const gw = c.procs.startGateway(['--gateway.port', '0', '--gateway.grpcPort', '0', '--gateway.apiKeys', KEYS, ...ARGS]);
     base = ((await gw.ready) as { url: string }).url;
+    c.client.subscribe(s.event('alert'), { callback: (err, m) => void (err || alerts.push(JSON.parse(new TextDecoder().decode(m.data)))) });
     await c.control.registerDataset('cost-fraud', generateFraud({ rows: 4000, seed: 3 }), { splitSeed: 1 });
   }, 90_000);
 
@@ -89,6 +95,10 @@ describe('cost accounting (real processes)', () => {
     expect(fromCli.rows.find((x) => x.job === 'cost-job-1')!.dollars).toBeGreaterThan(0);
     const text = await run(process.execPath, [SHOAL, 'cost', '--by', 'tenant'], { env: c.nats.env(Role.CLIENT), timeout: 30_000 });
     expect(text.stdout).toMatch(/acme/);
+
+    const alert = await until(() => alerts.find((a) => a.rule === 'cost-budget-exceeded' && a.tenant === 'acme'), 20_000, "acme's budget alert");
+    expect(alert.severity).toBe('critical');
+    expect(alert.value).toBeGreaterThanOrEqual(alert.threshold);
   }, 180_000);
 
   it('recommends shrinking a deployment of 3 replicas that gets no traffic, with a negative $/h change', async () => {

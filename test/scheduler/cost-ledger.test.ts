@@ -4,7 +4,8 @@
  * a snapshot survives a restore (leader failover), and budgets alert once per period.
  */
 import { describe, expect, it } from 'vitest';
-import { VirtualClock, every } from '../../cluster/index.ts';
+import { VirtualClock, every, promClient } from '../../cluster/index.ts';
+import { createSchedulerMetrics } from '../../scheduler/scheduler-metrics.ts';
 import { CostLedger, IDLE_TENANT, dominantShare } from '../../scheduler/cost/ledger.ts';
 import { Budgets, BudgetRule, budgetCovers } from '../../scheduler/cost/budgets.ts';
 import { groupRows, reportRows } from '../../scheduler/cost/cost-report.ts';
@@ -124,5 +125,23 @@ describe('budgets', () => {
     expect(budgetCovers({ model: 'fraud@v2', dollars: 1 }, { tenant: 't', model: 'fraud@v3' })).toBe(false);
     expect(budgetCovers({ model: 'fraud', dollars: 1 }, { tenant: 't', model: 'fraud-x@v1' })).toBe(false);
     expect(budgetCovers({ model: 'fraud', dollars: 1 }, { tenant: 't', model: '' })).toBe(false);
+  });
+});
+
+describe('cost series on the scheduler /metrics', () => {
+  it('exports shoal_cost_dollars_total by tenant, model and job, and dollars per 1k predictions', async () => {
+    const registry = new promClient.Registry();
+    const metrics = createSchedulerMetrics(registry);
+    metrics.setSources({
+      isLeader: () => true,
+      pendingByReason: () => new Map(),
+      nodesByState: () => new Map(),
+      costRows: () => [{ tenant: 'acme', model: '', job: 'j1', dollars: 0.5 }, { tenant: 'acme', model: 'fraud@v1', job: '', dollars: 2 }],
+      costPerPrediction: () => new Map([['fraud@v1', 4000]]),
+    });
+    const text = await registry.metrics();
+    expect(text).toContain('shoal_cost_dollars_total{tenant="acme",model="",job="j1"} 0.5');
+    expect(text).toContain('shoal_cost_dollars_total{tenant="acme",model="fraud@v1",job=""} 2');
+    expect(text).toContain('shoal_cost_dollars_per_1k_predictions{model="fraud@v1"} 0.5');
   });
 });
