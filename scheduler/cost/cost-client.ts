@@ -26,7 +26,8 @@ export function costAdvice(nc: NatsConnection, s: Subjects): Promise<CostAdvice>
   return request<CostAdvice>(nc, s.scheduler('cost'), { type: 'recommend' }, { timeoutMs: 5000, idempotent: true });
 }
 
-const usd = (x: number) => (x === 0 ? '$0' : Math.abs(x) < 0.01 ? `$${x.toPrecision(3)}` : `$${x.toFixed(2)}`);
+/** Three significant digits under a dollar (node prices are cents per hour), cents above. */
+const usd = (x: number) => (x === 0 ? '$0' : Math.abs(x) < 1 ? `$${Number(x.toPrecision(3))}` : `$${x.toFixed(2)}`);
 const signed = (x: number) => `${x > 0 ? '+' : x < 0 ? '−' : ''}${usd(Math.abs(x))}/h`;
 
 function table(rows: string[][]): string {
