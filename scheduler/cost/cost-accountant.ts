@@ -17,6 +17,7 @@ import {
   decode,
   encode,
   every,
+  isCasConflict,
   serve,
   type Clock,
   type Config,
@@ -50,6 +51,9 @@ export interface CostAccountantOptions {
 }
 
 const LEDGER_KEY = 'ledger';
+/** The history is kept one KV key per hour (`h.<hour start>`), so no value outgrows a NATS message. */
+const HOUR = 3_600_000;
+const historyKey = (hourStart: number) => `h.${hourStart}`;
 const LIVE: readonly string[] = [LifecycleState.STARTING, LifecycleState.RUNNING, LifecycleState.DRAINING];
 
 interface Persisted {
@@ -92,6 +96,7 @@ export class CostAccountant {
       this.ledger.restore(p.ledger);
       this.#budgets = new Budgets(this.#o.config.cost.budgets, p.budgets);
       this.#revision = e.revision;
+      await this.#loadHistory(now);
       // The gap since the last leader persisted is charged to what is placed now, within a bound.
       this.ledger.startAt(Math.max(p.ledger.at, now - this.#o.config.cost.maxGapMs));
       this.#o.log.info({ chargedTo: p.ledger.at, gapMs: now - p.ledger.at }, 'cost ledger resumed');
@@ -183,13 +188,44 @@ export class CostAccountant {
 
   async #persist(): Promise<void> {
     if (this.#fenced) return;
-    const value = encode({ ledger: this.ledger.snapshot(), budgets: this.#budgets.state() } satisfies Persisted);
+    const value = encode({ ledger: this.ledger.snapshot({ history: false }), budgets: this.#budgets.state() } satisfies Persisted);
     try {
       this.#revision = this.#revision === 0 ? await this.#o.kv.create(LEDGER_KEY, value) : await this.#o.kv.update(LEDGER_KEY, value, this.#revision);
     } catch (err) {
-      // Someone else wrote it: another leader took over. This one stops writing (it is being stopped).
-      this.#fenced = true;
-      this.#o.log.warn({ err: (err as Error).message }, 'cost ledger changed under this leader: no longer persisting');
+      if (isCasConflict(err)) {
+        // Someone else wrote it: another leader took over. This one stops writing (it is being stopped).
+        this.#fenced = true;
+        this.#o.log.warn('cost ledger changed under this leader: no longer persisting');
+      } else this.#o.log.warn({ err: (err as Error).message }, 'could not persist the cost ledger (will retry next tick)');
+      return;
+    }
+    // The hours charged since the last persist (usually one; two across an hour's end).
+    const to = this.ledger.chargedTo ?? 0;
+    const fromHour = Math.floor(Math.min(this.#persistedTo ?? to, to) / HOUR) * HOUR;
+    for (let h = fromHour; h <= to; h += HOUR) {
+      await this.#o.kv.put(historyKey(h), encode(this.ledger.history(h, h + HOUR))).catch((err: unknown) => this.#o.log.warn({ err: (err as Error).message }, 'could not persist cost history'));
+    }
+    this.#persistedTo = to;
+    const oldest = to - this.#o.config.cost.retentionMs - HOUR;
+    for (const h of [...this.#historyKeys].filter((k) => k < oldest)) {
+      this.#historyKeys.delete(h);
+      await this.#o.kv.purge(historyKey(h)).catch(() => undefined);
+    }
+    for (let h = fromHour; h <= to; h += HOUR) this.#historyKeys.add(h);
+  }
+  #persistedTo: number | undefined;
+  readonly #historyKeys = new Set<number>();
+
+  async #loadHistory(now: number): Promise<void> {
+    const keys: string[] = [];
+    for await (const k of await this.#o.kv.keys('h.>')) keys.push(k);
+    for (const k of keys) {
+      const hour = Number(k.slice(2));
+      if (!Number.isFinite(hour)) continue;
+      this.#historyKeys.add(hour);
+      if (hour + HOUR < now - this.#o.config.cost.retentionMs) continue;
+      const e = await this.#o.kv.get(k).catch(() => null);
+      if (e && e.operation === 'PUT' && e.value.length > 0) this.ledger.addHistory(decode(e.value) as LedgerSnapshot['buckets']);
     }
   }
 

@@ -258,14 +258,19 @@ export class CostLedger {
     return out;
   }
 
-  snapshot(): LedgerSnapshot {
-    return {
-      v: 1,
-      at: this.#at ?? 0,
-      totals: [...this.#totals],
-      predictions: [...this.#predictions],
-      buckets: [...this.#buckets].map(([s, b]) => [s, [...b.dollars], [...b.predictions]]),
-    };
+  /** Everything, or (`history: false`) all but the history buckets, which `history()` gives in pieces. */
+  snapshot(o: { history?: boolean } = {}): LedgerSnapshot {
+    return { v: 1, at: this.#at ?? 0, totals: [...this.#totals], predictions: [...this.#predictions], buckets: o.history === false ? [] : this.history(-Infinity, Infinity) };
+  }
+
+  /** The history buckets that start in [from, to). */
+  history(from: number, to: number): LedgerSnapshot['buckets'] {
+    return [...this.#buckets].filter(([s]) => s >= from && s < to).map(([s, b]) => [s, [...b.dollars], [...b.predictions]]);
+  }
+
+  /** Adds persisted history buckets (after `restore` of a snapshot without them). */
+  addHistory(buckets: LedgerSnapshot['buckets']): void {
+    for (const [start, d, p] of buckets) this.#buckets.set(start, { dollars: new Map(d), predictions: new Map(p) });
   }
 
   /** Loads a persisted ledger (a new leader's start); placements are the caller's to set. */

@@ -152,6 +152,9 @@ describe('cost accounting (real processes)', () => {
       }
     }, 30_000, 'the standby leading and answering cost');
     expect(after.rows.find((x) => x.job === 'cost-job-1')!.dollars).toBeCloseTo(charged, 12);
+    // The history (kept one KV key per hour) came back too: `since` still sees the job.
+    const recent = await costReport(c.client, s, { by: 'job', sinceMs: 3_600_000 });
+    expect(recent.rows.find((x) => x.job === 'cost-job-1')!.dollars).toBeCloseTo(charged, 12);
     expect(after.totalDollars).toBeGreaterThanOrEqual(before.totalDollars * 0.999);
     const advice = await costAdvice(c.client, s);
     expect(Array.isArray(advice.recommendations)).toBe(true);
