@@ -13,6 +13,7 @@ import { jetstream } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { headers } from '@nats-io/transport-node';
 import {
+  ActorClient,
   LifecycleState,
   decode,
   encode,
@@ -34,7 +35,7 @@ import { CostLedger, IDLE_TENANT, type LedgerSnapshot } from './ledger.ts';
 import { modelOfService, nodePrice, ownerOf } from './owner.ts';
 import { reportRows } from './cost-report.ts';
 import { SchedulerCostRequest, type CostAdvice, type CostReport } from './cost-wire.ts';
-import { UtilisationSamples } from './utilisation.ts';
+import { UtilisationSamples, type BatchCounters } from './utilisation.ts';
 
 export interface CostAccountantOptions {
   nc: NatsConnection;
@@ -248,13 +249,36 @@ export class CostAccountant {
     return { by, from, to: now, totalDollars, fleetDollarsPerHour: fleet, idleDollarsPerHour: idle, rows: by === 'tenant' || by === 'owner' ? rows : rows.filter((r) => r.tenant !== IDLE_TENANT) };
   }
 
-  /** Right-sizing advice from the utilisation sampled so far. */
-  recommend(): CostAdvice {
+  /** Right-sizing advice from the utilisation sampled so far and the model replicas' batch counters. */
+  async recommend(): Promise<CostAdvice> {
     const c = this.#o.config;
     const cpus = availableParallelism();
     const profiles = c.nodes.map((p) => ({ name: p.name, spot: p.labels.spot, pricePerHour: p.labels.pricePerHour, cpus }));
-    const out = this.#samples.advise(this.#o.nodes(), this.#entries, this.ledger.shares(), profiles, c.cost.rightSizing, (service) => modelOfService(service));
+    const batches = await this.#batchStats();
+    const out = this.#samples.advise(this.#o.nodes(), this.#entries, this.ledger.shares(), profiles, c.cost.rightSizing, (service) => modelOfService(service), batches);
     return { at: this.#o.clock.now(), dollarsPerHourChange: out.recommendations.reduce((s, r) => s + r.dollarsPerHourChange, 0), ...out };
+  }
+
+  /**
+   * Per model service, its replicas' batching counters added up (each replica answers
+   * `{type: 'stats'}` with its batches, rows, max batch size and queue delay since it started);
+   * a replica that does not answer within a second is left out.
+   */
+  async #batchStats(): Promise<Map<string, BatchCounters>> {
+    const actors = new ActorClient(this.#o.nc, this.#o.subjects);
+    const out = new Map<string, BatchCounters>();
+    const asks = [...this.#entries.values()]
+      .filter((e) => e.spec.service && modelOfService(e.spec.service) && e.state === LifecycleState.RUNNING)
+      .map(async (e) => {
+        const r = await actors.ref(e.actorId).ask<Partial<BatchCounters>>({ type: 'stats' }, { timeoutMs: 1000 }).catch(() => undefined);
+        if (!r || typeof r.batches !== 'number' || typeof r.rows !== 'number' || typeof r.maxBatchSize !== 'number' || typeof r.maxQueueDelayMs !== 'number') return;
+        const t = out.get(e.spec.service!) ?? { batches: 0, rows: 0, maxBatchSize: r.maxBatchSize, maxQueueDelayMs: r.maxQueueDelayMs };
+        t.batches += r.batches;
+        t.rows += r.rows;
+        out.set(e.spec.service!, t);
+      });
+    await Promise.all(asks);
+    return out;
   }
 
   /** Stops the tick, the watch and the API; persists a last time. */

@@ -119,8 +119,10 @@ export function rightSize(input: RightSizeInput): RightSizeOutput {
     const b = s.batch;
     if (b?.meanBatchRows !== undefined) {
       const fill = b.meanBatchRows / b.maxBatchSize;
-      if (fill > 0.9 && (b.meanQueueMs ?? 0) > b.maxQueueDelayMs) {
-        recommendations.push({ kind: 'batch-size', target: s.service, ...(s.model ? { model: s.model } : {}), current: b.maxBatchSize, proposed: b.maxBatchSize * 2, dollarsPerHourChange: 0, reason: `batches are ${Math.round(fill * 100)}% full and requests queue ${b.meanQueueMs} ms: larger batches serve the same load on fewer runs`, evidence: { ...evidence, batchFill: round(fill) } });
+      // Requests wait: measured queue time past the delay, or (unmeasured) more in flight than a batch holds.
+      const waiting = b.meanQueueMs !== undefined ? b.meanQueueMs > b.maxQueueDelayMs : busy > b.maxBatchSize * s.replicas;
+      if (fill > 0.9 && waiting) {
+        recommendations.push({ kind: 'batch-size', target: s.service, ...(s.model ? { model: s.model } : {}), current: b.maxBatchSize, proposed: b.maxBatchSize * 2, dollarsPerHourChange: 0, reason: `batches are ${Math.round(fill * 100)}% full and requests wait (${b.meanQueueMs !== undefined ? `${b.meanQueueMs} ms queued` : `p95 ${busy} in flight`}): larger batches serve the same load on fewer runs`, evidence: { ...evidence, batchFill: round(fill) } });
       } else if (fill < 0.1 && b.maxQueueDelayMs > 0) {
         recommendations.push({ kind: 'queue-delay', target: s.service, ...(s.model ? { model: s.model } : {}), current: b.maxQueueDelayMs, proposed: 0, dollarsPerHourChange: 0, reason: `batches are ${Math.round(fill * 100)}% full: waiting ${b.maxQueueDelayMs} ms for more rows adds latency without filling them`, evidence: { ...evidence, batchFill: round(fill) } });
       }

@@ -7,6 +7,14 @@
 import { ActorKind, type DirectoryEntry, type NodeView } from '../../cluster/index.ts';
 import { rightSize, type NodeObservation, type ProfileOption, type RightSizeOutput, type ServiceObservation } from './right-size.ts';
 
+/** A model service's replicas' batching counters, added up. */
+export interface BatchCounters {
+  batches: number;
+  rows: number;
+  maxBatchSize: number;
+  maxQueueDelayMs: number;
+}
+
 class Ring {
   readonly xs: number[] = [];
   constructor(readonly cap: number) {}
@@ -76,6 +84,7 @@ export class UtilisationSamples {
     profiles: readonly ProfileOption[],
     o: { minSamples: number; targetUtilisation: number },
     modelOf: (service: string) => string | undefined,
+    batches: ReadonlyMap<string, BatchCounters> = new Map(),
   ): RightSizeOutput {
     const price = new Map(nodes.filter((n) => n.alive).map((n) => [n.nodeId, n.labels.pricePerHour]));
     const byService = new Map<string, DirectoryEntry[]>();
@@ -91,6 +100,7 @@ export class UtilisationSamples {
       const a = replicas[0]!.spec.autoscale;
       const model = modelOf(service);
       const rate = model ? this.#rates.get(model) : undefined;
+      const b = batches.get(service);
       services.push({
         service,
         ...(model ? { model } : {}),
@@ -100,6 +110,7 @@ export class UtilisationSamples {
         ongoing: this.#services.get(service)?.xs ?? [],
         ...(rate && rate.ms > 0 ? { requestsPerSecond: rate.requests / (rate.ms / 1000) } : model ? { requestsPerSecond: 0 } : {}),
         ...(a?.targetOngoingPerReplica !== undefined ? { targetOngoingPerReplica: a.targetOngoingPerReplica } : {}),
+        ...(b && b.batches > 0 ? { batch: { maxBatchSize: b.maxBatchSize, maxQueueDelayMs: b.maxQueueDelayMs, meanBatchRows: b.rows / b.batches } } : {}),
       });
     }
     const observed: NodeObservation[] = nodes

@@ -49,6 +49,11 @@ describe('right-sizing policy', () => {
   it('advises on batching from batch fill and queue time', () => {
     const full = rightSize({ services: [svc({ replicas: 1, batch: { maxBatchSize: 16, maxQueueDelayMs: 2, meanBatchRows: 15.5, meanQueueMs: 9 } })], nodes: [], profiles: [] });
     expect(full.recommendations.map((r) => [r.kind, r.proposed, r.dollarsPerHourChange])).toEqual([['batch-size', 32, 0]]);
+    // Queue time not measured: more requests in flight than the replicas' batches hold is the evidence.
+    const crowded = rightSize({ services: [svc({ replicas: 1, ongoing: Array(10).fill(40), batch: { maxBatchSize: 16, maxQueueDelayMs: 2, meanBatchRows: 15.8 } })], nodes: [], profiles: [] });
+    expect(crowded.recommendations.map((r) => r.kind).sort()).toEqual(['batch-size', 'replicas']);
+    const calm = rightSize({ services: [svc({ replicas: 1, ongoing: Array(10).fill(1), batch: { maxBatchSize: 16, maxQueueDelayMs: 2, meanBatchRows: 15.8 } })], nodes: [], profiles: [] });
+    expect(calm.recommendations).toEqual([]);
     const empty = rightSize({ services: [svc({ replicas: 1, batch: { maxBatchSize: 32, maxQueueDelayMs: 5, meanBatchRows: 1.2 } })], nodes: [], profiles: [] });
     expect(empty.recommendations.map((r) => [r.kind, r.proposed])).toEqual([['queue-delay', 0]]);
   });
