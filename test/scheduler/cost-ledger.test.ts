@@ -9,7 +9,7 @@ import { createSchedulerMetrics } from '../../scheduler/scheduler-metrics.ts';
 import { CostLedger, IDLE_TENANT, dominantShare } from '../../scheduler/cost/ledger.ts';
 import { Budgets, BudgetRule, budgetCovers } from '../../scheduler/cost/budgets.ts';
 import { groupRows, reportRows } from '../../scheduler/cost/cost-report.ts';
-import { modelOfService, jobOf } from '../../scheduler/cost/owner.ts';
+import { modelOfService, jobOf, ownerOf } from '../../scheduler/cost/owner.ts';
 
 const HOUR = 3_600_000;
 const spot = { pricePerHour: 0.012, cpus: 2, memoryBytes: 8 * 1024 ** 3, gpus: 0, spot: true, pool: 'cpu-spot' };
@@ -95,6 +95,9 @@ describe('cost ledger', () => {
     expect(jobOf({ actorId: 'job-abc-w-1', spec: { type: 't', group: 'job-abc' } })).toBe('abc');
     expect(jobOf({ actorId: 'job-abc', spec: { type: 't' } })).toBe('abc');
     expect(jobOf({ actorId: 'other', spec: { type: 't' } })).toBeUndefined();
+    expect(ownerOf({ actorId: 'monitor-fraud-v2', spec: { type: 'model-monitor' } }, () => undefined)).toEqual({ model: 'fraud@v2' });
+    expect(ownerOf({ actorId: 'job-abc-w-1', spec: { type: 't', group: 'job-abc' } }, (j) => (j === 'abc' ? 'acme' : undefined))).toEqual({ job: 'abc', tenant: 'acme' });
+    expect(ownerOf({ actorId: 'router', spec: { type: 't' } }, () => 'x')).toEqual({});
   });
 });
 
