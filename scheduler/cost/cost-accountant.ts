@@ -111,7 +111,7 @@ export class CostAccountant {
       await this.#place(id, v);
     })));
     this.#subs.push(this.#o.nc.subscribe(this.#o.subjects.gatewayOutcomes, { callback: (err, m) => void (err || this.#onOutcomes(m.data)) }));
-    this.#subs.push(serve(this.#o.nc, this.#o.subjects.scheduler('cost'), SchedulerCostRequest, (req) => (req.type === 'report' ? this.report(req.by ?? 'owner', req.sinceMs) : this.recommend()), { log: this.#o.log }));
+    this.#subs.push(serve(this.#o.nc, this.#o.subjects.scheduler('cost'), SchedulerCostRequest, (req) => (req.type === 'report' ? this.#inOrder(() => this.report(req.by ?? 'owner', req.sinceMs)) : this.recommend()), { log: this.#o.log }));
     this.#stops.push(every(this.#o.clock, this.#o.config.cost.tickMs, () => void this.#serial(() => this.tick())));
   }
 
@@ -119,6 +119,16 @@ export class CostAccountant {
   #serial(fn: () => Promise<void> | void): Promise<void> {
     this.#chain = this.#chain.then(fn).catch((err: unknown) => this.#o.log.warn({ err: (err as Error).message }, 'cost accounting step failed'));
     return this.#chain;
+  }
+
+  /** Runs `fn` in turn with the changes (a report must not charge between a change's two halves) and returns its value. */
+  #inOrder<T>(fn: () => T): Promise<T> {
+    const p = this.#chain.then(fn);
+    this.#chain = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
   }
 
   /** Charges the time elapsed, samples utilisation, persists, publishes budget alerts. */
