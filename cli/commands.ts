@@ -24,6 +24,7 @@ import { FEATURES_FLAGS, featuresCommand } from './features.ts';
 import { AUTH_FLAGS, nodeUserCommand } from './auth.ts';
 import { MONITOR_FLAGS, monitorCommand } from './monitor.ts';
 import { AUDIT_FLAGS, auditCommand } from './audit.ts';
+import { COST_FLAGS, costCommand } from './cost.ts';
 
 export type Handler = (rest: string[], config: Config) => Promise<number> | number;
 
@@ -102,6 +103,15 @@ export const COMMANDS: CommandSpec[] = [
   { name: 'cancel', args: '<jobId>', describe: 'cancel a job', flags: J, run: (rest, config) => jobsCommand('cancel', rest, config) },
   { name: 'drain', args: '<nodeId>', describe: 'drain a node: no new actors, finish and hand off the rest', flags: ['deadline', ...J], run: (rest, config) => nodeOpCommand('drain', rest, config) },
   { name: 'preempt', args: '<nodeId>', describe: 'send a spot preemption notice: drain within the notice, mark its pool risky', flags: ['notice', ...J], run: (rest, config) => nodeOpCommand('preempt', rest, config) },
+  {
+    name: 'cost',
+    describe: 'what the cluster cost, by tenant, model or job, with $ per 1,000 predictions; `cost recommend` for right-sizing advice',
+    args: '[recommend]',
+    argDocs: { recommend: 'right-sizing advice: replicas, instances, batch sizes, node profiles, with the $/h change' },
+    flags: COST_FLAGS,
+    flagDocs: { by: 'group by tenant | model | job | owner', since: 'from this long ago (1h, 30m) or this ISO time' },
+    run: costCommand,
+  },
   { name: 'audit', describe: 'the audit log: who registered, deployed, promoted, overrode what, when and why', flags: AUDIT_FLAGS, flagDocs: { since: 'from this long ago (2h, 30m) or this ISO time', model: 'only this model', limit: 'at most this many entries' }, run: auditCommand },
   { name: 'node-user', args: '<nodeIds..>', describe: "a node's NATS user for an external nats-server", flags: AUTH_FLAGS, run: nodeUserCommand },
   {

@@ -11,6 +11,7 @@ import { Type, type Static, type TSchema, type TObject } from '@sinclair/typebox
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
 import { Errors } from './errors.ts';
 import { NodeLabels } from './wire.ts';
+import { CostConfig } from './cost-config.ts';
 
 const Port = (def: number, description: string) => Type.Integer({ minimum: 0, maximum: 65535, default: def, description });
 
@@ -310,6 +311,8 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    /** Cost accounting, budgets and right-sizing on the scheduler leader (cluster/cost-config.ts). */
+    cost: CostConfig,
     /** Node profiles `shoal up` starts. */
     nodes: Type.Array(NodeProfile, { default: DEFAULT_PROFILES, minItems: 1 }),
     /** How long shutdown waits for a process before SIGKILL. @default 10000 */

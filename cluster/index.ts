@@ -5,6 +5,7 @@ export { subjects, resources, Headers, SCHEDULER_OPS, REGISTRY_OPS, type Subject
 export * from './wire.ts';
 export * from './job-wire.ts';
 export { loadConfig, checkClusterSize, parseFlags, CONFIG_FLAGS, envName, ConfigSchema, NodeProfile, DEFAULT_PROFILES, type Config, type LoadConfigOptions } from './config.ts';
+export { CostConfig, CostBudget } from './cost-config.ts';
 export { createLogger, componentLogger, type Logger, type LoggerOptions } from './logger.ts';
 export {
   generateCredentials,

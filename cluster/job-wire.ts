@@ -49,6 +49,8 @@ export const JobEnvelope = Type.Object(
     actorType: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
     /** The job's own spec, validated by its actor when it starts (a training spec also by `JobClient.submit`, before queueing). */
     spec: Type.Unknown(),
+    /** The tenant the job's cost is charged to (the gateway sets the caller's). @default "default" */
+    tenant: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' })),
   },
   { additionalProperties: false },
 );
@@ -73,6 +75,8 @@ export interface JobRecord {
   restarts?: number;
   progress?: Record<string, unknown>;
   result?: Record<string, unknown>;
+  /** Who the job's cost is charged to (from the envelope). */
+  tenant?: string;
 }
 
 export const SchedulerJobRequest = Type.Union([Type.Object({ type: Type.Literal('cancel'), jobId: Type.String({ minLength: 1 }) })]);

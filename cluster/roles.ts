@@ -100,7 +100,7 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     // Feature pushes (POST /v1/features/{view}) go to the features service, which checks and logs them.
     // Labels (POST /v1/models/{m}/feedback) go to the feedback service, which checks and stores them.
     // Model cards and the audit log (GET /v1/.../card, /v1/audit) are reads answered by the registry service.
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll, s.registry('card'), s.registry('audit')],
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.scheduler('cost'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll, s.registry('card'), s.registry('audit')],
     subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
     // The dashboard (/ui) lists actors: a read of the directory.
     kv: { models: [READ], jobs: [READ], actors: [READ] },
@@ -132,6 +132,7 @@ export const SCHEDULER_ONLY: Readonly<Record<string, string>> = {
   'stream:feedback': 'accepted labels: only the feedback service appends (after checking each label) and only the join reads them',
   'kv:predictionIndex': "the label join's own index of logged predictions",
   'stream:audit': 'the audit log: appended by the registry service only (append-only, so nobody may rewrite it); read through the service (admin)',
+  'kv:cost': 'the cost ledger: written by the leader alone; read through `shoal.sched.cost`',
 };
 
 export type ResourceKind = 'kv' | 'store' | 'stream';

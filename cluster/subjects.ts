@@ -7,7 +7,7 @@
 const TOKEN = /^[A-Za-z0-9_-]+$/;
 
 /** The scheduler's request subjects (`<prefix>.sched.<op>`), served by the leader. */
-export const SCHEDULER_OPS = ['status', 'actors', 'nodes', 'jobs'] as const;
+export const SCHEDULER_OPS = ['status', 'actors', 'nodes', 'jobs', 'cost'] as const;
 export type SchedulerOp = (typeof SCHEDULER_OPS)[number];
 
 /**
@@ -143,6 +143,8 @@ export function resources(prefix = 'shoal') {
       datasets: `${p}-datasets`,
       /** The label join's index: logged predictions by `<model>.<request id>`, aged out after the join horizon (created by the feedback service, TTL = horizon). */
       predictionIndex: `${p}-prediction-index`,
+      /** The cost ledger (totals, history, budget state), written by the scheduler leader only. */
+      cost: `${p}-cost`,
     },
     /** Object stores (stream `OBJ_<store>`). */
     stores: {

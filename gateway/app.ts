@@ -44,6 +44,7 @@ import { JobClient } from '../ml/index.ts';
 import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './tenants.ts';
 import { clientErrorOf, finiteNumbersHook, installErrorHandlers, schemaErrors } from './http-errors.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
+import { registerCostRoutes } from './routes/cost.ts';
 import { installBodyLimit } from './body-limit.ts';
 import { registerUiRoutes } from './routes/ui.ts';
 import { DashboardFeed, type DashboardOptions } from './ui-feed.ts';
@@ -312,6 +313,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   app.addHook('onClose', async () => monitoring.stop());
   registerMonitoringRoutes(app, { nc: deps.nc, subjects: deps.subjects, gauges: monitoring });
   registerOpsRoutes(app, { nc: deps.nc, subjects: deps.subjects, metrics, inference });
+  registerCostRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   let dashboard: DashboardFeed | undefined;
   if (deps.dashboard !== false) {
     const feed = (dashboard = new DashboardFeed({ nc: deps.nc, subjects: deps.subjects, metrics, logger: deps.logger }, deps.dashboard ?? {}));

@@ -101,7 +101,7 @@ interface TargetStats {
   ok: { inc: () => void };
   batch: { observe: (v: number) => void };
   queue: { set: (v: number) => void };
-  record: (ok: boolean, ms: number) => void;
+  record: (ok: boolean, ms: number, tenant?: string) => void;
 }
 
 export class InferenceService {
@@ -290,11 +290,11 @@ export class InferenceService {
     } catch (err) {
       const ms = performance.now() - t0;
       this.#o.metrics.inferRequests.labels(t.model, stats.version, t.route, errorCode(err) ?? 'SHOAL_ERR_INTERNAL').inc();
-      if (countsAsFailure(err)) stats.record(false, ms);
+      if (countsAsFailure(err)) stats.record(false, ms, item.tenant);
       throw err;
     }
     const ms = performance.now() - t0;
-    stats.record(true, ms);
+    stats.record(true, ms, item.tenant);
     stats.duration.observe(ms / 1000);
     stats.ok.inc();
     stats.batch.observe(r.batch);

@@ -54,3 +54,8 @@ export { SimProvider, type SimProviderOptions } from './providers/sim.ts';
 export { LocalProvider, type LocalProviderOptions } from './providers/local.ts';
 export { LeaderLease, type LeaderLeaseOptions, type LeaseRecord } from './leader.ts';
 export { autoscalerNodeIds, withoutFlag } from './local-autoscaling.ts';
+export { CostLedger, IDLE_TENANT, SYSTEM_TENANT, DEFAULT_TENANT, type CostRow, type Owner, type NodePrice } from './cost/ledger.ts';
+export { Budgets, BudgetRule, type BudgetAlert } from './cost/budgets.ts';
+export { rightSize, type Recommendation, type RightSizeInput, type RightSizeOutput } from './cost/right-size.ts';
+export { SchedulerCostRequest, type CostGroup, type CostReport, type CostReportRow, type CostAdvice } from './cost/cost-wire.ts';
+export { COST_GROUPS, costAdvice, costReport, formatCostAdvice, formatCostReport, parseSince } from './cost/cost-client.ts';

@@ -113,7 +113,7 @@ export class JobQueue {
     }
     const id = env.id ?? (msgId && /^[A-Za-z0-9_-]{1,64}$/.test(msgId) ? msgId : nuid.next());
     const now = Date.now();
-    const rec: JobRecord = { id, state: JobState.QUEUED, actorType: env.actorType ?? DEFAULT_JOB_TYPE, spec: env.spec, submittedAt: now, updatedAt: now };
+    const rec: JobRecord = { id, state: JobState.QUEUED, actorType: env.actorType ?? DEFAULT_JOB_TYPE, spec: env.spec, submittedAt: now, updatedAt: now, ...(env.tenant ? { tenant: env.tenant } : {}) };
     if (!(await this.#jobs.create(rec))) {
       // Recorded already. Still `queued` means it may never have been started: the scheduler
       // died between the record and the spawn, and this is the redelivery. Starting it again is

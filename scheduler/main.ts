@@ -24,6 +24,7 @@ import {
   parseFlags,
   resources,
   runProcess,
+  systemClock,
   type ControlContext,
   type ControlHandle,
   type ControlModule,
@@ -41,6 +42,7 @@ import { ServiceScaler } from './service-scaler.ts';
 import { JobQueue } from './job-queue.ts';
 import { serveSchedulerApi } from './api.ts';
 import { createSchedulerMetrics, type SchedulerMetrics } from './scheduler-metrics.ts';
+import { CostAccountant } from './cost/cost-accountant.ts';
 
 const { flags } = parseFlags(process.argv.slice(2));
 const schedulerId = flags.get('scheduler-id') ?? `scheduler-${hostname().replace(/[^A-Za-z0-9_-]/g, '-')}-${process.pid}`;
@@ -59,6 +61,7 @@ async function startControls(modules: ControlModule[], context: (m: ControlModul
 interface LeaderParts {
   actors: ActorManager;
   membership: MembershipView;
+  cost: CostAccountant;
 }
 
 async function lead(ctx: ProcessContext, metrics: SchedulerMetrics, leaderParts: { current?: LeaderParts }, startLeaderControls: () => Promise<() => Promise<void>>): Promise<() => Promise<void>> {
@@ -109,12 +112,25 @@ async function lead(ctx: ProcessContext, metrics: SchedulerMetrics, leaderParts:
   const services = new ServiceScaler({ host: actors, membership, nc: ctx.nc, subjects: ctx.subjects, log: componentLogger(ctx.log, 'services') });
   services.start();
   const subs = serveSchedulerApi({ ctx, schedulerId, membership, actors, jobs, autoscaling, log });
+  const cost = new CostAccountant({
+    nc: ctx.nc,
+    subjects: ctx.subjects,
+    config: ctx.config,
+    clock: systemClock,
+    nodes: () => membership.view(),
+    directory: new Directory(await openBucket(ctx.nc, res.buckets.actors)),
+    jobs: await openBucket(ctx.nc, res.buckets.jobs),
+    kv: await openBucket(ctx.nc, res.buckets.cost),
+    log: componentLogger(ctx.log, 'cost'),
+  });
+  await cost.start();
   const stopControls = await startLeaderControls();
-  leaderParts.current = { actors, membership };
+  leaderParts.current = { actors, membership, cost };
   log.info({ strategy: ctx.config.scheduler.strategy }, 'leading: placing actors');
   return async () => {
     leaderParts.current = undefined;
     await stopControls();
+    await cost.stop();
     for (const s of subs) s.unsubscribe();
     jobs.stop();
     services.stop();
@@ -163,6 +179,8 @@ await runProcess({
         }
         return out;
       },
+      costRows: () => leaderParts.current?.cost.ledger.rows() ?? [],
+      costPerPrediction: () => leaderParts.current?.cost.ledger.predictions() ?? new Map(),
     });
     let stopLeading: (() => Promise<void>) | undefined;
     // Leadership changes are applied one at a time, in order.

@@ -4,7 +4,7 @@
  * notices. Counters are kept here and bumped by the leader's parts through small hooks; what the
  * leader already holds (pending actors, live nodes) is read when Prometheus scrapes.
  */
-import { promClient, scrapeGauge, type Registry } from '../cluster/index.ts';
+import { promClient, scrapeCounter, scrapeGauge, type Registry } from '../cluster/index.ts';
 
 export interface SchedulerMetricsSources {
   isLeader(): boolean;
@@ -12,6 +12,10 @@ export interface SchedulerMetricsSources {
   pendingByReason(): Map<string, number>;
   /** Nodes by state as the leader sees them (alive, draining, dead). */
   nodesByState(): Map<string, number>;
+  /** Spend per owner since the ledger began (the leader's; empty on a standby). */
+  costRows(): { tenant: string; model: string; job: string; dollars: number }[];
+  /** Predictions per model version since the ledger began. */
+  costPerPrediction(): Map<string, number>;
 }
 
 export function createSchedulerMetrics(registry: Registry) {
@@ -31,6 +35,24 @@ export function createSchedulerMetrics(registry: Registry) {
     labelNames: ['state'],
     registers,
     read: () => [...(sources?.nodesByState() ?? new Map<string, number>())].map(([state, n]) => [{ state }, n]),
+  });
+  scrapeCounter({
+    name: 'shoal_cost_dollars_total',
+    help: 'Dollars of node time attributed to each owner (tenant, model version, job) since the ledger began; tenant _idle is capacity no actor asked for; leader only',
+    labelNames: ['tenant', 'model', 'job'],
+    registers,
+    read: () => (sources?.costRows() ?? []).map((r) => [{ tenant: r.tenant, model: r.model, job: r.job }, r.dollars]),
+  });
+  scrapeGauge({
+    name: 'shoal_cost_dollars_per_1k_predictions',
+    help: 'Dollars per 1,000 predictions of each model version since the ledger began (predictions counted from the gateways\' reports); leader only',
+    labelNames: ['model'],
+    registers,
+    read: () => {
+      const dollars = new Map<string, number>();
+      for (const r of sources?.costRows() ?? []) if (r.model) dollars.set(r.model, (dollars.get(r.model) ?? 0) + r.dollars);
+      return [...(sources?.costPerPrediction() ?? new Map<string, number>())].filter(([, n]) => n > 0).map(([model, n]) => [{ model }, ((dollars.get(model) ?? 0) / n) * 1000]);
+    },
   });
   const placements = new promClient.Counter({
     name: 'shoal_scheduler_placements_total',

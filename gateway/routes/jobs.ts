@@ -17,6 +17,7 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { JobClient } from '../../ml/index.ts';
+import { tenantOf } from '../tenants.ts';
 
 type App = FastifyInstance<any, any, any, any, TypeBoxTypeProvider>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -39,10 +40,16 @@ export function registerJobRoutes(app: App, open: () => Promise<JobClient>): voi
     },
     async (req, reply) => {
       const id = req.body.id ?? req.headers['idempotency-key'];
-      const r = await (await jobs()).submit(req.body.spec, { ...(id ? { id } : {}), ...(req.body.actorType ? { actorType: req.body.actorType } : {}) });
+      const r = await (await jobs()).submit(req.body.spec, { ...(id ? { id } : {}), ...(req.body.actorType ? { actorType: req.body.actorType } : {}), ...jobTenant(req) });
       return reply.status(202).header('location', `/v1/jobs/${r.id}`).send({ id: r.id, duplicate: r.duplicate });
     },
   );
   app.get('/v1/jobs/:id', { schema: { params: Type.Object({ id: JobId }) } }, async (req) => (await jobs()).get(req.params.id));
   app.delete('/v1/jobs/:id', { schema: { params: Type.Object({ id: JobId }) } }, async (req) => (await jobs()).cancel(req.params.id));
+}
+
+/** The caller's tenant, charged for the job's cost (none without API keys). */
+function jobTenant(req: object): { tenant?: string } {
+  const t = tenantOf(req);
+  return t === 'anonymous' ? {} : { tenant: t };
 }

@@ -128,6 +128,7 @@ export interface OutcomeCounts {
   requests: number;
   errors: number;
   buckets: number[];
+  tenants?: Record<string, number>;
 }
 
 /** What a gateway publishes on `shoal.gw.outcomes` every half second: its tallies since the last report. */
@@ -140,6 +141,8 @@ export const OutcomeReport = Type.Object({
       requests: Type.Number({ minimum: 0 }),
       errors: Type.Number({ minimum: 0 }),
       buckets: Type.Array(Type.Number()),
+      /** Requests by the tenant the gateway admitted them as (the cost ledger splits shared replicas by it). */
+      tenants: Type.Optional(Type.Record(Type.String(), Type.Number({ minimum: 0 }))),
     }),
     { maxItems: 4096 },
   ),
@@ -221,15 +224,16 @@ class OutcomeWindow {
 
 /** Tallies outcomes per version between two reports (what a gateway publishes to the others). */
 export class OutcomeTally {
-  readonly #versions = new Map<string, { model: string; version: number; requests: number; errors: number; hist: Float64Array }>();
+  readonly #versions = new Map<string, { model: string; version: number; requests: number; errors: number; hist: Float64Array; tenants: Map<string, number> }>();
 
   /** A recorder bound to one version (no key lookup per request). */
   recorder(model: string, version: number): OutcomeRecorder {
     const k = `${model}@${version}`;
-    return (ok, ms) => {
+    return (ok, ms, tenant) => {
       let v = this.#versions.get(k);
-      if (!v) this.#versions.set(k, (v = { model, version, requests: 0, errors: 0, hist: new Float64Array(LATENCY_BUCKETS) }));
+      if (!v) this.#versions.set(k, (v = { model, version, requests: 0, errors: 0, hist: new Float64Array(LATENCY_BUCKETS), tenants: new Map() }));
       v.requests++;
+      if (tenant !== undefined) v.tenants.set(tenant, (v.tenants.get(tenant) ?? 0) + 1);
       if (!ok) v.errors++;
       v.hist[latencyBucket(ms)]!++;
     };
@@ -242,7 +246,7 @@ export class OutcomeTally {
       if (v.requests === 0) continue;
       const buckets: number[] = [];
       for (let b = 0; b < LATENCY_BUCKETS; b++) if (v.hist[b]! > 0) buckets.push(b, v.hist[b]!);
-      out.push({ model: v.model, version: v.version, requests: v.requests, errors: v.errors, buckets });
+      out.push({ model: v.model, version: v.version, requests: v.requests, errors: v.errors, buckets, ...(v.tenants.size ? { tenants: Object.fromEntries(v.tenants) } : {}) });
     }
     this.#versions.clear();
     return out;
@@ -250,7 +254,7 @@ export class OutcomeTally {
 }
 
 /** Records one version's outcomes (from {@link CanaryMonitor.recorder}). */
-export type OutcomeRecorder = (ok: boolean, ms: number) => void;
+export type OutcomeRecorder = (ok: boolean, ms: number, tenant?: string) => void;
 
 export interface TrackHealth {
   requests: number;

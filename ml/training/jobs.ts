@@ -22,7 +22,7 @@ export class JobClient {
   }
 
   /** Queues a job; returns its id. Submitting the same id again (within 10 minutes) is a no-op. */
-  async submit(spec: unknown, opts: { id?: string; actorType?: string; contentType?: ContentType; /** Skip the local spec check (tests of the actor's own check). */ unchecked?: boolean } = {}): Promise<{ id: string; duplicate: boolean }> {
+  async submit(spec: unknown, opts: { id?: string; actorType?: string; /** Charged for its cost. */ tenant?: string; contentType?: ContentType; /** Skip the local spec check (tests of the actor's own check). */ unchecked?: boolean } = {}): Promise<{ id: string; duplicate: boolean }> {
     const id = opts.id ?? nuid.next();
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw MlErrors.BAD_JOB(id, 'id must be letters, digits, _ or - (≤ 64)');
     // A training spec is validated twice, on purpose. Here, at the edge, so a caller hears about
@@ -36,7 +36,7 @@ export class JobClient {
     // as a job's workers, or none at all) is refused now rather than queued to fail or hang.
     const refused = jobTypeRefusal(opts.actorType ?? DEFAULT_JOB_TYPE, await this.#fleet());
     if (refused) throw refused;
-    const env: JobEnvelope = { id, spec, ...(opts.actorType ? { actorType: opts.actorType } : {}) };
+    const env: JobEnvelope = { id, spec, ...(opts.actorType ? { actorType: opts.actorType } : {}), ...(opts.tenant ? { tenant: opts.tenant } : {}) };
     const ct = opts.contentType ?? ContentType.MSGPACK;
     const h = headers();
     h.set('content-type', ct);
