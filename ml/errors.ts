@@ -40,4 +40,8 @@ export const MlErrors = {
   // Predictions by entity (ml/serving/entity-features.ts).
   FEATURES_INCOMPATIBLE: defineError('SHOAL_ERR_FEATURES_INCOMPATIBLE', 409, (model: string, why: string) => `${model} cannot be served by entity: ${why}`, 'ml'),
   ENTITY_NOT_FOUND: defineError('SHOAL_ERR_ENTITY_NOT_FOUND', 404, (where: string, view: string) => `${where}: no online features in view ${view} for this entity (the request asked on_missing "error")`, 'ml'),
+  // Scale-to-zero (ml/serving/zero-controller.ts, gateway/activator.ts).
+  SCALE_TO_ZERO_REFUSED: defineError('SHOAL_ERR_SCALE_TO_ZERO_REFUSED', 422, (model: string, why: string) => `${model} cannot scale to zero: ${why}`, 'ml'),
+  COLD_START_TIMEOUT: defineError('SHOAL_ERR_COLD_START_TIMEOUT', 503, (model: string, ms: number, why: string) => `${model} is scaled to zero and no replica served within the ${ms} ms hold: ${why}`, 'ml'),
+  COLD_QUEUE_FULL: defineError('SHOAL_ERR_COLD_QUEUE_FULL', 503, (model: string, max: number) => `${model} is scaled to zero and ${max} requests already wait for its replica to start (the hold queue's bound)`, 'ml'),
 } as const;

@@ -54,3 +54,4 @@ export { SimProvider, type SimProviderOptions } from './providers/sim.ts';
 export { LocalProvider, type LocalProviderOptions } from './providers/local.ts';
 export { LeaderLease, type LeaderLeaseOptions, type LeaseRecord } from './leader.ts';
 export { autoscalerNodeIds, withoutFlag } from './local-autoscaling.ts';
+export { liveHostReason } from './host-check.ts';
