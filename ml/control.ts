@@ -11,6 +11,7 @@ import { startFeatureService } from './features/service.ts';
 import { startRegistryService } from './registry/service.ts';
 import { ModelDeployments } from './serving/deployments.ts';
 import { RolloutController } from './serving/rollout.ts';
+import { ZeroController } from './serving/zero-controller.ts';
 import { FeedbackJoin, startFeedbackService, startMonitoringStreams, type MonitoringLimits } from './monitoring/feedback.ts';
 import type { ControlContext } from '../cluster/index.ts';
 
@@ -66,6 +67,16 @@ export const controlModules = [
     leaderOnly: true,
     async start(ctx) {
       const controller = new RolloutController({ nc: ctx.nc, subjects: ctx.subjects, deployments: await ModelDeployments.open(ctx.nc, ctx.subjects, ctx.log), log: ctx.log });
+      await controller.start();
+      return controller;
+    },
+  }),
+  defineControlModule({
+    name: 'scale-to-zero',
+    // Idle minReplicas-0 tracks stop and wakes start them: decided in one place (zero-controller.ts).
+    leaderOnly: true,
+    async start(ctx) {
+      const controller = new ZeroController({ nc: ctx.nc, subjects: ctx.subjects, deployments: await ModelDeployments.open(ctx.nc, ctx.subjects, ctx.log), log: ctx.log });
       await controller.start();
       return controller;
     },
