@@ -108,3 +108,4 @@ describe('scale to zero (real processes)', () => {
     expect(a.body.code).toBe('SHOAL_ERR_COLD_START_TIMEOUT');
     expect(a.body.error).toMatch(/^short is scaled to zero and no replica served within the 1000 ms hold: /);
   }, 90_000);
+});
