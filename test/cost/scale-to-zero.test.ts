@@ -4,6 +4,7 @@
  * timeout is short by configuration; every wait is for an event (the record's `zero` mark, the
  * directory's replica count), never a fixed sleep.
  */
+import { spawnSync } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +12,7 @@ import { Directory, Role, createLogger, openBucket, resources, subjects } from '
 import { buildGateway } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
+import { SHOAL } from '../harness/shoal-cli.ts';
 import { mlpModel, randomRows } from '../fixtures/onnx.ts';
 
 const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--actors.modules', '["ml/serving/actors.ts"]'];
@@ -43,6 +45,7 @@ describe('scale to zero (real processes)', () => {
     const r = await fetch(`${base}/v2/models/${model}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1) }] }) });
     return { status: r.status, body: (await r.json()) as { code?: string; error?: string; outputs?: unknown[] } };
   };
+  const shoal = (args: string[]) => spawnSync(process.execPath, [SHOAL, ...args], { env: c.nats.env(Role.CLIENT), encoding: 'utf8', timeout: 120_000 });
   const running = async () => (await directory.list()).filter((v) => v.entry.spec.service === SERVICE && v.entry.state === 'running').length;
   /** Waits for the controller to scale `m` to zero: the record's mark, then no replica in the directory. */
   const untilZero = async () => {
@@ -63,6 +66,11 @@ describe('scale to zero (real processes)', () => {
     expect((await infer()).status).toBe(200);
     await untilZero();
     expect((await c.control.deployment('m'))?.stable.zero?.spec.service).toBe(SERVICE);
+    const atZero = shoal(['models', 'status', 'm']);
+    expect(atZero.status).toBe(0);
+    expect(atZero.stdout).toMatch(/^m: scaled to zero — stable v1/);
+    expect(atZero.stdout).toMatch(/scaled to zero since .*the next request starts a replica/);
+    expect(atZero.stdout).toContain('no cold start yet');
 
     const N = 6;
     const answers = await Promise.all(Array.from({ length: N }, () => infer()));
@@ -75,6 +83,7 @@ describe('scale to zero (real processes)', () => {
     expect(await running()).toBe(1);
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toMatch(/shoal_model_cold_start_seconds_count\{model="m",version="1"\} 1\b/);
+    expect(shoal(['models', 'status', 'm']).stdout).toMatch(new RegExp(`last cold start ${d!.stable.coldStart!.seconds.toFixed(3)} s at `));
     expect(metrics).toMatch(new RegExp(`shoal_model_cold_requests_total\\{model="m",outcome="released"\\} ${N}\\b`));
   }, 90_000);
 
@@ -98,7 +107,9 @@ describe('scale to zero (real processes)', () => {
   }, 90_000);
 
   it('past the hold deadline (no node left to start it): 503 with the reason', async () => {
-    await c.control.deploy('short', { replicas: 1, minReplicas: 0, scaleToZero: { idleTimeoutMs: 1000, holdTimeoutMs: 1000, maxHeld: 8 } });
+    const deployed = shoal(['models', 'deploy', 'short', '--min-replicas', '0', '--idle-timeout-ms', '1000', '--hold-timeout-ms', '1000', '--max-held', '8']);
+    expect(deployed.status, deployed.stderr).toBe(0);
+    expect((await c.control.deployment('short'))?.stable.scaleToZero).toEqual({ idleTimeoutMs: 1000, holdTimeoutMs: 1000, maxHeld: 8 });
     await until(async () => ((await c.control.deployment('short'))?.stable.zero ? true : undefined), 30_000, 'short scaled to zero');
     await until(async () => ((await directory.list()).some((v) => v.entry.spec.service === 'model-short-v1' && v.entry.state === 'running') ? undefined : true), 30_000, 'no replica of short running');
     c.nodes['serve-a']!.kill('SIGKILL');
