@@ -59,7 +59,7 @@ export async function coldStartBench(): Promise<string> {
   try {
     const registry = new RegistryClient(c.nc, subjects());
     await registry.register('fraud', fraudModel(), { aliases: ['production'] });
-    await registry.deploy('fraud', { replicas: 1, minReplicas: 0, scaleToZero: { idleTimeoutMs: 100, holdTimeoutMs: 30_000, maxHeld: 256 } });
+    await registry.deploy('fraud', { replicas: 1, minReplicas: 0, scaleToZero: { idleTimeoutMs: 1000, holdTimeoutMs: 30_000, maxHeld: 256 } });
     const directory = new Directory(await openBucket(c.nc, resources().buckets.actors));
     const rows = fraudTraffic({ rows: 64, seed: 11 }).rows;
     let k = 0;

@@ -385,6 +385,8 @@ export class ModelDeployments {
       ...(o.batchAxes ? { batchAxes: o.batchAxes } : {}),
       ...(o.maxQueueRows ? { maxQueueRows: o.maxQueueRows } : {}),
       ...(o.monitoring ? { monitoring: o.monitoring } : {}),
+      // Scale-to-zero: the node keeps a booted session worker for the next start (spare-workers.ts).
+      ...(o.minReplicas === 0 && o.scaleToZero?.prewarm !== false ? { spareWorkers: 1 } : {}),
     };
     let type = INFERENCE_ACTOR_TYPE;
     // A pipeline version (pipeline-spec.ts) is served by a pipeline actor, once its step models serve.

@@ -14,12 +14,17 @@ import { SpawnSpec } from '../../cluster/index.ts';
 /** Options of a scale-to-zero deployment (all optional on the wire; resolved into the track). */
 export const ScaleToZeroOptions = Type.Object(
   {
-    /** No request for this long: the replicas are stopped. @default 300000 */
-    idleTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 7 * 24 * 3_600_000 })),
+    /** No request for this long: the replicas are stopped (at least 1 s: gateways report requests every 0.5 s). @default 300000 */
+    idleTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 7 * 24 * 3_600_000 })),
     /** How long a gateway holds a request while a replica starts; then 503. @default 30000 */
     holdTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000 })),
     /** Requests one gateway holds per model; one more is refused at once (503). @default 256 */
     maxHeld: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+    /**
+     * The node that runs the replica keeps a booted session worker ready (ml/serving/spare-workers.ts),
+     * so the next start there skips the worker's boot (most of a small model's cold start). @default true
+     */
+    prewarm: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -29,10 +34,11 @@ export const ScaleToZero = Type.Object({
   idleTimeoutMs: Type.Integer({ minimum: 100 }),
   holdTimeoutMs: Type.Integer({ minimum: 100 }),
   maxHeld: Type.Integer({ minimum: 1 }),
+  prewarm: Type.Boolean(),
 });
 export type ScaleToZero = Static<typeof ScaleToZero>;
 
-export const SCALE_TO_ZERO_DEFAULTS: ScaleToZero = { idleTimeoutMs: 300_000, holdTimeoutMs: 30_000, maxHeld: 256 };
+export const SCALE_TO_ZERO_DEFAULTS: ScaleToZero = { idleTimeoutMs: 300_000, holdTimeoutMs: 30_000, maxHeld: 256, prewarm: true };
 
 export function resolveScaleToZero(o: ScaleToZeroOptions | undefined): ScaleToZero {
   return { ...SCALE_TO_ZERO_DEFAULTS, ...o };

@@ -50,6 +50,8 @@ export class ZeroController {
   readonly #chain = new Map<string, Promise<unknown>>();
   readonly #waking = new Map<string, Promise<WakeReply>>();
   readonly #stopping = new Set<string>();
+  /** Scale-downs waiting out their drain, by model: a wake cuts the wait short (and keeps the replicas). */
+  readonly #drains = new Map<string, () => void>();
   #subs: Subscription[] = [];
   #stopWatch: (() => void) | undefined;
   #stopTimer: (() => void) | undefined;
@@ -118,6 +120,7 @@ export class ZeroController {
     if (!p) {
       p = this.#serial(model, () => this.#wake(model)).finally(() => this.#waking.delete(model));
       this.#waking.set(model, p);
+      this.#drains.get(model)?.();
     }
     return p;
   }
@@ -154,7 +157,11 @@ export class ZeroController {
     });
     if (!changed) return;
     // Routing moves off the replicas (gateways hold instead) as each sees the record: then they may stop.
-    await new Promise<void>((r) => this.#clock.after(this.#o.drainMs ?? 1000, r));
+    await new Promise<void>((r) => {
+      const cancel = this.#clock.after(this.#o.drainMs ?? 1000, r);
+      this.#drains.set(name, () => (cancel(), r()));
+    });
+    this.#drains.delete(name);
     // A wake came while draining: keep the replicas (the wake, next in line, clears the mark at once).
     if (this.#waking.has(name)) return;
     await deployments.stopReplicas(t);

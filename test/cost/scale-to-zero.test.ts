@@ -109,7 +109,7 @@ describe('scale to zero (real processes)', () => {
   it('past the hold deadline (no node left to start it): 503 with the reason', async () => {
     const deployed = shoal(['models', 'deploy', 'short', '--min-replicas', '0', '--idle-timeout-ms', '1000', '--hold-timeout-ms', '1000', '--max-held', '8']);
     expect(deployed.status, deployed.stderr).toBe(0);
-    expect((await c.control.deployment('short'))?.stable.scaleToZero).toEqual({ idleTimeoutMs: 1000, holdTimeoutMs: 1000, maxHeld: 8 });
+    expect((await c.control.deployment('short'))?.stable.scaleToZero).toEqual({ idleTimeoutMs: 1000, holdTimeoutMs: 1000, maxHeld: 8, prewarm: true });
     await until(async () => ((await c.control.deployment('short'))?.stable.zero ? true : undefined), 30_000, 'short scaled to zero');
     await until(async () => ((await directory.list()).some((v) => v.entry.spec.service === 'model-short-v1' && v.entry.state === 'running') ? undefined : true), 30_000, 'no replica of short running');
     c.nodes['serve-a']!.kill('SIGKILL');
