@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Directory, Role, createLogger, openBucket, resources, subjects } from '../../cluster/index.ts';
-import { buildGateway } from '../../gateway/app.ts';
+import { buildGateway, type GatewayParts } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
 import { SHOAL } from '../harness/shoal-cli.ts';
@@ -72,8 +72,19 @@ describe('scale to zero (real processes)', () => {
     expect(atZero.stdout).toMatch(/scaled to zero since .*the next request starts a replica/);
     expect(atZero.stdout).toContain('no cold start yet');
 
+    // N concurrent requests during the cold start: the node is paused until all N are held, so
+    // none can arrive after the replica serves (that would not test the hold).
     const N = 6;
-    const answers = await Promise.all(Array.from({ length: N }, () => infer()));
+    const activator = (gw as unknown as { shoal: GatewayParts }).shoal.inference!.activator;
+    c.nodes['serve-a']!.kill('SIGSTOP');
+    let pending: Promise<Awaited<ReturnType<typeof infer>>[]>;
+    try {
+      pending = Promise.all(Array.from({ length: N }, () => infer()));
+      await until(() => (activator.held('m') === N ? true : undefined), 20_000, `${N} requests held`);
+    } finally {
+      c.nodes['serve-a']!.kill('SIGCONT');
+    }
+    const answers = await pending;
     expect(answers.map((a) => a.status)).toEqual(Array(N).fill(200));
     for (const a of answers) expect(a.body.outputs?.length).toBeGreaterThan(0);
     const d = await c.control.deployment('m');
@@ -89,13 +100,24 @@ describe('scale to zero (real processes)', () => {
 
   it('beyond the hold queue: 503 at once, before any held request is answered; the held ones are all answered', async () => {
     await untilZero();
+    // The node is paused while the requests arrive, so the replica cannot start before all twelve
+    // are in (a start from zero takes ~0.2 s here, less than sending them may).
+    const node = c.nodes['serve-a']!;
+    node.kill('SIGSTOP');
     const order: string[] = [];
-    const calls = Array.from({ length: 12 }, (_, i) =>
-      infer().then((a) => {
-        order.push(a.status === 200 ? 'ok' : a.body.code ?? String(a.status));
-        return { i, ...a };
-      }),
-    );
+    let calls: Promise<{ i: number; status: number; body: { code?: string; error?: string } }>[] = [];
+    try {
+      calls = Array.from({ length: 12 }, (_, i) =>
+        infer().then((a) => {
+          order.push(a.status === 200 ? 'ok' : a.body.code ?? String(a.status));
+          return { i, ...a };
+        }),
+      );
+      const activator = (gw as unknown as { shoal: GatewayParts }).shoal.inference!.activator;
+      await until(() => (activator.held('m') === 8 && order.length === 4 ? true : undefined), 20_000, 'eight requests held, four refused');
+    } finally {
+      node.kill('SIGCONT');
+    }
     const all = await Promise.all(calls);
     const refused = all.filter((a) => a.status === 503);
     expect(refused).toHaveLength(4);
