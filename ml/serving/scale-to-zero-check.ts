@@ -12,10 +12,11 @@ import type { TrackOptions } from './deployments.ts';
 
 /** The resolved options when `o` asks for scale-to-zero (`minReplicas: 0`), else undefined; throws a 4xx when refused. */
 export async function checkScaleToZero(nc: NatsConnection, subjects: Subjects, model: string, o: TrackOptions): Promise<ScaleToZero | undefined> {
-  if (o.minReplicas === undefined || o.minReplicas > 0) {
+  if (o.minReplicas === undefined) {
     if (o.scaleToZero) throw Errors.USAGE('scaleToZero options need minReplicas 0');
     return undefined;
   }
+  if (o.minReplicas > 0) throw Errors.USAGE(`minReplicas ${o.minReplicas}: only 0 (scale to zero) is taken here; for a replica range use autoscale { minReplicas, maxReplicas }`);
   if (o.autoscale) throw Errors.USAGE('minReplicas 0 (scale to zero) and autoscale cannot be combined yet: use one of them');
   const status = await request<SchedulerStatus>(nc, subjects.scheduler('status'), { type: 'status' }, { timeoutMs: 5000 });
   const why = liveHostReason(
