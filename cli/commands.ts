@@ -64,7 +64,7 @@ export const MODELS_SUBCOMMANDS: SubcommandSpec[] = [
   { name: 'status', args: '<name>', describe: "a model's deployment: tracks, replicas, batching, canary state", flags: J },
   { name: 'alias', args: '<name> <alias> <version>', describe: 'point an alias at a version', flags: J },
   { name: 'rollback', args: '<name>', describe: 'move an alias back to its previous version', flags: ['alias', 'json'] },
-  { name: 'deploy', args: '<name>', describe: 'serve a version with replicas (the stable track)', flags: [...SERVE, 'override-fairness'] },
+  { name: 'deploy', args: '<name>', describe: 'serve a version with replicas (the stable track); --min-replicas 0 scales it to zero when idle', flags: [...SERVE, 'override-fairness', 'min-replicas', 'idle-timeout-ms', 'hold-timeout-ms', 'max-held'] },
   { name: 'canary', args: '<name>', describe: "start a canary of another version beside the stable one", flags: [...SERVE, 'weight', 'sticky', 'override-fairness'] },
   { name: 'weight', args: '<name> <weight>', describe: "change the canary's traffic share", flags: J },
   { name: 'promote', args: '<name>', describe: 'canary → stable (and the production alias)', flags: ['override-fairness', 'json'] },

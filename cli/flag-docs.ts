@@ -5,6 +5,11 @@
  */
 export const FLAG_DOCS: Readonly<Record<string, string>> = {
   json: 'print JSON instead of a table',
+  // scale to zero
+  'min-replicas': '0: release the replicas after --idle-timeout-ms without requests (scale to zero)',
+  'idle-timeout-ms': 'scale to zero after this long without a request (default 300000)',
+  'hold-timeout-ms': 'how long a gateway holds a request while a replica starts (default 30000)',
+  'max-held': 'requests a gateway holds per model while it starts (default 256); more get 503 at once',
   // governance
   'override-fairness': 'go past a failing fairness policy, with this reason (audited)',
   markdown: 'print the card as Markdown (the default; --json for JSON)',

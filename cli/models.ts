@@ -13,6 +13,7 @@
  *   shoal models alias NAME ALIAS VERSION          point an alias at a version
  *   shoal models rollback NAME [--alias production] move an alias back to its previous version
  *   shoal models deploy NAME [--version N|ALIAS] [--replicas 2] [--max-batch 32] [--max-delay-ms 0] [--max-queue-rows 4096] [--autoscale MIN:MAX[:TARGET]]
+ *     [--min-replicas 0 --idle-timeout-ms N --hold-timeout-ms N --max-held N]   (scale to zero: cli/zero-status.ts)
  *                       [--instances 1] [--intra-op-threads 1] [--warmup sample|synthetic|off] [--batching false] [--batch-axes '{"h":1}']
  *                       [--monitoring '{"sampleRate":0.1,"logExclude":["ssn"],"labelType":"number"}']
  *   shoal models canary NAME --version N [--weight 0.1] [--replicas 1] [--sticky]
@@ -36,6 +37,7 @@ import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
 import { ModelDeployments, ModelRegistry, PACKAGE_FORMAT, RegistryClient, describeBatching, isTarball, packDirectory, type LiveTrack, type ModelVersion, type TrackOptions, type WarmupMode } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 import { GOVERNANCE_MODEL_FLAGS, cardCommand, cardTextOf, cliActor, fairnessCommand, overrideOf } from './governance.ts';
+import { ZERO_FLAGS, zeroLines, zeroTrackOptions } from './zero-status.ts';
 
 export const MODELS_FLAGS = [
   'alias',
@@ -65,6 +67,7 @@ export const MODELS_FLAGS = [
   'max-queue-rows',
   'monitoring',
   ...GOVERNANCE_MODEL_FLAGS,
+  ...ZERO_FLAGS,
 ] as const;
 
 const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status|card|fairness> …  (see README "Inference serving")`;
@@ -255,14 +258,16 @@ async function statusCmd(c: Ctx): Promise<number> {
   const serving = (t: LiveTrack) =>
     `${t.serving} of ${t.desired} replicas serving${t.serving < t.desired ? ` — ${t.replicas.filter((r) => !r.serving).map((r) => `${r.actorId}: ${r.state}${r.nodeId ? ` on ${r.nodeId}` : ''}${r.reason ? ` (${r.reason})` : ''}, no answer`).join('; ') || 'none in the directory'}` : ''}`;
   const lines = [
-    `${name}: ${live.ready ? 'ready' : 'NOT SERVING'} — stable v${live.stable.version} on ${live.stable.service}, ${serving(live.stable)}`,
+    `${name}: ${live.ready ? 'ready' : d.stable.zero ? 'scaled to zero' : 'NOT SERVING'} — stable v${live.stable.version} on ${live.stable.service}, ${serving(live.stable)}`,
     ...servingLines(live.stable),
+    ...zeroLines(d),
     d.canary && live.canary ? `  canary v${d.canary.version} (${d.canary.state}, weight ${d.canary.weight}${d.canary.sticky ? ', sticky' : ''}), ${serving(live.canary)}` : '  no canary',
     ...(d.canary && live.canary ? servingLines(live.canary) : []),
     ...d.history.slice(-10).map((h) => `  ${new Date(h.at).toISOString()}  ${h.event} v${h.version}${h.detail ? `  ${h.detail}` : ''}`),
   ];
   c.print(live, lines.join('\n'));
-  return live.ready ? 0 : 1;
+  // Scaled to zero on purpose is not a failure: it serves on the next request.
+  return live.ready || d.stable.zero ? 0 : 1;
 }
 
 const COMMANDS: Record<string, (c: Ctx) => Promise<number>> = {
@@ -367,6 +372,7 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
         ...(flags.has('autoscale') ? { autoscale: autoscaleFlag(flags.get('autoscale')!) } : {}),
         // The prediction log and feedback (ml/monitoring): the registry service checks the fields.
         ...(flags.has('monitoring') ? { monitoring: json(flags.get('monitoring'), 'monitoring') as TrackOptions['monitoring'] } : {}),
+        ...zeroTrackOptions(flags),
       }),
     });
   } finally {

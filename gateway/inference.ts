@@ -27,6 +27,7 @@ import { encode, errorCode, registeredErrorCodes, type Logger, type NatsConnecti
 import { RoutingTable, type Target } from './routing-table.ts';
 import { InferenceDispatcher, type DispatchResult } from './dispatcher.ts';
 import type { GatewayMetrics } from './metrics.ts';
+import { Activator } from './activator.ts';
 
 export interface InferenceServiceOptions {
   nc: NatsConnection;
@@ -107,6 +108,8 @@ interface TargetStats {
 export class InferenceService {
   readonly routing: RoutingTable;
   readonly dispatcher: InferenceDispatcher;
+  /** Holds requests for models scaled to zero while a replica starts. */
+  readonly activator: Activator;
   /** This gateway's outcomes since its last report. */
   readonly #tally = new OutcomeTally();
   #sub: Subscription | undefined;
@@ -120,6 +123,7 @@ export class InferenceService {
   private constructor(o: InferenceServiceOptions, registry: ModelRegistry) {
     this.#o = o;
     this.routing = new RoutingTable(registry);
+    this.activator = new Activator({ nc: o.nc, subjects: o.subjects, routing: this.routing, metrics: o.metrics, log: o.log });
     this.dispatcher = new InferenceDispatcher(o.nc, o.subjects, {
       onMessage: (service, n) => o.metrics.messageRequests.labels(service).observe(n),
       ...(o.coalesce?.inflightPerReplica !== undefined ? { maxInflight: o.coalesce.inflightPerReplica } : {}),
@@ -151,6 +155,7 @@ export class InferenceService {
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#sub?.unsubscribe();
+    this.activator.stop();
     this.routing.stop();
     this.dispatcher.stop();
   }
@@ -225,8 +230,11 @@ export class InferenceService {
    * the replica wrote. A canary that fails it server-side is retried on stable.
    */
   async infer(name: string, versionRef: string | undefined, routeKey: string | undefined, format: JsonFormat, body: Buffer, headerLength?: number, meta: RequestMeta = {}): Promise<InferResult> {
-    const deadline = Date.now() + (this.#o.requestTimeoutMs ?? 10_000);
     if (body.length === 0) throw MlErrors.BAD_INPUT('the request body is empty: send a JSON object');
+    // Scaled to zero: held until a replica serves (its own deadline), then the request's deadline starts.
+    const held = this.activator.admit(name, versionRef);
+    if (held) await held;
+    const deadline = Date.now() + (this.#o.requestTimeoutMs ?? 10_000);
     const target = this.routing.resolve(name, versionRef, routeKey);
     const item: JsonItem = headerLength === undefined ? { format, body } : { format, body, headerLength };
     if (meta.requestId !== undefined) item.requestId = meta.requestId;
@@ -249,8 +257,10 @@ export class InferenceService {
    * the replica computes it next to its sessions (ml/serving/explain.ts).
    */
   async explain(name: string, versionRef: string | undefined, format: JsonFormat, body: Buffer, options: ExplainOptions, headerLength?: number, meta: RequestMeta = {}): Promise<InferResult> {
-    const deadline = Date.now() + (this.#o.requestTimeoutMs ?? 10_000);
     if (body.length === 0) throw MlErrors.BAD_INPUT('the request body is empty: send a JSON object');
+    const held = this.activator.admit(name, versionRef);
+    if (held) await held;
+    const deadline = Date.now() + (this.#o.requestTimeoutMs ?? 10_000);
     const target = versionRef === undefined ? (this.routing.stable(name) ?? this.routing.resolve(name, undefined, undefined)) : this.routing.resolve(name, versionRef, undefined);
     const item: JsonItem = headerLength === undefined ? { format, body, explain: options } : { format, body, headerLength, explain: options };
     if (meta.requestId !== undefined) item.requestId = meta.requestId;

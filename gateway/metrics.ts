@@ -97,6 +97,20 @@ export function createMetrics() {
       labelNames: ['model'] as const,
       registers,
     }),
+    // Scale-to-zero (gateway/activator.ts): how long requests for a model scaled to zero waited for its replica.
+    coldStart: new client.Histogram({
+      name: 'shoal_model_cold_start_seconds',
+      help: 'Start from zero as this gateway\'s held requests saw it: first request held to the replica serving',
+      labelNames: ['model', 'version'] as const,
+      buckets: [0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60],
+      registers,
+    }),
+    coldHeld: new client.Counter({
+      name: 'shoal_model_cold_requests_total',
+      help: 'Requests for a model scaled to zero, by outcome: held then released, refused (hold queue full) or timed out',
+      labelNames: ['model', 'outcome'] as const,
+      registers,
+    }),
   };
 }
 export type GatewayMetrics = ReturnType<typeof createMetrics>;

@@ -12,6 +12,7 @@ import { startFeatureService } from './features/service.ts';
 import { startRegistryService } from './registry/service.ts';
 import { ModelDeployments } from './serving/deployments.ts';
 import { RolloutController } from './serving/rollout.ts';
+import { ZeroController } from './serving/zero-controller.ts';
 import { FeedbackJoin, startFeedbackService, startMonitoringStreams, type MonitoringLimits } from './monitoring/feedback.ts';
 import type { ControlContext } from '../cluster/index.ts';
 
@@ -75,6 +76,16 @@ export const controlModules = [
         onRollback: (model, version, verdict) =>
           void appendAudit(ctx.nc, ctx.subjects, { who: 'system:rollout', action: 'rollback', target: model, version, why: verdict.reason ?? 'canary breached its rollback policy' }).catch((err: unknown) => ctx.log.error({ model, version, err }, 'audit append failed')),
       });
+      await controller.start();
+      return controller;
+    },
+  }),
+  defineControlModule({
+    name: 'scale-to-zero',
+    // Idle minReplicas-0 tracks stop and wakes start them: decided in one place (zero-controller.ts).
+    leaderOnly: true,
+    async start(ctx) {
+      const controller = new ZeroController({ nc: ctx.nc, subjects: ctx.subjects, deployments: await ModelDeployments.open(ctx.nc, ctx.subjects, ctx.log), log: ctx.log });
       await controller.start();
       return controller;
     },

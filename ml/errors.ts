@@ -43,4 +43,8 @@ export const MlErrors = {
   // Governance (ml/governance/fairness, audit).
   FAIRNESS_BLOCKED: defineError('SHOAL_ERR_FAIRNESS_BLOCKED', 409, (model: string, version: number, op: string, why: string) => `${op} of ${model} v${version} blocked by its fairness policy: ${why} (to go ahead anyway, override with a reason: it is recorded in the audit log)`, 'ml'),
   BAD_FAIRNESS_POLICY: defineError('SHOAL_ERR_BAD_FAIRNESS_POLICY', 400, (model: string, why: string) => `fairness policy of ${model}: ${why}`, 'ml'),
+  // Scale-to-zero (ml/serving/zero-controller.ts, gateway/activator.ts).
+  SCALE_TO_ZERO_REFUSED: defineError('SHOAL_ERR_SCALE_TO_ZERO_REFUSED', 422, (model: string, why: string) => `${model} cannot scale to zero: ${why}`, 'ml'),
+  COLD_START_TIMEOUT: defineError('SHOAL_ERR_COLD_START_TIMEOUT', 503, (model: string, ms: number, why: string) => `${model} is scaled to zero and no replica served within the ${ms} ms hold: ${why}`, 'ml'),
+  COLD_QUEUE_FULL: defineError('SHOAL_ERR_COLD_QUEUE_FULL', 503, (model: string, max: number) => `${model} is scaled to zero and ${max} requests already wait for its replica to start (the hold queue's bound)`, 'ml'),
 } as const;

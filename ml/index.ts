@@ -50,6 +50,8 @@ export {
 } from './serving/canary.ts';
 export { RolloutController, type RolloutControllerOptions } from './serving/rollout.ts';
 export { ModelDeployments, type CanaryOptions, type DeployOptions, type TrackOptions } from './serving/deployments.ts';
+export { SCALE_TO_ZERO_DEFAULTS, WAKE_SERVICE, type ScaleToZero, type WakeReply } from './serving/scale-to-zero-spec.ts';
+export { ZeroController, type ZeroControllerOptions } from './serving/zero-controller.ts';
 export type { LiveStatus, LiveTrack, LiveReplica } from './serving/live-status.ts';
 export {
   INFERENCE_ACTOR_TYPE,

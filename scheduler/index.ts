@@ -59,3 +59,4 @@ export { Budgets, BudgetRule, type BudgetAlert } from './cost/budgets.ts';
 export { rightSize, type Recommendation, type RightSizeInput, type RightSizeOutput } from './cost/right-size.ts';
 export { SchedulerCostRequest, type CostGroup, type CostReport, type CostReportRow, type CostAdvice } from './cost/cost-wire.ts';
 export { COST_GROUPS, costAdvice, costReport, formatCostAdvice, formatCostReport, parseSince } from './cost/cost-client.ts';
+export { liveHostReason } from './host-check.ts';

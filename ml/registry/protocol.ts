@@ -12,6 +12,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { PlacementConstraints, ResourceRequest, ServiceAutoscale, type RegistryOp } from '../../cluster/index.ts';
 import { RollbackPolicy } from '../serving/canary.ts';
 import { WarmupModeSchema } from '../serving/messages.ts';
+import { ScaleToZeroOptions } from '../serving/scale-to-zero-spec.ts';
 import { Lineage, Signature } from './schemas.ts';
 import { FairnessPolicy } from '../governance/fairness/policy.ts';
 
@@ -79,6 +80,9 @@ const TrackFields = {
   readyTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
   autoscale: Type.Optional(ServiceAutoscale),
   monitoring: Type.Optional(MonitoringSpec),
+  /** 0: scale to zero after `scaleToZero.idleTimeoutMs` without requests (ml/serving/scale-to-zero-spec.ts). */
+  minReplicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
+  scaleToZero: Type.Optional(ScaleToZeroOptions),
 };
 
 export const DeployRequest = Type.Object({ name: Name, ...TrackFields, policy: Type.Optional(Type.Partial(RollbackPolicy)), fairnessOverride: Type.Optional(FairnessOverride) }, { additionalProperties: false });

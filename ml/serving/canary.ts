@@ -9,6 +9,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { ServingInfo } from './messages.ts';
 import { MonitoringSpec } from '../monitoring/records.ts';
+import { ColdStart, ScaleToZero, ZeroState } from './scale-to-zero-spec.ts';
 
 export const TrackState = { STARTING: 'starting', READY: 'ready' } as const;
 
@@ -25,6 +26,12 @@ export const Track = Type.Object({
   serving: Type.Optional(ServingInfo),
   /** Model monitoring options the track was deployed with (ml/monitoring). */
   monitoring: Type.Optional(MonitoringSpec),
+  /** `minReplicas: 0`: the replicas stop after the idle timeout and start on the next request (scale-to-zero-spec.ts). */
+  scaleToZero: Type.Optional(ScaleToZero),
+  /** Present while the track runs no replica. */
+  zero: Type.Optional(ZeroState),
+  /** The last start from zero. */
+  coldStart: Type.Optional(ColdStart),
 });
 export type Track = Static<typeof Track>;
 

@@ -22,6 +22,7 @@ import {
   type PlacementConstraints,
   type ResourceRequest,
   type ServiceAutoscale,
+  type SpawnSpec,
   type Subjects,
 } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
@@ -37,6 +38,8 @@ import { modelView } from './processor.ts';
 import { checkFeatureInput } from './entity-features.ts';
 import type { MonitoringSpec } from '../monitoring/records.ts';
 import { startMonitor, stopMonitor, wantsMonitor } from '../monitoring/monitor-client.ts';
+import { checkScaleToZero } from './scale-to-zero-check.ts';
+import type { ScaleToZeroOptions } from './scale-to-zero-spec.ts';
 
 export interface TrackOptions {
   /** Version number or alias. @default the `production` alias, else the latest version */
@@ -82,6 +85,13 @@ export interface TrackOptions {
    * (ongoing + queued requests per replica); `replicas` is the starting count.
    */
   autoscale?: ServiceAutoscale;
+  /**
+   * 0: scale to zero — the replicas stop after `scaleToZero.idleTimeoutMs` without requests and
+   * start again on the next one (gateways hold requests meanwhile). Stable track only.
+   * @default the track always runs its replicas
+   */
+  minReplicas?: number;
+  scaleToZero?: ScaleToZeroOptions;
 }
 
 export interface DeployOptions extends TrackOptions {
@@ -93,6 +103,8 @@ export interface CanaryOptions extends TrackOptions {
   weight?: number;
   sticky?: boolean;
 }
+
+type ZeroSpec = Omit<SpawnSpec, 'id'>;
 
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
@@ -136,13 +148,16 @@ export class ModelDeployments {
    */
   async deploy(name: string, opts: DeployOptions = {}): Promise<Deployment> {
     const version = await this.#resolve(name, opts.version);
+    // Scale-to-zero: refused here, with the reason, when no alive node could ever start it again.
+    const zero = await checkScaleToZero(this.nc, this.subjects, name, opts);
     const current = await this.get(name);
     if (current?.stable.version === version && current.stable.state === TrackState.READY) {
       // Deploying what already serves repairs its monitor when that is missing (already running is fine).
       if (wantsMonitor(current.stable.monitoring)) await startMonitor(this.#client, name, version, current.stable.monitoring, this.log);
       return current;
     }
-    const track = await this.#startTrack(name, version, opts);
+    const started = await this.#startTrack(name, version, opts);
+    const track = zero ? { ...started, scaleToZero: zero } : started;
     let old: Track | undefined;
     const dep = await this.#mutate(name, (d) => {
       old = d && d.stable.version !== version ? d.stable : undefined;
@@ -158,6 +173,7 @@ export class ModelDeployments {
   /** Starts a canary version beside the stable one; it gets traffic once ready. */
   async canary(name: string, opts: CanaryOptions): Promise<Deployment> {
     const version = await this.#resolve(name, opts.version ?? 'latest');
+    if (opts.minReplicas === 0 || opts.scaleToZero) throw Errors.USAGE('minReplicas 0 (scale to zero) is for the stable track: deploy the version, not a canary');
     const weight = opts.weight ?? 0.1;
     if (!(weight >= 0 && weight <= 1)) throw Errors.USAGE(`canary weight must be within 0..1, got ${weight}`);
     const d0 = await this.require(name);
@@ -268,6 +284,37 @@ export class ModelDeployments {
     return Array.from({ length: t.replicas }, (_, i) => `${t.service}-${i + 1}`);
   }
 
+  // ---- for the scale-to-zero controller (zero-controller.ts) ----------------------------------------
+
+  /** Compare-and-swap change of the record (`fn` returning undefined: no change). */
+  change(name: string, fn: (d: Deployment | undefined) => Deployment | undefined): Promise<Deployment> {
+    return this.#mutate(name, fn);
+  }
+
+  /** The spawn spec of a track's first replica, as the directory has it (without its id). */
+  async replicaSpec(t: Track): Promise<ZeroSpec | undefined> {
+    const first = (await this.#directory.get(`${t.service}-1`))?.entry.spec;
+    if (!first) return undefined;
+    const { id: _id, ...spec } = first;
+    return spec;
+  }
+
+  /** Stops every replica of a track (its monitor keeps running). */
+  stopReplicas(t: Track): Promise<void> {
+    return this.#stopReplicas(t);
+  }
+
+  /** Spawns a track's replicas from `spec` and waits until they serve. */
+  async startReplicas(name: string, t: Track, spec: ZeroSpec, timeoutMs = 60_000): Promise<void> {
+    const ids = this.replicaIds(t);
+    try {
+      await this.#client.spawn(spec, { replicas: t.replicas, timeoutMs });
+    } catch (err) {
+      if (!Errors.ACTOR_ALREADY_RUNNING.is(err) && !Errors.PLACEMENT_CONFLICT.is(err) && !Errors.ACTOR_FAILED.is(err)) throw err;
+    }
+    await this.#waitReady(name, t.version, t.service, ids, timeoutMs);
+  }
+
   // ---- internals --------------------------------------------------------------------------------
 
   async #resolve(name: string, ref: number | string | undefined): Promise<number> {
@@ -338,6 +385,8 @@ export class ModelDeployments {
       ...(o.batchAxes ? { batchAxes: o.batchAxes } : {}),
       ...(o.maxQueueRows ? { maxQueueRows: o.maxQueueRows } : {}),
       ...(o.monitoring ? { monitoring: o.monitoring } : {}),
+      // Scale-to-zero: the node keeps a booted session worker for the next start (spare-workers.ts).
+      ...(o.minReplicas === 0 && o.scaleToZero?.prewarm !== false ? { spareWorkers: 1 } : {}),
     };
     let type = INFERENCE_ACTOR_TYPE;
     // A pipeline version (pipeline-spec.ts) is served by a pipeline actor, once its step models serve.
@@ -399,6 +448,10 @@ export class ModelDeployments {
 
   async #stopTrack(t: Track, name: string): Promise<void> {
     if (wantsMonitor(t.monitoring)) await stopMonitor(this.#client, name, t.version, this.log);
+    await this.#stopReplicas(t);
+  }
+
+  async #stopReplicas(t: Track): Promise<void> {
     // The track's own replicas, plus any the scheduler added to its service while autoscaling.
     const ids = new Set(this.replicaIds(t));
     for (const v of await this.#directory.list().catch(() => [])) if (v.entry.spec.service === t.service) ids.add(v.entry.actorId);

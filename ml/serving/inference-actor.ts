@@ -60,7 +60,7 @@ import {
   type WarmupReport,
 } from './messages.ts';
 import { serveJson, serveWire, type RequestRunner } from './serve-requests.ts';
-import { PIPELINE_DEPTH, SessionPool, type PoolTensor, type SessionValueInfo } from './session-pool.ts';
+import { PIPELINE_DEPTH, SessionPool, keepSpareSessionWorkers, type PoolTensor, type SessionValueInfo } from './session-pool.ts';
 import { decodeOip, type Decoded, type Outputs } from './codecs/index.ts';
 import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
 import { EntityFeatures, featureLineage } from './entity-features.ts';
@@ -92,6 +92,7 @@ interface Resolved {
   batching: boolean | undefined;
   batchAxes: Record<string, number> | undefined;
   monitoring: InferenceArgs['monitoring'];
+  spareWorkers: number | undefined;
 }
 
 export class InferenceActor extends Actor<InferenceMsg> {
@@ -136,6 +137,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
       batching: a.batching,
       batchAxes: a.batchAxes,
       monitoring: a.monitoring,
+      spareWorkers: a.spareWorkers,
     };
   }
 
@@ -193,6 +195,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
     });
     this.#metrics = replicaMetrics(this.ctx.metrics, { model, version, stats: () => this.#batcher.stats() });
     this.#warmup = await this.#warmUp(registry, this.#args.warmup ?? (mv.sample ? 'sample' : 'synthetic'));
+    // Pre-warm (scale-to-zero tracks): a booted worker for the next replica that starts on this node.
+    if (this.#args.spareWorkers) keepSpareSessionWorkers(this.#args.spareWorkers);
     const log = { model, version, sha256: mv.sha256.slice(0, 12), batching: this.#batching, instances, intraOpThreads, warmup: this.#warmup.mode, maxQueueDelayMs: this.#args.maxQueueDelayMs };
     const spec = this.#args.monitoring;
     if (spec) this.#log = replicaPredictionLog({ nc: this.ctx.nc, subjects: this.ctx.subjects, model, version, spec, log: this.ctx.log });

@@ -191,6 +191,8 @@ export const InferenceArgs = Type.Object(
     batchAxes: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.Integer({ minimum: 0, maximum: 15 }))),
     /** The prediction log (ml/monitoring): sample rate, excluded fields, buffer. Off without it. */
     monitoring: Type.Optional(MonitoringSpec),
+    /** Booted session workers the node keeps ready after this replica starts (spare-workers.ts). @default 0 */
+    spareWorkers: Type.Optional(Type.Integer({ minimum: 0, maximum: 8 })),
   },
   { additionalProperties: false },
 );

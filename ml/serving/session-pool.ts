@@ -15,7 +15,8 @@
  * as plain `{ message }` data. The worker's entry (session-worker.mjs) registers tsx, so the
  * worker may load TypeScript modules.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { keepSpareWorkers, takeWorker } from './spare-workers.ts';
 import type { TensorData } from '../tensor.ts';
 
 /** A tensor as it crosses the thread boundary: onnxruntime's element type name, dims and data. */
@@ -73,6 +74,11 @@ export function ownBuffer(t: PoolTensor): PoolTensor {
 
 const WORKER_URL = new URL('./session-worker.mjs', import.meta.url);
 
+/** Keeps `n` booted session workers ready in this process (spare-workers.ts): the next pool starts faster. */
+export function keepSpareSessionWorkers(n: number): void {
+  keepSpareWorkers(WORKER_URL, n);
+}
+
 /** One worker and its session. */
 class Instance {
   readonly worker: Worker;
@@ -89,7 +95,7 @@ class Instance {
     readonly index: number,
     onExit: (i: Instance, err: Error) => void,
   ) {
-    this.worker = new Worker(WORKER_URL);
+    this.worker = takeWorker(WORKER_URL);
     this.worker.unref();
     this.worker.on('message', (m: WorkerReply) => this.#onMessage(m));
     const die = (err: Error) => {
