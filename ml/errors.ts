@@ -40,4 +40,12 @@ export const MlErrors = {
   // Predictions by entity (ml/serving/entity-features.ts).
   FEATURES_INCOMPATIBLE: defineError('SHOAL_ERR_FEATURES_INCOMPATIBLE', 409, (model: string, why: string) => `${model} cannot be served by entity: ${why}`, 'ml'),
   ENTITY_NOT_FOUND: defineError('SHOAL_ERR_ENTITY_NOT_FOUND', 404, (where: string, view: string) => `${where}: no online features in view ${view} for this entity (the request asked on_missing "error")`, 'ml'),
+  // Quantization (ml/quantize/) and versions it marked rejected.
+  QUANTIZE_UNSUPPORTED: defineError('SHOAL_ERR_QUANTIZE_UNSUPPORTED', 400, (model: string, why: string) => `${model} cannot be quantized: ${why}; nothing was registered`, 'ml'),
+  MODEL_REJECTED: defineError(
+    'SHOAL_ERR_MODEL_REJECTED',
+    409,
+    (model: string, why: string) => `${model} is marked rejected (${why}); it is not deployed, canaried or promoted unless asked with allowRejected (CLI --allow-rejected)`,
+    'ml',
+  ),
 } as const;
