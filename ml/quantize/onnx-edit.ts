@@ -9,8 +9,8 @@ import { toHalf } from '../tensor.ts';
 const { onnx } = onnxProto;
 export { onnx };
 export type ModelProto = InstanceType<typeof onnx.ModelProto>;
-export type NodeProto = InstanceType<typeof onnx.NodeProto>;
-export type TensorProto = InstanceType<typeof onnx.TensorProto>;
+export type NodeProto = onnxProto.onnx.INodeProto;
+export type TensorProto = onnxProto.onnx.ITensorProto;
 
 /** TensorProto.DataType codes used here. */
 export const DT = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, FLOAT16: 10 } as const;

@@ -126,8 +126,8 @@ export class RegistryClient {
   }
 
   /** The canary becomes stable (first scaled to the stable's capacity); `production` moves to it. */
-  async promote(name: string): Promise<Deployment> {
-    return this.#call('promote', { name }, startTimeout());
+  async promote(name: string, opts: { allowRejected?: boolean } = {}): Promise<Deployment> {
+    return this.#call('promote', { name, ...(opts.allowRejected ? { allowRejected: true } : {}) }, startTimeout());
   }
 
   /** Rolls the canary back (only if it is still `expectVersion`, when given); false if there was none. */

@@ -45,6 +45,10 @@ export const RegisterModelRequest = Type.Object(
     reference: Type.Optional(Type.Object(Upload, { additionalProperties: false })),
     /** A registered dataset (name, name@<digest prefix> or sha256:<digest>) to monitor against; must exist. */
     referenceDataset: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    /** A quantized version's report (ml/quantize), stored with the version. */
+    quantization: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    /** Register the version as rejected (deploy/canary/promote refuse it without allowRejected). */
+    rejected: Type.Optional(Type.Object({ reason: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -72,6 +76,8 @@ const TrackFields = {
   readyTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000 })),
   autoscale: Type.Optional(ServiceAutoscale),
   monitoring: Type.Optional(MonitoringSpec),
+  /** Serve a version marked rejected (a quantized one that lost its check) anyway. */
+  allowRejected: Type.Optional(Type.Boolean()),
 };
 
 export const DeployRequest = Type.Object({ name: Name, ...TrackFields, policy: Type.Optional(Type.Partial(RollbackPolicy)) }, { additionalProperties: false });
@@ -79,7 +85,7 @@ export type DeployRequest = Static<typeof DeployRequest>;
 export const CanaryRequest = Type.Object({ name: Name, ...TrackFields, weight: Type.Optional(Type.Number()), sticky: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 export type CanaryRequest = Static<typeof CanaryRequest>;
 export const WeightRequest = Type.Object({ name: Name, weight: Type.Number() }, { additionalProperties: false });
-export const PromoteRequest = Type.Object({ name: Name }, { additionalProperties: false });
+export const PromoteRequest = Type.Object({ name: Name, allowRejected: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 /** Roll the canary back; with `expectVersion`, only if the canary is still that version (gateways racing). */
 export const AbortRequest = Type.Object({ name: Name, reason: Type.Optional(Type.String({ maxLength: 1024 })), expectVersion: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false });
 export const UndeployRequest = Type.Object({ name: Name }, { additionalProperties: false });

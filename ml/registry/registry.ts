@@ -55,6 +55,10 @@ export interface RegisterOptions {
   reference?: Uint8Array;
   /** A registered dataset to monitor against (`name@<digest>`), recorded with the version. */
   referenceDataset?: string;
+  /** A quantized version's report (ml/quantize), stored with the version. */
+  quantization?: Record<string, unknown>;
+  /** Marks the version rejected: deploy, canary and promote refuse it unless asked with allowRejected. */
+  rejected?: { reason: string };
 }
 
 const MODEL_RE = new RegExp(MODEL_NAME);
@@ -284,6 +288,8 @@ export class ModelRegistry {
         metrics: opts.metrics ?? {},
         lineage: opts.lineage ?? {},
         ...(opts.description ? { description: opts.description } : {}),
+        ...(opts.quantization ? { quantization: opts.quantization } : {}),
+        ...(opts.rejected ? { rejected: opts.rejected } : {}),
         createdAt: now,
       };
       try {

@@ -60,6 +60,8 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
         ...(req.lineage ? { lineage: req.lineage } : {}),
         ...(req.description !== undefined ? { description: req.description } : {}),
         ...(req.signature ? { signature: req.signature } : {}),
+        ...(req.quantization ? { quantization: req.quantization } : {}),
+        ...(req.rejected ? { rejected: req.rejected } : {}),
       };
       // A reference dataset must exist (else the uploads go, and DATASET_NOT_FOUND names it); the version records exactly which (name@digest).
       if (req.referenceDataset) {
@@ -111,7 +113,7 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
     deploy: ({ name, ...opts }) => deployments.deploy(name, opts),
     canary: ({ name, ...opts }) => deployments.canary(name, opts),
     weight: (req) => deployments.setWeight(req.name, req.weight),
-    promote: (req) => deployments.promote(req.name),
+    promote: (req) => deployments.promote(req.name, req.allowRejected ? { allowRejected: true } : {}),
     abort: async (req) => ({ rolledBack: await deployments.rollback(req.name, req.reason ?? 'rolled back on request', req.expectVersion) }),
     undeploy: async (req) => {
       await deployments.undeploy(req.name);
