@@ -21,6 +21,8 @@
  *   shoal models abort NAME                         roll the canary back
  *   shoal models undeploy NAME
  *   shoal models status NAME
+ *   shoal models quantize NAME@VERSION --int8|--fp16 [--format integer|qdq]   a quantized version with its report (README "Quantization"; cli/models-quantize.ts)
+ *   (deploy, canary, promote: --allow-rejected serves a version marked rejected)
  *
  * Every command takes `--json`. Reads (list, show, status) read the registry's KV bucket; every
  * change is a request to the registry service in the scheduler (a model file goes through the
@@ -32,6 +34,7 @@ import { basename } from 'node:path';
 import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
 import { ModelDeployments, ModelRegistry, PACKAGE_FORMAT, RegistryClient, describeBatching, isTarball, packDirectory, type LiveTrack, type ModelVersion, type TrackOptions, type WarmupMode } from '../ml/index.ts';
 import { connectClient } from './status.ts';
+import { MODELS_QUANTIZE_FLAGS, quantizeCmd } from './models-quantize.ts';
 
 export const MODELS_FLAGS = [
   'alias',
@@ -60,9 +63,11 @@ export const MODELS_FLAGS = [
   'autoscale',
   'max-queue-rows',
   'monitoring',
+  'allow-rejected',
+  ...MODELS_QUANTIZE_FLAGS,
 ] as const;
 
-const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status> …  (see README "Inference serving")`;
+const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status|quantize> …  (see README "Inference serving")`;
 
 function json(flag: string | undefined, name: string): Record<string, unknown> | undefined {
   if (flag === undefined) return undefined;
@@ -140,6 +145,7 @@ function servingLines(t: LiveTrack): string[] {
 /** What every `shoal models` subcommand gets: its arguments, flags, and the cluster's clients. */
 interface Ctx {
   cmd: string;
+  args: string[];
   need(i: number, what: string): string;
   flags: Map<string, string>;
   versionRef: number | string | undefined;
@@ -264,6 +270,7 @@ const COMMANDS: Record<string, (c: Ctx) => Promise<number>> = {
   list: listCmd,
   show: showCmd,
   status: statusCmd,
+  quantize: (c) => quantizeCmd({ positionals: c.args, flags: c.flags, nc: c.nc, subjects: c.control.subjects, print: c.print }),
   async alias(c) {
     const name = c.need(0, 'NAME');
     const alias = c.need(1, 'ALIAS');
@@ -300,7 +307,7 @@ const COMMANDS: Record<string, (c: Ctx) => Promise<number>> = {
   },
   async promote(c) {
     const name = c.need(0, 'NAME');
-    const d = await c.control.promote(name);
+    const d = await c.control.promote(name, { allowRejected: c.flags.has('allow-rejected') });
     c.print(d, `${name}: v${d.stable.version} promoted to stable (production → v${d.stable.version})`);
     return 0;
   },
@@ -332,6 +339,7 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
     const s = subjects(config.subjectPrefix);
     return await run({
       cmd,
+      args,
       flags,
       versionRef,
       nc,
@@ -345,6 +353,7 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
       print: (value, text) => process.stdout.write(flags.has('json') ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`),
       track: () => ({
         ...(versionRef !== undefined ? { version: versionRef } : {}),
+        ...(flags.has('allow-rejected') ? { allowRejected: true } : {}),
         replicas: num(flags.get('replicas'), 'replicas') ?? 1,
         ...(flags.has('max-batch') ? { maxBatchSize: num(flags.get('max-batch'), 'max-batch')! } : {}),
         ...(flags.has('max-delay-ms') ? { maxQueueDelayMs: num(flags.get('max-delay-ms'), 'max-delay-ms')! } : {}),

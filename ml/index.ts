@@ -113,3 +113,5 @@ export {
   type GlobalImportance,
 } from './governance/explain/index.ts';
 export { ReplicaExplainer, MAX_EXPLAIN_ROWS } from './serving/explain.ts';
+export * from './quantize/index.ts';
+export { refuseRejected } from './registry/rejected.ts';
