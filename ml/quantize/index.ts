@@ -3,4 +3,4 @@ export { quantizePerChannel, dequantizePerChannel, roundHalfEven, transpose, typ
 export { DEFAULT_INT8_FORMAT, HANDLED_OPS, Int8Format, QuantizeMode, quantizeModel, unsupportedOps, type QuantizeOptions, type QuantizeResult, type QuantizedWeight } from './quantizer.ts';
 export { compareLatency, type InputsFor, type LatencyComparison, type LatencyOptions } from './latency.ts';
 export { DEFAULT_VERDICT_POLICY, judge, type MainMetric, type Verdict, type VerdictPolicy } from './verdict.ts';
-export { describeReport, quantizeVersion, type QuantizationReport, type QuantizeVersionOptions } from './quantize-version.ts';
+export { EVAL_BATCH, describeReport, quantizeVersion, type QuantizationReport, type QuantizeVersionOptions } from './quantize-version.ts';

@@ -29,6 +29,9 @@ export interface QuantizeVersionOptions {
   policy?: Partial<VerdictPolicy>;
 }
 
+/** Rows per run when scoring the holdout: a replica's default max batch. */
+export const EVAL_BATCH = 32;
+
 const METRICS = ['auc', 'accuracy', 'f1', 'precision', 'recall', 'brier', 'logLoss'] as const;
 
 /** What is stored with the quantized version (`quantization`) and printed. */
@@ -150,12 +153,33 @@ function syntheticInputs(mv: ModelVersion): Inputs {
   };
 }
 
-/** The first output of `model` over `rows` rows of `inputs`. */
+/**
+ * The first output of `model` over `rows` rows of `inputs`, run in batches of {@link EVAL_BATCH}
+ * rows: dynamic int8 quantizes each batch's activations with that batch's own scale, so a row's
+ * score depends on the batch it rides in — scored the way a replica batches by default.
+ */
 async function runAll(model: Uint8Array, inputs: Inputs, rows: number): Promise<Float32Array> {
   const s = await ort.InferenceSession.create(model, { intraOpNumThreads: 1 });
   try {
-    const out = await s.run(inputs(rows));
-    return Float32Array.from(out[s.outputNames[0]!]!.data as Float32Array);
+    const all = inputs(rows);
+    const parts: Float32Array[] = [];
+    for (let at = 0; at < rows; at += EVAL_BATCH) {
+      const k = Math.min(EVAL_BATCH, rows - at);
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const [name, t] of Object.entries(all)) {
+        const per = t.size / rows;
+        feeds[name] = new ort.Tensor('float32', (t.data as Float32Array).slice(at * per, (at + k) * per), [k, ...t.dims.slice(1)]);
+      }
+      const out = await s.run(feeds);
+      parts.push(Float32Array.from(out[s.outputNames[0]!]!.data as Float32Array));
+    }
+    const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
   } finally {
     await s.release();
   }
