@@ -6,9 +6,11 @@
  * canary with the reason; a model with ops the quantizer does not handle is refused with their
  * list and nothing is registered.
  */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request, subjects } from '../../cluster/index.ts';
+import { Role, request, subjects } from '../../cluster/index.ts';
 import { floatTensor, onnxModel } from '../../kernels/index.ts';
 import { DatasetStore, EVAL_BATCH, JobClient, ModelRegistry, evaluate, generateFraud, quantizeVersion, serviceName, split, take, type DatasetVersion, type InferReply, type QuantizationReport } from '../../ml/index.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
@@ -110,6 +112,32 @@ describe('int8 quantization of a trained MLP (real cluster)', () => {
     await expect(c.control.promote('fraud-q')).rejects.toMatchObject({ code: 'SHOAL_ERR_MODEL_REJECTED' });
     expect((await c.control.promote('fraud-q', { allowRejected: true })).stable.version).toBe(bad.version);
   }, 120_000);
+
+  it('shoal models quantize NAME@V --fp16 prints the report and registers the next version; usage errors are named', async () => {
+    const shoal = (...args: string[]) =>
+      new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const p = spawn(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'shoal.mjs'), 'models', 'quantize', ...args], { env: c.nats.env(Role.CLIENT), timeout: 120_000 });
+        let stdout = '';
+        let stderr = '';
+        p.stdout.on('data', (x: Buffer) => (stdout += x.toString('utf8')));
+        p.stderr.on('data', (x: Buffer) => (stderr += x.toString('utf8')));
+        p.on('close', (status) => resolve({ status, stdout, stderr }));
+      });
+    const before = (await registry.get('fraud-q')).latest;
+    const text = await shoal('fraud-q@1', '--fp16', '--rounds', '1', '--iterations', '10');
+    const mv = await registry.version('fraud-q', before + 1);
+    const report = mv.quantization as unknown as QuantizationReport;
+    expect(text.status).toBe(report.verdict.rejected ? 3 : 0);
+    expect(text.stdout).toContain(`fraud-q v${before + 1}: fp16 of v1`);
+    expect(text.stdout).toMatch(/batch 1 .* interleaved runs each\)\n {2}batch 32 /);
+    expect(text.stdout).toMatch(/holdout {3}\d+ rows of fraud-quant@/);
+    expect(mv.lineage).toMatchObject({ parentVersion: 1, quantizedFrom: { mode: 'fp16' } });
+    expect(report.sizeRatio).toBeLessThan(0.6);
+    const usage = await shoal('fraud-q@1');
+    expect(usage.status).not.toBe(0);
+    expect(usage.stderr).toContain('give exactly one of --int8 or --fp16');
+    expect((await registry.get('fraud-q')).latest).toBe(before + 1);
+  }, 180_000);
 
   it('a model with ops the quantizer does not handle: refused with their list, nothing registered', async () => {
     const odd = onnxModel(
