@@ -234,7 +234,7 @@ async function showCmd(c: Ctx): Promise<number> {
   const io = (xs: { name: string; datatype: string; shape: number[] }[]) => xs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ');
   const lines = [
     `${name}: latest v${rec.latest}; aliases ${Object.entries(rec.aliases).map(([a, v]) => `${a}=v${v}`).join(' ') || '-'}`,
-    ...versions.map((v) => `  v${v.version}  ${new Date(v.createdAt).toISOString()}  sha256 ${v.sha256.slice(0, 12)}…  in ${io(v.signature.inputs)}  out ${io(v.signature.outputs)}${kindOf(v)}  ${JSON.stringify(v.metrics)}`),
+    ...versions.map((v) => `  v${v.version}  ${new Date(v.createdAt).toISOString()}  sha256 ${v.sha256.slice(0, 12)}…  in ${io(v.signature.inputs)}  out ${io(v.signature.outputs)}${kindOf(v)}  ${JSON.stringify(v.metrics)}${v.quantization ? `  quantized from v${v.lineage.parentVersion}` : ''}${v.rejected ? `  REJECTED (${v.rejected.reason})` : ''}`),
   ];
   c.print({ ...rec, versionRecords: versions }, lines.join('\n'));
   return 0;

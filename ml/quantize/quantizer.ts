@@ -5,7 +5,7 @@
  *   weights, one scale per output channel (symmetric, zero point 0); activations stay float on
  *   the wire and are quantized at run time. Two graph forms:
  *   - `integer`: DynamicQuantizeLinear(X) → MatMulInteger(Xq, Wq, Xzp) → Cast → Mul(Xs·Ws), the
- *     form onnxruntime fuses into its DynamicQuantizeMatMul kernel (u8 activations × s8 weights);
+ *     pattern onnxruntime's own dynamic quantizer writes (u8 activations × s8 weights);
  *   - `qdq`: the weight passes through DequantizeLinear (per axis) into the original MatMul/Gemm,
  *     so storage is int8 and onnxruntime decides how to compute.
  * - `fp16`: every float initializer stored as IEEE half, cast back to float once at load; the
