@@ -84,6 +84,8 @@ export async function quantizeBench(): Promise<string> {
     '',
     `int8 form faster here: **${faster}** (median ratio over both models and batch sizes: integer ${f2(integer)}×, QDQ ${f2(qdq)}×). The quantizer's default is \`${DEFAULT_INT8_FORMAT}\`${DEFAULT_INT8_FORMAT === faster ? ', which agrees' : ' — which DISAGREES with this run: change DEFAULT_INT8_FORMAT in ml/quantize/quantizer.ts if a quiet machine confirms it'}.`,
     '',
+    'Reading: the QDQ form costs about the same at batch 1 as at batch 32 on the wide model — onnxruntime-node 1.30 on CPU dequantizes each weight on every call instead of folding it once (adding DynamicQuantizeLinear → DequantizeLinear on the activations, so its QDQ fusions could apply, did not change that in a trial here: 37× at batch 1). The integer form gains where the matmuls dominate (wide model) and loses on the fraud-sized model, whose run is mostly fixed per-node cost: `shoal models quantize` then registers it as rejected. fp16 keeps float32 arithmetic (weights are cast once at load), so its ratio is ~1 and only its size changes.',
+    '',
     'Noise: this machine has 2 cores shared by about 8 engineers running tests and benchmarks while this ran; interleaving puts the noise on both sides of each ratio, but single rounds still move by tens of percent. A quiet-machine rerun may differ.',
   ].join('\n');
 }

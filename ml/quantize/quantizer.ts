@@ -88,6 +88,8 @@ export function quantizeModel(name: string, bytes: Uint8Array, o: QuantizeOption
   }
   const g = m.graph;
   if (!g) throw MlErrors.QUANTIZE_UNSUPPORTED(name, 'the model has no graph');
+  const done = (m.metadataProps ?? []).find((p) => p.key === 'shoal.quantized');
+  if (done) throw MlErrors.QUANTIZE_UNSUPPORTED(name, `it is already quantized (${done.value}); quantize its float source instead`);
   const bad = unsupportedOps(m);
   if (bad.length) throw MlErrors.QUANTIZE_UNSUPPORTED(name, `it uses ops the quantizer does not handle: ${bad.join(', ')} (it handles ${[...HANDLED_OPS].join(', ')})`);
   if ((g.initializer ?? []).some((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL)) throw MlErrors.QUANTIZE_UNSUPPORTED(name, 'its weights are external data (a package); quantize single-file models');

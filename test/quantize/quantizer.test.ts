@@ -158,6 +158,8 @@ describe('quantizeModel under onnxruntime', () => {
     const tiny = exportOnnx({ type: 'logreg', features: 3, layers: [] }, new Float32Array(4), 'tiny');
     expect(() => quantizeModel('tiny', tiny, { mode: 'int8' })).toThrow(/nothing to quantize/);
     expect(() => quantizeModel('junk', Uint8Array.of(1, 2, 3, 255), { mode: 'int8' })).toThrow(expect.objectContaining({ code: 'SHOAL_ERR_QUANTIZE_UNSUPPORTED' }));
+    const once = quantizeModel('mlp', exportOnnx({ type: 'mlp', features: 8, layers: [16] }, initParams({ type: 'mlp', features: 8, layers: [16] }, 1)), { mode: 'int8' }).bytes;
+    expect(() => quantizeModel('mlp', once, { mode: 'fp16' })).toThrow(/already quantized \(int8-integer\); quantize its float source instead/);
   });
 });
 
