@@ -10,6 +10,14 @@ export const FLAG_DOCS: Readonly<Record<string, string>> = {
   'idle-timeout-ms': 'scale to zero after this long without a request (default 300000)',
   'hold-timeout-ms': 'how long a gateway holds a request while a replica starts (default 30000)',
   'max-held': 'requests a gateway holds per model while it starts (default 256); more get 503 at once',
+  // quantization
+  int8: 'dynamic int8 weights, per output channel',
+  fp16: 'half-precision weights (cast to float at load)',
+  format: 'int8 graph form: integer (MatMulInteger, default) | qdq',
+  rounds: 'timing rounds of the latency report',
+  iterations: 'runs per round and batch size',
+  'weight-bits': 'int8 weight bits: 7 (default, avoids u8×s8 saturation without VNNI) | 8',
+  'allow-rejected': 'serve a version marked rejected anyway',
   // governance
   'override-fairness': 'go past a failing fairness policy, with this reason (audited)',
   markdown: 'print the card as Markdown (the default; --json for JSON)',
@@ -75,7 +83,7 @@ export const FLAG_DOCS: Readonly<Record<string, string>> = {
 };
 
 /** Flags that take no value: shown as [boolean] in help. Everything else takes one. */
-export const SWITCHES: ReadonlySet<string> = new Set(['json', 'demo', 'sticky', 'no-wait', 'env', 'markdown', 'clear']);
+export const SWITCHES: ReadonlySet<string> = new Set(['json', 'demo', 'sticky', 'no-wait', 'env', 'markdown', 'clear', 'int8', 'fp16', 'allow-rejected']);
 
 /** One line of help per positional argument, by the name the command table gives it. */
 export const ARG_DOCS: Readonly<Record<string, string>> = {

@@ -25,6 +25,8 @@
  *   shoal models card NAME@V [--json]              the version's model card (Markdown; --json)
  *   shoal models fairness NAME [--policy JSON [--reason TEXT] | --clear]   the model's fairness policy
  *   (deploy, canary, promote: [--override-fairness REASON] past a failing fairness policy, audited)
+ *   shoal models quantize NAME@VERSION --int8|--fp16 [--format integer|qdq]   a quantized version with its report (README "Quantization"; cli/models-quantize.ts)
+ *   (deploy, canary, promote: --allow-rejected serves a version marked rejected)
  *
  * Every command takes `--json`. Reads (list, show, status) read the registry's KV bucket; every
  * change is a request to the registry service in the scheduler (a model file goes through the
@@ -38,6 +40,7 @@ import { ModelDeployments, ModelRegistry, PACKAGE_FORMAT, RegistryClient, descri
 import { connectClient } from './status.ts';
 import { GOVERNANCE_MODEL_FLAGS, cardCommand, cardTextOf, cliActor, fairnessCommand, overrideOf } from './governance.ts';
 import { ZERO_FLAGS, zeroLines, zeroTrackOptions } from './zero-status.ts';
+import { MODELS_QUANTIZE_FLAGS, quantizeCmd } from './models-quantize.ts';
 
 export const MODELS_FLAGS = [
   'alias',
@@ -68,9 +71,11 @@ export const MODELS_FLAGS = [
   'monitoring',
   ...GOVERNANCE_MODEL_FLAGS,
   ...ZERO_FLAGS,
+  'allow-rejected',
+  ...MODELS_QUANTIZE_FLAGS,
 ] as const;
 
-const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status|card|fairness> …  (see README "Inference serving")`;
+const USAGE = `usage: shoal models <register|list|show|alias|rollback|deploy|canary|weight|promote|abort|undeploy|status|card|fairness|quantize> …  (see README "Inference serving")`;
 
 function json(flag: string | undefined, name: string): Record<string, unknown> | undefined {
   if (flag === undefined) return undefined;
@@ -148,6 +153,7 @@ function servingLines(t: LiveTrack): string[] {
 /** What every `shoal models` subcommand gets: its arguments, flags, and the cluster's clients. */
 interface Ctx {
   cmd: string;
+  args: string[];
   need(i: number, what: string): string;
   flags: Map<string, string>;
   versionRef: number | string | undefined;
@@ -237,7 +243,7 @@ async function showCmd(c: Ctx): Promise<number> {
   const io = (xs: { name: string; datatype: string; shape: number[] }[]) => xs.map((i) => `${i.name}:${i.datatype}[${i.shape.join(',')}]`).join(' ');
   const lines = [
     `${name}: latest v${rec.latest}; aliases ${Object.entries(rec.aliases).map(([a, v]) => `${a}=v${v}`).join(' ') || '-'}`,
-    ...versions.map((v) => `  v${v.version}  ${new Date(v.createdAt).toISOString()}  sha256 ${v.sha256.slice(0, 12)}…  in ${io(v.signature.inputs)}  out ${io(v.signature.outputs)}${kindOf(v)}  ${JSON.stringify(v.metrics)}`),
+    ...versions.map((v) => `  v${v.version}  ${new Date(v.createdAt).toISOString()}  sha256 ${v.sha256.slice(0, 12)}…  in ${io(v.signature.inputs)}  out ${io(v.signature.outputs)}${kindOf(v)}  ${JSON.stringify(v.metrics)}${v.quantization ? `  quantized from v${v.lineage.parentVersion}` : ''}${v.rejected ? `  REJECTED (${v.rejected.reason})` : ''}`),
   ];
   c.print({ ...rec, versionRecords: versions }, lines.join('\n'));
   return 0;
@@ -275,6 +281,7 @@ const COMMANDS: Record<string, (c: Ctx) => Promise<number>> = {
   list: listCmd,
   show: showCmd,
   status: statusCmd,
+  quantize: (c) => quantizeCmd({ positionals: c.args, flags: c.flags, nc: c.nc, subjects: c.control.subjects, print: c.print }),
   async alias(c) {
     const name = c.need(0, 'NAME');
     const alias = c.need(1, 'ALIAS');
@@ -311,7 +318,7 @@ const COMMANDS: Record<string, (c: Ctx) => Promise<number>> = {
   },
   async promote(c) {
     const name = c.need(0, 'NAME');
-    const d = await c.control.promote(name, overrideOf(c.flags));
+    const d = await c.control.promote(name, { ...overrideOf(c.flags), ...(c.flags.has('allow-rejected') ? { allowRejected: true } : {}) });
     c.print(d, `${name}: v${d.stable.version} promoted to stable (production → v${d.stable.version})`);
     return 0;
   },
@@ -346,6 +353,7 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
     const s = subjects(config.subjectPrefix);
     return await run({
       cmd,
+      args,
       flags,
       versionRef,
       nc,
@@ -359,6 +367,7 @@ export async function modelsCommand(argv: string[], config: Config): Promise<num
       print: (value, text) => process.stdout.write(flags.has('json') ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`),
       track: () => ({
         ...(versionRef !== undefined ? { version: versionRef } : {}),
+        ...(flags.has('allow-rejected') ? { allowRejected: true } : {}),
         replicas: num(flags.get('replicas'), 'replicas') ?? 1,
         ...(flags.has('max-batch') ? { maxBatchSize: num(flags.get('max-batch'), 'max-batch')! } : {}),
         ...(flags.has('max-delay-ms') ? { maxQueueDelayMs: num(flags.get('max-delay-ms'), 'max-delay-ms')! } : {}),

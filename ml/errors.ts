@@ -47,4 +47,12 @@ export const MlErrors = {
   SCALE_TO_ZERO_REFUSED: defineError('SHOAL_ERR_SCALE_TO_ZERO_REFUSED', 422, (model: string, why: string) => `${model} cannot scale to zero: ${why}`, 'ml'),
   COLD_START_TIMEOUT: defineError('SHOAL_ERR_COLD_START_TIMEOUT', 503, (model: string, ms: number, why: string) => `${model} is scaled to zero and no replica served within the ${ms} ms hold: ${why}`, 'ml'),
   COLD_QUEUE_FULL: defineError('SHOAL_ERR_COLD_QUEUE_FULL', 503, (model: string, max: number) => `${model} is scaled to zero and ${max} requests already wait for its replica to start (the hold queue's bound)`, 'ml'),
+  // Quantization (ml/quantize/) and versions it marked rejected.
+  QUANTIZE_UNSUPPORTED: defineError('SHOAL_ERR_QUANTIZE_UNSUPPORTED', 400, (model: string, why: string) => `${model} cannot be quantized: ${why}; nothing was registered`, 'ml'),
+  MODEL_REJECTED: defineError(
+    'SHOAL_ERR_MODEL_REJECTED',
+    409,
+    (model: string, why: string) => `${model} is marked rejected (${why}); it is not deployed, canaried or promoted unless asked with allowRejected (CLI --allow-rejected)`,
+    'ml',
+  ),
 } as const;

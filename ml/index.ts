@@ -121,3 +121,5 @@ export { buildCard, MODEL_CARD_FORMAT, type ModelCard } from './governance/card/
 export { getPolicy, setPolicy, fairnessGate, type StoredPolicy } from './governance/fairness/gate.ts';
 export { cardMarkdown } from './governance/card/markdown.ts';
 export { appendAudit, readAudit, AUDIT_ACTIONS, ACTOR_HEADER, type AuditEntry, type AuditAction, type AuditQuery } from './governance/audit/log.ts';
+export * from './quantize/index.ts';
+export { refuseRejected } from './registry/rejected.ts';

@@ -132,7 +132,7 @@ export class RegistryClient {
   }
 
   /** The canary becomes stable (first scaled to the stable's capacity); `production` moves to it. */
-  async promote(name: string, opts: Governed = {}): Promise<Deployment> {
+  async promote(name: string, opts: Governed & { allowRejected?: boolean } = {}): Promise<Deployment> {
     return this.#call('promote', { name, ...opts }, startTimeout());
   }
 

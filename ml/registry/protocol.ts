@@ -53,6 +53,10 @@ export const RegisterModelRequest = Type.Object(
     /** Free text for the model card: what the version is for, and what it must not be used for. */
     intendedUse: Type.Optional(Type.String({ maxLength: 4096 })),
     limitations: Type.Optional(Type.String({ maxLength: 4096 })),
+    /** A quantized version's report (ml/quantize), stored with the version. */
+    quantization: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    /** Register the version as rejected (deploy/canary/promote refuse it without allowRejected). */
+    rejected: Type.Optional(Type.Object({ reason: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -83,6 +87,8 @@ const TrackFields = {
   /** 0: scale to zero after `scaleToZero.idleTimeoutMs` without requests (ml/serving/scale-to-zero-spec.ts). */
   minReplicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
   scaleToZero: Type.Optional(ScaleToZeroOptions),
+  /** Serve a version marked rejected (a quantized one that lost its check) anyway. */
+  allowRejected: Type.Optional(Type.Boolean()),
 };
 
 export const DeployRequest = Type.Object({ name: Name, ...TrackFields, policy: Type.Optional(Type.Partial(RollbackPolicy)), fairnessOverride: Type.Optional(FairnessOverride) }, { additionalProperties: false });
@@ -90,7 +96,7 @@ export type DeployRequest = Static<typeof DeployRequest>;
 export const CanaryRequest = Type.Object({ name: Name, ...TrackFields, weight: Type.Optional(Type.Number()), sticky: Type.Optional(Type.Boolean()), fairnessOverride: Type.Optional(FairnessOverride) }, { additionalProperties: false });
 export type CanaryRequest = Static<typeof CanaryRequest>;
 export const WeightRequest = Type.Object({ name: Name, weight: Type.Number() }, { additionalProperties: false });
-export const PromoteRequest = Type.Object({ name: Name, fairnessOverride: Type.Optional(FairnessOverride) }, { additionalProperties: false });
+export const PromoteRequest = Type.Object({ name: Name, fairnessOverride: Type.Optional(FairnessOverride), allowRejected: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
 /** Roll the canary back; with `expectVersion`, only if the canary is still that version (gateways racing). */
 export const AbortRequest = Type.Object({ name: Name, reason: Type.Optional(Type.String({ maxLength: 1024 })), expectVersion: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false });
 export const UndeployRequest = Type.Object({ name: Name }, { additionalProperties: false });

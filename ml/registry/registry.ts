@@ -58,6 +58,10 @@ export interface RegisterOptions {
   /** Model card text (ml/governance/card): what the version is for, and its known limitations. */
   intendedUse?: string;
   limitations?: string;
+  /** A quantized version's report (ml/quantize), stored with the version. */
+  quantization?: Record<string, unknown>;
+  /** Marks the version rejected: deploy, canary and promote refuse it unless asked with allowRejected. */
+  rejected?: { reason: string };
 }
 
 const MODEL_RE = new RegExp(MODEL_NAME);
@@ -288,6 +292,8 @@ export class ModelRegistry {
         lineage: opts.lineage ?? {},
         ...(opts.description ? { description: opts.description } : {}),
         ...(opts.intendedUse || opts.limitations ? { card: { ...(opts.intendedUse ? { intendedUse: opts.intendedUse } : {}), ...(opts.limitations ? { limitations: opts.limitations } : {}) } } : {}),
+        ...(opts.quantization ? { quantization: opts.quantization } : {}),
+        ...(opts.rejected ? { rejected: opts.rejected } : {}),
         createdAt: now,
       };
       try {

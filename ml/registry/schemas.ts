@@ -68,6 +68,10 @@ export const ModelVersion = Type.Object({
   description: Type.Optional(Type.String()),
   /** Model card text given at registration (ml/governance/card). */
   card: Type.Optional(Type.Object({ intendedUse: Type.Optional(Type.String()), limitations: Type.Optional(Type.String()) })),
+  /** A quantized version's report (ml/quantize/report.ts): sizes, latency ratios, holdout metric deltas. */
+  quantization: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  /** Set at registration when the version must not be served by accident (deploy/canary/promote refuse it without allowRejected). */
+  rejected: Type.Optional(Type.Object({ reason: Type.String({ maxLength: 1024 }) })),
   createdAt: Type.Number(),
 });
 export type ModelVersion = Static<typeof ModelVersion>;

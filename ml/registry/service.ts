@@ -62,6 +62,8 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
         ...(req.signature ? { signature: req.signature } : {}),
         ...(req.intendedUse ? { intendedUse: req.intendedUse } : {}),
         ...(req.limitations ? { limitations: req.limitations } : {}),
+        ...(req.quantization ? { quantization: req.quantization } : {}),
+        ...(req.rejected ? { rejected: req.rejected } : {}),
       };
       // A reference dataset must exist (else the uploads go, and DATASET_NOT_FOUND names it); the version records exactly which (name@digest).
       if (req.referenceDataset) {
@@ -113,7 +115,7 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
     deploy: ({ name, ...opts }) => deployments.deploy(name, opts),
     canary: ({ name, ...opts }) => deployments.canary(name, opts),
     weight: (req) => deployments.setWeight(req.name, req.weight),
-    promote: (req) => deployments.promote(req.name),
+    promote: (req) => deployments.promote(req.name, req.allowRejected ? { allowRejected: true } : {}),
     abort: async (req) => ({ rolledBack: await deployments.rollback(req.name, req.reason ?? 'rolled back on request', req.expectVersion) }),
     undeploy: async (req) => {
       await deployments.undeploy(req.name);

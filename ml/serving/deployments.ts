@@ -27,6 +27,7 @@ import {
 } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry, resolveRef } from '../registry/registry.ts';
+import { refuseRejected } from '../registry/rejected.ts';
 import { keys, type ModelVersion } from '../registry/schemas.ts';
 import { DEFAULT_POLICY, TrackState, isDeployment, type Deployment, serviceName, type CanaryTrack, type RollbackPolicy, type Track } from './canary.ts';
 import { INFERENCE_ACTOR_TYPE, type InferenceArgs, type ReadyReply, type WarmupMode } from './messages.ts';
@@ -44,6 +45,8 @@ import type { ScaleToZeroOptions } from './scale-to-zero-spec.ts';
 export interface TrackOptions {
   /** Version number or alias. @default the `production` alias, else the latest version */
   version?: number | string;
+  /** Serve a version marked rejected (ml/registry/rejected.ts) anyway. @default false */
+  allowRejected?: boolean;
   /** @default 1 */
   replicas?: number;
   /** @default 32 */
@@ -148,6 +151,7 @@ export class ModelDeployments {
    */
   async deploy(name: string, opts: DeployOptions = {}): Promise<Deployment> {
     const version = await this.#resolve(name, opts.version);
+    refuseRejected(await this.registry.version(name, version), opts.allowRejected);
     // Scale-to-zero: refused here, with the reason, when no alive node could ever start it again.
     const zero = await checkScaleToZero(this.nc, this.subjects, name, opts);
     const current = await this.get(name);
@@ -173,6 +177,7 @@ export class ModelDeployments {
   /** Starts a canary version beside the stable one; it gets traffic once ready. */
   async canary(name: string, opts: CanaryOptions): Promise<Deployment> {
     const version = await this.#resolve(name, opts.version ?? 'latest');
+    refuseRejected(await this.registry.version(name, version), opts.allowRejected);
     if (opts.minReplicas === 0 || opts.scaleToZero) throw Errors.USAGE('minReplicas 0 (scale to zero) is for the stable track: deploy the version, not a canary');
     const weight = opts.weight ?? 0.1;
     if (!(weight >= 0 && weight <= 1)) throw Errors.USAGE(`canary weight must be within 0..1, got ${weight}`);
@@ -209,10 +214,11 @@ export class ModelDeployments {
   }
 
   /** The canary becomes stable (and the `production` alias moves to it); the old stable stops. */
-  async promote(name: string): Promise<Deployment> {
+  async promote(name: string, opts: { allowRejected?: boolean } = {}): Promise<Deployment> {
     // The canary is about to take all of the traffic: first give it the stable's capacity.
     const before = await this.require(name);
     if (!before.canary) throw MlErrors.CANARY_NOT_READY(name, 'there is no canary to promote');
+    refuseRejected(await this.registry.version(name, before.canary.version), opts.allowRejected);
     if (before.canary.state !== TrackState.READY) throw MlErrors.CANARY_NOT_READY(name, `v${before.canary.version} is still ${before.canary.state}`);
     const replicas = Math.max(before.canary.replicas, before.stable.replicas);
     if (replicas > before.canary.replicas) await this.#scaleUp(name, before.canary, replicas);
