@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../cluster/index.ts';
 import { exportOnnx, initParams } from '../../ml/training/model.ts';
 import { floatTensor, onnxGraphSummary, onnxModel } from '../../kernels/index.ts';
-import { dequantizePerChannel, judge, quantizeModel, quantizePerChannel, roundHalfEven, type LatencyComparison } from '../../ml/index.ts';
+import { dequantizePerChannel, judgeQuantized as judge, quantizeModel, quantizePerChannel, roundHalfEven, type LatencyComparison } from '../../ml/index.ts';
 
 const onnxGraphOps = (m: Uint8Array) => onnxGraphSummary(m).ops.map((o) => o.op);
 
