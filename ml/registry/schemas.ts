@@ -9,6 +9,8 @@ export const ALIAS_NAME = '^[A-Za-z][A-Za-z0-9_-]{0,63}$';
 export const Signature = Type.Object({
   inputs: Type.Array(TensorSpec),
   outputs: Type.Array(TensorSpec),
+  /** Inputs, `<input>_<i>` columns or outputs that are personal data (issue #20): never in the prediction log. */
+  pii: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 1024 })),
 });
 export type Signature = Static<typeof Signature>;
 
