@@ -113,3 +113,5 @@ export {
   type GlobalImportance,
 } from './governance/explain/index.ts';
 export { ReplicaExplainer, MAX_EXPLAIN_ROWS } from './serving/explain.ts';
+// Governance (issue #20): privacy — PII declarations, erasure.
+export * from './governance/privacy/index.ts';

@@ -107,6 +107,7 @@ const SUBJECT_PROBES = {
   labeled: (x: Subjects) => [x.labeled('fraud')],
   labeledAll: (x: Subjects) => [`${x.prefix}.labeled.other`],
   feedbackJoinStats: (x: Subjects) => [x.feedbackJoinStats],
+  privacyForget: (x: Subjects) => [x.privacyForget],
 } satisfies Record<keyof Subjects, (x: Subjects) => string[]>;
 
 /** Subjects outside the prefix that must be probed too: inboxes and JetStream's global API. */
