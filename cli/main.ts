@@ -11,6 +11,7 @@ import { MODELS_FLAGS, modelsCommand } from './models.ts';
 import { FEATURES_FLAGS, featuresCommand } from './features.ts';
 import { AUTH_FLAGS, nodeUserCommand } from './auth.ts';
 import { MONITOR_FLAGS, monitorCommand } from './monitor.ts';
+import { PRIVACY_FLAGS, privacyCommand } from './privacy.ts';
 
 const HELP = `shoal ${SHOAL_VERSION} — a cluster for the AI features of SaaS products
 
@@ -25,6 +26,7 @@ commands:
             | materialize VIEW | build-dataset --views a,b@N (--labels L.jsonl | --label-view V --label F) [--name N]
   monitor   a deployed model's monitors: drift per feature, confidence, estimated and labeled quality, alerts, lag
             <model> [--json] [--watch MS] [--window 5m]
+  privacy   forget <column>=<value>: erase an entity (features, offline log, prediction log); lists what to retrain   [--reason T] [--json]
   submit    submit a training job (job.json) and follow it with a progress bar   [--id ID] [--no-wait]
   jobs      show a job's state and metrics   <jobId>
   cancel    cancel a job   <jobId>
@@ -64,6 +66,8 @@ async function main(): Promise<number> {
       return featuresCommand(rest, loadConfig({ argv: rest }, FEATURES_FLAGS));
     case 'monitor':
       return monitorCommand(rest, loadConfig({ argv: rest }, MONITOR_FLAGS));
+    case 'privacy':
+      return privacyCommand(rest, loadConfig({ argv: rest }, PRIVACY_FLAGS));
     case 'submit':
     case 'jobs':
     case 'cancel':
