@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ContentType, encode } from '../../cluster/index.ts';
-import { PredictionLog, WITHHELD, checkEvent, entityRef, keyMatch, parseEntity, piiLogFields, withPiiExcluded, type FeatureViewDef, type PredictionRecord } from '../../ml/index.ts';
+import { PredictionLog, WITHHELD, checkEvent, jsonErrorMessage, entityRef, keyMatch, parseEntity, piiLogFields, withPiiExcluded, type FeatureViewDef, type PredictionRecord } from '../../ml/index.ts';
 import { containsBytes, numberEncodings } from '../fixtures/monitoring.ts';
 
 const view = {
@@ -71,5 +71,19 @@ describe('PII declarations', () => {
     expect(() => parseEntity('c-17')).toThrow(/<key column>=<value>/);
     expect(keyMatch({ entity: ['merchant_id', 'customer_id'] }, { customer_id: 'c-17' })).toEqual([[1, 'c-17']]);
     expect(keyMatch({ entity: ['merchant_id'] }, { customer_id: 'c-17' })).toEqual([]);
+  });
+
+  it('a JSON syntax error loses the quoted body V8 puts in its message', () => {
+    const msg = (text: string) => {
+      try {
+        JSON.parse(text);
+      } catch (err) {
+        return jsonErrorMessage(err);
+      }
+      throw new Error('parsed');
+    };
+    expect(msg('{"email":pii-mark-33}')).toBe("Unexpected token 'p' (the body is not shown)");
+    expect(msg(`{"x":"${'pii-mark-44'.repeat(30)}" oops`)).not.toContain('pii-mark-44');
+    expect(msg('{"a":1} x')).toMatch(/position 8$/);
   });
 });

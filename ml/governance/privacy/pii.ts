@@ -81,3 +81,13 @@ export function replicaPiiFields(mv: Pick<ModelVersion, 'signature'>, fi: Replic
   if (!fi) return piiLogFields(mv);
   return piiLogFields(mv, fi.views.map((v) => ({ name: v.version.name, definition: v.version.definition, columns: v.encoder.columns })), fi.input);
 }
+
+/**
+ * A JSON parser's message without the quoted input V8 puts in it (`Unexpected token 'p',
+ * "{"email":pii…"... is not valid JSON`): a malformed body may carry personal data, and a 400
+ * echoes its error. The position-style messages (`… at position 24`) carry no input and stay.
+ */
+export function jsonErrorMessage(err: unknown): string {
+  const m = err instanceof Error ? err.message : String(err);
+  return m.replace(/,?\s*"[\s\S]*"(\.\.\.)? is not valid JSON\s*$/, ' (the body is not shown)');
+}
