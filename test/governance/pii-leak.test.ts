@@ -155,7 +155,8 @@ describe('PII never leaks (real cluster; logs, streams, metrics, errors searched
 
     // ---- the search --------------------------------------------------------------------------
     const logLines = [...gatewayLines, ...Object.values(c.schedulers).flatMap((p) => p.lines), ...Object.values(c.nodes).flatMap((p) => p.lines)];
-    expect(logLines.length).toBeGreaterThan(100);
+    // Every process was heard from, at debug level (where refused requests are logged with their error).
+    for (const lines of [gatewayLines, ...Object.values(c.schedulers).map((p) => p.lines), ...Object.values(c.nodes).map((p) => p.lines)]) expect(lines.length).toBeGreaterThan(0);
     const foundIn = (m: Marker): string[] => {
       const where: string[] = [];
       if (logLines.some((l) => textHas(l, m))) where.push('logs');
@@ -174,7 +175,7 @@ describe('PII never leaks (real cluster; logs, streams, metrics, errors searched
     // …and the controls, where a PII value would have leaked had it not been declared: the
     // prediction log (and its copies: the join's index, the joined rows), and the 400s.
     expect(foundIn(CTRL.spend)).toEqual(expect.arrayContaining([`stream ${r.streams.predictions}`, `stream ${r.streams.labeled}`]));
-    expect(foundIn(CTRL.badPush)).toContain('answer: bad push (control)');
+    expect(foundIn(CTRL.badPush)).toEqual(expect.arrayContaining(['answer: bad push (control)', 'logs']));
     expect(foundIn(CTRL.badRequest)).toContain('answer: bad request (control)');
   }, 300_000);
 });
