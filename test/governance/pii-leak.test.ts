@@ -2,8 +2,8 @@
  * PII never leaks (issue #20 item 4), end to end on a real cluster: a scheduler and node agents
  * as real processes (logging at debug level, each serving /metrics), the gateway in this process
  * with its log captured. Unique markers are planted in the PII features of a feature view
- * (`income`, `email`) and driven through pushes (good and bad), a point-in-time training set, a
- * model trained on it, serving by entity (good requests, a request-time PII value, bad requests,
+ * (`income`, `email`) and driven through pushes (good and bad), a training job (its point-in-time
+ * training set, its progress records), the model it trained, serving by entity (good requests, a request-time PII value, bad requests,
  * a malformed body), the prediction log with its monitor, feedback and the label join, and a
  * failure (the replica's node SIGKILLed, the replica re-placed). Then every captured log line of
  * every process, every HTTP answer, every message of every stream (prediction log, events, jobs,
@@ -26,7 +26,7 @@ import { FeatureClient } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
-import { allStreamMessages, bytesHave, personModel, personSnapshot, personView, textHas, type Marker } from '../fixtures/privacy.ts';
+import { allStreamMessages, bytesHave, personSnapshot, personView, textHas, type Marker } from '../fixtures/privacy.ts';
 
 const s = subjects();
 const r = resources();
@@ -83,7 +83,7 @@ describe('PII never leaks (real cluster; logs, streams, metrics, errors searched
   beforeAll(async () => {
     const [ps, pa, pb] = [await freePort(), await freePort(), await freePort()];
     metricsUrls.set('scheduler', `http://127.0.0.1:${ps}/metrics`).set('node-a', `http://127.0.0.1:${pa}/metrics`).set('node-b', `http://127.0.0.1:${pb}/metrics`);
-    const args = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '1500', '--actors.modules', '["ml/serving/actors.ts"]', '--log.level', 'debug'];
+    const args = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '1500', '--actors.modules', '["ml/serving/actors.ts","shoal:ml/training/actors.ts"]', '--log.level', 'debug'];
     c = await startCluster({ args, schedulerArgs: ['--metrics.port', String(ps)], nodes: [{ id: 'node-a', profile: 'cpu-ondemand', args: ['--metrics.port', String(pa)] }] });
     sched = await c.nats.connect(Role.SCHEDULER);
     const logger = pino({ level: 'debug' }, { write: (line: string) => void gatewayLines.push(line) });
@@ -110,10 +110,15 @@ describe('PII never leaks (real cluster; logs, streams, metrics, errors searched
     const ctrlPush = await call('bad push (control)', '/v1/features/person', { eventId: 'p4', entity: { customer_id: 'cust-7' }, values: { spend: CTRL.badPush }, eventTime: t });
     expect(ctrlPush.status).toBe(400);
 
-    // "Training": the point-in-time training set, and a model version trained on it, deployed with monitoring.
-    const built = await fc.buildDataset({ name: 'person-risk', views: ['person'], labels: [{ entity: { customer_id: 'cust-7' }, time: Date.now() + 1, label: 1 }, { entity: { customer_id: 'cust-8' }, time: Date.now() + 1, label: 0 }] });
-    const lineage = { datasetDigest: built.dataset.digest, features: { views: built.lineage.views.map((v) => ({ view: `${v.name}@${v.version}`, digest: v.digest, through: v.through })), datasetDigest: built.dataset.digest, columns: built.dataset.columns } };
-    await c.control.register('risk', personModel(), { lineage });
+    // Training: a job trains on the view (its point-in-time training set built first) and registers the version served below.
+    for (let i = 0; i < 40; i++) await fc.push('person', { eventId: `q${i}`, entity: { customer_id: `cust-${100 + i}` }, values: { income: 900 + 50 * i, spend: 5 + (i % 9) * 7, email: i % 2 ? 'a@example.com' : 'b@example.com', nickname: i % 3 ? 'x' : 'y' }, eventTime: t });
+    const labels = [7, 8, ...Array.from({ length: 40 }, (_, i) => 100 + i)].map((n, i) => ({ entity: { customer_id: `cust-${n}` }, time: Date.now() + 1, label: i % 2 }));
+    const jobs = await c.jobs();
+    const progress: unknown[] = [];
+    await jobs.submit({ model: { name: 'risk', type: 'logreg' }, dataset: { features: ['person@1'], labels }, hyper: { optimizer: 'adam', lr: 0.1, steps: 20, batchSize: 16, seed: 1 }, workers: 1 }, { id: 'job-pii' });
+    const job = await jobs.follow('job-pii', (rec) => void progress.push(rec), 180_000);
+    expect(job.state, job.reason).toBe('succeeded');
+    answers.push({ what: 'job progress and result', status: 200, body: JSON.stringify([progress, job]) });
     await until(async () => (await c.control.deploy('risk', { replicas: 1, maxBatchSize: 8, readyTimeoutMs: 60_000, monitoring: { sampleRate: 1, flushMs: 50 } })).stable.state === 'ready' || undefined, 90_000, 'risk deployed');
     await until(async () => ((await fetch(`${base}/v2/models/risk/ready`, { headers: { 'x-api-key': KEY } })).status === 200 ? true : undefined), 20_000, 'the gateway sees risk');
 
