@@ -15,6 +15,8 @@ export interface Dataset {
   /** One group id per row (e.g. an age band), or undefined. */
   sensitive?: Uint8Array;
   sensitiveName?: string;
+  /** Columns that are personal data (issue #20): a model trained on them never logs them. */
+  pii?: string[];
 }
 
 export interface Splits {
@@ -32,14 +34,15 @@ export function serialize(d: Dataset): Uint8Array {
     features: new Uint8Array(d.features.buffer, d.features.byteOffset, d.features.byteLength),
     labels: d.labels,
     ...(d.sensitive ? { sensitive: d.sensitive, sensitiveName: d.sensitiveName ?? 'sensitive' } : {}),
+    ...(d.pii?.length ? { pii: d.pii } : {}),
   });
 }
 
 export function deserialize(bytes: Uint8Array): Dataset {
-  const o = decode(bytes) as { columns: string[]; rows: number; features: Uint8Array; labels: Uint8Array; sensitive?: Uint8Array; sensitiveName?: string };
+  const o = decode(bytes) as { columns: string[]; rows: number; features: Uint8Array; labels: Uint8Array; sensitive?: Uint8Array; sensitiveName?: string; pii?: string[] };
   const f = new Float32Array(o.features.byteLength / 4);
   new Uint8Array(f.buffer).set(o.features);
-  return { columns: o.columns, rows: o.rows, features: f, labels: Uint8Array.from(o.labels), ...(o.sensitive ? { sensitive: Uint8Array.from(o.sensitive), sensitiveName: o.sensitiveName ?? 'sensitive' } : {}) };
+  return { columns: o.columns, rows: o.rows, features: f, labels: Uint8Array.from(o.labels), ...(o.sensitive ? { sensitive: Uint8Array.from(o.sensitive), sensitiveName: o.sensitiveName ?? 'sensitive' } : {}), ...(o.pii?.length ? { pii: o.pii } : {}) };
 }
 
 export const sha256hex = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

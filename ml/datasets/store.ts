@@ -21,6 +21,8 @@ export interface DatasetVersion {
   columns: string[];
   positives: number;
   sensitiveName?: string;
+  /** Columns declared personal data (issue #20). */
+  pii?: string[];
   splits: { seed: number; train: number; validation: number; holdout: number };
   createdAt: number;
   source: string;
@@ -59,6 +61,7 @@ export class DatasetStore {
       columns: d.columns,
       positives,
       ...(d.sensitiveName ? { sensitiveName: d.sensitiveName } : {}),
+      ...(d.pii?.length ? { pii: d.pii } : {}),
       splits: { seed, train: s.train.length, validation: s.validation.length, holdout: s.holdout.length },
       createdAt: Date.now(),
       source: opts.source ?? 'api',

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ContentType, encode } from '../../cluster/index.ts';
-import { PredictionLog, WITHHELD, checkEvent, jsonErrorMessage, entityRef, keyMatch, parseEntity, piiLogFields, withPiiExcluded, type FeatureViewDef, type PredictionRecord } from '../../ml/index.ts';
+import { PredictionLog, WITHHELD, checkEvent, deserialize, importCsv, jsonErrorMessage, serialize, entityRef, keyMatch, parseEntity, piiLogFields, withPiiExcluded, type FeatureViewDef, type PredictionRecord } from '../../ml/index.ts';
 import { containsBytes, numberEncodings } from '../fixtures/monitoring.ts';
 
 const view = {
@@ -85,5 +85,16 @@ describe('PII declarations', () => {
     expect(msg('{"email":pii-mark-33}')).toBe("Unexpected token 'p' (the body is not shown)");
     expect(msg(`{"x":"${'pii-mark-44'.repeat(30)}" oops`)).not.toContain('pii-mark-44');
     expect(msg('{"a":1} x')).toMatch(/position 8$/);
+  });
+
+  it('a dataset\'s PII columns: marked at import (every one-hot column of a PII category), kept through serialisation, and a model\'s lineage.pii is excluded', () => {
+    const csv = 'y,age,zip,plan\n1,30,75001,pro\n0,41,10115,free\n';
+    const d = importCsv(csv, { label: 'y', numeric: ['age', 'zip'], categorical: ['plan'], pii: ['zip'] });
+    expect(d.pii).toEqual(['zip']);
+    expect(importCsv(csv, { label: 'y', numeric: ['age'], categorical: ['zip'], pii: ['zip'] }).pii).toEqual(['zip_10115', 'zip_75001']);
+    expect(deserialize(serialize(d)).pii).toEqual(['zip']);
+    expect(deserialize(serialize(importCsv(csv, { label: 'y', numeric: ['age'] }))).pii).toBeUndefined();
+    expect(() => importCsv(csv, { label: 'y', numeric: ['age'], pii: ['nope'] })).toThrow(/pii column "nope"/);
+    expect(piiLogFields({ signature: { inputs: [], outputs: [] }, lineage: { pii: ['X_1'] } })).toEqual(['X_1']);
   });
 });

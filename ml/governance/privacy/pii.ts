@@ -39,8 +39,10 @@ export interface PinnedView {
  * fed by feature views (`views` in input order, one model input `input`) the `<input>_<i>`
  * columns a PII feature produced (a one-hot feature produces several).
  */
-export function piiLogFields(mv: Pick<ModelVersion, 'signature'>, views: readonly PinnedView[] = [], input?: string): string[] {
-  const out = new Set<string>(mv.signature.pii ?? []);
+export function piiLogFields(mv: Pick<ModelVersion, 'signature'> & { lineage?: ModelVersion['lineage'] }, views: readonly PinnedView[] = [], input?: string): string[] {
+  // A training job records its dataset's PII columns as `lineage.pii` (model input columns).
+  const fromData = (mv.lineage as { pii?: unknown } | undefined)?.pii;
+  const out = new Set<string>([...(mv.signature.pii ?? []), ...(Array.isArray(fromData) ? fromData.filter((x): x is string => typeof x === 'string') : [])]);
   if (input !== undefined) {
     let offset = 0;
     for (const v of views) {
@@ -77,7 +79,7 @@ interface ReplicaFeatureInput {
 }
 
 /** {@link piiLogFields} of a loaded replica: its version, and its feature input when it serves by entity. */
-export function replicaPiiFields(mv: Pick<ModelVersion, 'signature'>, fi: ReplicaFeatureInput | undefined): string[] {
+export function replicaPiiFields(mv: Pick<ModelVersion, 'signature' | 'lineage'>, fi: ReplicaFeatureInput | undefined): string[] {
   if (!fi) return piiLogFields(mv);
   return piiLogFields(mv, fi.views.map((v) => ({ name: v.version.name, definition: v.version.definition, columns: v.encoder.columns })), fi.input);
 }
