@@ -64,7 +64,9 @@ export async function eraseFromView(nc: NatsConnection, prefix: string, def: Fea
   const kv = await new Kvm(nc).open(r.buckets.online);
   const keys: string[] = [];
   for await (const k of await kv.keys(`${def.name}.>`)) {
-    const tokens = k.split('.').slice(1);
+    // A streaming aggregate view's records carry its definition's digest first (`<view>.=<digest>.<keys…>`, aggregate-store.ts).
+    let tokens = k.split('.').slice(1);
+    if (tokens[0]?.startsWith('=')) tokens = tokens.slice(1);
     if (tokens.length === def.entity.length && match.every(([i, v]) => tokens[i] === b64(v))) keys.push(k);
   }
   for (const k of keys) {
