@@ -28,6 +28,8 @@ export const Lineage = Type.Object(
      * (ml/serving/entity-features.ts, `FeatureLineageSchema`).
      */
     features: Type.Optional(Type.Unknown()),
+    /** Model input columns (`X_<j>`) made from the training dataset's PII columns (issue #20): never logged. */
+    pii: Type.Optional(Type.Array(Type.String())),
   },
   { additionalProperties: Type.Unknown() },
 );
