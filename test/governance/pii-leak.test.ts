@@ -22,7 +22,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, resources, subjects, type NatsConnection } from '../../cluster/index.ts';
-import { FeatureClient } from '../../ml/index.ts';
+import { FeatureClient, importCsv } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
@@ -182,5 +182,34 @@ describe('PII never leaks (real cluster; logs, streams, metrics, errors searched
     expect(foundIn(CTRL.spend)).toEqual(expect.arrayContaining([`stream ${r.streams.predictions}`, `stream ${r.streams.labeled}`]));
     expect(foundIn(CTRL.badPush)).toEqual(expect.arrayContaining(['answer: bad push (control)', 'logs']));
     expect(foundIn(CTRL.badRequest)).toContain('answer: bad request (control)');
+  }, 300_000);
+
+  it('a dataset\'s PII column: the model a job trains on it never logs that input column (by tensor), while it logs the others', async () => {
+    // Numeric `age` and `zip` (PII) and a label that follows age; imported with `pii: ['zip']`.
+    const lines = ['y,age,zip', ...Array.from({ length: 60 }, (_, i) => `${i % 2},${20 + i + (i % 2) * 30},${10000 + i * 7}`)];
+    const d = importCsv(lines.join('\n'), { label: 'y', numeric: ['age', 'zip'], pii: ['zip'] });
+    expect(d.pii).toEqual(['zip']);
+    await c.control.registerDataset('people-csv', d);
+    const jobs = await c.jobs();
+    await jobs.submit({ model: { name: 'people', type: 'logreg' }, dataset: 'people-csv', hyper: { optimizer: 'adam', lr: 0.1, steps: 20, batchSize: 16, seed: 1 }, workers: 1 }, { id: 'job-pii-csv' });
+    const job = await jobs.follow('job-pii-csv', () => undefined, 180_000);
+    expect(job.state, job.reason).toBe('succeeded');
+    const mv = await (await c.control.reader()).resolve('people');
+    expect(mv.lineage).toMatchObject({ pii: ['X_1'] });
+    await until(async () => (await c.control.deploy('people', { replicas: 1, maxBatchSize: 8, readyTimeoutMs: 60_000, monitoring: { sampleRate: 1, flushMs: 50 } })).stable.state === 'ready' || undefined, 90_000, 'people deployed');
+    const PII_ZIP = 76543.5625;
+    const CTRL_AGE = 65432.8125;
+    const res = await until(async () => {
+      const a = await call('predict by tensor', '/v1/models/people/predict', { instances: [[CTRL_AGE, PII_ZIP]] });
+      return a.status === 200 ? a : undefined;
+    }, 20_000, 'the gateway sees people', 250);
+    let preds: Uint8Array[] = [];
+    await until(async () => {
+      preds = (await allStreamMessages(sched)).get(r.streams.predictions) ?? [];
+      return preds.some((m) => bytesHave(m, res.id)) ? true : undefined;
+    }, 30_000, 'the prediction logged');
+    const mine = preds.filter((m) => bytesHave(m, res.id));
+    expect(mine.some((m) => bytesHave(m, CTRL_AGE))).toBe(true);
+    expect(mine.some((m) => bytesHave(m, PII_ZIP))).toBe(false);
   }, 300_000);
 });
