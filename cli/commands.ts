@@ -25,6 +25,7 @@ import { AUTH_FLAGS, nodeUserCommand } from './auth.ts';
 import { MONITOR_FLAGS, monitorCommand } from './monitor.ts';
 import { AUDIT_FLAGS, auditCommand } from './audit.ts';
 import { COST_FLAGS, costCommand } from './cost.ts';
+import { PRIVACY_FLAGS, privacyCommand } from './privacy.ts';
 
 export type Handler = (rest: string[], config: Config) => Promise<number> | number;
 
@@ -87,7 +88,7 @@ export const FEATURES_SUBCOMMANDS: SubcommandSpec[] = [
 
 export const DATASETS_SUBCOMMANDS: SubcommandSpec[] = [
   { name: 'generate', args: '<kind>', describe: 'generate a synthetic dataset (kind: fraud)', flags: ['rows', 'seed', 'drift', 'name', 'split-seed', 'json'] },
-  { name: 'import', args: '<file>', describe: 'import a CSV file as a dataset', flags: ['name', 'label', 'numeric', 'categorical', 'sensitive', 'split-seed', 'json'] },
+  { name: 'import', args: '<file>', describe: 'import a CSV file as a dataset', flags: ['name', 'label', 'numeric', 'categorical', 'sensitive', 'pii', 'split-seed', 'json'] },
   { name: 'show', args: '<ref>', describe: "a dataset's rows, columns and splits", flags: J },
 ];
 
@@ -112,6 +113,14 @@ export const COMMANDS: CommandSpec[] = [
     flags: COST_FLAGS,
     flagDocs: { by: 'group by tenant | model | job | owner', since: 'from this long ago (1h, 30m) or this ISO time' },
     run: costCommand,
+  },
+  {
+    name: 'privacy',
+    describe: 'privacy: erase an entity (GDPR Art. 17) from the online and offline feature store and the prediction log',
+    flags: PRIVACY_FLAGS,
+    flagDocs: { reason: 'why (recorded in the audit log; never the entity itself)' },
+    subcommands: [{ name: 'forget', args: '<entity>', argDocs: { entity: 'key column=value[,column=value], e.g. customer_id=c-17' }, describe: 'remove the entity everywhere and list what was built from it', flags: ['reason', 'json'] }],
+    run: privacyCommand,
   },
   { name: 'audit', describe: 'the audit log: who registered, deployed, promoted, overrode what, when and why', flags: AUDIT_FLAGS, flagDocs: { since: 'from this long ago (2h, 30m) or this ISO time', model: 'only this model', limit: 'at most this many entries' }, run: auditCommand },
   { name: 'node-user', args: '<nodeIds..>', describe: "a node's NATS user for an external nats-server", flags: AUTH_FLAGS, run: nodeUserCommand },

@@ -10,6 +10,7 @@ export const FLAG_DOCS: Readonly<Record<string, string>> = {
   'idle-timeout-ms': 'scale to zero after this long without a request (default 300000)',
   'hold-timeout-ms': 'how long a gateway holds a request while a replica starts (default 30000)',
   'max-held': 'requests a gateway holds per model while it starts (default 256); more get 503 at once',
+  pii: 'columns that are personal data (comma-separated): never logged by a model trained on them',
   // quantization
   int8: 'dynamic int8 weights, per output channel',
   fp16: 'half-precision weights (cast to float at load)',

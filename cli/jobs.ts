@@ -10,7 +10,7 @@ import { Errors, parseFlags, subjects, type Config, type JobRecord } from '../cl
 import { DatasetStore, JobClient, RegistryClient, generateFraud, importCsv, type CsvSchema } from '../ml/index.ts';
 import { connectClient } from './status.ts';
 
-export const JOBS_FLAGS = ['id', 'no-wait', 'json', 'rows', 'seed', 'drift', 'name', 'label', 'numeric', 'categorical', 'sensitive', 'split-seed'] as const;
+export const JOBS_FLAGS = ['id', 'no-wait', 'json', 'rows', 'seed', 'drift', 'name', 'label', 'numeric', 'categorical', 'sensitive', 'pii', 'split-seed'] as const;
 
 function readJson(path: string): unknown {
   let text: string;
@@ -98,9 +98,9 @@ async function datasets(pos: string[], flags: Map<string, string>, nc: Awaited<R
     v = await control.registerDataset(name ?? 'fraud', generateFraud({ rows, seed, drift }), opts(`generator fraud rows=${rows} seed=${seed} drift=${drift}`));
   } else if (sub === 'import' && arg) {
     const label = flags.get('label');
-    if (!label || !name) throw Errors.USAGE('usage: shoal datasets import <file.csv> --name NAME --label COL [--numeric a,b] [--categorical c,d] [--sensitive s]');
+    if (!label || !name) throw Errors.USAGE('usage: shoal datasets import <file.csv> --name NAME --label COL [--numeric a,b] [--categorical c,d] [--sensitive s] [--pii a,b]');
     const list = (f: string) => (flags.get(f) ? flags.get(f)!.split(',').map((x) => x.trim()) : []);
-    const schema: CsvSchema = { label, numeric: list('numeric'), categorical: list('categorical'), ...(flags.get('sensitive') ? { sensitive: flags.get('sensitive')! } : {}) };
+    const schema: CsvSchema = { label, numeric: list('numeric'), categorical: list('categorical'), ...(flags.get('sensitive') ? { sensitive: flags.get('sensitive')! } : {}), ...(list('pii')?.length ? { pii: list('pii')! } : {}) };
     v = await control.registerDataset(name, importCsv(readFileSync(arg, 'utf8'), schema), opts(`csv ${basename(arg)}`));
   } else if (sub === 'show' && arg) {
     v = await (await DatasetStore.open(nc, config.subjectPrefix)).resolve(arg);

@@ -100,7 +100,7 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     // Feature pushes (POST /v1/features/{view}) go to the features service, which checks and logs them.
     // Labels (POST /v1/models/{m}/feedback) go to the feedback service, which checks and stores them.
     // Model cards and the audit log (GET /v1/.../card, /v1/audit) are reads answered by the registry service.
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.scheduler('cost'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll, s.registry('card'), s.registry('audit')],
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.scheduler('cost'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll, s.registry('card'), s.registry('audit'), s.privacyForget],
     subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
     // The dashboard (/ui) lists actors: a read of the directory.
     kv: { models: [READ], jobs: [READ], actors: [READ] },
@@ -114,7 +114,7 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   [Role.CLIENT]: {
     // Feature views are applied, events pushed, logs compacted and training sets built through the features service; views and online rows are read from KV.
     // Labels go to the feedback service (and the join's counters may be asked for).
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op)), s.featuresApply, s.featuresMaterialize, s.featuresBuild, s.featurePushAll, s.feedbackAll, s.feedbackJoinStats],
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op)), s.featuresApply, s.featuresMaterialize, s.featuresBuild, s.featurePushAll, s.feedbackAll, s.feedbackJoinStats, s.privacyForget],
     subscribe: (s) => [s.eventsAll],
     kv: { models: [READ], jobs: [READ], datasets: [READ], actors: [READ], features: [READ], online: [READ] },
     stores: { artifacts: [StoreOp.READ], uploads: [StoreOp.PUT] },

@@ -80,6 +80,8 @@ export function subjects(prefix = 'shoal') {
     featurePush: (view: string) => `${p}.features.push.${token('feature view', view)}`,
     featurePushAll: `${p}.features.push.>`,
     featuresAll: `${p}.features.>`,
+    /** Erase one entity (GDPR Art. 17; request to the privacy service, ml/governance/privacy). */
+    privacyForget: `${p}.privacy.forget`,
     /** The offline log of one view's accepted events (captured by the feature events stream; written only by the features service). */
     featureLog: (view: string) => `${p}.featlog.${token('feature view', view)}`,
     featureLogAll: `${p}.featlog.>`,

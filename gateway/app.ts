@@ -37,6 +37,7 @@ import { registerExplainRoutes } from './routes/explain.ts';
 import { registerModelStatusRoutes } from './routes/model-status.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
 import { registerFeatureRoutes } from './routes/features.ts';
+import { registerPrivacyRoutes } from './routes/privacy.ts';
 import { registerFeedbackRoutes } from './routes/feedback.ts';
 import { registerGovernanceRoutes } from './routes/governance.ts';
 import { MonitoringGauges, registerMonitoringRoutes } from './monitoring.ts';
@@ -308,6 +309,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   registerFeatureRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerFeedbackRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerGovernanceRoutes(app, { nc: deps.nc, subjects: deps.subjects });
+  registerPrivacyRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   // Model monitors' latest windows: gauges on /metrics and GET /v1/models/{name}/monitoring.
   const monitoring = new MonitoringGauges(metrics.registry).start(deps.nc, deps.subjects);
   app.addHook('onClose', async () => monitoring.stop());

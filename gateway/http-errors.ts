@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError, RouteOptions } from 'fastify';
 import { Errors, ShoalError, errorCode } from '../cluster/index.ts';
+import { jsonErrorMessage } from '../ml/index.ts';
 import { GatewayErrors } from './errors.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
@@ -81,6 +82,11 @@ export function installErrorHandlers(app: FastifyInstance, metrics: GatewayMetri
     } else {
       status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
       if (err.validation) code = GatewayErrors.BAD_REQUEST.code;
+      // Fastify's JSON parser: V8's message quotes the body (personal data, maybe): not echoed.
+      else if (err instanceof SyntaxError && status === 400) {
+        code = GatewayErrors.BAD_REQUEST.code;
+        message = `the request body is not valid JSON: ${jsonErrorMessage(err)}`;
+      }
       else if (status === 415) {
         code = Errors.BAD_CONTENT_TYPE.code;
         message = `unsupported content-type ${JSON.stringify(req.headers['content-type'] ?? '')}: ${err.message}`;

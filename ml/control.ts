@@ -9,6 +9,7 @@ import { appendAudit } from './governance/audit/log.ts';
 import { defineControlModule, replicasFor } from '../cluster/index.ts';
 import { startFeatureCompactor } from './features/offline.ts';
 import { startFeatureService } from './features/service.ts';
+import { startPrivacyService } from './governance/privacy/service.ts';
 import { startRegistryService } from './registry/service.ts';
 import { ModelDeployments } from './serving/deployments.ts';
 import { RolloutController } from './serving/rollout.ts';
@@ -31,6 +32,11 @@ export const controlModules = [
     name: 'features',
     // Feature views (CAS) and pushes (offline log first, then the online store by CAS): every scheduler serves, in one queue group.
     start: (ctx) => startFeatureService({ nc: ctx.nc, subjects: ctx.subjects, log: ctx.log }),
+  }),
+  defineControlModule({
+    name: 'privacy',
+    // Erasure of an entity (GDPR Art. 17): online store, offline log and its Parquet files, prediction log; every scheduler serves, one at a time each.
+    start: (ctx) => startPrivacyService({ nc: ctx.nc, subjects: ctx.subjects, log: ctx.log }),
   }),
   defineControlModule({
     name: 'features-compactor',

@@ -123,3 +123,5 @@ export { cardMarkdown } from './governance/card/markdown.ts';
 export { appendAudit, readAudit, AUDIT_ACTIONS, ACTOR_HEADER, type AuditEntry, type AuditAction, type AuditQuery } from './governance/audit/log.ts';
 export * from './quantize/index.ts';
 export { refuseRejected } from './registry/rejected.ts';
+// Governance (issue #20): privacy — PII declarations, erasure.
+export * from './governance/privacy/index.ts';

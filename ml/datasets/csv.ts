@@ -11,6 +11,8 @@ export interface CsvSchema {
   numeric?: string[];
   categorical?: string[];
   sensitive?: string;
+  /** Source columns that are personal data (issue #20): every output column made from one is marked PII. */
+  pii?: string[];
 }
 
 function parseLine(line: string): string[] {
@@ -83,5 +85,8 @@ export function importCsv(text: string, schema: CsvSchema): Dataset {
     const sd = Math.sqrt(v / rows) || 1;
     for (let i = 0; i < rows; i++) features[i * D + k] = (features[i * D + k]! - m) / sd;
   });
-  return { columns, rows, features, labels, ...(sensitive ? { sensitive, sensitiveName: schema.sensitive! } : {}) };
+  const piiSrc = new Set(schema.pii ?? []);
+  for (const p of piiSrc) if (!numeric.some((n) => n.name === p) && !categorical.some((c) => c.name === p)) throw MlErrors.BAD_DATASET('csv', `pii column "${p}" is not a numeric or categorical column of the schema`);
+  const pii = [...numeric.filter((n) => piiSrc.has(n.name)).map((n) => n.name), ...categorical.flatMap((c, k) => (piiSrc.has(c.name) ? levels[k]!.map((v) => `${c.name}_${v}`) : []))];
+  return { columns, rows, features, labels, ...(sensitive ? { sensitive, sensitiveName: schema.sensitive! } : {}), ...(pii.length ? { pii } : {}) };
 }

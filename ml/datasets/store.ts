@@ -23,6 +23,8 @@ export interface DatasetVersion {
   sensitiveName?: string;
   /** More declared sensitive attributes (`Dataset.extraSensitive`). */
   extraSensitiveNames?: string[];
+  /** Columns declared personal data (issue #20). */
+  pii?: string[];
   splits: { seed: number; train: number; validation: number; holdout: number };
   createdAt: number;
   source: string;
@@ -62,6 +64,7 @@ export class DatasetStore {
       positives,
       ...(d.sensitiveName ? { sensitiveName: d.sensitiveName } : {}),
       ...(d.extraSensitive?.length ? { extraSensitiveNames: d.extraSensitive.map((e) => e.name) } : {}),
+      ...(d.pii?.length ? { pii: d.pii } : {}),
       splits: { seed, train: s.train.length, validation: s.validation.length, holdout: s.holdout.length },
       createdAt: Date.now(),
       source: opts.source ?? 'api',

@@ -62,6 +62,8 @@ export const FeatureSpec = Type.Object(
     description: Type.Optional(Type.String({ maxLength: 1000 })),
     fill: Type.Optional(Fill),
     transforms: Type.Optional(Type.Array(Transform, { maxItems: 16 })),
+    /** Personal data (issue #20): never logged, never echoed in errors, erased by `shoal privacy forget`. @default false */
+    pii: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

@@ -33,6 +33,7 @@ import { aggregatorSpec } from './aggregate-actor.ts';
 import { aggregateSourceOf } from './aggregate-store.ts';
 import type { KeyFrom } from './aggregates.ts';
 import { FeatureViews, parseViewDef } from './views.ts';
+import { piiFeatures, shown } from '../governance/privacy/pii.ts';
 
 export const ApplyRequest = Type.Object(
   { definition: Type.Unknown(), snapshot: Type.Optional(Type.Array(Type.Record(Type.String(), RawValue), { maxItems: 1_000_000 })) },
@@ -90,6 +91,7 @@ export function eventTimeOf(t: string | number, field = 'eventTime'): number {
 export function checkEvent(def: FeatureViewDef, ev: FeatureEvent, ingestTime: number, maxFutureMs: number): LoggedEvent {
   const entity = entityValues(def, ev.entity, 'entity');
   const types = new Map(def.features.map((f) => [f.name, f.type]));
+  const pii = piiFeatures(def);
   const names = Object.keys(ev.values);
   if (names.length === 0) throw MlErrors.BAD_INPUT(`values: no features (feature view ${def.name} has ${[...types.keys()].join(', ')})`);
   for (const name of names) {
@@ -98,7 +100,8 @@ export function checkEvent(def: FeatureViewDef, ev: FeatureEvent, ingestTime: nu
     if (!type) throw MlErrors.BAD_INPUT(`values.${name}: not a feature of feature view ${def.name}`);
     if (v === null) continue;
     const ok = type === 'categorical' ? typeof v === 'string' : type === 'boolean' ? typeof v === 'boolean' : type === 'timestamp' ? typeof v !== 'boolean' && numberOf(type, v) !== undefined : typeof v === 'number' && Number.isFinite(v);
-    if (!ok) throw MlErrors.BAD_INPUT(`values.${name}: ${JSON.stringify(v)} is not a ${type} value${type === 'timestamp' ? ' (ISO 8601 or epoch ms)' : ''}`);
+    // A PII feature's value is withheld from the message (ml/governance/privacy).
+    if (!ok) throw MlErrors.BAD_INPUT(`values.${name}: ${shown(v, pii.has(name))} is not a ${type} value${type === 'timestamp' ? ' (ISO 8601 or epoch ms)' : ''}`);
   }
   const eventTime = eventTimeOf(ev.eventTime);
   if (eventTime - ingestTime > maxFutureMs) throw MlErrors.BAD_INPUT(`eventTime: ${new Date(eventTime).toISOString()} is ${Math.round((eventTime - ingestTime) / 1000)} s in the future (at most ${maxFutureMs / 1000} s allowed)`);

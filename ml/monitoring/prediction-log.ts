@@ -62,6 +62,8 @@ export interface Pending {
   readonly tenant: string | undefined;
   readonly rows: Record<string, FeatureValue>[];
   readonly t0: number;
+  /** Per row, the hashed entity keys of a prediction by entity (for erasure). */
+  entityRefs?: string[][];
 }
 
 export class PredictionLog {
@@ -118,6 +120,8 @@ export class PredictionLog {
       }
       const r: PredictionRecord = { id: n === 1 ? p.id : `${p.id}:${i}`, model: this.#o.model, version: this.#o.version, ts, features: p.rows[i]!, outputs: outs[i]!, latencyMs };
       if (p.tenant !== undefined) r.tenant = p.tenant;
+      const refs = p.entityRefs?.[i];
+      if (refs && refs.length > 0) r.entities = refs;
       this.#buffer.push(r);
       this.#stats.buffered++;
     }
@@ -249,15 +253,17 @@ interface SignatureLike {
  * Starts observing one decoded request for `log` (none: monitoring off). Never throws: a record
  * that cannot be built is a request not logged, not a request failed.
  */
-export function observeBegin(log: PredictionLog | undefined, sig: SignatureLike, d: { inputs: TensorData[]; shapes: number[][] }, requestId: string | undefined, tenant: string | undefined, t0: number): Pending | undefined {
+export function observeBegin(log: PredictionLog | undefined, sig: SignatureLike, d: { inputs: TensorData[]; shapes: number[][]; entityRefs?: string[][] }, requestId: string | undefined, tenant: string | undefined, t0: number): Pending | undefined {
   if (!log) return undefined;
   try {
-    return log.begin(
+    const p = log.begin(
       sig.inputs.map((spec, i) => ({ name: spec.name, datatype: spec.datatype, data: d.inputs[i]!, dims: d.shapes[i]! })),
       requestId,
       tenant,
       t0,
     );
+    if (p && d.entityRefs) p.entityRefs = d.entityRefs;
+    return p;
   } catch {
     return undefined;
   }

@@ -36,6 +36,8 @@ export const PredictionRecord = Type.Object({
   outputs: Type.Record(Type.String(), OutputValue),
   /** Time the replica spent on the request: decode, queue, run. */
   latencyMs: Type.Number({ minimum: 0 }),
+  /** A prediction by entity: its entity keys, hashed (ml/governance/privacy `entityRef`), so erasure finds the record. */
+  entities: Type.Optional(Type.Array(Type.String())),
 });
 export type PredictionRecord = Static<typeof PredictionRecord>;
 

@@ -121,7 +121,7 @@ function withDimParams(given: Signature, read: Signature): Signature {
       const m = theirs.find((x) => x.name === t.name);
       return m?.dimParams && m.dimParams.length === t.shape.length ? { ...t, dimParams: m.dimParams } : t;
     });
-  return { inputs: fill(given.inputs, read.inputs), outputs: fill(given.outputs, read.outputs) };
+  return { inputs: fill(given.inputs, read.inputs), outputs: fill(given.outputs, read.outputs), ...(given.pii ? { pii: given.pii } : {}) };
 }
 
 /**

@@ -9,6 +9,8 @@ export const ALIAS_NAME = '^[A-Za-z][A-Za-z0-9_-]{0,63}$';
 export const Signature = Type.Object({
   inputs: Type.Array(TensorSpec),
   outputs: Type.Array(TensorSpec),
+  /** Inputs, `<input>_<i>` columns or outputs that are personal data (issue #20): never in the prediction log. */
+  pii: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 1024 })),
 });
 export type Signature = Static<typeof Signature>;
 
@@ -26,6 +28,8 @@ export const Lineage = Type.Object(
      * (ml/serving/entity-features.ts, `FeatureLineageSchema`).
      */
     features: Type.Optional(Type.Unknown()),
+    /** Model input columns (`X_<j>`) made from the training dataset's PII columns (issue #20): never logged. */
+    pii: Type.Optional(Type.Array(Type.String())),
   },
   { additionalProperties: Type.Unknown() },
 );

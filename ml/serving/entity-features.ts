@@ -39,6 +39,7 @@ import type { FeatureSpec, FeatureViewVersion, RawValue } from '../features/sche
 import type { ModelVersion, Signature } from '../registry/schemas.ts';
 import { binaryOutputs, checkOutputs, type Decoded } from './codecs/index.ts';
 import type { JsonFormat } from './messages.ts';
+import { entityRef, piiFeatures, shown } from '../governance/privacy/pii.ts';
 
 /** `lineage.features` of a model version: what it was trained on, and its input layout. */
 export const FeatureLineageSchema = Type.Object(
@@ -90,6 +91,8 @@ interface InputView {
   /** First column of this view in the model's input. */
   offset: number;
   types: Map<string, FeatureSpec['type']>;
+  /** Its PII features (their values are withheld from error messages). */
+  pii: Set<string>;
 }
 
 /** A model's feature input, resolved and checked. */
@@ -137,7 +140,7 @@ export async function resolveFeatureInput(views: FeatureViews, mv: ModelVersion)
     const current = await views.version(name);
     if (current && current.version !== v.version) checkCurrent(label, v, current);
     const encoder = views.encoder(v);
-    out.push({ ref: rec.view, version: v, encoder, offset, types: new Map(v.definition.features.map((f) => [f.name, f.type])) });
+    out.push({ ref: rec.view, version: v, encoder, offset, types: new Map(v.definition.features.map((f) => [f.name, f.type])), pii: piiFeatures(v.definition) });
     offset += encoder.width;
   }
   const columns = out.flatMap((x) => x.encoder.columns.map((c) => `${x.version.name}.${c}`));
@@ -318,6 +321,8 @@ export class EntityFeatures {
       status[i] = st;
     }
     const d: Decoded = { inputs: [x], shapes: [[n, width]], outputs, id, extra: { entities: status } };
+    // Per row, the entity keys hashed: what the prediction log keeps so erasure can find the row.
+    d.entityRefs = entities.map((e) => this.#entityColumns.filter((col) => typeof e[col] === 'string').map((col) => entityRef(col, e[col] as string)));
     if (binary) d.binaryOutputs = binary;
     return d;
   }
@@ -339,7 +344,8 @@ export class EntityFeatures {
         const j = hits[0]!;
         const name = k.includes('.') ? k.slice(k.indexOf('.') + 1) : k;
         const type = views[j]!.types.get(name)!;
-        if (!rawFits(type, v)) throw MlErrors.BAD_INPUT(`${where}.${k}: ${JSON.stringify(v)} is not a ${type} value${type === 'timestamp' ? ' (ISO 8601 or epoch ms)' : ''}`);
+        // A PII feature's value is withheld from the message (ml/governance/privacy).
+        if (!rawFits(type, v)) throw MlErrors.BAD_INPUT(`${where}.${k}: ${shown(v, views[j]!.pii.has(name))} is not a ${type} value${type === 'timestamp' ? ' (ISO 8601 or epoch ms)' : ''}`);
         if (v === null) continue; // null: not given (the online value, or the fill, stands)
         (per[j] ??= {})[name] = v;
       }

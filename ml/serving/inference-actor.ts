@@ -65,6 +65,7 @@ import { decodeOip, type Decoded, type Outputs } from './codecs/index.ts';
 import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
 import { EntityFeatures, featureLineage } from './entity-features.ts';
 import { replicaPredictionLog } from '../monitoring/replica-log.ts';
+import { replicaPiiFields, withPiiExcluded } from '../governance/privacy/pii.ts';
 import { ReplicaExplainer } from './explain.ts';
 import { readFile } from 'node:fs/promises';
 import type { PredictionLog } from '../monitoring/prediction-log.ts';
@@ -159,7 +160,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
     // A single file's bytes, or the graph path of a package unpacked on this node (its external data beside it).
     const { version: loaded, model: source } = await registry.loadModel(model, version);
     this.#registry = registry;
-    this.#entities = (await EntityFeatures.open(this.ctx.nc, this.ctx.subjects.prefix, loaded))?.decoder(loaded.signature, this.#label);
+    const byEntity = await EntityFeatures.open(this.ctx.nc, this.ctx.subjects.prefix, loaded);
+    this.#entities = byEntity?.decoder(loaded.signature, this.#label);
     this.#processor = await startProcessor(() => registry.store(), loaded);
     this.#public = loaded.signature;
     const mv = modelView(loaded);
@@ -199,7 +201,8 @@ export class InferenceActor extends Actor<InferenceMsg> {
     if (this.#args.spareWorkers) keepSpareSessionWorkers(this.#args.spareWorkers);
     const log = { model, version, sha256: mv.sha256.slice(0, 12), batching: this.#batching, instances, intraOpThreads, warmup: this.#warmup.mode, maxQueueDelayMs: this.#args.maxQueueDelayMs };
     const spec = this.#args.monitoring;
-    if (spec) this.#log = replicaPredictionLog({ nc: this.ctx.nc, subjects: this.ctx.subjects, model, version, spec, log: this.ctx.log });
+    // PII fields (signature, feature views) are never logged: PII implies logExclude (ml/governance/privacy).
+    if (spec) this.#log = replicaPredictionLog({ nc: this.ctx.nc, subjects: this.ctx.subjects, model, version, spec: withPiiExcluded(spec, replicaPiiFields(loaded, byEntity?.input)), log: this.ctx.log });
     if (this.#warmup.warning) this.ctx.log.warn({ ...log, warning: this.#warmup.warning }, 'model loaded; warm-up failed, serving anyway');
     else this.ctx.log.info(log, 'model loaded and warmed up');
   }

@@ -372,7 +372,7 @@ export class TrainingJob extends Actor<JobMsg> {
   async #succeed(p: Plan, r: Run): Promise<void> {
     const { spec } = p;
     const s = r.s;
-    const f = await finish({ nc: this.ctx.nc, subjects: this.ctx.subjects, jobId: this.#jobId, spec, shape: p.shape, params: s.params, datasetDigest: p.dv.digest, ...(p.features ? { features: p.features } : {}), validation: p.validation, holdout: p.holdout, holdoutRows: p.holdoutRows, columns: p.dv.columns, sensitive: p.sensitive });
+    const f = await finish({ nc: this.ctx.nc, subjects: this.ctx.subjects, jobId: this.#jobId, spec, shape: p.shape, params: s.params, datasetDigest: p.dv.digest, ...(p.features ? { features: p.features } : {}), validation: p.validation, holdout: p.holdout, holdoutRows: p.holdoutRows, columns: p.dv.columns, sensitive: p.sensitive, ...(p.dv.pii ? { pii: p.dv.pii } : {}) });
     const result = {
       model: f.model,
       version: f.version,

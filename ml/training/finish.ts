@@ -53,6 +53,8 @@ export interface FinishInput {
   columns?: readonly string[];
   /** The dataset's sensitive attributes over the holdout rows (in `holdout`'s order): audited for fairness at registration. */
   sensitive?: readonly SensitiveColumn[];
+  /** The dataset's PII columns (issue #20): recorded as `lineage.pii`, the model input columns never logged. */
+  pii?: readonly string[];
 }
 
 export interface Finished {
@@ -123,12 +125,20 @@ export async function registerVersion(i: FinishInput, metrics: BinaryMetrics, co
   if (already) return already;
   return control.register(i.spec.model.name, exportOnnx(i.shape, i.params, i.spec.model.name), {
     metrics: { auc: metrics.auc, accuracy: metrics.accuracy, precision: metrics.precision, recall: metrics.recall, f1: metrics.f1, brier: metrics.brier, ece: metrics.ece, logLoss: metrics.logLoss },
-    lineage: { datasetDigest: i.datasetDigest, ...(i.features ? { features: i.features } : {}), trainingJobId: i.jobId, hyperParameters: { ...i.spec.hyper, model: i.spec.model, workers: i.spec.workers }, codeVersion: SHOAL_VERSION },
+    lineage: { datasetDigest: i.datasetDigest, ...(i.features ? { features: i.features } : {}), trainingJobId: i.jobId, hyperParameters: { ...i.spec.hyper, model: i.spec.model, workers: i.spec.workers }, codeVersion: SHOAL_VERSION, ...piiLineage(i) },
     description: `trained by job ${i.jobId}`,
     ...(i.spec.model.intendedUse ? { intendedUse: i.spec.model.intendedUse } : {}),
     ...(i.spec.model.limitations ? { limitations: i.spec.model.limitations } : {}),
     reference: new TextEncoder().encode(JSON.stringify(await holdoutReferenceWithGovernance(i, metrics.threshold))),
   });
+}
+
+/** The exported model's input columns (`X_<j>`) that hold the dataset's PII columns. */
+function piiLineage(i: Pick<FinishInput, 'pii' | 'columns'>): { pii?: string[] } {
+  if (!i.pii?.length || !i.columns) return {};
+  const pii = new Set(i.pii);
+  const cols = i.columns.flatMap((c, j) => (pii.has(c) ? [`X_${j}`] : []));
+  return cols.length ? { pii: cols } : {};
 }
 
 /** Starts `version` as the canary of its model: `canary`, or why not (a job does not fail for it). */

@@ -109,6 +109,7 @@ const SUBJECT_PROBES = {
   feedbackJoinStats: (x: Subjects) => [x.feedbackJoinStats],
   audit: (x: Subjects) => [x.audit('promote')],
   auditAll: (x: Subjects) => [`${x.prefix}.audit.other`],
+  privacyForget: (x: Subjects) => [x.privacyForget],
 } satisfies Record<keyof Subjects, (x: Subjects) => string[]>;
 
 /** Subjects outside the prefix that must be probed too: inboxes and JetStream's global API. */

@@ -2,6 +2,7 @@
 import type { Static, TSchema } from '@sinclair/typebox';
 import type { TypeCheck } from '@sinclair/typebox/compiler';
 import { MlErrors } from '../../errors.ts';
+import { jsonErrorMessage } from '../../governance/privacy/pii.ts';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -12,7 +13,8 @@ export function parseJsonBody<T extends TSchema>(body: Uint8Array, check: TypeCh
   try {
     value = JSON.parse(utf8.decode(body));
   } catch (err) {
-    throw MlErrors.BAD_INPUT(`the request body is not valid JSON: ${(err as Error).message}`);
+    // V8's message quotes the body, which may hold personal data: not echoed (ml/governance/privacy).
+    throw MlErrors.BAD_INPUT(`the request body is not valid JSON: ${jsonErrorMessage(err)}`);
   }
   if (!check.Check(value)) {
     const e = check.Errors(value).First();

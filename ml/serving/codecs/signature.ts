@@ -40,6 +40,8 @@ export interface Decoded extends DecodedInputs {
   binaryOutputs?: Set<string>;
   /** Fields added to the response (a prediction by entity reports which features were filled: `entities`). */
   extra?: Record<string, unknown>;
+  /** A prediction by entity: per row, its entity keys hashed (ml/governance/privacy `entityRef`), for the prediction log. */
+  entityRefs?: string[][];
 }
 
 /** An output of one request after its batch ran: its slice of the batch's tensor. */
