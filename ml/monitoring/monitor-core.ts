@@ -34,6 +34,7 @@ import {
   type ReferenceProfile,
 } from './stats/index.ts';
 import { Moments } from './stats/sketch.ts';
+import { mapColumns } from './columns.ts';
 import type { LabeledRecord, MonitoringSpec, PredictionRecord } from './records.ts';
 
 export const AlertRule = {
@@ -385,15 +386,7 @@ export class MonitorCore {
   }
 
   #mapColumns(features: Record<string, unknown>): Record<string, string> | null {
-    const ref = this.#referenceFeatures;
-    if (ref.length === 0 || ref.every((f) => f in features)) return null;
-    const k = ref.length;
-    const inputs = new Set(Object.keys(features).map((c) => c.replace(/_\d+$/, '')));
-    for (const input of inputs) {
-      const cols = Array.from({ length: k }, (_, i) => `${input}_${i}`);
-      if (cols.every((c) => c in features) && !(`${input}_${k}` in features)) return Object.fromEntries(cols.map((c, i) => [c, ref[i]!]));
-    }
-    return null;
+    return mapColumns(this.#referenceFeatures, Object.keys(features));
   }
 
   #score(row: MonitoredRow): number | undefined {

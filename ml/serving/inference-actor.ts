@@ -195,7 +195,11 @@ export class InferenceActor extends Actor<InferenceMsg> {
     this.#warmup = await this.#warmUp(registry, this.#args.warmup ?? (mv.sample ? 'sample' : 'synthetic'));
     const log = { model, version, sha256: mv.sha256.slice(0, 12), batching: this.#batching, instances, intraOpThreads, warmup: this.#warmup.mode, maxQueueDelayMs: this.#args.maxQueueDelayMs };
     const spec = this.#args.monitoring;
-    if (spec) this.#log = replicaPredictionLog({ nc: this.ctx.nc, subjects: this.ctx.subjects, model, version, spec, log: this.ctx.log });
+    if (spec) {
+      // The reference's schema names the columns of the replica's own profile (none: records only).
+      const reference = spec.profiles === false ? undefined : await registry.loadReference(await registry.version(model, version)).catch(() => undefined);
+      this.#log = replicaPredictionLog({ nc: this.ctx.nc, subjects: this.ctx.subjects, model, version, spec, log: this.ctx.log, replica: this.ctx.actorId, reference });
+    }
     if (this.#warmup.warning) this.ctx.log.warn({ ...log, warning: this.#warmup.warning }, 'model loaded; warm-up failed, serving anyway');
     else this.ctx.log.info(log, 'model loaded and warmed up');
   }
