@@ -94,6 +94,8 @@ export interface WindowReport {
   source: 'replicas' | 'log';
   /** Logged (sampled) records of the window. */
   logged: number;
+  /** The replicas whose profiles were merged (source `replicas`). */
+  replicas?: string[];
   /** Why drift and confidence were not tested (too few rows, no reference). */
   skipped?: string;
   drift?: DriftReport;
@@ -159,6 +161,8 @@ interface OpenWindow {
   logged: number;
   /** The merge of the replicas' profile deltas for this window (all traffic, sampled or not). */
   merged?: RecordProfile;
+  /** The replicas whose deltas were merged. */
+  replicas?: string[];
   scores: Reservoir;
   labeled: { seen: number; scores: number[]; labels: number[] };
 }
@@ -170,7 +174,7 @@ interface ClosedWindow {
 
 export interface MonitorCoreJSON {
   columnMap?: Record<string, string> | null;
-  open: { sizeMs: number; start: number; profile: RecordProfileJSON; logged?: number; merged?: RecordProfileJSON; scores: Reservoir; labeled: OpenWindow['labeled'] }[];
+  open: { sizeMs: number; start: number; profile: RecordProfileJSON; logged?: number; merged?: RecordProfileJSON; replicas?: string[]; scores: Reservoir; labeled: OpenWindow['labeled'] }[];
   fromReplicas?: boolean;
   closed: ClosedWindow[];
   counters: MonitorCounters;
@@ -327,6 +331,7 @@ export class MonitorCore {
         w = this.#openWindow(size, start);
       }
       (w.merged ??= this.#newProfile()).merge(delta);
+      if (!(w.replicas ??= []).includes(m.replica)) w.replicas.push(m.replica);
       taken = true;
     }
     if (taken) this.counters.profiled += m.profile.rows;
@@ -380,7 +385,7 @@ export class MonitorCore {
   toJSON(): MonitorCoreJSON {
     return {
       columnMap: this.#columnMap ?? null,
-      open: [...this.#open.values()].map((w) => ({ sizeMs: w.sizeMs, start: w.start, profile: w.profile.toJSON(), logged: w.logged, ...(w.merged ? { merged: w.merged.toJSON() } : {}), scores: w.scores, labeled: w.labeled })),
+      open: [...this.#open.values()].map((w) => ({ sizeMs: w.sizeMs, start: w.start, profile: w.profile.toJSON(), logged: w.logged, ...(w.merged ? { merged: w.merged.toJSON(), replicas: w.replicas ?? [] } : {}), scores: w.scores, labeled: w.labeled })),
       fromReplicas: this.#fromReplicas,
       closed: this.#closed,
       counters: this.counters,
@@ -397,7 +402,7 @@ export class MonitorCore {
       const profile = this.reference ? RecordProfile.fromJSON(w.profile, this.reference.schema) : this.#newProfile();
       if (!this.reference) profile.rows = w.profile.rows;
       const merged = this.reference && w.merged ? RecordProfile.fromJSON(w.merged, this.reference.schema) : undefined;
-      this.#open.set(`${w.sizeMs}:${w.start}`, { sizeMs: w.sizeMs, start: w.start, profile, logged: w.logged ?? w.profile.rows, ...(merged ? { merged } : {}), scores: w.scores, labeled: w.labeled });
+      this.#open.set(`${w.sizeMs}:${w.start}`, { sizeMs: w.sizeMs, start: w.start, profile, logged: w.logged ?? w.profile.rows, ...(merged ? { merged, replicas: w.replicas ?? [] } : {}), scores: w.scores, labeled: w.labeled });
     }
     this.#closed = j.closed.filter((c) => this.o.windows.includes(c.report.sizeMs));
     Object.assign(this.counters, j.counters);
@@ -488,7 +493,7 @@ export class MonitorCore {
   }
 
   #base(w: OpenWindow, now: number, partial: boolean): WindowReport {
-    return { model: this.model, version: this.version, window: windowName(w.sizeMs), sizeMs: w.sizeMs, start: w.start, end: w.start + w.sizeMs, closedAt: now, partial, rows: this.#tested(w).rows, source: this.#fromReplicas && w.merged ? 'replicas' : 'log', logged: w.logged, labeled: 0, alerts: [] };
+    return { model: this.model, version: this.version, window: windowName(w.sizeMs), sizeMs: w.sizeMs, start: w.start, end: w.start + w.sizeMs, closedAt: now, partial, rows: this.#tested(w).rows, source: this.#fromReplicas && w.merged ? 'replicas' : 'log', logged: w.logged, ...(w.replicas ? { replicas: [...w.replicas].sort() } : {}), labeled: 0, alerts: [] };
   }
 
   #evaluate(w: OpenWindow, now: number, partial: boolean): WindowReport {
