@@ -130,3 +130,55 @@ export async function detectShift(offsetS: number, seed = 7): Promise<Detection 
   for (const log of logs) await log.close();
   return undefined;
 }
+
+export interface LogCost {
+  /** Replica CPU µs per one-row request (user + system, `process.cpuUsage`), log included, flush and encode included. */
+  none: number;
+  logged: number;
+  loggedProfiled: number;
+  sampledProfiled: number;
+}
+
+/**
+ * What the log costs a replica's event loop per request, in CPU time (less sensitive to a busy
+ * machine than wall time): `n` one-row 32-feature requests through no log, the log at 100 %, the
+ * log at 100 % with the replica profile, and at 10 % with the profile; every message encoded
+ * (MessagePack), the publish itself a no-op.
+ */
+export async function logCostRound(n = 20_000, seed = 3): Promise<LogCost> {
+  const r = seededRandom(seed);
+  const reference = wideReference(r);
+  const inputs = Array.from({ length: 1000 }, () => Array.from({ length: F }, () => r() * 2 - 1));
+  const arm = async (rate: number | undefined, profiled: boolean): Promise<number> => {
+    const clock = new VirtualClock(1_700_000_000_000);
+    let bytes = 0;
+    const log =
+      rate === undefined
+        ? undefined
+        : new PredictionLog({
+            model: 'bench',
+            version: 1,
+            spec: { sampleRate: rate, batchRecords: 500, bufferRecords: n + 1 },
+            publish: async (b) => void (bytes += b.length),
+            encode: (m) => encode(m, ContentType.MSGPACK),
+            ...(profiled ? { profiler: new ReplicaProfiler('bench', 1, 'r0', reference, 3_600_000) } : {}),
+            clock,
+            random: r,
+          });
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < n; i++) {
+      const x = inputs[i % 1000]!;
+      // What a replica has per request anyway: the decoded input and the output tensor.
+      const X = fp32('X', [x]);
+      const Y = fp32('Y', [[0.5]]);
+      const p = log?.begin([X], `q${i}`, undefined, 0);
+      if (p) log!.end(p, [Y], 1);
+      if (i % 500 === 499) await new Promise((res) => setImmediate(res));
+    }
+    await log?.close();
+    const c = process.cpuUsage(c0);
+    void bytes;
+    return (c.user + c.system) / n;
+  };
+  return { none: await arm(undefined, false), logged: await arm(1, false), loggedProfiled: await arm(1, true), sampledProfiled: await arm(0.1, true) };
+}

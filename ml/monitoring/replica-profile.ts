@@ -15,7 +15,7 @@ import type { ReferenceProfile, RecordProfileJSON } from './stats/profile.ts';
 import { RecordProfile } from './stats/profile.ts';
 import type { ColumnSketch } from './stats/sketch.ts';
 import { columnNames, mapColumns } from './columns.ts';
-import { elementValue, type CapturedRequest } from './columnar.ts';
+import { elementValue, shapeKey, type CapturedRequest } from './columnar.ts';
 import type { OutputValue } from './records.ts';
 
 export const PROFILE_FORMAT = 'shoal.replica-profile/v1';
@@ -38,6 +38,12 @@ export function isProfileMessage(m: unknown): m is ProfileMessage {
   return typeof m === 'object' && m !== null && (m as ProfileMessage).format === PROFILE_FORMAT;
 }
 
+interface Plan {
+  key: string;
+  inputs: { el: number; sketch: ColumnSketch | undefined }[][];
+  missing: ColumnSketch[];
+}
+
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
 /** The slice length for a monitor's window sizes: their greatest common divisor. */
@@ -47,6 +53,7 @@ export function sliceLength(windows: readonly number[]): number {
 
 export class ReplicaProfiler {
   readonly #slices = new Map<number, RecordProfile>();
+  readonly #plans = new WeakMap<RecordProfile, Plan>();
   readonly #reference: ReferenceProfile;
   /** Logged input column → reference feature, decided on the first request (see columns.ts). */
   #map: Record<string, string> | null | undefined;
@@ -69,24 +76,40 @@ export class ReplicaProfiler {
     let p = this.#slices.get(start);
     if (!p) this.#slices.set(start, (p = new RecordProfile(this.#reference.schema)));
     const n = r.rows;
-    if (this.#map === undefined) this.#map = mapColumns(Object.keys(this.#reference.schema.features), r.inputs.flatMap((t) => names(t)));
-    const touched = new Set<ColumnSketch>();
-    for (const t of r.inputs) {
-      const cols = names(t);
-      const width = cols.length;
-      for (let j = 0; j < width; j++) {
-        const sketch = p.features[this.#map?.[cols[j]!] ?? cols[j]!];
-        if (!sketch) continue;
-        touched.add(sketch);
-        const el = t.cols ? t.cols[j]! : j;
-        for (let row = 0; row < n; row++) sketch.update(elementValue(t.datatype, t.data, (t.whole ? 0 : row * t.per) + el));
+    const plan = this.#plan(p, r);
+    for (let k = 0; k < plan.inputs.length; k++) {
+      const t = r.inputs[k]!;
+      const cols = plan.inputs[k]!;
+      for (let j = 0; j < cols.length; j++) {
+        const c = cols[j]!;
+        if (!c.sketch) continue;
+        for (let row = 0; row < n; row++) c.sketch.update(elementValue(t.datatype, t.data, (t.whole ? 0 : row * t.per) + c.el));
       }
     }
     // A reference feature the request does not carry counts as null, as in a record's profile.
-    for (const c of Object.values(p.features)) if (!touched.has(c)) for (let row = 0; row < n; row++) c.update(undefined);
+    for (const c of plan.missing) for (let row = 0; row < n; row++) c.update(undefined);
     for (let row = 0; row < n; row++) p.updateOutputs(outputsOf(r, row));
     p.addRows(n);
     this.rows += n;
+  }
+
+  /** Which sketch each input column feeds, per slice profile and request shape (built once, not per request). */
+  #plan(p: RecordProfile, r: CapturedRequest): Plan {
+    const key = shapeKey(r);
+    const cached = this.#plans.get(p);
+    if (cached && cached.key === key) return cached;
+    if (this.#map === undefined) this.#map = mapColumns(Object.keys(this.#reference.schema.features), r.inputs.flatMap((t) => names(t)));
+    const touched = new Set<ColumnSketch>();
+    const inputs = r.inputs.map((t) =>
+      names(t).map((name, j) => {
+        const sketch = p.features[this.#map?.[name] ?? name];
+        if (sketch) touched.add(sketch);
+        return { el: t.cols ? t.cols[j]! : j, sketch };
+      }),
+    );
+    const plan: Plan = { key, inputs, missing: Object.values(p.features).filter((c) => !touched.has(c)) };
+    this.#plans.set(p, plan);
+    return plan;
   }
 
   /**
