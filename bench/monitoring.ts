@@ -17,7 +17,7 @@ import autocannon from 'autocannon';
 import { subjects } from '../cluster/index.ts';
 import { RegistryClient } from '../ml/index.ts';
 import { mlpModel, randomRows } from '../test/fixtures/onnx.ts';
-import { buildReferenceProfile } from '../ml/monitoring/stats/index.ts';
+import { buildReferenceProfile } from '../ml/index.ts';
 import { detectShift, digestRound, logCostRound, type LogCost } from './lib/monitoring-offline.ts';
 import { deployWhenServed, startServingCluster } from './lib/serving-cluster.ts';
 import { median, writeResults } from './lib/results.ts';

@@ -7,7 +7,7 @@
  */
 import { ContentType, VirtualClock, decode, encode, seededRandom } from '../../cluster/index.ts';
 import { MonitorCore, PredictionLog, ReplicaProfiler, batchRecords, isProfileMessage, type LoggedTensor, type ProfileMessage } from '../../ml/index.ts';
-import { buildReferenceProfile, type MonitoredRow, type ReferenceProfile } from '../../ml/monitoring/stats/index.ts';
+import { buildReferenceProfile, type MonitoredRow, type ReferenceProfile } from '../../ml/index.ts';
 import { fraudReference, fraudScore, fraudTraffic } from '../../test/fixtures/monitoring-monitor.ts';
 
 const F = 32;

@@ -11,3 +11,4 @@ export { MonitorCore, AlertRule, resolveMonitorOptions, windowName, type Alert, 
 export { MONITOR_ACTOR, ModelMonitor, MonitorMsg, monitorId, monitorSpec, type MonitorArgs, type MonitorLag, type MonitorReport, type MonitorStatus } from './monitor-actor.ts';
 export { modelMonitoring, readDeployment, startMonitor, stopMonitor, wantsMonitor, type ModelMonitoring } from './monitor-client.ts';
 export { Webhooks, type WebhookOptions, type WebhookStats } from './webhooks.ts';
+export { buildReferenceProfile, type MonitoredRow, type ReferenceProfile } from './stats/profile.ts';
