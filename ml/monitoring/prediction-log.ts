@@ -17,7 +17,7 @@ import { every, systemClock, type Clock } from '../../cluster/index.ts';
 import type { Datatype, TensorData } from '../tensor.ts';
 import { buildBatch, elementValue, shapeKey, type CapturedRequest, type CapturedTensor, type ColumnarBatch } from './columnar.ts';
 import { splitProfile, type ProfileMessage, type ReplicaProfiler } from './replica-profile.ts';
-import { MAX_COLUMNS_PER_INPUT, type FeatureValue, type MonitoringSpec, type OutputValue } from './records.ts';
+import { MAX_COLUMNS_PER_INPUT, type FeatureValue, type MonitoringSpec } from './records.ts';
 
 /** Largest encoded batch message; a larger one is split (NATS' default max payload is 1 MiB). */
 export const MAX_BATCH_BYTES = 900 * 1024;
@@ -340,32 +340,6 @@ export function featureRows(inputs: readonly LoggedTensor[], exclude: ReadonlySe
     }
   }
   return rows;
-}
-
-/** One output map per row (`n` rows when the output's first dimension is `n`, else the whole output in row 0… every row). */
-export function outputRows(outputs: readonly LoggedTensor[], n: number, exclude: ReadonlySet<string>): Record<string, OutputValue>[] {
-  const rows: Record<string, OutputValue>[] = Array.from({ length: n }, () => ({}));
-  for (const t of outputs) {
-    if (exclude.has(t.name)) continue;
-    const split = n > 1 && t.dims.length > 0 && t.dims[0] === n;
-    const per = split ? Math.floor(t.data.length / n) : t.data.length;
-    for (let r = 0; r < n; r++) {
-      const off = split ? r * per : 0;
-      const vals: FeatureValue[] = [];
-      for (let k = 0; k < per; k++) vals.push(valueOf(t.datatype, t.data, off + k));
-      rows[r]![t.name] = outputValue(vals);
-    }
-  }
-  return rows;
-}
-
-function outputValue(vals: FeatureValue[]): OutputValue {
-  if (vals.length === 1) {
-    const v = vals[0];
-    return typeof v === 'string' ? v : typeof v === 'number' ? v : v === true ? 1 : v === false ? 0 : NaN;
-  }
-  if (vals.some((v) => typeof v === 'string')) return JSON.stringify(vals);
-  return vals.map((v) => (typeof v === 'number' ? v : v === true ? 1 : v === false ? 0 : NaN));
 }
 
 /** The shape a serving actor hands the log: its public signature's tensor specs. */
