@@ -51,7 +51,7 @@ export function formatMonitoring(m: ModelMonitoring, only?: string): string {
     const r = v.report;
     const c = r.counters;
     out.push(`${m.model} v${v.version} (${v.role}) — monitor on ${r.nodeId}${r.hasReference ? '' : ', NO reference profile'}; lag: ${r.lag.predictions} prediction / ${r.lag.labeled} labeled messages pending, ${r.lag.behindMs} ms behind`);
-    out.push(`  records ${c.records}, late ${c.late}, labeled ${c.labeled} (too late ${c.labeledTooLate}), windows closed ${c.windowsClosed}, alerts ${c.alerts}`);
+    out.push(`  records ${c.records}, late ${c.late}, replica-profiled rows ${c.profiled ?? 0}, labeled ${c.labeled} (too late ${c.labeledTooLate}), windows closed ${c.windowsClosed}, alerts ${c.alerts}`);
     for (const o of r.open) if (!only || o.window === only) out.push(`  open ${o.window} ${time(o.start)} – ${time(o.end)}: ${o.rows} rows, ${o.labeled} labeled`);
     const sizes = [...new Set(r.windows.map((w) => w.window))].filter((s) => !only || s === only);
     for (const size of sizes) {

@@ -28,7 +28,9 @@ import { ContentType, decode, encode, ensureMonitoringResources, every, resource
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
-import { MAX_FEEDBACK_ITEMS, type FeedbackItem, type FeedbackReply, type Label, type LabelType, type LabeledRecord, type PredictionBatch, type PredictionRecord, type StoredLabel } from './records.ts';
+import { batchRecords } from './columnar.ts';
+import { isProfileMessage } from './replica-profile.ts';
+import { MAX_FEEDBACK_ITEMS, type FeedbackItem, type FeedbackReply, type Label, type LabelType, type LabeledRecord, type PredictionRecord, type StoredLabel } from './records.ts';
 
 const DAY = 24 * 3600 * 1000;
 
@@ -282,10 +284,14 @@ export class FeedbackJoin {
   }
 
   async #onPredictions(m: JsMsg): Promise<void> {
-    let batch: PredictionBatch;
+    let batch: { records: PredictionRecord[] };
     try {
-      batch = decode(m.data, ContentType.MSGPACK) as PredictionBatch;
-      if (!Array.isArray(batch?.records)) throw new Error('not a prediction batch');
+      const msg = decode(m.data, ContentType.MSGPACK);
+      // A replica's profile delta shares the subject: nothing to index.
+      if (isProfileMessage(msg)) return;
+      const records = batchRecords(msg);
+      if (!records) throw new Error('not a prediction batch');
+      batch = { records };
     } catch (err) {
       this.#stats.failed++;
       this.#o.log.warn({ seq: m.seq, err: (err as Error).message }, 'label join: a prediction-log message is not a batch of records; skipped');

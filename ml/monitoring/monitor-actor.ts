@@ -4,7 +4,8 @@
  * placed by the scheduler like any actor (kind `service`), restarted by its supervisor, re-placed
  * when its node dies, stopped with its track.
  *
- * It reads its model's prediction log (`<P>_PREDICTIONS`, subject `<prefix>.predictions.<model>`)
+ * It reads its model's prediction log (`<P>_PREDICTIONS`, subject `<prefix>.predictions.<model>`:
+ * columnar record batches and the replicas' own profile deltas, merged for the drift tests)
  * and the labeled rows (`<P>_LABELED`, `<prefix>.labeled.<model>`) through its own pull
  * consumers, created at every start from the stream sequences in its checkpoint, and runs the
  * windows and rules of monitor-core.ts on them. After each batch that changed anything it saves
@@ -30,7 +31,9 @@ import { Actor, ActorKind, ContentType, Directory, decode, defineActorType, enco
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { MonitorCore, type Alert, type MonitorCoreJSON, type MonitorCounters, type WindowReport } from './monitor-core.ts';
-import { MonitoringSpec, type LabeledRecord, type PredictionBatch } from './records.ts';
+import { MonitoringSpec, type LabeledRecord } from './records.ts';
+import { batchRecords } from './columnar.ts';
+import { isProfileMessage } from './replica-profile.ts';
 import { Webhooks, type WebhookStats } from './webhooks.ts';
 
 export const MONITOR_ACTOR = 'model-monitor';
@@ -245,7 +248,9 @@ export class ModelMonitor extends Actor<MonitorMsg> {
         const now = this.#clock.now();
         for (const m of preds!) {
           if (m.seq <= this.#seq.predictions) continue;
-          for (const rec of (decode(m.data, ContentType.MSGPACK) as PredictionBatch).records) {
+          const msg = decode(m.data, ContentType.MSGPACK);
+          if (isProfileMessage(msg)) this.#core.addProfile(msg);
+          for (const rec of batchRecords(msg) ?? []) {
             this.#core.addPrediction(rec);
             if (rec.ts > this.#lastTs) this.#lastTs = rec.ts;
           }

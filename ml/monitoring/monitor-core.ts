@@ -34,6 +34,8 @@ import {
   type ReferenceProfile,
 } from './stats/index.ts';
 import { Moments } from './stats/sketch.ts';
+import { mapColumns } from './columns.ts';
+import type { ProfileMessage } from './replica-profile.ts';
 import type { LabeledRecord, MonitoringSpec, PredictionRecord } from './records.ts';
 
 export const AlertRule = {
@@ -87,7 +89,13 @@ export interface WindowReport {
   closedAt: number;
   /** Closed before its end by a flush (`{type: 'flush'}`). */
   partial: boolean;
+  /** Rows the drift tests saw: all the replicas' traffic (`source: 'replicas'`) or the logged records (`'log'`). */
   rows: number;
+  source: 'replicas' | 'log';
+  /** Logged (sampled) records of the window. */
+  logged: number;
+  /** The replicas whose profiles were merged (source `replicas`). */
+  replicas?: string[];
   /** Why drift and confidence were not tested (too few rows, no reference). */
   skipped?: string;
   drift?: DriftReport;
@@ -147,7 +155,14 @@ interface Reservoir {
 interface OpenWindow {
   sizeMs: number;
   start: number;
+  /** The profile of the logged records (the drift source until replicas publish their own). */
   profile: RecordProfile;
+  /** Logged records taken. */
+  logged: number;
+  /** The merge of the replicas' profile deltas for this window (all traffic, sampled or not). */
+  merged?: RecordProfile;
+  /** The replicas whose deltas were merged. */
+  replicas?: string[];
   scores: Reservoir;
   labeled: { seen: number; scores: number[]; labels: number[] };
 }
@@ -159,7 +174,8 @@ interface ClosedWindow {
 
 export interface MonitorCoreJSON {
   columnMap?: Record<string, string> | null;
-  open: { sizeMs: number; start: number; profile: RecordProfileJSON; scores: Reservoir; labeled: OpenWindow['labeled'] }[];
+  open: { sizeMs: number; start: number; profile: RecordProfileJSON; logged?: number; merged?: RecordProfileJSON; replicas?: string[]; scores: Reservoir; labeled: OpenWindow['labeled'] }[];
+  fromReplicas?: boolean;
   closed: ClosedWindow[];
   counters: MonitorCounters;
   watermark: number;
@@ -179,6 +195,10 @@ export interface MonitorCounters {
   unusable: number;
   windowsClosed: number;
   alerts: number;
+  /** Rows merged from the replicas' own profiles (item 5: every request, sampled or not). */
+  profiled: number;
+  /** Profiled rows whose window had closed before their delta came. */
+  lateProfiled: number;
 }
 
 export class MonitorCore {
@@ -190,7 +210,9 @@ export class MonitorCore {
   #rng = 0x9e3779b9;
   #outbox: Alert[] = [];
   readonly #stale = new Set<ClosedWindow>();
-  readonly counters: MonitorCounters = { records: 0, late: 0, labeled: 0, labeledTooLate: 0, unusable: 0, windowsClosed: 0, alerts: 0 };
+  readonly counters: MonitorCounters = { records: 0, late: 0, labeled: 0, labeledTooLate: 0, unusable: 0, windowsClosed: 0, alerts: 0, profiled: 0, lateProfiled: 0 };
+  /** Replicas publish their own profiles: drift is tested on their merge, records no longer profiled here. */
+  #fromReplicas = false;
   readonly #referenceFeatures: string[];
   readonly #confidenceRef: Moments;
 
@@ -212,7 +234,7 @@ export class MonitorCore {
 
   /** Windows still open: `{window, start, rows}`. */
   openWindows(): { window: string; start: number; end: number; rows: number; labeled: number }[] {
-    return [...this.#open.values()].map((w) => ({ window: windowName(w.sizeMs), start: w.start, end: w.start + w.sizeMs, rows: w.profile.rows, labeled: w.labeled.seen }));
+    return [...this.#open.values()].map((w) => ({ window: windowName(w.sizeMs), start: w.start, end: w.start + w.sizeMs, rows: this.#tested(w).rows, labeled: w.labeled.seen }));
   }
 
   /** Closed windows, newest first (per size, at most `keepWindows`). */
@@ -235,10 +257,10 @@ export class MonitorCore {
           late = true;
           continue;
         }
-        w = { sizeMs: size, start, profile: this.#newProfile(), scores: { seen: 0, items: [] }, labeled: { seen: 0, scores: [], labels: [] } };
-        this.#open.set(key, w);
+        w = this.#openWindow(size, start);
       }
-      w.profile.update(row);
+      if (!this.#fromReplicas) w.profile.update(row);
+      w.logged++;
       const score = this.#score(row);
       if (score !== undefined) this.#sample(w.scores, score, this.o.maxScores);
       taken = true;
@@ -278,14 +300,42 @@ export class MonitorCore {
       }
       if (!this.#isClosed(size, start)) {
         // A label for a window no prediction opened yet (the join is ahead of the log): open it.
-        const w: OpenWindow = { sizeMs: size, start, profile: this.#newProfile(), scores: { seen: 0, items: [] }, labeled: { seen: 0, scores: [], labels: [] } };
-        this.#open.set(`${size}:${start}`, w);
+        const w = this.#openWindow(size, start);
         this.#sampleLabeled(w.labeled, score, label);
         taken = true;
       }
     }
     if (taken) this.counters.labeled++;
     else this.counters.labeledTooLate++;
+  }
+
+  /**
+   * Merges a replica's profile delta (replica-profile.ts) into the window of every size its slice
+   * lies in. From the first one on, drift is tested on the merged profiles (all the traffic)
+   * instead of the logged records. Ignored without a reference (no schema to merge under).
+   */
+  addProfile(m: ProfileMessage): void {
+    if (m.version !== this.version || !this.reference) return;
+    this.#fromReplicas = true;
+    const delta = RecordProfile.fromJSON(m.profile, this.reference.schema);
+    let taken = false;
+    let late = false;
+    for (const size of this.o.windows) {
+      const start = Math.floor(m.start / size) * size;
+      let w = this.#open.get(`${size}:${start}`);
+      if (!w) {
+        if (this.#isClosed(size, start)) {
+          late = true;
+          continue;
+        }
+        w = this.#openWindow(size, start);
+      }
+      (w.merged ??= this.#newProfile()).merge(delta);
+      if (!(w.replicas ??= []).includes(m.replica)) w.replicas.push(m.replica);
+      taken = true;
+    }
+    if (taken) this.counters.profiled += m.profile.rows;
+    if (late) this.counters.lateProfiled += m.profile.rows;
   }
 
   /** Computes again the quality of closed windows that got labels since the last call; returns their reports. */
@@ -335,7 +385,8 @@ export class MonitorCore {
   toJSON(): MonitorCoreJSON {
     return {
       columnMap: this.#columnMap ?? null,
-      open: [...this.#open.values()].map((w) => ({ sizeMs: w.sizeMs, start: w.start, profile: w.profile.toJSON(), scores: w.scores, labeled: w.labeled })),
+      open: [...this.#open.values()].map((w) => ({ sizeMs: w.sizeMs, start: w.start, profile: w.profile.toJSON(), logged: w.logged, ...(w.merged ? { merged: w.merged.toJSON(), replicas: w.replicas ?? [] } : {}), scores: w.scores, labeled: w.labeled })),
+      fromReplicas: this.#fromReplicas,
       closed: this.#closed,
       counters: this.counters,
       watermark: this.#watermark,
@@ -350,12 +401,14 @@ export class MonitorCore {
       if (!this.o.windows.includes(w.sizeMs)) continue;
       const profile = this.reference ? RecordProfile.fromJSON(w.profile, this.reference.schema) : this.#newProfile();
       if (!this.reference) profile.rows = w.profile.rows;
-      this.#open.set(`${w.sizeMs}:${w.start}`, { sizeMs: w.sizeMs, start: w.start, profile, scores: w.scores, labeled: w.labeled });
+      const merged = this.reference && w.merged ? RecordProfile.fromJSON(w.merged, this.reference.schema) : undefined;
+      this.#open.set(`${w.sizeMs}:${w.start}`, { sizeMs: w.sizeMs, start: w.start, profile, logged: w.logged ?? w.profile.rows, ...(merged ? { merged, replicas: w.replicas ?? [] } : {}), scores: w.scores, labeled: w.labeled });
     }
     this.#closed = j.closed.filter((c) => this.o.windows.includes(c.report.sizeMs));
     Object.assign(this.counters, j.counters);
     this.#watermark = j.watermark;
     this.#rng = j.rng;
+    this.#fromReplicas = j.fromReplicas ?? false;
     return this;
   }
 
@@ -365,6 +418,17 @@ export class MonitorCore {
     // A window that ended long enough before the newest record time is closed (or was never opened and is late).
     if (start + size + this.o.latenessMs <= this.#watermark) return true;
     return this.#closed.some((c) => c.report.sizeMs === size && c.report.start === start);
+  }
+
+  #openWindow(size: number, start: number): OpenWindow {
+    const w: OpenWindow = { sizeMs: size, start, profile: this.#newProfile(), logged: 0, scores: { seen: 0, items: [] }, labeled: { seen: 0, scores: [], labels: [] } };
+    this.#open.set(`${size}:${start}`, w);
+    return w;
+  }
+
+  /** The profile the window's drift tests run on: the replicas' merge once they publish, else the logged records'. */
+  #tested(w: OpenWindow): RecordProfile {
+    return this.#fromReplicas && w.merged ? w.merged : w.profile;
   }
 
   #newProfile(): RecordProfile {
@@ -385,15 +449,7 @@ export class MonitorCore {
   }
 
   #mapColumns(features: Record<string, unknown>): Record<string, string> | null {
-    const ref = this.#referenceFeatures;
-    if (ref.length === 0 || ref.every((f) => f in features)) return null;
-    const k = ref.length;
-    const inputs = new Set(Object.keys(features).map((c) => c.replace(/_\d+$/, '')));
-    for (const input of inputs) {
-      const cols = Array.from({ length: k }, (_, i) => `${input}_${i}`);
-      if (cols.every((c) => c in features) && !(`${input}_${k}` in features)) return Object.fromEntries(cols.map((c, i) => [c, ref[i]!]));
-    }
-    return null;
+    return mapColumns(this.#referenceFeatures, Object.keys(features));
   }
 
   #score(row: MonitoredRow): number | undefined {
@@ -437,7 +493,7 @@ export class MonitorCore {
   }
 
   #base(w: OpenWindow, now: number, partial: boolean): WindowReport {
-    return { model: this.model, version: this.version, window: windowName(w.sizeMs), sizeMs: w.sizeMs, start: w.start, end: w.start + w.sizeMs, closedAt: now, partial, rows: w.profile.rows, labeled: 0, alerts: [] };
+    return { model: this.model, version: this.version, window: windowName(w.sizeMs), sizeMs: w.sizeMs, start: w.start, end: w.start + w.sizeMs, closedAt: now, partial, rows: this.#tested(w).rows, source: this.#fromReplicas && w.merged ? 'replicas' : 'log', logged: w.logged, ...(w.replicas ? { replicas: [...w.replicas].sort() } : {}), labeled: 0, alerts: [] };
   }
 
   #evaluate(w: OpenWindow, now: number, partial: boolean): WindowReport {
@@ -447,14 +503,15 @@ export class MonitorCore {
       rep.skipped = 'the version has no reference profile';
       return rep;
     }
-    if (w.profile.rows < this.o.minRows) {
-      rep.skipped = `${w.profile.rows} rows, fewer than minRows (${this.o.minRows})`;
+    const tested = this.#tested(w);
+    if (tested.rows < this.o.minRows) {
+      rep.skipped = `${tested.rows} rows, fewer than minRows (${this.o.minRows})`;
       return rep;
     }
-    const { features, predictions } = driftAgainstReference(ref, w.profile, this.o.drift);
+    const { features, predictions } = driftAgainstReference(ref, tested, this.o.drift);
     rep.drift = features;
     rep.predictionDrift = predictions;
-    if (ref.schema.score && this.#confidenceRef.n > 1 && w.profile.confidence.n > 1) rep.confidence = confidenceDrop(this.#confidenceRef, w.profile.confidence, this.o.confidence);
+    if (ref.schema.score && this.#confidenceRef.n > 1 && tested.confidence.n > 1) rep.confidence = confidenceDrop(this.#confidenceRef, tested.confidence, this.o.confidence);
     if (w.scores.items.length > 0) {
       const est = estimateWindow(ref, w.scores.items);
       if (est) rep.estimated = est;

@@ -1,28 +1,37 @@
 /**
  * A replica's prediction log (issue #15 item 1): sampled requests become {@link PredictionRecord}s
- * (one per row) in a bounded in-memory buffer, and a background flush publishes them in batches
- * ({@link PredictionBatch}, one JetStream message per batch) to `<prefix>.predictions.<model>`.
+ * (one per row), published in columnar batches ({@link ColumnarBatch}, one JetStream message per
+ * batch) to `<prefix>.predictions.<model>`; with a reference profile, every request (sampled or
+ * not) is also summarised into the replica's own mergeable profile (replica-profile.ts), whose
+ * deltas go to the same subject.
  *
- * Off the hot path by construction: a request only draws its sample, copies its own row values
- * out of its tensors (only when sampled, before the run takes the buffers) and pushes records
- * into the buffer; nothing here awaits, throws into, or slows a request. A full buffer drops the
- * record and counts it (`dropped`); a failed publish loses its batch and counts it
- * (`publishFailed`). Fields named in `logExclude` are skipped when the record is built, so their
- * values are never copied, let alone published.
+ * Off the hot path by construction: a request only draws its sample and copies its own tensors
+ * (typed-array copies, taken before the run takes the buffers, outputs after) into a bounded
+ * queue; nothing here awaits, throws into, or slows a request. Building the columns, profiling
+ * and encoding happen once per publish batch, in the flush (a timer, or a microtask when a batch
+ * is full), not in any request's path. A full buffer drops the request's records and counts them
+ * (`dropped`); a failed publish loses its batch and counts it (`publishFailed`). Fields named in
+ * `logExclude` are skipped when a request is copied, so their values never reach a message.
  */
 import { every, systemClock, type Clock } from '../../cluster/index.ts';
-import { fromHalf, type Datatype, type TensorData } from '../tensor.ts';
-import { MAX_COLUMNS_PER_INPUT, type FeatureValue, type MonitoringSpec, type OutputValue, type PredictionBatch, type PredictionRecord } from './records.ts';
+import type { Datatype, TensorData } from '../tensor.ts';
+import { buildBatch, elementValue, shapeKey, type CapturedRequest, type CapturedTensor, type ColumnarBatch } from './columnar.ts';
+import { splitProfile, type ProfileMessage, type ReplicaProfiler } from './replica-profile.ts';
+import { MAX_COLUMNS_PER_INPUT, type FeatureValue, type MonitoringSpec } from './records.ts';
 
 /** Largest encoded batch message; a larger one is split (NATS' default max payload is 1 MiB). */
-const MAX_BATCH_BYTES = 900 * 1024;
+export const MAX_BATCH_BYTES = 900 * 1024;
 
 export interface PredictionLogOptions {
   model: string;
   version: number;
   spec: MonitoringSpec;
-  /** Publishes one encoded batch (JetStream publish, resolving on the ack). */
-  publish: (records: PredictionRecord[]) => Promise<void>;
+  /** Publishes one encoded message (JetStream publish, resolving on the ack). */
+  publish: (bytes: Uint8Array) => Promise<void>;
+  /** Encodes a batch or a profile delta (MessagePack). */
+  encode: (m: ColumnarBatch | ProfileMessage) => Uint8Array;
+  /** The replica's own profile of all its traffic (absent: no reference profile, or `profiles: false`). */
+  profiler?: ReplicaProfiler;
   /** Record timestamps and the flush timer; `now()` in epoch ms. @default systemClock */
   clock?: Clock;
   /** The sample draw, uniform in [0, 1). @default Math.random */
@@ -46,6 +55,12 @@ export interface PredictionLogStats {
   pending: number;
   /** Batch messages published. */
   batches: number;
+  /** Rows summarised into the replica's profile (every request's, sampled or not). */
+  profiled: number;
+  /** Rows left out of the profile because its queue was full. */
+  unprofiled: number;
+  /** Profile delta messages published. */
+  profiles: number;
 }
 
 /** A tensor as the log reads it. */
@@ -56,11 +71,13 @@ export interface LoggedTensor {
   dims: readonly number[];
 }
 
-/** A sampled request between its decode and its answer: its feature rows, taken before the run. */
+/** A request between its decode and its answer: its copied inputs, taken before the run. */
 export interface Pending {
   readonly id: string;
   readonly tenant: string | undefined;
-  readonly rows: Record<string, FeatureValue>[];
+  readonly rows: number;
+  readonly inputs: CapturedTensor[];
+  readonly sampled: boolean;
   readonly t0: number;
   /** Per row, the hashed entity keys of a prediction by entity (for erasure). */
   entityRefs?: string[][];
@@ -74,13 +91,22 @@ export class PredictionLog {
   readonly #exclude: Set<string>;
   readonly #capacity: number;
   readonly #batch: number;
-  #buffer: PredictionRecord[] = [];
+  readonly #profileMs: number;
+  /** Answered requests not processed yet (profile, records). */
+  #queue: CapturedRequest[] = [];
+  /** Rows in `#queue` that are sampled (records) and that are profile-only. */
+  #queuedRecords = 0;
+  #queuedProfile = 0;
+  /** Sampled requests processed, waiting for their batch to be published. */
+  #records: CapturedRequest[] = [];
+  #recordRows = 0;
+  #profiledAt = 0;
   #flushing = false;
   #drainAll = false;
   #failing = false;
   #closed = false;
   readonly #stopTimer: () => void;
-  readonly #stats: PredictionLogStats = { sampled: 0, buffered: 0, published: 0, dropped: 0, publishFailed: 0, pending: 0, batches: 0 };
+  readonly #stats: PredictionLogStats = { sampled: 0, buffered: 0, published: 0, dropped: 0, publishFailed: 0, pending: 0, batches: 0, profiled: 0, unprofiled: 0, profiles: 0 };
 
   constructor(o: PredictionLogOptions) {
     this.#o = o;
@@ -90,56 +116,73 @@ export class PredictionLog {
     this.#exclude = new Set(o.spec.logExclude ?? []);
     this.#capacity = o.spec.bufferRecords ?? 10_000;
     this.#batch = o.spec.batchRecords ?? 500;
+    this.#profileMs = o.spec.profileMs ?? 1000;
+    this.#profiledAt = this.#clock.now();
     this.#stopTimer = every(this.#clock, o.spec.flushMs ?? 200, () => void this.flush());
   }
 
   stats(): PredictionLogStats {
-    return { ...this.#stats, pending: this.#buffer.length };
+    return { ...this.#stats, pending: this.#queuedRecords + this.#recordRows };
   }
 
   /**
-   * Draws the sample for one request and, when it is in, copies its feature rows (call before
-   * the run: the run takes the input buffers). `requestId` falls back to a random id.
+   * Draws the sample for one request and copies its inputs when it is in the sample or the
+   * replica profiles its traffic (call before the run: the run takes the input buffers).
+   * `requestId` falls back to a random id.
    */
   begin(inputs: readonly LoggedTensor[], requestId: string | undefined, tenant: string | undefined, t0: number): Pending | undefined {
-    if (this.#closed || this.#rate <= 0 || (this.#rate < 1 && this.#random() >= this.#rate)) return undefined;
-    this.#stats.sampled++;
-    return { id: requestId ?? randomId(), tenant, rows: featureRows(inputs, this.#exclude), t0 };
+    if (this.#closed) return undefined;
+    const sampled = this.#rate > 0 && (this.#rate >= 1 || this.#random() < this.#rate);
+    if (!sampled && !this.#o.profiler) return undefined;
+    if (sampled) this.#stats.sampled++;
+    const rows = rowCount(inputs);
+    return { id: requestId ?? randomId(), tenant, rows, inputs: capture(inputs, rows, this.#exclude, true), sampled, t0 };
   }
 
-  /** The request's answer: one record per row into the buffer (or counted as dropped). `t1` on the same clock as `t0`. */
+  /** The request's answer: its records (and profile rows) queued, or counted as dropped. `t1` on the same clock as `t0`. */
   end(p: Pending, outputs: readonly LoggedTensor[], t1: number): void {
-    const n = p.rows.length;
-    const outs = outputRows(outputs, n, this.#exclude);
-    const ts = this.#clock.now();
-    const latencyMs = Math.max(0, t1 - p.t0);
-    for (let i = 0; i < n; i++) {
-      if (this.#buffer.length >= this.#capacity) {
-        this.#stats.dropped += n - i;
-        break;
-      }
-      const r: PredictionRecord = { id: n === 1 ? p.id : `${p.id}:${i}`, model: this.#o.model, version: this.#o.version, ts, features: p.rows[i]!, outputs: outs[i]!, latencyMs };
-      if (p.tenant !== undefined) r.tenant = p.tenant;
-      const refs = p.entityRefs?.[i];
-      if (refs && refs.length > 0) r.entities = refs;
-      this.#buffer.push(r);
-      this.#stats.buffered++;
+    const n = p.rows;
+    const held = this.#queuedRecords + this.#recordRows;
+    let sampled = p.sampled;
+    if (sampled && held + n > this.#capacity) {
+      this.#stats.dropped += n;
+      sampled = false;
     }
-    if (this.#buffer.length >= this.#batch) queueMicrotask(() => void this.flush(false));
+    const profiled = this.#o.profiler !== undefined && this.#queuedProfile + n <= this.#capacity;
+    if (this.#o.profiler && !profiled) this.#stats.unprofiled += n;
+    if (!sampled && !profiled) return;
+    const req: CapturedRequest = { id: p.id, tenant: p.tenant, rows: n, ts: this.#clock.now(), latencyMs: Math.max(0, t1 - p.t0), inputs: p.inputs, outputs: capture(outputs, n, this.#exclude, false), sampled, profiled, ...(p.entityRefs ? { entityRefs: p.entityRefs } : {}) };
+    this.#queue.push(req);
+    if (sampled) {
+      this.#queuedRecords += n;
+      this.#stats.buffered += n;
+    }
+    if (profiled) this.#queuedProfile += n;
+    if (this.#queuedRecords + this.#recordRows >= this.#batch || this.#queuedProfile >= this.#batch) queueMicrotask(() => void this.flush(false));
   }
 
   /**
-   * Publishes full batches; with `all` (the flush timer, close) the partial one too. One flush
-   * runs at a time: a call meanwhile only widens what the running one publishes.
+   * Processes the queue (profile, records) and publishes: the profile deltas of ended slices
+   * (and of the open one every `profileMs`, or with `all`), then full record batches; with `all`
+   * (the flush timer, close) the partial batch too. One flush runs at a time: a call meanwhile
+   * only widens what the running one publishes.
    */
   async flush(all = true): Promise<void> {
     if (all) this.#drainAll = true;
     if (this.#flushing) return;
     this.#flushing = true;
     try {
-      while (this.#buffer.length >= this.#batch || (this.#drainAll && this.#buffer.length > 0)) {
-        const batch = this.#buffer.splice(0, this.#batch);
-        await this.#send(batch);
+      this.#process();
+      const now = this.#clock.now();
+      const profiler = this.#o.profiler;
+      if (profiler) {
+        const periodic = this.#drainAll && now - this.#profiledAt >= this.#profileMs;
+        if (periodic || this.#closed) this.#profiledAt = now;
+        for (const m of profiler.take(now, periodic || this.#closed)) await this.#sendProfile(m);
+      }
+      while (this.#recordRows >= this.#batch || (this.#drainAll && this.#recordRows > 0)) {
+        await this.#send(this.#takeBatch());
+        this.#process();
       }
       this.#drainAll = false;
     } finally {
@@ -147,20 +190,74 @@ export class PredictionLog {
     }
   }
 
-  async #send(batch: PredictionRecord[]): Promise<void> {
+  /** Moves the queue into the profile and the record list. */
+  #process(): void {
+    const q = this.#queue;
+    if (q.length === 0) return;
+    this.#queue = [];
+    this.#queuedRecords = 0;
+    this.#queuedProfile = 0;
+    const profiler = this.#o.profiler;
+    for (const r of q) {
+      if (profiler && r.profiled) {
+        try {
+          profiler.add(r);
+          this.#stats.profiled += r.rows;
+        } catch {
+          this.#stats.unprofiled += r.rows;
+        }
+      }
+      if (r.sampled) {
+        this.#records.push(r);
+        this.#recordRows += r.rows;
+      }
+    }
+  }
+
+  /** The next batch: requests in order, up to `batchRecords` rows, all of one shape. */
+  #takeBatch(): CapturedRequest[] {
+    const out: CapturedRequest[] = [];
+    let rows = 0;
+    let key: string | undefined;
+    while (this.#records.length > 0) {
+      const r = this.#records[0]!;
+      const k = shapeKey(r);
+      if (out.length > 0 && (rows + r.rows > this.#batch || k !== key)) break;
+      key = k;
+      out.push(this.#records.shift()!);
+      rows += r.rows;
+    }
+    this.#recordRows -= rows;
+    return out;
+  }
+
+  async #send(reqs: CapturedRequest[]): Promise<void> {
+    let rows = 0;
+    for (const r of reqs) rows += r.rows;
     try {
-      await this.#o.publish(batch);
-      this.#stats.published += batch.length;
-      this.#stats.batches++;
+      const parts = encodeSplit(reqs, (part) => this.#o.encode(buildBatch(this.#o.model, this.#o.version, part)));
+      for (const bytes of parts) await this.#o.publish(bytes);
+      this.#stats.published += rows;
+      this.#stats.batches += parts.length;
       this.#failing = false;
     } catch (err) {
-      this.#stats.publishFailed += batch.length;
-      if (!this.#failing) this.#o.onPublishError?.(err as Error, batch.length);
+      this.#stats.publishFailed += rows;
+      if (!this.#failing) this.#o.onPublishError?.(err as Error, rows);
       this.#failing = true;
     }
   }
 
-  /** Stops the timer and publishes what is left. */
+  async #sendProfile(m: ProfileMessage): Promise<void> {
+    try {
+      for (const bytes of splitProfile(m, this.#o.encode, MAX_BATCH_BYTES)) await this.#o.publish(bytes);
+      this.#stats.profiles++;
+    } catch (err) {
+      if (!this.#failing) this.#o.onPublishError?.(err as Error, 0);
+      this.#failing = true;
+    }
+  }
+
+  /** Stops the timer and publishes what is left (the profile's open slices too). */
   async close(): Promise<void> {
     this.#closed = true;
     this.#stopTimer();
@@ -168,12 +265,50 @@ export class PredictionLog {
   }
 }
 
-/** Splits records into messages under the size limit: `encode(batch)` for each part. */
-export function encodeBatches(records: PredictionRecord[], encode: (b: PredictionBatch) => Uint8Array): Uint8Array[] {
-  const bytes = encode({ records });
-  if (bytes.length <= MAX_BATCH_BYTES || records.length === 1) return [bytes];
-  const half = records.length >> 1;
-  return [...encodeBatches(records.slice(0, half), encode), ...encodeBatches(records.slice(half), encode)];
+/** Encodes `items` as one message, or splits them in halves until each part is under the size limit. */
+export function encodeSplit<T>(items: T[], encode: (items: T[]) => Uint8Array, maxBytes = MAX_BATCH_BYTES): Uint8Array[] {
+  const bytes = encode(items);
+  if (bytes.length <= maxBytes || items.length === 1) return [bytes];
+  const half = items.length >> 1;
+  return [...encodeSplit(items.slice(0, half), encode, maxBytes), ...encodeSplit(items.slice(half), encode, maxBytes)];
+}
+
+/**
+ * Copies the tensors a request logs: inputs (`rows` per request) by rows, wider ones (images) and
+ * excluded names left out; outputs (`inputs` false) split by rows when their first dimension is
+ * `rows`, else whole (every row gets the whole output).
+ */
+function capture(tensors: readonly LoggedTensor[], rows: number, exclude: ReadonlySet<string>, inputs: boolean): CapturedTensor[] {
+  const out: CapturedTensor[] = [];
+  for (const t of tensors) {
+    if (exclude.has(t.name)) continue;
+    const split = inputs || (rows > 1 && t.dims.length > 0 && t.dims[0] === rows);
+    const per = !split || rows === 1 ? t.data.length : Math.floor(t.data.length / rows);
+    if (per === 0 || (inputs && per > MAX_COLUMNS_PER_INPUT)) continue;
+    let cols: number[] | undefined;
+    if (inputs && exclude.size > 0 && per > 1) {
+      const kept = Array.from({ length: per }, (_, k) => k).filter((k) => !exclude.has(`${t.name}_${k}`));
+      if (kept.length === 0) continue;
+      if (kept.length < per) cols = kept;
+    }
+    // The values are copied (the run takes the inputs' buffers); excluded columns are zeroed in the copy, never read again.
+    const data = (cols ? maskedCopy(t.data, per, cols) : t.data.slice(0, split ? per * rows : t.data.length)) as TensorData;
+    out.push({ name: t.name, datatype: t.datatype, data, per, cols, whole: !split });
+  }
+  return out;
+}
+
+/** A copy of `data` (rows of `per`) with the elements not in `cols` blanked: an excluded value never leaves the request. */
+function maskedCopy(data: TensorData, per: number, cols: number[]): TensorData {
+  const copy = data.slice() as TensorData;
+  const keep = new Set(cols);
+  for (let i = 0; i < copy.length; i++) {
+    if (keep.has(i % per)) continue;
+    if (Array.isArray(copy)) copy[i] = '';
+    else if (copy instanceof BigInt64Array || copy instanceof BigUint64Array) copy[i] = 0n;
+    else (copy as Float32Array)[i] = 0;
+  }
+  return copy;
 }
 
 const randomId = (): string => crypto.randomUUID();
@@ -186,15 +321,7 @@ export function rowCount(tensors: readonly LoggedTensor[]): number {
   return n >= 1 && tensors.every((t) => t.dims.length > 0 && t.dims[0] === n) ? n : 1;
 }
 
-function valueOf(datatype: Datatype, data: TensorData, i: number): FeatureValue {
-  const v = data[i];
-  if (typeof v === 'string') return v;
-  if (typeof v === 'bigint') return Number(v);
-  if (v === undefined) return null;
-  if (datatype === 'BOOL') return v !== 0;
-  if (datatype === 'FP16') return fromHalf(v);
-  return Number.isFinite(v) ? v : null;
-}
+const valueOf = elementValue;
 
 /** One feature map per row: `<input>` for a one-element row, `<input>_<i>` otherwise; excluded names skipped. */
 export function featureRows(inputs: readonly LoggedTensor[], exclude: ReadonlySet<string>): Record<string, FeatureValue>[] {
@@ -215,32 +342,6 @@ export function featureRows(inputs: readonly LoggedTensor[], exclude: ReadonlySe
     }
   }
   return rows;
-}
-
-/** One output map per row (`n` rows when the output's first dimension is `n`, else the whole output in row 0… every row). */
-export function outputRows(outputs: readonly LoggedTensor[], n: number, exclude: ReadonlySet<string>): Record<string, OutputValue>[] {
-  const rows: Record<string, OutputValue>[] = Array.from({ length: n }, () => ({}));
-  for (const t of outputs) {
-    if (exclude.has(t.name)) continue;
-    const split = n > 1 && t.dims.length > 0 && t.dims[0] === n;
-    const per = split ? Math.floor(t.data.length / n) : t.data.length;
-    for (let r = 0; r < n; r++) {
-      const off = split ? r * per : 0;
-      const vals: FeatureValue[] = [];
-      for (let k = 0; k < per; k++) vals.push(valueOf(t.datatype, t.data, off + k));
-      rows[r]![t.name] = outputValue(vals);
-    }
-  }
-  return rows;
-}
-
-function outputValue(vals: FeatureValue[]): OutputValue {
-  if (vals.length === 1) {
-    const v = vals[0];
-    return typeof v === 'string' ? v : typeof v === 'number' ? v : v === true ? 1 : v === false ? 0 : NaN;
-  }
-  if (vals.some((v) => typeof v === 'string')) return JSON.stringify(vals);
-  return vals.map((v) => (typeof v === 'number' ? v : v === true ? 1 : v === false ? 0 : NaN));
 }
 
 /** The shape a serving actor hands the log: its public signature's tensor specs. */

@@ -106,6 +106,14 @@ export const MonitoringSpec = Type.Object(
     batchRecords: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
     /** Longest a record waits for its batch to fill before it is published. @default 200 */
     flushMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
+    /**
+     * Each replica profiles ALL its traffic (sampled or not) into mergeable sketches and publishes
+     * them; the monitor tests drift on the merge of the replicas' profiles (needs the version's
+     * reference profile; without one, or with false, drift is tested on the logged records). @default true
+     */
+    profiles: Type.Optional(Type.Boolean()),
+    /** Longest a replica holds its profile of the current slice before publishing it as a delta. @default 1000 */
+    profileMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 3_600_000 })),
     /** Run a monitor actor for the deployed version (drift, quality, alerts). @default true */
     monitor: Type.Optional(Type.Boolean()),
     /** Tumbling windows of the monitor, by record time, in ms. @default [300000, 3600000] (5 min, 1 h) */

@@ -201,8 +201,13 @@ export class InferenceActor extends Actor<InferenceMsg> {
     if (this.#args.spareWorkers) keepSpareSessionWorkers(this.#args.spareWorkers);
     const log = { model, version, sha256: mv.sha256.slice(0, 12), batching: this.#batching, instances, intraOpThreads, warmup: this.#warmup.mode, maxQueueDelayMs: this.#args.maxQueueDelayMs };
     const spec = this.#args.monitoring;
-    // PII fields (signature, feature views) are never logged: PII implies logExclude (ml/governance/privacy).
-    if (spec) this.#log = replicaPredictionLog({ nc: this.ctx.nc, subjects: this.ctx.subjects, model, version, spec: withPiiExcluded(spec, replicaPiiFields(loaded, byEntity?.input)), log: this.ctx.log });
+    if (spec) {
+      // PII fields (signature, feature views) are never logged nor profiled: PII implies logExclude (ml/governance/privacy).
+      const logSpec = withPiiExcluded(spec, replicaPiiFields(loaded, byEntity?.input));
+      // The reference's schema names the columns of the replica's own profile (none: records only).
+      const reference = logSpec.profiles === false ? undefined : await registry.loadReference(await registry.version(model, version)).catch(() => undefined);
+      this.#log = replicaPredictionLog({ nc: this.ctx.nc, subjects: this.ctx.subjects, model, version, spec: logSpec, log: this.ctx.log, replica: this.ctx.actorId, reference });
+    }
     if (this.#warmup.warning) this.ctx.log.warn({ ...log, warning: this.#warmup.warning }, 'model loaded; warm-up failed, serving anyway');
     else this.ctx.log.info(log, 'model loaded and warmed up');
   }

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ContentType, encode } from '../../cluster/index.ts';
-import { PredictionLog, WITHHELD, checkEvent, deserialize, importCsv, jsonErrorMessage, serialize, entityRef, keyMatch, parseEntity, piiLogFields, withPiiExcluded, type FeatureViewDef, type PredictionRecord } from '../../ml/index.ts';
+import { PredictionLog, WITHHELD, checkEvent, deserialize, importCsv, jsonErrorMessage, serialize, entityRef, keyMatch, parseEntity, piiLogFields, withPiiExcluded, type FeatureViewDef } from '../../ml/index.ts';
 import { containsBytes, numberEncodings } from '../fixtures/monitoring.ts';
 
 const view = {
@@ -40,7 +40,7 @@ describe('PII declarations', () => {
     const published: Uint8Array[] = [];
     const spec = withPiiExcluded({ sampleRate: 1, batchRecords: 1, logExclude: ['X_5'] }, piiLogFields({ signature: { inputs: [], outputs: [] } }, [{ name: 'person', definition: view, columns }], 'X'));
     expect(spec.logExclude).toEqual(['X_5', 'X_0', 'X_2', 'X_3', 'X_4']);
-    const log = new PredictionLog({ model: 'm', version: 1, spec, publish: async (recs: PredictionRecord[]) => void published.push(encode({ records: recs }, ContentType.MSGPACK)) });
+    const log = new PredictionLog({ model: 'm', version: 1, spec, publish: async (bytes: Uint8Array) => void published.push(bytes), encode: (m) => encode(m, ContentType.MSGPACK) });
     const p = log.begin([{ name: 'X', datatype: 'FP32', data: Float32Array.from([PII, CTRL, 0, 1, 0, 3]), dims: [1, 6] }], 'r1', undefined, 0)!;
     p.entityRefs = [[entityRef('customer_id', 'c-1')]];
     log.end(p, [{ name: 'y', datatype: 'FP32', data: Float32Array.from([0.5]), dims: [1, 1] }], 1);

@@ -17,7 +17,7 @@ import type { FastifyInstance } from 'fastify';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ContentType, Role, VirtualClock, createLogger, decode, request, resources, subjects, systemClock, type Clock, type NatsConnection } from '../../cluster/index.ts';
-import { FeedbackJoin, startFeedbackService, startMonitoringStreams, type LabeledRecord, type PredictionBatch, type PredictionRecord, type ReplicaStats } from '../../ml/index.ts';
+import { FeedbackJoin, batchRecords, startFeedbackService, startMonitoringStreams, type LabeledRecord, type PredictionRecord, type ReplicaStats } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
@@ -60,7 +60,7 @@ describe('prediction log and feedback (real cluster, virtual clock for the label
     }
     return out;
   };
-  const logged = async (): Promise<PredictionRecord[]> => (await streamMessages(r.streams.predictions)).flatMap((m) => (decode(m, ContentType.MSGPACK) as PredictionBatch).records);
+  const logged = async (): Promise<PredictionRecord[]> => (await streamMessages(r.streams.predictions)).flatMap((m) => batchRecords(decode(m, ContentType.MSGPACK)) ?? []);
   const labeled = async (): Promise<LabeledRecord[]> => (await streamMessages(r.streams.labeled)).map((m) => decode(m, ContentType.MSGPACK) as LabeledRecord);
   const deploy = async (name: string, monitoring: Record<string, unknown>) => {
     await c.control.register(name, scoreModel());

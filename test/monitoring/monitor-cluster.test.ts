@@ -22,12 +22,12 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, createLogger, subjects } from '../../cluster/index.ts';
 import { ActorClient } from '../../cluster/index.ts';
-import { AlertRule, monitorId, type Alert, type MonitorReport, type MonitorStatus, type WindowReport } from '../../ml/index.ts';
+import { AlertRule, MonitorCore, monitorId, type Alert, type MonitorReport, type MonitorStatus, type WindowReport } from '../../ml/index.ts';
 import { binaryQuality } from '../../ml/monitoring/stats/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
-import { fraudModel, fraudReference, fraudTraffic, unsureTraffic } from '../fixtures/monitoring-monitor.ts';
+import { fraudModel, fraudReference, fraudTraffic, records, unsureTraffic } from '../fixtures/monitoring-monitor.ts';
 
 const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--actors.modules', '["ml/serving/actors.ts","ml/monitoring/monitor-actor.ts"]'];
 const s = subjects();
@@ -49,10 +49,10 @@ describe('model monitor (real cluster)', () => {
   const ask = <T>(model: string, type: 'status' | 'report' | 'flush') => actors.ref(monitorId(model, 1)).ask<T>({ type }, { timeoutMs: 15_000 });
 
   /** Registers the fraud model with its reference and deploys it with monitoring on. */
-  const deploy = async (name: string, extra: Record<string, unknown> = {}) => {
+  const deploy = async (name: string, extra: Record<string, unknown> = {}, replicas = 1) => {
     await c.control.register(name, fraudModel(), { reference: utf8.encode(JSON.stringify(reference)) });
     const monitoring = { sampleRate: 1, flushMs: 50, batchRecords: 100, windows: [DAY], ...extra };
-    await until(async () => (await c.control.deploy(name, { replicas: 1, maxBatchSize: 64, readyTimeoutMs: 30_000, monitoring })).stable.state === 'ready' || undefined, 90_000, `${name} deployed`);
+    await until(async () => (await c.control.deploy(name, { replicas, maxBatchSize: 64, readyTimeoutMs: 30_000, monitoring })).stable.state === 'ready' || undefined, 90_000, `${name} deployed`);
     await until(async () => ((await get(`/v2/models/${name}/ready`)).status === 200 ? true : undefined), 20_000, `the gateway sees ${name}`);
     await until(() => ask<MonitorStatus>(name, 'status'), 60_000, `${name}'s monitor answers`);
   };
@@ -75,9 +75,12 @@ describe('model monitor (real cluster)', () => {
     return { ids, scores };
   };
 
-  /** Waits until the monitor has taken `n` records, then closes its window. */
-  const closeAfter = async (name: string, n: number): Promise<WindowReport> => {
-    await until(async () => ((await ask<MonitorStatus>(name, 'status')).counters.records >= n ? true : undefined), 60_000, `${name}'s monitor consumed ${n} records`);
+  /** Waits until the monitor has taken `n` records (`logged` of them, when sampled) and the replicas' profiles of `n` rows, then closes its window. */
+  const closeAfter = async (name: string, n: number, logged = n): Promise<WindowReport> => {
+    await until(async () => {
+      const st = await ask<MonitorStatus>(name, 'status');
+      return st.counters.records >= logged && st.counters.profiled >= n ? true : undefined;
+    }, 60_000, `${name}'s monitor consumed ${logged} records and profiles of ${n} rows`);
     const closed = await ask<WindowReport[]>(name, 'flush');
     expect(closed).toHaveLength(1);
     return closed[0]!;
@@ -163,6 +166,30 @@ describe('model monitor (real cluster)', () => {
     expect(parsed.versions[0]).toMatchObject({ version: 1, counters: { records: 600 } });
     expect(parsed.versions[0]!.windows[0]!.rows).toBe(600);
     expect((await cli(['monitor', 'not-deployed'])).code).toBe(1);
+  }, 240_000);
+
+  it('two replicas profile their own traffic and the monitor merges them: at 10 % sampling its window is all the traffic, tested as one profile of every served row is', async () => {
+    await deploy('fraud-two', { sampleRate: 0.1 }, 2);
+    const { rows } = fraudTraffic({ rows: 1200, seed: 34, drift: 1 });
+    await serve('fraud-two', rows);
+    const w = await closeAfter('fraud-two', 1200, 0);
+    expect(w).toMatchObject({ rows: 1200, source: 'replicas' });
+    // Both replicas' profiles are in the window; the log kept only the sampled part.
+    expect(w.replicas).toHaveLength(2);
+    expect(w.logged).toBeLessThan(1200);
+    // The same rows as records into a monitor core here: the union of the traffic, profiled in one place.
+    const offline = new MonitorCore('fraud-two', 1, reference, { windows: [DAY] });
+    for (const r of records('fraud-two', 1, rows, () => w.start + 1)) offline.addPrediction(r);
+    const [o] = offline.close(w.end + 60_000);
+    expect(o).toMatchObject({ rows: 1200, source: 'log' });
+    const byName = new Map(o!.drift!.features.map((f) => [f.feature, f]));
+    for (const f of w.drift!.features) {
+      const a = byName.get(f.feature)!;
+      expect([f.test, f.drifted], f.feature).toEqual([a.test, a.drifted]);
+      expect(Math.abs(f.statistic - a.statistic), f.feature).toBeLessThanOrEqual(0.02);
+    }
+    for (const f of ['log_amount', 'account_age', 'distance_from_home']) expect(byName.get(f)?.drifted, f).toBe(true);
+    expect(w.confidence!.currentMean).toBeCloseTo(o!.confidence!.currentMean, 6);
   }, 240_000);
 
   it('monitor options are checked at deploy: a bad one is refused, named', async () => {

@@ -6,8 +6,8 @@
  * advances it.
  */
 import { describe, expect, it } from 'vitest';
-import { ContentType, VirtualClock, encode, seededRandom } from '../../cluster/index.ts';
-import { PredictionLog, checkFeedback, type LabelRule, encodeBatches, featureRows, indexKey, observeBegin, observeEnd, type LoggedTensor, type MonitoringSpec, type PredictionRecord } from '../../ml/index.ts';
+import { ContentType, VirtualClock, decode, encode, seededRandom } from '../../cluster/index.ts';
+import { PredictionLog, checkFeedback, type LabelRule, encodeSplit, MAX_BATCH_BYTES, featureRows, indexKey, observeBegin, observeEnd, type LoggedTensor, type MonitoringSpec } from '../../ml/index.ts';
 import { containsBytes, fp32, numberEncodings, recordingPublisher } from '../fixtures/monitoring.ts';
 
 const START = Date.UTC(2026, 10, 1);
@@ -15,7 +15,7 @@ const START = Date.UTC(2026, 10, 1);
 function setup(spec: MonitoringSpec, random?: () => number) {
   const clock = new VirtualClock(START);
   const pub = recordingPublisher();
-  const log = new PredictionLog({ model: 'fraud', version: 2, spec, publish: pub.publish, clock, ...(random ? { random } : {}) });
+  const log = new PredictionLog({ model: 'fraud', version: 2, spec, publish: pub.publish, encode: pub.encode, clock, ...(random ? { random } : {}) });
   /** One request of `rows` through the log, as a replica does: begin before the run, end after. */
   const request = (id: string, rows: number[][], tenant?: string) => {
     const p = log.begin([fp32('X', rows)], id, tenant, 10);
@@ -31,7 +31,7 @@ const settle = async () => {
 };
 
 describe('prediction log: buffer, batches, exclusion, sampling', () => {
-  it('holds at most bufferRecords; the rest are dropped and counted, and nothing throws', async () => {
+  it('holds at most bufferRecords; a request whose rows do not fit is dropped and counted, and nothing throws', async () => {
     const { log, pub, clock, request } = setup({ bufferRecords: 3, batchRecords: 100, flushMs: 1000 });
     for (let i = 0; i < 5; i++) expect(() => request(`r${i}`, [[i, 1, 2, 3]])).not.toThrow();
     expect(log.stats()).toMatchObject({ sampled: 5, buffered: 3, dropped: 2, pending: 3, published: 0 });
@@ -41,7 +41,9 @@ describe('prediction log: buffer, batches, exclusion, sampling', () => {
     expect(log.stats()).toMatchObject({ published: 3, pending: 0, batches: 1 });
     expect(pub.records().map((r) => r.id)).toEqual(['r0', 'r1', 'r2']);
     request('big', [[1, 1, 1, 1], [2, 2, 2, 2], [3, 3, 3, 3], [4, 4, 4, 4]]);
-    expect(log.stats()).toMatchObject({ buffered: 6, dropped: 3, pending: 3 });
+    expect(log.stats()).toMatchObject({ buffered: 3, dropped: 6, pending: 0 });
+    request('two', [[1, 1, 1, 1], [2, 2, 2, 2]]);
+    expect(log.stats()).toMatchObject({ buffered: 5, dropped: 6, pending: 2 });
   });
 
   it('publishes in batches of at most batchRecords, at once when a batch is full, else on the flush timer', async () => {
@@ -151,7 +153,7 @@ describe('prediction log: buffer, batches, exclusion, sampling', () => {
     expect(recs[1]).toMatchObject({ id: 'req-9:1', features: { X_0: 4, X_1: 5, X_2: 6, merchant: 'globex', weekend: false }, outputs: { probs: [0.5, 0.5], label: 'fraud' } });
     expect(recs[0]!.latencyMs).toBeGreaterThanOrEqual(0);
     // A log that breaks on a record never breaks the request: observe* swallow it.
-    expect(() => observeEnd(log, { id: 'x', tenant: undefined, rows: null as never, t0: 0 }, sig, new Map())).not.toThrow();
+    expect(() => observeEnd(log, { id: 'x', tenant: undefined, rows: 1, inputs: null as never, sampled: true, t0: 0 }, sig, new Map())).not.toThrow();
     expect(observeBegin(undefined, sig, d, 'x', undefined, 0)).toBeUndefined();
   });
 
@@ -168,10 +170,11 @@ describe('prediction log: buffer, batches, exclusion, sampling', () => {
   });
 
   it('splits a batch whose message would be too large into several under the limit', () => {
-    const big: PredictionRecord[] = Array.from({ length: 64 }, (_, i) => ({ id: `r${i}`, model: 'm', version: 1, ts: 0, features: { text: 'x'.repeat(40_000) }, outputs: { y: 1 }, latencyMs: 1 }));
-    const parts = encodeBatches(big, (b) => encode(b, ContentType.MSGPACK));
+    const big = Array.from({ length: 64 }, (_, i) => ({ id: `r${i}`, text: 'x'.repeat(40_000) }));
+    const parts = encodeSplit(big, (b) => encode({ records: b }, ContentType.MSGPACK));
     expect(parts.length).toBeGreaterThan(1);
-    for (const p of parts) expect(p.length).toBeLessThanOrEqual(900 * 1024);
+    for (const p of parts) expect(p.length).toBeLessThanOrEqual(MAX_BATCH_BYTES);
+    expect(parts.flatMap((p) => (decode(p, ContentType.MSGPACK) as { records: { id: string }[] }).records.map((r) => r.id))).toEqual(big.map((r) => r.id));
   });
 });
 

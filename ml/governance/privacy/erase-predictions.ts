@@ -14,6 +14,7 @@ import { Kvm } from '@nats-io/kv';
 import { ContentType, decode, encode, resources, type NatsConnection } from '../../../cluster/index.ts';
 import { indexKey } from '../../monitoring/feedback.ts';
 import type { LabeledRecord, PredictionBatch, StoredLabel } from '../../monitoring/records.ts';
+import { batchRecords } from '../../monitoring/columnar.ts';
 import { scanStream } from './stream-scan.ts';
 
 /** What was removed for one model. */
@@ -40,8 +41,10 @@ export async function eraseFromPredictions(nc: NatsConnection, prefix: string, r
   };
   const hits: { seq: number; subject: string; keep: PredictionBatch['records'] }[] = [];
   await scanStream(nc, r.streams.predictions, undefined, (m) => {
-    const batch = decode(m.data, ContentType.MSGPACK) as PredictionBatch;
-    const mine = batch.records.filter((x) => x.entities?.some((ref) => refs.has(ref)));
+    // Columnar batches (and older {records} ones) expanded to records; replica profiles have none.
+    const records = batchRecords(decode(m.data, ContentType.MSGPACK));
+    if (!records) return;
+    const mine = records.filter((x) => x.entities?.some((ref) => refs.has(ref)));
     if (mine.length === 0) return;
     for (const x of mine) {
       const e = of(x.model);
@@ -49,7 +52,7 @@ export async function eraseFromPredictions(nc: NatsConnection, prefix: string, r
       e.ids.add(x.id);
     }
     of(mine[0]!.model).batches++;
-    hits.push({ seq: m.seq, subject: m.subject, keep: batch.records.filter((x) => !mine.includes(x)) });
+    hits.push({ seq: m.seq, subject: m.subject, keep: records.filter((x) => !mine.includes(x)) });
   });
   for (const h of hits) {
     // Others' records first, so a failure between the two steps loses nothing (it may duplicate them).

@@ -36,6 +36,11 @@ export class KllSketch {
   max = -Infinity;
   levels: number[][] = [[]];
   #sample: WeightedSample | undefined;
+  /** The total capacity for the current number of levels (recomputed when a level is added). */
+  #cap = -1;
+  #capLevels = -1;
+  /** Values retained, or -1 when it must be counted again. */
+  #retained = -1;
 
   constructor(k = DEFAULT_KLL_K) {
     if (!Number.isInteger(k) || k < 8 || k > 65_535) throw new RangeError(`KllSketch: k must be an integer in [8, 65535] (got ${k})`);
@@ -48,9 +53,16 @@ export class KllSketch {
     this.n++;
     if (x < this.min) this.min = x;
     if (x > this.max) this.max = x;
-    this.levels[0]!.push(x);
+    const l0 = this.levels[0]!;
+    l0.push(x);
     this.#sample = undefined;
-    if (this.#size() > this.#capacityTotal()) this.#compress();
+    // The retained count is kept between updates (recounted after a compaction or a merge).
+    if (this.#retained < 0) this.#retained = this.#size();
+    else this.#retained++;
+    if (this.#retained > this.#capacityTotal()) {
+      this.#compress();
+      this.#retained = -1;
+    }
   }
 
   /** Folds `other` into this sketch (both must have the same k). */
@@ -64,6 +76,7 @@ export class KllSketch {
     this.max = Math.max(this.max, other.max);
     this.#sample = undefined;
     while (this.#size() > this.#capacityTotal()) this.#compress();
+    this.#retained = -1;
     return this;
   }
 
@@ -148,8 +161,11 @@ export class KllSketch {
   }
 
   #capacityTotal(): number {
+    if (this.#capLevels === this.levels.length) return this.#cap;
     let c = 0;
     for (let h = 0; h < this.levels.length; h++) c += this.#capacity(h);
+    this.#capLevels = this.levels.length;
+    this.#cap = c;
     return c;
   }
 
@@ -159,12 +175,14 @@ export class KllSketch {
       const lv = this.levels[h]!;
       if (lv.length < this.#capacity(h)) continue;
       if (h + 1 === this.levels.length) this.levels.push([]);
-      lv.sort((a, b) => a - b);
+      // A typed array sorts numerically in native code (the same order as a − b for finite values).
+      const sorted = Float64Array.from(lv).sort();
       // An odd count leaves its last value behind at this level.
-      const keep = lv.length % 2 ? lv.pop()! : undefined;
+      const keep = sorted.length % 2 ? sorted[sorted.length - 1]! : undefined;
+      const len = keep === undefined ? sorted.length : sorted.length - 1;
       const offset = coin(this.n, h);
       const up = this.levels[h + 1]!;
-      for (let i = offset; i < lv.length; i += 2) up.push(lv[i]!);
+      for (let i = offset; i < len; i += 2) up.push(sorted[i]!);
       this.levels[h] = keep === undefined ? [] : [keep];
       this.#sample = undefined;
       return;

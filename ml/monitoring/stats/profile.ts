@@ -111,6 +111,22 @@ export class RecordProfile {
     if (conf !== undefined) this.confidence.update(conf);
   }
 
+  /**
+   * The columnar update (a replica's profile, replica-profile.ts): `n` more rows whose features
+   * the caller feeds column by column into `features[...]` and whose outputs come here, one
+   * row's map per call — the same result as `update` on each row.
+   */
+  addRows(n: number): void {
+    this.rows += n;
+  }
+
+  /** One row's outputs (and its confidence); with `addRows` and the feature columns, what `update` does. */
+  updateOutputs(outputs: MonitoredRow['outputs']): void {
+    for (const [k, c] of Object.entries(this.outputs)) c.update(outputValue(outputs[k]));
+    const conf = this.#confidence({ features: {}, outputs });
+    if (conf !== undefined) this.confidence.update(conf);
+  }
+
   merge(o: RecordProfile): this {
     this.rows += o.rows;
     for (const [k, c] of Object.entries(o.features)) this.features[k] ? this.features[k].merge(c) : (this.features[k] = ColumnSketch.fromJSON(c.toJSON()));
