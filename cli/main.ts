@@ -11,6 +11,7 @@ import { MODELS_FLAGS, modelsCommand } from './models.ts';
 import { FEATURES_FLAGS, featuresCommand } from './features.ts';
 import { AUTH_FLAGS, nodeUserCommand } from './auth.ts';
 import { MONITOR_FLAGS, monitorCommand } from './monitor.ts';
+import { KEYS_FLAGS, keysCommand } from './keys.ts';
 
 const HELP = `shoal ${SHOAL_VERSION} — a cluster for the AI features of SaaS products
 
@@ -31,6 +32,7 @@ commands:
   drain     drain a node: no new actors, finish and hand off the rest   <nodeId> [--deadline MS]
   preempt   send a spot preemption notice: drain within the notice, mark its pool risky   <nodeId> [--notice MS]
   node-user a node's NATS user for an external nats-server (entry with permissions, or --env)   <nodeId>… [--env|--json]
+  keys      API keys: hash KEY | hash --stdin (the keyHash for gateway.apiKeys) | new --tenant T [--role admin|inference]
   version   print the version
   help      this text
 
@@ -74,6 +76,8 @@ async function main(): Promise<number> {
       return nodeOpCommand(cmd, rest, loadConfig({ argv: rest }, NODES_FLAGS));
     case 'node-user':
       return nodeUserCommand(rest, loadConfig({ argv: rest }, AUTH_FLAGS));
+    case 'keys':
+      return keysCommand(rest, loadConfig({ argv: rest }, KEYS_FLAGS));
     case 'version':
     case '--version':
       process.stdout.write(`${SHOAL_VERSION}\n`);

@@ -138,6 +138,12 @@ export function resources(prefix = 'shoal') {
       datasets: `${p}-datasets`,
       /** The label join's index: logged predictions by `<model>.<request id>`, aged out after the join horizon (created by the feedback service, TTL = horizon). */
       predictionIndex: `${p}-prediction-index`,
+      /** Cluster-wide rate-limit windows (cluster/window-counter.ts): `w<minute>.<key>`, aged out by the bucket's TTL. */
+      rateWindows: `${p}-rate-windows`,
+      /** Per-tenant training spend per UTC day (`w<day>.<tenant>`, cents), aged out by the bucket's TTL. */
+      tenantSpend: `${p}-tenant-spend`,
+      /** Who owns what: `<kind>.<name>` → tenant (ml/governance/tenancy); absent = the `default` tenant. */
+      owners: `${p}-owners`,
     },
     /** Object stores (stream `OBJ_<store>`). */
     stores: {

@@ -40,4 +40,7 @@ export const MlErrors = {
   // Predictions by entity (ml/serving/entity-features.ts).
   FEATURES_INCOMPATIBLE: defineError('SHOAL_ERR_FEATURES_INCOMPATIBLE', 409, (model: string, why: string) => `${model} cannot be served by entity: ${why}`, 'ml'),
   ENTITY_NOT_FOUND: defineError('SHOAL_ERR_ENTITY_NOT_FOUND', 404, (where: string, view: string) => `${where}: no online features in view ${view} for this entity (the request asked on_missing "error")`, 'ml'),
+  // Tenants (ml/governance/tenancy/).
+  QUOTA_EXCEEDED: defineError('SHOAL_ERR_QUOTA_EXCEEDED', 429, (tenant: string, what: string) => `tenant ${tenant} is over its quota: ${what}`, 'ml'),
+  NAME_TAKEN: defineError('SHOAL_ERR_NAME_TAKEN', 409, (what: string) => `${what} belongs to another tenant; choose another name`, 'ml'),
 } as const;

@@ -113,3 +113,4 @@ export {
   type GlobalImportance,
 } from './governance/explain/index.ts';
 export { ReplicaExplainer, MAX_EXPLAIN_ROWS } from './serving/explain.ts';
+export { OwnerBook, OwnedKind, DEFAULT_TENANT, mayAccess, checkReplicaQuota, TrainingSpend, type TenantQuotas, type ReplicaCounts } from './governance/tenancy/index.ts';
