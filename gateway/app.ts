@@ -41,6 +41,7 @@ import { registerFeedbackRoutes } from './routes/feedback.ts';
 import { MonitoringGauges, registerMonitoringRoutes } from './monitoring.ts';
 import { JobClient, type TenantQuotas } from '../ml/index.ts';
 import { jobTenancy } from './job-tenancy.ts';
+import { registerTenantRoutes } from './routes/tenants.ts';
 import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './tenants.ts';
 import { clientErrorOf, finiteNumbersHook, installErrorHandlers, schemaErrors } from './http-errors.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
@@ -320,6 +321,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     app.addHook('onClose', async () => inference?.stop());
   }
 
+  registerTenantRoutes(app, tenants);
   registerFeatureRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerFeedbackRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   // Model monitors' latest windows: gauges on /metrics and GET /v1/models/{name}/monitoring.
