@@ -2,10 +2,14 @@
  * Counters per fixed time window, shared by every process over one NATS KV bucket: what makes a
  * rate limit or a daily budget hold across N gateways instead of N times over.
  *
- * A key's count for window `w` (`floor(now / windowMs)`) lives under `w<w>.<base64url(key)>`, so
- * a new window starts at zero without anyone resetting anything, and a past window's key is
- * simply never read again. nats-server 2.9 has no per-key TTL; the bucket's own `ttl` (the
- * stream's max age, set to twice the window when it is created) purges the old keys.
+ * Two kinds of window. Aligned (`aligned: true`, a UTC day for a budget): window `w` is
+ * `floor(now / windowMs)` and a key's count lives under `w<w>.<base64url(key)>`, so a new window
+ * starts at zero without anyone resetting anything and a past window's key is never read again.
+ * Started by the first hit (`aligned: false`, a rate limit, as `@fastify/rate-limit`'s own store
+ * does): one KV key per counted key, `f.<base64url(key)>`, whose value is `<start ms>:<count>`; a
+ * hit after `start + windowMs` begins a new window at 1, so the old one is ignored.
+ * nats-server 2.9 has no per-key TTL: the bucket's own `ttl` (the stream's max age, twice the
+ * window, set when it is created) purges keys nobody has written since.
  *
  * Increments are compare-and-swap (get the revision, update at that revision, retry on a
  * conflict). Requests that arrive while this process's CAS for the same key is in flight are
@@ -36,14 +40,14 @@ interface KeyState {
   window: number;
   queue: Pending[];
   busy: boolean;
-  /** The last count this process saw for the window (to short-circuit once far over a limit). */
-  seen: number;
 }
 
 export interface WindowCounterOptions {
   windowMs: number;
   /** Injected clock (tests). @default Date.now */
   now?: () => number;
+  /** Windows aligned to multiples of `windowMs` since the epoch; else each starts at its key's first hit. @default true */
+  aligned?: boolean;
   /** CAS attempts before giving up. @default 64 */
   maxAttempts?: number;
 }
@@ -53,6 +57,7 @@ export class WindowCounter {
   readonly #windowMs: number;
   readonly #now: () => number;
   readonly #maxAttempts: number;
+  readonly #aligned: boolean;
   readonly #keys = new Map<string, KeyState>();
 
   constructor(kv: KV, o: WindowCounterOptions) {
@@ -60,24 +65,30 @@ export class WindowCounter {
     this.#windowMs = o.windowMs;
     this.#now = o.now ?? Date.now;
     this.#maxAttempts = o.maxAttempts ?? 64;
+    this.#aligned = o.aligned ?? true;
   }
 
-  /** The KV key of `key`'s count in window `w`. */
+  /** The KV key of `key`'s count in aligned window `w`. */
   static kvKey(w: number, key: string): string {
     return `w${w}.${Buffer.from(key, 'utf8').toString('base64url')}`;
   }
 
+  /** The KV key of `key`'s count when windows start at the first hit. */
+  static firstHitKey(key: string): string {
+    return `f.${Buffer.from(key, 'utf8').toString('base64url')}`;
+  }
+
+  #window(now: number): number {
+    return this.#aligned ? Math.floor(now / this.#windowMs) : 0;
+  }
+
   /** Adds `amount` (a positive integer) to `key`'s count in the current window. */
   add(key: string, amount = 1): Promise<WindowCount> {
-    const now = this.#now();
-    const w = Math.floor(now / this.#windowMs);
+    const w = this.#window(this.#now());
     let s = this.#keys.get(key);
     if (!s || s.window !== w) {
-      if (s && s.busy) {
-        // The old window's batch is still in flight: this one gets its own state.
-        s = undefined;
-      }
-      s = { window: w, queue: [], busy: false, seen: 0 };
+      // A new aligned window: fresh state (a batch of the old one still in flight keeps its own).
+      s = { window: w, queue: [], busy: false };
       this.#keys.set(key, s);
       if (this.#keys.size > 10_000) this.#evict(w);
     }
@@ -90,9 +101,16 @@ export class WindowCounter {
 
   /** The count of `key` in the current window, without adding (0 when none). */
   async read(key: string): Promise<number> {
-    const w = Math.floor(this.#now() / this.#windowMs);
-    const e = await this.#kv.get(WindowCounter.kvKey(w, key));
-    return e && e.operation === 'PUT' && e.value.length > 0 ? Number(untext.decode(e.value)) : 0;
+    const now = this.#now();
+    const e = await this.#kv.get(this.#aligned ? WindowCounter.kvKey(this.#window(now), key) : WindowCounter.firstHitKey(key));
+    if (!e || e.operation !== 'PUT' || e.value.length === 0) return 0;
+    const v = this.#parse(untext.decode(e.value));
+    return this.#aligned || now < v.start + this.#windowMs ? v.count : 0;
+  }
+
+  #parse(text: string): { start: number; count: number } {
+    const at = text.indexOf(':');
+    return at < 0 ? { start: 0, count: Number(text) } : { start: Number(text.slice(0, at)), count: Number(text.slice(at + 1)) };
   }
 
   async #flush(key: string, s: KeyState): Promise<void> {
@@ -101,9 +119,8 @@ export class WindowCounter {
       const batch = s.queue.splice(0);
       const total = batch.reduce((a, p) => a + p.amount, 0);
       try {
-        const base = await this.#cas(WindowCounter.kvKey(s.window, key), total);
-        s.seen = base + total;
-        const ttlMs = Math.max(0, (s.window + 1) * this.#windowMs - this.#now());
+        const { before: base, end } = await this.#cas(this.#aligned ? WindowCounter.kvKey(s.window, key) : WindowCounter.firstHitKey(key), total);
+        const ttlMs = Math.max(0, end - this.#now());
         let at = base;
         for (const p of batch) {
           at += p.amount;
@@ -116,17 +133,24 @@ export class WindowCounter {
     s.busy = false;
   }
 
-  /** One CAS increment by `amount`; returns the count before it. */
-  async #cas(kvKey: string, amount: number): Promise<number> {
+  /** One CAS increment by `amount`; returns the count before it and when its window ends. */
+  async #cas(kvKey: string, amount: number): Promise<{ before: number; end: number }> {
     for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
       const e = await this.#kv.get(kvKey);
+      const now = this.#now();
       const live = e !== null && e.operation === 'PUT' && e.value.length > 0;
-      const before = live ? Number(untext.decode(e.value)) : 0;
-      const next = text.encode(String(before + amount));
+      let { start, count } = live ? this.#parse(untext.decode(e.value)) : { start: now, count: 0 };
+      if (this.#aligned) start = this.#window(now) * this.#windowMs;
+      else if (now >= start + this.#windowMs) {
+        // The stored window is over: this hit starts the next one.
+        start = now;
+        count = 0;
+      }
+      const next = text.encode(this.#aligned ? String(count + amount) : `${start}:${count + amount}`);
       try {
         if (e !== null) await this.#kv.update(kvKey, next, e.revision);
         else await this.#kv.create(kvKey, next);
-        return before;
+        return { before: count, end: start + this.#windowMs };
       } catch (err) {
         if (!isCasConflict(err)) throw err;
       }

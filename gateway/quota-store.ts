@@ -44,7 +44,7 @@ export class RateCounter {
       try {
         const kv = await new Kvm(this.nc).open(resources(this.prefix).buckets.rateWindows);
         await kv.status();
-        this.#shared = new WindowCounter(kv, { windowMs: RATE_WINDOW_MS, now: this.now });
+        this.#shared = new WindowCounter(kv, { windowMs: RATE_WINDOW_MS, now: this.now, aligned: false });
       } catch (err) {
         this.#warn((err as Error).message);
       }

@@ -47,6 +47,18 @@ describe('WindowCounter over NATS KV', () => {
     expect(Number(new TextDecoder().decode(old!.value))).toBe(before);
   });
 
+  it('a window started by the first hit (the rate limit) lasts windowMs from that hit, then starts again at 1', async () => {
+    const [x, y] = [new WindowCounter(await new Kvm(a).open(resources().buckets.rateWindows), { windowMs: 60_000, now: clock, aligned: false }), new WindowCounter(await new Kvm(b).open(resources().buckets.rateWindows), { windowMs: 60_000, now: clock, aligned: false })];
+    const t0 = now;
+    expect(await x.add('tenant:tiny')).toEqual({ current: 1, ttlMs: 60_000 });
+    now = t0 + 59_999;
+    expect(await y.add('tenant:tiny')).toEqual({ current: 2, ttlMs: 1 });
+    expect(await x.read('tenant:tiny')).toBe(2);
+    now = t0 + 60_000;
+    expect(await x.read('tenant:tiny')).toBe(0);
+    expect(await y.add('tenant:tiny')).toEqual({ current: 1, ttlMs: 60_000 });
+  });
+
   it('adds amounts and gives them back (a refused reservation)', async () => {
     const x = await counter(a, 86_400_000);
     expect((await x.add('acme', 300)).current).toBe(300);
