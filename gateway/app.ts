@@ -67,6 +67,8 @@ export interface GatewayDeps {
   open?: boolean;
   /** Per-tenant quotas (config `tenants`): requests/min, training dollars/day. @default {} */
   tenants?: TenantQuotas;
+  /** Count rate limits cluster-wide in NATS KV (`false`: per gateway, for comparison). @default true */
+  sharedRateCounts?: boolean;
   /** Requests per tenant (or client IP without keys) per minute. @default 600000 */
   rateLimitPerMinute?: number;
   /** Deadline of an inference request, retries included. @default 10000 */
@@ -294,6 +296,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     nc: deps.nc,
     prefix: deps.subjects.prefix,
     log: deps.logger,
+    ...(deps.sharedRateCounts === false ? { sharedCounts: false } : {}),
   });
 
   await app.register(swagger, {

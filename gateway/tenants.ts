@@ -90,6 +90,8 @@ export interface TenantGuardOptions {
   nc?: NatsConnection;
   prefix?: string;
   log?: Logger;
+  /** Count requests cluster-wide in NATS KV; `false` counts in this process only (N gateways allow N× the limit: benchmarks compare the two). @default true */
+  sharedCounts?: boolean;
 }
 
 /**
@@ -115,7 +117,7 @@ export class TenantGuard {
     this.#quotas = o.quotas ?? {};
     this.#nc = o.nc;
     this.#prefix = o.prefix ?? 'shoal';
-    this.counter = new RateCounter(o.nc, this.#prefix, o.log);
+    this.counter = new RateCounter(o.sharedCounts === false ? undefined : o.nc, this.#prefix, o.sharedCounts === false ? undefined : o.log);
   }
 
   /** Opens the shared counters and follows the owners book. */
