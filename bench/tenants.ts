@@ -5,11 +5,13 @@
  * (`@fastify/rate-limit` with the KV store: a CAS increment per batch of concurrent requests,
  * the default) against counted in the gateway's own memory (the store's local fallback: N
  * gateways allow N× the limit). The route is an authenticated one that answers from memory
- * (`GET /v1/tenants/owners`, admin key), so the difference is the admission path. autocannon,
- * BENCH_SECONDS per cell, at 1 and 64 connections. Writes bench/results/tenants.md.
+ * (`GET /v1/tenants/owners`, admin key), so the difference is the admission path. autocannon (its
+ * own process), BENCH_SECONDS per cell, at 1 and 64 connections. Writes bench/results/tenants.md.
  */
 import type { AddressInfo } from 'node:net';
-import autocannon from 'autocannon';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Role, createLogger, ensureResources, subjects } from '../cluster/index.ts';
 import { buildGateway } from '../gateway/app.ts';
 import { startTestNats } from '../test/harness/nats.ts';
@@ -19,6 +21,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONNECTIONS = (process.env.BENCH_CONNECTIONS ?? '1,64').split(',').map(Number);
 const KEY = 'bench-admin-key-0001';
+const ROOT = join(import.meta.dirname, '..');
+const exec = promisify(execFile);
 
 interface Cell {
   rps: number;
@@ -48,13 +52,12 @@ const gw = async (shared: boolean) => {
 const local = await gw(false);
 const kv = await gw(true);
 
-const run = (url: string, connections: number): Promise<Cell> =>
-  new Promise((resolve, reject) => {
-    autocannon({ url, connections, duration: SECONDS, headers: { 'x-api-key': KEY } }, (err, r) => {
-      if (err) return reject(err);
-      resolve({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, requests: r.requests.total, non2xx: r.non2xx });
-    });
-  });
+/** autocannon in its own process: in this one it would share the event loop with the gateways it measures. */
+const run = async (url: string, connections: number): Promise<Cell> => {
+  const { stdout } = await exec(join(ROOT, 'node_modules/.bin/autocannon'), ['-j', '-c', String(connections), '-d', String(SECONDS), '-H', `x-api-key=${KEY}`, url], { maxBuffer: 64 * 1024 * 1024 });
+  const r = JSON.parse(stdout) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number };
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, requests: r.requests.total, non2xx: r.non2xx };
+};
 
 const results = await measureInTurns(
   [
