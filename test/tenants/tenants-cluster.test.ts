@@ -84,9 +84,13 @@ describe('tenants, roles and quotas (real cluster, two gateway processes)', () =
       ] as const) {
         const a = await answer(await req(gw, GLOBEX, method, path, body));
         expect([path, a.status, a.body.code]).toEqual([path, 404, 'SHOAL_ERR_MODEL_NOT_FOUND']);
+        // Exactly what a name that does not exist gets on the same route.
+        const u = await answer(await req(gw, GLOBEX, method, path.replace('acme-m', 'no-such-model'), body));
+        expect([path, u.status, u.body.code, u.body.error!.replace('no-such-model', 'acme-m')]).toEqual([path, a.status, a.body.code, a.body.error]);
       }
       const st = await answer(await req(gw, GLOBEX, 'GET', '/v1/models/acme-m/status'));
       expect([st.status, st.body.code]).toEqual([404, 'SHOAL_ERR_DEPLOYMENT_NOT_FOUND']);
+      expect((await answer(await req(gw, GLOBEX, 'GET', '/v1/models/no-such-model/status'))).body.code).toBe(st.body.code);
     }
     // The shared (default tenant's) model serves every tenant; acme's serves acme and admins.
     expect((await req(1, GLOBEX, 'POST', '/v2/models/shared/infer', inferBody)).status).toBe(200);
