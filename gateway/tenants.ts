@@ -60,7 +60,8 @@ function ownedTarget(req: FastifyRequest): { kind: OwnedKind; name: string; url:
 /** The answer for a name that does not exist, per kind (and route, where the route answers otherwise). */
 function hidden(kind: OwnedKind, name: string, url = ''): Error {
   if (kind === OwnedKind.JOB) return Errors.JOB_NOT_FOUND(name);
-  if (kind === OwnedKind.VIEW) return MlErrors.FEATURE_VIEW_NOT_FOUND(name);
+  // A push to an unknown view is the features service's BAD_INPUT naming `view` (ml/features/service.ts): the same here.
+  if (kind === OwnedKind.VIEW) return url.startsWith('/v1/features/:view') ? MlErrors.BAD_INPUT(`view: unknown feature view "${name}"`) : MlErrors.FEATURE_VIEW_NOT_FOUND(name);
   if (kind === OwnedKind.DATASET) return MlErrors.DATASET_NOT_FOUND(name);
   return /\/(status|monitoring)$/.test(url) ? MlErrors.DEPLOYMENT_NOT_FOUND(name) : MlErrors.MODEL_NOT_FOUND(name);
 }

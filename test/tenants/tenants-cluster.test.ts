@@ -8,7 +8,8 @@
  */
 import { Metadata, credentials, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashApiKey } from '../../cluster/index.ts';
+import { hashApiKey, subjects } from '../../cluster/index.ts';
+import { FeatureClient } from '../../ml/index.ts';
 import { loadInferencePackage } from '../../gateway/grpc/proto.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import type { TestProcess } from '../harness/processes.ts';
@@ -198,6 +199,22 @@ describe('tenants, roles and quotas (real cluster, two gateway processes)', () =
     for (const name of ['acme-trained', 'shared']) {
       const a = await answer(await req(0, GLOBEX, 'POST', '/v1/jobs', { spec: spec({ model: { name, type: 'logreg' }, budget: undefined }) }));
       expect([name, a.status, a.body.code]).toEqual([name, 409, 'SHOAL_ERR_NAME_TAKEN']);
+    }
+  });
+
+  it("another tenant's feature view: a push is refused exactly as for an unknown view", async () => {
+    const features = await FeatureClient.open(c.client, subjects());
+    await features.apply({ name: 'acme_txn', entity: ['customer_id'], source: { type: 'push' }, ttlSeconds: 60, features: [{ name: 'spend', type: 'numeric' }] }, [{ spend: 1 }, { spend: 3 }]);
+    expect((await req(0, ADMIN, 'PUT', '/v1/tenants/owners/view/acme_txn', { tenant: 'acme' })).status).toBe(200);
+    const ev = (id: string) => ({ eventId: id, entity: { customer_id: 'c-1' }, values: { spend: 2 }, eventTime: 1_700_000_000_000 });
+    for (const gw of [0, 1]) {
+      const hidden = await until(async () => {
+        const a = await answer(await req(gw, GLOBEX, 'POST', '/v1/features/acme_txn', ev(`g-${gw}`)));
+        return a.status === 400 ? a : undefined;
+      }, 10_000, 'the view hidden from globex');
+      const unknown = await answer(await req(gw, GLOBEX, 'POST', '/v1/features/no_such_view', ev(`u-${gw}`)));
+      expect([hidden.status, hidden.body.code, hidden.body.error]).toEqual([unknown.status, unknown.body.code, unknown.body.error!.replace('no_such_view', 'acme_txn')]);
+      expect((await req(gw, ACME, 'POST', '/v1/features/acme_txn', ev(`a-${gw}`))).status).toBe(200);
     }
   });
 
