@@ -489,7 +489,9 @@ export function loadConfig(opts: LoadConfigOptions = {}, extraFlags: readonly st
     const top = LEAVES.map((l) => l.path.join('.')).find((p) => field === p || field.startsWith(`${p}.`));
     const from = top ? sources.get(top) : undefined;
     const given = top !== undefined && top === field ? rawText.get(top) : undefined;
-    const got = given !== undefined ? JSON.stringify(given) : JSON.stringify(first.value);
+    // API keys and passwords are never echoed, not even a malformed one.
+    const secret = /(^|\.)(apiKeys|pass|nodeSecret)(\.|$)/.test(field);
+    const got = secret ? '(value not shown)' : given !== undefined ? JSON.stringify(given) : JSON.stringify(first.value);
     const literals = (first.schema.anyOf as TSchema[] | undefined)?.map((s) => s.const).filter((c) => c !== undefined);
     const expected = literals && literals.length > 0 ? `expected one of ${literals.map((c) => JSON.stringify(c)).join(', ')}` : first.message;
     const why = first.type === ValueErrorType.ObjectAdditionalProperties ? `unknown field` : `${expected}, got ${got === undefined ? 'nothing' : got}`;

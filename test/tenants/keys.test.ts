@@ -46,6 +46,15 @@ describe('API keys', () => {
 
   it('config: keyHash must be sha256:<64 hex>; gateway.open defaults to false; no keys without open is refused', () => {
     expect(() => loadConfig({ argv: ['--gateway.apiKeys', JSON.stringify([{ keyHash: 'md5:abc', tenant: 'a' }])], env: {}, cwd: '/' })).toThrow(/gateway\.apiKeys/);
+    // A malformed key is not echoed in the error (it is still a secret).
+    let msg = '';
+    try {
+      loadConfig({ argv: ['--gateway.apiKeys', JSON.stringify([{ key: 'shortk', tenant: 'a' }])], env: {}, cwd: '/' });
+    } catch (err) {
+      msg = (err as Error).message;
+    }
+    expect(msg).toMatch(/gateway\.apiKeys\.0\.key.*value not shown/);
+    expect(msg).not.toContain('shortk');
     const cfg = loadConfig({ argv: [], env: {}, cwd: '/' });
     expect(cfg.gateway.open).toBe(false);
     expect(cfg.tenants).toEqual({});
