@@ -63,7 +63,8 @@ function hidden(kind: OwnedKind, name: string, url = ''): Error {
   // A push to an unknown view is the features service's BAD_INPUT naming `view` (ml/features/service.ts): the same here.
   if (kind === OwnedKind.VIEW) return url.startsWith('/v1/features/:view') ? MlErrors.BAD_INPUT(`view: unknown feature view "${name}"`) : MlErrors.FEATURE_VIEW_NOT_FOUND(name);
   if (kind === OwnedKind.DATASET) return MlErrors.DATASET_NOT_FOUND(name);
-  return /\/(status|monitoring)$/.test(url) ? MlErrors.DEPLOYMENT_NOT_FOUND(name) : MlErrors.MODEL_NOT_FOUND(name);
+  // `/monitoring` answers an unknown model as not deployed (gateway/monitoring.ts); every other model route as not registered.
+  return /\/monitoring$/.test(url) ? MlErrors.DEPLOYMENT_NOT_FOUND(name) : MlErrors.MODEL_NOT_FOUND(name);
 }
 
 /** A caller once authenticated. */

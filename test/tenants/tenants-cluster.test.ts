@@ -89,9 +89,15 @@ describe('tenants, roles and quotas (real cluster, two gateway processes)', () =
         const u = await answer(await req(gw, GLOBEX, method, path.replace('acme-m', 'no-such-model'), body));
         expect([path, u.status, u.body.code, u.body.error!.replace('no-such-model', 'acme-m')]).toEqual([path, a.status, a.body.code, a.body.error]);
       }
-      const st = await answer(await req(gw, GLOBEX, 'GET', '/v1/models/acme-m/status'));
-      expect([st.status, st.body.code]).toEqual([404, 'SHOAL_ERR_DEPLOYMENT_NOT_FOUND']);
-      expect((await answer(await req(gw, GLOBEX, 'GET', '/v1/models/no-such-model/status'))).body.code).toBe(st.body.code);
+      for (const [path, code] of [
+        ['/v1/models/acme-m/status', 'SHOAL_ERR_MODEL_NOT_FOUND'],
+        ['/v1/models/acme-m/monitoring', 'SHOAL_ERR_DEPLOYMENT_NOT_FOUND'],
+      ] as const) {
+        const a = await answer(await req(gw, GLOBEX, 'GET', path));
+        expect([path, a.status, a.body.code]).toEqual([path, 404, code]);
+        const u = await answer(await req(gw, GLOBEX, 'GET', path.replace('acme-m', 'no-such-model')));
+        expect([path, u.status, u.body.code]).toEqual([path, a.status, a.body.code]);
+      }
     }
     // The shared (default tenant's) model serves every tenant; acme's serves acme and admins.
     expect((await req(1, GLOBEX, 'POST', '/v2/models/shared/infer', inferBody)).status).toBe(200);
