@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Role, createLogger, ensureResources, subjects } from '../cluster/index.ts';
-import { buildGateway } from '../gateway/app.ts';
+import { buildGateway } from '../gateway/index.ts';
 import { startTestNats } from '../test/harness/nats.ts';
 import { measureInTurns, median, ratioRow, writeResults } from './lib/results.ts';
 
