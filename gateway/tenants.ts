@@ -110,6 +110,9 @@ export class TenantGuard {
   owners: OwnerBook | undefined;
   readonly #nc: NatsConnection | undefined;
   readonly #prefix: string;
+  readonly #log: Logger | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #following = false;
 
   constructor(o: TenantGuardOptions) {
     checkGatewayKeys(o.apiKeys, o.open === true);
@@ -119,23 +122,43 @@ export class TenantGuard {
     this.#quotas = o.quotas ?? {};
     this.#nc = o.nc;
     this.#prefix = o.prefix ?? 'shoal';
+    this.#log = o.log;
     this.counter = new RateCounter(o.sharedCounts === false ? undefined : o.nc, this.#prefix, o.sharedCounts === false ? undefined : o.log);
   }
 
-  /** Opens the shared counters and follows the owners book. */
+  /**
+   * Opens the shared counters and follows the owners book. Without the owners bucket (no
+   * scheduler has created it yet) nothing is owned — everything is `default`, shared — and the
+   * book is tried again every 2 s until it is there; a warning says so once.
+   */
   async start(): Promise<void> {
     await this.counter.open();
-    if (this.#nc && !this.open) {
-      try {
-        this.owners = await (await OwnerBook.open(this.#nc, this.#prefix)).follow();
-      } catch {
-        // No owners bucket (no scheduler made it): nothing is owned, everything is `default`.
-        this.owners = undefined;
-      }
+    if (this.#nc && !this.open && !(await this.#follow())) {
+      this.#log?.warn('the owners bucket is not there yet (a scheduler creates it): until it is, every resource is treated as shared');
+      this.#retry = setInterval(() => {
+        void this.#follow().then((ok) => {
+          if (ok && this.#retry) clearInterval(this.#retry);
+        });
+      }, 2000);
+      this.#retry.unref();
+    }
+  }
+
+  async #follow(): Promise<boolean> {
+    if (this.owners || this.#following) return this.owners !== undefined;
+    this.#following = true;
+    try {
+      this.owners = await (await OwnerBook.open(this.#nc!, this.#prefix)).follow();
+      return true;
+    } catch {
+      return false;
+    } finally {
+      this.#following = false;
     }
   }
 
   stop(): void {
+    if (this.#retry) clearInterval(this.#retry);
     this.owners?.stop();
   }
 
