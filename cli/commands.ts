@@ -26,6 +26,7 @@ import { MONITOR_FLAGS, monitorCommand } from './monitor.ts';
 import { AUDIT_FLAGS, auditCommand } from './audit.ts';
 import { COST_FLAGS, costCommand } from './cost.ts';
 import { PRIVACY_FLAGS, privacyCommand } from './privacy.ts';
+import { KEYS_FLAGS, keysCommand } from './keys.ts';
 
 export type Handler = (rest: string[], config: Config) => Promise<number> | number;
 
@@ -121,6 +122,17 @@ export const COMMANDS: CommandSpec[] = [
     flagDocs: { reason: 'why (recorded in the audit log; never the entity itself)' },
     subcommands: [{ name: 'forget', args: '<entity>', argDocs: { entity: 'key column=value[,column=value], e.g. customer_id=c-17' }, describe: 'remove the entity everywhere and list what was built from it', flags: ['reason', 'json'] }],
     run: privacyCommand,
+  },
+  {
+    name: 'keys',
+    describe: 'API keys: the keyHash of a key for gateway.apiKeys, or a new key with its config entry',
+    flags: KEYS_FLAGS,
+    flagDocs: { stdin: 'read the key from standard input', tenant: 'the tenant the new key belongs to', role: 'admin | inference (default inference)' },
+    subcommands: [
+      { name: 'hash', args: '[key]', argDocs: { key: 'the API key (or --stdin)' }, describe: 'print sha256:<hex> of a key, for gateway.apiKeys[].keyHash', flags: ['stdin', 'json'] },
+      { name: 'new', describe: 'make a new key (printed once) and its config entry', flags: ['tenant', 'role', 'json'] },
+    ],
+    run: keysCommand,
   },
   { name: 'audit', describe: 'the audit log: who registered, deployed, promoted, overrode what, when and why', flags: AUDIT_FLAGS, flagDocs: { since: 'from this long ago (2h, 30m) or this ISO time', model: 'only this model', limit: 'at most this many entries' }, run: auditCommand },
   { name: 'node-user', args: '<nodeIds..>', describe: "a node's NATS user for an external nats-server", flags: AUTH_FLAGS, run: nodeUserCommand },

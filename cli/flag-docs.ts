@@ -84,7 +84,7 @@ export const FLAG_DOCS: Readonly<Record<string, string>> = {
 };
 
 /** Flags that take no value: shown as [boolean] in help. Everything else takes one. */
-export const SWITCHES: ReadonlySet<string> = new Set(['json', 'demo', 'sticky', 'no-wait', 'env', 'markdown', 'clear', 'int8', 'fp16', 'allow-rejected']);
+export const SWITCHES: ReadonlySet<string> = new Set(['json', 'demo', 'sticky', 'no-wait', 'env', 'markdown', 'clear', 'int8', 'fp16', 'allow-rejected', 'stdin']);
 
 /** One line of help per positional argument, by the name the command table gives it. */
 export const ARG_DOCS: Readonly<Record<string, string>> = {

@@ -30,6 +30,7 @@ import { autoscalerNodeIds, withoutFlag } from '../scheduler/index.ts';
 import { upDemo } from './demo.ts';
 import { createLineSink, type Out } from './output.ts';
 import { Supervisor } from './supervisor.ts';
+import { upGatewayAccess } from './keys.ts';
 
 function pidAlive(pid: number): boolean {
   try {
@@ -140,7 +141,10 @@ async function startChildren(sup: Supervisor, config: Config, env: (role: 'sched
   for (const [i, ready] of (await Promise.all(nodes.map((n) => n.ready))).entries()) recordMetrics(info, nodes[i]!.name, ready);
   out.note(`${nodes.length} node agents ready: ${nodes.map((n) => `${n.name.slice(5)} (pid ${n.pid})`).join(', ')}`);
 
-  const gateway = sup.start('gateway', 'gateway/main.ts', env('gateway'), [], (ready) => {
+  // No keys on loopback: the quick start's gateway is open (cli/keys.ts upGatewayAccess).
+  const access = upGatewayAccess(config);
+  if (access.note) out.note(access.note);
+  const gateway = sup.start('gateway', 'gateway/main.ts', { ...env('gateway'), ...(access.open ? { SHOAL_GATEWAY_OPEN: 'true' } : {}) }, [], (ready) => {
     // With gateway.port 0 a restarted gateway listens elsewhere: say where.
     if (String(ready.url) !== info.gatewayUrl) out.note(`gateway now at ${String(ready.url)}`);
     info.gatewayUrl = String(ready.url);
@@ -165,6 +169,7 @@ export async function up(config: Config, opts: { demo?: boolean } = {}): Promise
   await handleStale(dataDir, out);
 
   if (!config.nats.servers && !(await portFree(config.nats.host, config.nats.port))) throw Errors.PORT_IN_USE('NATS', config.nats.port);
+  upGatewayAccess(config); // refuses a gateway without keys off loopback before anything starts
   if (!(await portFree(config.gateway.host, config.gateway.port))) throw Errors.PORT_IN_USE('gateway HTTP', config.gateway.port);
   if (config.gateway.grpc && !(await portFree(config.gateway.host, config.gateway.grpcPort))) throw Errors.PORT_IN_USE('gateway gRPC', config.gateway.grpcPort);
 
@@ -292,7 +297,7 @@ export async function up(config: Config, opts: { demo?: boolean } = {}): Promise
     out.banner([
       `Shoal is up.`,
       `  gateway   ${info.gatewayUrl}   (try: curl ${info.gatewayUrl}/v2/health/ready)`,
-      `  dashboard ${info.gatewayUrl}/ui   (in a browser${config.gateway.apiKeys.length > 0 ? '; sign in with a key that has admin: true' : ''})`,
+      `  dashboard ${info.gatewayUrl}/ui   (in a browser${config.gateway.apiKeys.length > 0 ? '; sign in with an admin key' : ''})`,
       ...(info.gatewayGrpc ? [`  gRPC      ${info.gatewayGrpc}   (KServe v2 inference.GRPCInferenceService, proto: gateway/grpc/grpc_predict_v2.proto)`] : []),
       `  NATS      ${natsUrl}   (credentials: ${credentialsPath(dataDir)})`,
       ...(info.metrics ? [`  metrics   ${Object.values(info.metrics).join('  ')}   (Prometheus; scrape config: docs/prometheus.yml)`] : []),

@@ -35,6 +35,20 @@ export const DEFAULT_PROFILES: NodeProfile[] = [
   { name: 'cpu-ondemand', labels: { pool: 'cpu-ondemand', zone: 'local-b', spot: false, pricePerHour: 0.04 }, gpu: true, replicas: 1, workerThreads: 0 },
 ];
 
+/** One tenant's quotas (config `tenants.<name>`), each held across the whole cluster. */
+export const TenantQuota = Type.Object(
+  {
+    /** Requests per minute over every gateway (HTTP and gRPC). @default gateway.rateLimitPerMinute */
+    requestsPerMinute: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** Replicas over all of the tenant's deployments (stable + canary), checked at deploy and canary. @default unlimited */
+    maxReplicas: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** Training budget per UTC day: the sum of the `budget` of jobs submitted that day, checked at submit. @default unlimited */
+    trainingDollarsPerDay: Type.Optional(Type.Number({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+export type TenantQuota = Static<typeof TenantQuota>;
+
 export const ConfigSchema = Type.Object(
   {
     /** Where the embedded nats-server keeps its store, credentials and pid files. @default ./.shoal */
@@ -99,21 +113,31 @@ export const ConfigSchema = Type.Object(
         grpc: Type.Boolean({ default: true }),
         /** gRPC port of the gateway (0 = pick a free one); KServe's convention is HTTP + 1. @default 8081 */
         grpcPort: Port(8081, 'gRPC port of the gateway'),
-        /** API keys, one or more per tenant (header `x-api-key` or `Authorization: Bearer`); empty = no auth. @default [] */
+        /**
+         * API keys, one or more per tenant (header `x-api-key` or `Authorization: Bearer`). Each
+         * gives `keyHash` (`sha256:<hex>`, from `shoal keys hash`) or, for development, the plain
+         * `key` (hashed at load, never logged). Empty: the gateway refuses to start unless `open`.
+         * @default []
+         */
         apiKeys: Type.Array(
           Type.Object(
             {
-              key: Type.String({ minLength: 8 }),
+              key: Type.Optional(Type.String({ minLength: 8 })),
+              keyHash: Type.Optional(Type.String({ pattern: '^sha256:[0-9a-f]{64}$' })),
               tenant: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
               rateLimitPerMinute: Type.Optional(Type.Integer({ minimum: 1 })),
-              /** May read the dashboard's data (`/ui/api`: every tenant's models and jobs, the cluster); other keys get 403. @default false */
+              /** `admin`: registry, deploy, cluster operations and the dashboard, every tenant's resources; `inference`: its tenant's models, jobs and views. @default inference (admin with `admin: true`) */
+              role: Type.Optional(Type.Union([Type.Literal('admin'), Type.Literal('inference')])),
+              /** Same as `role: admin` (kept for older configs). @default false */
               admin: Type.Optional(Type.Boolean()),
             },
             { additionalProperties: false },
           ),
           { default: [] },
         ),
-        /** Requests per tenant per minute (per gateway), unless the key says otherwise. @default 600000 */
+        /** Serve without API keys (no authentication, every caller an admin of the `default` tenant). Needed when `apiKeys` is empty. @default false */
+        open: Type.Boolean({ default: false }),
+        /** Requests per tenant per minute (cluster-wide: counted in NATS KV across gateways), unless the key or `tenants` says otherwise. @default 600000 */
         rateLimitPerMinute: Type.Integer({ minimum: 1, default: 600_000 }),
         /**
          * Largest request body in bytes (413 above). A body larger than one NATS message stays in
@@ -315,6 +339,8 @@ export const ConfigSchema = Type.Object(
     cost: CostConfig,
     /** Node profiles `shoal up` starts. */
     nodes: Type.Array(NodeProfile, { default: DEFAULT_PROFILES, minItems: 1 }),
+    /** Per-tenant quotas, cluster-wide (README "Tenants, roles and quotas"); a tenant not listed has none beyond `gateway.rateLimitPerMinute`. @default {} */
+    tenants: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }), TenantQuota, { default: {} }),
     /** How long shutdown waits for a process before SIGKILL. @default 10000 */
     shutdownTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
   },
@@ -469,7 +495,9 @@ export function loadConfig(opts: LoadConfigOptions = {}, extraFlags: readonly st
     const top = LEAVES.map((l) => l.path.join('.')).find((p) => field === p || field.startsWith(`${p}.`));
     const from = top ? sources.get(top) : undefined;
     const given = top !== undefined && top === field ? rawText.get(top) : undefined;
-    const got = given !== undefined ? JSON.stringify(given) : JSON.stringify(first.value);
+    // API keys and passwords are never echoed, not even a malformed one.
+    const secret = /(^|\.)(apiKeys|pass|nodeSecret)(\.|$)/.test(field);
+    const got = secret ? '(value not shown)' : given !== undefined ? JSON.stringify(given) : JSON.stringify(first.value);
     const literals = (first.schema.anyOf as TSchema[] | undefined)?.map((s) => s.const).filter((c) => c !== undefined);
     const expected = literals && literals.length > 0 ? `expected one of ${literals.map((c) => JSON.stringify(c)).join(', ')}` : first.message;
     const why = first.type === ValueErrorType.ObjectAdditionalProperties ? `unknown field` : `${expected}, got ${got === undefined ? 'nothing' : got}`;

@@ -4,7 +4,7 @@ export { ContentType, decode, encode, parseContentType } from './codec.ts';
 export { subjects, resources, Headers, SCHEDULER_OPS, REGISTRY_OPS, type Subjects, type Resources, type SchedulerOp, type RegistryOp } from './subjects.ts';
 export * from './wire.ts';
 export * from './job-wire.ts';
-export { loadConfig, checkClusterSize, parseFlags, CONFIG_FLAGS, envName, ConfigSchema, NodeProfile, DEFAULT_PROFILES, type Config, type LoadConfigOptions } from './config.ts';
+export { loadConfig, checkClusterSize, parseFlags, CONFIG_FLAGS, envName, ConfigSchema, NodeProfile, DEFAULT_PROFILES, TenantQuota, type Config, type LoadConfigOptions } from './config.ts';
 export { CostConfig, CostBudget } from './cost-config.ts';
 export { createLogger, componentLogger, type Logger, type LoggerOptions } from './logger.ts';
 export {
@@ -116,3 +116,5 @@ export {
   type SpanAttributes,
   type SpanRecord,
 } from './tracing.ts';
+export { hashApiKey, resolveApiKeys, checkGatewayKeys, KeyRole, KEY_HASH_PATTERN, type ApiKeyConfig, type ResolvedApiKey } from './api-keys.ts';
+export { WindowCounter, type WindowCount, type WindowCounterOptions } from './window-counter.ts';

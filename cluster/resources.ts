@@ -81,7 +81,10 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
   for (const [key, bucket] of Object.entries(r.buckets)) {
     // Created below with the join horizon as its TTL.
     if (key === 'predictionIndex') continue;
-    await settle(() => kvm.create(bucket, { history: key === 'nodes' ? (opts.nodeHistory ?? 1) : key === 'models' ? 10 : key === 'online' ? 1 : 5, storage: StorageType.File, replicas: num_replicas }));
+    // Counters per window keep one value per key and age out with the bucket's TTL (2.9 has no per-key TTL): twice their window.
+    const ttl = key === 'rateWindows' ? 2 * 60_000 : key === 'tenantSpend' ? 2 * 86_400_000 : undefined;
+    const history = key === 'nodes' ? (opts.nodeHistory ?? 1) : key === 'models' ? 10 : key === 'online' || ttl !== undefined ? 1 : 5;
+    await settle(() => kvm.create(bucket, { history, storage: StorageType.File, replicas: num_replicas, ...(ttl !== undefined ? { ttl } : {}) }));
     // Creating binds to an existing bucket as it is: scale it here.
     await settle(() => ensureReplicas(jsm, `KV_${bucket}`, num_replicas));
   }

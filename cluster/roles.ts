@@ -103,7 +103,8 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.scheduler('cost'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll, s.registry('card'), s.registry('audit'), s.privacyForget],
     subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
     // The dashboard (/ui) lists actors: a read of the directory.
-    kv: { models: [READ], jobs: [READ], actors: [READ] },
+    // Tenants: the cluster-wide rate-limit windows and training spend (CAS counters), and owners recorded at job submit.
+    kv: { models: [READ], jobs: [READ], actors: [READ], rateWindows: [READ, WRITE], tenantSpend: [READ, WRITE], owners: [READ, WRITE] },
     stores: {},
     streams: { jobs: [StreamOp.PUBLISH] },
   },
@@ -116,7 +117,7 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     // Labels go to the feedback service (and the join's counters may be asked for).
     publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op)), s.featuresApply, s.featuresMaterialize, s.featuresBuild, s.featurePushAll, s.feedbackAll, s.feedbackJoinStats, s.privacyForget],
     subscribe: (s) => [s.eventsAll],
-    kv: { models: [READ], jobs: [READ], datasets: [READ], actors: [READ], features: [READ], online: [READ] },
+    kv: { models: [READ], jobs: [READ], datasets: [READ], actors: [READ], features: [READ], online: [READ], owners: [READ] },
     stores: { artifacts: [StoreOp.READ], uploads: [StoreOp.PUT] },
     streams: { jobs: [StreamOp.PUBLISH] },
   },

@@ -147,6 +147,12 @@ export function resources(prefix = 'shoal') {
       predictionIndex: `${p}-prediction-index`,
       /** The cost ledger (totals, history, budget state), written by the scheduler leader only. */
       cost: `${p}-cost`,
+      /** Cluster-wide rate-limit windows (cluster/window-counter.ts): `w<minute>.<key>`, aged out by the bucket's TTL. */
+      rateWindows: `${p}-rate-windows`,
+      /** Per-tenant training spend per UTC day (`w<day>.<tenant>`, cents), aged out by the bucket's TTL. */
+      tenantSpend: `${p}-tenant-spend`,
+      /** Who owns what: `<kind>.<name>` → tenant (ml/governance/tenancy); absent = the `default` tenant. */
+      owners: `${p}-owners`,
     },
     /** Object stores (stream `OBJ_<store>`). */
     stores: {

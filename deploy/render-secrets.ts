@@ -5,7 +5,7 @@
  *                          (cluster/roles.ts), included by deploy/kubernetes/nats-values.yaml;
  *   shoal-nats-credentials the service roles' users and passwords, and the node secret (scheduler only);
  *   shoal-node-passwords   one file per node id (StatefulSet pod names), read by that node at start;
- *   shoal-gateway-keys     keys.json: a generated admin API key for the gateway.
+ *   shoal-gateway-keys     keys.json: the hash of a generated admin API key (the key is printed once, on stderr).
  *
  *   npm run deploy:secrets -- --cpu-nodes 3 --gpu-nodes 1 > shoal-secrets.yaml && kubectl apply -f shoal-secrets.yaml
  *
@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { SERVICE_ROLES, generateCredentials, nodeCredential, nodeUserEntry, rolePermissions, userEntry, type Credentials } from '../cluster/index.ts';
+import { SERVICE_ROLES, generateCredentials, hashApiKey, nodeCredential, nodeUserEntry, rolePermissions, userEntry, type Credentials } from '../cluster/index.ts';
 
 export interface RenderOptions {
   /** StatefulSet replicas of the cpu and gpu node profiles (pod names shoal-node-<profile>-<i>). */
@@ -75,7 +75,8 @@ export function renderSecrets(opts: RenderOptions): RenderedSecrets {
       secret('shoal-nats-auth', { 'auth.conf': authConf }),
       secret('shoal-nats-credentials', serviceCreds),
       secret('shoal-node-passwords', Object.fromEntries(nodeIds.map((id) => [id, nodeCredential(credentials.nodeSecret, id).pass]))),
-      secret('shoal-gateway-keys', { 'keys.json': JSON.stringify([{ key: adminKey, tenant: 'admin', admin: true }]) }),
+      // Only the key's hash goes into the cluster: the key itself is printed once, to whoever renders.
+      secret('shoal-gateway-keys', { 'keys.json': JSON.stringify([{ keyHash: hashApiKey(adminKey), tenant: 'admin', role: 'admin' }]) }),
     ],
   };
 }

@@ -41,7 +41,9 @@ import { registerPrivacyRoutes } from './routes/privacy.ts';
 import { registerFeedbackRoutes } from './routes/feedback.ts';
 import { registerGovernanceRoutes } from './routes/governance.ts';
 import { MonitoringGauges, registerMonitoringRoutes } from './monitoring.ts';
-import { JobClient } from '../ml/index.ts';
+import { JobClient, type TenantQuotas } from '../ml/index.ts';
+import { jobTenancy } from './job-tenancy.ts';
+import { registerTenantRoutes } from './routes/tenants.ts';
 import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './tenants.ts';
 import { clientErrorOf, finiteNumbersHook, installErrorHandlers, schemaErrors } from './http-errors.ts';
 import { registerOpsRoutes } from './routes/ops.ts';
@@ -58,8 +60,18 @@ export interface GatewayDeps {
   logger: Logger;
   /** Largest request body (413 above, readable by a client still sending: see body-limit.ts). @default 64 MiB */
   bodyLimit?: number;
-  /** API keys; none = no authentication (development). @default [] */
+  /** API keys (`keyHash`, or plain `key` in development). @default [] */
   apiKeys?: ApiKey[];
+  /**
+   * Serve without keys: no authentication, every caller an admin of the `default` tenant. With
+   * `apiKeys` empty and this false, building the gateway fails (the gateway process passes
+   * `gateway.open`, false unless set). @default true when `apiKeys` is not given at all (an embedded gateway), else false
+   */
+  open?: boolean;
+  /** Per-tenant quotas (config `tenants`): requests/min, training dollars/day. @default {} */
+  tenants?: TenantQuotas;
+  /** Count rate limits cluster-wide in NATS KV (`false`: per gateway, for comparison). @default true */
+  sharedRateCounts?: boolean;
   /** Requests per tenant (or client IP without keys) per minute. @default 600000 */
   rateLimitPerMinute?: number;
   /** Deadline of an inference request, retries included. @default 10000 */
@@ -101,9 +113,9 @@ declare module 'fastify' {
     shoal: GatewayParts;
   }
   interface FastifyRequest {
-    /** The tenant the request's API key names ('anonymous' without keys). */
+    /** The tenant the request's API key names (`default` on an open gateway; 'anonymous' before admission). */
     shoalTenant: string;
-    /** The request's API key is an admin key (true without keys; false on public routes with keys on). */
+    /** The request's API key is an admin key (true on an open gateway; false on public routes with keys on). */
     shoalAdmin: boolean;
     /** The error code the request was answered with ('' when it succeeded). */
     shoalErrorCode: string;
@@ -279,13 +291,22 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   installErrorHandlers(app, metrics, bodyLimit);
   installBodyLimit(app, bodyLimit, refusedEarly);
 
-  const tenants = installTenantGuard(app, deps.apiKeys ?? [], deps.rateLimitPerMinute);
+  const tenants = await installTenantGuard(app, {
+    apiKeys: deps.apiKeys ?? [],
+    open: deps.open ?? deps.apiKeys === undefined,
+    ...(deps.rateLimitPerMinute !== undefined ? { rateLimitPerMinute: deps.rateLimitPerMinute } : {}),
+    ...(deps.tenants ? { quotas: deps.tenants } : {}),
+    nc: deps.nc,
+    prefix: deps.subjects.prefix,
+    log: deps.logger,
+    ...(deps.sharedRateCounts === false ? { sharedCounts: false } : {}),
+  });
 
   await app.register(swagger, {
     openapi: {
       info: { title: 'Shoal gateway', version: SHOAL_VERSION, description: 'Open Inference Protocol (KServe v2) REST API and /v1 helpers' },
       components: { securitySchemes: { apiKey: { type: 'apiKey', name: 'x-api-key', in: 'header' } } },
-      security: (deps.apiKeys ?? []).length > 0 ? [{ apiKey: [] }] : [],
+      security: tenants.open ? [] : [{ apiKey: [] }],
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
@@ -302,10 +323,11 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       registerV1Routes(scope, svc);
       registerExplainRoutes(scope, svc);
     });
-    registerJobRoutes(app, () => JobClient.open(deps.nc, deps.subjects.prefix));
+    registerJobRoutes(app, () => JobClient.open(deps.nc, deps.subjects.prefix), jobTenancy(deps.nc, deps.subjects.prefix, tenants, deps.tenants ?? {}));
     app.addHook('onClose', async () => inference?.stop());
   }
 
+  registerTenantRoutes(app, tenants);
   registerFeatureRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerFeedbackRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerGovernanceRoutes(app, { nc: deps.nc, subjects: deps.subjects });
@@ -319,7 +341,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   let dashboard: DashboardFeed | undefined;
   if (deps.dashboard !== false) {
     const feed = (dashboard = new DashboardFeed({ nc: deps.nc, subjects: deps.subjects, metrics, logger: deps.logger }, deps.dashboard ?? {}));
-    await registerUiRoutes(app, { feed, auth: (deps.apiKeys ?? []).length > 0, logger: deps.logger });
+    await registerUiRoutes(app, { feed, auth: !tenants.open, logger: deps.logger });
     void feed.start();
   }
   const ready = () => !deps.nc.isClosed() && !deps.nc.isDraining();

@@ -22,6 +22,8 @@ await runProcess({
       subjects: ctx.subjects,
       logger: componentLogger(ctx.log, 'gateway'),
       apiKeys: g.apiKeys,
+      open: g.open,
+      tenants: ctx.config.tenants,
       rateLimitPerMinute: g.rateLimitPerMinute,
       bodyLimit: g.bodyLimitBytes,
       requestTimeoutMs: g.requestTimeoutMs,
@@ -29,8 +31,8 @@ await runProcess({
       requestLog: g.requestLog,
       coalesce: { inflightPerReplica: g.inflightPerReplica, maxHoldMs: g.maxHoldMs, hedgeAfterMs: g.hedgeAfterMs },
     });
-    if (g.apiKeys.length === 0) ctx.log.warn('gateway.apiKeys is empty: inference routes (and the dashboard at /ui) are open to anyone who can reach the port');
-    else if (!g.apiKeys.some((k) => k.admin)) ctx.log.info('no key in gateway.apiKeys has admin: true: the dashboard at /ui will refuse every key');
+    if (g.apiKeys.length === 0) ctx.log.warn('gateway.open is set and gateway.apiKeys is empty: every route (and the dashboard at /ui) is open to anyone who can reach the port');
+    else if (!g.apiKeys.some((k) => k.admin || k.role === 'admin')) ctx.log.info('no key in gateway.apiKeys has role admin: the dashboard at /ui and the admin routes will refuse every key');
     const { host, port } = ctx.config.gateway;
     try {
       await app.listen({ host, port });

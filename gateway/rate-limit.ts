@@ -1,13 +1,8 @@
 /**
- * The gateway's per-tenant rate limit: a fixed window per key (tenant with API keys, client IP
- * without), counted in this process — the same semantics and response headers as
- * `@fastify/rate-limit`'s in-memory store (`x-ratelimit-limit`, `-remaining`, `-reset`, and
- * `retry-after` on a 429), which it replaces on the hot path.
- *
- * Why not the plugin: profiled under load (bench/lib/profile-serving.ts, 64 connections), its
- * per-request path — an async hook awaiting the key generator, the allow list, `max`, a
- * promise-wrapped store call, then three `reply.header` calls — cost ~3 µs of gateway CPU per
- * request, about 3% of the gateway's whole budget. This is a Map lookup and two additions.
+ * A per-process fixed-window counter (tenant with API keys, client IP without): the fallback of
+ * the cluster-wide request quota (gateway/quota-store.ts) when the NATS KV bucket that holds the
+ * shared windows cannot be opened — then each gateway counts alone and N gateways allow N× the
+ * limit, which the gateway logs once. A Map lookup and two additions per request.
  */
 
 export interface WindowState {

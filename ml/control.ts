@@ -26,7 +26,7 @@ export const controlModules = [
   defineControlModule({
     name: 'registry',
     // CAS writes: every scheduler process serves, in one queue group.
-    start: (ctx) => startRegistryService({ nc: ctx.nc, subjects: ctx.subjects, log: ctx.log }),
+    start: (ctx) => startRegistryService({ nc: ctx.nc, subjects: ctx.subjects, log: ctx.log, tenants: ctx.config.tenants }),
   }),
   defineControlModule({
     name: 'features',

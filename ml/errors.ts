@@ -55,4 +55,7 @@ export const MlErrors = {
     (model: string, why: string) => `${model} is marked rejected (${why}); it is not deployed, canaried or promoted unless asked with allowRejected (CLI --allow-rejected)`,
     'ml',
   ),
+  // Tenants (ml/governance/tenancy/).
+  QUOTA_EXCEEDED: defineError('SHOAL_ERR_QUOTA_EXCEEDED', 429, (tenant: string, what: string) => `tenant ${tenant} is over its quota: ${what}`, 'ml'),
+  NAME_TAKEN: defineError('SHOAL_ERR_NAME_TAKEN', 409, (what: string) => `${what} belongs to another tenant; choose another name`, 'ml'),
 } as const;

@@ -125,3 +125,4 @@ export * from './quantize/index.ts';
 export { refuseRejected } from './registry/rejected.ts';
 // Governance (issue #20): privacy — PII declarations, erasure.
 export * from './governance/privacy/index.ts';
+export { OwnerBook, OwnedKind, DEFAULT_TENANT, mayAccess, checkReplicaQuota, TrainingSpend, type TenantQuotas, type ReplicaCounts } from './governance/tenancy/index.ts';

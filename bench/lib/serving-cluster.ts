@@ -38,7 +38,7 @@ export async function startServingCluster(dir: string, nodeId: string, extraEnv:
   try {
     const scheduler = (await start('scheduler', 'scheduler/main.ts', Role.SCHEDULER, [])).child;
     const node = (await start('node', 'nodes/main.ts', Role.NODE, ['--profile', 'cpu-ondemand', '--node-id', nodeId, '--actors.modules', '["ml/serving/actors.ts"]'])).child;
-    const gw = await start('gateway', 'gateway/main.ts', Role.GATEWAY, ['--gateway.port', '0', '--gateway.grpcPort', '0']);
+    const gw = await start('gateway', 'gateway/main.ts', Role.GATEWAY, ['--gateway.port', '0', '--gateway.grpcPort', '0', '--gateway.open', 'true']);
     const url = gw.info.url ?? '';
     const nc = await connectAs({ servers: server.url, role: Role.CLIENT, credential: credentials.client });
     const deployments = new RegistryClient(nc, subjects());

@@ -17,6 +17,7 @@ import type { GatewayParts } from '../app.ts';
 import { GatewayErrors } from '../errors.ts';
 import type { InferenceService } from '../inference.ts';
 import { TenantGuard } from '../tenants.ts';
+import { OwnedKind } from '../../ml/index.ts';
 import { requestIdOf } from '../routes/request-id.ts';
 import { loadInferencePackage, type ModelInferRequest, type ModelInferResponse, type ModelMetadataResponse } from './proto.ts';
 import { toGrpcError } from './status.ts';
@@ -55,6 +56,8 @@ function checkName(what: string, v: string): void {
 
 interface Call {
   tenant: string;
+  /** An admin key (or an open gateway): sees every tenant's models. */
+  admin: boolean;
   call: ServerUnaryCall<unknown, unknown>;
 }
 
@@ -66,13 +69,14 @@ function unary<Req, Res>(parts: GatewayParts, method: string, open: boolean, fn:
   const { metrics, tenants, logger, requestLog } = parts;
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const t0 = performance.now();
-    const c: Call = { tenant: 'anonymous', call: call as ServerUnaryCall<unknown, unknown> };
+    const c: Call = { tenant: 'anonymous', admin: false, call: call as ServerUnaryCall<unknown, unknown> };
     let retryAfter: number | undefined;
     const run = async (): Promise<Res> => {
       if (!open) {
         const md = call.metadata;
-        const a = tenants.admit(first(md, 'x-api-key'), first(md, 'authorization'), clientAddress(call.getPeer()));
+        const a = await tenants.admit(first(md, 'x-api-key'), first(md, 'authorization'), clientAddress(call.getPeer()));
         c.tenant = a.tenant;
+        c.admin = a.admin;
         if (!a.decision.allowed) {
           retryAfter = a.decision.resetSeconds;
           throw TenantGuard.refusal(a);
@@ -119,12 +123,14 @@ function handlers(parts: GatewayParts): UntypedServiceImplementation {
     ServerLive: unary(parts, 'ServerLive', true, () => ({ live: true })),
     ServerReady: unary(parts, 'ServerReady', true, () => ({ ready: parts.ready() })),
     ServerMetadata: unary(parts, 'ServerMetadata', true, () => ({ name: 'shoal', version: SHOAL_VERSION, extensions: ['binary_tensor_data'] })),
-    ModelReady: unary(parts, 'ModelReady', false, async (req: { name: string; version: string }) => {
+    ModelReady: unary(parts, 'ModelReady', false, async (req: { name: string; version: string }, c) => {
       checkName('name', req.name);
+      parts.tenants.checkAccess(c, OwnedKind.MODEL, req.name);
       return { ready: (await inference().ready(req.name, version(req.version))).ready };
     }),
-    ModelMetadata: unary(parts, 'ModelMetadata', false, (req: { name: string; version: string }): ModelMetadataResponse => {
+    ModelMetadata: unary(parts, 'ModelMetadata', false, (req: { name: string; version: string }, c): ModelMetadataResponse => {
       checkName('name', req.name);
+      parts.tenants.checkAccess(c, OwnedKind.MODEL, req.name);
       return inference().metadata(req.name, version(req.version));
     }),
     ModelInfer: unary(parts, 'ModelInfer', false, async (req: ModelInferRequest, c): Promise<ModelInferResponse> => {
@@ -133,6 +139,7 @@ function handlers(parts: GatewayParts): UntypedServiceImplementation {
       const attributes = { 'rpc.system': 'grpc', 'rpc.service': 'inference.GRPCInferenceService', 'rpc.method': 'ModelInfer' };
       return inSpan('inference.GRPCInferenceService/ModelInfer', { kind: SpanKind.SERVER, ...(parent ? { parent } : {}), attributes }, async () => {
         checkName('model_name', req.model_name);
+        parts.tenants.checkAccess(c, OwnedKind.MODEL, req.model_name);
         const pinned = version(req.model_version);
         const fwd = toForwardedBody(req);
         if (fwd.body.length > parts.bodyLimit) throw GatewayErrors.PAYLOAD_TOO_LARGE(parts.bodyLimit);

@@ -18,12 +18,13 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { JobClient } from '../../ml/index.ts';
 import { tenantOf } from '../tenants.ts';
+import type { JobTenancy } from '../job-tenancy.ts';
 
 type App = FastifyInstance<any, any, any, any, TypeBoxTypeProvider>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const JobId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
 
-export function registerJobRoutes(app: App, open: () => Promise<JobClient>): void {
+export function registerJobRoutes(app: App, open: () => Promise<JobClient>, tenancy?: JobTenancy): void {
   // Opened on first use: the jobs bucket is created by the scheduler, which may start later.
   let client: Promise<JobClient> | undefined;
   const jobs = () => (client ??= open().catch((err: unknown) => {
@@ -39,8 +40,18 @@ export function registerJobRoutes(app: App, open: () => Promise<JobClient>): voi
       },
     },
     async (req, reply) => {
-      const id = req.body.id ?? req.headers['idempotency-key'];
-      const r = await (await jobs()).submit(req.body.spec, { ...(id ? { id } : {}), ...(req.body.actorType ? { actorType: req.body.actorType } : {}), ...jobTenant(req) });
+      const given = req.body.id ?? req.headers['idempotency-key'];
+      // With tenants, the job (and the model it trains) is owned and its budget reserved before it is queued.
+      const id = given ?? tenancy?.newId();
+      const undo = tenancy && id ? await tenancy.admit({ tenant: req.shoalTenant, admin: req.shoalAdmin }, id, req.body.spec) : undefined;
+      let r: { id: string; duplicate: boolean };
+      try {
+        r = await (await jobs()).submit(req.body.spec, { ...(id ? { id } : {}), ...(req.body.actorType ? { actorType: req.body.actorType } : {}), ...jobTenant(req) });
+      } catch (err) {
+        await undo?.().catch(() => undefined);
+        throw err;
+      }
+      if (r.duplicate) await undo?.().catch(() => undefined);
       return reply.status(202).header('location', `/v1/jobs/${r.id}`).send({ id: r.id, duplicate: r.duplicate });
     },
   );

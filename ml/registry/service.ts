@@ -29,6 +29,7 @@ import { governHandlers, type BaseHandlers } from '../governance/registry-govern
 import { REGISTRY_REQUESTS } from './protocol.ts';
 import { PACKAGE_FORMAT, writeHashed } from './package.ts';
 import { ModelRegistry, sha256, type RegisterOptions } from './registry.ts';
+import { OwnerBook, checkReplicaQuota, type TenantQuotas } from '../governance/tenancy/index.ts';
 
 export interface RegistryServiceOptions {
   /** A connection with the scheduler's rights. */
@@ -37,6 +38,8 @@ export interface RegistryServiceOptions {
   log: Logger;
   /** Queue group. @default `<prefix>-registry` */
   queue?: string;
+  /** Per-tenant quotas (config `tenants`): replicas are checked at deploy and canary. @default {} */
+  tenants?: TenantQuotas;
 }
 
 export interface RegistryService {
@@ -51,6 +54,10 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
   const deployments = await ModelDeployments.open(o.nc, o.subjects, log);
   const datasets = await DatasetStore.open(o.nc, prefix);
   const uploads = await new Objm(o.nc).open(resources(prefix).stores.uploads);
+  const quotas = o.tenants ?? {};
+  const owners = Object.keys(quotas).length > 0 ? await (await OwnerBook.open(o.nc, prefix)).follow() : undefined;
+  const replicaQuota = (name: string, track: 'stable' | 'canary', replicas: number | undefined) =>
+    owners ? checkReplicaQuota(quotas, owners, (n) => deployments.get(n), name, track, replicas ?? 1) : Promise.resolve();
 
   const handlers: BaseHandlers = {
     register: async (req) => {
@@ -112,8 +119,8 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
       log.info({ model: req.name, alias: req.alias ?? 'production', ...moved }, 'alias rolled back');
       return moved;
     },
-    deploy: ({ name, ...opts }) => deployments.deploy(name, opts),
-    canary: ({ name, ...opts }) => deployments.canary(name, opts),
+    deploy: async ({ name, ...opts }) => (await replicaQuota(name, 'stable', opts.replicas), deployments.deploy(name, opts)),
+    canary: async ({ name, ...opts }) => (await replicaQuota(name, 'canary', opts.replicas), deployments.canary(name, opts)),
     weight: (req) => deployments.setWeight(req.name, req.weight),
     promote: (req) => deployments.promote(req.name, req.allowRejected ? { allowRejected: true } : {}),
     abort: async (req) => ({ rolledBack: await deployments.rollback(req.name, req.reason ?? 'rolled back on request', req.expectVersion) }),
@@ -139,6 +146,7 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
   return {
     async stop() {
       for (const s of subs) s.unsubscribe();
+      owners?.stop();
     },
   };
 }

@@ -52,7 +52,7 @@ describe('SIGKILL of one of three nats-servers under serving load', () => {
     };
     await start('scheduler', 'scheduler/main.ts', Role.SCHEDULER, []).ready;
     await start('node', 'nodes/main.ts', Role.NODE, ['--profile', 'cpu-ondemand', '--node-id', NODE]).ready;
-    const gw = await start('gateway', 'gateway/main.ts', Role.GATEWAY, ['--gateway.port', '0', '--gateway.grpcPort', '0']).ready;
+    const gw = await start('gateway', 'gateway/main.ts', Role.GATEWAY, ['--gateway.port', '0', '--gateway.grpcPort', '0', '--gateway.open', 'true']).ready;
     gatewayUrl = String(gw.url);
     client = await nats.connect(Role.CLIENT);
     const registry = new RegistryClient(client, s);

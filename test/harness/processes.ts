@@ -47,8 +47,13 @@ export class ProcessSet {
     return this.start('scheduler', 'scheduler/main.ts', 'scheduler', args);
   }
 
-  startGateway(args: string[] = ['--gateway.port', '0', '--gateway.grpcPort', '0']): TestProcess {
-    return this.start('gateway', 'gateway/main.ts', 'gateway', args);
+  /**
+   * A gateway process. Open (`--gateway.open true`: no keys) unless the arguments give keys
+   * (`--gateway.apiKeys`) or say `--gateway.open` themselves: a gateway without keys refuses to start otherwise.
+   */
+  startGateway(args: string[] = ['--gateway.port', '0', '--gateway.grpcPort', '0'], env: NodeJS.ProcessEnv = {}): TestProcess {
+    const decided = args.some((a) => /^--gateway\.(apiKeys|open)(=|$)/.test(a)) || env.SHOAL_GATEWAY_API_KEYS !== undefined || env.SHOAL_GATEWAY_OPEN !== undefined;
+    return this.start('gateway', 'gateway/main.ts', 'gateway', decided ? args : [...args, '--gateway.open', 'true'], env);
   }
 
   async stopAll(timeoutMs = 5000): Promise<void> {
