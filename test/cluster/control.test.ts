@@ -3,11 +3,20 @@ import { describe, expect, it } from 'vitest';
 import { Errors, loadConfig, loadControlModules } from '../../cluster/index.ts';
 
 describe('control modules', () => {
-  it('the defaults are the registry, features and feedback services, the feature compactor, the rollout controller and the label join, shipped with Shoal', async () => {
+  it('the defaults are the registry, features, privacy and feedback services, the feature compactor, the label join, the rollout and scale-to-zero controllers, shipped with Shoal', async () => {
     const config = loadConfig({ argv: [], env: {} });
     expect(config.scheduler.modules).toEqual(['shoal:ml/control.ts']);
     const mods = await loadControlModules(config.scheduler.modules);
-    expect(mods.map((m) => [m.name, m.leaderOnly ?? false])).toEqual([['registry', false], ['features', false], ['features-compactor', true], ['feedback', false], ['feedback-join', true], ['rollout', true]]);
+    expect(mods.map((m) => [m.name, m.leaderOnly ?? false])).toEqual([
+      ['registry', false],
+      ['features', false],
+      ['privacy', false],
+      ['features-compactor', true],
+      ['feedback', false],
+      ['feedback-join', true],
+      ['rollout', true],
+      ['scale-to-zero', true],
+    ]);
   });
 
   it('loads modules by path, in order, and refuses bad ones naming the module', async () => {
