@@ -12,7 +12,7 @@ function Spend({ part, by, head, cells }) {
   if (!part || part.error) return failed(part, `Cost by ${by}`);
   const r = part.value;
   return html`<${Table}
-    caption=${`Spend by ${by}: ${money(r.totalDollars)} in all`}
+    caption=${`Spend by ${by}`}
     testid=${`cost-${by}`}
     head=${head}
     rows=${r.rows.map(cells)}
@@ -29,7 +29,7 @@ registerPanel({
   render: ({ value }) => {
     if (!value || value.error) return html`<${TopicError} value=${value} what="cost" />`;
     const fleet = value.tenant && value.tenant.value;
-    return html`${fleet ? html`<div class="stats"><span>fleet <strong>${money(fleet.fleetDollarsPerHour)}</strong>/h</span><span>idle <strong>${money(fleet.idleDollarsPerHour)}</strong>/h (no actor asked for it)</span></div>` : null}
+    return html`${fleet ? html`<div class="stats"><span>spent <strong>${money(fleet.totalDollars)}</strong> in all (idle nodes included)</span><span>fleet <strong>${money(fleet.fleetDollarsPerHour)}</strong>/h</span><span>idle <strong>${money(fleet.idleDollarsPerHour)}</strong>/h (no actor asked for it)</span></div>` : null}
       <div class="two">
         <${Spend} part=${value.tenant} by="tenant" head=${['Tenant', 'Cost']} cells=${(r) => [r.tenant ?? '—', money(r.dollars)]} />
         <${Spend} part=${value.job} by="job" head=${['Job', 'Cost']} cells=${(r) => [r.job ?? '—', money(r.dollars)]} />
