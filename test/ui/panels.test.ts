@@ -6,7 +6,8 @@
  * monitor has taken every record — nothing waits on the wall clock) and served drifted traffic
  * through the gateway: the Monitoring page must show the shifted features as drifted and an
  * unshifted one as not. The Cost page must show the job's and the model's rows. Screenshots go to
- * docs/screenshots/monitoring.png and cost.png.
+ * docs/screenshots/monitoring.png and cost.png. Last, the scheduler is killed: the Cost panels say
+ * so in readable messages instead of going blank.
  *
  * Skipped, with the reason printed, only when /usr/bin/chromium is missing.
  */
@@ -167,6 +168,20 @@ describe.skipIf(!haveChromium)('dashboard Monitoring and Cost pages (real browse
     await page.locator('[data-testid="cost-recommendations"]').waitFor({ timeout: WAIT });
     expect(await page.locator('[data-testid="page-cost"]').locator('[role="alert"]').count()).toBe(0);
     await page.screenshot({ path: join(SHOTS, 'cost.png'), fullPage: true });
+    await page.context().close();
+  });
+  it('an API failure shows as a readable message in the Cost panels, not a blank: the scheduler (the ledger) gone', async () => {
+    const page = await signedIn();
+    await openTab(page, 'Cost', 'cost');
+    await page.locator('[data-testid="cost-job"]').waitFor({ timeout: WAIT });
+    // Last test: the cluster is not needed after it (the harness started this scheduler).
+    c.schedulers.scheduler!.kill('SIGKILL');
+    const alert = page.getByRole('alert').filter({ hasText: 'Cost by tenant unavailable' });
+    await alert.waitFor({ timeout: WAIT });
+    expect(await alert.innerText()).toMatch(/Cost by tenant unavailable: .+/);
+    expect(await page.getByRole('alert').filter({ hasText: 'Recommendations unavailable' }).innerText()).toMatch(/Recommendations unavailable: .+/);
+    // The page is still there: its title and tabs.
+    expect(await page.getByRole('navigation', { name: 'Pages' }).innerText()).toMatch(/Monitoring[\s\S]*Cost/);
     await page.context().close();
   });
 });
