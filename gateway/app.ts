@@ -51,6 +51,7 @@ import { registerCostRoutes } from './routes/cost.ts';
 import { installBodyLimit } from './body-limit.ts';
 import { registerUiRoutes } from './routes/ui.ts';
 import { DashboardFeed, type DashboardOptions } from './ui-feed.ts';
+import { addPanelSources } from './ui-panels.ts';
 
 export { tenantOf, type ApiKey } from './tenants.ts';
 
@@ -341,6 +342,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   let dashboard: DashboardFeed | undefined;
   if (deps.dashboard !== false) {
     const feed = (dashboard = new DashboardFeed({ nc: deps.nc, subjects: deps.subjects, metrics, logger: deps.logger }, deps.dashboard ?? {}));
+    addPanelSources(feed, { nc: deps.nc, subjects: deps.subjects, gauges: monitoring });
     await registerUiRoutes(app, { feed, auth: !tenants.open, logger: deps.logger });
     void feed.start();
   }

@@ -13,6 +13,8 @@ import { connectLive, getJson } from './live.js';
 import './pages/cluster.js';
 import './pages/models.js';
 import './pages/jobs.js';
+import './pages/monitoring.js';
+import './pages/cost.js';
 
 const KEY = 'shoal.apiKey';
 const storedKey = () => sessionStorage.getItem(KEY) || '';
