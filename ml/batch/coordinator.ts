@@ -141,6 +141,8 @@ export class BatchScoreJob extends Actor<BatchJobMsg> {
     let failures = 0;
     let cost = 0;
     let cancelled = false;
+    // Where each replica last answered from (in the progress: which nodes the job is on).
+    const placed: Record<string, string> = {};
     const one = async (replica: string): Promise<void> => {
       for (;;) {
         if (this.#stopped || cancelled) return;
@@ -164,8 +166,9 @@ export class BatchScoreJob extends Actor<BatchJobMsg> {
         this.#done++;
         rowsNow += to - from;
         cost += ((prices.get(r.nodeId) ?? 0) * r.ms) / 3_600_000;
+        placed[replica] = r.nodeId;
         const secs = (performance.now() - t0) / 1000;
-        const rec = await this.#update({ progress: { step: this.#done, steps: this.#shards, rows: Math.min(plan.dv.rows, this.#done * spec.shardRows), rowsPerSec: secs > 0 ? rowsNow / secs : 0, costSoFar: cost } });
+        const rec = await this.#update({ progress: { step: this.#done, steps: this.#shards, rows: Math.min(plan.dv.rows, this.#done * spec.shardRows), rowsPerSec: secs > 0 ? rowsNow / secs : 0, costSoFar: cost, replicas: { ...placed }, replicaFailures: failures } });
         if (!rec) cancelled = true;
       }
     };
