@@ -57,6 +57,9 @@ export class BatchScoreJob extends Actor<BatchJobMsg> {
   #done = 0;
   #shards = 0;
   #replicaIds: string[] = [];
+  /** Shards checkpointed before this coordinator started (a resumed job: > 0), and asks that failed here. */
+  #resumedWith = 0;
+  #failures = 0;
 
   constructor(args: unknown) {
     super();
@@ -104,6 +107,7 @@ export class BatchScoreJob extends Actor<BatchJobMsg> {
       this.#shards = Math.ceil(rows / spec.shardRows);
       const have = await this.#saved(plan, spec);
       this.#done = have.size;
+      this.#resumedWith = have.size;
       await this.#update({ state: JobState.PLACING, progress: { step: this.#done, steps: this.#shards, rows: 0 } });
       this.#replicaIds = scorerIds(this.#jobId, spec.replicas);
       const args: ScorerArgs = { jobId: this.#jobId, model: plan.mv.name, version: plan.mv.version, datasetDigest: plan.dv.digest };
@@ -156,6 +160,7 @@ export class BatchScoreJob extends Actor<BatchJobMsg> {
         } catch (err) {
           queue.unshift(shard);
           if (this.#stopped) return;
+          this.#failures++;
           if (++failures > 10) throw MlErrors.JOB_FAILED(this.#jobId, `replica failures exceeded 10: ${(err as Error).message}`);
           this.ctx.log.warn({ shard, replica, err: (err as Error).message }, 'a replica failed a shard; re-placing it');
           await this.#startReplicas(spec, args).catch(() => undefined);
@@ -212,6 +217,9 @@ export class BatchScoreJob extends Actor<BatchJobMsg> {
       replicas: spec.replicas,
       nodes: [...nodes].sort(),
       workerSeconds: workerMs / 1000,
+      // This coordinator's view: a re-placed one counts from its own start.
+      resumedWithShards: this.#resumedWith,
+      replicaFailures: this.#failures,
     };
     await this.#update({ state: JobState.SUCCEEDED, result, progress: { step: this.#shards, steps: this.#shards, rows: plan.dv.rows } });
     this.ctx.log.info({ output: `${out.name}@${out.digest.slice(0, 12)}` }, 'batch job succeeded');

@@ -124,6 +124,8 @@ describe('shoal batch score (real processes)', () => {
       return rec.state === 'succeeded' || rec.state === 'failed' ? rec : undefined;
     }, 240_000, 'the batch job to finish', 500);
     expect(done.state, `${JSON.stringify(done)}\nkilled ${running.node} (pid ${oldPid}) at shard ${running.step}`).toBe('succeeded');
+    // Which way it came back (a replica re-placed, or a re-placed coordinator resuming from the shard checkpoints) depends on where placement put them.
+    process.stderr.write(`killed ${running.node} at shard ${running.step}; ${done.reason ?? ''} ${JSON.stringify({ resumedWithShards: (done.result as { resumedWithShards?: number }).resumedWithShards, replicaFailures: (done.result as { replicaFailures?: number }).replicaFailures })}\n`);
     const res = done.result as unknown as BatchResult;
     const a = await scores(res.output.digest);
     const b = await scores(plain.output.digest);
