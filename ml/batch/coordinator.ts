@@ -173,7 +173,7 @@ export class BatchScoreJob extends Actor<BatchJobMsg> {
         cost += ((prices.get(r.nodeId) ?? 0) * r.ms) / 3_600_000;
         placed[replica] = r.nodeId;
         const secs = (performance.now() - t0) / 1000;
-        const rec = await this.#update({ progress: { step: this.#done, steps: this.#shards, rows: Math.min(plan.dv.rows, this.#done * spec.shardRows), rowsPerSec: secs > 0 ? rowsNow / secs : 0, costSoFar: cost, replicas: { ...placed }, replicaFailures: failures } });
+        const rec = await this.#update({ progress: { step: this.#done, steps: this.#shards, rows: Math.min(plan.dv.rows, this.#done * spec.shardRows), rowsPerSec: secs > 0 ? rowsNow / secs : 0, costSoFar: cost, replicas: { ...placed }, replicaFailures: failures, node: this.ctx.nodeId } });
         if (!rec) cancelled = true;
       }
     };

@@ -113,17 +113,20 @@ describe('shoal batch score (real processes)', () => {
     expect(r.status, r.stdout + r.stderr).toBe(0);
     const running = await until(async () => {
       const rec = await jobs.get('killed');
-      const p = rec?.progress as { step?: number; steps?: number; replicas?: Record<string, string> } | undefined;
+      const p = rec?.progress as { step?: number; steps?: number; replicas?: Record<string, string>; node?: string } | undefined;
       const node = p?.replicas?.['job-killed-r-1'];
-      return node && (p!.step ?? 0) >= 5 && (p!.step ?? 0) < (p!.steps ?? 0) / 2 ? { node, step: p!.step! } : undefined;
+      return node && p!.node && (p!.step ?? 0) >= 5 && (p!.step ?? 0) < (p!.steps ?? 0) / 2 ? { node, coordinator: p!.node, step: p!.step! } : undefined;
     }, 120_000, 'the batch job a few shards in', 10);
     const oldPid = pids.get(running.node)!;
     process.kill(oldPid, 'SIGKILL');
+    // And the coordinator's node, where placement put it elsewhere: the job then also has to resume from its shard checkpoints.
+    if (running.coordinator !== running.node) process.kill(pids.get(running.coordinator)!, 'SIGKILL');
     const done = await until(() => {
       const rec = json<JobRecord>('jobs', 'killed');
       return rec.state === 'succeeded' || rec.state === 'failed' ? rec : undefined;
     }, 240_000, 'the batch job to finish', 500);
     expect(done.state, `${JSON.stringify(done)}\nkilled ${running.node} (pid ${oldPid}) at shard ${running.step}`).toBe('succeeded');
+    expect(done.reason ?? '', JSON.stringify(done)).toMatch(/resumed with \d+ of \d+ shards checkpointed/);
     // Which way it came back (a replica re-placed, or a re-placed coordinator resuming from the shard checkpoints) depends on where placement put them.
     process.stderr.write(`killed ${running.node} at shard ${running.step}; ${done.reason ?? ''} ${JSON.stringify({ resumedWithShards: (done.result as { resumedWithShards?: number }).resumedWithShards, replicaFailures: (done.result as { replicaFailures?: number }).replicaFailures })}\n`);
     const res = done.result as unknown as BatchResult;
