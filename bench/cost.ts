@@ -5,9 +5,13 @@
  * theirs here.
  */
 import { coldStartBench } from './cost-coldstart.ts';
+import { batchBench } from './cost-batch.ts';
 import { writeCostSection } from './lib/cost-sections.ts';
 
-const parts: [string, () => Promise<string>][] = [['cold start', coldStartBench]];
+const parts: [string, () => Promise<string>][] = [
+  ['cold start', coldStartBench],
+  ['batch scoring', batchBench],
+];
 for (const [name, run] of parts) {
   process.stderr.write(`bench:cost — ${name}\n`);
   writeCostSection(await run());

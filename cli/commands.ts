@@ -27,6 +27,7 @@ import { AUDIT_FLAGS, auditCommand } from './audit.ts';
 import { COST_FLAGS, costCommand } from './cost.ts';
 import { PRIVACY_FLAGS, privacyCommand } from './privacy.ts';
 import { KEYS_FLAGS, keysCommand } from './keys.ts';
+import { BATCH_FLAGS, batchCommand } from './batch.ts';
 
 export type Handler = (rest: string[], config: Config) => Promise<number> | number;
 
@@ -102,6 +103,14 @@ export const COMMANDS: CommandSpec[] = [
   { name: 'features', describe: 'feature store: views, online features, training sets', flags: FEATURES_FLAGS, subcommands: FEATURES_SUBCOMMANDS, run: featuresCommand },
   { name: 'monitor', args: '<model>', describe: "a deployed model's monitors: drift per feature, confidence, quality, alerts, lag", flags: MONITOR_FLAGS, run: monitorCommand },
   { name: 'submit', args: '<job>', describe: 'submit a training job (job.json) and follow it with a progress bar', flags: ['id', 'no-wait', 'json'], run: (rest, config) => jobsCommand('submit', rest, config) },
+  {
+    name: 'batch',
+    describe: 'batch inference: score a dataset with a model version as a job on spot workers, with a progress bar',
+    flags: BATCH_FLAGS,
+    flagDocs: { model: 'NAME, NAME@ALIAS (fraud@production) or NAME@VERSION', dataset: 'the dataset to score: NAME, NAME@<digest prefix> or sha256:<digest>', out: 'name of the scores dataset (default <dataset>-scores)', 'shard-rows': 'rows per shard, the unit of work and checkpoint (default 2000)', replicas: 'model replicas the shards are mapped over (default 2)' },
+    subcommands: [{ name: 'score', describe: 'score --dataset with --model; the scores become a dataset with lineage (model version, input digest)', flags: BATCH_FLAGS }],
+    run: batchCommand,
+  },
   { name: 'jobs', args: '<jobId>', describe: "show a job's state and metrics", flags: J, run: (rest, config) => jobsCommand('jobs', rest, config) },
   { name: 'cancel', args: '<jobId>', describe: 'cancel a job', flags: J, run: (rest, config) => jobsCommand('cancel', rest, config) },
   { name: 'drain', args: '<nodeId>', describe: 'drain a node: no new actors, finish and hand off the rest', flags: ['deadline', ...J], run: (rest, config) => nodeOpCommand('drain', rest, config) },

@@ -240,9 +240,9 @@ export const ConfigSchema = Type.Object(
         /**
          * Modules exporting `actorTypes`, loaded by every node agent: paths (relative to the
          * working directory), file URLs, or `shoal:<path>` for modules that ship with Shoal.
-         * @default ["shoal:ml/serving/actors.ts", "shoal:ml/training/actors.ts", "shoal:ml/features/aggregate-actor.ts", "shoal:ml/monitoring/monitor-actor.ts"] (inference, training, streaming feature aggregates, model monitors)
+         * @default ["shoal:ml/serving/actors.ts", "shoal:ml/training/actors.ts", "shoal:ml/batch/actors.ts", "shoal:ml/features/aggregate-actor.ts", "shoal:ml/monitoring/monitor-actor.ts"] (inference, training, batch scoring, streaming feature aggregates, model monitors)
          */
-        modules: Type.Array(Type.String({ minLength: 1 }), { default: ['shoal:ml/serving/actors.ts', 'shoal:ml/training/actors.ts', 'shoal:ml/features/aggregate-actor.ts', 'shoal:ml/monitoring/monitor-actor.ts'] }),
+        modules: Type.Array(Type.String({ minLength: 1 }), { default: ['shoal:ml/serving/actors.ts', 'shoal:ml/training/actors.ts', 'shoal:ml/batch/actors.ts', 'shoal:ml/features/aggregate-actor.ts', 'shoal:ml/monitoring/monitor-actor.ts'] }),
         /** Most actors one node hosts. @default 10000 */
         maxPerNode: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
         /** How long a draining node waits for actors to finish and checkpoint. @default 30000 */

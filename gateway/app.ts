@@ -36,6 +36,7 @@ import { registerV1Routes } from './routes/v1.ts';
 import { registerExplainRoutes } from './routes/explain.ts';
 import { registerModelStatusRoutes } from './routes/model-status.ts';
 import { registerJobRoutes } from './routes/jobs.ts';
+import { registerBatchRoutes } from './routes/batch.ts';
 import { registerFeatureRoutes } from './routes/features.ts';
 import { registerPrivacyRoutes } from './routes/privacy.ts';
 import { registerFeedbackRoutes } from './routes/feedback.ts';
@@ -325,6 +326,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
       registerExplainRoutes(scope, svc);
     });
     registerJobRoutes(app, () => JobClient.open(deps.nc, deps.subjects.prefix), jobTenancy(deps.nc, deps.subjects.prefix, tenants, deps.tenants ?? {}));
+    registerBatchRoutes(app, { nc: deps.nc, prefix: deps.subjects.prefix, jobs: () => JobClient.open(deps.nc, deps.subjects.prefix), tenancy: jobTenancy(deps.nc, deps.subjects.prefix, tenants, deps.tenants ?? {}), guard: tenants });
     app.addHook('onClose', async () => inference?.stop());
   }
 

@@ -79,6 +79,7 @@ export { InferenceActor, inferenceActorType } from './serving/inference-actor.ts
 export { OipInferRequest, PredictRequest, decodeOip } from './serving/codecs/index.ts';
 export * from './datasets/index.ts';
 export * from './training/index.ts';
+export * from './batch/index.ts';
 // Pre/post-processing modules and pipeline models (issue #13 item 6).
 export { PipelineSpec, PipelineStep, PipelineTensor, ProcessorRef, parsePipelineSpec, stepNames, validatePipeline, type StepModel } from './registry/pipeline-spec.ts';
 export { ProcessorHost, RequestProcessor, validateProcessor, type ProcessorContext, type ProcessorTensor, type ProcessorTensors } from './serving/processor.ts';

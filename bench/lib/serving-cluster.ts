@@ -1,7 +1,8 @@
 /**
  * The Shoal side of the serving benchmarks: nats-server (auth on), scheduler, one node hosting
  * the inference actor, and the gateway as real processes; the MLP registered and deployed, ready
- * to serve. `extraEnv(role)` adds per-process environment (e.g. CPU profiling hooks).
+ * to serve. `extraEnv(role)` adds per-process environment (e.g. CPU profiling hooks); `modules`
+ * are the node's actor modules (the batch bench adds ml/batch/actors.ts).
  */
 import { connectAs, credentialOf, generateCredentials, spawnChild, startNatsServer, subjects, Role, type Child, type NatsServerHandle, type NatsConnection } from '../../cluster/index.ts';
 import { RegistryClient, type TrackOptions } from '../../ml/index.ts';
@@ -17,7 +18,7 @@ export interface ServingCluster {
   stop(): Promise<void>;
 }
 
-export async function startServingCluster(dir: string, nodeId: string, extraEnv: (role: Role) => NodeJS.ProcessEnv = () => ({})): Promise<ServingCluster> {
+export async function startServingCluster(dir: string, nodeId: string, extraEnv: (role: Role) => NodeJS.ProcessEnv = () => ({}), modules = ['ml/serving/actors.ts']): Promise<ServingCluster> {
   const credentials = generateCredentials();
   const server = await startNatsServer({ dir, port: 0, credentials, nodeIds: [nodeId] });
   const all: Child[] = [];
@@ -37,7 +38,7 @@ export async function startServingCluster(dir: string, nodeId: string, extraEnv:
   };
   try {
     const scheduler = (await start('scheduler', 'scheduler/main.ts', Role.SCHEDULER, [])).child;
-    const node = (await start('node', 'nodes/main.ts', Role.NODE, ['--profile', 'cpu-ondemand', '--node-id', nodeId, '--actors.modules', '["ml/serving/actors.ts"]'])).child;
+    const node = (await start('node', 'nodes/main.ts', Role.NODE, ['--profile', 'cpu-ondemand', '--node-id', nodeId, '--actors.modules', JSON.stringify(modules)])).child;
     const gw = await start('gateway', 'gateway/main.ts', Role.GATEWAY, ['--gateway.port', '0', '--gateway.grpcPort', '0', '--gateway.open', 'true']);
     const url = gw.info.url ?? '';
     const nc = await connectAs({ servers: server.url, role: Role.CLIENT, credential: credentials.client });
