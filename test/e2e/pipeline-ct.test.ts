@@ -78,4 +78,24 @@ describe('continuous training pipeline (real cluster)', () => {
     expect((await registry.get('fraud-ct')).aliases['production']).toBe(2);
     expect(rec.steps).toEqual([]);
   }, 360_000);
+
+  it('an interval pipeline every second: runs never overlap, and a trigger during a run is recorded as coalesced', async () => {
+    await pipelines.apply({ name: 'ct-every', model: 'fraud-ct', triggers: { interval: '1s' }, data: { dataset: 'fraud-ct' }, training: { steps: 80, seed: 4 }, gates: { maxDrop: 0.5, holdout: 'fraud-ct' }, rollout: { direct: true } });
+    // Observed while runs go on: never two runs in flight at once.
+    let maxInFlight = 0;
+    let coalescedReply = false;
+    await until(async () => {
+      const runs = (await pipelines.runs('ct-every')) ?? [];
+      maxInFlight = Math.max(maxInFlight, runs.filter((x) => x.state !== 'done').length);
+      if (!coalescedReply && runs.some((x) => x.state !== 'done')) coalescedReply = (await pipelines.run('ct-every', 'while one runs')).coalesced;
+      return runs.filter((x) => x.state === 'done').length >= 3 && coalescedReply ? true : undefined;
+    }, 300_000, 'three interval runs done and one coalesced trigger', 200);
+    const runs = (await pipelines.runs('ct-every'))!;
+    expect(maxInFlight).toBeLessThanOrEqual(1);
+    expect(runs.map((x) => x.run)).toEqual(runs.map((_, i) => i + 1));
+    // One training job per run, none shared.
+    expect(new Set(runs.filter((x) => x.jobId).map((x) => x.jobId)).size).toBe(runs.filter((x) => x.jobId).length);
+    expect(runs.flatMap((x) => x.coalesced).some((t) => t.kind === 'manual' && t.detail === 'while one runs')).toBe(true);
+    expect(runs[0]!.trigger.kind).toBe('interval');
+  }, 360_000);
 });
