@@ -26,6 +26,7 @@ import { MONITOR_FLAGS, monitorCommand } from './monitor.ts';
 import { AUDIT_FLAGS, auditCommand } from './audit.ts';
 import { COST_FLAGS, costCommand } from './cost.ts';
 import { PRIVACY_FLAGS, privacyCommand } from './privacy.ts';
+import { PIPELINES_FLAGS, pipelinesCommand } from './pipelines.ts';
 import { KEYS_FLAGS, keysCommand } from './keys.ts';
 import { BATCH_FLAGS, batchCommand } from './batch.ts';
 
@@ -123,6 +124,18 @@ export const COMMANDS: CommandSpec[] = [
     flags: COST_FLAGS,
     flagDocs: { by: 'group by tenant | model | job | owner', since: 'from this long ago (1h, 30m) or this ISO time' },
     run: costCommand,
+  },
+  {
+    name: 'pipelines',
+    describe: 'continuous training: pipelines that retrain, gate and canary a model on a schedule, on alerts or by hand',
+    flags: PIPELINES_FLAGS,
+    flagDocs: { reason: 'why (recorded with the manual trigger)' },
+    subcommands: [
+      { name: 'apply', args: '<file>', argDocs: { file: 'PIPELINE.json (name, model, triggers, data, training, gates, rollout)' }, describe: 'create or update a pipeline (refused naming the bad field)', flags: J },
+      { name: 'run', args: '<name>', argDocs: { name: 'pipeline name' }, describe: 'trigger a run by hand (coalesced into the run in flight, if any)', flags: ['reason', 'json'] },
+      { name: 'runs', args: '<name>', argDocs: { name: 'pipeline name' }, describe: "a pipeline's runs: trigger, data, job, gate report, canary steps, decision", flags: J },
+    ],
+    run: pipelinesCommand,
   },
   {
     name: 'privacy',

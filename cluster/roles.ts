@@ -106,7 +106,7 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
     // The dashboard (/ui) lists actors: a read of the directory.
     // Tenants: the cluster-wide rate-limit windows and training spend (CAS counters), and owners recorded at job submit.
-    kv: { models: [READ], jobs: [READ], actors: [READ], rateWindows: [READ, WRITE], tenantSpend: [READ, WRITE], owners: [READ, WRITE] },
+    kv: { models: [READ], jobs: [READ], actors: [READ], rateWindows: [READ, WRITE], tenantSpend: [READ, WRITE], owners: [READ, WRITE], pipelines: [READ] },
     stores: {},
     streams: { jobs: [StreamOp.PUBLISH] },
   },
@@ -117,9 +117,9 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
   [Role.CLIENT]: {
     // Feature views are applied, events pushed, logs compacted and training sets built through the features service; views and online rows are read from KV.
     // Labels go to the feedback service (and the join's counters may be asked for).
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op)), s.featuresApply, s.featuresMaterialize, s.featuresBuild, s.featurePushAll, s.feedbackAll, s.feedbackJoinStats, s.privacyForget],
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, ...SCHEDULER_OPS.map((op) => s.scheduler(op)), ...REGISTRY_OPS.map((op) => s.registry(op)), s.featuresApply, s.featuresMaterialize, s.featuresBuild, s.featurePushAll, s.feedbackAll, s.feedbackJoinStats, s.privacyForget, s.pipelinesAll],
     subscribe: (s) => [s.eventsAll],
-    kv: { models: [READ], jobs: [READ], datasets: [READ], actors: [READ], features: [READ], online: [READ], owners: [READ] },
+    kv: { models: [READ], jobs: [READ], datasets: [READ], actors: [READ], features: [READ], online: [READ], owners: [READ], pipelines: [READ] },
     stores: { artifacts: [StoreOp.READ], uploads: [StoreOp.PUT] },
     streams: { jobs: [StreamOp.PUBLISH] },
   },

@@ -82,6 +82,9 @@ export function subjects(prefix = 'shoal') {
     featuresAll: `${p}.features.>`,
     /** Erase one entity (GDPR Art. 17; request to the privacy service, ml/governance/privacy). */
     privacyForget: `${p}.privacy.forget`,
+    /** Continuous training (ml/pipelines): apply a pipeline, trigger a run by hand (requests to the pipelines service). */
+    pipelines: (op: 'apply' | 'run') => `${p}.pipelines.${op}`,
+    pipelinesAll: `${p}.pipelines.>`,
     /** The offline log of one view's accepted events (captured by the feature events stream; written only by the features service). */
     featureLog: (view: string) => `${p}.featlog.${token('feature view', view)}`,
     featureLogAll: `${p}.featlog.>`,
@@ -153,6 +156,8 @@ export function resources(prefix = 'shoal') {
       tenantSpend: `${p}-tenant-spend`,
       /** Who owns what: `<kind>.<name>` → tenant (ml/governance/tenancy); absent = the `default` tenant. */
       owners: `${p}-owners`,
+      /** Continuous training (ml/pipelines): `spec.<name>` (versioned by history), `run.<name>.<n>`, `active.<name>`. */
+      pipelines: `${p}-pipelines`,
     },
     /** Object stores (stream `OBJ_<store>`). */
     stores: {

@@ -39,6 +39,7 @@ import { registerJobRoutes } from './routes/jobs.ts';
 import { registerBatchRoutes } from './routes/batch.ts';
 import { registerFeatureRoutes } from './routes/features.ts';
 import { registerPrivacyRoutes } from './routes/privacy.ts';
+import { registerPipelineRoutes } from './routes/pipelines.ts';
 import { registerFeedbackRoutes } from './routes/feedback.ts';
 import { registerGovernanceRoutes } from './routes/governance.ts';
 import { MonitoringGauges, registerMonitoringRoutes } from './monitoring.ts';
@@ -335,6 +336,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   registerFeedbackRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerGovernanceRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerPrivacyRoutes(app, { nc: deps.nc, subjects: deps.subjects });
+  registerPipelineRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   // Model monitors' latest windows: gauges on /metrics and GET /v1/models/{name}/monitoring.
   const monitoring = new MonitoringGauges(metrics.registry).start(deps.nc, deps.subjects);
   app.addHook('onClose', async () => monitoring.stop());

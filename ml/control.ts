@@ -10,6 +10,8 @@ import { defineControlModule, replicasFor } from '../cluster/index.ts';
 import { startFeatureCompactor } from './features/offline.ts';
 import { startFeatureService } from './features/service.ts';
 import { startPrivacyService } from './governance/privacy/service.ts';
+import { startPipelineService } from './pipelines/service.ts';
+import { startPipelineRunner } from './pipelines/leader.ts';
 import { startRegistryService } from './registry/service.ts';
 import { ModelDeployments } from './serving/deployments.ts';
 import { RolloutController } from './serving/rollout.ts';
@@ -94,6 +96,20 @@ export const controlModules = [
       const controller = new ZeroController({ nc: ctx.nc, subjects: ctx.subjects, deployments: await ModelDeployments.open(ctx.nc, ctx.subjects, ctx.log), log: ctx.log });
       await controller.start();
       return controller;
+    },
+  }),
+  defineControlModule({
+    name: 'pipelines',
+    // Applying pipelines and manual triggers (CAS in KV): every scheduler serves, in one queue group.
+    start: (ctx) => startPipelineService({ nc: ctx.nc, subjects: ctx.subjects, log: ctx.log }),
+  }),
+  defineControlModule({
+    name: 'pipeline-runner',
+    // Continuous training (ml/pipelines): interval and alert triggers, and every run driven stage by
+    // stage from its KV record, so the standby continues the same run after a failover.
+    leaderOnly: true,
+    async start(ctx) {
+      return startPipelineRunner({ nc: ctx.nc, subjects: ctx.subjects, deployments: await ModelDeployments.open(ctx.nc, ctx.subjects, ctx.log), log: ctx.log, instance: ctx.schedulerId });
     },
   }),
 ];

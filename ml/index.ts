@@ -127,3 +127,5 @@ export { refuseRejected } from './registry/rejected.ts';
 // Governance (issue #20): privacy — PII declarations, erasure.
 export * from './governance/privacy/index.ts';
 export { OwnerBook, OwnedKind, DEFAULT_TENANT, mayAccess, checkReplicaQuota, TrainingSpend, type TenantQuotas, type ReplicaCounts } from './governance/tenancy/index.ts';
+// Continuous training (issue #16): pipelines, gates, the runner.
+export * from './pipelines/index.ts';

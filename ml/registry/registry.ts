@@ -371,6 +371,26 @@ export class ModelRegistry {
     return parseVersion(e.value);
   }
 
+  /**
+   * Marks a registered version rejected after the fact (a pipeline candidate that failed its
+   * gates: ml/pipelines): deploy, canary and promote then refuse it unless asked with allowRejected.
+   */
+  async markRejected(name: string, version: number, reason: string): Promise<ModelVersion> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const e = await this.kv.get(keys.version(name, version));
+      if (!e || e.operation !== 'PUT' || e.value.length === 0) return this.version(name, version);
+      const mv = parseVersion(e.value);
+      const next: ModelVersion = { ...mv, rejected: { reason: reason.slice(0, 1000) } };
+      try {
+        await this.kv.update(keys.version(name, version), utf8.encode(JSON.stringify(next)), e.revision);
+        return next;
+      } catch {
+        continue;
+      }
+    }
+    throw MlErrors.REGISTRY_CONFLICT(keys.version(name, version));
+  }
+
   /** A version by number, alias, or `latest`. */
   async resolve(name: string, ref: number | string = 'latest'): Promise<ModelVersion> {
     const rec = await this.get(name);

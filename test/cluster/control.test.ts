@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Errors, loadConfig, loadControlModules } from '../../cluster/index.ts';
 
 describe('control modules', () => {
-  it('the defaults are the registry, features, privacy and feedback services, the feature compactor, the label join, the rollout and scale-to-zero controllers, shipped with Shoal', async () => {
+  it('the defaults are the registry, features, privacy and feedback services, the feature compactor, the label join, the rollout and scale-to-zero controllers, the pipelines service and runner, shipped with Shoal', async () => {
     const config = loadConfig({ argv: [], env: {} });
     expect(config.scheduler.modules).toEqual(['shoal:ml/control.ts']);
     const mods = await loadControlModules(config.scheduler.modules);
@@ -16,6 +16,8 @@ describe('control modules', () => {
       ['feedback-join', true],
       ['rollout', true],
       ['scale-to-zero', true],
+      ['pipelines', false],
+      ['pipeline-runner', true],
     ]);
   });
 

@@ -110,6 +110,8 @@ const SUBJECT_PROBES = {
   audit: (x: Subjects) => [x.audit('promote')],
   auditAll: (x: Subjects) => [`${x.prefix}.audit.other`],
   privacyForget: (x: Subjects) => [x.privacyForget],
+  pipelines: (x: Subjects) => [x.pipelines('apply'), x.pipelines('run')],
+  pipelinesAll: (x: Subjects) => [x.pipelinesAll],
 } satisfies Record<keyof Subjects, (x: Subjects) => string[]>;
 
 /** Subjects outside the prefix that must be probed too: inboxes and JetStream's global API. */

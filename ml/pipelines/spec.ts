@@ -1,0 +1,156 @@
+/**
+ * A pipeline (issue #16): per model, what triggers a retrain, the data it trains on, the training
+ * job, the gates a candidate must pass and the canary it then goes through. Applied with
+ * `shoal pipelines apply`, stored versioned in the pipelines KV bucket (store.ts).
+ *
+ * {@link validatePipelineSpec} checks the shape (TypeBox) and then what only the cluster knows —
+ * the model, the dataset or feature view, the metric the gate reads — through injected lookups;
+ * every refusal is SHOAL_ERR_BAD_INPUT naming the field.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { FairnessPolicy } from '../governance/fairness/index.ts';
+import { MlErrors } from '../errors.ts';
+
+const Name = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' });
+
+/** "30s", "5m", "1h", "1d" or a number of milliseconds. Cron is not supported (no cron parser in the dependencies). */
+export const Interval = Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 1000 })]);
+
+export const PipelineTriggers = Type.Object(
+  {
+    /** Retrain every this long (e.g. "24h"), at least one second. */
+    interval: Type.Optional(Interval),
+    /** Retrain when the monitor raises a drift or quality alert on the model's production version. */
+    onAlert: Type.Optional(Type.Array(Type.Union([Type.Literal('drift'), Type.Literal('quality')]), { minItems: 1, maxItems: 2 })),
+    /** Retrain after this many new labeled rows since the last run. */
+    newLabels: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const PipelineSpec = Type.Object(
+  {
+    name: Name,
+    /** The registered model the pipeline retrains. */
+    model: Name,
+    triggers: PipelineTriggers,
+    data: Type.Object(
+      {
+        /** A dataset ref (`name`, `name@<digest prefix>`, `sha256:<digest>`), pinned by digest at each run… */
+        dataset: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+        /** …or a feature view whose training set is built point-in-time up to the trigger time. */
+        view: Type.Optional(Name),
+      },
+      { additionalProperties: false },
+    ),
+    training: Type.Object(
+      {
+        type: Type.Union([Type.Literal('logreg'), Type.Literal('mlp')], { default: 'logreg' }),
+        steps: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 200 }),
+        lr: Type.Number({ exclusiveMinimum: 0, maximum: 10, default: 0.05 }),
+        seed: Type.Integer({ default: 1 }),
+        /** Workers may run on spot capacity. @default true */
+        spotOk: Type.Boolean({ default: true }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    gates: Type.Object(
+      {
+        /** The metric compared with production (the model must report it). @default "auc" */
+        metric: Type.String({ minLength: 1, maxLength: 64, default: 'auc' }),
+        /** The candidate may be worse than production by at most this, on the interval's low end. @default 0.01 */
+        maxDrop: Type.Number({ minimum: 0, maximum: 1, default: 0.01 }),
+        /** @default 0.95 */
+        confidence: Type.Number({ exclusiveMinimum: 0.5, exclusiveMaximum: 1, default: 0.95 }),
+        /** Upper bound of the candidate's expected calibration error. */
+        maxEce: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+        /** The fairness policy the candidate must meet; else the model's stored policy (`shoal governance`), if any. */
+        fairness: Type.Optional(FairnessPolicy),
+        /**
+         * A dataset whose holdout split both versions are scored on (labels you trust, fixed across
+         * runs); else the holdout of the run's own data snapshot.
+         */
+        holdout: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    rollout: Type.Object(
+      {
+        /** Canary traffic steps, in percent. @default [5, 25, 50, 100] */
+        steps: Type.Array(Type.Integer({ minimum: 1, maximum: 100 }), { minItems: 1, maxItems: 10, default: [5, 25, 50, 100] }),
+        /** How long each step runs before it is judged, in ms. @default 10000 */
+        stepMs: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 10_000 }),
+        /** Promote without the canary (for models with no deployment yet). @default false */
+        direct: Type.Boolean({ default: false }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type PipelineSpec = Static<typeof PipelineSpec>;
+
+const check = TypeCompiler.Compile(PipelineSpec);
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Milliseconds of an interval, or a message saying why it is malformed. */
+export function parseInterval(v: string | number): number | string {
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 1000 ? v : 'must be at least 1000 ms';
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(v.trim());
+  if (!m) return `"${v}" is not an interval like "30s", "5m", "24h" (cron expressions are not supported)`;
+  const ms = Number(m[1]) * UNITS[m[2]!]!;
+  return ms >= 1000 ? Math.round(ms) : `"${v}" is shorter than one second`;
+}
+
+/** What validation needs to know about the cluster (throws nothing; undefined = not found). */
+export interface SpecLookups {
+  /** The metric names the model's production version (or latest) reports; undefined when the model is not registered. */
+  modelMetrics(model: string): Promise<string[] | undefined>;
+  datasetExists(ref: string): Promise<boolean>;
+  viewExists(name: string): Promise<boolean>;
+}
+
+const bad = (field: string, why: string) => MlErrors.BAD_INPUT(`pipeline ${field}: ${why}`);
+
+/** The spec with its defaults, or SHOAL_ERR_BAD_INPUT naming the first bad field. */
+export async function validatePipelineSpec(raw: unknown, lookups: SpecLookups): Promise<PipelineSpec> {
+  const withDefaults = structuredClone(raw) as Record<string, unknown>;
+  if (withDefaults && typeof withDefaults === 'object') {
+    for (const k of ['triggers', 'training', 'gates', 'rollout'] as const) withDefaults[k] ??= {};
+    const fill = (k: string, d: Record<string, unknown>) => {
+      const o = withDefaults[k];
+      if (o && typeof o === 'object' && !Array.isArray(o)) for (const [dk, dv] of Object.entries(d)) (o as Record<string, unknown>)[dk] ??= dv;
+    };
+    fill('training', { type: 'logreg', steps: 200, lr: 0.05, seed: 1, spotOk: true });
+    fill('gates', { metric: 'auc', maxDrop: 0.01, confidence: 0.95 });
+    fill('rollout', { steps: [5, 25, 50, 100], stepMs: 10_000, direct: false });
+  }
+  const first = check.Errors(withDefaults).First();
+  if (first) throw bad(first.path.replace(/^\//, '').replaceAll('/', '.') || '(root)', first.message);
+  const spec = withDefaults as unknown as PipelineSpec;
+  if (spec.triggers.interval !== undefined) {
+    const ms = parseInterval(spec.triggers.interval);
+    if (typeof ms === 'string') throw bad('triggers.interval', ms);
+  }
+  // Not wired yet: counting labeled rows since the last run needs the join's per-model counters.
+  if (spec.triggers.newLabels !== undefined) throw bad('triggers.newLabels', 'label-count triggers are not supported yet; use interval, onAlert or a manual run');
+  const { dataset, view } = spec.data;
+  if ((dataset === undefined) === (view === undefined)) throw bad('data', 'name exactly one of data.dataset or data.view');
+  const metrics = await lookups.modelMetrics(spec.model);
+  if (!metrics) throw bad('model', `model "${spec.model}" is not registered`);
+  if (dataset !== undefined && !(await lookups.datasetExists(dataset))) throw bad('data.dataset', `dataset "${dataset}" not found`);
+  if (view !== undefined && !(await lookups.viewExists(view))) throw bad('data.view', `feature view "${view}" not found`);
+  // Not wired yet: a view's point-in-time training set needs its label source in the spec too.
+  if (view !== undefined) throw bad('data.view', 'feature-view training sets are not supported by pipelines yet; name a dataset in data.dataset');
+  if (spec.gates.holdout !== undefined && !(await lookups.datasetExists(spec.gates.holdout))) throw bad('gates.holdout', `dataset "${spec.gates.holdout}" not found`);
+  if (!metrics.includes(spec.gates.metric)) throw bad('gates.metric', `model "${spec.model}" does not report "${spec.gates.metric}" (it reports ${metrics.join(', ') || 'no metrics'})`);
+  if (spec.gates.metric !== 'auc') throw bad('gates.metric', `only "auc" is compared with production so far`);
+  const steps = spec.rollout.steps;
+  for (let i = 1; i < steps.length; i++) if (steps[i]! <= steps[i - 1]!) throw bad(`rollout.steps.${i}`, 'steps must increase');
+  return spec;
+}
+
+/** The interval of a spec in ms, when it has one (the spec is valid). */
+export const intervalMs = (spec: PipelineSpec): number | undefined => (spec.triggers.interval === undefined ? undefined : (parseInterval(spec.triggers.interval) as number));

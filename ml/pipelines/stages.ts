@@ -1,0 +1,149 @@
+/**
+ * The stages of a run as the scheduler leader does them: the data pinned by digest in the dataset
+ * store, training through the job queue (`shoal submit`'s path, on spot by default), the gates
+ * scored here with ONNX Runtime on one holdout for both versions, rejection in the registry, and
+ * the canary through the deployments the rollout controller watches (which may roll a step back on
+ * errors or latency; the run then records the rollback).
+ */
+import * as ort from 'onnxruntime-node';
+import { JobState, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { split, take } from '../datasets/dataset.ts';
+import { DatasetStore } from '../datasets/store.ts';
+import { getPolicy } from '../governance/fairness/gate.ts';
+import { sensitiveColumns, trainingFairnessAudit } from '../governance/fairness/index.ts';
+import { ModelRegistry } from '../registry/registry.ts';
+import type { ModelDeployments } from '../serving/deployments.ts';
+import { JobClient } from '../training/jobs.ts';
+import { MlErrors } from '../errors.ts';
+import { judgeGates } from './gates.ts';
+import type { PipelineStages } from './runner.ts';
+import { intervalMs } from './spec.ts';
+
+export interface StagesOptions {
+  nc: NatsConnection;
+  subjects: Subjects;
+  deployments: ModelDeployments;
+  log: Logger;
+  clock: Clock;
+  /** Longest a training job may take before the run fails. @default 3600000 */
+  trainTimeoutMs?: number;
+}
+
+const SCORE_BATCH = 1024;
+
+/** Probabilities of the positive class from a registered single-input FP32 model. */
+async function score(registry: ModelRegistry, model: string, version: number, x: Float32Array, rows: number, cols: number): Promise<Float32Array> {
+  const { version: mv, bytes } = await registry.loadArtifact(model, version);
+  const input = mv.signature.inputs[0];
+  if (mv.format !== 'onnx' || mv.signature.inputs.length !== 1 || !input) throw MlErrors.BAD_INPUT(`${model} v${version}: the gates score single-input ONNX models only`);
+  const s = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1 });
+  try {
+    const out = new Float32Array(rows);
+    for (let at = 0; at < rows; at += SCORE_BATCH) {
+      const k = Math.min(SCORE_BATCH, rows - at);
+      const res = await s.run({ [input.name]: new ort.Tensor('float32', x.slice(at * cols, (at + k) * cols), [k, cols]) });
+      const p = res[s.outputNames[0]!]!.data as Float32Array;
+      if (p.length === k) out.set(p, at);
+      else if (p.length === 2 * k) for (let i = 0; i < k; i++) out[at + i] = p[2 * i + 1]!;
+      else throw MlErrors.BAD_INPUT(`${model} v${version}: its first output has ${p.length / k} values per row; the gates need a probability or two class scores`);
+    }
+    return out;
+  } finally {
+    await s.release();
+  }
+}
+
+export function realStages(o: StagesOptions): PipelineStages {
+  const { nc, subjects, deployments, log, clock } = o;
+  const prefix = subjects.prefix;
+  const wait = (ms: number) => new Promise<void>((resolve) => clock.after(ms, resolve));
+  return {
+    async snapshot(r) {
+      const datasets = await DatasetStore.open(nc, prefix);
+      const dv = await datasets.resolve(r.spec.data.dataset!);
+      return { digest: dv.digest, rows: dv.rows };
+    },
+
+    async train(r, jobId) {
+      const t = r.spec.training;
+      const every = intervalMs(r.spec);
+      const spec = {
+        model: { name: r.spec.model, type: t.type },
+        dataset: `sha256:${r.snapshot!.digest}`,
+        hyper: { optimizer: 'adam', lr: t.lr, steps: t.steps, batchSize: 512, seed: t.seed },
+        spotOk: t.spotOk,
+        // The seed's cost note: a scheduled retrain should be done before the next one is due.
+        ...(every !== undefined ? { deadline: r.trigger.at + every } : {}),
+      };
+      const jobs = await JobClient.open(nc, prefix);
+      await jobs.submit(spec, { id: jobId });
+    },
+
+    async trained(r) {
+      const jobs = await JobClient.open(nc, prefix);
+      const last = await jobs.follow(r.jobId!, () => undefined, o.trainTimeoutMs ?? 3_600_000);
+      if (last.state !== JobState.SUCCEEDED) throw MlErrors.JOB_FAILED(r.jobId!, `${last.state}${last.reason ? `: ${last.reason}` : ''}`);
+      const version = Number(last.result?.['version']);
+      if (!Number.isInteger(version)) throw MlErrors.JOB_FAILED(r.jobId!, 'it succeeded without registering a version');
+      return { version };
+    },
+
+    async evaluate(r) {
+      const registry = await ModelRegistry.open(nc, prefix);
+      const datasets = await DatasetStore.open(nc, prefix);
+      const dv = await datasets.resolve(r.spec.gates.holdout ?? `sha256:${r.snapshot!.digest}`);
+      const d = await datasets.load(dv);
+      const idx = split(d.rows, dv.splits.seed).holdout;
+      if (idx.length === 0) throw MlErrors.BAD_DATASET(dv.name, 'its holdout split is empty');
+      const { x, y } = take(d, idx);
+      const cols = d.columns.length;
+      const model = r.spec.model;
+      const candidate = await score(registry, model, r.candidate!.version, x, idx.length, cols);
+      const record = await registry.get(model);
+      const prodVersion = record.aliases['production'];
+      const production = prodVersion !== undefined && prodVersion !== r.candidate!.version ? await score(registry, model, prodVersion, x, idx.length, cols) : undefined;
+      const fairness = r.spec.gates.fairness ?? (await getPolicy(registry, model))?.policy;
+      const mv = await registry.version(model, r.candidate!.version);
+      const threshold = (await registry.loadReference(mv).catch(() => undefined))?.threshold ?? 0.5;
+      const audit = fairness ? trainingFairnessAudit(candidate, y, sensitiveColumns(d, idx), threshold) : undefined;
+      const report = judgeGates({ maxAucDrop: r.spec.gates.maxDrop, confidence: r.spec.gates.confidence, ...(r.spec.gates.maxEce !== undefined ? { maxEce: r.spec.gates.maxEce } : {}), ...(fairness ? { fairness } : {}) }, { y, candidate, ...(production ? { production } : {}) }, audit);
+      log.info({ pipeline: r.pipeline, run: r.run, candidate: r.candidate!.version, production: prodVersion, pass: report.pass }, 'pipeline gates judged');
+      return { report, ...(production ? { production: prodVersion } : {}) };
+    },
+
+    async reject(r, reason) {
+      const registry = await ModelRegistry.open(nc, prefix);
+      await registry.markRejected(r.spec.model, r.candidate!.version, reason);
+    },
+
+    async rollout(r, onStep) {
+      const model = r.spec.model;
+      const version = r.candidate!.version;
+      const dep = await deployments.get(model);
+      if (!dep || r.spec.rollout.direct) {
+        const registry = await ModelRegistry.open(nc, prefix);
+        await registry.setAlias(model, 'production', version);
+        return { outcome: 'promoted', reason: dep ? 'direct promotion (rollout.direct)' : `${model} is not deployed: the production alias moved to v${version}` };
+      }
+      if (dep.stable.version === version) return { outcome: 'promoted', reason: `v${version} already serves` };
+      const steps = r.spec.rollout.steps;
+      if (!dep.canary) await deployments.canary(model, { version, weight: steps[Math.min(r.steps.length, steps.length - 1)]! / 100 });
+      else if (dep.canary.version !== version) throw MlErrors.CANARY_NOT_READY(model, `v${dep.canary.version} is already the canary`);
+      for (let i = r.steps.length; i < steps.length; i++) {
+        const percent = steps[i]!;
+        await deployments.setWeight(model, percent / 100);
+        await wait(r.spec.rollout.stepMs);
+        const now = await deployments.get(model);
+        if (!now?.canary || now.canary.version !== version) {
+          const ev = now?.history.findLast((h) => h.version === version && h.event === 'rolled-back');
+          const reason = `rolled back at ${percent}%: ${ev?.detail ?? 'the canary was removed'}`;
+          await onStep({ percent, pass: false, at: Date.now(), reason });
+          return { outcome: 'rolled-back', reason };
+        }
+        await onStep({ percent, pass: true, at: Date.now() });
+      }
+      await deployments.promote(model);
+      return { outcome: 'promoted', reason: `every canary step passed (${steps.join('% → ')}%)` };
+    },
+  };
+}

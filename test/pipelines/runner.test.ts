@@ -1,0 +1,165 @@
+/**
+ * The pipeline runner against a real nats-server, with stages injected: every stage recorded in
+ * the run (CAS), a failing gate rejects, two triggers make one run (the second coalesced), interval
+ * runs never overlap, and a second runner (the new leader) continues the same run.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Role, createLogger, ensureResources, type NatsConnection } from '../../cluster/index.ts';
+import { PipelineRunner, PipelineStore, validatePipelineSpec, type GateReport, type PipelineStages, type RunRecord } from '../../ml/pipelines/index.ts';
+import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { until } from '../harness/wait.ts';
+
+const log = createLogger({ level: 'silent' });
+const lookups = { modelMetrics: async () => ['auc'], datasetExists: async () => true, viewExists: async () => true };
+const passing: GateReport = { pass: true, holdoutRows: 10, checks: [{ gate: 'auc', pass: true, message: 'ok' }] };
+const failing: GateReport = { pass: false, holdoutRows: 10, checks: [{ gate: 'auc', pass: false, message: 'AUC 0.50 vs production 0.90' }] };
+
+interface Fake extends PipelineStages {
+  calls: string[];
+  rejected: string[];
+  inFlight: Set<number>;
+  maxInFlight: number;
+}
+
+function fakeStages(o: { report?: GateReport; trained?: (r: RunRecord) => Promise<{ version: number }> } = {}): Fake {
+  const f: Fake = {
+    calls: [],
+    rejected: [],
+    inFlight: new Set(),
+    maxInFlight: 0,
+    async snapshot(r) {
+      f.inFlight.add(r.run);
+      f.maxInFlight = Math.max(f.maxInFlight, f.inFlight.size);
+      f.calls.push(`snapshot ${r.run}`);
+      return { digest: 'ab'.repeat(32), rows: 100 };
+    },
+    async train(r, jobId) {
+      f.calls.push(`train ${r.run} ${jobId}`);
+    },
+    async trained(r) {
+      f.calls.push(`trained ${r.run}`);
+      return o.trained ? o.trained(r) : { version: r.run + 1 };
+    },
+    async evaluate(r) {
+      f.calls.push(`evaluate ${r.run}`);
+      return { report: o.report ?? passing, production: 1 };
+    },
+    async reject(r, reason) {
+      f.rejected.push(reason);
+      f.inFlight.delete(r.run);
+    },
+    async rollout(r, onStep) {
+      for (const percent of r.spec.rollout.steps.slice(r.steps.length)) await onStep({ percent, pass: true, at: 0 });
+      f.inFlight.delete(r.run);
+      return { outcome: 'promoted', reason: 'every canary step passed' };
+    },
+  };
+  return f;
+}
+
+describe('pipeline runner', () => {
+  let nats: TestNats;
+  let nc: NatsConnection;
+  let store: PipelineStore;
+  const runners: PipelineRunner[] = [];
+  // A logical clock for the records: every stamp is later than the one before, no wall clock read.
+  let stamp = 0;
+  const runner = (stages: PipelineStages, instance = 'sched-a') => {
+    const r = new PipelineRunner({ store, stages, log, instance, tickMs: 100, now: () => ++stamp });
+    runners.push(r);
+    return r;
+  };
+  const apply = async (spec: object) => store.putSpec(await validatePipelineSpec({ model: 'fraud', data: { dataset: 'fraud' }, ...spec }, lookups));
+  const done = (name: string, run: number) => until(async () => ((await store.getRun(name, run))?.record.state === 'done' ? (await store.getRun(name, run))!.record : undefined), 20_000, `${name} run ${run} done`);
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    nc = await nats.connect(Role.SCHEDULER);
+    await ensureResources(nc);
+    store = await PipelineStore.open(nc);
+  });
+  afterAll(async () => {
+    for (const r of runners) r.stop();
+    await nats?.stop();
+  });
+
+  it('a manual run goes trigger → snapshot → job → report → canary steps → promoted, each recorded', async () => {
+    await apply({ name: 'manual', rollout: { steps: [10, 50, 100] } });
+    const stages = fakeStages();
+    const r = runner(stages);
+    await r.start();
+    expect(await r.fire('manual', { kind: 'manual', detail: 'by hand' })).toEqual({ run: 1, coalesced: false });
+    const rec = await done('manual', 1);
+    expect(rec).toMatchObject({ trigger: { kind: 'manual', detail: 'by hand' }, snapshot: { digest: 'ab'.repeat(32) }, jobId: 'pl-manual-1', candidate: { version: 2 }, production: { version: 1 }, report: passing, decision: { outcome: 'promoted' }, by: 'sched-a' });
+    expect(rec.steps.map((s) => s.percent)).toEqual([10, 50, 100]);
+    expect(stages.calls).toEqual(['snapshot 1', 'train 1 pl-manual-1', 'trained 1', 'evaluate 1']);
+    r.stop();
+  });
+
+  it('a candidate failing its gates is rejected with the report and never rolled out', async () => {
+    await apply({ name: 'gated' });
+    const stages = fakeStages({ report: failing });
+    const r = runner(stages);
+    await r.start();
+    await r.fire('gated', { kind: 'manual' });
+    const rec = await done('gated', 1);
+    expect(rec.decision).toMatchObject({ outcome: 'rejected', reason: 'AUC 0.50 vs production 0.90' });
+    expect(rec.report).toEqual(failing);
+    expect(rec.steps).toEqual([]);
+    expect(stages.rejected[0]).toMatch(/AUC 0\.50 vs production 0\.90/);
+    r.stop();
+  });
+
+  it('two triggers at once make one run; the second is recorded as coalesced', async () => {
+    await apply({ name: 'twice' });
+    const [a, b] = await Promise.all([store.trigger('twice', { kind: 'manual', at: 1 }), store.trigger('twice', { kind: 'alert', at: 2, detail: 'feature-drift' })]);
+    expect([a.coalesced, b.coalesced].sort()).toEqual([false, true]);
+    expect(a.run).toBe(1);
+    expect(b.run).toBe(1);
+    const runs = await store.runs('twice');
+    expect(runs).toHaveLength(1);
+    expect(runs[0]!.coalesced).toHaveLength(1);
+  });
+
+  it('an interval pipeline every second: runs never overlap, triggers during a run are coalesced into it', async () => {
+    await apply({ name: 'every', triggers: { interval: '1s' } });
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    // Run 1 trains until released; later runs train at once.
+    const stages = fakeStages({ trained: async (r) => (r.run === 1 ? gate.then(() => ({ version: 2 })) : { version: r.run + 1 }) });
+    const r = runner(stages);
+    await r.start();
+    await until(async () => ((await store.getRun('every', 1))?.record.coalesced.length ?? 0) >= 2 || undefined, 20_000, 'two interval triggers coalesced into run 1');
+    expect(await store.runNumbers('every')).toEqual([1]);
+    release();
+    await done('every', 1);
+    await done('every', 3);
+    r.stop();
+    await r.idle();
+    expect(stages.maxInFlight).toBe(1);
+    const runs = await store.runs('every');
+    expect(runs.every((x) => x.trigger.kind === 'interval')).toBe(true);
+    expect(runs[0]!.coalesced.every((c) => c.kind === 'interval')).toBe(true);
+    // Each run was started only after the one before it was done (logical stamps).
+    for (let i = 1; i < runs.length; i++) expect(runs[i]!.trigger.at).toBeGreaterThan(runs[i - 1]!.decision?.at ?? Infinity);
+  });
+
+  it('a new leader continues the same run from its record (the job is not submitted again)', async () => {
+    await apply({ name: 'failover' });
+    const hung = fakeStages({ trained: () => new Promise(() => undefined) });
+    const a = runner(hung, 'sched-a');
+    await a.start();
+    await a.fire('failover', { kind: 'manual' });
+    await until(async () => ((await store.getRun('failover', 1))?.record.state === 'training' ? true : undefined), 20_000, 'run 1 training');
+    a.stop(); // leadership lost
+    const fresh = fakeStages();
+    const b = runner(fresh, 'sched-b');
+    await b.start();
+    const rec = await done('failover', 1);
+    expect(rec).toMatchObject({ jobId: 'pl-failover-1', decision: { outcome: 'promoted' }, by: 'sched-b' });
+    expect(fresh.calls).toEqual(['trained 1', 'evaluate 1']);
+    expect(hung.calls.filter((c) => c.startsWith('train '))).toEqual(['train 1 pl-failover-1']);
+    expect(await store.runNumbers('failover')).toEqual([1]);
+    b.stop();
+  });
+});

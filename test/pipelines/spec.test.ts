@@ -1,0 +1,54 @@
+/** Applying a pipeline: each refusal names the field. */
+import { describe, expect, it } from 'vitest';
+import { parseInterval, validatePipelineSpec, type SpecLookups } from '../../ml/pipelines/index.ts';
+
+const lookups: SpecLookups = {
+  modelMetrics: async (m) => (m === 'fraud' ? ['auc', 'f1', 'ece'] : undefined),
+  datasetExists: async (d) => d === 'fraud' || d === 'fraud-holdout',
+  viewExists: async (v) => v === 'txn_stats',
+};
+const base = { name: 'fraud-nightly', model: 'fraud', triggers: { interval: '24h' }, data: { dataset: 'fraud' } };
+const refusal = async (spec: unknown) => {
+  try {
+    await validatePipelineSpec(spec, lookups);
+  } catch (err) {
+    return (err as { code: string; message: string });
+  }
+  throw new Error('accepted');
+};
+
+describe('pipeline spec', () => {
+  it('a valid spec gets its defaults (spot training, AUC gate, 5/25/50/100 canary)', async () => {
+    const s = await validatePipelineSpec(base, lookups);
+    expect(s.training).toMatchObject({ type: 'logreg', spotOk: true });
+    expect(s.gates).toMatchObject({ metric: 'auc', maxDrop: 0.01, confidence: 0.95 });
+    expect(s.rollout.steps).toEqual([5, 25, 50, 100]);
+  });
+
+  it('refuses an unknown model, dataset, view or holdout naming the field', async () => {
+    expect(await refusal({ ...base, model: 'nope' })).toMatchObject({ code: 'SHOAL_ERR_BAD_INPUT', message: expect.stringMatching(/^pipeline model: .*"nope"/) });
+    expect((await refusal({ ...base, data: { dataset: 'gone' } })).message).toMatch(/^pipeline data\.dataset: .*"gone"/);
+    expect((await refusal({ ...base, data: { view: 'gone' } })).message).toMatch(/^pipeline data\.view: .*"gone" not found/);
+    expect((await refusal({ ...base, gates: { holdout: 'gone' } })).message).toMatch(/^pipeline gates\.holdout: /);
+    expect((await refusal({ ...base, data: {} })).message).toMatch(/^pipeline data: /);
+  });
+
+  it('refuses a malformed interval or a cron expression naming triggers.interval', async () => {
+    expect((await refusal({ ...base, triggers: { interval: 'every day' } })).message).toMatch(/^pipeline triggers\.interval: /);
+    expect((await refusal({ ...base, triggers: { interval: '0 3 * * *' } })).message).toMatch(/^pipeline triggers\.interval: .*cron/);
+    expect((await refusal({ ...base, triggers: { interval: '500ms' } })).message).toMatch(/^pipeline triggers\.interval: .*shorter than one second/);
+    expect(parseInterval('2s')).toBe(2000);
+    expect(parseInterval('1.5h')).toBe(5_400_000);
+  });
+
+  it('refuses a gate on a metric the model does not report, naming gates.metric', async () => {
+    expect((await refusal({ ...base, gates: { metric: 'rmse' } })).message).toMatch(/^pipeline gates\.metric: model "fraud" does not report "rmse" \(it reports auc, f1, ece\)/);
+  });
+
+  it('refuses unknown fields and bad shapes at their path', async () => {
+    expect((await refusal({ ...base, rollout: { steps: [50, 25] } })).message).toMatch(/^pipeline rollout\.steps\.1: /);
+    expect((await refusal({ ...base, training: { steps: 0 } })).message).toMatch(/^pipeline training\.steps: /);
+    expect((await refusal({ ...base, extra: 1 })).message).toMatch(/^pipeline /);
+    expect((await refusal({ ...base, name: 'a b' })).message).toMatch(/^pipeline name: /);
+  });
+});
