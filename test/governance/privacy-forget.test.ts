@@ -17,7 +17,8 @@ import type { FastifyInstance } from 'fastify';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ContentType, Role, createLogger, decode, resources, subjects, type NatsConnection } from '../../cluster/index.ts';
-import { FeatureClient, OfflineStore, entityRef, type BuildResult, type LabeledRecord, type LoggedEvent, type PredictionBatch, type StoredLabel } from '../../ml/index.ts';
+import { FeatureClient, OfflineStore, entityRef, type BuildResult, type LabeledRecord, type LoggedEvent, type StoredLabel } from '../../ml/index.ts';
+import { batchRecords } from '../../ml/monitoring/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
@@ -51,7 +52,8 @@ describe('erasure of an entity (real cluster, shoal privacy forget)', () => {
       p.on('close', (code) => resolve({ code, out, err }));
     });
   const decoded = async <T>(stream: string): Promise<T[]> => ((await allStreamMessages(sched)).get(stream) ?? []).map((m) => decode(m.subarray(m.indexOf(0) + 1), ContentType.MSGPACK) as T);
-  const predictions = async () => (await decoded<PredictionBatch>(r.streams.predictions)).flatMap((b) => b.records);
+  // Columnar batches (and older {records} messages) expanded to records; replica profiles skipped.
+  const predictions = async () => (await decoded<unknown>(r.streams.predictions)).flatMap((b) => batchRecords(b) ?? []);
   /** Rows per customer in the view's compacted Parquet files. */
   const parquetRows = async (): Promise<Record<string, number>> => {
     const off = await OfflineStore.open(sched);
