@@ -7,6 +7,7 @@
 import cliProgress from 'cli-progress';
 import { Errors, parseFlags, type Config, type JobRecord } from '../cluster/index.ts';
 import { JobClient, submitBatch } from '../ml/index.ts';
+import { followWithBar } from './jobs.ts';
 import { connectClient } from './status.ts';
 
 export const BATCH_FLAGS = ['model', 'dataset', 'out', 'shard-rows', 'replicas', 'id', 'no-wait', 'json'] as const;
@@ -47,19 +48,7 @@ export async function batchCommand(argv: string[], config: Config): Promise<numb
     if (flags.has('no-wait')) return 0;
     const tty = process.stdout.isTTY === true;
     const bar = new cliProgress.SingleBar({ format: ' {state} |{bar}| shard {value}/{total}  {rows} rows  {rps} rows/s  ${cost}', hideCursor: true, noTTYOutput: !tty, notTTYSchedule: 2000 }, cliProgress.Presets.shades_classic);
-    let started = false;
-    const done = await jobs.follow(id, (r) => {
-      const p = (r.progress ?? {}) as { step?: number; steps?: number; rows?: number; rowsPerSec?: number; costSoFar?: number };
-      const payload = { state: r.state.padEnd(12), rows: p.rows ?? 0, rps: Math.round(p.rowsPerSec ?? 0), cost: (p.costSoFar ?? 0).toFixed(5) };
-      if (!started) {
-        bar.start(p.steps ?? 1, p.step ?? 0, payload);
-        started = true;
-      } else {
-        if (p.steps) bar.setTotal(p.steps);
-        bar.update(p.step ?? 0, payload);
-      }
-    });
-    if (started) bar.stop();
+    const done = await followWithBar(jobs, id, bar, (r, p: { rows?: number; rowsPerSec?: number; costSoFar?: number }) => ({ state: r.state.padEnd(12), rows: p.rows ?? 0, rps: Math.round(p.rowsPerSec ?? 0), cost: (p.costSoFar ?? 0).toFixed(5) }));
     process.stdout.write(flags.has('json') ? `${JSON.stringify(done, null, 2)}\n` : `${summary(done)}\n`);
     return done.state === 'succeeded' ? 0 : 1;
   } finally {

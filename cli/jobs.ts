@@ -38,6 +38,27 @@ function summary(r: JobRecord): string {
   return lines.join('\n');
 }
 
+/**
+ * Follows a job to its end, drawing its `progress.step/steps` on `bar` with the fields `payload`
+ * picks from each record (shared by `shoal submit` and `shoal batch score`).
+ */
+export async function followWithBar<P extends object>(jobs: JobClient, id: string, bar: cliProgress.SingleBar, payload: (r: JobRecord, p: P) => Record<string, unknown>): Promise<JobRecord> {
+  let started = false;
+  const done = await jobs.follow(id, (r) => {
+    const p = (r.progress ?? {}) as P & { step?: number; steps?: number };
+    const fields = payload(r, p);
+    if (!started) {
+      bar.start(p.steps ?? 1, p.step ?? 0, fields);
+      started = true;
+    } else {
+      if (p.steps) bar.setTotal(p.steps);
+      bar.update(p.step ?? 0, fields);
+    }
+  });
+  if (started) bar.stop();
+  return done;
+}
+
 export async function jobsCommand(cmd: 'submit' | 'jobs' | 'cancel' | 'datasets', argv: string[], config: Config): Promise<number> {
   const { flags, positionals } = parseFlags(argv);
   const nc = await connectClient(config);
@@ -62,19 +83,7 @@ export async function jobsCommand(cmd: 'submit' | 'jobs' | 'cancel' | 'datasets'
       { format: ' {state} |{bar}| step {value}/{total}  loss {loss}  {sps} samples/s  ${cost}', hideCursor: true, noTTYOutput: !tty, notTTYSchedule: 2000 },
       cliProgress.Presets.shades_classic,
     );
-    let started = false;
-    const done = await jobs.follow(id, (r) => {
-      const p = (r.progress ?? {}) as { step?: number; steps?: number; loss?: number; samplesPerSec?: number; costSoFar?: number };
-      const payload = { state: r.state.padEnd(12), loss: p.loss?.toFixed(4) ?? '-', sps: Math.round(p.samplesPerSec ?? 0), cost: (p.costSoFar ?? 0).toFixed(5) };
-      if (!started) {
-        bar.start(p.steps ?? 1, p.step ?? 0, payload);
-        started = true;
-      } else {
-        if (p.steps) bar.setTotal(p.steps);
-        bar.update(p.step ?? 0, payload);
-      }
-    });
-    if (started) bar.stop();
+    const done = await followWithBar(jobs, id, bar, (r, p: { loss?: number; samplesPerSec?: number; costSoFar?: number }) => ({ state: r.state.padEnd(12), loss: p.loss?.toFixed(4) ?? '-', sps: Math.round(p.samplesPerSec ?? 0), cost: (p.costSoFar ?? 0).toFixed(5) }));
     process.stdout.write(flags.has('json') ? `${JSON.stringify(done, null, 2)}\n` : `${summary(done)}\n`);
     return done.state === 'succeeded' ? 0 : 1;
   } finally {

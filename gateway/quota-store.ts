@@ -52,6 +52,15 @@ export class RateCounter {
     return this.#opening;
   }
 
+  #lastUnreachable = -Infinity;
+
+  #unreachable(why: string): void {
+    const now = this.now();
+    if (now - this.#lastUnreachable < 60_000) return;
+    this.#lastUnreachable = now;
+    this.log?.warn({ why }, 'the rate-window bucket did not answer: counting this gateway\'s requests locally until it does');
+  }
+
   #warn(why: string): void {
     if (this.#warned) return;
     this.#warned = true;
@@ -62,8 +71,15 @@ export class RateCounter {
     if (!this.#opening) await this.open();
     else if (!this.#shared) await this.#opening;
     if (this.#shared) {
-      const c = await this.#shared.add(key);
-      return { current: c.current, ttlMs: c.ttlMs };
+      try {
+        const c = await this.#shared.add(key);
+        return { current: c.current, ttlMs: c.ttlMs };
+      } catch (err) {
+        // The bucket unreachable for now (a NATS server lost, a failover in progress): the quota
+        // is counted by this gateway alone for this request rather than failing it — rate
+        // accounting never takes serving down. Logged at most once a minute.
+        this.#unreachable((err as Error).message);
+      }
     }
     const d = this.#local.hit(key, limit);
     return { current: d.allowed ? limit - d.remaining : limit + 1, ttlMs: d.resetSeconds * 1000 };
