@@ -133,8 +133,13 @@ describe('shoal up / shoal status (real processes)', () => {
     await until(() => (/gateway restarted \(pid \d+\)/.test(output) && /node:cpu-ondemand-1 restarted \(pid \d+\)/.test(output) ? true : undefined), 30_000, `restarts in:\n${output}`);
     expect(output).toMatch(new RegExp(`gateway \\(pid ${gw.pid}\\) exited unexpectedly \\(SIGKILL\\); restarting it in 1 s`));
     // The new gateway answers where cluster.json now says (gateway.port 0: a new port).
-    const info = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as ClusterInfo;
-    expect((await fetch(`${info.gatewayUrl}/v2/health/ready`)).status).toBe(200);
+    // ("restarted" is printed when the process is spawned; it listens and rewrites cluster.json a moment later.)
+    const ready = await until(async () => {
+      const info = JSON.parse(readFileSync(join(dataDir, 'cluster.json'), 'utf8')) as ClusterInfo;
+      const res = await fetch(`${info.gatewayUrl}/v2/health/ready`).catch(() => undefined);
+      return res?.status === 200 ? res.status : undefined;
+    }, 30_000, 'the restarted gateway ready where cluster.json says');
+    expect(ready).toBe(200);
     const after = await until(() => {
       const r = JSON.parse(shoal(['status', '--json'], cwd).stdout) as StatusReport;
       const n = r.processes.find((p) => p.role === 'node' && p.id === 'cpu-ondemand-1');
