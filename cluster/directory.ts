@@ -8,6 +8,7 @@ import type { KV, KvEntry } from '@nats-io/kv';
 import { decode, encode } from './codec.ts';
 import { Errors } from './errors.ts';
 import { isCasConflict } from './nats-errors.ts';
+import { kvKeys } from './resources.ts';
 import { LifecycleState, type DirectoryEntry } from './wire.ts';
 
 export interface Versioned {
@@ -67,9 +68,7 @@ export class Directory {
 
   async list(): Promise<Versioned[]> {
     const out: Versioned[] = [];
-    const keys: string[] = [];
-    for await (const k of await this.kv.keys()) keys.push(k);
-    for (const k of keys) {
+    for (const k of await kvKeys(this.kv)) {
       const v = await this.get(k);
       if (v) out.push(v);
     }

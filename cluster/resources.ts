@@ -199,3 +199,14 @@ async function ensureStreamOnce(jsm: Jsm, cfg: StreamConfig): Promise<void> {
 export async function openBucket(nc: NatsConnection, name: string): Promise<KV> {
   return new Kvm(nc).open(name);
 }
+
+/**
+ * The keys of a bucket under `filter`, each once, sorted. `KV.keys()` reads the last value per
+ * subject through a consumer and can yield a key twice when it is written while the listing runs
+ * (the update is delivered too); callers that count or list records need each key once.
+ */
+export async function kvKeys(kv: KV, filter = '>'): Promise<string[]> {
+  const seen = new Set<string>();
+  for await (const k of await kv.keys(filter)) seen.add(k);
+  return [...seen].sort();
+}

@@ -13,7 +13,7 @@
  * They are asked every `pollMs` while a page is open (`feed.watched()`); a failed read is shown
  * on the panel as a readable message, never a blank.
  */
-import { openBucket, resources, type NatsConnection, type Subjects } from '../cluster/index.ts';
+import { kvKeys, openBucket, resources, type NatsConnection, type Subjects } from '../cluster/index.ts';
 import { modelMonitoring, registryKeys, type WindowReport } from '../ml/index.ts';
 import { costAdvice, costReport } from '../scheduler/index.ts';
 import type { MonitoringGauges } from './monitoring.ts';
@@ -85,9 +85,7 @@ class MonitoringSource extends PolledSource {
   protected async read(): Promise<unknown> {
     const kv = await openBucket(this.deps.nc, resources(this.deps.subjects.prefix).buckets.models);
     const prefix = registryKeys.deployment('');
-    const names: string[] = [];
-    for await (const k of await kv.keys(`${prefix}>`)) names.push(k.slice(prefix.length));
-    names.sort();
+    const names = (await kvKeys(kv, `${prefix}>`)).map((k) => k.slice(prefix.length));
     const models = await Promise.all(
       names.map(async (name) => {
         try {

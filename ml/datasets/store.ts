@@ -10,7 +10,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { decode, encode, resources } from '../../cluster/index.ts';
+import { decode, encode, kvKeys, resources } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { deserialize, serialize, sha256hex, split, type Dataset } from './dataset.ts';
 
@@ -90,7 +90,7 @@ export class DatasetStore {
       if (!e || e.operation !== 'PUT') throw MlErrors.DATASET_NOT_FOUND(ref);
       return decode(e.value) as DatasetVersion;
     }
-    for await (const k of await this.kv.keys(`*.${at}`)) {
+    for (const k of await kvKeys(this.kv, `*.${at}`)) {
       const e = await this.kv.get(k);
       if (e && e.operation === 'PUT') return decode(e.value) as DatasetVersion;
     }

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import type { KV } from '@nats-io/kv';
 import { Value } from '@sinclair/typebox/value';
-import { isCasConflict, openBucket, resources, type NatsConnection } from '../../cluster/index.ts';
+import { isCasConflict, kvKeys, openBucket, resources, type NatsConnection } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { FeatureViewDef, type FeatureViewRecord, type FeatureViewVersion, type FittedView, type RawValue } from './schemas.ts';
 import { checkDefinition, compileEncoder, fitView, type Encoder } from './transforms.ts';
@@ -105,7 +105,7 @@ export class FeatureViews {
 
   async list(): Promise<FeatureViewRecord[]> {
     const out: FeatureViewRecord[] = [];
-    for await (const k of await this.#kv.keys()) {
+    for (const k of await kvKeys(this.#kv)) {
       if (k.includes('.')) continue;
       const h = await this.#head(k);
       if (h) out.push(h.record);

@@ -6,7 +6,7 @@
  * so two triggers racing make one run and the second is recorded as coalesced.
  */
 import { Kvm, type KV } from '@nats-io/kv';
-import { resources, type NatsConnection } from '../../cluster/index.ts';
+import { kvKeys, resources, type NatsConnection } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import type { GateReport } from './gates.ts';
 import type { PipelineSpec } from './spec.ts';
@@ -84,9 +84,7 @@ export class PipelineStore {
   }
 
   async specNames(): Promise<string[]> {
-    const out: string[] = [];
-    for await (const k of await this.kv.keys('spec.*')) out.push(k.slice('spec.'.length));
-    return out.sort();
+    return (await kvKeys(this.kv, 'spec.*')).map((k) => k.slice('spec.'.length));
   }
 
   async getRun(name: string, n: number): Promise<{ record: RunRecord; revision: number } | undefined> {
@@ -97,11 +95,8 @@ export class PipelineStore {
 
   /** Runs of a pipeline, oldest first. */
   async runs(name: string): Promise<RunRecord[]> {
-    const keys: string[] = [];
-    for await (const k of await this.kv.keys(`run.${name}.*`)) keys.push(k);
-    keys.sort();
     const out: RunRecord[] = [];
-    for (const k of keys) {
+    for (const k of await kvKeys(this.kv, `run.${name}.*`)) {
       const e = await this.kv.get(k);
       if (e && e.operation === 'PUT' && e.value.length > 0) out.push(parse<RunRecord>(e.value));
     }
@@ -156,9 +151,7 @@ export class PipelineStore {
   }
 
   async runNumbers(name: string): Promise<number[]> {
-    const out: number[] = [];
-    for await (const k of await this.kv.keys(`run.${name}.*`)) out.push(Number(k.slice(`run.${name}.`.length)));
-    return out.sort((a, b) => a - b);
+    return (await kvKeys(this.kv, `run.${name}.*`)).map((k) => Number(k.slice(`run.${name}.`.length))).sort((a, b) => a - b);
   }
 
   /** Compare-and-swap of a run record; false when it changed since `revision`. */

@@ -22,7 +22,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import * as ort from 'onnxruntime-node';
-import { isCasConflict, resources, type NatsConnection } from '../../cluster/index.ts';
+import { isCasConflict, kvKeys, resources, type NatsConnection } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { decodeOip } from '../serving/codecs/oip.ts';
 import { ORT_TYPE, datatypeFromOrt, type TensorSpec } from '../tensor.ts';
@@ -398,10 +398,9 @@ export class ModelRegistry {
   }
 
   async list(): Promise<ModelSummary[]> {
-    const names: string[] = [];
-    for await (const k of await this.kv.keys('model.*')) names.push(k.slice('model.'.length));
+    const names = (await kvKeys(this.kv, 'model.*')).map((k) => k.slice('model.'.length));
     const out: ModelSummary[] = [];
-    for (const n of names.sort()) {
+    for (const n of names) {
       const v = await this.#getRecord(n);
       if (v) out.push({ name: n, latest: v.record.latest, versions: v.record.versions, aliases: v.record.aliases, updatedAt: v.record.updatedAt });
     }

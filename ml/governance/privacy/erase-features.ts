@@ -24,7 +24,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { ContentType, decode, encode, isCasConflict, resources, subjects as subjectsOf, type NatsConnection } from '../../../cluster/index.ts';
+import { ContentType, decode, encode, isCasConflict, kvKeys, resources, subjects as subjectsOf, type NatsConnection } from '../../../cluster/index.ts';
 import { MlErrors } from '../../errors.ts';
 import { OfflineStore, manifestKey, sqlString, type OfflineFile } from '../../features/offline.ts';
 import type { FeatureViewDef, LoggedEvent } from '../../features/schemas.ts';
@@ -63,7 +63,7 @@ export async function eraseFromView(nc: NatsConnection, prefix: string, def: Fea
   // Online: every key of the view whose matched tokens are the entity's (keys are `<view>.<b64(k1)>…`).
   const kv = await new Kvm(nc).open(r.buckets.online);
   const keys: string[] = [];
-  for await (const k of await kv.keys(`${def.name}.>`)) {
+  for (const k of await kvKeys(kv, `${def.name}.>`)) {
     // A streaming aggregate view's records carry its definition's digest first (`<view>.=<digest>.<keys…>`, aggregate-store.ts).
     let tokens = k.split('.').slice(1);
     if (tokens[0]?.startsWith('=')) tokens = tokens.slice(1);

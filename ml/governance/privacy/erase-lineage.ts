@@ -5,7 +5,7 @@
  * does not rewrite them; it lists them so their owners can rebuild and retrain.
  */
 import { Kvm } from '@nats-io/kv';
-import { decode, resources, type NatsConnection } from '../../../cluster/index.ts';
+import { decode, kvKeys, resources, type NatsConnection } from '../../../cluster/index.ts';
 import type { DatasetVersion } from '../../datasets/store.ts';
 import { ModelRegistry } from '../../registry/registry.ts';
 
@@ -33,7 +33,7 @@ export async function builtFrom(nc: NatsConnection, prefix: string, firstSeq: Re
   const out: BuiltFrom = { datasets: [], models: [] };
   if (firstSeq.size === 0) return out;
   const kv = await new Kvm(nc).open(resources(prefix).buckets.datasets);
-  for await (const k of await kv.keys('*.*')) {
+  for (const k of await kvKeys(kv, '*.*')) {
     const e = await kv.get(k);
     if (!e || e.operation !== 'PUT') continue;
     const d = decode(e.value) as DatasetVersion;

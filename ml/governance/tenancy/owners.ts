@@ -10,7 +10,7 @@
  * request costs a Map lookup, no round trip.
  */
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
-import { isCasConflict, resources, type NatsConnection } from '../../../cluster/index.ts';
+import { isCasConflict, kvKeys, resources, type NatsConnection } from '../../../cluster/index.ts';
 import { MlErrors } from '../../errors.ts';
 
 export const DEFAULT_TENANT = 'default';
@@ -55,9 +55,7 @@ export class OwnerBook {
     })();
     this.#stop = () => w.stop();
     // The watch replays the current records too; reading them here makes "caught up" certain.
-    const keys: string[] = [];
-    for await (const k of await this.#kv.keys()) keys.push(k);
-    for (const k of keys) {
+    for (const k of await kvKeys(this.#kv)) {
       const e = await this.#kv.get(k);
       if (e && e.operation === 'PUT' && e.value.length > 0 && !this.#cache.has(k)) this.#cache.set(k, fromUtf8.decode(e.value));
     }
