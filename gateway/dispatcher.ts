@@ -311,6 +311,7 @@ export class InferenceDispatcher {
     let heldBytes = 0;
     for (const h of held) heldBytes += h.ref.size;
     const data = encode({ type: 'infer-json', items });
+    let hedgeData: Uint8Array | undefined;
     const traced = tracing.on ? this.#publishSpan(subject, service, batch) : undefined;
     let out: SendOutcome;
     try {
@@ -321,7 +322,8 @@ export class InferenceDispatcher {
         deadline,
         maxAttempts: this.#o.maxAttempts,
         hedgeExtraMs: heldBytes / PULL_BYTES_PER_MS,
-        ask: (direct, timeoutMs) => this.#mux.ask<InferJsonReply>(direct ? this.#subjects.actor(direct) : subject, service, data, timeoutMs, traced?.headers),
+        ask: (direct, timeoutMs, hedge) =>
+          this.#mux.ask<InferJsonReply>(direct ? this.#subjects.actor(direct) : subject, service, hedge ? (hedgeData ??= encode({ type: 'infer-json', items, hedge: true })) : data, timeoutMs, traced?.headers),
         onCopy: () => this.#o.onMessage?.(service, batch.length),
       });
     } finally {

@@ -94,7 +94,8 @@ export interface HedgedSendOptions {
    */
   hedgeExtraMs?: number;
   /** Sends one copy: to the queue group, or to one replica's actor subject. */
-  ask(direct: string | undefined, timeoutMs: number): Promise<InferJsonReply>;
+  /** Sends one copy; `hedge` when another copy is still out (the replica then leaves it out of the prediction log). */
+  ask(direct: string | undefined, timeoutMs: number, hedge: boolean): Promise<InferJsonReply>;
   onCopy?(): void;
 }
 
@@ -123,7 +124,7 @@ class HedgedSend {
     this.#hedgeWait = o.health.hedgeDelayMs + (o.hedgeExtraMs ?? 0);
   }
 
-  send = (direct?: string): void => {
+  send = (direct?: string, hedge = false): void => {
     this.#timer = undefined;
     if (this.#settled) return;
     const left = this.o.deadline - Date.now();
@@ -135,7 +136,7 @@ class HedgedSend {
     this.#copies++;
     this.o.onCopy?.();
     const sentAt = performance.now();
-    this.o.ask(direct, left).then(
+    this.o.ask(direct, left, hedge && this.#copies > 1).then(
       (reply) => this.#onReply(reply, performance.now() - sentAt),
       (err: ShoalError) => this.#onError(err),
     );
@@ -172,7 +173,7 @@ class HedgedSend {
     const to = this.o.health.freshest(this.#hedgedTo);
     if (to) this.#hedgedTo.add(to);
     this.#hedgeWait *= 2;
-    this.send(to);
+    this.send(to, true);
   };
 
   #giveUp(): void {

@@ -61,6 +61,8 @@ export interface PredictionLogStats {
   unprofiled: number;
   /** Profile delta messages published. */
   profiles: number;
+  /** Requests of hedged copies answered but not logged or profiled (their first copy was). */
+  hedged: number;
 }
 
 /** A tensor as the log reads it. */
@@ -106,7 +108,7 @@ export class PredictionLog {
   #failing = false;
   #closed = false;
   readonly #stopTimer: () => void;
-  readonly #stats: PredictionLogStats = { sampled: 0, buffered: 0, published: 0, dropped: 0, publishFailed: 0, pending: 0, batches: 0, profiled: 0, unprofiled: 0, profiles: 0 };
+  readonly #stats: PredictionLogStats = { sampled: 0, buffered: 0, published: 0, dropped: 0, publishFailed: 0, pending: 0, batches: 0, profiled: 0, unprofiled: 0, profiles: 0, hedged: 0 };
 
   constructor(o: PredictionLogOptions) {
     this.#o = o;
@@ -119,6 +121,11 @@ export class PredictionLog {
     this.#profileMs = o.spec.profileMs ?? 1000;
     this.#profiledAt = this.#clock.now();
     this.#stopTimer = every(this.#clock, o.spec.flushMs ?? 200, () => void this.flush());
+  }
+
+  /** Counts requests of a hedged copy, answered without the log. */
+  countHedged(requests: number): void {
+    this.#stats.hedged += requests;
   }
 
   stats(): PredictionLogStats {

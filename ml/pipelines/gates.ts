@@ -6,52 +6,18 @@
  * equal-width bins; fairness reuses the governance judge.
  */
 import { judge as judgeFairness, type FairnessAudit, type FairnessPolicy } from '../governance/fairness/index.ts';
-
-/** ψ(x, y) counts: for each score in `xs`, how many of `sorted` are below it plus half the ties. */
-function placements(xs: ArrayLike<number>, sorted: Float64Array): Float64Array {
-  const out = new Float64Array(xs.length);
-  for (let i = 0; i < xs.length; i++) {
-    const x = xs[i]!;
-    let lo = 0;
-    let hi = sorted.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (sorted[mid]! < x) lo = mid + 1;
-      else hi = mid;
-    }
-    let eq = lo;
-    while (eq < sorted.length && sorted[eq] === x) eq++;
-    out[i] = (lo + (eq - lo) / 2) / sorted.length;
-  }
-  return out;
-}
-
-interface Components {
-  auc: number;
-  /** V10 per positive, V01 per negative (DeLong's structural components). */
-  v10: Float64Array;
-  v01: Float64Array;
-}
-
-function components(p: ArrayLike<number>, y: ArrayLike<number>): Components {
-  const pos: number[] = [];
-  const neg: number[] = [];
-  for (let i = 0; i < y.length; i++) (y[i]! > 0.5 ? pos : neg).push(p[i]!);
-  if (pos.length === 0 || neg.length === 0) throw new RangeError('AUC needs at least one positive and one negative label');
-  const sp = Float64Array.from(pos).sort();
-  const sn = Float64Array.from(neg).sort();
-  const v10 = placements(pos, sn);
-  // For a negative, the share of positives above it: 1 − (below + ties/2)/m.
-  const below = placements(neg, sp);
-  const v01 = below.map((b) => 1 - b);
-  let s = 0;
-  for (const v of v10) s += v;
-  return { auc: s / v10.length, v10, v01 };
-}
+import { calibration, delongComponents } from '../monitoring/stats/quality.ts';
+import { normalQuantile } from '../monitoring/stats/special.ts';
 
 /** Area under the ROC curve (Mann–Whitney, ties count half). */
 export function auc(p: ArrayLike<number>, y: ArrayLike<number>): number {
   return components(p, y).auc;
+}
+
+function components(p: ArrayLike<number>, y: ArrayLike<number>): { auc: number; v10: Float64Array; v01: Float64Array } {
+  const c = delongComponents(p, y);
+  if (!c) throw new RangeError('AUC needs at least one positive and one negative label');
+  return c;
 }
 
 const cov = (a: Float64Array, b: Float64Array): number => {
@@ -82,24 +48,6 @@ export interface AucComparison {
   confidence: number;
 }
 
-/** Standard normal quantile (Acklam's rational approximation, |error| < 1.2e-9). */
-export function normalQuantile(q: number): number {
-  if (!(q > 0 && q < 1)) throw new RangeError(`quantile ${q} is not in (0, 1)`);
-  const a = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2, -3.066479806614716e1, 2.506628277459239];
-  const b = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-  const c = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-  const d = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
-  const lowTail = 0.02425;
-  if (q < lowTail) {
-    const t = Math.sqrt(-2 * Math.log(q));
-    return (((((c[0]! * t + c[1]!) * t + c[2]!) * t + c[3]!) * t + c[4]!) * t + c[5]!) / ((((d[0]! * t + d[1]!) * t + d[2]!) * t + d[3]!) * t + 1);
-  }
-  if (q > 1 - lowTail) return -normalQuantile(1 - q);
-  const s = q - 0.5;
-  const r = s * s;
-  return ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * s) / (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1);
-}
-
 /** Paired DeLong comparison of two scorings of the same rows. */
 export function compareAuc(candidate: ArrayLike<number>, production: ArrayLike<number>, y: ArrayLike<number>, confidence = 0.95): AucComparison {
   if (candidate.length !== y.length || production.length !== y.length) throw new RangeError('candidate, production and labels must have one value per holdout row');
@@ -114,20 +62,9 @@ export function compareAuc(candidate: ArrayLike<number>, production: ArrayLike<n
   return { candidate: a.auc, production: b.auc, delta, se, low: delta - normalQuantile(confidence) * se, confidence };
 }
 
-/** Expected calibration error over `bins` equal-width probability bins. */
+/** Expected calibration error over `bins` equal-width probability bins (monitoring's calibration; 0 with no rows). */
 export function ece(p: ArrayLike<number>, y: ArrayLike<number>, bins = 10): number {
-  const count = new Float64Array(bins);
-  const sumP = new Float64Array(bins);
-  const sumY = new Float64Array(bins);
-  for (let i = 0; i < p.length; i++) {
-    const b = Math.min(bins - 1, Math.max(0, Math.floor(p[i]! * bins)));
-    count[b]!++;
-    sumP[b]! += p[i]!;
-    sumY[b]! += y[i]!;
-  }
-  let e = 0;
-  for (let b = 0; b < bins; b++) if (count[b]! > 0) e += Math.abs(sumP[b]! - sumY[b]!) / p.length;
-  return e;
+  return p.length === 0 ? 0 : calibration(p, y, bins).ece;
 }
 
 export interface GatePolicy {

@@ -229,7 +229,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
       case 'infer-json':
         if (this.#broken) throw this.#broken;
         // Bodies larger than one NATS message are pulled before, and held after (large-payloads.ts).
-        return withLargePayloads(this.ctx, m.items, (items) => this.#inferJson(items));
+        return withLargePayloads(this.ctx, m.items, (items) => this.#inferJson(items, m.hedge === true));
       case 'ready':
         return {
           ready: true,
@@ -323,15 +323,18 @@ export class InferenceActor extends Actor<InferenceMsg> {
   }
 
   /** HTTP bodies forwarded by the gateway: parsed, checked and answered here. */
-  async #inferJson(items: JsonItem[]): Promise<InferJsonReply> {
-    const results = items.some((it) => it.explain) ? await this.#withExplain(items) : await serveJson(this.#runner, items);
+  async #inferJson(items: JsonItem[], hedge: boolean): Promise<InferJsonReply> {
+    // A hedged copy is answered but not logged: the copy first sent logs it (monitoring counts each request once).
+    const runner = hedge ? { ...this.#runner, log: undefined } : this.#runner;
+    if (hedge) this.#log?.countHedged(items.length);
+    const results = items.some((it) => it.explain) ? await this.#withExplain(items, runner) : await serveJson(runner, items);
     return { results, queueRows: this.#batcher.queueRows, actorId: this.ctx.actorId, version: this.#mv.version };
   }
 
   /** A message with explain requests: those to the explainer, the others served as usual, answers in order. */
-  async #withExplain(items: JsonItem[]): Promise<InferJsonReply['results']> {
+  async #withExplain(items: JsonItem[], runner: RequestRunner): Promise<InferJsonReply['results']> {
     const plain = items.filter((it) => !it.explain);
-    const served = plain.length > 0 ? serveJson(this.#runner, plain) : Promise.resolve([]);
+    const served = plain.length > 0 ? serveJson(runner, plain) : Promise.resolve([]);
     const explained = Promise.all(items.map((it) => (it.explain ? this.#explain(it) : undefined)));
     const [p, e] = await Promise.all([served, explained]);
     let k = 0;

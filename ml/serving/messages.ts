@@ -62,7 +62,16 @@ export const InferenceMsg = Type.Union([
   /** One or more requests in one NATS message (a gateway coalesces concurrent requests). */
   Type.Object({ type: Type.Literal('infer'), items: Type.Array(InferItem, { minItems: 1, maxItems: 4096 }) }),
   /** The same for HTTP bodies: each gets its own JSON response body or error. */
-  Type.Object({ type: Type.Literal('infer-json'), items: Type.Array(JsonItem, { minItems: 1, maxItems: 4096 }) }),
+  Type.Object({
+    type: Type.Literal('infer-json'),
+    items: Type.Array(JsonItem, { minItems: 1, maxItems: 4096 }),
+    /**
+     * A hedged copy (gateway/hedged-send.ts): the same requests are with another replica too, so
+     * this one answers them without logging or profiling them — the first copy does, and model
+     * monitoring counts every served request once.
+     */
+    hedge: Type.Optional(Type.Boolean()),
+  }),
   Type.Object({ type: Type.Literal('stats') }),
   Type.Object({ type: Type.Literal('ready') }),
 ]);

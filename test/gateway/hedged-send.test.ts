@@ -18,6 +18,7 @@ describe('sendHedged', () => {
     const health = new ServiceHealth({ hedgeAfterMs: 50, hedgeLatencyFactor: 4, hedgeBudget: 10 });
     health.answered('replica-b');
     const copies: (string | undefined)[] = [];
+    const hedges: boolean[] = [];
     const answers: ((r: InferJsonReply) => void)[] = [];
     let outcome: SendOutcome | undefined;
     void sendHedged({
@@ -27,12 +28,13 @@ describe('sendHedged', () => {
       deadline: Date.now() + 20_000,
       maxAttempts: 8,
       hedgeExtraMs,
-      ask: (direct) => {
+      ask: (direct, _timeoutMs, hedge) => {
         copies.push(direct);
+        hedges.push(hedge);
         return new Promise((resolve) => answers.push(resolve));
       },
     }).then((o) => (outcome = o));
-    return { copies, answers, outcome: () => outcome };
+    return { copies, hedges, answers, outcome: () => outcome };
   }
 
   it('a small message is hedged after hedgeAfterMs, straight to the replica that answered last', async () => {
@@ -42,6 +44,8 @@ describe('sendHedged', () => {
     expect(s.copies).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(1);
     expect(s.copies).toEqual([undefined, 'replica-b']);
+    // The hedge says so, so its replica answers without logging the requests the first copy logs.
+    expect(s.hedges).toEqual([false, true]);
     s.answers[1]!(reply('replica-b'));
     await vi.advanceTimersByTimeAsync(0);
     expect(s.outcome()).toMatchObject({ reply: { actorId: 'replica-b' }, attempts: 2 });

@@ -246,6 +246,19 @@ describe('prediction log and feedback (real cluster, virtual clock for the label
     expect(pl.buffered + pl.dropped).toBe(24);
     expect(stats.errors).toBe(0);
   }, 120_000);
+
+  it('a hedged copy of a message is answered but not logged: each request is counted once by monitoring', async () => {
+    await deploy('hedged', { sampleRate: 1 });
+    const ref = c.actors.ref('model-hedged-v1-1');
+    const body = new TextEncoder().encode(JSON.stringify({ instances: [[1, 2, 3, 4]] }));
+    const first = await ref.ask<{ results: unknown[] }>({ type: 'infer-json', items: [{ format: 'v1', body }] }, { timeoutMs: 10_000 });
+    const hedge = await ref.ask<{ results: unknown[] }>({ type: 'infer-json', items: [{ format: 'v1', body }], hedge: true }, { timeoutMs: 10_000 });
+    // Both copies answered the same way…
+    expect(hedge.results).toEqual(first.results);
+    // …but only the first was drawn into the log.
+    const pl = (await ref.ask<ReplicaStats>({ type: 'stats' })).predictionLog!;
+    expect(pl).toMatchObject({ sampled: 1, hedged: 1 });
+  }, 120_000);
 });
 
 describe('the scheduler runs the feedback service and the label join by default (control modules)', () => {

@@ -87,42 +87,62 @@ export function f1Of(c: { tp: number; fp: number; fn: number }): number {
   return c.tp === 0 ? 0 : (2 * c.tp) / (2 * c.tp + c.fp + c.fn);
 }
 
+/** For each of `xs`, the share of `sorted` below it, ties counting half (DeLong's placement value ψ). */
+function placements(xs: ArrayLike<number>, sorted: Float64Array): Float64Array {
+  const out = new Float64Array(xs.length);
+  for (let i = 0; i < xs.length; i++) {
+    const x = xs[i]!;
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (sorted[mid]! < x) lo = mid + 1;
+      else hi = mid;
+    }
+    let eq = lo;
+    hi = sorted.length;
+    while (eq < hi) {
+      const mid = (eq + hi) >> 1;
+      if (sorted[mid]! <= x) eq = mid + 1;
+      else hi = mid;
+    }
+    out[i] = (lo + 0.5 * (eq - lo)) / sorted.length;
+  }
+  return out;
+}
+
+/**
+ * DeLong's structural components of the ROC AUC: V10 per positive (share of negatives below it)
+ * and V01 per negative (share of positives above it); the AUC is the mean of either. Undefined
+ * without at least one positive and one negative label.
+ */
+export function delongComponents(scores: ArrayLike<number>, labels: ArrayLike<number>): { auc: number; v10: Float64Array; v01: Float64Array } | undefined {
+  const pos: number[] = [];
+  const neg: number[] = [];
+  for (let i = 0; i < scores.length; i++) (labels[i]! > 0 ? pos : neg).push(scores[i]!);
+  if (pos.length === 0 || neg.length === 0) return undefined;
+  const v10 = placements(pos, Float64Array.from(neg).sort());
+  const v01 = placements(neg, Float64Array.from(pos).sort()).map((b) => 1 - b);
+  let s = 0;
+  for (const v of v10) s += v;
+  return { auc: s / v10.length, v10, v01 };
+}
+
 /**
  * ROC AUC (P(score of a positive > score of a negative), ties ½) and DeLong's variance:
  * Var = S10/m + S01/n, from the positives' and negatives' placement values.
  */
 export function aucDeLong(scores: ArrayLike<number>, labels: ArrayLike<number>): { auc: number; variance: number; positives: number; negatives: number } {
-  const pos: number[] = [];
-  const neg: number[] = [];
-  for (let i = 0; i < scores.length; i++) (labels[i]! > 0 ? pos : neg).push(scores[i]!);
-  const m = pos.length;
-  const n = neg.length;
-  if (m === 0 || n === 0) return { auc: NaN, variance: NaN, positives: m, negatives: n };
-  const sp = Float64Array.from(pos).sort();
-  const sn = Float64Array.from(neg).sort();
-  // ψ-sums by binary search: #(other < x) + ½·#(other = x).
-  const below = (a: Float64Array, x: number) => {
-    let lo = 0;
-    let hi = a.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (a[mid]! < x) lo = mid + 1;
-      else hi = mid;
-    }
-    let eq = lo;
-    hi = a.length;
-    while (eq < hi) {
-      const mid = (eq + hi) >> 1;
-      if (a[mid]! <= x) eq = mid + 1;
-      else hi = mid;
-    }
-    return lo + 0.5 * (eq - lo);
-  };
-  const v10 = pos.map((x) => below(sn, x) / n);
-  const v01 = neg.map((y) => (m - below(sp, y)) / m);
-  const auc = v10.reduce((a, b) => a + b, 0) / m;
-  const s = (v: number[], mean: number) => (v.length > 1 ? v.reduce((acc, x) => acc + (x - mean) ** 2, 0) / (v.length - 1) : 0);
-  return { auc, variance: s(v10, auc) / m + s(v01, auc) / n, positives: m, negatives: n };
+  const c = delongComponents(scores, labels);
+  if (!c) {
+    let m = 0;
+    for (let i = 0; i < labels.length; i++) if (labels[i]! > 0) m++;
+    return { auc: NaN, variance: NaN, positives: m, negatives: labels.length - m };
+  }
+  const m = c.v10.length;
+  const n = c.v01.length;
+  const s = (v: Float64Array, mean: number) => (v.length > 1 ? v.reduce((acc, x) => acc + (x - mean) ** 2, 0) / (v.length - 1) : 0);
+  return { auc: c.auc, variance: s(c.v10, c.auc) / m + s(c.v01, c.auc) / n, positives: m, negatives: n };
 }
 
 /** Expected calibration error over `bins` equal-width bins: Σ (rows_b/n)·|mean score_b − positive rate_b|. */
