@@ -12,11 +12,12 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import type { ObjectStore } from '@nats-io/obj';
-import { Actor, ActorKind, Errors, JobState, JobStore, TERMINAL_JOB_STATES, decode, encode, errorCode, jobActorId, request, validate, whileActive, type JobRecord, type SchedulerStatus, type SpawnSpec } from '../../cluster/index.ts';
+import { Actor, ActorKind, Errors, JobState, JobStore, TERMINAL_JOB_STATES, decode, encode, errorCode, jobActorId, validate, whileActive, type JobRecord, type SpawnSpec } from '../../cluster/index.ts';
 import { DatasetStore, type Dataset } from '../datasets/index.ts';
 import { MlErrors } from '../errors.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { openCheckpointStore } from '../training/checkpoints.ts';
+import { nodePrices, startJobActors } from '../training/job-actors.ts';
 import { planBatch, type BatchPlan } from './plan.ts';
 import { parseBatchSpec, type BatchSpec } from './spec.ts';
 import { BATCH_SCORER_ACTOR, scorerIds, type ScorerArgs, type ShardReply } from './worker.ts';
@@ -139,7 +140,7 @@ export class BatchScoreJob extends Actor<BatchJobMsg> {
   /** Maps the missing shards over the replicas; false when stopped or cancelled (the job goes on elsewhere, or is over). */
   async #score(plan: BatchPlan, spec: BatchSpec, have: Set<number>, args: ScorerArgs): Promise<boolean> {
     const queue = Array.from({ length: this.#shards }, (_, i) => i).filter((i) => !have.has(i));
-    const prices = await this.#prices();
+    const prices = await nodePrices(this.ctx);
     const t0 = performance.now();
     let rowsNow = 0;
     let failures = 0;
@@ -241,37 +242,6 @@ export class BatchScoreJob extends Actor<BatchJobMsg> {
   /** Starts the replicas that do not answer, waits until they all do; retries while capacity is short. */
   async #startReplicas(spec: BatchSpec, args: ScorerArgs): Promise<void> {
     const base: SpawnSpec = { type: BATCH_SCORER_ACTOR, kind: ActorKind.BATCH, group: jobActorId(this.#jobId), args, constraints: { spotOk: spec.spotOk } };
-    const ok = (err: unknown) => {
-      if (!Errors.ACTOR_ALREADY_RUNNING.is(err)) throw err;
-    };
-    for (let attempt = 0; ; attempt++) {
-      try {
-        for (const id of this.#replicaIds) if (!(await this.#answers(id))) await this.ctx.system.spawn({ ...base, id }).catch(ok);
-        for (const id of this.#replicaIds) await this.ctx.system.ref(id).ask({ type: 'info' }, { timeoutMs: 10_000, retry: { attempts: 20, delayMs: 250 } });
-        return;
-      } catch (err) {
-        if (errorCode(err) === 'SHOAL_ERR_UNSCHEDULABLE' || Errors.UNKNOWN_ACTOR_TYPE.is(err)) throw MlErrors.BAD_JOB(this.#jobId, (err as Error).message);
-        if (attempt > 60 || this.#stopped) throw err;
-        await this.#update({ state: JobState.PLACING, reason: `waiting for capacity: ${(err as Error).message}` });
-        await new Promise((res) => setTimeout(res, 2000));
-      }
-    }
-  }
-
-  #answers(id: string): Promise<boolean> {
-    return this.ctx.system
-      .ref(id)
-      .ask({ type: 'info' }, { timeoutMs: 5000 })
-      .then(() => true)
-      .catch(() => false);
-  }
-
-  async #prices(): Promise<Map<string, number>> {
-    try {
-      const st = await request<SchedulerStatus>(this.ctx.nc, this.ctx.subjects.scheduler('status'), { type: 'status' }, { timeoutMs: 2000 });
-      return new Map(st.nodes.map((n) => [n.nodeId, n.labels.pricePerHour]));
-    } catch {
-      return new Map();
-    }
+    await startJobActors(this.ctx, { jobId: this.#jobId, base, ids: this.#replicaIds, stopped: () => this.#stopped, waiting: (reason) => this.#update({ state: JobState.PLACING, reason }) });
   }
 }

@@ -31,7 +31,6 @@ import {
   validate,
   whileActive,
   type JobRecord,
-  type SchedulerStatus,
   type SpawnSpec,
 } from '../../cluster/index.ts';
 import { DatasetStore, split, take, type DatasetVersion } from '../datasets/index.ts';
@@ -47,6 +46,7 @@ import { removeShards, writeShards } from './shards.ts';
 import type { BuildResult } from '../features/training-set.ts';
 import { sensitiveColumns, type SensitiveColumn } from '../governance/fairness/index.ts';
 import { parseTrainingSpec, type FeatureTrainingSet, type TrainingSpec } from './spec.ts';
+import { nodePrices, startJobActors } from './job-actors.ts';
 import { TRAINER_WORKER_ACTOR, workerIds, type GradReply, type WorkerArgs } from './worker.ts';
 
 export const TRAINING_JOB_ACTOR = 'training-job';
@@ -240,7 +240,7 @@ export class TrainingJob extends Actor<JobMsg> {
     const s = restore(p.shape, p.spec.hyper.seed, ck);
     if (ck) this.ctx.log.info({ step: ck.step }, 'resuming from checkpoint');
     await this.#update({ state: JobState.RUNNING, ...(ck ? { reason: `resumed from the checkpoint at step ${ck.step}` } : {}) });
-    const prices = await this.#prices();
+    const prices = await nodePrices(this.ctx);
     const market = new DeadlineMarket({ spotOk: p.spec.spotOk, deadline: p.spec.deadline, steps: this.#steps, submittedAt: p.submittedAt });
     return { s, t0: performance.now(), firstStep: s.step + 1, samples: 0, failures: 0, prices, pace: new StepPace(p.spec.stepTimeoutMs), market, last: {} };
   }
@@ -325,7 +325,7 @@ export class TrainingJob extends Actor<JobMsg> {
   /** Saves the checkpoint, refreshes the prices, and moves the workers to on-demand when behind the deadline. */
   async #checkpoint(p: Plan, r: Run, step: number): Promise<void> {
     await saveCheckpoint(this.#store, this.#jobId, this.#latest!);
-    r.prices = await this.#prices();
+    r.prices = await nodePrices(this.ctx);
     const behind = r.market.check(step, (performance.now() - r.t0) / 1000 / (step - r.firstStep + 1));
     if (!behind) return;
     this.ctx.log.info({ step, reason: behind }, 'behind the deadline: moving workers to on-demand');
@@ -418,46 +418,7 @@ export class TrainingJob extends Actor<JobMsg> {
   async #startWorkers(p: Plan, spotOk: boolean): Promise<void> {
     // One anti-affinity group with the coordinator: a node loss takes as few of the job's actors as capacity allows.
     const base: SpawnSpec = { type: TRAINER_WORKER_ACTOR, kind: ActorKind.TRAINING, group: jobActorId(this.#jobId), args: p.args, ...(p.spec.resources ? { resources: p.spec.resources } : {}), constraints: { spotOk } };
-    const ids = p.workers;
-    for (let attempt = 0; ; attempt++) {
-      const missing: number[] = [];
-      for (let i = 0; i < ids.length; i++) if (!(await this.#answers(ids[i]!))) missing.push(i);
-      if (missing.length === 0) return;
-      try {
-        // A fresh start is all or nothing (gang); a partial set is completed one by one. An id
-        // already running (or pending) is fine: the runtime keeps it placed.
-        const ok = (err: unknown) => {
-          if (!Errors.ACTOR_ALREADY_RUNNING.is(err)) throw err;
-        };
-        if (missing.length === ids.length && ids.length > 1) await this.ctx.system.spawn({ ...base, id: `job-${this.#jobId}-w` }, { replicas: ids.length, gang: true }).catch(ok);
-        else for (const i of missing) await this.ctx.system.spawn({ ...base, id: ids[i]! }).catch(ok);
-        // Wait for them to answer (a pending one is being placed).
-        for (const id of ids) await this.ctx.system.ref(id).ask({ type: 'info' }, { timeoutMs: 10_000, retry: { attempts: 20, delayMs: 250 } });
-        return;
-      } catch (err) {
-        if (errorCode(err) === 'SHOAL_ERR_UNSCHEDULABLE' || Errors.UNKNOWN_ACTOR_TYPE.is(err)) throw MlErrors.BAD_JOB(this.#jobId, (err as Error).message);
-        if (attempt > 60 || this.#stopped) throw err;
-        await this.#update({ state: JobState.PLACING, reason: `waiting for capacity: ${(err as Error).message}` });
-        await new Promise((res) => setTimeout(res, 2000));
-      }
-    }
+    await startJobActors(this.ctx, { jobId: this.#jobId, base, ids: p.workers, gang: `job-${this.#jobId}-w`, stopped: () => this.#stopped, waiting: (reason) => this.#update({ state: JobState.PLACING, reason }) });
   }
 
-  #answers(id: string): Promise<boolean> {
-    return this.ctx.system
-      .ref(id)
-      .ask({ type: 'info' }, { timeoutMs: 5000 })
-      .then(() => true)
-      .catch(() => false);
-  }
-
-  /** $/hour of each node, from the scheduler's view. */
-  async #prices(): Promise<Map<string, number>> {
-    try {
-      const st = await request<SchedulerStatus>(this.ctx.nc, this.ctx.subjects.scheduler('status'), { type: 'status' }, { timeoutMs: 2000 });
-      return new Map(st.nodes.map((n) => [n.nodeId, n.labels.pricePerHour]));
-    } catch {
-      return new Map();
-    }
-  }
 }
