@@ -146,7 +146,7 @@ function RunDetail({ r, id }) {
           <thead><tr><th scope="col">Traffic</th><th scope="col">Result</th><th scope="col">At</th><th scope="col">Reason</th></tr></thead>
           <tbody>${r.steps.map((s) => html`<tr><th scope="row">${s.percent}%</th><td><${Badge} kind=${s.pass ? 'ok' : 'bad'}>${passText(s.pass)}<//></td><td>${time(s.at)}</td><td>${s.reason || ''}</td></tr>`)}</tbody>
         </table></div>`
-      : html`<p class="muted">${r.state === 'done' ? 'No canary step (rejected before the rollout, or rolled out directly).' : 'Not started.'}</p>`}
+      : html`<p class="muted">${r.state === 'done' ? 'No canary step (see the decision: rejected at the gates, rolled out directly, or no deployment to canary).' : 'Not started.'}</p>`}
     <details><summary>Raw record</summary><pre>${JSON.stringify(r, null, 2)}</pre></details>
   </section>`;
 }
