@@ -8,7 +8,9 @@
  *   record's; the screenshot is docs/screenshots/pipelines.png;
  * - `ct-shuffled` (labels shuffled) is rejected: the page shows the reason the record gives;
  * - `ct-slow` (a long job) is shown in flight at its current stage; then the scheduler is killed
- *   and the page says the runner is unavailable in a readable message, the runs still listed.
+ *   and the page says the runner is unavailable in a readable message, the runs still listed;
+ * - records of stages added later (a `shadow` state with a `shadowReport`, a state the page does
+ *   not know), written into the bucket once no runner is left to drive them, are shown by name.
  *
  * Skipped, with the reason printed, only when /usr/bin/chromium is missing.
  */
@@ -20,7 +22,7 @@ import type { FastifyInstance } from 'fastify';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, createLogger, seededRandom, subjects } from '../../cluster/index.ts';
-import { JobClient, PipelineClient, generateFraud, type RunRecord } from '../../ml/index.ts';
+import { JobClient, PipelineClient, PipelineStore, generateFraud, type RunRecord } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
@@ -189,6 +191,33 @@ describe.skipIf(!haveChromium)('dashboard Pipelines page (real browser, real clu
     expect(await state.innerText()).toBe('in flight: training');
     expect(await page.locator('[data-testid="state-ct-1"]').innerText()).toBe('promoted');
     expect(await page.getByRole('navigation', { name: 'Pages' }).innerText()).toMatch(/Cost[\s\S]*Pipelines/);
+
+    // Stages added later (a `shadow` state with its `shadowReport`, or any state this page does not
+    // know): records in that shape, written straight into the bucket now that no runner drives them.
+    const nc = await c.nats.connect(Role.SCHEDULER);
+    const store = await PipelineStore.open(nc);
+    const slow = (await store.getSpec('ct-slow'))!;
+    const base: RunRecord = { ...(await store.getRun('ct', 1))!.record, steps: [], updatedAt: Date.now() };
+    delete base.decision;
+    for (const [name, state, extra] of [
+      ['ct-next', 'shadow', { shadowReport: { compared: 500, agreement: 0.97, distance: 0.031, pass: true } }],
+      ['ct-later', 'audit', {}],
+    ] as const) {
+      await store.putSpec({ ...slow.spec, name });
+      await store.trigger(name, { kind: 'manual', at: Date.now() });
+      const made = (await store.getRun(name, 1))!;
+      expect(await store.casRun({ ...base, pipeline: name, run: 1, state, ...extra } as unknown as RunRecord, made.revision)).toBeDefined();
+    }
+    await expect.poll(() => page.locator('[data-testid="state-ct-next-1"]').innerText(), { timeout: WAIT }).toBe('in flight: shadow');
+    expect(await page.locator('[data-testid="timeline-ct-next-1"] [aria-current="step"]').getAttribute('data-stage')).toBe('shadow');
+    expect(await page.locator('[data-testid="stage-ct-next-1-shadow"]').innerText()).toMatch(/agreement 0\.970 · pass/);
+    await openRun(page, 'ct-next-1');
+    expect(await page.locator('[data-testid="shadow-ct-next-1"]').innerText()).toMatch(/Compared\s+500\s+Agreement\s+0\.970\s+Distance\s+0\.031\s+Result\s+pass/);
+    await expect.poll(() => page.locator('[data-testid="state-ct-later-1"]').innerText(), { timeout: WAIT }).toBe('in flight: audit');
+    const later = page.locator('[data-testid="timeline-ct-later-1"] [aria-current="step"]');
+    expect(await later.getAttribute('data-stage')).toBe('audit');
+    expect(await later.innerText()).toMatch(/audit/);
+    await nc.close();
     await page.context().close();
   }, 600_000);
 });
