@@ -98,6 +98,11 @@ export class DashboardFeed {
     return this.#heartbeatMs;
   }
 
+  /** The feed's clock, for sources that poll on their own (gateway/ui-panels.ts). */
+  get clock(): Clock {
+    return this.#clock;
+  }
+
   /** A page is open (a stream), or the state was read in the last minute: worth polling the cluster for. */
   watched(): boolean {
     return this.#sinks.size > 0 || this.#clock.now() - this.#readAt < 60_000;

@@ -15,6 +15,7 @@ import './pages/models.js';
 import './pages/jobs.js';
 import './pages/monitoring.js';
 import './pages/cost.js';
+import './pages/pipelines.js';
 
 const KEY = 'shoal.apiKey';
 const storedKey = () => sessionStorage.getItem(KEY) || '';
