@@ -17,7 +17,7 @@ import { JobClient } from '../training/jobs.ts';
 import { MlErrors } from '../errors.ts';
 import { judgeGates } from './gates.ts';
 import type { PipelineStages } from './runner.ts';
-import { intervalMs } from './spec.ts';
+import { nextScheduled } from './spec.ts';
 
 export interface StagesOptions {
   nc: NatsConnection;
@@ -66,14 +66,14 @@ export function realStages(o: StagesOptions): PipelineStages {
 
     async train(r, jobId) {
       const t = r.spec.training;
-      const every = intervalMs(r.spec);
+      const deadline = nextScheduled(r.spec, r.trigger.at);
       const spec = {
         model: { name: r.spec.model, type: t.type },
         dataset: `sha256:${r.snapshot!.digest}`,
         hyper: { optimizer: 'adam', lr: t.lr, steps: t.steps, batchSize: 512, seed: t.seed },
         spotOk: t.spotOk,
-        // The seed's cost note: a scheduled retrain should be done before the next one is due.
-        ...(every !== undefined ? { deadline: r.trigger.at + every } : {}),
+        // The seed's cost note: a scheduled retrain should be done before the next one is due (cron or interval).
+        ...(deadline !== undefined ? { deadline } : {}),
       };
       const jobs = await JobClient.open(nc, prefix);
       await jobs.submit(spec, { id: jobId });
