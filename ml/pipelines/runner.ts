@@ -15,7 +15,7 @@ import type { CanaryStep, Outcome, PipelineStore, RunRecord, Trigger } from './s
 /** What a run does at each stage; the real ones are in stages.ts, tests inject their own. */
 export interface PipelineStages {
   /** Pins the data the run trains on (dataset digest, or a training set built point-in-time up to the trigger). */
-  snapshot(r: RunRecord): Promise<{ digest: string; rows: number }>;
+  snapshot(r: RunRecord): Promise<NonNullable<RunRecord['snapshot']>>;
   /** Queues the training job with this id (submitting the same id twice runs it once). */
   train(r: RunRecord, jobId: string): Promise<void>;
   /** Waits for the job; the version it registered. */

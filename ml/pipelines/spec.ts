@@ -46,6 +46,12 @@ export const PipelineSpec = Type.Object(
         dataset: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
         /** …or a feature view whose training set is built point-in-time up to the trigger time. */
         view: Type.Optional(Name),
+        /**
+         * Append the model's labeled rows (predictions joined with their feedback labels, from the
+         * labeled stream) to the dataset: each run then trains on a new dataset version
+         * `<dataset>-labeled`, pinned by digest. @default false
+         */
+        labeled: Type.Optional(Type.Boolean()),
       },
       { additionalProperties: false },
     ),

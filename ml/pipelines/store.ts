@@ -44,7 +44,8 @@ export interface RunRecord {
   trigger: Trigger;
   /** Triggers that fired while this run was in flight: folded into it, not run again. */
   coalesced: Trigger[];
-  snapshot?: { digest: string; rows: number };
+  /** The data the run trains on, by digest; with `data.labeled`, how many labeled rows were appended (and skipped: features or label not fitting). */
+  snapshot?: { digest: string; rows: number; dataset?: string; labeledRows?: number; skippedRows?: number };
   jobId?: string;
   candidate?: { version: number };
   production?: { version: number };

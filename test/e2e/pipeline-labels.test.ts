@@ -8,13 +8,14 @@
  * `labels-a` retrains at N-1 new labeled rows, `labels-b` at N. After N-1 labels are joined (the
  * join's counter says so), `labels-a` has run and `labels-b` has not — the runner checks
  * pipelines in name order within a tick, so the tick that fired `labels-a` checked `labels-b` on
- * the same N-1 rows; the Nth label then fires `labels-b`, whose record names the count.
+ * the same N-1 rows; the Nth label then fires `labels-b`, whose record names the count, and whose
+ * data (`data.labeled`) is the dataset plus the N labeled rows, a new version pinned by digest.
  */
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, createLogger, request, subjects } from '../../cluster/index.ts';
-import { JobClient, PipelineClient, generateFraud, type RunRecord } from '../../ml/index.ts';
+import { DatasetStore, JobClient, PipelineClient, generateFraud, type RunRecord } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
@@ -65,7 +66,8 @@ describe('a newLabels pipeline on a real cluster', () => {
   it(`fires at ${N} joined labels and not at ${N - 1}; the run records the count`, async () => {
     const common = { model: MODEL, data: { dataset: 'fraud-pl' }, training: { steps: 20, seed: 2 }, gates: { maxDrop: 1, holdout: 'fraud-pl' }, rollout: { direct: true } };
     expect(await pipelines.apply({ name: 'labels-a', triggers: { newLabels: N - 1 }, ...common })).toMatchObject({ created: true, spec: { triggers: { newLabels: N - 1 } } });
-    await pipelines.apply({ name: 'labels-b', triggers: { newLabels: N }, ...common });
+    // labels-b trains on the dataset plus the labeled rows (data.labeled).
+    await pipelines.apply({ name: 'labels-b', triggers: { newLabels: N }, ...common, data: { dataset: 'fraud-pl', labeled: true } });
 
     // N predictions through the gateway, each with its own id, logged and indexed by the join.
     const before = await joinStats();
@@ -92,7 +94,14 @@ describe('a newLabels pipeline on a real cluster', () => {
     const b = await until(async () => (await runsOf('labels-b'))[0], 60_000, 'labels-b run 1');
     expect(b.trigger).toMatchObject({ kind: 'labels', detail: `${N} labeled rows since the pipeline was applied` });
     const rec = await done('labels-b', 1);
-    expect(rec.snapshot?.digest).toMatch(/^[0-9a-f]{64}$/);
+    // Its snapshot: a new dataset version, the N labeled rows appended, pinned by digest.
+    const base = await (await DatasetStore.open(c.client)).resolve('fraud-pl');
+    expect(rec.snapshot).toMatchObject({ dataset: 'fraud-pl-labeled', rows: data.rows + N, labeledRows: N, skippedRows: 0 });
+    expect(rec.snapshot!.digest).not.toBe(base.digest);
+    expect(await (await DatasetStore.open(c.client)).resolve(`sha256:${rec.snapshot!.digest}`)).toMatchObject({ name: 'fraud-pl-labeled', rows: data.rows + N });
+    expect(rec.decision?.outcome, JSON.stringify(rec.decision)).not.toBe('failed');
+    // labels-a pinned the dataset as it is.
+    expect((await runsOf('labels-a'))[0]!.snapshot).toEqual({ digest: base.digest, rows: data.rows });
     expect((await runsOf('labels-a')).map((x) => x.run)).toEqual([1]);
   }, 600_000);
 });

@@ -45,6 +45,11 @@ describe('pipeline triggers at apply', () => {
     expect((await refusal({ ...base, triggers: { interval: '1h', timezone: 'UTC' } })).message).toMatch(/^pipeline triggers\.timezone: .*triggers\.cron/);
   });
 
+  it('data.labeled is a boolean, beside a dataset', async () => {
+    expect((await validatePipelineSpec({ ...base, data: { dataset: 'fraud', labeled: true } }, lookups)).data).toEqual({ dataset: 'fraud', labeled: true });
+    expect((await refusal({ ...base, data: { dataset: 'fraud', labeled: 'yes' } })).message).toMatch(/^pipeline data\.labeled: /);
+  });
+
   it('refuses a bad newLabels count naming it', async () => {
     expect((await refusal({ ...base, triggers: { newLabels: 0 } })).message).toMatch(/^pipeline triggers\.newLabels: /);
     expect((await refusal({ ...base, triggers: { newLabels: 2.5 } })).message).toMatch(/^pipeline triggers\.newLabels: /);
