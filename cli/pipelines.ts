@@ -16,7 +16,10 @@ const USAGE = 'usage: shoal pipelines apply <file.json> | run <name> [--reason T
 /** One run, a few lines: what triggered it, how far it got, and why it ended as it did. */
 export function formatRun(r: RunRecord): string {
   const lines = [`run ${r.run}  ${r.state === 'done' ? (r.decision?.outcome ?? 'done') : r.state}  trigger ${r.trigger.kind}${r.trigger.detail ? ` (${r.trigger.detail})` : ''}${r.coalesced.length ? `, ${r.coalesced.length} coalesced` : ''}`];
-  if (r.snapshot) lines.push(`  data     sha256:${r.snapshot.digest.slice(0, 12)}… (${r.snapshot.rows} rows)`);
+  if (r.snapshot) {
+    const labeled = r.snapshot.labeledRows !== undefined ? `, ${r.snapshot.labeledRows} labeled rows appended${r.snapshot.skippedRows ? `, ${r.snapshot.skippedRows} skipped` : ''}` : '';
+    lines.push(`  data     ${r.snapshot.dataset ? `${r.snapshot.dataset} ` : ''}sha256:${r.snapshot.digest.slice(0, 12)}… (${r.snapshot.rows} rows${labeled})`);
+  }
   if (r.jobId) lines.push(`  job      ${r.jobId}${r.candidate ? ` → v${r.candidate.version}` : ''}`);
   if (r.report) for (const c of r.report.checks) lines.push(`  gate     ${c.pass ? 'pass' : 'FAIL'} ${c.gate}: ${c.message}`);
   for (const s of r.steps) lines.push(`  canary   ${s.percent}% ${s.pass ? 'pass' : `FAIL ${s.reason ?? ''}`}`);

@@ -1,10 +1,12 @@
 /**
- * The runner as the scheduler leader starts it (ml/control.ts): the real stages, and the monitor's
- * alerts (`<prefix>.events.alert`) turned into triggers for every pipeline of the alerting model
- * that asked for that kind of alert.
+ * The runner as the scheduler leader starts it (ml/control.ts): the real stages, the labeled rows
+ * counted in the labeled stream (labels.ts, for `triggers.newLabels`), and the monitor's alerts
+ * (`<prefix>.events.alert`) turned into triggers for every pipeline of the alerting model that
+ * asked for that kind of alert.
  */
 import { systemClock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
 import type { ModelDeployments } from '../serving/deployments.ts';
+import { labeledRowsSince } from './labels.ts';
 import { PipelineRunner } from './runner.ts';
 import { realStages } from './stages.ts';
 import { PipelineStore } from './store.ts';
@@ -17,7 +19,7 @@ export const alertKind = (rule: string): 'drift' | 'quality' | undefined => (DRI
 
 export async function startPipelineRunner(o: { nc: NatsConnection; subjects: Subjects; deployments: ModelDeployments; log: Logger; instance: string }): Promise<{ runner: PipelineRunner; stop(): void }> {
   const store = await PipelineStore.open(o.nc, o.subjects.prefix);
-  const runner = new PipelineRunner({ store, stages: realStages({ ...o, clock: systemClock }), log: o.log, instance: o.instance });
+  const runner = new PipelineRunner({ store, stages: realStages({ ...o, clock: systemClock }), log: o.log, instance: o.instance, labelsSince: labeledRowsSince(o.nc, o.subjects.prefix) });
   const sub = o.nc.subscribe(o.subjects.event('alert'), {
     callback: (err, m) => {
       if (err) return;

@@ -1,20 +1,21 @@
 /**
  * The pipeline runner: on the scheduler leader only (a control module, ml/control.ts), it fires
- * interval triggers and drives every run in flight, one stage at a time, through the stages in
- * {@link PipelineStages}. Each stage's result is written into the run record by compare-and-swap
+ * interval, cron and new-label triggers and drives every run in flight, one stage at a time,
+ * through the stages in {@link PipelineStages}. Each stage's result is written into the run record by compare-and-swap
  * before the next stage starts, so a new leader reads where the last one stopped and continues the
  * same run: a stage cut short is done again, which is why every stage is idempotent (the training
  * job's id is derived from the run, a canary already at the version is not started twice).
  */
 import { every, systemClock, type Clock, type Logger } from '../../cluster/index.ts';
 import type { GateReport } from './gates.ts';
-import { intervalMs } from './spec.ts';
+import { nextCron } from './schedule.ts';
+import { intervalMs, type PipelineSpec } from './spec.ts';
 import type { CanaryStep, Outcome, PipelineStore, RunRecord, Trigger } from './store.ts';
 
 /** What a run does at each stage; the real ones are in stages.ts, tests inject their own. */
 export interface PipelineStages {
   /** Pins the data the run trains on (dataset digest, or a training set built point-in-time up to the trigger). */
-  snapshot(r: RunRecord): Promise<{ digest: string; rows: number }>;
+  snapshot(r: RunRecord): Promise<NonNullable<RunRecord['snapshot']>>;
   /** Queues the training job with this id (submitting the same id twice runs it once). */
   train(r: RunRecord, jobId: string): Promise<void>;
   /** Waits for the job; the version it registered. */
@@ -36,9 +37,20 @@ export interface PipelineRunnerOptions {
   /** How often specs are read, intervals checked and runs in flight picked up. @default 1000 */
   tickMs?: number;
   clock?: Clock;
-  /** Wall-clock time for the records. @default Date.now */
+  /** Wall-clock time for the records and the cron schedules (epoch ms). @default Date.now */
   now?: () => number;
+  /**
+   * How many labeled rows of `model` were joined at or after `sinceMs` (epoch ms): what a
+   * `triggers.newLabels` pipeline is checked against (leader.ts counts them in the labeled stream).
+   * Without it newLabels never fires.
+   */
+  labelsSince?: (model: string, sinceMs: number) => Promise<number>;
 }
+
+type AppliedSpec = { spec: PipelineSpec; revision: number; created: number };
+
+/** The latest time a run was asked for: its trigger or a trigger coalesced into it. */
+const lastAsked = (r: RunRecord): number => Math.max(r.trigger.at, ...r.coalesced.map((c) => c.at));
 
 /** A training job id for a run: letters, digits, `_`, `-`, at most 64. */
 export const jobIdOf = (r: Pick<RunRecord, 'pipeline' | 'run'>): string => `pl-${r.pipeline.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 48)}-${r.run}`;
@@ -49,6 +61,8 @@ export class PipelineRunner {
   readonly #now: () => number;
   readonly #driving = new Map<string, Promise<void>>();
   readonly #nextInterval = new Map<string, number>();
+  /** The next cron time per pipeline, for the spec revision it was computed from. */
+  readonly #nextCron = new Map<string, { revision: number; next: number | undefined }>();
   #stopped = false;
   #stopTimer: (() => void) | undefined;
   #ticking = false;
@@ -90,18 +104,15 @@ export class PipelineRunner {
     try {
       const { store } = this.#o;
       const t = this.#clock.now();
-      for (const name of await store.specNames()) {
-        const spec = await store.getSpec(name);
-        const ms = spec ? intervalMs(spec.spec) : undefined;
-        if (ms === undefined) {
-          this.#nextInterval.delete(name);
-          continue;
-        }
-        const due = this.#nextInterval.get(name);
-        if (due === undefined) this.#nextInterval.set(name, t + ms);
-        else if (t >= due) {
-          this.#nextInterval.set(name, t + ms);
-          await this.fire(name, { kind: 'interval', detail: `every ${spec!.spec.triggers.interval}` });
+      // In name order: pipelines are checked in a known order within one tick.
+      for (const name of (await store.specNames()).sort()) {
+        const applied = await store.getSpec(name);
+        try {
+          await this.#intervalDue(name, applied, t);
+          await this.#cronDue(name, applied);
+          await this.#labelsDue(name, applied);
+        } catch (err) {
+          this.#o.log.warn({ pipeline: name, err }, 'pipeline triggers could not be checked');
         }
       }
       // Runs started elsewhere (a manual run through the service) or by the last leader.
@@ -111,6 +122,62 @@ export class PipelineRunner {
     } finally {
       this.#ticking = false;
     }
+  }
+
+  /** Every `triggers.interval` on the runner's clock, the first one an interval after the runner first saw the pipeline. */
+  async #intervalDue(name: string, applied: AppliedSpec | undefined, t: number): Promise<void> {
+    const ms = applied ? intervalMs(applied.spec) : undefined;
+    if (ms === undefined) {
+      this.#nextInterval.delete(name);
+      return;
+    }
+    const due = this.#nextInterval.get(name);
+    if (due === undefined) this.#nextInterval.set(name, t + ms);
+    else if (t >= due) {
+      this.#nextInterval.set(name, t + ms);
+      await this.fire(name, { kind: 'interval', detail: `every ${applied!.spec.triggers.interval}` });
+    }
+  }
+
+  /**
+   * At each `triggers.cron` time, on wall time. The first time due is computed from the last run
+   * asked for (else from when the spec was applied), so a new leader fires a time missed while
+   * no leader ran — once, however many were missed: the next is computed from now.
+   */
+  async #cronDue(name: string, applied: AppliedSpec | undefined): Promise<void> {
+    if (applied?.spec.triggers.cron === undefined) {
+      this.#nextCron.delete(name);
+      return;
+    }
+    const { spec, revision } = applied;
+    let st = this.#nextCron.get(name);
+    if (!st || st.revision !== revision) {
+      const last = await this.#lastRun(name);
+      st = { revision, next: nextCron(spec.triggers, last ? lastAsked(last) : applied.created) };
+      this.#nextCron.set(name, st);
+    }
+    const now = this.#now();
+    if (st.next === undefined || now < st.next) return;
+    const due = st.next;
+    st.next = nextCron(spec.triggers, now);
+    const late = now - due > 60_000 ? ` (fired late: due ${new Date(due).toISOString()})` : '';
+    await this.fire(name, { kind: 'cron', detail: `cron "${spec.triggers.cron}"${spec.triggers.timezone ? ` ${spec.triggers.timezone}` : ''}${late}` });
+  }
+
+  /** When `triggers.newLabels` rows were joined since the last run started; not while a run is in flight (it would only be coalesced). */
+  async #labelsDue(name: string, applied: AppliedSpec | undefined): Promise<void> {
+    const want = applied?.spec.triggers.newLabels;
+    if (want === undefined || !this.#o.labelsSince) return;
+    const last = await this.#lastRun(name);
+    if (last && last.state !== 'done') return;
+    const count = await this.#o.labelsSince(applied!.spec.model, last ? last.trigger.at : applied!.created);
+    if (count < want) return;
+    await this.fire(name, { kind: 'labels', detail: `${count} labeled rows since ${last ? `run ${last.run}` : 'the pipeline was applied'}` });
+  }
+
+  async #lastRun(name: string): Promise<RunRecord | undefined> {
+    const n = (await this.#o.store.runNumbers(name)).at(-1);
+    return n === undefined ? undefined : (await this.#o.store.getRun(name, n))?.record;
   }
 
   #drive(name: string, run: number): void {

@@ -11,19 +11,24 @@ import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { FairnessPolicy } from '../governance/fairness/index.ts';
 import { MlErrors } from '../errors.ts';
+import { cronProblem, nextCron } from './schedule.ts';
 
 const Name = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' });
 
-/** "30s", "5m", "1h", "1d" or a number of milliseconds. Cron is not supported (no cron parser in the dependencies). */
+/** "30s", "5m", "1h", "1d" or a number of milliseconds (a time of day is `triggers.cron`). */
 export const Interval = Type.Union([Type.String({ minLength: 1, maxLength: 32 }), Type.Integer({ minimum: 1000 })]);
 
 export const PipelineTriggers = Type.Object(
   {
     /** Retrain every this long (e.g. "24h"), at least one second. */
     interval: Type.Optional(Interval),
+    /** Retrain at these times: a cron expression, 5 fields (`0 3 * * *`: 03:00 every day) or 6 with seconds first. */
+    cron: Type.Optional(Type.String({ minLength: 1, maxLength: 120 })),
+    /** The IANA time zone `cron` is read in. @default "UTC" */
+    timezone: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     /** Retrain when the monitor raises a drift or quality alert on the model's production version. */
     onAlert: Type.Optional(Type.Array(Type.Union([Type.Literal('drift'), Type.Literal('quality')]), { minItems: 1, maxItems: 2 })),
-    /** Retrain after this many new labeled rows since the last run. */
+    /** Retrain once this many labeled rows of the model were joined since the last run started (or since the spec was applied). */
     newLabels: Type.Optional(Type.Integer({ minimum: 1 })),
   },
   { additionalProperties: false, default: {} },
@@ -41,6 +46,12 @@ export const PipelineSpec = Type.Object(
         dataset: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
         /** …or a feature view whose training set is built point-in-time up to the trigger time. */
         view: Type.Optional(Name),
+        /**
+         * Append the model's labeled rows (predictions joined with their feedback labels, from the
+         * labeled stream) to the dataset: each run then trains on a new dataset version
+         * `<dataset>-labeled`, pinned by digest. @default false
+         */
+        labeled: Type.Optional(Type.Boolean()),
       },
       { additionalProperties: false },
     ),
@@ -99,7 +110,7 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000,
 export function parseInterval(v: string | number): number | string {
   if (typeof v === 'number') return Number.isInteger(v) && v >= 1000 ? v : 'must be at least 1000 ms';
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(v.trim());
-  if (!m) return `"${v}" is not an interval like "30s", "5m", "24h" (cron expressions are not supported)`;
+  if (!m) return `"${v}" is not an interval like "30s", "5m", "24h"${/\s/.test(v.trim()) ? ' (a cron expression goes in triggers.cron)' : ''}`;
   const ms = Number(m[1]) * UNITS[m[2]!]!;
   return ms >= 1000 ? Math.round(ms) : `"${v}" is shorter than one second`;
 }
@@ -134,8 +145,10 @@ export async function validatePipelineSpec(raw: unknown, lookups: SpecLookups): 
     const ms = parseInterval(spec.triggers.interval);
     if (typeof ms === 'string') throw bad('triggers.interval', ms);
   }
-  // Not wired yet: counting labeled rows since the last run needs the join's per-model counters.
-  if (spec.triggers.newLabels !== undefined) throw bad('triggers.newLabels', 'label-count triggers are not supported yet; use interval, onAlert or a manual run');
+  if (spec.triggers.cron !== undefined) {
+    const p = cronProblem(spec.triggers.cron, spec.triggers.timezone);
+    if (p) throw bad(p.field, p.message);
+  } else if (spec.triggers.timezone !== undefined) throw bad('triggers.timezone', 'a time zone applies to triggers.cron only; set triggers.cron too');
   const { dataset, view } = spec.data;
   if ((dataset === undefined) === (view === undefined)) throw bad('data', 'name exactly one of data.dataset or data.view');
   const metrics = await lookups.modelMetrics(spec.model);
@@ -154,3 +167,16 @@ export async function validatePipelineSpec(raw: unknown, lookups: SpecLookups): 
 
 /** The interval of a spec in ms, when it has one (the spec is valid). */
 export const intervalMs = (spec: PipelineSpec): number | undefined => (spec.triggers.interval === undefined ? undefined : (parseInterval(spec.triggers.interval) as number));
+
+/**
+ * The next scheduled fire after a run triggered at `atMs` (epoch ms): the earlier of the next cron
+ * time and `atMs` plus the interval; undefined for a pipeline with neither (alerts, labels, by
+ * hand). A scheduled run's training job gets it as its deadline.
+ */
+export function nextScheduled(spec: PipelineSpec, atMs: number): number | undefined {
+  const every = intervalMs(spec);
+  const byInterval = every === undefined ? undefined : atMs + every;
+  const byCron = nextCron(spec.triggers, atMs);
+  if (byInterval === undefined) return byCron;
+  return byCron === undefined ? byInterval : Math.min(byInterval, byCron);
+}

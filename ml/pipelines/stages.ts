@@ -1,6 +1,6 @@
 /**
  * The stages of a run as the scheduler leader does them: the data pinned by digest in the dataset
- * store, training through the job queue (`shoal submit`'s path, on spot by default), the gates
+ * store (with `data.labeled`, the dataset plus the model's labeled rows as a new version), training through the job queue (`shoal submit`'s path, on spot by default), the gates
  * scored here with ONNX Runtime on one holdout for both versions, rejection in the registry, and
  * the canary through the deployments the rollout controller watches (which may roll a step back on
  * errors or latency; the run then records the rollback).
@@ -16,8 +16,9 @@ import type { ModelDeployments } from '../serving/deployments.ts';
 import { JobClient } from '../training/jobs.ts';
 import { MlErrors } from '../errors.ts';
 import { judgeGates } from './gates.ts';
+import { appendLabeled, readLabeled } from './labels.ts';
 import type { PipelineStages } from './runner.ts';
-import { intervalMs } from './spec.ts';
+import { nextScheduled } from './spec.ts';
 
 export interface StagesOptions {
   nc: NatsConnection;
@@ -61,19 +62,27 @@ export function realStages(o: StagesOptions): PipelineStages {
     async snapshot(r) {
       const datasets = await DatasetStore.open(nc, prefix);
       const dv = await datasets.resolve(r.spec.data.dataset!);
-      return { digest: dv.digest, rows: dv.rows };
+      if (!r.spec.data.labeled) return { digest: dv.digest, rows: dv.rows };
+      // The dataset plus the model's labeled rows, as a version of its own (the same rows give the same digest when the stage is redone).
+      const rows = await readLabeled(nc, prefix, r.spec.model);
+      const { dataset, appended, skipped } = appendLabeled(await datasets.load(dv), rows);
+      if (skipped > 0) log.warn({ pipeline: r.pipeline, run: r.run, skipped, columns: dv.columns.length }, 'labeled rows whose features or label do not fit the dataset were skipped');
+      if (appended === 0) return { digest: dv.digest, rows: dv.rows, dataset: dv.name, labeledRows: 0, skippedRows: skipped };
+      const name = `${dv.name.slice(0, 56)}-labeled`;
+      const v = await datasets.put(name, dataset, { splitSeed: dv.splits.seed, source: `pipeline ${r.pipeline} run ${r.run}: ${dv.name}@${dv.digest.slice(0, 12)} + ${appended} labeled rows of ${r.spec.model}` });
+      return { digest: v.digest, rows: v.rows, dataset: name, labeledRows: appended, skippedRows: skipped };
     },
 
     async train(r, jobId) {
       const t = r.spec.training;
-      const every = intervalMs(r.spec);
+      const deadline = nextScheduled(r.spec, r.trigger.at);
       const spec = {
         model: { name: r.spec.model, type: t.type },
         dataset: `sha256:${r.snapshot!.digest}`,
         hyper: { optimizer: 'adam', lr: t.lr, steps: t.steps, batchSize: 512, seed: t.seed },
         spotOk: t.spotOk,
-        // The seed's cost note: a scheduled retrain should be done before the next one is due.
-        ...(every !== undefined ? { deadline: r.trigger.at + every } : {}),
+        // The seed's cost note: a scheduled retrain should be done before the next one is due (cron or interval).
+        ...(deadline !== undefined ? { deadline } : {}),
       };
       const jobs = await JobClient.open(nc, prefix);
       await jobs.submit(spec, { id: jobId });

@@ -11,7 +11,7 @@ import { MlErrors } from '../errors.ts';
 import type { GateReport } from './gates.ts';
 import type { PipelineSpec } from './spec.ts';
 
-export const TRIGGER_KINDS = ['manual', 'interval', 'alert', 'labels'] as const;
+export const TRIGGER_KINDS = ['manual', 'interval', 'cron', 'alert', 'labels'] as const;
 export type TriggerKind = (typeof TRIGGER_KINDS)[number];
 
 export interface Trigger {
@@ -44,7 +44,8 @@ export interface RunRecord {
   trigger: Trigger;
   /** Triggers that fired while this run was in flight: folded into it, not run again. */
   coalesced: Trigger[];
-  snapshot?: { digest: string; rows: number };
+  /** The data the run trains on, by digest; with `data.labeled`, how many labeled rows were appended (and skipped: features or label not fitting). */
+  snapshot?: { digest: string; rows: number; dataset?: string; labeledRows?: number; skippedRows?: number };
   jobId?: string;
   candidate?: { version: number };
   production?: { version: number };
@@ -77,10 +78,11 @@ export class PipelineStore {
     return { revision, created: true };
   }
 
-  async getSpec(name: string): Promise<{ spec: PipelineSpec; revision: number } | undefined> {
+  /** The spec as last applied; `created` is when (epoch ms, the server's clock). */
+  async getSpec(name: string): Promise<{ spec: PipelineSpec; revision: number; created: number } | undefined> {
     const e = await this.kv.get(`spec.${name}`);
     if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
-    return { spec: parse<PipelineSpec>(e.value), revision: e.revision };
+    return { spec: parse<PipelineSpec>(e.value), revision: e.revision, created: e.created.getTime() };
   }
 
   async specNames(): Promise<string[]> {
