@@ -5,7 +5,8 @@
  *
  * Which window: the canary's newest closed window of its smallest size that ended after the step
  * began (so each step is judged on traffic it served), and the stable's window of the same size
- * and start — the same time, the same requests' distribution — or else its newest of that size.
+ * and start — the same time, the same requests' distribution — or else its newest of that size
+ * with enough rows (a 100 % step leaves the stable no new traffic).
  *
  * Which metric, in order of trust:
  * - `labeled`: both windows have at least `minLabeled` labeled rows: AUC (DeLong interval), or
@@ -71,14 +72,20 @@ export interface CanaryQuality {
 const f3 = (v: number) => (Number.isFinite(v) ? v.toFixed(3) : String(v));
 const finite = (e: Estimate | undefined): e is Estimate & { lower: number; upper: number } => !!e && Number.isFinite(e.value) && Number.isFinite(e.lower) && Number.isFinite(e.upper);
 
-/** The windows compared: the canary's newest of its smallest size ended after `since`, and the stable's alike. */
-function pickWindows(stable: MonitorReport, canary: MonitorReport, since: number): { c: WindowReport; s: WindowReport } | string {
+/**
+ * The windows compared: the canary's newest of its smallest size ended after `since` (with
+ * `minRows` rows if one has), and the stable's of the same size and start, else its newest with
+ * `minRows` rows (at a 100 % step the stable serves nothing new: its last full window stands in).
+ */
+function pickWindows(stable: MonitorReport, canary: MonitorReport, since: number, minRows: number): { c: WindowReport; s: WindowReport } | string {
   const cw = canary.windows.filter((w) => w.end > since);
   if (cw.length === 0) return 'no canary window has closed since the step began';
   const size = Math.min(...cw.map((w) => w.sizeMs));
-  const c = cw.filter((w) => w.sizeMs === size).sort((a, b) => b.end - a.end)[0]!;
+  const mine = cw.filter((w) => w.sizeMs === size).sort((a, b) => b.end - a.end);
+  const c = mine.find((w) => w.rows >= minRows) ?? mine[0]!;
   const sw = stable.windows.filter((w) => w.sizeMs === size).sort((a, b) => b.end - a.end);
-  const s = sw.find((w) => w.start === c.start) ?? sw[0];
+  const same = sw.find((w) => w.start === c.start);
+  const s = same && same.rows >= minRows ? same : (sw.find((w) => w.rows >= minRows) ?? same ?? sw[0]);
   return s ? { c, s } : `the stable has no closed ${c.window} window`;
 }
 
@@ -141,7 +148,7 @@ function divergenceOf(c: WindowReport, s: WindowReport, p: CanaryQualityPolicy):
  * ms, the step's start) on the canary's side. Pure; see the file's comment for the rules.
  */
 export function judgeCanaryQuality(stable: MonitorReport, canary: MonitorReport, policy: CanaryQualityPolicy, since = 0): CanaryQuality {
-  const picked = pickWindows(stable, canary, since);
+  const picked = pickWindows(stable, canary, since, policy.minRows);
   if (typeof picked === 'string') return { pass: true, basis: 'insufficient', reason: picked, n: 0, stableN: 0, wait: true };
   const { c, s } = picked;
   const window = { size: c.window, start: c.start, end: c.end };

@@ -150,6 +150,13 @@ describe('judgeCanaryQuality', () => {
     expect(v.wait).toBeUndefined();
   });
 
+  it("at a 100 % step (no new stable window of the same start) the stable's newest window with enough rows stands in", () => {
+    const full = windowOf(traffic(2000, 81), { start: T0 });
+    const trickle = windowOf(traffic(5, 82), { start: T0 + MIN });
+    const v = judgeCanaryQuality(report(trickle, full), report(windowOf(traffic(400, 83), { start: T0 + 2 * MIN, version: 2 })), POLICY, T0 + 2 * MIN);
+    expect(v).toMatchObject({ pass: true, basis: 'estimated', stableN: 2000, window: { start: T0 + 2 * MIN } });
+  });
+
   it('the stable window of the same start is compared, not a newer one', () => {
     const same = windowOf(traffic(2000, 71), { start: T0 });
     const newer = windowOf(traffic(2000, 72, (p) => Math.min(1, p + 0.35)), { start: T0 + MIN });
