@@ -8,8 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../cluster/index.ts';
 import { scoreHistogram, type MonitorReport, type WindowReport } from '../../ml/monitoring/index.ts';
 import { binaryQuality, estimatePerformance } from '../../ml/monitoring/stats/index.ts';
-import { judgeCanaryQuality, type CanaryQualityPolicy } from '../../ml/pipelines/canary-quality.ts';
-import { validatePipelineSpec, type SpecLookups } from '../../ml/pipelines/index.ts';
+import { judgeCanaryQuality, validatePipelineSpec, type CanaryQualityPolicy, type SpecLookups } from '../../ml/pipelines/index.ts';
 
 const POLICY: CanaryQualityPolicy = { maxDrop: 0.02, maxDivergence: 0.25, minLabeled: 200, minRows: 100, confidence: 0.95 };
 const MIN = 60_000;
