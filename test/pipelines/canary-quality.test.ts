@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../cluster/index.ts';
 import { scoreHistogram, type MonitorReport, type WindowReport } from '../../ml/monitoring/index.ts';
 import { binaryQuality, estimatePerformance } from '../../ml/monitoring/stats/index.ts';
-import { judgeCanaryQuality, validatePipelineSpec, type CanaryQualityPolicy, type SpecLookups } from '../../ml/pipelines/index.ts';
+import { judgeCanaryQuality, validatePipelineSpec, type CanaryQualityPolicy, type RunRecord, type SpecLookups } from '../../ml/pipelines/index.ts';
+import { formatRun } from '../../cli/pipelines.ts';
 
 const POLICY: CanaryQualityPolicy = { maxDrop: 0.02, maxDivergence: 0.25, minLabeled: 200, minRows: 100, confidence: 0.95 };
 const MIN = 60_000;
@@ -191,5 +192,15 @@ describe('rollout.quality in the pipeline spec', () => {
     ] as const) {
       await expect(validatePipelineSpec({ ...base, rollout: { quality } }, lookups)).rejects.toMatchObject({ code: 'SHOAL_ERR_BAD_INPUT', message: expect.stringContaining(`pipeline ${field}`) });
     }
+  });
+});
+
+describe('shoal pipelines runs', () => {
+  it("shows each passed step's quality basis and rows, and a failed step's reason", () => {
+    const pass = judgeCanaryQuality(report(windowOf(traffic(2000, 91))), report(windowOf(traffic(400, 92), { version: 2 })), POLICY, T0);
+    const run = { pipeline: 'p', run: 3, state: 'done', trigger: { kind: 'manual', at: T0 }, coalesced: [], steps: [{ percent: 5, pass: true, at: T0, quality: pass }, { percent: 25, pass: false, at: T0, reason: 'rolled back at 25%: 1m window: estimated auc 0.5 …' }], decision: { outcome: 'rolled-back', reason: 'rolled back at 25%', at: T0 } } as unknown as RunRecord;
+    const text = formatRun(run);
+    expect(text).toContain('  canary   5% pass\n           quality estimated, n=400: 1m window: estimated auc');
+    expect(text).toContain('  canary   25% FAIL rolled back at 25%: 1m window: estimated auc 0.5');
   });
 });
