@@ -22,7 +22,11 @@ export function formatRun(r: RunRecord): string {
   }
   if (r.jobId) lines.push(`  job      ${r.jobId}${r.candidate ? ` → v${r.candidate.version}` : ''}`);
   if (r.report) for (const c of r.report.checks) lines.push(`  gate     ${c.pass ? 'pass' : 'FAIL'} ${c.gate}: ${c.message}`);
-  for (const s of r.steps) lines.push(`  canary   ${s.percent}% ${s.pass ? 'pass' : `FAIL ${s.reason ?? ''}`}`);
+  for (const s of r.steps) {
+    lines.push(`  canary   ${s.percent}% ${s.pass ? 'pass' : `FAIL ${s.reason ?? ''}`}`);
+    // Why the step passed (or the quality failure above): the basis and what it rested on.
+    if (s.quality && s.pass) lines.push(`           quality ${s.quality.basis}, n=${s.quality.n}: ${s.quality.reason}`);
+  }
   if (r.decision) lines.push(`  decision ${r.decision.outcome}: ${r.decision.reason}`);
   return lines.join('\n');
 }

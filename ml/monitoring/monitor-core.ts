@@ -105,8 +105,24 @@ export interface WindowReport {
   estimated?: EstimatedPerformance;
   /** On the labeled rows received so far for this window's predictions. */
   quality?: QualityReport;
+  /**
+   * Counts of the window's sampled scores in SCORE_BINS equal-width bins over [0, 1] (outside
+   * values in the end bins): what a canary's prediction distribution is compared with the stable's
+   * on (ml/pipelines/canary-quality.ts). Absent without a score output.
+   */
+  scoreHistogram?: number[];
   labeled: number;
   alerts: Alert[];
+}
+
+/** Bins of {@link WindowReport.scoreHistogram}. */
+export const SCORE_BINS = 10;
+
+/** Counts of `scores` in {@link SCORE_BINS} equal-width bins over [0, 1]. */
+export function scoreHistogram(scores: readonly number[]): number[] {
+  const out = new Array<number>(SCORE_BINS).fill(0);
+  for (const v of scores) if (Number.isFinite(v)) out[Math.min(SCORE_BINS - 1, Math.max(0, Math.floor(v * SCORE_BINS)))]!++;
+  return out;
 }
 
 export interface ResolvedMonitorOptions {
@@ -493,7 +509,7 @@ export class MonitorCore {
   }
 
   #base(w: OpenWindow, now: number, partial: boolean): WindowReport {
-    return { model: this.model, version: this.version, window: windowName(w.sizeMs), sizeMs: w.sizeMs, start: w.start, end: w.start + w.sizeMs, closedAt: now, partial, rows: this.#tested(w).rows, source: this.#fromReplicas && w.merged ? 'replicas' : 'log', logged: w.logged, ...(w.replicas ? { replicas: [...w.replicas].sort() } : {}), labeled: 0, alerts: [] };
+    return { model: this.model, version: this.version, window: windowName(w.sizeMs), sizeMs: w.sizeMs, start: w.start, end: w.start + w.sizeMs, closedAt: now, partial, rows: this.#tested(w).rows, source: this.#fromReplicas && w.merged ? 'replicas' : 'log', logged: w.logged, ...(w.replicas ? { replicas: [...w.replicas].sort() } : {}), ...(w.scores.items.length ? { scoreHistogram: scoreHistogram(w.scores.items) } : {}), labeled: 0, alerts: [] };
   }
 
   #evaluate(w: OpenWindow, now: number, partial: boolean): WindowReport {

@@ -94,6 +94,24 @@ export const PipelineSpec = Type.Object(
         stepMs: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 10_000 }),
         /** Promote without the canary (for models with no deployment yet). @default false */
         direct: Type.Boolean({ default: false }),
+        /** How each step is judged on model quality (canary-quality.ts), besides the rollout controller's errors and latency. */
+        quality: Type.Object(
+          {
+            /** The canary may be worse than the stable by at most this (AUC or accuracy), on the high end of the difference's interval. @default 0.02 */
+            maxDrop: Type.Number({ minimum: 0, maximum: 1, default: 0.02 }),
+            /** Largest PSI between the canary's and the stable's score distributions (when the difference is also significant). @default 0.25 */
+            maxDivergence: Type.Number({ exclusiveMinimum: 0, maximum: 100, default: 0.25 }),
+            /** Labeled canary rows from which labeled metrics are preferred to estimated ones. @default 200 */
+            minLabeled: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 200 }),
+            /** Rows each track's window needs before estimated performance and the divergence are judged. @default 100 */
+            minRows: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 100 }),
+            /** Of every interval and test. @default 0.95 */
+            confidence: Type.Number({ exclusiveMinimum: 0.5, exclusiveMaximum: 1, default: 0.95 }),
+            /** Longest a step waits past stepMs for enough rows; then it passes with basis "insufficient". @default 900000 */
+            maxWaitMs: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 900_000 }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -103,6 +121,9 @@ export const PipelineSpec = Type.Object(
 export type PipelineSpec = Static<typeof PipelineSpec>;
 
 const check = TypeCompiler.Compile(PipelineSpec);
+
+/** The defaults of `rollout.quality`. */
+export const QUALITY_DEFAULTS = { maxDrop: 0.02, maxDivergence: 0.25, minLabeled: 200, minRows: 100, confidence: 0.95, maxWaitMs: 900_000 } as const;
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -136,7 +157,12 @@ export async function validatePipelineSpec(raw: unknown, lookups: SpecLookups): 
     };
     fill('training', { type: 'logreg', steps: 200, lr: 0.05, seed: 1, spotOk: true });
     fill('gates', { metric: 'auc', maxDrop: 0.01, confidence: 0.95 });
-    fill('rollout', { steps: [5, 25, 50, 100], stepMs: 10_000, direct: false });
+    fill('rollout', { steps: [5, 25, 50, 100], stepMs: 10_000, direct: false, quality: {} });
+    const rollout = withDefaults['rollout'];
+    if (rollout && typeof rollout === 'object' && !Array.isArray(rollout)) {
+      const q = (rollout as Record<string, unknown>)['quality'];
+      if (q && typeof q === 'object' && !Array.isArray(q)) for (const [dk, dv] of Object.entries(QUALITY_DEFAULTS)) (q as Record<string, unknown>)[dk] ??= dv;
+    }
   }
   const first = check.Errors(withDefaults).First();
   if (first) throw bad(first.path.replace(/^\//, '').replaceAll('/', '.') || '(root)', first.message);

@@ -3,7 +3,8 @@
  * store (with `data.labeled`, the dataset plus the model's labeled rows as a new version), training through the job queue (`shoal submit`'s path, on spot by default), the gates
  * scored here with ONNX Runtime on one holdout for both versions, rejection in the registry, and
  * the canary through the deployments the rollout controller watches (which may roll a step back on
- * errors or latency; the run then records the rollback).
+ * errors or latency; the run then records the rollback), each step also judged on model quality
+ * from both tracks' monitors (canary-quality.ts) and rolled back here when it fails.
  */
 import * as ort from 'onnxruntime-node';
 import { JobState, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
@@ -15,10 +16,13 @@ import { ModelRegistry } from '../registry/registry.ts';
 import type { ModelDeployments } from '../serving/deployments.ts';
 import { JobClient } from '../training/jobs.ts';
 import { MlErrors } from '../errors.ts';
+import { modelMonitoring } from '../monitoring/monitor-client.ts';
+import type { MonitorReport } from '../monitoring/monitor-actor.ts';
+import { judgeCanaryQuality, type CanaryQuality, type CanaryQualityPolicy } from './canary-quality.ts';
 import { judgeGates } from './gates.ts';
 import { appendLabeled, readLabeled } from './labels.ts';
 import type { PipelineStages } from './runner.ts';
-import { nextScheduled } from './spec.ts';
+import { QUALITY_DEFAULTS, nextScheduled } from './spec.ts';
 
 export interface StagesOptions {
   nc: NatsConnection;
@@ -28,6 +32,10 @@ export interface StagesOptions {
   clock: Clock;
   /** Longest a training job may take before the run fails. @default 3600000 */
   trainTimeoutMs?: number;
+  /** How often a canary step waiting for enough rows reads the monitors again. @default 2000 */
+  qualityPollMs?: number;
+  /** Wall-clock time (the monitors' windows are in record time, epoch ms). @default Date.now */
+  now?: () => number;
 }
 
 const SCORE_BATCH = 1024;
@@ -58,6 +66,22 @@ export function realStages(o: StagesOptions): PipelineStages {
   const { nc, subjects, deployments, log, clock } = o;
   const prefix = subjects.prefix;
   const wait = (ms: number) => new Promise<void>((resolve) => clock.after(ms, resolve));
+  const now = o.now ?? Date.now;
+  const pollMs = o.qualityPollMs ?? 2000;
+
+  /** Both tracks' monitor reports judged (canary-quality.ts); `wait` while a monitor does not answer yet. */
+  const judgeStep = async (model: string, since: number, policy: CanaryQualityPolicy): Promise<CanaryQuality> => {
+    const m = await modelMonitoring(nc, subjects, model).catch((err: unknown) => ({ error: (err as Error).message }));
+    if (!m || 'error' in m) return { pass: true, basis: 'insufficient', reason: `monitoring not readable: ${m ? m.error : 'not deployed'}`, n: 0, stableN: 0, wait: true };
+    const stable = m.versions.find((v) => v.role === 'stable');
+    const canary = m.versions.find((v) => v.role === 'canary');
+    if (!stable && !canary) return { pass: true, basis: 'insufficient', reason: 'the deployment has no monitoring: the step is judged on errors and latency only', n: 0, stableN: 0 };
+    for (const [role, v] of [['stable', stable], ['canary', canary]] as const) {
+      if (!v) return { pass: true, basis: 'insufficient', reason: `the ${role} track has no monitor`, n: 0, stableN: 0, wait: true };
+      if ('error' in v) return { pass: true, basis: 'insufficient', reason: `the ${role}'s monitor does not answer: ${v.error}`, n: 0, stableN: 0, wait: true };
+    }
+    return judgeCanaryQuality((stable as { report: MonitorReport }).report, (canary as { report: MonitorReport }).report, policy, since);
+  };
   return {
     async snapshot(r) {
       const datasets = await DatasetStore.open(nc, prefix);
@@ -136,20 +160,44 @@ export function realStages(o: StagesOptions): PipelineStages {
       }
       if (dep.stable.version === version) return { outcome: 'promoted', reason: `v${version} already serves` };
       const steps = r.spec.rollout.steps;
-      if (!dep.canary) await deployments.canary(model, { version, weight: steps[Math.min(r.steps.length, steps.length - 1)]! / 100 });
+      // Specs stored before rollout.quality existed have none: the defaults.
+      const q = { ...QUALITY_DEFAULTS, ...r.spec.rollout.quality };
+      // The canary is monitored as the stable is, so each step can be judged on quality.
+      const monitoring = dep.stable.monitoring ? { monitoring: dep.stable.monitoring } : {};
+      if (!dep.canary) await deployments.canary(model, { version, weight: steps[Math.min(r.steps.length, steps.length - 1)]! / 100, ...monitoring });
       else if (dep.canary.version !== version) throw MlErrors.CANARY_NOT_READY(model, `v${dep.canary.version} is already the canary`);
       for (let i = r.steps.length; i < steps.length; i++) {
         const percent = steps[i]!;
         await deployments.setWeight(model, percent / 100);
+        const since = now();
         await wait(r.spec.rollout.stepMs);
-        const now = await deployments.get(model);
-        if (!now?.canary || now.canary.version !== version) {
-          const ev = now?.history.findLast((h) => h.version === version && h.event === 'rolled-back');
-          const reason = `rolled back at ${percent}%: ${ev?.detail ?? 'the canary was removed'}`;
-          await onStep({ percent, pass: false, at: Date.now(), reason });
+        const waitUntil = clock.now() + q.maxWaitMs;
+        let quality: CanaryQuality;
+        for (;;) {
+          const cur = await deployments.get(model);
+          if (!cur?.canary || cur.canary.version !== version) {
+            // The rollout controller (errors, latency) or a person rolled it back during the step.
+            const ev = cur?.history.findLast((h) => h.version === version && h.event === 'rolled-back');
+            const reason = `rolled back at ${percent}%: ${ev?.detail ?? 'the canary was removed'}`;
+            await onStep({ percent, pass: false, at: now(), reason });
+            return { outcome: 'rolled-back', reason };
+          }
+          quality = await judgeStep(model, since, q);
+          if (!quality.pass || !quality.wait || clock.now() >= waitUntil) break;
+          await wait(pollMs);
+        }
+        if (!quality.pass) {
+          const reason = `rolled back at ${percent}%: ${quality.reason}`;
+          // Rolled back before the step is recorded: a leader taking over in between finds the canary gone and records the same reason from its history.
+          await deployments.rollback(model, `pipeline ${r.pipeline} run ${r.run} canary quality: ${quality.reason}`, version);
+          log.warn({ pipeline: r.pipeline, run: r.run, model, version, percent, basis: quality.basis, reason: quality.reason }, 'canary step failed on quality: rolled back');
+          await onStep({ percent, pass: false, at: now(), reason, quality });
           return { outcome: 'rolled-back', reason };
         }
-        await onStep({ percent, pass: true, at: Date.now() });
+        const { wait: waited, ...judged } = quality;
+        const recorded: CanaryQuality = waited ? { ...judged, reason: `after waiting ${q.maxWaitMs} ms past the step: ${judged.reason}` } : judged;
+        log.info({ pipeline: r.pipeline, run: r.run, model, version, percent, basis: recorded.basis, n: recorded.n }, 'canary step passed');
+        await onStep({ percent, pass: true, at: now(), quality: recorded });
       }
       await deployments.promote(model);
       return { outcome: 'promoted', reason: `every canary step passed (${steps.join('% → ')}%)` };

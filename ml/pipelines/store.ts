@@ -8,6 +8,7 @@
 import { Kvm, type KV } from '@nats-io/kv';
 import { kvKeys, resources, type NatsConnection } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
+import type { CanaryQuality } from './canary-quality.ts';
 import type { GateReport } from './gates.ts';
 import type { PipelineSpec } from './spec.ts';
 
@@ -32,6 +33,8 @@ export interface CanaryStep {
   pass: boolean;
   at: number;
   reason?: string;
+  /** How the step was judged on model quality (canary-quality.ts); absent when the step ended before (rolled back on errors or latency). */
+  quality?: CanaryQuality;
 }
 
 export interface RunRecord {
