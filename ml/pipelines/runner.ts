@@ -209,7 +209,10 @@ export class PipelineRunner {
       // Coalesced triggers may have been added meanwhile: the CAS fails, the stage is read again (and redone, idempotently).
       const latest = await store.getRun(name, run);
       if (!latest || latest.record.state !== r.state) continue;
-      const merged = { ...next, coalesced: latest.record.coalesced, steps: next.steps.length >= latest.record.steps.length ? next.steps : latest.record.steps, by: this.#o.instance, updatedAt: this.#now() };
+      const at = this.#now();
+      // When each state was entered (the run's stage timings: `shoal pipelines runs`, bench:pipeline).
+      const entered = { ...(latest.record.entered ?? {}), ...(next.state !== r.state ? { [next.state]: at } : {}) };
+      const merged = { ...next, coalesced: latest.record.coalesced, steps: next.steps.length >= latest.record.steps.length ? next.steps : latest.record.steps, entered, by: this.#o.instance, updatedAt: at };
       if ((await store.casRun(merged, latest.revision)) === undefined) continue;
       if (merged.state === 'done') log.info({ pipeline: name, run, outcome: merged.decision?.outcome, reason: merged.decision?.reason }, 'pipeline run done');
     }

@@ -57,6 +57,8 @@ export interface RunRecord {
   decision?: { outcome: Outcome; reason: string; at: number };
   /** Who advanced it last (scheduler instance), for the record. */
   by?: string;
+  /** Epoch ms at which the run entered each state after `triggered` (its trigger's `at` is the start). */
+  entered?: Partial<Record<RunState, number>>;
   updatedAt: number;
 }
 

@@ -93,6 +93,11 @@ describe('pipeline runner', () => {
     expect(rec).toMatchObject({ trigger: { kind: 'manual', detail: 'by hand' }, snapshot: { digest: 'ab'.repeat(32) }, jobId: 'pl-manual-1', candidate: { version: 2 }, production: { version: 1 }, report: passing, decision: { outcome: 'promoted' }, by: 'sched-a' });
     expect(rec.steps.map((s) => s.percent)).toEqual([10, 50, 100]);
     expect(stages.calls).toEqual(['snapshot 1', 'train 1 pl-manual-1', 'trained 1', 'evaluate 1']);
+    // Each state's entry is stamped, in the order the run went through them.
+    const order = ['snapshotted', 'training', 'trained', 'evaluated', 'rollout', 'done'] as const;
+    const stamps = order.map((k) => rec.entered?.[k]);
+    expect(stamps.every((t) => typeof t === 'number')).toBe(true);
+    expect([...stamps].sort((a, b) => a! - b!)).toEqual(stamps);
     r.stop();
   });
 
