@@ -1,7 +1,7 @@
 // Public entry of ml/pipelines (re-exported by ml/index.ts): continuous training (issue #16).
 export { PipelineSpec, parseInterval, validatePipelineSpec, type SpecLookups } from './spec.ts';
 export { auc, compareAuc, ece, judgeGates, normalQuantile, type AucComparison, type GateCheck, type GatePolicy, type GateReport } from './gates.ts';
-export { PipelineStore, RUN_STATES, TRIGGER_KINDS, type CanaryStep, type Outcome, type RunRecord, type RunState, type Trigger, type TriggerKind } from './store.ts';
+export { PipelineStore, RUN_STATES, TRIGGER_KINDS, type CanaryStep, type Outcome, type RunRecord, type RunState, type ShadowStageReport, type Trigger, type TriggerKind } from './store.ts';
 export { PipelineRunner, jobIdOf, type PipelineStages, type PipelineRunnerOptions } from './runner.ts';
 export { PipelineClient } from './client.ts';
 export { clusterLookups, startPipelineService, type ApplyResult as PipelineApplyResult } from './service.ts';

@@ -1,7 +1,8 @@
 /**
  * The stages of a run as the scheduler leader does them: the data pinned by digest in the dataset
  * store, training through the job queue (`shoal submit`'s path, on spot by default), the gates
- * scored here with ONNX Runtime on one holdout for both versions, rejection in the registry, and
+ * scored here with ONNX Runtime on one holdout for both versions, the shadow (shadow-stage.ts),
+ * rejection in the registry, and
  * the canary through the deployments the rollout controller watches (which may roll a step back on
  * errors or latency; the run then records the rollback).
  */
@@ -18,6 +19,7 @@ import { MlErrors } from '../errors.ts';
 import { judgeGates } from './gates.ts';
 import type { PipelineStages } from './runner.ts';
 import { intervalMs } from './spec.ts';
+import { shadowStage } from './shadow-stage.ts';
 
 export interface StagesOptions {
   nc: NatsConnection;
@@ -110,6 +112,8 @@ export function realStages(o: StagesOptions): PipelineStages {
       log.info({ pipeline: r.pipeline, run: r.run, candidate: r.candidate!.version, production: prodVersion, pass: report.pass }, 'pipeline gates judged');
       return { report, ...(production ? { production: prodVersion } : {}) };
     },
+
+    shadow: (r) => shadowStage({ nc, subjects, deployments, log, clock }, r),
 
     async reject(r, reason) {
       const registry = await ModelRegistry.open(nc, prefix);
