@@ -214,7 +214,9 @@ export class ModelDeployments {
       const cur = need(d, name);
       const track = cur[side];
       if (track?.version !== version) throw MlErrors.CANARY_NOT_READY(name, `the ${side} changed while it was starting`);
-      return withEvent({ ...cur, [side]: { ...track, ...ready }, updatedAt: Date.now() }, `${side}-ready`, version);
+      // A shadow's comparison window starts when it can be mirrored to.
+      const since = side === 'shadow' ? { since: Date.now() } : {};
+      return withEvent({ ...cur, [side]: { ...track, ...ready, ...since }, updatedAt: Date.now() }, `${side}-ready`, version);
     });
   }
 

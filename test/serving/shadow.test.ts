@@ -67,7 +67,7 @@ describe('shadow comparison', () => {
   });
 
   it('tallies from two gateways add up to what one gateway would have counted', () => {
-    const rows = Array.from({ length: 40 }, (_, i) => [[i / 40], [((i * 7) % 40) / 40]] as const);
+    const rows: [number[], number[]][] = Array.from({ length: 40 }, (_, i) => [[i / 40], [((i * 7) % 40) / 40]]);
     const one = new ShadowTally();
     for (const [a, b] of rows) compareInto(one.of('m', 2, 1, 5), [a], [b]);
     const [g1, g2, sum] = [new ShadowTally(), new ShadowTally(), new ShadowTally()];
