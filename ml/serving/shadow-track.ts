@@ -30,11 +30,15 @@ export async function startShadow(deployments: ModelDeployments, name: string, o
   if (!(fraction >= 0 && fraction <= 1)) throw MlErrors.BAD_INPUT(`shadow fraction must be within 0..1, got ${fraction}`);
   const d0 = await deployments.require(name);
   if (d0.stable.version === version) throw MlErrors.CANARY_NOT_READY(name, `v${version} is the stable version: it cannot shadow itself`);
+  // One service per version: a shadow and a canary of the same version would share (and stop) each other's replicas.
+  if (d0.canary?.version === version) throw MlErrors.CANARY_NOT_READY(name, `v${version} is the canary: promote or roll it back first`);
   if (d0.shadow) {
     if (d0.shadow.version === version && d0.shadow.state === TrackState.READY) return d0;
     if (d0.shadow.version !== version) throw MlErrors.CANARY_NOT_READY(name, `v${d0.shadow.version} is already the shadow; clear it first`);
   }
-  return deployments.startSideTrack(name, 'shadow', version, opts, { fraction }, `fraction ${fraction}`);
+  // No model monitor: a shadow's answers are logged for nobody (and clearing it stops replicas only).
+  const { monitoring: _monitoring, ...track } = opts;
+  return deployments.startSideTrack(name, 'shadow', version, track, { fraction }, `fraction ${fraction}`);
 }
 
 /**
