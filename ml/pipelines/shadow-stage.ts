@@ -52,7 +52,8 @@ export async function shadowStage(o: ShadowStageOptions, r: RunRecord): Promise<
     const judgeAt = since + spec.durationMs;
     const giveUpAt = since + Math.max(spec.durationMs, spec.maxWaitMs);
     for (;;) {
-      const now = Date.now();
+      // The leader's clock is the wall clock (systemClock), as the track's `since` is.
+      const now = o.clock.now();
       if (now >= judgeAt) {
         const sums = await request<ShadowCounts>(o.nc, o.subjects.scheduler('shadow-report'), { model, version, since }, { timeoutMs: 5000 });
         const j = judgeShadow(spec, sums);
