@@ -2,7 +2,7 @@
  * `shoal pipelines apply <file.json> | run <name> [--reason TEXT] | runs <name>` (issue #16):
  * continuous training. `apply` stores the pipeline (refused naming the bad field), `run` triggers
  * it by hand (or is coalesced into the run in flight), `runs` lists its runs with each stage's
- * record: trigger, data digest, job, gate report, canary steps, decision.
+ * record: trigger, data digest, job, gate report, shadow report, canary steps, decision.
  */
 import { readFileSync } from 'node:fs';
 import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
@@ -22,6 +22,8 @@ export function formatRun(r: RunRecord): string {
   }
   if (r.jobId) lines.push(`  job      ${r.jobId}${r.candidate ? ` → v${r.candidate.version}` : ''}`);
   if (r.report) for (const c of r.report.checks) lines.push(`  gate     ${c.pass ? 'pass' : 'FAIL'} ${c.gate}: ${c.message}`);
+  const sh = r.shadowReport;
+  if (sh) lines.push(sh.skipped ? `  shadow   skipped: ${sh.reason}` : `  shadow   ${sh.pass ? 'pass' : 'FAIL'} ${sh.compared} rows, agreement ${(sh.agreement * 100).toFixed(1)}%, PSI ${sh.distance.toFixed(3)}`);
   for (const s of r.steps) {
     lines.push(`  canary   ${s.percent}% ${s.pass ? 'pass' : `FAIL ${s.reason ?? ''}`}`);
     // Why the step passed (or the quality failure above): the basis and what it rested on.

@@ -60,6 +60,8 @@ export function subjects(prefix = 'shoal') {
     registryAll: `${p}.registry.>`,
     /** Gateways' outcome tallies per model version (every gateway judges canaries on all of them). */
     gatewayOutcomes: `${p}.gw.outcomes`,
+    /** Gateways' shadow comparison tallies (ml/serving/shadow.ts), added up by the rollout controller. */
+    gatewayShadow: `${p}.gw.shadow`,
     gatewayAll: `${p}.gw.>`,
     /**
      * Bodies larger than one NATS message, held by their sender and pulled in chunks by the one

@@ -5,7 +5,8 @@
  * each version's outcomes (requests, server errors, latency histogram) every half second on
  * `shoal.gw.outcomes`. The rollout controller on the scheduler leader adds every gateway's
  * reports up and takes the canary verdicts; a gateway routes, limits and reports, it does not
- * decide.
+ * decide. A model with a ready shadow version also gets a share of its stable requests mirrored
+ * there, after stable answered (shadow-mirror.ts): compared, tallied, never returned.
  */
 import type { Subscription } from '@nats-io/transport-node';
 import {
@@ -28,6 +29,7 @@ import { RoutingTable, type Target } from './routing-table.ts';
 import { InferenceDispatcher, type DispatchResult } from './dispatcher.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { Activator } from './activator.ts';
+import { ShadowMirror } from './shadow-mirror.ts';
 
 export interface InferenceServiceOptions {
   nc: NatsConnection;
@@ -40,6 +42,8 @@ export interface InferenceServiceOptions {
   coalesce?: { inflightPerReplica?: number; maxHoldMs?: number; hedgeAfterMs?: number };
   /** How often this gateway reports its outcome tallies. @default 500 */
   reportEveryMs?: number;
+  /** Requests mirrored to shadow versions at once on this gateway (more are dropped, counted). @default 32 */
+  shadowInflight?: number;
 }
 
 /** Server-side failures count against a version; the caller's mistakes and overload do not. */
@@ -110,6 +114,8 @@ export class InferenceService {
   readonly dispatcher: InferenceDispatcher;
   /** Holds requests for models scaled to zero while a replica starts. */
   readonly activator: Activator;
+  /** Mirrors a share of stable's requests to a model's shadow version (never answered with). */
+  readonly shadow: ShadowMirror;
   /** This gateway's outcomes since its last report. */
   readonly #tally = new OutcomeTally();
   #sub: Subscription | undefined;
@@ -130,6 +136,7 @@ export class InferenceService {
       ...(o.coalesce?.maxHoldMs !== undefined ? { maxHoldMs: o.coalesce.maxHoldMs } : {}),
       ...(o.coalesce?.hedgeAfterMs !== undefined ? { hedgeAfterMs: o.coalesce.hedgeAfterMs } : {}),
     });
+    this.shadow = new ShadowMirror({ nc: o.nc, subjects: o.subjects, dispatcher: this.dispatcher, log: o.log, timeoutMs: o.requestTimeoutMs ?? 10_000, ...(o.shadowInflight !== undefined ? { maxInflight: o.shadowInflight } : {}) });
   }
 
   static async create(o: InferenceServiceOptions): Promise<InferenceService> {
@@ -240,7 +247,13 @@ export class InferenceService {
     if (meta.requestId !== undefined) item.requestId = meta.requestId;
     if (meta.tenant !== undefined) item.tenant = meta.tenant;
     try {
-      return await this.#inferOn(target, item, deadline, meta.trace);
+      const r = await this.#inferOn(target, item, deadline, meta.trace);
+      // A shadow gets a copy of a share of stable's requests, after stable answered (never awaited).
+      if (target.route === 'stable') {
+        const shadow = this.routing.shadow(name);
+        if (shadow) this.shadow.offer(shadow, target.version, item, r.body, r.headerLength);
+      }
+      return r;
     } catch (err) {
       // A failing canary should not fail the caller: the same (idempotent) request goes to stable.
       if (target.route === 'canary' && countsAsFailure(err)) {
@@ -319,6 +332,7 @@ export class InferenceService {
 
   /** Publishes this gateway's tallies since the last report (the rollout controller adds them up). */
   #report(): void {
+    this.shadow.report();
     const counts = this.#tally.take();
     if (counts.length === 0 || this.#o.nc.isClosed()) return;
     try {

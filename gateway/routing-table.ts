@@ -30,6 +30,18 @@ export interface Target {
   maxBatchSize: number;
 }
 
+/** A ready shadow version of a model: where mirrored requests go, and how many of them. */
+export interface ShadowTarget {
+  model: string;
+  version: number;
+  service: string;
+  maxBatchSize: number;
+  /** Share of stable's requests mirrored to it. */
+  fraction: number;
+  /** The shadow track's `since` (its tallies are counted under it). */
+  since: number;
+}
+
 export class RoutingTable {
   readonly records = new Map<string, ModelRecord>();
   readonly versions = new Map<string, ModelVersion>();
@@ -41,7 +53,7 @@ export class RoutingTable {
    * deployment changes (the request path then allocates no Target and looks up no signature;
    * callers may key per-target state, such as metric children, on the object).
    */
-  readonly #targets = new Map<string, { stable?: Target; canary?: Target }>();
+  readonly #targets = new Map<string, { stable?: Target; canary?: Target; shadow?: ShadowTarget | null }>();
 
   constructor(private readonly registry: ModelRegistry) {}
 
@@ -134,6 +146,17 @@ export class RoutingTable {
     let cached = this.#targets.get(name);
     if (!cached) this.#targets.set(name, (cached = {}));
     return (cached.stable ??= { model: name, version: d.stable.version, service: d.stable.service, signature: this.#signature(name, d.stable.version), route: 'stable', maxBatchSize: d.stable.maxBatchSize });
+  }
+
+  /** The model's shadow when it is ready (mirrored to, never routed to: a pinned request to its version is refused). */
+  shadow(name: string): ShadowTarget | undefined {
+    let cached = this.#targets.get(name);
+    if (cached?.shadow !== undefined) return cached.shadow ?? undefined;
+    const s = this.deployments.get(name)?.shadow;
+    const t = s && s.state === TrackState.READY && s.fraction > 0 ? { model: name, version: s.version, service: s.service, maxBatchSize: s.maxBatchSize, fraction: s.fraction, since: s.since } : undefined;
+    if (!cached) this.#targets.set(name, (cached = {}));
+    cached.shadow = t ?? null;
+    return t;
   }
 
   #signature(name: string, v: number): Signature {

@@ -43,6 +43,7 @@ export {
   pickTrack,
   serviceName,
   type CanaryTrack,
+  type ShadowTrack,
   type Route,
   type Track,
   type TrackHealth,
@@ -50,6 +51,21 @@ export {
 } from './serving/canary.ts';
 export { RolloutController, type RolloutControllerOptions } from './serving/rollout.ts';
 export { ModelDeployments, type CanaryOptions, type DeployOptions, type TrackOptions } from './serving/deployments.ts';
+export type { ShadowOptions } from './serving/shadow-track.ts';
+export {
+  SHADOW_BINS,
+  ShadowCounts,
+  ShadowReportMsg,
+  ShadowReportRequest,
+  ShadowTally,
+  compareInto,
+  histogramPsi,
+  judgeShadow,
+  responseRows,
+  rowsAgree,
+  type ShadowJudgment,
+  type ShadowPolicy,
+} from './serving/shadow.ts';
 export { SCALE_TO_ZERO_DEFAULTS, WAKE_SERVICE, type ScaleToZero, type WakeReply } from './serving/scale-to-zero-spec.ts';
 export { ZeroController, type ZeroControllerOptions } from './serving/zero-controller.ts';
 export type { LiveStatus, LiveTrack, LiveReplica } from './serving/live-status.ts';

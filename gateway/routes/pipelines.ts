@@ -1,6 +1,6 @@
 /**
  * Continuous training (issue #16): `GET /v1/pipelines/{name}/runs` — a pipeline's runs, oldest
- * first, each with its trigger, data digest, job, gate report, canary steps and decision. A
+ * first, each with its trigger, data digest, job, gate report, shadow report, canary steps and decision. A
  * pipeline is its model's: another tenant's key gets the same 404 as for a pipeline that does not
  * exist (tenancy as for `/v1/models/{name}`); admin keys see every pipeline.
  */
@@ -21,7 +21,7 @@ export function registerPipelineRoutes(app: App, deps: { nc: NatsConnection; sub
     {
       schema: {
         tags: ['v1'],
-        summary: "A pipeline's runs (continuous training): trigger, data snapshot, training job, gate report, canary steps, decision",
+        summary: "A pipeline's runs (continuous training): trigger, data snapshot, training job, gate report, shadow report, canary steps, decision",
         params: Type.Object({ name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }) }),
       },
     },

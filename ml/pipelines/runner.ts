@@ -4,13 +4,13 @@
  * through the stages in {@link PipelineStages}. Each stage's result is written into the run record by compare-and-swap
  * before the next stage starts, so a new leader reads where the last one stopped and continues the
  * same run: a stage cut short is done again, which is why every stage is idempotent (the training
- * job's id is derived from the run, a canary already at the version is not started twice).
+ * job's id is derived from the run, a shadow or canary already at the version is not started twice).
  */
 import { every, systemClock, type Clock, type Logger } from '../../cluster/index.ts';
 import type { GateReport } from './gates.ts';
 import { nextCron } from './schedule.ts';
 import { intervalMs, type PipelineSpec } from './spec.ts';
-import type { CanaryStep, Outcome, PipelineStore, RunRecord, Trigger } from './store.ts';
+import type { CanaryStep, Outcome, PipelineStore, RunRecord, ShadowStageReport, Trigger } from './store.ts';
 
 /** What a run does at each stage; the real ones are in stages.ts, tests inject their own. */
 export interface PipelineStages {
@@ -22,6 +22,12 @@ export interface PipelineStages {
   trained(r: RunRecord): Promise<{ version: number }>;
   /** Candidate and production on one holdout. */
   evaluate(r: RunRecord): Promise<{ report: GateReport; production?: number }>;
+  /**
+   * The candidate as a shadow of production (mirrored requests, compared, never returned), judged
+   * at the end and always cleared; a report with `skipped` when the spec, the deployment or
+   * `rollout.direct` leaves nothing to shadow. Resumable: a shadow already at the candidate is reused.
+   */
+  shadow(r: RunRecord): Promise<ShadowStageReport>;
   /** Marks the candidate rejected in the registry, with the report. */
   reject(r: RunRecord, reason: string): Promise<void>;
   /** The canary, step by step from `r.steps.length`; `onStep` records each step before the next. */
@@ -239,7 +245,14 @@ export class PipelineRunner {
         return { ...withReport, state: 'done', decision: { outcome: 'rejected', reason, at: at() } };
       }
       case 'evaluated':
-        return { ...r, state: 'rollout' };
+        return { ...r, state: 'shadow' };
+      case 'shadow': {
+        const shadowReport = await stages.shadow(r);
+        const withReport: RunRecord = { ...r, shadowReport };
+        if (shadowReport.pass) return { ...withReport, state: 'rollout' };
+        await stages.reject(withReport, `pipeline ${r.pipeline} run ${r.run} ${shadowReport.reason}`);
+        return { ...withReport, state: 'done', decision: { outcome: 'rejected', reason: shadowReport.reason, at: at() } };
+      }
       case 'rollout': {
         let steps = r.steps;
         const result = await stages.rollout(r, async (s) => {

@@ -1,6 +1,7 @@
 /**
  * A pipeline (issue #16): per model, what triggers a retrain, the data it trains on, the training
- * job, the gates a candidate must pass and the canary it then goes through. Applied with
+ * job, the gates a candidate must pass, the shadow it may first serve (mirrored traffic only) and
+ * the canary it then goes through. Applied with
  * `shoal pipelines apply`, stored versioned in the pipelines KV bucket (store.ts).
  *
  * {@link validatePipelineSpec} checks the shape (TypeBox) and then what only the cluster knows —
@@ -115,6 +116,30 @@ export const PipelineSpec = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    /**
+     * Shadow before the canary: the candidate gets a mirrored share of production's requests, its
+     * answers compared with production's and never returned (skipped when the model has no
+     * deployment or with `rollout.direct`).
+     */
+    shadow: Type.Optional(
+      Type.Object(
+        {
+          /** Share of the stable version's requests mirrored to the candidate. @default 0.1 */
+          fraction: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.1 }),
+          /** How long the shadow runs before it is judged, in ms. @default 30000 */
+          durationMs: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 30_000 }),
+          /** Rows compared before any verdict. @default 200 */
+          minCompared: Type.Integer({ minimum: 1, maximum: 100_000_000, default: 200 }),
+          /** Lowest share of rows on which both versions agree (same class, or close for a regression). @default 0.9 */
+          minAgreement: Type.Number({ minimum: 0, maximum: 1, default: 0.9 }),
+          /** Highest PSI between the two versions' score distributions (20 bins over 0..1). @default 0.1 */
+          maxDistance: Type.Number({ minimum: 0, default: 0.1 }),
+          /** Longest the shadow may wait (from when it is ready) for `minCompared` rows; the run then fails, the candidate untouched. @default 300000 */
+          maxWaitMs: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 300_000 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -163,6 +188,7 @@ export async function validatePipelineSpec(raw: unknown, lookups: SpecLookups): 
       const q = (rollout as Record<string, unknown>)['quality'];
       if (q && typeof q === 'object' && !Array.isArray(q)) for (const [dk, dv] of Object.entries(QUALITY_DEFAULTS)) (q as Record<string, unknown>)[dk] ??= dv;
     }
+    fill('shadow', { fraction: 0.1, durationMs: 30_000, minCompared: 200, minAgreement: 0.9, maxDistance: 0.1, maxWaitMs: 300_000 });
   }
   const first = check.Errors(withDefaults).First();
   if (first) throw bad(first.path.replace(/^\//, '').replaceAll('/', '.') || '(root)', first.message);

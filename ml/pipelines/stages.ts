@@ -1,7 +1,8 @@
 /**
  * The stages of a run as the scheduler leader does them: the data pinned by digest in the dataset
- * store (with `data.labeled`, the dataset plus the model's labeled rows as a new version), training through the job queue (`shoal submit`'s path, on spot by default), the gates
- * scored here with ONNX Runtime on one holdout for both versions, rejection in the registry, and
+ * store (with `data.labeled`, the dataset plus the model's labeled rows as a new version), training
+ * through the job queue (`shoal submit`'s path, on spot by default), the gates scored here with ONNX
+ * Runtime on one holdout for both versions, the shadow (shadow-stage.ts), rejection in the registry, and
  * the canary through the deployments the rollout controller watches (which may roll a step back on
  * errors or latency; the run then records the rollback), each step also judged on model quality
  * from both tracks' monitors (canary-quality.ts) and rolled back here when it fails.
@@ -23,6 +24,7 @@ import { judgeGates } from './gates.ts';
 import { appendLabeled, readLabeled } from './labels.ts';
 import type { PipelineStages } from './runner.ts';
 import { QUALITY_DEFAULTS, nextScheduled } from './spec.ts';
+import { shadowStage } from './shadow-stage.ts';
 
 export interface StagesOptions {
   nc: NatsConnection;
@@ -143,6 +145,8 @@ export function realStages(o: StagesOptions): PipelineStages {
       log.info({ pipeline: r.pipeline, run: r.run, candidate: r.candidate!.version, production: prodVersion, pass: report.pass }, 'pipeline gates judged');
       return { report, ...(production ? { production: prodVersion } : {}) };
     },
+
+    shadow: (r) => shadowStage({ nc, subjects, deployments, log, clock }, r),
 
     async reject(r, reason) {
       const registry = await ModelRegistry.open(nc, prefix);

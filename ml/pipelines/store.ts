@@ -23,7 +23,7 @@ export interface Trigger {
 }
 
 /** The stages of a run, in order; `done` carries the decision. */
-export const RUN_STATES = ['triggered', 'snapshotted', 'training', 'trained', 'evaluated', 'rollout', 'done'] as const;
+export const RUN_STATES = ['triggered', 'snapshotted', 'training', 'trained', 'evaluated', 'shadow', 'rollout', 'done'] as const;
 export type RunState = (typeof RUN_STATES)[number];
 
 export type Outcome = 'promoted' | 'rejected' | 'rolled-back' | 'failed';
@@ -35,6 +35,22 @@ export interface CanaryStep {
   reason?: string;
   /** How the step was judged on model quality (canary-quality.ts); absent when the step ended before (rolled back on errors or latency). */
   quality?: CanaryQuality;
+}
+
+/** What the shadow stage found (ml/pipelines/shadow-stage.ts). */
+export interface ShadowStageReport {
+  /** Rows compared between the candidate and production. */
+  compared: number;
+  /** Share of compared rows on which they agreed. */
+  agreement: number;
+  /** PSI of the candidate's score distribution against production's. */
+  distance: number;
+  /** Mirrored requests the candidate failed. */
+  errors?: number;
+  pass: boolean;
+  /** The stage did not run (no `shadow` in the spec, no deployment, `rollout.direct`). */
+  skipped?: boolean;
+  reason: string;
 }
 
 export interface RunRecord {
@@ -53,6 +69,7 @@ export interface RunRecord {
   candidate?: { version: number };
   production?: { version: number };
   report?: GateReport;
+  shadowReport?: ShadowStageReport;
   steps: CanaryStep[];
   decision?: { outcome: Outcome; reason: string; at: number };
   /** Who advanced it last (scheduler instance), for the record. */

@@ -2,7 +2,8 @@
  * Deployments and canaries: the record that says which versions of a model serve and how
  * traffic splits between them (key `deploy.<name>` in the models bucket), the routing decision
  * (weighted, optionally sticky by a request key), and the monitor that compares the canary with
- * the stable version and calls for a rollback when its error rate or p99 passes the policy.
+ * the stable version and calls for a rollback when its error rate or p99 passes the policy. A
+ * deployment may also carry a shadow track (mirrored requests only; see shadow.ts).
  */
 import { createHash } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
@@ -46,6 +47,19 @@ export const CanaryTrack = Type.Intersect([
 ]);
 export type CanaryTrack = Static<typeof CanaryTrack>;
 
+/**
+ * A shadow: a version that receives a mirrored share of the stable version's requests, whose
+ * answers are compared with stable's and never returned to a caller (ml/serving/shadow.ts).
+ */
+export const ShadowTrack = Type.Intersect([
+  Track,
+  Type.Object({
+    /** Share of stable's requests mirrored to it, 0..1. */
+    fraction: Type.Number({ minimum: 0, maximum: 1 }),
+  }),
+]);
+export type ShadowTrack = Static<typeof ShadowTrack>;
+
 export const RollbackPolicy = Type.Object({
   /** Roll back automatically (else only report). @default true */
   auto: Type.Boolean({ default: true }),
@@ -80,6 +94,8 @@ export const Deployment = Type.Object({
   model: Type.String(),
   stable: Track,
   canary: Type.Optional(CanaryTrack),
+  /** Mirrored traffic only: its answers are compared, never returned (ml/serving/shadow.ts). */
+  shadow: Type.Optional(ShadowTrack),
   policy: RollbackPolicy,
   history: Type.Array(DeploymentEvent),
   updatedAt: Type.Number(),

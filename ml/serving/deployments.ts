@@ -29,7 +29,7 @@ import { MlErrors } from '../errors.ts';
 import { ModelRegistry, resolveRef } from '../registry/registry.ts';
 import { refuseRejected } from '../registry/rejected.ts';
 import { keys, type ModelVersion } from '../registry/schemas.ts';
-import { DEFAULT_POLICY, TrackState, isDeployment, type Deployment, serviceName, type CanaryTrack, type RollbackPolicy, type Track } from './canary.ts';
+import { DEFAULT_POLICY, TrackState, isDeployment, type Deployment, serviceName, type RollbackPolicy, type Track } from './canary.ts';
 import { INFERENCE_ACTOR_TYPE, type InferenceArgs, type ReadyReply, type WarmupMode } from './messages.ts';
 import { planBatching } from './batch-axis.ts';
 import { liveStatus, type LiveStatus } from './live-status.ts';
@@ -40,6 +40,7 @@ import { checkFeatureInput } from './entity-features.ts';
 import type { MonitoringSpec } from '../monitoring/records.ts';
 import { startMonitor, stopMonitor, wantsMonitor } from '../monitoring/monitor-client.ts';
 import { checkScaleToZero } from './scale-to-zero-check.ts';
+import { clearShadow, startShadow, type ShadowOptions } from './shadow-track.ts';
 import type { ScaleToZeroOptions } from './scale-to-zero-spec.ts';
 
 export interface TrackOptions {
@@ -168,6 +169,7 @@ export class ModelDeployments {
       const policy = { ...DEFAULT_POLICY, ...d?.policy, ...opts.policy };
       const next: Deployment = { model: name, stable: track, policy, history: d?.history ?? [], updatedAt: Date.now() };
       if (d?.canary && d.canary.version !== version) next.canary = d.canary;
+      if (d?.shadow && d.shadow.version !== version) next.shadow = d.shadow;
       return withEvent(next, old ? 'replaced' : 'deployed', version, old ? `was v${old.version}` : undefined);
     });
     if (old) await this.#stopTrack(old, name);
@@ -184,24 +186,48 @@ export class ModelDeployments {
     const d0 = await this.require(name);
     if (d0.stable.version === version) throw MlErrors.CANARY_NOT_READY(name, `v${version} is already the stable version`);
     if (d0.canary && d0.canary.version !== version) throw MlErrors.CANARY_NOT_READY(name, `v${d0.canary.version} is already the canary; promote or roll it back first`);
-    const starting: CanaryTrack = { ...this.#track(name, version, opts, TrackState.STARTING), weight, sticky: opts.sticky ?? false };
-    await this.#mutate(name, (d) => withEvent({ ...need(d, name), canary: starting, updatedAt: Date.now() }, 'canary-starting', version, `weight ${weight}`));
+    return this.startSideTrack(name, 'canary', version, opts, { weight, sticky: opts.sticky ?? false }, `weight ${weight}`);
+  }
+
+  /**
+   * Places a track beside the stable one (a canary, or a shadow: shadow-track.ts) the same way:
+   * written as `starting` (gateways send it nothing), its replicas spawned and probed, then marked
+   * `ready` — or removed from the record again when they fail. Events `<side>-starting`,
+   * `<side>-ready`, `<side>-failed`.
+   */
+  async startSideTrack<S extends 'canary' | 'shadow'>(name: string, side: S, version: number, opts: TrackOptions, extra: Omit<NonNullable<Deployment[S]>, keyof Track>, detail?: string): Promise<Deployment> {
+    const starting = { ...this.#track(name, version, opts, TrackState.STARTING), ...extra };
+    await this.#mutate(name, (d) => withEvent({ ...need(d, name), [side]: starting, updatedAt: Date.now() }, `${side}-starting`, version, detail));
     let ready: Track;
     try {
       ready = await this.#startTrack(name, version, opts);
     } catch (err) {
       await this.#mutate(name, (d) => {
         const next = { ...need(d, name), updatedAt: Date.now() };
-        delete next.canary;
-        return withEvent(next, 'canary-failed', version, (err as Error).message);
+        if (next[side]?.version !== version) return undefined;
+        delete next[side];
+        return withEvent(next, `${side}-failed`, version, (err as Error).message);
       }).catch(() => undefined);
       throw err;
     }
     return this.#mutate(name, (d) => {
       const cur = need(d, name);
-      if (cur.canary?.version !== version) throw MlErrors.CANARY_NOT_READY(name, 'the canary changed while it was starting');
-      return withEvent({ ...cur, canary: { ...cur.canary, ...ready, weight: cur.canary.weight, sticky: cur.canary.sticky }, updatedAt: Date.now() }, 'canary-ready', version);
+      const track = cur[side];
+      if (track?.version !== version) throw MlErrors.CANARY_NOT_READY(name, `the ${side} changed while it was starting`);
+      // A shadow's comparison window starts when it can be mirrored to.
+      const since = side === 'shadow' ? { since: Date.now() } : {};
+      return withEvent({ ...cur, [side]: { ...track, ...ready, ...since }, updatedAt: Date.now() }, `${side}-ready`, version);
     });
+  }
+
+  /** Starts a shadow version beside the stable one: mirrored requests only, never answered with (shadow-track.ts). */
+  shadow(name: string, opts: ShadowOptions): Promise<Deployment> {
+    return startShadow(this, name, opts);
+  }
+
+  /** Removes the shadow from routing, then stops its replicas; false when there was none (of `expectVersion`). */
+  clearShadow(name: string, reason = 'cleared', expectVersion?: number): Promise<boolean> {
+    return clearShadow(this, name, reason, expectVersion);
   }
 
   async setWeight(name: string, weight: number): Promise<Deployment> {
@@ -269,6 +295,7 @@ export class ModelDeployments {
     await this.registry.kv.delete(keys.deployment(name));
     await this.#stopTrack(cur.stable, name);
     if (cur.canary) await this.#stopTrack(cur.canary, name);
+    if (cur.shadow) await this.#stopTrack(cur.shadow, name);
   }
 
   /**
@@ -322,6 +349,11 @@ export class ModelDeployments {
   }
 
   // ---- internals --------------------------------------------------------------------------------
+
+  /** A version number for `ref` (number or alias; undefined: production, else latest). */
+  resolveVersion(name: string, ref: number | string | undefined): Promise<number> {
+    return this.#resolve(name, ref);
+  }
 
   async #resolve(name: string, ref: number | string | undefined): Promise<number> {
     const rec = await this.registry.get(name);

@@ -9,14 +9,21 @@
  * Its soft state — the last ten minutes of outcomes — is rebuilt from the reports after a
  * failover; the deployment records it acts on are in KV, changed by compare-and-swap, so a
  * human's promote or abort racing a verdict is never lost.
+ *
+ * It also adds up the gateways' shadow tallies (`shoal.gw.shadow`, shadow.ts) per shadow track and
+ * answers `shoal.sched.shadow-report` with the sums, which the pipeline's shadow stage judges. Like
+ * the outcome window, those sums are soft state: after a failover they start again from the
+ * gateways' next reports (the stage then waits for enough compared rows again).
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Subscription } from '@nats-io/transport-node';
-import { decode, every, systemClock, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { decode, every, serve, systemClock, type Clock, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
 import { CanaryMonitor, OutcomeReport, TrackState, isDeployment, type Deployment, type Verdict } from './canary.ts';
 import type { ModelDeployments } from './deployments.ts';
+import { ShadowReportMsg, ShadowReportRequest, ShadowTally, emptyCounts, type ShadowCounts } from './shadow.ts';
 
 const isOutcomeReport = TypeCompiler.Compile(OutcomeReport);
+const isShadowReport = TypeCompiler.Compile(ShadowReportMsg);
 
 export interface RolloutControllerOptions {
   nc: NatsConnection;
@@ -32,12 +39,15 @@ export interface RolloutControllerOptions {
 
 export class RolloutController {
   readonly monitor: CanaryMonitor;
+  /** Every gateway's shadow tallies, summed per shadow track. */
+  readonly shadows = new ShadowTally();
   /** Deployments as last seen (KV watch on `deploy.*`). */
   readonly deployments = new Map<string, Deployment>();
   readonly #o: RolloutControllerOptions;
   readonly #clock: Clock;
   readonly #rollingBack = new Set<string>();
   #sub: Subscription | undefined;
+  readonly #shadowSubs: Subscription[] = [];
   #stopWatch: (() => void) | undefined;
   #stopTimer: (() => void) | undefined;
 
@@ -50,11 +60,18 @@ export class RolloutController {
   async start(): Promise<void> {
     const { nc, subjects, deployments, log } = this.#o;
     this.#sub = nc.subscribe(subjects.gatewayOutcomes, { callback: (err, m) => void (err || this.#onReport(m.data)) });
+    this.#shadowSubs.push(
+      nc.subscribe(subjects.gatewayShadow, { callback: (err, m) => void (err || this.#onShadowReport(m.data)) }),
+      serve(nc, subjects.scheduler('shadow-report'), ShadowReportRequest, (req) => this.shadowReport(req.model, req.version, req.since), { log }),
+    );
     this.#stopWatch = await deployments.registry.watch((key, value) => {
       if (!key.startsWith('deploy.')) return;
       const name = key.slice('deploy.'.length);
       if (value !== undefined && isDeployment.Check(value)) this.deployments.set(name, value);
       else this.deployments.delete(name);
+      // A shadow that ended (or was replaced) has no more use for its sums.
+      const d = this.deployments.get(name);
+      this.shadows.forget(name, d?.shadow?.since);
     });
     this.#stopTimer = every(this.#clock, this.#o.judgeEveryMs ?? 500, () => void this.judge());
     log.info('rollout controller: judging canaries on every gateway\'s outcomes');
@@ -64,6 +81,31 @@ export class RolloutController {
     this.#stopTimer?.();
     this.#stopWatch?.();
     this.#sub?.unsubscribe();
+    for (const sub of this.#shadowSubs) sub.unsubscribe();
+  }
+
+  /** The cluster's sums for one shadow track (zeros until a gateway reported). */
+  shadowReport(model: string, version: number, since: number): ShadowCounts {
+    const c = this.shadows.get(model, version, since);
+    return c ? structuredClone(c) : emptyCounts(model, version, this.deployments.get(model)?.stable.version ?? 1, since);
+  }
+
+  #onShadowReport(data: Uint8Array): void {
+    let m: unknown;
+    try {
+      m = decode(data);
+    } catch {
+      return;
+    }
+    if (!isShadowReport.Check(m)) {
+      this.#o.log.warn('ignored a malformed shadow report');
+      return;
+    }
+    for (const c of m.counts) {
+      // Only tallies of the shadow the record has now (a late report of a cleared one is dropped).
+      const s = this.deployments.get(c.model)?.shadow;
+      if (s && s.version === c.version && s.since === c.since) this.shadows.add(c);
+    }
   }
 
   #onReport(data: Uint8Array): void {

@@ -85,6 +85,7 @@ const SUBJECT_PROBES = {
   registry: (x: Subjects) => REGISTRY_OPS.map((op) => x.registry(op)),
   registryAll: (x: Subjects) => [`${x.prefix}.registry.other`],
   gatewayOutcomes: (x: Subjects) => [x.gatewayOutcomes],
+  gatewayShadow: (x: Subjects) => [x.gatewayShadow],
   gatewayAll: (x: Subjects) => [`${x.prefix}.gw.other`],
   payloadGateway: (x: Subjects) => [`${x.payloadGateway('gw1')}.t1.0`],
   payloadGateways: (x: Subjects) => [`${x.prefix}.payload.gw.gw2.t1.3`],

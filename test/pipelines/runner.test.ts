@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Role, createLogger, ensureResources, type NatsConnection } from '../../cluster/index.ts';
-import { PipelineRunner, PipelineStore, validatePipelineSpec, type GateReport, type PipelineStages, type RunRecord } from '../../ml/pipelines/index.ts';
+import { PipelineRunner, PipelineStore, validatePipelineSpec, type GateReport, type PipelineStages, type RunRecord, type ShadowStageReport } from '../../ml/pipelines/index.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { until } from '../harness/wait.ts';
 
@@ -21,7 +21,7 @@ interface Fake extends PipelineStages {
   maxInFlight: number;
 }
 
-function fakeStages(o: { report?: GateReport; trained?: (r: RunRecord) => Promise<{ version: number }> } = {}): Fake {
+function fakeStages(o: { report?: GateReport; trained?: (r: RunRecord) => Promise<{ version: number }>; shadow?: (r: RunRecord) => Promise<ShadowStageReport> } = {}): Fake {
   const f: Fake = {
     calls: [],
     rejected: [],
@@ -43,6 +43,11 @@ function fakeStages(o: { report?: GateReport; trained?: (r: RunRecord) => Promis
     async evaluate(r) {
       f.calls.push(`evaluate ${r.run}`);
       return { report: o.report ?? passing, production: 1 };
+    },
+    async shadow(r) {
+      f.calls.push(`shadow ${r.run}`);
+      if (o.shadow) return o.shadow(r);
+      return r.spec.shadow ? { compared: 300, agreement: 0.97, distance: 0.02, pass: true, reason: 'shadow: agreement 97.0%' } : { compared: 0, agreement: 0, distance: 0, pass: true, skipped: true, reason: 'no shadow in the pipeline spec' };
     },
     async reject(r, reason) {
       f.rejected.push(reason);
@@ -92,9 +97,11 @@ describe('pipeline runner', () => {
     const rec = await done('manual', 1);
     expect(rec).toMatchObject({ trigger: { kind: 'manual', detail: 'by hand' }, snapshot: { digest: 'ab'.repeat(32) }, jobId: 'pl-manual-1', candidate: { version: 2 }, production: { version: 1 }, report: passing, decision: { outcome: 'promoted' }, by: 'sched-a' });
     expect(rec.steps.map((s) => s.percent)).toEqual([10, 50, 100]);
-    expect(stages.calls).toEqual(['snapshot 1', 'train 1 pl-manual-1', 'trained 1', 'evaluate 1']);
+    expect(stages.calls).toEqual(['snapshot 1', 'train 1 pl-manual-1', 'trained 1', 'evaluate 1', 'shadow 1']);
+    // No shadow in the spec: the stage is recorded as skipped.
+    expect(rec.shadowReport).toMatchObject({ skipped: true, pass: true });
     // Each state's entry is stamped, in the order the run went through them.
-    const order = ['snapshotted', 'training', 'trained', 'evaluated', 'rollout', 'done'] as const;
+    const order = ['snapshotted', 'training', 'trained', 'evaluated', 'shadow', 'rollout', 'done'] as const;
     const stamps = order.map((k) => rec.entered?.[k]);
     expect(stamps.every((t) => typeof t === 'number')).toBe(true);
     expect([...stamps].sort((a, b) => a! - b!)).toEqual(stamps);
@@ -162,9 +169,69 @@ describe('pipeline runner', () => {
     await b.start();
     const rec = await done('failover', 1);
     expect(rec).toMatchObject({ jobId: 'pl-failover-1', decision: { outcome: 'promoted' }, by: 'sched-b' });
-    expect(fresh.calls).toEqual(['trained 1', 'evaluate 1']);
+    expect(fresh.calls).toEqual(['trained 1', 'evaluate 1', 'shadow 1']);
     expect(hung.calls.filter((c) => c.startsWith('train '))).toEqual(['train 1 pl-failover-1']);
     expect(await store.runNumbers('failover')).toEqual([1]);
+    b.stop();
+  });
+
+  it('a run with a shadow goes evaluated → shadow → rollout, the shadow report recorded', async () => {
+    await apply({ name: 'shadowed', shadow: { minCompared: 250 }, rollout: { steps: [50, 100] } });
+    const stages = fakeStages();
+    const r = runner(stages);
+    await r.start();
+    await r.fire('shadowed', { kind: 'manual' });
+    const rec = await done('shadowed', 1);
+    expect(rec.decision?.outcome).toBe('promoted');
+    expect(rec.spec.shadow).toEqual({ fraction: 0.1, durationMs: 30_000, minCompared: 250, minAgreement: 0.9, maxDistance: 0.1, maxWaitMs: 300_000 });
+    expect(rec.shadowReport).toEqual({ compared: 300, agreement: 0.97, distance: 0.02, pass: true, reason: 'shadow: agreement 97.0%' });
+    expect(rec.shadowReport?.skipped).toBeUndefined();
+    expect(stages.calls.at(-1)).toBe('shadow 1');
+    expect(rec.steps.map((x) => x.percent)).toEqual([50, 100]);
+    r.stop();
+  });
+
+  it('a candidate failing its shadow is rejected with the reason and never rolled out', async () => {
+    await apply({ name: 'shadow-fails', shadow: {} });
+    const reason = 'shadow: agreement 41.0% below 90.0% over 400 rows';
+    const stages = fakeStages({ shadow: async () => ({ compared: 400, agreement: 0.41, distance: 0.8, pass: false, reason }) });
+    const r = runner(stages);
+    await r.start();
+    await r.fire('shadow-fails', { kind: 'manual' });
+    const rec = await done('shadow-fails', 1);
+    expect(rec.decision).toMatchObject({ outcome: 'rejected', reason });
+    expect(rec.shadowReport).toMatchObject({ pass: false, compared: 400, agreement: 0.41 });
+    expect(rec.steps).toEqual([]);
+    expect(stages.rejected).toEqual([`pipeline shadow-fails run 1 ${reason}`]);
+    r.stop();
+  });
+
+  it('a shadow stage that throws ends the run failed, the candidate not rejected', async () => {
+    await apply({ name: 'shadow-errs', shadow: {} });
+    const stages = fakeStages({ shadow: async () => Promise.reject(new Error('too few rows compared')) });
+    const r = runner(stages);
+    await r.start();
+    await r.fire('shadow-errs', { kind: 'manual' });
+    const rec = await done('shadow-errs', 1);
+    expect(rec.decision).toMatchObject({ outcome: 'failed', reason: 'shadow: too few rows compared' });
+    expect(stages.rejected).toEqual([]);
+    r.stop();
+  });
+
+  it('a new leader resuming a run in state shadow runs the shadow stage once more (it reuses the shadow), not the earlier stages', async () => {
+    await apply({ name: 'shadow-failover', shadow: {} });
+    const hung = fakeStages({ shadow: () => new Promise(() => undefined) });
+    const a = runner(hung, 'sched-a');
+    await a.start();
+    await a.fire('shadow-failover', { kind: 'manual' });
+    await until(async () => ((await store.getRun('shadow-failover', 1))?.record.state === 'shadow' ? true : undefined), 20_000, 'run 1 in shadow');
+    a.stop();
+    const fresh = fakeStages();
+    const b = runner(fresh, 'sched-b');
+    await b.start();
+    const rec = await done('shadow-failover', 1);
+    expect(rec).toMatchObject({ decision: { outcome: 'promoted' }, by: 'sched-b', shadowReport: { pass: true, compared: 300 } });
+    expect(fresh.calls).toEqual(['shadow 1']);
     b.stop();
   });
 });

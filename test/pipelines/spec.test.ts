@@ -51,4 +51,13 @@ describe('pipeline spec', () => {
     expect((await refusal({ ...base, extra: 1 })).message).toMatch(/^pipeline /);
     expect((await refusal({ ...base, name: 'a b' })).message).toMatch(/^pipeline name: /);
   });
+
+  it('a shadow is optional; when given it gets its defaults, and a bad value is refused at its path', async () => {
+    expect((await validatePipelineSpec(base, lookups)).shadow).toBeUndefined();
+    expect((await validatePipelineSpec({ ...base, shadow: { fraction: 0.25 } }, lookups)).shadow).toEqual({ fraction: 0.25, durationMs: 30_000, minCompared: 200, minAgreement: 0.9, maxDistance: 0.1, maxWaitMs: 300_000 });
+    expect(await refusal({ ...base, shadow: { fraction: 0 } })).toMatchObject({ code: 'SHOAL_ERR_BAD_INPUT', message: expect.stringMatching(/^pipeline shadow\.fraction: /) });
+    expect((await refusal({ ...base, shadow: { minAgreement: 1.5 } })).message).toMatch(/^pipeline shadow\.minAgreement: /);
+    expect((await refusal({ ...base, shadow: { minCompared: 0 } })).message).toMatch(/^pipeline shadow\.minCompared: /);
+    expect((await refusal({ ...base, shadow: { percent: 10 } })).message).toMatch(/^pipeline shadow/);
+  });
 });

@@ -26,6 +26,7 @@ function stages(o: { hold?: () => Promise<void> } = {}): PipelineStages {
       return { version: r.run + 1 };
     },
     evaluate: async () => ({ report: { pass: true, holdoutRows: 10, checks: [] } }),
+    shadow: async () => ({ compared: 0, agreement: 0, distance: 0, pass: true, skipped: true, reason: 'no shadow in the pipeline spec' }),
     reject: async () => undefined,
     rollout: async () => ({ outcome: 'promoted', reason: 'direct' }),
   };
