@@ -79,6 +79,23 @@ describe('continuous training pipeline (real cluster)', () => {
     expect(rec.steps).toEqual([]);
   }, 360_000);
 
+  it('a candidate that fails the fairness policy is rejected at the gate with the violation; production is untouched', async () => {
+    const before = (await registry.get('fraud-ct')).aliases['production'];
+    // The generator gives under-30s younger accounts, which the model scores as riskier: the four-fifths rule fails.
+    await pipelines.apply({ name: 'ct-fair', model: 'fraud-ct', data: { dataset: 'fraud-ct' }, training: { steps: 80, seed: 5 }, gates: { maxDrop: 0.5, holdout: 'fraud-ct', fairness: { attributes: ['age_under_30'], disparateImpact: { min: 0.8 } } } });
+    await pipelines.run('ct-fair');
+    const rec = await done('ct-fair', 1);
+    expect(rec.decision, JSON.stringify(rec)).toMatchObject({ outcome: 'rejected' });
+    const checks = new Map(rec.report!.checks.map((x) => [x.gate, x]));
+    // Accuracy alone would have passed it; the fairness gate did not.
+    expect(checks.get('auc')?.pass).toBe(true);
+    expect(checks.get('fairness')?.pass).toBe(false);
+    expect(checks.get('fairness')?.message).toMatch(/disparateImpact \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] for age_under_30 .*is not ≥ 0\.8/);
+    const candidate = await registry.version('fraud-ct', rec.candidate!.version);
+    expect(candidate.rejected?.reason).toMatch(/ct-fair run 1 gates: .*disparateImpact/);
+    expect((await registry.get('fraud-ct')).aliases['production']).toBe(before);
+  }, 360_000);
+
   it('an interval pipeline every second: runs never overlap, and a trigger during a run is recorded as coalesced', async () => {
     await pipelines.apply({ name: 'ct-every', model: 'fraud-ct', triggers: { interval: '1s' }, data: { dataset: 'fraud-ct' }, training: { steps: 80, seed: 4 }, gates: { maxDrop: 0.5, holdout: 'fraud-ct' }, rollout: { direct: true } });
     // Observed while runs go on: never two runs in flight at once.
