@@ -8,6 +8,7 @@
 import { judge as judgeFairness, type FairnessAudit, type FairnessPolicy } from '../governance/fairness/index.ts';
 import { calibration, delongComponents } from '../monitoring/stats/quality.ts';
 import { normalQuantile } from '../monitoring/stats/special.ts';
+import { judgeLatency, type LatencyPolicy, type LatencyReplay } from './latency-gate.ts';
 
 /** Area under the ROC curve (Mann–Whitney, ties count half). */
 export function auc(p: ArrayLike<number>, y: ArrayLike<number>): number {
@@ -75,10 +76,12 @@ export interface GatePolicy {
   /** Upper bound of the candidate's ECE. */
   maxEce?: number;
   fairness?: FairnessPolicy;
+  /** The latency gate's bounds (judged on a replay, latency-gate.ts). */
+  latency?: LatencyPolicy;
 }
 
 export interface GateCheck {
-  gate: 'auc' | 'ece' | 'fairness';
+  gate: 'auc' | 'ece' | 'fairness' | 'latency';
   pass: boolean;
   message: string;
 }
@@ -88,6 +91,8 @@ export interface GateReport {
   holdoutRows: number;
   auc?: AucComparison;
   ece?: number;
+  /** Both versions' latency on the replay, when the pipeline has a latency gate. */
+  latency?: LatencyReplay;
   checks: GateCheck[];
 }
 
@@ -97,7 +102,7 @@ const f3 = (x: number) => x.toFixed(3);
  * Judges a candidate against production on one holdout. `production` undefined (a model's first
  * version) skips the comparison; the other gates still apply.
  */
-export function judgeGates(policy: GatePolicy, holdout: { y: ArrayLike<number>; candidate: ArrayLike<number>; production?: ArrayLike<number> }, fairnessAudit?: FairnessAudit): GateReport {
+export function judgeGates(policy: GatePolicy, holdout: { y: ArrayLike<number>; candidate: ArrayLike<number>; production?: ArrayLike<number> }, fairnessAudit?: FairnessAudit, latency?: LatencyReplay): GateReport {
   const checks: GateCheck[] = [];
   const report: GateReport = { pass: true, holdoutRows: holdout.y.length, checks };
   if (holdout.production) {
@@ -122,6 +127,10 @@ export function judgeGates(policy: GatePolicy, holdout: { y: ArrayLike<number>; 
   if (policy.fairness) {
     const v = judgeFairness(policy.fairness, fairnessAudit, 'the candidate');
     checks.push({ gate: 'fairness', pass: v.pass, message: v.pass ? 'fairness policy met' : v.violations.map((x) => x.message).join('; ') });
+  }
+  if (policy.latency && latency) {
+    report.latency = latency;
+    checks.push(judgeLatency(policy.latency, latency));
   }
   report.pass = checks.every((c) => c.pass);
   return report;

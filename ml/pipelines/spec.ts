@@ -84,6 +84,21 @@ export const PipelineSpec = Type.Object(
          * runs); else the holdout of the run's own data snapshot.
          */
         holdout: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+        /**
+         * A latency gate: both versions answer a replay of the latest logged requests (the holdout
+         * when nothing is logged), interleaved; the candidate's p99 must be within `maxRatio` of
+         * production's (default 1.5) and under `maxP99Ms` when set. Off unless given.
+         */
+        latency: Type.Optional(
+          Type.Object(
+            {
+              maxRatio: Type.Optional(Type.Number({ minimum: 1, maximum: 1000 })),
+              maxP99Ms: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+              requests: Type.Optional(Type.Integer({ minimum: 20, maximum: 5000 })),
+            },
+            { additionalProperties: false },
+          ),
+        ),
       },
       { additionalProperties: false, default: {} },
     ),

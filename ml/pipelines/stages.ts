@@ -25,6 +25,8 @@ import { appendLabeled, readLabeled } from './labels.ts';
 import type { PipelineStages } from './runner.ts';
 import { QUALITY_DEFAULTS, nextScheduled } from './spec.ts';
 import { shadowStage } from './shadow-stage.ts';
+import { loggedRows, openSession, replayLatency, type LatencyReplay } from './latency-gate.ts';
+import type { RunRecord } from './store.ts';
 
 export interface StagesOptions {
   nc: NatsConnection;
@@ -67,6 +69,23 @@ async function score(registry: ModelRegistry, model: string, version: number, x:
 export function realStages(o: StagesOptions): PipelineStages {
   const { nc, subjects, deployments, log, clock } = o;
   const prefix = subjects.prefix;
+  /** The latency gate's replay: the latest logged rows (else the holdout's), both versions interleaved. */
+  const replay_ = async (registry: ModelRegistry, r: RunRecord, columns: string[], prodVersion: number | undefined, requests: number, holdout: { x: Float32Array; rows: number }): Promise<LatencyReplay> => {
+    const cols = columns.length;
+    const logged = await loggedRows(nc, prefix, r.spec.model, columns, requests);
+    const rows = logged.rows > 0 ? logged : { x: holdout.x.subarray(0, Math.min(requests, holdout.rows) * cols), rows: Math.min(requests, holdout.rows) };
+    const cand = await openSession(registry, r.spec.model, r.candidate!.version);
+    const prod = prodVersion !== undefined ? await openSession(registry, r.spec.model, prodVersion).catch(async (err: unknown) => {
+      await cand.session.release();
+      throw err;
+    }) : undefined;
+    try {
+      return await replayLatency(cand, prod, rows.x, rows.rows, cols, logged.rows > 0 ? 'log' : 'holdout');
+    } finally {
+      await cand.session.release();
+      await prod?.session.release();
+    }
+  };
   const wait = (ms: number) => new Promise<void>((resolve) => clock.after(ms, resolve));
   const now = o.now ?? Date.now;
   const pollMs = o.qualityPollMs ?? 2000;
@@ -141,7 +160,15 @@ export function realStages(o: StagesOptions): PipelineStages {
       const mv = await registry.version(model, r.candidate!.version);
       const threshold = (await registry.loadReference(mv).catch(() => undefined))?.threshold ?? 0.5;
       const audit = fairness ? trainingFairnessAudit(candidate, y, sensitiveColumns(d, idx), threshold) : undefined;
-      const report = judgeGates({ maxAucDrop: r.spec.gates.maxDrop, confidence: r.spec.gates.confidence, ...(r.spec.gates.maxEce !== undefined ? { maxEce: r.spec.gates.maxEce } : {}), ...(fairness ? { fairness } : {}) }, { y, candidate, ...(production ? { production } : {}) }, audit);
+      const lat = r.spec.gates.latency;
+      const latencyPolicy = lat ? { maxRatio: lat.maxRatio ?? 1.5, ...(lat.maxP99Ms !== undefined ? { maxP99Ms: lat.maxP99Ms } : {}) } : undefined;
+      const replay = lat ? await replay_(registry, r, d.columns, prodVersion !== r.candidate!.version ? prodVersion : undefined, lat.requests ?? 300, { x, rows: idx.length }) : undefined;
+      const report = judgeGates(
+        { maxAucDrop: r.spec.gates.maxDrop, confidence: r.spec.gates.confidence, ...(r.spec.gates.maxEce !== undefined ? { maxEce: r.spec.gates.maxEce } : {}), ...(fairness ? { fairness } : {}), ...(latencyPolicy ? { latency: latencyPolicy } : {}) },
+        { y, candidate, ...(production ? { production } : {}) },
+        audit,
+        replay,
+      );
       log.info({ pipeline: r.pipeline, run: r.run, candidate: r.candidate!.version, production: prodVersion, pass: report.pass }, 'pipeline gates judged');
       return { report, ...(production ? { production: prodVersion } : {}) };
     },

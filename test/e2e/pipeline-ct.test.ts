@@ -50,7 +50,7 @@ describe('continuous training pipeline (real cluster)', () => {
   });
 
   it('a manual run trains, passes the gates on the same holdout as production, and is promoted', async () => {
-    const applied = await pipelines.apply({ name: 'ct', model: 'fraud-ct', data: { dataset: 'fraud-ct' }, training: { steps: 80, seed: 2 }, gates: { maxDrop: 0.05, holdout: 'fraud-ct' } });
+    const applied = await pipelines.apply({ name: 'ct', model: 'fraud-ct', data: { dataset: 'fraud-ct' }, training: { steps: 80, seed: 2 }, gates: { maxDrop: 0.05, holdout: 'fraud-ct', latency: { maxRatio: 1000, requests: 100 } } });
     expect(applied).toMatchObject({ name: 'ct', created: true });
     expect(await pipelines.run('ct', 'test')).toEqual({ run: 1, coalesced: false });
     const rec: RunRecord = await done('ct', 1);
@@ -58,6 +58,9 @@ describe('continuous training pipeline (real cluster)', () => {
     expect(rec).toMatchObject({ trigger: { kind: 'manual', detail: 'test' }, jobId: 'pl-ct-1', candidate: { version: 2 }, production: { version: 1 }, report: { pass: true } });
     expect(rec.snapshot?.digest).toMatch(/^[0-9a-f]{64}$/);
     expect(rec.report?.auc?.candidate).toBeGreaterThan(0.6);
+    // The latency gate replayed the holdout (the model is not served, so nothing is logged) to both versions.
+    expect(rec.report?.latency).toMatchObject({ requests: 100, source: 'holdout', production: { p99: expect.any(Number) } });
+    expect(rec.report?.checks.find((x) => x.gate === 'latency')?.message).toMatch(/over 100 replayed requests \(holdout rows: no logged traffic\), production .*× ≤ 1000×/);
     expect((await registry.get('fraud-ct')).aliases['production']).toBe(2);
     // Spot by default: the job was queued with spotOk.
     const job = await (await JobClient.open(c.client)).get('pl-ct-1');

@@ -52,6 +52,12 @@ describe('pipeline spec', () => {
     expect((await refusal({ ...base, name: 'a b' })).message).toMatch(/^pipeline name: /);
   });
 
+  it('a latency gate is optional; a ratio under 1 or too few replayed requests is refused at its path', async () => {
+    expect((await validatePipelineSpec({ ...base, gates: { latency: { maxRatio: 2 } } }, lookups)).gates.latency).toEqual({ maxRatio: 2 });
+    expect((await refusal({ ...base, gates: { latency: { maxRatio: 0.5 } } })).message).toMatch(/^pipeline gates\.latency\.maxRatio: /);
+    expect((await refusal({ ...base, gates: { latency: { requests: 5 } } })).message).toMatch(/^pipeline gates\.latency\.requests: /);
+  });
+
   it('a shadow is optional; when given it gets its defaults, and a bad value is refused at its path', async () => {
     expect((await validatePipelineSpec(base, lookups)).shadow).toBeUndefined();
     expect((await validatePipelineSpec({ ...base, shadow: { fraction: 0.25 } }, lookups)).shadow).toEqual({ fraction: 0.25, durationMs: 30_000, minCompared: 200, minAgreement: 0.9, maxDistance: 0.1, maxWaitMs: 300_000 });
