@@ -102,7 +102,7 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     // Feature pushes (POST /v1/features/{view}) go to the features service, which checks and logs them.
     // Labels (POST /v1/models/{m}/feedback) go to the feedback service, which checks and stores them.
     // Model cards and the audit log (GET /v1/.../card, /v1/audit) are reads answered by the registry service.
-    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.scheduler('cost'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll, s.registry('card'), s.registry('audit'), s.privacyForget],
+    publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.scheduler('cost'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll, s.registry('card'), s.registry('audit'), s.registry('owner'), s.privacyForget],
     subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
     // The dashboard (/ui) lists actors: a read of the directory.
     // Tenants: the cluster-wide rate-limit windows and training spend (CAS counters), and owners recorded at job submit.

@@ -16,7 +16,7 @@ export type SchedulerOp = (typeof SCHEDULER_OPS)[number];
  * aliases, deployments and datasets. One subject per operation, so each role is allowed exactly
  * the operations it needs.
  */
-export const REGISTRY_OPS = ['register', 'alias', 'delete-alias', 'rollback-alias', 'deploy', 'canary', 'weight', 'promote', 'abort', 'undeploy', 'register-dataset', 'fairness-policy', 'card', 'audit'] as const;
+export const REGISTRY_OPS = ['register', 'alias', 'delete-alias', 'rollback-alias', 'deploy', 'canary', 'weight', 'promote', 'abort', 'undeploy', 'register-dataset', 'fairness-policy', 'card', 'audit', 'owner'] as const;
 export type RegistryOp = (typeof REGISTRY_OPS)[number];
 
 function token(kind: string, value: string): string {

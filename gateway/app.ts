@@ -331,7 +331,7 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     app.addHook('onClose', async () => inference?.stop());
   }
 
-  registerTenantRoutes(app, tenants);
+  registerTenantRoutes(app, tenants, { nc: deps.nc, subjects: deps.subjects });
   registerFeatureRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerFeedbackRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerGovernanceRoutes(app, { nc: deps.nc, subjects: deps.subjects });

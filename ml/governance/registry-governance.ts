@@ -129,6 +129,11 @@ export function governHandlers(h: BaseHandlers, ctx: GovernanceContext): Registr
       await record({ who, action: 'fairness-policy', target: req.name, ...(req.reason ? { why: req.reason } : {}), details: { policy: req.policy } });
       return { name: req.name, policy: stored };
     },
+    owner: async (req, m) => {
+      const r = (await h.owner(req, m)) as { previous: string };
+      await record({ who: actorOf(m), action: 'owner', target: req.name, ...(req.reason ? { why: req.reason } : {}), details: { kind: req.kind, tenant: req.tenant, previous: r.previous } });
+      return r;
+    },
     card: (req) => buildCard(ctx.nc, ctx.subjects.prefix, registry, ctx.datasets, req.name, req.version),
     audit: async (req) => ({ entries: await readAudit(ctx.nc, ctx.subjects.prefix, req) }),
   };

@@ -117,6 +117,17 @@ export const AuditRequest = Type.Object(
   { additionalProperties: false },
 );
 
+/** Gives a model, job, feature view or dataset to a tenant (`default`: shared again); audited. */
+export const OwnerRequest = Type.Object(
+  {
+    kind: Type.Union([Type.Literal('model'), Type.Literal('job'), Type.Literal('view'), Type.Literal('dataset')]),
+    name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' }),
+    tenant: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
+    reason: Type.Optional(Type.String({ maxLength: 2048 })),
+  },
+  { additionalProperties: false },
+);
+
 /** The schema of every operation: the service serves exactly these. */
 export const REGISTRY_REQUESTS = {
   register: RegisterModelRequest,
@@ -133,5 +144,6 @@ export const REGISTRY_REQUESTS = {
   'fairness-policy': FairnessPolicyRequest,
   card: CardRequest,
   audit: AuditRequest,
+  owner: OwnerRequest,
 } as const satisfies Record<RegistryOp, TSchema>;
 export type RegistryRequest<Op extends RegistryOp> = Static<(typeof REGISTRY_REQUESTS)[Op]>;

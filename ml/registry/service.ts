@@ -59,7 +59,14 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
   const replicaQuota = (name: string, track: 'stable' | 'canary', replicas: number | undefined) =>
     owners ? checkReplicaQuota(quotas, owners, (n) => deployments.get(n), name, track, replicas ?? 1) : Promise.resolve();
 
+  let book: OwnerBook | undefined;
   const handlers: BaseHandlers = {
+    owner: async (req) => {
+      book ??= owners ?? (await OwnerBook.open(o.nc, prefix));
+      const previous = await book.assign(req.kind, req.name, req.tenant);
+      log.info({ kind: req.kind, name: req.name, tenant: req.tenant, previous }, 'owner assigned');
+      return { kind: req.kind, name: req.name, tenant: req.tenant, previous };
+    },
     register: async (req) => {
       const opts: RegisterOptions = {
         ...(req.aliases ? { aliases: req.aliases } : {}),

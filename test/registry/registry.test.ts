@@ -135,7 +135,7 @@ describe('model registry (real nats-server: KV + object store)', () => {
     // Not spawnSync: the registry service answering the CLI runs in this process.
     const shoal = (...args: string[]) =>
       new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-        const p = spawn(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'shoal.mjs'), 'models', ...args], { env, cwd: dir, timeout: 30_000 });
+        const p = spawn(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'shoal.mjs'), 'models', ...args], { env, cwd: dir, timeout: 90_000 });
         let stdout = '';
         let stderr = '';
         p.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
@@ -157,5 +157,6 @@ describe('model registry (real nats-server: KV + object store)', () => {
     r = await shoal('show', 'ghost');
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/not registered/);
-  });
+    // Eight CLI processes, each a cold Node start: generous bounds for a loaded 2-core machine.
+  }, 300_000);
 });

@@ -147,6 +147,21 @@ describe('tenants, roles and quotas (real cluster, two gateway processes)', () =
     expect((await answer(await req(0, undefined, 'GET', '/v1/status'))).body.code).toBe('SHOAL_ERR_UNAUTHORIZED');
   });
 
+  it('an owner change is in the audit log: who, the owner before and after, the reason', async () => {
+    const put = await req(1, ADMIN, 'PUT', '/v1/tenants/owners/model/audited-m', { tenant: 'globex', reason: 'ticket 42' });
+    expect(await put.json()).toEqual({ kind: 'model', name: 'audited-m', tenant: 'globex', previous: 'default' });
+    expect(await (await req(1, ADMIN, 'PUT', '/v1/tenants/owners/model/audited-m', { tenant: 'default' })).json()).toMatchObject({ previous: 'globex', tenant: 'default' });
+    const { entries } = (await (await req(0, ADMIN, 'GET', '/v1/audit?model=audited-m')).json()) as { entries: { who: string; action: string; why?: string; details?: Record<string, unknown> }[] };
+    expect(entries.map((e) => [e.action, e.who, e.why, e.details])).toEqual([
+      ['owner', 'tenant:ops', 'ticket 42', { kind: 'model', tenant: 'globex', previous: 'default' }],
+      ['owner', 'tenant:ops', undefined, { kind: 'model', tenant: 'default', previous: 'globex' }],
+    ]);
+    // A malformed body names its field.
+    const bad = await answer(await req(0, ADMIN, 'PUT', '/v1/tenants/owners/model/audited-m', { tenant: 'a b' }));
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toMatch(/tenant/);
+  });
+
   it("a tenant's requests per minute are limited in sum over both gateways (counted in NATS KV)", async () => {
     // Alternate gateways until the first refusal. The counters' own `remaining` tells whether a
     // minute boundary fell inside the run (it would go up): then the run is repeated.

@@ -16,7 +16,7 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/
 import { Type, type Static } from '@sinclair/typebox';
 import { ContentType, decode, encode, resources, type NatsConnection, type Subjects } from '../../../cluster/index.ts';
 
-export const AUDIT_ACTIONS = ['register', 'register-dataset', 'alias', 'rollback-alias', 'deploy', 'canary', 'promote', 'rollback', 'undeploy', 'override', 'fairness-policy', 'erasure', 'key-change'] as const;
+export const AUDIT_ACTIONS = ['register', 'register-dataset', 'alias', 'rollback-alias', 'deploy', 'canary', 'promote', 'rollback', 'undeploy', 'override', 'fairness-policy', 'erasure', 'key-change', 'owner'] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 export const AuditEntry = Type.Object({

@@ -103,7 +103,7 @@ export class OwnerBook {
         if (cur) await this.#kv.update(key, utf8.encode(tenant), cur.revision);
         else await this.#kv.create(key, utf8.encode(tenant));
         this.#cache.set(key, tenant);
-        // Integrator: appendAudit({ who: tenant, what: 'owner.claim', kind, name }) once ml/governance/audit lands.
+        // Not audited: a claim is the creation of what the tenant submitted (its job, its new model), recorded with that.
         return;
       } catch (err) {
         if (!isCasConflict(err)) throw err;
@@ -112,11 +112,16 @@ export class OwnerBook {
     throw MlErrors.REGISTRY_CONFLICT(`owners ${key}`);
   }
 
-  /** Sets (or, with `default`, clears) the owner: an operator's assignment. */
-  async assign(kind: OwnedKind, name: string, tenant: string): Promise<void> {
+  /**
+   * Sets (or, with `default`, clears) the owner: an operator's assignment, through the registry
+   * service (which records it in the audit log). Returns the owner before.
+   */
+  async assign(kind: OwnedKind, name: string, tenant: string): Promise<string> {
     const key = OwnerBook.key(kind, name);
+    const cur = await this.#kv.get(key);
+    const previous = cur && cur.operation === 'PUT' && cur.value.length > 0 ? fromUtf8.decode(cur.value) : DEFAULT_TENANT;
     if (tenant === DEFAULT_TENANT) await this.#kv.delete(key);
     else await this.#kv.put(key, utf8.encode(tenant));
-    // Integrator: appendAudit({ what: 'owner.assign', kind, name, tenant }) once ml/governance/audit lands.
+    return previous;
   }
 }
