@@ -18,7 +18,8 @@ export function formatRun(r: RunRecord): string {
   const lines = [`run ${r.run}  ${r.state === 'done' ? (r.decision?.outcome ?? 'done') : r.state}  trigger ${r.trigger.kind}${r.trigger.detail ? ` (${r.trigger.detail})` : ''}${r.coalesced.length ? `, ${r.coalesced.length} coalesced` : ''}`];
   if (r.snapshot) {
     const labeled = r.snapshot.labeledRows !== undefined ? `, ${r.snapshot.labeledRows} labeled rows appended${r.snapshot.skippedRows ? `, ${r.snapshot.skippedRows} skipped` : ''}` : '';
-    lines.push(`  data     ${r.snapshot.dataset ? `${r.snapshot.dataset} ` : ''}sha256:${r.snapshot.digest.slice(0, 12)}… (${r.snapshot.rows} rows${labeled})`);
+    const views = r.snapshot.views ? `, from ${r.snapshot.views.map((v) => `${v.name}@${v.version}`).join(', ')} with labels up to ${new Date(r.snapshot.labels?.until ?? 0).toISOString()}` : '';
+    lines.push(`  data     ${r.snapshot.dataset ? `${r.snapshot.dataset} ` : ''}sha256:${r.snapshot.digest.slice(0, 12)}… (${r.snapshot.rows} rows${labeled}${views})`);
   }
   if (r.jobId) lines.push(`  job      ${r.jobId}${r.candidate ? ` → v${r.candidate.version}` : ''}`);
   if (r.report) for (const c of r.report.checks) lines.push(`  gate     ${c.pass ? 'pass' : 'FAIL'} ${c.gate}: ${c.message}`);

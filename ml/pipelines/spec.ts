@@ -5,7 +5,7 @@
  * `shoal pipelines apply`, stored versioned in the pipelines KV bucket (store.ts).
  *
  * {@link validatePipelineSpec} checks the shape (TypeBox) and then what only the cluster knows —
- * the model, the dataset or feature view, the metric the gate reads — through injected lookups;
+ * the model, the dataset or feature views and label view, the metric the gate reads — through injected lookups;
  * every refusal is SHOAL_ERR_BAD_INPUT naming the field.
  */
 import { Type, type Static } from '@sinclair/typebox';
@@ -45,12 +45,32 @@ export const PipelineSpec = Type.Object(
       {
         /** A dataset ref (`name`, `name@<digest prefix>`, `sha256:<digest>`), pinned by digest at each run… */
         dataset: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-        /** …or a feature view whose training set is built point-in-time up to the trigger time. */
-        view: Type.Optional(Name),
+        /**
+         * …or a feature-view training set built point-in-time up to the run's trigger time: the
+         * views (`view` = its latest version, `view@N` pinned) and the label view whose events are
+         * the labels, taken up to the trigger time (and from `windowMs` before it, when set).
+         */
+        features: Type.Optional(
+          Type.Object(
+            {
+              features: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}(@[1-9][0-9]{0,8})?$' }), { minItems: 1, maxItems: 32 }),
+              labels: Type.Object(
+                {
+                  view: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+                  label: Type.String({ minLength: 1, maxLength: 128 }),
+                  /** How far back from the trigger time labels are taken, in ms; else all labels up to it. */
+                  windowMs: Type.Optional(Type.Integer({ minimum: 1000 })),
+                },
+                { additionalProperties: false },
+              ),
+            },
+            { additionalProperties: false },
+          ),
+        ),
         /**
          * Append the model's labeled rows (predictions joined with their feedback labels, from the
          * labeled stream) to the dataset: each run then trains on a new dataset version
-         * `<dataset>-labeled`, pinned by digest. @default false
+         * `<dataset>-labeled`, pinned by digest (with `data.dataset` only). @default false
          */
         labeled: Type.Optional(Type.Boolean()),
       },
@@ -216,14 +236,22 @@ export async function validatePipelineSpec(raw: unknown, lookups: SpecLookups): 
     const p = cronProblem(spec.triggers.cron, spec.triggers.timezone);
     if (p) throw bad(p.field, p.message);
   } else if (spec.triggers.timezone !== undefined) throw bad('triggers.timezone', 'a time zone applies to triggers.cron only; set triggers.cron too');
-  const { dataset, view } = spec.data;
-  if ((dataset === undefined) === (view === undefined)) throw bad('data', 'name exactly one of data.dataset or data.view');
+  const { dataset, features } = spec.data;
+  if ((dataset === undefined) === (features === undefined)) throw bad('data', 'name exactly one of data.dataset or data.features');
+  if (spec.data.labeled && dataset === undefined) throw bad('data.labeled', 'labeled rows are appended to a dataset; with data.features the labels come from the label view');
   const metrics = await lookups.modelMetrics(spec.model);
   if (!metrics) throw bad('model', `model "${spec.model}" is not registered`);
   if (dataset !== undefined && !(await lookups.datasetExists(dataset))) throw bad('data.dataset', `dataset "${dataset}" not found`);
-  if (view !== undefined && !(await lookups.viewExists(view))) throw bad('data.view', `feature view "${view}" not found`);
-  // Not wired yet: a view's point-in-time training set needs its label source in the spec too.
-  if (view !== undefined) throw bad('data.view', 'feature-view training sets are not supported by pipelines yet; name a dataset in data.dataset');
+  if (features !== undefined) {
+    const seen = new Set<string>();
+    for (const [i, ref] of features.features.entries()) {
+      const name = ref.split('@')[0]!;
+      if (seen.has(name)) throw bad(`data.features.features.${i}`, `feature view "${name}" appears twice`);
+      seen.add(name);
+      if (!(await lookups.viewExists(name))) throw bad(`data.features.features.${i}`, `feature view "${name}" not found`);
+    }
+    if (!(await lookups.viewExists(features.labels.view))) throw bad('data.features.labels.view', `label view "${features.labels.view}" not found`);
+  }
   if (spec.gates.holdout !== undefined && !(await lookups.datasetExists(spec.gates.holdout))) throw bad('gates.holdout', `dataset "${spec.gates.holdout}" not found`);
   if (!metrics.includes(spec.gates.metric)) throw bad('gates.metric', `model "${spec.model}" does not report "${spec.gates.metric}" (it reports ${metrics.join(', ') || 'no metrics'})`);
   if (spec.gates.metric !== 'auc') throw bad('gates.metric', `only "auc" is compared with production so far`);

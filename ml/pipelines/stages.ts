@@ -1,7 +1,8 @@
 /**
  * The stages of a run as the scheduler leader does them: the data pinned by digest in the dataset
- * store (with `data.labeled`, the dataset plus the model's labeled rows as a new version), training
- * through the job queue (`shoal submit`'s path, on spot by default), the gates scored here with ONNX
+ * store (with `data.labeled`, the dataset plus the model's labeled rows as a new version; with
+ * `data.features`, a feature-view training set built point-in-time up to the trigger time and
+ * handed to the job pinned, feature-data.ts), training through the job queue (`shoal submit`'s path, on spot by default), the gates scored here with ONNX
  * Runtime on one holdout for both versions, the shadow (shadow-stage.ts), rejection in the registry, and
  * the canary through the deployments the rollout controller watches (which may roll a step back on
  * errors or latency; the run then records the rollback), each step also judged on model quality
@@ -20,6 +21,7 @@ import { MlErrors } from '../errors.ts';
 import { modelMonitoring } from '../monitoring/monitor-client.ts';
 import type { MonitorReport } from '../monitoring/monitor-actor.ts';
 import { judgeCanaryQuality, type CanaryQuality, type CanaryQualityPolicy } from './canary-quality.ts';
+import { featureJobDataset, snapshotFeatures } from './feature-data.ts';
 import { judgeGates } from './gates.ts';
 import { appendLabeled, readLabeled } from './labels.ts';
 import type { PipelineStages } from './runner.ts';
@@ -105,6 +107,7 @@ export function realStages(o: StagesOptions): PipelineStages {
   };
   return {
     async snapshot(r) {
+      if (r.spec.data.features) return snapshotFeatures(nc, subjects, r);
       const datasets = await DatasetStore.open(nc, prefix);
       const dv = await datasets.resolve(r.spec.data.dataset!);
       if (!r.spec.data.labeled) return { digest: dv.digest, rows: dv.rows };
@@ -123,7 +126,8 @@ export function realStages(o: StagesOptions): PipelineStages {
       const deadline = nextScheduled(r.spec, r.trigger.at);
       const spec = {
         model: { name: r.spec.model, type: t.type },
-        dataset: `sha256:${r.snapshot!.digest}`,
+        // A feature set goes as its views plus the set pinned by digest, so the version records its feature lineage (feature-data.ts).
+        dataset: r.spec.data.features ? featureJobDataset(r) : `sha256:${r.snapshot!.digest}`,
         hyper: { optimizer: 'adam', lr: t.lr, steps: t.steps, batchSize: 512, seed: t.seed },
         spotOk: t.spotOk,
         // The seed's cost note: a scheduled retrain should be done before the next one is due (cron or interval).

@@ -63,8 +63,20 @@ export interface RunRecord {
   trigger: Trigger;
   /** Triggers that fired while this run was in flight: folded into it, not run again. */
   coalesced: Trigger[];
-  /** The data the run trains on, by digest; with `data.labeled`, how many labeled rows were appended (and skipped: features or label not fitting). */
-  snapshot?: { digest: string; rows: number; dataset?: string; labeledRows?: number; skippedRows?: number };
+  /**
+   * The data the run trains on, by digest; with `data.labeled`, how many labeled rows were appended
+   * (and skipped: features or label not fitting); with `data.features`, the view versions the set
+   * was built from and the label range (feature-data.ts).
+   */
+  snapshot?: {
+    digest: string;
+    rows: number;
+    dataset?: string;
+    labeledRows?: number;
+    skippedRows?: number;
+    views?: { name: string; version: number; digest: string; through: number }[];
+    labels?: { view: string; label: string; since?: number; until: number };
+  };
   jobId?: string;
   candidate?: { version: number };
   production?: { version: number };

@@ -181,12 +181,15 @@ export class TrainingJob extends Actor<JobMsg> {
     // the job trains with. A bad one fails the job at once, with the field in the reason.
     const spec = parseTrainingSpec(this.#jobId, rec.spec);
     const datasets = await DatasetStore.open(this.ctx.nc, this.ctx.subjects.prefix);
-    const built = typeof spec.dataset === 'string' ? undefined : await this.#buildFeatureSet(spec, spec.dataset);
+    // A set pinned by a pipeline run is trained on as built then (not rebuilt: labels may have come since).
+    const pinned = typeof spec.dataset === 'string' ? undefined : spec.dataset.pinned;
+    const built = typeof spec.dataset === 'string' || pinned ? undefined : await this.#buildFeatureSet(spec, spec.dataset);
     const dv = built
       ? built.dataset
-      : await datasets.resolve(spec.dataset as string).catch((err: unknown) => {
-          throw MlErrors.BAD_JOB(this.#jobId, (err as Error).message);
+      : await datasets.resolve(pinned ? `sha256:${pinned.digest}` : (spec.dataset as string)).catch((err: unknown) => {
+          throw MlErrors.BAD_JOB(this.#jobId, `${pinned ? 'dataset.pinned.digest: ' : ''}${(err as Error).message}`);
         });
+    if (pinned && !dv.columns.every((c) => pinned.views.some((v) => c.startsWith(`${v.view.split('@')[0]}.`)))) throw MlErrors.BAD_JOB(this.#jobId, `dataset.pinned.digest: dataset ${dv.name} was not built from ${pinned.views.map((v) => v.view).join(', ')} (its columns are not <view>.<column>)`);
     const data = await datasets.load(dv);
     const h = spec.model.hidden ?? 32;
     const shape: ModelShape = { type: spec.model.type, features: dv.columns.length, layers: spec.model.type === 'mlp' ? (Array.isArray(h) ? h : [h]) : [] };
@@ -202,6 +205,7 @@ export class TrainingJob extends Actor<JobMsg> {
       submittedAt: rec.submittedAt,
       dv,
       ...(built ? { features: { views: built.lineage.views.map((v) => ({ view: `${v.name}@${v.version}`, digest: v.digest, through: v.through })), datasetDigest: built.dataset.digest, columns: built.dataset.columns } } : {}),
+      ...(pinned ? { features: { views: pinned.views, datasetDigest: dv.digest, columns: dv.columns } } : {}),
       shape,
       // Fixed by the job, so a re-placed coordinator finds the workers still running instead of starting twins.
       workers: workerIds(this.#jobId, spec.workers),

@@ -35,11 +35,30 @@ const FeatureLabelView = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A set already built (by a pipeline run's snapshot, ml/pipelines/feature-data.ts): the dataset by
+ * digest and the view versions it was built from. The job trains on that dataset instead of
+ * building it again — labels pushed since (late ones, corrections) would change a rebuild — and
+ * records the views as the version's feature lineage.
+ */
+const PinnedFeatureSet = Type.Object(
+  {
+    digest: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    views: Type.Array(
+      Type.Object({ view: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}@[1-9][0-9]{0,8}$' }), digest: Type.String({ minLength: 1, maxLength: 128 }), through: Type.Number({ minimum: 0 }) }, { additionalProperties: false }),
+      { minItems: 1, maxItems: 32 },
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const FeatureTrainingSet = Type.Object(
   {
     features: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}(@[1-9][0-9]{0,8})?$' }), { minItems: 1, maxItems: 32 }),
     // Inline rows, or a label view's events (delayed labels pushed as they come back): no size limit in the spec.
     labels: Type.Union([FeatureLabelRows, FeatureLabelView]),
+    /** The set as already built, by digest, with its views (`features` must name the same `view@N`s). */
+    pinned: Type.Optional(PinnedFeatureSet),
   },
   { additionalProperties: false },
 );
@@ -117,7 +136,8 @@ export function parseTrainingSpec(jobId: string, raw: unknown): TrainingSpec {
             throw new Error((err as Error).message.replace(/(spec: )/, '$1labels.'));
           }
         }
-        validate(FeatureTrainingSet, ds, `job ${jobId} spec`);
+        const set = validate(FeatureTrainingSet, ds, `job ${jobId} spec`);
+        if (set.pinned && set.pinned.views.map((v) => v.view).join() !== set.features.join()) throw new Error(`job ${jobId} spec: pinned.views: must be the views of features, each pinned (name@N), in the same order`);
       } catch (err) {
         throw new Error((err as Error).message.replace(/(spec: )/, '$1dataset.'));
       }

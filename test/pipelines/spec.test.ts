@@ -5,7 +5,7 @@ import { parseInterval, validatePipelineSpec, type SpecLookups } from '../../ml/
 const lookups: SpecLookups = {
   modelMetrics: async (m) => (m === 'fraud' ? ['auc', 'f1', 'ece'] : undefined),
   datasetExists: async (d) => d === 'fraud' || d === 'fraud-holdout',
-  viewExists: async (v) => v === 'txn_stats',
+  viewExists: async (v) => v === 'txn_stats' || v === 'outcome',
 };
 const base = { name: 'fraud-nightly', model: 'fraud', triggers: { interval: '24h' }, data: { dataset: 'fraud' } };
 const refusal = async (spec: unknown) => {
@@ -28,9 +28,26 @@ describe('pipeline spec', () => {
   it('refuses an unknown model, dataset, view or holdout naming the field', async () => {
     expect(await refusal({ ...base, model: 'nope' })).toMatchObject({ code: 'SHOAL_ERR_BAD_INPUT', message: expect.stringMatching(/^pipeline model: .*"nope"/) });
     expect((await refusal({ ...base, data: { dataset: 'gone' } })).message).toMatch(/^pipeline data\.dataset: .*"gone"/);
-    expect((await refusal({ ...base, data: { view: 'gone' } })).message).toMatch(/^pipeline data\.view: .*"gone" not found/);
+    expect((await refusal({ ...base, data: { view: 'txn_stats' } })).message).toMatch(/^pipeline data\.view: Unexpected property/);
     expect((await refusal({ ...base, gates: { holdout: 'gone' } })).message).toMatch(/^pipeline gates\.holdout: /);
     expect((await refusal({ ...base, data: {} })).message).toMatch(/^pipeline data: /);
+  });
+
+  it('takes a feature-view training set; each unknown view, a bad ref, both sources or data.labeled with it is refused naming the field', async () => {
+    const features = { features: ['txn_stats@2'], labels: { view: 'outcome', label: 'is_fraud', windowMs: 86_400_000 } };
+    const ok = await validatePipelineSpec({ ...base, data: { features } }, lookups);
+    expect(ok.data).toEqual({ features });
+    const f = (over: Record<string, unknown>) => ({ ...base, data: { features: { ...features, ...over } } });
+    expect(await refusal(f({ features: ['txn_stats', 'gone'] }))).toMatchObject({ code: 'SHOAL_ERR_BAD_INPUT', message: expect.stringMatching(/^pipeline data\.features\.features\.1: feature view "gone" not found/) });
+    expect((await refusal(f({ features: ['txn_stats', 'txn_stats@1'] }))).message).toMatch(/^pipeline data\.features\.features\.1: .*appears twice/);
+    expect((await refusal(f({ features: ['txn_stats@0'] }))).message).toMatch(/^pipeline data\.features\.features\.0: /);
+    expect((await refusal(f({ features: [] }))).message).toMatch(/^pipeline data\.features\.features: /);
+    expect((await refusal(f({ labels: { view: 'gone', label: 'is_fraud' } }))).message).toMatch(/^pipeline data\.features\.labels\.view: label view "gone" not found/);
+    expect((await refusal(f({ labels: { view: 'outcome' } }))).message).toMatch(/^pipeline data\.features\.labels/);
+    expect((await refusal(f({ labels: { view: 'outcome', label: 'is_fraud', windowMs: 10 } }))).message).toMatch(/^pipeline data\.features\.labels\.windowMs: /);
+    expect((await refusal(f({ since: 1 }))).message).toMatch(/^pipeline data\.features/);
+    expect((await refusal({ ...base, data: { dataset: 'fraud', features } })).message).toMatch(/^pipeline data: name exactly one of data\.dataset or data\.features/);
+    expect((await refusal({ ...base, data: { features, labeled: true } })).message).toMatch(/^pipeline data\.labeled: /);
   });
 
   it('refuses a malformed interval or a cron expression naming triggers.interval', async () => {
