@@ -64,7 +64,9 @@ describe('drift → retrain → promote (real cluster)', () => {
     expect([e.snapshotted, e.training, e.trained, e.evaluated, e.rollout, e.done].every((x) => typeof x === 'number')).toBe(true);
     expect(e.snapshotted! <= e.training! && e.training! <= e.trained! && e.trained! <= e.evaluated! && e.evaluated! <= e.rollout! && e.rollout! <= e.done!).toBe(true);
     expect(res.timings.shadow).toBeUndefined();
-    expect(res.timings.total).toBe(res.timings.detect + res.timings.data + res.timings.train + res.timings.gates + res.timings.canary);
+    // The stages cover the run but for the runner's hops between states (evaluated → rollout).
+    expect(res.timings.total).toBe(e.done! - res.t0);
+    expect(res.timings.detect + res.timings.data + res.timings.train + res.timings.gates + res.timings.canary).toBeLessThanOrEqual(res.timings.total);
 
     const dep = (await sc.cluster.control.deployment('fraud-dr'))!;
     expect(dep.stable.version).toBe(2);
