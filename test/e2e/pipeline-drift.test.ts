@@ -41,7 +41,8 @@ describe('drift → retrain → promote (real cluster)', () => {
     expect(drift[0]).toMatchObject({ version: 1 });
     expect(drift[0]!.windowEnd).toBeGreaterThan(res.t0);
     // No run before the shift: the first run is the alert's.
-    expect(rec.run).toBe(1);
+    const all = await sc.runs();
+    expect(rec.run, JSON.stringify(all.map((r) => ({ run: r.run, trigger: r.trigger, decision: r.decision, entered: r.entered })))).toBe(1);
     expect(rec.trigger.kind).toBe('alert');
     expect(rec.trigger.at).toBeGreaterThanOrEqual(res.t0);
     expect(rec.trigger.detail).toMatch(/^(feature-drift|dataset-drift|prediction-drift): /);

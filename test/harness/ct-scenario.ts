@@ -242,12 +242,14 @@ export class CtScenario {
     if (this.#mode === 'stopped') this.serveReference();
     // Reference traffic has closed a window of its own before the shift (the monitor is live).
     await until(async () => ((await this.#windows(1)).length > 0 ? true : undefined), 60_000, `a window of ${this.model} v1 closed`, 250);
+    // The run to follow is the first one started after the shift (a run before it would be a false alarm: the test checks there is none).
+    const before = (await this.runs()).at(-1)?.run ?? 0;
     const t0 = this.injectDrift();
     this.#log(`t0: traffic switched to the drifted population`);
     let seen = '';
     const record = await until(
       async () => {
-        const r = (await this.runs()).at(-1);
+        const r = (await this.runs()).find((x) => x.run === before + 1);
         if (r && r.state !== seen) {
           seen = r.state;
           this.#log(`run ${r.run}: ${r.state}${r.state === 'triggered' ? ` (${r.trigger.kind}: ${r.trigger.detail ?? ''})` : ''}`);
