@@ -57,9 +57,9 @@ describe('drift → retrain → promote (real cluster)', () => {
     expect(rec.report?.pass, JSON.stringify(rec.report)).toBe(true);
 
     // Canary: every step, each passed and judged on quality; promoted.
-    expect(rec.steps.map((x) => x.percent)).toEqual([25, 100]);
+    expect(rec.decision, JSON.stringify({ decision: rec.decision, steps: rec.steps })).toMatchObject({ outcome: 'promoted' });
+    expect(rec.steps.map((x) => x.percent), JSON.stringify(rec.steps)).toEqual([25, 100]);
     for (const step of rec.steps) expect(step, JSON.stringify(step)).toMatchObject({ pass: true, quality: { pass: true } });
-    expect(rec.decision, JSON.stringify(rec.decision)).toMatchObject({ outcome: 'promoted' });
     // Every stage entered, in order (no shadow stage on this branch yet).
     const e = rec.entered!;
     expect([e.snapshotted, e.training, e.trained, e.evaluated, e.rollout, e.done].every((x) => typeof x === 'number')).toBe(true);
