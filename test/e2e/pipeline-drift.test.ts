@@ -92,5 +92,7 @@ describe('drift → retrain → promote (real cluster)', () => {
     // The same traffic on v1 was flagged: the window that raised the first alert.
     const first = res.alerts.find((a) => CtScenario.isDriftAlert(a) && a.model === 'fraud-dr')!;
     expect(first.version).toBe(1);
+    // Nothing retrains v2: its windows raise no drift alert, and v1's alerts (its last windows close after the promotion) trigger nothing.
+    expect((await sc.runs()).map((r) => r.run)).toEqual([1]);
   }, 300_000);
 });
