@@ -36,7 +36,7 @@ export async function startPipelineRunner(o: { nc: NatsConnection; subjects: Sub
         const alert = JSON.parse(new TextDecoder().decode(m.data)) as { id?: string; model?: string; version?: number; rule?: string; message?: string };
         const kind = alert.rule ? alertKind(alert.rule) : undefined;
         if (!kind || !alert.model) return;
-        const stable = (await o.deployments.get(alert.model))?.stable.version;
+        const stable = (await o.deployments.get(alert.model).catch(() => undefined))?.stable.version;
         if (!alertTriggers(alert.version, stable)) {
           o.log.debug({ model: alert.model, version: alert.version, stable, rule: alert.rule }, 'alert on a version that is not the stable one: no pipeline trigger');
           return;
