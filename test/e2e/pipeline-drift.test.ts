@@ -57,7 +57,8 @@ describe('drift → retrain → promote (real cluster)', () => {
     expect(rec.report?.pass, JSON.stringify(rec.report)).toBe(true);
 
     // Canary: every step, each passed and judged on quality; promoted.
-    expect(rec.decision, JSON.stringify({ decision: rec.decision, steps: rec.steps })).toMatchObject({ outcome: 'promoted' });
+    const history = (await sc.cluster.control.deployment('fraud-dr'))?.history.slice(-6);
+    expect(rec.decision, JSON.stringify({ decision: rec.decision, steps: rec.steps, history })).toMatchObject({ outcome: 'promoted' });
     expect(rec.steps.map((x) => x.percent), JSON.stringify(rec.steps)).toEqual([25, 100]);
     for (const step of rec.steps) expect(step, JSON.stringify(step)).toMatchObject({ pass: true, quality: { pass: true } });
     // Every stage entered, in order (no shadow stage on this branch yet).
