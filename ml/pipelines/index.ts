@@ -8,4 +8,4 @@ export { PipelineStore, RUN_STATES, TRIGGER_KINDS, type CanaryStep, type Outcome
 export { PipelineRunner, jobIdOf, type PipelineStages, type PipelineRunnerOptions } from './runner.ts';
 export { PipelineClient } from './client.ts';
 export { clusterLookups, startPipelineService, type ApplyResult as PipelineApplyResult } from './service.ts';
-export { alertKind, startPipelineRunner } from './leader.ts';
+export { alertKind, alertTriggers, startPipelineRunner } from './leader.ts';
