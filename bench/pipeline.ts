@@ -52,7 +52,7 @@ async function main(): Promise<void> {
 
   const row = (s: (typeof STAGES)[number]) => {
     const xs = rounds.map((r) => r[s.key]).filter((x): x is number => x !== undefined);
-    if (xs.length === 0) return `| ${s.key} | n/a (not built yet) | — | ${s.what} |`;
+    if (xs.length === 0) return `| ${s.key} | n/a (no shadow stage recorded) | — | ${s.what} |`;
     return `| ${s.key} | ${secs(median(xs))} | ${secs(Math.min(...xs))} – ${secs(Math.max(...xs))} | ${s.what} |`;
   };
   const md = [

@@ -9,8 +9,7 @@
  * the feedback labels, through the gates → every canary step passed → promoted → drifted traffic
  * answered by v2 — and v2's monitor closes a window of that drifted traffic in which the dataset
  * is not flagged drifted and no drift alert is raised (v2's reference profile is the holdout of
- * its own, recent, training data). The shadow stage is not built on this branch: the run is
- * expected to go evaluated → rollout; when shadow lands the scenario gets its block (TODO there).
+ * its own, recent, training data). The candidate shadows v1 on half the drifted traffic first.
  * No wall-clock pass/fail: every wait is on the run record or the monitor's windows.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,14 +60,19 @@ describe('drift → retrain → promote (real cluster)', () => {
     expect(rec.decision, JSON.stringify({ decision: rec.decision, steps: rec.steps, history })).toMatchObject({ outcome: 'promoted' });
     expect(rec.steps.map((x) => x.percent), JSON.stringify(rec.steps)).toEqual([25, 100]);
     for (const step of rec.steps) expect(step, JSON.stringify(step)).toMatchObject({ pass: true, quality: { pass: true } });
-    // Every stage entered, in order (no shadow stage on this branch yet).
+    // Shadow: the candidate answered mirrored drifted traffic before its canary, compared with v1's answers.
+    expect(rec.shadowReport, JSON.stringify(rec.shadowReport)).toMatchObject({ pass: true });
+    expect(rec.shadowReport!.skipped).toBeUndefined();
+    expect(rec.shadowReport!.compared).toBeGreaterThanOrEqual(100);
+    // Every stage entered, in order.
     const e = rec.entered!;
-    expect([e.snapshotted, e.training, e.trained, e.evaluated, e.rollout, e.done].every((x) => typeof x === 'number')).toBe(true);
-    expect(e.snapshotted! <= e.training! && e.training! <= e.trained! && e.trained! <= e.evaluated! && e.evaluated! <= e.rollout! && e.rollout! <= e.done!).toBe(true);
-    expect(res.timings.shadow).toBeUndefined();
-    // The stages cover the run but for the runner's hops between states (evaluated → rollout).
+    const order = [e.snapshotted, e.training, e.trained, e.evaluated, e.shadow, e.rollout, e.done];
+    expect(order.every((x) => typeof x === 'number')).toBe(true);
+    expect([...order].sort((a, b) => a! - b!)).toEqual(order);
+    expect(res.timings.shadow).toBe(e.rollout! - e.shadow!);
+    // The stages cover the run but for the runner's hops between states (evaluated → shadow).
     expect(res.timings.total).toBe(e.done! - res.t0);
-    expect(res.timings.detect + res.timings.data + res.timings.train + res.timings.gates + res.timings.canary).toBeLessThanOrEqual(res.timings.total);
+    expect(res.timings.detect + res.timings.data + res.timings.train + res.timings.gates + res.timings.shadow! + res.timings.canary).toBeLessThanOrEqual(res.timings.total);
 
     const dep = (await sc.cluster.control.deployment('fraud-dr'))!;
     expect(dep.stable.version).toBe(2);

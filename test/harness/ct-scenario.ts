@@ -41,7 +41,7 @@ export interface StageTimings {
   data: number;
   train: number;
   gates: number;
-  /** Undefined while runs have no shadow stage (not built on this branch). */
+  /** Undefined for a run recorded before the shadow stage existed. */
   shadow?: number;
   canary: number;
   /** t0 → done. */
@@ -169,8 +169,9 @@ export class CtScenario {
       data: { dataset: `${m}-recent`, labeled: true },
       training: { steps: 80, seed: 2 },
       gates: { holdout: `${m}-fresh`, maxDrop: 0.05 },
-      // TODO(shadow): when the shadow stage lands (another branch), add its block here, e.g.
-      // `shadow: { durationMs: 4000, ... }` — stageTimings() already reports entered.shadow → rollout.
+      // Half the drifted traffic mirrored to the candidate for 3 s. Lenient on distance: v2 is
+      // calibrated to the drifted population v1 never saw, so their score distributions differ by design.
+      shadow: { fraction: 0.5, durationMs: 3000, minCompared: 100, minAgreement: 0.8, maxDistance: 5, maxWaitMs: 60_000 },
       rollout: { steps: this.#o.steps ?? [25, 100], stepMs: this.#o.stepMs ?? 4000, quality: { maxDrop: 0.1, maxDivergence: 1, minRows: 30, minLabeled: 50, maxWaitMs: 30_000 } },
     });
   }
