@@ -117,7 +117,7 @@ describe.skipIf(!haveChromium)('dashboard at /ui (real browser, real cluster)', 
     expect(Object.keys(doc.paths).filter((p) => p.startsWith('/ui'))).toEqual([]);
     const ok = await fetch(`${base}/ui/api/state`, { headers: { 'x-api-key': ADMIN } });
     expect(ok.status).toBe(200);
-    expect(Object.keys((await ok.json()) as object).sort()).toEqual(['cluster', 'cost', 'events', 'jobs', 'models', 'monitoring']);
+    expect(Object.keys((await ok.json()) as object).sort()).toEqual(['cluster', 'cost', 'events', 'jobs', 'models', 'monitoring', 'pipelines']);
   });
 
   it('an unauthorised user gets the key prompt, and a non-admin key is refused with a readable message', async () => {
