@@ -130,7 +130,9 @@ describe.skipIf(!haveChromium)('dashboard Pipelines page (real browser, real clu
     await expect.poll(() => page.locator('[data-testid="state-ct-1"]').innerText(), { timeout: WAIT }).toBe('promoted');
     // The timeline: every stage filled, the gates chip with the record's AUCs.
     const timeline = page.locator('[data-testid="timeline-ct-1"]');
-    expect(await timeline.locator('li').evaluateAll((els) => els.map((e) => e.getAttribute('data-stage')))).toEqual(['trigger', 'snapshot', 'job', 'gates', 'canary', 'decision']);
+    expect(await timeline.locator('li').evaluateAll((els) => els.map((e) => e.getAttribute('data-stage')))).toEqual(['trigger', 'snapshot', 'job', 'gates', 'shadow', 'canary', 'decision']);
+    // No shadow in this spec: the stage says it was skipped and why (not an agreement of 0).
+    expect(await page.locator('[data-testid="stage-ct-1-shadow"]').innerText()).toContain(`skipped: ${rec.shadowReport!.reason}`);
     expect(await page.locator('[data-testid="stage-ct-1-trigger"]').innerText()).toMatch(/manual: from the ui test/);
     expect(await page.locator('[data-testid="stage-ct-1-snapshot"]').innerText()).toContain(rec.snapshot!.digest.slice(0, 12));
     expect(await page.locator('[data-testid="stage-ct-1-job"]').innerText()).toContain(`${rec.jobId} → v${rec.candidate!.version}`);

@@ -68,7 +68,7 @@ function stages(r) {
   ];
   if (r.shadowReport || r.state === 'shadow') {
     const s = r.shadowReport;
-    list.push({ key: 'shadow', label: 'Shadow', text: s ? `agreement ${f3(s.agreement)} · ${passText(s.pass)}` : '', filled: !!s, fail: s && s.pass === false });
+    list.push({ key: 'shadow', label: 'Shadow', text: s ? (s.skipped ? `skipped: ${s.reason}` : `agreement ${f3(s.agreement)} · ${passText(s.pass)}`) : '', filled: !!s, fail: s && s.pass === false });
   }
   const steps = r.steps || [];
   list.push({ key: 'canary', label: 'Canary', text: steps.map((s) => `${s.percent}% ${s.pass ? '✓' : '✗'}`).join(' → '), filled: steps.length > 0 && (r.state === 'done' || steps.some((s) => !s.pass)), fail: steps.some((s) => !s.pass) });
@@ -133,7 +133,8 @@ function RunDetail({ r, id }) {
           <tbody>${rep.checks.map((c) => html`<tr><th scope="row">${c.gate}</th><td><${Badge} kind=${c.pass ? 'ok' : 'bad'}>${passText(c.pass)}<//></td><td>${c.message}</td></tr>`)}</tbody>
         </table></div>`
       : html`<p class="muted">Not evaluated yet.</p>`}
-    ${sh ? html`<h4>Shadow comparison</h4><dl class="fields" data-testid=${`shadow-${id}`}>
+    ${sh && sh.skipped ? html`<h4>Shadow comparison</h4><p class="muted" data-testid=${`shadow-${id}`}>Skipped: ${sh.reason}</p>` : null}
+    ${sh && !sh.skipped ? html`<h4>Shadow comparison</h4><dl class="fields" data-testid=${`shadow-${id}`}>
       <${Field} label="Compared">${sh.compared ?? '—'}<//>
       <${Field} label="Agreement">${f3(sh.agreement)}<//>
       <${Field} label="Distance">${f3(sh.distance)}<//>
