@@ -22,7 +22,7 @@ const STAGES: { key: keyof StageTimings; what: string }[] = [
   { key: 'data', what: 'trigger → training entered: dataset + labeled rows snapshotted as a new version, job queued' },
   { key: 'train', what: 'the training job (queue, placement, 80 Adam steps, ONNX export, reference profile, registration)' },
   { key: 'gates', what: 'both versions scored on the fresh holdout with onnxruntime, DeLong AUC check' },
-  { key: 'shadow', what: 'shadow traffic before the canary' },
+  { key: 'shadow', what: 'the candidate as shadow: half the traffic mirrored for 3 s, compared with v1 (agreement, PSI), judged, cleared' },
   { key: 'canary', what: 'canary started, steps 25 % → 100 % (4 s each + the quality verdict from the monitors), promotion' },
   { key: 'total', what: 't0 → promoted' },
 ];
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     '',
     `Machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), load average at start ${load.map((x) => x.toFixed(2)).join(' / ')} (1 / 5 / 15 min), Node ${process.version}. A shared machine: other work ran beside the benchmark.`,
     '',
-    'Scenario (test/harness/ct-scenario.ts, the same as test/e2e/pipeline-drift.test.ts), a fresh cluster per round: nats-server, one scheduler, two node agents, the gateway in-process; fraud data (`generateFraud`, 4,000 reference rows), v1 (logreg) deployed on 2 replicas with monitoring on 2 s windows; reference traffic (20-row requests, one at a time), then at t0 the generator’s `drift: 1` rows with their labels sent back as feedback; the pipeline `onAlert: ["drift"]`, data = 1,500 recent (drifted) rows + the labeled rows, gates on a fresh drifted holdout (maxDrop 0.05), canary [25, 100] % at 4 s a step.',
+    'Scenario (test/harness/ct-scenario.ts, the same as test/e2e/pipeline-drift.test.ts), a fresh cluster per round: nats-server, one scheduler, two node agents, the gateway in-process; fraud data (`generateFraud`, 4,000 reference rows), v1 (logreg) deployed on 2 replicas with monitoring on 2 s windows; reference traffic (20-row requests, one at a time), then at t0 the generator’s `drift: 1` rows with their labels sent back as feedback; the pipeline `onAlert: ["drift"]`, data = 1,500 recent (drifted) rows + the labeled rows, gates on a fresh drifted holdout (maxDrop 0.05), a shadow on half the traffic for 3 s (at least 100 rows compared), canary [25, 100] % at 4 s a step.',
     '',
     '| stage | median | range | what it covers |',
     '|---|---|---|---|',
