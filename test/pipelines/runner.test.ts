@@ -3,14 +3,10 @@
  * the run (CAS), a failing gate rejects, two triggers make one run (the second coalesced), interval
  * runs never overlap, and a second runner (the new leader) continues the same run.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Role, createLogger, ensureResources, type NatsConnection } from '../../cluster/index.ts';
-import { PipelineRunner, PipelineStore, validatePipelineSpec, type GateReport, type PipelineStages, type RunRecord, type ShadowStageReport } from '../../ml/pipelines/index.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { describe, expect, it } from 'vitest';
+import { PipelineRunner, type GateReport, type PipelineStages, type RunRecord, type ShadowStageReport } from '../../ml/pipelines/index.ts';
 import { until } from '../harness/wait.ts';
-
-const log = createLogger({ level: 'silent' });
-const lookups = { modelMetrics: async () => ['auc'], datasetExists: async () => true, viewExists: async () => true };
+import { log, usePipelineStore } from './fixture.ts';
 const passing: GateReport = { pass: true, holdoutRows: 10, checks: [{ gate: 'auc', pass: true, message: 'ok' }] };
 const failing: GateReport = { pass: false, holdoutRows: 10, checks: [{ gate: 'auc', pass: false, message: 'AUC 0.50 vs production 0.90' }] };
 
@@ -63,30 +59,13 @@ function fakeStages(o: { report?: GateReport; trained?: (r: RunRecord) => Promis
 }
 
 describe('pipeline runner', () => {
-  let nats: TestNats;
-  let nc: NatsConnection;
-  let store: PipelineStore;
-  const runners: PipelineRunner[] = [];
+  const fx = usePipelineStore();
   // A logical clock for the records: every stamp is later than the one before, no wall clock read.
   let stamp = 0;
-  const runner = (stages: PipelineStages, instance = 'sched-a') => {
-    const r = new PipelineRunner({ store, stages, log, instance, tickMs: 100, now: () => ++stamp });
-    runners.push(r);
-    return r;
-  };
-  const apply = async (spec: object) => store.putSpec(await validatePipelineSpec({ model: 'fraud', data: { dataset: 'fraud' }, ...spec }, lookups));
-  const done = (name: string, run: number) => until(async () => ((await store.getRun(name, run))?.record.state === 'done' ? (await store.getRun(name, run))!.record : undefined), 20_000, `${name} run ${run} done`);
+  const runner = (stages: PipelineStages, instance = 'sched-a') => fx.track(new PipelineRunner({ store: fx.store, stages, log, instance, tickMs: 100, now: () => ++stamp }));
+  const apply = fx.apply;
+  const done = (name: string, run: number) => until(async () => ((await fx.store.getRun(name, run))?.record.state === 'done' ? (await fx.store.getRun(name, run))!.record : undefined), 20_000, `${name} run ${run} done`);
 
-  beforeAll(async () => {
-    nats = await startTestNats();
-    nc = await nats.connect(Role.SCHEDULER);
-    await ensureResources(nc);
-    store = await PipelineStore.open(nc);
-  });
-  afterAll(async () => {
-    for (const r of runners) r.stop();
-    await nats?.stop();
-  });
 
   it('a manual run goes trigger → snapshot → job → report → canary steps → promoted, each recorded', async () => {
     await apply({ name: 'manual', rollout: { steps: [10, 50, 100] } });
@@ -124,11 +103,11 @@ describe('pipeline runner', () => {
 
   it('two triggers at once make one run; the second is recorded as coalesced', async () => {
     await apply({ name: 'twice' });
-    const [a, b] = await Promise.all([store.trigger('twice', { kind: 'manual', at: 1 }), store.trigger('twice', { kind: 'alert', at: 2, detail: 'feature-drift' })]);
+    const [a, b] = await Promise.all([fx.store.trigger('twice', { kind: 'manual', at: 1 }), fx.store.trigger('twice', { kind: 'alert', at: 2, detail: 'feature-drift' })]);
     expect([a.coalesced, b.coalesced].sort()).toEqual([false, true]);
     expect(a.run).toBe(1);
     expect(b.run).toBe(1);
-    const runs = await store.runs('twice');
+    const runs = await fx.store.runs('twice');
     expect(runs).toHaveLength(1);
     expect(runs[0]!.coalesced).toHaveLength(1);
   });
@@ -141,15 +120,15 @@ describe('pipeline runner', () => {
     const stages = fakeStages({ trained: async (r) => (r.run === 1 ? gate.then(() => ({ version: 2 })) : { version: r.run + 1 }) });
     const r = runner(stages);
     await r.start();
-    await until(async () => ((await store.getRun('every', 1))?.record.coalesced.length ?? 0) >= 2 || undefined, 20_000, 'two interval triggers coalesced into run 1');
-    expect(await store.runNumbers('every')).toEqual([1]);
+    await until(async () => ((await fx.store.getRun('every', 1))?.record.coalesced.length ?? 0) >= 2 || undefined, 20_000, 'two interval triggers coalesced into run 1');
+    expect(await fx.store.runNumbers('every')).toEqual([1]);
     release();
     await done('every', 1);
     await done('every', 3);
     r.stop();
     await r.idle();
     expect(stages.maxInFlight).toBe(1);
-    const runs = await store.runs('every');
+    const runs = await fx.store.runs('every');
     expect(runs.every((x) => x.trigger.kind === 'interval')).toBe(true);
     expect(runs[0]!.coalesced.every((c) => c.kind === 'interval')).toBe(true);
     // Each run was started only after the one before it was done (logical stamps).
@@ -162,7 +141,7 @@ describe('pipeline runner', () => {
     const a = runner(hung, 'sched-a');
     await a.start();
     await a.fire('failover', { kind: 'manual' });
-    await until(async () => ((await store.getRun('failover', 1))?.record.state === 'training' ? true : undefined), 20_000, 'run 1 training');
+    await until(async () => ((await fx.store.getRun('failover', 1))?.record.state === 'training' ? true : undefined), 20_000, 'run 1 training');
     a.stop(); // leadership lost
     const fresh = fakeStages();
     const b = runner(fresh, 'sched-b');
@@ -171,7 +150,7 @@ describe('pipeline runner', () => {
     expect(rec).toMatchObject({ jobId: 'pl-failover-1', decision: { outcome: 'promoted' }, by: 'sched-b' });
     expect(fresh.calls).toEqual(['trained 1', 'evaluate 1', 'shadow 1']);
     expect(hung.calls.filter((c) => c.startsWith('train '))).toEqual(['train 1 pl-failover-1']);
-    expect(await store.runNumbers('failover')).toEqual([1]);
+    expect(await fx.store.runNumbers('failover')).toEqual([1]);
     b.stop();
   });
 
@@ -224,7 +203,7 @@ describe('pipeline runner', () => {
     const a = runner(hung, 'sched-a');
     await a.start();
     await a.fire('shadow-failover', { kind: 'manual' });
-    await until(async () => ((await store.getRun('shadow-failover', 1))?.record.state === 'shadow' ? true : undefined), 20_000, 'run 1 in shadow');
+    await until(async () => ((await fx.store.getRun('shadow-failover', 1))?.record.state === 'shadow' ? true : undefined), 20_000, 'run 1 in shadow');
     a.stop();
     const fresh = fakeStages();
     const b = runner(fresh, 'sched-b');

@@ -7,13 +7,10 @@
  * fire; a newLabels pipeline fires at N labeled rows since the last run (not at N-1), is not
  * checked while a run is in flight, and counts again from the last run's start.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Role, VirtualClock, createLogger, ensureResources, type NatsConnection } from '../../cluster/index.ts';
-import { PipelineRunner, PipelineStore, nextScheduled, validatePipelineSpec, type PipelineStages, type RunRecord } from '../../ml/pipelines/index.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
-
-const log = createLogger({ level: 'silent' });
-const lookups = { modelMetrics: async () => ['auc'], datasetExists: async () => true, viewExists: async () => true };
+import { describe, expect, it } from 'vitest';
+import { VirtualClock } from '../../cluster/index.ts';
+import { PipelineRunner, nextScheduled, type PipelineStages, type RunRecord } from '../../ml/pipelines/index.ts';
+import { log, usePipelineStore } from './fixture.ts';
 const at = (iso: string) => Date.parse(iso);
 
 /** Stages that pass at once; a run's `trained` waits on `hold` while it is set. */
@@ -33,17 +30,11 @@ function stages(o: { hold?: () => Promise<void> } = {}): PipelineStages {
 }
 
 describe('pipeline runner: cron and new-label triggers (virtual wall time)', () => {
-  let nats: TestNats;
-  let nc: NatsConnection;
-  let store: PipelineStore;
-  const runners: PipelineRunner[] = [];
-  const runner = (clock: VirtualClock, s: PipelineStages, labelsSince?: (model: string, since: number) => Promise<number>) => {
-    const r = new PipelineRunner({ store, stages: s, log, instance: 'sched-t', clock, now: clock.now, ...(labelsSince ? { labelsSince } : {}) });
-    runners.push(r);
-    return r;
-  };
-  const apply = async (spec: object) => store.putSpec(await validatePipelineSpec({ model: 'fraud', data: { dataset: 'fraud' }, ...spec }, lookups));
-  const runs = (name: string): Promise<RunRecord[]> => store.runs(name);
+  const fx = usePipelineStore();
+  const runner = (clock: VirtualClock, s: PipelineStages, labelsSince?: (model: string, since: number) => Promise<number>) =>
+    fx.track(new PipelineRunner({ store: fx.store, stages: s, log, instance: 'sched-t', clock, now: clock.now, ...(labelsSince ? { labelsSince } : {}) }));
+  const apply = fx.apply;
+  const runs = (name: string): Promise<RunRecord[]> => fx.store.runs(name);
   /** One tick at virtual time `iso`, then every run it started driven to the end. */
   const tickAt = async (r: PipelineRunner, clock: VirtualClock, iso: string) => {
     clock.advanceTo(at(iso));
@@ -51,16 +42,6 @@ describe('pipeline runner: cron and new-label triggers (virtual wall time)', () 
     await r.idle();
   };
 
-  beforeAll(async () => {
-    nats = await startTestNats();
-    nc = await nats.connect(Role.SCHEDULER);
-    await ensureResources(nc);
-    store = await PipelineStore.open(nc);
-  });
-  afterAll(async () => {
-    for (const r of runners) r.stop();
-    await nats?.stop();
-  });
 
   it('a cron fires at its times only; a new leader after days without one fires the missed time once', async () => {
     await apply({ name: 'nightly', triggers: { cron: '0 3 * * *' } });
@@ -118,8 +99,8 @@ describe('pipeline runner: cron and new-label triggers (virtual wall time)', () 
 
   it('newLabels fires at N labeled rows since the pipeline was applied (not at N-1), skips while a run is in flight, then counts from the last run', async () => {
     const { revision } = await apply({ name: 'labels', triggers: { newLabels: 3 } });
-    const created = (await store.getSpec('labels'))!.created;
-    expect((await store.getSpec('labels'))!.revision).toBe(revision);
+    const created = (await fx.store.getSpec('labels'))!.created;
+    expect((await fx.store.getSpec('labels'))!.revision).toBe(revision);
     const clock = new VirtualClock(created + 1000);
     /** Labeled rows of the model, by the time they were joined. */
     const joined: { model: string; at: number }[] = [];
@@ -153,10 +134,10 @@ describe('pipeline runner: cron and new-label triggers (virtual wall time)', () 
     clock.advance(1000);
     await r.tick();
     expect(asked.length).toBe(askedBefore);
-    expect((await store.getRun('labels', 1))!.record.coalesced).toEqual([]);
+    expect((await fx.store.getRun('labels', 1))!.record.coalesced).toEqual([]);
     release();
     await r.idle();
-    expect((await store.getRun('labels', 1))!.record.state).toBe('done');
+    expect((await fx.store.getRun('labels', 1))!.record.state).toBe('done');
 
     // The 5 that came during run 1 count towards run 2.
     clock.advance(1000);
