@@ -28,8 +28,7 @@ import { ContentType, decode, encode, ensureMonitoringResources, every, resource
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
-import { batchRecords } from './columnar.ts';
-import { isProfileMessage } from './replica-profile.ts';
+import { LoggedBatch, RecentPredictions, idTime, locatable, locateByTime, stillStored } from './prediction-lookup.ts';
 import { MAX_FEEDBACK_ITEMS, type FeedbackItem, type FeedbackReply, type Label, type LabelType, type LabeledRecord, type PredictionRecord, type StoredLabel } from './records.ts';
 
 const DAY = 24 * 3600 * 1000;
@@ -183,11 +182,17 @@ export interface FeedbackJoinOptions {
   sweepMs?: number;
   /** Durable consumer names' stem. @default `<prefix>-feedback-join` */
   durable?: string;
+  /** Records of the last batches read kept in memory for labels that come soon. @default 100000 */
+  recentRecords?: number;
 }
 
 export interface FeedbackJoinStats {
-  /** Predictions indexed (each can be joined until the horizon). */
+  /** Predictions the join has taken in (each can be joined until the horizon). */
   indexed: number;
+  /** Of those, written to the index bucket: ids that do not carry their time (prediction-lookup.ts). */
+  indexWrites: number;
+  /** Labels whose prediction was found by reading the log around the id's time. */
+  locatedByTime: number;
   /** Labels read from the feedback stream. */
   labels: number;
   /** Labeled records published. */
@@ -216,7 +221,8 @@ export class FeedbackJoin {
   readonly #horizon: number;
   readonly #maxPending: number;
   readonly #pending = new Map<string, Waiting>();
-  readonly #stats: FeedbackJoinStats = { indexed: 0, labels: 0, joined: 0, orphaned: 0, late: 0, pending: 0, evicted: 0, failed: 0 };
+  readonly #stats: FeedbackJoinStats = { indexed: 0, indexWrites: 0, locatedByTime: 0, labels: 0, joined: 0, orphaned: 0, late: 0, pending: 0, evicted: 0, failed: 0 };
+  readonly #recent: RecentPredictions;
   #kv!: KV;
   #stops: (() => void | Promise<void>)[] = [];
   readonly #js;
@@ -226,6 +232,7 @@ export class FeedbackJoin {
     this.#clock = o.clock ?? systemClock;
     this.#horizon = o.horizonMs ?? 7 * DAY;
     this.#maxPending = o.maxPending ?? 100_000;
+    this.#recent = new RecentPredictions(o.recentRecords ?? 100_000);
     this.#js = jetstream(o.nc);
   }
 
@@ -284,28 +291,31 @@ export class FeedbackJoin {
   }
 
   async #onPredictions(m: JsMsg): Promise<void> {
-    let batch: { records: PredictionRecord[] };
+    let b: LoggedBatch | undefined;
     try {
-      const msg = decode(m.data, ContentType.MSGPACK);
       // A replica's profile delta shares the subject: nothing to index.
-      if (isProfileMessage(msg)) return;
-      const records = batchRecords(msg);
-      if (!records) throw new Error('not a prediction batch');
-      batch = { records };
+      b = LoggedBatch.of(m.seq, Math.floor(m.info.timestampNanos / 1e6), m.data);
     } catch (err) {
       this.#stats.failed++;
       this.#o.log.warn({ seq: m.seq, err: (err as Error).message }, 'label join: a prediction-log message is not a batch of records; skipped');
       return;
     }
-    // The batch's records indexed at once (one round trip's wait, not one per record), then joined with any label waiting for them.
-    const keys = batch.records.map((rec) => indexKey(rec.model, rec.id));
-    await Promise.all(batch.records.map((rec, i) => this.#kv.put(keys[i]!, encode(rec, ContentType.MSGPACK))));
-    this.#stats.indexed += batch.records.length;
-    for (let i = 0; i < keys.length; i++) {
-      const w = this.#pending.get(keys[i]!);
+    if (!b) return;
+    this.#recent.add(b);
+    // Only records that cannot be found again by their id's time get an index entry (written at once: one round trip's wait).
+    const puts: Promise<unknown>[] = [];
+    for (let i = 0; i < b.ids.length; i++) {
+      if (!locatable(b.ids[i]!, b.storedMs)) puts.push(this.#kv.put(indexKey(b.model, b.ids[i]!), encode(b.record(i), ContentType.MSGPACK)));
+    }
+    await Promise.all(puts);
+    this.#stats.indexed += b.ids.length;
+    this.#stats.indexWrites += puts.length;
+    for (let i = 0; i < b.ids.length; i++) {
+      const key = indexKey(b.model, b.ids[i]!);
+      const w = this.#pending.get(key);
       if (!w) continue;
-      this.#pending.delete(keys[i]!);
-      await this.#join(batch.records[i]!, w.label);
+      this.#pending.delete(key);
+      await this.#join(b.record(i), w.label);
     }
   }
 
@@ -313,7 +323,7 @@ export class FeedbackJoin {
     const label = decode(m.data, ContentType.MSGPACK) as StoredLabel;
     this.#stats.labels++;
     const key = indexKey(label.model, label.id);
-    const rec = await this.#lookup(key);
+    const rec = await this.#lookup(label);
     if (rec) return this.#join(rec, label);
     if (this.#pending.has(key)) this.#pending.delete(key);
     this.#pending.set(key, { label, since: this.#clock.now() });
@@ -322,16 +332,31 @@ export class FeedbackJoin {
       this.#stats.orphaned++;
       this.#stats.evicted++;
     }
-    // The prediction may have been indexed while we looked: look once more now that the label waits.
-    const again = await this.#lookup(key);
+    // The prediction may have been read while we looked: look once more (among the batches read) now that the label waits.
+    const again = await this.#lookup(label, false);
     if (again && this.#pending.get(key)?.label === label) {
       this.#pending.delete(key);
       await this.#join(again, label);
     }
   }
 
-  async #lookup(key: string): Promise<PredictionRecord | undefined> {
-    const e = await this.#kv.get(key);
+  /** The label's prediction: among the recent batches (still stored), else (`deep`) by the id's time, else in the index. */
+  async #lookup(label: StoredLabel, deep = true): Promise<PredictionRecord | undefined> {
+    const streams = resources(this.#o.subjects.prefix).streams;
+    const hit = this.#recent.get(label.model, label.id);
+    if (hit) {
+      if (await stillStored(this.#o.nc, streams.predictions, hit.batch.seq)) return hit.batch.record(hit.row);
+      this.#recent.drop(hit.batch);
+    }
+    if (!deep) return undefined;
+    if (idTime(label.id) !== undefined) {
+      const rec = await locateByTime(this.#o.nc, streams.predictions, this.#o.subjects.predictions(label.model), label.id, this.#recent);
+      if (rec) {
+        this.#stats.locatedByTime++;
+        return rec;
+      }
+    }
+    const e = await this.#kv.get(indexKey(label.model, label.id));
     if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
     return decode(e.value, ContentType.MSGPACK) as PredictionRecord;
   }

@@ -7,6 +7,7 @@ export { COLUMNAR_FORMAT, batchRecords, buildBatch, isColumnar, type CapturedReq
 export { PROFILE_FORMAT, ReplicaProfiler, isProfileMessage, sliceLength, splitProfile, type ProfileMessage } from './replica-profile.ts';
 export { mapColumns, columnNames } from './columns.ts';
 export { FeedbackJoin, checkFeedback, indexKey, type LabelRule, startFeedbackService, startMonitoringStreams, type FeedbackJoinOptions, type FeedbackJoinStats, type FeedbackServiceOptions, type MonitoringLimits } from './feedback.ts';
+export { LOCATE_AFTER_MS, LOCATE_BEFORE_MS, LoggedBatch, RecentPredictions, idTime, locatable, locateByTime } from './prediction-lookup.ts';
 export { MonitorCore, AlertRule, SCORE_BINS, resolveMonitorOptions, scoreHistogram, windowName, type Alert, type MonitorCoreJSON, type MonitorCounters, type ResolvedMonitorOptions, type WindowReport } from './monitor-core.ts';
 export { MONITOR_ACTOR, ModelMonitor, MonitorMsg, monitorId, monitorSpec, type MonitorArgs, type MonitorLag, type MonitorReport, type MonitorStatus } from './monitor-actor.ts';
 export { modelMonitoring, readDeployment, startMonitor, stopMonitor, wantsMonitor, type ModelMonitoring } from './monitor-client.ts';

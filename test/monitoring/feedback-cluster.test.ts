@@ -17,7 +17,7 @@ import type { FastifyInstance } from 'fastify';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ContentType, Role, VirtualClock, createLogger, decode, request, resources, subjects, systemClock, type Clock, type NatsConnection } from '../../cluster/index.ts';
-import { FeedbackJoin, batchRecords, startFeedbackService, startMonitoringStreams, type LabeledRecord, type PredictionRecord, type ReplicaStats } from '../../ml/index.ts';
+import { FeedbackJoin, RecentPredictions, batchRecords, idTime, locateByTime, startFeedbackService, startMonitoringStreams, type LabeledRecord, type PredictionRecord, type ReplicaStats } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
@@ -161,6 +161,35 @@ describe('prediction log and feedback (real cluster, virtual clock for the label
     for (const m of [...(await streamMessages(r.streams.predictions)), ...(await streamMessages(r.streams.labeled))]) {
       for (const n of needles) expect(containsBytes(m, n)).toBe(false);
     }
+  }, 120_000);
+
+  it('ids the gateway makes carry their time: their predictions are found without an index entry; a caller\'s own id is indexed', async () => {
+    labelDelay = DAY;
+    const before = join.stats();
+    const made: string[] = [];
+    for (const row of [[0.25, 0.5, 0.75, 1], [2, 1, 0, 1]]) {
+      const res = await predict('fraud', [row]);
+      made.push(res.headers.get('x-request-id')!);
+    }
+    // UUIDv7: the first 48 bits are the time the gateway made it (this test's clock is the real one for the gateway).
+    for (const id of made) expect(Math.abs(idTime(id)! - Date.now())).toBeLessThan(60_000);
+    await predict('fraud', [[1, 1, 1, 1]], { 'x-request-id': 'client-own-9' });
+    await until(() => (join.stats().indexed >= before.indexed + 3 ? true : undefined), 30_000, 'the join reading the three predictions');
+    expect(join.stats().indexWrites - before.indexWrites).toBe(1);
+
+    // Read back from the log by the id's time alone (what the join does when its recent batches no longer hold it).
+    const fresh = new RecentPredictions(10);
+    const found = await locateByTime(sched, r.streams.predictions, s.predictions('fraud'), made[1]!, fresh);
+    expect(found).toMatchObject({ id: made[1], model: 'fraud', features: { X_0: 2, X_1: 1, X_2: 0 } });
+    expect(fresh.get('fraud', made[1]!)).toBeDefined();
+    expect(await locateByTime(sched, r.streams.predictions, s.predictions('fraud'), 'client-own-9', fresh)).toBeUndefined();
+
+    // All three are labeled and joined: two from the join's recent batches, one from the index.
+    const fb = await post('/v1/models/fraud/feedback', [...made, 'client-own-9'].map((id) => ({ id, label: 1 })));
+    expect(await fb.json()).toMatchObject({ accepted: 3 });
+    await until(() => (join.stats().joined >= before.joined + 3 ? true : undefined), 30_000, 'the three labels joined');
+    const rows = (await labeled()).filter((x) => [...made, 'client-own-9'].includes(x.id));
+    expect(rows.map((x) => x.id).sort()).toEqual([...made, 'client-own-9'].sort());
   }, 120_000);
 
   it('a label that overtakes its prediction (still in the replica\'s buffer) waits and joins once the prediction is logged', async () => {
