@@ -7,20 +7,25 @@
  *
  *   npx tsx bench/lib/profile-serving.ts                # profiles into /tmp/prof
  *   PROFILE_OFF=1 npx tsx bench/lib/profile-serving.ts  # same load, no profiler (req/s only)
+ *   PROFILE_MONITORING='{"sampleRate":1,"monitor":false}' npx tsx bench/lib/profile-serving.ts
+ *       # the same MLP deployed as `mlp-logged` with that monitoring (and a reference profile), and profiled instead
  */
 import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { Role } from '../../cluster/index.ts';
-import { randomRows } from '../../test/fixtures/onnx.ts';
-import { startServingCluster } from './serving-cluster.ts';
+import { Role, subjects } from '../../cluster/index.ts';
+import { RegistryClient, buildReferenceProfile } from '../../ml/index.ts';
+import { mlpModel, randomRows } from '../../test/fixtures/onnx.ts';
+import { deployWhenServed, startServingCluster } from './serving-cluster.ts';
 import { summarize } from './profile-summary.ts';
 
 const SECONDS = Number(process.env.PROFILE_SECONDS ?? 8);
 const C = Number(process.env.PROFILE_C ?? 64);
 const DIR = process.env.PROFILE_DIR ?? '/tmp/prof';
 const OFF = process.env.PROFILE_OFF === '1';
+const MONITORING = process.env.PROFILE_MONITORING ? (JSON.parse(process.env.PROFILE_MONITORING) as Record<string, unknown>) : undefined;
+const MODEL = MONITORING ? 'mlp-logged' : 'mlp';
 const BODY = JSON.stringify({ id: 'bench', inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1)[0] }] });
 
 /** utime + stime of a process, in seconds (Linux /proc). */
@@ -72,8 +77,15 @@ const cluster = await startServingCluster(tmp, 'prof-node', (role) => {
 try {
   const { url, server, nc } = cluster;
   const { scheduler: sched, node, gateway: gw } = cluster.children;
+  if (MONITORING) {
+    // As bench:monitoring's logged target: a reference profile (X_0…X_31), so the replica profiles its traffic too.
+    const reference = buildReferenceProfile(randomRows(1000).map((x) => ({ features: Object.fromEntries(x.map((v, j) => [`X_${j}`, v])), outputs: {} })), undefined, { createdAt: 0 });
+    const registry = new RegistryClient(nc, subjects());
+    await registry.register(MODEL, mlpModel({ seed: 1 }), { aliases: ['production'], reference: new TextEncoder().encode(JSON.stringify(reference)) });
+    await deployWhenServed(registry, MODEL, { replicas: 1, maxBatchSize: 64, maxQueueDelayMs: 0, readyTimeoutMs: 30_000, monitoring: MONITORING }, url);
+  }
   const run = (seconds: number) =>
-    autocannon({ url: `${url}/v2/models/mlp/infer`, method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY, connections: C, duration: seconds, pipelining: 1 });
+    autocannon({ url: `${url}/v2/models/${MODEL}/infer`, method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY, connections: C, duration: seconds, pipelining: 1 });
   await run(2);
   if (!OFF) for (const c of [gw, node]) c.process.kill('SIGUSR2');
   const pids = { gateway: gw.pid, node: node.pid, 'nats-server': server.pid, scheduler: sched.pid, 'autocannon (this process)': process.pid };

@@ -94,10 +94,21 @@ export function elementNumber(datatype: Datatype, data: TensorData, i: number): 
   return NaN;
 }
 
-/** The shape key of a request (batches hold requests of one shape). */
-export function shapeKey(r: CapturedRequest): string {
-  const k = (t: CapturedTensor) => `${t.name}:${t.per}:${t.cols?.join(',') ?? ''}`;
-  return `${r.inputs.map(k).join('|')}>${r.outputs.map(k).join('|')}`;
+/** Whether two requests have one shape — the same tensors, elements per row and kept columns (batches hold requests of one shape). Compared in place: it runs per request. */
+export function sameShape(a: CapturedRequest, b: CapturedRequest): boolean {
+  return sameTensors(a.inputs, b.inputs) && sameTensors(a.outputs, b.outputs);
+}
+
+function sameTensors(a: readonly CapturedTensor[], b: readonly CapturedTensor[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.name !== y.name || x.per !== y.per || x.cols !== y.cols) {
+      if (x.name !== y.name || x.per !== y.per || !x.cols || !y.cols || x.cols.length !== y.cols.length || x.cols.some((c, j) => c !== y.cols![j])) return false;
+    }
+  }
+  return true;
 }
 
 function block(reqs: readonly CapturedRequest[], pick: (r: CapturedRequest) => CapturedTensor, rows: number): ColumnBlock {
@@ -133,7 +144,7 @@ function block(reqs: readonly CapturedRequest[], pick: (r: CapturedRequest) => C
   return { ...head, enc: f4 ? 'f4' : 'f8', data: new Uint8Array(arr.buffer, 0, arr.byteLength) };
 }
 
-/** Builds one columnar batch from requests of one shape (see `shapeKey`). */
+/** Builds one columnar batch from requests of one shape (see `sameShape`). */
 export function buildBatch(model: string, version: number, reqs: readonly CapturedRequest[]): ColumnarBatch {
   const ids: string[] = [];
   const ts: number[] = [];

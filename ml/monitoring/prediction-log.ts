@@ -15,7 +15,7 @@
  */
 import { every, systemClock, type Clock } from '../../cluster/index.ts';
 import type { Datatype, TensorData } from '../tensor.ts';
-import { buildBatch, elementValue, shapeKey, type CapturedRequest, type CapturedTensor, type ColumnarBatch } from './columnar.ts';
+import { buildBatch, elementValue, sameShape, type CapturedRequest, type CapturedTensor, type ColumnarBatch } from './columnar.ts';
 import { splitProfile, type ProfileMessage, type ReplicaProfiler } from './replica-profile.ts';
 import { MAX_COLUMNS_PER_INPUT, type FeatureValue, type MonitoringSpec } from './records.ts';
 
@@ -223,19 +223,18 @@ export class PredictionLog {
 
   /** The next batch: requests in order, up to `batchRecords` rows, all of one shape. */
   #takeBatch(): CapturedRequest[] {
-    const out: CapturedRequest[] = [];
+    const list = this.#records;
     let rows = 0;
-    let key: string | undefined;
-    while (this.#records.length > 0) {
-      const r = this.#records[0]!;
-      const k = shapeKey(r);
-      if (out.length > 0 && (rows + r.rows > this.#batch || k !== key)) break;
-      key = k;
-      out.push(this.#records.shift()!);
+    let n = 0;
+    while (n < list.length) {
+      const r = list[n]!;
+      if (n > 0 && (rows + r.rows > this.#batch || !sameShape(r, list[0]!))) break;
+      n++;
       rows += r.rows;
     }
     this.#recordRows -= rows;
-    return out;
+    // One splice for the batch (shift() per request copies the rest of the list each time).
+    return list.splice(0, n);
   }
 
   async #send(reqs: CapturedRequest[]): Promise<void> {

@@ -15,7 +15,7 @@ import type { ReferenceProfile, RecordProfileJSON } from './stats/profile.ts';
 import { RecordProfile } from './stats/profile.ts';
 import type { ColumnSketch } from './stats/sketch.ts';
 import { columnNames, mapColumns } from './columns.ts';
-import { elementValue, shapeKey, type CapturedRequest } from './columnar.ts';
+import { elementValue, sameShape, type CapturedRequest } from './columnar.ts';
 import type { OutputValue } from './records.ts';
 
 export const PROFILE_FORMAT = 'shoal.replica-profile/v1';
@@ -39,7 +39,8 @@ export function isProfileMessage(m: unknown): m is ProfileMessage {
 }
 
 interface Plan {
-  key: string;
+  /** The request the plan was made for (its shape is compared, not its values). */
+  shape: CapturedRequest;
   inputs: { el: number; sketch: ColumnSketch | undefined }[][];
   missing: ColumnSketch[];
 }
@@ -95,9 +96,8 @@ export class ReplicaProfiler {
 
   /** Which sketch each input column feeds, per slice profile and request shape (built once, not per request). */
   #plan(p: RecordProfile, r: CapturedRequest): Plan {
-    const key = shapeKey(r);
     const cached = this.#plans.get(p);
-    if (cached && cached.key === key) return cached;
+    if (cached && sameShape(cached.shape, r)) return cached;
     if (this.#map === undefined) this.#map = mapColumns(Object.keys(this.#reference.schema.features), r.inputs.flatMap((t) => names(t)));
     const touched = new Set<ColumnSketch>();
     const inputs = r.inputs.map((t) =>
@@ -107,7 +107,7 @@ export class ReplicaProfiler {
         return { el: t.cols ? t.cols[j]! : j, sketch };
       }),
     );
-    const plan: Plan = { key, inputs, missing: Object.values(p.features).filter((c) => !touched.has(c)) };
+    const plan: Plan = { shape: r, inputs, missing: Object.values(p.features).filter((c) => !touched.has(c)) };
     this.#plans.set(p, plan);
     return plan;
   }

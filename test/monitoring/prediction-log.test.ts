@@ -46,6 +46,18 @@ describe('prediction log: buffer, batches, exclusion, sampling', () => {
     expect(log.stats()).toMatchObject({ buffered: 5, dropped: 6, pending: 2 });
   });
 
+  it('a batch holds requests of one shape: a request of another width starts a new batch, and the order is kept', async () => {
+    const { pub, clock, request } = setup({ batchRecords: 10, flushMs: 500 });
+    request('a', [[1, 0, 0, 0]]);
+    request('b', [[2, 0, 0, 0]]);
+    request('wide', [[3, 0, 0, 0, 9, 9]]);
+    request('c', [[4, 0, 0, 0]]);
+    clock.advance(500);
+    await settle();
+    expect(pub.batches().map((b) => b.map((r) => r.id))).toEqual([['a', 'b'], ['wide'], ['c']]);
+    expect(pub.batches()[1]![0]!.features).toMatchObject({ X_4: 9, X_5: 9 });
+  });
+
   it('publishes in batches of at most batchRecords, at once when a batch is full, else on the flush timer', async () => {
     const { log, pub, clock, request } = setup({ batchRecords: 4, flushMs: 500 });
     for (let i = 0; i < 9; i++) request(`r${i}`, [[i, 0, 0, 0]]);
