@@ -26,7 +26,7 @@ const DIR = process.env.PROFILE_DIR ?? '/tmp/prof';
 const OFF = process.env.PROFILE_OFF === '1';
 const MONITORING = process.env.PROFILE_MONITORING ? (JSON.parse(process.env.PROFILE_MONITORING) as Record<string, unknown>) : undefined;
 const MODEL = MONITORING ? 'mlp-logged' : 'mlp';
-const BODY = JSON.stringify({ id: 'bench', inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1)[0] }] });
+const BODY = JSON.stringify({ ...(MONITORING ? {} : { id: 'bench' }), inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1)[0] }] });
 
 /** utime + stime of a process, in seconds (Linux /proc). */
 function cpuSeconds(pid: number): number {
@@ -68,8 +68,8 @@ process.on('exit', () => {
 });
 `,
 );
-// Profiling hooks go to the gateway and the node only.
-const PROFILED: Partial<Record<Role, string>> = { [Role.NODE]: 'node', [Role.GATEWAY]: 'gateway' };
+// Profiling hooks go to the gateway and the node (PROFILE_SCHEDULER=1: the scheduler too, which runs the label join).
+const PROFILED: Partial<Record<Role, string>> = { [Role.NODE]: 'node', [Role.GATEWAY]: 'gateway', ...(process.env.PROFILE_SCHEDULER === '1' ? { [Role.SCHEDULER]: 'scheduler' } : {}) };
 const cluster = await startServingCluster(tmp, 'prof-node', (role) => {
   const prof = PROFILED[role];
   return prof && !OFF ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${HOOK}`.trim(), SHOAL_CPU_PROF_DIR: join(DIR, prof) } : {};
@@ -87,7 +87,7 @@ try {
   const run = (seconds: number) =>
     autocannon({ url: `${url}/v2/models/${MODEL}/infer`, method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY, connections: C, duration: seconds, pipelining: 1 });
   await run(2);
-  if (!OFF) for (const c of [gw, node]) c.process.kill('SIGUSR2');
+  if (!OFF) for (const c of [gw, node, ...(PROFILED[Role.SCHEDULER] ? [sched] : [])]) c.process.kill('SIGUSR2');
   const pids = { gateway: gw.pid, node: node.pid, 'nats-server': server.pid, scheduler: sched.pid, 'autocannon (this process)': process.pid };
   const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
   const metric = async (name: string) => {
@@ -121,7 +121,7 @@ try {
 rmSync(tmp, { recursive: true, force: true });
 if (!OFF) {
   mkdirSync(DIR, { recursive: true });
-  for (const who of ['gateway', 'node']) {
+  for (const who of Object.values(PROFILED)) {
     const dir = join(DIR, who);
     for (const f of readdirSync(dir).filter((x) => x.endsWith('.cpuprofile'))) {
       process.stdout.write(`\n== ${who} (${f})\n${summarize(join(dir, f), Number(process.env.PROFILE_TOP ?? 30))}\n`);

@@ -310,6 +310,7 @@ export class FeedbackJoin {
     await Promise.all(puts);
     this.#stats.indexed += b.ids.length;
     this.#stats.indexWrites += puts.length;
+    if (this.#pending.size === 0) return;
     for (let i = 0; i < b.ids.length; i++) {
       const key = indexKey(b.model, b.ids[i]!);
       const w = this.#pending.get(key);
