@@ -45,6 +45,7 @@ import { registerGovernanceRoutes } from './routes/governance.ts';
 import { MonitoringGauges, registerMonitoringRoutes } from './monitoring.ts';
 import { JobClient, type TenantQuotas } from '../ml/index.ts';
 import { jobTenancy } from './job-tenancy.ts';
+import { startTenantNats } from './tenant-nats.ts';
 import { registerTenantRoutes } from './routes/tenants.ts';
 import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './tenants.ts';
 import { clientErrorOf, finiteNumbersHook, installErrorHandlers, schemaErrors } from './http-errors.ts';
@@ -332,6 +333,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
   }
 
   registerTenantRoutes(app, tenants, { nc: deps.nc, subjects: deps.subjects });
+  // Tenants' job requests over NATS (`<prefix>.t.<tenant>.jobs.*`), shared by the gateways in a queue group.
+  const tenantNats = startTenantNats({ nc: deps.nc, subjects: deps.subjects, guard: tenants, tenancy: jobTenancy(deps.nc, deps.subjects.prefix, tenants, deps.tenants ?? {}), log: deps.logger });
+  app.addHook('onClose', async () => tenantNats.stop());
   registerFeatureRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerFeedbackRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerGovernanceRoutes(app, { nc: deps.nc, subjects: deps.subjects });

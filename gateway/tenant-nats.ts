@@ -1,0 +1,89 @@
+/**
+ * Tenants' job requests over NATS (README "Tenants over NATS"): `<prefix>.t.<tenant>.jobs.<op>`
+ * (`submit`, `status`, `cancel`, `list`), served by every gateway in one queue group, so N
+ * gateways share them. The tenant is the SUBJECT's: nats-server lets only that tenant's own user
+ * (`tenant-<name>`, an NKey; cluster/auth.ts) publish there, so whoever sent the request is that
+ * tenant. Each request runs the path of its HTTP twin with that tenant as the caller (never an
+ * admin): `submit` is `POST /v1/jobs` (gateway/job-tenancy.ts: the job and the model it trains
+ * owned by the tenant, a model name another tenant or the shared `default` tenant has is
+ * `SHOAL_ERR_NAME_TAKEN`, the budget reserved against `trainingDollarsPerDay`), `status` and
+ * `cancel` are `GET` / `DELETE /v1/jobs/{id}` (another tenant's job is the `SHOAL_ERR_JOB_NOT_FOUND`
+ * of an unknown one), `list` is the tenant's own job ids. Each request counts against the
+ * tenant's cluster-wide rate limit, as an HTTP request does. Bad input is a typed error reply
+ * (`Shoal-Error-Code` / `Shoal-Error-Message` headers, cluster/rpc.ts), in the request's
+ * content-type (JSON with `content-type: application/json`, else MessagePack).
+ */
+import type { Msg, Subscription } from '@nats-io/transport-node';
+import { Type, type TSchema } from '@sinclair/typebox';
+import { TENANT_JOB_OPS, serve, validate, type Logger, type NatsConnection, type Subjects, type TenantJobOp } from '../cluster/index.ts';
+import { DEFAULT_TENANT, JobClient, OwnedKind } from '../ml/index.ts';
+import { GatewayErrors } from './errors.ts';
+import { submitJob, type JobTenancy } from './job-tenancy.ts';
+import { humanSeconds } from './rate-limit.ts';
+import { JobId, JobSubmitBody } from './routes/jobs.ts';
+import type { Caller, TenantGuard } from './tenants.ts';
+
+/** The gateways' queue group for tenants' requests. */
+export const TENANT_QUEUE = 'shoal-gateway-tenants';
+
+const IdBody = Type.Object({ id: JobId }, { additionalProperties: false });
+const ListBody = Type.Union([Type.Null(), Type.Object({}, { additionalProperties: false })]);
+const BODIES: Readonly<Record<TenantJobOp, TSchema>> = { submit: JobSubmitBody, status: IdBody, cancel: IdBody, list: ListBody };
+
+export interface TenantNatsOptions {
+  nc: NatsConnection;
+  subjects: Subjects;
+  guard: TenantGuard;
+  tenancy: JobTenancy;
+  log?: Logger;
+}
+
+export interface TenantNatsService {
+  stop(): void;
+}
+
+/** `<prefix>.t.<tenant>.jobs.<op>` → tenant and op (the prefix is one token: subjects.ts). */
+function parse(subject: string): { tenant: string; op: TenantJobOp } {
+  const [, , tenant, , op] = subject.split('.');
+  if (!tenant || !(TENANT_JOB_OPS as readonly string[]).includes(op ?? '')) throw GatewayErrors.NOT_FOUND(`operation "${op}" (tenant job operations: ${TENANT_JOB_OPS.join(', ')})`);
+  // `default` is the shared tenant of an open gateway, not a tenant with its own things: no NATS user may act as it.
+  if (tenant === DEFAULT_TENANT) throw GatewayErrors.FORBIDDEN(`the ${DEFAULT_TENANT} tenant has no NATS requests`);
+  return { tenant, op: op as TenantJobOp };
+}
+
+/** Starts serving tenants' job requests on this gateway's connection (queue group {@link TENANT_QUEUE}). */
+export function startTenantNats(o: TenantNatsOptions): TenantNatsService {
+  let client: Promise<JobClient> | undefined;
+  const jobs = () => (client ??= JobClient.open(o.nc, o.subjects.prefix).catch((err: unknown) => {
+    client = undefined;
+    throw err;
+  }));
+  const handle = async (body: unknown, m: Msg): Promise<unknown> => {
+    const { tenant, op } = parse(m.subject);
+    const c: Caller = { tenant, admin: false };
+    // The rate limit first (as HTTP's onRequest hook), then the body.
+    const limit = o.guard.limitOf(c);
+    const hit = await o.guard.counter.hit(`tenant:${tenant}`, limit);
+    if (hit.current > limit) throw GatewayErrors.RATE_LIMITED(tenant, limit, humanSeconds(Math.ceil(hit.ttlMs / 1000)));
+    const req = validate(BODIES[op], body ?? null, m.subject) as Record<string, unknown>;
+    // Ownership decides everything here: without the owners book nothing could be checked or recorded.
+    const owners = await o.guard.followOwners();
+    if (!owners) throw GatewayErrors.TENANCY_UNAVAILABLE('the owners bucket is not there yet (a scheduler creates it)');
+    switch (op) {
+      case 'submit': {
+        const sub = req as { id?: string; actorType?: string; spec: Record<string, unknown> };
+        return submitJob(await jobs(), o.tenancy, c, sub, tenant);
+      }
+      case 'status':
+        o.guard.checkAccess(c, OwnedKind.JOB, req.id as string);
+        return (await jobs()).get(req.id as string);
+      case 'cancel':
+        o.guard.checkAccess(c, OwnedKind.JOB, req.id as string);
+        return (await jobs()).cancel(req.id as string);
+      case 'list':
+        return { tenant, ids: owners.ownedBy(OwnedKind.JOB, tenant).sort() };
+    }
+  };
+  const sub: Subscription = serve(o.nc, o.subjects.tenantJobsAny, Type.Unknown(), handle, { queue: TENANT_QUEUE, ...(o.log ? { log: o.log } : {}) });
+  return { stop: () => sub.unsubscribe() };
+}
