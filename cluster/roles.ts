@@ -117,8 +117,8 @@ export const ROLE_TABLE: Readonly<Record<GrantRole, RoleGrant>> = {
     // Labels (POST /v1/models/{m}/feedback) go to the feedback service, which checks and stores them.
     // Model cards and the audit log (GET /v1/.../card, /v1/audit) are reads answered by the registry service.
     publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.scheduler('cost'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll, s.registry('card'), s.registry('audit'), s.registry('owner'), s.privacyForget],
-    // Tenants' job requests over NATS (gateway/tenant-nats.ts, a queue group): the tenant is the subject's.
-    subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways, s.tenantJobsAny],
+    // Tenants' job and inference requests over NATS (gateway/tenant-nats.ts, tenant-infer.ts; queue groups): the tenant is the subject's.
+    subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways, s.tenantJobsAny, s.tenantInferAny],
     // The dashboard (/ui) lists actors: a read of the directory.
     // Tenants: the cluster-wide rate-limit windows and training spend (CAS counters), and owners recorded at job submit.
     kv: { models: [READ], jobs: [READ], actors: [READ], rateWindows: [READ, WRITE], tenantSpend: [READ, WRITE], owners: [READ, WRITE], pipelines: [READ] },

@@ -118,6 +118,10 @@ export function subjects(prefix = 'shoal') {
     tenantJobs: (tenant: string, op: TenantJobOp) => `${p}.t.${token('tenant', tenant)}.jobs.${op}`,
     /** What the gateways serve, in a queue group: every tenant's job requests. */
     tenantJobsAny: `${p}.t.*.jobs.*`,
+    /** A tenant's inference request for one model (an OIP v2 JSON body), answered by a gateway. */
+    tenantInfer: (tenant: string, model: string) => `${p}.t.${token('tenant', tenant)}.infer.${token('model name', model)}`,
+    /** What the gateways serve, in a queue group: every tenant's inference requests. */
+    tenantInferAny: `${p}.t.*.infer.*`,
     tenantAll: `${p}.t.>`,
     /** The audit log (ml/governance/audit): one entry per governed action, appended by the registry service (captured by the audit stream). */
     audit: (action: string) => `${p}.audit.${token('audit action', action)}`,

@@ -46,6 +46,7 @@ import { MonitoringGauges, registerMonitoringRoutes } from './monitoring.ts';
 import { JobClient, type TenantQuotas } from '../ml/index.ts';
 import { jobTenancy } from './job-tenancy.ts';
 import { startTenantNats } from './tenant-nats.ts';
+import { startTenantInfer } from './tenant-infer.ts';
 import { registerTenantRoutes } from './routes/tenants.ts';
 import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './tenants.ts';
 import { clientErrorOf, finiteNumbersHook, installErrorHandlers, schemaErrors } from './http-errors.ts';
@@ -329,6 +330,9 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     });
     registerJobRoutes(app, () => JobClient.open(deps.nc, deps.subjects.prefix), jobTenancy(deps.nc, deps.subjects.prefix, tenants, deps.tenants ?? {}));
     registerBatchRoutes(app, { nc: deps.nc, prefix: deps.subjects.prefix, jobs: () => JobClient.open(deps.nc, deps.subjects.prefix), tenancy: jobTenancy(deps.nc, deps.subjects.prefix, tenants, deps.tenants ?? {}), guard: tenants });
+    // Tenants' inference over NATS (`<prefix>.t.<tenant>.infer.<model>`), in the same queue group as their job requests.
+    const tenantInfer = startTenantInfer({ nc: deps.nc, subjects: deps.subjects, guard: tenants, inference: svc, bodyLimit, log: deps.logger });
+    app.addHook('onClose', async () => tenantInfer.stop());
     app.addHook('onClose', async () => inference?.stop());
   }
 

@@ -46,9 +46,24 @@ export interface TenantNatsService {
 function parse(subject: string): { tenant: string; op: TenantJobOp } {
   const [, , tenant, , op] = subject.split('.');
   if (!tenant || !(TENANT_JOB_OPS as readonly string[]).includes(op ?? '')) throw GatewayErrors.NOT_FOUND(`operation "${op}" (tenant job operations: ${TENANT_JOB_OPS.join(', ')})`);
-  // `default` is the shared tenant of an open gateway, not a tenant with its own things: no NATS user may act as it.
-  if (tenant === DEFAULT_TENANT) throw GatewayErrors.FORBIDDEN(`the ${DEFAULT_TENANT} tenant has no NATS requests`);
+  // `default` (the shared tenant of an open gateway) is refused by admitTenant: no NATS user may act as it.
   return { tenant, op: op as TenantJobOp };
+}
+
+/**
+ * A tenant's request admitted: never an admin, counted against its requests per minute (as an
+ * HTTP request is), with the owners book it is checked against.
+ */
+export async function admitTenant(guard: TenantGuard, tenant: string): Promise<{ caller: Caller; owners: NonNullable<TenantGuard['owners']> }> {
+  if (tenant === DEFAULT_TENANT) throw GatewayErrors.FORBIDDEN(`the ${DEFAULT_TENANT} tenant has no NATS requests`);
+  const caller: Caller = { tenant, admin: false };
+  const limit = guard.limitOf(caller);
+  const hit = await guard.counter.hit(`tenant:${tenant}`, limit);
+  if (hit.current > limit) throw GatewayErrors.RATE_LIMITED(tenant, limit, humanSeconds(Math.ceil(hit.ttlMs / 1000)));
+  // Ownership decides everything here: without the owners book nothing could be checked or recorded.
+  const owners = await guard.followOwners();
+  if (!owners) throw GatewayErrors.TENANCY_UNAVAILABLE('the owners bucket is not there yet (a scheduler creates it)');
+  return { caller, owners };
 }
 
 /** Starts serving tenants' job requests on this gateway's connection (queue group {@link TENANT_QUEUE}). */
@@ -60,15 +75,9 @@ export function startTenantNats(o: TenantNatsOptions): TenantNatsService {
   }));
   const handle = async (body: unknown, m: Msg): Promise<unknown> => {
     const { tenant, op } = parse(m.subject);
-    const c: Caller = { tenant, admin: false };
     // The rate limit first (as HTTP's onRequest hook), then the body.
-    const limit = o.guard.limitOf(c);
-    const hit = await o.guard.counter.hit(`tenant:${tenant}`, limit);
-    if (hit.current > limit) throw GatewayErrors.RATE_LIMITED(tenant, limit, humanSeconds(Math.ceil(hit.ttlMs / 1000)));
+    const { caller: c, owners } = await admitTenant(o.guard, tenant);
     const req = validate(BODIES[op], body ?? null, m.subject) as Record<string, unknown>;
-    // Ownership decides everything here: without the owners book nothing could be checked or recorded.
-    const owners = await o.guard.followOwners();
-    if (!owners) throw GatewayErrors.TENANCY_UNAVAILABLE('the owners bucket is not there yet (a scheduler creates it)');
     switch (op) {
       case 'submit': {
         const sub = req as { id?: string; actorType?: string; spec: Record<string, unknown> };

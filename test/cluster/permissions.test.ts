@@ -128,6 +128,8 @@ const SUBJECT_PROBES = {
   tenantOwn: (x: Subjects) => [`${x.prefix}.t.${TENANT}.infer.m1`, `${x.prefix}.t.${OTHER_TENANT}.infer.m1`],
   tenantJobs: (x: Subjects) => [x.tenantJobs(TENANT, 'submit'), x.tenantJobs(OTHER_TENANT, 'submit'), x.tenantJobs(OTHER_TENANT, 'cancel')],
   tenantJobsAny: (x: Subjects) => [x.tenantJobs('tenant-c', 'list')],
+  tenantInfer: (x: Subjects) => [x.tenantInfer(TENANT, 'fraud'), x.tenantInfer(OTHER_TENANT, 'fraud')],
+  tenantInferAny: (x: Subjects) => [x.tenantInfer('tenant-c', 'churn')],
   tenantAll: (x: Subjects) => [`${x.prefix}.t.${TENANT}`, `${x.prefix}.t.${OTHER_TENANT}.other.deep`],
 } satisfies Record<keyof Subjects, (x: Subjects) => string[]>;
 
@@ -252,6 +254,7 @@ describe('permission matrix: completeness and policy invariants of the role tabl
     expect(() => permissionsFor(TENANT_ROLE, { tenant: 'a.b' }), 'a tenant name with a dot is no subject token').toThrow(/tenant/);
     const gw = permissionsFor(Role.GATEWAY);
     for (const op of ['submit', 'status', 'cancel', 'list'] as const) expect(anyMatch(gw.subscribe, s.tenantJobs(OTHER_TENANT, op)), `gateway serves ${op}`).toBe(true);
+    expect(anyMatch(gw.subscribe, s.tenantInfer(OTHER_TENANT, 'fraud')), 'gateway serves inference').toBe(true);
     // Nobody else answers tenants, and the gateway may not speak as one.
     expect(anyMatch(gw.publish, s.tenantJobs(TENANT, 'submit'))).toBe(false);
     for (const role of [Role.NODE, Role.CLIENT]) expect(anyMatch(permissionsFor(role, { nodeId: SELF }).subscribe, s.tenantJobs(TENANT, 'submit')), `${role} reads tenants' requests`).toBe(false);

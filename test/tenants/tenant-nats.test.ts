@@ -5,7 +5,9 @@
  * subject's; the job is that tenant's (another tenant gets the JOB_NOT_FOUND of an unknown job,
  * over NATS and over HTTP), the model name it will register is reserved for it, its budget counts
  * against the tenant's training dollars per day together with its HTTP submissions, and bad
- * input is a typed error reply. The user cannot go around the gateway (no JetStream at all).
+ * input is a typed error reply. Inference on `shoal.t.<tenant>.infer.<model>` answers what HTTP
+ * answers, with another tenant's model hidden. The user cannot go around the gateway (no
+ * JetStream at all).
  */
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -16,10 +18,11 @@ import { Role, createLogger, newTenantNkey, subjects, type NatsConnection, type 
 import { buildGateway } from '../../gateway/app.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
-import { mlpModel } from '../fixtures/onnx.ts';
+import { mlpModel, randomRows } from '../fixtures/onnx.ts';
 
 const ACME_KEY = 'test-acme-nats-key-01';
 const GLOBEX_KEY = 'test-globex-nats-key1';
+const ADMIN_KEY = 'test-admin-nats-key-01';
 const TENANTS = { acme: { trainingDollarsPerDay: 6 }, slow: { requestsPerMinute: 2 } };
 const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--tenants', JSON.stringify(TENANTS)];
 const s = subjects();
@@ -56,17 +59,24 @@ describe('tenants over NATS: job requests with a tenant NATS user (real cluster,
   beforeAll(async () => {
     c = await startCluster({ args: ARGS, nodes: [{ id: 'node-tn', profile: 'cpu-ondemand' }] });
     await c.control.register('shared', mlpModel({ seed: 3 }));
+    await c.control.register('acme-m', mlpModel({ seed: 4 }));
     const keys = { acme: newTenantNkey(), globex: newTenantNkey(), slow: newTenantNkey() };
     await c.nats.addTenants(Object.entries(keys).map(([tenant, k]) => ({ tenant, nkey: k.nkey })));
     for (const [tenant, k] of Object.entries(keys)) users[tenant] = await c.nats.connectTenant(tenant, k.seed);
     const apiKeys = [
       { key: ACME_KEY, tenant: 'acme' },
       { key: GLOBEX_KEY, tenant: 'globex' },
+      { key: ADMIN_KEY, tenant: 'ops', role: 'admin' as const },
     ];
     for (let i = 0; i < 2; i++) gws.push(await buildGateway({ nc: await c.nats.connect(Role.GATEWAY), subjects: s, logger: createLogger({ level: 'warn', pretty: false }), apiKeys, tenants: TENANTS, inference: i === 0 }));
     await gws[0]!.listen({ host: '127.0.0.1', port: 0 });
     base = `http://127.0.0.1:${(gws[0]!.server.address() as AddressInfo).port}`;
-  }, 120_000);
+    expect((await http(ADMIN_KEY, 'PUT', '/v1/tenants/owners/model/acme-m', { tenant: 'acme' })).status).toBe(200);
+    for (const m of ['shared', 'acme-m']) {
+      await until(async () => (await c.control.deploy(m, { replicas: 1, readyTimeoutMs: 20_000, policy: { minP99DeltaMs: 60_000 } })).stable.state === 'ready' || undefined, 40_000, `${m} deployed`);
+      await until(async () => ((await fetch(`${base}/v2/models/${m}/ready`, { headers: { 'x-api-key': ACME_KEY } })).status === 200 ? true : undefined), 20_000, `gateway sees ${m}`);
+    }
+  }, 180_000);
 
   afterAll(async () => {
     for (const g of gws) await g.close();
@@ -139,12 +149,44 @@ describe('tenants over NATS: job requests with a tenant NATS user (real cluster,
     expect(await ask('acme', 'list', {})).toMatchObject({ ok: true });
   });
 
+  it("inference over NATS: the tenant's own model and shared ones answer as over HTTP; another tenant's is MODEL_NOT_FOUND", async () => {
+    const body = { inputs: [{ name: 'X', shape: [2, 32], datatype: 'FP32', data: randomRows(2, 32, 5) }] };
+    const infer = async (tenant: string, model: string, b: unknown = body) => {
+      const m = await users[tenant]!.request(s.tenantInfer(tenant, model), new TextEncoder().encode(JSON.stringify(b)), { timeout: 15_000 });
+      const code = m.headers?.get('Shoal-Error-Code');
+      return code ? { code, error: m.headers!.get('Shoal-Error-Message') } : { version: m.headers?.get('Shoal-Model-Version'), body: JSON.parse(new TextDecoder().decode(m.data)) as { outputs: { name: string; data: number[] }[] } };
+    };
+    for (const model of ['acme-m', 'shared']) {
+      const viaNats = await infer('acme', model);
+      const viaHttp = await fetch(`${base}/v2/models/${model}/infer`, { method: 'POST', headers: { 'x-api-key': ACME_KEY, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect(viaHttp.status).toBe(200);
+      const want = (await viaHttp.json()) as { outputs: { data: number[] }[] };
+      expect(viaNats).toMatchObject({ version: '1' });
+      expect((viaNats as { body: { outputs: { data: number[] }[] } }).body.outputs[0]!.data).toEqual(want.outputs[0]!.data);
+    }
+    const hidden = await infer('globex', 'acme-m');
+    const unknown = await infer('globex', 'no-such-model');
+    expect(hidden).toMatchObject({ code: 'SHOAL_ERR_MODEL_NOT_FOUND' });
+    expect((hidden as { error: string }).error).toBe((unknown as { error: string }).error.replace('no-such-model', 'acme-m'));
+    expect(await infer('globex', 'shared')).toMatchObject({ version: '1' });
+    const bad = await infer('acme', 'acme-m', { inputs: [{ name: 'X', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] }] });
+    expect(bad).toMatchObject({ code: 'SHOAL_ERR_BAD_INPUT' });
+    expect((bad as { error: string }).error).toContain('X');
+    // acme's user may not ask as globex.
+    await expect(users.acme!.request(s.tenantInfer('globex', 'shared'), new TextEncoder().encode(JSON.stringify(body)), { timeout: 15_000 })).rejects.toThrow();
+  });
+
   it("the tenant's rate limit counts its NATS requests", async () => {
     expect((await ask('slow', 'list', {})).ok).toBe(true);
     expect((await ask('slow', 'list', {})).ok).toBe(true);
     const third = await ask('slow', 'list', {});
     expect(third).toMatchObject({ ok: false, code: 'SHOAL_ERR_RATE_LIMITED' });
     expect(third.error).toContain('tenant slow');
+    // Inference over NATS counts in the same window.
+    const h = natsHeaders();
+    h.set('content-type', 'application/json');
+    const inf = await users.slow!.request(s.tenantInfer('slow', 'shared'), new TextEncoder().encode('{"inputs": []}'), { timeout: 15_000, headers: h });
+    expect(inf.headers?.get('Shoal-Error-Code')).toBe('SHOAL_ERR_RATE_LIMITED');
   });
 
   it("a tenant user cannot go around the gateway: no JetStream (the job queue), no other tenant's subjects", async () => {
