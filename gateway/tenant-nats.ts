@@ -8,15 +8,17 @@
  * owned by the tenant, a model name another tenant or the shared `default` tenant has is
  * `SHOAL_ERR_NAME_TAKEN`, the budget reserved against `trainingDollarsPerDay`), `status` and
  * `cancel` are `GET` / `DELETE /v1/jobs/{id}` (another tenant's job is the `SHOAL_ERR_JOB_NOT_FOUND`
- * of an unknown one), `list` is the tenant's own job ids. Each request counts against the
+ * of an unknown one, checked against the owners bucket itself), `list` is the tenant's own job ids
+ * as this gateway's copy of the owners book has them (a job submitted through another gateway a
+ * moment ago may be missing for a KV watch delivery). Each request counts against the
  * tenant's cluster-wide rate limit, as an HTTP request does. Bad input is a typed error reply
  * (`Shoal-Error-Code` / `Shoal-Error-Message` headers, cluster/rpc.ts), in the request's
  * content-type (JSON with `content-type: application/json`, else MessagePack).
  */
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { Type, type TSchema } from '@sinclair/typebox';
-import { TENANT_JOB_OPS, serve, validate, type Logger, type NatsConnection, type Subjects, type TenantJobOp } from '../cluster/index.ts';
-import { DEFAULT_TENANT, JobClient, OwnedKind } from '../ml/index.ts';
+import { Errors, TENANT_JOB_OPS, serve, validate, type Logger, type NatsConnection, type Subjects, type TenantJobOp } from '../cluster/index.ts';
+import { DEFAULT_TENANT, JobClient, OwnedKind, mayAccess } from '../ml/index.ts';
 import { GatewayErrors } from './errors.ts';
 import { submitJob, type JobTenancy } from './job-tenancy.ts';
 import { humanSeconds } from './rate-limit.ts';
@@ -84,11 +86,13 @@ export function startTenantNats(o: TenantNatsOptions): TenantNatsService {
         return submitJob(await jobs(), o.tenancy, c, sub, tenant);
       }
       case 'status':
-        o.guard.checkAccess(c, OwnedKind.JOB, req.id as string);
-        return (await jobs()).get(req.id as string);
-      case 'cancel':
-        o.guard.checkAccess(c, OwnedKind.JOB, req.id as string);
-        return (await jobs()).cancel(req.id as string);
+      case 'cancel': {
+        // The owner as the bucket has it now (one round trip), not this gateway's cache: the job may
+        // have been submitted through another gateway a moment ago.
+        const id = req.id as string;
+        if (!mayAccess(await owners.fetchOwner(OwnedKind.JOB, id), c.tenant, false)) throw Errors.JOB_NOT_FOUND(id);
+        return op === 'status' ? (await jobs()).get(id) : (await jobs()).cancel(id);
+      }
       case 'list':
         return { tenant, ids: owners.ownedBy(OwnedKind.JOB, tenant).sort() };
     }
