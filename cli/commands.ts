@@ -149,10 +149,10 @@ export const COMMANDS: CommandSpec[] = [
     name: 'keys',
     describe: 'API keys: the keyHash of a key for gateway.apiKeys, or a new key with its config entry',
     flags: KEYS_FLAGS,
-    flagDocs: { stdin: 'read the key from standard input', tenant: 'the tenant the new key belongs to', role: 'admin | inference (default inference)' },
+    flagDocs: { stdin: 'read the key from standard input', tenant: 'the tenant the new key belongs to', role: 'admin | inference (default inference)', nats: "instead of an API key: the tenant's own NATS user (an NKey: the seed printed once, the users entry for nats-server, the nats.tenantUsers entry)" },
     subcommands: [
       { name: 'hash', args: '[key]', argDocs: { key: 'the API key (or --stdin)' }, describe: 'print sha256:<hex> of a key, for gateway.apiKeys[].keyHash', flags: ['stdin', 'json'] },
-      { name: 'new', describe: 'make a new key (printed once) and its config entry', flags: ['tenant', 'role', 'json'] },
+      { name: 'new', describe: 'make a new key (printed once) and its config entry; with --nats, the tenant\'s NATS user', flags: ['tenant', 'role', 'nats', 'json'] },
     ],
     run: keysCommand,
   },

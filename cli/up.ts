@@ -225,6 +225,7 @@ export async function up(config: Config, opts: { demo?: boolean } = {}): Promise
         port: config.nats.port,
         credentials,
         nodeIds: [...profileNodeIds, ...autoscalerNodeIds(config)],
+        tenantUsers: config.nats.tenantUsers,
         prefix: config.subjectPrefix,
         ...(config.nats.serverBin ? { bin: config.nats.serverBin } : {}),
       });
@@ -273,6 +274,7 @@ export async function up(config: Config, opts: { demo?: boolean } = {}): Promise
         port: config.nats.port,
         credentials,
         nodeIds: [...profileNodeIds, ...autoscalerNodeIds(config)],
+        tenantUsers: config.nats.tenantUsers,
         prefix: config.subjectPrefix,
         // Out of the terminal's process group: Ctrl-C reaches this supervisor, which stops the
         // gateway, the nodes and the scheduler first and the server last.

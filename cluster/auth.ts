@@ -11,10 +11,15 @@
  * Each user gets its own inbox prefix (`_INBOX_<user>`), so it can subscribe only to its own
  * replies, and `allow_responses` so responders can answer requests without a blanket publish
  * right on inboxes.
+ *
+ * Tenants' own users (README "Tenants over NATS") authenticate with an NKey: the server config
+ * holds only the public key (`nats.tenantUsers`), the tenant keeps the seed. `shoal keys new
+ * --tenant T --nats` makes one.
  */
 import { createHmac, randomBytes } from 'node:crypto';
+import { nkeys } from '@nats-io/transport-node';
 import { Role } from './wire.ts';
-import { inboxOf, permissionsFor, userOf, type Permissions } from './roles.ts';
+import { TENANT_ROLE, inboxOf, permissionsFor, requireTenant, userOf, type Permissions } from './roles.ts';
 
 export interface Credential {
   user: string;
@@ -70,6 +75,40 @@ export function nodeUserEntry(nodeSecret: string, nodeId: string, prefix = 'shoa
   return userEntry(nodeCredential(nodeSecret, nodeId), rolePermissions(Role.NODE, prefix, nodeId));
 }
 
+/** A tenant's NATS user as a server config holds it: the tenant and its NKey's public key (never the seed). */
+export interface TenantUser {
+  tenant: string;
+  /** The user NKey's public key (`U` and 55 base32 characters). */
+  nkey: string;
+}
+
+export const NKEY_PUBLIC = /^U[A-Z2-7]{55}$/;
+
+/** A fresh user NKey: the public key for the server, the seed (`SU…`, secret) for the tenant. */
+export function newTenantNkey(): { nkey: string; seed: string } {
+  const kp = nkeys.createUser();
+  return { nkey: kp.getPublicKey(), seed: new TextDecoder().decode(kp.getSeed()) };
+}
+
+/** The public key of a user NKey seed (what a tenant holding the seed may check against the config). */
+export function nkeyOfSeed(seed: string): string {
+  return nkeys.fromSeed(new TextEncoder().encode(seed)).getPublicKey();
+}
+
+/** One tenant user's entry in nats-server's `authorization { users = [...] }` (what an operator of an external NATS adds). */
+export function tenantUserEntry(u: TenantUser, prefix = 'shoal'): string {
+  requireTenant(u.tenant);
+  if (!NKEY_PUBLIC.test(u.nkey)) throw new Error(`tenant ${u.tenant}: nkey must be a user NKey's public key (U and 55 base32 characters)`);
+  const perms = permissionsFor(TENANT_ROLE, { prefix, tenant: u.tenant });
+  return `{ nkey: ${q(u.nkey)}, permissions: { publish: { allow: ${list(perms.publish)} }, subscribe: { allow: ${list(perms.subscribe)} }, allow_responses: true } }`;
+}
+
+/** The inbox prefix a tenant's client must set (nats.js `inboxPrefix`, Go `nats.CustomInboxPrefix`, Python `inbox_prefix`). */
+export const tenantInboxPrefix = (tenant: string) => inboxOf(TENANT_ROLE, tenant);
+
+/** A tenant user's name in the permission table and log lines (the server knows it by its public key). */
+export const tenantUserName = (tenant: string) => userOf(TENANT_ROLE, tenant);
+
 export interface ServerConfigOptions {
   host: string;
   port: number;
@@ -77,6 +116,8 @@ export interface ServerConfigOptions {
   credentials: Credentials;
   /** Nodes that get a user (more can be added later: `NatsServerHandle.addNodes`). */
   nodeIds?: readonly string[];
+  /** Tenants' own NATS users (config `nats.tenantUsers`; more later: `NatsServerHandle.addTenants`). */
+  tenantUsers?: readonly TenantUser[];
   prefix?: string;
   /** Monitoring port (0 = off). */
   httpPort?: number;
@@ -99,6 +140,7 @@ export function serverConfig(opts: ServerConfigOptions): string {
   const users = [
     ...SERVICE_ROLES.map((role) => userEntry(opts.credentials[role], rolePermissions(role, opts.prefix))),
     ...[...new Set(opts.nodeIds ?? [])].map((id) => nodeUserEntry(opts.credentials.nodeSecret, id, opts.prefix)),
+    ...(opts.tenantUsers ?? []).map((u) => tenantUserEntry(u, opts.prefix)),
   ]
     .map((u) => `    ${u}`)
     .join('\n');

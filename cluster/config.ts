@@ -90,6 +90,16 @@ export const ConfigSchema = Type.Object(
          */
         nodeSecret: Type.Optional(Type.String({ minLength: 16 })),
         /**
+         * Tenants' own NATS users (README "Tenants over NATS"): each an NKey public key (`shoal keys
+         * new --tenant T --nats` makes one; the tenant keeps the seed), allowed to publish only
+         * `<prefix>.t.<tenant>.>` and to read only its inbox `_INBOX_tenant-<tenant>`. The embedded
+         * server adds them; an external one needs the printed `users` entry. @default []
+         */
+        tenantUsers: Type.Array(
+          Type.Object({ tenant: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }), nkey: Type.String({ pattern: '^U[A-Z2-7]{55}$' }) }, { additionalProperties: false }),
+          { default: [] },
+        ),
+        /**
          * How this process reaches NATS (a comma-separated URL list): set by `shoal up` for the
          * processes it starts, or by whoever runs a scheduler, node agent or gateway.
          */

@@ -2,13 +2,13 @@
  * Connecting to NATS as a role. Every process connects with its role's credentials and its
  * role's inbox prefix; connection failures become typed errors (auth vs. unreachable).
  */
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { readFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { Errors, ShoalError } from './errors.ts';
 import { type Credential, type Credentials } from './auth.ts';
-import { inboxOf } from './roles.ts';
+import { TENANT_ROLE, inboxOf } from './roles.ts';
 import { Role } from './wire.ts';
 
 export type { NatsConnection };
@@ -41,6 +41,29 @@ export async function connectAs(opts: ConnectOptions): Promise<NatsConnection> {
       // nats.js otherwise builds an Error (for its stack) on every request, even successful ones:
       // a measurable cost on the hot paths (ask, inference). Errors still carry code + message.
       noAsyncTraces: true,
+    });
+  } catch (err) {
+    throw connectError(servers.join(','), err);
+  }
+}
+
+/**
+ * Connects as a tenant's own NATS user (README "Tenants over NATS"): NKey auth with the tenant's
+ * seed (`shoal keys new --tenant T --nats`) and the tenant's inbox prefix, `_INBOX_tenant-<T>` —
+ * the only inbox it may subscribe to, so without it no request gets its reply. What a client in
+ * another language does the same way (Go: `nats.NkeyOptionFromSeed` + `nats.CustomInboxPrefix`).
+ */
+export async function connectTenant(opts: { servers: string | string[]; tenant: string; seed: string; name?: string; reconnect?: boolean; timeoutMs?: number }): Promise<NatsConnection> {
+  const servers = Array.isArray(opts.servers) ? opts.servers : opts.servers.split(',').map((s) => s.trim());
+  try {
+    return await connect({
+      servers,
+      authenticator: nkeyAuthenticator(new TextEncoder().encode(opts.seed)),
+      name: opts.name ?? `shoal-tenant-${opts.tenant}`,
+      inboxPrefix: inboxOf(TENANT_ROLE, opts.tenant),
+      reconnect: opts.reconnect ?? true,
+      maxReconnectAttempts: -1,
+      timeout: opts.timeoutMs ?? 5000,
     });
   } catch (err) {
     throw connectError(servers.join(','), err);

@@ -1,7 +1,7 @@
 // Public entry of the runtime layer. Other folders import from here only.
 export * from './errors.ts';
 export { ContentType, decode, encode, parseContentType } from './codec.ts';
-export { subjects, resources, Headers, SCHEDULER_OPS, REGISTRY_OPS, type Subjects, type Resources, type SchedulerOp, type RegistryOp } from './subjects.ts';
+export { subjects, resources, Headers, SCHEDULER_OPS, REGISTRY_OPS, TENANT_JOB_OPS, type TenantJobOp, type Subjects, type Resources, type SchedulerOp, type RegistryOp } from './subjects.ts';
 export * from './wire.ts';
 export * from './job-wire.ts';
 export { loadConfig, checkClusterSize, parseFlags, CONFIG_FLAGS, envName, ConfigSchema, NodeProfile, DEFAULT_PROFILES, TenantQuota, type Config, type LoadConfigOptions } from './config.ts';
@@ -15,14 +15,24 @@ export {
   serverConfig,
   userEntry,
   nodeUserEntry,
+  tenantUserEntry,
+  tenantInboxPrefix,
+  tenantUserName,
+  newTenantNkey,
+  nkeyOfSeed,
+  NKEY_PUBLIC,
   inboxPrefix,
   SERVICE_ROLES,
   type Credential,
   type Credentials,
   type ServiceRole,
+  type TenantUser,
 } from './auth.ts';
 export {
   ROLE_TABLE,
+  TENANT_ROLE,
+  GRANT_ROLES,
+  requireTenant,
   SCHEDULER_ONLY,
   KvOp,
   StoreOp,
@@ -34,6 +44,7 @@ export {
   userOf,
   inboxOf,
   type RoleGrant,
+  type GrantRole,
   type ResourceRef,
   type ResourceKind,
   type Permissions,
@@ -46,6 +57,7 @@ export { startNatsServer, findNatsServer, ensureWritableDir, type NatsServerHand
 export { startNatsCluster, freePort, type NatsClusterHandle, type NatsClusterOptions } from './nats-cluster.ts';
 export {
   connectAs,
+  connectTenant,
   connectError,
   natsCredential,
   credentialsPath,

@@ -13,7 +13,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Errors } from './errors.ts';
 import { checkClusterSize } from './config.ts';
-import type { Credential, Credentials } from './auth.ts';
+import type { Credential, Credentials, TenantUser } from './auth.ts';
 import { startNatsServer, type NatsServerHandle } from './nats-server.ts';
 
 export interface NatsClusterOptions {
@@ -26,6 +26,8 @@ export interface NatsClusterOptions {
   port?: number;
   credentials: Credentials;
   nodeIds?: readonly string[];
+  /** Tenants' own NATS users (config `nats.tenantUsers`), on every server. */
+  tenantUsers?: readonly TenantUser[];
   prefix?: string;
   bin?: string;
   /** The cluster's name in its routes. @default shoal */
@@ -80,6 +82,7 @@ export async function startNatsCluster(opts: NatsClusterOptions): Promise<NatsCl
       port: clientPorts[i]!,
       credentials: opts.credentials,
       nodeIds: [...nodeIds],
+      ...(opts.tenantUsers ? { tenantUsers: opts.tenantUsers } : {}),
       serverName: names[i]!,
       cluster: { name, host, port: routePorts[i]!, credential: routeCredential, routes },
       ...(opts.prefix ? { prefix: opts.prefix } : {}),

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { Errors } from './errors.ts';
-import { serverConfig, type ClusterRoutes, type Credentials } from './auth.ts';
+import { serverConfig, tenantUserEntry, type ClusterRoutes, type Credentials, type TenantUser } from './auth.ts';
 
 export interface NatsServerOptions {
   /** Directory for the config file, the JetStream store and the log. Must be writable. */
@@ -18,6 +18,8 @@ export interface NatsServerOptions {
   credentials: Credentials;
   /** Nodes that get a user from the start (`addNodes` adds more). */
   nodeIds?: readonly string[];
+  /** Tenants' own NATS users from the start (`addTenants` adds more). */
+  tenantUsers?: readonly TenantUser[];
   prefix?: string;
   /** Binary path (config `nats.serverBin`, env `SHOAL_NATS_SERVER`); default: PATH, /usr/sbin, /usr/local/bin. */
   bin?: string;
@@ -45,6 +47,8 @@ export interface NatsServerHandle {
    * (SIGHUP); resolves once the server says it reloaded. Nodes that already have one are skipped.
    */
   addNodes(nodeIds: readonly string[]): Promise<void>;
+  /** Gives these tenants' NKeys a user (README "Tenants over NATS"): rewrites the config and reloads; keys already there are skipped. */
+  addTenants(users: readonly TenantUser[]): Promise<void>;
   /** SIGTERM, then SIGKILL after `timeoutMs`; resolves when the process has exited. */
   stop(timeoutMs?: number): Promise<void>;
 }
@@ -94,10 +98,11 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? 0;
   const nodeIds = new Set(opts.nodeIds ?? []);
+  const tenantUsers = new Map((opts.tenantUsers ?? []).map((u) => [u.nkey, u]));
   const writeConfig = () =>
     writeFileSync(
       confPath,
-      serverConfig({ host, port: port === 0 ? -1 : port, storeDir, credentials: opts.credentials, nodeIds: [...nodeIds], ...(opts.prefix ? { prefix: opts.prefix } : {}), ...(opts.serverName ? { serverName: opts.serverName } : {}), ...(opts.cluster ? { cluster: opts.cluster } : {}) }),
+      serverConfig({ host, port: port === 0 ? -1 : port, storeDir, credentials: opts.credentials, nodeIds: [...nodeIds], tenantUsers: [...tenantUsers.values()], ...(opts.prefix ? { prefix: opts.prefix } : {}), ...(opts.serverName ? { serverName: opts.serverName } : {}), ...(opts.cluster ? { cluster: opts.cluster } : {}) }),
       { mode: 0o600 },
     );
   writeConfig();
@@ -118,6 +123,16 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
         for (const id of fresh) nodeIds.add(id);
         if (fresh.length > 0) writeConfig();
         return fresh.length > 0;
+      });
+    },
+    addTenants(users) {
+      const fresh = users.filter((u) => !tenantUsers.has(u.nkey));
+      if (fresh.length === 0) return Promise.resolve();
+      for (const u of fresh) tenantUserEntry(u, opts.prefix); // a bad name or key throws here, before the config changes
+      return reloader.reload(() => {
+        for (const u of fresh) tenantUsers.set(u.nkey, u);
+        writeConfig();
+        return true;
       });
     },
     async stop(timeoutMs = 10_000) {

@@ -38,8 +38,22 @@ export type BucketKey = keyof Resources['buckets'];
 export type StoreKey = keyof Resources['stores'];
 export type StreamKey = keyof Resources['streams'];
 
-/** What one role may do. `nodeId` is the connecting node's own id (node role only; '' otherwise). */
+/**
+ * A tenant's own NATS user (`tenant-<name>`, README "Tenants over NATS"): not a process role (no
+ * Shoal process connects as one), so it is not in `Role`; it has a row in the table all the same.
+ */
+export const TENANT_ROLE = 'tenant' as const;
+/** The rows of the role table: the process roles and the tenant users. */
+export type GrantRole = Role | typeof TENANT_ROLE;
+export const GRANT_ROLES: readonly GrantRole[] = [...Object.values(Role), TENANT_ROLE];
+
+/**
+ * What one role may do. `nodeId` is the connecting node's own id (node role only), or the
+ * tenant's name (tenant role only); '' otherwise.
+ */
 export interface RoleGrant {
+  /** No JetStream API at all, not even `$JS.API.INFO` (the tenant users). */
+  noJetStream?: boolean;
   /** All of JetStream (`$JS.>`, `$KV.>`, `$O.>`) and every subject under the prefix. */
   admin?: boolean;
   /** Core subjects it may publish to (requests included; replies need no grant: `allow_responses`). */
@@ -57,7 +71,7 @@ const { READ, WRITE, WRITE_OWN } = KvOp;
  * The role table. Changing what a role may do means changing this, and nothing else: the server
  * config and the permission-matrix test follow.
  */
-export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
+export const ROLE_TABLE: Readonly<Record<GrantRole, RoleGrant>> = {
   // The controller: places actors, owns every stream, runs the registry/control service.
   [Role.SCHEDULER]: {
     admin: true,
@@ -103,7 +117,8 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     // Labels (POST /v1/models/{m}/feedback) go to the feedback service, which checks and stores them.
     // Model cards and the audit log (GET /v1/.../card, /v1/audit) are reads answered by the registry service.
     publish: (s) => [s.serviceAll, s.actorAll, s.sysPing, s.scheduler('status'), s.scheduler('jobs'), s.scheduler('cost'), s.gatewayAll, s.payloadNodes, s.featurePushAll, s.feedbackAll, s.registry('card'), s.registry('audit'), s.registry('owner'), s.privacyForget],
-    subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways],
+    // Tenants' job and inference requests over NATS (gateway/tenant-nats.ts, tenant-infer.ts; queue groups): the tenant is the subject's.
+    subscribe: (s) => [s.eventsAll, s.sysAll, s.payloadGateways, s.tenantJobsAny, s.tenantInferAny],
     // The dashboard (/ui) lists actors: a read of the directory.
     // Tenants: the cluster-wide rate-limit windows and training spend (CAS counters), and owners recorded at job submit.
     kv: { models: [READ], jobs: [READ], actors: [READ], rateWindows: [READ, WRITE], tenantSpend: [READ, WRITE], owners: [READ, WRITE], pipelines: [READ] },
@@ -122,6 +137,18 @@ export const ROLE_TABLE: Readonly<Record<Role, RoleGrant>> = {
     kv: { models: [READ], jobs: [READ], datasets: [READ], actors: [READ], features: [READ], online: [READ], owners: [READ], pipelines: [READ] },
     stores: { artifacts: [StoreOp.READ], uploads: [StoreOp.PUT] },
     streams: { jobs: [StreamOp.PUBLISH] },
+  },
+  // A tenant's own user (user `tenant-<name>`; credentials: an NKey, auth.ts): publishes its
+  // requests under its own subjects only, gets replies on its own inbox (`_INBOX_tenant-<name>`),
+  // and has no JetStream, KV or object-store access at all — what it may do to jobs, models and
+  // quotas the gateway decides for it (gateway/tenant-nats.ts).
+  [TENANT_ROLE]: {
+    noJetStream: true,
+    publish: (s, tenant) => [s.tenantOwn(tenant)],
+    subscribe: () => [],
+    kv: {},
+    stores: {},
+    streams: {},
   },
 };
 
@@ -181,18 +208,25 @@ export function streamSubjects(key: StreamKey, s: Subjects): string[] {
 }
 
 /** The operations `role` has on a resource (every operation for an admin). */
-export function opsOf(role: Role, ref: Pick<ResourceRef, 'kind' | 'key'>): readonly string[] {
+export function opsOf(role: GrantRole, ref: Pick<ResourceRef, 'kind' | 'key'>): readonly string[] {
   const g = ROLE_TABLE[role];
   if (g.admin) return ref.kind === 'kv' ? Object.values(KvOp) : ref.kind === 'store' ? Object.values(StoreOp) : Object.values(StreamOp);
   const table: Record<string, readonly string[] | undefined> = ref.kind === 'kv' ? g.kv : ref.kind === 'store' ? g.stores : g.streams;
   return table[ref.key] ?? [];
 }
 
-/** The NATS user a role (or one node) connects as. */
-export const userOf = (role: Role, nodeId?: string): string => (role === Role.NODE ? `node-${requireNodeId(nodeId)}` : role);
+/** The NATS user a role (or one node, or one tenant: `id`) connects as. */
+export const userOf = (role: GrantRole, id?: string): string => (role === Role.NODE ? `node-${requireNodeId(id)}` : role === TENANT_ROLE ? `tenant-${requireTenant(id)}` : role);
 
 /** A connection's inbox prefix: its own, so it can subscribe to its own replies only. */
-export const inboxOf = (role: Role, nodeId?: string): string => `_INBOX_${userOf(role, nodeId)}`;
+export const inboxOf = (role: GrantRole, id?: string): string => `_INBOX_${userOf(role, id)}`;
+
+/** A tenant name that can be a subject token (tenant names may also hold `.`, which NATS subjects cannot). */
+export function requireTenant(tenant: string | undefined): string {
+  if (!tenant) throw new Error('the tenant role is per tenant: a tenant name is required');
+  subjects().tenantOwn(tenant); // validates the token
+  return tenant;
+}
 
 function requireNodeId(nodeId: string | undefined): string {
   if (!nodeId) throw new Error('the node role is per node: a node id is required');
@@ -220,16 +254,17 @@ export interface Permissions {
   subscribe: string[];
 }
 
-/** nats-server permissions of `role` (of node `nodeId` for the node role), generated from the table. */
-export function permissionsFor(role: Role, opts: { prefix?: string; nodeId?: string } = {}): Permissions {
+/** nats-server permissions of `role` (of node `nodeId` for the node role, of tenant `tenant` for the tenant role), generated from the table. */
+export function permissionsFor(role: GrantRole, opts: { prefix?: string; nodeId?: string; tenant?: string } = {}): Permissions {
   const prefix = opts.prefix ?? 'shoal';
   const s = subjects(prefix);
   const g = ROLE_TABLE[role];
-  const nodeId = role === Role.NODE ? requireNodeId(opts.nodeId) : '';
+  const nodeId = role === Role.NODE ? requireNodeId(opts.nodeId) : role === TENANT_ROLE ? requireTenant(opts.tenant) : '';
   const inbox = `${inboxOf(role, nodeId || undefined)}.>`;
   if (g.admin) {
     return { publish: uniq([...g.publish(s, nodeId), '$JS.>', '$KV.>', '$O.>']), subscribe: uniq([...g.subscribe(s, nodeId), inbox, '$JS.>']) };
   }
+  if (g.noJetStream) return { publish: uniq(g.publish(s, nodeId)), subscribe: uniq([...g.subscribe(s, nodeId), inbox]) };
   const publish = [...g.publish(s, nodeId), `${API}.INFO`];
   for (const ref of resourceList(prefix)) {
     const ops = opsOf(role, ref);

@@ -72,9 +72,11 @@ export type Handler<T extends TSchema> = (msg: Static<T>, raw: Msg) => unknown |
  */
 export function serve<T extends TSchema>(nc: NatsConnection, subject: string, schema: T, handler: Handler<T>, opts: ServeOptions = {}): Subscription {
   const sub = nc.subscribe(subject, opts.queue ? { queue: opts.queue } : {});
+  // A subscription the server refuses (a user whose permissions lack the subject) ends its
+  // iterator with the error: logged, never an unhandled rejection that would end the process.
   void (async () => {
     for await (const m of sub) void handleOne(m);
-  })();
+  })().catch((err: unknown) => opts.log?.error({ subject, err: err instanceof Error ? err.message : String(err) }, 'subscription ended: this process no longer serves the subject'));
 
   async function handleOne(m: Msg): Promise<void> {
     let ct: ContentType = ContentType.MSGPACK;

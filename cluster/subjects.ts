@@ -19,6 +19,14 @@ export type SchedulerOp = (typeof SCHEDULER_OPS)[number];
 export const REGISTRY_OPS = ['register', 'alias', 'delete-alias', 'rollback-alias', 'deploy', 'canary', 'weight', 'promote', 'abort', 'undeploy', 'register-dataset', 'fairness-policy', 'card', 'audit', 'owner'] as const;
 export type RegistryOp = (typeof REGISTRY_OPS)[number];
 
+/**
+ * A tenant's job requests over NATS (`<prefix>.t.<tenant>.jobs.<op>`, README "Tenants over NATS"),
+ * served by the gateways in a queue group: the tenant is the subject's, which only that tenant's
+ * NATS user may publish to.
+ */
+export const TENANT_JOB_OPS = ['submit', 'status', 'cancel', 'list'] as const;
+export type TenantJobOp = (typeof TENANT_JOB_OPS)[number];
+
 function token(kind: string, value: string): string {
   if (!TOKEN.test(value)) throw new Error(`invalid ${kind} "${value}": use letters, digits, '_' and '-' only`);
   return value;
@@ -104,6 +112,17 @@ export function subjects(prefix = 'shoal') {
     labeledAll: `${p}.labeled.>`,
     /** The label join's counters (request to the scheduler leader's join). */
     feedbackJoinStats: `${p}.feedjoin.stats`,
+    /** Everything a tenant's own NATS user may publish (`<prefix>.t.<tenant>.>`): its requests to the cluster. */
+    tenantOwn: (tenant: string) => `${p}.t.${token('tenant', tenant)}.>`,
+    /** A tenant's job request (submit, status, cancel, list), answered by a gateway. */
+    tenantJobs: (tenant: string, op: TenantJobOp) => `${p}.t.${token('tenant', tenant)}.jobs.${op}`,
+    /** What the gateways serve, in a queue group: every tenant's job requests. */
+    tenantJobsAny: `${p}.t.*.jobs.*`,
+    /** A tenant's inference request for one model (an OIP v2 JSON body), answered by a gateway. */
+    tenantInfer: (tenant: string, model: string) => `${p}.t.${token('tenant', tenant)}.infer.${token('model name', model)}`,
+    /** What the gateways serve, in a queue group: every tenant's inference requests. */
+    tenantInferAny: `${p}.t.*.infer.*`,
+    tenantAll: `${p}.t.>`,
     /** The audit log (ml/governance/audit): one entry per governed action, appended by the registry service (captured by the audit stream). */
     audit: (action: string) => `${p}.audit.${token('audit action', action)}`,
     auditAll: `${p}.audit.>`,

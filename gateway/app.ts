@@ -45,6 +45,8 @@ import { registerGovernanceRoutes } from './routes/governance.ts';
 import { MonitoringGauges, registerMonitoringRoutes } from './monitoring.ts';
 import { JobClient, type TenantQuotas } from '../ml/index.ts';
 import { jobTenancy } from './job-tenancy.ts';
+import { startTenantNats } from './tenant-nats.ts';
+import { startTenantInfer } from './tenant-infer.ts';
 import { registerTenantRoutes } from './routes/tenants.ts';
 import { installTenantGuard, isPublic, type ApiKey, type TenantGuard } from './tenants.ts';
 import { clientErrorOf, finiteNumbersHook, installErrorHandlers, schemaErrors } from './http-errors.ts';
@@ -328,10 +330,16 @@ export async function buildGateway(deps: GatewayDeps): Promise<FastifyInstance> 
     });
     registerJobRoutes(app, () => JobClient.open(deps.nc, deps.subjects.prefix), jobTenancy(deps.nc, deps.subjects.prefix, tenants, deps.tenants ?? {}));
     registerBatchRoutes(app, { nc: deps.nc, prefix: deps.subjects.prefix, jobs: () => JobClient.open(deps.nc, deps.subjects.prefix), tenancy: jobTenancy(deps.nc, deps.subjects.prefix, tenants, deps.tenants ?? {}), guard: tenants });
+    // Tenants' inference over NATS (`<prefix>.t.<tenant>.infer.<model>`), in the same queue group as their job requests.
+    const tenantInfer = startTenantInfer({ nc: deps.nc, subjects: deps.subjects, guard: tenants, inference: svc, bodyLimit, log: deps.logger });
+    app.addHook('onClose', async () => tenantInfer.stop());
     app.addHook('onClose', async () => inference?.stop());
   }
 
   registerTenantRoutes(app, tenants, { nc: deps.nc, subjects: deps.subjects });
+  // Tenants' job requests over NATS (`<prefix>.t.<tenant>.jobs.*`), shared by the gateways in a queue group.
+  const tenantNats = startTenantNats({ nc: deps.nc, subjects: deps.subjects, guard: tenants, tenancy: jobTenancy(deps.nc, deps.subjects.prefix, tenants, deps.tenants ?? {}), log: deps.logger });
+  app.addHook('onClose', async () => tenantNats.stop());
   registerFeatureRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerFeedbackRoutes(app, { nc: deps.nc, subjects: deps.subjects });
   registerGovernanceRoutes(app, { nc: deps.nc, subjects: deps.subjects });

@@ -7,14 +7,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '../cluster/index.ts';
-import { DEFAULT_TENANT, MlErrors, ModelRegistry, OwnedKind, TrainingSpend, mayAccess, type TenantQuotas } from '../ml/index.ts';
+import { DEFAULT_TENANT, MlErrors, ModelRegistry, OwnedKind, TrainingSpend, mayAccess, type JobClient, type TenantQuotas } from '../ml/index.ts';
 import type { Caller, TenantGuard } from './tenants.ts';
 
 export interface JobTenancy {
   /** A fresh job id when the caller gave none (so it is owned before it is queued). */
   newId(): string;
-  /** Checks and records what the job will own and spend; returns the undo for a failed submission. */
-  admit(c: Caller, id: string, spec: Record<string, unknown>): Promise<() => Promise<void>>;
+  /**
+   * Checks and records what the job will own and spend; returns the undo: the spend reservation
+   * released, and with `failed` (the job was not queued) the job id's claim too when this
+   * admission made it (a refused submission leaves no job owned).
+   */
+  admit(c: Caller, id: string, spec: Record<string, unknown>): Promise<(failed?: boolean) => Promise<void>>;
 }
 
 /** Feature views a training spec reads (`dataset.features`: `view` or `view@<version>`). */
@@ -49,17 +53,59 @@ export function jobTenancy(nc: NatsConnection, prefix: string, guard: TenantGuar
         }
         for (const v of viewsOf(spec)) if (!mayAccess(owners.ownerOf(OwnedKind.VIEW, v), c.tenant, false)) throw MlErrors.FEATURE_VIEW_NOT_FOUND(v);
       }
-      if (owners && c.tenant !== DEFAULT_TENANT) {
-        await owners.claim(OwnedKind.JOB, id, c.tenant);
+      const owned = owners && c.tenant !== DEFAULT_TENANT ? owners : undefined;
+      if (owned) {
+        // Another tenant's job id is refused before anything is recorded.
+        if (owned.ownerOf(OwnedKind.JOB, id) !== DEFAULT_TENANT && owned.ownerOf(OwnedKind.JOB, id) !== c.tenant) throw MlErrors.NAME_TAKEN(`job ${id}`);
         const model = (spec.model as { name?: unknown } | undefined)?.name;
         if (typeof model === 'string') {
           // A model that exists without an owner is the shared `default` tenant's: a tenant's job may not take it over.
-          if (owners.ownerOf(OwnedKind.MODEL, model) !== c.tenant && (await exists(model))) throw MlErrors.NAME_TAKEN(`model ${model}`);
-          await owners.claim(OwnedKind.MODEL, model, c.tenant);
+          if (owned.ownerOf(OwnedKind.MODEL, model) !== c.tenant && (await exists(model))) throw MlErrors.NAME_TAKEN(`model ${model}`);
+          await owned.claim(OwnedKind.MODEL, model, c.tenant);
         }
       }
-      if (quotas[c.tenant]?.trainingDollarsPerDay === undefined) return async () => {};
-      return (await (spend ??= TrainingSpend.open(nc, prefix, quotas))).reserve(c.tenant, id, spec);
+      const release = quotas[c.tenant]?.trainingDollarsPerDay === undefined ? async () => {} : await (await (spend ??= TrainingSpend.open(nc, prefix, quotas))).reserve(c.tenant, id, spec);
+      // The job id last: a submission refused above (a taken name, the budget) leaves no job owned.
+      let claimed = false;
+      if (owned) {
+        try {
+          claimed = (await owned.fetchOwner(OwnedKind.JOB, id)) !== c.tenant;
+          await owned.claim(OwnedKind.JOB, id, c.tenant);
+        } catch (err) {
+          await release().catch(() => undefined);
+          throw err;
+        }
+      }
+      return async (failed = false) => {
+        await release();
+        if (failed && claimed) await owned!.assign(OwnedKind.JOB, id, DEFAULT_TENANT);
+      };
     },
   };
+}
+
+/** A job submission as `POST /v1/jobs` and a tenant's `<prefix>.t.<tenant>.jobs.submit` take it. */
+export interface JobSubmission {
+  id?: string | undefined;
+  actorType?: string | undefined;
+  spec: Record<string, unknown>;
+}
+
+/**
+ * The one submission path of HTTP and NATS: owned and its budget reserved (with `tenancy`) before
+ * it is queued, undone when queueing fails or the id was queued already. `chargeTo`: the tenant
+ * charged for its cost (none without API keys).
+ */
+export async function submitJob(jobs: JobClient, tenancy: JobTenancy | undefined, c: Caller, sub: JobSubmission, chargeTo: string | undefined): Promise<{ id: string; duplicate: boolean }> {
+  const id = sub.id ?? tenancy?.newId();
+  const undo = tenancy && id ? await tenancy.admit(c, id, sub.spec) : undefined;
+  let r: { id: string; duplicate: boolean };
+  try {
+    r = await jobs.submit(sub.spec, { ...(id ? { id } : {}), ...(sub.actorType ? { actorType: sub.actorType } : {}), ...(chargeTo ? { tenant: chargeTo } : {}) });
+  } catch (err) {
+    await undo?.(true).catch(() => undefined);
+    throw err;
+  }
+  if (r.duplicate) await undo?.().catch(() => undefined);
+  return r;
 }

@@ -157,6 +157,15 @@ export class TenantGuard {
     }
   }
 
+  /**
+   * The owners book, followed from now on if it was not (an open gateway follows it only for
+   * tenants over NATS, gateway/tenant-nats.ts); undefined while the bucket is not there.
+   */
+  async followOwners(): Promise<OwnerBook | undefined> {
+    if (!this.owners && this.#nc) await this.#follow();
+    return this.owners;
+  }
+
   stop(): void {
     if (this.#retry) clearInterval(this.#retry);
     this.owners?.stop();

@@ -8,6 +8,8 @@ import { loadPackageDefinition, type ServiceClientConstructor } from '@grpc/grpc
 import { loadSync, type Options } from '@grpc/proto-loader';
 
 export const PROTO_PATH = fileURLToPath(new URL('./grpc_predict_v2.proto', import.meta.url));
+/** Shoal's own service beside the standard one (`shoal.v1.ExplainService`); it imports grpc_predict_v2.proto. */
+export const EXPLAIN_PROTO_PATH = fileURLToPath(new URL('./shoal_explain.proto', import.meta.url));
 
 /**
  * Field names as the spec writes them (`raw_input_contents`), 64-bit integers as decimal strings
@@ -20,6 +22,12 @@ export const LOADER_OPTIONS: Options = { keepCase: true, longs: String, enums: S
 /** The package definition (`inference.GRPCInferenceService`): for servers and, in tests, clients. */
 export function loadInferencePackage(): { inference: { GRPCInferenceService: ServiceClientConstructor } } {
   return loadPackageDefinition(loadSync(PROTO_PATH, LOADER_OPTIONS)) as unknown as ReturnType<typeof loadInferencePackage>;
+}
+
+/** The package definition of `shoal.v1.ExplainService` (explain.ts): for servers and, in tests, clients. */
+export function loadExplainPackage(): { shoal: { v1: { ExplainService: ServiceClientConstructor } } } {
+  const def = loadSync(EXPLAIN_PROTO_PATH, { ...LOADER_OPTIONS, includeDirs: [fileURLToPath(new URL('.', import.meta.url))] });
+  return loadPackageDefinition(def) as unknown as ReturnType<typeof loadExplainPackage>;
 }
 
 /** `InferParameter`: one of the three, named by `parameter_choice`. */

@@ -10,6 +10,8 @@
  * Open, as their REST twins are: ServerLive, ServerReady, ServerMetadata. Everything else needs
  * an API key when keys are on: metadata `x-api-key: <key>` or `authorization: Bearer <key>`.
  * No TLS here (as the HTTP port): terminate it in front, as for HTTP.
+ *
+ * Beside it, on the same server: Shoal's `shoal.v1.ExplainService` (explain.ts, shoal_explain.proto).
  */
 import { Metadata, Server, ServerCredentials, status as Status, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { Errors, SHOAL_VERSION, SpanKind, activeTrace, extractHttpTrace, inSpan, tracing } from '../../cluster/index.ts';
@@ -19,7 +21,8 @@ import type { InferenceService } from '../inference.ts';
 import { TenantGuard } from '../tenants.ts';
 import { OwnedKind } from '../../ml/index.ts';
 import { requestIdOf } from '../routes/request-id.ts';
-import { loadInferencePackage, type ModelInferRequest, type ModelInferResponse, type ModelMetadataResponse } from './proto.ts';
+import { explainHandlers } from './explain.ts';
+import { loadExplainPackage, loadInferencePackage, type ModelInferRequest, type ModelInferResponse, type ModelMetadataResponse } from './proto.ts';
 import { toGrpcError } from './status.ts';
 import { toForwardedBody, toInferResponse } from './tensors.ts';
 
@@ -39,22 +42,22 @@ export interface GrpcGateway {
 }
 
 /** Model names and version references as the REST routes take them in the path. */
-const NAME = /^[A-Za-z0-9_-]{1,64}$/;
+export const NAME = /^[A-Za-z0-9_-]{1,64}$/;
 /** Largest header and framing a request adds to its tensors' bytes, beyond the body limit. */
 const FRAMING_SLACK = 64 * 1024;
 
-const first = (md: Metadata, key: string): string | undefined => {
+export const first = (md: Metadata, key: string): string | undefined => {
   const v = md.get(key)[0];
   return typeof v === 'string' ? v : undefined;
 };
 /** The client's address from grpc-js's peer string (`127.0.0.1:5000`, `[::1]:5000`, `ipv4:…`). */
 const clientAddress = (peer: string): string => peer.replace(/^ipv[46]:/, '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
 
-function checkName(what: string, v: string): void {
+export function checkName(what: string, v: string): void {
   if (!NAME.test(v)) throw GatewayErrors.BAD_REQUEST(`${what} must match ${NAME.source}, got ${JSON.stringify(v)}`);
 }
 
-interface Call {
+export interface Call {
   tenant: string;
   /** An admin key (or an open gateway): sees every tenant's models. */
   admin: boolean;
@@ -65,7 +68,7 @@ interface Call {
  * One RPC: admission (key, rate limit) unless `open`, the handler, then the answer, a metrics
  * observation and — per `gateway.requestLog` — one log line.
  */
-function unary<Req, Res>(parts: GatewayParts, method: string, open: boolean, fn: (req: Req, c: Call) => Promise<Res> | Res) {
+export function unary<Req, Res>(parts: GatewayParts, method: string, open: boolean, fn: (req: Req, c: Call) => Promise<Res> | Res) {
   const { metrics, tenants, logger, requestLog } = parts;
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const t0 = performance.now();
@@ -169,6 +172,7 @@ export async function startGrpcGateway(parts: GatewayParts, o: GrpcGatewayOption
     'grpc.max_receive_message_length': parts.bodyLimit + FRAMING_SLACK,
   });
   server.addService(loadInferencePackage().inference.GRPCInferenceService.service, handlers(parts));
+  server.addService(loadExplainPackage().shoal.v1.ExplainService.service, explainHandlers(parts));
   const host = o.host.includes(':') ? `[${o.host}]` : o.host;
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${host}:${o.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));

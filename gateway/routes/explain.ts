@@ -40,7 +40,8 @@ const ExplainQuery = Type.Object(
 );
 type ExplainQuery = Static<typeof ExplainQuery>;
 
-const RANGES = { samples: [2, 65_536], steps: [1, 1024], background: [1, 1024], column: [0, 65_535] } as const;
+/** The numeric options' ranges (also gRPC's ModelExplain, gateway/grpc/explain.ts). */
+export const RANGES = { samples: [2, 65_536], steps: [1, 1024], background: [1, 1024], column: [0, 65_535] } as const;
 
 /** The query string as {@link ExplainOptions}; a number out of range is a BAD_REQUEST naming it. */
 function optionsOf(q: ExplainQuery): ExplainOptions {

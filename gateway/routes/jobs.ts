@@ -18,11 +18,13 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { JobClient } from '../../ml/index.ts';
 import { tenantOf } from '../tenants.ts';
-import type { JobTenancy } from '../job-tenancy.ts';
+import { submitJob, type JobTenancy } from '../job-tenancy.ts';
 
 type App = FastifyInstance<any, any, any, any, TypeBoxTypeProvider>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const JobId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+export const JobId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+/** A submission's body (HTTP `POST /v1/jobs`, and a tenant's `<prefix>.t.<tenant>.jobs.submit` over NATS). */
+export const JobSubmitBody = Type.Object({ id: Type.Optional(JobId), actorType: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })), spec: Type.Record(Type.String(), Type.Unknown()) }, { additionalProperties: false });
 
 export function registerJobRoutes(app: App, open: () => Promise<JobClient>, tenancy?: JobTenancy): void {
   // Opened on first use: the jobs bucket is created by the scheduler, which may start later.
@@ -35,32 +37,17 @@ export function registerJobRoutes(app: App, open: () => Promise<JobClient>, tena
     '/v1/jobs',
     {
       schema: {
-        body: Type.Object({ id: Type.Optional(JobId), actorType: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })), spec: Type.Record(Type.String(), Type.Unknown()) }, { additionalProperties: false }),
+        body: JobSubmitBody,
         headers: Type.Object({ 'idempotency-key': Type.Optional(JobId) }),
       },
     },
     async (req, reply) => {
-      const given = req.body.id ?? req.headers['idempotency-key'];
       // With tenants, the job (and the model it trains) is owned and its budget reserved before it is queued.
-      const id = given ?? tenancy?.newId();
-      const undo = tenancy && id ? await tenancy.admit({ tenant: req.shoalTenant, admin: req.shoalAdmin }, id, req.body.spec) : undefined;
-      let r: { id: string; duplicate: boolean };
-      try {
-        r = await (await jobs()).submit(req.body.spec, { ...(id ? { id } : {}), ...(req.body.actorType ? { actorType: req.body.actorType } : {}), ...jobTenant(req) });
-      } catch (err) {
-        await undo?.().catch(() => undefined);
-        throw err;
-      }
-      if (r.duplicate) await undo?.().catch(() => undefined);
+      const t = tenantOf(req);
+      const r = await submitJob(await jobs(), tenancy, { tenant: req.shoalTenant, admin: req.shoalAdmin }, { id: req.body.id ?? req.headers['idempotency-key'], actorType: req.body.actorType, spec: req.body.spec }, t === 'anonymous' ? undefined : t);
       return reply.status(202).header('location', `/v1/jobs/${r.id}`).send({ id: r.id, duplicate: r.duplicate });
     },
   );
   app.get('/v1/jobs/:id', { schema: { params: Type.Object({ id: JobId }) } }, async (req) => (await jobs()).get(req.params.id));
   app.delete('/v1/jobs/:id', { schema: { params: Type.Object({ id: JobId }) } }, async (req) => (await jobs()).cancel(req.params.id));
-}
-
-/** The caller's tenant, charged for the job's cost (none without API keys). */
-function jobTenant(req: object): { tenant?: string } {
-  const t = tenantOf(req);
-  return t === 'anonymous' ? {} : { tenant: t };
 }

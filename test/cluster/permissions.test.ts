@@ -7,6 +7,10 @@
  * resources runs the real client operations (KV get/keys/watch/put/create/delete, object
  * get/put/replace/delete, JetStream publish, a durable consumer) per role, as the table says.
  *
+ * Tenants' own NATS users (`tenant-<name>`, an NKey each; README "Tenants over NATS") are a row
+ * of the table too: the matrix runs for tenant `acme` beside tenant `globex` (its own subjects
+ * only, its own inbox only, no JetStream/KV/object store at all).
+ *
  * Completeness: every subject builder in `subjects()`, every resource in `resources()` and every
  * stream the scheduler creates must be classified here, so a new one cannot be added without
  * deciding who may use it. Policy invariants that must hold whatever the table says (only the
@@ -23,6 +27,8 @@ import {
   ROLES,
   ROLE_TABLE,
   Role,
+  TENANT_ROLE,
+  newTenantNkey,
   SCHEDULER_ONLY,
   SCHEDULER_OPS,
   StoreOp,
@@ -35,6 +41,7 @@ import {
   resources,
   streamSubjects,
   subjects,
+  type GrantRole,
   type NatsConnection,
   type ResourceRef,
   type StreamKey,
@@ -44,6 +51,11 @@ import { startTestNats, type TestNats } from '../harness/nats.ts';
 
 const SELF = 'node-a';
 const OTHER = 'node-b';
+/** The tenant whose user connects, and another tenant. */
+const TENANT = 'acme';
+const OTHER_TENANT = 'globex';
+/** Every row of the table: the process roles, then the tenant user. */
+const ALL_ROLES: readonly GrantRole[] = [...ROLES, TENANT_ROLE];
 const s = subjects();
 
 /** NATS subject matching: `*` one token, `>` one or more trailing tokens. */
@@ -113,10 +125,16 @@ const SUBJECT_PROBES = {
   privacyForget: (x: Subjects) => [x.privacyForget],
   pipelines: (x: Subjects) => [x.pipelines('apply'), x.pipelines('run')],
   pipelinesAll: (x: Subjects) => [x.pipelinesAll],
+  tenantOwn: (x: Subjects) => [`${x.prefix}.t.${TENANT}.infer.m1`, `${x.prefix}.t.${OTHER_TENANT}.infer.m1`],
+  tenantJobs: (x: Subjects) => [x.tenantJobs(TENANT, 'submit'), x.tenantJobs(OTHER_TENANT, 'submit'), x.tenantJobs(OTHER_TENANT, 'cancel')],
+  tenantJobsAny: (x: Subjects) => [x.tenantJobs('tenant-c', 'list')],
+  tenantInfer: (x: Subjects) => [x.tenantInfer(TENANT, 'fraud'), x.tenantInfer(OTHER_TENANT, 'fraud')],
+  tenantInferAny: (x: Subjects) => [x.tenantInfer('tenant-c', 'churn')],
+  tenantAll: (x: Subjects) => [`${x.prefix}.t.${TENANT}`, `${x.prefix}.t.${OTHER_TENANT}.other.deep`],
 } satisfies Record<keyof Subjects, (x: Subjects) => string[]>;
 
 /** Subjects outside the prefix that must be probed too: inboxes and JetStream's global API. */
-const USERS = [inboxOf(Role.SCHEDULER), inboxOf(Role.GATEWAY), inboxOf(Role.CLIENT), inboxOf(Role.NODE, SELF), inboxOf(Role.NODE, OTHER)];
+const USERS = [inboxOf(Role.SCHEDULER), inboxOf(Role.GATEWAY), inboxOf(Role.CLIENT), inboxOf(Role.NODE, SELF), inboxOf(Role.NODE, OTHER), inboxOf(TENANT_ROLE, TENANT), inboxOf(TENANT_ROLE, OTHER_TENANT)];
 const INBOX_PROBES = [...USERS.map((i) => `${i}.x1`), '_INBOX.x1'];
 const GLOBAL_JS = ['$JS.API.INFO', '$JS.API.STREAM.NAMES', '$JS.API.STREAM.LIST', '$JS.API.STREAM.CREATE.ROGUE', '$JS.API.CONSUMER.CREATE.ROGUE.c1', '$JS.API.META.LEADER.STEPDOWN'];
 
@@ -167,18 +185,21 @@ function verbs(r: ResourceRef): { verb: string; subject: string; allowed: (ops: 
   return list;
 }
 
-const isAdmin = (role: Role) => ROLE_TABLE[role].admin === true;
-const nodeIdOf = (role: Role) => (role === Role.NODE ? SELF : '');
+const isAdmin = (role: GrantRole) => ROLE_TABLE[role].admin === true;
+/** The id a row's grants are built with: the node's id (node), the tenant's name (tenant). */
+const nodeIdOf = (role: GrantRole) => (role === Role.NODE ? SELF : role === TENANT_ROLE ? TENANT : '');
+/** The JetStream account info every role but the tenant users may ask. */
+const jsInfo = (role: GrantRole) => ROLE_TABLE[role].noJetStream !== true;
 
 /** What the table says about a core subject (streams' `publish` adds their subjects). */
-function tablePublish(role: Role, subject: string): boolean {
+function tablePublish(role: GrantRole, subject: string): boolean {
   const g = ROLE_TABLE[role];
   const streams = resourceList().filter((r) => r.kind === 'stream' && opsOf(role, r).includes(StreamOp.PUBLISH)).flatMap((r) => streamSubjects(r.key as StreamKey, s));
   return anyMatch([...g.publish(s, nodeIdOf(role)), ...streams], subject);
 }
-function tableSubscribe(role: Role, subject: string): boolean {
+function tableSubscribe(role: GrantRole, subject: string): boolean {
   const g = ROLE_TABLE[role];
-  return anyMatch([...g.subscribe(s, nodeIdOf(role)), `${inboxOf(role, role === Role.NODE ? SELF : undefined)}.>`, ...(isAdmin(role) ? ['$JS.>'] : [])], subject);
+  return anyMatch([...g.subscribe(s, nodeIdOf(role)), `${inboxOf(role, nodeIdOf(role) || undefined)}.>`, ...(isAdmin(role) ? ['$JS.>'] : [])], subject);
 }
 
 /** Watches a connection's permission errors; `allowed()` runs an action and says whether the server refused it. */
@@ -223,7 +244,20 @@ describe('permission matrix: completeness and policy invariants of the role tabl
   });
 
   it('every role has a row', () => {
-    for (const role of ROLES) expect(ROLE_TABLE[role], role).toBeDefined();
+    for (const role of ALL_ROLES) expect(ROLE_TABLE[role], role).toBeDefined();
+  });
+
+  it("a tenant user: its own subjects and inbox only, nothing of JetStream, KV or object stores; the gateways serve its job requests", () => {
+    expect(permissionsFor(TENANT_ROLE, { tenant: TENANT })).toEqual({ publish: [`${s.prefix}.t.${TENANT}.>`], subscribe: [`_INBOX_tenant-${TENANT}.>`] });
+    for (const r of resourceList()) expect(opsOf(TENANT_ROLE, r), `tenant on ${r.name}`).toEqual([]);
+    expect(() => permissionsFor(TENANT_ROLE, {}), 'a tenant row needs the tenant').toThrow(/tenant/);
+    expect(() => permissionsFor(TENANT_ROLE, { tenant: 'a.b' }), 'a tenant name with a dot is no subject token').toThrow(/tenant/);
+    const gw = permissionsFor(Role.GATEWAY);
+    for (const op of ['submit', 'status', 'cancel', 'list'] as const) expect(anyMatch(gw.subscribe, s.tenantJobs(OTHER_TENANT, op)), `gateway serves ${op}`).toBe(true);
+    expect(anyMatch(gw.subscribe, s.tenantInfer(OTHER_TENANT, 'fraud')), 'gateway serves inference').toBe(true);
+    // Nobody else answers tenants, and the gateway may not speak as one.
+    expect(anyMatch(gw.publish, s.tenantJobs(TENANT, 'submit'))).toBe(false);
+    for (const role of [Role.NODE, Role.CLIENT]) expect(anyMatch(permissionsFor(role, { nodeId: SELF }).subscribe, s.tenantJobs(TENANT, 'submit')), `${role} reads tenants' requests`).toBe(false);
   });
 
   it('only the scheduler administers JetStream or commands nodes; gateway and client write no KV', () => {
@@ -291,18 +325,22 @@ describe('permission matrix: completeness and policy invariants of the role tabl
 
 describe('permission matrix: subjects and JetStream API verbs (real nats-server, generated permissions)', () => {
   let nats: TestNats;
+  let tenantSeed = '';
   beforeAll(async () => {
     // No JetStream resources here: the probes are raw publishes, and an allowed admin verb must
     // find nothing to delete.
     nats = await startTestNats({ nodeIds: [SELF, OTHER] });
+    const [mine, theirs] = [newTenantNkey(), newTenantNkey()];
+    tenantSeed = mine.seed;
+    await nats.addTenants([{ tenant: TENANT, nkey: mine.nkey }, { tenant: OTHER_TENANT, nkey: theirs.nkey }]);
   }, 30_000);
   afterAll(async () => nats?.stop());
 
   it('the server enforces the table for every role, subject and verb', async () => {
     const mismatches: string[] = [];
     let probes = 0;
-    for (const role of ROLES) {
-      const nc = await nats.connect(role, role === Role.NODE ? { nodeId: SELF } : {});
+    for (const role of ALL_ROLES) {
+      const nc = role === TENANT_ROLE ? await nats.connectTenant(TENANT, tenantSeed) : await nats.connect(role, role === Role.NODE ? { nodeId: SELF } : {});
       const allowed = watchViolations(nc);
       const data = new Uint8Array(0);
       const check = async (kind: 'Publish' | 'Subscription', subject: string, expected: boolean, what: string) => {
@@ -328,7 +366,7 @@ describe('permission matrix: subjects and JetStream API verbs (real nats-server,
         await check('Publish', subject, isAdmin(role) ? subject.startsWith(`${s.prefix}.`) : tablePublish(role, subject), 'core');
         await check('Subscription', subject, tableSubscribe(role, subject), 'core');
       }
-      for (const subject of GLOBAL_JS) await check('Publish', subject, isAdmin(role) || subject === '$JS.API.INFO', 'JetStream API');
+      for (const subject of GLOBAL_JS) await check('Publish', subject, isAdmin(role) || (subject === '$JS.API.INFO' && jsInfo(role)), 'JetStream API');
       for (const r of resourceList()) {
         const ops = opsOf(role, r);
         for (const v of verbs(r)) await check('Publish', v.subject, isAdmin(role) || v.allowed(ops), `${v.verb} on ${r.kind} ${r.name}`);
@@ -364,9 +402,14 @@ describe('permission matrix: real client operations per role (resources as the s
     expect(names.length).toBe(known.length);
   });
 
-  for (const role of ROLES) {
+  for (const role of ALL_ROLES) {
     it(`${role}: each operation on each bucket, store and stream works or is refused as the table says`, async () => {
-      const nc = await nats.connect(role, role === Role.NODE ? { nodeId: SELF } : {});
+      let nc: NatsConnection;
+      if (role === TENANT_ROLE) {
+        const k = newTenantNkey();
+        await nats.addTenants([{ tenant: TENANT, nkey: k.nkey }]);
+        nc = await nats.connectTenant(TENANT, k.seed);
+      } else nc = await nats.connect(role, role === Role.NODE ? { nodeId: SELF } : {});
       const mismatches: string[] = [];
       const expectOp = async (what: string, expected: boolean, op: () => Promise<unknown>) => {
         const ok = await Promise.race([
@@ -382,7 +425,12 @@ describe('permission matrix: real client operations per role (resources as the s
         const ops = opsOf(role, r);
         const can = (o: string) => isAdmin(role) || ops.includes(o);
         if (r.kind === 'kv') {
-          const kv = await new Kvm(nc).open(r.name);
+          const kv = await new Kvm(nc).open(r.name).catch(() => undefined);
+          if (!kv) {
+            // Opening needs some right on the bucket (a tenant user has none).
+            expect(ops.length === 0 && !isAdmin(role), `${role} could not open ${r.name}`).toBe(true);
+            continue;
+          }
           await expectOp(`get ${r.name}`, can(KvOp.READ), async () => kv.get('seed'));
           await expectOp(`keys ${r.name}`, can(KvOp.READ), async () => {
             for await (const _ of await kv.keys()) void _;

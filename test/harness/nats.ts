@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import {
   Role,
   connectAs,
+  connectTenant,
   credentialOf,
   generateCredentials,
   loadConfig,
@@ -17,6 +18,7 @@ import {
   type Credentials,
   type NatsConnection,
   type NatsServerHandle,
+  type TenantUser,
 } from '../../cluster/index.ts';
 
 export interface TestNats {
@@ -31,6 +33,10 @@ export interface TestNats {
    */
   connect(role: Exclude<Role, 'node'>): Promise<NatsConnection>;
   connect(role: Role, opts: { nodeId?: string }): Promise<NatsConnection>;
+  /** Connects as a tenant's own NATS user (NKey seed; README "Tenants over NATS"), closed by `stop()`. */
+  connectTenant(tenant: string, seed: string): Promise<NatsConnection>;
+  /** Gives these tenants' NKeys a user (rewrites the server config and reloads it). */
+  addTenants(users: readonly TenantUser[]): Promise<void>;
   /** Gives these nodes a user (rewrites the server config and reloads it). */
   addNodes(nodeIds: readonly string[]): Promise<void>;
   /** A node's own credential (derived from the node secret). */
@@ -53,6 +59,12 @@ export async function startTestNats(opts: { prefix?: string; nodeIds?: string[] 
     dir,
     credentials,
     server,
+    async connectTenant(tenant: string, seed: string) {
+      const nc = await connectTenant({ servers: server.url, tenant, seed, reconnect: false });
+      conns.push(nc);
+      return nc;
+    },
+    addTenants: (users) => server.addTenants(users),
     async connect(role: Role, o: { nodeId?: string } = {}) {
       if (role === Role.NODE) await server.addNodes([requireNode(o.nodeId)]);
       const nc = await connectAs({ servers: server.url, role, credential: credentialOf(credentials, role, o.nodeId), reconnect: false, ...(o.nodeId ? { nodeId: o.nodeId } : {}) });

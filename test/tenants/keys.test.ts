@@ -3,10 +3,50 @@
  * must give exactly one of key / keyHash; `shoal up`'s gateway is open only on loopback; the
  * replica quota counts the tenant's other tracks and not the one being replaced.
  */
-import { describe, expect, it } from 'vitest';
-import { checkGatewayKeys, hashApiKey, loadConfig, resolveApiKeys } from '../../cluster/index.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { NKEY_PUBLIC, checkGatewayKeys, generateCredentials, hashApiKey, loadConfig, nkeyOfSeed, resolveApiKeys, serverConfig } from '../../cluster/index.ts';
 import { checkReplicaQuota, type OwnerBook, type ReplicaCounts } from '../../ml/index.ts';
-import { upGatewayAccess } from '../../cli/keys.ts';
+import { keysCommand, upGatewayAccess } from '../../cli/keys.ts';
+
+/** Runs `shoal keys …` in-process; its stdout. */
+async function keys(...args: string[]): Promise<string> {
+  const out: string[] = [];
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => {
+    out.push(String(c));
+    return true;
+  });
+  try {
+    await keysCommand(args, loadConfig({ argv: [] }));
+  } finally {
+    spy.mockRestore();
+  }
+  return out.join('');
+}
+
+describe('shoal keys', () => {
+  it('keys new --tenant: a fresh API key once, and the entry holding its hash', async () => {
+    const r = JSON.parse(await keys('new', '--tenant', 'acme', '--json')) as { key: string; entry: { keyHash: string; tenant: string; role: string } };
+    expect(r.entry).toEqual({ keyHash: hashApiKey(r.key), tenant: 'acme', role: 'inference' });
+    expect((await keys('hash', 'abcdefghij')).trim()).toBe(hashApiKey('abcdefghij'));
+  });
+
+  it('keys new --tenant T --nats: an NKey whose seed is printed once and appears in no config entry', async () => {
+    const r = JSON.parse(await keys('new', '--tenant', 'acme', '--nats', '--json')) as { seed: string; nkey: string; entry: { tenant: string; nkey: string }; usersEntry: string; inboxPrefix: string };
+    expect(r.seed).toMatch(/^SU[A-Z2-7]+$/);
+    expect(r.nkey).toMatch(NKEY_PUBLIC);
+    expect(nkeyOfSeed(r.seed)).toBe(r.nkey);
+    expect(r.entry).toEqual({ tenant: 'acme', nkey: r.nkey });
+    expect(r.inboxPrefix).toBe('_INBOX_tenant-acme');
+    expect(r.usersEntry).toBe(`{ nkey: "${r.nkey}", permissions: { publish: { allow: ["shoal.t.acme.>"] }, subscribe: { allow: ["_INBOX_tenant-acme.>"] }, allow_responses: true } }`);
+    const conf = serverConfig({ host: '127.0.0.1', port: 4222, storeDir: '/tmp/x', credentials: generateCredentials(), tenantUsers: [r.entry] });
+    expect(conf).toContain(r.usersEntry);
+    for (const text of [r.usersEntry, conf, JSON.stringify(r.entry)]) expect(text).not.toContain(r.seed);
+    // A name that is no subject token, and the shared tenant, get no NATS user.
+    await expect(keys('new', '--tenant', 'a.b', '--nats')).rejects.toThrow(/NATS subject token/);
+    await expect(keys('new', '--tenant', 'default', '--nats')).rejects.toThrow(/shared tenant/);
+    expect(() => loadConfig({ argv: ['--nats.tenantUsers', JSON.stringify([{ tenant: 'acme', nkey: 'not-a-key' }])] })).toThrow(/nats\.tenantUsers/);
+  });
+});
 
 describe('API keys', () => {
   it('hashes as sha256 of the UTF-8 bytes', () => {
