@@ -296,7 +296,8 @@ export class ModelMonitor extends Actor<MonitorMsg> {
     h.set('Nats-Msg-Id', alert.id);
     h.set('content-type', 'application/json');
     await this.#js.publish(this.ctx.subjects.event('alert'), utf8.encode(JSON.stringify(alert)), { headers: h });
-    this.ctx.log.warn({ alert: alert.id, severity: alert.severity }, alert.message);
+    // A fairness alert's message names group values (sensitive): the log gets the metric and attribute only.
+    this.ctx.log.warn({ alert: alert.id, severity: alert.severity }, alert.rule === 'fairness' ? `fairness: ${alert.statistic} on ${alert.attribute} beyond the policy in the ${alert.window} window` : alert.message);
     this.#webhooks.send(alert);
   }
 
