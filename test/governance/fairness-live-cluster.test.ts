@@ -16,9 +16,10 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActorClient, Role, createLogger, subjects } from '../../cluster/index.ts';
-import { AlertRule, RegistryClient, fairnessAudit, monitorId, type Alert, type MonitorStatus, type WindowReport } from '../../ml/index.ts';
+import { AlertRule, RegistryClient, fairnessAudit, modelMonitoring, monitorId, type Alert, type MonitorStatus, type WindowReport } from '../../ml/index.ts';
 import { FRAUD_COLUMNS } from '../../ml/datasets/fraud.ts';
 import { buildGateway } from '../../gateway/app.ts';
+import { formatMonitoring } from '../../cli/monitor.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
 import { fraudModel, fraudReference, fraudTraffic, records } from '../fixtures/monitoring-monitor.ts';
@@ -125,6 +126,13 @@ describe('live fairness on labeled traffic (real cluster)', () => {
       ['young', 500],
     ]);
     expect(shown.summary.disparateImpact.high).toBeLessThan(0.8);
+
+    // `shoal monitor` prints the per-group numbers and the alert.
+    const text = formatMonitoring((await modelMonitoring(c.client, s, MODEL))!);
+    expect(text).toMatch(/fairness \(1000 labeled rows with groups, groups under 30 rows not judged\)/);
+    expect(text).toMatch(/age_band: old n=500 sel [0-9.]+, young n=500 sel [0-9.]+/);
+    expect(text).toMatch(/disparate impact 0\.[0-9]+ \[/);
+    expect(text).toMatch(/ALERT critical fairness: fairness in the 1d window: disparateImpact/);
 
     // The gauge: attribute name only, never a group value.
     const line = await until(async () => (await (await get('/metrics')).text()).split('\n').find((l) => l.startsWith(`shoal_model_fairness{model="${MODEL}"`) && l.includes('metric="disparateImpact"')), 20_000, 'the fairness gauge');
