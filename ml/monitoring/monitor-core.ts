@@ -38,7 +38,7 @@ import { mapColumns } from './columns.ts';
 import type { ProfileMessage } from './replica-profile.ts';
 import type { LabeledRecord, MonitoringSpec, PredictionRecord } from './records.ts';
 import type { FairnessPolicy } from '../governance/fairness/policy.ts';
-import { evaluateWindowFairness, fairnessAlertOf, type LabeledSample, type WindowFairness, type WindowFairnessOptions } from './window-fairness.ts';
+import { judgeWindowFairness, type LabeledSample, type WindowFairness, type WindowFairnessOptions } from './window-fairness.ts';
 
 export const AlertRule = {
   FEATURE_DRIFT: 'feature-drift',
@@ -583,23 +583,13 @@ export class MonitorCore {
     if (l.scores.length === 0) return;
     const threshold = this.reference?.threshold ?? 0.5;
     c.report.quality = binaryQuality(l.scores, l.labels, { threshold });
-    this.#judgeFairness(c, now, threshold);
+    for (const a of judgeWindowFairness(c.report, c.labeled, threshold, this.o.fairness, this.fairnessPolicy)) this.#alert(c.report, now, a);
     const q = this.o.quality;
     const refValue = this.reference ? refMetric(this.reference, q.metric) : undefined;
     const m = metricOf(c.report.quality, q.metric);
     if (refValue === undefined || !m || m.n < q.minRows || !Number.isFinite(m.value)) return;
     if (m.value < refValue - q.maxDrop && !c.report.alerts.some((a) => a.rule === AlertRule.QUALITY_DROP)) {
       this.#alert(c.report, now, { severity: 'critical', rule: AlertRule.QUALITY_DROP, statistic: q.metric, value: m.value, threshold: refValue - q.maxDrop, message: `${q.metric} on ${m.n} labeled rows is ${m.value.toFixed(3)}, below the reference's ${refValue.toFixed(3)} by more than ${q.maxDrop}` });
-    }
-  }
-
-  /** The window's fairness block; a `fairness` alert once per attribute and metric the policy finds violated. */
-  #judgeFairness(c: ClosedWindow, now: number, threshold: number): void {
-    const f = evaluateWindowFairness(c.labeled, threshold, this.o.fairness, this.fairnessPolicy, `the ${c.report.window} window`);
-    if (!f) return;
-    c.report.fairness = f;
-    for (const v of f.verdict?.violations ?? []) {
-      if (!c.report.alerts.some((a) => a.rule === AlertRule.FAIRNESS && a.attribute === v.attribute && a.statistic === v.metric)) this.#alert(c.report, now, fairnessAlertOf(v, c.report.window));
     }
   }
 

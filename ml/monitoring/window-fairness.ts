@@ -16,7 +16,7 @@
  */
 import { fairnessAudit, FAIRNESS_AUDIT_FORMAT, type AttributeAudit, type FairnessAudit } from '../governance/fairness/audit.ts';
 import { judge, type FairnessPolicy, type Verdict, type Violation } from '../governance/fairness/policy.ts';
-import type { Alert } from './monitor-core.ts';
+import type { Alert, WindowReport } from './monitor-core.ts';
 
 /** A labeled row's groups: attribute name → group value. */
 export type Groups = Record<string, string>;
@@ -128,8 +128,23 @@ export function evaluateWindowFairness(l: LabeledSample, threshold: number, o: W
   return f;
 }
 
+type AlertFields = Pick<Alert, 'severity' | 'rule' | 'statistic' | 'value' | 'threshold' | 'message' | 'attribute' | 'groups' | 'interval'>;
+
+/**
+ * Sets a closed window's `fairness` block (the monitor calls it whenever the window's quality is
+ * computed, at close and when labels come later) and returns the alerts to raise: one per
+ * attribute and metric the policy finds violated, not raised for this window before.
+ */
+export function judgeWindowFairness(report: WindowReport, l: LabeledSample, threshold: number, o: WindowFairnessOptions, policy: FairnessPolicy | undefined): AlertFields[] {
+  const f = evaluateWindowFairness(l, threshold, o, policy, `the ${report.window} window`);
+  if (!f) return [];
+  report.fairness = f;
+  const raised = (v: Violation) => report.alerts.some((a) => a.rule === 'fairness' && a.attribute === v.attribute && a.statistic === v.metric);
+  return (f.verdict?.violations ?? []).filter((v) => !raised(v)).map((v) => fairnessAlertOf(v, report.window));
+}
+
 /** The alert fields of a violation (rule `fairness`): metric, attribute, the groups at the two ends, the interval. */
-export function fairnessAlertOf(v: Violation, window: string): Pick<Alert, 'severity' | 'rule' | 'statistic' | 'value' | 'threshold' | 'message' | 'attribute' | 'groups' | 'interval'> {
+export function fairnessAlertOf(v: Violation, window: string): AlertFields {
   const threshold = v.bound.max ?? v.bound.min ?? Number.NaN;
   return { severity: 'critical', rule: 'fairness', attribute: v.attribute, groups: v.groups, interval: v.interval, statistic: v.metric, value: v.value ?? Number.NaN, threshold, message: `fairness in the ${window} window: ${v.message}` };
 }
