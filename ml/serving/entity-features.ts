@@ -143,7 +143,10 @@ export async function resolveFeatureInput(views: FeatureViews, mv: ModelVersion)
     if (current && current.version !== v.version) checkCurrent(label, v, current);
     const encoder = views.encoder(v);
     const sensitive = v.definition.features.filter((f) => f.sensitive).map((f) => f.name);
-    out.push({ ref: rec.view, version: v, encoder, offset, types: new Map(v.definition.features.map((f) => [f.name, f.type])), pii: new Set([...piiFeatures(v.definition), ...sensitive]), groups: sensitiveGroups(v.definition, v.fitted) });
+    const pii = piiFeatures(v.definition);
+    // A feature both sensitive and PII is never logged, not even as its group.
+    const groups = sensitiveGroups(v.definition, v.fitted).filter((g) => !pii.has(g.name));
+    out.push({ ref: rec.view, version: v, encoder, offset, types: new Map(v.definition.features.map((f) => [f.name, f.type])), pii: new Set([...pii, ...sensitive]), groups });
     offset += encoder.width;
   }
   const columns = out.flatMap((x) => x.encoder.columns.map((c) => `${x.version.name}.${c}`));

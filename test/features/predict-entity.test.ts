@@ -225,16 +225,18 @@ describe('predictions by entity (real cluster, online store, real onnxruntime)',
         { name: 'tenure', type: 'numeric' },
         { name: 'sex', type: 'categorical', sensitive: true, transforms: [{ op: 'onehot', vocabulary: ['F', 'M'] }] },
         { name: 'age', type: 'numeric', sensitive: true, transforms: [{ op: 'bucketize', boundaries: [30, 50] }] },
+        // Sensitive and PII: audited at training, never logged (not even its group).
+        { name: 'zip', type: 'categorical', sensitive: true, pii: true, transforms: [{ op: 'onehot', vocabulary: ['75001'] }] },
       ],
     };
-    const pv = (await fc.apply(people, [{ tenure: 1, sex: 'F', age: 20 }, { tenure: 3, sex: 'M', age: 60 }])).version;
+    const pv = (await fc.apply(people, [{ tenure: 1, sex: 'F', age: 20, zip: '75001' }, { tenure: 3, sex: 'M', age: 60, zip: '75001' }])).version;
     expect(pv.fitted!.columns).toEqual(['tenure']);
     const t0 = Date.now() - 1000;
-    await fc.push('people', { eventId: 'p0', entity: { customer_id: 'c-0' }, values: { tenure: 2, sex: 'F', age: 25 }, eventTime: t0 });
+    await fc.push('people', { eventId: 'p0', entity: { customer_id: 'c-0' }, values: { tenure: 2, sex: 'F', age: 25, zip: '75001' }, eventTime: t0 });
     await fc.push('people', { eventId: 'p1', entity: { customer_id: 'c-1' }, values: { tenure: 5, sex: 'M', age: 55 }, eventTime: t0 });
     const b = await fc.buildDataset({ name: 'people-entity', views: ['cust', 'people'], labels: [0, 1].map((i) => ({ entity: { customer_id: `c-${i}` }, time: Date.now() + 1, label: i })) });
     expect(b.dataset.columns.filter((col) => col.startsWith('people.'))).toEqual(['people.tenure']);
-    expect(b.dataset.extraSensitiveNames).toEqual(['sex', 'age']);
+    expect(b.dataset.extraSensitiveNames).toEqual(['sex', 'age', 'zip']);
     await c.control.register('fraud-s', featureModel(b.dataset.columns.length), { lineage: lineageOf(b) });
     await c.control.deploy('fraud-s', { replicas: 1, maxBatchSize: 64, readyTimeoutMs: 60_000, monitoring: { sampleRate: 1, flushMs: 50, monitor: false } });
     for (let i = 0; i < 300; i++) {
@@ -262,9 +264,10 @@ describe('predictions by entity (real cluster, online store, real onnxruntime)',
     // The vector (the logged features) has the model's width: the sensitive values are not in it.
     expect(Object.keys(recs![0]!.features)).toHaveLength(b.dataset.columns.length);
     expect(JSON.stringify(recs![0]!.features)).not.toMatch(/"F"|"M"/);
+    expect(JSON.stringify(recs)).not.toContain('75001');
     // The fairness policy accepts the attributes the view-built dataset declares, and only those.
     const ops = new RegistryClient(c.client, s, 'cli:alice');
-    await expect(ops.setFairnessPolicy('fraud-s', { attributes: ['religion'], disparateImpact: { min: 0.8 } })).rejects.toMatchObject({ code: 'SHOAL_ERR_BAD_FAIRNESS_POLICY', message: expect.stringMatching(/"religion" not declared \(declared: "sex", "age"\)/) });
+    await expect(ops.setFairnessPolicy('fraud-s', { attributes: ['religion'], disparateImpact: { min: 0.8 } })).rejects.toMatchObject({ code: 'SHOAL_ERR_BAD_FAIRNESS_POLICY', message: expect.stringMatching(/"religion" not declared \(declared: "sex", "age", "zip"\)/) });
     expect((await ops.setFairnessPolicy('fraud-s', { attributes: ['sex', 'age'], disparateImpact: { min: 0.8 } })).policy?.policy.attributes).toEqual(['sex', 'age']);
   });
 });
