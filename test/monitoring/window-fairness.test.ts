@@ -6,7 +6,7 @@
  * judge"; feedback `groups` are checked against the model's declared attributes.
  */
 import { describe, expect, it } from 'vitest';
-import { seededRandom } from '../../cluster/index.ts';
+import { ContentType, decode, encode, seededRandom } from '../../cluster/index.ts';
 import { AlertRule, MonitorCore, checkFeedback, fairnessAudit, judge, type FairnessPolicy, type LabeledRecord, type PredictionRecord } from '../../ml/index.ts';
 import { fraudReference, fraudTraffic, records } from '../fixtures/monitoring-monitor.ts';
 
@@ -104,6 +104,19 @@ describe('live fairness per window', () => {
     expect(w!.fairness!.verdict).toMatchObject({ pass: true, violations: [] });
     expect(w!.fairness!.verdict!.notes.join(' ')).toMatch(/too small to judge/);
     expect(core.takeAlerts()).toEqual([]);
+  });
+
+  it('groups survive a checkpoint: a restored monitor computes the same fairness block', () => {
+    const spec = { windows: [60 * MIN], fairness: { samples: 100 } };
+    const a = new MonitorCore('fraud', 1, reference, spec);
+    const rows = labeledWindow({ rows: 300, seed: 15, start: T0, group: (i) => (i % 3 ? 'A' : 'B') });
+    rows.slice(0, 200).forEach((r) => a.addLabeled(r));
+    const b = new MonitorCore('fraud', 1, reference, spec).restore(decode(encode(a.toJSON(), ContentType.MSGPACK), ContentType.MSGPACK) as ReturnType<MonitorCore['toJSON']>);
+    for (const core of [a, b]) rows.slice(200).forEach((r) => core.addLabeled(r));
+    const [wa] = a.close(T0 + 2 * 60 * MIN);
+    const [wb] = b.close(T0 + 2 * 60 * MIN);
+    expect(wb!.fairness!.rows).toBe(300);
+    expect(wb!.fairness).toEqual(wa!.fairness);
   });
 
   it('alarm mode is "demonstrably outside", the gate "demonstrably within": an interval across the bound passes one and fails the other', () => {
