@@ -342,10 +342,11 @@ export function sensitiveGroups(def: FeatureViewDef, fitted: FittedView | null):
       const vocab = (fit.steps[0] as { vocabulary: string[] }).vocabulary;
       const index = new Map(vocab.map((v, i) => [v, i]));
       const fill = fit.fill as string | null;
-      out.push({ name, levels, groupOf: (raw) => {
+      const groupOf = (raw: Readonly<Record<string, Raw>>) => {
         const v = stringOf(raw[name]) ?? fill;
         return v === null ? vocab.length : (index.get(v) ?? vocab.length);
-      } });
+      };
+      out.push({ name, levels, groupOf });
       continue;
     }
     const ts = f.transforms ?? [];
@@ -357,11 +358,12 @@ export function sensitiveGroups(def: FeatureViewDef, fitted: FittedView | null):
       continue;
     }
     const steps = ts.slice(0, last + 1).map((t, j) => ({ t, p: fit.steps[j] ?? null }));
-    out.push({ name, levels, groupOf: (raw) => {
+    const groupOf = (raw: Readonly<Record<string, Raw>>) => {
       let x = numberOf(type, raw[name]) ?? fill;
       for (const st of steps) x = applyStep(st.t, st.p, x);
       return x;
-    } });
+    };
+    out.push({ name, levels, groupOf });
   }
   return out;
 }
