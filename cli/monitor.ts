@@ -2,7 +2,7 @@
  * `shoal monitor <model> [--json] [--watch MS] [--window 5m]`: the model's monitors as a table —
  * per monitored version, its lag and counters, then per window size the newest closed window:
  * each feature's drift test, statistic, p-value or distance, PSI and status; prediction drift,
- * confidence, estimated and labeled quality; then quality over the kept windows. `--json` prints
+ * confidence, estimated and labeled quality, live fairness per group; then quality over the kept windows. `--json` prints
  * the same as `GET /v1/models/{m}/monitoring`; `--watch` redraws every MS.
  */
 import { Errors, parseFlags, subjects, type Config } from '../cluster/index.ts';
@@ -34,6 +34,17 @@ function windowTable(w: WindowReport): string {
   if (w.quality) {
     const q = w.quality;
     out.push(`    labeled (${q.rows} rows): ${(['accuracy', 'precision', 'recall', 'f1', 'auc', 'ece'] as const).map((m) => `${m} ${fmt(q[m].value)} [${fmt(q[m].lower)}, ${fmt(q[m].upper)}]`).join(', ')}`);
+  }
+  if (w.fairness) {
+    const f = w.fairness;
+    out.push(`    fairness (${f.rows} labeled rows with groups, groups under ${f.minGroupSize} rows not judged)${f.tooSmall ? `: ${f.tooSmall}` : ''}`);
+    for (const a of f.attributes) {
+      const s = a.summary;
+      const iv = (x: { value: number; low: number; high: number }) => `${fmt(x.value)} [${fmt(x.low)}, ${fmt(x.high)}]`;
+      out.push(`      ${a.attribute}: ${a.groups.map((g) => `${g.group} n=${g.size}${g.tooSmall ? ' (too small)' : ''} sel ${fmt(g.selectionRate)}`).join(', ')}${a.skipped ? ` — ${a.skipped}` : ''}`);
+      if (a.judgedGroups >= 2) out.push(`        parity diff ${iv(s.demographicParityDifference)}, equalized odds diff ${iv(s.equalizedOddsDifference)}, disparate impact ${iv(s.disparateImpact)}`);
+    }
+    if (f.verdict) out.push(`      policy: ${f.verdict.pass ? 'no bound demonstrably violated' : 'VIOLATED'}${f.verdict.notes.length ? ` (${f.verdict.notes.join('; ')})` : ''}`);
   }
   for (const a of w.alerts) out.push(`    ALERT ${a.severity} ${a.rule}${a.feature ? ` ${a.feature}` : ''}: ${a.message}`);
   return out.join('\n');

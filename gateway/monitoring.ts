@@ -13,7 +13,11 @@
  * - `shoal_model_dataset_drift_share{model,version,window}`;
  * - `shoal_model_quality{model,version,window,metric,source}`: `source="labeled"` (accuracy,
  *   precision, recall, f1, auc, ece on labeled rows) or `source="estimated"` (CBPE, before labels);
- * - `shoal_model_confidence_mean{model,version,window}`.
+ * - `shoal_model_confidence_mean{model,version,window}`;
+ * - `shoal_model_fairness{model,version,window,metric,attribute}`: the point estimate of each
+ *   summary fairness metric (demographicParityDifference, equalizedOddsDifference,
+ *   disparateImpact) on the labeled rows with groups; only the attribute's name is a label, never
+ *   a group value.
  *
  * The route asks each monitored track's monitor actor for its report (lag included); a monitor
  * that does not answer is reported with its error and the gateway's last copy of its windows.
@@ -34,6 +38,8 @@ export class MonitoringGauges {
   /** `<model>|<version>|<window>` → newest report, and newest report with labeled quality. */
   readonly latest = new Map<string, WindowReport>();
   readonly latestQuality = new Map<string, WindowReport>();
+  /** `<model>|<version>|<window>` → newest report with a fairness block. */
+  readonly latestFairness = new Map<string, WindowReport>();
   #sub: Subscription | undefined;
 
   constructor(registry: client.Registry) {
@@ -112,6 +118,18 @@ export class MonitoringGauges {
         }
       },
     });
+    new client.Gauge({
+      name: 'shoal_model_fairness',
+      help: 'Fairness summary metric (point estimate) per sensitive attribute on the labeled rows with groups of the newest window that had some',
+      labelNames: ['model', 'version', 'window', 'metric', 'attribute'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const r of self.latestFairness.values())
+          for (const a of r.fairness!.attributes)
+            for (const [m, v] of Object.entries(a.summary)) if (typeof v?.value === 'number' && Number.isFinite(v.value)) this.labels(r.model, String(r.version), r.window, m, a.attribute).set(v.value);
+      },
+    });
   }
 
   /** Keeps `r` where it is the newest of its model, version and window size. */
@@ -122,6 +140,10 @@ export class MonitoringGauges {
     if (r.quality) {
       const q = this.latestQuality.get(key);
       if (!q || r.end >= q.end) this.latestQuality.set(key, r);
+    }
+    if (r.fairness) {
+      const f = this.latestFairness.get(key);
+      if (!f || r.end >= f.end) this.latestFairness.set(key, r);
     }
   }
 

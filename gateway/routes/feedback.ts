@@ -4,7 +4,8 @@
  * it came (parsed JSON, no type coercion) to the feedback service (ml/monitoring/feedback.ts),
  * which checks every label against the model's label type — a wrong one is a 400
  * SHOAL_ERR_BAD_INPUT naming it (`[3].label`), and nothing of that request is stored — and
- * answers `{model, accepted, duplicates}`. Feedback counts against the tenant's rate limit like
+ * answers `{model, accepted, duplicates}`. Optional `groups` (sensitive attribute → group, the
+ * model's declared attributes only) feed live fairness (ml/monitoring/window-fairness.ts). Feedback counts against the tenant's rate limit like
  * inference (the tenant guard covers every non-public route).
  */
 import type { FastifyInstance } from 'fastify';
@@ -24,7 +25,7 @@ export function registerFeedbackRoutes(app: App, deps: { nc: NatsConnection; sub
         summary: 'Labels (ground truth) for logged predictions, joined with them by request id',
         params: Type.Object({ name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) }),
         // Checked by the feedback service (not coerced here): `Type.Unknown` keeps Ajv's type coercion away.
-        body: Type.Unknown({ description: 'one label {"id": "<x-request-id of the prediction; <id>:<row> for a row of a many-row request>", "label": number | string | boolean}, or a list of them' }),
+        body: Type.Unknown({ description: 'one label {"id": "<x-request-id of the prediction; <id>:<row> for a row of a many-row request>", "label": number | string | boolean, "groups"?: {"<declared sensitive attribute>": "<group, 1-64 characters>"}}, or a list of them' }),
         response: { 200: Type.Object({ model: Type.String(), accepted: Type.Integer(), duplicates: Type.Integer() }) },
       },
     },

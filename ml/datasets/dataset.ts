@@ -16,7 +16,7 @@ export interface Dataset {
   sensitive?: Uint8Array;
   sensitiveName?: string;
   /** More sensitive attributes (one group id per row each), audited with `sensitive` and pairwise intersections. */
-  extraSensitive?: { name: string; values: Uint8Array }[];
+  extraSensitive?: { name: string; values: Uint8Array; levels?: string[] }[];
   /** Columns that are personal data (issue #20): a model trained on them never logs them. */
   pii?: string[];
 }
@@ -43,10 +43,10 @@ export function serialize(d: Dataset): Uint8Array {
 }
 
 export function deserialize(bytes: Uint8Array): Dataset {
-  const o = decode(bytes) as { columns: string[]; rows: number; features: Uint8Array; labels: Uint8Array; sensitive?: Uint8Array; sensitiveName?: string; extraSensitive?: { name: string; values: Uint8Array }[]; pii?: string[] };
+  const o = decode(bytes) as { columns: string[]; rows: number; features: Uint8Array; labels: Uint8Array; sensitive?: Uint8Array; sensitiveName?: string; extraSensitive?: { name: string; values: Uint8Array; levels?: string[] }[]; pii?: string[] };
   const f = new Float32Array(o.features.byteLength / 4);
   new Uint8Array(f.buffer).set(o.features);
-  return { columns: o.columns, rows: o.rows, features: f, labels: Uint8Array.from(o.labels), ...(o.sensitive ? { sensitive: Uint8Array.from(o.sensitive), sensitiveName: o.sensitiveName ?? 'sensitive' } : {}), ...(Array.isArray(o.extraSensitive) ? { extraSensitive: o.extraSensitive.map((e) => ({ name: String(e.name), values: Uint8Array.from(e.values) })) } : {}), ...(o.pii?.length ? { pii: o.pii } : {}) };
+  return { columns: o.columns, rows: o.rows, features: f, labels: Uint8Array.from(o.labels), ...(o.sensitive ? { sensitive: Uint8Array.from(o.sensitive), sensitiveName: o.sensitiveName ?? 'sensitive' } : {}), ...(Array.isArray(o.extraSensitive) ? { extraSensitive: o.extraSensitive.map((e) => ({ name: String(e.name), values: Uint8Array.from(e.values), ...(Array.isArray(e.levels) ? { levels: e.levels.map(String) } : {}) })) } : {}), ...(o.pii?.length ? { pii: o.pii } : {}) };
 }
 
 export const sha256hex = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

@@ -64,6 +64,16 @@ export const FeatureSpec = Type.Object(
     transforms: Type.Optional(Type.Array(Transform, { maxItems: 16 })),
     /** Personal data (issue #20): never logged, never echoed in errors, erased by `shoal privacy forget`. @default false */
     pii: Type.Optional(Type.Boolean()),
+    /**
+     * A protected attribute (issue #20: sex, an age band, …): a training set built from the view
+     * carries it as a dataset sensitive attribute (group per row) for the fairness audit and policy,
+     * and a replica serving by entity puts its group on the logged record's `groups` for live
+     * fairness. Groups must be categories: a categorical or boolean feature, or a numeric one with
+     * a `bucketize` transform (the bucket is the group). At most 255 groups. @default false
+     */
+    sensitive: Type.Optional(Type.Boolean()),
+    /** A sensitive feature is also encoded into the model's input vector (only with `sensitive`). @default false */
+    useAsFeature: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

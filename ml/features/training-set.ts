@@ -16,7 +16,7 @@ import { aggregateTrainingRows } from './aggregate-offline.ts';
 import { sqlString, type OfflineStore } from './offline.ts';
 import { entityValues } from './online.ts';
 import type { FeatureViewVersion, RawValue } from './schemas.ts';
-import { encodeRows } from './transforms.ts';
+import { encodeRows, sensitiveGroups } from './transforms.ts';
 import type { FeatureViews } from './views.ts';
 
 /** One label row of a training set. */
@@ -117,6 +117,14 @@ export async function buildTrainingSet(nc: NatsConnection, prefix: string, views
   const lineage: TrainingSetLineage = { labels: n, ...(fromView ? { labelsFrom: fromView.from } : {}), views: [] };
   const found: Record<string, number> = {};
   const blocks: { width: number; matrix: Float32Array; columns: string[] }[] = [];
+  // The views' sensitive features: kept out of the vector (unless useAsFeature), carried as the dataset's sensitive attributes.
+  const sensitive: { name: string; values: Uint8Array; levels: string[] }[] = [];
+  const groupsOf = (v: FeatureViewVersion, rows: readonly Record<string, RawValue>[]) => {
+    for (const g of sensitiveGroups(v.definition, v.fitted)) {
+      if (sensitive.some((x) => x.name === g.name)) throw MlErrors.BAD_INPUT(`views: sensitive feature "${g.name}" is declared by two of the views; a sensitive attribute is named by its feature, rename one`);
+      sensitive.push({ name: g.name, values: Uint8Array.from(rows, (r) => g.groupOf(r)), levels: g.levels });
+    }
+  };
   try {
     const con = await db.connect();
     for (const v of versions) {
@@ -127,6 +135,7 @@ export async function buildTrainingSet(nc: NatsConnection, prefix: string, views
         const a = await aggregateTrainingRows(con, views, offline, v, keys, times, dir);
         lineage.views.push({ name: v.name, version: v.version, digest: v.digest, source: a.source, through: a.through, files: a.files.map((f) => ({ object: f.object, afterSeq: f.afterSeq, throughSeq: f.throughSeq })) });
         found[v.name] = a.hits;
+        groupsOf(v, a.rows);
         blocks.push({ width: v.fitted!.width, matrix: encodeRows(views.encoder(v), a.rows), columns: v.fitted!.columns.map((c) => `${v.name}.${c}`) });
         continue;
       }
@@ -153,6 +162,7 @@ export async function buildTrainingSet(nc: NatsConnection, prefix: string, views
         }
       }
       found[v.name] = hits;
+      groupsOf(v, rows);
       const fitted = v.fitted!;
       blocks.push({ width: fitted.width, matrix: encodeRows(views.encoder(v), rows), columns: fitted.columns.map((c) => `${v.name}.${c}`) });
     }
@@ -172,7 +182,7 @@ export async function buildTrainingSet(nc: NatsConnection, prefix: string, views
   }
   const store = await DatasetStore.open(nc, prefix);
   const source = `feature-views ${JSON.stringify(lineage.views.map((v) => ({ view: `${v.name}@${v.version}`, through: v.through, seq: v.files.map((f) => `${f.afterSeq + 1}-${f.throughSeq}`) })))}`;
-  const dataset = await store.put(req.name, { columns: blocks.flatMap((b) => b.columns), rows: n, features, labels }, { source });
+  const dataset = await store.put(req.name, { columns: blocks.flatMap((b) => b.columns), rows: n, features, labels, ...(sensitive.length ? { extraSensitive: sensitive } : {}) }, { source });
   return { dataset, lineage, found };
 }
 

@@ -43,6 +43,10 @@ export function checkDefinition(def: FeatureViewDef): void {
     if (names.has(f.name)) throw bad(at, 'repeats a name already used by an entity column or feature');
     names.add(f.name);
     const ts = f.transforms ?? [];
+    if (f.useAsFeature !== undefined && !f.sensitive) throw bad(`${at}.useAsFeature`, 'applies to a sensitive feature only (set sensitive: true, or drop it)');
+    if (f.sensitive && (f.type === 'numeric' || f.type === 'timestamp') && !ts.some((t) => t.op === 'bucketize')) {
+      throw bad(`${at}.sensitive`, `needs groups: a ${f.type} sensitive feature must have a bucketize transform (the bucket is its group), or be declared categorical`);
+    }
     if (f.type === 'categorical') {
       if (ts.length !== 1 || !isEncoder(ts[0]!)) throw bad(at, 'is categorical: it needs exactly one transform, onehot or ordinal');
       if (f.fill && ['mean', 'median', 'zero'].includes(f.fill.strategy)) throw bad(`${at}.fill`, `"${f.fill.strategy}" is for numbers; use mode, unknown or constant`);
@@ -209,6 +213,11 @@ export function fitView(def: FeatureViewDef, rows: readonly Record<string, Raw>[
   for (const f of def.features) {
     const fit = fitFeature(def.name, f, rows);
     features[f.name] = fit;
+    if (f.sensitive) {
+      const groups = groupLevels(f, fit).length;
+      if (groups > MAX_SENSITIVE_GROUPS) throw MlErrors.BAD_INPUT(`feature view ${def.name}: sensitive feature "${f.name}" has ${groups} groups (at most ${MAX_SENSITIVE_GROUPS}: fewer buckets or a shorter vocabulary)`);
+    }
+    if (!encoded(f)) continue;
     const enc = f.transforms?.[0];
     if (f.type === 'categorical' && enc?.op === 'onehot') {
       for (const v of (fit.steps[0] as { vocabulary: string[] }).vocabulary) columns.push(`${f.name}=${v}`);
@@ -233,6 +242,7 @@ export function compileEncoder(def: FeatureViewDef, fitted: FittedView | null): 
   const fns: { at: number; fn: ColumnFn }[] = [];
   let at = 0;
   for (const f of def.features) {
+    if (!encoded(f)) continue;
     const fit = fitted.features[f.name];
     if (!fit) throw MlErrors.BAD_INPUT(`feature view ${def.name}: no fitted parameters for feature "${f.name}"`);
     const ts = f.transforms ?? [];
@@ -289,5 +299,71 @@ export function encodeRows(enc: Encoder, rows: readonly Readonly<Record<string, 
 export function encodeOne(enc: Encoder, values: Readonly<Record<string, Raw>>): Float32Array {
   const out = new Float32Array(enc.width);
   enc.encodeInto(values, out, 0);
+  return out;
+}
+
+/** Most groups of a sensitive feature (a dataset keeps a group id per row in a byte). */
+export const MAX_SENSITIVE_GROUPS = 255;
+
+/** Whether a feature enters the model's vector: every feature but a sensitive one not also `useAsFeature`. */
+export const encoded = (f: FeatureSpec): boolean => !f.sensitive || f.useAsFeature === true;
+
+/** A sensitive feature as groups: its name, the label of each group id, and a raw row's group id. */
+export interface SensitiveGroups {
+  name: string;
+  levels: string[];
+  groupOf(raw: Readonly<Record<string, Raw>>): number;
+}
+
+/** The labels of a sensitive feature's groups: vocabulary then `<unknown>`; `false`/`true`; buckets as ranges. */
+function groupLevels(f: FeatureSpec, fit: FittedFeature): string[] {
+  if (f.type === 'categorical') return [...(fit.steps[0] as { vocabulary: string[] }).vocabulary, '<unknown>'];
+  if (f.type === 'boolean' && !(f.transforms ?? []).some((t) => t.op === 'bucketize')) return ['false', 'true'];
+  const last = (f.transforms ?? []).map((t) => t.op).lastIndexOf('bucketize');
+  const b = (fit.steps[last] as { boundaries: number[] }).boundaries;
+  return [`< ${b[0]}`, ...b.slice(1).map((x, i) => `[${b[i]}, ${x})`), `≥ ${b[b.length - 1]}`];
+}
+
+/**
+ * The view's sensitive features as group functions, from the same fitted parameters as the
+ * encoder: a categorical feature's group is its vocabulary index (unknown last), a boolean's 0/1,
+ * a numeric or timestamp feature's the bucket of its last `bucketize` (steps before it applied).
+ * A missing value takes the feature's fill first, as in the encoder.
+ */
+export function sensitiveGroups(def: FeatureViewDef, fitted: FittedView | null): SensitiveGroups[] {
+  const out: SensitiveGroups[] = [];
+  for (const f of def.features) {
+    if (!f.sensitive) continue;
+    const fit = fitted?.features[f.name];
+    if (!fit) throw MlErrors.BAD_INPUT(`feature view ${def.name}: no fitted parameters for sensitive feature "${f.name}"`);
+    const levels = groupLevels(f, fit);
+    const name = f.name;
+    if (f.type === 'categorical') {
+      const vocab = (fit.steps[0] as { vocabulary: string[] }).vocabulary;
+      const index = new Map(vocab.map((v, i) => [v, i]));
+      const fill = fit.fill as string | null;
+      const groupOf = (raw: Readonly<Record<string, Raw>>) => {
+        const v = stringOf(raw[name]) ?? fill;
+        return v === null ? vocab.length : (index.get(v) ?? vocab.length);
+      };
+      out.push({ name, levels, groupOf });
+      continue;
+    }
+    const ts = f.transforms ?? [];
+    const last = ts.map((t) => t.op).lastIndexOf('bucketize');
+    const type = f.type;
+    const fill = fit.fill as number;
+    if (last < 0) {
+      out.push({ name, levels, groupOf: (raw) => ((numberOf(type, raw[name]) ?? fill) ? 1 : 0) });
+      continue;
+    }
+    const steps = ts.slice(0, last + 1).map((t, j) => ({ t, p: fit.steps[j] ?? null }));
+    const groupOf = (raw: Readonly<Record<string, Raw>>) => {
+      let x = numberOf(type, raw[name]) ?? fill;
+      for (const st of steps) x = applyStep(st.t, st.p, x);
+      return x;
+    };
+    out.push({ name, levels, groupOf });
+  }
   return out;
 }

@@ -41,6 +41,8 @@ export interface ColumnarBatch {
   tenants?: (string | null)[];
   /** Per row, the hashed entity keys (ml/governance/privacy), when any row has some. */
   entities?: (string[] | null)[];
+  /** Per row, its groups (sensitive attribute → group, for live fairness), when any row has some. */
+  groups?: (Record<string, string> | null)[];
   features: ColumnBlock[];
   outputs: ColumnBlock[];
 }
@@ -73,6 +75,8 @@ export interface CapturedRequest {
   profiled: boolean;
   /** Per row, the hashed entity keys of a prediction by entity (erasure finds records by them). */
   entityRefs?: string[][];
+  /** Per row, the groups of a prediction by entity (the views' sensitive features). */
+  groups?: (Record<string, string> | null)[];
 }
 
 /** The logged value of element `i` (a number, a string, a boolean, or null), as records carry it. */
@@ -153,6 +157,8 @@ export function buildBatch(model: string, version: number, reqs: readonly Captur
   const entities: (string[] | null)[] = [];
   let anyTenant = false;
   let anyEntity = false;
+  const groups: (Record<string, string> | null)[] = [];
+  let anyGroups = false;
   for (const r of reqs) {
     for (let i = 0; i < r.rows; i++) {
       ids.push(r.rows === 1 ? r.id : `${r.id}:${i}`);
@@ -162,6 +168,9 @@ export function buildBatch(model: string, version: number, reqs: readonly Captur
       const refs = r.entityRefs?.[i];
       entities.push(refs && refs.length > 0 ? refs : null);
       if (refs && refs.length > 0) anyEntity = true;
+      const g = r.groups?.[i] ?? null;
+      groups.push(g);
+      if (g) anyGroups = true;
     }
     if (r.tenant !== undefined) anyTenant = true;
   }
@@ -176,6 +185,7 @@ export function buildBatch(model: string, version: number, reqs: readonly Captur
     latencyMs,
     ...(anyTenant ? { tenants } : {}),
     ...(anyEntity ? { entities } : {}),
+    ...(anyGroups ? { groups } : {}),
     features: first.inputs.map((_, k) => block(reqs, (r) => r.inputs[k]!, rows)),
     outputs: first.outputs.map((_, k) => block(reqs, (r) => r.outputs[k]!, rows)),
   };
@@ -217,6 +227,8 @@ export function batchRecords(m: unknown): PredictionRecord[] | undefined {
     if (tenant !== undefined && tenant !== null) r.tenant = tenant;
     const refs = m.entities?.[i];
     if (refs) r.entities = refs;
+    const g = m.groups?.[i];
+    if (g) r.groups = g;
     recs[i] = r;
   }
   for (const b of m.features) {

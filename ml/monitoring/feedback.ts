@@ -3,7 +3,7 @@
  * as control modules (ml/control.ts):
  *
  * - The **feedback service** (every scheduler, one queue group): `<prefix>.feedback.<model>` takes
- *   `{id, label}` or a list of them (JSON or MessagePack; the gateway's
+ *   `{id, label[, groups]}` or a list of them (JSON or MessagePack; the gateway's
  *   `POST /v1/models/{m}/feedback` sends the same request). Each label is checked — the id a
  *   string, the label of the model's label type (deploy option `monitoring.labelType`, else from
  *   its first output: BYTES → string, otherwise a number or a boolean) — and a bad one refuses
@@ -29,6 +29,9 @@ import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
 import { LoggedBatch, RecentPredictions, idTime, locatable, locateByTime, stillStored } from './prediction-lookup.ts';
+import { MAX_GROUP_VALUE } from './window-fairness.ts';
+import { DatasetStore } from '../datasets/store.ts';
+import { versionAttributes } from '../governance/fairness/gate.ts';
 import { MAX_FEEDBACK_ITEMS, type FeedbackItem, type FeedbackReply, type Label, type LabelType, type LabeledRecord, type PredictionRecord, type StoredLabel } from './records.ts';
 
 const DAY = 24 * 3600 * 1000;
@@ -52,6 +55,8 @@ const ALLOWED_EXPLICIT: Record<LabelType, readonly string[]> = { number: ['numbe
 export interface LabelRule {
   type: LabelType;
   declared: boolean;
+  /** The sensitive attributes the model declares: the only names `groups` may use. @default none */
+  attributes?: readonly string[];
 }
 
 /**
@@ -68,7 +73,7 @@ export function checkFeedback(body: unknown, rule: LabelRule): FeedbackItem[] {
   return list.map((x, i) => {
     if (typeof x !== 'object' || x === null || Array.isArray(x)) throw MlErrors.BAD_INPUT(`feedback${Array.isArray(body) ? `[${i}]` : ''}: not an object {"id", "label"}`);
     const o = x as Record<string, unknown>;
-    for (const k of Object.keys(o)) if (k !== 'id' && k !== 'label') throw MlErrors.BAD_INPUT(`${at(i)}${k}: unknown field (a label is {"id", "label"})`);
+    for (const k of Object.keys(o)) if (k !== 'id' && k !== 'label' && k !== 'groups') throw MlErrors.BAD_INPUT(`${at(i)}${k}: unknown field (a label is {"id", "label"[, "groups"]})`);
     const { id, label } = o;
     if (typeof id !== 'string' || id.length === 0 || id.length > 256) throw MlErrors.BAD_INPUT(`${at(i)}id: must be the request id (a string of 1 to 256 characters, the x-request-id of the prediction), got ${describe(id)}`);
     if (label === undefined) throw MlErrors.BAD_INPUT(`${at(i)}label: missing`);
@@ -76,8 +81,25 @@ export function checkFeedback(body: unknown, rule: LabelRule): FeedbackItem[] {
     if (!allowed.includes(t) || (t === 'number' && !Number.isFinite(label))) {
       throw MlErrors.BAD_INPUT(`${at(i)}label: ${describe(label)} is not a ${rule.type === 'number' && !rule.declared ? 'number (or boolean)' : rule.type} label${rule.declared ? ' (the deployment\'s monitoring.labelType)' : ' (the model\'s first output is ' + (rule.type === 'string' ? 'BYTES' : 'numeric') + ')'}`);
     }
-    return { id, label: label as Label };
+    const groups = o.groups === undefined ? undefined : checkGroups(o.groups, rule, `${at(i)}groups`);
+    return { id, label: label as Label, ...(groups ? { groups } : {}) };
   });
+}
+
+/**
+ * A label's `groups`: an object of the model's declared sensitive attributes to group values
+ * (strings of 1 to 64 characters). A value is never echoed in an error (it is sensitive).
+ */
+function checkGroups(g: unknown, rule: LabelRule, at: string): Record<string, string> | undefined {
+  if (typeof g !== 'object' || g === null || Array.isArray(g)) throw MlErrors.BAD_INPUT(`${at}: must be an object {"<sensitive attribute>": "<group>"}`);
+  const declared = rule.attributes ?? [];
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(g)) {
+    if (!declared.includes(k)) throw MlErrors.BAD_INPUT(`${at}.${k.slice(0, 128)}: unknown attribute (the model declares ${declared.length ? declared.map((a) => `"${a}"`).join(', ') : 'no sensitive attribute'})`);
+    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_GROUP_VALUE) throw MlErrors.BAD_INPUT(`${at}.${k}: the group must be a string of 1 to ${MAX_GROUP_VALUE} characters`);
+    out[k] = v;
+  }
+  return Object.keys(out).length ? out : undefined;
 }
 
 function describe(v: unknown): string {
@@ -110,14 +132,18 @@ export interface FeedbackServiceOptions {
 async function defaultLabelRule(nc: NatsConnection, s: Subjects): Promise<(model: string) => Promise<LabelRule>> {
   const registry = await ModelRegistry.open(nc, s.prefix);
   const deployments = await ModelDeployments.open(nc, s);
+  const datasets = await DatasetStore.open(nc, s.prefix).catch(() => undefined);
   return async (model) => {
     const rec = await registry.get(model); // MODEL_NOT_FOUND (404) for a model never registered
     const dep = await deployments.get(model);
     const declared = dep?.stable.monitoring?.labelType ?? dep?.canary?.monitoring?.labelType;
-    if (declared) return { type: declared, declared: true };
     const version = dep?.stable.version ?? (rec.versions.length > 0 ? Math.max(...rec.versions) : undefined);
+    // The sensitive attributes `groups` may name: those the deployed versions (else the latest) declare.
+    const versions = [...new Set([dep?.stable.version, dep?.canary?.version, version].filter((v): v is number => v !== undefined))];
+    const attributes = [...new Set((await Promise.all(versions.map((v) => versionAttributes(registry, datasets, model, v).catch(() => [])))).flat())].filter((a) => !a.includes(' & '));
+    if (declared) return { type: declared, declared: true, attributes };
     const first = version === undefined ? undefined : (await registry.version(model, version)).signature.outputs[0];
-    return { type: first?.datatype === 'BYTES' ? 'string' : first?.datatype === 'BOOL' ? 'boolean' : 'number', declared: false };
+    return { type: first?.datatype === 'BYTES' ? 'string' : first?.datatype === 'BOOL' ? 'boolean' : 'number', declared: false, attributes };
   };
 }
 
@@ -149,7 +175,7 @@ export async function startFeedbackService(o: FeedbackServiceOptions): Promise<{
       const labelTs = clock.now();
       const acks = await Promise.all(
         items.map((it) => {
-          const stored: StoredLabel = { model, id: it.id, label: it.label, labelTs };
+          const stored: StoredLabel = { model, id: it.id, label: it.label, labelTs, ...(it.groups ? { groups: it.groups } : {}) };
           return js.publish(s.feedbackLog(model), encode(stored, ContentType.MSGPACK), { msgID: `${model}:${it.id}` });
         }),
       );
@@ -367,7 +393,9 @@ export class FeedbackJoin {
       this.#stats.late++;
       return;
     }
-    const row: LabeledRecord = { ...rec, label: label.label, labelTs: label.labelTs };
+    // Groups: the replica's (from the views' sensitive features), overlaid by those sent with the label.
+    const groups = rec.groups || label.groups ? { ...rec.groups, ...label.groups } : undefined;
+    const row: LabeledRecord = { ...rec, label: label.label, labelTs: label.labelTs, ...(groups ? { groups } : {}) };
     await this.#js.publish(this.#o.subjects.labeled(rec.model), encode(row, ContentType.MSGPACK), { msgID: `${rec.model}:${rec.id}:${label.labelTs}` });
     this.#stats.joined++;
   }

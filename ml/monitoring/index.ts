@@ -13,3 +13,4 @@ export { MONITOR_ACTOR, ModelMonitor, MonitorMsg, monitorId, monitorSpec, type M
 export { modelMonitoring, readDeployment, startMonitor, stopMonitor, wantsMonitor, type ModelMonitoring } from './monitor-client.ts';
 export { Webhooks, type WebhookOptions, type WebhookStats } from './webhooks.ts';
 export { buildReferenceProfile, type MonitoredRow, type ReferenceProfile } from './stats/profile.ts';
+export { windowFairness, judgeWindow, evaluateWindowFairness, MAX_GROUPS, type Groups, type WindowFairness, type WindowAttribute, type WindowFairnessOptions } from './window-fairness.ts';

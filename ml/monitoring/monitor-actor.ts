@@ -30,6 +30,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Actor, ActorKind, ContentType, Directory, decode, defineActorType, encode, openBucket, resources, systemClock, type Clock } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
+import { getPolicy } from '../governance/fairness/gate.ts';
 import { MonitorCore, type Alert, type MonitorCoreJSON, type MonitorCounters, type WindowReport } from './monitor-core.ts';
 import { MonitoringSpec, type LabeledRecord } from './records.ts';
 import { batchRecords } from './columnar.ts';
@@ -103,6 +104,7 @@ interface Checkpoint {
 
 const FENCE_CHECK_MS = 2000;
 const LAG_CHECK_MS = 1000;
+const POLICY_CHECK_MS = 5000;
 /** Longest between two checkpoints while records come in. */
 const CHECKPOINT_MS = 5000;
 
@@ -128,6 +130,8 @@ export class ModelMonitor extends Actor<MonitorMsg> {
   #lagCheckedAt = 0;
   #savedAt = 0;
   #dirty = false;
+  #registry!: ModelRegistry;
+  #policyReadAt = Number.NEGATIVE_INFINITY;
 
   constructor(args: unknown, clock: Clock = systemClock) {
     super();
@@ -145,9 +149,10 @@ export class ModelMonitor extends Actor<MonitorMsg> {
     const { nc, subjects } = this.ctx;
     const r = resources(subjects.prefix);
     const { model, version, spec } = this.#a;
-    const registry = await ModelRegistry.open(nc, subjects.prefix);
+    const registry = (this.#registry = await ModelRegistry.open(nc, subjects.prefix));
     const reference = await registry.loadReference(await registry.version(model, version));
     this.#core = new MonitorCore(model, version, reference, spec);
+    await this.#readPolicy(0);
     this.#webhooks = new Webhooks(spec.webhooks ?? []);
     this.#store = await new Objm(nc).open(r.stores.checkpoints);
     this.#directory = new Directory(await openBucket(nc, r.buckets.actors));
@@ -246,6 +251,7 @@ export class ModelMonitor extends Actor<MonitorMsg> {
         );
         if (this.#stopped) break;
         const now = this.#clock.now();
+        await this.#readPolicy(now);
         for (const m of preds!) {
           if (m.seq <= this.#seq.predictions) continue;
           const msg = decode(m.data, ContentType.MSGPACK);
@@ -290,7 +296,8 @@ export class ModelMonitor extends Actor<MonitorMsg> {
     h.set('Nats-Msg-Id', alert.id);
     h.set('content-type', 'application/json');
     await this.#js.publish(this.ctx.subjects.event('alert'), utf8.encode(JSON.stringify(alert)), { headers: h });
-    this.ctx.log.warn({ alert: alert.id, severity: alert.severity }, alert.message);
+    // A fairness alert's message names group values (sensitive): the log gets the metric and attribute only.
+    this.ctx.log.warn({ alert: alert.id, severity: alert.severity }, alert.rule === 'fairness' ? `fairness: ${alert.statistic} on ${alert.attribute} beyond the policy in the ${alert.window} window` : alert.message);
     this.#webhooks.send(alert);
   }
 
@@ -300,6 +307,17 @@ export class ModelMonitor extends Actor<MonitorMsg> {
     await this.#store.putBlob({ name: this.#checkpointName, description: `model monitor ${this.#a.model} v${this.#a.version}` }, encode(cp, ContentType.MSGPACK));
     this.#savedAt = this.#clock.now();
     this.#dirty = false;
+  }
+
+  /** The model's fairness policy (live fairness alerts), read again at most every POLICY_CHECK_MS. */
+  async #readPolicy(now: number): Promise<void> {
+    if (now - this.#policyReadAt < POLICY_CHECK_MS) return;
+    this.#policyReadAt = now;
+    try {
+      this.#core.fairnessPolicy = (await getPolicy(this.#registry, this.#a.model))?.policy;
+    } catch {
+      // Read again next time; the last policy stands meanwhile.
+    }
   }
 
   async #checkLag(now: number): Promise<void> {

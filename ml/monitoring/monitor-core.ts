@@ -37,6 +37,8 @@ import { Moments } from './stats/sketch.ts';
 import { mapColumns } from './columns.ts';
 import type { ProfileMessage } from './replica-profile.ts';
 import type { LabeledRecord, MonitoringSpec, PredictionRecord } from './records.ts';
+import type { FairnessPolicy } from '../governance/fairness/policy.ts';
+import { judgeWindowFairness, type LabeledSample, type WindowFairness, type WindowFairnessOptions } from './window-fairness.ts';
 
 export const AlertRule = {
   FEATURE_DRIFT: 'feature-drift',
@@ -45,6 +47,8 @@ export const AlertRule = {
   CONFIDENCE_DROP: 'confidence-drop',
   QUALITY_DROP: 'quality-drop',
   ESTIMATED_QUALITY_DROP: 'estimated-quality-drop',
+  /** A fairness policy bound violated on a window's labeled rows with groups (window-fairness.ts). */
+  FAIRNESS: 'fairness',
 } as const;
 export type AlertRule = (typeof AlertRule)[keyof typeof AlertRule];
 
@@ -69,6 +73,10 @@ export interface Alert {
   value: number;
   threshold: number;
   message: string;
+  /** Rule `fairness`: the sensitive attribute, the groups at the two ends, the bootstrap interval. */
+  attribute?: string;
+  groups?: string[];
+  interval?: [number | null, number | null];
 }
 
 export interface MetricValue {
@@ -105,6 +113,8 @@ export interface WindowReport {
   estimated?: EstimatedPerformance;
   /** On the labeled rows received so far for this window's predictions. */
   quality?: QualityReport;
+  /** Per-group fairness on the labeled rows with groups (window-fairness.ts). */
+  fairness?: WindowFairness;
   /**
    * Counts of the window's sampled scores in SCORE_BINS equal-width bins over [0, 1] (outside
    * values in the end bins): what a canary's prediction distribution is compared with the stable's
@@ -137,6 +147,7 @@ export interface ResolvedMonitorOptions {
   maxScores: number;
   /** Labeled rows kept per window (a uniform sample beyond). */
   maxLabeled: number;
+  fairness: WindowFairnessOptions;
 }
 
 export function resolveMonitorOptions(spec: MonitoringSpec = {}): ResolvedMonitorOptions {
@@ -150,6 +161,7 @@ export function resolveMonitorOptions(spec: MonitoringSpec = {}): ResolvedMonito
     quality: { metric: (spec.quality?.metric as ResolvedMonitorOptions['quality']['metric']) ?? 'auc', maxDrop: spec.quality?.maxDrop ?? 0.05, minRows: spec.quality?.minRows ?? 100 },
     maxScores: 20_000,
     maxLabeled: 20_000,
+    fairness: spec.fairness ?? {},
   };
 }
 
@@ -180,12 +192,12 @@ interface OpenWindow {
   /** The replicas whose deltas were merged. */
   replicas?: string[];
   scores: Reservoir;
-  labeled: { seen: number; scores: number[]; labels: number[] };
+  labeled: { seen: number } & LabeledSample;
 }
 
 interface ClosedWindow {
   report: WindowReport;
-  labeled: { seen: number; scores: number[]; labels: number[] };
+  labeled: { seen: number } & LabeledSample;
 }
 
 export interface MonitorCoreJSON {
@@ -231,6 +243,8 @@ export class MonitorCore {
   #fromReplicas = false;
   readonly #referenceFeatures: string[];
   readonly #confidenceRef: Moments;
+  /** The model's fairness policy (the actor keeps it current): judged on each window's groups. */
+  fairnessPolicy: FairnessPolicy | undefined;
 
   constructor(
     readonly model: string,
@@ -303,13 +317,13 @@ export class MonitorCore {
       const start = Math.floor(r.ts / size) * size;
       const open = this.#open.get(`${size}:${start}`);
       if (open) {
-        this.#sampleLabeled(open.labeled, score, label);
+        this.#sampleLabeled(open.labeled, score, label, r.groups);
         taken = true;
         continue;
       }
       const closed = this.#closed.find((c) => c.report.sizeMs === size && c.report.start === start);
       if (closed) {
-        this.#sampleLabeled(closed.labeled, score, label);
+        this.#sampleLabeled(closed.labeled, score, label, r.groups);
         this.#stale.add(closed);
         taken = true;
         continue;
@@ -317,7 +331,7 @@ export class MonitorCore {
       if (!this.#isClosed(size, start)) {
         // A label for a window no prediction opened yet (the join is ahead of the log): open it.
         const w = this.#openWindow(size, start);
-        this.#sampleLabeled(w.labeled, score, label);
+        this.#sampleLabeled(w.labeled, score, label, r.groups);
         taken = true;
       }
     }
@@ -494,18 +508,19 @@ export class MonitorCore {
     }
   }
 
-  #sampleLabeled(l: OpenWindow['labeled'], score: number, label: number): void {
+  #sampleLabeled(l: OpenWindow['labeled'], score: number, label: number, groups: LabeledRecord['groups']): void {
     l.seen++;
-    if (l.scores.length < this.o.maxLabeled) {
-      l.scores.push(score);
-      l.labels.push(label);
-    } else {
-      const j = Math.floor(this.#random() * l.seen);
-      if (j < this.o.maxLabeled) {
-        l.scores[j] = score;
-        l.labels[j] = label;
-      }
+    const g = groups && Object.keys(groups).length > 0 ? groups : null;
+    // Groups ride beside the sample, aligned with it, from the first row that has some.
+    if (g && !l.groups) l.groups = new Array<null>(l.scores.length).fill(null);
+    let j = l.scores.length;
+    if (j >= this.o.maxLabeled) {
+      j = Math.floor(this.#random() * l.seen);
+      if (j >= this.o.maxLabeled) return;
     }
+    l.scores[j] = score;
+    l.labels[j] = label;
+    if (l.groups) l.groups[j] = g;
   }
 
   #base(w: OpenWindow, now: number, partial: boolean): WindowReport {
@@ -568,6 +583,7 @@ export class MonitorCore {
     if (l.scores.length === 0) return;
     const threshold = this.reference?.threshold ?? 0.5;
     c.report.quality = binaryQuality(l.scores, l.labels, { threshold });
+    for (const a of judgeWindowFairness(c.report, c.labeled, threshold, this.o.fairness, this.fairnessPolicy)) this.#alert(c.report, now, a);
     const q = this.o.quality;
     const refValue = this.reference ? refMetric(this.reference, q.metric) : undefined;
     const m = metricOf(c.report.quality, q.metric);
@@ -578,7 +594,7 @@ export class MonitorCore {
   }
 
   #alert(rep: WindowReport, now: number, a: Omit<Alert, 'id' | 'at' | 'model' | 'version' | 'window' | 'windowStart' | 'windowEnd'>): void {
-    const id = [rep.model, `v${rep.version}`, rep.window, rep.start, a.rule, ...(a.feature ? [a.feature] : [])].join(':');
+    const id = [rep.model, `v${rep.version}`, rep.window, rep.start, a.rule, ...(a.feature ? [a.feature] : []), ...(a.attribute ? [a.attribute, a.statistic] : [])].join(':');
     const alert: Alert = { id, at: now, model: rep.model, version: rep.version, window: rep.window, windowStart: rep.start, windowEnd: rep.end, ...a };
     rep.alerts.push(alert);
     this.#outbox.push(alert);

@@ -83,6 +83,8 @@ export interface Pending {
   readonly t0: number;
   /** Per row, the hashed entity keys of a prediction by entity (for erasure). */
   entityRefs?: string[][];
+  /** Per row, the groups of a prediction by entity (the views' sensitive features). */
+  groups?: (Record<string, string> | null)[];
 }
 
 export class PredictionLog {
@@ -158,7 +160,7 @@ export class PredictionLog {
     const profiled = this.#o.profiler !== undefined && this.#queuedProfile + n <= this.#capacity;
     if (this.#o.profiler && !profiled) this.#stats.unprofiled += n;
     if (!sampled && !profiled) return;
-    const req: CapturedRequest = { id: p.id, tenant: p.tenant, rows: n, ts: this.#clock.now(), latencyMs: Math.max(0, t1 - p.t0), inputs: p.inputs, outputs: capture(outputs, n, this.#exclude, false), sampled, profiled, ...(p.entityRefs ? { entityRefs: p.entityRefs } : {}) };
+    const req: CapturedRequest = { id: p.id, tenant: p.tenant, rows: n, ts: this.#clock.now(), latencyMs: Math.max(0, t1 - p.t0), inputs: p.inputs, outputs: capture(outputs, n, this.#exclude, false), sampled, profiled, ...(p.entityRefs ? { entityRefs: p.entityRefs } : {}), ...(p.groups ? { groups: p.groups } : {}) };
     this.#queue.push(req);
     if (sampled) {
       this.#queuedRecords += n;
@@ -360,7 +362,7 @@ interface SignatureLike {
  * Starts observing one decoded request for `log` (none: monitoring off). Never throws: a record
  * that cannot be built is a request not logged, not a request failed.
  */
-export function observeBegin(log: PredictionLog | undefined, sig: SignatureLike, d: { inputs: TensorData[]; shapes: number[][]; entityRefs?: string[][] }, requestId: string | undefined, tenant: string | undefined, t0: number): Pending | undefined {
+export function observeBegin(log: PredictionLog | undefined, sig: SignatureLike, d: { inputs: TensorData[]; shapes: number[][]; entityRefs?: string[][]; groups?: (Record<string, string> | null)[] }, requestId: string | undefined, tenant: string | undefined, t0: number): Pending | undefined {
   if (!log) return undefined;
   try {
     const p = log.begin(
@@ -370,6 +372,7 @@ export function observeBegin(log: PredictionLog | undefined, sig: SignatureLike,
       t0,
     );
     if (p && d.entityRefs) p.entityRefs = d.entityRefs;
+    if (p && d.groups) p.groups = d.groups;
     return p;
   } catch {
     return undefined;

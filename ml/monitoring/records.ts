@@ -38,6 +38,12 @@ export const PredictionRecord = Type.Object({
   latencyMs: Type.Number({ minimum: 0 }),
   /** A prediction by entity: its entity keys, hashed (ml/governance/privacy `entityRef`), so erasure finds the record. */
   entities: Type.Optional(Type.Array(Type.String())),
+  /**
+   * The row's groups for live fairness (issue #20): sensitive attribute → group value. Put here by
+   * a replica serving a feature-view model whose views declare sensitive features (kept out of
+   * `features`), or by the join from the groups sent with the label.
+   */
+  groups: Type.Optional(Type.Record(Type.String(), Type.String())),
 });
 export type PredictionRecord = Static<typeof PredictionRecord>;
 
@@ -61,8 +67,11 @@ export const LabeledRecord = Type.Intersect([
 ]);
 export type LabeledRecord = Static<typeof LabeledRecord>;
 
-/** One label as a caller sends it. */
-export const FeedbackItem = Type.Object({ id: Type.String({ minLength: 1, maxLength: 256 }), label: Label }, { additionalProperties: false });
+/** One label as a caller sends it; `groups` (sensitive attribute → group value) feed live fairness. */
+export const FeedbackItem = Type.Object(
+  { id: Type.String({ minLength: 1, maxLength: 256 }), label: Label, groups: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 64 }))) },
+  { additionalProperties: false },
+);
 export type FeedbackItem = Static<typeof FeedbackItem>;
 
 /** A stored label (`<prefix>.feedlog.<model>`), what the join reads. */
@@ -71,6 +80,8 @@ export const StoredLabel = Type.Object({
   id: Type.String(),
   label: Label,
   labelTs: Type.Number(),
+  /** The groups sent with the label (checked against the model's declared sensitive attributes). */
+  groups: Type.Optional(Type.Record(Type.String(), Type.String())),
 });
 export type StoredLabel = Static<typeof StoredLabel>;
 
@@ -149,6 +160,21 @@ export const MonitoringSpec = Type.Object(
           metric: Type.Optional(Type.Union(['accuracy', 'precision', 'recall', 'f1', 'auc'].map((m) => Type.Literal(m)))),
           maxDrop: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
           minRows: Type.Optional(Type.Integer({ minimum: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /**
+     * Live fairness on labeled rows with groups (window-fairness.ts): groups with fewer labeled
+     * rows than `minGroupSize` are too small to judge; intervals from `samples` bootstrap resamples.
+     * @default {minGroupSize: 30, samples: 500, confidence: 0.95}
+     */
+    fairness: Type.Optional(
+      Type.Object(
+        {
+          minGroupSize: Type.Optional(Type.Integer({ minimum: 2, maximum: 1_000_000 })),
+          samples: Type.Optional(Type.Integer({ minimum: 50, maximum: 10_000 })),
+          confidence: Type.Optional(Type.Number({ minimum: 0.5, maximum: 0.999 })),
         },
         { additionalProperties: false },
       ),

@@ -34,7 +34,7 @@ import type { NatsConnection } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { FeatureViews } from '../features/views.ts';
 import { OnlineStore } from '../features/online.ts';
-import { numberOf, type Encoder } from '../features/transforms.ts';
+import { numberOf, sensitiveGroups, type Encoder, type SensitiveGroups } from '../features/transforms.ts';
 import type { FeatureSpec, FeatureViewVersion, RawValue } from '../features/schemas.ts';
 import type { ModelVersion, Signature } from '../registry/schemas.ts';
 import { binaryOutputs, checkOutputs, type Decoded } from './codecs/index.ts';
@@ -91,8 +91,10 @@ interface InputView {
   /** First column of this view in the model's input. */
   offset: number;
   types: Map<string, FeatureSpec['type']>;
-  /** Its PII features (their values are withheld from error messages). */
+  /** Its PII and sensitive features (their values are withheld from error messages). */
   pii: Set<string>;
+  /** Its sensitive features as groups: logged on the record's `groups`, never in `features`. */
+  groups: SensitiveGroups[];
 }
 
 /** A model's feature input, resolved and checked. */
@@ -140,7 +142,11 @@ export async function resolveFeatureInput(views: FeatureViews, mv: ModelVersion)
     const current = await views.version(name);
     if (current && current.version !== v.version) checkCurrent(label, v, current);
     const encoder = views.encoder(v);
-    out.push({ ref: rec.view, version: v, encoder, offset, types: new Map(v.definition.features.map((f) => [f.name, f.type])), pii: piiFeatures(v.definition) });
+    const sensitive = v.definition.features.filter((f) => f.sensitive).map((f) => f.name);
+    const pii = piiFeatures(v.definition);
+    // A feature both sensitive and PII is never logged, not even as its group.
+    const groups = sensitiveGroups(v.definition, v.fitted).filter((g) => !pii.has(g.name));
+    out.push({ ref: rec.view, version: v, encoder, offset, types: new Map(v.definition.features.map((f) => [f.name, f.type])), pii: new Set([...pii, ...sensitive]), groups });
     offset += encoder.width;
   }
   const columns = out.flatMap((x) => x.encoder.columns.map((c) => `${x.version.name}.${c}`));
@@ -307,6 +313,9 @@ export class EntityFeatures {
     const width = this.#in.width;
     const x = new Float32Array(n * width);
     const status: EntityStatus[] = new Array(n);
+    // Per row, the group of each sensitive feature (its bucket or vocabulary label), for live fairness.
+    const withGroups = views.some((v) => v.groups.length > 0);
+    const groups: (Record<string, string> | null)[] = withGroups ? new Array(n) : [];
     for (let i = 0; i < n; i++) {
       const st: EntityStatus = { found: {}, filled: [] };
       views.forEach((v, j) => {
@@ -317,12 +326,14 @@ export class EntityFeatures {
         const values = extra ? { ...row.values, ...extra } : row.values;
         for (const f of v.version.definition.features) if (values[f.name] === undefined || values[f.name] === null) st.filled.push(`${v.version.name}.${f.name}`);
         v.encoder.encodeInto(values, x, i * width + v.offset);
+        for (const g of v.groups) (groups[i] ??= {})[g.name] = g.levels[g.groupOf(values)] ?? String(g.groupOf(values));
       });
       status[i] = st;
     }
     const d: Decoded = { inputs: [x], shapes: [[n, width]], outputs, id, extra: { entities: status } };
     // Per row, the entity keys hashed: what the prediction log keeps so erasure can find the row.
     d.entityRefs = entities.map((e) => this.#entityColumns.filter((col) => typeof e[col] === 'string').map((col) => entityRef(col, e[col] as string)));
+    if (withGroups) d.groups = groups;
     if (binary) d.binaryOutputs = binary;
     return d;
   }

@@ -11,7 +11,9 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ActorClient, Role, createLogger, subjects, type NatsConnection } from '../../cluster/index.ts';
-import { DatasetStore, FeatureClient, MlErrors, ModelRegistry, checkFeatureInput, encodeOne, type BuildResult, type FeatureViewVersion, type InferJsonReply, type RawValue } from '../../ml/index.ts';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { ContentType, decode, resources } from '../../cluster/index.ts';
+import { DatasetStore, FeatureClient, MlErrors, ModelRegistry, RegistryClient, batchRecords, checkFeatureInput, encodeOne, type BuildResult, type FeatureViewDef, type FeatureViewVersion, type InferJsonReply, type PredictionRecord, type RawValue } from '../../ml/index.ts';
 import { buildGateway } from '../../gateway/app.ts';
 import { serveJson } from '../../ml/serving/serve-requests.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
@@ -211,6 +213,62 @@ describe('predictions by entity (real cluster, online store, real onnxruntime)',
     expect(err?.message).toMatch(/current version 3 no longer has feature "is_vip"/);
     // Nothing was started for the refused versions, and v1 still serves.
     expect((await predict({ entities })).body.predictions).toEqual(before.body.predictions);
+  });
+
+  it("a view's sensitive features: out of the model's vector, on the logged record's groups (their bucket or category), never in its features", async () => {
+    const people: FeatureViewDef = {
+      name: 'people',
+      entity: ['customer_id'],
+      source: { type: 'push' },
+      ttlSeconds: 0,
+      features: [
+        { name: 'tenure', type: 'numeric' },
+        { name: 'sex', type: 'categorical', sensitive: true, transforms: [{ op: 'onehot', vocabulary: ['F', 'M'] }] },
+        { name: 'age', type: 'numeric', sensitive: true, transforms: [{ op: 'bucketize', boundaries: [30, 50] }] },
+        // Sensitive and PII: audited at training, never logged (not even its group).
+        { name: 'zip', type: 'categorical', sensitive: true, pii: true, transforms: [{ op: 'onehot', vocabulary: ['75001'] }] },
+      ],
+    };
+    const pv = (await fc.apply(people, [{ tenure: 1, sex: 'F', age: 20, zip: '75001' }, { tenure: 3, sex: 'M', age: 60, zip: '75001' }])).version;
+    expect(pv.fitted!.columns).toEqual(['tenure']);
+    const t0 = Date.now() - 1000;
+    await fc.push('people', { eventId: 'p0', entity: { customer_id: 'c-0' }, values: { tenure: 2, sex: 'F', age: 25, zip: '75001' }, eventTime: t0 });
+    await fc.push('people', { eventId: 'p1', entity: { customer_id: 'c-1' }, values: { tenure: 5, sex: 'M', age: 55 }, eventTime: t0 });
+    const b = await fc.buildDataset({ name: 'people-entity', views: ['cust', 'people'], labels: [0, 1].map((i) => ({ entity: { customer_id: `c-${i}` }, time: Date.now() + 1, label: i })) });
+    expect(b.dataset.columns.filter((col) => col.startsWith('people.'))).toEqual(['people.tenure']);
+    expect(b.dataset.extraSensitiveNames).toEqual(['sex', 'age', 'zip']);
+    await c.control.register('fraud-s', featureModel(b.dataset.columns.length), { lineage: lineageOf(b) });
+    await c.control.deploy('fraud-s', { replicas: 1, maxBatchSize: 64, readyTimeoutMs: 60_000, monitoring: { sampleRate: 1, flushMs: 50, monitor: false } });
+    for (let i = 0; i < 300; i++) {
+      if ((await fetch(`${base}/v2/models/fraud-s/ready`, { headers: { 'x-api-key': KEY } })).status === 200) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const r = await predict({ entities: [{ customer_id: 'c-0' }, { customer_id: 'c-1' }], id: 'grp-1' }, 'fraud-s');
+    expect(r.status).toBe(200);
+    const jsm = await jetstreamManager(await c.nats.connect(Role.SCHEDULER));
+    const logged = async (): Promise<PredictionRecord[] | undefined> => {
+      const info = await jsm.streams.info(resources().streams.predictions);
+      const out: PredictionRecord[] = [];
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+        const m = await jsm.streams.getMessage(resources().streams.predictions, { seq }).catch(() => undefined);
+        if (m) out.push(...(batchRecords(decode(m.data, ContentType.MSGPACK)) ?? []).filter((x) => x.model === 'fraud-s'));
+      }
+      return out.length >= 2 ? out : undefined;
+    };
+    let recs: PredictionRecord[] | undefined;
+    for (let i = 0; i < 100 && !(recs = await logged()); i++) await new Promise((res) => setTimeout(res, 100));
+    expect(recs!.map((x) => [x.id, x.groups])).toEqual([
+      ['grp-1:0', { sex: 'F', age: '< 30' }],
+      ['grp-1:1', { sex: 'M', age: '≥ 50' }],
+    ]);
+    // The vector (the logged features) has the model's width: the sensitive values are not in it.
+    expect(Object.keys(recs![0]!.features)).toHaveLength(b.dataset.columns.length);
+    expect(JSON.stringify(recs![0]!.features)).not.toMatch(/"F"|"M"/);
+    expect(JSON.stringify(recs)).not.toContain('75001');
+    // The fairness policy accepts the attributes the view-built dataset declares, and only those.
+    const ops = new RegistryClient(c.client, s, 'cli:alice');
+    await expect(ops.setFairnessPolicy('fraud-s', { attributes: ['religion'], disparateImpact: { min: 0.8 } })).rejects.toMatchObject({ code: 'SHOAL_ERR_BAD_FAIRNESS_POLICY', message: expect.stringMatching(/"religion" not declared \(declared: "sex", "age", "zip"\)/) });
+    expect((await ops.setFairnessPolicy('fraud-s', { attributes: ['sex', 'age'], disparateImpact: { min: 0.8 } })).policy?.policy.attributes).toEqual(['sex', 'age']);
   });
 });
 

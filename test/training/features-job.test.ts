@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom, subjects } from '../../cluster/index.ts';
-import { DatasetStore, FeatureClient, JobClient, ModelRegistry, encodeRows } from '../../ml/index.ts';
+import { DatasetStore, FeatureClient, JobClient, ModelRegistry, encodeRows, fairnessOf } from '../../ml/index.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 
 const ARGS = ['--actors.modules', '["shoal:ml/training/actors.ts"]'];
@@ -72,6 +72,30 @@ describe('training on a feature-view training set (real processes)', () => {
       trainingJobId: 'job-feat',
       features: { datasetDigest: built.digest, views: [{ view: 'spend@1', digest: view.digest, through: expect.any(Number) }], columns: ['spend.amount'] },
     });
+  });
+
+  it("a view's sensitive feature is kept out of the model's input and audited: the version's fairness audit covers it, by group label", async () => {
+    await features.apply(
+      { name: 'person', entity: ['account_id'], source: { type: 'push' }, ttlSeconds: 0, features: [{ name: 'band', type: 'categorical', sensitive: true, transforms: [{ op: 'onehot', vocabulary: ['x', 'y'] }] }] },
+      [{ band: 'x' }, { band: 'y' }],
+    );
+    for (let i = 0; i < 100; i++) await features.push('person', { eventId: `p-${i}`, entity: { account_id: `a-${i}` }, values: { band: i % 2 ? 'x' : 'y' }, eventTime: T0 - 400_000 });
+    await jobs.submit(
+      { model: { name: 'spend-fair', type: 'logreg' }, dataset: { features: ['spend@1', 'person'], labels }, hyper: { optimizer: 'adam', lr: 0.1, steps: 30, batchSize: 64, seed: 1 }, workers: 1 },
+      { id: 'job-feat-fair' },
+    );
+    const rec = await jobs.follow('job-feat-fair', () => undefined, 120_000);
+    expect(rec.reason).toBeUndefined();
+    const result = rec.result as { version: number; datasetDigest: string };
+    const built = await (await DatasetStore.open(c.client)).resolve('spend-fair-features');
+    expect(built).toMatchObject({ digest: result.datasetDigest, columns: ['spend.amount'], extraSensitiveNames: ['band'] });
+    const registry = await ModelRegistry.open(c.client);
+    const mv = await registry.version('spend-fair', result.version);
+    expect(mv.lineage).toMatchObject({ features: { columns: ['spend.amount'] } });
+    const audit = fairnessOf(await registry.loadReference(mv))!;
+    expect(audit.attributes.map((a) => a.attribute)).toEqual(['band']);
+    expect(audit.attributes[0]!.groups.map((g) => g.group).sort()).toEqual(['x', 'y']);
+    expect(audit.attributes[0]!.groups.reduce((n, g) => n + g.size, 0)).toBe(audit.rows);
   });
 
   it('a bad features spec is refused naming the field', async () => {

@@ -45,7 +45,21 @@ export async function setPolicy(registry: ModelRegistry, datasets: DatasetStore 
   }
   const rec = await registry.get(model);
   if (rec.latest === 0) throw MlErrors.BAD_FAIRNESS_POLICY(model, 'the model has no version yet to declare sensitive attributes');
-  const mv = await registry.resolve(model, 'latest');
+  const declared = await versionAttributes(registry, datasets, model, rec.latest);
+  const missing = undeclared(policy, declared);
+  if (missing.length > 0) throw MlErrors.BAD_FAIRNESS_POLICY(model, `attribute${missing.length > 1 ? 's' : ''} ${missing.map((a) => `"${a}"`).join(', ')} not declared (declared: ${declared.length ? declared.map((a) => `"${a}"`).join(', ') : 'none'})`);
+  const stored: StoredPolicy = { policy, setBy: by.who, setAt: Date.now(), ...(by.reason ? { reason: by.reason } : {}) };
+  await registry.kv.put(policyKey(model), utf8.encode(JSON.stringify(stored)));
+  return stored;
+}
+
+/**
+ * The sensitive attributes a version declares: those of its audit (intersections included) and of
+ * its dataset — `sensitive`/`extraSensitive`, which a training set built from feature views fills
+ * from the views' sensitive features (ml/features/training-set.ts).
+ */
+export async function versionAttributes(registry: ModelRegistry, datasets: DatasetStore | undefined, model: string, version: number): Promise<string[]> {
+  const mv = await registry.version(model, version);
   const audit = fairnessOf(await registry.loadReference(mv).catch(() => undefined));
   const fromDataset: string[] = [];
   if (datasets && mv.lineage.datasetDigest) {
@@ -53,12 +67,7 @@ export async function setPolicy(registry: ModelRegistry, datasets: DatasetStore 
     if (dv?.sensitiveName) fromDataset.push(dv.sensitiveName);
     fromDataset.push(...(dv?.extraSensitiveNames ?? []));
   }
-  const declared = declaredAttributes(audit, fromDataset);
-  const missing = undeclared(policy, declared);
-  if (missing.length > 0) throw MlErrors.BAD_FAIRNESS_POLICY(model, `attribute${missing.length > 1 ? 's' : ''} ${missing.map((a) => `"${a}"`).join(', ')} not declared (declared: ${declared.length ? declared.map((a) => `"${a}"`).join(', ') : 'none'})`);
-  const stored: StoredPolicy = { policy, setBy: by.who, setAt: Date.now(), ...(by.reason ? { reason: by.reason } : {}) };
-  await registry.kv.put(policyKey(model), utf8.encode(JSON.stringify(stored)));
-  return stored;
+  return declaredAttributes(audit, fromDataset);
 }
 
 export interface GateResult {

@@ -56,7 +56,13 @@ export function undeclared(policy: FairnessPolicy, declared: readonly string[]):
 
 const fmt = (x: number | null | undefined) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(3));
 
-export function judge(policy: FairnessPolicy, audit: FairnessAudit | undefined, what = 'the version'): Verdict {
+/**
+ * `mode: 'gate'` (the default, before a version takes traffic): a bound passes only when the whole
+ * interval is within it. `mode: 'alarm'` (live windows, ml/monitoring/window-fairness.ts): a bound
+ * fails only when the whole interval is beyond it — "demonstrably outside" — so a small window with
+ * a wide interval never alarms; a metric that cannot be computed is a note there, never a violation.
+ */
+export function judge(policy: FairnessPolicy, audit: FairnessAudit | undefined, what = 'the version', mode: 'gate' | 'alarm' = 'gate'): Verdict {
   const bounds = SUMMARY_METRICS.filter((m) => policy[m]);
   if (bounds.length === 0) return { pass: true, violations: [], notes: [] };
   if (!audit) {
@@ -79,12 +85,13 @@ export function judge(policy: FairnessPolicy, audit: FairnessAudit | undefined, 
       const groups = extremes(a, m);
       if (value === null || low === null || high === null) {
         const why = `${m} for ${a.attribute}: fewer than two groups of at least ${audit.minGroupSize} rows (${a.judgedGroups} judged), too small to judge`;
-        if (a.of) notes.push(why);
+        if (a.of || mode === 'alarm') notes.push(why);
         else violations.push({ metric: m, attribute: a.attribute, groups, value, interval: [low, high], bound: b, message: why });
         continue;
       }
-      const tooLow = b.min !== undefined && low < b.min;
-      const tooHigh = b.max !== undefined && high > b.max;
+      const alarm = mode === 'alarm';
+      const tooLow = b.min !== undefined && (alarm ? high : low) < b.min;
+      const tooHigh = b.max !== undefined && (alarm ? low : high) > b.max;
       if (!tooLow && !tooHigh) continue;
       const need = tooLow ? `≥ ${b.min}` : `≤ ${b.max}`;
       violations.push({
@@ -94,7 +101,7 @@ export function judge(policy: FairnessPolicy, audit: FairnessAudit | undefined, 
         value,
         interval: [low, high],
         bound: b,
-        message: `${m} ${fmt(value)} [${fmt(low)}, ${fmt(high)}] for ${a.attribute} (groups ${groups.join(' vs ')}) is not ${need} over its ${Math.round(audit.bootstrap.confidence * 100)}% interval`,
+        message: `${m} ${fmt(value)} [${fmt(low)}, ${fmt(high)}] for ${a.attribute} (groups ${groups.join(' vs ')}) is not ${need} ${alarm ? 'anywhere in' : 'over'} its ${Math.round(audit.bootstrap.confidence * 100)}% interval`,
       });
     }
   return { pass: violations.length === 0, violations, notes };

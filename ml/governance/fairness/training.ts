@@ -8,10 +8,11 @@ import { fairnessAudit, type AuditOptions, type FairnessAudit, type SensitiveCol
 
 /** The dataset's sensitive attributes over the rows `idx` (in that order); empty when it declares none. */
 export function sensitiveColumns(d: Pick<Dataset, 'sensitive' | 'sensitiveName' | 'extraSensitive'>, idx: readonly number[]): SensitiveColumn[] {
-  const all: { name: string; values: Uint8Array }[] = [];
+  const all: { name: string; values: Uint8Array; levels?: string[] }[] = [];
   if (d.sensitive) all.push({ name: d.sensitiveName ?? 'sensitive', values: d.sensitive });
   for (const e of d.extraSensitive ?? []) all.push(e);
-  return all.map((a) => ({ name: a.name, values: Uint8Array.from(idx, (r) => a.values[r]!) }));
+  // Group labels (a feature view's vocabulary or buckets) travel with the attribute when it has them.
+  return all.map((a) => ({ name: a.name, values: Uint8Array.from(idx, (r) => a.values[r]!), ...(a.levels ? { levels: a.levels } : {}) }));
 }
 
 /** The holdout's audit, or undefined when no attribute is declared. */

@@ -42,6 +42,8 @@ export interface Decoded extends DecodedInputs {
   extra?: Record<string, unknown>;
   /** A prediction by entity: per row, its entity keys hashed (ml/governance/privacy `entityRef`), for the prediction log. */
   entityRefs?: string[][];
+  /** A prediction by entity: per row, its groups from the views' sensitive features (live fairness), for the prediction log. */
+  groups?: (Record<string, string> | null)[];
 }
 
 /** An output of one request after its batch ran: its slice of the batch's tensor. */
