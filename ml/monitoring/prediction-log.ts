@@ -120,7 +120,7 @@ export class PredictionLog {
     this.#exclude = new Set(o.spec.logExclude ?? []);
     this.#capacity = o.spec.bufferRecords ?? 10_000;
     this.#batch = o.spec.batchRecords ?? 500;
-    this.#profileMs = o.spec.profileMs ?? 1000;
+    this.#profileMs = o.spec.profileMs ?? 5000;
     this.#profiledAt = this.#clock.now();
     this.#stopTimer = every(this.#clock, o.spec.flushMs ?? 200, () => void this.flush());
   }

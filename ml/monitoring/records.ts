@@ -123,7 +123,7 @@ export const MonitoringSpec = Type.Object(
      * reference profile; without one, or with false, drift is tested on the logged records). @default true
      */
     profiles: Type.Optional(Type.Boolean()),
-    /** Longest a replica holds its profile of the current slice before publishing it as a delta. @default 1000 */
+    /** Longest a replica holds its profile of the current slice before publishing it as a delta (a slice that ends is published at the next flush). @default 5000 */
     profileMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 3_600_000 })),
     /** Run a monitor actor for the deployed version (drift, quality, alerts). @default true */
     monitor: Type.Optional(Type.Boolean()),
