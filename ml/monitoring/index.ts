@@ -1,7 +1,7 @@
 // Model monitoring (issue #15): the prediction log a replica writes, the feedback (labels) service
 // and the join of labels with logged predictions; the wire records all of them share.
 export * from './records.ts';
-export { PredictionLog, encodeSplit, MAX_BATCH_BYTES, featureRows, observeBegin, observeEnd, rowCount, type LoggedTensor, type Pending, type PredictionLogOptions, type PredictionLogStats } from './prediction-log.ts';
+export { PROCESS_CHUNK, PredictionLog, encodeSplit, MAX_BATCH_BYTES, featureRows, observeBegin, observeEnd, rowCount, type LoggedTensor, type Pending, type PredictionLogOptions, type PredictionLogStats } from './prediction-log.ts';
 export { replicaPredictionLog } from './replica-log.ts';
 export { COLUMNAR_FORMAT, batchRecords, buildBatch, isColumnar, type CapturedRequest, type CapturedTensor, type ColumnBlock, type ColumnarBatch } from './columnar.ts';
 export { PROFILE_FORMAT, ReplicaProfiler, isProfileMessage, sliceLength, splitProfile, type ProfileMessage } from './replica-profile.ts';

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ContentType, VirtualClock, decode, seededRandom } from '../../cluster/index.ts';
-import { MonitorCore, PredictionLog, ReplicaProfiler, batchRecords, isProfileMessage, type ProfileMessage, type PredictionRecord } from '../../ml/index.ts';
+import { MonitorCore, PROCESS_CHUNK, PredictionLog, ReplicaProfiler, batchRecords, isProfileMessage, type ProfileMessage, type PredictionRecord } from '../../ml/index.ts';
 import { FrequentItems, KllSketch, Moments, RecordProfile } from '../../ml/monitoring/stats/index.ts';
 import { FRAUD_COLUMNS } from '../../ml/datasets/fraud.ts';
 import { fraudReference, fraudScore, fraudTraffic, records } from '../fixtures/monitoring-monitor.ts';
@@ -146,6 +146,31 @@ describe('replica profiles through the prediction log, merged by the monitor', (
     const messages = replicas.flatMap((r) => r.pub.messages.map((m) => decode(m, ContentType.MSGPACK)));
     return { replicas, profiles: messages.filter(isProfileMessage) as ProfileMessage[], logged: messages.flatMap((m) => batchRecords(m) ?? []) as PredictionRecord[] };
   }
+
+  it('a flush profiles its queue a chunk at a time, letting the event loop turn between chunks (a busy replica is never held for the whole queue)', async () => {
+    const clock = new VirtualClock(T0 + 1000);
+    const pub = recordingPublisher();
+    const profiler = new ReplicaProfiler('fraud', 1, 'replica-0', reference, WINDOW);
+    const log = new PredictionLog({ model: 'fraud', version: 1, spec: { sampleRate: 0, batchRecords: 10_000, flushMs: 100, profileMs: 500 }, publish: pub.publish, encode: pub.encode, profiler, clock });
+    const { rows } = fraudTraffic({ rows: 3 * PROCESS_CHUNK + 1, seed: 5 });
+    for (const [i, x] of rows.entries()) {
+      const p = log.begin([fp32('X', [x])], `q${i}`, undefined, 0)!;
+      log.end(p, [fp32('Y', [[fraudScore(x)]])], 1);
+    }
+    // What another callback (a request arriving) sees while the flush runs.
+    const seen: number[] = [];
+    const watch = () => {
+      seen.push(log.stats().profiled);
+      if (log.stats().profiled < rows.length) setImmediate(watch);
+    };
+    setImmediate(watch);
+    await log.flush();
+    expect(log.stats().profiled).toBe(rows.length);
+    // The loop turned between chunks: other callbacks ran with part of the queue profiled.
+    expect(seen.some((n) => n > 0 && n < rows.length)).toBe(true);
+    expect(Math.max(...seen.filter((n) => n < rows.length))).toBeLessThanOrEqual(3 * PROCESS_CHUNK);
+    await log.close();
+  });
 
   it('the monitor’s merge of 3 replicas’ deltas profiles all the traffic (sampled at 5 %) as one profile of every row does, and flags the same features', async () => {
     const { rows } = fraudTraffic({ rows: 3000, seed: 32, drift: 1 });
