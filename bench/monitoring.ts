@@ -3,11 +3,11 @@
  * digests records, and how long a shift takes to alert. One Shoal cluster (nats-server with auth,
  * scheduler, one node, gateway — real processes, bench/lib/serving-cluster.ts) serves the same MLP
  * under three names: `mlp` without monitoring, `mlp-logged` with `monitoring: {sampleRate: 1}`
- * (every request logged, columnar batches to SHOAL_PREDICTIONS, and the replica's own profile of
- * its traffic, the version having a reference profile) and `mlp-sampled` at `sampleRate: 0.1`
- * (the profile of all traffic, a tenth logged). autocannon sends the same one-row OIP request to
- * each in turns, BENCH_ROUNDS rounds, the order rotated every round; ratios are per round (median
- * and range). Then, in process, the digest rate (bench/lib/monitoring-offline.ts) and the time to
+ * (every request logged, columnar batches to SHOAL_PREDICTIONS; at 100 % replicas do not profile
+ * by default) and `mlp-sampled` at `sampleRate: 0.1` (the replica's profile of all traffic, the
+ * version having a reference profile, and a tenth logged). autocannon sends the same one-row OIP
+ * request to each: BENCH_ROUNDS rounds of BENCH_SUBRUNS short runs per target, interleaved; ratios
+ * are per round (median and range). Then, in process, the digest rate (bench/lib/monitoring-offline.ts) and the time to
  * detect a shift on a virtual clock. Writes bench/results/monitoring.md (notes kept).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,7 +21,9 @@ import { detectShift, digestRound, logCostRound, type LogCost } from './lib/moni
 import { deployWhenServed, startServingCluster } from './lib/serving-cluster.ts';
 import { median, writeResults } from './lib/results.ts';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+/** Runs per arm in a round, interleaved with the other arms' (off, logged, sampled, off, …): this machine's speed drifts by ±25 % over tens of seconds, so a round's ratio compares runs seconds apart. */
+const SUBRUNS = Number(process.env.BENCH_SUBRUNS ?? 5);
 const CONNECTIONS = (process.env.BENCH_C ?? '64').split(',').map(Number);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const BODY = JSON.stringify({ inputs: [{ name: 'X', shape: [1, 32], datatype: 'FP32', data: randomRows(1)[0] }] });
@@ -47,11 +49,11 @@ const ARMS = [
 const lines = [
   '# Monitoring benchmark',
   '',
-  `\`npm run bench:monitoring\` — ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${ROUNDS} rounds of ${SECONDS} s per target, order rotated every round.`,
+  `\`npm run bench:monitoring\` — ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${ROUNDS} rounds; a round runs each target ${SUBRUNS} times for ${SECONDS} s, interleaved (off, logged, sampled, off, …, the order rotated every run), and a target's req/s in a round is the mean of its runs.`,
   '',
   '## Prediction log: serving with every request logged vs logging off',
   '',
-  'The same MLP (32 features) deployed three times on one node: no monitoring; `monitoring: {sampleRate: 1}` (every request logged as columnar batches, plus the replica profile of all its traffic — the version has a reference profile); `sampleRate: 0.1` (the profile of all traffic, a tenth logged). One-row OIP requests through the gateway.',
+  'The same MLP (32 features) deployed three times on one node: no monitoring; `monitoring: {sampleRate: 1}` (every request logged as columnar batches, to the predictions stream, read by the label join on the scheduler; no replica profile — at 100 % the monitor profiles the records — by the `profiles` default); `sampleRate: 0.1` (the replica's profile of all its traffic — the version has a reference profile — and a tenth logged). One-row OIP requests through the gateway.',
   '',
   '| connections | off req/s | logged req/s | sampled req/s | off p99 ms | logged p99 ms | errors | logged/off | sampled/off |',
   '|---|---|---|---|---|---|---|---|---|',
@@ -69,11 +71,18 @@ try {
     for (const a of ARMS) await cannon(cluster.url, a.model, c); // warm all
     const cells: Record<string, Cell[]> = { off: [], logged: [], sampled: [] };
     for (let round = 0; round < ROUNDS; round++) {
-      for (let k = 0; k < ARMS.length; k++) {
-        const a = ARMS[(k + round) % ARMS.length]!;
-        const cell = await cannon(cluster.url, a.model, c);
+      const parts: Record<string, Cell[]> = { off: [], logged: [], sampled: [] };
+      for (let sub = 0; sub < SUBRUNS; sub++) {
+        for (let k = 0; k < ARMS.length; k++) {
+          const a = ARMS[(k + round + sub) % ARMS.length]!;
+          parts[a.key]!.push(await cannon(cluster.url, a.model, c));
+        }
+      }
+      for (const a of ARMS) {
+        const xs = parts[a.key]!;
+        const cell = { rps: xs.reduce((n, x) => n + x.rps, 0) / xs.length, p99: median(xs.map((x) => x.p99)), errors: xs.reduce((n, x) => n + x.errors, 0) };
         cells[a.key]!.push(cell);
-        console.log(`[c=${c}] round ${round + 1} ${a.key}: ${cell.rps.toFixed(0)} req/s, p99 ${cell.p99} ms, ${cell.errors} errors`);
+        console.log(`[c=${c}] round ${round + 1} ${a.key}: ${cell.rps.toFixed(0)} req/s (${xs.map((x) => x.rps.toFixed(0)).join(', ')}), p99 ${cell.p99} ms, ${cell.errors} errors`);
       }
     }
     const { off, logged, sampled } = cells as Record<'off' | 'logged' | 'sampled', Cell[]>;

@@ -65,6 +65,7 @@ import { decodeOip, type Decoded, type Outputs } from './codecs/index.ts';
 import { modelView, startProcessor, type RequestProcessor } from './processor.ts';
 import { EntityFeatures, featureLineage } from './entity-features.ts';
 import { replicaPredictionLog } from '../monitoring/replica-log.ts';
+import { replicaProfiles } from '../monitoring/records.ts';
 import { replicaPiiFields, withPiiExcluded } from '../governance/privacy/pii.ts';
 import { ReplicaExplainer } from './explain.ts';
 import { readFile } from 'node:fs/promises';
@@ -205,7 +206,7 @@ export class InferenceActor extends Actor<InferenceMsg> {
       // PII fields (signature, feature views) are never logged nor profiled: PII implies logExclude (ml/governance/privacy).
       const logSpec = withPiiExcluded(spec, replicaPiiFields(loaded, byEntity?.input));
       // The reference's schema names the columns of the replica's own profile (none: records only).
-      const reference = logSpec.profiles === false ? undefined : await registry.loadReference(await registry.version(model, version)).catch(() => undefined);
+      const reference = !replicaProfiles(logSpec) ? undefined : await registry.loadReference(await registry.version(model, version)).catch(() => undefined);
       this.#log = replicaPredictionLog({ nc: this.ctx.nc, subjects: this.ctx.subjects, model, version, spec: logSpec, log: this.ctx.log, replica: this.ctx.actorId, reference });
     }
     if (this.#warmup.warning) this.ctx.log.warn({ ...log, warning: this.#warmup.warning }, 'model loaded; warm-up failed, serving anyway');

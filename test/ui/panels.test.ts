@@ -104,7 +104,7 @@ describe.skipIf(!haveChromium)('dashboard Monitoring and Cost pages (real browse
     }
     await until(async () => {
       const st = await ask<MonitorStatus>('status');
-      return st.counters.records >= 600 && st.counters.profiled >= 600 ? true : undefined;
+      return st.counters.records >= 600 ? true : undefined;
     }, 60_000, 'the monitor took every record');
     const flushed = await ask<WindowReport[]>('flush');
     expect(flushed).toHaveLength(1);
