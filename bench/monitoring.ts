@@ -53,7 +53,7 @@ const lines = [
   '',
   '## Prediction log: serving with every request logged vs logging off',
   '',
-  'The same MLP (32 features) deployed three times on one node: no monitoring; `monitoring: {sampleRate: 1}` (every request logged as columnar batches, to the predictions stream, read by the label join on the scheduler; no replica profile — at 100 % the monitor profiles the records — by the `profiles` default); `sampleRate: 0.1` (the replica's profile of all its traffic — the version has a reference profile — and a tenth logged). One-row OIP requests through the gateway.',
+  'The same MLP (32 features) deployed three times on one node: no monitoring; `monitoring: {sampleRate: 1}` (every request logged as columnar batches, to the predictions stream, read by the label join on the scheduler; no replica profile — at 100 % the monitor profiles the records — by the `profiles` default); `sampleRate: 0.1` (the replica’s profile of all its traffic — the version has a reference profile — and a tenth logged). One-row OIP requests through the gateway.',
   '',
   '| connections | off req/s | logged req/s | sampled req/s | off p99 ms | logged p99 ms | errors | logged/off | sampled/off |',
   '|---|---|---|---|---|---|---|---|---|',
