@@ -12,29 +12,25 @@
  * alert on `shoal.events.alert` names metric, attribute, groups and interval; the
  * `shoal_model_fairness` gauge has the attribute name and no group value.
  */
-import type { AddressInfo } from 'node:net';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActorClient, Role, createLogger, subjects } from '../../cluster/index.ts';
+import { ActorClient, subjects } from '../../cluster/index.ts';
 import { AlertRule, RegistryClient, fairnessAudit, modelMonitoring, monitorId, type Alert, type MonitorStatus, type WindowReport } from '../../ml/index.ts';
 import { FRAUD_COLUMNS } from '../../ml/datasets/fraud.ts';
-import { buildGateway } from '../../gateway/app.ts';
 import { formatMonitoring } from '../../cli/monitor.ts';
-import { startCluster, type TestCluster } from '../harness/cluster.ts';
+import type { TestCluster } from '../harness/cluster.ts';
+import { startMonitoredCluster, type MonitoredCluster } from '../fixtures/monitor-cluster.ts';
 import { until } from '../harness/wait.ts';
 import { fraudModel, fraudReference, fraudTraffic, records } from '../fixtures/monitoring-monitor.ts';
 
-const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--actors.modules', '["ml/serving/actors.ts","ml/monitoring/monitor-actor.ts"]'];
 const s = subjects();
 const KEY = 'test-key-fair-live-01';
 const DAY = 86_400_000;
 const MODEL = 'fraud-fair-live';
 const utf8 = new TextEncoder();
-const fromUtf8 = new TextDecoder();
 
 describe('live fairness on labeled traffic (real cluster)', () => {
   let c: TestCluster;
-  let gw: FastifyInstance;
+  let m: MonitoredCluster;
   let base = '';
   let actors: ActorClient;
   const alerts: Alert[] = [];
@@ -44,21 +40,12 @@ describe('live fairness on labeled traffic (real cluster)', () => {
   const ask = <T>(type: 'status' | 'flush') => actors.ref(monitorId(MODEL, 1)).ask<T>({ type }, { timeoutMs: 15_000 });
 
   beforeAll(async () => {
-    c = await startCluster({ args: ARGS, nodes: [{ id: 'node-f', profile: 'cpu-ondemand' }] });
-    actors = new ActorClient(c.client, s);
-    c.client.subscribe(s.event('alert'), {
-      callback: (err, m) => {
-        if (!err) alerts.push(JSON.parse(fromUtf8.decode(m.data)) as Alert);
-      },
-    });
-    gw = await buildGateway({ nc: await c.nats.connect(Role.GATEWAY), subjects: s, logger: createLogger({ level: 'warn', pretty: false }), apiKeys: [{ key: KEY, tenant: 'acme' }] });
-    await gw.listen({ host: '127.0.0.1', port: 0 });
-    base = `http://127.0.0.1:${(gw.server.address() as AddressInfo).port}`;
+    m = await startMonitoredCluster({ key: KEY, nodes: [{ id: 'node-f', profile: 'cpu-ondemand' }], alerts });
+    ({ c, actors, base } = m);
   }, 180_000);
 
   afterAll(async () => {
-    await gw?.close();
-    await c?.stop();
+    await m?.stop();
   });
 
   it('biased labeled traffic with groups: per-group numbers in the monitoring route, a fairness alert, a gauge without group values', async () => {

@@ -17,28 +17,23 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Role, createLogger, subjects } from '../../cluster/index.ts';
+import { Role } from '../../cluster/index.ts';
 import { ActorClient } from '../../cluster/index.ts';
 import { AlertRule, MonitorCore, monitorId, type Alert, type MonitorReport, type MonitorStatus, type WindowReport } from '../../ml/index.ts';
 import { binaryQuality } from '../../ml/monitoring/stats/index.ts';
-import { buildGateway } from '../../gateway/app.ts';
-import { startCluster, type TestCluster } from '../harness/cluster.ts';
+import type { TestCluster } from '../harness/cluster.ts';
+import { startMonitoredCluster, type MonitoredCluster } from '../fixtures/monitor-cluster.ts';
 import { until } from '../harness/wait.ts';
 import { fraudModel, fraudReference, fraudTraffic, records, unsureTraffic } from '../fixtures/monitoring-monitor.ts';
 
-const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '3000', '--actors.modules', '["ml/serving/actors.ts","ml/monitoring/monitor-actor.ts"]'];
-const s = subjects();
 const KEY = 'test-key-monitor-01';
 const DAY = 86_400_000;
 const utf8 = new TextEncoder();
-const fromUtf8 = new TextDecoder();
 
 describe('model monitor (real cluster)', () => {
   let c: TestCluster;
-  let gw: FastifyInstance;
+  let m: MonitoredCluster;
   let base = '';
   let actors: ActorClient;
   const alerts: Alert[] = [];
@@ -102,21 +97,12 @@ describe('model monitor (real cluster)', () => {
     });
 
   beforeAll(async () => {
-    c = await startCluster({ args: ARGS, nodes: [{ id: 'node-m', profile: 'cpu-ondemand' }, { id: 'node-n', profile: 'cpu-ondemand' }] });
-    actors = new ActorClient(c.client, s);
-    c.client.subscribe(s.event('alert'), {
-      callback: (err, m) => {
-        if (!err) alerts.push(JSON.parse(fromUtf8.decode(m.data)) as Alert);
-      },
-    });
-    gw = await buildGateway({ nc: await c.nats.connect(Role.GATEWAY), subjects: s, logger: createLogger({ level: 'warn', pretty: false }), apiKeys: [{ key: KEY, tenant: 'acme' }] });
-    await gw.listen({ host: '127.0.0.1', port: 0 });
-    base = `http://127.0.0.1:${(gw.server.address() as AddressInfo).port}`;
+    m = await startMonitoredCluster({ key: KEY, nodes: [{ id: 'node-m', profile: 'cpu-ondemand' }, { id: 'node-n', profile: 'cpu-ondemand' }], alerts });
+    ({ c, actors, base } = m);
   }, 180_000);
 
   afterAll(async () => {
-    await gw?.close();
-    await c?.stop();
+    await m?.stop();
   });
 
   it('drifted traffic: drift flagged on the shifted features, not on the unshifted ones; alerts, gauges and the monitoring API show it', async () => {
