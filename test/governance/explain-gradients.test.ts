@@ -9,7 +9,7 @@ import { createKernels, floatTensor, onnxModel, type Kernels } from '../../kerne
 import { integratedGradients, type Background } from '../../ml/governance/explain/attributions.ts';
 import { igBackwardRows, integratedGradientsBackward, mlpInputGradients, shoalMlp, type ShoalMlp } from '../../ml/governance/explain/gradients.ts';
 import { exportOnnx, initParams, layout, predict, type ModelShape } from '../../ml/training/model.ts';
-import { logisticOnnx, mlpOnnx, ortEvaluator, rowsOf } from '../fixtures/explain.ts';
+import { logisticOnnx, mlpOnnx, ortEvaluator, referenceWithBackground, rowsOf } from '../fixtures/explain.ts';
 
 const bgOf = (rows: number[][]): Background => ({ x: Float32Array.from(rows.flat()), rows: rows.length, d: rows[0]!.length });
 const sum = (a: number[]) => a.reduce((p, q) => p + q, 0);
@@ -173,5 +173,70 @@ describe('recognising a Shoal MLP', () => {
     expect('notMlp' in shoalMlp(noSigmoid, 'Y')).toBe(true);
     expect(shoalMlp(mlpOnnx(3).bytes, 'z')).toEqual({ notMlp: expect.stringContaining('"z"') });
     expect(shoalMlp(new Uint8Array([1, 2, 3]), 'Y')).toEqual({ notMlp: expect.any(String) });
+  });
+});
+
+describe('a replica explaining with method=ig', () => {
+  async function explainVia(bytes: Uint8Array, D: number): Promise<Record<string, unknown>> {
+    const { ReplicaExplainer } = await import('../../ml/serving/explain.ts');
+    const ort = await import('onnxruntime-node');
+    const s = await ort.InferenceSession.create(bytes);
+    closing.push(() => s.release());
+    let sessionRows = 0;
+    const sig = { inputs: [{ name: 'X', datatype: 'FP32' as const, shape: [-1, D] }], outputs: [{ name: 'Y', datatype: 'FP32' as const, shape: [-1, 1] }] };
+    const columns = Array.from({ length: D }, (_, j) => `f${j}`);
+    const ex = new ReplicaExplainer({
+      label: 'm v1',
+      name: 'm',
+      version: 1,
+      signature: sig,
+      model: sig,
+      processor: false,
+      run: async (feeds) => {
+        const t = feeds.X!;
+        sessionRows += t.dims[0]!;
+        const out = await s.run({ X: new ort.Tensor('float32', t.data as Float32Array, t.dims) });
+        return { Y: { type: 'float32', data: out.Y!.data as Float32Array, dims: [...out.Y!.dims] } };
+      },
+      modelBytes: async () => bytes,
+      reference: async () => JSON.parse(new TextDecoder().decode(referenceWithBackground(columns, rowsOf(16, D, 5)))),
+      columns: undefined,
+      failure: (err: unknown) => ({ error: { code: (err as { code: string }).code, message: (err as Error).message } }),
+    });
+    const body = new TextEncoder().encode(JSON.stringify({ instances: rowsOf(2, D, 9) }));
+    const r = await ex.explain({ format: 'v1', body, explain: { method: 'ig', steps: 64 } });
+    if (!('body' in r)) throw new Error(JSON.stringify(r));
+    return { ...(JSON.parse(new TextDecoder().decode(r.body)) as Record<string, unknown>), sessionRows };
+  }
+
+  it('a Shoal MLP: gradients by the backward pass, one kernels pass, no session run', async () => {
+    const a = await explainVia(mlpOnnx(3).bytes, 3);
+    expect(a).toMatchObject({ method: 'ig', gradients: 'backward', steps: 64, run_rows: igBackwardRows(2, 64), sessionRows: 0, link: 'logit' });
+    const e = a.explanations as { prediction: number; base_value: number; output: number; efficiency_gap: number; attributions: Record<string, number> }[];
+    expect(e).toHaveLength(2);
+    for (const x of e) {
+      expect(x.efficiency_gap).toBeCloseTo(x.prediction - x.base_value - sum(Object.values(x.attributions)), 9);
+      expect(x.output).toBeCloseTo(1 / (1 + Math.exp(-x.prediction)), 5);
+    }
+  });
+
+  it('another graph: finite differences through the session', async () => {
+    const tanh = onnxModel(
+      {
+        name: 'tanh',
+        nodes: [
+          { op: 'MatMul', inputs: ['X', 'W0'], outputs: ['m0'] },
+          { op: 'Tanh', inputs: ['m0'], outputs: ['z'] },
+          { op: 'Sigmoid', inputs: ['z'], outputs: ['Y'] },
+        ],
+        initializers: [floatTensor('W0', [2, 1], [1, -1])],
+        inputs: [{ name: 'X', dims: ['N', 2] }],
+        outputs: [{ name: 'Y', dims: ['N', 1] }],
+      },
+      { irVersion: 7, opset: 13, producer: 'test' },
+    );
+    const a = await explainVia(tanh, 2);
+    expect(a).toMatchObject({ method: 'ig', gradients: 'finite-difference', run_rows: 1 + 2 * (1 + 2 * 2 * 64) });
+    expect(a.sessionRows).toBe(a.run_rows);
   });
 });
