@@ -174,6 +174,7 @@ export class ReplicaExplainer {
         attributions = r.attributions;
         runRows += r.runRows;
       } catch (err) {
+        if ((err as { code?: string }).code === 'SHOAL_ERR_KERNEL_NAN_INPUT') throw MlErrors.BAD_INPUT(`input "${inSpec.name}" holds NaN or Infinity`);
         throw MlErrors.INFERENCE_FAILED(h.label, `integrated gradients' backward pass: ${(err as Error).message}`);
       }
     } else if (want === 'ig') {

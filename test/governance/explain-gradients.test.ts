@@ -123,6 +123,12 @@ describe('integrated gradients by the backward pass', () => {
     });
   }
 
+  it('a NaN in a row is a typed 400 from the kernels, before anything runs', async () => {
+    const m = mlpOnnx(2);
+    const x = Float32Array.from([1, Number.NaN]);
+    await expect(integratedGradientsBackward(k, recognised(m.bytes), bgOf([[0, 0]]), x, 1, { steps: 4 })).rejects.toMatchObject({ code: 'SHOAL_ERR_KERNEL_NAN_INPUT' });
+  });
+
   it('a two-hidden-layer MLP is efficient too (logit, 1024 steps)', async () => {
     const m = deepMlp(3);
     const bg = bgOf(rowsOf(8, 3, 2));
