@@ -201,3 +201,35 @@ export function onnxGraphSummary(model: Uint8Array): OnnxGraphSummary {
     outputs: (g?.output ?? []).map((v) => v.name ?? ''),
   };
 }
+
+/** A FLOAT initializer's values, read from a ModelProto (inline `raw_data` or `float_data`). */
+export interface OnnxFloatInitializer {
+  name: string;
+  dims: number[];
+  data: Float32Array;
+}
+
+/**
+ * Reads a ModelProto's FLOAT initializers (the weights), by name. Initializers of other element
+ * types, and those stored as external data, are left out.
+ */
+export function onnxInitializers(model: Uint8Array): Map<string, OnnxFloatInitializer> {
+  const m = onnx.ModelProto.decode(model);
+  const out = new Map<string, OnnxFloatInitializer>();
+  for (const t of m.graph?.initializer ?? []) {
+    if (t.dataType !== OnnxType.FLOAT || !t.name) continue;
+    const dims = (t.dims ?? []).map((d) => Number(d));
+    const n = dims.reduce((a, b) => a * b, 1);
+    let data: Float32Array;
+    if (t.rawData && t.rawData.length > 0) {
+      if (t.rawData.length !== n * 4) continue;
+      // A copy: raw_data is a view into the decoded buffer (a Buffer's slice() is a view too), not necessarily 4-byte aligned.
+      const bytes = new Uint8Array(t.rawData.length);
+      bytes.set(t.rawData);
+      data = new Float32Array(bytes.buffer);
+    } else if (t.floatData && t.floatData.length === n) data = Float32Array.from(t.floatData);
+    else continue;
+    out.set(t.name, { name: t.name, dims, data });
+  }
+  return out;
+}

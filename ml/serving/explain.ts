@@ -3,7 +3,9 @@
  * decoded like a prediction (tensor rows, or entities for a model trained on feature views),
  * then explained with the version's stored background (ml/governance/explain) — exact SHAP for a
  * linear/logistic graph, KernelSHAP for any model, integrated gradients on request — each with
- * ALL its perturbed rows in one batched onnxruntime run on an idle session of the replica.
+ * ALL its perturbed rows in one batched onnxruntime run on an idle session of the replica, except
+ * integrated gradients of a Shoal-trained MLP: its path points go through the kernels' backward
+ * pass in one CPU kernels step (ml/governance/explain/gradients.ts).
  */
 import { MlErrors } from '../errors.ts';
 import type { Signature } from '../registry/schemas.ts';
@@ -12,13 +14,17 @@ import type { ExplainOptions, ItemError, JsonItem, JsonResult } from './messages
 import type { PoolTensor } from './session-pool.ts';
 import {
   denseBackground,
+  explainKernels,
   explainReference,
   graphKind,
   groupAttributions,
+  igBackwardRows,
   integratedGradients,
+  integratedGradientsBackward,
   kernelShap,
   linearShap,
   probeLinear,
+  shoalMlp,
   type Attribution,
   type Background,
   type Evaluator,
@@ -27,6 +33,7 @@ import {
   type LinearModel,
   type Link,
   type Method,
+  type ShoalMlp,
 } from '../governance/explain/index.ts';
 
 /** Rows one explain run may hold (perturbations of all the request's rows together). */
@@ -63,6 +70,8 @@ export class ReplicaExplainer {
   #ref: Promise<ExplainReference> | undefined;
   #graph: Promise<GraphKind | undefined> | undefined;
   readonly #linear = new Map<string, Promise<LinearModel | { notLinear: string }>>();
+  /** Per output: the Shoal MLP whose backward pass integrated gradients use, or undefined (finite differences). */
+  readonly #mlp = new Map<string, Promise<ShoalMlp | undefined>>();
 
   constructor(host: ExplainHost) {
     this.#h = host;
@@ -144,12 +153,30 @@ export class ReplicaExplainer {
         if (want === 'exact') throw MlErrors.EXPLAIN_UNSUPPORTED(h.label, `method=exact: ${lm.notLinear}`);
       } else linear = lm;
     }
+    // Integrated gradients through the kernels' backward pass when the graph is Shoal's MLP (ml/governance/explain/gradients.ts).
+    let mlp: ShoalMlp | undefined;
+    if (want === 'ig' && !o.column) {
+      let p = this.#mlp.get(outSpec.name);
+      if (!p) this.#mlp.set(outSpec.name, (p = h.modelBytes().then((b) => (b ? shoalMlp(b, outSpec.name) : undefined)).then((r) => (r && !('notMlp' in r) ? r : undefined)).catch(() => undefined)));
+      mlp = await p;
+      if (mlp && mlp.layers[0]!.in !== D) mlp = undefined;
+    }
     // Refuse before building the rows: what the one run would hold.
-    const planned = linear ? rows : want === 'ig' ? 1 + rows * (1 + 2 * D * (o.steps ?? 64)) : bg.rows + rows * (1 + Math.min(2 ** Math.min(D, 30) - 2, (o.samples ?? DEFAULT_SAMPLES) + 1) * bg.rows);
+    const planned = linear ? rows : mlp ? igBackwardRows(rows, o.steps ?? 64) : want === 'ig' ? 1 + rows * (1 + 2 * D * (o.steps ?? 64)) : bg.rows + rows * (1 + Math.min(2 ** Math.min(D, 30) - 2, (o.samples ?? DEFAULT_SAMPLES) + 1) * bg.rows);
     if (planned > MAX_EXPLAIN_ROWS) throw MlErrors.EXPLAIN_UNSUPPORTED(h.label, `${planned} perturbed rows would exceed one run's ${MAX_EXPLAIN_ROWS}: send fewer rows, or lower samples/steps/background`);
     if (linear) {
       method = 'exact';
       attributions = linearShap(linear, bg, x, rows);
+    } else if (mlp) {
+      method = 'ig';
+      try {
+        const r = await integratedGradientsBackward(await explainKernels(), mlp, bg, x, rows, { link, ...(o.steps ? { steps: o.steps } : {}) });
+        attributions = r.attributions;
+        runRows += r.runRows;
+      } catch (err) {
+        if ((err as { code?: string }).code === 'SHOAL_ERR_KERNEL_NAN_INPUT') throw MlErrors.BAD_INPUT(`input "${inSpec.name}" holds NaN or Infinity`);
+        throw MlErrors.INFERENCE_FAILED(h.label, `integrated gradients' backward pass: ${(err as Error).message}`);
+      }
     } else if (want === 'ig') {
       method = 'ig';
       attributions = await integratedGradients(f, bg, x, rows, { link, ...(o.steps ? { steps: o.steps } : {}) });
@@ -189,7 +216,7 @@ export class ReplicaExplainer {
       features: grouped ? groupAttributions(attributions[0]!, names, group).names : names,
       background_rows: bg.rows,
       ...(method === 'kernel' ? { samples: o.samples ?? DEFAULT_SAMPLES } : {}),
-      ...(method === 'ig' ? { steps: o.steps ?? 64 } : {}),
+      ...(method === 'ig' ? { steps: o.steps ?? 64, gradients: mlp ? 'backward' : 'finite-difference' } : {}),
       run_rows: runRows,
       ...(d.extra ?? {}),
       explanations,
