@@ -22,6 +22,7 @@ import {
   integratedGradients,
   integratedGradientsBackward,
   kernelShap,
+  IG_BACKWARD_STEPS,
   linearShap,
   probeLinear,
   shoalMlp,
@@ -161,8 +162,10 @@ export class ReplicaExplainer {
       mlp = await p;
       if (mlp && mlp.layers[0]!.in !== D) mlp = undefined;
     }
+    // Path steps: a backward step costs one row (finite differences 2·D), and exact gradients need more steps to meet efficiency at the ReLU kinks.
+    const steps = o.steps ?? (mlp ? IG_BACKWARD_STEPS : 64);
     // Refuse before building the rows: what the one run would hold.
-    const planned = linear ? rows : mlp ? igBackwardRows(rows, o.steps ?? 64) : want === 'ig' ? 1 + rows * (1 + 2 * D * (o.steps ?? 64)) : bg.rows + rows * (1 + Math.min(2 ** Math.min(D, 30) - 2, (o.samples ?? DEFAULT_SAMPLES) + 1) * bg.rows);
+    const planned = linear ? rows : mlp ? igBackwardRows(rows, steps) : want === 'ig' ? 1 + rows * (1 + 2 * D * steps) : bg.rows + rows * (1 + Math.min(2 ** Math.min(D, 30) - 2, (o.samples ?? DEFAULT_SAMPLES) + 1) * bg.rows);
     if (planned > MAX_EXPLAIN_ROWS) throw MlErrors.EXPLAIN_UNSUPPORTED(h.label, `${planned} perturbed rows would exceed one run's ${MAX_EXPLAIN_ROWS}: send fewer rows, or lower samples/steps/background`);
     if (linear) {
       method = 'exact';
@@ -170,7 +173,7 @@ export class ReplicaExplainer {
     } else if (mlp) {
       method = 'ig';
       try {
-        const r = await integratedGradientsBackward(await explainKernels(), mlp, bg, x, rows, { link, ...(o.steps ? { steps: o.steps } : {}) });
+        const r = await integratedGradientsBackward(await explainKernels(), mlp, bg, x, rows, { link, steps });
         attributions = r.attributions;
         runRows += r.runRows;
       } catch (err) {
@@ -179,7 +182,7 @@ export class ReplicaExplainer {
       }
     } else if (want === 'ig') {
       method = 'ig';
-      attributions = await integratedGradients(f, bg, x, rows, { link, ...(o.steps ? { steps: o.steps } : {}) });
+      attributions = await integratedGradients(f, bg, x, rows, { link, steps });
     } else {
       method = 'kernel';
       const samples = o.samples ?? DEFAULT_SAMPLES;
@@ -216,7 +219,7 @@ export class ReplicaExplainer {
       features: grouped ? groupAttributions(attributions[0]!, names, group).names : names,
       background_rows: bg.rows,
       ...(method === 'kernel' ? { samples: o.samples ?? DEFAULT_SAMPLES } : {}),
-      ...(method === 'ig' ? { steps: o.steps ?? 64, gradients: mlp ? 'backward' : 'finite-difference' } : {}),
+      ...(method === 'ig' ? { steps, gradients: mlp ? 'backward' : 'finite-difference' } : {}),
       run_rows: runRows,
       ...(d.extra ?? {}),
       explanations,
