@@ -20,9 +20,14 @@
  *
  * Always, when both windows have `minRows` scores: the divergence of the canary's score
  * distribution from the stable's (score histograms in the window reports): PSI, the JS distance
- * and the chi-squared test of homogeneity (ml/monitoring/stats). It fails when PSI exceeds
- * `maxDivergence` and the difference is significant (p < 1 − confidence): PSI alone grows with
- * sampling noise on small windows.
+ * and the chi-squared test of homogeneity (ml/monitoring/stats), on the ten score bins with
+ * sparse neighbours merged until each expects five of the smaller side's scores (poolSparseBins:
+ * with 50 canary scores against 1,350, one score in a tail bin the stable rarely fills read as a
+ * shift, PSI 0.34 and p = 0.0004, on the same traffic). It fails when PSI exceeds
+ * `maxDivergence` and the difference is significant at (1 − confidence) ÷ `comparisons`: PSI
+ * alone grows with sampling noise on small windows, and a run judges one divergence per step, so
+ * the level is split over its steps (Bonferroni) to keep a run's chance of a false rollback on
+ * it within 1 − confidence.
  *
  * Too few rows: the verdict is `insufficient` with `wait` set, and the stage waits for more (up
  * to `maxWaitMs`) rather than passing blindly. After the bound the step passes with basis
@@ -33,7 +38,7 @@
  */
 import type { MonitorReport } from '../monitoring/monitor-actor.ts';
 import type { WindowReport } from '../monitoring/monitor-core.ts';
-import { chiSquaredTest, jensenShannonDistance, normalQuantile, psi } from '../monitoring/stats/index.ts';
+import { chiSquaredTest, jensenShannonDistance, normalQuantile, poolSparseBins, psi } from '../monitoring/stats/index.ts';
 
 export type QualityBasis = 'labeled' | 'estimated' | 'insufficient';
 
@@ -44,6 +49,8 @@ export interface CanaryQualityPolicy {
   minRows: number;
   /** Of every interval and test. */
   confidence: number;
+  /** Divergence tests a run makes (its steps): the divergence test's level is (1 − confidence) ÷ this. Default 1. */
+  comparisons?: number;
 }
 
 /** A value with its interval, when the statistics give one, and its sample size. */
@@ -66,7 +73,7 @@ export interface CanaryQuality {
   wait?: boolean;
   window?: { size: string; start: number; end: number };
   metric?: { name: 'auc' | 'accuracy'; canary: Estimate; stable: Estimate; difference: { value: number; lower: number; upper: number } };
-  divergence?: { psi: number; js: number; pValue: number; canaryRows: number; stableRows: number; pass: boolean };
+  divergence?: { psi: number; js: number; pValue: number; canaryRows: number; stableRows: number; /** Score bins compared, after sparse ones were merged. */ bins: number; pass: boolean };
 }
 
 const f3 = (v: number) => (Number.isFinite(v) ? v.toFixed(3) : String(v));
@@ -133,14 +140,16 @@ function divergenceOf(c: WindowReport, s: WindowReport, p: CanaryQualityPolicy):
   const nc = hc.reduce((a, b) => a + b, 0);
   const ns = hs.reduce((a, b) => a + b, 0);
   if (nc < p.minRows || ns < p.minRows) return 'few';
+  const pooled = poolSparseBins(hs, hc);
   const value = psi(
-    hs.map((k) => k / ns),
-    hc.map((k) => k / nc),
+    pooled.reference.map((k) => k / ns),
+    pooled.current.map((k) => k / nc),
   );
   const asMap = (h: number[]) => new Map(h.map((k, i) => [String(i), k]));
-  const js = jensenShannonDistance(asMap(hs), asMap(hc));
-  const { pValue } = chiSquaredTest(asMap(hs), asMap(hc));
-  return { psi: value, js, pValue, canaryRows: nc, stableRows: ns, pass: !(value > p.maxDivergence && pValue < 1 - p.confidence) };
+  const js = jensenShannonDistance(asMap(pooled.reference), asMap(pooled.current));
+  const { pValue } = chiSquaredTest(asMap(pooled.reference), asMap(pooled.current));
+  const alpha = (1 - p.confidence) / Math.max(1, p.comparisons ?? 1);
+  return { psi: value, js, pValue, canaryRows: nc, stableRows: ns, bins: pooled.reference.length, pass: !(value > p.maxDivergence && pValue < alpha) };
 }
 
 /**
@@ -181,7 +190,7 @@ export function judgeCanaryQuality(stable: MonitorReport, canary: MonitorReport,
     failures.push(`${basis} ${metric.name} ${f3(metric.canary.value)} on ${n} rows is worse than the stable's ${f3(metric.stable.value)} by more than maxDrop ${policy.maxDrop} (difference ${f3(metric.difference.value)} [${f3(metric.difference.lower)}, ${f3(metric.difference.upper)}])`);
   }
   if (divergence && !divergence.pass) {
-    failures.push(`the canary's score distribution diverges from the stable's: PSI ${f3(divergence.psi)} > maxDivergence ${policy.maxDivergence} (JS ${f3(divergence.js)}, χ² p=${divergence.pValue.toPrecision(2)}, ${divergence.canaryRows} vs ${divergence.stableRows} scores)`);
+    failures.push(`the canary's score distribution diverges from the stable's: PSI ${f3(divergence.psi)} > maxDivergence ${policy.maxDivergence} (JS ${f3(divergence.js)}, χ² p=${divergence.pValue.toPrecision(2)}, ${divergence.canaryRows} vs ${divergence.stableRows} scores in ${divergence.bins} bins)`);
   }
   if (failures.length) return { pass: false, ...base, reason: `${window.size} window: ${failures.join('; ')}` };
 

@@ -196,7 +196,7 @@ export function realStages(o: StagesOptions): PipelineStages {
       if (dep.stable.version === version) return { outcome: 'promoted', reason: `v${version} already serves` };
       const steps = r.spec.rollout.steps;
       // Specs stored before rollout.quality existed have none: the defaults.
-      const q = { ...QUALITY_DEFAULTS, ...r.spec.rollout.quality };
+      const q = { ...QUALITY_DEFAULTS, ...r.spec.rollout.quality, comparisons: steps.length };
       // The canary is monitored as the stable is, so each step can be judged on quality.
       const monitoring = dep.stable.monitoring ? { monitoring: dep.stable.monitoring } : {};
       if (!dep.canary) await deployments.canary(model, { version, weight: steps[Math.min(r.steps.length, steps.length - 1)]! / 100, ...monitoring });

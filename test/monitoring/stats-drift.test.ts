@@ -19,6 +19,7 @@ import {
   jensenShannonDistance,
   ksPValue,
   ksStatistic,
+  poolSparseBins,
   profileRows,
   psi,
   resolveDriftOptions,
@@ -93,6 +94,31 @@ describe('drift statistics against hand-computed values', () => {
     // (0.4 − 0.5)·ln(0.4/0.5) + (0.6 − 0.5)·ln(0.6/0.5) = 0.1·(0.22314 + 0.18232) = 0.040546
     expect(psi([0.5, 0.5], [0.4, 0.6])).toBeCloseTo(0.0405465108, 9);
     expect(psi([0.2, 0.8], [0.2, 0.8])).toBe(0);
+  });
+
+  it('sparse ordered bins are merged until each expects five counts of the smaller side', () => {
+    // 50 vs 1350: a merged bin needs (r + c) · 50 / 1400 ≥ 5, i.e. 140 counts in all.
+    const stable = [900, 200, 120, 60, 30, 20, 10, 6, 3, 1];
+    const canary = [30, 9, 5, 3, 1, 1, 0, 0, 0, 1];
+    const pooled = poolSparseBins(stable, canary);
+    // 930 and 209 stand alone; 125 + 63 = 188 closes the third; the last six (73) are too few and join it.
+    expect(pooled).toEqual({ reference: [900, 200, 120 + 60 + 30 + 20 + 10 + 6 + 3 + 1], current: [30, 9, 5 + 3 + 1 + 1 + 1] });
+    expect(pooled.reference.reduce((a, b) => a + b)).toBe(1350);
+    // The tail bin alone (1 canary score where 1 in 1350 was expected) no longer reads as a shift.
+    const asMap = (h: number[]) => new Map(h.map((k, i) => [String(i), k]));
+    const raw = chiSquaredTest(asMap(stable), asMap(canary));
+    const merged = chiSquaredTest(asMap(pooled.reference), asMap(pooled.current));
+    // Raw: 14.3 on 9 df, 12.5 of it from the last cell (one canary score where 2 · 50/1400 = 0.071 were expected: (1 − 0.071)² / 0.071 + (1 − 1.93)² / 1.93).
+    expect(raw.statistic).toBeCloseTo(14.2956, 3);
+    expect(merged.statistic).toBeCloseTo(0.9637, 3);
+    expect(merged.df).toBe(2);
+    const share = (h: number[], n: number) => h.map((k) => k / n);
+    expect(psi(share(stable, 1350), share(canary, 50))).toBeCloseTo(0.139, 3);
+    expect(psi(share(pooled.reference, 1350), share(pooled.current, 50))).toBeCloseTo(0.0192, 3);
+    // Dense bins are kept as they are; too little in all leaves one bin; lengths must agree.
+    expect(poolSparseBins([100, 100, 100], [100, 100, 100])).toEqual({ reference: [100, 100, 100], current: [100, 100, 100] });
+    expect(poolSparseBins([3, 2], [1, 0])).toEqual({ reference: [5], current: [1] });
+    expect(() => poolSparseBins([1, 2], [1])).toThrow(/2 reference bins vs 1 current/);
   });
 
   it('multiple-testing corrections', () => {

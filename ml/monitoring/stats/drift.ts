@@ -189,6 +189,46 @@ export function jensenShannonDistance(p: Map<string, number>, q: Map<string, num
 }
 
 /**
+ * Two histograms over the same ordered bins, with adjacent bins merged (left to right) until every
+ * merged bin expects at least `minExpected` counts on the smaller side under homogeneity
+ * (column total × smaller side's total ÷ grand total) — Cochran's rule for the chi-squared
+ * approximation. A remainder too small for a bin of its own joins the last one. Sparse tail bins
+ * otherwise dominate both the chi-squared statistic and PSI: one score in a bin the reference
+ * rarely fills reads as a shift. Totals are kept; with fewer than two merged bins nothing can be
+ * compared (the chi-squared test then has no degrees of freedom).
+ */
+export function poolSparseBins(reference: readonly number[], current: readonly number[], minExpected = 5): { reference: number[]; current: number[] } {
+  if (reference.length !== current.length) throw new RangeError(`poolSparseBins: ${reference.length} reference bins vs ${current.length} current bins`);
+  const nr = reference.reduce((a, b) => a + b, 0);
+  const nc = current.reduce((a, b) => a + b, 0);
+  const n = nr + nc;
+  const smaller = Math.min(nr, nc);
+  const out = { reference: [] as number[], current: [] as number[] };
+  let r = 0;
+  let c = 0;
+  for (let i = 0; i < reference.length; i++) {
+    r += reference[i]!;
+    c += current[i]!;
+    if (n > 0 && ((r + c) * smaller) / n >= minExpected) {
+      out.reference.push(r);
+      out.current.push(c);
+      r = 0;
+      c = 0;
+    }
+  }
+  if (r + c > 0 || out.reference.length === 0) {
+    if (out.reference.length) {
+      out.reference[out.reference.length - 1]! += r;
+      out.current[out.current.length - 1]! += c;
+    } else {
+      out.reference.push(r);
+      out.current.push(c);
+    }
+  }
+  return out;
+}
+
+/**
  * Population stability index Σ (c_i − r_i)·ln(c_i / r_i) over bins of proportions; an empty bin
  * counts as `eps` (1e-4) so the index stays finite.
  */

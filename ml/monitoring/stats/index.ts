@@ -16,6 +16,7 @@ export {
   wassersteinDistance,
   jensenShannonDistance,
   psi,
+  poolSparseBins,
   numericPsi,
   categoricalPsi,
   benjaminiHochberg,
