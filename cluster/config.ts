@@ -257,6 +257,11 @@ export const ConfigSchema = Type.Object(
         maxPerNode: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
         /** How long a draining node waits for actors to finish and checkpoint. @default 30000 */
         drainTimeoutMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 30_000 }),
+        /**
+         * How often a node checks each actor it hosts against the directory and stops a copy that
+         * was re-placed elsewhere (fencing; the directory watch also fences at once). 0: watch only. @default 5000
+         */
+        fenceCheckMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 5000 }),
       },
       { default: {}, additionalProperties: false },
     ),

@@ -75,21 +75,46 @@ export class Directory {
     return out;
   }
 
-  /** Every current entry, then every change (deletes as `entry: undefined`). */
-  async watch(onChange: (actorId: string, v: Versioned | undefined) => void): Promise<() => void> {
-    const w = await this.kv.watch();
+  /**
+   * Every current entry, then every change (deletes as `entry: undefined`). A watch that ends
+   * without being stopped (its consumer gave up while the stream was out of reach) is opened
+   * again after `retryMs`, from every current entry again.
+   */
+  async watch(onChange: (actorId: string, v: Versioned | undefined) => void, retryMs = 2000): Promise<() => void> {
+    let stopped = false;
+    let w = await this.kv.watch();
+    let wake: (() => void) | undefined;
     void (async () => {
-      for await (const e of w as AsyncIterable<KvEntry>) {
-        if (e.operation !== 'PUT' || e.value.length === 0) onChange(e.key, undefined);
-        else {
+      while (!stopped) {
+        for await (const e of w as AsyncIterable<KvEntry>) {
+          if (e.operation !== 'PUT' || e.value.length === 0) onChange(e.key, undefined);
+          else {
+            try {
+              onChange(e.key, { entry: decode(e.value) as DirectoryEntry, revision: e.revision });
+            } catch {
+              /* unreadable entry: ignored, logged by whoever wrote it */
+            }
+          }
+        }
+        while (!stopped) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, retryMs).unref();
+          });
+          if (stopped) break;
           try {
-            onChange(e.key, { entry: decode(e.value) as DirectoryEntry, revision: e.revision });
+            w = await this.kv.watch();
+            break;
           } catch {
-            /* unreadable entry: ignored, logged by whoever wrote it */
+            /* still out of reach: try again */
           }
         }
       }
     })();
-    return () => w.stop();
+    return () => {
+      stopped = true;
+      w.stop();
+      wake?.();
+    };
   }
 }

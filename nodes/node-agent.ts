@@ -121,6 +121,7 @@ export class NodeAgent {
       checkpoints: await openBucket(this.ctx.nc, res.buckets.checkpoints),
       log: componentLogger(this.ctx.log, 'actor-host', { nodeId: this.nodeId }),
       maxActors: this.ctx.config.actors.maxPerNode,
+      fenceCheckMs: this.ctx.config.actors.fenceCheckMs,
       kernels: this.#kernels,
       metrics: this.ctx.metrics,
     });

@@ -148,9 +148,12 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
         },
       });
     });
+    const t0 = Date.now();
+    const phase = (what: string) => process.stdout.write(`netns-hosts: +${((Date.now() - t0) / 1000).toFixed(1)} s ${what}\n`);
     net.hosts[2]!.partition();
     const healAt = Date.now() + 20_000;
-    await dead;
+    await Promise.race([dead, new Promise((_, reject) => setTimeout(() => reject(new Error(`h3 not declared dead within 60 s\n${dumpLogs()}`)), 60_000))]);
+    phase('h3 declared dead');
     const moved = await until(async () => {
       const e = await entryOf(onH3.actorId);
       return e && e.nodeId !== 'h3' && e.state === 'running' ? e : undefined;
@@ -158,11 +161,16 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
       throw new Error(`${err.message}\n${dumpLogs()}`);
     });
     expect(moved.epoch).toBeGreaterThan(before.epoch);
+    phase(`${onH3.actorId} re-placed on ${moved.nodeId}`);
     // The partition lasts 20 s in all, then the link comes back.
     await new Promise((r) => setTimeout(r, Math.max(0, healAt - Date.now())));
     net.hosts[2]!.heal();
+    phase('link back');
     // Fencing: node h3 sees the directory moved its actor and stops its own copy.
-    await until(() => (procs['node-h3']!.lines.some((l) => l.includes('actor claimed elsewhere') && l.includes(onH3.actorId)) ? true : undefined), 60_000, `h3 stopping its stale ${onH3.actorId}`);
+    await until(() => (procs['node-h3']!.lines.some((l) => l.includes('actor claimed elsewhere') && l.includes(onH3.actorId)) ? true : undefined), 60_000, `h3 stopping its stale ${onH3.actorId}`).catch((err: Error) => {
+      throw new Error(`${err.message}\n--- node-h3\n${procs['node-h3']!.lines.slice(-30).join('\n')}\n${dumpLogs()}`);
+    });
+    phase(`h3 fenced its copy (${procs['node-h3']!.lines.find((l) => l.includes('actor claimed elsewhere') && l.includes(onH3.actorId))?.match(/"by":"(\w+)"/)?.[1] ?? '?'})`);
     const after = (await entryOf(onH3.actorId))!;
     expect(after.nodeId).toBe(moved.nodeId);
     expect(after.epoch).toBe(moved.epoch);
