@@ -100,6 +100,13 @@ export const ConfigSchema = Type.Object(
           { default: [] },
         ),
         /**
+         * How often this process pings its nats-server; two pings unanswered and it moves to
+         * another server. A server cut off by the network (not one that exited: that closes the
+         * connection at once) is only noticed this way — nats.js's own default, 2 min, left
+         * processes attached to a partitioned server for minutes. @default 10000
+         */
+        pingIntervalMs: Type.Integer({ minimum: 500, maximum: 600_000, default: 10_000 }),
+        /**
          * How this process reaches NATS (a comma-separated URL list): set by `shoal up` for the
          * processes it starts, or by whoever runs a scheduler, node agent or gateway.
          */

@@ -24,7 +24,12 @@ export interface ConnectOptions {
   /** Keep reconnecting forever after a first successful connect. @default true */
   reconnect?: boolean;
   timeoutMs?: number;
+  /** Ping the server this often; two unanswered and the client reconnects elsewhere (config `nats.pingIntervalMs`). @default 10000 */
+  pingIntervalMs?: number;
 }
+
+/** Unanswered pings after which a client drops its server and reconnects to another. */
+const MAX_PINGS_OUT = 2;
 
 export async function connectAs(opts: ConnectOptions): Promise<NatsConnection> {
   const servers = Array.isArray(opts.servers) ? opts.servers : opts.servers.split(',').map((s) => s.trim());
@@ -38,6 +43,8 @@ export async function connectAs(opts: ConnectOptions): Promise<NatsConnection> {
       reconnect: opts.reconnect ?? true,
       maxReconnectAttempts: -1,
       timeout: opts.timeoutMs ?? 5000,
+      pingInterval: opts.pingIntervalMs ?? 10_000,
+      maxPingOut: MAX_PINGS_OUT,
       // nats.js otherwise builds an Error (for its stack) on every request, even successful ones:
       // a measurable cost on the hot paths (ask, inference). Errors still carry code + message.
       noAsyncTraces: true,
@@ -64,6 +71,8 @@ export async function connectTenant(opts: { servers: string | string[]; tenant: 
       reconnect: opts.reconnect ?? true,
       maxReconnectAttempts: -1,
       timeout: opts.timeoutMs ?? 5000,
+      pingInterval: 10_000,
+      maxPingOut: MAX_PINGS_OUT,
     });
   } catch (err) {
     throw connectError(servers.join(','), err);

@@ -68,7 +68,7 @@ export async function runProcess(spec: ProcessSpec): Promise<void> {
     // Its rights are its user's: a node started under another node's user could not even
     // receive its own commands. Say so at once.
     if (nodeId && credential.user !== userOf(Role.NODE, nodeId)) throw Errors.BAD_CONFIG('SHOAL_NATS_USER', `node ${nodeId} must connect as its own user ${userOf(Role.NODE, nodeId)}, not "${credential.user}"`);
-    nc = await connectAs({ servers, role: spec.role, credential, name: `shoal-${spec.role}-${id}`, ...(nodeId ? { nodeId } : {}) });
+    nc = await connectAs({ servers, role: spec.role, credential, name: `shoal-${spec.role}-${id}`, pingIntervalMs: config.nats.pingIntervalMs, ...(nodeId ? { nodeId } : {}) });
   } catch (err) {
     fail(err, log);
   }

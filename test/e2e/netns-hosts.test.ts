@@ -48,7 +48,8 @@ if (unavailable) process.stdout.write(`netns-hosts: skipped (${unavailable})\n`)
 
 const s = subjects();
 const LEASE_TTL_MS = 4000;
-const ARGS = ['--membership.heartbeatMs', '300', '--membership.deadAfterMs', '3000', '--scheduler.leaseTtlMs', String(LEASE_TTL_MS), '--actors.modules', '["test/fixtures/actors.ts"]', '--log.level', 'info'];
+// Pings every 2 s: a process attached to host 3's server notices the partition in ~4–6 s and moves to another server.
+const ARGS = ['--nats.pingIntervalMs', '2000', '--membership.heartbeatMs', '300', '--membership.deadAfterMs', '3000', '--scheduler.leaseTtlMs', String(LEASE_TTL_MS), '--actors.modules', '["test/fixtures/actors.ts"]', '--log.level', 'info'];
 
 describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
   let net: Hosts;
@@ -178,11 +179,16 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
 
   it("the scheduler leader's host dies: the standby takes the lease within leaseTtlMs + 2 s and placement continues", async () => {
     const leases = await openBucket(admin, resources().buckets.leases);
+    let lastErr = '';
     const holder = async () => {
-      const e = await leases.get('scheduler').catch(() => undefined);
+      const e = await leases.get('scheduler').catch((err: Error) => void (lastErr = err.message));
       return e ? (decode(e.value) as { holderId: string }).holderId : undefined;
     };
-    expect(await until(holder, 90_000, 'the lease')).toBe('sched-h1');
+    expect(
+      await until(holder, 90_000, 'the lease').catch((err: Error) => {
+        throw new Error(`${err.message} (last error: ${lastErr || 'none: no entry'})\n${dumpLogs()}`);
+      }),
+    ).toBe('sched-h1');
     for (const name of ['scheduler-h1', 'node-h1']) procs[name]!.process.kill('SIGKILL');
     process.kill(servers[0]!.pid, 'SIGKILL');
     net.hosts[0]!.partition();
