@@ -11,9 +11,11 @@
  *   labels are stamped with this service's clock (`labelTs`) and appended to the feedback stream
  *   (`<prefix>.feedlog.<model>`, `Nats-Msg-Id` `<model>:<id>`, so a retried label is stored once).
  * - The **join** (the scheduler leader only: one process owns the pending set and the counters,
- *   and its durable consumers resume where the last leader stopped). It indexes every logged
- *   prediction by `<model>.<id>` in a KV bucket whose TTL is the join horizon, and joins each label
- *   with its prediction: a {@link LabeledRecord} on `<prefix>.labeled.<model>` (the labeled stream
+ *   and its durable consumers resume where the last leader stopped). It finds each label's
+ *   prediction (prediction-lookup.ts: among the batches it read recently, else in the log by the
+ *   time the id carries, else in a KV index — TTL the join horizon — that holds only the ids
+ *   without their time; it reads the log's headers, and a batch whole only when it must), and
+ *   joins them: a {@link LabeledRecord} on `<prefix>.labeled.<model>` (the labeled stream
  *   a monitor reads). A label whose prediction is not (yet) indexed waits in a bounded pending
  *   set — a label can arrive before its replica flushed the prediction — and is counted as
  *   orphaned once the horizon passes (or when the set is full, oldest first); a label that comes
@@ -28,7 +30,7 @@ import { ContentType, decode, encode, ensureMonitoringResources, every, resource
 import { MlErrors } from '../errors.ts';
 import { ModelRegistry } from '../registry/registry.ts';
 import { ModelDeployments } from '../serving/deployments.ts';
-import { LoggedBatch, RecentPredictions, idTime, locatable, locateByTime, stillStored } from './prediction-lookup.ts';
+import { LoggedBatch, RecentPredictions, idTime, locatable, locateByTime, logMetaOf, readBatch, stillStored } from './prediction-lookup.ts';
 import { MAX_GROUP_VALUE } from './window-fairness.ts';
 import { DatasetStore } from '../datasets/store.ts';
 import { versionAttributes } from '../governance/fairness/gate.ts';
@@ -213,8 +215,12 @@ export interface FeedbackJoinOptions {
 }
 
 export interface FeedbackJoinStats {
-  /** Predictions the join has taken in (each can be joined until the horizon). */
+  /** Predictions the join has seen logged (each can be joined until the horizon). */
   indexed: number;
+  /** Prediction-log batches read whole (to index ids, for waiting labels, or without headers). */
+  batchesRead: number;
+  /** Batches seen by their headers only: every id locatable by its time and no label waiting. */
+  batchesSkipped: number;
   /** Of those, written to the index bucket: ids that do not carry their time (prediction-lookup.ts). */
   indexWrites: number;
   /** Labels whose prediction was found by reading the log around the id's time. */
@@ -247,7 +253,7 @@ export class FeedbackJoin {
   readonly #horizon: number;
   readonly #maxPending: number;
   readonly #pending = new Map<string, Waiting>();
-  readonly #stats: FeedbackJoinStats = { indexed: 0, indexWrites: 0, locatedByTime: 0, labels: 0, joined: 0, orphaned: 0, late: 0, pending: 0, evicted: 0, failed: 0 };
+  readonly #stats: FeedbackJoinStats = { indexed: 0, batchesRead: 0, batchesSkipped: 0, indexWrites: 0, locatedByTime: 0, labels: 0, joined: 0, orphaned: 0, late: 0, pending: 0, evicted: 0, failed: 0 };
   readonly #recent: RecentPredictions;
   #kv!: KV;
   #stops: (() => void | Promise<void>)[] = [];
@@ -283,7 +289,9 @@ export class FeedbackJoin {
     this.#kv = await new Kvm(this.#o.nc).open(r.buckets.predictionIndex);
     const durable = this.#o.durable ?? `${s.prefix}-feedback-join`;
     // Predictions first: a label in the same start-up backlog then finds its prediction indexed.
-    await this.#consume(r.streams.predictions, `${durable}-predictions`, (m) => this.#onPredictions(m));
+    // Headers only (prediction-lookup.ts); the consumer that read whole batches is retired.
+    await this.#retire(r.streams.predictions, `${durable}-predictions`);
+    await this.#consume(r.streams.predictions, `${durable}-prediction-heads`, (m) => this.#onPredictions(m), true);
     await this.#consume(r.streams.feedback, `${durable}-labels`, (m) => this.#onLabel(m));
     this.#stops.push(every(this.#clock, this.#o.sweepMs ?? 60_000, () => this.sweep()));
     const sub = serve(this.#o.nc, s.feedbackJoinStats, Type.Unknown(), () => this.stats());
@@ -291,13 +299,19 @@ export class FeedbackJoin {
     this.#o.log.info({ horizonMs: this.#horizon, maxPending: this.#maxPending }, 'label join started');
   }
 
+  /** Deletes a durable consumer an earlier version used, if it is there. */
+  async #retire(stream: string, name: string): Promise<void> {
+    const jsm = await jetstreamManager(this.#o.nc);
+    await jsm.consumers.delete(stream, name).catch(() => undefined);
+  }
+
   /** A durable pull consumer, one message at a time, acked after it is handled. */
-  async #consume(stream: string, name: string, handle: (m: JsMsg) => Promise<void>): Promise<void> {
+  async #consume(stream: string, name: string, handle: (m: JsMsg) => Promise<void>, headersOnly = false): Promise<void> {
     const jsm = await jetstreamManager(this.#o.nc);
     try {
       await jsm.consumers.info(stream, name);
     } catch {
-      await jsm.consumers.add(stream, { durable_name: name, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 1000, ack_wait: 60_000 * NS });
+      await jsm.consumers.add(stream, { durable_name: name, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 1000, ack_wait: 60_000 * NS, ...(headersOnly ? { headers_only: true } : {}) });
     }
     const consumer = await this.#js.consumers.get(stream, name);
     const messages = await consumer.consume({ max_messages: 256 });
@@ -316,17 +330,27 @@ export class FeedbackJoin {
     })();
   }
 
+  /** A prediction-log message's headers: the batch is read whole only when it must be (prediction-lookup.ts). */
   async #onPredictions(m: JsMsg): Promise<void> {
+    const meta = logMetaOf(m.headers);
+    // A replica's profile delta shares the subject: nothing to index.
+    if (meta.kind === 'profile') return;
+    if (meta.kind === 'records' && meta.unlocatable === 0 && this.#pending.size === 0) {
+      this.#stats.indexed += meta.records;
+      this.#stats.batchesSkipped++;
+      return;
+    }
     let b: LoggedBatch | undefined;
     try {
-      // A replica's profile delta shares the subject: nothing to index.
-      b = LoggedBatch.of(m.seq, Math.floor(m.info.timestampNanos / 1e6), m.data);
+      b = await readBatch(this.#o.nc, resources(this.#o.subjects.prefix).streams.predictions, m.seq);
     } catch (err) {
       this.#stats.failed++;
       this.#o.log.warn({ seq: m.seq, err: (err as Error).message }, 'label join: a prediction-log message is not a batch of records; skipped');
       return;
     }
+    // Gone (erased since) or a profile delta from a writer without headers.
     if (!b) return;
+    this.#stats.batchesRead++;
     this.#recent.add(b);
     // Only records that cannot be found again by their id's time get an index entry (written at once: one round trip's wait).
     const puts: Promise<unknown>[] = [];
@@ -359,8 +383,10 @@ export class FeedbackJoin {
       this.#stats.orphaned++;
       this.#stats.evicted++;
     }
-    // The prediction may have been read while we looked: look once more (among the batches read) now that the label waits.
-    const again = await this.#lookup(label, false);
+    // The prediction may have been logged while we looked: look once more now that the label waits.
+    // A batch whose headers came before the label waited was skipped (not read): a time-carrying
+    // id is looked for in the log again; any batch stored after this point is read whole.
+    const again = await this.#lookup(label, idTime(label.id) !== undefined);
     if (again && this.#pending.get(key)?.label === label) {
       this.#pending.delete(key);
       await this.#join(again, label);

@@ -16,8 +16,23 @@
 import { every, systemClock, type Clock } from '../../cluster/index.ts';
 import type { Datatype, TensorData } from '../tensor.ts';
 import { buildBatch, elementValue, sameShape, type CapturedRequest, type CapturedTensor, type ColumnarBatch } from './columnar.ts';
+import { locatable } from './prediction-lookup.ts';
 import { splitProfile, type ProfileMessage, type ReplicaProfiler } from './replica-profile.ts';
 import { MAX_COLUMNS_PER_INPUT, type FeatureValue, type MonitoringSpec } from './records.ts';
+
+/**
+ * What a published message holds, for readers that look at headers only (the label join,
+ * feedback.ts): a record batch — its row count, and how many of its requests' ids may not be
+ * found by their time (prediction-lookup.ts; such a batch is read whole and those ids indexed) —
+ * or a profile delta.
+ */
+export type LogMessageMeta = { kind: 'records'; records: number; unlocatable: number } | { kind: 'profile' };
+
+/**
+ * An id is counted as unlocatable when its time is this close to the end of the window in which
+ * the join looks for it, or past it: the batch is stored a little after it is published.
+ */
+const PUBLISH_SLACK_MS = 3000;
 
 /** Largest encoded batch message; a larger one is split (NATS' default max payload is 1 MiB). */
 export const MAX_BATCH_BYTES = 900 * 1024;
@@ -26,8 +41,11 @@ export interface PredictionLogOptions {
   model: string;
   version: number;
   spec: MonitoringSpec;
-  /** Publishes one encoded message (JetStream publish, resolving on the ack). */
-  publish: (bytes: Uint8Array) => Promise<void>;
+  /**
+   * Publishes one encoded message (JetStream publish, resolving on the ack), with what it is
+   * ({@link LogMessageMeta}: the replica puts it in headers for the label join).
+   */
+  publish: (bytes: Uint8Array, meta: LogMessageMeta) => Promise<void>;
   /** Encodes a batch or a profile delta (MessagePack). */
   encode: (m: ColumnarBatch | ProfileMessage) => Uint8Array;
   /** The replica's own profile of all its traffic (absent: no reference profile, or `profiles: false`). */
@@ -265,8 +283,17 @@ export class PredictionLog {
     let rows = 0;
     for (const r of reqs) rows += r.rows;
     try {
-      const parts = encodeSplit(reqs, (part) => this.#o.encode(buildBatch(this.#o.model, this.#o.version, part)));
-      for (const bytes of parts) await this.#o.publish(bytes);
+      const storedBy = this.#clock.now() + PUBLISH_SLACK_MS;
+      const parts = splitEncoded(reqs, (part) => this.#o.encode(buildBatch(this.#o.model, this.#o.version, part)));
+      for (const part of parts) {
+        let records = 0;
+        let unlocatable = 0;
+        for (const r of part.items) {
+          records += r.rows;
+          if (!locatable(r.id, storedBy)) unlocatable++;
+        }
+        await this.#o.publish(part.bytes, { kind: 'records', records, unlocatable });
+      }
       this.#stats.published += rows;
       this.#stats.batches += parts.length;
       this.#failing = false;
@@ -279,7 +306,7 @@ export class PredictionLog {
 
   async #sendProfile(m: ProfileMessage): Promise<void> {
     try {
-      for (const bytes of splitProfile(m, this.#o.encode, MAX_BATCH_BYTES)) await this.#o.publish(bytes);
+      for (const bytes of splitProfile(m, this.#o.encode, MAX_BATCH_BYTES)) await this.#o.publish(bytes, { kind: 'profile' });
       this.#stats.profiles++;
     } catch (err) {
       if (!this.#failing) this.#o.onPublishError?.(err as Error, 0);
@@ -297,10 +324,15 @@ export class PredictionLog {
 
 /** Encodes `items` as one message, or splits them in halves until each part is under the size limit. */
 export function encodeSplit<T>(items: T[], encode: (items: T[]) => Uint8Array, maxBytes = MAX_BATCH_BYTES): Uint8Array[] {
+  return splitEncoded(items, encode, maxBytes).map((p) => p.bytes);
+}
+
+/** {@link encodeSplit}, each message with the items it holds. */
+export function splitEncoded<T>(items: T[], encode: (items: T[]) => Uint8Array, maxBytes = MAX_BATCH_BYTES): { bytes: Uint8Array; items: T[] }[] {
   const bytes = encode(items);
-  if (bytes.length <= maxBytes || items.length === 1) return [bytes];
+  if (bytes.length <= maxBytes || items.length === 1) return [{ bytes, items }];
   const half = items.length >> 1;
-  return [...encodeSplit(items.slice(0, half), encode, maxBytes), ...encodeSplit(items.slice(half), encode, maxBytes)];
+  return [...splitEncoded(items.slice(0, half), encode, maxBytes), ...splitEncoded(items.slice(half), encode, maxBytes)];
 }
 
 /**

@@ -13,9 +13,18 @@
  *   among the last {@link RecentPredictions} the join consumed, so the common case reads nothing.
  *   A record found there is joined only after its batch is confirmed still stored (erasure deletes
  *   batches; a cached copy must not bring an erased record back).
+ * - **The join reads headers, not batches.** A replica's message says in its headers what it is
+ *   ({@link logHeaders}: records and how many, or a profile delta) and how many of its requests'
+ *   ids cannot be found by their time. The join's consumer takes headers only; it reads a batch
+ *   whole ({@link readBatch}) only when it must index some of its ids, when labels are waiting
+ *   for a prediction, or when the headers are missing (another writer; erasure's republished
+ *   batches). At 100 % logging, delivering and decoding every batch to the join was ~10 µs of
+ *   CPU per request on a 2-core machine (bench/results/monitoring.md).
  */
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import { ContentType, decode, type NatsConnection } from '../../cluster/index.ts';
+import type { LogMessageMeta } from './prediction-log.ts';
 import { batchRecords } from './columnar.ts';
 import { isProfileMessage } from './replica-profile.ts';
 import type { PredictionRecord } from './records.ts';
@@ -116,6 +125,42 @@ export class RecentPredictions {
       if (this.#byId.get(k)?.batch === b) this.#byId.delete(k);
     }
   }
+}
+
+/** Header: `records` or `profile` (absent: a message from another writer). */
+export const LOG_KIND_HEADER = 'Shoal-Log';
+/** Header: rows in a record batch. */
+export const LOG_RECORDS_HEADER = 'Shoal-Records';
+/** Header: requests in a record batch whose ids cannot be located by their time (index them). */
+export const LOG_UNLOCATABLE_HEADER = 'Shoal-Unlocatable';
+
+/** The headers a replica's prediction-log message carries. */
+export function logHeaders(meta: LogMessageMeta): MsgHdrs {
+  const h = natsHeaders();
+  h.set(LOG_KIND_HEADER, meta.kind);
+  if (meta.kind === 'records') {
+    h.set(LOG_RECORDS_HEADER, String(meta.records));
+    h.set(LOG_UNLOCATABLE_HEADER, String(meta.unlocatable));
+  }
+  return h;
+}
+
+/** What a message's headers say: {@link LogMessageMeta}, or `unknown` (no or unreadable headers: read the message). */
+export function logMetaOf(h: MsgHdrs | undefined): LogMessageMeta | { kind: 'unknown' } {
+  const kind = h?.get(LOG_KIND_HEADER);
+  if (kind === 'profile') return { kind };
+  if (kind !== 'records') return { kind: 'unknown' };
+  const records = Number(h!.get(LOG_RECORDS_HEADER));
+  const unlocatable = Number(h!.get(LOG_UNLOCATABLE_HEADER));
+  return Number.isInteger(records) && records >= 0 && Number.isInteger(unlocatable) && unlocatable >= 0 ? { kind, records, unlocatable } : { kind: 'unknown' };
+}
+
+/** The prediction-log message `seq` as a batch: undefined when it is gone (erased) or holds no records (a profile delta). */
+export async function readBatch(nc: NatsConnection, stream: string, seq: number): Promise<LoggedBatch | undefined> {
+  const jsm = await jetstreamManager(nc);
+  const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+  if (!m) return undefined;
+  return LoggedBatch.of(seq, m.time.getTime(), m.data);
 }
 
 /** Whether the prediction-log message `seq` is still stored (not erased). */

@@ -7,6 +7,7 @@
 import { jetstream } from '@nats-io/jetstream';
 import { ContentType, encode, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
 import { PredictionLog } from './prediction-log.ts';
+import { logHeaders } from './prediction-lookup.ts';
 import { replicaProfiles, type MonitoringSpec } from './records.ts';
 import { ReplicaProfiler, sliceLength } from './replica-profile.ts';
 import type { ReferenceProfile } from './stats/profile.ts';
@@ -22,8 +23,8 @@ export function replicaPredictionLog(o: { nc: NatsConnection; subjects: Subjects
     spec: o.spec,
     ...(profiler ? { profiler } : {}),
     encode: (m) => encode(m, ContentType.MSGPACK),
-    publish: async (bytes) => {
-      await js.publish(subject, bytes);
+    publish: async (bytes, meta) => {
+      await js.publish(subject, bytes, { headers: logHeaders(meta) });
     },
     onPublishError: (err, lost) => o.log.warn({ model: o.model, version: o.version, lost, err: err.message }, 'prediction log: a message could not be published (records counted as lost; serving goes on)'),
   });

@@ -173,9 +173,16 @@ describe('prediction log and feedback (real cluster, virtual clock for the label
     }
     // UUIDv7: the first 48 bits are the time the gateway made it (this test's clock is the real one for the gateway).
     for (const id of made) expect(Math.abs(idTime(id)! - Date.now())).toBeLessThan(60_000);
+    // The join reads the log's headers: with no label waiting, batches of ids that carry their time are not read.
+    expect(before.pending).toBe(0);
+    await until(() => (join.stats().indexed >= before.indexed + 2 ? true : undefined), 30_000, 'the join seeing the two predictions');
+    expect(join.stats().batchesRead).toBe(before.batchesRead);
+    expect(join.stats().batchesSkipped).toBeGreaterThan(before.batchesSkipped);
+    // A caller's own id: its batch is read whole, and the id indexed.
     await predict('fraud', [[1, 1, 1, 1]], { 'x-request-id': 'client-own-9' });
-    await until(() => (join.stats().indexed >= before.indexed + 3 ? true : undefined), 30_000, 'the join reading the three predictions');
+    await until(() => (join.stats().indexed >= before.indexed + 3 ? true : undefined), 30_000, 'the join seeing the third prediction');
     expect(join.stats().indexWrites - before.indexWrites).toBe(1);
+    expect(join.stats().batchesRead - before.batchesRead).toBe(1);
 
     // Read back from the log by the id's time alone (what the join does when its recent batches no longer hold it).
     const fresh = new RecentPredictions(10);
@@ -184,7 +191,7 @@ describe('prediction log and feedback (real cluster, virtual clock for the label
     expect(fresh.get('fraud', made[1]!)).toBeDefined();
     expect(await locateByTime(sched, r.streams.predictions, s.predictions('fraud'), 'client-own-9', fresh)).toBeUndefined();
 
-    // All three are labeled and joined: two from the join's recent batches, one from the index.
+    // All three are labeled and joined: two found by their ids' time, one from the index.
     const fb = await post('/v1/models/fraud/feedback', [...made, 'client-own-9'].map((id) => ({ id, label: 1 })));
     expect(await fb.json()).toMatchObject({ accepted: 3 });
     await until(() => (join.stats().joined >= before.joined + 3 ? true : undefined), 30_000, 'the three labels joined');
