@@ -22,8 +22,11 @@ import { virtualNodeIds } from '../nodes/index.ts';
 import { startTestNats, type TestNats } from '../test/harness/nats.ts';
 import { ProcessSet } from '../test/harness/processes.ts';
 import { median, writeResults } from './lib/results.ts';
+import { measureClusterServing } from './lib/cluster-serving.ts';
 
-const SIZES = (process.env.SCALE_NODES ?? '1000,5000').split(',').map(Number);
+// SCALE_NODES=none: only the serving comparison. SCALE_SERVING=0: without it.
+const SIZES = process.env.SCALE_NODES === 'none' ? [] : (process.env.SCALE_NODES ?? '1000,5000').split(',').map(Number);
+const SERVING = process.env.SCALE_SERVING !== '0';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const HEARTBEAT_MS = 1000;
 const DEAD_AFTER_MS = 5000;
@@ -181,6 +184,27 @@ for (const n of SIZES) {
   results.push(await measureSize(n));
 }
 
+// Serving through three nats-servers vs one, in the same run (interleaved).
+const serving = SERVING ? await measureClusterServing({ rounds: ROUNDS, subruns: Number(process.env.BENCH_SUBRUNS ?? 3), seconds: Number(process.env.BENCH_SECONDS ?? 3), connections: 64, log: (l) => process.stdout.write(`${l}\n`) }) : [];
+const servingSection = serving.length
+  ? `
+## Serving through a NATS cluster of three vs one server
+
+The MLP (32 features, one-row OIP requests, 64 connections) served by the same Shoal processes (a
+scheduler, one node, a gateway) on one nats-server and on a cluster of three (routes on loopback,
+JetStream R3, every process given every URL; each connects to one of them), both running at once;
+autocannon alternates between them, ${Number(process.env.BENCH_SUBRUNS ?? 3)} runs of ${Number(process.env.BENCH_SECONDS ?? 3)} s per target per round. ${serving.length} rounds; a round's req/s is the mean of its runs.
+
+| one server req/s | three servers req/s | three / one | one p99 ms | three p99 ms | errors |
+|---|---|---|---|---|---|
+| ${fmt(serving.map((r) => r.one.rps))} | ${fmt(serving.map((r) => r.three.rps))} | ${fmt(serving.map((r) => r.three.rps / r.one.rps), 2)}× | ${fmt(serving.map((r) => r.one.p99))} | ${fmt(serving.map((r) => r.three.p99))} | ${serving.reduce((a, r) => a + r.errors, 0)} |
+
+Every request crosses NATS twice (gateway → replica → gateway); with three servers a request may
+hop a route when the gateway and the node are attached to different servers, and the two extra
+nats-servers (and the idle one-server cluster's processes, and vice versa) share the same 2 cores.
+`
+  : '';
+
 const rows = results.map((r) => {
   const col = (k: keyof Round, d = 0) => fmt(r.rounds.map((x) => x[k]), d);
   return `| ${r.n} | ${(r.startMs / 1000).toFixed(1)} s / ${(r.joinMs / 1000).toFixed(1)} s | ${col('putsPerSec')} | ${col('natsCpu')} % | ${col('schedCpu')} % | ${col('fleetCpu')} % | ${col('presenceMs')} ms (${Math.min(...r.rounds.map((x) => x.presenceAnswers))}/${r.n + 1}) | ${col('statusMs')} ms, ${(median(r.rounds.map((x) => x.statusBytes)) / 1024).toFixed(0)} KiB | ${col('placeP50', 1)} / ${col('placeP99', 1)} ms | ${fmt(r.detectMs)} ms | ${r.errors} / ${(r.skipped * 100).toFixed(1)} % |`;
@@ -212,6 +236,6 @@ ${rows.join('\n')}
   in the version read: 250+ nodes with a trivial task workload, 10k+ actors, 10k+ simultaneously running
   tasks; measured on 64-core machines). These figures are from one 2-core machine and virtual nodes, so they
   bound Shoal's control plane from below; they are not a like-for-like comparison.
-`,
+${servingSection}`,
 );
 process.stdout.write('wrote bench/results/scale.md\n');

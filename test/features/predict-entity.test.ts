@@ -17,6 +17,7 @@ import { DatasetStore, FeatureClient, MlErrors, ModelRegistry, RegistryClient, b
 import { buildGateway } from '../../gateway/app.ts';
 import { serveJson } from '../../ml/serving/serve-requests.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
+import { until } from '../harness/wait.ts';
 import { customerSnapshot, customerView, featureEvents, featureModel, merchantSnapshot, merchantView } from '../fixtures/feature-predict.ts';
 
 const ARGS = ['--membership.heartbeatMs', '200', '--membership.deadAfterMs', '1500', '--actors.modules', '["ml/serving/actors.ts"]'];
@@ -75,11 +76,7 @@ describe('predictions by entity (real cluster, online store, real onnxruntime)',
     base = `http://127.0.0.1:${(gw.server.address() as AddressInfo).port}`;
     await c.untilNodes();
     await c.control.deploy('fraud', { replicas: 1, maxBatchSize: 64, readyTimeoutMs: 60_000 });
-    for (let i = 0; i < 300; i++) {
-      const r = await fetch(`${base}/v2/models/fraud/ready`, { headers: { 'x-api-key': KEY } });
-      if (r.status === 200) break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
+    await until(async () => ((await fetch(`${base}/v2/models/fraud/ready`, { headers: { 'x-api-key': KEY } })).status === 200 ? true : undefined), 30_000, 'fraud ready at the gateway');
   }, 180_000);
 
   afterAll(async () => {
@@ -239,10 +236,7 @@ describe('predictions by entity (real cluster, online store, real onnxruntime)',
     expect(b.dataset.extraSensitiveNames).toEqual(['sex', 'age', 'zip']);
     await c.control.register('fraud-s', featureModel(b.dataset.columns.length), { lineage: lineageOf(b) });
     await c.control.deploy('fraud-s', { replicas: 1, maxBatchSize: 64, readyTimeoutMs: 60_000, monitoring: { sampleRate: 1, flushMs: 50, monitor: false } });
-    for (let i = 0; i < 300; i++) {
-      if ((await fetch(`${base}/v2/models/fraud-s/ready`, { headers: { 'x-api-key': KEY } })).status === 200) break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
+    await until(async () => ((await fetch(`${base}/v2/models/fraud-s/ready`, { headers: { 'x-api-key': KEY } })).status === 200 ? true : undefined), 30_000, 'fraud-s ready at the gateway');
     const r = await predict({ entities: [{ customer_id: 'c-0' }, { customer_id: 'c-1' }], id: 'grp-1' }, 'fraud-s');
     expect(r.status).toBe(200);
     const jsm = await jetstreamManager(await c.nats.connect(Role.SCHEDULER));
@@ -255,9 +249,8 @@ describe('predictions by entity (real cluster, online store, real onnxruntime)',
       }
       return out.length >= 2 ? out : undefined;
     };
-    let recs: PredictionRecord[] | undefined;
-    for (let i = 0; i < 100 && !(recs = await logged()); i++) await new Promise((res) => setTimeout(res, 100));
-    expect(recs!.map((x) => [x.id, x.groups])).toEqual([
+    const recs = await until(logged, 10_000, 'the two fraud-s records logged');
+    expect(recs.map((x) => [x.id, x.groups])).toEqual([
       ['grp-1:0', { sex: 'F', age: '< 30' }],
       ['grp-1:1', { sex: 'M', age: '≥ 50' }],
     ]);
