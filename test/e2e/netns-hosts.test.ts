@@ -210,10 +210,14 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     // Safety, whatever the machine's load: never two leaders — the standby waited out the lease.
     expect(gap).toBeGreaterThanOrEqual(LEASE_TTL_MS);
     const survivors = ['h1', 'h2', 'h3'].filter((n) => n !== `h${h}`);
+    let seen = 'no answer';
     const st = await until(async () => {
-      const x = await status().catch(() => undefined);
+      const x = await status().catch((err: Error) => void (seen = err.message));
+      if (x) seen = `${x.schedulerId}: ${x.nodes.map((n) => `${n.nodeId} ${n.alive ? 'alive' : 'dead'}`).join(', ')}`;
       return x?.schedulerId === standby && x.nodes.filter((n) => n.alive).length === 2 ? x : undefined;
-    }, 60_000, `${standby} answering with two live nodes`);
+    }, 60_000, `${standby} answering with two live nodes`).catch((err: Error) => {
+      throw new Error(`${err.message} (last: ${seen})\n${dumpLogs()}`);
+    });
     expect(st.nodes.filter((n) => n.alive).map((n) => n.nodeId).sort()).toEqual(survivors);
     const res = await request<SpawnResult>(client, s.scheduler('actors'), { type: 'spawn', spec: { type: 'echo', id: 'after-failover' } }, { timeoutMs: 20_000 });
     expect(survivors).toContain(res.actors[0]!.nodeId);
