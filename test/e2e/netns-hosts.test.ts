@@ -195,7 +195,10 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     for (const name of [`scheduler-h${h}`, `node-h${h}`]) procs[name]!.process.kill('SIGKILL');
     process.kill(servers[h - 1]!.pid, 'SIGKILL');
     net.hosts[h - 1]!.partition();
-    await until(async () => ((await holder().catch(() => undefined)) === standby ? true : undefined), 60_000, `${standby} holding the lease`);
+    const standbyLines = () => procs[`scheduler-h${3 - h}`]!.lines.filter((l) => /lease|lead|NATS|reconnect|disconnect/i.test(l)).slice(-20).join('\n');
+    await until(async () => ((await holder().catch(() => undefined)) === standby ? true : undefined), 60_000, `${standby} holding the lease`).catch((err: Error) => {
+      throw new Error(`${err.message} (last read: ${lastErr || 'an entry of another holder'})\n--- ${standby}\n${standbyLines()}\n${dumpLogs()}`);
+    });
     // From the lease's own history: the old leader's last renewal and the standby's first write.
     // Asked again while JetStream re-elects the leaders the killed server held (a request can time out meanwhile).
     const history = await until(async () => {

@@ -30,7 +30,12 @@ describe('SIGKILL a node agent under shoal up: what it hosted comes back (real p
     if (r.status !== 0 && !r.stdout.trim().startsWith('{')) throw new Error(`shoal ${args.join(' ')}: ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
   };
-  const nodePid = (nodeId: string) => json<StatusReport>('status').processes.find((p) => p.role === 'node' && p.id === nodeId)!.pid;
+  // `shoal status` lists who answered its presence ping within 500 ms: a node busy training can miss one, so ask again.
+  const nodePid = (nodeId: string) =>
+    until(() => {
+      const r = shoal('status', '--json');
+      return r.status === 0 ? (JSON.parse(r.stdout) as StatusReport).processes.find((x) => x.role === 'node' && x.id === nodeId)?.pid : undefined;
+    }, 30_000, `${nodeId} in shoal status`, 250);
   const restarted = (nodeId: string, oldPid: number) => until(() => {
     const r = shoal('status', '--json');
     const p = r.status === 0 ? (JSON.parse(r.stdout) as StatusReport).processes.find((x) => x.role === 'node' && x.id === nodeId) : undefined;
@@ -60,7 +65,7 @@ describe('SIGKILL a node agent under shoal up: what it hosted comes back (real p
     const before = json<LiveStatus>('models', 'status', 'fraud');
     expect(before).toMatchObject({ ready: true, stable: { desired: 1, serving: 1 } });
     const hostId = before.stable.replicas[0]!.nodeId;
-    const oldPid = nodePid(hostId);
+    const oldPid = await nodePid(hostId);
     process.kill(oldPid, 'SIGKILL');
     await restarted(hostId, oldPid);
     // Serving again, through the gateway, with an answer computed by a replica.
@@ -80,15 +85,15 @@ describe('SIGKILL a node agent under shoal up: what it hosted comes back (real p
   });
 
   it('a training job whose coordinator\'s node was killed resumes and succeeds', async () => {
-    writeFileSync(join(cwd, 'long.json'), JSON.stringify({ model: { name: 'fraud-long', type: 'mlp', hidden: 16 }, dataset: 'fraud', hyper: { steps: 6000, batchSize: 256 }, workers: 1, checkpointEvery: 100 }));
+    writeFileSync(join(cwd, 'long.json'), JSON.stringify({ model: { name: 'fraud-long', type: 'mlp', hidden: 16 }, dataset: 'fraud', hyper: { steps: 20000, batchSize: 256 }, workers: 1, checkpointEvery: 100 }));
     expect(shoal('submit', 'long.json', '--id', 'long', '--no-wait').status).toBe(0);
     const running = await until(() => {
       const r = json<JobRecord>('jobs', 'long');
       const p = r.progress as { step?: number; node?: string } | undefined;
-      // Past its first checkpoint and well before the end: a step takes ~1 ms here, so a short job could finish between two polls.
-      return p?.node && (p.step ?? 0) >= 150 && (p.step ?? 0) <= 4000 ? { node: p.node, step: p.step! } : undefined;
+      // Past its first checkpoint and well before the end: a step takes ~1 ms here, so a short job could finish before the kill.
+      return p?.node && (p.step ?? 0) >= 150 && (p.step ?? 0) <= 8000 ? { node: p.node, step: p.step! } : undefined;
     }, 60_000, 'the long job past its first checkpoints', 200);
-    const oldPid = nodePid(running.node);
+    const oldPid = await nodePid(running.node);
     process.kill(oldPid, 'SIGKILL');
     await restarted(running.node, oldPid);
     const done = await until(() => {
