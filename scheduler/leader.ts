@@ -52,6 +52,9 @@ export class LeaderLease {
   #observed: { revision: number; since: number; holder: string } | undefined;
   #timer: (() => void) | undefined;
   #ticking: Promise<void> | undefined;
+  /** When the current run of failed steps began (undefined after a step that went through). */
+  #failingSince: number | undefined;
+  #warned = false;
   readonly #listeners = new Set<(leading: boolean) => void>();
 
   constructor(opts: LeaderLeaseOptions) {
@@ -111,6 +114,9 @@ export class LeaderLease {
     const start = this.#clock.now();
     try {
       const e = await this.#kv.get(this.key);
+      // The bucket answers: a streak of failures (if any) is over.
+      this.#failingSince = undefined;
+      this.#warned = false;
       if (!e || e.operation !== 'PUT') {
         const rev = e ? await this.#kv.update(this.key, this.#record(start, true), e.revision) : await this.#kv.create(this.key, this.#record(start, true));
         this.#won(rev, start, true);
@@ -135,7 +141,13 @@ export class LeaderLease {
       }
     } catch (err) {
       // A lost CAS (someone else wrote first) or NATS trouble: not leader unless still valid.
-      this.#log?.debug({ err: err instanceof Error ? err.message : String(err) }, 'lease step failed');
+      const msg = err instanceof Error ? err.message : String(err);
+      this.#failingSince ??= start;
+      // One warning per streak of failed steps that outlasts the TTL (while the bucket is out of reach no leader can be chosen).
+      if (start - this.#failingSince >= this.ttlMs && !this.#warned) {
+        this.#warned = true;
+        this.#log?.warn({ err: msg, failingMs: start - this.#failingSince }, 'lease unreadable or unwritable for longer than its TTL');
+      } else this.#log?.debug({ err: msg }, 'lease step failed');
       this.isLeader();
     }
   }

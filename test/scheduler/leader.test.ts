@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kvm, type KV } from '@nats-io/kv';
-import { Role, VirtualClock, ensureResources, resources, type NatsConnection } from '../../cluster/index.ts';
+import { Role, VirtualClock, ensureResources, resources, type Logger, type NatsConnection } from '../../cluster/index.ts';
 import { LeaderLease } from '../../scheduler/index.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 
@@ -15,10 +15,10 @@ describe('leader lease (real nats-server)', () => {
   let nats: TestNats;
   const leases: LeaderLease[] = [];
 
-  async function contender(id: string, key: string, clock?: VirtualClock): Promise<{ lease: LeaderLease; nc: NatsConnection; kv: KV }> {
+  async function contender(id: string, key: string, clock?: VirtualClock, log?: Logger): Promise<{ lease: LeaderLease; nc: NatsConnection; kv: KV }> {
     const nc = await nats.connect(Role.SCHEDULER);
     const kv = await new Kvm(nc).open(resources().buckets.leases);
-    const lease = new LeaderLease({ kv, holderId: id, key, ttlMs: TTL, ...(clock ? { clock } : {}) });
+    const lease = new LeaderLease({ kv, holderId: id, key, ttlMs: TTL, ...(clock ? { clock } : {}), ...(log ? { log } : {}) });
     leases.push(lease);
     return { lease, nc, kv };
   }
@@ -99,5 +99,26 @@ describe('leader lease (real nats-server)', () => {
     leases.push(again);
     await again.tick();
     expect(again.isLeader()).toBe(false);
+  });
+
+  it('a contender that cannot reach the lease bucket for longer than the TTL says so once, and is not leader', async () => {
+    const clock = new VirtualClock(1_000_000);
+    const warnings: string[] = [];
+    const log = { info: () => undefined, debug: () => undefined, warn: (_o: unknown, msg: string) => void warnings.push(msg) } as unknown as Logger;
+    const { lease, nc } = await contender('cut-off', 'unreachable', clock, log);
+    await lease.tick();
+    expect(lease.isLeader()).toBe(true);
+    await nc.close();
+    await lease.tick();
+    clock.advance(TTL / 2);
+    await lease.tick();
+    expect(warnings).toEqual([]);
+    clock.advance(TTL / 2);
+    await lease.tick();
+    expect(warnings).toEqual(['lease unreadable or unwritable for longer than its TTL']);
+    expect(lease.isLeader()).toBe(false);
+    clock.advance(TTL);
+    await lease.tick();
+    expect(warnings).toHaveLength(1);
   });
 });
