@@ -125,8 +125,9 @@ export class ActorHost {
   }
 
   /**
-   * Checks every hosted actor against its directory entry now and stops the stale copies (see
-   * {@link staleCopy}); returns how many it stopped. A directory that cannot be read (the host is
+   * Checks every hosted actor against its directory entry now and stops the copies the directory
+   * has placed again at a higher epoch; returns how many it stopped. (The watch, which sees every
+   * change in order, also stops a copy whose entry was deleted or moved: {@link staleCopy}.) A directory that cannot be read (the host is
    * cut off) stops the pass: nothing is stopped on a guess, the next pass asks again.
    */
   async checkFencing(): Promise<number> {
@@ -139,7 +140,10 @@ export class ActorHost {
         if (cell.revision === 0 || cell.state === LifecycleState.STOPPED) continue;
         const v = await this.#o.directory.get(cell.actorId);
         if (this.#cells.get(cell.actorId) !== cell || (cell.state as LifecycleState) === LifecycleState.STOPPED) continue;
-        if (staleCopy(cell, this.#o.nodeId, v)) {
+        // Only positive evidence: a placement at a higher epoch. A read can come from a replica of
+        // the bucket that is behind or just restarted (no entry, or an older one naming the node
+        // the actor was on before): stopping on that would take down a live actor nobody re-places.
+        if (v && v.entry.epoch > cell.epoch) {
           this.#fence(cell, v, 'check');
           fenced++;
         }

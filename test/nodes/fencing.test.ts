@@ -1,7 +1,7 @@
 /**
  * Fencing without the directory watch: a node's actor host checks its actors against the
- * directory every `fenceCheckMs` and stops a copy whose entry moved (another node, a higher
- * epoch, or gone). The watch fences at once when it sees the change; the check is what catches a
+ * directory every `fenceCheckMs` and stops a copy the directory placed again at a higher epoch
+ * (only that: a read from a lagging replica of the bucket must not stop a live actor). The watch fences at once when it sees the change; the check is what catches a
  * change the watch missed — a host cut off from the cluster keeps its connection to its own
  * nats-server, and its watch is not guaranteed to resume after the heal (test/e2e/netns-hosts.test.ts).
  * Here the watch is off, so only the check can fence. A real nats-server; the host in-process.
@@ -91,11 +91,21 @@ describe('the actor host fences from its periodic directory check (real nats-ser
     expect((await directory.get('moved-1'))!.entry).toMatchObject({ nodeId: 'fence-b', epoch: 2 });
   });
 
-  it('the check runs by itself every fenceCheckMs: a deleted entry stops its copy', async () => {
+  it('the check acts only on a higher epoch: no entry, or an older one elsewhere (a lagging read), leaves the actor running', async () => {
+    const h = await host('fence-a', 0);
+    await h.spawn('kept-2', { type: 'echo' }, 0, 3);
+    await h.spawn('kept-3', { type: 'echo' }, 0, 3);
+    await move('kept-2', { nodeId: 'fence-old', epoch: 2 });
+    await directory.remove('kept-3');
+    expect(await h.checkFencing()).toBe(0);
+    expect(h.list().map((a) => a.actorId).sort()).toEqual(['kept-2', 'kept-3']);
+  });
+
+  it('the check runs by itself every fenceCheckMs', async () => {
     const h = await host('fence-a', 200);
-    await h.spawn('deleted-1', { type: 'echo' }, 0, 1);
-    expect(h.list().map((a) => a.actorId)).toEqual(['deleted-1']);
-    await directory.remove('deleted-1');
-    await until(() => (h.list().length === 0 ? true : undefined), 10_000, 'deleted-1 fenced by the periodic check');
+    await h.spawn('moved-2', { type: 'echo' }, 0, 1);
+    expect(h.list().map((a) => a.actorId)).toEqual(['moved-2']);
+    await move('moved-2', { nodeId: 'fence-b', epoch: 2 });
+    await until(() => (h.list().length === 0 ? true : undefined), 10_000, 'moved-2 fenced by the periodic check');
   });
 });
