@@ -187,3 +187,23 @@ export class LeaderLease {
     }
   }
 }
+
+/**
+ * Starts the leader's work for as long as this process holds the lease: a start that fails (just
+ * after a failover JetStream may not answer yet) is tried again after a back-off of 0.5, 1, 2,
+ * 4, then 5 s, and never left half-done — a lease holder that does not lead would keep the
+ * standby out and serve nothing. Resolves to what `start` returned, or undefined once the lease
+ * is no longer held (or the process stops).
+ */
+export async function startLeading<T>(o: { start: () => Promise<T>; holding: () => boolean; log: Logger; wait?: (ms: number) => Promise<void> }): Promise<T | undefined> {
+  const wait = o.wait ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  for (let attempt = 1; o.holding(); attempt++) {
+    try {
+      return await o.start();
+    } catch (err) {
+      o.log.error({ err, attempt }, 'holding the lease but could not start leading: trying again');
+      await wait(Math.min(5000, 250 * 2 ** attempt));
+    }
+  }
+  return undefined;
+}

@@ -34,7 +34,7 @@ import {
 import { MembershipView } from './membership-view.ts';
 import { ActorManager } from './actor-manager.ts';
 import { ClusterPlacer } from './actor-placer.ts';
-import { LeaderLease } from './leader.ts';
+import { LeaderLease, startLeading } from './leader.ts';
 import { PoolRisk } from './spot/pool-risk.ts';
 import { catalogueFromProfiles } from './catalogue.ts';
 import { startAutoscaling, withoutFlag } from './local-autoscaling.ts';
@@ -67,77 +67,92 @@ interface LeaderParts {
 async function lead(ctx: ProcessContext, metrics: SchedulerMetrics, leaderParts: { current?: LeaderParts }, startLeaderControls: () => Promise<() => Promise<void>>): Promise<() => Promise<void>> {
   const log = componentLogger(ctx.log, 'scheduler');
   const res = resources(ctx.config.subjectPrefix);
-  const membership = new MembershipView(await openBucket(ctx.nc, res.buckets.nodes), ctx.config.membership.deadAfterMs, componentLogger(ctx.log, 'membership'));
-  membership.onDead((nodeId, why) => ctx.nc.publish(ctx.subjects.event('node-dead'), encode({ nodeId, why, at: Date.now() })));
-  await membership.start();
-  const catalogue = catalogueFromProfiles(ctx.config);
-  const risk = new PoolRisk();
-  const placer = new ClusterPlacer({ strategy: ctx.config.scheduler.strategy, catalogue, risk: (pool) => risk.multiplier(pool) });
-  const actors = new ActorManager({
-    nc: ctx.nc,
-    subjects: ctx.subjects,
-    directory: new Directory(await openBucket(ctx.nc, res.buckets.actors)),
-    membership,
-    placer,
-    log: componentLogger(ctx.log, 'actors'),
-    onPlacement: (outcome, seconds) => metrics.placement(outcome, seconds),
-  });
-  await actors.start();
-  const autoscaling = startAutoscaling({
-    config: ctx.config,
-    nc: ctx.nc,
-    subjects: ctx.subjects,
-    placer,
-    risk,
-    catalogue,
-    pending: () => actors.pendingRequests(),
-    log: componentLogger(ctx.log, 'autoscaler'),
-    // A launched node serves no metrics on the scheduler's port.
-    nodeArgs: withoutFlag(
-      process.argv.slice(2).filter((a, i, all) => a !== '--scheduler-id' && all[i - 1] !== '--scheduler-id'),
-      'metrics.port',
-    ),
-    metrics,
-  });
-  const jobs = new JobQueue({
-    nc: ctx.nc,
-    subjects: ctx.subjects,
-    prefix: ctx.config.subjectPrefix,
-    actors,
-    log: componentLogger(ctx.log, 'jobs'),
-    nodes: () => membership.view(),
-    stall: { floorMs: ctx.config.scheduler.jobStallMs, maxRestarts: ctx.config.scheduler.jobMaxRestarts },
-  });
-  await jobs.start();
-  const services = new ServiceScaler({ host: actors, membership, nc: ctx.nc, subjects: ctx.subjects, log: componentLogger(ctx.log, 'services') });
-  services.start();
-  const subs = serveSchedulerApi({ ctx, schedulerId, membership, actors, jobs, autoscaling, log });
-  const cost = new CostAccountant({
-    nc: ctx.nc,
-    subjects: ctx.subjects,
-    config: ctx.config,
-    clock: systemClock,
-    nodes: () => membership.view(),
-    directory: new Directory(await openBucket(ctx.nc, res.buckets.actors)),
-    jobs: await openBucket(ctx.nc, res.buckets.jobs),
-    kv: await openBucket(ctx.nc, res.buckets.cost),
-    log: componentLogger(ctx.log, 'cost'),
-  });
-  await cost.start();
-  const stopControls = await startLeaderControls();
-  leaderParts.current = { actors, membership, cost };
-  log.info({ strategy: ctx.config.scheduler.strategy }, 'leading: placing actors');
-  return async () => {
-    leaderParts.current = undefined;
-    await stopControls();
-    await cost.stop();
-    for (const s of subs) s.unsubscribe();
-    jobs.stop();
-    services.stop();
-    actors.stop();
-    membership.stop();
-    await autoscaling.stop();
-  };
+  // What has started so far, stopped again if a later step fails (JetStream not answering just
+  // after a failover): the caller then tries again from a clean state.
+  const started: (() => unknown)[] = [];
+  try {
+    const membership = new MembershipView(await openBucket(ctx.nc, res.buckets.nodes), ctx.config.membership.deadAfterMs, componentLogger(ctx.log, 'membership'));
+    membership.onDead((nodeId, why) => ctx.nc.publish(ctx.subjects.event('node-dead'), encode({ nodeId, why, at: Date.now() })));
+    await membership.start();
+    started.push(() => membership.stop());
+    const catalogue = catalogueFromProfiles(ctx.config);
+    const risk = new PoolRisk();
+    const placer = new ClusterPlacer({ strategy: ctx.config.scheduler.strategy, catalogue, risk: (pool) => risk.multiplier(pool) });
+    const actors = new ActorManager({
+      nc: ctx.nc,
+      subjects: ctx.subjects,
+      directory: new Directory(await openBucket(ctx.nc, res.buckets.actors)),
+      membership,
+      placer,
+      log: componentLogger(ctx.log, 'actors'),
+      onPlacement: (outcome, seconds) => metrics.placement(outcome, seconds),
+    });
+    await actors.start();
+    started.push(() => actors.stop());
+    const autoscaling = startAutoscaling({
+      config: ctx.config,
+      nc: ctx.nc,
+      subjects: ctx.subjects,
+      placer,
+      risk,
+      catalogue,
+      pending: () => actors.pendingRequests(),
+      log: componentLogger(ctx.log, 'autoscaler'),
+      // A launched node serves no metrics on the scheduler's port.
+      nodeArgs: withoutFlag(
+        process.argv.slice(2).filter((a, i, all) => a !== '--scheduler-id' && all[i - 1] !== '--scheduler-id'),
+        'metrics.port',
+      ),
+      metrics,
+    });
+    started.push(() => autoscaling.stop());
+    const jobs = new JobQueue({
+      nc: ctx.nc,
+      subjects: ctx.subjects,
+      prefix: ctx.config.subjectPrefix,
+      actors,
+      log: componentLogger(ctx.log, 'jobs'),
+      nodes: () => membership.view(),
+      stall: { floorMs: ctx.config.scheduler.jobStallMs, maxRestarts: ctx.config.scheduler.jobMaxRestarts },
+    });
+    await jobs.start();
+    started.push(() => jobs.stop());
+    const services = new ServiceScaler({ host: actors, membership, nc: ctx.nc, subjects: ctx.subjects, log: componentLogger(ctx.log, 'services') });
+    services.start();
+    started.push(() => services.stop());
+    const subs = serveSchedulerApi({ ctx, schedulerId, membership, actors, jobs, autoscaling, log });
+    started.push(() => subs.forEach((x) => x.unsubscribe()));
+    const cost = new CostAccountant({
+      nc: ctx.nc,
+      subjects: ctx.subjects,
+      config: ctx.config,
+      clock: systemClock,
+      nodes: () => membership.view(),
+      directory: new Directory(await openBucket(ctx.nc, res.buckets.actors)),
+      jobs: await openBucket(ctx.nc, res.buckets.jobs),
+      kv: await openBucket(ctx.nc, res.buckets.cost),
+      log: componentLogger(ctx.log, 'cost'),
+    });
+    await cost.start();
+    started.push(() => cost.stop());
+    const stopControls = await startLeaderControls();
+    leaderParts.current = { actors, membership, cost };
+    log.info({ strategy: ctx.config.scheduler.strategy }, 'leading: placing actors');
+    return async () => {
+      leaderParts.current = undefined;
+      await stopControls();
+      await cost.stop();
+      for (const s of subs) s.unsubscribe();
+      jobs.stop();
+      services.stop();
+      actors.stop();
+      membership.stop();
+      await autoscaling.stop();
+    };
+  } catch (err) {
+    for (const stop of started.reverse()) await Promise.resolve().then(stop).catch(() => undefined);
+    throw err;
+  }
 }
 
 await runProcess({
@@ -188,14 +203,19 @@ await runProcess({
     lease.onChange((leading) => {
       if (state !== LifecycleState.STOPPED) metrics.leadership(leading);
       chain = chain.then(async () => {
-        if (leading && !stopLeading) stopLeading = await lead(ctx, metrics, leaderParts, () => startControls(controls.filter((m) => m.leaderOnly), controlContext));
-        else if (!leading && stopLeading) {
+        if (leading && !stopLeading) {
+          stopLeading = await startLeading({
+            start: () => lead(ctx, metrics, leaderParts, () => startControls(controls.filter((m) => m.leaderOnly), controlContext)),
+            holding: () => lease.isLeader() && state !== LifecycleState.STOPPED,
+            log,
+          });
+        } else if (!leading && stopLeading) {
           log.warn('lost the leader lease: standing by');
           const stop = stopLeading;
           stopLeading = undefined;
           await stop();
         }
-      });
+      }).catch((err: unknown) => log.error({ err }, 'a leadership change failed'));
     });
     const stopControls = await startControls(controls.filter((m) => !m.leaderOnly), controlContext);
     if (controls.length) log.info({ modules: controls.map((m) => `${m.name}${m.leaderOnly ? ' (leader only)' : ''}`) }, 'control modules loaded');

@@ -15,6 +15,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   Directory,
@@ -110,8 +111,11 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     );
     servers.forEach((x, i) => x.process.stderr!.on('data', (d: Buffer | string) => serverLogs[i]!.push(...d.toString().trim().split('\n'))));
     // The test's own connections go to hosts 1 and 2 only: host 3 is the one partitioned.
-    client = await connectAs({ servers: urls.slice(0, 2), role: Role.CLIENT, credential: credentials.client });
-    admin = await connectAs({ servers: urls.slice(0, 2), role: Role.SCHEDULER, credential: credentials.scheduler });
+    // Pinging as often as the processes do (ARGS): a connection to a host whose link is cut
+    // learns it only from unanswered pings, and at the default 10 s the test's reads would time
+    // out for 20-30 s after each cut.
+    client = await connectAs({ servers: urls.slice(0, 2), role: Role.CLIENT, credential: credentials.client, pingIntervalMs: 2000 });
+    admin = await connectAs({ servers: urls.slice(0, 2), role: Role.SCHEDULER, credential: credentials.scheduler, pingIntervalMs: 2000 });
     await start('scheduler-h1', 0, 'scheduler/main.ts', Role.SCHEDULER, ['--scheduler-id', 'sched-h1']).ready;
     await start('scheduler-h2', 1, 'scheduler/main.ts', Role.SCHEDULER, ['--scheduler-id', 'sched-h2']).ready;
     await Promise.all(nodeIds.map((id, i) => start(`node-${id}`, i, 'nodes/main.ts', Role.NODE, ['--profile', 'cpu-spot', '--node-id', id], id).ready));
@@ -179,11 +183,17 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
 
   it("the scheduler leader's host dies: the standby takes the lease within leaseTtlMs + 2 s and placement continues", async () => {
     const leases = await openBucket(admin, resources().buckets.leases);
+    const jsm = await jetstreamManager(admin);
+    const bucket = resources().buckets.leases;
     let lastErr = '';
+    // The lease as the stream's leader has it: a KV get is a direct get, which any replica may
+    // answer, and a replica that lagged behind the partition above once named a scheduler that
+    // no longer held the lease (so the test killed the wrong host and then waited for nothing).
     const holder = async () => {
-      const e = await leases.get('scheduler').catch((err: Error) => void (lastErr = err.message));
-      if (e && e.operation !== 'PUT') lastErr = `the entry is a ${e.operation} marker (revision ${e.revision})`;
-      return e && e.operation === 'PUT' ? (decode(e.value) as { holder: string }).holder : undefined;
+      const m = await jsm.streams.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.scheduler` }).catch((err: Error) => void (lastErr = err.message));
+      const op = m?.header?.get('KV-Operation');
+      if (m && op) lastErr = `the entry is a ${op} marker (sequence ${m.seq})`;
+      return m && !op ? (decode(m.data) as { holder: string }).holder : undefined;
     };
     // Whichever scheduler leads now (the partition above may have moved the lease) loses its host.
     const old = await until(holder, 90_000, 'the lease').catch((err: Error) => {
@@ -219,7 +229,8 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
       if (x) seen = `${x.schedulerId}: ${x.nodes.map((n) => `${n.nodeId} ${n.alive ? 'alive' : 'dead'}`).join(', ')}`;
       return x?.schedulerId === standby && x.nodes.filter((n) => n.alive).length === 2 ? x : undefined;
     }, 60_000, `${standby} answering with two live nodes`).catch((err: Error) => {
-      throw new Error(`${err.message} (last: ${seen})\n${dumpLogs()}`);
+      const lines = procs[`scheduler-h${3 - h}`]!.lines.filter((l) => /"level":(40|50|60)|lease|lead/.test(l)).slice(-25).join('\n');
+      throw new Error(`${err.message} (last: ${seen})\n--- ${standby}\n${lines}\n${dumpLogs()}`);
     });
     expect(st.nodes.filter((n) => n.alive).map((n) => n.nodeId).sort()).toEqual(survivors);
     const res = await request<SpawnResult>(client, s.scheduler('actors'), { type: 'spawn', spec: { type: 'echo', id: 'after-failover' } }, { timeoutMs: 20_000 });
