@@ -166,14 +166,17 @@ export async function ensureMonitoringResources(nc: NatsConnection, prefix = 'sh
   await ensureStream(jsm, { ...base, name: r.streams.labeled, subjects: [s.labeledAll], max_age: labelsAge, max_bytes: l.labeledMaxBytes ?? 1024 ** 3, duplicate_window: 10 * 60 * 1000 * NS });
   const ttlMs = (l.horizonMs ?? 7 * DAY_MS) + DAY_MS;
   const bucket = r.buckets.predictionIndex;
-  try {
-    await jsm.streams.info(`KV_${bucket}`);
-    await jsm.streams.update(`KV_${bucket}`, { max_age: ttlMs * NS, num_replicas });
-  } catch (err) {
-    if (!isStreamNotFound(err)) throw err;
-    // nats.js takes the KV TTL in milliseconds (JetStream's max_age is nanoseconds).
-    await settle(() => new Kvm(nc).create(bucket, { history: 1, storage: StorageType.File, ttl: ttlMs, replicas: num_replicas }));
-  }
+  // Inside the same bound as the streams: a restarted cluster may time out the first asks (CI saw it).
+  await settle(async () => {
+    try {
+      await jsm.streams.info(`KV_${bucket}`);
+      await jsm.streams.update(`KV_${bucket}`, { max_age: ttlMs * NS, num_replicas });
+    } catch (err) {
+      if (!isStreamNotFound(err)) throw err;
+      // nats.js takes the KV TTL in milliseconds (JetStream's max_age is nanoseconds).
+      await new Kvm(nc).create(bucket, { history: 1, storage: StorageType.File, ttl: ttlMs, replicas: num_replicas });
+    }
+  });
 }
 
 /** The feature events stream's de-dup window: an event id pushed again within it is applied once. */
@@ -197,7 +200,8 @@ async function ensureStreamOnce(jsm: Jsm, cfg: StreamConfig): Promise<void> {
 
 /** Opens a bucket that the scheduler created (binding fails if it does not exist yet). */
 export async function openBucket(nc: NatsConnection, name: string): Promise<KV> {
-  return new Kvm(nc).open(name);
+  // Binding asks JetStream for the stream's info: retried while a (re)started cluster settles.
+  return settling(30_000)(() => new Kvm(nc).open(name));
 }
 
 /**
