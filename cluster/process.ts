@@ -73,6 +73,13 @@ export async function runProcess(spec: ProcessSpec): Promise<void> {
     fail(err, log);
   }
   log.info({ server: nc.getServer() }, 'connected to NATS');
+  // A lost server is news to whoever reads the log (a host that died, a partition): said once each way.
+  void (async () => {
+    for await (const st of nc.status()) {
+      if (st.type === 'disconnect') log.warn({ server: st.server }, 'NATS connection lost; reconnecting to another server');
+      else if (st.type === 'reconnect') log.info({ server: st.server }, 'reconnected to NATS');
+    }
+  })().catch(() => undefined);
   const tracer = await startTracing({
     service: `shoal-${spec.role}`,
     attributes: { 'shoal.role': spec.role, 'shoal.id': id },

@@ -7,7 +7,7 @@
  * creating them is idempotent.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { resources, subjects } from './subjects.ts';
@@ -199,9 +199,11 @@ async function ensureStreamOnce(jsm: Jsm, cfg: StreamConfig): Promise<void> {
 }
 
 /** Opens a bucket that the scheduler created (binding fails if it does not exist yet). */
-export async function openBucket(nc: NatsConnection, name: string): Promise<KV> {
+export async function openBucket(nc: NatsConnection, name: string, opts: { timeoutMs?: number } = {}): Promise<KV> {
+  // With its own answer timeout (every get and write through it), else JetStream's default 5 s.
+  const kvm = new Kvm(opts.timeoutMs !== undefined ? jetstream(nc, { timeout: opts.timeoutMs }) : nc);
   // Binding asks JetStream for the stream's info: retried while a (re)started cluster settles.
-  return settling(30_000)(() => new Kvm(nc).open(name));
+  return settling(30_000)(() => kvm.open(name));
 }
 
 /**

@@ -55,6 +55,10 @@ export class LeaderLease {
   /** When the current run of failed steps began (undefined after a step that went through). */
   #failingSince: number | undefined;
   #warned = false;
+  /** After stop(): no step runs again (a late nudge must not take the lease back). */
+  #stopped = false;
+  /** Cancels the step due when the observed revision will have been seen for a TTL. */
+  #expiryCheck: (() => void) | undefined;
   readonly #listeners = new Set<(leading: boolean) => void>();
 
   constructor(opts: LeaderLeaseOptions) {
@@ -71,6 +75,7 @@ export class LeaderLease {
 
   /** Tries at once, then every `renewEveryMs`. */
   async start(): Promise<void> {
+    this.#stopped = false;
     await this.tick();
     this.#timer ??= every(this.#clock, this.renewEveryMs, () => void this.tick());
   }
@@ -103,6 +108,7 @@ export class LeaderLease {
 
   /** One acquire / renew / observe step (the timer calls it; tests may too). */
   async tick(): Promise<void> {
+    if (this.#stopped) return;
     if (this.#ticking) return this.#ticking;
     this.#ticking = this.#tick().finally(() => {
       this.#ticking = undefined;
@@ -132,6 +138,10 @@ export class LeaderLease {
       if (this.#leading) this.#set(false, `lease taken by ${rec.holder}`);
       if (!this.#observed || this.#observed.revision !== e.revision) {
         this.#observed = { revision: e.revision, since: start, holder: rec.holder };
+        // Looked at again the moment this revision has been seen for a whole TTL, not at the next
+        // renewal tick after it (up to renewEveryMs later): a dead holder's lease is taken at once.
+        this.#expiryCheck?.();
+        this.#expiryCheck = this.#clock.after(rec.ttlMs, () => void this.tick());
         return;
       }
       if (start - this.#observed.since >= rec.ttlMs) {
@@ -158,6 +168,8 @@ export class LeaderLease {
   }
 
   #won(revision: number, start: number, fresh: boolean): void {
+    this.#expiryCheck?.();
+    this.#expiryCheck = undefined;
     if (fresh) this.#acquiredAt = start;
     this.#epoch = revision;
     this.#validUntil = start + this.ttlMs;
@@ -177,6 +189,9 @@ export class LeaderLease {
    * takes over at its next step instead of waiting for the TTL.
    */
   async stop(opts: { release?: boolean } = {}): Promise<void> {
+    this.#stopped = true;
+    this.#expiryCheck?.();
+    this.#expiryCheck = undefined;
     this.#timer?.();
     this.#timer = undefined;
     await this.#ticking;

@@ -175,8 +175,11 @@ await runProcess({
       schedulerId,
       isLeader: () => lease.isLeader(),
     });
+    // A lease step waits at most one renewal interval for JetStream (not its default 5 s): a step
+    // asked of a server that died silently must not hold the next one up longer than the TTL allows.
+    const stepTimeoutMs = Math.max(500, Math.min(5000, Math.floor(ctx.config.scheduler.leaseTtlMs / 3)));
     const lease = new LeaderLease({
-      kv: await openBucket(ctx.nc, resources(ctx.config.subjectPrefix).buckets.leases),
+      kv: await openBucket(ctx.nc, resources(ctx.config.subjectPrefix).buckets.leases, { timeoutMs: stepTimeoutMs }),
       holderId: schedulerId,
       ttlMs: ctx.config.scheduler.leaseTtlMs,
       log: componentLogger(ctx.log, 'lease'),
@@ -221,6 +224,11 @@ await runProcess({
     if (controls.length) log.info({ modules: controls.map((m) => `${m.name}${m.leaderOnly ? ' (leader only)' : ''}`) }, 'control modules loaded');
     announce(ctx.nc, ctx.subjects, { role: Role.SCHEDULER, id: schedulerId, state: () => state, details: () => ({ leader: lease.isLeader() }) }, log);
     await lease.start();
+    // Back on NATS after losing a server: a step at once (a standby whose server died with the
+    // leader's host learns only now that the lease went quiet).
+    void (async () => {
+      for await (const st of ctx.nc.status()) if (st.type === 'reconnect') void lease.tick();
+    })().catch(() => undefined);
     await chain;
     if (!lease.isLeader()) log.info({ leader: lease.leader() }, 'standing by');
     state = LifecycleState.RUNNING;

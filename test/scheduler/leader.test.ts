@@ -84,6 +84,22 @@ describe('leader lease (real nats-server)', () => {
     expect(rec?.revision).toBe(b.lease.epoch);
   });
 
+  it('a standby takes over when the revision it saw has been quiet for exactly a TTL, not at a later renewal tick', async () => {
+    const clock = new VirtualClock(0);
+    const a = await contender('holder', 'expiry', clock);
+    const b = await contender('waiter', 'expiry', clock);
+    await a.lease.tick();
+    await b.lease.tick(); // sees the holder's revision at t = 0
+    await a.lease.stop({ release: false });
+    const took = new Promise<number>((resolve) => b.lease.onChange((l) => l && resolve(clock.now())));
+    // No periodic step runs (start() was never called): only the check due at t = TTL can act.
+    clock.advance(TTL - 1);
+    expect(b.lease.isLeader()).toBe(false);
+    clock.advance(1);
+    // Bounded (an upper limit on the event, not a timing assertion): without the check it never comes.
+    expect(await Promise.race([took, new Promise<string>((r) => setTimeout(() => r('no takeover'), 10_000).unref())])).toBe(TTL);
+  });
+
   it('a clean release hands over at the standby’s next step', async () => {
     const a = await contender('first', 'handover');
     const b = await contender('second', 'handover');
@@ -99,6 +115,17 @@ describe('leader lease (real nats-server)', () => {
     leases.push(again);
     await again.tick();
     expect(again.isLeader()).toBe(false);
+  });
+
+  it('a stopped contender takes no step again: a late nudge (a reconnect) does not take a released lease back', async () => {
+    const a = await contender('gone', 'late-nudge');
+    await a.lease.tick();
+    expect(a.lease.isLeader()).toBe(true);
+    await a.lease.stop();
+    await a.lease.tick();
+    expect(a.lease.isLeader()).toBe(false);
+    // The release stands: the key holds a delete marker, not a fresh write by the stopped contender.
+    expect((await a.kv.get('late-nudge'))?.operation).toBe('DEL');
   });
 
   it('a contender that cannot reach the lease bucket for longer than the TTL says so once, and is not leader', async () => {
