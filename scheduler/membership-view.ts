@@ -19,6 +19,10 @@ export class MembershipView {
   readonly #retired = new Map<string, Set<string>>();
   #stop: (() => void) | undefined;
   #sweep: NodeJS.Timeout | undefined;
+  /** When the last record from any node arrived (undefined before the first). */
+  #lastHeard: number | undefined;
+  /** Whether the current quiet spell was already reported. */
+  #blindSaid = false;
   readonly #deadListeners: ((nodeId: string, why: 'silent' | 'restarted') => void)[] = [];
   readonly #changeListeners: ((nodeId: string, view: NodeView | undefined) => void)[] = [];
 
@@ -50,6 +54,16 @@ export class MembershipView {
     try {
       const record = decode(e.value) as NodeRecord;
       if (this.#retired.get(e.key)?.has(record.incarnation)) return;
+      const now = this.now();
+      // Records flow again after a spell in which none came from anyone: the silence was the
+      // bucket's (its stream electing a leader), not the nodes'. Each gets a whole deadAfterMs
+      // from now to be heard, so the ones still up are not declared dead before their record lands.
+      if (this.#lastHeard !== undefined && now - this.#lastHeard > this.#quietMs()) {
+        this.log.info({ quietMs: now - this.#lastHeard }, 'node records arrive again; every node gets a full dead-after period to be heard');
+        for (const n of this.#nodes.values()) if (!n.dead) n.seenAt = Math.max(n.seenAt, now);
+      }
+      this.#lastHeard = now;
+      this.#blindSaid = false;
       const prev = this.#nodes.get(e.key);
       const restarted = prev !== undefined && prev.record.incarnation !== record.incarnation;
       if (restarted) {
@@ -61,7 +75,7 @@ export class MembershipView {
         // The old process's actors died with it, whether or not it was declared dead yet.
         if (!prev.dead) for (const l of this.#deadListeners) l(e.key, 'restarted');
       } else if (!prev || prev.dead) this.log.info({ nodeId: e.key, profile: record.profile, labels: record.labels }, prev ? 'node back' : 'node joined');
-      this.#nodes.set(e.key, { record, seenAt: this.now(), dead: false });
+      this.#nodes.set(e.key, { record, seenAt: now, dead: false });
       if (!prev || prev.dead || restarted || prev.record.state !== record.state) this.#changed(e.key);
     } catch (err) {
       this.log.warn({ key: e.key, err: (err as Error).message }, 'unreadable node record');
@@ -88,9 +102,35 @@ export class MembershipView {
     for (const l of this.#changeListeners) l(nodeId, v);
   }
 
+  /** Silence from every node at once longer than this makes the view suspect itself, not them. */
+  #quietMs(): number {
+    return this.deadAfterMs / 2;
+  }
+
+  /**
+   * Whether the view cannot tell: no record from any of two or more live nodes for half the
+   * dead-after period. Every node going quiet in the same instant is what a stalled nodes bucket
+   * looks like (a host holding its stream leader cut off; CI and the netns test saw all three
+   * nodes "die" when one host was partitioned); a real death is one node quiet while others are
+   * heard. Bounded: after 4 × deadAfterMs of total silence the nodes are judged as usual.
+   */
+  blind(now = this.now()): boolean {
+    if (this.#lastHeard === undefined) return false;
+    const quiet = now - this.#lastHeard;
+    if (quiet <= this.#quietMs() || quiet > 4 * this.deadAfterMs) return false;
+    let live = 0;
+    for (const n of this.#nodes.values()) if (!n.dead) live++;
+    return live >= 2;
+  }
+
   /** Declares nodes silent for longer than deadAfterMs dead (each once). */
   sweep(): void {
     const now = this.now();
+    if (this.blind(now)) {
+      if (!this.#blindSaid) this.log.warn({ quietMs: now - this.#lastHeard! }, 'no node record from any node: the nodes bucket is not delivering (JetStream electing?); no node is declared dead until records flow again');
+      this.#blindSaid = true;
+      return;
+    }
     for (const [nodeId, n] of this.#nodes) {
       if (!n.dead && now - n.seenAt > this.deadAfterMs) {
         n.dead = true;
@@ -125,7 +165,9 @@ export class MembershipView {
 
   isAlive(nodeId: string): boolean {
     const n = this.#nodes.get(nodeId);
-    return n !== undefined && !n.dead && this.now() - n.seenAt <= this.deadAfterMs;
+    if (n === undefined || n.dead) return false;
+    const now = this.now();
+    return now - n.seenAt <= this.deadAfterMs || this.blind(now);
   }
 
   view(): NodeView[] {
@@ -142,7 +184,7 @@ export class MembershipView {
       incarnation: record.incarnation,
       profile: record.profile,
       state: record.state,
-      alive: !n.dead && ago <= this.deadAfterMs,
+      alive: !n.dead && (ago <= this.deadAfterMs || this.blind()),
       lastSeenMsAgo: ago,
       labels: record.labels,
       capabilities: record.capabilities,

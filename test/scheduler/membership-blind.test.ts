@@ -1,0 +1,112 @@
+/**
+ * The membership view on a real nats-server's nodes bucket, with an injected clock: when every
+ * node goes quiet in the same instant (the bucket's stream stalled — a host holding its leader
+ * cut off), no node is declared dead; when records flow again, each node gets a full dead-after
+ * period, and only the one that stays quiet dies. One node quiet while the others are heard is
+ * declared dead as before, and so is a fleet quiet for longer than the bound.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Role, createLogger, encode, ensureResources, resources } from '../../cluster/index.ts';
+import { MembershipView } from '../../scheduler/membership-view.ts';
+import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { until } from '../harness/wait.ts';
+
+const DEAD = 1000;
+
+describe('membership view: a stalled nodes bucket is not a dead fleet', () => {
+  let nats: TestNats;
+  let kvm: Kvm;
+  const views: MembershipView[] = [];
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    const nc = await nats.connect(Role.SCHEDULER);
+    await ensureResources(nc);
+    kvm = new Kvm(nc);
+  });
+
+  afterAll(async () => {
+    for (const v of views) v.stop();
+    await nats?.stop();
+  });
+
+  /** A view over its own bucket (node ids `<p>-n1`…, as the scheduler's nodes bucket holds them), on a clock the test moves by hand. */
+  async function fixture(p: string) {
+    const kv: KV = await kvm.create(`${resources().buckets.nodes}-${p}`, { history: 1 });
+    const clock = { t: 0 };
+    const view = new MembershipView(kv, DEAD, createLogger({ level: 'silent' }), () => clock.t);
+    views.push(view);
+    await view.start();
+    const dead: string[] = [];
+    view.onDead((id) => dead.push(id));
+    const seen = new Map<string, number>();
+    /** Writes one heartbeat per node and waits until the view has applied each (at the clock's time). */
+    const heartbeat = async (...ids: string[]) => {
+      for (const id of ids) {
+        const nodeId = `${p}-${id}`;
+        seen.set(nodeId, (seen.get(nodeId) ?? 0) + 1);
+        await kv.put(nodeId, encode({ nodeId, profile: 'cpu', host: 'h', pid: 1, state: 'running', labels: {}, capabilities: {}, load: { beat: seen.get(nodeId) }, startedAt: 0, incarnation: `i-${nodeId}`, heartbeatAt: seen.get(nodeId), heartbeatMs: 100 }));
+        await until(() => ((view.view().find((n) => n.nodeId === nodeId)?.load as { beat?: number } | undefined)?.beat === seen.get(nodeId) ? true : undefined), 10_000, `${nodeId} applied`, 5);
+      }
+    };
+    return { clock, view, dead, heartbeat, id: (s: string) => `${p}-${s}` };
+  }
+
+  it('all nodes quiet at once: nobody dies; records flow again: only the node that stays quiet dies, a full period later', async () => {
+    const f = await fixture('stall');
+    await f.heartbeat('n1', 'n2', 'n3');
+    // The bucket stalls for two dead-after periods: nobody is declared dead, and all count as alive.
+    f.clock.t = 2 * DEAD;
+    f.view.sweep();
+    expect(f.view.blind()).toBe(true);
+    expect(f.dead).toEqual([]);
+    expect(['n1', 'n2', 'n3'].map((n) => f.view.isAlive(f.id(n)))).toEqual([true, true, true]);
+    // Records flow again, from n1 and n2 only (n3's host is the one cut off).
+    await f.heartbeat('n1', 'n2');
+    expect(f.view.blind()).toBe(false);
+    // n1 and n2 go on heartbeating (more often than every half period, as nodes do).
+    for (const t of [2 * DEAD + 400, 2 * DEAD + 800]) {
+      f.clock.t = t;
+      await f.heartbeat('n1', 'n2');
+    }
+    f.clock.t = 3 * DEAD;
+    f.view.sweep();
+    expect(f.dead).toEqual([]); // n3 has had exactly one period since records came back
+    f.clock.t = 3 * DEAD + 1;
+    f.view.sweep();
+    expect(f.dead).toEqual([f.id('n3')]);
+    expect(f.view.isAlive(f.id('n1'))).toBe(true);
+  });
+
+  it('one node quiet while the others are heard is declared dead after the period, as before', async () => {
+    const f = await fixture('one');
+    await f.heartbeat('n1', 'n2', 'n3');
+    for (const t of [300, 600, 900]) {
+      f.clock.t = t;
+      await f.heartbeat('n1', 'n2');
+      f.view.sweep();
+    }
+    f.clock.t = DEAD + 1;
+    f.view.sweep();
+    expect(f.view.blind()).toBe(false);
+    expect(f.dead).toEqual([f.id('n3')]);
+  });
+
+  it('a fleet quiet for longer than four periods is judged as usual, and a single node is never "blind"', async () => {
+    const f = await fixture('gone');
+    await f.heartbeat('n1', 'n2');
+    f.clock.t = 4 * DEAD;
+    f.view.sweep();
+    expect(f.dead).toEqual([]);
+    f.clock.t = 4 * DEAD + 1;
+    f.view.sweep();
+    expect(f.dead.sort()).toEqual([f.id('n1'), f.id('n2')]);
+
+    const g = await fixture('single');
+    await g.heartbeat('n1');
+    g.clock.t = DEAD + 1;
+    g.view.sweep();
+    expect(g.dead).toEqual([g.id('n1')]);
+  });
+});
