@@ -45,6 +45,12 @@ export interface ActorManagerOptions {
   clock?: Clock;
   /** Called once per placement attempt: `placed`, `pending` (no node fits now) or `refused` (every fitting node refused), and how long it took. */
   onPlacement?: (outcome: 'placed' | 'pending' | 'refused', seconds: number) => void;
+  /**
+   * Whether this scheduler still holds the leader lease. Re-placement and background placement
+   * act only while it does: a leader cut off from NATS that comes back after a standby took over
+   * must not re-place actors on its stale view of the fleet. @default always
+   */
+  isLeader?: () => boolean;
 }
 
 const LIVE: readonly string[] = [LifecycleState.STARTING, LifecycleState.RUNNING, LifecycleState.DRAINING];
@@ -332,7 +338,10 @@ export class ActorManager {
     // Until a full dead-after period has passed since we started, an unknown node may simply not
     // have heartbeated to us yet: do not re-place its actors.
     const settled = this.#clock.now() - this.#startedAt > membership.deadAfterMs;
+    const leading = this.#o.isLeader ?? (() => true);
+    if (!leading()) return;
     for (const v of [...this.#entries.values()]) {
+      if (!leading()) return;
       const e = v.entry;
       if (!LIVE.includes(e.state) || !e.nodeId) continue;
       // Its node went silent, or restarted under the same id (the process that ran it is gone,
@@ -358,7 +367,7 @@ export class ActorManager {
     // doubling to 5 s; any node joining resets that), so one that can never start — a model
     // failing its warm-up — does not spin.
     for (const v of this.#entries.values()) {
-      if (this.#placing.size >= PLACE_CONCURRENCY) break;
+      if (this.#placing.size >= PLACE_CONCURRENCY || !leading()) break;
       const actorId = v.entry.actorId;
       if (v.entry.state !== LifecycleState.PENDING || this.#placing.has(actorId) || !this.#retry.due(actorId)) continue;
       this.#placing.add(actorId);

@@ -50,10 +50,25 @@ const schedulerId = flags.get('scheduler-id') ?? `scheduler-${hostname().replace
 /** Starts control modules; returns their stop function (in reverse order). */
 async function startControls(modules: ControlModule[], context: (m: ControlModule) => ControlContext): Promise<() => Promise<void>> {
   const handles: ControlHandle[] = [];
-  for (const m of modules) handles.push(await m.start(context(m)));
+  try {
+    for (const m of modules) handles.push(await step(`control module ${m.name}`, async () => m.start(context(m))));
+  } catch (err) {
+    // Not left half-started: the ones that did start are stopped before the failure is passed on.
+    for (const h of handles.reverse()) await Promise.resolve().then(() => h.stop()).catch(() => undefined);
+    throw err;
+  }
   return async () => {
     for (const h of handles.reverse()) await h.stop();
   };
+}
+
+/** Runs one start step of the leader's; its failure names the step (a bare "timeout" said nothing). */
+async function step<T>(name: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    throw Object.assign(new Error(`${name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }), { name: err instanceof Error ? err.name : 'Error' });
+  }
 }
 
 /** What only the leader runs; returns its stop function. */
@@ -64,16 +79,16 @@ interface LeaderParts {
   cost: CostAccountant;
 }
 
-async function lead(ctx: ProcessContext, metrics: SchedulerMetrics, leaderParts: { current?: LeaderParts }, startLeaderControls: () => Promise<() => Promise<void>>): Promise<() => Promise<void>> {
+async function lead(ctx: ProcessContext, metrics: SchedulerMetrics, leaderParts: { current?: LeaderParts }, startLeaderControls: () => Promise<() => Promise<void>>, isLeader: () => boolean): Promise<() => Promise<void>> {
   const log = componentLogger(ctx.log, 'scheduler');
   const res = resources(ctx.config.subjectPrefix);
   // What has started so far, stopped again if a later step fails (JetStream not answering just
   // after a failover): the caller then tries again from a clean state.
   const started: (() => unknown)[] = [];
   try {
-    const membership = new MembershipView(await openBucket(ctx.nc, res.buckets.nodes), ctx.config.membership.deadAfterMs, componentLogger(ctx.log, 'membership'));
+    const membership = new MembershipView(await step('nodes bucket', () => openBucket(ctx.nc, res.buckets.nodes)), ctx.config.membership.deadAfterMs, componentLogger(ctx.log, 'membership'));
     membership.onDead((nodeId, why) => ctx.nc.publish(ctx.subjects.event('node-dead'), encode({ nodeId, why, at: Date.now() })));
-    await membership.start();
+    await step('membership watch', () => membership.start());
     started.push(() => membership.stop());
     const catalogue = catalogueFromProfiles(ctx.config);
     const risk = new PoolRisk();
@@ -81,13 +96,14 @@ async function lead(ctx: ProcessContext, metrics: SchedulerMetrics, leaderParts:
     const actors = new ActorManager({
       nc: ctx.nc,
       subjects: ctx.subjects,
-      directory: new Directory(await openBucket(ctx.nc, res.buckets.actors)),
+      directory: new Directory(await step('actors bucket', () => openBucket(ctx.nc, res.buckets.actors))),
       membership,
       placer,
       log: componentLogger(ctx.log, 'actors'),
       onPlacement: (outcome, seconds) => metrics.placement(outcome, seconds),
+      isLeader,
     });
-    await actors.start();
+    await step('actor manager', () => actors.start());
     started.push(() => actors.stop());
     const autoscaling = startAutoscaling({
       config: ctx.config,
@@ -115,7 +131,7 @@ async function lead(ctx: ProcessContext, metrics: SchedulerMetrics, leaderParts:
       nodes: () => membership.view(),
       stall: { floorMs: ctx.config.scheduler.jobStallMs, maxRestarts: ctx.config.scheduler.jobMaxRestarts },
     });
-    await jobs.start();
+    await step('job queue', () => jobs.start());
     started.push(() => jobs.stop());
     const services = new ServiceScaler({ host: actors, membership, nc: ctx.nc, subjects: ctx.subjects, log: componentLogger(ctx.log, 'services') });
     services.start();
@@ -128,25 +144,27 @@ async function lead(ctx: ProcessContext, metrics: SchedulerMetrics, leaderParts:
       config: ctx.config,
       clock: systemClock,
       nodes: () => membership.view(),
-      directory: new Directory(await openBucket(ctx.nc, res.buckets.actors)),
-      jobs: await openBucket(ctx.nc, res.buckets.jobs),
-      kv: await openBucket(ctx.nc, res.buckets.cost),
+      directory: new Directory(await step('actors bucket', () => openBucket(ctx.nc, res.buckets.actors))),
+      jobs: await step('jobs bucket', () => openBucket(ctx.nc, res.buckets.jobs)),
+      kv: await step('cost bucket', () => openBucket(ctx.nc, res.buckets.cost)),
       log: componentLogger(ctx.log, 'cost'),
     });
-    await cost.start();
+    await step('cost accountant', () => cost.start());
     started.push(() => cost.stop());
-    const stopControls = await startLeaderControls();
+    const stopControls = await step('leader-only control modules', startLeaderControls);
     leaderParts.current = { actors, membership, cost };
     log.info({ strategy: ctx.config.scheduler.strategy }, 'leading: placing actors');
     return async () => {
       leaderParts.current = undefined;
+      // What changes the fleet stops first, at once; then what may wait on NATS to flush (a
+      // leader that lost its server waits seconds for those, and must not place meanwhile).
+      actors.stop();
+      services.stop();
+      jobs.stop();
+      for (const s of subs) s.unsubscribe();
+      membership.stop();
       await stopControls();
       await cost.stop();
-      for (const s of subs) s.unsubscribe();
-      jobs.stop();
-      services.stop();
-      actors.stop();
-      membership.stop();
       await autoscaling.stop();
     };
   } catch (err) {
@@ -166,6 +184,12 @@ await runProcess({
     const replicas = replicasFor(ctx.config.nats.url, ctx.config.nats.replicas);
     await ensureResources(ctx.nc, { prefix: ctx.config.subjectPrefix, replicas });
     log.info({ replicas }, 'JetStream resources ready');
+    // On a cluster a node whose server's host is cut off is heard again only once its client has
+    // given that server up (two unanswered pings, then a reconnect): declared dead before that,
+    // its actors are re-placed though the node is fine.
+    const { deadAfterMs } = ctx.config.membership;
+    const pingMs = ctx.config.nats.pingIntervalMs;
+    if (replicas > 1 && deadAfterMs < 3 * pingMs) log.warn({ deadAfterMs, pingIntervalMs: pingMs }, 'membership.deadAfterMs is under 3 × nats.pingIntervalMs: a node whose NATS server is cut off will be declared dead before its client reconnects to another (lower nats.pingIntervalMs or raise membership.deadAfterMs)');
     const controls = await loadControlModules(ctx.config.scheduler.modules);
     const controlContext = (m: ControlModule): ControlContext => ({
       nc: ctx.nc,
@@ -208,7 +232,7 @@ await runProcess({
       chain = chain.then(async () => {
         if (leading && !stopLeading) {
           stopLeading = await startLeading({
-            start: () => lead(ctx, metrics, leaderParts, () => startControls(controls.filter((m) => m.leaderOnly), controlContext)),
+            start: () => lead(ctx, metrics, leaderParts, () => startControls(controls.filter((m) => m.leaderOnly), controlContext), () => lease.isLeader()),
             holding: () => lease.isLeader() && state !== LifecycleState.STOPPED,
             log,
           });
