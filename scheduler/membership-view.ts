@@ -141,6 +141,11 @@ export class MembershipView {
     }
   }
 
+  /** Whether any node record has been heard since start (the watch has delivered at all). */
+  heardAny(): boolean {
+    return this.#lastHeard !== undefined;
+  }
+
   isKnown(nodeId: string): boolean {
     return this.#nodes.has(nodeId);
   }

@@ -216,6 +216,19 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     const first = await until(lease, 90_000, 'the lease').catch((err: Error) => {
       throw new Error(`${err.message} (last error: ${lastErr || 'none: no entry'})\n${dumpLogs()}`);
     });
+    // And once JetStream has settled from the partition above: the new leader's first steps
+    // (a watch on the nodes bucket, consumers on the job queue) need the cluster's metadata
+    // leader, which went on changing for a while after the link came back in one run.
+    const nodesKv = await openBucket(admin, resources().buckets.nodes, { timeoutMs: 2000 });
+    await until(async () => {
+      const w = await nodesKv.watch();
+      try {
+        for await (const e of w) if (e) return true;
+      } finally {
+        w.stop();
+      }
+      return undefined;
+    }, 120_000, 'a watch on the nodes bucket answering (JetStream settled)');
     const old = await until(async () => {
       const now = await lease();
       return now && now.seq > first.seq && now.holder === first.holder ? now.holder : undefined;
