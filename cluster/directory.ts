@@ -8,7 +8,7 @@ import type { KV, KvEntry } from '@nats-io/kv';
 import { decode, encode } from './codec.ts';
 import { Errors } from './errors.ts';
 import { isCasConflict } from './nats-errors.ts';
-import { kvKeys } from './resources.ts';
+import { kvKeys, retrySettling } from './resources.ts';
 import { LifecycleState, type DirectoryEntry } from './wire.ts';
 
 export interface Versioned {
@@ -66,7 +66,9 @@ export class Directory {
     await this.kv.delete(actorId);
   }
 
-  async list(): Promise<Versioned[]> {
+  /** Every entry. With `settleMs`, a listing that JetStream times out is tried again for that long (a leader's start after a failover). */
+  async list(opts: { settleMs?: number } = {}): Promise<Versioned[]> {
+    if (opts.settleMs) return retrySettling(() => this.list(), opts.settleMs);
     const out: Versioned[] = [];
     for (const k of await kvKeys(this.kv)) {
       const v = await this.get(k);
@@ -82,7 +84,8 @@ export class Directory {
    */
   async watch(onChange: (actorId: string, v: Versioned | undefined) => void, retryMs = 2000): Promise<() => void> {
     let stopped = false;
-    let w = await this.kv.watch();
+    // The first watch is asked again while JetStream settles (the loop below re-opens later ones).
+    let w = await retrySettling(() => this.kv.watch(), 15_000);
     let wake: (() => void) | undefined;
     void (async () => {
       while (!stopped) {

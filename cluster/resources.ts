@@ -103,6 +103,15 @@ export async function ensureResources(nc: NatsConnection, opts: EnsureOptions = 
   }
 }
 
+/**
+ * Runs one step, asked again with back-off while JetStream answers "not ready yet" or times out,
+ * for up to `timeoutMs`. For start-up steps after a failover: a consumer created while the
+ * cluster still counts a cut-off peer can time out, and the next try usually goes through.
+ */
+export function retrySettling<T>(step: () => Promise<T>, timeoutMs: number): Promise<T> {
+  return settling(timeoutMs)(step);
+}
+
 /** Runs steps, retrying the answers of a JetStream that is not ready yet until `timeoutMs` (from the first step) has passed. */
 function settling(timeoutMs: number): <T>(step: () => Promise<T>) => Promise<T> {
   let deadline: number | undefined;

@@ -99,7 +99,7 @@ export class ActorManager {
     // already running (a new leader starts with empty soft state).
     for (const v of this.#o.membership.view()) this.#o.placer.nodeChanged(v.nodeId, v);
     this.#o.membership.onChange((nodeId, view) => this.#o.placer.nodeChanged(nodeId, view));
-    for (const v of await this.#o.directory.list()) {
+    for (const v of await this.#o.directory.list({ settleMs: 15_000 })) {
       if (LIVE.includes(v.entry.state) && v.entry.nodeId) this.#o.placer.adopt(v.entry.actorId, v.entry.spec, v.entry.nodeId);
     }
     this.#stopWatch = await this.#o.directory.watch((id, v) => {
@@ -343,6 +343,9 @@ export class ActorManager {
     const settled = running > membership.deadAfterMs && (membership.heardAny() || running > 4 * membership.deadAfterMs);
     const leading = this.#o.isLeader ?? (() => true);
     if (!leading()) return;
+    // Declarations first: a node silent past the period is told to the placer (onChange) before
+    // its actors are re-placed, or the placer may pick that node again and wait out a spawn timeout.
+    membership.sweep();
     for (const v of [...this.#entries.values()]) {
       if (!leading()) return;
       const e = v.entry;

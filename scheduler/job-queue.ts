@@ -21,7 +21,9 @@ import {
   encode,
   jobTypeRefusal,
   parseContentType,
+  isJetStreamUnavailable,
   resources,
+  retrySettling,
   validate,
   whileActive,
   type JobRecord,
@@ -63,12 +65,16 @@ export class JobQueue {
     this.#jobs = await JobStore.open(this.#o.nc, this.#o.prefix);
     const jsm = await jetstreamManager(this.#o.nc);
     const durable = 'scheduler';
-    try {
-      await jsm.consumers.info(r.streams.jobs, durable);
-    } catch {
-      await jsm.consumers.add(r.streams.jobs, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: 30_000_000_000, max_deliver: -1 });
-    }
-    const consumer = await jetstream(this.#o.nc).consumers.get(r.streams.jobs, durable);
+    // Asked again while JetStream settles after a failover (a new leader starts here).
+    await retrySettling(async () => {
+      try {
+        await jsm.consumers.info(r.streams.jobs, durable);
+      } catch (err) {
+        if (isJetStreamUnavailable(err)) throw err; // asked again; any other answer: the consumer is not there
+        await jsm.consumers.add(r.streams.jobs, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: 30_000_000_000, max_deliver: -1 });
+      }
+    }, 15_000);
+    const consumer = await retrySettling(() => jetstream(this.#o.nc).consumers.get(r.streams.jobs, durable), 15_000);
     // Short pulls (idle heartbeats every 2.5 s): on a NATS cluster a pull waiting on a server that
     // died is noticed and renewed within seconds, not after the 30 s default.
     const messages = await consumer.consume({ max_messages: 16, expires: 5000 });

@@ -11,7 +11,7 @@
  * dead after all, still heartbeating) are ignored from then on.
  */
 import type { KV, KvEntry } from '@nats-io/kv';
-import { decode, type Logger, type NodeRecord, type NodeView } from '../cluster/index.ts';
+import { decode, retrySettling, type Logger, type NodeRecord, type NodeView } from '../cluster/index.ts';
 
 export class MembershipView {
   readonly #nodes = new Map<string, { record: NodeRecord; seenAt: number; dead: boolean }>();
@@ -35,7 +35,7 @@ export class MembershipView {
 
   async start(): Promise<void> {
     // Default watch: the last value of every key, then every update.
-    const watch = await this.bucket.watch();
+    const watch = await retrySettling(() => this.bucket.watch(), 15_000);
     this.#stop = () => watch.stop();
     this.#sweep = setInterval(() => this.sweep(), Math.max(50, Math.floor(this.deadAfterMs / 4)));
     void (async () => {

@@ -104,7 +104,7 @@ export class CostAccountant {
     } else this.ledger.startAt(now);
     this.ledger.onCharge = (row, at) => this.#budgets.charge(row, at);
     this.#syncNodes();
-    for (const v of await this.#o.directory.list()) await this.#place(v.entry.actorId, v);
+    for (const v of await this.#o.directory.list({ settleMs: 15_000 })) await this.#place(v.entry.actorId, v);
     this.#stops.push(await this.#o.directory.watch((id, v) => this.#serial(async () => {
       this.ledger.accrue(this.#o.clock.now());
       this.#syncNodes();
