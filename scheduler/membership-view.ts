@@ -26,12 +26,26 @@ export class MembershipView {
   readonly #deadListeners: ((nodeId: string, why: 'silent' | 'restarted') => void)[] = [];
   readonly #changeListeners: ((nodeId: string, view: NodeView | undefined) => void)[] = [];
 
+  /** The highest revision the watch has delivered. */
+  #lastRevision = 0;
+  /** The latest answer to "has the bucket records the watch has not delivered?" (see blind()). */
+  #channel: { ok: boolean; at: number } | undefined;
+  #probing = false;
+  readonly #probe: () => Promise<number>;
+
+  /**
+   * @param probe the nodes stream's last sequence, asked when every node falls quiet at once
+   * (default: the bucket's status); tests of the policy pass their own.
+   */
   constructor(
     private readonly bucket: KV,
     readonly deadAfterMs: number,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
-  ) {}
+    probe?: () => Promise<number>,
+  ) {
+    this.#probe = probe ?? (async () => (await this.bucket.status()).streamInfo.state.last_seq);
+  }
 
   async start(): Promise<void> {
     // Default watch: the last value of every key, then every update.
@@ -44,6 +58,7 @@ export class MembershipView {
   }
 
   #apply(e: KvEntry): void {
+    this.#lastRevision = Math.max(this.#lastRevision, e.revision);
     if (e.operation === 'DEL' || e.operation === 'PURGE') {
       if (this.#nodes.delete(e.key)) {
         this.log.info({ nodeId: e.key }, 'node left');
@@ -109,18 +124,34 @@ export class MembershipView {
 
   /**
    * Whether the view cannot tell: no record from any of two or more live nodes for half the
-   * dead-after period. Every node going quiet in the same instant is what a stalled nodes bucket
-   * looks like (a host holding its stream leader cut off; CI and the netns test saw all three
-   * nodes "die" when one host was partitioned); a real death is one node quiet while others are
-   * heard. Bounded: after 4 × deadAfterMs of total silence the nodes are judged as usual.
+   * dead-after period, and the bucket does not show them silent. Every node going quiet in the
+   * same instant is what a stalled nodes bucket looks like (a host holding its stream leader cut
+   * off: the netns test saw all three nodes "die" when one host was partitioned); a real death is
+   * one node quiet while others are heard. So the bucket is asked (in the background) for its
+   * last sequence: beyond what the watch delivered, or no answer, and the view is blind — no one
+   * is declared dead; an answer equal to it means the nodes really wrote nothing, and they are
+   * judged as usual.
    */
   blind(now = this.now()): boolean {
-    if (this.#lastHeard === undefined) return false;
-    const quiet = now - this.#lastHeard;
-    if (quiet <= this.#quietMs() || quiet > 4 * this.deadAfterMs) return false;
+    if (this.#lastHeard === undefined || now - this.#lastHeard <= this.#quietMs()) return false;
     let live = 0;
     for (const n of this.#nodes.values()) if (!n.dead) live++;
-    return live >= 2;
+    if (live < 2) return false;
+    this.#askBucket(now);
+    const c = this.#channel;
+    return !(c && c.at > this.#lastHeard && c.ok);
+  }
+
+  #askBucket(now: number): void {
+    if (this.#probing || (this.#channel && this.#channel.at > (this.#lastHeard ?? 0) && now - this.#channel.at < this.deadAfterMs / 4)) return;
+    this.#probing = true;
+    const delivered = this.#lastRevision;
+    void this.#probe()
+      .then(
+        (lastSeq) => (this.#channel = { ok: lastSeq <= Math.max(delivered, this.#lastRevision), at: this.now() }),
+        () => (this.#channel = { ok: false, at: this.now() }),
+      )
+      .finally(() => (this.#probing = false));
   }
 
   /** Declares nodes silent for longer than deadAfterMs dead (each once). */
