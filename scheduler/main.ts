@@ -189,7 +189,9 @@ await runProcess({
     // its actors are re-placed though the node is fine.
     const { deadAfterMs } = ctx.config.membership;
     const pingMs = ctx.config.nats.pingIntervalMs;
-    if (replicas > 1 && deadAfterMs < 3 * pingMs) log.warn({ deadAfterMs, pingIntervalMs: pingMs }, 'membership.deadAfterMs is under 3 × nats.pingIntervalMs: a node whose NATS server is cut off will be declared dead before its client reconnects to another (lower nats.pingIntervalMs or raise membership.deadAfterMs)');
+    // Two unanswered pings, then a reconnect whose first dial may go to the cut host (5 s timeout).
+    const reconnectMs = 3 * pingMs + 5000;
+    if (replicas > 1 && deadAfterMs < reconnectMs) log.warn({ deadAfterMs, pingIntervalMs: pingMs, reconnectMs }, 'membership.deadAfterMs is under the time a client takes to leave a cut-off NATS server (3 × nats.pingIntervalMs + a 5 s dial): a node attached to it will be declared dead before it reconnects to another (lower nats.pingIntervalMs or raise membership.deadAfterMs)');
     const controls = await loadControlModules(ctx.config.scheduler.modules);
     const controlContext = (m: ControlModule): ControlContext => ({
       nc: ctx.nc,

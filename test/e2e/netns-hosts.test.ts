@@ -51,9 +51,11 @@ if (unavailable) process.stdout.write(`netns-hosts: skipped (${unavailable})\n`)
 const s = subjects();
 const LEASE_TTL_MS = 4000;
 // Pings every 2 s: a process attached to host 3's server notices the partition in ~4–6 s and moves to another server.
-// A client gives up a cut-off server after two unanswered pings (2-3 s here); a node is declared
-// dead after 5 s of silence, so a node whose own server is cut off reconnects before that.
-const ARGS = ['--nats.pingIntervalMs', '1000', '--membership.heartbeatMs', '300', '--membership.deadAfterMs', '5000', '--scheduler.leaseTtlMs', String(LEASE_TTL_MS), '--actors.modules', '["test/fixtures/actors.ts"]', '--log.level', 'info'];
+// A client gives up a cut-off server after two unanswered pings (2-3 s here), and its first dial
+// may go to the cut host again (5 s timeout): a node is declared dead after 9 s of silence, so a
+// node attached to the cut host's server reconnects before that (at 5 s, one run in three lost a
+// healthy node's actor that way).
+const ARGS = ['--nats.pingIntervalMs', '1000', '--membership.heartbeatMs', '300', '--membership.deadAfterMs', '9000', '--scheduler.leaseTtlMs', String(LEASE_TTL_MS), '--actors.modules', '["test/fixtures/actors.ts"]', '--log.level', 'info'];
 
 describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
   let net: Hosts;
