@@ -337,8 +337,7 @@ export class ActorManager {
     const { membership, directory, log } = this.#o;
     // Until a full dead-after period has passed since we started, an unknown node may simply not
     // have heartbeated to us yet: do not re-place its actors.
-    // A view that has heard no record at all (its watch not delivering yet: JetStream settling
-    // after a failover) knows nothing about the nodes: it waits longer before it calls them gone.
+    // A view that has heard no record yet (JetStream settling after a failover) waits longer.
     const running = this.#clock.now() - this.#startedAt;
     const settled = running > membership.deadAfterMs && (membership.heardAny() || running > 4 * membership.deadAfterMs);
     const leading = this.#o.isLeader ?? (() => true);

@@ -67,7 +67,13 @@ async function step<T>(name: string, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (err) {
-    throw Object.assign(new Error(`${name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }), { name: err instanceof Error ? err.name : 'Error' });
+    // The same error (its class, code and stack kept), its message prefixed: wrapping it as a
+    // cause made the logger print the message twice.
+    if (err instanceof Error) {
+      err.message = `${name}: ${err.message}`;
+      throw err;
+    }
+    throw new Error(`${name}: ${String(err)}`);
   }
 }
 
