@@ -129,7 +129,7 @@ export class NodeAgent {
     log.info({ actorTypes: registry.names(), jobTypes: registry.jobTypes() }, 'actor types registered');
     const s = this.ctx.subjects;
     serve(this.ctx.nc, s.nodeCtl(this.nodeId), NodeCtl, (cmd) => this.#control(cmd), { log });
-    announce(this.ctx.nc, s, { role: Role.NODE, id: this.nodeId, state: () => this.#state, details: () => ({ profile: this.profile.name, labels: this.profile.labels }) }, log);
+    announce(this.ctx.nc, s, { role: Role.NODE, id: this.nodeId, state: () => this.#state, details: () => ({ profile: this.profile.name, labels: this.profile.labels, incarnation: this.incarnation }) }, log);
     this.#state = LifecycleState.RUNNING;
     await this.#heartbeat();
     const every = this.ctx.config.membership.heartbeatMs;

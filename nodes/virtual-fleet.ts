@@ -197,7 +197,7 @@ export class VirtualFleet {
 
   #answerPing(node: VirtualNode, m: Msg): void {
     if (!m.reply || node.silent) return;
-    const info: ProcessInfo = { role: Role.NODE, id: node.nodeId, pid: process.pid, host: 'virtual', state: node.state, startedAt: node.startedAt, version: SHOAL_VERSION, details: { profile: 'virtual', labels: node.labels } };
+    const info: ProcessInfo = { role: Role.NODE, id: node.nodeId, pid: process.pid, host: 'virtual', state: node.state, startedAt: node.startedAt, version: SHOAL_VERSION, details: { profile: 'virtual', labels: node.labels, incarnation: node.incarnation } };
     m.respond(encode(info));
   }
 

@@ -16,6 +16,7 @@ import {
   Role,
   announce,
   componentLogger,
+  discover,
   encode,
   ensureResources,
   loadControlModules,
@@ -92,7 +93,12 @@ async function lead(ctx: ProcessContext, metrics: SchedulerMetrics, leaderParts:
   // after a failover): the caller then tries again from a clean state.
   const started: (() => unknown)[] = [];
   try {
-    const membership = new MembershipView(await step('nodes bucket', () => openBucket(ctx.nc, res.buckets.nodes)), ctx.config.membership.deadAfterMs, componentLogger(ctx.log, 'membership'));
+    // The roll call a quiet spell falls back on: every node answers presence pings over core NATS.
+    const askNodes = async () =>
+      (await discover(ctx.nc, ctx.subjects, Math.min(1000, ctx.config.membership.deadAfterMs / 8)))
+        .filter((p) => p.role === Role.NODE)
+        .map((p) => ({ nodeId: p.id, incarnation: typeof p.details.incarnation === 'string' ? p.details.incarnation : undefined }));
+    const membership = new MembershipView(await step('nodes bucket', () => openBucket(ctx.nc, res.buckets.nodes)), ctx.config.membership.deadAfterMs, componentLogger(ctx.log, 'membership'), { askNodes });
     membership.onDead((nodeId, why) => ctx.nc.publish(ctx.subjects.event('node-dead'), encode({ nodeId, why, at: Date.now() })));
     await step('membership watch', () => membership.start());
     started.push(() => membership.stop());

@@ -9,9 +9,21 @@
  * incarnation (boot id); a record with a new incarnation is the death of the old process, told
  * to the dead-listeners at once, and the old incarnation's late records (a process that was not
  * dead after all, still heartbeating) are ignored from then on.
+ *
+ * Heartbeats ride JetStream, so a stalled nodes stream silences every node at once. Then the view
+ * asks the bucket whether it holds records the watch has not delivered, and asks the nodes
+ * themselves over core NATS (presence pings, routed without JetStream): a node that answers is
+ * alive, one that does not is judged by its last record as usual (see blind()).
  */
 import type { KV, KvEntry } from '@nats-io/kv';
 import { decode, retrySettling, type Logger, type NodeRecord, type NodeView } from '../cluster/index.ts';
+
+/** A node's answer to a roll call over core NATS (its presence reply). */
+export interface NodeAnswer {
+  nodeId: string;
+  /** Its process's boot id, when the answer carries one: an answer from another incarnation does not vouch for the known one. */
+  incarnation?: string;
+}
 
 export class MembershipView {
   readonly #nodes = new Map<string, { record: NodeRecord; seenAt: number; dead: boolean }>();
@@ -32,19 +44,28 @@ export class MembershipView {
   #channel: { ok: boolean; at: number } | undefined;
   #probing = false;
   readonly #probe: () => Promise<number>;
+  /** The latest roll call over core NATS during a quiet spell: when it was sent and how many known nodes answered. */
+  #roll: { at: number; answered: number } | undefined;
+  #calling = false;
+  readonly #askNodes: (() => Promise<NodeAnswer[]>) | undefined;
+  private readonly now: () => number;
 
   /**
-   * @param probe the nodes stream's last sequence, asked when every node falls quiet at once
-   * (default: the bucket's status); tests of the policy pass their own.
+   * @param opts.now the clock (tests of the policy inject one)
+   * @param opts.lastSeq the nodes stream's last sequence, asked when every node falls quiet at once
+   * (default: the bucket's status)
+   * @param opts.askNodes a roll call over core NATS (the scheduler: a presence ping); without it a
+   * quiet fleet whose bucket lags is only ever "blind"
    */
   constructor(
     private readonly bucket: KV,
     readonly deadAfterMs: number,
     private readonly log: Logger,
-    private readonly now: () => number = Date.now,
-    probe?: () => Promise<number>,
+    opts: { now?: () => number; lastSeq?: () => Promise<number>; askNodes?: () => Promise<NodeAnswer[]> } = {},
   ) {
-    this.#probe = probe ?? (async () => (await this.bucket.status()).streamInfo.state.last_seq);
+    this.now = opts.now ?? Date.now;
+    this.#probe = opts.lastSeq ?? (async () => (await this.bucket.status()).streamInfo.state.last_seq);
+    this.#askNodes = opts.askNodes;
   }
 
   async start(): Promise<void> {
@@ -124,13 +145,17 @@ export class MembershipView {
 
   /**
    * Whether the view cannot tell: no record from any of two or more live nodes for half the
-   * dead-after period, and the bucket does not show them silent. Every node going quiet in the
-   * same instant is what a stalled nodes bucket looks like (a host holding its stream leader cut
-   * off: the netns test saw all three nodes "die" when one host was partitioned); a real death is
-   * one node quiet while others are heard. So the bucket is asked (in the background) for its
-   * last sequence: beyond what the watch delivered, or no answer, and the view is blind — no one
-   * is declared dead; an answer equal to it means the nodes really wrote nothing, and they are
-   * judged as usual.
+   * dead-after period, and nothing else shows them silent. Every node going quiet in the same
+   * instant is what a stalled nodes bucket looks like (a host holding its stream leader cut off:
+   * the netns test saw all three nodes "die" when one host was partitioned); a real death is one
+   * node quiet while others are heard. So two questions go out in the background:
+   *  - the bucket's last sequence: equal to what the watch delivered means the nodes really wrote
+   *    nothing, and they are judged by their records as usual;
+   *  - a roll call over core NATS, which does not wait on JetStream: each node that answers counts
+   *    as heard at the call's time, and when at least one answered the rest are judged as usual
+   *    (so the host that is cut off dies on time while its stream is still electing).
+   * No answer to either (this process itself cut off, or JetStream and the nodes all unreachable),
+   * and the view is blind: no one is declared dead.
    */
   blind(now = this.now()): boolean {
     if (this.#lastHeard === undefined || now - this.#lastHeard <= this.#quietMs()) return false;
@@ -138,8 +163,11 @@ export class MembershipView {
     for (const n of this.#nodes.values()) if (!n.dead) live++;
     if (live < 2) return false;
     this.#askBucket(now);
+    this.#callRoll(now);
     const c = this.#channel;
-    return !(c && c.at > this.#lastHeard && c.ok);
+    if (c && c.at > this.#lastHeard && c.ok) return false;
+    const r = this.#roll;
+    return !(r && r.at > this.#lastHeard && r.answered > 0);
   }
 
   #askBucket(now: number): void {
@@ -154,11 +182,38 @@ export class MembershipView {
       .finally(() => (this.#probing = false));
   }
 
+  /** Asks the nodes over core NATS, at most every quarter period; answers refresh the nodes that gave them. */
+  #callRoll(now: number): void {
+    const ask = this.#askNodes;
+    if (!ask || this.#calling || (this.#roll && this.#roll.at > (this.#lastHeard ?? 0) && now - this.#roll.at < this.deadAfterMs / 4)) return;
+    this.#calling = true;
+    const at = now;
+    void ask()
+      .then(
+        (answers) => {
+          let answered = 0;
+          for (const a of answers) {
+            const n = this.#nodes.get(a.nodeId);
+            if (!n || n.dead || (a.incarnation !== undefined && a.incarnation !== n.record.incarnation)) continue;
+            n.seenAt = Math.max(n.seenAt, at);
+            answered++;
+          }
+          const was = this.#roll;
+          this.#roll = { at, answered };
+          if (answered > 0 && !(was && was.at > (this.#lastHeard ?? 0) && was.answered > 0)) {
+            this.log.warn({ answered, known: [...this.#nodes.values()].filter((n) => !n.dead).length }, 'no node record from any node: the nodes bucket is not delivering; judging liveness by the nodes\' answers over core NATS until records flow again');
+          }
+        },
+        () => (this.#roll = { at, answered: 0 }),
+      )
+      .finally(() => (this.#calling = false));
+  }
+
   /** Declares nodes silent for longer than deadAfterMs dead (each once). */
   sweep(): void {
     const now = this.now();
     if (this.blind(now)) {
-      if (!this.#blindSaid) this.log.warn({ quietMs: now - this.#lastHeard! }, 'no node record from any node: the nodes bucket is not delivering (JetStream electing?); no node is declared dead until records flow again');
+      if (!this.#blindSaid) this.log.warn({ quietMs: now - this.#lastHeard! }, 'no node record from any node and no answer to a roll call: the nodes bucket is not delivering (JetStream electing?); no node is declared dead until records flow again or nodes answer');
       this.#blindSaid = true;
       return;
     }

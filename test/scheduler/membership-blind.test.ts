@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Role, createLogger, encode, ensureResources, resources } from '../../cluster/index.ts';
-import { MembershipView } from '../../scheduler/membership-view.ts';
+import { MembershipView, type NodeAnswer } from '../../scheduler/membership-view.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { until } from '../harness/wait.ts';
 
@@ -33,10 +33,10 @@ describe('membership view: a stalled nodes bucket is not a dead fleet', () => {
   });
 
   /** A view over its own bucket (node ids `<p>-n1`…, as the scheduler's nodes bucket holds them), on a clock the test moves by hand. */
-  async function fixture(p: string, probe?: () => Promise<number>) {
+  async function fixture(p: string, lastSeq?: () => Promise<number>, askNodes?: () => Promise<NodeAnswer[]>) {
     const kv: KV = await kvm.create(`${resources().buckets.nodes}-${p}`, { history: 1 });
     const clock = { t: 0 };
-    const view = new MembershipView(kv, DEAD, createLogger({ level: 'silent' }), () => clock.t, probe);
+    const view = new MembershipView(kv, DEAD, createLogger({ level: 'silent' }), { now: () => clock.t, ...(lastSeq ? { lastSeq } : {}), ...(askNodes ? { askNodes } : {}) });
     views.push(view);
     await view.start();
     const dead: string[] = [];
@@ -127,5 +127,51 @@ describe('membership view: a stalled nodes bucket is not a dead fleet', () => {
     g.clock.t = DEAD + 1;
     g.view.sweep();
     expect(g.dead).toEqual([g.id('n1')]);
+  });
+
+  it('the bucket stalled: the nodes that answer a roll call over core NATS stay alive, the one cut off dies on time, an answer from another incarnation vouches for no one, and no answer at all keeps the view blind', async () => {
+    const calls: number[] = [];
+    let answers: NodeAnswer[] = [];
+    const f = await fixture('roll', () => Promise.resolve(1_000_000), async () => (calls.push(0), answers));
+    answers = [{ nodeId: f.id('n1'), incarnation: `i-${f.id('n1')}` }, { nodeId: f.id('n2') }, { nodeId: f.id('n4'), incarnation: 'x' }];
+    await f.heartbeat('n1', 'n2', 'n3');
+    f.clock.t = DEAD / 2 + 1;
+    f.view.sweep();
+    // The roll call's answers are taken in: the view is no longer blind, and it judges n3 by its last record.
+    await until(() => (f.view.blind() ? undefined : true), 10_000, 'the roll call answered');
+    f.clock.t = DEAD;
+    f.view.sweep();
+    expect(f.dead).toEqual([]);
+    f.clock.t = DEAD + 1;
+    f.view.sweep();
+    expect(f.dead).toEqual([f.id('n3')]);
+    expect([f.view.isAlive(f.id('n1')), f.view.isAlive(f.id('n2'))]).toEqual([true, true]);
+    // Still no record: n2 now answers as another process (it restarted; its record has not come
+    // through), so only n1 is vouched for and n2 is judged by its last vouched time.
+    answers = [{ nodeId: f.id('n1'), incarnation: `i-${f.id('n1')}` }, { nodeId: f.id('n2'), incarnation: 'new-boot' }];
+    const asked = calls.length;
+    f.clock.t = DEAD + DEAD / 4 + 2;
+    f.view.sweep();
+    await until(() => (calls.length > asked ? true : undefined), 10_000, 'a second roll call');
+    await until(() => {
+      f.clock.t += 50;
+      f.view.sweep();
+      return f.dead.length === 2 ? true : undefined;
+    }, 10_000, 'n2 declared dead');
+    expect(f.dead).toEqual([f.id('n3'), f.id('n2')]);
+    expect(f.view.isAlive(f.id('n1'))).toBe(true);
+
+    // Nobody answers and the bucket does not either: this process may be the one cut off.
+    const g = await fixture('alone', () => Promise.reject(new Error('timeout')), async () => []);
+    await g.heartbeat('n1', 'n2');
+    g.clock.t = 10 * DEAD;
+    for (let i = 0; i < 3; i++) {
+      g.view.sweep();
+      await new Promise((r) => setImmediate(r));
+      g.clock.t += DEAD / 4 + 1;
+    }
+    g.view.sweep();
+    expect(g.dead).toEqual([]);
+    expect(g.view.blind()).toBe(true);
   });
 });
