@@ -1,11 +1,11 @@
 /**
  * `npm run bench:scale`: Shoal's control plane with 1,000 and 5,000 nodes on this one machine.
  * The nodes are virtual (nodes/virtual-fleet.ts, in one child process): each has its own NATS
- * connection and user and speaks the node protocol — heartbeat records in KV, its control subject,
+ * connection and user and speaks the node protocol — beats on core NATS, its record in KV, its control subject,
  * presence, directory claims — against the real scheduler process and a real nats-server.
  *
  * Per fleet size, after the scheduler sees every node alive:
- *   - heartbeat traffic: KV puts/s, and the CPU of nats-server, the scheduler and the fleet;
+ *   - heartbeat traffic: beats/s and record puts/s, and the CPU of nats-server, the scheduler and the fleet;
  *   - `shoal status`: time until every process has answered the presence ping, and the leader's
  *     status reply (its node table) time and size;
  *   - placement latency: spawning single echo actors through the scheduler, one request at a time;
@@ -17,7 +17,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Role, decode, encode, request, subjects, type NatsConnection, type SchedulerStatus, type SpawnResult } from '../cluster/index.ts';
+import { RECORD_EVERY_BEATS, Role, decode, encode, request, subjects, type NatsConnection, type SchedulerStatus, type SpawnResult } from '../cluster/index.ts';
 import { virtualNodeIds } from '../nodes/index.ts';
 import { startTestNats, type TestNats } from '../test/harness/nats.ts';
 import { ProcessSet } from '../test/harness/processes.ts';
@@ -66,6 +66,7 @@ class Fleet {
 }
 
 interface Round {
+  beatsPerSec: number;
   putsPerSec: number;
   natsCpu: number;
   schedCpu: number;
@@ -97,6 +98,10 @@ async function measureSize(n: number): Promise<{ n: number; joinMs: number; star
     const ids = virtualNodeIds('vn', n);
     await nats.addNodes(ids);
     const client = await nats.connect(Role.CLIENT);
+    // Counts the beats that reach a subscriber, as the scheduler's own subscription gets them.
+    let beatsSeen = 0;
+    const watcher = await nats.connect(Role.SCHEDULER);
+    watcher.subscribe(s.nodeBeatAll, { callback: () => void beatsSeen++ });
     const t0 = performance.now();
     const ready = await fleet.ask<{ ms: number }>({ type: 'start', url: nats.url, nodeSecret: nats.credentials.nodeSecret, count: n, idPrefix: 'vn', heartbeatMs: HEARTBEAT_MS }, 'ready');
     const statusNow = () => request<SchedulerStatus>(client, s.scheduler('status'), { type: 'status' }, { timeoutMs: 30_000 });
@@ -111,14 +116,16 @@ async function measureSize(n: number): Promise<{ n: number; joinMs: number; star
     const rounds: Round[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       // Steady state: 10 s of heartbeats.
-      const a = await fleet.ask<{ heartbeats: number; cpu: NodeJS.CpuUsage; at: number }>({ type: 'stats' }, 'stats');
+      const a = await fleet.ask<{ recordPuts: number; cpu: NodeJS.CpuUsage; at: number }>({ type: 'stats' }, 'stats');
+      const beatsA = beatsSeen;
       const natsA = cpuSeconds(nats.server.pid);
       const schedA = cpuSeconds(sched.process.pid!);
       await sleep(10_000);
-      const b = await fleet.ask<{ heartbeats: number; cpu: NodeJS.CpuUsage; at: number }>({ type: 'stats' }, 'stats');
+      const b = await fleet.ask<{ recordPuts: number; cpu: NodeJS.CpuUsage; at: number }>({ type: 'stats' }, 'stats');
       const secs = (b.at - a.at) / 1000;
       const round: Partial<Round> = {
-        putsPerSec: (b.heartbeats - a.heartbeats) / secs,
+        beatsPerSec: (beatsSeen - beatsA) / secs,
+        putsPerSec: (b.recordPuts - a.recordPuts) / secs,
         natsCpu: ((cpuSeconds(nats.server.pid) - natsA) / secs) * 100,
         schedCpu: ((cpuSeconds(sched.process.pid!) - schedA) / secs) * 100,
         fleetCpu: ((b.cpu.user + b.cpu.system - a.cpu.user - a.cpu.system) / 1e6 / secs) * 100,
@@ -207,7 +214,7 @@ nats-servers (and the idle one-server cluster's processes, and vice versa) share
 
 const rows = results.map((r) => {
   const col = (k: keyof Round, d = 0) => fmt(r.rounds.map((x) => x[k]), d);
-  return `| ${r.n} | ${(r.startMs / 1000).toFixed(1)} s / ${(r.joinMs / 1000).toFixed(1)} s | ${col('putsPerSec')} | ${col('natsCpu')} % | ${col('schedCpu')} % | ${col('fleetCpu')} % | ${col('presenceMs')} ms (${Math.min(...r.rounds.map((x) => x.presenceAnswers))}/${r.n + 1}) | ${col('statusMs')} ms, ${(median(r.rounds.map((x) => x.statusBytes)) / 1024).toFixed(0)} KiB | ${col('placeP50', 1)} / ${col('placeP99', 1)} ms | ${fmt(r.detectMs)} ms | ${r.errors} / ${(r.skipped * 100).toFixed(1)} % |`;
+  return `| ${r.n} | ${(r.startMs / 1000).toFixed(1)} s / ${(r.joinMs / 1000).toFixed(1)} s | ${col('beatsPerSec')} / ${col('putsPerSec', 1)} | ${col('natsCpu')} % | ${col('schedCpu')} % | ${col('fleetCpu')} % | ${col('presenceMs')} ms (${Math.min(...r.rounds.map((x) => x.presenceAnswers))}/${r.n + 1}) | ${col('statusMs')} ms, ${(median(r.rounds.map((x) => x.statusBytes)) / 1024).toFixed(0)} KiB | ${col('placeP50', 1)} / ${col('placeP99', 1)} ms | ${fmt(r.detectMs)} ms | ${r.errors} / ${(r.skipped * 100).toFixed(1)} % |`;
 });
 writeResults(
   'bench/results/scale.md',
@@ -215,19 +222,22 @@ writeResults(
 
 Generated by \`npm run bench:scale\` on ${new Date().toISOString().slice(0, 10)}; this machine: 2 cores, one nats-server 2.9.10
 (JetStream, auth on), one scheduler process, and every virtual node in one child process
-(nodes/virtual-fleet.ts: each node has its own NATS connection and user, heartbeats its record into the
-\`nodes\` KV bucket every ${HEARTBEAT_MS} ms, answers its control subject and presence, and claims actors in the
+(nodes/virtual-fleet.ts: each node has its own NATS connection and user, beats on core NATS every
+${HEARTBEAT_MS} ms, writes its record into the \`nodes\` KV bucket when it changes and every ${RECORD_EVERY_BEATS} beats
+(cluster/heartbeat.ts, as a real agent), answers its control subject and presence, and claims actors in the
 directory by CAS). Dead after ${DEAD_AFTER_MS} ms of silence (the defaults). Medians over ${ROUNDS} rounds, [min–max].
 All four processes share the same 2 cores, so the CPU columns compete with each other.
 
-| nodes | connect / all alive at the scheduler | heartbeat puts/s | nats-server CPU | scheduler CPU | fleet CPU | presence: every answer (answers) | leader status reply | placement p50 / p99 (${PLACEMENTS} single spawns) | failure detection (5 nodes) | heartbeat errors / skipped |
+| nodes | connect / all alive at the scheduler | beats/s received / record puts/s | nats-server CPU | scheduler CPU | fleet CPU | presence: every answer (answers) | leader status reply | placement p50 / p99 (${PLACEMENTS} single spawns) | failure detection (5 nodes) | record put errors / skipped |
 |---|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
-- **Heartbeat traffic** is one JetStream KV put per node per second: the puts/s column is what the nodes
-  got acknowledged, and nats-server's CPU is what it costs the server (100 % = one core).
-- **Skipped heartbeats**: a virtual node sends its next heartbeat only once the previous put is acknowledged,
-  so an overloaded server shows up as skipped beats (the share of all beats), not as a pile of timeouts.
+- **Heartbeat traffic**: one core NATS message per node per heartbeat (the beats/s a subscriber received —
+  the scheduler's subscription gets the same), plus a JetStream KV put of the node's record when its state
+  changes and every ${RECORD_EVERY_BEATS} beats; nats-server's CPU is what both cost the server (100 % = one core).
+- **Skipped record puts**: a node writes its next record only once the previous put is acknowledged, so an
+  overloaded server shows up as skipped puts (the share of all beats), not as a pile of timeouts; beats are
+  never held back.
 - **Presence** is \`shoal status\`'s scatter-gather ping, timed until every process has answered
   (\`shoal status\` itself waits a fixed 500 ms by default, so it shows only the processes that answered in time).
 - **Failure detection** is from the moment a node stops heartbeating to the scheduler's \`node-dead\` event:

@@ -79,6 +79,7 @@ export { Directory, type Versioned } from './directory.ts';
 export { isCasConflict, isStreamNotFound, isJetStreamUnavailable } from './nats-errors.ts';
 export { JobStore, whileActive, type JobPatch, type JobUpdate, type JobUpdateOptions } from './job-store.ts';
 export { announce, clusterStatus, discover, type PresenceSource, type StatusReport } from './presence.ts';
+export { NodeHeartbeat, RECORD_EVERY_BEATS } from './heartbeat.ts';
 export { ensureMonitoringResources, ensureResources, kvKeys, openBucket, replicasFor, retrySettling, type MonitoringLimits } from './resources.ts';
 export { PayloadHost, PayloadRef, fetchPayload, inlineLimitOf, maxPayloadOf, MAX_PAYLOAD_REF_BYTES, type HeldPayload, type HoldOptions, type FetchOptions } from './payloads.ts';
 export { runProcess, fail, type ProcessContext, type ProcessSpec, type Started } from './process.ts';

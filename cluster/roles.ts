@@ -82,7 +82,7 @@ export const ROLE_TABLE: Readonly<Record<GrantRole, RoleGrant>> = {
     streams: {},
   },
   // A node hosts actors (any actor, any service: placement decides), obeys its own control
-  // subject only, heartbeats its own record, claims actors in the directory by CAS, keeps
+  // subject only, heartbeats on its own beat subject and writes its own record, claims actors in the directory by CAS, keeps
   // checkpoints, and — as the training coordinator — records job progress, uploads a trained
   // model and asks the registry to register it (and to start it as a canary) — as a batch
   // scoring job, its scores as a dataset (register-dataset: the bytes go through the uploads
@@ -93,7 +93,8 @@ export const ROLE_TABLE: Readonly<Record<GrantRole, RoleGrant>> = {
   [Role.NODE]: {
     // Large bodies (cluster/payloads.ts): it pulls request bodies from gateways, and serves its
     // replicas' large replies under its own payload subject only.
-    publish: (s) => [s.actorAll, s.serviceAll, s.sysPing, s.scheduler('actors'), s.scheduler('status'), s.registry('register'), s.registry('register-dataset'), s.registry('canary'), s.featuresBuild, s.payloadGateways],
+    // Its heartbeat goes out on its own beat subject only (no node can beat for another).
+    publish: (s, nodeId) => [s.nodeBeat(nodeId), s.actorAll, s.serviceAll, s.sysPing, s.scheduler('actors'), s.scheduler('status'), s.registry('register'), s.registry('register-dataset'), s.registry('canary'), s.featuresBuild, s.payloadGateways],
     subscribe: (s, nodeId) => [s.nodeOwn(nodeId), s.actorAll, s.serviceAll, s.sysAll, `${s.payloadNode(nodeId)}.>`],
     // Replicas of a model trained on feature views read the views and the online store (predictions by entity);
     // streaming-aggregate actors (ml/features/aggregate-actor.ts) consume the feature log and write the online store.

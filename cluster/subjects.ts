@@ -43,6 +43,9 @@ export function subjects(prefix = 'shoal') {
     /** Everything under one node's own subject (its control subject and any later per-node subject). */
     nodeOwn: (nodeId: string) => `${p}.node.${token('node id', nodeId)}.>`,
     nodeAll: `${p}.node.>`,
+    /** A node's heartbeat (core NATS): published by that node only, read by the scheduler leader. */
+    nodeBeat: (nodeId: string) => `${p}.node.${token('node id', nodeId)}.beat`,
+    nodeBeatAll: `${p}.node.*.beat`,
     /** An actor's mailbox. */
     actor: (actorId: string) => `${p}.actor.${token('actor id', actorId)}`,
     /** An actor's system messages from the runtime (supervision), beside its mailbox. */

@@ -105,7 +105,7 @@ export const NodeLoad = Type.Object({
 });
 export type NodeLoad = Static<typeof NodeLoad>;
 
-/** What a node agent writes to the nodes KV bucket on every heartbeat. */
+/** A node's record in the nodes KV bucket: written when it starts, when its state, labels or capabilities change, and every `RECORD_EVERY_BEATS` beats. */
 export const NodeRecord = Type.Object({
   nodeId: Type.String({ minLength: 1 }),
   profile: Type.String(),
@@ -127,6 +127,15 @@ export const NodeRecord = Type.Object({
   heartbeatMs: Type.Integer({ minimum: 1 }),
 });
 export type NodeRecord = Static<typeof NodeRecord>;
+
+/**
+ * A node's heartbeat on core NATS (`<prefix>.node.<id>.beat`, no acknowledgement): liveness and
+ * load every `membership.heartbeatMs`. It needs no JetStream, so a stream electing a leader does
+ * not silence the fleet, and a server sends thousands a second where it stores a few thousand KV
+ * puts; the record in the bucket carries the rest and changes rarely.
+ */
+export const NodeBeat = Type.Pick(NodeRecord, ['nodeId', 'incarnation', 'state', 'load', 'heartbeatAt']);
+export type NodeBeat = Static<typeof NodeBeat>;
 
 /** What kind of work an actor does: drives cost-aware placement and interruption handling. */
 export const ActorKind = {

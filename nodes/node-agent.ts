@@ -1,6 +1,7 @@
 /**
- * The node agent: probes and advertises what this machine can do, writes its record (labels,
- * capabilities, load) to the nodes KV bucket on every heartbeat, answers presence pings and its
+ * The node agent: probes and advertises what this machine can do, beats on core NATS every
+ * `membership.heartbeatMs` (liveness and load), writes its record (labels, capabilities, state)
+ * to the nodes KV bucket when it changes (cluster/heartbeat.ts), answers presence pings and its
  * control subject, and drains on request or SIGTERM.
  *
  * It hosts actors (`ActorHost`) on `spawn` / `stop` commands and owns the node's compute: the
@@ -18,10 +19,10 @@ import {
   Directory,
   LifecycleState,
   NodeCtl,
+  NodeHeartbeat,
   Role,
   announce,
   componentLogger,
-  encode,
   moduleUrl,
   openBucket,
   resources,
@@ -52,6 +53,7 @@ export class NodeAgent {
   #state: ProcessState = LifecycleState.STARTING;
   #caps: Capabilities | undefined;
   #bucket: KV | undefined;
+  #beats: NodeHeartbeat | undefined;
   #timer: NodeJS.Timeout | undefined;
   #startedAt = Date.now();
   /** This process's boot id: a restart under the same node id is a new incarnation. */
@@ -105,6 +107,7 @@ export class NodeAgent {
     );
     const res = resources(this.ctx.config.subjectPrefix);
     this.#bucket = await openBucket(this.ctx.nc, res.buckets.nodes);
+    this.#beats = new NodeHeartbeat(this.ctx.nc, this.ctx.subjects, this.#bucket, this.nodeId);
     const registry = await new ActorTypeRegistry().load(this.ctx.config.actors.modules.map(moduleUrl));
     // Reported on every heartbeat: the scheduler places an actor only where its type is loaded,
     // and job submissions may name only the job entry points among them.
@@ -131,20 +134,19 @@ export class NodeAgent {
     serve(this.ctx.nc, s.nodeCtl(this.nodeId), NodeCtl, (cmd) => this.#control(cmd), { log });
     announce(this.ctx.nc, s, { role: Role.NODE, id: this.nodeId, state: () => this.#state, details: () => ({ profile: this.profile.name, labels: this.profile.labels, incarnation: this.incarnation }) }, log);
     this.#state = LifecycleState.RUNNING;
-    await this.#heartbeat();
+    await this.#putRecord();
     const every = this.ctx.config.membership.heartbeatMs;
     this.#heartbeatDue = Date.now() + every;
     this.#timer = setInterval(() => {
       const due = this.#heartbeatDue;
       this.#heartbeatDue = due + every;
-      this.#heartbeat()
-        .then(() => {
-          // A timer that fell far behind (a stopped process) starts counting from now again.
-          const lag = Math.max(0, Date.now() - due);
-          this.#metrics?.heartbeatLag(lag / 1000);
-          if (lag > every) this.#heartbeatDue = Date.now() + every;
-        })
-        .catch((err) => log.warn({ err: (err as Error).message }, 'heartbeat failed'));
+      // The beat goes out now (core NATS); the record only when it is due (cluster/heartbeat.ts).
+      const r = this.#beats!.beat(this.record());
+      // A timer that fell far behind (a stopped process) starts counting from now again.
+      const lag = Math.max(0, Date.now() - due);
+      this.#metrics?.heartbeatLag(lag / 1000);
+      if (lag > every) this.#heartbeatDue = Date.now() + every;
+      if (r.record === 'put') r.done.catch((err: unknown) => log.warn({ err: (err as Error).message }, 'node record not written (due again at the next beat)'));
     }, every);
     log.info({ heartbeatMs: every }, 'node registered');
   }
@@ -207,8 +209,9 @@ export class NodeAgent {
     };
   }
 
-  async #heartbeat(): Promise<void> {
-    await this.#bucket!.put(this.nodeId, encode(this.record()));
+  /** Writes the whole record to the nodes bucket now (start, drain). */
+  async #putRecord(): Promise<void> {
+    await this.#beats!.put(this.record());
   }
 
   /** Idempotent: every caller waits for the same drain. */
@@ -217,10 +220,10 @@ export class NodeAgent {
       this.#state = LifecycleState.DRAINING;
       const log = componentLogger(this.ctx.log, 'node-agent', { nodeId: this.nodeId });
       log.info({ deadlineMs, actors: this.#host?.stats().actors ?? 0 }, 'draining');
-      // host.drain() refuses new actors synchronously, before any await; the heartbeat tells the
+      // host.drain() refuses new actors synchronously, before any await; the record tells the
       // scheduler at once.
       const drained = this.#host?.drain(deadlineMs);
-      this.#draining = Promise.all([drained, this.#heartbeat().catch(() => undefined)]).then(() => log.info('drained'));
+      this.#draining = Promise.all([drained, this.#putRecord().catch(() => undefined)]).then(() => log.info('drained'));
     }
     return this.#draining;
   }

@@ -1,14 +1,15 @@
 /**
  * Many virtual node agents in one process, for measuring the control plane at 1,000s of nodes on
  * one machine (`npm run bench:scale`). Each virtual node speaks the node protocol a real agent
- * speaks — its record in the `nodes` KV bucket every heartbeat, its own control subject
+ * speaks — a beat on core NATS every heartbeat and its record in the `nodes` KV bucket when it
+ * changes (cluster/heartbeat.ts, as a real agent), its own control subject
  * (`describe`, `spawn`, `stop`, `list`, `drain`), an answer to presence pings, directory claims by
  * CAS with the placement's epoch — but hosts only two trivial actor types: `echo` (replies with
  * the message) and `sleep` (replies after `ms`). No kernels, no worker pool, no onnxruntime.
  *
  * Each virtual node has its own NATS connection as its own user (`node-<id>`, with the node role's
  * permissions), exactly as a real agent: the server sees N clients, N sets of subscriptions and N
- * heartbeat writers. Only the process (and its event loop) is shared.
+ * heartbeat publishers. Only the process (and its event loop) is shared.
  */
 import type { KV } from '@nats-io/kv';
 import { nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
@@ -17,6 +18,7 @@ import {
   Errors,
   LifecycleState,
   NodeCtl,
+  NodeHeartbeat,
   Role,
   SHOAL_VERSION,
   decode,
@@ -65,8 +67,6 @@ class VirtualNode {
   readonly actors = new Map<string, VirtualActor>();
   state: 'running' | 'draining' | 'stopped' = 'running';
   silent = false;
-  /** A heartbeat put is in flight (the next one is skipped rather than piled up behind it). */
-  beating = false;
   subs: Subscription[] = [];
   timer: NodeJS.Timeout | undefined;
 
@@ -76,6 +76,7 @@ class VirtualNode {
     readonly nc: NatsConnection,
     readonly bucket: KV,
     readonly directory: Directory,
+    readonly heartbeat: NodeHeartbeat,
   ) {}
 }
 
@@ -85,12 +86,14 @@ export const virtualNodeIds = (idPrefix: string, count: number): string[] => Arr
 export class VirtualFleet {
   readonly #o: VirtualFleetOptions;
   readonly #nodes = new Map<string, VirtualNode>();
-  /** Heartbeat puts sent, and failed. */
+  /** Beats published (core NATS). */
   heartbeats = 0;
+  /** Record puts acknowledged, and failed. */
+  recordPuts = 0;
   heartbeatErrors = 0;
-  /** Heartbeats not sent because the node's previous put had not been acknowledged yet. */
+  /** Record puts due but not sent because the node's previous put had not been acknowledged yet. */
   heartbeatsSkipped = 0;
-  /** The last heartbeat failure's message (for a benchmark's report). */
+  /** The last record put failure's message (for a benchmark's report). */
   lastHeartbeatError: string | undefined;
 
   constructor(opts: VirtualFleetOptions) {
@@ -112,7 +115,8 @@ export class VirtualFleet {
         ids.slice(at, at + width).map(async (nodeId, k) => {
           const i = at + k;
           const nc = await this.#o.connect(nodeId);
-          const node = new VirtualNode(nodeId, this.#o.labels(i), nc, await openBucket(nc, res.buckets.nodes), new Directory(await openBucket(nc, res.buckets.actors)));
+          const bucket = await openBucket(nc, res.buckets.nodes);
+          const node = new VirtualNode(nodeId, this.#o.labels(i), nc, bucket, new Directory(await openBucket(nc, res.buckets.actors)), new NodeHeartbeat(nc, this.#o.subjects, bucket, nodeId));
           this.#nodes.set(nodeId, node);
           node.subs.push(serve(nc, this.#o.subjects.nodeCtl(nodeId), NodeCtl, (cmd) => this.#control(node, cmd)));
           node.subs.push(nc.subscribe(this.#o.subjects.sysPing, { callback: (err, m) => void (err || this.#answerPing(node, m)) }));
@@ -123,8 +127,8 @@ export class VirtualFleet {
       const node = this.#nodes.get(nodeId)!;
       const first = this.#o.stagger === false ? 0 : Math.floor((i / count) * heartbeatMs);
       node.timer = setTimeout(() => {
-        void this.#heartbeat(node);
-        node.timer = setInterval(() => void this.#heartbeat(node), heartbeatMs);
+        this.#heartbeat(node);
+        node.timer = setInterval(() => this.#heartbeat(node), heartbeatMs);
       }, first);
     }
   }
@@ -177,23 +181,21 @@ export class VirtualFleet {
     };
   }
 
-  async #heartbeat(node: VirtualNode): Promise<void> {
+  #heartbeat(node: VirtualNode): void {
     if (node.silent) return;
-    if (node.beating) {
-      this.heartbeatsSkipped++;
-      return;
-    }
-    node.beating = true;
-    try {
-      await node.bucket.put(node.nodeId, encode(this.#record(node)));
-      this.heartbeats++;
-    } catch (err) {
-      this.heartbeatErrors++;
-      this.lastHeartbeatError = (err as Error).message;
-    } finally {
-      node.beating = false;
-    }
+    const r = node.heartbeat.beat(this.#record(node));
+    this.heartbeats++;
+    if (r.record === 'skipped') this.heartbeatsSkipped++;
+    if (r.record !== 'put') return;
+    r.done.then(
+      () => void this.recordPuts++,
+      (err: unknown) => {
+        this.heartbeatErrors++;
+        this.lastHeartbeatError = (err as Error).message;
+      },
+    );
   }
+
 
   #answerPing(node: VirtualNode, m: Msg): void {
     if (!m.reply || node.silent) return;

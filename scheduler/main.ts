@@ -98,7 +98,13 @@ async function lead(ctx: ProcessContext, metrics: SchedulerMetrics, leaderParts:
       (await discover(ctx.nc, ctx.subjects, Math.min(1000, ctx.config.membership.deadAfterMs / 8)))
         .filter((p) => p.role === Role.NODE)
         .map((p) => ({ nodeId: p.id, incarnation: typeof p.details.incarnation === 'string' ? p.details.incarnation : undefined }));
-    const membership = new MembershipView(await step('nodes bucket', () => openBucket(ctx.nc, res.buckets.nodes)), ctx.config.membership.deadAfterMs, componentLogger(ctx.log, 'membership'), { askNodes });
+    const membership = new MembershipView(await step('nodes bucket', () => openBucket(ctx.nc, res.buckets.nodes)), ctx.config.membership.deadAfterMs, componentLogger(ctx.log, 'membership'), {
+      askNodes,
+      beats: (onBeat) => {
+        const sub = ctx.nc.subscribe(ctx.subjects.nodeBeatAll, { callback: (err, m) => void (err || onBeat(m.subject.split('.').at(-2)!, m.data)) });
+        return () => sub.unsubscribe();
+      },
+    });
     membership.onDead((nodeId, why) => ctx.nc.publish(ctx.subjects.event('node-dead'), encode({ nodeId, why, at: Date.now() })));
     await step('membership watch', () => membership.start());
     started.push(() => membership.stop());

@@ -1,7 +1,9 @@
 /**
- * The scheduler's view of the fleet: watches the nodes KV bucket and judges liveness by the
- * time of each node's last heartbeat as seen here (server 2.9 has no per-key TTL, and local
- * receive time is immune to clock skew between machines). A sweep declares silent nodes dead
+ * The scheduler's view of the fleet: watches the nodes KV bucket for each node's record (state,
+ * labels, capabilities: written when they change) and listens to the nodes' beats on core NATS
+ * (liveness and load, every heartbeat: cluster/heartbeat.ts), and judges liveness by the time a
+ * node was last heard as seen here (server 2.9 has no per-key TTL, and local receive time is
+ * immune to clock skew between machines). A sweep declares silent nodes dead
  * once, publishes `shoal.events.node-dead`, and tells the listeners (re-placement).
  *
  * A node id outlives its processes: a supervisor restarts a crashed agent under the same id in
@@ -16,7 +18,7 @@
  * alive, one that does not is judged by its last record as usual (see blind()).
  */
 import type { KV, KvEntry } from '@nats-io/kv';
-import { decode, retrySettling, type Logger, type NodeRecord, type NodeView } from '../cluster/index.ts';
+import { Errors, NodeBeat, decode, retrySettling, validate, type Logger, type NodeRecord, type NodeView } from '../cluster/index.ts';
 
 /** A node's answer to a roll call over core NATS (its presence reply). */
 export interface NodeAnswer {
@@ -48,6 +50,11 @@ export class MembershipView {
   #roll: { at: number; answered: number } | undefined;
   #calling = false;
   readonly #askNodes: (() => Promise<NodeAnswer[]>) | undefined;
+  readonly #beats: ((onBeat: (nodeId: string, data: Uint8Array) => void) => () => void) | undefined;
+  #unbeat: (() => void) | undefined;
+  /** Unreadable beats (counted; logged once a minute at most, so a broken sender cannot flood the log). */
+  #badBeats = 0;
+  #badBeatSaidAt = -Infinity;
   private readonly now: () => number;
 
   /**
@@ -56,13 +63,17 @@ export class MembershipView {
    * (default: the bucket's status)
    * @param opts.askNodes a roll call over core NATS (the scheduler: a presence ping); without it a
    * quiet fleet whose bucket lags is only ever "blind"
+   * @param opts.beats subscribes to the nodes' beats (the scheduler: `<prefix>.node.*.beat`),
+   * calling back with the node id of the subject (a node may publish only its own) and the body;
+   * returns the unsubscribe
    */
   constructor(
     private readonly bucket: KV,
     readonly deadAfterMs: number,
     private readonly log: Logger,
-    opts: { now?: () => number; lastSeq?: () => Promise<number>; askNodes?: () => Promise<NodeAnswer[]> } = {},
+    opts: { now?: () => number; lastSeq?: () => Promise<number>; askNodes?: () => Promise<NodeAnswer[]>; beats?: (onBeat: (nodeId: string, data: Uint8Array) => void) => () => void } = {},
   ) {
+    this.#beats = opts.beats;
     this.now = opts.now ?? Date.now;
     this.#probe = opts.lastSeq ?? (async () => (await this.bucket.status()).streamInfo.state.last_seq);
     this.#askNodes = opts.askNodes;
@@ -76,6 +87,62 @@ export class MembershipView {
     void (async () => {
       for await (const e of watch) this.#apply(e);
     })();
+    this.#unbeat = this.#beats?.((nodeId, data) => {
+      try {
+        this.beat(nodeId, decode(data));
+      } catch (err) {
+        this.#badBeat(nodeId, err);
+      }
+    });
+  }
+
+  /**
+   * A beat from `fromNodeId` (the subject's node id). It refreshes a node whose record is known
+   * and whose incarnation it names — a process whose record has not come through yet, or one
+   * retired, is not vouched for by its beats — and carries its state and load (unless the record
+   * already holds newer ones: beats and records take different paths).
+   */
+  beat(fromNodeId: string, body: unknown): void {
+    const b = validate(NodeBeat, body, 'node beat');
+    if (b.nodeId !== fromNodeId) throw Errors.BAD_MESSAGE(`${fromNodeId}'s beat subject`, `the beat names node ${b.nodeId}`);
+    const n = this.#nodes.get(b.nodeId);
+    if (!n || n.record.incarnation !== b.incarnation) return;
+    const now = this.now();
+    this.#heard(now);
+    const wasDead = n.dead;
+    const stateWas = n.record.state;
+    if (b.heartbeatAt >= n.record.heartbeatAt) n.record = { ...n.record, state: b.state, load: b.load, heartbeatAt: b.heartbeatAt };
+    n.seenAt = now;
+    n.dead = false;
+    if (wasDead) this.log.info({ nodeId: b.nodeId }, 'node back');
+    if (wasDead || stateWas !== n.record.state) this.#changed(b.nodeId);
+  }
+
+  #badBeat(nodeId: string, err: unknown): void {
+    this.#badBeats++;
+    const now = this.now();
+    if (now - this.#badBeatSaidAt < 60_000) return;
+    this.#badBeatSaidAt = now;
+    this.log.warn({ nodeId, err: (err as Error).message, unreadable: this.#badBeats }, 'unreadable node beat ignored');
+  }
+
+  /** Something was heard from a node: after a spell in which nothing came from anyone, each node gets a full period. */
+  #heard(now: number): void {
+    // Records flow again after a spell in which none came from anyone: the silence was the
+    // channel's (the bucket's stream electing a leader, this process's connection), not the nodes'.
+    // Each gets a whole deadAfterMs from now to be heard, so the ones still up are not declared
+    // dead before their beat lands.
+    // Not when a roll call during the spell was answered: then the view did hear, the nodes that
+    // answered are already refreshed, and a node that did not answer keeps its count (else a
+    // bucket delivering in bursts would hand the cut-off host a new period with each burst).
+    const r = this.#roll;
+    const rollHeard = r !== undefined && this.#lastHeard !== undefined && r.at > this.#lastHeard && r.answered > 0;
+    if (this.#lastHeard !== undefined && now - this.#lastHeard > this.#quietMs() && !rollHeard) {
+      this.log.info({ quietMs: now - this.#lastHeard }, 'nodes heard again after a quiet spell; every node gets a full dead-after period to be heard');
+      for (const n of this.#nodes.values()) if (!n.dead) n.seenAt = Math.max(n.seenAt, now);
+    }
+    this.#lastHeard = now;
+    this.#blindSaid = false;
   }
 
   #apply(e: KvEntry): void {
@@ -91,15 +158,7 @@ export class MembershipView {
       const record = decode(e.value) as NodeRecord;
       if (this.#retired.get(e.key)?.has(record.incarnation)) return;
       const now = this.now();
-      // Records flow again after a spell in which none came from anyone: the silence was the
-      // bucket's (its stream electing a leader), not the nodes'. Each gets a whole deadAfterMs
-      // from now to be heard, so the ones still up are not declared dead before their record lands.
-      if (this.#lastHeard !== undefined && now - this.#lastHeard > this.#quietMs()) {
-        this.log.info({ quietMs: now - this.#lastHeard }, 'node records arrive again; every node gets a full dead-after period to be heard');
-        for (const n of this.#nodes.values()) if (!n.dead) n.seenAt = Math.max(n.seenAt, now);
-      }
-      this.#lastHeard = now;
-      this.#blindSaid = false;
+      this.#heard(now);
       const prev = this.#nodes.get(e.key);
       const restarted = prev !== undefined && prev.record.incarnation !== record.incarnation;
       if (restarted) {
@@ -111,8 +170,10 @@ export class MembershipView {
         // The old process's actors died with it, whether or not it was declared dead yet.
         if (!prev.dead) for (const l of this.#deadListeners) l(e.key, 'restarted');
       } else if (!prev || prev.dead) this.log.info({ nodeId: e.key, profile: record.profile, labels: record.labels }, prev ? 'node back' : 'node joined');
-      this.#nodes.set(e.key, { record, seenAt: now, dead: false });
-      if (!prev || prev.dead || restarted || prev.record.state !== record.state) this.#changed(e.key);
+      // A record that took longer than the beats after it (same process) keeps their state and load.
+      const kept = prev && !restarted && prev.record.heartbeatAt > record.heartbeatAt ? { state: prev.record.state, load: prev.record.load, heartbeatAt: prev.record.heartbeatAt } : {};
+      this.#nodes.set(e.key, { record: { ...record, ...kept }, seenAt: now, dead: false });
+      if (!prev || prev.dead || restarted || prev.record.state !== this.#nodes.get(e.key)!.record.state) this.#changed(e.key);
     } catch (err) {
       this.log.warn({ key: e.key, err: (err as Error).message }, 'unreadable node record');
     }
@@ -285,6 +346,7 @@ export class MembershipView {
 
   stop(): void {
     if (this.#sweep) clearInterval(this.#sweep);
+    this.#unbeat?.();
     this.#stop?.();
   }
 }

@@ -37,7 +37,7 @@ process.on('message', (cmd: Cmd) => {
         send({ type: 'silenced', nodeId: cmd.nodeId, at: Date.now() });
         return;
       case 'stats':
-        send({ type: 'stats', heartbeats: fleet?.heartbeats ?? 0, heartbeatErrors: fleet?.heartbeatErrors ?? 0, lastError: fleet?.lastHeartbeatError, skipped: fleet?.heartbeatsSkipped ?? 0, cpu: process.cpuUsage(), rss: process.memoryUsage().rss, at: Date.now() });
+        send({ type: 'stats', heartbeats: fleet?.heartbeats ?? 0, recordPuts: fleet?.recordPuts ?? 0, heartbeatErrors: fleet?.heartbeatErrors ?? 0, lastError: fleet?.lastHeartbeatError, skipped: fleet?.heartbeatsSkipped ?? 0, cpu: process.cpuUsage(), rss: process.memoryUsage().rss, at: Date.now() });
         return;
       case 'stop':
         await fleet?.stop();

@@ -81,6 +81,8 @@ const SUBJECT_PROBES = {
   nodeCtl: (x: Subjects) => [x.nodeCtl(SELF), x.nodeCtl(OTHER)],
   nodeOwn: (x: Subjects) => [`${x.prefix}.node.${SELF}.other`, `${x.prefix}.node.${OTHER}.other`],
   nodeAll: (x: Subjects) => [`${x.prefix}.node.${OTHER}.ctl`],
+  nodeBeat: (x: Subjects) => [x.nodeBeat(SELF), x.nodeBeat(OTHER)],
+  nodeBeatAll: (x: Subjects) => [x.nodeBeat('node-c')],
   actor: (x: Subjects) => [x.actor('probe-actor'), `${x.actor('probe-actor')}.sys`],
   actorSys: (x: Subjects) => [x.actorSys('probe-actor')],
   actorAll: (x: Subjects) => [x.actor('another-actor')],
@@ -286,6 +288,17 @@ describe('permission matrix: completeness and policy invariants of the role tabl
       }
     }
     expect(isAdmin(Role.SCHEDULER)).toBe(true);
+  });
+
+  it('heartbeats: a node beats on its own subject only; no other role may beat for a node, and only the scheduler reads beats', () => {
+    const node = permissionsFor(Role.NODE, { nodeId: SELF });
+    expect(anyMatch(node.publish, s.nodeBeat(SELF)), 'node beats').toBe(true);
+    expect(anyMatch(node.publish, s.nodeBeat(OTHER)), 'node beats for another').toBe(false);
+    for (const role of ROLES.filter((r) => !isAdmin(r))) {
+      const perms = permissionsFor(role, { nodeId: SELF });
+      if (role !== Role.NODE) expect(anyMatch(perms.publish, s.nodeBeat(OTHER)), `${role} beats for a node`).toBe(false);
+      expect(anyMatch(perms.subscribe, s.nodeBeat(OTHER)), `${role} reads another node's beats`).toBe(false);
+    }
   });
 
   it('monitoring: a node appends predictions, never labels or joined rows; gateway and client send feedback, never store labels directly', () => {

@@ -6,13 +6,12 @@
  * the node's event loop, the same run would have silenced the node for its whole length.
  *
  * Nothing here reads the clock to decide: the run's length shows as heartbeats — the node's
- * record in the nodes bucket, written every `heartbeatMs` — counted while the replica reports the
+ * beats on core NATS, published every `heartbeatMs` — counted while the replica reports the
  * batch in flight; more of them than `deadAfterMs / heartbeatMs` means the run outlasted the
  * dead-after window with the node beating all along.
  */
-import type { KvEntry } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Role, openBucket, resources, subjects, decode, type NatsConnection } from '../../cluster/index.ts';
+import { Role, subjects, decode, type NatsConnection } from '../../cluster/index.ts';
 import type { InferReply, ItemOk, ReplicaStats } from '../../ml/index.ts';
 import { startCluster, type TestCluster } from '../harness/cluster.ts';
 import { until } from '../harness/wait.ts';
@@ -51,10 +50,7 @@ describe('inference off the event loop (real processes, real onnxruntime)', () =
     const dead: unknown[] = [];
     const deadSub = c.client.subscribe(s.event('node-dead'), { callback: (_e, m) => void dead.push(decode(m.data)) });
     let beats = 0;
-    const watch = await (await openBucket(sched, resources().buckets.nodes)).watch({ key: NODE, include: 'updates_only' as never });
-    void (async () => {
-      for await (const e of watch as AsyncIterable<KvEntry>) if (e.operation === 'PUT') beats++;
-    })();
+    const watch = sched.subscribe(s.nodeBeat(NODE), { callback: (err) => void (err || beats++) });
 
     const x = Float32Array.from({ length: 8 }, (_, i) => i + 1);
     let settled = false;
@@ -82,7 +78,7 @@ describe('inference off the event loop (real processes, real onnxruntime)', () =
     }
     const reply = await run;
     deadSub.unsubscribe();
-    watch.stop();
+    watch.unsubscribe();
 
     // The answer is right (Y = each row's sum) …
     const out = (reply.results[0] as ItemOk).outputs[0]!;
