@@ -31,6 +31,14 @@ export interface ConnectOptions {
 /** Unanswered pings after which a client drops its server and reconnects to another. */
 const MAX_PINGS_OUT = 2;
 
+/**
+ * How long one dial (connect or reconnect) may take: twice the ping interval, between 2 s and 5 s.
+ * After a host dies, a client's first reconnect dial may go to that host and hang until this
+ * passes; an operator who lowers `nats.pingIntervalMs` to leave a dead server sooner gets the
+ * shorter dial with it (1 s pings: 2 s, the netns suite's), and the default (10 s) keeps 5 s.
+ */
+export const dialTimeoutMs = (pingIntervalMs = 10_000): number => Math.min(5000, Math.max(2000, 2 * pingIntervalMs));
+
 export async function connectAs(opts: ConnectOptions): Promise<NatsConnection> {
   const servers = Array.isArray(opts.servers) ? opts.servers : opts.servers.split(',').map((s) => s.trim());
   try {
@@ -42,7 +50,7 @@ export async function connectAs(opts: ConnectOptions): Promise<NatsConnection> {
       inboxPrefix: inboxOf(opts.role, opts.role === Role.NODE ? (opts.nodeId ?? nodeIdOfUser(opts.credential.user)) : undefined),
       reconnect: opts.reconnect ?? true,
       maxReconnectAttempts: -1,
-      timeout: opts.timeoutMs ?? 5000,
+      timeout: opts.timeoutMs ?? dialTimeoutMs(opts.pingIntervalMs),
       pingInterval: opts.pingIntervalMs ?? 10_000,
       maxPingOut: MAX_PINGS_OUT,
       // nats.js otherwise builds an Error (for its stack) on every request, even successful ones:

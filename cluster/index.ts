@@ -68,6 +68,7 @@ export {
   type ConnectOptions,
   type NatsConnection,
   probeNatsServers,
+  dialTimeoutMs,
   reachableServers,
   type ServerProbe,
 } from './connection.ts';

@@ -16,6 +16,7 @@ import {
   Role,
   announce,
   componentLogger,
+  dialTimeoutMs,
   discover,
   encode,
   ensureResources,
@@ -208,8 +209,8 @@ await runProcess({
     const { deadAfterMs } = ctx.config.membership;
     const pingMs = ctx.config.nats.pingIntervalMs;
     // Two unanswered pings, then a reconnect whose first dial may go to the cut host (5 s timeout).
-    const reconnectMs = 3 * pingMs + 5000;
-    if (replicas > 1 && deadAfterMs < reconnectMs) log.warn({ deadAfterMs, pingIntervalMs: pingMs, reconnectMs }, 'membership.deadAfterMs is under the time a client takes to leave a cut-off NATS server (3 × nats.pingIntervalMs + a 5 s dial): a node attached to it will be declared dead before it reconnects to another (lower nats.pingIntervalMs or raise membership.deadAfterMs)');
+    const reconnectMs = 3 * pingMs + dialTimeoutMs(pingMs);
+    if (replicas > 1 && deadAfterMs < reconnectMs) log.warn({ deadAfterMs, pingIntervalMs: pingMs, reconnectMs }, 'membership.deadAfterMs is under the time a client takes to leave a cut-off NATS server (3 × nats.pingIntervalMs + one dial, 2–5 s): a node attached to it will be declared dead before it reconnects to another (lower nats.pingIntervalMs or raise membership.deadAfterMs)');
     const controls = await loadControlModules(ctx.config.scheduler.modules);
     const controlContext = (m: ControlModule): ControlContext => ({
       nc: ctx.nc,
