@@ -16,11 +16,12 @@ import { encode } from './codec.ts';
 import type { Subjects } from './subjects.ts';
 import type { NodeBeat, NodeRecord } from './wire.ts';
 
-/** A record is rewritten at least this often (in beats) even when nothing in it changed but load. */
+/** A record is rewritten at least this often (in beats) even when nothing in it changed but load (the first time after up to twice as many, spread at random). */
 export const RECORD_EVERY_BEATS = 30;
 
 export class NodeHeartbeat {
   #sinceRecord = Infinity;
+  #puts = 0;
   #lastShape: string | undefined;
   #putting: Promise<void> | undefined;
 
@@ -47,24 +48,23 @@ export class NodeHeartbeat {
 
   /** Writes the record now (start, drain): the scheduler learns a state change at once. */
   put(record: NodeRecord): Promise<void> {
-    this.#sinceRecord = 0;
+    // The first refresh comes 30–59 beats after the first put, at random: nodes started together
+    // (a fleet, a restarted cluster) would otherwise all rewrite their records in the same second.
+    this.#sinceRecord = this.#puts++ === 0 ? -Math.floor(Math.random() * RECORD_EVERY_BEATS) : 0;
     this.#lastShape = shapeOf(record);
-    // A failed put is due again at the next beat.
-    const p = this.bucket.put(this.nodeId, encode(record)).then(
-      () => undefined,
-      (err: unknown) => {
-        this.#lastShape = undefined;
-        throw err;
-      },
-    );
-    const settled = p.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#putting = settled;
-    void settled.then(() => {
+    // A failed put is due again at the next beat. `#putting` is cleared in the put's own
+    // handlers, before anyone awaiting it resumes.
+    let settled: Promise<void> | undefined;
+    const done = () => {
       if (this.#putting === settled) this.#putting = undefined;
+    };
+    const p = this.bucket.put(this.nodeId, encode(record)).then(done, (err: unknown) => {
+      done();
+      this.#lastShape = undefined;
+      throw err;
     });
+    settled = p.catch(() => undefined);
+    this.#putting = settled;
     return p;
   }
 }
