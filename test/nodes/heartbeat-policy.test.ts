@@ -8,6 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { KV } from '@nats-io/kv';
+import { nodeRecord } from '../fixtures/node-record.ts';
 import { NodeHeartbeat, RECORD_EVERY_BEATS, decode, subjects, type NatsConnection, type NodeRecord } from '../../cluster/index.ts';
 
 function rig() {
@@ -20,21 +21,7 @@ function rig() {
   } as unknown as KV;
   const hb = new NodeHeartbeat(nc, subjects(), bucket, 'n1');
   let t = 0;
-  const record = (over: Partial<NodeRecord> = {}): NodeRecord => ({
-    nodeId: 'n1',
-    profile: 'cpu',
-    host: 'h',
-    pid: 1,
-    state: 'running',
-    labels: { pool: 'cpu', zone: 'a', spot: false, pricePerHour: 0.1 },
-    capabilities: { cpus: 2, memoryBytes: 1, gpu: null, onnxruntime: null },
-    load: { actors: 0, mailboxDepth: 0, cpuPercent: 0, eventLoopDelayMs: 0, rssBytes: 0, heapUsedBytes: 0 },
-    startedAt: 0,
-    incarnation: 'i1',
-    heartbeatAt: ++t,
-    heartbeatMs: 1000,
-    ...over,
-  });
+  const record = (over: Partial<NodeRecord> = {}): NodeRecord => nodeRecord('n1', ++t, { incarnation: 'i1', load: { actors: 0, mailboxDepth: 0, cpuPercent: 0, eventLoopDelayMs: 0, rssBytes: 0, heapUsedBytes: 0 }, ...over });
   /** Beats until a record put is due; returns how many beats that took (resolving the put). */
   const beatsToNextPut = async (max: number) => {
     for (let k = 1; k <= max; k++) {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KV } from '@nats-io/kv';
 import { NodeHeartbeat, RECORD_EVERY_BEATS, Role, createLogger, encode, ensureResources, openBucket, resources, subjects, type NatsConnection, type NodeRecord } from '../../cluster/index.ts';
 import { MembershipView } from '../../scheduler/membership-view.ts';
+import { nodeRecord } from '../fixtures/node-record.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { until } from '../harness/wait.ts';
 
@@ -54,21 +55,7 @@ describe('membership over core NATS beats', () => {
     const nc = await nats.connect(Role.NODE, { nodeId });
     const hb = new NodeHeartbeat(nc, s, await openBucket(nc, resources().buckets.nodes), nodeId);
     let n = 0;
-    const record = (over: Partial<NodeRecord> = {}): NodeRecord => ({
-      nodeId,
-      profile: 'cpu',
-      host: 'h',
-      pid: 1,
-      state: 'running',
-      labels: { pool: 'cpu', zone: 'a', spot: false, pricePerHour: 0.1 },
-      capabilities: { cpus: 2, memoryBytes: 1, gpu: null, onnxruntime: null },
-      load: { actors: 0, mailboxDepth: 0, processed: ++n, cpuPercent: 0, eventLoopDelayMs: 0, rssBytes: 0, heapUsedBytes: 0 },
-      startedAt: 0,
-      incarnation: `i-${nodeId}`,
-      heartbeatAt: n,
-      heartbeatMs: 100,
-      ...over,
-    });
+    const record = (over: Partial<NodeRecord> = {}): NodeRecord => nodeRecord(nodeId, ++n, over);
     return { id: nodeId, nc, hb, record, seq: () => n };
   }
 
