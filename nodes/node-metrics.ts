@@ -66,7 +66,7 @@ export function createNodeMetrics(registry: Registry, src: NodeMetricsSources) {
   const byBackend = new Map<string, HistogramChild>();
   const heartbeatLag = new HotHistogram({
     name: 'shoal_node_heartbeat_lag_seconds',
-    help: 'How late each heartbeat reached the nodes bucket: from when it was due to when the KV put returned',
+    help: 'How late each heartbeat went out: from when it was due to when its beat was published (a busy event loop shows here)',
     labelNames: [],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers,

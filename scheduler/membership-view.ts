@@ -12,10 +12,10 @@
  * to the dead-listeners at once, and the old incarnation's late records (a process that was not
  * dead after all, still heartbeating) are ignored from then on.
  *
- * Heartbeats ride JetStream, so a stalled nodes stream silences every node at once. Then the view
- * asks the bucket whether it holds records the watch has not delivered, and asks the nodes
- * themselves over core NATS (presence pings, routed without JetStream): a node that answers is
- * alive, one that does not is judged by its last record as usual (see blind()).
+ * Should every node still fall quiet at once (this process's own connection, core NATS, or — for
+ * records — a stalled nodes stream), the view asks the bucket whether it holds records the watch
+ * has not delivered, and calls the roll over presence pings: a node that answers is alive, one
+ * that does not is judged by when it was last heard as usual (see blind()).
  */
 import type { KV, KvEntry } from '@nats-io/kv';
 import { Errors, NodeBeat, decode, retrySettling, validate, type Logger, type NodeRecord, type NodeView } from '../cluster/index.ts';
@@ -205,11 +205,11 @@ export class MembershipView {
   }
 
   /**
-   * Whether the view cannot tell: no record from any of two or more live nodes for half the
-   * dead-after period, and nothing else shows them silent. Every node going quiet in the same
-   * instant is what a stalled nodes bucket looks like (a host holding its stream leader cut off:
-   * the netns test saw all three nodes "die" when one host was partitioned); a real death is one
-   * node quiet while others are heard. So two questions go out in the background:
+   * Whether the view cannot tell: no beat or record from any of two or more live nodes for half
+   * the dead-after period, and nothing else shows them silent. Every node going quiet in the same
+   * instant is what a broken channel looks like (this process cut off; before beats, a nodes
+   * stream whose leader's host was cut off: the netns test saw all three nodes "die" when one host
+   * was partitioned); a real death is one node quiet while others are heard. So two questions go out in the background:
    *  - the bucket's last sequence: equal to what the watch delivered means the nodes really wrote
    *    nothing, and they are judged by their records as usual;
    *  - a roll call over core NATS, which does not wait on JetStream: each node that answers counts
@@ -262,7 +262,7 @@ export class MembershipView {
           const was = this.#roll;
           this.#roll = { at, answered };
           if (answered > 0 && !(was && was.at > (this.#lastHeard ?? 0) && was.answered > 0)) {
-            this.log.warn({ answered, known: [...this.#nodes.values()].filter((n) => !n.dead).length }, 'no node record from any node: the nodes bucket is not delivering; judging liveness by the nodes\' answers over core NATS until records flow again');
+            this.log.warn({ answered, known: [...this.#nodes.values()].filter((n) => !n.dead).length }, 'no beat or record from any node; judging liveness by the nodes\' answers to a roll call over core NATS until they are heard again');
           }
         },
         () => (this.#roll = { at, answered: 0 }),
@@ -274,7 +274,7 @@ export class MembershipView {
   sweep(): void {
     const now = this.now();
     if (this.blind(now)) {
-      if (!this.#blindSaid) this.log.warn({ quietMs: now - this.#lastHeard! }, 'no node record from any node and no answer to a roll call: the nodes bucket is not delivering (JetStream electing?); no node is declared dead until records flow again or nodes answer');
+      if (!this.#blindSaid) this.log.warn({ quietMs: now - this.#lastHeard! }, 'no beat or record from any node and no answer to a roll call (this process cut off?); no node is declared dead until nodes are heard again or answer');
       this.#blindSaid = true;
       return;
     }
