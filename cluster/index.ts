@@ -54,7 +54,7 @@ export {
 } from './roles.ts';
 export { defineControlModule, loadControlModules, moduleUrl, type ControlContext, type ControlHandle, type ControlModule } from './control.ts';
 export { startNatsServer, findNatsServer, ensureWritableDir, type NatsServerHandle, type NatsServerOptions } from './nats-server.ts';
-export { startNatsCluster, freePort, type NatsClusterHandle, type NatsClusterOptions } from './nats-cluster.ts';
+export { RAFT_ELECTION_MAX_MS, startNatsCluster, freePort, type NatsClusterHandle, type NatsClusterOptions } from './nats-cluster.ts';
 export {
   connectAs,
   connectTenant,

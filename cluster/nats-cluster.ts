@@ -16,6 +16,14 @@ import { checkClusterSize } from './config.ts';
 import type { Credential, Credentials, TenantUser } from './auth.ts';
 import { startNatsServer, type NatsServerHandle } from './nats-server.ts';
 
+/**
+ * Longest a replicated stream (or KV bucket) whose leader's server died takes no write: nats-server's
+ * RAFT followers campaign after 4–9 s without the leader (server/raft.go, fixed in 2.9), then win
+ * within a campaign of up to 0.8 s. A lease TTL under this cannot be kept when the lease stream's
+ * leader dies with the lease holder.
+ */
+export const RAFT_ELECTION_MAX_MS = 9_800;
+
 export interface NatsClusterOptions {
   /** Each server's config, log and store go under `<dir>/nats-<i>` (i from 1). */
   dir: string;

@@ -52,7 +52,7 @@ export {
 export { syntheticTraces, replayTrace, traceStep, type SpotTrace, type SyntheticTraceOptions } from './providers/traces.ts';
 export { SimProvider, type SimProviderOptions } from './providers/sim.ts';
 export { LocalProvider, type LocalProviderOptions } from './providers/local.ts';
-export { LeaderLease, type LeaderLeaseOptions, type LeaseRecord } from './leader.ts';
+export { DUE_RETRY_MS, LeaderLease, type LeaderLeaseOptions, type LeaseRecord } from './leader.ts';
 export { autoscalerNodeIds, withoutFlag } from './local-autoscaling.ts';
 export { CostLedger, IDLE_TENANT, SYSTEM_TENANT, DEFAULT_TENANT, type CostRow, type Owner, type NodePrice } from './cost/ledger.ts';
 export { Budgets, BudgetRule, type BudgetAlert } from './cost/budgets.ts';

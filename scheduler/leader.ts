@@ -4,11 +4,16 @@
  *
  * Server 2.9 has no per-key TTL, and clocks of two machines cannot be compared, so expiry is
  * judged by each contender on its own clock: a standby that sees the *same revision* of the
- * lease for `ttlMs` (measured from when it first saw that revision) takes it over with a CAS on
- * that revision. The holder renews every `renewEveryMs` (ttl/3) and stops calling itself leader
- * `ttlMs` after the start of its last successful renewal — before any standby can take over,
- * since a standby's count starts only after that write. The revision of the holder's write is
- * its epoch (a fencing token to stamp on placements).
+ * lease for `ttlMs` (measured from when the read that first showed it was answered) takes it over
+ * with a CAS on that revision. The holder renews every `renewEveryMs` (ttl/3) and stops calling
+ * itself leader `ttlMs` after the start of its last successful renewal — before any standby can
+ * take over, since a standby's count starts only after that write. The revision of the holder's
+ * write is its epoch (a fencing token to stamp on placements).
+ *
+ * A standby reads the lease every `observeEveryMs` (ttl/10), so it learns of a renewal soon after
+ * it is written: the takeover comes at most about that long after the TTL. Once due, a CAS that
+ * JetStream cannot take yet (the lease stream electing a new leader after its server died, which
+ * nats-server does after 4–9 s of silence) is tried again every `DUE_RETRY_MS`, not at the next step.
  */
 import type { KV } from '@nats-io/kv';
 import { decode, encode, every, systemClock, type Clock, type Logger } from '../cluster/index.ts';
@@ -24,6 +29,8 @@ export interface LeaderLeaseOptions {
   ttlMs?: number;
   /** @default ttlMs / 3 */
   renewEveryMs?: number;
+  /** How often a standby reads the lease. @default min(renewEveryMs, max(100, ttlMs / 10)) */
+  observeEveryMs?: number;
   /** Time and the renewal timer (tests pass a `VirtualClock`). @default systemClock */
   clock?: Clock;
   log?: Logger;
@@ -37,11 +44,15 @@ export interface LeaseRecord {
   renewedAt: number;
 }
 
+/** How soon a standby whose takeover is due tries its CAS again after JetStream refused or timed out. */
+export const DUE_RETRY_MS = 250;
+
 export class LeaderLease {
   readonly holderId: string;
   readonly key: string;
   readonly ttlMs: number;
   readonly renewEveryMs: number;
+  readonly observeEveryMs: number;
   readonly #kv: KV;
   readonly #clock: Clock;
   readonly #log: Logger | undefined;
@@ -49,8 +60,10 @@ export class LeaderLease {
   #validUntil = 0;
   #epoch = 0;
   #acquiredAt = 0;
-  #observed: { revision: number; since: number; holder: string } | undefined;
+  /** The holder's revision this standby reads, since when (the answer's arrival), and the holder's TTL. */
+  #observed: { revision: number; since: number; holder: string; ttlMs: number } | undefined;
   #timer: (() => void) | undefined;
+  #observeTimer: (() => void) | undefined;
   #ticking: Promise<void> | undefined;
   /** When the current run of failed steps began (undefined after a step that went through). */
   #failingSince: number | undefined;
@@ -67,17 +80,20 @@ export class LeaderLease {
     this.key = opts.key ?? 'scheduler';
     this.ttlMs = opts.ttlMs ?? 10_000;
     this.renewEveryMs = opts.renewEveryMs ?? Math.floor(this.ttlMs / 3);
+    this.observeEveryMs = opts.observeEveryMs ?? Math.min(this.renewEveryMs, Math.max(100, Math.floor(this.ttlMs / 10)));
     this.#clock = opts.clock ?? systemClock;
     this.#log = opts.log;
     if (!(this.ttlMs > 0)) throw SchedulerErrors.BAD_OPTION('ttlMs', `must be > 0, got ${this.ttlMs}`);
     if (!(this.renewEveryMs > 0 && this.renewEveryMs < this.ttlMs)) throw SchedulerErrors.BAD_OPTION('renewEveryMs', `must be > 0 and < ttlMs (${this.ttlMs}), got ${this.renewEveryMs}`);
+    if (!(this.observeEveryMs > 0 && this.observeEveryMs <= this.renewEveryMs)) throw SchedulerErrors.BAD_OPTION('observeEveryMs', `must be > 0 and <= renewEveryMs (${this.renewEveryMs}), got ${this.observeEveryMs}`);
   }
 
-  /** Tries at once, then every `renewEveryMs`. */
+  /** Tries at once, then renews every `renewEveryMs` while leading and reads every `observeEveryMs` while not. */
   async start(): Promise<void> {
     this.#stopped = false;
     await this.tick();
     this.#timer ??= every(this.#clock, this.renewEveryMs, () => void this.tick());
+    if (this.observeEveryMs < this.renewEveryMs) this.#observeTimer ??= every(this.#clock, this.observeEveryMs, () => void (this.#leading || this.tick()));
   }
 
   /** True while this contender holds a lease no standby can have taken yet. */
@@ -137,18 +153,23 @@ export class LeaderLease {
       }
       if (this.#leading) this.#set(false, `lease taken by ${rec.holder}`);
       if (!this.#observed || this.#observed.revision !== e.revision) {
-        this.#observed = { revision: e.revision, since: start, holder: rec.holder };
+        // Counted from the answer, not from when the read was sent: a slow read may show a renewal
+        // written after it was sent, and the holder counts its TTL from just before that write.
+        this.#observed = { revision: e.revision, since: this.#clock.now(), holder: rec.holder, ttlMs: rec.ttlMs };
         // Looked at again the moment this revision has been seen for a whole TTL, not at the next
-        // renewal tick after it (up to renewEveryMs later): a dead holder's lease is taken at once.
-        this.#expiryCheck?.();
-        this.#expiryCheck = this.#clock.after(rec.ttlMs, () => void this.tick());
+        // step after it: a dead holder's lease is taken at once.
+        this.#recheckIn(rec.ttlMs);
         return;
       }
-      if (start - this.#observed.since >= rec.ttlMs) {
-        const rev = await this.#kv.update(this.key, this.#record(start, true), e.revision);
-        this.#log?.info({ previous: rec.holder, silentMs: start - this.#observed.since }, 'lease expired; taking over');
-        this.#won(rev, start, true);
+      if (start - this.#observed.since < rec.ttlMs) {
+        // Not due yet: the check at the due moment stands (set again, in case a timer ran early).
+        this.#recheckIn(this.#observed.since + rec.ttlMs - start);
+        return;
       }
+      const silentMs = start - this.#observed.since;
+      const rev = await this.#kv.update(this.key, this.#record(start, true), e.revision);
+      this.#log?.info({ previous: rec.holder, silentMs }, 'lease expired; taking over');
+      this.#won(rev, start, true);
     } catch (err) {
       // A lost CAS (someone else wrote first) or NATS trouble: not leader unless still valid.
       const msg = err instanceof Error ? err.message : String(err);
@@ -159,7 +180,15 @@ export class LeaderLease {
         this.#log?.warn({ err: msg, failingMs: start - this.#failingSince }, 'lease unreadable or unwritable for longer than its TTL');
       } else this.#log?.debug({ err: msg }, 'lease step failed');
       this.isLeader();
+      // A takeover that is due goes on being tried until JetStream takes it (or shows a newer revision).
+      const o = this.#observed;
+      if (o && !this.#leading && this.#clock.now() - o.since >= o.ttlMs) this.#recheckIn(DUE_RETRY_MS);
     }
+  }
+
+  #recheckIn(ms: number): void {
+    this.#expiryCheck?.();
+    this.#expiryCheck = this.#clock.after(ms, () => void this.tick());
   }
 
   #record(now: number, fresh: boolean): Uint8Array {
@@ -194,6 +223,8 @@ export class LeaderLease {
     this.#expiryCheck = undefined;
     this.#timer?.();
     this.#timer = undefined;
+    this.#observeTimer?.();
+    this.#observeTimer = undefined;
     await this.#ticking;
     const wasLeading = this.#leading;
     this.#set(false, 'stopped');

@@ -13,6 +13,7 @@ import { hostname } from 'node:os';
 import {
   Directory,
   LifecycleState,
+  RAFT_ELECTION_MAX_MS,
   Role,
   announce,
   componentLogger,
@@ -211,6 +212,11 @@ await runProcess({
     // Two unanswered pings, then a reconnect whose first dial may go to the cut host (5 s timeout).
     const reconnectMs = 3 * pingMs + dialTimeoutMs(pingMs);
     if (replicas > 1 && deadAfterMs < reconnectMs) log.warn({ deadAfterMs, pingIntervalMs: pingMs, reconnectMs }, 'membership.deadAfterMs is under the time a client takes to leave a cut-off NATS server (3 × nats.pingIntervalMs + one dial, 2–5 s): a node attached to it will be declared dead before it reconnects to another (lower nats.pingIntervalMs or raise membership.deadAfterMs)');
+    // A lease stream whose leader died with the scheduler leader takes no write until nats-server
+    // elects another (after 4–9 s of silence, then a campaign of up to 0.8 s): a shorter TTL cannot
+    // be kept to then.
+    const { leaseTtlMs } = ctx.config.scheduler;
+    if (replicas > 1 && leaseTtlMs < RAFT_ELECTION_MAX_MS) log.warn({ leaseTtlMs, raftElectionMaxMs: RAFT_ELECTION_MAX_MS }, `scheduler.leaseTtlMs is under nats-server's RAFT election time (up to ${RAFT_ELECTION_MAX_MS} ms): when the lease stream's leader dies with the scheduler leader, the standby takes over only once JetStream has elected another, later than leaseTtlMs`);
     const controls = await loadControlModules(ctx.config.scheduler.modules);
     const controlContext = (m: ControlModule): ControlContext => ({
       nc: ctx.nc,

@@ -49,7 +49,9 @@ const unavailable = !process.env.SHOAL_NETNS_TESTS ? 'opt-in: set SHOAL_NETNS_TE
 if (unavailable) process.stdout.write(`netns-hosts: skipped (${unavailable})\n`);
 
 const s = subjects();
-const LEASE_TTL_MS = 4000;
+// The default TTL: above nats-server's RAFT election timeout (4–9 s), so a lease stream whose leader
+// died with the scheduler leader has a new one before the standby's takeover is due.
+const LEASE_TTL_MS = 10_000;
 // Pings every 2 s: a process attached to host 3's server notices the partition in ~4–6 s and moves to another server.
 // A client gives up a cut-off server after two unanswered pings (2-3 s here), and its first dial
 // may go to the cut host again (5 s timeout): a node is declared dead after 9 s of silence, so a
@@ -265,6 +267,9 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     expect(['sched-h1', 'sched-h2']).toContain(old);
     const h = old === 'sched-h1' ? 1 : 2;
     const standby = h === 1 ? 'sched-h2' : 'sched-h1';
+    // Which server leads the lease's stream: when it is the killed host's, nats-server elects another after 4–9 s of silence.
+    const leasesLeader = (await jsm.streams.info(`KV_${bucket}`).catch(() => undefined))?.cluster?.leader ?? 'unknown';
+    process.stdout.write(`netns-hosts: killing host ${h} (${old} leads); the lease stream's leader is ${leasesLeader}\n`);
     const killedAt = Date.now();
     for (const name of [`scheduler-h${h}`, `node-h${h}`]) procs[name]!.process.kill('SIGKILL');
     process.kill(servers[h - 1]!.pid, 'SIGKILL');

@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Role, VirtualClock, ensureResources, resources, type Logger, type NatsConnection } from '../../cluster/index.ts';
-import { LeaderLease } from '../../scheduler/index.ts';
+import { DUE_RETRY_MS, LeaderLease } from '../../scheduler/index.ts';
+import { until } from '../harness/wait.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 
 const TTL = 1200;
@@ -98,6 +99,116 @@ describe('leader lease (real nats-server)', () => {
     clock.advance(1);
     // Without the check the takeover never comes (the test's own timeout ends it).
     expect(await took).toBe(TTL);
+  });
+
+  it('a standby counts the TTL from when its read was answered: a slow read that shows a fresh renewal does not shorten the wait', async () => {
+    const clock = new VirtualClock(0);
+    const a = await contender('renewer', 'slow-read', clock);
+    const b = await contender('slow', 'slow-read', clock);
+    await a.lease.tick();
+    // The standby's first read is sent at t = 0; the holder renews at t = 300 while it is on the
+    // way, and the answer (showing that renewal) arrives at t = 400.
+    let first = true;
+    const slowGet = async (k: string) => {
+      if (first) {
+        first = false;
+        clock.advance(300);
+        await a.lease.tick();
+        clock.advance(100);
+      }
+      return b.kv.get(k);
+    };
+    const slow = new LeaderLease({
+      kv: { get: slowGet, update: b.kv.update.bind(b.kv), create: b.kv.create.bind(b.kv), delete: b.kv.delete.bind(b.kv) } as unknown as KV,
+      holderId: 'slow',
+      key: 'slow-read',
+      ttlMs: TTL,
+      clock,
+    });
+    leases.push(slow);
+    await slow.tick();
+    expect(clock.now()).toBe(400);
+    await a.lease.stop({ release: false });
+    const took = new Promise<number>((resolve) => slow.onChange((l) => l && resolve(clock.now())));
+    // The holder leads until t = 300 + TTL. A step at t = TTL that counted from the read's start would take over.
+    clock.advance(TTL - 400);
+    await slow.tick();
+    expect(slow.isLeader()).toBe(false);
+    clock.advance(399);
+    await slow.tick();
+    expect(slow.isLeader()).toBe(false);
+    clock.advance(1);
+    expect(await took).toBe(400 + TTL);
+  });
+
+  it('a due takeover that JetStream refuses is tried again soon, not at the next step', async () => {
+    const clock = new VirtualClock(0);
+    const a = await contender('leaderless', 'due-retry', clock);
+    const b = await contender('retrier', 'due-retry', clock);
+    await a.lease.tick();
+    // The lease stream has no leader for a while (its server died with the holder): the CAS fails twice.
+    let refusals = 2;
+    const updates: number[] = [];
+    const kv = {
+      get: b.kv.get.bind(b.kv),
+      create: b.kv.create.bind(b.kv),
+      delete: b.kv.delete.bind(b.kv),
+      update: async (...args: Parameters<KV['update']>) => {
+        updates.push(clock.now());
+        if (refusals-- > 0) throw new Error('503 no responders');
+        return b.kv.update(...args);
+      },
+    } as unknown as KV;
+    const retrier = new LeaderLease({ kv, holderId: 'retrier', key: 'due-retry', ttlMs: TTL, clock });
+    leases.push(retrier);
+    await retrier.tick();
+    await a.lease.stop({ release: false });
+    const took = new Promise<number>((resolve) => retrier.onChange((l) => l && resolve(clock.now())));
+    // No periodic step runs (start() was never called): only the due check and its retries act.
+    clock.advance(TTL);
+    await until(() => (updates.length === 1 ? true : undefined), 5000, 'the first CAS', 5);
+    clock.advance(DUE_RETRY_MS);
+    await until(() => (updates.length === 2 ? true : undefined), 5000, 'the second CAS', 5);
+    clock.advance(DUE_RETRY_MS);
+    expect(await took).toBe(TTL + 2 * DUE_RETRY_MS);
+    expect(updates).toEqual([TTL, TTL + DUE_RETRY_MS, TTL + 2 * DUE_RETRY_MS]);
+  });
+
+  it('a running standby reads the lease every observeEveryMs: it takes over within that of the TTL after the last renewal', async () => {
+    const clock = new VirtualClock(0);
+    const a = await contender('renews-once', 'cadence', clock);
+    await a.lease.tick();
+    // Every read the standby makes is counted; the test moves time only when none is in flight.
+    let inFlight = 0;
+    const { kv: raw } = await contender('unused', 'cadence-unused', clock);
+    const counted = <A extends unknown[], R>(f: (...x: A) => Promise<R>) => async (...x: A): Promise<R> => {
+      inFlight++;
+      try {
+        return await f(...x);
+      } finally {
+        inFlight--;
+      }
+    };
+    const kv = { get: counted(raw.get.bind(raw)), update: counted(raw.update.bind(raw)), create: counted(raw.create.bind(raw)), delete: counted(raw.delete.bind(raw)) } as unknown as KV;
+    const b = new LeaderLease({ kv, holderId: 'watcher', key: 'cadence', ttlMs: TTL, clock });
+    leases.push(b);
+    expect(b.observeEveryMs).toBe(TTL / 10);
+    await b.start();
+    const settle = () => until(async () => (await new Promise((r) => setTimeout(r, 1)), inFlight === 0 ? true : undefined), 5000, 'no read in flight', 1);
+    // The holder renews once just after the standby's start, then dies.
+    clock.advance(10);
+    await settle();
+    await a.lease.tick();
+    await a.lease.stop({ release: false });
+    let took: number | undefined;
+    b.onChange((l) => void (l && (took = clock.now())));
+    while (took === undefined && clock.now() < 10 + 2 * TTL) {
+      clock.advance(10);
+      await settle();
+    }
+    // Seen at the first read after t = 10 (t = 120), taken a TTL later; a read every renewEveryMs would have seen it at t = 400.
+    expect(took).toBeGreaterThanOrEqual(10 + TTL);
+    expect(took).toBeLessThanOrEqual(10 + TTL + b.observeEveryMs);
   });
 
   it('a clean release hands over at the standby’s next step', async () => {
