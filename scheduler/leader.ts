@@ -10,12 +10,14 @@
  * take over, since a standby's count starts only after that write. The revision of the holder's
  * write is its epoch (a fencing token to stamp on placements).
  *
- * A standby reads the lease every `observeEveryMs` (ttl/10), so it learns of a renewal soon after
- * it is written: the takeover comes at most about that long after the TTL. Once due, a CAS that
+ * A standby watches the lease key, so it learns of a renewal as it is written (a standby whose
+ * server dies just after the holder's — both on one host — has already seen the last renewal), and
+ * also reads it every `observeEveryMs` (ttl/10) in case the watch is broken: the takeover comes
+ * at most about that long after the TTL. Once due, a CAS that
  * JetStream cannot take yet (the lease stream electing a new leader after its server died, which
  * nats-server does after 4–9 s of silence) is tried again every `DUE_RETRY_MS`, not at the next step.
  */
-import type { KV } from '@nats-io/kv';
+import { KvWatchInclude, type KV, type KvEntry } from '@nats-io/kv';
 import { decode, encode, every, systemClock, type Clock, type Logger } from '../cluster/index.ts';
 import { SchedulerErrors } from './errors.ts';
 
@@ -31,6 +33,8 @@ export interface LeaderLeaseOptions {
   renewEveryMs?: number;
   /** How often a standby reads the lease. @default min(renewEveryMs, max(100, ttlMs / 10)) */
   observeEveryMs?: number;
+  /** Watch the key as well as reading it (false: reads only). @default true */
+  watch?: boolean;
   /** Time and the renewal timer (tests pass a `VirtualClock`). @default systemClock */
   clock?: Clock;
   log?: Logger;
@@ -64,6 +68,9 @@ export class LeaderLease {
   #observed: { revision: number; since: number; holder: string; ttlMs: number } | undefined;
   #timer: (() => void) | undefined;
   #observeTimer: (() => void) | undefined;
+  readonly #watch: boolean;
+  #watcher: { stop(): void } | undefined;
+  #watching = false;
   #ticking: Promise<void> | undefined;
   /** When the current run of failed steps began (undefined after a step that went through). */
   #failingSince: number | undefined;
@@ -82,6 +89,7 @@ export class LeaderLease {
     this.renewEveryMs = opts.renewEveryMs ?? Math.floor(this.ttlMs / 3);
     this.observeEveryMs = opts.observeEveryMs ?? Math.min(this.renewEveryMs, Math.max(100, Math.floor(this.ttlMs / 10)));
     this.#clock = opts.clock ?? systemClock;
+    this.#watch = opts.watch ?? true;
     this.#log = opts.log;
     if (!(this.ttlMs > 0)) throw SchedulerErrors.BAD_OPTION('ttlMs', `must be > 0, got ${this.ttlMs}`);
     if (!(this.renewEveryMs > 0 && this.renewEveryMs < this.ttlMs)) throw SchedulerErrors.BAD_OPTION('renewEveryMs', `must be > 0 and < ttlMs (${this.ttlMs}), got ${this.renewEveryMs}`);
@@ -94,6 +102,56 @@ export class LeaderLease {
     await this.tick();
     this.#timer ??= every(this.#clock, this.renewEveryMs, () => void this.tick());
     if (this.observeEveryMs < this.renewEveryMs) this.#observeTimer ??= every(this.#clock, this.observeEveryMs, () => void (this.#leading || this.tick()));
+    if (this.#watch && !this.#watching) {
+      // Resolves once the first watch is in place (or could not be made): writes from then on reach it.
+      await new Promise<void>((ready) => void this.#watchLease(ready));
+    }
+  }
+
+  /** The other holder's revision this contender watches, and since when (its own clock); undefined while leading. */
+  observed(): { revision: number; since: number; holder: string } | undefined {
+    const o = this.#observed;
+    return o && { revision: o.revision, since: o.since, holder: o.holder };
+  }
+
+  /** Follows writes to the key as they come; broken (a server lost), it is made again after a renewal interval. */
+  async #watchLease(ready: () => void): Promise<void> {
+    this.#watching = true;
+    while (!this.#stopped) {
+      try {
+        const w = await this.#kv.watch({ key: this.key, include: KvWatchInclude.UpdatesOnly });
+        this.#watcher = w;
+        ready();
+        if (this.#stopped) w.stop();
+        for await (const e of w) this.#saw(e);
+      } catch {
+        // The reads every observeEveryMs go on meanwhile.
+        ready();
+      }
+      this.#watcher = undefined;
+      if (this.#stopped) break;
+      await new Promise<void>((resolve) => this.#clock.after(this.renewEveryMs, resolve));
+    }
+    this.#watching = false;
+  }
+
+  /** A write to the key, as the watch delivered it. */
+  #saw(e: KvEntry): void {
+    if (this.#stopped || this.#leading) return;
+    if (e.operation !== 'PUT') {
+      void this.tick(); // released: taken at once
+      return;
+    }
+    let rec: LeaseRecord;
+    try {
+      rec = decode(e.value) as LeaseRecord;
+    } catch {
+      return;
+    }
+    // Only news: the reads judge everything else (an older revision, a write of this contender's).
+    if (rec.holder === this.holderId || (this.#observed && e.revision <= this.#observed.revision)) return;
+    this.#observed = { revision: e.revision, since: this.#clock.now(), holder: rec.holder, ttlMs: rec.ttlMs };
+    this.#recheckIn(rec.ttlMs);
   }
 
   /** True while this contender holds a lease no standby can have taken yet. */
@@ -152,6 +210,8 @@ export class LeaderLease {
         return;
       }
       if (this.#leading) this.#set(false, `lease taken by ${rec.holder}`);
+      // A read sent before the watch delivered a newer revision: nothing new.
+      if (this.#observed && e.revision < this.#observed.revision && this.#observed.since > start) return;
       if (!this.#observed || this.#observed.revision !== e.revision) {
         // Counted from the answer, not from when the read was sent: a slow read may show a renewal
         // written after it was sent, and the holder counts its TTL from just before that write.
@@ -225,6 +285,8 @@ export class LeaderLease {
     this.#timer = undefined;
     this.#observeTimer?.();
     this.#observeTimer = undefined;
+    this.#watcher?.stop();
+    this.#watcher = undefined;
     await this.#ticking;
     const wasLeading = this.#leading;
     this.#set(false, 'stopped');

@@ -190,7 +190,8 @@ describe('leader lease (real nats-server)', () => {
       }
     };
     const kv = { get: counted(raw.get.bind(raw)), update: counted(raw.update.bind(raw)), create: counted(raw.create.bind(raw)), delete: counted(raw.delete.bind(raw)) } as unknown as KV;
-    const b = new LeaderLease({ kv, holderId: 'watcher', key: 'cadence', ttlMs: TTL, clock });
+    // Reads only (no watch): the fallback when a watch is broken.
+    const b = new LeaderLease({ kv, holderId: 'watcher', key: 'cadence', ttlMs: TTL, clock, watch: false });
     leases.push(b);
     expect(b.observeEveryMs).toBe(TTL / 10);
     await b.start();
@@ -209,6 +210,25 @@ describe('leader lease (real nats-server)', () => {
     // Seen at the first read after t = 10 (t = 120), taken a TTL later; a read every renewEveryMs would have seen it at t = 400.
     expect(took).toBeGreaterThanOrEqual(10 + TTL);
     expect(took).toBeLessThanOrEqual(10 + TTL + b.observeEveryMs);
+  });
+
+  it('a watching standby learns of a renewal as it is written, and of a release at once', async () => {
+    const clock = new VirtualClock(0);
+    const a = await contender('watched', 'watch', clock);
+    const b = await contender('watching', 'watch', clock);
+    await a.lease.tick();
+    await b.lease.start();
+    expect(b.lease.leader()).toBe('watched');
+    // A renewal at t = 10, long before the standby's next read (t = 120): the watch brings it while time stands still.
+    clock.advance(10);
+    await a.lease.tick();
+    const renewed = a.lease.epoch;
+    expect(await until(() => (b.lease.observed()?.revision === renewed ? b.lease.observed() : undefined), 10_000, 'the renewal seen by the watch', 5)).toEqual({ revision: renewed, since: 10, holder: 'watched' });
+    // A clean release: the standby leads with no step of its clock.
+    await a.lease.stop();
+    await until(() => (b.lease.isLeader() ? true : undefined), 10_000, 'the standby leading after the release', 5);
+    expect(clock.now()).toBe(10);
+    await b.lease.stop({ release: false });
   });
 
   it('a clean release hands over at the standby’s next step', async () => {
