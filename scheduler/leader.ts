@@ -13,9 +13,9 @@
  * A standby watches the lease key, so it learns of a renewal as it is written (a standby whose
  * server dies just after the holder's — both on one host — has already seen the last renewal), and
  * also reads it every `observeEveryMs` (ttl/10) in case the watch is broken: the takeover comes
- * at most about that long after the TTL. Once due, a CAS that
- * JetStream cannot take yet (the lease stream electing a new leader after its server died, which
- * nats-server does after 4–9 s of silence) is tried again every `DUE_RETRY_MS`, not at the next step.
+ * at most about that long after the TTL. Once due, a CAS that JetStream cannot take yet (the lease
+ * stream electing a new leader after its server died, which nats-server does after 4–9 s of
+ * silence) is tried again every `DUE_RETRY_MS`, not at the next step.
  */
 import { KvWatchInclude, type KV, type KvEntry } from '@nats-io/kv';
 import { decode, encode, every, systemClock, type Clock, type Logger } from '../cluster/index.ts';
