@@ -195,7 +195,7 @@ describe('leader lease (real nats-server)', () => {
     leases.push(b);
     expect(b.observeEveryMs).toBe(TTL / 10);
     await b.start();
-    const settle = () => until(async () => (await new Promise((r) => setTimeout(r, 1)), inFlight === 0 ? true : undefined), 5000, 'no read in flight', 1);
+    const settle = () => until(() => (inFlight === 0 ? true : undefined), 5000, 'no read in flight', 1);
     // The holder renews once just after the standby's start, then dies.
     clock.advance(10);
     await settle();
