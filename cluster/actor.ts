@@ -30,6 +30,13 @@ export interface ActorContext {
   readonly log: Logger;
   /** How many times this actor has been restarted by its supervisor. */
   readonly restarts: number;
+  /**
+   * The directory revision at which this copy claimed the actor: a fencing token. It grows with
+   * every placement of the actor id — re-placed after its node was declared dead, or stopped and
+   * spawned again (the epoch starts over then, a revision does not) — so a write stamped with it
+   * can be refused once a newer copy has written. 0 on a host without a directory.
+   */
+  readonly claim: number;
   /** Reach other actors and services from inside an actor. */
   readonly system: ActorSystemLike;
   /** Run CPU-heavy work on the node's worker pool, off the event loop. */

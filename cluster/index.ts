@@ -78,7 +78,7 @@ export { Actor, ActorTypeRegistry, defineActorType, type ActorContext, type Acto
 export { ActorClient, ActorRef, decodeReply, type AskOptions } from './actor-ref.ts';
 export { Directory, type Versioned } from './directory.ts';
 export { isCasConflict, isStreamNotFound, isJetStreamUnavailable } from './nats-errors.ts';
-export { JobStore, whileActive, type JobPatch, type JobUpdate, type JobUpdateOptions } from './job-store.ts';
+export { JobStore, StaleCoordinator, fencedBy, whileActive, type JobPatch, type JobUpdate, type JobUpdateOptions } from './job-store.ts';
 export { announce, clusterStatus, discover, type PresenceSource, type StatusReport } from './presence.ts';
 export { NodeHeartbeat, RECORD_EVERY_BEATS } from './heartbeat.ts';
 export { ensureMonitoringResources, ensureResources, kvKeys, openBucket, replicasFor, retrySettling, type MonitoringLimits } from './resources.ts';

@@ -40,6 +40,30 @@ export const whileActive =
   (cur) =>
     isEnded(cur) ? undefined : patch;
 
+/** Thrown by a `fencedBy` patch when a coordinator placed later (a newer claim) has written the record. */
+export class StaleCoordinator extends Error {
+  constructor(
+    readonly jobId: string,
+    readonly claim: number,
+    readonly current: number,
+  ) {
+    super(`job ${jobId}: a coordinator placed later (claim ${current}) has taken over from this one (claim ${claim})`);
+  }
+}
+
+/**
+ * `whileActive(patch)`, fenced: the record is stamped with the writer's directory claim
+ * (`ActorContext.claim`), and a writer whose claim is older than the one on the record (a stale
+ * copy on a host that was cut off and came back) changes nothing and gets `StaleCoordinator`. The
+ * record's revision CAS makes check and stamp one step.
+ */
+export const fencedBy =
+  (claim: number, patch: Partial<JobRecord>): JobPatch =>
+  (cur) => {
+    if ((cur.coordinatorClaim ?? 0) > claim) throw new StaleCoordinator(cur.id, claim, cur.coordinatorClaim!);
+    return isEnded(cur) ? undefined : { ...patch, coordinatorClaim: claim };
+  };
+
 export class JobStore {
   constructor(private readonly kv: KV) {}
 

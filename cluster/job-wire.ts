@@ -77,6 +77,8 @@ export interface JobRecord {
   result?: Record<string, unknown>;
   /** Who the job's cost is charged to (from the envelope). */
   tenant?: string;
+  /** The directory claim (`ActorContext.claim`) of the coordinator copy that wrote last: an older copy's writes are refused. */
+  coordinatorClaim?: number;
 }
 
 export const SchedulerJobRequest = Type.Union([Type.Object({ type: Type.Literal('cancel'), jobId: Type.String({ minLength: 1 }) })]);

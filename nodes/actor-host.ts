@@ -273,6 +273,7 @@ export class ActorHost {
       nodeId: this.#o.nodeId,
       log: this.#o.log.child({ actorId: cell.actorId }),
       restarts: cell.restartCount,
+      claim: cell.revision,
       system: this.#client,
       runTask: (moduleUrl, fn, args) => pool.run(moduleUrl, fn, args),
       nc: this.#o.nc,

@@ -29,7 +29,8 @@ import {
   inSpan,
   tracing,
   validate,
-  whileActive,
+  StaleCoordinator,
+  fencedBy,
   type JobRecord,
   type SpawnSpec,
 } from '../../cluster/index.ts';
@@ -102,6 +103,8 @@ export class TrainingJob extends Actor<JobMsg> {
   #latest: Checkpoint | undefined;
   /** The worker count the shards were written for (0: none written). */
   #shardWorld = 0;
+  /** A copy placed later (a newer claim) has written the job: this one writes nothing more. */
+  #stale = false;
 
   constructor(args: unknown) {
     super();
@@ -119,7 +122,7 @@ export class TrainingJob extends Actor<JobMsg> {
   override async onDrain(): Promise<void> {
     // The node is going away (spot notice, drain): save where we are; the next placement resumes.
     this.#stop();
-    if (this.#latest) await saveCheckpoint(this.#store, this.#jobId, this.#latest);
+    if (this.#latest && (await this.#claim().then(() => true, () => false))) await saveCheckpoint(this.#store, this.#jobId, this.#latest);
   }
 
   override onStop(): void {
@@ -136,15 +139,26 @@ export class TrainingJob extends Actor<JobMsg> {
     return { jobId: this.#jobId, step: this.#step, steps: this.#steps };
   }
 
-  /** Changes the record unless the job has ended; undefined when it has (cancelled) or its record is gone. */
+  /**
+   * Changes the record unless the job has ended; undefined when it has (cancelled) or its record
+   * is gone. Fenced by this copy's directory claim: once a copy placed later has written, it throws
+   * `StaleCoordinator` and this copy writes nothing more (no checkpoint, no model, no result).
+   */
   async #update(patch: Partial<JobRecord>): Promise<JobRecord | undefined> {
+    if (this.#stale) throw new StaleCoordinator(this.#jobId, this.ctx.claim, Number.NaN);
     try {
-      const { record, changed } = await this.#jobs.update(this.#jobId, whileActive(patch));
+      const { record, changed } = await this.#jobs.update(this.#jobId, fencedBy(this.ctx.claim, patch));
       return changed ? record : undefined;
     } catch (err) {
+      if (err instanceof StaleCoordinator) this.#stale = true;
       if (Errors.JOB_NOT_FOUND.is(err)) return undefined;
       throw err;
     }
+  }
+
+  /** Stamps the record with this copy's claim, or throws `StaleCoordinator`: asked before each checkpoint and before the model is registered. */
+  async #claim(): Promise<void> {
+    await this.#update({});
   }
 
   #progress(p: Record<string, unknown>): void {
@@ -240,6 +254,8 @@ export class TrainingJob extends Actor<JobMsg> {
 
   /** The state of the last checkpoint (or a fresh one); the job is recorded running. */
   async #resume(p: Plan): Promise<Run> {
+    // Claimed before the checkpoint is read: an older copy still running writes no checkpoint after this.
+    await this.#claim();
     const ck = await loadCheckpoint(this.#store, this.#jobId);
     const s = restore(p.shape, p.spec.hyper.seed, ck);
     if (ck) this.ctx.log.info({ step: ck.step }, 'resuming from checkpoint');
@@ -328,6 +344,7 @@ export class TrainingJob extends Actor<JobMsg> {
 
   /** Saves the checkpoint, refreshes the prices, and moves the workers to on-demand when behind the deadline. */
   async #checkpoint(p: Plan, r: Run, step: number): Promise<void> {
+    await this.#claim();
     await saveCheckpoint(this.#store, this.#jobId, this.#latest!);
     r.prices = await nodePrices(this.ctx);
     const behind = r.market.check(step, (performance.now() - r.t0) / 1000 / (step - r.firstStep + 1));
@@ -376,6 +393,7 @@ export class TrainingJob extends Actor<JobMsg> {
   async #succeed(p: Plan, r: Run): Promise<void> {
     const { spec } = p;
     const s = r.s;
+    await this.#claim();
     const f = await finish({ nc: this.ctx.nc, subjects: this.ctx.subjects, jobId: this.#jobId, spec, shape: p.shape, params: s.params, datasetDigest: p.dv.digest, ...(p.features ? { features: p.features } : {}), validation: p.validation, holdout: p.holdout, holdoutRows: p.holdoutRows, columns: p.dv.columns, sensitive: p.sensitive, ...(p.dv.pii ? { pii: p.dv.pii } : {}) });
     const result = {
       model: f.model,
@@ -398,6 +416,10 @@ export class TrainingJob extends Actor<JobMsg> {
   }
 
   async #fail(err: unknown): Promise<void> {
+    if (err instanceof StaleCoordinator || this.#stale) {
+      this.ctx.log.warn({ claim: this.ctx.claim }, 'a coordinator placed later has taken this job over: this copy stops without writing');
+      return;
+    }
     const reason = err instanceof Error ? err.message : String(err);
     this.ctx.log.warn({ code: errorCode(err), reason }, 'job failed');
     // When even this cannot be written (NATS trouble), the job goes silent and the scheduler's watchdog restarts its coordinator.
@@ -410,6 +432,9 @@ export class TrainingJob extends Actor<JobMsg> {
    * they go with it. A coordinator that was not stopped then removes itself (the record stays).
    */
   async #cleanUp(p: Plan | undefined): Promise<void> {
+    // A stale copy leaves the workers and shards to the copy that took over, and does not stop the
+    // actor by its id (that is the live copy now): its node's fencing stops it.
+    if (this.#stale) return;
     const over = !this.#stopped || (await this.#jobs.get(this.#jobId).then((c) => !c || TERMINAL_JOB_STATES.includes(c.state)).catch(() => false));
     if (over) {
       await Promise.all((p?.workers ?? []).map((w) => this.ctx.system.stop(w).catch(() => undefined)));

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kvm } from '@nats-io/kv';
-import { Errors, JobState, JobStore, Role, ensureResources, resources, whileActive, type JobRecord, type NatsConnection } from '../../cluster/index.ts';
+import { Errors, JobState, JobStore, Role, StaleCoordinator, ensureResources, fencedBy, resources, whileActive, type JobRecord, type NatsConnection } from '../../cluster/index.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 
 describe('job store', () => {
@@ -51,6 +51,28 @@ describe('job store', () => {
     expect(late).toMatchObject({ changed: false, record: { state: JobState.CANCELLED } });
     expect((await sched.entry('a'))!.revision).toBe(before);
     await expect(node.update('nope', { state: JobState.FAILED })).rejects.toMatchObject({ code: Errors.JOB_NOT_FOUND.code });
+  });
+
+  it('fenced writes: a coordinator copy claimed later stamps the record, and an older copy then writes nothing', async () => {
+    await sched.create(rec('fenced'));
+    // The first copy (claimed at directory revision 10) checkpoints.
+    expect(await node.update('fenced', fencedBy(10, { state: JobState.RUNNING, progress: { step: 5 } }))).toMatchObject({ changed: true, record: { coordinatorClaim: 10 } });
+    // Its host is cut off; the copy placed again (claim 14) takes the job over.
+    expect(await node.update('fenced', fencedBy(14, { progress: { step: 5 } }))).toMatchObject({ changed: true, record: { coordinatorClaim: 14 } });
+    // The host comes back: the old copy's next step is refused, and the record is left as it was.
+    const before = (await sched.entry('fenced'))!.revision;
+    const stale = await node.update('fenced', fencedBy(10, { progress: { step: 6 } })).catch((err: unknown) => err);
+    expect(stale).toBeInstanceOf(StaleCoordinator);
+    expect(stale).toMatchObject({ claim: 10, current: 14 });
+    expect((await sched.entry('fenced'))!.revision).toBe(before);
+    expect((await client.get('fenced'))!.progress).toEqual({ step: 5 });
+    // The same copy writes on (a restart of it keeps its claim or a newer one); the scheduler's own writes keep the stamp.
+    await node.update('fenced', fencedBy(14, { progress: { step: 6 } }));
+    await sched.update('fenced', (cur) => ({ restarts: (cur.restarts ?? 0) + 1 }));
+    expect(await client.get('fenced')).toMatchObject({ coordinatorClaim: 14, restarts: 1, progress: { step: 6 } });
+    // An ended job is not written, fenced or not.
+    await sched.update('fenced', { state: JobState.SUCCEEDED });
+    expect(await node.update('fenced', fencedBy(20, { state: JobState.RUNNING }))).toMatchObject({ changed: false, record: { state: JobState.SUCCEEDED } });
   });
 
   it('a lost swap is retried on the new record; losing every attempt is SHOAL_ERR_JOB_CONFLICT', async () => {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import { ActorClient, Role, decode, openBucket, resources, subjects, type DirectoryEntry, type JobRecord, type NatsConnection } from '../../cluster/index.ts';
+import { ActorClient, JobStore, Role, decode, openBucket, resources, subjects, type DirectoryEntry, type JobRecord, type NatsConnection } from '../../cluster/index.ts';
 import { DatasetStore, JobClient, ModelRegistry, RegistryClient, generateFraud, take, type BinaryMetrics, type DatasetVersion } from '../../ml/index.ts';
 import { openCheckpointStore } from '../../ml/training/checkpoints.ts';
 import { shardName } from '../../ml/training/shards.ts';
@@ -239,6 +239,34 @@ describe('training jobs (real processes)', () => {
     await actorsGone('job-fragile');
   });
 
+  it('a coordinator that finds a newer claim on its job writes nothing more: no checkpoint, no failure, and it leaves the workers and shards', async () => {
+    await jobs.submit(spec({ hyper: { steps: 100_000, batchSize: 128, seed: 7 } }), { id: 'job-fenced' });
+    await until(async () => (((await jobs.get('job-fenced')).progress?.step as number | undefined) ?? 0) >= 10 || undefined, 60_000, 'job-fenced past step 10');
+    // As after a partition: a copy placed again has claimed the job (stamped here by hand, as the scheduler's role may).
+    const records = await JobStore.open(await nats.connect(Role.SCHEDULER));
+    await records.update('job-fenced', (cur) => ({ coordinatorClaim: (cur.coordinatorClaim ?? 0) + 1_000_000 }));
+    const stamped = (await records.entry('job-fenced'))!.revision;
+    // The running copy's next checkpoint is refused: it stops stepping (two answers in a row with the same step).
+    const actors = new ActorClient(nc, subjects());
+    let last = -1;
+    await until(async () => {
+      const { step } = await actors.ref('job-job-fenced').ask<{ step: number }>({ type: 'status' });
+      const still = step === last;
+      last = step;
+      return still || undefined;
+    }, 60_000, 'the stale coordinator to stop stepping', 500);
+    // Nothing written since the stamp: no progress, no checkpoint claim, no "failed" — the job is the newer copy's.
+    const e = (await records.entry('job-fenced'))!;
+    expect(e.revision).toBe(stamped);
+    expect(e.record.state).toBe('running');
+    // The workers and shards are left to the copy that took over.
+    expect(await shardsOf('job-fenced', 2)).toBe(2);
+    // Clean up by hand: there is no newer copy here to finish the job.
+    await jobs.cancel('job-fenced');
+    for (const id of ['job-job-fenced', 'job-job-fenced-w-1', 'job-job-fenced-w-2']) await actors.stop(id).catch(() => undefined);
+    await actorsGone('job-fenced');
+  }, 120_000);
+
   it('SIGKILL the node of the job (and its workers there) mid-training: it resumes from its checkpoint elsewhere and succeeds', async () => {
     nodes.c = await c.startNode('train-c');
     await jobs.submit(spec({ hyper: { optimizer: 'adam', lr: 0.05, steps: 80, batchSize: 512, seed: 9 }, workers: 3 }), { id: 'job-kill' });
@@ -248,6 +276,8 @@ describe('training jobs (real processes)', () => {
       return ((r.progress?.step as number | undefined) ?? 0) >= 20 ? r : undefined;
     }, 60_000, 'job-kill past step 20');
     expect(st.state === 'running' || st.state === 'checkpointed').toBe(true);
+    // The coordinator stamps the record with its directory claim (its fencing token).
+    expect(st.coordinatorClaim).toBeGreaterThan(0);
     const dir = await openBucket(nc, resources().buckets.actors);
     const hosts = new Set<string>();
     // The coordinator's node: killing it loses the job's in-memory state, so it must resume from the checkpoint.
@@ -265,6 +295,8 @@ describe('training jobs (real processes)', () => {
     const resumed = /resumed from the checkpoint at step (\d+)/.exec(done.reason ?? '');
     expect(resumed, `reason: ${done.reason}`).not.toBeNull();
     expect(Number(resumed![1])).toBeGreaterThanOrEqual(10);
+    // The copy placed again claimed later: a write of the killed copy would now be refused.
+    expect(done.coordinatorClaim).toBeGreaterThan(st.coordinatorClaim!);
     // Resuming loses nothing: the same spec run without interruption ends with the same model.
     await jobs.submit(spec({ hyper: { optimizer: 'adam', lr: 0.05, steps: 80, batchSize: 512, seed: 9 }, workers: 3 }), { id: 'job-kill-ref' });
     const ref = await jobs.follow('job-kill-ref', () => undefined, 60_000);
