@@ -104,7 +104,7 @@ export class TrainingJob extends Actor<JobMsg> {
   /** The worker count the shards were written for (0: none written). */
   #shardWorld = 0;
   /** A copy placed later (a newer claim) has written the job: this one writes nothing more. */
-  #stale = false;
+  #stale: StaleCoordinator | undefined;
 
   constructor(args: unknown) {
     super();
@@ -145,12 +145,12 @@ export class TrainingJob extends Actor<JobMsg> {
    * `StaleCoordinator` and this copy writes nothing more (no checkpoint, no model, no result).
    */
   async #update(patch: Partial<JobRecord>): Promise<JobRecord | undefined> {
-    if (this.#stale) throw new StaleCoordinator(this.#jobId, this.ctx.claim, Number.NaN);
+    if (this.#stale) throw this.#stale;
     try {
       const { record, changed } = await this.#jobs.update(this.#jobId, fencedBy(this.ctx.claim, patch));
       return changed ? record : undefined;
     } catch (err) {
-      if (err instanceof StaleCoordinator) this.#stale = true;
+      if (err instanceof StaleCoordinator) this.#stale = err;
       if (Errors.JOB_NOT_FOUND.is(err)) return undefined;
       throw err;
     }
