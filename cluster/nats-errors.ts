@@ -21,6 +21,8 @@ export function isStreamNotFound(err: unknown): boolean {
  * bounded retry; anything else is a real refusal.
  */
 export function isJetStreamUnavailable(err: unknown): boolean {
+  // A service's typed reply saying the same (its own bounded retry ran out): by its stable code.
+  if (err && typeof err === 'object' && (err as { code?: unknown }).code === 'SHOAL_ERR_JETSTREAM_UNAVAILABLE') return true;
   // The client's own class (not exported by name): no responders on $JS.API while no server answers for it.
   if (err instanceof Error && err.name === 'JetStreamNotEnabled') return true;
   if (err instanceof errors.TimeoutError) return true;

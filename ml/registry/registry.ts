@@ -22,7 +22,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import * as ort from 'onnxruntime-node';
-import { isCasConflict, kvKeys, resources, type NatsConnection } from '../../cluster/index.ts';
+import { isCasConflict, isJetStreamUnavailable, kvKeys, resources, retrySettling, type NatsConnection } from '../../cluster/index.ts';
 import { MlErrors } from '../errors.ts';
 import { decodeOip } from '../serving/codecs/oip.ts';
 import { ORT_TYPE, datatypeFromOrt, type TensorSpec } from '../tensor.ts';
@@ -70,6 +70,8 @@ const checkVersion = TypeCompiler.Compile(ModelVersion);
 const checkRecord = TypeCompiler.Compile(ModelRecord);
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
+/** How long a stored artifact's read is asked again while JetStream settles (see `#verified`). */
+const READ_SETTLE_MS = 20_000;
 
 
 export const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
@@ -270,9 +272,20 @@ export class ModelRegistry {
   async #addVersion(name: string, artifact: Pick<ModelVersion, 'sha256' | 'sizeBytes' | 'format' | 'signature' | 'processor' | 'pipeline' | 'sample' | 'reference'>, opts: RegisterOptions): Promise<ModelVersion> {
     const { sha256: digest, signature } = artifact;
     const now = Date.now();
+    const head = (await this.#getRecord(name))?.record;
+    // A training job's registration asked again (its first request went unanswered while
+    // JetStream settled, or its coordinator was re-placed) finds the version it made: one job,
+    // one version.
+    const job = opts.lineage?.trainingJobId;
+    if (job && head) {
+      for (const v of [...head.versions].reverse()) {
+        const had = await this.version(name, v).catch(() => undefined);
+        if (had?.lineage?.trainingJobId === job && had.sha256 === digest) return had;
+      }
+    }
     // Claim the next version number by creating its (immutable) record: `create` refuses an
     // existing key, so two concurrent registrations never share a number. Then move the head.
-    let version = (await this.#getRecord(name))?.record.latest ?? 0;
+    let version = head?.latest ?? 0;
     let mv: ModelVersion;
     for (;;) {
       version++;
@@ -415,48 +428,40 @@ export class ModelRegistry {
   /** The ONNX bytes of a version, verified against its sha256 (ARTIFACT_CORRUPT if not). */
   async loadArtifact(name: string, version: number): Promise<{ version: ModelVersion; bytes: Uint8Array }> {
     const mv = await this.version(name, version);
+    return { version: mv, bytes: await this.#verified(`${name} v${version}`, mv.sha256) };
+  }
+
+  /**
+   * Stored bytes by their sha256, checked against it: ARTIFACT_MISSING when absent, ARTIFACT_CORRUPT
+   * when damaged (the object store's own chunk digest failed, or the bytes are not `sha`). A read
+   * JetStream cannot answer now (its stream electing a leader) is asked again for a while, then
+   * fails as JETSTREAM_UNAVAILABLE — never as corrupt.
+   */
+  async #verified(label: string, sha: string): Promise<Uint8Array> {
+    const store = await this.store();
     let bytes: Uint8Array | null;
     try {
-      bytes = await (await this.store()).getBlob(keys.artifact(mv.sha256));
+      bytes = await retrySettling(() => store.getBlob(keys.artifact(sha)), READ_SETTLE_MS);
     } catch (err) {
-      // The object store's own chunk digest failed: the stored bytes are damaged.
-      throw MlErrors.ARTIFACT_CORRUPT(`${name} v${version}`, mv.sha256, `unreadable (${(err as Error).message})`);
+      if (isJetStreamUnavailable(err)) throw err;
+      throw MlErrors.ARTIFACT_CORRUPT(label, sha, `unreadable (${(err as Error).message})`);
     }
-    if (!bytes) throw MlErrors.ARTIFACT_MISSING(`${name} v${version}`, mv.sha256);
+    if (!bytes) throw MlErrors.ARTIFACT_MISSING(label, sha);
     const got = sha256(bytes);
-    if (got !== mv.sha256) throw MlErrors.ARTIFACT_CORRUPT(`${name} v${version}`, mv.sha256, got);
-    return { version: mv, bytes };
+    if (got !== sha) throw MlErrors.ARTIFACT_CORRUPT(label, sha, got);
+    return bytes;
   }
 
   /** The sample request body stored with a version (verified against its sha256), or undefined when it has none. */
   async loadSample(mv: ModelVersion): Promise<Uint8Array | undefined> {
     if (!mv.sample) return undefined;
-    const label = `sample request of ${mv.name} v${mv.version}`;
-    let bytes: Uint8Array | null;
-    try {
-      bytes = await (await this.store()).getBlob(keys.artifact(mv.sample.sha256));
-    } catch (err) {
-      throw MlErrors.ARTIFACT_CORRUPT(label, mv.sample.sha256, `unreadable (${(err as Error).message})`);
-    }
-    if (!bytes) throw MlErrors.ARTIFACT_MISSING(label, mv.sample.sha256);
-    const got = sha256(bytes);
-    if (got !== mv.sample.sha256) throw MlErrors.ARTIFACT_CORRUPT(label, mv.sample.sha256, got);
-    return bytes;
+    return this.#verified(`sample request of ${mv.name} v${mv.version}`, mv.sample.sha256);
   }
 
   /** The reference profile stored with a version (verified against its sha256), or undefined when it has none. */
   async loadReference(mv: ModelVersion): Promise<ReferenceProfile | undefined> {
     if (!mv.reference) return undefined;
-    const label = `reference profile of ${mv.name} v${mv.version}`;
-    let bytes: Uint8Array | null;
-    try {
-      bytes = await (await this.store()).getBlob(keys.artifact(mv.reference.sha256));
-    } catch (err) {
-      throw MlErrors.ARTIFACT_CORRUPT(label, mv.reference.sha256, `unreadable (${(err as Error).message})`);
-    }
-    if (!bytes) throw MlErrors.ARTIFACT_MISSING(label, mv.reference.sha256);
-    const got = sha256(bytes);
-    if (got !== mv.reference.sha256) throw MlErrors.ARTIFACT_CORRUPT(label, mv.reference.sha256, got);
+    const bytes = await this.#verified(`reference profile of ${mv.name} v${mv.version}`, mv.reference.sha256);
     return JSON.parse(fromUtf8.decode(bytes)) as ReferenceProfile;
   }
 

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { Subscription } from '@nats-io/transport-node';
 import type { TSchema } from '@sinclair/typebox';
-import { REGISTRY_OPS, resources, serve, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { REGISTRY_OPS, isJetStreamUnavailable, resources, retrySettling, serve, type Logger, type NatsConnection, type Subjects } from '../../cluster/index.ts';
 import { deserialize, type Dataset } from '../datasets/dataset.ts';
 import { DatasetStore, type DatasetVersion } from '../datasets/store.ts';
 import { MlErrors } from '../errors.ts';
@@ -158,12 +158,20 @@ export async function startRegistryService(o: RegistryServiceOptions): Promise<R
   };
 }
 
-/** Takes an upload (checks its digest), runs `fn` on its bytes, and deletes it either way. */
+/**
+ * How long an upload's read is asked again while JetStream cannot answer (its stream electing a
+ * leader after a server died or was cut off). Past it the caller gets JETSTREAM_UNAVAILABLE and the
+ * upload stays, to be asked for again: a timeout is not a corrupt upload.
+ */
+const UPLOAD_SETTLE_MS = 30_000;
+
+/** Takes an upload (checks its digest), runs `fn` on its bytes, and deletes it either way (but when JetStream could not answer). */
 async function withUpload<T>(uploads: ObjectStore, upload: string, expected: string, what: string, fn: (bytes: Uint8Array) => Promise<T>): Promise<T> {
   let bytes: Uint8Array | null;
   try {
-    bytes = await uploads.getBlob(upload);
+    bytes = await retrySettling(() => uploads.getBlob(upload), UPLOAD_SETTLE_MS);
   } catch (err) {
+    if (isJetStreamUnavailable(err)) throw err;
     await uploads.delete(upload).catch(() => undefined);
     throw MlErrors.ARTIFACT_CORRUPT(`upload ${upload} (${what})`, expected, `unreadable (${(err as Error).message})`);
   }
@@ -181,12 +189,14 @@ async function withUpload<T>(uploads: ObjectStore, upload: string, expected: str
 async function withUploadFile<T>(uploads: ObjectStore, upload: string, expected: string, what: string, fn: (file: string) => Promise<T>): Promise<T> {
   const unreadable = (err: unknown) => MlErrors.ARTIFACT_CORRUPT(`upload ${upload} (${what})`, expected, `unreadable (${(err as Error).message})`);
   const dir = await mkdtemp(join(tmpdir(), 'shoal-upload-'));
+  let keep = false;
   try {
     let r: Awaited<ReturnType<ObjectStore['get']>>;
     try {
-      r = await uploads.get(upload);
+      r = await retrySettling(() => uploads.get(upload), UPLOAD_SETTLE_MS);
     } catch (err) {
-      throw unreadable(err);
+      keep = isJetStreamUnavailable(err);
+      throw keep ? err : unreadable(err);
     }
     if (!r) throw MlErrors.UPLOAD_NOT_FOUND(upload);
     const file = join(dir, 'upload');
@@ -198,7 +208,7 @@ async function withUploadFile<T>(uploads: ObjectStore, upload: string, expected:
     return await fn(file);
   } finally {
     await rm(dir, { recursive: true, force: true });
-    await uploads.delete(upload).catch(() => undefined);
+    if (!keep) await uploads.delete(upload).catch(() => undefined);
   }
 }
 

@@ -10,7 +10,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { decode, encode, resources } from '../../cluster/index.ts';
+import { decode, encode, isJetStreamUnavailable, resources, retrySettling } from '../../cluster/index.ts';
 import { initParams, layout, type ModelShape } from './model.ts';
 
 /** The bytes of `a`, without a copy. */
@@ -76,12 +76,23 @@ export function restore(shape: ModelShape, seed: number, ck: Checkpoint | undefi
   return { step: ck.step, params: bytesF32(ck.params), m: moments(ck.m), v: moments(ck.v), losses: ck.losses ?? [], workerSeconds: ck.workerSeconds ?? 0, cost: ck.cost ?? 0 };
 }
 
+/**
+ * How long a checkpoint's write or read is asked again while JetStream cannot answer (its stream
+ * electing a leader after a server died or was cut off); past it the error is the caller's.
+ */
+export const CHECKPOINT_SETTLE_MS = 60_000;
+
 export async function saveCheckpoint(store: ObjectStore, jobId: string, c: Checkpoint): Promise<void> {
-  await store.putBlob({ name: checkpointName(jobId), description: `checkpoint of job ${jobId} at step ${c.step}` }, encode(c));
+  const bytes = encode(c);
+  await retrySettling(() => store.putBlob({ name: checkpointName(jobId), description: `checkpoint of job ${jobId} at step ${c.step}` }, bytes), CHECKPOINT_SETTLE_MS);
 }
 
-/** The job's last checkpoint, or undefined (none yet, or unreadable: the job starts over). */
+/**
+ * The job's last checkpoint, or undefined: none yet, or damaged (the job starts over). A read
+ * JetStream cannot answer is asked again and then fails — never taken for "none", which would
+ * start the job over and write checkpoints behind the ones it has.
+ */
 export async function loadCheckpoint(store: ObjectStore, jobId: string): Promise<Checkpoint | undefined> {
-  const b = await store.getBlob(checkpointName(jobId)).catch(() => null);
+  const b = await retrySettling(() => store.getBlob(checkpointName(jobId)), CHECKPOINT_SETTLE_MS).catch((err: unknown) => (isJetStreamUnavailable(err) ? Promise.reject(err) : null));
   return b ? (decode(b) as Checkpoint) : undefined;
 }

@@ -31,12 +31,14 @@ import {
   validate,
   StaleCoordinator,
   fencedBy,
+  isJetStreamUnavailable,
+  retrySettling,
   type JobRecord,
   type SpawnSpec,
 } from '../../cluster/index.ts';
 import { DatasetStore, split, take, type DatasetVersion } from '../datasets/index.ts';
 import { MlErrors } from '../errors.ts';
-import { bytesF32, f32bytes, loadCheckpoint, openCheckpointStore, restore, saveCheckpoint, snapshot, type Checkpoint, type TrainState } from './checkpoints.ts';
+import { CHECKPOINT_SETTLE_MS, bytesF32, f32bytes, loadCheckpoint, openCheckpointStore, restore, saveCheckpoint, snapshot, type Checkpoint, type TrainState } from './checkpoints.ts';
 import { applyUpdate, nodeKernels } from './compute.ts';
 import { DeadlineMarket } from './deadline.ts';
 import { finish, type FeatureLineage, type Rows } from './finish.ts';
@@ -105,6 +107,8 @@ export class TrainingJob extends Actor<JobMsg> {
   #shardWorld = 0;
   /** A copy placed later (a newer claim) has written the job: this one writes nothing more. */
   #stale: StaleCoordinator | undefined;
+  /** Given up for NATS trouble (not the job's fault): left to the watchdog, nothing stopped or written. */
+  #abandoned = false;
 
   constructor(args: unknown) {
     super();
@@ -147,7 +151,8 @@ export class TrainingJob extends Actor<JobMsg> {
   async #update(patch: Partial<JobRecord>): Promise<JobRecord | undefined> {
     if (this.#stale) throw this.#stale;
     try {
-      const { record, changed } = await this.#jobs.update(this.#jobId, fencedBy(this.ctx.claim, patch));
+      // Asked again while JetStream settles (a stream electing a leader): each try re-reads and CASes.
+      const { record, changed } = await retrySettling(() => this.#jobs.update(this.#jobId, fencedBy(this.ctx.claim, patch)), CHECKPOINT_SETTLE_MS);
       return changed ? record : undefined;
     } catch (err) {
       if (err instanceof StaleCoordinator) this.#stale = err;
@@ -180,7 +185,12 @@ export class TrainingJob extends Actor<JobMsg> {
         if (await this.#train(p, run)) await this.#succeed(p, run);
       });
     } catch (err) {
-      await this.#fail(err);
+      if (isJetStreamUnavailable(err) && !this.#stale) {
+        // NATS trouble past every bounded retry is not the job's failure: this copy writes nothing
+        // and stops nothing; the watchdog, seeing the job silent, starts another from the checkpoint.
+        this.#abandoned = true;
+        this.ctx.log.warn({ err: (err as Error).message }, 'JetStream unavailable past its retries: leaving the job to the watchdog (it resumes from the last checkpoint)');
+      } else await this.#fail(err);
     } finally {
       await this.#cleanUp(plan);
     }
@@ -260,7 +270,7 @@ export class TrainingJob extends Actor<JobMsg> {
     const s = restore(p.shape, p.spec.hyper.seed, ck);
     if (ck) this.ctx.log.info({ step: ck.step }, 'resuming from checkpoint');
     await this.#update({ state: JobState.RUNNING, ...(ck ? { reason: `resumed from the checkpoint at step ${ck.step}` } : {}) });
-    const prices = await nodePrices(this.ctx);
+    const prices = await nodePrices(this.ctx).catch(() => new Map<string, number>());
     const market = new DeadlineMarket({ spotOk: p.spec.spotOk, deadline: p.spec.deadline, steps: this.#steps, submittedAt: p.submittedAt });
     return { s, t0: performance.now(), firstStep: s.step + 1, samples: 0, failures: 0, prices, pace: new StepPace(p.spec.stepTimeoutMs), market, last: {} };
   }
@@ -346,7 +356,8 @@ export class TrainingJob extends Actor<JobMsg> {
   async #checkpoint(p: Plan, r: Run, step: number): Promise<void> {
     await this.#claim();
     await saveCheckpoint(this.#store, this.#jobId, this.#latest!);
-    r.prices = await nodePrices(this.ctx);
+    // Prices are a refresh: the last ones stand when the scheduler cannot answer now.
+    r.prices = await nodePrices(this.ctx).catch(() => r.prices);
     const behind = r.market.check(step, (performance.now() - r.t0) / 1000 / (step - r.firstStep + 1));
     if (!behind) return;
     this.ctx.log.info({ step, reason: behind }, 'behind the deadline: moving workers to on-demand');
@@ -434,12 +445,20 @@ export class TrainingJob extends Actor<JobMsg> {
   async #cleanUp(p: Plan | undefined): Promise<void> {
     // A stale copy leaves the workers and shards to the copy that took over, and does not stop the
     // actor by its id (that is the live copy now): its node's fencing stops it.
-    if (this.#stale) return;
+    if (this.#stale || this.#abandoned) return;
     const over = !this.#stopped || (await this.#jobs.get(this.#jobId).then((c) => !c || TERMINAL_JOB_STATES.includes(c.state)).catch(() => false));
-    if (over) {
-      await Promise.all((p?.workers ?? []).map((w) => this.ctx.system.stop(w).catch(() => undefined)));
-      if (this.#shardWorld > 0) await removeShards(this.#store, this.#jobId, this.#shardWorld).catch((err: unknown) => this.ctx.log.warn({ err: (err as Error).message }, 'could not remove the training shards'));
-    }
+    if (!over) return;
+    // Nor does one that cannot show it still holds the job: a copy cut off from NATS whose failure
+    // could not be recorded would otherwise, once its link is back, stop by id the workers — and
+    // the coordinator — of the copy placed while it was away. Left running, it is fenced by its
+    // node (its directory claim is gone) or restarted by the watchdog.
+    const holds = await this.#claim().then(
+      () => true,
+      (err: unknown) => (this.ctx.log.warn({ err: (err as Error).message }, 'could not confirm this copy still holds the job: leaving its workers and shards'), false),
+    );
+    if (!holds) return;
+    await Promise.all((p?.workers ?? []).map((w) => this.ctx.system.stop(w).catch(() => undefined)));
+    if (this.#shardWorld > 0) await removeShards(this.#store, this.#jobId, this.#shardWorld).catch((err: unknown) => this.ctx.log.warn({ err: (err as Error).message }, 'could not remove the training shards'));
     if (!this.#stopped) setImmediate(() => void this.ctx.system.stop(this.ctx.actorId).catch(() => undefined));
   }
 

@@ -9,7 +9,8 @@
  * sketches, the prediction distribution, the holdout metrics with intervals, the calibration map)
  * is stored with the version, for the monitor to compare live traffic with.
  */
-import { SHOAL_VERSION, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { Errors, SHOAL_VERSION, isJetStreamUnavailable, type NatsConnection, type Subjects } from '../../cluster/index.ts';
+import { MlErrors } from '../errors.ts';
 import { trainingExplainReference, type ExplainReference } from '../governance/explain/index.ts';
 import { trainingFairnessAudit, type SensitiveColumn } from '../governance/fairness/index.ts';
 import { buildReferenceProfile, type MonitoredRow, type ReferenceProfile } from '../monitoring/stats/index.ts';
@@ -115,14 +116,36 @@ export async function holdoutReferenceWithGovernance(i: Pick<FinishInput, 'shape
 }
 
 /**
- * Registers the exported model with its metrics, lineage and the holdout's reference profile. Idempotent: a coordinator that died
- * after registering but before recording success finds its version instead of registering a
- * second one.
+ * How long registering is asked again while JetStream cannot answer (a stream electing a leader
+ * after a server died or was cut off): a job that trained to the end does not fail for that.
+ */
+const REGISTER_SETTLE_MS = 60_000;
+
+/**
+ * Registers the exported model with its metrics, lineage and the holdout's reference profile.
+ * Idempotent: a coordinator that died after registering but before recording success — or whose
+ * register request went unanswered while JetStream settled — finds its version instead of
+ * registering a second one.
  */
 export async function registerVersion(i: FinishInput, metrics: BinaryMetrics, control: RegistryClient): Promise<{ version: number }> {
   const registry = await ModelRegistry.open(i.nc, i.subjects.prefix);
-  const already = (await registry.versions(i.spec.model.name).catch(() => [])).find((v) => v.lineage?.trainingJobId === i.jobId);
-  if (already) return already;
+  const deadline = Date.now() + REGISTER_SETTLE_MS;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      // Only "no such model" means no version yet: a read that failed is asked again, not taken for none.
+      const versions = await registry.versions(i.spec.model.name).catch((err: unknown) => (MlErrors.MODEL_NOT_FOUND.is(err) ? [] : Promise.reject(err)));
+      return versions.find((v) => v.lineage?.trainingJobId === i.jobId) ?? (await register(i, metrics, control));
+    } catch (err) {
+      // JetStream settling, or the registry service's answer lost on the way: asked again (the
+      // version check above, and the registry's own by job, keep it to one version).
+      const again = isJetStreamUnavailable(err) || Errors.TIMEOUT.is(err) || Errors.NO_RESPONDERS.is(err);
+      if (!again || Date.now() >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(2000, 200 * 2 ** attempt)));
+    }
+  }
+}
+
+async function register(i: FinishInput, metrics: BinaryMetrics, control: RegistryClient): Promise<{ version: number }> {
   return control.register(i.spec.model.name, exportOnnx(i.shape, i.params, i.spec.model.name), {
     metrics: { auc: metrics.auc, accuracy: metrics.accuracy, precision: metrics.precision, recall: metrics.recall, f1: metrics.f1, brier: metrics.brier, ece: metrics.ece, logLoss: metrics.logLoss },
     lineage: { datasetDigest: i.datasetDigest, ...(i.features ? { features: i.features } : {}), trainingJobId: i.jobId, hyperParameters: { ...i.spec.hyper, model: i.spec.model, workers: i.spec.workers }, codeVersion: SHOAL_VERSION, ...piiLineage(i) },

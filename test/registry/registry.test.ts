@@ -62,6 +62,18 @@ describe('model registry (real nats-server: KV + object store)', () => {
     expect((await reg.register('race', bytes)).version).toBe(9);
   });
 
+  it('a training job registering the same model again gets its version back: one job, one version', async () => {
+    const bytes = mlpModel({ seed: 21 });
+    const lineage = { trainingJobId: 'job-once', datasetDigest: 'sha256:def' };
+    const first = await reg.register('once', bytes, { lineage });
+    const again = await reg.register('once', bytes, { lineage });
+    expect(again.version).toBe(first.version);
+    expect((await reg.get('once')).versions).toEqual([first.version]);
+    // Other bytes from the same job, or the same bytes from another job, are new versions.
+    expect((await reg.register('once', mlpModel({ seed: 22 }), { lineage })).version).toBe(first.version + 1);
+    expect((await reg.register('once', bytes, { lineage: { ...lineage, trainingJobId: 'job-other' } })).version).toBe(first.version + 2);
+  });
+
   it('moves aliases and rolls them back to the previous version', async () => {
     await reg.register('churn', mlpModel({ seed: 12 })); // v3
     await reg.setAlias('churn', 'production', 2);
