@@ -5,7 +5,10 @@
  *
  *  - Partition host 3 for 20 s (its link down): its node is declared dead, its actor is re-placed
  *    under a higher epoch, and when the link comes back the stale copy on host 3 stops (fencing) —
- *    the actor never answers from two nodes.
+ *    the actor never answers from two nodes. A training job whose coordinator is on host 3 goes on
+ *    elsewhere from its last checkpoint: the checkpoints written only move forward, one model
+ *    version is registered, and the model is the one an uninterrupted run trains (no step applied
+ *    twice or skipped).
  *  - Kill the scheduler leader's host (every process on it SIGKILLed, its link down; host 1, or host
  *    2 when the partition moved the lease): the standby takes the lease — within leaseTtlMs + 2 s of the old leader's last renewal, by the
  *    lease records themselves — and placing new work continues.
@@ -38,7 +41,11 @@ import {
   type NatsServerHandle,
   type SchedulerStatus,
   type SpawnResult,
+  DEFAULT_PROFILES,
+  type JobRecord,
 } from '../../cluster/index.ts';
+import { JobClient, ModelRegistry, RegistryClient, generateFraud } from '../../ml/index.ts';
+import { checkpointName, openCheckpointStore } from '../../ml/training/checkpoints.ts';
 import { createHosts, netnsUnavailable, type Hosts } from '../harness/netns.ts';
 import { until } from '../harness/wait.ts';
 
@@ -57,7 +64,16 @@ const LEASE_TTL_MS = 10_000;
 // may go to the cut host again (5 s timeout): a node is declared dead after 9 s of silence, so a
 // node attached to the cut host's server reconnects before that (at 5 s, one run in three lost a
 // healthy node's actor that way).
-const ARGS = ['--nats.pingIntervalMs', '1000', '--membership.heartbeatMs', '300', '--membership.deadAfterMs', '9000', '--scheduler.leaseTtlMs', String(LEASE_TTL_MS), '--actors.modules', '["test/fixtures/actors.ts"]', '--log.level', 'info'];
+// Host 3's node is in a cheaper spot pool: cost-aware placement puts a training job's coordinator
+// (placed before its workers) there, so the partition below cuts a coordinator off mid-training.
+const PROFILES = [...DEFAULT_PROFILES, { name: 'cpu-spot-cheap', labels: { pool: 'cpu-spot-cheap', zone: 'local-c', spot: true, pricePerHour: 0.006 }, gpu: false, replicas: 1, workerThreads: 0 }];
+const ARGS = ['--nats.pingIntervalMs', '1000', '--membership.heartbeatMs', '300', '--membership.deadAfterMs', '9000', '--scheduler.leaseTtlMs', String(LEASE_TTL_MS), '--actors.modules', '["test/fixtures/actors.ts","shoal:ml/training/actors.ts"]', '--nodes', JSON.stringify(PROFILES), '--log.level', 'info'];
+/** The training job cut off with host 3 (the reference run trains the same spec without a cut). */
+const trainSpec = { model: { name: 'fraud-netns', type: 'logreg' }, dataset: 'fraud-netns', hyper: { optimizer: 'adam', lr: 0.05, steps: 200, batchSize: 512, seed: 9 }, workers: 2, checkpointEvery: 10 };
+interface TrainResult {
+  version: number;
+  check: { predictions: number[] };
+}
 
 describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
   let net: Hosts;
@@ -126,8 +142,9 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     const schedLog = process.env.SHOAL_NETNS_SCHEDULER_LOG ? ['--log.level', process.env.SHOAL_NETNS_SCHEDULER_LOG] : [];
     await start('scheduler-h1', 0, 'scheduler/main.ts', Role.SCHEDULER, ['--scheduler-id', 'sched-h1', ...schedLog]).ready;
     await start('scheduler-h2', 1, 'scheduler/main.ts', Role.SCHEDULER, ['--scheduler-id', 'sched-h2', ...schedLog]).ready;
-    await Promise.all(nodeIds.map((id, i) => start(`node-${id}`, i, 'nodes/main.ts', Role.NODE, ['--profile', 'cpu-spot', '--node-id', id], id).ready));
+    await Promise.all(nodeIds.map((id, i) => start(`node-${id}`, i, 'nodes/main.ts', Role.NODE, ['--profile', id === 'h3' ? 'cpu-spot-cheap' : 'cpu-spot', '--node-id', id], id).ready));
     await until(async () => ((await status().catch(() => undefined))?.nodes.filter((n) => n.alive).length === 3 ? true : undefined), 60_000, 'three nodes alive');
+    await new RegistryClient(client, s).registerDataset('fraud-netns', generateFraud({ rows: 20_000, seed: 11 }), { splitSeed: 5 });
   }, 180_000);
 
   afterAll(async () => {
@@ -171,7 +188,39 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
         })
         .join('\n');
     const phase = (what: string) => process.stdout.write(`netns-hosts: +${((Date.now() - t0) / 1000).toFixed(1)} s ${what}\n`);
+    // A training job, cut off on h3 just past its first checkpoint. Every checkpoint committed is
+    // seen on a watch of the checkpoint store (from the test's side of the cut).
+    const jobs = await JobClient.open(client);
+    const jobId = 'netns-train';
+    const coordinator = `job-${jobId}`;
+    const ckSteps: number[] = [];
+    const ckWatch = await (await openCheckpointStore(admin, 'shoal')).watch({ ignoreDeletes: true });
+    void (async () => {
+      for await (const o of ckWatch) {
+        const step = o?.name === checkpointName(jobId) ? /at step (\d+)/.exec(o.description ?? '')?.[1] : undefined;
+        if (step) ckSteps.push(Number(step));
+      }
+    })();
+    const pastCheckpoint = new Promise<void>((resolve) => {
+      const sub = client.subscribe(s.event('job-progress'), {
+        callback: (_e, m) => {
+          const p = decode(m.data) as { jobId: string; step: number };
+          if (p.jobId === jobId && p.step >= 10) {
+            sub.unsubscribe();
+            resolve();
+          }
+        },
+      });
+    });
+    await jobs.submit(trainSpec, { id: jobId });
+    await Promise.race([pastCheckpoint, new Promise((_, reject) => setTimeout(() => reject(new Error(`${jobId} not past step 10 within 120 s: ${JSON.stringify(procs['node-h3']!.lines.slice(-10))}`)), 120_000))]);
+    const [coordAtCut, recAtCut] = await Promise.all([new Directory(await openBucket(admin, resources().buckets.actors)).get(coordinator), jobs.get(jobId)]);
     net.hosts[2]!.partition();
+    // Read just before the cut: the coordinator was on h3 (its cheaper pool) and had claimed the job.
+    expect(coordAtCut?.entry.nodeId, `${coordinator} placed on h3`).toBe('h3');
+    expect(recAtCut.state === 'running' || recAtCut.state === 'checkpointed', `${jobId} still training at the cut (${recAtCut.state})`).toBe(true);
+    expect(recAtCut.coordinatorClaim).toBeGreaterThan(0);
+    phase(`cut h3 with ${coordinator} at step ${String(recAtCut.progress?.step)} (checkpoints so far: ${ckSteps.join(', ')})`);
     const healAt = Date.now() + 20_000;
     await Promise.race([dead, new Promise((_, reject) => setTimeout(() => reject(new Error(`h3 not declared dead within 60 s\n${schedulerLines()}\n${dumpLogs()}`)), 60_000))]);
     phase('h3 declared dead');
@@ -200,7 +249,44 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     const after = (await entryOf(onH3.actorId))!;
     expect(after.nodeId).toBe(moved.nodeId);
     expect(after.epoch).toBe(moved.epoch);
-  }, 240_000);
+
+    // The training job went on elsewhere from its last checkpoint, under a newer claim.
+    const done: JobRecord = await jobs.follow(jobId, () => undefined, 180_000);
+    phase(`${jobId} ${done.state}: ${done.reason ?? ''}`);
+    const jobLines = () =>
+      Object.entries(procs)
+        .map(([name, p]) => `--- ${name}\n${p.lines.filter((l) => l.includes(jobId)).slice(-15).map((l) => l.replace(/"(level|pid|role|id)":[^,]*,/g, '').slice(0, 400)).join('\n')}`)
+        .join('\n');
+    process.stdout.write(`netns-hosts: what the processes said of ${jobId}:\n${jobLines()}\n`);
+    expect(done.state, done.reason).toBe('succeeded');
+    const resumed = /resumed from the checkpoint at step (\d+)/.exec(done.reason ?? '');
+    expect(resumed, `reason: ${done.reason}`).not.toBeNull();
+    expect(Number(resumed![1])).toBeGreaterThanOrEqual(10);
+    expect(done.coordinatorClaim).toBeGreaterThan(recAtCut.coordinatorClaim!);
+    // The copy on h3 stopped without writing: fenced by its node, or refused by the record's newer claim.
+    const stale = (l: string) => l.includes(coordinator) && (l.includes('actor claimed elsewhere') || l.includes('has taken this job over'));
+    await until(() => (procs['node-h3']!.lines.some(stale) ? true : undefined), 60_000, `h3's copy of ${coordinator} stopping`).catch((err: Error) => {
+      throw new Error(`${err.message}\n--- node-h3\n${procs['node-h3']!.lines.filter((l) => l.includes(coordinator)).slice(-20).join('\n')}`);
+    });
+    phase(`h3's copy of ${coordinator} stopped: ${procs['node-h3']!.lines.find(stale)!.match(/"msg":"([^"]+)"/)?.[1] ?? '?'}`);
+    // Checkpoints only moved forward: no copy wrote one behind another's (a stale copy saving its
+    // own step 20 after the new one saved 30 would show here), and the last is the last step.
+    ckWatch.stop();
+    process.stdout.write(`netns-hosts: checkpoints of ${jobId}, in commit order: ${ckSteps.join(', ')}\n`);
+    expect(ckSteps.length).toBeGreaterThanOrEqual(2);
+    for (let i = 1; i < ckSteps.length; i++) expect(ckSteps[i], `checkpoint ${i} after step ${ckSteps[i - 1]}`).toBeGreaterThan(ckSteps[i - 1]!);
+    expect(ckSteps.at(-1)).toBe(trainSpec.hyper.steps);
+    // One model version from this job, however many copies of its coordinator ran.
+    const registry = await ModelRegistry.open(admin);
+    const fromJob = (await registry.versions(trainSpec.model.name)).filter((v) => v.lineage?.trainingJobId === jobId);
+    expect(fromJob.map((v) => v.version)).toEqual([(done.result as unknown as TrainResult).version]);
+    // And the model an uninterrupted run of the same spec trains, prediction for prediction: no
+    // step was applied twice or skipped across the cut.
+    await jobs.submit(trainSpec, { id: `${jobId}-ref` });
+    const ref = await jobs.follow(`${jobId}-ref`, () => undefined, 120_000);
+    expect(ref.state, ref.reason).toBe('succeeded');
+    expect((done.result as unknown as TrainResult).check.predictions).toEqual((ref.result as unknown as TrainResult).check.predictions);
+  }, 480_000);
 
   it("the scheduler leader's host dies: the standby takes the lease within leaseTtlMs + 2 s and placement continues", async () => {
     // JetStream may still answer "temporarily unavailable" just after the partition above.
