@@ -120,7 +120,8 @@ export const Errors = {
   PORT_IN_USE: defineError('SHOAL_ERR_PORT_IN_USE', 500, (what: string, port: number) => `${what} port ${port} is already in use (pick another with the config or a flag)`),
   STORE_NOT_WRITABLE: defineError('SHOAL_ERR_STORE_NOT_WRITABLE', 500, (dir: string, why: string) => `store directory ${dir} is not writable: ${why}`),
   CONNECT_FAILED: defineError('SHOAL_ERR_CONNECT_FAILED', 503, (servers: string, why: string) => `cannot connect to NATS at ${servers}: ${why}`),
-  JETSTREAM_UNAVAILABLE: defineError('SHOAL_ERR_JETSTREAM_UNAVAILABLE', 503, (ms: number, why: string) => `JetStream is not available after ${ms} ms (a cluster still electing its meta leader, or too few servers up for its quorum): ${why}`),
+  /** `ms`: how long it was asked; 0 when a service's step met it once (its caller may ask again). */
+  JETSTREAM_UNAVAILABLE: defineError('SHOAL_ERR_JETSTREAM_UNAVAILABLE', 503, (ms: number, why: string) => `JetStream is not available ${ms > 0 ? `after ${ms} ms` : 'now'} (a cluster still electing its meta leader, or too few servers up for its quorum): ${why}`),
   AUTH_FAILED: defineError('SHOAL_ERR_AUTH_FAILED', 401, (why: string) => `NATS authorization failed: ${why}`),
   PERMISSION_DENIED: defineError('SHOAL_ERR_PERMISSION_DENIED', 403, (op: string, subject: string) => `permission denied to ${op} on ${subject}`),
   TIMEOUT: defineError('SHOAL_ERR_TIMEOUT', 504, (what: string, ms: number) => `${what} timed out after ${ms} ms`),

@@ -93,11 +93,16 @@ export function serve<T extends TSchema>(nc: NatsConnection, subject: string, sc
     } catch (err) {
       const code = errorCode(err);
       const expected = err instanceof ShoalError && code !== Errors.INTERNAL.code;
+      // JetStream settling (a stream electing a leader) is not a bug of the handler: the caller
+      // gets the typed, retryable JETSTREAM_UNAVAILABLE (503), not INTERNAL.
+      const settling = !expected && isJetStreamUnavailable(err);
+      const message = err instanceof Error ? err.message : String(err);
       if (opts.log) {
-        if (expected) opts.log.debug({ subject: m.subject, code, err: (err as Error).message }, 'request refused');
+        if (expected) opts.log.debug({ subject: m.subject, code, err: message }, 'request refused');
+        else if (settling) opts.log.warn({ subject: m.subject, err: message }, 'JetStream not available for this request: the caller may ask again');
         else opts.log.error({ subject: m.subject, err }, 'handler failed');
       }
-      if (m.reply) m.respond(new Uint8Array(0), { headers: errorHeaders(expected ? err : Errors.INTERNAL(err instanceof Error ? err.message : String(err)), ct) });
+      if (m.reply) m.respond(new Uint8Array(0), { headers: errorHeaders(expected ? err : settling ? Errors.JETSTREAM_UNAVAILABLE(0, message) : Errors.INTERNAL(message), ct) });
     }
   }
   /** A request that carried a trace: handled in a server span, the caller's child (its own requests join the trace). */

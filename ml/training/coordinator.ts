@@ -107,6 +107,8 @@ export class TrainingJob extends Actor<JobMsg> {
   #shardWorld = 0;
   /** A copy placed later (a newer claim) has written the job: this one writes nothing more. */
   #stale: StaleCoordinator | undefined;
+  /** What the record's reason says while this copy trains and once it succeeds (where it resumed from, if it did). */
+  #note: string | undefined;
   /** Given up for NATS trouble (not the job's fault): left to the watchdog, nothing stopped or written. */
   #abandoned = false;
 
@@ -269,7 +271,8 @@ export class TrainingJob extends Actor<JobMsg> {
     const ck = await loadCheckpoint(this.#store, this.#jobId);
     const s = restore(p.shape, p.spec.hyper.seed, ck);
     if (ck) this.ctx.log.info({ step: ck.step }, 'resuming from checkpoint');
-    await this.#update({ state: JobState.RUNNING, ...(ck ? { reason: `resumed from the checkpoint at step ${ck.step}` } : {}) });
+    this.#note = ck ? `resumed from the checkpoint at step ${ck.step}` : undefined;
+    await this.#update({ state: JobState.RUNNING, reason: this.#note });
     const prices = await nodePrices(this.ctx).catch(() => new Map<string, number>());
     const market = new DeadlineMarket({ spotOk: p.spec.spotOk, deadline: p.spec.deadline, steps: this.#steps, submittedAt: p.submittedAt });
     return { s, t0: performance.now(), firstStep: s.step + 1, samples: 0, failures: 0, prices, pace: new StepPace(p.spec.stepTimeoutMs), market, last: {} };
@@ -392,7 +395,8 @@ export class TrainingJob extends Actor<JobMsg> {
     };
     this.#progress(progress);
     r.last = progress;
-    if (!(await this.#update({ state: step % spec.checkpointEvery === 0 ? JobState.CHECKPOINTED : JobState.RUNNING, progress }))) {
+    // The reason goes back to this run's own note: a "waiting for capacity" from a worker restart is over once steps move.
+    if (!(await this.#update({ state: step % spec.checkpointEvery === 0 ? JobState.CHECKPOINTED : JobState.RUNNING, progress, reason: this.#note }))) {
       this.ctx.log.info('job cancelled');
       return false;
     }
@@ -421,7 +425,7 @@ export class TrainingJob extends Actor<JobMsg> {
       ...(f.deployed ? { deployed: f.deployed } : {}),
       check: f.check,
     };
-    await this.#update({ state: JobState.SUCCEEDED, result, progress: { ...r.last, step: this.#steps, steps: this.#steps } });
+    await this.#update({ state: JobState.SUCCEEDED, result, progress: { ...r.last, step: this.#steps, steps: this.#steps }, reason: this.#note });
     this.#progress({ step: this.#steps, steps: this.#steps, done: true, auc: f.metrics.auc });
     this.ctx.log.info({ version: f.version, auc: f.metrics.auc }, 'job succeeded');
   }

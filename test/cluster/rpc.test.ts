@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Type } from '@sinclair/typebox';
-import { headers } from '@nats-io/transport-node';
+import { errors, headers } from '@nats-io/transport-node';
 import { ContentType, Errors, Headers, Role, decode, encode, request, serve, subjects, type NatsConnection } from '../../cluster/index.ts';
 import { startTestNats, type TestNats } from '../harness/nats.ts';
 
@@ -8,6 +8,7 @@ const Echo = Type.Union([
   Type.Object({ type: Type.Literal('echo'), text: Type.String({ maxLength: 100 }) }),
   Type.Object({ type: Type.Literal('add'), a: Type.Number(), b: Type.Number() }),
   Type.Object({ type: Type.Literal('boom') }),
+  Type.Object({ type: Type.Literal('settling') }),
 ]);
 
 describe('request/reply with schemas at the edge (real nats-server)', () => {
@@ -24,6 +25,8 @@ describe('request/reply with schemas at the edge (real nats-server)', () => {
     serve(server, subject, Echo, (m) => {
       if (m.type === 'echo') return { text: m.text };
       if (m.type === 'add') return { sum: m.a + m.b };
+      // What a KV or stream call throws while its stream elects a leader.
+      if (m.type === 'settling') throw new errors.TimeoutError();
       throw new Error('handler exploded');
     });
     await server.flush();
@@ -65,6 +68,13 @@ describe('request/reply with schemas at the edge (real nats-server)', () => {
     expect(Errors.INTERNAL.is(err)).toBe(true);
     expect((err as Error).message).toMatch(/handler exploded/);
     expect(await request(client, subject, { type: 'add', a: 1, b: 1 })).toEqual({ sum: 2 });
+  });
+
+  it('turns a handler that met JetStream settling into the retryable JETSTREAM_UNAVAILABLE (503), not INTERNAL', async () => {
+    const err = await request(client, subject, { type: 'settling' }).catch((e: unknown) => e);
+    expect(Errors.JETSTREAM_UNAVAILABLE.is(err)).toBe(true);
+    expect(Errors.INTERNAL.is(err)).toBe(false);
+    expect((err as Error).message).toMatch(/not available now.*timeout/);
   });
 
   it('fails fast with NO_RESPONDERS when nobody listens, not after the timeout', async () => {
