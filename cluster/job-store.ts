@@ -12,6 +12,7 @@ import { decode, encode } from './codec.ts';
 import { Errors } from './errors.ts';
 import { isCasConflict } from './nats-errors.ts';
 import { resources } from './subjects.ts';
+import { retrySettling } from './resources.ts';
 import { TERMINAL_JOB_STATES, type JobRecord } from './job-wire.ts';
 
 /**
@@ -133,7 +134,8 @@ export class JobStore {
    * not final when the time ran out.
    */
   async follow(id: string, onUpdate: (r: JobRecord) => void, timeoutMs: number): Promise<JobRecord | undefined> {
-    const w = await this.kv.watch({ key: id });
+    // Opening the watch is asked again while JetStream settles (its stream electing a leader).
+    const w = await retrySettling(() => this.kv.watch({ key: id }), Math.min(timeoutMs, 30_000));
     const timer = setTimeout(() => w.stop(), timeoutMs);
     let last: JobRecord | undefined;
     try {

@@ -11,7 +11,7 @@
 import { Readable } from 'node:stream';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { nuid } from '@nats-io/transport-node';
-import { Errors, request, resources, type NatsConnection, type RegistryOp, type Subjects } from '../../cluster/index.ts';
+import { Errors, request, resources, retrySettling, type NatsConnection, type RegistryOp, type Subjects } from '../../cluster/index.ts';
 import { ACTOR_HEADER, type AuditEntry, type AuditQuery } from '../governance/audit/log.ts';
 import type { ModelCard } from '../governance/card/card.ts';
 import type { StoredPolicy } from '../governance/fairness/gate.ts';
@@ -35,6 +35,9 @@ const SLACK_MS = 30_000;
  * and again for the replicas to answer, so twice that, and some slack.
  */
 const startTimeout = (readyTimeoutMs = 60_000) => 2 * readyTimeoutMs + SLACK_MS;
+
+/** How long an upload's put is asked again while JetStream settles. */
+const UPLOAD_SETTLE_MS = 30_000;
 
 export class RegistryClient {
   #uploads: Promise<ObjectStore> | undefined;
@@ -201,7 +204,9 @@ export class RegistryClient {
    * never reached a service (an upload nobody takes expires from the store after a day).
    */
   async #withUpload<T>(content: Uint8Array | AsyncIterable<Uint8Array>, description: string, fn: (u: { upload: string; sha256: string }) => Promise<T>): Promise<T> {
-    this.#uploads ??= new Objm(this.nc).open(resources(this.subjects.prefix).stores.uploads).catch((err: unknown) => {
+    // Opening the store and putting bytes in memory are asked again while JetStream settles (a
+    // stream electing a leader after a server died); a put under the same fresh name replaces.
+    this.#uploads ??= retrySettling(() => new Objm(this.nc).open(resources(this.subjects.prefix).stores.uploads), UPLOAD_SETTLE_MS).catch((err: unknown) => {
       this.#uploads = undefined;
       throw err;
     });
@@ -209,7 +214,7 @@ export class RegistryClient {
     const upload = `upload-${nuid.next()}`;
     let digest: string;
     if (content instanceof Uint8Array) {
-      await uploads.putBlob({ name: upload, description }, content);
+      await retrySettling(() => uploads.putBlob({ name: upload, description }, content), UPLOAD_SETTLE_MS);
       digest = sha256(content);
     } else {
       const { stream, result } = hashing(content);
