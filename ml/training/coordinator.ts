@@ -175,6 +175,9 @@ export class TrainingJob extends Actor<JobMsg> {
   async #run(): Promise<void> {
     let plan: Plan | undefined;
     try {
+      // Claimed first: a copy placed after a cut takes the job over as soon as it can write, and
+      // the cut-off copy, when it is back, finds the newer claim at its next write.
+      await this.#claim();
       // Reads and idempotent shard writes: the whole plan is asked again while JetStream settles
       // (a copy re-placed after a cut starts while streams are still electing leaders).
       plan = await retrySettling(() => this.#plan(), CHECKPOINT_SETTLE_MS);

@@ -6,7 +6,7 @@
  * only on (seed, step, rank), so a re-placed twin answers a retried ask with the same gradient.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { Actor, Errors, seededRandom, validate } from '../../cluster/index.ts';
+import { Actor, Errors, JobStore, TERMINAL_JOB_STATES, seededRandom, validate } from '../../cluster/index.ts';
 import { bytesF32, f32bytes, openCheckpointStore } from './checkpoints.ts';
 import { gradient, nodeKernels } from './compute.ts';
 import { loadShard, type Shard } from './shards.ts';
@@ -69,6 +69,8 @@ export class TrainerWorker extends Actor<WorkerMsg> {
   readonly #args: WorkerArgs;
   #shard!: Shard;
   #rank = 0;
+  /** Placed again after its job ended: it has removed itself and answers nothing. */
+  #ended = false;
 
   constructor(args: unknown) {
     super();
@@ -79,10 +81,29 @@ export class TrainerWorker extends Actor<WorkerMsg> {
     const a = this.#args;
     this.#rank = workerRank(this.ctx.actorId, a.world);
     const store = await openCheckpointStore(this.ctx.nc, this.ctx.subjects.prefix);
-    this.#shard = await loadShard(store, { jobId: a.jobId, world: a.world, rank: this.#rank }, { datasetDigest: a.datasetDigest, splitSeed: a.splitSeed });
+    try {
+      this.#shard = await loadShard(store, { jobId: a.jobId, world: a.world, rank: this.#rank }, { datasetDigest: a.datasetDigest, splitSeed: a.splitSeed });
+    } catch (err) {
+      // Placed again after its job ended (its node died after the job's clean-up, or the clean-up's
+      // stop was lost): no shard will come, and refusing to start would have every node refuse it
+      // in turn, for ever. It starts, and removes itself.
+      if (!(await this.#jobEnded(a.jobId))) throw err;
+      this.#ended = true;
+      this.ctx.log.info({ jobId: a.jobId }, 'the job has ended: this worker removes itself');
+      setImmediate(() => void this.ctx.system.stop(this.ctx.actorId).catch(() => undefined));
+    }
+  }
+
+  /** The job's record is terminal or gone (a read that fails says no: the original error stands). */
+  async #jobEnded(jobId: string): Promise<boolean> {
+    const rec = await JobStore.open(this.ctx.nc, this.ctx.subjects.prefix)
+      .then((jobs) => jobs.entry(jobId))
+      .then((e) => e ?? null, () => undefined);
+    return rec === null || (rec !== undefined && TERMINAL_JOB_STATES.includes(rec.record.state));
   }
 
   async receive(m: WorkerMsg): Promise<GradReply | { rows: number; nodeId: string }> {
+    if (this.#ended) throw Errors.BAD_MESSAGE(this.ctx.actorId, `job ${this.#args.jobId} has ended: this worker is removing itself`);
     if (m.type === 'info') return { rows: this.#shard.rows, nodeId: this.ctx.nodeId };
     const a = this.#args;
     const t0 = performance.now();

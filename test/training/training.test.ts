@@ -182,6 +182,20 @@ describe('training jobs (real processes)', () => {
     expect((relaxed.result as unknown as { deadlineMet: boolean }).deadlineMet).toBe(true);
   });
 
+  it('a worker placed again after its job ended starts and removes itself (no node refusing it for ever)', async () => {
+    // job-auc succeeded above and its shards are gone: a worker of it spawned now (as a re-placement
+    // after a node loss would) finds no shard, sees the job ended, and leaves the directory.
+    expect((await jobs.get('job-auc')).state).toBe('succeeded');
+    const args = { jobId: 'job-auc', world: 2, datasetDigest: ds.digest, model: { type: 'logreg', features: 8, layers: [] }, batchSize: 512, seed: 7, splitSeed: 5 };
+    const res = await c.actors.spawn({ type: 'trainer-worker', id: 'job-job-auc-w-1', kind: 'training', args });
+    expect(res.actors[0]!.state).toBe('running');
+    const dir = await openBucket(nc, resources().buckets.actors);
+    await until(async () => {
+      const e = await dir.get('job-job-auc-w-1');
+      return !e || e.operation !== 'PUT' ? true : undefined;
+    }, 20_000, 'the ended job\'s worker gone from the directory');
+  });
+
   it('a duplicate submission with the same id runs once', async () => {
     const a = await jobs.submit(spec({ hyper: { steps: 5, seed: 3 }, workers: 1 }), { id: 'job-dup' });
     const b = await jobs.submit(spec({ hyper: { steps: 5, seed: 3 }, workers: 1 }), { id: 'job-dup' });
