@@ -11,12 +11,12 @@
  * around the kill and how long until throughput was back.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import autocannon from 'autocannon';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Role, resources, spawnChild, subjects, type Child, type NatsConnection } from '../../cluster/index.ts';
 import { FeatureClient, JobClient, RegistryClient } from '../../ml/index.ts';
 import { mlpModel, randomRows } from '../fixtures/onnx.ts';
 import { startTestNatsCluster, type TestNatsCluster } from '../harness/nats-cluster.ts';
+import { bySecond, loadWithKill } from '../harness/load-kill.ts';
 import { until } from '../harness/wait.ts';
 
 const NODE = 'load-node';
@@ -73,73 +73,16 @@ describe('SIGKILL of one of three nats-servers under serving load', () => {
     expect(victimUrl, `the gateway's server ${gatewayServer} among ${nats.url}`).toBeDefined();
     const victim = nats.urls.indexOf(victimUrl!);
 
-    // Background writers: a job and a feature event every 250 ms, for as long as the load runs.
+    // The load, a job and a feature event every 250 ms meanwhile, and the kill a third of the way in.
     const jobs = await JobClient.open(client);
     const features = await FeatureClient.open(client, s);
-    const accepted = { jobs: [] as string[], events: [] as string[] };
-    const refused = { jobs: [] as string[], events: [] as string[] };
-    // A push whose answer was lost (a timeout across the failover) may or may not be in the log:
-    // the client's part is to send it again with the same event id, which is applied once.
-    const unanswered: { eventId: string; entity: Record<string, string>; values: Record<string, number>; eventTime: number }[] = [];
-    let writing = true;
-    const writer = (async () => {
-      for (let i = 0; writing; i++) {
-        const id = `load-job-${i}`;
-        // A spec the training-job actor refuses at once: the job ends FAILED quickly and costs no CPU under the load.
-        await jobs.submit({}, { id, unchecked: true }).then(
-          () => accepted.jobs.push(id),
-          (err: Error) => refused.jobs.push(`${id}: ${err.message}`),
-        );
-        const eventId = `ev-${i}`;
-        const event = { eventId, entity: { user_id: `u${i % 7}` }, values: { n: i }, eventTime: Date.now() };
-        await features.push('clicks', event).then(
-          () => accepted.events.push(eventId),
-          (err: Error) => {
-            refused.events.push(`${eventId}: ${err.message}`);
-            unanswered.push(event);
-          },
-        );
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    })();
-
-    // The load, with every response counted per second since the start.
-    const perSecond: { ok: number; failed: number }[] = [];
-    const t0 = Date.now();
-    let killedAt = -1;
-    let done!: (r: autocannon.Result) => void;
-    const finished = new Promise<autocannon.Result>((res) => (done = res));
-    const inst = autocannon({ url: `${gatewayUrl}/v2/models/mlp/infer`, method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY, connections: CONNECTIONS, duration: DURATION_S, pipelining: 1 }, (err, r) => {
-      if (err) throw err;
-      done(r);
-    });
-    inst.on('response', (_c: unknown, status: number) => {
-      const sec = Math.floor((Date.now() - t0) / 1000);
-      while (perSecond.length <= sec) perSecond.push({ ok: 0, failed: 0 });
-      if (status >= 200 && status < 300) perSecond[sec]!.ok++;
-      else perSecond[sec]!.failed++;
-    });
-    const kill = setTimeout(() => {
-      killedAt = (Date.now() - t0) / 1000;
-      void nats.kill(victim);
-    }, (DURATION_S * 1000) / 3);
-    const result = await finished;
-    clearTimeout(kill);
-    writing = false;
-    await writer;
-
-    const ok = result['2xx'];
-    const failed = result.non2xx + result.errors + result.timeouts;
-    const total = ok + failed;
-    // Recovery: the first second after the kill that serves ≥ 90 % of the mean before it.
-    const before = perSecond.slice(1, Math.max(2, Math.floor(killedAt)));
-    const baseline = before.reduce((a, b) => a + b.ok, 0) / Math.max(1, before.length);
-    const back = perSecond.findIndex((b, sec) => sec > killedAt && b.ok >= 0.9 * baseline);
+    const run = await loadWithKill({ url: `${gatewayUrl}/v2/models/mlp/infer`, body: BODY, connections: CONNECTIONS, durationS: DURATION_S, jobs, features, view: 'clicks', idPrefix: 'load', kill: () => void nats.kill(victim) });
+    const { ok, failed, total, result, killedAt, baseline, back, accepted, refused, unanswered } = run;
     process.stdout.write(
       [
         `nats-cluster failover: ${total} requests, ${failed} failed (${((100 * failed) / Math.max(1, total)).toFixed(3)} %: non-2xx ${result.non2xx}, errors ${result.errors}, timeouts ${result.timeouts}), ${result.requests.average.toFixed(0)} req/s average`,
         `  killed ${nats.cluster.names[victim]} (the gateway's server) at ${killedAt.toFixed(1)} s; baseline ${baseline.toFixed(0)} req/s; back to ≥ 90 % in second ${back} (${back < 0 ? 'never' : `${(back - killedAt).toFixed(1)} s after the kill`})`,
-        `  req/s by second: ${perSecond.map((b) => (b.failed ? `${b.ok}(-${b.failed})` : `${b.ok}`)).join(' ')}`,
+        `  req/s by second: ${bySecond(run)}`,
         `  jobs accepted ${accepted.jobs.length}, refused ${refused.jobs.length}; feature events accepted ${accepted.events.length}, refused ${refused.events.length}`,
         ...refused.jobs.slice(0, 3).map((r) => `    job refused: ${r}`),
         ...refused.events.slice(0, 3).map((r) => `    event refused: ${r}`),

@@ -23,7 +23,6 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
-import autocannon from 'autocannon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   Directory,
@@ -54,6 +53,7 @@ import { FeatureClient, JobClient, ModelRegistry, RegistryClient, generateFraud 
 import { mlpModel, randomRows } from '../fixtures/onnx.ts';
 import { checkpointName, openCheckpointStore } from '../../ml/training/checkpoints.ts';
 import { createHosts, netnsUnavailable, type Hosts } from '../harness/netns.ts';
+import { bySecond, loadWithKill } from '../harness/load-kill.ts';
 import { until } from '../harness/wait.ts';
 
 // Its own run (`npm run test:netns`; `.ci/run` runs it after `npm test`): it takes ~2.5 min, would
@@ -129,7 +129,12 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
       lagging = [];
       for await (const si of jsm.streams.list()) {
         const c = si.cluster;
-        if (!c?.leader || (want.has(si.config.name) && ((c.replicas ?? []).length < 2 || c.replicas!.some((x) => !x.current || x.offline)))) lagging.push(si.config.name);
+        // A replica counts when it is online and current, or online and no operation behind: a
+        // restarted follower of an idle stream (the job queue once the load stops) was seen to stay
+        // "not current" for minutes with nothing to catch up on.
+        const behind = (c?.replicas ?? []).filter((x) => x.offline || (!x.current && x.lag > 0));
+        if (!c?.leader) lagging.push(`${si.config.name} (no leader)`);
+        else if (want.has(si.config.name) && ((c.replicas ?? []).length < 2 || behind.length > 0)) lagging.push(`${si.config.name} (${behind.map((x) => `${x.name}: ${x.offline ? 'offline' : `${x.lag} behind`}`).join(', ') || 'one replica'})`);
       }
       return lagging.length === 0 ? true : undefined;
     }, 120_000, `every stream led, and ${what} with all replicas current`).catch((err: Error) => {
@@ -358,53 +363,13 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     const leaderHost = Number(/^sched-h(\d)$/.exec((await until(() => status(), 30_000, 'the scheduler status')).schedulerId)?.[1] ?? 0) - 1;
     const victim = gwIndex !== leaderHost ? gwIndex : [0, 1, 2].find((i) => i !== leaderHost && i !== gwIndex)!;
 
-    // A job and a feature event every 250 ms while the load runs.
+    // The load from outside the namespaces, a job and a feature event every 250 ms meanwhile, the kill a third of the way in.
     const jobs = await JobClient.open(client);
-    const accepted = { jobs: [] as string[], events: [] as string[] };
-    const unanswered: { eventId: string; entity: Record<string, string>; values: Record<string, number>; eventTime: number }[] = [];
-    let writing = true;
-    const writer = (async () => {
-      for (let i = 0; writing; i++) {
-        // A spec the training-job actor refuses at once: the job ends FAILED at no cost under the load.
-        await jobs.submit({}, { id: `ns-load-job-${i}`, unchecked: true }).then(() => accepted.jobs.push(`ns-load-job-${i}`), () => undefined);
-        const event = { eventId: `ns-ev-${i}`, entity: { user_id: `u${i % 7}` }, values: { n: i }, eventTime: Date.now() };
-        await features.push('clicks', event).then(() => accepted.events.push(event.eventId), () => unanswered.push(event));
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    })();
-    const DURATION_S = 15;
-    const perSecond: { ok: number; failed: number }[] = [];
-    const t0 = Date.now();
-    let killedAt = -1;
-    let done!: (r: autocannon.Result) => void;
-    const finished = new Promise<autocannon.Result>((res) => (done = res));
-    const inst = autocannon({ url: `${gatewayUrl}/v2/models/mlp/infer`, method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY, connections: 32, duration: DURATION_S, pipelining: 1 }, (err, r) => {
-      if (err) throw err;
-      done(r);
-    });
-    inst.on('response', (_c: unknown, status: number) => {
-      const sec = Math.floor((Date.now() - t0) / 1000);
-      while (perSecond.length <= sec) perSecond.push({ ok: 0, failed: 0 });
-      if (status >= 200 && status < 300) perSecond[sec]!.ok++;
-      else perSecond[sec]!.failed++;
-    });
-    const kill = setTimeout(() => {
-      killedAt = (Date.now() - t0) / 1000;
-      process.kill(servers[victim]!.pid, 'SIGKILL');
-    }, (DURATION_S * 1000) / 3);
-    const result = await finished;
-    clearTimeout(kill);
-    writing = false;
-    await writer;
-    const ok = result['2xx'];
-    const failed = result.non2xx + result.errors + result.timeouts;
-    const total = ok + failed;
-    const before = perSecond.slice(1, Math.max(2, Math.floor(killedAt)));
-    const baseline = before.reduce((a, b) => a + b.ok, 0) / Math.max(1, before.length);
-    const back = perSecond.findIndex((b, sec) => sec > killedAt && b.ok >= 0.9 * baseline);
+    const run = await loadWithKill({ url: `${gatewayUrl}/v2/models/mlp/infer`, body: BODY, jobs, features, view: 'clicks', idPrefix: 'ns-load', kill: () => process.kill(servers[victim]!.pid, 'SIGKILL') });
+    const { ok, failed, total, killedAt, baseline, back, accepted, unanswered } = run;
     process.stdout.write(
       `netns-hosts: killed shoal-${victim + 1} (${victim === gwIndex ? "the gateway's server" : `not the gateway's: it is on shoal-${gwIndex + 1}, the scheduler leader's host`}) at ${killedAt.toFixed(1)} s: ${total} requests, ${failed} failed (${((100 * failed) / Math.max(1, total)).toFixed(3)} %), baseline ${baseline.toFixed(0)} req/s, back to ≥ 90 % ${back < 0 ? 'never' : `${(back - killedAt).toFixed(1)} s after the kill`}\n` +
-        `netns-hosts:   req/s by second: ${perSecond.map((b) => (b.failed ? `${b.ok}(-${b.failed})` : `${b.ok}`)).join(' ')}; jobs accepted ${accepted.jobs.length}, events accepted ${accepted.events.length} (${unanswered.length} unanswered)\n`,
+        `netns-hosts:   req/s by second: ${bySecond(run)}; jobs accepted ${accepted.jobs.length}, events accepted ${accepted.events.length} (${unanswered.length} unanswered)\n`,
     );
     expect(killedAt).toBeGreaterThan(0);
     expect(ok).toBeGreaterThan(300); // the load really ran
