@@ -188,7 +188,8 @@ describe('training jobs (real processes)', () => {
     expect((await jobs.get('job-auc')).state).toBe('succeeded');
     const args = { jobId: 'job-auc', world: 2, datasetDigest: ds.digest, model: { type: 'logreg', features: 8, layers: [] }, batchSize: 512, seed: 7, splitSeed: 5 };
     const res = await c.actors.spawn({ type: 'trainer-worker', id: 'job-job-auc-w-1', kind: 'training', args });
-    expect(res.actors[0]!.state).toBe('running');
+    // Running, or already stopped by itself by the time the spawn was answered (never refused, never pending).
+    expect(['running', 'stopped']).toContain(res.actors[0]!.state);
     const dir = await openBucket(nc, resources().buckets.actors);
     await until(async () => {
       const e = await dir.get('job-job-auc-w-1');
