@@ -8,7 +8,7 @@
  * job type; else the job fails at once with the reason — and the actor validates its own spec
  * and drives the job. The scheduler knows nothing of what the job does.
  */
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { nuid } from '@nats-io/transport-node';
 import {
   DEFAULT_JOB_TYPE,
@@ -23,7 +23,6 @@ import {
   parseContentType,
   isJetStreamUnavailable,
   resources,
-  retrySettling,
   validate,
   whileActive,
   type JobRecord,
@@ -53,55 +52,100 @@ export interface JobQueueOptions {
 export class JobQueue {
   readonly #o: JobQueueOptions;
   #jobs!: JobStore;
-  #stop: (() => void) | undefined;
+  #stopped = false;
+  #messages: ConsumerMessages | undefined;
+  #wake: (() => void) | undefined;
   #watchdog: JobWatchdog | undefined;
 
   constructor(opts: JobQueueOptions) {
     this.#o = opts;
   }
 
+  /**
+   * Opens the job store and the watchdog, then attaches the consumer. A job queue stream that
+   * cannot answer yet (no leader just after a failover, a replica still catching up) does not
+   * keep the leader from leading: the consumer is attached in the background, again and again
+   * until it works, and the jobs submitted meanwhile wait in the stream (never lost). A consumer
+   * that ends (deleted, its stream gone) is attached again the same way.
+   */
   async start(): Promise<void> {
-    const r = resources(this.#o.prefix);
     this.#jobs = await JobStore.open(this.#o.nc, this.#o.prefix);
-    const jsm = await jetstreamManager(this.#o.nc);
-    const durable = 'scheduler';
-    // Asked again while JetStream settles after a failover (a new leader starts here).
-    await retrySettling(async () => {
-      try {
-        await jsm.consumers.info(r.streams.jobs, durable);
-      } catch (err) {
-        if (isJetStreamUnavailable(err)) throw err; // asked again; any other answer: the consumer is not there
-        await jsm.consumers.add(r.streams.jobs, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: 30_000_000_000, max_deliver: -1 });
-      }
-    }, 15_000);
-    const consumer = await retrySettling(() => jetstream(this.#o.nc).consumers.get(r.streams.jobs, durable), 15_000);
-    // Short pulls (idle heartbeats every 2.5 s): on a NATS cluster a pull waiting on a server that
-    // died is noticed and renewed within seconds, not after the 30 s default.
-    const messages = await consumer.consume({ max_messages: 16, expires: 5000 });
-    let stopped = false;
-    this.#stop = () => {
-      stopped = true;
-      void messages.close();
-    };
     this.#watchdog = new JobWatchdog({ jobs: this.#jobs, actors: this.#o.actors, log: this.#o.log, ...(this.#o.stall ? { policy: this.#o.stall } : {}) });
     await this.#watchdog.start();
-    void (async () => {
-      for await (const m of messages) {
-        try {
-          await this.#accept(m);
-          m.ack();
-        } catch (err) {
-          // Not recorded (NATS trouble): leave it unacked so it is redelivered.
-          this.#o.log.warn({ err: (err as Error).message }, 'job not recorded; will be redelivered');
-          m.nak(1000);
-        }
+    const first = await this.#attach().catch((err: Error) => {
+      this.#o.log.warn({ err: err.message }, 'job queue: the consumer could not be attached yet; leading without it and trying again (submitted jobs wait in the stream)');
+      return undefined;
+    });
+    void this.#consumeLoop(first);
+  }
+
+  /** Whether the consumer is attached (jobs submitted now are taken at once). */
+  get consuming(): boolean {
+    return this.#messages !== undefined;
+  }
+
+  /** The consumer (made if missing) and its messages. */
+  async #attach(): Promise<ConsumerMessages> {
+    const r = resources(this.#o.prefix);
+    const jsm = await jetstreamManager(this.#o.nc);
+    const durable = 'scheduler';
+    try {
+      await jsm.consumers.info(r.streams.jobs, durable);
+    } catch (err) {
+      if (isJetStreamUnavailable(err)) throw err; // asked again; any other answer: the consumer is not there
+      await jsm.consumers.add(r.streams.jobs, { durable_name: durable, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: 30_000_000_000, max_deliver: -1 });
+    }
+    const consumer = await jetstream(this.#o.nc).consumers.get(r.streams.jobs, durable);
+    // Short pulls (idle heartbeats every 2.5 s): on a NATS cluster a pull waiting on a server that
+    // died is noticed and renewed within seconds, not after the 30 s default. A deleted consumer
+    // ends the messages (by default they would wait for it for ever) so it is attached again.
+    return consumer.consume({ max_messages: 16, expires: 5000, abort_on_missing_resource: true });
+  }
+
+  async #consumeLoop(first: ConsumerMessages | undefined): Promise<void> {
+    let messages = first;
+    for (let attempt = 0; !this.#stopped; ) {
+      if (!messages) {
+        await new Promise<void>((res) => {
+          const t = setTimeout(res, Math.min(10_000, 500 * 2 ** attempt));
+          this.#wake = () => (clearTimeout(t), res());
+        });
+        if (this.#stopped) return;
+        attempt++;
+        messages = await this.#attach().catch((err: Error) => {
+          this.#o.log.warn({ err: err.message, attempt }, 'job queue: the consumer could not be attached; trying again');
+          return undefined;
+        });
+        if (!messages) continue;
+        if (this.#stopped) return void messages.close();
+        this.#o.log.info({ attempt }, 'job queue: consumer attached');
       }
-      if (!stopped) this.#o.log.error('job queue consumer ended unexpectedly; jobs wait until this scheduler restarts or another leads');
-    })();
+      attempt = 0;
+      this.#messages = messages;
+      try {
+        for await (const m of messages) {
+          try {
+            await this.#accept(m);
+            m.ack();
+          } catch (err) {
+            // Not recorded (NATS trouble): leave it unacked so it is redelivered.
+            this.#o.log.warn({ err: (err as Error).message }, 'job not recorded; will be redelivered');
+            m.nak(1000);
+          }
+        }
+      } catch (err) {
+        if (!this.#stopped) this.#o.log.warn({ err: (err as Error).message }, 'job queue: the consumer ended');
+      }
+      this.#messages = undefined;
+      messages = undefined;
+      if (!this.#stopped) this.#o.log.warn('job queue: the consumer ended; attaching it again');
+    }
   }
 
   stop(): void {
-    this.#stop?.();
+    this.#stopped = true;
+    this.#wake?.();
+    void this.#messages?.close();
     this.#watchdog?.stop();
   }
 

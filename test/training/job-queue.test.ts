@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headers } from '@nats-io/transport-node';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Errors, JobState, Role, createLogger, decode, encode, ensureResources, resources, subjects, type JobRecord, type NatsConnection, type SpawnSpec } from '../../cluster/index.ts';
 import { JobQueue } from '../../scheduler/job-queue.ts';
@@ -16,6 +16,7 @@ import { until } from '../harness/wait.ts';
 describe('job queue', () => {
   let nats: TestNats;
   let client: NatsConnection;
+  let sched: NatsConnection;
   let kv: KV;
   let queue: JobQueue;
   /** Actor ids the queue asked to spawn, in order; a second spawn of one id is refused like the real manager does. */
@@ -46,18 +47,22 @@ describe('job queue', () => {
 
   beforeAll(async () => {
     nats = await startTestNats();
-    const sched = await nats.connect(Role.SCHEDULER);
+    sched = await nats.connect(Role.SCHEDULER);
     await ensureResources(sched);
     client = await nats.connect(Role.CLIENT);
     // The records are changed here as the job's coordinator (a node) or a dying scheduler would:
     // with the scheduler's rights, which the client role does not have.
     kv = await new Kvm(sched).open(resources().buckets.jobs);
-    queue = new JobQueue({ nc: sched, subjects: subjects(), prefix: 'shoal', actors, log: createLogger({ level: 'silent', pretty: false }) });
+    queue = queueOf();
     await queue.start();
   }, 30_000);
 
+  const queueOf = () => new JobQueue({ nc: sched, subjects: subjects(), prefix: 'shoal', actors, log: createLogger({ level: 'silent', pretty: false }) });
+  const others: JobQueue[] = [];
+
   afterAll(async () => {
     queue?.stop();
+    for (const q of others) q.stop();
     await nats?.stop();
   });
 
@@ -92,5 +97,27 @@ describe('job queue', () => {
     await submit('jq-lost', 'jq-lost');
     await until(() => spawned.includes('job-jq-lost') || undefined, 10_000, 'job-jq-lost spawned');
     expect(live.has('job-jq-lost')).toBe(true);
+  });
+
+  it('a deleted consumer is attached again: a job submitted after it runs', async () => {
+    expect(queue.consuming).toBe(true);
+    await (await jetstreamManager(sched)).consumers.delete(resources().streams.jobs, 'scheduler');
+    await submit('jq-after-delete', 'jq-after-delete');
+    await until(() => spawned.includes('job-jq-after-delete') || undefined, 30_000, 'job-jq-after-delete spawned');
+    expect((await record('jq-after-delete'))?.state).toBe(JobState.QUEUED);
+  });
+
+  it('a queue whose stream cannot answer still starts (the leader leads), and takes the jobs once it can', async () => {
+    await (await jetstreamManager(sched)).streams.delete(resources().streams.jobs);
+    const late = queueOf();
+    others.push(late);
+    // start() returns without the consumer: the leader that called it goes on leading.
+    await late.start();
+    expect(late.consuming).toBe(false);
+    await ensureResources(sched);
+    await submit('jq-back', 'jq-back');
+    await until(() => spawned.includes('job-jq-back') || undefined, 30_000, 'job-jq-back spawned');
+    // Both queues attached again on their own (the first lost its consumer with the stream).
+    await until(() => (late.consuming && queue.consuming) || undefined, 30_000, 'both queues consuming');
   });
 });
