@@ -27,6 +27,8 @@ export interface NatsServerOptions {
   serverName?: string;
   /** Routes to the other servers of a cluster (see `startNatsCluster`). */
   cluster?: ClusterRoutes;
+  /** Monitoring port (`/healthz`, `/jsz`) on `host`; 0 or absent: off. */
+  httpPort?: number;
   /** How long to wait for "Server is ready". @default 15000 */
   readyTimeoutMs?: number;
   /**
@@ -102,7 +104,7 @@ export async function startNatsServer(opts: NatsServerOptions): Promise<NatsServ
   const writeConfig = () =>
     writeFileSync(
       confPath,
-      serverConfig({ host, port: port === 0 ? -1 : port, storeDir, credentials: opts.credentials, nodeIds: [...nodeIds], tenantUsers: [...tenantUsers.values()], ...(opts.prefix ? { prefix: opts.prefix } : {}), ...(opts.serverName ? { serverName: opts.serverName } : {}), ...(opts.cluster ? { cluster: opts.cluster } : {}) }),
+      serverConfig({ host, port: port === 0 ? -1 : port, storeDir, credentials: opts.credentials, nodeIds: [...nodeIds], tenantUsers: [...tenantUsers.values()], ...(opts.prefix ? { prefix: opts.prefix } : {}), ...(opts.serverName ? { serverName: opts.serverName } : {}), ...(opts.cluster ? { cluster: opts.cluster } : {}), ...(opts.httpPort ? { httpPort: opts.httpPort } : {}) }),
       { mode: 0o600 },
     );
   writeConfig();
