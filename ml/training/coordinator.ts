@@ -192,9 +192,13 @@ export class TrainingJob extends Actor<JobMsg> {
         if (await this.#train(p, run)) await this.#succeed(p, run);
       });
     } catch (err) {
-      if (isJetStreamUnavailable(err) && !this.#stale) {
+      if ((isJetStreamUnavailable(err) || Errors.TIMEOUT.is(err) || Errors.NO_RESPONDERS.is(err)) && !this.#stale) {
         // NATS trouble past every bounded retry is not the job's failure: this copy writes nothing
-        // and stops nothing; the watchdog, seeing the job silent, starts another from the checkpoint.
+        // and stops nothing; the watchdog, seeing the job silent, starts another from the checkpoint
+        // (at most `scheduler.jobMaxRestarts` times). That includes a control-plane service that
+        // did not answer: a new scheduler leader whose start kept failing on a two-server cluster
+        // served no registry for two minutes, and a job that had trained to the end failed on
+        // its registration.
         this.#abandoned = true;
         this.ctx.log.warn({ err: (err as Error).message }, 'JetStream unavailable past its retries: leaving the job to the watchdog (it resumes from the last checkpoint)');
       } else await this.#fail(err);
