@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  JobState,
   Directory,
   Role,
   connectAs,
@@ -145,6 +146,27 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     });
     return ((Date.now() - from) / 1000).toFixed(1);
   };
+  // What an operator checks before taking another server down (NATS's own advice for rolling
+  // restarts): each live server's /healthz — JetStream current with its meta leader, and every
+  // stream and consumer it holds a replica of current. Resolves with the seconds it took.
+  const healthy = async (hosts: number[], what: string) => {
+    const from = Date.now();
+    const last: string[] = [];
+    await until(async () => {
+      const answers = await Promise.all(
+        hosts.map(async (i) => {
+          const res = await fetch(`http://${net.hosts[i]!.ip}:8222/healthz`, { signal: AbortSignal.timeout(3000) }).catch((err: Error) => err);
+          if (res instanceof Error) return `shoal-${i + 1}: ${res.message}`;
+          return res.ok ? '' : `shoal-${i + 1}: ${res.status} ${(await res.text()).trim()}`;
+        }),
+      );
+      last.splice(0, last.length, ...answers.filter(Boolean));
+      return last.length === 0 ? true : undefined;
+    }, 180_000, `${what}: every server's /healthz ok`).catch((err: Error) => {
+      throw new Error(`${err.message} (last: ${last.join('; ')})\n${dumpLogs()}`);
+    });
+    return ((Date.now() - from) / 1000).toFixed(1);
+  };
   const status = () => request<SchedulerStatus>(client, s.scheduler('status'), { type: 'status' }, { timeoutMs: 3000, idempotent: true });
   // JetStream answers "temporarily unavailable" while a stream elects a new leader after a host is cut off: asked again.
   const entryOf = (actorId: string) => until(async () => ({ e: (await new Directory(await openBucket(admin, resources().buckets.actors)).get(actorId))?.entry }), 30_000, `the directory entry of ${actorId}`).then((r) => r.e);
@@ -170,6 +192,7 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
             bin: wrapper,
             serverName: `shoal-${i + 1}`,
             readyTimeoutMs: 30_000,
+            httpPort: 8222,
             cluster: { name: 'shoal', host: h.ip, port: 6222, credential: route, routes: net.hosts.map((x) => `nats-route://${x.ip}:6222`) },
           }));
         }),
@@ -324,7 +347,10 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     });
     phase(`h3's copy of ${coordinator} stopped: ${procs['node-h3']!.lines.find(stale)!.match(/"msg":"([^"]+)"/)?.[1] ?? '?'}`);
     // Checkpoints only moved forward: no copy wrote one behind another's (a stale copy saving its
-    // own step 20 after the new one saved 30 would show here), and the last is the last step.
+    // own step 20 after the new one saved 30 would show here), and the last is the last step —
+    // once the watch has delivered it: the job's end can be read before the watch (an ordered
+    // consumer, recreated after the cut) catches up (one run stopped it having seen only step 10).
+    await until(() => (ckSteps.at(-1) === trainSpec.hyper.steps ? true : undefined), 60_000, 'the checkpoint watch delivering the last step').catch(() => undefined);
     ckWatch.stop();
     process.stdout.write(`netns-hosts: checkpoints of ${jobId}, in commit order: ${ckSteps.join(', ')}\n`);
     expect(ckSteps.length).toBeGreaterThanOrEqual(2);
@@ -384,7 +410,7 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     logServer(servers[victim]!, victim);
     const all: string[] = [];
     for await (const si of (await retrySettling(() => jetstreamManager(admin), 60_000)).streams.list()) if (si.config.name !== resources().streams.jobs) all.push(si.config.name);
-    process.stdout.write(`netns-hosts: shoal-${victim + 1} back; every stream's replicas current ${await settled(all, 'every stream')} s later\n`);
+    process.stdout.write(`netns-hosts: shoal-${victim + 1} back; every stream's replicas current ${await settled(all, 'every stream')} s later; every server healthy ${await healthy([0, 1, 2], 'after the restart')} s later\n`);
     // Nothing lost: every job accepted is in the job store; every event accepted (and every one
     // whose answer was lost, sent again with its id) is in the feature log once.
     // (How many were written depends on the failover: a write whose answer waited out the kill took seconds.)
@@ -440,7 +466,17 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     // streams — checkpoints, artifacts — were seen to report a follower not current for minutes.)
     const r = resources();
     const took = await settled([r.buckets.leases, r.buckets.nodes, r.buckets.actors, r.buckets.jobs].map((b) => `KV_${b}`), "the takeover's buckets");
-    process.stdout.write(`netns-hosts: every stream led and the takeover's streams current ${took} s after the test before\n`);
+    process.stdout.write(`netns-hosts: every stream led and the takeover's streams current ${took} s after the test before; every server healthy ${await healthy([0, 1, 2], 'before the kill')} s later\n`);
+    // The job queue (left out of the wait above: its followers were seen to report a lag for
+    // minutes): its stream's and its consumer's replicas as they stand before the kill.
+    const jobQueueState = async () => {
+      const st = await jsm.streams.info(r.streams.jobs).catch((err: Error) => err.message);
+      const co = await jsm.consumers.info(r.streams.jobs, 'scheduler').catch((err: Error) => err.message);
+      const fmt = (c: { leader?: string; replicas?: { name: string; current: boolean; offline?: boolean; lag?: number }[] } | undefined) =>
+        `leader ${c?.leader ?? 'none'}; ${(c?.replicas ?? []).map((x) => `${x.name} ${x.offline ? 'offline' : x.current ? 'current' : `${x.lag ?? '?'} behind`}`).join(', ')}`;
+      return `stream: ${typeof st === 'string' ? st : fmt(st.cluster)} | consumer: ${typeof co === 'string' ? co : fmt(co.cluster)}`;
+    };
+    process.stdout.write(`netns-hosts: the job queue before the kill: ${await jobQueueState()}\n`);
     // Whoever holds it now (the settling above may have moved it): two reads in a row by the same
     // holder, the second a newer revision, name the leader that is renewing.
     let prev: { holder: string; seq: number } | undefined = first;
@@ -460,6 +496,12 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
     for (const name of [`scheduler-h${h}`, `node-h${h}`]) procs[name]!.process.kill('SIGKILL');
     process.kill(servers[h - 1]!.pid, 'SIGKILL');
     net.hosts[h - 1]!.partition();
+    // Pending work continues: a job submitted as the leader dies (its stream may be electing too:
+    // submitted again until the stream takes it; the same id is a no-op) is taken by the new
+    // leader and runs to the end.
+    const jobClient = await JobClient.open(client);
+    const pendingJob = 'netns-at-kill';
+    const submitted = until(() => jobClient.submit({ ...trainSpec, hyper: { ...trainSpec.hyper, steps: 20 } }, { id: pendingJob }).catch(() => undefined), 60_000, `${pendingJob} submitted`);
     const standbyLines = () => procs[`scheduler-h${3 - h}`]!.lines.filter((l) => /lease|lead|NATS|reconnect|disconnect/i.test(l)).slice(-20).join('\n');
     const taken = await until(async () => {
       const l = await lease().catch(() => undefined);
@@ -493,7 +535,7 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
       // The standby's own account of those seconds (its lease steps, its connection), from the kill on.
       const timeline = procs[`scheduler-h${3 - h}`]!.lines.flatMap((l) => {
         const m = /"time":(\d+)/.exec(l);
-        return m && Number(m[1]) >= killedAt - 2000 && /lease|lead|NATS|reconnect|disconnect/i.test(l) ? [`  +${((Number(m[1]) - killedAt) / 1000).toFixed(1)} s ${l.replace(/"(level|time|pid|role|id)":[^,]*,/g, '')}`] : [];
+        return m && Number(m[1]) >= killedAt - 2000 && /lease|lead|NATS|reconnect|disconnect|declared dead|"level":(40|50|60)/i.test(l) ? [`  +${((Number(m[1]) - killedAt) / 1000).toFixed(1)} s ${l.replace(/"(level|time|pid|role|id)":[^,]*,/g, '')}`] : [];
       });
       process.stdout.write(`netns-hosts: ${standby} after the kill (last renewal at +${((lastOld.at - killedAt) / 1000).toFixed(1)} s):\n${timeline.slice(0, 30).join('\n')}\n`);
       // Safety, whatever the machine's load: never two leaders — the standby waited out the lease.
@@ -505,12 +547,47 @@ describe.skipIf(!!unavailable)('three hosts in network namespaces', () => {
       const x = await status().catch((err: Error) => void (seen = err.message));
       if (x) seen = `${x.schedulerId}: ${x.nodes.map((n) => `${n.nodeId} ${n.alive ? 'alive' : 'dead'}`).join(', ')}`;
       return x?.schedulerId === standby && x.nodes.filter((n) => n.alive).length === 2 ? x : undefined;
-    }, 60_000, `${standby} answering with two live nodes`).catch((err: Error) => {
+    }, 240_000, `${standby} answering with two live nodes`).catch((err: Error) => {
       const lines = procs[`scheduler-h${3 - h}`]!.lines.filter((l) => /"level":(40|50|60)|lease|lead/.test(l)).slice(-25).join('\n');
       throw new Error(`${err.message} (last: ${seen})\n--- ${standby}\n${lines}\n${dumpLogs()}`);
     });
     expect(st.nodes.filter((n) => n.alive).map((n) => n.nodeId).sort()).toEqual(survivors);
     const res = await request<SpawnResult>(client, s.scheduler('actors'), { type: 'spawn', spec: { type: 'echo', id: 'after-failover' } }, { timeoutMs: 20_000 });
     expect(survivors).toContain(res.actors[0]!.nodeId);
-  }, 240_000);
+    // The job queue's consumer (the new leader attaches it in the background): when it answers.
+    const jq = await until(() => jsm.consumers.info(r.streams.jobs, 'scheduler').catch(() => undefined), 120_000, "the job queue's consumer answering").catch(() => undefined);
+    process.stdout.write(`netns-hosts: the job queue's consumer ${jq ? `answered ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill` : 'did not answer within 120 s of the placement'}: ${await jobQueueState()}\n`);
+    // When the survivors elected a JetStream meta leader (consumers, stream info and the job
+    // queue's consumer need one; KV reads and writes do not), from the servers' own logs.
+    const meta = serverLogs.flatMap((lines, i) =>
+      lines.flatMap((l) => {
+        const m = /(\d{4})\/(\d\d)\/(\d\d) (\d\d:\d\d:\d\d\.\d+) \[\w+\] (.*metadata leader.*)$/.exec(l);
+        const at = m ? Date.parse(`${m[1]}-${m[2]}-${m[3]}T${m[4]!.slice(0, 12)}Z`) : NaN;
+        return m && at >= killedAt - 1000 ? [`  +${((at - killedAt) / 1000).toFixed(1)} s shoal-${i + 1}: ${m[5]}`] : [];
+      }),
+    );
+    process.stdout.write(`netns-hosts: the JetStream meta leader after the kill:\n${meta.join('\n') || '  (no server logged one)'}\n`);
+    await submitted;
+    const since = (l: string) => `+${((Number(/"time":(\d+)/.exec(l)?.[1] ?? killedAt) - killedAt) / 1000).toFixed(1)} s`;
+    const told = () =>
+      Object.entries(procs)
+        .flatMap(([name, p]) => p.lines.filter((l) => l.includes(pendingJob)).map((l) => `  ${since(l)} ${name} ${l.replace(/"(level|time|pid|role|id)":[^,]*,/g, '').slice(0, 240)}`))
+        .sort((a, b) => parseFloat(a.slice(3)) - parseFloat(b.slice(3)))
+        .slice(0, 40)
+        .join('\n');
+    // Taken by the new leader's queue (recorded: the job store has it), and never failed by the
+    // failover. How long it takes is printed, not bounded tightly: on the two servers left, on
+    // this machine, worker starts time out reading their shards and the job's end can stall
+    // until the watchdog restarts its coordinator from the checkpoint (102–122 s after the kill
+    // in the runs that were followed to the end; README, the NATS cluster's known gaps).
+    const accepted = await until(() => jobClient.get(pendingJob).catch(() => undefined), 120_000, `${pendingJob} recorded by the new leader`).catch((err: Error) => {
+      throw new Error(`${err.message}\n${told()}`);
+    });
+    expect(accepted.state).not.toBe(JobState.FAILED);
+    const ran = await jobClient.follow(pendingJob, () => undefined, 240_000).catch(async () => jobClient.get(pendingJob).catch(() => accepted));
+    process.stdout.write(`netns-hosts: ${pendingJob}, submitted at the kill: ${ran.state} ${((ran.updatedAt - killedAt) / 1000).toFixed(1)} s after the kill (${ran.reason ?? 'no reason'}); what the processes said of it:\n${told()}\n`);
+    expect(ran.state, ran.reason).not.toBe(JobState.FAILED);
+    const standbyAfter = procs[`scheduler-h${3 - h}`]!.lines.filter((l) => Number(/"time":(\d+)/.exec(l)?.[1] ?? 0) >= killedAt && /"level":(40|50|60)|declared dead|became leader|leading|attached/.test(l));
+    process.stdout.write(`netns-hosts: ${standby}'s warnings and leadership steps after the kill:\n${standbyAfter.slice(0, 40).map((l) => `  ${since(l)} ${l.replace(/"(level|time|pid|role|id)":[^,]*,/g, '').replace(/"stack":"[^"]*",?/g, '').slice(0, 260)}`).join('\n')}\n`);
+  }, 900_000);
 });
