@@ -122,6 +122,7 @@ export class JobQueue {
       }
       attempt = 0;
       this.#messages = messages;
+      let why = 'its messages ended';
       try {
         for await (const m of messages) {
           try {
@@ -134,11 +135,11 @@ export class JobQueue {
           }
         }
       } catch (err) {
-        if (!this.#stopped) this.#o.log.warn({ err: (err as Error).message }, 'job queue: the consumer ended');
+        why = (err as Error).message;
       }
       this.#messages = undefined;
       messages = undefined;
-      if (!this.#stopped) this.#o.log.warn('job queue: the consumer ended; attaching it again');
+      if (!this.#stopped) this.#o.log.warn({ err: why }, 'job queue: the consumer ended; attaching it again');
     }
   }
 
